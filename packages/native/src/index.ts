@@ -1,0 +1,7 @@
+// @mist/native: the C++ addon's typed face.
+import { loadAddon } from './addon';
+
+/** Version string compiled into the native addon. */
+export function version(): string {
+  return loadAddon().version();
+}

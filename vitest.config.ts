@@ -1,0 +1,32 @@
+// Shared vitest configuration: every workspace runs `vitest run --config ../../vitest.config.ts`.
+// Tests import sibling packages from their TypeScript sources (no build needed for unit tests) and
+// every run writes a JSON report under .test-results/ so .ci/run can print the total counts.
+import { defineConfig } from 'vitest/config';
+import * as path from 'node:path';
+import * as fs from 'node:fs';
+
+const repoRoot = __dirname;
+const cwd = process.cwd();
+const packageName = JSON.parse(fs.readFileSync(path.join(cwd, 'package.json'), 'utf8')).name as string;
+
+const alias: Record<string, string> = {};
+for (const dir of ['packages', 'apps']) {
+  for (const entry of fs.readdirSync(path.join(repoRoot, dir))) {
+    const pj = path.join(repoRoot, dir, entry, 'package.json');
+    if (!fs.existsSync(pj)) continue;
+    const name = JSON.parse(fs.readFileSync(pj, 'utf8')).name as string;
+    alias[name] = path.join(repoRoot, dir, entry, 'src/index.ts');
+  }
+}
+
+export default defineConfig({
+  resolve: { alias },
+  test: {
+    root: cwd,
+    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    reporters: ['default', 'json'],
+    outputFile: { json: path.join(repoRoot, '.test-results', `${packageName.replace(/[@/]/g, '_')}.json`) },
+  },
+});
