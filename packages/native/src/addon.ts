@@ -1,16 +1,12 @@
-// Loads the compiled addon once (node-gyp output, found by `bindings`).
+// Loads the compiled addon once (node-gyp output, found by `bindings`). Each part of the addon
+// (collectives, kernels) declares the interface of the functions it adds and asks for it here.
 import bindings from 'bindings';
 
-/** What the compiled addon exports; each part of the addon adds its own functions here. */
-export interface NativeAddon {
-  version(): string;
-}
+let cached: object | undefined;
 
-let cached: NativeAddon | undefined;
-
-export function loadAddon(): NativeAddon {
+export function loadAddon<T extends object = { version(): string }>(): T {
   if (!cached) {
-    cached = bindings({ bindings: 'mist_native', module_root: `${__dirname}/..` }) as NativeAddon;
+    cached = bindings({ bindings: 'mist_native', module_root: `${__dirname}/..` }) as object;
   }
-  return cached;
+  return cached as T;
 }

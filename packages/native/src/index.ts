@@ -3,5 +3,5 @@ import { loadAddon } from './addon';
 
 /** Version string compiled into the native addon. */
 export function version(): string {
-  return loadAddon().version();
+  return loadAddon<{ version(): string }>().version();
 }
