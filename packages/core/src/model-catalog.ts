@@ -1,0 +1,80 @@
+// Built-in model catalog.
+// GPT-3 sizes follow Megatron-LM's configurations (Narayanan et al. 2021, Table 1; Mist, EuroSys'25,
+// Table 3): vocabulary padded to 50304, 128-wide heads, ffn = 4h, learned positions, tied embeddings.
+// Llama-2/3 from the Hugging Face configs of meta-llama (Touvron et al. 2023; Llama 3 model card).
+// Falcon from tiiuae's configs (Almazrouei et al. 2023).
+import { type ModelSpec, type ModelSpecInput, parseModelSpec } from './model';
+import { SpecError } from './validation';
+
+function gpt3(name: string, layers: number, hidden: number, heads: number): ModelSpecInput {
+  return {
+    name, family: 'gpt', layers, hidden, heads, kvHeads: heads, ffnHidden: 4 * hidden, vocab: 50304,
+    maxSeq: 2048, norm: 'layernorm', activation: 'gelu', positional: 'learned', tiedEmbeddings: true, bias: true,
+  };
+}
+
+function llama(
+  name: string, layers: number, hidden: number, heads: number, kvHeads: number, ffnHidden: number,
+  vocab: number, maxSeq: number,
+): ModelSpecInput {
+  return {
+    name, family: 'llama', layers, hidden, heads, kvHeads, ffnHidden, vocab, maxSeq, norm: 'rmsnorm',
+    activation: 'swiglu', positional: 'rope', tiedEmbeddings: false, bias: false,
+  };
+}
+
+const CATALOG_INPUTS: ModelSpecInput[] = [
+  gpt3('gpt3-1.3b', 24, 2048, 16),
+  gpt3('gpt3-2.7b', 32, 2560, 32),
+  gpt3('gpt3-6.7b', 32, 4096, 32),
+  gpt3('gpt3-13b', 40, 5120, 40),
+  gpt3('gpt3-22b', 48, 6144, 48),
+  // Megatron-LM's 39.1B configuration (Narayanan et al. 2021, Table 1).
+  gpt3('gpt3-40b', 48, 8192, 64),
+  gpt3('gpt3-175b', 96, 12288, 96),
+  llama('llama2-7b', 32, 4096, 32, 32, 11008, 32000, 4096),
+  llama('llama2-13b', 40, 5120, 40, 40, 13824, 32000, 4096),
+  llama('llama2-70b', 80, 8192, 64, 8, 28672, 32000, 4096),
+  llama('llama3-8b', 32, 4096, 32, 8, 14336, 128256, 8192),
+  llama('llama3-70b', 80, 8192, 64, 8, 28672, 128256, 8192),
+  {
+    name: 'falcon-7b', family: 'falcon', layers: 32, hidden: 4544, heads: 71, kvHeads: 1, ffnHidden: 18176,
+    vocab: 65024, maxSeq: 2048, norm: 'layernorm', activation: 'gelu', positional: 'rope', tiedEmbeddings: true,
+    bias: false, parallelAttention: true,
+  },
+  {
+    name: 'falcon-40b', family: 'falcon', layers: 60, hidden: 8192, heads: 128, kvHeads: 8, ffnHidden: 32768,
+    vocab: 65024, maxSeq: 2048, norm: 'layernorm', activation: 'gelu', positional: 'rope', tiedEmbeddings: true,
+    bias: false, parallelAttention: true, parallelAttentionTwoNorms: true,
+  },
+  // Tiny models for tests and the CPU demo: byte-level vocabulary (256 tokens).
+  {
+    name: 'gpt-tiny', family: 'gpt', layers: 4, hidden: 64, heads: 4, kvHeads: 4, ffnHidden: 256, vocab: 256,
+    maxSeq: 64, norm: 'layernorm', activation: 'gelu', positional: 'learned', tiedEmbeddings: true, bias: true,
+  },
+  {
+    name: 'llama-tiny', family: 'llama', layers: 4, hidden: 64, heads: 4, kvHeads: 2, ffnHidden: 176, vocab: 256,
+    maxSeq: 64, norm: 'rmsnorm', activation: 'swiglu', positional: 'rope', tiedEmbeddings: false, bias: false,
+  },
+];
+
+const CATALOG: ReadonlyMap<string, ModelSpec> = new Map(
+  CATALOG_INPUTS.map((m) => [m.name, parseModelSpec(m)] as const),
+);
+
+export function modelCatalog(): ModelSpec[] {
+  return [...CATALOG.values()];
+}
+
+export function modelNames(): string[] {
+  return [...CATALOG.keys()];
+}
+
+/** Looks a model up by its catalog name; throws a SpecError listing the names when unknown. */
+export function getModel(name: string): ModelSpec {
+  const model = CATALOG.get(name);
+  if (!model) {
+    throw new SpecError('model', [{ field: 'model', value: name, message: `allowed: ${modelNames().join(', ')}` }]);
+  }
+  return model;
+}

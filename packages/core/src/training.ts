@@ -1,0 +1,36 @@
+// TrainingSpec: what is trained, independent of how it is parallelised.
+import { z } from 'zod';
+import { parseSpec } from './validation';
+
+export const DTYPES = ['fp32', 'fp16', 'bf16'] as const;
+export type Dtype = (typeof DTYPES)[number];
+
+export const TrainingSpecSchema = z.strictObject({
+  globalBatch: z.number().int().positive(),
+  seqLen: z.number().int().positive(),
+  /** Dtype of the weights and gradients used in compute (master weights stay fp32 for Adam). */
+  paramDtype: z.enum(DTYPES).default('fp16'),
+  computeDtype: z.enum(DTYPES).default('fp16'),
+  optimizer: z.enum(['adamw']).default('adamw'),
+  flashAttention: z.boolean().default(true),
+});
+export type TrainingSpec = z.output<typeof TrainingSpecSchema>;
+export type TrainingSpecInput = z.input<typeof TrainingSpecSchema>;
+
+export function parseTrainingSpec(data: unknown): TrainingSpec {
+  return parseSpec(TrainingSpecSchema, data, 'training spec');
+}
+
+export function dtypeBytes(d: Dtype): number {
+  return d === 'fp32' ? 4 : 2;
+}
+
+/**
+ * Bytes of model state per parameter: weights + gradients in paramDtype, and AdamW's fp32 master
+ * weights, momentum and variance (12 bytes) in mixed precision — 2+2+12 = 16 (Rajbhandari et al. 2020).
+ * In pure fp32 the weights are the master copy: 4 + 4 + 8 = 16 as well.
+ */
+export function modelStateBytesPerParam(t: TrainingSpec): { weights: number; grads: number; optim: number } {
+  const w = dtypeBytes(t.paramDtype);
+  return { weights: w, grads: w, optim: t.paramDtype === 'fp32' ? 8 : 12 };
+}
