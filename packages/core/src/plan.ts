@@ -34,7 +34,7 @@ export const StageStrategySchema = z.strictObject({
   tp: z.number().int().positive(),
   sequenceParallel: z.boolean(),
   ckptLayers: z.number().int().nonnegative(),
-  zero: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)]),
+  zero: z.literal([0, 1, 2, 3]),
   offload: OffloadSchema,
 });
 export type StageStrategy = z.output<typeof StageStrategySchema>;
@@ -132,11 +132,37 @@ export function planRuleIssues(plan: Plan, ctx: { model?: ModelSpec; cluster?: C
   return issues;
 }
 
-/** All problems of a plan document: schema problems first, then (if the shape is right) cross-field rules. */
+// The same shape with no range checks, so that the cross-field rules can still be checked (and
+// reported together) when some values are out of range.
+const LenientPlanSchema = z.object({
+  seqLen: z.number(),
+  globalBatch: z.number(),
+  gradAccumSteps: z.number(),
+  model: z.string(),
+  stages: z.array(
+    z.object({
+      layers: z.tuple([z.number(), z.number()]),
+      mesh: z.object({ nodes: z.number(), gpusPerNode: z.number() }),
+      microBatchSize: z.number(),
+      dp: z.number(),
+      tp: z.number(),
+      ckptLayers: z.number(),
+    }),
+  ).min(1),
+});
+
+/** All problems of a plan document: schema problems, then every cross-field rule that can be checked. */
 export function planIssues(data: unknown, ctx: { model?: ModelSpec; cluster?: ClusterSpec } = {}): SpecIssue[] {
   const res = PlanSchema.safeParse(data);
-  if (!res.success) return zodIssues(res.error, data);
-  return planRuleIssues(res.data, ctx);
+  if (res.success) return planRuleIssues(res.data, ctx);
+  const issues = zodIssues(res.error, data);
+  const lenient = LenientPlanSchema.safeParse(data);
+  if (lenient.success) {
+    for (const rule of planRuleIssues(lenient.data as unknown as Plan, ctx)) {
+      if (!issues.some((i) => i.field === rule.field && i.message === rule.message)) issues.push(rule);
+    }
+  }
+  return issues;
 }
 
 /** Parses and validates a plan; throws a SpecError listing every broken rule. */

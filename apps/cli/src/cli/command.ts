@@ -1,0 +1,72 @@
+// The shape of one `mist` sub-command. Each command lives in src/commands/<name>.ts and is
+// listed in src/commands/index.ts.
+import type { ParseArgsConfig } from 'node:util';
+
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  /** True when stderr is a terminal (progress bars redraw in place). */
+  isTTY: boolean;
+}
+
+export type OptionSpec = NonNullable<ParseArgsConfig['options']>[string] & { description: string; valueName?: string };
+
+export type ParsedValues = Record<string, string | boolean | string[] | boolean[] | undefined>;
+
+export interface Command {
+  name: string;
+  summary: string;
+  /** e.g. `mist validate PLAN.json [--model M] [--json]` */
+  usage: string;
+  /** Working examples shown by --help. */
+  examples: string[];
+  options: Record<string, OptionSpec>;
+  /** Positional arguments allowed (default: none). */
+  positionals?: { min: number; max: number; names: string };
+  run(values: ParsedValues, positionals: string[], io: CliIo): Promise<number>;
+}
+
+/** Thrown for a bad command line; printed with the command's usage, exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export function stringOpt(values: ParsedValues, name: string): string | undefined {
+  const v = values[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function requireString(values: ParsedValues, name: string): string {
+  const v = stringOpt(values, name);
+  if (v === undefined) throw new UsageError(`--${name} is required`);
+  return v;
+}
+
+/** Reads a positive integer option; names the flag and the bad value on error. */
+export function intOpt(values: ParsedValues, name: string, fallback?: number): number | undefined {
+  const v = stringOpt(values, name);
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${name}: got "${v}"; expected a positive integer`);
+  return n;
+}
+
+export function numberOpt(values: ParsedValues, name: string, fallback?: number): number | undefined {
+  const v = stringOpt(values, name);
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new UsageError(`--${name}: got "${v}"; expected a number`);
+  return n;
+}
+
+export function boolOpt(values: ParsedValues, name: string): boolean {
+  return values[name] === true;
+}
+
+/** The --json flag every listing command has. */
+export const JSON_OPTION: Record<string, OptionSpec> = {
+  json: { type: 'boolean', description: 'print machine-readable JSON on stdout' },
+};

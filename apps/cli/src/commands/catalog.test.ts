@@ -1,0 +1,54 @@
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../test/run-cli';
+
+const examples = path.resolve(__dirname, '../../../../examples/plans');
+
+describe('mist models / gpus', () => {
+  it('lists the catalog as a table and as JSON', async () => {
+    const table = await runCli(['models']);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/gpt3-175b\s+gpt\s+174\.\d+B/);
+    const json = await runCli(['models', '--json']);
+    const models = JSON.parse(json.stdout) as Array<{ name: string; params: number }>;
+    expect(models.find((m) => m.name === 'llama2-70b')?.params).toBeGreaterThan(68e9);
+  });
+
+  it('lists GPUs', async () => {
+    const res = await runCli(['gpus', '--json']);
+    expect(JSON.parse(res.stdout).map((g: { name: string }) => g.name)).toContain('h100-sxm');
+  });
+
+  it('shows help with an example and refuses unknown flags with exit 2', async () => {
+    const help = await runCli(['models', '--help']);
+    expect(help.stdout).toMatch(/Examples:\n  mist models/);
+    const bad = await runCli(['models', '--frobnicate']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/frobnicate/);
+  });
+});
+
+describe('mist validate', () => {
+  it('accepts a good plan', async () => {
+    const res = await runCli(['validate', path.join(examples, 'gpt3-1.3b-1x2-l4.json')]);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toMatch(/valid plan/);
+  });
+
+  it('prints every broken rule by field and exits 2', async () => {
+    const res = await runCli(['validate', path.join(examples, 'broken.json')]);
+    expect(res.code).toBe(2);
+    for (const field of ['stages[0].zero', 'stages[0].dp', 'stages[0].tp', 'stages[1].layers', 'seqLen']) {
+      expect(res.stderr).toContain(`  - ${field}: got`);
+    }
+    const json = await runCli(['validate', path.join(examples, 'broken.json'), '--json']);
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.stdout).valid).toBe(false);
+  });
+
+  it('names an unreadable file', async () => {
+    const res = await runCli(['validate', '/nonexistent/plan.json']);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/path: got "\/nonexistent\/plan.json"; cannot be read/);
+  });
+});

@@ -1,0 +1,4 @@
+// Every `mist` sub-command, one export per line (main.ts lists them all, sorted by name).
+export { modelsCommand } from './models';
+export { gpusCommand } from './gpus';
+export { validateCommand } from './validate';

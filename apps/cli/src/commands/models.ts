@@ -1,0 +1,41 @@
+// `mist models`: the built-in model catalog (or one model file) with parameter counts.
+import { formatCount, loadModel, modelCatalog, type ModelSpec, totalParams } from '@mist/core';
+import { type Command, JSON_OPTION, stringOpt } from '../cli/command';
+import { renderTable } from '../cli/table';
+
+export const modelsCommand: Command = {
+  name: 'models',
+  summary: 'list the built-in models (or describe a model file) with their parameter counts',
+  usage: 'mist models [--model NAME|FILE] [--json]',
+  examples: ['mist models', 'mist models --json', 'mist models --model ./config.json'],
+  options: {
+    model: { type: 'string', valueName: 'NAME|FILE', description: 'show one model: a catalog name, our JSON/YAML file or a Hugging Face config.json' },
+    ...JSON_OPTION,
+  },
+  async run(values, _positionals, io) {
+    const one = stringOpt(values, 'model');
+    const models: ModelSpec[] = one ? [loadModel(one)] : modelCatalog();
+    if (values.json) {
+      io.stdout(JSON.stringify(models.map((m) => ({ ...m, params: totalParams(m) })), null, 2) + '\n');
+      return 0;
+    }
+    io.stdout(
+      renderTable(models, [
+        { header: 'name', value: (m) => m.name },
+        { header: 'family', value: (m) => m.family },
+        { header: 'params', value: (m) => formatCount(totalParams(m)), align: 'right' },
+        { header: 'layers', value: (m) => m.layers },
+        { header: 'hidden', value: (m) => m.hidden },
+        { header: 'heads', value: (m) => m.heads },
+        { header: 'kvHeads', value: (m) => m.kvHeads },
+        { header: 'ffn', value: (m) => m.ffnHidden },
+        { header: 'vocab', value: (m) => m.vocab },
+        { header: 'maxSeq', value: (m) => m.maxSeq },
+        { header: 'norm', value: (m) => m.norm },
+        { header: 'act', value: (m) => m.activation },
+        { header: 'pos', value: (m) => m.positional },
+      ]),
+    );
+    return 0;
+  },
+};
