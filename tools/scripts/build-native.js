@@ -1,14 +1,17 @@
 #!/usr/bin/env node
-// Builds packages/native's addon with node-gyp against the local Node headers (never downloads).
-// Skips the build when the addon is newer than every source file, so `npm test` stays fast.
+// Builds the native modules with node-gyp against the local Node headers (never downloads):
+//  - packages/native (our addon), rebuilt when any of its sources is newer than the addon;
+//  - better-sqlite3 (the coordinator's state store), built from its bundled SQLite sources when its
+//    addon is missing — npm 11 does not run dependencies' install scripts, so we build it ourselves.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 
-const nativeDir = path.resolve(__dirname, '../../packages/native');
-const addon = path.join(nativeDir, 'build/Release/mist_native.node');
+const root = path.resolve(__dirname, '../..');
 const nodedir = process.env.MIST_NODEDIR || path.resolve(process.execPath, '../..');
+const force = process.argv.includes('--force');
 
 function newestSource(dir) {
   let newest = 0;
@@ -20,17 +23,36 @@ function newestSource(dir) {
   return newest;
 }
 
+function gypRebuild(dir, label) {
+  if (!fs.existsSync(path.join(nodedir, 'include/node/node_api.h'))) {
+    console.error(`[mist] Node headers not found under ${nodedir}/include/node; set MIST_NODEDIR to the directory that holds include/node`);
+    process.exit(1);
+  }
+  const gyp = require.resolve('node-gyp/bin/node-gyp.js', { paths: [root] });
+  const jobs = String(Math.max(1, os.availableParallelism ? os.availableParallelism() : 2));
+  console.log(`[mist] building ${label} (node-gyp, --nodedir=${nodedir}, -j ${jobs})`);
+  const res = spawnSync(process.execPath, [gyp, 'rebuild', `--nodedir=${nodedir}`, '--release', '-j', jobs], {
+    cwd: dir,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  if (res.status !== 0) process.exit(res.status ?? 1);
+}
+
+// Our addon.
+const nativeDir = path.join(root, 'packages/native');
+const addon = path.join(nativeDir, 'build/Release/mist_native.node');
 const sourceTime = Math.max(newestSource(path.join(nativeDir, 'src')), fs.statSync(path.join(nativeDir, 'binding.gyp')).mtimeMs);
-if (fs.existsSync(addon) && fs.statSync(addon).mtimeMs >= sourceTime && !process.argv.includes('--force')) {
-  console.log('[mist] native addon is up to date');
-  process.exit(0);
+if (!force && fs.existsSync(addon) && fs.statSync(addon).mtimeMs >= sourceTime) console.log('[mist] native addon is up to date');
+else gypRebuild(nativeDir, 'the mist_native addon');
+
+// better-sqlite3 (skipped when it is not installed, e.g. a subset install).
+let sqliteDir;
+try {
+  sqliteDir = path.dirname(require.resolve('better-sqlite3/package.json', { paths: [path.join(root, 'packages/coordinator'), root] }));
+} catch {
+  sqliteDir = undefined;
 }
-if (!fs.existsSync(path.join(nodedir, 'include/node/node_api.h'))) {
-  console.error(`[mist] Node headers not found under ${nodedir}/include/node; set MIST_NODEDIR to the directory that holds include/node`);
-  process.exit(1);
+if (sqliteDir) {
+  if (!force && fs.existsSync(path.join(sqliteDir, 'build/Release/better_sqlite3.node'))) console.log('[mist] better-sqlite3 is built');
+  else gypRebuild(sqliteDir, 'better-sqlite3 from its bundled SQLite sources (about a minute)');
 }
-const gyp = require.resolve('node-gyp/bin/node-gyp.js');
-const jobs = String(Math.max(1, require('node:os').availableParallelism?.() ?? 2));
-console.log(`[mist] building native addon (node-gyp, --nodedir=${nodedir}, -j ${jobs})`);
-const res = spawnSync(process.execPath, [gyp, 'rebuild', `--nodedir=${nodedir}`, '--release', '-j', jobs], { cwd: nativeDir, stdio: 'inherit' });
-process.exit(res.status ?? 1);
