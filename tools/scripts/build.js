@@ -11,5 +11,7 @@ function run(args) {
   if (res.status !== 0) process.exit(res.status ?? 1);
 }
 run([path.join(__dirname, 'build-native.js')]);
+// @mist/rpc's TypeScript types are generated from protos/ (gitignored) before tsc sees them.
+run([path.join(root, 'packages/rpc/scripts/gen.js')]);
 run([require.resolve('typescript/bin/tsc', { paths: [root] }), '-b', 'tsconfig.build.json']);
 console.log('[mist] build complete');

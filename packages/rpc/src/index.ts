@@ -1,1 +1,10 @@
-export {};
+// @mist/rpc: the gRPC contracts of protos/mist/v1 as TypeScript types, typed server and client
+// helpers, and the shared-token (+ optional mutual TLS) authentication every service uses.
+export * from './generated';
+export * from './paths';
+export * from './services';
+export * from './auth';
+export * from './tls';
+export * from './server';
+export * from './client';
+export * from './errors';
