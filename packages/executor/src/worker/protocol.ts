@@ -1,0 +1,63 @@
+// The messages between an executor worker process and the process that started it (the agent, or
+// a test/CLI launcher), over Node's child-process IPC channel. One worker = one rank = one device.
+import type { ModelSpec, Plan, TrainingSpec } from '@mist/core';
+
+export interface RunOptions {
+  steps: number;
+  seed: number;
+  lr: number;
+  /** `corpus` = the shipped byte-level text corpus; `synthetic` = a deterministic synthetic stream. */
+  data: 'corpus' | 'synthetic';
+  /** Directory of sharded checkpoints (omit to never save). */
+  checkpointDir?: string;
+  /** Save every N steps (0 = only at the end) when checkpointDir is set. */
+  checkpointEvery?: number;
+  /** Resume from the newest complete checkpoint in checkpointDir. */
+  resume?: boolean;
+  /** Report metrics every N steps (default 1). */
+  metricsEvery?: number;
+}
+
+export type WorkerRendezvous =
+  | { kind: 'cpu'; peers: string[] }
+  | { kind: 'nccl'; uniqueId?: number[]; rootAddress?: string };
+
+export interface WorkerAssignment {
+  jobId: string;
+  attempt: number;
+  rank: number;
+  worldSize: number;
+  plan: Plan;
+  model: ModelSpec;
+  training: TrainingSpec;
+  run: RunOptions;
+  backend: 'cpu' | 'nccl';
+  rendezvous: WorkerRendezvous;
+  /** Device ordinal on this host (CUDA device for NCCL; a label for CPU devices). */
+  deviceIndex: number;
+  /** Collective timeout (default 30 s). */
+  timeoutMs?: number;
+}
+
+export type ParentToWorker = { type: 'start'; assignment: WorkerAssignment } | { type: 'stop'; reason: string };
+
+export interface StepMetrics {
+  step: number;
+  /** Loss of the step (reported by last-stage ranks; null on other stages). */
+  loss: number | null;
+  stepTimeS: number;
+  tokensPerS: number;
+  /** Seconds spent computing vs. waiting on communication during the step. */
+  computeS: number;
+  waitS: number;
+  /** Peak bytes of each memory pool measured by the executor's allocator. */
+  peakBytes: Record<string, number>;
+}
+
+export type WorkerToParent =
+  | { type: 'ready'; rank: number; pid: number }
+  | { type: 'metrics'; rank: number; metrics: StepMetrics }
+  | { type: 'log'; rank: number; level: 'info' | 'warn' | 'error'; text: string }
+  | { type: 'checkpoint'; rank: number; step: number; dir: string }
+  | { type: 'done'; rank: number; steps: number; finalLoss: number | null }
+  | { type: 'failed'; rank: number; error: string };
