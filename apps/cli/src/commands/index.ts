@@ -2,3 +2,4 @@
 export { modelsCommand } from './models';
 export { gpusCommand } from './gpus';
 export { validateCommand } from './validate';
+export { analyzeCommand } from './analyze';

@@ -1,0 +1,70 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../test/run-cli';
+
+const examples = path.resolve(__dirname, '../../../../examples/plans');
+const small = path.join(examples, 'gpt3-1.3b-1x2-l4.json');
+
+function tempPlan(mutate: (p: Record<string, unknown> & { stages: Record<string, unknown>[] }) => void): string {
+  const plan = JSON.parse(fs.readFileSync(small, 'utf8'));
+  mutate(plan);
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mist-analyze-')), 'plan.json');
+  fs.writeFileSync(file, JSON.stringify(plan));
+  return file;
+}
+
+describe('mist analyze', () => {
+  it('prints the summary and per-stage time and memory tables', async () => {
+    const res = await runCli(['analyze', '--plan', small]);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toMatch(/gpt3-1\.3b on 1x2-l4 \(datasheet:l4\)/);
+    expect(res.stdout).toMatch(/tokens\/s, MFU \d+\.\d%/);
+    expect(res.stdout).toMatch(/steady\s+first\s+last/);
+    expect(res.stdout).toMatch(/weights\s+grads\s+optim\s+activations\s+transient/);
+  });
+
+  it('--json has the fields the issue lists, consistent with the 1F1B formula', async () => {
+    const res = await runCli(['analyze', '--model', 'gpt3-1.3b', '--cluster', '1x2-l4', '--plan', small, '--seq', '2048', '--global-batch', '32', '--json']);
+    expect(res.code).toBe(0);
+    const out = JSON.parse(res.stdout);
+    for (const k of ['iterationTimeS', 'tokensPerS', 'mfu']) expect(typeof out[k]).toBe('number');
+    const s = out.stages[0];
+    for (const k of ['peakMemoryBytes', 'steadyTimeS', 'firstTimeS', 'lastTimeS', 'capacityBytes']) expect(typeof s[k]).toBe('number');
+    expect(typeof s.fits).toBe('boolean');
+    expect(Object.keys(s.memory)).toEqual(expect.arrayContaining(['weights', 'grads', 'optim', 'activations', 'transient']));
+    expect(Object.keys(s.time)).toEqual(expect.arrayContaining(['forward', 'backward', 'recompute', 'tpComm', 'dpComm', 'ppComm', 'offload', 'optimizer']));
+    expect(out.iterationTimeS).toBeCloseTo(s.firstTimeS + s.lastTimeS + (out.gradAccumSteps - 1) * s.steadyTimeS, 9);
+  });
+
+  it('reports a plan that does not fit (exit 0) with the overflow', async () => {
+    const file = tempPlan((p) => {
+      p.gradAccumSteps = 1;
+      Object.assign(p.stages[0], { microBatchSize: 16, ckptLayers: 0, zero: 0 });
+    });
+    const res = await runCli(['analyze', '--plan', file]);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toMatch(/do NOT fit/);
+    expect(res.stdout).toMatch(/no, over by \d/);
+    const json = JSON.parse((await runCli(['analyze', '--plan', file, '--json'])).stdout);
+    expect(json.allFit).toBe(false);
+    expect(json.stages[0].overflowBytes).toBeGreaterThan(0);
+  });
+
+  it('--explain prints the formulas with L, b and ckpt free', async () => {
+    const res = await runCli(['analyze', '--plan', small, '--explain']);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toMatch(/Stage 0 formulas/);
+    expect(res.stdout).toMatch(/steady \[s\] = /);
+    expect(res.stdout).toMatch(/Pr = \d+\*L \+ \d+/);
+  });
+
+  it('refuses a plan that breaks the rules and a conflicting --seq (exit 2)', async () => {
+    const broken = await runCli(['analyze', '--plan', path.join(examples, 'broken.json'), '--model', 'gpt3-1.3b', '--cluster', '1x2-l4']);
+    expect(broken.code).toBe(2);
+    const seq = await runCli(['analyze', '--plan', small, '--seq', '1024']);
+    expect(seq.code).toBe(2);
+    expect(seq.stderr).toMatch(/--seq 1024 differs/);
+  });
+});

@@ -1,0 +1,127 @@
+// `mist analyze --plan plan.json`: the analyzer's estimate of one plan — iteration time, tokens/s,
+// MFU, and per stage the time and memory breakdown and whether it fits. A plan that does not fit is
+// reported (exit 0); a plan that breaks the rules is an invalid spec (exit 2).
+import {
+  builtinHardwareProfile, formatBytes, formatCount, formatSeconds, type HardwareProfile, loadCluster,
+  loadHardwareProfile, loadModel, type Plan, readSpecFile,
+} from '@mist/core';
+import { type Analysis, type AnalysisStage, analyzePlan } from '@mist/analyzer';
+import { type Command, intOpt, JSON_OPTION, requireString, stringOpt, UsageError } from '../cli/command';
+import { renderTable } from '../cli/table';
+
+interface PlanDoc {
+  model?: unknown;
+  cluster?: unknown;
+  seqLen?: unknown;
+  globalBatch?: unknown;
+}
+
+function fitText(s: AnalysisStage): string {
+  return s.fits ? 'yes' : `no, over by ${formatBytes(s.peakMemoryBytes - s.capacityBytes)}`;
+}
+
+function summary(est: Analysis, plan: Plan): string {
+  return [
+    `${est.model} on ${est.cluster} (${est.profile}), seq ${plan.seqLen}, global batch ${plan.globalBatch}, ` +
+      `${plan.stages.length} stage${plan.stages.length > 1 ? 's' : ''}, ${est.devices} GPUs, G=${plan.gradAccumSteps}`,
+    `iteration ${formatSeconds(est.iterationTimeS)} (first ${formatSeconds(est.breakdown.firstS)} + ` +
+      `${plan.gradAccumSteps - 1} x ${formatSeconds(est.stages[est.bottleneckStage].steadyTimeS)} steady of bottleneck stage ${est.bottleneckStage} + ` +
+      `last ${formatSeconds(est.breakdown.lastS)}), ` +
+      `${formatCount(est.tokensPerS)} tokens/s, MFU ${(est.mfu * 100).toFixed(1)}%, ` +
+      (est.allFit ? 'every stage fits' : `${est.stages.filter((s) => !s.fits).length} stage(s) do NOT fit`),
+  ].join('\n') + '\n';
+}
+
+export const analyzeCommand: Command = {
+  name: 'analyze',
+  summary: 'estimate a plan: iteration time, tokens/s, MFU, per-stage time and memory breakdown, fit',
+  usage: 'mist analyze --plan PLAN.json [--model NAME|FILE] [--cluster SHORTHAND|FILE] [--profile PROFILE.json] [--seq N] [--global-batch N] [--json] [--explain]',
+  examples: [
+    'mist analyze --plan examples/plans/gpt3-1.3b-1x2-l4.json',
+    'mist analyze --model gpt3-1.3b --cluster 1x2-l4 --plan examples/plans/gpt3-1.3b-1x2-l4.json --json',
+    'mist analyze --plan examples/plans/gpt3-175b-megatron.json --explain',
+  ],
+  options: {
+    plan: { type: 'string', valueName: 'FILE', description: 'the plan to estimate (JSON or YAML)' },
+    model: { type: 'string', valueName: 'NAME|FILE', description: 'model (default: the plan\'s "model")' },
+    cluster: { type: 'string', valueName: 'SHORTHAND|FILE', description: 'cluster, e.g. 1x8-l4 (default: the plan\'s "cluster" or the profile\'s)' },
+    profile: { type: 'string', valueName: 'FILE', description: 'hardware profile from `mist profile` (default: the built-in datasheet profile)' },
+    seq: { type: 'string', valueName: 'N', description: 'sequence length; must match the plan\'s seqLen when given' },
+    'global-batch': { type: 'string', valueName: 'N', description: 'global batch; must match the plan\'s globalBatch when given' },
+    explain: { type: 'boolean', description: 'print the simplified time and memory formulas of every stage' },
+    ...JSON_OPTION,
+  },
+  async run(values, _positionals, io) {
+    const planFile = requireString(values, 'plan');
+    const data = readSpecFile(planFile);
+    const doc = (data && typeof data === 'object' ? data : {}) as PlanDoc;
+    const modelRef = stringOpt(values, 'model') ?? (typeof doc.model === 'string' ? doc.model : undefined);
+    if (!modelRef) throw new UsageError('--model is required when the plan names no model');
+    const model = loadModel(modelRef);
+    const profileFile = stringOpt(values, 'profile');
+    const clusterRef = stringOpt(values, 'cluster') ?? (typeof doc.cluster === 'string' ? doc.cluster : undefined);
+    let profile: HardwareProfile;
+    if (profileFile) {
+      profile = loadHardwareProfile(profileFile);
+    } else {
+      if (!clusterRef) throw new UsageError('--cluster is required when the plan names no cluster and no --profile is given');
+      profile = builtinHardwareProfile(loadCluster(clusterRef));
+    }
+    const seq = intOpt(values, 'seq');
+    const batch = intOpt(values, 'global-batch');
+    if (seq !== undefined && seq !== doc.seqLen) throw new UsageError(`--seq ${seq} differs from the plan's seqLen ${String(doc.seqLen)}`);
+    if (batch !== undefined && batch !== doc.globalBatch) {
+      throw new UsageError(`--global-batch ${batch} differs from the plan's globalBatch ${String(doc.globalBatch)}`);
+    }
+    const { analysis: est, plan } = analyzePlan({ model, plan: data, profile, explain: values.explain === true });
+    if (values.json) {
+      io.stdout(JSON.stringify({ plan: planFile, ...est }, null, 2) + '\n');
+      return 0;
+    }
+
+    const rows = est.stages;
+    const t = (f: (s: AnalysisStage) => number) => (s: AnalysisStage) => formatSeconds(f(s));
+    const m = (f: (s: AnalysisStage) => number) => (s: AnalysisStage) => formatBytes(f(s));
+    let text = summary(est, plan) + '\nTime per stage (steady/first per micro-batch; last = extra after the last one):\n';
+    text += renderTable(rows, [
+      { header: 'stage', value: (s) => s.index },
+      { header: 'layers', value: (s) => `${s.layers[0]}-${s.layers[1]}` },
+      { header: 'dp x tp', value: (s) => `${plan.stages[s.index].dp} x ${plan.stages[s.index].tp}${plan.stages[s.index].sequenceParallel ? ' sp' : ''}` },
+      { header: 'b', value: (s) => plan.stages[s.index].microBatchSize },
+      { header: 'ckpt', value: (s) => plan.stages[s.index].ckptLayers },
+      { header: 'zero', value: (s) => plan.stages[s.index].zero },
+      { header: 'steady', value: t((s) => s.steadyTimeS), align: 'right' },
+      { header: 'first', value: t((s) => s.firstTimeS), align: 'right' },
+      { header: 'last', value: t((s) => s.lastTimeS), align: 'right' },
+      { header: 'fwd', value: t((s) => s.time.forward), align: 'right' },
+      { header: 'bwd', value: t((s) => s.time.backward), align: 'right' },
+      { header: 'recomp', value: t((s) => s.time.recompute), align: 'right' },
+      { header: 'tp comm', value: t((s) => s.time.tpComm), align: 'right' },
+      { header: 'pp comm', value: t((s) => s.time.ppComm), align: 'right' },
+      { header: 'dp comm/it', value: t((s) => s.time.dpComm), align: 'right' },
+      { header: 'offload/it', value: t((s) => s.time.offload), align: 'right' },
+      { header: 'optim', value: t((s) => s.time.optimizer), align: 'right' },
+    ]);
+    text += '\nMemory per stage (per GPU):\n';
+    text += renderTable(rows, [
+      { header: 'stage', value: (s) => s.index },
+      { header: 'weights', value: m((s) => s.memory.weights), align: 'right' },
+      { header: 'grads', value: m((s) => s.memory.grads), align: 'right' },
+      { header: 'optim', value: m((s) => s.memory.optim), align: 'right' },
+      { header: 'activations', value: m((s) => s.memory.activations), align: 'right' },
+      { header: 'transient', value: m((s) => s.memory.transient), align: 'right' },
+      { header: 'peak fwd', value: m((s) => s.memory.peakForward), align: 'right' },
+      { header: 'peak bwd', value: m((s) => s.memory.peakBackward), align: 'right' },
+      { header: 'peak', value: m((s) => s.peakMemoryBytes), align: 'right' },
+      { header: 'capacity', value: m((s) => s.capacityBytes), align: 'right' },
+      { header: 'fits', value: fitText },
+    ]);
+    for (const s of est.stages) {
+      if (!s.explain) continue;
+      text += `\nStage ${s.index} formulas (L = layers ${s.layers[1] - s.layers[0] + 1}, b = micro-batch ${s.strategy.microBatchSize}, ` +
+        `ckpt = checkpointed layers ${s.strategy.ckptLayers}; seconds and bytes):\n${s.explain.time}\n${s.explain.memory}\n`;
+    }
+    io.stdout(text);
+    return 0;
+  },
+};

@@ -1,0 +1,156 @@
+// Turns FLOPs and bytes into seconds with a HardwareProfile, as expressions (the strategy stays
+// symbolic). Compute: roofline max(FLOP / rate, bytes / bandwidth) per op plus kernel launches.
+// Communication: ring alpha-beta models per link class (Thakur et al. 2005, "Optimization of
+// Collective Communication Operations in MPICH"), which NCCL's ring algorithms follow.
+import { type CollectiveKind, type HardwareProfile, type LinkClass, type AlphaBeta } from '@mist/core';
+import { add, div, type Expr, max, mul, num, sub, step } from './expr';
+import { type Op } from './op-graph';
+
+/** Which link a collective crosses: `interWeight` is a 0/1 expression (1 = inter-node link). */
+export interface LinkChoice {
+  interWeight: Expr;
+}
+export const INTRA_NODE: LinkChoice = { interWeight: num(0) };
+
+interface LinearFit {
+  c0: number;
+  c1: number;
+}
+
+/** Least-squares line seconds = c0 + c1 * x; undefined with fewer than two distinct x. */
+export function fitLine(points: readonly { x: number; y: number }[]): LinearFit | undefined {
+  const n = points.length;
+  if (n < 2) return undefined;
+  const mx = points.reduce((s, p) => s + p.x, 0) / n;
+  const my = points.reduce((s, p) => s + p.y, 0) / n;
+  let sxx = 0;
+  let sxy = 0;
+  for (const p of points) {
+    sxx += (p.x - mx) ** 2;
+    sxy += (p.x - mx) * (p.y - my);
+  }
+  if (sxx === 0) return undefined;
+  const c1 = sxy / sxx;
+  return { c0: my - c1 * mx, c1 };
+}
+
+export interface ComputeRates {
+  /** Large-GEMM rate, FLOP/s (peak * matmulEfficiency, or fitted from the matmul table). */
+  matmulRate: number;
+  /** FLOPs at which a GEMM reaches half its large-shape rate. */
+  halfFlops: number;
+  /** Element-wise bandwidth, bytes/s. */
+  elementwiseBandwidth: number;
+  kernelLaunch: number;
+  /** Per-op fits from the profile's opTable: seconds = c0 + c1 * elements. */
+  opFits: ReadonlyMap<string, LinearFit>;
+  source: 'datasheet' | 'matmulTable';
+}
+
+/**
+ * Compute rates of a profile. GEMM efficiency of a shape with F FLOPs is modelled as
+ * matmulEfficiency * F / (F + halfFlops), so its time (F + halfFlops) / (peak * matmulEfficiency)
+ * stays linear in F. A measured matmul table (>= 2 points) replaces both constants by the
+ * least-squares line seconds = c0 + c1 * F: rate = 1 / c1, halfFlops = (c0 - kernelLaunch) * rate.
+ */
+export function computeRates(p: HardwareProfile): ComputeRates {
+  const c = p.compute;
+  let matmulRate = c.peakFlops * c.matmulEfficiency;
+  let halfFlops = c.matmulHalfEfficiencyFlops;
+  let source: ComputeRates['source'] = 'datasheet';
+  const fit = p.matmulTable ? fitLine(p.matmulTable.map((m) => ({ x: 2 * m.m * m.n * m.k, y: m.seconds }))) : undefined;
+  if (fit && fit.c1 > 0) {
+    matmulRate = 1 / fit.c1;
+    halfFlops = Math.max(0, fit.c0 - c.kernelLaunch) * matmulRate;
+    source = 'matmulTable';
+  }
+  const opFits = new Map<string, LinearFit>();
+  if (p.opTable) {
+    const byName = new Map<string, { x: number; y: number }[]>();
+    for (const o of p.opTable) {
+      const list = byName.get(o.op) ?? [];
+      list.push({ x: o.elements, y: o.seconds });
+      byName.set(o.op, list);
+    }
+    for (const [name, pts] of byName) {
+      const f = fitLine(pts);
+      if (f && f.c1 > 0) opFits.set(name, { c0: Math.max(0, f.c0), c1: f.c1 });
+    }
+  }
+  return {
+    matmulRate, halfFlops, elementwiseBandwidth: c.memoryBandwidth * c.memoryEfficiency,
+    kernelLaunch: c.kernelLaunch, opFits, source,
+  };
+}
+
+/** Backward of an element-wise op without its own opTable entry costs this many forwards (3 vs 2 tensors moved). */
+const ELEMENTWISE_BACKWARD_OVER_FORWARD = 1.5;
+
+export class CostModel {
+  readonly rates: ComputeRates;
+
+  constructor(readonly profile: HardwareProfile) {
+    this.rates = computeRates(profile);
+  }
+
+  private opTime(o: Op, flops: Expr, bytes: Expr, kernels: number, phase: 'forward' | 'backward'): Expr {
+    const r = this.rates;
+    const launch = kernels * r.kernelLaunch;
+    const memory = div(bytes, r.elementwiseBandwidth);
+    let t: Expr;
+    if (o.kind === 'matmul') {
+      t = add(max(div(add(flops, kernels * r.halfFlops), r.matmulRate), memory), launch);
+    } else if (o.kind === 'attention') {
+      const rate = r.matmulRate * this.profile.compute.attentionEfficiency;
+      t = add(max(div(flops, rate), memory), launch);
+    } else {
+      const fit = o.table ? (r.opFits.get(phase === 'backward' ? `${o.table}_backward` : o.table)) : undefined;
+      const fwdFit = o.table ? r.opFits.get(o.table) : undefined;
+      if (fit) t = add(fit.c0, mul(fit.c1, o.elements));
+      else if (phase === 'backward' && fwdFit) t = mul(ELEMENTWISE_BACKWARD_OVER_FORWARD, add(fwdFit.c0, mul(fwdFit.c1, o.elements)));
+      else t = kernels === 0 ? num(0) : add(memory, launch);
+    }
+    return mul(o.when, t);
+  }
+
+  forward(o: Op): Expr {
+    return this.opTime(o, o.fwdFlops, o.fwdBytes, o.fwdKernels, 'forward');
+  }
+
+  backward(o: Op): Expr {
+    return this.opTime(o, o.bwdFlops, o.bwdBytes, o.bwdKernels, 'backward');
+  }
+
+  private link(kind: CollectiveKind, cls: LinkClass): AlphaBeta {
+    return this.profile.collectives?.[kind]?.[cls] ?? this.profile.links[cls];
+  }
+
+  /**
+   * Ring collective over `n` ranks of a `bytes` buffer (the full tensor):
+   *   all-reduce: 2(n-1) alpha + 2(n-1)/n * bytes * beta;
+   *   all-gather, reduce-scatter: (n-1) alpha + (n-1)/n * bytes * beta;
+   *   send/recv: alpha + bytes * beta.
+   * A profile's per-collective fit replaces the link's alpha/beta in the same formula.
+   */
+  collective(kind: CollectiveKind, bytes: Expr, n: Expr, link: LinkChoice): Expr {
+    const intra = this.link(kind, 'intraNode');
+    const inter = this.link(kind, 'interNode');
+    const alpha = add(intra.alpha, mul(link.interWeight, inter.alpha - intra.alpha));
+    const beta = add(intra.beta, mul(link.interWeight, inter.beta - intra.beta));
+    if (kind === 'sendRecv') return add(alpha, mul(bytes, beta));
+    const steps = kind === 'allReduce' ? 2 : 1;
+    const nm1 = sub(n, 1);
+    return mul(steps, add(mul(nm1, alpha), mul(div(nm1, n), bytes, beta)));
+  }
+
+  /** One host<->device copy stream of `bytes` (alpha charged when `active` > 0). */
+  hostCopy(bytes: Expr, active: Expr): Expr {
+    const l = this.profile.links.hostToDevice;
+    return add(mul(step(active), l.alpha), mul(bytes, l.beta));
+  }
+
+  /** Memory-bound time of moving `bytes` through device memory. */
+  memoryTime(bytes: Expr): Expr {
+    return div(bytes, this.rates.elementwiseBandwidth);
+  }
+}

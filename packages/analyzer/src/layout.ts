@@ -1,0 +1,63 @@
+// Column layout of the batch API (`CompiledStageModel.evaluateBatch`): one candidate per row of
+// INPUT_WIDTH numbers, OUTPUT_WIDTH numbers per result row. Kept stable for the tuner.
+
+/** Input columns. POSITION: 0 first, 1 middle, 2 last, 3 only. SP: 0|1. Offload ratios in [0, 1]. */
+export const IN = {
+  LAYERS: 0,
+  POSITION: 1,
+  IN_FLIGHT: 2,
+  PP: 3,
+  MESH_NODES: 4,
+  MESH_GPUS_PER_NODE: 5,
+  MICRO_BATCH: 6,
+  GRAD_ACCUM: 7,
+  DP: 8,
+  TP: 9,
+  SP: 10,
+  CKPT: 11,
+  ZERO: 12,
+  OFF_WEIGHTS: 13,
+  OFF_GRADS: 14,
+  OFF_OPTIM: 15,
+  OFF_ACT: 16,
+} as const;
+export const INPUT_WIDTH = 17;
+
+/**
+ * Output columns: the contract's four first, then the breakdowns (bytes / seconds) and FITS (0|1).
+ * Time breakdown columns are raw durations before overlap: forward/backward/recompute/tpComm/
+ * ppComm per micro-batch; dpComm, offload and optimizer per iteration (see stage-model.ts).
+ */
+export const OUT = {
+  STEADY: 0,
+  FIRST: 1,
+  LAST: 2,
+  PEAK_MEMORY: 3,
+  MEM_WEIGHTS: 4,
+  MEM_GRADS: 5,
+  MEM_OPTIM: 6,
+  MEM_ACTIVATIONS: 7,
+  MEM_TRANSIENT: 8,
+  MEM_PEAK_FORWARD: 9,
+  MEM_PEAK_BACKWARD: 10,
+  T_FORWARD: 11,
+  T_BACKWARD: 12,
+  T_RECOMPUTE: 13,
+  T_TP_COMM: 14,
+  T_DP_COMM: 15,
+  T_PP_COMM: 16,
+  T_OFFLOAD: 17,
+  T_OPTIMIZER: 18,
+  FITS: 19,
+} as const;
+export const OUTPUT_WIDTH = 20;
+
+export type StagePosition = 'first' | 'middle' | 'last' | 'only';
+export const POSITION_CODE: Readonly<Record<StagePosition, number>> = { first: 0, middle: 1, last: 2, only: 3 };
+
+/** Position of stage `index` in a pipeline of `pp` stages. */
+export function stagePosition(index: number, pp: number): StagePosition {
+  if (pp === 1) return 'only';
+  if (index === 0) return 'first';
+  return index === pp - 1 ? 'last' : 'middle';
+}

@@ -1,0 +1,80 @@
+import { builtinHardwareProfile, getModel, NO_OFFLOAD, parseClusterShorthand, parsePlan, parseTrainingSpec, type Plan, SpecError, type StageStrategy } from '@mist/core';
+import { describe, expect, it } from 'vitest';
+import { estimatePlan, planStageQueries } from './plan-estimate';
+import { modelFlopsPerIteration } from './flops';
+
+const stage = (over: Partial<StageStrategy>): StageStrategy => ({
+  layers: [0, 23], mesh: { nodes: 1, gpusPerNode: 2 }, microBatchSize: 8, dp: 2, tp: 1, sequenceParallel: false,
+  ckptLayers: 24, zero: 1, offload: NO_OFFLOAD, ...over,
+});
+
+function ctxFor(model: string, cluster: string, plan: Plan) {
+  return {
+    model: getModel(model),
+    training: parseTrainingSpec({ globalBatch: plan.globalBatch, seqLen: plan.seqLen }),
+    profile: builtinHardwareProfile(parseClusterShorthand(cluster)),
+  };
+}
+
+describe('estimatePlan', () => {
+  const small: Plan = parsePlan({ version: 1, model: 'gpt3-1.3b', seqLen: 2048, globalBatch: 32, gradAccumSteps: 2, stages: [stage({})] });
+
+  it('combines stages into the 1F1B iteration time, tokens/s and MFU', () => {
+    const ctx = ctxFor('gpt3-1.3b', '1x2-l4', small);
+    const est = estimatePlan(small, ctx);
+    const [s] = est.stages;
+    expect(est.iterationTimeS).toBeCloseTo(s.firstTimeS + s.lastTimeS + (2 - 1) * s.steadyTimeS, 12);
+    expect(est.tokensPerS).toBeCloseTo((32 * 2048) / est.iterationTimeS, 6);
+    expect(est.modelFlopsPerIteration).toBe(modelFlopsPerIteration(ctx.model, ctx.training));
+    expect(est.mfu).toBeCloseTo(est.modelFlopsPerIteration / (est.iterationTimeS * 2 * 121e12), 12);
+    expect(est.mfu).toBeGreaterThan(0);
+    expect(est.mfu).toBeLessThan(0.7); // below the profile's GEMM efficiency
+    expect(s.layers).toEqual([0, 23]);
+    expect(est.allFit).toBe(s.fits);
+  });
+
+  it('reports a plan that does not fit instead of throwing', () => {
+    const big = parsePlan({ ...small, gradAccumSteps: 1, stages: [stage({ microBatchSize: 16, ckptLayers: 0, zero: 0 })] });
+    const est = estimatePlan(big, ctxFor('gpt3-1.3b', '1x2-l4', big));
+    expect(est.allFit).toBe(false);
+    expect(est.stages[0].fits).toBe(false);
+    expect(est.stages[0].peakMemoryBytes).toBeGreaterThan(est.stages[0].capacityBytes);
+  });
+
+  it('throws a SpecError for a plan that breaks the rules', () => {
+    const bad = parsePlan({ ...small, stages: [stage({ layers: [0, 20], ckptLayers: 0 })] });
+    expect(() => estimatePlan(bad, ctxFor('gpt3-1.3b', '1x2-l4', bad))).toThrow(SpecError);
+  });
+
+  it('gives 1F1B positions and in-flight counts pp - stageIndex', () => {
+    const plan = parsePlan({
+      version: 1, model: 'gpt3-1.3b', seqLen: 2048, globalBatch: 32, gradAccumSteps: 8,
+      stages: [0, 1, 2].map((i) => stage({ layers: [i * 8, i * 8 + 7], mesh: { nodes: 1, gpusPerNode: 2 }, microBatchSize: 2, ckptLayers: 0 })),
+    });
+    const qs = planStageQueries(plan);
+    expect(qs.map((q) => q.position)).toEqual(['first', 'middle', 'last']);
+    expect(qs.map((q) => q.inFlight)).toEqual([3, 2, 1]);
+    const est = estimatePlan(plan, ctxFor('gpt3-1.3b', '1x8-l4', plan));
+    const steadies = est.stages.map((s) => s.steadyTimeS);
+    const want = est.stages.reduce((t, s) => t + s.firstTimeS + s.lastTimeS, 0) + 7 * Math.max(...steadies);
+    expect(est.iterationTimeS).toBeCloseTo(want, 12);
+    expect(est.bottleneckStage).toBe(steadies.indexOf(Math.max(...steadies)));
+    // the first stage keeps the most micro-batches in flight
+    expect(est.stages[0].memory.activations).toBeGreaterThan(est.stages[1].memory.activations);
+  });
+
+  it('lands near Megatron-LM\'s measured 175B throughput (Narayanan et al. 2021, Table 1: 138 TFLOP/s per A100, 44% of peak)', () => {
+    const stages = Array.from({ length: 16 }, (_, i) => stage({
+      layers: [i * 6, i * 6 + 5], mesh: { nodes: 12, gpusPerNode: 8 }, microBatchSize: 1, dp: 12, tp: 8, ckptLayers: 6, zero: 0,
+    }));
+    const plan = parsePlan({ version: 1, model: 'gpt3-175b', seqLen: 2048, globalBatch: 1536, gradAccumSteps: 128, flashAttention: false, stages });
+    const ctx = ctxFor('gpt3-175b', '192x8-a100-80gb', plan);
+    const est = estimatePlan(plan, ctx);
+    expect(est.devices).toBe(1536);
+    expect(est.allFit).toBe(true);
+    const hardwareFlops = modelFlopsPerIteration(ctx.model, { ...ctx.training, flashAttention: false }, { fullRecompute: true });
+    const perGpu = hardwareFlops / est.iterationTimeS / 1536;
+    expect(perGpu).toBeGreaterThan(0.75 * 138e12);
+    expect(perGpu).toBeLessThan(1.25 * 138e12);
+  });
+});

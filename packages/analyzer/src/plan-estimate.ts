@@ -1,0 +1,104 @@
+// Estimate of a whole plan: per-stage estimates combined into the 1F1B iteration time.
+import { meshSize, type Plan, planDevices, planRuleIssues, SpecError, stageLayerCount, type TrainingSpec } from '@mist/core';
+import { type CompiledStageModel, compileStageModel, type StageEstimate, type StageQuery } from './compile';
+import { modelFlopsPerIteration } from './flops';
+import { stagePosition } from './layout';
+import { type AnalyzerContext } from './stage-model';
+
+export interface PlanStageEstimate extends StageEstimate {
+  index: number;
+  /** Inclusive range of the stage's transformer layers. */
+  layers: [number, number];
+  devices: number;
+}
+
+export interface PlanEstimate {
+  iterationTimeS: number;
+  tokensPerS: number;
+  /** Model FLOPs utilisation: modelFlopsPerIteration / (iterationTimeS * devices * peak FLOP/s). */
+  mfu: number;
+  modelFlopsPerIteration: number;
+  devices: number;
+  /** The slowest stage's steady micro-batch (the pipeline's bottleneck) and its index. */
+  bottleneckStage: number;
+  /** Parts of the iteration time: sum of first micro-batches, (G - 1) bottleneck micro-batches, sum of last extras. */
+  breakdown: { firstS: number; steadyS: number; lastS: number };
+  stages: PlanStageEstimate[];
+  allFit: boolean;
+}
+
+/** The training spec a plan implies (its sequence length, batch and attention kernel override ctx's). */
+export function planTraining(plan: Plan, base: TrainingSpec): TrainingSpec {
+  return {
+    ...base,
+    seqLen: plan.seqLen,
+    globalBatch: plan.globalBatch,
+    flashAttention: plan.flashAttention ?? base.flashAttention,
+  };
+}
+
+/** The stage queries of a plan, in stage order. */
+export function planStageQueries(plan: Plan): StageQuery[] {
+  const pp = plan.stages.length;
+  return plan.stages.map((s, i) => ({
+    layers: stageLayerCount(s),
+    position: stagePosition(i, pp),
+    inFlight: pp - i,
+    pp,
+    mesh: s.mesh,
+    microBatchSize: s.microBatchSize,
+    gradAccumSteps: plan.gradAccumSteps,
+    dp: s.dp,
+    tp: s.tp,
+    sequenceParallel: s.sequenceParallel,
+    ckptLayers: s.ckptLayers,
+    zero: s.zero,
+    offload: s.offload,
+  }));
+}
+
+/** 1F1B iteration time: sum_i (first_i + last_i) + (G - 1) * max_i steady_i (Mist, EuroSys 2025, Sec. 5.3). */
+export function iterationTime(stages: readonly StageEstimate[], gradAccumSteps: number): { total: number; firstS: number; steadyS: number; lastS: number; bottleneck: number } {
+  let firstS = 0;
+  let lastS = 0;
+  let bottleneck = 0;
+  stages.forEach((s, i) => {
+    firstS += s.firstTimeS;
+    lastS += s.lastTimeS;
+    if (s.steadyTimeS > stages[bottleneck].steadyTimeS) bottleneck = i;
+  });
+  const steadyS = (gradAccumSteps - 1) * stages[bottleneck].steadyTimeS;
+  return { total: firstS + steadyS + lastS, firstS, steadyS, lastS, bottleneck };
+}
+
+/**
+ * Estimates a plan. A plan that breaks a rule (layers not covering the model, dp*tp not the mesh,
+ * ...) throws a SpecError; a plan that does not fit in memory is reported (`fits`, `allFit`).
+ * `compiled` may pass a stage model already compiled for the plan's training spec.
+ */
+export function estimatePlan(plan: Plan, ctx: AnalyzerContext, compiled?: CompiledStageModel): PlanEstimate {
+  const issues = planRuleIssues(plan, { model: ctx.model, cluster: ctx.profile.cluster });
+  if (issues.length > 0) throw new SpecError('plan', issues);
+  const training = planTraining(plan, ctx.training);
+  const model = compiled ?? compileStageModel({ ...ctx, training });
+  const stages: PlanStageEstimate[] = planStageQueries(plan).map((q, i) => ({
+    ...model.estimate(q),
+    index: i,
+    layers: [plan.stages[i].layers[0], plan.stages[i].layers[1]],
+    devices: meshSize(plan.stages[i].mesh),
+  }));
+  const it = iterationTime(stages, plan.gradAccumSteps);
+  const flops = modelFlopsPerIteration(ctx.model, training);
+  const devices = planDevices(plan);
+  return {
+    iterationTimeS: it.total,
+    tokensPerS: (plan.globalBatch * plan.seqLen) / it.total,
+    mfu: flops / (it.total * devices * ctx.profile.compute.peakFlops),
+    modelFlopsPerIteration: flops,
+    devices,
+    bottleneckStage: it.bottleneck,
+    breakdown: { firstS: it.firstS, steadyS: it.steadyS, lastS: it.lastS },
+    stages,
+    allFit: stages.every((s) => s.fits),
+  };
+}

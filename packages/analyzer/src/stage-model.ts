@@ -1,0 +1,234 @@
+// The stage cost model as expressions: time of the steady, first and last 1F1B micro-batch and the
+// memory peak of one pipeline stage under a strategy, following the Cost model section of
+// ARCHITECTURE.md and Mist (Zhu et al., EuroSys 2025), Sec. 5.
+//
+// Time (per micro-batch unless noted):
+//   forward/backward = sum of the ops' roofline times over the stage's layers (+ embedding / head);
+//   recompute = forward time of the ckptLayers;
+//   tpComm = the TP collectives of forward, backward and recompute, on the critical path (exposed);
+//   ZeRO-3 all-gathers (forward and backward), ZeRO-2/3 gradient reduce-scatters (backward) and
+//   offload copies run beside compute: phase = max(compute * slowdown, comm, copies), the slowdown
+//   from the profile applied only while something runs beside it;
+//   ppComm = blocking send/recv of the boundary activation (forward) and its gradient (backward).
+//   steady = forward phase + backward phase (with recompute) + tpComm + ppComm.
+//   first  = steady + the first layer's weight gather / fetch that cannot be prefetched.
+//   last   = (extra only) the DP gradient all-reduce (ZeRO-0) or reduce-scatter (ZeRO-1) beyond
+//            the overlap with the last backward, the ZeRO-1/2 all-gather of updated weights, the
+//            tied-embedding gradient all-reduce between first and last stage, and the optimizer
+//            step overlapped with its offload copies.
+// Memory (bytes):
+//   weights/grads/optim = parameters per rank * (2, 2, 12) bytes (core's modelStateBytesPerParam),
+//   times the resident fraction (1 - offload) * (1/dp when sharded by ZeRO-3 / 2 / 1);
+//   activations = inFlight * per-micro-batch saved bytes * (1 - activation offload), where a
+//   checkpointed layer keeps only its input;
+//   transients: gather/fetch buffer of the largest unit (two layers, the embedding or the head),
+//   one layer's full gradients before reduce-scatter/offload, the recompute of one layer, the
+//   activation prefetch, the backward's gradient buffers and the logits/softmax of the loss.
+//   peak = max(peak forward, peak backward).
+import { dtypeBytes, type HardwareProfile, type ModelSpec, modelStateBytesPerParam, type TrainingSpec, usableDeviceMemory } from '@mist/core';
+import { add, choose, div, type Expr, max, min, mul, named, num, sub, step } from './expr';
+import { CostModel, INTRA_NODE, type LinkChoice } from './hardware-cost';
+import { OUT } from './layout';
+import { checkpointBytes, embeddingOps, headOps, headTransientBytes, layerOps, type Op, sumOps } from './op-graph';
+import { embeddingParamsPerRank, finalNormParams, layerParamsPerRank, lmHeadParamsPerRank } from './params';
+import { M, S } from './symbols';
+
+export interface AnalyzerContext {
+  model: ModelSpec;
+  training: TrainingSpec;
+  profile: HardwareProfile;
+}
+
+export type OutputName = keyof typeof OUT;
+
+export interface StageExpressions {
+  outputs: Record<OutputName, Expr>;
+  capacityBytes: number;
+  /** Numeric values of the model symbols (s, h, a, k, f, V, fa). */
+  modelBindings: Record<keyof typeof M, number>;
+}
+
+/** Numbers for the model / training symbols. */
+export function modelBindings(m: ModelSpec, training: TrainingSpec): Record<keyof typeof M, number> {
+  return {
+    s: training.seqLen, h: m.hidden, a: m.heads, k: m.kvHeads, f: m.ffnHidden, V: m.vocab,
+    fa: training.flashAttention ? 1 : 0,
+  };
+}
+
+function commOf(ops: readonly Op[], phase: 'forward' | 'backward', cost: CostModel): Expr {
+  const terms: Expr[] = [];
+  for (const o of ops) {
+    for (const c of o.comm) {
+      if (c.phase === phase) terms.push(mul(o.when, c.weight, cost.collective(c.collective, c.bytes, S.t, INTRA_NODE)));
+    }
+  }
+  return add(...terms);
+}
+
+/** max(compute * slowdown, comm, copies), with the slowdowns applied only when comm / copies run. */
+function overlap(compute: Expr, comm: Expr, copies: Expr, p: HardwareProfile): Expr {
+  const slow = add(1, mul(p.overlap.commSlowdown - 1, step(comm)), mul(p.overlap.offloadSlowdown - 1, step(copies)));
+  return max(mul(compute, slow), comm, copies);
+}
+
+export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
+  const { model, training, profile } = ctx;
+  const cost = new CostModel(profile);
+  const e = dtypeBytes(training.computeDtype);
+  const bytesPer = modelStateBytesPerParam(training);
+  const opts = { actBytes: e };
+  const layer = layerOps(model, opts);
+  const emb = embeddingOps(model, opts);
+  const hd = headOps(model, opts);
+  const { L, inFlight, b, G, dp, t, sp, ckpt, ow, og, oo, oa, embed, head, prev, next, z1, z2, z3, multiNode, p2pInter } = S;
+  const { s, h, a, f, fa } = M;
+
+  // ---- compute and TP communication ----
+  const sumF = (ops: readonly Op[]): Expr => add(...ops.map((o) => cost.forward(o)));
+  const sumB = (ops: readonly Op[]): Expr => add(...ops.map((o) => cost.backward(o)));
+  const layerF = named('layerF', sumF(layer));
+  const layerB = named('layerB', sumB(layer));
+  const fwdC = named('fwdC', add(mul(L, layerF), mul(embed, sumF(emb)), mul(head, sumF(hd))));
+  const bwdC = named('bwdC', add(mul(L, layerB), mul(embed, sumB(emb)), mul(head, sumB(hd))));
+  const recC = named('recC', mul(ckpt, layerF));
+  const layerTpF = named('layerTpF', commOf(layer, 'forward', cost));
+  const layerTpB = named('layerTpB', commOf(layer, 'backward', cost));
+  const tpComm = named('tpComm', add(
+    mul(L, add(layerTpF, layerTpB)), mul(ckpt, layerTpF),
+    mul(embed, add(commOf(emb, 'forward', cost), commOf(emb, 'backward', cost))),
+    mul(head, add(commOf(hd, 'forward', cost), commOf(hd, 'backward', cost))),
+  ));
+
+  // ---- parameters and model states ----
+  const Pl = named('Pl', layerParamsPerRank(model));
+  const Pe = named('Pe', embeddingParamsPerRank(model));
+  const Ph = lmHeadParamsPerRank();
+  // With tied embeddings a stage holding both ends uses one table; a separate last stage keeps a copy.
+  const headP = named('headP', add(finalNormParams(model), model.tiedEmbeddings ? mul(sub(1, embed), Ph) : Ph));
+  const Pr = named('Pr', add(mul(L, Pl), mul(embed, Pe), mul(head, headP)));
+  const shard = (z: Expr): Expr => add(sub(1, z), div(z, dp)); // 1/dp when sharded, else 1
+  const rw = named('rw', mul(sub(1, ow), shard(z3)));
+  const rg = named('rg', mul(sub(1, og), shard(z2)));
+  const ro = named('ro', mul(sub(1, oo), shard(z1)));
+  const wBytes = mul(bytesPer.weights, Pr);
+  const gBytes = mul(bytesPer.grads, Pr);
+  const oBytes = mul(bytesPer.optim, Pr);
+  const memWeights = named('memWeights', mul(wBytes, rw));
+  const memGrads = named('memGrads', mul(gBytes, rg));
+  const memOptim = named('memOptim', mul(oBytes, ro));
+  const states = named('states', add(memWeights, memGrads, memOptim));
+  const headUnit = add(finalNormParams(model), Ph);
+  // A layer (or the embedding / head) must be whole on the device while it computes; two layers
+  // when the next one is prefetched.
+  const gatherUnit = named('gatherUnit', max(mul(min(2, L), Pl), mul(embed, Pe), mul(head, headUnit)));
+  const gradUnit = named('gradUnit', max(Pl, mul(embed, Pe), mul(head, headUnit)));
+  const gatherBuf = named('gatherBuf', mul(bytesPer.weights, sub(1, rw), gatherUnit));
+  const gradBuf = named('gradBuf', mul(bytesPer.grads, sub(1, rg), gradUnit));
+
+  // ---- activations ----
+  const actL = named('actL', sumOps(layer, (o) => o.saved));
+  const keep = named('keep', checkpointBytes(opts));
+  const core = named('core', add(mul(sub(L, ckpt), actL), mul(ckpt, keep)));
+  const extra = named('extra', add(mul(embed, sumOps(emb, (o) => o.saved)), mul(head, sumOps(hd, (o) => o.saved))));
+  const stored = named('stored', add(core, extra));
+  const resident = sub(1, oa);
+  const memActivations = named('memActivations', mul(inFlight, resident, stored));
+  // The micro-batch in backward: while its non-checkpointed layers run, one layer's offloaded part is
+  // prefetched; while a checkpointed layer is recomputed its full activations exist beside the
+  // resident inputs of the checkpointed layers before it (the stage's first ckptLayers layers are
+  // the checkpointed ones, as Megatron-LM's "block" method).
+  const currentBwd = named('currentBwd', add(
+    max(mul(step(sub(L, ckpt)), add(mul(resident, core), mul(oa, actL))),
+      mul(step(ckpt), add(mul(resident, sub(ckpt, 1), keep), actL))),
+    mul(resident, extra),
+  ));
+  const recomputeBuf = sub(currentBwd, mul(resident, stored));
+  const T = mul(b, s);
+  const ffnGrad = mul(e, T, div(f, t), model.activation === 'swiglu' ? 2 : 1);
+  const scoresGrad = mul(sub(1, fa), e, b, div(a, t), s, s);
+  // Backward working memory: the incoming and outgoing activation gradients and the largest gradient inside a layer.
+  const bwdWork = named('bwdWork', add(mul(2 * e, T, h), max(ffnGrad, scoresGrad)));
+  const logits = headTransientBytes(opts);
+  const peakForward = named('peakForward', add(states, memActivations, gatherBuf, mul(oa, min(actL, stored)), mul(head, logits.forward)));
+  const peakBackward = named('peakBackward', add(states, memActivations, recomputeBuf, gatherBuf, gradBuf, bwdWork, mul(head, logits.backward)));
+  const peak = named('peak', max(peakForward, peakBackward));
+  const capacityBytes = usableDeviceMemory(profile);
+
+  // ---- DP / ZeRO communication and offload copies ----
+  const dpLink: LinkChoice = { interWeight: multiNode };
+  const p2pLink: LinkChoice = { interWeight: p2pInter };
+  const gatherBytes = wBytes; // the rank's TP shard of the stage's weights, all-gathered over dp
+  const dpFwdMb = named('dpFwdMb', mul(z3, cost.collective('allGather', gatherBytes, dp, dpLink)));
+  const dpBwdMb = named('dpBwdMb', add(mul(z3, cost.collective('allGather', gatherBytes, dp, dpLink)),
+    mul(z2, cost.collective('reduceScatter', gBytes, dp, dpLink))));
+  const offW = named('offW', mul(ow, wBytes, shard(z3))); // weight bytes kept on the host, fetched per pass
+  const offG = named('offG', mul(og, gBytes, shard(z2)));
+  const offA = named('offA', mul(oa, stored));
+  const copies = (h2d: Expr, d2h: Expr, active: Expr): Expr =>
+    max(cost.hostCopy(h2d, active), cost.hostCopy(d2h, active));
+  const fwdOff = named('fwdOff', copies(offW, offA, add(ow, oa)));
+  const bwdOff = named('bwdOff', copies(add(offW, offA), offG, add(ow, oa, og)));
+  const fwdPhase = named('fwdPhase', overlap(fwdC, dpFwdMb, fwdOff, profile));
+  const bwdPhase = named('bwdPhase', overlap(add(bwdC, recC), dpBwdMb, bwdOff, profile));
+  const boundary = mul(e, T, h, choose(sp, div(1, t), 1));
+  const ppComm = named('ppComm', mul(add(next, prev), cost.collective('sendRecv', boundary, num(2), p2pLink)));
+  const steady = named('steady', add(fwdPhase, bwdPhase, tpComm, ppComm));
+
+  const firstUnit = add(mul(embed, Pe), mul(sub(1, embed), Pl));
+  const firstExtra = named('firstExtra', add(
+    mul(z3, cost.collective('allGather', mul(bytesPer.weights, firstUnit), dp, dpLink)),
+    cost.hostCopy(mul(ow, bytesPer.weights, firstUnit, shard(z3)), ow),
+  ));
+  const first = named('first', add(steady, firstExtra));
+
+  // Gradient sync at the end: all-reduce (ZeRO-0) or reduce-scatter (ZeRO-1) of the gradients;
+  // ZeRO-2/3 already reduced every micro-batch.
+  const sync = named('sync', add(mul(sub(1, z1), cost.collective('allReduce', gBytes, dp, dpLink)),
+    mul(z1, sub(1, z2), cost.collective('reduceScatter', gBytes, dp, dpLink))));
+  // It runs beside the last micro-batch's backward phase: exposed = max(phase * slowdown, sync) - phase.
+  const exposedSync = named('exposedSync', mul(step(sync), sub(max(mul(bwdPhase, profile.overlap.commSlowdown), sync), bwdPhase)));
+  const postGather = named('postGather', mul(sub(z1, z3), cost.collective('allGather', wBytes, dp, dpLink)));
+  const tiedSync = named('tiedSync', model.tiedEmbeddings
+    ? mul(add(mul(embed, sub(1, head)), mul(head, sub(1, embed))),
+      cost.collective('allReduce', mul(bytesPer.grads, Ph), num(2), p2pLink))
+    : num(0));
+  // AdamW step, memory-bound: reads the gradient and the fp32 states, writes the states and the
+  // compute-dtype weights (2 + 2*12 + 2 = 28 bytes/parameter in mixed precision).
+  const optParams = named('optParams', mul(Pr, shard(z1)));
+  const optStep = named('optStep', cost.memoryTime(mul(optParams, bytesPer.grads + 2 * bytesPer.optim + bytesPer.weights)));
+  const optOffH2D = add(mul(oo, bytesPer.optim, optParams), offG);
+  const optOffD2H = add(mul(oo, bytesPer.optim, optParams), offW);
+  const optOff = named('optOff', copies(optOffH2D, optOffD2H, add(oo, og, ow)));
+  const optPhase = named('optPhase', overlap(optStep, num(0), optOff, profile));
+  const last = named('last', add(exposedSync, postGather, tiedSync, optPhase));
+
+  const dpComm = named('dpComm', add(mul(G, add(dpFwdMb, dpBwdMb)), sync, postGather, tiedSync));
+  const offloadTime = named('offloadTime', add(mul(G, add(fwdOff, bwdOff)), optOff));
+  const transient = sub(peak, add(states, memActivations));
+
+  const outputs: Record<OutputName, Expr> = {
+    STEADY: steady,
+    FIRST: first,
+    LAST: last,
+    PEAK_MEMORY: peak,
+    MEM_WEIGHTS: memWeights,
+    MEM_GRADS: memGrads,
+    MEM_OPTIM: memOptim,
+    MEM_ACTIVATIONS: memActivations,
+    MEM_TRANSIENT: transient,
+    MEM_PEAK_FORWARD: peakForward,
+    MEM_PEAK_BACKWARD: peakBackward,
+    T_FORWARD: fwdC,
+    T_BACKWARD: bwdC,
+    T_RECOMPUTE: recC,
+    T_TP_COMM: tpComm,
+    T_DP_COMM: dpComm,
+    T_PP_COMM: ppComm,
+    T_OFFLOAD: offloadTime,
+    T_OPTIMIZER: optStep,
+    // 1 when the peak fits (peak <= capacity, whole bytes).
+    FITS: step(sub(capacityBytes + 1, peak)),
+  };
+  return { outputs, capacityBytes, modelBindings: modelBindings(model, training) };
+}
