@@ -5,3 +5,5 @@ import { loadAddon } from './addon';
 export function version(): string {
   return loadAddon<{ version(): string }>().version();
 }
+export * from './collectives';
+export * from './kernels';

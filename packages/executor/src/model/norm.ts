@@ -1,0 +1,45 @@
+// LayerNorm or RMSNorm, whichever the model uses, over rows of width `hidden`.
+import type { KernelOps } from '@mist/native';
+import type { ModelSpec } from '@mist/core';
+import { NORM_EPS } from './dims';
+import type { ParamDecl, ParamStore } from './params';
+
+export interface NormSaved {
+  mean: Float32Array | null;
+  rstd: Float32Array;
+}
+
+export function normDecls(model: ModelSpec, prefix: string): ParamDecl[] {
+  const h = model.hidden;
+  const decls: ParamDecl[] = [{ name: `${prefix}.gamma`, shape: [h], shard: 'none', init: { kind: 'const', value: 1 }, weightDecay: false }];
+  if (model.norm === 'layernorm') {
+    decls.push({ name: `${prefix}.beta`, shape: [h], shard: 'none', init: { kind: 'const', value: 0 }, weightDecay: false });
+  }
+  return decls;
+}
+
+export function normForward(k: KernelOps, model: ModelSpec, store: ParamStore, prefix: string, y: Float32Array, x: Float32Array, rows: number): NormSaved {
+  const h = model.hidden;
+  const rstd = new Float32Array(rows);
+  if (model.norm === 'layernorm') {
+    const mean = new Float32Array(rows);
+    k.layerNorm(y, mean, rstd, x, store.param(`${prefix}.gamma`), store.param(`${prefix}.beta`), rows, h, NORM_EPS);
+    return { mean, rstd };
+  }
+  k.rmsNorm(y, rstd, x, store.param(`${prefix}.gamma`), rows, h, NORM_EPS);
+  return { mean: null, rstd };
+}
+
+/** dx += norm'(x)^T dy (dx accumulates: it already holds the residual gradient). */
+export function normBackwardAccumulate(
+  k: KernelOps, model: ModelSpec, store: ParamStore, prefix: string, dx: Float32Array, dy: Float32Array, x: Float32Array,
+  saved: NormSaved, rows: number,
+): void {
+  const h = model.hidden;
+  if (model.norm === 'layernorm') {
+    if (!saved.mean) throw new Error('LayerNorm backward needs the saved mean');
+    k.layerNormBackward(dx, store.grad(`${prefix}.gamma`), store.grad(`${prefix}.beta`), dy, x, store.param(`${prefix}.gamma`), saved.mean, saved.rstd, rows, h, true);
+  } else {
+    k.rmsNormBackward(dx, store.grad(`${prefix}.gamma`), dy, x, store.param(`${prefix}.gamma`), saved.rstd, rows, h, true);
+  }
+}

@@ -1,0 +1,136 @@
+// Single-process training of a whole model on the CPU kernels: one Stage holding every layer, the
+// embedding and the head; AdamW with global-norm clipping; gradient accumulation when the global
+// batch is split into micro-batches. Deterministic for a given seed (the kernels' results do not
+// depend on the thread count).
+import { type ModelSpec, getModel } from '@mist/core';
+import { Stage } from '../model/stage';
+import { type DataSource, makeSampler } from './data';
+import { ADAMW_DEFAULTS, AdamW, learningRate } from './optimizer';
+
+export interface TrainOptions {
+  /** Catalog name (e.g. 'gpt-tiny') or a ModelSpec. */
+  model: string | ModelSpec;
+  steps: number;
+  seed: number;
+  /** Peak learning rate. */
+  lr: number;
+  /** Sequences per optimizer step. */
+  globalBatch: number;
+  /** Tokens per sequence (at most the model's maxSeq with learned positions). */
+  seq: number;
+  /** Sequences per forward/backward; must divide globalBatch (default: globalBatch). */
+  microBatch?: number;
+  data: DataSource;
+  warmupSteps: number;
+  weightDecay: number;
+  maxGradNorm: number;
+  /** Layers that recompute activations in backward (activation checkpointing). */
+  ckptLayers: number;
+}
+
+export const TRAIN_DEFAULTS: Omit<TrainOptions, 'model'> = {
+  steps: 200,
+  seed: 1234,
+  lr: 3e-3,
+  globalBatch: 16,
+  seq: 64,
+  data: 'corpus',
+  warmupSteps: 10,
+  weightDecay: ADAMW_DEFAULTS.weightDecay,
+  maxGradNorm: ADAMW_DEFAULTS.maxGradNorm,
+  ckptLayers: 0,
+};
+
+export interface StepReport {
+  step: number;
+  /** Mean next-token loss of this step's global batch, nats. */
+  loss: number;
+  /** Tokens of this step divided by its wall time. */
+  tokensPerS: number;
+  lr: number;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  /** Seconds this step took. */
+  seconds: number;
+}
+
+export interface TrainResult {
+  model: string;
+  data: DataSource;
+  steps: StepReport[];
+  /** ln(vocab): the loss of a uniform guess. */
+  uniformLoss: number;
+  /** Entropy rate of the synthetic source (the best reachable loss), null for the corpus. */
+  dataEntropy: number | null;
+  /** Mean tokens/s over all steps (total tokens / total step time). */
+  tokensPerS: number;
+  /** The trained parameters (flat, the stage's layout). */
+  params: Float32Array;
+}
+
+export type StepCallback = (report: StepReport) => void | Promise<void>;
+
+function checkOptions(o: TrainOptions, model: ModelSpec): number {
+  const int = (v: number, name: string, min = 1): void => {
+    if (!Number.isInteger(v) || v < min) throw new Error(`${name} must be an integer >= ${min}, got ${v}`);
+  };
+  int(o.steps, 'steps');
+  int(o.globalBatch, 'globalBatch');
+  int(o.seq, 'seq');
+  int(o.warmupSteps, 'warmupSteps', 0);
+  int(o.ckptLayers, 'ckptLayers', 0);
+  if (!(o.lr > 0)) throw new Error(`lr must be positive, got ${o.lr}`);
+  if (model.positional === 'learned' && o.seq > model.maxSeq) throw new Error(`seq ${o.seq} exceeds ${model.name}'s ${model.maxSeq} positions`);
+  const micro = o.microBatch ?? o.globalBatch;
+  int(micro, 'microBatch');
+  if (o.globalBatch % micro !== 0) throw new Error(`microBatch ${micro} must divide globalBatch ${o.globalBatch}`);
+  return micro;
+}
+
+/**
+ * Trains `opts.model` for `opts.steps` optimizer steps and calls `onStep` after each one (awaited,
+ * so a caller can print or stop in between). Missing options take TRAIN_DEFAULTS.
+ */
+export async function trainSingleProcess(options: Partial<TrainOptions> & Pick<TrainOptions, 'model'>, onStep?: StepCallback): Promise<TrainResult> {
+  const opts: TrainOptions = { ...TRAIN_DEFAULTS, ...options };
+  const model = typeof opts.model === 'string' ? getModel(opts.model) : opts.model;
+  const micro = checkOptions(opts, model);
+  const accum = opts.globalBatch / micro;
+  const stage = new Stage({ model, seed: opts.seed, ckptLayers: Math.min(opts.ckptLayers, model.layers) });
+  const optimizer = new AdamW(stage.params, stage.grads, stage.paramEntries, {
+    ...ADAMW_DEFAULTS, lr: opts.lr, weightDecay: opts.weightDecay, maxGradNorm: opts.maxGradNorm,
+  });
+  const sampler = makeSampler(opts.data, model.vocab, opts.seed);
+  const tokensPerStep = opts.globalBatch * opts.seq;
+  const reports: StepReport[] = [];
+  let totalSeconds = 0;
+  for (let step = 1; step <= opts.steps; step++) {
+    const t0 = process.hrtime.bigint();
+    stage.zeroGrads();
+    let lossSum = 0, lossTokens = 0;
+    for (let a = 0; a < accum; a++) {
+      const b = sampler.next(micro, opts.seq);
+      // gradScale makes the accumulated gradient that of the mean over the whole global batch.
+      const f = await stage.forward(b, { train: true, gradScale: 1 / tokensPerStep });
+      lossSum += f.lossSum;
+      lossTokens += f.lossTokens;
+      await stage.backward(f.context as NonNullable<typeof f.context>);
+    }
+    const lr = learningRate(step, opts.steps, opts.lr, opts.warmupSteps);
+    const gradNorm = await optimizer.update(lr);
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    totalSeconds += seconds;
+    const report: StepReport = { step, loss: lossSum / lossTokens, tokensPerS: tokensPerStep / seconds, lr, gradNorm, seconds };
+    reports.push(report);
+    if (onStep) await onStep(report);
+  }
+  return {
+    model: model.name,
+    data: opts.data,
+    steps: reports,
+    uniformLoss: Math.log(model.vocab),
+    dataEntropy: sampler.entropy,
+    tokensPerS: (tokensPerStep * opts.steps) / totalSeconds,
+    params: stage.params,
+  };
+}

@@ -1,0 +1,215 @@
+// Typed wrappers of the native fp32 kernels. Every method documents its shapes (row-major) and
+// whether it writes (=) or accumulates (+=) its outputs. Parameter gradients always accumulate, so
+// micro-batches and tied weights add up; activation gradients are written unless the method says so.
+//
+// KernelOps has two implementations with the same methods: `kernels` (ImmediateKernels) runs each
+// call at once on the calling thread plus the addon's thread pool; KernelBatch records calls and
+// runs them in order off the JavaScript thread with `await batch.run()`. The native side checks
+// every buffer's length against the shapes before writing.
+import type { KernelBuffer } from './addon-kernels';
+
+export interface MatmulArgs {
+  /** Output [m, n]. */
+  c: Float32Array;
+  /** [m, k], or [k, m] when transA. */
+  a: Float32Array;
+  /** [k, n], or [n, k] when transB. */
+  b: Float32Array;
+  m: number;
+  n: number;
+  k: number;
+  transA?: boolean;
+  transB?: boolean;
+  /** c += alpha * op(a) op(b) instead of c = alpha * op(a) op(b). */
+  accumulate?: boolean;
+  alpha?: number;
+}
+
+export interface AttentionShape {
+  batch: number;
+  seq: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  /** Score scale; default 1 / sqrt(headDim). */
+  scale?: number;
+}
+
+export interface AdamWArgs {
+  param: Float32Array;
+  grad: Float32Array;
+  m: Float32Array;
+  v: Float32Array;
+  /** 1-based step count (bias correction). */
+  step: number;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** Multiplies the gradient first (global-norm clipping factor, loss scaling). */
+  gradScale?: number;
+}
+
+export interface EmbeddingShape {
+  rows: number;
+  hidden: number;
+  vocab: number;
+  /** Sequence length: row r has position posOffset + r % seq. */
+  seq: number;
+  /** Rows of the position table. */
+  maxPos: number;
+  posOffset?: number;
+}
+
+const b01 = (v: boolean | undefined): number => (v ? 1 : 0);
+
+export abstract class KernelOps {
+  protected abstract emit(op: string, buffers: KernelBuffer[], ints: number[], floats: number[]): void;
+
+  /** c[m,n] (+)= alpha * op(a)[m,k] * op(b)[k,n]. */
+  matmul(x: MatmulArgs): void {
+    this.emit('matmul', [x.c, x.a, x.b], [x.m, x.n, x.k, b01(x.transA), b01(x.transB), b01(x.accumulate)], [x.alpha ?? 1]);
+  }
+
+  /** out[n] = a + b (out may be a or b). n defaults to out.length. */
+  add(out: Float32Array, a: Float32Array, b: Float32Array, n = out.length): void {
+    this.emit('add', [out, a, b], [n], []);
+  }
+
+  /** dst[n] += alpha * src. */
+  accumulate(dst: Float32Array, src: Float32Array, alpha = 1, n = dst.length): void {
+    this.emit('accumulate', [dst, src], [n], [alpha]);
+  }
+
+  copy(dst: Float32Array, src: Float32Array, n = dst.length): void {
+    this.emit('copy', [dst, src], [n], []);
+  }
+
+  scale(x: Float32Array, alpha: number, n = x.length): void {
+    this.emit('scale', [x], [n], [alpha]);
+  }
+
+  fill(x: Float32Array, value: number, n = x.length): void {
+    this.emit('fill', [x], [n], [value]);
+  }
+
+  /** y[rows, cols] += bias[cols] (broadcast over rows). */
+  biasAdd(y: Float32Array, bias: Float32Array, rows: number, cols: number): void {
+    this.emit('biasAdd', [y, bias], [rows, cols], []);
+  }
+
+  /** dbias[cols] += sum over rows of dy[rows, cols]. */
+  biasGrad(dbias: Float32Array, dy: Float32Array, rows: number, cols: number): void {
+    this.emit('biasGrad', [dbias, dy], [rows, cols], []);
+  }
+
+  /** y = gelu(x), tanh form; y may be x. */
+  gelu(y: Float32Array, x: Float32Array, n = y.length): void {
+    this.emit('gelu', [y, x], [n], []);
+  }
+
+  /** dx = dy * gelu'(x); dx may be dy. */
+  geluBackward(dx: Float32Array, dy: Float32Array, x: Float32Array, n = dx.length): void {
+    this.emit('geluBackward', [dx, dy, x], [n], []);
+  }
+
+  /** y = silu(gate) * up, all [n]. */
+  swiglu(y: Float32Array, gate: Float32Array, up: Float32Array, n = y.length): void {
+    this.emit('swiglu', [y, gate, up], [n], []);
+  }
+
+  /** dgate, dup (written) from dy, gate, up. */
+  swigluBackward(dgate: Float32Array, dup: Float32Array, dy: Float32Array, gate: Float32Array, up: Float32Array, n = dy.length): void {
+    this.emit('swigluBackward', [dgate, dup, dy, gate, up], [n], []);
+  }
+
+  /** y[rows, cols] = LayerNorm(x) * gamma + beta; saves mean[rows], rstd[rows]. beta may be null. */
+  layerNorm(
+    y: Float32Array, mean: Float32Array, rstd: Float32Array, x: Float32Array, gamma: Float32Array,
+    beta: Float32Array | null, rows: number, cols: number, eps: number,
+  ): void {
+    this.emit('layerNorm', [y, mean, rstd, x, gamma, beta], [rows, cols], [eps]);
+  }
+
+  /** dx (written, or added when accumulateDx), dgamma += , dbeta += (may be null). */
+  layerNormBackward(
+    dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array | null, dy: Float32Array, x: Float32Array,
+    gamma: Float32Array, mean: Float32Array, rstd: Float32Array, rows: number, cols: number, accumulateDx = false,
+  ): void {
+    this.emit('layerNormBackward', [dx, dgamma, dbeta, dy, x, gamma, mean, rstd], [rows, cols, b01(accumulateDx)], []);
+  }
+
+  /** y[rows, cols] = x * rstd * gamma, rstd = 1 / sqrt(mean(x^2) + eps); saves rstd[rows]. */
+  rmsNorm(y: Float32Array, rstd: Float32Array, x: Float32Array, gamma: Float32Array, rows: number, cols: number, eps: number): void {
+    this.emit('rmsNorm', [y, rstd, x, gamma], [rows, cols], [eps]);
+  }
+
+  /** dx (written, or added when accumulateDx), dgamma += . */
+  rmsNormBackward(
+    dx: Float32Array, dgamma: Float32Array, dy: Float32Array, x: Float32Array, gamma: Float32Array, rstd: Float32Array,
+    rows: number, cols: number, accumulateDx = false,
+  ): void {
+    this.emit('rmsNormBackward', [dx, dgamma, dy, x, gamma, rstd], [rows, cols, b01(accumulateDx)], []);
+  }
+
+  /**
+   * Rotary embedding of x [rows = batch*seq, heads, headDim] into out (may be x); row r has
+   * position posOffset + r % seq; pairs (i, i + headDim/2) rotate by pos * theta^(-2i/headDim).
+   */
+  rope(out: Float32Array, x: Float32Array, rows: number, seq: number, heads: number, headDim: number, theta = 10000, posOffset = 0): void {
+    this.emit('rope', [out, x], [rows, seq, heads, headDim, posOffset], [theta]);
+  }
+
+  /** dx = inverse rotation of dy (same shapes as rope). */
+  ropeBackward(dx: Float32Array, dy: Float32Array, rows: number, seq: number, heads: number, headDim: number, theta = 10000, posOffset = 0): void {
+    this.emit('ropeBackward', [dx, dy], [rows, seq, heads, headDim, posOffset], [theta]);
+  }
+
+  /**
+   * Causal grouped-query attention. q, out: [batch*seq, heads*headDim]; k, v: [batch*seq,
+   * kvHeads*headDim]; saves lse [batch, heads, seq] for the backward.
+   */
+  attention(out: Float32Array, lse: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, s: AttentionShape): void {
+    this.emit('attention', [out, lse, q, k, v], [s.batch, s.seq, s.heads, s.kvHeads, s.headDim], s.scale === undefined ? [] : [s.scale]);
+  }
+
+  /** dq, dk, dv (written) from dout and the forward's q, k, v, out, lse. */
+  attentionBackward(
+    dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array,
+    v: Float32Array, out: Float32Array, lse: Float32Array, s: AttentionShape,
+  ): void {
+    this.emit('attentionBackward', [dq, dk, dv, dout, q, k, v, out, lse], [s.batch, s.seq, s.heads, s.kvHeads, s.headDim],
+      s.scale === undefined ? [] : [s.scale]);
+  }
+
+  /** out[rows, hidden] = wte[tokens[r]] + wpe[posOffset + r % seq] (wpe may be null). */
+  embedding(out: Float32Array, tokens: Int32Array, wte: Float32Array, wpe: Float32Array | null, s: EmbeddingShape): void {
+    this.emit('embedding', [out, tokens, wte, wpe], [s.rows, s.hidden, s.vocab, s.seq, s.maxPos, s.posOffset ?? 0], []);
+  }
+
+  /** dwte += scatter of dout by token, dwpe += by position (may be null). */
+  embeddingBackward(dwte: Float32Array, dwpe: Float32Array | null, dout: Float32Array, tokens: Int32Array, s: EmbeddingShape): void {
+    this.emit('embeddingBackward', [dwte, dwpe, dout, tokens], [s.rows, s.hidden, s.vocab, s.seq, s.maxPos, s.posOffset ?? 0], []);
+  }
+
+  /**
+   * Softmax cross-entropy of logits [rows, vocab] against targets [rows] (-1 = ignore): lossRows[r]
+   * = logsumexp(logits[r]) - logits[r, t]. With dlogits (may be logits itself) also writes
+   * (softmax - onehot) * gradScale, without keeping the probabilities.
+   */
+  crossEntropy(lossRows: Float32Array, logits: Float32Array, targets: Int32Array, dlogits: Float32Array | null, rows: number, vocab: number, gradScale = 1): void {
+    this.emit('crossEntropy', [lossRows, logits, targets, dlogits], [rows, vocab], [gradScale]);
+  }
+
+  /** One AdamW step with decoupled weight decay on param (in place), moments m and v. */
+  adamw(x: AdamWArgs): void {
+    this.emit('adamw', [x.param, x.grad, x.m, x.v], [x.param.length, x.step],
+      [x.lr, x.beta1, x.beta2, x.eps, x.weightDecay, x.gradScale ?? 1]);
+  }
+
+  /** out[0] = sum of x^2 (accumulated in double). */
+  sumSquares(out: Float32Array, x: Float32Array, n = x.length): void {
+    this.emit('sumSquares', [out, x], [n], []);
+  }
+}
