@@ -3,3 +3,4 @@ export { modelsCommand } from './models';
 export { gpusCommand } from './gpus';
 export { validateCommand } from './validate';
 export { analyzeCommand } from './analyze';
+export { trainCommand } from './train';

@@ -1,0 +1,30 @@
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../test/run-cli';
+
+describe('mist train', () => {
+  it('prints one JSON object per step on stdout and nothing else there', async () => {
+    const res = await runCli(['train', '--model', 'gpt-tiny', '--steps', '4', '--global-batch', '4', '--seq', '32', '--json']);
+    expect(res.code).toBe(0);
+    const lines = res.stdout.trim().split('\n').map((l) => JSON.parse(l) as { step: number; loss: number; tokensPerS: number });
+    expect(lines.map((l) => l.step)).toEqual([1, 2, 3, 4]);
+    for (const l of lines) {
+      expect(l.loss).toBeGreaterThan(0);
+      expect(l.tokensPerS).toBeGreaterThan(0);
+    }
+  });
+
+  it('trains the loss well below ln(vocab) and says so', async () => {
+    const res = await runCli(['train', '--steps', '40', '--global-batch', '8', '--seq', '32', '--lr', '0.005']);
+    expect(res.code).toBe(0);
+    const m = /loss ([\d.]+) -> ([\d.]+) nats \(uniform baseline ln\(256\) = 5\.545/.exec(res.stdout);
+    expect(m).not.toBeNull();
+    expect(Number(m![2])).toBeLessThan(0.8 * Math.log(256));
+    expect(res.stderr).toMatch(/training gpt-tiny 40\/40/);
+  });
+
+  it('names a bad --data value and the allowed ones', async () => {
+    const res = await runCli(['train', '--data', 'wiki']);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/--data: got "wiki"; allowed: corpus, synthetic/);
+  });
+});

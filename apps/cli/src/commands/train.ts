@@ -1,0 +1,73 @@
+// `mist train`: trains a small model in this process on the CPU kernels, with a progress bar
+// (loss, tokens/s) on stderr, or one JSON object per step on stdout with --json.
+import { getModel, loadModel } from '@mist/core';
+import { type StepReport, TRAIN_DEFAULTS, trainSingleProcess } from '@mist/executor';
+import { type Command, intOpt, numberOpt, stringOpt, UsageError } from '../cli/command';
+import { ProgressBar } from '../cli/progress';
+
+const DATA = ['corpus', 'synthetic'] as const;
+
+export const trainCommand: Command = {
+  name: 'train',
+  summary: 'train a small model in one process on the CPU kernels (loss falls below ln(vocab))',
+  usage: 'mist train [--model gpt-tiny] [--steps N] [--global-batch B] [--seq S] [--lr LR] [--seed N] [--data corpus|synthetic] [--json]',
+  examples: [
+    'mist train --model gpt-tiny --steps 200',
+    'mist train --model llama-tiny --steps 100 --data synthetic --json',
+  ],
+  options: {
+    model: { type: 'string', valueName: 'NAME|FILE', description: 'model to train', default: 'gpt-tiny' },
+    steps: { type: 'string', valueName: 'N', description: 'optimizer steps', default: String(TRAIN_DEFAULTS.steps) },
+    'global-batch': { type: 'string', valueName: 'B', description: 'sequences per step', default: String(TRAIN_DEFAULTS.globalBatch) },
+    'micro-batch': { type: 'string', valueName: 'b', description: 'sequences per forward/backward (divides the global batch; default: all)' },
+    seq: { type: 'string', valueName: 'S', description: 'tokens per sequence', default: String(TRAIN_DEFAULTS.seq) },
+    lr: { type: 'string', valueName: 'LR', description: 'peak learning rate (AdamW)', default: String(TRAIN_DEFAULTS.lr) },
+    seed: { type: 'string', valueName: 'N', description: 'seed of the initialisation and the data order', default: String(TRAIN_DEFAULTS.seed) },
+    data: { type: 'string', valueName: 'SOURCE', description: 'corpus (the shipped English text, byte-level) or synthetic', default: TRAIN_DEFAULTS.data },
+    'ckpt-layers': { type: 'string', valueName: 'N', description: 'layers that recompute their activations in backward', default: '0' },
+    json: { type: 'boolean', description: 'print one JSON object per step on stdout, and nothing else there' },
+  },
+  async run(values, _positionals, io) {
+    const ref = stringOpt(values, 'model') ?? 'gpt-tiny';
+    const model = ref.includes('/') || ref.endsWith('.json') ? loadModel(ref) : getModel(ref);
+    const data = stringOpt(values, 'data') ?? 'corpus';
+    if (!(DATA as readonly string[]).includes(data)) throw new UsageError(`--data: got "${data}"; allowed: ${DATA.join(', ')}`);
+    const ckpt = Number(stringOpt(values, 'ckpt-layers') ?? '0');
+    if (!Number.isInteger(ckpt) || ckpt < 0 || ckpt > model.layers) {
+      throw new UsageError(`--ckpt-layers: got "${stringOpt(values, 'ckpt-layers')}"; expected 0..${model.layers}`);
+    }
+    const steps = intOpt(values, 'steps')!;
+    const json = values.json === true;
+    const bar = json ? undefined : new ProgressBar(io, `training ${model.name}`, steps);
+    let first: StepReport | undefined;
+    const result = await trainSingleProcess(
+      {
+        ...TRAIN_DEFAULTS,
+        model,
+        steps,
+        globalBatch: intOpt(values, 'global-batch')!,
+        microBatch: intOpt(values, 'micro-batch'),
+        seq: intOpt(values, 'seq')!,
+        lr: numberOpt(values, 'lr')!,
+        seed: Number(stringOpt(values, 'seed')),
+        data: data as (typeof DATA)[number],
+        ckptLayers: ckpt,
+      },
+      (r) => {
+        first ??= r;
+        if (json) io.stdout(JSON.stringify({ step: r.step, loss: r.loss, tokensPerS: r.tokensPerS, lr: r.lr, gradNorm: r.gradNorm }) + '\n');
+        else bar!.update(r.step, `loss ${r.loss.toFixed(3)}  ${Math.round(r.tokensPerS)} tok/s`);
+      },
+    );
+    if (json) return 0;
+    bar!.done();
+    const last = result.steps[result.steps.length - 1];
+    io.stdout(
+      `${model.name} on ${result.data}: loss ${first!.loss.toFixed(3)} -> ${last.loss.toFixed(3)} nats ` +
+        `(uniform baseline ln(${model.vocab}) = ${result.uniformLoss.toFixed(3)}` +
+        `${result.dataEntropy !== null ? `, data entropy ${result.dataEntropy.toFixed(3)}` : ''}), ` +
+        `${Math.round(result.tokensPerS)} tokens/s over ${result.steps.length} steps\n`,
+    );
+    return 0;
+  },
+};
