@@ -1,1 +1,23 @@
-export {};
+// @mist/tuner: the Mist search — intra-stage Pareto frontiers, the inter-stage MILP / bottleneck DP,
+// the Megatron-LM and DeepSpeed baseline spaces, and brute force for checking small instances.
+export {
+  checkSearchSpace, type CkptMode, DEFAULT_FRONTIER_SIZE, DEFAULT_OFFLOAD_STEP, deepspeedSpace, type InterStageSolver,
+  megatronSpace, mistSpace, NO_OFFLOAD_LEVELS, type OffloadLevels, ratioGrid, type SearchSpace, spaceByName,
+  type SpaceName, uniformOffloadLevels,
+} from './search-space';
+export {
+  ckptLevels, divisors, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, type StageGroupSpec,
+  stageGroupSpecs, tpProblem,
+} from './enumerate';
+export { ParetoSet3, paretoFrontier2D, sampleFrontier } from './pareto';
+export {
+  type ChosenStage, evaluateSolution, type FrontierStore, FrontierStoreBuilder, type InterStageInstance,
+  type InterStageSolution, positionOf, type StageGroup, type StagePosition,
+} from './inter-stage-instance';
+export { type DpStats, solveInterStageDp } from './inter-stage-dp';
+export { type MilpOptions, type MilpStats, solveInterStageMilp } from './inter-stage-milp';
+export { IntraStageSearch, type Shortfall, ST, STRATEGY_WIDTH, StrategyStore } from './intra-stage';
+export { diagnoseNoFit, type NoFitReport } from './no-fit';
+export { tune, type TuneOptions, type TunePhase, type TuneProgress, type TuneResult } from './tuner';
+export { tuneWithBaselines, type BaselineComparison, type TuneWithBaselinesOptions } from './compare';
+export { bruteForce, type BruteForceResult } from './brute-force';

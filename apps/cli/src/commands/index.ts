@@ -4,3 +4,4 @@ export { gpusCommand } from './gpus';
 export { validateCommand } from './validate';
 export { analyzeCommand } from './analyze';
 export { trainCommand } from './train';
+export { tuneCommand } from './tune';

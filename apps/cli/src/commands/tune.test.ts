@@ -1,0 +1,61 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { builtinHardwareProfile, getModel, parseClusterShorthand, parsePlan } from '@mist/core';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../test/run-cli';
+
+describe('mist tune', () => {
+  it('prints the best plan, the baselines and speedups; --out writes a plan `mist analyze` accepts', async () => {
+    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mist-tune-')), 'plan.json');
+    const res = await runCli(['tune', '--model', 'gpt3-1.3b', '--cluster', '1x2-l4', '--global-batch', '16', '--seq', '1024',
+      '--offload-step', '0.5', '--out', out]);
+    expect(res.stderr).toMatch(/tune mist .*candidates/);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toMatch(/Best plan \(mist space\)/);
+    expect(res.stdout).toMatch(/megatron\s+\S+ s/);
+    expect(res.stdout).toMatch(/deepspeed/);
+    const plan = parsePlan(JSON.parse(fs.readFileSync(out, 'utf8')), { model: getModel('gpt3-1.3b'), cluster: parseClusterShorthand('1x2-l4') });
+    const analyzed = await runCli(['analyze', '--plan', out, '--json']);
+    expect(analyzed.code).toBe(0);
+    expect(JSON.parse(analyzed.stdout).allFit).toBe(true);
+    expect(plan.stages.length).toBeGreaterThan(0);
+  });
+
+  it('--json has the plan, the prediction, tuning time, candidates and both baselines', async () => {
+    const res = await runCli(['tune', '--model', 'gpt3-1.3b', '--cluster', '1x2-l4', '--global-batch', '16', '--seq', '1024',
+      '--offload-step', '0.5', '--json']);
+    expect(res.code).toBe(0);
+    const j = JSON.parse(res.stdout);
+    expect(j.plan.stages.length).toBeGreaterThan(0);
+    expect(j.predicted.iterationTimeS).toBeGreaterThan(0);
+    expect(j.tuningTimeS).toBeGreaterThan(0);
+    expect(j.candidatesEvaluated).toBeGreaterThan(0);
+    for (const b of ['megatron', 'deepspeed']) {
+      expect(j.baselines[b]).toHaveProperty('plan');
+      expect(j.baselines[b].predicted).toHaveProperty('iterationTimeS');
+      if (j.baselines[b].predicted.iterationTimeS !== null) {
+        expect(j.predicted.iterationTimeS).toBeLessThanOrEqual(j.baselines[b].predicted.iterationTimeS);
+      }
+    }
+  });
+
+  it('says what is missing when nothing fits, and refuses bad flags', async () => {
+    // A GPU with 100 kB of usable memory: nothing of gpt-tiny fits.
+    const base = builtinHardwareProfile(parseClusterShorthand('1x2-l4'));
+    const usable = 100e3;
+    const reserve = base.cluster.gpu.memoryBytes - base.memory.ncclBufferBytes - usable / (1 - base.memory.fragmentation);
+    const profileFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mist-tune-')), 'profile.json');
+    fs.writeFileSync(profileFile, JSON.stringify({ ...base, memory: { ...base.memory, cudaContextBytes: reserve } }));
+    const res = await runCli(['tune', '--model', 'gpt-tiny', '--profile', profileFile, '--global-batch', '8', '--seq', '64', '--json']);
+    expect(res.code).toBe(1);
+    const j = JSON.parse(res.stdout);
+    expect(j.plan).toBeNull();
+    expect(j.predicted.iterationTimeS).toBeNull();
+    expect(j.noFit.shortfallBytes).toBeGreaterThan(0);
+    expect(j.noFit.hints.join(' ')).toMatch(/more GPUs/);
+    const bad = await runCli(['tune', '--model', 'gpt3-1.3b', '--cluster', '1x2-l4', '--global-batch', '16', '--seq', '1024', '--space', 'alpa']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--space: got "alpa"/);
+  });
+});

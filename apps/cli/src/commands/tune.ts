@@ -1,0 +1,222 @@
+// `mist tune`: the Mist search for the fastest plan that fits, beside the best Megatron-LM-style and
+// DeepSpeed-style plans under the same cost model. Progress on stderr, a summary on stdout (or one
+// JSON object with --json), the plan file with --out (accepted unchanged by `mist analyze`).
+import * as fs from 'node:fs';
+import {
+  builtinHardwareProfile, formatBytes, formatCount, formatSeconds, type HardwareProfile, loadCluster,
+  loadHardwareProfile, loadModel, parseTrainingSpec, type Plan, ZERO_LEVELS, type ZeroLevel,
+} from '@mist/core';
+import type { PlanEstimate } from '@mist/analyzer';
+import {
+  deepspeedSpace, megatronSpace, NO_OFFLOAD_LEVELS, type SearchSpace, spaceByName, type SpaceName, type TuneProgress,
+  type TuneResult, tuneWithBaselines, uniformOffloadLevels,
+} from '@mist/tuner';
+import { type Command, intOpt, JSON_OPTION, numberOpt, type ParsedValues, requireString, stringOpt, UsageError } from '../cli/command';
+import { ProgressBar } from '../cli/progress';
+import { renderTable } from '../cli/table';
+
+const SPACES: SpaceName[] = ['mist', 'megatron', 'deepspeed'];
+
+/** The main search space: --space plus the ablation flags. */
+function spaceFromFlags(values: ParsedValues): SearchSpace {
+  const name = (stringOpt(values, 'space') ?? 'mist') as SpaceName;
+  if (!SPACES.includes(name)) throw new UsageError(`--space: got "${name}"; allowed: ${SPACES.join(', ')}`);
+  const o: Partial<SearchSpace> = {};
+  const maxStages = intOpt(values, 'max-stages');
+  if (maxStages !== undefined) o.maxStages = maxStages;
+  const maxTp = intOpt(values, 'max-tp');
+  if (maxTp !== undefined) o.maxTp = maxTp;
+  if (values['uniform-partition']) o.uniformPartition = true;
+  if (values['uniform-mesh']) o.uniformMesh = true;
+  if (values['no-sp']) o.sequenceParallel = false;
+  if (values['pow2-micro-batch']) o.microBatchPow2 = true;
+  const ckpt = stringOpt(values, 'ckpt');
+  if (ckpt !== undefined) {
+    if (ckpt !== 'fine' && ckpt !== 'all-or-none' && ckpt !== 'none') throw new UsageError(`--ckpt: got "${ckpt}"; allowed: fine, all-or-none, none`);
+    o.ckpt = ckpt;
+  }
+  const zero = stringOpt(values, 'zero');
+  if (zero !== undefined) {
+    const levels = zero.split(',').map((z) => Number(z.trim()));
+    if (levels.length === 0 || levels.some((z) => !(ZERO_LEVELS as readonly number[]).includes(z))) {
+      throw new UsageError(`--zero: got "${zero}"; expected a comma-separated list of 0, 1, 2, 3`);
+    }
+    o.zero = [...new Set(levels)].sort() as ZeroLevel[];
+  }
+  const step = numberOpt(values, 'offload-step');
+  if (step !== undefined) {
+    try {
+      o.offload = uniformOffloadLevels(step);
+    } catch (err) {
+      throw new UsageError(`--offload-step: ${(err as Error).message}`);
+    }
+  }
+  if (values['no-offload']) o.offload = NO_OFFLOAD_LEVELS;
+  const k = intOpt(values, 'frontier-size');
+  if (k !== undefined) o.frontierSize = k;
+  const solver = stringOpt(values, 'solver');
+  if (solver !== undefined) {
+    if (solver !== 'dp' && solver !== 'milp') throw new UsageError(`--solver: got "${solver}"; allowed: dp, milp`);
+    o.solver = solver;
+  }
+  return spaceByName(name, o);
+}
+
+function offloadText(s: Plan['stages'][number]): string {
+  const o = s.offload;
+  if (o.weights + o.grads + o.optim + o.activations === 0) return '-';
+  const f = (x: number): string => (x === 0 ? '0' : x === 1 ? '1' : x.toFixed(3).replace(/0+$/, ''));
+  return `w${f(o.weights)} g${f(o.grads)} o${f(o.optim)} a${f(o.activations)}`;
+}
+
+function planTable(plan: Plan, est: PlanEstimate): string {
+  return renderTable(plan.stages.map((s, i) => ({ s, e: est.stages[i], i })), [
+    { header: 'stage', value: (r) => r.i },
+    { header: 'layers', value: (r) => `${r.s.layers[0]}-${r.s.layers[1]}` },
+    { header: 'mesh', value: (r) => `${r.s.mesh.nodes}x${r.s.mesh.gpusPerNode}` },
+    { header: 'dp x tp', value: (r) => `${r.s.dp} x ${r.s.tp}${r.s.sequenceParallel ? ' sp' : ''}` },
+    { header: 'b', value: (r) => r.s.microBatchSize },
+    { header: 'ckpt', value: (r) => r.s.ckptLayers },
+    { header: 'zero', value: (r) => r.s.zero },
+    { header: 'offload', value: (r) => offloadText(r.s) },
+    { header: 'steady', value: (r) => formatSeconds(r.e.steadyTimeS), align: 'right' },
+    { header: 'first', value: (r) => formatSeconds(r.e.firstTimeS), align: 'right' },
+    { header: 'last', value: (r) => formatSeconds(r.e.lastTimeS), align: 'right' },
+    { header: 'peak memory', value: (r) => `${formatBytes(r.e.peakMemoryBytes)} / ${formatBytes(r.e.capacityBytes)}`, align: 'right' },
+  ]);
+}
+
+function resultJson(r: TuneResult): Record<string, unknown> {
+  return {
+    space: r.space,
+    plan: r.plan,
+    predicted: r.predicted
+      ? {
+        iterationTimeS: r.predicted.iterationTimeS, tokensPerS: r.predicted.tokensPerS, mfu: r.predicted.mfu,
+        allFit: r.predicted.allFit, stagePeakMemoryBytes: r.predicted.stages.map((s) => s.peakMemoryBytes),
+      }
+      : { iterationTimeS: null },
+    tuningTimeS: r.tuningTimeS,
+    candidatesEvaluated: r.candidatesEvaluated,
+    noFit: r.noFit,
+  };
+}
+
+export const tuneCommand: Command = {
+  name: 'tune',
+  summary: 'find the fastest plan that fits (Mist search) and compare it with Megatron-LM- and DeepSpeed-style plans',
+  usage: 'mist tune --model NAME|FILE --cluster SHORTHAND|FILE --global-batch N --seq N [--profile FILE] [--space mist|megatron|deepspeed] [--json] [--out plan.json] [ablation flags]',
+  examples: [
+    'mist tune --model gpt3-1.3b --cluster 1x2-l4 --global-batch 32 --seq 2048',
+    'mist tune --model gpt3-6.7b --cluster 1x8-l4 --global-batch 128 --seq 2048 --out plan.json',
+    'mist tune --model llama2-7b --cluster 1x8-a100-40gb --global-batch 128 --seq 4096 --json',
+    'mist tune --model gpt3-1.3b --cluster 1x4-l4 --global-batch 64 --seq 2048 --no-offload --ckpt all-or-none',
+  ],
+  options: {
+    model: { type: 'string', valueName: 'NAME|FILE', description: 'model: a catalog name (see `mist models`), a model file or a Hugging Face config.json' },
+    cluster: { type: 'string', valueName: 'SHORTHAND|FILE', description: 'cluster, e.g. 1x8-l4 or 2x8-a100-40gb (default: the profile\'s cluster)' },
+    'global-batch': { type: 'string', valueName: 'N', description: 'sequences per iteration (b * dp * G)' },
+    seq: { type: 'string', valueName: 'N', description: 'sequence length' },
+    profile: { type: 'string', valueName: 'FILE', description: 'hardware profile from `mist profile` (default: the built-in datasheet profile)' },
+    'no-flash-attention': { type: 'boolean', description: 'model attention without flash attention (scores materialised)' },
+    space: { type: 'string', valueName: 'NAME', description: 'search space of the main search: mist, megatron or deepspeed', default: 'mist' },
+    out: { type: 'string', valueName: 'FILE', description: 'write the best plan to FILE (JSON, accepted by `mist analyze --plan`)' },
+    'max-stages': { type: 'string', valueName: 'N', description: 'ablation: at most N pipeline stages (1 = no pipelining)' },
+    'uniform-partition': { type: 'boolean', description: 'ablation: every stage gets layers / pp layers' },
+    'uniform-mesh': { type: 'boolean', description: 'ablation: every stage uses the same device mesh' },
+    'max-tp': { type: 'string', valueName: 'N', description: 'ablation: tensor parallelism of at most N (1 = off)' },
+    'no-sp': { type: 'boolean', description: 'ablation: no sequence parallelism' },
+    'pow2-micro-batch': { type: 'boolean', description: 'ablation: micro-batch sizes over powers of two only' },
+    ckpt: { type: 'string', valueName: 'MODE', description: 'ablation: activation checkpointing fine | all-or-none | none' },
+    zero: { type: 'string', valueName: 'LIST', description: 'ablation: ZeRO levels to try, e.g. 0,1' },
+    'offload-step': { type: 'string', valueName: 'X', description: 'offload ratio grid step (default 0.125)' },
+    'no-offload': { type: 'boolean', description: 'ablation: no offloading' },
+    'frontier-size': { type: 'string', valueName: 'K', description: 'Pareto points kept per stage frontier (default 30)' },
+    solver: { type: 'string', valueName: 'dp|milp', description: 'inter-stage solver: exact bottleneck DP (default, faster) or the HiGHS MILP' },
+    ...JSON_OPTION,
+  },
+  async run(values, _positionals, io) {
+    const model = loadModel(requireString(values, 'model'));
+    const globalBatch = intOpt(values, 'global-batch');
+    if (globalBatch === undefined) throw new UsageError('--global-batch is required');
+    const seqLen = intOpt(values, 'seq');
+    if (seqLen === undefined) throw new UsageError('--seq is required');
+    const profileFile = stringOpt(values, 'profile');
+    const clusterRef = stringOpt(values, 'cluster');
+    let profile: HardwareProfile;
+    if (profileFile) profile = loadHardwareProfile(profileFile);
+    else if (clusterRef) profile = builtinHardwareProfile(loadCluster(clusterRef));
+    else throw new UsageError('--cluster (or --profile) is required');
+    const training = parseTrainingSpec({ globalBatch, seqLen, flashAttention: values['no-flash-attention'] !== true });
+    const space = spaceFromFlags(values);
+    const clusterName = clusterRef && !fs.existsSync(clusterRef) ? clusterRef : profile.cluster.name;
+
+    let bar: ProgressBar | null = null;
+    let barSpace = '';
+    const onProgress = (p: TuneProgress): void => {
+      if (p.space !== barSpace) {
+        bar?.done();
+        bar = new ProgressBar(io, `tune ${p.space}`, p.total);
+        barSpace = p.space;
+      }
+      const best = p.bestIterationTimeS === null ? '-' : formatSeconds(p.bestIterationTimeS);
+      const detail = `${p.phase}, ${formatCount(p.candidatesEvaluated)} candidates, best ${best}`;
+      if (p.phase === 'done') bar?.done(detail);
+      else bar?.update(p.done, detail);
+    };
+    const cmp = await tuneWithBaselines({ model, training, profile }, {
+      space, megatron: megatronSpace(), deepspeed: deepspeedSpace(), clusterName, onProgress,
+    });
+    const main = cmp.best;
+    if (main.plan && stringOpt(values, 'out')) {
+      fs.writeFileSync(stringOpt(values, 'out') as string, JSON.stringify(main.plan, null, 2) + '\n');
+    }
+    if (values.json) {
+      io.stdout(JSON.stringify({
+        ...resultJson(main),
+        tuningTimeS: main.tuningTimeS,
+        totalTimeS: cmp.tuningTimeS,
+        baselines: { megatron: resultJson(cmp.megatron), deepspeed: resultJson(cmp.deepspeed) },
+        speedup: cmp.speedup,
+      }, null, 2) + '\n');
+      return main.plan ? 0 : 1;
+    }
+    let text = `${model.name} on ${clusterName} (${profile.source}), seq ${seqLen}, global batch ${globalBatch}` +
+      `${training.flashAttention ? '' : ', no flash attention'}\n`;
+    if (main.plan && main.predicted) {
+      const p = main.predicted;
+      text += `\nBest plan (${main.space} space): ${main.plan.stages.length} stage${main.plan.stages.length > 1 ? 's' : ''}, ` +
+        `G=${main.plan.gradAccumSteps}, iteration ${formatSeconds(p.iterationTimeS)}, ${formatCount(p.tokensPerS)} tokens/s, ` +
+        `MFU ${(p.mfu * 100).toFixed(1)}%\n`;
+      text += planTable(main.plan, p);
+    } else {
+      text += `\nNo plan of the ${main.space} space fits.\n`;
+    }
+    const rows = [main, cmp.megatron, cmp.deepspeed].map((r, i) => ({ r, label: i === 0 ? `${r.space} (best)` : r.space }));
+    text += '\nComparison (same cost model):\n' + renderTable(rows, [
+      { header: 'space', value: (x) => x.label },
+      { header: 'iteration', value: (x) => (x.r.predicted ? formatSeconds(x.r.predicted.iterationTimeS) : 'nothing fits'), align: 'right' },
+      { header: 'tokens/s', value: (x) => (x.r.predicted ? formatCount(x.r.predicted.tokensPerS) : '-'), align: 'right' },
+      { header: 'MFU', value: (x) => (x.r.predicted ? `${(x.r.predicted.mfu * 100).toFixed(1)}%` : '-'), align: 'right' },
+      { header: 'stages', value: (x) => (x.r.plan ? x.r.plan.stages.length : '-'), align: 'right' },
+      {
+        header: 'speedup of best', align: 'right',
+        value: (x) => (x.r === main ? '1.00x' : (() => {
+          const s = x.r === cmp.megatron ? cmp.speedup.megatron : cmp.speedup.deepspeed;
+          return s === null ? '-' : `${s.toFixed(2)}x`;
+        })()),
+      },
+      { header: 'tuning', value: (x) => `${x.r.tuningTimeS.toFixed(2)} s`, align: 'right' },
+      { header: 'candidates', value: (x) => formatCount(x.r.candidatesEvaluated), align: 'right' },
+    ]);
+    io.stdout(text);
+    if (!main.plan) {
+      const nf = main.noFit;
+      io.stderr(`mist tune: ${nf ? nf.message : 'no plan fits'}\n`);
+      for (const h of nf?.hints ?? []) io.stderr(`  - try ${h}\n`);
+      return 1;
+    }
+    if (stringOpt(values, 'out')) io.stderr(`plan written to ${stringOpt(values, 'out') as string}\n`);
+    return 0;
+  },
+};

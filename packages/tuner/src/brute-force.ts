@@ -1,0 +1,129 @@
+// Brute force: every plan of a (small) search space, each stage estimated by the analyzer, the
+// 1F1B iteration time of every combination of stage strategies computed directly. Exponential; for
+// checking the tuner on tiny instances only. The one reduction: within one stage slot (same G, pp,
+// partition and meshes) a strategy whose steady and imbalance times are both no better than another
+// fitting strategy's is skipped, since swapping it for that one never makes a combination slower.
+import { type AnalyzerContext, compileStageModel, type StageQuery } from '@mist/analyzer';
+import { clusterDevices, type Mesh, meshSize, type Plan, PLAN_VERSION, type StageStrategy } from '@mist/core';
+import { ckptLevels, divisors, meshChoices, parallelConfigs } from './enumerate';
+import { positionOf } from './inter-stage-instance';
+import type { SearchSpace } from './search-space';
+
+export interface BruteForceResult {
+  iterationTimeS: number;
+  plan: Plan;
+  /** Stage-strategy combinations whose iteration time was computed. */
+  plansEvaluated: number;
+}
+
+interface Option {
+  steady: number;
+  imbalance: number;
+  strategy: StageStrategy;
+}
+
+function compositions(total: number, parts: number): number[][] {
+  if (parts === 1) return [[total]];
+  const out: number[][] = [];
+  for (let first = 1; first <= total - (parts - 1); first++) {
+    for (const rest of compositions(total - first, parts - 1)) out.push([first, ...rest]);
+  }
+  return out;
+}
+
+function meshSequences(meshes: Mesh[], devices: number, parts: number): Mesh[][] {
+  if (parts === 0) return devices === 0 ? [[]] : [];
+  const out: Mesh[][] = [];
+  for (const m of meshes) {
+    if (meshSize(m) > devices) continue;
+    for (const rest of meshSequences(meshes, devices - meshSize(m), parts - 1)) out.push([m, ...rest]);
+  }
+  return out;
+}
+
+function undominated(list: Option[]): Option[] {
+  return list.filter((a, i) => !list.some((b, j) =>
+    b.steady <= a.steady && b.imbalance <= a.imbalance && (b.steady < a.steady || b.imbalance < a.imbalance || j < i)));
+}
+
+export function bruteForce(ctx: AnalyzerContext, space: SearchSpace): BruteForceResult | null {
+  const { model, training, profile } = ctx;
+  const compiled = compileStageModel(ctx);
+  const L = model.layers;
+  const D = clusterDevices(profile.cluster);
+  const meshes = meshChoices(profile.cluster);
+  const o = space.offload;
+  let best: BruteForceResult | null = null;
+  let evaluated = 0;
+  for (const G of divisors(training.globalBatch)) {
+    const samples = training.globalBatch / G;
+    for (let pp = 1; pp <= Math.min(space.maxStages, L, D); pp++) {
+      for (const parts of compositions(L, pp)) {
+        if (space.uniformPartition && parts.some((l) => l * pp !== L)) continue;
+        for (const meshSeq of meshSequences(meshes, D, pp)) {
+          if (space.uniformMesh && meshSeq.some((m) => m !== meshSeq[0])) continue;
+          // Every fitting strategy of every stage.
+          let first = 0;
+          const options: Option[][] = parts.map((layers, i) => {
+            const mesh = meshSeq[i];
+            const list: Option[] = [];
+            for (const c of parallelConfigs(space, model, training.seqLen, mesh, samples)) {
+              for (const ckpt of ckptLevels(space.ckpt, layers)) {
+                for (const weights of o.weights) for (const grads of o.grads) for (const optim of o.optim) {
+                  for (const activations of o.activations) {
+                    const offload = { weights, grads, optim, activations };
+                    const q: StageQuery = {
+                      layers, position: positionOf(i, pp), inFlight: pp - i, pp, mesh, microBatchSize: c.microBatchSize,
+                      gradAccumSteps: G, dp: c.dp, tp: c.tp, sequenceParallel: c.sequenceParallel, ckptLayers: ckpt,
+                      zero: c.zero, offload,
+                    };
+                    const e = compiled.estimate(q);
+                    if (!e.fits) continue;
+                    list.push({
+                      steady: e.steadyTimeS, imbalance: e.firstTimeS + e.lastTimeS,
+                      strategy: {
+                        layers: [first, first + layers - 1], mesh, microBatchSize: c.microBatchSize, dp: c.dp, tp: c.tp,
+                        sequenceParallel: c.sequenceParallel, ckptLayers: ckpt, zero: c.zero, offload,
+                      },
+                    });
+                  }
+                }
+              }
+            }
+            first += layers;
+            return list;
+          });
+          if (options.some((l) => l.length === 0)) continue;
+          for (let i = 0; i < options.length; i++) options[i] = undominated(options[i]);
+          // Every combination.
+          const chosen: Option[] = [];
+          const walk = (i: number, imbalance: number, bottleneck: number): void => {
+            if (i === pp) {
+              evaluated++;
+              const t = imbalance + (G - 1) * bottleneck;
+              if (!best || t < best.iterationTimeS) {
+                best = {
+                  iterationTimeS: t, plansEvaluated: 0,
+                  plan: {
+                    version: PLAN_VERSION, model: model.name, cluster: profile.cluster.name, seqLen: training.seqLen,
+                    globalBatch: training.globalBatch, gradAccumSteps: G, flashAttention: training.flashAttention,
+                    stages: chosen.map((c) => c.strategy),
+                  },
+                };
+              }
+              return;
+            }
+            for (const opt of options[i]) {
+              chosen.push(opt);
+              walk(i + 1, imbalance + opt.imbalance, Math.max(bottleneck, opt.steady));
+              chosen.pop();
+            }
+          };
+          walk(0, 0, 0);
+        }
+      }
+    }
+  }
+  if (best) (best as BruteForceResult).plansEvaluated = evaluated;
+  return best;
+}

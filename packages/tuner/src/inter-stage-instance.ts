@@ -1,0 +1,160 @@
+// The inter-stage problem, independent of how its frontiers were made (Mist, EuroSys'25, Sec. 5.2).
+//
+// Choose the number of stages pp, a contiguous layer count and a device mesh per stage, and one point
+// of that stage's Pareto frontier, so that layers add up to the model's and devices to the cluster's,
+// minimising the 1F1B iteration time
+//     T_iter = sum_i (first_i + last_i) + (G - 1) * max_i steady_i
+// where (first_i + last_i) is a point's "imbalance" and steady_i its steady micro-batch time.
+// A frontier depends on the stage's position (first/middle/last/only) and, through activation memory,
+// on its in-flight micro-batch count pp - i: groups therefore hold one frontier per in-flight value.
+
+export type StagePosition = 'first' | 'middle' | 'last' | 'only';
+
+/** All the frontiers of the instance, flattened: frontier k is points start[k] .. start[k]+length[k]-1. */
+export interface FrontierStore {
+  steady: Float64Array;
+  imbalance: Float64Array;
+  /** The strategy each point stands for (meaning is the caller's). */
+  ref: Int32Array;
+  start: Int32Array;
+  length: Int32Array;
+}
+
+/** Stage options sharing position, layer count and mesh. */
+export interface StageGroup {
+  position: StagePosition;
+  layers: number;
+  devices: number;
+  meshIndex: number;
+  /** In-flight micro-batch counts this group serves: first -> pp, middle -> pp - i, last and only -> 1. */
+  inFlightMin: number;
+  inFlightMax: number;
+  /** Frontier id for in-flight value f at [f - inFlightMin]; -1 when nothing fits at f. */
+  frontierByInFlight: Int32Array;
+}
+
+export interface InterStageInstance {
+  layers: number;
+  devices: number;
+  gradAccumSteps: number;
+  minStages: number;
+  maxStages: number;
+  /** Megatron-style: every stage has layers / pp layers. */
+  uniformPartition: boolean;
+  /** Every stage uses the same mesh. */
+  uniformMesh: boolean;
+  groups: StageGroup[];
+  frontiers: FrontierStore;
+}
+
+export interface ChosenStage {
+  group: number;
+  /** Index of the point in the FrontierStore's flat arrays. */
+  point: number;
+}
+
+export interface InterStageSolution {
+  iterationTimeS: number;
+  /** max_i steady_i of the chosen points. */
+  bottleneckS: number;
+  /** First stage first. */
+  stages: ChosenStage[];
+}
+
+/** Builds a FrontierStore one frontier at a time. */
+export class FrontierStoreBuilder {
+  private steady: number[] = [];
+  private imbalance: number[] = [];
+  private ref: number[] = [];
+  private start: number[] = [];
+  private length: number[] = [];
+
+  /** Adds a frontier (steady ascending, imbalance descending) and returns its id. */
+  add(steady: ArrayLike<number>, imbalance: ArrayLike<number>, ref: ArrayLike<number>): number {
+    for (let i = 1; i < steady.length; i++) {
+      if (!(steady[i] >= steady[i - 1]) || !(imbalance[i] <= imbalance[i - 1])) {
+        throw new Error('FrontierStoreBuilder.add: points must have steady ascending and imbalance descending');
+      }
+    }
+    this.start.push(this.steady.length);
+    this.length.push(steady.length);
+    for (let i = 0; i < steady.length; i++) {
+      this.steady.push(steady[i]);
+      this.imbalance.push(imbalance[i]);
+      this.ref.push(ref[i]);
+    }
+    return this.start.length - 1;
+  }
+
+  build(): FrontierStore {
+    return {
+      steady: Float64Array.from(this.steady),
+      imbalance: Float64Array.from(this.imbalance),
+      ref: Int32Array.from(this.ref),
+      start: Int32Array.from(this.start),
+      length: Int32Array.from(this.length),
+    };
+  }
+}
+
+/** Position of stage i of pp. */
+export function positionOf(stageIndex: number, pp: number): StagePosition {
+  if (pp === 1) return 'only';
+  if (stageIndex === 0) return 'first';
+  return stageIndex === pp - 1 ? 'last' : 'middle';
+}
+
+/** Frontier id a group uses at in-flight f, or -1. */
+export function frontierAt(g: StageGroup, inFlight: number): number {
+  if (inFlight < g.inFlightMin || inFlight > g.inFlightMax) return -1;
+  return g.frontierByInFlight[inFlight - g.inFlightMin];
+}
+
+/**
+ * Re-computes the objective of a solution from its points and checks its structure (layers and
+ * devices add up, each group is used at its position and in-flight count). Throws on a broken one.
+ */
+export function evaluateSolution(inst: InterStageInstance, stages: ChosenStage[]): { iterationTimeS: number; bottleneckS: number } {
+  const pp = stages.length;
+  let layers = 0;
+  let devices = 0;
+  let imbalance = 0;
+  let bottleneck = 0;
+  stages.forEach((s, i) => {
+    const g = inst.groups[s.group];
+    if (g.position !== positionOf(i, pp)) throw new Error(`stage ${i} of ${pp}: group is for position ${g.position}`);
+    const f = frontierAt(g, pp - i);
+    if (f < 0) throw new Error(`stage ${i} of ${pp}: group has no frontier at in-flight ${pp - i}`);
+    const { start, length } = inst.frontiers;
+    if (s.point < start[f] || s.point >= start[f] + length[f]) throw new Error(`stage ${i}: point is not on the group's frontier`);
+    layers += g.layers;
+    devices += g.devices;
+    imbalance += inst.frontiers.imbalance[s.point];
+    bottleneck = Math.max(bottleneck, inst.frontiers.steady[s.point]);
+  });
+  if (layers !== inst.layers) throw new Error(`solution covers ${layers} layers, not ${inst.layers}`);
+  if (devices !== inst.devices) throw new Error(`solution uses ${devices} devices, not ${inst.devices}`);
+  return { iterationTimeS: imbalance + (inst.gradAccumSteps - 1) * bottleneck, bottleneckS: bottleneck };
+}
+
+/** The (pp, group filter) sub-problems implied by the uniform partition / uniform mesh switches. */
+export function subProblems(inst: InterStageInstance): Array<{ ppMin: number; ppMax: number; allowed: Uint8Array }> {
+  const all = new Uint8Array(inst.groups.length).fill(1);
+  if (!inst.uniformPartition && !inst.uniformMesh) return [{ ppMin: inst.minStages, ppMax: inst.maxStages, allowed: all }];
+  const out: Array<{ ppMin: number; ppMax: number; allowed: Uint8Array }> = [];
+  const meshIndices = [...new Set(inst.groups.map((g) => g.meshIndex))];
+  for (let pp = inst.minStages; pp <= inst.maxStages; pp++) {
+    if (inst.uniformPartition && inst.layers % pp !== 0) continue;
+    const meshChoices = inst.uniformMesh ? meshIndices : [-1];
+    for (const m of meshChoices) {
+      const allowed = new Uint8Array(inst.groups.length);
+      inst.groups.forEach((g, i) => {
+        const layersOk = !inst.uniformPartition || g.layers === inst.layers / pp;
+        const meshOk = m < 0 || (g.meshIndex === m && g.devices * pp === inst.devices);
+        allowed[i] = layersOk && meshOk ? 1 : 0;
+      });
+      out.push({ ppMin: pp, ppMax: pp, allowed });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,138 @@
+// The inter-stage problem as a mixed-integer linear programme, solved by HiGHS (as Mist does,
+// EuroSys'25, Sec. 5.2). One MILP per stage count pp (and per mesh when meshes are uniform):
+//   x[i,g,p] in {0,1}: stage i uses frontier point p of group g (position and in-flight pp - i fixed by i)
+//   sum_{g,p} x[i,g,p] = 1                         for every stage i
+//   sum layers(g) x[i,g,p] = L,  sum devices(g) x[i,g,p] = D
+//   sum_{g,p} steady(p) x[i,g,p] <= t               for every stage i
+//   minimise sum imbalance(p) x[i,g,p] + (G - 1) t
+import { loadHighs, resetHighs } from './highs';
+import {
+  type ChosenStage, evaluateSolution, frontierAt, type InterStageInstance, type InterStageSolution, positionOf,
+  subProblems,
+} from './inter-stage-instance';
+
+export interface MilpOptions {
+  /** Seconds per MILP (HiGHS time_limit); default unlimited. */
+  timeLimitS?: number;
+}
+
+export interface MilpStats {
+  milpsSolved: number;
+  variables: number;
+}
+
+function num(x: number): string {
+  return Number.isInteger(x) ? String(x) : x.toPrecision(17);
+}
+
+/** Appends `terms` to `lines` as one LP expression, a few terms per line. */
+function pushTerms(lines: string[], head: string, terms: string[]): void {
+  let line = head;
+  terms.forEach((t, k) => {
+    const signed = k === 0 ? t : t.startsWith('-') ? `- ${t.slice(1)}` : `+ ${t}`;
+    if (line.length + signed.length > 200) {
+      lines.push(line);
+      line = '   ';
+    }
+    line += ` ${signed}`;
+  });
+  lines.push(line);
+}
+
+/** Solves the instance exactly with HiGHS; null when nothing covers the model on the cluster. */
+export async function solveInterStageMilp(inst: InterStageInstance, options: MilpOptions = {}, stats?: MilpStats): Promise<InterStageSolution | null> {
+  let best: InterStageSolution | null = null;
+  for (const sub of subProblems(inst)) {
+    for (let pp = sub.ppMin; pp <= sub.ppMax; pp++) {
+      const sol = await solveForStages(inst, sub.allowed, pp, options, stats);
+      if (sol && (!best || sol.iterationTimeS < best.iterationTimeS)) best = sol;
+    }
+  }
+  return best;
+}
+
+async function solveForStages(
+  inst: InterStageInstance, allowed: Uint8Array, pp: number, options: MilpOptions, stats?: MilpStats,
+): Promise<InterStageSolution | null> {
+  const { start, length, steady, imbalance } = inst.frontiers;
+  const G = inst.gradAccumSteps;
+  const varStage: number[] = [];
+  const varGroup: number[] = [];
+  const varPoint: number[] = [];
+  const perStage: number[][] = [];
+  for (let i = 0; i < pp; i++) {
+    const position = positionOf(i, pp);
+    const vars: number[] = [];
+    inst.groups.forEach((g, gi) => {
+      if (!allowed[gi] || g.position !== position) return;
+      // Every other stage needs at least one layer and one device.
+      if (g.layers > inst.layers - (pp - 1) || g.devices > inst.devices - (pp - 1)) return;
+      if (pp === 1 && (g.layers !== inst.layers || g.devices !== inst.devices)) return;
+      const f = frontierAt(g, pp - i);
+      if (f < 0) return;
+      for (let p = start[f]; p < start[f] + length[f]; p++) {
+        vars.push(varStage.length);
+        varStage.push(i);
+        varGroup.push(gi);
+        varPoint.push(p);
+      }
+    });
+    if (vars.length === 0) return null;
+    perStage.push(vars);
+  }
+  const name = (k: number): string => `x${k}`;
+  const lines: string[] = ['Minimize'];
+  const objTerms = varPoint.map((p, k) => `${num(imbalance[p])} ${name(k)}`);
+  if (G > 1) objTerms.push(`${num(G - 1)} t`);
+  pushTerms(lines, ' obj:', objTerms);
+  lines.push('Subject To');
+  perStage.forEach((vars, i) => {
+    pushTerms(lines, ` one${i}:`, vars.map((k) => name(k)));
+    lines[lines.length - 1] += ' = 1';
+  });
+  pushTerms(lines, ' layers:', varGroup.map((g, k) => `${inst.groups[g].layers} ${name(k)}`));
+  lines[lines.length - 1] += ` = ${inst.layers}`;
+  pushTerms(lines, ' devices:', varGroup.map((g, k) => `${inst.groups[g].devices} ${name(k)}`));
+  lines[lines.length - 1] += ` = ${inst.devices}`;
+  if (G > 1) {
+    perStage.forEach((vars, i) => {
+      pushTerms(lines, ` bottleneck${i}:`, [...vars.map((k) => `${num(steady[varPoint[k]])} ${name(k)}`), '-1 t']);
+      lines[lines.length - 1] += ' <= 0';
+    });
+  }
+  lines.push('Binary');
+  for (let k = 0; k < varPoint.length; k += 20) {
+    lines.push(' ' + varPoint.slice(k, k + 20).map((_, j) => name(k + j)).join(' '));
+  }
+  lines.push('End');
+  if (stats) {
+    stats.milpsSolved++;
+    stats.variables += varPoint.length;
+  }
+  const highs = await loadHighs();
+  let result;
+  try {
+    result = highs.solve(lines.join('\n'), {
+      mip_rel_gap: 1e-9,
+      mip_abs_gap: 1e-12,
+      ...(options.timeLimitS !== undefined ? { time_limit: options.timeLimitS } : {}),
+    });
+  } catch (err) {
+    resetHighs();
+    throw new Error(`HiGHS failed on the inter-stage MILP (pp=${pp}, ${varPoint.length} variables): ${(err as Error).message}`);
+  }
+  if (result.Status === 'Infeasible') return null;
+  if (result.Status !== 'Optimal') {
+    throw new Error(`HiGHS: inter-stage MILP (pp=${pp}) ended with status "${result.Status}"`);
+  }
+  const stages: ChosenStage[] = new Array<ChosenStage>(pp);
+  const columns = result.Columns as Record<string, { Primal?: number }>;
+  varPoint.forEach((p, k) => {
+    if ((columns[name(k)]?.Primal ?? 0) > 0.5) stages[varStage[k]] = { group: varGroup[k], point: p };
+  });
+  for (let i = 0; i < pp; i++) {
+    if (!stages[i]) throw new Error(`HiGHS: inter-stage MILP (pp=${pp}) returned no choice for stage ${i}`);
+  }
+  const check = evaluateSolution(inst, stages);
+  return { iterationTimeS: check.iterationTimeS, bottleneckS: check.bottleneckS, stages };
+}

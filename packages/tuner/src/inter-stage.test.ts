@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { solveInterStageDp } from './inter-stage-dp';
+import { evaluateSolution } from './inter-stage-instance';
+import { solveInterStageMilp } from './inter-stage-milp';
+import { exhaustiveOptimum, randomInstance } from './test/random-instance';
+
+const close = (a: number, b: number): boolean => Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
+
+describe('inter-stage solvers', () => {
+  it('the bottleneck DP finds the exhaustive optimum on 60 random instances', () => {
+    let feasible = 0;
+    for (let seed = 1; seed <= 60; seed++) {
+      for (const opts of [{}, { uniformPartition: true, uniformMesh: true }]) {
+        const inst = randomInstance(seed, opts);
+        const ref = exhaustiveOptimum(inst);
+        const dp = solveInterStageDp(inst);
+        if (ref === null) {
+          expect(dp).toBeNull();
+          continue;
+        }
+        feasible++;
+        expect(dp, `seed ${seed}`).not.toBeNull();
+        expect(close(dp!.iterationTimeS, ref), `seed ${seed}: dp ${dp!.iterationTimeS} vs ${ref}`).toBe(true);
+        expect(close(evaluateSolution(inst, dp!.stages).iterationTimeS, dp!.iterationTimeS)).toBe(true);
+      }
+    }
+    expect(feasible).toBeGreaterThan(60);
+  });
+
+  it('the HiGHS MILP and the DP agree on the optimum on at least 20 instances', async () => {
+    let compared = 0;
+    for (let seed = 100; seed < 140 && compared < 25; seed++) {
+      const inst = randomInstance(seed, seed % 4 === 0 ? { uniformPartition: true, uniformMesh: true } : {});
+      const dp = solveInterStageDp(inst);
+      const milp = await solveInterStageMilp(inst);
+      expect(milp === null, `seed ${seed}`).toBe(dp === null);
+      if (!dp || !milp) continue;
+      compared++;
+      expect(close(milp.iterationTimeS, dp.iterationTimeS), `seed ${seed}: milp ${milp.iterationTimeS} vs dp ${dp.iterationTimeS}`).toBe(true);
+      expect(milp.stages.length).toBeGreaterThan(0);
+    }
+    expect(compared).toBeGreaterThanOrEqual(20);
+  });
+});

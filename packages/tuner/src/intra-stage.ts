@@ -1,0 +1,294 @@
+// Intra-stage tuning (Mist, EuroSys'25, Sec. 5.1): for one stage group (position, layers, mesh, G)
+// find the strategies that fit in memory and are Pareto-optimal in (steady time, imbalance time =
+// first + last) for every in-flight count the group serves.
+//
+// The space per parallel configuration (b, dp, tp, sp, zero) is the grid ckptLayers x offload ratios
+// (weights, grads, optim, activations): up to (layers+1) * 9^4 points. Exhaustive evaluation is out
+// of reach, so the grid is searched by an exact branch and bound that rests on the cost model's
+// monotonicity: checkpointing more layers or offloading more never makes a stage use more memory, and
+// offloading more never makes it faster; checkpointing more never makes it faster either unless
+// activations are offloaded (then fewer activation bytes travel), so boxes with both a ckpt range and
+// activation offload are split until they have neither. For a box [lo, hi] of the grid:
+//   - if hi (the most memory-saving corner) does not fit, nothing in the box fits;
+//   - if lo fits at every in-flight count, lo dominates the box;
+//   - the box's times are bounded below by lo's and its in-flight capacity above by hi's, so a box
+//     whose bound is dominated by a point already found holds nothing new;
+//   - a box whose lower-bound times alone reach a known plan's iteration time (the cutoff: a stage's
+//     point adds imbalance + (G - 1) * steady to any plan's time) cannot improve on that plan;
+//   - otherwise it is split in two along its longest side.
+// Times do not depend on the in-flight count and memory grows with it only through the stored
+// activations, which the analyzer reports (MEM_ACTIVATIONS = inFlight * per-micro-batch bytes), so
+// each corner is evaluated once, at the smallest in-flight count the group serves, and the largest
+// count that fits (`maxInFlight`) follows: peak(f) = peak(fLo) + (f - fLo) * activations / fLo.
+// Candidates are written into one Float64Array per round and evaluated with the analyzer's batch kernel.
+import { type CompiledStageModel, IN, INPUT_WIDTH, OUT, OUTPUT_WIDTH } from '@mist/analyzer';
+import type { ParallelConfig, StageGroupSpec } from './enumerate';
+import { ParetoSet3 } from './pareto';
+import type { OffloadLevels } from './search-space';
+
+/** Columns of a stored strategy. */
+export const ST = { B: 0, DP: 1, TP: 2, SP: 3, CKPT: 4, ZERO: 5, OW: 6, OG: 7, OO: 8, OA: 9 } as const;
+export const STRATEGY_WIDTH = 10;
+
+/** Growable table of stage strategies (rows of STRATEGY_WIDTH numbers), referenced by frontier points. */
+export class StrategyStore {
+  data = new Float64Array(STRATEGY_WIDTH * 1024);
+  size = 0;
+
+  add(c: ParallelConfig, ckpt: number, ow: number, og: number, oo: number, oa: number): number {
+    if ((this.size + 1) * STRATEGY_WIDTH > this.data.length) {
+      const next = new Float64Array(this.data.length * 2);
+      next.set(this.data);
+      this.data = next;
+    }
+    const o = this.size * STRATEGY_WIDTH;
+    const d = this.data;
+    d[o + ST.B] = c.microBatchSize;
+    d[o + ST.DP] = c.dp;
+    d[o + ST.TP] = c.tp;
+    d[o + ST.SP] = c.sequenceParallel ? 1 : 0;
+    d[o + ST.CKPT] = ckpt;
+    d[o + ST.ZERO] = c.zero;
+    d[o + ST.OW] = ow;
+    d[o + ST.OG] = og;
+    d[o + ST.OO] = oo;
+    d[o + ST.OA] = oa;
+    return this.size++;
+  }
+
+  get(ref: number, column: number): number {
+    return this.data[ref * STRATEGY_WIDTH + column];
+  }
+}
+
+/** The smallest memory shortfall seen (for the "nothing fits" diagnosis), with the candidate row. */
+export interface Shortfall {
+  bytes: number;
+  row: Float64Array;
+}
+
+const DIMS = 5; // ckpt, offload weights, grads, optim, activations
+const BOX_INTS = 1 + 2 * DIMS + 1; // config, lo[5], hi[5], flags
+const BOX_FLOATS = 4; // lo steady, lo imbalance, lo maxInFlight, hi maxInFlight
+const LO_KNOWN = 1;
+const HI_KNOWN = 2;
+const ROUND_BOXES = 256;
+const POSITION_CODE = { first: 0, middle: 1, last: 2, only: 3 } as const;
+
+export class IntraStageSearch {
+  /** Candidate rows evaluated by the analyzer so far. */
+  evaluated = 0;
+  shortfall: Shortfall | null = null;
+
+  private boxInt = new Int32Array(BOX_INTS * 1024);
+  private boxF = new Float64Array(BOX_FLOATS * 1024);
+  private freeBoxes: number[] = [];
+  private boxCount = 0;
+  private stack: number[] = [];
+  private readonly input = new Float64Array(ROUND_BOXES * 4 * INPUT_WIDTH);
+  private readonly output = new Float64Array(ROUND_BOXES * 4 * OUTPUT_WIDTH);
+  private readonly rowBox = new Int32Array(ROUND_BOXES * 4);
+  private readonly rowKind = new Int32Array(ROUND_BOXES * 4); // 0: lo corner, 1: hi corner
+  private readonly levels: number[][] = [[], [], [], [], []];
+  private readonly round: number[] = [];
+  private cutoff = Infinity;
+  private G = 1;
+
+  constructor(
+    private readonly model: CompiledStageModel,
+    readonly strategies: StrategyStore,
+  ) {}
+
+  /**
+   * Pareto set (steady, imbalance, maxInFlight) of one stage group over the given parallel
+   * configurations, ckpt levels and offload levels. Points reference rows of `strategies`.
+   */
+  searchGroup(
+    group: StageGroupSpec, gradAccumSteps: number, configs: ParallelConfig[], ckpt: number[], offload: OffloadLevels,
+    cutoffS = Infinity,
+  ): ParetoSet3 {
+    const set = new ParetoSet3();
+    this.cutoff = cutoffS;
+    this.G = gradAccumSteps;
+    this.levels[0] = ckpt;
+    this.levels[1] = offload.weights;
+    this.levels[2] = offload.grads;
+    this.levels[3] = offload.optim;
+    this.levels[4] = offload.activations;
+    const fLo = group.inFlightMin;
+    const fHi = group.inFlightMax;
+    this.stack.length = 0;
+    for (let k = 0; k < configs.length; k++) {
+      const box = this.newBox();
+      const o = box * BOX_INTS;
+      this.boxInt[o] = k;
+      for (let d = 0; d < DIMS; d++) {
+        this.boxInt[o + 1 + d] = 0;
+        this.boxInt[o + 1 + DIMS + d] = this.levels[d].length - 1;
+      }
+      this.boxInt[o + BOX_INTS - 1] = 0;
+      this.stack.push(box);
+    }
+    while (this.stack.length > 0) {
+      // Take a round of boxes and evaluate the corners they miss in one batch.
+      this.round.length = 0;
+      let rows = 0;
+      while (this.stack.length > 0 && this.round.length < ROUND_BOXES) {
+        const box = this.stack.pop() as number;
+        this.round.push(box);
+        const flags = this.boxInt[box * BOX_INTS + BOX_INTS - 1];
+        for (let corner = 0; corner < 2; corner++) {
+          if (flags & (corner === 0 ? LO_KNOWN : HI_KNOWN)) continue;
+          this.writeRow(rows, group, gradAccumSteps, configs[this.boxInt[box * BOX_INTS]], box, corner, fLo);
+          this.rowBox[rows] = box;
+          this.rowKind[rows] = corner;
+          rows++;
+        }
+      }
+      this.model.evaluateBatch(this.input, this.output, rows);
+      this.evaluated += rows;
+      this.readRows(rows, fLo, fHi);
+      for (const box of this.round) this.settle(box, set, configs, fLo, fHi);
+    }
+    return set;
+  }
+
+  private newBox(): number {
+    const free = this.freeBoxes.pop();
+    if (free !== undefined) return free;
+    if ((this.boxCount + 1) * BOX_INTS > this.boxInt.length) {
+      const bi = new Int32Array(this.boxInt.length * 2);
+      bi.set(this.boxInt);
+      this.boxInt = bi;
+      const bf = new Float64Array(this.boxF.length * 2);
+      bf.set(this.boxF);
+      this.boxF = bf;
+    }
+    return this.boxCount++;
+  }
+
+  private writeRow(row: number, group: StageGroupSpec, G: number, c: ParallelConfig, box: number, corner: number, inFlight: number): void {
+    const o = row * INPUT_WIDTH;
+    const b = box * BOX_INTS + 1 + corner * DIMS;
+    const x = this.input;
+    const pos = POSITION_CODE[group.position];
+    x[o + IN.LAYERS] = group.layers;
+    x[o + IN.POSITION] = pos;
+    x[o + IN.IN_FLIGHT] = inFlight;
+    // pp of a pipeline where this stage has `inFlight` micro-batches in flight: first -> pp = f,
+    // middle -> at least f + 1, last -> at least 2, only -> 1.
+    x[o + IN.PP] = pos === 0 ? inFlight : pos === 1 ? inFlight + 1 : pos === 2 ? 2 : 1;
+    x[o + IN.MESH_NODES] = group.mesh.nodes;
+    x[o + IN.MESH_GPUS_PER_NODE] = group.mesh.gpusPerNode;
+    x[o + IN.MICRO_BATCH] = c.microBatchSize;
+    x[o + IN.GRAD_ACCUM] = G;
+    x[o + IN.DP] = c.dp;
+    x[o + IN.TP] = c.tp;
+    x[o + IN.SP] = c.sequenceParallel ? 1 : 0;
+    x[o + IN.CKPT] = this.levels[0][this.boxInt[b]];
+    x[o + IN.ZERO] = c.zero;
+    x[o + IN.OFF_WEIGHTS] = this.levels[1][this.boxInt[b + 1]];
+    x[o + IN.OFF_GRADS] = this.levels[2][this.boxInt[b + 2]];
+    x[o + IN.OFF_OPTIM] = this.levels[3][this.boxInt[b + 3]];
+    x[o + IN.OFF_ACT] = this.levels[4][this.boxInt[b + 4]];
+  }
+
+  /** Fills the boxes' corner values from the evaluated rows. */
+  private readRows(rows: number, fLo: number, fHi: number): void {
+    const out = this.output;
+    const cap = this.model.capacityBytes;
+    for (let r = 0; r < rows; r++) {
+      const o = r * OUTPUT_WIDTH;
+      const peak = out[o + OUT.PEAK_MEMORY];
+      if (peak > cap && (!this.shortfall || peak - cap < this.shortfall.bytes)) {
+        this.shortfall = { bytes: peak - cap, row: this.input.slice(r * INPUT_WIDTH, (r + 1) * INPUT_WIDTH) };
+      }
+      const box = this.rowBox[r];
+      const corner = this.rowKind[r];
+      let maxF: number;
+      if (out[o + OUT.FITS] !== 1) maxF = fLo - 1;
+      else if (fHi === fLo) maxF = fLo;
+      else {
+        // peak(f) = peak(fLo) + (f - fLo) * activations(fLo) / fLo: the largest f with peak(f) <= capacity.
+        const slope = out[o + OUT.MEM_ACTIVATIONS] / fLo;
+        maxF = slope > 0 ? Math.min(fHi, fLo + Math.floor((cap - peak) / slope)) : fHi;
+        if (maxF < fLo) maxF = fLo; // fits at fLo by the analyzer's own test
+      }
+      const bf = box * BOX_FLOATS;
+      if (corner === 0) {
+        this.boxF[bf] = out[o + OUT.STEADY];
+        this.boxF[bf + 1] = out[o + OUT.FIRST] + out[o + OUT.LAST];
+        this.boxF[bf + 2] = maxF;
+        this.boxInt[box * BOX_INTS + BOX_INTS - 1] |= LO_KNOWN;
+      } else {
+        this.boxF[bf + 3] = maxF;
+        this.boxInt[box * BOX_INTS + BOX_INTS - 1] |= HI_KNOWN;
+      }
+    }
+  }
+
+  /** Prunes, records or splits a box whose corners are known. */
+  private settle(box: number, set: ParetoSet3, configs: ParallelConfig[], fLo: number, fHi: number): void {
+    const bi = box * BOX_INTS;
+    const bf = box * BOX_FLOATS;
+    const loSteady = this.boxF[bf];
+    const loImb = this.boxF[bf + 1];
+    const loMaxF = this.boxF[bf + 2];
+    const hiMaxF = this.boxF[bf + 3];
+    if (hiMaxF < fLo) return this.freeBox(box);
+    // Checkpointing shrinks the activations that are offloaded, so with activation offload in the
+    // box, time is not monotone in ckptLayers: lo's times bound the box only when the box has a
+    // single ckpt level or no activation offload.
+    const monotone = this.boxInt[bi + 1] === this.boxInt[bi + 1 + DIMS] || this.boxInt[bi + 1 + DIMS + 4] === 0;
+    // Any plan using a point of this stage takes at least imbalance + (G - 1) * steady.
+    if (monotone && loImb + (this.G - 1) * loSteady >= this.cutoff) return this.freeBox(box);
+    if (loMaxF >= fLo) {
+      if (!set.dominates(loSteady, loImb, loMaxF) && loImb + (this.G - 1) * loSteady < this.cutoff) {
+        const c = configs[this.boxInt[bi]];
+        const ref = this.strategies.add(c, this.levels[0][this.boxInt[bi + 1]], this.levels[1][this.boxInt[bi + 2]],
+          this.levels[2][this.boxInt[bi + 3]], this.levels[3][this.boxInt[bi + 4]], this.levels[4][this.boxInt[bi + 5]]);
+        set.insert(loSteady, loImb, loMaxF, ref);
+      }
+      if (monotone && loMaxF >= fHi) return this.freeBox(box);
+    }
+    if (monotone && set.dominates(loSteady, loImb, hiMaxF)) return this.freeBox(box);
+    let dim = -1;
+    let mid = 0;
+    if (!monotone) {
+      // Restore monotonicity: first separate "no activation offload", then split the ckpt range.
+      if (this.boxInt[bi + 1 + 4] === 0) {
+        dim = 4;
+        mid = 0;
+      } else {
+        dim = 0;
+        mid = (this.boxInt[bi + 1] + this.boxInt[bi + 1 + DIMS]) >> 1;
+      }
+    } else {
+      // Split along the longest side.
+      let span = 0;
+      for (let d = 0; d < DIMS; d++) {
+        const sp = this.boxInt[bi + 1 + DIMS + d] - this.boxInt[bi + 1 + d];
+        if (sp > span) {
+          span = sp;
+          dim = d;
+        }
+      }
+      if (dim >= 0) mid = (this.boxInt[bi + 1 + dim] + this.boxInt[bi + 1 + DIMS + dim]) >> 1;
+    }
+    if (dim < 0) return this.freeBox(box); // a single point, already recorded if it fits
+    // Upper half: same hi corner, new lo.
+    const upper = this.newBox();
+    this.boxInt.copyWithin(upper * BOX_INTS, bi, bi + BOX_INTS);
+    this.boxF.copyWithin(upper * BOX_FLOATS, bf, bf + BOX_FLOATS);
+    this.boxInt[upper * BOX_INTS + 1 + dim] = mid + 1;
+    this.boxInt[upper * BOX_INTS + BOX_INTS - 1] = HI_KNOWN;
+    // Lower half (reuses the box): same lo corner, new hi.
+    this.boxInt[bi + 1 + DIMS + dim] = mid;
+    this.boxInt[bi + BOX_INTS - 1] = LO_KNOWN;
+    this.stack.push(upper, box);
+  }
+
+  private freeBox(box: number): void {
+    this.freeBoxes.push(box);
+  }
+}
