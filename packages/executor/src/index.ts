@@ -2,3 +2,13 @@
 // ModelSpec on the native CPU kernels, TP-ready) and single-process training.
 export * from './model';
 export * from './train';
+// The distributed runtime (issue 7): worker entry, local launcher, rank runtime, checkpoints, memory pools.
+export { workerEntryPath } from './worker/entry-path';
+export { runWorker, type WorkerIo } from './worker/run-worker';
+export type * from './worker/protocol';
+export { launchLocal, LaunchError, type LaunchLocalOptions, type LaunchResult, type LocalStep } from './launch/launch-local';
+export { RankRuntime, type LocalState, type RankRuntimeOptions } from './runtime/rank-runtime';
+export { TokenSource, batchTokens } from './runtime/data';
+export { DEFAULT_ADAMW, type AdamWHyper } from './runtime/hyper';
+export { latestCheckpoint, loadCheckpoint, readCheckpoint, readFullTensors, saveCheckpoint, type CheckpointRef, type CheckpointManifest } from './checkpoint';
+export { MemoryPools, POOL_NAMES, type PoolName, type Placement } from './memory/pools';

@@ -16,6 +16,12 @@ export interface RunOptions {
   resume?: boolean;
   /** Report metrics every N steps (default 1). */
   metricsEvery?: number;
+  /** Learning-rate schedule as single-process training's (train/optimizer.ts learningRate): linear
+   * warm-up over warmupSteps (default 0), then cosine decay to 0.1 lr at scheduleSteps (default steps). */
+  warmupSteps?: number;
+  scheduleSteps?: number;
+  /** AdamW hyperparameters (defaults: runtime/hyper.ts DEFAULT_ADAMW). */
+  adamw?: { beta1?: number; beta2?: number; eps?: number; weightDecay?: number; maxGradNorm?: number };
 }
 
 export type WorkerRendezvous =
@@ -39,7 +45,11 @@ export interface WorkerAssignment {
   timeoutMs?: number;
 }
 
-export type ParentToWorker = { type: 'start'; assignment: WorkerAssignment } | { type: 'stop'; reason: string };
+export type ParentToWorker =
+  | { type: 'start'; assignment: WorkerAssignment }
+  | { type: 'stop'; reason: string }
+  /** Answer to the 'ready' addresses when the assignment's cpu rendezvous had no peers (local launch). */
+  | { type: 'peers'; peers: string[] };
 
 export interface StepMetrics {
   step: number;
@@ -52,10 +62,15 @@ export interface StepMetrics {
   waitS: number;
   /** Peak bytes of each memory pool measured by the executor's allocator. */
   peakBytes: Record<string, number>;
+  /** Bytes copied to and from the host pools (offload) during the step. */
+  offloadBytes?: { toHost: number; toDevice: number };
+  /** Global L2 norm of the gradient before clipping. */
+  gradNorm?: number;
 }
 
 export type WorkerToParent =
-  | { type: 'ready'; rank: number; pid: number }
+  /** `address`: this rank's CPU listener, when the parent gathers the peers (empty cpu peers list). */
+  | { type: 'ready'; rank: number; pid: number; address?: string }
   | { type: 'metrics'; rank: number; metrics: StepMetrics }
   | { type: 'log'; rank: number; level: 'info' | 'warn' | 'error'; text: string }
   | { type: 'checkpoint'; rank: number; step: number; dir: string }

@@ -1,0 +1,2 @@
+export type { Plan } from '@mist/core';
+export type { ShardKind } from '../model';

@@ -1,0 +1,88 @@
+// The runtime's proof of correctness: any plan trains the same model as one process running the
+// whole model — the loss of every step and the final weights agree up to float rounding.
+// Every rank runs in this process on its own communicator thread over real TCP (the worker process
+// tests in ../launch cover the process boundary).
+import { getModel, type ModelSpec } from '@mist/core';
+import { describe, expect, it } from 'vitest';
+import { TokenSource } from './data';
+import { runInProcess } from './testing/local-world';
+import { makePlan, type StageSketch } from './testing/plans';
+import { type ReferenceOptions, referenceTrain, type ReferenceResult, scheduleOf } from './testing/reference';
+
+const SEQ = 16, BATCH = 8, STEPS = 5, SEED = 7, LR = 3e-3;
+const refs = new Map<string, Promise<ReferenceResult>>();
+
+const refOptions = (model: ModelSpec): ReferenceOptions =>
+  ({ model, seed: SEED, lr: LR, steps: STEPS, globalBatch: BATCH, seq: SEQ, data: 'synthetic', warmupSteps: 2 });
+
+function reference(model: ModelSpec): Promise<ReferenceResult> {
+  let r = refs.get(model.name);
+  if (!r) {
+    r = referenceTrain(refOptions(model));
+    refs.set(model.name, r);
+  }
+  return r;
+}
+
+// ||a - b|| / ||b|| over a tensor. Not the largest element difference: Adam divides each gradient
+// by its own running RMS, so an element whose true gradient is ~0 turns rounding noise into a step
+// of ~lr; even the reference itself, split into 4 micro-batches instead of 1, moves single elements
+// by 3e-4 of the tensor's largest value after 5 steps.
+function relL2(a: Float32Array, b: Float32Array): number {
+  let d = 0, n = 0;
+  for (let i = 0; i < a.length; i++) {
+    d += (a[i] - b[i]) ** 2;
+    n += b[i] ** 2;
+  }
+  return Math.sqrt(d / Math.max(n, 1e-30));
+}
+
+// The key bias adds q.bk to every score of a query's row; softmax ignores that, so its exact
+// gradient is 0 and both runs move it by Adam-normalised rounding noise only.
+const NO_GRADIENT = /\.attn\.bk$/;
+
+async function expectEquivalent(modelName: string, G: number, stages: StageSketch[]): Promise<void> {
+  const model = getModel(modelName);
+  const plan = makePlan(model, { seq: SEQ, globalBatch: BATCH, G }, stages);
+  const ref = await reference(model);
+  const run = await runInProcess(plan, model, {
+    seed: SEED, lr: scheduleOf(refOptions(model)), steps: STEPS, data: new TokenSource('synthetic', SEED, model.vocab, BATCH, SEQ),
+  });
+  try {
+    expect(run.losses).toHaveLength(STEPS);
+    run.losses.forEach((l, i) => expect(Math.abs(l - ref.losses[i]) / ref.losses[i], `step ${i + 1}: ${l} vs ${ref.losses[i]}`).toBeLessThan(1e-4));
+    const w = await run.weights();
+    expect([...w.keys()].sort()).toEqual([...ref.weights.keys()].sort());
+    for (const [name, full] of ref.weights) {
+      if (!NO_GRADIENT.test(name)) expect(relL2(w.get(name) as Float32Array, full), name).toBeLessThan(1e-4);
+    }
+  } finally {
+    await run.close();
+  }
+}
+
+describe('distributed runs equal the single-process run (gpt-tiny, 5 steps)', () => {
+  it('the reference itself learns: the loss falls', async () => {
+    const ref = await reference(getModel('gpt-tiny'));
+    expect(ref.losses[STEPS - 1]).toBeLessThan(ref.losses[0]);
+  });
+  it('pp=1 dp=1 tp=1, G=1', () => expectEquivalent('gpt-tiny', 1, [{ layers: [0, 3] }]));
+  it('pp=2, G=4 (1F1B)', () => expectEquivalent('gpt-tiny', 4, [{ layers: [0, 1] }, { layers: [2, 3] }]));
+  it('pp=4, G=4, one layer per stage, ckpt all', () =>
+    expectEquivalent('gpt-tiny', 4, [0, 1, 2, 3].map((i) => ({ layers: [i, i] as [number, number], ckpt: 1 }))));
+  it('dp=2 (all-reduce)', () => expectEquivalent('gpt-tiny', 1, [{ layers: [0, 3], dp: 2 }]));
+  it('tp=2 (Megatron column/row parallel)', () => expectEquivalent('gpt-tiny', 2, [{ layers: [0, 3], tp: 2 }]));
+  it('pp=2 x dp=2 x tp=2, ZeRO-1, ckpt some, G=2', () =>
+    expectEquivalent('gpt-tiny', 2, [{ layers: [0, 1], dp: 2, tp: 2, zero: 1, ckpt: 1 }, { layers: [2, 3], dp: 2, tp: 2, zero: 1, ckpt: 2 }]));
+  it('non-uniform stages with different dp/tp, ZeRO-2, tp 2 -> 1 and dp 1 -> 2 at the boundary', () =>
+    expectEquivalent('gpt-tiny', 2, [{ layers: [0, 0], tp: 2, zero: 2 }, { layers: [1, 3], dp: 2, zero: 2, ckpt: 3 }]));
+  it('ZeRO-3 with dp=2 and offload 0.5 of everything', () =>
+    expectEquivalent('gpt-tiny', 2, [{ layers: [0, 3], dp: 2, zero: 3, offload: { weights: 0.5, grads: 0.5, optim: 0.5, activations: 0.5 } }]));
+  it('pp=2, full offload, sequence parallel tp=2', () =>
+    expectEquivalent('gpt-tiny', 4, [
+      { layers: [0, 2], tp: 2, sp: true, offload: { weights: 1, grads: 1, optim: 1, activations: 1 } },
+      { layers: [3, 3], dp: 2, zero: 3, ckpt: 1 },
+    ]));
+  it('llama-tiny: pp=2, tp=2, dp=2 at the last stage, ZeRO-2, G=4', () =>
+    expectEquivalent('llama-tiny', 4, [{ layers: [0, 1], tp: 2, ckpt: 1 }, { layers: [2, 3], dp: 2, zero: 2 }]));
+});

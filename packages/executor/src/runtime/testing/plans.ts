@@ -1,0 +1,23 @@
+// Test helper: compact plan construction for the equivalence matrix.
+import { NO_OFFLOAD, type Offload, type Plan, parsePlan, type ModelSpec, type StageStrategy } from '@mist/core';
+
+export interface StageSketch {
+  layers: [number, number];
+  dp?: number;
+  tp?: number;
+  zero?: 0 | 1 | 2 | 3;
+  ckpt?: number;
+  offload?: Partial<Offload>;
+  sp?: boolean;
+}
+
+export function makePlan(model: ModelSpec, o: { seq: number; globalBatch: number; G: number }, stages: StageSketch[]): Plan {
+  const st: StageStrategy[] = stages.map((s) => {
+    const dp = s.dp ?? 1, tp = s.tp ?? 1;
+    return {
+      layers: s.layers, mesh: { nodes: 1, gpusPerNode: dp * tp }, microBatchSize: o.globalBatch / (dp * o.G), dp, tp,
+      sequenceParallel: s.sp ?? false, ckptLayers: s.ckpt ?? 0, zero: s.zero ?? 0, offload: { ...NO_OFFLOAD, ...s.offload },
+    };
+  });
+  return parsePlan({ version: 1, model: model.name, seqLen: o.seq, globalBatch: o.globalBatch, gradAccumSteps: o.G, stages: st }, { model });
+}
