@@ -1,3 +1,4 @@
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../test/run-cli';
 
@@ -26,5 +27,19 @@ describe('mist train', () => {
     const res = await runCli(['train', '--data', 'wiki']);
     expect(res.code).toBe(2);
     expect(res.stderr).toMatch(/--data: got "wiki"; allowed: corpus, synthetic/);
+  });
+});
+
+describe('mist train --plan', () => {
+  it('runs a two-stage plan (dp=2 then tp=2) over local worker processes with the losses of one process', async () => {
+    const plan = path.resolve(__dirname, '../../../../examples/plans/gpt-tiny-2-stages.json');
+    const dist = await runCli(['train', '--plan', plan, '--steps', '3', '--json']);
+    expect(dist.code).toBe(0);
+    const single = await runCli(['train', '--model', 'gpt-tiny', '--steps', '3', '--global-batch', '16', '--seq', '64', '--json']);
+    const losses = (out: string): number[] => out.trim().split('\n').map((l) => (JSON.parse(l) as { loss: number }).loss);
+    const d = losses(dist.stdout);
+    const s = losses(single.stdout);
+    expect(d).toHaveLength(3);
+    d.forEach((loss, i) => expect(Math.abs(loss - s[i]) / s[i]).toBeLessThan(1e-4));
   });
 });

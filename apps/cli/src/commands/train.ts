@@ -1,7 +1,7 @@
 // `mist train`: trains a small model in this process on the CPU kernels, with a progress bar
 // (loss, tokens/s) on stderr, or one JSON object per step on stdout with --json.
-import { getModel, loadModel } from '@mist/core';
-import { type StepReport, TRAIN_DEFAULTS, trainSingleProcess } from '@mist/executor';
+import { getModel, loadModel, loadPlan, type ModelSpec, parseTrainingSpec, readSpecFile } from '@mist/core';
+import { launchLocal, type StepReport, TRAIN_DEFAULTS, trainSingleProcess } from '@mist/executor';
 import { type Command, intOpt, numberOpt, stringOpt, UsageError } from '../cli/command';
 import { ProgressBar } from '../cli/progress';
 
@@ -9,14 +9,16 @@ const DATA = ['corpus', 'synthetic'] as const;
 
 export const trainCommand: Command = {
   name: 'train',
-  summary: 'train a small model in one process on the CPU kernels (loss falls below ln(vocab))',
-  usage: 'mist train [--model gpt-tiny] [--steps N] [--global-batch B] [--seq S] [--lr LR] [--seed N] [--data corpus|synthetic] [--json]',
+  summary: 'train a small model on the CPU kernels: in one process, or as a plan over local worker processes',
+  usage: 'mist train [--model gpt-tiny] [--plan plan.json] [--steps N] [--global-batch B] [--seq S] [--lr LR] [--seed N] [--data corpus|synthetic] [--json]',
   examples: [
     'mist train --model gpt-tiny --steps 200',
+    'mist train --plan examples/plans/gpt-tiny-2-stages.json --steps 100',
     'mist train --model llama-tiny --steps 100 --data synthetic --json',
   ],
   options: {
-    model: { type: 'string', valueName: 'NAME|FILE', description: 'model to train', default: 'gpt-tiny' },
+    model: { type: 'string', valueName: 'NAME|FILE', description: 'model to train (default: the plan\'s model, else gpt-tiny)' },
+    plan: { type: 'string', valueName: 'FILE', description: 'run this plan: one worker process per rank on 127.0.0.1 (CPU backend); batch and seq come from the plan' },
     steps: { type: 'string', valueName: 'N', description: 'optimizer steps', default: String(TRAIN_DEFAULTS.steps) },
     'global-batch': { type: 'string', valueName: 'B', description: 'sequences per step', default: String(TRAIN_DEFAULTS.globalBatch) },
     'micro-batch': { type: 'string', valueName: 'b', description: 'sequences per forward/backward (divides the global batch; default: all)' },
@@ -28,8 +30,10 @@ export const trainCommand: Command = {
     json: { type: 'boolean', description: 'print one JSON object per step on stdout, and nothing else there' },
   },
   async run(values, _positionals, io) {
-    const ref = stringOpt(values, 'model') ?? 'gpt-tiny';
-    const model = ref.includes('/') || ref.endsWith('.json') ? loadModel(ref) : getModel(ref);
+    const planFile = stringOpt(values, 'plan');
+    const planModel = planFile ? (readSpecFile(planFile) as { model?: string }).model : undefined;
+    const ref = stringOpt(values, 'model') ?? planModel ?? 'gpt-tiny';
+    const model: ModelSpec = ref.includes('/') || ref.endsWith('.json') ? loadModel(ref) : getModel(ref);
     const data = stringOpt(values, 'data') ?? 'corpus';
     if (!(DATA as readonly string[]).includes(data)) throw new UsageError(`--data: got "${data}"; allowed: ${DATA.join(', ')}`);
     const ckpt = Number(stringOpt(values, 'ckpt-layers') ?? '0');
@@ -39,6 +43,33 @@ export const trainCommand: Command = {
     const steps = intOpt(values, 'steps')!;
     const json = values.json === true;
     const bar = json ? undefined : new ProgressBar(io, `training ${model.name}`, steps);
+    if (planFile) {
+      const plan = loadPlan(planFile, { model });
+      const ranks = plan.stages.reduce((n, s) => n + s.mesh.nodes * s.mesh.gpusPerNode, 0);
+      if (!json) io.stderr(`running ${planFile}: ${plan.stages.length} stage(s), ${ranks} worker process(es) on 127.0.0.1\n`);
+      const started = performance.now();
+      let firstLoss: number | undefined;
+      const res = await launchLocal({
+        plan,
+        model,
+        training: parseTrainingSpec({ globalBatch: plan.globalBatch, seqLen: plan.seqLen, paramDtype: 'fp32', computeDtype: 'fp32' }),
+        run: {
+          steps, seed: Number(stringOpt(values, 'seed')), lr: numberOpt(values, 'lr')!, data: data as (typeof DATA)[number],
+          warmupSteps: TRAIN_DEFAULTS.warmupSteps, scheduleSteps: steps,
+        },
+        onStep: (s) => {
+          firstLoss ??= s.loss;
+          if (json) io.stdout(JSON.stringify({ step: s.step, loss: s.loss, tokensPerS: s.tokensPerS, stepTimeS: s.stepTimeS }) + '\n');
+          else bar!.update(s.step, `loss ${s.loss.toFixed(3)}  ${Math.round(s.tokensPerS)} tok/s`);
+        },
+      });
+      if (json) return 0;
+      bar!.done();
+      const seconds = (performance.now() - started) / 1000;
+      io.stdout(`${model.name}, plan ${planFile}: loss ${firstLoss?.toFixed(3)} -> ${res.finalLoss?.toFixed(3)} nats ` +
+        `(uniform baseline ln(${model.vocab}) = ${Math.log(model.vocab).toFixed(3)}), ${res.steps.length} steps in ${seconds.toFixed(1)} s\n`);
+      return 0;
+    }
     let first: StepReport | undefined;
     const result = await trainSingleProcess(
       {
