@@ -1,10 +1,11 @@
 // HardwareProfile: everything the analyzer needs to turn FLOPs and bytes into seconds on a cluster.
 // The built-in profile is derived from the datasheet figures of the cluster's GPU and links; a
 // measured one comes from `mist profile` (source "measured").
+import * as os from 'node:os';
 import { z } from 'zod';
 import { type ClusterSpec, ClusterSpecSchema } from './cluster';
 import { GiB, MiB } from './units';
-import { parseSpec } from './validation';
+import { parseSpec, SpecError } from './validation';
 
 /** Alpha-beta model of a transfer: seconds = alpha + bytes * beta. */
 export const AlphaBetaSchema = z.strictObject({
@@ -24,6 +25,33 @@ const MatmulPointSchema = z.strictObject({
 });
 const OpPointSchema = z.strictObject({
   op: z.string(), elements: z.number().positive(), seconds: z.number().positive(),
+});
+/** One measured collective: `bytes` is the full tensor (as the analyzer's collective() takes it). */
+const CollectivePointSchema = z.strictObject({
+  collective: z.enum(COLLECTIVES), linkClass: z.enum(LINK_CLASSES), ranks: z.number().int().min(2),
+  bytes: z.number().positive(), seconds: z.number().positive(),
+});
+/** One measured host<->device copy of `bytes`. */
+const CopyPointSchema = z.strictObject({ bytes: z.number().positive(), seconds: z.number().positive() });
+/** A least-squares fit and how well it reproduces the points it came from. */
+export const FitReportSchema = z.strictObject({
+  /** The model in words, e.g. `seconds = c0 + c1 * FLOPs`. */
+  model: z.string(),
+  c0: z.number(),
+  c1: z.number(),
+  points: z.number().int().nonnegative(),
+  /** |fit - measured| / measured over the points: the largest and the median. */
+  maxRelError: z.number().nonnegative(),
+  medianRelError: z.number().nonnegative(),
+});
+export type FitReport = z.output<typeof FitReportSchema>;
+/** Compute time of the same work alone and with a collective or a copy running beside it. */
+const OverlapPointSchema = z.strictObject({
+  beside: z.enum(['collective', 'copy']),
+  aloneSeconds: z.number().positive(),
+  besideSeconds: z.number().positive(),
+  /** besideSeconds / aloneSeconds before clamping to >= 1. */
+  ratio: z.number().positive(),
 });
 
 export const HardwareProfileSchema = z.strictObject({
@@ -63,6 +91,16 @@ export const HardwareProfileSchema = z.strictObject({
     offloadSlowdown: z.number().min(1),
   }),
   /** What a program cannot use of the device's memory. */
+  /** Raw collective timings of a measured profile (the source of `collectives`). */
+  collectiveTable: z.array(CollectivePointSchema).optional(),
+  /** Raw host<->device copy timings of a measured profile (the source of `links.hostToDevice`). */
+  copyTable: z.array(CopyPointSchema).optional(),
+  /** Raw overlap timings of a measured profile (the source of `overlap`). */
+  overlapTable: z.array(OverlapPointSchema).optional(),
+  /** The fits a measured profile derived from its tables, by name, with their errors. */
+  fits: z.record(z.string(), FitReportSchema).optional(),
+  /** Fields a measured profile had to fill without measuring them, with the reason (e.g. no inter-node link on one host). */
+  unmeasured: z.record(z.string(), z.string()).optional(),
   memory: z.strictObject({
     /** CUDA context and kernels' code. */
     cudaContextBytes: z.number().nonnegative(),
@@ -70,6 +108,12 @@ export const HardwareProfileSchema = z.strictObject({
     ncclBufferBytes: z.number().nonnegative(),
     /** Fraction of the rest lost to allocator fragmentation. */
     fragmentation: z.number().min(0).max(0.5),
+    /**
+     * Fraction of each node's host memory (ClusterSpec.hostMemoryPerNode) kept for the OS, the
+     * framework and data loading; offloaded tensors may use the rest. Optional: the analyzer
+     * defaults it to 0.1 (DEFAULT_HOST_RESERVE_FRACTION in @mist/analyzer).
+     */
+    hostReserveFraction: z.number().min(0).max(0.9).optional(),
   }),
 });
 export type HardwareProfile = z.output<typeof HardwareProfileSchema>;
@@ -115,4 +159,33 @@ export function builtinHardwareProfile(cluster: ClusterSpec, computeDtype: 'fp16
     overlap: { commSlowdown: 1.1, offloadSlowdown: 1.05 },
     memory: { cudaContextBytes: 0.75 * GiB, ncclBufferBytes: 256 * MiB, fragmentation: 0.05 },
   });
+}
+
+/**
+ * The kind of machine this process runs on, as a measured CPU profile names it: the CPU model and
+ * the core count (os.cpus()). Two hosts of the same kind give interchangeable profiles.
+ */
+export function cpuMachineKind(): string {
+  const cpus = os.cpus();
+  const model = (cpus[0]?.model ?? 'unknown CPU').replace(/\s+/g, ' ').trim();
+  return `${model} (${cpus.length} cores)`;
+}
+
+/**
+ * Refuses a measured profile taken on another kind of machine (its timings would not describe
+ * this one) unless `force`. Datasheet profiles (source `datasheet:*`) and profiles without a
+ * machineKind describe no particular host and are always accepted. Throws a SpecError naming both kinds.
+ */
+export function checkProfileMachine(
+  profile: HardwareProfile,
+  opts: { force?: boolean; machineKind?: string } = {},
+): void {
+  if (opts.force || profile.source !== 'measured' || !profile.machineKind) return;
+  const here = opts.machineKind ?? cpuMachineKind();
+  if (profile.machineKind === here) return;
+  throw new SpecError('hardware profile', [{
+    field: 'machineKind', value: profile.machineKind,
+    message: `was measured on another kind of machine; this one is "${here}". Profile this machine with ` +
+      '`mist profile --out host.json`, or pass --force to use the foreign profile anyway',
+  }]);
 }

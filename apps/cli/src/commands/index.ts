@@ -5,3 +5,4 @@ export { validateCommand } from './validate';
 export { analyzeCommand } from './analyze';
 export { trainCommand } from './train';
 export { tuneCommand } from './tune';
+export { profileCommand } from './profile';

@@ -1,0 +1,224 @@
+// profileHost(): measures this host on the device backend at hand (the CPU kernels and the CPU/TCP
+// collectives of @mist/native) and assembles a HardwareProfile (core's schema, source "measured")
+// with the raw tables, the fits and their errors, the host description and the date.
+//
+// A CPU "device" is one executor worker process using `threadsPerDevice` kernel threads; the host
+// holds floor(cores / threadsPerDevice) of them. Every compute figure is measured with that many
+// threads, so it describes one device.
+import * as os from 'node:os';
+import {
+  COLLECTIVES, cpuMachineKind, type FitReport, type HardwareProfile, parseHardwareProfile,
+} from '@mist/core';
+import { gemmConfig, kernelThreads, measureFmaPeak, setKernelThreads } from '@mist/native';
+import { commFitReports, commSteps, measureComm, OVERLAP_MATMUL, OVERLAP_MATMUL_COUNT } from './comm-bench';
+import { type AttentionPoint, type ComputeMeasurements, computeFits, computeSteps, measureCompute, warmUpKernels } from './compute-bench';
+import { measureCopies, measureCopyOverlap } from './copy-bench';
+import { fitLine, relativeErrors } from './fit';
+import { profileGrid, type ProfileGrid } from './grids';
+import { ProgressCounter, type ProgressFn } from './progress';
+import { median, nowSeconds } from './timing';
+
+export interface ProfileHostOptions {
+  /** Fewer shapes and repeats, collectives among 2 ranks only: well under a minute. */
+  quick?: boolean;
+  onProgress?: ProgressFn;
+  /** Kernel threads of one CPU device (one executor worker). Default 1. */
+  threadsPerDevice?: number;
+  /** Replaces the quick/full grid (tests use a tiny one). */
+  grid?: ProfileGrid;
+}
+
+function progressTotal(grid: ProfileGrid): number {
+  return 1 + computeSteps(grid) + grid.copyBytes.length + 1 + commSteps(grid);
+}
+
+/**
+ * Attention efficiency relative to the matmul rate, as the analyzer uses it: forward time
+ * F / (rate * eff) + launch, backward 2.5 F / (rate * eff) + launch (op-graph.ts attn.flash).
+ * Least squares over forward and backward points of t - launch = c * F' (F' = F or 2.5 F), eff = 1 / (c * rate).
+ */
+function attentionFit(points: readonly AttentionPoint[], matmulRate: number, launch: number): { efficiency: number; report: FitReport } {
+  const xy = points.flatMap((p) => [
+    { x: p.forwardFlops, y: p.forwardSeconds },
+    { x: 2.5 * p.forwardFlops, y: p.backwardSeconds },
+  ]);
+  // Relative least squares through the origin: minimise sum ((c x - (y - launch)) / y)^2.
+  let num = 0, den = 0;
+  for (const p of xy) {
+    num += (p.x * (p.y - launch)) / (p.y * p.y);
+    den += (p.x * p.x) / (p.y * p.y);
+  }
+  const c = num / den;
+  const efficiency = Math.min(1, Math.max(1e-6, 1 / (c * matmulRate)));
+  const c1 = 1 / (matmulRate * efficiency);
+  const errors = relativeErrors(xy, (x) => launch + c1 * x);
+  return {
+    efficiency,
+    report: {
+      model: 'attention: seconds = c0 + c1 * FLOPs (forward 4bs^2h, backward 2.5x; c1 = 1 / (matmul rate * attentionEfficiency))',
+      c0: launch, c1, points: xy.length, maxRelError: Math.max(...errors), medianRelError: median(errors),
+    },
+  };
+}
+
+export async function profileHost(opts: ProfileHostOptions = {}): Promise<HardwareProfile> {
+  const started = nowSeconds();
+  const quick = opts.quick ?? false;
+  const grid = opts.grid ?? profileGrid(quick);
+  const threads = opts.threadsPerDevice ?? 1;
+  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threadsPerDevice must be a positive integer, got ${threads}`);
+  const progress = new ProgressCounter(progressTotal(grid), opts.onProgress);
+  const savedThreads = kernelThreads();
+  setKernelThreads(threads);
+  try {
+    await warmUpKernels(grid.warmupSeconds);
+    const fmaPerThread = measureFmaPeak(grid.fmaSeconds);
+    progress.tick('FMA peak');
+    const compute = await measureCompute(grid, progress);
+    const copies = await measureCopies(grid, progress);
+    const copyOverlap = await measureCopyOverlap(grid, OVERLAP_MATMUL, OVERLAP_MATMUL_COUNT, Math.max(...grid.copyBytes), progress);
+    const comm = await measureComm(grid, threads, progress);
+    return assemble({ grid, quick, threads, fmaPerThread, ...compute, copies, copyOverlap, comm, started });
+  } finally {
+    setKernelThreads(savedThreads);
+  }
+}
+
+type Measured = ComputeMeasurements & {
+  grid: ProfileGrid;
+  quick: boolean;
+  threads: number;
+  fmaPerThread: number;
+  copies: Awaited<ReturnType<typeof measureCopies>>;
+  copyOverlap: { aloneSeconds: number; besideSeconds: number };
+  comm: Awaited<ReturnType<typeof measureComm>>;
+  started: number;
+};
+
+function assemble(m: Measured): HardwareProfile {
+  const cores = os.cpus().length;
+  const devices = Math.max(1, Math.floor(cores / m.threads));
+  const peakFlops = m.fmaPerThread * m.threads;
+  const unmeasured: Record<string, string> = {};
+
+  const line = fitLine(m.matmuls.map((p) => ({ x: 2 * p.m * p.n * p.k, y: p.seconds })));
+  if (!line || !(line.c1 > 0)) throw new Error('profile: the matmul table gives no positive rate (too few or too noisy points)');
+  const matmulRate = 1 / line.c1;
+  const attn = attentionFit(m.attention, matmulRate, m.kernelLaunch);
+  const fits: Record<string, FitReport> = {
+    ...computeFits(m.matmuls, m.ops, m.kernelLaunch),
+    attention: attn.report,
+    'memory:copy': m.streams.copyFit,
+    'link:hostToDevice': m.copies.fit.report,
+    ...commFitReports(m.comm),
+  };
+
+  const sr = m.comm.fits.sendRecv;
+  for (const [what, beta] of [['send/recv', sr.beta], ['host<->device copy', m.copies.fit.beta], ['memory copy', 1 / m.streams.memoryBandwidth]] as const) {
+    if (!(beta > 0 && Number.isFinite(beta))) {
+      throw new Error(`profile: the ${what} points give no bandwidth (beta ${beta}); too few sizes or too noisy, use a larger grid`);
+    }
+  }
+  const intraNode = { alpha: sr.alpha, beta: sr.beta };
+  unmeasured['links.interNode'] = 'one host has no inter-node link; set to the intra-node (send/recv) fit';
+  const hostToDevice = { alpha: m.copies.fit.alpha, beta: m.copies.fit.beta };
+  const links = { intraNode, interNode: intraNode, hostToDevice };
+  const collectives = Object.fromEntries(COLLECTIVES.map((k) => {
+    const f = m.comm.fits[k];
+    return [k, { intraNode: { alpha: f.alpha, beta: f.beta }, interNode: links.interNode, hostToDevice }];
+  }));
+
+  const overlapTable: NonNullable<HardwareProfile['overlapTable']> = [];
+  let commSlowdown = 1;
+  if (m.comm.overlap) {
+    const ratio = m.comm.overlap.besideSeconds / m.comm.overlap.aloneSeconds;
+    overlapTable.push({ beside: 'collective', ...m.comm.overlap, ratio });
+    commSlowdown = Math.max(1, ratio);
+  } else {
+    unmeasured['overlap.commSlowdown'] = 'no compute sample overlapped an all-reduce; 1 (no slowdown) assumed';
+  }
+  const copyRatio = m.copyOverlap.besideSeconds / m.copyOverlap.aloneSeconds;
+  overlapTable.push({ beside: 'copy', ...m.copyOverlap, ratio: copyRatio });
+
+  const matmulEfficiency = Math.min(1, matmulRate / peakFlops);
+  const totalMemory = os.totalmem();
+  unmeasured['cluster.gpu.pcieGen'] = 'a CPU device has no PCIe link; 3 is the lowest value the schema allows';
+  unmeasured['cluster.interNode'] = 'one host has no inter-node link; set to the intra-node (send/recv) fit';
+  unmeasured['memory.fragmentation'] = 'not measured: typed arrays come from malloc, there is no caching allocator; 0';
+  unmeasured['opTable.softmax, opTable.dropout'] = 'the CPU backend has no such kernels (softmax is fused into attention, no dropout)';
+
+  const profile = {
+    version: 1,
+    source: 'measured',
+    createdAt: new Date().toISOString(),
+    machineKind: cpuMachineKind(),
+    host: {
+      hostname: os.hostname(),
+      cpuModel: (os.cpus()[0]?.model ?? 'unknown').trim(),
+      cores,
+      totalMemoryBytes: totalMemory,
+      platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+      node: process.version,
+      backend: 'cpu kernels + cpu/tcp collectives (@mist/native)',
+      device: `one executor worker with ${m.threads} kernel thread${m.threads > 1 ? 's' : ''}`,
+      devices,
+      simdFloats: gemmConfig().vectorFloats,
+      fmaPeakFlopsPerThread: m.fmaPerThread,
+      hostToDevice: 'memcpy between host buffers (Float32Array.set): device memory is host memory on a CPU host',
+      peakFlops: 'measured FMA throughput per thread x threads; the CPU kernels compute in fp32 whatever the dtype',
+      'memory.cudaContextBytes': 'resident memory of a worker process with the native addon loaded',
+      'memory.ncclBufferBytes': 'resident memory a CPU communicator added (connections, buffers)',
+      quick: m.quick ? 'yes' : 'no',
+      profileSeconds: nowSeconds() - m.started,
+    },
+    cluster: {
+      name: `1x${devices}-cpu`,
+      nodes: 1,
+      gpusPerNode: devices,
+      gpu: {
+        name: `cpu-${m.threads}t`,
+        memoryBytes: totalMemory / devices,
+        peakFlops: { fp16: peakFlops, bf16: peakFlops, fp32: peakFlops },
+        memoryBandwidth: m.streams.memoryBandwidth,
+        nvlinkBandwidth: null,
+        pcieGen: 3,
+        pcieBandwidth: 1 / hostToDevice.beta,
+      },
+      intraNode: { bandwidth: 1 / intraNode.beta, latency: intraNode.alpha },
+      interNode: { bandwidth: 1 / intraNode.beta, latency: intraNode.alpha },
+      hostMemoryPerNode: totalMemory,
+    },
+    compute: {
+      peakFlops,
+      matmulEfficiency,
+      matmulHalfEfficiencyFlops: Math.max(0, line.c0 - m.kernelLaunch) * matmulRate,
+      attentionEfficiency: attn.efficiency,
+      memoryBandwidth: m.streams.memoryBandwidth,
+      memoryEfficiency: Math.min(1, m.streams.optimizerBandwidth / m.streams.memoryBandwidth),
+      kernelLaunch: m.kernelLaunch,
+    },
+    matmulTable: m.matmuls,
+    opTable: [
+      ...m.ops,
+      ...m.attention.flatMap((p) => {
+        const scores = p.batch * p.heads * p.seq * p.seq;
+        return [
+          { op: 'attention', elements: scores, seconds: p.forwardSeconds },
+          { op: 'attention_backward', elements: scores, seconds: p.backwardSeconds },
+        ];
+      }),
+      ...m.streams.copy,
+      ...m.streams.adamw,
+    ],
+    links,
+    collectives,
+    collectiveTable: m.comm.points,
+    copyTable: m.copies.points,
+    overlapTable,
+    overlap: { commSlowdown, offloadSlowdown: Math.max(1, copyRatio) },
+    fits,
+    unmeasured,
+    memory: { cudaContextBytes: m.comm.baseRssBytes, ncclBufferBytes: m.comm.commRssBytes, fragmentation: 0 },
+  };
+  return parseHardwareProfile(profile);
+}

@@ -1,0 +1,26 @@
+// Messages between the profiler and its collective worker processes (IPC of child_process.fork).
+import type { CollectiveKind } from '@mist/core';
+import type { MatmulShape } from './grids';
+
+export type WorkerRequest =
+  | { cmd: 'listen' }
+  | { cmd: 'connect'; rank: number; worldSize: number; peers: string[]; threads: number }
+  | { cmd: 'collective'; kind: CollectiveKind; bytes: number; warmup: number; repeats: number }
+  | { cmd: 'computeAlone'; shape: MatmulShape; count: number; warmup: number; repeats: number }
+  | { cmd: 'computeBeside'; shape: MatmulShape; count: number; repeats: number; commBytes: number; commCount: number };
+
+export interface ConnectResult {
+  /** Resident memory of the worker once the native addon is loaded (before any communicator). */
+  baseRssBytes: number;
+  /** Resident memory the communicator added (connections and their buffers), after one small all-reduce. */
+  commRssBytes: number;
+}
+
+export interface BesideResult {
+  /** Seconds per compute sample that ran entirely while the collectives were running. */
+  samples: number[];
+}
+
+export type WorkerReply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string };
+
+export type WorkerMessage = WorkerReply | { ready: true };
