@@ -60,6 +60,20 @@ export interface StageEstimate {
   peakMemoryBytes: number;
   /** usableDeviceMemory(profile). */
   capacityBytes: number;
+  /**
+   * Host bytes this GPU's rank holds: the offloaded weights, grads and optimizer states and the
+   * offloaded saved activations of the in-flight micro-batches (see stage-model.ts).
+   */
+  hostMemoryBytes: number;
+  /** Of which offloaded saved activations (all in-flight micro-batches). */
+  hostActivationBytes: number;
+  /** usableHostMemoryPerGpu(profile): hostMemoryPerNode / gpusPerNode less the host reserve. */
+  hostCapacityBytes: number;
+  /** peakMemoryBytes <= capacityBytes. */
+  deviceFits: boolean;
+  /** hostMemoryBytes <= hostCapacityBytes. */
+  hostFits: boolean;
+  /** deviceFits && hostFits. */
   fits: boolean;
   memory: StageMemory;
   time: StageTime;
@@ -73,6 +87,8 @@ export interface CompiledStageModel {
    */
   evaluateBatch(input: Float64Array, output: Float64Array, count: number): void;
   capacityBytes: number;
+  /** Host bytes per GPU available to offloaded tensors (usableHostMemoryPerGpu). */
+  hostCapacityBytes: number;
   /** Simplified formulas of the stage's time and memory with the given query fields bound. */
   explain(q?: Partial<StageQuery>): { time: string; memory: string };
   /** The generated JavaScript of evaluateBatch (for inspection). */
@@ -189,6 +205,11 @@ export function readStageEstimate(output: Float64Array, capacityBytes: number, i
     lastTimeS: v(OUT.LAST),
     peakMemoryBytes: v(OUT.PEAK_MEMORY),
     capacityBytes,
+    hostMemoryBytes: v(OUT.HOST_MEMORY),
+    hostActivationBytes: v(OUT.HOST_ACTIVATIONS),
+    hostCapacityBytes: v(OUT.HOST_CAPACITY),
+    deviceFits: v(OUT.FITS_DEVICE) === 1,
+    hostFits: v(OUT.FITS_HOST) === 1,
     fits: v(OUT.FITS) === 1,
     memory: {
       weights: v(OUT.MEM_WEIGHTS), grads: v(OUT.MEM_GRADS), optim: v(OUT.MEM_OPTIM),
@@ -218,6 +239,7 @@ export function compileStageModel(ctx: AnalyzerContext): CompiledStageModel {
   const kernelSource = batchKernelSource(spec);
   const kernel: BatchKernel = compileBatchKernel(spec, kernelSource);
   const capacityBytes = built.capacityBytes;
+  const hostCapacityBytes = built.hostCapacityBytes;
   const oneIn = new Float64Array(INPUT_WIDTH);
   const oneOut = new Float64Array(OUTPUT_WIDTH);
 
@@ -234,6 +256,7 @@ export function compileStageModel(ctx: AnalyzerContext): CompiledStageModel {
 
   return {
     capacityBytes,
+    hostCapacityBytes,
     kernelSource,
     evaluateBatch: kernel,
     estimate(q: StageQuery): StageEstimate {
@@ -249,6 +272,7 @@ export function compileStageModel(ctx: AnalyzerContext): CompiledStageModel {
           ['weights [B]', 'MEM_WEIGHTS'], ['grads [B]', 'MEM_GRADS'], ['optim [B]', 'MEM_OPTIM'],
           ['activations [B]', 'MEM_ACTIVATIONS'], ['peak forward [B]', 'MEM_PEAK_FORWARD'],
           ['peak backward [B]', 'MEM_PEAK_BACKWARD'], [`peak [B] (capacity ${capacityBytes} B)`, 'PEAK_MEMORY'],
+          [`host [B] (capacity ${hostCapacityBytes} B)`, 'HOST_MEMORY'],
         ]),
       };
     },

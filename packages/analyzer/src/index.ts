@@ -5,6 +5,7 @@ export {
   checkStageQuery, type CompiledStageModel, compileStageModel, readStageEstimate, type StageEstimate,
   type StageMemory, type StageQuery, type StageTime, writeStageQuery,
 } from './compile';
+export { DEFAULT_HOST_RESERVE_FRACTION, usableHostMemoryPerGpu } from './host-memory';
 export { IN, INPUT_WIDTH, OUT, OUTPUT_WIDTH, POSITION_CODE, type StagePosition, stagePosition } from './layout';
 export {
   estimatePlan, iterationTime, type PlanEstimate, type PlanStageEstimate, planStageQueries, planTraining,

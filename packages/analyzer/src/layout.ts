@@ -24,9 +24,14 @@ export const IN = {
 export const INPUT_WIDTH = 17;
 
 /**
- * Output columns: the contract's four first, then the breakdowns (bytes / seconds) and FITS (0|1).
- * Time breakdown columns are raw durations before overlap: forward/backward/recompute/tpComm/
- * ppComm per micro-batch; dpComm, offload and optimizer per iteration (see stage-model.ts).
+ * Output columns: the contract's four first, then the breakdowns (bytes / seconds) and FITS (0|1:
+ * the device peak AND the host memory fit), then the host memory columns (appended later, so the
+ * earlier indices are unchanged). Time breakdown columns are raw durations before overlap:
+ * forward/backward/recompute/tpComm/ppComm per micro-batch; dpComm, offload and optimizer per
+ * iteration (see stage-model.ts). Host columns are bytes per GPU: HOST_MEMORY the offloaded states
+ * and activations, HOST_CAPACITY the GPU's usable share of its node's host memory,
+ * HOST_ACTIVATIONS the offloaded activations of all in-flight micro-batches (part of HOST_MEMORY);
+ * FITS_DEVICE / FITS_HOST (0|1) the two halves of FITS.
  */
 export const OUT = {
   STEADY: 0,
@@ -49,8 +54,13 @@ export const OUT = {
   T_OFFLOAD: 17,
   T_OPTIMIZER: 18,
   FITS: 19,
+  HOST_MEMORY: 20,
+  HOST_CAPACITY: 21,
+  HOST_ACTIVATIONS: 22,
+  FITS_DEVICE: 23,
+  FITS_HOST: 24,
 } as const;
-export const OUTPUT_WIDTH = 20;
+export const OUTPUT_WIDTH = 25;
 
 export type StagePosition = 'first' | 'middle' | 'last' | 'only';
 export const POSITION_CODE: Readonly<Record<StagePosition, number>> = { first: 0, middle: 1, last: 2, only: 3 };

@@ -24,6 +24,7 @@ export interface PlanEstimate {
   /** Parts of the iteration time: sum of first micro-batches, (G - 1) bottleneck micro-batches, sum of last extras. */
   breakdown: { firstS: number; steadyS: number; lastS: number };
   stages: PlanStageEstimate[];
+  /** Every stage fits in both device and host memory. */
   allFit: boolean;
 }
 
@@ -73,7 +74,8 @@ export function iterationTime(stages: readonly StageEstimate[], gradAccumSteps: 
 
 /**
  * Estimates a plan. A plan that breaks a rule (layers not covering the model, dp*tp not the mesh,
- * ...) throws a SpecError; a plan that does not fit in memory is reported (`fits`, `allFit`).
+ * ...) throws a SpecError; a plan that does not fit in device or host memory is reported
+ * (`fits`, `deviceFits`, `hostFits`, `allFit`).
  * `compiled` may pass a stage model already compiled for the plan's training spec.
  */
 export function estimatePlan(plan: Plan, ctx: AnalyzerContext, compiled?: CompiledStageModel): PlanEstimate {

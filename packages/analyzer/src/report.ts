@@ -21,8 +21,10 @@ export interface AnalyzeInput {
 }
 
 export interface AnalysisStage extends PlanStageEstimate {
-  /** Bytes by which the peak exceeds the capacity (0 when it fits). */
+  /** Bytes by which the device peak exceeds the device capacity (0 when it fits). */
   overflowBytes: number;
+  /** Bytes by which the host memory exceeds the host capacity per GPU (0 when it fits). */
+  hostOverflowBytes: number;
   strategy: StageStrategy;
   explain?: { time: string; memory: string };
 }
@@ -47,7 +49,8 @@ function explainQuery(q: StageQuery): Partial<StageQuery> {
 
 /**
  * Validates the plan (SpecError when it breaks a rule), estimates it and returns the report.
- * A plan that does not fit is reported (`allFit`, `stages[i].fits`, `overflowBytes`), not thrown.
+ * A plan that does not fit is reported (`allFit`, `stages[i].fits`, `overflowBytes`,
+ * `hostOverflowBytes`), not thrown.
  */
 export function analyzePlan(input: AnalyzeInput): { analysis: Analysis; plan: Plan; training: TrainingSpec } {
   const profile = input.profile ?? (input.cluster ? builtinHardwareProfile(input.cluster) : undefined);
@@ -72,6 +75,7 @@ export function analyzePlan(input: AnalyzeInput): { analysis: Analysis; plan: Pl
     stages: stages.map((s, i) => ({
       ...s,
       overflowBytes: Math.max(0, s.peakMemoryBytes - s.capacityBytes),
+      hostOverflowBytes: Math.max(0, s.hostMemoryBytes - s.hostCapacityBytes),
       strategy: plan.stages[i],
       ...(input.explain ? { explain: compiled.explain(explainQuery(queries[i])) } : {}),
     })),

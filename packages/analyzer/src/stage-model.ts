@@ -25,9 +25,16 @@
 //   one layer's full gradients before reduce-scatter/offload, the recompute of one layer, the
 //   activation prefetch, the backward's gradient buffers and the logits/softmax of the loss.
 //   peak = max(peak forward, peak backward).
+// Host memory (bytes per GPU): the offloaded part of the rank's model states, ow * weights + og * grads
+//   + oo * optim (after ZeRO sharding, the complement of the device's share), plus the offloaded
+//   saved activations of every in-flight micro-batch, inFlight * oa * saved bytes. Copies run
+//   between these pinned tensors and the device's fetch buffers (counted in the device peak), so
+//   there are no separate host staging buffers. Capacity: usableHostMemoryPerGpu(profile).
+// Fit: peak <= device capacity and host memory <= host capacity.
 import { dtypeBytes, type HardwareProfile, type ModelSpec, modelStateBytesPerParam, type TrainingSpec, usableDeviceMemory } from '@mist/core';
 import { add, choose, div, type Expr, max, min, mul, named, num, sub, step } from './expr';
 import { CostModel, INTRA_NODE, type LinkChoice } from './hardware-cost';
+import { usableHostMemoryPerGpu } from './host-memory';
 import { OUT } from './layout';
 import { checkpointBytes, embeddingOps, headOps, headTransientBytes, layerOps, type Op, sumOps } from './op-graph';
 import { embeddingParamsPerRank, finalNormParams, layerParamsPerRank, lmHeadParamsPerRank } from './params';
@@ -44,6 +51,8 @@ export type OutputName = keyof typeof OUT;
 export interface StageExpressions {
   outputs: Record<OutputName, Expr>;
   capacityBytes: number;
+  /** usableHostMemoryPerGpu(profile). */
+  hostCapacityBytes: number;
   /** Numeric values of the model symbols (s, h, a, k, f, V, fa). */
   modelBindings: Record<keyof typeof M, number>;
 }
@@ -207,6 +216,17 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const offloadTime = named('offloadTime', add(mul(G, add(fwdOff, bwdOff)), optOff));
   const transient = sub(peak, add(states, memActivations));
 
+  // ---- host memory ----
+  // More offload moves bytes from the device to the host: host memory grows with every offload
+  // ratio and the in-flight count, and shrinks with ckptLayers (fewer saved bytes to offload).
+  const offO = named('offO', mul(oo, oBytes, shard(z1)));
+  const hostActivations = named('hostActivations', mul(inFlight, offA));
+  const hostMemory = named('hostMemory', add(offW, offG, offO, hostActivations));
+  const hostCapacityBytes = usableHostMemoryPerGpu(profile);
+  // 1 when it fits (bytes <= capacity, whole bytes).
+  const fitsDevice = named('fitsDevice', step(sub(capacityBytes + 1, peak)));
+  const fitsHost = named('fitsHost', step(sub(hostCapacityBytes + 1, hostMemory)));
+
   const outputs: Record<OutputName, Expr> = {
     STEADY: steady,
     FIRST: first,
@@ -227,8 +247,13 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
     T_PP_COMM: ppComm,
     T_OFFLOAD: offloadTime,
     T_OPTIMIZER: optStep,
-    // 1 when the peak fits (peak <= capacity, whole bytes).
-    FITS: step(sub(capacityBytes + 1, peak)),
+    // 1 when both the device peak and the host memory fit.
+    FITS: mul(fitsDevice, fitsHost),
+    HOST_MEMORY: hostMemory,
+    HOST_CAPACITY: num(hostCapacityBytes),
+    HOST_ACTIVATIONS: hostActivations,
+    FITS_DEVICE: fitsDevice,
+    FITS_HOST: fitsHost,
   };
-  return { outputs, capacityBytes, modelBindings: modelBindings(model, training) };
+  return { outputs, capacityBytes, hostCapacityBytes, modelBindings: modelBindings(model, training) };
 }

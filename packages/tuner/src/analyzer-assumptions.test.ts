@@ -68,4 +68,36 @@ describe('analyzer properties the intra-stage search relies on', () => {
     }
     expect(checked).toBeGreaterThan(300);
   });
+
+  it('host memory: more offload or in-flight uses more, more checkpointing less; it is hostStates(ow, og, oo) + inFlight * oa * saved(ckpt)', () => {
+    // The search bounds a box's host memory from below by the corner (ckpt hi, offloads lo) and
+    // computes that corner from the lo corner's states and the hi corner's activations.
+    const rnd = mulberry32(13);
+    const tol = 1e-12;
+    for (let k = 0; k < 300; k++) {
+      const q = randomQuery(rnd);
+      const a = model.estimate(q);
+      const states = a.hostMemoryBytes - a.hostActivationBytes;
+      // More of any offload ratio: at least as much host memory.
+      for (const key of ['weights', 'grads', 'optim', 'activations'] as const) {
+        if (q.offload[key] >= 1) continue;
+        const b = model.estimate({ ...q, offload: { ...q.offload, [key]: Math.min(1, q.offload[key] + 0.25) } });
+        expect(b.hostMemoryBytes, key).toBeGreaterThanOrEqual(a.hostMemoryBytes * (1 - tol));
+      }
+      // States do not depend on ckpt or the activation ratio; activations are linear in inFlight and oa.
+      const ck = Math.floor(rnd() * (q.layers + 1));
+      const oa = [0, 0.25, 0.5, 0.75, 1][Math.floor(rnd() * 5)];
+      const c = model.estimate({ ...q, ckptLayers: ck, inFlight: q.inFlight + 2, offload: { ...q.offload, activations: oa } });
+      expect(Math.abs(c.hostMemoryBytes - c.hostActivationBytes - states)).toBeLessThanOrEqual(tol * Math.max(1, states));
+      const full = model.estimate({ ...q, ckptLayers: ck, inFlight: 1, offload: { ...q.offload, activations: 1 } });
+      const predicted = (q.inFlight + 2) * oa * full.hostActivationBytes;
+      expect(Math.abs(c.hostActivationBytes - predicted)).toBeLessThanOrEqual(tol * Math.max(1, predicted));
+      // More checkpointing: no more host memory.
+      if (q.ckptLayers < q.layers) {
+        expect(model.estimate({ ...q, ckptLayers: q.ckptLayers + 1 }).hostMemoryBytes).toBeLessThanOrEqual(a.hostMemoryBytes * (1 + tol));
+      }
+      // Offloading never uses more device memory, so the two fits pull in opposite directions.
+      expect(a.fits).toBe(a.deviceFits && a.hostFits);
+    }
+  });
 });

@@ -17,7 +17,7 @@ export {
 export { type DpStats, solveInterStageDp } from './inter-stage-dp';
 export { type MilpOptions, type MilpStats, solveInterStageMilp } from './inter-stage-milp';
 export { IntraStageSearch, type Shortfall, ST, STRATEGY_WIDTH, StrategyStore } from './intra-stage';
-export { diagnoseNoFit, type NoFitReport } from './no-fit';
+export { type BindingMemory, diagnoseNoFit, type NoFitReport } from './no-fit';
 export { tune, type TuneOptions, type TunePhase, type TuneProgress, type TuneResult } from './tuner';
 export { tuneWithBaselines, type BaselineComparison, type TuneWithBaselinesOptions } from './compare';
 export { bruteForce, type BruteForceResult } from './brute-force';

@@ -5,21 +5,30 @@
 // The space per parallel configuration (b, dp, tp, sp, zero) is the grid ckptLayers x offload ratios
 // (weights, grads, optim, activations): up to (layers+1) * 9^4 points. Exhaustive evaluation is out
 // of reach, so the grid is searched by an exact branch and bound that rests on the cost model's
-// monotonicity: checkpointing more layers or offloading more never makes a stage use more memory, and
-// offloading more never makes it faster; checkpointing more never makes it faster either unless
-// activations are offloaded (then fewer activation bytes travel), so boxes with both a ckpt range and
-// activation offload are split until they have neither. For a box [lo, hi] of the grid:
-//   - if hi (the most memory-saving corner) does not fit, nothing in the box fits;
-//   - if lo fits at every in-flight count, lo dominates the box;
-//   - the box's times are bounded below by lo's and its in-flight capacity above by hi's, so a box
-//     whose bound is dominated by a point already found holds nothing new;
+// monotonicity: checkpointing more layers or offloading more never makes a stage use more device
+// memory, and offloading more never makes it faster; checkpointing more never makes it faster either
+// unless activations are offloaded (then fewer activation bytes travel), so boxes with both a ckpt
+// range and activation offload are split until they have neither. Host memory runs the other way:
+// offloaded bytes live on the host, so offloading more uses MORE host memory (checkpointing more
+// still uses less: fewer saved bytes to offload). A candidate fits when both memories fit. The host
+// memory is hostStates(ow, og, oo) + inFlight * oa * saved(ckpt) (the analyzer's HOST_MEMORY,
+// HOST_ACTIVATIONS), so over a box its least value is at the corner hmin = (ckpt hi, offloads lo):
+// hostStates(lo) + inFlight * oa_lo * saved(ckpt_hi), where saved(ckpt_hi) comes from hi's
+// HOST_ACTIVATIONS / (inFlight * oa_hi). For a box [lo, hi] of the grid:
+//   - the in-flight capacity of every point is at most the device capacity of hi (the most
+//     device-memory-saving corner) and at most the host capacity of hmin; if that bound is below
+//     the smallest in-flight count, nothing in the box fits;
+//   - if lo fits (device and host) at every in-flight count, lo dominates the box;
+//   - the box's times are bounded below by lo's and its in-flight capacity above by that bound, so
+//     a box whose bound is dominated by a point already found holds nothing new;
 //   - a box whose lower-bound times alone reach a known plan's iteration time (the cutoff: a stage's
 //     point adds imbalance + (G - 1) * steady to any plan's time) cannot improve on that plan;
 //   - otherwise it is split in two along its longest side.
 // Times do not depend on the in-flight count and memory grows with it only through the stored
 // activations, which the analyzer reports (MEM_ACTIVATIONS = inFlight * per-micro-batch bytes), so
 // each corner is evaluated once, at the smallest in-flight count the group serves, and the largest
-// count that fits (`maxInFlight`) follows: peak(f) = peak(fLo) + (f - fLo) * activations / fLo.
+// count that fits (`maxInFlight`) follows: peak(f) = peak(fLo) + (f - fLo) * activations / fLo, and
+// likewise host(f) = host(fLo) + (f - fLo) * hostActivations / fLo.
 // Candidates are written into one Float64Array per round and evaluated with the analyzer's batch kernel.
 import { type CompiledStageModel, IN, INPUT_WIDTH, OUT, OUTPUT_WIDTH } from '@mist/analyzer';
 import type { ParallelConfig, StageGroupSpec } from './enumerate';
@@ -61,24 +70,46 @@ export class StrategyStore {
   }
 }
 
-/** The smallest memory shortfall seen (for the "nothing fits" diagnosis), with the candidate row. */
+/**
+ * A memory shortfall seen (for the "nothing fits" diagnosis), with the candidate row: the bytes per
+ * GPU by which the device peak and the host memory exceed their capacities (0 when within).
+ */
 export interface Shortfall {
-  bytes: number;
+  deviceBytes: number;
+  hostBytes: number;
   row: Float64Array;
 }
 
 const DIMS = 5; // ckpt, offload weights, grads, optim, activations
 const BOX_INTS = 1 + 2 * DIMS + 1; // config, lo[5], hi[5], flags
-const BOX_FLOATS = 4; // lo steady, lo imbalance, lo maxInFlight, hi maxInFlight
+// lo steady, lo imbalance, lo maxInFlight (device and host), lo host states bytes,
+// hi device maxInFlight, hi host activation bytes per in-flight micro-batch
+const BOX_FLOATS = 6;
 const LO_KNOWN = 1;
 const HI_KNOWN = 2;
 const ROUND_BOXES = 256;
 const POSITION_CODE = { first: 0, middle: 1, last: 2, only: 3 } as const;
+/** Relative slack of the host bound (bytes are up to ~1e13, so a few ulps of the products). */
+const BOUND_SLACK = 1e-12;
+
+/**
+ * The largest in-flight count in [fLo, fHi] at which bytes(f) = bytes(fLo) + (f - fLo) * slope
+ * stay within `capacity`, fLo - 1 when it does not fit at fLo (`fitsAtLo`, the analyzer's test).
+ */
+function maxInFlight(fitsAtLo: boolean, bytes: number, slope: number, capacity: number, fLo: number, fHi: number): number {
+  if (!fitsAtLo) return fLo - 1;
+  if (fHi === fLo || !(slope > 0)) return fHi;
+  const f = Math.min(fHi, fLo + Math.floor((capacity - bytes) / slope));
+  return f < fLo ? fLo : f; // fits at fLo by the analyzer's own test
+}
 
 export class IntraStageSearch {
   /** Candidate rows evaluated by the analyzer so far. */
   evaluated = 0;
+  /** Of the candidates that overflow device memory, the one with the smallest device shortfall. */
   shortfall: Shortfall | null = null;
+  /** Of the candidates that fit in device memory but overflow host memory, the one with the smallest host shortfall. */
+  hostShortfall: Shortfall | null = null;
 
   private boxInt = new Int32Array(BOX_INTS * 1024);
   private boxF = new Float64Array(BOX_FLOATS * 1024);
@@ -197,34 +228,57 @@ export class IntraStageSearch {
   private readRows(rows: number, fLo: number, fHi: number): void {
     const out = this.output;
     const cap = this.model.capacityBytes;
+    const hostCap = this.model.hostCapacityBytes;
     for (let r = 0; r < rows; r++) {
       const o = r * OUTPUT_WIDTH;
       const peak = out[o + OUT.PEAK_MEMORY];
-      if (peak > cap && (!this.shortfall || peak - cap < this.shortfall.bytes)) {
-        this.shortfall = { bytes: peak - cap, row: this.input.slice(r * INPUT_WIDTH, (r + 1) * INPUT_WIDTH) };
-      }
+      const host = out[o + OUT.HOST_MEMORY];
+      const hostAct = out[o + OUT.HOST_ACTIVATIONS];
+      if (out[o + OUT.FITS] !== 1) this.noteShortfall(r, Math.max(0, peak - cap), Math.max(0, host - hostCap), out[o + OUT.FITS_DEVICE] === 1);
       const box = this.rowBox[r];
       const corner = this.rowKind[r];
-      let maxF: number;
-      if (out[o + OUT.FITS] !== 1) maxF = fLo - 1;
-      else if (fHi === fLo) maxF = fLo;
-      else {
-        // peak(f) = peak(fLo) + (f - fLo) * activations(fLo) / fLo: the largest f with peak(f) <= capacity.
-        const slope = out[o + OUT.MEM_ACTIVATIONS] / fLo;
-        maxF = slope > 0 ? Math.min(fHi, fLo + Math.floor((cap - peak) / slope)) : fHi;
-        if (maxF < fLo) maxF = fLo; // fits at fLo by the analyzer's own test
-      }
+      // peak(f) = peak(fLo) + (f - fLo) * activations(fLo) / fLo: the largest f with peak(f) <= capacity.
+      const devMaxF = maxInFlight(out[o + OUT.FITS_DEVICE] === 1, peak, out[o + OUT.MEM_ACTIVATIONS] / fLo, cap, fLo, fHi);
       const bf = box * BOX_FLOATS;
       if (corner === 0) {
+        // The same for the host memory; the point fits at f when both do.
+        const hostMaxF = maxInFlight(out[o + OUT.FITS_HOST] === 1, host, hostAct / fLo, hostCap, fLo, fHi);
         this.boxF[bf] = out[o + OUT.STEADY];
         this.boxF[bf + 1] = out[o + OUT.FIRST] + out[o + OUT.LAST];
-        this.boxF[bf + 2] = maxF;
+        this.boxF[bf + 2] = Math.min(devMaxF, hostMaxF);
+        this.boxF[bf + 3] = host - hostAct;
         this.boxInt[box * BOX_INTS + BOX_INTS - 1] |= LO_KNOWN;
       } else {
-        this.boxF[bf + 3] = maxF;
+        this.boxF[bf + 4] = devMaxF;
+        this.boxF[bf + 5] = hostAct / fLo;
         this.boxInt[box * BOX_INTS + BOX_INTS - 1] |= HI_KNOWN;
       }
     }
+  }
+
+  private noteShortfall(r: number, deviceBytes: number, hostBytes: number, deviceFits: boolean): void {
+    const row = (): Float64Array => this.input.slice(r * INPUT_WIDTH, (r + 1) * INPUT_WIDTH);
+    if (!deviceFits) {
+      if (!this.shortfall || deviceBytes < this.shortfall.deviceBytes) this.shortfall = { deviceBytes, hostBytes, row: row() };
+    } else if (!this.hostShortfall || hostBytes < this.hostShortfall.hostBytes) {
+      this.hostShortfall = { deviceBytes: 0, hostBytes, row: row() };
+    }
+  }
+
+  /**
+   * Upper bound on the in-flight capacity of every point of a box, from the host side: the host
+   * memory of the corner hmin = (ckpt hi, offloads lo), hostStates(lo) + f * oa_lo * saved(ckpt_hi),
+   * is below every point's. Rounding errs towards a larger bound (the bound must not cut a point).
+   */
+  private hostBoundMaxF(box: number, fLo: number, fHi: number): number {
+    const bi = box * BOX_INTS;
+    const bf = box * BOX_FLOATS;
+    const oaLo = this.levels[4][this.boxInt[bi + 1 + 4]];
+    const oaHi = this.levels[4][this.boxInt[bi + 1 + DIMS + 4]];
+    const slope = oaHi > 0 ? (this.boxF[bf + 5] * oaLo) / oaHi : 0;
+    const room = this.model.hostCapacityBytes + 1 - this.boxF[bf + 3] * (1 - BOUND_SLACK);
+    if (room - fLo * slope * (1 - BOUND_SLACK) < 0) return fLo - 1;
+    return slope > 0 ? Math.min(fHi, Math.floor(room / (slope * (1 - BOUND_SLACK)))) : fHi;
   }
 
   /** Prunes, records or splits a box whose corners are known. */
@@ -234,7 +288,8 @@ export class IntraStageSearch {
     const loSteady = this.boxF[bf];
     const loImb = this.boxF[bf + 1];
     const loMaxF = this.boxF[bf + 2];
-    const hiMaxF = this.boxF[bf + 3];
+    // No point of the box fits more in flight than hi on the device or hmin on the host.
+    const hiMaxF = Math.min(this.boxF[bf + 4], this.hostBoundMaxF(box, fLo, fHi));
     if (hiMaxF < fLo) return this.freeBox(box);
     // Checkpointing shrinks the activations that are offloaded, so with activation offload in the
     // box, time is not monotone in ckptLayers: lo's times bound the box only when the box has a

@@ -13,6 +13,8 @@ interface Case {
   usableBytes: number;
   globalBatch: number;
   space: SearchSpace;
+  /** Host memory per GPU for offloaded tensors (default: the catalog's, which never binds here). */
+  hostBytes?: number;
 }
 
 const reducedOffload = mistSpace({ offload: uniformOffloadLevels(0.5), frontierSize: Infinity });
@@ -24,15 +26,28 @@ const cases: Case[] = [
   { name: '1x4, ZeRO-0 + activation offload (pipelines win)', cluster: '1x4-l4', usableBytes: 2.5e6, globalBatch: 16, space: activationOffloadOnly },
   { name: '2x2, ZeRO-0 + activation offload, mixed meshes', cluster: '2x2-l4', usableBytes: 2.2e6, globalBatch: 16, space: activationOffloadOnly },
   { name: '2x2, four stages', cluster: '2x2-l4', usableBytes: 3e6, globalBatch: 32, space: activationOffloadOnly },
+  // Host memory binds: offloading more saves device memory but needs more host memory.
+  { name: '1x4, offload 1/2 grid, tight device and host memory', cluster: '1x4-l4', usableBytes: 2e6, globalBatch: 8, space: reducedOffload, hostBytes: 5e5 },
+  { name: '1x4, activation offload, host holds part of it', cluster: '1x4-l4', usableBytes: 2.5e6, globalBatch: 16, space: activationOffloadOnly, hostBytes: 1e6 },
+  { name: '2x2, activation offload, host holds part of it', cluster: '2x2-l4', usableBytes: 2.2e6, globalBatch: 16, space: activationOffloadOnly, hostBytes: 1e6 },
+  { name: '2x2, activation offload, little host memory', cluster: '2x2-l4', usableBytes: 2.2e6, globalBatch: 16, space: activationOffloadOnly, hostBytes: 1e5 },
 ];
 
 describe('tuner optimality against brute force (gpt-tiny)', () => {
   for (const c of cases) {
     it(c.name, async () => {
-      const ctx = tinyContext(c.cluster, c.usableBytes, c.globalBatch);
+      const ctx = tinyContext(c.cluster, c.usableBytes, c.globalBatch, 64, c.hostBytes);
       const res = await tune(ctx, { space: c.space });
       const ref = bruteForce(ctx, c.space);
       expect(ref).not.toBeNull();
+      if (c.hostBytes !== undefined) {
+        // The host limit is active: the optimum without it overflows the host.
+        const unlimited = bruteForce(tinyContext(c.cluster, c.usableBytes, c.globalBatch), c.space);
+        const est = estimatePlan(unlimited!.plan, ctx);
+        expect(est.allFit).toBe(false);
+        expect(est.stages.some((s) => s.deviceFits && !s.hostFits)).toBe(true);
+        expect(ref!.iterationTimeS).toBeGreaterThan(unlimited!.iterationTimeS);
+      }
       expect(res.plan).not.toBeNull();
       const tuned = res.predicted!.iterationTimeS;
       expect(Math.abs(tuned - ref!.iterationTimeS)).toBeLessThanOrEqual(1e-12 * ref!.iterationTimeS);

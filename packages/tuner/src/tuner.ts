@@ -168,7 +168,7 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
     tuningTimeS: (performance.now() - started) / 1000,
     interStageTimeS: interStageMs / 1000,
     solver: space.solver,
-    noFit: best ? null : diagnoseNoFit(ctx, space, compiled, search.shortfall),
+    noFit: best ? null : diagnoseNoFit(ctx, space, compiled, search.shortfall, search.hostShortfall),
   };
   report('done');
   return result;

@@ -50,6 +50,32 @@ describe('mist analyze', () => {
     const json = JSON.parse((await runCli(['analyze', '--plan', file, '--json'])).stdout);
     expect(json.allFit).toBe(false);
     expect(json.stages[0].overflowBytes).toBeGreaterThan(0);
+    expect(json.stages[0].hostOverflowBytes).toBe(0);
+    expect(json.stages[0].hostFits).toBe(true);
+  });
+
+  it('reports a stage that offloads more than the host holds: host memory per stage and why it does not fit', async () => {
+    // gpt3-6.7b on one L4 with every state and activation offloaded: ~100 GiB on a ~40 GiB host share.
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mist-analyze-')), 'plan.json');
+    fs.writeFileSync(file, JSON.stringify({
+      version: 1, model: 'gpt3-6.7b', cluster: '1x1-l4', seqLen: 2048, globalBatch: 8, gradAccumSteps: 8,
+      stages: [{ layers: [0, 31], mesh: { nodes: 1, gpusPerNode: 1 }, microBatchSize: 1, dp: 1, tp: 1, sequenceParallel: false,
+        ckptLayers: 32, zero: 0, offload: { weights: 1, grads: 1, optim: 1, activations: 1 } }],
+    }));
+    const res = await runCli(['analyze', '--plan', file]);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toMatch(/1 stage\(s\) do NOT fit \(stage 0: host memory\)/);
+    expect(res.stdout).toMatch(/host\s+host capacity\s+fits/);
+    expect(res.stdout).toMatch(/no, over by [\d.]+ GiB on the host/);
+    const json = JSON.parse((await runCli(['analyze', '--plan', file, '--json'])).stdout);
+    const s = json.stages[0];
+    expect(json.allFit).toBe(false);
+    expect(s.fits).toBe(false);
+    expect(s.deviceFits).toBe(true);
+    expect(s.hostFits).toBe(false);
+    expect(s.overflowBytes).toBe(0);
+    expect(s.hostMemoryBytes).toBeGreaterThan(s.hostCapacityBytes);
+    expect(s.hostOverflowBytes).toBeCloseTo(s.hostMemoryBytes - s.hostCapacityBytes, 0);
   });
 
   it('--explain prints the formulas with L, b and ckpt free', async () => {

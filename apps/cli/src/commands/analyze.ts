@@ -1,8 +1,10 @@
 // `mist analyze --plan plan.json`: the analyzer's estimate of one plan — iteration time, tokens/s,
-// MFU, and per stage the time and memory breakdown and whether it fits. A plan that does not fit is
-// reported (exit 0); a plan that breaks the rules is an invalid spec (exit 2).
+// MFU, and per stage the time and memory breakdown (device and host) and whether it fits: a stage
+// fits when its device peak fits the GPU and its offloaded bytes fit the GPU's share of the node's
+// host memory. A plan that does not fit is reported with the reason (exit 0); a plan that breaks
+// the rules is an invalid spec (exit 2).
 import {
-  builtinHardwareProfile, formatBytes, formatCount, formatSeconds, type HardwareProfile, loadCluster,
+  builtinHardwareProfile, checkProfileMachine, formatBytes, formatCount, formatSeconds, type HardwareProfile, loadCluster,
   loadHardwareProfile, loadModel, type Plan, readSpecFile,
 } from '@mist/core';
 import { type Analysis, type AnalysisStage, analyzePlan } from '@mist/analyzer';
@@ -17,7 +19,17 @@ interface PlanDoc {
 }
 
 function fitText(s: AnalysisStage): string {
-  return s.fits ? 'yes' : `no, over by ${formatBytes(s.peakMemoryBytes - s.capacityBytes)}`;
+  if (s.fits) return 'yes';
+  const over: string[] = [];
+  if (!s.deviceFits) over.push(`${formatBytes(s.overflowBytes)} on the device`);
+  if (!s.hostFits) over.push(`${formatBytes(s.hostOverflowBytes)} on the host`);
+  return `no, over by ${over.join(' and ')}`;
+}
+
+/** Which memory a stage overflows: device, host or both. */
+function overflowWhere(s: AnalysisStage): string {
+  if (!s.deviceFits && !s.hostFits) return 'device and host memory';
+  return s.deviceFits ? 'host memory' : 'device memory';
 }
 
 function summary(est: Analysis, plan: Plan): string {
@@ -28,14 +40,17 @@ function summary(est: Analysis, plan: Plan): string {
       `${plan.gradAccumSteps - 1} x ${formatSeconds(est.stages[est.bottleneckStage].steadyTimeS)} steady of bottleneck stage ${est.bottleneckStage} + ` +
       `last ${formatSeconds(est.breakdown.lastS)}), ` +
       `${formatCount(est.tokensPerS)} tokens/s, MFU ${(est.mfu * 100).toFixed(1)}%, ` +
-      (est.allFit ? 'every stage fits' : `${est.stages.filter((s) => !s.fits).length} stage(s) do NOT fit`),
+      (est.allFit ? 'every stage fits' : (() => {
+        const bad = est.stages.filter((s) => !s.fits);
+        return `${bad.length} stage(s) do NOT fit (${bad.map((s) => `stage ${s.index}: ${overflowWhere(s)}`).join(', ')})`;
+      })()),
   ].join('\n') + '\n';
 }
 
 export const analyzeCommand: Command = {
   name: 'analyze',
   summary: 'estimate a plan: iteration time, tokens/s, MFU, per-stage time and memory breakdown, fit',
-  usage: 'mist analyze --plan PLAN.json [--model NAME|FILE] [--cluster SHORTHAND|FILE] [--profile PROFILE.json] [--seq N] [--global-batch N] [--json] [--explain]',
+  usage: 'mist analyze --plan PLAN.json [--model NAME|FILE] [--cluster SHORTHAND|FILE] [--profile PROFILE.json [--force]] [--seq N] [--global-batch N] [--json] [--explain]',
   examples: [
     'mist analyze --plan examples/plans/gpt3-1.3b-1x2-l4.json',
     'mist analyze --model gpt3-1.3b --cluster 1x2-l4 --plan examples/plans/gpt3-1.3b-1x2-l4.json --json',
@@ -46,6 +61,7 @@ export const analyzeCommand: Command = {
     model: { type: 'string', valueName: 'NAME|FILE', description: 'model (default: the plan\'s "model")' },
     cluster: { type: 'string', valueName: 'SHORTHAND|FILE', description: 'cluster, e.g. 1x8-l4 (default: the plan\'s "cluster" or the profile\'s)' },
     profile: { type: 'string', valueName: 'FILE', description: 'hardware profile from `mist profile` (default: the built-in datasheet profile)' },
+    force: { type: 'boolean', description: 'use a --profile measured on another kind of machine' },
     seq: { type: 'string', valueName: 'N', description: 'sequence length; must match the plan\'s seqLen when given' },
     'global-batch': { type: 'string', valueName: 'N', description: 'global batch; must match the plan\'s globalBatch when given' },
     explain: { type: 'boolean', description: 'print the simplified time and memory formulas of every stage' },
@@ -63,6 +79,7 @@ export const analyzeCommand: Command = {
     let profile: HardwareProfile;
     if (profileFile) {
       profile = loadHardwareProfile(profileFile);
+      checkProfileMachine(profile, { force: values.force === true });
     } else {
       if (!clusterRef) throw new UsageError('--cluster is required when the plan names no cluster and no --profile is given');
       profile = builtinHardwareProfile(loadCluster(clusterRef));
@@ -102,7 +119,7 @@ export const analyzeCommand: Command = {
       { header: 'offload/it', value: t((s) => s.time.offload), align: 'right' },
       { header: 'optim', value: t((s) => s.time.optimizer), align: 'right' },
     ]);
-    text += '\nMemory per stage (per GPU):\n';
+    text += '\nMemory per stage (per GPU; host = offloaded states and activations in the GPU\'s share of its node\'s host memory):\n';
     text += renderTable(rows, [
       { header: 'stage', value: (s) => s.index },
       { header: 'weights', value: m((s) => s.memory.weights), align: 'right' },
@@ -114,6 +131,8 @@ export const analyzeCommand: Command = {
       { header: 'peak bwd', value: m((s) => s.memory.peakBackward), align: 'right' },
       { header: 'peak', value: m((s) => s.peakMemoryBytes), align: 'right' },
       { header: 'capacity', value: m((s) => s.capacityBytes), align: 'right' },
+      { header: 'host', value: m((s) => s.hostMemoryBytes), align: 'right' },
+      { header: 'host capacity', value: m((s) => s.hostCapacityBytes), align: 'right' },
       { header: 'fits', value: fitText },
     ]);
     for (const s of est.stages) {

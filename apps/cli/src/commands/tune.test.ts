@@ -40,6 +40,21 @@ describe('mist tune', () => {
     }
   });
 
+  it('gpt3-175b on one L4: nothing fits, host memory is the limit (no plan that offloads more than the host holds)', async () => {
+    const args = ['tune', '--model', 'gpt3-175b', '--cluster', '1x1-l4', '--global-batch', '8', '--seq', '2048'];
+    const res = await runCli(args);
+    expect(res.code).toBe(1);
+    expect(res.stdout).toMatch(/No plan of the mist space fits/);
+    expect(res.stdout).not.toMatch(/Best plan/);
+    expect(res.stderr).toMatch(/mist tune: nothing in the mist space fits in .* of host memory per GPU: host memory is the limit/);
+    expect(res.stderr).toMatch(/try more GPUs or nodes with more host memory/);
+    const j = JSON.parse((await runCli([...args, '--json'])).stdout);
+    expect(j.plan).toBeNull();
+    expect(j.noFit.binding).toBe('host');
+    expect(j.noFit.hostShortfallBytes).toBeGreaterThan(0);
+    expect(j.noFit.hostCapacityBytes).toBeGreaterThan(0);
+  });
+
   it('says what is missing when nothing fits, and refuses bad flags', async () => {
     // A GPU with 100 kB of usable memory: nothing of gpt-tiny fits.
     const base = builtinHardwareProfile(parseClusterShorthand('1x2-l4'));

@@ -83,6 +83,7 @@ function planTable(plan: Plan, est: PlanEstimate): string {
     { header: 'first', value: (r) => formatSeconds(r.e.firstTimeS), align: 'right' },
     { header: 'last', value: (r) => formatSeconds(r.e.lastTimeS), align: 'right' },
     { header: 'peak memory', value: (r) => `${formatBytes(r.e.peakMemoryBytes)} / ${formatBytes(r.e.capacityBytes)}`, align: 'right' },
+    { header: 'host memory', value: (r) => `${formatBytes(r.e.hostMemoryBytes)} / ${formatBytes(r.e.hostCapacityBytes)}`, align: 'right' },
   ]);
 }
 
@@ -94,6 +95,7 @@ function resultJson(r: TuneResult): Record<string, unknown> {
       ? {
         iterationTimeS: r.predicted.iterationTimeS, tokensPerS: r.predicted.tokensPerS, mfu: r.predicted.mfu,
         allFit: r.predicted.allFit, stagePeakMemoryBytes: r.predicted.stages.map((s) => s.peakMemoryBytes),
+        stageHostMemoryBytes: r.predicted.stages.map((s) => s.hostMemoryBytes),
       }
       : { iterationTimeS: null },
     tuningTimeS: r.tuningTimeS,

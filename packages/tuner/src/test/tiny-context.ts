@@ -5,14 +5,20 @@ import { builtinHardwareProfile, getModel, GiB, type HardwareProfile, MiB, parse
 
 /**
  * gpt-tiny on `cluster` with `usableBytes` of usable device memory per GPU (the CUDA context
- * reserve is raised so that usableDeviceMemory(profile) is usableBytes).
+ * reserve is raised so that usableDeviceMemory(profile) is usableBytes) and, when `hostBytes` is
+ * given, that much host memory per GPU for offloaded tensors (no host reserve, so that
+ * usableHostMemoryPerGpu(profile) is hostBytes); otherwise the cluster's catalog host memory.
  */
-export function tinyContext(cluster: string, usableBytes: number, globalBatch = 8, seqLen = 64): AnalyzerContext {
+export function tinyContext(cluster: string, usableBytes: number, globalBatch = 8, seqLen = 64, hostBytes?: number): AnalyzerContext {
   const spec = parseClusterShorthand(cluster);
   const base = builtinHardwareProfile(spec);
   const frag = base.memory.fragmentation;
   const reserve = spec.gpu.memoryBytes - base.memory.ncclBufferBytes - usableBytes / (1 - frag);
-  const profile: HardwareProfile = parseHardwareProfile({ ...base, memory: { ...base.memory, cudaContextBytes: reserve } });
+  const host = hostBytes === undefined ? {} : { hostReserveFraction: 0 };
+  const clusterSpec = hostBytes === undefined ? spec : { ...spec, hostMemoryPerNode: hostBytes * spec.gpusPerNode };
+  const profile: HardwareProfile = parseHardwareProfile({
+    ...base, cluster: clusterSpec, memory: { ...base.memory, cudaContextBytes: reserve, ...host },
+  });
   return { model: getModel('gpt-tiny'), training: parseTrainingSpec({ globalBatch, seqLen }), profile };
 }
 
