@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import {
   builtinHardwareProfile, formatBytes, formatCount, formatSeconds, type HardwareProfile, loadCluster,
-  loadHardwareProfile, loadModel, parseTrainingSpec, type Plan, ZERO_LEVELS, type ZeroLevel,
+  checkProfileMachine, loadHardwareProfile, loadModel, parseTrainingSpec, type Plan, ZERO_LEVELS, type ZeroLevel,
 } from '@mist/core';
 import type { PlanEstimate } from '@mist/analyzer';
 import {
@@ -120,6 +120,7 @@ export const tuneCommand: Command = {
     'global-batch': { type: 'string', valueName: 'N', description: 'sequences per iteration (b * dp * G)' },
     seq: { type: 'string', valueName: 'N', description: 'sequence length' },
     profile: { type: 'string', valueName: 'FILE', description: 'hardware profile from `mist profile` (default: the built-in datasheet profile)' },
+    force: { type: 'boolean', description: 'use a --profile measured on another kind of machine' },
     'no-flash-attention': { type: 'boolean', description: 'model attention without flash attention (scores materialised)' },
     space: { type: 'string', valueName: 'NAME', description: 'search space of the main search: mist, megatron or deepspeed', default: 'mist' },
     out: { type: 'string', valueName: 'FILE', description: 'write the best plan to FILE (JSON, accepted by `mist analyze --plan`)' },
@@ -146,7 +147,10 @@ export const tuneCommand: Command = {
     const profileFile = stringOpt(values, 'profile');
     const clusterRef = stringOpt(values, 'cluster');
     let profile: HardwareProfile;
-    if (profileFile) profile = loadHardwareProfile(profileFile);
+    if (profileFile) {
+      profile = loadHardwareProfile(profileFile);
+      checkProfileMachine(profile, { force: values.force === true });
+    }
     else if (clusterRef) profile = builtinHardwareProfile(loadCluster(clusterRef));
     else throw new UsageError('--cluster (or --profile) is required');
     const training = parseTrainingSpec({ globalBatch, seqLen, flashAttention: values['no-flash-attention'] !== true });
