@@ -12,3 +12,4 @@ export { TokenSource, batchTokens } from './runtime/data';
 export { DEFAULT_ADAMW, type AdamWHyper } from './runtime/hyper';
 export { latestCheckpoint, loadCheckpoint, readCheckpoint, readFullTensors, saveCheckpoint, type CheckpointRef, type CheckpointManifest } from './checkpoint';
 export { MemoryPools, POOL_NAMES, type PoolName, type Placement } from './memory/pools';
+export { runInProcess, type InProcessOptions, type InProcessRun } from './launch/in-process';

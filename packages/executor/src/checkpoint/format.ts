@@ -3,7 +3,7 @@
 //   <root>/step-00000010/rank-00003.bin    float32 data: per record params, then m, then v
 //   <root>/step-00000010/manifest.json     written last, atomically, once every rank's files are
 //                                          complete; a step directory without it is never loaded
-// Each rank saves the part of each tensor it owns: its ZeRO/DP shard of the flat vector, tensors
+// Each rank saves the part of each tensor it owns: its ZeRO/DP shard of each unit of the flat vector, tensors
 // replicated over TP only from TP rank 0, and a tied token table only from the first stage, so
 // every element of every tensor is saved exactly once and can be re-sharded for any plan.
 import type { Plan, ShardKind } from './model-types';

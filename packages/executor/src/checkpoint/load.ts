@@ -78,7 +78,7 @@ export function readFullTensors(ck: CheckpointRef): Map<string, FullTensor> {
 /** Loads a checkpoint into this rank (re-sharding for its plan); the next step is manifest.step + 1. */
 export async function loadCheckpoint(rt: RankRuntime, ck: CheckpointRef): Promise<void> {
   const tensors = readFullTensors(ck);
-  const n = rt.stage.params.length;
+  const n = rt.stage.paramCount;
   const params = new Float32Array(n), m = new Float32Array(n), v = new Float32Array(n);
   for (const e of rt.stage.paramEntries) {
     const t = tensors.get(e.name);

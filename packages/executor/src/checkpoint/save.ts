@@ -36,7 +36,7 @@ export async function saveCheckpoint(
   const records: ShardRecord[] = [];
   const chunks: Float32Array[] = [];
   let offset = 0;
-  for (const s of segments(rt.stage.paramEntries, rt.shard.lo, rt.shard.hi)) {
+  for (const s of rt.ownedRanges.flatMap(([lo, hi]) => segments(rt.stage.paramEntries, lo, hi))) {
     const e = s.entry;
     if (e.shard === 'none' && rt.pos.tpIndex !== 0) continue;
     if (e.name === 'embed.wte' && rt.stage.tiedEmbeddingCopy) continue;

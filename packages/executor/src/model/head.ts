@@ -1,13 +1,19 @@
 // The last stage's head: final norm, LM head (logits = h W^T with W [vocab, hidden], the token
 // table itself when embeddings are tied) and the fused softmax cross-entropy. In training the loss
 // kernel overwrites the logits with their gradient, so no probability matrix is kept.
-// Replicated over tensor-parallel ranks (no vocabulary-parallel split yet).
+// Under tensor parallelism the LM head is column-parallel over the vocabulary (each rank holds the
+// rows [r V/tp, (r+1) V/tp) of W, the same rows as its token table) and the cross-entropy is
+// computed on the vocabulary shards (Megatron-LM's vocab_parallel_cross_entropy): an all-reduce of
+// each token's max logit, then one of the sum of exp(logit - max) and of the target logit; the loss
+// is log(sum) + max - target logit, and each rank's logits' gradient (softmax - onehot) * scale is
+// local. The input gradient dh = dlogits W sums over the shards (one all-reduce).
 import type { ModelSpec } from '@mist/core';
 import { KernelBatch } from '@mist/native';
 import { INIT_STD } from './dims';
-import { WTE, wteDecl } from './embedding';
+import { vocabRange, WTE, wteDecl } from './embedding';
 import { type NormSaved, normBackwardAccumulate, normDecls, normForward } from './norm';
 import type { ParamDecl, ParamStore } from './params';
+import type { TpHooks } from './tp-hooks';
 
 export const LM_HEAD = 'head.lm_head';
 const NORM = 'head.norm';
@@ -15,7 +21,7 @@ const NORM = 'head.norm';
 export function headParamDecls(model: ModelSpec, stageHasEmbedding: boolean): ParamDecl[] {
   const decls = normDecls(model, NORM);
   if (!model.tiedEmbeddings) {
-    decls.push({ name: LM_HEAD, shape: [model.vocab, model.hidden], shard: 'none', init: { kind: 'normal', std: INIT_STD }, weightDecay: true });
+    decls.push({ name: LM_HEAD, shape: [model.vocab, model.hidden], shard: 'rows', init: { kind: 'normal', std: INIT_STD }, weightDecay: true });
   } else if (!stageHasEmbedding) {
     decls.push(wteDecl(model));
   }
@@ -40,7 +46,51 @@ export interface HeadResult {
 }
 
 export class Head {
-  constructor(private readonly model: ModelSpec, private readonly store: ParamStore) {}
+  private readonly vocab: { lo: number; hi: number };
+
+  constructor(private readonly model: ModelSpec, private readonly store: ParamStore, private readonly tp = 1, tpRank = 0, private readonly hooks?: TpHooks) {
+    this.vocab = vocabRange(model, tp, tpRank);
+    if (tp > 1 && !hooks) throw new Error(`the LM head with tp=${tp} needs TP hooks for its all-reduces`);
+  }
+
+  private site(point: 'head-in-grad' | 'loss-max' | 'loss-sum'): { layer: number; point: typeof point; recompute: boolean } {
+    return { layer: this.model.layers, point, recompute: false };
+  }
+
+  /**
+   * Vocab-parallel cross-entropy of this rank's logits [T, V/tp] (global columns vocab.lo..hi):
+   * per-token losses, and with `dlogits` (may be the logits) the gradient of gradScale * sum(losses).
+   */
+  private async parallelCrossEntropy(lossRows: Float32Array, logits: Float32Array, targets: Int32Array, dlogits: Float32Array | null, T: number, gradScale: number): Promise<void> {
+    const hooks = this.hooks as TpHooks;
+    const Vl = this.vocab.hi - this.vocab.lo, lo = this.vocab.lo;
+    const max = new Float32Array(T);
+    for (let r = 0; r < T; r++) {
+      let m = -Infinity;
+      for (let j = 0; j < Vl; j++) m = Math.max(m, logits[r * Vl + j]);
+      max[r] = m;
+    }
+    await hooks.allReduce(max, this.site('loss-max'));
+    // [0, T): sum of exp(logit - max) over this rank's columns; [T, 2T): the target logit if this rank holds it.
+    const sums = new Float32Array(2 * T);
+    for (let r = 0; r < T; r++) {
+      let s = 0;
+      for (let j = 0; j < Vl; j++) s += Math.exp(logits[r * Vl + j] - max[r]);
+      sums[r] = s;
+      const t = targets[r];
+      if (t >= lo && t < lo + Vl) sums[T + r] = logits[r * Vl + t - lo];
+    }
+    await hooks.allReduce(sums, this.site('loss-sum'));
+    for (let r = 0; r < T; r++) {
+      const ignore = targets[r] < 0;
+      lossRows[r] = ignore ? 0 : Math.log(sums[r]) + max[r] - sums[T + r];
+      if (!dlogits) continue;
+      for (let j = 0; j < Vl; j++) {
+        const i = r * Vl + j;
+        dlogits[i] = ignore ? 0 : (Math.exp(logits[i] - max[r]) / sums[r] - (j + lo === targets[r] ? 1 : 0)) * gradScale;
+      }
+    }
+  }
 
   private weightName(): string {
     return this.model.tiedEmbeddings ? WTE : LM_HEAD;
@@ -51,7 +101,7 @@ export class Head {
    * for the loss gradScale * sum(token losses). Without targets: the logits.
    */
   async forward(x: Float32Array, targets: Int32Array | null, train: boolean, gradScale: number): Promise<HeadResult> {
-    const m = this.model, H = m.hidden, V = m.vocab, T = x.length / H;
+    const m = this.model, H = m.hidden, V = this.vocab.hi - this.vocab.lo, T = x.length / H;
     const k = new KernelBatch();
     const h = new Float32Array(T * H);
     const norm = normForward(k, m, this.store, NORM, h, x, T);
@@ -59,12 +109,18 @@ export class Head {
     k.matmul({ c: logits, a: h, b: this.store.param(this.weightName()), m: T, n: V, k: H, transB: true });
     if (!targets) {
       await k.run();
+      if (this.tp > 1) throw new Error(`not implemented: logits without targets under tp=${this.tp} (each rank holds a vocabulary shard)`);
       return { lossSum: 0, lossTokens: 0, logits, saved: null };
     }
     if (targets.length !== T) throw new Error(`targets hold ${targets.length} tokens, the activations ${T}`);
     const lossRows = new Float32Array(T);
-    k.crossEntropy(lossRows, logits, targets, train ? logits : null, T, V, gradScale);
-    await k.run();
+    if (this.tp === 1) {
+      k.crossEntropy(lossRows, logits, targets, train ? logits : null, T, V, gradScale);
+      await k.run();
+    } else {
+      await k.run();
+      await this.parallelCrossEntropy(lossRows, logits, targets, train ? logits : null, T, gradScale);
+    }
     let lossSum = 0, lossTokens = 0;
     for (let i = 0; i < T; i++) {
       if (targets[i] >= 0) {
@@ -77,12 +133,16 @@ export class Head {
 
   /** dx [tokens, hidden]; the head's parameter gradients accumulate. */
   async backward(s: HeadSaved): Promise<Float32Array> {
-    const m = this.model, H = m.hidden, V = m.vocab, T = s.x.length / H;
+    const m = this.model, H = m.hidden, V = this.vocab.hi - this.vocab.lo, T = s.x.length / H;
     const k = new KernelBatch();
     const w = this.weightName();
     k.matmul({ c: this.store.grad(w), a: s.dlogits, b: s.h, m: V, n: H, k: T, transA: true, accumulate: true });
     const dh = new Float32Array(T * H);
     k.matmul({ c: dh, a: s.dlogits, b: this.store.param(w), m: T, n: H, k: V });
+    if (this.tp > 1) {
+      await k.run();
+      await (this.hooks as TpHooks).allReduce(dh, this.site('head-in-grad'));
+    }
     const dx = new Float32Array(T * H);
     normBackwardAccumulate(k, m, this.store, NORM, dx, dh, s.x, s.norm, T);
     await k.run();

@@ -1,9 +1,11 @@
 export { Stage } from './stage';
-export type { ForwardOptions, StageContext, StageForwardResult, StageInput, StageOptions } from './stage';
+export type { ForwardOptions, StageContext, StageForwardResult, StageInput, StageOptions, UnitHooks } from './stage';
 export { TransformerLayer, layerParamDecls } from './layer';
 export type { LayerOptions, LayerSaved } from './layer';
 export { ParamStore } from './params';
+export type { ParamStoreOptions, ParamUnit, StorageMode } from './params';
 export type { ParamDecl, ParamEntry, ParamInit, ShardKind } from './params';
+export { siteOp } from './tp-hooks';
 export type { TpHooks, TpPoint, TpSite } from './tp-hooks';
 export { Rng, hashKey } from './rng';
 export { layerDims } from './dims';

@@ -1,5 +1,9 @@
-// Parameters of a stage: one flat Float32Array for the values and one for the gradients, with a
-// named, typed view per tensor. Tensors are declared with their FULL (unsharded) shape and how
+// Parameters of a stage, with a named, typed view per tensor. Tensors are laid out in one logical
+// flat vector (each has an `offset`) cut into units (the embedding, each layer, the head): the
+// pieces ZeRO-3 gathers and frees one at a time. Storage is either 'flat' (one Float32Array for the
+// whole vector, every unit always resident: single-process training, ZeRO 0-2 without offload) or
+// 'units' (each unit's buffer attached by its owner just before use and detached after: the
+// runtime's ZeRO-3 gathers and offload fetches). Tensors are declared with their FULL (unsharded) shape and how
 // tensor parallelism splits them; each rank keeps its slice:
 //   'none' replicated (norms, row-parallel biases, embeddings)
 //   'cols' column-parallel: the output columns of [in, out] are split in tp contiguous blocks
@@ -70,25 +74,92 @@ function initSlice(d: ParamDecl, seed: number, tp: number, rank: number, out: Fl
   }
 }
 
+export type StorageMode = 'flat' | 'units';
+
+/** A contiguous range [lo, hi) of the flat vector holding whole tensors: what is gathered and freed together. */
+export interface ParamUnit {
+  index: number;
+  /** 'embed', 'layers.<i>', 'head', or 'all' for a store built without groups. */
+  name: string;
+  lo: number;
+  hi: number;
+  entries: ParamEntry[];
+}
+
+export interface ParamStoreOptions {
+  seed: number;
+  tp: number;
+  tpRank: number;
+  /** Consecutive decls per unit (default: one unit 'all'). */
+  groups?: Array<{ name: string; count: number }>;
+  /** Storage of the values and of the gradients (default 'flat' both). */
+  params?: StorageMode;
+  grads?: StorageMode;
+}
+
 export class ParamStore {
   readonly entries: ParamEntry[] = [];
-  readonly params: Float32Array;
-  readonly grads: Float32Array;
+  readonly units: ParamUnit[] = [];
+  /** Elements of the whole flat vector. */
+  readonly size: number;
+  readonly paramMode: StorageMode;
+  readonly gradMode: StorageMode;
+  private readonly flatParams: Float32Array | null;
+  private readonly flatGrads: Float32Array | null;
+  private readonly unitParams: Array<Float32Array | null>;
+  private readonly unitGrads: Array<Float32Array | null>;
   private readonly byName = new Map<string, ParamEntry>();
+  private readonly unitOf = new Map<string, number>();
 
-  constructor(decls: ParamDecl[], opts: { seed: number; tp: number; tpRank: number }) {
-    let offset = 0;
-    for (const d of decls) {
-      if (this.byName.has(d.name)) throw new Error(`parameter ${d.name} declared twice`);
-      const ls = localShape(d, opts.tp);
-      const e: ParamEntry = { ...d, localShape: ls, offset, size: count(ls) };
-      offset += e.size;
-      this.entries.push(e);
-      this.byName.set(d.name, e);
+  constructor(decls: ParamDecl[], private readonly opts: ParamStoreOptions) {
+    const groups = opts.groups ?? [{ name: 'all', count: decls.length }];
+    if (groups.reduce((a, g) => a + g.count, 0) !== decls.length) throw new Error('parameter groups do not cover the declarations');
+    let offset = 0, d = 0;
+    for (const g of groups) {
+      const unit: ParamUnit = { index: this.units.length, name: g.name, lo: offset, hi: offset, entries: [] };
+      for (let i = 0; i < g.count; i++, d++) {
+        const decl = decls[d];
+        if (this.byName.has(decl.name)) throw new Error(`parameter ${decl.name} declared twice`);
+        const ls = localShape(decl, opts.tp);
+        const e: ParamEntry = { ...decl, localShape: ls, offset, size: count(ls) };
+        offset += e.size;
+        this.entries.push(e);
+        unit.entries.push(e);
+        this.byName.set(decl.name, e);
+        this.unitOf.set(decl.name, unit.index);
+      }
+      unit.hi = offset;
+      this.units.push(unit);
     }
-    this.params = new Float32Array(offset);
-    this.grads = new Float32Array(offset);
-    for (const e of this.entries) initSlice(e, opts.seed, opts.tp, opts.tpRank, this.param(e.name));
+    this.size = offset;
+    this.paramMode = opts.params ?? 'flat';
+    this.gradMode = opts.grads ?? 'flat';
+    this.flatParams = this.paramMode === 'flat' ? new Float32Array(offset) : null;
+    this.flatGrads = this.gradMode === 'flat' ? new Float32Array(offset) : null;
+    const views = (flat: Float32Array | null): Array<Float32Array | null> =>
+      this.units.map((u) => (flat ? flat.subarray(u.lo, u.hi) : null));
+    this.unitParams = views(this.flatParams);
+    this.unitGrads = views(this.flatGrads);
+    if (this.flatParams) for (const u of this.units) this.unitParams[u.index]?.set(this.initialValues(u));
+  }
+
+  /** A fresh array with a unit's initial values (deterministic from the seed, this rank's TP slices). */
+  initialValues(u: ParamUnit): Float32Array {
+    const out = new Float32Array(u.hi - u.lo);
+    for (const e of u.entries) initSlice(e, this.opts.seed, this.opts.tp, this.opts.tpRank, out.subarray(e.offset - u.lo, e.offset - u.lo + e.size));
+    return out;
+  }
+
+  /** The whole parameter vector ('flat' storage only). */
+  get params(): Float32Array {
+    if (!this.flatParams) throw new Error('the parameters are stored per unit (ZeRO-3 / offload): there is no flat vector');
+    return this.flatParams;
+  }
+
+  /** The whole gradient vector ('flat' storage only). */
+  get grads(): Float32Array {
+    if (!this.flatGrads) throw new Error('the gradients are stored per unit (ZeRO-2/3 / offload): there is no flat vector');
+    return this.flatGrads;
   }
 
   has(name: string): boolean {
@@ -101,19 +172,42 @@ export class ParamStore {
     return e;
   }
 
-  /** This rank's values of a tensor (a view into `params`). */
-  param(name: string): Float32Array {
-    const e = this.entry(name);
-    return this.params.subarray(e.offset, e.offset + e.size);
+  /** The unit holding a tensor. */
+  unit(name: string): ParamUnit {
+    return this.units[this.unitOf.get(this.entry(name).name) as number];
   }
 
-  /** This rank's gradient of a tensor (a view into `grads`). */
-  grad(name: string): Float32Array {
+  private view(buffers: Array<Float32Array | null>, name: string, what: string): Float32Array {
     const e = this.entry(name);
-    return this.grads.subarray(e.offset, e.offset + e.size);
+    const u = this.units[this.unitOf.get(name) as number];
+    const b = buffers[u.index];
+    if (!b) throw new Error(`${what} of ${name} (unit ${u.name}) are not resident: the owner must attach them before use`);
+    return b.subarray(e.offset - u.lo, e.offset - u.lo + e.size);
+  }
+
+  /** This rank's values of a tensor (a view into its unit's buffer). */
+  param(name: string): Float32Array {
+    return this.view(this.unitParams, name, 'the parameters');
+  }
+
+  /** This rank's gradient of a tensor (a view into its unit's gradient buffer). */
+  grad(name: string): Float32Array {
+    return this.view(this.unitGrads, name, 'the gradients');
+  }
+
+  /** 'units' storage: gives a unit its values buffer (at least hi - lo elements) or takes it away (null). */
+  attachParams(u: ParamUnit, buf: Float32Array | null): void {
+    if (this.paramMode !== 'units') throw new Error('attachParams needs per-unit parameter storage');
+    this.unitParams[u.index] = buf ? buf.subarray(0, u.hi - u.lo) : null;
+  }
+
+  attachGrads(u: ParamUnit, buf: Float32Array | null): void {
+    if (this.gradMode !== 'units') throw new Error('attachGrads needs per-unit gradient storage');
+    this.unitGrads[u.index] = buf ? buf.subarray(0, u.hi - u.lo) : null;
   }
 
   zeroGrads(): void {
-    this.grads.fill(0);
+    if (this.flatGrads) this.flatGrads.fill(0);
+    else for (const g of this.unitGrads) g?.fill(0);
   }
 }

@@ -137,8 +137,11 @@ describe('stage behaviour', () => {
       }));
       expect(Math.abs(results[0] - fr.loss!)).toBeLessThan(1e-5);
       expect(results[1]).toBe(results[0]);
-      // 2 forward + 2 backward all-reduces per layer
-      expect(group.log.length).toBe(4 * model.layers);
+      // 2 forward + 2 backward all-reduces per layer; the vocab-parallel embedding's sum, the
+      // loss's max and sums, the head's input gradient
+      expect(group.log.length).toBe(4 * model.layers + 4);
+      expect(group.log.filter((s) => s.layer < 0 || s.layer >= model.layers).map((s) => s.point).sort())
+        .toEqual(['embed-out', 'head-in-grad', 'loss-max', 'loss-sum']);
       for (const e of ranks[0].paramEntries) {
         const full = ref.grad(e.name);
         const [g0, g1] = ranks.map((s) => s.grad(e.name));

@@ -1,8 +1,12 @@
 // A pipeline stage: a contiguous range of transformer layers [start, end] (global, inclusive, as a
 // plan's StageStrategy.layers), with the embedding when it is the first stage and the final norm,
-// LM head and loss when it is the last. Parameters and gradients live in two flat Float32Arrays
-// (`params`, `grads`), initialised deterministically from the seed per global tensor name, so the
-// same seed gives the same model whatever the stage split and the tensor-parallel degree.
+// LM head and loss when it is the last. Parameters are initialised deterministically from the seed
+// per global tensor name, so the same seed gives the same model whatever the stage split and the
+// tensor-parallel degree. They are laid out as one flat vector cut into units (embedding, each
+// layer, head); by default that vector is one Float32Array (`params`, `grads`). With per-unit
+// storage the caller's UnitHooks attach a module's units just before it computes and may free
+// them right after (ZeRO-3's per-layer gather, offload fetches), in forward and in backward (where
+// a checkpointed layer also recomputes).
 //
 // forward() returns a context that backward() consumes, so a 1F1B schedule can keep several
 // micro-batches in flight. Parameter gradients accumulate until zeroGrads().
@@ -10,7 +14,7 @@ import type { ModelSpec } from '@mist/core';
 import { Embedding, embeddingParamDecls } from './embedding';
 import { Head, type HeadSaved, headParamDecls } from './head';
 import { type LayerSaved, TransformerLayer, layerParamDecls } from './layer';
-import { type ParamDecl, type ParamEntry, ParamStore } from './params';
+import { type ParamDecl, type ParamEntry, ParamStore, type ParamUnit, type StorageMode } from './params';
 import type { TpHooks } from './tp-hooks';
 
 export interface StageOptions {
@@ -29,6 +33,22 @@ export interface StageOptions {
   hooks?: TpHooks;
   /** How many of the stage's layers (the first ones) recompute their activations in backward. */
   ckptLayers?: number;
+  /** Storage of parameters and gradients (default 'flat' both); 'units' needs `units` hooks. */
+  storage?: { params?: StorageMode; grads?: StorageMode };
+  units?: UnitHooks;
+}
+
+/**
+ * Called around every module (embedding, layer, head) of a forward or backward pass with the units
+ * whose parameters it reads (and, in backward, whose gradients it accumulates): the owner of
+ * per-unit storage attaches them in enter() and may detach them in exit(). `saved` is what the
+ * module keeps for its backward (its LayerSaved or HeadSaved; null for the embedding or when
+ * nothing is kept): given to exit() of the forward and to enter() and exit() of the backward, so
+ * the owner can offload it after the forward and bring it back just before the module's backward.
+ */
+export interface UnitHooks {
+  enter(units: readonly ParamUnit[], phase: 'forward' | 'backward', saved: object | null): Promise<void>;
+  exit(units: readonly ParamUnit[], phase: 'forward' | 'backward', saved: object | null): Promise<void>;
 }
 
 export interface StageInput {
@@ -109,10 +129,18 @@ export class Stage {
     this.tiedEmbeddingCopy = m.tiedEmbeddings && this.hasHead && !this.hasEmbedding;
 
     const decls: ParamDecl[] = [];
-    if (this.hasEmbedding) decls.push(...embeddingParamDecls(m));
-    for (let i = start; i <= end; i++) decls.push(...layerParamDecls(m, i));
-    if (this.hasHead) decls.push(...headParamDecls(m, this.hasEmbedding));
-    this.store = new ParamStore(decls, { seed: opts.seed, tp: this.tp, tpRank: this.tpRank });
+    const groups: Array<{ name: string; count: number }> = [];
+    const group = (name: string, d: ParamDecl[]): void => {
+      decls.push(...d);
+      groups.push({ name, count: d.length });
+    };
+    if (this.hasEmbedding) group('embed', embeddingParamDecls(m));
+    for (let i = start; i <= end; i++) group(`layers.${i}`, layerParamDecls(m, i));
+    if (this.hasHead) group('head', headParamDecls(m, this.hasEmbedding));
+    const storage = opts.storage ?? {};
+    if ((storage.params === 'units' || storage.grads === 'units') && !opts.units) throw new Error('per-unit storage needs unit hooks to attach the units');
+    this.store = new ParamStore(decls, { seed: opts.seed, tp: this.tp, tpRank: this.tpRank, groups, params: storage.params, grads: storage.grads });
+    this.unitHooks = opts.units ?? null;
     this.layers = [];
     for (let i = start; i <= end; i++) {
       this.layers.push(new TransformerLayer(
@@ -120,11 +148,62 @@ export class Stage {
         this.store,
       ));
     }
-    this.embedding = this.hasEmbedding ? new Embedding(m, this.store) : null;
-    this.head = this.hasHead ? new Head(m, this.store) : null;
+    this.embedding = this.hasEmbedding ? new Embedding(m, this.store, this.tp, this.tpRank, opts.hooks) : null;
+    this.head = this.hasHead ? new Head(m, this.store, this.tp, this.tpRank, opts.hooks) : null;
+    const units = this.store.units;
+    let u = 0;
+    this.embeddingUnits = this.hasEmbedding ? [units[u++]] : [];
+    this.layerUnits = this.layers.map(() => [units[u++]]);
+    // With tied embeddings and both ends here, the head reads the embedding's token table.
+    this.headUnits = this.hasHead ? (m.tiedEmbeddings && this.hasEmbedding ? [units[u], units[0]] : [units[u]]) : [];
   }
 
-  /** This rank's parameters, one flat array. */
+  private readonly unitHooks: UnitHooks | null;
+  private readonly embeddingUnits: ParamUnit[];
+  private readonly layerUnits: ParamUnit[][];
+  private readonly headUnits: ParamUnit[];
+
+  /** The units of the flat vector, in order (embedding, layers, head). */
+  get units(): readonly ParamUnit[] {
+    return this.store.units;
+  }
+
+  /** The units each module uses, in forward order (embedding, layers, head). */
+  get moduleUnits(): readonly (readonly ParamUnit[])[] {
+    return [...(this.hasEmbedding ? [this.embeddingUnits] : []), ...this.layerUnits, ...(this.hasHead ? [this.headUnits] : [])];
+  }
+
+  /** Elements of the stage's flat parameter vector on this rank. */
+  get paramCount(): number {
+    return this.store.size;
+  }
+
+  /** A fresh array with a unit's initial values. */
+  initialValues(u: ParamUnit): Float32Array {
+    return this.store.initialValues(u);
+  }
+
+  /** Per-unit storage: the owner attaches (or, with null, detaches) a unit's values or gradients. */
+  attachParams(u: ParamUnit, buf: Float32Array | null): void {
+    this.store.attachParams(u, buf);
+  }
+
+  attachGrads(u: ParamUnit, buf: Float32Array | null): void {
+    this.store.attachGrads(u, buf);
+  }
+
+  /** Runs a module between the unit hooks; `savedOf` names what it keeps for backward. */
+  private async around<T>(
+    units: readonly ParamUnit[], phase: 'forward' | 'backward', run: () => Promise<T>, savedOf: (r: T | null) => object | null = () => null,
+  ): Promise<T> {
+    if (!this.unitHooks) return run();
+    await this.unitHooks.enter(units, phase, phase === 'backward' ? savedOf(null) : null);
+    const r = await run();
+    await this.unitHooks.exit(units, phase, savedOf(r));
+    return r;
+  }
+
+  /** This rank's parameters, one flat array ('flat' storage). */
   get params(): Float32Array {
     return this.store.params;
   }
@@ -158,14 +237,16 @@ export class Stage {
     let x: Float32Array;
     if (this.embedding) {
       if (!input.tokens || input.tokens.length !== T) throw new Error(`the first stage needs tokens [${batch} x ${seq}]`);
-      x = await this.embedding.forward(input.tokens, seq);
+      const emb = this.embedding, tokens = input.tokens;
+      x = await this.around(this.embeddingUnits, 'forward', () => emb.forward(tokens, seq));
     } else {
       if (!input.hidden || input.hidden.length !== T * H) throw new Error(`this stage needs hidden states [${batch} x ${seq} x ${H}]`);
       x = input.hidden;
     }
     const saved: LayerSaved[] = [];
-    for (const layer of this.layers) {
-      const r = await layer.forward(x, batch, seq, train);
+    for (let i = 0; i < this.layers.length; i++) {
+      const layer = this.layers[i], xin = x;
+      const r = await this.around(this.layerUnits[i], 'forward', () => layer.forward(xin, batch, seq, train), (v) => v?.saved ?? null);
       if (r.saved) saved.push(r.saved);
       x = r.y;
     }
@@ -180,7 +261,8 @@ export class Stage {
       gradScale = counted > 0 ? 1 / counted : 0;
     }
     if (train && !targets) throw new Error('training the last stage needs targets');
-    const h = await this.head.forward(x, targets, train, gradScale ?? 1);
+    const head = this.head, xin = x;
+    const h = await this.around(this.headUnits, 'forward', () => head.forward(xin, targets, train, gradScale ?? 1), (v) => v?.saved ?? null);
     return {
       output: null,
       logits: h.logits,
@@ -200,14 +282,19 @@ export class Stage {
     let dy: Float32Array;
     if (this.head) {
       if (!ctx.head) throw new Error('the context holds no head activations (was forward run with train: true and targets?)');
-      dy = await this.head.backward(ctx.head);
+      const head = this.head, saved = ctx.head;
+      dy = await this.around(this.headUnits, 'backward', () => head.backward(saved), () => saved);
     } else {
       if (!gradOutput) throw new Error('a stage without the head needs gradOutput');
       dy = gradOutput;
     }
-    for (let i = this.layers.length - 1; i >= 0; i--) dy = await this.layers[i].backward(ctx.layers[i], dy);
+    for (let i = this.layers.length - 1; i >= 0; i--) {
+      const layer = this.layers[i], dyi = dy;
+      dy = await this.around(this.layerUnits[i], 'backward', () => layer.backward(ctx.layers[i], dyi), () => ctx.layers[i]);
+    }
     if (this.embedding) {
-      await this.embedding.backward(ctx.input.tokens as Int32Array, ctx.input.seq, dy);
+      const emb = this.embedding, dyi = dy;
+      await this.around(this.embeddingUnits, 'backward', () => emb.backward(ctx.input.tokens as Int32Array, ctx.input.seq, dyi));
       return null;
     }
     return dy;

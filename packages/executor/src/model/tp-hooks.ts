@@ -1,13 +1,20 @@
-// The tensor-parallel communication points of a transformer layer (Megatron-LM, Shoeybi et al.
-// 2019, figure 3): the caller plugs its collectives in here. With tp = 1 none is called.
-//   forward  'attn-out' / 'mlp-out' / 'parallel-out': all-reduce (sum) of the row-parallel output
-//             ("g" in the paper), before its bias is added
-//   backward 'attn-in-grad' / 'mlp-in-grad' / 'parallel-in-grad': all-reduce (sum) of the gradient
-//             with respect to the column-parallel input ("f"), before the norm's backward
-export type TpPoint = 'attn-out' | 'mlp-out' | 'parallel-out' | 'attn-in-grad' | 'mlp-in-grad' | 'parallel-in-grad';
+// The tensor-parallel communication points of a stage (Megatron-LM, Shoeybi et al. 2019): the
+// caller plugs its collectives in here. With tp = 1 none is called.
+//   layer forward  'attn-out' / 'mlp-out' / 'parallel-out': all-reduce (sum) of the row-parallel
+//                  output ("g" in the paper, figure 3), before its bias is added
+//   layer backward 'attn-in-grad' / 'mlp-in-grad' / 'parallel-in-grad': all-reduce (sum) of the
+//                  gradient with respect to the column-parallel input ("f"), before the norm's backward
+//   embedding      'embed-out': sum of the vocab-parallel lookups (each rank holds V/tp rows and
+//                  writes zeros for the other tokens; Megatron-LM's VocabParallelEmbedding)
+//   head           'head-in-grad': sum of the LM head's input gradient (the head is column-parallel
+//                  over the vocabulary); 'loss-max' (max) and 'loss-sum' (sum) of the vocab-parallel
+//                  cross-entropy's per-token max logit, then sum of exp and target logit
+export type TpPoint =
+  | 'attn-out' | 'mlp-out' | 'parallel-out' | 'attn-in-grad' | 'mlp-in-grad' | 'parallel-in-grad'
+  | 'embed-out' | 'head-in-grad' | 'loss-max' | 'loss-sum';
 
 export interface TpSite {
-  /** Global index of the layer. */
+  /** Global index of the layer; -1 for the embedding, the model's layer count for the head. */
   layer: number;
   point: TpPoint;
   /** True when the forward runs again in the backward of a checkpointed layer. */
@@ -15,6 +22,11 @@ export interface TpSite {
 }
 
 export interface TpHooks {
-  /** Sums `buffer` in place over the tensor-parallel group. */
+  /** Reduces `buffer` in place over the tensor-parallel group: sum, or max at 'loss-max'. */
   allReduce(buffer: Float32Array, site: TpSite): Promise<void> | void;
+}
+
+/** The reduction a site needs. */
+export function siteOp(site: TpSite): 'sum' | 'max' {
+  return site.point === 'loss-max' ? 'max' : 'sum';
 }

@@ -83,6 +83,11 @@ describe('distributed runs equal the single-process run (gpt-tiny, 5 steps)', ()
       { layers: [0, 2], tp: 2, sp: true, offload: { weights: 1, grads: 1, optim: 1, activations: 1 } },
       { layers: [3, 3], dp: 2, zero: 3, ckpt: 1 },
     ]));
+  it('vocab-parallel tied table on both ends: pp=2, tp=2, ZeRO-3 per-layer gathers, weight/grad offload at ZeRO-0, G=4', () =>
+    expectEquivalent('gpt-tiny', 4, [
+      { layers: [0, 1], tp: 2, dp: 2, zero: 3, ckpt: 1, offload: { weights: 0.5 } },
+      { layers: [2, 3], tp: 2, offload: { weights: 0.5, grads: 0.5 } },
+    ]));
   it('llama-tiny: pp=2, tp=2, dp=2 at the last stage, ZeRO-2, G=4', () =>
     expectEquivalent('llama-tiny', 4, [{ layers: [0, 1], tp: 2, ckpt: 1 }, { layers: [2, 3], dp: 2, zero: 2 }]));
 });

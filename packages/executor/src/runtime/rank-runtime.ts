@@ -2,26 +2,27 @@
 // micro-batches with the pipeline send/recv on the world communicator, gradient reduction over DP
 // (all-reduce, or reduce-scatter with ZeRO >= 2), the tied-embedding gradient sum between the first
 // and last stage (as Megatron-LM does), clipping by the global norm, AdamW on the rank's ZeRO shard,
-// activation checkpointing, offload into host pools, and per-step metrics.
+// activation checkpointing, offload into host pools, and per-step metrics. Where each unit of the
+// weights, gradients and moments lives (ZeRO-3 per-layer gathers, offload) is unit-memory.ts.
 //
 // The step's loss is the mean token loss over the whole global batch: every last-stage rank scales
 // its loss gradient by 1 / (globalBatch * seq) and DP sums the gradients, which is exactly the
 // gradient of one process running the whole batch.
 import type { ModelSpec, Plan, StageStrategy } from '@mist/core';
 import type { Communicator, GroupOp } from '@mist/native';
-import { Stage, type StageContext, type StageInput } from '../model';
+import { type ParamUnit, Stage, type StageContext, type StageInput, type UnitHooks } from '../model';
+import { placeSlice, takeSlice } from '../checkpoint/tensor-slice';
 import { oneFOneBSchedule, type CommOp, type ScheduleStep } from '../schedule/one-f-one-b';
 import { dpColor, rankPosition, type RankPosition, tpColor, worldSize as planWorld } from '../topology';
-import { offloadActivations, reloadActivations, savedBytes } from '../memory/activations';
+import { ActivationStash } from '../memory/activations';
 import { MemoryPools } from '../memory/pools';
 import type { StepMetrics } from '../worker/protocol';
 import { batchTokens, type TokenSource } from './data';
 import { type AdamWHyper, clipScale, DEFAULT_ADAMW } from './hyper';
-import { type FlatView, ShardedAdamW } from './optimizer';
 import { recvRoutes, type Route, sendRoutes } from './routes';
-import { type DpShard, dpShard, segments } from './shard';
 import { StepTimer } from './timer';
 import { commTpHooks } from './tp-hooks';
+import { UnitMemory } from './unit-memory';
 
 const WTE = 'embed.wte';
 
@@ -50,21 +51,13 @@ export class RankRuntime {
   readonly strategy: StageStrategy;
   readonly stage: Stage;
   readonly pools = new MemoryPools();
-  readonly shard: DpShard;
   /** AdamW steps taken (the next step is stepsDone + 1). */
   stepsDone = 0;
   private readonly timer = new StepTimer();
   private readonly hyper: AdamWHyper;
-  private readonly optimizer: ShardedAdamW;
+  private readonly memory: UnitMemory;
   private readonly first: boolean;
   private readonly last: boolean;
-  /** ZeRO-3: this rank's shard of the weights (the master copy); stage.params is the gathered working copy. */
-  private readonly master: Float32Array | null;
-  /** ZeRO >= 2: this rank's shard of the reduced gradients. */
-  private readonly gradShard: Float32Array | null;
-  /** Weight offload: the last part of the persistent weights lives in the host pool. */
-  private readonly hostWeights: { lo: number; data: Float32Array } | null;
-  private readonly hostGrads: { lo: number; data: Float32Array } | null;
   private readonly fwdSend: Route[];
   private readonly fwdRecv: Route[];
   private readonly bwdSend: Route[];
@@ -85,27 +78,36 @@ export class RankRuntime {
     this.first = this.pos.stage === 0;
     this.last = this.pos.stage === plan.stages.length - 1;
     this.hyper = { ...DEFAULT_ADAMW, ...o.hyper };
+    // The stage calls these around each module; they forward to the unit memory built right after it.
+    // Saved activations are accounted (and offloaded) module by module through the same hooks.
+    let target: UnitMemory | null = null;
+    const stash = new ActivationStash(this.pools, st.offload.activations);
+    const units: UnitHooks = {
+      async enter(u: readonly ParamUnit[], phase, saved) {
+        if (phase === 'backward') stash.beforeBackward(saved);
+        await (target as UnitMemory).enter(u, phase);
+      },
+      async exit(u: readonly ParamUnit[], phase, saved) {
+        await (target as UnitMemory).exit(u, phase);
+        if (phase === 'forward') stash.afterForward(saved);
+        else stash.afterBackward(saved);
+      },
+    };
+    const storage = UnitMemory.storage(st);
     this.stage = new Stage({
       model, layers: st.layers, embedding: this.first, head: this.last, seed: o.seed, tp: st.tp, tpRank: this.pos.tpIndex,
       hooks: st.tp > 1 ? commTpHooks(tpComm, st.sequenceParallel, this.timer, this.pools) : undefined, ckptLayers: st.ckptLayers,
+      storage, units,
     });
-    const n = this.stage.params.length;
-    this.shard = dpShard(n, st.dp, this.pos.dpIndex);
-    const { lo, hi } = this.shard;
-    // Buffers the stage module allocates itself are accounted here for what they are.
-    this.pools.adopt(this.stage.params, 'weights');
-    this.pools.adopt(this.stage.grads, 'grads');
-    this.master = st.zero >= 3 ? this.pools.f32('weights', this.shard.shardSize) : null;
-    if (this.master) this.master.set(this.stage.params.subarray(lo, hi));
-    this.gradShard = st.zero >= 2 ? this.pools.f32('grads', this.shard.shardSize) : null;
-    const [ulo, uhi] = st.zero >= 1 ? [lo, hi] : [0, n];
-    this.optimizer = new ShardedAdamW(this.stage.paramEntries, ulo, uhi, st.offload.optim, this.hyper, this.pools);
-    const [wlo, whi] = st.zero >= 3 ? [lo, hi] : [0, n];
-    const wcut = whi - Math.round(st.offload.weights * (whi - wlo));
-    this.hostWeights = wcut < whi ? { lo: wcut, data: this.pools.f32('weights', whi - wcut, 'host') } : null;
-    const gcut = uhi - Math.round(st.offload.grads * (uhi - ulo));
-    this.hostGrads = gcut < uhi ? { lo: gcut, data: this.pools.f32('grads', uhi - gcut, 'host') } : null;
-    this.storeHostWeights();
+    // The tied token table's gradient is summed across the first and last stage before DP reduces it.
+    const deferred = new Set<number>();
+    if (embComm && this.stage.paramEntries.some((e) => e.name === WTE)) {
+      const u = this.stage.units.find((x) => x.entries.some((e) => e.name === WTE));
+      if (u) deferred.add(u.index);
+    }
+    this.memory = target = new UnitMemory({
+      stage: this.stage, strategy: st, dpIndex: this.pos.dpIndex, dpComm, pools: this.pools, timer: this.timer, hyper: this.hyper, deferredUnits: deferred,
+    });
     this.fwdSend = this.last ? [] : sendRoutes(plan, this.pos, this.pos.stage + 1);
     this.fwdRecv = this.first ? [] : recvRoutes(plan, this.pos, this.pos.stage - 1);
     this.bwdSend = this.first ? [] : sendRoutes(plan, this.pos, this.pos.stage - 1);
@@ -127,35 +129,17 @@ export class RankRuntime {
     return new RankRuntime(o, tpComm, dpComm, embComm);
   }
 
+  /** This rank's DP shard of every unit of the flat vector (what it saves in a checkpoint). */
+  get ownedRanges(): Array<[number, number]> {
+    return this.memory.ownedRanges;
+  }
+
   private get seq(): number {
     return this.o.plan.seqLen;
   }
 
   private get hidden(): number {
     return this.o.model.hidden;
-  }
-
-  /** Weight offload: the host part is the persistent copy; refresh it from the working weights. */
-  private storeHostWeights(): void {
-    const h = this.hostWeights;
-    if (!h) return;
-    const src = this.master ? this.master.subarray(h.lo - this.shard.lo) : this.stage.params.subarray(h.lo);
-    this.pools.copy(h.data, src.subarray(0, h.data.length), 'toHost');
-  }
-
-  /** Makes the working weights whole before a forward or backward: ZeRO-3 all-gather, offloaded part copied in. */
-  private async prepareWeights(): Promise<void> {
-    const h = this.hostWeights;
-    if (this.master) {
-      if (h) this.pools.copy(this.master.subarray(h.lo - this.shard.lo, h.lo - this.shard.lo + h.data.length), h.data, 'toDevice');
-      const n = this.stage.params.length;
-      const gathered = this.pools.f32('transient', this.shard.padded);
-      await this.timer.wait(this.dpComm.allGather(this.master, gathered));
-      this.stage.params.set(gathered.subarray(0, n));
-      this.pools.release(gathered);
-    } else if (h) {
-      this.pools.copy(this.stage.params.subarray(h.lo, h.lo + h.data.length), h.data, 'toDevice');
-    }
   }
 
   private samples(st: StageStrategy, mb: number): { first: number; count: number } {
@@ -177,13 +161,12 @@ export class RankRuntime {
     this.pools.resetPeaks();
     const offloadBefore = { ...this.pools.offloadBytes };
     this.timer.start();
-    this.stage.zeroGrads();
+    this.memory.zeroGrads();
     const inputs = new Map<number, Float32Array>();
     const outputs = new Map<number, Float32Array>();
     const gradIns = new Map<number, Float32Array>();
     const gradOuts = new Map<number, Float32Array>();
-    const contexts = new Map<number, { ctx: StageContext; bytes: number; hostBytes: number }>();
-    const hostArrays = new Set<Float32Array>();
+    const contexts = new Map<number, StageContext>();
     let lossSum = 0;
 
     const take = <T>(m: Map<number, T>, mb: number, what: string): T => {
@@ -195,7 +178,6 @@ export class RankRuntime {
 
     for (const s of this.schedule) {
       if (s.kind === 'forward') {
-        await this.prepareWeights();
         const input: StageInput = { batch: b, seq };
         const { first, count } = this.samples(st, s.microBatch);
         if (this.first || this.last) {
@@ -209,23 +191,17 @@ export class RankRuntime {
           input.hidden = recvd;
         }
         const r = await this.stage.forward(input, { train: true, gradScale });
+        // The received buffer now lives on as the first layer's saved input (accounted by the stash).
         if (recvd) this.pools.release(recvd);
+        input.hidden = undefined;
         lossSum += r.lossSum;
-        const ctx = r.context as StageContext;
-        const bytes = savedBytes(ctx);
-        const hostBytes = offloadActivations(ctx, st.offload.activations, this.pools, hostArrays);
-        this.pools.add('activations', 'device', bytes - hostBytes);
-        contexts.set(s.microBatch, { ctx, bytes, hostBytes });
+        contexts.set(s.microBatch, r.context as StageContext);
         if (!this.last) outputs.set(s.microBatch, this.pools.adopt(r.output as Float32Array, 'transient'));
       } else if (s.kind === 'backward') {
-        await this.prepareWeights();
-        const c = take(contexts, s.microBatch, 'saved activations');
-        reloadActivations(c.ctx, this.pools, hostArrays);
-        this.pools.add('activations', 'device', c.hostBytes);
+        const ctx = take(contexts, s.microBatch, 'saved activations');
         const gin = this.last ? undefined : take(gradIns, s.microBatch, 'output gradient');
-        const dx = await this.stage.backward(c.ctx, gin);
+        const dx = await this.stage.backward(ctx, gin);
         if (gin) this.pools.release(gin);
-        this.pools.remove('activations', 'device', c.bytes);
         if (!this.first) gradOuts.set(s.microBatch, this.pools.adopt(dx as Float32Array, 'transient'));
       } else {
         await this.communicate(s.ops, rows, H, inputs, outputs, gradIns, gradOuts, take);
@@ -234,7 +210,7 @@ export class RankRuntime {
 
     await this.reduceGradients();
     const norm = await this.globalGradNorm();
-    await this.optimizerStep(step, clipScale(norm, this.hyper.maxGradNorm));
+    await this.memory.optimizerStep(step, this.o.lr(step), clipScale(norm, this.hyper.maxGradNorm));
 
     // The step's loss: sum over the last stage's DP ranks (every TP rank computes the same).
     let loss: number | null = null;
@@ -289,110 +265,52 @@ export class RankRuntime {
     for (const a of sent) this.pools.release(a);
   }
 
-  /** Tied embeddings, then DP: all-reduce (ZeRO 0/1) or reduce-scatter into the shard (ZeRO >= 2). */
+  /**
+   * Tied embeddings, then what DP has not reduced yet. The token table's gradient of the first stage
+   * (embedding) and the last (LM head) is summed over all their ranks: each rank places its
+   * vocabulary rows in a full-size buffer (the two stages may split it over different tp), one
+   * all-reduce adds them; DP rank 0 keeps the total of its rows and the others zero, so that the DP
+   * reduction yields the total exactly once.
+   */
   private async reduceGradients(): Promise<void> {
-    const st = this.strategy;
-    const grads = this.stage.grads;
     if (this.embComm && this.stage.paramEntries.some((e) => e.name === WTE)) {
-      // Sum the token table's gradient of the first stage (embedding) and the last (LM head) over
-      // all their ranks, counting each TP group once; then leave it on DP rank 0 only, so that the
-      // DP reduction below yields the total exactly once.
+      const e = this.stage.paramEntries.find((x) => x.name === WTE) as (typeof this.stage.paramEntries)[number];
       const g = this.stage.grad(WTE);
-      const buf = this.pools.f32('transient', g.length);
-      if (this.pos.tpIndex === 0) buf.set(g);
-      await this.timer.wait(this.embComm.allReduce(buf, 'sum'));
-      if (this.pos.dpIndex === 0) g.set(buf);
+      const full = this.pools.f32('transient', e.shape[0] * (e.shape[1] ?? 1));
+      placeSlice(e, this.pos.tp, this.pos.tpIndex, full, g);
+      await this.timer.wait(this.embComm.allReduce(full, 'sum'));
+      if (this.pos.dpIndex === 0) g.set(takeSlice(e, this.pos.tp, this.pos.tpIndex, full, e.size));
       else g.fill(0);
-      this.pools.release(buf);
+      this.pools.release(full);
     }
-    if (st.dp === 1) {
-      if (this.gradShard) this.gradShard.set(grads);
-      return;
-    }
-    if (!this.gradShard) {
-      await this.timer.wait(this.dpComm.allReduce(grads, 'sum'));
-      return;
-    }
-    let input = grads;
-    if (grads.length !== this.shard.padded) {
-      input = this.pools.f32('transient', this.shard.padded);
-      input.set(grads);
-    }
-    await this.timer.wait(this.dpComm.reduceScatter(input, this.gradShard, 'sum'));
-    if (input !== grads) this.pools.release(input);
-  }
-
-  /** The reduced gradients of the update range as a flat view. */
-  private gradView(): FlatView {
-    return this.gradShard ? { data: this.gradShard, base: this.shard.lo } : { data: this.stage.grads, base: 0 };
+    await this.memory.finishGradients();
   }
 
   /**
-   * L2 norm of the whole model's gradient: each rank sums the squares of its DP shard, counting
+   * L2 norm of the whole model's gradient: each rank sums the squares of its DP shards, counting
    * tensors replicated over TP on TP rank 0 only and the last stage's copy of a tied token table
    * not at all; one world all-reduce adds the parts.
    */
   private async globalGradNorm(): Promise<number> {
-    const g = this.gradView();
-    let sum = 0;
-    for (const s of segments(this.stage.paramEntries, this.shard.lo, this.shard.hi)) {
-      if (s.entry.shard === 'none' && this.pos.tpIndex !== 0) continue;
-      if (s.entry.name === WTE && this.stage.tiedEmbeddingCopy) continue;
-      const a = g.data.subarray(s.lo - g.base, s.hi - g.base);
-      for (let i = 0; i < a.length; i++) sum += a[i] * a[i];
-    }
+    const sum = this.memory.gradSquares((name, shard) =>
+      (shard === 'none' && this.pos.tpIndex !== 0) || (name === WTE && this.stage.tiedEmbeddingCopy));
     const buf = Float32Array.of(sum);
     await this.timer.wait(this.o.world.allReduce(buf, 'sum'));
     return Math.sqrt(buf[0]);
   }
 
-  private async optimizerStep(step: number, gradScale: number): Promise<void> {
-    const g = this.gradView();
-    const hg = this.hostGrads;
-    if (hg) {
-      // Gradient offload: the reduced gradients' last part waits in the host pool for the optimizer.
-      this.pools.copy(hg.data, g.data.subarray(hg.lo - g.base, hg.lo - g.base + hg.data.length), 'toHost');
-      this.pools.copy(g.data.subarray(hg.lo - g.base, hg.lo - g.base + hg.data.length), hg.data, 'toDevice');
-    }
-    const params: FlatView = this.master ? { data: this.master, base: this.shard.lo } : { data: this.stage.params, base: 0 };
-    await this.optimizer.step(params, g, step, this.o.lr(step), gradScale);
-    if (this.strategy.zero === 1 || this.strategy.zero === 2) {
-      if (this.strategy.dp > 1) {
-        const own = this.pools.f32('transient', this.shard.shardSize);
-        own.set(this.stage.params.subarray(this.shard.lo, this.shard.hi));
-        const all = this.pools.f32('transient', this.shard.padded);
-        await this.timer.wait(this.dpComm.allGather(own, all));
-        this.stage.params.set(all.subarray(0, this.stage.params.length));
-        this.pools.release(own);
-        this.pools.release(all);
-      }
-    }
-    this.storeHostWeights();
-  }
-
   /**
-   * The rank's current state as full-length local vectors (moments only over its DP shard).
+   * The rank's current state as full-length local vectors (moments only over its DP shards).
    * Collective over the DP group with ZeRO-3 (the weights are gathered).
    */
   async exportState(): Promise<LocalState> {
-    await this.prepareWeights();
-    const n = this.stage.params.length;
-    const params = new Float32Array(n);
-    params.set(this.stage.params);
-    const m = new Float32Array(n), v = new Float32Array(n);
-    const mom = this.optimizer.moments(this.shard.lo, this.shard.hi);
-    m.set(mom.m, this.shard.lo);
-    v.set(mom.v, this.shard.lo);
-    return { params, m, v };
+    return this.memory.exportState(this.stage.paramCount);
   }
 
   /** Replaces weights and moments (full-length local vectors) and the step count, e.g. from a checkpoint. */
   importState(s: LocalState, stepsDone: number): void {
-    this.stage.params.set(s.params);
-    if (this.master) this.master.set(s.params.subarray(this.shard.lo, this.shard.hi));
-    this.optimizer.loadMoments(s.m, s.v);
+    this.memory.importState(s);
     this.stepsDone = stepsDone;
-    this.storeHostWeights();
   }
 
   async destroy(): Promise<void> {

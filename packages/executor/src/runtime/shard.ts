@@ -1,6 +1,8 @@
-// ZeRO partitioning of a rank's flat parameter vector over its DP group (Rajbhandari et al. 2020):
-// the vector of n elements is cut in dp contiguous shards of S = ceil(n / dp) elements (the last
-// one shorter); DP rank d owns [d*S, min((d+1)*S, n)). Collectives work on the padded dp*S length.
+// ZeRO partitioning over a rank's DP group (Rajbhandari et al. 2020), unit by unit as DeepSpeed's
+// ZeRO-3 partitions parameter by parameter: a unit (embedding, layer, head) of n elements starting
+// at flat index `base` is cut in dp contiguous shards of S = ceil(n / dp) elements (the last one
+// shorter); DP rank d owns [base + d*S, base + min((d+1)*S, n)). Collectives work on the padded
+// dp*S length, so a layer can be gathered or its gradients reduce-scattered on its own.
 import type { ParamEntry } from '../model';
 
 export interface DpShard {
@@ -12,11 +14,11 @@ export interface DpShard {
   padded: number;
 }
 
-export function dpShard(n: number, dp: number, dpIndex: number): DpShard {
+export function dpShard(n: number, dp: number, dpIndex: number, base = 0): DpShard {
   const shardSize = Math.ceil(n / dp);
   const lo = Math.min(n, dpIndex * shardSize);
   const hi = Math.min(n, lo + shardSize);
-  return { lo, hi, shardSize, padded: shardSize * dp };
+  return { lo: base + lo, hi: base + hi, shardSize, padded: shardSize * dp };
 }
 
 /** A contiguous range of the flat vector inside one tensor. */

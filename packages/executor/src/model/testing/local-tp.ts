@@ -1,7 +1,7 @@
 // Test helper: an in-process tensor-parallel group. Each rank's hooks sum its buffer with the other
 // ranks' buffers of the same call (calls are matched by their order), in rank order, and every
-// rank gets the same sum.
-import type { TpHooks, TpSite } from '../tp-hooks';
+// rank gets the same sum (or max).
+import { siteOp, type TpHooks, type TpSite } from '../tp-hooks';
 
 export class LocalTpGroup {
   private readonly calls: Array<{ bufs: Float32Array[]; sites: TpSite[]; arrived: number; done: Array<() => void> }> = [];
@@ -26,8 +26,9 @@ export class LocalTpGroup {
           if (c.arrived < this.size) return;
           if (c.sites.some((s) => s.point !== site.point || s.layer !== site.layer)) throw new Error('ranks reached different all-reduce sites');
           this.log.push(site);
-          const sum = new Float32Array(buffer.length);
-          for (const b of c.bufs) for (let j = 0; j < sum.length; j++) sum[j] += b[j];
+          const max = siteOp(site) === 'max';
+          const sum = new Float32Array(buffer.length).fill(max ? -Infinity : 0);
+          for (const b of c.bufs) for (let j = 0; j < sum.length; j++) sum[j] = max ? Math.max(sum[j], b[j]) : sum[j] + b[j];
           for (const b of c.bufs) b.set(sum);
           for (const d of c.done) d();
         });
