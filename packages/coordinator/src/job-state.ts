@@ -1,22 +1,23 @@
-// The lifecycle of a job. Terminal states never change again; `interrupted` marks a job that was
-// running when the coordinator stopped, and can be resumed from its last checkpoint.
+// The lifecycle of a job. Terminal states never change again, except `interrupted` (the coordinator
+// stopped while the job ran) and `failed`, which a resume (`mist launch --resume JOB`) turns into a
+// new attempt that starts over from placement.
 export const JOB_STATES = [
-  'queued', 'tuning', 'placing', 'starting', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted',
+  'queued', 'tuning', 'placing', 'starting', 'running', 'cancelling', 'succeeded', 'failed', 'cancelled', 'interrupted',
 ] as const;
 export type JobState = (typeof JOB_STATES)[number];
 
 export const TERMINAL_STATES: ReadonlySet<JobState> = new Set(['succeeded', 'failed', 'cancelled', 'interrupted']);
 
 const NEXT: Record<JobState, readonly JobState[]> = {
-  queued: ['tuning', 'placing', 'failed', 'cancelled', 'interrupted'],
-  tuning: ['placing', 'failed', 'cancelled', 'interrupted'],
-  placing: ['starting', 'failed', 'cancelled', 'interrupted'],
-  starting: ['running', 'failed', 'cancelled', 'interrupted'],
-  running: ['succeeded', 'failed', 'cancelled', 'interrupted'],
+  queued: ['tuning', 'placing', 'failed', 'cancelling', 'cancelled', 'interrupted'],
+  tuning: ['placing', 'failed', 'cancelling', 'cancelled', 'interrupted'],
+  placing: ['starting', 'failed', 'cancelling', 'cancelled', 'interrupted'],
+  starting: ['running', 'succeeded', 'failed', 'cancelling', 'cancelled', 'interrupted'],
+  running: ['succeeded', 'failed', 'cancelling', 'cancelled', 'interrupted'],
+  cancelling: ['cancelled', 'interrupted'],
   succeeded: [],
-  failed: [],
+  failed: ['placing'],
   cancelled: [],
-  // A resumed job starts over from placement.
   interrupted: ['placing'],
 };
 
@@ -26,4 +27,9 @@ export function canTransition(from: JobState, to: JobState): boolean {
 
 export function isTerminal(s: JobState): boolean {
   return TERMINAL_STATES.has(s);
+}
+
+/** States a resume may start from. */
+export function isResumable(s: JobState): boolean {
+  return s === 'interrupted' || s === 'failed';
 }

@@ -1,0 +1,118 @@
+// The planning services the coordinator hosts beside its job API (ARCHITECTURE.md, apps/coordinator):
+// Analyzer.Analyze, Tuner.Tune and Profiler.Profile. Requests are validated with core's schemas; a
+// bad document is answered INVALID_ARGUMENT with the field named, a plan that does not fit is
+// reported in the estimate (not an error), and nothing fitting is FAILED_PRECONDITION with the reason.
+import { analyzePlan, type PlanEstimate } from '@mist/analyzer';
+import {
+  builtinHardwareProfile, type ClusterSpec, getModel, type HardwareProfile, type ModelSpec, parseClusterShorthand,
+  parseClusterSpec, parseHardwareProfile, parseModelSpec, parseTrainingSpec, SpecError,
+} from '@mist/core';
+import { tunerSpaceFromOptions } from '@mist/coordinator';
+import { profileRequestHandler } from '@mist/profiler';
+import {
+  addService, type BaselineResult, isRpcError, type ClusterRef__Output, type HandlersOf, type ModelRef__Output, type Prediction, rpcError,
+  type RpcServer, status,
+} from '@mist/rpc';
+import { tune, type TuneResult, tuneWithBaselines } from '@mist/tuner';
+
+function modelFromRef(ref: ModelRef__Output | null): ModelSpec {
+  if (ref?.source === 'name' && ref.name) return getModel(ref.name);
+  if (ref?.source === 'specJson' && ref.specJson) return parseModelSpec(JSON.parse(ref.specJson));
+  throw new SpecError('request', [{ field: 'model', value: undefined, message: 'required: a catalog name or a ModelSpec JSON' }]);
+}
+
+function clusterFromRef(ref: ClusterRef__Output | null): ClusterSpec | undefined {
+  if (ref?.source === 'shorthand' && ref.shorthand) return parseClusterShorthand(ref.shorthand);
+  if (ref?.source === 'specJson' && ref.specJson) return parseClusterSpec(JSON.parse(ref.specJson));
+  return undefined;
+}
+
+function profileOf(json: string, cluster: ClusterSpec | undefined, computeDtype: 'fp16' | 'bf16' | 'fp32'): HardwareProfile {
+  if (json) return parseHardwareProfile(JSON.parse(json));
+  if (!cluster) throw new SpecError('request', [{ field: 'cluster', value: undefined, message: 'required when no profile_json is given' }]);
+  return builtinHardwareProfile(cluster, computeDtype);
+}
+
+export function prediction(p: PlanEstimate): Prediction {
+  return { iterationTime: p.iterationTimeS, tokensPerSecond: p.tokensPerS, mfu: p.mfu, stagePeakMemory: p.stages.map((s) => s.peakMemoryBytes) };
+}
+
+/** Runs a handler body; SpecError and JSON errors become INVALID_ARGUMENT, the rest INTERNAL. */
+async function answer<T>(body: () => Promise<T> | T, callback: (err: Error | null, value?: T) => void): Promise<void> {
+  try {
+    callback(null, await body());
+  } catch (err) {
+    const e = err as Error;
+    if (err instanceof SpecError || err instanceof SyntaxError) callback(rpcError(status.INVALID_ARGUMENT, e.message));
+    else if (isRpcError(err)) callback(err);
+    else callback(rpcError(status.INTERNAL, e.message));
+  }
+}
+
+function baseline(space: 'SEARCH_SPACE_MEGATRON' | 'SEARCH_SPACE_DEEPSPEED', r: TuneResult, speedup: number | null): BaselineResult {
+  if (!r.plan || !r.predicted) return { space, feasible: false, reason: r.noFit?.message ?? 'nothing fits' };
+  return { space, feasible: true, planJson: JSON.stringify(r.plan), predicted: prediction(r.predicted), speedup: speedup ?? 0 };
+}
+
+export const analyzerHandlers: HandlersOf<'Analyzer'> = {
+  Analyze: (call, callback) => {
+    void answer(() => {
+      const req = call.request;
+      const model = modelFromRef(req.model);
+      const cluster = clusterFromRef(req.cluster);
+      const training = req.trainingJson ? JSON.parse(req.trainingJson) : undefined;
+      const profile = req.profileJson ? parseHardwareProfile(JSON.parse(req.profileJson)) : undefined;
+      const { analysis } = analyzePlan({ model, plan: JSON.parse(req.planJson), cluster, profile, training });
+      return { estimateJson: JSON.stringify(analysis), predicted: prediction(analysis as unknown as PlanEstimate) };
+    }, callback);
+  },
+};
+
+export const tunerHandlers: HandlersOf<'Tuner'> = {
+  Tune: (call, callback) => {
+    void answer(async () => {
+      const req = call.request;
+      const model = modelFromRef(req.model);
+      const cluster = clusterFromRef(req.cluster);
+      const training = parseTrainingSpec(JSON.parse(req.trainingJson || '{}'));
+      const profile = profileOf(req.profileJson, cluster, training.computeDtype);
+      const ctx = { model, training, profile: cluster ? { ...profile, cluster } : profile };
+      const space = tunerSpaceFromOptions(req.options);
+      const clusterName = (cluster ?? profile.cluster).name;
+      if (req.options?.skipBaselines) {
+        const best = await tune(ctx, { space, clusterName });
+        if (!best.plan || !best.predicted) throw rpcError(status.FAILED_PRECONDITION, best.noFit?.message ?? 'no plan fits');
+        return { planJson: JSON.stringify(best.plan), predicted: prediction(best.predicted), baselines: [], searchTime: best.tuningTimeS, candidates: best.candidatesEvaluated };
+      }
+      const cmp = await tuneWithBaselines(ctx, { space, clusterName });
+      if (!cmp.best.plan || !cmp.best.predicted) throw rpcError(status.FAILED_PRECONDITION, cmp.best.noFit?.message ?? 'no plan fits');
+      return {
+        planJson: JSON.stringify(cmp.best.plan),
+        predicted: prediction(cmp.best.predicted),
+        baselines: [
+          baseline('SEARCH_SPACE_MEGATRON', cmp.megatron, cmp.speedup.megatron),
+          baseline('SEARCH_SPACE_DEEPSPEED', cmp.deepspeed, cmp.speedup.deepspeed),
+        ],
+        searchTime: cmp.tuningTimeS,
+        candidates: cmp.best.candidatesEvaluated + cmp.megatron.candidatesEvaluated + cmp.deepspeed.candidatesEvaluated,
+      };
+    }, callback);
+  },
+};
+
+export const profilerHandlers: HandlersOf<'Profiler'> = {
+  Profile: (call, callback) => {
+    void answer(async () => {
+      const started = performance.now();
+      const profileJson = await profileRequestHandler({ quick: call.request.quick });
+      return { profileJson, elapsed: (performance.now() - started) / 1000 };
+    }, callback);
+  },
+};
+
+/** Adds Analyzer, Tuner and Profiler to a server (the coordinator's, or a standalone one). */
+export function addPlanningServices(server: RpcServer): void {
+  addService(server, 'Analyzer', analyzerHandlers);
+  addService(server, 'Tuner', tunerHandlers);
+  addService(server, 'Profiler', profilerHandlers);
+}

@@ -1,0 +1,94 @@
+// The client side of the Coordinator service, as the CLI (and scripts) use it: promise-returning
+// calls, WatchJob as an async iterator, and gRPC errors turned into plain messages.
+import type * as grpc from '@grpc/grpc-js';
+import {
+  callUnary, type ClientOptions, type CoordinatorClient as GrpcCoordinatorClient, createClient, deadlineIn, isRpcError, type AgentInfo__Output,
+  type Job__Output, type JobEvent__Output, type JobSpec, type JobState, readStream, status,
+} from '@mist/rpc';
+
+/** A failed call: the server's message without grpc-js's "3 INVALID_ARGUMENT:" prefix, and the status code. */
+export class CoordinatorCallError extends Error {
+  constructor(readonly code: grpc.status, message: string) {
+    super(message);
+    this.name = 'CoordinatorCallError';
+  }
+}
+
+function plain(err: unknown, address: string): Error {
+  if (!isRpcError(err)) return err as Error;
+  if (err.code === status.UNAVAILABLE) {
+    return new CoordinatorCallError(err.code, `cannot reach the coordinator at ${address} (${err.details || err.message})`);
+  }
+  if (err.code === status.UNAUTHENTICATED) {
+    return new CoordinatorCallError(err.code, `the coordinator at ${address} refused the token (set MIST_TOKEN or --token): ${err.details}`);
+  }
+  return new CoordinatorCallError(err.code, err.details || err.message);
+}
+
+export class CoordinatorConnection {
+  private readonly client: GrpcCoordinatorClient;
+
+  constructor(
+    readonly address: string,
+    options: ClientOptions,
+    /** Seconds a unary call may take. */
+    private readonly timeoutS = 30,
+  ) {
+    this.client = createClient('Coordinator', address, options);
+  }
+
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw plain(err, this.address);
+    }
+  }
+
+  private opts(): grpc.CallOptions {
+    return { deadline: deadlineIn(this.timeoutS) };
+  }
+
+  submit(spec: JobSpec): Promise<Job__Output> {
+    return this.call(() => callUnary(this.client, 'submitJob', { spec }, this.opts()));
+  }
+
+  /** Resumes an interrupted or failed job from its last complete checkpoint. */
+  resume(jobId: string): Promise<Job__Output> {
+    return this.call(() => callUnary(this.client, 'submitJob', { resumeJobId: jobId }, this.opts()));
+  }
+
+  get(jobId: string): Promise<Job__Output> {
+    return this.call(() => callUnary(this.client, 'getJob', { jobId }, this.opts()));
+  }
+
+  async list(states: JobState[] = []): Promise<Job__Output[]> {
+    return (await this.call(() => callUnary(this.client, 'listJobs', { states }, this.opts()))).jobs;
+  }
+
+  cancel(jobId: string, reason = ''): Promise<Job__Output> {
+    return this.call(() => callUnary(this.client, 'cancelJob', { jobId, reason }, this.opts()));
+  }
+
+  async agents(): Promise<AgentInfo__Output[]> {
+    return (await this.call(() => callUnary(this.client, 'listAgents', {}, this.opts()))).agents;
+  }
+
+  /** The job's events until it reaches a terminal state (the stream ends then), or only those recorded so far (`replayOnly`). */
+  async *watch(jobId: string, options: { replay?: boolean; includeLogs?: boolean; replayOnly?: boolean } = {}): AsyncGenerator<JobEvent__Output, void, undefined> {
+    const call = this.client.watchJob({
+      jobId, replay: options.replay ?? true, includeLogs: options.includeLogs ?? false, replayOnly: options.replayOnly ?? false,
+    });
+    try {
+      for await (const e of readStream(call)) yield e;
+    } catch (err) {
+      throw plain(err, this.address);
+    } finally {
+      call.cancel();
+    }
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

@@ -1,0 +1,142 @@
+// Validation of a JobSpec that arrived over the network: every JSON document goes through
+// @mist/core's schemas, and every problem names its field (e.g. `plan.stages[1].tp`), so that a bad
+// job is refused before anything starts.
+import {
+  type ClusterSpec, type HardwareProfile, loadCluster, getModel, type ModelSpec, parseClusterSpec, parseHardwareProfile,
+  parseModelSpec, parsePlan, parseTrainingSpec, type Plan, SpecError, type SpecIssue, type TrainingSpec,
+} from '@mist/core';
+import type { JobSpec__Output, RunOptions__Output, TuneOptions__Output } from '@mist/rpc';
+
+export type BackendChoice = 'auto' | 'cpu' | 'nccl';
+
+export interface ValidatedJob {
+  name: string;
+  model: ModelSpec;
+  training: TrainingSpec;
+  /** The plan to run; null when the job asks to be tuned. */
+  plan: Plan | null;
+  tune: TuneOptions__Output | null;
+  /** For tuning: the cluster given in the job, or null to derive it from the agents. */
+  cluster: ClusterSpec | null;
+  profile: HardwareProfile | null;
+  agents: string[];
+  backend: BackendChoice;
+  run: RunOptions__Output;
+}
+
+/** Prefixes the issues of a nested document with its field name. */
+function nested(field: string, err: unknown): SpecIssue[] {
+  if (err instanceof SpecError) {
+    return err.issues.map((i) => ({ ...i, field: i.field ? `${field}.${i.field}` : field }));
+  }
+  return [{ field, value: undefined, message: (err as Error).message }];
+}
+
+function parseJson(field: string, text: string, issues: SpecIssue[]): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    issues.push({ field, value: text.length > 40 ? `${text.slice(0, 37)}...` : text, message: `is not valid JSON (${(err as Error).message})` });
+    return undefined;
+  }
+}
+
+function attempt<T>(field: string, issues: SpecIssue[], fn: () => T): T | null {
+  try {
+    return fn();
+  } catch (err) {
+    issues.push(...nested(field, err));
+    return null;
+  }
+}
+
+const BACKENDS: Record<string, BackendChoice> = { BACKEND_UNSPECIFIED: 'auto', BACKEND_CPU: 'cpu', BACKEND_NCCL: 'nccl' };
+
+/** Checks a submitted JobSpec; throws a SpecError naming every bad field. */
+export function validateJobSpec(spec: JobSpec__Output | null | undefined): ValidatedJob {
+  const issues: SpecIssue[] = [];
+  if (!spec) throw new SpecError('job', [{ field: 'spec', value: undefined, message: 'required' }]);
+
+  let model: ModelSpec | null = null;
+  const ref = spec.model;
+  // Decoded messages name the oneof member set; objects built in-process may only carry the member.
+  const modelSource = ref?.source ?? (ref?.name ? 'name' : ref?.specJson ? 'specJson' : undefined);
+  if (!ref || (modelSource !== 'name' && modelSource !== 'specJson')) {
+    issues.push({ field: 'model', value: undefined, message: 'required: a catalog name or a ModelSpec JSON document' });
+  } else if (modelSource === 'name') {
+    model = attempt('model', issues, () => getModel(ref.name ?? ''));
+  } else {
+    const data = parseJson('model', ref.specJson ?? '', issues);
+    if (data !== undefined) model = attempt('model', issues, () => parseModelSpec(data));
+  }
+
+  let training: TrainingSpec | null = null;
+  if (!spec.trainingJson) issues.push({ field: 'training', value: undefined, message: 'required: a TrainingSpec JSON document' });
+  else {
+    const data = parseJson('training', spec.trainingJson, issues);
+    if (data !== undefined) training = attempt('training', issues, () => parseTrainingSpec(data));
+  }
+
+  let plan: Plan | null = null;
+  let tune: TuneOptions__Output | null = null;
+  const planSource = spec.planSource ?? (spec.planJson ? 'planJson' : spec.tune ? 'tune' : undefined);
+  if (planSource === 'planJson') {
+    const data = parseJson('plan', spec.planJson ?? '', issues);
+    if (data !== undefined && model) plan = attempt('plan', issues, () => parsePlan(data, { model: model! }));
+    if (plan && training) {
+      if (plan.seqLen !== training.seqLen) {
+        issues.push({ field: 'plan.seqLen', value: plan.seqLen, message: `must equal training.seqLen (${training.seqLen})` });
+      }
+      if (plan.globalBatch !== training.globalBatch) {
+        issues.push({ field: 'plan.globalBatch', value: plan.globalBatch, message: `must equal training.globalBatch (${training.globalBatch})` });
+      }
+    }
+  } else if (planSource === 'tune') {
+    tune = spec.tune ?? null;
+    if (tune && tune.timeLimit > 0) {
+      issues.push({ field: 'tune.timeLimit', value: tune.timeLimit, message: 'not implemented: the in-process tuner has no time limit (use 0)' });
+    }
+  } else {
+    issues.push({ field: 'plan', value: undefined, message: 'required: a Plan JSON document, or "tune"' });
+  }
+
+  let cluster: ClusterSpec | null = null;
+  const clusterSource = spec.cluster?.source ?? (spec.cluster?.shorthand ? 'shorthand' : spec.cluster?.specJson ? 'specJson' : undefined);
+  if (clusterSource === 'shorthand') cluster = attempt('cluster', issues, () => loadCluster(spec.cluster!.shorthand ?? ''));
+  else if (clusterSource === 'specJson') {
+    const data = parseJson('cluster', spec.cluster?.specJson ?? '', issues);
+    if (data !== undefined) cluster = attempt('cluster', issues, () => parseClusterSpec(data));
+  }
+  let profile: HardwareProfile | null = null;
+  if (spec.profileJson) {
+    const data = parseJson('profile', spec.profileJson, issues);
+    if (data !== undefined) profile = attempt('profile', issues, () => parseHardwareProfile(data));
+  }
+
+  const backend = BACKENDS[String(spec.backend ?? 'BACKEND_UNSPECIFIED')];
+  if (!backend) issues.push({ field: 'backend', value: spec.backend, message: 'allowed: BACKEND_UNSPECIFIED, BACKEND_CPU, BACKEND_NCCL' });
+
+  const run = spec.run;
+  if (!run) issues.push({ field: 'run', value: undefined, message: 'required: at least run.steps' });
+  else {
+    if (!(run.steps >= 1)) issues.push({ field: 'run.steps', value: run.steps, message: 'must be >= 1' });
+    if (run.learningRate !== undefined && !(run.learningRate > 0)) {
+      issues.push({ field: 'run.learningRate', value: run.learningRate, message: 'must be > 0' });
+    }
+    if (run.checkpointInterval > 0 && !run.checkpointDir) {
+      issues.push({ field: 'run.checkpointInterval', value: run.checkpointInterval, message: 'needs run.checkpointDir' });
+    }
+  }
+  if ((spec.maxRestarts ?? 0) > 0) {
+    issues.push({ field: 'maxRestarts', value: spec.maxRestarts, message: 'not implemented: automatic restarts (use 0 and `mist launch --resume JOB`)' });
+  }
+  const agents = spec.agents ?? [];
+  agents.forEach((a, i) => {
+    if (!a) issues.push({ field: `agents[${i}]`, value: a, message: 'must be an agent id or host name' });
+  });
+
+  if (issues.length > 0 || !model || !training || !run || !backend) throw new SpecError('job', issues);
+  return {
+    name: spec.name || model.name, model, training, plan, tune, cluster, profile, agents: [...agents], backend, run,
+  };
+}

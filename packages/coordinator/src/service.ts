@@ -1,0 +1,98 @@
+// The gRPC handlers of the Coordinator service (the job API of `mist`) and of AgentControl (the
+// agents' side), over one JobManager and one AgentRegistry.
+import type * as grpc from '@grpc/grpc-js';
+import { SpecError } from '@mist/core';
+import { type AgentControlHandlers, type CoordinatorHandlers, rpcError, status } from '@mist/rpc';
+import type { AgentRegistry } from './agent-registry';
+import { type JobManager, RequestError } from './job-manager';
+
+/** The agent package version this coordinator speaks with (major.minor must match). */
+export const PROTOCOL_VERSION = '0.1.0';
+
+function toServiceError(err: unknown): grpc.ServiceError {
+  if (err instanceof SpecError) return rpcError(status.INVALID_ARGUMENT, err.message);
+  if (err instanceof RequestError) return rpcError(err.code, err.message);
+  return rpcError(status.INTERNAL, (err as Error)?.message ?? String(err));
+}
+
+/** Runs a handler body and answers with its result or its error. */
+function answer<T>(callback: grpc.sendUnaryData<T>, body: () => T | Promise<T>): void {
+  Promise.resolve()
+    .then(body)
+    .then((res) => callback(null, res), (err: unknown) => callback(toServiceError(err)));
+}
+
+function compatible(version: string): boolean {
+  if (!version) return true;
+  const [a, b] = version.split('.');
+  const [c, d] = PROTOCOL_VERSION.split('.');
+  return a === c && b === d;
+}
+
+export function coordinatorHandlers(jobs: JobManager, registry: AgentRegistry): CoordinatorHandlers {
+  return {
+    SubmitJob: (call, cb) => answer(cb, () => jobs.submit(call.request)),
+    GetJob: (call, cb) => answer(cb, () => jobs.getJob(call.request.jobId)),
+    ListJobs: (call, cb) => answer(cb, () => ({ jobs: jobs.listJobs(call.request) })),
+    CancelJob: (call, cb) => answer(cb, () => jobs.cancel(call.request.jobId, call.request.reason)),
+    ListAgents: (_call, cb) => answer(cb, () => ({
+      agents: registry.all().map((a) => ({ ...registry.info(a), jobIds: [...new Set([...registry.info(a).jobIds ?? [], ...jobs.jobsOnAgent(a.id)])].sort() })),
+    })),
+    WatchJob: (call) => {
+      const { jobId, replay, includeLogs, replayOnly } = call.request;
+      let ended = false;
+      try {
+        const unsubscribe = jobs.watch(jobId, replay, {
+          includeLogs,
+          write: (e) => {
+            if (!ended) call.write(e);
+          },
+          end: () => {
+            if (!ended) {
+              ended = true;
+              call.end();
+            }
+          },
+        }, replayOnly);
+        call.on('cancelled', () => {
+          ended = true;
+          unsubscribe();
+        });
+      } catch (err) {
+        call.emit('error', toServiceError(err));
+      }
+    },
+  };
+}
+
+export function agentControlHandlers(jobs: JobManager, registry: AgentRegistry): AgentControlHandlers {
+  return {
+    Register: (call, cb) => answer(cb, () => {
+      const req = call.request;
+      if (!compatible(req.version)) {
+        throw new RequestError(status.FAILED_PRECONDITION, `agent version ${req.version} cannot work with coordinator ${PROTOCOL_VERSION}`);
+      }
+      let agent;
+      try {
+        agent = registry.register(req);
+      } catch (err) {
+        throw new RequestError(status.INVALID_ARGUMENT, (err as Error).message);
+      }
+      return { agentId: agent.id, heartbeatInterval: registry.heartbeatIntervalS, heartbeatTimeout: registry.heartbeatTimeoutS };
+    }),
+    Heartbeat: (call, cb) => answer(cb, () => {
+      const agent = registry.heartbeat(call.request.agentId, call.request.workers);
+      if (!agent) return { reregister: true };
+      jobs.onHeartbeat(agent);
+      return { reregister: false };
+    }),
+    WatchAssignments: (call) => {
+      const agent = registry.attachStream(call.request.agentId, call);
+      if (!agent) call.emit('error', rpcError(status.NOT_FOUND, `unknown or lost agent "${call.request.agentId}": register again`));
+    },
+    ReportWorkerEvents: (call, cb) => answer(cb, () => {
+      jobs.reportEvents(call.request.agentId, call.request.events);
+      return {};
+    }),
+  };
+}
