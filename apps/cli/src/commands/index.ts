@@ -12,3 +12,4 @@ export { statusCommand, agentsCommand } from './status';
 export { logsCommand } from './logs';
 export { cancelCommand } from './cancel';
 export { profileCommand } from './profile';
+export { demoCommand } from './demo';

@@ -1,0 +1,180 @@
+// `mist demo`: the whole product on one machine with no GPU. It starts a coordinator and two agents
+// (two CPU devices each) on 127.0.0.1 as child processes, measures this host (a smoke-sized
+// profile), submits gpt-tiny with "tune" so the coordinator picks the plan for that 2x2 CPU
+// cluster, follows the training with a progress bar, prints the plan and the final loss, and
+// shuts everything down (also on Ctrl-C).
+import { type ChildProcess, spawn } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { CoordinatorConnection } from '@mist/coordinator';
+import { parsePlan, getModel, type Plan } from '@mist/core';
+import { profileHost, SMOKE_GRID } from '@mist/profiler';
+import { type Command, intOpt } from '../cli/command';
+import { ProgressBar } from '../cli/progress';
+import { renderTable } from '../cli/table';
+
+const MIST_BIN = path.resolve(__dirname, '../../bin/mist.js');
+
+interface Child {
+  name: string;
+  proc: ChildProcess;
+  exited: Promise<number | null>;
+}
+
+/** Starts `mist ARGS` and resolves once a stdout line matches `ready` (rejects if it exits first). */
+function startMist(name: string, args: string[], ready: RegExp, env: NodeJS.ProcessEnv): Promise<{ child: Child; match: RegExpMatchArray }> {
+  const proc = spawn(process.execPath, [MIST_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const child = { name, proc, exited };
+  let stderr = '';
+  proc.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
+  return new Promise((resolve, reject) => {
+    const lines = readline.createInterface({ input: proc.stdout! });
+    lines.on('line', (line) => {
+      const m = ready.exec(line);
+      if (m) resolve({ child, match: m });
+    });
+    void exited.then((code) => reject(new Error(`${name} exited with ${code} before it was ready:\n${stderr}`)));
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function stopAll(children: Child[]): Promise<void> {
+  for (const c of [...children].reverse()) if (c.proc.exitCode === null) c.proc.kill('SIGTERM');
+  const timer = setTimeout(() => { for (const c of children) if (c.proc.exitCode === null) c.proc.kill('SIGKILL'); }, 8000);
+  await Promise.all(children.map((c) => c.exited));
+  clearTimeout(timer);
+}
+
+function describePlan(plan: Plan): string {
+  return renderTable(plan.stages, [
+    { header: 'stage', value: (s) => plan.stages.indexOf(s) },
+    { header: 'layers', value: (s) => `${s.layers[0]}-${s.layers[1]}` },
+    { header: 'mesh', value: (s) => `${s.mesh.nodes}x${s.mesh.gpusPerNode}` },
+    { header: 'dp x tp', value: (s) => `${s.dp} x ${s.tp}` },
+    { header: 'b', value: (s) => s.microBatchSize },
+    { header: 'ckpt', value: (s) => s.ckptLayers },
+    { header: 'zero', value: (s) => s.zero },
+  ]);
+}
+
+export const demoCommand: Command = {
+  name: 'demo',
+  summary: 'coordinator + 2 agents (2 CPU devices each) on 127.0.0.1: tune gpt-tiny for them and train it',
+  usage: 'mist demo [--steps N] [--json]',
+  examples: ['mist demo', 'mist demo --steps 50 --json'],
+  options: {
+    steps: { type: 'string', valueName: 'N', description: 'training steps', default: '300' },
+    json: { type: 'boolean', description: 'print one JSON object per step on stdout, then a summary object' },
+  },
+  async run(values, _positionals, io) {
+    const steps = intOpt(values, 'steps')!;
+    const json = values.json === true;
+    const say = (t: string): void => { if (!json) io.stderr(t); };
+    const token = crypto.randomBytes(16).toString('hex');
+    const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mist-demo-'));
+    const env = { ...process.env, MIST_TOKEN: token };
+    const children: Child[] = [];
+    let conn: CoordinatorConnection | undefined;
+    let jobId: string | undefined;
+    let interrupted = false;
+    const onSigint = (): void => {
+      interrupted = true;
+      say('\ninterrupted: cancelling the job and stopping the coordinator and agents\n');
+      const cancelled = conn && jobId ? conn.cancel(jobId, 'demo interrupted (Ctrl-C)').catch(() => undefined) : Promise.resolve();
+      void cancelled.then(() => stopAll(children));
+    };
+    process.once('SIGINT', onSigint);
+    try {
+      say('starting a coordinator on 127.0.0.1 ...\n');
+      const coord = await startMist('coordinator', ['coordinator', '--listen', '127.0.0.1:0', '--state', stateDir, '--heartbeat-timeout', '30'],
+        /^coordinator listening on (\S+)$/, env);
+      children.push(coord.child);
+      const address = coord.match[1];
+      for (const name of ['demo-host-a', 'demo-host-b']) {
+        const first = await freePort();
+        const agent = await startMist(name, ['agent', '--coordinator', address, '--cpu-devices', '2', '--address', '127.0.0.1',
+          '--host-name', name, '--worker-ports', `${first}:16`], /^agent (\S+) registered$/, env);
+        children.push(agent.child);
+        say(`agent ${name} registered with 2 CPU devices\n`);
+      }
+      say('measuring this host (smoke-sized profile) ...\n');
+      const profile = await profileHost({ quick: true, grid: SMOKE_GRID });
+      conn = new CoordinatorConnection(address, { token });
+      const model = getModel('gpt-tiny');
+      const job = await conn.submit({
+        name: 'demo', model: { name: model.name }, trainingJson: JSON.stringify({ globalBatch: 16, seqLen: 64 }),
+        tune: { space: 'SEARCH_SPACE_MIST' }, profileJson: JSON.stringify(profile), backend: 'BACKEND_CPU',
+        run: { steps, seed: 1234, learningRate: 3e-3, dataPath: 'corpus' },
+      });
+      jobId = job.id;
+      say(`submitted job ${job.id}: tune gpt-tiny for 2 agents x 2 CPU devices, then train ${steps} steps on the shipped corpus\n`);
+      const bar = json ? undefined : new ProgressBar(io, 'training', steps);
+      let planShown = false;
+      let firstLoss: number | undefined;
+      let lastLoss: number | undefined;
+      let lastStep = 0;
+      let state = '';
+      let message = '';
+      try {
+        for await (const e of conn.watch(job.id, { replay: true })) {
+          if (e.state) {
+            state = e.state.state;
+            message = e.state.message;
+            if (state === 'JOB_STATE_RUNNING' && !planShown) {
+              planShown = true;
+              const j = await conn.get(job.id);
+              const plan = parsePlan(JSON.parse(j.planJson), { model });
+              say(`plan (predicted ${j.predicted ? `${(j.predicted.iterationTime * 1000).toFixed(1)} ms/iteration` : 'n/a'}):\n${describePlan(plan)}`);
+            }
+          }
+          const m = e.worker?.metrics;
+          if (m && m.loss !== undefined && m.step > lastStep) {
+            lastStep = m.step;
+            firstLoss ??= m.loss;
+            lastLoss = m.loss;
+            if (json) io.stdout(JSON.stringify({ step: m.step, loss: m.loss, tokensPerS: m.tokensPerSecond }) + '\n');
+            else bar!.update(m.step, `loss ${m.loss.toFixed(3)}  ${Math.round(m.tokensPerSecond)} tok/s`);
+          }
+        }
+      } catch (err) {
+        // After Ctrl-C the coordinator goes away under the watch: that is the expected end.
+        if (interrupted) return 130;
+        throw err;
+      }
+      if (interrupted) return 130;
+      if (bar && lastStep === steps) bar.done();
+      const final = await conn.get(job.id);
+      const ok = final.state === 'JOB_STATE_SUCCEEDED';
+      if (json) {
+        io.stdout(JSON.stringify({ job: final.id, state: final.state, plan: JSON.parse(final.planJson || 'null'), firstLoss, finalLoss: lastLoss, uniformLoss: Math.log(model.vocab) }) + '\n');
+      } else if (ok) {
+        io.stdout(`job ${final.id} succeeded: gpt-tiny loss ${firstLoss?.toFixed(3)} -> ${lastLoss?.toFixed(3)} nats over ${lastStep} steps ` +
+          `(uniform baseline ln(256) = ${Math.log(model.vocab).toFixed(3)})\n`);
+      } else {
+        io.stderr(`job ${final.id} ended ${state.replace('JOB_STATE_', '').toLowerCase()}: ${final.message || message}\n`);
+      }
+      return ok ? 0 : 1;
+    } finally {
+      process.removeListener('SIGINT', onSigint);
+      conn?.close();
+      say('stopping the agents and the coordinator ...\n');
+      await stopAll(children);
+      fs.rmSync(stateDir, { recursive: true, force: true });
+    }
+  },
+};
