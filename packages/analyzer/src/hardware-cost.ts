@@ -2,7 +2,7 @@
 // symbolic). Compute: roofline max(FLOP / rate, bytes / bandwidth) per op plus kernel launches.
 // Communication: ring alpha-beta models per link class (Thakur et al. 2005, "Optimization of
 // Collective Communication Operations in MPICH"), which NCCL's ring algorithms follow.
-import { type CollectiveKind, type HardwareProfile, type LinkClass, type AlphaBeta } from '@mist/core';
+import { type AlphaBeta, type CollectiveKind, fitLine, type HardwareProfile, type LinkClass } from '@mist/core';
 import { add, div, type Expr, max, mul, num, sub, step } from './expr';
 import { type Op } from './op-graph';
 
@@ -11,28 +11,6 @@ export interface LinkChoice {
   interWeight: Expr;
 }
 export const INTRA_NODE: LinkChoice = { interWeight: num(0) };
-
-interface LinearFit {
-  c0: number;
-  c1: number;
-}
-
-/** Least-squares line seconds = c0 + c1 * x; undefined with fewer than two distinct x. */
-export function fitLine(points: readonly { x: number; y: number }[]): LinearFit | undefined {
-  const n = points.length;
-  if (n < 2) return undefined;
-  const mx = points.reduce((s, p) => s + p.x, 0) / n;
-  const my = points.reduce((s, p) => s + p.y, 0) / n;
-  let sxx = 0;
-  let sxy = 0;
-  for (const p of points) {
-    sxx += (p.x - mx) ** 2;
-    sxy += (p.x - mx) * (p.y - my);
-  }
-  if (sxx === 0) return undefined;
-  const c1 = sxy / sxx;
-  return { c0: my - c1 * mx, c1 };
-}
 
 export interface ComputeRates {
   /** Large-GEMM rate, FLOP/s (peak * matmulEfficiency, or fitted from the matmul table). */
@@ -43,7 +21,7 @@ export interface ComputeRates {
   elementwiseBandwidth: number;
   kernelLaunch: number;
   /** Per-op fits from the profile's opTable: seconds = c0 + c1 * elements. */
-  opFits: ReadonlyMap<string, LinearFit>;
+  opFits: ReadonlyMap<string, NonNullable<ReturnType<typeof fitLine>>>;
   source: 'datasheet' | 'matmulTable';
 }
 
@@ -64,7 +42,7 @@ export function computeRates(p: HardwareProfile): ComputeRates {
     halfFlops = Math.max(0, fit.c0 - c.kernelLaunch) * matmulRate;
     source = 'matmulTable';
   }
-  const opFits = new Map<string, LinearFit>();
+  const opFits = new Map<string, NonNullable<ReturnType<typeof fitLine>>>();
   if (p.opTable) {
     const byName = new Map<string, { x: number; y: number }[]>();
     for (const o of p.opTable) {

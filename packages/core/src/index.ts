@@ -9,3 +9,4 @@ export * from './training';
 export * from './hardware-profile';
 export * from './plan';
 export * from './load';
+export * from './fit';

@@ -6,7 +6,7 @@
 //   (packages/analyzer/src/hardware-cost.ts, fitLine), so the reported error is the analyzer's.
 // - Alpha-beta models of collectives and copies are fitted to relative residuals (weights 1/y^2):
 //   their sizes span decades, and an unweighted fit would let the largest transfer decide alpha.
-import type { CollectiveKind, FitReport } from '@mist/core';
+import { type CollectiveKind, type FitReport, fitLine } from '@mist/core';
 import { median } from './timing';
 
 export interface XY {
@@ -28,22 +28,7 @@ export function fitReport(model: string, c0: number, c1: number, points: readonl
   };
 }
 
-/** Ordinary least-squares line y = c0 + c1 x; undefined with fewer than two distinct x. */
-export function fitLine(points: readonly XY[]): { c0: number; c1: number } | undefined {
-  const n = points.length;
-  if (n < 2) return undefined;
-  const mx = points.reduce((s, p) => s + p.x, 0) / n;
-  const my = points.reduce((s, p) => s + p.y, 0) / n;
-  let sxx = 0;
-  let sxy = 0;
-  for (const p of points) {
-    sxx += (p.x - mx) ** 2;
-    sxy += (p.x - mx) * (p.y - my);
-  }
-  if (sxx === 0) return undefined;
-  const c1 = sxy / sxx;
-  return { c0: my - c1 * mx, c1 };
-}
+export { fitLine };
 
 /** A point of a two-term model y = a * u + b * v (no intercept). */
 export interface UVY {
