@@ -10,7 +10,7 @@ import type { ConnectResult, WorkerMessage, WorkerRequest } from './worker-proto
 function workerEntry(): { file: string; execArgv: string[] } {
   const js = path.join(__dirname, 'collective-worker.js');
   if (fs.existsSync(js)) return { file: js, execArgv: [] };
-  return { file: path.join(__dirname, 'collective-worker.ts'), execArgv: ['-r', path.join(__dirname, 'ts-register.js')] };
+  return { file: path.join(__dirname, 'collective-worker.ts'), execArgv: ['-r', path.resolve(__dirname, '../../../tools/scripts/ts-register.js')] };
 }
 
 class WorkerProcess {

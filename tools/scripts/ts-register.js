@@ -1,4 +1,4 @@
-// Lets a forked worker run from the TypeScript sources (under vitest, or a source checkout without
+// Lets a process run from the TypeScript sources (under vitest, or a source checkout without
 // a build): .ts files are transpiled on require (typescript.transpileModule) and `@mist/<pkg>`
 // resolves to packages/<pkg>/src/index.ts, as the shared vitest config aliases it. Transpiled files
 // are cached in the OS temp folder by path, size and mtime, so typescript itself (about a second
@@ -10,7 +10,7 @@ const os = require('node:os');
 const path = require('node:path');
 const Module = require('node:module');
 
-const repoRoot = path.resolve(__dirname, '../../..');
+const repoRoot = path.resolve(__dirname, '../..');
 const sources = new Map();
 for (const dir of ['packages', 'apps']) {
   for (const entry of fs.readdirSync(path.join(repoRoot, dir))) {
