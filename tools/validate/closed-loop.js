@@ -65,6 +65,11 @@ function makePlan(pp, dp, ckpt) {
   return core.parsePlan({ version: 1, model: model.name, seqLen: SEQ, globalBatch: GLOBAL_BATCH, gradAccumSteps: G, stages }, { model });
 }
 
+/** The 1-minute load average and the core count: other processes on this host slow every measurement. */
+function loadAvg() {
+  return `${os.loadavg()[0].toFixed(2)} on ${os.cpus().length} cores`;
+}
+
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -85,6 +90,7 @@ function kendallTau(a, b) {
 }
 
 async function main() {
+  console.log(`load average at start: ${loadAvg()}`);
   let profile;
   if (values.profile) {
     profile = core.loadHardwareProfile(values.profile);
@@ -116,11 +122,17 @@ async function main() {
     const r = await executor.launchLocal({
       plan: p.plan, model, training, run: { steps, seed: 7, lr: 1e-3, data: 'synthetic', warmupSteps: 0 },
     });
-    const measured = median(r.steps.slice(WARMUP_STEPS).map((s) => s.stepTimeS));
+    const kept = r.steps.slice(WARMUP_STEPS);
+    const measured = median(kept.map((s) => s.stepTimeS));
     const error = (predicted - measured) / measured;
+    // Where the measured time goes: per rank, the median over steps of compute and of waiting on communication.
+    const ranks = kept[0].ranks.map((_, i) => ({
+      compute: median(kept.map((s) => s.ranks[i].computeS)), wait: median(kept.map((s) => s.ranks[i].waitS)),
+    }));
     rows.push({ ...p, predicted, measured, error });
     console.log(`${p.name}: predicted ${(predicted * 1e3).toFixed(2)} ms, measured ${(measured * 1e3).toFixed(2)} ms ` +
-      `(median of ${r.steps.length - WARMUP_STEPS} steps), error ${(error * 100).toFixed(1)}%`);
+      `(median of ${kept.length} steps), error ${(error * 100).toFixed(1)}%  [load ${loadAvg()}; ranks compute/wait ms: ` +
+      `${ranks.map((x) => `${(x.compute * 1e3).toFixed(0)}/${(x.wait * 1e3).toFixed(0)}`).join(' ')}]`);
   }
   const tau = kendallTau(rows.map((r) => r.predicted), rows.map((r) => r.measured));
   const byPred = [...rows].sort((a, b) => a.predicted - b.predicted).map((r) => r.name);

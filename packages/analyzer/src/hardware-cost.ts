@@ -2,7 +2,7 @@
 // symbolic). Compute: roofline max(FLOP / rate, bytes / bandwidth) per op plus kernel launches.
 // Communication: ring alpha-beta models per link class (Thakur et al. 2005, "Optimization of
 // Collective Communication Operations in MPICH"), which NCCL's ring algorithms follow.
-import { type AlphaBeta, type CollectiveKind, fitLine, type HardwareProfile, type LinkClass } from '@mist/core';
+import { type AlphaBeta, type CollectiveKind, fitLineRelative, type HardwareProfile, type LinkClass } from '@mist/core';
 import { add, div, type Expr, max, mul, num, sub, step } from './expr';
 import { type Op } from './op-graph';
 
@@ -11,6 +11,8 @@ export interface LinkChoice {
   interWeight: Expr;
 }
 export const INTRA_NODE: LinkChoice = { interWeight: num(0) };
+
+export type LineFit = NonNullable<ReturnType<typeof fitLineRelative>>;
 
 export interface ComputeRates {
   /** Large-GEMM rate, FLOP/s (peak * matmulEfficiency, or fitted from the matmul table). */
@@ -21,7 +23,7 @@ export interface ComputeRates {
   elementwiseBandwidth: number;
   kernelLaunch: number;
   /** Per-op fits from the profile's opTable: seconds = c0 + c1 * elements. */
-  opFits: ReadonlyMap<string, NonNullable<ReturnType<typeof fitLine>>>;
+  opFits: ReadonlyMap<string, LineFit>;
   source: 'datasheet' | 'matmulTable';
 }
 
@@ -29,20 +31,21 @@ export interface ComputeRates {
  * Compute rates of a profile. GEMM efficiency of a shape with F FLOPs is modelled as
  * matmulEfficiency * F / (F + halfFlops), so its time (F + halfFlops) / (peak * matmulEfficiency)
  * stays linear in F. A measured matmul table (>= 2 points) replaces both constants by the
- * least-squares line seconds = c0 + c1 * F: rate = 1 / c1, halfFlops = (c0 - kernelLaunch) * rate.
+ * least-squares line seconds = c0 + c1 * F (relative residuals, fitLineRelative): rate = 1 / c1,
+ * halfFlops = (c0 - kernelLaunch) * rate.
  */
 export function computeRates(p: HardwareProfile): ComputeRates {
   const c = p.compute;
   let matmulRate = c.peakFlops * c.matmulEfficiency;
   let halfFlops = c.matmulHalfEfficiencyFlops;
   let source: ComputeRates['source'] = 'datasheet';
-  const fit = p.matmulTable ? fitLine(p.matmulTable.map((m) => ({ x: 2 * m.m * m.n * m.k, y: m.seconds }))) : undefined;
+  const fit = p.matmulTable ? fitLineRelative(p.matmulTable.map((m) => ({ x: 2 * m.m * m.n * m.k, y: m.seconds }))) : undefined;
   if (fit && fit.c1 > 0) {
     matmulRate = 1 / fit.c1;
     halfFlops = Math.max(0, fit.c0 - c.kernelLaunch) * matmulRate;
     source = 'matmulTable';
   }
-  const opFits = new Map<string, NonNullable<ReturnType<typeof fitLine>>>();
+  const opFits = new Map<string, LineFit>();
   if (p.opTable) {
     const byName = new Map<string, { x: number; y: number }[]>();
     for (const o of p.opTable) {
@@ -51,7 +54,7 @@ export function computeRates(p: HardwareProfile): ComputeRates {
       byName.set(o.op, list);
     }
     for (const [name, pts] of byName) {
-      const f = fitLine(pts);
+      const f = fitLineRelative(pts);
       if (f && f.c1 > 0) opFits.set(name, { c0: Math.max(0, f.c0), c1: f.c1 });
     }
   }

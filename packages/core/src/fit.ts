@@ -17,3 +17,31 @@ export function fitLine(points: readonly { x: number; y: number }[]): { c0: numb
   const c1 = sxy / sxx;
   return { c0: my - c1 * mx, c1 };
 }
+
+/**
+ * Least-squares line y = c0 + c1 x with weights 1/y^2 (relative residuals); undefined with fewer
+ * than two distinct x or a non-positive y. A profile's tables span decades (a 64^3 GEMM next to a
+ * 1024^3 one, 16 Ki next to 4 Mi elements): unweighted least squares lets the largest points set
+ * the line and leaves the small shapes a training step of a small model runs with errors of several
+ * hundred percent; relative residuals weigh every point alike.
+ */
+export function fitLineRelative(points: readonly { x: number; y: number }[]): { c0: number; c1: number } | undefined {
+  let sw = 0;
+  let sx = 0;
+  let sy = 0;
+  let sxx = 0;
+  let sxy = 0;
+  for (const p of points) {
+    if (!(p.y > 0)) return undefined;
+    const w = 1 / (p.y * p.y);
+    sw += w;
+    sx += w * p.x;
+    sy += w * p.y;
+    sxx += w * p.x * p.x;
+    sxy += w * p.x * p.y;
+  }
+  const det = sw * sxx - sx * sx;
+  if (points.length < 2 || !(det > 1e-12 * sw * sxx)) return undefined;
+  const c1 = (sw * sxy - sx * sy) / det;
+  return { c0: (sy - c1 * sx) / sw, c1 };
+}

@@ -4,7 +4,7 @@
 // KernelBatch and executed off the JavaScript thread, so per-call costs match a training step.
 import type { FitReport } from '@mist/core';
 import { KernelBatch, type KernelOps } from '@mist/native';
-import { fitLine, fitReport, fitTransfer } from './fit';
+import { fitLineRelative, fitReport, fitTransfer } from './fit';
 import type { AttentionCase, ProfileGrid } from './grids';
 import type { ProgressCounter } from './progress';
 import { groupSize, median, nowSeconds } from './timing';
@@ -327,7 +327,7 @@ export async function measureCompute(grid: ProfileGrid, progress: ProgressCounte
 export function computeFits(matmuls: readonly MatmulPoint[], ops: readonly OpPoint[], kernelLaunch: number): Record<string, FitReport> {
   const fits: Record<string, FitReport> = {};
   const mm = matmuls.map((p) => ({ x: 2 * p.m * p.n * p.k, y: p.seconds }));
-  const line = fitLine(mm);
+  const line = fitLineRelative(mm);
   if (line) {
     // The analyzer charges max(c0, kernelLaunch) per GEMM: halfFlops = max(0, c0 - launch) * rate plus the launch.
     fits.matmul = fitReport('matmul: seconds = c0 + c1 * FLOPs (FLOPs = 2mnk)', Math.max(line.c0, kernelLaunch), line.c1, mm);
@@ -335,7 +335,7 @@ export function computeFits(matmuls: readonly MatmulPoint[], ops: readonly OpPoi
   const names = [...new Set(ops.map((o) => o.op))];
   for (const name of names) {
     const pts = ops.filter((o) => o.op === name).map((o) => ({ x: o.elements, y: o.seconds }));
-    const l = fitLine(pts);
+    const l = fitLineRelative(pts);
     // The analyzer keeps c0 >= 0 (hardware-cost.ts computeRates).
     if (l) fits[`op:${name}`] = fitReport(`${name}: seconds = c0 + c1 * elements`, Math.max(0, l.c0), l.c1, pts);
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { collectiveTerms, fitCollective, fitLine, fitReport, fitTransfer, fitTwoTermsRelative } from './fit';
+import { collectiveTerms, fitCollective, fitLine, fitLineRelative, fitReport, fitTransfer, fitTwoTermsRelative } from './fit';
 import { groupSize, median, timeSync } from './timing';
 
 describe('fits reproduce synthetic points exactly', () => {
@@ -13,6 +13,21 @@ describe('fits reproduce synthetic points exactly', () => {
     expect(r.maxRelError).toBeLessThan(1e-9);
     expect(fitLine([{ x: 1, y: 1 }])).toBeUndefined();
     expect(fitLine([{ x: 1, y: 1 }, { x: 1, y: 2 }])).toBeUndefined();
+  });
+
+  it('line with relative residuals: exact on a line, and the small points are not sacrificed to the large', () => {
+    const pts = [1e3, 1e5, 1e7, 1e9].map((x) => ({ x, y: 2e-5 + x * 3e-12 }));
+    const l = fitLineRelative(pts)!;
+    expect(l.c0 / 2e-5).toBeCloseTo(1, 9);
+    expect(l.c1 / 3e-12).toBeCloseTo(1, 9);
+    expect(fitLineRelative([{ x: 1, y: 1 }])).toBeUndefined();
+    expect(fitLineRelative([{ x: 1, y: 1 }, { x: 1, y: 2 }])).toBeUndefined();
+    expect(fitLineRelative([{ x: 1, y: 0 }, { x: 2, y: 2 }])).toBeUndefined();
+    // Small shapes 10 us, large ones on a steeper slope: ordinary least squares misses the small
+    // ones by far more than the relative fit does.
+    const bent = [{ x: 1e3, y: 1e-5 }, { x: 1e4, y: 1.1e-5 }, { x: 1e8, y: 1e-3 }, { x: 1e9, y: 1.2e-2 }];
+    const worst = (f: { c0: number; c1: number }): number => Math.max(...bent.map((p) => Math.abs(f.c0 + f.c1 * p.x - p.y) / p.y));
+    expect(worst(fitLineRelative(bent)!)).toBeLessThan(worst(fitLine(bent)!) / 5);
   });
 
   it('two terms with relative weights, and the non-negative fallback', () => {

@@ -2,11 +2,13 @@
 // points it came from (relative error |fit - measured| / measured at every point).
 //
 // - Lines `seconds = c0 + c1 * x` for the matmul (x = FLOPs) and element-wise (x = elements)
-//   tables use ordinary least squares, the same estimator the analyzer applies to those tables
-//   (packages/analyzer/src/hardware-cost.ts, fitLine), so the reported error is the analyzer's.
+//   tables use least squares on relative residuals (weights 1/y^2), the same estimator the analyzer
+//   applies to those tables (core's fitLineRelative, also used by packages/analyzer/src/hardware-cost.ts), so the
+//   reported error is the analyzer's. The tables span decades; ordinary least squares let the
+//   largest shapes set the line and missed the small ones by several hundred percent.
 // - Alpha-beta models of collectives and copies are fitted to relative residuals (weights 1/y^2):
 //   their sizes span decades, and an unweighted fit would let the largest transfer decide alpha.
-import { type CollectiveKind, type FitReport, fitLine } from '@mist/core';
+import { type CollectiveKind, type FitReport, fitLine, fitLineRelative } from '@mist/core';
 import { median } from './timing';
 
 export interface XY {
@@ -29,6 +31,8 @@ export function fitReport(model: string, c0: number, c1: number, points: readonl
 }
 
 export { fitLine };
+
+export { fitLineRelative };
 
 /** A point of a two-term model y = a * u + b * v (no intercept). */
 export interface UVY {

@@ -6,7 +6,7 @@ export { profileGrid, SMOKE_GRID, type ProfileGrid, type MatmulShape, type Atten
 export { mergeProfiles } from './merge';
 export { profileRequestHandler } from './service';
 export {
-  collectiveTerms, fitCollective, fitLine, fitReport, fitTransfer, fitTwoTermsRelative, relativeErrors,
+  collectiveTerms, fitCollective, fitLine, fitLineRelative, fitReport, fitTransfer, fitTwoTermsRelative, relativeErrors,
   type AlphaBetaFit, type UVY, type XY,
 } from './fit';
 export { median, timeAsync, timeSync, type Timing, type TimingOptions } from './timing';

@@ -13,7 +13,7 @@ import { gemmConfig, kernelThreads, measureFmaPeak, setKernelThreads } from '@mi
 import { commFitReports, commSteps, measureComm, OVERLAP_MATMUL, OVERLAP_MATMUL_COUNT } from './comm-bench';
 import { type AttentionPoint, type ComputeMeasurements, computeFits, computeSteps, measureCompute, warmUpKernels } from './compute-bench';
 import { measureCopies, measureCopyOverlap } from './copy-bench';
-import { fitLine, relativeErrors } from './fit';
+import { fitLineRelative, relativeErrors } from './fit';
 import { profileGrid, type ProfileGrid } from './grids';
 import { ProgressCounter, type ProgressFn } from './progress';
 import { median, nowSeconds } from './timing';
@@ -101,7 +101,7 @@ function assemble(m: Measured): HardwareProfile {
   const peakFlops = m.fmaPerThread * m.threads;
   const unmeasured: Record<string, string> = {};
 
-  const line = fitLine(m.matmuls.map((p) => ({ x: 2 * p.m * p.n * p.k, y: p.seconds })));
+  const line = fitLineRelative(m.matmuls.map((p) => ({ x: 2 * p.m * p.n * p.k, y: p.seconds })));
   if (!line || !(line.c1 > 0)) throw new Error('profile: the matmul table gives no positive rate (too few or too noisy points)');
   const matmulRate = 1 / line.c1;
   const attn = attentionFit(m.attention, matmulRate, m.kernelLaunch);
