@@ -9,6 +9,15 @@
 //
 // Plans: pp in {1, 2} x dp in {1, 2} x checkpointing off / all layers, tp = 1, ZeRO 0, no offload.
 // Every worker runs --threads kernel threads (MIST_NUM_THREADS), as a device of the profile does.
+//
+// Oversubscription: the profile measures one device with --threads cores to itself. A plan whose
+// workers want more threads than the host has cores (devices x threads > os.cpus().length) time-
+// slices them, so the prediction uses a profile whose compute is slower by
+//   share = devices x threads / cores   (when > 1)
+// (matmul/op table seconds and kernel launch times x share, peak FLOP/s and memory bandwidth /
+// share). Communication is left as measured: the profile's collectives already ran between
+// processes on this host. This is an upper bound on the slowdown: a pipeline's idle ranks free their
+// core for the others.
 'use strict';
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -70,6 +79,22 @@ function loadAvg() {
   return `${os.loadavg()[0].toFixed(2)} on ${os.cpus().length} cores`;
 }
 
+/** The profile as seen by each of `devices` workers of `threads` threads sharing this host's cores (see the header). */
+function sharedCoresProfile(profile, devices, cores) {
+  const share = (devices * threads) / cores;
+  if (share <= 1) return { profile, share: 1 };
+  const c = profile.compute;
+  return {
+    share,
+    profile: core.parseHardwareProfile({
+      ...profile,
+      compute: { ...c, peakFlops: c.peakFlops / share, memoryBandwidth: c.memoryBandwidth / share, kernelLaunch: c.kernelLaunch * share },
+      matmulTable: profile.matmulTable?.map((m) => ({ ...m, seconds: m.seconds * share })),
+      opTable: profile.opTable?.map((o) => ({ ...o, seconds: o.seconds * share })),
+    }),
+  };
+}
+
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -109,7 +134,7 @@ async function main() {
   const cores = os.cpus().length;
   if (maxDevices * threads > cores) {
     console.log(`warning: the largest plan runs ${maxDevices} workers x ${threads} thread(s) on ${cores} cores: oversubscribed, ` +
-      'its workers share cores the profile counted once per device');
+      'its workers share cores: predictions scale compute by devices x threads / cores where that exceeds 1');
   }
   // The analyzer checks the plan's devices against the profile's cluster: size it for the largest plan.
   const cluster = { ...profile.cluster, gpusPerNode: Math.max(profile.cluster.gpusPerNode, maxDevices) };
@@ -118,7 +143,9 @@ async function main() {
   process.env.MIST_NUM_THREADS = String(threads);
   const rows = [];
   for (const p of plans) {
-    const predicted = estimatePlan(p.plan, { model, training, profile: ctxProfile }).iterationTimeS;
+    const devices = p.plan.stages.reduce((n, st) => n + st.dp * st.tp, 0);
+    const shared = sharedCoresProfile(ctxProfile, devices, cores);
+    const predicted = estimatePlan(p.plan, { model, training, profile: shared.profile }).iterationTimeS;
     const r = await executor.launchLocal({
       plan: p.plan, model, training, run: { steps, seed: 7, lr: 1e-3, data: 'synthetic', warmupSteps: 0 },
     });
@@ -131,7 +158,7 @@ async function main() {
     }));
     rows.push({ ...p, predicted, measured, error });
     console.log(`${p.name}: predicted ${(predicted * 1e3).toFixed(2)} ms, measured ${(measured * 1e3).toFixed(2)} ms ` +
-      `(median of ${kept.length} steps), error ${(error * 100).toFixed(1)}%  [load ${loadAvg()}; ranks compute/wait ms: ` +
+      `(median of ${kept.length} steps)${shared.share > 1 ? ` [compute x${shared.share.toFixed(2)}, shared cores]` : ''}, error ${(error * 100).toFixed(1)}%  [load ${loadAvg()}; ranks compute/wait ms: ` +
       `${ranks.map((x) => `${(x.compute * 1e3).toFixed(0)}/${(x.wait * 1e3).toFixed(0)}`).join(' ')}]`);
   }
   const tau = kendallTau(rows.map((r) => r.predicted), rows.map((r) => r.measured));

@@ -28,10 +28,30 @@ export class ShardedAdamW {
     this.v = SplitVec.alloc(pools, 'optim', lo, hi, offload);
   }
 
+  /**
+   * Whether the step needs copies: some piece of params or grads is stored away from where its
+   * moments are (optimizer offload with a different weight/gradient split).
+   */
+  needsCopies(params: SplitVec, grads: SplitVec): boolean {
+    for (const [a, b] of this.pieces(params, grads)) {
+      const place = this.m.placeOf(a);
+      if (params.placeOf(a) !== place || grads.placeOf(a) !== place) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Records the step's AdamW kernels into `k` (run by the caller, e.g. one batch for every unit of
+   * a rank). Only for a step without copies (needsCopies false).
+   */
+  record(k: KernelBatch, params: SplitVec, grads: SplitVec, step: number, lr: number, gradScale: number): void {
+    if (this.needsCopies(params, grads)) throw new Error('ShardedAdamW.record: this range needs copies, use step()');
+    for (const [a, b] of this.pieces(params, grads)) this.recordPiece(k, params.piece(a, b), grads.piece(a, b), a, b, step, lr, gradScale);
+  }
+
   /** One step (1-based `step`) on params[lo, hi) with grads[lo, hi), gradients times gradScale. */
   async step(params: SplitVec, grads: SplitVec, step: number, lr: number, gradScale: number): Promise<void> {
     if (this.lo === this.hi) return;
-    const cuts = [...new Set([this.lo, this.hi, params.cut, grads.cut, this.m.cut])].filter((c) => c >= this.lo && c <= this.hi).sort((a, b) => a - b);
     const k = new KernelBatch();
     const temps: Float32Array[] = [];
     const writeBack: Array<() => void> = [];
@@ -45,26 +65,36 @@ export class ShardedAdamW {
       if (back) writeBack.push(() => this.pools.copy(stored, t, place === 'host' ? 'toDevice' : 'toHost'));
       return t;
     };
-    for (let i = 0; i + 1 < cuts.length; i++) {
-      const a = cuts[i], b = cuts[i + 1];
-      if (a === b) continue;
+    for (const [a, b] of this.pieces(params, grads)) {
       const place = this.m.placeOf(a);
-      const p = at(params, a, b, place, true), g = at(grads, a, b, place, false);
-      const m = this.m.piece(a, b), v = this.v.piece(a, b);
-      for (const s of segments(this.entries, a, b)) {
-        const o = s.lo - a, n = s.hi - s.lo;
-        k.adamw({
-          param: p.subarray(o, o + n), grad: g.subarray(o, o + n), m: m.subarray(o, o + n), v: v.subarray(o, o + n), step, lr,
-          beta1: this.hyper.beta1, beta2: this.hyper.beta2, eps: this.hyper.eps,
-          weightDecay: s.entry.weightDecay ? this.hyper.weightDecay : 0, gradScale,
-        });
-      }
+      this.recordPiece(k, at(params, a, b, place, true), at(grads, a, b, place, false), a, b, step, lr, gradScale);
     }
     try {
       await k.run();
       for (const w of writeBack) w();
     } finally {
       for (const t of temps) this.pools.release(t);
+    }
+  }
+
+  /** The non-empty pieces [a, b) of the range between the cuts of params, grads and moments. */
+  private pieces(params: SplitVec, grads: SplitVec): Array<[number, number]> {
+    const cuts = [...new Set([this.lo, this.hi, params.cut, grads.cut, this.m.cut])].filter((c) => c >= this.lo && c <= this.hi).sort((a, b) => a - b);
+    const out: Array<[number, number]> = [];
+    for (let i = 0; i + 1 < cuts.length; i++) if (cuts[i] < cuts[i + 1]) out.push([cuts[i], cuts[i + 1]]);
+    return out;
+  }
+
+  /** AdamW kernels over the piece [a, b), p and g its params and grads where its moments are. */
+  private recordPiece(k: KernelBatch, p: Float32Array, g: Float32Array, a: number, b: number, step: number, lr: number, gradScale: number): void {
+    const m = this.m.piece(a, b), v = this.v.piece(a, b);
+    for (const s of segments(this.entries, a, b)) {
+      const o = s.lo - a, n = s.hi - s.lo;
+      k.adamw({
+        param: p.subarray(o, o + n), grad: g.subarray(o, o + n), m: m.subarray(o, o + n), v: v.subarray(o, o + n), step, lr,
+        beta1: this.hyper.beta1, beta2: this.hyper.beta2, eps: this.hyper.eps,
+        weightDecay: s.entry.weightDecay ? this.hyper.weightDecay : 0, gradScale,
+      });
     }
   }
 
