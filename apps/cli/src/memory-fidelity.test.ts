@@ -3,9 +3,9 @@
 // (paramDtype = computeDtype = fp32: 4 + 4 + 8 bytes of model state per parameter), pool by pool:
 // weights, grads, optim, activations on the device and the host bytes of offloaded state.
 // The "device" is a pseudo GPU standing for the CPU with plenty of memory; only memory is compared.
-import { builtinHardwareProfile, getModel, GiB, type ModelSpec, NO_OFFLOAD, type Offload, parseClusterSpec, parsePlan, type Plan, type StageStrategy, type TrainingSpec } from '@mist/core';
+import { builtinHardwareProfile, getModel, GiB, parseClusterSpec, type TrainingSpec } from '@mist/core';
 import { estimatePlan } from '@mist/analyzer';
-import { runInProcess, TokenSource } from '@mist/executor';
+import { runInProcess, singleHostPlan, type StageSketch, TokenSource } from '@mist/executor';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const SEQ = 16, BATCH = 8;
@@ -23,26 +23,6 @@ const profile = builtinHardwareProfile(cpuCluster, 'fp32');
 // (flash-attention style), no dropout.
 const training: TrainingSpec = { globalBatch: BATCH, seqLen: SEQ, paramDtype: 'fp32', computeDtype: 'fp32', optimizer: 'adamw', flashAttention: true };
 
-interface Sketch {
-  layers: [number, number];
-  dp?: number;
-  tp?: number;
-  zero?: 0 | 1 | 2 | 3;
-  ckpt?: number;
-  offload?: Partial<Offload>;
-}
-
-function plan(model: ModelSpec, G: number, stages: Sketch[]): Plan {
-  const st: StageStrategy[] = stages.map((s) => {
-    const dp = s.dp ?? 1, tp = s.tp ?? 1;
-    return {
-      layers: s.layers, mesh: { nodes: 1, gpusPerNode: dp * tp }, microBatchSize: BATCH / (dp * G), dp, tp, sequenceParallel: false,
-      ckptLayers: s.ckpt ?? 0, zero: s.zero ?? 0, offload: { ...NO_OFFLOAD, ...s.offload },
-    };
-  });
-  return parsePlan({ version: 1, model: model.name, seqLen: SEQ, globalBatch: BATCH, gradAccumSteps: G, stages: st }, { model });
-}
-
 const POOLS = ['weights', 'grads', 'optim', 'activations', 'host'] as const;
 type Pool = (typeof POOLS)[number];
 
@@ -56,9 +36,9 @@ interface Row {
 
 const rows: Row[] = [];
 
-async function compare(label: string, modelName: string, G: number, stages: Sketch[]): Promise<Row[]> {
+async function compare(label: string, modelName: string, G: number, stages: StageSketch[]): Promise<Row[]> {
   const model = getModel(modelName);
-  const p = plan(model, G, stages);
+  const p = singleHostPlan(model, { seq: SEQ, globalBatch: BATCH, G }, stages);
   const est = estimatePlan(p, { model, training, profile });
   const run = await runInProcess(p, model, { seed: 3, lr: () => 1e-3, steps: 2, data: new TokenSource('synthetic', 3, model.vocab, BATCH, SEQ) });
   await run.close();

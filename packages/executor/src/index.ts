@@ -13,3 +13,4 @@ export { DEFAULT_ADAMW, type AdamWHyper } from './runtime/hyper';
 export { latestCheckpoint, loadCheckpoint, readCheckpoint, readFullTensors, saveCheckpoint, type CheckpointRef, type CheckpointManifest } from './checkpoint';
 export { MemoryPools, POOL_NAMES, type PoolName, type Placement } from './memory/pools';
 export { runInProcess, type InProcessOptions, type InProcessRun } from './launch/in-process';
+export { singleHostPlan, type StageSketch } from './launch/single-host-plan';

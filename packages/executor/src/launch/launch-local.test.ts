@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { getModel, parseTrainingSpec } from '@mist/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { latestCheckpoint } from '../checkpoint';
-import { makePlan } from '../runtime/testing/plans';
+import { singleHostPlan } from './single-host-plan';
 import { trainSingleProcess } from '../train';
 import type { RunOptions, WorkerToParent } from '../worker/protocol';
 import { LaunchError, launchLocal } from './launch-local';
@@ -38,7 +38,7 @@ function expectClose(actual: number[], expected: number[]): void {
 
 describe('launchLocal: one worker process per device', () => {
   it('trains a pp=2 plan (dp=2 then tp=2) with the losses of single-process training', async () => {
-    const plan = makePlan(model, { seq: SEQ, globalBatch: BATCH, G: 2 }, [{ layers: [0, 1], dp: 2, zero: 1 }, { layers: [2, 3], tp: 2, ckpt: 1 }]);
+    const plan = singleHostPlan(model, { seq: SEQ, globalBatch: BATCH, G: 2 }, [{ layers: [0, 1], dp: 2, zero: 1 }, { layers: [2, 3], tp: 2, ckpt: 1 }]);
     const messages: WorkerToParent[] = [];
     const r = await launchLocal({ plan, model, training, run: run(4), onMessage: (m) => messages.push(m) });
     expectClose(r.steps.map((s) => s.loss), await singleProcess(4));
@@ -54,13 +54,13 @@ describe('launchLocal: one worker process per device', () => {
   it('resumes from the newest complete checkpoint onto another plan, skipping a half-written one', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mist-ckpt-'));
     try {
-      const planA = makePlan(model, { seq: SEQ, globalBatch: BATCH, G: 2 }, [{ layers: [0, 3], dp: 2, zero: 3 }]);
+      const planA = singleHostPlan(model, { seq: SEQ, globalBatch: BATCH, G: 2 }, [{ layers: [0, 3], dp: 2, zero: 3 }]);
       const a = await launchLocal({ plan: planA, model, training, run: run(6, { checkpointDir: dir, checkpointEvery: 3, scheduleSteps: 10 }) });
       expect(latestCheckpoint(dir)?.manifest.step).toBe(6);
       // A save that died before its manifest: never loaded.
       fs.rmSync(path.join(dir, 'step-00000006', 'manifest.json'));
       expect(latestCheckpoint(dir)?.manifest.step).toBe(3);
-      const planB = makePlan(model, { seq: SEQ, globalBatch: BATCH, G: 4 }, [{ layers: [0, 2], tp: 2 }, { layers: [3, 3], dp: 2, zero: 2 }]);
+      const planB = singleHostPlan(model, { seq: SEQ, globalBatch: BATCH, G: 4 }, [{ layers: [0, 2], tp: 2 }, { layers: [3, 3], dp: 2, zero: 2 }]);
       const b = await launchLocal({ plan: planB, model, training, run: run(10, { checkpointDir: dir, resume: true, scheduleSteps: 10 }) });
       const ref = await trainSingleProcess({ model, steps: 10, seed: SEED, lr: LR, globalBatch: BATCH, seq: SEQ, data: 'synthetic', warmupSteps: 2 });
       const refLoss = ref.steps.map((s) => s.loss);
@@ -74,7 +74,7 @@ describe('launchLocal: one worker process per device', () => {
   });
 
   it('a worker killed mid-run makes its peers fail with a clear error within the collectives timeout', async () => {
-    const plan = makePlan(model, { seq: SEQ, globalBatch: BATCH, G: 2 }, [{ layers: [0, 1], dp: 2 }, { layers: [2, 3] }]);
+    const plan = singleHostPlan(model, { seq: SEQ, globalBatch: BATCH, G: 2 }, [{ layers: [0, 1], dp: 2 }, { layers: [2, 3] }]);
     const pids = new Map<number, number>();
     let killedAt = 0;
     const timeoutMs = 3000;

@@ -6,7 +6,7 @@ import { getModel, type ModelSpec } from '@mist/core';
 import { describe, expect, it } from 'vitest';
 import { TokenSource } from './data';
 import { runInProcess } from './testing/local-world';
-import { makePlan, type StageSketch } from './testing/plans';
+import { singleHostPlan, type StageSketch } from '../launch/single-host-plan';
 import { type ReferenceOptions, referenceTrain, type ReferenceResult, scheduleOf } from './testing/reference';
 
 const SEQ = 16, BATCH = 8, STEPS = 5, SEED = 7, LR = 3e-3;
@@ -43,7 +43,7 @@ const NO_GRADIENT = /\.attn\.bk$/;
 
 async function expectEquivalent(modelName: string, G: number, stages: StageSketch[]): Promise<void> {
   const model = getModel(modelName);
-  const plan = makePlan(model, { seq: SEQ, globalBatch: BATCH, G }, stages);
+  const plan = singleHostPlan(model, { seq: SEQ, globalBatch: BATCH, G }, stages);
   const ref = await reference(model);
   const run = await runInProcess(plan, model, {
     seed: SEED, lr: scheduleOf(refOptions(model)), steps: STEPS, data: new TokenSource('synthetic', SEED, model.vocab, BATCH, SEQ),

@@ -6,12 +6,12 @@ import { describe, expect, it } from 'vitest';
 import { Stage } from '../model';
 import { TokenSource } from './data';
 import { runInProcess } from './testing/local-world';
-import { makePlan, type StageSketch } from './testing/plans';
+import { singleHostPlan, type StageSketch } from '../launch/single-host-plan';
 
 const model = getModel('gpt-tiny');
 
 async function peaks(dp: number, s: Omit<StageSketch, 'layers' | 'dp'>): Promise<Record<string, number>> {
-  const plan = makePlan(model, { seq: 16, globalBatch: 4, G: 1 }, [{ layers: [0, 3], dp, ...s }]);
+  const plan = singleHostPlan(model, { seq: 16, globalBatch: 4, G: 1 }, [{ layers: [0, 3], dp, ...s }]);
   const run = await runInProcess(plan, model, { seed: 1, lr: () => 1e-3, steps: 1, data: new TokenSource('synthetic', 1, model.vocab, 4, 16) });
   await run.close();
   return run.metrics[0][0].peakBytes;

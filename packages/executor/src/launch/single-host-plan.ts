@@ -1,4 +1,6 @@
-// Test helper: compact plan construction for the equivalence matrix.
+// A plan for one host from a compact sketch of its stages (dp, tp, zero, ckpt, offload per stage;
+// the micro-batch follows from globalBatch / (dp * G)), validated with core's parsePlan. Used with
+// launchLocal / runInProcess, by the equivalence tests and by the analyzer-vs-executor memory test.
 import { NO_OFFLOAD, type Offload, type Plan, parsePlan, type ModelSpec, type StageStrategy } from '@mist/core';
 
 export interface StageSketch {
@@ -11,7 +13,7 @@ export interface StageSketch {
   sp?: boolean;
 }
 
-export function makePlan(model: ModelSpec, o: { seq: number; globalBatch: number; G: number }, stages: StageSketch[]): Plan {
+export function singleHostPlan(model: ModelSpec, o: { seq: number; globalBatch: number; G: number }, stages: StageSketch[]): Plan {
   const st: StageStrategy[] = stages.map((s) => {
     const dp = s.dp ?? 1, tp = s.tp ?? 1;
     return {
