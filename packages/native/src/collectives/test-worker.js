@@ -1,19 +1,11 @@
 // One rank of the multi-process collectives tests (forked by test-cluster.js). Plain JavaScript so
-// it runs under bare node; it loads the TypeScript API from source through a tiny require hook
-// (typescript.transpileModule), so the tests exercise exactly the code under test without a build.
+// it runs under bare node; it loads the TypeScript API from source through the repository's require
+// hook (tools/scripts/ts-register.js), so the tests exercise exactly the code under test without a build.
 // The parent drives it with IPC messages { id, cmd, ...args } and gets { id, ok, value | error }.
 'use strict';
-const fs = require('node:fs');
-const ts = require('typescript');
+const path = require('node:path');
 
-require.extensions['.ts'] = (module, filename) => {
-  const source = fs.readFileSync(filename, 'utf8');
-  const { outputText } = ts.transpileModule(source, {
-    fileName: filename,
-    compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
-  });
-  module._compile(outputText, filename);
-};
+require(path.resolve(__dirname, '../../../../tools/scripts/ts-register.js'));
 const api = require('./index.ts');
 
 // The value rank `rank` contributes at index `i`: small integers (so float32 sums are exact) that
