@@ -1,6 +1,6 @@
 // `mist train`: trains a small model in this process on the CPU kernels, with a progress bar
 // (loss, tokens/s) on stderr, or one JSON object per step on stdout with --json.
-import { getModel, loadModel, loadPlan, type ModelSpec, parseTrainingSpec, readSpecFile } from '@mist/core';
+import { getModel, loadModel, type ModelSpec, parsePlan, parseTrainingSpec, readSpecFile } from '@mist/core';
 import { launchLocal, type StepReport, TRAIN_DEFAULTS, trainSingleProcess } from '@mist/executor';
 import { type Command, intOpt, numberOpt, stringOpt, UsageError } from '../cli/command';
 import { ProgressBar } from '../cli/progress';
@@ -31,8 +31,9 @@ export const trainCommand: Command = {
   },
   async run(values, _positionals, io) {
     const planFile = stringOpt(values, 'plan');
-    const planModel = planFile ? (readSpecFile(planFile) as { model?: string }).model : undefined;
-    const ref = stringOpt(values, 'model') ?? planModel ?? 'gpt-tiny';
+    const planDoc = planFile ? readSpecFile(planFile) : undefined;
+    const planModel = (planDoc as { model?: unknown } | undefined)?.model;
+    const ref = stringOpt(values, 'model') ?? (typeof planModel === 'string' ? planModel : 'gpt-tiny');
     const model: ModelSpec = ref.includes('/') || ref.endsWith('.json') ? loadModel(ref) : getModel(ref);
     const data = stringOpt(values, 'data') ?? 'corpus';
     if (!(DATA as readonly string[]).includes(data)) throw new UsageError(`--data: got "${data}"; allowed: ${DATA.join(', ')}`);
@@ -44,7 +45,7 @@ export const trainCommand: Command = {
     const json = values.json === true;
     const bar = json ? undefined : new ProgressBar(io, `training ${model.name}`, steps);
     if (planFile) {
-      const plan = loadPlan(planFile, { model });
+      const plan = parsePlan(planDoc, { model });
       const ranks = plan.stages.reduce((n, s) => n + s.mesh.nodes * s.mesh.gpusPerNode, 0);
       if (!json) io.stderr(`running ${planFile}: ${plan.stages.length} stage(s), ${ranks} worker process(es) on 127.0.0.1\n`);
       const started = performance.now();

@@ -63,7 +63,7 @@ export const analyzerHandlers: HandlersOf<'Analyzer'> = {
       const training = req.trainingJson ? JSON.parse(req.trainingJson) : undefined;
       const profile = req.profileJson ? parseHardwareProfile(JSON.parse(req.profileJson)) : undefined;
       const { analysis } = analyzePlan({ model, plan: JSON.parse(req.planJson), cluster, profile, training });
-      return { estimateJson: JSON.stringify(analysis), predicted: prediction(analysis as unknown as PlanEstimate) };
+      return { estimateJson: JSON.stringify(analysis), predicted: prediction(analysis) };
     }, callback);
   },
 };
