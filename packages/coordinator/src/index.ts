@@ -9,7 +9,7 @@ export { AgentRegistry, type AgentRecord, type RegistryHooks } from './agent-reg
 export { buildRendezvous, resolveBackend, type ResolvedBackend, type PortLease } from './rendezvous';
 export { JobManager, RequestError, type JobManagerOptions } from './job-manager';
 export { protoJobState, statesOfProto, type JobWatcher } from './job-view';
-export { agentsShape, tunerSpaceFromOptions, tuningTarget, type RemoteTuner, type TunedPlan } from './tuning';
+export { agentsShape, predictionOf, tunerSpaceFromOptions, tuningTarget, type RemoteTuner, type TunedPlan } from './tuning';
 export { PROTOCOL_VERSION } from './service';
 export { startCoordinator, type CoordinatorOptions, type RunningCoordinator } from './server';
 export { CoordinatorCallError, CoordinatorConnection } from './client';

@@ -8,7 +8,7 @@ import {
 import {
   callUnary, createClient, deadlineIn, type ClientOptions, type Prediction, type SearchSpace__Output, type TuneOptions__Output,
 } from '@mist/rpc';
-import { type SearchSpace, spaceByName, tune, type SpaceName } from '@mist/tuner';
+import { type SearchSpace, spaceByName, tune, type SpaceName, type TuneResult } from '@mist/tuner';
 import type { AgentRecord } from './agent-registry';
 import type { ValidatedJob } from './job-spec';
 
@@ -64,6 +64,11 @@ export function tuningTarget(job: ValidatedJob, agents: Array<{ agent: AgentReco
   return { cluster, profile: builtinHardwareProfile(cluster, job.training.computeDtype) };
 }
 
+/** The headline figures of a cost-model estimate, as the protos carry them. */
+export function predictionOf(p: NonNullable<TuneResult['predicted']>): Prediction {
+  return { iterationTime: p.iterationTimeS, tokensPerSecond: p.tokensPerS, mfu: p.mfu, stagePeakMemory: p.stages.map((s) => s.peakMemoryBytes) };
+}
+
 /** Runs the tuner for the job; throws with the tuner's reason when no plan fits. */
 export async function tuneJob(job: ValidatedJob, target: { cluster: ClusterSpec; profile: HardwareProfile }, remote?: RemoteTuner): Promise<TunedPlan> {
   const options = job.tune!;
@@ -88,9 +93,8 @@ export async function tuneJob(job: ValidatedJob, target: { cluster: ClusterSpec;
     const why = result.noFit ? `: ${result.noFit.message}` : '';
     throw new Error(`no plan of the ${result.space} space fits ${job.model.name} on ${target.cluster.name} (${clusterDevices(target.cluster)} devices)${why}`);
   }
-  const p = result.predicted;
   return {
     plan: result.plan,
-    predicted: { iterationTime: p.iterationTimeS, tokensPerSecond: p.tokensPerS, mfu: p.mfu, stagePeakMemory: p.stages.map((s) => s.peakMemoryBytes) },
+    predicted: predictionOf(result.predicted),
   };
 }

@@ -2,15 +2,15 @@
 // Analyzer.Analyze, Tuner.Tune and Profiler.Profile. Requests are validated with core's schemas; a
 // bad document is answered INVALID_ARGUMENT with the field named, a plan that does not fit is
 // reported in the estimate (not an error), and nothing fitting is FAILED_PRECONDITION with the reason.
-import { analyzePlan, type PlanEstimate } from '@mist/analyzer';
+import { analyzePlan } from '@mist/analyzer';
 import {
   builtinHardwareProfile, type ClusterSpec, getModel, type HardwareProfile, type ModelSpec, parseClusterShorthand,
   parseClusterSpec, parseHardwareProfile, parseModelSpec, parseTrainingSpec, SpecError,
 } from '@mist/core';
-import { tunerSpaceFromOptions } from '@mist/coordinator';
+import { predictionOf, tunerSpaceFromOptions } from '@mist/coordinator';
 import { profileRequestHandler } from '@mist/profiler';
 import {
-  addService, type BaselineResult, isRpcError, type ClusterRef__Output, type HandlersOf, type ModelRef__Output, type Prediction, rpcError,
+  addService, type BaselineResult, isRpcError, type ClusterRef__Output, type HandlersOf, type ModelRef__Output, rpcError,
   type RpcServer, status,
 } from '@mist/rpc';
 import { tune, type TuneResult, tuneWithBaselines } from '@mist/tuner';
@@ -33,9 +33,6 @@ function profileOf(json: string, cluster: ClusterSpec | undefined, computeDtype:
   return builtinHardwareProfile(cluster, computeDtype);
 }
 
-export function prediction(p: PlanEstimate): Prediction {
-  return { iterationTime: p.iterationTimeS, tokensPerSecond: p.tokensPerS, mfu: p.mfu, stagePeakMemory: p.stages.map((s) => s.peakMemoryBytes) };
-}
 
 /** Runs a handler body; SpecError and JSON errors become INVALID_ARGUMENT, the rest INTERNAL. */
 async function answer<T>(body: () => Promise<T> | T, callback: (err: Error | null, value?: T) => void): Promise<void> {
@@ -51,7 +48,7 @@ async function answer<T>(body: () => Promise<T> | T, callback: (err: Error | nul
 
 function baseline(space: 'SEARCH_SPACE_MEGATRON' | 'SEARCH_SPACE_DEEPSPEED', r: TuneResult, speedup: number | null): BaselineResult {
   if (!r.plan || !r.predicted) return { space, feasible: false, reason: r.noFit?.message ?? 'nothing fits' };
-  return { space, feasible: true, planJson: JSON.stringify(r.plan), predicted: prediction(r.predicted), speedup: speedup ?? 0 };
+  return { space, feasible: true, planJson: JSON.stringify(r.plan), predicted: predictionOf(r.predicted), speedup: speedup ?? 0 };
 }
 
 export const analyzerHandlers: HandlersOf<'Analyzer'> = {
@@ -63,7 +60,7 @@ export const analyzerHandlers: HandlersOf<'Analyzer'> = {
       const training = req.trainingJson ? JSON.parse(req.trainingJson) : undefined;
       const profile = req.profileJson ? parseHardwareProfile(JSON.parse(req.profileJson)) : undefined;
       const { analysis } = analyzePlan({ model, plan: JSON.parse(req.planJson), cluster, profile, training });
-      return { estimateJson: JSON.stringify(analysis), predicted: prediction(analysis) };
+      return { estimateJson: JSON.stringify(analysis), predicted: predictionOf(analysis) };
     }, callback);
   },
 };
@@ -82,13 +79,13 @@ export const tunerHandlers: HandlersOf<'Tuner'> = {
       if (req.options?.skipBaselines) {
         const best = await tune(ctx, { space, clusterName });
         if (!best.plan || !best.predicted) throw rpcError(status.FAILED_PRECONDITION, best.noFit?.message ?? 'no plan fits');
-        return { planJson: JSON.stringify(best.plan), predicted: prediction(best.predicted), baselines: [], searchTime: best.tuningTimeS, candidates: best.candidatesEvaluated };
+        return { planJson: JSON.stringify(best.plan), predicted: predictionOf(best.predicted), baselines: [], searchTime: best.tuningTimeS, candidates: best.candidatesEvaluated };
       }
       const cmp = await tuneWithBaselines(ctx, { space, clusterName });
       if (!cmp.best.plan || !cmp.best.predicted) throw rpcError(status.FAILED_PRECONDITION, cmp.best.noFit?.message ?? 'no plan fits');
       return {
         planJson: JSON.stringify(cmp.best.plan),
-        predicted: prediction(cmp.best.predicted),
+        predicted: predictionOf(cmp.best.predicted),
         baselines: [
           baseline('SEARCH_SPACE_MEGATRON', cmp.megatron, cmp.speedup.megatron),
           baseline('SEARCH_SPACE_DEEPSPEED', cmp.deepspeed, cmp.speedup.deepspeed),
