@@ -5,7 +5,7 @@ import {
   type ClusterSpec, type HardwareProfile, loadCluster, getModel, type ModelSpec, parseClusterSpec, parseHardwareProfile,
   parseModelSpec, parsePlan, parseTrainingSpec, type Plan, SpecError, type SpecIssue, type TrainingSpec,
 } from '@mist/core';
-import type { JobSpec__Output, RunOptions__Output, TuneOptions__Output } from '@mist/rpc';
+import type { ClusterRef__Output, JobSpec__Output, ModelRef__Output, RunOptions__Output, TuneOptions__Output } from '@mist/rpc';
 
 export type BackendChoice = 'auto' | 'cpu' | 'nccl';
 
@@ -50,6 +50,28 @@ function attempt<T>(field: string, issues: SpecIssue[], fn: () => T): T | null {
   }
 }
 
+/** The model a ModelRef names (catalog name or ModelSpec JSON); problems go to `issues`, then null. */
+export function resolveModelRef(ref: ModelRef__Output | null | undefined, issues: SpecIssue[]): ModelSpec | null {
+  // Decoded messages name the oneof member set; objects built in-process may only carry the member.
+  const source = ref?.source ?? (ref?.name ? 'name' : ref?.specJson ? 'specJson' : undefined);
+  if (!ref || (source !== 'name' && source !== 'specJson')) {
+    issues.push({ field: 'model', value: undefined, message: 'required: a catalog name or a ModelSpec JSON document' });
+    return null;
+  }
+  if (source === 'name') return attempt('model', issues, () => getModel(ref.name ?? ''));
+  const data = parseJson('model', ref.specJson ?? '', issues);
+  return data === undefined ? null : attempt('model', issues, () => parseModelSpec(data));
+}
+
+/** The cluster a ClusterRef names (shorthand or ClusterSpec JSON); null when unset or invalid (then in `issues`). */
+export function resolveClusterRef(ref: ClusterRef__Output | null | undefined, issues: SpecIssue[]): ClusterSpec | null {
+  const source = ref?.source ?? (ref?.shorthand ? 'shorthand' : ref?.specJson ? 'specJson' : undefined);
+  if (source === 'shorthand') return attempt('cluster', issues, () => loadCluster(ref!.shorthand ?? ''));
+  if (source !== 'specJson') return null;
+  const data = parseJson('cluster', ref?.specJson ?? '', issues);
+  return data === undefined ? null : attempt('cluster', issues, () => parseClusterSpec(data));
+}
+
 const BACKENDS: Record<string, BackendChoice> = { BACKEND_UNSPECIFIED: 'auto', BACKEND_CPU: 'cpu', BACKEND_NCCL: 'nccl' };
 
 /** Checks a submitted JobSpec; throws a SpecError naming every bad field. */
@@ -57,18 +79,7 @@ export function validateJobSpec(spec: JobSpec__Output | null | undefined): Valid
   const issues: SpecIssue[] = [];
   if (!spec) throw new SpecError('job', [{ field: 'spec', value: undefined, message: 'required' }]);
 
-  let model: ModelSpec | null = null;
-  const ref = spec.model;
-  // Decoded messages name the oneof member set; objects built in-process may only carry the member.
-  const modelSource = ref?.source ?? (ref?.name ? 'name' : ref?.specJson ? 'specJson' : undefined);
-  if (!ref || (modelSource !== 'name' && modelSource !== 'specJson')) {
-    issues.push({ field: 'model', value: undefined, message: 'required: a catalog name or a ModelSpec JSON document' });
-  } else if (modelSource === 'name') {
-    model = attempt('model', issues, () => getModel(ref.name ?? ''));
-  } else {
-    const data = parseJson('model', ref.specJson ?? '', issues);
-    if (data !== undefined) model = attempt('model', issues, () => parseModelSpec(data));
-  }
+  const model = resolveModelRef(spec.model, issues);
 
   let training: TrainingSpec | null = null;
   if (!spec.trainingJson) issues.push({ field: 'training', value: undefined, message: 'required: a TrainingSpec JSON document' });
@@ -100,13 +111,7 @@ export function validateJobSpec(spec: JobSpec__Output | null | undefined): Valid
     issues.push({ field: 'plan', value: undefined, message: 'required: a Plan JSON document, or "tune"' });
   }
 
-  let cluster: ClusterSpec | null = null;
-  const clusterSource = spec.cluster?.source ?? (spec.cluster?.shorthand ? 'shorthand' : spec.cluster?.specJson ? 'specJson' : undefined);
-  if (clusterSource === 'shorthand') cluster = attempt('cluster', issues, () => loadCluster(spec.cluster!.shorthand ?? ''));
-  else if (clusterSource === 'specJson') {
-    const data = parseJson('cluster', spec.cluster?.specJson ?? '', issues);
-    if (data !== undefined) cluster = attempt('cluster', issues, () => parseClusterSpec(data));
-  }
+  const cluster = resolveClusterRef(spec.cluster, issues);
   let profile: HardwareProfile | null = null;
   if (spec.profileJson) {
     const data = parseJson('profile', spec.profileJson, issues);

@@ -4,10 +4,10 @@
 // reported in the estimate (not an error), and nothing fitting is FAILED_PRECONDITION with the reason.
 import { analyzePlan } from '@mist/analyzer';
 import {
-  builtinHardwareProfile, type ClusterSpec, getModel, type HardwareProfile, type ModelSpec, parseClusterShorthand,
-  parseClusterSpec, parseHardwareProfile, parseModelSpec, parseTrainingSpec, SpecError,
+  builtinHardwareProfile, type ClusterSpec, type HardwareProfile, type ModelSpec, parseHardwareProfile, parseTrainingSpec, SpecError,
+  type SpecIssue,
 } from '@mist/core';
-import { predictionOf, tunerSpaceFromOptions } from '@mist/coordinator';
+import { predictionOf, resolveClusterRef, resolveModelRef, tunerSpaceFromOptions } from '@mist/coordinator';
 import { profileRequestHandler } from '@mist/profiler';
 import {
   addService, type BaselineResult, isRpcError, type ClusterRef__Output, type HandlersOf, type ModelRef__Output, rpcError,
@@ -15,16 +15,13 @@ import {
 } from '@mist/rpc';
 import { tune, type TuneResult, tuneWithBaselines } from '@mist/tuner';
 
-function modelFromRef(ref: ModelRef__Output | null): ModelSpec {
-  if (ref?.source === 'name' && ref.name) return getModel(ref.name);
-  if (ref?.source === 'specJson' && ref.specJson) return parseModelSpec(JSON.parse(ref.specJson));
-  throw new SpecError('request', [{ field: 'model', value: undefined, message: 'required: a catalog name or a ModelSpec JSON' }]);
-}
-
-function clusterFromRef(ref: ClusterRef__Output | null): ClusterSpec | undefined {
-  if (ref?.source === 'shorthand' && ref.shorthand) return parseClusterShorthand(ref.shorthand);
-  if (ref?.source === 'specJson' && ref.specJson) return parseClusterSpec(JSON.parse(ref.specJson));
-  return undefined;
+/** Resolves a request's references with the job API's rules; every problem in one SpecError. */
+function resolveRefs(req: { model: ModelRef__Output | null; cluster: ClusterRef__Output | null }): { model: ModelSpec; cluster: ClusterSpec | undefined } {
+  const issues: SpecIssue[] = [];
+  const model = resolveModelRef(req.model, issues);
+  const cluster = resolveClusterRef(req.cluster, issues);
+  if (issues.length > 0 || !model) throw new SpecError('request', issues);
+  return { model, cluster: cluster ?? undefined };
 }
 
 function profileOf(json: string, cluster: ClusterSpec | undefined, computeDtype: 'fp16' | 'bf16' | 'fp32'): HardwareProfile {
@@ -55,8 +52,7 @@ export const analyzerHandlers: HandlersOf<'Analyzer'> = {
   Analyze: (call, callback) => {
     void answer(() => {
       const req = call.request;
-      const model = modelFromRef(req.model);
-      const cluster = clusterFromRef(req.cluster);
+      const { model, cluster } = resolveRefs(req);
       const training = req.trainingJson ? JSON.parse(req.trainingJson) : undefined;
       const profile = req.profileJson ? parseHardwareProfile(JSON.parse(req.profileJson)) : undefined;
       const { analysis } = analyzePlan({ model, plan: JSON.parse(req.planJson), cluster, profile, training });
@@ -69,8 +65,7 @@ export const tunerHandlers: HandlersOf<'Tuner'> = {
   Tune: (call, callback) => {
     void answer(async () => {
       const req = call.request;
-      const model = modelFromRef(req.model);
-      const cluster = clusterFromRef(req.cluster);
+      const { model, cluster } = resolveRefs(req);
       const training = parseTrainingSpec(JSON.parse(req.trainingJson || '{}'));
       const profile = profileOf(req.profileJson, cluster, training.computeDtype);
       const ctx = { model, training, profile: cluster ? { ...profile, cluster } : profile };
