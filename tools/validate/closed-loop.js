@@ -145,7 +145,8 @@ async function main() {
   for (const p of plans) {
     const devices = p.plan.stages.reduce((n, st) => n + st.dp * st.tp, 0);
     const shared = sharedCoresProfile(ctxProfile, devices, cores);
-    const predicted = estimatePlan(p.plan, { model, training, profile: shared.profile }).iterationTimeS;
+    const est = estimatePlan(p.plan, { model, training, profile: shared.profile });
+    const predicted = est.iterationTimeS;
     const r = await executor.launchLocal({
       plan: p.plan, model, training, run: { steps, seed: 7, lr: 1e-3, data: 'synthetic', warmupSteps: 0 },
     });
@@ -155,8 +156,16 @@ async function main() {
     // Where the measured time goes: per rank, the median over steps of compute and of waiting on communication.
     const ranks = kept[0].ranks.map((_, i) => ({
       compute: median(kept.map((s) => s.ranks[i].computeS)), wait: median(kept.map((s) => s.ranks[i].waitS)),
+      fwd: median(kept.map((s) => s.ranks[i].phases?.forward ?? NaN)), bwd: median(kept.map((s) => s.ranks[i].phases?.backward ?? NaN)),
+      opt: median(kept.map((s) => s.ranks[i].phases?.optimizer ?? NaN)),
     }));
     rows.push({ ...p, predicted, measured, error });
+    const ms = (x) => (x * 1e3).toFixed(1);
+    for (const [i, st] of est.stages.entries()) {
+      const rk = ranks[p.plan.stages.slice(0, i).reduce((n, x) => n + x.dp * x.tp, 0)];
+      console.log(`  stage ${i}: per step fwd/bwd+rec/opt predicted ${ms(G * st.time.forward)}/${ms(G * (st.time.backward + st.time.recompute))}/${ms(st.lastTimeS)} ms` +
+        `, measured (its first rank) ${ms(rk.fwd)}/${ms(rk.bwd)}/${ms(rk.opt)} ms`);
+    }
     console.log(`${p.name}: predicted ${(predicted * 1e3).toFixed(2)} ms, measured ${(measured * 1e3).toFixed(2)} ms ` +
       `(median of ${kept.length} steps)${shared.share > 1 ? ` [compute x${shared.share.toFixed(2)}, shared cores]` : ''}, error ${(error * 100).toFixed(1)}%  [load ${loadAvg()}; ranks compute/wait ms: ` +
       `${ranks.map((x) => `${(x.compute * 1e3).toFixed(0)}/${(x.wait * 1e3).toFixed(0)}`).join(' ')}]`);

@@ -13,6 +13,7 @@ import { type LayerDims, INIT_STD, ROPE_THETA, layerDims } from './dims';
 import { Flow } from './flow';
 import { type NormSaved, normBackwardAccumulate, normDecls, normForward } from './norm';
 import type { ParamDecl, ParamStore } from './params';
+import { arraysOf, Scratch } from './scratch';
 import type { TpHooks, TpPoint } from './tp-hooks';
 
 /** Parameters of layer `index` (full shapes; the store slices them per rank). */
@@ -72,9 +73,9 @@ export interface LayerOptions {
   /** Keep only the input in forward and recompute the rest in backward. */
   checkpoint: boolean;
   hooks?: TpHooks;
+  /** Where the layer takes its temporary buffers (shared by a stage's layers); default its own. */
+  scratch?: Scratch;
 }
-
-const buf = (n: number): Float32Array => new Float32Array(n);
 
 export class TransformerLayer {
   readonly index: number;
@@ -82,6 +83,7 @@ export class TransformerLayer {
   private readonly model: ModelSpec;
   private readonly dims: LayerDims;
   private readonly p: string;
+  private readonly scratch: Scratch;
 
   constructor(private readonly opts: LayerOptions, private readonly store: ParamStore) {
     const m = opts.model;
@@ -92,6 +94,7 @@ export class TransformerLayer {
     this.checkpoint = opts.checkpoint;
     this.dims = layerDims(m, opts.tp);
     this.p = `layers.${opts.index}`;
+    this.scratch = opts.scratch ?? new Scratch();
   }
 
   private W(name: string): Float32Array {
@@ -110,6 +113,7 @@ export class TransformerLayer {
   /** y = layer(x) for x [batch * seq, hidden]; `save` keeps what backward needs. */
   async forward(x: Float32Array, batch: number, seq: number, save: boolean): Promise<{ y: Float32Array; saved: LayerSaved | null }> {
     const { y, acts } = await this.run(x, batch, seq, false);
+    if (!save || this.checkpoint) this.scratch.give(arraysOf(Object.values(acts)).filter((a) => a !== x));
     if (!save) return { y, saved: null };
     return { y, saved: this.checkpoint ? { batch, seq, x } : { batch, seq, x, acts } };
   }
@@ -120,6 +124,7 @@ export class TransformerLayer {
     if (x.length !== T * H) throw new Error(`layer ${this.index}: input holds ${x.length} floats, expected ${T} x ${H}`);
     const fl = this.flow();
     const k = fl.k;
+    const buf = (n: number): Float32Array => this.scratch.take(n);
     const proj = (out: Float32Array, inp: Float32Array, w: string, bias: string | null, n: number, kk: number): void => {
       k.matmul({ c: out, a: inp, b: this.W(w), m: T, n, k: kk });
       if (bias && m.bias) k.biasAdd(out, this.W(bias), T, n);
@@ -186,6 +191,7 @@ export class TransformerLayer {
       k.add(y, x, mo);
     }
     await fl.end();
+    this.scratch.give([o, mo]);
     return { y, acts: { h1, n1, q, k: kt, v, attn, lse, x1, h2, n2, mlpPre, mlpAct } };
   }
 
@@ -197,6 +203,13 @@ export class TransformerLayer {
     const a = saved.acts ?? (await this.run(x, batch, seq, true)).acts;
     const fl = this.flow();
     const k = fl.k;
+    const buf = (n: number): Float32Array => this.scratch.take(n);
+    const temps: Float32Array[] = [];
+    const tmp = (n: number): Float32Array => {
+      const t = buf(n);
+      temps.push(t);
+      return t;
+    };
     // d(out) -> d(in) of a projection out = inp W: dW += inp^T dout, (dbias += sum dout), dinp (+)= dout W^T.
     const projBack = (dinp: Float32Array, accumulate: boolean, inp: Float32Array, dout: Float32Array, w: string, bias: string | null, n: number, kk: number): void => {
       k.matmul({ c: this.G(w), a: inp, b: dout, m: kk, n, k: T, transA: true, accumulate: true });
@@ -206,15 +219,15 @@ export class TransformerLayer {
 
     // MLP branch: its output gradient is dy (residual).
     const outBias = m.activation === 'gelu' ? 'mlp.b2' : 'mlp.bd';
-    const dAct = buf(T * F);
-    const dh2 = buf(T * H);
+    const dAct = tmp(T * F);
+    const dh2 = tmp(T * H);
     if (m.activation === 'gelu') {
       projBack(dAct, false, a.mlpAct, dy, 'mlp.w2', outBias, H, F);
       k.geluBackward(dAct, dAct, a.mlpPre[0]);
       projBack(dh2, false, a.h2, dAct, 'mlp.w1', 'mlp.b1', F, H);
     } else {
       projBack(dAct, false, a.mlpAct, dy, 'mlp.wd', outBias, H, F);
-      const dGate = buf(T * F), dUp = buf(T * F);
+      const dGate = tmp(T * F), dUp = tmp(T * F);
       k.swigluBackward(dGate, dUp, dAct, a.mlpPre[0], a.mlpPre[1]);
       projBack(dh2, false, a.h2, dGate, 'mlp.wg', 'mlp.bg', F, H);
       projBack(dh2, true, a.h2, dUp, 'mlp.wu', 'mlp.bu', F, H);
@@ -225,20 +238,20 @@ export class TransformerLayer {
     let dx1: Float32Array | null = null;
     if (!m.parallelAttention) {
       await fl.allReduce(dh2, this.site('mlp-in-grad', false));
-      dx1 = buf(T * H);
+      dx1 = tmp(T * H);
       k.copy(dx1, dy);
       normBackwardAccumulate(k, m, this.store, `${this.p}.norm2`, dx1, dh2, a.x1, a.n2 as NormSaved, T);
       dO = dx1;
     }
-    const dAttn = buf(T * Q);
+    const dAttn = tmp(T * Q);
     projBack(dAttn, false, a.attn, dO, 'attn.wo', 'attn.bo', H, Q);
-    const dq = buf(T * Q), dk = buf(T * KV), dv = buf(T * KV);
+    const dq = tmp(T * Q), dk = tmp(T * KV), dv = tmp(T * KV);
     k.attentionBackward(dq, dk, dv, dAttn, a.q, a.k, a.v, a.attn, a.lse, { batch, seq, heads, kvHeads, headDim: D });
     if (m.positional === 'rope') {
       k.ropeBackward(dq, dq, T, seq, heads, D, ROPE_THETA);
       k.ropeBackward(dk, dk, T, seq, kvHeads, D, ROPE_THETA);
     }
-    const dh1 = buf(T * H);
+    const dh1 = tmp(T * H);
     projBack(dh1, false, a.h1, dq, 'attn.wq', 'attn.bq', Q, H);
     projBack(dh1, true, a.h1, dk, 'attn.wk', 'attn.bk', KV, H);
     projBack(dh1, true, a.h1, dv, 'attn.wv', 'attn.bv', KV, H);
@@ -261,6 +274,9 @@ export class TransformerLayer {
       normBackwardAccumulate(k, m, this.store, `${this.p}.norm2`, dx, dh2, x, a.n2 as NormSaved, T);
     }
     await fl.end();
+    // The layer's activations (saved or recomputed) and temporaries are dead now that its kernels
+    // have run. Its input and the output gradient belong to the caller.
+    this.scratch.give(arraysOf([...Object.values(a), ...temps]).filter((t) => t !== dx && t !== x && t !== dy));
     return dx;
   }
 }

@@ -15,6 +15,7 @@ import { Embedding, embeddingParamDecls } from './embedding';
 import { Head, type HeadSaved, headParamDecls } from './head';
 import { type LayerSaved, TransformerLayer, layerParamDecls } from './layer';
 import { type ParamDecl, type ParamEntry, ParamStore, type ParamUnit, type StorageMode } from './params';
+import { Scratch } from './scratch';
 import type { TpHooks } from './tp-hooks';
 
 export interface StageOptions {
@@ -142,9 +143,10 @@ export class Stage {
     this.store = new ParamStore(decls, { seed: opts.seed, tp: this.tp, tpRank: this.tpRank, groups, params: storage.params, grads: storage.grads });
     this.unitHooks = opts.units ?? null;
     this.layers = [];
+    const scratch = this.scratch;
     for (let i = start; i <= end; i++) {
       this.layers.push(new TransformerLayer(
-        { model: m, index: i, tp: this.tp, tpRank: this.tpRank, checkpoint: i - start < ckpt, hooks: opts.hooks },
+        { model: m, index: i, tp: this.tp, tpRank: this.tpRank, checkpoint: i - start < ckpt, hooks: opts.hooks, scratch },
         this.store,
       ));
     }
@@ -159,6 +161,8 @@ export class Stage {
   }
 
   private readonly unitHooks: UnitHooks | null;
+  /** Temporary buffers shared by the stage's layers (see scratch.ts). */
+  private readonly scratch = new Scratch();
   private readonly embeddingUnits: ParamUnit[];
   private readonly layerUnits: ParamUnit[][];
   private readonly headUnits: ParamUnit[];
@@ -291,6 +295,12 @@ export class Stage {
     for (let i = this.layers.length - 1; i >= 0; i--) {
       const layer = this.layers[i], dyi = dy;
       dy = await this.around(this.layerUnits[i], 'backward', () => layer.backward(ctx.layers[i], dyi), () => ctx.layers[i]);
+      // Buffers the stage made itself are dead once this layer's backward ran: the gradient it
+      // consumed (from the layer above or the head) and its input (the layer below's output).
+      const own: Float32Array[] = [];
+      if (i < this.layers.length - 1 || this.head) own.push(dyi);
+      if (i > 0) own.push(ctx.layers[i].x);
+      this.scratch.give(own);
     }
     if (this.embedding) {
       const emb = this.embedding, dyi = dy;

@@ -190,7 +190,7 @@ export class RankRuntime {
           recvd = take(inputs, s.microBatch, 'input activations');
           input.hidden = recvd;
         }
-        const r = await this.stage.forward(input, { train: true, gradScale });
+        const r = await this.timer.phase('forward', () => this.stage.forward(input, { train: true, gradScale }));
         // The received buffer now lives on as the first layer's saved input (accounted by the stash).
         if (recvd) this.pools.release(recvd);
         input.hidden = undefined;
@@ -200,7 +200,7 @@ export class RankRuntime {
       } else if (s.kind === 'backward') {
         const ctx = take(contexts, s.microBatch, 'saved activations');
         const gin = this.last ? undefined : take(gradIns, s.microBatch, 'output gradient');
-        const dx = await this.stage.backward(ctx, gin);
+        const dx = await this.timer.phase('backward', () => this.stage.backward(ctx, gin));
         if (gin) this.pools.release(gin);
         if (!this.first) gradOuts.set(s.microBatch, this.pools.adopt(dx as Float32Array, 'transient'));
       } else {
@@ -208,9 +208,12 @@ export class RankRuntime {
       }
     }
 
-    await this.reduceGradients();
-    const norm = await this.globalGradNorm();
-    await this.memory.optimizerStep(step, this.o.lr(step), clipScale(norm, this.hyper.maxGradNorm));
+    const norm = await this.timer.phase('optimizer', async () => {
+      await this.reduceGradients();
+      const n = await this.globalGradNorm();
+      await this.memory.optimizerStep(step, this.o.lr(step), clipScale(n, this.hyper.maxGradNorm));
+      return n;
+    });
 
     // The step's loss: sum over the last stage's DP ranks (every TP rank computes the same).
     let loss: number | null = null;
@@ -222,7 +225,7 @@ export class RankRuntime {
     this.stepsDone = step;
     const t = this.timer.stop();
     return {
-      step, loss, stepTimeS: t.stepTimeS, tokensPerS: (plan.globalBatch * seq) / t.stepTimeS, computeS: t.computeS, waitS: t.waitS,
+      step, loss, stepTimeS: t.stepTimeS, tokensPerS: (plan.globalBatch * seq) / t.stepTimeS, computeS: t.computeS, waitS: t.waitS, phases: t.phases,
       peakBytes: this.pools.peaks(),
       offloadBytes: {
         toHost: this.pools.offloadBytes.toHost - offloadBefore.toHost,

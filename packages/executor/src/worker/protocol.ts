@@ -60,6 +60,9 @@ export interface StepMetrics {
   /** Seconds spent computing vs. waiting on communication during the step. */
   computeS: number;
   waitS: number;
+  /** Wall-clock seconds of the step's phases: all forward passes, all backward passes (with
+   * recompute), and the end: gradient sync, global norm and optimizer step. */
+  phases?: { forward: number; backward: number; optimizer: number };
   /** Peak bytes of each memory pool measured by the executor's allocator. */
   peakBytes: Record<string, number>;
   /** Bytes copied to and from the host pools (offload) during the step. */

@@ -21,4 +21,13 @@ export interface KernelAddon {
   kernelSetThreads(threads: number): void;
   kernelGemmConfig(): GemmConfig;
   kernelFmaPeak(seconds: number): number;
+  kernelTraceStart(): void;
+  kernelTraceStop(): KernelTraceEntry[];
+}
+
+/** Calls and total seconds of one kernel name while tracing ('(batch)': whole batches). */
+export interface KernelTraceEntry {
+  op: string;
+  calls: number;
+  seconds: number;
 }

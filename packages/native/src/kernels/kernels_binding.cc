@@ -8,8 +8,11 @@
 //     kernels into one batch, so the event loop stays free (for collectives) while they run.
 // Buffers are Float32Array or Int32Array (or null for an optional one); a batch keeps references to
 // them until it settles, so they cannot be collected while a worker writes into them.
+#include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -29,6 +32,38 @@ struct ParsedOp {
   OpFn fn;
   OpArgs args;
 };
+
+// Kernel trace (kernelTraceStart / kernelTraceStop): calls and seconds per kernel name, and per
+// batch the time on the worker thread, so a step's wall time can be split into kernel time and
+// everything around it. Off by default; when off, running a kernel costs one relaxed load more.
+struct TraceEntry {
+  int64_t calls = 0;
+  int64_t ns = 0;
+};
+std::atomic<bool> g_trace{false};
+std::mutex g_trace_mutex;
+std::map<std::string, TraceEntry> g_trace_table;
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+void TraceAdd(const std::string& name, int64_t ns) {
+  std::lock_guard<std::mutex> lock(g_trace_mutex);
+  TraceEntry& e = g_trace_table[name];
+  e.calls += 1;
+  e.ns += ns;
+}
+
+void RunTraced(ParsedOp& op) {
+  if (!g_trace.load(std::memory_order_relaxed)) {
+    op.fn(op.args);
+    return;
+  }
+  const int64_t t0 = NowNs();
+  op.fn(op.args);
+  TraceAdd(op.args.op, NowNs() - t0);
+}
 
 ParsedOp ParseOp(const Napi::Env& env, const Napi::Value& id_v, const Napi::Value& bufs_v, const Napi::Value& ints_v,
                const Napi::Value& floats_v, std::vector<Napi::ObjectReference>* keep) {
@@ -86,7 +121,7 @@ Napi::Value RunOne(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ParsedOp op = ParseOp(env, info[0], info[1], info[2], info[3], nullptr);
   try {
-    op.fn(op.args);
+    RunTraced(op);
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, e.what());
   }
@@ -102,14 +137,17 @@ class BatchWorker : public Napi::AsyncWorker {
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
+    const bool trace = g_trace.load(std::memory_order_relaxed);
+    const int64_t t0 = trace ? NowNs() : 0;
     for (size_t i = 0; i < ops_.size(); ++i) {
       try {
-        ops_[i].fn(ops_[i].args);
+        RunTraced(ops_[i]);
       } catch (const std::exception& e) {
         SetError("kernel batch, op " + std::to_string(i) + ": " + e.what());
         return;
       }
     }
+    if (trace) TraceAdd("(batch)", NowNs() - t0);
   }
   void OnOK() override {
     keep_.clear();
@@ -148,6 +186,33 @@ Napi::Value RunBatch(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+Napi::Value TraceStart(const Napi::CallbackInfo& info) {
+  {
+    std::lock_guard<std::mutex> lock(g_trace_mutex);
+    g_trace_table.clear();
+  }
+  g_trace.store(true);
+  return info.Env().Undefined();
+}
+
+// kernelTraceStop() -> [{op, calls, seconds}], and tracing stops; '(batch)' is the batches' time on
+// their worker thread (its calls are the number of batches).
+Napi::Value TraceStop(const Napi::CallbackInfo& info) {
+  g_trace.store(false);
+  std::lock_guard<std::mutex> lock(g_trace_mutex);
+  auto arr = Napi::Array::New(info.Env(), g_trace_table.size());
+  uint32_t i = 0;
+  for (const auto& [name, e] : g_trace_table) {
+    auto o = Napi::Object::New(info.Env());
+    o.Set("op", name);
+    o.Set("calls", static_cast<double>(e.calls));
+    o.Set("seconds", static_cast<double>(e.ns) / 1e9);
+    arr.Set(i++, o);
+  }
+  g_trace_table.clear();
+  return arr;
+}
+
 Napi::Value Threads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), NumThreads()); }
 
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
@@ -178,6 +243,8 @@ void InitKernels(Napi::Env env, Napi::Object exports) {
   exports.Set("kernelOpNames", Napi::Function::New(env, OpNames, "kernelOpNames"));
   exports.Set("kernelRun", Napi::Function::New(env, RunOne, "kernelRun"));
   exports.Set("kernelRunBatch", Napi::Function::New(env, RunBatch, "kernelRunBatch"));
+  exports.Set("kernelTraceStart", Napi::Function::New(env, TraceStart, "kernelTraceStart"));
+  exports.Set("kernelTraceStop", Napi::Function::New(env, TraceStop, "kernelTraceStop"));
   exports.Set("kernelThreads", Napi::Function::New(env, Threads, "kernelThreads"));
   exports.Set("kernelSetThreads", Napi::Function::New(env, SetThreads, "kernelSetThreads"));
   exports.Set("kernelGemmConfig", Napi::Function::New(env, GemmConfigJs, "kernelGemmConfig"));

@@ -1,6 +1,6 @@
 // Loads the kernels' part of the addon and resolves kernel names to ids once.
 import { loadAddon } from '../addon';
-import type { GemmConfig, KernelAddon } from './addon-kernels';
+import type { GemmConfig, KernelAddon, KernelTraceEntry } from './addon-kernels';
 
 let ids: Map<string, number> | undefined;
 
@@ -34,4 +34,17 @@ export function gemmConfig(): GemmConfig {
 /** Measured single-core fp32 FMA throughput in FLOP/s (register-resident FMA chains). */
 export function measureFmaPeak(seconds = 0.2): number {
   return kernelAddon().kernelFmaPeak(seconds) * 1e9;
+}
+
+/** Starts counting calls and time per kernel name (clears what an earlier trace counted). */
+export function startKernelTrace(): void {
+  kernelAddon().kernelTraceStart();
+}
+
+/**
+ * Stops tracing and returns, per kernel name, the calls and the seconds they ran; '(batch)' counts
+ * the batches and their time on the worker thread (kernels plus what runs between them there).
+ */
+export function stopKernelTrace(): KernelTraceEntry[] {
+  return kernelAddon().kernelTraceStop();
 }
