@@ -70,13 +70,20 @@ const ELEMENTWISE_BACKWARD_OVER_FORWARD = 1.5;
 export class CostModel {
   readonly rates: ComputeRates;
 
+  /** Ops whose backward the backend runs inside the forward kernel (profile.fusedIntoForward). */
+  private readonly fusedIntoForward: ReadonlySet<string>;
+
   constructor(readonly profile: HardwareProfile) {
     this.rates = computeRates(profile);
+    this.fusedIntoForward = new Set(profile.fusedIntoForward ?? []);
   }
 
-  private opTime(o: Op, flops: Expr, bytes: Expr, kernels: number, phase: 'forward' | 'backward'): Expr {
+  private opTime(o: Op, flops: Expr, bytes: Expr, kernels: number, aux: number, phase: 'forward' | 'backward'): Expr {
     const r = this.rates;
+    if (phase === 'backward' && o.table && this.fusedIntoForward.has(o.table)) return num(0);
     const launch = kernels * r.kernelLaunch;
+    // Helper kernels (bias add / bias gradient): a launch each.
+    const auxTime = aux * r.kernelLaunch;
     const memory = div(bytes, r.elementwiseBandwidth);
     let t: Expr;
     if (o.kind === 'matmul') {
@@ -91,15 +98,20 @@ export class CostModel {
       else if (phase === 'backward' && fwdFit) t = mul(ELEMENTWISE_BACKWARD_OVER_FORWARD, add(fwdFit.c0, mul(fwdFit.c1, o.elements)));
       else t = kernels === 0 ? num(0) : add(memory, launch);
     }
-    return mul(o.when, t);
+    return mul(o.when, auxTime === 0 ? t : add(t, auxTime));
   }
 
   forward(o: Op): Expr {
-    return this.opTime(o, o.fwdFlops, o.fwdBytes, o.fwdKernels, 'forward');
+    return this.opTime(o, o.fwdFlops, o.fwdBytes, o.fwdKernels, o.fwdAux, 'forward');
   }
 
   backward(o: Op): Expr {
-    return this.opTime(o, o.bwdFlops, o.bwdBytes, o.bwdKernels, 'backward');
+    return this.opTime(o, o.bwdFlops, o.bwdBytes, o.bwdKernels, o.bwdAux, 'backward');
+  }
+
+  /** Host seconds per module pass besides kernels (profile compute.modulePassOverhead, else 0). */
+  get modulePassOverhead(): number {
+    return this.profile.compute.modulePassOverhead ?? 0;
   }
 
   private link(kind: CollectiveKind, cls: LinkClass): AlphaBeta {

@@ -35,9 +35,14 @@ export interface Op {
   bwdFlops: Expr;
   fwdBytes: Expr;
   bwdBytes: Expr;
-  /** Kernels launched in forward / backward (matmul backward: two GEMMs). */
+  /** Kernels launched in forward / backward, as the executor launches them (a matmul op's GEMMs:
+   * q, k and v are three; backward: two GEMMs each). */
   fwdKernels: number;
   bwdKernels: number;
+  /** Helper kernels beside the main ones (bias add in forward, bias gradient in backward): a launch
+   * each, their few bytes not modelled. */
+  fwdAux: number;
+  bwdAux: number;
   /** Bytes the op keeps for backward. */
   saved: Expr;
   comm: OpComm[];
@@ -75,6 +80,8 @@ interface OpDraft {
   bwdBytes: Operand;
   fwdKernels?: number;
   bwdKernels?: number;
+  fwdAux?: number;
+  bwdAux?: number;
   saved: Operand;
   comm?: OpComm[];
 }
@@ -93,21 +100,33 @@ function op(x: OpDraft): Op {
     bwdBytes: lift(x.bwdBytes),
     fwdKernels: x.fwdKernels ?? 1,
     bwdKernels: x.bwdKernels ?? (x.kind === 'matmul' ? 2 : 1),
+    fwdAux: x.fwdAux ?? 0,
+    bwdAux: x.bwdAux ?? 0,
     saved: lift(x.saved),
     comm: x.comm ?? [],
   };
 }
 
+/** How a matmul op runs: as `gemms` GEMMs side by side (q, k, v: 3), each with a bias or not. */
+interface GemmSplit {
+  gemms: number;
+  bias: boolean;
+}
+const ONE_GEMM: GemmSplit = { gemms: 1, bias: false };
+
 /**
  * A GEMM [rows x inner] x [inner x cols]: 2*rows*inner*cols FLOPs forward; backward computes the
- * input gradient and the weight gradient, twice the FLOPs and about twice the bytes.
+ * input gradient and the weight gradient, twice the FLOPs and about twice the bytes. `split` says
+ * how many GEMMs the executor runs for it (their columns add up to cols) and whether each adds a bias.
  */
-function matmul(name: string, e: number, rows: Expr, inner: Expr, cols: Expr, saved: Operand, comm: OpComm[] = []): Op {
+function matmul(name: string, e: number, rows: Expr, inner: Expr, cols: Expr, saved: Operand, comm: OpComm[] = [], split = ONE_GEMM): Op {
   const flops = mul(2, rows, inner, cols);
   const bytes = mul(e, add(mul(rows, inner), mul(inner, cols), mul(rows, cols)));
+  const aux = split.bias ? split.gemms : 0;
   return op({
     name, kind: 'matmul', elements: mul(rows, cols), fwdFlops: flops, bwdFlops: mul(2, flops),
     fwdBytes: bytes, bwdBytes: mul(2, bytes), saved, comm,
+    fwdKernels: split.gemms, bwdKernels: 2 * split.gemms, fwdAux: aux, bwdAux: aux,
   });
 }
 
@@ -215,19 +234,22 @@ export function layerOps(model: ModelSpec, opts: OpGraphOptions): Op[] {
   const up = swiglu ? mul(2, ffnCols) : ffnCols; // gate and up projections fused
   const savedNormOut = mul(e, Tsp, h); // the column-parallel GEMM's input (sharded with SP)
 
-  const qkv = (comm: OpComm[]): Op => matmul('attn.qkv', e, T, h, qkvCols, savedNormOut, comm);
+  // The executor's GEMMs: q, k and v separately; gate and up separately; a bias add after each
+  // when the model has biases.
+  const bias = model.bias;
+  const qkv = (comm: OpComm[]): Op => matmul('attn.qkv', e, T, h, qkvCols, savedNormOut, comm, { gemms: 3, bias });
   const rope = model.positional === 'rope'
-    ? [elementwise('attn.rope', 'rope', e, mul(T, add(qWidth, kvWidth)),
-      { readsF: 1, writesF: 1, readsB: 1, writesB: 1, flopsF: 3, flopsB: 3 }, 0)]
+    ? [{ ...elementwise('attn.rope', 'rope', e, mul(T, add(qWidth, kvWidth)),
+      { readsF: 1, writesF: 1, readsB: 1, writesB: 1, flopsF: 3, flopsB: 3 }, 0), fwdKernels: 2, bwdKernels: 2 }]
     : [];
-  const proj = (comm: OpComm[]): Op => matmul('attn.proj', e, T, qWidth, h, mul(e, T, qWidth), comm);
-  const fc1 = (comm: OpComm[]): Op => matmul('mlp.fc1', e, T, h, up, savedNormOut, comm);
+  const proj = (comm: OpComm[]): Op => matmul('attn.proj', e, T, qWidth, h, mul(e, T, qWidth), comm, { gemms: 1, bias });
+  const fc1 = (comm: OpComm[]): Op => matmul('mlp.fc1', e, T, h, up, savedNormOut, comm, { gemms: swiglu ? 2 : 1, bias });
   const act = swiglu
     ? elementwise('mlp.swiglu', 'swiglu', e, mul(T, ffnCols),
       { readsF: 2, writesF: 1, readsB: 3, writesB: 2, flopsF: 6, flopsB: 10 }, mul(2 * e, T, ffnCols))
     : elementwise('mlp.gelu', 'gelu', e, mul(T, ffnCols),
       { readsF: 1, writesF: 1, readsB: 2, writesB: 1, flopsF: 8, flopsB: 12 }, mul(e, T, ffnCols));
-  const fc2 = (comm: OpComm[]): Op => matmul('mlp.fc2', e, T, ffnCols, h, mul(e, T, ffnCols), comm);
+  const fc2 = (comm: OpComm[]): Op => matmul('mlp.fc2', e, T, ffnCols, h, mul(e, T, ffnCols), comm, { gemms: 1, bias });
 
   if (model.parallelAttention) {
     // Falcon: attention and MLP read the same normalised input and their outputs are summed, so one

@@ -87,7 +87,8 @@ describe('time', () => {
   it('has a steady micro-batch of forward + backward + recompute, and first >= steady', () => {
     const e = compiled.estimate(query({ ckptLayers: 24 }));
     expect(e.time.recompute).toBeGreaterThan(0);
-    expect(e.steadyTimeS).toBeGreaterThanOrEqual(e.time.forward + e.time.backward + e.time.recompute);
+    // (up to rounding: the compiled kernel adds the terms in another order)
+    expect(e.steadyTimeS).toBeGreaterThanOrEqual((e.time.forward + e.time.backward + e.time.recompute) * (1 - 1e-12));
     expect(e.firstTimeS).toBeGreaterThanOrEqual(e.steadyTimeS);
     expect(e.lastTimeS).toBeGreaterThan(0); // gradient all-reduce + optimizer step
     expect(e.time.optimizer).toBeGreaterThan(0);

@@ -3,7 +3,8 @@
 // ARCHITECTURE.md and Mist (Zhu et al., EuroSys 2025), Sec. 5.
 //
 // Time (per micro-batch unless noted):
-//   forward/backward = sum of the ops' roofline times over the stage's layers (+ embedding / head);
+//   forward/backward = sum of the ops' roofline times over the stage's layers (+ embedding / head),
+//   plus the executor's host cost per module pass (profile compute.modulePassOverhead);
 //   recompute = forward time of the ckptLayers;
 //   tpComm = the TP collectives of forward, backward and recompute, on the critical path (exposed);
 //   ZeRO-3 all-gathers (forward and backward), ZeRO-2/3 gradient reduce-scatters (backward) and
@@ -96,10 +97,17 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // ---- compute and TP communication ----
   const sumF = (ops: readonly Op[]): Expr => add(...ops.map((o) => cost.forward(o)));
   const sumB = (ops: readonly Op[]): Expr => add(...ops.map((o) => cost.backward(o)));
-  const layerF = named('layerF', sumF(layer));
-  const layerB = named('layerB', sumB(layer));
-  const fwdC = named('fwdC', add(mul(L, layerF), mul(embed, sumF(emb)), mul(head, sumF(hd))));
-  const bwdC = named('bwdC', add(mul(L, layerB), mul(embed, sumB(emb)), mul(head, sumB(hd))));
+  // Host cost of the module passes (profile compute.modulePassOverhead): the executor runs each
+  // layer's forward, backward and recompute, the embedding and the head as one kernel batch, cut
+  // in three around a layer's two TP all-reduces (and in two around the embedding's and the head's).
+  const passS = cost.modulePassOverhead;
+  const tpSplit = step(sub(t, 1));
+  const layerPass = mul(passS, add(1, mul(2, tpSplit)));
+  const endPass = mul(passS, add(1, tpSplit));
+  const layerF = named('layerF', add(sumF(layer), layerPass));
+  const layerB = named('layerB', add(sumB(layer), layerPass));
+  const fwdC = named('fwdC', add(mul(L, layerF), mul(embed, add(sumF(emb), endPass)), mul(head, add(sumF(hd), endPass))));
+  const bwdC = named('bwdC', add(mul(L, layerB), mul(embed, add(sumB(emb), endPass)), mul(head, add(sumB(hd), endPass))));
   const recC = named('recC', mul(ckpt, layerF));
   const layerTpF = named('layerTpF', commOf(layer, 'forward', cost));
   const layerTpB = named('layerTpB', commOf(layer, 'backward', cost));
@@ -205,7 +213,7 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // AdamW step, memory-bound: reads the gradient and the fp32 states, writes the states and the
   // compute-dtype weights (2 + 2*12 + 2 = 28 bytes/parameter in mixed precision).
   const optParams = named('optParams', mul(Pr, shard(z1)));
-  const optStep = named('optStep', cost.memoryTime(mul(optParams, bytesPer.grads + 2 * bytesPer.optim + bytesPer.weights)));
+  const optStep = named('optStep', add(cost.memoryTime(mul(optParams, bytesPer.grads + 2 * bytesPer.optim + bytesPer.weights)), passS));
   const optOffH2D = add(mul(oo, bytesPer.optim, optParams), offG);
   const optOffD2H = add(mul(oo, bytesPer.optim, optParams), offW);
   const optOff = named('optOff', copies(optOffH2D, optOffD2H, add(oo, og, ow)));

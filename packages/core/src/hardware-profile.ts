@@ -77,7 +77,21 @@ export const HardwareProfileSchema = z.strictObject({
     memoryEfficiency: z.number().positive().max(1),
     /** Fixed cost per kernel launch, seconds. */
     kernelLaunch: z.number().nonnegative(),
+    /**
+     * Host time per module pass (one layer's forward or backward, a recompute, the embedding, the
+     * head, the optimizer step) that the executor spends besides its kernels and their launches:
+     * handing the pass to the kernel thread and back, its JavaScript, garbage collection. Measured
+     * by running the executor (CPU backend); absent (0) in datasheet profiles, where launches are
+     * asynchronous and overlap the GPU's work.
+     */
+    modulePassOverhead: z.number().nonnegative().optional(),
   }),
+  /**
+   * Element-wise ops (opTable names) whose backward the backend computes inside the forward kernel,
+   * so that their backward costs nothing (the CPU backend's cross-entropy writes the logits'
+   * gradient while it computes the loss).
+   */
+  fusedIntoForward: z.array(z.string()).optional(),
   /** Measured matmul latencies (optional); when present the analyzer interpolates them. */
   matmulTable: z.array(MatmulPointSchema).optional(),
   opTable: z.array(OpPointSchema).optional(),

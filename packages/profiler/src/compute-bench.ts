@@ -244,11 +244,17 @@ export interface ComputeMeasurements {
   streams: StreamMeasurements;
   /** Per-kernel cost of a tiny kernel recorded in a batch: dispatch, argument checks, no work. */
   kernelLaunch: number;
+  /** Cost of running one batch beside its kernels: the hand-off to the kernel thread and back. */
+  batchDispatch: number;
 }
+
+const DISPATCH_FEW = 8;
+const DISPATCH_MANY = 264;
+const DISPATCH_BATCHES_PER_SAMPLE = 8;
 
 /** Progress steps of measureCompute: one per sample of every point. */
 export function computeSteps(grid: ProfileGrid): number {
-  const points = grid.matmul.length + OP_CASES.length * grid.elementSizes.length + 2 * grid.attention.length + 2 * grid.streamSizes.length + 1;
+  const points = grid.matmul.length + OP_CASES.length * grid.elementSizes.length + 2 * grid.attention.length + 2 * grid.streamSizes.length + 2;
   return points * grid.repeats;
 }
 
@@ -299,8 +305,24 @@ export async function measureCompute(grid: ProfileGrid, progress: ProgressCounte
     };
     streamIdx.push({ n, copy, adamw: await add(`adamw ${n}`, (k) => k.adamw(args)) });
   }
+  // Dispatch: batches of a few and of many empty kernels. The slope is the cost per kernel
+  // (recording, argument checks, the call); the intercept is the batch's hand-off to the kernel
+  // thread and back, which the executor pays once per module pass (measured there, runtime-bench.ts).
   const tiny = new Float32Array(16);
-  const launchIdx = await add('kernel dispatch', (k) => k.fill(tiny, 1), Math.max(grid.sampleSeconds, 0.002));
+  const dispatchProbe = (calls: number): Probe => {
+    const batch = new KernelBatch();
+    return {
+      name: `kernel dispatch x${calls}`, group: DISPATCH_BATCHES_PER_SAMPLE,
+      async run(batches: number) {
+        for (let r = 0; r < batches; r++) {
+          for (let i = 0; i < calls; i++) batch.fill(tiny, 1);
+          await batch.run();
+        }
+      },
+    };
+  };
+  const fewIdx = probes.push(dispatchProbe(DISPATCH_FEW)) - 1;
+  const manyIdx = probes.push(dispatchProbe(DISPATCH_MANY)) - 1;
 
   const t = await sampleRoundRobin(probes, grid, progress);
 
@@ -314,8 +336,9 @@ export async function measureCompute(grid: ProfileGrid, progress: ProgressCounte
   const copyFit = fitTransfer('device memory copy: seconds = c0 + c1 * bytes (read + write)', copy.map((p) => ({ bytes: 8 * p.elements, seconds: p.seconds })));
   // Per-parameter time of the step: the median over sizes (robust to one disturbed point).
   const perParam = median(adamw.map((p) => p.seconds / p.elements));
+  const kernelLaunch = Math.max(0, (t[manyIdx] - t[fewIdx]) / (DISPATCH_MANY - DISPATCH_FEW));
   return {
-    matmuls, ops, attention, kernelLaunch: t[launchIdx],
+    matmuls, ops, attention, kernelLaunch, batchDispatch: Math.max(0, t[fewIdx] - DISPATCH_FEW * kernelLaunch),
     streams: {
       copy, adamw, copyFit: copyFit.report, memoryBandwidth: 1 / copyFit.beta,
       optimizerBandwidth: FP32_OPTIMIZER_BYTES_PER_PARAM / perParam,

@@ -38,6 +38,9 @@ export interface ProfileGrid {
   warmupSeconds: number;
   /** Duration of the FMA peak measurement. */
   fmaSeconds: number;
+  /** Training steps of the executor probe (runtime-bench.ts), after `passWarmupSteps` untimed ones. */
+  passSteps: number;
+  passWarmupSteps: number;
 }
 
 function matmulGrid(ms: number[], dims: number[], maxFlops: number): MatmulShape[] {
@@ -75,6 +78,8 @@ export function profileGrid(quick: boolean): ProfileGrid {
       overlapRepeats: 5,
       warmupSeconds: 0.3,
       fmaSeconds: 0.1,
+      passSteps: 9,
+      passWarmupSteps: 3,
     };
   }
   return {
@@ -97,6 +102,8 @@ export function profileGrid(quick: boolean): ProfileGrid {
     overlapRepeats: 9,
     warmupSeconds: 1,
     fmaSeconds: 0.3,
+    passSteps: 21,
+    passWarmupSteps: 4,
   };
 }
 
@@ -115,4 +122,6 @@ export const SMOKE_GRID: ProfileGrid = {
   overlapRepeats: 3,
   warmupSeconds: 0.1,
   fmaSeconds: 0.05,
+  passSteps: 3,
+  passWarmupSteps: 1,
 };

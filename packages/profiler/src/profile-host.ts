@@ -16,6 +16,7 @@ import { measureCopies, measureCopyOverlap } from './copy-bench';
 import { fitLineRelative, relativeErrors } from './fit';
 import { profileGrid, type ProfileGrid } from './grids';
 import { ProgressCounter, type ProgressFn } from './progress';
+import { measurePassOverhead, PASS_PROBE, type PassOverhead } from './runtime-bench';
 import { median, nowSeconds } from './timing';
 
 export interface ProfileHostOptions {
@@ -29,7 +30,7 @@ export interface ProfileHostOptions {
 }
 
 function progressTotal(grid: ProfileGrid): number {
-  return 1 + computeSteps(grid) + grid.copyBytes.length + 1 + commSteps(grid);
+  return 1 + computeSteps(grid) + grid.copyBytes.length + 1 + commSteps(grid) + grid.passSteps;
 }
 
 /**
@@ -78,7 +79,8 @@ export async function profileHost(opts: ProfileHostOptions = {}): Promise<Hardwa
     const copies = await measureCopies(grid, progress);
     const copyOverlap = await measureCopyOverlap(grid, OVERLAP_MATMUL, OVERLAP_MATMUL_COUNT, Math.max(...grid.copyBytes), progress);
     const comm = await measureComm(grid, threads, progress);
-    return assemble({ grid, quick, threads, fmaPerThread, ...compute, copies, copyOverlap, comm, started });
+    const passes = await measurePassOverhead({ warmupSteps: grid.passWarmupSteps, steps: grid.passSteps, kernelLaunch: compute.kernelLaunch }, progress);
+    return assemble({ grid, quick, threads, fmaPerThread, ...compute, copies, copyOverlap, comm, passes, started });
   } finally {
     setKernelThreads(savedThreads);
   }
@@ -92,6 +94,7 @@ type Measured = ComputeMeasurements & {
   copies: Awaited<ReturnType<typeof measureCopies>>;
   copyOverlap: { aloneSeconds: number; besideSeconds: number };
   comm: Awaited<ReturnType<typeof measureComm>>;
+  passes: PassOverhead;
   started: number;
 };
 
@@ -168,6 +171,10 @@ function assemble(m: Measured): HardwareProfile {
       peakFlops: 'measured FMA throughput per thread x threads; the CPU kernels compute in fp32 whatever the dtype',
       'memory.cudaContextBytes': 'resident memory of a worker process with the native addon loaded',
       'memory.ncclBufferBytes': 'resident memory a CPU communicator added (connections, buffers)',
+      'compute.batchDispatch': m.batchDispatch,
+      'compute.modulePassOverhead': `executor probe: ${PASS_PROBE.model}, micro-batch ${PASS_PROBE.microBatch} x ${PASS_PROBE.seq} tokens, ` +
+        `G ${PASS_PROBE.gradAccumSteps}, one rank; median of ${m.passes.steps} steps: step ${(m.passes.stepSeconds * 1e3).toFixed(2)} ms, ` +
+        `kernels ${(m.passes.kernelSeconds * 1e3).toFixed(2)} ms (${m.passes.kernelsPerStep} calls), ${m.passes.passesPerStep} module passes`,
       quick: m.quick ? 'yes' : 'no',
       profileSeconds: nowSeconds() - m.started,
     },
@@ -196,7 +203,10 @@ function assemble(m: Measured): HardwareProfile {
       memoryBandwidth: m.streams.memoryBandwidth,
       memoryEfficiency: Math.min(1, m.streams.optimizerBandwidth / m.streams.memoryBandwidth),
       kernelLaunch: m.kernelLaunch,
+      modulePassOverhead: m.passes.seconds,
     },
+    // The CPU cross-entropy kernel writes the logits' gradient while it computes the loss.
+    fusedIntoForward: ['cross_entropy'],
     matmulTable: m.matmuls,
     opTable: [
       ...m.ops,

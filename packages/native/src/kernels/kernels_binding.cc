@@ -6,8 +6,9 @@
 //     the kernels in order on a libuv worker thread (N-API AsyncWorker), off the JavaScript thread,
 //     with one thread hop per batch instead of per kernel. The stage module records a layer's
 //     kernels into one batch, so the event loop stays free (for collectives) while they run.
-// Buffers are Float32Array or Int32Array (or null for an optional one); a batch keeps references to
-// them until it settles, so they cannot be collected while a worker writes into them.
+// Buffers are Float32Array or Int32Array (or null for an optional one); a batch keeps a reference
+// to its calls array, and so to every buffer in it, until it settles, so none can be collected
+// while a worker writes into it. (The JavaScript side must not change the array meanwhile.)
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -66,7 +67,7 @@ void RunTraced(ParsedOp& op) {
 }
 
 ParsedOp ParseOp(const Napi::Env& env, const Napi::Value& id_v, const Napi::Value& bufs_v, const Napi::Value& ints_v,
-               const Napi::Value& floats_v, std::vector<Napi::ObjectReference>* keep) {
+               const Napi::Value& floats_v) {
   const auto& table = OpTable();
   if (!id_v.IsNumber()) throw Napi::TypeError::New(env, "kernel id must be a number");
   const int64_t id = id_v.As<Napi::Number>().Int64Value();
@@ -98,7 +99,6 @@ ParsedOp ParseOp(const Napi::Env& env, const Napi::Value& id_v, const Napi::Valu
     } else {
       throw Napi::TypeError::New(env, args.op + ": buffer " + std::to_string(i) + " must be a Float32Array or Int32Array");
     }
-    if (keep) keep->push_back(Napi::Persistent(b.As<Napi::Object>()));
   }
   auto ints = ints_v.As<Napi::Array>();
   args.ints.resize(ints.Length());
@@ -119,7 +119,7 @@ Napi::Value OpNames(const Napi::CallbackInfo& info) {
 // kernelRun(id, buffers, ints, floats): runs one kernel now, on the calling thread + the pool.
 Napi::Value RunOne(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  ParsedOp op = ParseOp(env, info[0], info[1], info[2], info[3], nullptr);
+  ParsedOp op = ParseOp(env, info[0], info[1], info[2], info[3]);
   try {
     RunTraced(op);
   } catch (const std::exception& e) {
@@ -130,9 +130,9 @@ Napi::Value RunOne(const Napi::CallbackInfo& info) {
 
 class BatchWorker : public Napi::AsyncWorker {
  public:
-  BatchWorker(Napi::Env env, std::vector<ParsedOp> ops, std::vector<Napi::ObjectReference> keep)
+  BatchWorker(Napi::Env env, std::vector<ParsedOp> ops, Napi::Array calls)
       : Napi::AsyncWorker(env, "mist.kernels.batch"), deferred_(Napi::Promise::Deferred::New(env)), ops_(std::move(ops)),
-        keep_(std::move(keep)) {}
+        keep_(Napi::Persistent(static_cast<Napi::Object>(calls))) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
@@ -150,18 +150,19 @@ class BatchWorker : public Napi::AsyncWorker {
     if (trace) TraceAdd("(batch)", NowNs() - t0);
   }
   void OnOK() override {
-    keep_.clear();
+    keep_.Reset();
     deferred_.Resolve(Env().Undefined());
   }
   void OnError(const Napi::Error& e) override {
-    keep_.clear();
+    keep_.Reset();
     deferred_.Reject(e.Value());
   }
 
  private:
   Napi::Promise::Deferred deferred_;
   std::vector<ParsedOp> ops_;
-  std::vector<Napi::ObjectReference> keep_;
+  // The calls array, which references every buffer of the batch: one reference keeps them all.
+  Napi::ObjectReference keep_;
 };
 
 // kernelRunBatch([[id, buffers, ints, floats], ...]) -> Promise<void>: runs the kernels in order
@@ -172,15 +173,14 @@ Napi::Value RunBatch(const Napi::CallbackInfo& info) {
   if (!info[0].IsArray()) throw Napi::TypeError::New(env, "kernelRunBatch expects an array of ops");
   auto list = info[0].As<Napi::Array>();
   std::vector<ParsedOp> ops;
-  std::vector<Napi::ObjectReference> keep;
   ops.reserve(list.Length());
   for (uint32_t i = 0; i < list.Length(); ++i) {
     Napi::Value item = list.Get(i);
     if (!item.IsArray()) throw Napi::TypeError::New(env, "kernel batch op " + std::to_string(i) + " must be [id, buffers, ints, floats]");
     auto t = item.As<Napi::Array>();
-    ops.push_back(ParseOp(env, t.Get(0u), t.Get(1u), t.Get(2u), t.Get(3u), &keep));
+    ops.push_back(ParseOp(env, t.Get(0u), t.Get(1u), t.Get(2u), t.Get(3u)));
   }
-  auto* worker = new BatchWorker(env, std::move(ops), std::move(keep));
+  auto* worker = new BatchWorker(env, std::move(ops), list);
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
