@@ -4,7 +4,8 @@
 //
 // Time (per micro-batch unless noted):
 //   forward/backward = sum of the ops' roofline times over the stage's layers (+ embedding / head),
-//   plus the executor's host cost per module pass (profile compute.modulePassOverhead);
+//   plus the executor's host cost per module pass (profile compute.modulePassOverhead), both
+//   slower when the plan keeps more of a node's devices busy (compute.allBusy);
 //   recompute = forward time of the ckptLayers;
 //   tpComm = the TP collectives of forward, backward and recompute, on the critical path (exposed);
 //   ZeRO-3 all-gathers (forward and backward), ZeRO-2/3 gradient reduce-scatters (backward) and
@@ -100,14 +101,25 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // Host cost of the module passes (profile compute.modulePassOverhead): the executor runs each
   // layer's forward, backward and recompute, the embedding and the head as one kernel batch, cut
   // in three around a layer's two TP all-reduces (and in two around the embedding's and the head's).
-  const passS = cost.modulePassOverhead;
+  // With every device of a node computing at once, kernels and passes are slower (profile
+  // compute.allBusy); busyShare interpolates from one device (0) to all of the node's (1) by the
+  // devices the plan keeps busy on a node, pp x the stage's devices per node.
+  const allBusy = profile.compute.allBusy;
+  const nodeDevices = profile.cluster.gpusPerNode;
+  const busyShare = named('busyShare', allBusy && nodeDevices > 1
+    ? max(0, min(1, div(sub(mul(S.pp, S.gpn), 1), nodeDevices - 1)))
+    : num(0));
+  const kernelScale = allBusy ? add(1, mul(allBusy.kernelSlowdown - 1, busyShare)) : num(1);
+  const passS = named('passS', allBusy
+    ? add(cost.modulePassOverhead, mul(allBusy.modulePassOverhead - cost.modulePassOverhead, busyShare))
+    : num(cost.modulePassOverhead));
   const tpSplit = step(sub(t, 1));
   const layerPass = mul(passS, add(1, mul(2, tpSplit)));
   const endPass = mul(passS, add(1, tpSplit));
-  const layerF = named('layerF', add(sumF(layer), layerPass));
-  const layerB = named('layerB', add(sumB(layer), layerPass));
-  const fwdC = named('fwdC', add(mul(L, layerF), mul(embed, add(sumF(emb), endPass)), mul(head, add(sumF(hd), endPass))));
-  const bwdC = named('bwdC', add(mul(L, layerB), mul(embed, add(sumB(emb), endPass)), mul(head, add(sumB(hd), endPass))));
+  const layerF = named('layerF', add(mul(kernelScale, sumF(layer)), layerPass));
+  const layerB = named('layerB', add(mul(kernelScale, sumB(layer)), layerPass));
+  const fwdC = named('fwdC', add(mul(L, layerF), mul(embed, add(mul(kernelScale, sumF(emb)), endPass)), mul(head, add(mul(kernelScale, sumF(hd)), endPass))));
+  const bwdC = named('bwdC', add(mul(L, layerB), mul(embed, add(mul(kernelScale, sumB(emb)), endPass)), mul(head, add(mul(kernelScale, sumB(hd)), endPass))));
   const recC = named('recC', mul(ckpt, layerF));
   const layerTpF = named('layerTpF', commOf(layer, 'forward', cost));
   const layerTpB = named('layerTpB', commOf(layer, 'backward', cost));

@@ -85,6 +85,17 @@ export const HardwareProfileSchema = z.strictObject({
      * asynchronous and overlap the GPU's work.
      */
     modulePassOverhead: z.number().nonnegative().optional(),
+    /**
+     * The same figures with every device of the host computing at once (measured by running the
+     * executor probe on all of them): kernels run `kernelSlowdown` times slower, and a module pass
+     * costs `modulePassOverhead` (shared caches and memory, thread wake-ups on busy cores). The
+     * analyzer interpolates between one device and all of them by the devices a plan keeps busy
+     * on a node. Absent: no slowdown.
+     */
+    allBusy: z.strictObject({
+      kernelSlowdown: z.number().min(1),
+      modulePassOverhead: z.number().nonnegative(),
+    }).optional(),
   }),
   /**
    * Element-wise ops (opTable names) whose backward the backend computes inside the forward kernel,

@@ -5,6 +5,7 @@
 import type { CollectiveKind } from '@mist/core';
 import { type Communicator, type CpuListener, createCommunicator, KernelBatch, listenCpu, setKernelThreads } from '@mist/native';
 import type { MatmulShape } from './grids';
+import { measurePassOverhead } from './runtime-bench';
 import { nowSeconds } from './timing';
 import type { BesideResult, ConnectResult, WorkerRequest } from './worker-protocol';
 
@@ -135,6 +136,8 @@ async function handle(req: WorkerRequest): Promise<unknown> {
       return computeAlone(req.shape, req.count, req.warmup, req.repeats);
     case 'computeBeside':
       return computeBeside(req.shape, req.count, req.repeats, req.commBytes, req.commCount);
+    case 'passProbe':
+      return measurePassOverhead({ warmupSteps: req.warmupSteps, steps: req.steps, kernelLaunch: req.kernelLaunch });
   }
 }
 

@@ -38,9 +38,10 @@ export interface ProfileGrid {
   warmupSeconds: number;
   /** Duration of the FMA peak measurement. */
   fmaSeconds: number;
-  /** Training steps of the executor probe (runtime-bench.ts), after `passWarmupSteps` untimed ones. */
+  /** Training steps of the executor probe (runtime-bench.ts), after `passWarmupSteps` untimed ones, in each of `passRounds` rounds. */
   passSteps: number;
   passWarmupSteps: number;
+  passRounds: number;
 }
 
 function matmulGrid(ms: number[], dims: number[], maxFlops: number): MatmulShape[] {
@@ -78,8 +79,9 @@ export function profileGrid(quick: boolean): ProfileGrid {
       overlapRepeats: 5,
       warmupSeconds: 0.3,
       fmaSeconds: 0.1,
-      passSteps: 9,
+      passSteps: 10,
       passWarmupSteps: 3,
+      passRounds: 2,
     };
   }
   return {
@@ -102,8 +104,9 @@ export function profileGrid(quick: boolean): ProfileGrid {
     overlapRepeats: 9,
     warmupSeconds: 1,
     fmaSeconds: 0.3,
-    passSteps: 21,
+    passSteps: 16,
     passWarmupSteps: 4,
+    passRounds: 3,
   };
 }
 
@@ -122,6 +125,7 @@ export const SMOKE_GRID: ProfileGrid = {
   overlapRepeats: 3,
   warmupSeconds: 0.1,
   fmaSeconds: 0.05,
-  passSteps: 3,
+  passSteps: 2,
   passWarmupSteps: 1,
+  passRounds: 1,
 };

@@ -16,7 +16,7 @@ import { measureCopies, measureCopyOverlap } from './copy-bench';
 import { fitLineRelative, relativeErrors } from './fit';
 import { profileGrid, type ProfileGrid } from './grids';
 import { ProgressCounter, type ProgressFn } from './progress';
-import { measurePassOverhead, PASS_PROBE, type PassOverhead } from './runtime-bench';
+import { measurePassOverheads, PASS_PROBE, type PassOverheads } from './runtime-bench';
 import { median, nowSeconds } from './timing';
 
 export interface ProfileHostOptions {
@@ -30,7 +30,7 @@ export interface ProfileHostOptions {
 }
 
 function progressTotal(grid: ProfileGrid): number {
-  return 1 + computeSteps(grid) + grid.copyBytes.length + 1 + commSteps(grid) + grid.passSteps;
+  return 1 + computeSteps(grid) + grid.copyBytes.length + 1 + commSteps(grid) + 2 * grid.passRounds;
 }
 
 /**
@@ -79,7 +79,10 @@ export async function profileHost(opts: ProfileHostOptions = {}): Promise<Hardwa
     const copies = await measureCopies(grid, progress);
     const copyOverlap = await measureCopyOverlap(grid, OVERLAP_MATMUL, OVERLAP_MATMUL_COUNT, Math.max(...grid.copyBytes), progress);
     const comm = await measureComm(grid, threads, progress);
-    const passes = await measurePassOverhead({ warmupSteps: grid.passWarmupSteps, steps: grid.passSteps, kernelLaunch: compute.kernelLaunch }, progress);
+    const devices = Math.max(1, Math.floor(os.cpus().length / threads));
+    const passes = await measurePassOverheads(devices, threads, {
+      warmupSteps: grid.passWarmupSteps, steps: grid.passSteps, kernelLaunch: compute.kernelLaunch, rounds: grid.passRounds,
+    }, progress);
     return assemble({ grid, quick, threads, fmaPerThread, ...compute, copies, copyOverlap, comm, passes, started });
   } finally {
     setKernelThreads(savedThreads);
@@ -94,7 +97,7 @@ type Measured = ComputeMeasurements & {
   copies: Awaited<ReturnType<typeof measureCopies>>;
   copyOverlap: { aloneSeconds: number; besideSeconds: number };
   comm: Awaited<ReturnType<typeof measureComm>>;
-  passes: PassOverhead;
+  passes: PassOverheads;
   started: number;
 };
 
@@ -147,6 +150,7 @@ function assemble(m: Measured): HardwareProfile {
   const totalMemory = os.totalmem();
   unmeasured['cluster.gpu.pcieGen'] = 'a CPU device has no PCIe link; 3 is the lowest value the schema allows';
   unmeasured['cluster.interNode'] = 'one host has no inter-node link; set to the intra-node (send/recv) fit';
+  if (!m.passes.allBusy) unmeasured['compute.allBusy'] = 'the host holds one device: nothing to measure beside it';
   unmeasured['memory.fragmentation'] = 'not measured: typed arrays come from malloc, there is no caching allocator; 0';
   unmeasured['opTable.softmax, opTable.dropout'] = 'the CPU backend has no such kernels (softmax is fused into attention, no dropout)';
 
@@ -173,8 +177,11 @@ function assemble(m: Measured): HardwareProfile {
       'memory.ncclBufferBytes': 'resident memory a CPU communicator added (connections, buffers)',
       'compute.batchDispatch': m.batchDispatch,
       'compute.modulePassOverhead': `executor probe: ${PASS_PROBE.model}, micro-batch ${PASS_PROBE.microBatch} x ${PASS_PROBE.seq} tokens, ` +
-        `G ${PASS_PROBE.gradAccumSteps}, one rank; median of ${m.passes.steps} steps: step ${(m.passes.stepSeconds * 1e3).toFixed(2)} ms, ` +
-        `kernels ${(m.passes.kernelSeconds * 1e3).toFixed(2)} ms (${m.passes.kernelsPerStep} calls), ${m.passes.passesPerStep} module passes`,
+        `G ${PASS_PROBE.gradAccumSteps}, one rank per worker process, ${m.passes.alone.passesPerStep} module passes per step; ` +
+        `one device alone (median of ${m.passes.alone.steps} steps): step ${(m.passes.alone.stepSeconds * 1e3).toFixed(2)} ms, ` +
+        `kernels ${(m.passes.alone.kernelSeconds * 1e3).toFixed(2)} ms (${m.passes.alone.kernelsPerStep} calls)` +
+        (m.passes.allBusy ? `; every device at once: steps ${m.passes.allBusy.devices.map((d) => (d.stepSeconds * 1e3).toFixed(2)).join(', ')} ms, ` +
+          `kernels ${m.passes.allBusy.devices.map((d) => (d.kernelSeconds * 1e3).toFixed(2)).join(', ')} ms` : ''),
       quick: m.quick ? 'yes' : 'no',
       profileSeconds: nowSeconds() - m.started,
     },
@@ -203,7 +210,8 @@ function assemble(m: Measured): HardwareProfile {
       memoryBandwidth: m.streams.memoryBandwidth,
       memoryEfficiency: Math.min(1, m.streams.optimizerBandwidth / m.streams.memoryBandwidth),
       kernelLaunch: m.kernelLaunch,
-      modulePassOverhead: m.passes.seconds,
+      modulePassOverhead: m.passes.alone.seconds,
+      ...(m.passes.allBusy ? { allBusy: { kernelSlowdown: m.passes.allBusy.kernelSlowdown, modulePassOverhead: m.passes.allBusy.modulePassOverhead } } : {}),
     },
     // The CPU cross-entropy kernel writes the logits' gradient while it computes the loss.
     fusedIntoForward: ['cross_entropy'],

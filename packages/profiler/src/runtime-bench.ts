@@ -6,9 +6,12 @@
 //   per pass = median over steps / passes,  passes = G x 2 x (layers + embedding + head) + 1 (optimizer)
 // (one batch per layer forward and backward, per embedding and head pass, one for the optimizer:
 // rank-runtime.ts, model/flow.ts). The probe is llama-tiny, not a model the analyzer is checked on.
+// It runs in fresh worker processes (the profiler's own heap would slow its collections), on one
+// device with the others idle, then on every device at once (all busy).
 import { getModel, NO_OFFLOAD, parsePlan } from '@mist/core';
 import { runInProcess, TokenSource } from '@mist/executor';
 import { startKernelTrace, stopKernelTrace } from '@mist/native';
+import { CollectiveCluster } from './collective-cluster';
 import type { ProgressCounter } from './progress';
 import { median } from './timing';
 
@@ -25,6 +28,7 @@ export interface PassOverhead {
   steps: number;
 }
 
+/** The probe in this process (a worker's passProbe request). */
 export async function measurePassOverhead(o: { warmupSteps: number; steps: number; kernelLaunch: number }, progress?: ProgressCounter): Promise<PassOverhead> {
   const model = getModel(PASS_PROBE.model);
   const { seq, microBatch: b, gradAccumSteps: G } = PASS_PROBE;
@@ -60,5 +64,58 @@ export async function measurePassOverhead(o: { warmupSteps: number; steps: numbe
     };
   } finally {
     await run.close();
+  }
+}
+
+export interface PassOverheads {
+  /** One device computing, the others idle (median over rounds). */
+  alone: PassOverhead;
+  /** Every device computing at once; absent on a host of one device. */
+  allBusy?: {
+    /** Median kernel time of the devices / the kernel time of one device alone. */
+    kernelSlowdown: number;
+    /** Median over devices and rounds of their seconds per module pass. */
+    modulePassOverhead: number;
+    devices: PassOverhead[];
+  };
+}
+
+function medianOf(results: readonly PassOverhead[]): PassOverhead {
+  return {
+    seconds: median(results.map((r) => r.seconds)), passesPerStep: results[0].passesPerStep,
+    stepSeconds: median(results.map((r) => r.stepSeconds)), kernelSeconds: median(results.map((r) => r.kernelSeconds)),
+    kernelsPerStep: median(results.map((r) => r.kernelsPerStep)), steps: results.reduce((n, r) => n + r.steps, 0),
+  };
+}
+
+/**
+ * The probe in fresh worker processes, one per device, in `rounds` rounds of: device 0 alone, then
+ * every device at once. Alternating the two spreads a slow spell of a shared machine over both.
+ */
+export async function measurePassOverheads(
+  devices: number, threads: number, o: { warmupSteps: number; steps: number; kernelLaunch: number; rounds: number }, progress?: ProgressCounter,
+): Promise<PassOverheads> {
+  const cluster = await CollectiveCluster.start(devices, threads);
+  const req = { cmd: 'passProbe' as const, warmupSteps: o.warmupSteps, steps: o.steps, kernelLaunch: o.kernelLaunch };
+  try {
+    const alone: PassOverhead[] = [], busy: PassOverhead[] = [];
+    for (let r = 0; r < o.rounds; r++) {
+      alone.push(await cluster.one<PassOverhead>(0, req));
+      progress?.tick(`executor pass overhead, one device (round ${r + 1}/${o.rounds})`);
+      if (devices > 1) busy.push(...(await cluster.all<PassOverhead>(req)));
+      progress?.tick(`executor pass overhead, ${devices} devices at once (round ${r + 1}/${o.rounds})`);
+    }
+    const a = medianOf(alone);
+    if (busy.length === 0) return { alone: a };
+    return {
+      alone: a,
+      allBusy: {
+        kernelSlowdown: Math.max(1, median(busy.map((x) => x.kernelSeconds)) / a.kernelSeconds),
+        modulePassOverhead: median(busy.map((x) => x.seconds)),
+        devices: busy,
+      },
+    };
+  } finally {
+    await cluster.stop();
   }
 }

@@ -7,7 +7,9 @@ export type WorkerRequest =
   | { cmd: 'connect'; rank: number; worldSize: number; peers: string[]; threads: number }
   | { cmd: 'collective'; kind: CollectiveKind; bytes: number; warmup: number; repeats: number }
   | { cmd: 'computeAlone'; shape: MatmulShape; count: number; warmup: number; repeats: number }
-  | { cmd: 'computeBeside'; shape: MatmulShape; count: number; repeats: number; commBytes: number; commCount: number };
+  | { cmd: 'computeBeside'; shape: MatmulShape; count: number; repeats: number; commBytes: number; commCount: number }
+  /** The executor probe of runtime-bench.ts, run on every rank at once (replies a PassOverhead). */
+  | { cmd: 'passProbe'; warmupSteps: number; steps: number; kernelLaunch: number };
 
 export interface ConnectResult {
   /** Resident memory of the worker once the native addon is loaded (before any communicator). */

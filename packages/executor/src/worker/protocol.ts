@@ -20,6 +20,8 @@ export interface RunOptions {
    * warm-up over warmupSteps (default 0), then cosine decay to 0.1 lr at scheduleSteps (default steps). */
   warmupSteps?: number;
   scheduleSteps?: number;
+  /** Count the kernel time of every step (native kernel trace) and report it in the metrics. */
+  traceKernels?: boolean;
   /** AdamW hyperparameters (defaults: runtime/hyper.ts DEFAULT_ADAMW). */
   adamw?: { beta1?: number; beta2?: number; eps?: number; weightDecay?: number; maxGradNorm?: number };
 }
@@ -63,6 +65,9 @@ export interface StepMetrics {
   /** Wall-clock seconds of the step's phases: all forward passes, all backward passes (with
    * recompute), and the end: gradient sync, global norm and optimizer step. */
   phases?: { forward: number; backward: number; optimizer: number };
+  /** With RunOptions.traceKernels: seconds the step's kernels ran and how many ran (the rest of
+   * the compute time is the executor's host overhead). */
+  kernels?: { seconds: number; calls: number };
   /** Peak bytes of each memory pool measured by the executor's allocator. */
   peakBytes: Record<string, number>;
   /** Bytes copied to and from the host pools (offload) during the step. */

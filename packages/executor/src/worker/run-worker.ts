@@ -1,7 +1,7 @@
 // What one worker process does with its assignment: join the world communicator (CPU backend over
 // TCP), build its rank's runtime, resume from the newest complete checkpoint when asked, train
 // `run.steps` iterations (the step count to reach), report metrics, save sharded checkpoints.
-import { createCommunicator, listenCpu, type Communicator, DEFAULT_TIMEOUT_MS } from '@mist/native';
+import { createCommunicator, listenCpu, type Communicator, DEFAULT_TIMEOUT_MS, startKernelTrace, stopKernelTrace } from '@mist/native';
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../checkpoint';
 import { TokenSource } from '../runtime/data';
 import { learningRate } from '../train';
@@ -63,7 +63,12 @@ export async function runWorker(a: WorkerAssignment, io: WorkerIo): Promise<void
     while (rt.stepsDone < run.steps) {
       const stop = io.stopRequested();
       if (stop) throw new Error(`stopped by the parent: ${stop}`);
+      if (run.traceKernels) startKernelTrace();
       const m = await rt.step();
+      if (run.traceKernels) {
+        const trace = stopKernelTrace().filter((e) => e.op !== '(batch)');
+        m.kernels = { seconds: trace.reduce((n, e) => n + e.seconds, 0), calls: trace.reduce((n, e) => n + e.calls, 0) };
+      }
       finalLoss = m.loss;
       if (m.step % every === 0 || m.step === run.steps) io.send({ type: 'metrics', rank: a.rank, metrics: m });
       const n = run.checkpointEvery ?? 0;
