@@ -7,3 +7,4 @@ export function version(): string {
 }
 export * from './collectives';
 export * from './kernels';
+export { deviceCores, pinProcessToCores } from './affinity';

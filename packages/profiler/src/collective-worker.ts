@@ -3,7 +3,9 @@
 // Requests arrive as { id, ...WorkerRequest } over IPC; replies are WorkerReply. Exits when the
 // parent disconnects.
 import type { CollectiveKind } from '@mist/core';
-import { type Communicator, type CpuListener, createCommunicator, KernelBatch, listenCpu, setKernelThreads } from '@mist/native';
+import {
+  type Communicator, type CpuListener, createCommunicator, deviceCores, KernelBatch, listenCpu, pinProcessToCores, setKernelThreads,
+} from '@mist/native';
 import type { MatmulShape } from './grids';
 import { measurePassOverhead } from './runtime-bench';
 import { nowSeconds } from './timing';
@@ -124,6 +126,14 @@ async function handle(req: WorkerRequest): Promise<unknown> {
       return listener.address;
     case 'connect': {
       setKernelThreads(req.threads);
+      // Rank r is CPU device r, on its own cores, as the executor's workers pin themselves.
+      if (process.env.MIST_PIN_CORES !== '0') {
+        try {
+          pinProcessToCores(deviceCores(req.rank, req.threads));
+        } catch {
+          // unsupported platform: measure unpinned, as the executor will run
+        }
+      }
       const before = process.memoryUsage().rss;
       comm = await createCommunicator({ backend: 'cpu', rank: req.rank, worldSize: req.worldSize, peers: req.peers, listener });
       await comm.allReduce(fill(1024));

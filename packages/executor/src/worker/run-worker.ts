@@ -1,7 +1,9 @@
 // What one worker process does with its assignment: join the world communicator (CPU backend over
 // TCP), build its rank's runtime, resume from the newest complete checkpoint when asked, train
 // `run.steps` iterations (the step count to reach), report metrics, save sharded checkpoints.
-import { createCommunicator, listenCpu, type Communicator, DEFAULT_TIMEOUT_MS, startKernelTrace, stopKernelTrace } from '@mist/native';
+import {
+  createCommunicator, deviceCores, kernelThreads, listenCpu, type Communicator, DEFAULT_TIMEOUT_MS, pinProcessToCores, startKernelTrace, stopKernelTrace,
+} from '@mist/native';
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../checkpoint';
 import { TokenSource } from '../runtime/data';
 import { learningRate } from '../train';
@@ -41,7 +43,24 @@ async function joinWorld(a: WorkerAssignment, io: WorkerIo): Promise<Communicato
   return createCommunicator({ backend: 'cpu', rank: a.rank, worldSize: a.worldSize, peers, listener, timeoutMs });
 }
 
+/**
+ * A CPU device is a fixed set of cores: device d with T kernel threads owns cores [d*T, (d+1)*T)
+ * (wrapping when devices outnumber cores). Pinning before the communicator starts its threads pins
+ * them too. MIST_PIN_CORES=0 turns it off.
+ */
+function pinToDeviceCores(a: WorkerAssignment, io: WorkerIo): void {
+  if (a.backend !== 'cpu' || process.env.MIST_PIN_CORES === '0') return;
+  const cores = deviceCores(a.deviceIndex, kernelThreads());
+  try {
+    const threads = pinProcessToCores(cores);
+    io.send({ type: 'log', rank: a.rank, level: 'info', text: `pinned ${threads} threads to core${cores.length > 1 ? 's' : ''} ${cores.join(',')} (device ${a.deviceIndex})` });
+  } catch (err) {
+    io.send({ type: 'log', rank: a.rank, level: 'warn', text: `running unpinned: ${err instanceof Error ? err.message : String(err)}` });
+  }
+}
+
 export async function runWorker(a: WorkerAssignment, io: WorkerIo): Promise<void> {
+  pinToDeviceCores(a, io);
   const world = await joinWorld(a, io);
   const { run } = a;
   const rt = await RankRuntime.create({
