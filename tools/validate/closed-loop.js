@@ -16,9 +16,9 @@
 //
 // Oversubscription: the profile's devices have --threads cores each. A plan with more workers than
 // that (pp 2 x dp 2 on a 2-core host) time-slices them; its prediction uses a profile whose compute
-// is slower by the share of a core each worker gets (predict(): matmul/op table seconds, kernel
-// launch and module-pass times x share, peak FLOP/s and bandwidth / share), on a cluster of that
-// many devices, all busy. Communication is left as measured: the profile's collectives already
+// is slower by the number of workers per core (predict(): matmul/op table seconds, kernel launch
+// and module-pass times x share, peak FLOP/s and bandwidth / share), on a cluster of that many
+// devices, all busy. Communication is left as measured: the profile's collectives already
 // ran between processes on this host.
 'use strict';
 const { execFileSync } = require('node:child_process');
@@ -218,24 +218,15 @@ async function main() {
 
   /**
    * The analyzer's estimate of a plan. A plan with more workers than cores (x threads) time-slices
-   * them: the profile's compute is slowed by share = (workers computing at once) x threads / cores,
-   * where workers computing at once = sum over stages of dp x (the stage's busy time / iteration
-   * time), found by iterating from share 1 (a pipeline's waiting ranks free their core).
+   * them: its workers are pinned round-robin to the cores (deviceCores), and in the steady state of
+   * 1F1B every stage computes at once, so the workers that share a core each get 1/share of it,
+   * share = workers x threads / cores: the profile's compute is slowed by that much.
    */
   function predict(plan) {
     const devices = plan.stages.reduce((n, st) => n + st.dp * st.tp, 0);
     const base = clusterFor(devices);
-    let share = 1, estimate = estimatePlan(plan, { model, training, profile: base });
-    if (devices * threads > cores) {
-      for (let it = 0; it < 5; it++) {
-        const busy = estimate.stages.reduce((n, st, i) => {
-          const stageBusy = G * (st.time.forward + st.time.backward + st.time.recompute) + st.lastTimeS;
-          return n + plan.stages[i].dp * plan.stages[i].tp * Math.min(1, stageBusy / estimate.iterationTimeS);
-        }, 0);
-        share = Math.max(1, (busy * threads) / cores);
-        estimate = estimatePlan(plan, { model, training, profile: sharedCoresProfile(base, share) });
-      }
-    }
+    const share = Math.max(1, (devices * threads) / cores);
+    const estimate = estimatePlan(plan, { model, training, profile: sharedCoresProfile(base, share) });
     return { devices, share, estimate, predicted: estimate.iterationTimeS };
   }
 }
