@@ -15,11 +15,11 @@
 // Every worker runs --threads kernel threads (MIST_NUM_THREADS), as a device of the profile does.
 //
 // Oversubscription: the profile's devices have --threads cores each. A plan with more workers than
-// that (pp 2 x dp 2 on a 2-core host) time-slices them; its prediction uses a profile whose compute
-// is slower by the number of workers per core (predict(): matmul/op table seconds, kernel launch
-// and module-pass times x share, peak FLOP/s and bandwidth / share), on a cluster of that many
-// devices, all busy. Communication is left as measured: the profile's collectives already
-// ran between processes on this host.
+// that (pp 2 x dp 2 on a 2-core host) time-slices them; its prediction composes the analyzer's
+// per-stage times (on a cluster of that many devices, all busy) in a simulation of the executor's
+// 1F1B schedule where the workers pinned to one core share it while they compute (core-sharing.js).
+// Communication is left as measured: the profile's collectives already ran between processes on
+// this host.
 'use strict';
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -63,6 +63,8 @@ const core = require('@mist/core');
 const { estimatePlan } = require('@mist/analyzer');
 const { profileHost } = require('@mist/profiler');
 const executor = require('@mist/executor');
+const native = require('@mist/native');
+const { simulateSharedCores } = require('./core-sharing');
 if (typeof executor.launchLocal !== 'function') {
   fail('@mist/executor does not export launchLocal yet (issue 7); the closed loop needs it to run plans');
 }
@@ -83,22 +85,6 @@ function makePlan(pp, dp, ckpt) {
 /** The 1-minute load average and the core count: other processes on this host slow every measurement. */
 function loadAvg() {
   return `${os.loadavg()[0].toFixed(2)} on ${os.cpus().length} cores`;
-}
-
-/** The profile slowed by `share` (compute time-sliced over fewer cores than workers; see predict()). */
-function sharedCoresProfile(profile, share) {
-  if (share <= 1) return profile;
-  const c = profile.compute;
-  return core.parseHardwareProfile({
-    ...profile,
-    compute: {
-      ...c, peakFlops: c.peakFlops / share, memoryBandwidth: c.memoryBandwidth / share, kernelLaunch: c.kernelLaunch * share,
-      modulePassOverhead: c.modulePassOverhead === undefined ? undefined : c.modulePassOverhead * share,
-      allBusy: c.allBusy && { ...c.allBusy, modulePassOverhead: c.allBusy.modulePassOverhead * share },
-    },
-    matmulTable: profile.matmulTable?.map((m) => ({ ...m, seconds: m.seconds * share })),
-    opTable: profile.opTable?.map((o) => ({ ...o, seconds: o.seconds * share })),
-  });
 }
 
 function quantile(xs, q) {
@@ -146,7 +132,7 @@ async function main() {
   const cores = os.cpus().length;
   if (maxDevices * threads > cores) {
     console.log(`note: the largest plan runs ${maxDevices} workers x ${threads} thread(s) on ${cores} cores: its workers share cores, ` +
-      'and its prediction slows compute by the share of a core each gets');
+      'and its prediction composes the analyzer\'s stage times in a simulation of the schedule on shared cores');
   }
   // The analyzer checks the plan's devices against the profile's cluster: an oversubscribed plan
   // gets a cluster of as many (core-sharing) devices as it uses.
@@ -181,7 +167,7 @@ async function main() {
     row.q75 = quantile(row.samples, 0.75);
     row.error = (row.predicted - row.measured) / row.measured;
     console.log(`${row.name}: predicted ${ms(row.predicted)} ms, measured ${ms(row.measured)} ms (quartiles ${ms(row.q25)}-${ms(row.q75)}, ` +
-      `${row.samples.length} steps)${row.share > 1 ? ` [${row.devices} workers on ${cores} cores: compute x${row.share.toFixed(2)}]` : ''}, ` +
+      `${row.samples.length} steps)${row.share > 1 ? ` [${row.devices} workers on ${cores} cores: shared-core simulation, analyzer alone ${ms(row.estimate.iterationTimeS)} ms]` : ''}, ` +
       `error ${(row.error * 100).toFixed(1)}%`);
     if (values.verbose) {
       for (const [i, st] of row.estimate.stages.entries()) {
@@ -218,16 +204,24 @@ async function main() {
 
   /**
    * The analyzer's estimate of a plan. A plan with more workers than cores (x threads) time-slices
-   * them: its workers are pinned round-robin to the cores (deviceCores), and in the steady state of
-   * 1F1B every stage computes at once, so the workers that share a core each get 1/share of it,
-   * share = workers x threads / cores: the profile's compute is slowed by that much.
+   * them (each worker is pinned to its device's cores, round-robin over the host's): its step time
+   * is the analyzer's per-stage times composed by a simulation of the 1F1B schedule in which the
+   * workers on one core share it while they compute (core-sharing.js).
    */
   function predict(plan) {
     const devices = plan.stages.reduce((n, st) => n + st.dp * st.tp, 0);
-    const base = clusterFor(devices);
-    const share = Math.max(1, (devices * threads) / cores);
-    const estimate = estimatePlan(plan, { model, training, profile: sharedCoresProfile(base, share) });
-    return { devices, share, estimate, predicted: estimate.iterationTimeS };
+    const estimate = estimatePlan(plan, { model, training, profile: clusterFor(devices) });
+    const share = (devices * threads) / cores;
+    if (share <= 1) return { devices, share: 1, estimate, predicted: estimate.iterationTimeS };
+    const predicted = simulateSharedCores({
+      stages: estimate.stages.map((st) => ({ forward: st.time.forward, backward: st.time.backward + st.time.recompute, last: st.lastTimeS })),
+      dp: plan.stages.map((st) => st.dp * st.tp),
+      gradAccumSteps: plan.gradAccumSteps,
+      latency: estimate.stages[0].time.ppComm,
+      coreOf: (rank) => native.deviceCores(rank, threads)[0],
+      schedule: executor.oneFOneBSchedule,
+    });
+    return { devices, share, estimate, predicted };
   }
 }
 

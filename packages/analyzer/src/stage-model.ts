@@ -11,7 +11,8 @@
 //   ZeRO-3 all-gathers (forward and backward), ZeRO-2/3 gradient reduce-scatters (backward) and
 //   offload copies run beside compute: phase = max(compute * slowdown, comm, copies), the slowdown
 //   from the profile applied only while something runs beside it;
-//   ppComm = blocking send/recv of the boundary activation (forward) and its gradient (backward).
+//   ppComm = blocking send/recv of the boundary activation (forward) and its gradient (backward),
+//   each with the wake-up of its waiting receiver where the profile measured one (p2pWake).
 //   steady = forward phase + backward phase (with recompute) + tpComm + ppComm.
 //   first  = steady + the first layer's weight gather / fetch that cannot be prefetched.
 //   last   = (extra only) the DP gradient all-reduce (ZeRO-0) or reduce-scatter (ZeRO-1) beyond
@@ -201,7 +202,8 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const fwdPhase = named('fwdPhase', overlap(fwdC, dpFwdMb, fwdOff, profile));
   const bwdPhase = named('bwdPhase', overlap(add(bwdC, recC), dpBwdMb, bwdOff, profile));
   const boundary = mul(e, T, h, choose(sp, div(1, t), 1));
-  const ppComm = named('ppComm', mul(add(next, prev), cost.collective('sendRecv', boundary, num(2), p2pLink)));
+  // Each pipeline message also pays the wake-up of its waiting receiver (profile p2pWake, CPU hosts).
+  const ppComm = named('ppComm', mul(add(next, prev), add(cost.collective('sendRecv', boundary, num(2), p2pLink), profile.p2pWake ?? 0)));
   const steady = named('steady', add(fwdPhase, bwdPhase, tpComm, ppComm));
 
   const firstUnit = add(mul(embed, Pe), mul(sub(1, embed), Pl));

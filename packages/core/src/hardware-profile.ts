@@ -115,6 +115,12 @@ export const HardwareProfileSchema = z.strictObject({
     /** Compute slowdown while host<->device copies run beside it (>= 1). */
     offloadSlowdown: z.number().min(1),
   }),
+  /**
+   * Extra seconds a pipeline message takes when its receiver has been waiting for it (asleep in
+   * recv; on a virtual machine its CPU halted), beyond the send/recv fit. The analyzer adds it to
+   * every pipeline send/recv. Measured on CPU hosts; absent (0) in datasheet profiles.
+   */
+  p2pWake: z.number().nonnegative().optional(),
   /** What a program cannot use of the device's memory. */
   /** Raw collective timings of a measured profile (the source of `collectives`). */
   collectiveTable: z.array(CollectivePointSchema).optional(),

@@ -14,3 +14,4 @@ export { latestCheckpoint, loadCheckpoint, readCheckpoint, readFullTensors, save
 export { MemoryPools, POOL_NAMES, type PoolName, type Placement } from './memory/pools';
 export { runInProcess, type InProcessOptions, type InProcessRun } from './launch/in-process';
 export { singleHostPlan, type StageSketch } from './launch/single-host-plan';
+export { oneFOneBSchedule, type CommOp, type ScheduleStep } from './schedule/one-f-one-b';

@@ -12,13 +12,15 @@ export function pinProcessToCores(cores: readonly number[]): number {
 }
 
 /**
- * The cores of CPU device `device` when each device has `threads` cores: [device x threads, ...),
- * wrapping around the host's cores when there are more devices than cores (they then share).
+ * The cores of CPU device `device` when each device has `threads` cores, counted from the last core
+ * down (device 0 gets the highest cores: the operating system's interrupts and housekeeping favour
+ * core 0, which measured slower on a 2-core virtual machine), wrapping around when there are more
+ * devices than cores (they then share).
  */
 export function deviceCores(device: number, threads: number, cores = os.cpus().length): number[] {
   if (!Number.isInteger(device) || device < 0) throw new RangeError(`device must be a non-negative integer, got ${device}`);
   if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${threads}`);
   const n = Math.max(1, cores);
   const per = Math.min(threads, n);
-  return Array.from({ length: per }, (_, i) => (device * per + i) % n);
+  return Array.from({ length: per }, (_, i) => n - 1 - ((device * per + i) % n));
 }

@@ -119,6 +119,31 @@ async function computeBeside(shape: MatmulShape, count: number, repeats: number,
   return { samples };
 }
 
+/** See WorkerRequest 'p2pAfterWait'. Ranks other than 0 and 1 only join the barriers. */
+async function p2pAfterWait(bytes: number, busyMs: number, rounds: number): Promise<string[]> {
+  const c = communicator();
+  const buf = fill(bytes / 4);
+  const times: string[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const sender = i % 2;
+    if (c.rank === sender) {
+      const end = nowSeconds() + busyMs / 1000;
+      while (nowSeconds() < end) {
+        // busy: the sender computes while its peer waits
+      }
+      times.push(process.hrtime.bigint().toString());
+      await c.send(buf, 1 - sender);
+    } else if (c.rank === 1 - sender) {
+      await c.recv(buf, sender);
+      times.push(process.hrtime.bigint().toString());
+    } else {
+      times.push('');
+    }
+    await c.barrier();
+  }
+  return times;
+}
+
 async function handle(req: WorkerRequest): Promise<unknown> {
   switch (req.cmd) {
     case 'listen':
@@ -146,6 +171,8 @@ async function handle(req: WorkerRequest): Promise<unknown> {
       return computeAlone(req.shape, req.count, req.warmup, req.repeats);
     case 'computeBeside':
       return computeBeside(req.shape, req.count, req.repeats, req.commBytes, req.commCount);
+    case 'p2pAfterWait':
+      return p2pAfterWait(req.bytes, req.busyMs, req.rounds);
     case 'passProbe':
       return measurePassOverhead({ warmupSteps: req.warmupSteps, steps: req.steps, kernelLaunch: req.kernelLaunch });
   }

@@ -23,6 +23,8 @@ export interface CommMeasurements {
   fits: Record<CollectiveKind, AlphaBetaFit>;
   /** Compute beside an all-reduce; undefined when no sample overlapped (reported, not guessed). */
   overlap: { aloneSeconds: number; besideSeconds: number } | undefined;
+  /** Latency of a message to a receiver that waited for it (wakeLatency()); undefined without 2 ranks. */
+  wake: WakeLatency | undefined;
   /** Median resident memory of a worker with the addon loaded, and what its communicator added. */
   baseRssBytes: number;
   commRssBytes: number;
@@ -35,7 +37,7 @@ export const OVERLAP_MATMUL_COUNT = 4;
 /** Steps the progress counter takes for the collectives of `grid`. */
 export function commSteps(grid: ProfileGrid): number {
   const perRanks = grid.collectiveRanks.map((r) => (r === 2 ? COLLECTIVES.length : COLLECTIVES.length - 1));
-  return perRanks.reduce((a, b) => a + b, 0) * grid.collectiveBytes.length + 1;
+  return perRanks.reduce((a, b) => a + b, 0) * grid.collectiveBytes.length + 2;
 }
 
 async function measureOn(cluster: CollectiveCluster, grid: ProfileGrid, progress: ProgressCounter): Promise<CollectivePoint[]> {
@@ -50,6 +52,34 @@ async function measureOn(cluster: CollectiveCluster, grid: ProfileGrid, progress
     }
   }
   return points;
+}
+
+/** Bytes and the sender's compute before each message of the wake-up measurement. */
+export const WAKE_BYTES = 64 * 1024;
+export const WAKE_BUSY_MS = 5;
+
+export interface WakeLatency {
+  bytes: number;
+  busyMs: number;
+  /** Median seconds from the send to the arrival at a receiver that waited in recv. */
+  seconds: number;
+  rounds: number;
+}
+
+/**
+ * A pipeline stage waits in recv while its neighbour computes; the message then also pays the
+ * waiting process's wake-up (its threads asleep, on a virtual machine its CPU halted), which the
+ * back-to-back ping-pong of the send/recv fit does not see. Ranks 0 and 1 take turns: the sender
+ * computes WAKE_BUSY_MS, then sends WAKE_BYTES to the waiting receiver.
+ */
+async function wakeLatency(cluster: CollectiveCluster, rounds: number): Promise<WakeLatency> {
+  const times = await cluster.all<string[]>({ cmd: 'p2pAfterWait', bytes: WAKE_BYTES, busyMs: WAKE_BUSY_MS, rounds });
+  const lat: number[] = [];
+  for (let i = 1; i < rounds; i++) { // the first round is a warm-up
+    const sender = i % 2;
+    lat.push(Number(BigInt(times[1 - sender][i]) - BigInt(times[sender][i])) / 1e9);
+  }
+  return { bytes: WAKE_BYTES, busyMs: WAKE_BUSY_MS, seconds: median(lat), rounds: lat.length };
 }
 
 async function measureOverlap(
@@ -74,6 +104,7 @@ async function measureOverlap(
 export async function measureComm(grid: ProfileGrid, threads: number, progress: ProgressCounter): Promise<CommMeasurements> {
   const points: CollectivePoint[] = [];
   let overlap: CommMeasurements['overlap'];
+  let wake: WakeLatency | undefined;
   let rss = { base: 0, comm: 0 };
   for (const ranks of grid.collectiveRanks) {
     const cluster = await CollectiveCluster.start(ranks, threads);
@@ -84,6 +115,8 @@ export async function measureComm(grid: ProfileGrid, threads: number, progress: 
         const ar = fitCollective('allReduce', points.filter((p) => p.collective === 'allReduce'));
         overlap = await measureOverlap(cluster, grid, ar);
         progress.tick(`compute beside all-reduce (${ranks} ranks)`);
+        wake = await wakeLatency(cluster, 2 * grid.repeats + 1);
+        progress.tick(`send/recv to a waiting receiver (${ranks} ranks)`);
       }
     } finally {
       await cluster.stop();
@@ -91,7 +124,7 @@ export async function measureComm(grid: ProfileGrid, threads: number, progress: 
   }
   const fits = Object.fromEntries(COLLECTIVES.map((kind) =>
     [kind, fitCollective(kind, points.filter((p) => p.collective === kind))])) as Record<CollectiveKind, AlphaBetaFit>;
-  return { points, fits, overlap, baseRssBytes: rss.base, commRssBytes: rss.comm };
+  return { points, fits, overlap, wake, baseRssBytes: rss.base, commRssBytes: rss.comm };
 }
 
 export function commFitReports(m: CommMeasurements): Record<string, FitReport> {

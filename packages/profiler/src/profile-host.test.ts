@@ -39,6 +39,18 @@ describe('profileHost on a smoke-test grid', () => {
       expect(p.collectives?.[k].intraNode.beta).toBeGreaterThan(0);
     }
     expect(p.unmeasured?.['links.interNode']).toMatch(/no inter-node link/);
+    // The executor probe: a host cost per module pass, with one device and (several devices) all busy.
+    expect(p.compute.modulePassOverhead).toBeGreaterThan(0);
+    expect(p.compute.modulePassOverhead).toBeLessThan(0.05);
+    expect(p.fusedIntoForward).toEqual(['cross_entropy']);
+    if (p.cluster.gpusPerNode > 1) {
+      expect(p.compute.allBusy?.kernelSlowdown).toBeGreaterThanOrEqual(1);
+      expect(p.compute.allBusy?.modulePassOverhead).toBeGreaterThan(0);
+    } else {
+      expect(p.compute.allBusy).toBeUndefined();
+      expect(p.unmeasured?.['compute.allBusy']).toMatch(/one device/);
+    }
+    expect(String(p.host?.['compute.modulePassOverhead'])).toMatch(/llama-tiny/);
     // Progress: one event per point, ending at the total.
     expect(events.at(-1)?.done).toBe(events.at(-1)?.total);
     expect(events.every((e, i) => e.done === i + 1)).toBe(true);

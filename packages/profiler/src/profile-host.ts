@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import {
   COLLECTIVES, cpuMachineKind, type FitReport, type HardwareProfile, parseHardwareProfile,
 } from '@mist/core';
-import { gemmConfig, kernelThreads, measureFmaPeak, setKernelThreads } from '@mist/native';
+import { deviceCores, gemmConfig, kernelThreads, measureFmaPeak, pinProcessToCores, setKernelThreads } from '@mist/native';
 import { commFitReports, commSteps, measureComm, OVERLAP_MATMUL, OVERLAP_MATMUL_COUNT } from './comm-bench';
 import { type AttentionPoint, type ComputeMeasurements, computeFits, computeSteps, measureCompute, warmUpKernels } from './compute-bench';
 import { measureCopies, measureCopyOverlap } from './copy-bench';
@@ -71,6 +71,8 @@ export async function profileHost(opts: ProfileHostOptions = {}): Promise<Hardwa
   const progress = new ProgressCounter(progressTotal(grid), opts.onProgress);
   const savedThreads = kernelThreads();
   setKernelThreads(threads);
+  // The kernels are measured on device 0's cores, where an executor worker of device 0 runs.
+  const pinned = pinWhileMeasuring(deviceCores(0, threads));
   try {
     await warmUpKernels(grid.warmupSeconds);
     const fmaPerThread = measureFmaPeak(grid.fmaSeconds);
@@ -78,6 +80,7 @@ export async function profileHost(opts: ProfileHostOptions = {}): Promise<Hardwa
     const compute = await measureCompute(grid, progress);
     const copies = await measureCopies(grid, progress);
     const copyOverlap = await measureCopyOverlap(grid, OVERLAP_MATMUL, OVERLAP_MATMUL_COUNT, Math.max(...grid.copyBytes), progress);
+    pinned.release();
     const comm = await measureComm(grid, threads, progress);
     const devices = Math.max(1, Math.floor(os.cpus().length / threads));
     const passes = await measurePassOverheads(devices, threads, {
@@ -85,8 +88,27 @@ export async function profileHost(opts: ProfileHostOptions = {}): Promise<Hardwa
     }, progress);
     return assemble({ grid, quick, threads, fmaPerThread, ...compute, copies, copyOverlap, comm, passes, started });
   } finally {
+    pinned.release();
     setKernelThreads(savedThreads);
   }
+}
+
+/** Pins this process to `cores` until release() (then to every core again); a no-op where pinning is off or unsupported. */
+function pinWhileMeasuring(cores: number[]): { release(): void } {
+  if (process.env.MIST_PIN_CORES === '0') return { release() {} };
+  try {
+    pinProcessToCores(cores);
+  } catch {
+    return { release() {} };
+  }
+  let held = true;
+  return {
+    release() {
+      if (!held) return;
+      held = false;
+      pinProcessToCores(os.cpus().map((_, i) => i));
+    },
+  };
 }
 
 type Measured = ComputeMeasurements & {
@@ -126,6 +148,9 @@ function assemble(m: Measured): HardwareProfile {
     }
   }
   const intraNode = { alpha: sr.alpha, beta: sr.beta };
+  const wake = m.comm.wake;
+  const p2pWake = wake ? Math.max(0, wake.seconds - (sr.alpha + sr.beta * wake.bytes)) : undefined;
+  if (!wake) unmeasured.p2pWake = 'needs two local ranks';
   unmeasured['links.interNode'] = 'one host has no inter-node link; set to the intra-node (send/recv) fit';
   const hostToDevice = { alpha: m.copies.fit.alpha, beta: m.copies.fit.beta };
   const links = { intraNode, interNode: intraNode, hostToDevice };
@@ -176,6 +201,10 @@ function assemble(m: Measured): HardwareProfile {
       'memory.cudaContextBytes': 'resident memory of a worker process with the native addon loaded',
       'memory.ncclBufferBytes': 'resident memory a CPU communicator added (connections, buffers)',
       'compute.batchDispatch': m.batchDispatch,
+      ...(wake ? {
+        p2pWake: `a ${wake.bytes}-byte message to a receiver that waited while its sender computed ${wake.busyMs} ms: ` +
+          `median ${(wake.seconds * 1e6).toFixed(0)} us over ${wake.rounds} messages, less the send/recv fit`,
+      } : {}),
       'compute.modulePassOverhead': `executor probe: ${PASS_PROBE.model}, micro-batch ${PASS_PROBE.microBatch} x ${PASS_PROBE.seq} tokens, ` +
         `G ${PASS_PROBE.gradAccumSteps}, one rank per worker process, ${m.passes.alone.passesPerStep} module passes per step; ` +
         `one device alone (median of ${m.passes.alone.steps} steps): step ${(m.passes.alone.stepSeconds * 1e3).toFixed(2)} ms, ` +
@@ -234,6 +263,7 @@ function assemble(m: Measured): HardwareProfile {
     copyTable: m.copies.points,
     overlapTable,
     overlap: { commSlowdown, offloadSlowdown: Math.max(1, copyRatio) },
+    ...(p2pWake === undefined ? {} : { p2pWake }),
     fits,
     unmeasured,
     memory: { cudaContextBytes: m.comm.baseRssBytes, ncclBufferBytes: m.comm.commRssBytes, fragmentation: 0 },

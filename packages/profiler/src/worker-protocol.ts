@@ -8,6 +8,12 @@ export type WorkerRequest =
   | { cmd: 'collective'; kind: CollectiveKind; bytes: number; warmup: number; repeats: number }
   | { cmd: 'computeAlone'; shape: MatmulShape; count: number; warmup: number; repeats: number }
   | { cmd: 'computeBeside'; shape: MatmulShape; count: number; repeats: number; commBytes: number; commCount: number }
+  /**
+   * Messages to a waiting receiver, ranks 0 and 1 taking turns: the sender computes for `busyMs`
+   * while the receiver blocks in recv, then sends `bytes`. Replies each round's send time (sender)
+   * or arrival time (receiver), process.hrtime in ns as strings (one clock for all processes).
+   */
+  | { cmd: 'p2pAfterWait'; bytes: number; busyMs: number; rounds: number }
   /** The executor probe of runtime-bench.ts, run on every rank at once (replies a PassOverhead). */
   | { cmd: 'passProbe'; warmupSteps: number; steps: number; kernelLaunch: number };
 

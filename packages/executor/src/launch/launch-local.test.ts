@@ -40,7 +40,7 @@ describe('launchLocal: one worker process per device', () => {
   it('trains a pp=2 plan (dp=2 then tp=2) with the losses of single-process training', async () => {
     const plan = singleHostPlan(model, { seq: SEQ, globalBatch: BATCH, G: 2 }, [{ layers: [0, 1], dp: 2, zero: 1 }, { layers: [2, 3], tp: 2, ckpt: 1 }]);
     const messages: WorkerToParent[] = [];
-    const r = await launchLocal({ plan, model, training, run: run(4), onMessage: (m) => messages.push(m) });
+    const r = await launchLocal({ plan, model, training, run: run(4, { traceKernels: true }), onMessage: (m) => messages.push(m) });
     expectClose(r.steps.map((s) => s.loss), await singleProcess(4));
     expect(messages.filter((m) => m.type === 'done')).toHaveLength(4);
     const last = r.steps[3].ranks;
@@ -48,6 +48,17 @@ describe('launchLocal: one worker process per device', () => {
       expect(m.peakBytes.weights).toBeGreaterThan(0);
       expect(m.peakBytes.activations).toBeGreaterThan(0);
       expect(m.stepTimeS).toBeGreaterThanOrEqual(m.computeS);
+      // Phases are spans inside the step; the traced kernels ran inside them.
+      const p = m.phases!;
+      expect(p.forward > 0 && p.backward > 0 && p.optimizer > 0).toBe(true);
+      expect(p.forward + p.backward + p.optimizer).toBeLessThanOrEqual(m.stepTimeS);
+      expect(m.kernels!.calls).toBeGreaterThan(0);
+      expect(m.kernels!.seconds).toBeLessThanOrEqual(p.forward + p.backward + p.optimizer);
+    }
+    // Every CPU worker pinned itself to its device's cores (Linux).
+    if (os.platform() === 'linux') {
+      const pinned = messages.filter((m) => m.type === 'log' && /^pinned \d+ threads to cores? /.test(m.text));
+      expect(pinned).toHaveLength(4);
     }
   });
 

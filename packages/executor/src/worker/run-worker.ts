@@ -44,8 +44,8 @@ async function joinWorld(a: WorkerAssignment, io: WorkerIo): Promise<Communicato
 }
 
 /**
- * A CPU device is a fixed set of cores: device d with T kernel threads owns cores [d*T, (d+1)*T)
- * (wrapping when devices outnumber cores). Pinning before the communicator starts its threads pins
+ * A CPU device is a fixed set of cores: device d with T kernel threads owns T cores counted down
+ * from the last (deviceCores; wrapping when devices outnumber cores). Pinning before the communicator starts its threads pins
  * them too. MIST_PIN_CORES=0 turns it off.
  */
 function pinToDeviceCores(a: WorkerAssignment, io: WorkerIo): void {

@@ -1,0 +1,89 @@
+// The executor-specific parts of the time model: host cost per module pass, slowdown with every
+// device of a node busy, ops whose backward is fused into the forward, and the kernel counts of
+// the executor's decomposition.
+import { builtinHardwareProfile, getModel, type HardwareProfile, NO_OFFLOAD, parseClusterShorthand, parseTrainingSpec } from '@mist/core';
+import { describe, expect, it } from 'vitest';
+import { compileStageModel, type StageQuery } from './compile';
+import { layerOps } from './op-graph';
+
+const model = getModel('gpt-tiny');
+const training = parseTrainingSpec({ globalBatch: 16, seqLen: 64, paramDtype: 'fp32', computeDtype: 'fp32', flashAttention: true });
+const base = builtinHardwareProfile(parseClusterShorthand('1x4-l4'), 'fp32');
+const withCompute = (over: Partial<HardwareProfile['compute']>, rest: Partial<HardwareProfile> = {}): HardwareProfile =>
+  ({ ...base, ...rest, compute: { ...base.compute, ...over } });
+const estimate = (p: HardwareProfile, over: Partial<StageQuery> = {}) => compileStageModel({ model, training, profile: p }).estimate({
+  layers: 4, position: 'only', inFlight: 1, pp: 1, mesh: { nodes: 1, gpusPerNode: 1 }, microBatchSize: 4, gradAccumSteps: 4,
+  dp: 1, tp: 1, sequenceParallel: false, ckptLayers: 0, zero: 0, offload: NO_OFFLOAD, ...over,
+});
+
+describe('host cost per module pass (compute.modulePassOverhead)', () => {
+  const pass = 1e-3;
+  const plain = estimate(base);
+  it('adds one pass per layer, embedding and head to forward and to backward, one per recomputed layer', () => {
+    const e = estimate(withCompute({ modulePassOverhead: pass }));
+    expect(e.time.forward - plain.time.forward).toBeCloseTo(6 * pass, 12);
+    expect(e.time.backward - plain.time.backward).toBeCloseTo(6 * pass, 12);
+    const ck = estimate(withCompute({ modulePassOverhead: pass }), { ckptLayers: 3 });
+    expect(ck.time.recompute - estimate(base, { ckptLayers: 3 }).time.recompute).toBeCloseTo(3 * pass, 12);
+    expect(e.time.optimizer - plain.time.optimizer).toBeCloseTo(pass, 12);
+  });
+
+  it('counts three batches per layer pass with tensor parallelism (cut at its two all-reduces)', () => {
+    const q = { tp: 2, mesh: { nodes: 1, gpusPerNode: 2 } };
+    const e = estimate(withCompute({ modulePassOverhead: pass }), q);
+    // 4 layers x 3 + embedding x 2 + head x 2
+    expect(e.time.forward - estimate(base, q).time.forward).toBeCloseTo(16 * pass, 12);
+  });
+});
+
+describe('every device busy (compute.allBusy)', () => {
+  const busy = withCompute({ modulePassOverhead: 1e-4, allBusy: { kernelSlowdown: 1.5, modulePassOverhead: 3e-4 } });
+  const alone = withCompute({ modulePassOverhead: 1e-4 });
+  it('changes nothing for a plan on one device of the node', () => {
+    expect(estimate(busy).time.forward).toBeCloseTo(estimate(alone).time.forward, 15);
+  });
+
+  it('applies in full when the plan keeps all of the node\'s devices busy, and in part in between', () => {
+    const kernelsAndPasses = (p: HardwareProfile, q: Partial<StageQuery>) => estimate(p, q).time.forward;
+    const noPasses = withCompute({ modulePassOverhead: 0 });
+    const kernels = kernelsAndPasses(noPasses, {}); // forward kernels of one stage, no host cost
+    // pp = 4 stages on the node's 4 devices: all busy
+    const all = kernelsAndPasses(busy, { pp: 4, position: 'middle' });
+    const allKernels = kernelsAndPasses(noPasses, { pp: 4, position: 'middle' });
+    expect(all).toBeCloseTo(1.5 * allKernels + 4 * 3e-4, 12);
+    // two of the four devices: a third of the way (busy share (2 - 1) / (4 - 1))
+    const two = kernelsAndPasses(busy, { pp: 2 });
+    expect(two).toBeCloseTo((1 + 0.5 / 3) * kernels + 6 * (1e-4 + (2e-4) / 3), 12);
+  });
+});
+
+describe('ops fused into the forward (fusedIntoForward)', () => {
+  it('cost nothing in backward', () => {
+    const table = { opTable: [
+      { op: 'cross_entropy', elements: 1e4, seconds: 1e-4 }, { op: 'cross_entropy', elements: 1e6, seconds: 1e-2 },
+    ] };
+    const separate = estimate(withCompute({}, table));
+    const fused = estimate(withCompute({}, { ...table, fusedIntoForward: ['cross_entropy'] }));
+    expect(fused.time.forward).toBe(separate.time.forward);
+    // The backward had 1.5x the forward fit: b*s*V = 4*64*256 logits at ~1e-8 s each.
+    expect(separate.time.backward - fused.time.backward).toBeCloseTo(1.5 * 4 * 64 * 256 * 1e-8, 6);
+  });
+});
+
+describe('kernel counts of the executor', () => {
+  it('q, k, v are three GEMMs and a bias kernel each; gpt: 18 kernels forward, 24 backward per layer', () => {
+    const ops = layerOps(model, { actBytes: 4 });
+    const qkv = ops.find((o) => o.name === 'attn.qkv');
+    expect(qkv).toMatchObject({ fwdKernels: 3, bwdKernels: 6, fwdAux: 3, bwdAux: 3 });
+    // (flash attention: the non-flash ops are counted but never run)
+    const running = ops.filter((o) => !o.name.startsWith('attn.scores') && !o.name.startsWith('attn.softmax') && !o.name.startsWith('attn.dropout') && o.name !== 'attn.values');
+    expect(running.reduce((n, o) => n + o.fwdKernels + o.fwdAux, 0)).toBe(18);
+    expect(running.reduce((n, o) => n + o.bwdKernels + o.bwdAux, 0)).toBe(24);
+  });
+
+  it('llama: no bias kernels, two RoPE kernels, gate and up as two GEMMs: 15 forward, 22 backward', () => {
+    const ops = layerOps(getModel('llama-tiny'), { actBytes: 4 }).filter((o) => !['attn.scores', 'attn.softmax', 'attn.values'].includes(o.name));
+    expect(ops.reduce((n, o) => n + o.fwdKernels + o.fwdAux, 0)).toBe(15);
+    expect(ops.reduce((n, o) => n + o.bwdKernels + o.bwdAux, 0)).toBe(22);
+  });
+});
