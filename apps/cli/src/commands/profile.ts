@@ -1,6 +1,6 @@
 // `mist profile [--quick] --out host.json`: measures this host (matmul, element-wise ops,
 // attention, memory streams, host<->device copies, collectives among local ranks, overlap
-// slowdowns) and writes a HardwareProfile that `mist analyze/tune --profile` use. A progress bar
+// slowdowns, the executor's host cost per module pass with one and with every device busy) and writes a HardwareProfile that `mist analyze/tune --profile` use. A progress bar
 // on stderr; a summary of the figures and of every fit's error on stdout (the profile with --json).
 import * as fs from 'node:fs';
 import { type AlphaBeta, formatBytes, formatSeconds, type HardwareProfile, type LinkClass } from '@mist/core';
@@ -27,6 +27,10 @@ function summary(p: HardwareProfile, out: string | undefined, elapsed: number): 
       `host<->device ${bandwidth(1 / p.links.hostToDevice.beta)} (alpha ${formatSeconds(p.links.hostToDevice.alpha)})`,
     `overlap: compute ${p.overlap.commSlowdown.toFixed(2)}x slower beside a collective, ${p.overlap.offloadSlowdown.toFixed(2)}x beside copies`,
   ];
+  if (c.modulePassOverhead !== undefined) {
+    lines.push(`executor: ${formatSeconds(c.modulePassOverhead)} host time per module pass on one device` +
+      (c.allBusy ? `; with every device busy ${formatSeconds(c.allBusy.modulePassOverhead)} per pass and kernels ${c.allBusy.kernelSlowdown.toFixed(2)}x slower` : ''));
+  }
   const collRows = Object.entries(p.collectives ?? {}).map(([kind, byLink]: [string, Record<LinkClass, AlphaBeta>]) => ({ kind, ab: byLink.intraNode }));
   let text = lines.join('\n') + '\n\nCollectives (intra-node, alpha-beta):\n';
   text += renderTable(collRows, [
