@@ -87,8 +87,9 @@ export const HardwareProfileSchema = z.strictObject({
     modulePassOverhead: z.number().nonnegative().optional(),
     /**
      * The same figures with every device of the host computing at once (measured by running the
-     * executor probe on all of them): kernels run `kernelSlowdown` times slower, and a module pass
-     * costs `modulePassOverhead` (shared caches and memory, thread wake-ups on busy cores). The
+     * executor probe on all of them; the slowest device's, since a step waits for it): kernels run
+     * `kernelSlowdown` times slower, and a module pass costs `modulePassOverhead` (shared caches
+     * and memory, thread wake-ups on busy cores, cores that also take the host's interrupts). The
      * analyzer interpolates between one device and all of them by the devices a plan keeps busy
      * on a node. Absent: no slowdown.
      */

@@ -72,9 +72,9 @@ export interface PassOverheads {
   alone: PassOverhead;
   /** Every device computing at once; absent on a host of one device. */
   allBusy?: {
-    /** Median kernel time of the devices / the kernel time of one device alone. */
+    /** Kernel time of the slowest device / the kernel time of one device alone (median over rounds). */
     kernelSlowdown: number;
-    /** Median over devices and rounds of their seconds per module pass. */
+    /** Seconds per module pass of the slowest device (median over rounds). */
     modulePassOverhead: number;
     devices: PassOverhead[];
   };
@@ -98,21 +98,24 @@ export async function measurePassOverheads(
   const cluster = await CollectiveCluster.start(devices, threads);
   const req = { cmd: 'passProbe' as const, warmupSteps: o.warmupSteps, steps: o.steps, kernelLaunch: o.kernelLaunch };
   try {
-    const alone: PassOverhead[] = [], busy: PassOverhead[] = [];
+    const alone: PassOverhead[] = [], rounds: PassOverhead[][] = [];
     for (let r = 0; r < o.rounds; r++) {
       alone.push(await cluster.one<PassOverhead>(0, req));
       progress?.tick(`executor pass overhead, one device (round ${r + 1}/${o.rounds})`);
-      if (devices > 1) busy.push(...(await cluster.all<PassOverhead>(req)));
+      if (devices > 1) rounds.push(await cluster.all<PassOverhead>(req));
       progress?.tick(`executor pass overhead, ${devices} devices at once (round ${r + 1}/${o.rounds})`);
     }
     const a = medianOf(alone);
-    if (busy.length === 0) return { alone: a };
+    if (rounds.length === 0) return { alone: a };
+    // With every device busy a step waits for the slowest of them (a DP all-reduce, a pipeline's
+    // critical path through every stage): each round counts its slowest device, then the median
+    // over rounds. Devices differ: the cores that take the host's interrupts run slower.
     return {
       alone: a,
       allBusy: {
-        kernelSlowdown: Math.max(1, median(busy.map((x) => x.kernelSeconds)) / a.kernelSeconds),
-        modulePassOverhead: median(busy.map((x) => x.seconds)),
-        devices: busy,
+        kernelSlowdown: Math.max(1, median(rounds.map((rs) => Math.max(...rs.map((x) => x.kernelSeconds)))) / a.kernelSeconds),
+        modulePassOverhead: median(rounds.map((rs) => Math.max(...rs.map((x) => x.seconds)))),
+        devices: rounds.flat(),
       },
     };
   } finally {
