@@ -17,7 +17,8 @@
 // Oversubscription: the profile's devices have --threads cores each. A plan with more workers than
 // that (pp 2 x dp 2 on a 2-core host) time-slices them; its prediction composes the analyzer's
 // per-stage times (on a cluster of that many devices, all busy) in a simulation of the executor's
-// 1F1B schedule where the workers pinned to one core share it while they compute (core-sharing.js).
+// 1F1B schedule where the workers pinned to one core share it while they compute (core-sharing.js),
+// plus the analyzer's step jitter.
 // Communication is left as measured: the profile's collectives already ran between processes on
 // this host.
 'use strict';
@@ -60,7 +61,7 @@ try {
   fail('the build failed (tsc -b packages/executor packages/profiler packages/analyzer); fix it first');
 }
 const core = require('@mist/core');
-const { estimatePlan } = require('@mist/analyzer');
+const { estimatePlan, stepJitter } = require('@mist/analyzer');
 const { profileHost } = require('@mist/profiler');
 const executor = require('@mist/executor');
 const native = require('@mist/native');
@@ -220,7 +221,7 @@ async function main() {
       latency: estimate.stages[0].time.ppComm,
       coreOf: (rank) => native.deviceCores(rank, threads)[0],
       schedule: executor.oneFOneBSchedule,
-    });
+    }) + estimate.breakdown.jitterS;
     return { devices, share, estimate, predicted };
   }
 }

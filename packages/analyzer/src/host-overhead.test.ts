@@ -1,10 +1,11 @@
 // The executor-specific parts of the time model: host cost per module pass, slowdown with every
-// device of a node busy, ops whose backward is fused into the forward, and the kernel counts of
-// the executor's decomposition.
-import { builtinHardwareProfile, getModel, type HardwareProfile, NO_OFFLOAD, parseClusterShorthand, parseTrainingSpec } from '@mist/core';
+// device of a node busy, ops whose backward is fused into the forward, the kernel counts of the
+// executor's decomposition, and the wait for the slowest rank's step-to-step noise.
+import { builtinHardwareProfile, getModel, type HardwareProfile, NO_OFFLOAD, parseClusterShorthand, parsePlan, parseTrainingSpec } from '@mist/core';
 import { describe, expect, it } from 'vitest';
 import { compileStageModel, type StageQuery } from './compile';
 import { layerOps } from './op-graph';
+import { estimatePlan, stepJitter } from './plan-estimate';
 
 const model = getModel('gpt-tiny');
 const training = parseTrainingSpec({ globalBatch: 16, seqLen: 64, paramDtype: 'fp32', computeDtype: 'fp32', flashAttention: true });
@@ -85,5 +86,34 @@ describe('kernel counts of the executor', () => {
     const ops = layerOps(getModel('llama-tiny'), { actBytes: 4 }).filter((o) => !['attn.scores', 'attn.softmax', 'attn.values'].includes(o.name));
     expect(ops.reduce((n, o) => n + o.fwdKernels + o.fwdAux, 0)).toBe(15);
     expect(ops.reduce((n, o) => n + o.bwdKernels + o.bwdAux, 0)).toBe(22);
+  });
+});
+
+describe('step jitter (stepNoise)', () => {
+  const noise = [-0.002, -0.001, 0, 0.001, 0.002, 0.004, 0.006, 0.010, 0.015]; // median 0.002
+  it('is 0 for one rank, or without measured noise', () => {
+    expect(stepJitter({ ...base, stepNoise: noise }, 1)).toBe(0);
+    expect(stepJitter(base, 8)).toBe(0);
+  });
+
+  it('is the 0.5^(1/ranks) quantile of one rank\'s noise less its median, and grows with the ranks', () => {
+    // 2 ranks: quantile sqrt(1/2) of 9 sorted points: position 8 sqrt(1/2) = 5.657, between 0.004 and 0.006
+    const pos = 8 * Math.SQRT1_2;
+    expect(stepJitter({ ...base, stepNoise: noise }, 2)).toBeCloseTo(0.004 + (pos - 5) * 0.002 - 0.002, 12);
+    const four = stepJitter({ ...base, stepNoise: noise }, 4), eight = stepJitter({ ...base, stepNoise: noise }, 8);
+    expect(four).toBeGreaterThan(stepJitter({ ...base, stepNoise: noise }, 2));
+    expect(eight).toBeGreaterThan(four);
+    expect(eight).toBeLessThanOrEqual(0.015 - 0.002);
+  });
+
+  it('is added to the plan\'s iteration time and reported in its breakdown', () => {
+    const plan = parsePlan({
+      version: 1, model: 'gpt-tiny', seqLen: 64, globalBatch: 16, gradAccumSteps: 4,
+      stages: [{ layers: [0, 3], mesh: { nodes: 1, gpusPerNode: 2 }, microBatchSize: 2, dp: 2, tp: 1, sequenceParallel: false, ckptLayers: 0, zero: 0, offload: NO_OFFLOAD }],
+    }, { model });
+    const quiet = estimatePlan(plan, { model, training, profile: base });
+    const noisy = estimatePlan(plan, { model, training, profile: { ...base, stepNoise: noise } });
+    expect(noisy.breakdown.jitterS).toBeCloseTo(stepJitter({ ...base, stepNoise: noise }, 2), 15);
+    expect(noisy.iterationTimeS - quiet.iterationTimeS).toBeCloseTo(noisy.breakdown.jitterS, 12);
   });
 });

@@ -1,5 +1,5 @@
 // Estimate of a whole plan: per-stage estimates combined into the 1F1B iteration time.
-import { meshSize, type Plan, planDevices, planRuleIssues, SpecError, stageLayerCount, type TrainingSpec } from '@mist/core';
+import { type HardwareProfile, meshSize, type Plan, planDevices, planRuleIssues, SpecError, stageLayerCount, type TrainingSpec } from '@mist/core';
 import { type CompiledStageModel, compileStageModel, type StageEstimate, type StageQuery } from './compile';
 import { modelFlopsPerIteration } from './flops';
 import { stagePosition } from './layout';
@@ -21,8 +21,9 @@ export interface PlanEstimate {
   devices: number;
   /** The slowest stage's steady micro-batch (the pipeline's bottleneck) and its index. */
   bottleneckStage: number;
-  /** Parts of the iteration time: sum of first micro-batches, (G - 1) bottleneck micro-batches, sum of last extras. */
-  breakdown: { firstS: number; steadyS: number; lastS: number };
+  /** Parts of the iteration time: sum of first micro-batches, (G - 1) bottleneck micro-batches, sum
+   * of last extras, and the median wait for the slowest rank's step-to-step noise (stepJitter). */
+  breakdown: { firstS: number; steadyS: number; lastS: number; jitterS: number };
   stages: PlanStageEstimate[];
   /** Every stage fits in both device and host memory. */
   allFit: boolean;
@@ -56,6 +57,23 @@ export function planStageQueries(plan: Plan): StageQuery[] {
     zero: s.zero,
     offload: s.offload,
   }));
+}
+
+/**
+ * The median delay a step of `ranks` ranks takes from step-to-step noise (profile stepNoise: one
+ * device's step times less their median). Every rank waits for the others each step (gradient
+ * sync, pipeline hand-offs), so a step is as late as its slowest rank: with independent ranks the
+ * median step meets the 0.5^(1/ranks) quantile of one rank's noise. 0 for one rank or no noise.
+ */
+export function stepJitter(profile: HardwareProfile, ranks: number): number {
+  const noise = profile.stepNoise;
+  if (!noise || noise.length < 2 || ranks <= 1) return 0;
+  const s = [...noise].sort((a, b) => a - b);
+  const quantile = (q: number): number => {
+    const pos = (s.length - 1) * q, lo = Math.floor(pos), hi = Math.ceil(pos);
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo);
+  };
+  return Math.max(0, quantile(0.5 ** (1 / ranks)) - quantile(0.5));
 }
 
 /** 1F1B iteration time: sum_i (first_i + last_i) + (G - 1) * max_i steady_i (Mist, EuroSys 2025, Sec. 5.3). */
@@ -92,14 +110,16 @@ export function estimatePlan(plan: Plan, ctx: AnalyzerContext, compiled?: Compil
   const it = iterationTime(stages, plan.gradAccumSteps);
   const flops = modelFlopsPerIteration(ctx.model, training);
   const devices = planDevices(plan);
+  const jitterS = stepJitter(ctx.profile, devices);
+  const total = it.total + jitterS;
   return {
-    iterationTimeS: it.total,
-    tokensPerS: (plan.globalBatch * plan.seqLen) / it.total,
-    mfu: flops / (it.total * devices * ctx.profile.compute.peakFlops),
+    iterationTimeS: total,
+    tokensPerS: (plan.globalBatch * plan.seqLen) / total,
+    mfu: flops / (total * devices * ctx.profile.compute.peakFlops),
     modelFlopsPerIteration: flops,
     devices,
     bottleneckStage: it.bottleneck,
-    breakdown: { firstS: it.firstS, steadyS: it.steadyS, lastS: it.lastS },
+    breakdown: { firstS: it.firstS, steadyS: it.steadyS, lastS: it.lastS, jitterS },
     stages,
     allFit: stages.every((s) => s.fits),
   };

@@ -117,6 +117,13 @@ export const HardwareProfileSchema = z.strictObject({
     offloadSlowdown: z.number().min(1),
   }),
   /**
+   * Step-to-step noise of one device: each measured step's time less the median step time, seconds
+   * (garbage collection, preemption). A step of several ranks waits for the slowest, so its median
+   * meets a higher quantile of this noise (the analyzer's stepJitter). Measured by the executor
+   * probe on CPU hosts; absent (no noise) in datasheet profiles.
+   */
+  stepNoise: z.array(z.number()).optional(),
+  /**
    * Extra seconds a pipeline message takes when its receiver has been waiting for it (asleep in
    * recv; on a virtual machine its CPU halted), beyond the send/recv fit. The analyzer adds it to
    * every pipeline send/recv. Measured on CPU hosts; absent (0) in datasheet profiles.

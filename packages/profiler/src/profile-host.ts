@@ -264,6 +264,7 @@ function assemble(m: Measured): HardwareProfile {
     overlapTable,
     overlap: { commSlowdown, offloadSlowdown: Math.max(1, copyRatio) },
     ...(p2pWake === undefined ? {} : { p2pWake }),
+    stepNoise: m.passes.alone.stepDeviations,
     fits,
     unmeasured,
     memory: { cudaContextBytes: m.comm.baseRssBytes, ncclBufferBytes: m.comm.commRssBytes, fragmentation: 0 },

@@ -26,6 +26,8 @@ export interface PassOverhead {
   kernelSeconds: number;
   kernelsPerStep: number;
   steps: number;
+  /** Each measured step's time less the median step time, seconds (the step-to-step noise). */
+  stepDeviations: number[];
 }
 
 /** The probe in this process (a worker's passProbe request). */
@@ -60,6 +62,7 @@ export async function measurePassOverhead(o: { warmupSteps: number; steps: numbe
     const passesPerStep = G * 2 * (model.layers + 2) + 1;
     return {
       seconds: Math.max(0, median(overheads)) / passesPerStep, passesPerStep,
+      stepDeviations: steps.map((t) => t - median(steps)),
       stepSeconds: median(steps), kernelSeconds: median(kernelTimes), kernelsPerStep: median(kernelCounts), steps: o.steps,
     };
   } finally {
@@ -85,6 +88,7 @@ function medianOf(results: readonly PassOverhead[]): PassOverhead {
     seconds: median(results.map((r) => r.seconds)), passesPerStep: results[0].passesPerStep,
     stepSeconds: median(results.map((r) => r.stepSeconds)), kernelSeconds: median(results.map((r) => r.kernelSeconds)),
     kernelsPerStep: median(results.map((r) => r.kernelsPerStep)), steps: results.reduce((n, r) => n + r.steps, 0),
+    stepDeviations: results.flatMap((r) => r.stepDeviations),
   };
 }
 

@@ -38,7 +38,8 @@ function summary(est: Analysis, plan: Plan): string {
       `${plan.stages.length} stage${plan.stages.length > 1 ? 's' : ''}, ${est.devices} GPUs, G=${plan.gradAccumSteps}`,
     `iteration ${formatSeconds(est.iterationTimeS)} (first ${formatSeconds(est.breakdown.firstS)} + ` +
       `${plan.gradAccumSteps - 1} x ${formatSeconds(est.stages[est.bottleneckStage].steadyTimeS)} steady of bottleneck stage ${est.bottleneckStage} + ` +
-      `last ${formatSeconds(est.breakdown.lastS)}), ` +
+      `last ${formatSeconds(est.breakdown.lastS)}` +
+      (est.breakdown.jitterS > 0 ? ` + ${formatSeconds(est.breakdown.jitterS)} waiting for the slowest rank's step noise` : '') + '), ' +
       `${formatCount(est.tokensPerS)} tokens/s, MFU ${(est.mfu * 100).toFixed(1)}%, ` +
       (est.allFit ? 'every stage fits' : (() => {
         const bad = est.stages.filter((s) => !s.fits);
