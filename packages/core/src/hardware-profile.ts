@@ -87,9 +87,9 @@ export const HardwareProfileSchema = z.strictObject({
     modulePassOverhead: z.number().nonnegative().optional(),
     /**
      * The same figures with every device of the host computing at once (measured by running the
-     * executor probe on all of them; the slowest device's, since a step waits for it): kernels run
-     * `kernelSlowdown` times slower, and a module pass costs `modulePassOverhead` (shared caches
-     * and memory, thread wake-ups on busy cores, cores that also take the host's interrupts). The
+     * executor probe on all of them; the median device): kernels run `kernelSlowdown` times slower,
+     * and a module pass costs `modulePassOverhead` (shared caches and memory, thread wake-ups on
+     * busy cores, cores that also take the host's interrupts). The
      * analyzer interpolates between one device and all of them by the devices a plan keeps busy
      * on a node. Absent: no slowdown.
      */
@@ -117,8 +117,8 @@ export const HardwareProfileSchema = z.strictObject({
     offloadSlowdown: z.number().min(1),
   }),
   /**
-   * Step-to-step noise of one device: each measured step's time less the median step time, seconds
-   * (garbage collection, preemption). A step of several ranks waits for the slowest, so its median
+   * Step-to-step noise of a device: each measured step's time less the median step time, seconds
+   * (garbage collection, preemption), with every device busy where the host has several. A step of several ranks waits for the slowest, so its median
    * meets a higher quantile of this noise (the analyzer's stepJitter). Measured by the executor
    * probe on CPU hosts; absent (no noise) in datasheet profiles.
    */

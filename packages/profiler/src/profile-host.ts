@@ -264,7 +264,8 @@ function assemble(m: Measured): HardwareProfile {
     overlapTable,
     overlap: { commSlowdown, offloadSlowdown: Math.max(1, copyRatio) },
     ...(p2pWake === undefined ? {} : { p2pWake }),
-    stepNoise: m.passes.alone.stepDeviations,
+    // The noise that matters is that of a plan of several ranks: every device busy, where measured.
+    stepNoise: m.passes.allBusy ? m.passes.allBusy.devices.flatMap((d) => d.stepDeviations) : m.passes.alone.stepDeviations,
     fits,
     unmeasured,
     memory: { cudaContextBytes: m.comm.baseRssBytes, ncclBufferBytes: m.comm.commRssBytes, fragmentation: 0 },

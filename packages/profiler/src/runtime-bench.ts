@@ -75,9 +75,9 @@ export interface PassOverheads {
   alone: PassOverhead;
   /** Every device computing at once; absent on a host of one device. */
   allBusy?: {
-    /** Kernel time of the slowest device / the kernel time of one device alone (median over rounds). */
+    /** Median kernel time of the devices / the kernel time of one device alone. */
     kernelSlowdown: number;
-    /** Seconds per module pass of the slowest device (median over rounds). */
+    /** Median over devices and rounds of their seconds per module pass. */
     modulePassOverhead: number;
     devices: PassOverhead[];
   };
@@ -111,15 +111,15 @@ export async function measurePassOverheads(
     }
     const a = medianOf(alone);
     if (rounds.length === 0) return { alone: a };
-    // With every device busy a step waits for the slowest of them (a DP all-reduce, a pipeline's
-    // critical path through every stage): each round counts its slowest device, then the median
-    // over rounds. Devices differ: the cores that take the host's interrupts run slower.
+    // The typical device with every device busy (median over devices and rounds). That a step
+    // then waits for the slowest rank is the analyzer's stepJitter, from these runs' step noise.
+    const busy = rounds.flat();
     return {
       alone: a,
       allBusy: {
-        kernelSlowdown: Math.max(1, median(rounds.map((rs) => Math.max(...rs.map((x) => x.kernelSeconds)))) / a.kernelSeconds),
-        modulePassOverhead: median(rounds.map((rs) => Math.max(...rs.map((x) => x.seconds)))),
-        devices: rounds.flat(),
+        kernelSlowdown: Math.max(1, median(busy.map((x) => x.kernelSeconds)) / a.kernelSeconds),
+        modulePassOverhead: median(busy.map((x) => x.seconds)),
+        devices: busy,
       },
     };
   } finally {
