@@ -61,7 +61,7 @@ try {
   fail('the build failed (tsc -b packages/executor packages/profiler packages/analyzer); fix it first');
 }
 const core = require('@mist/core');
-const { estimatePlan, stepJitter } = require('@mist/analyzer');
+const { estimatePlan } = require('@mist/analyzer');
 const { profileHost } = require('@mist/profiler');
 const executor = require('@mist/executor');
 const native = require('@mist/native');
