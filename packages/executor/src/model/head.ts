@@ -13,6 +13,7 @@ import { INIT_STD } from './dims';
 import { vocabRange, WTE, wteDecl } from './embedding';
 import { type NormSaved, normBackwardAccumulate, normDecls, normForward } from './norm';
 import type { ParamDecl, ParamStore } from './params';
+import { Scratch } from './scratch';
 import type { TpHooks } from './tp-hooks';
 
 export const LM_HEAD = 'head.lm_head';
@@ -48,7 +49,11 @@ export interface HeadResult {
 export class Head {
   private readonly vocab: { lo: number; hi: number };
 
-  constructor(private readonly model: ModelSpec, private readonly store: ParamStore, private readonly tp = 1, tpRank = 0, private readonly hooks?: TpHooks) {
+  constructor(
+    private readonly model: ModelSpec, private readonly store: ParamStore, private readonly tp = 1, tpRank = 0, private readonly hooks?: TpHooks,
+    /** Where training passes take their temporaries (shared with the stage's layers); default its own. */
+    private readonly scratch = new Scratch(),
+  ) {
     this.vocab = vocabRange(model, tp, tpRank);
     if (tp > 1 && !hooks) throw new Error(`the LM head with tp=${tp} needs TP hooks for its all-reduces`);
   }
@@ -103,9 +108,13 @@ export class Head {
   async forward(x: Float32Array, targets: Int32Array | null, train: boolean, gradScale: number): Promise<HeadResult> {
     const m = this.model, H = m.hidden, V = this.vocab.hi - this.vocab.lo, T = x.length / H;
     const k = new KernelBatch();
-    const h = new Float32Array(T * H);
-    const norm = normForward(k, m, this.store, NORM, h, x, T);
-    const logits = new Float32Array(T * V);
+    // A training pass's normalised input and logits (then their gradient) live until backward,
+    // which gives them back; logits returned to the caller are fresh.
+    const kept = train && targets !== null;
+    const alloc = (n: number): Float32Array => (kept ? this.scratch.take(n) : new Float32Array(n));
+    const h = alloc(T * H);
+    const norm = normForward(k, m, this.store, NORM, h, x, T, alloc);
+    const logits = alloc(T * V);
     k.matmul({ c: logits, a: h, b: this.store.param(this.weightName()), m: T, n: V, k: H, transB: true });
     if (!targets) {
       await k.run();
@@ -137,7 +146,7 @@ export class Head {
     const k = new KernelBatch();
     const w = this.weightName();
     k.matmul({ c: this.store.grad(w), a: s.dlogits, b: s.h, m: V, n: H, k: T, transA: true, accumulate: true });
-    const dh = new Float32Array(T * H);
+    const dh = this.scratch.take(T * H);
     k.matmul({ c: dh, a: s.dlogits, b: this.store.param(w), m: T, n: H, k: V });
     if (this.tp > 1) {
       await k.run();
@@ -146,6 +155,7 @@ export class Head {
     const dx = new Float32Array(T * H);
     normBackwardAccumulate(k, m, this.store, NORM, dx, dh, s.x, s.norm, T);
     await k.run();
+    this.scratch.give([s.h, s.dlogits, dh, s.norm.rstd, ...(s.norm.mean ? [s.norm.mean] : [])]);
     return dx;
   }
 }

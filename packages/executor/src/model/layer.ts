@@ -130,7 +130,7 @@ export class TransformerLayer {
       if (bias && m.bias) k.biasAdd(out, this.W(bias), T, n);
     };
     const h1 = buf(T * H);
-    const n1 = normForward(k, m, this.store, `${this.p}.norm1`, h1, x, T);
+    const n1 = normForward(k, m, this.store, `${this.p}.norm1`, h1, x, T, buf);
     const q = buf(T * Q), kt = buf(T * KV), v = buf(T * KV);
     proj(q, h1, 'attn.wq', 'attn.bq', Q, H);
     proj(kt, h1, 'attn.wk', 'attn.bk', KV, H);
@@ -151,10 +151,10 @@ export class TransformerLayer {
       x1 = buf(T * H);
       k.add(x1, x, o);
       h2 = buf(T * H);
-      n2 = normForward(k, m, this.store, `${this.p}.norm2`, h2, x1, T);
+      n2 = normForward(k, m, this.store, `${this.p}.norm2`, h2, x1, T, buf);
     } else if (m.parallelAttentionTwoNorms) {
       h2 = buf(T * H);
-      n2 = normForward(k, m, this.store, `${this.p}.norm2`, h2, x, T);
+      n2 = normForward(k, m, this.store, `${this.p}.norm2`, h2, x, T, buf);
     }
 
     const mo = buf(T * H);

@@ -18,11 +18,15 @@ export function normDecls(model: ModelSpec, prefix: string): ParamDecl[] {
   return decls;
 }
 
-export function normForward(k: KernelOps, model: ModelSpec, store: ParamStore, prefix: string, y: Float32Array, x: Float32Array, rows: number): NormSaved {
+/** `alloc` makes the saved statistics (a module's scratch buffers; default fresh arrays). */
+export function normForward(
+  k: KernelOps, model: ModelSpec, store: ParamStore, prefix: string, y: Float32Array, x: Float32Array, rows: number,
+  alloc: (n: number) => Float32Array = (n) => new Float32Array(n),
+): NormSaved {
   const h = model.hidden;
-  const rstd = new Float32Array(rows);
+  const rstd = alloc(rows);
   if (model.norm === 'layernorm') {
-    const mean = new Float32Array(rows);
+    const mean = alloc(rows);
     k.layerNorm(y, mean, rstd, x, store.param(`${prefix}.gamma`), store.param(`${prefix}.beta`), rows, h, NORM_EPS);
     return { mean, rstd };
   }

@@ -151,7 +151,7 @@ export class Stage {
       ));
     }
     this.embedding = this.hasEmbedding ? new Embedding(m, this.store, this.tp, this.tpRank, opts.hooks) : null;
-    this.head = this.hasHead ? new Head(m, this.store, this.tp, this.tpRank, opts.hooks) : null;
+    this.head = this.hasHead ? new Head(m, this.store, this.tp, this.tpRank, opts.hooks, this.scratch) : null;
     const units = this.store.units;
     let u = 0;
     this.embeddingUnits = this.hasEmbedding ? [units[u++]] : [];
@@ -232,6 +232,14 @@ export class Stage {
 
   zeroGrads(): void {
     this.store.zeroGrads();
+  }
+
+  /**
+   * Hands back a buffer this stage returned (its output, its input gradient) once the caller is
+   * done with it, e.g. after sending it to the next stage: the stage's layers reuse it.
+   */
+  recycle(buffers: Iterable<Float32Array>): void {
+    this.scratch.give(buffers);
   }
 
   async forward(input: StageInput, opts: ForwardOptions = {}): Promise<StageForwardResult> {

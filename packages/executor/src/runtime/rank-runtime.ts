@@ -266,6 +266,8 @@ export class RankRuntime {
     }
     if (group.length > 0) await this.timer.wait(this.o.world.group(group));
     for (const a of sent) this.pools.release(a);
+    // Sent activations and gradients are dead here: the stage's layers reuse their buffers.
+    this.stage.recycle(sent);
   }
 
   /**
