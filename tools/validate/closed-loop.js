@@ -76,11 +76,8 @@ const training = core.parseTrainingSpec({ globalBatch: GLOBAL_BATCH, seqLen: SEQ
 
 function makePlan(pp, dp, ckpt) {
   const per = model.layers / pp;
-  const stages = Array.from({ length: pp }, (_, i) => ({
-    layers: [i * per, (i + 1) * per - 1], mesh: { nodes: 1, gpusPerNode: dp }, microBatchSize: GLOBAL_BATCH / (dp * G), dp, tp: 1,
-    sequenceParallel: false, ckptLayers: ckpt ? per : 0, zero: 0, offload: core.NO_OFFLOAD,
-  }));
-  return core.parsePlan({ version: 1, model: model.name, seqLen: SEQ, globalBatch: GLOBAL_BATCH, gradAccumSteps: G, stages }, { model });
+  const stages = Array.from({ length: pp }, (_, i) => ({ layers: [i * per, (i + 1) * per - 1], dp, ckpt: ckpt ? per : 0 }));
+  return executor.singleHostPlan(model, { seq: SEQ, globalBatch: GLOBAL_BATCH, G }, stages);
 }
 
 /** The 1-minute load average and the core count: other processes on this host slow every measurement. */
@@ -88,17 +85,7 @@ function loadAvg() {
   return `${os.loadavg()[0].toFixed(2)} on ${os.cpus().length} cores`;
 }
 
-function quantile(xs, q) {
-  const s = [...xs].sort((a, b) => a - b);
-  const pos = (s.length - 1) * q, lo = Math.floor(pos), hi = Math.ceil(pos);
-  return s[lo] + (s[hi] - s[lo]) * (pos - lo);
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
+const median = (xs) => core.quantile(xs, 0.5);
 
 /** Kendall's tau between two orderings of the same items (1 = identical ranking). */
 function kendallTau(a, b) {
@@ -164,8 +151,8 @@ async function main() {
   console.log('');
   for (const row of rows) {
     row.measured = median(row.samples);
-    row.q25 = quantile(row.samples, 0.25);
-    row.q75 = quantile(row.samples, 0.75);
+    row.q25 = core.quantile(row.samples, 0.25);
+    row.q75 = core.quantile(row.samples, 0.75);
     row.error = (row.predicted - row.measured) / row.measured;
     console.log(`${row.name}: predicted ${ms(row.predicted)} ms, measured ${ms(row.measured)} ms (quartiles ${ms(row.q25)}-${ms(row.q75)}, ` +
       `${row.samples.length} steps)${row.share > 1 ? ` [${row.devices} workers on ${cores} cores: shared-core simulation, analyzer alone ${ms(row.estimate.iterationTimeS)} ms]` : ''}, ` +

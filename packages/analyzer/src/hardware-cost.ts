@@ -98,7 +98,7 @@ export class CostModel {
       else if (phase === 'backward' && fwdFit) t = mul(ELEMENTWISE_BACKWARD_OVER_FORWARD, add(fwdFit.c0, mul(fwdFit.c1, o.elements)));
       else t = kernels === 0 ? num(0) : add(memory, launch);
     }
-    return mul(o.when, auxTime === 0 ? t : add(t, auxTime));
+    return mul(o.when, add(t, auxTime));
   }
 
   forward(o: Op): Expr {

@@ -1,5 +1,5 @@
 // Estimate of a whole plan: per-stage estimates combined into the 1F1B iteration time.
-import { type HardwareProfile, meshSize, type Plan, planDevices, planRuleIssues, SpecError, stageLayerCount, type TrainingSpec } from '@mist/core';
+import { type HardwareProfile, meshSize, type Plan, planDevices, planRuleIssues, quantile, SpecError, stageLayerCount, type TrainingSpec } from '@mist/core';
 import { type CompiledStageModel, compileStageModel, type StageEstimate, type StageQuery } from './compile';
 import { modelFlopsPerIteration } from './flops';
 import { stagePosition } from './layout';
@@ -68,12 +68,7 @@ export function planStageQueries(plan: Plan): StageQuery[] {
 export function stepJitter(profile: HardwareProfile, ranks: number): number {
   const noise = profile.stepNoise;
   if (!noise || noise.length < 2 || ranks <= 1) return 0;
-  const s = [...noise].sort((a, b) => a - b);
-  const quantile = (q: number): number => {
-    const pos = (s.length - 1) * q, lo = Math.floor(pos), hi = Math.ceil(pos);
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo);
-  };
-  return Math.max(0, quantile(0.5 ** (1 / ranks)) - quantile(0.5));
+  return Math.max(0, quantile(noise, 0.5 ** (1 / ranks)) - quantile(noise, 0.5));
 }
 
 /** 1F1B iteration time: sum_i (first_i + last_i) + (G - 1) * max_i steady_i (Mist, EuroSys 2025, Sec. 5.3). */

@@ -1,5 +1,6 @@
 // The least-squares line the profiler fits to its measurements and the analyzer fits to a
-// profile's tables: one function, so the error the profiler reports is the analyzer's.
+// profile's tables: one function, so the error the profiler reports is the analyzer's. And the
+// quantile both use on measured samples.
 
 /** Ordinary least-squares line y = c0 + c1 x; undefined with fewer than two distinct x. */
 export function fitLine(points: readonly { x: number; y: number }[]): { c0: number; c1: number } | undefined {
@@ -44,4 +45,16 @@ export function fitLineRelative(points: readonly { x: number; y: number }[]): { 
   if (points.length < 2 || !(det > 1e-12 * sw * sxx)) return undefined;
   const c1 = (sw * sxy - sx * sy) / det;
   return { c0: (sy - c1 * sx) / sw, c1 };
+}
+
+/**
+ * The q-quantile (0 <= q <= 1) of `values`, interpolating linearly between the two nearest order
+ * statistics (q = 0.5 is the median, the mean of the middle two for an even count).
+ */
+export function quantile(values: readonly number[], q: number): number {
+  if (values.length === 0) throw new RangeError('quantile of no values');
+  if (!(q >= 0 && q <= 1)) throw new RangeError(`quantile: q must be in [0, 1], got ${q}`);
+  const s = [...values].sort((a, b) => a - b);
+  const pos = (s.length - 1) * q, lo = Math.floor(pos), hi = Math.ceil(pos);
+  return s[lo] + (s[hi] - s[lo]) * (pos - lo);
 }

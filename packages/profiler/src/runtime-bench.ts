@@ -8,8 +8,8 @@
 // rank-runtime.ts, model/flow.ts). The probe is llama-tiny, not a model the analyzer is checked on.
 // It runs in fresh worker processes (the profiler's own heap would slow its collections), on one
 // device with the others idle, then on every device at once (all busy).
-import { getModel, NO_OFFLOAD, parsePlan } from '@mist/core';
-import { runInProcess, TokenSource } from '@mist/executor';
+import { getModel } from '@mist/core';
+import { runInProcess, singleHostPlan, TokenSource } from '@mist/executor';
 import { startKernelTrace, stopKernelTrace } from '@mist/native';
 import { CollectiveCluster } from './collective-cluster';
 import type { ProgressCounter } from './progress';
@@ -31,17 +31,11 @@ export interface PassOverhead {
 }
 
 /** The probe in this process (a worker's passProbe request). */
-export async function measurePassOverhead(o: { warmupSteps: number; steps: number; kernelLaunch: number }, progress?: ProgressCounter): Promise<PassOverhead> {
+export async function measurePassOverhead(o: { warmupSteps: number; steps: number; kernelLaunch: number }): Promise<PassOverhead> {
   const model = getModel(PASS_PROBE.model);
   const { seq, microBatch: b, gradAccumSteps: G } = PASS_PROBE;
   const globalBatch = b * G;
-  const plan = parsePlan({
-    version: 1, model: model.name, seqLen: seq, globalBatch, gradAccumSteps: G,
-    stages: [{
-      layers: [0, model.layers - 1], mesh: { nodes: 1, gpusPerNode: 1 }, microBatchSize: b, dp: 1, tp: 1,
-      sequenceParallel: false, ckptLayers: 0, zero: 0, offload: NO_OFFLOAD,
-    }],
-  }, { model });
+  const plan = singleHostPlan(model, { seq, globalBatch, G }, [{ layers: [0, model.layers - 1] }]);
   const data = new TokenSource('synthetic', 1, model.vocab, globalBatch, seq);
   const run = await runInProcess(plan, model, { seed: 1, lr: () => 1e-4, steps: o.warmupSteps, data });
   try {
@@ -57,7 +51,6 @@ export async function measurePassOverhead(o: { warmupSteps: number; steps: numbe
       steps.push(m.stepTimeS);
       kernelTimes.push(kernelS);
       kernelCounts.push(kernels);
-      progress?.tick(`executor pass overhead (step ${i + 1}/${o.steps})`);
     }
     const passesPerStep = G * 2 * (model.layers + 2) + 1;
     return {
@@ -102,18 +95,17 @@ export async function measurePassOverheads(
   const cluster = await CollectiveCluster.start(devices, threads);
   const req = { cmd: 'passProbe' as const, warmupSteps: o.warmupSteps, steps: o.steps, kernelLaunch: o.kernelLaunch };
   try {
-    const alone: PassOverhead[] = [], rounds: PassOverhead[][] = [];
+    const alone: PassOverhead[] = [], busy: PassOverhead[] = [];
     for (let r = 0; r < o.rounds; r++) {
       alone.push(await cluster.one<PassOverhead>(0, req));
       progress?.tick(`executor pass overhead, one device (round ${r + 1}/${o.rounds})`);
-      if (devices > 1) rounds.push(await cluster.all<PassOverhead>(req));
+      if (devices > 1) busy.push(...(await cluster.all<PassOverhead>(req)));
       progress?.tick(`executor pass overhead, ${devices} devices at once (round ${r + 1}/${o.rounds})`);
     }
     const a = medianOf(alone);
-    if (rounds.length === 0) return { alone: a };
+    if (busy.length === 0) return { alone: a };
     // The typical device with every device busy (median over devices and rounds). That a step
     // then waits for the slowest rank is the analyzer's stepJitter, from these runs' step noise.
-    const busy = rounds.flat();
     return {
       alone: a,
       allBusy: {
