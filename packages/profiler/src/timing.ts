@@ -2,6 +2,7 @@
 // taken. Sub-millisecond work is timed in groups of calls so the clock's resolution and the cost of
 // reading it stay small against what is measured.
 import { performance } from 'node:perf_hooks';
+import { quantile } from '@mist/core';
 
 export interface TimingOptions {
   /** Untimed runs first (caches, page faults, thread pool wake-up). */
@@ -21,9 +22,7 @@ export interface Timing {
 
 export function median(values: readonly number[]): number {
   if (values.length === 0) throw new RangeError('median of no values');
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+  return quantile(values, 0.5);
 }
 
 export function nowSeconds(): number {
