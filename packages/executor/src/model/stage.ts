@@ -238,6 +238,11 @@ export class Stage {
    * Hands back a buffer this stage returned (its output, its input gradient) once the caller is
    * done with it, e.g. after sending it to the next stage: the stage's layers reuse it.
    */
+  /** A zeroed buffer of n floats from the stage's scratch (e.g. to receive activations into); give it back with recycle(). */
+  takeBuffer(n: number): Float32Array {
+    return this.scratch.take(n);
+  }
+
   recycle(buffers: Iterable<Float32Array>): void {
     this.scratch.give(buffers);
   }

@@ -167,6 +167,8 @@ export class RankRuntime {
     const gradIns = new Map<number, Float32Array>();
     const gradOuts = new Map<number, Float32Array>();
     const contexts = new Map<number, StageContext>();
+    // Received activations per micro-batch: the first layer's saved input until that micro-batch's backward.
+    const received = new Map<number, Float32Array>();
     let lossSum = 0;
 
     const take = <T>(m: Map<number, T>, mb: number, what: string): T => {
@@ -188,6 +190,7 @@ export class RankRuntime {
         let recvd: Float32Array | null = null;
         if (!this.first) {
           recvd = take(inputs, s.microBatch, 'input activations');
+          received.set(s.microBatch, recvd);
           input.hidden = recvd;
         }
         const r = await this.timer.phase('forward', () => this.stage.forward(input, { train: true, gradScale }));
@@ -203,6 +206,10 @@ export class RankRuntime {
         const dx = await this.timer.phase('backward', () => this.stage.backward(ctx, gin));
         if (gin) this.pools.release(gin);
         if (!this.first) gradOuts.set(s.microBatch, this.pools.adopt(dx as Float32Array, 'transient'));
+        // The received input and output gradient are dead now: later receives reuse them.
+        const recvd = received.get(s.microBatch);
+        received.delete(s.microBatch);
+        this.stage.recycle([recvd, gin].filter((a): a is Float32Array => a !== undefined && a !== dx));
       } else {
         await this.communicate(s.ops, rows, H, inputs, outputs, gradIns, gradOuts, take);
       }
@@ -247,7 +254,7 @@ export class RankRuntime {
     const sent: Float32Array[] = [];
     for (const op of ops) {
       if (op.op === 'recvForward') {
-        const buf = this.pools.f32('transient', rows * H);
+        const buf = this.pools.adopt(this.stage.takeBuffer(rows * H), 'transient');
         inputs.set(op.microBatch, buf);
         for (const r of this.fwdRecv) group.push({ kind: 'recv', buffer: part(buf, r), peer: r.peer });
       } else if (op.op === 'sendForward') {
@@ -255,7 +262,7 @@ export class RankRuntime {
         sent.push(out);
         for (const r of this.fwdSend) group.push({ kind: 'send', buffer: part(out, r), peer: r.peer });
       } else if (op.op === 'recvBackward') {
-        const buf = this.pools.f32('transient', rows * H);
+        const buf = this.pools.adopt(this.stage.takeBuffer(rows * H), 'transient');
         gradIns.set(op.microBatch, buf);
         for (const r of this.bwdRecv) group.push({ kind: 'recv', buffer: part(buf, r), peer: r.peer });
       } else {
