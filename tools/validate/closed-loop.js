@@ -1,8 +1,13 @@
 #!/usr/bin/env node
 // Closed loop on this machine (issue 9): profile this host, predict the step time of gpt-tiny plans
 // with the analyzer from that profile, run the same plans with the executor on the CPU backend
-// (launchLocal: one worker process per device on 127.0.0.1), and compare. Not in CI: timings are
-// noisy. Run by `npm run validate`. Passes when
+// (launchLocal: one worker process per device on 127.0.0.1), and compare. Every round profiles the
+// host anew and runs every plan once, so that predictions and measurements see the same spells of
+// a shared machine. Before and after each run, the speed of the plan's cores is compared with their
+// speed right after the round's profile: a run during which a core moved by more than 15% (the
+// cores of a virtual machine do, for minutes) is run again, up to 3 times, and the repeats are
+// reported. The prediction of a plan is the median of its rounds'.
+// Not in CI: timings are noisy. Run by `npm run validate`. Passes when
 //   - every prediction is within 20% of the measured step time (median over all rounds), and
 //   - the predictions order every pair of plans the measurements tell apart (interquartile ranges
 //     of their step times do not overlap) the same way; pairs within each other's spread are ties
@@ -30,6 +35,9 @@ const { parseArgs } = require('node:util');
 
 const root = path.resolve(__dirname, '../..');
 const TOLERANCE = 0.2;
+/** A plan's run counts when its cores' speed stayed within this fraction of the round's reference. */
+const DRIFT_LIMIT = 0.15;
+const MAX_ATTEMPTS = 3;
 
 function fail(message) {
   console.error(`closed-loop: ${message}`);
@@ -86,6 +94,7 @@ function loadAvg() {
 }
 
 const median = (xs) => core.quantile(xs, 0.5);
+const pct = (x) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(0)}%`;
 
 /** Kendall's tau between two orderings of the same items (1 = identical ranking). */
 function kendallTau(a, b) {
@@ -100,19 +109,54 @@ function kendallTau(a, b) {
   return (concordant - discordant) / ((a.length * (a.length - 1)) / 2);
 }
 
+/**
+ * Seconds of a fixed kernel batch (matmuls) on each core, this process pinned to it in turn: the
+ * cores of a virtual machine change speed for minutes at a time, independently of each other, and
+ * this shows how far they moved since the profile was taken.
+ */
+async function coreSpeeds() {
+  const m = 256, n = 128, k = 128;
+  const a = new Float32Array(m * k).fill(0.5), b = new Float32Array(k * n).fill(0.25), c = new Float32Array(m * n);
+  const batch = new native.KernelBatch();
+  const saved = native.kernelThreads();
+  native.setKernelThreads(1);
+  const out = [];
+  try {
+    for (let core = 0; core < os.cpus().length; core++) {
+      native.pinProcessToCores([core]);
+      const times = [];
+      for (let r = 0; r < 70; r++) {
+        const t0 = performance.now();
+        for (let i = 0; i < 10; i++) batch.matmul({ c, a, b, m, n, k });
+        await batch.run();
+        times.push(performance.now() - t0);
+      }
+      out.push(median(times.slice(10)));
+    }
+  } finally {
+    native.pinProcessToCores(os.cpus().map((_, i) => i));
+    native.setKernelThreads(saved);
+  }
+  return out;
+}
+
 async function main() {
   console.log(`load average at start: ${loadAvg()}`);
-  let profile;
-  if (values.profile) {
-    profile = core.loadHardwareProfile(values.profile);
-    core.checkProfileMachine(profile, { force: values.force === true });
-    console.log(`profile: ${values.profile} (${profile.machineKind})`);
-  } else {
+  const pinning = process.env.MIST_PIN_CORES !== '0';
+  /** A profile for one round: the given file, or this host profiled anew. */
+  async function profileForRound(round) {
+    if (values.profile) {
+      const profile = core.loadHardwareProfile(values.profile);
+      core.checkProfileMachine(profile, { force: values.force === true });
+      if (round === 1) console.log(`profile: ${values.profile} (${profile.machineKind})`);
+      return profile;
+    }
     const t0 = Date.now();
-    profile = await profileHost({ quick: !values.full, threadsPerDevice: threads });
-    const file = path.join(os.tmpdir(), `mist-closed-loop-profile-${process.pid}.json`);
+    const profile = await profileHost({ quick: !values.full, threadsPerDevice: threads });
+    const file = path.join(os.tmpdir(), `mist-closed-loop-profile-${process.pid}-${round}.json`);
     fs.writeFileSync(file, JSON.stringify(profile, null, 2));
-    console.log(`profiled this host in ${((Date.now() - t0) / 1000).toFixed(1)} s (${profile.machineKind}), written to ${file}`);
+    console.log(`round ${round}/${rounds}: profiled this host in ${((Date.now() - t0) / 1000).toFixed(1)} s (${profile.machineKind}), written to ${file}`);
+    return profile;
   }
   const plans = [];
   for (const pp of [1, 2]) for (const dp of [1, 2]) for (const ckpt of [false, true]) plans.push({ name: `pp${pp} dp${dp} ckpt ${ckpt ? 'on ' : 'off'}`, plan: makePlan(pp, dp, ckpt) });
@@ -122,20 +166,43 @@ async function main() {
     console.log(`note: the largest plan runs ${maxDevices} workers x ${threads} thread(s) on ${cores} cores: its workers share cores, ` +
       'and its prediction composes the analyzer\'s stage times in a simulation of the schedule on shared cores');
   }
-  // The analyzer checks the plan's devices against the profile's cluster: an oversubscribed plan
-  // gets a cluster of as many (core-sharing) devices as it uses.
-  const clusterFor = (devices) => core.parseHardwareProfile({
-    ...profile, cluster: { ...profile.cluster, gpusPerNode: Math.max(profile.cluster.gpusPerNode, devices) },
-  });
 
   process.env.MIST_NUM_THREADS = String(threads);
-  const rows = plans.map((p) => ({ ...p, ...predict(p.plan), samples: [], ranks: [] }));
+  // Each round profiles the host anew and predicts every plan from that profile, then runs the
+  // plans: the machine's slow and fast spells (minutes) then reach predictions and measurements alike.
+  const rows = plans.map((p) => ({ ...p, predictions: [], samples: [], ranks: [] }));
   for (let round = 1; round <= rounds; round++) {
+    const profile = await profileForRound(round);
+    const reference = pinning ? await coreSpeeds() : null;
     for (const row of rows) {
-      const r = await executor.launchLocal({
-        plan: row.plan, model, training, run: { steps, seed: 7, lr: 1e-3, data: 'synthetic', warmupSteps: 0, traceKernels: true },
-      });
-      const kept = r.steps.slice(WARMUP_STEPS);
+      Object.assign(row, predict(profile, row.plan));
+      row.predictions.push(row.predicted);
+    }
+    for (const row of rows) {
+      // A run counts when the plan's cores kept the speed they had right after the profile, before
+      // and after it (within DRIFT_LIMIT); otherwise it is run again, up to MAX_ATTEMPTS times.
+      const planCores = [...new Set(Array.from({ length: row.devices }, (_, d) => native.deviceCores(d, threads)).flat())].sort();
+      let kept, drift = '';
+      for (let attempt = 1; ; attempt++) {
+        const before = reference ? await coreSpeeds() : null;
+        const r = await executor.launchLocal({
+          plan: row.plan, model, training, run: { steps, seed: 7, lr: 1e-3, data: 'synthetic', warmupSteps: 0, traceKernels: true },
+        });
+        kept = r.steps.slice(WARMUP_STEPS);
+        if (!reference) break;
+        const after = await coreSpeeds();
+        const moved = planCores.map((c) => Math.max(Math.abs(before[c] / reference[c] - 1), Math.abs(after[c] / reference[c] - 1)));
+        drift = ` [core${planCores.length > 1 ? 's' : ''} ${planCores.map((c, i) => `${c} ${pct(before[c] / reference[c] - 1)}/${pct(after[c] / reference[c] - 1)}`).join(', ')} ` +
+          'time before/after the run vs the profile]';
+        if (moved.every((x) => x <= DRIFT_LIMIT)) break;
+        if (attempt === MAX_ATTEMPTS) {
+          row.drifted = true;
+          drift += ' (kept: the host did not settle)';
+          break;
+        }
+        row.rerun = (row.rerun ?? 0) + 1;
+        console.log(`round ${round}/${rounds} ${row.name}: the host drifted${drift}; running it again`);
+      }
       row.samples.push(...kept.map((s) => s.stepTimeS));
       // Where the measured time goes: per rank, the median over steps of each phase, waits and kernel time.
       const rank = (i, f) => median(kept.map((s) => f(s.ranks[i]) ?? NaN));
@@ -143,19 +210,22 @@ async function main() {
         compute: rank(i, (x) => x.computeS), wait: rank(i, (x) => x.waitS), fwd: rank(i, (x) => x.phases?.forward),
         bwd: rank(i, (x) => x.phases?.backward), opt: rank(i, (x) => x.phases?.optimizer), kernels: rank(i, (x) => x.kernels?.seconds),
       }));
-      console.log(`round ${round}/${rounds} ${row.name}: median ${(median(kept.map((s) => s.stepTimeS)) * 1e3).toFixed(2)} ms over ${kept.length} steps [load ${loadAvg()}]`);
+      console.log(`round ${round}/${rounds} ${row.name}: predicted ${(row.predicted * 1e3).toFixed(1)} ms, ` +
+        `measured median ${(median(kept.map((s) => s.stepTimeS)) * 1e3).toFixed(2)} ms over ${kept.length} steps [load ${loadAvg()}]${drift}`);
     }
   }
 
   const ms = (x) => (x * 1e3).toFixed(1);
   console.log('');
   for (const row of rows) {
+    row.predicted = median(row.predictions);
     row.measured = median(row.samples);
     row.q25 = core.quantile(row.samples, 0.25);
     row.q75 = core.quantile(row.samples, 0.75);
     row.error = (row.predicted - row.measured) / row.measured;
     console.log(`${row.name}: predicted ${ms(row.predicted)} ms, measured ${ms(row.measured)} ms (quartiles ${ms(row.q25)}-${ms(row.q75)}, ` +
-      `${row.samples.length} steps)${row.share > 1 ? ` [${row.devices} workers on ${cores} cores: shared-core simulation, analyzer alone ${ms(row.estimate.iterationTimeS)} ms]` : ''}, ` +
+      `${row.samples.length} steps)${row.share > 1 ? ` [${row.devices} workers on ${cores} cores: shared-core simulation, analyzer alone ${ms(row.estimate.iterationTimeS)} ms]` : ''}` +
+      `${row.rerun ? ` [${row.rerun} run(s) repeated: the host drifted]` : ''}${row.drifted ? ' [measured while the host drifted]' : ''}, ` +
       `error ${(row.error * 100).toFixed(1)}%`);
     if (values.verbose) {
       for (const [i, st] of row.estimate.stages.entries()) {
@@ -196,8 +266,13 @@ async function main() {
    * is the analyzer's per-stage times composed by a simulation of the 1F1B schedule in which the
    * workers on one core share it while they compute (core-sharing.js).
    */
-  function predict(plan) {
+  function predict(profile, plan) {
     const devices = plan.stages.reduce((n, st) => n + st.dp * st.tp, 0);
+    // The analyzer checks the plan's devices against the profile's cluster: an oversubscribed plan
+    // gets a cluster of as many (core-sharing) devices as it uses.
+    const clusterFor = (n) => core.parseHardwareProfile({
+      ...profile, cluster: { ...profile.cluster, gpusPerNode: Math.max(profile.cluster.gpusPerNode, n) },
+    });
     const estimate = estimatePlan(plan, { model, training, profile: clusterFor(devices) });
     const share = (devices * threads) / cores;
     if (share <= 1) return { devices, share: 1, estimate, predicted: estimate.iterationTimeS };

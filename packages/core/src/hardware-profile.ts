@@ -87,9 +87,10 @@ export const HardwareProfileSchema = z.strictObject({
     modulePassOverhead: z.number().nonnegative().optional(),
     /**
      * The same figures with every device of the host computing at once (measured by running the
-     * executor probe on all of them; the median device): kernels run `kernelSlowdown` times slower,
-     * and a module pass costs `modulePassOverhead` (shared caches and memory, thread wake-ups on
-     * busy cores, cores that also take the host's interrupts). The
+     * executor probe on all of them): kernels run `kernelSlowdown` times slower (on the slowest
+     * device: ranks that synchronize wait for it), and a module pass costs `modulePassOverhead`
+     * (the median device; shared caches and memory, thread wake-ups on busy cores, cores that
+     * also take the host's interrupts). The
      * analyzer interpolates between one device and all of them by the devices a plan keeps busy
      * on a node. Absent: no slowdown.
      */
@@ -125,11 +126,11 @@ export const HardwareProfileSchema = z.strictObject({
   stepNoise: z.array(z.number()).optional(),
   /**
    * Extra seconds a pipeline message takes when its receiver has been waiting for it (asleep in
-   * recv; on a virtual machine its CPU halted), beyond the send/recv fit. The analyzer adds it to
+   * recv; on a virtual machine its CPU halted), beyond the send/recv fit, plus how much slower the
+   * receiver's first compute after it runs than back to back. The analyzer adds it to
    * every pipeline send/recv. Measured on CPU hosts; absent (0) in datasheet profiles.
    */
   p2pWake: z.number().nonnegative().optional(),
-  /** What a program cannot use of the device's memory. */
   /** Raw collective timings of a measured profile (the source of `collectives`). */
   collectiveTable: z.array(CollectivePointSchema).optional(),
   /** Raw host<->device copy timings of a measured profile (the source of `links.hostToDevice`). */

@@ -9,7 +9,7 @@ import {
 import type { MatmulShape } from './grids';
 import { measurePassOverhead } from './runtime-bench';
 import { nowSeconds } from './timing';
-import type { BesideResult, ConnectResult, WorkerRequest } from './worker-protocol';
+import type { BesideResult, ConnectResult, WakeRound, WorkerRequest } from './worker-protocol';
 
 let listener: CpuListener | undefined;
 let comm: Communicator<Float32Array> | undefined;
@@ -120,28 +120,44 @@ async function computeBeside(shape: MatmulShape, count: number, repeats: number,
 }
 
 /** See WorkerRequest 'p2pAfterWait'. Ranks other than 0 and 1 only join the barriers. */
-async function p2pAfterWait(bytes: number, busyMs: number, rounds: number): Promise<string[]> {
+async function p2pAfterWait(req: Extract<WorkerRequest, { cmd: 'p2pAfterWait' }>): Promise<WakeRound[]> {
   const c = communicator();
-  const buf = fill(bytes / 4);
-  const times: string[] = [];
-  for (let i = 0; i < rounds; i++) {
+  const buf = fill(req.bytes / 4);
+  const { shape, count, batches } = req.after;
+  const run = computeBatch(shape, count);
+  const compute = async (): Promise<void> => {
+    for (let b = 0; b < batches; b++) await run();
+  };
+  await compute(); // warm
+  const rounds: WakeRound[] = [];
+  const stamp = (): string => process.hrtime.bigint().toString();
+  for (let i = 0; i < req.rounds; i++) {
     const sender = i % 2;
     if (c.rank === sender) {
-      const end = nowSeconds() + busyMs / 1000;
+      const end = nowSeconds() + req.busyMs / 1000;
       while (nowSeconds() < end) {
         // busy: the sender computes while its peer waits
       }
-      times.push(process.hrtime.bigint().toString());
+      const sent = stamp();
       await c.send(buf, 1 - sender);
+      rounds.push({ sent });
     } else if (c.rank === 1 - sender) {
       await c.recv(buf, sender);
-      times.push(process.hrtime.bigint().toString());
+      const arrived = stamp();
+      await compute();
+      rounds.push({ arrived, done: stamp() });
     } else {
-      times.push('');
+      rounds.push({});
     }
     await c.barrier();
+    // The same compute on a process that did not wait: back to back after another run.
+    await compute();
+    const t0 = nowSeconds();
+    await compute();
+    rounds[i].hotSeconds = nowSeconds() - t0;
+    await c.barrier();
   }
-  return times;
+  return rounds;
 }
 
 async function handle(req: WorkerRequest): Promise<unknown> {
@@ -172,7 +188,7 @@ async function handle(req: WorkerRequest): Promise<unknown> {
     case 'computeBeside':
       return computeBeside(req.shape, req.count, req.repeats, req.commBytes, req.commCount);
     case 'p2pAfterWait':
-      return p2pAfterWait(req.bytes, req.busyMs, req.rounds);
+      return p2pAfterWait(req);
     case 'passProbe':
       return measurePassOverhead({ warmupSteps: req.warmupSteps, steps: req.steps, kernelLaunch: req.kernelLaunch });
   }

@@ -8,7 +8,7 @@ import { type AlphaBetaFit, fitCollective } from './fit';
 import type { MatmulShape, ProfileGrid } from './grids';
 import type { ProgressCounter } from './progress';
 import { median } from './timing';
-import type { BesideResult } from './worker-protocol';
+import type { BesideResult, WakeRound } from './worker-protocol';
 
 export interface CollectivePoint {
   collective: CollectiveKind;
@@ -57,29 +57,39 @@ async function measureOn(cluster: CollectiveCluster, grid: ProfileGrid, progress
 /** Bytes and the sender's compute before each message of the wake-up measurement. */
 export const WAKE_BYTES = 64 * 1024;
 export const WAKE_BUSY_MS = 5;
+/** What the receiver computes on a message: a few kernel batches, as a stage's layer passes. */
+export const WAKE_AFTER = { shape: { m: 256, n: 128, k: 128 }, count: 6, batches: 4 } as const;
 
 export interface WakeLatency {
   bytes: number;
   busyMs: number;
   /** Median seconds from the send to the arrival at a receiver that waited in recv. */
   seconds: number;
+  /** Median seconds of the receiver's compute (WAKE_AFTER) right after that arrival, and of the same compute back to back. */
+  afterWakeSeconds: number;
+  hotSeconds: number;
   rounds: number;
 }
 
 /**
  * A pipeline stage waits in recv while its neighbour computes; the message then also pays the
  * waiting process's wake-up (its threads asleep, on a virtual machine its CPU halted), which the
- * back-to-back ping-pong of the send/recv fit does not see. Ranks 0 and 1 take turns: the sender
- * computes WAKE_BUSY_MS, then sends WAKE_BYTES to the waiting receiver.
+ * back-to-back ping-pong of the send/recv fit does not see, and the stage's first compute after it
+ * runs slower than the same compute back to back (caches, the kernel thread woken again). Ranks 0
+ * and 1 take turns: the sender computes WAKE_BUSY_MS, then sends WAKE_BYTES to the waiting
+ * receiver, which computes WAKE_AFTER.
  */
 async function wakeLatency(cluster: CollectiveCluster, rounds: number): Promise<WakeLatency> {
-  const times = await cluster.all<string[]>({ cmd: 'p2pAfterWait', bytes: WAKE_BYTES, busyMs: WAKE_BUSY_MS, rounds });
-  const lat: number[] = [];
+  const perRank = await cluster.all<WakeRound[]>({ cmd: 'p2pAfterWait', bytes: WAKE_BYTES, busyMs: WAKE_BUSY_MS, rounds, after: WAKE_AFTER });
+  const ns = (a: string | undefined, b: string | undefined): number => Number(BigInt(b ?? '0') - BigInt(a ?? '0')) / 1e9;
+  const lat: number[] = [], after: number[] = [], hot: number[] = [];
   for (let i = 1; i < rounds; i++) { // the first round is a warm-up
-    const sender = i % 2;
-    lat.push(Number(BigInt(times[1 - sender][i]) - BigInt(times[sender][i])) / 1e9);
+    const sender = perRank[i % 2][i], receiver = perRank[1 - (i % 2)][i];
+    lat.push(ns(sender.sent, receiver.arrived));
+    after.push(ns(receiver.arrived, receiver.done));
+    hot.push(receiver.hotSeconds ?? NaN);
   }
-  return { bytes: WAKE_BYTES, busyMs: WAKE_BUSY_MS, seconds: median(lat), rounds: lat.length };
+  return { bytes: WAKE_BYTES, busyMs: WAKE_BUSY_MS, seconds: median(lat), afterWakeSeconds: median(after), hotSeconds: median(hot), rounds: lat.length };
 }
 
 async function measureOverlap(

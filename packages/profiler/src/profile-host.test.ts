@@ -54,6 +54,12 @@ describe('profileHost on a smoke-test grid', () => {
     // Step-to-step noise: a deviation from the median per measured probe step (of every device when several).
     expect(p.stepNoise).toHaveLength(SMOKE_GRID.passSteps * SMOKE_GRID.passRounds * p.cluster.gpusPerNode);
     expect(p.p2pWake).toBeGreaterThanOrEqual(0);
+    if (p.cluster.gpusPerNode > 1) {
+      // The wake-up: the message's latency and the receiver's compute after it, both reported.
+      expect(String(p.host?.p2pWake)).toMatch(/kernel batches of \d+ 256x128x128 matmuls\) \d+ us against \d+ us back to back/);
+      // The slowest device's kernels: never faster than one device alone.
+      expect(p.compute.allBusy?.kernelSlowdown).toBeGreaterThanOrEqual(1);
+    }
     // Progress: one event per point, ending at the total.
     expect(events.at(-1)?.done).toBe(events.at(-1)?.total);
     expect(events.every((e, i) => e.done === i + 1)).toBe(true);

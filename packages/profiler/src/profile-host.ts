@@ -10,7 +10,7 @@ import {
   COLLECTIVES, cpuMachineKind, type FitReport, type HardwareProfile, parseHardwareProfile,
 } from '@mist/core';
 import { deviceCores, gemmConfig, kernelThreads, measureFmaPeak, pinProcessToCores, setKernelThreads } from '@mist/native';
-import { commFitReports, commSteps, measureComm, OVERLAP_MATMUL, OVERLAP_MATMUL_COUNT } from './comm-bench';
+import { commFitReports, commSteps, measureComm, OVERLAP_MATMUL, OVERLAP_MATMUL_COUNT, WAKE_AFTER } from './comm-bench';
 import { type AttentionPoint, type ComputeMeasurements, computeFits, computeSteps, measureCompute, warmUpKernels } from './compute-bench';
 import { measureCopies, measureCopyOverlap } from './copy-bench';
 import { fitLineRelative, relativeErrors } from './fit';
@@ -149,7 +149,11 @@ function assemble(m: Measured): HardwareProfile {
   }
   const intraNode = { alpha: sr.alpha, beta: sr.beta };
   const wake = m.comm.wake;
-  const p2pWake = wake ? Math.max(0, wake.seconds - (sr.alpha + sr.beta * wake.bytes)) : undefined;
+  // The message's extra latency over the back-to-back fit, plus how much slower the receiver's
+  // first compute after it ran than the same compute back to back.
+  const p2pWake = wake
+    ? Math.max(0, wake.seconds - (sr.alpha + sr.beta * wake.bytes)) + Math.max(0, wake.afterWakeSeconds - wake.hotSeconds)
+    : undefined;
   if (!wake) unmeasured.p2pWake = 'needs two local ranks';
   unmeasured['links.interNode'] = 'one host has no inter-node link; set to the intra-node (send/recv) fit';
   const hostToDevice = { alpha: m.copies.fit.alpha, beta: m.copies.fit.beta };
@@ -203,7 +207,9 @@ function assemble(m: Measured): HardwareProfile {
       'compute.batchDispatch': m.batchDispatch,
       ...(wake ? {
         p2pWake: `a ${wake.bytes}-byte message to a receiver that waited while its sender computed ${wake.busyMs} ms: ` +
-          `median ${(wake.seconds * 1e6).toFixed(0)} us over ${wake.rounds} messages, less the send/recv fit`,
+          `median ${(wake.seconds * 1e6).toFixed(0)} us over ${wake.rounds} messages, less the send/recv fit; plus the receiver's ` +
+          `compute right after it (${WAKE_AFTER.batches} kernel batches of ${WAKE_AFTER.count} ${WAKE_AFTER.shape.m}x${WAKE_AFTER.shape.n}x${WAKE_AFTER.shape.k} matmuls) ` +
+          `${(wake.afterWakeSeconds * 1e6).toFixed(0)} us against ${(wake.hotSeconds * 1e6).toFixed(0)} us back to back`,
       } : {}),
       'compute.modulePassOverhead': `executor probe: ${PASS_PROBE.model}, micro-batch ${PASS_PROBE.microBatch} x ${PASS_PROBE.seq} tokens, ` +
         `G ${PASS_PROBE.gradAccumSteps}, one rank per worker process, ${m.passes.alone.passesPerStep} module passes per step; ` +

@@ -10,10 +10,11 @@ export type WorkerRequest =
   | { cmd: 'computeBeside'; shape: MatmulShape; count: number; repeats: number; commBytes: number; commCount: number }
   /**
    * Messages to a waiting receiver, ranks 0 and 1 taking turns: the sender computes for `busyMs`
-   * while the receiver blocks in recv, then sends `bytes`. Replies each round's send time (sender)
-   * or arrival time (receiver), process.hrtime in ns as strings (one clock for all processes).
+   * while the receiver blocks in recv, then sends `bytes`; the receiver then runs `after.batches`
+   * kernel batches of `after.count` matmuls, as a pipeline stage computes on what it received.
+   * Replies a WakeRound per round.
    */
-  | { cmd: 'p2pAfterWait'; bytes: number; busyMs: number; rounds: number }
+  | { cmd: 'p2pAfterWait'; bytes: number; busyMs: number; rounds: number; after: { shape: MatmulShape; count: number; batches: number } }
   /** The executor probe of runtime-bench.ts, run on every rank at once (replies a PassOverhead). */
   | { cmd: 'passProbe'; warmupSteps: number; steps: number; kernelLaunch: number };
 
@@ -27,6 +28,17 @@ export interface ConnectResult {
 export interface BesideResult {
   /** Seconds per compute sample that ran entirely while the collectives were running. */
   samples: number[];
+}
+
+/** One round of p2pAfterWait on one rank; times are process.hrtime in ns as strings (one clock for all processes). */
+export interface WakeRound {
+  /** The sender: when it sent. */
+  sent?: string;
+  /** The receiver: when the message arrived, and when its compute after it was done. */
+  arrived?: string;
+  done?: string;
+  /** Every rank: the same compute run back to back, without a wait before it, seconds. */
+  hotSeconds?: number;
 }
 
 export type WorkerReply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string };
