@@ -56,6 +56,17 @@ describe('every device busy (compute.allBusy)', () => {
     const two = kernelsAndPasses(busy, { pp: 2 });
     expect(two).toBeCloseTo((1 + 0.5 / 3) * kernels + 6 * (1e-4 + (2e-4) / 3), 12);
   });
+
+  it('charges a pipeline stage the pipeline figure, a data-parallel plan the data-parallel one', () => {
+    const piped = withCompute({ modulePassOverhead: 1e-4, allBusy: { kernelSlowdown: 1, modulePassOverhead: 2e-4, pipelineModulePassOverhead: 5e-4 } });
+    const noPasses = withCompute({ modulePassOverhead: 0 });
+    // four stages on the node's four devices: every pass at the pipeline figure (one layer, middle stage)
+    const stage = { pp: 4, position: 'middle' as const, layers: 1 };
+    expect(estimate(piped, stage).time.forward - estimate(noPasses, stage).time.forward).toBeCloseTo(5e-4, 12);
+    // one stage, dp 4: the data-parallel figure (4 layers + embedding + head)
+    const dp = { dp: 4, mesh: { nodes: 1, gpusPerNode: 4 } };
+    expect(estimate(piped, dp).time.forward - estimate(noPasses, dp).time.forward).toBeCloseTo(6 * 2e-4, 12);
+  });
 });
 
 describe('ops fused into the forward (fusedIntoForward)', () => {

@@ -5,7 +5,8 @@
 // Time (per micro-batch unless noted):
 //   forward/backward = sum of the ops' roofline times over the stage's layers (+ embedding / head),
 //   plus the executor's host cost per module pass (profile compute.modulePassOverhead), both
-//   slower when the plan keeps more of a node's devices busy (compute.allBusy);
+//   slower when the plan keeps more of a node's devices busy (compute.allBusy; a pipeline stage's
+//   passes at its pipeline figure);
 //   recompute = forward time of the ckptLayers;
 //   tpComm = the TP collectives of forward, backward and recompute, on the critical path (exposed);
 //   ZeRO-3 all-gathers (forward and backward), ZeRO-2/3 gradient reduce-scatters (backward) and
@@ -111,8 +112,13 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
     ? max(0, min(1, div(sub(mul(S.pp, S.gpn), 1), nodeDevices - 1)))
     : num(0));
   const kernelScale = allBusy ? add(1, mul(allBusy.kernelSlowdown - 1, busyShare)) : num(1);
+  // A stage of a pipeline (pp > 1) waits for its neighbours' messages: its passes cost the host the
+  // profile's pipeline figure where it has one.
+  const busyPass = allBusy?.pipelineModulePassOverhead === undefined
+    ? num(allBusy?.modulePassOverhead ?? 0)
+    : choose(step(sub(S.pp, 1)), allBusy.pipelineModulePassOverhead, allBusy.modulePassOverhead);
   const passS = named('passS', allBusy
-    ? add(cost.modulePassOverhead, mul(allBusy.modulePassOverhead - cost.modulePassOverhead, busyShare))
+    ? add(cost.modulePassOverhead, mul(sub(busyPass, cost.modulePassOverhead), busyShare))
     : num(cost.modulePassOverhead));
   const tpSplit = step(sub(t, 1));
   const layerPass = mul(passS, add(1, mul(2, tpSplit)));

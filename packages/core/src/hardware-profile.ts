@@ -87,16 +87,18 @@ export const HardwareProfileSchema = z.strictObject({
     modulePassOverhead: z.number().nonnegative().optional(),
     /**
      * The same figures with every device of the host computing at once (measured by running the
-     * executor probe on all of them): kernels run `kernelSlowdown` times slower (on the slowest
-     * device: ranks that synchronize wait for it), and a module pass costs `modulePassOverhead`
-     * (the median device; shared caches and memory, thread wake-ups on busy cores, cores that
-     * also take the host's interrupts). The
+     * executor probe on all of them in data parallel): kernels run `kernelSlowdown` times slower
+     * (on the slowest device: ranks that synchronize wait for it), and a module pass costs
+     * `modulePassOverhead` (the median device; shared caches and memory, thread wake-ups on busy
+     * cores, cores that also take the host's interrupts), or `pipelineModulePassOverhead` in a
+     * stage of a pipeline (measured with one stage per device; absent: as in data parallel). The
      * analyzer interpolates between one device and all of them by the devices a plan keeps busy
      * on a node. Absent: no slowdown.
      */
     allBusy: z.strictObject({
       kernelSlowdown: z.number().min(1),
       modulePassOverhead: z.number().nonnegative(),
+      pipelineModulePassOverhead: z.number().nonnegative().optional(),
     }).optional(),
   }),
   /**
@@ -118,10 +120,12 @@ export const HardwareProfileSchema = z.strictObject({
     offloadSlowdown: z.number().min(1),
   }),
   /**
-   * Step-to-step noise of a device: each measured step's time less the median step time, seconds
-   * (garbage collection, preemption), with every device busy where the host has several. A step of several ranks waits for the slowest, so its median
-   * meets a higher quantile of this noise (the analyzer's stepJitter). Measured by the executor
-   * probe on CPU hosts; absent (no noise) in datasheet profiles.
+   * Step-to-step noise of a device that the other devices of a job do not share, seconds: per
+   * measured step of ranks in data parallel, a rank's step time less the mean of all ranks' in that
+   * step, less its median (garbage collection, preemption; what slows every rank at once makes
+   * no straggler). A step of several ranks waits for the slowest, so its median meets a higher
+   * quantile of this noise (the analyzer's stepJitter). Measured by the executor probe on CPU
+   * hosts of several devices; absent (no noise) in datasheet profiles.
    */
   stepNoise: z.array(z.number()).optional(),
   /**

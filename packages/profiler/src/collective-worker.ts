@@ -7,7 +7,6 @@ import {
   type Communicator, type CpuListener, createCommunicator, deviceCores, KernelBatch, listenCpu, pinProcessToCores, setKernelThreads,
 } from '@mist/native';
 import type { MatmulShape } from './grids';
-import { measurePassOverhead } from './runtime-bench';
 import { nowSeconds } from './timing';
 import type { BesideResult, ConnectResult, WakeRound, WorkerRequest } from './worker-protocol';
 
@@ -189,8 +188,6 @@ async function handle(req: WorkerRequest): Promise<unknown> {
       return computeBeside(req.shape, req.count, req.repeats, req.commBytes, req.commCount);
     case 'p2pAfterWait':
       return p2pAfterWait(req);
-    case 'passProbe':
-      return measurePassOverhead({ warmupSteps: req.warmupSteps, steps: req.steps, kernelLaunch: req.kernelLaunch });
   }
 }
 

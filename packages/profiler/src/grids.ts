@@ -38,7 +38,11 @@ export interface ProfileGrid {
   warmupSeconds: number;
   /** Duration of the FMA peak measurement. */
   fmaSeconds: number;
-  /** Training steps of the executor probe (runtime-bench.ts), after `passWarmupSteps` untimed ones, in each of `passRounds` rounds. */
+  /**
+   * Training steps of the executor probe (runtime-bench.ts), after `passWarmupSteps` untimed ones, in
+   * each of `passRounds` rounds. The JavaScript of a fresh worker takes about 10 steps to reach its
+   * speed (the host cost per pass measured 0.36 ms after 3 warm-up steps, 0.17 ms after 12).
+   */
   passSteps: number;
   passWarmupSteps: number;
   passRounds: number;
@@ -80,7 +84,7 @@ export function profileGrid(quick: boolean): ProfileGrid {
       warmupSeconds: 0.3,
       fmaSeconds: 0.1,
       passSteps: 10,
-      passWarmupSteps: 3,
+      passWarmupSteps: 10,
       passRounds: 2,
     };
   }
@@ -105,7 +109,7 @@ export function profileGrid(quick: boolean): ProfileGrid {
     warmupSeconds: 1,
     fmaSeconds: 0.3,
     passSteps: 16,
-    passWarmupSteps: 4,
+    passWarmupSteps: 12,
     passRounds: 3,
   };
 }

@@ -16,7 +16,7 @@ import { measureCopies, measureCopyOverlap } from './copy-bench';
 import { fitLineRelative, relativeErrors } from './fit';
 import { profileGrid, type ProfileGrid } from './grids';
 import { ProgressCounter, type ProgressFn } from './progress';
-import { measurePassOverheads, PASS_PROBE, type PassOverheads } from './runtime-bench';
+import { measurePassOverheads, PASS_PROBE, passProbeSteps, type PassOverheads } from './runtime-bench';
 import { median, nowSeconds } from './timing';
 
 export interface ProfileHostOptions {
@@ -29,8 +29,13 @@ export interface ProfileHostOptions {
   grid?: ProfileGrid;
 }
 
-function progressTotal(grid: ProfileGrid): number {
-  return 1 + computeSteps(grid) + grid.copyBytes.length + 1 + commSteps(grid) + 2 * grid.passRounds;
+/** CPU devices of this host: one per `threads` cores. */
+function localDevices(threads: number): number {
+  return Math.max(1, Math.floor(os.cpus().length / threads));
+}
+
+function progressTotal(grid: ProfileGrid, threads: number): number {
+  return 1 + computeSteps(grid) + grid.copyBytes.length + 1 + commSteps(grid) + passProbeSteps(localDevices(threads), grid.passRounds);
 }
 
 /**
@@ -68,7 +73,7 @@ export async function profileHost(opts: ProfileHostOptions = {}): Promise<Hardwa
   const grid = opts.grid ?? profileGrid(quick);
   const threads = opts.threadsPerDevice ?? 1;
   if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threadsPerDevice must be a positive integer, got ${threads}`);
-  const progress = new ProgressCounter(progressTotal(grid), opts.onProgress);
+  const progress = new ProgressCounter(progressTotal(grid, threads), opts.onProgress);
   const savedThreads = kernelThreads();
   setKernelThreads(threads);
   // The kernels are measured on device 0's cores, where an executor worker of device 0 runs.
@@ -82,9 +87,9 @@ export async function profileHost(opts: ProfileHostOptions = {}): Promise<Hardwa
     const copyOverlap = await measureCopyOverlap(grid, OVERLAP_MATMUL, OVERLAP_MATMUL_COUNT, Math.max(...grid.copyBytes), progress);
     pinned.release();
     const comm = await measureComm(grid, threads, progress);
-    const devices = Math.max(1, Math.floor(os.cpus().length / threads));
-    const passes = await measurePassOverheads(devices, threads, {
-      warmupSteps: grid.passWarmupSteps, steps: grid.passSteps, kernelLaunch: compute.kernelLaunch, rounds: grid.passRounds,
+    const devices = localDevices(threads);
+    const passes = await measurePassOverheads(devices, {
+      warmupSteps: grid.passWarmupSteps, steps: grid.passSteps, kernelLaunch: compute.kernelLaunch, rounds: grid.passRounds, threads,
     }, progress);
     return assemble({ grid, quick, threads, fmaPerThread, ...compute, copies, copyOverlap, comm, passes, started });
   } finally {
@@ -125,7 +130,7 @@ type Measured = ComputeMeasurements & {
 
 function assemble(m: Measured): HardwareProfile {
   const cores = os.cpus().length;
-  const devices = Math.max(1, Math.floor(cores / m.threads));
+  const devices = localDevices(m.threads);
   const peakFlops = m.fmaPerThread * m.threads;
   const unmeasured: Record<string, string> = {};
 
@@ -215,8 +220,12 @@ function assemble(m: Measured): HardwareProfile {
         `G ${PASS_PROBE.gradAccumSteps}, one rank per worker process, ${m.passes.alone.passesPerStep} module passes per step; ` +
         `one device alone (median of ${m.passes.alone.steps} steps): step ${(m.passes.alone.stepSeconds * 1e3).toFixed(2)} ms, ` +
         `kernels ${(m.passes.alone.kernelSeconds * 1e3).toFixed(2)} ms (${m.passes.alone.kernelsPerStep} calls)` +
-        (m.passes.allBusy ? `; every device at once: steps ${m.passes.allBusy.devices.map((d) => (d.stepSeconds * 1e3).toFixed(2)).join(', ')} ms, ` +
-          `kernels ${m.passes.allBusy.devices.map((d) => (d.kernelSeconds * 1e3).toFixed(2)).join(', ')} ms` : ''),
+        (m.passes.allBusy ? `; every device in data parallel (per rank and round): steps less waits ` +
+          `${m.passes.allBusy.dataParallel.map((d) => (d.stepSeconds * 1e3).toFixed(2)).join(', ')} ms, ` +
+          `kernels ${m.passes.allBusy.dataParallel.map((d) => (d.kernelSeconds * 1e3).toFixed(2)).join(', ')} ms, ` +
+          `${m.passes.allBusy.dataParallel.map((d) => `${(d.seconds * 1e6).toFixed(0)} us`).join(', ')} per pass; ` +
+          `as pipeline stages: ${m.passes.allBusy.pipeline.map((d) => `${(d.seconds * 1e6).toFixed(0)} us`).join(', ')} per pass; ` +
+          `the figures of the slowest device, ${m.passes.allBusy.slowestDevice}` : ''),
       quick: m.quick ? 'yes' : 'no',
       profileSeconds: nowSeconds() - m.started,
     },
@@ -246,7 +255,12 @@ function assemble(m: Measured): HardwareProfile {
       memoryEfficiency: Math.min(1, m.streams.optimizerBandwidth / m.streams.memoryBandwidth),
       kernelLaunch: m.kernelLaunch,
       modulePassOverhead: m.passes.alone.seconds,
-      ...(m.passes.allBusy ? { allBusy: { kernelSlowdown: m.passes.allBusy.kernelSlowdown, modulePassOverhead: m.passes.allBusy.modulePassOverhead } } : {}),
+      ...(m.passes.allBusy ? {
+        allBusy: {
+          kernelSlowdown: m.passes.allBusy.kernelSlowdown, modulePassOverhead: m.passes.allBusy.modulePassOverhead,
+          pipelineModulePassOverhead: m.passes.allBusy.pipelineModulePassOverhead,
+        },
+      } : {}),
     },
     // The CPU cross-entropy kernel writes the logits' gradient while it computes the loss.
     fusedIntoForward: ['cross_entropy'],
@@ -270,8 +284,8 @@ function assemble(m: Measured): HardwareProfile {
     overlapTable,
     overlap: { commSlowdown, offloadSlowdown: Math.max(1, copyRatio) },
     ...(p2pWake === undefined ? {} : { p2pWake }),
-    // The noise that matters is that of a plan of several ranks: every device busy, where measured.
-    stepNoise: m.passes.allBusy ? m.passes.allBusy.devices.flatMap((d) => d.stepDeviations) : m.passes.alone.stepDeviations,
+    // The noise that makes a step of several ranks wait for a straggler (none with one device).
+    ...(m.passes.allBusy ? { stepNoise: m.passes.allBusy.stepNoise } : {}),
     fits,
     unmeasured,
     memory: { cudaContextBytes: m.comm.baseRssBytes, ncclBufferBytes: m.comm.commRssBytes, fragmentation: 0 },

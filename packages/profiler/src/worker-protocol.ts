@@ -14,9 +14,7 @@ export type WorkerRequest =
    * kernel batches of `after.count` matmuls, as a pipeline stage computes on what it received.
    * Replies a WakeRound per round.
    */
-  | { cmd: 'p2pAfterWait'; bytes: number; busyMs: number; rounds: number; after: { shape: MatmulShape; count: number; batches: number } }
-  /** The executor probe of runtime-bench.ts, run on every rank at once (replies a PassOverhead). */
-  | { cmd: 'passProbe'; warmupSteps: number; steps: number; kernelLaunch: number };
+  | { cmd: 'p2pAfterWait'; bytes: number; busyMs: number; rounds: number; after: { shape: MatmulShape; count: number; batches: number } };
 
 export interface ConnectResult {
   /** Resident memory of the worker once the native addon is loaded (before any communicator). */

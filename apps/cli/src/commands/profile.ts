@@ -29,7 +29,9 @@ function summary(p: HardwareProfile, out: string | undefined, elapsed: number): 
   ];
   if (c.modulePassOverhead !== undefined) {
     lines.push(`executor: ${formatSeconds(c.modulePassOverhead)} host time per module pass on one device` +
-      (c.allBusy ? `; with every device busy ${formatSeconds(c.allBusy.modulePassOverhead)} per pass and kernels ${c.allBusy.kernelSlowdown.toFixed(2)}x slower` : ''));
+      (c.allBusy ? `; with every device busy ${formatSeconds(c.allBusy.modulePassOverhead)} per pass` +
+        (c.allBusy.pipelineModulePassOverhead === undefined ? '' : ` (${formatSeconds(c.allBusy.pipelineModulePassOverhead)} as a pipeline stage)`) +
+        ` and kernels ${c.allBusy.kernelSlowdown.toFixed(2)}x slower` : ''));
   }
   const collRows = Object.entries(p.collectives ?? {}).map(([kind, byLink]: [string, Record<LinkClass, AlphaBeta>]) => ({ kind, ab: byLink.intraNode }));
   let text = lines.join('\n') + '\n\nCollectives (intra-node, alpha-beta):\n';

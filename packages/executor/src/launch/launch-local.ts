@@ -24,6 +24,8 @@ export interface LaunchLocalOptions {
   onStep?: (s: LocalStep) => void;
   /** Worker entry to fork (default workerEntryPath()). */
   entry?: string;
+  /** Kernel threads per worker (its device's cores); default MIST_NUM_THREADS or every core. */
+  kernelThreads?: number;
 }
 
 /** A step of the whole job: the loss of the global batch and the slowest rank's time. */
@@ -50,6 +52,9 @@ export class LaunchError extends Error {
 
 export function launchLocal(o: LaunchLocalOptions): Promise<LaunchResult> {
   const n = worldSize(o.plan);
+  if (o.kernelThreads !== undefined && !(Number.isInteger(o.kernelThreads) && o.kernelThreads >= 1)) {
+    throw new RangeError(`kernelThreads must be a positive integer, got ${o.kernelThreads}`);
+  }
   const timeoutMs = o.timeoutMs ?? 30_000;
   const children: ChildProcess[] = [];
   const addresses = new Map<number, string>();
@@ -104,7 +109,8 @@ export function launchLocal(o: LaunchLocalOptions): Promise<LaunchResult> {
     };
 
     for (let rank = 0; rank < n; rank++) {
-      const child = fork(o.entry ?? workerEntryPath(), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] });
+      const env = o.kernelThreads === undefined ? process.env : { ...process.env, MIST_NUM_THREADS: String(o.kernelThreads) };
+      const child = fork(o.entry ?? workerEntryPath(), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [], env });
       children.push(child);
       child.on('message', (msg: WorkerToParent) => {
         o.onMessage?.(msg);
