@@ -48,7 +48,7 @@ const { values } = parseArgs({
   options: {
     profile: { type: 'string' },
     full: { type: 'boolean' },
-    steps: { type: 'string', default: '30' },
+    steps: { type: 'string', default: '40' },
     rounds: { type: 'string', default: '2' },
     verbose: { type: 'boolean' },
     threads: { type: 'string', default: '1' },
@@ -59,8 +59,8 @@ const steps = Number(values.steps);
 const rounds = Number(values.rounds);
 if (!(Number.isInteger(rounds) && rounds >= 1)) fail('--rounds must be a positive integer');
 const threads = Number(values.threads);
-// A fresh worker's JavaScript takes about 10 steps to reach its speed (profiler grids.ts).
-const WARMUP_STEPS = 10;
+// A fresh worker's JavaScript takes about 15 steps to reach its speed (profiler grids.ts).
+const WARMUP_STEPS = 20;
 if (!(steps > WARMUP_STEPS + 2)) fail(`--steps must be > ${WARMUP_STEPS + 2}`);
 
 // The executor's workers run the compiled packages: build what the loop uses.

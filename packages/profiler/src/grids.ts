@@ -40,8 +40,9 @@ export interface ProfileGrid {
   fmaSeconds: number;
   /**
    * Training steps of the executor probe (runtime-bench.ts), after `passWarmupSteps` untimed ones, in
-   * each of `passRounds` rounds. The JavaScript of a fresh worker takes about 10 steps to reach its
-   * speed (the host cost per pass measured 0.36 ms after 3 warm-up steps, 0.17 ms after 12).
+   * each of `passRounds` rounds. The JavaScript of a fresh worker takes about 15 steps to reach its
+   * speed: on a 2-core VM, gpt-tiny's host cost per pass was 0.2-0.3 ms in steps 1-10, 0.4 ms in
+   * steps 11-15 (the optimizing compiler at work), then 0.09-0.2 ms.
    */
   passSteps: number;
   passWarmupSteps: number;
@@ -84,8 +85,8 @@ export function profileGrid(quick: boolean): ProfileGrid {
       warmupSeconds: 0.3,
       fmaSeconds: 0.1,
       passSteps: 10,
-      passWarmupSteps: 10,
-      passRounds: 2,
+      passWarmupSteps: 20,
+      passRounds: 3,
     };
   }
   return {
@@ -109,7 +110,7 @@ export function profileGrid(quick: boolean): ProfileGrid {
     warmupSeconds: 1,
     fmaSeconds: 0.3,
     passSteps: 16,
-    passWarmupSteps: 12,
+    passWarmupSteps: 20,
     passRounds: 3,
   };
 }
