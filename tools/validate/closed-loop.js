@@ -5,8 +5,9 @@
 // host anew and runs every plan once, so that predictions and measurements see the same spells of
 // a shared machine. Before and after each run, the speed of the plan's cores is compared with their
 // speed right after the round's profile: a run during which a core moved by more than 15% (the
-// cores of a virtual machine do, for minutes) is run again, up to 3 times, and the repeats are
-// reported. The prediction of a plan is the median of its rounds'.
+// cores of a virtual machine do, for minutes) is run again, up to 3 times; then the round profiles
+// the host again (once per round) and predicts its remaining plans from that profile. Repeats and
+// new profiles are reported. The prediction of a plan is the median of its rounds'.
 // Not in CI: timings are noisy. Run by `npm run validate`. Passes when
 //   - every prediction is within 20% of the measured step time (median over all rounds), and
 //   - the predictions order every pair of plans the measurements tell apart (interquartile ranges
@@ -145,7 +146,7 @@ async function main() {
   console.log(`load average at start: ${loadAvg()}`);
   const pinning = process.env.MIST_PIN_CORES !== '0';
   /** A profile for one round: the given file, or this host profiled anew. */
-  async function profileForRound(round) {
+  async function profileForRound(round, again = false) {
     if (values.profile) {
       const profile = core.loadHardwareProfile(values.profile);
       core.checkProfileMachine(profile, { force: values.force === true });
@@ -154,9 +155,9 @@ async function main() {
     }
     const t0 = Date.now();
     const profile = await profileHost({ quick: !values.full, threadsPerDevice: threads });
-    const file = path.join(os.tmpdir(), `mist-closed-loop-profile-${process.pid}-${round}.json`);
+    const file = path.join(os.tmpdir(), `mist-closed-loop-profile-${process.pid}-${round}${again ? '-again' : ''}.json`);
     fs.writeFileSync(file, JSON.stringify(profile, null, 2));
-    console.log(`round ${round}/${rounds}: profiled this host in ${((Date.now() - t0) / 1000).toFixed(1)} s (${profile.machineKind}), written to ${file}`);
+    console.log(`round ${round}/${rounds}: profiled this host${again ? ' again' : ''} in ${((Date.now() - t0) / 1000).toFixed(1)} s (${profile.machineKind}), written to ${file}`);
     return profile;
   }
   const plans = [];
@@ -173,15 +174,15 @@ async function main() {
   // plans: the machine's slow and fast spells (minutes) then reach predictions and measurements alike.
   const rows = plans.map((p) => ({ ...p, predictions: [], samples: [], ranks: [] }));
   for (let round = 1; round <= rounds; round++) {
-    const profile = await profileForRound(round);
-    const reference = pinning ? await coreSpeeds() : null;
-    for (const row of rows) {
-      Object.assign(row, predict(profile, row.plan));
-      row.predictions.push(row.predicted);
-    }
+    let profile = await profileForRound(round);
+    let reference = pinning ? await coreSpeeds() : null;
+    let reprofiled = false;
     for (const row of rows) {
       // A run counts when the plan's cores kept the speed they had right after the profile, before
-      // and after it (within DRIFT_LIMIT); otherwise it is run again, up to MAX_ATTEMPTS times.
+      // and after it (within DRIFT_LIMIT); otherwise it is run again, up to MAX_ATTEMPTS times. When
+      // the host stays away from the profile's speed that long, the profile no longer describes it:
+      // the round profiles it again (once) and predicts the rest of its plans from the new profile.
+      Object.assign(row, predict(profile, row.plan));
       const planCores = [...new Set(Array.from({ length: row.devices }, (_, d) => native.deviceCores(d, threads)).flat())].sort();
       let kept, drift = '';
       for (let attempt = 1; ; attempt++) {
@@ -193,17 +194,28 @@ async function main() {
         if (!reference) break;
         const after = await coreSpeeds();
         const moved = planCores.map((c) => Math.max(Math.abs(before[c] / reference[c] - 1), Math.abs(after[c] / reference[c] - 1)));
-        drift = ` [core${planCores.length > 1 ? 's' : ''} ${planCores.map((c, i) => `${c} ${pct(before[c] / reference[c] - 1)}/${pct(after[c] / reference[c] - 1)}`).join(', ')} ` +
+        drift = ` [core${planCores.length > 1 ? 's' : ''} ${planCores.map((c) => `${c} ${pct(before[c] / reference[c] - 1)}/${pct(after[c] / reference[c] - 1)}`).join(', ')} ` +
           'time before/after the run vs the profile]';
         if (moved.every((x) => x <= DRIFT_LIMIT)) break;
-        if (attempt === MAX_ATTEMPTS) {
+        if (attempt >= MAX_ATTEMPTS && (reprofiled || values.profile)) {
           row.drifted = true;
           drift += ' (kept: the host did not settle)';
           break;
         }
         row.rerun = (row.rerun ?? 0) + 1;
+        if (attempt >= MAX_ATTEMPTS) {
+          console.log(`round ${round}/${rounds} ${row.name}: the host drifted${drift} on ${attempt} runs; profiling it again`);
+          profile = await profileForRound(round, true);
+          reference = await coreSpeeds();
+          reprofiled = true;
+          row.reprofiled = true;
+          Object.assign(row, predict(profile, row.plan));
+          attempt = 0;
+          continue;
+        }
         console.log(`round ${round}/${rounds} ${row.name}: the host drifted${drift}; running it again`);
       }
+      row.predictions.push(row.predicted);
       row.samples.push(...kept.map((s) => s.stepTimeS));
       // Where the measured time goes: per rank, the median over steps of each phase, waits and kernel time.
       const rank = (i, f) => median(kept.map((s) => f(s.ranks[i]) ?? NaN));
@@ -226,7 +238,8 @@ async function main() {
     row.error = (row.predicted - row.measured) / row.measured;
     console.log(`${row.name}: predicted ${ms(row.predicted)} ms, measured ${ms(row.measured)} ms (quartiles ${ms(row.q25)}-${ms(row.q75)}, ` +
       `${row.samples.length} steps)${row.share > 1 ? ` [${row.devices} workers on ${cores} cores: shared-core simulation, analyzer alone ${ms(row.estimate.iterationTimeS)} ms]` : ''}` +
-      `${row.rerun ? ` [${row.rerun} run(s) repeated: the host drifted]` : ''}${row.drifted ? ' [measured while the host drifted]' : ''}, ` +
+      `${row.rerun ? ` [${row.rerun} run(s) repeated: the host drifted]` : ''}${row.reprofiled ? ' [host profiled again]' : ''}` +
+      `${row.drifted ? ' [measured while the host drifted]' : ''}, ` +
       `error ${(row.error * 100).toFixed(1)}%`);
     if (values.verbose) {
       for (const [i, st] of row.estimate.stages.entries()) {
