@@ -8,9 +8,9 @@
 // (one batch per layer forward and backward, per embedding and head pass, one for the optimizer:
 // rank-runtime.ts, model/flow.ts). The probe is llama-tiny, not a model the analyzer is checked on.
 // Three layouts: one device alone; every device in data parallel; every device a pipeline stage.
-// Ranks that synchronize idle while they wait, and that costs the host more per pass than
-// independent processes do (measured on a 2-core VM: about 0.19 ms per pass in data parallel and
-// 0.25-0.30 ms as a pipeline stage, against 0.15 ms for two unsynchronized probes).
+// Ranks that synchronize idle while they wait, and a pipeline stage waits inside its step: on a
+// 2-core VM a pass cost the host about 0.14 ms alone, 0.16 ms in data parallel and 0.27 ms as a
+// pipeline stage (`mist profile --quick`, after the warm-up).
 import { getModel, parseTrainingSpec } from '@mist/core';
 import { launchLocal, singleHostPlan } from '@mist/executor';
 import type { ProgressCounter } from './progress';
