@@ -281,7 +281,7 @@ async function main() {
    * workers on one core share it while they compute (core-sharing.js).
    */
   function predict(profile, plan) {
-    const devices = plan.stages.reduce((n, st) => n + st.dp * st.tp, 0);
+    const devices = core.planDevices(plan);
     // The analyzer checks the plan's devices against the profile's cluster: an oversubscribed plan
     // gets a cluster of as many (core-sharing) devices as it uses.
     const clusterFor = (n) => core.parseHardwareProfile({

@@ -60,10 +60,11 @@ export function planStageQueries(plan: Plan): StageQuery[] {
 }
 
 /**
- * The median delay a step of `ranks` ranks takes from step-to-step noise (profile stepNoise: one
- * device's step times less their median). Every rank waits for the others each step (gradient
- * sync, pipeline hand-offs), so a step is as late as its slowest rank: with independent ranks the
- * median step meets the 0.5^(1/ranks) quantile of one rank's noise. 0 for one rank or no noise.
+ * The median delay a step of `ranks` ranks takes from step-to-step noise (profile stepNoise: the
+ * part of a rank's noise that the other ranks do not share). Every rank waits for the others each
+ * step (gradient sync, pipeline hand-offs), so a step is as late as its slowest rank: with that
+ * noise independent across ranks, the median step meets its 0.5^(1/ranks) quantile. 0 for one rank
+ * or no noise.
  */
 export function stepJitter(profile: HardwareProfile, ranks: number): number {
   const noise = profile.stepNoise;

@@ -114,10 +114,10 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const kernelScale = allBusy ? add(1, mul(allBusy.kernelSlowdown - 1, busyShare)) : num(1);
   // A stage of a pipeline (pp > 1) waits for its neighbours' messages: its passes cost the host the
   // profile's pipeline figure where it has one.
-  const busyPass = allBusy?.pipelineModulePassOverhead === undefined
-    ? num(allBusy?.modulePassOverhead ?? 0)
+  const busyPass = !allBusy ? undefined : allBusy.pipelineModulePassOverhead === undefined
+    ? num(allBusy.modulePassOverhead)
     : choose(step(sub(S.pp, 1)), allBusy.pipelineModulePassOverhead, allBusy.modulePassOverhead);
-  const passS = named('passS', allBusy
+  const passS = named('passS', busyPass
     ? add(cost.modulePassOverhead, mul(sub(busyPass, cost.modulePassOverhead), busyShare))
     : num(cost.modulePassOverhead));
   const tpSplit = step(sub(t, 1));

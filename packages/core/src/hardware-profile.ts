@@ -86,12 +86,12 @@ export const HardwareProfileSchema = z.strictObject({
      */
     modulePassOverhead: z.number().nonnegative().optional(),
     /**
-     * The same figures with every device of the host computing at once (measured by running the
-     * executor probe on all of them in data parallel): kernels run `kernelSlowdown` times slower
-     * (on the slowest device: ranks that synchronize wait for it), and a module pass costs
-     * `modulePassOverhead` (the median device; shared caches and memory, thread wake-ups on busy
-     * cores, cores that also take the host's interrupts), or `pipelineModulePassOverhead` in a
-     * stage of a pipeline (measured with one stage per device; absent: as in data parallel). The
+     * The same figures with every device of the host computing at once, those of the slowest
+     * device (ranks that synchronize wait for it), measured by running the executor probe on all
+     * of them in data parallel: kernels run `kernelSlowdown` times slower, and a module pass costs
+     * `modulePassOverhead` (shared caches and memory, thread wake-ups on busy cores, cores that
+     * also take the host's interrupts), or `pipelineModulePassOverhead` in a stage of a pipeline
+     * (measured with one stage per device; absent: as in data parallel). The
      * analyzer interpolates between one device and all of them by the devices a plan keeps busy
      * on a node. Absent: no slowdown.
      */

@@ -82,13 +82,6 @@ export class CollectiveCluster {
     }
   }
 
-  /** Sends a request to one rank. */
-  one<T>(rank: number, req: WorkerRequest): Promise<T> {
-    const w = this.workers[rank];
-    if (!w) throw new RangeError(`rank ${rank} is outside the cluster of ${this.workers.length}`);
-    return w.request<T>(req);
-  }
-
   /** Sends the same request to every rank; resolves with the per-rank replies. */
   all<T>(req: WorkerRequest): Promise<T[]> {
     return Promise.all(this.workers.map((w) => w.request<T>(req)));

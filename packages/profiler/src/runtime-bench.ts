@@ -114,7 +114,7 @@ function medianOf(results: readonly PassOverhead[]): PassOverhead {
  * The part of each rank's step-to-step noise that the other ranks did not share: per step, the
  * rank's time less the mean of all ranks' in that step, less the median of that over steps. The
  * ranks of one job slow down together much of the time (the host's other tenants, garbage
- * collections at the same steps: their step times correlated 0.7-0.9 in data parallel on a 2-core
+ * collections at the same steps: their step times correlated 0.66-0.94 in data parallel on a 2-core
  * VM), and only what they do not share makes a step wait for a straggler.
  */
 export function idiosyncraticNoise(perRank: readonly (readonly number[])[]): number[] {
