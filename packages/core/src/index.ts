@@ -10,3 +10,4 @@ export * from './hardware-profile';
 export * from './plan';
 export * from './load';
 export * from './fit';
+export * from './engine-capabilities';

@@ -13,3 +13,6 @@ export { logsCommand } from './logs';
 export { cancelCommand } from './cancel';
 export { profileCommand } from './profile';
 export { demoCommand } from './demo';
+export { rmCommand } from './rm';
+export { exportCommand } from './export';
+export { importCommand } from './import';

@@ -1,0 +1,108 @@
+// `mist export --plan plan.json --to megatron|nemo|deepspeed|torchtitan [--out DIR] [--nearest]`: the files
+// that launch a plan with another engine. A plan the engine cannot express is refused naming each
+// feature (exit 2), or with --nearest mapped to the closest expressible plan, which is analyzed beside
+// the original (predicted iteration time and peak memory of both).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  builtinHardwareProfile, ENGINE_NAMES, type EngineName, formatBytes, formatSeconds, isEngineName, loadCluster, loadModel,
+  parsePlan, readSpecFile,
+} from '@mist/core';
+import { analyzePlan } from '@mist/analyzer';
+import { exportPlan, type Fp8Format, InexpressiblePlanError, nearestExpressiblePlan, type TrainDtype } from '@mist/engines';
+import { type Command, intOpt, JSON_OPTION, requireString, stringOpt, UsageError } from '../cli/command';
+import { renderTable } from '../cli/table';
+
+export const exportCommand: Command = {
+  name: 'export',
+  summary: 'write the launch files of a plan for Megatron-LM, NeMo, DeepSpeed or torchtitan',
+  usage: 'mist export --plan PLAN.json --to megatron|nemo|deepspeed|torchtitan [--out DIR] [--nearest] [--model M] [--cluster C] [--dtype bf16|fp16] [--fp8 e4m3|hybrid] [--master-addr HOST] [--master-port N] [--json]',
+  examples: [
+    'mist export --plan examples/plans/gpt3-1.3b-1x2-l4.json --to megatron --out /tmp/megatron',
+    'mist export --plan examples/plans/gpt3-1.3b-1x2-l4.json --to deepspeed --out /tmp/ds',
+    'mist export --plan my-plan.json --to megatron --nearest --out /tmp/megatron',
+  ],
+  options: {
+    plan: { type: 'string', valueName: 'FILE', description: 'the plan to export (JSON or YAML)' },
+    to: { type: 'string', valueName: 'ENGINE', description: `engine: ${ENGINE_NAMES.join(', ')}` },
+    out: { type: 'string', valueName: 'DIR', description: 'output directory (default: ./mist-export-ENGINE)' },
+    nearest: { type: 'boolean', description: 'map a plan the engine cannot express to the closest one it can, and compare both' },
+    model: { type: 'string', valueName: 'NAME|FILE', description: 'model (default: the plan\'s "model")' },
+    cluster: { type: 'string', valueName: 'SHORTHAND|FILE', description: 'cluster (default: the plan\'s "cluster")' },
+    dtype: { type: 'string', valueName: 'bf16|fp16', description: 'mixed-precision type (default bf16)' },
+    fp8: { type: 'string', valueName: 'e4m3|hybrid', description: 'FP8 GEMMs (Megatron-LM/NeMo --fp8-format, torchtitan float8); not predicted by the analyzer' },
+    'master-addr': { type: 'string', valueName: 'HOST', description: 'rendezvous host, node 0 (default 127.0.0.1; edit for several nodes)' },
+    'master-port': { type: 'string', valueName: 'N', description: 'rendezvous port (default 29500)' },
+    ...JSON_OPTION,
+  },
+  async run(values, _positionals, io) {
+    const planFile = requireString(values, 'plan');
+    const engine = requireString(values, 'to');
+    if (!isEngineName(engine)) throw new UsageError(`--to: got "${engine}"; allowed: ${ENGINE_NAMES.join(', ')}`);
+    const dtype = stringOpt(values, 'dtype') ?? 'bf16';
+    if (dtype !== 'bf16' && dtype !== 'fp16') throw new UsageError(`--dtype: got "${dtype}"; allowed: bf16, fp16`);
+    const fp8 = stringOpt(values, 'fp8');
+    if (fp8 !== undefined && fp8 !== 'e4m3' && fp8 !== 'hybrid') throw new UsageError(`--fp8: got "${fp8}"; allowed: e4m3, hybrid`);
+    const data = readSpecFile(planFile);
+    const doc = (data && typeof data === 'object' ? data : {}) as { model?: unknown; cluster?: unknown };
+    const modelRef = stringOpt(values, 'model') ?? (typeof doc.model === 'string' ? doc.model : undefined);
+    if (!modelRef) throw new UsageError('--model is required when the plan names no model');
+    const clusterRef = stringOpt(values, 'cluster') ?? (typeof doc.cluster === 'string' ? doc.cluster : undefined);
+    if (!clusterRef) throw new UsageError('--cluster is required when the plan names no cluster');
+    const model = loadModel(modelRef);
+    const cluster = loadCluster(clusterRef);
+    const original = parsePlan(data, { model, cluster });
+    const launch = { masterAddr: stringOpt(values, 'master-addr') ?? '127.0.0.1', masterPort: intOpt(values, 'master-port', 29500) ?? 29500 };
+    const out = stringOpt(values, 'out') ?? `mist-export-${engine}`;
+    let plan = original;
+    let comparison: Record<string, unknown> | undefined;
+    let text = '';
+    try {
+      if (values.nearest) {
+        const near = nearestExpressiblePlan(engine as EngineName, original, model, cluster);
+        plan = near.plan;
+        if (near.changes.length > 0) {
+          const profile = builtinHardwareProfile(cluster);
+          const a = analyzePlan({ model, plan: original, profile }).analysis;
+          const b = analyzePlan({ model, plan, profile }).analysis;
+          const peak = (x: typeof a): number => Math.max(...x.stages.map((s) => s.peakMemoryBytes));
+          comparison = {
+            changes: near.changes,
+            original: { iterationTimeS: a.iterationTimeS, peakMemoryBytes: peak(a), fits: a.allFit },
+            nearest: { iterationTimeS: b.iterationTimeS, peakMemoryBytes: peak(b), fits: b.allFit },
+          };
+          text += `The plan is not expressible in ${engine}; the nearest plan changes: ${near.changes.join('; ')}.\n`;
+          text += renderTable([['original', a], [`nearest (${engine})`, b]] as const, [
+            { header: 'plan', value: ([n]) => n },
+            { header: 'iteration', value: ([, x]) => formatSeconds(x.iterationTimeS), align: 'right' },
+            { header: 'tokens/s', value: ([, x]) => Math.round(x.tokensPerS), align: 'right' },
+            { header: 'peak memory', value: ([, x]) => formatBytes(peak(x)), align: 'right' },
+            { header: 'fits', value: ([, x]) => (x.allFit ? 'yes' : 'no') },
+          ]);
+          text += `(iteration time nearest / original: ${(b.iterationTimeS / a.iterationTimeS).toFixed(3)})\n`;
+        }
+      }
+      const files = exportPlan(engine as EngineName, { plan, model, cluster, dtype: dtype as TrainDtype, fp8: fp8 as Fp8Format | undefined, launch });
+      fs.mkdirSync(out, { recursive: true });
+      for (const f of files) {
+        const p = path.join(out, f.path);
+        fs.writeFileSync(p, f.content, { mode: f.executable ? 0o755 : 0o644 });
+      }
+      if (comparison) fs.writeFileSync(path.join(out, 'nearest-plan.json'), JSON.stringify(plan, null, 2) + '\n');
+      if (values.json) {
+        io.stdout(JSON.stringify({ engine, out, files: files.map((f) => f.path), ...(comparison ? { nearest: { plan, ...comparison } } : {}) }, null, 2) + '\n');
+      } else {
+        io.stdout(text + `Wrote ${files.length} file(s) for ${engine} to ${out}: ${files.map((f) => f.path).join(', ')}\n` +
+          'Edit the lines marked EDIT_ME (data, tokenizer, paths) before launching.\n');
+      }
+      return 0;
+    } catch (e) {
+      if (e instanceof InexpressiblePlanError) {
+        if (values.json) io.stdout(JSON.stringify({ engine, expressible: false, violations: e.violations }, null, 2) + '\n');
+        io.stderr(`mist export: ${e.message}\n`);
+        return 2;
+      }
+      throw e;
+    }
+  },
+};

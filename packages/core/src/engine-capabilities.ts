@@ -1,0 +1,358 @@
+// What each training engine can express of a Mist plan. One table per engine; the exporters
+// (@mist/engines), `mist tune --target` and the tuner's Megatron-LM / DeepSpeed baselines all read
+// these tables, so a plan is "expressible" in exactly one sense across the code base.
+//
+// Facts checked against the engines' sources (tags named in each table's `engineVersion`):
+// - Megatron-LM core_v0.14.0, megatron/training/arguments.py (flags quoted below).
+// - DeepSpeed v0.19.5/0.19.6 (master of 2026-08), deepspeed/runtime/zero/config.py, zero/offload_config.py,
+//   runtime/pipe/engine.py, runtime/pipe/module.py, runtime/config.py (get_pipeline_config).
+// - torchtitan v0.2.2, torchtitan/config/job_config.py and torchtitan/models/llama3/infra/parallelize.py.
+// - NeMo 2 wraps Megatron-Core (MegatronStrategy passes tensor/pipeline/sequence parallel sizes,
+//   recompute and the distributed optimizer straight to Megatron-Core), so its table is Megatron's.
+import { type Plan, type StageStrategy, type ZeroLevel, stageLayerCount } from './plan';
+
+export const ENGINE_NAMES = ['megatron', 'nemo', 'deepspeed', 'torchtitan'] as const;
+export type EngineName = (typeof ENGINE_NAMES)[number];
+
+/** none: the ratio must be 0; full: 0 or 1; ratio: any value in [0, 1]. */
+export type OffloadCapability = 'none' | 'full' | 'ratio';
+
+/**
+ * all-or-none: either every layer of every stage is checkpointed or none is (one global switch).
+ * uniform-count: one count N for the whole model; each stage recomputes min(N, its layers)
+ *   (Megatron `--recompute-method block --recompute-num-layers N`: the first N layers of every stage).
+ * per-stage: any ckptLayers per stage.
+ */
+export type CkptCapability = 'all-or-none' | 'uniform-count' | 'per-stage';
+
+export const OFFLOAD_KINDS = ['weights', 'grads', 'optim', 'activations'] as const;
+export type OffloadKind = (typeof OFFLOAD_KINDS)[number];
+
+export interface EngineCapabilities {
+  engine: EngineName;
+  /** The engine version the table (and the exporter) was written for, e.g. 'Megatron-LM core_v0.14.0'. */
+  engineVersion: string;
+  /** Where the facts come from (docs page / source file). */
+  sources: string[];
+  /** May pp > 1. */
+  pipeline: boolean;
+  /**
+   * How layers may be split over stages. uniform: every stage has layers/pp layers;
+   * uniform-except-first-last: the middle stages have the same count, first and last may differ; any: anything.
+   */
+  partition: 'uniform' | 'uniform-except-first-last' | 'any';
+  /** false: every stage has the same mesh, dp, tp, sequenceParallel, microBatchSize, zero and offload. */
+  perStageStrategy: boolean;
+  tensorParallel: boolean;
+  /** May sequenceParallel be true (it needs tp > 1 in every engine). */
+  sequenceParallel: boolean;
+  /** With tp > 1 the engine always shards the sequence dimension of norms/dropout (sequenceParallel must be true). */
+  sequenceParallelForcedWithTp: boolean;
+  /** ZeRO levels allowed with pp = 1. */
+  zero: readonly ZeroLevel[];
+  /** ZeRO levels allowed with pp > 1. */
+  zeroWithPipeline: readonly ZeroLevel[];
+  /** ZeRO levels allowed in a stage with tp > 1. */
+  zeroWithTensorParallel: readonly ZeroLevel[];
+  /**
+   * true: the engine shards nothing when dp = 1 (no data-parallel wrapper is applied), so the ZeRO level of
+   * a dp = 1 stage means nothing and is not checked; the exporter writes the engine's no-sharding setting.
+   */
+  zeroIgnoredWithoutDataParallel: boolean;
+  ckpt: CkptCapability;
+  offload: { weights: OffloadCapability; grads: OffloadCapability; optim: OffloadCapability; activations: OffloadCapability };
+  /** ZeRO level an offload kind needs (DeepSpeed: parameter offload needs ZeRO-3), if any. */
+  offloadMinZero: Partial<Record<OffloadKind, ZeroLevel>>;
+  /** ZeRO level a partial (strictly between 0 and 1) offload of a kind needs, if higher than offloadMinZero. */
+  partialOffloadMinZero: Partial<Record<OffloadKind, ZeroLevel>>;
+  /** Pairs of offload kinds the engine moves together: their ratios must be equal. */
+  offloadTied: readonly (readonly [OffloadKind, OffloadKind])[];
+}
+
+export interface CapabilityViolation {
+  /** Human name of the feature the engine lacks, e.g. 'per-stage strategies'. */
+  feature: string;
+  /** The plan field that uses it, e.g. 'stages[1].tp'. */
+  field: string;
+  detail: string;
+}
+
+const MEGATRON_SOURCES = [
+  'https://github.com/NVIDIA/Megatron-LM/blob/core_v0.14.0/megatron/training/arguments.py',
+  'https://github.com/NVIDIA/Megatron-LM/blob/core_v0.14.0/megatron/core/transformer/transformer_block.py',
+];
+
+// Megatron-LM: one tp/pp/dp/micro-batch/sequence-parallel/recompute setting for the whole model.
+// - Layers: even split; `--decoder-first-pipeline-num-layers` / `--decoder-last-pipeline-num-layers` set the
+//   first/last stage's count. (core_v0.14.0 also has `--pipeline-model-parallel-layout`, which allows any
+//   split; the table leaves it out so that the tuner's Megatron-LM baseline stays the one of the Mist paper
+//   and because the layout string is newer than the first/last flags most launch scripts use.)
+// - `--use-distributed-optimizer` shards optimizer states over dp (gradient buffers stay whole): ZeRO-1,
+//   with or without pipelining.
+// - `--recompute-granularity full --recompute-method block --recompute-num-layers N` recomputes the first N
+//   layers of every pipeline stage: one count for all stages.
+// - Offload: core_v0.13.0+ has `--optimizer-cpu-offload` / `--optimizer-offload-fraction` (a ratio of the
+//   optimizer states). The table says 'none' on purpose: the Megatron-LM baseline of the Mist paper runs
+//   without offloading, and `mist tune --target megatron` must compare with that baseline.
+const MEGATRON_BASE: Omit<EngineCapabilities, 'engine' | 'engineVersion' | 'sources'> = {
+  pipeline: true,
+  partition: 'uniform-except-first-last',
+  perStageStrategy: false,
+  tensorParallel: true,
+  sequenceParallel: true,
+  sequenceParallelForcedWithTp: false,
+  zero: [0, 1],
+  zeroWithPipeline: [0, 1],
+  zeroWithTensorParallel: [0, 1],
+  zeroIgnoredWithoutDataParallel: false,
+  ckpt: 'uniform-count',
+  offload: { weights: 'none', grads: 'none', optim: 'none', activations: 'none' },
+  offloadMinZero: {},
+  partialOffloadMinZero: {},
+  offloadTied: [],
+};
+
+const TABLES: Record<EngineName, EngineCapabilities> = {
+  megatron: {
+    engine: 'megatron',
+    engineVersion: 'Megatron-LM core_v0.14.0',
+    sources: MEGATRON_SOURCES,
+    ...MEGATRON_BASE,
+  },
+  nemo: {
+    engine: 'nemo',
+    // NeMo 2 recipes (nemo.collections.llm.recipes) configure nemo.lightning.MegatronStrategy, whose
+    // parallelism and recompute settings are Megatron-Core's own.
+    engineVersion: 'NeMo 2.5 (nemo.collections.llm, Megatron-Core core_v0.14.0)',
+    sources: [
+      'https://github.com/NVIDIA/NeMo/blob/v2.5.0rc0/nemo/lightning/pytorch/strategies/megatron_strategy.py',
+      'https://github.com/NVIDIA/NeMo/tree/v2.5.0rc0/nemo/collections/llm/recipes',
+      ...MEGATRON_SOURCES,
+    ],
+    ...MEGATRON_BASE,
+  },
+  // DeepSpeed: ZeRO 0-3 over data parallelism; no tensor parallelism of its own (its AutoTP training
+  // support rewrites Hugging Face modules and is not described here); PipelineModule pipelining.
+  // - runtime/pipe/engine.py asserts `zero_optimization_stage() < ZeroStageEnum.gradients`: ZeRO 0/1 with pp.
+  // - PipelineModule partition_method 'uniform' / 'type:<layer class>' balance the layer count
+  //   (runtime/pipe/module.py _partition_layers); an explicit split is not a built-in method.
+  // - zero_optimization.offload_optimizer (device "cpu") works from ZeRO-1 on and moves the fp32 gradient
+  //   partitions with the optimizer states (ZeRO-Offload), hence grads and optim are tied.
+  //   Its `ratio` key (zero/offload_config.py: "Percentage of offloaded optimizer states to CPU Adam. Only
+  //   valid with ZeRO Stage 3.") gives a partial offload with ZeRO-3 only.
+  // - zero_optimization.offload_param: full parameter offload, ZeRO-3 only.
+  // - Activation checkpointing is one switch for the model's layers (deepspeed.checkpointing), and
+  //   activation_checkpointing.cpu_checkpointing only moves checkpointed inputs, which Mist's activation
+  //   offload does not model, so activations stay 'none'.
+  deepspeed: {
+    engine: 'deepspeed',
+    engineVersion: 'DeepSpeed 0.19.6',
+    sources: [
+      'https://github.com/deepspeedai/DeepSpeed/blob/v0.19.5/deepspeed/runtime/zero/config.py',
+      'https://github.com/deepspeedai/DeepSpeed/blob/v0.19.5/deepspeed/runtime/zero/offload_config.py',
+      'https://github.com/deepspeedai/DeepSpeed/blob/v0.19.5/deepspeed/runtime/pipe/engine.py',
+      'https://github.com/deepspeedai/DeepSpeed/blob/v0.19.5/deepspeed/runtime/pipe/module.py',
+      'https://www.deepspeed.ai/docs/config-json/',
+    ],
+    pipeline: true,
+    partition: 'uniform',
+    perStageStrategy: false,
+    tensorParallel: false,
+    sequenceParallel: false,
+    sequenceParallelForcedWithTp: false,
+    zero: [0, 1, 2, 3],
+    zeroWithPipeline: [0, 1],
+    zeroWithTensorParallel: [],
+    zeroIgnoredWithoutDataParallel: false,
+    ckpt: 'all-or-none',
+    offload: { weights: 'full', grads: 'ratio', optim: 'ratio', activations: 'none' },
+    offloadMinZero: { weights: 3, grads: 1, optim: 1 },
+    partialOffloadMinZero: { grads: 3, optim: 3 },
+    offloadTied: [['grads', 'optim']],
+  },
+  // torchtitan: FSDP2 (`fully_shard`) over data_parallel_shard_degree, with reshard_after_forward
+  // (fsdp_reshard_after_forward "always" = ZeRO-3, "never" = ZeRO-2), or DDP (data_parallel_replicate_degree)
+  // = ZeRO-0, which parallelize.py refuses with any other parallelism ("DDP has not supported > 1D
+  // parallelism"). Its TP plan always wraps the norms in SequenceParallel(), so sp is forced with tp > 1.
+  // PP splits are arbitrary via parallelism.module_fqns_per_model_part. Activation checkpoint mode "full"
+  // or "none" for the whole model. training.enable_cpu_offload applies FSDP's CPUOffloadPolicy: parameters,
+  // gradients and optimizer states together, and only under FSDP.
+  torchtitan: {
+    engine: 'torchtitan',
+    engineVersion: 'torchtitan v0.2.2',
+    sources: [
+      'https://github.com/pytorch/torchtitan/blob/v0.2.2/torchtitan/config/job_config.py',
+      'https://github.com/pytorch/torchtitan/blob/v0.2.2/torchtitan/models/llama3/infra/parallelize.py',
+    ],
+    pipeline: true,
+    partition: 'any',
+    perStageStrategy: false,
+    tensorParallel: true,
+    sequenceParallel: true,
+    sequenceParallelForcedWithTp: true,
+    zero: [0, 2, 3],
+    zeroWithPipeline: [2, 3],
+    zeroWithTensorParallel: [2, 3],
+    zeroIgnoredWithoutDataParallel: true,
+    ckpt: 'all-or-none',
+    offload: { weights: 'full', grads: 'full', optim: 'full', activations: 'none' },
+    offloadMinZero: { weights: 2, grads: 2, optim: 2 },
+    partialOffloadMinZero: {},
+    offloadTied: [['weights', 'grads'], ['grads', 'optim']],
+  },
+};
+
+export function isEngineName(s: string): s is EngineName {
+  return (ENGINE_NAMES as readonly string[]).includes(s);
+}
+
+/** The capability table of an engine; throws a RangeError naming the allowed values. */
+export function engineCapabilities(engine: EngineName): EngineCapabilities {
+  if (!isEngineName(engine)) {
+    throw new RangeError(`engine: got ${JSON.stringify(engine)}; allowed: ${ENGINE_NAMES.join(', ')}`);
+  }
+  return TABLES[engine];
+}
+
+/** The fields that must agree across stages when an engine has one strategy for the whole model. */
+const UNIFORM_FIELDS = ['mesh', 'dp', 'tp', 'sequenceParallel', 'microBatchSize', 'zero', 'offload'] as const;
+
+function sameValue(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function isAllowedRatio(cap: OffloadCapability, r: number): boolean {
+  if (cap === 'none') return r === 0;
+  if (cap === 'full') return r === 0 || r === 1;
+  return r >= 0 && r <= 1;
+}
+
+const OFFLOAD_WORDS: Record<OffloadCapability, string> = {
+  none: 'no offloading (0 only)',
+  full: 'all or nothing (0 or 1)',
+  ratio: 'any ratio in [0, 1]',
+};
+
+/** Layer counts the partition rule allows, or a reason why the given counts break it. */
+function partitionViolation(counts: number[], rule: EngineCapabilities['partition']): string | undefined {
+  if (rule === 'any' || counts.length === 1) return undefined;
+  const total = counts.reduce((a, b) => a + b, 0);
+  if (rule === 'uniform') {
+    if (counts.every((c) => c === counts[0])) return undefined;
+    return `every stage must have ${total % counts.length === 0 ? total / counts.length : `the same number of`} layers; got ${counts.join(', ')}`;
+  }
+  const middle = counts.slice(1, -1);
+  if (middle.every((c) => c === middle[0])) return undefined;
+  return `the middle stages must have the same number of layers (only the first and last may differ); got ${counts.join(', ')}`;
+}
+
+function stageViolations(s: StageStrategy, i: number, pp: number, caps: EngineCapabilities): CapabilityViolation[] {
+  const out: CapabilityViolation[] = [];
+  const at = `stages[${i}]`;
+  const add = (feature: string, field: string, detail: string): void => {
+    out.push({ feature, field: `${at}.${field}`, detail });
+  };
+  if (s.tp > 1 && !caps.tensorParallel) add('tensor parallelism', 'tp', `got ${s.tp}; ${caps.engine} has no tensor parallelism (tp must be 1)`);
+  if (s.sequenceParallel) {
+    if (!caps.sequenceParallel) add('sequence parallelism', 'sequenceParallel', `${caps.engine} has no sequence parallelism`);
+    else if (s.tp === 1) add('sequence parallelism without tensor parallelism', 'sequenceParallel', 'sequence parallelism needs tp > 1');
+  } else if (s.tp > 1 && caps.sequenceParallelForcedWithTp && caps.tensorParallel) {
+    add('tensor parallelism without sequence parallelism', 'sequenceParallel', `${caps.engine} always shards the sequence with tp > 1 (sequenceParallel must be true)`);
+  }
+  const zeroChecked = !(caps.zeroIgnoredWithoutDataParallel && s.dp === 1);
+  if (zeroChecked) {
+    const allowed = pp > 1 ? caps.zeroWithPipeline : caps.zero;
+    if (!allowed.includes(s.zero)) {
+      add(pp > 1 ? `ZeRO-${s.zero} with pipelining` : `ZeRO-${s.zero}`, 'zero',
+        `got ${s.zero}; allowed${pp > 1 ? ' with pp > 1' : ''}: ${allowed.join(', ') || 'none'}`);
+    } else if (s.tp > 1 && caps.tensorParallel && !caps.zeroWithTensorParallel.includes(s.zero)) {
+      add(`ZeRO-${s.zero} with tensor parallelism`, 'zero',
+        `got ${s.zero}; allowed with tp > 1: ${caps.zeroWithTensorParallel.join(', ') || 'none'}`);
+    }
+  }
+  for (const kind of OFFLOAD_KINDS) {
+    const r = s.offload[kind];
+    const cap = caps.offload[kind];
+    if (!isAllowedRatio(cap, r)) {
+      add(cap === 'none' ? `${kind} offloading` : `partial ${kind} offloading`, `offload.${kind}`,
+        `got ${r}; ${caps.engine} allows ${OFFLOAD_WORDS[cap]}`);
+      continue;
+    }
+    if (r === 0) continue;
+    const minZero = caps.offloadMinZero[kind];
+    if (minZero !== undefined && s.zero < minZero) {
+      add(`${kind} offloading below ZeRO-${minZero}`, `offload.${kind}`, `got ${r} with zero ${s.zero}; ${caps.engine} offloads ${kind} only with ZeRO >= ${minZero}`);
+    }
+    const partialMin = caps.partialOffloadMinZero[kind];
+    if (r < 1 && partialMin !== undefined && s.zero < partialMin) {
+      add(`partial ${kind} offloading below ZeRO-${partialMin}`, `offload.${kind}`, `got ${r} with zero ${s.zero}; ${caps.engine} offloads part of ${kind} only with ZeRO >= ${partialMin}`);
+    }
+  }
+  for (const [a, b] of caps.offloadTied) {
+    if (s.offload[a] !== s.offload[b]) {
+      add(`separate ${a} and ${b} offloading`, `offload.${b}`, `got ${a} ${s.offload[a]} and ${b} ${s.offload[b]}; ${caps.engine} offloads ${a} and ${b} together (equal ratios)`);
+    }
+  }
+  return out;
+}
+
+function ckptViolations(plan: Plan, caps: EngineCapabilities): CapabilityViolation[] {
+  const counts = plan.stages.map(stageLayerCount);
+  const ck = plan.stages.map((s) => s.ckptLayers);
+  if (caps.ckpt === 'per-stage') return [];
+  if (caps.ckpt === 'all-or-none') {
+    const all = ck.every((c, i) => c === counts[i]);
+    const none = ck.every((c) => c === 0);
+    if (all || none) return [];
+    const i = ck.findIndex((c, j) => c !== 0 && c !== counts[j]);
+    const at = i >= 0 ? i : ck.findIndex((c) => c === 0);
+    return [{
+      feature: i >= 0 ? 'checkpointing part of a stage' : 'checkpointing some stages only',
+      field: `stages[${at}].ckptLayers`,
+      detail: `got ${ck.join(', ')} of ${counts.join(', ')} layers; ${caps.engine} checkpoints every layer or none`,
+    }];
+  }
+  const n = Math.max(...ck);
+  const bad = ck.findIndex((c, i) => c !== Math.min(n, counts[i]));
+  if (bad < 0) return [];
+  return [{
+    feature: 'a different checkpoint count per stage',
+    field: `stages[${bad}].ckptLayers`,
+    detail: `got ${ck.join(', ')} of ${counts.join(', ')} layers; ${caps.engine} recomputes the same number N of layers in every stage (min(N, stage layers))`,
+  }];
+}
+
+/** Everything in a plan the engine cannot express; empty when the plan is expressible. */
+export function planCapabilityViolations(plan: Plan, caps: EngineCapabilities): CapabilityViolation[] {
+  const out: CapabilityViolation[] = [];
+  const pp = plan.stages.length;
+  if (pp > 1 && !caps.pipeline) {
+    out.push({ feature: 'pipeline parallelism', field: 'stages', detail: `got ${pp} stages; ${caps.engine} runs one stage` });
+  }
+  if (!caps.perStageStrategy) {
+    const first = plan.stages[0];
+    plan.stages.forEach((s, i) => {
+      if (i === 0) return;
+      for (const f of UNIFORM_FIELDS) {
+        if (!sameValue(s[f], first[f])) {
+          out.push({
+            feature: 'per-stage strategies',
+            field: `stages[${i}].${f}`,
+            detail: `got ${JSON.stringify(s[f])}, stage 0 has ${JSON.stringify(first[f])}; ${caps.engine} runs one strategy for all stages`,
+          });
+        }
+      }
+    });
+  }
+  const partition = partitionViolation(plan.stages.map(stageLayerCount), caps.partition);
+  if (partition) {
+    out.push({
+      feature: caps.partition === 'uniform' ? 'uneven layer partitions' : 'uneven middle stages',
+      field: 'stages[].layers',
+      detail: `${partition} (${caps.engine})`,
+    });
+  }
+  plan.stages.forEach((s, i) => out.push(...stageViolations(s, i, pp, caps)));
+  out.push(...ckptViolations(plan, caps));
+  return out;
+}

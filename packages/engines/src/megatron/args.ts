@@ -1,0 +1,87 @@
+// The pretrain_gpt.py argument list of a plan (Megatron-LM core_v0.14.0, megatron/training/arguments.py).
+// Each entry is one flag with its values; data and tokenizer arguments are kept apart because the user
+// replaces them (the defaults, --mock-data and NullTokenizer, run a synthetic benchmark as written).
+import { type ModelSpec, type Plan } from '@mist/core';
+import { layerCounts, uniformStrategy } from '../common';
+import { type Fp8Format, type TrainDtype } from '../types';
+
+export type ArgLine = [flag: string, ...values: string[]];
+
+export interface MegatronArgs {
+  model: ArgLine[];
+  parallelism: ArgLine[];
+  precision: ArgLine[];
+  /** Placeholders the user edits (data and tokenizer). */
+  data: ArgLine[];
+}
+
+export function megatronModelArgs(model: ModelSpec, seqLen: number): ArgLine[] {
+  const a: ArgLine[] = [
+    ['--num-layers', String(model.layers)],
+    ['--hidden-size', String(model.hidden)],
+    ['--num-attention-heads', String(model.heads)],
+    ['--ffn-hidden-size', String(model.ffnHidden)],
+    ['--seq-length', String(seqLen)],
+    ['--max-position-embeddings', String(model.maxSeq)],
+    ['--position-embedding-type', model.positional === 'rope' ? 'rope' : 'learned_absolute'],
+    ['--normalization', model.norm === 'rmsnorm' ? 'RMSNorm' : 'LayerNorm'],
+  ];
+  if (model.kvHeads !== model.heads) a.push(['--group-query-attention'], ['--num-query-groups', String(model.kvHeads)]);
+  if (model.activation === 'swiglu') a.push(['--swiglu']);
+  if (!model.tiedEmbeddings) a.push(['--untie-embeddings-and-output-weights']);
+  if (!model.bias) a.push(['--disable-bias-linear']);
+  // The catalog's vocabularies are already padded (e.g. GPT-3's 50304); divisible-by 1 keeps them as they are.
+  a.push(['--vocab-size', String(model.vocab)], ['--make-vocab-size-divisible-by', '1']);
+  return a;
+}
+
+/** Parallelism, batch and recompute arguments; the plan must be expressible (see assertExpressible). */
+export function megatronParallelArgs(plan: Plan): ArgLine[] {
+  const s = uniformStrategy(plan);
+  const pp = plan.stages.length;
+  const a: ArgLine[] = [
+    ['--tensor-model-parallel-size', String(s.tp)],
+    ['--pipeline-model-parallel-size', String(pp)],
+  ];
+  const counts = layerCounts(plan);
+  if (pp > 1) {
+    // Middle stages share one count; the first and last are given only when they differ from it.
+    // With pp = 2 there is no middle stage: the first stage's count is given, the last gets the rest.
+    const middle = counts[1];
+    if (counts[0] !== middle) a.push(['--decoder-first-pipeline-num-layers', String(counts[0])]);
+    if (pp > 2 && counts[pp - 1] !== middle) a.push(['--decoder-last-pipeline-num-layers', String(counts[pp - 1])]);
+  }
+  if (s.sequenceParallel) a.push(['--sequence-parallel']);
+  a.push(['--micro-batch-size', String(s.microBatchSize)], ['--global-batch-size', String(plan.globalBatch)]);
+  const n = Math.max(...plan.stages.map((x) => x.ckptLayers));
+  if (n > 0) {
+    a.push(['--recompute-granularity', 'full'], ['--recompute-method', 'block'], ['--recompute-num-layers', String(n)]);
+  }
+  if (s.zero === 1) a.push(['--use-distributed-optimizer']);
+  if (plan.flashAttention !== undefined) a.push(['--attention-backend', plan.flashAttention ? 'flash' : 'unfused']);
+  return a;
+}
+
+export function megatronPrecisionArgs(dtype: TrainDtype, fp8: Fp8Format | undefined): ArgLine[] {
+  const a: ArgLine[] = [[dtype === 'bf16' ? '--bf16' : '--fp16']];
+  if (fp8) a.push(['--fp8-format', fp8], ['--transformer-impl', 'transformer_engine']);
+  return a;
+}
+
+export function megatronDataArgs(): ArgLine[] {
+  return [['--mock-data'], ['--tokenizer-type', 'NullTokenizer']];
+}
+
+export function megatronArgs(plan: Plan, model: ModelSpec, dtype: TrainDtype, fp8?: Fp8Format): MegatronArgs {
+  return {
+    model: megatronModelArgs(model, plan.seqLen),
+    parallelism: megatronParallelArgs(plan),
+    precision: megatronPrecisionArgs(dtype, fp8),
+    data: megatronDataArgs(),
+  };
+}
+
+/** All arguments in order, as argv words. */
+export function flattenArgs(args: MegatronArgs): string[] {
+  return [...args.model, ...args.parallelism, ...args.precision, ...args.data].flat();
+}

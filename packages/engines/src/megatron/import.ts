@@ -1,0 +1,204 @@
+// `mist import --from megatron -- <pretrain_gpt.py arguments>`: a Megatron-LM setup (core_v0.14.0 flags)
+// as a model and a plan. Flags that only concern data, logging, checkpoints or the optimizer schedule are
+// accepted and left out; every other flag Mist does not model is reported by name.
+import {
+  type ClusterSpec, type ModelSpec, type Plan, type StageStrategy, parseModelSpec, parsePlan,
+} from '@mist/core';
+import { flagMap, parseFlags } from '../argv';
+import { catalogMatch, positiveInt, rangesFromCounts, stageMesh } from '../common';
+import { ImportError, type ImportProblem, type ImportResult } from '../types';
+
+export interface MegatronImportContext {
+  cluster: ClusterSpec;
+  /** GPUs of the run (torchrun's world size); default: the whole cluster. */
+  gpus?: number;
+  /** Name of the model when it is not in the catalog. */
+  modelName?: string;
+}
+
+/** Flags read into the model or the plan. */
+const MODELLED = new Set([
+  '--num-layers', '--hidden-size', '--num-attention-heads', '--ffn-hidden-size', '--seq-length', '--max-position-embeddings',
+  '--position-embedding-type', '--use-rotary-position-embeddings', '--normalization', '--group-query-attention',
+  '--num-query-groups', '--swiglu', '--untie-embeddings-and-output-weights', '--disable-bias-linear', '--vocab-size',
+  '--padded-vocab-size', '--make-vocab-size-divisible-by', '--tensor-model-parallel-size', '--pipeline-model-parallel-size',
+  '--decoder-first-pipeline-num-layers', '--decoder-last-pipeline-num-layers', '--sequence-parallel', '--micro-batch-size',
+  '--global-batch-size', '--recompute-granularity', '--recompute-method', '--recompute-num-layers',
+  '--use-distributed-optimizer', '--attention-backend', '--use-flash-attn', '--context-parallel-size',
+  '--num-layers-per-virtual-pipeline-stage', '--tokenizer-type', '--bf16', '--fp16',
+]);
+
+/** Flags with no effect on what Mist predicts (data, tokenizer files, schedule, logging, checkpoints, kernels). */
+const IGNORED = new Set([
+  '--data-path', '--split', '--train-data-path', '--valid-data-path', '--test-data-path', '--data-cache-path', '--mock-data',
+  '--vocab-file', '--merge-file', '--tokenizer-model', '--train-iters', '--train-samples', '--exit-interval', '--lr', '--min-lr',
+  '--lr-decay-style', '--lr-decay-iters', '--lr-decay-samples', '--lr-warmup-iters', '--lr-warmup-fraction',
+  '--lr-warmup-samples', '--weight-decay', '--clip-grad', '--adam-beta1', '--adam-beta2', '--adam-eps', '--init-method-std',
+  '--hidden-dropout', '--attention-dropout', '--log-interval', '--eval-interval', '--eval-iters', '--save-interval', '--save',
+  '--load', '--tensorboard-dir', '--wandb-project', '--wandb-exp-name', '--seed', '--norm-epsilon', '--rotary-base',
+  '--rotary-percent', '--transformer-impl', '--use-mcore-models', '--distributed-backend', '--log-throughput',
+  '--timing-log-level', '--overlap-grad-reduce', '--overlap-param-gather', '--ckpt-format', '--attention-softmax-in-fp32',
+  '--accumulate-allreduce-grads-in-fp32', '--no-gradient-accumulation-fusion', '--no-masked-softmax-fusion',
+  '--no-bias-gelu-fusion', '--no-bias-swiglu-fusion', '--no-bias-dropout-fusion', '--no-rope-fusion', '--cross-entropy-loss-fusion',
+  '--log-params-norm', '--log-num-zeros-in-grad', '--no-load-optim', '--no-load-rng', '--finetune', '--num-workers',
+  '--dataloader-type', '--eod-mask-loss', '--reset-position-ids', '--reset-attention-mask', '--loss-scale',
+  '--initial-loss-scale', '--min-loss-scale', '--loss-scale-window', '--hysteresis', '--grad-reduce-in-bf16',
+]);
+
+/** Flags Mist understands but cannot model; the reason is reported. */
+const UNSUPPORTED: Record<string, string> = {
+  '--optimizer-cpu-offload': 'optimizer offloading is not in the Megatron-LM table (the Mist paper baseline runs without it)',
+  '--optimizer-offload-fraction': 'optimizer offloading is not in the Megatron-LM table',
+  '--pipeline-model-parallel-layout': 'custom layouts are not read; use --decoder-first/last-pipeline-num-layers',
+  '--num-virtual-stages-per-pipeline-rank': 'Mist plans have no interleaved (virtual) pipeline stages',
+  '--fp8-format': 'the analyzer predicts bf16/fp16 GEMMs only (FP8 runs faster than predicted)',
+  '--recompute-activations': 'selective recompute is not modelled (Mist checkpoints whole layers)',
+  '--recompute-modules': 'selective recompute is not modelled (Mist checkpoints whole layers)',
+  '--squared-relu': 'the activation must be GeLU or SwiGLU',
+  '--num-experts': 'mixture-of-experts layers are not modelled',
+  '--apply-residual-connection-post-layernorm': 'post-norm residuals are not modelled',
+  '--add-qkv-bias': 'a bias on the QKV projection only is not modelled (biases are all or none)',
+};
+
+function paddedVocab(vocab: number, divisibleBy: number, tp: number): number {
+  // megatron/training/tokenizer/tokenizer.py _vocab_size_with_padding: round up to divisible_by * tp.
+  const multiple = divisibleBy * tp;
+  return Math.ceil(vocab / multiple) * multiple;
+}
+
+export function importMegatron(argv: readonly string[], ctx: MegatronImportContext): ImportResult {
+  const { flags, stray } = parseFlags(argv);
+  const problems: ImportProblem[] = stray.map((w) => ({ option: w, reason: 'not a --flag or its value' }));
+  for (const f of flags) {
+    if (f.flag in UNSUPPORTED) problems.push({ option: f.flag, reason: UNSUPPORTED[f.flag] });
+    else if (!MODELLED.has(f.flag) && !IGNORED.has(f.flag)) problems.push({ option: f.flag, reason: 'unknown option' });
+  }
+  const m = flagMap(flags);
+  const has = (f: string): boolean => m.has(f);
+  const one = (f: string): string | undefined => m.get(f)?.[0];
+  const int = (f: string, fallback?: number): number => {
+    const v = one(f);
+    if (v === undefined) {
+      if (fallback !== undefined) return fallback;
+      throw new ImportError(f, 'required');
+    }
+    return positiveInt(v, f);
+  };
+
+  const tp = int('--tensor-model-parallel-size', 1);
+  const pp = int('--pipeline-model-parallel-size', 1);
+  const cp = int('--context-parallel-size', 1);
+  if (cp > 1) throw new ImportError('--context-parallel-size', `got ${cp}; Mist plans have no context parallelism (1 only)`);
+  if (has('--num-layers-per-virtual-pipeline-stage')) {
+    problems.push({ option: '--num-layers-per-virtual-pipeline-stage', reason: 'Mist plans have no interleaved (virtual) pipeline stages' });
+  }
+
+  // Model.
+  const layers = int('--num-layers');
+  const hidden = int('--hidden-size');
+  const heads = int('--num-attention-heads');
+  const swiglu = has('--swiglu');
+  const ffnHidden = one('--ffn-hidden-size') !== undefined ? int('--ffn-hidden-size') : swiglu ? undefined : 4 * hidden;
+  if (ffnHidden === undefined) throw new ImportError('--ffn-hidden-size', 'required with --swiglu');
+  const seqLen = int('--seq-length');
+  const posType = one('--position-embedding-type') ?? (has('--use-rotary-position-embeddings') ? 'rope' : 'learned_absolute');
+  if (posType !== 'rope' && posType !== 'learned_absolute') {
+    throw new ImportError('--position-embedding-type', `got ${posType}; Mist models learned_absolute and rope`);
+  }
+  const norm = one('--normalization') ?? 'LayerNorm';
+  if (norm !== 'LayerNorm' && norm !== 'RMSNorm') throw new ImportError('--normalization', `got ${norm}; allowed: LayerNorm, RMSNorm`);
+  let vocab: number;
+  const divisibleBy = int('--make-vocab-size-divisible-by', 128);
+  if (one('--padded-vocab-size') !== undefined) vocab = int('--padded-vocab-size');
+  else if (one('--vocab-size') !== undefined) vocab = paddedVocab(int('--vocab-size'), divisibleBy, tp);
+  else if (one('--tokenizer-type') === 'GPT2BPETokenizer') vocab = paddedVocab(50257, divisibleBy, tp);
+  else throw new ImportError('--vocab-size', 'required (Mist cannot read the tokenizer files; give the vocabulary size)');
+  const arch = {
+    family: (norm === 'RMSNorm' && swiglu && posType === 'rope' ? 'llama' : 'gpt') as ModelSpec['family'],
+    layers, hidden, heads,
+    kvHeads: has('--group-query-attention') ? int('--num-query-groups') : heads,
+    ffnHidden, vocab,
+    maxSeq: int('--max-position-embeddings', seqLen),
+    norm: norm === 'RMSNorm' ? 'rmsnorm' as const : 'layernorm' as const,
+    activation: swiglu ? 'swiglu' as const : 'gelu' as const,
+    positional: posType === 'rope' ? 'rope' as const : 'learned' as const,
+    tiedEmbeddings: !has('--untie-embeddings-and-output-weights'),
+    bias: !has('--disable-bias-linear'),
+    parallelAttention: false,
+    parallelAttentionTwoNorms: false,
+  };
+  const known = catalogMatch(arch);
+  const model = known ?? parseModelSpec({ name: ctx.modelName ?? 'imported-megatron', ...arch });
+
+  // Layers per stage (megatron/core/transformer/transformer_block.py get_num_layers_to_build).
+  const first = one('--decoder-first-pipeline-num-layers') !== undefined ? int('--decoder-first-pipeline-num-layers') : undefined;
+  const last = one('--decoder-last-pipeline-num-layers') !== undefined ? int('--decoder-last-pipeline-num-layers') : undefined;
+  const rest = layers - (first ?? 0) - (last ?? 0);
+  const restStages = pp - (first !== undefined ? 1 : 0) - (last !== undefined ? 1 : 0);
+  if (restStages < 0 || (restStages === 0 ? rest !== 0 : rest % restStages !== 0 || rest <= 0)) {
+    throw new ImportError('--num-layers', `${layers} layers do not split over ${pp} stages with first ${first ?? '-'} and last ${last ?? '-'}`);
+  }
+  const middle = restStages > 0 ? rest / restStages : 0;
+  const counts = Array.from({ length: pp }, (_, i) =>
+    i === 0 && first !== undefined ? first : i === pp - 1 && pp > 1 && last !== undefined ? last : middle);
+
+  // Data parallelism and batch.
+  const world = ctx.gpus ?? ctx.cluster.nodes * ctx.cluster.gpusPerNode;
+  if (world % (tp * pp * cp) !== 0) throw new ImportError('--tensor-model-parallel-size', `tp ${tp} x pp ${pp} x cp ${cp} must divide the ${world} GPUs`);
+  const dp = world / (tp * pp * cp);
+  const mbs = int('--micro-batch-size');
+  const globalBatch = int('--global-batch-size', mbs * dp);
+  if (globalBatch % (mbs * dp) !== 0) {
+    throw new ImportError('--global-batch-size', `${globalBatch} is not a multiple of micro batch ${mbs} x dp ${dp}`);
+  }
+
+  // Recompute.
+  const granularity = one('--recompute-granularity');
+  let ckpt = (_count: number): number => 0;
+  if (granularity === 'full') {
+    const method = one('--recompute-method');
+    if (method === 'block') {
+      const n = int('--recompute-num-layers');
+      ckpt = (count) => Math.min(n, count);
+    } else if (method === 'uniform' || method === undefined) {
+      // uniform: every layer is recomputed, in chunks of --recompute-num-layers.
+      ckpt = (count) => count;
+    } else {
+      throw new ImportError('--recompute-method', `got ${method}; allowed: uniform, block`);
+    }
+  } else if (granularity === 'selective') {
+    problems.push({ option: '--recompute-granularity', reason: 'selective recompute is not modelled (Mist checkpoints whole layers)' });
+  } else if (granularity !== undefined) {
+    throw new ImportError('--recompute-granularity', `got ${granularity}; allowed: full, selective`);
+  }
+
+  const backend = one('--attention-backend');
+  const flashAttention = has('--use-flash-attn') || backend === 'flash' || backend === 'fused'
+    ? true
+    : backend === 'unfused' || backend === 'local' ? false : undefined;
+
+  const ranges = rangesFromCounts(counts);
+  const mesh = stageMesh(dp * tp, ctx.cluster, '--tensor-model-parallel-size');
+  const stages: StageStrategy[] = ranges.map((layersRange, i) => ({
+    layers: layersRange,
+    mesh,
+    microBatchSize: mbs,
+    dp,
+    tp,
+    sequenceParallel: has('--sequence-parallel') && tp > 1,
+    ckptLayers: ckpt(counts[i]),
+    zero: has('--use-distributed-optimizer') ? 1 : 0,
+    offload: { weights: 0, grads: 0, optim: 0, activations: 0 },
+  }));
+  const plan: Plan = parsePlan({
+    version: 1,
+    model: model.name,
+    cluster: ctx.cluster.name,
+    seqLen,
+    globalBatch,
+    gradAccumSteps: globalBatch / (mbs * dp),
+    ...(flashAttention !== undefined ? { flashAttention } : {}),
+    stages,
+  }, { model, cluster: ctx.cluster });
+  return { model, modelInCatalog: known !== undefined, plan, problems };
+}

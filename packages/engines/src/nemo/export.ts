@@ -1,0 +1,81 @@
+// `mist export --to nemo`: a NeMo 2 recipe script (nemo.collections.llm + nemo_run) whose overrides set
+// the plan. Names from NeMo v2.5: nemo/lightning/pytorch/strategies/megatron_strategy.py (MegatronStrategy
+// fields), nemo/collections/llm/gpt/model/base.py (GPTConfig), recipes/llama3_8b.py (pretrain_recipe).
+import { engineCapabilities } from '@mist/core';
+import { megatronParallelArgs } from '../megatron/args';
+import { planNodes, uniformStrategy, layerCounts } from '../common';
+import { assertExpressible, type ExportFile, type ExportInput } from '../types';
+
+const py = (b: boolean): string => (b ? 'True' : 'False');
+
+export function exportNemo(input: ExportInput): ExportFile[] {
+  const { plan, model, cluster, dtype, fp8 } = input;
+  assertExpressible('nemo', plan, model);
+  megatronParallelArgs(plan); // same expressibility rules as Megatron-LM
+  const s = uniformStrategy(plan);
+  const pp = plan.stages.length;
+  const counts = layerCounts(plan);
+  const { nodes, gpusPerNode } = planNodes(plan, cluster);
+  const n = Math.max(...plan.stages.map((x) => x.ckptLayers));
+  const lines: string[] = [
+    `# Written by \`mist export --to nemo\` for ${engineCapabilities('nemo').engineVersion}.`,
+    `# Mist plan for ${model.name} on ${nodes} x ${gpusPerNode} GPUs. Run: python nemo_pretrain.py (uses nemo_run's local executor;`,
+    '# EDIT_ME: swap in run.SlurmExecutor for a cluster, and MockDataModule for your data module).',
+    'import nemo_run as run',
+    'from nemo.collections import llm',
+    'from nemo.collections.llm.gpt.data.mock import MockDataModule',
+    `from nemo.collections.llm.recipes.precision.mixed_precision import ${dtype === 'bf16' ? 'bf16_mixed' : 'fp16_mixed'}`,
+    '',
+    '',
+    'def mist_recipe():',
+    `    recipe = llm.${model.family === 'llama' ? 'llama3_8b' : 'gpt3_175b'}.pretrain_recipe(name="mist", num_nodes=${nodes}, num_gpus_per_node=${gpusPerNode})`,
+    `    # The model (${model.name}).`,
+    `    recipe.model = run.Config(llm.${model.family === 'llama' ? 'LlamaModel' : 'GPTModel'}, config=run.Config(`,
+    `        llm.${model.family === 'llama' ? 'Llama3Config' : 'GPTConfig'},`,
+    `        num_layers=${model.layers}, hidden_size=${model.hidden}, ffn_hidden_size=${model.ffnHidden},`,
+    `        num_attention_heads=${model.heads}, num_query_groups=${model.kvHeads}, seq_length=${plan.seqLen},`,
+    `        normalization="${model.norm === 'rmsnorm' ? 'RMSNorm' : 'LayerNorm'}", gated_linear_unit=${py(model.activation === 'swiglu')},`,
+    `        position_embedding_type="${model.positional === 'rope' ? 'rope' : 'learned_absolute'}",`,
+    `        share_embeddings_and_output_weights=${py(model.tiedEmbeddings)}, add_bias_linear=${py(model.bias)},`,
+    `        vocab_size=${model.vocab}, make_vocab_size_divisible_by=1,`,
+    '    ))',
+    '    # Parallelism (MegatronStrategy).',
+    '    strategy = recipe.trainer.strategy',
+    `    strategy.tensor_model_parallel_size = ${s.tp}`,
+    `    strategy.pipeline_model_parallel_size = ${pp}`,
+    '    strategy.virtual_pipeline_model_parallel_size = None',
+    '    strategy.context_parallel_size = 1',
+    `    strategy.sequence_parallel = ${py(s.sequenceParallel)}`,
+  ];
+  if (pp > 1 && counts[0] !== counts[1]) lines.push(`    strategy.num_layers_in_first_pipeline_stage = ${counts[0]}`);
+  if (pp > 2 && counts[pp - 1] !== counts[1]) lines.push(`    strategy.num_layers_in_last_pipeline_stage = ${counts[pp - 1]}`);
+  lines.push(
+    '    # Batch.',
+    `    recipe.data = run.Config(MockDataModule, seq_length=${plan.seqLen}, micro_batch_size=${s.microBatchSize}, global_batch_size=${plan.globalBatch})`,
+    '    # Recompute (Megatron-Core TransformerConfig).',
+  );
+  if (n > 0) {
+    lines.push(
+      '    recipe.model.config.recompute_granularity = "full"',
+      '    recipe.model.config.recompute_method = "block"',
+      `    recipe.model.config.recompute_num_layers = ${n}`,
+    );
+  } else lines.push('    recipe.model.config.recompute_granularity = None');
+  lines.push(
+    '    # ZeRO-1 = the distributed optimizer.',
+    `    recipe.optim.config.use_distributed_optimizer = ${py(s.zero === 1)}`,
+    `    recipe.trainer.plugins = ${dtype === 'bf16' ? 'bf16_mixed' : 'fp16_mixed'}()`,
+  );
+  if (fp8) lines.push(`    recipe.trainer.plugins.fp8 = "${fp8}"`);
+  if (plan.flashAttention === false) lines.push('    # The plan assumes unfused attention: set recipe.model.config.attention_backend to AttnBackend.unfused.');
+  lines.push(
+    '    recipe.trainer.max_steps = 100  # EDIT_ME: run length is not part of the plan',
+    '    return recipe',
+    '',
+    '',
+    'if __name__ == "__main__":',
+    `    run.run(mist_recipe(), executor=run.LocalExecutor(ntasks_per_node=${gpusPerNode}, launcher="torchrun"))`,
+    '',
+  );
+  return [{ path: 'nemo_pretrain.py', content: lines.join('\n'), executable: false }];
+}

@@ -1,0 +1,147 @@
+// `mist import --from torchtitan train.toml`: a torchtitan v0.2.2 job config as a model and a plan.
+import {
+  type ClusterSpec, type ModelSpec, type Plan, type StageStrategy, type ZeroLevel, getModel, parsePlan,
+} from '@mist/core';
+import { rangesFromCounts, stageMesh } from '../common';
+import { type TomlTable, type TomlValue, parseToml } from '../toml';
+import { ImportError, type ImportProblem, type ImportResult } from '../types';
+import { TORCHTITAN_FLAVORS } from './export';
+
+export interface TorchtitanImportContext {
+  cluster: ClusterSpec;
+  /** GPUs of the run (torchrun's world size); default: the whole cluster. */
+  gpus?: number;
+  /** The model when the config's flavor is not a catalog model. */
+  model?: ModelSpec;
+}
+
+/** Keys read into the plan, per section. */
+const MODELLED: Record<string, Set<string>> = {
+  model: new Set(['name', 'flavor']),
+  training: new Set(['local_batch_size', 'global_batch_size', 'seq_len', 'enable_cpu_offload', 'mixed_precision_param']),
+  parallelism: new Set([
+    'data_parallel_replicate_degree', 'data_parallel_shard_degree', 'fsdp_reshard_after_forward', 'tensor_parallel_degree',
+    'pipeline_parallel_degree', 'pipeline_parallel_microbatch_size', 'module_fqns_per_model_part', 'pipeline_parallel_schedule',
+    'context_parallel_degree', 'pipeline_parallel_layers_per_stage', 'pipeline_parallel_first_stage_less_layers',
+    'pipeline_parallel_last_stage_less_layers',
+  ]),
+  activation_checkpoint: new Set(['mode', 'selective_ac_option']),
+  compile: new Set(['enable', 'components', 'backend']),
+};
+
+/** Keys with no effect on what Mist predicts. */
+const IGNORED: Record<string, Set<string> | 'all'> = {
+  job: 'all', profiling: 'all', metrics: 'all', optimizer: 'all', lr_scheduler: 'all', checkpoint: 'all', comm: 'all',
+  validation: 'all', debug: 'all', memory_estimation: 'all', fault_tolerance: 'all', experimental: 'all',
+  model: new Set(['hf_assets_path', 'tokenizer_path', 'print_after_conversion']),
+  training: new Set(['dataset', 'dataset_path', 'max_norm', 'steps', 'mixed_precision_reduce', 'gc_freq', 'gc_debug', 'dataloader']),
+  parallelism: new Set(['disable_loss_parallel', 'enable_async_tensor_parallel', 'pipeline_parallel_schedule_csv']),
+  activation_checkpoint: new Set(['preserve_rng_state', 'determinism_check', 'debug', 'early_stop']),
+};
+
+const isTable = (v: TomlValue | TomlTable | undefined): v is TomlTable => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+export function importTorchtitan(text: string, ctx: TorchtitanImportContext): ImportResult {
+  const doc = parseToml(text);
+  const problems: ImportProblem[] = [];
+  for (const [section, body] of Object.entries(doc)) {
+    const ignored = IGNORED[section];
+    if (ignored === 'all') continue;
+    if (!isTable(body)) {
+      problems.push({ option: section, reason: 'unknown top-level key' });
+      continue;
+    }
+    if (!MODELLED[section] && !ignored) {
+      problems.push({ option: `[${section}]`, reason: section === 'quantize' ? 'float8/MX training is not modelled (the analyzer predicts bf16 GEMMs)' : 'unknown section' });
+      continue;
+    }
+    for (const key of Object.keys(body)) {
+      if (MODELLED[section]?.has(key) || (ignored instanceof Set && ignored.has(key))) continue;
+      problems.push({ option: `${section}.${key}`, reason: 'unknown option' });
+    }
+  }
+  const sec = (name: string): TomlTable => (isTable(doc[name]) ? doc[name] : {});
+  const get = (section: string, key: string): TomlValue | undefined => {
+    const v = sec(section)[key];
+    return isTable(v) ? undefined : v;
+  };
+  const int = (section: string, key: string, fallback: number): number => {
+    const v = get(section, key) ?? fallback;
+    if (typeof v !== 'number' || !Number.isInteger(v)) throw new ImportError(`${section}.${key}`, `got ${JSON.stringify(v)}; expected an integer`);
+    return v;
+  };
+  const str = (section: string, key: string, fallback: string): string => {
+    const v = get(section, key) ?? fallback;
+    if (typeof v !== 'string') throw new ImportError(`${section}.${key}`, `got ${JSON.stringify(v)}; expected a string`);
+    return v;
+  };
+
+  // Model: a catalog llama3 flavor, or the one given.
+  const name = str('model', 'name', 'llama3');
+  const flavor = str('model', 'flavor', 'debugmodel');
+  const fromCatalog = name === 'llama3' ? Object.entries(TORCHTITAN_FLAVORS).find(([, f]) => f === flavor)?.[0] : undefined;
+  const model = ctx.model ?? (fromCatalog ? getModel(fromCatalog) : undefined);
+  if (!model) throw new ImportError('model.flavor', `${name} ${flavor} is not a catalog model; give the model (--model NAME|FILE)`);
+  if (str('training', 'mixed_precision_param', 'bfloat16') !== 'bfloat16') {
+    problems.push({ option: 'training.mixed_precision_param', reason: 'the analyzer predicts bf16 mixed precision only' });
+  }
+
+  const tp = int('parallelism', 'tensor_parallel_degree', 1);
+  const pp = int('parallelism', 'pipeline_parallel_degree', 1);
+  const cp = int('parallelism', 'context_parallel_degree', 1);
+  if (cp !== 1) throw new ImportError('parallelism.context_parallel_degree', `got ${cp}; Mist plans have no context parallelism (1 only)`);
+  const world = ctx.gpus ?? ctx.cluster.nodes * ctx.cluster.gpusPerNode;
+  const replicate = int('parallelism', 'data_parallel_replicate_degree', 1);
+  let shard = int('parallelism', 'data_parallel_shard_degree', -1);
+  if (shard === -1) shard = world / (replicate * tp * pp);
+  if (!Number.isInteger(shard) || shard < 1 || replicate * shard * tp * pp !== world) {
+    throw new ImportError('parallelism.data_parallel_shard_degree', `replicate ${replicate} x shard ${shard} x tp ${tp} x pp ${pp} must equal the ${world} GPUs`);
+  }
+  if (replicate > 1 && shard > 1) {
+    throw new ImportError('parallelism.data_parallel_replicate_degree', 'HSDP (replicate and shard both > 1) is not a Mist ZeRO level');
+  }
+  const dp = replicate * shard;
+  const reshard = str('parallelism', 'fsdp_reshard_after_forward', 'default');
+  if (!['default', 'always', 'never'].includes(reshard)) {
+    throw new ImportError('parallelism.fsdp_reshard_after_forward', `got ${reshard}; allowed: default, always, never`);
+  }
+  // parallelize.py: "default" reshards after forward unless pipelining is on.
+  const zero: ZeroLevel = shard > 1 ? (reshard === 'always' || (reshard === 'default' && pp === 1) ? 3 : 2) : 0;
+
+  const local = int('training', 'local_batch_size', 8);
+  const globalBatch = int('training', 'global_batch_size', -1) > 0 ? int('training', 'global_batch_size', -1) : local * dp;
+  const mbs = pp > 1 ? int('parallelism', 'pipeline_parallel_microbatch_size', 1) : local;
+  if (globalBatch % (mbs * dp) !== 0) throw new ImportError('training.global_batch_size', `${globalBatch} is not a multiple of micro-batch ${mbs} x dp ${dp}`);
+
+  // Layers per stage: explicit FQN lists, or torchtitan's defaults (not read: give module_fqns_per_model_part).
+  let counts: number[];
+  if (pp === 1) counts = [model.layers];
+  else {
+    const parts = get('parallelism', 'module_fqns_per_model_part');
+    if (!Array.isArray(parts) || parts.length !== pp) {
+      throw new ImportError('parallelism.module_fqns_per_model_part', `needed with pipeline_parallel_degree ${pp}: one list of module names per stage`);
+    }
+    counts = parts.map((p, i) => {
+      if (!Array.isArray(p)) throw new ImportError('parallelism.module_fqns_per_model_part', `stage ${i} is not a list`);
+      return p.filter((f) => typeof f === 'string' && /^layers\.\d+$/.test(f)).length;
+    });
+  }
+  const mode = str('activation_checkpoint', 'mode', 'selective');
+  if (mode === 'selective' || mode === 'memory_budget') {
+    problems.push({ option: 'activation_checkpoint.mode', reason: `"${mode}" is not modelled (Mist checkpoints whole layers: "full" or "none")` });
+  } else if (mode !== 'full' && mode !== 'none') {
+    throw new ImportError('activation_checkpoint.mode', `got ${mode}; allowed: full, none, selective, memory_budget`);
+  }
+  if (get('compile', 'enable') === true) problems.push({ option: 'compile.enable', reason: 'torch.compile is not modelled (Mist predicts eager kernels)' });
+  const offload = get('training', 'enable_cpu_offload') === true ? 1 : 0;
+  const mesh = stageMesh(dp * tp, ctx.cluster, 'parallelism');
+  const stages: StageStrategy[] = rangesFromCounts(counts).map((layers, i) => ({
+    layers, mesh, microBatchSize: mbs, dp, tp, sequenceParallel: tp > 1, ckptLayers: mode === 'full' ? counts[i] : 0, zero,
+    offload: { weights: offload, grads: offload, optim: offload, activations: 0 },
+  }));
+  const plan: Plan = parsePlan({
+    version: 1, model: model.name, cluster: ctx.cluster.name, seqLen: int('training', 'seq_len', 2048), globalBatch,
+    gradAccumSteps: globalBatch / (mbs * dp), stages,
+  }, { model, cluster: ctx.cluster });
+  return { model, modelInCatalog: fromCatalog !== undefined && ctx.model === undefined, plan, problems };
+}

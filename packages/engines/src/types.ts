@@ -1,0 +1,91 @@
+// The shapes every engine exporter and importer shares.
+import {
+  type CapabilityViolation, type ClusterSpec, type EngineName, type ModelSpec, type Plan, engineCapabilities,
+  planCapabilityViolations,
+} from '@mist/core';
+
+export type TrainDtype = 'bf16' | 'fp16';
+export type Fp8Format = 'e4m3' | 'hybrid';
+
+export interface LaunchOptions {
+  masterAddr: string;
+  masterPort: number;
+}
+
+export interface ExportInput {
+  plan: Plan;
+  model: ModelSpec;
+  cluster: ClusterSpec;
+  dtype: TrainDtype;
+  /** FP8 GEMMs (Transformer Engine / torchao float8); undefined: none. */
+  fp8?: Fp8Format;
+  launch: LaunchOptions;
+}
+
+export interface ExportFile {
+  /** Path relative to the output directory. */
+  path: string;
+  content: string;
+  executable: boolean;
+}
+
+/** An option of the user's setup that the importer does not understand or Mist cannot model. */
+export interface ImportProblem {
+  option: string;
+  reason: string;
+}
+
+export interface ImportResult {
+  model: ModelSpec;
+  /** True when the model is one of the built-in catalog's (then plan.model is its catalog name). */
+  modelInCatalog: boolean;
+  plan: Plan;
+  problems: ImportProblem[];
+}
+
+/** Thrown when a plan (or its model) uses features the engine cannot express. */
+export class InexpressiblePlanError extends Error {
+  constructor(readonly engine: EngineName, readonly violations: CapabilityViolation[]) {
+    super(
+      `the plan cannot be expressed in ${engine}:\n` +
+        violations.map((v) => `  - ${v.feature} (${v.field}): ${v.detail}`).join('\n') +
+        '\nUse --nearest to map it to the closest plan the engine can run.',
+    );
+    this.name = 'InexpressiblePlanError';
+  }
+}
+
+/** Thrown by an importer for a setup it cannot turn into a plan (a missing or contradictory option). */
+export class ImportError extends Error {
+  constructor(readonly option: string, message: string) {
+    super(`${option}: ${message}`);
+    this.name = 'ImportError';
+  }
+}
+
+/** Model features an engine's model code has no option for (the capability table covers the plan only). */
+export function modelViolations(model: ModelSpec, engine: EngineName): CapabilityViolation[] {
+  const out: CapabilityViolation[] = [];
+  const add = (feature: string, field: string, detail: string): void => {
+    out.push({ feature, field: `model.${field}`, detail });
+  };
+  if (engine === 'megatron' || engine === 'nemo') {
+    // Megatron-Core GPTModel (core_v0.14.0): --position-embedding-type learned_absolute|rope|mrope|relative|none,
+    // and no option for Falcon's parallel attention+MLP block.
+    if (model.positional === 'alibi') add('ALiBi positions', 'positional', `${engine} has learned_absolute or rope positions`);
+    if (model.parallelAttention) add('parallel attention blocks', 'parallelAttention', `${engine}'s GPT layer runs attention then MLP`);
+  }
+  if (engine === 'torchtitan') {
+    // torchtitan v0.2.2's dense decoder is torchtitan/models/llama3 (RMSNorm, SwiGLU, RoPE, untied, no biases).
+    const llama = model.norm === 'rmsnorm' && model.activation === 'swiglu' && model.positional === 'rope' &&
+      !model.tiedEmbeddings && !model.bias && !model.parallelAttention;
+    if (!llama) add('a non-Llama architecture', 'family', `torchtitan's llama3 model has RMSNorm, SwiGLU, RoPE, untied embeddings and no biases; ${model.name} is ${model.family}`);
+  }
+  return out;
+}
+
+/** Throws InexpressiblePlanError naming every feature the engine cannot express. */
+export function assertExpressible(engine: EngineName, plan: Plan, model: ModelSpec): void {
+  const v = [...modelViolations(model, engine), ...planCapabilityViolations(plan, engineCapabilities(engine))];
+  if (v.length > 0) throw new InexpressiblePlanError(engine, v);
+}
