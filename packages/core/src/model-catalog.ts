@@ -37,6 +37,9 @@ const CATALOG_INPUTS: ModelSpecInput[] = [
   llama('llama2-70b', 80, 8192, 64, 8, 28672, 32000, 4096),
   llama('llama3-8b', 32, 4096, 32, 8, 14336, 128256, 8192),
   llama('llama3-70b', 80, 8192, 64, 8, 28672, 128256, 8192),
+  // Llama 3.1 405B (Dubey et al. 2024, "The Llama 3 Herd of Models", Table 3: 126 layers, model dimension
+  // 16,384, FFN dimension 53,248, 128 attention heads, 8 key/value heads, vocabulary 128,256; 128K context).
+  llama('llama3-405b', 126, 16384, 128, 8, 53248, 128256, 131072),
   {
     name: 'falcon-7b', family: 'falcon', layers: 32, hidden: 4544, heads: 71, kvHeads: 1, ffnHidden: 18176,
     vocab: 65024, maxSeq: 2048, norm: 'layernorm', activation: 'gelu', positional: 'rope', tiedEmbeddings: true,

@@ -3,7 +3,7 @@ import { getModel, modelCatalog, modelFromHuggingFace, parseModelSpec, SpecError
 
 // Published sizes: GPT-3 (Brown et al. 2020; Megatron-LM's configs, Narayanan et al. 2021 Table 1),
 // Llama 2 (Touvron et al. 2023: 6.74B / 13.02B / 68.98B as counted from the released checkpoints),
-// Llama 3 model card (8.03B / 70.55B), Falcon (tiiuae model cards: 6.92B / 41.3B).
+// Llama 3 model card (8.03B / 70.55B; Llama 3.1 405B: 405.85B), Falcon (tiiuae model cards: 6.92B / 41.3B).
 const PUBLISHED: Record<string, number> = {
   'gpt3-1.3b': 1.3e9,
   'gpt3-2.7b': 2.7e9,
@@ -17,6 +17,7 @@ const PUBLISHED: Record<string, number> = {
   'llama2-70b': 68.98e9,
   'llama3-8b': 8.03e9,
   'llama3-70b': 70.55e9,
+  'llama3-405b': 405.85e9,
   'falcon-7b': 6.92e9,
   'falcon-40b': 41.3e9,
 };

@@ -1,6 +1,7 @@
 // Mist against the baselines a person would tune by hand, in one run and one cost model.
 import { type AnalyzerContext, compileStageModel } from '@mist/analyzer';
 import { deepspeedSpace, megatronSpace, mistSpace, type SearchSpace } from './search-space';
+import { planInSpace } from './space-membership';
 import { tune, type TuneProgress, type TuneResult } from './tuner';
 
 export interface TuneWithBaselinesOptions {
@@ -9,9 +10,19 @@ export interface TuneWithBaselinesOptions {
   megatron?: SearchSpace;
   deepspeed?: SearchSpace;
   clusterName?: string;
-  /** Seed the main search with the better baseline plan (default true; the baselines lie in the Mist space). */
+  /**
+   * Seed the main search with the better baseline plan when it lies in the main space (default true):
+   * the search then only looks for strategies that beat it. A baseline plan outside a restricted
+   * space never seeds it, so the result always lies in the space asked for.
+   */
   seedWithBaselines?: boolean;
   onProgress?: (p: TuneProgress) => void;
+  /** Main search: stop after this many seconds (counted from the start of the whole comparison) with the best plan so far. */
+  timeLimitS?: number;
+  /** Main search: stop when aborted, with the best plan so far. */
+  signal?: AbortSignal;
+  /** Main search: frontier cache folder (tuner.ts TuneOptions.cacheDir). */
+  cacheDir?: string;
 }
 
 export interface BaselineComparison {
@@ -34,11 +45,13 @@ export async function tuneWithBaselines(ctx: AnalyzerContext, options: TuneWithB
   const common = { compiled, clusterName: options.clusterName, onProgress: options.onProgress };
   const megatron = await tune(ctx, { ...common, space: options.megatron ?? megatronSpace() });
   const deepspeed = await tune(ctx, { ...common, space: options.deepspeed ?? deepspeedSpace() });
-  // The better baseline plan lies in the Mist space too: it seeds the search's cutoff.
-  const seeds = [megatron, deepspeed].filter((r) => r.predicted && r.plan).sort((a, b) =>
+  const space = options.space ?? mistSpace();
+  // The better baseline plan that lies in the main space seeds the search's cutoff.
+  const seeds = [megatron, deepspeed].filter((r) => r.predicted && r.plan && planInSpace(r.plan, space)).sort((a, b) =>
     (a.predicted?.iterationTimeS ?? Infinity) - (b.predicted?.iterationTimeS ?? Infinity));
   const incumbent = options.seedWithBaselines === false ? undefined : seeds[0]?.plan ?? undefined;
-  const best = await tune(ctx, { ...common, space: options.space ?? mistSpace(), incumbent });
+  const left = options.timeLimitS === undefined ? undefined : Math.max(1e-3, options.timeLimitS - (performance.now() - started) / 1000);
+  const best = await tune(ctx, { ...common, space, incumbent, timeLimitS: left, signal: options.signal, cacheDir: options.cacheDir });
   return {
     best, megatron, deepspeed,
     speedup: { megatron: speedup(best, megatron), deepspeed: speedup(best, deepspeed) },

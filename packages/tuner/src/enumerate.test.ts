@@ -1,7 +1,7 @@
 import { getModel, parseClusterShorthand } from '@mist/core';
 import { describe, expect, it } from 'vitest';
 import { ckptLevels, meshChoices, parallelConfigs, stageGroupSpecs } from './enumerate';
-import { megatronSpace, mistSpace } from './search-space';
+import { mistSpace } from './search-space';
 
 describe('search-space enumeration', () => {
   it('meshes: powers of two inside a node, then whole nodes', () => {
@@ -26,7 +26,7 @@ describe('search-space enumeration', () => {
 
   it('megatron groups only allow layers = L / pp and devices = D / pp', () => {
     const cluster = parseClusterShorthand('1x8-l4');
-    const specs = stageGroupSpecs(megatronSpace(), 32, cluster, meshChoices(cluster));
+    const specs = stageGroupSpecs(mistSpace({ uniformPartition: true, uniformMesh: true }), 32, cluster, meshChoices(cluster));
     for (const s of specs) {
       const d = s.mesh.nodes * s.mesh.gpusPerNode;
       if (s.position === 'only') continue;

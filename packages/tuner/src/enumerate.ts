@@ -54,33 +54,35 @@ export function stageGroupSpecs(space: SearchSpace, layers: number, cluster: Clu
   const L = layers;
   const maxPp = Math.min(space.maxStages, L, D);
   const out: StageGroupSpec[] = [];
-  // pp values that a group with l layers and d devices can belong to under the uniform switches.
-  const ppFits = (pp: number, l: number, d: number): boolean =>
-    (!space.uniformPartition || l * pp === L) && (!space.uniformMesh || d * pp === D);
   meshes.forEach((mesh, meshIndex) => {
     const d = meshSize(mesh);
     if (d === D) out.push({ position: 'only', layers: L, meshIndex, mesh, inFlightMin: 1, inFlightMax: 1 });
     if (maxPp < 2 || d >= D) return;
     for (let l = 1; l < L; l++) {
-      const range = (lo: number, hi: number, ok: (f: number) => boolean): [number, number] | null => {
-        let a = -1;
-        let b = -1;
-        for (let f = lo; f <= hi; f++) {
-          if (!ok(f)) continue;
-          if (a < 0) a = f;
-          b = f;
-        }
-        return a < 0 ? null : [a, b];
-      };
-      const last = range(1, 1, () => [...Array(maxPp - 1).keys()].some((k) => ppFits(k + 2, l, d)));
-      if (last) out.push({ position: 'last', layers: l, meshIndex, mesh, inFlightMin: 1, inFlightMax: 1 });
-      const firstMax = Math.min(maxPp, L - l + 1, D - d + 1);
-      const first = range(2, firstMax, (f) => ppFits(f, l, d));
-      if (first) out.push({ position: 'first', layers: l, meshIndex, mesh, inFlightMin: first[0], inFlightMax: first[1] });
-      const middleMax = Math.min(maxPp - 1, L - l, D - d);
-      // A middle stage at in-flight f sits in a pipeline of at least f + 1 stages.
-      const middle = range(2, middleMax, (f) => [...Array(maxPp - f).keys()].some((k) => ppFits(f + 1 + k, l, d)));
-      if (middle) out.push({ position: 'middle', layers: l, meshIndex, mesh, inFlightMin: middle[0], inFlightMax: middle[1] });
+      // The pp values in [2, maxPp] a group with l layers and d devices can belong to: all of them,
+      // or the single one the uniform switches pin (L / l, D / d), as the interval [pLo, pHi].
+      let pLo = 2;
+      let pHi = maxPp;
+      if (space.uniformPartition) {
+        if (L % l !== 0) continue;
+        pLo = Math.max(pLo, L / l);
+        pHi = Math.min(pHi, L / l);
+      }
+      if (space.uniformMesh) {
+        if (D % d !== 0) continue;
+        pLo = Math.max(pLo, D / d);
+        pHi = Math.min(pHi, D / d);
+      }
+      if (pLo > pHi) continue;
+      out.push({ position: 'last', layers: l, meshIndex, mesh, inFlightMin: 1, inFlightMax: 1 });
+      // A first stage at in-flight f is in a pipeline of pp = f stages, each at least one layer and one device.
+      const firstLo = pLo;
+      const firstHi = Math.min(pHi, L - l + 1, D - d + 1);
+      if (firstLo <= firstHi) out.push({ position: 'first', layers: l, meshIndex, mesh, inFlightMin: firstLo, inFlightMax: firstHi });
+      // A middle stage at in-flight f sits in a pipeline of at least f + 1 stages (f <= pHi - 1), with
+      // f - 1 stages after it and one before.
+      const middleHi = Math.min(maxPp - 1, L - l, D - d, pHi - 1);
+      if (middleHi >= 2) out.push({ position: 'middle', layers: l, meshIndex, mesh, inFlightMin: 2, inFlightMax: middleHi });
     }
   });
   return out;

@@ -1,10 +1,12 @@
 // @mist/tuner: the Mist search — intra-stage Pareto frontiers, the inter-stage MILP / bottleneck DP,
 // the Megatron-LM and DeepSpeed baseline spaces, and brute force for checking small instances.
 export {
-  checkSearchSpace, type CkptMode, DEFAULT_FRONTIER_SIZE, DEFAULT_OFFLOAD_STEP, deepspeedSpace, type InterStageSolver,
+  checkSearchSpace, type CkptMode, DEFAULT_FRONTIER_SIZE, DEFAULT_OFFLOAD_STEP, deepspeedSpace, engineSpace, type InterStageSolver,
   megatronSpace, mistSpace, NO_OFFLOAD_LEVELS, type OffloadLevels, ratioGrid, type SearchSpace, spaceByName,
-  type SpaceName, uniformOffloadLevels,
+  SPACE_NAMES, type SpaceName, uniformOffloadLevels,
 } from './search-space';
+export { planInSpace, planSpaceViolations } from './space-membership';
+export { enginePartitions, type EngineTuneOptions, tuneForEngine } from './engine-search';
 export {
   ckptLevels, divisors, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, type StageGroupSpec,
   stageGroupSpecs, tpProblem,
@@ -18,6 +20,8 @@ export { type DpStats, solveInterStageDp } from './inter-stage-dp';
 export { type MilpOptions, type MilpStats, solveInterStageMilp } from './inter-stage-milp';
 export { IntraStageSearch, type Shortfall, ST, STRATEGY_WIDTH, StrategyStore } from './intra-stage';
 export { type BindingMemory, diagnoseNoFit, type NoFitReport } from './no-fit';
-export { tune, type TuneOptions, type TunePhase, type TuneProgress, type TuneResult } from './tuner';
+export { tune, type TuneGap, type TuneOptions, type TunePhase, type TuneProgress, type TuneResult, type TuneStop } from './tuner';
+export { defaultCacheDir, FRONTIER_CACHE_VERSION } from './frontier-cache';
+export { explainReplan, type ReplanReport, type StageChange } from './replan';
 export { tuneWithBaselines, type BaselineComparison, type TuneWithBaselinesOptions } from './compare';
 export { bruteForce, type BruteForceResult } from './brute-force';

@@ -15,13 +15,23 @@ import {
 
 export interface DpStats {
   thresholdsTried: number;
+  /** Set when `shouldStop` ended the threshold scan early (the solution is then valid but maybe not optimal). */
+  stopped?: boolean;
 }
 
-/** Solves the instance exactly; null when no combination covers the model on the cluster. */
-export function solveInterStageDp(inst: InterStageInstance, stats?: DpStats): InterStageSolution | null {
+/**
+ * Solves the instance exactly; null when no combination covers the model on the cluster. When
+ * `shouldStop` returns true between two thresholds, the best solution of the thresholds tried so far
+ * is returned (a valid plan) and `stats.stopped` is set.
+ */
+export function solveInterStageDp(inst: InterStageInstance, stats?: DpStats, shouldStop?: () => boolean): InterStageSolution | null {
   let best: InterStageSolution | null = null;
   for (const sub of subProblems(inst)) {
-    const sol = new BottleneckDp(inst, sub.allowed, sub.ppMin, sub.ppMax).solve(stats);
+    if (best && shouldStop?.()) {
+      if (stats) stats.stopped = true;
+      break;
+    }
+    const sol = new BottleneckDp(inst, sub.allowed, sub.ppMin, sub.ppMax, shouldStop).solve(stats);
     if (sol && (!best || sol.iterationTimeS < best.iterationTimeS)) best = sol;
   }
   return best;
@@ -47,15 +57,25 @@ class BottleneckDp {
   private tracePoint: Int32Array[] = [];
   private finalGroup = -1;
   private finalPoint = -1;
+  /** Two state tables reused by every run, and the reachable states of a level. */
+  private values: Float64Array;
+  private scratch: Float64Array;
+  private readonly stateL: Int32Array;
+  private readonly stateD: Int32Array;
 
   constructor(
     private readonly inst: InterStageInstance,
     allowed: Uint8Array,
     private readonly ppMin: number,
     private readonly ppMax: number,
+    private readonly shouldStop?: () => boolean,
   ) {
     this.width = inst.devices + 1;
     this.size = (inst.layers + 1) * this.width;
+    this.values = new Float64Array(this.size);
+    this.scratch = new Float64Array(this.size);
+    this.stateL = new Int32Array(this.size);
+    this.stateD = new Int32Array(this.size);
     inst.groups.forEach((g, i) => {
       if (!allowed[i]) return;
       if (g.position === 'only') {
@@ -79,6 +99,7 @@ class BottleneckDp {
       let lo = 0;
       let hi = thresholds.length - 1;
       while (lo < hi) {
+        if (this.stopNow(stats)) break;
         const mid = (lo + hi) >> 1;
         if (stats) stats.thresholdsTried++;
         if (Number.isFinite(this.run(thresholds[mid], false).value)) hi = mid;
@@ -87,7 +108,7 @@ class BottleneckDp {
       let best = Infinity;
       for (let i = lo; i < thresholds.length; i++) {
         const T = thresholds[i];
-        if ((G - 1) * T + atInf.value >= best) break;
+        if ((G - 1) * T + atInf.value >= best || this.stopNow(stats)) break;
         if (stats) stats.thresholdsTried++;
         const r = this.run(T, false);
         const obj = r.value + (G - 1) * T;
@@ -101,6 +122,12 @@ class BottleneckDp {
     const stages = this.reconstruct(traced.pp);
     const check = evaluateSolution(this.inst, stages);
     return { iterationTimeS: check.iterationTimeS, bottleneckS: check.bottleneckS, stages };
+  }
+
+  private stopNow(stats?: DpStats): boolean {
+    if (!this.shouldStop?.()) return false;
+    if (stats) stats.stopped = true;
+    return true;
   }
 
   /** Distinct steady times of every point the allowed groups can use, ascending. */
@@ -163,7 +190,7 @@ class BottleneckDp {
     }
     if (this.ppMax < 2) return { value: best, pp: bestPp };
     // V[l * W + d]: minimal imbalance of the last f stages using l layers and d devices.
-    let V = new Float64Array(this.size).fill(Infinity);
+    let V = this.values.fill(Infinity);
     const tg = trace ? new Int32Array(this.size).fill(-1) : undefined;
     const tp = trace ? new Int32Array(this.size).fill(-1) : undefined;
     for (const gi of this.last) {
@@ -183,11 +210,24 @@ class BottleneckDp {
       this.traceGroup.push(tg);
       this.tracePoint.push(tp);
     }
-    const states: number[] = [];
+    // Reachable states of the current level as parallel lists of (layers, devices), gathered row by
+    // row so that the relaxation loop needs no division to recover them from the flat index.
+    let next = this.scratch;
     for (let f = 1; f < this.ppMax; f++) {
-      states.length = 0;
-      for (let idx = 0; idx < this.size; idx++) if (V[idx] < Infinity) states.push(idx);
-      if (states.length === 0) break;
+      let n = 0;
+      const sl = this.stateL;
+      const sd = this.stateD;
+      for (let l = 1; l < L; l++) {
+        const row = l * W;
+        for (let d = 1; d < D; d++) {
+          if (V[row + d] < Infinity) {
+            sl[n] = l;
+            sd[n] = d;
+            n++;
+          }
+        }
+      }
+      if (n === 0) break;
       // Close the pipeline with a first stage at in-flight f + 1 (pp = f + 1).
       if (f + 1 >= this.ppMin) {
         for (const gi of this.first) {
@@ -207,7 +247,7 @@ class BottleneckDp {
       }
       if (f + 1 >= this.ppMax) break;
       // Or put a middle stage in front of them (in-flight f + 1).
-      const next = new Float64Array(this.size).fill(Infinity);
+      next.fill(Infinity);
       const ng = trace ? new Int32Array(this.size).fill(-1) : undefined;
       const np = trace ? new Int32Array(this.size).fill(-1) : undefined;
       for (const gi of this.middle) {
@@ -215,23 +255,30 @@ class BottleneckDp {
         const c = this.cost(g, f + 1, T);
         if (c === Infinity) continue;
         const point = this.chosenPoint;
-        const shift = g.layers * W + g.devices;
-        for (const idx of states) {
-          const l = Math.floor(idx / W) + g.layers;
-          const d = (idx % W) + g.devices;
-          // Leave at least one layer and one device for the first stage.
-          if (l >= L || d >= D) continue;
-          const v = V[idx] + c;
-          if (v < next[idx + shift]) {
-            next[idx + shift] = v;
+        const gl = g.layers;
+        const gd = g.devices;
+        // Leave at least one layer and one device for the first stage.
+        const lMax = L - gl;
+        const dMax = D - gd;
+        for (let k = 0; k < n; k++) {
+          const l = sl[k];
+          const d = sd[k];
+          if (l >= lMax || d >= dMax) continue;
+          const from = l * W + d;
+          const to = from + gl * W + gd;
+          const v = V[from] + c;
+          if (v < next[to]) {
+            next[to] = v;
             if (ng && np) {
-              ng[idx + shift] = gi;
-              np[idx + shift] = point;
+              ng[to] = gi;
+              np[to] = point;
             }
           }
         }
       }
+      const swap = V;
       V = next;
+      next = swap;
       if (ng && np) {
         this.traceGroup.push(ng);
         this.tracePoint.push(np);

@@ -5,7 +5,7 @@
 //   sum layers(g) x[i,g,p] = L,  sum devices(g) x[i,g,p] = D
 //   sum_{g,p} steady(p) x[i,g,p] <= t               for every stage i
 //   minimise sum imbalance(p) x[i,g,p] + (G - 1) t
-import { loadHighs, resetHighs } from './highs';
+import { HighsFailure, solveWithHighs } from './highs';
 import {
   type ChosenStage, evaluateSolution, frontierAt, type InterStageInstance, type InterStageSolution, positionOf,
   subProblems,
@@ -14,7 +14,11 @@ import {
 export interface MilpOptions {
   /** Seconds per MILP (HiGHS time_limit); default unlimited. */
   timeLimitS?: number;
+  /** Wall seconds per MILP after which the solver's worker is stopped and the solve fails (default 120). */
+  deadlineS?: number;
 }
+
+const DEFAULT_DEADLINE_S = 120;
 
 export interface MilpStats {
   milpsSolved: number;
@@ -109,24 +113,22 @@ async function solveForStages(
     stats.milpsSolved++;
     stats.variables += varPoint.length;
   }
-  const highs = await loadHighs();
   let result;
   try {
-    result = highs.solve(lines.join('\n'), {
+    result = await solveWithHighs(lines.join('\n'), {
       mip_rel_gap: 1e-9,
       mip_abs_gap: 1e-12,
       ...(options.timeLimitS !== undefined ? { time_limit: options.timeLimitS } : {}),
-    });
+    }, options.deadlineS ?? DEFAULT_DEADLINE_S);
   } catch (err) {
-    resetHighs();
-    throw new Error(`HiGHS failed on the inter-stage MILP (pp=${pp}, ${varPoint.length} variables): ${(err as Error).message}`);
+    throw new HighsFailure(`HiGHS failed on the inter-stage MILP (pp=${pp}, ${varPoint.length} variables): ${(err as Error).message}`);
   }
   if (result.Status === 'Infeasible') return null;
   if (result.Status !== 'Optimal') {
-    throw new Error(`HiGHS: inter-stage MILP (pp=${pp}) ended with status "${result.Status}"`);
+    throw new HighsFailure(`HiGHS: inter-stage MILP (pp=${pp}) ended with status "${result.Status}"`);
   }
   const stages: ChosenStage[] = new Array<ChosenStage>(pp);
-  const columns = result.Columns as Record<string, { Primal?: number }>;
+  const columns = result.Columns;
   varPoint.forEach((p, k) => {
     if ((columns[name(k)]?.Primal ?? 0) > 0.5) stages[varStage[k]] = { group: varGroup[k], point: p };
   });
@@ -135,4 +137,21 @@ async function solveForStages(
   }
   const check = evaluateSolution(inst, stages);
   return { iterationTimeS: check.iterationTimeS, bottleneckS: check.bottleneckS, stages };
+}
+
+/**
+ * The MILP, or the exact DP when HiGHS fails (it aborts on some models, see highs.ts): both solve the
+ * same instance exactly, so the answer is the same; `notes` says that the fallback was taken and why.
+ */
+export async function solveInterStageMilpOrDp(
+  inst: InterStageInstance, dp: () => InterStageSolution | null, notes: string[], options: MilpOptions = {},
+): Promise<InterStageSolution | null> {
+  try {
+    return await solveInterStageMilp(inst, options);
+  } catch (err) {
+    if (!(err instanceof HighsFailure)) throw err;
+    const note = `${err.message}; solved with the exact DP instead`;
+    if (!notes.includes(note)) notes.push(note);
+    return dp();
+  }
 }

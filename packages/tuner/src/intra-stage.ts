@@ -30,10 +30,15 @@
 // count that fits (`maxInFlight`) follows: peak(f) = peak(fLo) + (f - fLo) * activations / fLo, and
 // likewise host(f) = host(fLo) + (f - fLo) * hostActivations / fLo.
 // Candidates are written into one Float64Array per round and evaluated with the analyzer's batch kernel.
-import { type CompiledStageModel, IN, INPUT_WIDTH, OUT, OUTPUT_WIDTH } from '@mist/analyzer';
+import { type CompiledStageModel, IN as IN_COLUMNS, INPUT_WIDTH, OUT as OUT_COLUMNS, OUTPUT_WIDTH } from '@mist/analyzer';
 import type { ParallelConfig, StageGroupSpec } from './enumerate';
 import { ParetoSet3 } from './pareto';
 import type { OffloadLevels } from './search-space';
+
+// Module-level copies of the column tables: a re-exported binding compiles to a getter call on every
+// access (`analyzer_1.IN`), which the hot loops below would pay per column.
+const IN = IN_COLUMNS;
+const OUT = OUT_COLUMNS;
 
 /** Columns of a stored strategy. */
 export const ST = { B: 0, DP: 1, TP: 2, SP: 3, CKPT: 4, ZERO: 5, OW: 6, OG: 7, OO: 8, OA: 9 } as const;

@@ -4,7 +4,7 @@
 // closest is then the one with the smallest host shortfall. Otherwise the device binds and the
 // closest is the candidate with the smallest device shortfall (which may overflow the host too).
 import { type AnalyzerContext, type CompiledStageModel, IN, type StageMemory, type StagePosition, type StageQuery } from '@mist/analyzer';
-import { clusterDevices, formatBytes, type ZeroLevel } from '@mist/core';
+import { clusterDevices, engineCapabilities, formatBytes, OFFLOAD_KINDS, type OffloadKind, type ZeroLevel } from '@mist/core';
 import type { Shortfall } from './intra-stage';
 import type { SearchSpace } from './search-space';
 
@@ -92,11 +92,17 @@ export function diagnoseNoFit(
   if (binding === 'device') hints.push(`more GPUs or GPUs with more memory (the closest candidate lacks ${dev} per GPU)`);
   else if (binding === 'host') hints.push(`more GPUs or nodes with more host memory (the closest candidate fits on the device by offloading but lacks ${host} of host memory per GPU)`);
   else hints.push(`more GPUs (the closest candidate lacks ${dev} of device memory and ${host} of host memory per GPU)`);
-  const maxOffload = Math.min(...Object.values(space.offload).map((levels: number[]) => levels[levels.length - 1]));
+  const caps = space.engine ? engineCapabilities(space.engine) : null;
+  const offloadable = (k: OffloadKind): number => (caps?.offload[k] === 'none' ? 0 : space.offload[k][space.offload[k].length - 1]);
+  const maxOffload = Math.min(...OFFLOAD_KINDS.map(offloadable));
   // Offloading helps only when the host has room for what it moves.
-  if (maxOffload < 1 && binding === 'device') hints.push('allow offloading to host memory (--space mist, or a finer --offload-step)');
+  if (maxOffload < 1 && binding === 'device') {
+    hints.push(caps ? `offloading to host memory, which ${caps.engine} cannot do in full (--space mist)` : 'allow offloading to host memory (--space mist, or a finer --offload-step)');
+  }
   if (space.ckpt !== 'fine' && space.ckpt !== 'all-or-none') hints.push('allow activation checkpointing');
-  if (!space.zero.includes(3)) hints.push('allow ZeRO-3 (shards the weights over data parallel ranks)');
+  const zeros = caps ? [...caps.zero, ...caps.zeroWithPipeline].filter((z) => space.zero.includes(z)) : space.zero;
+  if (!zeros.includes(3)) hints.push('allow ZeRO-3 (shards the weights over data parallel ranks)');
+  if (caps) hints.push(`the full Mist space (--space mist): per-stage strategies and what ${caps.engine} cannot express`);
   if (space.maxStages < Math.min(ctx.model.layers, devices)) hints.push('allow more pipeline stages');
   if (binding === 'device' && m.activations + m.transient > states) {
     hints.push(`a shorter sequence or a smaller global batch: activations and working buffers (${formatBytes(m.activations + m.transient)}) outweigh the model states (${formatBytes(states)})`);

@@ -1,11 +1,13 @@
 // The search space of the tuner and its presets. Every dimension is a switch so that an ablation is
-// one flag: the Mist space turns everything on; the Megatron-LM and DeepSpeed spaces are the subsets
-// a person would search with those systems (Mist, EuroSys'25, Sec. 7 baselines).
-import { type ZeroLevel, ZERO_LEVELS } from '@mist/core';
+// one flag: the Mist space turns everything on; an engine space (megatron, nemo, deepspeed,
+// torchtitan) is exactly what that engine can run, as core's capability table says (the Mist
+// paper's baselines, EuroSys'25 Sec. 7, are the megatron and deepspeed spaces).
+import { ENGINE_NAMES, type EngineName, type ZeroLevel, ZERO_LEVELS } from '@mist/core';
 
 export type CkptMode = 'fine' | 'all-or-none' | 'none';
 export type InterStageSolver = 'dp' | 'milp';
-export type SpaceName = 'mist' | 'megatron' | 'deepspeed';
+export type SpaceName = 'mist' | EngineName;
+export const SPACE_NAMES: readonly SpaceName[] = ['mist', ...ENGINE_NAMES];
 
 /** Offload ratio levels per model state, ascending, each starting at 0. */
 export interface OffloadLevels {
@@ -36,6 +38,11 @@ export interface SearchSpace {
   /** Points kept per Pareto frontier for the inter-stage step (Infinity keeps them all). */
   frontierSize: number;
   solver: InterStageSolver;
+  /**
+   * Search only what this engine can run (core's engineCapabilities), within the switches above: one
+   * strategy for all stages, the engine's partitions, ZeRO levels, offload kinds and recompute.
+   */
+  engine?: EngineName;
 }
 
 /** 0, step, 2*step, ..., 1 (step must divide 1 into whole steps, e.g. 1/8). */
@@ -76,56 +83,33 @@ export function mistSpace(overrides: Partial<SearchSpace> = {}): SearchSpace {
   };
 }
 
-/**
- * Megatron-LM as a person tunes it: a TP x PP x DP grid with a uniform layer partition and the same
- * mesh for every stage, micro-batch over powers of two, full or no activation recomputation, the
- * distributed optimizer (ZeRO-1) or none, sequence parallelism with TP, no offloading.
- */
-export function megatronSpace(overrides: Partial<SearchSpace> = {}): SearchSpace {
-  return mistSpace({
-    name: 'megatron',
-    uniformPartition: true,
-    uniformMesh: true,
-    microBatchPow2: true,
-    ckpt: 'all-or-none',
-    zero: [0, 1],
-    offload: NO_OFFLOAD_LEVELS,
-    ...overrides,
-  });
+/** What an engine can run (its capability table in core), with no further restriction. */
+export function engineSpace(engine: EngineName, overrides: Partial<SearchSpace> = {}): SearchSpace {
+  return mistSpace({ name: engine, engine, ...overrides });
 }
 
 /**
- * DeepSpeed ZeRO as a person tunes it: one stage, pure data parallelism, ZeRO 1-3, optionally the
- * whole optimizer state offloaded to the host (ZeRO-Offload), full or no checkpointing, micro-batch
- * over powers of two.
+ * Megatron-LM (the Mist paper's baseline): one tp, pp, dp, micro-batch, sequence-parallel and
+ * recompute setting for the whole model, even layers (the first and last stage may differ), the
+ * distributed optimizer (ZeRO-1) or none, no offloading.
+ */
+export function megatronSpace(overrides: Partial<SearchSpace> = {}): SearchSpace {
+  return engineSpace('megatron', overrides);
+}
+
+/**
+ * DeepSpeed (the Mist paper's other baseline): ZeRO 0-3 over data parallelism, pipelining only with
+ * ZeRO 0/1, optimizer offload (partial with ZeRO-3) and parameter offload with ZeRO-3, activation
+ * checkpointing on or off for the whole model, no tensor parallelism.
  */
 export function deepspeedSpace(overrides: Partial<SearchSpace> = {}): SearchSpace {
-  return mistSpace({
-    name: 'deepspeed',
-    maxStages: 1,
-    uniformPartition: true,
-    uniformMesh: true,
-    microBatchPow2: true,
-    maxTp: 1,
-    sequenceParallel: false,
-    ckpt: 'all-or-none',
-    zero: [1, 2, 3],
-    offload: { weights: [0], grads: [0], optim: [0, 1], activations: [0] },
-    ...overrides,
-  });
+  return engineSpace('deepspeed', overrides);
 }
 
 export function spaceByName(name: SpaceName, overrides: Partial<SearchSpace> = {}): SearchSpace {
-  switch (name) {
-    case 'mist':
-      return mistSpace(overrides);
-    case 'megatron':
-      return megatronSpace(overrides);
-    case 'deepspeed':
-      return deepspeedSpace(overrides);
-    default:
-      throw new RangeError(`unknown search space "${String(name)}"; allowed: mist, megatron, deepspeed`);
-  }
+  if (name === 'mist') return mistSpace(overrides);
+  if ((ENGINE_NAMES as readonly string[]).includes(name)) return engineSpace(name, overrides);
+  throw new RangeError(`unknown search space "${String(name)}"; allowed: ${SPACE_NAMES.join(', ')}`);
 }
 
 /** Throws a RangeError naming the first inconsistent field. */

@@ -2,15 +2,18 @@
 // the inter-stage solver over the groups' frontiers; the best plan over all G wins. Every plan is
 // re-estimated with the analyzer's estimatePlan, the same cost model the search used.
 import {
-  type AnalyzerContext, type CompiledStageModel, compileStageModel, estimatePlan, type PlanEstimate,
+  type AnalyzerContext, type CompiledStageModel, compileStageModel, estimatePlan, INPUT_WIDTH, type PlanEstimate,
 } from '@mist/analyzer';
-import { clusterDevices, meshSize, SpecError, type Mesh, type Plan, parsePlan, PLAN_VERSION, type StageStrategy, type ZeroLevel } from '@mist/core';
-import { ckptLevels, gradAccumChoices, meshChoices, parallelConfigs, type StageGroupSpec, stageGroupSpecs } from './enumerate';
-import { solveInterStageDp } from './inter-stage-dp';
+import { clusterDevices, engineCapabilities, meshSize, SpecError, type Mesh, type Plan, parsePlan, PLAN_VERSION, type StageStrategy, type ZeroLevel } from '@mist/core';
+import { boundsForG, type GBounds, writeCorner } from './bounds';
+import { contextKey, dependsOnG, FrontierCache, groupKey } from './frontier-cache';
+import { ckptLevels, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, type StageGroupSpec, stageGroupSpecs } from './enumerate';
+import { type DpStats, solveInterStageDp } from './inter-stage-dp';
 import { FrontierStoreBuilder, type InterStageInstance, type StageGroup } from './inter-stage-instance';
-import { solveInterStageMilp } from './inter-stage-milp';
-import { IntraStageSearch, ST, StrategyStore } from './intra-stage';
+import { solveInterStageMilpOrDp } from './inter-stage-milp';
+import { IntraStageSearch, type Shortfall, ST, StrategyStore } from './intra-stage';
 import { diagnoseNoFit, type NoFitReport } from './no-fit';
+import { tuneForEngine } from './engine-search';
 import { checkSearchSpace, mistSpace, type SearchSpace } from './search-space';
 import { stageGroupFromSet } from './stage-frontiers';
 
@@ -19,11 +22,35 @@ export type TunePhase = 'intra-stage' | 'inter-stage' | 'done';
 export interface TuneProgress {
   space: string;
   phase: TunePhase;
-  /** Stage groups searched (intra-stage) or G values solved (inter-stage) so far, of `total`. */
+  /**
+   * Work units done so far, of `total`: one unit per (stage group, G) pair that has parallel
+   * configurations (searched, or skipped by a bound); a G skipped whole counts all its groups.
+   */
   done: number;
   total: number;
   candidatesEvaluated: number;
   bestIterationTimeS: number | null;
+  // The three below are reported by the Mist search (tune); the engine searches may leave them out.
+  /** Seconds since the tune started. */
+  elapsedS?: number;
+  /** Analyzer evaluations per second so far. */
+  candidatesPerS?: number;
+  /**
+   * Seconds left, estimated as elapsed * (total - done) / done: the average time per unit so far
+   * applied to the units left (units differ in cost, so the estimate drifts; null before any unit).
+   */
+  etaS?: number | null;
+}
+
+/** Why a search ended before it had proven its plan optimal. */
+export type TuneStop = 'time-limit' | 'signal';
+
+/** How far the best plan found may be from the optimum, when the search stopped early. */
+export interface TuneGap {
+  /** No plan of the space is faster than this (the least lower bound of the work left open). */
+  lowerBoundS: number;
+  /** (best - lowerBound) / best; null when no plan was found before the stop. */
+  relative: number | null;
 }
 
 export interface TuneOptions {
@@ -38,6 +65,15 @@ export interface TuneOptions {
    * strategies that can beat its iteration time, and returns it when nothing does.
    */
   incumbent?: Plan;
+  /** Stop after this many seconds and return the best plan so far with its proven gap. */
+  timeLimitS?: number;
+  /** Stop when aborted and return the best plan so far with its proven gap. */
+  signal?: AbortSignal;
+  /**
+   * Folder of the frontier cache (frontier-cache.ts): stage groups searched by an earlier tune of the
+   * same model, profile and per-stage grid are read from it, new ones written to it. Default: no cache.
+   */
+  cacheDir?: string;
 }
 
 export interface TuneResult {
@@ -58,6 +94,15 @@ export interface TuneResult {
   solver: SearchSpace['solver'];
   /** Set when nothing fits: the smallest shortfall and what would help. */
   noFit: NoFitReport | null;
+  // The two below are set by the Mist search (tune); the engine searches run to completion and may leave them out.
+  /** Null when the search completed (the plan is optimal in the space); else what it may still miss. */
+  gap?: TuneGap | null;
+  /** What stopped the search early, or null when it completed. */
+  stoppedBy?: TuneStop | null;
+  /** What the user should know about how the result was found (e.g. the MILP fell back to the DP). */
+  notes?: string[];
+  /** Stage groups read from the frontier cache (hits) and searched (misses); null without a cache. */
+  cache?: { hits: number; misses: number; dependsOnG: boolean } | null;
 }
 
 function stageStrategy(store: StrategyStore, ref: number, firstLayer: number, layers: number, mesh: Mesh): StageStrategy {
@@ -86,39 +131,159 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
     throw new SpecError('training spec', [{ field: 'seqLen', value: training.seqLen,
       message: `must be at most ${model.maxSeq} (learned positions of ${model.name})` }]);
   }
+  // An engine space is searched over exactly what the engine can run (engine-search.ts).
+  if (space.engine) {
+    const r = await tuneForEngine(ctx, engineCapabilities(space.engine), {
+      space, clusterName: options.clusterName, compiled: options.compiled, onProgress: options.onProgress,
+    });
+    return { gap: null, stoppedBy: null, ...r };
+  }
+  if (options.timeLimitS !== undefined && !(options.timeLimitS > 0)) {
+    throw new RangeError(`timeLimitS must be a positive number of seconds, got ${options.timeLimitS}`);
+  }
   const compiled = options.compiled ?? compileStageModel(ctx);
   const strategies = new StrategyStore();
   const search = new IntraStageSearch(compiled, strategies);
-  const meshes = meshChoices(cluster);
-  const specs = stageGroupSpecs(space, model.layers, cluster, meshes);
   const gValues = gradAccumChoices(training.globalBatch);
   const devices = clusterDevices(cluster);
-  const total = specs.length * gValues.length;
+  // Meshes with a parallel configuration at some G (dp = devices / tp must divide some global batch
+  // share): the others can never hold a stage, so no stage group is made of them.
+  const allMeshes = meshChoices(cluster);
+  const configCache = new Map<string, ParallelConfig[]>();
+  const configsAt = (mesh: Mesh, samples: number): ParallelConfig[] => {
+    const key = `${mesh.nodes}x${mesh.gpusPerNode}/${samples}`;
+    let c = configCache.get(key);
+    if (!c) {
+      c = parallelConfigs(space, model, training.seqLen, mesh, samples);
+      configCache.set(key, c);
+    }
+    return c;
+  };
+  const meshes = allMeshes.filter((m) => gValues.some((G) => configsAt(m, training.globalBatch / G).length > 0));
+  const specs = stageGroupSpecs(space, model.layers, cluster, meshes);
+  const specsAt = gValues.map((G) => specs.filter((spec) => configsAt(spec.mesh, training.globalBatch / G).length > 0));
+  const total = specsAt.reduce((a, x) => a + x.length, 0);
+  const deadline = options.timeLimitS === undefined ? Infinity : started + options.timeLimitS * 1000;
+  let stoppedBy: TuneStop | null = null;
+  const shouldStop = (): boolean => {
+    if (stoppedBy) return true;
+    if (options.signal?.aborted) stoppedBy = 'signal';
+    else if (performance.now() >= deadline) stoppedBy = 'time-limit';
+    return stoppedBy !== null;
+  };
+  let lastYield = performance.now();
+  // Lets timers and signal handlers run (AbortSignal, SIGINT) during a long synchronous search.
+  const breathe = async (): Promise<void> => {
+    if (performance.now() - lastYield < 50) return;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    lastYield = performance.now();
+  };
   let done = 0;
   let frontierPoints = 0;
   let stageGroups = 0;
   let interStageMs = 0;
+  const notes: string[] = [];
+  let boundRows = 0;
   let best: { iterationTimeS: number; plan: Plan } | null = null;
   if (options.incumbent) {
     const est = estimatePlan(parsePlan(options.incumbent, { model, cluster }), ctx, compiled);
     if (est.allFit) best = { iterationTimeS: est.iterationTimeS, plan: options.incumbent };
   }
+  // Seed: the best plan with even layers and one mesh size (a small part of this space, searched
+  // first and fast) gives the cutoff that prunes most of the full search. The result stays exact:
+  // the seed only raises the bar a plan must beat.
+  let seedEvaluated = 0;
+  if (!space.uniformPartition || !space.uniformMesh) {
+    const seed = await tune(ctx, {
+      space: { ...space, uniformPartition: true, uniformMesh: true }, compiled, clusterName: options.clusterName,
+      incumbent: best ? best.plan : undefined, signal: options.signal, cacheDir: options.cacheDir,
+      timeLimitS: Number.isFinite(deadline) ? Math.max(1e-3, (deadline - performance.now()) / 1000) : undefined,
+    });
+    seedEvaluated = seed.candidatesEvaluated;
+    if (seed.plan && seed.objectiveS !== null && (!best || seed.objectiveS < best.iterationTimeS)) {
+      best = { iterationTimeS: seed.objectiveS, plan: seed.plan };
+    }
+  }
+  const shortfalls: { device: Shortfall | null; host: Shortfall | null } = { device: null, host: null };
+  const evaluated = (): number => search.evaluated + boundRows + seedEvaluated;
   const report = (phase: TunePhase): void => {
-    options.onProgress?.({
-      space: space.name, phase, done, total, candidatesEvaluated: search.evaluated,
+    if (!options.onProgress) return;
+    const elapsedS = (performance.now() - started) / 1000;
+    options.onProgress({
+      space: space.name, phase, done, total, candidatesEvaluated: evaluated(),
       bestIterationTimeS: best ? best.iterationTimeS : null,
+      elapsedS,
+      candidatesPerS: elapsedS > 0 ? evaluated() / elapsedS : 0,
+      etaS: done > 0 ? (elapsedS * (total - done)) / done : null,
     });
   };
-  for (const G of gValues) {
-    const samples = training.globalBatch / G;
+  const offloadMax: [number, number, number, number] = [space.offload.weights, space.offload.grads, space.offload.optim,
+    space.offload.activations].map((levels) => levels[levels.length - 1]) as [number, number, number, number];
+  const ckptCache = new Map<number, number[]>();
+  const ckptOf = (layers: number): number[] => {
+    let c = ckptCache.get(layers);
+    if (!c) {
+      c = ckptLevels(space.ckpt, layers);
+      ckptCache.set(layers, c);
+    }
+    return c;
+  };
+  const ckptMax = (layers: number): number => { const c = ckptOf(layers); return c[c.length - 1]; };
+
+  // Lower bounds of every G first: they order the search (most promising G first, so that the best
+  // plan found early prunes the rest) and skip the G values that cannot beat the best plan.
+  const bounds: Array<GBounds | null> = gValues.map(() => null);
+  const openLowerBound = new Float64Array(gValues.length).fill(0);
+  for (let i = 0; i < gValues.length && !shouldStop(); i++) {
+    const G = gValues[i];
+    const b = boundsForG(compiled, model.layers, G, specsAt[i], (spec) => configsAt(spec.mesh, training.globalBatch / G), ckptMax, offloadMax);
+    boundRows += b.evaluated;
+    mergeShortfall(shortfalls, b.shortfall, b.hostShortfall);
+    bounds[i] = b;
+    openLowerBound[i] = b.lowerBoundS;
+    await breathe();
+  }
+  let cache: FrontierCache | null = null;
+  let gDependent = true;
+  if (options.cacheDir) {
+    cache = FrontierCache.open(options.cacheDir, contextKey(ctx, space));
+    gDependent = probeDependsOnG(compiled, gValues, specsAt, (spec, G) => configsAt(spec.mesh, training.globalBatch / G), ckptMax, offloadMax);
+  }
+  const order = gValues.map((_, i) => i).sort((a, b) => openLowerBound[a] - openLowerBound[b] || gValues[a] - gValues[b]);
+  const closed = new Uint8Array(gValues.length);
+
+  for (const gi of order) {
+    if (shouldStop()) break;
+    const G = gValues[gi];
+    const b = bounds[gi];
+    const groupSpecs0 = specsAt[gi];
+    if (!b || (best && b.lowerBoundS >= best.iterationTimeS)) {
+      // No plan at G can beat the best one (or, without bounds, it was stopped before: left open).
+      if (b) closed[gi] = 1;
+      done += groupSpecs0.length;
+      continue;
+    }
     const store = new FrontierStoreBuilder();
     const groups: StageGroup[] = [];
     const groupSpecs: StageGroupSpec[] = [];
-    for (const spec of specs) {
+    let stopped = false;
+    for (let s = 0; s < groupSpecs0.length; s++) {
+      const spec = groupSpecs0[s];
       done++;
-      const configs = parallelConfigs(space, model, training.seqLen, spec.mesh, samples);
-      if (configs.length === 0) continue;
-      const set = search.searchGroup(spec, G, configs, ckptLevels(space.ckpt, spec.layers), space.offload, best ? best.iterationTimeS : Infinity);
+      const configs = b.configs[s];
+      if (configs.length === 0 || (best && b.specLowerBoundS[s] >= best.iterationTimeS)) continue;
+      if (shouldStop()) {
+        stopped = true;
+        break;
+      }
+      // A point of this group is useless when it alone, with the least the other stages add, reaches the best plan.
+      const cutoff = best ? best.iterationTimeS - b.specRestS[s] : Infinity;
+      const key = cache ? groupKey(spec, training.globalBatch / G, gDependent ? G : null) : '';
+      let set = cache ? cache.get(key, G, cutoff, strategies) : null;
+      if (!set) {
+        set = search.searchGroup(spec, G, configs, ckptOf(spec.layers), space.offload, cutoff);
+        cache?.put(key, G, cutoff, set, strategies);
+      }
       frontierPoints += set.size;
       const group = stageGroupFromSet(spec, meshSize(spec.mesh), set, space.frontierSize, store);
       if (group) {
@@ -126,7 +291,9 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
         groupSpecs.push(spec);
       }
       if (done % 16 === 0) report('intra-stage');
+      await breathe();
     }
+    if (stopped) break;
     stageGroups += groups.length;
     report('inter-stage');
     const inst: InterStageInstance = {
@@ -134,15 +301,20 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
       uniformPartition: space.uniformPartition, uniformMesh: space.uniformMesh, groups, frontiers: store.build(),
     };
     const solveStart = performance.now();
-    const solution = space.solver === 'milp' ? await solveInterStageMilp(inst) : solveInterStageDp(inst);
+    const stats: DpStats = { thresholdsTried: 0 };
+    const solution = space.solver === 'milp'
+      ? await solveInterStageMilpOrDp(inst, () => solveInterStageDp(inst, stats, shouldStop), notes)
+      : solveInterStageDp(inst, stats, shouldStop);
     interStageMs += performance.now() - solveStart;
+    if (!stats.stopped) closed[gi] = 1;
+    await breathe();
     if (!solution || (best && solution.iterationTimeS >= best.iterationTimeS)) continue;
     let layer = 0;
-    const stages = solution.stages.map((s) => {
-      const spec = groupSpecs[s.group];
-      const st = stageStrategy(strategies, inst.frontiers.ref[s.point], layer, spec.layers, spec.mesh);
+    const stages = solution.stages.map((st) => {
+      const spec = groupSpecs[st.group];
+      const strategy = stageStrategy(strategies, inst.frontiers.ref[st.point], layer, spec.layers, spec.mesh);
       layer += spec.layers;
-      return st;
+      return strategy;
     });
     const plan: Plan = {
       version: PLAN_VERSION,
@@ -155,21 +327,63 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
       stages,
     };
     best = { iterationTimeS: solution.iterationTimeS, plan: parsePlan(plan, { model, cluster }) };
+    report('intra-stage');
   }
   const predicted = best ? estimatePlan(best.plan, ctx, compiled) : null;
+  let gap: TuneGap | null = null;
+  if (stoppedBy) {
+    let lowerBoundS = best ? best.iterationTimeS : Infinity;
+    gValues.forEach((_, i) => {
+      if (!closed[i]) lowerBoundS = Math.min(lowerBoundS, openLowerBound[i]);
+    });
+    gap = { lowerBoundS, relative: best ? (best.iterationTimeS - lowerBoundS) / best.iterationTimeS : null };
+  }
+  mergeShortfall(shortfalls, search.shortfall, search.hostShortfall);
+  cache?.save();
   const result: TuneResult = {
     space: space.name,
     plan: best ? best.plan : null,
     predicted,
     objectiveS: best ? best.iterationTimeS : null,
-    candidatesEvaluated: search.evaluated,
+    candidatesEvaluated: evaluated(),
     frontierPoints,
     stageGroups,
     tuningTimeS: (performance.now() - started) / 1000,
     interStageTimeS: interStageMs / 1000,
     solver: space.solver,
-    noFit: best ? null : diagnoseNoFit(ctx, space, compiled, search.shortfall, search.hostShortfall),
+    noFit: best ? null : diagnoseNoFit(ctx, space, compiled, shortfalls.device, shortfalls.host),
+    gap,
+    stoppedBy,
+    notes,
+    cache: cache ? { hits: cache.hits, misses: cache.misses, dependsOnG: gDependent } : null,
   };
   report('done');
   return result;
+}
+
+/** Probes, on a few corner rows of the first G with groups, whether the search's cost columns depend on G. */
+function probeDependsOnG(
+  compiled: CompiledStageModel, gValues: number[], specsAt: StageGroupSpec[][],
+  configsOf: (spec: StageGroupSpec, G: number) => ParallelConfig[], ckptMax: (layers: number) => number,
+  offloadMax: readonly [number, number, number, number],
+): boolean {
+  const rows = new Float64Array(64 * INPUT_WIDTH);
+  let n = 0;
+  for (let i = 0; i < gValues.length && n < 64; i++) {
+    for (const spec of specsAt[i]) {
+      for (const c of configsOf(spec, gValues[i])) {
+        if (n >= 64) break;
+        const half = offloadMax.map((x) => x / 2) as [number, number, number, number];
+        writeCorner(rows, n++, spec, gValues[i], c, n % 2 === 0 ? 0 : ckptMax(spec.layers), n % 3 === 0 ? [0, 0, 0, 0] : half);
+      }
+      if (n >= 64) break;
+    }
+  }
+  return dependsOnG(compiled, rows, n);
+}
+
+/** Keeps the smaller device shortfall and the smaller host shortfall (see Shortfall). */
+function mergeShortfall(into: { device: Shortfall | null; host: Shortfall | null }, device: Shortfall | null, host: Shortfall | null): void {
+  if (device && (!into.device || device.deviceBytes < into.device.deviceBytes)) into.device = device;
+  if (host && (!into.host || host.hostBytes < into.host.hostBytes)) into.host = host;
 }

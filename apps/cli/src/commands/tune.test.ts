@@ -9,7 +9,7 @@ describe('mist tune', () => {
   it('prints the best plan, the baselines and speedups; --out writes a plan `mist analyze` accepts', async () => {
     const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mist-tune-')), 'plan.json');
     const res = await runCli(['tune', '--model', 'gpt3-1.3b', '--cluster', '1x2-l4', '--global-batch', '16', '--seq', '1024',
-      '--offload-step', '0.5', '--out', out]);
+      '--offload-step', '0.5', '--out', out, '--progress', '--no-cache']);
     expect(res.stderr).toMatch(/tune mist .*candidates/);
     expect(res.code).toBe(0);
     expect(res.stdout).toMatch(/Best plan \(mist space\)/);
@@ -72,5 +72,46 @@ describe('mist tune', () => {
     const bad = await runCli(['tune', '--model', 'gpt3-1.3b', '--cluster', '1x2-l4', '--global-batch', '16', '--seq', '1024', '--space', 'alpa']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--space: got "alpa"/);
+  });
+
+  it('--target searches only what the engine runs; --baseline reports the speedup over the user\'s plan', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mist-tune-'));
+    const out = path.join(dir, 'megatron.json');
+    const args = ['tune', '--model', 'gpt3-1.3b', '--cluster', '1x4-l4', '--global-batch', '32', '--seq', '1024', '--no-cache'];
+    const res = await runCli([...args, '--target', 'megatron', '--out', out, '--json']);
+    expect(res.code).toBe(0);
+    const j = JSON.parse(res.stdout);
+    expect(j.space).toBe('megatron');
+    const plan = parsePlan(JSON.parse(fs.readFileSync(out, 'utf8')));
+    const s0 = plan.stages[0];
+    for (const s of plan.stages) {
+      expect([s.tp, s.dp, s.microBatchSize, s.zero <= 1, Object.values(s.offload).every((x) => x === 0)]).toEqual([s0.tp, s0.dp, s0.microBatchSize, true, true]);
+    }
+    // The megatron plan as the user's own setup: the Mist plan is at least as fast.
+    const cmp = await runCli([...args, '--offload-step', '0.5', '--baseline', out]);
+    expect(cmp.code).toBe(0);
+    expect(cmp.stdout).toMatch(/Your plan \(.*megatron\.json\): iteration .* speedup of the best plan over it (\d+\.\d+)x/);
+    const speedup = Number(/over it (\d+\.\d+)x/.exec(cmp.stdout)![1]);
+    expect(speedup).toBeGreaterThanOrEqual(1);
+    const wrongBatch = await runCli(['tune', '--model', 'gpt3-1.3b', '--cluster', '1x4-l4', '--global-batch', '64', '--seq', '1024', '--baseline', out]);
+    expect(wrongBatch.code).toBe(2);
+    expect(wrongBatch.stderr).toMatch(/globalBatch is 32, the tune is for 64/);
+    const badTarget = await runCli([...args, '--target', 'alpa']);
+    expect(badTarget.code).toBe(2);
+    expect(badTarget.stderr).toMatch(/--target: got "alpa"; allowed: megatron, nemo, deepspeed, torchtitan/);
+  });
+
+  it('checks --out and a --profile/--cluster mismatch before searching', async () => {
+    const t0 = Date.now();
+    const missing = await runCli(['tune', '--model', 'gpt3-175b', '--cluster', '64x8-a100-80gb', '--global-batch', '1536', '--seq', '2048',
+      '--out', path.join(os.tmpdir(), 'no-such-dir-mist', 'plan.json')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/--out .*the folder .*no-such-dir-mist does not exist/);
+    expect(Date.now() - t0).toBeLessThan(30_000);
+    const profileFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mist-tune-')), 'profile.json');
+    fs.writeFileSync(profileFile, JSON.stringify(builtinHardwareProfile(parseClusterShorthand('1x2-l4'))));
+    const mismatch = await runCli(['tune', '--model', 'gpt3-1.3b', '--profile', profileFile, '--cluster', '1x8-l4', '--global-batch', '16', '--seq', '1024']);
+    expect(mismatch.code).toBe(2);
+    expect(mismatch.stderr).toMatch(/--cluster 1x8-l4 is not the cluster of --profile .*2 GPUs per node in the profile, 8 given/);
   });
 });

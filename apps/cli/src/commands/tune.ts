@@ -2,25 +2,31 @@
 // DeepSpeed-style plans under the same cost model. Progress on stderr, a summary on stdout (or one
 // JSON object with --json), the plan file with --out (accepted unchanged by `mist analyze`).
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import {
-  builtinHardwareProfile, formatBytes, formatCount, formatSeconds, type HardwareProfile, loadCluster,
+  builtinHardwareProfile, ENGINE_NAMES, formatBytes, formatCount, formatSeconds, type HardwareProfile, isEngineName, loadCluster,
   checkProfileMachine, loadHardwareProfile, loadModel, parseTrainingSpec, type Plan, ZERO_LEVELS, type ZeroLevel,
 } from '@mist/core';
 import type { PlanEstimate } from '@mist/analyzer';
 import {
-  deepspeedSpace, megatronSpace, NO_OFFLOAD_LEVELS, type SearchSpace, spaceByName, type SpaceName, type TuneProgress,
+  deepspeedSpace, defaultCacheDir, megatronSpace, NO_OFFLOAD_LEVELS, type SearchSpace, SPACE_NAMES, spaceByName, type SpaceName,
   type TuneResult, tuneWithBaselines, uniformOffloadLevels,
 } from '@mist/tuner';
+import { clusterMismatch, estimateBaselinePlan, type ImportedBaseline } from './tune-checks';
 import { type Command, intOpt, JSON_OPTION, numberOpt, type ParsedValues, requireString, stringOpt, UsageError } from '../cli/command';
-import { ProgressBar } from '../cli/progress';
+import { gapText, loadFromPlan, replanText, stopOnSignals, tuneProgressPrinter } from './tune-progress';
 import { renderTable } from '../cli/table';
 
-const SPACES: SpaceName[] = ['mist', 'megatron', 'deepspeed'];
-
-/** The main search space: --space plus the ablation flags. */
+/** The main search space: --space or --target, plus the ablation flags. */
 function spaceFromFlags(values: ParsedValues): SearchSpace {
-  const name = (stringOpt(values, 'space') ?? 'mist') as SpaceName;
-  if (!SPACES.includes(name)) throw new UsageError(`--space: got "${name}"; allowed: ${SPACES.join(', ')}`);
+  const target = stringOpt(values, 'target');
+  if (target !== undefined && !isEngineName(target)) throw new UsageError(`--target: got "${target}"; allowed: ${ENGINE_NAMES.join(', ')}`);
+  const spaceFlag = stringOpt(values, 'space');
+  if (target !== undefined && spaceFlag !== undefined && spaceFlag !== 'mist' && spaceFlag !== target) {
+    throw new UsageError(`--space ${spaceFlag} and --target ${target} disagree; give one of them`);
+  }
+  const name = (target ?? spaceFlag ?? 'mist') as SpaceName;
+  if (!SPACE_NAMES.includes(name)) throw new UsageError(`--space: got "${name}"; allowed: ${SPACE_NAMES.join(', ')}`);
   const o: Partial<SearchSpace> = {};
   const maxStages = intOpt(values, 'max-stages');
   if (maxStages !== undefined) o.maxStages = maxStages;
@@ -107,12 +113,14 @@ function resultJson(r: TuneResult): Record<string, unknown> {
 export const tuneCommand: Command = {
   name: 'tune',
   summary: 'find the fastest plan that fits (Mist search) and compare it with Megatron-LM- and DeepSpeed-style plans',
-  usage: 'mist tune --model NAME|FILE --cluster SHORTHAND|FILE --global-batch N --seq N [--profile FILE] [--space mist|megatron|deepspeed] [--json] [--out plan.json] [ablation flags]',
+  usage: 'mist tune --model NAME|FILE --cluster SHORTHAND|FILE --global-batch N --seq N [--profile FILE] [--target megatron|nemo|deepspeed|torchtitan] [--baseline PLAN] [--json] [--out plan.json] [--time-limit S] [--progress] [--no-cache] [--from PLAN] [ablation flags]',
   examples: [
     'mist tune --model gpt3-1.3b --cluster 1x2-l4 --global-batch 32 --seq 2048',
     'mist tune --model gpt3-6.7b --cluster 1x8-l4 --global-batch 128 --seq 2048 --out plan.json',
     'mist tune --model llama2-7b --cluster 1x8-a100-40gb --global-batch 128 --seq 4096 --json',
     'mist tune --model gpt3-1.3b --cluster 1x4-l4 --global-batch 64 --seq 2048 --no-offload --ckpt all-or-none',
+    'mist tune --model gpt3-6.7b --cluster 1x8-l4 --global-batch 128 --seq 2048 --target megatron --out plan.json',
+    'mist tune --model gpt3-1.3b --cluster 1x2-l4 --global-batch 32 --seq 2048 --baseline examples/plans/gpt3-1.3b-1x2-l4.json',
   ],
   options: {
     model: { type: 'string', valueName: 'NAME|FILE', description: 'model: a catalog name (see `mist models`), a model file or a Hugging Face config.json' },
@@ -122,7 +130,9 @@ export const tuneCommand: Command = {
     profile: { type: 'string', valueName: 'FILE', description: 'hardware profile from `mist profile` (default: the built-in datasheet profile)' },
     force: { type: 'boolean', description: 'use a --profile measured on another kind of machine' },
     'no-flash-attention': { type: 'boolean', description: 'model attention without flash attention (scores materialised)' },
-    space: { type: 'string', valueName: 'NAME', description: 'search space of the main search: mist, megatron or deepspeed', default: 'mist' },
+    space: { type: 'string', valueName: 'NAME', description: `search space of the main search: ${SPACE_NAMES.join(', ')} (an engine name searches only what that engine can run)` },
+    target: { type: 'string', valueName: 'ENGINE', description: `search only plans this engine can launch (${ENGINE_NAMES.join(', ')}); \`mist export --to ENGINE\` writes its configuration` },
+    baseline: { type: 'string', valueName: 'PLAN', description: 'also predict this plan (e.g. from `mist import`) and report the speedup over it' },
     out: { type: 'string', valueName: 'FILE', description: 'write the best plan to FILE (JSON, accepted by `mist analyze --plan`)' },
     'max-stages': { type: 'string', valueName: 'N', description: 'ablation: at most N pipeline stages (1 = no pipelining)' },
     'uniform-partition': { type: 'boolean', description: 'ablation: every stage gets layers / pp layers' },
@@ -136,6 +146,10 @@ export const tuneCommand: Command = {
     'no-offload': { type: 'boolean', description: 'ablation: no offloading' },
     'frontier-size': { type: 'string', valueName: 'K', description: 'Pareto points kept per stage frontier (default 30)' },
     solver: { type: 'string', valueName: 'dp|milp', description: 'inter-stage solver: exact bottleneck DP (default, faster) or the HiGHS MILP' },
+    'time-limit': { type: 'string', valueName: 'S', description: 'stop the main search after S seconds and print the best plan so far with its proven gap' },
+    progress: { type: 'boolean', description: 'print progress (candidates/s, ETA) on stderr even when it is not a terminal' },
+    'no-cache': { type: 'boolean', description: 'do not read or write the frontier cache ($MIST_CACHE_DIR/tune, default ~/.cache/mist/tune)' },
+    from: { type: 'string', valueName: 'PLAN', description: 'an earlier plan: tune the new setting and explain what changes per stage and why' },
     ...JSON_OPTION,
   },
   async run(values, _positionals, io) {
@@ -153,30 +167,44 @@ export const tuneCommand: Command = {
     }
     else if (clusterRef) profile = builtinHardwareProfile(loadCluster(clusterRef));
     else throw new UsageError('--cluster (or --profile) is required');
+    if (profileFile && clusterRef) {
+      const why = clusterMismatch(profile.cluster, loadCluster(clusterRef));
+      if (why) {
+        throw new UsageError(`--cluster ${clusterRef} is not the cluster of --profile ${profileFile} (${why}); ` +
+          'give one of them, or profile that cluster');
+      }
+    }
     const training = parseTrainingSpec({ globalBatch, seqLen, flashAttention: values['no-flash-attention'] !== true });
     const space = spaceFromFlags(values);
     const clusterName = clusterRef && !fs.existsSync(clusterRef) ? clusterRef : profile.cluster.name;
-
-    let bar: ProgressBar | null = null;
-    let barSpace = '';
-    const onProgress = (p: TuneProgress): void => {
-      if (p.space !== barSpace) {
-        bar?.done();
-        bar = new ProgressBar(io, `tune ${p.space}`, p.total);
-        barSpace = p.space;
-      }
-      const best = p.bestIterationTimeS === null ? '-' : formatSeconds(p.bestIterationTimeS);
-      const detail = `${p.phase}, ${formatCount(p.candidatesEvaluated)} candidates, best ${best}`;
-      if (p.phase === 'done') bar?.done(detail);
-      else bar?.update(p.done, detail);
-    };
-    const cmp = await tuneWithBaselines({ model, training, profile }, {
-      space, megatron: megatronSpace(), deepspeed: deepspeedSpace(), clusterName, onProgress,
-    });
-    const main = cmp.best;
-    if (main.plan && stringOpt(values, 'out')) {
-      fs.writeFileSync(stringOpt(values, 'out') as string, JSON.stringify(main.plan, null, 2) + '\n');
+    // Check where the plan goes before searching, not after.
+    const outFile = stringOpt(values, 'out');
+    if (outFile !== undefined) {
+      const dir = path.dirname(path.resolve(outFile));
+      if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UsageError(`--out ${outFile}: the folder ${dir} does not exist`);
     }
+    const baselineFile = stringOpt(values, 'baseline');
+    const baseline: ImportedBaseline | null = baselineFile ? estimateBaselinePlan(baselineFile, { model, training, profile }) : null;
+
+    const timeLimitS = numberOpt(values, 'time-limit');
+    if (timeLimitS !== undefined && !(timeLimitS > 0)) throw new UsageError(`--time-limit: got ${timeLimitS}; expected a positive number of seconds`);
+    const fromFile = stringOpt(values, 'from');
+    const fromPlan = fromFile ? loadFromPlan(fromFile) : null;
+    const onProgress = tuneProgressPrinter(io, io.isTTY || values.progress === true);
+    const stop = stopOnSignals(io);
+    let cmp: Awaited<ReturnType<typeof tuneWithBaselines>>;
+    try {
+      cmp = await tuneWithBaselines({ model, training, profile }, {
+        space, megatron: megatronSpace(), deepspeed: deepspeedSpace(), clusterName, onProgress,
+        timeLimitS, signal: stop.signal, cacheDir: values['no-cache'] ? undefined : defaultCacheDir(),
+      });
+    } finally {
+      stop.dispose();
+    }
+    const signalExit = stop.exitCode();
+    const main = cmp.best;
+    if (main.plan && outFile) fs.writeFileSync(outFile, JSON.stringify(main.plan, null, 2) + '\n');
+    const baselineSpeedup = baseline && main.predicted ? baseline.estimate.iterationTimeS / main.predicted.iterationTimeS : null;
     if (values.json) {
       io.stdout(JSON.stringify({
         ...resultJson(main),
@@ -184,8 +212,18 @@ export const tuneCommand: Command = {
         totalTimeS: cmp.tuningTimeS,
         baselines: { megatron: resultJson(cmp.megatron), deepspeed: resultJson(cmp.deepspeed) },
         speedup: cmp.speedup,
+        stoppedBy: main.stoppedBy ?? null,
+        gap: main.gap ?? null,
+        notes: main.notes ?? [],
+        ...(baseline ? {
+          baseline: {
+            file: baseline.file, plan: baseline.plan, fits: baseline.estimate.allFit,
+            predicted: { iterationTimeS: baseline.estimate.iterationTimeS, tokensPerS: baseline.estimate.tokensPerS, mfu: baseline.estimate.mfu },
+            speedup: baselineSpeedup,
+          },
+        } : {}),
       }, null, 2) + '\n');
-      return main.plan ? 0 : 1;
+      return signalExit ?? (main.plan ? 0 : 1);
     }
     let text = `${model.name} on ${clusterName} (${profile.source}), seq ${seqLen}, global batch ${globalBatch}` +
       `${training.flashAttention ? '' : ', no flash attention'}\n`;
@@ -195,6 +233,8 @@ export const tuneCommand: Command = {
         `G=${main.plan.gradAccumSteps}, iteration ${formatSeconds(p.iterationTimeS)}, ${formatCount(p.tokensPerS)} tokens/s, ` +
         `MFU ${(p.mfu * 100).toFixed(1)}%\n`;
       text += planTable(main.plan, p);
+    } else if (main.noFit && !main.noFit.closest) {
+      text += `\nNo plan of the ${main.space} space exists for this model, batch and cluster.\n`;
     } else {
       text += `\nNo plan of the ${main.space} space fits.\n`;
     }
@@ -215,14 +255,25 @@ export const tuneCommand: Command = {
       { header: 'tuning', value: (x) => `${x.r.tuningTimeS.toFixed(2)} s`, align: 'right' },
       { header: 'candidates', value: (x) => formatCount(x.r.candidatesEvaluated), align: 'right' },
     ]);
+    if (baseline) {
+      const b = baseline.estimate;
+      text += `\nYour plan (${baseline.file}): iteration ${formatSeconds(b.iterationTimeS)}, ${formatCount(b.tokensPerS)} tokens/s, ` +
+        `MFU ${(b.mfu * 100).toFixed(1)}%${b.allFit ? '' : ', does NOT fit in memory'}` +
+        (baselineSpeedup === null ? '\n' : `; speedup of the best plan over it ${baselineSpeedup.toFixed(2)}x\n`);
+    }
+    for (const note of main.notes ?? []) text += `\nnote: ${note}\n`;
+    const stopped = gapText(main);
+    if (stopped) text += `\n${stopped}\n`;
+    if (fromPlan) text += replanText(fromPlan, main, { model, training, profile }, clusterName);
     io.stdout(text);
+    if (signalExit !== null) return signalExit;
     if (!main.plan) {
       const nf = main.noFit;
       io.stderr(`mist tune: ${nf ? nf.message : 'no plan fits'}\n`);
       for (const h of nf?.hints ?? []) io.stderr(`  - try ${h}\n`);
       return 1;
     }
-    if (stringOpt(values, 'out')) io.stderr(`plan written to ${stringOpt(values, 'out') as string}\n`);
+    if (outFile) io.stderr(`plan written to ${outFile}\n`);
     return 0;
   },
 };

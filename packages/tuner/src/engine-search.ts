@@ -1,0 +1,284 @@
+// The best plan an engine can run: a search over exactly what the engine's capability table (core)
+// lets it express. Megatron-LM, NeMo, DeepSpeed and torchtitan run one strategy for the whole model
+// (one tp, pp, dp, micro-batch, sequence-parallel, ZeRO, offload and recompute setting), so the space
+// is a grid: pp x tp x G x sp x ZeRO x offload x partition, and per grid point the recompute setting
+// that fits with the least recomputation (time never falls and memory never rises with more
+// checkpointed layers: the analyzer's monotonicity tests). The same grid gives the tuner's
+// megatron/deepspeed baselines and `mist tune --target ENGINE`.
+import {
+  type AnalyzerContext, type CompiledStageModel, compileStageModel, estimatePlan, INPUT_WIDTH, iterationTime, planStageQuery,
+  type StageEstimate, type StageQuery, stepJitter, writeStageQuery,
+} from '@mist/analyzer';
+import {
+  clusterDevices, type EngineCapabilities, type Mesh, type Offload, type OffloadCapability, parsePlan, type Plan,
+  planCapabilityViolations, PLAN_VERSION, type StageStrategy, type ZeroLevel,
+} from '@mist/core';
+import { divisors, gradAccumChoices, isPowerOfTwo, tpProblem } from './enumerate';
+import type { Shortfall } from './intra-stage';
+import { diagnoseNoFit } from './no-fit';
+import { mistSpace, type OffloadLevels, type SearchSpace } from './search-space';
+import type { TuneProgress, TuneResult } from './tuner';
+
+export interface EngineTuneOptions {
+  /** Restrictions on top of the engine's table (the CLI's ablation flags); default: the full Mist space, i.e. none. */
+  space?: SearchSpace;
+  clusterName?: string;
+  compiled?: CompiledStageModel;
+  onProgress?: (p: TuneProgress) => void;
+}
+
+const OFFLOAD_KINDS = ['weights', 'grads', 'optim', 'activations'] as const;
+
+/** Ratios an offload capability allows within the restriction's grid. */
+function offloadChoices(cap: OffloadCapability, levels: readonly number[]): number[] {
+  if (cap === 'none') return [0];
+  if (cap === 'full') return levels.includes(1) ? [0, 1] : [0];
+  return [...levels];
+}
+
+/** Every offload setting the engine allows at a ZeRO level (the four kinds' choices, then the table's rules). */
+function offloadSettings(caps: EngineCapabilities, levels: OffloadLevels, zero: ZeroLevel): Offload[] {
+  let out: Offload[] = [{ weights: 0, grads: 0, optim: 0, activations: 0 }];
+  for (const kind of OFFLOAD_KINDS) {
+    const minZero = caps.offloadMinZero[kind];
+    const partialMinZero = caps.partialOffloadMinZero[kind];
+    const ratios = (minZero !== undefined && zero < minZero ? [0] : offloadChoices(caps.offload[kind], levels[kind]))
+      .filter((r) => r === 0 || r === 1 || partialMinZero === undefined || zero >= partialMinZero);
+    out = out.flatMap((o) => ratios.map((r) => ({ ...o, [kind]: r })));
+  }
+  return out.filter((o) => caps.offloadTied.every(([a, b]) => o[a] === o[b]));
+}
+
+/** ZeRO levels a stage of the grid may use (the table's, within the restriction). */
+function zeroChoices(caps: EngineCapabilities, space: SearchSpace, pp: number, tp: number, dp: number): ZeroLevel[] {
+  const allowed = (pp > 1 ? caps.zeroWithPipeline : caps.zero)
+    .filter((z) => space.zero.includes(z) && (tp === 1 || caps.zeroWithTensorParallel.includes(z)));
+  if (dp > 1) return allowed;
+  // With one data-parallel rank every level shards nothing: one is enough (any, where the engine ignores it).
+  if (caps.zeroIgnoredWithoutDataParallel) return [Math.min(...space.zero) as ZeroLevel];
+  return allowed.slice(0, 1);
+}
+
+/** The stage mesh of pp equal stages on the cluster, or null when D / pp devices do not tile the nodes. */
+function stageMesh(devices: number, gpusPerNode: number, pp: number): Mesh | null {
+  if (devices % pp !== 0) return null;
+  const d = devices / pp;
+  if (d < gpusPerNode) return gpusPerNode % d === 0 ? { nodes: 1, gpusPerNode: d } : null;
+  return d % gpusPerNode === 0 ? { nodes: d / gpusPerNode, gpusPerNode } : null;
+}
+
+/**
+ * Layer counts per stage the engine can express. 'uniform': L / pp each. 'uniform-except-first-last'
+ * (Megatron-LM's --decoder-first/last-pipeline-num-layers): the middle stages share the rest evenly
+ * and the first and last have at most as many as a middle stage (two stages: any split). 'any' is
+ * searched the same way: the exact search over arbitrary splits is the Mist space's job.
+ */
+export function enginePartitions(layers: number, pp: number, mode: EngineCapabilities['partition']): number[][] {
+  if (pp === 1) return [[layers]];
+  const out: number[][] = [];
+  if (layers % pp === 0) out.push(Array(pp).fill(layers / pp));
+  if (mode === 'uniform') return out;
+  if (pp === 2) {
+    for (let f = 1; f < layers; f++) if (2 * f !== layers) out.push([f, layers - f]);
+    return out;
+  }
+  for (let m = 1; m * (pp - 2) <= layers - 2; m++) {
+    const ends = layers - m * (pp - 2);
+    for (let f = Math.max(1, ends - m); f <= Math.min(m, ends - 1); f++) {
+      const l = ends - f;
+      if (f === m && l === m) continue; // the uniform partition, already listed
+      out.push([f, ...Array(pp - 2).fill(m), l]);
+    }
+  }
+  return out;
+}
+
+/**
+ * The candidates that came closest to fitting, for the "nothing fits" report (as the Mist search keeps
+ * them). Only stages that carry at least their share of the model (layers / devices >= L / D) count:
+ * every plan has such a stage, so the smallest shortfall among them is what the closest plan lacks at
+ * least, while a one-layer stage that nearly fits says nothing about the rest of the model.
+ */
+class ClosestMiss {
+  device: Shortfall | null = null;
+  host: Shortfall | null = null;
+
+  constructor(private readonly layers: number, private readonly devices: number) {}
+
+  note(q: StageQuery, e: StageEstimate): void {
+    if (q.layers * this.devices < this.layers * q.mesh.nodes * q.mesh.gpusPerNode) return;
+    const deviceBytes = Math.max(0, e.peakMemoryBytes - e.capacityBytes);
+    const hostBytes = Math.max(0, e.hostMemoryBytes - e.hostCapacityBytes);
+    const row = (): Float64Array => {
+      const r = new Float64Array(INPUT_WIDTH);
+      writeStageQuery(q, r);
+      return r;
+    };
+    if (!e.deviceFits) {
+      if (!this.device || deviceBytes < this.device.deviceBytes) this.device = { deviceBytes, hostBytes, row: row() };
+    } else if (!this.host || hostBytes < this.host.hostBytes) {
+      this.host = { deviceBytes: 0, hostBytes, row: row() };
+    }
+  }
+}
+
+interface GridPoint {
+  pp: number;
+  mesh: Mesh;
+  tp: number;
+  dp: number;
+  microBatchSize: number;
+  G: number;
+  sequenceParallel: boolean;
+  zero: ZeroLevel;
+  offload: Offload;
+}
+
+function planOf(ctx: AnalyzerContext, p: GridPoint, counts: number[], ckpt: number[], clusterName: string): Plan {
+  let first = 0;
+  const stages: StageStrategy[] = counts.map((n, i) => {
+    const s: StageStrategy = {
+      layers: [first, first + n - 1], mesh: p.mesh, microBatchSize: p.microBatchSize, dp: p.dp, tp: p.tp,
+      sequenceParallel: p.sequenceParallel, ckptLayers: ckpt[i], zero: p.zero, offload: p.offload,
+    };
+    first += n;
+    return s;
+  });
+  return {
+    version: PLAN_VERSION, model: ctx.model.name, cluster: clusterName, seqLen: ctx.training.seqLen,
+    globalBatch: ctx.training.globalBatch, gradAccumSteps: p.G, flashAttention: ctx.training.flashAttention, stages,
+  };
+}
+
+/** Checkpointed-layer counts the engine (and the restriction) allow for a stage of n layers, ascending. */
+function ckptCandidates(caps: EngineCapabilities, space: SearchSpace, n: number): number[] {
+  if (space.ckpt === 'none') return [0];
+  if (space.ckpt === 'all-or-none' || caps.ckpt === 'all-or-none') return [0, n];
+  return Array.from({ length: n + 1 }, (_, i) => i);
+}
+
+/** The best plan the engine can run under the restrictions, by the analyzer's estimate. */
+export async function tuneForEngine(ctx: AnalyzerContext, caps: EngineCapabilities, options: EngineTuneOptions = {}): Promise<TuneResult> {
+  const started = performance.now();
+  const space = options.space ?? mistSpace();
+  const { model, training, profile } = ctx;
+  const cluster = profile.cluster;
+  const compiled = options.compiled ?? compileStageModel(ctx);
+  const clusterName = options.clusterName ?? cluster.name;
+  const name = caps.engine;
+  const D = clusterDevices(cluster);
+  const L = model.layers;
+  const ppChoices = divisors(D).filter((pp) => pp <= L && pp <= space.maxStages && (pp === 1 || caps.pipeline));
+  let evaluated = 0;
+  let best: { timeS: number; plan: Plan } | null = null;
+  let done = 0;
+  const miss = new ClosestMiss(L, D);
+  const report = (phase: TuneProgress['phase']): void => {
+    options.onProgress?.({
+      space: name, phase, done, total: ppChoices.length, candidatesEvaluated: evaluated, bestIterationTimeS: best ? best.timeS : null,
+    });
+  };
+  for (const pp of ppChoices) {
+    done++;
+    const mesh = stageMesh(D, cluster.gpusPerNode, pp);
+    if (!mesh) continue;
+    const partitions = enginePartitions(L, pp, space.uniformPartition ? 'uniform' : caps.partition);
+    if (partitions.length === 0) continue;
+    for (const tp of divisors(mesh.gpusPerNode)) {
+      if (tp > space.maxTp || (tp > 1 && !caps.tensorParallel) || tpProblem(model, tp)) continue;
+      const dp = (mesh.nodes * mesh.gpusPerNode) / tp;
+      const spOk = tp > 1 && caps.sequenceParallel && space.sequenceParallel && training.seqLen % tp === 0;
+      const sps = tp > 1 && caps.sequenceParallelForcedWithTp ? (spOk ? [true] : []) : spOk ? [false, true] : [false];
+      for (const G of gradAccumChoices(training.globalBatch)) {
+        const perMicro = training.globalBatch / G;
+        if (perMicro % dp !== 0) continue;
+        const b = perMicro / dp;
+        if (space.microBatchPow2 && !isPowerOfTwo(b)) continue;
+        for (const zero of zeroChoices(caps, space, pp, tp, dp)) {
+          for (const offload of offloadSettings(caps, space.offload, zero)) {
+            for (const sequenceParallel of sps) {
+              const point: GridPoint = { pp, mesh, tp, dp, microBatchSize: b, G, sequenceParallel, zero, offload };
+              const found = bestOfPoint(ctx, compiled, caps, space, point, partitions, clusterName, best ? best.timeS : Infinity, miss);
+              evaluated += found.evaluated;
+              if (found.best && (!best || found.best.timeS < best.timeS)) best = found.best;
+            }
+          }
+        }
+      }
+    }
+    report('intra-stage');
+  }
+  let plan: Plan | null = null;
+  if (best) {
+    plan = parsePlan(best.plan, { model, cluster });
+    const broken = planCapabilityViolations(plan, caps);
+    if (broken.length > 0) throw new Error(`internal: the ${name} search produced a plan the engine cannot run: ${broken.map((v) => v.detail).join('; ')}`);
+  }
+  const predicted = plan ? estimatePlan(plan, ctx, compiled) : null;
+  report('done');
+  return {
+    space: name, plan, predicted, objectiveS: predicted ? predicted.iterationTimeS : null, candidatesEvaluated: evaluated,
+    frontierPoints: 0, stageGroups: 0, tuningTimeS: (performance.now() - started) / 1000, interStageTimeS: 0, solver: 'dp',
+    noFit: plan ? null : diagnoseNoFit(ctx, space, compiled, miss.device, miss.host),
+  };
+}
+
+/**
+ * The best partition and recompute setting of one grid point. Each stage's estimate depends only on
+ * its own layers, position and recompute count, so per stage the least recomputation that fits is
+ * found alone; 'uniform-count' engines recompute the same count in every stage (capped at the
+ * stage's layers), the largest of the stages' needs.
+ */
+function bestOfPoint(
+  ctx: AnalyzerContext, compiled: CompiledStageModel, caps: EngineCapabilities, space: SearchSpace, p: GridPoint,
+  partitions: number[][], clusterName: string, cutoffS: number, miss: ClosestMiss,
+): { best: { timeS: number; plan: Plan } | null; evaluated: number } {
+  let evaluated = 0;
+  const memo = new Map<string, StageEstimate>();
+  const jitter = stepJitter(ctx.profile, p.pp * p.mesh.nodes * p.mesh.gpusPerNode);
+  const estimateStage = (plan: Plan, i: number): StageEstimate => {
+    const q = planStageQuery(plan, i);
+    const key = `${i}:${q.layers}:${q.ckptLayers}`;
+    let e = memo.get(key);
+    if (!e) {
+      e = compiled.estimate(q);
+      memo.set(key, e);
+      evaluated++;
+      if (!e.fits) miss.note(q, e);
+    }
+    return e;
+  };
+  let best: { timeS: number; plan: Plan } | null = null;
+  for (const counts of partitions) {
+    // Least recompute per stage that fits (ascending candidates, first fit).
+    const zeroCkpt = counts.map(() => 0);
+    const probe = planOf(ctx, p, counts, zeroCkpt, clusterName);
+    const need: number[] = [];
+    for (let i = 0; i < counts.length; i++) {
+      let fit = -1;
+      for (const c of ckptCandidates(caps, space, counts[i])) {
+        probe.stages[i].ckptLayers = c;
+        if (estimateStage(probe, i).fits) {
+          fit = c;
+          break;
+        }
+      }
+      if (fit < 0) break;
+      need.push(fit);
+    }
+    if (need.length < counts.length) continue;
+    let ckpt = need;
+    if (caps.ckpt === 'uniform-count') {
+      const n = Math.max(...need);
+      ckpt = counts.map((c) => Math.min(n, c));
+    } else if (caps.ckpt === 'all-or-none' && need.some((c) => c > 0)) {
+      ckpt = [...counts];
+    }
+    const plan = planOf(ctx, p, counts, ckpt, clusterName);
+    const stages = counts.map((_, i) => estimateStage(plan, i));
+    if (!stages.every((s) => s.fits)) continue;
+    const timeS = iterationTime(stages, p.G).total + jitter;
+    if (timeS < cutoffS && (!best || timeS < best.timeS)) best = { timeS, plan };
+  }
+  return { best, evaluated };
+}

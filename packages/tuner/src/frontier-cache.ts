@@ -1,0 +1,151 @@
+// On-disk cache of intra-stage Pareto sets, so that a re-tune with another global batch or node count
+// reuses the stage groups it shares with an earlier tune.
+//
+// What a group's Pareto set depends on: the analyzer context except the cluster's node count (the
+// cost model reads the cluster only through gpusPerNode, "more than one node" and the host memory
+// per GPU: analyzer compile.ts derivedSymbols, host-memory.ts), the space's per-stage grid (tp limit,
+// sp, micro-batch rule, ckpt mode, ZeRO levels, offload levels), and per group: position, layers,
+// mesh, in-flight range and the samples per micro-batch s = globalBatch / G (which fixes b = s / dp
+// of every configuration). G itself enters the search's cost columns only if the analyzer says so:
+// `dependsOnG` probes the kernel, and G joins the group key when it does. A re-tune with a doubled
+// global batch therefore finds every group it searches at G' = 2G under the old key of G.
+//
+// A set is also cut by the search's cutoff C at G (points with imbalance + (G - 1) * steady >= C are
+// left out, intra-stage.ts). It stands for the set at (G', C') only when every left-out point is
+// useless there too: imbalance + (G' - 1) * steady >= C' whenever imbalance + (G - 1) * steady >= C,
+// which holds for all non-negative times iff C' <= C * min(1, (G' - 1) / (G - 1)) (G > 1), C' <= C
+// (G = 1). Otherwise the group is searched again and the entry replaced.
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { type AnalyzerContext, type CompiledStageModel, IN, INPUT_WIDTH, OUT, OUTPUT_WIDTH } from '@mist/analyzer';
+import type { ZeroLevel } from '@mist/core';
+import type { StageGroupSpec } from './enumerate';
+import { ST, type StrategyStore } from './intra-stage';
+import { ParetoSet3 } from './pareto';
+import type { SearchSpace } from './search-space';
+
+/** Bumped whenever the search or the cache format changes what a stored set means. */
+export const FRONTIER_CACHE_VERSION = 1;
+const POINT_WIDTH = 13; // steady, imbalance, maxInFlight, then the 10 strategy columns (ST)
+
+interface Entry {
+  G: number;
+  cutoffS: number | null; // null: Infinity (no cutoff)
+  points: number[];
+}
+
+/** The default folder: $MIST_CACHE_DIR, else ~/.cache/mist/tune. */
+export function defaultCacheDir(): string {
+  return process.env.MIST_CACHE_DIR ? path.join(process.env.MIST_CACHE_DIR, 'tune') : path.join(os.homedir(), '.cache', 'mist', 'tune');
+}
+
+/** Whether the cost columns the search reads change with G (checked on the given rows). */
+export function dependsOnG(model: CompiledStageModel, rows: Float64Array, count: number): boolean {
+  if (count === 0) return true;
+  const a = rows.slice(0, count * INPUT_WIDTH);
+  const b = a.slice();
+  for (let r = 0; r < count; r++) b[r * INPUT_WIDTH + IN.GRAD_ACCUM] = a[r * INPUT_WIDTH + IN.GRAD_ACCUM] * 3 + 1;
+  const oa = new Float64Array(count * OUTPUT_WIDTH);
+  const ob = new Float64Array(count * OUTPUT_WIDTH);
+  model.evaluateBatch(a, oa, count);
+  model.evaluateBatch(b, ob, count);
+  const columns = [OUT.STEADY, OUT.FIRST, OUT.LAST, OUT.PEAK_MEMORY, OUT.MEM_ACTIVATIONS, OUT.HOST_MEMORY, OUT.HOST_ACTIVATIONS,
+    OUT.FITS, OUT.FITS_DEVICE, OUT.FITS_HOST];
+  for (let r = 0; r < count; r++) {
+    for (const c of columns) if (!Object.is(oa[r * OUTPUT_WIDTH + c], ob[r * OUTPUT_WIDTH + c])) return true;
+  }
+  return false;
+}
+
+/** Key of everything but the groups: the context without the node count, the per-stage grid. */
+export function contextKey(ctx: AnalyzerContext, space: SearchSpace): string {
+  const { cluster, ...profile } = ctx.profile;
+  const { nodes, name: _name, ...clusterRest } = cluster;
+  const data = {
+    v: FRONTIER_CACHE_VERSION,
+    model: ctx.model,
+    training: { seqLen: ctx.training.seqLen, flashAttention: ctx.training.flashAttention },
+    profile: { ...profile, cluster: { ...clusterRest, multiNode: nodes > 1 } },
+    space: {
+      maxTp: space.maxTp, sequenceParallel: space.sequenceParallel, microBatchPow2: space.microBatchPow2, ckpt: space.ckpt,
+      zero: space.zero, offload: space.offload,
+    },
+  };
+  return crypto.createHash('sha256').update(JSON.stringify(data)).digest('hex').slice(0, 32);
+}
+
+export function groupKey(spec: StageGroupSpec, samples: number, G: number | null): string {
+  return `${spec.position}:${spec.layers}:${spec.mesh.nodes}x${spec.mesh.gpusPerNode}:${spec.inFlightMin}-${spec.inFlightMax}:${samples}` +
+    (G === null ? '' : `:G${G}`);
+}
+
+/** Whether a set cut at (G, C) stands for the set at (G', C') (see the header). */
+export function cutoffCovers(G: number, cutoffS: number, newG: number, newCutoffS: number): boolean {
+  if (!Number.isFinite(cutoffS)) return true;
+  const factor = G > 1 ? Math.min(1, (newG - 1) / (G - 1)) : 1;
+  return newCutoffS <= cutoffS * factor;
+}
+
+export class FrontierCache {
+  hits = 0;
+  misses = 0;
+  private readonly entries = new Map<string, Entry>();
+  private dirty = false;
+
+  private constructor(private readonly file: string) {}
+
+  /** Opens (or starts) the cache file of a context key in `dir`; an unreadable file starts empty. */
+  static open(dir: string, key: string): FrontierCache {
+    const cache = new FrontierCache(path.join(dir, `${key}.json`));
+    try {
+      const data = JSON.parse(fs.readFileSync(cache.file, 'utf8')) as { version: number; entries: Record<string, Entry> };
+      if (data.version === FRONTIER_CACHE_VERSION) for (const [k, e] of Object.entries(data.entries)) cache.entries.set(k, e);
+    } catch {
+      // no cache yet, or a damaged one: start empty (it is rewritten on save)
+    }
+    return cache;
+  }
+
+  /** The cached set of a group if it stands for the search at (G, cutoff); its strategies are added to `store`. */
+  get(key: string, G: number, cutoffS: number, store: StrategyStore): ParetoSet3 | null {
+    const e = this.entries.get(key);
+    if (!e || !cutoffCovers(e.G, e.cutoffS ?? Infinity, G, cutoffS)) {
+      this.misses++;
+      return null;
+    }
+    this.hits++;
+    const set = new ParetoSet3();
+    const p = e.points;
+    for (let o = 0; o < p.length; o += POINT_WIDTH) {
+      const s = o + 3;
+      const ref = store.add(
+        { microBatchSize: p[s + ST.B], dp: p[s + ST.DP], tp: p[s + ST.TP], sequenceParallel: p[s + ST.SP] === 1, zero: p[s + ST.ZERO] as ZeroLevel },
+        p[s + ST.CKPT], p[s + ST.OW], p[s + ST.OG], p[s + ST.OO], p[s + ST.OA],
+      );
+      set.insert(p[o], p[o + 1], p[o + 2], ref);
+    }
+    return set;
+  }
+
+  put(key: string, G: number, cutoffS: number, set: ParetoSet3, store: StrategyStore): void {
+    const points: number[] = [];
+    for (let i = 0; i < set.size; i++) {
+      points.push(set.steady[i], set.imbalance[i], set.maxInFlight[i]);
+      for (let c = 0; c < 10; c++) points.push(store.get(set.ref[i], c));
+    }
+    this.entries.set(key, { G, cutoffS: Number.isFinite(cutoffS) ? cutoffS : null, points });
+    this.dirty = true;
+  }
+
+  /** Writes the file (atomically: a temporary file renamed over it). */
+  save(): void {
+    if (!this.dirty) return;
+    fs.mkdirSync(path.dirname(this.file), { recursive: true });
+    const tmp = `${this.file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify({ version: FRONTIER_CACHE_VERSION, entries: Object.fromEntries(this.entries) }));
+    fs.renameSync(tmp, this.file);
+    this.dirty = false;
+  }
+}

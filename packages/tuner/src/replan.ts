@@ -1,0 +1,119 @@
+// `mist tune --from plan.json`: what changes between an earlier plan and the plan tuned for a new
+// setting (global batch, cluster, sequence length), and why: the earlier plan carried over to the
+// new setting (same stages, G re-derived from the new global batch) is either still valid, with its
+// predicted time and memory beside the new plan's, or breaks a rule, which is named.
+import { type AnalyzerContext, type CompiledStageModel, estimatePlan, type PlanEstimate } from '@mist/analyzer';
+import { clusterDevices, parsePlan, type Plan, type StageStrategy } from '@mist/core';
+
+export interface StageChange {
+  stage: number;
+  /** "field: old -> new" for every field that differs (or the whole stage added/removed). */
+  changes: string[];
+}
+
+export interface ReplanReport {
+  /** The earlier plan carried over to the new setting, when every rule holds. */
+  carried: Plan | null;
+  /** Its estimate under the new setting (null when it breaks a rule). */
+  carriedEstimate: PlanEstimate | null;
+  /** Why the earlier plan cannot run in the new setting (a broken rule or a memory overflow), or null. */
+  broken: string | null;
+  /** Plan-level changes (pp, G, micro-batches) then per-stage changes. */
+  planChanges: string[];
+  stages: StageChange[];
+  /** One-paragraph summary. */
+  summary: string;
+}
+
+function offloadText(s: StageStrategy): string {
+  const o = s.offload;
+  return `w${o.weights} g${o.grads} o${o.optim} a${o.activations}`;
+}
+
+function stageFields(s: StageStrategy): Array<[string, string]> {
+  return [
+    ['layers', `${s.layers[0]}-${s.layers[1]}`],
+    ['mesh', `${s.mesh.nodes}x${s.mesh.gpusPerNode}`],
+    ['dp x tp', `${s.dp} x ${s.tp}${s.sequenceParallel ? ' sp' : ''}`],
+    ['micro-batch', String(s.microBatchSize)],
+    ['ckpt', String(s.ckptLayers)],
+    ['zero', String(s.zero)],
+    ['offload', offloadText(s)],
+  ];
+}
+
+/** The earlier plan in the new setting: same stages, the new global batch, cluster and sequence length. */
+export function carryPlan(old: Plan, ctx: AnalyzerContext, clusterName: string): { plan: Plan | null; broken: string | null } {
+  const { training, profile, model } = ctx;
+  const s0 = old.stages[0];
+  const perMicro = s0.microBatchSize * s0.dp;
+  if (training.globalBatch % perMicro !== 0) {
+    return { plan: null, broken: `global batch ${training.globalBatch} is not a multiple of micro-batch ${s0.microBatchSize} x dp ${s0.dp} = ${perMicro}` };
+  }
+  const devices = old.stages.reduce((a, s) => a + s.mesh.nodes * s.mesh.gpusPerNode, 0);
+  if (devices !== clusterDevices(profile.cluster)) {
+    return { plan: null, broken: `its stages use ${devices} GPUs; the cluster has ${clusterDevices(profile.cluster)}` };
+  }
+  const candidate: Plan = {
+    ...old, cluster: clusterName, model: model.name, seqLen: training.seqLen, globalBatch: training.globalBatch,
+    gradAccumSteps: training.globalBatch / perMicro, flashAttention: training.flashAttention,
+  };
+  try {
+    return { plan: parsePlan(candidate, { model, cluster: profile.cluster }), broken: null };
+  } catch (err) {
+    return { plan: null, broken: (err as Error).message };
+  }
+}
+
+export function explainReplan(
+  old: Plan, fresh: { plan: Plan | null; predicted: PlanEstimate | null }, ctx: AnalyzerContext, clusterName: string,
+  compiled?: CompiledStageModel,
+): ReplanReport {
+  const carriedOut = carryPlan(old, ctx, clusterName);
+  let broken = carriedOut.broken;
+  const carriedEstimate = carriedOut.plan ? estimatePlan(carriedOut.plan, ctx, compiled) : null;
+  if (carriedEstimate && !carriedEstimate.allFit) {
+    const bad = carriedEstimate.stages.findIndex((s) => !s.fits);
+    const s = carriedEstimate.stages[bad];
+    broken = !s.deviceFits
+      ? `stage ${bad} no longer fits in device memory (${(s.peakMemoryBytes / 2 ** 30).toFixed(1)} GiB > ${(s.capacityBytes / 2 ** 30).toFixed(1)} GiB)`
+      : `stage ${bad} no longer fits in host memory (${(s.hostMemoryBytes / 2 ** 30).toFixed(1)} GiB > ${(s.hostCapacityBytes / 2 ** 30).toFixed(1)} GiB)`;
+  }
+  const planChanges: string[] = [];
+  const stages: StageChange[] = [];
+  const next = fresh.plan;
+  if (next) {
+    const diff = (label: string, a: unknown, b: unknown): void => {
+      if (String(a) !== String(b)) planChanges.push(`${label}: ${String(a)} -> ${String(b)}`);
+    };
+    diff('pp', old.stages.length, next.stages.length);
+    diff('G', old.gradAccumSteps, next.gradAccumSteps);
+    diff('global batch', old.globalBatch, next.globalBatch);
+    diff('seq', old.seqLen, next.seqLen);
+    diff('cluster', old.cluster, next.cluster);
+    for (let i = 0; i < Math.max(old.stages.length, next.stages.length); i++) {
+      const a = old.stages[i];
+      const b = next.stages[i];
+      if (!a || !b) {
+        stages.push({ stage: i, changes: [a ? 'removed' : 'added: ' + stageFields(b).map(([k, v]) => `${k} ${v}`).join(', ')] });
+        continue;
+      }
+      const fb = stageFields(b);
+      const changes = stageFields(a).flatMap(([k, v], j) => (v === fb[j][1] ? [] : [`${k}: ${v} -> ${fb[j][1]}`]));
+      if (changes.length > 0) stages.push({ stage: i, changes });
+    }
+  }
+  const t = (x: number): string => `${x.toFixed(3)} s`;
+  let summary: string;
+  const newT = fresh.predicted ? fresh.predicted.iterationTimeS : null;
+  if (!next || newT === null) summary = 'No plan fits the new setting.';
+  else if (broken) summary = `The earlier plan cannot run in the new setting: ${broken}. The new plan takes ${t(newT)} per iteration.`;
+  else if (carriedEstimate && stages.length === 0 && planChanges.every((c) => !c.startsWith('pp'))) {
+    summary = `The earlier plan is still the best: ${t(carriedEstimate.iterationTimeS)} per iteration in the new setting.`;
+  } else if (carriedEstimate) {
+    const gain = carriedEstimate.iterationTimeS / newT;
+    summary = `The earlier plan still runs, predicted ${t(carriedEstimate.iterationTimeS)} per iteration in the new setting; ` +
+      `the new plan takes ${t(newT)} (${gain.toFixed(2)}x faster).`;
+  } else summary = `The new plan takes ${t(newT)} per iteration.`;
+  return { carried: carriedOut.plan, carriedEstimate, broken, planChanges, stages, summary };
+}

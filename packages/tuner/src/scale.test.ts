@@ -1,0 +1,106 @@
+// The scale features of the tuner: lower bounds, time limit and abort with a proven gap, the
+// frontier cache, and the re-plan report. Exactness itself is optimality.test.ts's.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { compileStageModel } from '@mist/analyzer';
+import { describe, expect, it } from 'vitest';
+import { boundsForG } from './bounds';
+import { bruteForce } from './brute-force';
+import { ckptLevels, meshChoices, parallelConfigs, stageGroupSpecs } from './enumerate';
+import { cutoffCovers } from './frontier-cache';
+import { explainReplan } from './replan';
+import { mistSpace, NO_OFFLOAD_LEVELS } from './search-space';
+import { tinyContext } from './test/tiny-context';
+import { tune } from './tuner';
+
+const space = mistSpace({ zero: [0], offload: { ...NO_OFFLOAD_LEVELS, activations: [0, 0.5, 1] }, frontierSize: Infinity });
+
+describe('tuner at scale', () => {
+  it('the bound of the optimum\'s G is below it, and so is every spec bound of its stages (brute force)', () => {
+    for (const [cluster, bytes, batch] of [['2x2-l4', 2.2e6, 16], ['1x4-l4', 2.5e6, 16], ['2x2-l4', 3e6, 32]] as const) {
+      const ctx = tinyContext(cluster, bytes, batch);
+      const compiled = compileStageModel(ctx);
+      const cl = ctx.profile.cluster;
+      const specs = stageGroupSpecs(space, ctx.model.layers, cl, meshChoices(cl));
+      const best = bruteForce(ctx, space)!;
+      const G = best.plan.gradAccumSteps;
+      const configsOf = (s: (typeof specs)[number]) => parallelConfigs(space, ctx.model, ctx.training.seqLen, s.mesh, batch / G);
+      const b = boundsForG(compiled, ctx.model.layers, G, specs, configsOf, (l) => ckptLevels(space.ckpt, l).at(-1)!, [0, 0, 0, 1]);
+      expect(b.lowerBoundS).toBeLessThanOrEqual(best.iterationTimeS * (1 + 1e-12));
+      const pp = best.plan.stages.length;
+      best.plan.stages.forEach((st, i) => {
+        const position = pp === 1 ? 'only' : i === 0 ? 'first' : i === pp - 1 ? 'last' : 'middle';
+        const layers = st.layers[1] - st.layers[0] + 1;
+        const k = specs.findIndex((s) => s.position === position && s.layers === layers &&
+          s.mesh.nodes === st.mesh.nodes && s.mesh.gpusPerNode === st.mesh.gpusPerNode);
+        expect(k).toBeGreaterThanOrEqual(0);
+        expect(b.specLowerBoundS[k]).toBeLessThanOrEqual(best.iterationTimeS * (1 + 1e-12));
+      });
+    }
+  });
+
+  it('a time limit returns the best plan so far with a proven gap; no limit returns gap null', async () => {
+    const ctx = tinyContext('2x2-l4', 3e6, 32);
+    const full = await tune(ctx, { space });
+    expect(full.stoppedBy).toBeNull();
+    expect(full.gap).toBeNull();
+    const cut = await tune(ctx, { space, timeLimitS: 1e-6 });
+    expect(cut.stoppedBy).toBe('time-limit');
+    expect(cut.gap).not.toBeNull();
+    expect(cut.gap!.lowerBoundS).toBeLessThanOrEqual(full.predicted!.iterationTimeS * (1 + 1e-12));
+    if (cut.plan) expect(cut.gap!.relative).toBeGreaterThanOrEqual(0);
+  });
+
+  it('an aborted signal stops the search and says so', async () => {
+    const ctx = tinyContext('2x2-l4', 3e6, 32);
+    const ac = new AbortController();
+    ac.abort();
+    const res = await tune(ctx, { space, signal: ac.signal });
+    expect(res.stoppedBy).toBe('signal');
+    expect(res.gap).not.toBeNull();
+  });
+
+  it('progress reports candidates/s and an ETA', async () => {
+    const seen: Array<{ candidatesPerS?: number; etaS?: number | null }> = [];
+    await tune(tinyContext('2x2-l4', 3e6, 32), { space, onProgress: (p) => seen.push(p) });
+    expect(seen.some((p) => (p.candidatesPerS ?? 0) > 0 && typeof p.etaS === 'number')).toBe(true);
+  });
+
+  it('the frontier cache gives the same plan on a re-tune and on another global batch, and is used', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mist-cache-test-'));
+    try {
+      for (const batch of [16, 32]) {
+        const ctx = tinyContext('2x2-l4', 2.2e6, batch);
+        const cold = await tune(ctx, { space });
+        const first = await tune(ctx, { space, cacheDir: dir });
+        const again = await tune(ctx, { space, cacheDir: dir });
+        expect(first.predicted!.iterationTimeS).toBe(cold.predicted!.iterationTimeS);
+        expect(again.predicted!.iterationTimeS).toBe(cold.predicted!.iterationTimeS);
+        expect(again.cache!.hits).toBeGreaterThan(0);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a cut set stands for another (G, cutoff) only when every left-out point stays useless', () => {
+    expect(cutoffCovers(4, 10, 8, 10)).toBe(true);
+    expect(cutoffCovers(4, 10, 8, 11)).toBe(false);
+    expect(cutoffCovers(5, 10, 3, 5)).toBe(true); // (3 - 1) / (5 - 1) = 1/2
+    expect(cutoffCovers(5, 10, 3, 5.01)).toBe(false);
+    expect(cutoffCovers(1, 10, 1, 10)).toBe(true);
+    expect(cutoffCovers(3, Infinity, 1, 1e9)).toBe(true);
+  });
+
+  it('--from: the earlier plan under a new global batch, and what changed', async () => {
+    const old = await tune(tinyContext('2x2-l4', 2.2e6, 16), { space });
+    const ctx = tinyContext('2x2-l4', 2.2e6, 32);
+    const fresh = await tune(ctx, { space });
+    const r = explainReplan(old.plan!, fresh, ctx, '2x2-l4');
+    expect(r.planChanges).toContain('global batch: 16 -> 32');
+    if (r.carriedEstimate) expect(r.carriedEstimate.iterationTimeS).toBeGreaterThanOrEqual(fresh.predicted!.iterationTimeS * (1 - 1e-12));
+    else expect(r.broken).toBeTruthy();
+    expect(r.summary.length).toBeGreaterThan(0);
+  });
+});
