@@ -5,7 +5,7 @@
 import * as os from 'node:os';
 import type * as grpc from '@grpc/grpc-js';
 import {
-  type AgentCommand__Output, type AgentControlClient, callUnary, type ClientTlsOptions, createClient, deadlineIn, type Device,
+  type AgentCommand__Output, type AgentControlClient, callUnary, type ClientTlsOptions, createClient, deadlineIn, type Device, isRpcError, status,
 } from '@mist/rpc';
 import { backendStatus, chooseDevices } from './devices';
 import { EventReporter } from './event-reporter';
@@ -16,6 +16,7 @@ export const AGENT_VERSION = '0.1.0';
 export interface AgentOptions {
   /** `host:port` of the coordinator. */
   coordinator: string;
+  /** The token of the agents' calls: the coordinator's --agent-token when it has one, else its shared token. */
   token: string;
   tls?: ClientTlsOptions;
   /** Offer this many CPU devices (hosts without GPUs). */
@@ -29,6 +30,8 @@ export interface AgentOptions {
   address?: string;
   /** Ports the coordinator may hand to this host's workers (CPU rendezvous, NCCL root). */
   portRange?: { first: number; count: number };
+  /** Jobs may write checkpoints only under this directory (absolute paths anywhere when unset). */
+  checkpointRoot?: string;
   /** The executor worker entry; default: @mist/executor's workerEntryPath(). */
   workerScript?: string;
   workerEnv?: Record<string, string>;
@@ -61,6 +64,8 @@ export function defaultWorkerScript(): string {
   return executor.workerEntryPath();
 }
 
+const DROPPED_NOTE = '[agent] an event of this worker was refused by the coordinator and dropped';
+
 const sleep = (s: number): Promise<void> => new Promise((r) => setTimeout(r, s * 1000));
 
 export async function runAgent(o: AgentOptions): Promise<RunningAgent> {
@@ -75,6 +80,8 @@ export async function runAgent(o: AgentOptions): Promise<RunningAgent> {
   const client: AgentControlClient = createClient('AgentControl', o.coordinator, { token: o.token, tls: o.tls });
 
   let agentId: string | null = null;
+  /** The session credential of the current registration: every later call carries it. */
+  let session = '';
   let stopped = false;
   let stream: grpc.ClientReadableStream<AgentCommand__Output> | null = null;
   let heartbeat: NodeJS.Timeout | null = null;
@@ -82,19 +89,29 @@ export async function runAgent(o: AgentOptions): Promise<RunningAgent> {
   let resolveRegistered!: (id: string) => void;
   const registered = new Promise<string>((r) => { resolveRegistered = r; });
 
-  const reporter = new EventReporter(async (events) => {
+  const reporter: EventReporter = new EventReporter(async (events) => {
     if (!agentId) throw new Error('not registered');
-    await callUnary(client, 'reportWorkerEvents', { agentId, events }, { deadline: deadlineIn(10) });
+    await callUnary(client, 'reportWorkerEvents', { agentId, events, sessionToken: session }, { deadline: deadlineIn(10) });
+  }, {
+    onDropped: (e, reason) => {
+      log(`job ${e.jobId} rank ${e.rank}: the coordinator refused an event for good, dropped it: ${reason}`);
+      // Say so in the job's log too (a short line, which the coordinator takes).
+      if (!(e.log?.text ?? '').startsWith(DROPPED_NOTE)) {
+        reporter.push({ jobId: e.jobId, attempt: e.attempt, rank: e.rank, time: Date.now() / 1000,
+          log: { stream: 'LOG_STREAM_SYSTEM', text: `${DROPPED_NOTE} (${reason.slice(0, 200)})` } });
+      }
+    },
   });
-  const supervisor = new WorkerSupervisor({ workerScript, env: o.workerEnv, emit: (e) => reporter.push(e) });
+  const supervisor = new WorkerSupervisor({ workerScript, env: o.workerEnv, emit: (e) => reporter.push(e), checkpointRoot: o.checkpointRoot });
 
   const register = async (): Promise<number> => {
     const res = await callUnary(client, 'register', {
       agentId: agentId ?? '', hostName, address, devices, backends, workerPorts: ports, cpuCores: os.cpus().length,
-      hostMemoryBytes: os.totalmem(), version: AGENT_VERSION,
+      hostMemoryBytes: os.totalmem(), version: AGENT_VERSION, sessionToken: session,
     }, { deadline: deadlineIn(10) });
     if (agentId && agentId !== res.agentId) log(`registered again as ${res.agentId} (was ${agentId})`);
     agentId = res.agentId;
+    session = res.sessionToken;
     return res.heartbeatInterval;
   };
 
@@ -113,7 +130,7 @@ export async function runAgent(o: AgentOptions): Promise<RunningAgent> {
 
   /** Follows the command stream until it ends or fails. */
   const follow = (): Promise<void> => new Promise((resolve) => {
-    const call = client.watchAssignments({ agentId: agentId! });
+    const call = client.watchAssignments({ agentId: agentId!, sessionToken: session });
     stream = call;
     call.on('data', onCommand);
     const done = (): void => {
@@ -130,13 +147,18 @@ export async function runAgent(o: AgentOptions): Promise<RunningAgent> {
   const beat = async (): Promise<void> => {
     if (!agentId) return;
     try {
-      const res = await callUnary(client, 'heartbeat', { agentId, workers: supervisor.running() }, { deadline: deadlineIn(5) });
+      const res = await callUnary(client, 'heartbeat', { agentId, workers: supervisor.running(), sessionToken: session }, { deadline: deadlineIn(5) });
       if (res.reregister) {
         log('the coordinator asks to register again');
         stream?.cancel();
       }
-    } catch {
-      // The command stream notices a dead coordinator and drives the reconnection.
+    } catch (err) {
+      // A refused session: register again. Otherwise the command stream notices a dead
+      // coordinator and drives the reconnection.
+      if (isRpcError(err, status.UNAUTHENTICATED)) {
+        log(`heartbeat refused: ${(err as Error).message}`);
+        stream?.cancel();
+      }
     }
   };
 
@@ -154,6 +176,12 @@ export async function runAgent(o: AgentOptions): Promise<RunningAgent> {
         await follow();
       } catch (err) {
         if (!stopped) log(`cannot register with ${o.coordinator}: ${(err as Error).message}`);
+        if (isRpcError(err, status.ALREADY_EXISTS) && agentId) {
+          // Our id is held by another session (we cannot prove it is ours): take a new one.
+          log(`giving up the id ${agentId}: registering as a new agent`);
+          agentId = null;
+          session = '';
+        }
       }
       if (heartbeat) clearInterval(heartbeat);
       heartbeat = null;

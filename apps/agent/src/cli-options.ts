@@ -12,11 +12,13 @@ export interface CliOption {
 export const AGENT_CLI_OPTIONS: Record<string, CliOption> = {
   coordinator: { type: 'string', valueName: 'HOST:PORT', description: 'the coordinator to register with (default: $MIST_COORDINATOR or 127.0.0.1:7070)' },
   token: { type: 'string', valueName: 'TOKEN', description: 'shared RPC token (default: $MIST_TOKEN)' },
+  'agent-token': { type: 'string', valueName: 'TOKEN', description: 'the agents\' token when the coordinator has one (--agent-token there; default: $MIST_AGENT_TOKEN); used instead of --token' },
   'cpu-devices': { type: 'string', valueName: 'N', description: 'offer N CPU devices (hosts without GPUs)' },
   devices: { type: 'string', valueName: 'LIST', description: 'CUDA ordinals to offer, e.g. 0,1 (default: every GPU nvidia-smi lists)' },
   address: { type: 'string', valueName: 'HOST', description: 'address at which other hosts reach this host\'s workers (default: the host name)' },
   'host-name': { type: 'string', valueName: 'NAME', description: 'name to register under (default: the host name)' },
   'worker-ports': { type: 'string', valueName: 'FIRST:COUNT', description: 'ports for the workers\' rendezvous (default 29500:512)' },
+  'checkpoint-root': { type: 'string', valueName: 'DIR', description: 'jobs may write checkpoints only under DIR (default: any absolute path)' },
   'worker-script': { type: 'string', valueName: 'FILE', description: 'executor worker entry to fork (default: @mist/executor\'s)' },
   'tls-cert': { type: 'string', valueName: 'PEM', description: 'client certificate chain (mutual TLS, with --tls-key and --tls-ca)' },
   'tls-key': { type: 'string', valueName: 'PEM', description: 'client private key' },
@@ -59,10 +61,22 @@ export function tokenFromArgs(values: Values, env: NodeJS.ProcessEnv): string {
   return token;
 }
 
+/** The token of the agent's calls: --agent-token / MIST_AGENT_TOKEN when given, else the shared token. */
+export function agentTokenFromArgs(values: Values, env: NodeJS.ProcessEnv): string {
+  const agentToken = str(values, 'agent-token') ?? env.MIST_AGENT_TOKEN;
+  if (agentToken !== undefined) {
+    if (agentToken === '') throw new Error('--agent-token: got an empty token');
+    return agentToken;
+  }
+  const token = str(values, 'token') ?? env.MIST_TOKEN;
+  if (!token) throw new Error('a token is required: --agent-token TOKEN (or $MIST_AGENT_TOKEN), or --token TOKEN (or $MIST_TOKEN) when the coordinator has no agent token');
+  return token;
+}
+
 export function agentOptionsFromArgs(values: Values, env: NodeJS.ProcessEnv = process.env): AgentOptions {
   const o: AgentOptions = {
     coordinator: str(values, 'coordinator') ?? env.MIST_COORDINATOR ?? '127.0.0.1:7070',
-    token: tokenFromArgs(values, env),
+    token: agentTokenFromArgs(values, env),
   };
   const cpu = str(values, 'cpu-devices');
   if (cpu !== undefined) o.cpuDevices = positiveInt(cpu, 'cpu-devices');
@@ -86,6 +100,11 @@ export function agentOptionsFromArgs(values: Values, env: NodeJS.ProcessEnv = pr
     const count = m ? Number(m[2]) : NaN;
     if (!m || first < 1 || count < 1 || first + count > 65536) throw new Error(`--worker-ports: got "${ports}"; expected FIRST:COUNT inside 1..65535, e.g. 29500:512`);
     o.portRange = { first, count };
+  }
+  const root = str(values, 'checkpoint-root');
+  if (root !== undefined) {
+    if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) throw new Error(`--checkpoint-root: ${root} is not a directory`);
+    o.checkpointRoot = fs.realpathSync(root);
   }
   const script = str(values, 'worker-script');
   if (script) o.workerScript = script;

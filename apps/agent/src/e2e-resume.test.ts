@@ -1,8 +1,9 @@
-// End to end with the real executor and a coordinator restart: a pp=2 x dp=2 gpt-tiny job saves
-// checkpoints; the coordinator stops once one is complete and a new one starts on the same port
-// and state directory. The agents reconnect, the job is reported interrupted (its old workers
-// stopped), `resume` continues it from the newest complete checkpoint, and it ends with the losses,
-// step for step after the resume point, of the executor's local launcher run without interruption.
+// End to end with the real executor and a coordinator restart (issue 14 item 7): a pp=2 x dp=2
+// gpt-tiny job saves checkpoints; the coordinator stops once one is complete and a new one starts on
+// the same port and state directory. (1) The agents keep their workers through the outage and
+// reconcile on reconnection: the job goes on with no resume and ends with the loss of an
+// uninterrupted run of the executor's local launcher. (2) Workers killed during the outage: the job
+// (maxRestarts 1) resumes itself from its newest verified checkpoint and ends with the same loss.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -39,35 +40,75 @@ function lossesOf(events: JobEvent__Output[], attempt: number): Map<number, numb
   return out;
 }
 
+async function twoAgents(address: string): Promise<void> {
+  for (const host of ['host-a', 'host-b']) {
+    const agent = await runAgent({
+      coordinator: address, token: TOKEN, deviceList: cpuDevices(2), hostName: host, address: '127.0.0.1',
+      portRange: await freePortRange(16), backoff: { initialS: 0.05, maxS: 0.5 },
+    });
+    cleanups.push(() => agent.stop(1));
+    await agent.registered;
+  }
+}
+
+async function uninterruptedLoss(steps: number, lr: number): Promise<number> {
+  const local = await launchLocal({
+    plan: tinyPlan(), model: getModel('gpt-tiny'),
+    training: parseTrainingSpec({ globalBatch: 8, seqLen: 64, paramDtype: 'fp32', computeDtype: 'fp32' }),
+    run: { steps, seed: 1, lr, data: 'corpus' },
+  });
+  expect(local.steps.at(-1)!.step).toBe(steps);
+  return local.steps.at(-1)!.loss;
+}
+
+/** Follows the job until its first complete checkpoint; returns the workers' pids. */
+async function untilCheckpoint(conn: CoordinatorConnection, jobId: string): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const e of conn.watch(jobId, { replay: true, includeLogs: true })) {
+    if (e.worker?.started) pids.push(e.worker.started.pid);
+    if (e.worker?.checkpoint && Number((await conn.get(jobId)).checkpointStep) > 0) break;
+  }
+  return pids;
+}
+
 describe('coordinator restart mid-job with real executor workers', () => {
-  it('reports the job interrupted, resumes it from the last checkpoint, and ends with the uninterrupted final loss', async () => {
+  it('keeps the job running through the restart: no resume, true step, the uninterrupted final loss', async () => {
+    const steps = 40;
+    const lr = 3e-3;
+    const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mist-e2e-restart-'));
+    cleanups.push(() => fs.rmSync(stateDir, { recursive: true, force: true }));
+    const first = await coordinator(stateDir);
+    await twoAgents(first.coord.address);
+    const job = await first.conn.submit(tinySpec(steps, { learningRate: lr, checkpointDir: path.join(stateDir, 'ckpt'), checkpointInterval: 5 }));
+    const pids = await untilCheckpoint(first.conn, job.id);
+    expect(pids).toHaveLength(4);
+    first.conn.close();
+    await first.coord.stop();
+
+    const second = await coordinator(stateDir, first.coord.port);
+    expect(second.coord.recovered).toEqual([job.id]);
+    expect(second.coord.interrupted).toEqual([]);
+    await until('the restarted coordinator answering', () => second.conn.get(job.id).then(() => true, () => false));
+    const events = await follow(second.conn, job.id);
+    expect(lastState(events)).toMatchObject({ state: 'JOB_STATE_SUCCEEDED', attempt: 0 });
+    expect(events.some((e) => /resumed from/.test(e.worker?.log?.text ?? ''))).toBe(false);
+    const final = await second.conn.get(job.id);
+    expect(final).toMatchObject({ state: 'JOB_STATE_SUCCEEDED', attempt: 0, step: steps, checkpointStep: steps });
+    const ref = await uninterruptedLoss(steps, lr);
+    expect(Math.abs((final.loss as number) - ref) / ref).toBeLessThan(1e-5);
+    await until('no worker left', () => pids.every((pid) => !alive(pid)), 10);
+  }, 120_000);
+
+  it('resumes the job by itself from its newest verified checkpoint when its workers died during the outage', async () => {
     const steps = 8;
     const lr = 3e-3;
     const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mist-e2e-resume-'));
     cleanups.push(() => fs.rmSync(stateDir, { recursive: true, force: true }));
     const first = await coordinator(stateDir);
-    for (const host of ['host-a', 'host-b']) {
-      const agent = await runAgent({
-        coordinator: first.coord.address, token: TOKEN, deviceList: cpuDevices(2), hostName: host, address: '127.0.0.1',
-        portRange: await freePortRange(16), backoff: { initialS: 0.05, maxS: 0.5 },
-      });
-      cleanups.push(() => agent.stop(1));
-      await agent.registered;
-    }
-
-    const spec = tinySpec(steps, { learningRate: lr, checkpointDir: path.join(stateDir, 'ckpt'), checkpointInterval: 2 });
-    const job = await first.conn.submit(spec);
-    const pids: number[] = [];
-    for await (const e of first.conn.watch(job.id, { replay: true, includeLogs: true })) {
-      if (e.worker?.started) pids.push(e.worker.started.pid);
-      // The stream reports each rank's shard; the job record shows when a checkpoint is complete.
-      if (e.worker?.checkpoint && Number((await first.conn.get(job.id)).checkpointStep) > 0) break;
-    }
-    // A gpt-tiny step takes well under the time a restart and the agents' reconnection take, and an
-    // agent keeps its workers running while the coordinator is away: freeze the first attempt's
-    // workers so that it is still mid-job when the new coordinator stops it (SIGTERM stays pending
-    // on a stopped process; the agent's SIGKILL after the grace period ends it).
-    expect(pids).toHaveLength(4);
+    await twoAgents(first.coord.address);
+    const job = await first.conn.submit({ ...tinySpec(steps, { learningRate: lr, checkpointDir: path.join(stateDir, 'ckpt'), checkpointInterval: 2 }), maxRestarts: 1 });
+    const pids = await untilCheckpoint(first.conn, job.id);
+    // Frozen first (a gpt-tiny step is quicker than a restart), then killed while the coordinator is down.
     for (const pid of pids) process.kill(pid, 'SIGSTOP');
     cleanups.push(() => pids.filter(alive).forEach((pid) => process.kill(pid, 'SIGKILL')));
     const checkpointed = Number((await first.conn.get(job.id)).checkpointStep);
@@ -75,48 +116,33 @@ describe('coordinator restart mid-job with real executor workers', () => {
     expect(checkpointed).toBeLessThan(steps);
     first.conn.close();
     await first.coord.stop();
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
 
     const second = await coordinator(stateDir, first.coord.port);
-    expect(second.coord.interrupted).toEqual([job.id]);
-    // The in-process agents' channels share grpc-js's subchannel to this address, which may still
-    // be in its reconnect back-off: poll until the new server answers.
+    expect(second.coord.recovered).toEqual([job.id]);
     await until('the restarted coordinator answering', () => second.conn.get(job.id).then(() => true, () => false));
-    expect(await second.conn.get(job.id)).toMatchObject({ state: 'JOB_STATE_INTERRUPTED', checkpointStep: checkpointed });
-    await until('both agents back', async () => (await second.conn.agents()).filter((a) => a.state === 'AGENT_STATE_ALIVE').length === 2);
-    await until('the first attempt\'s workers gone', () => pids.every((pid) => !alive(pid)), 15);
-    await until('the agents report no workers', async () => (await second.conn.agents()).every((a) => a.jobIds.length === 0));
-
-    const resumed = await second.conn.resume(job.id);
-    expect(resumed).toMatchObject({ attempt: 1 });
+    // The watch ends at the failed attempt 0; the job's own resume starts attempt 1.
+    expect(lastState(await follow(second.conn, job.id)).state).toBe('JOB_STATE_FAILED');
+    await until('the job resumed by itself', async () => Number((await second.conn.get(job.id)).attempt) === 1, 30);
     const events = await follow(second.conn, job.id);
     expect(lastState(events)).toMatchObject({ state: 'JOB_STATE_SUCCEEDED', attempt: 1 });
-    // Every rank restarts from one and the same complete checkpoint, at or after the one reported.
+    const failed = events.filter((e) => e.state?.state === 'JOB_STATE_FAILED').map((e) => e.state!.message);
+    expect(failed[0]).toMatch(/SIGKILL.*; resuming by itself \(restart 1 of 1\)$/);
+    // Every rank restarts from one and the same verified checkpoint; the coordinator says the same.
     const from = events
       .map((e) => (e.worker?.attempt === 1 ? /^resumed from .* \(step (\d+)\)$/.exec(e.worker.log?.text ?? '') : null))
       .filter((m): m is RegExpExecArray => m !== null)
       .map((m) => Number(m[1]));
     expect(from).toHaveLength(4);
     expect(new Set(from).size).toBe(1);
-    const resumeStep = from[0];
-    expect(resumeStep).toBeGreaterThanOrEqual(checkpointed);
-    expect(resumeStep).toBeLessThan(steps);
+    expect(from[0]).toBeGreaterThanOrEqual(checkpointed);
+    expect(events.some((e) => e.worker?.log?.text === `the workers verified and resumed from the checkpoint of step ${from[0]} (${path.join(stateDir, 'ckpt', `step-${String(from[0]).padStart(8, '0')}`)})`)).toBe(true);
     const after = lossesOf(events, 1);
-    expect([...after.keys()]).toEqual(Array.from({ length: steps - resumeStep }, (_, i) => resumeStep + 1 + i));
-
-    const local = await launchLocal({
-      plan: tinyPlan(), model: getModel('gpt-tiny'),
-      training: parseTrainingSpec({ globalBatch: 8, seqLen: 64, paramDtype: 'fp32', computeDtype: 'fp32' }),
-      run: { steps, seed: 1, lr, data: 'corpus' },
-    });
-    for (const [step, loss] of after) {
-      const ref = local.steps.find((s) => s.step === step)!.loss;
-      expect(Math.abs(loss - ref) / ref).toBeLessThan(1e-5);
-    }
+    expect([...after.keys()]).toEqual(Array.from({ length: steps - from[0] }, (_, i) => from[0] + 1 + i));
     const final = await second.conn.get(job.id);
     expect(final).toMatchObject({ state: 'JOB_STATE_SUCCEEDED', step: steps });
-    const uninterrupted = local.steps.at(-1)!;
-    expect(uninterrupted.step).toBe(steps);
-    expect(Math.abs((final.loss as number) - uninterrupted.loss) / uninterrupted.loss).toBeLessThan(1e-5);
+    const ref = await uninterruptedLoss(steps, lr);
+    expect(Math.abs((final.loss as number) - ref) / ref).toBeLessThan(1e-5);
     expect(pidsOf(events).every((pid) => !alive(pid))).toBe(true);
-  }, 90_000);
+  }, 120_000);
 });

@@ -77,7 +77,7 @@ describe('coordinator + two agent processes', () => {
     expect(a.child.exitCode).toBeNull(); // the surviving agent keeps serving
   });
 
-  it('survives a coordinator restart: agents reconnect, the job is interrupted, its workers stopped, and it resumes', async () => {
+  it('survives a coordinator restart: agents reconnect under their ids and keep the job\'s workers, which the new coordinator adopts', async () => {
     const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mist-restart-'));
     cleanups.push(() => fs.rmSync(stateDir, { recursive: true, force: true }));
     const first = await coordinator({ stateDir });
@@ -93,19 +93,16 @@ describe('coordinator + two agent processes', () => {
     await first.coord.stop();
 
     const second = await coordinator({ stateDir, port: first.coord.port });
-    expect(second.coord.interrupted).toEqual([job.id]);
-    expect((await second.conn.get(job.id)).state).toBe('JOB_STATE_INTERRUPTED');
-    // The agents come back under their ids; the interrupted job's workers are stopped.
+    expect(second.coord.interrupted).toEqual([]);
+    expect(second.coord.recovered).toEqual([job.id]);
     await until('both agents back', async () => (await second.conn.agents()).filter((a) => a.state === 'AGENT_STATE_ALIVE').length === 2);
     expect((await second.conn.agents()).map((a) => a.agentId).sort()).toEqual(procs.map((p) => p.id).sort());
-    await until('the old workers gone', () => pids.every((pid) => !alive(pid)), 15);
-    await until('the agents report no workers', async () => (await second.conn.agents()).every((a) => a.jobIds.length === 0));
-    const resumed = await second.conn.resume(job.id);
-    expect(resumed).toMatchObject({ attempt: 1, state: 'JOB_STATE_STARTING' });
-    let rejoined = 0;
-    const events = await follow(second.conn, job.id, (e) => {
-      if (e.worker?.attempt === 1 && /joined the rendezvous/.test(e.worker.log?.text ?? '') && ++rejoined === 4) void second.conn.cancel(job.id, 'done');
-    });
-    expect(lastState(events)).toMatchObject({ state: 'JOB_STATE_CANCELLED', attempt: 1 });
+    await until('the agents list the job\'s workers', async () => (await second.conn.agents()).every((a) => a.jobIds.includes(job.id)));
+    expect((await second.conn.get(job.id)).state).toBe('JOB_STATE_RUNNING');
+    expect(pids.every(alive)).toBe(true); // nobody stopped them
+    await second.conn.cancel(job.id, 'done');
+    const events = await follow(second.conn, job.id);
+    expect(lastState(events)).toMatchObject({ state: 'JOB_STATE_CANCELLED', attempt: 0 });
+    await until('the workers gone', () => pids.every((pid) => !alive(pid)), 15);
   });
 });

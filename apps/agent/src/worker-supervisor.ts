@@ -3,9 +3,10 @@
 // a grace period, and its exit (code, signal, last error) reported.
 import { type ChildProcess, fork } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as readline from 'node:readline';
 import type { JobAssignment__Output, LogStream, RunningWorker, WorkerEvent } from '@mist/rpc';
 import { workerAssignments } from './assignment';
+import { DEFAULT_MAX_LINE_BYTES } from './event-reporter';
+import { splitLines } from './line-splitter';
 import type { WorkerToParent } from '@mist/executor';
 
 interface Worker {
@@ -18,6 +19,10 @@ interface Worker {
   stopReason: string;
   killTimer: NodeJS.Timeout | null;
   exited: Promise<void>;
+  /** Progress seen in its messages, for the heartbeat (a restarted coordinator learns it there). */
+  step: number;
+  checkpointStep: number;
+  loss: number | null;
 }
 
 export interface SupervisorOptions {
@@ -28,7 +33,14 @@ export interface SupervisorOptions {
   /** Extra environment of the workers. */
   env?: Record<string, string>;
   emit: (event: WorkerEvent) => void;
+  /** Longest output line kept (bytes); the rest is cut with a visible marker. */
+  maxLineBytes?: number;
+  /** Checkpoints only under this directory (`mist agent --checkpoint-root`). */
+  checkpointRoot?: string;
 }
+
+/** Seconds an exited worker's output may take to drain before its exit is reported. */
+const OUTPUT_DRAIN_S = 5;
 
 const key = (jobId: string, attempt: number): string => `${jobId}#${attempt}`;
 
@@ -58,7 +70,7 @@ export class WorkerSupervisor {
     let ranks;
     try {
       if (!fs.existsSync(this.o.workerScript)) throw new Error(`the worker script ${this.o.workerScript} does not exist`);
-      ranks = workerAssignments(a);
+      ranks = workerAssignments(a, { checkpointRoot: this.o.checkpointRoot });
     } catch (err) {
       for (const r of a.ranks) {
         this.event({ jobId: a.jobId, attempt: a.attempt, rank: r.rank }, { exited: { exitCode: -1, signal: '', message: `cannot start: ${(err as Error).message}` } });
@@ -72,11 +84,11 @@ export class WorkerSupervisor {
       let resolveExit!: () => void;
       const w: Worker = {
         jobId: a.jobId, attempt: a.attempt, rank: rank.rank, child, pid: child.pid ?? 0, lastError: '', stopReason: '', killTimer: null,
+        step: 0, checkpointStep: 0, loss: null,
         exited: new Promise<void>((resolve) => { resolveExit = resolve; }),
       };
       list.push(w);
-      this.pipeLines(w, child.stdout, 'LOG_STREAM_STDOUT');
-      this.pipeLines(w, child.stderr, 'LOG_STREAM_STDERR');
+      const output = Promise.all([this.pipeLines(w, child.stdout, 'LOG_STREAM_STDOUT'), this.pipeLines(w, child.stderr, 'LOG_STREAM_STDERR')]);
       child.on('spawn', () => {
         w.pid = child.pid ?? 0;
         this.event(w, { started: { pid: w.pid } });
@@ -90,19 +102,25 @@ export class WorkerSupervisor {
       });
       child.on('exit', (code, signal) => {
         if (w.killTimer) clearTimeout(w.killTimer);
-        w.child = null;
-        const message = w.lastError || (w.stopReason ? `stopped: ${w.stopReason}` : '');
-        this.event(w, { exited: { exitCode: code ?? -1, signal: signal ?? '', message } });
-        resolveExit();
-        const rest = this.jobs.get(key(w.jobId, w.attempt));
-        if (rest && rest.every((x) => x.child === null)) this.jobs.delete(key(w.jobId, w.attempt));
+        // The exit goes after the worker's last output lines (its pipes may still hold some), but
+        // waits at most OUTPUT_DRAIN_S: a grandchild could keep the pipes open.
+        let drained: NodeJS.Timeout | undefined;
+        void Promise.race([output, new Promise<void>((r) => { drained = setTimeout(r, OUTPUT_DRAIN_S * 1000); })]).then(() => {
+          clearTimeout(drained);
+          w.child = null;
+          const message = w.lastError || (w.stopReason ? `stopped: ${w.stopReason}` : '');
+          this.event(w, { exited: { exitCode: code ?? -1, signal: signal ?? '', message } });
+          resolveExit();
+          const rest = this.jobs.get(key(w.jobId, w.attempt));
+          if (rest && rest.every((x) => x.child === null)) this.jobs.delete(key(w.jobId, w.attempt));
+        });
       });
     }
   }
 
-  private pipeLines(w: Worker, stream: NodeJS.ReadableStream | null, which: LogStream): void {
-    if (!stream) return;
-    readline.createInterface({ input: stream }).on('line', (text) => this.event(w, { log: { stream: which, text } }));
+  private pipeLines(w: Worker, stream: NodeJS.ReadableStream | null, which: LogStream): Promise<void> {
+    if (!stream) return Promise.resolve();
+    return splitLines(stream, this.o.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES, (text) => this.event(w, { log: { stream: which, text } }));
   }
 
   private onMessage(w: Worker, m: WorkerToParent): void {
@@ -112,6 +130,8 @@ export class WorkerSupervisor {
         break;
       case 'metrics': {
         const x = m.metrics;
+        w.step = Math.max(w.step, x.step);
+        if (x.loss !== null && x.loss !== undefined) w.loss = x.loss;
         this.event(w, {
           metrics: {
             step: x.step, stepTime: x.stepTimeS, tokensPerSecond: x.tokensPerS, computeTime: x.computeS, waitTime: x.waitS,
@@ -125,7 +145,13 @@ export class WorkerSupervisor {
         this.event(w, { log: { stream: m.level === 'info' ? 'LOG_STREAM_STDOUT' : 'LOG_STREAM_STDERR', text: m.level === 'info' ? m.text : `[${m.level}] ${m.text}` } });
         break;
       case 'checkpoint':
+        w.checkpointStep = Math.max(w.checkpointStep, m.step);
         this.event(w, { checkpoint: { step: m.step, dir: m.dir } });
+        break;
+      case 'resumed':
+        w.step = Math.max(w.step, m.step);
+        w.checkpointStep = Math.max(w.checkpointStep, m.step);
+        this.event(w, { checkpoint: { step: m.step, dir: m.dir, resumed: true } });
         break;
       case 'done':
         this.event(w, { log: { stream: 'LOG_STREAM_SYSTEM', text: `rank ${w.rank} done after ${m.steps} steps${m.finalLoss !== null ? `, final loss ${m.finalLoss}` : ''}` } });
@@ -167,6 +193,9 @@ export class WorkerSupervisor {
   /** The workers alive now, for the heartbeat. */
   running(): RunningWorker[] {
     return [...this.jobs.values()].flat().filter((w) => w.child !== null)
-      .map((w) => ({ jobId: w.jobId, attempt: w.attempt, rank: w.rank, pid: w.pid }));
+      .map((w) => ({
+        jobId: w.jobId, attempt: w.attempt, rank: w.rank, pid: w.pid, step: w.step, checkpointStep: w.checkpointStep,
+        ...(w.loss !== null && Number.isFinite(w.loss) ? { loss: w.loss } : {}),
+      }));
   }
 }

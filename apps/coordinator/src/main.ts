@@ -12,5 +12,8 @@ Promise.resolve()
   }))
   .then(() => process.exit(0), (err: unknown) => {
     process.stderr.write(`coordinator: ${(err as Error).message}\n`);
-    process.exit(1);
+    // A bad option or an unusable --state is the caller's to fix: exit 2, as the mist CLI does.
+    const name = (err as Error).name;
+    const code = (err as { code?: string }).code ?? '';
+    process.exit(name === 'SpecError' || name === 'StateDirError' || code.startsWith('ERR_PARSE_ARGS') ? 2 : 1);
   });

@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { CoordinatorConnection } from '@mist/coordinator';
+import { SpecError } from '@mist/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startFromArgs } from './run-coordinator';
 
@@ -68,8 +69,14 @@ describe('the coordinator process', () => {
   it('refuses bad options with a clear message', async () => {
     await expect(startFromArgs({ token: 't' }, {}, () => undefined)).rejects.toThrow(/--state DIR is required/);
     await expect(startFromArgs({ state: ':memory:' }, {}, () => undefined)).rejects.toThrow(/a token is required/);
-    await expect(startFromArgs({ state: ':memory:', token: 't', 'tls-cert': 'x' }, {}, () => undefined)).rejects.toThrow(/--tls-cert, --tls-key and --tls-ca together/);
-    await expect(startFromArgs({ state: ':memory:', token: 't', 'heartbeat-timeout': '-1' }, {}, () => undefined)).rejects.toThrow(/--heartbeat-timeout: got "-1"/);
+    const token = 'a-long-enough-token';
+    await expect(startFromArgs({ state: ':memory:', token: 't' }, {}, () => undefined)).rejects.toThrow(/--token.*at least 12 characters/);
+    await expect(startFromArgs({ state: ':memory:', token, 'tls-cert': 'x' }, {}, () => undefined)).rejects.toThrow(/--tls-cert, --tls-key and --tls-ca together/);
+    await expect(startFromArgs({ state: ':memory:', token, 'heartbeat-timeout': '-1' }, {}, () => undefined)).rejects.toThrow(/--heartbeat-timeout.*"-1".*expected seconds in \[0.5, 3600\]/);
+    // Absurd values (review E7): a heartbeat timeout of a millisecond, a grace beyond Node's timers.
+    await expect(startFromArgs({ state: ':memory:', token, 'heartbeat-timeout': '0.001' }, {}, () => undefined)).rejects.toThrow(SpecError);
+    await expect(startFromArgs({ state: ':memory:', token, 'stop-grace': '1e12' }, {}, () => undefined)).rejects.toThrow(/--stop-grace/);
+    await expect(startFromArgs({ state: ':memory:', token, 'log-max-bytes': '12.5' }, {}, () => undefined)).rejects.toThrow(/--log-max-bytes/);
   });
 
   const haveOpenssl = spawnSync('openssl', ['version']).status === 0;

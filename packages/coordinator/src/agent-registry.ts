@@ -1,6 +1,11 @@
 // The agents the coordinator knows: what they offer, when they last spoke, their command stream,
 // and the worker ports of their hosts. An agent silent for longer than the heartbeat timeout is
 // lost (reported once through onLost); it comes back only by registering again.
+//
+// Each registration gets a session credential (random, 256 bits) that the agent's later calls and
+// its re-registrations must carry: nobody else can register under an id the coordinator knows, or
+// heartbeat, follow the commands or report events as that agent. Under mutual TLS the id is also
+// bound to the name (CN) of the certificate it first registered with.
 import * as crypto from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import type {
@@ -26,6 +31,31 @@ export interface AgentRecord {
   workers: RunningWorker__Output[];
   /** The open WatchAssignments stream, if any. */
   stream: grpc.ServerWritableStream<unknown, AgentCommand> | null;
+  /** The session credential issued at registration (hex). */
+  sessionToken: string;
+  /** Common name of the client certificate it registered with (mutual TLS), or null. */
+  certName: string | null;
+}
+
+/** A call that does not prove to be from the agent it names. */
+export class AgentAuthError extends Error {
+  constructor(message: string, readonly kind: 'unauthenticated' | 'taken') {
+    super(message);
+    this.name = 'AgentAuthError';
+  }
+}
+
+/** The CN of the client certificate of a call under mutual TLS, or null (plaintext, no certificate). */
+export function peerCertName(call: { getAuthContext?: () => { sslPeerCertificate?: { subject?: { CN?: string | string[] } } } }): string | null {
+  const cn = call.getAuthContext?.().sslPeerCertificate?.subject?.CN;
+  if (Array.isArray(cn)) return cn[0] ?? null;
+  return cn || null;
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const ha = crypto.createHash('sha256').update(a).digest();
+  const hb = crypto.createHash('sha256').update(b).digest();
+  return crypto.timingSafeEqual(ha, hb);
 }
 
 export interface RegistryHooks {
@@ -35,7 +65,12 @@ export interface RegistryHooks {
   onConnected(agent: AgentRecord): void;
 }
 
-const nowS = (): number => Date.now() / 1000;
+/**
+ * Seconds on a monotonic clock that reads like the Unix epoch: the wall clock at process start plus
+ * the monotonic time since. A step of the wall clock (NTP, an operator) neither delays nor hastens
+ * the detection of a lost agent.
+ */
+const nowS = (): number => (performance.timeOrigin + performance.now()) / 1000;
 
 function slug(text: string): string {
   return text.toLowerCase().replace(/[^a-z0-9.-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40) || 'agent';
@@ -73,8 +108,12 @@ export class AgentRegistry {
     }
   }
 
-  /** Registers a new agent or an agent coming back (same id); validates what it offers. */
-  register(req: RegisterRequest__Output): AgentRecord {
+  /**
+   * Registers a new agent or an agent coming back (same id, with the session credential it got);
+   * validates what it offers. `certName`: the client certificate's CN under mutual TLS.
+   * An id the coordinator does not know (it restarted) is accepted and bound anew.
+   */
+  register(req: RegisterRequest__Output, certName: string | null = null): AgentRecord {
     const problems: string[] = [];
     if (!req.hostName) problems.push('host_name is required');
     if (!req.address) problems.push('address is required');
@@ -91,6 +130,7 @@ export class AgentRegistry {
     if (problems.length > 0) throw new Error(`bad registration: ${problems.join('; ')}`);
 
     const existing = req.agentId ? this.agents.get(req.agentId) : undefined;
+    if (existing) this.checkIdentity(existing, req.sessionToken, certName, 'register');
     const id = req.agentId || this.newId(req.hostName);
     const now = nowS();
     const record: AgentRecord = {
@@ -108,9 +148,30 @@ export class AgentRegistry {
       lastHeartbeatAt: now,
       workers: existing?.workers ?? [],
       stream: existing?.stream ?? null,
+      sessionToken: crypto.randomBytes(32).toString('hex'),
+      certName: existing?.certName ?? certName,
     };
     this.agents.set(id, record);
     return record;
+  }
+
+  private checkIdentity(a: AgentRecord, sessionToken: string, certName: string | null, what: string): void {
+    if (a.certName !== null && a.certName !== certName) {
+      throw new AgentAuthError(`agent id ${a.id} is bound to the certificate "${a.certName}"; ${what} with ${certName ? `"${certName}"` : 'no certificate'} refused`, 'taken');
+    }
+    if (!sessionToken || !sameSecret(sessionToken, a.sessionToken)) {
+      throw new AgentAuthError(what === 'register'
+        ? `agent id ${a.id} is registered (${a.state}) by another session: a second registration needs that agent's session credential; register without an id to get a new one`
+        : `${what} for agent ${a.id}: missing or wrong session credential (register again)`, what === 'register' ? 'taken' : 'unauthenticated');
+    }
+  }
+
+  /** The agent's record when the call carries its session credential (and certificate); throws AgentAuthError otherwise; undefined when the id is unknown. */
+  authenticate(id: string, sessionToken: string, certName: string | null, what: string): AgentRecord | undefined {
+    const a = this.agents.get(id);
+    if (!a) return undefined;
+    this.checkIdentity(a, sessionToken, certName, what);
+    return a;
   }
 
   private newId(hostName: string): string {
@@ -139,6 +200,11 @@ export class AgentRegistry {
     a.lastHeartbeatAt = nowS();
     a.workers = workers;
     return a;
+  }
+
+  /** Seconds since the agent last spoke (on the registry's clock). */
+  silentS(a: AgentRecord): number {
+    return nowS() - a.lastHeartbeatAt;
   }
 
   /** Any call from the agent proves it alive. */

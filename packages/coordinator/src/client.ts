@@ -62,8 +62,27 @@ export class CoordinatorConnection {
     return this.call(() => callUnary(this.client, 'getJob', { jobId }, this.opts()));
   }
 
-  async list(states: JobState[] = []): Promise<Job__Output[]> {
-    return (await this.call(() => callUnary(this.client, 'listJobs', { states }, this.opts()))).jobs;
+  /** One page of job summaries, newest first (`pageToken` from the previous page; '' for the first). */
+  listPage(o: { states?: JobState[]; pageSize?: number; pageToken?: string } = {}): Promise<{ jobs: Job__Output[]; nextPageToken: string }> {
+    return this.call(() => callUnary(this.client, 'listJobs', { states: o.states ?? [], pageSize: o.pageSize ?? 0, pageToken: o.pageToken ?? '' }, this.opts()));
+  }
+
+  /** The newest `limit` job summaries (0: all, page by page). */
+  async list(states: JobState[] = [], limit = 0): Promise<Job__Output[]> {
+    const out: Job__Output[] = [];
+    let pageToken = '';
+    do {
+      const pageSize = limit > 0 ? Math.min(1000, limit - out.length) : 1000;
+      const page = await this.listPage({ states, pageSize, pageToken });
+      out.push(...page.jobs);
+      pageToken = page.nextPageToken;
+    } while (pageToken && (limit === 0 || out.length < limit));
+    return out;
+  }
+
+  /** Deletes a finished job (record, history and logs). */
+  async remove(jobId: string): Promise<void> {
+    await this.call(() => callUnary(this.client, 'deleteJob', { jobId }, this.opts()));
   }
 
   cancel(jobId: string, reason = ''): Promise<Job__Output> {

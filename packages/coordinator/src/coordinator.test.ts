@@ -215,7 +215,7 @@ describe('coordinator: submission', () => {
 });
 
 describe('coordinator: restart', () => {
-  it('lists its jobs after a restart, marks the running one interrupted, stops its workers and resumes it from the checkpoint', async () => {
+  it('keeps a running job through a restart: the agents come back, their heartbeats give the true step and checkpoint, the job ends normally', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mist-coord-'));
     cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
     const first = await coordinator({ stateDir: dir });
@@ -228,28 +228,66 @@ describe('coordinator: restart', () => {
     await first.stop();
 
     const second = await coordinator({ stateDir: dir, listen: `127.0.0.1:${first.port}` });
-    expect(second.interrupted).toEqual([job.id]);
+    expect(second.interrupted).toEqual([]);
+    expect(second.recovered).toEqual([job.id]);
     const client2 = jobClient(second.address);
-    const listed = await callUnary(client2, 'listJobs', {});
-    expect(listed.jobs.map((j) => [j.id, j.state, j.checkpointStep])).toEqual([[job.id, 'JOB_STATE_INTERRUPTED', 2]]);
-    // The agents come back with the same ids; their workers of the interrupted job are stopped.
+    // The agents come back with the same ids; their heartbeats list the job's workers, which trained on.
     for (const ag of [a, b]) {
       ag.commands.length = 0;
       expect(await ag.heartbeat()).toEqual({ reregister: true });
       await ag.register();
       ag.watch();
     }
-    await a.heartbeat([0, 1].map((rank) => ({ jobId: job.id, attempt: 0, rank, pid: 1 })));
+    await a.heartbeat([0, 1].map((rank) => ({ jobId: job.id, attempt: 0, rank, pid: 1, step: 7, checkpointStep: 6 })));
+    await b.heartbeat([2, 3].map((rank) => ({ jobId: job.id, attempt: 0, rank, pid: 1, step: 7, checkpointStep: 6, loss: 1.5 })));
+    const now = await callUnary(client2, 'getJob', { jobId: job.id });
+    expect(now).toMatchObject({ state: 'JOB_STATE_RUNNING', attempt: 0, step: 7, checkpointStep: 6, loss: 1.5 });
+    expect([...a.commands, ...b.commands].filter((c) => c.command === 'stop')).toEqual([]);
+    // Their exits (held by the agents during the outage) end the job as usual.
+    await a.report([0, 1].map((rank) => ({ jobId: job.id, attempt: 0, rank, exited: { exitCode: 0, signal: '', message: '' } })));
+    await b.report([2, 3].map((rank) => ({ jobId: job.id, attempt: 0, rank, exited: { exitCode: 0, signal: '', message: '' } })));
+    expect((await callUnary(client2, 'getJob', { jobId: job.id })).state).toBe('JOB_STATE_SUCCEEDED');
+  });
+
+  it('resumes a job by itself (maxRestarts) when its workers were gone when the coordinator came back', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mist-coord-'));
+    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const first = await coordinator({ stateDir: dir, heartbeatTimeoutS: 1 });
+    const a = await agent(first.address, 'host-a', 2);
+    const b = await agent(first.address, 'host-b', 2);
+    const client = jobClient(first.address);
+    const job = await callUnary(client, 'submitJob', { spec: spec(plan(), { maxRestarts: 1 }) });
+    await Promise.all([assignOf(a), assignOf(b)]);
+    await a.report([0, 1].map((rank) => ({ jobId: job.id, attempt: 0, rank, started: { pid: 1 } })));
+    await b.report([2, 3].map((rank) => ({ jobId: job.id, attempt: 0, rank, started: { pid: 1 } })));
+    await first.stop();
+
+    const second = await coordinator({ stateDir: dir, listen: `127.0.0.1:${first.port}`, heartbeatTimeoutS: 1 });
+    expect(second.recovered).toEqual([job.id]);
+    const client2 = jobClient(second.address);
+    for (const ag of [a, b]) {
+      ag.commands.length = 0;
+      await ag.register();
+      ag.watch();
+    }
+    // host-a still runs its ranks; host-b's workers died during the outage.
+    const beating = setInterval(() => {
+      void a.heartbeat(a.commands.some((c) => c.command === 'stop') ? [] : [0, 1].map((rank) => ({ jobId: job.id, attempt: 0, rank, pid: 1 })));
+      void b.heartbeat([]);
+    }, 100);
+    cleanups.push(() => clearInterval(beating));
     expect(await stopOf(a)).toMatchObject({ jobId: job.id, attempt: 0 });
-    const early = await callUnary(client2, 'submitJob', { resumeJobId: job.id }).catch((e: unknown) => e);
-    expect((early as Error).message).toMatch(/still stopping on host-a/);
-    await a.heartbeat([]);
-    const resumed = await callUnary(client2, 'submitJob', { resumeJobId: job.id });
-    expect(resumed).toMatchObject({ id: job.id, attempt: 1, state: 'JOB_STATE_STARTING' });
     const ra = await a.next((x) => x.command === 'assign' && x.assign!.attempt === 1);
     expect(ra.assign!.run).toMatchObject({ resume: true, checkpointDir: '/tmp/ckpt' });
-    const history = (await watchAllUntil(client2, job.id, 'JOB_STATE_STARTING')).map((e) => e.state!.state);
-    expect(history).toContain('JOB_STATE_INTERRUPTED');
+    const states: string[][] = [];
+    const call = client2.watchJob({ jobId: job.id, replay: true, includeLogs: false });
+    for await (const e of readStream(call)) {
+      if (e.state) states.push([e.state.state, e.state.message]);
+      if (e.state?.state === 'JOB_STATE_STARTING' && e.state.attempt === 1) break;
+    }
+    call.cancel();
+    expect(states.find(([st]) => st === 'JOB_STATE_FAILED')?.[1]).toMatch(/^rank\(s\) 2, 3 \(agent\(s\) host-b-\w+\) were gone when the coordinator came back; resuming by itself \(restart 1 of 1\)$/);
+    expect((await callUnary(client2, 'getJob', { jobId: job.id })).attempt).toBe(1);
   });
 });
 

@@ -30,6 +30,10 @@ export const JobFileSchema = z.strictObject({
   /** Agent ids or host names; default: every live agent. */
   agents: z.array(z.string().min(1)).default([]),
   backend: z.enum(['auto', 'cpu', 'nccl']).default('auto'),
+  /** false: refuse the job when its devices are busy instead of waiting in the queue (`mist launch --no-queue`). */
+  queue: z.boolean().default(true),
+  /** Resumes the job by itself (from its newest verified checkpoint) after a failed worker or lost agent, at most this many times. */
+  maxRestarts: z.number().int().min(0).max(100).default(0),
   run: z.strictObject({
     steps: z.number().int().positive(),
     seed: z.number().int().nonnegative().default(0),
@@ -42,6 +46,12 @@ export const JobFileSchema = z.strictObject({
     checkpointEvery: z.number().int().nonnegative().default(0),
     /** Steps between metric reports; 0: every step. */
     metricsEvery: z.number().int().nonnegative().default(0),
+    /** Element type of a token file given as data: "uint16" or "uint32" (default: uint16 when the vocabulary fits). */
+    dataDtype: z.enum(['uint16', 'uint32']).optional(),
+    /** Keep only the newest K checkpoints of the job (0: all). */
+    keepCheckpoints: z.number().int().nonnegative().max(1_000_000).default(0),
+    /** Go on when the loss is not finite (default: the job fails); such states are never checkpointed. */
+    allowNonFiniteLoss: z.boolean().default(false),
   }),
 });
 export type JobFile = z.output<typeof JobFileSchema>;
@@ -81,9 +91,13 @@ export function jobSpecFromDocument(data: unknown, baseDir: string): JobSpec {
       checkpointInterval: doc.run.checkpointEvery,
       metricsInterval: doc.run.metricsEvery,
       resume: false,
+      keepCheckpoints: doc.run.keepCheckpoints,
+      allowNonFiniteLoss: doc.run.allowNonFiniteLoss,
+      dataDtype: doc.run.dataDtype ?? '',
       ...(doc.run.learningRate !== undefined ? { learningRate: doc.run.learningRate } : {}),
     },
-    maxRestarts: 0,
+    maxRestarts: doc.maxRestarts,
+    noQueue: !doc.queue,
   };
   if (doc.plan === 'tune') {
     const t = doc.tune ?? { space: 'mist' as const, solver: 'auto' as const, maxStages: 0 };

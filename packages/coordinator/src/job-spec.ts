@@ -5,6 +5,7 @@ import {
   type ClusterSpec, type HardwareProfile, loadCluster, getModel, type ModelSpec, parseClusterSpec, parseHardwareProfile,
   parseModelSpec, parsePlan, parseTrainingSpec, type Plan, SpecError, type SpecIssue, type TrainingSpec,
 } from '@mist/core';
+import { checkHostPath, checkInteger, checkSpecSizes } from './job-limits';
 import type { ClusterRef__Output, JobSpec__Output, ModelRef__Output, RunOptions__Output, TuneOptions__Output } from '@mist/rpc';
 
 export type BackendChoice = 'auto' | 'cpu' | 'nccl';
@@ -22,12 +23,20 @@ export interface ValidatedJob {
   agents: string[];
   backend: BackendChoice;
   run: RunOptions__Output;
+  /** Refuse instead of queueing when the devices are busy. */
+  noQueue: boolean;
+  /** Automatic resumes allowed (from the newest verified checkpoint) when its workers died while the coordinator was down. */
+  maxRestarts: number;
 }
+
+/** Upper bound of JobSpec.max_restarts (a job that needs more is failing for a reason to look at). */
+export const MAX_RESTARTS = 100;
 
 /** Prefixes the issues of a nested document with its field name. */
 function nested(field: string, err: unknown): SpecIssue[] {
   if (err instanceof SpecError) {
-    return err.issues.map((i) => ({ ...i, field: i.field ? `${field}.${i.field}` : field }));
+    // A catalog lookup names its own field ("model"): not "model.model".
+    return err.issues.map((i) => ({ ...i, field: i.field && i.field !== field ? `${field}.${i.field}` : field }));
   }
   return [{ field, value: undefined, message: (err as Error).message }];
 }
@@ -78,6 +87,7 @@ const BACKENDS: Record<string, BackendChoice> = { BACKEND_UNSPECIFIED: 'auto', B
 export function validateJobSpec(spec: JobSpec__Output | null | undefined): ValidatedJob {
   const issues: SpecIssue[] = [];
   if (!spec) throw new SpecError('job', [{ field: 'spec', value: undefined, message: 'required' }]);
+  checkSpecSizes(spec);
 
   const model = resolveModelRef(spec.model, issues);
 
@@ -104,8 +114,8 @@ export function validateJobSpec(spec: JobSpec__Output | null | undefined): Valid
     }
   } else if (planSource === 'tune') {
     tune = spec.tune ?? null;
-    if (tune && tune.timeLimit > 0) {
-      issues.push({ field: 'tune.timeLimit', value: tune.timeLimit, message: 'not implemented: the in-process tuner has no time limit (use 0)' });
+    if (tune && !(Number.isFinite(tune.timeLimit) && tune.timeLimit >= 0 && tune.timeLimit <= 7 * 86400)) {
+      issues.push({ field: 'tune.timeLimit', value: tune.timeLimit, message: 'seconds in [0, 604800]; 0: the coordinator\'s --tune-time-limit' });
     }
   } else {
     issues.push({ field: 'plan', value: undefined, message: 'required: a Plan JSON document, or "tune"' });
@@ -124,16 +134,22 @@ export function validateJobSpec(spec: JobSpec__Output | null | undefined): Valid
   const run = spec.run;
   if (!run) issues.push({ field: 'run', value: undefined, message: 'required: at least run.steps' });
   else {
-    if (!(run.steps >= 1)) issues.push({ field: 'run.steps', value: run.steps, message: 'must be >= 1' });
-    if (run.learningRate !== undefined && !(run.learningRate > 0)) {
-      issues.push({ field: 'run.learningRate', value: run.learningRate, message: 'must be > 0' });
+    // Field names are those of the job file (`mist launch job.json`); the JobSpec's own name follows where it differs.
+    checkInteger(issues, 'run.steps', run.steps, 1);
+    checkInteger(issues, 'run.seed', run.seed, 0);
+    checkInteger(issues, 'run.checkpointEvery (checkpoint_interval)', run.checkpointInterval, 0);
+    checkInteger(issues, 'run.metricsEvery (metrics_interval)', run.metricsInterval, 0);
+    if (run.learningRate !== undefined && run.learningRate !== null && !(Number.isFinite(run.learningRate) && run.learningRate > 0)) {
+      issues.push({ field: 'run.learningRate', value: run.learningRate, message: 'must be a finite number > 0' });
     }
+    checkHostPath(issues, 'run.checkpointDir', run.checkpointDir);
+    checkHostPath(issues, 'run.data (data_path)', run.dataPath);
     if (run.checkpointInterval > 0 && !run.checkpointDir) {
-      issues.push({ field: 'run.checkpointInterval', value: run.checkpointInterval, message: 'needs run.checkpointDir' });
+      issues.push({ field: 'run.checkpointEvery (checkpoint_interval)', value: run.checkpointInterval, message: 'needs run.checkpointDir' });
     }
   }
-  if ((spec.maxRestarts ?? 0) > 0) {
-    issues.push({ field: 'maxRestarts', value: spec.maxRestarts, message: 'not implemented: automatic restarts (use 0 and `mist launch --resume JOB`)' });
+  if ((spec.maxRestarts ?? 0) > MAX_RESTARTS) {
+    issues.push({ field: 'maxRestarts', value: spec.maxRestarts, message: `at most ${MAX_RESTARTS}` });
   }
   const agents = spec.agents ?? [];
   agents.forEach((a, i) => {
@@ -143,5 +159,7 @@ export function validateJobSpec(spec: JobSpec__Output | null | undefined): Valid
   if (issues.length > 0 || !model || !training || !run || !backend) throw new SpecError('job', issues);
   return {
     name: spec.name || model.name, model, training, plan, tune, cluster, profile, agents: [...agents], backend, run,
+    noQueue: spec.noQueue === true,
+    maxRestarts: spec.maxRestarts ?? 0,
   };
 }

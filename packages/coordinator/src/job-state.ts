@@ -10,7 +10,7 @@ export const TERMINAL_STATES: ReadonlySet<JobState> = new Set(['succeeded', 'fai
 
 const NEXT: Record<JobState, readonly JobState[]> = {
   queued: ['tuning', 'placing', 'failed', 'cancelling', 'cancelled', 'interrupted'],
-  tuning: ['placing', 'failed', 'cancelling', 'cancelled', 'interrupted'],
+  tuning: ['placing', 'queued', 'failed', 'cancelling', 'cancelled', 'interrupted'],
   placing: ['starting', 'failed', 'cancelling', 'cancelled', 'interrupted'],
   starting: ['running', 'succeeded', 'failed', 'cancelling', 'cancelled', 'interrupted'],
   running: ['succeeded', 'failed', 'cancelling', 'cancelled', 'interrupted'],

@@ -2,7 +2,7 @@
 // WatchJob's replay) and the streams watching it. Terminal states end every watcher's stream.
 import type { Job, JobEvent, JobSpec, JobState as ProtoJobState, Prediction, WorkerInfo } from '@mist/rpc';
 import { isTerminal, type JobState } from './job-state';
-import type { JobRecord } from './state-store';
+import type { JobRecord, JobSummaryRecord } from './state-store';
 
 export interface JobWatcher {
   includeLogs: boolean;
@@ -10,8 +10,6 @@ export interface JobWatcher {
   end(): void;
 }
 
-/** Events kept per job for replay; the oldest worker events go first, state changes always stay. */
-const HISTORY_LIMIT = 5000;
 
 const PROTO_STATE: Record<JobState, ProtoJobState> = {
   queued: 'JOB_STATE_QUEUED',
@@ -36,6 +34,7 @@ export function statesOfProto(s: ProtoJobState | string): JobState[] {
 }
 
 export class JobView {
+  /** The job's state changes (its worker events are in JobLogs). */
   readonly history: JobEvent[] = [];
   readonly watchers = new Set<JobWatcher>();
   /** Latest step and loss reported (live; persisted at state changes). */
@@ -57,18 +56,9 @@ export class JobView {
     return this.record.id;
   }
 
-  /** Sends the event to the watchers (and keeps it for replay); ends their streams on a terminal state. */
+  /** Sends the event to the watchers (a state change is also kept for replay); ends their streams on a terminal state. */
   emit(event: JobEvent): void {
-    this.history.push(event);
-    if (this.history.length > HISTORY_LIMIT * 1.2) {
-      let drop = this.history.length - HISTORY_LIMIT;
-      for (let i = 0; i < this.history.length && drop > 0;) {
-        if (this.history[i].event === 'worker') {
-          this.history.splice(i, 1);
-          drop--;
-        } else i++;
-      }
-    }
+    if (event.event === 'state') this.history.push(event);
     const isLog = event.event === 'worker' && event.worker?.event === 'log';
     for (const w of this.watchers) if (!isLog || w.includeLogs) w.write(event);
     if (event.event === 'state' && isTerminal(this.record.state)) {
@@ -106,8 +96,32 @@ export class JobView {
       workers,
       step: this.step,
       checkpointStep: r.lastCheckpointStep ?? 0,
+      ranks: workers.length,
     };
     if (this.loss !== null) job.loss = this.loss;
     return job;
   }
+}
+
+/** A job as ListJobs shows it (GetJob has the rest); `live` overlays the step and loss of a running job. */
+export function summaryJob(r: JobSummaryRecord, live?: JobView): Job {
+  const job: Job = {
+    id: r.id,
+    spec: { name: r.name },
+    state: protoJobState(live?.record.state ?? r.state),
+    message: r.message,
+    planJson: '',
+    predicted: null,
+    attempt: r.attempt,
+    submitTime: r.createdAt / 1000,
+    startTime: r.startedAt !== null ? r.startedAt / 1000 : 0,
+    endTime: r.endedAt !== null ? r.endedAt / 1000 : 0,
+    workers: [],
+    step: live?.step ?? r.step,
+    checkpointStep: r.lastCheckpointStep ?? 0,
+    ranks: live?.liveWorkers ? live.liveWorkers().length : r.ranks,
+  };
+  const loss = live ? live.loss : r.loss;
+  if (loss !== null) job.loss = loss;
+  return job;
 }

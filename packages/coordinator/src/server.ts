@@ -1,7 +1,11 @@
 // startCoordinator: the Coordinator and AgentControl services on one port, with the job state in
-// SQLite under `stateDir`. Jobs left unfinished by a previous run are marked interrupted first.
-import { addService, createServer, type RpcServer, startServer, stopServer, type ClientOptions, type TlsOptions } from '@mist/rpc';
+// SQLite under `stateDir` (locked: one coordinator per directory), the workers' events of every job
+// in `<stateDir>/logs`. Jobs left unfinished by a previous run are marked interrupted first (queued
+// ones stay queued).
+import * as path from 'node:path';
+import { addService, type AuthThrottleOptions, createServer, type RpcServer, startServer, stopServer, type ClientOptions, type TlsOptions } from '@mist/rpc';
 import { AgentRegistry } from './agent-registry';
+import { JobLogs } from './job-log';
 import { JobManager } from './job-manager';
 import { agentControlHandlers, coordinatorHandlers } from './service';
 import { StateStore } from './state-store';
@@ -13,13 +17,25 @@ export interface CoordinatorOptions {
   stateDir: string;
   /** Shared token every call must carry. */
   token: string;
+  /** When set, the token of the agents' calls (AgentControl), which the user token cannot make (and the reverse). */
+  agentToken?: string;
   /** Seconds of silence after which an agent is lost (default 10). */
   heartbeatTimeoutS?: number;
   /** Seconds stopped workers get between SIGTERM and SIGKILL (default 5). */
   stopGraceS?: number;
   tls?: TlsOptions;
+  /** Throttling of peers that keep sending wrong tokens (defaults: @mist/rpc DEFAULT_AUTH_THROTTLE; refusals go to `log`). */
+  authThrottle?: Partial<Omit<AuthThrottleOptions, 'log' | 'now'>>;
   /** A remote Tuner service to call instead of tuning in-process. */
   tuner?: { address: string; client: ClientOptions };
+  /** Start with a new, empty database although the state directory holds other files (its database was lost). */
+  init?: boolean;
+  /** Cap of one job's log files in bytes (default 64 MiB); they are rotated at half of it. */
+  logMaxBytes?: number;
+  /** Retention of finished jobs: the newest `maxJobs` are kept (0: no limit) and none older than `maxAgeS` seconds (0: no limit). */
+  retention?: { maxJobs: number; maxAgeS: number };
+  /** Seconds a tuning may take when the job does not say (default 1800; 0: no limit). */
+  tuneTimeLimitS?: number;
   /** Where the coordinator writes what it does (default: nowhere). */
   log?: (line: string) => void;
   /** Adds more services on the same port (the app adds Analyzer, Tuner and Profiler). */
@@ -32,21 +48,41 @@ export interface RunningCoordinator {
   port: number;
   /** Jobs marked interrupted at start-up (they were unfinished when the previous run stopped). */
   interrupted: string[];
+  /** Jobs found running at start-up, kept running while their agents come back (issue 14 item 7). */
+  recovered: string[];
   stop(): Promise<void>;
 }
 
 export async function startCoordinator(o: CoordinatorOptions): Promise<RunningCoordinator> {
-  const store = new StateStore(o.stateDir);
-  const interrupted = store.markUnfinishedInterrupted().filter((j) => j.state === 'interrupted').map((j) => j.id);
+  const store = new StateStore(o.stateDir, { init: o.init });
+  // Running jobs are not interrupted: their agents keep the workers through the outage (recovered below).
+  const interrupted = store.markUnfinishedInterrupted(Date.now(), ['starting', 'running']).filter((j) => j.state === 'interrupted').map((j) => j.id);
   let jobs: JobManager | null = null;
   const registry = new AgentRegistry(o.heartbeatTimeoutS ?? 10, {
     onLost: (agent, silentS) => jobs?.onAgentLost(agent, silentS),
     onConnected: (agent) => jobs?.onAgentConnected(agent),
   });
-  jobs = new JobManager({ store, registry, stopGraceS: o.stopGraceS ?? 5, remoteTuner: o.tuner, log: o.log });
+  const logs = new JobLogs(o.stateDir === ':memory:' ? null : path.join(o.stateDir, 'logs'), o.logMaxBytes ?? 64 * 1024 * 1024);
+  jobs = new JobManager({
+    store, registry, logs, stopGraceS: o.stopGraceS ?? 5, remoteTuner: o.tuner, tuneTimeLimitS: o.tuneTimeLimitS ?? 1800, log: o.log,
+  });
+  // Agents reconnect with a back-off of at most 5 s (apps/agent): two heartbeat timeouts give them time.
+  const recovered = jobs.recoverRunning(2 * (o.heartbeatTimeoutS ?? 10));
+  const retention = o.retention ?? { maxJobs: 0, maxAgeS: 0 };
+  const housekeeping = (): void => {
+    const problem = store.databaseProblem();
+    if (problem) {
+      o.log?.(`ERROR: ${problem}: the job database is gone; new jobs are refused; restart the coordinator (with --init to begin again)`);
+      jobs!.setDatabaseProblem(problem);
+      return;
+    }
+    if (retention.maxJobs > 0 || retention.maxAgeS > 0) jobs!.applyRetention(retention.maxJobs, retention.maxAgeS);
+  };
   const server = createServer({
     token: o.token,
+    ...(o.agentToken !== undefined ? { agentToken: o.agentToken } : {}),
     tls: o.tls,
+    authThrottle: { ...(o.log ? { log: o.log } : {}), ...o.authThrottle },
     // Server streams (WatchAssignments, WatchJob) stay open for hours: keep them alive through NATs.
     grpcOptions: { 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_permit_without_calls': 1 },
   });
@@ -63,16 +99,23 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<RunningCo
   registry.start();
   const host = o.listen.slice(0, o.listen.lastIndexOf(':'));
   for (const id of interrupted) o.log?.(`job ${id} was unfinished when the coordinator stopped: marked interrupted`);
+  store.writeLockInfo(`${host}:${port}`);
+  housekeeping();
+  const housekeepingTimer = setInterval(housekeeping, 2000);
+  housekeepingTimer.unref();
   let stopped: Promise<void> | null = null;
   return {
     address: `${host}:${port}`,
     port,
     interrupted,
+    recovered,
     stop: () => {
       stopped ??= (async () => {
+        clearInterval(housekeepingTimer);
         registry.stop();
         jobs!.close();
         await stopServer(server, 1);
+        logs.close();
         store.close();
       })();
       return stopped;

@@ -3,8 +3,9 @@
 import type * as grpc from '@grpc/grpc-js';
 import { SpecError } from '@mist/core';
 import { type AgentControlHandlers, type CoordinatorHandlers, rpcError, status } from '@mist/rpc';
-import type { AgentRegistry } from './agent-registry';
+import { AgentAuthError, type AgentRegistry, peerCertName } from './agent-registry';
 import { type JobManager, RequestError } from './job-manager';
+import { StateDirError } from './state-store';
 
 /** The agent package version this coordinator speaks with (major.minor must match). */
 export const PROTOCOL_VERSION = '0.1.0';
@@ -12,6 +13,8 @@ export const PROTOCOL_VERSION = '0.1.0';
 function toServiceError(err: unknown): grpc.ServiceError {
   if (err instanceof SpecError) return rpcError(status.INVALID_ARGUMENT, err.message);
   if (err instanceof RequestError) return rpcError(err.code, err.message);
+  if (err instanceof AgentAuthError) return rpcError(err.kind === 'taken' ? status.ALREADY_EXISTS : status.UNAUTHENTICATED, err.message);
+  if (err instanceof StateDirError) return rpcError(status.INVALID_ARGUMENT, err.message);
   return rpcError(status.INTERNAL, (err as Error)?.message ?? String(err));
 }
 
@@ -33,7 +36,11 @@ export function coordinatorHandlers(jobs: JobManager, registry: AgentRegistry): 
   return {
     SubmitJob: (call, cb) => answer(cb, () => jobs.submit(call.request)),
     GetJob: (call, cb) => answer(cb, () => jobs.getJob(call.request.jobId)),
-    ListJobs: (call, cb) => answer(cb, () => ({ jobs: jobs.listJobs(call.request) })),
+    ListJobs: (call, cb) => answer(cb, () => jobs.listJobs(call.request)),
+    DeleteJob: (call, cb) => answer(cb, () => {
+      jobs.deleteJob(call.request.jobId);
+      return {};
+    }),
     CancelJob: (call, cb) => answer(cb, () => jobs.cancel(call.request.jobId, call.request.reason)),
     ListAgents: (_call, cb) => answer(cb, () => ({
       agents: registry.all().map((a) => ({ ...registry.info(a), jobIds: [...new Set([...registry.info(a).jobIds ?? [], ...jobs.jobsOnAgent(a.id)])].sort() })),
@@ -74,23 +81,35 @@ export function agentControlHandlers(jobs: JobManager, registry: AgentRegistry):
       }
       let agent;
       try {
-        agent = registry.register(req);
+        agent = registry.register(req, peerCertName(call));
       } catch (err) {
+        if (err instanceof AgentAuthError) throw err;
         throw new RequestError(status.INVALID_ARGUMENT, (err as Error).message);
       }
-      return { agentId: agent.id, heartbeatInterval: registry.heartbeatIntervalS, heartbeatTimeout: registry.heartbeatTimeoutS };
+      return { agentId: agent.id, heartbeatInterval: registry.heartbeatIntervalS, heartbeatTimeout: registry.heartbeatTimeoutS, sessionToken: agent.sessionToken };
     }),
     Heartbeat: (call, cb) => answer(cb, () => {
+      registry.authenticate(call.request.agentId, call.request.sessionToken, peerCertName(call), 'heartbeat');
       const agent = registry.heartbeat(call.request.agentId, call.request.workers);
       if (!agent) return { reregister: true };
       jobs.onHeartbeat(agent);
       return { reregister: false };
     }),
     WatchAssignments: (call) => {
+      try {
+        registry.authenticate(call.request.agentId, call.request.sessionToken, peerCertName(call), 'command stream');
+      } catch (err) {
+        call.emit('error', toServiceError(err));
+        return;
+      }
       const agent = registry.attachStream(call.request.agentId, call);
       if (!agent) call.emit('error', rpcError(status.NOT_FOUND, `unknown or lost agent "${call.request.agentId}": register again`));
     },
     ReportWorkerEvents: (call, cb) => answer(cb, () => {
+      if (!registry.authenticate(call.request.agentId, call.request.sessionToken, peerCertName(call), 'worker events')) {
+        // Not permanent: the agent registers again (e.g. after a coordinator restart) and resends.
+        throw new RequestError(status.FAILED_PRECONDITION, `unknown agent "${call.request.agentId}": register again`);
+      }
       jobs.reportEvents(call.request.agentId, call.request.events);
       return {};
     }),

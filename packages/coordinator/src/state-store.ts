@@ -2,10 +2,73 @@
 // (better-sqlite3) under the --state directory. Everything a restarted coordinator needs to list
 // its jobs, to mark the ones that were running as interrupted and to resume them.
 // Times are integer milliseconds since the Unix epoch in the database (SQLite's INTEGER).
+// One coordinator per directory: the database is opened in SQLite's EXCLUSIVE locking mode, so the
+// operating system's file lock (released when the process dies, however it dies) keeps a second
+// coordinator out; `coordinator.lock` only tells it who holds the directory.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { canTransition, isTerminal, type JobState } from './job-state';
+
+export const DB_FILE = 'coordinator.sqlite';
+export const LOCK_FILE = 'coordinator.lock';
+
+/** The state directory cannot be used: held by another coordinator, or its database is missing or empty. */
+export class StateDirError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StateDirError';
+  }
+}
+
+export interface StateStoreOptions {
+  /** Create a new, empty database even though the directory holds other files (a deleted or emptied database otherwise refuses to start). */
+  init?: boolean;
+}
+
+/** What a coordinator writes into `coordinator.lock` once it holds the directory. */
+export interface LockInfo {
+  pid: number;
+  address: string;
+  startedAt: string;
+}
+
+/** A job as the list shows it: no request, plan or workers (GetJob has those). */
+export interface JobSummaryRecord {
+  id: string;
+  name: string;
+  state: JobState;
+  message: string;
+  attempt: number;
+  createdAt: number;
+  startedAt: number | null;
+  endedAt: number | null;
+  step: number;
+  loss: number | null;
+  lastCheckpointStep: number | null;
+  ranks: number;
+}
+
+export interface JobPageQuery {
+  /** Only jobs in these states; empty: all. */
+  states: JobState[];
+  pageSize: number;
+  /** From a previous page's `nextPageToken`; '' for the first page. */
+  pageToken: string;
+}
+
+/** The position after the last job of a page (newest first: created_at DESC, id DESC). */
+function encodeToken(createdAt: number, id: string): string {
+  return Buffer.from(`${createdAt}:${id}`, 'utf8').toString('base64url');
+}
+
+function decodeToken(token: string): { createdAt: number; id: string } {
+  const text = Buffer.from(token, 'base64url').toString('utf8');
+  const i = text.indexOf(':');
+  const createdAt = Number(text.slice(0, i));
+  if (i <= 0 || !Number.isSafeInteger(createdAt) || token.length > 200) throw new StateDirError('page_token: not a token this coordinator handed out');
+  return { createdAt, id: text.slice(i + 1) };
+}
 
 export interface JobRecord {
   id: string;
@@ -89,7 +152,15 @@ CREATE TABLE IF NOT EXISTS job_events (
   attempt INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events(job_id, seq);
+CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs(created_at, id);
+CREATE INDEX IF NOT EXISTS jobs_by_state_created ON jobs(state, created_at, id);
 `;
+
+const SUMMARY_COLUMNS = `id, name, state, message, attempt, created_at, started_at, ended_at, step, loss, last_checkpoint_step,
+  COALESCE(json_array_length(workers_json), 0) AS ranks`;
+
+/** A message in a list stays short: the full text is in GetJob. */
+const LIST_MESSAGE_CHARS = 200;
 
 function toRecord(r: JobRow): JobRecord {
   return {
@@ -98,6 +169,17 @@ function toRecord(r: JobRow): JobRecord {
     updatedAt: r.updated_at, startedAt: r.started_at, endedAt: r.ended_at, step: r.step, loss: r.loss,
     lastCheckpointStep: r.last_checkpoint_step, workersJson: r.workers_json,
   };
+}
+
+const TERMINAL_LIST: JobState[] = ['succeeded', 'failed', 'cancelled', 'interrupted'];
+
+function describeHolder(dir: string): string {
+  try {
+    const info = JSON.parse(fs.readFileSync(path.join(dir, LOCK_FILE), 'utf8')) as LockInfo;
+    return `pid ${info.pid}, listening on ${info.address}, since ${info.startedAt}`;
+  } catch {
+    return `no ${LOCK_FILE} yet: it is starting`;
+  }
 }
 
 /** Fields a transition may update together with the state, in the same transaction. */
@@ -113,20 +195,136 @@ export interface TransitionUpdate {
 
 export class StateStore {
   private readonly db: Database.Database;
+  /** The database file and its inode when opened (null in memory): to notice it being deleted under us. */
+  private readonly file: { path: string; ino: number } | null = null;
+  private readonly dir: string | null = null;
 
-  /** Opens (creating if needed) `<dir>/coordinator.sqlite`; `':memory:'` for a throw-away store. */
-  constructor(dir: string) {
-    if (dir === ':memory:') this.db = new Database(':memory:');
-    else {
-      fs.mkdirSync(dir, { recursive: true });
-      this.db = new Database(path.join(dir, 'coordinator.sqlite'));
+  /**
+   * Opens (creating if needed) `<dir>/coordinator.sqlite` and locks the directory; `':memory:'` for a
+   * throw-away store. Throws a StateDirError when another coordinator holds the directory, or when
+   * the directory holds other files but no (or an empty) database, unless `init`.
+   */
+  constructor(dir: string, o: StateStoreOptions = {}) {
+    if (dir === ':memory:') {
+      this.db = new Database(':memory:');
+      this.db.exec(SCHEMA);
+      return;
+    }
+    fs.mkdirSync(dir, { recursive: true });
+    const dbPath = path.join(dir, DB_FILE);
+    const size = fs.existsSync(dbPath) ? fs.statSync(dbPath).size : -1;
+    const others = fs.readdirSync(dir).filter((f) => !f.startsWith(DB_FILE));
+    if (size <= 0 && others.length > 0 && !o.init) {
+      throw new StateDirError(`${dbPath} is ${size < 0 ? 'missing' : 'empty (0 bytes)'} but ${dir} holds a coordinator's files (${others.slice(0, 5).join(', ')}): ` +
+        'the job database was lost. Restore it, or start with --init to begin again with no jobs');
+    }
+    // timeout 0: a held lock fails at once instead of waiting 5 s.
+    this.db = new Database(dbPath, { timeout: 0 });
+    try {
+      // EXCLUSIVE before WAL: the lock is taken at the first access and kept until close (no shared memory).
+      this.db.pragma('locking_mode = EXCLUSIVE');
       this.db.pragma('journal_mode = WAL');
+      this.db.exec('BEGIN IMMEDIATE; COMMIT');
+    } catch (err) {
+      this.db.close();
+      if ((err as { code?: string }).code !== 'SQLITE_BUSY') throw err;
+      throw new StateDirError(`${dir} is in use by another coordinator (${describeHolder(dir)}); stop it or give this one another --state`);
     }
     this.db.exec(SCHEMA);
+    this.dir = dir;
+    this.file = { path: dbPath, ino: fs.statSync(dbPath).ino };
+  }
+
+  /** Writes who holds the directory (the lock itself is SQLite's). */
+  writeLockInfo(address: string): void {
+    if (!this.dir) return;
+    const info: LockInfo = { pid: process.pid, address, startedAt: new Date().toISOString() };
+    fs.writeFileSync(path.join(this.dir, LOCK_FILE), `${JSON.stringify(info)}\n`);
+  }
+
+  /** Null while the database file is where it was opened; else what happened to it. */
+  databaseProblem(): string | null {
+    if (!this.file) return null;
+    try {
+      const st = fs.statSync(this.file.path);
+      return st.ino === this.file.ino ? null : `${this.file.path} was replaced by another file`;
+    } catch {
+      return `${this.file.path} was deleted`;
+    }
   }
 
   close(): void {
     this.db.close();
+    if (this.dir) fs.rmSync(path.join(this.dir, LOCK_FILE), { force: true });
+  }
+
+  /** A page of job summaries, newest first. */
+  listPage(q: JobPageQuery): { jobs: JobSummaryRecord[]; nextPageToken: string } {
+    const where: string[] = [];
+    const args: Array<string | number> = [];
+    if (q.states.length > 0) {
+      where.push(`state IN (${q.states.map(() => '?').join(', ')})`);
+      args.push(...q.states);
+    }
+    if (q.pageToken) {
+      const after = decodeToken(q.pageToken);
+      where.push('(created_at < ? OR (created_at = ? AND id < ?))');
+      args.push(after.createdAt, after.createdAt, after.id);
+    }
+    const sql = `SELECT ${SUMMARY_COLUMNS} FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY created_at DESC, id DESC LIMIT ?`;
+    const rows = this.db.prepare(sql).all(...args, q.pageSize + 1) as Array<JobRow & { ranks: number }>;
+    const more = rows.length > q.pageSize;
+    const page = rows.slice(0, q.pageSize).map((r): JobSummaryRecord => ({
+      id: r.id, name: r.name, state: r.state,
+      message: r.message.length > LIST_MESSAGE_CHARS ? `${r.message.slice(0, LIST_MESSAGE_CHARS - 3)}...` : r.message,
+      attempt: r.attempt, createdAt: r.created_at, startedAt: r.started_at, endedAt: r.ended_at, step: r.step, loss: r.loss,
+      lastCheckpointStep: r.last_checkpoint_step, ranks: r.ranks,
+    }));
+    const last = page[page.length - 1];
+    return { jobs: page, nextPageToken: more && last ? encodeToken(last.createdAt, last.id) : '' };
+  }
+
+  countJobs(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM jobs').get() as { n: number }).n;
+  }
+
+  /** Ids of jobs not in a terminal state (what a restarted coordinator must look at). */
+  unfinishedJobs(): JobRecord[] {
+    const terminal = [...TERMINAL_LIST];
+    return (this.db.prepare(`SELECT * FROM jobs WHERE state NOT IN (${terminal.map(() => '?').join(', ')}) ORDER BY created_at, id`)
+      .all(...terminal) as JobRow[]).map(toRecord);
+  }
+
+  /** Deletes a job and its history. */
+  deleteJob(id: string): void {
+    const tx = this.db.transaction(() => {
+      this.db.prepare('DELETE FROM job_events WHERE job_id = ?').run(id);
+      this.db.prepare('DELETE FROM jobs WHERE id = ?').run(id);
+    });
+    tx();
+  }
+
+  /**
+   * Retention: the ids of finished jobs beyond the newest `maxJobs` jobs, or that ended more than
+   * `maxAgeMs` ago (0: no limit). Unfinished jobs are never chosen.
+   */
+  expiredJobs(maxJobs: number, maxAgeMs: number, now = Date.now()): string[] {
+    const terminal = [...TERMINAL_LIST];
+    const inList = terminal.map(() => '?').join(', ');
+    const out = new Set<string>();
+    if (maxJobs > 0) {
+      const rows = this.db.prepare(`SELECT id FROM jobs WHERE state IN (${inList}) AND (created_at, id) < (
+          SELECT created_at, id FROM jobs ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?) ORDER BY created_at, id`)
+        .all(...terminal, maxJobs - 1) as Array<{ id: string }>;
+      for (const r of rows) out.add(r.id);
+    }
+    if (maxAgeMs > 0) {
+      const rows = this.db.prepare(`SELECT id FROM jobs WHERE state IN (${inList}) AND ended_at IS NOT NULL AND ended_at < ?`)
+        .all(...terminal, now - maxAgeMs) as Array<{ id: string }>;
+      for (const r of rows) out.add(r.id);
+    }
+    return [...out];
   }
 
   createJob(job: { id: string; name: string; requestJson: string; planJson?: string | null }, now = Date.now()): JobRecord {
@@ -185,6 +383,11 @@ export class StateStore {
     this.db.prepare('UPDATE jobs SET plan_json = ?, prediction_json = ?, updated_at = ? WHERE id = ?').run(planJson, predictionJson, Date.now(), id);
   }
 
+  /** A new message for the job's current state (e.g. why a queued job waits). */
+  setMessage(id: string, message: string): void {
+    this.db.prepare('UPDATE jobs SET message = ?, updated_at = ? WHERE id = ?').run(message, Date.now(), id);
+  }
+
   setCheckpoint(id: string, step: number): void {
     this.db.prepare('UPDATE jobs SET last_checkpoint_step = ?, updated_at = ? WHERE id = ?').run(step, Date.now(), id);
   }
@@ -197,8 +400,10 @@ export class StateStore {
    * At start-up: every job that was not finished is marked interrupted (a job that was being
    * cancelled is cancelled: the agents stop its workers when they reconnect). Returns those jobs.
    */
-  markUnfinishedInterrupted(now = Date.now()): JobRecord[] {
-    const unfinished = this.listJobs().filter((j) => !isTerminal(j.state));
+  markUnfinishedInterrupted(now = Date.now(), keep: readonly JobState[] = []): JobRecord[] {
+    // A queued job has no workers anywhere: it stays in the queue. Jobs in `keep` (running ones,
+    // whose workers the agents keep through the outage) are left for the job manager to recover.
+    const unfinished = this.unfinishedJobs().filter((j) => j.state !== 'queued' && !keep.includes(j.state));
     for (const j of unfinished) {
       if (j.state === 'cancelling') this.transition(j.id, 'cancelled', 'coordinator restarted while the job was being cancelled', now);
       else this.transition(j.id, 'interrupted', `coordinator restarted while the job was ${j.state}`, now);

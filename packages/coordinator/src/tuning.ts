@@ -1,16 +1,90 @@
 // Tuning a submitted job: the cluster is the job's (when given) or the shape of the chosen agents'
 // free devices; the hardware profile is the job's measured one, or the datasheet profile of the
-// cluster's GPU. The tuner runs in-process (@mist/tuner) or, when configured, as a remote Tuner
+// cluster's GPU. The tuner runs in a worker thread (@mist/tuner; the event loop stays free, and
+// terminating the thread is the cancel and the time limit) or, when configured, as a remote Tuner
 // service.
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import {
   builtinHardwareProfile, type ClusterSpec, clusterDevices, type HardwareProfile, parseClusterShorthand, parsePlan, type Plan,
 } from '@mist/core';
 import {
   callUnary, createClient, deadlineIn, type ClientOptions, type Prediction, type SearchSpace__Output, type TuneOptions__Output,
 } from '@mist/rpc';
-import { type SearchSpace, spaceByName, tune, type SpaceName, type TuneResult } from '@mist/tuner';
+import { type SearchSpace, spaceByName, type SpaceName, type TuneResult } from '@mist/tuner';
 import type { AgentRecord } from './agent-registry';
 import type { ValidatedJob } from './job-spec';
+import type { TuneWorkerInput, TuneWorkerMessage } from './tune-worker';
+
+/** Progress of a tuning, as WatchJob carries it. */
+export interface TuningProgress {
+  phase: string;
+  done: number;
+  total: number;
+  candidatesEvaluated: number;
+  bestIterationTimeS: number | null;
+  elapsedS: number;
+}
+
+export interface TuningControl {
+  /** Seconds the search may take (0: no limit); past it the search is stopped and the job fails. */
+  timeLimitS: number;
+  /** Aborting stops the search (the job was cancelled). */
+  signal: AbortSignal;
+  onProgress?: (p: TuningProgress) => void;
+}
+
+/** The search was stopped by its signal. */
+export class TuningAborted extends Error {
+  constructor() {
+    super('tuning was stopped');
+    this.name = 'TuningAborted';
+  }
+}
+
+/** A worker thread running tune-worker.ts (from the TypeScript sources through the repository's ts-register in a source checkout). */
+function startTuneWorker(input: TuneWorkerInput): Worker {
+  const ext = path.extname(__filename);
+  const entry = path.join(__dirname, `tune-worker${ext === '.ts' ? '.ts' : '.js'}`);
+  if (ext !== '.ts') return new Worker(entry, { workerData: input });
+  const register = path.resolve(__dirname, '../../../tools/scripts/ts-register.js');
+  return new Worker(`require(${JSON.stringify(register)}); require(${JSON.stringify(entry)});`, { eval: true, workerData: input });
+}
+
+/** Runs @mist/tuner in a worker thread; rejects with TuningAborted on abort, with a clear error past the time limit. */
+function tuneOffThread(input: TuneWorkerInput, control: TuningControl): Promise<TuneResult> {
+  const started = performance.now();
+  return new Promise<TuneResult>((resolve, reject) => {
+    if (control.signal.aborted) {
+      reject(new TuningAborted());
+      return;
+    }
+    const worker = startTuneWorker(input);
+    let settled = false;
+    const finish = (fn: () => void): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      control.signal.removeEventListener('abort', onAbort);
+      void worker.terminate();
+      fn();
+    };
+    const onAbort = (): void => finish(() => reject(new TuningAborted()));
+    control.signal.addEventListener('abort', onAbort);
+    const timer = control.timeLimitS > 0
+      ? setTimeout(() => finish(() => reject(new Error(`tuning stopped at its time limit of ${control.timeLimitS} s with no plan ` +
+        '(raise tune.timeLimit in the job, or the coordinator\'s --tune-time-limit)'))), control.timeLimitS * 1000)
+      : undefined;
+    worker.on('message', (m: TuneWorkerMessage) => {
+      if (m.kind === 'progress') {
+        control.onProgress?.({ ...m, elapsedS: (performance.now() - started) / 1000 });
+      } else if (m.kind === 'result') finish(() => resolve(m.result));
+      else finish(() => reject(new Error(m.message)));
+    });
+    worker.on('error', (err) => finish(() => reject(err)));
+    worker.on('exit', (code) => finish(() => reject(new Error(`the tuning thread exited with code ${code} before it answered`))));
+  });
+}
 
 export interface TunedPlan {
   plan: Plan;
@@ -64,16 +138,34 @@ export function tuningTarget(job: ValidatedJob, agents: Array<{ agent: AgentReco
   return { cluster, profile: builtinHardwareProfile(cluster, job.training.computeDtype) };
 }
 
+/**
+ * Null when the agents can hold a plan for `cluster` (enough hosts, devices per host, devices in
+ * all); else why not. Checked before tuning: a plan for 512 devices cannot run on 4.
+ */
+export function clusterMismatch(cluster: ClusterSpec, agents: AgentRecord[]): string | null {
+  const perHost = agents.map((a) => a.devices.length);
+  const total = perHost.reduce((n, d) => n + d, 0);
+  const devices = clusterDevices(cluster);
+  const have = `the ${agents.length} chosen agent(s) have ${total} device(s)${agents.length ? ` (${agents.map((a) => `${a.hostName}: ${a.devices.length}`).slice(0, 8).join(', ')}${agents.length > 8 ? ', ...' : ''})` : ''}`;
+  if (devices > total) return `cluster ${cluster.name} has ${devices} devices (${cluster.nodes} x ${cluster.gpusPerNode}); ${have}`;
+  if (cluster.nodes > agents.length) return `cluster ${cluster.name} has ${cluster.nodes} hosts; ${have}`;
+  if (cluster.gpusPerNode > Math.max(0, ...perHost)) return `cluster ${cluster.name} has ${cluster.gpusPerNode} devices per host; ${have}`;
+  return null;
+}
+
 /** The headline figures of a cost-model estimate, as the protos carry them. */
 export function predictionOf(p: NonNullable<TuneResult['predicted']>): Prediction {
   return { iterationTime: p.iterationTimeS, tokensPerSecond: p.tokensPerS, mfu: p.mfu, stagePeakMemory: p.stages.map((s) => s.peakMemoryBytes) };
 }
 
 /** Runs the tuner for the job; throws with the tuner's reason when no plan fits. */
-export async function tuneJob(job: ValidatedJob, target: { cluster: ClusterSpec; profile: HardwareProfile }, remote?: RemoteTuner): Promise<TunedPlan> {
+export async function tuneJob(
+  job: ValidatedJob, target: { cluster: ClusterSpec; profile: HardwareProfile }, control: TuningControl, remote?: RemoteTuner,
+): Promise<TunedPlan> {
   const options = job.tune!;
   if (remote) {
     const client = createClient('Tuner', remote.address, remote.client);
+    control.signal.addEventListener('abort', () => client.close());
     try {
       const res = await callUnary(client, 'tune', {
         model: { specJson: JSON.stringify(job.model) },
@@ -81,14 +173,13 @@ export async function tuneJob(job: ValidatedJob, target: { cluster: ClusterSpec;
         trainingJson: JSON.stringify(job.training),
         options: { ...options, skipBaselines: true },
         profileJson: JSON.stringify(target.profile),
-      }, { deadline: deadlineIn(3600) });
+      }, { deadline: deadlineIn(control.timeLimitS > 0 ? control.timeLimitS : 3600) });
       return { plan: parsePlan(JSON.parse(res.planJson), { model: job.model, cluster: target.cluster }), predicted: res.predicted };
     } finally {
       client.close();
     }
   }
-  const space = tunerSpaceFromOptions(options);
-  const result = await tune({ model: job.model, training: job.training, profile: target.profile }, { space, clusterName: target.cluster.name });
+  const result = await tuneOffThread({ model: job.model, training: job.training, profile: target.profile, cluster: target.cluster, options }, control);
   if (!result.plan || !result.predicted) {
     const why = result.noFit ? `: ${result.noFit.message}` : '';
     throw new Error(`no plan of the ${result.space} space fits ${job.model.name} on ${target.cluster.name} (${clusterDevices(target.cluster)} devices)${why}`);

@@ -1,9 +1,11 @@
 // Shared-token authentication: every call carries `authorization: Bearer <token>` metadata; the
 // server checks it before any handler runs (unary and streaming alike) and refuses a missing or
-// wrong token with UNAUTHENTICATED. Works with and without TLS (grpc-js refuses call credentials
-// on insecure channels, so the client side is an interceptor, not CallCredentials).
+// wrong token with UNAUTHENTICATED (and throttles a peer that keeps trying). Works with and without
+// TLS (grpc-js refuses call credentials on insecure channels, so the client side is an interceptor,
+// not CallCredentials).
 import * as crypto from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
+import { AuthThrottle, type AuthThrottleOptions, peerHost } from './auth-throttle';
 
 export const AUTH_METADATA_KEY = 'authorization';
 const BEARER = 'Bearer ';
@@ -26,20 +28,52 @@ export function metadataHasToken(metadata: grpc.Metadata, token: string): boolea
   return crypto.timingSafeEqual(digest(values[0].slice(BEARER.length)), digest(token));
 }
 
-/** Server interceptor that lets a call reach its handler only with the right token. */
-export function serverAuthInterceptor(token: string): grpc.ServerInterceptor {
+/** The service whose calls are the agents' (they need the agent token when the server has one). */
+export const AGENT_SERVICE_PREFIX = '/mist.v1.AgentControl/';
+
+/** Trailer of a throttled call: milliseconds to wait before retrying (gRPC's retry pushback, gRFC A6). */
+export const RETRY_PUSHBACK_KEY = 'grpc-retry-pushback-ms';
+
+/**
+ * Server interceptor that lets a call reach its handler only with the right token. With
+ * `agentToken`, agents and users are told apart: AgentControl calls need the agent token and every
+ * other call the user token, so neither can act as the other. Refused calls are logged (at most once
+ * per peer per interval; never the token) and a peer that fails too often is throttled: its calls
+ * get RESOURCE_EXHAUSTED with a retry hint, unchecked, until its back-off ends (see auth-throttle.ts).
+ */
+export function serverAuthInterceptor(token: string, agentToken?: string, throttleOptions: Partial<AuthThrottleOptions> = {}): grpc.ServerInterceptor {
   checkToken(token);
-  return (_method, call) =>
-    new grpc.ServerInterceptingCall(call, {
+  if (agentToken !== undefined) {
+    checkToken(agentToken);
+    if (agentToken === token) throw new Error('the agent token must differ from the user token (or be left unset)');
+  }
+  const throttle = new AuthThrottle(throttleOptions);
+  return (method, call) => {
+    const agentCall = method.path.startsWith(AGENT_SERVICE_PREFIX);
+    const wanted = agentToken !== undefined && agentCall ? agentToken : token;
+    const which = agentToken === undefined ? 'token' : agentCall ? 'agent token' : 'user token';
+    return new grpc.ServerInterceptingCall(call, {
       start: (next) => {
         next({
           onReceiveMetadata: (metadata, mdNext) => {
-            if (metadataHasToken(metadata, token)) {
+            const peer = call.getPeer();
+            const verdict = throttle.verdict(peer);
+            if (verdict.throttled) {
+              const waitMs = Math.ceil(verdict.retryAfterS * 1000);
+              const trailers = new grpc.Metadata();
+              trailers.set(RETRY_PUSHBACK_KEY, String(waitMs));
+              call.sendStatus({
+                code: grpc.status.RESOURCE_EXHAUSTED,
+                details: `too many calls with a missing or wrong token from ${peerHost(peer)}: retry in ${(waitMs / 1000).toFixed(1)} s`,
+                metadata: trailers,
+              });
+            } else if (metadataHasToken(metadata, wanted)) {
               mdNext(metadata);
             } else {
+              throttle.refused(peer, method.path, which);
               call.sendStatus({
                 code: grpc.status.UNAUTHENTICATED,
-                details: 'missing or wrong token (expected metadata "authorization: Bearer <token>")',
+                details: `missing or wrong ${which} (expected metadata "authorization: Bearer <token>")`,
                 metadata: new grpc.Metadata(),
               });
             }
@@ -47,6 +81,7 @@ export function serverAuthInterceptor(token: string): grpc.ServerInterceptor {
         });
       },
     });
+  };
 }
 
 /** Client interceptor that adds the token to every call's metadata. */

@@ -4,6 +4,7 @@ export * from './generated';
 export * from './paths';
 export * from './services';
 export * from './auth';
+export * from './auth-throttle';
 export * from './tls';
 export * from './server';
 export * from './client';

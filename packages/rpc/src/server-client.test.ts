@@ -66,6 +66,7 @@ const coordinator: CoordinatorHandlers = {
   ListJobs: notImplemented('ListJobs'),
   CancelJob: notImplemented('CancelJob'),
   ListAgents: notImplemented('ListAgents'),
+  DeleteJob: notImplemented('DeleteJob'),
 };
 
 // AgentControl stand-in: one assignment with an NCCL unique id (bytes) on the assignment stream.

@@ -1,12 +1,17 @@
 // Typed helpers to serve Mist services: createServer -> addService -> startServer -> stopServer.
 import * as grpc from '@grpc/grpc-js';
 import { serverAuthInterceptor } from './auth';
+import type { AuthThrottleOptions } from './auth-throttle';
 import { type HandlersOf, type ServiceName, serviceDefinition } from './services';
 import { serverCredentials, type TlsOptions } from './tls';
 
 export interface ServerOptions {
   /** Shared token every call must carry. */
   token: string;
+  /** When set, the token of AgentControl calls (agents), which `token` (users) then cannot make, and the reverse. */
+  agentToken?: string;
+  /** Logging and throttling of calls with a wrong token (defaults: DEFAULT_AUTH_THROTTLE). */
+  authThrottle?: Partial<AuthThrottleOptions>;
   /** Mutual TLS; plaintext without it. */
   tls?: TlsOptions;
   /** Extra grpc-js server options (message size limits, keepalive). */
@@ -23,7 +28,7 @@ export function createServer(options: ServerOptions): RpcServer {
   const grpcServer = new grpc.Server({
     ...extra,
     // The token check runs first, before any interceptor the caller adds.
-    interceptors: [serverAuthInterceptor(options.token), ...(extra.interceptors ?? [])],
+    interceptors: [serverAuthInterceptor(options.token, options.agentToken, options.authThrottle), ...(extra.interceptors ?? [])],
   });
   return { grpcServer, credentials: serverCredentials(options.tls) };
 }

@@ -6,6 +6,8 @@
 //   hang               keep running until stopped (SIGTERM)
 //   ignore-term        keep running and ignore SIGTERM (the agent must SIGKILL it)
 //   rendezvous-only    join the rendezvous and exit 0 (launch-latency runs)
+// MIST_FIXTURE_PRINT=LINESxBYTES makes rank 0 print LINES lines of BYTES bytes each on stdout first
+// (an output burst: one 5 MB line, or 600 lines of 10 KB).
 // The rendezvous check is real: every rank listens on its own peers[rank] address and connects to
 // the next rank's, so a wrong or clashing address list fails the job.
 'use strict';
@@ -63,6 +65,11 @@ async function run(a) {
   send({ type: 'ready', rank: a.rank, pid: process.pid });
   await joinRing(a);
   console.log(`rank ${a.rank} joined the rendezvous of ${a.worldSize}`);
+  const burst = /^(\d+)x(\d+)$/.exec(process.env.MIST_FIXTURE_PRINT || '');
+  if (burst && a.rank === 0) {
+    const line = 'x'.repeat(Number(burst[2]));
+    for (let i = 0; i < Number(burst[1]); i++) process.stdout.write(`${line}\n`);
+  }
   // Exit once stdout is flushed (a pipe is asynchronous), so the agent sees the line.
   if (mode === 'rendezvous-only') {
     // Exit once stdout is flushed (a pipe is asynchronous), so the agent sees the line.

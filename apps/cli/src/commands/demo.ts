@@ -92,13 +92,20 @@ export const demoCommand: Command = {
     let conn: CoordinatorConnection | undefined;
     let jobId: string | undefined;
     let interrupted = false;
-    const onSigint = (): void => {
+    /** 130 after SIGINT, 143 after SIGTERM (128 + the signal number, the shells' convention). */
+    let signalCode = 130;
+    // SIGINT (Ctrl-C) and SIGTERM (kill, a supervisor) alike: cancel the job, stop the coordinator,
+    // the agents and their workers, and remove the state directory before exiting.
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (interrupted) return;
       interrupted = true;
-      say('\ninterrupted: cancelling the job and stopping the coordinator and agents\n');
-      const cancelled = conn && jobId ? conn.cancel(jobId, 'demo interrupted (Ctrl-C)').catch(() => undefined) : Promise.resolve();
+      signalCode = signal === 'SIGTERM' ? 143 : 130;
+      say(`\n${signal}: cancelling the job and stopping the coordinator and agents\n`);
+      const cancelled = conn && jobId ? conn.cancel(jobId, `demo interrupted (${signal})`).catch(() => undefined) : Promise.resolve();
       void cancelled.then(() => stopAll(children));
     };
-    process.once('SIGINT', onSigint);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     try {
       say('starting a coordinator on 127.0.0.1 ...\n');
       const coord = await startMist('coordinator', ['coordinator', '--listen', '127.0.0.1:0', '--state', stateDir, '--heartbeat-timeout', '30'],
@@ -153,10 +160,10 @@ export const demoCommand: Command = {
         }
       } catch (err) {
         // After Ctrl-C the coordinator goes away under the watch: that is the expected end.
-        if (interrupted) return 130;
+        if (interrupted) return signalCode;
         throw err;
       }
-      if (interrupted) return 130;
+      if (interrupted) return signalCode;
       if (bar && lastStep === steps) bar.done();
       const final = await conn.get(job.id);
       const ok = final.state === 'JOB_STATE_SUCCEEDED';
@@ -169,8 +176,13 @@ export const demoCommand: Command = {
         io.stderr(`job ${final.id} ended ${state.replace('JOB_STATE_', '').toLowerCase()}: ${final.message || message}\n`);
       }
       return ok ? 0 : 1;
+    } catch (err) {
+      // A signal during start-up stops the children under the steps still running: not an error.
+      if (interrupted) return signalCode;
+      throw err;
     } finally {
-      process.removeListener('SIGINT', onSigint);
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
       conn?.close();
       say('stopping the agents and the coordinator ...\n');
       await stopAll(children);

@@ -1,7 +1,8 @@
 // `mist launch job.json`: submits a job (prints its id), then follows it with a progress bar until
 // it ends, unless --detach. `mist launch --resume JOB` resumes an interrupted or failed job from
 // its last complete checkpoint.
-import { loadJobFile } from '@mist/coordinator';
+import { CoordinatorCallError, loadJobFile } from '@mist/coordinator';
+import { status as grpcStatus } from '@mist/rpc';
 import { type Command, JSON_OPTION, stringOpt, UsageError } from '../cli/command';
 import { followJob } from './logs';
 import { CONNECTION_OPTIONS, describeJob, withConnection } from './status';
@@ -9,7 +10,7 @@ import { CONNECTION_OPTIONS, describeJob, withConnection } from './status';
 export const launchCommand: Command = {
   name: 'launch',
   summary: 'submit a job file to the coordinator (or resume a job) and follow it until it ends',
-  usage: 'mist launch JOB.json [--detach] [--logs] [--json] [--coordinator HOST:PORT] | mist launch --resume JOB',
+  usage: 'mist launch JOB.json [--detach] [--no-queue] [--logs] [--json] [--coordinator HOST:PORT] | mist launch --resume JOB',
   examples: [
     'MIST_TOKEN=secret mist launch job.json',
     'mist launch job.json --detach --coordinator 10.0.0.1:7070 --token secret',
@@ -20,6 +21,7 @@ export const launchCommand: Command = {
   options: {
     resume: { type: 'string', valueName: 'JOB', description: 'resume this interrupted or failed job from its last checkpoint' },
     detach: { type: 'boolean', description: 'print the job id and return at once' },
+    'no-queue': { type: 'boolean', description: 'refuse the job when its devices are busy now instead of queueing it (also "queue": false in the job file)' },
     logs: { type: 'boolean', description: 'also print the workers\' log lines while following' },
     ...CONNECTION_OPTIONS,
     ...JSON_OPTION,
@@ -30,8 +32,19 @@ export const launchCommand: Command = {
     if (!resume && !positionals[0]) throw new UsageError('expects a job file (or --resume JOB)');
     // The job file is checked before anything is sent: a bad field fails here, naming it.
     const spec = positionals[0] ? loadJobFile(positionals[0]) : null;
+    if (spec && values['no-queue'] === true) spec.noQueue = true;
     return withConnection(values, async (c) => {
-      const job = spec ? await c.submit(spec) : await c.resume(resume!);
+      let job;
+      try {
+        job = spec ? await c.submit(spec) : await c.resume(resume!);
+      } catch (err) {
+        // The coordinator's own checks of the job (a field named): the caller's to fix, exit 2 as the CLI's checks.
+        if (err instanceof CoordinatorCallError && err.code === grpcStatus.INVALID_ARGUMENT) {
+          io.stderr(`mist launch: ${err.message}\n`);
+          return 2;
+        }
+        throw err;
+      }
       if (values.detach) {
         io.stdout(values.json ? `${JSON.stringify(job, null, 2)}\n` : `${job.id}\n`);
         return 0;

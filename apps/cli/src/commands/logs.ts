@@ -33,6 +33,16 @@ export async function followJob(c: CoordinatorConnection, jobId: string, io: Cli
   let last: JobState | null = null;
   const bar = o.progressSteps ? new ProgressBar(io, 'train', o.progressSteps) : null;
   for await (const e of c.watch(jobId, { replay: true, includeLogs: o.logs, replayOnly: o.replayOnly })) {
+    if (e.logGap) {
+      io.stderr(`[... ${e.logGap.droppedEvents} earlier worker event(s) dropped: ${e.logGap.reason}]\n`);
+      continue;
+    }
+    if (e.tuneProgress) {
+      const p = e.tuneProgress;
+      const best = p.bestIterationTime > 0 ? `, best ${p.bestIterationTime.toFixed(4)} s/iteration` : '';
+      io.stderr(`[tuning] ${p.phase} ${p.done}/${p.total}, ${p.candidatesEvaluated} candidates${best}, ${p.elapsed.toFixed(0)} s\n`);
+      continue;
+    }
     if (e.state) {
       last = e.state.state;
       const text = `[${shortState(e.state.state)}] ${e.state.message}`;

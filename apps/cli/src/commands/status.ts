@@ -2,9 +2,9 @@
 // connection flags every client command shares (--coordinator, --token, mutual TLS).
 import * as fs from 'node:fs';
 import { CoordinatorConnection } from '@mist/coordinator';
-import type { AgentInfo__Output, Job__Output } from '@mist/rpc';
+import type { AgentInfo__Output, Job__Output, JobState } from '@mist/rpc';
 import { formatBytes } from '@mist/core';
-import { type Command, JSON_OPTION, type OptionSpec, type ParsedValues, stringOpt, UsageError } from '../cli/command';
+import { type Command, intOpt, JSON_OPTION, type OptionSpec, type ParsedValues, stringOpt, UsageError } from '../cli/command';
 import { renderTable } from '../cli/table';
 
 export const CONNECTION_OPTIONS: Record<string, OptionSpec> = {
@@ -44,6 +44,9 @@ export async function withConnection<T>(values: ParsedValues, fn: (c: Coordinato
     c.close();
   }
 }
+
+/** The job states `--state` takes (the proto's JOB_STATE_* names in lower case). */
+const JOB_STATE_NAMES = ['queued', 'tuning', 'starting', 'running', 'cancelling', 'succeeded', 'failed', 'cancelled', 'interrupted'];
 
 export const shortState = (s: string): string => s.replace(/^(JOB|AGENT|WORKER)_STATE_/, '').toLowerCase();
 
@@ -91,10 +94,18 @@ export function describeJob(j: Job__Output): string {
 export const statusCommand: Command = {
   name: 'status',
   summary: 'list the coordinator\'s jobs, or show one job: state, plan, workers',
-  usage: 'mist status [JOB] [--coordinator HOST:PORT] [--json]',
-  examples: ['MIST_TOKEN=secret mist status', 'mist status job-1a2b3c4d --coordinator 10.0.0.1:7070 --token secret', 'mist status --json'],
+  usage: 'mist status [JOB] [--limit N] [--state STATE] [--page TOKEN] [--coordinator HOST:PORT] [--json]',
+  examples: [
+    'MIST_TOKEN=secret mist status', 'mist status job-1a2b3c4d --coordinator 10.0.0.1:7070 --token secret', 'mist status --state running --limit 200',
+    'mist status --json',
+  ],
   positionals: { min: 0, max: 1, names: 'at most one job id' },
-  options: { ...CONNECTION_OPTIONS, ...JSON_OPTION },
+  options: {
+    limit: { type: 'string', valueName: 'N', description: 'newest N jobs, 1 to 1000 (default 50); the next page\'s token is printed after them' },
+    state: { type: 'string', valueName: 'STATE', description: `only jobs in this state (${JOB_STATE_NAMES.join(', ')}); repeat with commas` },
+    page: { type: 'string', valueName: 'TOKEN', description: 'the page after a previous listing (its "next page" token)' },
+    ...CONNECTION_OPTIONS, ...JSON_OPTION,
+  },
   async run(values, positionals, io) {
     return withConnection(values, async (c) => {
       if (positionals[0]) {
@@ -102,15 +113,24 @@ export const statusCommand: Command = {
         io.stdout(values.json ? `${JSON.stringify(job, null, 2)}\n` : describeJob(job));
         return 0;
       }
-      const jobs = await c.list();
+      const limit = intOpt(values, 'limit', 50)!;
+      if (limit > 1000) throw new UsageError(`--limit: got ${limit}; at most 1000 (page on with --page)`);
+      const states = (stringOpt(values, 'state') ?? '').split(',').filter(Boolean).map((s) => {
+        const name = s.trim().toLowerCase();
+        if (!JOB_STATE_NAMES.includes(name)) throw new UsageError(`--state: got "${s}"; allowed: ${JOB_STATE_NAMES.join(', ')}`);
+        return `JOB_STATE_${name.toUpperCase()}` as JobState;
+      });
+      const page = await c.listPage({ states, pageSize: limit, pageToken: stringOpt(values, 'page') ?? '' });
+      const jobs = page.jobs;
       if (values.json) {
-        io.stdout(`${JSON.stringify(jobs, null, 2)}\n`);
+        io.stdout(`${JSON.stringify(page, null, 2)}\n`);
         return 0;
       }
       if (jobs.length === 0) {
         io.stdout('no jobs\n');
         return 0;
       }
+      const more = page.nextPageToken ? `(newest first; more: mist status --limit ${limit} --page ${page.nextPageToken})\n` : '';
       io.stdout(renderTable(jobs, [
         { header: 'id', value: (j) => j.id },
         { header: 'name', value: (j) => j.spec?.name || '-' },
@@ -118,10 +138,10 @@ export const statusCommand: Command = {
         { header: 'attempt', value: (j) => j.attempt },
         { header: 'step', value: (j) => j.step },
         { header: 'loss', value: (j) => (j.loss !== undefined ? j.loss.toFixed(4) : '-'), align: 'right' },
-        { header: 'ranks', value: (j) => j.workers.length },
+        { header: 'ranks', value: (j) => j.ranks || j.workers.length },
         { header: 'submitted', value: (j) => when(j.submitTime) },
         { header: 'message', value: (j) => (j.message.length > 60 ? `${j.message.slice(0, 57)}...` : j.message) },
-      ]));
+      ]) + more);
       return 0;
     });
   },

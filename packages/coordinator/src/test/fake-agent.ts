@@ -5,6 +5,8 @@ import { type AgentCommand__Output, type AgentControlClient, callUnary, createCl
 export class FakeAgent {
   readonly client: AgentControlClient;
   id = '';
+  /** The session credential of the last registration (sent with every later call). */
+  session = '';
   readonly commands: AgentCommand__Output[] = [];
   private waiters: Array<{ pred: (c: AgentCommand__Output) => boolean; resolve: (c: AgentCommand__Output) => void }> = [];
   private stream: ReturnType<AgentControlClient['watchAssignments']> | null = null;
@@ -20,15 +22,16 @@ export class FakeAgent {
   async register(): Promise<string> {
     const res = await callUnary(this.client, 'register', {
       agentId: this.id, hostName: this.hostName, address: '127.0.0.1', devices: this.devices(),
-      backends: [{ backend: 'BACKEND_CPU', available: true }], workerPorts: this.ports, version: '0.1.0',
+      backends: [{ backend: 'BACKEND_CPU', available: true }], workerPorts: this.ports, version: '0.1.0', sessionToken: this.session,
     });
     this.id = res.agentId;
+    this.session = res.sessionToken;
     return this.id;
   }
 
   /** Opens the command stream; resolves once the coordinator has attached it (first heartbeat answered after). */
   watch(): void {
-    this.stream = this.client.watchAssignments({ agentId: this.id });
+    this.stream = this.client.watchAssignments({ agentId: this.id, sessionToken: this.session });
     this.stream.on('data', (c: AgentCommand__Output) => {
       this.commands.push(c);
       this.waiters = this.waiters.filter((w) => {
@@ -48,11 +51,11 @@ export class FakeAgent {
   }
 
   heartbeat(workers: Array<{ jobId: string; attempt: number; rank: number; pid: number }> = []): Promise<{ reregister: boolean }> {
-    return callUnary(this.client, 'heartbeat', { agentId: this.id, workers });
+    return callUnary(this.client, 'heartbeat', { agentId: this.id, workers, sessionToken: this.session });
   }
 
   report(events: Array<Omit<WorkerEvent, 'time'>>): Promise<unknown> {
-    return callUnary(this.client, 'reportWorkerEvents', { agentId: this.id, events: events.map((e) => ({ time: Date.now() / 1000, ...e })) });
+    return callUnary(this.client, 'reportWorkerEvents', { agentId: this.id, sessionToken: this.session, events: events.map((e) => ({ time: Date.now() / 1000, ...e })) });
   }
 
   close(): void {

@@ -14,7 +14,8 @@ function fakeStep(root: string, step: number, bytes: number, manifest = true): s
   fs.writeFileSync(path.join(dir, rankIndexName(0)), JSON.stringify({ rank: 0, records: [] }));
   if (manifest) {
     const m: Omit<CheckpointManifest, 'plan'> & { plan: null } = {
-      version: 1, step, model: 'gpt-tiny', worldSize: 1, plan: null, files: [{ rank: 0, index: rankIndexName(0), data: rankDataName(0), bytes: 64 }], savedAt: '',
+      version: 2, step, jobId: 'job-t', model: 'gpt-tiny', modelFingerprint: '', planFingerprint: '', worldSize: 1, plan: null,
+      files: [{ rank: 0, index: rankIndexName(0), data: rankDataName(0), bytes: 64, sha256: '', indexSha256: '' }], savedAt: '',
     };
     fs.writeFileSync(path.join(dir, MANIFEST), JSON.stringify(m));
   }

@@ -4,7 +4,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { RankRuntime } from '../runtime/rank-runtime';
-import { type CheckpointManifest, MANIFEST, type RankShardFile } from './format';
+import type { ModelSpec, Plan } from '@mist/core';
+import { CHECKPOINT_VERSION, type CheckpointManifest, fingerprint, MANIFEST, type RankShardFile, sha256 } from './format';
 import { placeSlice, takeSlice } from './tensor-slice';
 
 export interface CheckpointRef {
@@ -39,6 +40,67 @@ export function latestCheckpoint(root: string): CheckpointRef | null {
     if (ck) return ck;
   }
   return null;
+}
+
+/** What a checkpoint must match to be resumed from: the job, its model and its plan. */
+export interface CheckpointOwner {
+  jobId: string;
+  model: ModelSpec;
+  plan: Plan;
+  /** Accept a checkpoint of another plan of the same model (it is re-sharded on load). */
+  anyPlan?: boolean;
+}
+
+/** Why the complete checkpoint `ck` may not be loaded for `owner`, or null when it verifies (reads and hashes every file). */
+export function verifyCheckpoint(ck: CheckpointRef, owner: CheckpointOwner): string | null {
+  const m = ck.manifest;
+  if (m.version !== CHECKPOINT_VERSION) return `manifest version ${m.version}, expected ${CHECKPOINT_VERSION} (no job id or checksums to verify)`;
+  if (m.jobId !== owner.jobId) return `written by job ${m.jobId}, not ${owner.jobId}`;
+  if (m.modelFingerprint !== fingerprint(owner.model)) return `model fingerprint ${m.modelFingerprint.slice(0, 12)} differs from the job's model ${owner.model.name} (${fingerprint(owner.model).slice(0, 12)})`;
+  if (!owner.anyPlan && m.planFingerprint !== fingerprint(owner.plan)) return `plan fingerprint ${m.planFingerprint.slice(0, 12)} differs from the job's plan (${fingerprint(owner.plan).slice(0, 12)})`;
+  for (const f of m.files) {
+    let index: string, data: Buffer;
+    try {
+      index = fs.readFileSync(path.join(ck.dir, f.index), 'utf8');
+      data = fs.readFileSync(path.join(ck.dir, f.data));
+    } catch (err) {
+      return `rank ${f.rank}: ${(err as Error).message}`;
+    }
+    if (sha256(index) !== f.indexSha256) return `rank ${f.rank}: ${f.index} does not match its SHA-256 in the manifest`;
+    if (sha256(data) !== f.sha256) return `rank ${f.rank}: ${f.data} does not match its SHA-256 in the manifest (the shard was changed or damaged)`;
+  }
+  return null;
+}
+
+export interface ResumeChoice {
+  /** The newest checkpoint of the job that verifies; null when there is none. */
+  checkpoint: CheckpointRef | null;
+  /** Newer complete checkpoints passed over, and why (another job's, damaged, another plan). */
+  skipped: Array<{ dir: string; reason: string }>;
+}
+
+/**
+ * The checkpoint a resume loads: the newest complete one under root that verifies for `owner`.
+ * Throws when the job has checkpoints there but none verifies: training from the start instead
+ * would silently throw its progress away.
+ */
+export function resumeCheckpoint(root: string, owner: CheckpointOwner): ResumeChoice {
+  const skipped: ResumeChoice['skipped'] = [];
+  if (!fs.existsSync(root)) return { checkpoint: null, skipped };
+  let own = 0;
+  for (const d of fs.readdirSync(root).filter((x) => /^step-\d+$/.test(x)).sort().reverse()) {
+    const ck = readCheckpoint(path.join(root, d));
+    if (!ck) continue;
+    if (ck.manifest.jobId === owner.jobId) own++;
+    const why = verifyCheckpoint(ck, owner);
+    if (why === null) return { checkpoint: ck, skipped };
+    skipped.push({ dir: ck.dir, reason: why });
+  }
+  if (own > 0) {
+    throw new Error(`cannot resume job ${owner.jobId}: none of its ${own} checkpoint(s) in ${root} verifies: ` +
+      skipped.map((x) => `${path.basename(x.dir)}: ${x.reason}`).join('; '));
+  }
+  return { checkpoint: null, skipped };
 }
 
 interface FullTensor {

@@ -6,8 +6,9 @@ import type { RankRuntime } from '../runtime/rank-runtime';
 import { segments } from '../runtime/shard';
 import type { WorkerAssignment } from '../worker/protocol';
 import {
-  CHECKPOINT_VERSION, type CheckpointManifest, MANIFEST, rankDataName, rankIndexName, type RankShardFile, type ShardRecord, stepDirName,
+  CHECKPOINT_VERSION, type CheckpointManifest, fingerprint, MANIFEST, rankDataName, rankIndexName, type RankShardFile, sha256, type ShardRecord, stepDirName,
 } from './format';
+import { pruneCheckpoints } from './prune';
 
 function writeFileSynced(file: string, data: Uint8Array | string): void {
   const fd = fs.openSync(file, 'w');
@@ -19,9 +20,13 @@ function writeFileSynced(file: string, data: Uint8Array | string): void {
   }
 }
 
-/** Writes this rank's shard of the runtime's state after its last step; returns the step directory. */
+/**
+ * Writes this rank's shard of the runtime's state after its last step; returns the step directory.
+ * With `keep` > 0, rank 0 then removes this job's older checkpoints beyond the newest `keep`.
+ */
 export async function saveCheckpoint(
-  rt: RankRuntime, world: Communicator<Float32Array>, root: string, a: Pick<WorkerAssignment, 'plan' | 'model' | 'rank' | 'worldSize'>,
+  rt: RankRuntime, world: Communicator<Float32Array>, root: string, a: Pick<WorkerAssignment, 'plan' | 'model' | 'rank' | 'worldSize' | 'jobId'>,
+  keep = 0,
 ): Promise<string> {
   const step = rt.stepsDone;
   const dir = path.join(root, stepDirName(step));
@@ -51,21 +56,30 @@ export async function saveCheckpoint(
     data.set(c, at);
     at += c.length;
   }
-  const index: RankShardFile = { rank: a.rank, records };
-  writeFileSynced(path.join(dir, rankDataName(a.rank)), new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const index: RankShardFile = { rank: a.rank, records, dataSha256: sha256(bytes) };
+  writeFileSynced(path.join(dir, rankDataName(a.rank)), bytes);
   writeFileSynced(path.join(dir, rankIndexName(a.rank)), JSON.stringify(index));
   // Every rank's files are on disk (a shared directory) before the manifest says so.
   await world.barrier();
   if (a.rank === 0) {
-    const sizes = Array.from({ length: a.worldSize }, (_, r) => fs.statSync(path.join(dir, rankDataName(r))).size);
+    // Each rank hashed its own .bin into its index; rank 0 hashes the (small) index files.
+    const files = Array.from({ length: a.worldSize }, (_, r) => {
+      const indexText = fs.readFileSync(path.join(dir, rankIndexName(r)), 'utf8');
+      const shard = JSON.parse(indexText) as RankShardFile;
+      return {
+        rank: r, index: rankIndexName(r), data: rankDataName(r), bytes: fs.statSync(path.join(dir, rankDataName(r))).size,
+        sha256: shard.dataSha256, indexSha256: sha256(indexText),
+      };
+    });
     const manifest: CheckpointManifest = {
-      version: CHECKPOINT_VERSION, step, model: a.model.name, worldSize: a.worldSize, plan: a.plan,
-      files: Array.from({ length: a.worldSize }, (_, r) => ({ rank: r, index: rankIndexName(r), data: rankDataName(r), bytes: sizes[r] })),
-      savedAt: new Date().toISOString(),
+      version: CHECKPOINT_VERSION, step, jobId: a.jobId, model: a.model.name, modelFingerprint: fingerprint(a.model), planFingerprint: fingerprint(a.plan),
+      worldSize: a.worldSize, plan: a.plan, files, savedAt: new Date().toISOString(),
     };
     const tmp = path.join(dir, `${MANIFEST}.tmp`);
     writeFileSynced(tmp, JSON.stringify(manifest, null, 2));
     fs.renameSync(tmp, path.join(dir, MANIFEST));
+    if (keep > 0) pruneCheckpoints(root, a.jobId, keep);
   }
   await world.barrier();
   return dir;

@@ -72,7 +72,7 @@ describe('launchLocal: one worker process per device', () => {
       fs.rmSync(path.join(dir, 'step-00000006', 'manifest.json'));
       expect(latestCheckpoint(dir)?.manifest.step).toBe(3);
       const planB = singleHostPlan(model, { seq: SEQ, globalBatch: BATCH, G: 4 }, [{ layers: [0, 2], tp: 2 }, { layers: [3, 3], dp: 2, zero: 2 }]);
-      const b = await launchLocal({ plan: planB, model, training, run: run(10, { checkpointDir: dir, resume: true, scheduleSteps: 10 }) });
+      const b = await launchLocal({ plan: planB, model, training, run: run(10, { checkpointDir: dir, resume: true, resumeAnyPlan: true, scheduleSteps: 10 }) });
       const ref = await trainSingleProcess({ model, steps: 10, seed: SEED, lr: LR, globalBatch: BATCH, seq: SEQ, data: 'synthetic', warmupSteps: 2 });
       const refLoss = ref.steps.map((s) => s.loss);
       expectClose(a.steps.map((s) => s.loss), refLoss.slice(0, 6));

@@ -3,9 +3,9 @@
 // batch sample by sample, so every rank replays the stream and keeps the samples it owns; no
 // tokens are sent between ranks. Sample i of step s is the i-th sequence of the s-th batch of
 // `globalBatch` sequences, whatever the micro-batch split.
-import { type BatchSampler, type DataSource, makeSampler } from '../train';
+import { type BatchSampler, type DataSource, makeSampler, type TokenFile } from '../train';
 
-export type DataKind = DataSource;
+export type DataKind = DataSource | TokenFile;
 
 export class TokenSource {
   private sampler: BatchSampler;

@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Rng } from '../model/rng';
+import { readTokenFile, type TokenFile, TokenFileSampler } from './token-file';
 
 export type DataSource = 'corpus' | 'synthetic';
 
@@ -88,7 +89,8 @@ export class SyntheticSampler implements BatchSampler {
   }
 }
 
-export function makeSampler(source: DataSource, vocab: number, seed: number): BatchSampler {
+export function makeSampler(source: DataSource | TokenFile, vocab: number, seed: number): BatchSampler {
+  if (typeof source === 'object') return new TokenFileSampler(readTokenFile(source, vocab), seed, source.file);
   if (source === 'corpus') {
     if (vocab < 256) throw new Error(`the byte-level corpus needs a vocabulary of at least 256 tokens, the model has ${vocab}`);
     return new CorpusSampler(loadCorpus(), seed);

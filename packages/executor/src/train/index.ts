@@ -4,3 +4,4 @@ export { AdamW, ADAMW_DEFAULTS, learningRate } from './optimizer';
 export type { AdamWOptions } from './optimizer';
 export { CorpusSampler, SyntheticSampler, corpusPath, loadCorpus, makeSampler } from './data';
 export type { BatchSampler, DataSource, TokenBatch } from './data';
+export { readTokenFile, TokenFileSampler, type TokenFile } from './token-file';

@@ -6,14 +6,21 @@ export interface RunOptions {
   steps: number;
   seed: number;
   lr: number;
-  /** `corpus` = the shipped byte-level text corpus; `synthetic` = a deterministic synthetic stream. */
-  data: 'corpus' | 'synthetic';
+  /** `corpus` = the shipped byte-level text corpus; `synthetic` = a deterministic synthetic stream;
+   * a token file (flat little-endian uint16/uint32 ids, train/token-file.ts) on the worker's host. */
+  data: 'corpus' | 'synthetic' | { file: string; dtype: 'uint16' | 'uint32' };
   /** Directory of sharded checkpoints (omit to never save). */
   checkpointDir?: string;
   /** Save every N steps (0 = only at the end) when checkpointDir is set. */
   checkpointEvery?: number;
-  /** Resume from the newest complete checkpoint in checkpointDir. */
+  /** Resume from the newest checkpoint in checkpointDir that this job wrote and that verifies (checkpoint/load.ts resumeCheckpoint). */
   resume?: boolean;
+  /** With resume: accept a checkpoint the job saved under another plan (re-sharded on load); by default the plan fingerprint must match. */
+  resumeAnyPlan?: boolean;
+  /** Go on when a step's loss or gradient norm is not finite (default: the run fails at that step). Non-finite states are never checkpointed. */
+  allowNonFiniteLoss?: boolean;
+  /** Keep only the job's newest K checkpoints (0 or unset: keep all). */
+  keepCheckpoints?: number;
   /** Report metrics every N steps (default 1). */
   metricsEvery?: number;
   /** Learning-rate schedule as single-process training's (train/optimizer.ts learningRate): linear
@@ -82,5 +89,7 @@ export type WorkerToParent =
   | { type: 'metrics'; rank: number; metrics: StepMetrics }
   | { type: 'log'; rank: number; level: 'info' | 'warn' | 'error'; text: string }
   | { type: 'checkpoint'; rank: number; step: number; dir: string }
+  /** The rank verified and loaded this checkpoint; training continues at step + 1 (every rank agrees on it). */
+  | { type: 'resumed'; rank: number; step: number; dir: string }
   | { type: 'done'; rank: number; steps: number; finalLoss: number | null }
   | { type: 'failed'; rank: number; error: string };

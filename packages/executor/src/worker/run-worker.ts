@@ -4,7 +4,7 @@
 import {
   createCommunicator, deviceCores, kernelThreads, listenCpu, type Communicator, DEFAULT_TIMEOUT_MS, pinProcessToCores, startKernelTrace, stopKernelTrace,
 } from '@mist/native';
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../checkpoint';
+import { loadCheckpoint, resumeCheckpoint, saveCheckpoint } from '../checkpoint';
 import { TokenSource } from '../runtime/data';
 import { learningRate } from '../train';
 import { RankRuntime } from '../runtime/rank-runtime';
@@ -59,6 +59,46 @@ function pinToDeviceCores(a: WorkerAssignment, io: WorkerIo): void {
   }
 }
 
+/** What is not finite in a step's figures, or null (the loss only exists on last-stage ranks). */
+function nonFinite(loss: number | null, gradNorm: number | undefined): string | null {
+  if (loss !== null && !Number.isFinite(loss)) return `the loss is ${loss} (not finite)`;
+  if (gradNorm !== undefined && !Number.isFinite(gradNorm)) return `the gradient norm is ${gradNorm} (not finite)`;
+  return null;
+}
+
+/**
+ * Loads the newest checkpoint of this job that verifies (job id, model and plan fingerprints,
+ * shard checksums), after checking that every rank chose the same step: the ranks read one shared
+ * directory, and a rank that saw another (a host with a private directory) must not train on.
+ */
+async function resume(rt: RankRuntime, world: Communicator<Float32Array>, a: WorkerAssignment, io: WorkerIo): Promise<void> {
+  const dir = a.run.checkpointDir!;
+  let choice: ReturnType<typeof resumeCheckpoint> | null = null;
+  let error: Error | null = null;
+  try {
+    choice = resumeCheckpoint(dir, { jobId: a.jobId, model: a.model, plan: a.plan, anyPlan: a.run.resumeAnyPlan === true });
+  } catch (err) {
+    error = err as Error;
+  }
+  const step = choice?.checkpoint?.manifest.step ?? (error ? -1 : 0);
+  const agreed = Float32Array.of(step, -step);
+  await world.allReduce(agreed, 'max');
+  if (error) throw error;
+  if (agreed[0] !== -agreed[1]) {
+    throw new Error(`the ranks found different checkpoints to resume from in ${dir} (steps ${-agreed[1]} to ${agreed[0]}; -1: none verifies): ` +
+      'checkpointDir must be one directory shared by every host');
+  }
+  for (const s of choice!.skipped) io.send({ type: 'log', rank: a.rank, level: 'warn', text: `not resuming from ${s.dir}: ${s.reason}` });
+  const ck = choice!.checkpoint;
+  if (!ck) {
+    io.send({ type: 'log', rank: a.rank, level: 'info', text: `no checkpoint of job ${a.jobId} in ${dir}: starting from step 0` });
+    return;
+  }
+  await loadCheckpoint(rt, ck);
+  io.send({ type: 'log', rank: a.rank, level: 'info', text: `resumed from ${ck.dir} (step ${ck.manifest.step})` });
+  io.send({ type: 'resumed', rank: a.rank, step: ck.manifest.step, dir: ck.dir });
+}
+
 export async function runWorker(a: WorkerAssignment, io: WorkerIo): Promise<void> {
   pinToDeviceCores(a, io);
   const world = await joinWorld(a, io);
@@ -69,16 +109,22 @@ export async function runWorker(a: WorkerAssignment, io: WorkerIo): Promise<void
     data: new TokenSource(run.data, run.seed, a.model.vocab, a.plan.globalBatch, a.plan.seqLen), hyper: run.adamw,
   });
   try {
-    if (run.resume && run.checkpointDir) {
-      const ck = latestCheckpoint(run.checkpointDir);
-      if (ck) {
-        await loadCheckpoint(rt, ck);
-        io.send({ type: 'log', rank: a.rank, level: 'info', text: `resumed from ${ck.dir} (step ${ck.manifest.step})` });
-      }
-    }
+    if (run.resume && run.checkpointDir) await resume(rt, world, a, io);
     const every = run.metricsEvery ?? 1;
     let finalLoss: number | null = null;
     let lastSaved = rt.stepsDone;
+    /** Set once a step's all-reduced gradient norm was not finite: the weights may hold NaN from then on. */
+    let poisonedAt = 0;
+    const save = async (step: number): Promise<void> => {
+      // The gradient norm is all-reduced over the world, so every rank takes the same decision here.
+      if (poisonedAt > 0) {
+        io.send({ type: 'log', rank: a.rank, level: 'warn', text: `no checkpoint at step ${step}: the state is not finite since step ${poisonedAt}` });
+        return;
+      }
+      const dir = await saveCheckpoint(rt, world, run.checkpointDir!, a, run.keepCheckpoints ?? 0);
+      lastSaved = step;
+      io.send({ type: 'checkpoint', rank: a.rank, step, dir });
+    };
     while (rt.stepsDone < run.steps) {
       const stop = io.stopRequested();
       if (stop) throw new Error(`stopped by the parent: ${stop}`);
@@ -90,17 +136,18 @@ export async function runWorker(a: WorkerAssignment, io: WorkerIo): Promise<void
       }
       finalLoss = m.loss;
       if (m.step % every === 0 || m.step === run.steps) io.send({ type: 'metrics', rank: a.rank, metrics: m });
-      const n = run.checkpointEvery ?? 0;
-      if (run.checkpointDir && ((n > 0 && m.step % n === 0) || m.step === run.steps)) {
-        const dir = await saveCheckpoint(rt, world, run.checkpointDir, a);
-        lastSaved = m.step;
-        io.send({ type: 'checkpoint', rank: a.rank, step: m.step, dir });
+      const bad = nonFinite(m.loss, m.gradNorm);
+      if (bad) {
+        if (!run.allowNonFiniteLoss) {
+          throw new Error(`step ${m.step}: ${bad}; the run stops here and this state is not checkpointed (run.allowNonFiniteLoss lets it go on)`);
+        }
+        if (poisonedAt === 0 && m.gradNorm !== undefined && !Number.isFinite(m.gradNorm)) poisonedAt = m.step;
+        io.send({ type: 'log', rank: a.rank, level: 'warn', text: `step ${m.step}: ${bad} (going on: run.allowNonFiniteLoss)` });
       }
+      const n = run.checkpointEvery ?? 0;
+      if (run.checkpointDir && ((n > 0 && m.step % n === 0) || m.step === run.steps)) await save(m.step);
     }
-    if (run.checkpointDir && lastSaved !== rt.stepsDone) {
-      const dir = await saveCheckpoint(rt, world, run.checkpointDir, a);
-      io.send({ type: 'checkpoint', rank: a.rank, step: rt.stepsDone, dir });
-    }
+    if (run.checkpointDir && lastSaved !== rt.stepsDone) await save(rt.stepsDone);
     io.send({ type: 'done', rank: a.rank, steps: rt.stepsDone, finalLoss });
   } finally {
     await rt.destroy().catch(() => undefined);

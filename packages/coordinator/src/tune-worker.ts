@@ -1,0 +1,38 @@
+// The body of the tuning worker thread (see tuning.ts, tuneOffThread): runs @mist/tuner's search
+// for one job and posts its progress and its result, so that the coordinator's event loop keeps
+// answering calls, heartbeats and log streams while a large search runs.
+import { parentPort, workerData } from 'node:worker_threads';
+import type { ClusterSpec, HardwareProfile, ModelSpec, TrainingSpec } from '@mist/core';
+import type { TuneOptions__Output } from '@mist/rpc';
+import { tune } from '@mist/tuner';
+import { tunerSpaceFromOptions } from './tuning';
+
+export interface TuneWorkerInput {
+  model: ModelSpec;
+  training: TrainingSpec;
+  profile: HardwareProfile;
+  cluster: ClusterSpec;
+  options: TuneOptions__Output | null;
+}
+
+export type TuneWorkerMessage =
+  | { kind: 'progress'; phase: string; done: number; total: number; candidatesEvaluated: number; bestIterationTimeS: number | null }
+  | { kind: 'result'; result: Awaited<ReturnType<typeof tune>> }
+  | { kind: 'error'; message: string };
+
+async function main(): Promise<void> {
+  const input = workerData as TuneWorkerInput;
+  const post = (m: TuneWorkerMessage): void => parentPort!.postMessage(m);
+  try {
+    const result = await tune({ model: input.model, training: input.training, profile: input.profile }, {
+      space: tunerSpaceFromOptions(input.options),
+      clusterName: input.cluster.name,
+      onProgress: (p) => post({ kind: 'progress', phase: p.phase, done: p.done, total: p.total, candidatesEvaluated: p.candidatesEvaluated, bestIterationTimeS: p.bestIterationTimeS }),
+    });
+    post({ kind: 'result', result });
+  } catch (err) {
+    post({ kind: 'error', message: (err as Error).message ?? String(err) });
+  }
+}
+
+if (parentPort) void main();
