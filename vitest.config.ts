@@ -4,6 +4,7 @@
 import { defineConfig } from 'vitest/config';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 
 const repoRoot = __dirname;
 const cwd = process.cwd();
@@ -25,6 +26,8 @@ export default defineConfig({
     root: cwd,
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
     testTimeout: 60_000,
+    // Tests never read or write the user's tuning cache (~/.cache/mist/tune).
+    env: { MIST_CACHE_DIR: path.join(os.tmpdir(), 'mist-test-cache') },
     hookTimeout: 60_000,
     reporters: ['default', 'json'],
     outputFile: { json: path.join(repoRoot, '.test-results', `${packageName.replace(/[@/]/g, '_')}.json`) },
