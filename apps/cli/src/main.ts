@@ -1,9 +1,9 @@
 // The `mist` command line: dispatches to one sub-command, turns errors into messages and exit codes
 // (2 for a bad command line or an invalid spec, 1 for a failure while running).
-import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { SpecError } from '@mist/core';
+import { nearestName, SpecError } from '@mist/core';
 import { type CliIo, type Command, UsageError } from './cli/command';
 import { commandHelp, mainHelp } from './cli/help';
+import { parseCommandLine } from './cli/parse';
 import * as registered from './commands';
 
 export function allCommands(): Command[] {
@@ -33,16 +33,12 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
   }
   const cmd = commands.find((c) => c.name === name);
   if (!cmd) {
-    io.stderr(`mist: unknown command "${name}"; commands: ${commands.map((c) => c.name).join(', ')}\n`);
+    const near = nearestName(name, commands.map((c) => c.name));
+    io.stderr(`mist: unknown command "${name}"; ${near ? `did you mean "${near}"? ` : ''}commands: ${commands.map((c) => c.name).join(', ')}\n`);
     return 2;
   }
   try {
-    const options: NonNullable<ParseArgsConfig['options']> = { help: { type: 'boolean', short: 'h' } };
-    for (const [key, o] of Object.entries(cmd.options)) {
-      const { description: _d, valueName: _v, ...spec } = o;
-      options[key] = spec;
-    }
-    const parsed = parseArgs({ args: rest, options, allowPositionals: true, strict: true });
+    const parsed = parseCommandLine(cmd, rest);
     if (parsed.values.help) {
       io.stdout(commandHelp(cmd));
       return 0;
@@ -51,7 +47,7 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     if (parsed.positionals.length < pos.min || parsed.positionals.length > pos.max) {
       throw new UsageError(pos.max === 0 ? `takes no positional arguments (got ${parsed.positionals.join(' ')})` : `expects ${pos.names}`);
     }
-    return await cmd.run(parsed.values as Record<string, string | boolean | undefined>, parsed.positionals, io);
+    return await cmd.run(parsed.values, parsed.positionals, io);
   } catch (err) {
     if (err instanceof SpecError) {
       io.stderr(`mist ${name}: ${err.message}\n`);

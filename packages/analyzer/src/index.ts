@@ -18,3 +18,4 @@ export { CostModel, computeRates, type ComputeRates } from './hardware-cost';
 export * as expr from './expr';
 export { M as MODEL_SYMBOLS, S as STRATEGY_SYMBOLS } from './symbols';
 export { type Analysis, type AnalysisStage, type AnalyzeInput, analyzePlan } from './report';
+export { contextFor, type ContextInput } from './context';

@@ -14,10 +14,20 @@ export class CoordinatorCallError extends Error {
   }
 }
 
+/**
+ * The cause in grpc-js's UNAVAILABLE details, without its framing: "No connection established. Last
+ * error: Error: connect ECONNREFUSED 127.0.0.1:7070. Resolution note: " -> "connect ECONNREFUSED 127.0.0.1:7070".
+ */
+export function unreachableCause(details: string): string {
+  const last = /Last error: (?:Error: )?(.*?)\.?\s*(?:Resolution note:.*)?$/s.exec(details)?.[1];
+  return (last ?? details.replace(/\s*Resolution note:\s*$/, '')).trim();
+}
+
 function plain(err: unknown, address: string): Error {
   if (!isRpcError(err)) return err as Error;
   if (err.code === status.UNAVAILABLE) {
-    return new CoordinatorCallError(err.code, `cannot reach the coordinator at ${address} (${err.details || err.message})`);
+    const cause = unreachableCause(err.details || err.message);
+    return new CoordinatorCallError(err.code, `cannot reach the coordinator at ${address}${cause ? `: ${cause}` : ''} (is it running? --coordinator HOST:PORT)`);
   }
   if (err.code === status.UNAUTHENTICATED) {
     return new CoordinatorCallError(err.code, `the coordinator at ${address} refused the token (set MIST_TOKEN or --token): ${err.details}`);

@@ -35,7 +35,7 @@ describe('job files', () => {
     expect(() => jobSpecFromDocument({ model: 'gpt-tiny', training: { globalBatch: 8 }, plan: 'tune', run: { steps: 1 } }, '.'))
       .toThrow(/training\.seqLen: got nothing; expected number/);
     expect(() => jobSpecFromDocument({ model: 'gpt-huge', training: { globalBatch: 8, seqLen: 64 }, plan: 'tune', run: { steps: 1 } }, '.'))
-      .toThrow(/model: got "gpt-huge"; allowed: /);
+      .toThrow(/\n  - model: got "gpt-huge";.*allowed: /);
     expect(() => jobSpecFromDocument({ model: 'gpt-tiny', training: { globalBatch: 8, seqLen: 64 }, plan: { ...plan, gradAccumSteps: 3 }, run: { steps: 1 } }, '.'))
       .toThrow(/plan\.stages\[0\]\.microBatchSize/);
   });

@@ -9,7 +9,8 @@ describe('GPU catalog', () => {
     expect(getGpu('l4').nvlinkBandwidth).toBeNull();
   });
   it('rejects an unknown GPU with the allowed names', () => {
-    expect(() => getGpu('b200')).toThrow(/gpu: got "b200"; allowed: l4, a10g/);
+    expect(() => getGpu('b200')).toThrow(/gpu: got "b200"; did you mean "h200"\? allowed: l4, a10g/);
+    expect(() => getGpu('tpu-v5')).toThrow(/gpu: got "tpu-v5"; allowed: l4, a10g/);
   });
 });
 

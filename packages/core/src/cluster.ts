@@ -1,6 +1,6 @@
 // ClusterSpec: nodes x gpusPerNode of one GPU kind and the links between them.
 import { z } from 'zod';
-import { getGpu, GpuSpecSchema, gpuNames } from './gpu';
+import { getGpu, type GpuSpec, GpuSpecSchema, gpuNames } from './gpu';
 import { GB } from './units';
 import { parseSpec, SpecError } from './validation';
 
@@ -38,9 +38,55 @@ const HOST_MEMORY_PER_GPU: Record<string, number> = {
   'h100-sxm': 256 * GB, h200: 256 * GB,
 };
 
-const SHORTHAND = /^(\d+)x(\d+)-(.+)$/;
+const SHORTHAND = /^(\d+)\s*[xX]\s*(\d+)\s*-\s*(.+)$/;
 
-/** Parses `NODESxGPUS-GPU`, e.g. `2x8-a100-40gb`, into a ClusterSpec with the catalog's links. */
+/** What a cluster is built from: its shape and GPU, and what differs from the catalog's defaults. */
+export interface ClusterOptions {
+  nodes: number;
+  gpusPerNode: number;
+  /** A catalog GPU name (forgiving: `L4`, `h100`) or a full GpuSpec. */
+  gpu: string | GpuSpec;
+  /** Default `NODESxGPUS-GPU`. */
+  name?: string;
+  /** Host memory of one node, bytes (default: the catalog's typical machine for the GPU). */
+  hostMemoryPerNode?: number;
+  /** Link between GPUs of one node, per GPU, one direction (default: NVLink, else 80% of PCIe). */
+  intraNode?: Partial<Link>;
+  /** Per-GPU share of the node's network, one direction (default: the catalog's typical network / gpusPerNode). */
+  interNode?: Partial<Link>;
+}
+
+/** A ClusterSpec of catalog defaults with the given overrides, validated. */
+export function buildCluster(o: ClusterOptions): ClusterSpec {
+  const gpu = typeof o.gpu === 'string' ? getGpu(o.gpu) : o.gpu;
+  const known = gpuNames().includes(gpu.name);
+  const need = (what: string, v: number | undefined): number => {
+    if (v !== undefined) return v;
+    throw new SpecError('cluster', [{ field: what, value: undefined, message: `required: the catalog has no default for GPU ${gpu.name}` }]);
+  };
+  // Without NVLink, GPUs in a node talk over PCIe through the host; ~80% of the raw rate is achievable.
+  const intraBandwidth = gpu.nvlinkBandwidth ?? gpu.pcieBandwidth * 0.8;
+  const network = known ? NETWORK_PER_NODE_BYTES[gpu.name] / o.gpusPerNode : undefined;
+  const hostPerGpu = known ? HOST_MEMORY_PER_GPU[gpu.name] : undefined;
+  return parseClusterSpec({
+    name: o.name ?? `${o.nodes}x${o.gpusPerNode}-${gpu.name}`,
+    nodes: o.nodes,
+    gpusPerNode: o.gpusPerNode,
+    gpu,
+    intraNode: {
+      bandwidth: o.intraNode?.bandwidth ?? intraBandwidth,
+      latency: o.intraNode?.latency ?? (gpu.nvlinkBandwidth ? 5e-6 : 10e-6),
+    },
+    interNode: { bandwidth: need('interNode.bandwidth', o.interNode?.bandwidth ?? network), latency: o.interNode?.latency ?? 20e-6 },
+    hostMemoryPerNode: need('hostMemoryPerNode', o.hostMemoryPerNode ?? (hostPerGpu === undefined ? undefined : hostPerGpu * o.gpusPerNode)),
+  });
+}
+
+/**
+ * Parses `NODESxGPUS-GPU`, e.g. `2x8-a100-40gb`, into a ClusterSpec with the catalog's links. The GPU
+ * is looked up forgivingly (`1x8-L4`, `1X8-H100`), and the spec is named in the catalog's spelling
+ * (`1x8-l4`, `1x8-h100-sxm`), so plans written from it name a cluster every command reads back.
+ */
 export function parseClusterShorthand(text: string): ClusterSpec {
   const m = SHORTHAND.exec(text.trim());
   if (!m) {
@@ -48,20 +94,30 @@ export function parseClusterShorthand(text: string): ClusterSpec {
       { field: 'cluster', value: text, message: `expected NODESxGPUS-GPU, e.g. 1x8-l4 or 2x8-a100-40gb (GPUs: ${gpuNames().join(', ')})` },
     ]);
   }
-  const nodes = Number(m[1]);
-  const gpusPerNode = Number(m[2]);
-  const gpu = getGpu(m[3]);
-  // Without NVLink, GPUs in a node talk over PCIe through the host; ~80% of the raw rate is achievable.
-  const intraBandwidth = gpu.nvlinkBandwidth ?? gpu.pcieBandwidth * 0.8;
-  return parseClusterSpec({
-    name: text.trim(),
-    nodes,
-    gpusPerNode,
-    gpu,
-    intraNode: { bandwidth: intraBandwidth, latency: gpu.nvlinkBandwidth ? 5e-6 : 10e-6 },
-    interNode: { bandwidth: NETWORK_PER_NODE_BYTES[gpu.name] / gpusPerNode, latency: 20e-6 },
-    hostMemoryPerNode: HOST_MEMORY_PER_GPU[gpu.name] * gpusPerNode,
-  });
+  return buildCluster({ nodes: Number(m[1]), gpusPerNode: Number(m[2]), gpu: m[3] });
+}
+
+// A cluster file may name its GPU from the catalog and leave out what the catalog can default:
+// `{ nodes: 2, gpusPerNode: 8, gpu: "a100-80gb", hostMemoryPerNode: 2e12 }`.
+const ClusterFileSchema = z.strictObject({
+  name: z.string().min(1).optional(),
+  nodes: z.number().int().positive(),
+  gpusPerNode: z.number().int().positive(),
+  gpu: z.string().min(1),
+  intraNode: LinkSchema.partial().optional(),
+  interNode: LinkSchema.partial().optional(),
+  hostMemoryPerNode: z.number().positive().optional(),
+});
+
+/**
+ * A ClusterSpec from a file's contents: the full spec (what `mist cluster` writes), or the short
+ * form with a catalog GPU name whose missing links and host memory take the catalog's defaults.
+ */
+export function clusterFromDocument(data: unknown): ClusterSpec {
+  if (data && typeof data === 'object' && typeof (data as { gpu?: unknown }).gpu === 'string') {
+    return buildCluster(parseSpec(ClusterFileSchema, data, 'cluster spec'));
+  }
+  return parseClusterSpec(data);
 }
 
 export function parseClusterSpec(data: unknown): ClusterSpec {

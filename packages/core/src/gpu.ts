@@ -11,7 +11,8 @@
 // NVLink totals are bidirectional; we store half of it (one direction) as `nvlinkBandwidth`.
 import { z } from 'zod';
 import { GB, GiB } from './units';
-import { parseSpec, SpecError } from './validation';
+import { resolveName } from './names';
+import { parseSpec } from './validation';
 
 export const GpuSpecSchema = z.strictObject({
   name: z.string().min(1),
@@ -54,8 +55,24 @@ export function gpuNames(): string[] {
   return GPUS.map((g) => g.name);
 }
 
+// Product names that differ from the catalog's beyond case and separators (keys compacted: lower
+// case without -, _ and spaces): the H100 SXM module is sold as "H100 SXM5"; "H200 SXM" is the H200.
+const GPU_ALIASES: Record<string, string> = { h100sxm5: 'h100-sxm', h200sxm: 'h200', v10032g: 'v100-32gb' };
+
+/**
+ * The catalog name a user's spelling means: `L4`, `NVIDIA A100-80GB`, `h100` (the only H100 in the
+ * catalog is the SXM one). `a100` is refused as ambiguous (40 GB or 80 GB).
+ */
+export function resolveGpuName(name: string): string {
+  return resolveName(name, {
+    what: 'GPU', field: 'gpu', names: gpuNames(), aliases: GPU_ALIASES, acceptVariant: true, strip: { prefixes: ['nvidia'] },
+  });
+}
+
+/** A GPU of the catalog by (forgiving) name; throws a SpecError naming the nearest and allowed names. */
 export function getGpu(name: string): GpuSpec {
-  const gpu = GPUS.find((g) => g.name === name);
-  if (!gpu) throw new SpecError('GPU', [{ field: 'gpu', value: name, message: `allowed: ${gpuNames().join(', ')}` }]);
+  const resolved = resolveGpuName(name);
+  const gpu = GPUS.find((g) => g.name === resolved);
+  if (!gpu) throw new Error(`GPU catalog has no ${resolved}`);
   return gpu;
 }

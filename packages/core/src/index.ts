@@ -1,6 +1,8 @@
 // @mist/core: the specs every part of Mist-TS shares, their schemas and the built-in catalogs.
 export * from './validation';
 export * from './units';
+export * from './quantities';
+export * from './names';
 export * from './model';
 export * from './model-catalog';
 export * from './gpu';

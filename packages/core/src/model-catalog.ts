@@ -4,7 +4,7 @@
 // Llama-2/3 from the Hugging Face configs of meta-llama (Touvron et al. 2023; Llama 3 model card).
 // Falcon from tiiuae's configs (Almazrouei et al. 2023).
 import { type ModelSpec, type ModelSpecInput, parseModelSpec } from './model';
-import { SpecError } from './validation';
+import { resolveName } from './names';
 
 function gpt3(name: string, layers: number, hidden: number, heads: number): ModelSpecInput {
   return {
@@ -73,11 +73,24 @@ export function modelNames(): string[] {
   return [...CATALOG.keys()];
 }
 
-/** Looks a model up by its catalog name; throws a SpecError listing the names when unknown. */
+// Hugging Face repository names that the generic rules of names.ts do not reach (keys are compacted:
+// lower case without -, _ and spaces). Llama 3.1 8B/70B are not aliased to llama3-8b/70b: their
+// context is 128K, not 8K; the 405B exists only as Llama 3.1.
+const MODEL_ALIASES: Record<string, string> = {
+  metallama38b: 'llama3-8b', metallama370b: 'llama3-70b', 'metallama3.1405b': 'llama3-405b', 'llama3.1405b': 'llama3-405b',
+};
+
+/** The catalog name a user's spelling means (`Llama-3-8B`, `llama2_7b`, `meta-llama/Llama-2-7b-hf`). */
+export function resolveModelName(name: string): string {
+  return resolveName(name, {
+    what: 'model', field: 'model', names: modelNames(), aliases: MODEL_ALIASES, strip: { suffixes: ['-hf'] },
+  });
+}
+
+/**
+ * Looks a model up by its catalog name, forgiving case, `-`/`_` and vendor spellings; throws a
+ * SpecError with the nearest name and the allowed names when unknown.
+ */
 export function getModel(name: string): ModelSpec {
-  const model = CATALOG.get(name);
-  if (!model) {
-    throw new SpecError('model', [{ field: 'model', value: name, message: `allowed: ${modelNames().join(', ')}` }]);
-  }
-  return model;
+  return CATALOG.get(name) ?? CATALOG.get(resolveModelName(name))!;
 }

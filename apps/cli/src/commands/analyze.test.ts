@@ -86,11 +86,26 @@ describe('mist analyze', () => {
     expect(res.stdout).toMatch(/Pr = \d+\*L \+ \d+/);
   });
 
-  it('refuses a plan that breaks the rules and a conflicting --seq (exit 2)', async () => {
+  it('refuses a plan that breaks the rules (exit 2)', async () => {
     const broken = await runCli(['analyze', '--plan', path.join(examples, 'broken.json'), '--model', 'gpt3-1.3b', '--cluster', '1x2-l4']);
     expect(broken.code).toBe(2);
-    const seq = await runCli(['analyze', '--plan', small, '--seq', '1024']);
-    expect(seq.code).toBe(2);
-    expect(seq.stderr).toMatch(/--seq 1024 differs/);
+  });
+
+  it('--seq, --global-batch and --no-flash-attention re-target the plan; a batch that does not divide is refused', async () => {
+    const base = JSON.parse((await runCli(['analyze', small, '--json'])).stdout);
+    const res = await runCli(['analyze', small, '--seq', '1024', '--global-batch', '64', '--no-flash-attention', '--json']);
+    expect(res.code).toBe(0);
+    const out = JSON.parse(res.stdout);
+    expect([out.seqLen, out.globalBatch, out.gradAccumSteps, out.flashAttention]).toEqual([1024, 64, 4, false]);
+    expect(out.retargeted).toEqual(['seq 2048 -> 1024', 'global batch 32 -> 64 (gradAccumSteps 2 -> 4)', 'no flash attention']);
+    expect(out.iterationTimeS).not.toBeCloseTo(base.iterationTimeS, 3);
+    const text = await runCli(['analyze', small, '--no-flash-attention']);
+    expect(text.stdout).toMatch(/G=2, no flash attention\nre-targeted from the plan file: no flash attention/);
+    const odd = await runCli(['analyze', small, '--global-batch', '33']);
+    expect(odd.code).toBe(2);
+    expect(odd.stderr).toMatch(/--global-batch 33: .*microBatchSize \* dp = 8 \* 2 = 16 .*multiple of 16/);
+    const long = await runCli(['analyze', small, '--seq', '4096']);
+    expect(long.code).toBe(2);
+    expect(long.stderr).toMatch(/seqLen: got 4096; must be at most 2048/);
   });
 });

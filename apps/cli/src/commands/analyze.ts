@@ -8,8 +8,10 @@ import {
   loadHardwareProfile, loadModel, type Plan, readSpecFile,
 } from '@mist/core';
 import { type Analysis, type AnalysisStage, analyzePlan } from '@mist/analyzer';
-import { type Command, intOpt, JSON_OPTION, requireString, stringOpt, UsageError } from '../cli/command';
+import { type Command, intOpt, JSON_OPTION, stringOpt, UsageError } from '../cli/command';
+import { planArgument } from '../cli/plan-argument';
 import { renderTable } from '../cli/table';
+import { retargetPlan } from './plan-retarget';
 
 interface PlanDoc {
   model?: unknown;
@@ -32,10 +34,12 @@ function overflowWhere(s: AnalysisStage): string {
   return s.deviceFits ? 'host memory' : 'device memory';
 }
 
-function summary(est: Analysis, plan: Plan): string {
+function summary(est: Analysis, plan: Plan, changes: string[]): string {
   return [
     `${est.model} on ${est.cluster} (${est.profile}), seq ${plan.seqLen}, global batch ${plan.globalBatch}, ` +
-      `${plan.stages.length} stage${plan.stages.length > 1 ? 's' : ''}, ${est.devices} GPUs, G=${plan.gradAccumSteps}`,
+      `${plan.stages.length} stage${plan.stages.length > 1 ? 's' : ''}, ${est.devices} GPUs, G=${plan.gradAccumSteps}` +
+      `${est.flashAttention ? '' : ', no flash attention'}` +
+      (changes.length > 0 ? `\nre-targeted from the plan file: ${changes.join(', ')}` : ''),
     `iteration ${formatSeconds(est.iterationTimeS)} (first ${formatSeconds(est.breakdown.firstS)} + ` +
       `${plan.gradAccumSteps - 1} x ${formatSeconds(est.stages[est.bottleneckStage].steadyTimeS)} steady of bottleneck stage ${est.bottleneckStage} + ` +
       `last ${formatSeconds(est.breakdown.lastS)}` +
@@ -51,26 +55,38 @@ function summary(est: Analysis, plan: Plan): string {
 export const analyzeCommand: Command = {
   name: 'analyze',
   summary: 'estimate a plan: iteration time, tokens/s, MFU, per-stage time and memory breakdown, fit',
-  usage: 'mist analyze --plan PLAN.json [--model NAME|FILE] [--cluster SHORTHAND|FILE] [--profile PROFILE.json [--force]] [--seq N] [--global-batch N] [--json] [--explain]',
+  usage: 'mist analyze PLAN.json|--plan PLAN.json [--model NAME|FILE] [--cluster SHORTHAND|FILE] [--profile PROFILE.json [--force]] ' +
+    '[--seq N] [--global-batch N] [--no-flash-attention] [--json] [--explain]',
   examples: [
-    'mist analyze --plan examples/plans/gpt3-1.3b-1x2-l4.json',
+    'mist analyze examples/plans/gpt3-1.3b-1x2-l4.json',
     'mist analyze --model gpt3-1.3b --cluster 1x2-l4 --plan examples/plans/gpt3-1.3b-1x2-l4.json --json',
+    'mist analyze examples/plans/gpt3-1.3b-1x2-l4.json --global-batch 64 --seq 1024',
     'mist analyze --plan examples/plans/gpt3-175b-megatron.json --explain',
   ],
   options: {
-    plan: { type: 'string', valueName: 'FILE', description: 'the plan to estimate (JSON or YAML)' },
+    plan: { type: 'string', valueName: 'FILE', description: 'the plan to estimate (JSON or YAML; or give it as the argument)' },
     model: { type: 'string', valueName: 'NAME|FILE', description: 'model (default: the plan\'s "model")' },
     cluster: { type: 'string', valueName: 'SHORTHAND|FILE', description: 'cluster, e.g. 1x8-l4 (default: the plan\'s "cluster" or the profile\'s)' },
     profile: { type: 'string', valueName: 'FILE', description: 'hardware profile from `mist profile` (default: the built-in datasheet profile)' },
     force: { type: 'boolean', description: 'use a --profile measured on another kind of machine' },
-    seq: { type: 'string', valueName: 'N', description: 'sequence length; must match the plan\'s seqLen when given' },
-    'global-batch': { type: 'string', valueName: 'N', description: 'global batch; must match the plan\'s globalBatch when given' },
+    seq: { type: 'string', valueName: 'N', description: 'estimate the plan at this sequence length instead of its seqLen' },
+    'global-batch': {
+      type: 'string', valueName: 'N',
+      description: 'estimate the plan at this global batch: gradAccumSteps becomes N / (microBatchSize * dp), which must be whole',
+    },
+    'no-flash-attention': { type: 'boolean', description: 'model attention without flash attention (scores materialised), whatever the plan says' },
     explain: { type: 'boolean', description: 'print the simplified time and memory formulas of every stage' },
     ...JSON_OPTION,
   },
-  async run(values, _positionals, io) {
-    const planFile = requireString(values, 'plan');
-    const data = readSpecFile(planFile);
+  positionals: { min: 0, max: 1, names: 'one plan file (or --plan FILE)' },
+  async run(values, positionals, io) {
+    const planFile = planArgument(values, positionals);
+    const original = readSpecFile(planFile);
+    const { doc: data, changes } = retargetPlan(original, {
+      seq: intOpt(values, 'seq'),
+      globalBatch: intOpt(values, 'global-batch'),
+      flashAttention: values['no-flash-attention'] === true ? false : undefined,
+    });
     const doc = (data && typeof data === 'object' ? data : {}) as PlanDoc;
     const modelRef = stringOpt(values, 'model') ?? (typeof doc.model === 'string' ? doc.model : undefined);
     if (!modelRef) throw new UsageError('--model is required when the plan names no model');
@@ -85,22 +101,16 @@ export const analyzeCommand: Command = {
       if (!clusterRef) throw new UsageError('--cluster is required when the plan names no cluster and no --profile is given');
       profile = builtinHardwareProfile(loadCluster(clusterRef));
     }
-    const seq = intOpt(values, 'seq');
-    const batch = intOpt(values, 'global-batch');
-    if (seq !== undefined && seq !== doc.seqLen) throw new UsageError(`--seq ${seq} differs from the plan's seqLen ${String(doc.seqLen)}`);
-    if (batch !== undefined && batch !== doc.globalBatch) {
-      throw new UsageError(`--global-batch ${batch} differs from the plan's globalBatch ${String(doc.globalBatch)}`);
-    }
     const { analysis: est, plan } = analyzePlan({ model, plan: data, profile, explain: values.explain === true });
     if (values.json) {
-      io.stdout(JSON.stringify({ plan: planFile, ...est }, null, 2) + '\n');
+      io.stdout(JSON.stringify({ plan: planFile, ...(changes.length > 0 ? { retargeted: changes } : {}), ...est }, null, 2) + '\n');
       return 0;
     }
 
     const rows = est.stages;
     const t = (f: (s: AnalysisStage) => number) => (s: AnalysisStage) => formatSeconds(f(s));
     const m = (f: (s: AnalysisStage) => number) => (s: AnalysisStage) => formatBytes(f(s));
-    let text = summary(est, plan) + '\nTime per stage (steady/first per micro-batch; last = extra after the last one):\n';
+    let text = summary(est, plan, changes) + '\nTime per stage (steady/first per micro-batch; last = extra after the last one):\n';
     text += renderTable(rows, [
       { header: 'stage', value: (s) => s.index },
       { header: 'layers', value: (s) => `${s.layers[0]}-${s.layers[1]}` },

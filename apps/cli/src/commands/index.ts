@@ -1,6 +1,7 @@
 // Every `mist` sub-command, one export per line (main.ts lists them all, sorted by name).
 export { modelsCommand } from './models';
 export { gpusCommand } from './gpus';
+export { clusterCommand } from './cluster';
 export { validateCommand } from './validate';
 export { analyzeCommand } from './analyze';
 export { tuneCommand } from './tune';

@@ -10,12 +10,13 @@ import { CONNECTION_OPTIONS, describeJob, withConnection } from './status';
 export const launchCommand: Command = {
   name: 'launch',
   summary: 'submit a job file to the coordinator (or resume a job) and follow it until it ends',
-  usage: 'mist launch JOB.json [--detach] [--no-queue] [--logs] [--json] [--coordinator HOST:PORT] | mist launch --resume JOB',
+  usage: 'mist launch JOB.json [--detach] [--no-queue] [--logs] [--json] [--coordinator HOST:PORT] [--token TOKEN] | mist launch --resume JOB',
   examples: [
     'MIST_TOKEN=secret mist launch job.json',
     'mist launch job.json --detach --coordinator 10.0.0.1:7070 --token secret',
     'mist launch --resume job-1a2b3c4d',
-    'job.json: {"model": "gpt-tiny", "training": {"globalBatch": 8, "seqLen": 64}, "plan": "tune", "run": {"steps": 200, "data": "corpus"}}',
+    'mist profile --quick --out host.json   # CPU agents: tuning needs a measured profile (GPU agents: "cluster": "1x8-l4" instead)',
+    'job.json: {"model": "gpt-tiny", "training": {"globalBatch": 8, "seqLen": 64}, "plan": "tune", "profile": "host.json", "run": {"steps": 200, "data": "corpus"}}',
   ],
   positionals: { min: 0, max: 1, names: 'one job file' },
   options: {

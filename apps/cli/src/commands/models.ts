@@ -1,22 +1,36 @@
 // `mist models`: the built-in model catalog (or one model file) with parameter counts.
 import { formatCount, loadModel, modelCatalog, type ModelSpec, totalParams } from '@mist/core';
-import { type Command, JSON_OPTION, stringOpt } from '../cli/command';
+import { type Command, stringOpt } from '../cli/command';
 import { renderTable } from '../cli/table';
 
 export const modelsCommand: Command = {
   name: 'models',
   summary: 'list the built-in models (or describe a model file) with their parameter counts',
   usage: 'mist models [--model NAME|FILE] [--json]',
-  examples: ['mist models', 'mist models --json', 'mist models --model ./config.json'],
+  examples: [
+    'mist models',
+    'mist models --json',
+    'mist models --model Llama-2-7b --json > llama.json   # then: mist tune --model llama.json ...',
+    'mist models --model ./Llama-2-7b-hf/config.json',
+  ],
   options: {
-    model: { type: 'string', valueName: 'NAME|FILE', description: 'show one model: a catalog name, our JSON/YAML file or a Hugging Face config.json' },
-    ...JSON_OPTION,
+    model: {
+      type: 'string', valueName: 'NAME|FILE',
+      description: 'show one model: a catalog name (any case, e.g. Llama-2-7b), our JSON/YAML file or a Hugging Face config.json ' +
+        '(named by its "_name_or_path", else its directory when the file is config.json, else the file\'s name)',
+    },
+    json: {
+      type: 'boolean',
+      description: 'print JSON: with --model one model object that --model FILE reads back; without, the list ' +
+        '("params" is derived and ignored when read back)',
+    },
   },
   async run(values, _positionals, io) {
     const one = stringOpt(values, 'model');
     const models: ModelSpec[] = one ? [loadModel(one)] : modelCatalog();
     if (values.json) {
-      io.stdout(JSON.stringify(models.map((m) => ({ ...m, params: totalParams(m) })), null, 2) + '\n');
+      const docs = models.map((m) => ({ ...m, params: totalParams(m) }));
+      io.stdout(JSON.stringify(one ? docs[0] : docs, null, 2) + '\n');
       return 0;
     }
     io.stdout(

@@ -94,7 +94,7 @@ export function describeJob(j: Job__Output): string {
 export const statusCommand: Command = {
   name: 'status',
   summary: 'list the coordinator\'s jobs, or show one job: state, plan, workers',
-  usage: 'mist status [JOB] [--limit N] [--state STATE] [--page TOKEN] [--coordinator HOST:PORT] [--json]',
+  usage: 'mist status [JOB] [--limit N] [--state STATE] [--page TOKEN] [--coordinator HOST:PORT] [--token TOKEN] [--json]',
   examples: [
     'MIST_TOKEN=secret mist status', 'mist status job-1a2b3c4d --coordinator 10.0.0.1:7070 --token secret', 'mist status --state running --limit 200',
     'mist status --json',
@@ -161,7 +161,7 @@ function agentRow(a: AgentInfo__Output): Record<string, string | number> {
 export const agentsCommand: Command = {
   name: 'agents',
   summary: 'list the agents registered with the coordinator: devices, backends, jobs, last heartbeat',
-  usage: 'mist agents [--coordinator HOST:PORT] [--json]',
+  usage: 'mist agents [--coordinator HOST:PORT] [--token TOKEN] [--json]',
   examples: ['MIST_TOKEN=secret mist agents', 'mist agents --coordinator 10.0.0.1:7070 --token secret --json'],
   options: { ...CONNECTION_OPTIONS, ...JSON_OPTION },
   async run(values, _positionals, io) {

@@ -1,6 +1,6 @@
 // `mist train`: trains a small model in this process on the CPU kernels, with a progress bar
 // (loss, tokens/s) on stderr, or one JSON object per step on stdout with --json.
-import { getModel, loadModel, type ModelSpec, parsePlan, parseTrainingSpec, readSpecFile } from '@mist/core';
+import { loadModel, type ModelSpec, parsePlan, parseTrainingSpec, readSpecFile } from '@mist/core';
 import { launchLocal, type StepReport, TRAIN_DEFAULTS, trainSingleProcess } from '@mist/executor';
 import { type Command, intOpt, numberOpt, stringOpt, UsageError } from '../cli/command';
 import { ProgressBar } from '../cli/progress';
@@ -10,7 +10,8 @@ const DATA = ['corpus', 'synthetic'] as const;
 export const trainCommand: Command = {
   name: 'train',
   summary: 'train a small model on the CPU kernels: in one process, or as a plan over local worker processes',
-  usage: 'mist train [--model gpt-tiny] [--plan plan.json] [--steps N] [--global-batch B] [--seq S] [--lr LR] [--seed N] [--data corpus|synthetic] [--json]',
+  usage: 'mist train [--model NAME|FILE] [--plan PLAN.json] [--steps N] [--global-batch B] [--micro-batch b] [--seq S] [--lr LR] ' +
+    '[--seed N] [--data corpus|synthetic] [--ckpt-layers N] [--json]',
   examples: [
     'mist train --model gpt-tiny --steps 200',
     'mist train --plan examples/plans/gpt-tiny-2-stages.json --steps 100',
@@ -34,7 +35,7 @@ export const trainCommand: Command = {
     const planDoc = planFile ? readSpecFile(planFile) : undefined;
     const planModel = (planDoc as { model?: unknown } | undefined)?.model;
     const ref = stringOpt(values, 'model') ?? (typeof planModel === 'string' ? planModel : 'gpt-tiny');
-    const model: ModelSpec = ref.includes('/') || ref.endsWith('.json') ? loadModel(ref) : getModel(ref);
+    const model: ModelSpec = loadModel(ref);
     const data = stringOpt(values, 'data') ?? 'corpus';
     if (!(DATA as readonly string[]).includes(data)) throw new UsageError(`--data: got "${data}"; allowed: ${DATA.join(', ')}`);
     const ckpt = Number(stringOpt(values, 'ckpt-layers') ?? '0');
