@@ -2,7 +2,7 @@
 // that `mist analyze` predicts it and `mist tune --baseline` compares with it. Unknown or unsupported
 // options are listed by name (exit 2) unless --ignore-unknown is given.
 import * as fs from 'node:fs';
-import { getModel, loadCluster, loadModel, modelNames } from '@mist/core';
+import { loadCluster, loadModel, modelNames } from '@mist/core';
 import { IMPORT_ENGINES, ImportError, type ImportResult, importDeepspeed, importMegatron, importTorchtitan } from '@mist/engines';
 import { type Command, intOpt, JSON_OPTION, requireString, stringOpt, UsageError } from '../cli/command';
 
@@ -49,7 +49,8 @@ export const importCommand: Command = {
           const seq = intOpt(values, 'seq');
           if (seq === undefined) throw new UsageError('--seq is required with --from deepspeed (its config has no sequence length)');
           const model = loadModel(modelRef);
-          const inCatalog = modelNames().includes(modelRef) && getModel(modelRef) !== undefined;
+          // A catalog model is one the catalog resolves (loadModel reads a file only when the name is a path).
+          const inCatalog = modelNames().includes(model.name) && !fs.existsSync(modelRef);
           result = importDeepspeed(text, rest, { cluster, gpus, model, modelInCatalog: inCatalog, seqLen: seq });
         } else {
           if (rest.length > 0) throw new UsageError(`unexpected arguments after ${file}: ${rest.join(' ')}`);

@@ -176,7 +176,8 @@ export const tuneCommand: Command = {
     }
     const training = parseTrainingSpec({ globalBatch, seqLen, flashAttention: values['no-flash-attention'] !== true });
     const space = spaceFromFlags(values);
-    const clusterName = clusterRef && !fs.existsSync(clusterRef) ? clusterRef : profile.cluster.name;
+    // The cluster's own name (a shorthand in the catalog's spelling, e.g. 1x8-L4 -> 1x8-l4), so a plan reads back.
+    const clusterName = profile.cluster.name;
     // Check where the plan goes before searching, not after.
     const outFile = stringOpt(values, 'out');
     if (outFile !== undefined) {
