@@ -10,7 +10,7 @@ import { type AnalyzerContext, buildStageExpressions, type OutputName } from './
 export interface StageQuery {
   layers: number;
   position: StagePosition;
-  /** Micro-batches kept in flight by 1F1B: pp - stageIndex. */
+  /** Micro-batches kept in flight by 1F1B: min(pp - stageIndex, gradAccumSteps) (inFlightMicroBatches). */
   inFlight: number;
   pp: number;
   mesh: Mesh;

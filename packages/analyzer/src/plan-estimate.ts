@@ -45,7 +45,7 @@ export function planTraining(plan: Plan, base: TrainingSpec): TrainingSpec {
  * the G micro-batches of the iteration.
  */
 export function inFlightMicroBatches(pp: number, stageIndex: number, gradAccumSteps: number): number {
-  void gradAccumSteps; return pp - stageIndex; // LEAD-TODO-INFLIGHT: min(pp - stageIndex, G) once the tuner inter-stage uses it
+  return Math.min(pp - stageIndex, gradAccumSteps);
 }
 
 /** The query of stage i of a plan. */

@@ -22,7 +22,7 @@
 // The least over k is a lower bound of every plan at G; with one group pinned to a position and
 // layer count, the same sums give a lower bound of every plan that uses that group.
 import { type CompiledStageModel, IN, INPUT_WIDTH, OUT, OUTPUT_WIDTH } from '@mist/analyzer';
-import type { ParallelConfig, StageGroupSpec } from './enumerate';
+import { type ParallelConfig, queryPp, type StageGroupSpec } from './enumerate';
 import type { Shortfall } from './intra-stage';
 
 const POSITION_CODE = { first: 0, middle: 1, last: 2, only: 3 } as const;
@@ -126,8 +126,7 @@ export function writeCorner(x: Float64Array, row: number, spec: StageGroupSpec, 
   x[o + IN.LAYERS] = spec.layers;
   x[o + IN.POSITION] = pos;
   x[o + IN.IN_FLIGHT] = f;
-  // Same pp convention as the intra-stage search (intra-stage.ts writeRow).
-  x[o + IN.PP] = pos === 0 ? f : pos === 1 ? f + 1 : pos === 2 ? 2 : 1;
+  x[o + IN.PP] = queryPp(spec); // as the intra-stage search (intra-stage.ts writeRow)
   x[o + IN.MESH_NODES] = spec.mesh.nodes;
   x[o + IN.MESH_GPUS_PER_NODE] = spec.mesh.gpusPerNode;
   x[o + IN.MICRO_BATCH] = c.microBatchSize;

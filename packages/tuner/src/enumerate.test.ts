@@ -1,6 +1,6 @@
 import { getModel, parseClusterShorthand } from '@mist/core';
 import { describe, expect, it } from 'vitest';
-import { ckptLevels, meshChoices, parallelConfigs, stageGroupSpecs } from './enumerate';
+import { atDepth, atGradAccum, ckptLevels, meshChoices, parallelConfigs, stageGroupSpecs } from './enumerate';
 import { mistSpace } from './search-space';
 
 describe('search-space enumeration', () => {
@@ -33,6 +33,29 @@ describe('search-space enumeration', () => {
       expect(32 / s.layers).toBe(8 / d);
       if (s.position === 'first') expect(s.inFlightMin).toBe(32 / s.layers);
     }
+  });
+
+  it('groups say which pipeline depths they serve; per depth, first stages have pp in flight and middle ones 2 .. pp - 1', () => {
+    const cluster = parseClusterShorthand('1x4-l4');
+    const shared = stageGroupSpecs(mistSpace(), 4, cluster, meshChoices(cluster));
+    const first = shared.find((s) => s.position === 'first' && s.layers === 1 && s.mesh.gpusPerNode === 1)!;
+    expect([first.ppMin, first.ppMax, first.inFlightMin, first.inFlightMax]).toEqual([2, 4, 2, 4]);
+    const middle = shared.find((s) => s.position === 'middle' && s.layers === 1 && s.mesh.gpusPerNode === 1)!;
+    expect([middle.ppMin, middle.ppMax, middle.inFlightMin, middle.inFlightMax]).toEqual([3, 4, 2, 3]);
+    expect(atDepth(middle, 3)).toMatchObject({ ppMin: 3, ppMax: 3, inFlightMin: 2, inFlightMax: 2 });
+    expect(atDepth(first, 3)).toMatchObject({ ppMin: 3, ppMax: 3, inFlightMin: 3, inFlightMax: 3 });
+    expect(() => atDepth(middle, 2)).toThrow(/outside/);
+    const perDepth = stageGroupSpecs(mistSpace(), 4, cluster, meshChoices(cluster), true);
+    expect(perDepth.every((s) => s.ppMin === s.ppMax)).toBe(true);
+    expect(perDepth.filter((s) => s.position === 'first' && s.layers === 1 && s.mesh.gpusPerNode === 1).map((s) => s.ppMin)).toEqual([2, 3, 4]);
+  });
+
+  it('at G, in-flight counts are capped at G (1F1B keeps min(pp - i, G) micro-batches)', () => {
+    const cluster = parseClusterShorthand('1x4-l4');
+    const first = stageGroupSpecs(mistSpace(), 4, cluster, meshChoices(cluster)).find((s) => s.position === 'first' && s.layers === 1 && s.mesh.gpusPerNode === 1)!;
+    expect(atGradAccum(first, 8)).toBe(first);
+    expect(atGradAccum(first, 3)).toMatchObject({ ppMin: 2, ppMax: 4, inFlightMin: 2, inFlightMax: 3 });
+    expect(atGradAccum(first, 1)).toMatchObject({ ppMin: 2, ppMax: 4, inFlightMin: 1, inFlightMax: 1 });
   });
 
   it('ckpt levels', () => {

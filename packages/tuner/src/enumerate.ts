@@ -33,36 +33,67 @@ export function meshChoices(cluster: ClusterSpec): Mesh[] {
   return meshes;
 }
 
-/** A (position, layers, mesh) option of the inter-stage step and the in-flight counts it serves. */
+/**
+ * A (position, layers, mesh) option of the inter-stage step, the pipeline depths it serves and the
+ * in-flight counts it serves at them.
+ */
 export interface StageGroupSpec {
   position: StagePosition;
   layers: number;
   meshIndex: number;
   mesh: Mesh;
+  /**
+   * Pipeline depths (stage counts) the group may sit in. One depth when the stage model reads pp
+   * (see pipeline-depth.ts): its frontiers are then that depth's only.
+   */
+  ppMin: number;
+  ppMax: number;
+  /**
+   * In-flight micro-batch counts it serves at those depths, min(pp - i, G) for stage i
+   * (analyzer inFlightMicroBatches): capped at G by `atGradAccum`, uncapped before.
+   */
   inFlightMin: number;
   inFlightMax: number;
 }
 
 /**
- * Stage groups worth evaluating: a first stage with in-flight f = pp leaves pp - 1 stages (each at
- * least one layer and one device), a middle stage at in-flight f has f - 1 stages after it and one
- * before, a last stage has in-flight 1. Uniform partitions / meshes pin layers and devices to
- * L / pp and D / pp.
+ * The pp the search writes into a group's queries (the PP column): the group's one depth when it
+ * serves one; otherwise the stage model does not read pp (pipeline-depth.ts) and any depth it
+ * serves gives the same numbers.
  */
-export function stageGroupSpecs(space: SearchSpace, layers: number, cluster: ClusterSpec, meshes: Mesh[]): StageGroupSpec[] {
+export function queryPp(spec: StageGroupSpec): number {
+  return spec.ppMin;
+}
+
+/**
+ * Stage groups worth evaluating: a stage with l layers and d devices sits in a pipeline of at most
+ * min(L - l, D - d) + 1 stages (the others need a layer and a device each); a first stage at depth
+ * pp has pp micro-batches in flight before G caps them, a middle stage k-th from the end (k in
+ * [2, pp - 1], at most L - l and D - d: k - 1 stages after it, one before) has k, a last stage 1.
+ * Uniform partitions / meshes pin layers and devices to L / pp and D / pp. With `perDepth` (the
+ * stage model reads pp) every group is split into one group per depth it serves.
+ */
+export function stageGroupSpecs(space: SearchSpace, layers: number, cluster: ClusterSpec, meshes: Mesh[], perDepth = false): StageGroupSpec[] {
   const D = cluster.nodes * cluster.gpusPerNode;
   const L = layers;
   const maxPp = Math.min(space.maxStages, L, D);
   const out: StageGroupSpec[] = [];
+  const push = (spec: StageGroupSpec): void => {
+    if (!perDepth || spec.ppMin === spec.ppMax) {
+      out.push(spec);
+      return;
+    }
+    for (let pp = spec.ppMin; pp <= spec.ppMax; pp++) out.push(atDepth(spec, pp));
+  };
   meshes.forEach((mesh, meshIndex) => {
     const d = meshSize(mesh);
-    if (d === D) out.push({ position: 'only', layers: L, meshIndex, mesh, inFlightMin: 1, inFlightMax: 1 });
+    if (d === D) out.push({ position: 'only', layers: L, meshIndex, mesh, ppMin: 1, ppMax: 1, inFlightMin: 1, inFlightMax: 1 });
     if (maxPp < 2 || d >= D) return;
     for (let l = 1; l < L; l++) {
       // The pp values in [2, maxPp] a group with l layers and d devices can belong to: all of them,
       // or the single one the uniform switches pin (L / l, D / d), as the interval [pLo, pHi].
       let pLo = 2;
-      let pHi = maxPp;
+      let pHi = Math.min(maxPp, L - l + 1, D - d + 1);
       if (space.uniformPartition) {
         if (L % l !== 0) continue;
         pLo = Math.max(pLo, L / l);
@@ -74,18 +105,32 @@ export function stageGroupSpecs(space: SearchSpace, layers: number, cluster: Clu
         pHi = Math.min(pHi, D / d);
       }
       if (pLo > pHi) continue;
-      out.push({ position: 'last', layers: l, meshIndex, mesh, inFlightMin: 1, inFlightMax: 1 });
-      // A first stage at in-flight f is in a pipeline of pp = f stages, each at least one layer and one device.
-      const firstLo = pLo;
-      const firstHi = Math.min(pHi, L - l + 1, D - d + 1);
-      if (firstLo <= firstHi) out.push({ position: 'first', layers: l, meshIndex, mesh, inFlightMin: firstLo, inFlightMax: firstHi });
-      // A middle stage at in-flight f sits in a pipeline of at least f + 1 stages (f <= pHi - 1), with
-      // f - 1 stages after it and one before.
-      const middleHi = Math.min(maxPp - 1, L - l, D - d, pHi - 1);
-      if (middleHi >= 2) out.push({ position: 'middle', layers: l, meshIndex, mesh, inFlightMin: 2, inFlightMax: middleHi });
+      push({ position: 'last', layers: l, meshIndex, mesh, ppMin: pLo, ppMax: pHi, inFlightMin: 1, inFlightMax: 1 });
+      push({ position: 'first', layers: l, meshIndex, mesh, ppMin: pLo, ppMax: pHi, inFlightMin: pLo, inFlightMax: pHi });
+      // A middle stage needs a pipeline of at least 3 stages; k-th from the end, k <= pp - 1.
+      if (pHi >= 3) {
+        push({ position: 'middle', layers: l, meshIndex, mesh, ppMin: Math.max(3, pLo), ppMax: pHi, inFlightMin: 2, inFlightMax: pHi - 1 });
+      }
     }
   });
   return out;
+}
+
+/** The part of a group at one pipeline depth pp (in its range). */
+export function atDepth(spec: StageGroupSpec, pp: number): StageGroupSpec {
+  if (pp < spec.ppMin || pp > spec.ppMax) throw new RangeError(`pp ${pp} is outside the group's depths ${spec.ppMin}..${spec.ppMax}`);
+  const f = spec.position === 'first' ? [pp, pp] : spec.position === 'middle' ? [2, pp - 1] : [1, 1];
+  return { ...spec, ppMin: pp, ppMax: pp, inFlightMin: f[0], inFlightMax: f[1] };
+}
+
+/**
+ * A group at gradient-accumulation count G: 1F1B never has more than the iteration's G
+ * micro-batches in flight (inFlightMicroBatches), so its in-flight counts are capped at G
+ * (min is monotone: {min(f, G) : f in [a, b]} = [min(a, G), min(b, G)]).
+ */
+export function atGradAccum(spec: StageGroupSpec, G: number): StageGroupSpec {
+  if (spec.inFlightMax <= G) return spec;
+  return { ...spec, inFlightMin: Math.min(spec.inFlightMin, G), inFlightMax: G };
 }
 
 /** One parallel configuration of a stage: everything but checkpointing and offloading. */

@@ -5,7 +5,8 @@
 // cost model reads the cluster only through gpusPerNode, "more than one node" and the host memory
 // per GPU: analyzer compile.ts derivedSymbols, host-memory.ts), the space's per-stage grid (tp limit,
 // sp, micro-batch rule, ckpt mode, ZeRO levels, offload levels), and per group: position, layers,
-// mesh, in-flight range and the samples per micro-batch s = globalBatch / G (which fixes b = s / dp
+// mesh, depth range (the pp its queries carry), in-flight range and the samples per micro-batch
+// s = globalBatch / G (which fixes b = s / dp
 // of every configuration). G itself enters the search's cost columns only if the analyzer says so:
 // `dependsOnG` probes the kernel, and G joins the group key when it does. A re-tune with a doubled
 // global batch therefore finds every group it searches at G' = 2G under the old key of G.
@@ -27,7 +28,7 @@ import { ParetoSet3 } from './pareto';
 import type { SearchSpace } from './search-space';
 
 /** Bumped whenever the search or the cache format changes what a stored set means. */
-export const FRONTIER_CACHE_VERSION = 1;
+export const FRONTIER_CACHE_VERSION = 2;
 const POINT_WIDTH = 13; // steady, imbalance, maxInFlight, then the 10 strategy columns (ST)
 
 interface Entry {
@@ -77,7 +78,8 @@ export function contextKey(ctx: AnalyzerContext, space: SearchSpace): string {
 }
 
 export function groupKey(spec: StageGroupSpec, samples: number, G: number | null): string {
-  return `${spec.position}:${spec.layers}:${spec.mesh.nodes}x${spec.mesh.gpusPerNode}:${spec.inFlightMin}-${spec.inFlightMax}:${samples}` +
+  return `${spec.position}:${spec.layers}:${spec.mesh.nodes}x${spec.mesh.gpusPerNode}:pp${spec.ppMin}-${spec.ppMax}:` +
+    `${spec.inFlightMin}-${spec.inFlightMax}:${samples}` +
     (G === null ? '' : `:G${G}`);
 }
 

@@ -8,9 +8,10 @@ export {
 export { planInSpace, planSpaceViolations } from './space-membership';
 export { enginePartitions, type EngineTuneOptions, tuneForEngine } from './engine-search';
 export {
-  ckptLevels, divisors, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, type StageGroupSpec,
-  stageGroupSpecs, tpProblem,
+  atDepth, atGradAccum, ckptLevels, divisors, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, queryPp,
+  type StageGroupSpec, stageGroupSpecs, tpProblem,
 } from './enumerate';
+export { stageModelReadsPp } from './pipeline-depth';
 export { ParetoSet3, paretoFrontier2D, sampleFrontier } from './pareto';
 export {
   type ChosenStage, evaluateSolution, type FrontierStore, FrontierStoreBuilder, type InterStageInstance,

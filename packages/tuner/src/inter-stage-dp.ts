@@ -3,11 +3,16 @@
 // For a fixed bottleneck bound T, every stage may only use frontier points with steady <= T; on a
 // frontier (steady ascending, imbalance descending) the best such point is the last one below T, so
 // each (group, in-flight) has one cost c(T). A DP over (layers used, devices used), built from the
-// last stage backwards so that the k-th stage from the end has in-flight k, gives
+// last stage backwards so that the k-th stage from the end has in-flight min(k, G) (1F1B keeps
+// min(pp - i, G) micro-batches in flight, analyzer inFlightMicroBatches: which depends on k and G
+// only, not on pp), gives
 //     R(T) = min over partitions of sum_i c_i(T),
 // and T_iter = min over T of R(T) + (G - 1) * T is exact when T runs over the distinct steady times
 // (the optimum's bottleneck is one of them). Thresholds are scanned upwards from the smallest feasible
 // one and the scan stops once (G - 1) * T + R(inf) cannot beat the best found, since R(T) >= R(inf).
+// The levels are shared by every depth pp (a pipeline closes with its first stage at level pp), which
+// is exact when a group's frontiers hold at every depth it can occur in; with per-depth frontiers
+// (inst.frontiersPerDepth) subProblems gives one DP per depth, over that depth's groups only.
 import {
   type ChosenStage, evaluateSolution, frontierAt, type InterStageInstance, type InterStageSolution, type StageGroup,
   subProblems,
@@ -164,7 +169,7 @@ class BottleneckDp {
   }
 
   private run(T: number, trace: boolean): DpResult {
-    const { layers: L, devices: D } = this.inst;
+    const { layers: L, devices: D, gradAccumSteps: G } = this.inst;
     const W = this.width;
     let best = Infinity;
     let bestPp = 0;
@@ -228,13 +233,15 @@ class BottleneckDp {
         }
       }
       if (n === 0) break;
-      // Close the pipeline with a first stage at in-flight f + 1 (pp = f + 1).
+      // The (f + 1)-th stage from the end has min(f + 1, G) micro-batches in flight.
+      const inFlight = Math.min(f + 1, G);
+      // Close the pipeline with a first stage (pp = f + 1).
       if (f + 1 >= this.ppMin) {
         for (const gi of this.first) {
           const g = this.inst.groups[gi];
           const rest = (L - g.layers) * W + (D - g.devices);
-          if (g.layers >= L || g.devices >= D || !(V[rest] < Infinity)) continue;
-          const c = this.cost(g, f + 1, T);
+          if (g.layers >= L || g.devices >= D || f + 1 < g.ppMin || f + 1 > g.ppMax || !(V[rest] < Infinity)) continue;
+          const c = this.cost(g, inFlight, T);
           if (c + V[rest] < best) {
             best = c + V[rest];
             bestPp = f + 1;
@@ -246,13 +253,13 @@ class BottleneckDp {
         }
       }
       if (f + 1 >= this.ppMax) break;
-      // Or put a middle stage in front of them (in-flight f + 1).
+      // Or put a middle stage in front of them.
       next.fill(Infinity);
       const ng = trace ? new Int32Array(this.size).fill(-1) : undefined;
       const np = trace ? new Int32Array(this.size).fill(-1) : undefined;
       for (const gi of this.middle) {
         const g = this.inst.groups[gi];
-        const c = this.cost(g, f + 1, T);
+        const c = this.cost(g, inFlight, T);
         if (c === Infinity) continue;
         const point = this.chosenPoint;
         const gl = g.layers;

@@ -5,8 +5,13 @@
 // minimising the 1F1B iteration time
 //     T_iter = sum_i (first_i + last_i) + (G - 1) * max_i steady_i
 // where (first_i + last_i) is a point's "imbalance" and steady_i its steady micro-batch time.
-// A frontier depends on the stage's position (first/middle/last/only) and, through activation memory,
-// on its in-flight micro-batch count pp - i: groups therefore hold one frontier per in-flight value.
+// A frontier depends on the stage's position (first/middle/last/only), through activation memory on
+// its in-flight micro-batch count min(pp - i, G) (analyzer inFlightMicroBatches), and, when the stage
+// model reads pp (the all-busy terms of a measured profile, pipeline-depth.ts), on pp itself.
+// Groups therefore hold one frontier per in-flight value and say which depths pp they serve; when
+// the frontiers depend on pp (`frontiersPerDepth`) each group serves one depth and the solvers fix pp
+// before they choose stages, so that every stage is taken from its own depth's frontier.
+import { inFlightMicroBatches } from '@mist/analyzer';
 
 export type StagePosition = 'first' | 'middle' | 'last' | 'only';
 
@@ -26,7 +31,10 @@ export interface StageGroup {
   layers: number;
   devices: number;
   meshIndex: number;
-  /** In-flight micro-batch counts this group serves: first -> pp, middle -> pp - i, last and only -> 1. */
+  /** Pipeline depths (stage counts) the group may be used in. */
+  ppMin: number;
+  ppMax: number;
+  /** In-flight micro-batch counts this group serves, min(pp - i, G): first -> min(pp, G), last and only -> 1. */
   inFlightMin: number;
   inFlightMax: number;
   /** Frontier id for in-flight value f at [f - inFlightMin]; -1 when nothing fits at f. */
@@ -43,6 +51,12 @@ export interface InterStageInstance {
   uniformPartition: boolean;
   /** Every stage uses the same mesh. */
   uniformMesh: boolean;
+  /**
+   * Each group's frontiers hold for its own depths only (each group then serves one pp): the
+   * solvers solve one pipeline depth at a time. Otherwise a group's frontiers hold at every depth
+   * a plan can place it in, and the DP shares its work across depths.
+   */
+  frontiersPerDepth: boolean;
   groups: StageGroup[];
   frontiers: FrontierStore;
 }
@@ -123,8 +137,10 @@ export function evaluateSolution(inst: InterStageInstance, stages: ChosenStage[]
   stages.forEach((s, i) => {
     const g = inst.groups[s.group];
     if (g.position !== positionOf(i, pp)) throw new Error(`stage ${i} of ${pp}: group is for position ${g.position}`);
-    const f = frontierAt(g, pp - i);
-    if (f < 0) throw new Error(`stage ${i} of ${pp}: group has no frontier at in-flight ${pp - i}`);
+    if (pp < g.ppMin || pp > g.ppMax) throw new Error(`stage ${i} of ${pp}: group is for ${g.ppMin}..${g.ppMax} stages`);
+    const inFlight = inFlightMicroBatches(pp, i, inst.gradAccumSteps);
+    const f = frontierAt(g, inFlight);
+    if (f < 0) throw new Error(`stage ${i} of ${pp}: group has no frontier at in-flight ${inFlight}`);
     const { start, length } = inst.frontiers;
     if (s.point < start[f] || s.point >= start[f] + length[f]) throw new Error(`stage ${i}: point is not on the group's frontier`);
     layers += g.layers;
@@ -137,10 +153,13 @@ export function evaluateSolution(inst: InterStageInstance, stages: ChosenStage[]
   return { iterationTimeS: imbalance + (inst.gradAccumSteps - 1) * bottleneck, bottleneckS: bottleneck };
 }
 
-/** The (pp, group filter) sub-problems implied by the uniform partition / uniform mesh switches. */
+/**
+ * The (pp, group filter) sub-problems: one per depth pp (and mesh) when the uniform partition /
+ * uniform mesh switches or per-depth frontiers tie the groups to pp, else one for every depth.
+ */
 export function subProblems(inst: InterStageInstance): Array<{ ppMin: number; ppMax: number; allowed: Uint8Array }> {
   const all = new Uint8Array(inst.groups.length).fill(1);
-  if (!inst.uniformPartition && !inst.uniformMesh) return [{ ppMin: inst.minStages, ppMax: inst.maxStages, allowed: all }];
+  if (!inst.uniformPartition && !inst.uniformMesh && !inst.frontiersPerDepth) return [{ ppMin: inst.minStages, ppMax: inst.maxStages, allowed: all }];
   const out: Array<{ ppMin: number; ppMax: number; allowed: Uint8Array }> = [];
   const meshIndices = [...new Set(inst.groups.map((g) => g.meshIndex))];
   for (let pp = inst.minStages; pp <= inst.maxStages; pp++) {
@@ -149,9 +168,10 @@ export function subProblems(inst: InterStageInstance): Array<{ ppMin: number; pp
     for (const m of meshChoices) {
       const allowed = new Uint8Array(inst.groups.length);
       inst.groups.forEach((g, i) => {
+        const depthOk = g.ppMin <= pp && pp <= g.ppMax;
         const layersOk = !inst.uniformPartition || g.layers === inst.layers / pp;
         const meshOk = m < 0 || (g.meshIndex === m && g.devices * pp === inst.devices);
-        allowed[i] = layersOk && meshOk ? 1 : 0;
+        allowed[i] = depthOk && layersOk && meshOk ? 1 : 0;
       });
       out.push({ ppMin: pp, ppMax: pp, allowed });
     }

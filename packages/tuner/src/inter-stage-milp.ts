@@ -1,10 +1,12 @@
 // The inter-stage problem as a mixed-integer linear programme, solved by HiGHS (as Mist does,
 // EuroSys'25, Sec. 5.2). One MILP per stage count pp (and per mesh when meshes are uniform):
-//   x[i,g,p] in {0,1}: stage i uses frontier point p of group g (position and in-flight pp - i fixed by i)
+//   x[i,g,p] in {0,1}: stage i uses frontier point p of group g (position and in-flight min(pp - i, G)
+//                      fixed by i; only groups that serve depth pp)
 //   sum_{g,p} x[i,g,p] = 1                         for every stage i
 //   sum layers(g) x[i,g,p] = L,  sum devices(g) x[i,g,p] = D
 //   sum_{g,p} steady(p) x[i,g,p] <= t               for every stage i
 //   minimise sum imbalance(p) x[i,g,p] + (G - 1) t
+import { inFlightMicroBatches } from '@mist/analyzer';
 import { HighsFailure, solveWithHighs } from './highs';
 import {
   type ChosenStage, evaluateSolution, frontierAt, type InterStageInstance, type InterStageSolution, positionOf,
@@ -68,11 +70,11 @@ async function solveForStages(
     const position = positionOf(i, pp);
     const vars: number[] = [];
     inst.groups.forEach((g, gi) => {
-      if (!allowed[gi] || g.position !== position) return;
+      if (!allowed[gi] || g.position !== position || pp < g.ppMin || pp > g.ppMax) return;
       // Every other stage needs at least one layer and one device.
       if (g.layers > inst.layers - (pp - 1) || g.devices > inst.devices - (pp - 1)) return;
       if (pp === 1 && (g.layers !== inst.layers || g.devices !== inst.devices)) return;
-      const f = frontierAt(g, pp - i);
+      const f = frontierAt(g, inFlightMicroBatches(pp, i, G));
       if (f < 0) return;
       for (let p = start[f]; p < start[f] + length[f]; p++) {
         vars.push(varStage.length);

@@ -9,8 +9,9 @@ const close = (a: number, b: number): boolean => Math.abs(a - b) <= 1e-9 * Math.
 describe('inter-stage solvers', () => {
   it('the bottleneck DP finds the exhaustive optimum on 60 random instances', () => {
     let feasible = 0;
+    let capped = 0;
     for (let seed = 1; seed <= 60; seed++) {
-      for (const opts of [{}, { uniformPartition: true, uniformMesh: true }]) {
+      for (const opts of [{}, { uniformPartition: true, uniformMesh: true }, { perDepth: true }, { perDepth: true, uniformMesh: true }]) {
         const inst = randomInstance(seed, opts);
         const ref = exhaustiveOptimum(inst);
         const dp = solveInterStageDp(inst);
@@ -22,15 +23,18 @@ describe('inter-stage solvers', () => {
         expect(dp, `seed ${seed}`).not.toBeNull();
         expect(close(dp!.iterationTimeS, ref), `seed ${seed}: dp ${dp!.iterationTimeS} vs ${ref}`).toBe(true);
         expect(close(evaluateSolution(inst, dp!.stages).iterationTimeS, dp!.iterationTimeS)).toBe(true);
+        if (dp!.stages.length > inst.gradAccumSteps) capped++;
       }
     }
     expect(feasible).toBeGreaterThan(60);
+    // Optima with G < pp, where in-flight counts are capped at G.
+    expect(capped).toBeGreaterThanOrEqual(5);
   });
 
   it('the HiGHS MILP and the DP agree on the optimum on at least 20 instances', async () => {
     let compared = 0;
     for (let seed = 100; seed < 140 && compared < 25; seed++) {
-      const inst = randomInstance(seed, seed % 4 === 0 ? { uniformPartition: true, uniformMesh: true } : {});
+      const inst = randomInstance(seed, seed % 4 === 0 ? { uniformPartition: true, uniformMesh: true } : seed % 4 === 1 ? { perDepth: true } : {});
       const dp = solveInterStageDp(inst);
       const milp = await solveInterStageMilp(inst);
       expect(milp === null, `seed ${seed}`).toBe(dp === null);

@@ -24,6 +24,8 @@
 //   - a box whose lower-bound times alone reach a known plan's iteration time (the cutoff: a stage's
 //     point adds imbalance + (G - 1) * steady to any plan's time) cannot improve on that plan;
 //   - otherwise it is split in two along its longest side.
+// The group's queries carry its pipeline depth (enumerate.ts queryPp): its one depth when the stage
+// model reads pp (pipeline-depth.ts), so that times are those of that depth exactly.
 // Times do not depend on the in-flight count and memory grows with it only through the stored
 // activations, which the analyzer reports (MEM_ACTIVATIONS = inFlight * per-micro-batch bytes), so
 // each corner is evaluated once, at the smallest in-flight count the group serves, and the largest
@@ -31,7 +33,7 @@
 // likewise host(f) = host(fLo) + (f - fLo) * hostActivations / fLo.
 // Candidates are written into one Float64Array per round and evaluated with the analyzer's batch kernel.
 import { type CompiledStageModel, IN as IN_COLUMNS, INPUT_WIDTH, OUT as OUT_COLUMNS, OUTPUT_WIDTH } from '@mist/analyzer';
-import type { ParallelConfig, StageGroupSpec } from './enumerate';
+import { type ParallelConfig, queryPp, type StageGroupSpec } from './enumerate';
 import { ParetoSet3 } from './pareto';
 import type { OffloadLevels } from './search-space';
 
@@ -211,9 +213,7 @@ export class IntraStageSearch {
     x[o + IN.LAYERS] = group.layers;
     x[o + IN.POSITION] = pos;
     x[o + IN.IN_FLIGHT] = inFlight;
-    // pp of a pipeline where this stage has `inFlight` micro-batches in flight: first -> pp = f,
-    // middle -> at least f + 1, last -> at least 2, only -> 1.
-    x[o + IN.PP] = pos === 0 ? inFlight : pos === 1 ? inFlight + 1 : pos === 2 ? 2 : 1;
+    x[o + IN.PP] = queryPp(group);
     x[o + IN.MESH_NODES] = group.mesh.nodes;
     x[o + IN.MESH_GPUS_PER_NODE] = group.mesh.gpusPerNode;
     x[o + IN.MICRO_BATCH] = c.microBatchSize;

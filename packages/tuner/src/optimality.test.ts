@@ -4,7 +4,7 @@ import { parsePlan } from '@mist/core';
 import { describe, expect, it } from 'vitest';
 import { bruteForce } from './brute-force';
 import { mistSpace, NO_OFFLOAD_LEVELS, type SearchSpace, uniformOffloadLevels } from './search-space';
-import { tinyContext } from './test/tiny-context';
+import { tinyContext, withAllBusy } from './test/tiny-context';
 import { tune } from './tuner';
 
 interface Case {
@@ -15,6 +15,10 @@ interface Case {
   space: SearchSpace;
   /** Host memory per GPU for offloaded tensors (default: the catalog's, which never binds here). */
   hostBytes?: number;
+  /** A measured-style profile (host cost per pass, all-busy slowdowns): the stage model reads pp. */
+  allBusy?: boolean;
+  /** The optimum is a pipeline with fewer micro-batches than stages (G < pp: in-flight counts capped at G). */
+  gBelowPp?: boolean;
 }
 
 const reducedOffload = mistSpace({ offload: uniformOffloadLevels(0.5), frontierSize: Infinity });
@@ -31,15 +35,28 @@ const cases: Case[] = [
   { name: '1x4, activation offload, host holds part of it', cluster: '1x4-l4', usableBytes: 2.5e6, globalBatch: 16, space: activationOffloadOnly, hostBytes: 1e6 },
   { name: '2x2, activation offload, host holds part of it', cluster: '2x2-l4', usableBytes: 2.2e6, globalBatch: 16, space: activationOffloadOnly, hostBytes: 1e6 },
   { name: '2x2, activation offload, little host memory', cluster: '2x2-l4', usableBytes: 2.2e6, globalBatch: 16, space: activationOffloadOnly, hostBytes: 1e5 },
+  // G < pp: 1F1B keeps min(pp - i, G) micro-batches in flight, so stages hold fewer activations.
+  { name: '1x4, global batch 1, offload 1/2 grid (G = 1 < pp)', cluster: '1x4-l4', usableBytes: 1.5e6, globalBatch: 1, space: reducedOffload, gBelowPp: true },
+  { name: '1x4, global batch 2, activation offload (G = 1 < pp)', cluster: '1x4-l4', usableBytes: 1.8e6, globalBatch: 2, space: activationOffloadOnly, gBelowPp: true },
+  { name: '2x2, global batch 2, offload 1/2 grid (G = 1 < pp)', cluster: '2x2-l4', usableBytes: 1.2e6, globalBatch: 2, space: reducedOffload, gBelowPp: true },
+  { name: '2x2, global batch 1, activation offload (G = 1 < pp)', cluster: '2x2-l4', usableBytes: 1.2e6, globalBatch: 1, space: activationOffloadOnly, gBelowPp: true },
+  // Measured-style profiles: stage times depend on pp (frontiers per pipeline depth).
+  { name: '1x4, measured-style profile, global batch 1 (G = 1 < pp)', cluster: '1x4-l4', usableBytes: 2e6, globalBatch: 1, space: activationOffloadOnly, allBusy: true, gBelowPp: true },
+  { name: '1x4, measured-style profile, global batch 2, offload 1/2 grid (G = 1 < pp)', cluster: '1x4-l4', usableBytes: 1.2e6, globalBatch: 2, space: reducedOffload, allBusy: true, gBelowPp: true },
+  { name: '1x4, measured-style profile, global batch 4 (G = 2 < pp = 3)', cluster: '1x4-l4', usableBytes: 2e6, globalBatch: 4, space: activationOffloadOnly, allBusy: true, gBelowPp: true },
+  { name: '2x2, measured-style profile, global batch 2 (G = 2 < pp = 4)', cluster: '2x2-l4', usableBytes: 1.5e6, globalBatch: 2, space: activationOffloadOnly, allBusy: true, gBelowPp: true },
+  { name: '1x4, measured-style profile, global batch 16', cluster: '1x4-l4', usableBytes: 2.5e6, globalBatch: 16, space: activationOffloadOnly, allBusy: true },
 ];
 
 describe('tuner optimality against brute force (gpt-tiny)', () => {
   for (const c of cases) {
     it(c.name, async () => {
-      const ctx = tinyContext(c.cluster, c.usableBytes, c.globalBatch, 64, c.hostBytes);
+      const plain = tinyContext(c.cluster, c.usableBytes, c.globalBatch, 64, c.hostBytes);
+      const ctx = c.allBusy ? withAllBusy(plain) : plain;
       const res = await tune(ctx, { space: c.space });
       const ref = bruteForce(ctx, c.space);
       expect(ref).not.toBeNull();
+      if (c.gBelowPp) expect(ref!.plan.gradAccumSteps).toBeLessThan(ref!.plan.stages.length);
       if (c.hostBytes !== undefined) {
         // The host limit is active: the optimum without it overflows the host.
         const unlimited = bruteForce(tinyContext(c.cluster, c.usableBytes, c.globalBatch), c.space);
@@ -54,7 +71,7 @@ describe('tuner optimality against brute force (gpt-tiny)', () => {
       // The plan is valid, fits, and the solver's objective is the analyzer's estimate.
       parsePlan(res.plan, { model: ctx.model, cluster: ctx.profile.cluster });
       expect(res.predicted!.allFit).toBe(true);
-      expect(res.objectiveS).toBeCloseTo(tuned, 12);
+      expect(Math.abs(res.objectiveS! - tuned)).toBeLessThanOrEqual(1e-12 * tuned);
       // And brute force's plan is what the analyzer says it is.
       expect(estimatePlan(ref!.plan, ctx).iterationTimeS).toBeCloseTo(ref!.iterationTimeS, 12);
     });
@@ -64,6 +81,15 @@ describe('tuner optimality against brute force (gpt-tiny)', () => {
     const ctx = tinyContext('2x2-l4', 3e6, 32);
     const res = await tune(ctx, { space: activationOffloadOnly });
     expect(res.plan!.stages.length).toBeGreaterThan(1);
+  });
+
+  it('the MILP solver gives the same plan time as the DP when G < pp, with frontiers per pipeline depth', async () => {
+    const ctx = withAllBusy(tinyContext('2x2-l4', 1.5e6, 2));
+    const dp = await tune(ctx, { space: activationOffloadOnly });
+    const milp = await tune(ctx, { space: { ...activationOffloadOnly, solver: 'milp' } });
+    expect(dp.plan!.stages.length).toBeGreaterThan(dp.plan!.gradAccumSteps);
+    expect(Math.abs(milp.predicted!.iterationTimeS - dp.predicted!.iterationTimeS)).toBeLessThanOrEqual(1e-12 * dp.predicted!.iterationTimeS);
+    expect(Math.abs(milp.objectiveS! - milp.predicted!.iterationTimeS)).toBeLessThanOrEqual(1e-12 * milp.predicted!.iterationTimeS);
   });
 
   it('the MILP solver gives the same plan time as the DP', async () => {

@@ -44,6 +44,8 @@ export function stageGroupFromSet(spec: StageGroupSpec, devices: number, set: Pa
     layers: spec.layers,
     devices,
     meshIndex: spec.meshIndex,
+    ppMin: spec.ppMin,
+    ppMax: spec.ppMax,
     inFlightMin: spec.inFlightMin,
     inFlightMax: spec.inFlightMax,
     frontierByInFlight: byF,

@@ -7,7 +7,9 @@ import {
 import { clusterDevices, engineCapabilities, meshSize, SpecError, type Mesh, type Plan, parsePlan, PLAN_VERSION, type StageStrategy, type ZeroLevel } from '@mist/core';
 import { boundsForG, type GBounds, writeCorner } from './bounds';
 import { contextKey, dependsOnG, FrontierCache, groupKey } from './frontier-cache';
-import { ckptLevels, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, type StageGroupSpec, stageGroupSpecs } from './enumerate';
+import {
+  atGradAccum, ckptLevels, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, type StageGroupSpec, stageGroupSpecs,
+} from './enumerate';
 import { type DpStats, solveInterStageDp } from './inter-stage-dp';
 import { FrontierStoreBuilder, type InterStageInstance, type StageGroup } from './inter-stage-instance';
 import { solveInterStageMilpOrDp } from './inter-stage-milp';
@@ -15,6 +17,7 @@ import { IntraStageSearch, type Shortfall, ST, StrategyStore } from './intra-sta
 import { diagnoseNoFit, type NoFitReport } from './no-fit';
 import { tuneForEngine } from './engine-search';
 import { checkSearchSpace, mistSpace, type SearchSpace } from './search-space';
+import { stageModelReadsPp } from './pipeline-depth';
 import { stageGroupFromSet } from './stage-frontiers';
 
 export type TunePhase = 'intra-stage' | 'inter-stage' | 'done';
@@ -160,8 +163,17 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
     return c;
   };
   const meshes = allMeshes.filter((m) => gValues.some((G) => configsAt(m, training.globalBatch / G).length > 0));
-  const specs = stageGroupSpecs(space, model.layers, cluster, meshes);
-  const specsAt = gValues.map((G) => specs.filter((spec) => configsAt(spec.mesh, training.globalBatch / G).length > 0));
+  // Why the search stays exact for every G (G < pp included) and every profile: the analyzer estimates
+  // stage i of a pp-stage plan at position(i, pp), in-flight min(pp - i, G) and depth pp. A group's
+  // Pareto set is searched with its queries at the group's depth (queryPp) for every in-flight count
+  // it serves at G (atGradAccum caps them at G), and the solvers take each stage from the frontier at
+  // exactly min(pp - i, G) (evaluateSolution checks it). When the stage model reads pp
+  // (pipeline-depth.ts), each group serves one depth and the solvers fix pp first; otherwise the PP
+  // column is never read, and one frontier serves every depth.
+  const perDepth = stageModelReadsPp(ctx);
+  const specs = stageGroupSpecs(space, model.layers, cluster, meshes, perDepth);
+  const specsAt = gValues.map((G) => specs.filter((spec) => configsAt(spec.mesh, training.globalBatch / G).length > 0)
+    .map((spec) => atGradAccum(spec, G)));
   const total = specsAt.reduce((a, x) => a + x.length, 0);
   const deadline = options.timeLimitS === undefined ? Infinity : started + options.timeLimitS * 1000;
   let stoppedBy: TuneStop | null = null;
@@ -298,7 +310,8 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
     report('inter-stage');
     const inst: InterStageInstance = {
       layers: model.layers, devices, gradAccumSteps: G, minStages: 1, maxStages: Math.min(space.maxStages, model.layers, devices),
-      uniformPartition: space.uniformPartition, uniformMesh: space.uniformMesh, groups, frontiers: store.build(),
+      uniformPartition: space.uniformPartition, uniformMesh: space.uniformMesh, frontiersPerDepth: perDepth, groups,
+      frontiers: store.build(),
     };
     const solveStart = performance.now();
     const stats: DpStats = { thresholdsTried: 0 };

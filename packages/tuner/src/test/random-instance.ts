@@ -1,5 +1,6 @@
 // Random inter-stage instances for the solver tests (seeded, reproducible), and an exhaustive
 // solver that tries every stage sequence.
+import { inFlightMicroBatches } from '@mist/analyzer';
 import {
   type ChosenStage, evaluateSolution, FrontierStoreBuilder, frontierAt, type InterStageInstance, positionOf,
   type StageGroup, type StagePosition,
@@ -19,6 +20,8 @@ export function mulberry32(seed: number): () => number {
 export interface RandomInstanceOptions {
   uniformPartition?: boolean;
   uniformMesh?: boolean;
+  /** One group per depth pp, with its own frontiers (as when the stage model reads pp). */
+  perDepth?: boolean;
 }
 
 export function randomInstance(seed: number, opts: RandomInstanceOptions = {}): InterStageInstance {
@@ -53,24 +56,31 @@ export function randomInstance(seed: number, opts: RandomInstanceOptions = {}): 
     for (let l = 1; l <= L; l++) {
       meshSizes.forEach((devices, meshIndex) => {
         if (rnd() < 0.15) return;
-        const [lo, hi] = position === 'first' ? [2, maxStages] : position === 'middle' ? [2, maxStages - 1] : [1, 1];
-        if (hi < lo) return;
-        const byF = new Int32Array(hi - lo + 1);
-        for (let f = lo; f <= hi; f++) byF[f - lo] = rnd() < 0.1 ? -1 : frontier(l, devices);
-        groups.push({ position, layers: l, devices, meshIndex, inFlightMin: lo, inFlightMax: hi, frontierByInFlight: byF });
+        // Depths the group serves, and per depth range [a, b] the in-flight counts min(pp - i, G).
+        const [pLo, pHi] = position === 'only' ? [1, 1] : position === 'middle' ? [3, maxStages] : [2, maxStages];
+        if (pHi < pLo) return;
+        const ranges: Array<[number, number]> = opts.perDepth && position !== 'only'
+          ? Array.from({ length: pHi - pLo + 1 }, (_, k): [number, number] => [pLo + k, pLo + k]) : [[pLo, pHi]];
+        for (const [a, b] of ranges) {
+          const [lo, hi] = position === 'first' ? [a, b] : position === 'middle' ? [2, b - 1] : [1, 1];
+          const [flo, fhi] = [Math.min(lo, G), Math.min(hi, G)];
+          const byF = new Int32Array(fhi - flo + 1);
+          for (let f = flo; f <= fhi; f++) byF[f - flo] = rnd() < 0.1 ? -1 : frontier(l, devices);
+          groups.push({ position, layers: l, devices, meshIndex, ppMin: a, ppMax: b, inFlightMin: flo, inFlightMax: fhi, frontierByInFlight: byF });
+        }
       });
     }
   }
   // A whole-cluster mesh for single-stage plans.
   const whole = meshSizes.includes(D) ? meshSizes.indexOf(D) : meshSizes.length;
   if (!meshSizes.includes(D)) {
-    groups.push({ position: 'only', layers: L, devices: D, meshIndex: whole, inFlightMin: 1, inFlightMax: 1,
+    groups.push({ position: 'only', layers: L, devices: D, meshIndex: whole, ppMin: 1, ppMax: 1, inFlightMin: 1, inFlightMax: 1,
       frontierByInFlight: Int32Array.of(frontier(L, D)) });
   }
   return {
     layers: L, devices: D, gradAccumSteps: G, minStages: 1, maxStages,
     uniformPartition: opts.uniformPartition ?? false, uniformMesh: opts.uniformMesh ?? false,
-    groups, frontiers: store.build(),
+    frontiersPerDepth: opts.perDepth ?? false, groups, frontiers: store.build(),
   };
 }
 
@@ -89,8 +99,8 @@ export function exhaustiveOptimum(inst: InterStageInstance): number | null {
     }
     inst.groups.forEach((g, gi) => {
       if (g.position !== positionOf(i, pp)) return;
-      if (layers + g.layers > inst.layers || devices + g.devices > inst.devices) return;
-      const f = frontierAt(g, pp - i);
+      if (layers + g.layers > inst.layers || devices + g.devices > inst.devices || pp < g.ppMin || pp > g.ppMax) return;
+      const f = frontierAt(g, inFlightMicroBatches(pp, i, inst.gradAccumSteps));
       if (f < 0) return;
       for (let p = start[f]; p < start[f] + length[f]; p++) {
         stages.push({ group: gi, point: p });
