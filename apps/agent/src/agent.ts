@@ -5,10 +5,12 @@
 import * as os from 'node:os';
 import type * as grpc from '@grpc/grpc-js';
 import {
-  type AgentCommand__Output, type AgentControlClient, callUnary, type ClientTlsOptions, createClient, deadlineIn, type Device, isRpcError, status,
+  type AgentCommand__Output, type AgentControlClient, callUnary, type ClientTlsOptions, createClient, deadlineIn, type Device, isRpcError,
+  type MetricsEndpoint, serveMetrics, status,
 } from '@mist/rpc';
 import { backendStatus, chooseDevices } from './devices';
 import { EventReporter } from './event-reporter';
+import { AgentMetrics } from './metrics';
 import { WorkerSupervisor } from './worker-supervisor';
 
 export const AGENT_VERSION = '0.1.0';
@@ -37,6 +39,8 @@ export interface AgentOptions {
   workerEnv?: Record<string, string>;
   /** Back-off between reconnection attempts, seconds (doubles up to maxS). */
   backoff?: { initialS: number; maxS: number };
+  /** `host:port` of a Prometheus endpoint (GET /metrics, no token; port 0 picks a free one); none when unset. */
+  metricsListen?: string;
   log?: (line: string) => void;
 }
 
@@ -45,6 +49,8 @@ export interface RunningAgent {
   readonly registered: Promise<string>;
   readonly agentId: string | null;
   readonly devices: Device[];
+  /** `host:port` of the metrics endpoint as bound, when metricsListen was given. */
+  readonly metricsAddress?: string;
   /** Stops every worker (SIGTERM, then SIGKILL after `graceS`) and disconnects. */
   stop(graceS?: number): Promise<void>;
 }
@@ -102,7 +108,24 @@ export async function runAgent(o: AgentOptions): Promise<RunningAgent> {
       }
     },
   });
-  const supervisor = new WorkerSupervisor({ workerScript, env: o.workerEnv, emit: (e) => reporter.push(e), checkpointRoot: o.checkpointRoot });
+  // The workers' events go to the metrics first, then to the coordinator.
+  const metrics: AgentMetrics = new AgentMetrics({ devices, workers: () => supervisor.running(), agentId: () => agentId, hostName, version: AGENT_VERSION });
+  const supervisor: WorkerSupervisor = new WorkerSupervisor({
+    workerScript, env: o.workerEnv, checkpointRoot: o.checkpointRoot,
+    emit: (e) => {
+      metrics.observe(e);
+      reporter.push(e);
+    },
+  });
+  let metricsEndpoint: MetricsEndpoint | undefined;
+  if (o.metricsListen !== undefined) {
+    try {
+      metricsEndpoint = await serveMetrics(o.metricsListen, () => metrics.render());
+    } catch (err) {
+      client.close();
+      throw err;
+    }
+  }
 
   const register = async (): Promise<number> => {
     const res = await callUnary(client, 'register', {
@@ -200,6 +223,7 @@ export async function runAgent(o: AgentOptions): Promise<RunningAgent> {
       return agentId;
     },
     devices,
+    ...(metricsEndpoint ? { metricsAddress: metricsEndpoint.address } : {}),
     stop: (graceS = 5) => {
       stopping ??= (async () => {
         stopped = true;
@@ -210,6 +234,7 @@ export async function runAgent(o: AgentOptions): Promise<RunningAgent> {
         reporter.dispose();
         await running;
         client.close();
+        await metricsEndpoint?.close();
       })();
       return stopping;
     },

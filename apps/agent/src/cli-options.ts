@@ -1,6 +1,6 @@
 // The command line of the agent, shared by its own process entry (main.ts) and `mist agent`.
 import * as fs from 'node:fs';
-import type { ClientTlsOptions } from '@mist/rpc';
+import { type ClientTlsOptions, createLogger, type Logger, LOG_FORMATS, LOG_LEVELS, parseLogFormat, parseLogLevel, splitHostPort } from '@mist/rpc';
 import type { AgentOptions } from './agent';
 
 export interface CliOption {
@@ -24,6 +24,9 @@ export const AGENT_CLI_OPTIONS: Record<string, CliOption> = {
   'tls-key': { type: 'string', valueName: 'PEM', description: 'client private key' },
   'tls-ca': { type: 'string', valueName: 'PEM', description: 'CA certificate that signed the coordinator\'s certificate' },
   'tls-server-name': { type: 'string', valueName: 'NAME', description: 'name in the coordinator\'s certificate, when not its address' },
+  'metrics-listen': { type: 'string', valueName: 'HOST:PORT', description: 'serve Prometheus metrics at http://HOST:PORT/metrics (no token: bind it to the monitoring network; default: none)' },
+  'log-format': { type: 'string', valueName: LOG_FORMATS.join('|'), description: 'text: the usual lines (default); json: one JSON object per line with level, time and job/rank/agent ids' },
+  'log-level': { type: 'string', valueName: LOG_LEVELS.join('|'), description: 'least severe level written (default info)' },
 };
 
 type Values = Record<string, string | boolean | string[] | boolean[] | undefined>;
@@ -108,6 +111,11 @@ export function agentOptionsFromArgs(values: Values, env: NodeJS.ProcessEnv = pr
   }
   const script = str(values, 'worker-script');
   if (script) o.workerScript = script;
+  const metricsListen = str(values, 'metrics-listen');
+  if (metricsListen !== undefined) {
+    splitHostPort(metricsListen);
+    o.metricsListen = metricsListen;
+  }
   const tls = tlsFromArgs(values);
   if (tls) {
     const serverName = str(values, 'tls-server-name');
@@ -116,4 +124,15 @@ export function agentOptionsFromArgs(values: Values, env: NodeJS.ProcessEnv = pr
     o.tls = clientTls;
   }
   return o;
+}
+
+/** The agent's log as `--log-format` and `--log-level` ask; JSON lines carry the agent's id once it has one. */
+export function agentLoggerFromArgs(values: Values, write: (line: string) => void, agentId: () => string | null): Logger {
+  return createLogger({
+    format: parseLogFormat(str(values, 'log-format')), level: parseLogLevel(str(values, 'log-level')), name: 'agent', write,
+    base: () => {
+      const id = agentId();
+      return id ? { agent: id } : {};
+    },
+  });
 }

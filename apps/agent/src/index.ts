@@ -4,4 +4,5 @@ export { backendStatus, chooseDevices, cpuDevices, detectCudaDevices, gpuCatalog
 export { DEFAULT_LEARNING_RATE, workerAssignments } from './assignment';
 export { WorkerSupervisor, type SupervisorOptions } from './worker-supervisor';
 export { EventReporter } from './event-reporter';
-export { AGENT_CLI_OPTIONS, agentOptionsFromArgs, tlsFromArgs, tokenFromArgs, type CliOption } from './cli-options';
+export { AGENT_CLI_OPTIONS, agentLoggerFromArgs, agentOptionsFromArgs, tlsFromArgs, tokenFromArgs, type CliOption } from './cli-options';
+export { AgentMetrics, RANK_SERIES_JOBS, STEP_TIME_BUCKETS, type AgentMetricSources } from './metrics';

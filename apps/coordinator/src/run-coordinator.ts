@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import { type RunningCoordinator, startCoordinator } from '@mist/coordinator';
 import { SpecError } from '@mist/core';
+import { createLogger, type Logger, LOG_FORMATS, LOG_LEVELS, parseLogFormat, parseLogLevel, splitHostPort } from '@mist/rpc';
 import { addPlanningServices } from './services/planning-services';
 
 export interface CliOption {
@@ -28,6 +29,9 @@ export const COORDINATOR_CLI_OPTIONS: Record<string, CliOption> = {
   'tls-cert': { type: 'string', valueName: 'PEM', description: 'server certificate chain (turns on mutual TLS with --tls-key and --tls-ca)' },
   'tls-key': { type: 'string', valueName: 'PEM', description: 'server private key' },
   'tls-ca': { type: 'string', valueName: 'PEM', description: 'CA certificate that signs the clients\' (agents\', CLI\'s) certificates' },
+  'metrics-listen': { type: 'string', valueName: 'HOST:PORT', description: 'serve Prometheus metrics at http://HOST:PORT/metrics (no token: bind it to the monitoring network; default: none)' },
+  'log-format': { type: 'string', valueName: LOG_FORMATS.join('|'), description: 'text: the usual lines (default); json: one JSON object per line with level, time and job/agent ids' },
+  'log-level': { type: 'string', valueName: LOG_LEVELS.join('|'), description: 'least severe level written (default info)' },
 };
 
 type Values = Record<string, string | boolean | string[] | boolean[] | undefined>;
@@ -77,6 +81,24 @@ function isLoopback(listen: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
+/** A SpecError (exit 2) from a parser's error about `--name`. */
+function optionError(name: string, value: string, parse: () => void): void {
+  try {
+    parse();
+  } catch (err) {
+    throw new SpecError('option', [{ field: `--${name}`, value, message: (err as Error).message.replace(/^--[\w-]+: got "[^"]*"; /, '') }]);
+  }
+}
+
+/** The process log as `--log-format` and `--log-level` ask (a SpecError naming a bad value). */
+export function loggerFromArgs(values: Values, write: (line: string) => void): Logger {
+  const format = str(values, 'log-format');
+  const level = str(values, 'log-level');
+  optionError('log-format', format ?? '', () => parseLogFormat(format));
+  optionError('log-level', level ?? '', () => parseLogLevel(level));
+  return createLogger({ format: parseLogFormat(format), level: parseLogLevel(level), name: 'coordinator', write });
+}
+
 /** Starts the coordinator from command-line values (throws on a bad option). */
 export async function startFromArgs(values: Values, env: NodeJS.ProcessEnv, log: (line: string) => void): Promise<RunningCoordinator> {
   const stateDir = str(values, 'state');
@@ -105,6 +127,8 @@ export async function startFromArgs(values: Values, env: NodeJS.ProcessEnv, log:
   const tls = tlsNames.length === 3 ? { certChain: read('tls-cert'), privateKey: read('tls-key'), rootCert: read('tls-ca') } : undefined;
   const tuner = str(values, 'tuner');
   const listen = str(values, 'listen') ?? '0.0.0.0:7070';
+  const metricsListen = str(values, 'metrics-listen');
+  if (metricsListen !== undefined) optionError('metrics-listen', metricsListen, () => splitHostPort(metricsListen));
   const options = {
     heartbeatTimeoutS: bounded(values, 'heartbeat-timeout', 10, 0.5, 3600, 'seconds'),
     stopGraceS: bounded(values, 'stop-grace', 5, 0, 3600, 'seconds'),
@@ -130,6 +154,7 @@ export async function startFromArgs(values: Values, env: NodeJS.ProcessEnv, log:
     tuner: tuner ? { address: tuner, client: { token, tls } } : undefined,
     log,
     extraServices: addPlanningServices,
+    ...(metricsListen !== undefined ? { metricsListen } : {}),
   });
 }
 
@@ -142,9 +167,13 @@ function signalled(): Promise<string> {
 
 /** Runs until `until` (or a signal); prints `coordinator listening on HOST:PORT` when ready. */
 export async function runCoordinator(o: RunCoordinatorOptions): Promise<void> {
-  const c = await startFromArgs(o.values, o.env ?? process.env, (line) => o.err(`[coordinator] ${line}`));
+  const logger = loggerFromArgs(o.values, o.err);
+  const c = await startFromArgs(o.values, o.env ?? process.env, (line) => logger.line(line));
+  // The readiness line stays plain text on stdout in both formats: scripts and tests wait for it.
   o.out(`coordinator listening on ${c.address}`);
+  if (c.metricsAddress) o.out(`coordinator metrics on http://${c.metricsAddress}/metrics`);
+  logger.log('info', `listening on ${c.address}${c.metricsAddress ? `, metrics on ${c.metricsAddress}` : ''}`);
   const why = await (o.until ?? signalled());
-  o.err(`[coordinator] ${why}: stopping`);
+  logger.line(`${why}: stopping`);
   await c.stop();
 }

@@ -268,6 +268,13 @@ export class AgentRegistry {
     return out;
   }
 
+  /** Marks ports of `address` taken although no allocation handed them out here (the workers of a job adopted after a restart hold them). */
+  reservePorts(address: string, ports: number[]): void {
+    const used = this.usedPorts.get(address) ?? new Set<number>();
+    for (const p of ports) used.add(p);
+    this.usedPorts.set(address, used);
+  }
+
   releasePorts(address: string, ports: number[]): void {
     const used = this.usedPorts.get(address);
     if (!used) return;

@@ -14,5 +14,6 @@ export { protoJobState, statesOfProto, type JobWatcher } from './job-view';
 export { agentsShape, clusterMismatch, predictionOf, tunerSpaceFromOptions, tuningTarget, type RemoteTuner, type TunedPlan } from './tuning';
 export { PROTOCOL_VERSION } from './service';
 export { startCoordinator, type CoordinatorOptions, type RunningCoordinator } from './server';
+export { CoordinatorMetrics, RPC_LATENCY_BUCKETS, type CoordinatorMetricSources } from './metrics';
 export { CoordinatorCallError, CoordinatorConnection } from './client';
 export { JobFileSchema, type JobFile, jobSpecFromDocument, loadJobFile } from './job-file';

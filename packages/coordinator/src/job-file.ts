@@ -65,7 +65,8 @@ function within(field: string, fn: () => unknown): unknown {
     return fn();
   } catch (err) {
     if (err instanceof SpecError) {
-      throw new SpecError('job file', err.issues.map((i: SpecIssue) => ({ ...i, field: i.field ? `${field}.${i.field}` : field })));
+      // A catalog lookup names its own field ("model"): not "model.model".
+      throw new SpecError('job file', err.issues.map((i: SpecIssue) => ({ ...i, field: i.field && i.field !== field ? `${field}.${i.field}` : field })));
     }
     throw err;
   }

@@ -17,7 +17,7 @@ import { JobView, type JobWatcher, protoJobState, statesOfProto, summaryJob } fr
 import { placePlan, type PlacementAgent, type RankPlacement } from './placement';
 import { buildRendezvous, type PortLease, resolveBackend, type ResolvedBackend } from './rendezvous';
 import type { JobRecord, StateStore, TransitionUpdate } from './state-store';
-import { clusterMismatch, type RemoteTuner, TuningAborted, tuneJob, tuningTarget } from './tuning';
+import { clusterMismatch, type RemoteTuner, type TunedPlan, TuningAborted, tuneJob, tuningTarget } from './tuning';
 
 export { RequestError } from './job-limits';
 
@@ -396,6 +396,9 @@ export class JobManager {
       const tuned = await tuneJob(a.job, target, {
         timeLimitS: limit,
         signal: a.abort!.signal,
+        onStopped: (how, afterS) => this.log(how === 'stopped'
+          ? `job ${view.id}: the search stopped ${afterS.toFixed(2)} s after it was told to`
+          : `job ${view.id}: the search did not stop within ${afterS.toFixed(1)} s of being told to; its thread was terminated`),
         onProgress: (p) => {
           const now = Date.now();
           if (now - lastProgress < PROGRESS_EVERY_MS) return;
@@ -407,6 +410,8 @@ export class JobManager {
         },
       }, this.o.remoteTuner);
       if (view.record.state !== 'tuning') return; // cancelled meanwhile
+      const early = tuned.stoppedBy === 'time-limit' ? stoppedEarlyNote(limit, tuned) : '';
+      if (early) this.log(`job ${view.id}: ${early}`);
       const planJson = JSON.stringify(tuned.plan);
       this.o.store.setPlan(view.id, planJson, tuned.predicted ? JSON.stringify(tuned.predicted) : null);
       view.record = this.o.store.getJob(view.id)!;
@@ -427,7 +432,7 @@ export class JobManager {
         this.enqueue(view, a.job, busy);
         return;
       }
-      this.transition(view, 'placing', `tuned: ${tuned.plan.stages.length} stage(s) on ${prepared.placement.length} devices`, {}, planJson);
+      this.transition(view, 'placing', `tuned: ${tuned.plan.stages.length} stage(s) on ${prepared.placement.length} devices${early ? ` (${early})` : ''}`, {}, planJson);
       this.dispatch(view, a.job, tuned.plan, prepared, view.record.attempt, false);
     } catch (err) {
       if (this.active.get(view.id) === a) this.active.delete(view.id);
@@ -503,6 +508,8 @@ export class JobManager {
     this.active.set(view.id, a);
     view.liveWorkers = () => workerInfos(a.ranks);
     const hosts = new Set(ranks.map((r) => r.agentId)).size;
+    // Kept so that a restarted coordinator that adopts these workers reserves their ports again.
+    this.o.store.setPortLeases(view.id, p.leases);
     this.transition(view, 'starting', `${ranks.length} rank(s) assigned to ${hosts} agent(s), backend ${p.backend}`, {
       attempt, workersJson: JSON.stringify(workerInfos(ranks)),
     });
@@ -823,14 +830,23 @@ export class JobManager {
         state: w.state === 'WORKER_STATE_EXITED' && w.exitCode === 0 ? 'WORKER_STATE_EXITED' : 'WORKER_STATE_ASSIGNED',
         exitCode: w.exitCode ?? 0, checkpointStep: r.lastCheckpointStep ?? 0,
       }));
-      const a: ActiveJob = { view, attempt: r.attempt, phase: 'live', job, ranks, leases: [], assignments: new Map(), timer: null };
+      // The workers keep the ports they were given: no other job may be handed them (released when the job ends).
+      let leases: PortLease[] = [];
+      try {
+        leases = this.o.store.portLeases(r.id);
+      } catch (err) {
+        this.log(`job ${r.id}: its recorded worker ports are unreadable (${(err as Error).message}); they are not reserved`);
+      }
+      for (const l of leases) this.o.registry.reservePorts(l.address, l.ports);
+      const a: ActiveJob = { view, attempt: r.attempt, phase: 'live', job, ranks, leases, assignments: new Map(), timer: null };
       view.step = Math.max(view.step, r.step ?? 0);
       this.active.set(r.id, a);
       view.liveWorkers = () => workerInfos(a.ranks);
       this.recovering.add(r.id);
       const deadline = setTimeout(() => this.endRecovery(a), graceS * 1000);
       deadline.unref();
-      this.log(`job ${r.id}: running when the coordinator stopped; waiting up to ${graceS} s for its agents to list its workers`);
+      const held = leases.reduce((n, l) => n + l.ports.length, 0);
+      this.log(`job ${r.id}: running when the coordinator stopped; ${held} worker port(s) reserved again; waiting up to ${graceS} s for its agents to list its workers`);
       out.push(r.id);
     }
     return out;
@@ -894,6 +910,17 @@ export class JobManager {
       v.watchers.clear();
     }
   }
+}
+
+/** What a job's log says of a search stopped at its time limit: the plan kept and how far from the optimum it may be. */
+function stoppedEarlyNote(limitS: number, tuned: TunedPlan): string {
+  const iterS = Number(tuned.predicted?.iterationTime ?? NaN);
+  const iter = Number.isFinite(iterS) ? `${iterS.toPrecision(4)} s per iteration` : 'no prediction';
+  const gap = tuned.gap;
+  const proven = gap && gap.relative !== null && Number.isFinite(gap.lowerBoundS)
+    ? `proven gap ${(gap.relative * 100).toFixed(1)}% (no plan of the space is faster than ${gap.lowerBoundS.toPrecision(4)} s per iteration)`
+    : 'gap unknown';
+  return `tuning stopped at its time limit of ${limitS} s: kept the best plan found (${iter}), ${proven}`;
 }
 
 function workerInfos(ranks: RankRuntime[]): WorkerInfo[] {

@@ -29,6 +29,9 @@ export interface ValidatedJob {
   maxRestarts: number;
 }
 
+/** Element types of a token file (run.data): a flat little-endian array of token ids (common.proto, RunOptions.data_dtype). */
+export const DATA_DTYPES = ['uint16', 'uint32'] as const;
+
 /** Upper bound of JobSpec.max_restarts (a job that needs more is failing for a reason to look at). */
 export const MAX_RESTARTS = 100;
 
@@ -144,6 +147,14 @@ export function validateJobSpec(spec: JobSpec__Output | null | undefined): Valid
     }
     checkHostPath(issues, 'run.checkpointDir', run.checkpointDir);
     checkHostPath(issues, 'run.data (data_path)', run.dataPath);
+    // The agent refuses any other element type of a token file, after placement; say it here, at once.
+    if (run.dataDtype) {
+      if (!(DATA_DTYPES as readonly string[]).includes(run.dataDtype)) {
+        issues.push({ field: 'run.dataDtype (data_dtype)', value: run.dataDtype, message: `allowed: ${DATA_DTYPES.join(', ')} (or unset: uint16 when the model's vocabulary fits, else uint32)` });
+      } else if (!run.dataPath || run.dataPath === 'synthetic' || run.dataPath === 'corpus') {
+        issues.push({ field: 'run.dataDtype (data_dtype)', value: run.dataDtype, message: `applies to a token file given as run.data, not to "${run.dataPath || 'synthetic'}"` });
+      }
+    }
     if (run.checkpointInterval > 0 && !run.checkpointDir) {
       issues.push({ field: 'run.checkpointEvery (checkpoint_interval)', value: run.checkpointInterval, message: 'needs run.checkpointDir' });
     }

@@ -3,10 +3,14 @@
 // in `<stateDir>/logs`. Jobs left unfinished by a previous run are marked interrupted first (queued
 // ones stay queued).
 import * as path from 'node:path';
-import { addService, type AuthThrottleOptions, createServer, type RpcServer, startServer, stopServer, type ClientOptions, type TlsOptions } from '@mist/rpc';
+import {
+  addHealthAndReflection, addService, type AuthThrottleOptions, createServer, HEALTH_SERVICE, type MetricsEndpoint, type RpcServer, serveMetrics,
+  startServer, stopServer, type ClientOptions, type TlsOptions,
+} from '@mist/rpc';
 import { AgentRegistry } from './agent-registry';
 import { JobLogs } from './job-log';
 import { JobManager } from './job-manager';
+import { CoordinatorMetrics } from './metrics';
 import { agentControlHandlers, coordinatorHandlers } from './service';
 import { StateStore } from './state-store';
 
@@ -40,6 +44,8 @@ export interface CoordinatorOptions {
   log?: (line: string) => void;
   /** Adds more services on the same port (the app adds Analyzer, Tuner and Profiler). */
   extraServices?: (server: RpcServer) => void;
+  /** `host:port` of a Prometheus endpoint (GET /metrics, no token; port 0 picks a free one); none when unset. */
+  metricsListen?: string;
 }
 
 export interface RunningCoordinator {
@@ -50,6 +56,8 @@ export interface RunningCoordinator {
   interrupted: string[];
   /** Jobs found running at start-up, kept running while their agents come back (issue 14 item 7). */
   recovered: string[];
+  /** `host:port` of the metrics endpoint as bound, when metricsListen was given. */
+  metricsAddress?: string;
   stop(): Promise<void>;
 }
 
@@ -74,10 +82,12 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<RunningCo
     if (problem) {
       o.log?.(`ERROR: ${problem}: the job database is gone; new jobs are refused; restart the coordinator (with --init to begin again)`);
       jobs!.setDatabaseProblem(problem);
+      health.setServing(false);
       return;
     }
     if (retention.maxJobs > 0 || retention.maxAgeS > 0) jobs!.applyRetention(retention.maxJobs, retention.maxAgeS);
   };
+  const metrics = new CoordinatorMetrics({ jobsByState: () => store.countByState(), agents: () => registry.all() });
   const server = createServer({
     token: o.token,
     ...(o.agentToken !== undefined ? { agentToken: o.agentToken } : {}),
@@ -85,14 +95,21 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<RunningCo
     authThrottle: { ...(o.log ? { log: o.log } : {}), ...o.authThrottle },
     // Server streams (WatchAssignments, WatchJob) stay open for hours: keep them alive through NATs.
     grpcOptions: { 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_permit_without_calls': 1 },
+    // Health answers probes without a token (it tells only SERVING / NOT_SERVING); reflection needs one.
+    openServices: [HEALTH_SERVICE],
+    observe: (call) => metrics.observeRpc(call),
   });
   addService(server, 'Coordinator', coordinatorHandlers(jobs, registry));
   addService(server, 'AgentControl', agentControlHandlers(jobs, registry));
   o.extraServices?.(server);
+  const health = addHealthAndReflection(server, ['Coordinator', 'AgentControl']);
   let port: number;
+  let metricsEndpoint: MetricsEndpoint | undefined;
   try {
     port = await startServer(server, o.listen);
+    if (o.metricsListen !== undefined) metricsEndpoint = await serveMetrics(o.metricsListen, () => metrics.render());
   } catch (err) {
+    await stopServer(server, 0);
     store.close();
     throw err;
   }
@@ -100,6 +117,7 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<RunningCo
   const host = o.listen.slice(0, o.listen.lastIndexOf(':'));
   for (const id of interrupted) o.log?.(`job ${id} was unfinished when the coordinator stopped: marked interrupted`);
   store.writeLockInfo(`${host}:${port}`);
+  health.setServing(true);
   housekeeping();
   const housekeepingTimer = setInterval(housekeeping, 2000);
   housekeepingTimer.unref();
@@ -109,12 +127,15 @@ export async function startCoordinator(o: CoordinatorOptions): Promise<RunningCo
     port,
     interrupted,
     recovered,
+    ...(metricsEndpoint ? { metricsAddress: metricsEndpoint.address } : {}),
     stop: () => {
       stopped ??= (async () => {
+        health.setServing(false);
         clearInterval(housekeepingTimer);
         registry.stop();
         jobs!.close();
         await stopServer(server, 1);
+        await metricsEndpoint?.close();
         logs.close();
         store.close();
       })();

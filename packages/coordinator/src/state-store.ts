@@ -182,6 +182,12 @@ function describeHolder(dir: string): string {
   }
 }
 
+/** Worker ports held on one agent address. */
+export interface PortLeaseRecord {
+  address: string;
+  ports: number[];
+}
+
 /** Fields a transition may update together with the state, in the same transaction. */
 export interface TransitionUpdate {
   attempt?: number;
@@ -208,6 +214,7 @@ export class StateStore {
     if (dir === ':memory:') {
       this.db = new Database(':memory:');
       this.db.exec(SCHEMA);
+      this.migrate();
       return;
     }
     fs.mkdirSync(dir, { recursive: true });
@@ -231,6 +238,7 @@ export class StateStore {
       throw new StateDirError(`${dir} is in use by another coordinator (${describeHolder(dir)}); stop it or give this one another --state`);
     }
     this.db.exec(SCHEMA);
+    this.migrate();
     this.dir = dir;
     this.file = { path: dbPath, ino: fs.statSync(dbPath).ino };
   }
@@ -289,11 +297,44 @@ export class StateStore {
     return (this.db.prepare('SELECT COUNT(*) AS n FROM jobs').get() as { n: number }).n;
   }
 
+  /** How many jobs are in each state (states with none are absent). */
+  countByState(): Partial<Record<JobState, number>> {
+    const rows = this.db.prepare('SELECT state, COUNT(*) AS n FROM jobs GROUP BY state').all() as Array<{ state: JobState; n: number }>;
+    return Object.fromEntries(rows.map((r) => [r.state, r.n]));
+  }
+
   /** Ids of jobs not in a terminal state (what a restarted coordinator must look at). */
   unfinishedJobs(): JobRecord[] {
     const terminal = [...TERMINAL_LIST];
     return (this.db.prepare(`SELECT * FROM jobs WHERE state NOT IN (${terminal.map(() => '?').join(', ')}) ORDER BY created_at, id`)
       .all(...terminal) as JobRow[]).map(toRecord);
+  }
+
+  /** Columns added after the first release, added to a database created before them. */
+  private migrate(): void {
+    const columns = new Set((this.db.prepare('PRAGMA table_info(jobs)').all() as Array<{ name: string }>).map((c) => c.name));
+    // The worker ports of the current attempt, reserved again when a restarted coordinator adopts its workers.
+    if (!columns.has('port_leases_json')) this.db.exec('ALTER TABLE jobs ADD COLUMN port_leases_json TEXT');
+  }
+
+  /** Records the worker ports the job's current attempt holds (`address` is the agent's). */
+  setPortLeases(id: string, leases: PortLeaseRecord[]): void {
+    this.db.prepare('UPDATE jobs SET port_leases_json = ? WHERE id = ?').run(JSON.stringify(leases), id);
+  }
+
+  /** The worker ports recorded for the job's current attempt (none when not recorded). */
+  portLeases(id: string): PortLeaseRecord[] {
+    const row = this.db.prepare('SELECT port_leases_json AS j FROM jobs WHERE id = ?').get(id) as { j: string | null } | undefined;
+    if (!row?.j) return [];
+    const parsed = JSON.parse(row.j) as unknown;
+    if (!Array.isArray(parsed)) throw new Error(`job ${id}: port_leases_json is not a list`);
+    return parsed.map((l: unknown, i) => {
+      const { address, ports } = (l ?? {}) as { address?: unknown; ports?: unknown };
+      if (typeof address !== 'string' || !Array.isArray(ports) || !ports.every((p) => Number.isInteger(p) && p > 0 && p < 65536)) {
+        throw new Error(`job ${id}: port_leases_json[${i}] is not { address, ports }`);
+      }
+      return { address, ports: ports as number[] };
+    });
   }
 
   /** Deletes a job and its history. */

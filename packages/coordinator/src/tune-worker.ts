@@ -1,6 +1,9 @@
 // The body of the tuning worker thread (see tuning.ts, tuneOffThread): runs @mist/tuner's search
 // for one job and posts its progress and its result, so that the coordinator's event loop keeps
-// answering calls, heartbeats and log streams while a large search runs.
+// answering calls, heartbeats and log streams while a large search runs. The search stops by itself
+// at `timeLimitS` and on a `{ kind: 'stop' }` message (a cancel), answering with the best plan found
+// so far and its proven gap (TuneResult.stoppedBy, .gap); the coordinator terminates the thread only
+// when it does not answer in time.
 import { parentPort, workerData } from 'node:worker_threads';
 import type { ClusterSpec, HardwareProfile, ModelSpec, TrainingSpec } from '@mist/core';
 import type { TuneOptions__Output } from '@mist/rpc';
@@ -13,7 +16,12 @@ export interface TuneWorkerInput {
   profile: HardwareProfile;
   cluster: ClusterSpec;
   options: TuneOptions__Output | null;
+  /** Seconds the search may take before it returns its best plan so far (undefined: no limit). */
+  timeLimitS?: number;
 }
+
+/** What the coordinator sends the thread. */
+export type TuneWorkerCommand = { kind: 'stop' };
 
 export type TuneWorkerMessage =
   | { kind: 'progress'; phase: string; done: number; total: number; candidatesEvaluated: number; bestIterationTimeS: number | null }
@@ -23,16 +31,25 @@ export type TuneWorkerMessage =
 async function main(): Promise<void> {
   const input = workerData as TuneWorkerInput;
   const post = (m: TuneWorkerMessage): void => parentPort!.postMessage(m);
+  const stop = new AbortController();
+  // The tuner yields to the event loop every ~50 ms (tuner.ts, breathe), so this message is seen mid-search.
+  parentPort!.on('message', (m: TuneWorkerCommand) => {
+    if (m.kind === 'stop') stop.abort();
+  });
   try {
     const result = await tune({ model: input.model, training: input.training, profile: input.profile }, {
       space: tunerSpaceFromOptions(input.options),
       clusterName: input.cluster.name,
+      timeLimitS: input.timeLimitS,
+      signal: stop.signal,
       onProgress: (p) => post({ kind: 'progress', phase: p.phase, done: p.done, total: p.total, candidatesEvaluated: p.candidatesEvaluated, bestIterationTimeS: p.bestIterationTimeS }),
     });
     post({ kind: 'result', result });
   } catch (err) {
     post({ kind: 'error', message: (err as Error).message ?? String(err) });
   }
+  // The 'message' listener would keep the thread alive.
+  parentPort!.removeAllListeners('message');
 }
 
 if (parentPort) void main();

@@ -1,8 +1,8 @@
 // Tuning a submitted job: the cluster is the job's (when given) or the shape of the chosen agents'
 // free devices; the hardware profile is the job's measured one, or the datasheet profile of the
-// cluster's GPU. The tuner runs in a worker thread (@mist/tuner; the event loop stays free, and
-// terminating the thread is the cancel and the time limit) or, when configured, as a remote Tuner
-// service.
+// cluster's GPU. The tuner runs in a worker thread (@mist/tuner; the event loop stays free; at the
+// time limit the search returns its best plan so far, and a cancel asks it to stop) or, when
+// configured, as a remote Tuner service.
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import {
@@ -11,10 +11,10 @@ import {
 import {
   callUnary, createClient, deadlineIn, type ClientOptions, type Prediction, type SearchSpace__Output, type TuneOptions__Output,
 } from '@mist/rpc';
-import { type SearchSpace, spaceByName, type SpaceName, type TuneResult } from '@mist/tuner';
+import { type SearchSpace, spaceByName, type SpaceName, type TuneGap, type TuneResult, type TuneStop } from '@mist/tuner';
 import type { AgentRecord } from './agent-registry';
 import type { ValidatedJob } from './job-spec';
-import type { TuneWorkerInput, TuneWorkerMessage } from './tune-worker';
+import type { TuneWorkerCommand, TuneWorkerInput, TuneWorkerMessage } from './tune-worker';
 
 /** Progress of a tuning, as WatchJob carries it. */
 export interface TuningProgress {
@@ -27,11 +27,13 @@ export interface TuningProgress {
 }
 
 export interface TuningControl {
-  /** Seconds the search may take (0: no limit); past it the search is stopped and the job fails. */
+  /** Seconds the search may take (0: no limit); at it the search returns the best plan found so far. */
   timeLimitS: number;
   /** Aborting stops the search (the job was cancelled). */
   signal: AbortSignal;
   onProgress?: (p: TuningProgress) => void;
+  /** After an abort: whether the search answered the stop within the grace (`stopped`) or its thread was terminated. */
+  onStopped?: (how: 'stopped' | 'terminated', afterS: number) => void;
 }
 
 /** The search was stopped by its signal. */
@@ -51,7 +53,17 @@ function startTuneWorker(input: TuneWorkerInput): Worker {
   return new Worker(`require(${JSON.stringify(register)}); require(${JSON.stringify(entry)});`, { eval: true, workerData: input });
 }
 
-/** Runs @mist/tuner in a worker thread; rejects with TuningAborted on abort, with a clear error past the time limit. */
+/** Seconds past the time limit after which a tuning thread that has not answered is terminated. */
+export const TUNE_HARD_MARGIN_S = 30;
+/** Seconds a stopped (cancelled) search gets to wind down before its thread is terminated. */
+const STOP_GRACE_S = 5;
+
+/**
+ * Runs @mist/tuner in a worker thread. The search itself honours the time limit (it answers with
+ * its best plan so far); the thread is terminated only when it has not answered TUNE_HARD_MARGIN_S
+ * past it. An abort rejects with TuningAborted at once and asks the search to stop (a message to
+ * the thread), terminating the thread if it has not ended STOP_GRACE_S later.
+ */
 function tuneOffThread(input: TuneWorkerInput, control: TuningControl): Promise<TuneResult> {
   const started = performance.now();
   return new Promise<TuneResult>((resolve, reject) => {
@@ -59,36 +71,74 @@ function tuneOffThread(input: TuneWorkerInput, control: TuningControl): Promise<
       reject(new TuningAborted());
       return;
     }
-    const worker = startTuneWorker(input);
+    const limited = control.timeLimitS > 0;
+    const worker = startTuneWorker({ ...input, ...(limited ? { timeLimitS: control.timeLimitS } : {}) });
     let settled = false;
+    let killTimer: NodeJS.Timeout | undefined;
+    let abortedAt: number | null = null;
+    const stopped = (how: 'stopped' | 'terminated'): void => {
+      if (abortedAt === null) return;
+      control.onStopped?.(how, (performance.now() - abortedAt) / 1000);
+      abortedAt = null;
+    };
     const finish = (fn: () => void): void => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      clearTimeout(hardTimer);
       control.signal.removeEventListener('abort', onAbort);
-      void worker.terminate();
       fn();
     };
-    const onAbort = (): void => finish(() => reject(new TuningAborted()));
+    const end = (): void => {
+      clearTimeout(killTimer);
+      void worker.terminate();
+    };
+    const onAbort = (): void => finish(() => {
+      reject(new TuningAborted());
+      abortedAt = performance.now();
+      worker.postMessage({ kind: 'stop' } satisfies TuneWorkerCommand);
+      // A stopping search must not hold the coordinator's process open.
+      worker.unref();
+      killTimer = setTimeout(() => {
+        stopped('terminated');
+        end();
+      }, STOP_GRACE_S * 1000);
+      killTimer.unref();
+    });
     control.signal.addEventListener('abort', onAbort);
-    const timer = control.timeLimitS > 0
-      ? setTimeout(() => finish(() => reject(new Error(`tuning stopped at its time limit of ${control.timeLimitS} s with no plan ` +
-        '(raise tune.timeLimit in the job, or the coordinator\'s --tune-time-limit)'))), control.timeLimitS * 1000)
+    const hardTimer = limited
+      ? setTimeout(() => {
+        end();
+        finish(() => reject(new Error(`the tuning thread did not answer within ${TUNE_HARD_MARGIN_S} s after its time limit of ` +
+          `${control.timeLimitS} s and was terminated (raise tune.timeLimit in the job, or the coordinator's --tune-time-limit)`)));
+      }, (control.timeLimitS + TUNE_HARD_MARGIN_S) * 1000)
       : undefined;
     worker.on('message', (m: TuneWorkerMessage) => {
       if (m.kind === 'progress') {
-        control.onProgress?.({ ...m, elapsedS: (performance.now() - started) / 1000 });
-      } else if (m.kind === 'result') finish(() => resolve(m.result));
+        if (!settled) control.onProgress?.({ ...m, elapsedS: (performance.now() - started) / 1000 });
+        return;
+      }
+      stopped('stopped');
+      end();
+      if (m.kind === 'result') finish(() => resolve(m.result));
       else finish(() => reject(new Error(m.message)));
     });
-    worker.on('error', (err) => finish(() => reject(err)));
-    worker.on('exit', (code) => finish(() => reject(new Error(`the tuning thread exited with code ${code} before it answered`))));
+    worker.on('error', (err) => {
+      end();
+      finish(() => reject(err));
+    });
+    worker.on('exit', (code) => {
+      clearTimeout(killTimer);
+      finish(() => reject(new Error(`the tuning thread exited with code ${code} before it answered`)));
+    });
   });
 }
 
 export interface TunedPlan {
   plan: Plan;
   predicted: Prediction | null;
+  /** Set when the search stopped at its time limit: the plan is the best found, at most `gap` from the optimum. */
+  stoppedBy: TuneStop | null;
+  gap: TuneGap | null;
 }
 
 export interface RemoteTuner {
@@ -171,21 +221,28 @@ export async function tuneJob(
         model: { specJson: JSON.stringify(job.model) },
         cluster: { specJson: JSON.stringify(target.cluster) },
         trainingJson: JSON.stringify(job.training),
-        options: { ...options, skipBaselines: true },
+        options: { ...options, timeLimit: control.timeLimitS, skipBaselines: true },
         profileJson: JSON.stringify(target.profile),
-      }, { deadline: deadlineIn(control.timeLimitS > 0 ? control.timeLimitS : 3600) });
-      return { plan: parsePlan(JSON.parse(res.planJson), { model: job.model, cluster: target.cluster }), predicted: res.predicted };
+      }, { deadline: deadlineIn(control.timeLimitS > 0 ? control.timeLimitS + TUNE_HARD_MARGIN_S : 3600) });
+      // TuneResponse carries no gap: a remote search stopped at its limit looks complete here.
+      return { plan: parsePlan(JSON.parse(res.planJson), { model: job.model, cluster: target.cluster }), predicted: res.predicted, stoppedBy: null, gap: null };
     } finally {
       client.close();
     }
   }
   const result = await tuneOffThread({ model: job.model, training: job.training, profile: target.profile, cluster: target.cluster, options }, control);
   if (!result.plan || !result.predicted) {
+    if (result.stoppedBy === 'time-limit') {
+      throw new Error(`tuning stopped at its time limit of ${control.timeLimitS} s before it found a plan that fits ` +
+        '(raise tune.timeLimit in the job, or the coordinator\'s --tune-time-limit)');
+    }
     const why = result.noFit ? `: ${result.noFit.message}` : '';
     throw new Error(`no plan of the ${result.space} space fits ${job.model.name} on ${target.cluster.name} (${clusterDevices(target.cluster)} devices)${why}`);
   }
   return {
     plan: result.plan,
     predicted: predictionOf(result.predicted),
+    stoppedBy: result.stoppedBy ?? null,
+    gap: result.gap ?? null,
   };
 }

@@ -40,15 +40,20 @@ export const RETRY_PUSHBACK_KEY = 'grpc-retry-pushback-ms';
  * other call the user token, so neither can act as the other. Refused calls are logged (at most once
  * per peer per interval; never the token) and a peer that fails too often is throttled: its calls
  * get RESOURCE_EXHAUSTED with a retry hint, unchecked, until its back-off ends (see auth-throttle.ts).
+ * Calls to `openServices` (fully qualified names) are let through without a token.
  */
-export function serverAuthInterceptor(token: string, agentToken?: string, throttleOptions: Partial<AuthThrottleOptions> = {}): grpc.ServerInterceptor {
+export function serverAuthInterceptor(token: string, agentToken?: string, throttleOptions: Partial<AuthThrottleOptions> = {},
+  openServices: readonly string[] = []): grpc.ServerInterceptor {
   checkToken(token);
   if (agentToken !== undefined) {
     checkToken(agentToken);
     if (agentToken === token) throw new Error('the agent token must differ from the user token (or be left unset)');
   }
   const throttle = new AuthThrottle(throttleOptions);
+  const open = openServices.map((name) => `/${name}/`);
   return (method, call) => {
+    // Services that need no token (the health service) go straight to their handlers.
+    if (open.some((prefix) => method.path.startsWith(prefix))) return new grpc.ServerInterceptingCall(call);
     const agentCall = method.path.startsWith(AGENT_SERVICE_PREFIX);
     const wanted = agentToken !== undefined && agentCall ? agentToken : token;
     const which = agentToken === undefined ? 'token' : agentCall ? 'agent token' : 'user token';

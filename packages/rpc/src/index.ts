@@ -9,3 +9,7 @@ export * from './tls';
 export * from './server';
 export * from './client';
 export * from './errors';
+export * from './call-observer';
+export * from './health';
+export * from './logger';
+export * from './metrics-http';

@@ -1,6 +1,7 @@
 // Typed helpers to serve Mist services: createServer -> addService -> startServer -> stopServer.
 import * as grpc from '@grpc/grpc-js';
 import { serverAuthInterceptor } from './auth';
+import { callObserverInterceptor, type ObservedCall } from './call-observer';
 import type { AuthThrottleOptions } from './auth-throttle';
 import { type HandlersOf, type ServiceName, serviceDefinition } from './services';
 import { serverCredentials, type TlsOptions } from './tls';
@@ -16,6 +17,10 @@ export interface ServerOptions {
   tls?: TlsOptions;
   /** Extra grpc-js server options (message size limits, keepalive). */
   grpcOptions?: grpc.ServerOptions;
+  /** Fully qualified services whose calls need no token (the health service: probes cannot send one). */
+  openServices?: readonly string[];
+  /** Told of every call's method, status and duration, refused ones included (metrics). */
+  observe?: (call: ObservedCall) => void;
 }
 
 export interface RpcServer {
@@ -27,8 +32,13 @@ export function createServer(options: ServerOptions): RpcServer {
   const extra = options.grpcOptions ?? {};
   const grpcServer = new grpc.Server({
     ...extra,
-    // The token check runs first, before any interceptor the caller adds.
-    interceptors: [serverAuthInterceptor(options.token, options.agentToken, options.authThrottle), ...(extra.interceptors ?? [])],
+    // The token check runs first, before any interceptor the caller adds (only the observer, which
+    // must see refused calls too, comes before it).
+    interceptors: [
+      ...(options.observe ? [callObserverInterceptor(options.observe)] : []),
+      serverAuthInterceptor(options.token, options.agentToken, options.authThrottle, options.openServices),
+      ...(extra.interceptors ?? []),
+    ],
   });
   return { grpcServer, credentials: serverCredentials(options.tls) };
 }

@@ -18,7 +18,7 @@ describe('the protos', () => {
 
   it('give each service the methods of its contract', () => {
     const methods = (name: (typeof SERVICE_NAMES)[number]) => Object.keys(serviceDefinition(name)).sort();
-    expect(methods('Coordinator')).toEqual(['CancelJob', 'GetJob', 'ListAgents', 'ListJobs', 'SubmitJob', 'WatchJob']);
+    expect(methods('Coordinator')).toEqual(['CancelJob', 'DeleteJob', 'GetJob', 'ListAgents', 'ListJobs', 'SubmitJob', 'WatchJob']);
     expect(methods('AgentControl')).toEqual(['Heartbeat', 'Register', 'ReportWorkerEvents', 'WatchAssignments']);
     expect(methods('Tuner')).toEqual(['Tune']);
     expect(methods('Analyzer')).toEqual(['Analyze']);

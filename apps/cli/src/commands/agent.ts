@@ -1,6 +1,6 @@
 // `mist agent`: registers this host's devices with the coordinator and runs the workers it assigns,
 // until Ctrl-C (which stops the workers).
-import { AGENT_CLI_OPTIONS, agentOptionsFromArgs, runAgent } from '@mist/app-agent';
+import { AGENT_CLI_OPTIONS, agentLoggerFromArgs, agentOptionsFromArgs, runAgent, type RunningAgent } from '@mist/app-agent';
 import { type Command, type OptionSpec, UsageError } from '../cli/command';
 
 export const agentCommand: Command = {
@@ -10,16 +10,21 @@ export const agentCommand: Command = {
   examples: [
     'MIST_TOKEN=secret mist agent --coordinator 10.0.0.1:7070',
     'mist agent --coordinator 127.0.0.1:7070 --cpu-devices 2 --address 127.0.0.1 --token secret',
+    'MIST_AGENT_TOKEN=secret mist agent --coordinator 10.0.0.1:7070 --metrics-listen 0.0.0.0:9465 --log-format json',
   ],
   options: AGENT_CLI_OPTIONS as Record<string, OptionSpec>,
   async run(values, _positionals, io) {
     let options;
+    let agent: RunningAgent | undefined;
+    let logger;
     try {
       options = agentOptionsFromArgs(values);
+      logger = agentLoggerFromArgs(values, (l) => io.stderr(`${l}\n`), () => agent?.agentId ?? null);
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
-    const agent = await runAgent({ ...options, log: (l) => io.stderr(`[agent] ${l}\n`) });
+    agent = await runAgent({ ...options, log: (l) => logger.line(l) });
+    if (agent.metricsAddress) io.stdout(`agent metrics on http://${agent.metricsAddress}/metrics\n`);
     const signal = await Promise.race([
       agent.registered.then((id) => {
         io.stdout(`agent ${id} registered\n`);
@@ -30,7 +35,7 @@ export const agentCommand: Command = {
         process.once('SIGTERM', () => resolve('SIGTERM'));
       }),
     ]);
-    io.stderr(`[agent] ${signal}: stopping the workers\n`);
+    logger.line(`${signal}: stopping the workers`);
     await agent.stop();
     return 0;
   },

@@ -9,6 +9,7 @@ export const coordinatorCommand: Command = {
   examples: [
     'MIST_TOKEN=secret mist coordinator --listen 0.0.0.0:7070 --state ./mist-state',
     'mist coordinator --listen 127.0.0.1:0 --state /tmp/mist --token secret --heartbeat-timeout 5',
+    'MIST_TOKEN=secret mist coordinator --state /var/lib/mist --metrics-listen 0.0.0.0:9464 --log-format json',
   ],
   options: COORDINATOR_CLI_OPTIONS as Record<string, OptionSpec>,
   async run(values, _positionals, io) {

@@ -43,8 +43,13 @@ interface Child {
   exited: Promise<number | null>;
 }
 
-/** Starts `mist ARGS` and resolves once a stdout line matches `ready` (rejects if it exits first). */
-function startMist(name: string, args: string[], ready: RegExp, env: NodeJS.ProcessEnv): Promise<{ child: Child; match: RegExpMatchArray }> {
+/**
+ * Starts `mist ARGS` and resolves once a stdout line matches `ready` (rejects if it exits first);
+ * `onLine` sees every stdout line (e.g. the metrics endpoint's address, printed after readiness).
+ */
+function startMist(
+  name: string, args: string[], ready: RegExp, env: NodeJS.ProcessEnv, onLine?: (line: string) => void,
+): Promise<{ child: Child; match: RegExpMatchArray }> {
   const proc = spawn(process.execPath, [MIST_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   const child = { name, proc, exited };
@@ -53,6 +58,7 @@ function startMist(name: string, args: string[], ready: RegExp, env: NodeJS.Proc
   return new Promise((resolve, reject) => {
     const lines = readline.createInterface({ input: proc.stdout! });
     lines.on('line', (line) => {
+      onLine?.(line);
       const m = ready.exec(line);
       if (m) resolve({ child, match: m });
     });
@@ -93,10 +99,11 @@ function describePlan(plan: Plan): string {
 export const demoCommand: Command = {
   name: 'demo',
   summary: 'coordinator + 2 agents (2 CPU devices each) on 127.0.0.1: tune gpt-tiny for them and train it',
-  usage: 'mist demo [--steps N] [--json]',
-  examples: ['mist demo', 'mist demo --steps 50 --json'],
+  usage: 'mist demo [--steps N] [--metrics] [--json]',
+  examples: ['mist demo', 'mist demo --steps 50 --json', 'mist demo --metrics   # then: curl the printed /metrics URLs while it trains'],
   options: {
     steps: { type: 'string', valueName: 'N', description: 'training steps', default: '300' },
+    metrics: { type: 'boolean', description: 'serve Prometheus metrics from the coordinator and both agents (127.0.0.1, free ports) and print their URLs' },
     json: { type: 'boolean', description: 'print one JSON object per step on stdout, then a summary object' },
   },
   async run(values, _positionals, io) {
@@ -126,16 +133,36 @@ export const demoCommand: Command = {
     process.on('SIGTERM', onSignal);
     try {
       say('starting a coordinator on 127.0.0.1 ...\n');
-      const coord = await startMist('coordinator', ['coordinator', '--listen', '127.0.0.1:0', '--state', stateDir, '--heartbeat-timeout', '30'],
-        /^coordinator listening on (\S+)$/, env);
+      const metricsArgs = values.metrics === true ? ['--metrics-listen', '127.0.0.1:0'] : [];
+      const metricsUrls: Record<string, string> = {};
+      const metricsSeen = new Set<string>();
+      let announceMetrics: (() => void) | null = null;
+      const noteMetrics = (name: string) => (line: string): void => {
+        const m = /metrics on (http:\/\/\S+)$/.exec(line);
+        if (!m) return;
+        metricsUrls[name] = m[1];
+        metricsSeen.add(name);
+        announceMetrics?.();
+      };
+      const coord = await startMist('coordinator', ['coordinator', '--listen', '127.0.0.1:0', '--state', stateDir, '--heartbeat-timeout', '30', ...metricsArgs],
+        /^coordinator listening on (\S+)$/, env, noteMetrics('coordinator'));
       children.push(coord.child);
       const address = coord.match[1];
       for (const name of ['demo-host-a', 'demo-host-b']) {
         const first = await freePort();
         const agent = await startMist(name, ['agent', '--coordinator', address, '--cpu-devices', '2', '--address', '127.0.0.1',
-          '--host-name', name, '--worker-ports', `${first}:16`], /^agent (\S+) registered$/, env);
+          '--host-name', name, '--worker-ports', `${first}:16`, ...metricsArgs], /^agent (\S+) registered$/, env, noteMetrics(name));
         children.push(agent.child);
         say(`agent ${name} registered with 2 CPU devices\n`);
+      }
+      if (values.metrics === true) {
+        // Each process prints its endpoint right after it is ready: wait for the three lines.
+        await new Promise<void>((resolve) => {
+          announceMetrics = (): void => { if (metricsSeen.size === 3) resolve(); };
+          announceMetrics();
+        });
+        if (json) io.stdout(JSON.stringify({ metrics: metricsUrls }) + '\n');
+        else for (const [name, url] of Object.entries(metricsUrls)) say(`metrics of ${name}: ${url}\n`);
       }
       say('measuring this host (smoke-sized profile) ...\n');
       const profile = await profileHost({ quick: true, grid: SMOKE_GRID });

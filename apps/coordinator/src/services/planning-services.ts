@@ -71,12 +71,14 @@ export const tunerHandlers: HandlersOf<'Tuner'> = {
       const ctx = { model, training, profile: cluster ? { ...profile, cluster } : profile };
       const space = tunerSpaceFromOptions(req.options);
       const clusterName = (cluster ?? profile.cluster).name;
+      // tune.time_limit: the search returns the best plan found when the time is up.
+      const timeLimitS = req.options && req.options.timeLimit > 0 ? req.options.timeLimit : undefined;
       if (req.options?.skipBaselines) {
-        const best = await tune(ctx, { space, clusterName });
+        const best = await tune(ctx, { space, clusterName, timeLimitS });
         if (!best.plan || !best.predicted) throw rpcError(status.FAILED_PRECONDITION, best.noFit?.message ?? 'no plan fits');
         return { planJson: JSON.stringify(best.plan), predicted: predictionOf(best.predicted), baselines: [], searchTime: best.tuningTimeS, candidates: best.candidatesEvaluated };
       }
-      const cmp = await tuneWithBaselines(ctx, { space, clusterName });
+      const cmp = await tuneWithBaselines(ctx, { space, clusterName, timeLimitS });
       if (!cmp.best.plan || !cmp.best.predicted) throw rpcError(status.FAILED_PRECONDITION, cmp.best.noFit?.message ?? 'no plan fits');
       return {
         planJson: JSON.stringify(cmp.best.plan),
