@@ -51,7 +51,9 @@ export async function tuneWithBaselines(ctx: AnalyzerContext, options: TuneWithB
     (a.predicted?.iterationTimeS ?? Infinity) - (b.predicted?.iterationTimeS ?? Infinity));
   const incumbent = options.seedWithBaselines === false ? undefined : seeds[0]?.plan ?? undefined;
   const left = options.timeLimitS === undefined ? undefined : Math.max(1e-3, options.timeLimitS - (performance.now() - started) / 1000);
-  const best = await tune(ctx, { ...common, space, incumbent, timeLimitS: left, signal: options.signal, cacheDir: options.cacheDir });
+  // A main search over exactly a baseline's space (mist tune --target megatron) is that baseline.
+  const same = [megatron, deepspeed].find((r, i) => JSON.stringify([options.megatron ?? megatronSpace(), options.deepspeed ?? deepspeedSpace()][i]) === JSON.stringify(space));
+  const best = same ?? await tune(ctx, { ...common, space, incumbent, timeLimitS: left, signal: options.signal, cacheDir: options.cacheDir });
   return {
     best, megatron, deepspeed,
     speedup: { megatron: speedup(best, megatron), deepspeed: speedup(best, deepspeed) },
