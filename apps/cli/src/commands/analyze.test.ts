@@ -38,15 +38,16 @@ describe('mist analyze', () => {
     expect(out.iterationTimeS).toBeCloseTo(s.firstTimeS + s.lastTimeS + (out.gradAccumSteps - 1) * s.steadyTimeS, 9);
   });
 
-  it('reports a plan that does not fit (exit 0) with the overflow', async () => {
+  it('reports a plan that does not fit (exit 3, the pre-flight code) with the overflow and the margin', async () => {
     const file = tempPlan((p) => {
       p.gradAccumSteps = 1;
       Object.assign(p.stages[0], { microBatchSize: 16, ckptLayers: 0, zero: 0 });
     });
     const res = await runCli(['analyze', '--plan', file]);
-    expect(res.code).toBe(0);
+    expect(res.code).toBe(3);
     expect(res.stdout).toMatch(/do NOT fit/);
     expect(res.stdout).toMatch(/no, over by \d/);
+    expect(res.stdout).toMatch(/-[\d.]+ [KMG]iB \(-[\d.]+%\)\s+activations \d+%/);
     const json = JSON.parse((await runCli(['analyze', '--plan', file, '--json'])).stdout);
     expect(json.allFit).toBe(false);
     expect(json.stages[0].overflowBytes).toBeGreaterThan(0);
@@ -63,11 +64,14 @@ describe('mist analyze', () => {
         ckptLayers: 32, zero: 0, offload: { weights: 1, grads: 1, optim: 1, activations: 1 } }],
     }));
     const res = await runCli(['analyze', '--plan', file]);
-    expect(res.code).toBe(0);
+    expect(res.code).toBe(3); // the pre-flight: a plan that does not fit has its own exit code
+    expect(res.stderr).toMatch(/the plan does not fit \(exit 3\)/);
     expect(res.stdout).toMatch(/1 stage\(s\) do NOT fit \(stage 0: host memory\)/);
-    expect(res.stdout).toMatch(/host\s+host capacity\s+fits/);
+    expect(res.stdout).toMatch(/host\s+host capacity\s+margin\s+largest\s+fits/);
     expect(res.stdout).toMatch(/no, over by [\d.]+ GiB on the host/);
-    const json = JSON.parse((await runCli(['analyze', '--plan', file, '--json'])).stdout);
+    const jsonRes = await runCli(['analyze', '--plan', file, '--json']);
+    expect(jsonRes.code).toBe(3);
+    const json = JSON.parse(jsonRes.stdout);
     const s = json.stages[0];
     expect(json.allFit).toBe(false);
     expect(s.fits).toBe(false);

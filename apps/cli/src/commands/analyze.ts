@@ -20,6 +20,25 @@ interface PlanDoc {
   globalBatch?: unknown;
 }
 
+/** Exit code of `mist analyze` for a valid plan some stage of which does not fit (2 is a bad plan or flag). */
+export const EXIT_DOES_NOT_FIT = 3;
+
+/** Device memory left under the capacity (negative: over it). */
+function marginText(s: AnalysisStage): string {
+  const left = s.capacityBytes - s.peakMemoryBytes;
+  return `${left < 0 ? '-' : ''}${formatBytes(Math.abs(left))} (${((100 * left) / s.capacityBytes).toFixed(1)}%)`;
+}
+
+/** What takes the most of the stage's device peak: the largest of its parts. */
+function largestPart(s: AnalysisStage): string {
+  const parts: Array<[string, number]> = [
+    ['weights', s.memory.weights], ['grads', s.memory.grads], ['optim', s.memory.optim],
+    ['activations', s.memory.activations], ['transient', s.memory.transient],
+  ];
+  const [name, bytes] = parts.reduce((a, b) => (b[1] > a[1] ? b : a));
+  return `${name} ${((100 * bytes) / Math.max(1, s.peakMemoryBytes)).toFixed(0)}%`;
+}
+
 function fitText(s: AnalysisStage): string {
   if (s.fits) return 'yes';
   const over: string[] = [];
@@ -102,9 +121,11 @@ export const analyzeCommand: Command = {
       profile = builtinHardwareProfile(loadCluster(clusterRef));
     }
     const { analysis: est, plan } = analyzePlan({ model, plan: data, profile, explain: values.explain === true });
+    // A pre-flight: a plan that does not fit exits with its own code, so scripts can stop before launch.
+    const exitCode = est.allFit ? 0 : EXIT_DOES_NOT_FIT;
     if (values.json) {
       io.stdout(JSON.stringify({ plan: planFile, ...(changes.length > 0 ? { retargeted: changes } : {}), ...est }, null, 2) + '\n');
-      return 0;
+      return exitCode;
     }
 
     const rows = est.stages;
@@ -144,6 +165,8 @@ export const analyzeCommand: Command = {
       { header: 'capacity', value: m((s) => s.capacityBytes), align: 'right' },
       { header: 'host', value: m((s) => s.hostMemoryBytes), align: 'right' },
       { header: 'host capacity', value: m((s) => s.hostCapacityBytes), align: 'right' },
+      { header: 'margin', value: (s) => marginText(s), align: 'right' },
+      { header: 'largest', value: largestPart },
       { header: 'fits', value: fitText },
     ]);
     for (const s of est.stages) {
@@ -152,6 +175,7 @@ export const analyzeCommand: Command = {
         `ckpt = checkpointed layers ${s.strategy.ckptLayers}; seconds and bytes):\n${s.explain.time}\n${s.explain.memory}\n`;
     }
     io.stdout(text);
-    return 0;
+    if (exitCode !== 0) io.stderr(`mist analyze: the plan does not fit (exit ${EXIT_DOES_NOT_FIT}); see the fits column\n`);
+    return exitCode;
   },
 };
