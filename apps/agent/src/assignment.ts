@@ -1,17 +1,10 @@
 // From the coordinator's JobAssignment (one per agent and job attempt) to the WorkerAssignment
 // each worker process receives (one per rank).
 import * as path from 'node:path';
-import { parseModelSpec, parsePlan, parseTrainingSpec } from '@mist/core';
+import { DEFAULT_LEARNING_RATE, parseModelSpec, parsePlan, parseTrainingSpec } from '@mist/core';
 import type { JobAssignment__Output, RankAssignment__Output } from '@mist/rpc';
 import type { RunOptions as WorkerRunOptions, WorkerAssignment, WorkerRendezvous } from '@mist/executor';
 import { checkCheckpointDir } from './checkpoint-root';
-
-/**
- * Learning rate when the job does not set one. The executor's protocol requires a value; 1e-3 is
- * the AdamW rate nanoGPT uses for its small character-level GPT (config/train_shakespeare_char.py),
- * the closest published setting to our tiny CPU models.
- */
-export const DEFAULT_LEARNING_RATE = 1e-3;
 
 export interface AssignmentLimits {
   /** Checkpoints only under this directory (`mist agent --checkpoint-root`). */
@@ -31,7 +24,7 @@ function runOptions(a: JobAssignment__Output, limits: AssignmentLimits, vocab: n
     const dtype = (r.dataDtype || (vocab <= 65536 ? 'uint16' : 'uint32')) as 'uint16' | 'uint32';
     data = { file: r.dataPath, dtype };
   }
-  const out: WorkerRunOptions = { steps: r.steps, seed: r.seed, lr: r.learningRate ?? DEFAULT_LEARNING_RATE, data };
+  const out: WorkerRunOptions = { steps: r.steps, seed: r.seed, lr: r.learningRate ?? DEFAULT_LEARNING_RATE, data }; // unset: core's default, the executor's own
   if (r.checkpointDir) {
     out.checkpointDir = checkCheckpointDir(r.checkpointDir, limits.checkpointRoot);
     out.checkpointEvery = r.checkpointInterval;

@@ -2,7 +2,7 @@
 // @mist/core's schemas, and every problem names its field (e.g. `plan.stages[1].tp`), so that a bad
 // job is refused before anything starts.
 import {
-  type ClusterSpec, type HardwareProfile, loadCluster, getModel, type ModelSpec, parseClusterSpec, parseHardwareProfile,
+  backendCapabilities, backendViolations, type ClusterSpec, type HardwareProfile, loadCluster, getModel, type ModelSpec, parseClusterSpec, parseHardwareProfile,
   parseModelSpec, parsePlan, parseTrainingSpec, type Plan, SpecError, type SpecIssue, type TrainingSpec,
 } from '@mist/core';
 import { checkHostPath, checkInteger, checkSpecSizes } from './job-limits';
@@ -86,6 +86,39 @@ export function resolveClusterRef(ref: ClusterRef__Output | null | undefined, is
 
 const BACKENDS: Record<string, BackendChoice> = { BACKEND_UNSPECIFIED: 'auto', BACKEND_CPU: 'cpu', BACKEND_NCCL: 'nccl' };
 
+/**
+ * What the executor cannot run of the job, from core's backend table, so that the job is refused at
+ * submit with the feature named instead of failing in a worker or training something else. The
+ * executor's only backend is `cpu` (its worker refuses any other), so `auto` is checked as `cpu`.
+ * Dtypes are checked where the training JSON names them: left unset they are the tuner's cost-model
+ * default, and the cpu backend trains in fp32 regardless.
+ */
+function executorIssues(backend: BackendChoice, model: ModelSpec, training: TrainingSpec, plan: Plan | null, trainingJson: string): SpecIssue[] {
+  if (backend === 'nccl') {
+    return [{ field: 'backend', value: 'BACKEND_NCCL', message: 'not implemented: the executor has no NCCL (GPU) backend; allowed: BACKEND_UNSPECIFIED, BACKEND_CPU' }];
+  }
+  const given = (() => {
+    try {
+      return JSON.parse(trainingJson) as Record<string, unknown>;
+    } catch {
+      return {};
+    }
+  })();
+  return backendViolations(backendCapabilities('cpu'), { model, training, plan })
+    .filter((v) => !(v.field === 'training.paramDtype' || v.field === 'training.computeDtype') || v.field.slice('training.'.length) in given)
+    .map((v) => ({ field: v.field, value: valueAt({ model, training, plan }, v.field), message: `${v.feature}: not supported by the executor's cpu backend (${v.detail})` }));
+}
+
+/** The value at a field path such as `plan.stages[1].tp` (undefined where the path leads nowhere). */
+function valueAt(root: unknown, field: string): unknown {
+  let cur: unknown = root;
+  for (const key of field.split(/[.[\]]+/).filter(Boolean)) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string, unknown>)[key];
+  }
+  return cur;
+}
+
 /** Checks a submitted JobSpec; throws a SpecError naming every bad field. */
 export function validateJobSpec(spec: JobSpec__Output | null | undefined): ValidatedJob {
   const issues: SpecIssue[] = [];
@@ -133,6 +166,7 @@ export function validateJobSpec(spec: JobSpec__Output | null | undefined): Valid
 
   const backend = BACKENDS[String(spec.backend ?? 'BACKEND_UNSPECIFIED')];
   if (!backend) issues.push({ field: 'backend', value: spec.backend, message: 'allowed: BACKEND_UNSPECIFIED, BACKEND_CPU, BACKEND_NCCL' });
+  if (backend && model && training) issues.push(...executorIssues(backend, model, training, plan, spec.trainingJson));
 
   const run = spec.run;
   if (!run) issues.push({ field: 'run', value: undefined, message: 'required: at least run.steps' });

@@ -1,11 +1,11 @@
 // Placement: maps every stage's device mesh of a plan onto the agents' free devices.
-// Ranks are numbered stage by stage; inside a stage, rank = stageBase + dpIndex * tp + tpIndex, so a
+// Ranks follow core's rank layout (rank-layout.ts: stage by stage, tp-consecutive inside a stage), so a
 // TP group is tp consecutive ranks. Rules (ARCHITECTURE.md, Runtime):
 //  - a stage mesh of `nodes x gpusPerNode` takes `gpusPerNode` devices on each of `nodes` hosts;
 //  - a TP group stays inside one host (tp divides gpusPerNode, checked by the plan's validation);
 //  - neighbouring stages and DP replicas go on the same host where they fit (fewer hops for the
 //    pipeline's activations), so we try the hosts of the previous stage first.
-import { meshSize, type Plan } from '@mist/core';
+import { type Plan, planDevices, planRanks } from '@mist/core';
 
 export interface PlacementDevice {
   /** Index of the device on its host (CUDA ordinal, or the CPU device number). */
@@ -41,13 +41,14 @@ export function placePlan(plan: Plan, agents: PlacementAgent[]): PlacementResult
     free.set(a.id, a.devices.map((d) => d.index).filter((i) => !busy.has(i)).sort((x, y) => x - y));
   }
   const totalFree = [...free.values()].reduce((n, f) => n + f.length, 0);
-  const needed = plan.stages.reduce((n, s) => n + meshSize(s.mesh), 0);
+  const needed = planDevices(plan);
   if (needed > totalFree) {
     return { ok: false, reason: `the plan needs ${needed} devices; the ${agents.length} agent(s) have ${totalFree} free` };
   }
   const ranks: RankPlacement[] = [];
   let previousHosts: string[] = [];
-  let rankBase = 0;
+  // Ranks in core's layout (rank-layout.ts), the one the executor's topology reads.
+  const layout = planRanks(plan);
   for (const [stageIndex, stage] of plan.stages.entries()) {
     const { nodes, gpusPerNode } = stage.mesh;
     // Prefer the previous stage's agents, then the agents with the most free devices (stable by id).
@@ -76,18 +77,11 @@ export function placePlan(plan: Plan, agents: PlacementAgent[]): PlacementResult
       const devices = free.get(agent.id)!;
       for (const device of devices.splice(0, gpusPerNode)) slots.push({ agent, device });
     }
+    const stageRanks = layout.filter((r) => r.stage === stageIndex);
     slots.forEach((slot, i) => {
-      ranks.push({
-        rank: rankBase + i,
-        stage: stageIndex,
-        dpIndex: Math.floor(i / stage.tp),
-        tpIndex: i % stage.tp,
-        agentId: slot.agent.id,
-        host: slot.agent.host,
-        deviceIndex: slot.device,
-      });
+      const { rank, stage: s, dpIndex, tpIndex } = stageRanks[i];
+      ranks.push({ rank, stage: s, dpIndex, tpIndex, agentId: slot.agent.id, host: slot.agent.host, deviceIndex: slot.device });
     });
-    rankBase += meshSize(stage.mesh);
     previousHosts = chosen.map((a) => a.id);
   }
   return { ok: true, ranks };

@@ -1,8 +1,7 @@
 // The gRPC handlers of the Coordinator service (the job API of `mist`) and of AgentControl (the
 // agents' side), over one JobManager and one AgentRegistry.
 import type * as grpc from '@grpc/grpc-js';
-import { SpecError } from '@mist/core';
-import { type AgentControlHandlers, type CoordinatorHandlers, rpcError, status } from '@mist/rpc';
+import { type AgentControlHandlers, type CoordinatorHandlers, errorToStatus, rpcError, status } from '@mist/rpc';
 import { AgentAuthError, type AgentRegistry, peerCertName } from './agent-registry';
 import { type JobManager, RequestError } from './job-manager';
 import { StateDirError } from './state-store';
@@ -10,12 +9,16 @@ import { StateDirError } from './state-store';
 /** The agent package version this coordinator speaks with (major.minor must match). */
 export const PROTOCOL_VERSION = '0.1.0';
 
-function toServiceError(err: unknown): grpc.ServiceError {
-  if (err instanceof SpecError) return rpcError(status.INVALID_ARGUMENT, err.message);
+/** The coordinator's own errors; the rest (SpecError, RangeError, RequestError's code...) is @mist/rpc's errorToStatus. */
+function coordinatorError(err: unknown): grpc.ServiceError | undefined {
   if (err instanceof RequestError) return rpcError(err.code, err.message);
   if (err instanceof AgentAuthError) return rpcError(err.kind === 'taken' ? status.ALREADY_EXISTS : status.UNAUTHENTICATED, err.message);
   if (err instanceof StateDirError) return rpcError(status.INVALID_ARGUMENT, err.message);
-  return rpcError(status.INTERNAL, (err as Error)?.message ?? String(err));
+  return undefined;
+}
+
+function toServiceError(err: unknown): grpc.ServiceError {
+  return errorToStatus(err, coordinatorError);
 }
 
 /** Runs a handler body and answers with its result or its error. */

@@ -69,6 +69,12 @@ export interface EngineCapabilities {
   offloadTied: readonly (readonly [OffloadKind, OffloadKind])[];
 }
 
+/**
+ * The plan-shape part of a capability table (everything but who it describes): shared by the engine
+ * tables here and the executor backend tables (backend-capabilities.ts), so one checker serves both.
+ */
+export type PlanRules = Omit<EngineCapabilities, 'engine' | 'engineVersion' | 'sources'>;
+
 export interface CapabilityViolation {
   /** Human name of the feature the engine lacks, e.g. 'per-stage strategies'. */
   feature: string;
@@ -94,7 +100,7 @@ const MEGATRON_SOURCES = [
 // - Offload: core_v0.13.0+ has `--optimizer-cpu-offload` / `--optimizer-offload-fraction` (a ratio of the
 //   optimizer states). The table says 'none' on purpose: the Megatron-LM baseline of the Mist paper runs
 //   without offloading, and `mist tune --target megatron` must compare with that baseline.
-const MEGATRON_BASE: Omit<EngineCapabilities, 'engine' | 'engineVersion' | 'sources'> = {
+const MEGATRON_BASE: PlanRules = {
   pipeline: true,
   partition: 'uniform-except-first-last',
   perStageStrategy: false,
@@ -246,18 +252,18 @@ function partitionViolation(counts: number[], rule: EngineCapabilities['partitio
   return `the middle stages must have the same number of layers (only the first and last may differ); got ${counts.join(', ')}`;
 }
 
-function stageViolations(s: StageStrategy, i: number, pp: number, caps: EngineCapabilities): CapabilityViolation[] {
+function stageViolations(s: StageStrategy, i: number, pp: number, caps: PlanRules, who: string): CapabilityViolation[] {
   const out: CapabilityViolation[] = [];
   const at = `stages[${i}]`;
   const add = (feature: string, field: string, detail: string): void => {
     out.push({ feature, field: `${at}.${field}`, detail });
   };
-  if (s.tp > 1 && !caps.tensorParallel) add('tensor parallelism', 'tp', `got ${s.tp}; ${caps.engine} has no tensor parallelism (tp must be 1)`);
+  if (s.tp > 1 && !caps.tensorParallel) add('tensor parallelism', 'tp', `got ${s.tp}; ${who} has no tensor parallelism (tp must be 1)`);
   if (s.sequenceParallel) {
-    if (!caps.sequenceParallel) add('sequence parallelism', 'sequenceParallel', `${caps.engine} has no sequence parallelism`);
+    if (!caps.sequenceParallel) add('sequence parallelism', 'sequenceParallel', `${who} has no sequence parallelism`);
     else if (s.tp === 1) add('sequence parallelism without tensor parallelism', 'sequenceParallel', 'sequence parallelism needs tp > 1');
   } else if (s.tp > 1 && caps.sequenceParallelForcedWithTp && caps.tensorParallel) {
-    add('tensor parallelism without sequence parallelism', 'sequenceParallel', `${caps.engine} always shards the sequence with tp > 1 (sequenceParallel must be true)`);
+    add('tensor parallelism without sequence parallelism', 'sequenceParallel', `${who} always shards the sequence with tp > 1 (sequenceParallel must be true)`);
   }
   const zeroChecked = !(caps.zeroIgnoredWithoutDataParallel && s.dp === 1);
   if (zeroChecked) {
@@ -275,28 +281,28 @@ function stageViolations(s: StageStrategy, i: number, pp: number, caps: EngineCa
     const cap = caps.offload[kind];
     if (!isAllowedRatio(cap, r)) {
       add(cap === 'none' ? `${kind} offloading` : `partial ${kind} offloading`, `offload.${kind}`,
-        `got ${r}; ${caps.engine} allows ${OFFLOAD_WORDS[cap]}`);
+        `got ${r}; ${who} allows ${OFFLOAD_WORDS[cap]}`);
       continue;
     }
     if (r === 0) continue;
     const minZero = caps.offloadMinZero[kind];
     if (minZero !== undefined && s.zero < minZero) {
-      add(`${kind} offloading below ZeRO-${minZero}`, `offload.${kind}`, `got ${r} with zero ${s.zero}; ${caps.engine} offloads ${kind} only with ZeRO >= ${minZero}`);
+      add(`${kind} offloading below ZeRO-${minZero}`, `offload.${kind}`, `got ${r} with zero ${s.zero}; ${who} offloads ${kind} only with ZeRO >= ${minZero}`);
     }
     const partialMin = caps.partialOffloadMinZero[kind];
     if (r < 1 && partialMin !== undefined && s.zero < partialMin) {
-      add(`partial ${kind} offloading below ZeRO-${partialMin}`, `offload.${kind}`, `got ${r} with zero ${s.zero}; ${caps.engine} offloads part of ${kind} only with ZeRO >= ${partialMin}`);
+      add(`partial ${kind} offloading below ZeRO-${partialMin}`, `offload.${kind}`, `got ${r} with zero ${s.zero}; ${who} offloads part of ${kind} only with ZeRO >= ${partialMin}`);
     }
   }
   for (const [a, b] of caps.offloadTied) {
     if (s.offload[a] !== s.offload[b]) {
-      add(`separate ${a} and ${b} offloading`, `offload.${b}`, `got ${a} ${s.offload[a]} and ${b} ${s.offload[b]}; ${caps.engine} offloads ${a} and ${b} together (equal ratios)`);
+      add(`separate ${a} and ${b} offloading`, `offload.${b}`, `got ${a} ${s.offload[a]} and ${b} ${s.offload[b]}; ${who} offloads ${a} and ${b} together (equal ratios)`);
     }
   }
   return out;
 }
 
-function ckptViolations(plan: Plan, caps: EngineCapabilities): CapabilityViolation[] {
+function ckptViolations(plan: Plan, caps: PlanRules, who: string): CapabilityViolation[] {
   const counts = plan.stages.map(stageLayerCount);
   const ck = plan.stages.map((s) => s.ckptLayers);
   if (caps.ckpt === 'per-stage') return [];
@@ -309,7 +315,7 @@ function ckptViolations(plan: Plan, caps: EngineCapabilities): CapabilityViolati
     return [{
       feature: i >= 0 ? 'checkpointing part of a stage' : 'checkpointing some stages only',
       field: `stages[${at}].ckptLayers`,
-      detail: `got ${ck.join(', ')} of ${counts.join(', ')} layers; ${caps.engine} checkpoints every layer or none`,
+      detail: `got ${ck.join(', ')} of ${counts.join(', ')} layers; ${who} checkpoints every layer or none`,
     }];
   }
   const n = Math.max(...ck);
@@ -318,16 +324,21 @@ function ckptViolations(plan: Plan, caps: EngineCapabilities): CapabilityViolati
   return [{
     feature: 'a different checkpoint count per stage',
     field: `stages[${bad}].ckptLayers`,
-    detail: `got ${ck.join(', ')} of ${counts.join(', ')} layers; ${caps.engine} recomputes the same number N of layers in every stage (min(N, stage layers))`,
+    detail: `got ${ck.join(', ')} of ${counts.join(', ')} layers; ${who} recomputes the same number N of layers in every stage (min(N, stage layers))`,
   }];
 }
 
 /** Everything in a plan the engine cannot express; empty when the plan is expressible. */
 export function planCapabilityViolations(plan: Plan, caps: EngineCapabilities): CapabilityViolation[] {
+  return planRuleViolations(plan, caps, caps.engine);
+}
+
+/** Everything in a plan that breaks `caps`; `who` names the engine or backend in the details. */
+export function planRuleViolations(plan: Plan, caps: PlanRules, who: string): CapabilityViolation[] {
   const out: CapabilityViolation[] = [];
   const pp = plan.stages.length;
   if (pp > 1 && !caps.pipeline) {
-    out.push({ feature: 'pipeline parallelism', field: 'stages', detail: `got ${pp} stages; ${caps.engine} runs one stage` });
+    out.push({ feature: 'pipeline parallelism', field: 'stages', detail: `got ${pp} stages; ${who} runs one stage` });
   }
   if (!caps.perStageStrategy) {
     const first = plan.stages[0];
@@ -338,7 +349,7 @@ export function planCapabilityViolations(plan: Plan, caps: EngineCapabilities): 
           out.push({
             feature: 'per-stage strategies',
             field: `stages[${i}].${f}`,
-            detail: `got ${JSON.stringify(s[f])}, stage 0 has ${JSON.stringify(first[f])}; ${caps.engine} runs one strategy for all stages`,
+            detail: `got ${JSON.stringify(s[f])}, stage 0 has ${JSON.stringify(first[f])}; ${who} runs one strategy for all stages`,
           });
         }
       }
@@ -349,10 +360,10 @@ export function planCapabilityViolations(plan: Plan, caps: EngineCapabilities): 
     out.push({
       feature: caps.partition === 'uniform' ? 'uneven layer partitions' : 'uneven middle stages',
       field: 'stages[].layers',
-      detail: `${partition} (${caps.engine})`,
+      detail: `${partition} (${who})`,
     });
   }
-  plan.stages.forEach((s, i) => out.push(...stageViolations(s, i, pp, caps)));
-  out.push(...ckptViolations(plan, caps));
+  plan.stages.forEach((s, i) => out.push(...stageViolations(s, i, pp, caps, who)));
+  out.push(...ckptViolations(plan, caps, who));
   return out;
 }

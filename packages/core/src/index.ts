@@ -13,3 +13,6 @@ export * from './plan';
 export * from './load';
 export * from './fit';
 export * from './engine-capabilities';
+export * from './backend-capabilities';
+export * from './training-defaults';
+export * from './rank-layout';

@@ -6,6 +6,7 @@ export {
   SPACE_NAMES, type SpaceName, uniformOffloadLevels,
 } from './search-space';
 export { planInSpace, planSpaceViolations } from './space-membership';
+export { backendSpace } from './backend-space';
 export { enginePartitions, type EngineTuneOptions, tuneForEngine } from './engine-search';
 export {
   atDepth, atGradAccum, ckptLevels, divisors, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, queryPp,

@@ -4,12 +4,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  builtinHardwareProfile, ENGINE_NAMES, formatBytes, formatCount, formatSeconds, type HardwareProfile, isEngineName, loadCluster,
+  backendCapabilities, backendViolations, BACKEND_NAMES, builtinHardwareProfile, ENGINE_NAMES, isBackendName, type ModelSpec, type TrainingSpec, formatBytes, formatCount, formatSeconds, type HardwareProfile, isEngineName, loadCluster,
   checkProfileMachine, loadHardwareProfile, loadModel, parseTrainingSpec, type Plan, ZERO_LEVELS, type ZeroLevel,
 } from '@mist/core';
 import type { PlanEstimate } from '@mist/analyzer';
 import {
-  deepspeedSpace, defaultCacheDir, megatronSpace, NO_OFFLOAD_LEVELS, type SearchSpace, SPACE_NAMES, spaceByName, type SpaceName,
+  backendSpace, deepspeedSpace, defaultCacheDir, megatronSpace, NO_OFFLOAD_LEVELS, type SearchSpace, SPACE_NAMES, spaceByName, type SpaceName,
   type TuneResult, tuneWithBaselines, uniformOffloadLevels,
 } from '@mist/tuner';
 import { clusterMismatch, estimateBaselinePlan, type ImportedBaseline } from './tune-checks';
@@ -18,15 +18,37 @@ import { gapText, loadFromPlan, replanText, stopOnSignals, tuneProgressPrinter }
 import { renderTable } from '../cli/table';
 
 /** The main search space: --space or --target, plus the ablation flags. */
-function spaceFromFlags(values: ParsedValues): SearchSpace {
+function spaceFromFlags(values: ParsedValues, model: ModelSpec): SearchSpace {
   const target = stringOpt(values, 'target');
-  if (target !== undefined && !isEngineName(target)) throw new UsageError(`--target: got "${target}"; allowed: ${ENGINE_NAMES.join(', ')}`);
+  const targets = [...ENGINE_NAMES, ...BACKEND_NAMES];
+  if (target !== undefined && !isEngineName(target) && !isBackendName(target)) throw new UsageError(`--target: got "${target}"; allowed: ${targets.join(', ')}`);
   const spaceFlag = stringOpt(values, 'space');
   if (target !== undefined && spaceFlag !== undefined && spaceFlag !== 'mist' && spaceFlag !== target) {
     throw new UsageError(`--space ${spaceFlag} and --target ${target} disagree; give one of them`);
   }
   const name = (target ?? spaceFlag ?? 'mist') as SpaceName;
+  if (target !== undefined && isBackendName(target)) return backendSpace(target, model, overrides(values));
   if (!SPACE_NAMES.includes(name)) throw new UsageError(`--space: got "${name}"; allowed: ${SPACE_NAMES.join(', ')}`);
+  return spaceByName(name, overrides(values));
+}
+
+/**
+ * With `--target BACKEND` the training spec is checked against the backend's table (an ALiBi model or
+ * --no-flash-attention is refused with the feature named) and takes the backend's dtype, so that the
+ * search costs what the backend runs (the cpu backend: fp32).
+ */
+function trainingForTarget(values: ParsedValues, model: ModelSpec, training: TrainingSpec): TrainingSpec {
+  const target = stringOpt(values, 'target');
+  if (target === undefined || !isBackendName(target)) return training;
+  const caps = backendCapabilities(target);
+  const t: TrainingSpec = { ...training, paramDtype: caps.dtypes[0], computeDtype: caps.dtypes[0] };
+  const bad = backendViolations(caps, { model, training: t, plan: null });
+  if (bad.length > 0) throw new UsageError(`--target ${target}: ${bad.map((v) => `${v.field}: ${v.feature} (${v.detail})`).join('; ')}`);
+  return t;
+}
+
+/** The ablation flags, as overrides of a space. */
+function overrides(values: ParsedValues): Partial<SearchSpace> {
   const o: Partial<SearchSpace> = {};
   const maxStages = intOpt(values, 'max-stages');
   if (maxStages !== undefined) o.maxStages = maxStages;
@@ -65,7 +87,7 @@ function spaceFromFlags(values: ParsedValues): SearchSpace {
     if (solver !== 'dp' && solver !== 'milp') throw new UsageError(`--solver: got "${solver}"; allowed: dp, milp`);
     o.solver = solver;
   }
-  return spaceByName(name, o);
+  return o;
 }
 
 function offloadText(s: Plan['stages'][number]): string {
@@ -113,7 +135,7 @@ function resultJson(r: TuneResult): Record<string, unknown> {
 export const tuneCommand: Command = {
   name: 'tune',
   summary: 'find the fastest plan that fits (Mist search) and compare it with Megatron-LM- and DeepSpeed-style plans',
-  usage: 'mist tune --model NAME|FILE --cluster SHORTHAND|FILE --global-batch N --seq N [--profile FILE] [--target megatron|nemo|deepspeed|torchtitan] [--baseline PLAN] [--json] [--out plan.json] [--time-limit S] [--progress] [--no-cache] [--from PLAN] [ablation flags]',
+  usage: 'mist tune --model NAME|FILE --cluster SHORTHAND|FILE --global-batch N --seq N [--profile FILE] [--target megatron|nemo|deepspeed|torchtitan|cpu] [--baseline PLAN] [--json] [--out plan.json] [--time-limit S] [--progress] [--no-cache] [--from PLAN] [ablation flags]',
   examples: [
     'mist tune --model gpt3-1.3b --cluster 1x2-l4 --global-batch 32 --seq 2048',
     'mist tune --model gpt3-6.7b --cluster 1x8-l4 --global-batch 128 --seq 2048 --out plan.json',
@@ -131,7 +153,7 @@ export const tuneCommand: Command = {
     force: { type: 'boolean', description: 'use a --profile measured on another kind of machine' },
     'no-flash-attention': { type: 'boolean', description: 'model attention without flash attention (scores materialised)' },
     space: { type: 'string', valueName: 'NAME', description: `search space of the main search: ${SPACE_NAMES.join(', ')} (an engine name searches only what that engine can run)` },
-    target: { type: 'string', valueName: 'ENGINE', description: `search only plans this engine can launch (${ENGINE_NAMES.join(', ')}); \`mist export --to ENGINE\` writes its configuration` },
+    target: { type: 'string', valueName: 'ENGINE|BACKEND', description: `search only plans this engine can launch (${ENGINE_NAMES.join(', ')}; \`mist export --to ENGINE\` writes its configuration) or this executor backend runs (${BACKEND_NAMES.join(', ')}; fp32, as \`mist launch\` accepts)` },
     baseline: { type: 'string', valueName: 'PLAN', description: 'also predict this plan (e.g. from `mist import`) and report the speedup over it' },
     out: { type: 'string', valueName: 'FILE', description: 'write the best plan to FILE (JSON, accepted by `mist analyze --plan`)' },
     'max-stages': { type: 'string', valueName: 'N', description: 'ablation: at most N pipeline stages (1 = no pipelining)' },
@@ -174,8 +196,8 @@ export const tuneCommand: Command = {
           'give one of them, or profile that cluster');
       }
     }
-    const training = parseTrainingSpec({ globalBatch, seqLen, flashAttention: values['no-flash-attention'] !== true });
-    const space = spaceFromFlags(values);
+    const training = trainingForTarget(values, model, parseTrainingSpec({ globalBatch, seqLen, flashAttention: values['no-flash-attention'] !== true }));
+    const space = spaceFromFlags(values, model);
     // The cluster's own name (a shorthand in the catalog's spelling, e.g. 1x8-L4 -> 1x8-l4), so a plan reads back.
     const clusterName = profile.cluster.name;
     // Check where the plan goes before searching, not after.

@@ -10,7 +10,7 @@ import {
 import { predictionOf, resolveClusterRef, resolveModelRef, tunerSpaceFromOptions } from '@mist/coordinator';
 import { profileRequestHandler } from '@mist/profiler';
 import {
-  addService, type BaselineResult, isRpcError, type ClusterRef__Output, type HandlersOf, type ModelRef__Output, rpcError,
+  addService, type BaselineResult, type ClusterRef__Output, errorToStatus, type HandlersOf, type ModelRef__Output, rpcError,
   type RpcServer, status,
 } from '@mist/rpc';
 import { tune, type TuneResult, tuneWithBaselines } from '@mist/tuner';
@@ -31,15 +31,12 @@ function profileOf(json: string, cluster: ClusterSpec | undefined, computeDtype:
 }
 
 
-/** Runs a handler body; SpecError and JSON errors become INVALID_ARGUMENT, the rest INTERNAL. */
+/** Runs a handler body; its error becomes a status through @mist/rpc's errorToStatus (bad input: INVALID_ARGUMENT). */
 async function answer<T>(body: () => Promise<T> | T, callback: (err: Error | null, value?: T) => void): Promise<void> {
   try {
     callback(null, await body());
   } catch (err) {
-    const e = err as Error;
-    if (err instanceof SpecError || err instanceof SyntaxError) callback(rpcError(status.INVALID_ARGUMENT, e.message));
-    else if (isRpcError(err)) callback(err);
-    else callback(rpcError(status.INTERNAL, e.message));
+    callback(errorToStatus(err));
   }
 }
 

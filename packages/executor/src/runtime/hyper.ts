@@ -1,19 +1,11 @@
-// AdamW hyperparameters of the distributed runtime: single-process training's defaults
-// (train/optimizer.ts, GPT-3 style: beta2 0.95, weight decay 0.1, clipping at global norm 1), so
-// both train the same model.
-import { ADAMW_DEFAULTS } from '../train';
+// AdamW hyperparameters of the distributed runtime: core's defaults (training-defaults.ts, GPT-3
+// style: beta2 0.95, weight decay 0.1, clipping at global norm 1), the same object single-process
+// training (train/optimizer.ts) uses, so both train the same model.
+import { ADAMW_SETTINGS, type AdamWSettings } from '@mist/core';
 
-export interface AdamWHyper {
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  /** Clip the gradient by its global L2 norm (Pascanu et al. 2013); 0 = no clipping. */
-  maxGradNorm: number;
-}
+export type AdamWHyper = AdamWSettings;
 
-const { beta1, beta2, eps, weightDecay, maxGradNorm } = ADAMW_DEFAULTS;
-export const DEFAULT_ADAMW: Readonly<AdamWHyper> = Object.freeze({ beta1, beta2, eps, weightDecay, maxGradNorm });
+export const DEFAULT_ADAMW: Readonly<AdamWHyper> = ADAMW_SETTINGS;
 
 /** The clipping factor min(1, maxNorm / (norm + 1e-6)) that the AdamW kernel takes as gradScale (as train/optimizer.ts). */
 export function clipScale(globalNorm: number, maxGradNorm: number): number {

@@ -1,6 +1,7 @@
 // AdamW over a stage's flat parameters with global-norm gradient clipping. Matrices (and the
 // token table) are decayed; norms, biases and the position table are not (the usual GPT recipe).
 // Moments live in two flat arrays with the same layout as the parameters.
+import { ADAMW_SETTINGS, DEFAULT_LEARNING_RATE } from '@mist/core';
 import { type KernelOps, KernelBatch } from '@mist/native';
 import type { ParamEntry } from '../model/params';
 
@@ -14,7 +15,8 @@ export interface AdamWOptions {
   maxGradNorm: number;
 }
 
-export const ADAMW_DEFAULTS: AdamWOptions = { lr: 3e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, maxGradNorm: 1 };
+/** Core's defaults (training-defaults.ts), the same for single-process and distributed training. */
+export const ADAMW_DEFAULTS: Readonly<AdamWOptions> = Object.freeze({ lr: DEFAULT_LEARNING_RATE, ...ADAMW_SETTINGS });
 
 /** Contiguous runs of entries with the same decay flag, so AdamW runs once per run. */
 function decayRuns(entries: readonly ParamEntry[]): Array<{ offset: number; size: number; decay: boolean }> {

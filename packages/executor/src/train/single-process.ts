@@ -31,7 +31,7 @@ export interface TrainOptions {
 export const TRAIN_DEFAULTS: Omit<TrainOptions, 'model'> = {
   steps: 200,
   seed: 1234,
-  lr: 3e-3,
+  lr: ADAMW_DEFAULTS.lr,
   globalBatch: 16,
   seq: 64,
   data: 'corpus',

@@ -1,0 +1,26 @@
+// `mist tune --target cpu`: the search is restricted to what the executor's cpu backend runs.
+import { backendCapabilities, backendViolations, getModel, parsePlan, parseTrainingSpec } from '@mist/core';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../test/run-cli';
+
+describe('mist tune --target cpu', () => {
+  it('returns a plan the cpu backend runs (tp within the key/value heads, no sequence parallelism)', async () => {
+    const res = await runCli(['tune', '--model', 'llama-tiny', '--cluster', '1x4-l4', '--global-batch', '8', '--seq', '64', '--target', 'cpu', '--no-cache', '--json']);
+    expect(res.code).toBe(0);
+    const out = JSON.parse(res.stdout) as { space: string; plan: unknown };
+    expect(out.space).toBe('cpu');
+    const model = getModel('llama-tiny');
+    const plan = parsePlan(out.plan, { model });
+    const training = parseTrainingSpec({ globalBatch: 8, seqLen: 64, paramDtype: 'fp32', computeDtype: 'fp32' });
+    expect(backendViolations(backendCapabilities('cpu'), { model, training, plan })).toEqual([]);
+  });
+
+  it('refuses what the backend cannot train, naming the feature (exit 2)', async () => {
+    const res = await runCli(['tune', '--model', 'gpt-tiny', '--cluster', '1x4-l4', '--global-batch', '8', '--seq', '64', '--target', 'cpu', '--no-flash-attention']);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/--target cpu: training\.flashAttention: attention that keeps its score matrix/);
+    const bad = await runCli(['tune', '--model', 'gpt-tiny', '--cluster', '1x4-l4', '--global-batch', '8', '--seq', '64', '--target', 'gpu']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--target: got "gpu"; allowed: megatron, nemo, deepspeed, torchtitan, cpu/);
+  });
+});

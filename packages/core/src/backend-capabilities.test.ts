@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { backendCapabilities, backendMaxTp, backendViolations, isBackendName } from './backend-capabilities';
+import { type ModelSpec } from './model';
+import { getModel } from './model-catalog';
+import { NO_OFFLOAD, type Plan } from './plan';
+import { parseTrainingSpec } from './training';
+import { planCapabilityViolations, engineCapabilities } from './engine-capabilities';
+
+const cpu = backendCapabilities('cpu');
+const fp32 = parseTrainingSpec({ globalBatch: 8, seqLen: 64, paramDtype: 'fp32', computeDtype: 'fp32' });
+
+function plan(model: ModelSpec, stages: Array<Partial<Plan['stages'][number]> & { layers: [number, number] }>): Plan {
+  return {
+    version: 1, model: model.name, seqLen: 64, globalBatch: 8, gradAccumSteps: 1,
+    stages: stages.map((s) => ({
+      mesh: { nodes: 1, gpusPerNode: (s.dp ?? 1) * (s.tp ?? 1) }, microBatchSize: 8 / (s.dp ?? 1), dp: 1, tp: 1, sequenceParallel: false,
+      ckptLayers: 0, zero: 0, offload: NO_OFFLOAD, ...s,
+    })),
+  };
+}
+
+describe('the cpu backend table', () => {
+  it('is found by name and refuses unknown names with the allowed ones', () => {
+    expect(isBackendName('cpu')).toBe(true);
+    expect(isBackendName('nccl')).toBe(false);
+    expect(() => backendCapabilities('gpu' as 'cpu')).toThrow(/backend: got "gpu"; allowed: cpu/);
+  });
+
+  it('runs what the executor runs: non-uniform per-stage plans with ZeRO-3, offload and recompute', () => {
+    const m = getModel('gpt-tiny');
+    const p = plan(m, [
+      { layers: [0, 0], dp: 2, tp: 1, zero: 3, offload: { weights: 0.5, grads: 0.25, optim: 1, activations: 0.5 }, ckptLayers: 1 },
+      { layers: [1, m.layers - 1], dp: 1, tp: 2, sequenceParallel: true, zero: 1 },
+    ]);
+    expect(backendViolations(cpu, { model: m, training: fp32, plan: p })).toEqual([]);
+  });
+
+  it('names each feature the executor refuses or runs differently', () => {
+    const m = getModel('gpt-tiny');
+    const fp16 = parseTrainingSpec({ globalBatch: 8, seqLen: 64, paramDtype: 'bf16', computeDtype: 'fp16', flashAttention: false });
+    const features = backendViolations(cpu, { model: { ...m, positional: 'alibi' }, training: fp16, plan: null }).map((v) => [v.field, v.feature]);
+    expect(features).toEqual([
+      ['training.paramDtype', 'bf16 training'],
+      ['training.computeDtype', 'fp16 training'],
+      ['training.flashAttention', 'attention that keeps its score matrix'],
+      ['model.positional', 'ALiBi positions'],
+    ]);
+  });
+
+  it('refuses tp above the key/value head count (replicated KV heads), which core\'s plan rules allow', () => {
+    const m: ModelSpec = { ...getModel('llama-tiny'), heads: 8, kvHeads: 2 };
+    const p = plan(m, [{ layers: [0, m.layers - 1], tp: 4 }]);
+    const v = backendViolations(cpu, { model: m, training: fp32, plan: p });
+    expect(v.map((x) => x.field)).toEqual(['plan.stages[0].tp']);
+    expect(v[0].feature).toMatch(/replicated key\/value heads/);
+    expect(backendMaxTp(cpu, m)).toBe(2);
+  });
+
+  it('says sequence parallelism does not shard activations on the cpu backend', () => {
+    expect(cpu.sequenceParallelShardsActivations).toBe(false);
+    expect(cpu.dropout).toBe(false);
+  });
+
+  it('leaves the engine checker unchanged (engine name in the details)', () => {
+    const m = getModel('gpt-tiny');
+    const p = plan(m, [{ layers: [0, m.layers - 1], dp: 1, tp: 2 }]);
+    expect(planCapabilityViolations(p, engineCapabilities('deepspeed'))[0].detail).toMatch(/deepspeed has no tensor parallelism/);
+  });
+});
