@@ -8,6 +8,7 @@
 // 64x8-a100-80gb, 663 s before) and a re-tune with another global batch from the frontier cache.
 //
 //   node tools/bench/tuner-scale.js [--src] [--limit S] [--only MODEL] [--sizes 8,64,...]
+// (default sizes: every power of two from 8 to 16,384 GPUs; the goals of 1,024 and 16,384 are checked)
 // --src runs from the TypeScript sources (no build needed); otherwise packages/*/dist.
 // Each case runs in its own process with `timeLimitS` = --limit (default 60) and a hard kill at
 // limit + 120 s, so the benchmark can never run for hours.
@@ -74,17 +75,28 @@ function main() {
   const src = flag('--src');
   const limit = Number(opt('--limit', '60'));
   const only = opt('--only', null);
-  const sizes = opt('--sizes', '8,64,512,1024,4096,16384').split(',').map(Number);
+  // The scaling curve: every power of two from 8 to 16,384 GPUs.
+  const sizes = opt('--sizes', '8,16,32,64,128,256,512,1024,2048,4096,8192,16384').split(',').map(Number);
   const models = [['gpt3-175b', 1536, 2048], ['llama3-405b', 2048, 8192]].filter(([m]) => !only || m === only);
-  console.log(`Tuner scaling, full mist space, a100-80gb (8 GPUs/node), ${os.cpus().length} CPU(s), time limit ${limit} s per case:`);
+  console.log(`Tuner scaling, full mist space, a100-80gb (8 GPUs/node), ${os.cpus().length} CPU(s), load average ` +
+    `${os.loadavg()[0].toFixed(2)} at start, time limit ${limit} s per case:`);
+  // Goals (issue 16, item 4): full space, 1,024 GPUs under 10 s and 16,384 GPUs under 60 s, completed (optimal).
+  const goals = [[1024, 10], [16384, 60]];
+  const verdicts = [];
   for (const [model, batch, seq] of models) {
     console.log(`${model}, global batch ${batch}, seq ${seq}:`);
     for (const gpus of sizes) {
       const cluster = `${Math.max(1, gpus / 8)}x${Math.min(8, gpus)}-a100-80gb`;
       const r = runCase({ src, model, seq, batches: [batch], cluster, limit });
       console.log(`  ${String(gpus).padStart(5)} GPUs (${cluster.padEnd(17)}): ${r.error ? 'failed: ' + r.error : describe(r.runs[0])}`);
+      const goal = goals.find(([g]) => g === gpus);
+      if (goal) {
+        const ok = !r.error && !r.runs[0].stoppedBy && r.runs[0].wall < goal[1];
+        verdicts.push(`${model} on ${gpus} GPUs: ${r.error ? 'failed' : `${fmt(r.runs[0].wall, 1)} s`} (goal < ${goal[1]} s, complete): ${ok ? 'met' : 'NOT met'}`);
+      }
     }
   }
+  if (verdicts.length > 0) console.log(`Goals:\n  ${verdicts.join('\n  ')}`);
   if (!only || only === 'gpt3-175b') {
     console.log('\nBefore/after: gpt3-175b on 64x8-a100-80gb, batch 1536, seq 2048 (663 s and 329.45M candidates before, review 2026-12-04):');
     const r = runCase({ src, model: 'gpt3-175b', seq: 2048, batches: [1536], cluster: '64x8-a100-80gb', limit: Math.max(limit, 300) });

@@ -100,4 +100,17 @@ describe('analyzer properties the intra-stage search relies on', () => {
       expect(a.fits).toBe(a.deviceFits && a.hostFits);
     }
   });
+
+  it('device peak + host memory is at least states + activations of the corner (ckpt all, no offload): offloading moves bytes, never drops them', () => {
+    // bounds.ts drops a configuration whose corner (ckpt all, no offload) holds more states and
+    // activations than the device and the host together.
+    const rnd = mulberry32(17);
+    for (let k = 0; k < 400; k++) {
+      const q = randomQuery(rnd);
+      const a = model.estimate(q);
+      const corner = model.estimate({ ...q, ckptLayers: q.layers, offload: { weights: 0, grads: 0, optim: 0, activations: 0 } });
+      const least = corner.memory.weights + corner.memory.grads + corner.memory.optim + corner.memory.activations;
+      expect(a.peakMemoryBytes + a.hostMemoryBytes).toBeGreaterThanOrEqual(least * (1 - 1e-12));
+    }
+  });
 });

@@ -1,5 +1,5 @@
 // Lower bounds on the iteration time of any plan at a given gradient-accumulation count G, and on any
-// plan that uses a given stage group, from three corners of each (stage group, parallel config) grid.
+// plan that uses a given stage group, from corners of each (stage group, parallel config) grid.
 //
 // The intra-stage search rests on the cost model's monotonicity (see intra-stage.ts): over the grid
 // ckptLayers x offload ratios of one parallel configuration,
@@ -11,20 +11,28 @@
 // So a configuration whose least device memory or least host memory does not fit at the group's
 // smallest in-flight count holds no fitting point, and every fitting point of a group is no faster
 // than the fastest corner among its remaining configurations: (minSteady, minImbalance) is a
-// "virtual point" that dominates the group's whole Pareto set.
+// "virtual point" that dominates the group's whole Pareto set. When the fastest corner does not fit,
+// the fastest point that can fit is bounded from the least levels a fitting point needs (memory-aware,
+// see boundsForG), and configurations that cannot fit at all are proven so (total bytes).
 //
 // For a plan at G, T_iter = sum_i imbalance_i + (G - 1) * max_i steady_i (1F1B, inter-stage-instance.ts).
-// Dropping the device constraint (stages need not tile the cluster) and the in-flight counts, the
-// best plan made of virtual points is a small DP over layer counts only, solved for a few bottleneck
-// thresholds e_0 < e_1 < ... < e_K (quantiles of the virtual steady times): a plan whose bottleneck
-// T lies in [e_k, e_k+1] costs at least R(e_k+1) + (G - 1) * e_k, where R(e) is the least total
-// imbalance of a layer partition whose virtual points all have steady <= e (R falls as e grows).
-// The least over k is a lower bound of every plan at G; with one group pinned to a position and
-// layer count, the same sums give a lower bound of every plan that uses that group.
-import { type CompiledStageModel, IN, INPUT_WIDTH, OUT, OUTPUT_WIDTH } from '@mist/analyzer';
+// Dropping exact tiling and the in-flight counts, the best plan made of virtual points is a small DP
+// over layer counts only, solved for a few bottleneck thresholds e_0 < e_1 < ... < e_K (quantiles of
+// the virtual steady times): a plan whose bottleneck T lies in [e_k, e_k+1] costs at least
+// R(e_k+1) + (G - 1) * e_k, where R(e) is the least total imbalance of a layer partition whose
+// virtual points all have steady <= e (R falls as e grows); the threshold counts only when the
+// fewest devices of such a partition (the same DP over mesh sizes) is at most the cluster's, since
+// stages take disjoint devices. The least over k is a lower bound of every plan at G; with one group
+// pinned to a position and layer count, the same sums give a lower bound of every plan that uses it.
+import { type CompiledStageModel, IN as IN_COLUMNS, INPUT_WIDTH, OUT as OUT_COLUMNS, OUTPUT_WIDTH } from '@mist/analyzer';
+import { meshSize } from '@mist/core';
 import { type ParallelConfig, queryPp, type StageGroupSpec } from './enumerate';
 import type { Shortfall } from './intra-stage';
+import type { OffloadLevels } from './search-space';
 
+// Module-level copies of the column tables (a re-exported binding is a getter call per access).
+const IN = IN_COLUMNS;
+const OUT = OUT_COLUMNS;
 const POSITION_CODE = { first: 0, middle: 1, last: 2, only: 3 } as const;
 const BUCKETS = 48;
 const BATCH_ROWS = 1024;
@@ -34,15 +42,23 @@ export interface GBounds {
   G: number;
   /** No plan at G is faster (Infinity: no plan fits at G). */
   lowerBoundS: number;
-  /** Per spec (same order as given): a lower bound of every plan using it (Infinity: nothing of it fits). */
+  /** Per spec (same order as given): a lower bound of every plan using it (Infinity: no plan with it fits). */
   specLowerBoundS: Float64Array;
   /**
    * Per spec: the least time the other stages of a plan add to a point's imbalance + (G - 1) * steady,
    * so that a point is useless once imbalance + (G - 1) * steady + restS >= the best plan's time.
    */
   specRestS: Float64Array;
-  /** Configurations per spec whose least-memory corners fit (the others hold no fitting point). */
+  /** Configurations per spec that may hold a fitting point (the others provably hold none). */
   configs: ParallelConfig[][];
+  /**
+   * Per spec, per kept configuration (same order): the least grid level index of (ckpt, offload
+   * weights, grads, optim, activations) a fitting point can have (DIMS numbers per configuration),
+   * and a lower bound of the steady time and of the imbalance of every fitting point.
+   */
+  roots: Int32Array[];
+  configSteady: Float64Array[];
+  configImbalance: Float64Array[];
   /** Rows evaluated by the analyzer for these bounds. */
   evaluated: number;
   /** Of these rows, the smallest device shortfall, and the smallest host shortfall of one that fits the device (no-fit.ts). */
@@ -50,33 +66,82 @@ export interface GBounds {
   hostShortfall: Shortfall | null;
 }
 
+/** The per-stage grid: ckpt levels of a stage with `layers` layers, and the offload levels. */
+export interface StageGrid {
+  ckpt: (layers: number) => number[];
+  offload: OffloadLevels;
+}
+
+export const DIMS = 5; // ckpt, offload weights, grads, optim, activations
+
+/** A (spec, config) that may hold a fitting point. */
+interface Item {
+  s: number;
+  c: ParallelConfig;
+  steady: number;
+  imbalance: number;
+  /** Whether the fastest corner fits the device (then every least level is 0). */
+  fastFits: boolean;
+  /** Least fitting level index per dimension (bisection: every level below lo does not fit, hi does). */
+  lo: Int32Array;
+  hi: Int32Array;
+}
+
 /**
- * Evaluates the three corners of every (spec, config) at G and derives the bounds. `configsOf`
- * gives the spec's parallel configurations at G; `ckptMax` the largest ckpt level of a spec's grid,
- * `offloadMax` the largest offload level per state (weights, grads, optim, activations).
+ * Evaluates corners of every (spec, config) at G and derives the bounds (see the header). Per
+ * configuration, memory-aware:
+ *   - total bytes: the device peak is at least states + stored activations (stage-model.ts: peak =
+ *     max(peakForward, peakBackward), both states + memActivations + non-negative buffers), and
+ *     every offloaded byte of a state or an activation moves from the device to the host
+ *     (memWeights + offW = wBytes * shard(z3), likewise grads and optim; memActivations +
+ *     hostActivations = inFlight * stored), so device + host >= states + activations of the corner
+ *     (ckpt max, no offload), which has the fewest stored bytes; when that exceeds both capacities
+ *     together nothing of the configuration fits (analyzer-assumptions.test.ts checks it);
+ *   - least levels: device memory never rises with ckpt or any offload ratio, so a fitting point's
+ *     level in one dimension is at least the least level that fits with every other dimension at its
+ *     maximum (found by bisection); and the host memory of the corner (ckpt max, offloads at those
+ *     least levels) is below every fitting point's;
+ *   - time: a fitting point p = (c, ow, og, oo, oa) has times >= (c, ow, og, oo, 0) (offloading more
+ *     is never faster) >= (cMin, owMin, ogMin, ooMin, 0) (without activation offload, more ckpt or
+ *     offload is never faster), so that corner's times bound the configuration.
+ * The least levels cost some 25 rows per configuration, so they are searched only for the specs whose
+ * bound from the fastest corners is below `incumbentS` (a known plan's time): the others cannot
+ * beat it either way. Bounds from both are valid; the larger is kept.
  */
 export function boundsForG(
   model: CompiledStageModel, layers: number, G: number, specs: readonly StageGroupSpec[],
-  configsOf: (spec: StageGroupSpec) => ParallelConfig[], ckptMax: (layers: number) => number,
-  offloadMax: readonly [number, number, number, number],
+  configsOf: (spec: StageGroupSpec) => ParallelConfig[], grid: StageGrid, devices = Infinity, incumbentS = Infinity,
 ): GBounds {
   const n = specs.length;
-  const minSteady = new Float64Array(n).fill(Infinity);
-  const minImb = new Float64Array(n).fill(Infinity);
-  const kept: ParallelConfig[][] = specs.map(() => []);
+  const offload = [1, 2, 3, 4].map((d) => offloadLevels(grid.offload, d));
+  const ckptByLayers = new Map<number, number[]>();
+  const levels = (spec: StageGroupSpec, d: number): number[] => {
+    if (d > 0) return offload[d - 1];
+    let c = ckptByLayers.get(spec.layers);
+    if (!c) {
+      c = grid.ckpt(spec.layers);
+      ckptByLayers.set(spec.layers, c);
+    }
+    return c;
+  };
+  const offloadTop = offload.map((l) => l[l.length - 1]);
+  const top = (spec: StageGroupSpec): number[] => { const c = levels(spec, 0); return [c[c.length - 1], ...offloadTop]; };
   const input = new Float64Array(BATCH_ROWS * 3 * INPUT_WIDTH);
   const output = new Float64Array(BATCH_ROWS * 3 * OUTPUT_WIDTH);
   const rowSpec = new Int32Array(BATCH_ROWS);
   const rowConfig: ParallelConfig[] = [];
+  const items: Item[] = [];
   let rows = 0;
   let evaluated = 0;
   let shortfall: Shortfall | null = null;
   let hostShortfall: Shortfall | null = null;
+  const capacity = model.capacityBytes;
+  const hostCapacity = model.hostCapacityBytes;
   const noteMiss = (row: number): void => {
     const o = row * OUTPUT_WIDTH;
     if (output[o + OUT.FITS] === 1) return;
-    const deviceBytes = Math.max(0, output[o + OUT.PEAK_MEMORY] - model.capacityBytes);
-    const hostBytes = Math.max(0, output[o + OUT.HOST_MEMORY] - model.hostCapacityBytes);
+    const deviceBytes = Math.max(0, output[o + OUT.PEAK_MEMORY] - capacity);
+    const hostBytes = Math.max(0, output[o + OUT.HOST_MEMORY] - hostCapacity);
     const copy = (): Float64Array => input.slice(row * INPUT_WIDTH, (row + 1) * INPUT_WIDTH);
     if (output[o + OUT.FITS_DEVICE] !== 1) {
       if (!shortfall || deviceBytes < shortfall.deviceBytes) shortfall = { deviceBytes, hostBytes, row: copy() };
@@ -94,20 +159,24 @@ export function boundsForG(
       const lowDevice = (3 * r + 1) * OUTPUT_WIDTH;
       const lowHost = (3 * r + 2) * OUTPUT_WIDTH;
       if (output[lowDevice + OUT.FITS_DEVICE] !== 1 || output[lowHost + OUT.FITS_HOST] !== 1) continue;
-      const s = rowSpec[r];
-      kept[s].push(rowConfig[r]);
-      minSteady[s] = Math.min(minSteady[s], output[fast + OUT.STEADY]);
-      minImb[s] = Math.min(minImb[s], output[fast + OUT.FIRST] + output[fast + OUT.LAST]);
+      const total = output[lowHost + OUT.MEM_WEIGHTS] + output[lowHost + OUT.MEM_GRADS] + output[lowHost + OUT.MEM_OPTIM] +
+        output[lowHost + OUT.MEM_ACTIVATIONS];
+      if (total * (1 - BOUND_SLACK) > capacity + hostCapacity + 2) continue;
+      const spec = specs[rowSpec[r]];
+      items.push({
+        s: rowSpec[r], c: rowConfig[r], steady: output[fast + OUT.STEADY], imbalance: output[fast + OUT.FIRST] + output[fast + OUT.LAST],
+        fastFits: output[fast + OUT.FITS_DEVICE] === 1, lo: new Int32Array(DIMS), hi: Int32Array.from(ZERO_ROOT, (_, d) => levels(spec, d).length - 1),
+      });
     }
     rows = 0;
     rowConfig.length = 0;
   };
   specs.forEach((spec, s) => {
+    const t = top(spec);
     for (const c of configsOf(spec)) {
-      const ck = ckptMax(spec.layers);
       writeCorner(input, 3 * rows, spec, G, c, 0, [0, 0, 0, 0]);
-      writeCorner(input, 3 * rows + 1, spec, G, c, ck, offloadMax);
-      writeCorner(input, 3 * rows + 2, spec, G, c, ck, [0, 0, 0, 0]);
+      writeCorner(input, 3 * rows + 1, spec, G, c, t[0], [t[1], t[2], t[3], t[4]]);
+      writeCorner(input, 3 * rows + 2, spec, G, c, t[0], [0, 0, 0, 0]);
       rowSpec[rows] = s;
       rowConfig.push(c);
       rows++;
@@ -115,7 +184,129 @@ export function boundsForG(
     }
   });
   flush();
-  return { G, ...layerBounds(layers, G, specs, minSteady, minImb), configs: kept, evaluated, shortfall, hostShortfall };
+  const minOf = (): { steady: Float64Array; imb: Float64Array } => {
+    const steady = new Float64Array(n).fill(Infinity);
+    const imb = new Float64Array(n).fill(Infinity);
+    for (const it of items) {
+      if (it.steady < steady[it.s]) steady[it.s] = it.steady;
+      if (it.imbalance < imb[it.s]) imb[it.s] = it.imbalance;
+    }
+    return { steady, imb };
+  };
+  const fast = minOf();
+  const bounds = layerBounds(layers, G, specs, fast.steady, fast.imb, devices);
+  const pending = bounds.lowerBoundS < incumbentS
+    ? items.filter((it) => !it.fastFits && bounds.specLowerBoundS[it.s] < incumbentS) : [];
+  if (pending.length > 0) {
+    evaluated += leastLevels(model, G, specs, pending, levels, top, input, output);
+    // Two rows per pending configuration: the time corner (least levels, no activation offload) and
+    // the least-host corner of what is left (ckpt max, offloads at their least levels).
+    const dropped = new Set<Item>();
+    for (let j0 = 0; j0 < pending.length; j0 += BATCH_ROWS) {
+      const m = Math.min(BATCH_ROWS, pending.length - j0);
+      for (let j = 0; j < m; j++) {
+        const p = pending[j0 + j];
+        const spec = specs[p.s];
+        const lv = (d: number): number => levels(spec, d)[p.lo[d]];
+        writeCorner(input, 2 * j, spec, G, p.c, lv(0), [lv(1), lv(2), lv(3), 0]);
+        writeCorner(input, 2 * j + 1, spec, G, p.c, top(spec)[0], [lv(1), lv(2), lv(3), lv(4)]);
+      }
+      model.evaluateBatch(input, output, 2 * m);
+      evaluated += 2 * m;
+      for (let j = 0; j < m; j++) {
+        const p = pending[j0 + j];
+        const t = 2 * j * OUTPUT_WIDTH;
+        if (output[(2 * j + 1) * OUTPUT_WIDTH + OUT.FITS_HOST] !== 1) {
+          dropped.add(p);
+          continue;
+        }
+        p.steady = Math.max(p.steady, output[t + OUT.STEADY]);
+        p.imbalance = Math.max(p.imbalance, output[t + OUT.FIRST] + output[t + OUT.LAST]);
+      }
+    }
+    if (dropped.size > 0) {
+      const left = items.filter((it) => !dropped.has(it));
+      items.length = 0;
+      items.push(...left);
+    }
+    const aware = minOf();
+    const refined = layerBounds(layers, G, specs, aware.steady, aware.imb, devices);
+    bounds.lowerBoundS = Math.max(bounds.lowerBoundS, refined.lowerBoundS);
+    for (let s = 0; s < n; s++) {
+      bounds.specLowerBoundS[s] = Math.max(bounds.specLowerBoundS[s], refined.specLowerBoundS[s]);
+      bounds.specRestS[s] = Math.max(bounds.specRestS[s], refined.specRestS[s]);
+    }
+  }
+  const configs: ParallelConfig[][] = specs.map(() => []);
+  const roots: number[][] = specs.map(() => []);
+  const steady: number[][] = specs.map(() => []);
+  const imbalance: number[][] = specs.map(() => []);
+  for (const it of items) {
+    configs[it.s].push(it.c);
+    for (let d = 0; d < DIMS; d++) roots[it.s].push(it.lo[d]);
+    steady[it.s].push(it.steady);
+    imbalance[it.s].push(it.imbalance);
+  }
+  return {
+    G, ...bounds, configs, roots: roots.map((r) => Int32Array.from(r)), configSteady: steady.map((v) => Float64Array.from(v)),
+    configImbalance: imbalance.map((v) => Float64Array.from(v)), evaluated, shortfall, hostShortfall,
+  };
+}
+
+/**
+ * Bisection of the least level per dimension that fits the device with every other dimension at its
+ * maximum, all items in lockstep (the level hi fits, every level below lo does not). Returns the rows evaluated.
+ */
+function leastLevels(
+  model: CompiledStageModel, G: number, specs: readonly StageGroupSpec[], pending: Item[],
+  levels: (spec: StageGroupSpec, d: number) => number[], top: (spec: StageGroupSpec) => number[],
+  input: Float64Array, output: Float64Array,
+): number {
+  const cap = Math.min(input.length / INPUT_WIDTH, output.length / OUTPUT_WIDTH);
+  const jobP = new Int32Array(cap);
+  const jobD = new Int32Array(cap);
+  let evaluated = 0;
+  let m = 0;
+  const run = (): void => {
+    model.evaluateBatch(input, output, m);
+    evaluated += m;
+    for (let j = 0; j < m; j++) {
+      const p = pending[jobP[j]];
+      const d = jobD[j];
+      const mid = (p.lo[d] + p.hi[d]) >> 1;
+      if (output[j * OUTPUT_WIDTH + OUT.FITS_DEVICE] === 1) p.hi[d] = mid;
+      else p.lo[d] = mid + 1;
+    }
+    m = 0;
+  };
+  for (;;) {
+    let any = false;
+    for (let i = 0; i < pending.length; i++) {
+      const p = pending[i];
+      const spec = specs[p.s];
+      for (let d = 0; d < DIMS; d++) {
+        if (p.lo[d] >= p.hi[d]) continue;
+        const t = top(spec);
+        t[d] = levels(spec, d)[(p.lo[d] + p.hi[d]) >> 1];
+        writeCorner(input, m, spec, G, p.c, t[0], [t[1], t[2], t[3], t[4]]);
+        jobP[m] = i;
+        jobD[m] = d;
+        m++;
+        any = true;
+        if (m === cap) run();
+      }
+    }
+    if (m > 0) run();
+    if (!any) return evaluated;
+  }
+}
+
+const ZERO_ROOT = [0, 0, 0, 0, 0] as const;
+/** Relative slack of the total-bytes test (bytes are up to ~1e13, so a few ulps of the sums). */
+const BOUND_SLACK = 1e-12;
+
+function offloadLevels(o: OffloadLevels, d: number): number[] {
+  return d === 1 ? o.weights : d === 2 ? o.grads : d === 3 ? o.optim : o.activations;
 }
 
 export function writeCorner(x: Float64Array, row: number, spec: StageGroupSpec, G: number, c: ParallelConfig, ckpt: number,
@@ -143,9 +334,13 @@ export function writeCorner(x: Float64Array, row: number, spec: StageGroupSpec, 
 }
 
 /** The layer-only relaxation (see the header) for the plan and for each spec. */
-export function layerBounds(L: number, G: number, specs: readonly StageGroupSpec[], minSteady: Float64Array, minImb: Float64Array):
-  { lowerBoundS: number; specLowerBoundS: Float64Array; specRestS: Float64Array } {
+export function layerBounds(L: number, G: number, specs: readonly StageGroupSpec[], minSteady: Float64Array, minImb: Float64Array,
+  devices = Infinity): { lowerBoundS: number; specLowerBoundS: Float64Array; specRestS: Float64Array } {
   const n = specs.length;
+  // Stages take disjoint devices: a spec is dropped (Infinity) when the fewest devices of any plan
+  // using it (over specs that may fit) exceed the cluster's.
+  const roomy = devicesFit(L, specs, minSteady, devices);
+  minSteady = minSteady.map((v, s) => (roomy[s] ? v : Infinity));
   const specLowerBoundS = new Float64Array(n).fill(Infinity);
   const specRestS = new Float64Array(n).fill(Infinity);
   let lowerBoundS = Infinity;
@@ -174,55 +369,41 @@ export function layerBounds(L: number, G: number, specs: readonly StageGroupSpec
   // rest[k][pos][l]: least imbalance of the other stages of a plan with a stage at `pos` of l layers,
   // when every stage has virtual steady <= edges[k].
   const rest: Float64Array[][] = [];
+  // restDev[k][pos][l]: fewest devices of the other stages of such a plan (stages take disjoint devices).
+  const restDev: Float64Array[][] = [];
   for (let k = 0; k < K; k++) {
     const e = edges[k];
-    // cost[pos][l]: least virtual imbalance of a stage at pos with l layers and steady <= e.
+    // cost[pos][l]: least virtual imbalance of a stage at pos with l layers and steady <= e; dev[pos][l]:
+    // its fewest devices (a relaxation each: the two minima may come from different specs).
     const cost = [0, 1, 2].map(() => new Float64Array(L + 1).fill(Infinity));
+    const dev = [0, 1, 2].map(() => new Float64Array(L + 1).fill(Infinity));
     specs.forEach((spec, s) => {
       if (spec.position === 'only' || !(minSteady[s] <= e)) return;
-      const c = cost[posIndex[spec.position]];
-      if (minImb[s] < c[spec.layers]) c[spec.layers] = minImb[s];
+      const p = posIndex[spec.position];
+      if (minImb[s] < cost[p][spec.layers]) cost[p][spec.layers] = minImb[s];
+      const d = meshSize(spec.mesh);
+      if (d < dev[p][spec.layers]) dev[p][spec.layers] = d;
     });
-    const [first, middle, last] = cost;
-    // M[m]: m layers as middle stages (0 stages for m = 0); Tail[m]: middles then a last stage;
-    // Head[m]: a first stage then middles.
-    const M = new Float64Array(L + 1).fill(Infinity);
-    M[0] = 0;
-    for (let m = 1; m <= L; m++) for (let l = 1; l <= m; l++) if (middle[l] + M[m - l] < M[m]) M[m] = middle[l] + M[m - l];
-    const tail = new Float64Array(L + 1).fill(Infinity);
-    const head = new Float64Array(L + 1).fill(Infinity);
-    for (let m = 1; m <= L; m++) {
-      for (let l = 1; l <= m; l++) {
-        if (last[l] + M[m - l] < tail[m]) tail[m] = last[l] + M[m - l];
-        if (first[l] + M[m - l] < head[m]) head[m] = first[l] + M[m - l];
-      }
-    }
-    // Around a middle stage: a head and a tail (with middles in either).
-    const around = new Float64Array(L + 1).fill(Infinity);
-    for (let m = 2; m <= L; m++) for (let a = 1; a < m; a++) if (head[a] + tail[m - a] < around[m]) around[m] = head[a] + tail[m - a];
-    const rFirst = new Float64Array(L + 1).fill(Infinity);
-    const rMiddle = new Float64Array(L + 1).fill(Infinity);
-    const rLast = new Float64Array(L + 1).fill(Infinity);
-    for (let l = 1; l < L; l++) {
-      rFirst[l] = tail[L - l];
-      rLast[l] = head[L - l];
-      rMiddle[l] = around[L - l];
-    }
-    rest.push([rFirst, rMiddle, rLast]);
-    // Whole plans with bottleneck in [edges[k-1], edges[k]] (k = 0: exactly the least steady).
-    const R = Math.min(...Array.from({ length: L - 1 }, (_, i) => first[i + 1] + tail[L - i - 1]));
+    const imb = partitionTables(L, cost);
+    const devs = partitionTables(L, dev);
+    rest.push(imb.rest);
+    restDev.push(devs.rest);
+    // Whole plans with bottleneck in [edges[k-1], edges[k]] (k = 0: exactly the least steady), when
+    // some partition of such stages fits the devices.
+    if (devs.whole > devices) continue;
     const lower = k === 0 ? e : edges[k - 1];
-    lowerBoundS = Math.min(lowerBoundS, R + (G - 1) * lower);
+    lowerBoundS = Math.min(lowerBoundS, imb.whole + (G - 1) * lower);
   }
   specs.forEach((spec, s) => {
     if (spec.position === 'only' || !Number.isFinite(minSteady[s])) return;
     const p = posIndex[spec.position];
     const own = minSteady[s];
+    const ownDev = meshSize(spec.mesh);
     let lb = Infinity;
     for (let k = 0; k < K; k++) {
       if (edges[k] < own) continue;
       const r = rest[k][p][spec.layers];
-      if (!Number.isFinite(r)) continue;
+      if (!Number.isFinite(r) || ownDev + restDev[k][p][spec.layers] > devices) continue;
       const lower = Math.max(own, k === 0 ? edges[0] : edges[k - 1]);
       lb = Math.min(lb, minImb[s] + (G - 1) * lower + r);
     }
@@ -231,4 +412,78 @@ export function layerBounds(L: number, G: number, specs: readonly StageGroupSpec
     specRestS[s] = rest[K - 1][p][spec.layers];
   });
   return { lowerBoundS, specLowerBoundS, specRestS };
+}
+
+/**
+ * Per spec: whether some layer partition using it, made of specs that may fit (finite minSteady),
+ * needs at most `devices` devices in all (a relaxation: stage counts and exact tiling are ignored).
+ */
+export function devicesFit(L: number, specs: readonly StageGroupSpec[], minSteady: Float64Array, devices: number): Uint8Array {
+  const out = new Uint8Array(specs.length);
+  const dev = [0, 1, 2].map(() => new Float64Array(L + 1).fill(Infinity));
+  const posIndex = { first: 0, middle: 1, last: 2 } as const;
+  specs.forEach((spec, s) => {
+    if (spec.position === 'only' || !Number.isFinite(minSteady[s])) return;
+    const d = dev[posIndex[spec.position]];
+    d[spec.layers] = Math.min(d[spec.layers], meshSize(spec.mesh));
+  });
+  const [first, middle, last] = dev;
+  const M = new Float64Array(L + 1).fill(Infinity);
+  M[0] = 0;
+  for (let m = 1; m <= L; m++) for (let l = 1; l <= m; l++) M[m] = Math.min(M[m], middle[l] + M[m - l]);
+  const head = new Float64Array(L + 1).fill(Infinity);
+  const tail = new Float64Array(L + 1).fill(Infinity);
+  for (let m = 1; m <= L; m++) {
+    for (let l = 1; l <= m; l++) {
+      tail[m] = Math.min(tail[m], last[l] + M[m - l]);
+      head[m] = Math.min(head[m], first[l] + M[m - l]);
+    }
+  }
+  specs.forEach((spec, s) => {
+    if (!Number.isFinite(minSteady[s])) return;
+    const l = spec.layers;
+    const own = meshSize(spec.mesh);
+    let rest = Infinity;
+    if (spec.position === 'only') rest = 0;
+    else if (spec.position === 'first') rest = tail[L - l];
+    else if (spec.position === 'last') rest = head[L - l];
+    else for (let a = 1; a < L - l; a++) rest = Math.min(rest, head[a] + tail[L - l - a]);
+    out[s] = own + rest <= devices ? 1 : 0;
+  });
+  return out;
+}
+
+/**
+ * Min-plus tables of a layer partition from per-position stage costs (first, middle, last per layer
+ * count): `rest[pos][l]` the least sum of the other stages of a plan with a stage at pos of l layers,
+ * `whole` the least sum of a plan of at least two stages.
+ */
+function partitionTables(L: number, [first, middle, last]: Float64Array[]): { rest: Float64Array[]; whole: number } {
+  // M[m]: m layers as middle stages (0 stages for m = 0); tail[m]: middles then a last stage;
+  // head[m]: a first stage then middles.
+  const M = new Float64Array(L + 1).fill(Infinity);
+  M[0] = 0;
+  for (let m = 1; m <= L; m++) for (let l = 1; l <= m; l++) if (middle[l] + M[m - l] < M[m]) M[m] = middle[l] + M[m - l];
+  const tail = new Float64Array(L + 1).fill(Infinity);
+  const head = new Float64Array(L + 1).fill(Infinity);
+  for (let m = 1; m <= L; m++) {
+    for (let l = 1; l <= m; l++) {
+      if (last[l] + M[m - l] < tail[m]) tail[m] = last[l] + M[m - l];
+      if (first[l] + M[m - l] < head[m]) head[m] = first[l] + M[m - l];
+    }
+  }
+  // Around a middle stage: a head and a tail (with middles in either).
+  const around = new Float64Array(L + 1).fill(Infinity);
+  for (let m = 2; m <= L; m++) for (let a = 1; a < m; a++) if (head[a] + tail[m - a] < around[m]) around[m] = head[a] + tail[m - a];
+  const rFirst = new Float64Array(L + 1).fill(Infinity);
+  const rMiddle = new Float64Array(L + 1).fill(Infinity);
+  const rLast = new Float64Array(L + 1).fill(Infinity);
+  let whole = Infinity;
+  for (let l = 1; l < L; l++) {
+    rFirst[l] = tail[L - l];
+    rLast[l] = head[L - l];
+    rMiddle[l] = around[L - l];
+    whole = Math.min(whole, first[l] + tail[L - l]);
+  }
+  return { rest: [rFirst, rMiddle, rLast], whole };
 }

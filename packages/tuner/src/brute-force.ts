@@ -46,7 +46,8 @@ function undominated(list: Option[]): Option[] {
     b.steady <= a.steady && b.imbalance <= a.imbalance && (b.steady < a.steady || b.imbalance < a.imbalance || j < i)));
 }
 
-export function bruteForce(ctx: AnalyzerContext, space: SearchSpace): BruteForceResult | null {
+/** The best plan of the space (of gradient-accumulation count `onlyG` when given), or null when nothing fits. */
+export function bruteForce(ctx: AnalyzerContext, space: SearchSpace, onlyG?: number): BruteForceResult | null {
   const { model, training, profile } = ctx;
   const compiled = compileStageModel(ctx);
   const L = model.layers;
@@ -56,6 +57,7 @@ export function bruteForce(ctx: AnalyzerContext, space: SearchSpace): BruteForce
   let best: BruteForceResult | null = null;
   let evaluated = 0;
   for (const G of divisors(training.globalBatch)) {
+    if (onlyG !== undefined && G !== onlyG) continue;
     const samples = training.globalBatch / G;
     for (let pp = 1; pp <= Math.min(space.maxStages, L, D); pp++) {
       for (const parts of compositions(L, pp)) {

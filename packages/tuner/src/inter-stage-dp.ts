@@ -29,14 +29,14 @@ export interface DpStats {
  * `shouldStop` returns true between two thresholds, the best solution of the thresholds tried so far
  * is returned (a valid plan) and `stats.stopped` is set.
  */
-export function solveInterStageDp(inst: InterStageInstance, stats?: DpStats, shouldStop?: () => boolean): InterStageSolution | null {
+export function solveInterStageDp(inst: InterStageInstance, stats?: DpStats, shouldStop?: () => boolean, cutoffS = Infinity): InterStageSolution | null {
   let best: InterStageSolution | null = null;
   for (const sub of subProblems(inst)) {
     if (best && shouldStop?.()) {
       if (stats) stats.stopped = true;
       break;
     }
-    const sol = new BottleneckDp(inst, sub.allowed, sub.ppMin, sub.ppMax, shouldStop).solve(stats);
+    const sol = new BottleneckDp(inst, sub.allowed, sub.ppMin, sub.ppMax, shouldStop).solve(stats, best ? Math.min(cutoffS, best.iterationTimeS) : cutoffS);
     if (sol && (!best || sol.iterationTimeS < best.iterationTimeS)) best = sol;
   }
   return best;
@@ -92,36 +92,48 @@ class BottleneckDp {
     });
   }
 
-  solve(stats?: DpStats): InterStageSolution | null {
+  /**
+   * The optimum, or null when nothing covers the model or (with `cutoffS`, a known plan's time)
+   * nothing is faster than the cutoff.
+   */
+  solve(stats?: DpStats, cutoffS = Infinity): InterStageSolution | null {
     const G = this.inst.gradAccumSteps;
-    const atInf = this.run(Infinity, false);
+    const thresholds = G > 1 ? this.thresholds() : new Float64Array(0);
+    // Every plan costs at least R(inf) + (G - 1) * (the least steady time): R(inf) matters only below
+    // cutoff - that, and when it is not, no plan beats the cutoff.
+    const limit = G > 1 && thresholds.length > 0 ? cutoffS - (G - 1) * thresholds[0] : cutoffS;
+    const atInf = this.run(Infinity, false, limit);
     if (stats) stats.thresholdsTried++;
-    if (!Number.isFinite(atInf.value)) return null;
+    if (!(atInf.value < limit)) return null;
     let bestT = Infinity;
     if (G > 1) {
-      const thresholds = this.thresholds();
-      // Smallest feasible threshold (feasibility is monotone in T).
+      // Smallest threshold T with R(T) < limit (R falls as T grows): below it every plan costs at
+      // least limit + (G - 1) * (least steady) = the cutoff.
       let lo = 0;
       let hi = thresholds.length - 1;
       while (lo < hi) {
         if (this.stopNow(stats)) break;
         const mid = (lo + hi) >> 1;
         if (stats) stats.thresholdsTried++;
-        if (Number.isFinite(this.run(thresholds[mid], false).value)) hi = mid;
+        if (this.run(thresholds[mid], false, limit).value < limit) hi = mid;
         else lo = mid + 1;
       }
-      let best = Infinity;
+      // Only objectives below the cutoff matter: partial sums of imbalance that reach it with the
+      // bottleneck term are dropped inside run (imbalances are non-negative, so they only grow).
+      let best = cutoffS;
       for (let i = lo; i < thresholds.length; i++) {
         const T = thresholds[i];
         if ((G - 1) * T + atInf.value >= best || this.stopNow(stats)) break;
         if (stats) stats.thresholdsTried++;
-        const r = this.run(T, false);
+        const r = this.run(T, false, best - (G - 1) * T);
         const obj = r.value + (G - 1) * T;
         if (obj < best) {
           best = obj;
           bestT = T;
         }
       }
+      // Nothing below the cutoff; when stopped before any threshold, the plan at T = inf is still valid.
+      if (bestT === Infinity && !stats?.stopped) return null;
     }
     const traced = this.run(bestT, true);
     const stages = this.reconstruct(traced.pp);
@@ -168,7 +180,8 @@ class BottleneckDp {
     return imbalance[lo];
   }
 
-  private run(T: number, trace: boolean): DpResult {
+  /** R(T) and its depth; states whose partial sum reaches `limit` are dropped (their plans cost more). */
+  private run(T: number, trace: boolean, limit = Infinity): DpResult {
     const { layers: L, devices: D, gradAccumSteps: G } = this.inst;
     const W = this.width;
     let best = Infinity;
@@ -225,7 +238,7 @@ class BottleneckDp {
       for (let l = 1; l < L; l++) {
         const row = l * W;
         for (let d = 1; d < D; d++) {
-          if (V[row + d] < Infinity) {
+          if (V[row + d] < limit) {
             sl[n] = l;
             sd[n] = d;
             n++;

@@ -31,6 +31,24 @@ describe('inter-stage solvers', () => {
     expect(capped).toBeGreaterThanOrEqual(5);
   });
 
+  it('with a cutoff the DP returns the exhaustive optimum when it is below the cutoff, and null when it is not', () => {
+    let below = 0;
+    for (let seed = 1; seed <= 60; seed++) {
+      for (const opts of [{}, { perDepth: true }]) {
+        const inst = randomInstance(seed, opts);
+        const ref = exhaustiveOptimum(inst);
+        if (ref === null) continue;
+        const above = solveInterStageDp(inst, undefined, undefined, ref * (1 + 1e-6));
+        expect(above, `seed ${seed}`).not.toBeNull();
+        expect(close(above!.iterationTimeS, ref), `seed ${seed}: dp ${above!.iterationTimeS} vs ${ref}`).toBe(true);
+        // A cutoff at (or just below) the optimum: no plan beats it.
+        expect(solveInterStageDp(inst, undefined, undefined, ref * (1 - 1e-9))).toBeNull();
+        below++;
+      }
+    }
+    expect(below).toBeGreaterThan(30);
+  });
+
   it('the HiGHS MILP and the DP agree on the optimum on at least 20 instances', async () => {
     let compared = 0;
     for (let seed = 100; seed < 140 && compared < 25; seed++) {

@@ -88,6 +88,17 @@ export interface Shortfall {
 }
 
 const DIMS = 5; // ckpt, offload weights, grads, optim, activations
+
+/**
+ * What bounds.ts proved per configuration of a group: the least grid level index of every fitting
+ * point per dimension (DIMS numbers per configuration), and lower bounds of its steady time and
+ * imbalance.
+ */
+export interface ConfigBounds {
+  roots: Int32Array;
+  steady: Float64Array;
+  imbalance: Float64Array;
+}
 const BOX_INTS = 1 + 2 * DIMS + 1; // config, lo[5], hi[5], flags
 // lo steady, lo imbalance, lo maxInFlight (device and host), lo host states bytes,
 // hi device maxInFlight, hi host activation bytes per in-flight micro-batch
@@ -143,7 +154,7 @@ export class IntraStageSearch {
    */
   searchGroup(
     group: StageGroupSpec, gradAccumSteps: number, configs: ParallelConfig[], ckpt: number[], offload: OffloadLevels,
-    cutoffS = Infinity,
+    cutoffS = Infinity, bounds?: ConfigBounds,
   ): ParetoSet3 {
     const set = new ParetoSet3();
     this.cutoff = cutoffS;
@@ -157,11 +168,15 @@ export class IntraStageSearch {
     const fHi = group.inFlightMax;
     this.stack.length = 0;
     for (let k = 0; k < configs.length; k++) {
+      // No fitting point of the configuration is faster than its bound (bounds.ts): skip it at once
+      // when that alone reaches the cutoff.
+      if (bounds && bounds.imbalance[k] + (gradAccumSteps - 1) * bounds.steady[k] >= cutoffS) continue;
       const box = this.newBox();
       const o = box * BOX_INTS;
       this.boxInt[o] = k;
       for (let d = 0; d < DIMS; d++) {
-        this.boxInt[o + 1 + d] = 0;
+        // Below its least fitting levels (bounds.ts) a configuration has no point that fits.
+        this.boxInt[o + 1 + d] = bounds ? bounds.roots[k * DIMS + d] : 0;
         this.boxInt[o + 1 + DIMS + d] = this.levels[d].length - 1;
       }
       this.boxInt[o + BOX_INTS - 1] = 0;

@@ -26,7 +26,7 @@ describe('tuner at scale', () => {
       const best = bruteForce(ctx, space)!;
       const G = best.plan.gradAccumSteps;
       const configsOf = (s: (typeof specs)[number]) => parallelConfigs(space, ctx.model, ctx.training.seqLen, s.mesh, batch / G);
-      const b = boundsForG(compiled, ctx.model.layers, G, specs, configsOf, (l) => ckptLevels(space.ckpt, l).at(-1)!, [0, 0, 0, 1]);
+      const b = boundsForG(compiled, ctx.model.layers, G, specs, configsOf, { ckpt: (l) => ckptLevels(space.ckpt, l), offload: space.offload }, cl.nodes * cl.gpusPerNode);
       expect(b.lowerBoundS).toBeLessThanOrEqual(best.iterationTimeS * (1 + 1e-12));
       const pp = best.plan.stages.length;
       best.plan.stages.forEach((st, i) => {

@@ -248,7 +248,8 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
   const openLowerBound = new Float64Array(gValues.length).fill(0);
   for (let i = 0; i < gValues.length && !shouldStop(); i++) {
     const G = gValues[i];
-    const b = boundsForG(compiled, model.layers, G, specsAt[i], (spec) => configsAt(spec.mesh, training.globalBatch / G), ckptMax, offloadMax);
+    const b = boundsForG(compiled, model.layers, G, specsAt[i], (spec) => configsAt(spec.mesh, training.globalBatch / G),
+      { ckpt: ckptOf, offload: space.offload }, devices, best ? best.iterationTimeS : Infinity);
     boundRows += b.evaluated;
     mergeShortfall(shortfalls, b.shortfall, b.hostShortfall);
     bounds[i] = b;
@@ -269,7 +270,7 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
     const G = gValues[gi];
     const b = bounds[gi];
     const groupSpecs0 = specsAt[gi];
-    if (!b || (best && b.lowerBoundS >= best.iterationTimeS)) {
+    if (!b || b.lowerBoundS === Infinity || (best && b.lowerBoundS >= best.iterationTimeS)) {
       // No plan at G can beat the best one (or, without bounds, it was stopped before: left open).
       if (b) closed[gi] = 1;
       done += groupSpecs0.length;
@@ -283,7 +284,8 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
       const spec = groupSpecs0[s];
       done++;
       const configs = b.configs[s];
-      if (configs.length === 0 || (best && b.specLowerBoundS[s] >= best.iterationTimeS)) continue;
+      // Infinity: no plan at G that uses this group fits (bounds.ts), with or without a best plan.
+      if (configs.length === 0 || b.specLowerBoundS[s] === Infinity || (best && b.specLowerBoundS[s] >= best.iterationTimeS)) continue;
       if (shouldStop()) {
         stopped = true;
         break;
@@ -293,7 +295,8 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
       const key = cache ? groupKey(spec, training.globalBatch / G, gDependent ? G : null) : '';
       let set = cache ? cache.get(key, G, cutoff, strategies) : null;
       if (!set) {
-        set = search.searchGroup(spec, G, configs, ckptOf(spec.layers), space.offload, cutoff);
+        set = search.searchGroup(spec, G, configs, ckptOf(spec.layers), space.offload, cutoff,
+          { roots: b.roots[s], steady: b.configSteady[s], imbalance: b.configImbalance[s] });
         cache?.put(key, G, cutoff, set, strategies);
       }
       frontierPoints += set.size;
@@ -317,7 +320,7 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
     const stats: DpStats = { thresholdsTried: 0 };
     const solution = space.solver === 'milp'
       ? await solveInterStageMilpOrDp(inst, () => solveInterStageDp(inst, stats, shouldStop), notes)
-      : solveInterStageDp(inst, stats, shouldStop);
+      : solveInterStageDp(inst, stats, shouldStop, best ? best.iterationTimeS : Infinity);
     interStageMs += performance.now() - solveStart;
     if (!stats.stopped) closed[gi] = 1;
     await breathe();
