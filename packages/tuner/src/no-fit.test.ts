@@ -50,4 +50,27 @@ describe('no-fit report', () => {
     expect(nf.hostShortfallBytes!).toBeGreaterThan(16 * 170e9 - nf.hostCapacityBytes - nf.capacityBytes);
     expect(nf.message).toMatch(/host memory/);
   });
+
+  it('reports what the closest whole plan lacks, not a stage candidate (llama2-70b on 1x8-l4 lacked "20 KiB")', async () => {
+    // The 2026-12-04 newcomer review, C.2 violation 2: host memory binds; the old report said 20 KiB
+    // more host memory per GPU, yet doubling the host memory still fitted nothing.
+    const base = parseClusterShorthand('1x8-l4');
+    const ctxWith = (hostPerNode: number) => ({
+      model: getModel('llama2-70b'), training: parseTrainingSpec({ globalBatch: 64, seqLen: 4096 }),
+      profile: builtinHardwareProfile({ ...base, hostMemoryPerNode: hostPerNode }),
+    });
+    const r = await tune(ctxWith(base.hostMemoryPerNode));
+    expect(r.plan).toBeNull();
+    const nf = r.noFit!;
+    expect(nf.binding).toBe('host');
+    // Twice the host memory still fits nothing, so more than the whole host share is missing.
+    const doubled = await tune(ctxWith(2 * base.hostMemoryPerNode));
+    expect(doubled.plan).toBeNull();
+    expect(nf.hostShortfallBytes!).toBeGreaterThan(nf.hostCapacityBytes);
+    // And the report is a real plan's need: with that much more host memory per GPU a plan fits.
+    const reserve = nf.hostCapacityBytes / (base.hostMemoryPerNode / base.gpusPerNode);
+    const enough = base.hostMemoryPerNode + (nf.hostShortfallBytes! / reserve + 1e6) * base.gpusPerNode;
+    const fits = await tune(ctxWith(enough));
+    expect(fits.plan).not.toBeNull();
+  }, 120_000);
 });

@@ -5,6 +5,7 @@
 // closest is the candidate with the smallest device shortfall (which may overflow the host too).
 import { type AnalyzerContext, type CompiledStageModel, IN, type StageMemory, type StagePosition, type StageQuery } from '@mist/analyzer';
 import { clusterDevices, engineCapabilities, formatBytes, OFFLOAD_KINDS, type OffloadKind, type ZeroLevel } from '@mist/core';
+import { closestWholePlan } from './closest-plan';
 import type { Shortfall } from './intra-stage';
 import type { SearchSpace } from './search-space';
 
@@ -69,7 +70,10 @@ export function diagnoseNoFit(
   ctx: AnalyzerContext, space: SearchSpace, compiled: CompiledStageModel, deviceShortfall: Shortfall | null,
   hostShortfall: Shortfall | null = null,
 ): NoFitReport {
-  const shortfall = hostShortfall ?? deviceShortfall;
+  // A whole plan's shortfall (every stage must fit) rather than one stage candidate's, where the
+  // space is the Mist search's (engine spaces keep their own records: engine-search.ts ClosestMiss).
+  const whole = space.engine ? null : closestWholePlan(ctx, space, compiled);
+  const shortfall = whole ? (whole.host ?? whole.device) : hostShortfall ?? deviceShortfall;
   const capacityBytes = compiled.capacityBytes;
   const hostCapacityBytes = compiled.hostCapacityBytes;
   const devices = clusterDevices(ctx.profile.cluster);
