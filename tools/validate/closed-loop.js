@@ -8,7 +8,7 @@
 // cores of a virtual machine do, for minutes) is run again, up to 3 times; then the round profiles
 // the host again (once per round) and predicts its remaining plans from that profile. Repeats and
 // new profiles are reported. The prediction of a plan is the median of its rounds'.
-// Not in CI: timings are noisy. Run by `npm run validate`. Passes when
+// Not in CI: timings are noisy. Run by `npm run validate:closed-loop`. Passes when
 //   - every prediction is within 20% of the measured step time (median over all rounds), and
 //   - the predictions order every pair of plans the measurements tell apart (interquartile ranges
 //     of their step times do not overlap) the same way; pairs within each other's spread are ties

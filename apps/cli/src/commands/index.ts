@@ -17,3 +17,4 @@ export { demoCommand } from './demo';
 export { rmCommand } from './rm';
 export { exportCommand } from './export';
 export { importCommand } from './import';
+export { fitCommand } from './fit';
