@@ -1,6 +1,6 @@
 // Shared vitest configuration: every workspace runs `vitest run --config ../../vitest.config.ts`.
 // Tests import sibling packages from their TypeScript sources (no build needed for unit tests) and
-// every run writes a JSON report under .test-results/ so .ci/run can print the total counts.
+// every run writes a JSON report to <project>/.test-results/vitest.json so .ci/run can print the total counts.
 import { defineConfig } from 'vitest/config';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
@@ -8,7 +8,6 @@ import * as os from 'node:os';
 
 const repoRoot = __dirname;
 const cwd = process.cwd();
-const packageName = JSON.parse(fs.readFileSync(path.join(cwd, 'package.json'), 'utf8')).name as string;
 
 const alias: Record<string, string> = {};
 for (const dir of ['packages', 'apps']) {
@@ -30,6 +29,7 @@ export default defineConfig({
     env: { MIST_CACHE_DIR: path.join(os.tmpdir(), 'mist-test-cache') },
     hookTimeout: 60_000,
     reporters: ['default', 'json'],
-    outputFile: { json: path.join(repoRoot, '.test-results', `${packageName.replace(/[@/]/g, '_')}.json`) },
+    // Inside the project, so that nx can cache it as the test target's output and restore it on a replay.
+    outputFile: { json: path.join(cwd, '.test-results', 'vitest.json') },
   },
 });

@@ -1,17 +1,19 @@
 #!/usr/bin/env node
-// Sums the vitest JSON reports that every workspace's test run writes under .test-results/ and
-// prints the closing line CI reads: `N passed, N failed` (skipped tests are listed too).
+// Sums the vitest JSON reports that every workspace's test run writes to <workspace>/.test-results/
+// vitest.json (nx restores them when it replays a cached test run) and prints the closing line CI
+// reads: `N passed, N failed` (skipped tests are listed too).
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
 
-const dir = path.resolve(__dirname, '../../.test-results');
+const root = path.resolve(__dirname, '../..');
+const workspaces = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).workspaces;
 let passed = 0;
 let failed = 0;
 let skipped = 0;
-const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.json')) : [];
+const files = workspaces.map((w) => path.join(root, w, '.test-results', 'vitest.json')).filter((f) => fs.existsSync(f));
 for (const file of files) {
-  const report = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8'));
+  const report = JSON.parse(fs.readFileSync(file, 'utf8'));
   passed += report.numPassedTests ?? 0;
   failed += report.numFailedTests ?? 0;
   skipped += (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);

@@ -12,6 +12,8 @@ import { NO_OFFLOAD, type Plan } from '@mist/core';
 import type * as grpc from '@grpc/grpc-js';
 import { callUnary, createClient, type Job__Output, type JobSpec, type JobState, RETRY_PUSHBACK_KEY, status } from '@mist/rpc';
 import { afterEach, describe, expect, it } from 'vitest';
+import { contextFor } from '@mist/analyzer';
+import { tune } from '@mist/tuner';
 import { FakeAgent } from '../../../packages/coordinator/src/test/fake-agent';
 
 const ROOT = path.resolve(__dirname, '../../..');
@@ -339,12 +341,20 @@ describe('issue 14: ports of adopted workers', () => {
 
 describe('issue 14: a tune time limit keeps the best plan', () => {
   it('places the best plan found when the time limit stops the search, with the proven gap in the log', async () => {
+    // gpt3-175b at global batch 3072 on 64 x 8 A100s: the search finds a first plan well before it
+    // proves the best (4 s and 18 s on a loaded 2-core VM). Both times are measured here, in this
+    // process, and the limit is set half-way between them, so it stops the search with a plan in hand
+    // on a machine of any speed.
+    const ctx = contextFor({ model: 'gpt3-175b', cluster: '64x8-a100-80gb', training: { globalBatch: 3072, seqLen: 2048 } });
+    const t0 = performance.now();
+    let firstS: number | null = null;
+    await tune(ctx, { onProgress: (p) => { if (firstS === null && p.bestIterationTimeS !== null) firstS = (performance.now() - t0) / 1000; } });
+    const totalS = (performance.now() - t0) / 1000;
+    expect(firstS).not.toBeNull();
+    const limitS = Math.round(10 * (firstS! + (totalS - firstS!) / 2)) / 10;
     const coord = await coordinatorProcess(tmpDir());
     const address = coord.match[1];
-    // 16 simulated hosts x 8 A100s that take assignments. gpt3-175b at global batch 1536 on them:
-    // the search finds its first plan in about 2 s and needs more than a minute to prove the best
-    // (measured on this repository's CI machine), so an 8 s limit stops it with a plan in hand.
-    const hosts = await Promise.all(Array.from({ length: 16 }, async (_, i) => {
+    const hosts = await Promise.all(Array.from({ length: 64 }, async (_, i) => {
       // One port range each: they all share 127.0.0.1, where ports are reserved per address.
       const a = new FakeAgent(address, TOKEN, `a100-${i}`, 8, { first: 40000 + 100 * i, count: 100 });
       cleanups.push(() => a.close());
@@ -355,25 +365,25 @@ describe('issue 14: a tune time limit keeps the best plan', () => {
     }));
     const c = connection(address, 5);
     const job = await c.submit({
-      name: 'limited', model: { name: 'gpt3-175b' }, trainingJson: JSON.stringify({ globalBatch: 1536, seqLen: 2048 }), tune: { timeLimit: 8 },
-      cluster: { shorthand: '16x8-a100-80gb' }, agents: hosts.map((h) => h.id), run: { steps: 1 },
+      name: 'limited', model: { name: 'gpt3-175b' }, trainingJson: JSON.stringify({ globalBatch: 3072, seqLen: 2048 }), tune: { timeLimit: limitS },
+      cluster: { shorthand: '64x8-a100-80gb' }, agents: hosts.map((h) => h.id), run: { steps: 1 },
     });
     expect(job.state).toBe('JOB_STATE_TUNING');
     const placed = await until('the tune ended', async () => {
       const j = await c.get(job.id);
       return j.state !== 'JOB_STATE_TUNING' ? j : null;
-    }, 60);
+    }, 120);
     // Before the fix the thread was terminated at the limit and the job failed with no plan.
-    expect({ state: placed.state, message: placed.message }).toMatchObject({ state: 'JOB_STATE_STARTING', message: expect.stringMatching(/128 rank\(s\) assigned/) });
+    expect({ state: placed.state, message: placed.message }).toMatchObject({ state: 'JOB_STATE_STARTING', message: expect.stringMatching(/\d+ rank\(s\) assigned/) });
     const plan = JSON.parse(placed.planJson) as Plan;
     expect(plan.model).toBe('gpt3-175b');
-    expect(plan.stages.reduce((n, st) => n + st.mesh.nodes * st.mesh.gpusPerNode, 0)).toBeLessThanOrEqual(128);
+    expect(plan.stages.reduce((n, st) => n + st.mesh.nodes * st.mesh.gpusPerNode, 0)).toBeLessThanOrEqual(512);
     // The agents received the plan's ranks.
     await Promise.all(hosts.map((h) => h.next((cmd) => cmd.command === 'assign' && cmd.assign?.jobId === job.id)));
-    const note = /tuning stopped at its time limit of 8 s: kept the best plan found \([\d.e+-]+ s per iteration\), proven gap \d+\.\d% \(no plan of the space is faster than [\d.e+-]+ s per iteration\)/;
+    const note = /tuning stopped at its time limit of [\d.]+ s: kept the best plan found \([\d.e+-]+ s per iteration\), proven gap \d+\.\d% \(no plan of the space is faster than [\d.e+-]+ s per iteration\)/;
     expect(coord.stderr.filter((l) => l.includes(`job ${job.id}: `) && note.test(l))).toHaveLength(2); // its own line, and the placing transition's
     await c.cancel(job.id, 'done');
-  }, 90_000);
+  }, 180_000);
 });
 
 describe('issue 14: the coordinator checks what it receives', () => {

@@ -649,9 +649,12 @@ export class JobManager {
    * is named at once, before its agent is declared lost.
    */
   private peerBlame(a: ActiveJob, rank: RankRuntime, message: string): string {
-    const m = /peer rank (\d+)/.exec(message);
-    const peer = m ? a.ranks[Number(m[1])] : undefined;
-    if (!peer || peer.agentId === rank.agentId) return '';
+    // A failure can travel through several ranks ("peer rank 0 aborted: ... connection to peer rank 3
+    // was closed"): the deepest peer mentioned that ran on another agent is the likeliest cause.
+    const peers = [...message.matchAll(/peer rank (\d+)/g)].map((m) => a.ranks[Number(m[1])])
+      .filter((p): p is RankRuntime => p !== undefined && p.agentId !== rank.agentId);
+    const peer = peers[peers.length - 1];
+    if (!peer) return '';
     const agent = this.o.registry.get(peer.agentId);
     const silence = !agent ? 'not registered' : agent.state === 'lost' ? 'lost' : `last heard ${this.o.registry.silentS(agent).toFixed(1)} s ago`;
     return ` [peer rank ${peer.rank} ran on agent ${peer.agentId} (host ${peer.hostName}): ${silence}]`;
