@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Benchmark of issue 14 item 5: time to detect an impostor. A coordinator (in this process, BUILT
+// Benchmark: time to detect an impostor. A coordinator (in this process, BUILT
 // packages: `npm run build`) and a real `mist agent` process on 127.0.0.1 with 2 CPU devices; an
 // impostor (raw AgentControl client holding the shared token) then tries, N times each, to
 // register under the live agent's id and to heartbeat as it. Prints p50/p99 of the time from the

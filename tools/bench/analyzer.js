@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Benchmark of the analyzer's hot path (issue 3): evaluations of (stage, strategy) candidates per
+// Benchmark of the analyzer's hot path: evaluations of (stage, strategy) candidates per
 // second on one core, time and memory, after compilation. Needs the built packages:
 //   npx tsc -b packages/analyzer && node tools/bench/analyzer.js
 // Goal: >= 2 million candidates per second.

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Benchmark of the coordinator's job listing (issue 14, item 3), with the BUILT packages (`npm run
+// Benchmark of the coordinator's job listing, with the BUILT packages (`npm run
 // build`): 100,000 jobs are stored in a coordinator's state directory (straight into its SQLite
 // store: 90% succeeded, 10% failed), a coordinator is started on it, and `ListJobs` is called page
 // by page over gRPC on 127.0.0.1 (newest first, the CLI's client), through every page and with a

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Benchmark of the coordinator's persisted worker logs (issue 14, item 8), with the BUILT packages
+// Benchmark of the coordinator's persisted worker logs, with the BUILT packages
 // (`npm run build`): the coordinator's JobLogs store appends worker log lines of one job to
 // `<state>/logs/JOB.log`, is dropped (as a coordinator restart drops it), and a new store on the same
 // directory replays the job's events, as `mist logs JOB` does after a restart. Prints the append rate,

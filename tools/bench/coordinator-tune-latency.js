@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Benchmark of the coordinator's responsiveness while it tunes (issue 14, item 1), with the BUILT
+// Benchmark of the coordinator's responsiveness while it tunes, with the BUILT
 // packages (`npm run build`): a coordinator on 127.0.0.1, 64 simulated agents of 8 A100-80GB each
 // (AgentControl clients that register and heartbeat), and a job asking to tune gpt3-175b
 // (global batch 1536, sequence 2048) for that 64x8 cluster with a time limit. While the job is in

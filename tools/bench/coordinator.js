@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Benchmark of the coordinator and agents (issue 8), on 127.0.0.1, with the BUILT packages
+// Benchmark of the coordinator and agents, on 127.0.0.1, with the BUILT packages
 // (`npx tsc -b apps/agent apps/coordinator`, or `npm run build`).
 // 1. Launch latency: a coordinator and 8 agents x 4 CPU devices (in this process); a 32-rank job
 //    (pp=4 x dp=8) whose workers are the agent's test fixture in `rendezvous-only` mode (they join

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Benchmark of the native CPU kernels (issue 6): matmul GFLOP/s for large and gpt-tiny shapes with
+// Benchmark of the native CPU kernels: matmul GFLOP/s for large and gpt-tiny shapes with
 // 1 thread and with the whole pool, as a fraction of this machine's peak; per-call overhead of
 // immediate and batched kernel calls; tokens/s of single-process gpt-tiny training.
 // Needs the built packages: `node tools/scripts/build-native.js && npx tsc -b packages/executor`.

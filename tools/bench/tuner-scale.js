@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Tuner scaling (issue 16, items 4 and 6): the full Mist space for gpt3-175b (global batch 1536, seq
+// Tuner scaling: the full Mist space for gpt3-175b (global batch 1536, seq
 // 2048: GPT-3 paper, Brown et al. 2020, Table 2.1) and llama3-405b (global batch 2048, seq 8192:
 // 16M tokens, Llama 3 paper, Dubey et al. 2024, Sec. 3.4.1) on a100-80gb clusters of 8 to 16,384
 // GPUs (8 per node). Per size: wall seconds, candidates evaluated (analyzer rows), candidates/s,
@@ -80,7 +80,7 @@ function main() {
   const models = [['gpt3-175b', 1536, 2048], ['llama3-405b', 2048, 8192]].filter(([m]) => !only || m === only);
   console.log(`Tuner scaling, full mist space, a100-80gb (8 GPUs/node), ${os.cpus().length} CPU(s), load average ` +
     `${os.loadavg()[0].toFixed(2)} at start, time limit ${limit} s per case:`);
-  // Goals (issue 16, item 4): full space, 1,024 GPUs under 10 s and 16,384 GPUs under 60 s, completed (optimal).
+  // Goals: full space, 1,024 GPUs under 10 s and 16,384 GPUs under 60 s, completed (optimal).
   const goals = [[1024, 10], [16384, 60]];
   const verdicts = [];
   for (const [model, batch, seq] of models) {

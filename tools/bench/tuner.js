@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Benchmarks of the tuner (issue 4). Needs the built packages:
+// Benchmarks of the tuner. Needs the built packages:
 //   npx tsc -b packages/tuner && node tools/bench/tuner.js [--skip-table] [--skip-solvers]
 // 1. Tuning time of the full Mist space (goals: gpt3-6.7b on 1x8-l4, seq 2048, batch 128 < 10 s;
 //    gpt3-22b on 4x8-a100-40gb, seq 4096, batch 512 < 60 s), with the candidates evaluated.

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Closed loop on this machine (issue 9): profile this host, predict the step time of gpt-tiny plans
+// Closed loop on this machine: profile this host, predict the step time of gpt-tiny plans
 // with the analyzer from that profile, run the same plans with the executor on the CPU backend
 // (launchLocal: one worker process per device on 127.0.0.1), and compare. Every round profiles the
 // host anew and runs every plan once, so that predictions and measurements see the same spells of
@@ -77,7 +77,7 @@ const executor = require('@mist/executor');
 const native = require('@mist/native');
 const { simulateSharedCores } = require('./core-sharing');
 if (typeof executor.launchLocal !== 'function') {
-  fail('@mist/executor does not export launchLocal yet (issue 7); the closed loop needs it to run plans');
+  fail('@mist/executor does not export launchLocal; the closed loop needs it to run plans');
 }
 
 const model = core.getModel('gpt-tiny');

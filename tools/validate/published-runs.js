@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Published measured runs (issue 21): every row of published-runs.json is a training run whose
+// Published measured runs: every row of published-runs.json is a training run whose
 // speed (and, where published, per-GPU memory) a paper or a repository README reports as measured.
 // Each row is written as a Mist plan (uniform stages, tp/pp/dp, micro-batch and recompute as the
 // source ran them), predicted by the analyzer (@mist/analyzer estimatePlan) with the built-in
@@ -22,7 +22,7 @@ require('../scripts/ts-register');
 const core = require('@mist/core');
 const { estimatePlan } = require('@mist/analyzer');
 
-// The issue's targets (issue 21): iteration time median |error| <= 5% with >= 75% of runs within
+// The targets: iteration time median |error| <= 5% with >= 75% of runs within
 // 10%; per-GPU peak memory median |error| <= 10% and never under-predicting by more than 5%.
 const TARGETS = { timeMedian: 0.05, timeShareWithin: 0.75, timeWithin: 0.1, memoryMedian: 0.1, memoryUnderMax: 0.05 };
 
@@ -209,7 +209,7 @@ out += table([...bySource, { name: 'all', ...overall }], [
   { header: 'predicted not to fit', value: (s) => s.falseDoesNotFit, right: true },
 ]);
 const mark = (ok) => (ok ? 'met' : 'NOT met');
-out += '\nTargets (issue 21):\n' +
+out += '\nTargets:\n' +
   `  iteration time median |error| <= ${pct(TARGETS.timeMedian)}: ${pct(overall.timeMedianAbsError)} -> ${mark(targets.timeMedian)}\n` +
   `  runs within ${pct(TARGETS.timeWithin)} >= ${pct(TARGETS.timeShareWithin)}: ${pct(overall.timeShareWithin10)} -> ${mark(targets.timeShareWithin10)}\n` +
   `  peak memory median |error| <= ${pct(TARGETS.memoryMedian)}: ` +
@@ -217,6 +217,6 @@ out += '\nTargets (issue 21):\n' +
   `  memory never under-predicted by more than ${pct(TARGETS.memoryUnderMax)}: ` +
   (overall.memoryRuns === 0 ? 'n/a -> NOT met (not shown)\n' : `worst ${signedPct(overall.memoryWorstUnder)} -> ${mark(targets.memoryNeverUnderBy5)}\n`) +
   `  Mist's own L4 runs: not in the set (no published measured L4 figures yet)\n` +
-  (allMet ? 'All targets met.\n' : 'Some targets are NOT met; the cost model is not calibrated to these runs (issue 21).\n');
+  (allMet ? 'All targets met.\n' : 'Some targets are NOT met; the cost model is not calibrated to these runs.\n');
 process.stdout.write(out);
 process.exit(allMet ? 0 : 1);

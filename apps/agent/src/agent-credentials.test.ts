@@ -1,4 +1,4 @@
-// Issue 14 item 5: nobody can pose as a live agent. A real coordinator (in this process, over
+// Nobody can pose as a live agent. A real coordinator (in this process, over
 // gRPC), a real agent process, and an impostor made of raw AgentControl calls.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';

@@ -1,4 +1,4 @@
-// Issue 14 item 10: a job cannot make an agent write checkpoints outside its --checkpoint-root.
+// A job cannot make an agent write checkpoints outside its --checkpoint-root.
 // Real coordinator and agent process (fixture workers).
 import * as fs from 'node:fs';
 import * as os from 'node:os';

@@ -1,4 +1,4 @@
-// End to end with the real executor and a coordinator restart (issue 14 item 7): a pp=2 x dp=2
+// End to end with the real executor and a coordinator restart: a pp=2 x dp=2
 // gpt-tiny job saves checkpoints; the coordinator stops once one is complete and a new one starts on
 // the same port and state directory. (1) The agents keep their workers through the outage and
 // reconcile on reconnection: the job goes on with no resume and ends with the loss of an

@@ -1,4 +1,4 @@
-// Issue 14 item 2: a burst of worker output must not wedge the agent's event pipeline. Real
+// A burst of worker output must not wedge the agent's event pipeline. Real
 // coordinator (in this process, over gRPC), two in-process agents and fixture worker processes.
 import { CoordinatorConnection, startCoordinator } from '@mist/coordinator';
 import { rpcError, status, type WorkerEvent } from '@mist/rpc';

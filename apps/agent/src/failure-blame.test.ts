@@ -1,4 +1,4 @@
-// Issue 14 item 10: when an agent dies, the job's failure message names the dead host, not only
+// When an agent dies, the job's failure message names the dead host, not only
 // the surviving rank whose collective broke. Real coordinator, two agent processes running real
 // executor workers; agent host-b is killed with SIGKILL mid-job.
 import { CoordinatorConnection, startCoordinator } from '@mist/coordinator';

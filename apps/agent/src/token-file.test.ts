@@ -1,4 +1,4 @@
-// Issue 14 item 10: run.data may be a token file (a flat array of uint16/uint32 token ids). Real
+// `run.data` may be a token file (a flat array of uint16/uint32 token ids). Real
 // coordinator, two agents and executor worker processes; the job's losses equal those of the local
 // launcher on the same file, and a file with an id outside the vocabulary fails naming run.data.
 import * as fs from 'node:fs';

@@ -1,4 +1,4 @@
-// Issue 24: @mist/core, @mist/analyzer and @mist/tuner as a user gets them. The work is in
+// @mist/core, @mist/analyzer and @mist/tuner as a user gets them. The work is in
 // tools/scripts/pack-install.js (also run by hand): pack, install the tarballs into an empty project
 // offline, check README/LICENSE/src/exports/types, run each README's example, and check that one
 // package installed alone fails naming its missing @mist dependency. About 15 s on 2 cores.

@@ -1,4 +1,4 @@
-// Issue 14 against real processes: coordinator processes (TypeScript sources through ts-run.js),
+// Reliability against real processes: coordinator processes (TypeScript sources through ts-run.js),
 // real agent processes with the fixture worker, and raw AgentControl clients where a test needs to
 // control exactly what an agent says. Each test reproduces a failure of the review
 // (/work/shared/reviews/2026-12-04-reliability.md) and fails on the behaviour before the fix.
@@ -99,7 +99,7 @@ function spec(name: string, extra: Partial<JobSpec> = {}, steps = 20): JobSpec {
   return { name, model: { name: 'gpt-tiny' }, trainingJson: JSON.stringify({ globalBatch: 8, seqLen: 64 }), planJson: JSON.stringify(plan2()), run: { steps, seed: 1 }, ...extra };
 }
 
-describe('issue 14: the state directory', () => {
+describe('coordinator: the state directory', () => {
   it('is locked: a second coordinator on it refuses with the holder\'s pid and address, and the first one\'s job is untouched', async () => {
     const state = tmpDir();
     const first = await coordinatorProcess(state);
@@ -133,7 +133,7 @@ describe('issue 14: the state directory', () => {
   });
 });
 
-describe('issue 14: the queue', () => {
+describe('coordinator: the queue', () => {
   it('queues jobs that do not fit the free devices and starts them in submission order; --no-queue refuses', async () => {
     const state = tmpDir();
     const coord = await coordinatorProcess(state);
@@ -157,7 +157,7 @@ describe('issue 14: the queue', () => {
   });
 });
 
-describe('issue 14: listing, retention and rm', () => {
+describe('coordinator: listing, retention and rm', () => {
   it('pages job summaries newest first with a state filter, bounds field lengths, removes finished jobs and keeps only the newest N', async () => {
     const state = tmpDir();
     let coord = await coordinatorProcess(state);
@@ -198,7 +198,7 @@ describe('issue 14: listing, retention and rm', () => {
   });
 });
 
-describe('issue 14: worker logs', () => {
+describe('coordinator: worker logs', () => {
   it('keeps the logs of a job across a coordinator restart, capped and rotated, and says how many events were dropped', async () => {
     const state = tmpDir();
     let coord = await coordinatorProcess(state, ['--log-max-bytes', String(1024 * 1024)]);
@@ -235,7 +235,7 @@ describe('issue 14: worker logs', () => {
   });
 });
 
-describe('issue 14: tuning off the event loop', () => {
+describe('coordinator: tuning off the event loop', () => {
   it('answers at once while a large tune runs, refuses a cluster the agents cannot hold, stops at the time limit and on cancel', async () => {
     const coord = await coordinatorProcess(tmpDir());
     const address = coord.match[1];
@@ -291,7 +291,7 @@ describe('issue 14: tuning off the event loop', () => {
   }, 90_000);
 });
 
-describe('issue 14: ports of adopted workers', () => {
+describe('coordinator: ports of adopted workers', () => {
   it('reserves the worker ports of a job adopted after a restart, so a new job gets other ports, and frees them when it ends', async () => {
     const state = tmpDir();
     let coord = await coordinatorProcess(state);
@@ -339,7 +339,7 @@ describe('issue 14: ports of adopted workers', () => {
   });
 });
 
-describe('issue 14: a tune time limit keeps the best plan', () => {
+describe('coordinator: a tune time limit keeps the best plan', () => {
   it('places the best plan found when the time limit stops the search, with the proven gap in the log', async () => {
     // gpt3-175b at global batch 3072 on 64 x 8 A100s: the search finds a first plan well before it
     // proves the best (4 s and 18 s on a loaded 2-core VM). Both times are measured here, in this
@@ -386,7 +386,7 @@ describe('issue 14: a tune time limit keeps the best plan', () => {
   }, 180_000);
 });
 
-describe('issue 14: the coordinator checks what it receives', () => {
+describe('coordinator: the coordinator checks what it receives', () => {
   it('refuses out-of-range run options, NUL bytes and /proc paths, naming the job file\'s field; throttle-free refusals stay INVALID_ARGUMENT', async () => {
     const coord = await coordinatorProcess(tmpDir());
     await agentProcess(coord.match[1], 'check-host', 2);
@@ -446,7 +446,7 @@ describe('issue 14: the coordinator checks what it receives', () => {
   });
 });
 
-describe('issue 14: wrong tokens', () => {
+describe('coordinator: wrong tokens', () => {
   it('logs refused calls once per host per interval (never the token), throttles a guessing host with a growing back-off, and lets the right token in after it', async () => {
     const guess = 'guess-guess-guess-0';
     const coord = await coordinatorProcess(tmpDir(), ['--auth-max-failures', '5', '--auth-backoff', '1'], { MIST_AGENT_TOKEN: 'agents-only-token-42' });

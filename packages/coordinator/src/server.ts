@@ -54,7 +54,7 @@ export interface RunningCoordinator {
   port: number;
   /** Jobs marked interrupted at start-up (they were unfinished when the previous run stopped). */
   interrupted: string[];
-  /** Jobs found running at start-up, kept running while their agents come back (issue 14 item 7). */
+  /** Jobs found running at start-up, kept running while their agents come back. */
   recovered: string[];
   /** `host:port` of the metrics endpoint as bound, when metricsListen was given. */
   metricsAddress?: string;

@@ -1,4 +1,4 @@
-// Issue 14 item 2: a job whose workers have all exited is never left running, even when their exit
+// A job whose workers have all exited is never left running, even when their exit
 // events never arrive (an agent's event pipeline was wedged): the agent's heartbeats, which list
 // the workers alive on its host, settle it within a heartbeat timeout.
 import { NO_OFFLOAD, type Plan } from '@mist/core';

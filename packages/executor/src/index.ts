@@ -2,7 +2,7 @@
 // ModelSpec on the native CPU kernels, TP-ready) and single-process training.
 export * from './model';
 export * from './train';
-// The distributed runtime (issue 7): worker entry, local launcher, rank runtime, checkpoints, memory pools.
+// The distributed runtime: worker entry, local launcher, rank runtime, checkpoints, memory pools.
 export { workerEntryPath } from './worker/entry-path';
 export { runWorker, type WorkerIo } from './worker/run-worker';
 export type * from './worker/protocol';

@@ -1,4 +1,4 @@
-// Refused-token bookkeeping of the token check (issue 14 item 10): every refused call is logged,
+// Refused-token bookkeeping of the token check: every refused call is logged,
 // at most once per peer per `logIntervalS` (the others are counted into the next line), and a peer
 // that fails `maxFailures` times within `windowS` is throttled: for a back-off period its calls are
 // answered at once, without looking at the token, so guessing costs time and floods no log. The

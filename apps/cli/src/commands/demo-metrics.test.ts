@@ -1,4 +1,4 @@
-// Issue 22: the Prometheus endpoints of the coordinator and the agents show live values while
+// The Prometheus endpoints of the coordinator and the agents show live values while
 // `mist demo --metrics` trains (a real demo process of the built CLI, `npm run build`, scraped over
 // HTTP between two training steps).
 import { spawn } from 'node:child_process';

@@ -1,4 +1,4 @@
-// Issue 14 item 10: SIGTERM to `mist demo` stops the coordinator, the agents and their workers
+// SIGTERM to `mist demo` stops the coordinator, the agents and their workers
 // (they used to be left running, reparented to init). A real `mist demo` process (the built CLI,
 // `npm run build`), killed with SIGTERM once training has begun.
 import { execFileSync, spawn } from 'node:child_process';

@@ -1,4 +1,4 @@
-// `mist fit --model M --gpu G`: the memory pre-flight before buying or booking a cluster (issue 21).
+// `mist fit --model M --gpu G`: the memory pre-flight before buying or booking a cluster.
 // Tunes the model on clusters of that GPU of growing size (1, 2, 4 ... GPUs of one node, then 2, 4,
 // 8 ... nodes) and stops at the first size on which some plan fits: that is the smallest cluster,
 // and its best plan is shown with its memory margin. Sizes below it are listed with what the closest

@@ -1,4 +1,4 @@
-// The usual first-hour mistakes (issue 24): names spelt as vendors write them, options mistyped or
+// The usual first-hour mistakes: names spelt as vendors write them, options mistyped or
 // borrowed from other tools, the plan given either way, files that `mist models --json` writes.
 import * as fs from 'node:fs';
 import * as net from 'node:net';

@@ -1,5 +1,5 @@
 // The job file shown by `mist launch --help` runs on CPU agents (the agents README's demo uses): with
-// CPU devices, tuning needs a measured profile, so the example names one (issue 24).
+// CPU devices, tuning needs a measured profile, so the example names one.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';

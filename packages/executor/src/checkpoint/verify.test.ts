@@ -1,4 +1,4 @@
-// Issue 14 item 6: a resume trusts only its own job's checkpoints that verify. Real worker
+// A resume trusts only its own job's checkpoints that verify. Real worker
 // processes (the local launcher forks the built worker entry), a shared checkpoint directory.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
