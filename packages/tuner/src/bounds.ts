@@ -24,16 +24,15 @@
 // fewest devices of such a partition (the same DP over mesh sizes) is at most the cluster's, since
 // stages take disjoint devices. The least over k is a lower bound of every plan at G; with one group
 // pinned to a position and layer count, the same sums give a lower bound of every plan that uses it.
-import { type CompiledStageModel, IN as IN_COLUMNS, INPUT_WIDTH, OUT as OUT_COLUMNS, OUTPUT_WIDTH } from '@mist/analyzer';
+import { type CompiledStageModel, INPUT_WIDTH, OUT as OUT_COLUMNS, OUTPUT_WIDTH } from '@mist/analyzer';
 import { meshSize } from '@mist/core';
-import { type ParallelConfig, queryPp, type StageGroupSpec } from './enumerate';
+import type { ParallelConfig, StageGroupSpec } from './enumerate';
+import { writeGroupRow } from './group-row';
 import type { Shortfall } from './intra-stage';
 import type { OffloadLevels } from './search-space';
 
 // Module-level copies of the column tables (a re-exported binding is a getter call per access).
-const IN = IN_COLUMNS;
 const OUT = OUT_COLUMNS;
-const POSITION_CODE = { first: 0, middle: 1, last: 2, only: 3 } as const;
 const BUCKETS = 48;
 const BATCH_ROWS = 1024;
 
@@ -309,28 +308,10 @@ function offloadLevels(o: OffloadLevels, d: number): number[] {
   return d === 1 ? o.weights : d === 2 ? o.grads : d === 3 ? o.optim : o.activations;
 }
 
+/** A corner of the bounds' grid: the row of `spec` at its smallest in-flight count. */
 export function writeCorner(x: Float64Array, row: number, spec: StageGroupSpec, G: number, c: ParallelConfig, ckpt: number,
   off: readonly [number, number, number, number]): void {
-  const o = row * INPUT_WIDTH;
-  const pos = POSITION_CODE[spec.position];
-  const f = spec.inFlightMin;
-  x[o + IN.LAYERS] = spec.layers;
-  x[o + IN.POSITION] = pos;
-  x[o + IN.IN_FLIGHT] = f;
-  x[o + IN.PP] = queryPp(spec); // as the intra-stage search (intra-stage.ts writeRow)
-  x[o + IN.MESH_NODES] = spec.mesh.nodes;
-  x[o + IN.MESH_GPUS_PER_NODE] = spec.mesh.gpusPerNode;
-  x[o + IN.MICRO_BATCH] = c.microBatchSize;
-  x[o + IN.GRAD_ACCUM] = G;
-  x[o + IN.DP] = c.dp;
-  x[o + IN.TP] = c.tp;
-  x[o + IN.SP] = c.sequenceParallel ? 1 : 0;
-  x[o + IN.CKPT] = ckpt;
-  x[o + IN.ZERO] = c.zero;
-  x[o + IN.OFF_WEIGHTS] = off[0];
-  x[o + IN.OFF_GRADS] = off[1];
-  x[o + IN.OFF_OPTIM] = off[2];
-  x[o + IN.OFF_ACT] = off[3];
+  writeGroupRow(x, row, spec, G, c, spec.inFlightMin, ckpt, off[0], off[1], off[2], off[3]);
 }
 
 /** The layer-only relaxation (see the header) for the plan and for each spec. */

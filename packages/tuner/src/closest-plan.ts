@@ -6,17 +6,10 @@
 // allows, layers split as evenly as possible, the least-device-memory strategy of the space in every
 // stage (highest ZeRO level, every layer checkpointed, the highest offload ratios, sequence parallel).
 import { type AnalyzerContext, type CompiledStageModel, INPUT_WIDTH, planStageQuery, writeStageQuery } from '@mist/analyzer';
-import { clusterDevices, type Mesh, type Plan, PLAN_VERSION, type StageStrategy, type ZeroLevel } from '@mist/core';
-import { divisors, gradAccumChoices, isPowerOfTwo, tpProblem } from './enumerate';
+import { clusterDevices, type Plan, PLAN_VERSION, type StageStrategy, type ZeroLevel } from '@mist/core';
+import { divisors, equalStageMesh, gradAccumChoices, isPowerOfTwo, tpProblem } from './enumerate';
 import type { Shortfall } from './intra-stage';
 import type { SearchSpace } from './search-space';
-
-function stageMesh(devices: number, gpusPerNode: number, pp: number): Mesh | null {
-  if (devices % pp !== 0) return null;
-  const d = devices / pp;
-  if (d < gpusPerNode) return gpusPerNode % d === 0 ? { nodes: 1, gpusPerNode: d } : null;
-  return d % gpusPerNode === 0 ? { nodes: d / gpusPerNode, gpusPerNode } : null;
-}
 
 function evenSplit(layers: number, pp: number): number[] {
   return Array.from({ length: pp }, (_, i) => Math.floor(layers / pp) + (i < layers % pp ? 1 : 0));
@@ -40,7 +33,7 @@ export function closestWholePlan(ctx: AnalyzerContext, space: SearchSpace, compi
   for (const pp of divisors(D)) {
     if (pp > L || pp > space.maxStages) continue;
     if (space.uniformPartition && L % pp !== 0) continue;
-    const mesh = stageMesh(D, profile.cluster.gpusPerNode, pp);
+    const mesh = equalStageMesh(D, profile.cluster.gpusPerNode, pp);
     if (!mesh) continue;
     const counts = evenSplit(L, pp);
     for (const tp of divisors(mesh.gpusPerNode)) {

@@ -13,7 +13,7 @@ import {
   clusterDevices, type EngineCapabilities, type Mesh, type Offload, type OffloadCapability, parsePlan, type Plan,
   planCapabilityViolations, PLAN_VERSION, type StageStrategy, type ZeroLevel,
 } from '@mist/core';
-import { divisors, gradAccumChoices, isPowerOfTwo, tpProblem } from './enumerate';
+import { divisors, equalStageMesh, gradAccumChoices, isPowerOfTwo, tpProblem } from './enumerate';
 import type { Shortfall } from './intra-stage';
 import { diagnoseNoFit } from './no-fit';
 import { mistSpace, type OffloadLevels, type SearchSpace } from './search-space';
@@ -57,14 +57,6 @@ function zeroChoices(caps: EngineCapabilities, space: SearchSpace, pp: number, t
   // With one data-parallel rank every level shards nothing: one is enough (any, where the engine ignores it).
   if (caps.zeroIgnoredWithoutDataParallel) return [Math.min(...space.zero) as ZeroLevel];
   return allowed.slice(0, 1);
-}
-
-/** The stage mesh of pp equal stages on the cluster, or null when D / pp devices do not tile the nodes. */
-function stageMesh(devices: number, gpusPerNode: number, pp: number): Mesh | null {
-  if (devices % pp !== 0) return null;
-  const d = devices / pp;
-  if (d < gpusPerNode) return gpusPerNode % d === 0 ? { nodes: 1, gpusPerNode: d } : null;
-  return d % gpusPerNode === 0 ? { nodes: d / gpusPerNode, gpusPerNode } : null;
 }
 
 /**
@@ -180,7 +172,7 @@ export async function tuneForEngine(ctx: AnalyzerContext, caps: EngineCapabiliti
   };
   for (const pp of ppChoices) {
     done++;
-    const mesh = stageMesh(D, cluster.gpusPerNode, pp);
+    const mesh = equalStageMesh(D, cluster.gpusPerNode, pp);
     if (!mesh) continue;
     const partitions = enginePartitions(L, pp, space.uniformPartition ? 'uniform' : caps.partition);
     if (partitions.length === 0) continue;

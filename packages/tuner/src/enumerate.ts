@@ -14,6 +14,14 @@ export function isPowerOfTwo(n: number): boolean {
   return n >= 1 && (n & (n - 1)) === 0;
 }
 
+/** The mesh of each of pp equal stages on the cluster, or null when D / pp devices do not tile its nodes. */
+export function equalStageMesh(devices: number, gpusPerNode: number, pp: number): Mesh | null {
+  if (devices % pp !== 0) return null;
+  const d = devices / pp;
+  if (d < gpusPerNode) return gpusPerNode % d === 0 ? { nodes: 1, gpusPerNode: d } : null;
+  return d % gpusPerNode === 0 ? { nodes: d / gpusPerNode, gpusPerNode } : null;
+}
+
 /** G such that G divides the global batch (b * dp * G = globalBatch). */
 export function gradAccumChoices(globalBatch: number): number[] {
   return divisors(globalBatch);

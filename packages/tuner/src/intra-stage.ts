@@ -32,14 +32,14 @@
 // count that fits (`maxInFlight`) follows: peak(f) = peak(fLo) + (f - fLo) * activations / fLo, and
 // likewise host(f) = host(fLo) + (f - fLo) * hostActivations / fLo.
 // Candidates are written into one Float64Array per round and evaluated with the analyzer's batch kernel.
-import { type CompiledStageModel, IN as IN_COLUMNS, INPUT_WIDTH, OUT as OUT_COLUMNS, OUTPUT_WIDTH } from '@mist/analyzer';
-import { type ParallelConfig, queryPp, type StageGroupSpec } from './enumerate';
+import { type CompiledStageModel, INPUT_WIDTH, OUT as OUT_COLUMNS, OUTPUT_WIDTH } from '@mist/analyzer';
+import type { ParallelConfig, StageGroupSpec } from './enumerate';
+import { writeGroupRow } from './group-row';
 import { ParetoSet3 } from './pareto';
 import type { OffloadLevels } from './search-space';
 
 // Module-level copies of the column tables: a re-exported binding compiles to a getter call on every
 // access (`analyzer_1.IN`), which the hot loops below would pay per column.
-const IN = IN_COLUMNS;
 const OUT = OUT_COLUMNS;
 
 /** Columns of a stored strategy. */
@@ -106,7 +106,6 @@ const BOX_FLOATS = 6;
 const LO_KNOWN = 1;
 const HI_KNOWN = 2;
 const ROUND_BOXES = 256;
-const POSITION_CODE = { first: 0, middle: 1, last: 2, only: 3 } as const;
 /** Relative slack of the host bound (bytes are up to ~1e13, so a few ulps of the products). */
 const BOUND_SLACK = 1e-12;
 
@@ -221,27 +220,10 @@ export class IntraStageSearch {
   }
 
   private writeRow(row: number, group: StageGroupSpec, G: number, c: ParallelConfig, box: number, corner: number, inFlight: number): void {
-    const o = row * INPUT_WIDTH;
     const b = box * BOX_INTS + 1 + corner * DIMS;
-    const x = this.input;
-    const pos = POSITION_CODE[group.position];
-    x[o + IN.LAYERS] = group.layers;
-    x[o + IN.POSITION] = pos;
-    x[o + IN.IN_FLIGHT] = inFlight;
-    x[o + IN.PP] = queryPp(group);
-    x[o + IN.MESH_NODES] = group.mesh.nodes;
-    x[o + IN.MESH_GPUS_PER_NODE] = group.mesh.gpusPerNode;
-    x[o + IN.MICRO_BATCH] = c.microBatchSize;
-    x[o + IN.GRAD_ACCUM] = G;
-    x[o + IN.DP] = c.dp;
-    x[o + IN.TP] = c.tp;
-    x[o + IN.SP] = c.sequenceParallel ? 1 : 0;
-    x[o + IN.CKPT] = this.levels[0][this.boxInt[b]];
-    x[o + IN.ZERO] = c.zero;
-    x[o + IN.OFF_WEIGHTS] = this.levels[1][this.boxInt[b + 1]];
-    x[o + IN.OFF_GRADS] = this.levels[2][this.boxInt[b + 2]];
-    x[o + IN.OFF_OPTIM] = this.levels[3][this.boxInt[b + 3]];
-    x[o + IN.OFF_ACT] = this.levels[4][this.boxInt[b + 4]];
+    const lv = this.levels;
+    writeGroupRow(this.input, row, group, G, c, inFlight, lv[0][this.boxInt[b]], lv[1][this.boxInt[b + 1]], lv[2][this.boxInt[b + 2]],
+      lv[3][this.boxInt[b + 3]], lv[4][this.boxInt[b + 4]]);
   }
 
   /** Fills the boxes' corner values from the evaluated rows. */

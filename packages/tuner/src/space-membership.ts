@@ -2,16 +2,13 @@
 // search (a baseline plan may seed a search only when it is a member), and the tests check every
 // restriction flag with this one function.
 import { engineCapabilities, type Plan, planCapabilityViolations, stageLayerCount } from '@mist/core';
+import { isPowerOfTwo } from './enumerate';
 import type { OffloadLevels, SearchSpace } from './search-space';
 
 const RATIO_TOLERANCE = 1e-9;
 
 function onGrid(x: number, levels: readonly number[]): boolean {
   return levels.some((l) => Math.abs(l - x) <= RATIO_TOLERANCE);
-}
-
-function isPowerOfTwo(n: number): boolean {
-  return n >= 1 && (n & (n - 1)) === 0;
 }
 
 /** Every way the plan leaves the space, as `field: reason`; empty when the plan is a member. */
