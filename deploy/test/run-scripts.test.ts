@@ -10,6 +10,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
+import { samples as metric, scrapeMetrics as scrape } from '../../apps/agent/src/test/prometheus';
 import { CoordinatorConnection } from '@mist/coordinator';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { argvInvocation, flagValue, yamlDocs } from './check-deploy';
@@ -107,17 +108,6 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, cwd = REPO): P
   };
 }
 
-async function scrape(address: string): Promise<string> {
-  const res = await fetch(`http://${address}/metrics`);
-  expect(res.status).toBe(200);
-  return res.text();
-}
-
-const metric = (text: string, name: string, labels = ''): number[] => text.split('\n')
-  .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
-  .filter((l) => l.includes(labels))
-  .map((l) => Number(l.slice(l.lastIndexOf(' ') + 1)));
-
 /** `srun` and `scontrol` as shell scripts that run each task on this machine. */
 function slurmStubs(dir: string): string {
   const bin = path.join(dir, 'bin');
@@ -201,15 +191,15 @@ describe('the Slurm batch script', () => {
     expect(code, script.output()).toBe(0);
     expect(script.output()).toMatch(/mist: coordinator on 127\.0\.0\.1, 2 agent\(s\)/);
 
-    expect(metric(pages!.coordinator, 'mist_coordinator_jobs', 'state="running"')).toEqual([1]);
-    expect(metric(pages!.coordinator, 'mist_coordinator_agents', 'state="alive"')).toEqual([2]);
+    expect(metric(pages!.coordinator, 'mist_coordinator_jobs', { state: 'running' })).toEqual([1]);
+    expect(metric(pages!.coordinator, 'mist_coordinator_agents', { state: 'alive' })).toEqual([2]);
     for (const page of pages!.agents) {
       expect(metric(page, 'mist_agent_workers')).toEqual([2]);
-      const stepSeconds = metric(page, 'mist_agent_rank_step_seconds', `job="${jobId}"`);
+      const stepSeconds = metric(page, 'mist_agent_rank_step_seconds', { job: jobId });
       expect(stepSeconds).toHaveLength(2);
       for (const s of stepSeconds) expect(s).toBeGreaterThan(0);
     }
-    expect(pages!.agents.flatMap((p) => metric(p, 'mist_agent_rank_loss', `job="${jobId}"`))).toHaveLength(2);
+    expect(pages!.agents.flatMap((p) => metric(p, 'mist_agent_rank_loss', { job: jobId }))).toHaveLength(2);
 
     // The logs are JSON lines, with the job's id on its lines and each agent's id on its own.
     const logs = path.join(dir, 'logs');
@@ -259,11 +249,11 @@ describe('the compose file\'s commands', () => {
     }
     const launch = run(process.execPath, [MIST_JS, 'launch', jobFile(dir, 3), '--coordinator', address], { ...process.env, MIST_TOKEN: USER_TOKEN });
     expect(await launch.exited, launch.output()).toBe(0);
-    expect(metric(await scrape(coordMetrics), 'mist_coordinator_jobs', 'state="succeeded"')).toEqual([1]);
+    expect(metric(await scrape(coordMetrics), 'mist_coordinator_jobs', { state: 'succeeded' })).toEqual([1]);
     for (const m of agentMetrics) {
       const page = await scrape(m);
-      expect(metric(page, 'mist_agent_devices', 'kind="cpu"')).toEqual([2]);
-      expect(metric(page, 'mist_agent_worker_exits_total', 'result="ok"')).toEqual([2]);
+      expect(metric(page, 'mist_agent_devices', { kind: 'cpu' })).toEqual([2]);
+      expect(metric(page, 'mist_agent_worker_exits_total', { result: 'ok' })).toEqual([2]);
     }
     // SIGTERM: the coordinator logs its stop as JSON and exits 0.
     coord.child.kill('SIGTERM');

@@ -9,30 +9,12 @@ import { runAgent, type RunningAgent } from './agent';
 import { cpuDevices } from './devices';
 import { freePortRange } from './test/helpers';
 import { follow, lastState, TOKEN, tinySpec } from './test/jobs';
+import { samples, scrapeMetrics as scrape } from './test/prometheus';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function scrape(address: string): Promise<string> {
-  const res = await fetch(`http://${address}/metrics`);
-  expect(res.status).toBe(200);
-  expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
-  return res.text();
-}
-
-/** The values of `name` whose labels include `labels` (Prometheus text exposition format). */
-function samples(text: string, name: string, labels: Record<string, string> = {}): number[] {
-  const out: number[] = [];
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1], x[2]]));
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) out.push(Number(m[3]));
-  }
-  return out;
-}
 
 const one = (text: string, name: string, labels: Record<string, string> = {}): number => {
   const s = samples(text, name, labels);

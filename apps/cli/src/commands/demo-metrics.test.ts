@@ -5,23 +5,9 @@ import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { describe, expect, it } from 'vitest';
+import { samples, scrapeMetrics as scrape } from '../../../agent/src/test/prometheus';
 
 const MIST = path.resolve(__dirname, '../../bin/mist.js');
-
-async function scrape(url: string): Promise<string> {
-  const res = await fetch(url);
-  expect(res.status).toBe(200);
-  return res.text();
-}
-
-/** The value of the first sample of `metric` whose labels contain every `labels` pair. */
-function sample(text: string, metric: string, labels: string[] = []): number | null {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${metric}{`) && !line.startsWith(`${metric} `)) continue;
-    if (labels.every((l) => line.includes(l))) return Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return null;
-}
 
 describe('mist demo --metrics', () => {
   it('serves live metrics from the coordinator and both agents while the job trains', async () => {
@@ -48,13 +34,13 @@ describe('mist demo --metrics', () => {
     const m = await scraped;
     expect(await exited).toBe(0);
     expect(Object.keys(urls!).sort()).toEqual(['coordinator', 'demo-host-a', 'demo-host-b']);
-    expect(sample(m.coordinator, 'mist_coordinator_jobs', ['state="running"'])).toBe(1);
-    expect(sample(m.coordinator, 'mist_coordinator_agents', ['state="alive"'])).toBe(2);
-    expect(sample(m.coordinator, 'mist_coordinator_rpc_calls_total')).toBeGreaterThan(0);
+    expect(samples(m.coordinator, 'mist_coordinator_jobs', { state: 'running' })[0]).toBe(1);
+    expect(samples(m.coordinator, 'mist_coordinator_agents', { state: 'alive' })[0]).toBe(2);
+    expect(samples(m.coordinator, 'mist_coordinator_rpc_calls_total')[0]).toBeGreaterThan(0);
     for (const agent of m.agents) {
-      expect(sample(agent, 'mist_agent_workers')).toBeGreaterThan(0);
-      expect(sample(agent, 'mist_agent_steps_total')).toBeGreaterThan(0);
-      expect(sample(agent, 'mist_agent_step_time_seconds_count')).toBeGreaterThan(0);
+      expect(samples(agent, 'mist_agent_workers')[0]).toBeGreaterThan(0);
+      expect(samples(agent, 'mist_agent_steps_total')[0]).toBeGreaterThan(0);
+      expect(samples(agent, 'mist_agent_step_time_seconds_count')[0]).toBeGreaterThan(0);
     }
   }, 120_000);
 });
