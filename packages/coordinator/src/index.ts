@@ -11,7 +11,8 @@ export { JobManager, RequestError, type JobManagerOptions } from './job-manager'
 export { JobLogs, type LogSnapshot } from './job-log';
 export { checkJobId, LIMITS } from './job-limits';
 export { protoJobState, statesOfProto, type JobWatcher } from './job-view';
-export { agentsShape, clusterMismatch, predictionOf, tunerSpaceFromOptions, tuningTarget, type RemoteTuner, type TunedPlan } from './tuning';
+export { knobsFromOptions, tunerSpaceFromOptions } from './tune-knobs';
+export { agentsShape, clusterMismatch, predictionOf, tuningTarget, type RemoteTuner, type TunedPlan } from './tuning';
 export { PROTOCOL_VERSION } from './service';
 export { startCoordinator, type CoordinatorOptions, type RunningCoordinator } from './server';
 export { CoordinatorMetrics, RPC_LATENCY_BUCKETS, type CoordinatorMetricSources } from './metrics';

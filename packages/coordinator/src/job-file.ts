@@ -3,9 +3,10 @@
 // relative to the job file. It becomes the JobSpec the coordinator receives.
 import * as path from 'node:path';
 import {
-  loadModel, parsePlan, parseSpec, parseTrainingSpec, readSpecFile, SpecError, type SpecIssue,
+  loadModel, nestIssues, parsePlan, parseSpec, parseTrainingSpec, readSpecFile, SpecError,
 } from '@mist/core';
 import type { JobSpec } from '@mist/rpc';
+import { parseSearchKnobs } from '@mist/tuner';
 import { z } from 'zod';
 
 const objectDoc = z.record(z.string(), z.unknown());
@@ -18,11 +19,8 @@ export const JobFileSchema = z.strictObject({
   training: objectDoc,
   /** "tune", a plan file, or an inline plan. */
   plan: z.union([z.string().min(1), objectDoc]),
-  tune: z.strictObject({
-    space: z.enum(['mist', 'megatron', 'deepspeed']).default('mist'),
-    solver: z.enum(['auto', 'milp', 'dp']).default('auto'),
-    maxStages: z.number().int().nonnegative().default(0),
-  }).optional(),
+  /** The search knobs (@mist/tuner search-knobs.ts, the same as `mist tune`'s flags), checked where the job is read. */
+  tune: objectDoc.optional(),
   /** For tuning: a cluster shorthand or ClusterSpec; default: derived from the agents' devices. */
   cluster: z.union([z.string().min(1), objectDoc]).optional(),
   /** For tuning: a hardware profile file (from `mist profile`) or an inline one. */
@@ -56,17 +54,25 @@ export const JobFileSchema = z.strictObject({
 });
 export type JobFile = z.output<typeof JobFileSchema>;
 
-const SPACE = { mist: 'SEARCH_SPACE_MIST', megatron: 'SEARCH_SPACE_MEGATRON', deepspeed: 'SEARCH_SPACE_DEEPSPEED' } as const;
-const SOLVER = { auto: 'SOLVER_UNSPECIFIED', milp: 'SOLVER_MILP', dp: 'SOLVER_DP' } as const;
+/**
+ * A job file's tune section as TuneOptions: every knob travels in knobsJson. Older files wrote
+ * `solver: "auto"` and `maxStages: 0` for "the tuner's choice": read as no knob.
+ */
+function tuneOptions(doc: Record<string, unknown> | undefined): JobSpec['tune'] {
+  const t: Record<string, unknown> = { ...(doc ?? {}) };
+  if (t.solver === 'auto') delete t.solver;
+  if (t.maxStages === 0) delete t.maxStages;
+  const knobs = parseSearchKnobs(t, 'tune');
+  return { space: 'SEARCH_SPACE_UNSPECIFIED', solver: 'SOLVER_UNSPECIFIED', maxStages: 0, timeLimit: 0, skipBaselines: true, knobsJson: JSON.stringify(knobs) };
+}
 const BACKEND = { auto: 'BACKEND_UNSPECIFIED', cpu: 'BACKEND_CPU', nccl: 'BACKEND_NCCL' } as const;
 
-function within(field: string, fn: () => unknown): unknown {
+function within<T>(field: string, fn: () => T): T {
   try {
     return fn();
   } catch (err) {
     if (err instanceof SpecError) {
-      // A catalog lookup names its own field ("model"): not "model.model".
-      throw new SpecError('job file', err.issues.map((i: SpecIssue) => ({ ...i, field: i.field && i.field !== field ? `${field}.${i.field}` : field })));
+      throw new SpecError('job file', nestIssues(field, err.issues));
     }
     throw err;
   }
@@ -101,8 +107,7 @@ export function jobSpecFromDocument(data: unknown, baseDir: string): JobSpec {
     noQueue: !doc.queue,
   };
   if (doc.plan === 'tune') {
-    const t = doc.tune ?? { space: 'mist' as const, solver: 'auto' as const, maxStages: 0 };
-    spec.tune = { space: SPACE[t.space], solver: SOLVER[t.solver], maxStages: t.maxStages, timeLimit: 0, skipBaselines: true };
+    spec.tune = within('tune', () => tuneOptions(doc.tune));
   } else {
     const planDoc = typeof doc.plan === 'string' ? within('plan', () => readSpecFile(file(doc.plan as string))) : doc.plan;
     within('plan', () => parsePlan(planDoc));

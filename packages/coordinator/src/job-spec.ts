@@ -3,9 +3,11 @@
 // job is refused before anything starts.
 import {
   backendCapabilities, backendViolations, type ClusterSpec, type HardwareProfile, loadCluster, getModel, type ModelSpec, parseClusterSpec, parseHardwareProfile,
-  parseModelSpec, parsePlan, parseTrainingSpec, type Plan, SpecError, type SpecIssue, type TrainingSpec,
+  nestIssues, parseModelSpec, parsePlan, parseTrainingSpec, type Plan, SpecError, type SpecIssue, type TrainingSpec,
 } from '@mist/core';
 import { checkHostPath, checkInteger, checkSpecSizes } from './job-limits';
+import { knobsFromOptions } from './tune-knobs';
+import { spaceFromKnobs } from '@mist/tuner';
 import type { ClusterRef__Output, JobSpec__Output, ModelRef__Output, RunOptions__Output, TuneOptions__Output } from '@mist/rpc';
 
 export type BackendChoice = 'auto' | 'cpu' | 'nccl';
@@ -38,8 +40,7 @@ export const MAX_RESTARTS = 100;
 /** Prefixes the issues of a nested document with its field name. */
 function nested(field: string, err: unknown): SpecIssue[] {
   if (err instanceof SpecError) {
-    // A catalog lookup names its own field ("model"): not "model.model".
-    return err.issues.map((i) => ({ ...i, field: i.field && i.field !== field ? `${field}.${i.field}` : field }));
+    return nestIssues(field, err.issues);
   }
   return [{ field, value: undefined, message: (err as Error).message }];
 }
@@ -152,6 +153,16 @@ export function validateJobSpec(spec: JobSpec__Output | null | undefined): Valid
     tune = spec.tune ?? null;
     if (tune && !(Number.isFinite(tune.timeLimit) && tune.timeLimit >= 0 && tune.timeLimit <= 7 * 86400)) {
       issues.push({ field: 'tune.timeLimit', value: tune.timeLimit, message: 'seconds in [0, 604800]; 0: the coordinator\'s --tune-time-limit' });
+    } else if (tune) {
+      // Every knob is checked at submit, through the same schema as `mist tune`'s flags; the time
+      // limit may come from knobs_json, so the typed field carries the one that applies.
+      const t = tune;
+      const knobs = attempt('tune', issues, () => knobsFromOptions(t));
+      if (knobs && model) attempt('tune', issues, () => spaceFromKnobs(knobs, model!));
+      if (knobs?.timeLimit !== undefined) {
+        if (knobs.timeLimit > 7 * 86400) issues.push({ field: 'tune.timeLimit', value: knobs.timeLimit, message: 'seconds in [0, 604800]' });
+        tune = { ...t, timeLimit: knobs.timeLimit };
+      }
     }
   } else {
     issues.push({ field: 'plan', value: undefined, message: 'required: a Plan JSON document, or "tune"' });

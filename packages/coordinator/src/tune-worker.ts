@@ -7,8 +7,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { ClusterSpec, HardwareProfile, ModelSpec, TrainingSpec } from '@mist/core';
 import type { TuneOptions__Output } from '@mist/rpc';
-import { tune } from '@mist/tuner';
-import { tunerSpaceFromOptions } from './tuning';
+import { spaceFromKnobs, trainingForTarget, tune } from '@mist/tuner';
+import { knobsFromOptions } from './tune-knobs';
 
 export interface TuneWorkerInput {
   model: ModelSpec;
@@ -37,8 +37,10 @@ async function main(): Promise<void> {
     if (m.kind === 'stop') stop.abort();
   });
   try {
-    const result = await tune({ model: input.model, training: input.training, profile: input.profile }, {
-      space: tunerSpaceFromOptions(input.options),
+    const knobs = knobsFromOptions(input.options);
+    const training = trainingForTarget(knobs, input.model, input.training);
+    const result = await tune({ model: input.model, training, profile: input.profile }, {
+      space: spaceFromKnobs(knobs, input.model),
       clusterName: input.cluster.name,
       timeLimitS: input.timeLimitS,
       signal: stop.signal,

@@ -9,9 +9,9 @@ import {
   builtinHardwareProfile, type ClusterSpec, clusterDevices, type HardwareProfile, parseClusterShorthand, parsePlan, type Plan,
 } from '@mist/core';
 import {
-  callUnary, createClient, deadlineIn, type ClientOptions, type Prediction, type SearchSpace__Output, type TuneOptions__Output,
+  callUnary, createClient, deadlineIn, type ClientOptions, type Prediction, type TuneOptions__Output,
 } from '@mist/rpc';
-import { type SearchSpace, spaceByName, type SpaceName, type TuneGap, type TuneResult, type TuneStop } from '@mist/tuner';
+import type { TuneGap, TuneResult, TuneStop } from '@mist/tuner';
 import type { AgentRecord } from './agent-registry';
 import type { ValidatedJob } from './job-spec';
 import type { TuneWorkerCommand, TuneWorkerInput, TuneWorkerMessage } from './tune-worker';
@@ -144,19 +144,6 @@ export interface TunedPlan {
 export interface RemoteTuner {
   address: string;
   client: ClientOptions;
-}
-
-const SPACES: Record<SearchSpace__Output, SpaceName> = {
-  SEARCH_SPACE_UNSPECIFIED: 'mist', SEARCH_SPACE_MIST: 'mist', SEARCH_SPACE_MEGATRON: 'megatron', SEARCH_SPACE_DEEPSPEED: 'deepspeed',
-};
-
-/** The tuner's search space for the TuneOptions of a request (space, solver, most stages); unset options keep the space's defaults. */
-export function tunerSpaceFromOptions(options: TuneOptions__Output | null | undefined): SearchSpace {
-  const overrides: { maxStages?: number; solver?: 'milp' | 'dp' } = {};
-  if (options && options.maxStages > 0) overrides.maxStages = options.maxStages;
-  if (options?.solver === 'SOLVER_MILP') overrides.solver = 'milp';
-  if (options?.solver === 'SOLVER_DP') overrides.solver = 'dp';
-  return spaceByName(SPACES[options?.space ?? 'SEARCH_SPACE_UNSPECIFIED'] ?? 'mist', overrides);
 }
 
 /** The devices tuning may use on each agent: free ones, the same count per agent (the smallest), as nodes x gpusPerNode. */

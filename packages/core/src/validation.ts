@@ -41,6 +41,16 @@ export function formatValue(value: unknown): string {
   }
 }
 
+/**
+ * Issues of a part, named from the whole document: `field` is prefixed to each issue's field unless
+ * the issue already names it (a catalog lookup names its own field "model": not "model.model").
+ */
+export function nestIssues(field: string, issues: readonly SpecIssue[]): SpecIssue[] {
+  return issues.map((i) => ({
+    ...i, field: !i.field || i.field === field ? field : i.field.startsWith(`${field}.`) ? i.field : `${field}.${i.field}`,
+  }));
+}
+
 export function formatIssue(issue: SpecIssue): string {
   const where = issue.field || '(document)';
   return `${where}: got ${formatValue(issue.value)}; ${issue.message}`;

@@ -7,6 +7,10 @@ export {
 } from './search-space';
 export { planInSpace, planSpaceViolations } from './space-membership';
 export { backendSpace } from './backend-space';
+export {
+  type KnobSpec, mergeSearchKnobs, parseSearchKnobs, SEARCH_KNOBS, type SearchKnobs, searchKnobsFromFlags, spaceFromKnobs,
+  trainingForTarget,
+} from './search-knobs';
 export { enginePartitions, type EngineTuneOptions, tuneForEngine } from './engine-search';
 export {
   atDepth, atGradAccum, ckptLevels, divisors, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, queryPp,

@@ -66,4 +66,22 @@ describe('Tuner.Tune over gRPC', () => {
     expect(isRpcError(err, status.FAILED_PRECONDITION)).toBe(true);
     expect((err as Error).message).toMatch(/host memory/);
   });
+
+  it('takes every search knob in knobs_json and refuses a bad one with INVALID_ARGUMENT naming it', async () => {
+    const client = createClient('Tuner', address, { token: TOKEN });
+    const req = (knobsJson: string) => ({
+      model: { name: 'gpt3-1.3b' }, cluster: { shorthand: '1x4-l4' },
+      trainingJson: JSON.stringify({ globalBatch: 32, seqLen: 2048 }), options: { skipBaselines: true, knobsJson },
+    });
+    const res = await callUnary(client, 'tune', req('{"maxStages": 1, "maxTp": 1, "offload": false, "zero": [0, 1]}'), { deadline: Date.now() + 60_000 });
+    const plan = JSON.parse(res.planJson) as { stages: Array<{ tp: number; zero: number; offload: Record<string, number> }> };
+    expect(plan.stages).toHaveLength(1);
+    expect(plan.stages[0].tp).toBe(1);
+    expect(plan.stages[0].zero).toBeLessThanOrEqual(1);
+    expect(Object.values(plan.stages[0].offload).every((x) => x === 0)).toBe(true);
+    const err = await callUnary(client, 'tune', req('{"maxTp": 0}'), { deadline: Date.now() + 60_000 }).catch((e: unknown) => e);
+    client.close();
+    expect(isRpcError(err, status.INVALID_ARGUMENT)).toBe(true);
+    expect((err as Error).message).toMatch(/tune\.knobsJson\.maxTp: got 0; expected a positive integer/);
+  });
 });

@@ -7,13 +7,13 @@ import {
   builtinHardwareProfile, type ClusterSpec, type HardwareProfile, type ModelSpec, parseHardwareProfile, parseTrainingSpec, SpecError,
   type SpecIssue,
 } from '@mist/core';
-import { predictionOf, resolveClusterRef, resolveModelRef, tunerSpaceFromOptions } from '@mist/coordinator';
+import { knobsFromOptions, predictionOf, resolveClusterRef, resolveModelRef } from '@mist/coordinator';
 import { profileRequestHandler } from '@mist/profiler';
 import {
   addService, type BaselineResult, type ClusterRef__Output, errorToStatus, type HandlersOf, type ModelRef__Output, rpcError,
   type RpcServer, status,
 } from '@mist/rpc';
-import { tune, type TuneResult, tuneWithBaselines } from '@mist/tuner';
+import { spaceFromKnobs, trainingForTarget, tune, type TuneResult, tuneWithBaselines } from '@mist/tuner';
 
 /** Resolves a request's references with the job API's rules; every problem in one SpecError. */
 function resolveRefs(req: { model: ModelRef__Output | null; cluster: ClusterRef__Output | null }): { model: ModelSpec; cluster: ClusterSpec | undefined } {
@@ -63,13 +63,14 @@ export const tunerHandlers: HandlersOf<'Tuner'> = {
     void answer(async () => {
       const req = call.request;
       const { model, cluster } = resolveRefs(req);
-      const training = parseTrainingSpec(JSON.parse(req.trainingJson || '{}'));
+      const knobs = knobsFromOptions(req.options);
+      const training = trainingForTarget(knobs, model, parseTrainingSpec(JSON.parse(req.trainingJson || '{}')));
       const profile = profileOf(req.profileJson, cluster, training.computeDtype);
       const ctx = { model, training, profile: cluster ? { ...profile, cluster } : profile };
-      const space = tunerSpaceFromOptions(req.options);
+      const space = spaceFromKnobs(knobs, model);
       const clusterName = (cluster ?? profile.cluster).name;
-      // tune.time_limit: the search returns the best plan found when the time is up.
-      const timeLimitS = req.options && req.options.timeLimit > 0 ? req.options.timeLimit : undefined;
+      // The timeLimit knob: the search returns the best plan found when the time is up.
+      const timeLimitS = knobs.timeLimit;
       if (req.options?.skipBaselines) {
         const best = await tune(ctx, { space, clusterName, timeLimitS });
         if (!best.plan || !best.predicted) throw rpcError(status.FAILED_PRECONDITION, best.noFit?.message ?? 'no plan fits');

@@ -1,0 +1,89 @@
+import { getModel, SpecError } from '@mist/core';
+import { describe, expect, it } from 'vitest';
+import {
+  parseSearchKnobs, SEARCH_KNOBS, type SearchKnobs, searchKnobsFromFlags, spaceFromKnobs, trainingForTarget,
+} from './search-knobs';
+import { mistSpace, NO_OFFLOAD_LEVELS, uniformOffloadLevels } from './search-space';
+
+const model = getModel('gpt-tiny');
+
+/** One non-default setting per knob: as a JSON value, as the flag's command-line value, and the space field it sets. */
+const SAMPLES: Record<keyof SearchKnobs, { json: unknown; flag: string | boolean }> = {
+  space: { json: 'megatron', flag: 'megatron' },
+  target: { json: 'deepspeed', flag: 'deepspeed' },
+  maxStages: { json: 2, flag: '2' },
+  maxTp: { json: 2, flag: '2' },
+  uniformPartition: { json: true, flag: true },
+  uniformMesh: { json: true, flag: true },
+  sequenceParallel: { json: false, flag: true },
+  pow2MicroBatch: { json: true, flag: true },
+  ckpt: { json: 'none', flag: 'none' },
+  zero: { json: [1, 0], flag: '0,1' },
+  offloadStep: { json: 0.25, flag: '0.25' },
+  offload: { json: false, flag: true },
+  frontierSize: { json: 7, flag: '7' },
+  solver: { json: 'milp', flag: 'milp' },
+  timeLimit: { json: 1.5, flag: '1.5' },
+};
+
+describe('search knobs: one schema for flags, job files and the Tuner service', () => {
+  it('every knob reads the same from its flag and from JSON', () => {
+    expect(new Set(SEARCH_KNOBS.map((k) => k.key))).toEqual(new Set(Object.keys(SAMPLES)));
+    for (const k of SEARCH_KNOBS) {
+      const fromJson = parseSearchKnobs({ [k.key]: SAMPLES[k.key].json });
+      const fromFlag = searchKnobsFromFlags({ [k.flag]: SAMPLES[k.key].flag });
+      expect(fromFlag, k.key).toEqual(fromJson);
+      expect(Object.keys(fromJson), k.key).toEqual([k.key]);
+    }
+  });
+
+  it('each ablation knob narrows the Mist space the way its name says', () => {
+    const base = mistSpace();
+    const space = (knobs: SearchKnobs) => spaceFromKnobs(knobs, model);
+    expect(space({ maxStages: 2 }).maxStages).toBe(2);
+    expect(space({ maxTp: 2 }).maxTp).toBe(2);
+    expect(space({ uniformPartition: true }).uniformPartition).toBe(true);
+    expect(space({ uniformMesh: true }).uniformMesh).toBe(true);
+    expect(space({ sequenceParallel: false }).sequenceParallel).toBe(false);
+    expect(space({ pow2MicroBatch: true }).microBatchPow2).toBe(true);
+    expect(space({ ckpt: 'none' }).ckpt).toBe('none');
+    expect(space({ zero: [0, 1] }).zero).toEqual([0, 1]);
+    expect(space({ offloadStep: 0.25 }).offload).toEqual(uniformOffloadLevels(0.25));
+    expect(space({ offload: false }).offload).toEqual(NO_OFFLOAD_LEVELS);
+    expect(space({ frontierSize: 7 }).frontierSize).toBe(7);
+    expect(space({ solver: 'milp' }).solver).toBe('milp');
+    expect(space({})).toEqual(base);
+    expect(space({ space: 'megatron' }).engine).toBe('megatron');
+    expect(space({ target: 'torchtitan' }).engine).toBe('torchtitan');
+    expect(space({ target: 'cpu' }).name).toBe('cpu');
+  });
+
+  it('bad values name the field (or the flag) and what it accepts', () => {
+    const err = (fn: () => unknown): string => {
+      try {
+        fn();
+      } catch (e) {
+        expect(e).toBeInstanceOf(SpecError);
+        return (e as Error).message;
+      }
+      throw new Error('expected a SpecError');
+    };
+    expect(err(() => parseSearchKnobs({ maxTp: 0 }))).toMatch(/tune\.maxTp.*positive integer/);
+    expect(err(() => parseSearchKnobs({ ckpt: 'some' }))).toMatch(/tune\.ckpt.*fine, all-or-none, none/);
+    expect(err(() => parseSearchKnobs({ zero: [4] }))).toMatch(/tune\.zero.*0, 1, 2, 3/);
+    expect(err(() => parseSearchKnobs({ offloadStep: 0.3 }))).toMatch(/tune\.offloadStep.*1\/n/);
+    expect(err(() => parseSearchKnobs({ maxtp: 2 }))).toMatch(/tune\.maxtp.*unknown search knob; allowed: space, target, maxStages/);
+    expect(err(() => parseSearchKnobs({ target: 'tpu' }))).toMatch(/tune\.target.*megatron.*cpu/);
+    expect(err(() => parseSearchKnobs({ space: 'deepspeed', target: 'megatron' }))).toMatch(/tune\.space.*disagrees with tune\.target/);
+    expect(err(() => searchKnobsFromFlags({ 'max-tp': 'two' }))).toMatch(/--max-tp.*positive integer/);
+    expect(err(() => searchKnobsFromFlags({ 'time-limit': '-1' }))).toMatch(/--time-limit.*positive number of seconds/);
+    expect(err(() => searchKnobsFromFlags({ 'no-offload': true, 'offload-step': '0.5' }))).toMatch(/--offload-step.*no effect/);
+  });
+
+  it('a backend target costs the backend dtype and refuses what it does not run', () => {
+    const training = { globalBatch: 8, seqLen: 32, flashAttention: true, paramDtype: 'bf16', computeDtype: 'bf16' } as const;
+    expect(trainingForTarget({}, model, training as never)).toBe(training);
+    expect(trainingForTarget({ target: 'cpu' }, model, training as never).computeDtype).toBe('fp32');
+    expect(() => trainingForTarget({ target: 'cpu' }, model, { ...training, flashAttention: false } as never)).toThrow(SpecError);
+  });
+});

@@ -1,0 +1,253 @@
+// The search knobs: one schema for every way a user turns them. `mist tune` flags, the job file's
+// `tune` section and the Tuner service's TuneOptions.knobs_json are all read through this table, so
+// a knob added here is reachable from all three, with the same names, checks and error messages.
+//   JSON key (job file, knobs_json)   CLI flag
+//   space                             --space NAME
+//   target                            --target ENGINE|BACKEND
+//   maxStages                         --max-stages N
+//   ...                               (see KNOBS below)
+import {
+  BACKEND_NAMES, backendCapabilities, backendViolations, ENGINE_NAMES, isBackendName, isEngineName, type ModelSpec, SpecError,
+  type SpecIssue, type TrainingSpec, ZERO_LEVELS, type ZeroLevel,
+} from '@mist/core';
+import { backendSpace } from './backend-space';
+import {
+  type CkptMode, type InterStageSolver, NO_OFFLOAD_LEVELS, type SearchSpace, SPACE_NAMES, spaceByName, type SpaceName,
+  uniformOffloadLevels,
+} from './search-space';
+
+/** Every knob, as the JSON of a job file or of TuneOptions.knobs_json holds it (all optional). */
+export interface SearchKnobs {
+  /** The search space the main search covers (default mist). */
+  space?: SpaceName;
+  /** Search only what this engine can launch or this executor backend runs. */
+  target?: string;
+  maxStages?: number;
+  maxTp?: number;
+  uniformPartition?: boolean;
+  uniformMesh?: boolean;
+  sequenceParallel?: boolean;
+  pow2MicroBatch?: boolean;
+  ckpt?: CkptMode;
+  zero?: ZeroLevel[];
+  /** Offload ratio grid step, 1/n. */
+  offloadStep?: number;
+  /** false: no offloading at all. */
+  offload?: boolean;
+  frontierSize?: number;
+  solver?: InterStageSolver;
+  /** Seconds the main search may take before it returns its best plan with the proven gap. */
+  timeLimit?: number;
+}
+
+type Kind =
+  | { type: 'enum'; values: readonly string[] }
+  | { type: 'int' }
+  | { type: 'seconds' }
+  | { type: 'step' }
+  | { type: 'zero-list' }
+  /** A switch the CLI only turns on (`--uniform-mesh`). */
+  | { type: 'flag' }
+  /** A switch the CLI only turns off (`--no-sp` sets the knob to false). */
+  | { type: 'off-flag' };
+
+export interface KnobSpec {
+  key: keyof SearchKnobs;
+  /** The `mist tune` flag, without the dashes. */
+  flag: string;
+  kind: Kind;
+  /** Shown as the flag's value name in --help. */
+  valueName?: string;
+  description: string;
+}
+
+const TARGETS: readonly string[] = [...ENGINE_NAMES, ...BACKEND_NAMES];
+
+export const SEARCH_KNOBS: readonly KnobSpec[] = [
+  { key: 'space', flag: 'space', kind: { type: 'enum', values: SPACE_NAMES }, valueName: 'NAME',
+    description: `search space of the main search: ${SPACE_NAMES.join(', ')} (an engine name searches only what that engine can run)` },
+  { key: 'target', flag: 'target', kind: { type: 'enum', values: TARGETS }, valueName: 'ENGINE|BACKEND',
+    description: `search only plans this engine can launch (${ENGINE_NAMES.join(', ')}; \`mist export --to ENGINE\` writes its ` +
+      `configuration) or this executor backend runs (${BACKEND_NAMES.join(', ')}; fp32, as \`mist launch\` accepts)` },
+  { key: 'maxStages', flag: 'max-stages', kind: { type: 'int' }, valueName: 'N', description: 'ablation: at most N pipeline stages (1 = no pipelining)' },
+  { key: 'uniformPartition', flag: 'uniform-partition', kind: { type: 'flag' }, description: 'ablation: every stage gets layers / pp layers' },
+  { key: 'uniformMesh', flag: 'uniform-mesh', kind: { type: 'flag' }, description: 'ablation: every stage uses the same device mesh' },
+  { key: 'maxTp', flag: 'max-tp', kind: { type: 'int' }, valueName: 'N', description: 'ablation: tensor parallelism of at most N (1 = off)' },
+  { key: 'sequenceParallel', flag: 'no-sp', kind: { type: 'off-flag' }, description: 'ablation: no sequence parallelism' },
+  { key: 'pow2MicroBatch', flag: 'pow2-micro-batch', kind: { type: 'flag' }, description: 'ablation: micro-batch sizes over powers of two only' },
+  { key: 'ckpt', flag: 'ckpt', kind: { type: 'enum', values: ['fine', 'all-or-none', 'none'] }, valueName: 'MODE',
+    description: 'ablation: activation checkpointing fine | all-or-none | none' },
+  { key: 'zero', flag: 'zero', kind: { type: 'zero-list' }, valueName: 'LIST', description: 'ablation: ZeRO levels to try, e.g. 0,1' },
+  { key: 'offloadStep', flag: 'offload-step', kind: { type: 'step' }, valueName: 'X', description: 'offload ratio grid step 1/n (default 0.125)' },
+  { key: 'offload', flag: 'no-offload', kind: { type: 'off-flag' }, description: 'ablation: no offloading' },
+  { key: 'frontierSize', flag: 'frontier-size', kind: { type: 'int' }, valueName: 'K', description: 'Pareto points kept per stage frontier (default 30)' },
+  { key: 'solver', flag: 'solver', kind: { type: 'enum', values: ['dp', 'milp'] }, valueName: 'dp|milp',
+    description: 'inter-stage solver: exact bottleneck DP (default, faster) or the HiGHS MILP' },
+  { key: 'timeLimit', flag: 'time-limit', kind: { type: 'seconds' }, valueName: 'S',
+    description: 'stop the main search after S seconds and return the best plan so far with its proven gap' },
+];
+
+const ALLOWED_KEYS = SEARCH_KNOBS.map((k) => k.key).join(', ');
+
+/** What a knob accepts, in words (for error messages). */
+function expected(kind: Kind): string {
+  switch (kind.type) {
+    case 'enum': return `one of ${kind.values.join(', ')}`;
+    case 'int': return 'a positive integer';
+    case 'seconds': return 'a positive number of seconds';
+    case 'step': return '1/n for a whole n (e.g. 0.125)';
+    case 'zero-list': return `a list of ZeRO levels from ${ZERO_LEVELS.join(', ')}`;
+    default: return 'true or false';
+  }
+}
+
+/** The value of one knob, or an issue naming it. `text` values come from a command line. */
+function readKnob(spec: KnobSpec, value: unknown, field: string): { ok: true; value: unknown } | { ok: false; issue: SpecIssue } {
+  const bad = () => ({ ok: false as const, issue: { field, value, message: `expected ${expected(spec.kind)}` } });
+  const k = spec.kind;
+  switch (k.type) {
+    case 'enum':
+      return typeof value === 'string' && k.values.includes(value) ? { ok: true, value } : bad();
+    case 'int': {
+      const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+      return typeof n === 'number' && Number.isInteger(n) && n >= 1 ? { ok: true, value: n } : bad();
+    }
+    case 'seconds': {
+      const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+      return typeof n === 'number' && Number.isFinite(n) && n > 0 ? { ok: true, value: n } : bad();
+    }
+    case 'step': {
+      const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+      if (typeof n !== 'number' || !(n > 0 && n <= 1) || Math.abs(Math.round(1 / n) * n - 1) > 1e-9) return bad();
+      return { ok: true, value: n };
+    }
+    case 'zero-list': {
+      const list = typeof value === 'string' ? value.split(',').map((z) => (z.trim() === '' ? NaN : Number(z))) : value;
+      if (!Array.isArray(list) || list.length === 0 || list.some((z) => !(ZERO_LEVELS as readonly unknown[]).includes(z))) return bad();
+      return { ok: true, value: [...new Set(list as ZeroLevel[])].sort() };
+    }
+    default:
+      return typeof value === 'boolean' ? { ok: true, value } : bad();
+  }
+}
+
+function check(issues: SpecIssue[], what: string): void {
+  if (issues.length > 0) throw new SpecError(what, issues);
+}
+
+/**
+ * Knobs from a JSON document (a job file's `tune` section, TuneOptions.knobs_json). Unknown keys and
+ * bad values throw a SpecError naming `prefix.key` and what it accepts.
+ */
+export function parseSearchKnobs(doc: unknown, prefix = 'tune'): SearchKnobs {
+  if (doc === undefined || doc === null) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new SpecError('search knobs', [{ field: prefix, value: doc, message: `expected an object with keys among ${ALLOWED_KEYS}` }]);
+  }
+  const out: Record<string, unknown> = {};
+  const issues: SpecIssue[] = [];
+  for (const [key, value] of Object.entries(doc)) {
+    const spec = SEARCH_KNOBS.find((k) => k.key === key);
+    if (!spec) {
+      issues.push({ field: `${prefix}.${key}`, value, message: `unknown search knob; allowed: ${ALLOWED_KEYS}` });
+      continue;
+    }
+    if (value === undefined) continue;
+    const r = readKnob(spec, value, `${prefix}.${key}`);
+    if (r.ok) out[key] = r.value;
+    else issues.push(r.issue);
+  }
+  check(issues, 'search knobs');
+  return checkCombination(out as SearchKnobs, prefix);
+}
+
+/**
+ * Knobs from parsed command-line values keyed by flag (`max-tp: "4"`, `no-sp: true`); flags that are
+ * absent are left out. Bad values throw a SpecError naming `--flag`.
+ */
+export function searchKnobsFromFlags(values: Readonly<Record<string, unknown>>): SearchKnobs {
+  const out: Record<string, unknown> = {};
+  const issues: SpecIssue[] = [];
+  for (const spec of SEARCH_KNOBS) {
+    const v = values[spec.flag];
+    if (v === undefined || v === false) continue;
+    if (spec.kind.type === 'flag' || spec.kind.type === 'off-flag') {
+      out[spec.key] = spec.kind.type === 'flag';
+      continue;
+    }
+    const r = readKnob(spec, v, `--${spec.flag}`);
+    if (r.ok) out[spec.key] = r.value;
+    else issues.push(r.issue);
+  }
+  check(issues, 'command line');
+  return checkCombination(out as SearchKnobs, '--');
+}
+
+function checkCombination(k: SearchKnobs, prefix: string): SearchKnobs {
+  const name = (key: keyof SearchKnobs): string => (prefix === '--' ? `--${SEARCH_KNOBS.find((s) => s.key === key)!.flag}` : `${prefix}.${key}`);
+  if (k.target !== undefined && k.space !== undefined && k.space !== 'mist' && k.space !== k.target) {
+    throw new SpecError('search knobs', [{ field: name('space'), value: k.space,
+      message: `disagrees with ${name('target')} ${k.target}; give one of them` }]);
+  }
+  if (k.offload === false && k.offloadStep !== undefined) {
+    throw new SpecError('search knobs', [{ field: name('offloadStep'), value: k.offloadStep, message: 'has no effect with offloading turned off' }]);
+  }
+  return k;
+}
+
+/** The knobs that restrict a space (everything but its choice and the time limit). */
+function spaceOverrides(k: SearchKnobs): Partial<SearchSpace> {
+  const o: Partial<SearchSpace> = {};
+  if (k.maxStages !== undefined) o.maxStages = k.maxStages;
+  if (k.maxTp !== undefined) o.maxTp = k.maxTp;
+  if (k.uniformPartition) o.uniformPartition = true;
+  if (k.uniformMesh) o.uniformMesh = true;
+  if (k.sequenceParallel === false) o.sequenceParallel = false;
+  if (k.pow2MicroBatch) o.microBatchPow2 = true;
+  if (k.ckpt !== undefined) o.ckpt = k.ckpt;
+  if (k.zero !== undefined) o.zero = [...k.zero];
+  if (k.offloadStep !== undefined) o.offload = uniformOffloadLevels(k.offloadStep);
+  if (k.offload === false) o.offload = NO_OFFLOAD_LEVELS;
+  if (k.frontierSize !== undefined) o.frontierSize = k.frontierSize;
+  if (k.solver !== undefined) o.solver = k.solver;
+  return o;
+}
+
+/**
+ * The search space the knobs ask for: `target` (an engine's or a backend's space) or `space`
+ * (default mist), narrowed by the ablation knobs. A backend's space depends on the model (its tp
+ * limit follows the key/value heads).
+ */
+export function spaceFromKnobs(k: SearchKnobs, model: ModelSpec): SearchSpace {
+  const overrides = spaceOverrides(k);
+  if (k.target !== undefined && isBackendName(k.target)) return backendSpace(k.target, model, overrides);
+  const name = (k.target !== undefined && isEngineName(k.target) ? k.target : k.space ?? 'mist') as SpaceName;
+  return spaceByName(name, overrides);
+}
+
+/** Knobs merged left to right: a later defined value wins. */
+export function mergeSearchKnobs(...parts: SearchKnobs[]): SearchKnobs {
+  const out: Record<string, unknown> = {};
+  for (const p of parts) for (const [key, v] of Object.entries(p)) if (v !== undefined) out[key] = v;
+  return out as SearchKnobs;
+}
+
+/**
+ * The training spec a search for `knobs.target` costs: with a backend target the spec is checked
+ * against the backend's table (an ALiBi model or no flash attention is refused with the feature
+ * named) and takes the backend's dtype, so that the search costs what the backend runs (the cpu
+ * backend: fp32). Other targets leave the spec as it is.
+ */
+export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training: TrainingSpec): TrainingSpec {
+  const target = knobs.target;
+  if (target === undefined || !isBackendName(target)) return training;
+  const caps = backendCapabilities(target);
+  const t: TrainingSpec = { ...training, paramDtype: caps.dtypes[0], computeDtype: caps.dtypes[0] };
+  const bad = backendViolations(caps, { model, training: t, plan: null });
+  if (bad.length > 0) {
+    const doc: Record<string, unknown> = { model, training: t };
+    const valueOf = (field: string): unknown => field.split('.').reduce<unknown>((o, key) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[key] : undefined), doc);
+    throw new SpecError(`training for --target ${target}`, bad.map((v) => ({ field: v.field, value: valueOf(v.field), message: `${v.feature} is not run by the ${target} backend (${v.detail})` })));
+  }
+  return t;
+}
