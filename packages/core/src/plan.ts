@@ -54,6 +54,21 @@ export const PlanSchema = z.strictObject({
 });
 export type Plan = z.output<typeof PlanSchema>;
 
+/**
+ * Why `tp` cannot split `model` Megatron-style (whole attention heads per rank, key/value heads split
+ * or replicated, the MLP's hidden width split evenly); empty when it can. The one rule for plan
+ * validation and the tuner's enumeration.
+ */
+export function tensorParallelProblems(model: ModelSpec, tp: number): string[] {
+  const out: string[] = [];
+  if (model.heads % tp !== 0) out.push(`must divide the model's ${model.heads} attention heads`);
+  else if (model.kvHeads % tp !== 0 && tp % model.kvHeads !== 0) {
+    out.push(`must divide the model's ${model.kvHeads} key/value heads or be a multiple of them`);
+  }
+  if (model.ffnHidden % tp !== 0) out.push(`must divide the model's ffnHidden ${model.ffnHidden}`);
+  return out;
+}
+
 export function stageLayerCount(s: StageStrategy): number {
   return s.layers[1] - s.layers[0] + 1;
 }
@@ -96,13 +111,7 @@ export function planRuleIssues(plan: Plan, ctx: { model?: ModelSpec; cluster?: C
         `microBatchSize * dp * gradAccumSteps (${s.microBatchSize} * ${s.dp} * ${plan.gradAccumSteps} = ${samples}) must equal globalBatch ${plan.globalBatch}`);
     }
     const m = ctx.model;
-    if (m) {
-      if (m.heads % s.tp !== 0) add(`${at}.tp`, s.tp, `must divide the model's ${m.heads} attention heads`);
-      else if (m.kvHeads % s.tp !== 0 && s.tp % m.kvHeads !== 0) {
-        add(`${at}.tp`, s.tp, `must divide the model's ${m.kvHeads} key/value heads or be a multiple of them`);
-      }
-      if (m.ffnHidden % s.tp !== 0) add(`${at}.tp`, s.tp, `must divide the model's ffnHidden ${m.ffnHidden}`);
-    }
+    if (m) for (const why of tensorParallelProblems(m, s.tp)) add(`${at}.tp`, s.tp, why);
     const c = ctx.cluster;
     if (c) {
       if (s.mesh.gpusPerNode > c.gpusPerNode) {

@@ -3,10 +3,9 @@
 // checking the tuner on tiny instances only. The one reduction: within one stage slot (same G, pp,
 // partition and meshes) a strategy whose steady and imbalance times are both no better than another
 // fitting strategy's is skipped, since swapping it for that one never makes a combination slower.
-import { type AnalyzerContext, compileStageModel, inFlightMicroBatches, type StageQuery } from '@mist/analyzer';
+import { type AnalyzerContext, compileStageModel, inFlightMicroBatches, type StageQuery, stagePosition } from '@mist/analyzer';
 import { clusterDevices, type Mesh, meshSize, type Plan, PLAN_VERSION, type StageStrategy } from '@mist/core';
 import { ckptLevels, divisors, meshChoices, parallelConfigs } from './enumerate';
-import { positionOf } from './inter-stage-instance';
 import type { SearchSpace } from './search-space';
 
 export interface BruteForceResult {
@@ -75,7 +74,7 @@ export function bruteForce(ctx: AnalyzerContext, space: SearchSpace, onlyG?: num
                   for (const activations of o.activations) {
                     const offload = { weights, grads, optim, activations };
                     const q: StageQuery = {
-                      layers, position: positionOf(i, pp), inFlight: inFlightMicroBatches(pp, i, G), pp, mesh, microBatchSize: c.microBatchSize,
+                      layers, position: stagePosition(i, pp), inFlight: inFlightMicroBatches(pp, i, G), pp, mesh, microBatchSize: c.microBatchSize,
                       gradAccumSteps: G, dp: c.dp, tp: c.tp, sequenceParallel: c.sequenceParallel, ckptLayers: ckpt,
                       zero: c.zero, offload,
                     };

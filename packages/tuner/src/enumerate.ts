@@ -1,7 +1,7 @@
 // Enumeration of the discrete parts of the search space: gradient accumulation steps, device meshes,
 // the stage groups the inter-stage step chooses from, and the parallel configurations of a stage.
-import { type ClusterSpec, type Mesh, meshSize, type ModelSpec, type ZeroLevel } from '@mist/core';
-import type { StagePosition } from './inter-stage-instance';
+import { type ClusterSpec, type Mesh, meshSize, type ModelSpec, tensorParallelProblems, type ZeroLevel } from '@mist/core';
+import type { StagePosition } from '@mist/analyzer';
 import type { SearchSpace } from './search-space';
 
 export function divisors(n: number): number[] {
@@ -151,11 +151,10 @@ export interface ParallelConfig {
 }
 
 /** Why a tp degree is not allowed for a model (same rules as core's plan validation), or null. */
+/** Why `tp` cannot split the model (core's rule), or null. */
 export function tpProblem(model: ModelSpec, tp: number): string | null {
-  if (model.heads % tp !== 0) return `tp ${tp} does not divide ${model.heads} heads`;
-  if (model.kvHeads % tp !== 0 && tp % model.kvHeads !== 0) return `tp ${tp} and ${model.kvHeads} kv heads`;
-  if (model.ffnHidden % tp !== 0) return `tp ${tp} does not divide ffnHidden ${model.ffnHidden}`;
-  return null;
+  const why = tensorParallelProblems(model, tp);
+  return why.length > 0 ? `tp ${tp} ${why.join('; ')}` : null;
 }
 
 /**

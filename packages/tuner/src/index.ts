@@ -20,7 +20,7 @@ export { stageModelReadsPp } from './pipeline-depth';
 export { ParetoSet3, paretoFrontier2D, sampleFrontier } from './pareto';
 export {
   type ChosenStage, evaluateSolution, type FrontierStore, FrontierStoreBuilder, type InterStageInstance,
-  type InterStageSolution, positionOf, type StageGroup, type StagePosition,
+  type InterStageSolution, type StageGroup,
 } from './inter-stage-instance';
 export { type DpStats, solveInterStageDp } from './inter-stage-dp';
 export { type MilpOptions, type MilpStats, solveInterStageMilp } from './inter-stage-milp';

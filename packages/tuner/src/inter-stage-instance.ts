@@ -11,9 +11,8 @@
 // Groups therefore hold one frontier per in-flight value and say which depths pp they serve; when
 // the frontiers depend on pp (`frontiersPerDepth`) each group serves one depth and the solvers fix pp
 // before they choose stages, so that every stage is taken from its own depth's frontier.
-import { inFlightMicroBatches } from '@mist/analyzer';
+import { inFlightMicroBatches, type StagePosition, stagePosition } from '@mist/analyzer';
 
-export type StagePosition = 'first' | 'middle' | 'last' | 'only';
 
 /** All the frontiers of the instance, flattened: frontier k is points start[k] .. start[k]+length[k]-1. */
 export interface FrontierStore {
@@ -111,13 +110,6 @@ export class FrontierStoreBuilder {
   }
 }
 
-/** Position of stage i of pp. */
-export function positionOf(stageIndex: number, pp: number): StagePosition {
-  if (pp === 1) return 'only';
-  if (stageIndex === 0) return 'first';
-  return stageIndex === pp - 1 ? 'last' : 'middle';
-}
-
 /** Frontier id a group uses at in-flight f, or -1. */
 export function frontierAt(g: StageGroup, inFlight: number): number {
   if (inFlight < g.inFlightMin || inFlight > g.inFlightMax) return -1;
@@ -136,7 +128,7 @@ export function evaluateSolution(inst: InterStageInstance, stages: ChosenStage[]
   let bottleneck = 0;
   stages.forEach((s, i) => {
     const g = inst.groups[s.group];
-    if (g.position !== positionOf(i, pp)) throw new Error(`stage ${i} of ${pp}: group is for position ${g.position}`);
+    if (g.position !== stagePosition(i, pp)) throw new Error(`stage ${i} of ${pp}: group is for position ${g.position}`);
     if (pp < g.ppMin || pp > g.ppMax) throw new Error(`stage ${i} of ${pp}: group is for ${g.ppMin}..${g.ppMax} stages`);
     const inFlight = inFlightMicroBatches(pp, i, inst.gradAccumSteps);
     const f = frontierAt(g, inFlight);

@@ -6,10 +6,10 @@
 //   sum layers(g) x[i,g,p] = L,  sum devices(g) x[i,g,p] = D
 //   sum_{g,p} steady(p) x[i,g,p] <= t               for every stage i
 //   minimise sum imbalance(p) x[i,g,p] + (G - 1) t
-import { inFlightMicroBatches } from '@mist/analyzer';
+import { inFlightMicroBatches, stagePosition } from '@mist/analyzer';
 import { HighsFailure, solveWithHighs } from './highs';
 import {
-  type ChosenStage, evaluateSolution, frontierAt, type InterStageInstance, type InterStageSolution, positionOf,
+  type ChosenStage, evaluateSolution, frontierAt, type InterStageInstance, type InterStageSolution,
   subProblems,
 } from './inter-stage-instance';
 
@@ -67,7 +67,7 @@ async function solveForStages(
   const varPoint: number[] = [];
   const perStage: number[][] = [];
   for (let i = 0; i < pp; i++) {
-    const position = positionOf(i, pp);
+    const position = stagePosition(i, pp);
     const vars: number[] = [];
     inst.groups.forEach((g, gi) => {
       if (!allowed[gi] || g.position !== position || pp < g.ppMin || pp > g.ppMax) return;

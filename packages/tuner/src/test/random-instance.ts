@@ -1,9 +1,9 @@
 // Random inter-stage instances for the solver tests (seeded, reproducible), and an exhaustive
 // solver that tries every stage sequence.
-import { inFlightMicroBatches } from '@mist/analyzer';
+import { inFlightMicroBatches, type StagePosition, stagePosition } from '@mist/analyzer';
 import {
-  type ChosenStage, evaluateSolution, FrontierStoreBuilder, frontierAt, type InterStageInstance, positionOf,
-  type StageGroup, type StagePosition,
+  type ChosenStage, evaluateSolution, FrontierStoreBuilder, frontierAt, type InterStageInstance,
+  type StageGroup,
 } from '../inter-stage-instance';
 
 export function mulberry32(seed: number): () => number {
@@ -98,7 +98,7 @@ export function exhaustiveOptimum(inst: InterStageInstance): number | null {
       return;
     }
     inst.groups.forEach((g, gi) => {
-      if (g.position !== positionOf(i, pp)) return;
+      if (g.position !== stagePosition(i, pp)) return;
       if (layers + g.layers > inst.layers || devices + g.devices > inst.devices || pp < g.ppMin || pp > g.ppMax) return;
       const f = frontierAt(g, inFlightMicroBatches(pp, i, inst.gradAccumSteps));
       if (f < 0) return;
