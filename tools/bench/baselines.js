@@ -16,6 +16,7 @@ const arg = (name, fallback) => {
 };
 
 // [model, cluster, global batch]; sequence length 2048 throughout.
+/** @type {Array<[string, string, number]>} */
 const CASES = [
   ['gpt3-1.3b', '1x8-l4', 128],
   ['gpt3-2.7b', '1x8-l4', 128],

@@ -141,7 +141,7 @@ async function launchLatency(runs) {
 async function coordinatorRole() {
   const { coordinator } = loadBuilt();
   const coord = await coordinator.startCoordinator({ listen: '127.0.0.1:0', stateDir: ':memory:', token: TOKEN, heartbeatTimeoutS: 10 });
-  process.on('message', async (m) => {
+  process.on('message', async (/** @type {{ type: string }} */ m) => {
     if (m.type === 'cpu') process.send({ type: 'cpu', usage: process.cpuUsage(), at: performance.now(), rssBytes: process.memoryUsage().rss });
     if (m.type === 'stop') {
       await coord.stop();
@@ -160,7 +160,7 @@ async function simRole() {
   for (let i = 0; i < n; i++) {
     // A local subchannel pool: one TCP connection per agent, as separate hosts would have.
     const client = rpc.createClient('AgentControl', address, { token: TOKEN, grpcOptions: { 'grpc.use_local_subchannel_pool': 1 } });
-    sims.push({ client, id: '', beats: [], stream: null });
+    sims.push({ client, id: '', beats: [], stream: null, timer: null });
   }
   await Promise.all(sims.map(async (s, i) => {
     const res = await rpc.callUnary(s.client, 'register', {

@@ -28,6 +28,7 @@ const stage = (layers, g) => ({
   offload: { ...NO_OFFLOAD },
 });
 const plan = (ranges, g) => parsePlan({ version: 1, model: model.name, seqLen: seq, globalBatch: batch, gradAccumSteps: g, stages: ranges.map((r) => stage(r, g)) }, { model });
+/** @type {import('../../packages/executor/dist/index.js').RunOptions} */
 const run = { steps, seed: 1, lr: 1e-3, data: 'synthetic' };
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 

@@ -20,8 +20,10 @@ for (const dir of ['packages', 'apps']) {
   }
 }
 
-const resolve = Module._resolveFilename;
-Module._resolveFilename = function (request, ...rest) {
+// Node's resolver hook (internal, not in @types/node).
+const internal = /** @type {{ _resolveFilename: (request: string, ...rest: unknown[]) => string }} */ (/** @type {unknown} */ (Module));
+const resolve = internal._resolveFilename;
+internal._resolveFilename = function (request, ...rest) {
   const src = sources.get(request);
   return resolve.call(this, src ?? request, ...rest);
 };

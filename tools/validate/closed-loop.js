@@ -86,7 +86,7 @@ const training = core.parseTrainingSpec({ globalBatch: GLOBAL_BATCH, seqLen: SEQ
 
 function makePlan(pp, dp, ckpt) {
   const per = model.layers / pp;
-  const stages = Array.from({ length: pp }, (_, i) => ({ layers: [i * per, (i + 1) * per - 1], dp, ckpt: ckpt ? per : 0 }));
+  const stages = Array.from({ length: pp }, (_, i) => ({ layers: /** @type {[number, number]} */ ([i * per, (i + 1) * per - 1]), dp, ckpt: ckpt ? per : 0 }));
   return executor.singleHostPlan(model, { seq: SEQ, globalBatch: GLOBAL_BATCH, G }, stages);
 }
 
@@ -172,6 +172,8 @@ async function main() {
   process.env.MIST_NUM_THREADS = String(threads);
   // Each round profiles the host anew and predicts every plan from that profile, then runs the
   // plans: the machine's slow and fast spells (minutes) then reach predictions and measurements alike.
+  // One row per plan; predict() and the runs below add the prediction, the measurement and the run's story.
+  /** @type {Array<Record<string, any>>} */
   const rows = plans.map((p) => ({ ...p, predictions: [], samples: [], ranks: [] }));
   for (let round = 1; round <= rounds; round++) {
     let profile = await profileForRound(round);
