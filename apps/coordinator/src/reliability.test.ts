@@ -13,7 +13,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { callUnary, createClient, type Job__Output, type JobSpec, type JobState, RETRY_PUSHBACK_KEY, status } from '@mist/rpc';
 import { afterEach, describe, expect, it } from 'vitest';
 import { contextFor } from '@mist/analyzer';
-import { tune } from '@mist/tuner';
+import { spaceFromKnobs, tune } from '@mist/tuner';
 import { FakeAgent } from '../../../packages/coordinator/src/test/fake-agent';
 
 const ROOT = path.resolve(__dirname, '../../..');
@@ -345,10 +345,11 @@ describe('coordinator: a tune time limit keeps the best plan', () => {
     // proves the best (4 s and 18 s on a loaded 2-core VM). Both times are measured here, in this
     // process, and the limit is set half-way between them, so it stops the search with a plan in hand
     // on a machine of any speed.
-    const ctx = contextFor({ model: 'gpt3-175b', cluster: '64x8-a100-80gb', training: { globalBatch: 3072, seqLen: 2048 } });
+    // The coordinator searches what the executor's cpu backend runs, in fp32 (job-spec.ts): so does this.
+    const ctx = contextFor({ model: 'gpt3-175b', cluster: '64x8-a100-80gb', training: { globalBatch: 3072, seqLen: 2048, paramDtype: 'fp32', computeDtype: 'fp32' } });
     const t0 = performance.now();
     let firstS: number | null = null;
-    await tune(ctx, { onProgress: (p) => { if (firstS === null && p.bestIterationTimeS !== null) firstS = (performance.now() - t0) / 1000; } });
+    await tune(ctx, { space: spaceFromKnobs({ target: 'cpu' }, ctx.model), onProgress: (p) => { if (firstS === null && p.bestIterationTimeS !== null) firstS = (performance.now() - t0) / 1000; } });
     const totalS = (performance.now() - t0) / 1000;
     expect(firstS).not.toBeNull();
     const limitS = Math.round(10 * (firstS! + (totalS - firstS!) / 2)) / 10;

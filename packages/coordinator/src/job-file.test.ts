@@ -49,8 +49,10 @@ describe('job files', () => {
     const knobs = { maxTp: 2, zero: [1, 0], offload: false, ckpt: 'all-or-none', uniformMesh: true, timeLimit: 30, solver: 'dp', maxStages: 2 };
     const job = validateJobSpec(jobSpecFromDocument(doc(knobs), '.') as Parameters<typeof validateJobSpec>[0]);
     const flags = searchKnobsFromFlags({ 'max-tp': '2', zero: '0,1', 'no-offload': true, ckpt: 'all-or-none', 'uniform-mesh': true, 'time-limit': '30', solver: 'dp', 'max-stages': '2' });
-    expect(knobsFromOptions(job.tune)).toEqual(flags);
-    expect(tunerSpaceFromOptions(job.tune, getModel('gpt-tiny'))).toEqual(spaceFromKnobs(flags, getModel('gpt-tiny')));
+    // A coordinator job runs on the executor's cpu backend: the search covers what it runs, in fp32.
+    expect(knobsFromOptions(job.tune)).toEqual({ ...flags, target: 'cpu' });
+    expect(tunerSpaceFromOptions(job.tune, getModel('gpt-tiny'))).toEqual(spaceFromKnobs({ ...flags, target: 'cpu' }, getModel('gpt-tiny')));
+    expect(job.training.computeDtype).toBe('fp32');
     // The time limit knob reaches the job's typed field, which the job manager reads.
     expect(job.tune?.timeLimit).toBe(30);
     // Older job files wrote the tuner's choice as solver "auto" and maxStages 0.
@@ -67,6 +69,7 @@ describe('job files', () => {
     expect(() => validateJobSpec(spec({ maxStages: 4, knobsJson: '{"maxStages": 2}' }))).toThrow(/tune\.knobsJson\.maxStages: got 2; disagrees with tune\.maxStages = 4/);
     expect(() => validateJobSpec(spec({ knobsJson: '{"target": "tpu"}' }))).toThrow(/tune\.knobsJson\.target: got "tpu"; expected one of megatron, .*cpu/);
     expect(tunerSpaceFromOptions(validateJobSpec(spec({ knobsJson: '{"target": "cpu"}' })).tune, getModel('gpt-tiny')).name).toBe('cpu');
-    expect(knobsFromOptions(validateJobSpec(spec({ maxStages: 2, knobsJson: '{"maxTp": 1}' })).tune)).toEqual({ maxStages: 2, maxTp: 1 });
+    expect(knobsFromOptions(validateJobSpec(spec({ maxStages: 2, knobsJson: '{"maxTp": 1}' })).tune)).toEqual({ maxStages: 2, maxTp: 1, target: 'cpu' });
+    expect(() => validateJobSpec(spec({ knobsJson: '{"target": "megatron"}' }))).toThrow(/tune\.target: got "megatron"; the executor runs the cpu backend only; allowed: cpu/);
   });
 });

@@ -3,11 +3,11 @@
 // job is refused before anything starts.
 import {
   backendCapabilities, backendViolations, type ClusterSpec, type HardwareProfile, loadCluster, getModel, type ModelSpec, parseClusterSpec, parseHardwareProfile,
-  nestIssues, parseModelSpec, parsePlan, parseTrainingSpec, type Plan, SpecError, type SpecIssue, type TrainingSpec,
+  nestIssues, parseModelSpec, valueAtField, parsePlan, parseTrainingSpec, type Plan, SpecError, type SpecIssue, type TrainingSpec,
 } from '@mist/core';
 import { checkHostPath, checkInteger, checkSpecSizes } from './job-limits';
 import { knobsFromOptions } from './tune-knobs';
-import { spaceFromKnobs } from '@mist/tuner';
+import { spaceFromKnobs, trainingForTarget } from '@mist/tuner';
 import type { ClusterRef__Output, JobSpec__Output, ModelRef__Output, RunOptions__Output, TuneOptions__Output } from '@mist/rpc';
 
 export type BackendChoice = 'auto' | 'cpu' | 'nccl';
@@ -85,6 +85,9 @@ export function resolveClusterRef(ref: ClusterRef__Output | null | undefined, is
   return data === undefined ? null : attempt('cluster', issues, () => parseClusterSpec(data));
 }
 
+/** The executor's one compute backend: what every job runs on (see executorIssues). */
+const EXECUTOR_BACKEND = 'cpu';
+
 const BACKENDS: Record<string, BackendChoice> = { BACKEND_UNSPECIFIED: 'auto', BACKEND_CPU: 'cpu', BACKEND_NCCL: 'nccl' };
 
 /**
@@ -107,18 +110,9 @@ function executorIssues(backend: BackendChoice, model: ModelSpec, training: Trai
   })();
   return backendViolations(backendCapabilities('cpu'), { model, training, plan })
     .filter((v) => !(v.field === 'training.paramDtype' || v.field === 'training.computeDtype') || v.field.slice('training.'.length) in given)
-    .map((v) => ({ field: v.field, value: valueAt({ model, training, plan }, v.field), message: `${v.feature}: not supported by the executor's cpu backend (${v.detail})` }));
+    .map((v) => ({ field: v.field, value: valueAtField({ model, training, plan }, v.field), message: `${v.feature}: not supported by the executor's cpu backend (${v.detail})` }));
 }
 
-/** The value at a field path such as `plan.stages[1].tp` (undefined where the path leads nowhere). */
-function valueAt(root: unknown, field: string): unknown {
-  let cur: unknown = root;
-  for (const key of field.split(/[.[\]]+/).filter(Boolean)) {
-    if (cur === null || typeof cur !== 'object') return undefined;
-    cur = (cur as Record<string, unknown>)[key];
-  }
-  return cur;
-}
 
 /** Checks a submitted JobSpec; throws a SpecError naming every bad field. */
 export function validateJobSpec(spec: JobSpec__Output | null | undefined): ValidatedJob {
@@ -158,10 +152,18 @@ export function validateJobSpec(spec: JobSpec__Output | null | undefined): Valid
       // limit may come from knobs_json, so the typed field carries the one that applies.
       const t = tune;
       const knobs = attempt('tune', issues, () => knobsFromOptions(t));
-      if (knobs && model) attempt('tune', issues, () => spaceFromKnobs(knobs, model!));
-      if (knobs?.timeLimit !== undefined) {
-        if (knobs.timeLimit > 7 * 86400) issues.push({ field: 'tune.timeLimit', value: knobs.timeLimit, message: 'seconds in [0, 604800]' });
-        tune = { ...t, timeLimit: knobs.timeLimit };
+      if (knobs?.target !== undefined && knobs.target !== EXECUTOR_BACKEND) {
+        issues.push({ field: 'tune.target', value: knobs.target, message: `the executor runs the ${EXECUTOR_BACKEND} backend only; ` +
+          `allowed: ${EXECUTOR_BACKEND} (plans for an engine come from \`mist tune --target ENGINE\` and \`mist export\`)` });
+      } else if (knobs) {
+        // The search covers what the executor's backend runs, costed in the dtype it trains in.
+        const runnable = { ...knobs, target: EXECUTOR_BACKEND };
+        if (model) attempt('tune', issues, () => spaceFromKnobs(runnable, model!));
+        if (model && training) training = attempt('training', issues, () => trainingForTarget(runnable, model!, training!));
+        if (knobs.timeLimit !== undefined && knobs.timeLimit > 7 * 86400) {
+          issues.push({ field: 'tune.timeLimit', value: knobs.timeLimit, message: 'seconds in [0, 604800]' });
+        }
+        tune = { ...t, timeLimit: knobs.timeLimit ?? t.timeLimit, knobsJson: JSON.stringify(runnable) };
       }
     }
   } else {

@@ -51,6 +51,16 @@ export function nestIssues(field: string, issues: readonly SpecIssue[]): SpecIss
   }));
 }
 
+/** The value at a field path such as `plan.stages[1].tp` in `root` (undefined where the path leads nowhere). */
+export function valueAtField(root: unknown, field: string): unknown {
+  let cur: unknown = root;
+  for (const key of field.split(/[.[\]]+/).filter(Boolean)) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string, unknown>)[key];
+  }
+  return cur;
+}
+
 export function formatIssue(issue: SpecIssue): string {
   const where = issue.field || '(document)';
   return `${where}: got ${formatValue(issue.value)}; ${issue.message}`;

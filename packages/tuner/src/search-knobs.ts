@@ -8,7 +8,7 @@
 //   ...                               (see KNOBS below)
 import {
   BACKEND_NAMES, backendCapabilities, backendViolations, ENGINE_NAMES, isBackendName, isEngineName, type ModelSpec, SpecError,
-  type SpecIssue, type TrainingSpec, ZERO_LEVELS, type ZeroLevel,
+  type SpecIssue, type TrainingSpec, valueAtField, ZERO_LEVELS, type ZeroLevel,
 } from '@mist/core';
 import { backendSpace } from './backend-space';
 import {
@@ -245,9 +245,7 @@ export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training
   const t: TrainingSpec = { ...training, paramDtype: caps.dtypes[0], computeDtype: caps.dtypes[0] };
   const bad = backendViolations(caps, { model, training: t, plan: null });
   if (bad.length > 0) {
-    const doc: Record<string, unknown> = { model, training: t };
-    const valueOf = (field: string): unknown => field.split('.').reduce<unknown>((o, key) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[key] : undefined), doc);
-    throw new SpecError(`training for --target ${target}`, bad.map((v) => ({ field: v.field, value: valueOf(v.field), message: `${v.feature} is not run by the ${target} backend (${v.detail})` })));
+    throw new SpecError(`training for --target ${target}`, bad.map((v) => ({ field: v.field, value: valueAtField({ model, training: t }, v.field), message: `${v.feature} is not run by the ${target} backend (${v.detail})` })));
   }
   return t;
 }
