@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import { type RunningCoordinator, startCoordinator } from '@mist/coordinator';
 import { SpecError } from '@mist/core';
 import { createLogger, type Logger, LOG_FORMATS, LOG_LEVELS, parseLogFormat, parseLogLevel, splitHostPort } from '@mist/rpc';
+import { type RunningDashboard, startDashboard } from './dashboard/http-server';
 import { addPlanningServices } from './services/planning-services';
 
 export interface CliOption {
@@ -30,6 +31,10 @@ export const COORDINATOR_CLI_OPTIONS: Record<string, CliOption> = {
   'tls-key': { type: 'string', valueName: 'PEM', description: 'server private key' },
   'tls-ca': { type: 'string', valueName: 'PEM', description: 'CA certificate that signs the clients\' (agents\', CLI\'s) certificates' },
   'metrics-listen': { type: 'string', valueName: 'HOST:PORT', description: 'serve Prometheus metrics at http://HOST:PORT/metrics (no token: bind it to the monitoring network; default: none)' },
+  'http-listen': {
+    type: 'string', valueName: 'HOST:PORT',
+    description: 'serve the web dashboard at http://HOST:PORT/ (jobs, agents, live charts, logs, plan pictures; log in with the user token; default: none)',
+  },
   'log-format': { type: 'string', valueName: LOG_FORMATS.join('|'), description: 'text: the usual lines (default); json: one JSON object per line with level, time and job/agent ids' },
   'log-level': { type: 'string', valueName: LOG_LEVELS.join('|'), description: 'least severe level written (default info)' },
 };
@@ -168,12 +173,32 @@ function signalled(): Promise<string> {
 /** Runs until `until` (or a signal); prints `coordinator listening on HOST:PORT` when ready. */
 export async function runCoordinator(o: RunCoordinatorOptions): Promise<void> {
   const logger = loggerFromArgs(o.values, o.err);
-  const c = await startFromArgs(o.values, o.env ?? process.env, (line) => logger.line(line));
+  const env = o.env ?? process.env;
+  const httpListen = str(o.values, 'http-listen');
+  if (httpListen !== undefined) {
+    optionError('http-listen', httpListen, () => splitHostPort(httpListen, '--http-listen'));
+    if (str(o.values, 'tls-cert') !== undefined) {
+      throw new Error('--http-listen with mutual TLS is not implemented yet: the dashboard would need a client certificate of its own');
+    }
+  }
+  const c = await startFromArgs(o.values, env, (line) => logger.line(line));
+  let dashboard: RunningDashboard | undefined;
+  if (httpListen !== undefined) {
+    try {
+      dashboard = await startDashboard({ listen: httpListen, coordinator: c.address, token: (str(o.values, 'token') ?? env.MIST_TOKEN)!, log: (l) => logger.line(l) });
+    } catch (err) {
+      await c.stop();
+      throw err;
+    }
+    if (!isLoopback(httpListen)) logger.line(`WARNING: the dashboard on ${httpListen} is plain HTTP: the token travels in plaintext; keep it on a trusted network`);
+  }
   // The readiness line stays plain text on stdout in both formats: scripts and tests wait for it.
   o.out(`coordinator listening on ${c.address}`);
   if (c.metricsAddress) o.out(`coordinator metrics on http://${c.metricsAddress}/metrics`);
-  logger.log('info', `listening on ${c.address}${c.metricsAddress ? `, metrics on ${c.metricsAddress}` : ''}`);
+  if (dashboard) o.out(`coordinator dashboard on ${dashboard.url}`);
+  logger.log('info', `listening on ${c.address}${c.metricsAddress ? `, metrics on ${c.metricsAddress}` : ''}${dashboard ? `, dashboard on ${dashboard.url}` : ''}`);
   const why = await (o.until ?? signalled());
   logger.line(`${why}: stopping`);
+  await dashboard?.close();
   await c.stop();
 }

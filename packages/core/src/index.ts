@@ -16,3 +16,4 @@ export * from './engine-capabilities';
 export * from './backend-capabilities';
 export * from './training-defaults';
 export * from './rank-layout';
+export * from './pipeline-schedule';

@@ -3,11 +3,14 @@
 // fits when its device peak fits the GPU and its offloaded bytes fit the GPU's share of the node's
 // host memory. A plan that does not fit is reported with the reason (exit 0); a plan that breaks
 // the rules is an invalid spec (exit 2).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import {
   builtinHardwareProfile, checkProfileMachine, formatBytes, formatCount, formatSeconds, type HardwareProfile, loadCluster,
   loadHardwareProfile, loadModel, type Plan, readSpecFile,
 } from '@mist/core';
 import { type Analysis, type AnalysisStage, analyzePlan } from '@mist/analyzer';
+import { planPictureHtml, planPictureSvg } from '@mist/viz';
 import { type Command, intOpt, JSON_OPTION, stringOpt, UsageError } from '../cli/command';
 import { planArgument } from '../cli/plan-argument';
 import { renderTable } from '../cli/table';
@@ -71,16 +74,26 @@ function summary(est: Analysis, plan: Plan, changes: string[]): string {
   ].join('\n') + '\n';
 }
 
+/** --timeline FILE: an .svg or .html file in a folder that exists (checked before the analysis). */
+function timelineTarget(file: string | undefined): string | undefined {
+  if (file === undefined) return undefined;
+  if (!/\.(svg|html?)$/i.test(file)) throw new UsageError(`--timeline ${file}: the file name must end in .svg or .html`);
+  const dir = path.dirname(path.resolve(file));
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UsageError(`--timeline ${file}: the folder ${dir} does not exist`);
+  return file;
+}
+
 export const analyzeCommand: Command = {
   name: 'analyze',
   summary: 'estimate a plan: iteration time, tokens/s, MFU, per-stage time and memory breakdown, fit',
   usage: 'mist analyze PLAN.json|--plan PLAN.json [--model NAME|FILE] [--cluster SHORTHAND|FILE] [--profile PROFILE.json [--force]] ' +
-    '[--seq N] [--global-batch N] [--no-flash-attention] [--json] [--explain]',
+    '[--seq N] [--global-batch N] [--no-flash-attention] [--json] [--explain] [--timeline OUT.svg|OUT.html]',
   examples: [
     'mist analyze examples/plans/gpt3-1.3b-1x2-l4.json',
     'mist analyze --model gpt3-1.3b --cluster 1x2-l4 --plan examples/plans/gpt3-1.3b-1x2-l4.json --json',
     'mist analyze examples/plans/gpt3-1.3b-1x2-l4.json --global-batch 64 --seq 1024',
     'mist analyze --plan examples/plans/gpt3-175b-megatron.json --explain',
+    'mist analyze --plan examples/plans/gpt-tiny-2-stages.json --cluster 1x4-l4 --timeline timeline.html',
   ],
   options: {
     plan: { type: 'string', valueName: 'FILE', description: 'the plan to estimate (JSON or YAML; or give it as the argument)' },
@@ -95,6 +108,10 @@ export const analyzeCommand: Command = {
     },
     'no-flash-attention': { type: 'boolean', description: 'model attention without flash attention (scores materialised), whatever the plan says' },
     explain: { type: 'boolean', description: 'print the simplified time and memory formulas of every stage' },
+    timeline: {
+      type: 'string', valueName: 'FILE',
+      description: 'draw one iteration of the 1F1B schedule (predicted durations, bubbles) beside per-stage memory: FILE.svg or FILE.html',
+    },
     ...JSON_OPTION,
   },
   positionals: { min: 0, max: 1, names: 'one plan file (or --plan FILE)' },
@@ -120,7 +137,13 @@ export const analyzeCommand: Command = {
       if (!clusterRef) throw new UsageError('--cluster is required when the plan names no cluster and no --profile is given');
       profile = builtinHardwareProfile(loadCluster(clusterRef));
     }
+    const timelineFile = timelineTarget(stringOpt(values, 'timeline'));
     const { analysis: est, plan } = analyzePlan({ model, plan: data, profile, explain: values.explain === true });
+    if (timelineFile) {
+      const title = `${est.model} on ${est.cluster}: ${plan.stages.length}-stage plan, G=${plan.gradAccumSteps} (${path.basename(planFile)})`;
+      fs.writeFileSync(timelineFile, timelineFile.toLowerCase().endsWith('.svg') ? planPictureSvg(plan, est, { title }) : planPictureHtml(plan, est, { title }));
+      io.stderr(`timeline written to ${timelineFile}\n`);
+    }
     // A pre-flight: a plan that does not fit exits with its own code, so scripts can stop before launch.
     const exitCode = est.allFit ? 0 : EXIT_DOES_NOT_FIT;
     if (values.json) {

@@ -2,7 +2,9 @@
 // (two CPU devices each) on 127.0.0.1 as child processes, measures this host (a smoke-sized
 // profile), submits gpt-tiny with "tune" so the coordinator picks the plan for that 2x2 CPU
 // cluster, follows the training with a progress bar, prints the plan and the final loss, and
-// shuts everything down (also on Ctrl-C).
+// shuts everything down (also on Ctrl-C). With --dashboard the coordinator also serves its web
+// dashboard; the URL and the token to log in with are printed, and the demo stays up after the job
+// ends (the finished job stays on view) until Ctrl-C.
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -99,11 +101,18 @@ function describePlan(plan: Plan): string {
 export const demoCommand: Command = {
   name: 'demo',
   summary: 'coordinator + 2 agents (2 CPU devices each) on 127.0.0.1: tune gpt-tiny for them and train it',
-  usage: 'mist demo [--steps N] [--metrics] [--json]',
-  examples: ['mist demo', 'mist demo --steps 50 --json', 'mist demo --metrics   # then: curl the printed /metrics URLs while it trains'],
+  usage: 'mist demo [--steps N] [--metrics] [--dashboard] [--json]',
+  examples: [
+    'mist demo', 'mist demo --steps 50 --json', 'mist demo --metrics   # then: curl the printed /metrics URLs while it trains',
+    'mist demo --dashboard   # then: open the printed URL and log in with the printed token',
+  ],
   options: {
     steps: { type: 'string', valueName: 'N', description: 'training steps', default: '300' },
     metrics: { type: 'boolean', description: 'serve Prometheus metrics from the coordinator and both agents (127.0.0.1, free ports) and print their URLs' },
+    dashboard: {
+      type: 'boolean',
+      description: 'serve the coordinator\'s web dashboard (127.0.0.1, a free port), print its URL and token, and keep running after the job until Ctrl-C',
+    },
     json: { type: 'boolean', description: 'print one JSON object per step on stdout, then a summary object' },
   },
   async run(values, _positionals, io) {
@@ -134,17 +143,21 @@ export const demoCommand: Command = {
     try {
       say('starting a coordinator on 127.0.0.1 ...\n');
       const metricsArgs = values.metrics === true ? ['--metrics-listen', '127.0.0.1:0'] : [];
+      const dashboardArgs = values.dashboard === true ? ['--http-listen', '127.0.0.1:0'] : [];
+      let dashboardUrl: string | undefined;
       const metricsUrls: Record<string, string> = {};
       const metricsSeen = new Set<string>();
       let announceMetrics: (() => void) | null = null;
       const noteMetrics = (name: string) => (line: string): void => {
+        const d = /^coordinator dashboard on (http:\/\/\S+)$/.exec(line);
+        if (d) dashboardUrl = d[1];
         const m = /metrics on (http:\/\/\S+)$/.exec(line);
         if (!m) return;
         metricsUrls[name] = m[1];
         metricsSeen.add(name);
         announceMetrics?.();
       };
-      const coord = await startMist('coordinator', ['coordinator', '--listen', '127.0.0.1:0', '--state', stateDir, '--heartbeat-timeout', '30', ...metricsArgs],
+      const coord = await startMist('coordinator', ['coordinator', '--listen', '127.0.0.1:0', '--state', stateDir, '--heartbeat-timeout', '30', ...metricsArgs, ...dashboardArgs],
         /^coordinator listening on (\S+)$/, env, noteMetrics('coordinator'));
       children.push(coord.child);
       const address = coord.match[1];
@@ -163,6 +176,11 @@ export const demoCommand: Command = {
         });
         if (json) io.stdout(JSON.stringify({ metrics: metricsUrls }) + '\n');
         else for (const [name, url] of Object.entries(metricsUrls)) say(`metrics of ${name}: ${url}\n`);
+      }
+      if (dashboardUrl !== undefined) {
+        // The coordinator prints the dashboard's line before its readiness line: it is known by now.
+        if (json) io.stdout(JSON.stringify({ dashboard: { url: dashboardUrl, token } }) + '\n');
+        else io.stdout(`dashboard: ${dashboardUrl}  (log in with the token ${token})\n`);
       }
       say('measuring this host (smoke-sized profile) ...\n');
       const profile = await profileHost({ quick: true, grid: SMOKE_GRID });
@@ -229,6 +247,15 @@ export const demoCommand: Command = {
         if (measured) io.stdout(`step time: ${stepTimeComparison(measured.seconds, predictedS)}; median of steps ${measured.steps}\n`);
       } else {
         io.stderr(`job ${final.id} ended ${state.replace('JOB_STATE_', '').toLowerCase()}: ${final.message || message}\n`);
+      }
+      if (dashboardUrl !== undefined && !interrupted) {
+        say(`the dashboard stays up with the finished job at ${dashboardUrl}; Ctrl-C to stop\n`);
+        await new Promise<void>((resolve) => {
+          const done = (): void => resolve();
+          process.once('SIGINT', done);
+          process.once('SIGTERM', done);
+        });
+        return signalCode;
       }
       return ok ? 0 : 1;
     } catch (err) {

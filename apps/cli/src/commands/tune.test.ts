@@ -98,7 +98,7 @@ describe('mist tune', () => {
     expect(wrongBatch.stderr).toMatch(/globalBatch is 32, the tune is for 64/);
     const badTarget = await runCli([...args, '--target', 'alpa']);
     expect(badTarget.code).toBe(2);
-    expect(badTarget.stderr).toMatch(/--target: got "alpa"; allowed: megatron, nemo, deepspeed, torchtitan/);
+    expect(badTarget.stderr).toMatch(/--target: got "alpa"; expected one of megatron, nemo, deepspeed, torchtitan/);
   });
 
   it('checks --out and a --profile/--cluster mismatch before searching', async () => {

@@ -4,91 +4,26 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  backendCapabilities, backendViolations, BACKEND_NAMES, builtinHardwareProfile, ENGINE_NAMES, isBackendName, type ModelSpec, type TrainingSpec, formatBytes, formatCount, formatSeconds, type HardwareProfile, isEngineName, loadCluster,
-  checkProfileMachine, loadHardwareProfile, loadModel, parseTrainingSpec, type Plan, ZERO_LEVELS, type ZeroLevel,
+  builtinHardwareProfile, formatBytes, formatCount,
+  formatSeconds, type HardwareProfile, loadCluster, checkProfileMachine, loadHardwareProfile, loadModel, parseTrainingSpec, type Plan,
 } from '@mist/core';
 import type { PlanEstimate } from '@mist/analyzer';
 import {
-  backendSpace, deepspeedSpace, defaultCacheDir, megatronSpace, NO_OFFLOAD_LEVELS, type SearchSpace, SPACE_NAMES, spaceByName, type SpaceName,
-  type TuneResult, tuneWithBaselines, uniformOffloadLevels,
+  deepspeedSpace, defaultCacheDir, megatronSpace, SEARCH_KNOBS, type SearchKnobs, searchKnobsFromFlags, spaceFromKnobs, trainingForTarget,
+  type TuneResult, tuneWithBaselines,
 } from '@mist/tuner';
 import { clusterMismatch, estimateBaselinePlan, type ImportedBaseline } from './tune-checks';
-import { type Command, intOpt, JSON_OPTION, numberOpt, type ParsedValues, requireString, stringOpt, UsageError } from '../cli/command';
+import { type Command, intOpt, JSON_OPTION, type OptionSpec, requireString, stringOpt, UsageError } from '../cli/command';
 import { gapText, loadFromPlan, replanText, stopOnSignals, tuneProgressPrinter } from './tune-progress';
 import { renderTable } from '../cli/table';
+import { reportTarget, TUNE_REPORT_OPTION, writeTuneReport } from './tune-report';
 
-/** The main search space: --space or --target, plus the ablation flags. */
-function spaceFromFlags(values: ParsedValues, model: ModelSpec): SearchSpace {
-  const target = stringOpt(values, 'target');
-  const targets = [...ENGINE_NAMES, ...BACKEND_NAMES];
-  if (target !== undefined && !isEngineName(target) && !isBackendName(target)) throw new UsageError(`--target: got "${target}"; allowed: ${targets.join(', ')}`);
-  const spaceFlag = stringOpt(values, 'space');
-  if (target !== undefined && spaceFlag !== undefined && spaceFlag !== 'mist' && spaceFlag !== target) {
-    throw new UsageError(`--space ${spaceFlag} and --target ${target} disagree; give one of them`);
-  }
-  const name = (target ?? spaceFlag ?? 'mist') as SpaceName;
-  if (target !== undefined && isBackendName(target)) return backendSpace(target, model, overrides(values));
-  if (!SPACE_NAMES.includes(name)) throw new UsageError(`--space: got "${name}"; allowed: ${SPACE_NAMES.join(', ')}`);
-  return spaceByName(name, overrides(values));
-}
-
-/**
- * With `--target BACKEND` the training spec is checked against the backend's table (an ALiBi model or
- * --no-flash-attention is refused with the feature named) and takes the backend's dtype, so that the
- * search costs what the backend runs (the cpu backend: fp32).
- */
-function trainingForTarget(values: ParsedValues, model: ModelSpec, training: TrainingSpec): TrainingSpec {
-  const target = stringOpt(values, 'target');
-  if (target === undefined || !isBackendName(target)) return training;
-  const caps = backendCapabilities(target);
-  const t: TrainingSpec = { ...training, paramDtype: caps.dtypes[0], computeDtype: caps.dtypes[0] };
-  const bad = backendViolations(caps, { model, training: t, plan: null });
-  if (bad.length > 0) throw new UsageError(`--target ${target}: ${bad.map((v) => `${v.field}: ${v.feature} (${v.detail})`).join('; ')}`);
-  return t;
-}
-
-/** The ablation flags, as overrides of a space. */
-function overrides(values: ParsedValues): Partial<SearchSpace> {
-  const o: Partial<SearchSpace> = {};
-  const maxStages = intOpt(values, 'max-stages');
-  if (maxStages !== undefined) o.maxStages = maxStages;
-  const maxTp = intOpt(values, 'max-tp');
-  if (maxTp !== undefined) o.maxTp = maxTp;
-  if (values['uniform-partition']) o.uniformPartition = true;
-  if (values['uniform-mesh']) o.uniformMesh = true;
-  if (values['no-sp']) o.sequenceParallel = false;
-  if (values['pow2-micro-batch']) o.microBatchPow2 = true;
-  const ckpt = stringOpt(values, 'ckpt');
-  if (ckpt !== undefined) {
-    if (ckpt !== 'fine' && ckpt !== 'all-or-none' && ckpt !== 'none') throw new UsageError(`--ckpt: got "${ckpt}"; allowed: fine, all-or-none, none`);
-    o.ckpt = ckpt;
-  }
-  const zero = stringOpt(values, 'zero');
-  if (zero !== undefined) {
-    const levels = zero.split(',').map((z) => Number(z.trim()));
-    if (levels.length === 0 || levels.some((z) => !(ZERO_LEVELS as readonly number[]).includes(z))) {
-      throw new UsageError(`--zero: got "${zero}"; expected a comma-separated list of 0, 1, 2, 3`);
-    }
-    o.zero = [...new Set(levels)].sort() as ZeroLevel[];
-  }
-  const step = numberOpt(values, 'offload-step');
-  if (step !== undefined) {
-    try {
-      o.offload = uniformOffloadLevels(step);
-    } catch (err) {
-      throw new UsageError(`--offload-step: ${(err as Error).message}`);
-    }
-  }
-  if (values['no-offload']) o.offload = NO_OFFLOAD_LEVELS;
-  const k = intOpt(values, 'frontier-size');
-  if (k !== undefined) o.frontierSize = k;
-  const solver = stringOpt(values, 'solver');
-  if (solver !== undefined) {
-    if (solver !== 'dp' && solver !== 'milp') throw new UsageError(`--solver: got "${solver}"; allowed: dp, milp`);
-    o.solver = solver;
-  }
-  return o;
-}
+/** The knobs' flags (@mist/tuner SEARCH_KNOBS), as `mist tune` options: the job file and the Tuner service take the same knobs. */
+const KNOB_OPTIONS: Record<string, OptionSpec> = Object.fromEntries(SEARCH_KNOBS.map((k) => [k.flag, {
+  type: k.kind.type === 'flag' || k.kind.type === 'off-flag' ? 'boolean' as const : 'string' as const,
+  ...(k.valueName ? { valueName: k.valueName } : {}),
+  description: k.description,
+}]));
 
 function offloadText(s: Plan['stages'][number]): string {
   const o = s.offload;
@@ -152,26 +87,13 @@ export const tuneCommand: Command = {
     profile: { type: 'string', valueName: 'FILE', description: 'hardware profile from `mist profile` (default: the built-in datasheet profile)' },
     force: { type: 'boolean', description: 'use a --profile measured on another kind of machine' },
     'no-flash-attention': { type: 'boolean', description: 'model attention without flash attention (scores materialised)' },
-    space: { type: 'string', valueName: 'NAME', description: `search space of the main search: ${SPACE_NAMES.join(', ')} (an engine name searches only what that engine can run)` },
-    target: { type: 'string', valueName: 'ENGINE|BACKEND', description: `search only plans this engine can launch (${ENGINE_NAMES.join(', ')}; \`mist export --to ENGINE\` writes its configuration) or this executor backend runs (${BACKEND_NAMES.join(', ')}; fp32, as \`mist launch\` accepts)` },
     baseline: { type: 'string', valueName: 'PLAN', description: 'also predict this plan (e.g. from `mist import`) and report the speedup over it' },
     out: { type: 'string', valueName: 'FILE', description: 'write the best plan to FILE (JSON, accepted by `mist analyze --plan`)' },
-    'max-stages': { type: 'string', valueName: 'N', description: 'ablation: at most N pipeline stages (1 = no pipelining)' },
-    'uniform-partition': { type: 'boolean', description: 'ablation: every stage gets layers / pp layers' },
-    'uniform-mesh': { type: 'boolean', description: 'ablation: every stage uses the same device mesh' },
-    'max-tp': { type: 'string', valueName: 'N', description: 'ablation: tensor parallelism of at most N (1 = off)' },
-    'no-sp': { type: 'boolean', description: 'ablation: no sequence parallelism' },
-    'pow2-micro-batch': { type: 'boolean', description: 'ablation: micro-batch sizes over powers of two only' },
-    ckpt: { type: 'string', valueName: 'MODE', description: 'ablation: activation checkpointing fine | all-or-none | none' },
-    zero: { type: 'string', valueName: 'LIST', description: 'ablation: ZeRO levels to try, e.g. 0,1' },
-    'offload-step': { type: 'string', valueName: 'X', description: 'offload ratio grid step (default 0.125)' },
-    'no-offload': { type: 'boolean', description: 'ablation: no offloading' },
-    'frontier-size': { type: 'string', valueName: 'K', description: 'Pareto points kept per stage frontier (default 30)' },
-    solver: { type: 'string', valueName: 'dp|milp', description: 'inter-stage solver: exact bottleneck DP (default, faster) or the HiGHS MILP' },
-    'time-limit': { type: 'string', valueName: 'S', description: 'stop the main search after S seconds and print the best plan so far with its proven gap' },
+    ...TUNE_REPORT_OPTION,
     progress: { type: 'boolean', description: 'print progress (candidates/s, ETA) on stderr even when it is not a terminal' },
     'no-cache': { type: 'boolean', description: 'do not read or write the frontier cache ($MIST_CACHE_DIR/tune, default ~/.cache/mist/tune)' },
     from: { type: 'string', valueName: 'PLAN', description: 'an earlier plan: tune the new setting and explain what changes per stage and why' },
+    ...KNOB_OPTIONS,
     ...JSON_OPTION,
   },
   async run(values, _positionals, io) {
@@ -196,8 +118,9 @@ export const tuneCommand: Command = {
           'give one of them, or profile that cluster');
       }
     }
-    const training = trainingForTarget(values, model, parseTrainingSpec({ globalBatch, seqLen, flashAttention: values['no-flash-attention'] !== true }));
-    const space = spaceFromFlags(values, model);
+    const knobs = searchKnobsFromFlags(values);
+    const training = trainingForTarget(knobs, model, parseTrainingSpec({ globalBatch, seqLen, flashAttention: values['no-flash-attention'] !== true }));
+    const space = spaceFromKnobs(knobs, model);
     // The cluster's own name (a shorthand in the catalog's spelling, e.g. 1x8-L4 -> 1x8-l4), so a plan reads back.
     const clusterName = profile.cluster.name;
     // Check where the plan goes before searching, not after.
@@ -206,11 +129,11 @@ export const tuneCommand: Command = {
       const dir = path.dirname(path.resolve(outFile));
       if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UsageError(`--out ${outFile}: the folder ${dir} does not exist`);
     }
+    const reportFile = reportTarget(values);
     const baselineFile = stringOpt(values, 'baseline');
     const baseline: ImportedBaseline | null = baselineFile ? estimateBaselinePlan(baselineFile, { model, training, profile }) : null;
 
-    const timeLimitS = numberOpt(values, 'time-limit');
-    if (timeLimitS !== undefined && !(timeLimitS > 0)) throw new UsageError(`--time-limit: got ${timeLimitS}; expected a positive number of seconds`);
+    const timeLimitS = knobs.timeLimit;
     const fromFile = stringOpt(values, 'from');
     const fromPlan = fromFile ? loadFromPlan(fromFile) : null;
     const onProgress = tuneProgressPrinter(io, io.isTTY || values.progress === true);
@@ -227,6 +150,10 @@ export const tuneCommand: Command = {
     const signalExit = stop.exitCode();
     const main = cmp.best;
     if (main.plan && outFile) fs.writeFileSync(outFile, JSON.stringify(main.plan, null, 2) + '\n');
+    if (reportFile) {
+      writeTuneReport(reportFile, cmp, { title: `mist tune: ${model.name} on ${clusterName}, seq ${seqLen}, global batch ${globalBatch}`, values, baseline });
+      io.stderr(`report written to ${reportFile}\n`);
+    }
     const baselineSpeedup = baseline && main.predicted ? baseline.estimate.iterationTimeS / main.predicted.iterationTimeS : null;
     if (values.json) {
       io.stdout(JSON.stringify({

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type CommOp, maxInFlight, oneFOneBSchedule, type ScheduleStep } from './one-f-one-b';
+import { type CommOp, maxInFlight, oneFOneBSchedule, type ScheduleStep } from './pipeline-schedule';
 
 /**
  * Runs every stage's schedule against the others with rendezvous (unbuffered) sends: a send
