@@ -24,6 +24,10 @@ function llama(
 }
 
 const CATALOG_INPUTS: ModelSpecInput[] = [
+  // GPT-3 Small and Medium (Brown et al. 2020, Table 2.1: 12 layers x 768 with 12 heads; 24 x 1024 with
+  // 16 heads; 64-wide heads, 2048 context).
+  gpt3('gpt3-125m', 12, 768, 12),
+  gpt3('gpt3-350m', 24, 1024, 16),
   gpt3('gpt3-1.3b', 24, 2048, 16),
   gpt3('gpt3-2.7b', 32, 2560, 32),
   gpt3('gpt3-6.7b', 32, 4096, 32),
@@ -37,6 +41,10 @@ const CATALOG_INPUTS: ModelSpecInput[] = [
   llama('llama2-70b', 80, 8192, 64, 8, 28672, 32000, 4096),
   llama('llama3-8b', 32, 4096, 32, 8, 14336, 128256, 8192),
   llama('llama3-70b', 80, 8192, 64, 8, 28672, 128256, 8192),
+  // Llama 3.1 8B and 70B: the Llama 3 shapes with a 128K context (Dubey et al. 2024, Table 3;
+  // meta-llama/Llama-3.1-8B and -70B config.json: max_position_embeddings 131072).
+  llama('llama3.1-8b', 32, 4096, 32, 8, 14336, 128256, 131072),
+  llama('llama3.1-70b', 80, 8192, 64, 8, 28672, 128256, 131072),
   // Llama 3.1 405B (Dubey et al. 2024, "The Llama 3 Herd of Models", Table 3: 126 layers, model dimension
   // 16,384, FFN dimension 53,248, 128 attention heads, 8 key/value heads, vocabulary 128,256; 128K context).
   llama('llama3-405b', 126, 16384, 128, 8, 53248, 128256, 131072),
@@ -74,10 +82,11 @@ export function modelNames(): string[] {
 }
 
 // Hugging Face repository names that the generic rules of names.ts do not reach (keys are compacted:
-// lower case without -, _ and spaces). Llama 3.1 8B/70B are not aliased to llama3-8b/70b: their
+// lower case without -, _ and spaces). Llama 3.1 8B/70B are their own entries, not llama3-8b/70b: their
 // context is 128K, not 8K; the 405B exists only as Llama 3.1.
 const MODEL_ALIASES: Record<string, string> = {
   metallama38b: 'llama3-8b', metallama370b: 'llama3-70b', 'metallama3.1405b': 'llama3-405b', 'llama3.1405b': 'llama3-405b',
+  'metallama3.18b': 'llama3.1-8b', 'metallama3.170b': 'llama3.1-70b',
 };
 
 /** The catalog name a user's spelling means (`Llama-3-8B`, `llama2_7b`, `meta-llama/Llama-2-7b-hf`). */

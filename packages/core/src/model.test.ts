@@ -3,8 +3,10 @@ import { getModel, modelCatalog, modelFromHuggingFace, parseModelSpec, SpecError
 
 // Published sizes: GPT-3 (Brown et al. 2020; Megatron-LM's configs, Narayanan et al. 2021 Table 1),
 // Llama 2 (Touvron et al. 2023: 6.74B / 13.02B / 68.98B as counted from the released checkpoints),
-// Llama 3 model card (8.03B / 70.55B; Llama 3.1 405B: 405.85B), Falcon (tiiuae model cards: 6.92B / 41.3B).
+// Llama 3 and 3.1 model cards (8.03B / 70.55B; Llama 3.1 405B: 405.85B), Falcon (tiiuae model cards: 6.92B / 41.3B).
 const PUBLISHED: Record<string, number> = {
+  'gpt3-125m': 125e6,
+  'gpt3-350m': 350e6,
   'gpt3-1.3b': 1.3e9,
   'gpt3-2.7b': 2.7e9,
   'gpt3-6.7b': 6.7e9,
@@ -17,6 +19,8 @@ const PUBLISHED: Record<string, number> = {
   'llama2-70b': 68.98e9,
   'llama3-8b': 8.03e9,
   'llama3-70b': 70.55e9,
+  'llama3.1-8b': 8.03e9,
+  'llama3.1-70b': 70.55e9,
   'llama3-405b': 405.85e9,
   'falcon-7b': 6.92e9,
   'falcon-40b': 41.3e9,
@@ -42,7 +46,7 @@ describe('model catalog', () => {
   });
 
   it('names the unknown model and the allowed names', () => {
-    expect(() => getModel('gpt5')).toThrow(/model: got "gpt5"; allowed: gpt3-1.3b, .*llama2-7b/);
+    expect(() => getModel('gpt5')).toThrow(/model: got "gpt5"; allowed: gpt3-125m, .*gpt3-1.3b, .*llama2-7b/);
   });
 });
 
