@@ -1,8 +1,8 @@
 // Checks of the op graphs against published formulas (Korthikanti et al. 2022) and core's parameter counts.
-import { embeddingParams, getModel, headParams, layerParams, type ModelSpec, modelCatalog } from '@mist/core';
+import { blockLaunches, embeddingBlock, embeddingParams, evalDim, getModel, headBlock, headParams, layerBlock, layerParams, type ModelSpec, modelCatalog } from '@mist/core';
 import { describe, expect, it } from 'vitest';
 import { evaluate, type Expr, substitute } from './expr';
-import { checkpointBytes, layerOps, sumOps } from './op-graph';
+import { checkpointBytes, embeddingOps, headOps, layerOps, sumOps } from './op-graph';
 import { embeddingParamsPerRank, finalNormParams, layerParamsPerRank, lmHeadParamsPerRank } from './params';
 
 const opts = { actBytes: 2 };
@@ -89,5 +89,52 @@ describe('parameters per TP rank', () => {
     const d = m.hidden / m.heads;
     const p16 = evaluate(layerParamsPerRank(m), env(16));
     expect(p16).toBe(m.hidden * (m.hidden / 16 + 2 * d) + (m.hidden / 16) * m.hidden + (3 * m.hidden * m.ffnHidden) / 16 + 2 * m.hidden);
+  });
+});
+
+describe('the layer is core\'s block description, costed', () => {
+  const envOf = (m: ModelSpec, over: Record<string, number>) => ({ h: m.hidden, a: m.heads, k: m.kvHeads, f: m.ffnHidden, V: m.vocab, ...over });
+
+  it('has one op per description op (layer, embedding, head), launching the kernels the description declares (the executor runs the same: executor kernel-count.test.ts)', () => {
+    const parts = [[layerBlock, layerOps], [embeddingBlock, embeddingOps], [headBlock, headOps]] as const;
+    for (const m of modelCatalog()) for (const [describe, translate] of parts) {
+      const block = describe(m);
+      const launches = blockLaunches(block);
+      const ops = translate(m, opts);
+      expect(ops.map((o) => o.name), m.name).toEqual(block.ops.map((o) => o.name));
+      for (const o of ops) {
+        const l = launches.get(o.name)!;
+        expect([o.fwdKernels, o.fwdAux, o.bwdKernels, o.bwdAux], `${m.name} ${o.name}`).toEqual([l.forward, l.forwardAux, l.backward, l.backwardAux]);
+      }
+    }
+  });
+
+  it('costs a GEMM [m, k] x [k, n] at 2mkn FLOPs forward and 4mkn backward, from the description\'s shapes', () => {
+    const m = getModel('llama3-8b');
+    const dimEnv = { b: 2, s: 512, t: 4, sp: 1, fa: 1, h: m.hidden, a: m.heads, k: m.kvHeads, f: m.ffnHidden, V: m.vocab };
+    const env = dimEnv;
+    for (const op of layerBlock(m).ops) {
+      if (op.kind !== 'linear') continue;
+      const x = layerOps(m, opts).find((o) => o.name === op.name)!;
+      const cols = op.cols.reduce<number>((n, c) => n + evalDim(c, dimEnv), 0);
+      const mkn = evalDim(op.rows, dimEnv) * evalDim(op.inner, dimEnv) * cols;
+      expect(evaluate(x.fwdFlops, env)).toBe(2 * mkn);
+      expect(evaluate(x.bwdFlops, env)).toBe(4 * mkn);
+    }
+  });
+
+  it('charges every TP collective the executor calls: two backward sums for falcon-40b\'s two norms, one for falcon-7b\'s', () => {
+    const backwardSums = (name: string): number => layerOps(getModel(name), opts).flatMap((o) => o.comm)
+      .filter((c) => c.phase === 'backward' && c.collective === 'allReduce').length;
+    expect(backwardSums('falcon-7b')).toBe(1);
+    expect(backwardSums('falcon-40b')).toBe(2);
+    expect(backwardSums('gpt3-1.3b')).toBe(2);
+  });
+
+  it('counts a tensor kept by several ops once (falcon-7b\'s norm output feeds qkv and fc1)', () => {
+    const m = getModel('falcon-7b');
+    const env = { s: 128, b: 1, t: 1, sp: 0, fa: 1 };
+    const fc1 = layerOps(m, opts).find((o) => o.name === 'mlp.fc1')!;
+    expect(evaluate(substitute(fc1.saved, envOf(m, {})), env)).toBe(0);
   });
 });

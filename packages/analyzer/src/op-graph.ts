@@ -1,13 +1,18 @@
 // Op graphs of one transformer layer (gpt, llama, falcon) and of the pre/post layers (embedding;
 // final norm, LM head and cross-entropy), per TP rank, as symbolic expressions of
 // b, s, h, a (heads), k (kvHeads), f (ffn), V (vocab), t (tp), sp (sequence parallel), fa (flash attention).
+// All three are translations of core's block descriptions (layerBlock, embeddingBlock, headBlock),
+// the ones the executor runs: this file adds only the cost figures (FLOPs and bytes of each op kind).
 //
 // Saved activations follow Korthikanti et al. 2022, "Reducing Activation Recomputation in Large
 // Transformer Models", Sec. 4: with 2-byte activations and 1-byte dropout masks a GPT layer keeps
 // sbh(34 + 5as/h) bytes; with TP t the 24sbh of the TP-parallel regions and the attention scores
 // are divided by t (sbh(10 + 24/t + 5as/(ht))); with sequence parallelism everything is
 // (sbh(34/t + 5as/(ht))). Flash attention saves no s x s scores (only its fp32 log-sum-exp).
-import { type CollectiveKind, type ModelSpec } from '@mist/core';
+import {
+  type BlockDescription, blockLaunches, type BlockOp, type BlockTensor, type CollectiveKind, type Dim, type DimSymbol,
+  embeddingBlock, headBlock, layerBlock, type ModelSpec,
+} from '@mist/core';
 import { add, choose, div, type Expr, max, mul, named, num, type Operand, sub } from './expr';
 import { M, S } from './symbols';
 
@@ -35,12 +40,12 @@ export interface Op {
   bwdFlops: Expr;
   fwdBytes: Expr;
   bwdBytes: Expr;
-  /** Kernels launched in forward / backward, as the executor launches them (a matmul op's GEMMs:
-   * q, k and v are three; backward: two GEMMs each). */
+  /** Kernels launched in forward / backward (core's blockLaunches, what the executor launches: a
+   * matmul op's GEMMs, q, k and v are three; backward: two GEMMs each). */
   fwdKernels: number;
   bwdKernels: number;
-  /** Helper kernels beside the main ones (bias add in forward, bias gradient in backward): a launch
-   * each, their few bytes not modelled. */
+  /** Helper kernels beside the main ones (bias add in forward, bias gradient and gradient sums in
+   * backward): a launch each, their few bytes not modelled. */
   fwdAux: number;
   bwdAux: number;
   /** Bytes the op keeps for backward. */
@@ -60,13 +65,6 @@ const { b, t, sp } = S;
 const T = mul(b, s);
 /** Tokens a rank holds in the sequence-parallel regions: b*s/t with SP, b*s without. */
 const Tsp = named('Tsp', mul(T, choose(sp, div(1, t), 1)));
-/** Head dim. */
-const d = div(h, a);
-/** Key/value heads per TP rank: k/t, or 1 (replicated) when t > k. */
-const kvPerRank = named('kvHeadsPerRank', max(div(k, t), 1));
-/** Query width and key (or value) width per TP rank. */
-const qWidth = div(h, t);
-const kvWidth = mul(d, kvPerRank);
 
 interface OpDraft {
   name: string;
@@ -107,47 +105,31 @@ function op(x: OpDraft): Op {
   };
 }
 
-/** How a matmul op runs: as `gemms` GEMMs side by side (q, k, v: 3), each with a bias or not. */
-interface GemmSplit {
-  gemms: number;
-  bias: boolean;
-}
-const ONE_GEMM: GemmSplit = { gemms: 1, bias: false };
-
 /**
  * A GEMM [rows x inner] x [inner x cols]: 2*rows*inner*cols FLOPs forward; backward computes the
- * input gradient and the weight gradient, twice the FLOPs and about twice the bytes. `split` says
- * how many GEMMs the executor runs for it (their columns add up to cols) and whether each adds a bias.
+ * input gradient and the weight gradient, twice the FLOPs and about twice the bytes.
  */
-function matmul(name: string, e: number, rows: Expr, inner: Expr, cols: Expr, saved: Operand, comm: OpComm[] = [], split = ONE_GEMM): Op {
+function matmul(name: string, e: number, rows: Expr, inner: Expr, cols: Expr, saved: Operand): Op {
   const flops = mul(2, rows, inner, cols);
   const bytes = mul(e, add(mul(rows, inner), mul(inner, cols), mul(rows, cols)));
-  const aux = split.bias ? split.gemms : 0;
   return op({
     name, kind: 'matmul', elements: mul(rows, cols), fwdFlops: flops, bwdFlops: mul(2, flops),
-    fwdBytes: bytes, bwdBytes: mul(2, bytes), saved, comm,
-    fwdKernels: split.gemms, bwdKernels: 2 * split.gemms, fwdAux: aux, bwdAux: aux,
+    fwdBytes: bytes, bwdBytes: mul(2, bytes), saved,
   });
 }
 
 /**
- * An element-wise op over `n` elements: forward reads `readsF` and writes `writesF` tensors of n
- * elements, backward reads `readsB` and writes `writesB` (plus `extra` bytes either way, e.g. masks).
+ * An element-wise op's traffic: forward reads `readsF` and writes `writesF` tensors of its
+ * elements, backward reads `readsB` and writes `writesB` (plus `extraBytes` either way, e.g. masks).
  */
-function elementwise(
-  name: string, table: string, e: number, n: Expr,
-  io: { readsF: number; writesF: number; readsB: number; writesB: number; flopsF: number; flopsB: number; extraBytes?: Operand },
-  saved: Operand, comm: OpComm[] = [],
-): Op {
-  const extra = io.extraBytes ?? 0;
-  return op({
-    name, kind: 'elementwise', table, elements: n,
-    fwdFlops: mul(io.flopsF, n), bwdFlops: mul(io.flopsB, n),
-    fwdBytes: add(mul(e * (io.readsF + io.writesF), n), extra),
-    bwdBytes: add(mul(e * (io.readsB + io.writesB), n), extra),
-    bwdKernels: io.readsB + io.writesB === 0 ? 0 : 1,
-    saved, comm,
-  });
+interface ElementwiseIo {
+  readsF: number;
+  writesF: number;
+  readsB: number;
+  writesB: number;
+  flopsF: number;
+  flopsB: number;
+  extraBytes?: Operand;
 }
 
 /** TP collectives around a region (Megatron-LM's f/g operators; with SP, all-gather + reduce-scatter). */
@@ -166,162 +148,168 @@ function regionExit(actBytesFull: Expr): OpComm[] {
   ];
 }
 
-function norm(model: ModelSpec, name: string, e: number): Op {
-  const n = mul(Tsp, h);
-  const layer = model.norm === 'layernorm';
-  // LayerNorm: ~5 FLOPs/element forward (mean, variance, normalise, scale, shift), ~8 backward.
-  // Saves its input (Korthikanti: 2sbh per LayerNorm).
-  return elementwise(name, model.norm, e, n,
-    { readsF: 1, writesF: 1, readsB: 2, writesB: 1, flopsF: layer ? 5 : 4, flopsB: layer ? 8 : 6 }, mul(e, n));
+/** The analyzer's symbol for each size symbol of a block description. */
+const DIM_SYMBOLS: Record<DimSymbol, Expr> = { b, t, sp, s, h, a, k, f, V, fa };
+
+/** A block description's size as an expression (the same named quantities, e.g. Tsp, print by name). */
+export function dimExpr(d: Dim): Expr {
+  if (typeof d === 'number') return num(d);
+  if ('sym' in d) return DIM_SYMBOLS[d.sym];
+  switch (d.op) {
+    case 'add': return add(...d.args.map(dimExpr));
+    case 'mul': return mul(...d.args.map(dimExpr));
+    case 'max': return max(...d.args.map(dimExpr));
+    case 'div': return div(dimExpr(d.args[0]), dimExpr(d.args[1]));
+    case 'sub': return sub(dimExpr(d.args[0]), dimExpr(d.args[1]));
+    case 'choose': return choose(dimExpr(d.flag), dimExpr(d.then), dimExpr(d.else));
+    case 'named': return named(d.name, dimExpr(d.body));
+  }
 }
 
-/** Bias + dropout + residual add (fused as in Megatron-LM); saves the 1-byte dropout mask. */
-function dropoutAdd(name: string, e: number, dropout: boolean): Op {
-  const n = mul(Tsp, h);
-  if (dropout) {
-    return elementwise(name, 'dropout_add', e, n,
-      { readsF: 2, writesF: 1, readsB: 1, writesB: 1, flopsF: 3, flopsB: 1, extraBytes: n }, n);
-  }
-  // Residual add: forward reads two tensors and writes one; backward adds the branch gradient into the residual's.
-  return elementwise(name, 'add', e, n, { readsF: 2, writesF: 1, readsB: 2, writesB: 1, flopsF: 1, flopsB: 1 }, 0);
-}
+// Cost figures per element of the element-wise ops (tensors read/written in forward and backward,
+// FLOPs per element): LayerNorm ~5 FLOPs forward (mean, variance, normalise, scale, shift), ~8
+// backward; RMSNorm 4 / 6; GELU (tanh form) 8 / 12; SwiGLU 6 / 10; dropout 2 / 1 (+ its 1-byte mask);
+// bias + dropout + residual add fused as in Megatron-LM.
+const IO: Record<string, ElementwiseIo> = {
+  layernorm: { readsF: 1, writesF: 1, readsB: 2, writesB: 1, flopsF: 5, flopsB: 8 },
+  rmsnorm: { readsF: 1, writesF: 1, readsB: 2, writesB: 1, flopsF: 4, flopsB: 6 },
+  rope: { readsF: 1, writesF: 1, readsB: 1, writesB: 1, flopsF: 3, flopsB: 3 },
+  softmax: { readsF: 1, writesF: 1, readsB: 2, writesB: 1, flopsF: 5, flopsB: 4 },
+  dropout: { readsF: 1, writesF: 1, readsB: 1, writesB: 1, flopsF: 2, flopsB: 1 },
+  gelu: { readsF: 1, writesF: 1, readsB: 2, writesB: 1, flopsF: 8, flopsB: 12 },
+  swiglu: { readsF: 2, writesF: 1, readsB: 3, writesB: 2, flopsF: 6, flopsB: 10 },
+  dropout_add: { readsF: 2, writesF: 1, readsB: 1, writesB: 1, flopsF: 3, flopsB: 1 },
+  add: { readsF: 2, writesF: 1, readsB: 2, writesB: 1, flopsF: 1, flopsB: 1 },
+  // The parallel block's branch sum: its backward hands the same gradient to both branches.
+  branch_sum: { readsF: 2, writesF: 1, readsB: 0, writesB: 0, flopsF: 1, flopsB: 0 },
+};
 
-/** Self-attention core (QK^T, softmax, dropout, attention over V), non-flash or flash, per TP rank. */
-function attentionCore(model: ModelSpec, e: number): Op[] {
-  const dropout = model.family === 'gpt';
-  const headsPerRank = div(a, t);
-  const scores = mul(b, headsPerRank, s, s); // elements of the s x s score tensor per rank
-  const qBytes = mul(e, T, qWidth);
-  const kvBytes = mul(e, T, kvWidth);
-  const noFa = sub(1, fa);
-  // Non-flash: QK^T saves Q and K; softmax saves its output (2as^2b); dropout saves its mask (as^2b)
-  // and attention-over-V its input (the dropout output, 2as^2b) and V. Without dropout the
-  // softmax output is the AV input: stored once.
-  const ops: Op[] = [
-    { ...matmul('attn.scores', e, mul(b, headsPerRank, s), d, s, add(qBytes, kvBytes)), when: noFa },
-    { ...elementwise('attn.softmax', 'softmax', e, scores,
-      { readsF: 1, writesF: 1, readsB: 2, writesB: 1, flopsF: 5, flopsB: 4 }, mul(e, scores)), when: noFa },
-  ];
-  if (dropout) {
-    ops.push({ ...elementwise('attn.dropout', 'dropout', e, scores,
-      { readsF: 1, writesF: 1, readsB: 1, writesB: 1, flopsF: 2, flopsB: 1, extraBytes: scores }, scores), when: noFa });
+/**
+ * The analyzer's ops of a block description, per TP rank, in forward order: FLOPs and bytes from
+ * the ops' shapes (a GEMM [m, k] x [k, n] is 2mkn FLOPs forward, 4mkn backward), saved bytes from
+ * the tensors each op keeps (a tensor kept by several ops counted once), the TP collectives at the
+ * regions' entries and exits, and the kernel launches of core's blockLaunches.
+ */
+export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op[] {
+  const e = opts.actBytes;
+  const z = block.sizes;
+  const tokens = dimExpr(z.tokens);
+  const tensor = (name: string): BlockTensor => {
+    const x = block.tensors[name];
+    if (!x) throw new Error(`block description: unknown tensor ${name}`);
+    return x;
+  };
+  const elements = (name: string): Expr => mul(dimExpr(tensor(name).rows), dimExpr(tensor(name).width));
+  const bytes = (name: string): Expr => {
+    const x = tensor(name);
+    return mul(x.dtype === 'act' ? e : x.dtype === 'mask' ? 1 : 4, elements(name));
+  };
+  const launches = blockLaunches(block);
+  // Saved tensors are counted once among the ops that always run and once per attention variant.
+  const savedBy = { always: new Set<string>(), flash: new Set<string>(), noFlash: new Set<string>() };
+  const savedBytes = (o: BlockOp): Expr => {
+    const own = savedBy[o.when ?? 'always'];
+    const fresh = o.saves.filter((x) => !savedBy.always.has(x) && !own.has(x));
+    for (const x of fresh) own.add(x);
+    return add(...fresh.map(bytes));
+  };
+  const whenOf = (o: BlockOp): Expr => (o.when === 'flash' ? fa : o.when === 'noFlash' ? sub(1, fa) : num(1));
+  const outputsOf = (o: BlockOp): Expr => add(...o.outputs.filter((x) => tensor(x).dtype !== 'mask').map(elements));
+  const pointwise = (o: BlockOp, table: string | undefined, io: ElementwiseIo, saved: Expr): Op => {
+    const n = outputsOf(o);
+    const extra = io.extraBytes ?? 0;
+    return op({
+      name: o.name, kind: 'elementwise', table, elements: n, when: whenOf(o),
+      fwdFlops: mul(io.flopsF, n), bwdFlops: mul(io.flopsB, n),
+      fwdBytes: add(mul(e * (io.readsF + io.writesF), n), extra),
+      bwdBytes: add(mul(e * (io.readsB + io.writesB), n), extra), saved,
+    });
+  };
+  const ops: Op[] = [];
+  for (const o of block.ops) {
+    const saved = savedBytes(o);
+    let x: Op;
+    switch (o.kind) {
+      case 'norm': x = pointwise(o, o.norm, IO[o.norm], saved); break;
+      case 'linear':
+        x = matmul(o.name, e, dimExpr(o.rows), dimExpr(o.inner), add(...o.cols.map(dimExpr)), saved);
+        break;
+      case 'scores': case 'values':
+        x = { ...matmul(o.name, e, dimExpr(o.rows), dimExpr(o.inner), dimExpr(o.cols), saved), when: whenOf(o) };
+        break;
+      case 'rope': x = pointwise(o, 'rope', IO.rope, saved); break;
+      case 'softmax': x = pointwise(o, 'softmax', IO.softmax, saved); break;
+      case 'dropout': x = pointwise(o, 'dropout', { ...IO.dropout, extraBytes: outputsOf(o) }, saved); break;
+      case 'activation': x = pointwise(o, o.fn, IO[o.fn], saved); break;
+      case 'residual':
+        x = o.dropout ? pointwise(o, 'dropout_add', { ...IO.dropout_add, extraBytes: outputsOf(o) }, saved) : pointwise(o, 'add', IO.add, saved);
+        break;
+      case 'branchSum': x = pointwise(o, undefined, IO.branch_sum, saved); break;
+      case 'attention': {
+        // Flash attention (Dao 2022/2023): 4*b*s^2*h/t forward FLOPs; backward recomputes the
+        // scores, 2.5x the forward FLOPs (5 GEMM-like products instead of 2). Moves q, k, v, O.
+        const faFlops = mul(4, tokens, s, dimExpr(z.qWidth));
+        const faBytes = mul(e, tokens, add(mul(2, dimExpr(z.qWidth)), mul(2, dimExpr(z.kvWidth))));
+        x = op({
+          name: o.name, kind: 'attention', when: whenOf(o), elements: dimExpr(o.scores),
+          fwdFlops: faFlops, bwdFlops: mul(2.5, faFlops), fwdBytes: faBytes, bwdBytes: mul(2, faBytes), saved,
+        });
+        break;
+      }
+      case 'embedding': {
+        // Gather of b*s rows (+ position rows and their sum); backward scatter-adds the rows into
+        // the tables' gradients.
+        const learned = o.wpe !== undefined;
+        const n = dimExpr(o.elements);
+        const io = { readsF: learned ? 2 : 1, writesF: 1, readsB: 1, writesB: 2, flopsF: learned ? 1 : 0, flopsB: 1 };
+        x = op({
+          name: o.name, kind: 'elementwise', table: 'embedding', elements: n,
+          fwdFlops: mul(io.flopsF, n), bwdFlops: mul(io.flopsB, n),
+          fwdBytes: mul(e * (io.readsF + io.writesF), n), bwdBytes: mul(e * (io.readsB + io.writesB), n), saved,
+        });
+        break;
+      }
+      case 'crossEntropy': {
+        // In fp32 (Megatron-LM): reads the logits, writes the fp32 softmax and loss; backward reads
+        // the softmax and writes the logits' gradient. Each all-reduce moves one fp32 value per token.
+        const logits = elements(o.inputs[0]);
+        x = op({
+          name: o.name, kind: 'elementwise', table: 'cross_entropy', elements: logits,
+          fwdFlops: mul(5, logits), bwdFlops: mul(2, logits),
+          fwdBytes: mul(e + 4 + 4, logits), bwdBytes: mul(4 + e, logits), saved,
+          comm: o.points.map((): OpComm => ({ phase: 'forward', collective: 'allReduce', bytes: mul(4, tokens), weight: num(1) })),
+        });
+        break;
+      }
+      case 'tpEntry': case 'tpExit': {
+        const full = mul(e, dimExpr(o.elements));
+        x = op({
+          name: o.name, kind: 'elementwise', elements: num(0), fwdFlops: 0, bwdFlops: 0, fwdBytes: 0, bwdBytes: 0,
+          saved, comm: o.kind === 'tpEntry' ? regionEntry(full) : regionExit(full),
+        });
+        break;
+      }
+    }
+    const l = launches.get(o.name);
+    if (!l) throw new Error(`block op ${o.name} has no launch count`);
+    ops.push({ ...x, fwdKernels: l.forward, bwdKernels: l.backward, fwdAux: l.forwardAux, bwdAux: l.backwardAux });
   }
-  ops.push({
-    ...matmul('attn.values', e, mul(b, headsPerRank, s), s, d, add(dropout ? mul(e, scores) : 0, kvBytes)),
-    when: noFa,
-  });
-  // Flash attention (Dao 2022/2023): the same 4*b*s^2*h/t forward FLOPs; backward recomputes the
-  // scores, 2.5x the forward FLOPs (5 GEMM-like products instead of 2). Keeps Q, K, V and the fp32
-  // log-sum-exp (4 bytes per row of every head); the output O is saved by the projection.
-  const faFlops = mul(4, T, s, qWidth);
-  const faBytes = mul(e, T, add(mul(2, qWidth), mul(2, kvWidth)));
-  ops.push(op({
-    name: 'attn.flash', kind: 'attention', when: fa, elements: scores,
-    fwdFlops: faFlops, bwdFlops: mul(2.5, faFlops), fwdBytes: faBytes, bwdBytes: mul(2, faBytes),
-    saved: add(qBytes, mul(2, kvBytes), mul(4, b, headsPerRank, s)),
-  }));
   return ops;
 }
 
-/** Ops of one transformer layer of `model` on one TP rank, in forward order. */
+/** Ops of one transformer layer of `model` on one TP rank, in forward order (core's layerBlock). */
 export function layerOps(model: ModelSpec, opts: OpGraphOptions): Op[] {
-  const e = opts.actBytes;
-  const dropout = model.family === 'gpt';
-  const full = mul(e, T, h); // one activation tensor, unsharded: the TP collectives' size
-  const qkvCols = add(qWidth, mul(2, kvWidth));
-  const ffnCols = div(f, t);
-  const swiglu = model.activation === 'swiglu';
-  const up = swiglu ? mul(2, ffnCols) : ffnCols; // gate and up projections fused
-  const savedNormOut = mul(e, Tsp, h); // the column-parallel GEMM's input (sharded with SP)
-
-  // The executor's GEMMs: q, k and v separately; gate and up separately; a bias add after each
-  // when the model has biases.
-  const bias = model.bias;
-  const qkv = (comm: OpComm[]): Op => matmul('attn.qkv', e, T, h, qkvCols, savedNormOut, comm, { gemms: 3, bias });
-  const rope = model.positional === 'rope'
-    ? [{ ...elementwise('attn.rope', 'rope', e, mul(T, add(qWidth, kvWidth)),
-      { readsF: 1, writesF: 1, readsB: 1, writesB: 1, flopsF: 3, flopsB: 3 }, 0), fwdKernels: 2, bwdKernels: 2 }]
-    : [];
-  const proj = (comm: OpComm[]): Op => matmul('attn.proj', e, T, qWidth, h, mul(e, T, qWidth), comm, { gemms: 1, bias });
-  const fc1 = (comm: OpComm[]): Op => matmul('mlp.fc1', e, T, h, up, savedNormOut, comm, { gemms: swiglu ? 2 : 1, bias });
-  const act = swiglu
-    ? elementwise('mlp.swiglu', 'swiglu', e, mul(T, ffnCols),
-      { readsF: 2, writesF: 1, readsB: 3, writesB: 2, flopsF: 6, flopsB: 10 }, mul(2 * e, T, ffnCols))
-    : elementwise('mlp.gelu', 'gelu', e, mul(T, ffnCols),
-      { readsF: 1, writesF: 1, readsB: 2, writesB: 1, flopsF: 8, flopsB: 12 }, mul(e, T, ffnCols));
-  const fc2 = (comm: OpComm[]): Op => matmul('mlp.fc2', e, T, ffnCols, h, mul(e, T, ffnCols), comm, { gemms: 1, bias });
-
-  if (model.parallelAttention) {
-    // Falcon: attention and MLP read the same normalised input and their outputs are summed, so one
-    // collective enters and one leaves the block. With one norm its output feeds both GEMMs (saved
-    // once); with two norms (Falcon-40B) both read the same input x (saved once) and each output is saved.
-    const twoNorms = model.parallelAttentionTwoNorms;
-    const n1 = norm(model, 'norm.attn', e);
-    const ops: Op[] = [n1];
-    if (twoNorms) ops.push({ ...norm(model, 'norm.mlp', e), saved: num(0) });
-    ops.push(qkv(regionEntry(full)), ...rope, ...attentionCore(model, e), proj(regionExit(full)));
-    ops.push({ ...fc1([]), saved: twoNorms ? savedNormOut : num(0) }, act, fc2([]), dropoutAdd('residual', e, dropout));
-    return ops;
-  }
-  return [
-    norm(model, 'norm.attn', e),
-    qkv(regionEntry(full)),
-    ...rope,
-    ...attentionCore(model, e),
-    proj(regionExit(full)),
-    dropoutAdd('attn.residual', e, dropout),
-    norm(model, 'norm.mlp', e),
-    fc1(regionEntry(full)),
-    act,
-    fc2(regionExit(full)),
-    dropoutAdd('mlp.residual', e, dropout),
-  ];
+  return blockOpsToOps(layerBlock(model), opts);
 }
 
-/** Ops of the first stage's pre-layers: vocab-parallel token embedding (+ learned positions, dropout). */
+/** Ops of the first stage's pre-layers: vocab-parallel token embedding (+ learned positions, dropout) (core's embeddingBlock). */
 export function embeddingOps(model: ModelSpec, opts: OpGraphOptions): Op[] {
-  const e = opts.actBytes;
-  const n = mul(T, h);
-  const learned = model.positional === 'learned';
-  const full = mul(e, T, h);
-  // Gather of b*s rows (+ position rows and their sum); backward scatter-adds the rows into the
-  // table's gradient. Vocab-parallel: every rank writes zeros for tokens outside its shard and an
-  // all-reduce (with SP a reduce-scatter) combines them (Megatron-LM VocabParallelEmbedding).
-  const ops: Op[] = [elementwise('embedding', 'embedding', e, n,
-    { readsF: learned ? 2 : 1, writesF: 1, readsB: 1, writesB: 2, flopsF: learned ? 1 : 0, flopsB: 1 }, 0, [
-      { phase: 'forward', collective: 'allReduce', bytes: full, weight: sub(1, sp) },
-      { phase: 'forward', collective: 'reduceScatter', bytes: full, weight: sp },
-      { phase: 'backward', collective: 'allGather', bytes: full, weight: sp },
-    ])];
-  if (model.family === 'gpt') {
-    const m = mul(Tsp, h);
-    ops.push(elementwise('embedding.dropout', 'dropout', e, m,
-      { readsF: 1, writesF: 1, readsB: 1, writesB: 1, flopsF: 2, flopsB: 1, extraBytes: m }, m));
-  }
-  return ops;
+  return blockOpsToOps(embeddingBlock(model), opts);
 }
 
-/** Ops of the last stage's post-layers: final norm, LM head (column-parallel over the vocabulary) and loss. */
+/** Ops of the last stage's post-layers: final norm, LM head (column-parallel over the vocabulary) and loss (core's headBlock). */
 export function headOps(model: ModelSpec, opts: OpGraphOptions): Op[] {
-  const e = opts.actBytes;
-  const full = mul(e, T, h);
-  const logits = mul(T, div(V, t));
-  // Vocab-parallel cross-entropy in fp32 (Megatron-LM): three all-reduces of one fp32 value per
-  // token (max, sum of exp, target logit); saves the fp32 softmax for backward. The logits and the
-  // fp32 softmax are transient (see headTransientBytes); they are not counted as saved activations.
-  const smallAllReduce = (weight: Operand): OpComm => ({
-    phase: 'forward', collective: 'allReduce', bytes: mul(4, T), weight: typeof weight === 'number' ? num(weight) : weight,
-  });
-  return [
-    norm(model, 'final_norm', e),
-    matmul('lm_head', e, T, h, div(V, t), mul(e, Tsp, h), regionEntry(full)),
-    op({
-      name: 'cross_entropy', kind: 'elementwise', table: 'cross_entropy', elements: logits,
-      fwdFlops: mul(5, logits), bwdFlops: mul(2, logits),
-      fwdBytes: mul(e + 4 + 4, logits), bwdBytes: mul(4 + e, logits),
-      saved: 0, comm: [smallAllReduce(1), smallAllReduce(1), smallAllReduce(1)],
-    }),
-  ];
+  return blockOpsToOps(headBlock(model), opts);
 }
 
 /**

@@ -17,3 +17,4 @@ export * from './backend-capabilities';
 export * from './training-defaults';
 export * from './rank-layout';
 export * from './pipeline-schedule';
+export * from './block';

@@ -26,7 +26,7 @@ describe('names as vendors write them', () => {
   it('an unknown name gets the nearest one and the allowed list; an ambiguous one its candidates (exit 2)', async () => {
     const typo = await runCli(['analyze', small, '--model', 'gpt-1.3b']);
     expect(typo.code).toBe(2);
-    expect(typo.stderr).toMatch(/model: got "gpt-1\.3b"; did you mean "gpt3-1\.3b"\? allowed: gpt3-1\.3b, gpt3-2\.7b/);
+    expect(typo.stderr).toMatch(/model: got "gpt-1\.3b"; did you mean "gpt3-1\.3b"\? allowed: gpt3-125m, gpt3-350m, gpt3-1\.3b, gpt3-2\.7b/);
     const a100 = await runCli(['analyze', small, '--cluster', '1x2-a100']);
     expect(a100.code).toBe(2);
     expect(a100.stderr).toMatch(/gpu: got "a100"; ambiguous: it could be a100-40gb or a100-80gb/);

@@ -3,26 +3,18 @@
 // VocabParallelEmbedding, Shoeybi et al. 2019, section 3): rank r holds rows
 // [r V/tp, (r+1) V/tp), looks up the tokens it holds and writes zeros for the others, and an
 // all-reduce sums the ranks' rows. The position table is replicated and added after the sum.
-import type { ModelSpec } from '@mist/core';
+import { embeddingBlock, type ModelSpec, POSITION_TABLE, TOKEN_TABLE } from '@mist/core';
 import { KernelBatch } from '@mist/native';
-import { INIT_STD } from './dims';
+import { blockParamDecls } from './block-params';
 import type { ParamDecl, ParamStore } from './params';
 import type { TpHooks } from './tp-hooks';
 
-export const WTE = 'embed.wte';
-export const WPE = 'embed.wpe';
+export const WTE = TOKEN_TABLE;
+export const WPE = POSITION_TABLE;
 
+/** The token table (and learned position table) of core's embedding block. */
 export function embeddingParamDecls(model: ModelSpec): ParamDecl[] {
-  const decls: ParamDecl[] = [wteDecl(model)];
-  if (model.positional === 'learned') {
-    decls.push({ name: WPE, shape: [model.maxSeq, model.hidden], shard: 'none', init: { kind: 'normal', std: INIT_STD }, weightDecay: false });
-  }
-  return decls;
-}
-
-/** The token table [vocab, hidden], split by rows over TP; a last stage with tied embeddings declares it too (same name, same values). */
-export function wteDecl(model: ModelSpec): ParamDecl {
-  return { name: WTE, shape: [model.vocab, model.hidden], shard: 'rows', init: { kind: 'normal', std: INIT_STD }, weightDecay: true };
+  return blockParamDecls(model, embeddingBlock(model));
 }
 
 /** The vocabulary rows [lo, hi) a TP rank holds. */

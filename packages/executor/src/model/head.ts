@@ -7,26 +7,21 @@
 // each token's max logit, then one of the sum of exp(logit - max) and of the target logit; the loss
 // is log(sum) + max - target logit, and each rank's logits' gradient (softmax - onehot) * scale is
 // local. The input gradient dh = dlogits W sums over the shards (one all-reduce).
-import type { ModelSpec } from '@mist/core';
+import { headBlock, LM_HEAD, type ModelSpec } from '@mist/core';
 import { KernelBatch } from '@mist/native';
-import { INIT_STD } from './dims';
-import { vocabRange, WTE, wteDecl } from './embedding';
-import { type NormSaved, normBackwardAccumulate, normDecls, normForward } from './norm';
+import { blockParamDecls } from './block-params';
+import { vocabRange, WTE } from './embedding';
+import { type NormSaved, normBackwardAccumulate, normForward } from './norm';
 import type { ParamDecl, ParamStore } from './params';
 import { Scratch } from './scratch';
 import type { TpHooks } from './tp-hooks';
 
-export const LM_HEAD = 'head.lm_head';
 const NORM = 'head.norm';
 
+/** Core's head block's weights: the final norm and the LM head, or (tied) the token table on a stage without the embedding. */
 export function headParamDecls(model: ModelSpec, stageHasEmbedding: boolean): ParamDecl[] {
-  const decls = normDecls(model, NORM);
-  if (!model.tiedEmbeddings) {
-    decls.push({ name: LM_HEAD, shape: [model.vocab, model.hidden], shard: 'rows', init: { kind: 'normal', std: INIT_STD }, weightDecay: true });
-  } else if (!stageHasEmbedding) {
-    decls.push(wteDecl(model));
-  }
-  return decls;
+  const block = headBlock(model);
+  return blockParamDecls(model, block, undefined, block.weights.filter((w) => !w.tied || !stageHasEmbedding));
 }
 
 export interface HeadSaved {

@@ -2,20 +2,11 @@
 import type { KernelOps } from '@mist/native';
 import type { ModelSpec } from '@mist/core';
 import { NORM_EPS } from './dims';
-import type { ParamDecl, ParamStore } from './params';
+import type { ParamStore } from './params';
 
 export interface NormSaved {
   mean: Float32Array | null;
   rstd: Float32Array;
-}
-
-export function normDecls(model: ModelSpec, prefix: string): ParamDecl[] {
-  const h = model.hidden;
-  const decls: ParamDecl[] = [{ name: `${prefix}.gamma`, shape: [h], shard: 'none', init: { kind: 'const', value: 1 }, weightDecay: false }];
-  if (model.norm === 'layernorm') {
-    decls.push({ name: `${prefix}.beta`, shape: [h], shard: 'none', init: { kind: 'const', value: 0 }, weightDecay: false });
-  }
-  return decls;
 }
 
 /** `alloc` makes the saved statistics (a module's scratch buffers; default fresh arrays). */

@@ -9,9 +9,10 @@
 //   head           'head-in-grad': sum of the LM head's input gradient (the head is column-parallel
 //                  over the vocabulary); 'loss-max' (max) and 'loss-sum' (sum) of the vocab-parallel
 //                  cross-entropy's per-token max logit, then sum of exp and target logit
-export type TpPoint =
-  | 'attn-out' | 'mlp-out' | 'parallel-out' | 'attn-in-grad' | 'mlp-in-grad' | 'parallel-in-grad'
-  | 'embed-out' | 'head-in-grad' | 'loss-max' | 'loss-sum';
+import type { BlockTpPoint } from '@mist/core';
+
+/** The points core's block descriptions name (their tpEntry/tpExit ops and the loss's sums). */
+export type TpPoint = BlockTpPoint;
 
 export interface TpSite {
   /** Global index of the layer; -1 for the embedding, the model's layer count for the head. */
