@@ -8,7 +8,11 @@
 // source and overall, the memory figures where a source publishes memory, and whether the targets
 // are met. Nothing here is fitted to these rows: they are a held-out check of the cost model.
 //
-//   node tools/validate/published-runs.js [--json] [--source NAME]
+// A row may publish memory only (no "measured", with "timeNotCompared" saying why); its memory is
+// read as its source reads it ("measuredMemory.kind": allocated, reserved or process) from the
+// analyzer's per-stage deviceMemory. A row may run a variant of a catalog GPU ("gpuOverrides").
+//
+//   node tools/validate/published-runs.js [--json] [--source NAME] [--breakdown]
 //
 // Exit 0 when every target is met, 1 when some target is not (the figures are printed either way),
 // 2 for a bad data file or option.
@@ -26,10 +30,13 @@ const { estimatePlan } = require('@mist/analyzer');
 // 10%; per-GPU peak memory median |error| <= 10% and never under-predicting by more than 5%.
 const TARGETS = { timeMedian: 0.05, timeShareWithin: 0.75, timeWithin: 0.1, memoryMedian: 0.1, memoryUnderMax: 0.05 };
 
-const { values } = parseArgs({ options: { json: { type: 'boolean' }, source: { type: 'string' } } });
+const MEMORY_KINDS = ['allocated', 'reserved', 'process'];
+
+const { values } = parseArgs({ options: { json: { type: 'boolean' }, source: { type: 'string' }, breakdown: { type: 'boolean' } } });
 const dataFile = path.join(__dirname, 'published-runs.json');
 const data = JSON.parse(fs.readFileSync(dataFile, 'utf8'));
 
+/** @param {string} message @returns {never} */
 function bad(message) {
   console.error(`published-runs: ${message}`);
   process.exit(2);
@@ -48,9 +55,12 @@ function measuredIterationS(row, model) {
     case 'tokensPerSecPerGpu':
       return (B * s) / (N * m.value);
     case 'tflopsPerGpu': {
-      // Narayanan et al. 2021, Eq. 3: FLOPs of one iteration with activation recomputation.
-      if (m.flopsFormula !== 'narayanan2021-eq3') bad(`${row.id}: unknown flopsFormula ${m.flopsFormula}`);
-      const F = 96 * B * s * l * h * h * (1 + s / (6 * h) + V / (16 * l * h));
+      // Narayanan et al. 2021, Eq. 3: FLOPs of one iteration with activation recomputation; or the
+      // model FLOPs without recompute (Korthikanti et al. 2022, Sec. 6.3; Megatron-LM's
+      // num_floating_point_operations for a GPT with MHA and a 4h GeLU MLP).
+      const F = m.flopsFormula === 'narayanan2021-eq3' ? 96 * B * s * l * h * h * (1 + s / (6 * h) + V / (16 * l * h))
+        : m.flopsFormula === 'korthikanti2022-model' ? 72 * B * s * l * h * h * (1 + s / (6 * h) + V / (12 * l * h))
+          : bad(`${row.id}: flopsFormula must be narayanan2021-eq3 or korthikanti2022-model (got ${m.flopsFormula})`);
       return F / (N * m.value * 1e12);
     }
     case 'mfu': {
@@ -76,6 +86,8 @@ function planOf(row, model) {
   const mesh = devices <= gpusPerNode ? { nodes: 1, gpusPerNode: devices } : { nodes: devices / gpusPerNode, gpusPerNode };
   if (!Number.isInteger(mesh.nodes)) bad(`${row.id}: a stage's ${devices} GPUs are not whole nodes of ${gpusPerNode}`);
   // Selective recompute (Korthikanti et al.) keeps no s x s attention scores, as flash attention does.
+  // torchtitan's per-op selective checkpointing ("selective-op") has no counterpart: planned as no recompute.
+  if (!['none', 'full', 'selective', 'selective-op'].includes(row.recompute)) bad(`${row.id}: recompute must be none, full, selective or selective-op (got ${row.recompute})`);
   const flashAttention = row.flashAttention || row.recompute === 'selective';
   return {
     version: core.PLAN_VERSION,
@@ -100,16 +112,26 @@ function planOf(row, model) {
 
 function predict(row) {
   const model = core.parseModelSpec(row.model);
-  const cluster = core.buildCluster({ nodes: Math.ceil(row.gpus / row.gpusPerNode), gpusPerNode: row.gpusPerNode, gpu: row.gpu });
+  // A variant of a catalog GPU (e.g. the 96 GB HBM2e H100 of Meta's Grand Teton hosts) keeps the catalog
+  // name, so that its network, host memory and calibration are the catalog part's, with the variant's datasheet figures.
+  const gpu = row.gpuOverrides ? core.parseSpec(core.GpuSpecSchema, { ...core.getGpu(row.gpu), ...row.gpuOverrides }, `${row.id}: gpuOverrides`) : row.gpu;
+  const cluster = core.buildCluster({ nodes: Math.ceil(row.gpus / row.gpusPerNode), gpusPerNode: row.gpusPerNode, gpu });
   const plan = core.parsePlan(planOf(row, model), { model, cluster });
   const training = core.parseTrainingSpec({
     globalBatch: row.globalBatch, seqLen: row.seqLen, paramDtype: row.dtype, computeDtype: row.dtype, flashAttention: plan.flashAttention,
   });
   const profile = core.builtinHardwareProfile(cluster, row.dtype);
   const est = estimatePlan(plan, { model, training, profile });
-  const measuredS = measuredIterationS(row, model);
-  const peak = Math.max(...est.stages.map((s) => s.peakMemoryBytes));
-  const memoryMeasured = row.measuredMemoryBytesPerGpu ?? null;
+  // A row without `measured` publishes memory only for this comparison; `timeNotCompared` says why.
+  if (!row.measured && !row.timeNotCompared) bad(`${row.id}: a row without "measured" must say why in "timeNotCompared"`);
+  if (!row.measured && !row.measuredMemory) bad(`${row.id}: a row needs "measured", "measuredMemory" or both`);
+  const measuredS = row.measured ? measuredIterationS(row, model) : null;
+  // The measured per-GPU memory as its source reads it: torch.cuda.max_memory_reserved ("reserved"),
+  // max_memory_allocated ("allocated") or nvidia-smi ("process"); the prediction is read the same way.
+  const mm = row.measuredMemory;
+  if (mm && !MEMORY_KINDS.includes(mm.kind)) bad(`${row.id}: measuredMemory.kind must be ${MEMORY_KINDS.join(', ')} (got ${mm.kind})`);
+  const peak = Math.max(...est.stages.map((s) => (mm ? s.deviceMemory[`${mm.kind}Bytes`] : s.deviceMemory.processBytes)));
+  const memoryMeasured = mm ? mm.gib * 2 ** 30 : null;
   return {
     id: row.id,
     source: row.source,
@@ -122,12 +144,17 @@ function predict(row) {
     interleaved: Boolean(row.interleavedLayersPerVirtualStage),
     measuredS,
     predictedS: est.iterationTimeS,
-    timeError: est.iterationTimeS / measuredS - 1,
+    timeError: measuredS === null ? null : est.iterationTimeS / measuredS - 1,
     predictedPeakBytes: peak,
     measuredPeakBytes: memoryMeasured,
     memoryError: memoryMeasured === null ? null : peak / memoryMeasured - 1,
+    memoryKind: mm ? mm.kind : 'process',
     // The run did run: a prediction that it does not fit would have stopped it at the pre-flight.
     predictedFits: est.allFit,
+    // The bottleneck stage's time parts (seconds per micro-batch; dpComm and optimizer per iteration).
+    stageTime: est.stages[est.bottleneckStage].time,
+    breakdown: est.breakdown,
+    memory: est.stages[est.bottleneckStage].memory,
   };
 }
 
@@ -136,13 +163,15 @@ function median(xs) {
 }
 
 function figures(results) {
-  const timeAbs = results.map((r) => Math.abs(r.timeError));
+  const timed = results.filter((r) => r.timeError !== null);
+  const timeAbs = timed.map((r) => Math.abs(r.timeError));
   const mem = results.filter((r) => r.memoryError !== null);
   return {
     runs: results.length,
+    timeRuns: timed.length,
     timeMedianAbsError: median(timeAbs),
-    timeShareWithin10: results.length === 0 ? null : timeAbs.filter((e) => e <= TARGETS.timeWithin).length / results.length,
-    timeMedianSignedError: median(results.map((r) => r.timeError)),
+    timeShareWithin10: timed.length === 0 ? null : timeAbs.filter((e) => e <= TARGETS.timeWithin).length / timed.length,
+    timeMedianSignedError: median(timed.map((r) => r.timeError)),
     memoryRuns: mem.length,
     memoryMedianAbsError: median(mem.map((r) => Math.abs(r.memoryError))),
     memoryWorstUnder: mem.length === 0 ? null : Math.min(0, ...mem.map((r) => r.memoryError)),
@@ -188,18 +217,37 @@ out += table(results, [
   { header: 'model', value: (r) => r.model },
   { header: 'GPUs', value: (r) => `${r.gpus} x ${r.gpu}`, right: true },
   { header: 'config', value: (r) => r.config },
-  { header: 'measured s/it', value: (r) => r.measuredS.toFixed(3), right: true },
+  { header: 'measured s/it', value: (r) => (r.measuredS === null ? '-' : r.measuredS.toFixed(3)), right: true },
   { header: 'predicted s/it', value: (r) => r.predictedS.toFixed(3), right: true },
   { header: 'time err', value: (r) => signedPct(r.timeError), right: true },
+  { header: 'mem as', value: (r) => r.memoryKind },
   { header: 'pred peak GiB', value: (r) => (r.predictedPeakBytes / 2 ** 30).toFixed(1), right: true },
   { header: 'meas peak GiB', value: (r) => (r.measuredPeakBytes === null ? '-' : (r.measuredPeakBytes / 2 ** 30).toFixed(1)), right: true },
   { header: 'mem err', value: (r) => signedPct(r.memoryError), right: true },
   { header: 'fits?', value: (r) => (r.predictedFits ? 'yes' : 'NO (ran)') },
 ]);
+if (values.breakdown) {
+  const ms = (x) => (1e3 * x).toFixed(1);
+  out += '\nBottleneck stage, per micro-batch in ms (dp comm and optimizer per iteration), and the iteration parts in s:\n';
+  out += table(results, [
+    { header: 'run', value: (r) => r.id },
+    { header: 'fwd', value: (r) => ms(r.stageTime.forward), right: true },
+    { header: 'bwd', value: (r) => ms(r.stageTime.backward), right: true },
+    { header: 'recompute', value: (r) => ms(r.stageTime.recompute), right: true },
+    { header: 'tp comm', value: (r) => ms(r.stageTime.tpComm), right: true },
+    { header: 'pp comm', value: (r) => ms(r.stageTime.ppComm), right: true },
+    { header: 'dp comm', value: (r) => ms(r.stageTime.dpComm), right: true },
+    { header: 'optimizer', value: (r) => ms(r.stageTime.optimizer), right: true },
+    { header: 'first s', value: (r) => r.breakdown.firstS.toFixed(3), right: true },
+    { header: 'steady s', value: (r) => r.breakdown.steadyS.toFixed(3), right: true },
+    { header: 'last s', value: (r) => r.breakdown.lastS.toFixed(3), right: true },
+  ]);
+}
 out += '\nPer source (time error = predicted / measured - 1; "interleaved" rows ran the interleaved 1F1B schedule, predicted as plain 1F1B):\n';
 out += table([...bySource, { name: 'all', ...overall }], [
   { header: 'source', value: (s) => s.name },
   { header: 'runs', value: (s) => s.runs, right: true },
+  { header: 'time runs', value: (s) => s.timeRuns, right: true },
   { header: 'median |time err|', value: (s) => pct(s.timeMedianAbsError), right: true },
   { header: 'within 10%', value: (s) => pct(s.timeShareWithin10), right: true },
   { header: 'median signed', value: (s) => signedPct(s.timeMedianSignedError), right: true },

@@ -9,7 +9,9 @@ describe('agent devices and options', () => {
       [0, 'DEVICE_KIND_CUDA', 'h100-sxm', 81559 * 1024 * 1024], [1, 'DEVICE_KIND_CUDA', 'a100-40gb', 40960 * 1024 * 1024], [2, 'DEVICE_KIND_CUDA', '', 15360 * 1024 * 1024],
     ]);
     expect(['NVIDIA H200', 'NVIDIA A100 80GB PCIe', 'NVIDIA L4', 'NVIDIA A10G', 'Tesla V100-SXM2-32GB'].map(gpuCatalogName))
-      .toEqual(['h200', 'a100-80gb', 'l4', 'a10g', 'v100-32gb']);
+      .toEqual(['h200', 'a100-80gb-pcie', 'l4', 'a10g', 'v100-32gb']);
+    expect(['NVIDIA A100-SXM4-80GB', 'NVIDIA A100-PCIE-40GB', 'NVIDIA H100 PCIe', 'NVIDIA H800', 'NVIDIA B200', 'Tesla V100-SXM2-16GB']
+      .map(gpuCatalogName)).toEqual(['a100-80gb', 'a100-40gb-pcie', 'h100-pcie', 'h800', 'b200', 'v100-16gb']);
   });
 
   it('offers CPU devices when asked, chosen GPUs otherwise, and says why when there are none', () => {

@@ -14,11 +14,18 @@ export function cpuDevices(count: number): Device[] {
 
 // nvidia-smi product names -> @mist/core GPU catalog names.
 const GPU_NAMES: Array<[RegExp, string]> = [
+  [/\bB200\b/i, 'b200'],
   [/\bH200\b/i, 'h200'],
+  [/\bH800\b/i, 'h800'],
+  [/\bH100\b.*PCIe/i, 'h100-pcie'],
   [/\bH100\b/i, 'h100-sxm'],
+  [/\bA100\b.*80\s*GB.*PCIe/i, 'a100-80gb-pcie'],
+  [/\bA100\b.*PCIe.*80\s*GB/i, 'a100-80gb-pcie'],
   [/\bA100\b.*80\s*GB/i, 'a100-80gb'],
+  [/\bA100\b.*PCIe/i, 'a100-40gb-pcie'],
   [/\bA100\b/i, 'a100-40gb'],
   [/\bV100\b.*32\s*GB/i, 'v100-32gb'],
+  [/\bV100\b.*16\s*GB/i, 'v100-16gb'],
   [/\bA10G\b/i, 'a10g'],
   [/\bL4\b/i, 'l4'],
 ];

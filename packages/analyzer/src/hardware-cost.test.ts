@@ -65,3 +65,43 @@ describe('collectives (ring alpha-beta)', () => {
     expect(ar).toBeCloseTo(2 * 1e-3 + B * 1e-9, 12);
   });
 });
+
+describe('inter-node bandwidth of a group with several ranks per node', () => {
+  const B = 1e9;
+  const n = 32;
+  const link = { interWeight: sym('x'), ranksPerNode: sym('k') };
+  const allGather = (p: HardwareProfile, k: number, x = 1): number =>
+    evaluate(new CostModel(p).collective('allGather', sym('B'), sym('n'), link), { B, n, x, k });
+  it('grows with the ranks per node (NCCL rings over every network card), up to the intra-node link', () => {
+    const { intraNode, interNode } = base.links;
+    const one = allGather(base, 1);
+    expect(one).toBeCloseTo((n - 1) * interNode.alpha + ((n - 1) / n) * B * interNode.beta, 12);
+    // 2x8 A100: 25 GB/s per GPU on the network, 300 GB/s NVLink: 8 ranks per node move 8x as fast.
+    expect(allGather(base, 8)).toBeCloseTo((n - 1) * interNode.alpha + ((n - 1) / n) * B * (interNode.beta / 8), 12);
+    // A group cannot cross the network faster than its ranks talk inside a node.
+    expect(allGather(base, 64)).toBeCloseTo((n - 1) * interNode.alpha + ((n - 1) / n) * B * intraNode.beta, 12);
+    // Inside a node the ranks per node change nothing.
+    expect(allGather(base, 8, 0)).toBe(allGather(base, 1, 0));
+  });
+
+  it('stays the per-GPU share for a profile that does not say otherwise (measured profiles)', () => {
+    const perGpu: HardwareProfile = { ...base, links: { ...base.links, interNodeScaling: undefined } };
+    expect(allGather(perGpu, 8)).toBe(allGather(perGpu, 1));
+    expect(allGather(perGpu, 1)).toBe(allGather(base, 1));
+  });
+});
+
+describe('causal attention work', () => {
+  it('times the attention kernel by the share of the score work it does (profile attentionWorkFraction)', () => {
+    const attn = layerOps(getModel('gpt3-1.3b'), { actBytes: 2 }).find((o) => o.kind === 'attention');
+    const env = { b: 8, s: 2048, f: 8192, t: 1, sp: 0, fa: 1, h: 2048, a: 16, k: 16 };
+    const launches = 2 * base.compute.kernelLaunch;
+    const timed = (work: number | undefined): number => {
+      const p: HardwareProfile = { ...base, compute: { ...base.compute, attentionWorkFraction: work } };
+      const c = new CostModel(p);
+      return evaluate(c.forward(attn!), env) + evaluate(c.backward(attn!), env) - launches;
+    };
+    expect(base.compute.attentionWorkFraction).toBe(0.5);
+    expect(timed(0.5) / timed(undefined)).toBeCloseTo(0.5, 6);
+  });
+});

@@ -6,9 +6,15 @@ import { type AlphaBeta, type CollectiveKind, fitLineRelative, type HardwareProf
 import { add, div, type Expr, max, mul, num, sub, step } from './expr';
 import { type Op } from './op-graph';
 
-/** Which link a collective crosses: `interWeight` is a 0/1 expression (1 = inter-node link). */
+/**
+ * Which link a collective crosses: `interWeight` is a 0/1 expression (1 = inter-node link);
+ * `ranksPerNode` the group's ranks on each node (default 1), by which a profile whose
+ * links.interNodeScaling is `ranksPerNode` multiplies the inter-node bandwidth (capped by the
+ * intra-node link's).
+ */
 export interface LinkChoice {
   interWeight: Expr;
+  ranksPerNode?: Expr;
 }
 export const INTRA_NODE: LinkChoice = { interWeight: num(0) };
 
@@ -90,7 +96,8 @@ export class CostModel {
       t = add(max(div(add(flops, kernels * r.halfFlops), r.matmulRate), memory), launch);
     } else if (o.kind === 'attention') {
       const rate = r.matmulRate * this.profile.compute.attentionEfficiency;
-      t = add(max(div(flops, rate), memory), launch);
+      const work = this.profile.compute.attentionWorkFraction ?? 1;
+      t = add(max(div(mul(work, flops), rate), memory), launch);
     } else {
       const fit = o.table ? (r.opFits.get(phase === 'backward' ? `${o.table}_backward` : o.table)) : undefined;
       const fwdFit = o.table ? r.opFits.get(o.table) : undefined;
@@ -123,13 +130,20 @@ export class CostModel {
    *   all-reduce: 2(n-1) alpha + 2(n-1)/n * bytes * beta;
    *   all-gather, reduce-scatter: (n-1) alpha + (n-1)/n * bytes * beta;
    *   send/recv: alpha + bytes * beta.
-   * A profile's per-collective fit replaces the link's alpha/beta in the same formula.
+   * A profile's per-collective fit replaces the link's alpha/beta in the same formula. On the
+   * inter-node link a group of k ranks per node gets k times the per-GPU bandwidth, no more than
+   * the intra-node link's, when the profile says so (links.interNodeScaling `ranksPerNode`).
    */
   collective(kind: CollectiveKind, bytes: Expr, n: Expr, link: LinkChoice): Expr {
     const intra = this.link(kind, 'intraNode');
     const inter = this.link(kind, 'interNode');
     const alpha = add(intra.alpha, mul(link.interWeight, inter.alpha - intra.alpha));
-    const beta = add(intra.beta, mul(link.interWeight, inter.beta - intra.beta));
+    // A group with k ranks per node crosses the network on k of the node's cards at once (NCCL's
+    // rings, one network card per GPU), up to the intra-node link's rate.
+    const interBeta = this.profile.links.interNodeScaling === 'ranksPerNode' && link.ranksPerNode !== undefined
+      ? max(intra.beta, div(inter.beta, link.ranksPerNode))
+      : num(inter.beta);
+    const beta = add(intra.beta, mul(link.interWeight, sub(interBeta, intra.beta)));
     if (kind === 'sendRecv') return add(alpha, mul(bytes, beta));
     const steps = kind === 'allReduce' ? 2 : 1;
     const nm1 = sub(n, 1);

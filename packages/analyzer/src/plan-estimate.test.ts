@@ -33,6 +33,17 @@ describe('estimatePlan', () => {
     expect(est.allFit).toBe(s.fits);
   });
 
+  it('reads each stage\'s peak as torch and nvidia-smi report it, with the profile\'s fixed memory terms', () => {
+    const ctx = ctxFor('gpt3-1.3b', '1x2-l4', small);
+    const [s] = estimatePlan(small, ctx).stages;
+    const m = ctx.profile.memory;
+    expect(s.deviceMemory.allocatedBytes).toBe(s.peakMemoryBytes + (m.workspaceBytes ?? 0));
+    expect(s.deviceMemory.reservedBytes).toBeCloseTo(s.deviceMemory.allocatedBytes / (1 - m.fragmentation), 3);
+    expect(s.deviceMemory.processBytes).toBeCloseTo(s.deviceMemory.reservedBytes + m.cudaContextBytes + m.ncclBufferBytes, 3);
+    // A stage fits exactly when what nvidia-smi would show stays within the GPU's memory.
+    expect(s.deviceMemory.processBytes <= ctx.profile.cluster.gpu.memoryBytes).toBe(s.deviceFits);
+  });
+
   it('reports a plan that does not fit instead of throwing', () => {
     const big = parsePlan({ ...small, gradAccumSteps: 1, stages: [stage({ microBatchSize: 16, ckptLayers: 0, zero: 0 })] });
     const est = estimatePlan(big, ctxFor('gpt3-1.3b', '1x2-l4', big));

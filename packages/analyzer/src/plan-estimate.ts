@@ -1,5 +1,5 @@
 // Estimate of a whole plan: per-stage estimates combined into the 1F1B iteration time.
-import { type HardwareProfile, meshSize, type Plan, planDevices, planRuleIssues, quantile, SpecError, stageLayerCount, type TrainingSpec } from '@mist/core';
+import { deviceMemoryFootprint, type HardwareProfile, meshSize, type Plan, planDevices, planRuleIssues, quantile, SpecError, stageLayerCount, type TrainingSpec } from '@mist/core';
 import { type CompiledStageModel, compileStageModel, type StageEstimate, type StageQuery } from './compile';
 import { modelFlopsPerIteration } from './flops';
 import { stagePosition } from './layout';
@@ -10,6 +10,14 @@ export interface PlanStageEstimate extends StageEstimate {
   /** Inclusive range of the stage's transformer layers. */
   layers: [number, number];
   devices: number;
+  /**
+   * The stage's per-GPU peak as a measurement reads it (core's deviceMemoryFootprint of
+   * peakMemoryBytes with the profile's fixed terms): `allocatedBytes` (torch.cuda.max_memory_allocated:
+   * tensors and library workspaces), `reservedBytes` (torch.cuda.max_memory_reserved: with the
+   * caching allocator's rounding and fragmentation) and `processBytes` (nvidia-smi: plus the CUDA
+   * context and NCCL's buffers).
+   */
+  deviceMemory: { allocatedBytes: number; reservedBytes: number; processBytes: number };
 }
 
 export interface PlanEstimate {
@@ -112,12 +120,17 @@ export function estimatePlan(plan: Plan, ctx: AnalyzerContext, compiled?: Compil
   if (issues.length > 0) throw new SpecError('plan', issues);
   const training = planTraining(plan, ctx.training);
   const model = compiled ?? compileStageModel({ ...ctx, training });
-  const stages: PlanStageEstimate[] = planStageQueries(plan).map((q, i) => ({
-    ...model.estimate(q),
-    index: i,
-    layers: [plan.stages[i].layers[0], plan.stages[i].layers[1]],
-    devices: meshSize(plan.stages[i].mesh),
-  }));
+  const stages: PlanStageEstimate[] = planStageQueries(plan).map((q, i) => {
+    const e = model.estimate(q);
+    const f = deviceMemoryFootprint(ctx.profile, e.peakMemoryBytes);
+    return {
+      ...e,
+      index: i,
+      layers: [plan.stages[i].layers[0], plan.stages[i].layers[1]],
+      devices: meshSize(plan.stages[i].mesh),
+      deviceMemory: { allocatedBytes: f.allocated, reservedBytes: f.reserved, processBytes: f.process },
+    };
+  });
   const it = iterationTime(stages, plan.gradAccumSteps);
   const flops = modelFlopsPerIteration(ctx.model, training);
   const devices = planDevices(plan);

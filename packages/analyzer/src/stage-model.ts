@@ -192,7 +192,8 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const capacityBytes = usableDeviceMemory(profile);
 
   // ---- DP / ZeRO communication and offload copies ----
-  const dpLink: LinkChoice = { interWeight: multiNode };
+  // A DP group has gpn / t ranks on each node of the stage's mesh (tp ranks are a node's neighbours).
+  const dpLink: LinkChoice = { interWeight: multiNode, ranksPerNode: max(1, div(S.gpn, t)) };
   const p2pLink: LinkChoice = { interWeight: p2pInter };
   const gatherBytes = wBytes; // the rank's TP shard of the stage's weights, all-gathered over dp
   const dpFwdMb = named('dpFwdMb', mul(z3, cost.collective('allGather', gatherBytes, dp, dpLink)));

@@ -4,12 +4,25 @@ import { builtinHardwareProfile, clusterDevices, GB, getGpu, gpuCatalog, parseCl
 
 describe('GPU catalog', () => {
   it('has the datasheet kinds', () => {
-    expect(gpuCatalog().map((g) => g.name)).toEqual(['l4', 'a10g', 'v100-32gb', 'a100-40gb', 'a100-80gb', 'h100-sxm', 'h200']);
+    expect(gpuCatalog().map((g) => g.name)).toEqual(['l4', 'a10g', 'v100-16gb', 'v100-32gb', 'a100-40gb', 'a100-80gb',
+      'a100-40gb-pcie', 'a100-80gb-pcie', 'h100-sxm', 'h100-pcie', 'h800', 'h200', 'b200']);
     expect(getGpu('a100-80gb').peakFlops.bf16).toBe(312e12);
     expect(getGpu('l4').nvlinkBandwidth).toBeNull();
+    // PCIe cards have no NVLink between a node's GPUs; the H800 is an H100 with 400 GB/s NVLink (200 each way).
+    expect(getGpu('a100-80gb-pcie').nvlinkBandwidth).toBeNull();
+    expect(getGpu('h800').nvlinkBandwidth).toBe(200 * GB);
+    expect(getGpu('h800').peakFlops.bf16).toBe(getGpu('h100-sxm').peakFlops.bf16);
+    expect(getGpu('h100-pcie').peakFlops.bf16).toBeLessThan(getGpu('h100-sxm').peakFlops.bf16);
+  });
+  it('builds clusters of every catalog GPU with its typical network and host memory', () => {
+    for (const g of gpuCatalog()) {
+      const c = parseClusterShorthand(`2x8-${g.name}`);
+      expect(c.interNode.bandwidth, g.name).toBeGreaterThan(0);
+      expect(c.hostMemoryPerNode, g.name).toBeGreaterThan(0);
+    }
   });
   it('rejects an unknown GPU with the allowed names', () => {
-    expect(() => getGpu('b200')).toThrow(/gpu: got "b200"; did you mean "h200"\? allowed: l4, a10g/);
+    expect(() => getGpu('b300')).toThrow(/gpu: got "b300"; did you mean "b200"\? allowed: l4, a10g/);
     expect(() => getGpu('tpu-v5')).toThrow(/gpu: got "tpu-v5"; allowed: l4, a10g/);
   });
 });

@@ -26,16 +26,21 @@ export type ClusterSpec = z.output<typeof ClusterSpecSchema>;
 
 // Network per node commonly deployed with each GPU kind (per-GPU share used for inter-node links):
 // cloud L4/A10G instances with 100 Gb/s (GCP g2, AWS g5), V100 DGX-2 style 8x100 Gb/s, A100 with
-// 8x200 Gb/s HDR InfiniBand (DGX A100 / Selene, Narayanan et al. 2021), H100/H200 with 8x400 Gb/s NDR.
+// 8x200 Gb/s HDR InfiniBand (DGX A100 / Selene, Narayanan et al. 2021), H100/H200 with 8x400 Gb/s NDR,
+// H800 with 400 Gb/s per GPU (DeepSeek-V3 report, Sec. 3.1), B200 with 8x400 Gb/s (DGX B200 datasheet:
+// 8 ConnectX-7). PCIe cards go in general-purpose servers, typically one 200 Gb/s NIC per two GPUs.
 const NETWORK_PER_NODE_BYTES: Record<string, number> = {
-  l4: 12.5 * GB, a10g: 12.5 * GB, 'v100-32gb': 100 * GB, 'a100-40gb': 200 * GB, 'a100-80gb': 200 * GB,
-  'h100-sxm': 400 * GB, h200: 400 * GB,
+  l4: 12.5 * GB, a10g: 12.5 * GB, 'v100-16gb': 100 * GB, 'v100-32gb': 100 * GB, 'a100-40gb': 200 * GB, 'a100-80gb': 200 * GB,
+  'a100-40gb-pcie': 100 * GB, 'a100-80gb-pcie': 100 * GB, 'h100-sxm': 400 * GB, 'h100-pcie': 100 * GB, h800: 400 * GB,
+  h200: 400 * GB, b200: 400 * GB,
 };
 // Host memory per GPU of typical machines: GCP g2-standard-96 (8 L4, 384 GB), AWS g5.48xlarge (8 A10G,
-// 768 GB), DGX-1V (512 GB / 8), DGX A100 (1 TB / 8 for 40GB, 2 TB / 8 for 80GB), DGX H100/H200 (2 TB / 8).
+// 768 GB), DGX-1V (512 GB / 8), DGX A100 (1 TB / 8 for 40GB, 2 TB / 8 for 80GB), DGX H100/H200 (2 TB / 8),
+// DGX B200 (2 TB / 8); PCIe servers as the DGX of the same memory size.
 const HOST_MEMORY_PER_GPU: Record<string, number> = {
-  l4: 48 * GB, a10g: 96 * GB, 'v100-32gb': 64 * GB, 'a100-40gb': 128 * GB, 'a100-80gb': 256 * GB,
-  'h100-sxm': 256 * GB, h200: 256 * GB,
+  l4: 48 * GB, a10g: 96 * GB, 'v100-16gb': 64 * GB, 'v100-32gb': 64 * GB, 'a100-40gb': 128 * GB, 'a100-80gb': 256 * GB,
+  'a100-40gb-pcie': 128 * GB, 'a100-80gb-pcie': 256 * GB, 'h100-sxm': 256 * GB, 'h100-pcie': 256 * GB, h800: 256 * GB,
+  h200: 256 * GB, b200: 256 * GB,
 };
 
 const SHORTHAND = /^(\d+)\s*[xX]\s*(\d+)\s*-\s*(.+)$/;

@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { parseClusterShorthand } from './cluster';
 import {
-  builtinHardwareProfile, checkProfileMachine, cpuMachineKind, type HardwareProfile, parseHardwareProfile,
+  builtinHardwareProfile, checkProfileMachine, cpuMachineKind, deviceMemoryFootprint, type HardwareProfile, parseHardwareProfile,
+  usableDeviceMemory,
 } from './hardware-profile';
+import { GiB } from './units';
 import { SpecError } from './validation';
 
 const datasheet = builtinHardwareProfile(parseClusterShorthand('1x2-l4'));
@@ -43,5 +45,47 @@ describe('measured profile fields', () => {
       .toThrow(/collectiveTable\[0\]\.ranks/);
     expect(() => parseHardwareProfile({ ...p, overlapTable: [{ beside: 'disk', aloneSeconds: 1, besideSeconds: 1, ratio: 1 }] }))
       .toThrow(/overlapTable\[0\]\.beside/);
+  });
+});
+
+describe('built-in (datasheet) profiles', () => {
+  it('calibrate each catalog GPU from its published measurements, the uncalibrated ones keeping the uniform figures', () => {
+    const a100 = builtinHardwareProfile(parseClusterShorthand('1x8-a100-80gb'), 'bf16');
+    const h100 = builtinHardwareProfile(parseClusterShorthand('1x8-h100-sxm'), 'bf16');
+    // Best-shape matmul: A100 SXM 86.9%, H100 SXM 80.3% of peak (MAMF); training shapes reach 0.8 of it.
+    expect(a100.compute.matmulEfficiency).toBeCloseTo(0.869 * 0.8, 10);
+    expect(h100.compute.matmulEfficiency).toBeCloseTo(0.803 * 0.8, 10);
+    // Causal flash attention does half the score tiles; FA2 on H100 reaches a smaller share of its peak than on A100.
+    expect(a100.compute.attentionWorkFraction).toBe(0.5);
+    expect(h100.compute.attentionEfficiency * h100.compute.matmulEfficiency)
+      .toBeLessThan(a100.compute.attentionEfficiency * a100.compute.matmulEfficiency);
+    expect(a100.links.interNodeScaling).toBe('ranksPerNode');
+    // NVLink at the bus bandwidth nccl-tests reports; PCIe cards keep the cluster's achievable PCIe share.
+    expect(1 / a100.links.intraNode.beta).toBeCloseTo(0.78 * a100.cluster.intraNode.bandwidth, 0);
+    const pcie = builtinHardwareProfile(parseClusterShorthand('1x8-a100-80gb-pcie'));
+    expect(1 / pcie.links.intraNode.beta).toBeCloseTo(pcie.cluster.intraNode.bandwidth, 0);
+    const v100 = builtinHardwareProfile(parseClusterShorthand('1x8-v100-32gb'));
+    expect([v100.compute.matmulEfficiency, v100.compute.attentionWorkFraction]).toEqual([0.7, undefined]);
+  });
+
+  it('loads a version-1 profile written before the calibrated fields (all optional, with defaults)', () => {
+    const p = builtinHardwareProfile(parseClusterShorthand('1x8-h100-sxm'));
+    const { attentionWorkFraction: _w, ...compute } = p.compute;
+    const { interNodeScaling: _s, ...links } = p.links;
+    const old = parseHardwareProfile(JSON.parse(JSON.stringify({ ...p, compute, links })));
+    expect([old.compute.attentionWorkFraction, old.links.interNodeScaling, old.memory.workspaceBytes]).toEqual([undefined, undefined, undefined]);
+    // A profile that states library workspaces has that much less room for tensors.
+    const ws = parseHardwareProfile({ ...p, memory: { ...p.memory, workspaceBytes: 64 * 2 ** 20 } });
+    expect(usableDeviceMemory(p) - usableDeviceMemory(ws)).toBe(64 * 2 ** 20);
+  });
+
+  it('reads a live-tensor peak as the allocator and nvidia-smi see it; the usable memory is its inverse', () => {
+    const p = parseHardwareProfile({ ...builtinHardwareProfile(parseClusterShorthand('1x8-h100-sxm')), memory: {
+      ...builtinHardwareProfile(parseClusterShorthand('1x8-h100-sxm')).memory, workspaceBytes: 64 * 2 ** 20 } });
+    const f = deviceMemoryFootprint(p, 40 * GiB);
+    expect(f.allocated).toBe(40 * GiB + (p.memory.workspaceBytes ?? 0));
+    expect(f.reserved).toBeCloseTo(f.allocated / (1 - p.memory.fragmentation), 3);
+    expect(f.process).toBeCloseTo(f.reserved + p.memory.cudaContextBytes + p.memory.ncclBufferBytes, 3);
+    expect(deviceMemoryFootprint(p, usableDeviceMemory(p)).process).toBeCloseTo(p.cluster.gpu.memoryBytes, 3);
   });
 });

@@ -72,6 +72,12 @@ export const HardwareProfileSchema = z.strictObject({
     matmulHalfEfficiencyFlops: z.number().nonnegative(),
     /** Fraction of peak the attention kernels reach (flash attention) relative to matmul. */
     attentionEfficiency: z.number().positive().max(1),
+    /**
+     * Share of the s x s score work a flash-attention kernel really does: a causal kernel skips the
+     * tiles above the diagonal (FlashAttention-2, Dao 2023, Sec. 3.1.1), about half. The
+     * analyzer counts the full s x s FLOPs and scales their time by this. Optional, default 1.
+     */
+    attentionWorkFraction: z.number().positive().max(1).optional(),
     memoryBandwidth: z.number().positive(),
     /** Fraction of memory bandwidth element-wise kernels reach. */
     memoryEfficiency: z.number().positive().max(1),
@@ -110,7 +116,16 @@ export const HardwareProfileSchema = z.strictObject({
   /** Measured matmul latencies (optional); when present the analyzer interpolates them. */
   matmulTable: z.array(MatmulPointSchema).optional(),
   opTable: z.array(OpPointSchema).optional(),
-  links: z.strictObject({ intraNode: AlphaBetaSchema, interNode: AlphaBetaSchema, hostToDevice: AlphaBetaSchema }),
+  links: z.strictObject({
+    intraNode: AlphaBetaSchema, interNode: AlphaBetaSchema, hostToDevice: AlphaBetaSchema,
+    /**
+     * How the inter-node link's bandwidth scales with a collective group's ranks on one node:
+     * `ranksPerNode` when a group of k ranks per node gets k times interNode's (per-GPU) bandwidth, no
+     * more than the intra-node link's, as NCCL's rings spread over all the node's network cards
+     * (one per GPU on DGX-class nodes); `perGpu` (default) when every group gets interNode's alone.
+     */
+    interNodeScaling: z.enum(['perGpu', 'ranksPerNode']).optional(),
+  }),
   /** Per-collective fits that override the link model (optional). */
   collectives: z.record(z.enum(COLLECTIVES), z.record(z.enum(LINK_CLASSES), AlphaBetaSchema)).optional(),
   overlap: z.strictObject({
@@ -153,6 +168,11 @@ export const HardwareProfileSchema = z.strictObject({
     /** Fraction of the rest lost to allocator fragmentation. */
     fragmentation: z.number().min(0).max(0.5),
     /**
+     * Library workspaces the framework allocates from its allocator beside the tensors (cuBLAS /
+     * cuBLASLt workspaces per stream). Optional, default 0.
+     */
+    workspaceBytes: z.number().nonnegative().optional(),
+    /**
      * Fraction of each node's host memory (ClusterSpec.hostMemoryPerNode) kept for the OS, the
      * framework and data loading; offloaded tensors may use the rest. Optional: the analyzer
      * defaults it to 0.1 (DEFAULT_HOST_RESERVE_FRACTION in @mist/analyzer).
@@ -169,18 +189,110 @@ export function parseHardwareProfile(data: unknown): HardwareProfile {
 /** Device memory a training program can really use: datasheet capacity less the profile's reserves. */
 export function usableDeviceMemory(p: HardwareProfile): number {
   const m = p.memory;
-  return (p.cluster.gpu.memoryBytes - m.cudaContextBytes - m.ncclBufferBytes) * (1 - m.fragmentation);
+  return (p.cluster.gpu.memoryBytes - m.cudaContextBytes - m.ncclBufferBytes) * (1 - m.fragmentation) - (m.workspaceBytes ?? 0);
 }
 
 /**
- * The built-in profile. Efficiencies are typical of large fp16 GEMMs on these GPUs (cuBLAS reaches
- * 70-80% of the tensor-core peak on large shapes; we take 0.7) and of element-wise kernels (~80% of
- * HBM bandwidth). The collective model is the ring's alpha-beta (Thakur et al. 2005) over the link
- * bandwidth. Memory reserves: ~0.5-1 GiB CUDA context (PyTorch/CUDA 12 measurements), NCCL buffers
- * (NCCL_BUFFSIZE 4 MiB x channels x peers, ~256 MiB in practice), ~5% allocator fragmentation.
+ * The device memory a process holds for `tensorBytes` of live tensors at its peak, three ways:
+ * `allocated` (tensors and library workspaces: torch.cuda.max_memory_allocated), `reserved` (what
+ * the caching allocator holds for them, fragmentation included: torch.cuda.max_memory_reserved) and
+ * `process` (reserved plus the CUDA context and NCCL's buffers, outside the allocator: what nvidia-smi
+ * shows). The inverse of usableDeviceMemory: process(usableDeviceMemory(p)) is the GPU's capacity.
+ */
+export function deviceMemoryFootprint(p: HardwareProfile, tensorBytes: number): { allocated: number; reserved: number; process: number } {
+  const m = p.memory;
+  const allocated = tensorBytes + (m.workspaceBytes ?? 0);
+  const reserved = allocated / (1 - m.fragmentation);
+  return { allocated, reserved, process: reserved + m.cudaContextBytes + m.ncclBufferBytes };
+}
+
+/**
+ * Achievable figures of one GPU kind from public measurements, as fractions of its datasheet peaks:
+ *  - `matmul`: the best-shape bf16 GEMM ("Maximum Achievable Matmul FLOPS", S. Bekman, ml-engineering,
+ *    compute/accelerator/README.md, MAMF table, torch 2.5-2.7: A100 SXM 271.2 of 312 TFLOPS = 86.9%,
+ *    A100 PCIe 252.9 = 81.1%, H100 SXM 794.5 of 989 = 80.3% ("H200 is the same"), B200 1745 of 2250 = 77.6%).
+ *  - `flashAttention`: causal FlashAttention-2 forward + backward, head dim 128, FLOPs counted as the
+ *    paper counts them (the causal half only): Dao 2023, arXiv:2307.08691, Fig. 4 (A100 80GB SXM4, about
+ *    160-190 of 312 TFLOPS from 2k to 16k tokens; 170 taken) and the H100 SXM5 figure of the same
+ *    benchmark (about 285-335 of 989; 310 taken).
+ *  - `memory`: element-wise kernels' share of the HBM bandwidth (STREAM-like copies reach 85-90%: Jia et
+ *    al. 2018, "Dissecting the NVIDIA Volta GPU Architecture via Microbenchmarking", 790 of 900 GB/s on
+ *    V100; framework kernels of small tensors reach less, 85% is taken).
+ * GPUs without a measurement of their own take their architecture's: the H100 SXM's for the H800 and
+ * H200 (the same silicon), the A100 PCIe's matmul and the H100's attention for the H100 PCIe, the
+ * H100's attention relative to matmul for the B200. GPUs the table does not name (L4, A10G, the V100s,
+ * custom specs) keep the earlier uniform figures (UNCALIBRATED).
+ */
+interface GpuCalibration {
+  matmul: number;
+  flashAttention: number;
+  memory: number;
+}
+const AMPERE_SXM: GpuCalibration = { matmul: 0.869, flashAttention: 170 / 312, memory: 0.85 };
+const AMPERE_PCIE: GpuCalibration = { matmul: 0.811, flashAttention: 170 / 312, memory: 0.85 };
+const HOPPER_SXM: GpuCalibration = { matmul: 0.803, flashAttention: 310 / 989, memory: 0.85 };
+const GPU_CALIBRATION: Record<string, GpuCalibration> = {
+  'a100-40gb': AMPERE_SXM, 'a100-80gb': AMPERE_SXM, 'a100-40gb-pcie': AMPERE_PCIE, 'a100-80gb-pcie': AMPERE_PCIE,
+  'h100-sxm': HOPPER_SXM, h800: HOPPER_SXM, h200: HOPPER_SXM, 'h100-pcie': { ...AMPERE_PCIE, flashAttention: 310 / 989 },
+  b200: { matmul: 0.776, flashAttention: 0.776 * (310 / 989) / 0.803, memory: 0.85 },
+};
+/**
+ * A GPU the table does not know: large GEMMs at 70% of peak (cuBLAS's 70-80% on large shapes),
+ * attention at 80% of that with its FLOPs counted in full, element-wise kernels at 80% of the memory
+ * bandwidth, the links at their stated bandwidth.
+ */
+const UNCALIBRATED: GpuCalibration = { matmul: 0.7, flashAttention: 0.7 * 0.8, memory: 0.8 };
+/**
+ * GEMMs inside a training step reach less than their isolated best-shape rate (MAMF): training
+ * shapes off the best tile fit, clocks held down by sustained power draw, other kernels' memory
+ * traffic. 0.8 keeps the A100 at the 70% of peak large cuBLAS GEMMs reach in Megatron-LM training
+ * (cuBLAS's 70-80% on large shapes, the figure this profile used before per-GPU calibration) and
+ * carries the MAMF ratios between GPUs over to the others.
+ */
+const SUSTAINED_MATMUL_SHARE = 0.8;
+/**
+ * The bus bandwidth nccl-tests reports for all-reduce inside a node, as a share of the one-direction
+ * NVLink figure (NVIDIA's nccl-tests results on DGX A100, about 230-240 of 300 GB/s, and on DGX H100
+ * without NVLink SHARP, about 350-370 of 450 GB/s).
+ */
+const NVLINK_BUS_EFFICIENCY = 0.78;
+/**
+ * The same over InfiniBand / RoCE, share of the line rate: nccl-tests across DGX nodes report
+ * about 23 GB/s bus bandwidth per 200 Gb/s HDR port and about 45 per 400 Gb/s NDR port.
+ */
+const NETWORK_BUS_EFFICIENCY = 0.9;
+/**
+ * Share of the caching allocator's reserved memory that holds no live tensor at the peak (its
+ * rounding of block sizes and the free pieces between blocks). PyTorch rounds large blocks to 2 MiB
+ * (under 1% of LLM-sized tensors); what stays free between blocks depends on the run: GMLake (Guo et
+ * al., ASPLOS 2024) measures 15% on average, up to 33%, on LLM fine-tuning with ZeRO-3, LoRA and
+ * recompute, while runs that allocate the same shapes every step stay near the rounding. 0.05 is
+ * taken for the capacity check; the validation set's FSDP rows (tools/validate) show where it is low.
+ */
+const FRAGMENTATION = 0.05;
+/**
+ * A causal flash-attention kernel computes the score tiles on and below the diagonal: half of
+ * them plus the diagonal (FlashAttention-2, Sec. 3.1.1); 0.5 is the long-sequence limit.
+ */
+const CAUSAL_WORK_FRACTION = 0.5;
+
+/**
+ * The built-in profile of a cluster: its GPU's datasheet peaks times the achievable fractions
+ * above (GPU_CALIBRATION); matmuls of F FLOPs reach half their large-shape rate at 2 GFLOPs (a
+ * kernel of a few microseconds). The collective model is the ring's alpha-beta (Thakur et al.
+ * 2005) over the links' nccl-tests bus bandwidth, a group's inter-node bandwidth growing with its
+ * ranks per node (NCCL spreads its rings over every network card of a node). Memory reserves: ~0.5-1
+ * GiB CUDA context with the kernels' code and cuBLAS workspaces (PyTorch/CUDA 12 measurements;
+ * PyTorch's default CUBLAS_WORKSPACE_CONFIG :4096:8 is 32 MiB per stream), NCCL buffers (NCCL_BUFFSIZE
+ * 4 MiB x channels x peers, ~256 MiB in practice), the caching allocator's fragmentation
+ * (FRAGMENTATION). memory.workspaceBytes is left to measured profiles.
  */
 export function builtinHardwareProfile(cluster: ClusterSpec, computeDtype: 'fp16' | 'bf16' | 'fp32' = 'fp16'): HardwareProfile {
   const gpu = cluster.gpu;
+  const cal = GPU_CALIBRATION[gpu.name] ?? UNCALIBRATED;
+  const calibrated = cal !== UNCALIBRATED;
+  // NVLink figures are the datasheet's; a PCIe node's intra-node bandwidth is already the achievable share (cluster.ts).
+  const intraBus = gpu.nvlinkBandwidth !== null && cluster.intraNode.bandwidth === gpu.nvlinkBandwidth ? NVLINK_BUS_EFFICIENCY : 1;
   return parseHardwareProfile({
     version: 1,
     source: `datasheet:${gpu.name}`,
@@ -188,20 +300,22 @@ export function builtinHardwareProfile(cluster: ClusterSpec, computeDtype: 'fp16
     cluster,
     compute: {
       peakFlops: gpu.peakFlops[computeDtype],
-      matmulEfficiency: 0.7,
+      matmulEfficiency: cal.matmul * (calibrated ? SUSTAINED_MATMUL_SHARE : 1),
       matmulHalfEfficiencyFlops: 2e9,
-      attentionEfficiency: 0.8,
+      attentionEfficiency: Math.min(1, cal.flashAttention / cal.matmul),
+      ...(calibrated ? { attentionWorkFraction: CAUSAL_WORK_FRACTION } : {}),
       memoryBandwidth: gpu.memoryBandwidth,
-      memoryEfficiency: 0.8,
+      memoryEfficiency: cal.memory,
       kernelLaunch: 5e-6,
     },
     links: {
-      intraNode: { alpha: cluster.intraNode.latency, beta: 1 / cluster.intraNode.bandwidth },
-      interNode: { alpha: cluster.interNode.latency, beta: 1 / cluster.interNode.bandwidth },
+      intraNode: { alpha: cluster.intraNode.latency, beta: 1 / (cluster.intraNode.bandwidth * (calibrated ? intraBus : 1)) },
+      interNode: { alpha: cluster.interNode.latency, beta: 1 / (cluster.interNode.bandwidth * (calibrated ? NETWORK_BUS_EFFICIENCY : 1)) },
       hostToDevice: { alpha: 10e-6, beta: 1 / (gpu.pcieBandwidth * 0.8) },
+      interNodeScaling: 'ranksPerNode',
     },
     overlap: { commSlowdown: 1.1, offloadSlowdown: 1.05 },
-    memory: { cudaContextBytes: 0.75 * GiB, ncclBufferBytes: 256 * MiB, fragmentation: 0.05 },
+    memory: { cudaContextBytes: 0.75 * GiB, ncclBufferBytes: 256 * MiB, fragmentation: FRAGMENTATION },
   });
 }
 

@@ -26,19 +26,23 @@ describe('forgiving catalog names', () => {
     const err = (() => { try { getModel('gpt-1.3b'); } catch (e) { return e; } })();
     expect(err).toBeInstanceOf(SpecError);
     expect((err as SpecError).issues[0].field).toBe('model');
-    expect((err as Error).message).toMatch(/model: got "gpt-1\.3b"; did you mean "gpt3-1\.3b"\? allowed: gpt3-1\.3b, /);
+    expect((err as Error).message).toMatch(/model: got "gpt-1\.3b"; did you mean "gpt3-1\.3b"\? allowed: gpt3-125m, gpt3-350m, gpt3-1\.3b, /);
     // `llama` is not silently `llama-tiny`; a far-off name gets no guess.
     expect(() => getModel('llama')).toThrow(/did you mean "llama-tiny"\? allowed:/);
-    expect(() => getModel('bert-large')).toThrow(/got "bert-large"; allowed: gpt3-1\.3b/);
-    expect(() => getModel('gpt3')).toThrow(/ambiguous: it could be gpt3-1\.3b or gpt3-2\.7b or .* or gpt3-175b/);
+    expect(() => getModel('bert-large')).toThrow(/got "bert-large"; allowed: gpt3-125m, /);
+    expect(() => getModel('gpt3')).toThrow(/ambiguous: it could be gpt3-125m or gpt3-350m or gpt3-1\.3b or .* or gpt3-175b/);
   });
 
-  it('reads GPUs the way NVIDIA writes them, and refuses the ambiguous a100', () => {
+  it('reads GPUs the way NVIDIA writes them, and refuses the ambiguous a100 and v100', () => {
     for (const [input, name] of [['L4', 'l4'], ['NVIDIA L4', 'l4'], ['h100', 'h100-sxm'], ['H100 SXM5', 'h100-sxm'],
-      ['A100-80GB', 'a100-80gb'], ['a100 40gb', 'a100-40gb'], ['V100', 'v100-32gb'], ['H200', 'h200']]) {
+      ['A100-80GB', 'a100-80gb'], ['a100 40gb', 'a100-40gb'], ['V100-32GB', 'v100-32gb'], ['H200', 'h200'],
+      ['a100-80gb-sxm', 'a100-80gb'], ['NVIDIA A100-SXM4-80GB', 'a100-80gb'], ['A100 80GB PCIe', 'a100-80gb-pcie'],
+      ['NVIDIA A100-PCIE-40GB', 'a100-40gb-pcie'], ['H100 PCIe', 'h100-pcie'], ['NVIDIA H800', 'h800'], ['B200', 'b200'],
+      ['Tesla V100-SXM2-16GB', 'v100-16gb']]) {
       expect(resolveGpuName(input), input).toBe(name);
     }
-    expect(() => getGpu('a100')).toThrow(/gpu: got "a100"; ambiguous: it could be a100-40gb or a100-80gb; allowed: l4, /);
+    expect(() => getGpu('a100')).toThrow(/gpu: got "a100"; ambiguous: it could be a100-40gb or a100-80gb or a100-40gb-pcie or a100-80gb-pcie; allowed: l4, /);
+    expect(() => getGpu('v100')).toThrow(/gpu: got "v100"; ambiguous: it could be v100-16gb or v100-32gb/);
     expect(() => getGpu('a10')).toThrow(/did you mean "a10g"\?/);
     expect(() => getGpu('a100-80')).toThrow(/did you mean "a100-80gb"\?/);
   });
@@ -71,7 +75,7 @@ describe('model and cluster files', () => {
     expect(loadModel(list)).toEqual(m);
     const many = path.join(dir, 'many.json');
     fs.writeFileSync(many, JSON.stringify(modelCatalog().slice(0, 2)));
-    expect(() => loadModel(many)).toThrow(/expected one model .*gpt3-1\.3b, gpt3-2\.7b.*mist models --model NAME --json/);
+    expect(() => loadModel(many)).toThrow(/expected one model .*gpt3-125m, gpt3-350m.*mist models --model NAME --json/);
   });
 
   it('names a Hugging Face config by its own name, else its directory (config.json), else its file', () => {

@@ -46,7 +46,7 @@ describe('mist fit', () => {
     const none = await runCli(['fit', '--model', 'gpt3-175b', '--gpu', 'l4', '--max-gpus', '2', '--time-limit', '2']);
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/no plan of gpt3-175b fits on up to 2 l4 GPUs/);
-    const gpu = await runCli(['fit', '--model', 'gpt3-1.3b', '--gpu', 'b200']);
+    const gpu = await runCli(['fit', '--model', 'gpt3-1.3b', '--gpu', 'b300']);
     expect(gpu.code).toBe(2);
     expect(gpu.stderr).toMatch(/gpu/);
     const flag = await runCli(['fit', '--model', 'gpt3-1.3b', '--gpu', 'l4', '--time-limit', '0']);
