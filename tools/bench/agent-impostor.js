@@ -20,8 +20,8 @@ const pct = (xs, p) => {
 };
 
 async function main() {
-  const { startCoordinator, CoordinatorConnection } = require(path.join(root, 'packages/coordinator/dist'));
-  const { callUnary, createClient, isRpcError } = require(path.join(root, 'packages/rpc/dist'));
+  const { startCoordinator, CoordinatorConnection } = require('@mist/coordinator');
+  const { callUnary, createClient, isRpcError } = require('@mist/rpc');
   const coord = await startCoordinator({ listen: '127.0.0.1:0', stateDir: ':memory:', token: TOKEN, stopGraceS: 1 });
   const agent = spawn(process.execPath, [path.join(root, 'apps/agent/dist/main.js'), '--coordinator', coord.address, '--cpu-devices', '2',
     '--address', '127.0.0.1', '--host-name', 'real', '--worker-ports', '21000:16', '--worker-script', path.join(root, 'apps/agent/src/test/fixture-worker.js')],

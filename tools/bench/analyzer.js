@@ -6,8 +6,8 @@
 'use strict';
 const path = require('node:path');
 const root = path.resolve(__dirname, '..', '..');
-const core = require(path.join(root, 'packages/core/dist'));
-const analyzer = require(path.join(root, 'packages/analyzer/dist'));
+const core = require('@mist/core');
+const analyzer = require('@mist/analyzer');
 
 const { IN, INPUT_WIDTH, OUTPUT_WIDTH } = analyzer;
 

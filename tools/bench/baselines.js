@@ -31,8 +31,8 @@ const CASES = [
 ];
 
 async function main() {
-  const { contextFor } = require(path.join(root, 'packages/analyzer'));
-  const tuner = require(path.join(root, 'packages/tuner'));
+  const { contextFor } = require('@mist/analyzer');
+  const tuner = require('@mist/tuner');
   const limit = arg('time-limit', 60);
   const ratios = { megatron: [], deepspeed: [] };
   const fmt = (r) => (r === null ? '   -  ' : `${r.toFixed(2)}x`);

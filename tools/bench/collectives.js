@@ -30,7 +30,7 @@ function iterationsFor(bytes) {
 
 // ---- one rank (child process) ---------------------------------------------------------------
 async function runRank() {
-  const native = require('../../packages/native');
+  const native = require('@mist/native');
   const listener = await native.listenCpu({ host: '127.0.0.1', port: 0 });
   process.send({ address: listener.address });
   const { rank, worldSize, peers, sizes } = await new Promise((resolve) => process.once('message', resolve));

@@ -23,7 +23,7 @@ const pct = (xs, p) => {
 };
 
 async function main() {
-  const { StateStore, startCoordinator, CoordinatorConnection } = require(path.join(root, 'packages/coordinator'));
+  const { StateStore, startCoordinator, CoordinatorConnection } = require('@mist/coordinator');
   const jobs = arg('jobs', 100000);
   const pageSize = arg('page', 50);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mist-bench-list-'));

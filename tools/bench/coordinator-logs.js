@@ -44,7 +44,7 @@ async function round(JobLogs, lines, capBytes) {
 }
 
 async function main() {
-  const { JobLogs } = require(path.join(root, 'packages/coordinator'));
+  const { JobLogs } = require('@mist/coordinator');
   const lines = arg('lines', 100000);
   const mb = (b) => `${(b / 2 ** 20).toFixed(1)} MiB`;
   for (const cap of [1 << 30, 4 << 20]) {

@@ -20,14 +20,14 @@ const pct = (xs, p) => {
 };
 
 async function main() {
-  const { startCoordinator, CoordinatorConnection } = require(path.join(root, 'packages/coordinator'));
-  const { callUnary, createClient } = require(path.join(root, 'packages/rpc'));
+  const { startCoordinator, CoordinatorConnection } = require('@mist/coordinator');
+  const { callUnary, createClient } = require('@mist/rpc');
   const c = await startCoordinator({ listen: '127.0.0.1:0', stateDir: ':memory:', token: TOKEN, heartbeatTimeoutS: 10 });
   const agents = [];
   try {
     for (let h = 0; h < 64; h++) {
       const client = createClient('AgentControl', c.address, { token: TOKEN });
-      const devices = Array.from({ length: 8 }, (_, index) => ({ index, kind: 'DEVICE_KIND_CUDA', name: 'NVIDIA A100-SXM4-80GB', gpu: 'a100-80gb', memoryBytes: 80e9 }));
+      const devices = Array.from({ length: 8 }, (_, index) => ({ index, kind: /** @type {const} */ ('DEVICE_KIND_CUDA'), name: 'NVIDIA A100-SXM4-80GB', gpu: 'a100-80gb', memoryBytes: 80e9 }));
       const res = await callUnary(client, 'register', {
         hostName: `a100-${h}`, address: '127.0.0.1', devices, backends: [{ backend: 'BACKEND_NCCL', available: true }],
         workerPorts: { first: 40000, count: 100 }, version: '0.1.0',

@@ -38,10 +38,10 @@ const median = (xs) => pct(xs, 50);
 function loadBuilt() {
   try {
     return {
-      coordinator: require(path.join(root, 'packages/coordinator')),
+      coordinator: require('@mist/coordinator'),
       agent: require(path.join(root, 'apps/agent')),
-      rpc: require(path.join(root, 'packages/rpc')),
-      core: require(path.join(root, 'packages/core')),
+      rpc: require('@mist/rpc'),
+      core: require('@mist/core'),
     };
   } catch (err) {
     throw new Error(`build first (npx tsc -b apps/agent apps/coordinator): ${err.message}`);
@@ -85,7 +85,7 @@ function tinyPlan(core, pp, nodes, perNode) {
 function jobSpec(core, name, plan) {
   return {
     name, model: { name: 'gpt-tiny' }, trainingJson: JSON.stringify({ globalBatch: plan.globalBatch, seqLen: plan.seqLen }), planJson: JSON.stringify(plan),
-    backend: 'BACKEND_CPU', run: { steps: 1, seed: 1 },
+    backend: /** @type {const} */ ('BACKEND_CPU'), run: { steps: 1, seed: 1 },
   };
 }
 
@@ -195,6 +195,7 @@ async function simRole() {
   // Records the coordinator made of our agents' heartbeats, polled with ListAgents.
   const conn = new (loadBuilt().coordinator.CoordinatorConnection)(address, { token: TOKEN });
   const seen = new Map(sims.map((s) => [s.id, new Set()]));
+  /** @type {Array<[string, number]>} */
   const records = [];
   while (performance.now() < until) {
     for (const a of await conn.agents()) {

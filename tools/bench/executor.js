@@ -12,8 +12,8 @@
 // Usage: node tools/bench/executor.js [--steps 8] [--G 8] [--seq 64] [--batch 16]
 'use strict';
 const os = require('node:os');
-const { launchLocal, trainSingleProcess } = require('../../packages/executor/dist/index.js');
-const { getModel, parsePlan, parseTrainingSpec, NO_OFFLOAD } = require('../../packages/core/dist/index.js');
+const { launchLocal, trainSingleProcess } = require('@mist/executor');
+const { getModel, parsePlan, parseTrainingSpec, NO_OFFLOAD } = require('@mist/core');
 
 function arg(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);

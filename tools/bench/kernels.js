@@ -11,8 +11,8 @@ const os = require('node:os');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '../..');
-const native = require(path.join(root, 'packages/native/dist/index.js'));
-const executor = require(path.join(root, 'packages/executor/dist/index.js'));
+const native = require('@mist/native');
+const executor = require('@mist/executor');
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {

@@ -29,8 +29,8 @@ const opt = (name, dflt) => {
 /** One tune in this process (the child side); prints one JSON line. */
 async function child(spec) {
   if (spec.src) require(path.join(root, 'tools/scripts/ts-register.js'));
-  const core = require(spec.src ? '@mist/core' : path.join(root, 'packages/core/dist'));
-  const tuner = require(spec.src ? '@mist/tuner' : path.join(root, 'packages/tuner/dist'));
+  const core = require('@mist/core');
+  const tuner = require('@mist/tuner');
   const m = core.getModel(spec.model);
   const model = m.positional === 'learned' && spec.seq > m.maxSeq ? core.parseModelSpec({ ...m, maxSeq: spec.seq }) : m;
   const ctx = (batch) => ({

@@ -11,8 +11,8 @@
 'use strict';
 const path = require('node:path');
 const root = path.resolve(__dirname, '..', '..');
-const core = require(path.join(root, 'packages/core/dist'));
-const tuner = require(path.join(root, 'packages/tuner/dist'));
+const core = require('@mist/core');
+const tuner = require('@mist/tuner');
 
 const args = new Set(process.argv.slice(2));
 
@@ -34,6 +34,7 @@ const fmt = (x, d = 2) => (x === null || x === undefined ? '-' : x.toFixed(d));
 
 async function tuningTimes() {
   console.log('Tuning time, full mist space (no baseline seeding), this machine:');
+  /** @type {Array<[string, string, number, number, number]>} */
   const cases = [
     ['gpt3-6.7b', '1x8-l4', 128, 2048, 10],
     ['gpt3-22b', '4x8-a100-40gb', 512, 4096, 60],
@@ -49,11 +50,12 @@ async function tuningTimes() {
 
 async function solvers() {
   console.log('\nInter-stage solvers (whole tune, mist space, offload step 1/2 to keep the MILPs small):');
+  /** @type {Array<[string, string, number, number]>} */
   const cases = [['gpt3-1.3b', '1x2-l4', 32, 2048], ['gpt3-1.3b', '1x4-l4', 64, 2048], ['gpt3-2.7b', '1x4-l4', 64, 2048], ['gpt3-2.7b', '1x8-l4', 64, 2048]];
   for (const [model, cluster, batch, seq] of cases) {
     const ctx = context(model, cluster, batch, seq);
     const out = {};
-    for (const solver of ['milp', 'dp']) {
+    for (const solver of /** @type {const} */ (['milp', 'dp'])) {
       const t0 = performance.now();
       const res = await tuner.tune(ctx, { space: tuner.mistSpace({ solver, offload: tuner.uniformOffloadLevels(0.5) }) });
       out[solver] = { s: (performance.now() - t0) / 1000, inter: res.interStageTimeS, it: res.predicted ? res.predicted.iterationTimeS : null };
