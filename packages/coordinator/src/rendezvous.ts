@@ -20,7 +20,13 @@ export type RendezvousResult =
   | { ok: true; rendezvous: Rendezvous; leases: PortLease[] }
   | { ok: false; reason: string };
 
-/** The backend a job uses on the devices it was placed on (auto: NCCL when every device is CUDA and NCCL loads on every host). */
+/**
+ * The backend a job uses on the devices it was placed on. `auto` is the cpu backend: the executor
+ * computes with its CPU kernels only and its worker refuses any other backend (run-worker.ts), as
+ * the submit check assumes (job-spec.ts executorIssues); before this, `auto` picked NCCL on CUDA
+ * agents with NCCL and every such job failed in its workers. `nccl` (refused at submit until the
+ * executor has a GPU compute backend) is checked against the devices and hosts.
+ */
 export function resolveBackend(
   choice: BackendChoice, ranks: RankPlacement[], registry: AgentRegistry,
 ): { ok: true; backend: ResolvedBackend } | { ok: false; reason: string } {
@@ -47,7 +53,7 @@ export function resolveBackend(
     if (!ncclEverywhere) return { ok: false, reason: `backend nccl is not available on agent ${noNccl}` };
     return { ok: true, backend: 'nccl' };
   }
-  return { ok: true, backend: allCuda && ncclEverywhere ? 'nccl' : 'cpu' };
+  return { ok: true, backend: 'cpu' };
 }
 
 /** Allocates the ports and builds the rendezvous; releases what it took when it fails. */
