@@ -89,6 +89,12 @@ function planOf(row, model) {
   // torchtitan's per-op selective checkpointing ("selective-op") has no counterpart: planned as no recompute.
   if (!['none', 'full', 'selective', 'selective-op'].includes(row.recompute)) bad(`${row.id}: recompute must be none, full, selective or selective-op (got ${row.recompute})`);
   const flashAttention = row.flashAttention || row.recompute === 'selective';
+  // Megatron-LM's --num-layers-per-virtual-pipeline-stage: v = (layers per stage) / that many chunks per rank.
+  const perChunk = row.interleavedLayersPerVirtualStage;
+  if (perChunk !== undefined && !(Number.isInteger(perChunk) && perChunk >= 1 && perStage % perChunk === 0)) {
+    bad(`${row.id}: interleavedLayersPerVirtualStage must be a positive divisor of the ${perStage} layers per stage (got ${perChunk})`);
+  }
+  const virtualStages = perChunk === undefined ? undefined : perStage / perChunk;
   return {
     version: core.PLAN_VERSION,
     model: model.name,
@@ -96,6 +102,7 @@ function planOf(row, model) {
     globalBatch: row.globalBatch,
     gradAccumSteps: row.globalBatch / (row.microBatch * dp),
     flashAttention,
+    ...(virtualStages === undefined ? {} : { virtualStages }),
     stages: Array.from({ length: pp }, (_, i) => ({
       layers: [i * perStage, (i + 1) * perStage - 1],
       mesh,
@@ -140,7 +147,7 @@ function predict(row) {
     gpus: row.gpus,
     config: `tp${row.tp} pp${row.pp} dp${row.gpus / (row.tp * row.pp)} b${row.microBatch} G${plan.gradAccumSteps}` +
       `${row.sequenceParallel ? ' sp' : ''} rc:${row.recompute} z${row.zero}${plan.flashAttention ? ' fa' : ''}` +
-      `${row.interleavedLayersPerVirtualStage ? ' interleaved' : ''}`,
+      `${plan.virtualStages ? ` v${plan.virtualStages}` : ''}`,
     interleaved: Boolean(row.interleavedLayersPerVirtualStage),
     measuredS,
     predictedS: est.iterationTimeS,
@@ -243,7 +250,7 @@ if (values.breakdown) {
     { header: 'last s', value: (r) => r.breakdown.lastS.toFixed(3), right: true },
   ]);
 }
-out += '\nPer source (time error = predicted / measured - 1; "interleaved" rows ran the interleaved 1F1B schedule, predicted as plain 1F1B):\n';
+out += '\nPer source (time error = predicted / measured - 1; "vN" rows ran Megatron-LM\'s interleaved 1F1B schedule with N chunks per rank, predicted as such):\n';
 out += table([...bySource, { name: 'all', ...overall }], [
   { header: 'source', value: (s) => s.name },
   { header: 'runs', value: (s) => s.runs, right: true },

@@ -3,7 +3,7 @@
 // (paramDtype = computeDtype = fp32: 4 + 4 + 8 bytes of model state per parameter), pool by pool:
 // weights, grads, optim, activations on the device and the host bytes of offloaded state.
 // The "device" is a pseudo GPU standing for the CPU with plenty of memory; only memory is compared.
-import { builtinHardwareProfile, getModel, GiB, parseClusterSpec, type TrainingSpec } from '@mist/core';
+import { builtinHardwareProfile, getModel, GiB, type ModelSpec, parseClusterSpec, type TrainingSpec } from '@mist/core';
 import { estimatePlan } from '@mist/analyzer';
 import { runInProcess, singleHostPlan, type StageSketch, TokenSource } from '@mist/executor';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -20,8 +20,9 @@ const cpuCluster = parseClusterSpec({
 });
 const profile = builtinHardwareProfile(cpuCluster, 'fp32');
 // The executor's CPU kernels: fp32 everywhere, an attention kernel that keeps only the log-sum-exp
-// (flash-attention style), no dropout.
-const training: TrainingSpec = { globalBatch: BATCH, seqLen: SEQ, paramDtype: 'fp32', computeDtype: 'fp32', optimizer: 'adamw', flashAttention: true };
+// (flash-attention style, its dropout mask drawn again in backward); residual and embedding
+// dropout keep 1-byte masks when the model has dropout.
+const training: TrainingSpec = { globalBatch: BATCH, seqLen: SEQ, paramDtype: 'fp32', computeDtype: 'fp32', optimizer: 'adamw', flashAttention: true, fp8: 'none' };
 
 const POOLS = ['weights', 'grads', 'optim', 'activations', 'host'] as const;
 type Pool = (typeof POOLS)[number];
@@ -36,8 +37,8 @@ interface Row {
 
 const rows: Row[] = [];
 
-async function compare(label: string, modelName: string, G: number, stages: StageSketch[]): Promise<Row[]> {
-  const model = getModel(modelName);
+async function compare(label: string, modelName: string | ModelSpec, G: number, stages: StageSketch[]): Promise<Row[]> {
+  const model = typeof modelName === 'string' ? getModel(modelName) : modelName;
   const p = singleHostPlan(model, { seq: SEQ, globalBatch: BATCH, G }, stages);
   const est = estimatePlan(p, { model, training, profile });
   const run = await runInProcess(p, model, { seed: 3, lr: () => 1e-3, steps: 2, data: new TokenSource('synthetic', 3, model.vocab, BATCH, SEQ) });
@@ -81,6 +82,15 @@ describe('measured peak memory per pool is within 10% of the analyzer (CPU backe
   });
   it('gpt-tiny, pp=2 (1F1B keeps 2 micro-batches on stage 0), tp=2 vocab-parallel', async () => {
     expectClose(await compare('pp2 G4 tp2', 'gpt-tiny', 4, [{ layers: [0, 1], tp: 2, ckpt: 1 }, { layers: [2, 3], tp: 2, zero: 1, offload: { optim: 1 } }]));
+  });
+  it('sequence parallelism (tp=2): the norm, dropout and residual regions hold b*s/t tokens per rank', async () => {
+    expectClose(await compare('tp2 sp', 'gpt-tiny', 2, [{ layers: [0, 3], tp: 2, sp: true }]));
+    expectClose(await compare('llama pp2 sp', 'llama-tiny', 4, [{ layers: [0, 1], tp: 2, sp: true, ckpt: 1 }, { layers: [2, 3], tp: 2, sp: true, dp: 2, zero: 1 }]));
+  });
+  it('dropout 0.1: 1-byte masks of the embedding and the residual branches, with and without sequence parallelism', async () => {
+    const gptDrop: ModelSpec = { ...getModel('gpt-tiny'), name: 'gpt-tiny-dropout', dropout: 0.1 };
+    expectClose(await compare('drop dp2', gptDrop, 2, [{ layers: [0, 3], dp: 2 }]));
+    expectClose(await compare('drop pp2 tp2 sp', gptDrop, 4, [{ layers: [0, 1], tp: 2, sp: true, ckpt: 1 }, { layers: [2, 3], tp: 2, sp: true }]));
   });
   it('llama-tiny, pp=2 dp=2 ZeRO-3 with activation offload', async () => {
     expectClose(await compare('llama pp2 z3', 'llama-tiny', 4, [{ layers: [0, 1], dp: 2, zero: 3 }, { layers: [2, 3], dp: 2, zero: 2, offload: { activations: 0.5 } }]));

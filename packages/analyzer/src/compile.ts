@@ -10,7 +10,10 @@ import { type AnalyzerContext, buildStageExpressions, type OutputName } from './
 export interface StageQuery {
   layers: number;
   position: StagePosition;
-  /** Micro-batches kept in flight by 1F1B: min(pp - stageIndex, gradAccumSteps) (inFlightMicroBatches). */
+  /**
+   * Micro-batches kept in flight by 1F1B: min(pp - stageIndex, gradAccumSteps) (inFlightMicroBatches);
+   * a fraction >= 1 for a rank of an interleaved plan.
+   */
   inFlight: number;
   pp: number;
   mesh: Mesh;
@@ -156,7 +159,7 @@ export function checkStageQuery(q: StageQuery): void {
     if (!Number.isInteger(v) || v < lo) throw new RangeError(`stage query: ${name} must be an integer >= ${lo}, got ${v}`);
   };
   int('layers', q.layers, 1);
-  int('inFlight', q.inFlight, 1);
+  if (!(q.inFlight >= 1)) throw new RangeError(`stage query: inFlight must be a number >= 1, got ${q.inFlight}`);
   int('pp', q.pp, 1);
   int('mesh.nodes', q.mesh.nodes, 1);
   int('mesh.gpusPerNode', q.mesh.gpusPerNode, 1);

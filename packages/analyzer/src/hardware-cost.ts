@@ -2,7 +2,7 @@
 // symbolic). Compute: roofline max(FLOP / rate, bytes / bandwidth) per op plus kernel launches.
 // Communication: ring alpha-beta models per link class (Thakur et al. 2005, "Optimization of
 // Collective Communication Operations in MPICH"), which NCCL's ring algorithms follow.
-import { type AlphaBeta, type CollectiveKind, fitLineRelative, type HardwareProfile, type LinkClass } from '@mist/core';
+import { type AlphaBeta, type CollectiveKind, fitLineRelative, fp8PeakFlops, type HardwareProfile, type LinkClass } from '@mist/core';
 import { add, div, type Expr, max, mul, num, sub, step } from './expr';
 import { type Op } from './op-graph';
 
@@ -31,6 +31,31 @@ export interface ComputeRates {
   /** Per-op fits from the profile's opTable: seconds = c0 + c1 * elements. */
   opFits: ReadonlyMap<string, LineFit>;
   source: 'datasheet' | 'matmulTable';
+  /** Large-GEMM rate with fp8 operands, FLOP/s (fp8Rate); null when the GPU has no fp8 tensor cores. */
+  fp8MatmulRate: number | null;
+}
+
+/**
+ * The achievable share of the fp8 peak over that of the bf16 peak, per GPU, from the same public
+ * measurement the bf16 calibration uses ("Maximum Achievable Matmul FLOPS", S. Bekman, ml-engineering,
+ * compute/accelerator/README.md, MAMF table, FP8 float8_e4m3fn beside BF16): H100 SXM 1402.6 of 1979
+ * TFLOPS = 70.9% against 80.3% in bf16; H200 SXM 1453.4 of 1979 = 73.4% against 80.3% (the H100's,
+ * "H200 is the same"); B200 SXM 3432.5 of 4500 = 76.3% against 77.6%. The H800 and the H100 PCIe take
+ * the H100 SXM's (the same silicon). GPUs the table does not measure in fp8 (L4, custom specs) keep
+ * the bf16 share (1).
+ */
+const FP8_OVER_BF16_SHARE: Record<string, number> = {
+  'h100-sxm': 0.709 / 0.803, h800: 0.709 / 0.803, 'h100-pcie': 0.709 / 0.803, h200: 0.734 / 0.803, b200: 0.763 / 0.776,
+};
+
+/**
+ * The fp8 large-GEMM rate of a profile: its compute-dtype rate scaled by the GPU's fp8 peak over
+ * the profile's peak and by FP8_OVER_BF16_SHARE; null without fp8 tensor cores.
+ */
+export function fp8Rate(p: HardwareProfile, matmulRate: number): number | null {
+  const peak = fp8PeakFlops(p.cluster.gpu);
+  if (peak === null) return null;
+  return matmulRate * (peak / p.compute.peakFlops) * (FP8_OVER_BF16_SHARE[p.cluster.gpu.name] ?? 1);
 }
 
 /**
@@ -66,7 +91,7 @@ export function computeRates(p: HardwareProfile): ComputeRates {
   }
   return {
     matmulRate, halfFlops, elementwiseBandwidth: c.memoryBandwidth * c.memoryEfficiency,
-    kernelLaunch: c.kernelLaunch, opFits, source,
+    kernelLaunch: c.kernelLaunch, opFits, source, fp8MatmulRate: fp8Rate(p, matmulRate),
   };
 }
 
@@ -92,7 +117,12 @@ export class CostModel {
     const auxTime = aux * r.kernelLaunch;
     const memory = div(bytes, r.elementwiseBandwidth);
     let t: Expr;
-    if (o.kind === 'matmul') {
+    if (o.kind === 'matmul' && o.operandDtype === 'fp8') {
+      // fp8 GEMMs: the FLOPs at the fp8 rate; the small-shape overhead (halfFlops at the compute
+      // dtype's rate) is a fixed time per kernel that does not shrink with the dtype.
+      if (r.fp8MatmulRate === null) throw new Error(`${o.name}: fp8 GEMMs need fp8 tensor cores; ${this.profile.cluster.gpu.name} has none`);
+      t = add(max(add(div(flops, r.fp8MatmulRate), (kernels * r.halfFlops) / r.matmulRate), memory), launch);
+    } else if (o.kind === 'matmul') {
       t = add(max(div(add(flops, kernels * r.halfFlops), r.matmulRate), memory), launch);
     } else if (o.kind === 'attention') {
       const rate = r.matmulRate * this.profile.compute.attentionEfficiency;

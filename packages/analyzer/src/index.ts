@@ -8,14 +8,16 @@ export {
 export { DEFAULT_HOST_RESERVE_FRACTION, usableHostMemoryPerGpu } from './host-memory';
 export { IN, INPUT_WIDTH, OUT, OUTPUT_WIDTH, POSITION_CODE, type StagePosition, stagePosition } from './layout';
 export {
-  estimatePlan, inFlightMicroBatches, iterationTime, type PlanEstimate, type PlanStageEstimate, planStageQueries, planStageQuery,
+  estimatePlan, inFlightMicroBatches, interleavedStageEstimate, iterationTime, type PlanEstimate, type PlanStageEstimate, planStageQueries, planStageQuery,
   planTraining, stepJitter,
 } from './plan-estimate';
 export { type FlopsOptions, modelFlopsPerIteration, opGraphFlopsPerIteration } from './flops';
 export { checkpointBytes, ELEMENTWISE_TABLE_NAMES, embeddingOps, headOps, layerOps, type Op, type OpComm, type OpKind } from './op-graph';
 export { embeddingParamsPerRank, finalNormParams, layerParamsPerRank, lmHeadParamsPerRank } from './params';
-export { CostModel, computeRates, type ComputeRates } from './hardware-cost';
+export { CostModel, computeRates, type ComputeRates, fp8Rate } from './hardware-cost';
 export * as expr from './expr';
 export { M as MODEL_SYMBOLS, S as STRATEGY_SYMBOLS } from './symbols';
 export { type Analysis, type AnalysisStage, type AnalyzeInput, analyzePlan } from './report';
 export { contextFor, type ContextInput } from './context';
+export { checkFp8, fp8StageTerms, type Fp8StageTerms } from './fp8-stage';
+export { fp8CastOp } from './fp8-ops';

@@ -24,6 +24,16 @@ describe('activation memory per layer (Korthikanti et al. 2022, Sec. 4)', () => 
     }
   });
 
+  it('without dropout: no masks, the softmax output kept once: sbh(32 + 2as/h), and sbh(32/t + 2as/(ht)) with t + sp', () => {
+    const noDrop = { ...gpt, dropout: 0 };
+    for (const { s, b } of cases) {
+      expect(savedPerLayer(noDrop, { s, b, t: 1, sp: 0, fa: 0 })).toBe(s * b * h * (32 + (2 * a * s) / h));
+      for (const t of [2, 8]) {
+        expect(savedPerLayer(noDrop, { s, b, t, sp: 1, fa: 0 }) / (s * b * h * (32 / t + (2 * a * s) / (h * t)))).toBeCloseTo(1, 12);
+      }
+    }
+  });
+
   it('tensor parallel t: sbh(10 + 24/t + 5as/(ht))', () => {
     for (const t of [2, 4, 8]) {
       for (const { s, b } of cases) {

@@ -9,11 +9,14 @@
 // sbh(34 + 5as/h) bytes; with TP t the 24sbh of the TP-parallel regions and the attention scores
 // are divided by t (sbh(10 + 24/t + 5as/(ht))); with sequence parallelism everything is
 // (sbh(34/t + 5as/(ht))). Flash attention saves no s x s scores (only its fp32 log-sum-exp).
+// Those figures assume dropout (ModelSpec.dropout > 0, GPT-3); without it (Llama, Falcon) the block
+// has no masks and keeps the softmax output once: sbh(32 + 2as/h).
 import {
   type BlockDescription, blockLaunches, type BlockOp, type BlockTensor, type CollectiveKind, type Dim, type DimSymbol,
-  embeddingBlock, headBlock, layerBlock, type ModelSpec,
+  embeddingBlock, type Fp8Recipe, headBlock, layerBlock, type ModelSpec,
 } from '@mist/core';
 import { add, choose, div, type Expr, max, mul, named, num, type Operand, sub } from './expr';
+import { fp8CastOp } from './fp8-ops';
 import { M, S } from './symbols';
 
 export type OpKind = 'matmul' | 'attention' | 'elementwise';
@@ -51,11 +54,20 @@ export interface Op {
   /** Bytes the op keeps for backward. */
   saved: Expr;
   comm: OpComm[];
+  /** A matmul's operands in fp8 (Transformer Engine's fp8 GEMMs); absent: the compute dtype. */
+  operandDtype?: 'fp8';
 }
 
 export interface OpGraphOptions {
   /** Bytes per activation element (dtype of compute), 2 for fp16/bf16. */
   actBytes: number;
+  /**
+   * fp8 linear layers (training spec fp8): the linear ops' GEMMs take fp8 operands, each is followed
+   * by its cast kernels (fp8-ops.ts fp8CastOp), and it keeps its input for backward as an fp8 copy.
+   * The stage model sets it for the transformer layers only (Megatron-LM's embedding and output
+   * layer are not Transformer Engine modules). Absent: 'none'.
+   */
+  fp8?: Fp8Recipe;
 }
 
 const { s, h, a, k, f, V, fa } = M;
@@ -109,9 +121,11 @@ function op(x: OpDraft): Op {
  * A GEMM [rows x inner] x [inner x cols]: 2*rows*inner*cols FLOPs forward; backward computes the
  * input gradient and the weight gradient, twice the FLOPs and about twice the bytes.
  */
-function matmul(name: string, e: number, rows: Expr, inner: Expr, cols: Expr, saved: Operand): Op {
+function matmul(name: string, e: number, rows: Expr, inner: Expr, cols: Expr, saved: Operand, operandBytes = e): Op {
   const flops = mul(2, rows, inner, cols);
-  const bytes = mul(e, add(mul(rows, inner), mul(inner, cols), mul(rows, cols)));
+  const bytes = operandBytes === e
+    ? mul(e, add(mul(rows, inner), mul(inner, cols), mul(rows, cols)))
+    : add(mul(operandBytes, add(mul(rows, inner), mul(inner, cols))), mul(e, rows, cols));
   return op({
     name, kind: 'matmul', elements: mul(rows, cols), fwdFlops: flops, bwdFlops: mul(2, flops),
     fwdBytes: bytes, bwdBytes: mul(2, bytes), saved,
@@ -207,11 +221,27 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
   const launches = blockLaunches(block);
   // Saved tensors are counted once among the ops that always run and once per attention variant.
   const savedBy = { always: new Set<string>(), flash: new Set<string>(), noFlash: new Set<string>() };
+  // An fp8 linear layer keeps an fp8 copy of its input (1 byte per element; Transformer Engine's
+  // Linear saves the quantized input, column-wise only: module/linear.py), apart from the tensor
+  // itself, which stays only where another op keeps it: the fused attention's output, which its
+  // backward reads (TE's DotProductAttention saves it), is charged to the attention op.
+  const fp8 = opts.fp8 !== undefined && opts.fp8 !== 'none';
+  const fusedAttention = new Map(block.ops.filter((o) => o.kind === 'attention').flatMap((o) => o.outputs.map((x) => [x, o] as const)));
   const savedBytes = (o: BlockOp): Expr => {
     const own = savedBy[o.when ?? 'always'];
-    const fresh = o.saves.filter((x) => !savedBy.always.has(x) && !own.has(x));
+    const asFp8 = fp8 && o.kind === 'linear';
+    const keys = o.saves.map((x) => (asFp8 ? `fp8:${x}` : x));
+    const fresh = keys.filter((x) => !savedBy.always.has(x) && !own.has(x));
     for (const x of fresh) own.add(x);
-    return add(...fresh.map(bytes));
+    const kept = asFp8 ? o.saves.flatMap((x) => {
+      const att = fusedAttention.get(x);
+      if (!att) return [];
+      const set = savedBy[att.when ?? 'always'];
+      if (savedBy.always.has(x) || set.has(x)) return [];
+      set.add(x);
+      return [mul(whenOf(att), bytes(x))];
+    }) : [];
+    return add(...fresh.map((x) => (x.startsWith('fp8:') ? elements(x.slice(4)) : bytes(x))), ...kept);
   };
   const whenOf = (o: BlockOp): Expr => (o.when === 'flash' ? fa : o.when === 'noFlash' ? sub(1, fa) : num(1));
   const outputsOf = (o: BlockOp): Expr => add(...o.outputs.filter((x) => tensor(x).dtype !== 'mask').map(elements));
@@ -232,7 +262,8 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
     switch (o.kind) {
       case 'norm': x = pointwise(o, o.norm, IO[o.norm], saved); break;
       case 'linear':
-        x = matmul(o.name, e, dimExpr(o.rows), dimExpr(o.inner), add(...o.cols.map(dimExpr)), saved);
+        x = matmul(o.name, e, dimExpr(o.rows), dimExpr(o.inner), add(...o.cols.map(dimExpr)), saved, fp8 ? 1 : e);
+        if (fp8) x.operandDtype = 'fp8';
         break;
       case 'scores': case 'values':
         x = { ...matmul(o.name, e, dimExpr(o.rows), dimExpr(o.inner), dimExpr(o.cols), saved), when: whenOf(o) };
@@ -293,6 +324,9 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
     const l = launches.get(o.name);
     if (!l) throw new Error(`block op ${o.name} has no launch count`);
     ops.push({ ...x, fwdKernels: l.forward, bwdKernels: l.backward, fwdAux: l.forwardAux, bwdAux: l.backwardAux });
+    if (o.kind === 'linear' && fp8 && opts.fp8) {
+      ops.push(fp8CastOp(o.name, mul(dimExpr(o.rows), dimExpr(o.inner)), x.elements, e, opts.fp8));
+    }
   }
   return ops;
 }

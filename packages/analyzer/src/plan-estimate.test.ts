@@ -105,3 +105,39 @@ describe('estimatePlan', () => {
     expect(perGpu).toBeLessThan(1.25 * 138e12);
   });
 });
+
+describe('estimatePlan of interleaved plans (virtualStages)', () => {
+  const plan = (v: number | undefined): Plan => parsePlan({
+    version: 1, model: 'gpt3-1.3b', seqLen: 2048, globalBatch: 16, gradAccumSteps: 8, virtualStages: v,
+    stages: [0, 1, 2, 3].map((i) => stage({ layers: [i * 6, i * 6 + 5], mesh: { nodes: 1, gpusPerNode: 2 }, microBatchSize: 1, dp: 2, ckptLayers: 0, zero: 0 })),
+  });
+  const est = (v: number | undefined) => estimatePlan(plan(v), ctxFor('gpt3-1.3b', '1x8-l4', plan(v)));
+
+  it('keeps Megatron-LM\'s in-flight forward units per rank, in micro-batches of the whole rank', () => {
+    expect(planStageQueries(plan(undefined)).map((q) => q.inFlight)).toEqual([4, 3, 2, 1]);
+    // ((pp - i - 1) * 2 + (v - 1) * pp + 1) / v with pp 4, v 2: 11/2, 9/2, 7/2, 5/2.
+    expect(planStageQueries(plan(2)).map((q) => q.inFlight)).toEqual([5.5, 4.5, 3.5, 2.5]);
+    // v 3: 15/3, 13/3, 11/3, 9/3, and at most G * v / v = 8.
+    expect(planStageQueries(plan(3)).map((q) => q.inFlight)).toEqual([15 / 3, 13 / 3, 11 / 3, 3]);
+    const [plain, inter] = [est(undefined), est(2)];
+    inter.stages.forEach((s, i) => {
+      expect(s.memory.activations / plain.stages[i].memory.activations).toBeCloseTo([5.5 / 4, 4.5 / 3, 3.5 / 2, 2.5][i], 9);
+    });
+  });
+
+  it('pays 2 (v - 1) more p2p messages per micro-batch and shrinks the bubble v times', () => {
+    const plain = est(undefined);
+    for (const v of [2, 3]) {
+      const inter = est(v);
+      inter.stages.forEach((s, i) => {
+        const p = plain.stages[i];
+        const perMessage = p.time.ppComm / (i === 0 || i === 3 ? 1 : 2);
+        expect(s.time.ppComm - p.time.ppComm).toBeCloseTo(2 * (v - 1) * perMessage, 12);
+        expect(s.steadyTimeS - p.steadyTimeS).toBeCloseTo(2 * (v - 1) * perMessage, 12);
+      });
+      // Fill and drain in chunk units: the (pp - 1) bubble micro-batches shrink to (pp - 1) / v.
+      expect(inter.breakdown.steadyS).toBeCloseTo(((8 * v - 1) * Math.max(...inter.stages.map((s) => s.steadyTimeS))) / v, 12);
+      expect(inter.iterationTimeS).toBeLessThan(plain.iterationTimeS);
+    }
+  });
+});

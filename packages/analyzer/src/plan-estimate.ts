@@ -1,5 +1,5 @@
 // Estimate of a whole plan: per-stage estimates combined into the 1F1B iteration time.
-import { deviceMemoryFootprint, type HardwareProfile, meshSize, type Plan, planDevices, planRuleIssues, quantile, SpecError, stageLayerCount, type TrainingSpec } from '@mist/core';
+import { deviceMemoryFootprint, type HardwareProfile, meshSize, type Plan, planDevices, planRuleIssues, planVirtualStages, quantile, SpecError, stageLayerCount, type TrainingSpec } from '@mist/core';
 import { type CompiledStageModel, compileStageModel, type StageEstimate, type StageQuery } from './compile';
 import { modelFlopsPerIteration } from './flops';
 import { stagePosition } from './layout';
@@ -37,13 +37,14 @@ export interface PlanEstimate {
   allFit: boolean;
 }
 
-/** The training spec a plan implies (its sequence length, batch and attention kernel override ctx's). */
+/** The training spec a plan implies (its sequence length, batch, attention kernel and fp8 override ctx's). */
 export function planTraining(plan: Plan, base: TrainingSpec): TrainingSpec {
   return {
     ...base,
     seqLen: plan.seqLen,
     globalBatch: plan.globalBatch,
     flashAttention: plan.flashAttention ?? base.flashAttention,
+    fp8: plan.fp8 ?? base.fp8,
   };
 }
 
@@ -51,9 +52,37 @@ export function planTraining(plan: Plan, base: TrainingSpec): TrainingSpec {
  * Micro-batches whose activations stage i of a 1F1B pipeline of pp stages keeps at its peak: pp - i
  * warm-up forwards before its first backward (Narayanan et al. 2021, Sec. 2.2), but never more than
  * the G micro-batches of the iteration.
+ * With v > 1 model chunks per rank (Megatron-LM's interleaved schedule, core's interleavedSchedule)
+ * the rank holds (pp - i - 1) * 2 + (v - 1) * pp + 1 forward units at its peak, at most G * v, each
+ * with 1/v of the rank's layers: in micro-batches of the whole rank that count / v, which is
+ * pp + (pp - 1) / v on the first rank (Korthikanti et al. 2022: pp * (1 + (pp - 1) / (pp * v))).
+ * Not an integer then; the stage model's activation terms are linear in it.
  */
-export function inFlightMicroBatches(pp: number, stageIndex: number, gradAccumSteps: number): number {
-  return Math.min(pp - stageIndex, gradAccumSteps);
+export function inFlightMicroBatches(pp: number, stageIndex: number, gradAccumSteps: number, virtualStages = 1): number {
+  if (virtualStages === 1) return Math.min(pp - stageIndex, gradAccumSteps);
+  const v = virtualStages;
+  return Math.min((pp - stageIndex - 1) * 2 + (v - 1) * pp + 1, gradAccumSteps * v) / v;
+}
+
+/**
+ * A stage estimate of rank i in an interleaved plan (v > 1 chunks per rank). The stage model costs
+ * the rank's layers as one block with p2p messages only at the pipeline's ends it touches (next +
+ * prev of its position); with v chunks every chunk boundary except the pipeline's two ends is a
+ * message, 2v - [first] - [last] per micro-batch, so 2 (v - 1) more messages of the same size
+ * (the boundary activation, or its gradient) than at v = 1: added to the steady and first
+ * micro-batch and to the ppComm breakdown. Identity for v = 1.
+ */
+export function interleavedStageEstimate(e: StageEstimate, q: Pick<StageQuery, 'position'>, virtualStages: number): StageEstimate {
+  if (virtualStages === 1) return e;
+  const messages = (q.position === 'first' || q.position === 'only' ? 0 : 1) + (q.position === 'last' || q.position === 'only' ? 0 : 1);
+  if (messages === 0) throw new Error('an interleaved plan needs at least 2 pipeline stages (virtualStages must be 1 for one stage)');
+  const extra = (e.time.ppComm / messages) * 2 * (virtualStages - 1);
+  return {
+    ...e,
+    steadyTimeS: e.steadyTimeS + extra,
+    firstTimeS: e.firstTimeS + extra,
+    time: { ...e.time, ppComm: e.time.ppComm + extra },
+  };
 }
 
 /** The query of stage i of a plan. */
@@ -63,7 +92,7 @@ export function planStageQuery(plan: Plan, i: number): StageQuery {
   return {
     layers: stageLayerCount(s),
     position: stagePosition(i, pp),
-    inFlight: inFlightMicroBatches(pp, i, plan.gradAccumSteps),
+    inFlight: inFlightMicroBatches(pp, i, plan.gradAccumSteps, planVirtualStages(plan)),
     pp,
     mesh: s.mesh,
     microBatchSize: s.microBatchSize,
@@ -95,17 +124,39 @@ export function stepJitter(profile: HardwareProfile, ranks: number): number {
   return Math.max(0, quantile(noise, 0.5 ** (1 / ranks)) - quantile(noise, 0.5));
 }
 
-/** 1F1B iteration time: sum_i (first_i + last_i) + (G - 1) * max_i steady_i (Mist, EuroSys 2025, Sec. 5.3). */
-export function iterationTime(stages: readonly StageEstimate[], gradAccumSteps: number): { total: number; firstS: number; steadyS: number; lastS: number; bottleneck: number } {
+/**
+ * 1F1B iteration time: sum_i (first_i + last_i) + (G - 1) * max_i steady_i (Mist, EuroSys 2025, Sec. 5.3).
+ * Interleaved (v chunks per rank): the pipeline fills and drains in chunk units of steady_i / v, so
+ * sum_i (first_i - steady_i + steady_i / v + last_i) + (G v - 1) * max_i steady_i / v; for identical
+ * stages (G + (pp - 1) / v) * steady, the bubble (pp - 1) / v of Narayanan et al. 2021, Sec. 2.2.
+ * With unequal ranks every micro-batch goes round the ring of ranks v times, so a rank faster than
+ * the bottleneck cannot run ahead on its later chunks: each rank's fill also pays (1 - 1/v) of its
+ * shortfall (max - steady_i). Where that exceeds the plain 1F1B closed form of the same ranks (very
+ * unequal ranks), that form is taken: the interleaved schedule never took longer in the replays.
+ * apps/cli's pipeline-schedule test replays core's interleavedSchedule against both.
+ */
+export function iterationTime(stages: readonly StageEstimate[], gradAccumSteps: number, virtualStages = 1): { total: number; firstS: number; steadyS: number; lastS: number; bottleneck: number } {
+  const v = virtualStages;
   let firstS = 0;
   let lastS = 0;
   let bottleneck = 0;
   stages.forEach((s, i) => {
-    firstS += s.firstTimeS;
+    firstS += v === 1 ? s.firstTimeS : s.firstTimeS - s.steadyTimeS + s.steadyTimeS / v;
     lastS += s.lastTimeS;
     if (s.steadyTimeS > stages[bottleneck].steadyTimeS) bottleneck = i;
   });
-  const steadyS = (gradAccumSteps - 1) * stages[bottleneck].steadyTimeS;
+  const slowest = stages[bottleneck].steadyTimeS;
+  let steadyS = (gradAccumSteps - 1) * slowest;
+  if (v > 1) {
+    let fill = firstS;
+    for (const s of stages) fill += (1 - 1 / v) * (slowest - s.steadyTimeS);
+    const steady = ((gradAccumSteps * v - 1) * slowest) / v;
+    const plain = stages.reduce((a, s) => a + s.firstTimeS, 0);
+    if (fill + steady < plain + steadyS) {
+      firstS = fill;
+      steadyS = steady;
+    } else firstS = plain;
+  }
   return { total: firstS + steadyS + lastS, firstS, steadyS, lastS, bottleneck };
 }
 
@@ -120,8 +171,9 @@ export function estimatePlan(plan: Plan, ctx: AnalyzerContext, compiled?: Compil
   if (issues.length > 0) throw new SpecError('plan', issues);
   const training = planTraining(plan, ctx.training);
   const model = compiled ?? compileStageModel({ ...ctx, training });
+  const v = planVirtualStages(plan);
   const stages: PlanStageEstimate[] = planStageQueries(plan).map((q, i) => {
-    const e = model.estimate(q);
+    const e = interleavedStageEstimate(model.estimate(q), q, v);
     const f = deviceMemoryFootprint(ctx.profile, e.peakMemoryBytes);
     return {
       ...e,
@@ -131,7 +183,7 @@ export function estimatePlan(plan: Plan, ctx: AnalyzerContext, compiled?: Compil
       deviceMemory: { allocatedBytes: f.allocated, reservedBytes: f.reserved, processBytes: f.process },
     };
   });
-  const it = iterationTime(stages, plan.gradAccumSteps);
+  const it = iterationTime(stages, plan.gradAccumSteps, v);
   const flops = modelFlopsPerIteration(ctx.model, training);
   const devices = planDevices(plan);
   const jitterS = stepJitter(ctx.profile, devices);

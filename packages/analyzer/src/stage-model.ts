@@ -22,7 +22,8 @@
 //            step overlapped with its offload copies.
 // Memory (bytes):
 //   weights/grads/optim = parameters per rank * (2, 2, 12) bytes (core's modelStateBytesPerParam),
-//   times the resident fraction (1 - offload) * (1/dp when sharded by ZeRO-3 / 2 / 1);
+//   times the resident fraction (1 - offload) * (1/dp when sharded by ZeRO-3 / 2 / 1); weights add
+//   the fp8 copies and scaling state of fp8 linear layers (fp8-stage.ts);
 //   activations = inFlight * per-micro-batch saved bytes * (1 - activation offload), where a
 //   checkpointed layer keeps only its input;
 //   transients: gather/fetch buffer of the largest unit (two layers, the embedding or the head),
@@ -39,6 +40,7 @@ import { dtypeBytes, type HardwareProfile, type ModelSpec, modelStateBytesPerPar
 import { add, choose, div, type Expr, max, min, mul, named, num, sub, step } from './expr';
 import { CostModel, INTRA_NODE, type LinkChoice } from './hardware-cost';
 import { usableHostMemoryPerGpu } from './host-memory';
+import { checkFp8, fp8StageTerms } from './fp8-stage';
 import { OUT } from './layout';
 import { checkpointBytes, embeddingOps, headOps, headTransientBytes, layerOps, type Op, sumOps } from './op-graph';
 import { embeddingParamsPerRank, finalNormParams, layerParamsPerRank, lmHeadParamsPerRank } from './params';
@@ -91,7 +93,10 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const e = dtypeBytes(training.computeDtype);
   const bytesPer = modelStateBytesPerParam(training);
   const opts = { actBytes: e };
-  const layer = layerOps(model, opts);
+  // fp8 linear layers (fp8-stage.ts): the transformer layers' GEMMs in fp8, their weight copies and casts.
+  checkFp8(training, profile);
+  const layer = layerOps(model, { ...opts, fp8: training.fp8 });
+  const f8 = fp8StageTerms(model, training, cost, bytesPer.weights);
   const emb = embeddingOps(model, opts);
   const hd = headOps(model, opts);
   const { L, inFlight, b, G, dp, t, sp, ckpt, ow, og, oo, oa, embed, head, prev, next, z1, z2, z3, multiNode, p2pInter } = S;
@@ -150,7 +155,7 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const wBytes = mul(bytesPer.weights, Pr);
   const gBytes = mul(bytesPer.grads, Pr);
   const oBytes = mul(bytesPer.optim, Pr);
-  const memWeights = named('memWeights', mul(wBytes, rw));
+  const memWeights = named('memWeights', add(mul(wBytes, rw), f8.memory));
   const memGrads = named('memGrads', mul(gBytes, rg));
   const memOptim = named('memOptim', mul(oBytes, ro));
   const states = named('states', add(memWeights, memGrads, memOptim));
@@ -211,12 +216,13 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const boundary = mul(e, T, h, choose(sp, div(1, t), 1));
   // Each pipeline message also pays the wake-up of its waiting receiver (profile p2pWake, CPU hosts).
   const ppComm = named('ppComm', mul(add(next, prev), add(cost.collective('sendRecv', boundary, num(2), p2pLink), profile.p2pWake ?? 0)));
-  const steady = named('steady', add(fwdPhase, bwdPhase, tpComm, ppComm));
+  const steady = named('steady', add(fwdPhase, bwdPhase, tpComm, ppComm, f8.perMicroBatch));
 
   const firstUnit = add(mul(embed, Pe), mul(sub(1, embed), Pl));
   const firstExtra = named('firstExtra', add(
     mul(z3, cost.collective('allGather', mul(bytesPer.weights, firstUnit), dp, dpLink)),
     cost.hostCopy(mul(ow, bytesPer.weights, firstUnit, shard(z3)), ow),
+    f8.firstOnly,
   ));
   const first = named('first', add(steady, firstExtra));
 

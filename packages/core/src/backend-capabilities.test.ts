@@ -56,9 +56,15 @@ describe('the cpu backend table', () => {
     expect(backendMaxTp(cpu, m)).toBe(2);
   });
 
-  it('says sequence parallelism does not shard activations on the cpu backend', () => {
-    expect(cpu.sequenceParallelShardsActivations).toBe(false);
-    expect(cpu.dropout).toBe(false);
+  it('says the cpu backend shards activations under sequence parallelism and runs dropout', () => {
+    expect(cpu.sequenceParallelShardsActivations).toBe(true);
+    expect(cpu.dropout).toBe(true);
+    const gpt3 = getModel('gpt3-125m');
+    expect(backendViolations(cpu, { model: gpt3, training: fp32, plan: null })).toEqual([]);
+    // a backend without dropout refuses a model with it, naming the feature
+    const v = backendViolations({ ...cpu, dropout: false }, { model: gpt3, training: fp32, plan: null });
+    expect(v.map((x) => [x.field, x.feature])).toEqual([['model.dropout', 'dropout']]);
+    expect(backendViolations({ ...cpu, dropout: false }, { model: getModel('llama-tiny'), training: fp32, plan: null })).toEqual([]);
   });
 
   it('leaves the engine checker unchanged (engine name in the details)', () => {

@@ -10,21 +10,24 @@
 //   weights, gradients and compute are fp32 whatever the training spec says.
 // - replicated KV heads: model/dims.ts throws "not implemented" when tp does not divide kvHeads.
 // - positions: model/layer.ts throws "not implemented: ALiBi positions"; learned and RoPE run.
-// - dropout: no dropout kernel anywhere in the executor or native kernels.
+// - dropout: model.dropout > 0 runs with a counter-based generator (model/dropout.ts, native
+//   kernels/dropout.cc): the embedding and the residual branches keep 1-byte masks, the fused
+//   attention draws its mask again in backward; every split draws one process's masks.
 // - attention: one fused kernel that keeps the log-sum-exp, not the score matrix (model/layer.ts
 //   `k.attention(attn, lse, ...)`), i.e. the memory of flash attention; flashAttention: false is not run.
-// - sequence parallelism: runtime/tp-hooks.ts does the reduce-scatter + all-gather of the FULL buffer
-//   (the collectives of Korthikanti et al. 2022), so activations are not sharded: the analyzer's SP
-//   activation saving does not apply on this backend.
+// - sequence parallelism: model/block-runner.ts keeps b*s/t tokens per rank in the norm, dropout and
+//   residual regions, all-gathering at a TP region's entry and reduce-scattering at its exit
+//   (Korthikanti et al. 2022, Sec. 4.2.2), so the activations are sharded as the analyzer assumes.
 // - pipeline: 1F1B over any partition with a different mesh, dp, tp per stage (topology/boundary.ts).
 // - ZeRO 0-3 and offload ratios of weights, grads, optimizer states and activations with any ZeRO
 //   level (runtime/unit-memory.ts, runtime/optimizer.ts, memory/activations.ts); per-stage ckptLayers
 //   (model/stage.ts).
+// - fp8: no fp8 type or kernel anywhere (Float32Array tensors only): no fp8 linear layers.
 // - data: the synthetic stream, the shipped corpus, or a token file (train/token-file.ts).
 import type { ModelSpec } from './model';
 import type { Plan } from './plan';
 import type { Dtype, TrainingSpec } from './training';
-import { type CapabilityViolation, type PlanRules, planRuleViolations } from './engine-capabilities';
+import { type CapabilityViolation, fp8Violation, type PlanRules, planRuleViolations } from './engine-capabilities';
 
 export const BACKEND_NAMES = ['cpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
@@ -41,7 +44,7 @@ export interface BackendCapabilities {
   replicatedKvHeads: boolean;
   /** ModelSpec.positional values the backend runs. */
   positional: readonly ModelSpec['positional'][];
-  /** Dropout in training (the analyzer's GPT block has dropout; a backend without it trains a different model). */
+  /** Dropout in training (ModelSpec.dropout > 0; a backend without it would train a different model). */
   dropout: boolean;
   /** TrainingSpec.flashAttention values the backend runs (true: scores are not kept for backward). */
   flashAttention: readonly boolean[];
@@ -52,7 +55,8 @@ export interface BackendCapabilities {
 const CPU: BackendCapabilities = {
   backend: 'cpu',
   sources: [
-    'packages/executor/src/model/dims.ts', 'packages/executor/src/model/layer.ts', 'packages/executor/src/runtime/tp-hooks.ts',
+    'packages/executor/src/model/dims.ts', 'packages/executor/src/model/layer.ts', 'packages/executor/src/model/block-runner.ts',
+    'packages/executor/src/model/dropout.ts', 'packages/executor/src/runtime/tp-hooks.ts',
     'packages/executor/src/runtime/unit-memory.ts', 'packages/executor/src/topology/boundary.ts', 'packages/executor/src/worker/run-worker.ts',
   ],
   plan: {
@@ -60,7 +64,6 @@ const CPU: BackendCapabilities = {
     partition: 'any',
     perStageStrategy: true,
     tensorParallel: true,
-    // Runs (collectives only): the tuner leaves it out of the cpu space, since it saves nothing there.
     sequenceParallel: true,
     sequenceParallelForcedWithTp: false,
     zero: [0, 1, 2, 3],
@@ -72,13 +75,17 @@ const CPU: BackendCapabilities = {
     offloadMinZero: {},
     partialOffloadMinZero: {},
     offloadTied: [],
+    fp8: [],
+    // Interleaved 1F1B: v model chunks per rank on core's interleavedSchedule (runtime/rank-runtime.ts,
+    // runtime/interleaved.test.ts: losses of one process, checkpoints across plans).
+    interleaved: true,
   },
   dtypes: ['fp32'],
   replicatedKvHeads: false,
   positional: ['learned', 'rope'],
-  dropout: false,
+  dropout: true,
   flashAttention: [true],
-  sequenceParallelShardsActivations: false,
+  sequenceParallelShardsActivations: true,
 };
 
 const TABLES: Record<BackendName, BackendCapabilities> = { cpu: CPU };
@@ -124,6 +131,11 @@ export function backendViolations(
   }
   if (plan?.flashAttention !== undefined && !caps.flashAttention.includes(plan.flashAttention)) {
     out.push({ feature: 'attention that keeps its score matrix', field: 'plan.flashAttention', detail: `got ${plan.flashAttention}; ${who} runs flashAttention ${caps.flashAttention.join(', ')} only` });
+  }
+  const fp8 = fp8Violation(training.fp8 ?? 'none', caps.plan, who);
+  if (fp8) out.push({ ...fp8, field: 'training.fp8' });
+  if (model.dropout > 0 && !caps.dropout) {
+    out.push({ feature: 'dropout', field: 'model.dropout', detail: `got ${model.dropout}; ${who} trains without dropout only (0)` });
   }
   if (!caps.positional.includes(model.positional)) {
     out.push({ feature: `${model.positional === 'alibi' ? 'ALiBi' : model.positional} positions`, field: 'model.positional', detail: `got ${model.positional}; ${who} runs ${caps.positional.join(', ')}` });

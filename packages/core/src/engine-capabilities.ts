@@ -10,6 +10,7 @@
 // - NeMo 2 wraps Megatron-Core (MegatronStrategy passes tensor/pipeline/sequence parallel sizes,
 //   recompute and the distributed optimizer straight to Megatron-Core), so its table is Megatron's.
 import { type Plan, type StageStrategy, type ZeroLevel, stageLayerCount } from './plan';
+import { type Fp8Recipe } from './training';
 
 export const ENGINE_NAMES = ['megatron', 'nemo', 'deepspeed', 'torchtitan'] as const;
 export type EngineName = (typeof ENGINE_NAMES)[number];
@@ -67,6 +68,10 @@ export interface EngineCapabilities {
   partialOffloadMinZero: Partial<Record<OffloadKind, ZeroLevel>>;
   /** Pairs of offload kinds the engine moves together: their ratios must be equal. */
   offloadTied: readonly (readonly [OffloadKind, OffloadKind])[];
+  /** fp8 linear-layer recipes the engine runs (Plan.fp8 other than 'none'); empty: no fp8. */
+  fp8: readonly Exclude<Fp8Recipe, 'none'>[];
+  /** May Plan.virtualStages be above 1 (several model chunks per rank, Megatron-LM's interleaved 1F1B). */
+  interleaved: boolean;
 }
 
 /**
@@ -100,6 +105,12 @@ const MEGATRON_SOURCES = [
 // - Offload: core_v0.13.0+ has `--optimizer-cpu-offload` / `--optimizer-offload-fraction` (a ratio of the
 //   optimizer states). The table says 'none' on purpose: the Megatron-LM baseline of the Mist paper runs
 //   without offloading, and `mist tune --target megatron` must compare with that baseline.
+// - fp8: `--fp8-format hybrid --fp8-recipe delayed` (Transformer Engine's DelayedScaling) or
+//   `--fp8-recipe tensorwise` (Float8CurrentScaling), with `--transformer-impl transformer_engine`.
+// - Interleaved 1F1B: `--num-layers-per-virtual-pipeline-stage` (uniform chunks; arguments.py asserts the
+//   layers per stage divide by it) runs forward_backward_pipelining_with_interleaving, which wants the
+//   micro-batch count a multiple of pp (microbatch_group_size_per_vp_stage = pp); p2p overlap is on by
+//   default (`--no-overlap-p2p-communication` turns it off), so pp = 2 is allowed.
 const MEGATRON_BASE: PlanRules = {
   pipeline: true,
   partition: 'uniform-except-first-last',
@@ -116,6 +127,8 @@ const MEGATRON_BASE: PlanRules = {
   offloadMinZero: {},
   partialOffloadMinZero: {},
   offloadTied: [],
+  fp8: ['delayed', 'current'],
+  interleaved: true,
 };
 
 const TABLES: Record<EngineName, EngineCapabilities> = {
@@ -150,6 +163,7 @@ const TABLES: Record<EngineName, EngineCapabilities> = {
   // - Activation checkpointing is one switch for the model's layers (deepspeed.checkpointing), and
   //   activation_checkpointing.cpu_checkpointing only moves checkpointed inputs, which Mist's activation
   //   offload does not model, so activations stay 'none'.
+  // - fp8: ds_config.json has no fp8 GEMM setting (runtime/config.py reads fp16 / bf16 sections only).
   deepspeed: {
     engine: 'deepspeed',
     engineVersion: 'DeepSpeed 0.19.6',
@@ -175,6 +189,9 @@ const TABLES: Record<EngineName, EngineCapabilities> = {
     offloadMinZero: { weights: 3, grads: 1, optim: 1 },
     partialOffloadMinZero: { grads: 3, optim: 3 },
     offloadTied: [['grads', 'optim']],
+    fp8: [],
+    // runtime/pipe/schedule.py's TrainSchedule runs one stage per rank: no interleaving.
+    interleaved: false,
   },
   // torchtitan: FSDP2 (`fully_shard`) over data_parallel_shard_degree, with reshard_after_forward
   // (fsdp_reshard_after_forward "always" = ZeRO-3, "never" = ZeRO-2), or DDP (data_parallel_replicate_degree)
@@ -183,6 +200,9 @@ const TABLES: Record<EngineName, EngineCapabilities> = {
   // PP splits are arbitrary via parallelism.module_fqns_per_model_part. Activation checkpoint mode "full"
   // or "none" for the whole model. training.enable_cpu_offload applies FSDP's CPUOffloadPolicy: parameters,
   // gradients and optimizer states together, and only under FSDP.
+  // fp8: `model.converters = ["quantize.linear.float8"]` swaps nn.Linear for torchao's Float8Linear,
+  // whose scales are computed from each tensor just in time (quantize.linear.float8.recipe_name
+  // "tensorwise" is the per-tensor current scaling); torchao has no delayed scaling, so only 'current'.
   torchtitan: {
     engine: 'torchtitan',
     engineVersion: 'torchtitan v0.2.2',
@@ -205,6 +225,10 @@ const TABLES: Record<EngineName, EngineCapabilities> = {
     offloadMinZero: { weights: 2, grads: 2, optim: 2 },
     partialOffloadMinZero: {},
     offloadTied: [['weights', 'grads'], ['grads', 'optim']],
+    fp8: ['current'],
+    // torchtitan has an Interleaved1F1B pipeline schedule, but its stage-to-layer split is its own
+    // (pipeline_parallel_layers_per_stage), which the exporter does not write: left out.
+    interleaved: false,
   },
 };
 
@@ -319,6 +343,14 @@ function ckptViolations(plan: Plan, caps: PlanRules, who: string): CapabilityVio
     }];
   }
   const n = Math.max(...ck);
+  const v = plan.virtualStages ?? 1;
+  if (v > 1 && n % v !== 0) {
+    return [{
+      feature: 'a checkpoint count that is not the same in every model chunk',
+      field: 'stages[0].ckptLayers',
+      detail: `got ${n} with virtualStages ${v}; ${who} recomputes the same number N of layers in every chunk (a multiple of ${v} per stage)`,
+    }];
+  }
   const bad = ck.findIndex((c, i) => c !== Math.min(n, counts[i]));
   if (bad < 0) return [];
   return [{
@@ -365,5 +397,20 @@ export function planRuleViolations(plan: Plan, caps: PlanRules, who: string): Ca
   }
   plan.stages.forEach((s, i) => out.push(...stageViolations(s, i, pp, caps, who)));
   out.push(...ckptViolations(plan, caps, who));
+  const v = plan.virtualStages ?? 1;
+  if (v > 1 && !caps.interleaved) {
+    out.push({ feature: 'interleaved 1F1B (virtual pipeline stages)', field: 'virtualStages', detail: `got ${v}; ${who} runs one model chunk per rank (virtualStages must be 1)` });
+  }
+  const fp8 = fp8Violation(plan.fp8 ?? 'none', caps, who);
+  if (fp8) out.push({ ...fp8, field: 'fp8' });
   return out;
+}
+
+/** fp8 linear layers with `recipe` where `caps` does not run them (field to be set by the caller), or null. */
+export function fp8Violation(recipe: Fp8Recipe, caps: Pick<PlanRules, 'fp8'>, who: string): Omit<CapabilityViolation, 'field'> | null {
+  if (recipe === 'none' || caps.fp8.includes(recipe)) return null;
+  return {
+    feature: `fp8 linear layers (${recipe} scaling)`,
+    detail: `got ${recipe}; ${who} runs ${caps.fp8.length === 0 ? 'no fp8 linear layers' : `fp8 with ${caps.fp8.join(', ')} scaling only`}`,
+  };
 }

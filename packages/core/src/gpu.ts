@@ -18,6 +18,14 @@
 //  - B200: NVIDIA HGX B200 datasheet (8 GPUs: 1.4 TB HBM3e = 180 GB each, 64 TB/s = 8 TB/s each, FP16/BF16
 //    36 PFLOPS with sparsity = 2.25 PFLOPS dense each, FP32 600 TFLOPS = 75 each, NVLink 5 1.8 TB/s total
 //    per GPU, PCIe Gen5 to the host).
+// fp8 (E4M3/E5M2) tensor-core peaks, dense (the datasheets print them with 2:4 sparsity, twice these):
+//  - L4: 485 TFLOPS with sparsity (NVIDIA L4 datasheet) = 242.5 dense (Ada has fp8 tensor cores).
+//  - H100 SXM 3958 and H100 PCIe 3026 with sparsity (NVIDIA H100 datasheet) = 1979 and 1513 dense;
+//    H800 SXM the H100 SXM's (the same GH100 compute, NVIDIA H800 product brief); H200 3958 with
+//    sparsity (NVIDIA H200 datasheet) = 1979; B200: HGX B200 datasheet FP8 72 PFLOPS with sparsity for
+//    8 GPUs = 4500 dense each. The same dense figures: ml-engineering, compute/accelerator/README.md,
+//    "TFLOPS comparison table" (fp8 column).
+//  - A10G, V100, A100: no fp8 tensor cores (Ampere and Volta datasheets list none): null.
 // NVLink totals are bidirectional; we store half of it (one direction) as `nvlinkBandwidth`.
 import { z } from 'zod';
 import { GB, GiB } from './units';
@@ -27,7 +35,11 @@ import { parseSpec } from './validation';
 export const GpuSpecSchema = z.strictObject({
   name: z.string().min(1),
   memoryBytes: z.number().positive(),
-  peakFlops: z.strictObject({ fp16: z.number().positive(), bf16: z.number().positive(), fp32: z.number().positive() }),
+  peakFlops: z.strictObject({
+    fp16: z.number().positive(), bf16: z.number().positive(), fp32: z.number().positive(),
+    /** Dense fp8 tensor-core peak; null or absent when the GPU has no fp8 tensor cores. */
+    fp8: z.number().positive().nullable().optional(),
+  }),
   memoryBandwidth: z.number().positive(),
   /** One-direction NVLink bandwidth per GPU, bytes/s; null when the GPU has none. */
   nvlinkBandwidth: z.number().positive().nullable(),
@@ -41,31 +53,31 @@ export type GpuSpec = z.output<typeof GpuSpecSchema>;
 const PCIE = { 3: 16 * GB, 4: 32 * GB, 5: 64 * GB } as const;
 
 const GPUS: GpuSpec[] = [
-  { name: 'l4', memoryBytes: 24 * GB, peakFlops: { fp16: 121e12, bf16: 121e12, fp32: 30.3e12 }, memoryBandwidth: 300 * GB,
+  { name: 'l4', memoryBytes: 24 * GB, peakFlops: { fp16: 121e12, bf16: 121e12, fp32: 30.3e12, fp8: 242.5e12 }, memoryBandwidth: 300 * GB,
     nvlinkBandwidth: null, pcieGen: 4, pcieBandwidth: PCIE[4] },
-  { name: 'a10g', memoryBytes: 24 * GB, peakFlops: { fp16: 70e12, bf16: 70e12, fp32: 31.2e12 }, memoryBandwidth: 600 * GB,
+  { name: 'a10g', memoryBytes: 24 * GB, peakFlops: { fp16: 70e12, bf16: 70e12, fp32: 31.2e12, fp8: null }, memoryBandwidth: 600 * GB,
     nvlinkBandwidth: null, pcieGen: 4, pcieBandwidth: PCIE[4] },
-  { name: 'v100-16gb', memoryBytes: 16 * GiB, peakFlops: { fp16: 125e12, bf16: 15.7e12, fp32: 15.7e12 },
+  { name: 'v100-16gb', memoryBytes: 16 * GiB, peakFlops: { fp16: 125e12, bf16: 15.7e12, fp32: 15.7e12, fp8: null },
     memoryBandwidth: 900 * GB, nvlinkBandwidth: 150 * GB, pcieGen: 3, pcieBandwidth: PCIE[3] },
-  { name: 'v100-32gb', memoryBytes: 32 * GiB, peakFlops: { fp16: 125e12, bf16: 15.7e12, fp32: 15.7e12 },
+  { name: 'v100-32gb', memoryBytes: 32 * GiB, peakFlops: { fp16: 125e12, bf16: 15.7e12, fp32: 15.7e12, fp8: null },
     memoryBandwidth: 900 * GB, nvlinkBandwidth: 150 * GB, pcieGen: 3, pcieBandwidth: PCIE[3] },
-  { name: 'a100-40gb', memoryBytes: 40 * GiB, peakFlops: { fp16: 312e12, bf16: 312e12, fp32: 19.5e12 },
+  { name: 'a100-40gb', memoryBytes: 40 * GiB, peakFlops: { fp16: 312e12, bf16: 312e12, fp32: 19.5e12, fp8: null },
     memoryBandwidth: 1555 * GB, nvlinkBandwidth: 300 * GB, pcieGen: 4, pcieBandwidth: PCIE[4] },
-  { name: 'a100-80gb', memoryBytes: 80 * GiB, peakFlops: { fp16: 312e12, bf16: 312e12, fp32: 19.5e12 },
+  { name: 'a100-80gb', memoryBytes: 80 * GiB, peakFlops: { fp16: 312e12, bf16: 312e12, fp32: 19.5e12, fp8: null },
     memoryBandwidth: 2039 * GB, nvlinkBandwidth: 300 * GB, pcieGen: 4, pcieBandwidth: PCIE[4] },
-  { name: 'a100-40gb-pcie', memoryBytes: 40 * GiB, peakFlops: { fp16: 312e12, bf16: 312e12, fp32: 19.5e12 },
+  { name: 'a100-40gb-pcie', memoryBytes: 40 * GiB, peakFlops: { fp16: 312e12, bf16: 312e12, fp32: 19.5e12, fp8: null },
     memoryBandwidth: 1555 * GB, nvlinkBandwidth: null, pcieGen: 4, pcieBandwidth: PCIE[4] },
-  { name: 'a100-80gb-pcie', memoryBytes: 80 * GiB, peakFlops: { fp16: 312e12, bf16: 312e12, fp32: 19.5e12 },
+  { name: 'a100-80gb-pcie', memoryBytes: 80 * GiB, peakFlops: { fp16: 312e12, bf16: 312e12, fp32: 19.5e12, fp8: null },
     memoryBandwidth: 1935 * GB, nvlinkBandwidth: null, pcieGen: 4, pcieBandwidth: PCIE[4] },
-  { name: 'h100-sxm', memoryBytes: 80 * GiB, peakFlops: { fp16: 989e12, bf16: 989e12, fp32: 67e12 },
+  { name: 'h100-sxm', memoryBytes: 80 * GiB, peakFlops: { fp16: 989e12, bf16: 989e12, fp32: 67e12, fp8: 1979e12 },
     memoryBandwidth: 3350 * GB, nvlinkBandwidth: 450 * GB, pcieGen: 5, pcieBandwidth: PCIE[5] },
-  { name: 'h100-pcie', memoryBytes: 80 * GiB, peakFlops: { fp16: 756e12, bf16: 756e12, fp32: 51e12 },
+  { name: 'h100-pcie', memoryBytes: 80 * GiB, peakFlops: { fp16: 756e12, bf16: 756e12, fp32: 51e12, fp8: 1513e12 },
     memoryBandwidth: 2000 * GB, nvlinkBandwidth: null, pcieGen: 5, pcieBandwidth: PCIE[5] },
-  { name: 'h800', memoryBytes: 80 * GiB, peakFlops: { fp16: 989e12, bf16: 989e12, fp32: 67e12 },
+  { name: 'h800', memoryBytes: 80 * GiB, peakFlops: { fp16: 989e12, bf16: 989e12, fp32: 67e12, fp8: 1979e12 },
     memoryBandwidth: 3350 * GB, nvlinkBandwidth: 200 * GB, pcieGen: 5, pcieBandwidth: PCIE[5] },
-  { name: 'h200', memoryBytes: 141 * GB, peakFlops: { fp16: 989e12, bf16: 989e12, fp32: 67e12 },
+  { name: 'h200', memoryBytes: 141 * GB, peakFlops: { fp16: 989e12, bf16: 989e12, fp32: 67e12, fp8: 1979e12 },
     memoryBandwidth: 4800 * GB, nvlinkBandwidth: 450 * GB, pcieGen: 5, pcieBandwidth: PCIE[5] },
-  { name: 'b200', memoryBytes: 180 * GB, peakFlops: { fp16: 2250e12, bf16: 2250e12, fp32: 75e12 },
+  { name: 'b200', memoryBytes: 180 * GB, peakFlops: { fp16: 2250e12, bf16: 2250e12, fp32: 75e12, fp8: 4500e12 },
     memoryBandwidth: 8000 * GB, nvlinkBandwidth: 900 * GB, pcieGen: 5, pcieBandwidth: PCIE[5] },
 ].map((g) => parseSpec(GpuSpecSchema, g, 'GPU spec'));
 
@@ -99,6 +111,11 @@ export function resolveGpuName(name: string): string {
   return resolveName(name, {
     what: 'GPU', field: 'gpu', names: gpuNames(), aliases: GPU_ALIASES, acceptVariant: true, strip: { prefixes: ['nvidia', 'tesla'] },
   });
+}
+
+/** The GPU's dense fp8 tensor-core peak, FLOP/s, or null when it has none (absent in older cluster files: none). */
+export function fp8PeakFlops(gpu: GpuSpec): number | null {
+  return gpu.peakFlops.fp8 ?? null;
 }
 
 /** A GPU of the catalog by (forgiving) name; throws a SpecError naming the nearest and allowed names. */

@@ -3,6 +3,10 @@
 // Table 3): vocabulary padded to 50304, 128-wide heads, ffn = 4h, learned positions, tied embeddings.
 // Llama-2/3 from the Hugging Face configs of meta-llama (Touvron et al. 2023; Llama 3 model card).
 // Falcon from tiiuae's configs (Almazrouei et al. 2023).
+// Dropout: GPT-3 0.1 (Brown et al. 2020 train as GPT-2, Radford et al. 2019, whose configs set
+// resid/attn/embd_pdrop 0.1; Megatron-LM's GPT example scripts pass --attention-dropout 0.1
+// --hidden-dropout 0.1); Llama and Falcon 0 (their Hugging Face configs: attention_dropout 0.0,
+// hidden_dropout 0.0). The tiny test models keep 0.
 import { type ModelSpec, type ModelSpecInput, parseModelSpec } from './model';
 import { resolveName } from './names';
 
@@ -10,6 +14,7 @@ function gpt3(name: string, layers: number, hidden: number, heads: number): Mode
   return {
     name, family: 'gpt', layers, hidden, heads, kvHeads: heads, ffnHidden: 4 * hidden, vocab: 50304,
     maxSeq: 2048, norm: 'layernorm', activation: 'gelu', positional: 'learned', tiedEmbeddings: true, bias: true,
+    dropout: 0.1,
   };
 }
 

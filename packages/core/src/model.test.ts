@@ -93,4 +93,22 @@ describe('Hugging Face config mapping', () => {
   it('names the missing fields', () => {
     expect(() => modelFromHuggingFace({ model_type: 'llama' })).toThrow(/hidden_size: got nothing; required/);
   });
+
+  it('reads the dropout probability where the config sets one, else 0', () => {
+    const gpt2 = { model_type: 'gpt2', n_embd: 768, n_head: 12, n_layer: 12, resid_pdrop: 0.1, attn_pdrop: 0.1, embd_pdrop: 0.1 };
+    expect(modelFromHuggingFace(gpt2).dropout).toBe(0.1);
+    const llama = { model_type: 'llama', hidden_size: 4096, num_attention_heads: 32, num_hidden_layers: 32 };
+    expect(modelFromHuggingFace({ ...llama, attention_dropout: 0.0 }).dropout).toBe(0);
+    expect(modelFromHuggingFace({ ...llama, hidden_dropout: 0.05 }).dropout).toBe(0.05);
+    expect(modelFromHuggingFace(llama).dropout).toBe(0);
+  });
+});
+
+describe('dropout', () => {
+  it('defaults to 0 for a model file without it, and refuses a probability outside [0, 1)', () => {
+    const { dropout: _omitted, ...old } = getModel('gpt-tiny');
+    expect(parseModelSpec(old).dropout).toBe(0);
+    expect(() => parseModelSpec({ ...old, dropout: 1 })).toThrow(/dropout: got 1/);
+    expect(() => parseModelSpec({ ...old, dropout: -0.1 })).toThrow(/dropout: got -0.1/);
+  });
 });

@@ -27,6 +27,11 @@ export const ModelSpecSchema = z
     parallelAttention: z.boolean().default(false),
     /** Falcon-40B style: separate norms for the attention and MLP branches of a parallel block. */
     parallelAttentionTwoNorms: z.boolean().default(false),
+    /**
+     * Dropout probability of the attention probabilities, the residual branches and the embedding
+     * output, in [0, 1). Absent = 0: modern models (Llama, Falcon) train without it.
+     */
+    dropout: z.number().min(0).lt(1).default(0),
   })
   .superRefine((m, ctx) => {
     if (m.hidden % m.heads !== 0) {
@@ -100,7 +105,13 @@ export function modelFromHuggingFace(cfg: Record<string, unknown>, name = 'hf-mo
   }
   const vocab = num('vocab_size') ?? 50257;
   const maxSeq = num('max_position_embeddings', 'n_positions', 'n_ctx') ?? 2048;
-  const base = { name: String(cfg._name_or_path ?? name), layers, hidden, heads, vocab, maxSeq };
+  // Dropout keys by family: attention_dropout / hidden_dropout (Llama, Falcon), resid_pdrop /
+  // attn_pdrop / embd_pdrop (GPT-2), attention_dropout / hidden_dropout (GPT-NeoX). The spec holds
+  // one probability: the largest one the config sets.
+  const drops = ['attention_dropout', 'hidden_dropout', 'resid_pdrop', 'attn_pdrop', 'embd_pdrop']
+    .map((k) => num(k)).filter((v): v is number => v !== undefined);
+  const dropout = drops.length > 0 ? Math.max(...drops) : 0;
+  const base = { name: String(cfg._name_or_path ?? name), layers, hidden, heads, vocab, maxSeq, dropout };
   if (modelType === 'llama' || modelType === 'mistral' || modelType === 'qwen2') {
     return parseModelSpec({
       ...base,

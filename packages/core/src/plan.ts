@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { type ClusterSpec } from './cluster';
 import { type ModelSpec } from './model';
+import { FP8_RECIPES } from './training';
 import { type SpecIssue, SpecError, zodIssues } from './validation';
 
 const ratio = z.number().min(0).max(1);
@@ -50,9 +51,50 @@ export const PlanSchema = z.strictObject({
   globalBatch: z.number().int().positive(),
   gradAccumSteps: z.number().int().positive(),
   flashAttention: z.boolean().optional(),
+  /**
+   * Model chunks per pipeline rank for Megatron-LM's interleaved 1F1B schedule (Narayanan et al.
+   * 2021, Sec. 2.2; --virtual-pipeline-model-parallel-size). Absent or 1: plain 1F1B. See
+   * rankChunkLayers for how the stages' layer ranges read when it is above 1.
+   */
+  virtualStages: z.number().int().positive().optional(),
+  /** fp8 linear layers the plan assumes (training.ts FP8_RECIPES); absent: as the training spec says (default none). */
+  fp8: z.enum(FP8_RECIPES).optional(),
   stages: z.array(StageStrategySchema).min(1),
 });
 export type Plan = z.output<typeof PlanSchema>;
+
+/** The plan's model chunks per pipeline rank (1 when the field is absent). */
+export function planVirtualStages(p: Pick<Plan, 'virtualStages'>): number {
+  return p.virtualStages ?? 1;
+}
+
+/**
+ * The layer ranges rank `stage` holds, one per model chunk, in chunk order.
+ *
+ * With v = virtualStages > 1 the plan still has one entry in `stages` per pipeline rank (its mesh,
+ * dp, tp, ZeRO, offload and checkpoint count are properties of the rank's devices, which hold all
+ * of its chunks), and stages[i].layers keeps the contiguous range it would have at v = 1. The rules
+ * require every rank to hold the same number of layers n, divisible by v, so those ranges only
+ * carry the rank's layer count, which is all the stage cost model, the tuner and the coverage rule
+ * read. The layers a rank really holds follow Megatron-LM's layout: the model splits into pp * v
+ * chunks of n / v layers in pipeline order, chunk j on rank j % pp, so rank i holds chunks i,
+ * i + pp, i + 2 pp, ... Only code that places layers (the executor, pictures, engine export) needs
+ * this function; keeping pp entries keeps planDevices, placement and every per-stage reader as is.
+ */
+export function rankChunkLayers(plan: Plan, stage: number): Array<[number, number]> {
+  const pp = plan.stages.length;
+  if (!(Number.isInteger(stage) && stage >= 0 && stage < pp)) {
+    throw new RangeError(`stage ${stage} is outside the pipeline of ${pp} stages`);
+  }
+  const v = planVirtualStages(plan);
+  const s = plan.stages[stage];
+  if (v === 1) return [[s.layers[0], s.layers[1]]];
+  const per = stageLayerCount(s) / v;
+  return Array.from({ length: v }, (_, c) => {
+    const start = (c * pp + stage) * per;
+    return [start, start + per - 1];
+  });
+}
 
 /**
  * Why `tp` cannot split `model` Megatron-style (whole attention heads per rank, key/value heads split
@@ -120,6 +162,30 @@ export function planRuleIssues(plan: Plan, ctx: { model?: ModelSpec; cluster?: C
       if (s.mesh.nodes > c.nodes) add(`${at}.mesh.nodes`, s.mesh.nodes, `must be at most the cluster's ${c.nodes} nodes`);
     }
   });
+  const v = plan.virtualStages;
+  if (v !== undefined && v > 1) {
+    // Megatron-LM's interleaved schedule: the uniform split of --num-layers-per-virtual-pipeline-stage,
+    // micro-batches in groups of pp (microbatch_group_size_per_vp_stage defaults to pp and the last
+    // group may not be smaller), and the last rank's chunk sends its activations to the first rank,
+    // so the ranks must agree on the activation shape.
+    const pp = plan.stages.length;
+    if (pp < 2) add('virtualStages', v, 'must be 1 for a pipeline of one stage (allowed: 1, or an integer above 1 with 2 or more stages)');
+    const n = stageLayerCount(plan.stages[0]);
+    plan.stages.forEach((s, i) => {
+      const count = stageLayerCount(s);
+      if (count !== n) {
+        add(`stages[${i}].layers`, s.layers, `must hold ${n} layers like stages[0]: virtualStages ${v} needs the same layer count on every stage`);
+      }
+      if (s.microBatchSize !== plan.stages[0].microBatchSize || s.tp !== plan.stages[0].tp || s.sequenceParallel !== plan.stages[0].sequenceParallel) {
+        add(`stages[${i}]`, `microBatchSize ${s.microBatchSize}, tp ${s.tp}, sequenceParallel ${s.sequenceParallel}`,
+          `must equal stages[0]'s microBatchSize, tp and sequenceParallel when virtualStages is ${v} (the last stage sends activations to the first)`);
+      }
+    });
+    if (n % v !== 0) add('virtualStages', v, `must divide every stage's ${n} layers (allowed: 1 or a divisor of the layers per stage)`);
+    if (plan.gradAccumSteps % pp !== 0) {
+      add('gradAccumSteps', plan.gradAccumSteps, `must be a multiple of the ${pp} pipeline stages when virtualStages is ${v} (Megatron-LM's interleaved schedule)`);
+    }
+  }
   const m = ctx.model;
   if (m) {
     if (plan.model !== m.name) add('model', plan.model, `the plan is checked against model ${m.name}`);
@@ -147,6 +213,7 @@ const LenientPlanSchema = z.object({
   seqLen: z.number(),
   globalBatch: z.number(),
   gradAccumSteps: z.number(),
+  virtualStages: z.number().optional(),
   model: z.string(),
   stages: z.array(
     z.object({

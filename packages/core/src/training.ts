@@ -5,6 +5,19 @@ import { parseSpec } from './validation';
 export const DTYPES = ['fp32', 'fp16', 'bf16'] as const;
 export type Dtype = (typeof DTYPES)[number];
 
+/**
+ * fp8 linear layers as NVIDIA Transformer Engine runs them inside `fp8_autocast` (every linear layer
+ * of the transformer layers; attention, embedding and LM head stay in the compute dtype):
+ * 'delayed' scales each tensor by the amax history of earlier steps (TE's DelayedScaling recipe,
+ * amax_history_len 1024 by default), 'current' by the tensor's own amax computed just before the
+ * cast (TE's Float8CurrentScaling, Megatron-LM's `--fp8-recipe tensorwise`); 'none' keeps them in
+ * the compute dtype. Source: transformer_engine/common/recipe/__init__.py (TE 2.x).
+ */
+export const FP8_RECIPES = ['none', 'delayed', 'current'] as const;
+export type Fp8Recipe = (typeof FP8_RECIPES)[number];
+/** The amax history length of delayed scaling: TE DelayedScaling's default amax_history_len. */
+export const FP8_AMAX_HISTORY_LEN = 1024;
+
 export const TrainingSpecSchema = z.strictObject({
   globalBatch: z.number().int().positive(),
   seqLen: z.number().int().positive(),
@@ -13,6 +26,8 @@ export const TrainingSpecSchema = z.strictObject({
   computeDtype: z.enum(DTYPES).default('fp16'),
   optimizer: z.enum(['adamw']).default('adamw'),
   flashAttention: z.boolean().default(true),
+  /** fp8 linear layers (FP8_RECIPES); specs and plans without it train without fp8. */
+  fp8: z.enum(FP8_RECIPES).default('none'),
 });
 export type TrainingSpec = z.output<typeof TrainingSpecSchema>;
 export type TrainingSpecInput = z.input<typeof TrainingSpecSchema>;

@@ -23,7 +23,14 @@ function megatronPlans(): Plan[] {
     makePlan(llama, c2x8, 16, 4, [
       stage([0, 14], { ...s, mesh: { nodes: 1, gpusPerNode: 8 }, dp: 1, tp: 8, microBatchSize: 4, zero: 0, ckptLayers: 15 }),
       stage([15, 31], { ...s, mesh: { nodes: 1, gpusPerNode: 8 }, dp: 1, tp: 8, microBatchSize: 4, zero: 0, ckptLayers: 17 })], 4096),
+    interleavedPlan(),
   ];
+}
+
+/** Interleaved 1F1B: 4 ranks of 6 layers in 2 chunks of 3, the first 1 layer of each chunk recomputed. */
+function interleavedPlan(): Plan {
+  const s = { mesh: { nodes: 1, gpusPerNode: 4 }, dp: 2, tp: 2, sequenceParallel: true, microBatchSize: 2, zero: 1 as const, ckptLayers: 2 };
+  return { ...makePlan(gpt, c2x8, 16, 4, [0, 1, 2, 3].map((i) => stage([6 * i, 6 * i + 5], s))), virtualStages: 2 };
 }
 
 describe('Megatron-LM', () => {
@@ -73,6 +80,44 @@ describe('Megatron-LM', () => {
 describe('NeMo 2', () => {
   it('writes the golden recipe', () => {
     expectGolden('nemo', exportNemo(input(megatronPlans()[2], llama, c2x8)));
+  });
+
+  it('writes the virtual pipeline size and the per-chunk recompute count of an interleaved plan', () => {
+    const py = exportNemo(input(interleavedPlan(), gpt, c2x8))[0].content;
+    expect(py).toContain('    strategy.virtual_pipeline_model_parallel_size = 2\n');
+    expect(py).toContain('    recipe.model.config.recompute_num_layers = 1\n');
+  });
+});
+
+describe('interleaved 1F1B (virtualStages)', () => {
+  it('Megatron-LM: one chunk size flag, recompute counted per chunk, read back as the same plan', () => {
+    const args = exportMegatron(input(interleavedPlan(), gpt, c2x8)).find((f) => f.path === 'args.txt')!.content;
+    expect(args).toContain('--num-layers-per-virtual-pipeline-stage 3\n');
+    expect(args).toContain('--recompute-num-layers 1\n');
+    const viaRank = importMegatron([...args.split(/\s+/).filter((w) => w && w !== '--num-layers-per-virtual-pipeline-stage' && w !== '3'),
+      '--num-virtual-stages-per-pipeline-rank', '2'], { cluster: c2x8 });
+    expect(viaRank.plan).toEqual(interleavedPlan());
+  });
+
+  it('engines without interleaving refuse it by name', () => {
+    for (const engine of ['deepspeed', 'torchtitan'] as const) {
+      const v = planCapabilityViolations(interleavedPlan(), engineCapabilities(engine)).find((x) => x.field === 'virtualStages');
+      expect(v?.feature).toBe('interleaved 1F1B (virtual pipeline stages)');
+    }
+    expect(planCapabilityViolations(interleavedPlan(), engineCapabilities('megatron'))).toEqual([]);
+  });
+
+  it('the nearest plan of an engine without interleaving has one chunk per rank, and says so', () => {
+    const r = nearestExpressiblePlan('deepspeed', interleavedPlan(), gpt, c2x8);
+    expect(r.plan.virtualStages).toBeUndefined();
+    expect(r.changes).toContain('one model chunk per rank instead of 2 (deepspeed has no interleaved 1F1B)');
+    expect(nearestExpressiblePlan('megatron', interleavedPlan(), gpt, c2x8).plan).toEqual(interleavedPlan());
+  });
+
+  it('Megatron-LM refuses a recompute count that differs between chunks', () => {
+    const plan = interleavedPlan();
+    plan.stages.forEach((s) => { s.ckptLayers = 3; });
+    expect(planCapabilityViolations(plan, engineCapabilities('megatron')).map((x) => x.field)).toEqual(['stages[0].ckptLayers']);
   });
 });
 

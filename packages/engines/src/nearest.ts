@@ -79,6 +79,12 @@ export function nearestExpressiblePlan(engine: EngineName, plan: Plan, model: Mo
   } else if (newCounts.some((c, i) => c !== counts[i])) changes.push(`layers per stage ${newCounts.join(', ')} instead of ${counts.join(', ')}`);
   counts = newCounts;
   const ranges = rangesFromCounts(counts);
+  // Interleaved 1F1B stays where the engine runs it and the new stages still allow it (uniform,
+  // chunk count dividing their layers); otherwise one chunk per rank.
+  const v0 = plan.virtualStages ?? 1;
+  const keepV = v0 > 1 && caps.interleaved && counts.length > 1 && counts.every((c) => c === counts[0] && c % v0 === 0);
+  if (v0 > 1 && !keepV) changes.push(`one model chunk per rank instead of ${v0} (${caps.interleaved ? 'the stages no longer split into them' : `${engine} has no interleaved 1F1B`})`);
+  const v = keepV ? v0 : 1;
   const ckptFraction = plan.stages.map((s) => s.ckptLayers / stageLayerCount(s));
   const anyCkpt = plan.stages.some((s) => s.ckptLayers > 0);
   const maxCkpt = Math.max(...plan.stages.map((s) => s.ckptLayers));
@@ -123,13 +129,23 @@ export function nearestExpressiblePlan(engine: EngineName, plan: Plan, model: Mo
     const count = layers[1] - layers[0] + 1;
     let ckptLayers: number;
     if (caps.ckpt === 'all-or-none') ckptLayers = anyCkpt ? count : 0;
-    else if (caps.ckpt === 'uniform-count') ckptLayers = Math.min(maxCkpt, count);
+    else if (caps.ckpt === 'uniform-count') ckptLayers = Math.min(Math.ceil(maxCkpt / v) * v, count); // a count per chunk
     else ckptLayers = Math.min(count, Math.round(ckptFraction[Math.min(i, ckptFraction.length - 1)] * count));
     return { layers, mesh: src.mesh, microBatchSize, dp, tp, sequenceParallel, ckptLayers, zero, offload };
   });
   const s0 = stages[0];
   const gradAccumSteps = plan.globalBatch / (s0.microBatchSize * s0.dp);
-  const next = parsePlan({ ...plan, gradAccumSteps, stages }, { model, cluster });
+  // fp8 linear layers: the engine's other recipe where it has one (current for delayed), else none.
+  let fp8 = plan.fp8;
+  if (fp8 !== undefined && fp8 !== 'none' && !caps.fp8.includes(fp8)) {
+    const other = caps.fp8[0];
+    changes.push(`fp8 ${fp8} -> ${other ?? 'none'} (${engine} runs ${caps.fp8.length === 0 ? 'no fp8 linear layers' : `${caps.fp8.join(', ')} scaling only`})`);
+    fp8 = other;
+  }
+  const { virtualStages: _v, ...rest } = plan;
+  const interleaved = v > 1 && gradAccumSteps % counts.length === 0 ? { virtualStages: v } : {};
+  if (keepV && !('virtualStages' in interleaved)) changes.push(`one model chunk per rank instead of ${v} (gradAccumSteps ${gradAccumSteps} is not a multiple of ${counts.length} stages)`);
+  const next = parsePlan({ ...rest, gradAccumSteps, stages, fp8, ...interleaved }, { model, cluster });
   for (const [i, s] of next.stages.entries()) {
     const old = plan.stages[Math.min(i, plan.stages.length - 1)];
     for (const k of ['tp', 'dp', 'microBatchSize', 'zero', 'sequenceParallel', 'ckptLayers'] as const) {

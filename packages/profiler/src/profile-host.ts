@@ -186,7 +186,7 @@ function assemble(m: Measured): HardwareProfile {
   unmeasured['cluster.interNode'] = 'one host has no inter-node link; set to the intra-node (send/recv) fit';
   if (!m.passes.allBusy) unmeasured['compute.allBusy'] = 'the host holds one device: nothing to measure beside it';
   unmeasured['memory.fragmentation'] = 'not measured: typed arrays come from malloc, there is no caching allocator; 0';
-  unmeasured['opTable.softmax, opTable.dropout'] = 'the CPU backend has no such kernels (softmax is fused into attention, no dropout)';
+  unmeasured['opTable.softmax, opTable.dropout'] = 'not measured as separate kernels: the CPU backend fuses softmax (and attention dropout) into attention, and applies the residual dropout fused with the residual add; the element-wise fit prices them';
 
   const profile = {
     version: 1,

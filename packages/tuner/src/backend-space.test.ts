@@ -11,9 +11,9 @@ import { tune } from './tuner';
 const llama = getModel('llama-tiny'); // 4 heads, 2 key/value heads
 
 describe('backendSpace(cpu)', () => {
-  it('maps the cpu table: tp up to the key/value heads, no sequence parallelism, ZeRO 0-3, offload ratios, fine recompute', () => {
+  it('maps the cpu table: tp up to the key/value heads, sequence parallelism, ZeRO 0-3, offload ratios, fine recompute', () => {
     const s = backendSpace('cpu', llama);
-    expect(s).toMatchObject({ name: 'cpu', maxTp: 2, sequenceParallel: false, zero: [0, 1, 2, 3], ckpt: 'fine', uniformPartition: false });
+    expect(s).toMatchObject({ name: 'cpu', maxTp: 2, sequenceParallel: true, zero: [0, 1, 2, 3], ckpt: 'fine', uniformPartition: false });
     expect(s.offload.activations).toEqual(ratioGrid(DEFAULT_OFFLOAD_STEP));
     expect(backendSpace('cpu', getModel('gpt-tiny')).maxTp).toBe(4);
   });
@@ -28,7 +28,7 @@ describe('backendSpace(cpu)', () => {
   });
 
   it('lets flags narrow the backend space but never widen it', () => {
-    const s = backendSpace('cpu', llama, { maxTp: 8, sequenceParallel: true, zero: [1, 3], offload: NO_OFFLOAD_LEVELS, ckpt: 'none' });
+    const s = backendSpace('cpu', llama, { maxTp: 8, sequenceParallel: false, zero: [1, 3], offload: NO_OFFLOAD_LEVELS, ckpt: 'none' });
     expect(s).toMatchObject({ maxTp: 2, sequenceParallel: false, zero: [1, 3], offload: NO_OFFLOAD_LEVELS, ckpt: 'none' });
     expect(() => backendSpace('cpu', llama, { zero: [] })).toThrow(/zero: .*the cpu backend runs ZeRO 0, 1, 2, 3/);
   });

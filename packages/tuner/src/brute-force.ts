@@ -7,6 +7,7 @@ import { type AnalyzerContext, compileStageModel, inFlightMicroBatches, type Sta
 import { clusterDevices, type Mesh, meshSize, type Plan, PLAN_VERSION, type StageStrategy } from '@mist/core';
 import { ckptLevels, divisors, meshChoices, parallelConfigs } from './enumerate';
 import type { SearchSpace } from './search-space';
+import { planFp8Field } from './fp8-choice';
 
 export interface BruteForceResult {
   iterationTimeS: number;
@@ -108,7 +109,7 @@ export function bruteForce(ctx: AnalyzerContext, space: SearchSpace, onlyG?: num
                   plan: {
                     version: PLAN_VERSION, model: model.name, cluster: profile.cluster.name, seqLen: training.seqLen,
                     globalBatch: training.globalBatch, gradAccumSteps: G, flashAttention: training.flashAttention,
-                    stages: chosen.map((c) => c.strategy),
+                    ...planFp8Field(training), stages: chosen.map((c) => c.strategy),
                   },
                 };
               }

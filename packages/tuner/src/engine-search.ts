@@ -3,10 +3,12 @@
 // (one tp, pp, dp, micro-batch, sequence-parallel, ZeRO, offload and recompute setting), so the space
 // is a grid: pp x tp x G x sp x ZeRO x offload x partition, and per grid point the recompute setting
 // that fits with the least recomputation (time never falls and memory never rises with more
-// checkpointed layers: the analyzer's monotonicity tests). The same grid gives the tuner's
+// checkpointed layers: the analyzer's monotonicity tests). Engines with Megatron-LM's interleaved 1F1B
+// (capability `interleaved`) also try every chunk count v > 1 that divides the layers of a uniform
+// partition, with G a multiple of pp (core's plan rules). The same grid gives the tuner's
 // megatron/deepspeed baselines and `mist tune --target ENGINE`.
 import {
-  type AnalyzerContext, type CompiledStageModel, compileStageModel, estimatePlan, INPUT_WIDTH, iterationTime, planStageQuery,
+  type AnalyzerContext, type CompiledStageModel, compileStageModel, estimatePlan, INPUT_WIDTH, interleavedStageEstimate, iterationTime, planStageQuery,
   type StageEstimate, type StageQuery, stepJitter, writeStageQuery,
 } from '@mist/analyzer';
 import {
@@ -18,6 +20,7 @@ import type { Shortfall } from './intra-stage';
 import { diagnoseNoFit } from './no-fit';
 import { mistSpace, type OffloadLevels, type SearchSpace } from './search-space';
 import type { TuneProgress, TuneResult } from './tuner';
+import { planFp8Field } from './fp8-choice';
 
 export interface EngineTuneOptions {
   /** Restrictions on top of the engine's table (the CLI's ablation flags); default: the full Mist space, i.e. none. */
@@ -126,7 +129,7 @@ interface GridPoint {
   offload: Offload;
 }
 
-function planOf(ctx: AnalyzerContext, p: GridPoint, counts: number[], ckpt: number[], clusterName: string): Plan {
+function planOf(ctx: AnalyzerContext, p: GridPoint, counts: number[], ckpt: number[], clusterName: string, virtualStages = 1): Plan {
   let first = 0;
   const stages: StageStrategy[] = counts.map((n, i) => {
     const s: StageStrategy = {
@@ -138,15 +141,27 @@ function planOf(ctx: AnalyzerContext, p: GridPoint, counts: number[], ckpt: numb
   });
   return {
     version: PLAN_VERSION, model: ctx.model.name, cluster: clusterName, seqLen: ctx.training.seqLen,
-    globalBatch: ctx.training.globalBatch, gradAccumSteps: p.G, flashAttention: ctx.training.flashAttention, stages,
+    globalBatch: ctx.training.globalBatch, gradAccumSteps: p.G, flashAttention: ctx.training.flashAttention,
+    ...planFp8Field(ctx.training), ...(virtualStages > 1 ? { virtualStages } : {}), stages,
   };
 }
 
-/** Checkpointed-layer counts the engine (and the restriction) allow for a stage of n layers, ascending. */
-function ckptCandidates(caps: EngineCapabilities, space: SearchSpace, n: number): number[] {
+/** Chunk counts per rank the engine may run a partition with: 1, and with interleaving every v > 1 the plan rules allow. */
+export function virtualStageChoices(caps: Pick<EngineCapabilities, 'interleaved'>, counts: readonly number[], G: number): number[] {
+  const pp = counts.length;
+  if (!caps.interleaved || pp < 2 || G % pp !== 0 || counts.some((c) => c !== counts[0])) return [1];
+  return divisors(counts[0]);
+}
+
+/**
+ * Checkpointed-layer counts the engine (and the restriction) allow for a stage of n layers in v
+ * chunks, ascending. A per-model count (Megatron-LM's --recompute-num-layers) applies to each chunk,
+ * so with v chunks a rank checkpoints a multiple of v layers.
+ */
+function ckptCandidates(caps: EngineCapabilities, space: SearchSpace, n: number, v = 1): number[] {
   if (space.ckpt === 'none') return [0];
   if (space.ckpt === 'all-or-none' || caps.ckpt === 'all-or-none') return [0, n];
-  return Array.from({ length: n + 1 }, (_, i) => i);
+  return Array.from({ length: n + 1 }, (_, i) => i).filter((c) => caps.ckpt !== 'uniform-count' || c % v === 0);
 }
 
 /** The best plan the engine can run under the restrictions, by the analyzer's estimate. */
@@ -230,10 +245,11 @@ function bestOfPoint(
   const jitter = stepJitter(ctx.profile, p.pp * p.mesh.nodes * p.mesh.gpusPerNode);
   const estimateStage = (plan: Plan, i: number): StageEstimate => {
     const q = planStageQuery(plan, i);
-    const key = `${i}:${q.layers}:${q.ckptLayers}`;
+    const v = plan.virtualStages ?? 1;
+    const key = `${i}:${q.layers}:${q.ckptLayers}:${v}`;
     let e = memo.get(key);
     if (!e) {
-      e = compiled.estimate(q);
+      e = interleavedStageEstimate(compiled.estimate(q), q, v);
       memo.set(key, e);
       evaluated++;
       if (!e.fits) miss.note(q, e);
@@ -241,14 +257,14 @@ function bestOfPoint(
     return e;
   };
   let best: { timeS: number; plan: Plan } | null = null;
-  for (const counts of partitions) {
+  for (const counts of partitions) for (const v of virtualStageChoices(caps, counts, p.G)) {
     // Least recompute per stage that fits (ascending candidates, first fit).
     const zeroCkpt = counts.map(() => 0);
-    const probe = planOf(ctx, p, counts, zeroCkpt, clusterName);
+    const probe = planOf(ctx, p, counts, zeroCkpt, clusterName, v);
     const need: number[] = [];
     for (let i = 0; i < counts.length; i++) {
       let fit = -1;
-      for (const c of ckptCandidates(caps, space, counts[i])) {
+      for (const c of ckptCandidates(caps, space, counts[i], v)) {
         probe.stages[i].ckptLayers = c;
         if (estimateStage(probe, i).fits) {
           fit = c;
@@ -266,10 +282,10 @@ function bestOfPoint(
     } else if (caps.ckpt === 'all-or-none' && need.some((c) => c > 0)) {
       ckpt = [...counts];
     }
-    const plan = planOf(ctx, p, counts, ckpt, clusterName);
+    const plan = planOf(ctx, p, counts, ckpt, clusterName, v);
     const stages = counts.map((_, i) => estimateStage(plan, i));
     if (!stages.every((s) => s.fits)) continue;
-    const timeS = iterationTime(stages, p.G).total + jitter;
+    const timeS = iterationTime(stages, p.G, v).total + jitter;
     if (timeS < cutoffS && (!best || timeS < best.timeS)) best = { timeS, plan };
   }
   return { best, evaluated };

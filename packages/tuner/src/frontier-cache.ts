@@ -67,7 +67,7 @@ export function contextKey(ctx: AnalyzerContext, space: SearchSpace): string {
   const data = {
     v: FRONTIER_CACHE_VERSION,
     model: ctx.model,
-    training: { seqLen: ctx.training.seqLen, flashAttention: ctx.training.flashAttention },
+    training: { seqLen: ctx.training.seqLen, flashAttention: ctx.training.flashAttention, ...((ctx.training.fp8 ?? 'none') !== 'none' ? { fp8: ctx.training.fp8 } : {}) },
     profile: { ...profile, cluster: { ...clusterRest, multiNode: nodes > 1 } },
     space: {
       maxTp: space.maxTp, sequenceParallel: space.sequenceParallel, microBatchPow2: space.microBatchPow2, ckpt: space.ckpt,

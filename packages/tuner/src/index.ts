@@ -8,7 +8,7 @@ export {
 export { planInSpace, planSpaceViolations } from './space-membership';
 export { backendSpace } from './backend-space';
 export {
-  type KnobSpec, mergeSearchKnobs, parseSearchKnobs, SEARCH_KNOBS, type SearchKnobs, searchKnobsFromFlags, spaceFromKnobs,
+  FP8_KNOB_VALUES, type Fp8Knob, type KnobSpec, mergeSearchKnobs, parseSearchKnobs, SEARCH_KNOBS, type SearchKnobs, searchKnobsFromFlags, spaceFromKnobs,
   trainingForTarget,
 } from './search-knobs';
 export { enginePartitions, type EngineTuneOptions, tuneForEngine } from './engine-search';
@@ -31,3 +31,4 @@ export { defaultCacheDir, FRONTIER_CACHE_VERSION } from './frontier-cache';
 export { explainReplan, type ReplanReport, type StageChange } from './replan';
 export { tuneWithBaselines, type BaselineComparison, type TuneWithBaselinesOptions } from './compare';
 export { bruteForce, type BruteForceResult } from './brute-force';
+export { fp8Choices, type Fp8Outcome, planFp8Field, tuneFp8Choice } from './fp8-choice';

@@ -5,7 +5,7 @@
 import { type AnalyzerContext, estimatePlan } from '@mist/analyzer';
 import {
   builtinHardwareProfile, ENGINE_NAMES, engineCapabilities, type EngineName, getModel, parseClusterShorthand, parsePlan, type Plan,
-  planCapabilityViolations, parseTrainingSpec, PLAN_VERSION, type StageStrategy, type ZeroLevel,
+  planCapabilityViolations, planRuleIssues, parseTrainingSpec, PLAN_VERSION, type StageStrategy, type ZeroLevel,
 } from '@mist/core';
 import { describe, expect, it } from 'vitest';
 import { tuneWithBaselines } from './compare';
@@ -137,7 +137,8 @@ function exhaustiveEngineOptimum(ctx: AnalyzerContext, engine: EngineName): numb
           for (const zero of [0, 1, 2, 3] as ZeroLevel[]) {
             for (const w of grid) for (const g of grid) for (const o of grid) for (const a of grid) {
               for (const counts of splits(L, pp)) {
-                for (const ck of ckpts(counts)) {
+                // Interleaved 1F1B: any chunk count per rank; core's plan rules and the table keep what is valid.
+                for (const v of divisors(counts[0])) for (const ck of ckpts(counts)) {
                   let first = 0;
                   const stages: StageStrategy[] = counts.map((n, i) => {
                     const s: StageStrategy = {
@@ -147,8 +148,12 @@ function exhaustiveEngineOptimum(ctx: AnalyzerContext, engine: EngineName): numb
                     first += n;
                     return s;
                   });
-                  const plan: Plan = { version: PLAN_VERSION, model: ctx.model.name, seqLen: ctx.training.seqLen, globalBatch: ctx.training.globalBatch, gradAccumSteps: G, stages };
+                  const plan: Plan = {
+                    version: PLAN_VERSION, model: ctx.model.name, seqLen: ctx.training.seqLen, globalBatch: ctx.training.globalBatch, gradAccumSteps: G,
+                    ...(v > 1 ? { virtualStages: v } : {}), stages,
+                  };
                   if (planCapabilityViolations(plan, caps).length > 0) continue;
+                  if (v > 1 && planRuleIssues(plan, { model: ctx.model, cluster }).length > 0) continue;
                   const e = estimatePlan(parsePlan(plan, { model: ctx.model, cluster }), ctx);
                   if (e.allFit && e.iterationTimeS < best) best = e.iterationTimeS;
                 }

@@ -24,6 +24,7 @@ const SAMPLES: Record<keyof SearchKnobs, { json: unknown; flag: string | boolean
   frontierSize: { json: 7, flag: '7' },
   solver: { json: 'milp', flag: 'milp' },
   timeLimit: { json: 1.5, flag: '1.5' },
+  fp8: { json: 'auto', flag: 'auto' },
 };
 
 describe('search knobs: one schema for flags, job files and the Tuner service', () => {

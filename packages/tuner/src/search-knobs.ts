@@ -7,7 +7,7 @@
 //   maxStages                         --max-stages N
 //   ...                               (see KNOBS below)
 import {
-  BACKEND_NAMES, backendCapabilities, backendViolations, ENGINE_NAMES, isBackendName, isEngineName, type ModelSpec, SpecError,
+  BACKEND_NAMES, backendCapabilities, backendViolations, ENGINE_NAMES, engineCapabilities, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
   type SpecIssue, type TrainingSpec, valueAtField, ZERO_LEVELS, type ZeroLevel,
 } from '@mist/core';
 import { backendSpace } from './backend-space';
@@ -38,7 +38,17 @@ export interface SearchKnobs {
   solver?: InterStageSolver;
   /** Seconds the main search may take before it returns its best plan with the proven gap. */
   timeLimit?: number;
+  /** fp8 linear layers (FP8_KNOB_VALUES): off, one recipe, or auto (fp8-choice.ts). */
+  fp8?: Fp8Knob;
 }
+
+/**
+ * off: no fp8 linear layers; delayed / current: fp8 with that Transformer Engine recipe (refused on
+ * a GPU without fp8 tensor cores, naming it); auto: tune with and without fp8 (delayed scaling) where
+ * the GPU and the target have it and keep the faster plan.
+ */
+export const FP8_KNOB_VALUES = ['off', 'delayed', 'current', 'auto'] as const;
+export type Fp8Knob = (typeof FP8_KNOB_VALUES)[number];
 
 type Kind =
   | { type: 'enum'; values: readonly string[] }
@@ -85,6 +95,9 @@ export const SEARCH_KNOBS: readonly KnobSpec[] = [
     description: 'inter-stage solver: exact bottleneck DP (default, faster) or the HiGHS MILP' },
   { key: 'timeLimit', flag: 'time-limit', kind: { type: 'seconds' }, valueName: 'S',
     description: 'stop the main search after S seconds and return the best plan so far with its proven gap' },
+  { key: 'fp8', flag: 'fp8', kind: { type: 'enum', values: FP8_KNOB_VALUES }, valueName: FP8_KNOB_VALUES.join('|'),
+    description: 'fp8 linear layers (Transformer Engine): off (default), delayed or current scaling, or auto: tune with and ' +
+      'without fp8 where the GPU has fp8 tensor cores and keep the faster plan' },
 ];
 
 const ALLOWED_KEYS = SEARCH_KNOBS.map((k) => k.key).join(', ');
@@ -210,6 +223,7 @@ function spaceOverrides(k: SearchKnobs): Partial<SearchSpace> {
   if (k.offload === false) o.offload = NO_OFFLOAD_LEVELS;
   if (k.frontierSize !== undefined) o.frontierSize = k.frontierSize;
   if (k.solver !== undefined) o.solver = k.solver;
+  if (k.fp8 === 'auto') o.fp8Choice = true;
   return o;
 }
 
@@ -233,13 +247,27 @@ export function mergeSearchKnobs(...parts: SearchKnobs[]): SearchKnobs {
 }
 
 /**
- * The training spec a search for `knobs.target` costs: with a backend target the spec is checked
+ * The training spec a search for `knobs.target` costs, with the fp8 knob's recipe (off: none; auto:
+ * the spec's, the search adds fp8): with a backend target the spec is checked
  * against the backend's table (an ALiBi model or no flash attention is refused with the feature
  * named) and takes the backend's dtype, so that the search costs what the backend runs (the cpu
  * backend: fp32). Other targets leave the spec as it is.
  */
-export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training: TrainingSpec): TrainingSpec {
+export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training0: TrainingSpec): TrainingSpec {
+  // The fp8 knob, when it names a recipe (or off), is the training spec's fp8; auto leaves it to the search.
+  const training: TrainingSpec = knobs.fp8 === undefined || knobs.fp8 === 'auto'
+    ? training0
+    : { ...training0, fp8: knobs.fp8 === 'off' ? 'none' : knobs.fp8 };
   const target = knobs.target;
+  // An engine's space: its table says which fp8 recipes it runs (a plan it could not launch is refused).
+  const engine = target ?? knobs.space;
+  if (engine !== undefined && isEngineName(engine)) {
+    const bad = fp8Violation(training.fp8 ?? 'none', engineCapabilities(engine), engine);
+    if (bad) {
+      const field = target !== undefined ? 'target' : 'space';
+      throw new SpecError(`training for --${field} ${engine}`, [{ field: 'fp8', value: training.fp8, message: `${bad.feature} is not run by ${engine} (${bad.detail})` }]);
+    }
+  }
   if (target === undefined || !isBackendName(target)) return training;
   const caps = backendCapabilities(target);
   const t: TrainingSpec = { ...training, paramDtype: caps.dtypes[0], computeDtype: caps.dtypes[0] };

@@ -43,6 +43,11 @@ export interface SearchSpace {
    * strategy for all stages, the engine's partitions, ZeRO levels, offload kinds and recompute.
    */
   engine?: EngineName;
+  /**
+   * Also tune with fp8 linear layers where the GPU (and the engine) has them, and keep the faster
+   * plan (fp8-choice.ts; the fp8 choice is global, so the two searches are exact). Absent: no.
+   */
+  fp8Choice?: boolean;
 }
 
 /** 0, step, 2*step, ..., 1 (step must divide 1 into whole steps, e.g. 1/8). */

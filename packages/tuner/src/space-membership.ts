@@ -16,6 +16,10 @@ export function planSpaceViolations(plan: Plan, space: SearchSpace): string[] {
   const out: string[] = [];
   const pp = plan.stages.length;
   if (pp > space.maxStages) out.push(`stages: ${pp} stages, the space allows at most ${space.maxStages}`);
+  // Interleaved 1F1B is searched only in the engine spaces whose engine runs it (checked below with
+  // the engine's table); the Mist space keeps one chunk per rank.
+  const v = plan.virtualStages ?? 1;
+  if (v > 1 && !space.engine) out.push(`virtualStages: ${v}, the ${space.name} space keeps one model chunk per rank (1)`);
   const first = plan.stages[0];
   plan.stages.forEach((s, i) => {
     const at = `stages[${i}]`;

@@ -16,6 +16,7 @@ import { solveInterStageMilpOrDp } from './inter-stage-milp';
 import { IntraStageSearch, type Shortfall, ST, StrategyStore } from './intra-stage';
 import { diagnoseNoFit, type NoFitReport } from './no-fit';
 import { tuneForEngine } from './engine-search';
+import { type Fp8Outcome, planFp8Field, tuneFp8Choice } from './fp8-choice';
 import { checkSearchSpace, mistSpace, type SearchSpace } from './search-space';
 import { stageModelReadsPp } from './pipeline-depth';
 import { stageGroupFromSet } from './stage-frontiers';
@@ -106,6 +107,8 @@ export interface TuneResult {
   notes?: string[];
   /** Stage groups read from the frontier cache (hits) and searched (misses); null without a cache. */
   cache?: { hits: number; misses: number; dependsOnG: boolean } | null;
+  /** Set by a search with the fp8 choice (SearchSpace.fp8Choice): whether the plan uses fp8 and its gain. */
+  fp8?: Fp8Outcome | null;
 }
 
 function stageStrategy(store: StrategyStore, ref: number, firstLayer: number, layers: number, mesh: Mesh): StageStrategy {
@@ -128,6 +131,8 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
   const started = performance.now();
   const space = options.space ?? mistSpace();
   checkSearchSpace(space);
+  // fp8 on or off is one global switch: one search per training spec (fp8-choice.ts).
+  if (space.fp8Choice) return tuneFp8Choice(ctx, { ...options, space }, tune);
   const { model, training, profile } = ctx;
   const cluster = profile.cluster;
   if (model.positional === 'learned' && training.seqLen > model.maxSeq) {
@@ -340,6 +345,7 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
       globalBatch: training.globalBatch,
       gradAccumSteps: G,
       flashAttention: training.flashAttention,
+      ...planFp8Field(training),
       stages,
     };
     best = { iterationTimeS: solution.iterationTimeS, plan: parsePlan(plan, { model, cluster }) };

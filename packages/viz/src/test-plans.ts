@@ -3,11 +3,11 @@
 import { builtinHardwareProfile, getModel, loadCluster, type Plan } from '@mist/core';
 import { analyzePlan, type Analysis } from '@mist/analyzer';
 
-export function pipelinePlan(pp: number, G: number, ckptLayers: number, offloadActivations = 0): { plan: Plan; analysis: Analysis } {
+export function pipelinePlan(pp: number, G: number, ckptLayers: number, offloadActivations = 0, virtualStages?: number): { plan: Plan; analysis: Analysis } {
   const model = getModel('gpt3-1.3b');
   const per = model.layers / pp;
   const doc = {
-    version: 1, model: model.name, cluster: `1x${pp}-l4`, seqLen: 1024, globalBatch: G, gradAccumSteps: G,
+    version: 1, model: model.name, cluster: `1x${pp}-l4`, seqLen: 1024, globalBatch: G, gradAccumSteps: G, virtualStages,
     stages: Array.from({ length: pp }, (_, i) => ({
       layers: [i * per, (i + 1) * per - 1], mesh: { nodes: 1, gpusPerNode: 1 }, microBatchSize: 1, dp: 1, tp: 1,
       sequenceParallel: false, ckptLayers, zero: 0, offload: { weights: 0, grads: 0, optim: 0, activations: offloadActivations },

@@ -15,7 +15,7 @@ function boxTitle(b: TimelineBox): string {
   const what = b.kind === 'first' ? 'first micro-batch extra (weight gather / fetch)'
     : b.kind === 'last' ? 'after the last micro-batch (gradient sync, optimizer step)'
       : b.kind === 'offload' ? `offload copies beside micro-batch ${b.microBatch}`
-        : `${b.kind} of micro-batch ${b.microBatch}`;
+        : `${b.kind} of micro-batch ${b.microBatch}${b.chunk === undefined ? '' : ` (model chunk ${b.chunk})`}`;
   return `stage ${b.stage}: ${what}, ${formatSeconds(b.durationS)} from ${formatSeconds(b.startS)}`;
 }
 
@@ -54,7 +54,7 @@ export function timelineSvg(t: Timeline, width: number, capacities: number[]): {
       if (b.stage !== st.index) continue;
       const by = b.lane === 'compute' ? y : y + LANE + 1;
       row += rect({
-        class: `box ${b.kind}`, 'data-mb': b.microBatch, x: x(b.startS), y: by, width: Math.max(0.5, x(b.startS + b.durationS) - x(b.startS)),
+        class: `box ${b.kind}`, 'data-mb': b.microBatch, 'data-chunk': b.chunk, x: x(b.startS), y: by, width: Math.max(0.5, x(b.startS + b.durationS) - x(b.startS)),
         height: b.lane === 'compute' ? LANE : COPY_LANE, fill: COLORS[b.kind], stroke: b.lane === 'compute' ? '#ffffff' : undefined, 'stroke-width': 0.5,
       }, boxTitle(b));
     }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { oneFOneBSchedule } from '@mist/core';
+import { interleavedSchedule, oneFOneBSchedule } from '@mist/core';
 import { buildTimeline } from './timeline';
 import { pipelinePlan } from './test-plans';
 
@@ -77,5 +77,31 @@ describe('buildTimeline', () => {
     const a = pipelinePlan(2, 4, 0);
     const b = pipelinePlan(4, 4, 0);
     expect(() => buildTimeline(a.plan, b.analysis)).toThrow(/estimate.stages has 4 stages but the plan has 2/);
+  });
+});
+
+describe('buildTimeline of an interleaved plan', () => {
+  it('draws one box per chunk pass in the order of core\'s interleaved schedule, each 1/v of the stage\'s', () => {
+    const { plan, analysis } = pipelinePlan(4, 8, 2, 0, 2);
+    const t = buildTimeline(plan, analysis);
+    for (let s = 0; s < 4; s++) {
+      const compute = t.boxes.filter((b) => b.stage === s && (b.kind === 'forward' || b.kind === 'backward'));
+      const order = interleavedSchedule({ stage: s, pp: 4, gradAccumSteps: 8, chunks: 2 })
+        .flatMap((x) => (x.kind === 'comm' ? [] : [`${x.kind}${x.microBatch}.${x.chunk ?? 0}`]));
+      expect(compute.map((b) => `${b.kind}${b.microBatch}.${b.chunk ?? 0}`)).toEqual(order);
+      // A micro-batch's two chunk passes and its 2v - [first] - [last] sends make the steady micro-batch.
+      const st = t.stages[s];
+      const sends = 4 - (s === 0 ? 1 : 0) - (s === 3 ? 1 : 0);
+      expect(2 * (st.forwardS + st.backwardS + st.recomputeS) + sends * st.p2pS).toBeCloseTo(analysis.stages[s].steadyTimeS, 12);
+    }
+    // The first rank's chunk 1 waits for the last rank's chunk 0 of the same micro-batch.
+    for (let k = 0; k < 8; k++) {
+      const c1 = t.boxes.find((b) => b.stage === 0 && b.kind === 'forward' && b.microBatch === k && b.chunk === 1)!;
+      const c0 = t.boxes.find((b) => b.stage === 3 && b.kind === 'forward' && b.microBatch === k && (b.chunk ?? 0) === 0)!;
+      expect(c1.startS).toBeGreaterThanOrEqual(c0.startS + c0.durationS);
+    }
+    expect(t.makespanS).toBeLessThanOrEqual(analysis.iterationTimeS * (1 + 1e-9));
+    // Memory reaches each stage's analyzer peak.
+    t.memory.forEach((points, i) => expect(Math.max(...points.map((p) => p.bytes))).toBeCloseTo(analysis.stages[i].peakMemoryBytes, -3));
   });
 });

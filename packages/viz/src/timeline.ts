@@ -20,7 +20,11 @@
 // bubbles come from. The drawing's makespan is reported next to the analyzer's closed-form
 // iteration time, which adds every stage's first and last extras in series (an upper bound of the
 // drawing) and the step jitter.
-import { oneFOneBSchedule, type Plan } from '@mist/core';
+// An interleaved plan (virtualStages v > 1) is laid out from core's interleavedSchedule: each box is
+// one model chunk's pass (1/v of the stage's), p2p boxes divide ppComm over the 2v - [first] - [last]
+// sends of a micro-batch, and a message goes to the neighbouring virtual stage (the last rank's chunk
+// c feeds the first rank's chunk c + 1); saved activations are counted per chunk pass.
+import { interleavedSchedule, maxInFlight, oneFOneBSchedule, type Plan, planVirtualStages, type ScheduleStep, virtualNeighbour } from '@mist/core';
 import { type PlanEstimate } from '@mist/analyzer';
 
 export type BoxKind = 'first' | 'forward' | 'recompute' | 'backward' | 'p2p' | 'last' | 'offload';
@@ -30,6 +34,8 @@ export interface TimelineBox {
   kind: BoxKind;
   /** The micro-batch, for forward, backward, recompute, p2p and offload boxes. */
   microBatch?: number;
+  /** The rank's model chunk of an interleaved plan (absent: 0). */
+  chunk?: number;
   startS: number;
   durationS: number;
   /** 'compute' boxes run one after the other on the stage; 'copy' boxes run beside them. */
@@ -69,10 +75,11 @@ export interface Timeline {
 }
 
 /** Device memory of stage i over the drawn iteration, from its compute boxes (see the file comment). */
-function memoryOverTime(est: PlanEstimate, i: number, boxes: TimelineBox[], pp: number, G: number): MemoryPoint[] {
+function memoryOverTime(est: PlanEstimate, i: number, boxes: TimelineBox[], program: ScheduleStep[]): MemoryPoint[] {
   const s = est.stages[i];
   const states = s.memory.weights + s.memory.grads + s.memory.optim;
-  const inFlight = Math.min(pp - i, G);
+  // Forward passes (micro-batches, or chunk passes when interleaved) live at the stage's peak.
+  const inFlight = maxInFlight(program);
   const perMb = s.memory.activations / inFlight;
   const fwdExtra = Math.max(0, s.memory.peakForward - states - s.memory.activations);
   const bwdExtra = Math.max(0, s.memory.peakBackward - states - s.memory.activations);
@@ -103,19 +110,20 @@ interface StageDurations {
   offloadPerPassS: number;
 }
 
-function stageDurations(est: PlanEstimate, i: number, pp: number, G: number): StageDurations {
+function stageDurations(est: PlanEstimate, i: number, pp: number, G: number, v: number): StageDurations {
   const s = est.stages[i];
   const compute = s.time.forward + s.time.backward + s.time.recompute;
   const scale = compute > 0 ? Math.max(0, s.steadyTimeS - s.time.ppComm) / compute : 1;
-  const sends = (i > 0 ? 1 : 0) + (i < pp - 1 ? 1 : 0);
+  // Sends per micro-batch: every chunk boundary but the pipeline's two ends (1 or 2 when v = 1).
+  const sends = pp > 1 ? 2 * v - (i === 0 ? 1 : 0) - (i === pp - 1 ? 1 : 0) : 0;
   return {
-    forwardS: s.time.forward * scale,
-    backwardS: s.time.backward * scale,
-    recomputeS: s.time.recompute * scale,
+    forwardS: (s.time.forward * scale) / v,
+    backwardS: (s.time.backward * scale) / v,
+    recomputeS: (s.time.recompute * scale) / v,
     p2pS: sends > 0 ? s.time.ppComm / sends : 0,
     firstExtraS: Math.max(0, s.firstTimeS - s.steadyTimeS),
     lastS: s.lastTimeS,
-    offloadPerPassS: s.time.offload / (2 * G),
+    offloadPerPassS: s.time.offload / (2 * G * v),
   };
 }
 
@@ -126,18 +134,28 @@ export function buildTimeline(plan: Plan, est: PlanEstimate): Timeline {
   if (est.stages.length !== pp) {
     throw new Error(`estimate.stages has ${est.stages.length} stages but the plan has ${pp}; pass the estimate of this plan`);
   }
-  const d = Array.from({ length: pp }, (_, i) => stageDurations(est, i, pp, G));
-  const programs = Array.from({ length: pp }, (_, stage) => oneFOneBSchedule({ stage, pp, gradAccumSteps: G }));
-  // When the activation (gradient) of micro-batch k reaches stage s: the end of the neighbour's send.
-  const fwdArrival: Array<Map<number, number>> = Array.from({ length: pp }, () => new Map());
-  const bwdArrival: Array<Map<number, number>> = Array.from({ length: pp }, () => new Map());
+  const v = planVirtualStages(plan);
+  const d = Array.from({ length: pp }, (_, i) => stageDurations(est, i, pp, G, v));
+  const programs = Array.from({ length: pp }, (_, stage) => (v > 1
+    ? interleavedSchedule({ stage, pp, gradAccumSteps: G, chunks: v })
+    : oneFOneBSchedule({ stage, pp, gradAccumSteps: G })));
+  // When the activation (gradient) of micro-batch k for chunk c reaches stage s (key `k:c`): the end
+  // of the neighbouring virtual stage's send.
+  const fwdArrival: Array<Map<string, number>> = Array.from({ length: pp }, () => new Map());
+  const bwdArrival: Array<Map<string, number>> = Array.from({ length: pp }, () => new Map());
+  const key = (microBatch: number, chunk: number | undefined): string => `${microBatch}:${chunk ?? 0}`;
+  const neighbour = (s: number, chunk: number | undefined, dir: 'next' | 'prev'): { stage: number; chunk: number } => {
+    const n = virtualNeighbour(s, chunk ?? 0, pp, v, dir);
+    if (!n) throw new Error(`stage ${s} chunk ${chunk ?? 0} sends past the pipeline's end`);
+    return n;
+  };
   const clock = new Array<number>(pp).fill(0);
   const pc = new Array<number>(pp).fill(0);
   const sent = new Array<boolean>(pp).fill(false);
   const boxes: TimelineBox[] = [];
   const push = (b: TimelineBox): void => { if (b.durationS > 0) boxes.push(b); };
-  const compute = (stage: number, kind: BoxKind, durationS: number, microBatch?: number): void => {
-    push({ stage, kind, microBatch, startS: clock[stage], durationS, lane: 'compute' });
+  const compute = (stage: number, kind: BoxKind, durationS: number, microBatch?: number, chunk?: number): void => {
+    push({ stage, kind, microBatch, ...(chunk === undefined ? {} : { chunk }), startS: clock[stage], durationS, lane: 'compute' });
     clock[stage] += durationS;
   };
   for (let s = 0; s < pp; s++) compute(s, 'first', d[s].firstExtraS);
@@ -152,27 +170,29 @@ export function buildTimeline(plan: Plan, est: PlanEstimate): Timeline {
           // The sends of a paired step go out first (they wait for nothing), then the stage waits for its receives.
           for (const o of sent[s] ? [] : step.ops) {
             if (o.op === 'sendForward') {
-              push({ stage: s, kind: 'p2p', microBatch: o.microBatch, startS: clock[s], durationS: d[s].p2pS, lane: 'compute' });
+              push({ stage: s, kind: 'p2p', microBatch: o.microBatch, ...(o.chunk === undefined ? {} : { chunk: o.chunk }), startS: clock[s], durationS: d[s].p2pS, lane: 'compute' });
               clock[s] += d[s].p2pS;
-              fwdArrival[s + 1].set(o.microBatch, clock[s]);
+              const n = neighbour(s, o.chunk, 'next');
+              fwdArrival[n.stage].set(key(o.microBatch, n.chunk), clock[s]);
             } else if (o.op === 'sendBackward') {
-              push({ stage: s, kind: 'p2p', microBatch: o.microBatch, startS: clock[s], durationS: d[s].p2pS, lane: 'compute' });
+              push({ stage: s, kind: 'p2p', microBatch: o.microBatch, ...(o.chunk === undefined ? {} : { chunk: o.chunk }), startS: clock[s], durationS: d[s].p2pS, lane: 'compute' });
               clock[s] += d[s].p2pS;
-              bwdArrival[s - 1].set(o.microBatch, clock[s]);
+              const n = neighbour(s, o.chunk, 'prev');
+              bwdArrival[n.stage].set(key(o.microBatch, n.chunk), clock[s]);
             }
           }
           sent[s] = true;
           const waits = step.ops.filter((o) => o.op === 'recvForward' || o.op === 'recvBackward');
-          const arrivals = waits.map((o) => (o.op === 'recvForward' ? fwdArrival[s] : bwdArrival[s]).get(o.microBatch));
+          const arrivals = waits.map((o) => (o.op === 'recvForward' ? fwdArrival[s] : bwdArrival[s]).get(key(o.microBatch, o.chunk)));
           if (arrivals.some((t) => t === undefined)) break; // the neighbour has not sent it yet
           for (const t of arrivals) clock[s] = Math.max(clock[s], t as number);
           sent[s] = false;
         } else {
           const start = clock[s];
-          if (step.kind === 'forward') compute(s, 'forward', d[s].forwardS, step.microBatch);
+          if (step.kind === 'forward') compute(s, 'forward', d[s].forwardS, step.microBatch, step.chunk);
           else {
-            compute(s, 'recompute', d[s].recomputeS, step.microBatch);
-            compute(s, 'backward', d[s].backwardS, step.microBatch);
+            compute(s, 'recompute', d[s].recomputeS, step.microBatch, step.chunk);
+            compute(s, 'backward', d[s].backwardS, step.microBatch, step.chunk);
           }
           push({ stage: s, kind: 'offload', microBatch: step.microBatch, startS: start, durationS: Math.min(d[s].offloadPerPassS, clock[s] - start), lane: 'copy' });
         }
@@ -181,7 +201,7 @@ export function buildTimeline(plan: Plan, est: PlanEstimate): Timeline {
         progressed = true;
       }
     }
-    if (!progressed) throw new Error('the 1F1B schedule deadlocked while laying out the timeline'); // oneFOneBSchedule is deadlock-free
+    if (!progressed) throw new Error('the 1F1B schedule deadlocked while laying out the timeline'); // core's schedules are deadlock-free
   }
   for (let s = 0; s < pp; s++) compute(s, 'last', d[s].lastS);
 
@@ -190,6 +210,6 @@ export function buildTimeline(plan: Plan, est: PlanEstimate): Timeline {
     const busyS = boxes.filter((b) => b.stage === i && b.lane === 'compute').reduce((t, b) => t + b.durationS, 0);
     return { index: i, busyS, idleS: makespanS - busyS, forwardS: x.forwardS, backwardS: x.backwardS, recomputeS: x.recomputeS, p2pS: x.p2pS };
   });
-  const memory = d.map((_, i) => memoryOverTime(est, i, boxes, pp, G));
+  const memory = d.map((_, i) => memoryOverTime(est, i, boxes, programs[i]));
   return { pp, gradAccumSteps: G, boxes, stages, makespanS, predictedIterationS: est.iterationTimeS, memory };
 }

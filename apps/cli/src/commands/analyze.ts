@@ -60,10 +60,12 @@ function summary(est: Analysis, plan: Plan, changes: string[]): string {
   return [
     `${est.model} on ${est.cluster} (${est.profile}), seq ${plan.seqLen}, global batch ${plan.globalBatch}, ` +
       `${plan.stages.length} stage${plan.stages.length > 1 ? 's' : ''}, ${est.devices} GPUs, G=${plan.gradAccumSteps}` +
+      `${(plan.virtualStages ?? 1) > 1 ? `, interleaved 1F1B with ${plan.virtualStages} model chunks per stage` : ''}` +
       `${est.flashAttention ? '' : ', no flash attention'}` +
       (changes.length > 0 ? `\nre-targeted from the plan file: ${changes.join(', ')}` : ''),
     `iteration ${formatSeconds(est.iterationTimeS)} (first ${formatSeconds(est.breakdown.firstS)} + ` +
-      `${plan.gradAccumSteps - 1} x ${formatSeconds(est.stages[est.bottleneckStage].steadyTimeS)} steady of bottleneck stage ${est.bottleneckStage} + ` +
+      `${Number(((plan.gradAccumSteps * (plan.virtualStages ?? 1) - 1) / (plan.virtualStages ?? 1)).toFixed(3))} x ` +
+      `${formatSeconds(est.stages[est.bottleneckStage].steadyTimeS)} steady of bottleneck stage ${est.bottleneckStage} + ` +
       `last ${formatSeconds(est.breakdown.lastS)}` +
       (est.breakdown.jitterS > 0 ? ` + ${formatSeconds(est.breakdown.jitterS)} waiting for the slowest rank's step noise` : '') + '), ' +
       `${formatCount(est.tokensPerS)} tokens/s, MFU ${(est.mfu * 100).toFixed(1)}%, ` +

@@ -30,7 +30,7 @@ export const exportCommand: Command = {
     model: { type: 'string', valueName: 'NAME|FILE', description: 'model (default: the plan\'s "model")' },
     cluster: { type: 'string', valueName: 'SHORTHAND|FILE', description: 'cluster (default: the plan\'s "cluster")' },
     dtype: { type: 'string', valueName: 'bf16|fp16', description: 'mixed-precision type (default bf16)' },
-    fp8: { type: 'string', valueName: 'e4m3|hybrid', description: 'FP8 GEMMs (Megatron-LM/NeMo --fp8-format, torchtitan float8); not predicted by the analyzer' },
+    fp8: { type: 'string', valueName: 'e4m3|hybrid', description: 'FP8 format of the GEMMs (Megatron-LM/NeMo --fp8-format, torchtitan float8). A plan tuned with fp8 (its "fp8" field, `mist tune --fp8`) is predicted and exported with it; this flag adds fp8 to a plan that was predicted without it' },
     'master-addr': { type: 'string', valueName: 'HOST', description: 'rendezvous host, node 0 (default 127.0.0.1; edit for several nodes)' },
     'master-port': { type: 'string', valueName: 'N', description: 'rendezvous port (default 29500)' },
     ...JSON_OPTION,

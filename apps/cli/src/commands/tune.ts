@@ -64,7 +64,21 @@ function resultJson(r: TuneResult): Record<string, unknown> {
     tuningTimeS: r.tuningTimeS,
     candidatesEvaluated: r.candidatesEvaluated,
     noFit: r.noFit,
+    ...(r.fp8 ? { fp8: r.fp8 } : {}),
   };
+}
+
+/** The report line of the fp8 choice (`--fp8 auto`): whether the best plan uses fp8 and its gain over the best plan without it. */
+function fp8Text(r: TuneResult): string {
+  const f = r.fp8;
+  if (!f) return '';
+  if (f.skipped) return `fp8: not searched (${f.skipped})\n`;
+  if (f.used === 'none') {
+    const other = f.tried.find((x) => x.recipe !== 'none');
+    return `fp8: the best plan does not use fp8 linear layers${other ? ` (the best with ${other.recipe} scaling: ${other.iterationTimeS === null ? 'nothing fits' : formatSeconds(other.iterationTimeS)})` : ''}\n`;
+  }
+  return `fp8: the best plan uses fp8 linear layers (${f.used} scaling)` +
+    (f.gainOverNone === null ? ', no plan without fp8 fits\n' : `, ${f.gainOverNone.toFixed(2)}x faster than the best plan without fp8\n`);
 }
 
 export const tuneCommand: Command = {
@@ -183,6 +197,7 @@ export const tuneCommand: Command = {
         `G=${main.plan.gradAccumSteps}, iteration ${formatSeconds(p.iterationTimeS)}, ${formatCount(p.tokensPerS)} tokens/s, ` +
         `MFU ${(p.mfu * 100).toFixed(1)}%\n`;
       text += planTable(main.plan, p);
+      text += fp8Text(main);
     } else if (main.noFit && !main.noFit.closest) {
       text += `\nNo plan of the ${main.space} space exists for this model, batch and cluster.\n`;
     } else {

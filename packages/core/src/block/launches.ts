@@ -17,7 +17,8 @@ export function inputGradModes(op: BlockOp): GradMode[] {
   switch (op.kind) {
     case 'norm': return ['accumulate'];
     case 'rope': return op.inputs.map(() => 'inplace');
-    case 'residual': return ['copy', 'alias'];
+    // With dropout the branch's gradient is dy * mask / (1 - p), a fresh buffer.
+    case 'residual': return ['copy', op.dropout ? 'write' : 'alias'];
     case 'branchSum': return op.inputs.map(() => 'alias');
     case 'tpEntry': case 'tpExit': case 'embedding': return [];
     case 'crossEntropy': return ['write'];
@@ -40,6 +41,7 @@ function mainLaunches(op: BlockOp): OpLaunches {
     case 'scores': case 'values': return n(1, 2);
     case 'rope': return n(op.inputs.length, op.inputs.length);
     case 'branchSum': return n(1, 0);
+    case 'residual': return n(1, op.dropout ? 2 : 1);
     case 'tpEntry': case 'tpExit': return n(0, 0);
     // The loss's backward: one kernel on a backend that runs it apart (the CPU executor writes the
     // logits' gradient in the forward kernel; its profile marks cross_entropy fusedIntoForward).

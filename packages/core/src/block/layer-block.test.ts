@@ -66,9 +66,25 @@ describe('the layer block of every catalog model', () => {
   it('keeps each op\'s inputs for backward and drops the attention scores with flash attention', () => {
     const gpt = layerBlock(getModel('gpt-tiny'));
     const kept = (flash: boolean): string[] => [...new Set(gpt.ops.filter((o) => !o.when || (o.when === 'flash') === flash).flatMap((o) => o.saves))];
-    expect(kept(true)).toEqual(['x', 'h1', 'q', 'k', 'v', 'lse', 'attn', 'attn.residual.mask', 'x1', 'h2', 'u', 'act', 'mlp.residual.mask']);
+    expect(kept(true)).toEqual(['x', 'h1', 'q', 'k', 'v', 'lse', 'attn', 'x1', 'h2', 'u', 'act']);
     expect(kept(false)).toContain('probs');
     expect(kept(true)).not.toContain('probs');
+  });
+
+  it('drops out only when model.dropout > 0: 1-byte masks on the residual branches and, unfused, on the probabilities', () => {
+    const tiny = getModel('gpt-tiny');
+    expect(tiny.dropout).toBe(0);
+    expect(getModel('gpt3-125m').dropout).toBe(0.1);
+    expect(getModel('llama3.1-8b').dropout).toBe(0);
+    const plain = layerBlock(tiny);
+    expect(Object.values(plain.tensors).filter((t) => t.dtype === 'mask')).toHaveLength(0);
+    expect(plain.ops.filter((o) => o.kind === 'dropout' || (o.kind === 'residual' && o.dropout))).toHaveLength(0);
+    const drop = layerBlock({ ...tiny, dropout: 0.1 });
+    const saved = (flash: boolean): string[] => [...new Set(drop.ops.filter((o) => !o.when || (o.when === 'flash') === flash).flatMap((o) => o.saves))];
+    expect(saved(true)).toEqual(['x', 'h1', 'q', 'k', 'v', 'lse', 'attn', 'attn.residual.mask', 'x1', 'h2', 'u', 'act', 'mlp.residual.mask']);
+    expect(saved(false)).toEqual(expect.arrayContaining(['probs', 'attn.mask', 'pdrop']));
+    expect(embeddingBlock({ ...tiny, dropout: 0.1 }).output).toBe('xd');
+    expect(embeddingBlock(tiny).output).toBe('x');
   });
 
   it('refuses ALiBi, naming the allowed positions', () => {

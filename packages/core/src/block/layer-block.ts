@@ -10,7 +10,9 @@
 // Saved tensors follow Korthikanti et al. 2022, "Reducing Activation Recomputation in Large
 // Transformer Models", Sec. 4 (each op keeps its inputs; with sequence parallelism the norms' and
 // residuals' tensors hold b*s/t tokens); flash attention (Dao 2022) keeps q, k, v and its fp32
-// log-sum-exp instead of the s x s scores. GPT applies dropout (attention and residual branches).
+// log-sum-exp instead of the s x s scores. With model.dropout > 0 the attention probabilities and the
+// residual branches are dropped out (each keeps a 1-byte mask); flash attention regenerates its
+// attention mask in backward from the generator's state (Dao 2022, Sec. 3.1), so it keeps none.
 import type { ModelSpec } from '../model';
 import { dadd, dchoose, ddiv, type Dim, dmax, dmul, dnamed, dsym } from './dim';
 import type { BlockDescription, BlockOp, BlockSizes, BlockTensor, BlockWeight, TpEntryOp, TpExitOp } from './types';
@@ -39,7 +41,7 @@ export function layerBlock(model: ModelSpec): BlockDescription {
   if (model.positional === 'alibi') throw new Error(`not implemented: positional 'alibi' in the block description (${model.name}); allowed: learned, rope`);
   const z = layerSizes();
   const T = z.tokens, Tsp = z.tokensSp;
-  const dropout = model.family === 'gpt';
+  const dropout = model.dropout > 0;
   const swiglu = model.activation === 'swiglu';
   const parallel = model.parallelAttention;
   const twoNorms = !parallel || model.parallelAttentionTwoNorms;

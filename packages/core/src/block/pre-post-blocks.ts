@@ -1,8 +1,8 @@
 // The parts of a model outside its layers, as block descriptions: the first stage's embedding and
 // the last stage's head (final norm, LM head, loss), per tensor-parallel rank.
 //   embedding: token table [V, h] split by vocabulary rows (Megatron-LM's VocabParallelEmbedding,
-//              Shoeybi et al. 2019, Sec. 3), learned position table [maxSeq, h] replicated; GPT
-//              applies dropout to the sum.
+//              Shoeybi et al. 2019, Sec. 3), learned position table [maxSeq, h] replicated; with
+//              model.dropout > 0 the sum is dropped out (GPT-2's embd_pdrop).
 //   head:      final norm; LM head logits = hn W^T with W [V, h] column-parallel over the
 //              vocabulary (the token table itself with tied embeddings); vocab-parallel softmax
 //              cross-entropy (Megatron-LM's vocab_parallel_cross_entropy: sums of each token's max
@@ -26,7 +26,7 @@ function tokenTable(): BlockWeight {
 export function embeddingBlock(model: ModelSpec): BlockDescription {
   const z = layerSizes();
   const learned = model.positional === 'learned';
-  const dropout = model.family === 'gpt';
+  const dropout = model.dropout > 0;
   const weights: BlockWeight[] = [tokenTable()];
   if (learned) weights.push({ name: POSITION_TABLE, shape: [model.maxSeq, h], shard: 'none', init: 'normal', decay: false });
   const full = dmul(z.tokens, h);

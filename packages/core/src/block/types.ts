@@ -38,7 +38,15 @@ export interface BlockWeight {
 /** Tensor-parallel hook points: names of the collectives a block's ops call. */
 export type BlockTpPoint =
   | 'attn-out' | 'mlp-out' | 'parallel-out' | 'attn-in-grad' | 'mlp-in-grad' | 'parallel-in-grad'
-  | 'embed-out' | 'head-in-grad' | 'loss-max' | 'loss-sum';
+  | 'embed-out' | 'head-in-grad' | 'loss-max' | 'loss-sum'
+  /**
+   * With sequence parallelism: the sum over the tensor-parallel ranks of the gradients of the
+   * replicated weights (norms, row-parallel output biases) that each rank took over its own tokens
+   * (Korthikanti et al. 2022, Sec. 4.2.2; Megatron-LM's allreduce of sequence-parallel grads).
+   */
+  | 'sp-grads'
+  /** With sequence parallelism: the all-gather of a pipeline stage's output tokens (and of its input gradient) for the send. */
+  | 'stage-boundary';
 
 interface OpBase {
   /** Unique in the block; the analyzer's op name. */

@@ -1,7 +1,7 @@
 // The pretrain_gpt.py argument list of a plan (Megatron-LM core_v0.14.0, megatron/training/arguments.py).
 // Each entry is one flag with its values; data and tokenizer arguments are kept apart because the user
 // replaces them (the defaults, --mock-data and NullTokenizer, run a synthetic benchmark as written).
-import { type ModelSpec, type Plan } from '@mist/core';
+import { FP8_AMAX_HISTORY_LEN, type Fp8Recipe, type ModelSpec, type Plan, planVirtualStages } from '@mist/core';
 import { layerCounts, uniformStrategy } from '../common';
 import { type Fp8Format, type TrainDtype } from '../types';
 
@@ -30,6 +30,8 @@ export function megatronModelArgs(model: ModelSpec, seqLen: number): ArgLine[] {
   if (model.activation === 'swiglu') a.push(['--swiglu']);
   if (!model.tiedEmbeddings) a.push(['--untie-embeddings-and-output-weights']);
   if (!model.bias) a.push(['--disable-bias-linear']);
+  // Megatron-LM defaults both to 0.1; a model without dropout must say 0.
+  a.push(['--attention-dropout', String(model.dropout)], ['--hidden-dropout', String(model.dropout)]);
   // The catalog's vocabularies are already padded (e.g. GPT-3's 50304); divisible-by 1 keeps them as they are.
   a.push(['--vocab-size', String(model.vocab)], ['--make-vocab-size-divisible-by', '1']);
   return a;
@@ -51,9 +53,13 @@ export function megatronParallelArgs(plan: Plan): ArgLine[] {
     if (counts[0] !== middle) a.push(['--decoder-first-pipeline-num-layers', String(counts[0])]);
     if (pp > 2 && counts[pp - 1] !== middle) a.push(['--decoder-last-pipeline-num-layers', String(counts[pp - 1])]);
   }
+  // Interleaved 1F1B: v chunks of counts[0] / v layers per rank (the plan rules keep the stages uniform).
+  const v = planVirtualStages(plan);
+  if (v > 1) a.push(['--num-layers-per-virtual-pipeline-stage', String(counts[0] / v)]);
   if (s.sequenceParallel) a.push(['--sequence-parallel']);
   a.push(['--micro-batch-size', String(s.microBatchSize)], ['--global-batch-size', String(plan.globalBatch)]);
-  const n = Math.max(...plan.stages.map((x) => x.ckptLayers));
+  // --recompute-num-layers counts the layers of each model chunk (transformer_block.py's block method).
+  const n = Math.max(...plan.stages.map((x) => x.ckptLayers)) / v;
   if (n > 0) {
     a.push(['--recompute-granularity', 'full'], ['--recompute-method', 'block'], ['--recompute-num-layers', String(n)]);
   }
@@ -62,9 +68,22 @@ export function megatronParallelArgs(plan: Plan): ArgLine[] {
   return a;
 }
 
-export function megatronPrecisionArgs(dtype: TrainDtype, fp8: Fp8Format | undefined): ArgLine[] {
+/**
+ * Precision flags: the dtype, and fp8 linear layers when the export asks for an fp8 format or the plan
+ * assumes an fp8 recipe (Plan.fp8). The plan's recipe maps to core_v0.14.0's `--fp8-recipe`: delayed
+ * (with Transformer Engine's DelayedScaling defaults, amax history 1024 and its max, which the analyzer
+ * assumes; Megatron-LM's own defaults are 1 and most_recent) or tensorwise (current scaling); the
+ * format defaults to hybrid (E4M3 forward, E5M2 gradients).
+ */
+export function megatronPrecisionArgs(dtype: TrainDtype, fp8: Fp8Format | undefined, recipe: Fp8Recipe = 'none'): ArgLine[] {
   const a: ArgLine[] = [[dtype === 'bf16' ? '--bf16' : '--fp16']];
-  if (fp8) a.push(['--fp8-format', fp8], ['--transformer-impl', 'transformer_engine']);
+  const format = fp8 ?? (recipe === 'none' ? undefined : 'hybrid');
+  if (format) a.push(['--fp8-format', format]);
+  if (recipe === 'delayed') {
+    a.push(['--fp8-recipe', 'delayed'], ['--fp8-amax-history-len', String(FP8_AMAX_HISTORY_LEN)], ['--fp8-amax-compute-algo', 'max']);
+  }
+  if (recipe === 'current') a.push(['--fp8-recipe', 'tensorwise']);
+  if (format) a.push(['--transformer-impl', 'transformer_engine']);
   return a;
 }
 
@@ -76,7 +95,7 @@ export function megatronArgs(plan: Plan, model: ModelSpec, dtype: TrainDtype, fp
   return {
     model: megatronModelArgs(model, plan.seqLen),
     parallelism: megatronParallelArgs(plan),
-    precision: megatronPrecisionArgs(dtype, fp8),
+    precision: megatronPrecisionArgs(dtype, fp8, plan.fp8),
     data: megatronDataArgs(),
   };
 }

@@ -2,7 +2,7 @@
 // as a model and a plan. Flags that only concern data, logging, checkpoints or the optimizer schedule are
 // accepted and left out; every other flag Mist does not model is reported by name.
 import {
-  type ClusterSpec, type ModelSpec, type Plan, type StageStrategy, parseModelSpec, parsePlan,
+  type ClusterSpec, type Fp8Recipe, type ModelSpec, type Plan, type StageStrategy, parseModelSpec, parsePlan,
 } from '@mist/core';
 import { flagMap, parseFlags } from '../argv';
 import { catalogMatch, positiveInt, rangesFromCounts, stageMesh } from '../common';
@@ -25,7 +25,8 @@ const MODELLED = new Set([
   '--decoder-first-pipeline-num-layers', '--decoder-last-pipeline-num-layers', '--sequence-parallel', '--micro-batch-size',
   '--global-batch-size', '--recompute-granularity', '--recompute-method', '--recompute-num-layers',
   '--use-distributed-optimizer', '--attention-backend', '--use-flash-attn', '--context-parallel-size',
-  '--num-layers-per-virtual-pipeline-stage', '--tokenizer-type', '--bf16', '--fp16',
+  '--num-layers-per-virtual-pipeline-stage', '--num-virtual-stages-per-pipeline-rank', '--tokenizer-type', '--bf16', '--fp16',
+  '--fp8-format', '--fp8-recipe', '--fp8-amax-history-len', '--fp8-amax-compute-algo', '--attention-dropout', '--hidden-dropout',
 ]);
 
 /** Flags with no effect on what Mist predicts (data, tokenizer files, schedule, logging, checkpoints, kernels). */
@@ -50,8 +51,6 @@ const UNSUPPORTED: Record<string, string> = {
   '--optimizer-cpu-offload': 'optimizer offloading is not in the Megatron-LM table (the Mist paper baseline runs without it)',
   '--optimizer-offload-fraction': 'optimizer offloading is not in the Megatron-LM table',
   '--pipeline-model-parallel-layout': 'custom layouts are not read; use --decoder-first/last-pipeline-num-layers',
-  '--num-virtual-stages-per-pipeline-rank': 'Mist plans have no interleaved (virtual) pipeline stages',
-  '--fp8-format': 'the analyzer predicts bf16/fp16 GEMMs only (FP8 runs faster than predicted)',
   '--recompute-activations': 'selective recompute is not modelled (Mist checkpoints whole layers)',
   '--recompute-modules': 'selective recompute is not modelled (Mist checkpoints whole layers)',
   '--squared-relu': 'the activation must be GeLU or SwiGLU',
@@ -89,9 +88,6 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
   const pp = int('--pipeline-model-parallel-size', 1);
   const cp = int('--context-parallel-size', 1);
   if (cp > 1) throw new ImportError('--context-parallel-size', `got ${cp}; Mist plans have no context parallelism (1 only)`);
-  if (has('--num-layers-per-virtual-pipeline-stage')) {
-    problems.push({ option: '--num-layers-per-virtual-pipeline-stage', reason: 'Mist plans have no interleaved (virtual) pipeline stages' });
-  }
 
   // Model.
   const layers = int('--num-layers');
@@ -126,6 +122,12 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
     bias: !has('--disable-bias-linear'),
     parallelAttention: false,
     parallelAttentionTwoNorms: false,
+    // megatron/training/arguments.py: --attention-dropout and --hidden-dropout both default to 0.1.
+    dropout: Math.max(...['--attention-dropout', '--hidden-dropout'].map((f) => {
+      const v = one(f), p = v === undefined ? 0.1 : Number(v);
+      if (!(p >= 0 && p < 1)) throw new ImportError(f, `got ${JSON.stringify(v)}; expected a probability in [0, 1)`);
+      return p;
+    })),
   };
   const known = catalogMatch(arch);
   const model = known ?? parseModelSpec({ name: ctx.modelName ?? 'imported-megatron', ...arch });
@@ -141,6 +143,19 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
   const middle = restStages > 0 ? rest / restStages : 0;
   const counts = Array.from({ length: pp }, (_, i) =>
     i === 0 && first !== undefined ? first : i === pp - 1 && pp > 1 && last !== undefined ? last : middle);
+
+  // Interleaved 1F1B (arguments.py): v = layers per stage / --num-layers-per-virtual-pipeline-stage, or
+  // --num-virtual-stages-per-pipeline-rank; v = 1 means the plain schedule.
+  let virtualStages = 1;
+  if (has('--num-layers-per-virtual-pipeline-stage')) {
+    const perChunk = int('--num-layers-per-virtual-pipeline-stage');
+    if (first !== undefined || last !== undefined || counts[0] % perChunk !== 0) {
+      throw new ImportError('--num-layers-per-virtual-pipeline-stage', `got ${perChunk}; must divide the ${counts[0]} layers of every stage (uniform stages only)`);
+    }
+    virtualStages = counts[0] / perChunk;
+  } else if (has('--num-virtual-stages-per-pipeline-rank')) {
+    virtualStages = int('--num-virtual-stages-per-pipeline-rank');
+  }
 
   // Data parallelism and batch.
   const world = ctx.gpus ?? ctx.cluster.nodes * ctx.cluster.gpusPerNode;
@@ -158,8 +173,9 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
   if (granularity === 'full') {
     const method = one('--recompute-method');
     if (method === 'block') {
+      // Per model chunk: v chunks of count / v layers each recompute their first n.
       const n = int('--recompute-num-layers');
-      ckpt = (count) => Math.min(n, count);
+      ckpt = (count) => virtualStages * Math.min(n, count / virtualStages);
     } else if (method === 'uniform' || method === undefined) {
       // uniform: every layer is recomputed, in chunks of --recompute-num-layers.
       ckpt = (count) => count;
@@ -190,6 +206,15 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
     zero: has('--use-distributed-optimizer') ? 1 : 0,
     offload: { weights: 0, grads: 0, optim: 0, activations: 0 },
   }));
+  // fp8 linear layers: --fp8-format turns them on, --fp8-recipe (default delayed) picks the scaling;
+  // tensorwise is current scaling. The amax history flags change only the scaling state's few bytes.
+  let fp8: Fp8Recipe | undefined;
+  if (has('--fp8-format')) {
+    const recipe = one('--fp8-recipe') ?? 'delayed';
+    if (recipe === 'delayed') fp8 = 'delayed';
+    else if (recipe === 'tensorwise') fp8 = 'current';
+    else problems.push({ option: '--fp8-recipe', reason: `${recipe} scaling is not modelled (delayed and tensorwise are); the plan has no fp8` });
+  }
   const plan: Plan = parsePlan({
     version: 1,
     model: model.name,
@@ -198,6 +223,8 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
     globalBatch,
     gradAccumSteps: globalBatch / (mbs * dp),
     ...(flashAttention !== undefined ? { flashAttention } : {}),
+    ...(virtualStages > 1 ? { virtualStages } : {}),
+    ...(fp8 !== undefined ? { fp8 } : {}),
     stages,
   }, { model, cluster: ctx.cluster });
   return { model, modelInCatalog: known !== undefined, plan, problems };

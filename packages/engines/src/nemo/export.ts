@@ -1,7 +1,7 @@
 // `mist export --to nemo`: a NeMo 2 recipe script (nemo.collections.llm + nemo_run) whose overrides set
 // the plan. Names from NeMo v2.5: nemo/lightning/pytorch/strategies/megatron_strategy.py (MegatronStrategy
 // fields), nemo/collections/llm/gpt/model/base.py (GPTConfig), recipes/llama3_8b.py (pretrain_recipe).
-import { engineCapabilities } from '@mist/core';
+import { engineCapabilities, FP8_AMAX_HISTORY_LEN, planVirtualStages } from '@mist/core';
 import { megatronParallelArgs } from '../megatron/args';
 import { planNodes, uniformStrategy, layerCounts } from '../common';
 import { assertExpressible, type ExportFile, type ExportInput } from '../types';
@@ -16,7 +16,10 @@ export function exportNemo(input: ExportInput): ExportFile[] {
   const pp = plan.stages.length;
   const counts = layerCounts(plan);
   const { nodes, gpusPerNode } = planNodes(plan, cluster);
-  const n = Math.max(...plan.stages.map((x) => x.ckptLayers));
+  // MegatronStrategy.virtual_pipeline_model_parallel_size: v model chunks per rank (interleaved 1F1B);
+  // recompute_num_layers counts the layers of one chunk, as Megatron-LM's --recompute-num-layers.
+  const v = planVirtualStages(plan);
+  const n = Math.max(...plan.stages.map((x) => x.ckptLayers)) / v;
   const lines: string[] = [
     `# Written by \`mist export --to nemo\` for ${engineCapabilities('nemo').engineVersion}.`,
     `# Mist plan for ${model.name} on ${nodes} x ${gpusPerNode} GPUs. Run: python nemo_pretrain.py (uses nemo_run's local executor;`,
@@ -43,7 +46,7 @@ export function exportNemo(input: ExportInput): ExportFile[] {
     '    strategy = recipe.trainer.strategy',
     `    strategy.tensor_model_parallel_size = ${s.tp}`,
     `    strategy.pipeline_model_parallel_size = ${pp}`,
-    '    strategy.virtual_pipeline_model_parallel_size = None',
+    `    strategy.virtual_pipeline_model_parallel_size = ${v > 1 ? v : 'None'}`,
     '    strategy.context_parallel_size = 1',
     `    strategy.sequence_parallel = ${py(s.sequenceParallel)}`,
   ];
@@ -66,7 +69,20 @@ export function exportNemo(input: ExportInput): ExportFile[] {
     `    recipe.optim.config.use_distributed_optimizer = ${py(s.zero === 1)}`,
     `    recipe.trainer.plugins = ${dtype === 'bf16' ? 'bf16_mixed' : 'fp16_mixed'}()`,
   );
-  if (fp8) lines.push(`    recipe.trainer.plugins.fp8 = "${fp8}"`);
+  // fp8: the export's format, or hybrid when the plan assumes a recipe (MegatronMixedPrecision of
+  // NeMo v2.5: fp8, fp8_recipe "delayed" | "tensorwise", the amax history of delayed scaling, and
+  // fp8_param_gather off so that the weights stay in the compute dtype beside TE's fp8 copies, as the
+  // analyzer assumes).
+  const recipe = plan.fp8 ?? 'none';
+  const format = fp8 ?? (recipe === 'none' ? undefined : 'hybrid');
+  if (format) lines.push(`    recipe.trainer.plugins.fp8 = "${format}"`);
+  if (recipe !== 'none') {
+    lines.push(`    recipe.trainer.plugins.fp8_recipe = "${recipe === 'delayed' ? 'delayed' : 'tensorwise'}"`);
+    if (recipe === 'delayed') {
+      lines.push(`    recipe.trainer.plugins.fp8_amax_history_len = ${FP8_AMAX_HISTORY_LEN}`, '    recipe.trainer.plugins.fp8_amax_compute_algo = "max"');
+    }
+    lines.push('    recipe.trainer.plugins.fp8_param_gather = False');
+  }
   if (plan.flashAttention === false) lines.push('    # The plan assumes unfused attention: set recipe.model.config.attention_backend to AttnBackend.unfused.');
   lines.push(
     '    recipe.trainer.max_steps = 100  # EDIT_ME: run length is not part of the plan',

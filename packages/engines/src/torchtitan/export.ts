@@ -43,7 +43,10 @@ export function exportTorchtitan(input: ExportInput): ExportFile[] {
       `n_kv_heads ${model.kvHeads}, vocab_size ${model.vocab}\n(ffn hidden ${model.ffnHidden}) in torchtitan/models/llama3/__init__.py and name it here.`],
     ['hf_assets_path', `./assets/hf/${EDIT_ME}`, `${EDIT_ME}: the tokenizer directory (python scripts/download_hf_assets.py ...)`],
   ];
-  if (fp8) modelEntries.push(['converters', ['quantize.linear.float8']]);
+  // torchao's Float8Linear: the export's format, or the plan's current scaling as the per-tensor
+  // "tensorwise" recipe (delayed scaling is refused by the capability table).
+  const float8 = plan.fp8 === 'current' ? 'tensorwise' : fp8 ? (fp8 === 'e4m3' ? 'tensorwise' : 'rowwise') : undefined;
+  if (float8) modelEntries.push(['converters', ['quantize.linear.float8']]);
   const parallelism: [string, TomlValue, string?][] = [
     ['data_parallel_replicate_degree', replicate],
     ['data_parallel_shard_degree', shard],
@@ -75,7 +78,7 @@ export function exportTorchtitan(input: ExportInput): ExportFile[] {
     ['activation_checkpoint', [['mode', s.ckptLayers > 0 ? 'full' : 'none']]],
     ['compile', [['enable', false, 'torch.compile is off: Mist predicts eager execution']]],
   ];
-  if (fp8) sections.push(['quantize.linear.float8', [['recipe_name', fp8 === 'e4m3' ? 'tensorwise' : 'rowwise']]]);
+  if (float8) sections.push(['quantize.linear.float8', [['recipe_name', float8]]]);
   const { nodes, gpusPerNode } = planNodes(plan, cluster);
   const version = engineCapabilities('torchtitan').engineVersion;
   const toml = `# Written by \`mist export --to torchtitan\` for ${version} (torchtitan/config/job_config.py).\n` +

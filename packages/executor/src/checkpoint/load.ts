@@ -140,15 +140,18 @@ export function readFullTensors(ck: CheckpointRef): Map<string, FullTensor> {
 /** Loads a checkpoint into this rank (re-sharding for its plan); the next step is manifest.step + 1. */
 export async function loadCheckpoint(rt: RankRuntime, ck: CheckpointRef): Promise<void> {
   const tensors = readFullTensors(ck);
-  const n = rt.stage.paramCount;
-  const params = new Float32Array(n), m = new Float32Array(n), v = new Float32Array(n);
-  for (const e of rt.stage.paramEntries) {
-    const t = tensors.get(e.name);
-    if (!t) throw new Error(`checkpoint ${ck.dir} (model ${ck.manifest.model}) has no tensor ${e.name}`);
-    if (t.params.length !== e.shape.reduce((a, b) => a * b, 1)) throw new Error(`checkpoint tensor ${e.name} has ${t.params.length} elements, the model ${e.shape.join('x')}`);
-    params.set(takeSlice(e, rt.pos.tp, rt.pos.tpIndex, t.params, e.size), e.offset);
-    m.set(takeSlice(e, rt.pos.tp, rt.pos.tpIndex, t.m, e.size), e.offset);
-    v.set(takeSlice(e, rt.pos.tp, rt.pos.tpIndex, t.v, e.size), e.offset);
+  // Every model chunk of the rank (several with interleaved 1F1B), its tensors by name.
+  for (const [c, stage] of rt.stages.entries()) {
+    const n = stage.paramCount;
+    const params = new Float32Array(n), m = new Float32Array(n), v = new Float32Array(n);
+    for (const e of stage.paramEntries) {
+      const t = tensors.get(e.name);
+      if (!t) throw new Error(`checkpoint ${ck.dir} (model ${ck.manifest.model}) has no tensor ${e.name}`);
+      if (t.params.length !== e.shape.reduce((a, b) => a * b, 1)) throw new Error(`checkpoint tensor ${e.name} has ${t.params.length} elements, the model ${e.shape.join('x')}`);
+      params.set(takeSlice(e, rt.pos.tp, rt.pos.tpIndex, t.params, e.size), e.offset);
+      m.set(takeSlice(e, rt.pos.tp, rt.pos.tpIndex, t.m, e.size), e.offset);
+      v.set(takeSlice(e, rt.pos.tp, rt.pos.tpIndex, t.v, e.size), e.offset);
+    }
+    rt.importState({ params, m, v }, ck.manifest.step, c);
   }
-  rt.importState({ params, m, v }, ck.manifest.step);
 }

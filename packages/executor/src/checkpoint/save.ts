@@ -37,18 +37,21 @@ export async function saveCheckpoint(
     fs.rmSync(path.join(dir, MANIFEST), { force: true });
   }
   await world.barrier();
-  const state = await rt.exportState();
   const records: ShardRecord[] = [];
   const chunks: Float32Array[] = [];
   let offset = 0;
-  for (const s of rt.ownedRanges.flatMap(([lo, hi]) => segments(rt.stage.paramEntries, lo, hi))) {
-    const e = s.entry;
-    if (e.shard === 'none' && rt.pos.tpIndex !== 0) continue;
-    if (e.name === 'embed.wte' && rt.stage.tiedEmbeddingCopy) continue;
-    const length = s.hi - s.lo;
-    records.push({ name: e.name, shape: e.shape, shard: e.shard, tp: rt.pos.tp, tpRank: rt.pos.tpIndex, localStart: s.lo - e.offset, length, offset });
-    chunks.push(state.params.subarray(s.lo, s.hi), state.m.subarray(s.lo, s.hi), state.v.subarray(s.lo, s.hi));
-    offset += 3 * length;
+  // Every model chunk of the rank (several with interleaved 1F1B), its tensors by name.
+  for (const [c, stage] of rt.stages.entries()) {
+    const state = await rt.exportState(c);
+    for (const s of rt.ownedRangesOf(c).flatMap(([lo, hi]) => segments(stage.paramEntries, lo, hi))) {
+      const e = s.entry;
+      if (e.shard === 'none' && rt.pos.tpIndex !== 0) continue;
+      if (e.name === 'embed.wte' && stage.tiedEmbeddingCopy) continue;
+      const length = s.hi - s.lo;
+      records.push({ name: e.name, shape: e.shape, shard: e.shard, tp: rt.pos.tp, tpRank: rt.pos.tpIndex, localStart: s.lo - e.offset, length, offset });
+      chunks.push(state.params.subarray(s.lo, s.hi), state.m.subarray(s.lo, s.hi), state.v.subarray(s.lo, s.hi));
+      offset += 3 * length;
+    }
   }
   const data = new Float32Array(offset);
   let at = 0;

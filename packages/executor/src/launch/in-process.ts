@@ -62,16 +62,20 @@ export async function runInProcess(plan: Plan, model: ModelSpec, o: InProcessOpt
   return {
     runtimes, losses, metrics,
     async weights() {
-      const states = await Promise.all(runtimes.map((r) => r.exportState()));
+      // Chunk by chunk (interleaved ranks hold several): every rank exports chunk c together.
       const out = new Map<string, Float32Array>();
-      runtimes.forEach((r, i) => {
-        if (r.pos.dpIndex !== 0) return;
-        for (const e of r.stage.paramEntries) {
-          let full = out.get(e.name);
-          if (!full) out.set(e.name, (full = new Float32Array(e.shape.reduce((a, b) => a * b, 1))));
-          placeSlice(e, r.pos.tp, r.pos.tpIndex, full, states[i].params.subarray(e.offset, e.offset + e.size));
-        }
-      });
+      const chunks = Math.max(...runtimes.map((r) => r.stages.length));
+      for (let c = 0; c < chunks; c++) {
+        const states = await Promise.all(runtimes.map((r) => r.exportState(c)));
+        runtimes.forEach((r, i) => {
+          if (r.pos.dpIndex !== 0) return;
+          for (const e of r.stages[c].paramEntries) {
+            let full = out.get(e.name);
+            if (!full) out.set(e.name, (full = new Float32Array(e.shape.reduce((a, b) => a * b, 1))));
+            placeSlice(e, r.pos.tp, r.pos.tpIndex, full, states[i].params.subarray(e.offset, e.offset + e.size));
+          }
+        });
+      }
       return out;
     },
     close,

@@ -59,7 +59,7 @@ describe('a layer run from its block description', () => {
     const model = getModel('gpt-tiny');
     const runner = new BlockRunner({
       model, block: { ...layerBlock(model), ops: [{ name: 'loss', kind: 'crossEntropy', points: [], inputs: ['x'], outputs: ['y'], saves: [] }] },
-      index: 0, prefix: 'layers.0', tp: 1, store: new ParamStore(layerParamDecls(model, 0), { seed: 1, tp: 1, tpRank: 0 }), scratch: new Scratch(),
+      index: 0, prefix: 'layers.0', tp: 1, tpRank: 0, sequenceParallel: false, seed: 1, store: new ParamStore(layerParamDecls(model, 0), { seed: 1, tp: 1, tpRank: 0 }), scratch: new Scratch(),
     });
     return expect(runner.forward(new Float32Array(batch * seq * model.hidden), batch, seq, false)).rejects.toThrow(/not implemented: block op loss \(crossEntropy\).*it runs norm, linear/);
   });

@@ -4,11 +4,16 @@
 // summed with an earlier gradient of the same tensor by one accumulate kernel), added into the
 // residual stream's gradient ('accumulate'), transformed in place ('inplace'), a copy ('copy') or
 // the output gradient itself ('alias'). The TP ops call the layer's hooks. This executor runs the
-// fused attention kernel (flash-style: it keeps the log-sum-exp, never the s x s scores) and no
-// dropout (probability 0), so the description is evaluated with fa = 1 and its masks are not made;
-// its tensor-parallel hooks exchange whole activations, so sp = 0.
+// fused attention kernel (flash-style: it keeps the log-sum-exp, never the s x s scores, and draws
+// its dropout mask again in backward), so the description is evaluated with fa = 1. Residual
+// dropout keeps its 1-byte mask (dropout.ts says where the draws come from). With sequence
+// parallelism (sp = 1) the norms and residuals hold this rank's b*s/t tokens: a region's entry
+// all-gathers them (again in backward for the GEMM that saved its shard), its exit reduce-scatters,
+// and the replicated weights' gradients, taken over the rank's tokens, are summed at the end.
 import { type BlockDescription, type BlockOp, type Dim, type DimEnv, evalDim, headDim, inputGradModes, type ModelSpec } from '@mist/core';
+import { type AttentionShape, maskFloats } from '@mist/native';
 import { NORM_EPS, ROPE_THETA } from './dims';
+import { type DropoutDraw, dropoutStream, sequenceShard } from './dropout';
 import { Flow } from './flow';
 import type { NormSaved } from './norm';
 import type { ParamStore } from './params';
@@ -26,6 +31,12 @@ export interface BlockRunnerOptions {
   /** Prefix of the block's weight names in the store (`layers.3`). */
   prefix: string;
   tp: number;
+  /** This rank's index in its TP group (its heads and, with SP, its token shard). */
+  tpRank: number;
+  /** Shard the norm/dropout/residual regions along the tokens (Korthikanti et al. 2022). */
+  sequenceParallel: boolean;
+  /** Seed of the dropout streams. */
+  seed: number;
   hooks?: TpHooks;
   store: ParamStore;
   scratch: Scratch;
@@ -42,10 +53,10 @@ interface Shapes {
   size(tensor: string): number;
 }
 
-/** Ops a layer never holds here: the unfused attention, dropout (not run), the embedding's and the head's own ops. */
+/** Ops a layer never holds here: the unfused attention (with its dropout op), the embedding's and the head's own ops. */
 function unsupported(op: BlockOp): Error {
   return new Error(`not implemented: block op ${op.name} (${op.kind}${op.kind === 'linear' ? ', weights stored [out, in]' : ''}) in the layer runner; `
-    + 'it runs norm, linear, rope, attention (fused), activation, residual, branchSum, tpEntry and tpExit');
+    + 'it runs norm, linear, rope, attention (fused, with its dropout), activation, residual (with its dropout), branchSum, tpEntry and tpExit');
 }
 
 export class BlockRunner {
@@ -55,11 +66,43 @@ export class BlockRunner {
   /** Tensors kept for backward (besides the block's input). */
   private readonly kept: ReadonlySet<string>;
   private readonly shapeCache = new Map<string, Shapes>();
+  /** Sequence parallelism in effect (tp > 1). */
+  private readonly sp: boolean;
+  /** Tensors a region's entry gathers (with SP their saved copy is this rank's shard). */
+  private readonly entered: ReadonlySet<string>;
+  /** Replicated weights whose gradients SP sums over the ranks. */
+  private readonly replicated: readonly string[];
 
   constructor(private readonly o: BlockRunnerOptions) {
     this.ops = o.block.ops.filter((op) => op.when !== 'noFlash');
     this.reversed = [...this.ops].reverse();
-    this.kept = new Set(this.ops.flatMap((op) => op.saves).filter((t) => t !== o.block.input && o.block.tensors[t]?.dtype !== 'mask'));
+    this.kept = new Set(this.ops.flatMap((op) => op.saves).filter((t) => t !== o.block.input));
+    this.sp = o.sequenceParallel && o.tp > 1;
+    this.entered = new Set(this.sp ? this.ops.flatMap((op) => (op.kind === 'tpEntry' ? [op.inputs[0]] : [])) : []);
+    this.replicated = this.sp ? o.block.weights.filter((w) => w.shard === 'none').map((w) => w.name) : [];
+  }
+
+  /** Dropout draws of this micro-batch, or null (evaluation, or a model without dropout). */
+  private drawing(draw: DropoutDraw | null): DropoutDraw | null {
+    return draw && this.o.model.dropout > 0 ? draw : null;
+  }
+
+  /** First global token row of this rank's rows in the norm/residual regions. */
+  private rowOffset(draw: DropoutDraw, batch: number, seq: number): number {
+    return draw.firstSample * seq + (this.sp ? sequenceShard(batch * seq, this.o.tp, this.o.tpRank).first : 0);
+  }
+
+  private attention(batch: number, seq: number, sh: Shapes, draw: DropoutDraw | null): AttentionShape {
+    const shape: AttentionShape = this.attentionShape(batch, seq, sh);
+    if (!draw) return shape;
+    const m = this.o.model;
+    return {
+      ...shape,
+      dropout: {
+        ...dropoutStream(this.o.seed, m.dropout, draw, this.o.index, 'attn.flash'),
+        sampleOffset: draw.firstSample, headOffset: this.o.tpRank * shape.heads, totalHeads: m.heads,
+      },
+    };
   }
 
   private shapes(batch: number, seq: number): Shapes {
@@ -68,7 +111,8 @@ export class BlockRunner {
     if (sh) return sh;
     if (this.shapeCache.size >= 16) this.shapeCache.clear(); // a few shapes in training; bounded for evaluation at many lengths
     const m = this.o.model;
-    const env: DimEnv = { b: batch, s: seq, h: m.hidden, a: m.heads, k: m.kvHeads, f: m.ffnHidden, V: m.vocab, t: this.o.tp, sp: 0, fa: 1 };
+    if (this.sp) sequenceShard(batch * seq, this.o.tp, this.o.tpRank); // checks the split
+    const env: DimEnv = { b: batch, s: seq, h: m.hidden, a: m.heads, k: m.kvHeads, f: m.ffnHidden, V: m.vocab, t: this.o.tp, sp: this.sp ? 1 : 0, fa: 1 };
     const memo = new Map<Dim, number>();
     const dim = (d: Dim): number => {
       if (typeof d === 'number') return d;
@@ -104,8 +148,9 @@ export class BlockRunner {
   }
 
   /** y = block(x); `acts` holds what backward reads (its arrays come from the scratch). */
-  async forward(x: Float32Array, batch: number, seq: number, recompute: boolean): Promise<{ y: Float32Array; acts: BlockActivations }> {
+  async forward(x: Float32Array, batch: number, seq: number, recompute: boolean, dropout: DropoutDraw | null = null): Promise<{ y: Float32Array; acts: BlockActivations }> {
     const { block, model, scratch } = this.o;
+    const draw = this.drawing(dropout);
     const sh = this.shapes(batch, seq);
     const { size, rows: rowsOf, width: widthOf, dim } = sh;
     if (x.length !== size(block.input)) {
@@ -120,11 +165,15 @@ export class BlockRunner {
       return v;
     };
     const make = (t: string): Float32Array => {
-      const v = scratch.take(size(t));
+      const v = scratch.take(block.tensors[t]?.dtype === 'mask' ? maskFloats(size(t)) : size(t));
       tensors.set(t, v);
       return v;
     };
     const stats: Record<string, NormSaved> = {};
+    /** SP: the shard of each gathered tensor (what is saved), and buffers dead after a collective. */
+    const shards = new Map<string, Float32Array>();
+    const dead: Float32Array[] = [];
+    const tokensSp = dim(block.sizes.tokensSp);
     const D = headDim(model);
     for (const op of this.ops) {
       switch (op.kind) {
@@ -159,7 +208,7 @@ export class BlockRunner {
         case 'attention': {
           const [q, kk, v] = op.inputs.map(get);
           const [out, lse] = op.outputs.map(make);
-          k.attention(out, lse, q, kk, v, this.attentionShape(batch, seq, sh));
+          k.attention(out, lse, q, kk, v, this.attention(batch, seq, sh, draw));
           break;
         }
         case 'activation': {
@@ -170,15 +219,38 @@ export class BlockRunner {
         }
         case 'residual': case 'branchSum': {
           const [a, b] = op.inputs.map(get);
-          k.add(make(op.outputs[0]), a, b);
+          if (op.kind === 'residual' && op.dropout && draw) {
+            const [out, mask] = op.outputs;
+            k.dropoutAdd(make(out), make(mask), a, b, rowsOf(out), widthOf(out), this.rowOffset(draw, batch, seq),
+              dropoutStream(this.o.seed, model.dropout, draw, this.o.index, op.name));
+          } else {
+            k.add(make(op.outputs[0]), a, b);
+          }
           break;
         }
-        case 'tpEntry':
-          break; // the forward of a region's entry is the identity without sequence parallelism
+        case 'tpEntry': {
+          // The identity without sequence parallelism; with it, the all-gather of the ranks' tokens.
+          if (!this.sp) break;
+          const t = op.inputs[0], shard = get(t), full = scratch.take(dim(op.elements));
+          await fl.allGather(shard, full, this.site(op.point, recompute));
+          shards.set(t, shard);
+          tensors.set(t, full);
+          break;
+        }
         case 'tpExit': {
-          const t = get(op.inputs[0]);
-          await fl.allReduce(t, this.site(op.point, recompute));
-          for (const bias of op.biases) k.biasAdd(t, this.W(bias), rowsOf(op.inputs[0]), widthOf(op.inputs[0]));
+          const name = op.inputs[0];
+          let t = get(name), rows = rowsOf(name);
+          if (this.sp) {
+            const shard = scratch.take(tokensSp * widthOf(name));
+            await fl.reduceScatter(t, shard, this.site(op.point, recompute));
+            dead.push(t);
+            tensors.set(name, shard);
+            t = shard;
+            rows = tokensSp;
+          } else {
+            await fl.allReduce(t, this.site(op.point, recompute));
+          }
+          for (const bias of op.biases) k.biasAdd(t, this.W(bias), rows, widthOf(name));
           break;
         }
         case 'scores': case 'values': case 'softmax': case 'dropout': case 'embedding': case 'crossEntropy':
@@ -190,17 +262,18 @@ export class BlockRunner {
     // Saved tensors in forward order, each op's outputs before its statistics.
     const acts: BlockActivations = {};
     for (const op of this.ops) {
-      for (const t of op.outputs) if (this.kept.has(t) && !(t in acts)) acts[t] = get(t);
+      for (const t of op.outputs) if (this.kept.has(t) && !(t in acts) && tensors.has(t)) acts[t] = shards.get(t) ?? get(t);
       if (stats[op.name]) acts[op.name] = stats[op.name];
     }
     const keep = new Set<Float32Array>([x, y, ...Object.values(acts).filter((v): v is Float32Array => !isStats(v))]);
-    scratch.give([...tensors.values()].filter((t) => !keep.has(t)));
+    scratch.give([...tensors.values(), ...shards.values(), ...dead].filter((t) => !keep.has(t)));
     return { y, acts };
   }
 
   /** dx from dy; parameter gradients accumulate into the store. Gives back `acts` and its temporaries. */
-  async backward(x: Float32Array, acts: BlockActivations, dy: Float32Array, batch: number, seq: number): Promise<Float32Array> {
+  async backward(x: Float32Array, acts: BlockActivations, dy: Float32Array, batch: number, seq: number, dropout: DropoutDraw | null = null): Promise<Float32Array> {
     const { block, model, scratch } = this.o;
+    const draw = this.drawing(dropout);
     const sh = this.shapes(batch, seq);
     const { size, rows: rowsOf, width: widthOf, dim } = sh;
     const fl = new Flow(this.o.hooks, this.o.tp);
@@ -212,11 +285,31 @@ export class BlockRunner {
     };
     const grads = new Map<string, Float32Array>([[block.output, dy]]);
     const temps: Float32Array[] = [];
-    const tmp = (t: string): Float32Array => {
-      const v = scratch.take(size(t));
+    const tmpN = (n: number): Float32Array => {
+      const v = scratch.take(n);
       temps.push(v);
       return v;
     };
+    const tmp = (t: string): Float32Array => tmpN(size(t));
+    const tokensSp = dim(block.sizes.tokensSp);
+    // SP: the saved shard of a gathered tensor is gathered again for the GEMM that reads it.
+    const gathered = new Map<string, Float32Array>();
+    const full = async (t: string): Promise<Float32Array> => {
+      if (!this.entered.has(t)) return val(t);
+      let v = gathered.get(t);
+      if (!v) {
+        v = tmpN(tokensSp * this.o.tp * widthOf(t));
+        await fl.allGather(val(t), v, this.site(this.entryPoint(t), true));
+        gathered.set(t, v);
+      }
+      return v;
+    };
+    // SP: the replicated weights' gradients of this pass start from zero and are summed over the ranks at the end.
+    const earlier = this.replicated.map((w) => {
+      const g = this.G(w), copy = Float32Array.from(g);
+      g.fill(0);
+      return copy;
+    });
     const grad = (t: string): Float32Array => {
       const g = grads.get(t);
       if (!g) throw new Error(`layer ${this.o.index}: no gradient for ${t}`);
@@ -233,29 +326,52 @@ export class BlockRunner {
       const modes = inputGradModes(op);
       switch (op.kind) {
         case 'residual': {
-          if (modes[0] !== 'copy' || modes[1] !== 'alias') throw new Error(`residual ${op.name}: unexpected gradient rule`);
+          if (modes[0] !== 'copy' || modes[1] !== (op.dropout ? 'write' : 'alias')) throw new Error(`residual ${op.name}: unexpected gradient rule`);
           const g = grad(op.outputs[0]);
-          const stream = tmp(op.inputs[0]);
+          const stream = tmpN(g.length);
           k.copy(stream, g);
           grads.set(op.inputs[0], stream);
-          grads.set(op.inputs[1], g);
+          const mask = op.dropout && draw ? acts[op.outputs[1]] : undefined;
+          if (mask instanceof Float32Array) {
+            const branch = tmpN(g.length);
+            k.dropoutBackward(branch, mask, g, model.dropout);
+            grads.set(op.inputs[1], branch);
+          } else {
+            grads.set(op.inputs[1], g);
+          }
           break;
         }
         case 'branchSum':
           for (const t of op.inputs) grads.set(t, grad(op.outputs[0]));
           break;
-        case 'tpExit':
-          // Without sequence parallelism the exit's backward is the identity; its biases' gradients are taken here.
-          for (const bias of op.biases) k.biasGrad(this.G(bias), grad(op.inputs[0]), rowsOf(op.inputs[0]), widthOf(op.inputs[0]));
+        case 'tpExit': {
+          // The exit's backward: the identity, or with SP the all-gather of the ranks' token
+          // gradients; its biases' gradients are taken here (with SP over this rank's tokens).
+          const t = op.inputs[0], g = grad(t), rows = this.sp ? tokensSp : rowsOf(t);
+          for (const bias of op.biases) k.biasGrad(this.G(bias), g, rows, widthOf(t));
+          if (this.sp) {
+            const whole = tmpN(dim(op.elements));
+            await fl.allGather(g, whole, this.site(op.point, false));
+            grads.set(t, whole);
+          }
           break;
-        case 'tpEntry':
-          await fl.allReduce(grad(op.inputs[0]), this.site(op.point, false));
+        }
+        case 'tpEntry': {
+          const t = op.inputs[0];
+          if (this.sp) {
+            const shard = tmpN(tokensSp * widthOf(t));
+            await fl.reduceScatter(grad(t), shard, this.site(op.point, false));
+            grads.set(t, shard);
+          } else {
+            await fl.allReduce(grad(t), this.site(op.point, false));
+          }
           break;
+        }
         case 'linear': {
           if (op.transposed) throw unsupported(op);
           const rows = dim(op.rows), inner = dim(op.inner);
-          const inp = val(op.inputs[0]);
-          const dIn = tmp(op.inputs[0]);
+          const inp = await full(op.inputs[0]);
+          const dIn = tmpN(rows * inner);
           // Per GEMM out = inp W: dW += inp^T dout, (dbias += sum dout), dinp (+)= dout W^T.
           op.weights.forEach((w, i) => {
             const n = dim(op.cols[i]);
@@ -286,7 +402,7 @@ export class BlockRunner {
         case 'attention': {
           const [q, kk, v] = op.inputs;
           const [dq, dk, dv] = op.inputs.map(tmp);
-          k.attentionBackward(dq, dk, dv, grad(op.outputs[0]), val(q), val(kk), val(v), val(op.outputs[0]), val(op.outputs[1]), this.attentionShape(batch, seq, sh));
+          k.attentionBackward(dq, dk, dv, grad(op.outputs[0]), val(q), val(kk), val(v), val(op.outputs[0]), val(op.outputs[1]), this.attention(batch, seq, sh, draw));
           written(q, dq);
           written(kk, dk);
           written(v, dv);
@@ -313,12 +429,35 @@ export class BlockRunner {
       }
     }
     await fl.end();
+    if (this.replicated.length > 0) {
+      const sizes = this.replicated.map((w) => this.G(w).length);
+      const packed = new Float32Array(sizes.reduce((a, n) => a + n, 0));
+      let at = 0;
+      for (const w of this.replicated) {
+        packed.set(this.G(w), at);
+        at += this.G(w).length;
+      }
+      await fl.allReduce(packed, this.site('sp-grads', false));
+      at = 0;
+      this.replicated.forEach((w, i) => {
+        const g = this.G(w);
+        for (let j = 0; j < g.length; j++) g[j] = earlier[i][j] + packed[at + j];
+        at += g.length;
+      });
+    }
     const dx = grad(block.input);
     // The activations (saved or recomputed) and temporaries are dead now that the kernels have run;
     // the input and the output gradient belong to the caller.
     const arrays = [...Object.values(acts).flatMap((v) => (isStats(v) ? [v.mean, v.rstd] : [v])), ...temps];
     scratch.give(arrays.filter((t): t is Float32Array => t !== null && t !== dx && t !== x && t !== dy));
     return dx;
+  }
+
+  /** The entry point that gathers tensor t (SP). */
+  private entryPoint(t: string): TpPoint {
+    const op = this.ops.find((o) => o.kind === 'tpEntry' && o.inputs[0] === t);
+    if (!op || op.kind !== 'tpEntry') throw new Error(`layer ${this.o.index}: no region entry gathers ${t}`);
+    return op.point;
   }
 
   private attentionShape(batch: number, seq: number, sh: Shapes): { batch: number; seq: number; heads: number; kvHeads: number; headDim: number } {

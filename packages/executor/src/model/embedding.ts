@@ -3,9 +3,13 @@
 // VocabParallelEmbedding, Shoeybi et al. 2019, section 3): rank r holds rows
 // [r V/tp, (r+1) V/tp), looks up the tokens it holds and writes zeros for the others, and an
 // all-reduce sums the ranks' rows. The position table is replicated and added after the sum.
+// With sequence parallelism the sum is a reduce-scatter: each rank keeps its b*s/tp token rows
+// (Megatron-LM's embedding under sequence_parallel), and the backward all-gathers the gradient.
+// With model.dropout > 0 the sum is dropped out in training, its 1-byte mask kept for backward.
 import { embeddingBlock, type ModelSpec, POSITION_TABLE, TOKEN_TABLE } from '@mist/core';
-import { KernelBatch } from '@mist/native';
+import { KernelBatch, maskFloats } from '@mist/native';
 import { blockParamDecls } from './block-params';
+import { type DropoutDraw, dropoutStream, sequenceShard } from './dropout';
 import type { ParamDecl, ParamStore } from './params';
 import type { TpHooks } from './tp-hooks';
 
@@ -24,12 +28,43 @@ export function vocabRange(model: ModelSpec, tp: number, tpRank: number): { lo: 
   return { lo: tpRank * n, hi: (tpRank + 1) * n };
 }
 
+/** What the embedding keeps for its backward: the dropout mask (null without dropout). */
+export interface EmbeddingSaved {
+  mask: Float32Array | null;
+}
+
 export class Embedding {
   private readonly vocab: { lo: number; hi: number };
+  private readonly sp: boolean;
 
-  constructor(private readonly model: ModelSpec, private readonly store: ParamStore, private readonly tp = 1, tpRank = 0, private readonly hooks?: TpHooks) {
+  constructor(
+    private readonly model: ModelSpec, private readonly store: ParamStore, private readonly tp = 1, private readonly tpRank = 0, private readonly hooks?: TpHooks,
+    sequenceParallel = false, private readonly seed = 0,
+  ) {
     this.vocab = vocabRange(model, tp, tpRank);
     if (tp > 1 && !hooks) throw new Error(`the embedding with tp=${tp} needs TP hooks for its all-reduce`);
+    this.sp = sequenceParallel && tp > 1;
+  }
+
+  private siteOf(): { layer: number; point: 'embed-out'; recompute: boolean } {
+    return { layer: -1, point: 'embed-out', recompute: false };
+  }
+
+  /**
+   * The embedding's output rows of this rank (all b*s tokens, or with SP its shard), dropped out
+   * when `dropout` is given and the model has dropout.
+   */
+  async forward(tokens: Int32Array, seq: number, dropout: DropoutDraw | null = null): Promise<{ x: Float32Array; saved: EmbeddingSaved }> {
+    const x = await this.lookup(tokens, seq);
+    const p = this.model.dropout;
+    if (!dropout || p === 0) return { x, saved: { mask: null } };
+    const H = this.model.hidden, rows = x.length / H;
+    const first = this.sp ? sequenceShard(tokens.length, this.tp, this.tpRank).first : 0;
+    const mask = new Float32Array(maskFloats(x.length));
+    const k = new KernelBatch();
+    k.dropout(x, mask, x, rows, H, dropout.firstSample * seq + first, dropoutStream(this.seed, p, dropout, -1, 'embedding.dropout'));
+    await k.run();
+    return { x, saved: { mask } };
   }
 
   private shape(rows: number, seq: number, vocab: number): { rows: number; hidden: number; vocab: number; seq: number; maxPos: number } {
@@ -53,7 +88,7 @@ export class Embedding {
     return { ids, mine };
   }
 
-  async forward(tokens: Int32Array, seq: number): Promise<Float32Array> {
+  private async lookup(tokens: Int32Array, seq: number): Promise<Float32Array> {
     const H = this.model.hidden;
     const k = new KernelBatch();
     const out = new Float32Array(tokens.length * H);
@@ -67,20 +102,45 @@ export class Embedding {
     k.embedding(out, ids, this.store.param(WTE), null, this.shape(tokens.length, seq, this.vocab.hi - this.vocab.lo));
     await k.run();
     for (let r = 0; r < tokens.length; r++) if (!mine[r]) out.fill(0, r * H, (r + 1) * H);
-    await (this.hooks as TpHooks).allReduce(out, { layer: -1, point: 'embed-out', recompute: false });
+    const hooks = this.hooks as TpHooks;
+    let mine0 = 0, x = out;
+    if (this.sp) {
+      const shard = sequenceShard(tokens.length, this.tp, this.tpRank);
+      if (!hooks.reduceScatter) throw new Error('sequence parallelism: the TP hooks have no reduceScatter');
+      x = new Float32Array(shard.count * H);
+      await hooks.reduceScatter(out, x, this.siteOf());
+      mine0 = shard.first;
+    } else {
+      await hooks.allReduce(out, this.siteOf());
+    }
     if (wpe) {
       // Same sum as the kernel's wte[t] + wpe[p] (the other ranks added exact zeros).
-      for (let r = 0; r < tokens.length; r++) {
-        const p = (r % seq) * H;
-        for (let j = 0; j < H; j++) out[r * H + j] += wpe[p + j];
+      for (let r = 0; r < x.length / H; r++) {
+        const p = ((mine0 + r) % seq) * H;
+        for (let j = 0; j < H; j++) x[r * H + j] += wpe[p + j];
       }
     }
-    return out;
+    return x;
   }
 
-  async backward(tokens: Int32Array, seq: number, dout: Float32Array): Promise<void> {
+  /** Gradients of the tables from the gradient of this rank's output rows. */
+  async backward(tokens: Int32Array, seq: number, dx: Float32Array, saved: EmbeddingSaved = { mask: null }): Promise<void> {
     const H = this.model.hidden;
     const k = new KernelBatch();
+    let dout = dx;
+    if (saved.mask) {
+      dout = new Float32Array(dx.length);
+      k.dropoutBackward(dout, saved.mask, dx, this.model.dropout);
+      await k.run(); // the tensor-parallel path reads dout from JavaScript
+    }
+    if (this.sp) {
+      const hooks = this.hooks as TpHooks;
+      if (!hooks.allGather) throw new Error('sequence parallelism: the TP hooks have no allGather');
+      await k.run();
+      const whole = new Float32Array(tokens.length * H);
+      await hooks.allGather(dout, whole, this.siteOf());
+      dout = whole;
+    }
     const dwpe = this.store.has(WPE) ? this.store.grad(WPE) : null;
     if (this.tp === 1) {
       k.embeddingBackward(this.store.grad(WTE), dwpe, dout, tokens, this.shape(tokens.length, seq, this.model.vocab));

@@ -15,6 +15,26 @@ export class Flow {
     await this.hooks.allReduce(buffer, site);
   }
 
+  async allGather(shard: Float32Array, full: Float32Array, site: TpSite): Promise<void> {
+    await this.k.run();
+    if (this.tp === 1) {
+      full.set(shard);
+      return;
+    }
+    if (!this.hooks?.allGather) throw new Error(`sequence parallelism at ${site.point}: the TP hooks have no allGather`);
+    await this.hooks.allGather(shard, full, site);
+  }
+
+  async reduceScatter(full: Float32Array, shard: Float32Array, site: TpSite): Promise<void> {
+    await this.k.run();
+    if (this.tp === 1) {
+      shard.set(full);
+      return;
+    }
+    if (!this.hooks?.reduceScatter) throw new Error(`sequence parallelism at ${site.point}: the TP hooks have no reduceScatter`);
+    await this.hooks.reduceScatter(full, shard, site);
+  }
+
   async end(): Promise<void> {
     await this.k.run();
   }

@@ -7,6 +7,9 @@
 // each token's max logit, then one of the sum of exp(logit - max) and of the target logit; the loss
 // is log(sum) + max - target logit, and each rank's logits' gradient (softmax - onehot) * scale is
 // local. The input gradient dh = dlogits W sums over the shards (one all-reduce).
+// With sequence parallelism the final norm runs on this rank's b*s/tp tokens: its output is
+// all-gathered for the LM head (again in backward, only the shard is kept), the input gradient is
+// reduce-scattered instead of all-reduced, and the norm's gradients are summed over the ranks.
 import { headBlock, LM_HEAD, type ModelSpec } from '@mist/core';
 import { KernelBatch } from '@mist/native';
 import { blockParamDecls } from './block-params';
@@ -25,6 +28,7 @@ export function headParamDecls(model: ModelSpec, stageHasEmbedding: boolean): Pa
 }
 
 export interface HeadSaved {
+  /** The final norm's input and output: this rank's token rows (all of them without SP). */
   x: Float32Array;
   h: Float32Array;
   norm: NormSaved;
@@ -48,12 +52,25 @@ export class Head {
     private readonly model: ModelSpec, private readonly store: ParamStore, private readonly tp = 1, tpRank = 0, private readonly hooks?: TpHooks,
     /** Where training passes take their temporaries (shared with the stage's layers); default its own. */
     private readonly scratch = new Scratch(),
+    sequenceParallel = false,
   ) {
     this.vocab = vocabRange(model, tp, tpRank);
     if (tp > 1 && !hooks) throw new Error(`the LM head with tp=${tp} needs TP hooks for its all-reduces`);
+    this.sp = sequenceParallel && tp > 1;
   }
 
-  private site(point: 'head-in-grad' | 'loss-max' | 'loss-sum'): { layer: number; point: typeof point; recompute: boolean } {
+  private readonly sp: boolean;
+
+  /** SP: the whole micro-batch's rows of the normalised input from this rank's shard. */
+  private async gather(h: Float32Array): Promise<Float32Array> {
+    const hooks = this.hooks as TpHooks;
+    if (!hooks.allGather) throw new Error('sequence parallelism: the TP hooks have no allGather');
+    const whole = this.scratch.take(h.length * this.tp);
+    await hooks.allGather(h, whole, this.site('head-in-grad'));
+    return whole;
+  }
+
+  private site(point: 'head-in-grad' | 'loss-max' | 'loss-sum' | 'sp-grads'): { layer: number; point: typeof point; recompute: boolean } {
     return { layer: this.model.layers, point, recompute: false };
   }
 
@@ -101,16 +118,25 @@ export class Head {
    * for the loss gradScale * sum(token losses). Without targets: the logits.
    */
   async forward(x: Float32Array, targets: Int32Array | null, train: boolean, gradScale: number): Promise<HeadResult> {
-    const m = this.model, H = m.hidden, V = this.vocab.hi - this.vocab.lo, T = x.length / H;
+    const m = this.model, H = m.hidden, V = this.vocab.hi - this.vocab.lo, rows = x.length / H, T = this.sp ? rows * this.tp : rows;
     const k = new KernelBatch();
     // A training pass's normalised input and logits (then their gradient) live until backward,
     // which gives them back; logits returned to the caller are fresh.
     const kept = train && targets !== null;
     const alloc = (n: number): Float32Array => (kept ? this.scratch.take(n) : new Float32Array(n));
-    const h = alloc(T * H);
-    const norm = normForward(k, m, this.store, NORM, h, x, T, alloc);
+    const h = alloc(rows * H);
+    const norm = normForward(k, m, this.store, NORM, h, x, rows, alloc);
+    let hAll = h;
+    if (this.sp) {
+      await k.run();
+      hAll = await this.gather(h);
+    }
     const logits = alloc(T * V);
-    k.matmul({ c: logits, a: h, b: this.store.param(this.weightName()), m: T, n: V, k: H, transB: true });
+    k.matmul({ c: logits, a: hAll, b: this.store.param(this.weightName()), m: T, n: V, k: H, transB: true });
+    if (hAll !== h) {
+      await k.run();
+      this.scratch.give([hAll]);
+    }
     if (!targets) {
       await k.run();
       if (this.tp > 1) throw new Error(`not implemented: logits without targets under tp=${this.tp} (each rank holds a vocabulary shard)`);
@@ -137,20 +163,43 @@ export class Head {
 
   /** dx [tokens, hidden]; the head's parameter gradients accumulate. */
   async backward(s: HeadSaved): Promise<Float32Array> {
-    const m = this.model, H = m.hidden, V = this.vocab.hi - this.vocab.lo, T = s.x.length / H;
+    const m = this.model, H = m.hidden, V = this.vocab.hi - this.vocab.lo, rows = s.x.length / H, T = this.sp ? rows * this.tp : rows;
     const k = new KernelBatch();
     const w = this.weightName();
-    k.matmul({ c: this.store.grad(w), a: s.dlogits, b: s.h, m: V, n: H, k: T, transA: true, accumulate: true });
-    const dh = this.scratch.take(T * H);
-    k.matmul({ c: dh, a: s.dlogits, b: this.store.param(w), m: T, n: H, k: V });
-    if (this.tp > 1) {
+    const hAll = this.sp ? await this.gather(s.h) : s.h;
+    k.matmul({ c: this.store.grad(w), a: s.dlogits, b: hAll, m: V, n: H, k: T, transA: true, accumulate: true });
+    const dhAll = this.scratch.take(T * H);
+    k.matmul({ c: dhAll, a: s.dlogits, b: this.store.param(w), m: T, n: H, k: V });
+    let dh = dhAll;
+    if (this.sp) {
+      const hooks = this.hooks as TpHooks;
+      if (!hooks.reduceScatter) throw new Error('sequence parallelism: the TP hooks have no reduceScatter');
+      await k.run();
+      dh = this.scratch.take(rows * H);
+      await hooks.reduceScatter(dhAll, dh, this.site('head-in-grad'));
+    } else if (this.tp > 1) {
       await k.run();
       await (this.hooks as TpHooks).allReduce(dh, this.site('head-in-grad'));
     }
-    const dx = new Float32Array(T * H);
-    normBackwardAccumulate(k, m, this.store, NORM, dx, dh, s.x, s.norm, T);
+    const dx = new Float32Array(rows * H);
+    // SP: the norm's gradients of this pass, taken over this rank's tokens, are summed over the ranks.
+    const normGrads = this.sp ? [`${NORM}.gamma`, ...(m.norm === 'layernorm' ? [`${NORM}.beta`] : [])].map((n) => this.store.grad(n)) : [];
+    const earlier = normGrads.map((g) => {
+      const c = Float32Array.from(g);
+      g.fill(0);
+      return c;
+    });
+    normBackwardAccumulate(k, m, this.store, NORM, dx, dh, s.x, s.norm, rows);
     await k.run();
-    this.scratch.give([s.h, s.dlogits, dh, s.norm.rstd, ...(s.norm.mean ? [s.norm.mean] : [])]);
+    if (normGrads.length > 0) {
+      const packed = new Float32Array(normGrads.length * H);
+      normGrads.forEach((g, i) => packed.set(g, i * H));
+      await (this.hooks as TpHooks).allReduce(packed, this.site('sp-grads'));
+      normGrads.forEach((g, i) => {
+        for (let j = 0; j < H; j++) g[j] = earlier[i][j] + packed[i * H + j];
+      });
+    }
+    this.scratch.give([s.h, s.dlogits, dhAll, ...(dh !== dhAll ? [dh] : []), ...(hAll !== s.h ? [hAll] : []), s.norm.rstd, ...(s.norm.mean ? [s.norm.mean] : [])]);
     return dx;
   }
 }

@@ -31,8 +31,8 @@ function traced(): Counts {
 }
 
 /**
- * Launches the description declares for the ops this executor runs: the fused attention, no
- * dropout (probability 0), and the loss's gradient written by its forward kernel (the CPU profile
+ * Launches the description declares for the ops this executor runs: the fused attention (its
+ * dropout inside the kernel), residual dropout fused with the add, and the loss's gradient written by its forward kernel (the CPU profile
  * marks cross_entropy fusedIntoForward, so the analyzer charges its backward nothing).
  */
 function declared(model: ModelSpec, block: BlockDescription = layerBlock(model)): { forward: Counts; backward: Counts } {
@@ -53,6 +53,7 @@ function declared(model: ModelSpec, block: BlockDescription = layerBlock(model))
 
 const families: Array<[string, ModelSpec]> = [
   ['gpt', getModel('gpt-tiny')],
+  ['gpt with dropout 0.1', { ...getModel('gpt-tiny'), dropout: 0.1 }],
   ['llama', getModel('llama-tiny')],
   ['falcon, parallel block with one norm', tinyLike('falcon-7b')],
   ['falcon, parallel block with two norms', tinyLike('falcon-40b')],
@@ -74,7 +75,7 @@ describe('kernels launched by one layer = launches of the block description', ()
       const want = declared(model);
 
       startKernelTrace();
-      const { y, saved } = await layer.forward(x, batch, seq, true);
+      const { y, saved } = await layer.forward(x, batch, seq, true, { step: 1, firstSample: 0 });
       expect(traced()).toEqual(want.forward);
 
       startKernelTrace();
@@ -106,7 +107,7 @@ describe('kernels launched by one layer = launches of the block description', ()
       const emb = declared(model, embeddingBlock(model)), hd = declared(model, headBlock(model));
 
       startKernelTrace();
-      const x = await embedding.forward(tokens, seq);
+      const { x } = await embedding.forward(tokens, seq);
       expect(traced()).toEqual(emb.forward);
       startKernelTrace();
       const r = await head.forward(x, tokens, true, 1);

@@ -8,6 +8,7 @@ import { layerBlock, type ModelSpec } from '@mist/core';
 import { blockParamDecls } from './block-params';
 import { type BlockActivations, BlockRunner } from './block-runner';
 import { layerDims } from './dims';
+import type { DropoutDraw } from './dropout';
 import type { ParamDecl, ParamStore } from './params';
 import { arraysOf, Scratch } from './scratch';
 import type { TpHooks } from './tp-hooks';
@@ -22,6 +23,8 @@ export interface LayerSaved {
   batch: number;
   seq: number;
   x: Float32Array;
+  /** Where the forward's dropout draws came from (the backward and a recompute draw them again); null without dropout. */
+  dropout: DropoutDraw | null;
   /** Absent when the layer is checkpointed: the backward recomputes them from x. */
   acts?: BlockActivations;
 }
@@ -34,6 +37,10 @@ export interface LayerOptions {
   tpRank: number;
   /** Keep only the input in forward and recompute the rest in backward. */
   checkpoint: boolean;
+  /** Sequence parallelism: x and y hold this rank's b*s/tp tokens (default false). */
+  sequenceParallel?: boolean;
+  /** Seed of the dropout streams (default 0). */
+  seed?: number;
   hooks?: TpHooks;
   /** Where the layer takes its temporary buffers (shared by a stage's layers); default its own. */
   scratch?: Scratch;
@@ -54,23 +61,27 @@ export class TransformerLayer {
     this.checkpoint = opts.checkpoint;
     this.scratch = opts.scratch ?? new Scratch();
     this.runner = new BlockRunner({
-      model: m, block: layerBlock(m), index: opts.index, prefix: `layers.${opts.index}`, tp: opts.tp, hooks: opts.hooks,
+      model: m, block: layerBlock(m), index: opts.index, prefix: `layers.${opts.index}`, tp: opts.tp, tpRank: opts.tpRank,
+      sequenceParallel: opts.sequenceParallel ?? false, seed: opts.seed ?? 0, hooks: opts.hooks,
       store, scratch: this.scratch,
     });
   }
 
-  /** y = layer(x) for x [batch * seq, hidden]; `save` keeps what backward needs. */
-  async forward(x: Float32Array, batch: number, seq: number, save: boolean): Promise<{ y: Float32Array; saved: LayerSaved | null }> {
-    const { y, acts } = await this.runner.forward(x, batch, seq, false);
+  /**
+   * y = layer(x) for x [batch * seq, hidden] (with SP this rank's token rows); `save` keeps what
+   * backward needs; `dropout` places the micro-batch's draws (null: no dropout, as in evaluation).
+   */
+  async forward(x: Float32Array, batch: number, seq: number, save: boolean, dropout: DropoutDraw | null = null): Promise<{ y: Float32Array; saved: LayerSaved | null }> {
+    const { y, acts } = await this.runner.forward(x, batch, seq, false, dropout);
     if (!save || this.checkpoint) this.scratch.give(arraysOf(Object.values(acts)).filter((a) => a !== x));
     if (!save) return { y, saved: null };
-    return { y, saved: this.checkpoint ? { batch, seq, x } : { batch, seq, x, acts } };
+    return { y, saved: this.checkpoint ? { batch, seq, x, dropout } : { batch, seq, x, dropout, acts } };
   }
 
   /** dx from dy [batch * seq, hidden]; parameter gradients accumulate into the store. */
   async backward(saved: LayerSaved, dy: Float32Array): Promise<Float32Array> {
-    const { batch, seq, x } = saved;
-    const acts = saved.acts ?? (await this.runner.forward(x, batch, seq, true)).acts;
-    return this.runner.backward(x, acts, dy, batch, seq);
+    const { batch, seq, x, dropout } = saved;
+    const acts = saved.acts ?? (await this.runner.forward(x, batch, seq, true, dropout)).acts;
+    return this.runner.backward(x, acts, dy, batch, seq, dropout);
   }
 }

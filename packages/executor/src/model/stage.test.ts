@@ -14,12 +14,14 @@ const falconTiny: ModelSpec = parseModelSpec({
   norm: 'layernorm', activation: 'gelu', positional: 'rope', tiedEmbeddings: true, bias: false, parallelAttention: true,
 });
 
-/** Loss gradient by backward, then a directional finite-difference check of every tensor. */
+/** Loss gradient by backward, then a directional finite-difference check of every tensor (the dropout draws fixed). */
 async function gradCheckStage(stage: Stage): Promise<void> {
   stage.zeroGrads();
-  const f = await stage.forward(input, { gradScale: 1 }); // gradient of the summed loss
+  const dropout = stage.model.dropout > 0 ? { step: 3, firstSample: 4 } : undefined;
+  const f = await stage.forward(input, { gradScale: 1, dropout }); // gradient of the summed loss
   await stage.backward(f.context!);
-  const loss = async (): Promise<number> => (await stage.forward(input, { train: false })).lossSum;
+  // A training forward (the same masks) that is never followed by a backward leaves the gradients alone.
+  const loss = async (): Promise<number> => (await stage.forward(input, dropout ? { dropout } : { train: false })).lossSum;
   for (const e of stage.paramEntries) {
     const r = await directionalCheck(e.name, stage.params, stage.grads, e.offset, e.size, loss);
     if (e.name.endsWith('attn.bk')) {
@@ -40,6 +42,9 @@ describe('stage gradients match finite differences', () => {
   });
   it('a falcon-style parallel block with multi-query attention', async () => {
     await gradCheckStage(new Stage({ model: falconTiny, seed: 3 }));
+  });
+  it('gpt-tiny with dropout 0.1 (embedding, attention probabilities, residual branches), a checkpointed layer among them', async () => {
+    await gradCheckStage(new Stage({ model: { ...getModel('gpt-tiny'), dropout: 0.1 }, seed: 11, ckptLayers: 2 }));
   });
 
   it('one layer on its own, input gradient included', async () => {
@@ -121,27 +126,23 @@ describe('stage behaviour', () => {
     }
   });
 
-  it('tensor parallelism (tp = 2, Megatron column/row split) reproduces tp = 1', async () => {
-    for (const name of ['gpt-tiny', 'llama-tiny']) {
-      const model = getModel(name);
+  /** tp = 2 ranks of `model` against one process: losses and every gradient (joined over the shards). */
+  async function expectTpMatches(model: ModelSpec, sequenceParallel: boolean, ckptLayers = 0): Promise<LocalTpGroup> {
+    const dropout = model.dropout > 0 ? { step: 2, firstSample: 6 } : undefined;
+    {
       const ref = new Stage({ model, seed: 10 });
-      const fr = await ref.forward(input);
+      const fr = await ref.forward(input, { dropout });
       await ref.backward(fr.context!);
 
       const group = new LocalTpGroup(2);
-      const ranks = [0, 1].map((r) => new Stage({ model, seed: 10, tp: 2, tpRank: r, hooks: group.hooks(r) }));
+      const ranks = [0, 1].map((r) => new Stage({ model, seed: 10, tp: 2, tpRank: r, hooks: group.hooks(r), sequenceParallel, ckptLayers }));
       const results = await Promise.all(ranks.map(async (s) => {
-        const f = await s.forward(input);
+        const f = await s.forward(input, { dropout });
         await s.backward(f.context!);
         return f.loss!;
       }));
       expect(Math.abs(results[0] - fr.loss!)).toBeLessThan(1e-5);
       expect(results[1]).toBe(results[0]);
-      // 2 forward + 2 backward all-reduces per layer; the vocab-parallel embedding's sum, the
-      // loss's max and sums, the head's input gradient
-      expect(group.log.length).toBe(4 * model.layers + 4);
-      expect(group.log.filter((s) => s.layer < 0 || s.layer >= model.layers).map((s) => s.point).sort())
-        .toEqual(['embed-out', 'head-in-grad', 'loss-max', 'loss-sum']);
       for (const e of ranks[0].paramEntries) {
         const full = ref.grad(e.name);
         const [g0, g1] = ranks.map((s) => s.grad(e.name));
@@ -165,9 +166,52 @@ describe('stage behaviour', () => {
           den += full[i] ** 2;
         }
         // (the floor covers attn.bk, whose gradient is zero up to rounding)
-        expect(Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-3), `${name} ${e.name}`).toBeLessThan(1e-4);
+        expect(Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-3), `${model.name} ${e.name}`).toBeLessThan(1e-4);
       }
+      return group;
     }
+  }
+
+  it('tensor parallelism (tp = 2, Megatron column/row split) reproduces tp = 1', async () => {
+    for (const name of ['gpt-tiny', 'llama-tiny']) {
+      const model = getModel(name);
+      const group = await expectTpMatches(model, false);
+      // 2 forward + 2 backward all-reduces per layer; the vocab-parallel embedding's sum, the
+      // loss's max and sums, the head's input gradient
+      expect(group.log.length).toBe(4 * model.layers + 4);
+      expect(group.log.filter((s) => s.layer < 0 || s.layer >= model.layers).map((s) => s.point).sort())
+        .toEqual(['embed-out', 'head-in-grad', 'loss-max', 'loss-sum']);
+    }
+  });
+
+  it('with dropout, tp = 2 draws the masks of tp = 1 (heads split over the ranks)', async () => {
+    await expectTpMatches({ ...getModel('gpt-tiny'), dropout: 0.1 }, false);
+  });
+
+  it('sequence parallelism (tp = 2): gathers into and scatters out of the TP regions, and reproduces tp = 1', async () => {
+    for (const model of [{ ...getModel('gpt-tiny'), dropout: 0.1 }, getModel('llama-tiny'), { ...falconTiny, kvHeads: 2 }, { ...falconTiny, kvHeads: 2, parallelAttentionTwoNorms: true }]) {
+      const group = await expectTpMatches(model, true, 1);
+      const at = (layer: number): string[] => group.log.map((s, i) => (s.layer === layer ? `${group.kinds[i]}:${s.point}` : '')).filter(Boolean);
+      if (model.parallelAttention) continue;
+      // layer 1 (not checkpointed): forward gather/scatter per region, backward the gather of each saved GEMM input, the mirrored scatter/gather, the replicated gradients
+      expect(at(1)).toEqual([
+        'allGather:attn-in-grad', 'reduceScatter:attn-out', 'allGather:mlp-in-grad', 'reduceScatter:mlp-out',
+        'allGather:mlp-out', 'allGather:mlp-in-grad', 'reduceScatter:mlp-in-grad', 'allGather:attn-out', 'allGather:attn-in-grad', 'reduceScatter:attn-in-grad',
+        'allReduce:sp-grads',
+      ]);
+      expect(at(-1)).toEqual(['reduceScatter:embed-out', 'allGather:embed-out']);
+    }
+  });
+
+  it('dropout: a step draws its own masks, evaluation none, and training a dropout model without a draw is refused', async () => {
+    const model = { ...getModel('gpt-tiny'), dropout: 0.1 };
+    const stage = new Stage({ model, seed: 12 });
+    const lossAt = async (step: number, firstSample = 0): Promise<number> => (await stage.forward(input, { dropout: { step, firstSample } })).loss!;
+    const evaluated = (await stage.forward(input, { train: false })).loss!;
+    const a = await lossAt(1), again = await lossAt(1), b = await lossAt(2), c = await lossAt(1, 2);
+    expect(again).toBe(a);
+    expect(new Set([a, b, c, evaluated]).size).toBe(4);
+    await expect(stage.forward(input)).rejects.toThrow(/needs ForwardOptions.dropout/);
   });
 
   it('explains what it cannot do', () => {

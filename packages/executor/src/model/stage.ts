@@ -11,7 +11,8 @@
 // forward() returns a context that backward() consumes, so a 1F1B schedule can keep several
 // micro-batches in flight. Parameter gradients accumulate until zeroGrads().
 import type { ModelSpec } from '@mist/core';
-import { Embedding, embeddingParamDecls } from './embedding';
+import { type DropoutDraw, sequenceShard } from './dropout';
+import { Embedding, type EmbeddingSaved, embeddingParamDecls } from './embedding';
 import { Head, type HeadSaved, headParamDecls } from './head';
 import { type LayerSaved, TransformerLayer, layerParamDecls } from './layer';
 import { type ParamDecl, type ParamEntry, ParamStore, type ParamUnit, type StorageMode } from './params';
@@ -30,8 +31,14 @@ export interface StageOptions {
   /** Tensor-parallel degree and this rank's index in its group (default 1 and 0). */
   tp?: number;
   tpRank?: number;
-  /** All-reduce hooks for tp > 1. */
+  /** All-reduce hooks for tp > 1 (with sequenceParallel also all-gather and reduce-scatter). */
   hooks?: TpHooks;
+  /**
+   * Sequence parallelism (tp > 1): inside the stage the norms, dropout and residuals hold this
+   * rank's b*s/tp tokens; the stage's input and output stay whole micro-batches (each rank takes
+   * its rows of the input, and all-gathers its output for the pipeline send).
+   */
+  sequenceParallel?: boolean;
   /** How many of the stage's layers (the first ones) recompute their activations in backward. */
   ckptLayers?: number;
   /** Storage of parameters and gradients (default 'flat' both); 'units' needs `units` hooks. */
@@ -73,10 +80,14 @@ export interface ForwardOptions {
    * 1 / (G * tokens per micro-batch).
    */
   gradScale?: number;
+  /** Training a model with dropout: the step and the micro-batch's first global sample (where its draws come from). */
+  dropout?: DropoutDraw;
 }
 
 export interface StageContext {
   input: StageInput;
+  /** The embedding's dropout mask (first stage). */
+  embedding: EmbeddingSaved | null;
   layers: LayerSaved[];
   head: HeadSaved | null;
 }
@@ -124,6 +135,8 @@ export class Stage {
     this.hasHead = opts.head ?? end === m.layers - 1;
     this.tp = opts.tp ?? 1;
     this.tpRank = opts.tpRank ?? 0;
+    this.sp = (opts.sequenceParallel ?? false) && this.tp > 1;
+    if (this.sp && !opts.hooks?.allGather) throw new Error('sequence parallelism needs TP hooks with allGather and reduceScatter');
     if (!Number.isInteger(this.tpRank) || this.tpRank < 0 || this.tpRank >= this.tp) throw new Error(`tpRank ${this.tpRank} must be in 0..${this.tp - 1}`);
     const ckpt = opts.ckptLayers ?? 0;
     if (ckpt < 0 || ckpt > end - start + 1) throw new Error(`ckptLayers ${ckpt} must be between 0 and the stage's ${end - start + 1} layers`);
@@ -146,12 +159,13 @@ export class Stage {
     const scratch = this.scratch;
     for (let i = start; i <= end; i++) {
       this.layers.push(new TransformerLayer(
-        { model: m, index: i, tp: this.tp, tpRank: this.tpRank, checkpoint: i - start < ckpt, hooks: opts.hooks, scratch },
+        { model: m, index: i, tp: this.tp, tpRank: this.tpRank, checkpoint: i - start < ckpt, hooks: opts.hooks, scratch, sequenceParallel: this.sp, seed: opts.seed },
         this.store,
       ));
     }
-    this.embedding = this.hasEmbedding ? new Embedding(m, this.store, this.tp, this.tpRank, opts.hooks) : null;
-    this.head = this.hasHead ? new Head(m, this.store, this.tp, this.tpRank, opts.hooks, this.scratch) : null;
+    this.embedding = this.hasEmbedding ? new Embedding(m, this.store, this.tp, this.tpRank, opts.hooks, this.sp, opts.seed) : null;
+    this.head = this.hasHead ? new Head(m, this.store, this.tp, this.tpRank, opts.hooks, this.scratch, this.sp) : null;
+    this.hooks = opts.hooks ?? null;
     const units = this.store.units;
     let u = 0;
     this.embeddingUnits = this.hasEmbedding ? [units[u++]] : [];
@@ -161,6 +175,24 @@ export class Stage {
   }
 
   private readonly unitHooks: UnitHooks | null;
+  /** Sequence parallelism in effect. */
+  readonly sp: boolean;
+  private readonly hooks: TpHooks | null;
+
+  /** SP: this rank's rows of a whole micro-batch's [T, hidden] activations (a copy). */
+  private shardOf(whole: Float32Array, T: number): Float32Array {
+    const H = this.model.hidden, { first, count } = sequenceShard(T, this.tp, this.tpRank);
+    const x = this.scratch.take(count * H);
+    x.set(whole.subarray(first * H, (first + count) * H));
+    return x;
+  }
+
+  /** SP: the whole micro-batch's rows from every rank's shard. */
+  private async gatherTokens(shard: Float32Array): Promise<Float32Array> {
+    const whole = this.scratch.take(shard.length * this.tp);
+    await (this.hooks as TpHooks).allGather?.(shard, whole, { layer: this.layerRange[1], point: 'stage-boundary', recompute: false });
+    return whole;
+  }
   /** Temporary buffers shared by the stage's layers (see scratch.ts). */
   private readonly scratch = new Scratch();
   private readonly embeddingUnits: ParamUnit[];
@@ -251,24 +283,37 @@ export class Stage {
     const train = opts.train ?? true;
     const { batch, seq } = input;
     const T = batch * seq, H = this.model.hidden;
+    if (train && this.model.dropout > 0 && !opts.dropout) {
+      throw new Error(`training ${this.model.name} (dropout ${this.model.dropout}) needs ForwardOptions.dropout: the step and the micro-batch's first sample`);
+    }
+    const draw = train ? (opts.dropout ?? null) : null;
     let x: Float32Array;
+    let embSaved: EmbeddingSaved | null = null;
     if (this.embedding) {
       if (!input.tokens || input.tokens.length !== T) throw new Error(`the first stage needs tokens [${batch} x ${seq}]`);
       const emb = this.embedding, tokens = input.tokens;
-      x = await this.around(this.embeddingUnits, 'forward', () => emb.forward(tokens, seq));
+      const r = await this.around(this.embeddingUnits, 'forward', () => emb.forward(tokens, seq, draw), (v) => (train ? v?.saved ?? null : null));
+      x = r.x;
+      embSaved = r.saved;
     } else {
       if (!input.hidden || input.hidden.length !== T * H) throw new Error(`this stage needs hidden states [${batch} x ${seq} x ${H}]`);
-      x = input.hidden;
+      // With SP the stage keeps its own copy of its rows; the caller may reuse input.hidden at once.
+      x = this.sp ? this.shardOf(input.hidden, T) : input.hidden;
     }
     const saved: LayerSaved[] = [];
     for (let i = 0; i < this.layers.length; i++) {
       const layer = this.layers[i], xin = x;
-      const r = await this.around(this.layerUnits[i], 'forward', () => layer.forward(xin, batch, seq, train), (v) => v?.saved ?? null);
+      const r = await this.around(this.layerUnits[i], 'forward', () => layer.forward(xin, batch, seq, train, draw), (v) => v?.saved ?? null);
       if (r.saved) saved.push(r.saved);
       x = r.y;
     }
     if (!this.head) {
-      return { output: x, logits: null, loss: null, lossSum: 0, lossTokens: 0, context: train ? { input, layers: saved, head: null } : null };
+      if (this.sp) {
+        const shard = x;
+        x = await this.gatherTokens(shard);
+        this.scratch.give([shard]);
+      }
+      return { output: x, logits: null, loss: null, lossSum: 0, lossTokens: 0, context: train ? { input, embedding: embSaved, layers: saved, head: null } : null };
     }
     const targets = input.targets ?? null;
     let gradScale = opts.gradScale;
@@ -286,7 +331,7 @@ export class Stage {
       loss: targets && h.lossTokens > 0 ? h.lossSum / h.lossTokens : null,
       lossSum: h.lossSum,
       lossTokens: h.lossTokens,
-      context: train ? { input, layers: saved, head: h.saved } : null,
+      context: train ? { input, embedding: embSaved, layers: saved, head: h.saved } : null,
     };
   }
 
@@ -303,22 +348,28 @@ export class Stage {
       dy = await this.around(this.headUnits, 'backward', () => head.backward(saved), () => saved);
     } else {
       if (!gradOutput) throw new Error('a stage without the head needs gradOutput');
-      dy = gradOutput;
+      dy = this.sp ? this.shardOf(gradOutput, ctx.input.batch * ctx.input.seq) : gradOutput;
     }
     for (let i = this.layers.length - 1; i >= 0; i--) {
       const layer = this.layers[i], dyi = dy;
       dy = await this.around(this.layerUnits[i], 'backward', () => layer.backward(ctx.layers[i], dyi), () => ctx.layers[i]);
       // Buffers the stage made itself are dead once this layer's backward ran: the gradient it
-      // consumed (from the layer above or the head) and its input (the layer below's output).
+      // consumed (from the layer above, the head, or with SP its copy of gradOutput) and its input
+      // (the layer below's output, or with SP its copy of the stage's input).
       const own: Float32Array[] = [];
-      if (i < this.layers.length - 1 || this.head) own.push(dyi);
-      if (i > 0) own.push(ctx.layers[i].x);
+      if (i < this.layers.length - 1 || this.head || this.sp) own.push(dyi);
+      if (i > 0 || (this.sp && !this.embedding)) own.push(ctx.layers[i].x);
       this.scratch.give(own);
     }
     if (this.embedding) {
-      const emb = this.embedding, dyi = dy;
-      await this.around(this.embeddingUnits, 'backward', () => emb.backward(ctx.input.tokens as Int32Array, ctx.input.seq, dyi));
+      const emb = this.embedding, dyi = dy, embSaved = ctx.embedding ?? undefined;
+      await this.around(this.embeddingUnits, 'backward', () => emb.backward(ctx.input.tokens as Int32Array, ctx.input.seq, dyi, embSaved), () => ctx.embedding);
       return null;
+    }
+    if (this.sp) {
+      const shard = dy;
+      dy = await this.gatherTokens(shard);
+      this.scratch.give([shard]);
     }
     return dy;
   }

@@ -9,6 +9,10 @@
 //   head           'head-in-grad': sum of the LM head's input gradient (the head is column-parallel
 //                  over the vocabulary); 'loss-max' (max) and 'loss-sum' (sum) of the vocab-parallel
 //                  cross-entropy's per-token max logit, then sum of exp and target logit
+// With sequence parallelism (Korthikanti et al. 2022, Sec. 4.2.2) a region's entry all-gathers the
+// ranks' token shards ('*-in-grad' points in forward, and again in backward for the saved input of
+// a GEMM), its exit reduce-scatters ('*-out' points); the backward mirrors them. The embedding
+// reduce-scatters, the head all-gathers; 'sp-grads' sums the replicated weights' gradients.
 import type { BlockTpPoint } from '@mist/core';
 
 /** The points core's block descriptions name (their tpEntry/tpExit ops and the loss's sums). */
@@ -25,6 +29,10 @@ export interface TpSite {
 export interface TpHooks {
   /** Reduces `buffer` in place over the tensor-parallel group: sum, or max at 'loss-max'. */
   allReduce(buffer: Float32Array, site: TpSite): Promise<void> | void;
+  /** Sequence parallelism: full = the ranks' shards in rank order (full.length = tp * shard.length). */
+  allGather?(shard: Float32Array, full: Float32Array, site: TpSite): Promise<void> | void;
+  /** Sequence parallelism: shard = this rank's part of the ranks' summed `full`. */
+  reduceScatter?(full: Float32Array, shard: Float32Array, site: TpSite): Promise<void> | void;
 }
 
 /** The reduction a site needs. */

@@ -41,8 +41,12 @@ function relL2(a: Float32Array, b: Float32Array): number {
 // gradient is 0 and both runs move it by Adam-normalised rounding noise only.
 const NO_GRADIENT = /\.attn\.bk$/;
 
-async function expectEquivalent(modelName: string, G: number, stages: StageSketch[]): Promise<void> {
-  const model = getModel(modelName);
+// GPT-2's dropout (0.1 on the embedding, the attention probabilities and the residual branches):
+// every split must draw the masks one process draws.
+const GPT_DROPOUT: ModelSpec = { ...getModel('gpt-tiny'), name: 'gpt-tiny-dropout', dropout: 0.1 };
+
+async function expectEquivalent(modelName: string | ModelSpec, G: number, stages: StageSketch[]): Promise<void> {
+  const model = typeof modelName === 'string' ? getModel(modelName) : modelName;
   const plan = singleHostPlan(model, { seq: SEQ, globalBatch: BATCH, G }, stages);
   const ref = await reference(model);
   const run = await runInProcess(plan, model, {
@@ -88,6 +92,11 @@ describe('distributed runs equal the single-process run (gpt-tiny, 5 steps)', ()
       { layers: [0, 1], tp: 2, dp: 2, zero: 3, ckpt: 1, offload: { weights: 0.5 } },
       { layers: [2, 3], tp: 2, offload: { weights: 0.5, grads: 0.5 } },
     ]));
+  it('dropout 0.1: pp=2 x dp=2 x tp=2, ckpt some, G=2', () =>
+    expectEquivalent(GPT_DROPOUT, 2, [{ layers: [0, 1], dp: 2, tp: 2, ckpt: 1 }, { layers: [2, 3], dp: 2, tp: 2, ckpt: 2 }]));
+  it('dropout 0.1 with sequence parallel tp=2 on both stages, dp=2 at the last, ckpt, G=4', () =>
+    expectEquivalent(GPT_DROPOUT, 4, [{ layers: [0, 1], tp: 2, sp: true, ckpt: 1 }, { layers: [2, 3], tp: 2, sp: true, dp: 2, zero: 1 }]));
+  it('llama-tiny with sequence parallel tp=2, G=2', () => expectEquivalent('llama-tiny', 2, [{ layers: [0, 3], tp: 2, sp: true, ckpt: 2 }]));
   it('llama-tiny: pp=2, tp=2, dp=2 at the last stage, ZeRO-2, G=4', () =>
     expectEquivalent('llama-tiny', 4, [{ layers: [0, 1], tp: 2, ckpt: 1 }, { layers: [2, 3], dp: 2, zero: 2 }]));
 });

@@ -8,7 +8,12 @@
 // The step's loss is the mean token loss over the whole global batch: every last-stage rank scales
 // its loss gradient by 1 / (globalBatch * seq) and DP sums the gradients, which is exactly the
 // gradient of one process running the whole batch.
-import type { ModelSpec, Plan, StageStrategy } from '@mist/core';
+//
+// An interleaved plan (virtualStages v > 1) gives the rank v model chunks (core's rankChunkLayers),
+// each its own Stage with its own unit memory, run by core's interleavedSchedule; a chunk's messages
+// go to the neighbouring virtual stage (the last rank's chunk c feeds the first rank's chunk c + 1).
+// The DP, ZeRO and optimizer work runs chunk by chunk in chunk order on every rank of a DP group.
+import { interleavedSchedule, type ModelSpec, type Plan, rankChunkLayers, type StageStrategy, virtualNeighbour } from '@mist/core';
 import type { Communicator, GroupOp } from '@mist/native';
 import { type ParamUnit, Stage, type StageContext, type StageInput, type UnitHooks } from '../model';
 import { placeSlice, takeSlice } from '../checkpoint/tensor-slice';
@@ -46,22 +51,39 @@ export interface LocalState {
   v: Float32Array;
 }
 
+/** Map key of a (micro-batch, chunk) pair of a rank with `chunks` chunks. */
+function keyOf(microBatch: number, chunk: number | undefined, chunks: number): number {
+  return microBatch * chunks + (chunk ?? 0);
+}
+
+function keyMicroBatch(key: number, chunks: number): string {
+  return chunks === 1 ? String(key) : `${Math.floor(key / chunks)} (chunk ${key % chunks})`;
+}
+
+/** One model chunk of the rank: its layers, where its weights live and where its messages go. */
+interface Chunk {
+  stage: Stage;
+  memory: UnitMemory;
+  /** The pipeline's first (embedding) and last (head and loss) virtual stage. */
+  first: boolean;
+  last: boolean;
+  fwdSend: Route[];
+  fwdRecv: Route[];
+  bwdSend: Route[];
+  bwdRecv: Route[];
+}
+
 export class RankRuntime {
   readonly pos: RankPosition;
   readonly strategy: StageStrategy;
-  readonly stage: Stage;
+  /** The rank's model chunks' stages, in chunk order (one unless the plan is interleaved). */
+  readonly stages: readonly Stage[];
   readonly pools = new MemoryPools();
   /** AdamW steps taken (the next step is stepsDone + 1). */
   stepsDone = 0;
   private readonly timer = new StepTimer();
   private readonly hyper: AdamWHyper;
-  private readonly memory: UnitMemory;
-  private readonly first: boolean;
-  private readonly last: boolean;
-  private readonly fwdSend: Route[];
-  private readonly fwdRecv: Route[];
-  private readonly bwdSend: Route[];
-  private readonly bwdRecv: Route[];
+  private readonly chunks: Chunk[];
   private readonly schedule: ScheduleStep[];
 
   private constructor(
@@ -75,44 +97,71 @@ export class RankRuntime {
     this.pos = rankPosition(plan, rank);
     this.strategy = plan.stages[this.pos.stage];
     const st = this.strategy;
-    this.first = this.pos.stage === 0;
-    this.last = this.pos.stage === plan.stages.length - 1;
+    const pp = plan.stages.length;
+    const ranges = rankChunkLayers(plan, this.pos.stage);
+    const v = ranges.length;
     this.hyper = { ...DEFAULT_ADAMW, ...o.hyper };
-    // The stage calls these around each module; they forward to the unit memory built right after it.
-    // Saved activations are accounted (and offloaded) module by module through the same hooks.
-    let target: UnitMemory | null = null;
-    const stash = new ActivationStash(this.pools, st.offload.activations);
-    const units: UnitHooks = {
-      async enter(u: readonly ParamUnit[], phase, saved) {
-        if (phase === 'backward') stash.beforeBackward(saved);
-        await (target as UnitMemory).enter(u, phase);
-      },
-      async exit(u: readonly ParamUnit[], phase, saved) {
-        await (target as UnitMemory).exit(u, phase);
-        if (phase === 'forward') stash.afterForward(saved);
-        else stash.afterBackward(saved);
-      },
-    };
-    const storage = UnitMemory.storage(st);
-    this.stage = new Stage({
-      model, layers: st.layers, embedding: this.first, head: this.last, seed: o.seed, tp: st.tp, tpRank: this.pos.tpIndex,
-      hooks: st.tp > 1 ? commTpHooks(tpComm, st.sequenceParallel, this.timer, this.pools) : undefined, ckptLayers: st.ckptLayers,
-      storage, units,
+    // Checkpointed layers split evenly over the chunks (the first ones get the remainder), as
+    // Megatron-LM's --recompute-num-layers applies to every chunk.
+    const ckptOf = (c: number): number => Math.floor(st.ckptLayers / v) + (c < st.ckptLayers % v ? 1 : 0);
+    this.chunks = ranges.map((layers, c): Chunk => {
+      const first = this.pos.stage === 0 && c === 0;
+      const last = this.pos.stage === pp - 1 && c === v - 1;
+      // The stage calls these around each module; they forward to the unit memory built right after it.
+      // Saved activations are accounted (and offloaded) module by module through the same hooks.
+      let target: UnitMemory | null = null;
+      const stash = new ActivationStash(this.pools, st.offload.activations);
+      const units: UnitHooks = {
+        async enter(u: readonly ParamUnit[], phase, saved) {
+          if (phase === 'backward') stash.beforeBackward(saved);
+          await (target as UnitMemory).enter(u, phase);
+        },
+        async exit(u: readonly ParamUnit[], phase, saved) {
+          await (target as UnitMemory).exit(u, phase);
+          if (phase === 'forward') stash.afterForward(saved);
+          else stash.afterBackward(saved);
+        },
+      };
+      const stage = new Stage({
+        model, layers, embedding: first, head: last, seed: o.seed, tp: st.tp, tpRank: this.pos.tpIndex,
+        hooks: st.tp > 1 ? commTpHooks(tpComm, this.timer) : undefined, sequenceParallel: st.sequenceParallel, ckptLayers: ckptOf(c),
+        storage: UnitMemory.storage(st), units,
+      });
+      // The tied token table's gradient is summed across the first and last stage before DP reduces it.
+      const deferred = new Set<number>();
+      if (embComm && stage.paramEntries.some((e) => e.name === WTE)) {
+        const u = stage.units.find((x) => x.entries.some((e) => e.name === WTE));
+        if (u) deferred.add(u.index);
+      }
+      const memory = target = new UnitMemory({
+        stage, strategy: st, dpIndex: this.pos.dpIndex, dpComm, pools: this.pools, timer: this.timer, hyper: this.hyper, deferredUnits: deferred,
+      });
+      const next = virtualNeighbour(this.pos.stage, c, pp, v, 'next');
+      const prev = virtualNeighbour(this.pos.stage, c, pp, v, 'prev');
+      return {
+        stage, memory, first, last,
+        fwdSend: next ? sendRoutes(plan, this.pos, next.stage) : [],
+        fwdRecv: prev ? recvRoutes(plan, this.pos, prev.stage) : [],
+        bwdSend: prev ? sendRoutes(plan, this.pos, prev.stage) : [],
+        bwdRecv: next ? recvRoutes(plan, this.pos, next.stage) : [],
+      };
     });
-    // The tied token table's gradient is summed across the first and last stage before DP reduces it.
-    const deferred = new Set<number>();
-    if (embComm && this.stage.paramEntries.some((e) => e.name === WTE)) {
-      const u = this.stage.units.find((x) => x.entries.some((e) => e.name === WTE));
-      if (u) deferred.add(u.index);
-    }
-    this.memory = target = new UnitMemory({
-      stage: this.stage, strategy: st, dpIndex: this.pos.dpIndex, dpComm, pools: this.pools, timer: this.timer, hyper: this.hyper, deferredUnits: deferred,
-    });
-    this.fwdSend = this.last ? [] : sendRoutes(plan, this.pos, this.pos.stage + 1);
-    this.fwdRecv = this.first ? [] : recvRoutes(plan, this.pos, this.pos.stage - 1);
-    this.bwdSend = this.first ? [] : sendRoutes(plan, this.pos, this.pos.stage - 1);
-    this.bwdRecv = this.last ? [] : recvRoutes(plan, this.pos, this.pos.stage + 1);
-    this.schedule = oneFOneBSchedule({ stage: this.pos.stage, pp: plan.stages.length, gradAccumSteps: plan.gradAccumSteps });
+    this.stages = this.chunks.map((c) => c.stage);
+    this.schedule = v > 1
+      ? interleavedSchedule({ stage: this.pos.stage, pp, gradAccumSteps: plan.gradAccumSteps, chunks: v })
+      : oneFOneBSchedule({ stage: this.pos.stage, pp, gradAccumSteps: plan.gradAccumSteps });
+  }
+
+  /** The rank's stage (its only model chunk); an interleaved rank has several (`stages`). */
+  get stage(): Stage {
+    if (this.chunks.length > 1) throw new Error(`not implemented: one stage of an interleaved rank (${this.chunks.length} model chunks); read RankRuntime.stages`);
+    return this.chunks[0].stage;
+  }
+
+  private chunk(c: number): Chunk {
+    const k = this.chunks[c];
+    if (!k) throw new RangeError(`chunk ${c}: the rank holds chunks 0..${this.chunks.length - 1}`);
+    return k;
   }
 
   /** Collective over the world: every rank of the plan creates its runtime at the same time. */
@@ -131,7 +180,12 @@ export class RankRuntime {
 
   /** This rank's DP shard of every unit of the flat vector (what it saves in a checkpoint). */
   get ownedRanges(): Array<[number, number]> {
-    return this.memory.ownedRanges;
+    return this.ownedRangesOf(0);
+  }
+
+  /** This rank's DP shard of every unit of chunk c's flat vector (stages[c]'s layout). */
+  ownedRangesOf(c: number): Array<[number, number]> {
+    return this.chunk(c).memory.ownedRanges;
   }
 
   private get seq(): number {
@@ -161,7 +215,8 @@ export class RankRuntime {
     this.pools.resetPeaks();
     const offloadBefore = { ...this.pools.offloadBytes };
     this.timer.start();
-    this.memory.zeroGrads();
+    for (const c of this.chunks) c.memory.zeroGrads();
+    // Per (micro-batch, chunk), keyed by keyOf.
     const inputs = new Map<number, Float32Array>();
     const outputs = new Map<number, Float32Array>();
     const gradIns = new Map<number, Float32Array>();
@@ -171,45 +226,52 @@ export class RankRuntime {
     const received = new Map<number, Float32Array>();
     let lossSum = 0;
 
-    const take = <T>(m: Map<number, T>, mb: number, what: string): T => {
-      const v = m.get(mb);
-      if (v === undefined) throw new Error(`rank ${this.o.rank}: no ${what} for micro-batch ${mb}`);
-      m.delete(mb);
+    const take = <T>(m: Map<number, T>, key: number, what: string): T => {
+      const v = m.get(key);
+      if (v === undefined) throw new Error(`rank ${this.o.rank}: no ${what} for micro-batch ${keyMicroBatch(key, this.chunks.length)}`);
+      m.delete(key);
       return v;
     };
 
     for (const s of this.schedule) {
       if (s.kind === 'forward') {
+        const chunk = this.chunks[s.chunk ?? 0];
+        const key = keyOf(s.microBatch, s.chunk, this.chunks.length);
         const input: StageInput = { batch: b, seq };
         const { first, count } = this.samples(st, s.microBatch);
-        if (this.first || this.last) {
+        if (chunk.first || chunk.last) {
           const t = batchTokens(this.o.data, step, first, count);
-          if (this.first) input.tokens = t.tokens;
-          if (this.last) input.targets = t.targets;
+          if (chunk.first) input.tokens = t.tokens;
+          if (chunk.last) input.targets = t.targets;
         }
         let recvd: Float32Array | null = null;
-        if (!this.first) {
-          recvd = take(inputs, s.microBatch, 'input activations');
-          received.set(s.microBatch, recvd);
+        if (!chunk.first) {
+          recvd = take(inputs, key, 'input activations');
+          // With sequence parallelism the stage copies its rows: the received buffer is dead after the forward.
+          if (!chunk.stage.sp) received.set(key, recvd);
           input.hidden = recvd;
         }
-        const r = await this.timer.phase('forward', () => this.stage.forward(input, { train: true, gradScale }));
+        const dropout = { step, firstSample: first };
+        const r = await this.timer.phase('forward', () => chunk.stage.forward(input, { train: true, gradScale, dropout }));
         // The received buffer now lives on as the first layer's saved input (accounted by the stash).
         if (recvd) this.pools.release(recvd);
+        if (recvd && chunk.stage.sp) chunk.stage.recycle([recvd]);
         input.hidden = undefined;
         lossSum += r.lossSum;
-        contexts.set(s.microBatch, r.context as StageContext);
-        if (!this.last) outputs.set(s.microBatch, this.pools.adopt(r.output as Float32Array, 'transient'));
+        contexts.set(key, r.context as StageContext);
+        if (!chunk.last) outputs.set(key, this.pools.adopt(r.output as Float32Array, 'transient'));
       } else if (s.kind === 'backward') {
-        const ctx = take(contexts, s.microBatch, 'saved activations');
-        const gin = this.last ? undefined : take(gradIns, s.microBatch, 'output gradient');
-        const dx = await this.timer.phase('backward', () => this.stage.backward(ctx, gin));
+        const chunk = this.chunks[s.chunk ?? 0];
+        const key = keyOf(s.microBatch, s.chunk, this.chunks.length);
+        const ctx = take(contexts, key, 'saved activations');
+        const gin = chunk.last ? undefined : take(gradIns, key, 'output gradient');
+        const dx = await this.timer.phase('backward', () => chunk.stage.backward(ctx, gin));
         if (gin) this.pools.release(gin);
-        if (!this.first) gradOuts.set(s.microBatch, this.pools.adopt(dx as Float32Array, 'transient'));
+        if (!chunk.first) gradOuts.set(key, this.pools.adopt(dx as Float32Array, 'transient'));
         // The received input and output gradient are dead now: later receives reuse them.
-        const recvd = received.get(s.microBatch);
-        received.delete(s.microBatch);
-        this.stage.recycle([recvd, gin].filter((a): a is Float32Array => a !== undefined && a !== dx));
+        const recvd = received.get(key);
+        received.delete(key);
+        chunk.stage.recycle([recvd, gin].filter((a): a is Float32Array => a !== undefined && a !== dx));
       } else {
         await this.communicate(s.ops, rows, H, inputs, outputs, gradIns, gradOuts, take);
       }
@@ -218,13 +280,13 @@ export class RankRuntime {
     const norm = await this.timer.phase('optimizer', async () => {
       await this.reduceGradients();
       const n = await this.globalGradNorm();
-      await this.memory.optimizerStep(step, this.o.lr(step), clipScale(n, this.hyper.maxGradNorm));
+      for (const c of this.chunks) await c.memory.optimizerStep(step, this.o.lr(step), clipScale(n, this.hyper.maxGradNorm));
       return n;
     });
 
     // The step's loss: sum over the last stage's DP ranks (every TP rank computes the same).
     let loss: number | null = null;
-    if (this.last) {
+    if (this.chunks[this.chunks.length - 1].last) {
       const buf = Float32Array.of(lossSum);
       if (st.dp > 1) await this.timer.wait(this.dpComm.allReduce(buf, 'sum'));
       loss = buf[0] * gradScale;
@@ -246,35 +308,37 @@ export class RankRuntime {
   private async communicate(
     ops: CommOp[], rows: number, H: number, inputs: Map<number, Float32Array>, outputs: Map<number, Float32Array>,
     gradIns: Map<number, Float32Array>, gradOuts: Map<number, Float32Array>,
-    take: <T>(m: Map<number, T>, mb: number, what: string) => T,
+    take: <T>(m: Map<number, T>, key: number, what: string) => T,
   ): Promise<void> {
     const seqH = this.seq * H;
     const part = (a: Float32Array, r: Route): Float32Array => a.subarray(r.samples[0] * seqH, r.samples[1] * seqH);
     const group: GroupOp<Float32Array>[] = [];
-    const sent: Float32Array[] = [];
+    const sent: Array<{ chunk: Chunk; buffer: Float32Array }> = [];
     for (const op of ops) {
+      const chunk = this.chunks[op.chunk ?? 0];
+      const key = keyOf(op.microBatch, op.chunk, this.chunks.length);
       if (op.op === 'recvForward') {
-        const buf = this.pools.adopt(this.stage.takeBuffer(rows * H), 'transient');
-        inputs.set(op.microBatch, buf);
-        for (const r of this.fwdRecv) group.push({ kind: 'recv', buffer: part(buf, r), peer: r.peer });
+        const buf = this.pools.adopt(chunk.stage.takeBuffer(rows * H), 'transient');
+        inputs.set(key, buf);
+        for (const r of chunk.fwdRecv) group.push({ kind: 'recv', buffer: part(buf, r), peer: r.peer });
       } else if (op.op === 'sendForward') {
-        const out = take(outputs, op.microBatch, 'output activations');
-        sent.push(out);
-        for (const r of this.fwdSend) group.push({ kind: 'send', buffer: part(out, r), peer: r.peer });
+        const out = take(outputs, key, 'output activations');
+        sent.push({ chunk, buffer: out });
+        for (const r of chunk.fwdSend) group.push({ kind: 'send', buffer: part(out, r), peer: r.peer });
       } else if (op.op === 'recvBackward') {
-        const buf = this.pools.adopt(this.stage.takeBuffer(rows * H), 'transient');
-        gradIns.set(op.microBatch, buf);
-        for (const r of this.bwdRecv) group.push({ kind: 'recv', buffer: part(buf, r), peer: r.peer });
+        const buf = this.pools.adopt(chunk.stage.takeBuffer(rows * H), 'transient');
+        gradIns.set(key, buf);
+        for (const r of chunk.bwdRecv) group.push({ kind: 'recv', buffer: part(buf, r), peer: r.peer });
       } else {
-        const dx = take(gradOuts, op.microBatch, 'input gradient');
-        sent.push(dx);
-        for (const r of this.bwdSend) group.push({ kind: 'send', buffer: part(dx, r), peer: r.peer });
+        const dx = take(gradOuts, key, 'input gradient');
+        sent.push({ chunk, buffer: dx });
+        for (const r of chunk.bwdSend) group.push({ kind: 'send', buffer: part(dx, r), peer: r.peer });
       }
     }
     if (group.length > 0) await this.timer.wait(this.o.world.group(group));
-    for (const a of sent) this.pools.release(a);
-    // Sent activations and gradients are dead here: the stage's layers reuse their buffers.
-    this.stage.recycle(sent);
+    for (const a of sent) this.pools.release(a.buffer);
+    // Sent activations and gradients are dead here: the chunk's layers reuse their buffers.
+    for (const c of this.chunks) c.stage.recycle(sent.filter((a) => a.chunk === c).map((a) => a.buffer));
   }
 
   /**
@@ -285,9 +349,11 @@ export class RankRuntime {
    * reduction yields the total exactly once.
    */
   private async reduceGradients(): Promise<void> {
-    if (this.embComm && this.stage.paramEntries.some((e) => e.name === WTE)) {
-      const e = this.stage.paramEntries.find((x) => x.name === WTE) as (typeof this.stage.paramEntries)[number];
-      const g = this.stage.grad(WTE);
+    const withWte = this.chunks.find((c) => c.stage.paramEntries.some((e) => e.name === WTE));
+    if (this.embComm && withWte) {
+      const stage = withWte.stage;
+      const e = stage.paramEntries.find((x) => x.name === WTE) as (typeof stage.paramEntries)[number];
+      const g = stage.grad(WTE);
       const full = this.pools.f32('transient', e.shape[0] * (e.shape[1] ?? 1));
       placeSlice(e, this.pos.tp, this.pos.tpIndex, full, g);
       await this.timer.wait(this.embComm.allReduce(full, 'sum'));
@@ -295,7 +361,7 @@ export class RankRuntime {
       else g.fill(0);
       this.pools.release(full);
     }
-    await this.memory.finishGradients();
+    for (const c of this.chunks) await c.memory.finishGradients();
   }
 
   /**
@@ -304,24 +370,28 @@ export class RankRuntime {
    * not at all; one world all-reduce adds the parts.
    */
   private async globalGradNorm(): Promise<number> {
-    const sum = this.memory.gradSquares((name, shard) =>
-      (shard === 'none' && this.pos.tpIndex !== 0) || (name === WTE && this.stage.tiedEmbeddingCopy));
+    const sum = this.chunks.reduce((t, c) => t + c.memory.gradSquares((name, shard) =>
+      (shard === 'none' && this.pos.tpIndex !== 0) || (name === WTE && c.stage.tiedEmbeddingCopy)), 0);
     const buf = Float32Array.of(sum);
     await this.timer.wait(this.o.world.allReduce(buf, 'sum'));
     return Math.sqrt(buf[0]);
   }
 
   /**
-   * The rank's current state as full-length local vectors (moments only over its DP shards).
-   * Collective over the DP group with ZeRO-3 (the weights are gathered).
+   * Chunk c's current state as full-length local vectors of stages[c] (moments only over its DP
+   * shards). Collective over the DP group with ZeRO-3 (the weights are gathered).
    */
-  async exportState(): Promise<LocalState> {
-    return this.memory.exportState(this.stage.paramCount);
+  async exportState(c = 0): Promise<LocalState> {
+    const k = this.chunk(c);
+    return k.memory.exportState(k.stage.paramCount);
   }
 
-  /** Replaces weights and moments (full-length local vectors) and the step count, e.g. from a checkpoint. */
-  importState(s: LocalState, stepsDone: number): void {
-    this.memory.importState(s);
+  /**
+   * Replaces chunk c's weights and moments (full-length local vectors of stages[c]) and the step
+   * count, e.g. from a checkpoint.
+   */
+  importState(s: LocalState, stepsDone: number, c = 0): void {
+    this.chunk(c).memory.importState(s);
     this.stepsDone = stepsDone;
   }
 

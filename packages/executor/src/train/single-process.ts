@@ -111,7 +111,7 @@ export async function trainSingleProcess(options: Partial<TrainOptions> & Pick<T
     for (let a = 0; a < accum; a++) {
       const b = sampler.next(micro, opts.seq);
       // gradScale makes the accumulated gradient that of the mean over the whole global batch.
-      const f = await stage.forward(b, { train: true, gradScale: 1 / tokensPerStep });
+      const f = await stage.forward(b, { train: true, gradScale: 1 / tokensPerStep, dropout: { step, firstSample: a * micro } });
       lossSum += f.lossSum;
       lossTokens += f.lossTokens;
       await stage.backward(f.context as NonNullable<typeof f.context>);

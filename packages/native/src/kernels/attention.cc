@@ -7,10 +7,17 @@
 //   s_ij = scale * q_i . k_j (j <= i),  o_i = sum_j p_ij v_j,  lse_i = max + log sum exp(s - max)
 //   dv_j += p_ij do_i,  dp_ij = do_i . v_j,  ds_ij = p_ij (dp_ij - do_i . o_i)
 //   dq_i += scale ds_ij k_j,  dk_j += scale ds_ij q_i
+// With dropout on the probabilities (optional parameters), z_ij = keep_ij / (1 - p) from the
+// counter-based generator, regenerated in the backward instead of stored (FlashAttention's way):
+//   o_i = sum_j p_ij z_ij v_j,  dv_j += p_ij z_ij do_i,  dp_ij = z_ij do_i . v_j,
+//   ds_ij = p_ij (dp_ij - do_i . o_i)  (do_i . o_i still equals sum_j p_ij dp_ij).
+// Element (sample g, head H, query i, key j) draws index ((g * totalHeads + H) * seq + i) * seq + j,
+// g and H global (sampleOffset, headOffset), so every TP and batch split draws the same mask.
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "kernels/dropout_rng.h"
 #include "kernels/op_args.h"
 #include "kernels/thread_pool.h"
 
@@ -21,6 +28,16 @@ namespace {
 struct AttnShape {
   int64_t batch, seq, heads, kv_heads, d, group;
   float scale;
+  bool dropout;
+  DropoutRng rng;
+  int64_t sample_offset, head_offset, total_heads;
+
+  /** z_ij for (batch row b, local head h, query i, key j): 0 or 1 / (1 - p); 1 without dropout. */
+  float Z(int64_t b, int64_t h, int64_t i, int64_t j) const {
+    if (!dropout) return 1.f;
+    const uint64_t idx = ((static_cast<uint64_t>(sample_offset + b) * total_heads + head_offset + h) * seq + i) * seq + j;
+    return rng.Keep(idx) ? rng.scale : 0.f;
+  }
 };
 
 AttnShape ReadShape(const OpArgs& a) {
@@ -34,6 +51,17 @@ AttnShape ReadShape(const OpArgs& a) {
   s.group = s.heads / s.kv_heads;
   s.scale = a.floats.empty() ? static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.d)))
                              : static_cast<float>(a.Float(0, "scale"));
+  // Optional dropout: ints [..., keyHi, keyLo, sampleOffset, headOffset, totalHeads]; floats [scale, p].
+  s.dropout = a.ints.size() > 5;
+  if (s.dropout) {
+    s.rng = ReadDropoutRng(a, 5, 1);
+    s.sample_offset = a.Int(7, "sampleOffset");
+    s.head_offset = a.Int(8, "headOffset");
+    s.total_heads = a.Dim(9, "totalHeads");
+    if (s.sample_offset < 0 || s.head_offset < 0 || s.head_offset + s.heads > s.total_heads) {
+      a.Fail("sampleOffset must be >= 0 and headOffset + heads <= totalHeads");
+    }
+  }
   return s;
 }
 
@@ -71,7 +99,7 @@ void AttentionOp(const OpArgs& a) {
       float* oi = out + (b * s.seq + i) * qw + h * s.d;
       for (int64_t c = 0; c < s.d; ++c) oi[c] = 0.f;
       for (int64_t j = 0; j <= i; ++j) {
-        const float pj = p[j] * inv;
+        const float pj = p[j] * inv * s.Z(b, h, i, j);
         const float* vj = v + (b * s.seq + j) * kw + kvh * s.d;
         for (int64_t c = 0; c < s.d; ++c) oi[c] += pj * vj[c];
       }
@@ -114,14 +142,16 @@ void AttentionBackwardOp(const OpArgs& a) {
           const int64_t kj_off = (b * s.seq + j) * kw + kvh * s.d;
           const float* kj = k + kj_off;
           const float p = std::exp(s.scale * Dot(qi, kj, s.d) - l);
-          const float dp = Dot(doi, v + kj_off, s.d);
+          const float z = s.Z(b, h, i, j);
+          const float dp = z * Dot(doi, v + kj_off, s.d);
           const float ds = p * (dp - di) * s.scale;
+          const float pz = p * z;
           float* dkj = dk + kj_off;
           float* dvj = dv + kj_off;
           for (int64_t c = 0; c < s.d; ++c) {
             dqi[c] += ds * kj[c];
             dkj[c] += ds * qi[c];
-            dvj[c] += p * doi[c];
+            dvj[c] += pz * doi[c];
           }
         }
       }

@@ -33,6 +33,29 @@ export interface AttentionShape {
   headDim: number;
   /** Score scale; default 1 / sqrt(headDim). */
   scale?: number;
+  /** Dropout on the probabilities, regenerated in the backward (pass the same to both). */
+  dropout?: AttentionDropout;
+}
+
+/** A dropout stream: probability p in [0, 1) and a 64-bit key as two unsigned 32-bit halves. */
+export interface DropoutStream {
+  p: number;
+  keyHi: number;
+  keyLo: number;
+}
+
+/** Where a rank's attention sits in the whole batch: element (g, H, i, j) draws ((g * totalHeads + H) * seq + i) * seq + j. */
+export interface AttentionDropout extends DropoutStream {
+  /** Global index of the first sample of this call's batch. */
+  sampleOffset: number;
+  /** Global index of this rank's first head, and the model's heads. */
+  headOffset: number;
+  totalHeads: number;
+}
+
+/** Bytes of a dropout mask of n elements, packed 4 per float: allocate masks as Float32Array(maskFloats(n)). */
+export function maskFloats(n: number): number {
+  return Math.ceil(n / 4);
 }
 
 export interface AdamWArgs {
@@ -63,6 +86,13 @@ export interface EmbeddingShape {
 }
 
 const b01 = (v: boolean | undefined): number => (v ? 1 : 0);
+
+function attentionParams(s: AttentionShape): [number[], number[]] {
+  const ints = [s.batch, s.seq, s.heads, s.kvHeads, s.headDim];
+  const d = s.dropout;
+  if (!d || d.p === 0) return [ints, s.scale === undefined ? [] : [s.scale]];
+  return [[...ints, d.keyHi, d.keyLo, d.sampleOffset, d.headOffset, d.totalHeads], [s.scale ?? 1 / Math.sqrt(s.headDim), d.p]];
+}
 
 export abstract class KernelOps {
   protected abstract emit(op: string, buffers: KernelBuffer[], ints: number[], floats: number[]): void;
@@ -171,7 +201,7 @@ export abstract class KernelOps {
    * kvHeads*headDim]; saves lse [batch, heads, seq] for the backward.
    */
   attention(out: Float32Array, lse: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, s: AttentionShape): void {
-    this.emit('attention', [out, lse, q, k, v], [s.batch, s.seq, s.heads, s.kvHeads, s.headDim], s.scale === undefined ? [] : [s.scale]);
+    this.emit('attention', [out, lse, q, k, v], ...attentionParams(s));
   }
 
   /** dq, dk, dv (written) from dout and the forward's q, k, v, out, lse. */
@@ -179,8 +209,25 @@ export abstract class KernelOps {
     dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array,
     v: Float32Array, out: Float32Array, lse: Float32Array, s: AttentionShape,
   ): void {
-    this.emit('attentionBackward', [dq, dk, dv, dout, q, k, v, out, lse], [s.batch, s.seq, s.heads, s.kvHeads, s.headDim],
-      s.scale === undefined ? [] : [s.scale]);
+    this.emit('attentionBackward', [dq, dk, dv, dout, q, k, v, out, lse], ...attentionParams(s));
+  }
+
+  /**
+   * out[rows, cols] = x * keep / (1 - p) (out may be x); mask (maskFloats(rows * cols) floats) = keep.
+   * Element (r, c) draws index (rowOffset + r) * cols + c of the stream.
+   */
+  dropout(out: Float32Array, mask: Float32Array, x: Float32Array, rows: number, cols: number, rowOffset: number, d: DropoutStream): void {
+    this.emit('dropout', [out, mask, x], [rows, cols, rowOffset, d.keyHi, d.keyLo], [d.p]);
+  }
+
+  /** out = stream + dropout(branch) (Megatron-LM's fused residual), mask and draws as dropout(). */
+  dropoutAdd(out: Float32Array, mask: Float32Array, stream: Float32Array, branch: Float32Array, rows: number, cols: number, rowOffset: number, d: DropoutStream): void {
+    this.emit('dropoutAdd', [out, mask, stream, branch], [rows, cols, rowOffset, d.keyHi, d.keyLo], [d.p]);
+  }
+
+  /** dx[n] = dy * mask / (1 - p) (dx may be dy). */
+  dropoutBackward(dx: Float32Array, mask: Float32Array, dy: Float32Array, p: number, n = dx.length): void {
+    this.emit('dropoutBackward', [dx, mask, dy], [n], [p]);
   }
 
   /** out[rows, hidden] = wte[tokens[r]] + wpe[posOffset + r % seq] (wpe may be null). */

@@ -11,6 +11,8 @@ MODEL_ARGS=(
   --max-position-embeddings 2048
   --position-embedding-type learned_absolute
   --normalization LayerNorm
+  --attention-dropout 0.1
+  --hidden-dropout 0.1
   --vocab-size 50304
   --make-vocab-size-divisible-by 1
 )
