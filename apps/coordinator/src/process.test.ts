@@ -1,61 +1,25 @@
-// The coordinator's process entry as a real process (TypeScript sources through the agent's
-// ts-run.js test helper): readiness line, a clean exit on SIGTERM, state kept across restarts, and
-// mutual TLS with a real agent process.
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+// The coordinator's process entry as a real process (test/processes.ts): readiness line, a clean exit
+// on SIGTERM, state kept across restarts, and mutual TLS with a real agent process.
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
 import { CoordinatorConnection } from '@mist/coordinator';
 import { SpecError } from '@mist/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startFromArgs } from './run-coordinator';
+import { ProcessHarness } from './test/processes';
 
-const ROOT = path.resolve(__dirname, '../../..');
-const TS_RUN = path.join(ROOT, 'apps/agent/src/test/ts-run.js');
-const FIXTURE_WORKER = path.join(ROOT, 'apps/agent/src/test/fixture-worker.js');
 const TOKEN = 'coord-process-token';
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-function tmpDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mist-coordproc-'));
-  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-/** Starts a TypeScript entry as a process; resolves with the first stdout line matching `ready`. */
-function start(entry: string, args: string[], ready: RegExp): Promise<{ child: ChildProcess; match: RegExpExecArray; exited: Promise<number | null>; stderr: string[] }> {
-  const child = spawn(process.execPath, [TS_RUN, entry, ...args], { env: { ...process.env, MIST_TOKEN: TOKEN }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const stderr: string[] = [];
-  readline.createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  });
-  return new Promise((resolve, reject) => {
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
-      const match = ready.exec(line);
-      if (match) resolve({ child, match, exited, stderr });
-    });
-    void exited.then((code) => reject(new Error(`${entry} exited (${code}) before it was ready:\n${stderr.join('\n')}`)));
-  });
-}
-
-const startCoordinatorProcess = (args: string[]) => start('apps/coordinator/src/main.ts', args, /^coordinator listening on (\S+)$/);
+const h = new ProcessHarness(TOKEN, 'mist-coordproc-');
+afterEach(() => h.cleanup());
 
 describe('the coordinator process', () => {
   it('serves until SIGTERM and exits 0, keeping its database', async () => {
-    const state = tmpDir();
-    const first = await startCoordinatorProcess(['--listen', '127.0.0.1:0', '--state', state]);
+    const state = h.tmpDir();
+    const first = await h.coordinatorProcess(state);
     const address = first.match[1];
     const conn = new CoordinatorConnection(address, { token: TOKEN });
-    cleanups.push(() => conn.close());
+    h.defer(() => conn.close());
     expect(await conn.agents()).toEqual([]);
     // No agent yet: refused, with the reason, and nothing recorded.
     await expect(conn.submit({ name: 'x', model: { name: 'gpt-tiny' }, trainingJson: '{"globalBatch":8,"seqLen":64}', tune: {}, run: { steps: 1 } }))
@@ -81,7 +45,7 @@ describe('the coordinator process', () => {
 
   const haveOpenssl = spawnSync('openssl', ['version']).status === 0;
   it.skipIf(!haveOpenssl)('speaks mutual TLS with an agent process and refuses a plaintext client', async () => {
-    const dir = tmpDir();
+    const dir = h.tmpDir();
     const openssl = (args: string[]) => {
       const res = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
       if (res.status !== 0) throw new Error(`openssl ${args.join(' ')}: ${res.stderr}`);
@@ -94,15 +58,14 @@ describe('the coordinator process', () => {
       openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '1', '-extfile', `${name}.ext`]);
     }
     const f = (n: string) => path.join(dir, n);
-    const coord = await startCoordinatorProcess(['--listen', '127.0.0.1:0', '--state', f('state'), '--tls-cert', f('server.pem'), '--tls-key', f('server.key'), '--tls-ca', f('ca.pem')]);
+    const coord = await h.coordinatorProcess(f('state'), ['--tls-cert', f('server.pem'), '--tls-key', f('server.key'), '--tls-ca', f('ca.pem')]);
     const address = coord.match[1];
-    const agent = await start('apps/agent/src/main.ts', ['--coordinator', address, '--cpu-devices', '1', '--host-name', 'tls-host', '--address', '127.0.0.1',
-      '--worker-script', FIXTURE_WORKER, '--tls-cert', f('client.pem'), '--tls-key', f('client.key'), '--tls-ca', f('ca.pem')], /^agent (\S+) registered$/);
+    const agent = await h.agentProcess(address, 'tls-host', 1, {}, ['--tls-cert', f('client.pem'), '--tls-key', f('client.key'), '--tls-ca', f('ca.pem')]);
     const secure = new CoordinatorConnection(address, { token: TOKEN, tls: { rootCert: fs.readFileSync(f('ca.pem')), certChain: fs.readFileSync(f('client.pem')), privateKey: fs.readFileSync(f('client.key')) } });
-    cleanups.push(() => secure.close());
+    h.defer(() => secure.close());
     expect((await secure.agents()).map((a) => [a.agentId, a.hostName])).toEqual([[agent.match[1], 'tls-host']]);
     const plain = new CoordinatorConnection(address, { token: TOKEN }, 5);
-    cleanups.push(() => plain.close());
+    h.defer(() => plain.close());
     await expect(plain.agents()).rejects.toThrow(/cannot reach the coordinator/);
   });
 });

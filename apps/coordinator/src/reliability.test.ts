@@ -2,11 +2,9 @@
 // real agent processes with the fixture worker, and raw AgentControl clients where a test needs to
 // control exactly what an agent says. Each test reproduces a failure of the review
 // (/work/shared/reviews/2026-12-04-reliability.md) and fails on the behaviour before the fix.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
 import { CoordinatorConnection } from '@mist/coordinator';
 import { NO_OFFLOAD, type Plan } from '@mist/core';
 import type * as grpc from '@grpc/grpc-js';
@@ -15,57 +13,16 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { contextFor } from '@mist/analyzer';
 import { spaceFromKnobs, tune } from '@mist/tuner';
 import { FakeAgent } from '../../../packages/coordinator/src/test/fake-agent';
+import { type Proc, ProcessHarness, ROOT } from './test/processes';
 
-const ROOT = path.resolve(__dirname, '../../..');
-const TS_RUN = path.join(ROOT, 'apps/agent/src/test/ts-run.js');
-const FIXTURE_WORKER = path.join(ROOT, 'apps/agent/src/test/fixture-worker.js');
 const TOKEN = 'reliability-test-token';
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-function tmpDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mist-reliability-'));
-  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-interface Proc { child: ChildProcess; match: RegExpExecArray; exited: Promise<number | string | null>; stderr: string[] }
-
-/** Starts a TypeScript entry as a process; resolves at the first stdout line matching `ready`, rejects if it exits first. */
-function start(entry: string, args: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}): Promise<Proc> {
-  const child = spawn(process.execPath, [TS_RUN, entry, ...args], { env: { ...process.env, MIST_TOKEN: TOKEN, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const stderr: string[] = [];
-  readline.createInterface({ input: child.stderr! }).on('line', (l) => stderr.push(l));
-  const exited = new Promise<number | string | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)));
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  });
-  return new Promise((resolve, reject) => {
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
-      const match = ready.exec(line);
-      if (match) resolve({ child, match, exited, stderr });
-    });
-    void exited.then((code) => reject(Object.assign(new Error(`${entry} exited (${code}) before it was ready:\n${stderr.join('\n')}`), { code })));
-  });
-}
-
-const coordinatorProcess = (state: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}) =>
-  start('apps/coordinator/src/main.ts', ['--listen', '127.0.0.1:0', '--state', state, ...extra], /^coordinator listening on (\S+)$/, env);
-
-const agentProcess = (address: string, host: string, devices: number, env: NodeJS.ProcessEnv = {}) =>
-  start('apps/agent/src/main.ts', ['--coordinator', address, '--cpu-devices', String(devices), '--host-name', host, '--address', '127.0.0.1',
-    '--worker-script', FIXTURE_WORKER], /^agent (\S+) registered$/, env);
-
-function connection(address: string, timeoutS = 30): CoordinatorConnection {
-  const c = new CoordinatorConnection(address, { token: TOKEN }, timeoutS);
-  cleanups.push(() => c.close());
-  return c;
-}
+const h = new ProcessHarness(TOKEN, 'mist-reliability-');
+afterEach(() => h.cleanup());
+const tmpDir = (): string => h.tmpDir();
+const start = (entry: string, args: string[], ready: RegExp, env: NodeJS.ProcessEnv = {}): Promise<Proc> => h.start(entry, args, ready, env);
+const coordinatorProcess = (state: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Proc> => h.coordinatorProcess(state, extra, env);
+const agentProcess = (address: string, host: string, devices: number, env: NodeJS.ProcessEnv = {}): Promise<Proc> => h.agentProcess(address, host, devices, env);
+const connection = (address: string, timeoutS = 30): CoordinatorConnection => h.connection(address, timeoutS);
 
 async function stop(p: Proc): Promise<void> {
   // Serving first (one answered call), then SIGTERM.
@@ -203,7 +160,7 @@ describe('coordinator: worker logs', () => {
     const state = tmpDir();
     let coord = await coordinatorProcess(state, ['--log-max-bytes', String(1024 * 1024)]);
     const agent = new FakeAgent(coord.match[1], TOKEN, 'log-host', 2);
-    cleanups.push(() => agent.close());
+    h.defer(() => agent.close());
     await agent.register();
     agent.watch();
     let c = connection(coord.match[1]);
@@ -240,7 +197,7 @@ describe('coordinator: tuning off the event loop', () => {
     const coord = await coordinatorProcess(tmpDir());
     const address = coord.match[1];
     const agent = new FakeAgent(address, TOKEN, 'small-host', 4);
-    cleanups.push(() => agent.close());
+    h.defer(() => agent.close());
     await agent.register();
     const c = connection(address, 5);
     const bigTune = (extra: Partial<JobSpec> = {}): JobSpec => ({
@@ -252,7 +209,7 @@ describe('coordinator: tuning off the event loop', () => {
     // 64 simulated hosts x 8 A100s: the tune may run.
     const hosts = await Promise.all(Array.from({ length: 64 }, async (_, i) => {
       const a = new FakeAgent(address, TOKEN, `a100-${i}`, 8);
-      cleanups.push(() => a.close());
+      h.defer(() => a.close());
       a.devices = () => Array.from({ length: 8 }, (_, index) => ({ index, kind: 'DEVICE_KIND_CUDA', name: 'NVIDIA A100-SXM4-80GB', gpu: 'a100-80gb', memoryBytes: 80e9 }));
       await a.register();
       return a;
@@ -298,7 +255,7 @@ describe('coordinator: ports of adopted workers', () => {
     // One host of 4 devices and 4 worker ports: two 2-rank jobs fit only if they get different ports.
     const ports = { first: 41000, count: 4 };
     let agent = new FakeAgent(coord.match[1], TOKEN, 'port-host', 4, ports);
-    cleanups.push(() => agent.close());
+    h.defer(() => agent.close());
     await agent.register();
     agent.watch();
     let c = connection(coord.match[1]);
@@ -315,7 +272,7 @@ describe('coordinator: ports of adopted workers', () => {
     const { id, session } = agent;
     agent.close();
     agent = new FakeAgent(coord.match[1], TOKEN, 'port-host', 4, ports);
-    cleanups.push(() => agent.close());
+    h.defer(() => agent.close());
     Object.assign(agent, { id, session });
     await agent.register();
     agent.watch();
@@ -358,7 +315,7 @@ describe('coordinator: a tune time limit keeps the best plan', () => {
     const hosts = await Promise.all(Array.from({ length: 64 }, async (_, i) => {
       // One port range each: they all share 127.0.0.1, where ports are reserved per address.
       const a = new FakeAgent(address, TOKEN, `a100-${i}`, 8, { first: 40000 + 100 * i, count: 100 });
-      cleanups.push(() => a.close());
+      h.defer(() => a.close());
       a.devices = () => Array.from({ length: 8 }, (_, index) => ({ index, kind: 'DEVICE_KIND_CUDA', name: 'NVIDIA A100-SXM4-80GB', gpu: 'a100-80gb', memoryBytes: 80e9 }));
       await a.register();
       a.watch();
@@ -392,7 +349,7 @@ describe('coordinator: the coordinator checks what it receives', () => {
     const coord = await coordinatorProcess(tmpDir());
     await agentProcess(coord.match[1], 'check-host', 2);
     const client = createClient('Coordinator', coord.match[1], { token: TOKEN });
-    cleanups.push(() => client.close());
+    h.defer(() => client.close());
     const bad = async (run: Record<string, unknown>, field: RegExp): Promise<void> => {
       const s = spec('bad');
       await expect(callUnary(client, 'submitJob', { spec: { ...s, run: { ...s.run, ...run } } })).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(field) });
@@ -410,7 +367,7 @@ describe('coordinator: the coordinator checks what it receives', () => {
   it('refuses a token-file data type it does not know (naming the allowed ones) or one given without a token file; mist launch exits 2', async () => {
     const coord = await coordinatorProcess(tmpDir());
     const client = createClient('Coordinator', coord.match[1], { token: TOKEN });
-    cleanups.push(() => client.close());
+    h.defer(() => client.close());
     const s = spec('dtype');
     // Before the fix both were accepted and refused later by the agent, after placement.
     await expect(callUnary(client, 'submitJob', { spec: { ...s, run: { ...s.run, dataPath: '/data/tokens.bin', dataDtype: 'int8' } } }))
@@ -423,7 +380,7 @@ describe('coordinator: the coordinator checks what it receives', () => {
     const cli = spawn(process.execPath, ['-r', path.join(ROOT, 'tools/scripts/ts-register.js'), '-e',
       `require(${JSON.stringify(path.join(ROOT, 'apps/cli/src/main.ts'))}).main(process.argv.slice(1)).then((c) => process.exit(c))`,
       'launch', jobFile, '--detach', '--coordinator', coord.match[1]], { env: { ...process.env, MIST_TOKEN: TOKEN }, stdio: ['ignore', 'pipe', 'pipe'] });
-    cleanups.push(() => cli.kill('SIGKILL'));
+    h.defer(() => cli.kill('SIGKILL'));
     let stderr = '';
     cli.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const code = await new Promise<number | null>((resolve) => cli.once('exit', resolve));
@@ -436,7 +393,7 @@ describe('coordinator: the coordinator checks what it receives', () => {
     fs.writeFileSync(preload, 'const real = Date.now; let shift = 0; process.on("SIGUSR2", () => { shift = -60000; }); Date.now = () => real() + shift;\n');
     const coord = await coordinatorProcess(tmpDir(), ['--heartbeat-timeout', '1'], { NODE_OPTIONS: `--require ${preload}` });
     const agent = new FakeAgent(coord.match[1], TOKEN, 'clock-host', 1);
-    cleanups.push(() => agent.close());
+    h.defer(() => agent.close());
     await agent.register();
     const c = connection(coord.match[1]);
     coord.child.kill('SIGUSR2');
@@ -455,7 +412,7 @@ describe('coordinator: wrong tokens', () => {
     const wrong = createClient('Coordinator', address, { token: guess });
     const asAgent = createClient('AgentControl', address, { token: TOKEN });
     const right = createClient('Coordinator', address, { token: TOKEN });
-    cleanups.push(() => [wrong, asAgent, right].forEach((c) => c.close()));
+    h.defer(() => [wrong, asAgent, right].forEach((c) => c.close()));
     await callUnary(right, 'listAgents', {});
     // Five refusals: the user token on an agent call, then four guesses.
     await expect(callUnary(asAgent, 'heartbeat', { agentId: 'a' })).rejects.toMatchObject({ code: status.UNAUTHENTICATED });
