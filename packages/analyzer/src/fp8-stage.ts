@@ -80,7 +80,9 @@ export function fp8StageTerms(model: ModelSpec, training: TrainingSpec, cost: Co
   let amax: Expr = num(0);
   if (recipe === 'delayed') {
     const bytes = mul(L, tensors * 4);
-    const group = mul(dp, t);
+    // Megatron-Core reduces the amaxes over the tensor- and data-parallel group with context
+    // parallelism (fp8_utils.py: get_amax_reduction_group(with_context_parallel=True)).
+    const group = mul(dp, S.cp, t);
     amax = mul(2, add(cost.rates.kernelLaunch, cost.collective('allReduce', bytes, group, { interWeight: multiNode })));
   }
   return {

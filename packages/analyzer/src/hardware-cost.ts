@@ -3,6 +3,7 @@
 // Communication: ring alpha-beta models per link class (Thakur et al. 2005, "Optimization of
 // Collective Communication Operations in MPICH"), which NCCL's ring algorithms follow.
 import { type AlphaBeta, type CollectiveKind, fitLineRelative, fp8PeakFlops, type HardwareProfile, type LinkClass } from '@mist/core';
+import { backendTerms, type BackendTerms } from './backend-terms';
 import { add, div, type Expr, max, mul, num, sub, step } from './expr';
 import { type Op } from './op-graph';
 
@@ -101,17 +102,17 @@ const ELEMENTWISE_BACKWARD_OVER_FORWARD = 1.5;
 export class CostModel {
   readonly rates: ComputeRates;
 
-  /** Ops whose backward the backend runs inside the forward kernel (profile.fusedIntoForward). */
-  private readonly fusedIntoForward: ReadonlySet<string>;
+  /** The executor backend's terms of the profile (backend-terms.ts): pass overhead, slowdowns, fused ops, wake-ups. */
+  readonly backend: BackendTerms;
 
   constructor(readonly profile: HardwareProfile) {
     this.rates = computeRates(profile);
-    this.fusedIntoForward = new Set(profile.fusedIntoForward ?? []);
+    this.backend = backendTerms(profile);
   }
 
   private opTime(o: Op, flops: Expr, bytes: Expr, kernels: number, aux: number, phase: 'forward' | 'backward'): Expr {
     const r = this.rates;
-    if (phase === 'backward' && o.table && this.fusedIntoForward.has(o.table)) return num(0);
+    if (phase === 'backward' && o.table && this.backend.fusedIntoForward.has(o.table)) return num(0);
     const launch = kernels * r.kernelLaunch;
     // Helper kernels (bias add / bias gradient): a launch each.
     const auxTime = aux * r.kernelLaunch;
@@ -146,9 +147,9 @@ export class CostModel {
     return this.opTime(o, o.bwdFlops, o.bwdBytes, o.bwdKernels, o.bwdAux, 'backward');
   }
 
-  /** Host seconds per module pass besides kernels (profile compute.modulePassOverhead, else 0). */
+  /** Host seconds per module pass besides kernels on one busy device (the backend section's, else 0). */
   get modulePassOverhead(): number {
-    return this.profile.compute.modulePassOverhead ?? 0;
+    return this.backend.modulePassOverhead;
   }
 
   private link(kind: CollectiveKind, cls: LinkClass): AlphaBeta {

@@ -15,6 +15,7 @@ export { type FlopsOptions, modelFlopsPerIteration, opGraphFlopsPerIteration } f
 export { checkpointBytes, ELEMENTWISE_TABLE_NAMES, embeddingOps, headOps, layerOps, type Op, type OpComm, type OpKind } from './op-graph';
 export { embeddingParamsPerRank, finalNormParams, layerParamsPerRank, lmHeadParamsPerRank } from './params';
 export { CostModel, computeRates, type ComputeRates, fp8Rate } from './hardware-cost';
+export { type AllBusyTerms, backendTerms, type BackendTerms } from './backend-terms';
 export * as expr from './expr';
 export { M as MODEL_SYMBOLS, S as STRATEGY_SYMBOLS } from './symbols';
 export { type Analysis, type AnalysisStage, type AnalyzeInput, analyzePlan } from './report';

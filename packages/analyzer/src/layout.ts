@@ -20,8 +20,12 @@ export const IN = {
   OFF_GRADS: 14,
   OFF_OPTIM: 15,
   OFF_ACT: 16,
+  /** Context-parallel degree (1: none). */
+  CP: 17,
+  /** Selective recompute of the attention core in the layers not fully checkpointed (0|1). */
+  SELECTIVE: 18,
 } as const;
-export const INPUT_WIDTH = 17;
+export const INPUT_WIDTH = 19;
 
 /**
  * Output columns: the contract's four first, then the breakdowns (bytes / seconds) and FITS (0|1:

@@ -34,6 +34,7 @@ function randomCandidates(layers: number, heads: number, gpn: number, nodes: num
     input[o + IN.SP] = rnd() < 0.5 ? 0 : 1;
     input[o + IN.CKPT] = Math.floor(rnd() * (L + 1));
     input[o + IN.ZERO] = Math.floor(rnd() * 4);
+    input[o + IN.CP] = 1;
     for (const c of [IN.OFF_WEIGHTS, IN.OFF_GRADS, IN.OFF_OPTIM, IN.OFF_ACT]) input[o + c] = rnd() < 0.5 ? 0 : rnd();
   }
   return input;

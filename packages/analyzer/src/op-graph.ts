@@ -13,7 +13,7 @@
 // has no masks and keeps the softmax output once: sbh(32 + 2as/h).
 import {
   type BlockDescription, blockLaunches, type BlockOp, type BlockTensor, type CollectiveKind, type Dim, type DimSymbol,
-  embeddingBlock, type Fp8Recipe, headBlock, layerBlock, type ModelSpec,
+  embeddingBlock, type Fp8Recipe, headBlock, layerBlock, type ModelSpec, selectiveSet,
 } from '@mist/core';
 import { add, choose, div, type Expr, max, mul, named, num, type Operand, sub } from './expr';
 import { fp8CastOp } from './fp8-ops';
@@ -53,6 +53,13 @@ export interface Op {
   bwdAux: number;
   /** Bytes the op keeps for backward. */
   saved: Expr;
+  /**
+   * Part of the block's selective-recompute set (core's selectiveSet: the unfused attention core):
+   * with selective recompute its forward runs again in backward. Absent: false.
+   */
+  selective?: boolean;
+  /** The part of `saved` that selective recompute does not keep; absent: 0. */
+  selectiveSaved?: Expr;
   comm: OpComm[];
   /** A matmul's operands in fp8 (Transformer Engine's fp8 GEMMs); absent: the compute dtype. */
   operandDtype?: 'fp8';
@@ -227,6 +234,14 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
   // backward reads (TE's DotProductAttention saves it), is charged to the attention op.
   const fp8 = opts.fp8 !== undefined && opts.fp8 !== 'none';
   const fusedAttention = new Map(block.ops.filter((o) => o.kind === 'attention').flatMap((o) => o.outputs.map((x) => [x, o] as const)));
+  // Selective recompute's dropped tensors exist only in the unfused attention (core's selectiveSet);
+  // each is charged to the first op that keeps it, like the saved bytes themselves.
+  const dropped = new Set(selectiveSet(block, false).dropped);
+  const droppedCharged = new Set<string>();
+  const droppedBytes = (o: BlockOp): Expr => add(...o.saves.filter((x) => dropped.has(x) && !droppedCharged.has(x)).map((x) => {
+    droppedCharged.add(x);
+    return bytes(x);
+  }));
   const savedBytes = (o: BlockOp): Expr => {
     const own = savedBy[o.when ?? 'always'];
     const asFp8 = fp8 && o.kind === 'linear';
@@ -257,6 +272,7 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
   };
   const ops: Op[] = [];
   for (const o of block.ops) {
+    const selectiveSaved = droppedBytes(o);
     const saved = savedBytes(o);
     let x: Op;
     switch (o.kind) {
@@ -323,7 +339,10 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
     }
     const l = launches.get(o.name);
     if (!l) throw new Error(`block op ${o.name} has no launch count`);
-    ops.push({ ...x, fwdKernels: l.forward, bwdKernels: l.backward, fwdAux: l.forwardAux, bwdAux: l.backwardAux });
+    ops.push({
+      ...x, fwdKernels: l.forward, bwdKernels: l.backward, fwdAux: l.forwardAux, bwdAux: l.backwardAux,
+      selective: o.selective === true, selectiveSaved,
+    });
     if (o.kind === 'linear' && fp8 && opts.fp8) {
       ops.push(fp8CastOp(o.name, mul(dimExpr(o.rows), dimExpr(o.inner)), x.elements, e, opts.fp8));
     }

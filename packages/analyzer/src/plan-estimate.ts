@@ -1,5 +1,6 @@
 // Estimate of a whole plan: per-stage estimates combined into the 1F1B iteration time.
 import { deviceMemoryFootprint, type HardwareProfile, meshSize, type Plan, planDevices, planRuleIssues, planVirtualStages, quantile, SpecError, stageLayerCount, type TrainingSpec } from '@mist/core';
+import { backendTerms } from './backend-terms';
 import { type CompiledStageModel, compileStageModel, type StageEstimate, type StageQuery } from './compile';
 import { modelFlopsPerIteration } from './flops';
 import { stagePosition } from './layout';
@@ -99,8 +100,10 @@ export function planStageQuery(plan: Plan, i: number): StageQuery {
     gradAccumSteps: plan.gradAccumSteps,
     dp: s.dp,
     tp: s.tp,
+    cp: s.cp ?? 1,
     sequenceParallel: s.sequenceParallel,
     ckptLayers: s.ckptLayers,
+    selectiveRecompute: s.selectiveRecompute ?? false,
     zero: s.zero,
     offload: s.offload,
   };
@@ -112,15 +115,15 @@ export function planStageQueries(plan: Plan): StageQuery[] {
 }
 
 /**
- * The median delay a step of `ranks` ranks takes from step-to-step noise (profile stepNoise: the
- * part of a rank's noise that the other ranks do not share). Every rank waits for the others each
- * step (gradient sync, pipeline hand-offs), so a step is as late as its slowest rank: with that
- * noise independent across ranks, the median step meets its 0.5^(1/ranks) quantile. 0 for one rank
- * or no noise.
+ * The median delay a step of `ranks` ranks takes from step-to-step noise (the backend section's
+ * stepNoise, backend-terms.ts: the part of a rank's noise that the other ranks do not share).
+ * Every rank waits for the others each step (gradient sync, pipeline hand-offs), so a step is as
+ * late as its slowest rank: with that noise independent across ranks, the median step meets its
+ * 0.5^(1/ranks) quantile. 0 for one rank or no noise.
  */
 export function stepJitter(profile: HardwareProfile, ranks: number): number {
-  const noise = profile.stepNoise;
-  if (!noise || noise.length < 2 || ranks <= 1) return 0;
+  const noise = backendTerms(profile).stepNoise;
+  if (noise.length < 2 || ranks <= 1) return 0;
   return Math.max(0, quantile(noise, 0.5 ** (1 / ranks)) - quantile(noise, 0.5));
 }
 

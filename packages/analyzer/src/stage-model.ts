@@ -4,10 +4,12 @@
 //
 // Time (per micro-batch unless noted):
 //   forward/backward = sum of the ops' roofline times over the stage's layers (+ embedding / head),
-//   plus the executor's host cost per module pass (profile compute.modulePassOverhead), both
-//   slower when the plan keeps more of a node's devices busy (compute.allBusy; a pipeline stage's
-//   passes at its pipeline figure);
-//   recompute = forward time of the ckptLayers;
+//   plus the executor's host cost per module pass (the profile's backend section, read through
+//   backend-terms.ts: modulePassOverhead), both slower when the plan keeps more of a node's devices
+//   busy (its allBusy; a pipeline stage's passes at its pipeline figure);
+//   recompute = forward time of the ckptLayers, plus with selective recompute (sel, Korthikanti et
+//   al. 2022, Sec. 5) the forward time of the attention core of the other layers (core's
+//   selectiveSet; none with flash attention, whose kernel recomputes it anyway);
 //   tpComm = the TP collectives of forward, backward and recompute, on the critical path (exposed);
 //   ZeRO-3 all-gathers (forward and backward), ZeRO-2/3 gradient reduce-scatters (backward) and
 //   offload copies run beside compute: phase = max(compute * slowdown, comm, copies), the slowdown
@@ -25,7 +27,9 @@
 //   times the resident fraction (1 - offload) * (1/dp when sharded by ZeRO-3 / 2 / 1); weights add
 //   the fp8 copies and scaling state of fp8 linear layers (fp8-stage.ts);
 //   activations = inFlight * per-micro-batch saved bytes * (1 - activation offload), where a
-//   checkpointed layer keeps only its input;
+//   checkpointed layer keeps only its input and, with selective recompute, the other layers keep
+//   nothing of the attention core (the softmax output, its dropout output and mask: 5as/h of
+//   Korthikanti et al.'s sbh(34 + 5as/h));
 //   transients: gather/fetch buffer of the largest unit (two layers, the embedding or the head),
 //   one layer's full gradients before reduce-scatter/offload, the recompute of one layer, the
 //   activation prefetch, the backward's gradient buffers and the logits/softmax of the loss.
@@ -37,13 +41,14 @@
 //   there are no separate host staging buffers. Capacity: usableHostMemoryPerGpu(profile).
 // Fit: peak <= device capacity and host memory <= host capacity.
 import { dtypeBytes, type HardwareProfile, type ModelSpec, modelStateBytesPerParam, type TrainingSpec, usableDeviceMemory } from '@mist/core';
-import { add, choose, div, type Expr, max, min, mul, named, num, sub, step } from './expr';
+import { add, choose, div, type Expr, max, min, mul, named, num, sub, step, substitute } from './expr';
 import { CostModel, INTRA_NODE, type LinkChoice } from './hardware-cost';
 import { usableHostMemoryPerGpu } from './host-memory';
 import { checkFp8, fp8StageTerms } from './fp8-stage';
 import { OUT } from './layout';
 import { checkpointBytes, embeddingOps, headOps, headTransientBytes, layerOps, type Op, sumOps } from './op-graph';
 import { embeddingParamsPerRank, finalNormParams, layerParamsPerRank, lmHeadParamsPerRank } from './params';
+import { ringAttention } from './ring-attention';
 import { M, S } from './symbols';
 
 export interface AnalyzerContext {
@@ -99,19 +104,23 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const f8 = fp8StageTerms(model, training, cost, bytesPer.weights);
   const emb = embeddingOps(model, opts);
   const hd = headOps(model, opts);
-  const { L, inFlight, b, G, dp, t, sp, ckpt, ow, og, oo, oa, embed, head, prev, next, z1, z2, z3, multiNode, p2pInter } = S;
+  const { L, inFlight, b, G, t, sp, ckpt, ow, og, oo, oa, sel, embed, head, prev, next, z1, z2, z3, multiNode, p2pInter } = S;
   const { s, h, a, f, fa } = M;
+  const cp = S.cp;
+  // Context parallelism (cp): gradients are reduced and ZeRO shards over the dp * cp ranks that
+  // hold the same weights (Megatron-Core's data-parallel group with context parallelism).
+  const dp = named('dpcp', mul(S.dp, cp));
 
   // ---- compute and TP communication ----
   const sumF = (ops: readonly Op[]): Expr => add(...ops.map((o) => cost.forward(o)));
   const sumB = (ops: readonly Op[]): Expr => add(...ops.map((o) => cost.backward(o)));
-  // Host cost of the module passes (profile compute.modulePassOverhead): the executor runs each
+  // Host cost of the module passes (backend terms, cost.backend): the executor runs each
   // layer's forward, backward and recompute, the embedding and the head as one kernel batch, cut
   // in three around a layer's two TP all-reduces (and in two around the embedding's and the head's).
-  // With every device of a node computing at once, kernels and passes are slower (profile
-  // compute.allBusy); busyShare interpolates from one device (0) to all of the node's (1) by the
+  // With every device of a node computing at once, kernels and passes are slower (backend
+  // allBusy); busyShare interpolates from one device (0) to all of the node's (1) by the
   // devices the plan keeps busy on a node, pp x the stage's devices per node.
-  const allBusy = profile.compute.allBusy;
+  const allBusy = cost.backend.allBusy;
   const nodeDevices = profile.cluster.gpusPerNode;
   const busyShare = named('busyShare', allBusy && nodeDevices > 1
     ? max(0, min(1, div(sub(mul(S.pp, S.gpn), 1), nodeDevices - 1)))
@@ -128,11 +137,15 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const tpSplit = step(sub(t, 1));
   const layerPass = mul(passS, add(1, mul(2, tpSplit)));
   const endPass = mul(passS, add(1, tpSplit));
-  const layerF = named('layerF', add(mul(kernelScale, sumF(layer)), layerPass));
-  const layerB = named('layerB', add(mul(kernelScale, sumB(layer)), layerPass));
+  const ring = ringAttention(model, layer, cost, kernelScale, e);
+  const layerF = named('layerF', add(mul(kernelScale, sumF(layer)), layerPass, ring.forward));
+  const layerB = named('layerB', add(mul(kernelScale, sumB(layer)), layerPass, ring.backward));
   const fwdC = named('fwdC', add(mul(L, layerF), mul(embed, add(mul(kernelScale, sumF(emb)), endPass)), mul(head, add(mul(kernelScale, sumF(hd)), endPass))));
   const bwdC = named('bwdC', add(mul(L, layerB), mul(embed, add(mul(kernelScale, sumB(emb)), endPass)), mul(head, add(mul(kernelScale, sumB(hd)), endPass))));
-  const recC = named('recC', mul(ckpt, layerF));
+  // Selective recompute runs the attention core's forward again in the backward of every layer not
+  // fully checkpointed (its ops have no TP collective, so tpComm is unchanged).
+  const selF = named('selF', mul(kernelScale, sumF(layer.filter((o) => o.selective === true))));
+  const recC = named('recC', add(mul(ckpt, layerF), mul(sel, sub(L, ckpt), selF)));
   const layerTpF = named('layerTpF', commOf(layer, 'forward', cost));
   const layerTpB = named('layerTpB', commOf(layer, 'backward', cost));
   const tpComm = named('tpComm', add(
@@ -168,7 +181,9 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const gradBuf = named('gradBuf', mul(bytesPer.grads, sub(1, rg), gradUnit));
 
   // ---- activations ----
-  const actL = named('actL', sumOps(layer, (o) => o.saved));
+  const actFull = named('actFull', sumOps(layer, (o) => o.saved));
+  const selBytes = named('selBytes', sumOps(layer, (o) => o.selectiveSaved ?? num(0)));
+  const actL = named('actL', sub(actFull, mul(sel, selBytes)));
   const keep = named('keep', checkpointBytes(opts));
   const core = named('core', add(mul(sub(L, ckpt), actL), mul(ckpt, keep)));
   const extra = named('extra', add(mul(embed, sumOps(emb, (o) => o.saved)), mul(head, sumOps(hd, (o) => o.saved))));
@@ -178,10 +193,11 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // The micro-batch in backward: while its non-checkpointed layers run, one layer's offloaded part is
   // prefetched; while a checkpointed layer is recomputed its full activations exist beside the
   // resident inputs of the checkpointed layers before it (the stage's first ckptLayers layers are
-  // the checkpointed ones, as Megatron-LM's "block" method).
+  // the checkpointed ones, as Megatron-LM's "block" method). With selective recompute a layer's
+  // attention core is recomputed for its backward beside the stored activations.
   const currentBwd = named('currentBwd', add(
-    max(mul(step(sub(L, ckpt)), add(mul(resident, core), mul(oa, actL))),
-      mul(step(ckpt), add(mul(resident, sub(ckpt, 1), keep), actL))),
+    max(mul(step(sub(L, ckpt)), add(mul(resident, core), mul(oa, actL), mul(sel, selBytes))),
+      mul(step(ckpt), add(mul(resident, sub(ckpt, 1), keep), actFull))),
     mul(resident, extra),
   ));
   const recomputeBuf = sub(currentBwd, mul(resident, stored));
@@ -191,8 +207,8 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // Backward working memory: the incoming and outgoing activation gradients and the largest gradient inside a layer.
   const bwdWork = named('bwdWork', add(mul(2 * e, T, h), max(ffnGrad, scoresGrad)));
   const logits = headTransientBytes(opts);
-  const peakForward = named('peakForward', add(states, memActivations, gatherBuf, mul(oa, min(actL, stored)), mul(head, logits.forward)));
-  const peakBackward = named('peakBackward', add(states, memActivations, recomputeBuf, gatherBuf, gradBuf, bwdWork, mul(head, logits.backward)));
+  const peakForward = named('peakForward', add(states, memActivations, gatherBuf, mul(oa, min(actL, stored)), mul(head, logits.forward), ring.bufferForward));
+  const peakBackward = named('peakBackward', add(states, memActivations, recomputeBuf, gatherBuf, gradBuf, bwdWork, mul(head, logits.backward), ring.bufferBackward));
   const peak = named('peak', max(peakForward, peakBackward));
   const capacityBytes = usableDeviceMemory(profile);
 
@@ -214,8 +230,8 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const fwdPhase = named('fwdPhase', overlap(fwdC, dpFwdMb, fwdOff, profile));
   const bwdPhase = named('bwdPhase', overlap(add(bwdC, recC), dpBwdMb, bwdOff, profile));
   const boundary = mul(e, T, h, choose(sp, div(1, t), 1));
-  // Each pipeline message also pays the wake-up of its waiting receiver (profile p2pWake, CPU hosts).
-  const ppComm = named('ppComm', mul(add(next, prev), add(cost.collective('sendRecv', boundary, num(2), p2pLink), profile.p2pWake ?? 0)));
+  // Each pipeline message also pays the wake-up of its waiting receiver (backend p2pWake, CPU hosts).
+  const ppComm = named('ppComm', mul(add(next, prev), add(cost.collective('sendRecv', boundary, num(2), p2pLink), cost.backend.p2pWake)));
   const steady = named('steady', add(fwdPhase, bwdPhase, tpComm, ppComm, f8.perMicroBatch));
 
   const firstUnit = add(mul(embed, Pe), mul(sub(1, embed), Pl));
@@ -290,5 +306,11 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
     FITS_DEVICE: fitsDevice,
     FITS_HOST: fitsHost,
   };
+  // Context parallelism: a rank holds s/cp of every sample's tokens, so each per-token size above is
+  // that of b/cp whole samples, while the keys its queries meet over the K/V ring stay s long: the
+  // attention work per rank is 1/cp of the full causal work (ring-attention.ts). b when cp is 1.
+  const perRank = { b: named('bcp', div(b, cp)) };
+  const memo = new Map<string, Expr>();
+  for (const n of Object.keys(outputs) as OutputName[]) outputs[n] = substitute(outputs[n], perRank, memo);
   return { outputs, capacityBytes, hostCapacityBytes, modelBindings: modelBindings(model, training) };
 }

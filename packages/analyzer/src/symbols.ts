@@ -39,6 +39,10 @@ export const S = {
   og: sym('og'),
   oo: sym('oo'),
   oa: sym('oa'),
+  /** 1 with selective recompute of the attention core (layers not fully checkpointed), else 0 */
+  sel: sym('sel'),
+  /** context-parallel degree */
+  cp: sym('cp'),
   // Derived 0/1 flags (computed from the inputs at the top of the kernel).
   /** the stage holds the embedding (first or only) */
   embed: sym('embed'),

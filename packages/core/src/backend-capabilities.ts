@@ -23,6 +23,8 @@
 //   level (runtime/unit-memory.ts, runtime/optimizer.ts, memory/activations.ts); per-stage ckptLayers
 //   (model/stage.ts).
 // - fp8: no fp8 type or kernel anywhere (Float32Array tensors only): no fp8 linear layers.
+// - context parallelism: the attention kernel (native kernels/attention.cc) attends a rank's queries
+//   to its own keys only and topology/ has no CP group or K/V ring: a stage's cp must be 1.
 // - data: the synthetic stream, the shipped corpus, or a token file (train/token-file.ts).
 import type { ModelSpec } from './model';
 import type { Plan } from './plan';
@@ -79,6 +81,10 @@ const CPU: BackendCapabilities = {
     // Interleaved 1F1B: v model chunks per rank on core's interleavedSchedule (runtime/rank-runtime.ts,
     // runtime/interleaved.test.ts: losses of one process, checkpoints across plans).
     interleaved: true,
+    contextParallel: false,
+    // Accepted per stage: the executor runs the fused (flash-style) attention only, which keeps no
+    // s x s tensor, so the selective set is empty and the switch changes nothing (block/selective.ts).
+    selectiveRecompute: 'per-stage',
   },
   dtypes: ['fp32'],
   replicatedKvHeads: false,

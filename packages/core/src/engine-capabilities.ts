@@ -9,7 +9,7 @@
 // - torchtitan v0.2.2, torchtitan/config/job_config.py and torchtitan/models/llama3/infra/parallelize.py.
 // - NeMo 2 wraps Megatron-Core (MegatronStrategy passes tensor/pipeline/sequence parallel sizes,
 //   recompute and the distributed optimizer straight to Megatron-Core), so its table is Megatron's.
-import { type Plan, type StageStrategy, type ZeroLevel, stageLayerCount } from './plan';
+import { type Plan, type StageStrategy, type ZeroLevel, stageCp, stageLayerCount } from './plan';
 import { type Fp8Recipe } from './training';
 
 export const ENGINE_NAMES = ['megatron', 'nemo', 'deepspeed', 'torchtitan'] as const;
@@ -72,6 +72,15 @@ export interface EngineCapabilities {
   fp8: readonly Exclude<Fp8Recipe, 'none'>[];
   /** May Plan.virtualStages be above 1 (several model chunks per rank, Megatron-LM's interleaved 1F1B). */
   interleaved: boolean;
+  /** May a stage's cp be above 1 (context parallelism: the sequence split over cp ranks, ring attention). */
+  contextParallel: boolean;
+  /**
+   * Selective recompute of the attention core (StageStrategy.selectiveRecompute; Korthikanti et al.
+   * 2022, Sec. 5). none: not run; whole-model: one choice for every stage, and not together with
+   * whole-layer recompute (Megatron-LM's one --recompute-granularity, selective or full);
+   * per-stage: any stage, beside its ckptLayers.
+   */
+  selectiveRecompute: 'none' | 'whole-model' | 'per-stage';
 }
 
 /**
@@ -111,6 +120,14 @@ const MEGATRON_SOURCES = [
 //   layers per stage divide by it) runs forward_backward_pipelining_with_interleaving, which wants the
 //   micro-batch count a multiple of pp (microbatch_group_size_per_vp_stage = pp); p2p overlap is on by
 //   default (`--no-overlap-p2p-communication` turns it off), so pp = 2 is allowed.
+// - Context parallelism: `--context-parallel-size` (arguments.py asserts seq-length a multiple of
+//   2 * context-parallel-size), ring attention in Transformer Engine's DotProductAttention; ranks
+//   ordered tp-cp-ep-dp-pp (megatron/core/parallel_state.py). NeMo's MegatronStrategy passes its
+//   context_parallel_size to the same code.
+// - Selective recompute: `--recompute-granularity selective` (arguments.py; --recompute-modules
+//   defaults to core_attn, the attention core) is one choice for the model, and validate_args
+//   asserts recompute_method is None with it: selective and full (block) recompute exclude each other.
+//   NeMo passes recompute_granularity to the same code.
 const MEGATRON_BASE: PlanRules = {
   pipeline: true,
   partition: 'uniform-except-first-last',
@@ -129,6 +146,8 @@ const MEGATRON_BASE: PlanRules = {
   offloadTied: [],
   fp8: ['delayed', 'current'],
   interleaved: true,
+  contextParallel: true,
+  selectiveRecompute: 'whole-model',
 };
 
 const TABLES: Record<EngineName, EngineCapabilities> = {
@@ -192,6 +211,12 @@ const TABLES: Record<EngineName, EngineCapabilities> = {
     fp8: [],
     // runtime/pipe/schedule.py's TrainSchedule runs one stage per rank: no interleaving.
     interleaved: false,
+    // ds_config.json has no context-parallel setting (Ulysses sequence parallelism is a separate
+    // API, deepspeed.sequence, that splits heads, not a K/V ring): no cp.
+    contextParallel: false,
+    // activation_checkpointing in ds_config.json checkpoints whole layers (checkpointable layers of
+    // the pipeline module, or torch checkpointing around a layer): no attention-core recompute.
+    selectiveRecompute: 'none',
   },
   // torchtitan: FSDP2 (`fully_shard`) over data_parallel_shard_degree, with reshard_after_forward
   // (fsdp_reshard_after_forward "always" = ZeRO-3, "never" = ZeRO-2), or DDP (data_parallel_replicate_degree)
@@ -229,6 +254,12 @@ const TABLES: Record<EngineName, EngineCapabilities> = {
     // torchtitan has an Interleaved1F1B pipeline schedule, but its stage-to-layer split is its own
     // (pipeline_parallel_layers_per_stage), which the exporter does not write: left out.
     interleaved: false,
+    // parallelism.context_parallel_degree (job_config.py): PyTorch's context_parallel() ring
+    // attention over the cp mesh dimension (parallelize.py), gradients reduced over dp_shard * cp.
+    contextParallel: true,
+    // activation_checkpoint.mode 'selective' is per-op SAC (it saves matmul outputs by a policy) or
+    // every n-th layer, not Korthikanti et al.'s attention-core recompute: left out.
+    selectiveRecompute: 'none',
   },
 };
 
@@ -283,6 +314,8 @@ function stageViolations(s: StageStrategy, i: number, pp: number, caps: PlanRule
     out.push({ feature, field: `${at}.${field}`, detail });
   };
   if (s.tp > 1 && !caps.tensorParallel) add('tensor parallelism', 'tp', `got ${s.tp}; ${who} has no tensor parallelism (tp must be 1)`);
+  const cp = stageCp(s);
+  if (cp > 1 && !caps.contextParallel) add('context parallelism', 'cp', `got ${cp}; ${who} has no context parallelism (cp must be 1)`);
   if (s.sequenceParallel) {
     if (!caps.sequenceParallel) add('sequence parallelism', 'sequenceParallel', `${who} has no sequence parallelism`);
     else if (s.tp === 1) add('sequence parallelism without tensor parallelism', 'sequenceParallel', 'sequence parallelism needs tp > 1');
@@ -360,6 +393,29 @@ function ckptViolations(plan: Plan, caps: PlanRules, who: string): CapabilityVio
   }];
 }
 
+function selectiveViolations(plan: Plan, caps: PlanRules, who: string): CapabilityViolation[] {
+  const sel = plan.stages.map((s) => s.selectiveRecompute ?? false);
+  const on = sel.indexOf(true);
+  if (on < 0 || caps.selectiveRecompute === 'per-stage') return [];
+  const field = (i: number): string => `stages[${i}].selectiveRecompute`;
+  if (caps.selectiveRecompute === 'none') {
+    return [{ feature: 'selective recompute', field: field(on), detail: `got true; ${who} recomputes whole layers or nothing (selectiveRecompute must be false)` }];
+  }
+  const out: CapabilityViolation[] = [];
+  const off = sel.indexOf(false);
+  if (off >= 0) {
+    out.push({ feature: 'selective recompute in some stages only', field: field(off), detail: `got ${sel.join(', ')}; ${who} recomputes selectively in every stage or in none` });
+  }
+  const ck = plan.stages.findIndex((s) => s.ckptLayers > 0);
+  if (ck >= 0) {
+    out.push({
+      feature: 'selective and whole-layer recompute together', field: `stages[${ck}].ckptLayers`,
+      detail: `got ${plan.stages[ck].ckptLayers} with selectiveRecompute; ${who} has one recompute granularity (full or selective): ckptLayers must be 0`,
+    });
+  }
+  return out;
+}
+
 /** Everything in a plan the engine cannot express; empty when the plan is expressible. */
 export function planCapabilityViolations(plan: Plan, caps: EngineCapabilities): CapabilityViolation[] {
   return planRuleViolations(plan, caps, caps.engine);
@@ -397,6 +453,7 @@ export function planRuleViolations(plan: Plan, caps: PlanRules, who: string): Ca
   }
   plan.stages.forEach((s, i) => out.push(...stageViolations(s, i, pp, caps, who)));
   out.push(...ckptViolations(plan, caps, who));
+  out.push(...selectiveViolations(plan, caps, who));
   const v = plan.virtualStages ?? 1;
   if (v > 1 && !caps.interleaved) {
     out.push({ feature: 'interleaved 1F1B (virtual pipeline stages)', field: 'virtualStages', detail: `got ${v}; ${who} runs one model chunk per rank (virtualStages must be 1)` });

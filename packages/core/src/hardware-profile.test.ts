@@ -89,3 +89,49 @@ describe('built-in (datasheet) profiles', () => {
     expect(deviceMemoryFootprint(p, usableDeviceMemory(p)).process).toBeCloseTo(p.cluster.gpu.memoryBytes, 3);
   });
 });
+
+describe('the backend section', () => {
+  const host = { ...builtinHardwareProfile(parseClusterShorthand('1x2-l4'), 'fp32'), source: 'measured' };
+  const terms = {
+    modulePassOverhead: 1.6e-4,
+    allBusy: { kernelSlowdown: 1.07, modulePassOverhead: 2e-4, pipelineModulePassOverhead: 2.7e-4 },
+    fusedIntoForward: ['cross_entropy'],
+    stepNoise: [-1e-4, 0, 3e-4],
+    p2pWake: 2e-4,
+  };
+  // A CPU profile as `mist profile` wrote it before the section: the terms in compute and at the top level.
+  const { modulePassOverhead, allBusy, ...topLevel } = terms;
+  const old = JSON.parse(JSON.stringify({ ...host, compute: { ...host.compute, modulePassOverhead, allBusy }, ...topLevel })) as unknown;
+
+  it('is absent from datasheet profiles', () => {
+    expect(host.backend).toBeUndefined();
+  });
+
+  it('loads a profile written before the section, its terms moved into a cpu section unchanged', () => {
+    const p = parseHardwareProfile(old);
+    expect(p.backend).toEqual({ kind: 'cpu', ...terms });
+    expect(Object.keys(p.compute)).not.toContain('modulePassOverhead');
+    expect(Object.keys(p.compute)).not.toContain('allBusy');
+    for (const key of ['fusedIntoForward', 'stepNoise', 'p2pWake']) expect(Object.keys(p)).not.toContain(key);
+    // What the parser writes loads again as it is.
+    expect(parseHardwareProfile(JSON.parse(JSON.stringify(p)))).toEqual(p);
+    expect(parseHardwareProfile({ ...host, backend: { kind: 'cpu', ...terms } })).toEqual(p);
+  });
+
+  it('merges old keys into a section the profile already has, and refuses a term given at both places', () => {
+    const p = parseHardwareProfile({ ...host, backend: { kind: 'cpu', stepNoise: terms.stepNoise }, p2pWake: 2e-4 });
+    expect(p.backend).toEqual({ kind: 'cpu', stepNoise: terms.stepNoise, p2pWake: 2e-4 });
+    expect(() => parseHardwareProfile({ ...host, backend: { kind: 'cpu', p2pWake: 1e-4 }, p2pWake: 2e-4 }))
+      .toThrow(/p2pWake: got 0\.0002; is also given as backend\.p2pWake; give it once, in backend\.p2pWake/);
+  });
+
+  it('names the backend kinds it knows and rejects misplaced or malformed terms', () => {
+    expect(() => parseHardwareProfile({ ...host, backend: { kind: 'gpu' } })).toThrow(/backend\.kind: got "gpu"; allowed: "cpu"/);
+    expect(() => parseHardwareProfile({ ...host, backend: { kind: 'gpu' }, p2pWake: 1e-4 }))
+      .toThrow(/backend\.kind: got "gpu"; .*p2pWake.*allowed: "cpu", or no backend section/);
+    expect(() => parseHardwareProfile({ ...host, backend: { kind: 'cpu', modulePassOverhead: -1 } })).toThrow(/backend\.modulePassOverhead/);
+    expect(() => parseHardwareProfile({ ...host, backend: { kind: 'cpu', allBusy: { kernelSlowdown: 0.5, modulePassOverhead: 0 } } }))
+      .toThrow(/backend\.allBusy\.kernelSlowdown/);
+    expect(() => parseHardwareProfile({ ...host, backend: { kind: 'cpu', pipelineWake: 1 } })).toThrow(/pipelineWake/);
+  });
+});

@@ -3,6 +3,7 @@
 // measured one comes from `mist profile` (source "measured").
 import * as os from 'node:os';
 import { z } from 'zod';
+import { BackendProfileSchema, liftLegacyBackendKeys } from './backend-profile';
 import { type ClusterSpec, ClusterSpecSchema } from './cluster';
 import { GiB, MiB } from './units';
 import { parseSpec, SpecError } from './validation';
@@ -83,36 +84,7 @@ export const HardwareProfileSchema = z.strictObject({
     memoryEfficiency: z.number().positive().max(1),
     /** Fixed cost per kernel launch, seconds. */
     kernelLaunch: z.number().nonnegative(),
-    /**
-     * Host time per module pass (one layer's forward or backward, a recompute, the embedding, the
-     * head, the optimizer step) that the executor spends besides its kernels and their launches:
-     * handing the pass to the kernel thread and back, its JavaScript, garbage collection. Measured
-     * by running the executor (CPU backend); absent (0) in datasheet profiles, where launches are
-     * asynchronous and overlap the GPU's work.
-     */
-    modulePassOverhead: z.number().nonnegative().optional(),
-    /**
-     * The same figures with every device of the host computing at once, those of the slowest
-     * device (ranks that synchronize wait for it), measured by running the executor probe on all
-     * of them in data parallel: kernels run `kernelSlowdown` times slower, and a module pass costs
-     * `modulePassOverhead` (shared caches and memory, thread wake-ups on busy cores, cores that
-     * also take the host's interrupts), or `pipelineModulePassOverhead` in a stage of a pipeline
-     * (measured with one stage per device; absent: as in data parallel). The
-     * analyzer interpolates between one device and all of them by the devices a plan keeps busy
-     * on a node. Absent: no slowdown.
-     */
-    allBusy: z.strictObject({
-      kernelSlowdown: z.number().min(1),
-      modulePassOverhead: z.number().nonnegative(),
-      pipelineModulePassOverhead: z.number().nonnegative().optional(),
-    }).optional(),
   }),
-  /**
-   * Element-wise ops (opTable names) whose backward the backend computes inside the forward kernel,
-   * so that their backward costs nothing (the CPU backend's cross-entropy writes the logits'
-   * gradient while it computes the loss).
-   */
-  fusedIntoForward: z.array(z.string()).optional(),
   /** Measured matmul latencies (optional); when present the analyzer interpolates them. */
   matmulTable: z.array(MatmulPointSchema).optional(),
   opTable: z.array(OpPointSchema).optional(),
@@ -135,21 +107,13 @@ export const HardwareProfileSchema = z.strictObject({
     offloadSlowdown: z.number().min(1),
   }),
   /**
-   * Step-to-step noise of a device that the other devices of a job do not share, seconds: per
-   * measured step of ranks in data parallel, a rank's step time less the mean of all ranks' in that
-   * step, less its median (garbage collection, preemption; what slows every rank at once makes
-   * no straggler). A step of several ranks waits for the slowest, so its median meets a higher
-   * quantile of this noise (the analyzer's stepJitter). Measured by the executor probe on CPU
-   * hosts of several devices; absent (no noise) in datasheet profiles.
+   * Calibration terms of the executor backend the profile was measured with (backend-profile.ts):
+   * the CPU executor's host cost per module pass, its slowdowns with every device busy, fused ops,
+   * step noise and pipeline wake-ups. Absent: a framework on GPUs, with none of these terms.
+   * Profiles written before the section kept the CPU terms in `compute` and at the top level; the
+   * parser moves them here (liftLegacyBackendKeys).
    */
-  stepNoise: z.array(z.number()).optional(),
-  /**
-   * Extra seconds a pipeline message takes when its receiver has been waiting for it (asleep in
-   * recv; on a virtual machine its CPU halted), beyond the send/recv fit, plus how much slower the
-   * receiver's first compute after it runs than back to back. The analyzer adds it to
-   * every pipeline send/recv. Measured on CPU hosts; absent (0) in datasheet profiles.
-   */
-  p2pWake: z.number().nonnegative().optional(),
+  backend: BackendProfileSchema.optional(),
   /** Raw collective timings of a measured profile (the source of `collectives`). */
   collectiveTable: z.array(CollectivePointSchema).optional(),
   /** Raw host<->device copy timings of a measured profile (the source of `links.hostToDevice`). */
@@ -182,8 +146,13 @@ export const HardwareProfileSchema = z.strictObject({
 });
 export type HardwareProfile = z.output<typeof HardwareProfileSchema>;
 
+/**
+ * Validates a profile document; the CPU executor's terms at their places before the backend
+ * section (compute.modulePassOverhead, compute.allBusy, fusedIntoForward, stepNoise, p2pWake) are
+ * moved into `backend` first.
+ */
 export function parseHardwareProfile(data: unknown): HardwareProfile {
-  return parseSpec(HardwareProfileSchema, data, 'hardware profile');
+  return parseSpec(HardwareProfileSchema, liftLegacyBackendKeys(data), 'hardware profile');
 }
 
 /** Device memory a training program can really use: datasheet capacity less the profile's reserves. */

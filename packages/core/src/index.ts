@@ -14,6 +14,7 @@ export * from './load';
 export * from './fit';
 export * from './engine-capabilities';
 export * from './backend-capabilities';
+export * from './backend-profile';
 export * from './training-defaults';
 export * from './rank-layout';
 export * from './pipeline-schedule';

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { backendCapabilities, backendViolations, getModel, loadPlan, parseClusterShorthand, parsePlan, parseTrainingSpec, planIssues, planJsonSchema, rankChunkLayers, readSpecFile } from './index';
+import { backendCapabilities, backendViolations, engineCapabilities, planCapabilityViolations, getModel, loadPlan, parseClusterShorthand, parsePlan, parseTrainingSpec, planIssues, planJsonSchema, rankChunkLayers, readSpecFile } from './index';
 
 const examples = path.resolve(__dirname, '../../../examples/plans');
 const model = getModel('gpt3-1.3b');
@@ -85,5 +85,36 @@ describe('interleaved plans (virtualStages)', () => {
     expect(backendViolations(cpu, { model, training, plan })).toEqual([]);
     const v = backendViolations({ ...cpu, plan: { ...cpu.plan, interleaved: false } }, { model, training, plan });
     expect(v.map((x) => [x.field, x.feature])).toEqual([['plan.virtualStages', 'interleaved 1F1B (virtual pipeline stages)']]);
+  });
+});
+
+describe('context-parallel plans (cp)', () => {
+  const tiny = getModel('gpt-tiny');
+  const stage = { layers: [0, tiny.layers - 1], mesh: { nodes: 1, gpusPerNode: 4 }, microBatchSize: 2, dp: 1, tp: 2, sequenceParallel: false, ckptLayers: 0, zero: 0, offload: { weights: 0, grads: 0, optim: 0, activations: 0 } };
+  const doc = (s: Record<string, unknown>, seqLen = 64): unknown => ({ version: 1, model: 'gpt-tiny', seqLen, globalBatch: 4, gradAccumSteps: 2, stages: [{ ...stage, ...s }] });
+
+  it('loads plans without the field (cp 1) and counts cp in the mesh', () => {
+    expect(parsePlan(doc({ dp: 2, microBatchSize: 1 }), { model: tiny }).stages[0].cp).toBeUndefined();
+    expect(parsePlan(doc({ cp: 2 }), { model: tiny }).stages[0].cp).toBe(2);
+  });
+
+  it('names the field and the rule when dp * tp * cp misses the mesh or seqLen does not split in 2*cp chunks', () => {
+    const mesh = planIssues(doc({ cp: 4 }), { model: tiny });
+    expect(mesh.find((i) => i.field === 'stages[0].dp')?.message).toContain('dp * tp * cp (1 * 2 * 4)');
+    const chunks = planIssues(doc({ cp: 2 }, 62), { model: tiny });
+    expect(chunks.map((i) => i.field)).toEqual(['stages[0].cp']);
+    expect(chunks[0].message).toContain('2 * cp = 4');
+    expect(planIssues(doc({ cp: 0 }), { model: tiny }).map((i) => i.field)).toContain('stages[0].cp');
+  });
+
+  it('is refused by the cpu backend and DeepSpeed, naming the feature; Megatron-LM, NeMo and torchtitan run it', () => {
+    const plan = parsePlan(doc({ cp: 2 }), { model: tiny });
+    const training = parseTrainingSpec({ seqLen: 64, globalBatch: 4, paramDtype: 'fp32', computeDtype: 'fp32' });
+    const v = backendViolations(backendCapabilities('cpu'), { model: tiny, training, plan });
+    expect(v.map((x) => [x.field, x.feature])).toEqual([['plan.stages[0].cp', 'context parallelism']]);
+    expect(planCapabilityViolations(plan, engineCapabilities('deepspeed')).map((x) => x.field)).toContain('stages[0].cp');
+    for (const e of ['megatron', 'nemo', 'torchtitan'] as const) {
+      expect(planCapabilityViolations(plan, engineCapabilities(e)).filter((x) => x.feature === 'context parallelism')).toEqual([]);
+    }
   });
 });

@@ -33,8 +33,20 @@ export const StageStrategySchema = z.strictObject({
   microBatchSize: z.number().int().positive(),
   dp: z.number().int().positive(),
   tp: z.number().int().positive(),
+  /**
+   * Context parallelism (Megatron-Core --context-parallel-size): the sequence split over cp ranks
+   * in 2*cp load-balanced causal chunks, attention as a K/V ring. Absent: 1.
+   */
+  cp: z.number().int().positive().optional(),
   sequenceParallel: z.boolean(),
   ckptLayers: z.number().int().nonnegative(),
+  /**
+   * Selective activation recomputation (Korthikanti et al. 2022, Sec. 5) of the stage's layers that
+   * are not fully checkpointed: the attention core (QK^T, softmax, its dropout, attention over V)
+   * keeps nothing and runs again in backward; the linear layers' outputs stay. With flash attention
+   * it changes nothing (the kernel keeps no s x s tensor): accepted as a no-op. Absent: false.
+   */
+  selectiveRecompute: z.boolean().optional(),
   zero: z.literal([0, 1, 2, 3]),
   offload: OffloadSchema,
 });
@@ -111,6 +123,16 @@ export function tensorParallelProblems(model: ModelSpec, tp: number): string[] {
   return out;
 }
 
+/** Whether a stage selectively recomputes its attention core (false when the field is absent). */
+export function stageSelectiveRecompute(s: Pick<StageStrategy, 'selectiveRecompute'>): boolean {
+  return s.selectiveRecompute ?? false;
+}
+
+/** A stage's context-parallel degree (1 when the field is absent). */
+export function stageCp(s: Pick<StageStrategy, 'cp'>): number {
+  return s.cp ?? 1;
+}
+
 export function stageLayerCount(s: StageStrategy): number {
   return s.layers[1] - s.layers[0] + 1;
 }
@@ -141,8 +163,12 @@ export function planRuleIssues(plan: Plan, ctx: { model?: ModelSpec; cluster?: C
     const count = end - start + 1;
     if (s.ckptLayers > count) add(`${at}.ckptLayers`, s.ckptLayers, `must be between 0 and the stage's ${count} layers`);
     const devices = meshSize(s.mesh);
-    if (s.dp * s.tp !== devices) {
-      add(`${at}.dp`, s.dp, `dp * tp (${s.dp} * ${s.tp}) must equal the mesh size ${s.mesh.nodes}x${s.mesh.gpusPerNode} = ${devices}`);
+    const cp = stageCp(s);
+    if (s.dp * s.tp * cp !== devices) {
+      add(`${at}.dp`, s.dp, `dp * tp * cp (${s.dp} * ${s.tp} * ${cp}) must equal the mesh size ${s.mesh.nodes}x${s.mesh.gpusPerNode} = ${devices}`);
+    }
+    if (cp > 1 && plan.seqLen % (2 * cp) !== 0) {
+      add(`${at}.cp`, cp, `seqLen ${plan.seqLen} must be divisible by 2 * cp = ${2 * cp} (the sequence splits into 2*cp load-balanced chunks; allowed: 1 or a cp with seqLen % (2*cp) == 0)`);
     }
     if (s.mesh.gpusPerNode % s.tp !== 0) {
       add(`${at}.tp`, s.tp, `must divide mesh.gpusPerNode (${s.mesh.gpusPerNode}): TP stays inside a node`);
@@ -176,9 +202,10 @@ export function planRuleIssues(plan: Plan, ctx: { model?: ModelSpec; cluster?: C
       if (count !== n) {
         add(`stages[${i}].layers`, s.layers, `must hold ${n} layers like stages[0]: virtualStages ${v} needs the same layer count on every stage`);
       }
-      if (s.microBatchSize !== plan.stages[0].microBatchSize || s.tp !== plan.stages[0].tp || s.sequenceParallel !== plan.stages[0].sequenceParallel) {
-        add(`stages[${i}]`, `microBatchSize ${s.microBatchSize}, tp ${s.tp}, sequenceParallel ${s.sequenceParallel}`,
-          `must equal stages[0]'s microBatchSize, tp and sequenceParallel when virtualStages is ${v} (the last stage sends activations to the first)`);
+      const s0 = plan.stages[0];
+      if (s.microBatchSize !== s0.microBatchSize || s.tp !== s0.tp || s.sequenceParallel !== s0.sequenceParallel || stageCp(s) !== stageCp(s0)) {
+        add(`stages[${i}]`, `microBatchSize ${s.microBatchSize}, tp ${s.tp}, cp ${stageCp(s)}, sequenceParallel ${s.sequenceParallel}`,
+          `must equal stages[0]'s microBatchSize, tp, cp and sequenceParallel when virtualStages is ${v} (the last stage sends activations to the first)`);
       }
     });
     if (n % v !== 0) add('virtualStages', v, `must divide every stage's ${n} layers (allowed: 1 or a divisor of the layers per stage)`);
@@ -222,6 +249,7 @@ const LenientPlanSchema = z.object({
       microBatchSize: z.number(),
       dp: z.number(),
       tp: z.number(),
+      cp: z.number().optional(),
       ckptLayers: z.number(),
     }),
   ).min(1),

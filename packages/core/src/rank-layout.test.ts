@@ -21,4 +21,19 @@ describe('the rank layout', () => {
     }
     expect(() => rankPosition(plan, 8)).toThrow(RangeError);
   });
+
+  it('puts the cp index between tp and dp (Megatron-Core order tp-cp-ep-dp-pp)', () => {
+    const cpPlan: Plan = {
+      ...plan, seqLen: 64, globalBatch: 4,
+      stages: [{ layers: [0, 3], mesh: { nodes: 1, gpusPerNode: 8 }, microBatchSize: 2, dp: 2, tp: 2, cp: 2, sequenceParallel: false, ckptLayers: 0, zero: 0, offload: NO_OFFLOAD }],
+    };
+    const ranks = planRanks(cpPlan);
+    expect(ranks.map((r) => [r.dpIndex, r.cpIndex, r.tpIndex])).toEqual([
+      [0, 0, 0], [0, 0, 1], [0, 1, 0], [0, 1, 1], [1, 0, 0], [1, 0, 1], [1, 1, 0], [1, 1, 1],
+    ]);
+    for (const r of ranks) {
+      expect(rankPosition(cpPlan, r.rank)).toEqual(r);
+      expect(rankOf(cpPlan, r.stage, r.dpIndex, r.tpIndex, r.cpIndex)).toBe(r.rank);
+    }
+  });
 });

@@ -1,18 +1,23 @@
-// The rank layout of a plan: which global rank runs which (stage, dp index, tp index). Written once
-// here; the coordinator's placement hands out ranks in this order and the executor's topology builds
-// its TP/DP groups from it, so both always agree. Stage by stage; inside a stage
-// rank = stageBase + dpIndex * tp + tpIndex, so a TP group is tp consecutive ranks (on one host,
-// since tp divides mesh.gpusPerNode: Megatron-LM's tensor-parallel-first order, Shoeybi et al. 2019).
-import { meshSize, type Plan } from './plan';
+// The rank layout of a plan: which global rank runs which (stage, dp index, cp index, tp index).
+// Written once here; the coordinator's placement hands out ranks in this order and the executor's
+// topology builds its TP/CP/DP groups from it, so all agree. Stage by stage; inside a stage
+// rank = stageBase + (dpIndex * cp + cpIndex) * tp + tpIndex: tp fastest, then cp, then dp, as
+// Megatron-Core's default order "tp-cp-ep-dp-pp" (megatron/core/parallel_state.py,
+// initialize_model_parallel). A TP group is tp consecutive ranks (on one host, since tp divides
+// mesh.gpusPerNode: Shoeybi et al. 2019); a CP group is cp ranks tp apart.
+import { meshSize, type Plan, stageCp } from './plan';
 
 export interface RankPosition {
   rank: number;
   stage: number;
   dpIndex: number;
+  /** Index in the stage's context-parallel group (0 when cp is 1). */
+  cpIndex: number;
   tpIndex: number;
   /** First global rank of the stage. */
   stageBase: number;
   dp: number;
+  cp: number;
   tp: number;
 }
 
@@ -23,9 +28,20 @@ export function stageBase(plan: Plan, stage: number): number {
   return base;
 }
 
-/** The global rank of (stage, dpIndex, tpIndex). */
-export function rankOf(plan: Plan, stage: number, dpIndex: number, tpIndex: number): number {
-  return stageBase(plan, stage) + dpIndex * plan.stages[stage].tp + tpIndex;
+/** The global rank of (stage, dpIndex, tpIndex, cpIndex). */
+export function rankOf(plan: Plan, stage: number, dpIndex: number, tpIndex: number, cpIndex = 0): number {
+  const s = plan.stages[stage];
+  return stageBase(plan, stage) + (dpIndex * stageCp(s) + cpIndex) * s.tp + tpIndex;
+}
+
+function position(plan: Plan, stage: number, base: number, local: number): RankPosition {
+  const s = plan.stages[stage];
+  const cp = stageCp(s);
+  const group = Math.floor(local / s.tp);
+  return {
+    rank: base + local, stage, dpIndex: Math.floor(group / cp), cpIndex: group % cp, tpIndex: local % s.tp,
+    stageBase: base, dp: s.dp, cp, tp: s.tp,
+  };
 }
 
 /** Where a global rank sits; throws a RangeError outside the plan's ranks. */
@@ -33,10 +49,7 @@ export function rankPosition(plan: Plan, rank: number): RankPosition {
   let base = 0;
   for (const [stage, s] of plan.stages.entries()) {
     const size = meshSize(s.mesh);
-    if (rank < base + size) {
-      const local = rank - base;
-      return { rank, stage, dpIndex: Math.floor(local / s.tp), tpIndex: local % s.tp, stageBase: base, dp: s.dp, tp: s.tp };
-    }
+    if (rank < base + size) return position(plan, stage, base, rank - base);
     base += size;
   }
   throw new RangeError(`rank ${rank} is outside the plan's ${base} ranks`);
@@ -48,9 +61,7 @@ export function planRanks(plan: Plan): RankPosition[] {
   let base = 0;
   for (const [stage, s] of plan.stages.entries()) {
     const size = meshSize(s.mesh);
-    for (let local = 0; local < size; local++) {
-      out.push({ rank: base + local, stage, dpIndex: Math.floor(local / s.tp), tpIndex: local % s.tp, stageBase: base, dp: s.dp, tp: s.tp });
-    }
+    for (let local = 0; local < size; local++) out.push(position(plan, stage, base, local));
     base += size;
   }
   return out;

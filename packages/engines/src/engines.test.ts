@@ -53,9 +53,9 @@ describe('Megatron-LM', () => {
   it('names unknown and unsupported options on import', () => {
     const args = ['--num-layers', '24', '--hidden-size', '2048', '--num-attention-heads', '16', '--seq-length', '2048',
       '--micro-batch-size', '1', '--vocab-size', '50257', '--tokenizer-type', 'GPT2BPETokenizer', '--lr', '1e-4',
-      '--fancy-new-flag', '3', '--optimizer-cpu-offload', '--recompute-granularity', 'selective'];
+      '--fancy-new-flag', '3', '--optimizer-cpu-offload', '--recompute-granularity', 'selective', '--recompute-modules', 'core_attn', 'mlp'];
     const r = importMegatron(args, { cluster: c2x8 });
-    expect(r.problems.map((p) => p.option)).toEqual(['--fancy-new-flag', '--optimizer-cpu-offload', '--recompute-granularity']);
+    expect(r.problems.map((p) => p.option)).toEqual(['--fancy-new-flag', '--optimizer-cpu-offload', '--recompute-modules']);
     expect(r.model.vocab).toBe(50304);
     expect(r.plan.stages[0]).toMatchObject({ dp: 16, tp: 1, ckptLayers: 0 });
   });

@@ -159,7 +159,7 @@ function assemble(m: Measured): HardwareProfile {
   const p2pWake = wake
     ? Math.max(0, wake.seconds - (sr.alpha + sr.beta * wake.bytes)) + Math.max(0, wake.afterWakeSeconds - wake.hotSeconds)
     : undefined;
-  if (!wake) unmeasured.p2pWake = 'needs two local ranks';
+  if (!wake) unmeasured['backend.p2pWake'] = 'needs two local ranks';
   unmeasured['links.interNode'] = 'one host has no inter-node link; set to the intra-node (send/recv) fit';
   const hostToDevice = { alpha: m.copies.fit.alpha, beta: m.copies.fit.beta };
   const links = { intraNode, interNode: intraNode, hostToDevice };
@@ -184,7 +184,7 @@ function assemble(m: Measured): HardwareProfile {
   const totalMemory = os.totalmem();
   unmeasured['cluster.gpu.pcieGen'] = 'a CPU device has no PCIe link; 3 is the lowest value the schema allows';
   unmeasured['cluster.interNode'] = 'one host has no inter-node link; set to the intra-node (send/recv) fit';
-  if (!m.passes.allBusy) unmeasured['compute.allBusy'] = 'the host holds one device: nothing to measure beside it';
+  if (!m.passes.allBusy) unmeasured['backend.allBusy'] = 'the host holds one device: nothing to measure beside it';
   unmeasured['memory.fragmentation'] = 'not measured: typed arrays come from malloc, there is no caching allocator; 0';
   unmeasured['opTable.softmax, opTable.dropout'] = 'not measured as separate kernels: the CPU backend fuses softmax (and attention dropout) into attention, and applies the residual dropout fused with the residual add; the element-wise fit prices them';
 
@@ -211,12 +211,12 @@ function assemble(m: Measured): HardwareProfile {
       'memory.ncclBufferBytes': 'resident memory a CPU communicator added (connections, buffers)',
       'compute.batchDispatch': m.batchDispatch,
       ...(wake ? {
-        p2pWake: `a ${wake.bytes}-byte message to a receiver that waited while its sender computed ${wake.busyMs} ms: ` +
+        'backend.p2pWake': `a ${wake.bytes}-byte message to a receiver that waited while its sender computed ${wake.busyMs} ms: ` +
           `median ${(wake.seconds * 1e6).toFixed(0)} us over ${wake.rounds} messages, less the send/recv fit; plus the receiver's ` +
           `compute right after it (${WAKE_AFTER.batches} kernel batches of ${WAKE_AFTER.count} ${WAKE_AFTER.shape.m}x${WAKE_AFTER.shape.n}x${WAKE_AFTER.shape.k} matmuls) ` +
           `${(wake.afterWakeSeconds * 1e6).toFixed(0)} us against ${(wake.hotSeconds * 1e6).toFixed(0)} us back to back`,
       } : {}),
-      'compute.modulePassOverhead': `executor probe: ${PASS_PROBE.model}, micro-batch ${PASS_PROBE.microBatch} x ${PASS_PROBE.seq} tokens, ` +
+      'backend.modulePassOverhead': `executor probe: ${PASS_PROBE.model}, micro-batch ${PASS_PROBE.microBatch} x ${PASS_PROBE.seq} tokens, ` +
         `G ${PASS_PROBE.gradAccumSteps}, one rank per worker process, ${m.passes.alone.passesPerStep} module passes per step; ` +
         `one device alone (median of ${m.passes.alone.steps} steps): step ${(m.passes.alone.stepSeconds * 1e3).toFixed(2)} ms, ` +
         `kernels ${(m.passes.alone.kernelSeconds * 1e3).toFixed(2)} ms (${m.passes.alone.kernelsPerStep} calls)` +
@@ -254,6 +254,10 @@ function assemble(m: Measured): HardwareProfile {
       memoryBandwidth: m.streams.memoryBandwidth,
       memoryEfficiency: Math.min(1, m.streams.optimizerBandwidth / m.streams.memoryBandwidth),
       kernelLaunch: m.kernelLaunch,
+    },
+    // The executor's own terms, measured by running it: the CPU backend's section.
+    backend: {
+      kind: 'cpu',
       modulePassOverhead: m.passes.alone.seconds,
       ...(m.passes.allBusy ? {
         allBusy: {
@@ -261,9 +265,12 @@ function assemble(m: Measured): HardwareProfile {
           pipelineModulePassOverhead: m.passes.allBusy.pipelineModulePassOverhead,
         },
       } : {}),
+      // The CPU cross-entropy kernel writes the logits' gradient while it computes the loss.
+      fusedIntoForward: ['cross_entropy'],
+      ...(p2pWake === undefined ? {} : { p2pWake }),
+      // The noise that makes a step of several ranks wait for a straggler (none with one device).
+      ...(m.passes.allBusy ? { stepNoise: m.passes.allBusy.stepNoise } : {}),
     },
-    // The CPU cross-entropy kernel writes the logits' gradient while it computes the loss.
-    fusedIntoForward: ['cross_entropy'],
     matmulTable: m.matmuls,
     opTable: [
       ...m.ops,
@@ -283,9 +290,6 @@ function assemble(m: Measured): HardwareProfile {
     copyTable: m.copies.points,
     overlapTable,
     overlap: { commSlowdown, offloadSlowdown: Math.max(1, copyRatio) },
-    ...(p2pWake === undefined ? {} : { p2pWake }),
-    // The noise that makes a step of several ranks wait for a straggler (none with one device).
-    ...(m.passes.allBusy ? { stepNoise: m.passes.allBusy.stepNoise } : {}),
     fits,
     unmeasured,
     memory: { cudaContextBytes: m.comm.baseRssBytes, ncclBufferBytes: m.comm.commRssBytes, fragmentation: 0 },

@@ -16,6 +16,15 @@ describe('backendSpace(cpu)', () => {
     expect(s).toMatchObject({ name: 'cpu', maxTp: 2, sequenceParallel: true, zero: [0, 1, 2, 3], ckpt: 'fine', uniformPartition: false });
     expect(s.offload.activations).toEqual(ratioGrid(DEFAULT_OFFLOAD_STEP));
     expect(backendSpace('cpu', getModel('gpt-tiny')).maxTp).toBe(4);
+    // No ring attention in the cpu executor: context parallelism stays out, whatever the flags say.
+    expect(backendSpace('cpu', llama).maxCp).toBe(1);
+    expect(backendSpace('cpu', llama, { maxCp: 4 }).maxCp).toBe(1);
+    const withCp: Plan = {
+      version: 1, model: llama.name, seqLen: 64, globalBatch: 8, gradAccumSteps: 1,
+      stages: [{ layers: [0, 3], mesh: { nodes: 1, gpusPerNode: 4 }, microBatchSize: 4, dp: 2, tp: 1, cp: 2, sequenceParallel: false, ckptLayers: 0, zero: 0, offload: NO_OFFLOAD }],
+    };
+    expect(planInSpace(withCp, mistSpace())).toBe(true);
+    expect(planInSpace(withCp, backendSpace('cpu', llama))).toBe(false);
   });
 
   it('leaves out the plans the executor refuses, which the Mist space contains', () => {

@@ -36,6 +36,7 @@ function backendSwitches(caps: BackendCapabilities, model: ModelSpec): Partial<S
     maxStages: p.pipeline ? Number.MAX_SAFE_INTEGER : 1,
     uniformPartition: p.partition === 'uniform',
     maxTp: p.tensorParallel ? backendMaxTp(caps, model) : 1,
+    maxCp: p.contextParallel ? Number.MAX_SAFE_INTEGER : 1,
     // Sequence parallelism that does not shard activations only adds collectives, and the analyzer would
     // credit it with memory the backend does not save: leave it out.
     sequenceParallel: p.sequenceParallel && caps.sequenceParallelShardsActivations,
@@ -69,6 +70,7 @@ export function backendSpace(backend: BackendName, model: ModelSpec, overrides: 
     ...base,
     maxStages: Math.min(base.maxStages, o.maxStages ?? Infinity),
     maxTp: Math.min(base.maxTp, o.maxTp ?? Infinity),
+    maxCp: Math.min(base.maxCp ?? 1, o.maxCp ?? Infinity),
     uniformPartition: base.uniformPartition || o.uniformPartition === true,
     uniformMesh: base.uniformMesh || o.uniformMesh === true,
     microBatchPow2: base.microBatchPow2 || o.microBatchPow2 === true,

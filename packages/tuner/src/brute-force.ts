@@ -5,7 +5,7 @@
 // fitting strategy's is skipped, since swapping it for that one never makes a combination slower.
 import { type AnalyzerContext, compileStageModel, inFlightMicroBatches, type StageQuery, stagePosition } from '@mist/analyzer';
 import { clusterDevices, type Mesh, meshSize, type Plan, PLAN_VERSION, type StageStrategy } from '@mist/core';
-import { ckptLevels, divisors, meshChoices, parallelConfigs } from './enumerate';
+import { ckptLevels, divisors, meshChoices, parallelConfigs, selectiveLevels } from './enumerate';
 import type { SearchSpace } from './search-space';
 import { planFp8Field } from './fp8-choice';
 
@@ -64,28 +64,29 @@ export function bruteForce(ctx: AnalyzerContext, space: SearchSpace, onlyG?: num
         if (space.uniformPartition && parts.some((l) => l * pp !== L)) continue;
         for (const meshSeq of meshSequences(meshes, D, pp)) {
           if (space.uniformMesh && meshSeq.some((m) => m !== meshSeq[0])) continue;
-          // Every fitting strategy of every stage.
+          // Every fitting strategy of every stage (every cp split: the tuner prunes the dominated ones, see parallelConfigs).
           let first = 0;
           const options: Option[][] = parts.map((layers, i) => {
             const mesh = meshSeq[i];
             const list: Option[] = [];
-            for (const c of parallelConfigs(space, model, training.seqLen, mesh, samples)) {
+            for (const c of parallelConfigs(space, model, training.seqLen, mesh, samples, selectiveLevels(space, training.flashAttention), false)) {
               for (const ckpt of ckptLevels(space.ckpt, layers)) {
                 for (const weights of o.weights) for (const grads of o.grads) for (const optim of o.optim) {
                   for (const activations of o.activations) {
                     const offload = { weights, grads, optim, activations };
                     const q: StageQuery = {
                       layers, position: stagePosition(i, pp), inFlight: inFlightMicroBatches(pp, i, G), pp, mesh, microBatchSize: c.microBatchSize,
-                      gradAccumSteps: G, dp: c.dp, tp: c.tp, sequenceParallel: c.sequenceParallel, ckptLayers: ckpt,
-                      zero: c.zero, offload,
+                      gradAccumSteps: G, dp: c.dp, tp: c.tp, cp: c.cp, sequenceParallel: c.sequenceParallel, ckptLayers: ckpt,
+                      selectiveRecompute: c.selectiveRecompute, zero: c.zero, offload,
                     };
                     const e = compiled.estimate(q);
                     if (!e.fits) continue;
                     list.push({
                       steady: e.steadyTimeS, imbalance: e.firstTimeS + e.lastTimeS,
                       strategy: {
-                        layers: [first, first + layers - 1], mesh, microBatchSize: c.microBatchSize, dp: c.dp, tp: c.tp,
-                        sequenceParallel: c.sequenceParallel, ckptLayers: ckpt, zero: c.zero, offload,
+                        layers: [first, first + layers - 1], mesh, microBatchSize: c.microBatchSize, dp: c.dp, tp: c.tp, ...(c.cp > 1 ? { cp: c.cp } : {}),
+                        sequenceParallel: c.sequenceParallel, ckptLayers: ckpt,
+                        ...(c.selectiveRecompute ? { selectiveRecompute: true } : {}), zero: c.zero, offload,
                       },
                     });
                   }

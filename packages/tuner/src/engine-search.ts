@@ -15,7 +15,7 @@ import {
   clusterDevices, type EngineCapabilities, type Mesh, type Offload, type OffloadCapability, parsePlan, type Plan,
   planCapabilityViolations, PLAN_VERSION, type StageStrategy, type ZeroLevel,
 } from '@mist/core';
-import { divisors, equalStageMesh, gradAccumChoices, isPowerOfTwo, tpProblem } from './enumerate';
+import { divisors, equalStageMesh, gradAccumChoices, cpChoices, isPowerOfTwo, selectiveLevels, tpProblem } from './enumerate';
 import type { Shortfall } from './intra-stage';
 import { diagnoseNoFit } from './no-fit';
 import { mistSpace, type OffloadLevels, type SearchSpace } from './search-space';
@@ -122,11 +122,15 @@ interface GridPoint {
   mesh: Mesh;
   tp: number;
   dp: number;
+  /** Context-parallel degree (1: none). */
+  cp: number;
   microBatchSize: number;
   G: number;
   sequenceParallel: boolean;
   zero: ZeroLevel;
   offload: Offload;
+  /** Selective recompute of the attention core in every stage (engines that have it: one choice for the model). */
+  selectiveRecompute: boolean;
 }
 
 function planOf(ctx: AnalyzerContext, p: GridPoint, counts: number[], ckpt: number[], clusterName: string, virtualStages = 1): Plan {
@@ -134,7 +138,9 @@ function planOf(ctx: AnalyzerContext, p: GridPoint, counts: number[], ckpt: numb
   const stages: StageStrategy[] = counts.map((n, i) => {
     const s: StageStrategy = {
       layers: [first, first + n - 1], mesh: p.mesh, microBatchSize: p.microBatchSize, dp: p.dp, tp: p.tp,
-      sequenceParallel: p.sequenceParallel, ckptLayers: ckpt[i], zero: p.zero, offload: p.offload,
+      ...(p.cp > 1 ? { cp: p.cp } : {}),
+      sequenceParallel: p.sequenceParallel, ckptLayers: ckpt[i], ...(p.selectiveRecompute ? { selectiveRecompute: true } : {}),
+      zero: p.zero, offload: p.offload,
     };
     first += n;
     return s;
@@ -158,10 +164,19 @@ export function virtualStageChoices(caps: Pick<EngineCapabilities, 'interleaved'
  * chunks, ascending. A per-model count (Megatron-LM's --recompute-num-layers) applies to each chunk,
  * so with v chunks a rank checkpoints a multiple of v layers.
  */
-function ckptCandidates(caps: EngineCapabilities, space: SearchSpace, n: number, v = 1): number[] {
-  if (space.ckpt === 'none') return [0];
+function ckptCandidates(caps: EngineCapabilities, space: SearchSpace, n: number, v = 1, selective = false): number[] {
+  // Megatron-LM's one recompute granularity: with selective recompute no whole layer is recomputed.
+  if (space.ckpt === 'none' || (selective && caps.selectiveRecompute === 'whole-model')) return [0];
   if (space.ckpt === 'all-or-none' || caps.ckpt === 'all-or-none') return [0, n];
   return Array.from({ length: n + 1 }, (_, i) => i).filter((c) => caps.ckpt !== 'uniform-count' || c % v === 0);
+}
+
+/**
+ * Selective-recompute choices of the engine grid: on as well where the engine runs it and the space
+ * and training spec search it (no flash attention: with it the switch changes nothing).
+ */
+function selectiveChoices(caps: EngineCapabilities, space: SearchSpace, flashAttention: boolean): boolean[] {
+  return caps.selectiveRecompute !== 'none' ? selectiveLevels(space, flashAttention) : [false];
 }
 
 /** The best plan the engine can run under the restrictions, by the analyzer's estimate. */
@@ -193,21 +208,24 @@ export async function tuneForEngine(ctx: AnalyzerContext, caps: EngineCapabiliti
     if (partitions.length === 0) continue;
     for (const tp of divisors(mesh.gpusPerNode)) {
       if (tp > space.maxTp || (tp > 1 && !caps.tensorParallel) || tpProblem(model, tp)) continue;
-      const dp = (mesh.nodes * mesh.gpusPerNode) / tp;
-      const spOk = tp > 1 && caps.sequenceParallel && space.sequenceParallel && training.seqLen % tp === 0;
-      const sps = tp > 1 && caps.sequenceParallelForcedWithTp ? (spOk ? [true] : []) : spOk ? [false, true] : [false];
-      for (const G of gradAccumChoices(training.globalBatch)) {
-        const perMicro = training.globalBatch / G;
-        if (perMicro % dp !== 0) continue;
-        const b = perMicro / dp;
-        if (space.microBatchPow2 && !isPowerOfTwo(b)) continue;
-        for (const zero of zeroChoices(caps, space, pp, tp, dp)) {
-          for (const offload of offloadSettings(caps, space.offload, zero)) {
-            for (const sequenceParallel of sps) {
-              const point: GridPoint = { pp, mesh, tp, dp, microBatchSize: b, G, sequenceParallel, zero, offload };
-              const found = bestOfPoint(ctx, compiled, caps, space, point, partitions, clusterName, best ? best.timeS : Infinity, miss);
-              evaluated += found.evaluated;
-              if (found.best && (!best || found.best.timeS < best.timeS)) best = found.best;
+      for (const cp of caps.contextParallel ? cpChoices(space, training.seqLen, (mesh.nodes * mesh.gpusPerNode) / tp) : [1]) {
+        const dp = (mesh.nodes * mesh.gpusPerNode) / (tp * cp);
+        const spOk = tp > 1 && caps.sequenceParallel && space.sequenceParallel && training.seqLen % tp === 0;
+        const sps = tp > 1 && caps.sequenceParallelForcedWithTp ? (spOk ? [true] : []) : spOk ? [false, true] : [false];
+        for (const G of gradAccumChoices(training.globalBatch)) {
+          const perMicro = training.globalBatch / G;
+          if (perMicro % dp !== 0) continue;
+          const b = perMicro / dp;
+          if (space.microBatchPow2 && !isPowerOfTwo(b)) continue;
+          // ZeRO shards over dp * cp (Megatron-Core's data-parallel group with context parallelism).
+          for (const zero of zeroChoices(caps, space, pp, tp, dp * cp)) {
+            for (const offload of offloadSettings(caps, space.offload, zero)) {
+              for (const sequenceParallel of sps) for (const selectiveRecompute of selectiveChoices(caps, space, training.flashAttention)) {
+                const point: GridPoint = { pp, mesh, tp, dp, cp, microBatchSize: b, G, sequenceParallel, zero, offload, selectiveRecompute };
+                const found = bestOfPoint(ctx, compiled, caps, space, point, partitions, clusterName, best ? best.timeS : Infinity, miss);
+                evaluated += found.evaluated;
+                if (found.best && (!best || found.best.timeS < best.timeS)) best = found.best;
+              }
             }
           }
         }
@@ -264,7 +282,7 @@ function bestOfPoint(
     const need: number[] = [];
     for (let i = 0; i < counts.length; i++) {
       let fit = -1;
-      for (const c of ckptCandidates(caps, space, counts[i], v)) {
+      for (const c of ckptCandidates(caps, space, counts[i], v, p.selectiveRecompute)) {
         probe.stages[i].ckptLayers = c;
         if (estimateStage(probe, i).fits) {
           fit = c;

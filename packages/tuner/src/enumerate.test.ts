@@ -15,13 +15,32 @@ describe('search-space enumeration', () => {
     expect(cfgs.length).toBeGreaterThan(0);
     for (const c of cfgs) {
       expect(c.microBatchSize * c.dp).toBe(32);
-      expect(c.dp * c.tp).toBe(16);
+      expect(c.dp * c.tp * c.cp).toBe(16);
+      expect(2048 % (2 * c.cp)).toBe(0);
       expect(8 % c.tp).toBe(0);
       if (c.tp === 1) expect(c.sequenceParallel).toBe(false);
     }
     // dp = 1 keeps one ZeRO level (nothing to shard).
     const single = parallelConfigs(mistSpace(), model, 2048, { nodes: 1, gpusPerNode: 1 }, 4);
     expect(single.map((c) => c.zero)).toEqual([0]);
+  });
+
+  it('splits dp x cp with the sequence in 2*cp chunks, up to maxCp (off when 1)', () => {
+    const model = getModel('gpt3-6.7b');
+    const mesh = { nodes: 1, gpusPerNode: 8 };
+    const cps = (space = mistSpace(), seq = 2048): number[] => [...new Set(parallelConfigs(space, model, seq, mesh, 8, [false], false).map((c) => c.cp))].sort((x, y) => x - y);
+    expect(cps()).toEqual([1, 2, 4, 8]);
+    expect(cps(mistSpace({ maxCp: 2 }))).toEqual([1, 2]);
+    expect(cps(mistSpace({ maxCp: 1 }))).toEqual([1]);
+    // 2 * 8 = 16 does not divide 24; 2 * 4 = 8 does.
+    expect(cps(mistSpace(), 24)).toEqual([1, 2, 4]);
+    // Pruned: a cp split whose micro-batch also splits over dp * cp data-parallel ranks (same tokens
+    // per rank, no ring). With 8 samples on 8 devices every cp split is such; with 2 none is (dp = 8, 4 do not divide 2).
+    expect(parallelConfigs(mistSpace(), model, 2048, mesh, 8).every((c) => c.cp === 1)).toBe(true);
+    const two = parallelConfigs(mistSpace(), model, 2048, mesh, 2).filter((c) => c.tp === 1 && c.zero === 0);
+    expect(two.map((c) => [c.dp, c.cp])).toEqual([[2, 4], [1, 8]]);
+    // ZeRO shards over dp * cp: a dp = 1, cp = 8 config keeps every ZeRO level.
+    expect(parallelConfigs(mistSpace(), model, 2048, mesh, 1).filter((c) => c.cp === 8).map((c) => c.zero)).toEqual([0, 1, 2, 3]);
   });
 
   it('megatron groups only allow layers = L / pp and devices = D / pp', () => {

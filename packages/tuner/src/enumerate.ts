@@ -141,13 +141,21 @@ export function atGradAccum(spec: StageGroupSpec, G: number): StageGroupSpec {
   return { ...spec, inFlightMin: Math.min(spec.inFlightMin, G), inFlightMax: G };
 }
 
-/** One parallel configuration of a stage: everything but checkpointing and offloading. */
+/**
+ * One parallel configuration of a stage: everything but the checkpointed-layer count and
+ * offloading. Selective recompute is part of it (a switch, not a grid axis): the intra-stage branch
+ * and bound stays monotone in ckptLayers and the offload ratios for each value of it.
+ */
 export interface ParallelConfig {
   microBatchSize: number;
   dp: number;
   tp: number;
+  /** Context-parallel degree (1: none). */
+  cp: number;
   sequenceParallel: boolean;
   zero: ZeroLevel;
+  /** Selective recompute of the attention core in the layers not fully checkpointed. */
+  selectiveRecompute: boolean;
 }
 
 /** Why a tp degree is not allowed for a model (same rules as core's plan validation), or null. */
@@ -158,27 +166,60 @@ export function tpProblem(model: ModelSpec, tp: number): string | null {
 }
 
 /**
- * dp x tp splits of a mesh with b = samplesPerMicroBatch / dp a whole number (b * dp * G = globalBatch),
- * times sequence parallelism and the ZeRO levels.
+ * dp x tp x cp splits of a mesh with b = samplesPerMicroBatch / dp a whole number (b * dp * G = globalBatch),
+ * times sequence parallelism, the ZeRO levels and the selective-recompute choices (selectiveLevels;
+ * default: off only).
+ *
+ * With `pruneCp` (default) a split (dp, cp > 1) is left out when (dp * cp, cp 1) is also a split:
+ * the analyzer sees the same tokens per rank (b*s/cp = (b/cp)*s), the same attention work, the same
+ * weights, ZeRO shards and gradient group (dp * cp ranks) in both, and the cp one adds only the K/V
+ * ring's exposed transfers and receive buffers (ring-attention.ts, both >= 0), so it is never faster
+ * nor smaller. Context parallelism is searched where it helps: where the micro-batch cannot be split
+ * further over data parallelism. The brute-force tests run without the pruning and check this.
  */
-export function parallelConfigs(space: SearchSpace, model: ModelSpec, seqLen: number, mesh: Mesh, samplesPerMicroBatch: number): ParallelConfig[] {
+export function parallelConfigs(space: SearchSpace, model: ModelSpec, seqLen: number, mesh: Mesh, samplesPerMicroBatch: number,
+  selective: readonly boolean[] = [false], pruneCp = true): ParallelConfig[] {
   const out: ParallelConfig[] = [];
   const devices = meshSize(mesh);
   for (const tp of divisors(mesh.gpusPerNode)) {
     if (tp > space.maxTp || tpProblem(model, tp)) continue;
-    const dp = devices / tp;
-    if (samplesPerMicroBatch % dp !== 0) continue;
-    const b = samplesPerMicroBatch / dp;
-    if (space.microBatchPow2 && !isPowerOfTwo(b)) continue;
-    const sps = tp > 1 && space.sequenceParallel && seqLen % tp === 0 ? [false, true] : [false];
-    // With one data-parallel rank ZeRO has nothing to shard: every level is the same strategy, so
-    // only the lowest allowed level is kept.
-    const zeros = dp === 1 ? [Math.min(...space.zero) as ZeroLevel] : space.zero;
-    for (const sequenceParallel of sps) {
-      for (const zero of zeros) out.push({ microBatchSize: b, dp, tp, sequenceParallel, zero });
+    for (const cp of cpChoices(space, seqLen, devices / tp)) {
+      const dp = devices / (tp * cp);
+      if (samplesPerMicroBatch % dp !== 0) continue;
+      const b = samplesPerMicroBatch / dp;
+      if (space.microBatchPow2 && !isPowerOfTwo(b)) continue;
+      if (pruneCp && cp > 1 && b % cp === 0 && (!space.microBatchPow2 || isPowerOfTwo(b / cp))) continue;
+      const sps = tp > 1 && space.sequenceParallel && seqLen % tp === 0 ? [false, true] : [false];
+      // With one rank holding each weight shard (dp * cp = 1; ZeRO shards over dp * cp) ZeRO has
+      // nothing to shard: every level is the same strategy, so only the lowest allowed level is kept.
+      const zeros = dp * cp === 1 ? [Math.min(...space.zero) as ZeroLevel] : space.zero;
+      for (const sequenceParallel of sps) {
+        for (const zero of zeros) {
+          for (const selectiveRecompute of selective) out.push({ microBatchSize: b, dp, tp, cp, sequenceParallel, zero, selectiveRecompute });
+        }
+      }
     }
   }
   return out;
+}
+
+/**
+ * Context-parallel degrees of a stage with `rest` = devices / tp ranks to split between dp and cp:
+ * the divisors cp of rest up to space.maxCp (1 when absent) whose 2*cp load-balanced chunks split
+ * the sequence (seqLen % (2 * cp) == 0, Megatron-LM's rule).
+ */
+export function cpChoices(space: Pick<SearchSpace, 'maxCp'>, seqLen: number, rest: number): number[] {
+  const maxCp = space.maxCp ?? 1;
+  return divisors(rest).filter((cp) => cp === 1 || (cp <= maxCp && seqLen % (2 * cp) === 0));
+}
+
+/**
+ * Selective-recompute choices of a stage: off, and on when the space has it and the training spec
+ * runs the unfused attention (with flash attention the kernel keeps no s x s tensor: selective
+ * recompute would change nothing, so it is not searched).
+ */
+export function selectiveLevels(space: Pick<SearchSpace, 'selectiveRecompute'>, flashAttention: boolean): boolean[] {
+  return space.selectiveRecompute && !flashAttention ? [false, true] : [false];
 }
 
 /** Checkpointed-layer counts of a stage with `layers` layers. */

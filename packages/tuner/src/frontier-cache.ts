@@ -23,13 +23,13 @@ import * as path from 'node:path';
 import { type AnalyzerContext, type CompiledStageModel, IN, INPUT_WIDTH, OUT, OUTPUT_WIDTH } from '@mist/analyzer';
 import type { ZeroLevel } from '@mist/core';
 import type { StageGroupSpec } from './enumerate';
-import { ST, type StrategyStore } from './intra-stage';
+import { ST, STRATEGY_WIDTH, type StrategyStore } from './intra-stage';
 import { ParetoSet3 } from './pareto';
 import type { SearchSpace } from './search-space';
 
 /** Bumped whenever the search or the cache format changes what a stored set means. */
-export const FRONTIER_CACHE_VERSION = 2;
-const POINT_WIDTH = 13; // steady, imbalance, maxInFlight, then the 10 strategy columns (ST)
+export const FRONTIER_CACHE_VERSION = 4;
+const POINT_WIDTH = 3 + STRATEGY_WIDTH; // steady, imbalance, maxInFlight, then the strategy columns (ST)
 
 interface Entry {
   G: number;
@@ -70,7 +70,8 @@ export function contextKey(ctx: AnalyzerContext, space: SearchSpace): string {
     training: { seqLen: ctx.training.seqLen, flashAttention: ctx.training.flashAttention, ...((ctx.training.fp8 ?? 'none') !== 'none' ? { fp8: ctx.training.fp8 } : {}) },
     profile: { ...profile, cluster: { ...clusterRest, multiNode: nodes > 1 } },
     space: {
-      maxTp: space.maxTp, sequenceParallel: space.sequenceParallel, microBatchPow2: space.microBatchPow2, ckpt: space.ckpt,
+      maxTp: space.maxTp, maxCp: space.maxCp ?? 1, sequenceParallel: space.sequenceParallel, microBatchPow2: space.microBatchPow2, ckpt: space.ckpt,
+      selectiveRecompute: space.selectiveRecompute,
       zero: space.zero, offload: space.offload,
     },
   };
@@ -123,7 +124,8 @@ export class FrontierCache {
     for (let o = 0; o < p.length; o += POINT_WIDTH) {
       const s = o + 3;
       const ref = store.add(
-        { microBatchSize: p[s + ST.B], dp: p[s + ST.DP], tp: p[s + ST.TP], sequenceParallel: p[s + ST.SP] === 1, zero: p[s + ST.ZERO] as ZeroLevel },
+        { microBatchSize: p[s + ST.B], dp: p[s + ST.DP], tp: p[s + ST.TP], sequenceParallel: p[s + ST.SP] === 1, zero: p[s + ST.ZERO] as ZeroLevel,
+          selectiveRecompute: p[s + ST.SEL] === 1, cp: p[s + ST.CP] },
         p[s + ST.CKPT], p[s + ST.OW], p[s + ST.OG], p[s + ST.OO], p[s + ST.OA],
       );
       set.insert(p[o], p[o + 1], p[o + 2], ref);
@@ -135,7 +137,7 @@ export class FrontierCache {
     const points: number[] = [];
     for (let i = 0; i < set.size; i++) {
       points.push(set.steady[i], set.imbalance[i], set.maxInFlight[i]);
-      for (let c = 0; c < 10; c++) points.push(store.get(set.ref[i], c));
+      for (let c = 0; c < STRATEGY_WIDTH; c++) points.push(store.get(set.ref[i], c));
     }
     this.entries.set(key, { G, cutoffS: Number.isFinite(cutoffS) ? cutoffS : null, points });
     this.dirty = true;

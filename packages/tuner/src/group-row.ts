@@ -25,6 +25,7 @@ export function writeGroupRow(x: Float64Array, row: number, spec: StageGroupSpec
   x[o + IN.GRAD_ACCUM] = G;
   x[o + IN.DP] = c.dp;
   x[o + IN.TP] = c.tp;
+  x[o + IN.CP] = c.cp;
   x[o + IN.SP] = c.sequenceParallel ? 1 : 0;
   x[o + IN.CKPT] = ckpt;
   x[o + IN.ZERO] = c.zero;
@@ -32,5 +33,6 @@ export function writeGroupRow(x: Float64Array, row: number, spec: StageGroupSpec
   x[o + IN.OFF_GRADS] = og;
   x[o + IN.OFF_OPTIM] = oo;
   x[o + IN.OFF_ACT] = oa;
+  x[o + IN.SELECTIVE] = c.selectiveRecompute ? 1 : 0;
 }
 

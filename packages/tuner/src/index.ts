@@ -13,7 +13,7 @@ export {
 } from './search-knobs';
 export { enginePartitions, type EngineTuneOptions, tuneForEngine } from './engine-search';
 export {
-  atDepth, atGradAccum, ckptLevels, divisors, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, queryPp,
+  atDepth, atGradAccum, ckptLevels, divisors, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, queryPp, selectiveLevels,
   type StageGroupSpec, stageGroupSpecs, tpProblem,
 } from './enumerate';
 export { stageModelReadsPp } from './pipeline-depth';

@@ -53,6 +53,8 @@ function queryOfRow(row: Float64Array): StageQuery {
     ckptLayers: row[IN.CKPT],
     zero: row[IN.ZERO] as ZeroLevel,
     offload: { weights: row[IN.OFF_WEIGHTS], grads: row[IN.OFF_GRADS], optim: row[IN.OFF_OPTIM], activations: row[IN.OFF_ACT] },
+    cp: row[IN.CP],
+    selectiveRecompute: row[IN.SELECTIVE] === 1,
   };
 }
 

@@ -19,10 +19,20 @@ interface Case {
   allBusy?: boolean;
   /** The optimum is a pipeline with fewer micro-batches than stages (G < pp: in-flight counts capped at G). */
   gBelowPp?: boolean;
+  /** The optimum splits the sequence (some stage has cp > 1). */
+  usesCp?: boolean;
+  /** The training spec runs the unfused attention: selective recompute is searched. */
+  noFlash?: boolean;
+  /** The optimum recomputes the attention core selectively in some stage. */
+  usesSelective?: boolean;
 }
 
-const reducedOffload = mistSpace({ offload: uniformOffloadLevels(0.5), frontierSize: Infinity });
-const activationOffloadOnly = mistSpace({ zero: [0], offload: { ...NO_OFFLOAD_LEVELS, activations: [0, 0.5, 1] }, frontierSize: Infinity });
+// The pipeline cases keep context parallelism off (their optima are pipelines); the cp cases below turn it on.
+const reducedOffload = mistSpace({ offload: uniformOffloadLevels(0.5), frontierSize: Infinity, maxCp: 1 });
+const activationOffloadOnly = mistSpace({ zero: [0], offload: { ...NO_OFFLOAD_LEVELS, activations: [0, 0.5, 1] }, frontierSize: Infinity, maxCp: 1 });
+const withCp = mistSpace({ offload: uniformOffloadLevels(0.5), frontierSize: Infinity });
+const withCpNoOffload = mistSpace({ zero: [0, 1], offload: NO_OFFLOAD_LEVELS, frontierSize: Infinity });
+const noOffload = mistSpace({ zero: [0, 1], offload: NO_OFFLOAD_LEVELS, frontierSize: Infinity, maxCp: 1 });
 
 const cases: Case[] = [
   { name: '1x4, offload 1/2 grid, tight memory', cluster: '1x4-l4', usableBytes: 2e6, globalBatch: 8, space: reducedOffload },
@@ -46,17 +56,35 @@ const cases: Case[] = [
   { name: '1x4, measured-style profile, global batch 4 (G = 2 < pp = 3)', cluster: '1x4-l4', usableBytes: 2e6, globalBatch: 4, space: activationOffloadOnly, allBusy: true, gBelowPp: true },
   { name: '2x2, measured-style profile, global batch 2 (G = 2 < pp = 4)', cluster: '2x2-l4', usableBytes: 1.5e6, globalBatch: 2, space: activationOffloadOnly, allBusy: true, gBelowPp: true },
   { name: '1x4, measured-style profile, global batch 16', cluster: '1x4-l4', usableBytes: 2.5e6, globalBatch: 16, space: activationOffloadOnly, allBusy: true },
+  // Context parallelism (seq 64: cp 1, 2 or 4 on four devices).
+  { name: '1x4, context parallelism, measured-style profile, global batch 1, offload 1/2 grid', cluster: '1x4-l4', usableBytes: 8e5, globalBatch: 1, space: withCp, allBusy: true, usesCp: true },
+  { name: '1x4, a cp stage inside a pipeline, measured-style profile, no offload', cluster: '1x4-l4', usableBytes: 1.5e6, globalBatch: 1, space: withCpNoOffload, allBusy: true, usesCp: true },
+  { name: '2x2, context parallelism, measured-style profile, global batch 2, offload 1/2 grid', cluster: '2x2-l4', usableBytes: 1e6, globalBatch: 2, space: withCp, allBusy: true, usesCp: true },
+  { name: '2x2, context parallelism offered, analytic profile, offload 1/2 grid', cluster: '2x2-l4', usableBytes: 2e6, globalBatch: 2, space: withCp },
+  // Selective recompute of the attention core (no flash attention): per stage, beside ckptLayers.
+  { name: '1x4, no flash attention, no offload, tight memory (selective recompute and a checkpointed layer in one stage)', cluster: '1x4-l4', usableBytes: 1.2e6, globalBatch: 8, space: noOffload, noFlash: true, usesSelective: true },
+  { name: '1x4, no flash attention, no offload (selective recompute in one of two stages)', cluster: '1x4-l4', usableBytes: 2.5e6, globalBatch: 8, space: noOffload, noFlash: true, usesSelective: true },
+  { name: '2x2, no flash attention, no offload, tight memory', cluster: '2x2-l4', usableBytes: 1.2e6, globalBatch: 16, space: noOffload, noFlash: true, usesSelective: true },
+  { name: '1x4, no flash attention, offload 1/2 grid', cluster: '1x4-l4', usableBytes: 2e6, globalBatch: 8, space: reducedOffload, noFlash: true },
+  { name: '2x2, no flash attention, ZeRO-0 + activation offload', cluster: '2x2-l4', usableBytes: 2e6, globalBatch: 16, space: activationOffloadOnly, noFlash: true },
 ];
 
 describe('tuner optimality against brute force (gpt-tiny)', () => {
   for (const c of cases) {
     it(c.name, async () => {
-      const plain = tinyContext(c.cluster, c.usableBytes, c.globalBatch, 64, c.hostBytes);
+      const tiny = tinyContext(c.cluster, c.usableBytes, c.globalBatch, 64, c.hostBytes);
+      const plain = c.noFlash ? { ...tiny, training: { ...tiny.training, flashAttention: false } } : tiny;
       const ctx = c.allBusy ? withAllBusy(plain) : plain;
       const res = await tune(ctx, { space: c.space });
       const ref = bruteForce(ctx, c.space);
       expect(ref).not.toBeNull();
       if (c.gBelowPp) expect(ref!.plan.gradAccumSteps).toBeLessThan(ref!.plan.stages.length);
+      if (c.usesCp) expect(ref!.plan.stages.some((s) => (s.cp ?? 1) > 1)).toBe(true);
+      if (c.usesSelective) {
+        expect(ref!.plan.stages.some((s) => s.selectiveRecompute === true)).toBe(true);
+        // And it pays: the space without it has a slower optimum.
+        expect(bruteForce(ctx, { ...c.space, selectiveRecompute: false })!.iterationTimeS).toBeGreaterThan(ref!.iterationTimeS);
+      }
       if (c.hostBytes !== undefined) {
         // The host limit is active: the optimum without it overflows the host.
         const unlimited = bruteForce(tinyContext(c.cluster, c.usableBytes, c.globalBatch), c.space);

@@ -34,7 +34,7 @@ function stageFields(s: StageStrategy): Array<[string, string]> {
   return [
     ['layers', `${s.layers[0]}-${s.layers[1]}`],
     ['mesh', `${s.mesh.nodes}x${s.mesh.gpusPerNode}`],
-    ['dp x tp', `${s.dp} x ${s.tp}${s.sequenceParallel ? ' sp' : ''}`],
+    ['dp x tp', `${s.dp} x ${s.tp}${(s.cp ?? 1) > 1 ? ` cp ${s.cp}` : ''}${s.sequenceParallel ? ' sp' : ''}`],
     ['micro-batch', String(s.microBatchSize)],
     ['ckpt', String(s.ckptLayers)],
     ['zero', String(s.zero)],

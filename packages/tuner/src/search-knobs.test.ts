@@ -13,11 +13,13 @@ const SAMPLES: Record<keyof SearchKnobs, { json: unknown; flag: string | boolean
   target: { json: 'deepspeed', flag: 'deepspeed' },
   maxStages: { json: 2, flag: '2' },
   maxTp: { json: 2, flag: '2' },
+  maxCp: { json: 1, flag: '1' },
   uniformPartition: { json: true, flag: true },
   uniformMesh: { json: true, flag: true },
   sequenceParallel: { json: false, flag: true },
   pow2MicroBatch: { json: true, flag: true },
   ckpt: { json: 'none', flag: 'none' },
+  selectiveRecompute: { json: false, flag: true },
   zero: { json: [1, 0], flag: '0,1' },
   offloadStep: { json: 0.25, flag: '0.25' },
   offload: { json: false, flag: true },
@@ -43,11 +45,14 @@ describe('search knobs: one schema for flags, job files and the Tuner service', 
     const space = (knobs: SearchKnobs) => spaceFromKnobs(knobs, model);
     expect(space({ maxStages: 2 }).maxStages).toBe(2);
     expect(space({ maxTp: 2 }).maxTp).toBe(2);
+    expect(space({ maxCp: 1 }).maxCp).toBe(1);
     expect(space({ uniformPartition: true }).uniformPartition).toBe(true);
     expect(space({ uniformMesh: true }).uniformMesh).toBe(true);
     expect(space({ sequenceParallel: false }).sequenceParallel).toBe(false);
     expect(space({ pow2MicroBatch: true }).microBatchPow2).toBe(true);
     expect(space({ ckpt: 'none' }).ckpt).toBe('none');
+    expect(base.selectiveRecompute).toBe(true);
+    expect(space({ selectiveRecompute: false }).selectiveRecompute).toBe(false);
     expect(space({ zero: [0, 1] }).zero).toEqual([0, 1]);
     expect(space({ offloadStep: 0.25 }).offload).toEqual(uniformOffloadLevels(0.25));
     expect(space({ offload: false }).offload).toEqual(NO_OFFLOAD_LEVELS);

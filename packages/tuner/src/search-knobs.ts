@@ -24,11 +24,15 @@ export interface SearchKnobs {
   target?: string;
   maxStages?: number;
   maxTp?: number;
+  /** Largest context-parallel degree (1 = off). */
+  maxCp?: number;
   uniformPartition?: boolean;
   uniformMesh?: boolean;
   sequenceParallel?: boolean;
   pow2MicroBatch?: boolean;
   ckpt?: CkptMode;
+  /** false: no selective recompute of the attention core. */
+  selectiveRecompute?: boolean;
   zero?: ZeroLevel[];
   /** Offload ratio grid step, 1/n. */
   offloadStep?: number;
@@ -83,10 +87,13 @@ export const SEARCH_KNOBS: readonly KnobSpec[] = [
   { key: 'uniformPartition', flag: 'uniform-partition', kind: { type: 'flag' }, description: 'ablation: every stage gets layers / pp layers' },
   { key: 'uniformMesh', flag: 'uniform-mesh', kind: { type: 'flag' }, description: 'ablation: every stage uses the same device mesh' },
   { key: 'maxTp', flag: 'max-tp', kind: { type: 'int' }, valueName: 'N', description: 'ablation: tensor parallelism of at most N (1 = off)' },
+  { key: 'maxCp', flag: 'max-cp', kind: { type: 'int' }, valueName: 'N', description: 'ablation: context parallelism of at most N (1 = off)' },
   { key: 'sequenceParallel', flag: 'no-sp', kind: { type: 'off-flag' }, description: 'ablation: no sequence parallelism' },
   { key: 'pow2MicroBatch', flag: 'pow2-micro-batch', kind: { type: 'flag' }, description: 'ablation: micro-batch sizes over powers of two only' },
   { key: 'ckpt', flag: 'ckpt', kind: { type: 'enum', values: ['fine', 'all-or-none', 'none'] }, valueName: 'MODE',
     description: 'ablation: activation checkpointing fine | all-or-none | none' },
+  { key: 'selectiveRecompute', flag: 'no-selective-recompute', kind: { type: 'off-flag' },
+    description: 'ablation: no selective recompute of the attention core (searched only without flash attention)' },
   { key: 'zero', flag: 'zero', kind: { type: 'zero-list' }, valueName: 'LIST', description: 'ablation: ZeRO levels to try, e.g. 0,1' },
   { key: 'offloadStep', flag: 'offload-step', kind: { type: 'step' }, valueName: 'X', description: 'offload ratio grid step 1/n (default 0.125)' },
   { key: 'offload', flag: 'no-offload', kind: { type: 'off-flag' }, description: 'ablation: no offloading' },
@@ -213,11 +220,13 @@ function spaceOverrides(k: SearchKnobs): Partial<SearchSpace> {
   const o: Partial<SearchSpace> = {};
   if (k.maxStages !== undefined) o.maxStages = k.maxStages;
   if (k.maxTp !== undefined) o.maxTp = k.maxTp;
+  if (k.maxCp !== undefined) o.maxCp = k.maxCp;
   if (k.uniformPartition) o.uniformPartition = true;
   if (k.uniformMesh) o.uniformMesh = true;
   if (k.sequenceParallel === false) o.sequenceParallel = false;
   if (k.pow2MicroBatch) o.microBatchPow2 = true;
   if (k.ckpt !== undefined) o.ckpt = k.ckpt;
+  if (k.selectiveRecompute === false) o.selectiveRecompute = false;
   if (k.zero !== undefined) o.zero = [...k.zero];
   if (k.offloadStep !== undefined) o.offload = uniformOffloadLevels(k.offloadStep);
   if (k.offload === false) o.offload = NO_OFFLOAD_LEVELS;

@@ -29,10 +29,20 @@ export interface SearchSpace {
   microBatchPow2: boolean;
   /** Largest tensor-parallel degree (1 turns TP off); TP always stays inside a node. */
   maxTp: number;
+  /**
+   * Largest context-parallel degree (Megatron-Core's --context-parallel-size: the sequence split over
+   * cp ranks, ring attention); absent or 1 turns CP off.
+   */
+  maxCp?: number;
   /** Try Megatron sequence parallelism when tp > 1. */
   sequenceParallel: boolean;
   /** fine: ckptLayers 0..layers of the stage; all-or-none: 0 or all; none: 0. */
   ckpt: CkptMode;
+  /**
+   * Try selective recompute of the attention core per stage (Korthikanti et al. 2022, Sec. 5) when
+   * the training spec has no flash attention (with flash it changes nothing, so it is not searched).
+   */
+  selectiveRecompute: boolean;
   zero: ZeroLevel[];
   offload: OffloadLevels;
   /** Points kept per Pareto frontier for the inter-stage step (Infinity keeps them all). */
@@ -69,7 +79,10 @@ export function uniformOffloadLevels(step: number): OffloadLevels {
 export const DEFAULT_FRONTIER_SIZE = 30;
 export const DEFAULT_OFFLOAD_STEP = 1 / 8;
 
-/** Everything: non-uniform stages, mixed meshes, any micro-batch, fine-grained checkpointing, ZeRO 0-3, offload on a 1/8 grid. */
+/**
+ * Everything: non-uniform stages, mixed meshes, any micro-batch, fine-grained checkpointing,
+ * selective recompute (without flash attention), ZeRO 0-3, offload on a 1/8 grid.
+ */
 export function mistSpace(overrides: Partial<SearchSpace> = {}): SearchSpace {
   return {
     name: 'mist',
@@ -78,8 +91,10 @@ export function mistSpace(overrides: Partial<SearchSpace> = {}): SearchSpace {
     uniformMesh: false,
     microBatchPow2: false,
     maxTp: Number.MAX_SAFE_INTEGER,
+    maxCp: Number.MAX_SAFE_INTEGER,
     sequenceParallel: true,
     ckpt: 'fine',
+    selectiveRecompute: true,
     zero: [...ZERO_LEVELS],
     offload: uniformOffloadLevels(DEFAULT_OFFLOAD_STEP),
     frontierSize: DEFAULT_FRONTIER_SIZE,
@@ -121,6 +136,7 @@ export function spaceByName(name: SpaceName, overrides: Partial<SearchSpace> = {
 export function checkSearchSpace(s: SearchSpace): void {
   if (!(s.maxStages >= 1)) throw new RangeError(`space ${s.name}: maxStages must be >= 1`);
   if (!(s.maxTp >= 1)) throw new RangeError(`space ${s.name}: maxTp must be >= 1`);
+  if (s.maxCp !== undefined && !(s.maxCp >= 1)) throw new RangeError(`space ${s.name}: maxCp must be >= 1`);
   if (s.zero.length === 0) throw new RangeError(`space ${s.name}: zero needs at least one level`);
   if (!(s.frontierSize >= 1)) throw new RangeError(`space ${s.name}: frontierSize must be >= 1`);
   for (const [k, levels] of Object.entries(s.offload) as [keyof OffloadLevels, number[]][]) {

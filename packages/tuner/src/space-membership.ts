@@ -34,13 +34,18 @@ export function planSpaceViolations(plan: Plan, space: SearchSpace): string[] {
       out.push(`${at}.microBatchSize: ${s.microBatchSize} is not a power of two`);
     }
     if (s.tp > space.maxTp) out.push(`${at}.tp: ${s.tp}, the space allows at most ${space.maxTp}`);
+    const cp = s.cp ?? 1;
+    if (cp > (space.maxCp ?? 1)) out.push(`${at}.cp: ${cp}, the space allows at most ${space.maxCp ?? 1}`);
     if (s.sequenceParallel && !space.sequenceParallel) out.push(`${at}.sequenceParallel: on, the space has it off`);
     if (space.ckpt === 'none' && s.ckptLayers !== 0) out.push(`${at}.ckptLayers: ${s.ckptLayers}, the space has no checkpointing`);
     if (space.ckpt === 'all-or-none' && s.ckptLayers !== 0 && s.ckptLayers !== layers) {
       out.push(`${at}.ckptLayers: ${s.ckptLayers} of ${layers}, the space checkpoints all layers of a stage or none`);
     }
+    if (s.selectiveRecompute === true && !space.selectiveRecompute) {
+      out.push(`${at}.selectiveRecompute: on, the space has it off`);
+    }
     // With one data-parallel rank every ZeRO level is the same strategy; the tuner writes the lowest allowed.
-    if (!space.zero.includes(s.zero) && !(s.dp === 1 && s.zero === Math.min(...space.zero))) {
+    if (!space.zero.includes(s.zero) && !(s.dp * cp === 1 && s.zero === Math.min(...space.zero))) {
       out.push(`${at}.zero: ${s.zero}, the space allows ${space.zero.join(', ')}`);
     }
     for (const k of Object.keys(space.offload) as (keyof OffloadLevels)[]) {

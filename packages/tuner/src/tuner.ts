@@ -8,7 +8,8 @@ import { clusterDevices, engineCapabilities, meshSize, SpecError, type Mesh, typ
 import { boundsForG, type GBounds, writeCorner } from './bounds';
 import { contextKey, dependsOnG, FrontierCache, groupKey } from './frontier-cache';
 import {
-  atGradAccum, ckptLevels, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, type StageGroupSpec, stageGroupSpecs,
+  atGradAccum, ckptLevels, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, selectiveLevels, type StageGroupSpec,
+  stageGroupSpecs,
 } from './enumerate';
 import { type DpStats, solveInterStageDp } from './inter-stage-dp';
 import { FrontierStoreBuilder, type InterStageInstance, type StageGroup } from './inter-stage-instance';
@@ -119,8 +120,11 @@ function stageStrategy(store: StrategyStore, ref: number, firstLayer: number, la
     microBatchSize: v(ST.B),
     dp: v(ST.DP),
     tp: v(ST.TP),
+    ...(v(ST.CP) > 1 ? { cp: v(ST.CP) } : {}),
     sequenceParallel: v(ST.SP) === 1,
     ckptLayers: v(ST.CKPT),
+    // Written only when on, so that plans without it read as before.
+    ...(v(ST.SEL) === 1 ? { selectiveRecompute: true } : {}),
     zero: v(ST.ZERO) as ZeroLevel,
     offload: { weights: v(ST.OW), grads: v(ST.OG), optim: v(ST.OO), activations: v(ST.OA) },
   };
@@ -162,7 +166,7 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
     const key = `${mesh.nodes}x${mesh.gpusPerNode}/${samples}`;
     let c = configCache.get(key);
     if (!c) {
-      c = parallelConfigs(space, model, training.seqLen, mesh, samples);
+      c = parallelConfigs(space, model, training.seqLen, mesh, samples, selectiveLevels(space, training.flashAttention));
       configCache.set(key, c);
     }
     return c;

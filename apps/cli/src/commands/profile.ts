@@ -27,11 +27,13 @@ function summary(p: HardwareProfile, out: string | undefined, elapsed: number): 
       `host<->device ${bandwidth(1 / p.links.hostToDevice.beta)} (alpha ${formatSeconds(p.links.hostToDevice.alpha)})`,
     `overlap: compute ${p.overlap.commSlowdown.toFixed(2)}x slower beside a collective, ${p.overlap.offloadSlowdown.toFixed(2)}x beside copies`,
   ];
-  if (c.modulePassOverhead !== undefined) {
-    lines.push(`executor: ${formatSeconds(c.modulePassOverhead)} host time per module pass on one device` +
-      (c.allBusy ? `; with every device busy ${formatSeconds(c.allBusy.modulePassOverhead)} per pass` +
-        (c.allBusy.pipelineModulePassOverhead === undefined ? '' : ` (${formatSeconds(c.allBusy.pipelineModulePassOverhead)} as a pipeline stage)`) +
-        ` and kernels ${c.allBusy.kernelSlowdown.toFixed(2)}x slower` : ''));
+  const b = p.backend;
+  if (b?.kind === 'cpu' && b.modulePassOverhead !== undefined) {
+    lines.push(`executor (${b.kind} backend): ${formatSeconds(b.modulePassOverhead)} host time per module pass on one device` +
+      (b.allBusy ? `; with every device busy ${formatSeconds(b.allBusy.modulePassOverhead)} per pass` +
+        (b.allBusy.pipelineModulePassOverhead === undefined ? '' : ` (${formatSeconds(b.allBusy.pipelineModulePassOverhead)} as a pipeline stage)`) +
+        ` and kernels ${b.allBusy.kernelSlowdown.toFixed(2)}x slower` : '') +
+      (b.p2pWake === undefined ? '' : `; pipeline message wake-up ${formatSeconds(b.p2pWake)}`));
   }
   const collRows = Object.entries(p.collectives ?? {}).map(([kind, byLink]: [string, Record<LinkClass, AlphaBeta>]) => ({ kind, ab: byLink.intraNode }));
   let text = lines.join('\n') + '\n\nCollectives (intra-node, alpha-beta):\n';

@@ -37,7 +37,7 @@ function planTable(plan: Plan, est: PlanEstimate): string {
     { header: 'stage', value: (r) => r.i },
     { header: 'layers', value: (r) => `${r.s.layers[0]}-${r.s.layers[1]}` },
     { header: 'mesh', value: (r) => `${r.s.mesh.nodes}x${r.s.mesh.gpusPerNode}` },
-    { header: 'dp x tp', value: (r) => `${r.s.dp} x ${r.s.tp}${r.s.sequenceParallel ? ' sp' : ''}` },
+    { header: 'dp x tp', value: (r) => `${r.s.dp} x ${r.s.tp}${(r.s.cp ?? 1) > 1 ? ` cp ${r.s.cp}` : ''}${r.s.sequenceParallel ? ' sp' : ''}` },
     { header: 'b', value: (r) => r.s.microBatchSize },
     { header: 'ckpt', value: (r) => r.s.ckptLayers },
     { header: 'zero', value: (r) => r.s.zero },

@@ -4,3 +4,4 @@ export * from './types';
 export * from './layer-block';
 export * from './launches';
 export * from './pre-post-blocks';
+export * from './selective';

@@ -13,6 +13,9 @@
 // log-sum-exp instead of the s x s scores. With model.dropout > 0 the attention probabilities and the
 // residual branches are dropped out (each keeps a 1-byte mask); flash attention regenerates its
 // attention mask in backward from the generator's state (Dao 2022, Sec. 3.1), so it keeps none.
+// The unfused attention core (scores, softmax, its dropout, values) is marked `selective`: selective
+// activation recomputation (Korthikanti et al. 2022, Sec. 5) drops what it keeps and runs it again
+// in backward; flash attention already does that inside its kernel, so the flash variant has none.
 import type { ModelSpec } from '../model';
 import { dadd, dchoose, ddiv, type Dim, dmax, dmul, dnamed, dsym } from './dim';
 import type { BlockDescription, BlockOp, BlockSizes, BlockTensor, BlockWeight, TpEntryOp, TpExitOp } from './types';
@@ -118,14 +121,14 @@ export function layerBlock(model: ModelSpec): BlockDescription {
   const rowsPerHead = dmul(b, z.headsPerRank, s);
   const probsOut = dropout ? 'pdrop' : 'probs';
   attention.push(
-    { name: 'attn.scores', kind: 'scores', when: 'noFlash', rows: rowsPerHead, inner: z.headDim, cols: s, inputs: ['q', 'k'], outputs: ['scores'], saves: ['q', 'k'] },
-    { name: 'attn.softmax', kind: 'softmax', when: 'noFlash', inputs: ['scores'], outputs: ['probs'], saves: ['probs'] },
+    { name: 'attn.scores', kind: 'scores', when: 'noFlash', selective: true, rows: rowsPerHead, inner: z.headDim, cols: s, inputs: ['q', 'k'], outputs: ['scores'], saves: ['q', 'k'] },
+    { name: 'attn.softmax', kind: 'softmax', when: 'noFlash', selective: true, inputs: ['scores'], outputs: ['probs'], saves: ['probs'] },
   );
   if (dropout) {
-    attention.push({ name: 'attn.dropout', kind: 'dropout', when: 'noFlash', inputs: ['probs'], outputs: ['pdrop', 'attn.mask'], saves: ['attn.mask'] });
+    attention.push({ name: 'attn.dropout', kind: 'dropout', when: 'noFlash', selective: true, inputs: ['probs'], outputs: ['pdrop', 'attn.mask'], saves: ['attn.mask'] });
   }
   attention.push(
-    { name: 'attn.values', kind: 'values', when: 'noFlash', rows: rowsPerHead, inner: s, cols: z.headDim, inputs: [probsOut, 'v'], outputs: ['attn'], saves: [probsOut, 'v'] },
+    { name: 'attn.values', kind: 'values', when: 'noFlash', selective: true, rows: rowsPerHead, inner: s, cols: z.headDim, inputs: [probsOut, 'v'], outputs: ['attn'], saves: [probsOut, 'v'] },
     { name: 'attn.flash', kind: 'attention', when: 'flash', scores, inputs: ['q', 'k', 'v'], outputs: ['attn', 'lse'], saves: ['q', 'k', 'v', 'lse'] },
     {
       name: 'attn.proj', kind: 'linear', weights: ['attn.wo'], biases: bias('attn.bo'), biasAt: 'reduce',

@@ -57,6 +57,12 @@ interface OpBase {
   outputs: readonly string[];
   /** Tensors this op keeps for its backward (a tensor kept by several ops is kept once). */
   saves: readonly string[];
+  /**
+   * Part of the selective-recompute set (Korthikanti et al. 2022, Sec. 5: the attention core, QK^T,
+   * softmax, softmax dropout and attention over V): with selective recompute the tensors these ops
+   * produce and keep are dropped after forward and the ops run again in backward (selective.ts).
+   */
+  selective?: boolean;
 }
 
 /** LayerNorm or RMSNorm over rows of width h: outputs[0] = norm(inputs[0]). */

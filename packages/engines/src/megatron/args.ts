@@ -1,7 +1,7 @@
 // The pretrain_gpt.py argument list of a plan (Megatron-LM core_v0.14.0, megatron/training/arguments.py).
 // Each entry is one flag with its values; data and tokenizer arguments are kept apart because the user
 // replaces them (the defaults, --mock-data and NullTokenizer, run a synthetic benchmark as written).
-import { FP8_AMAX_HISTORY_LEN, type Fp8Recipe, type ModelSpec, type Plan, planVirtualStages } from '@mist/core';
+import { FP8_AMAX_HISTORY_LEN, type Fp8Recipe, type ModelSpec, type Plan, planVirtualStages, stageCp } from '@mist/core';
 import { layerCounts, uniformStrategy } from '../common';
 import { type Fp8Format, type TrainDtype } from '../types';
 
@@ -45,6 +45,9 @@ export function megatronParallelArgs(plan: Plan): ArgLine[] {
     ['--tensor-model-parallel-size', String(s.tp)],
     ['--pipeline-model-parallel-size', String(pp)],
   ];
+  // Context parallelism (arguments.py: seq-length a multiple of 2 * context-parallel-size).
+  const cp = stageCp(s);
+  if (cp > 1) a.push(['--context-parallel-size', String(cp)]);
   const counts = layerCounts(plan);
   if (pp > 1) {
     // Middle stages share one count; the first and last are given only when they differ from it.
@@ -62,6 +65,10 @@ export function megatronParallelArgs(plan: Plan): ArgLine[] {
   const n = Math.max(...plan.stages.map((x) => x.ckptLayers)) / v;
   if (n > 0) {
     a.push(['--recompute-granularity', 'full'], ['--recompute-method', 'block'], ['--recompute-num-layers', String(n)]);
+  } else if (plan.stages.some((x) => x.selectiveRecompute === true)) {
+    // Selective recompute of the attention core (--recompute-modules defaults to core_attn); the
+    // capability table keeps it one choice for the model and apart from full recompute.
+    a.push(['--recompute-granularity', 'selective']);
   }
   if (s.zero === 1) a.push(['--use-distributed-optimizer']);
   if (plan.flashAttention !== undefined) a.push(['--attention-backend', plan.flashAttention ? 'flash' : 'unfused']);

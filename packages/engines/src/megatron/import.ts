@@ -23,7 +23,8 @@ const MODELLED = new Set([
   '--num-query-groups', '--swiglu', '--untie-embeddings-and-output-weights', '--disable-bias-linear', '--vocab-size',
   '--padded-vocab-size', '--make-vocab-size-divisible-by', '--tensor-model-parallel-size', '--pipeline-model-parallel-size',
   '--decoder-first-pipeline-num-layers', '--decoder-last-pipeline-num-layers', '--sequence-parallel', '--micro-batch-size',
-  '--global-batch-size', '--recompute-granularity', '--recompute-method', '--recompute-num-layers',
+  '--global-batch-size', '--recompute-granularity', '--recompute-method', '--recompute-num-layers', '--recompute-activations',
+  '--recompute-modules',
   '--use-distributed-optimizer', '--attention-backend', '--use-flash-attn', '--context-parallel-size',
   '--num-layers-per-virtual-pipeline-stage', '--num-virtual-stages-per-pipeline-rank', '--tokenizer-type', '--bf16', '--fp16',
   '--fp8-format', '--fp8-recipe', '--fp8-amax-history-len', '--fp8-amax-compute-algo', '--attention-dropout', '--hidden-dropout',
@@ -51,8 +52,6 @@ const UNSUPPORTED: Record<string, string> = {
   '--optimizer-cpu-offload': 'optimizer offloading is not in the Megatron-LM table (the Mist paper baseline runs without it)',
   '--optimizer-offload-fraction': 'optimizer offloading is not in the Megatron-LM table',
   '--pipeline-model-parallel-layout': 'custom layouts are not read; use --decoder-first/last-pipeline-num-layers',
-  '--recompute-activations': 'selective recompute is not modelled (Mist checkpoints whole layers)',
-  '--recompute-modules': 'selective recompute is not modelled (Mist checkpoints whole layers)',
   '--squared-relu': 'the activation must be GeLU or SwiGLU',
   '--num-experts': 'mixture-of-experts layers are not modelled',
   '--apply-residual-connection-post-layernorm': 'post-norm residuals are not modelled',
@@ -87,7 +86,6 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
   const tp = int('--tensor-model-parallel-size', 1);
   const pp = int('--pipeline-model-parallel-size', 1);
   const cp = int('--context-parallel-size', 1);
-  if (cp > 1) throw new ImportError('--context-parallel-size', `got ${cp}; Mist plans have no context parallelism (1 only)`);
 
   // Model.
   const layers = int('--num-layers');
@@ -170,6 +168,7 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
   // Recompute.
   const granularity = one('--recompute-granularity');
   let ckpt = (_count: number): number => 0;
+  let selective = false;
   if (granularity === 'full') {
     const method = one('--recompute-method');
     if (method === 'block') {
@@ -182,8 +181,18 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
     } else {
       throw new ImportError('--recompute-method', `got ${method}; allowed: uniform, block`);
     }
-  } else if (granularity === 'selective') {
-    problems.push({ option: '--recompute-granularity', reason: 'selective recompute is not modelled (Mist checkpoints whole layers)' });
+  } else if (granularity === 'selective' || (granularity === undefined && has('--recompute-activations'))) {
+    // arguments.py: --recompute-activations sets the selective granularity; --recompute-modules
+    // defaults to core_attn, the attention core Mist's selectiveRecompute recomputes.
+    selective = true;
+    if (has('--recompute-method')) {
+      throw new ImportError('--recompute-method', 'must be absent with --recompute-granularity selective (Megatron-LM asserts recompute_method is None)');
+    }
+    const modules = m.get('--recompute-modules') ?? ['core_attn'];
+    const other = modules.filter((x) => x !== 'core_attn');
+    if (other.length > 0) {
+      problems.push({ option: '--recompute-modules', reason: `recomputing ${other.join(', ')} is not modelled (only core_attn, the attention core)` });
+    }
   } else if (granularity !== undefined) {
     throw new ImportError('--recompute-granularity', `got ${granularity}; allowed: full, selective`);
   }
@@ -194,15 +203,17 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
     : backend === 'unfused' || backend === 'local' ? false : undefined;
 
   const ranges = rangesFromCounts(counts);
-  const mesh = stageMesh(dp * tp, ctx.cluster, '--tensor-model-parallel-size');
+  const mesh = stageMesh(dp * tp * cp, ctx.cluster, '--tensor-model-parallel-size');
   const stages: StageStrategy[] = ranges.map((layersRange, i) => ({
     layers: layersRange,
     mesh,
     microBatchSize: mbs,
     dp,
     tp,
+    ...(cp > 1 ? { cp } : {}),
     sequenceParallel: has('--sequence-parallel') && tp > 1,
     ckptLayers: ckpt(counts[i]),
+    ...(selective ? { selectiveRecompute: true } : {}),
     zero: has('--use-distributed-optimizer') ? 1 : 0,
     offload: { weights: 0, grads: 0, optim: 0, activations: 0 },
   }));

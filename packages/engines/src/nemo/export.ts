@@ -1,7 +1,7 @@
 // `mist export --to nemo`: a NeMo 2 recipe script (nemo.collections.llm + nemo_run) whose overrides set
 // the plan. Names from NeMo v2.5: nemo/lightning/pytorch/strategies/megatron_strategy.py (MegatronStrategy
 // fields), nemo/collections/llm/gpt/model/base.py (GPTConfig), recipes/llama3_8b.py (pretrain_recipe).
-import { engineCapabilities, FP8_AMAX_HISTORY_LEN, planVirtualStages } from '@mist/core';
+import { engineCapabilities, FP8_AMAX_HISTORY_LEN, planVirtualStages, stageCp } from '@mist/core';
 import { megatronParallelArgs } from '../megatron/args';
 import { planNodes, uniformStrategy, layerCounts } from '../common';
 import { assertExpressible, type ExportFile, type ExportInput } from '../types';
@@ -47,7 +47,7 @@ export function exportNemo(input: ExportInput): ExportFile[] {
     `    strategy.tensor_model_parallel_size = ${s.tp}`,
     `    strategy.pipeline_model_parallel_size = ${pp}`,
     `    strategy.virtual_pipeline_model_parallel_size = ${v > 1 ? v : 'None'}`,
-    '    strategy.context_parallel_size = 1',
+    `    strategy.context_parallel_size = ${stageCp(s)}`,
     `    strategy.sequence_parallel = ${py(s.sequenceParallel)}`,
   ];
   if (pp > 1 && counts[0] !== counts[1]) lines.push(`    strategy.num_layers_in_first_pipeline_stage = ${counts[0]}`);
@@ -63,6 +63,9 @@ export function exportNemo(input: ExportInput): ExportFile[] {
       '    recipe.model.config.recompute_method = "block"',
       `    recipe.model.config.recompute_num_layers = ${n}`,
     );
+  } else if (plan.stages.some((x) => x.selectiveRecompute === true)) {
+    // Megatron-Core's selective recompute of the attention core (recompute_modules defaults to core_attn).
+    lines.push('    recipe.model.config.recompute_granularity = "selective"');
   } else lines.push('    recipe.model.config.recompute_granularity = None');
   lines.push(
     '    # ZeRO-1 = the distributed optimizer.',

@@ -1,5 +1,5 @@
 // `mist export --to torchtitan`: a train.toml for torchtitan v0.2.2 (torchtitan/config/job_config.py).
-import { engineCapabilities } from '@mist/core';
+import { engineCapabilities, stageCp } from '@mist/core';
 import { EDIT_ME, planNodes, uniformStrategy } from '../common';
 import { type TomlValue, writeToml } from '../toml';
 import { assertExpressible, type ExportFile, type ExportInput, InexpressiblePlanError } from '../types';
@@ -32,9 +32,12 @@ export function exportTorchtitan(input: ExportInput): ExportFile[] {
   // With pp > 1 the G micro-batches of a step are the pipeline's micro-batches (local batch b * G, no
   // further accumulation); with pp = 1 torchtitan accumulates global / (local * dp) = G micro-batches.
   const local = pp > 1 ? s.microBatchSize * G : s.microBatchSize;
+  // FSDP shards over dp_shard * cp (parallelize.py), Mist's ZeRO-2/3 over dp * cp.
+  const cp = stageCp(s);
+  const sharded = s.dp * cp > 1;
   const shard = s.dp > 1 && s.zero >= 2 ? s.dp : 1;
   const replicate = s.dp > 1 && s.zero < 2 ? s.dp : 1;
-  const reshard = s.dp > 1 && s.zero === 3 ? 'always' : s.dp > 1 && s.zero === 2 ? 'never' : 'default';
+  const reshard = sharded && s.zero === 3 ? 'always' : sharded && s.zero === 2 ? 'never' : 'default';
   const flavor = TORCHTITAN_FLAVORS[model.name];
   const modelEntries: [string, TomlValue, string?][] = [
     ['name', 'llama3'],
@@ -53,7 +56,7 @@ export function exportTorchtitan(input: ExportInput): ExportFile[] {
     ['fsdp_reshard_after_forward', reshard, 'Mist ZeRO-3 = "always", ZeRO-2 = "never"'],
     ['tensor_parallel_degree', s.tp],
     ['pipeline_parallel_degree', pp],
-    ['context_parallel_degree', 1],
+    ['context_parallel_degree', cp],
   ];
   if (pp > 1) {
     parallelism.push(

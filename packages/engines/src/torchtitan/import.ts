@@ -89,13 +89,12 @@ export function importTorchtitan(text: string, ctx: TorchtitanImportContext): Im
   const tp = int('parallelism', 'tensor_parallel_degree', 1);
   const pp = int('parallelism', 'pipeline_parallel_degree', 1);
   const cp = int('parallelism', 'context_parallel_degree', 1);
-  if (cp !== 1) throw new ImportError('parallelism.context_parallel_degree', `got ${cp}; Mist plans have no context parallelism (1 only)`);
   const world = ctx.gpus ?? ctx.cluster.nodes * ctx.cluster.gpusPerNode;
   const replicate = int('parallelism', 'data_parallel_replicate_degree', 1);
   let shard = int('parallelism', 'data_parallel_shard_degree', -1);
-  if (shard === -1) shard = world / (replicate * tp * pp);
-  if (!Number.isInteger(shard) || shard < 1 || replicate * shard * tp * pp !== world) {
-    throw new ImportError('parallelism.data_parallel_shard_degree', `replicate ${replicate} x shard ${shard} x tp ${tp} x pp ${pp} must equal the ${world} GPUs`);
+  if (shard === -1) shard = world / (replicate * tp * pp * cp);
+  if (!Number.isInteger(shard) || shard < 1 || replicate * shard * tp * pp * cp !== world) {
+    throw new ImportError('parallelism.data_parallel_shard_degree', `replicate ${replicate} x shard ${shard} x tp ${tp} x pp ${pp} x cp ${cp} must equal the ${world} GPUs`);
   }
   if (replicate > 1 && shard > 1) {
     throw new ImportError('parallelism.data_parallel_replicate_degree', 'HSDP (replicate and shard both > 1) is not a Mist ZeRO level');
@@ -106,7 +105,8 @@ export function importTorchtitan(text: string, ctx: TorchtitanImportContext): Im
     throw new ImportError('parallelism.fsdp_reshard_after_forward', `got ${reshard}; allowed: default, always, never`);
   }
   // parallelize.py: "default" reshards after forward unless pipelining is on.
-  const zero: ZeroLevel = shard > 1 ? (reshard === 'always' || (reshard === 'default' && pp === 1) ? 3 : 2) : 0;
+  // FSDP shards over dp_shard * cp (parallelize.py's dp_shard_cp mesh), as Mist's ZeRO over dp * cp.
+  const zero: ZeroLevel = shard * cp > 1 && replicate === 1 ? (reshard === 'always' || (reshard === 'default' && pp === 1) ? 3 : 2) : 0;
 
   const local = int('training', 'local_batch_size', 8);
   const globalBatch = int('training', 'global_batch_size', -1) > 0 ? int('training', 'global_batch_size', -1) : local * dp;
@@ -134,9 +134,9 @@ export function importTorchtitan(text: string, ctx: TorchtitanImportContext): Im
   }
   if (get('compile', 'enable') === true) problems.push({ option: 'compile.enable', reason: 'torch.compile is not modelled (Mist predicts eager kernels)' });
   const offload = get('training', 'enable_cpu_offload') === true ? 1 : 0;
-  const mesh = stageMesh(dp * tp, ctx.cluster, 'parallelism');
+  const mesh = stageMesh(dp * tp * cp, ctx.cluster, 'parallelism');
   const stages: StageStrategy[] = rangesFromCounts(counts).map((layers, i) => ({
-    layers, mesh, microBatchSize: mbs, dp, tp, sequenceParallel: tp > 1, ckptLayers: mode === 'full' ? counts[i] : 0, zero,
+    layers, mesh, microBatchSize: mbs, dp, tp, ...(cp > 1 ? { cp } : {}), sequenceParallel: tp > 1, ckptLayers: mode === 'full' ? counts[i] : 0, zero,
     offload: { weights: offload, grads: offload, optim: offload, activations: 0 },
   }));
   const plan: Plan = parsePlan({

@@ -10,7 +10,9 @@
 // parallelism (sp = 1) the norms and residuals hold this rank's b*s/t tokens: a region's entry
 // all-gathers them (again in backward for the GEMM that saved its shard), its exit reduce-scatters,
 // and the replicated weights' gradients, taken over the rank's tokens, are summed at the end.
-import { type BlockDescription, type BlockOp, type Dim, type DimEnv, evalDim, headDim, inputGradModes, type ModelSpec } from '@mist/core';
+import {
+  type BlockDescription, type BlockOp, type Dim, type DimEnv, evalDim, headDim, inputGradModes, type ModelSpec, selectiveSet, type SelectiveSet,
+} from '@mist/core';
 import { type AttentionShape, maskFloats } from '@mist/native';
 import { NORM_EPS, ROPE_THETA } from './dims';
 import { type DropoutDraw, dropoutStream, sequenceShard } from './dropout';
@@ -37,6 +39,13 @@ export interface BlockRunnerOptions {
   sequenceParallel: boolean;
   /** Seed of the dropout streams. */
   seed: number;
+  /**
+   * Selective recompute (core's selectiveSet of the ops this runner runs): drop the attention core's
+   * saved tensors and run the core again in backward. This runner runs the fused attention, whose
+   * set is empty (the kernel keeps no s x s tensor and recomputes the scores in its backward), so it
+   * is accepted and changes nothing; a description with selective ops in its fused variant is refused.
+   */
+  selectiveRecompute?: boolean;
   hooks?: TpHooks;
   store: ParamStore;
   scratch: Scratch;
@@ -72,6 +81,8 @@ export class BlockRunner {
   private readonly entered: ReadonlySet<string>;
   /** Replicated weights whose gradients SP sums over the ranks. */
   private readonly replicated: readonly string[];
+  /** What selective recompute drops and reruns here (empty when off, and for the fused attention). */
+  readonly selective: SelectiveSet;
 
   constructor(private readonly o: BlockRunnerOptions) {
     this.ops = o.block.ops.filter((op) => op.when !== 'noFlash');
@@ -80,6 +91,11 @@ export class BlockRunner {
     this.sp = o.sequenceParallel && o.tp > 1;
     this.entered = new Set(this.sp ? this.ops.flatMap((op) => (op.kind === 'tpEntry' ? [op.inputs[0]] : [])) : []);
     this.replicated = this.sp ? o.block.weights.filter((w) => w.shard === 'none').map((w) => w.name) : [];
+    this.selective = o.selectiveRecompute ? selectiveSet(o.block, true) : { ops: [], dropped: [] };
+    if (this.selective.ops.length > 0) {
+      throw new Error(`not implemented: selective recompute of ${this.selective.ops.join(', ')} in the layer runner of layer ${o.index}; `
+        + 'it recomputes only whole layers (the fused attention it runs has no selective ops)');
+    }
   }
 
   /** Dropout draws of this micro-batch, or null (evaluation, or a model without dropout). */

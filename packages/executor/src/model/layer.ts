@@ -37,6 +37,11 @@ export interface LayerOptions {
   tpRank: number;
   /** Keep only the input in forward and recompute the rest in backward. */
   checkpoint: boolean;
+  /**
+   * Selective recompute of the attention core when not checkpointed (BlockRunnerOptions): a no-op
+   * here, the fused attention keeping no s x s tensor (default false).
+   */
+  selectiveRecompute?: boolean;
   /** Sequence parallelism: x and y hold this rank's b*s/tp tokens (default false). */
   sequenceParallel?: boolean;
   /** Seed of the dropout streams (default 0). */
@@ -49,6 +54,10 @@ export interface LayerOptions {
 export class TransformerLayer {
   readonly index: number;
   readonly checkpoint: boolean;
+  /** The saved tensors selective recompute drops in this layer (none with the fused attention). */
+  get selectiveDropped(): readonly string[] {
+    return this.runner.selective.dropped;
+  }
   private readonly scratch: Scratch;
   private readonly runner: BlockRunner;
 
@@ -63,7 +72,7 @@ export class TransformerLayer {
     this.runner = new BlockRunner({
       model: m, block: layerBlock(m), index: opts.index, prefix: `layers.${opts.index}`, tp: opts.tp, tpRank: opts.tpRank,
       sequenceParallel: opts.sequenceParallel ?? false, seed: opts.seed ?? 0, hooks: opts.hooks,
-      store, scratch: this.scratch,
+      selectiveRecompute: (opts.selectiveRecompute ?? false) && !opts.checkpoint, store, scratch: this.scratch,
     });
   }
 

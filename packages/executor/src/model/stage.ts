@@ -41,6 +41,8 @@ export interface StageOptions {
   sequenceParallel?: boolean;
   /** How many of the stage's layers (the first ones) recompute their activations in backward. */
   ckptLayers?: number;
+  /** Selective recompute of the attention core in the other layers (TransformerLayer; default false). */
+  selectiveRecompute?: boolean;
   /** Storage of parameters and gradients (default 'flat' both); 'units' needs `units` hooks. */
   storage?: { params?: StorageMode; grads?: StorageMode };
   units?: UnitHooks;
@@ -159,7 +161,8 @@ export class Stage {
     const scratch = this.scratch;
     for (let i = start; i <= end; i++) {
       this.layers.push(new TransformerLayer(
-        { model: m, index: i, tp: this.tp, tpRank: this.tpRank, checkpoint: i - start < ckpt, hooks: opts.hooks, scratch, sequenceParallel: this.sp, seed: opts.seed },
+        { model: m, index: i, tp: this.tp, tpRank: this.tpRank, checkpoint: i - start < ckpt, hooks: opts.hooks, scratch, sequenceParallel: this.sp, seed: opts.seed,
+          selectiveRecompute: opts.selectiveRecompute },
         this.store,
       ));
     }

@@ -125,7 +125,7 @@ export class RankRuntime {
       const stage = new Stage({
         model, layers, embedding: first, head: last, seed: o.seed, tp: st.tp, tpRank: this.pos.tpIndex,
         hooks: st.tp > 1 ? commTpHooks(tpComm, this.timer) : undefined, sequenceParallel: st.sequenceParallel, ckptLayers: ckptOf(c),
-        storage: UnitMemory.storage(st), units,
+        selectiveRecompute: st.selectiveRecompute ?? false, storage: UnitMemory.storage(st), units,
       });
       // The tied token table's gradient is summed across the first and last stage before DP reduces it.
       const deferred = new Set<number>();

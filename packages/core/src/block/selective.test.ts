@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { getModel, modelCatalog } from '../model-catalog';
+import { type DimEnv, evalDim } from './dim';
+import { layerBlock } from './layer-block';
+import { selectiveSet } from './selective';
+
+describe('the selective-recompute set of the layer block', () => {
+  it('is the unfused attention core; it drops the softmax output, its dropout output and mask, and keeps q, k, v and the attention output', () => {
+    const gpt = layerBlock(getModel('gpt3-125m'));
+    const set = selectiveSet(gpt, false);
+    expect(set.ops).toEqual(['attn.scores', 'attn.softmax', 'attn.dropout', 'attn.values']);
+    expect([...set.dropped].sort()).toEqual(['attn.mask', 'pdrop', 'probs']);
+  });
+
+  it('is empty with flash attention for every catalog model (the kernel keeps no s x s tensor)', () => {
+    for (const m of modelCatalog()) expect(selectiveSet(layerBlock(m), true), m.name).toEqual({ ops: [], dropped: [] });
+  });
+
+  it("drops 5as/h bytes per sbh with dropout and 2as/h without (Korthikanti et al. 2022, Sec. 5)", () => {
+    const env: DimEnv = { b: 2, s: 64, h: 64, a: 4, k: 4, f: 256, V: 100, t: 1, sp: 0, fa: 0 };
+    const bytes = (model: string): number => {
+      const block = layerBlock(getModel(model));
+      return selectiveSet(block, false).dropped.reduce((n, t) => {
+        const x = block.tensors[t];
+        return n + evalDim(x.rows, env) * evalDim(x.width, env) * (x.dtype === 'mask' ? 1 : 2);
+      }, 0);
+    };
+    const sbh = env.s * env.b * env.h;
+    expect(getModel('gpt3-125m').dropout).toBeGreaterThan(0);
+    expect(bytes('gpt3-125m') / sbh).toBe((5 * env.a * env.s) / env.h);
+    const noDropout = modelCatalog().find((m) => m.dropout === 0 && !m.parallelAttention && m.positional !== 'alibi');
+    expect(noDropout).toBeDefined();
+    expect(bytes(noDropout!.name) / sbh).toBe((2 * env.a * env.s) / env.h);
+  });
+});

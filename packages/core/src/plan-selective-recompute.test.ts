@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { backendCapabilities } from './backend-capabilities';
+import { engineCapabilities, planCapabilityViolations, planRuleViolations } from './engine-capabilities';
+import { getModel } from './model-catalog';
+import { parsePlan, type Plan, stageSelectiveRecompute } from './plan';
+
+const model = getModel('gpt-tiny');
+const plan = (selective: Array<boolean | undefined>, ckpt = 0): unknown => ({
+  version: 1, model: model.name, seqLen: 64, globalBatch: 8, gradAccumSteps: 4,
+  stages: selective.map((sel, i) => ({
+    layers: [2 * i, 2 * i + 1], mesh: { nodes: 1, gpusPerNode: 2 }, microBatchSize: 1, dp: 2, tp: 1, sequenceParallel: false,
+    ckptLayers: ckpt, ...(sel === undefined ? {} : { selectiveRecompute: sel }), zero: 0, offload: { weights: 0, grads: 0, optim: 0, activations: 0 },
+  })),
+});
+
+describe('selectiveRecompute in a plan', () => {
+  it('is optional (plans without it load, reading as off) and per stage', () => {
+    const p = parsePlan(plan([undefined, true]), { model });
+    expect(p.stages.map(stageSelectiveRecompute)).toEqual([false, true]);
+    expect(() => parsePlan({ ...(plan([true, true]) as Plan), stages: [{ ...(plan([true, true]) as Plan).stages[0], selectiveRecompute: 'yes' }] }))
+      .toThrow(/selectiveRecompute/);
+  });
+
+  it('Megatron-LM takes it for the whole model and not beside whole-layer recompute; DeepSpeed not at all; the cpu backend per stage', () => {
+    const field = (p: unknown, caps = engineCapabilities('megatron')): string[] => planCapabilityViolations(parsePlan(p, { model }), caps).map((v) => v.field);
+    expect(field(plan([true, true]))).toEqual([]);
+    expect(field(plan([true, false]))).toEqual(['stages[1].selectiveRecompute']);
+    expect(field(plan([true, true], 1))).toEqual(['stages[0].ckptLayers']);
+    expect(field(plan([false, true]), engineCapabilities('deepspeed'))).toContain('stages[1].selectiveRecompute');
+    expect(planRuleViolations(parsePlan(plan([true, false], 1), { model }), backendCapabilities('cpu').plan, 'cpu')).toEqual([]);
+  });
+});
