@@ -19,48 +19,19 @@ interface StageTimes {
   last: number;
 }
 
-/** Makespan of one iteration of the executor's 1F1B schedules, communication free. */
-function simulateSchedule(stages: StageTimes[], G: number): number {
-  const pp = stages.length;
-  const fEnd = stages.map(() => new Array<number>(G).fill(Number.NaN));
-  const bEnd = stages.map(() => new Array<number>(G).fill(Number.NaN));
-  const steps = stages.map((_, s) => oneFOneBSchedule({ stage: s, pp, gradAccumSteps: G })
-    .filter((x): x is Extract<ScheduleStep, { kind: 'forward' | 'backward' }> => x.kind !== 'comm'));
-  const next = new Array<number>(pp).fill(0);
-  const free = new Array<number>(pp).fill(0);
-  for (let progress = true; progress;) {
-    progress = false;
-    for (let s = 0; s < pp; s++) {
-      while (next[s] < steps[s].length) {
-        const step = steps[s][next[s]];
-        const k = step.microBatch;
-        const ready = step.kind === 'forward' ? (s === 0 ? 0 : fEnd[s - 1][k]) : (s === pp - 1 ? fEnd[s][k] : bEnd[s + 1][k]);
-        if (Number.isNaN(ready)) break;
-        const t = stages[s];
-        const end = Math.max(ready, free[s]) + (step.kind === 'forward' ? t.forward + (k === 0 ? t.firstExtra : 0) : t.backward);
-        free[s] = end;
-        (step.kind === 'forward' ? fEnd : bEnd)[s][k] = end;
-        next[s]++;
-        progress = true;
-      }
-    }
-  }
-  expect(next.every((n, s) => n === steps[s].length), 'the schedules deadlocked').toBe(true);
-  return Math.max(...stages.map((t, s) => free[s] + t.last));
-}
-
 /**
- * Makespan of one iteration of core's interleaved schedules (v chunks per rank), communication
- * free: a chunk's forward or backward takes 1/v of its rank's; the rank's first forward unit pays
- * the first-micro-batch extra. A forward unit of virtual stage j = chunk * pp + rank waits for
- * virtual stage j - 1's forward of the same micro-batch, a backward for j + 1's backward.
+ * Makespan of one iteration of the schedules the executor runs (rank-runtime.ts: core's 1F1B for one
+ * chunk per rank, its interleaved schedule for v > 1), communication free: a chunk's forward or
+ * backward takes 1/v of its rank's; the rank's first forward unit pays the first-micro-batch extra. A
+ * forward unit of virtual stage j = chunk * pp + rank waits for virtual stage j - 1's forward of the
+ * same micro-batch, a backward for j + 1's backward.
  */
-function simulateInterleaved(stages: StageTimes[], G: number, v: number): number {
+function simulateSchedule(stages: StageTimes[], G: number, v = 1): number {
   const pp = stages.length;
   const V = pp * v;
   const fEnd = Array.from({ length: V }, () => new Array<number>(G).fill(Number.NaN));
   const bEnd = Array.from({ length: V }, () => new Array<number>(G).fill(Number.NaN));
-  const steps = stages.map((_, s) => interleavedSchedule({ stage: s, pp, gradAccumSteps: G, chunks: v })
+  const steps = stages.map((_, s) => (v === 1 ? oneFOneBSchedule({ stage: s, pp, gradAccumSteps: G }) : interleavedSchedule({ stage: s, pp, gradAccumSteps: G, chunks: v }))
     .filter((x): x is Extract<ScheduleStep, { kind: 'forward' | 'backward' }> => x.kind !== 'comm'));
   const next = new Array<number>(pp).fill(0);
   const free = new Array<number>(pp).fill(0);
@@ -83,7 +54,7 @@ function simulateInterleaved(stages: StageTimes[], G: number, v: number): number
       }
     }
   }
-  expect(next.every((n, s) => n === steps[s].length), 'the interleaved schedules deadlocked').toBe(true);
+  expect(next.every((n, s) => n === steps[s].length), 'the schedules deadlocked').toBe(true);
   return Math.max(...stages.map((t, s) => free[s] + t.last));
 }
 
@@ -163,7 +134,7 @@ describe('closed-form interleaved 1F1B time against core\'s interleaved schedule
       const G = pp * (1 + Math.floor(r() * 4));
       const t = { forward: 0.2 + r(), backward: 0.4 + r(), firstExtra: 0, last: 0 };
       const same = Array.from({ length: pp }, () => ({ ...t }));
-      const sim = simulateInterleaved(same, G, v);
+      const sim = simulateSchedule(same, G, v);
       expect(closedForm(same, G, v), `pp ${pp} v ${v} G ${G}`).toBeCloseTo(sim, 9);
       expect(sim).toBeCloseTo((G + (pp - 1) / v) * (t.forward + t.backward), 9);
       expect(sim).toBeLessThan(simulateSchedule(same, G));
@@ -185,7 +156,7 @@ describe('closed-form interleaved 1F1B time against core\'s interleaved schedule
         const x = 1 + 0.3 * (2 * r() - 1);
         return { forward: f * x, backward: f * ratio * x * (1 + 0.2 * (r() - 0.5)), firstExtra: 0.3 * r() * f, last: 0.5 * r() * f };
       });
-      const sim = simulateInterleaved(stages, G, v);
+      const sim = simulateSchedule(stages, G, v);
       const closed = closedForm(stages, G, v);
       expect(closed, `pp ${pp}, v ${v}, G ${G}`).toBeGreaterThanOrEqual(sim * (1 - 1e-12));
       worst = Math.max(worst, closed / sim - 1);
@@ -206,7 +177,7 @@ describe('closed-form interleaved 1F1B time against core\'s interleaved schedule
       const v = 2 + Math.floor(r() * 3);
       const G = pp * (1 + Math.floor(r() * 3));
       const stages = Array.from({ length: pp }, () => ({ forward: 0.2 + r(), backward: 0.4 + 2 * r(), firstExtra: 0.3 * r(), last: 0.5 * r() }));
-      const ratio = closedForm(stages, G, v) / simulateInterleaved(stages, G, v) - 1;
+      const ratio = closedForm(stages, G, v) / simulateSchedule(stages, G, v) - 1;
       under = Math.min(under, ratio);
       over = Math.max(over, ratio);
       expect(closedForm(stages, G, v)).toBeLessThanOrEqual(closedForm(stages, G, 1) + 1e-12);

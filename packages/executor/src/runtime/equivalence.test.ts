@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { TokenSource } from './data';
 import { runInProcess } from './testing/local-world';
 import { singleHostPlan, type StageSketch } from '../launch/single-host-plan';
-import { type ReferenceOptions, referenceTrain, type ReferenceResult, scheduleOf } from './testing/reference';
+import { type ReferenceOptions, referenceTrain, type ReferenceResult, relL2, scheduleOf } from './testing/reference';
 
 const SEQ = 16, BATCH = 8, STEPS = 5, SEED = 7, LR = 3e-3;
 const refs = new Map<string, Promise<ReferenceResult>>();
@@ -22,19 +22,6 @@ function reference(model: ModelSpec): Promise<ReferenceResult> {
     refs.set(model.name, r);
   }
   return r;
-}
-
-// ||a - b|| / ||b|| over a tensor. Not the largest element difference: Adam divides each gradient
-// by its own running RMS, so an element whose true gradient is ~0 turns rounding noise into a step
-// of ~lr; even the reference itself, split into 4 micro-batches instead of 1, moves single elements
-// by 3e-4 of the tensor's largest value after 5 steps.
-function relL2(a: Float32Array, b: Float32Array): number {
-  let d = 0, n = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += (a[i] - b[i]) ** 2;
-    n += b[i] ** 2;
-  }
-  return Math.sqrt(d / Math.max(n, 1e-30));
 }
 
 // The key bias adds q.bk to every score of a query's row; softmax ignores that, so its exact

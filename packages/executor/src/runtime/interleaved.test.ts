@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../checkpoint';
 import { TokenSource } from './data';
 import { localWorld, runInProcess } from './testing/local-world';
-import { type ReferenceOptions, referenceTrain, type ReferenceResult, scheduleOf } from './testing/reference';
+import { type ReferenceOptions, referenceTrain, type ReferenceResult, relL2, scheduleOf } from './testing/reference';
 import { singleHostPlan, type StageSketch } from '../launch/single-host-plan';
 
 const SEQ = 16, BATCH = 12, STEPS = 5, SEED = 7, LR = 3e-3;
@@ -19,16 +19,6 @@ let ref: Promise<ReferenceResult> | null = null;
 
 function interleavedPlan(G: number, v: number, stages: StageSketch[]): Plan {
   return parsePlan({ ...singleHostPlan(MODEL, { seq: SEQ, globalBatch: BATCH, G }, stages), virtualStages: v }, { model: MODEL });
-}
-
-// ||a - b|| / ||b|| (see equivalence.test.ts for why not the largest element difference).
-function relL2(a: Float32Array, b: Float32Array): number {
-  let d = 0, n = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += (a[i] - b[i]) ** 2;
-    n += b[i] ** 2;
-  }
-  return Math.sqrt(d / Math.max(n, 1e-30));
 }
 
 async function expectEquivalent(plan: Plan): Promise<void> {

@@ -26,15 +26,15 @@ export { GiB, MiB };
 
 /**
  * `ctx` with a measured-style profile: the executor's host cost per module pass and the slowdowns
- * with every device of a node busy, as `mist profile` writes them for a CPU host (compute.
- * modulePassOverhead, compute.allBusy). Test figures of the order of a CPU host's (0.1-0.3 ms per
- * pass), not a measurement; what matters is that the stage model then reads the pipeline depth pp
+ * with every device of a node busy, as `mist profile` writes them for a CPU host (the profile's
+ * `backend` section of kind cpu). Test figures of the order of a CPU host's (0.1-0.3 ms per pass),
+ * not a measurement; what matters is that the stage model then reads the pipeline depth pp
  * (analyzer stage-model.ts busyShare), so that frontiers depend on pp.
  */
 export function withAllBusy(ctx: AnalyzerContext): AnalyzerContext {
   const p = ctx.profile;
   const profile = parseHardwareProfile({
-    ...p, compute: { ...p.compute, modulePassOverhead: 1e-4, allBusy: { kernelSlowdown: 1.5, modulePassOverhead: 2e-4, pipelineModulePassOverhead: 3e-4 } },
+    ...p, backend: { kind: 'cpu', modulePassOverhead: 1e-4, allBusy: { kernelSlowdown: 1.5, modulePassOverhead: 2e-4, pipelineModulePassOverhead: 3e-4 } },
   });
   return { ...ctx, profile };
 }
