@@ -112,4 +112,16 @@ describe('mist analyze', () => {
     expect(long.code).toBe(2);
     expect(long.stderr).toMatch(/seqLen: got 4096; must be at most 2048/);
   });
+
+  it('shows a stage\'s selective recomputation beside its checkpointed layers, and its saving', async () => {
+    const without = tempPlan((p) => { p.flashAttention = false; });
+    const selective = tempPlan((p) => { p.flashAttention = false; p.stages[0].ckptLayers = 0; p.stages[0].selectiveRecompute = true; });
+    const plain = tempPlan((p) => { p.flashAttention = false; p.stages[0].ckptLayers = 0; });
+    const res = await runCli(['analyze', '--plan', selective]);
+    expect(res.stdout).toMatch(/\b0 \+sel\b/);
+    expect((await runCli(['analyze', '--plan', without])).stdout).not.toMatch(/\+sel/);
+    const json = async (file: string) => JSON.parse((await runCli(['analyze', '--plan', file, '--json'])).stdout) as { stages: Array<{ memory: { activations: number } }> };
+    const [a, b] = await Promise.all([json(selective), json(plain)]);
+    expect(a.stages[0].memory.activations).toBeLessThan(b.stages[0].memory.activations);
+  });
 });

@@ -15,6 +15,7 @@ import { type Command, intOpt, JSON_OPTION, stringOpt, UsageError } from '../cli
 import { planArgument } from '../cli/plan-argument';
 import { renderTable } from '../cli/table';
 import { retargetPlan } from './plan-retarget';
+import { recomputeText } from '../cli/stage-text';
 
 interface PlanDoc {
   model?: unknown;
@@ -162,7 +163,7 @@ export const analyzeCommand: Command = {
       { header: 'layers', value: (s) => `${s.layers[0]}-${s.layers[1]}` },
       { header: 'dp x tp', value: (s) => `${plan.stages[s.index].dp} x ${plan.stages[s.index].tp}${(plan.stages[s.index].cp ?? 1) > 1 ? ` cp ${plan.stages[s.index].cp}` : ''}${plan.stages[s.index].sequenceParallel ? ' sp' : ''}` },
       { header: 'b', value: (s) => plan.stages[s.index].microBatchSize },
-      { header: 'ckpt', value: (s) => plan.stages[s.index].ckptLayers },
+      { header: 'ckpt', value: (s) => recomputeText(plan.stages[s.index]) },
       { header: 'zero', value: (s) => plan.stages[s.index].zero },
       { header: 'steady', value: t((s) => s.steadyTimeS), align: 'right' },
       { header: 'first', value: t((s) => s.firstTimeS), align: 'right' },

@@ -18,6 +18,7 @@ import { profileHost, SMOKE_GRID } from '@mist/profiler';
 import { type Command, intOpt } from '../cli/command';
 import { ProgressBar } from '../cli/progress';
 import { renderTable } from '../cli/table';
+import { recomputeText } from '../cli/stage-text';
 
 const MIST_BIN = path.resolve(__dirname, '../../bin/mist.js');
 
@@ -93,7 +94,7 @@ function describePlan(plan: Plan): string {
     { header: 'mesh', value: (s) => `${s.mesh.nodes}x${s.mesh.gpusPerNode}` },
     { header: 'dp x tp', value: (s) => `${s.dp} x ${s.tp}` },
     { header: 'b', value: (s) => s.microBatchSize },
-    { header: 'ckpt', value: (s) => s.ckptLayers },
+    { header: 'ckpt', value: (s) => recomputeText(s) },
     { header: 'zero', value: (s) => s.zero },
   ]);
 }

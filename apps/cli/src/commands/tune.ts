@@ -17,6 +17,7 @@ import { type Command, intOpt, JSON_OPTION, type OptionSpec, requireString, stri
 import { gapText, loadFromPlan, replanText, stopOnSignals, tuneProgressPrinter } from './tune-progress';
 import { renderTable } from '../cli/table';
 import { reportTarget, TUNE_REPORT_OPTION, writeTuneReport } from './tune-report';
+import { recomputeText } from '../cli/stage-text';
 
 /** The knobs' flags (@mist/tuner SEARCH_KNOBS), as `mist tune` options: the job file and the Tuner service take the same knobs. */
 const KNOB_OPTIONS: Record<string, OptionSpec> = Object.fromEntries(SEARCH_KNOBS.map((k) => [k.flag, {
@@ -39,7 +40,7 @@ function planTable(plan: Plan, est: PlanEstimate): string {
     { header: 'mesh', value: (r) => `${r.s.mesh.nodes}x${r.s.mesh.gpusPerNode}` },
     { header: 'dp x tp', value: (r) => `${r.s.dp} x ${r.s.tp}${(r.s.cp ?? 1) > 1 ? ` cp ${r.s.cp}` : ''}${r.s.sequenceParallel ? ' sp' : ''}` },
     { header: 'b', value: (r) => r.s.microBatchSize },
-    { header: 'ckpt', value: (r) => r.s.ckptLayers },
+    { header: 'ckpt', value: (r) => recomputeText(r.s) },
     { header: 'zero', value: (r) => r.s.zero },
     { header: 'offload', value: (r) => offloadText(r.s) },
     { header: 'steady', value: (r) => formatSeconds(r.e.steadyTimeS), align: 'right' },
