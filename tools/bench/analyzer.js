@@ -4,44 +4,39 @@
 //   npx tsc -b packages/analyzer && node tools/bench/analyzer.js
 // Goal: >= 2 million candidates per second.
 'use strict';
-const path = require('node:path');
-const root = path.resolve(__dirname, '..', '..');
 const core = require('@mist/core');
 const analyzer = require('@mist/analyzer');
 
-const { IN, INPUT_WIDTH, OUTPUT_WIDTH } = analyzer;
+const { INPUT_WIDTH, OUTPUT_WIDTH } = analyzer;
+
+const POSITIONS = /** @type {const} */ (['first', 'middle', 'last', 'only']);
 
 function candidates(model, cluster, count) {
-  // A varied, valid set: layers, position, micro-batch, dp x tp, SP, ckpt, zero and offload ratios.
+  // A varied, valid set: layers, position, micro-batch, dp x tp, SP, ckpt, zero and offload ratios,
+  // written by the analyzer's own row writer (one layout, new columns at their defaults).
   const input = new Float64Array(count * INPUT_WIDTH);
   const gpn = cluster.gpusPerNode;
   const tps = [1, 2, 4, 8].filter((t) => gpn % t === 0 && model.heads % t === 0);
   let seed = 12345;
   const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const offloadRatio = () => (rnd() < 0.7 ? 0 : rnd());
   for (let i = 0; i < count; i++) {
-    const o = i * INPUT_WIDTH;
     const layers = 1 + Math.floor(rnd() * model.layers);
     const tp = tps[Math.floor(rnd() * tps.length)];
     const nodes = 1 + Math.floor(rnd() * cluster.nodes);
     const pp = 1 + Math.floor(rnd() * 4);
-    const pos = pp === 1 ? 3 : Math.floor(rnd() * 3);
-    input[o + IN.LAYERS] = layers;
-    input[o + IN.POSITION] = pos;
-    input[o + IN.IN_FLIGHT] = 1 + Math.floor(rnd() * pp);
-    input[o + IN.PP] = pp;
-    input[o + IN.MESH_NODES] = nodes;
-    input[o + IN.MESH_GPUS_PER_NODE] = gpn;
-    input[o + IN.MICRO_BATCH] = 1 << Math.floor(rnd() * 4);
-    input[o + IN.GRAD_ACCUM] = 1 + Math.floor(rnd() * 16);
-    input[o + IN.DP] = (nodes * gpn) / tp;
-    input[o + IN.TP] = tp;
-    input[o + IN.SP] = rnd() < 0.5 ? 0 : 1;
-    input[o + IN.CKPT] = Math.floor(rnd() * (layers + 1));
-    input[o + IN.ZERO] = Math.floor(rnd() * 4);
-    input[o + IN.OFF_WEIGHTS] = rnd() < 0.7 ? 0 : rnd();
-    input[o + IN.OFF_GRADS] = rnd() < 0.7 ? 0 : rnd();
-    input[o + IN.OFF_OPTIM] = rnd() < 0.7 ? 0 : rnd();
-    input[o + IN.OFF_ACT] = rnd() < 0.7 ? 0 : rnd();
+    const position = POSITIONS[pp === 1 ? 3 : Math.floor(rnd() * 3)];
+    const inFlight = 1 + Math.floor(rnd() * pp);
+    const microBatchSize = 1 << Math.floor(rnd() * 4);
+    const gradAccumSteps = 1 + Math.floor(rnd() * 16);
+    const sequenceParallel = rnd() >= 0.5;
+    const ckptLayers = Math.floor(rnd() * (layers + 1));
+    const zero = /** @type {0 | 1 | 2 | 3} */ (Math.floor(rnd() * 4));
+    const offload = { weights: offloadRatio(), grads: offloadRatio(), optim: offloadRatio(), activations: offloadRatio() };
+    analyzer.writeStageQuery({
+      layers, position, inFlight, pp, mesh: { nodes, gpusPerNode: gpn }, microBatchSize, gradAccumSteps,
+      dp: (nodes * gpn) / tp, tp, sequenceParallel, ckptLayers, zero, offload,
+    }, input, i);
   }
   return input;
 }

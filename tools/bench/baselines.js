@@ -7,9 +7,7 @@
 //
 // Usage: node tools/bench/baselines.js [--time-limit 60]
 'use strict';
-const path = require('node:path');
 
-const root = path.resolve(__dirname, '../..');
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : fallback;

@@ -8,7 +8,6 @@
 // Usage: node tools/bench/collectives.js [--ranks 2,4] [--max-mb 64]
 'use strict';
 const { fork } = require('node:child_process');
-const path = require('node:path');
 
 const MB = 1024 * 1024;
 

@@ -8,9 +8,7 @@
 //
 // Usage: node tools/bench/coordinator-tune-latency.js [--seconds 20]
 'use strict';
-const path = require('node:path');
 
-const root = path.resolve(__dirname, '../..');
 const TOKEN = 'bench-tune-token';
 const i = process.argv.indexOf('--seconds');
 const seconds = i >= 0 ? Number(process.argv[i + 1]) : 20;

@@ -8,9 +8,7 @@
 'use strict';
 const fs = require('node:fs');
 const os = require('node:os');
-const path = require('node:path');
 
-const root = path.resolve(__dirname, '../..');
 const native = require('@mist/native');
 const executor = require('@mist/executor');
 

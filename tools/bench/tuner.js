@@ -9,8 +9,6 @@
 //    Llama-2 7B on 1x8 (128), 13B on 2x8 (256): on L4 at seq 2048 and A100-40GB at seq 4096, with
 //    flash attention on and off.
 'use strict';
-const path = require('node:path');
-const root = path.resolve(__dirname, '..', '..');
 const core = require('@mist/core');
 const tuner = require('@mist/tuner');
 
