@@ -184,6 +184,31 @@ export function checkStageQuery(q: StageQuery): void {
   }
 }
 
+const POSITION_OF_CODE: readonly StagePosition[] = (Object.keys(POSITION_CODE) as StagePosition[])
+  .sort((a, b) => POSITION_CODE[a] - POSITION_CODE[b]);
+
+/** The query written in row `i` of a batch input array (the inverse of writeStageQuery). */
+export function readStageQuery(input: Float64Array, i = 0): StageQuery {
+  const o = i * INPUT_WIDTH;
+  return {
+    layers: input[o + IN.LAYERS],
+    position: POSITION_OF_CODE[input[o + IN.POSITION]],
+    inFlight: input[o + IN.IN_FLIGHT],
+    pp: input[o + IN.PP],
+    mesh: { nodes: input[o + IN.MESH_NODES], gpusPerNode: input[o + IN.MESH_GPUS_PER_NODE] },
+    microBatchSize: input[o + IN.MICRO_BATCH],
+    gradAccumSteps: input[o + IN.GRAD_ACCUM],
+    dp: input[o + IN.DP],
+    tp: input[o + IN.TP],
+    sequenceParallel: input[o + IN.SP] === 1,
+    ckptLayers: input[o + IN.CKPT],
+    zero: input[o + IN.ZERO] as ZeroLevel,
+    offload: { weights: input[o + IN.OFF_WEIGHTS], grads: input[o + IN.OFF_GRADS], optim: input[o + IN.OFF_OPTIM], activations: input[o + IN.OFF_ACT] },
+    cp: input[o + IN.CP],
+    selectiveRecompute: input[o + IN.SELECTIVE] === 1,
+  };
+}
+
 /** Writes a query into row `i` of a batch input array. */
 export function writeStageQuery(q: StageQuery, input: Float64Array, i = 0): void {
   const o = i * INPUT_WIDTH;

@@ -3,7 +3,7 @@
 export { type AnalyzerContext, buildStageExpressions, modelBindings, type StageExpressions } from './stage-model';
 export {
   checkStageQuery, type CompiledStageModel, compileStageModel, readStageEstimate, type StageEstimate,
-  type StageMemory, type StageQuery, type StageTime, writeStageQuery,
+  type StageMemory, type StageQuery, type StageTime, readStageQuery, writeStageQuery,
 } from './compile';
 export { DEFAULT_HOST_RESERVE_FRACTION, usableHostMemoryPerGpu } from './host-memory';
 export { IN, INPUT_WIDTH, OUT, OUTPUT_WIDTH, POSITION_CODE, type StagePosition, stagePosition } from './layout';

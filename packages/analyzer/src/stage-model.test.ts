@@ -1,6 +1,6 @@
 import { getModel, NO_OFFLOAD, parseClusterShorthand, parseTrainingSpec, builtinHardwareProfile, totalParams, usableDeviceMemory } from '@mist/core';
 import { describe, expect, it } from 'vitest';
-import { compileStageModel, readStageEstimate, type StageQuery, writeStageQuery } from './compile';
+import { compileStageModel, readStageEstimate, readStageQuery, type StageQuery, writeStageQuery } from './compile';
 import { INPUT_WIDTH, OUTPUT_WIDTH } from './layout';
 
 const model = getModel('gpt3-1.3b');
@@ -75,6 +75,14 @@ describe('batch kernel', () => {
     qs.forEach((q, i) => writeStageQuery(q, input, i));
     compiled.evaluateBatch(input, output, qs.length);
     qs.forEach((q, i) => expect(readStageEstimate(output, compiled.capacityBytes, i)).toEqual(compiled.estimate(q)));
+  });
+
+  it('reads back every query it writes (readStageQuery inverts writeStageQuery)', () => {
+    const qs = [query({ cp: 1, selectiveRecompute: false }), query({ position: 'middle', pp: 3, inFlight: 2, tp: 2, dp: 2, cp: 2, selectiveRecompute: true, zero: 2 }),
+      query({ position: 'last', pp: 4, offload: { weights: 0.25, grads: 0.5, optim: 1, activations: 0.125 }, cp: 1, selectiveRecompute: false })];
+    const input = new Float64Array(qs.length * INPUT_WIDTH);
+    qs.forEach((q, i) => writeStageQuery(q, input, i));
+    qs.forEach((q, i) => expect(readStageQuery(input, i)).toEqual(q));
   });
 
   it('rejects an inconsistent query in estimate()', () => {

@@ -3,8 +3,8 @@
 // candidate fits in device memory (by offloading) but every such candidate overflows the host; the
 // closest is then the one with the smallest host shortfall. Otherwise the device binds and the
 // closest is the candidate with the smallest device shortfall (which may overflow the host too).
-import { type AnalyzerContext, type CompiledStageModel, IN, type StageMemory, type StagePosition, type StageQuery } from '@mist/analyzer';
-import { clusterDevices, engineCapabilities, formatBytes, OFFLOAD_KINDS, type OffloadKind, type ZeroLevel } from '@mist/core';
+import { type AnalyzerContext, type CompiledStageModel, readStageQuery, type StageMemory, type StageQuery } from '@mist/analyzer';
+import { clusterDevices, engineCapabilities, formatBytes, OFFLOAD_KINDS, type OffloadKind } from '@mist/core';
 import { closestWholePlan } from './closest-plan';
 import type { Shortfall } from './intra-stage';
 import type { SearchSpace } from './search-space';
@@ -36,28 +36,6 @@ export interface NoFitReport {
   message: string;
 }
 
-const POSITIONS: StagePosition[] = ['first', 'middle', 'last', 'only'];
-
-function queryOfRow(row: Float64Array): StageQuery {
-  return {
-    layers: row[IN.LAYERS],
-    position: POSITIONS[row[IN.POSITION]],
-    inFlight: row[IN.IN_FLIGHT],
-    pp: row[IN.PP],
-    mesh: { nodes: row[IN.MESH_NODES], gpusPerNode: row[IN.MESH_GPUS_PER_NODE] },
-    microBatchSize: row[IN.MICRO_BATCH],
-    gradAccumSteps: row[IN.GRAD_ACCUM],
-    dp: row[IN.DP],
-    tp: row[IN.TP],
-    sequenceParallel: row[IN.SP] === 1,
-    ckptLayers: row[IN.CKPT],
-    zero: row[IN.ZERO] as ZeroLevel,
-    offload: { weights: row[IN.OFF_WEIGHTS], grads: row[IN.OFF_GRADS], optim: row[IN.OFF_OPTIM], activations: row[IN.OFF_ACT] },
-    cp: row[IN.CP],
-    selectiveRecompute: row[IN.SELECTIVE] === 1,
-  };
-}
-
 function bindingOf(s: Shortfall): BindingMemory {
   if (s.hostBytes <= 0) return 'device';
   return s.deviceBytes <= 0 ? 'host' : 'device and host';
@@ -87,7 +65,7 @@ export function diagnoseNoFit(
       message: `no strategy of the ${space.name} space could be evaluated on ${devices} GPUs (no valid dp x tp split for this batch and model)`,
     };
   }
-  const closest = queryOfRow(shortfall.row);
+  const closest = readStageQuery(shortfall.row);
   const est = compiled.estimate(closest);
   const m = est.memory;
   const states = m.weights + m.grads + m.optim;
