@@ -21,9 +21,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { type AnalyzerContext, type CompiledStageModel, IN, INPUT_WIDTH, OUT, OUTPUT_WIDTH } from '@mist/analyzer';
-import type { ZeroLevel } from '@mist/core';
 import type { StageGroupSpec } from './enumerate';
-import { ST, STRATEGY_WIDTH, type StrategyStore } from './intra-stage';
+import { STRATEGY_WIDTH, type StrategyStore } from './intra-stage';
 import { ParetoSet3 } from './pareto';
 import type { SearchSpace } from './search-space';
 
@@ -122,13 +121,7 @@ export class FrontierCache {
     const set = new ParetoSet3();
     const p = e.points;
     for (let o = 0; o < p.length; o += POINT_WIDTH) {
-      const s = o + 3;
-      const ref = store.add(
-        { microBatchSize: p[s + ST.B], dp: p[s + ST.DP], tp: p[s + ST.TP], sequenceParallel: p[s + ST.SP] === 1, zero: p[s + ST.ZERO] as ZeroLevel,
-          selectiveRecompute: p[s + ST.SEL] === 1, cp: p[s + ST.CP] },
-        p[s + ST.CKPT], p[s + ST.OW], p[s + ST.OG], p[s + ST.OO], p[s + ST.OA],
-      );
-      set.insert(p[o], p[o + 1], p[o + 2], ref);
+      set.insert(p[o], p[o + 1], p[o + 2], store.addColumns(p, o + 3));
     }
     return set;
   }

@@ -52,11 +52,7 @@ export class StrategyStore {
   size = 0;
 
   add(c: ParallelConfig, ckpt: number, ow: number, og: number, oo: number, oa: number): number {
-    if ((this.size + 1) * STRATEGY_WIDTH > this.data.length) {
-      const next = new Float64Array(this.data.length * 2);
-      next.set(this.data);
-      this.data = next;
-    }
+    this.grow();
     const o = this.size * STRATEGY_WIDTH;
     const d = this.data;
     d[o + ST.B] = c.microBatchSize;
@@ -72,6 +68,21 @@ export class StrategyStore {
     d[o + ST.SEL] = c.selectiveRecompute ? 1 : 0;
     d[o + ST.CP] = c.cp;
     return this.size++;
+  }
+
+  /** Adds a strategy stored as its STRATEGY_WIDTH columns (ST) at `offset` of `src` (e.g. a cached frontier). */
+  addColumns(src: ArrayLike<number>, offset: number): number {
+    this.grow();
+    const o = this.size * STRATEGY_WIDTH;
+    for (let c = 0; c < STRATEGY_WIDTH; c++) this.data[o + c] = src[offset + c];
+    return this.size++;
+  }
+
+  private grow(): void {
+    if ((this.size + 1) * STRATEGY_WIDTH <= this.data.length) return;
+    const next = new Float64Array(this.data.length * 2);
+    next.set(this.data);
+    this.data = next;
   }
 
   get(ref: number, column: number): number {
