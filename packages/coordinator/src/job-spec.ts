@@ -85,8 +85,11 @@ export function resolveClusterRef(ref: ClusterRef__Output | null | undefined, is
   return data === undefined ? null : attempt('cluster', issues, () => parseClusterSpec(data));
 }
 
-/** The executor's one compute backend: what every job runs on (see executorIssues). */
-const EXECUTOR_BACKEND = 'cpu';
+/**
+ * The executor's one compute backend: what every job runs on (its worker refuses any other,
+ * run-worker.ts): submit checks against its table, tuned jobs search its space, `auto` resolves to it.
+ */
+export const EXECUTOR_BACKEND = 'cpu' as const;
 
 const BACKENDS: Record<string, BackendChoice> = { BACKEND_UNSPECIFIED: 'auto', BACKEND_CPU: 'cpu', BACKEND_NCCL: 'nccl' };
 
@@ -108,7 +111,7 @@ function executorIssues(backend: BackendChoice, model: ModelSpec, training: Trai
       return {};
     }
   })();
-  return backendViolations(backendCapabilities('cpu'), { model, training, plan })
+  return backendViolations(backendCapabilities(EXECUTOR_BACKEND), { model, training, plan })
     .filter((v) => !(v.field === 'training.paramDtype' || v.field === 'training.computeDtype') || v.field.slice('training.'.length) in given)
     .map((v) => ({ field: v.field, value: valueAtField({ model, training, plan }, v.field), message: `${v.feature}: not supported by the executor's cpu backend (${v.detail})` }));
 }

@@ -6,7 +6,7 @@
 //    every rank passes it as NCCL_COMM_ID, so no NCCL is needed on the coordinator.
 import type { Rendezvous } from '@mist/rpc';
 import type { AgentRegistry } from './agent-registry';
-import type { BackendChoice } from './job-spec';
+import { type BackendChoice, EXECUTOR_BACKEND } from './job-spec';
 import type { RankPlacement } from './placement';
 
 export type ResolvedBackend = 'cpu' | 'nccl';
@@ -53,7 +53,7 @@ export function resolveBackend(
     if (!ncclEverywhere) return { ok: false, reason: `backend nccl is not available on agent ${noNccl}` };
     return { ok: true, backend: 'nccl' };
   }
-  return { ok: true, backend: 'cpu' };
+  return { ok: true, backend: EXECUTOR_BACKEND };
 }
 
 /** Allocates the ports and builds the rendezvous; releases what it took when it fails. */
