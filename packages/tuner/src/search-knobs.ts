@@ -121,6 +121,11 @@ function expected(kind: Kind): string {
   }
 }
 
+/** A command line's text as a number (a JSON value as it is). */
+function numeric(value: unknown): unknown {
+  return typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+}
+
 /** The value of one knob, or an issue naming it. `text` values come from a command line. */
 function readKnob(spec: KnobSpec, value: unknown, field: string): { ok: true; value: unknown } | { ok: false; issue: SpecIssue } {
   const bad = () => ({ ok: false as const, issue: { field, value, message: `expected ${expected(spec.kind)}` } });
@@ -129,15 +134,15 @@ function readKnob(spec: KnobSpec, value: unknown, field: string): { ok: true; va
     case 'enum':
       return typeof value === 'string' && k.values.includes(value) ? { ok: true, value } : bad();
     case 'int': {
-      const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+      const n = numeric(value);
       return typeof n === 'number' && Number.isInteger(n) && n >= 1 ? { ok: true, value: n } : bad();
     }
     case 'seconds': {
-      const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+      const n = numeric(value);
       return typeof n === 'number' && Number.isFinite(n) && n > 0 ? { ok: true, value: n } : bad();
     }
     case 'step': {
-      const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+      const n = numeric(value);
       if (typeof n !== 'number' || !(n > 0 && n <= 1) || Math.abs(Math.round(1 / n) * n - 1) > 1e-9) return bad();
       return { ok: true, value: n };
     }
