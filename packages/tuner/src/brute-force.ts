@@ -3,11 +3,13 @@
 // checking the tuner on tiny instances only. The one reduction: within one stage slot (same G, pp,
 // partition and meshes) a strategy whose steady and imbalance times are both no better than another
 // fitting strategy's is skipped, since swapping it for that one never makes a combination slower.
-import { type AnalyzerContext, compileStageModel, inFlightMicroBatches, type StageQuery, stagePosition } from '@mist/analyzer';
+// The interleaved plans of the space (v > 1) come from brute-force-interleaved.ts, without that reduction.
+import { type AnalyzerContext, compileStageModel, inFlightMicroBatches, type StageQuery, stagePosition, stepJitter } from '@mist/analyzer';
 import { clusterDevices, type Mesh, meshSize, type Plan, PLAN_VERSION, type StageStrategy } from '@mist/core';
 import { ckptLevels, divisors, meshChoices, parallelConfigs, selectiveLevels } from './enumerate';
 import type { SearchSpace } from './search-space';
 import { planFp8Field } from './fp8-choice';
+import { bruteForceInterleaved } from './brute-force-interleaved';
 
 export interface BruteForceResult {
   iterationTimeS: number;
@@ -54,6 +56,7 @@ export function bruteForce(ctx: AnalyzerContext, space: SearchSpace, onlyG?: num
   const D = clusterDevices(profile.cluster);
   const meshes = meshChoices(profile.cluster);
   const o = space.offload;
+  const jitter = stepJitter(profile, D);
   let best: BruteForceResult | null = null;
   let evaluated = 0;
   for (const G of divisors(training.globalBatch)) {
@@ -103,7 +106,7 @@ export function bruteForce(ctx: AnalyzerContext, space: SearchSpace, onlyG?: num
           const walk = (i: number, imbalance: number, bottleneck: number): void => {
             if (i === pp) {
               evaluated++;
-              const t = imbalance + (G - 1) * bottleneck;
+              const t = imbalance + (G - 1) * bottleneck + jitter;
               if (!best || t < best.iterationTimeS) {
                 best = {
                   iterationTimeS: t, plansEvaluated: 0,
@@ -128,5 +131,10 @@ export function bruteForce(ctx: AnalyzerContext, space: SearchSpace, onlyG?: num
     }
   }
   if (best) (best as BruteForceResult).plansEvaluated = evaluated;
+  // And every interleaved 1F1B plan the space allows (brute-force-interleaved.ts).
+  const interleaved = bruteForceInterleaved(ctx, space, onlyG);
+  if (interleaved && (!best || interleaved.iterationTimeS < (best as BruteForceResult).iterationTimeS)) {
+    return { ...interleaved, plansEvaluated: interleaved.plansEvaluated + evaluated };
+  }
   return best;
 }

@@ -275,7 +275,8 @@ function bestOfPoint(
     return e;
   };
   let best: { timeS: number; plan: Plan } | null = null;
-  for (const counts of partitions) for (const v of virtualStageChoices(caps, counts, p.G)) {
+  const maxV = space.maxVirtualStages ?? Number.MAX_SAFE_INTEGER;
+  for (const counts of partitions) for (const v of virtualStageChoices(caps, counts, p.G).filter((x) => x <= maxV)) {
     // Least recompute per stage that fits (ascending candidates, first fit).
     const zeroCkpt = counts.map(() => 0);
     const probe = planOf(ctx, p, counts, zeroCkpt, clusterName, v);

@@ -14,6 +14,7 @@ const SAMPLES: Record<keyof SearchKnobs, { json: unknown; flag: string | boolean
   maxStages: { json: 2, flag: '2' },
   maxTp: { json: 2, flag: '2' },
   maxCp: { json: 1, flag: '1' },
+  maxVirtualStages: { json: 1, flag: '1' },
   uniformPartition: { json: true, flag: true },
   uniformMesh: { json: true, flag: true },
   sequenceParallel: { json: false, flag: true },

@@ -26,6 +26,8 @@ export interface SearchKnobs {
   maxTp?: number;
   /** Largest context-parallel degree (1 = off). */
   maxCp?: number;
+  /** Largest model-chunk count per rank of interleaved 1F1B (1 = off). */
+  maxVirtualStages?: number;
   uniformPartition?: boolean;
   uniformMesh?: boolean;
   sequenceParallel?: boolean;
@@ -88,6 +90,8 @@ export const SEARCH_KNOBS: readonly KnobSpec[] = [
   { key: 'uniformMesh', flag: 'uniform-mesh', kind: { type: 'flag' }, description: 'ablation: every stage uses the same device mesh' },
   { key: 'maxTp', flag: 'max-tp', kind: { type: 'int' }, valueName: 'N', description: 'ablation: tensor parallelism of at most N (1 = off)' },
   { key: 'maxCp', flag: 'max-cp', kind: { type: 'int' }, valueName: 'N', description: 'ablation: context parallelism of at most N (1 = off)' },
+  { key: 'maxVirtualStages', flag: 'max-virtual-stages', kind: { type: 'int' }, valueName: 'V',
+    description: 'ablation: interleaved 1F1B with at most V model chunks per rank (1 = off)' },
   { key: 'sequenceParallel', flag: 'no-sp', kind: { type: 'off-flag' }, description: 'ablation: no sequence parallelism' },
   { key: 'pow2MicroBatch', flag: 'pow2-micro-batch', kind: { type: 'flag' }, description: 'ablation: micro-batch sizes over powers of two only' },
   { key: 'ckpt', flag: 'ckpt', kind: { type: 'enum', values: ['fine', 'all-or-none', 'none'] }, valueName: 'MODE',
@@ -226,6 +230,7 @@ function spaceOverrides(k: SearchKnobs): Partial<SearchSpace> {
   if (k.maxStages !== undefined) o.maxStages = k.maxStages;
   if (k.maxTp !== undefined) o.maxTp = k.maxTp;
   if (k.maxCp !== undefined) o.maxCp = k.maxCp;
+  if (k.maxVirtualStages !== undefined) o.maxVirtualStages = k.maxVirtualStages;
   if (k.uniformPartition) o.uniformPartition = true;
   if (k.uniformMesh) o.uniformMesh = true;
   if (k.sequenceParallel === false) o.sequenceParallel = false;

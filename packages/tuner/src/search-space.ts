@@ -34,6 +34,13 @@ export interface SearchSpace {
    * cp ranks, ring attention); absent or 1 turns CP off.
    */
   maxCp?: number;
+  /**
+   * Largest model-chunk count per rank of interleaved 1F1B plans (Megatron-LM's virtual pipeline
+   * stages; interleaved-search.ts); 1 turns interleaving off. In the Mist space (absent: off) an
+   * interleaved plan has equal layers and one mesh per rank and no offloading; an engine space
+   * (absent: no limit) allows what its engine runs, up to this count.
+   */
+  maxVirtualStages?: number;
   /** Try Megatron sequence parallelism when tp > 1. */
   sequenceParallel: boolean;
   /** fine: ckptLayers 0..layers of the stage; all-or-none: 0 or all; none: 0. */
@@ -92,6 +99,7 @@ export function mistSpace(overrides: Partial<SearchSpace> = {}): SearchSpace {
     microBatchPow2: false,
     maxTp: Number.MAX_SAFE_INTEGER,
     maxCp: Number.MAX_SAFE_INTEGER,
+    maxVirtualStages: Number.MAX_SAFE_INTEGER,
     sequenceParallel: true,
     ckpt: 'fine',
     selectiveRecompute: true,
@@ -137,6 +145,7 @@ export function checkSearchSpace(s: SearchSpace): void {
   if (!(s.maxStages >= 1)) throw new RangeError(`space ${s.name}: maxStages must be >= 1`);
   if (!(s.maxTp >= 1)) throw new RangeError(`space ${s.name}: maxTp must be >= 1`);
   if (s.maxCp !== undefined && !(s.maxCp >= 1)) throw new RangeError(`space ${s.name}: maxCp must be >= 1`);
+  if (s.maxVirtualStages !== undefined && !(s.maxVirtualStages >= 1)) throw new RangeError(`space ${s.name}: maxVirtualStages must be >= 1`);
   if (s.zero.length === 0) throw new RangeError(`space ${s.name}: zero needs at least one level`);
   if (!(s.frontierSize >= 1)) throw new RangeError(`space ${s.name}: frontierSize must be >= 1`);
   for (const [k, levels] of Object.entries(s.offload) as [keyof OffloadLevels, number[]][]) {

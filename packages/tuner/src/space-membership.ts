@@ -16,10 +16,26 @@ export function planSpaceViolations(plan: Plan, space: SearchSpace): string[] {
   const out: string[] = [];
   const pp = plan.stages.length;
   if (pp > space.maxStages) out.push(`stages: ${pp} stages, the space allows at most ${space.maxStages}`);
-  // Interleaved 1F1B is searched only in the engine spaces whose engine runs it (checked below with
-  // the engine's table); the Mist space keeps one chunk per rank.
+  // Interleaved 1F1B: the engine spaces allow what their engine runs (checked below with the engine's
+  // table); the Mist space allows up to maxVirtualStages chunks per rank, with one mesh for every rank
+  // and no offloading (interleaved-search.ts).
   const v = plan.virtualStages ?? 1;
-  if (v > 1 && !space.engine) out.push(`virtualStages: ${v}, the ${space.name} space keeps one model chunk per rank (1)`);
+  if (v > 1 && space.engine && space.maxVirtualStages !== undefined && v > space.maxVirtualStages) {
+    out.push(`virtualStages: ${v}, the ${space.name} space allows at most ${space.maxVirtualStages} model chunks per rank`);
+  }
+  if (v > 1 && !space.engine) {
+    const maxV = space.maxVirtualStages ?? 1;
+    if (v > maxV) out.push(`virtualStages: ${v}, the ${space.name} space allows at most ${maxV} model chunks per rank`);
+    const m0 = plan.stages[0].mesh;
+    plan.stages.forEach((s, i) => {
+      if (s.mesh.nodes !== m0.nodes || s.mesh.gpusPerNode !== m0.gpusPerNode) {
+        out.push(`stages[${i}].mesh: ${s.mesh.nodes}x${s.mesh.gpusPerNode}, an interleaved plan of the ${space.name} space uses stage 0's mesh on every rank`);
+      }
+      if (s.offload.weights > 0 || s.offload.grads > 0 || s.offload.optim > 0 || s.offload.activations > 0) {
+        out.push(`stages[${i}].offload: an interleaved plan of the ${space.name} space offloads nothing`);
+      }
+    });
+  }
   const first = plan.stages[0];
   plan.stages.forEach((s, i) => {
     const at = `stages[${i}]`;

@@ -21,6 +21,7 @@ import { type Fp8Outcome, planFp8Field, tuneFp8Choice } from './fp8-choice';
 import { checkSearchSpace, mistSpace, type SearchSpace } from './search-space';
 import { stageModelReadsPp } from './pipeline-depth';
 import { stageGroupFromSet } from './stage-frontiers';
+import { searchInterleaved } from './interleaved-search';
 
 export type TunePhase = 'intra-stage' | 'inter-stage' | 'done';
 
@@ -214,9 +215,11 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
   // first and fast) gives the cutoff that prunes most of the full search. The result stays exact:
   // the seed only raises the bar a plan must beat.
   let seedEvaluated = 0;
+  let interleavedEvaluated = 0;
   if (!space.uniformPartition || !space.uniformMesh) {
     const seed = await tune(ctx, {
-      space: { ...space, uniformPartition: true, uniformMesh: true }, compiled, clusterName: options.clusterName,
+      // The interleaved plans are searched once, by this tune, after its main search.
+      space: { ...space, uniformPartition: true, uniformMesh: true, maxVirtualStages: 1 }, compiled, clusterName: options.clusterName,
       incumbent: best ? best.plan : undefined, signal: options.signal, cacheDir: options.cacheDir,
       timeLimitS: Number.isFinite(deadline) ? Math.max(1e-3, (deadline - performance.now()) / 1000) : undefined,
     });
@@ -226,7 +229,7 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
     }
   }
   const shortfalls: { device: Shortfall | null; host: Shortfall | null } = { device: null, host: null };
-  const evaluated = (): number => search.evaluated + boundRows + seedEvaluated;
+  const evaluated = (): number => search.evaluated + boundRows + seedEvaluated + interleavedEvaluated;
   const report = (phase: TunePhase): void => {
     if (!options.onProgress) return;
     const elapsedS = (performance.now() - started) / 1000;
@@ -354,6 +357,22 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
     };
     best = { iterationTimeS: solution.iterationTimeS, plan: parsePlan(plan, { model, cluster }) };
     report('intra-stage');
+  }
+  // Interleaved 1F1B plans (interleaved-search.ts): searched after the main search, whose best plan
+  // prunes them. Skipped when the search stopped early (the gap then covers the main search only, and
+  // a note says so).
+  if ((space.maxVirtualStages ?? 1) > 1) {
+    if (stoppedBy) notes.push('interleaved 1F1B plans were not searched (the search stopped before them)');
+    else {
+      const stats = { evaluated: 0 };
+      const found = searchInterleaved({
+        ctx, compiled, space, configsAt, clusterName: options.clusterName ?? cluster.name,
+        cutoffS: best ? best.iterationTimeS : Infinity, shouldStop,
+      }, stats);
+      interleavedEvaluated = stats.evaluated;
+      if (stoppedBy) notes.push('the search of interleaved 1F1B plans stopped early');
+      if (found) best = { iterationTimeS: found.iterationTimeS, plan: parsePlan(found.plan, { model, cluster }) };
+    }
   }
   const predicted = best ? estimatePlan(best.plan, ctx, compiled) : null;
   let gap: TuneGap | null = null;

@@ -1,0 +1,212 @@
+// Interleaved 1F1B inside the Mist space (Megatron-LM's interleaved schedule, Narayanan et al. 2021,
+// Sec. 2.2): pp ranks, each holding v model chunks of L / (pp v) layers, the rules of core's plan
+// validation (equal layers per rank, one micro-batch size, tp, cp and sequence parallelism on every
+// rank, G a multiple of pp). Every rank keeps its own ZeRO level, selective recompute and
+// checkpointed-layer count; interleaved ranks use the one mesh of D / pp devices and no offloading
+// (the restriction this search adds to the Mist space, stated in space-membership.ts).
+//
+// Why it is a search of its own and exact: with v > 1 the analyzer's iteration time (analyzer
+// iterationTime) is, for ranks with steady s_i, first f_i and last l_i (the interleaved estimates:
+// interleavedStageEstimate) and T = max_i s_i, the smaller of
+//   inter = sum_i [(f_i - s_i + l_i) - (1 - 2/v) s_i] + (pp (1 - 1/v) + G - 1/v) T
+//   plain = sum_i (f_i + l_i) + (G - 1) T.
+// A rank faster than the bottleneck pays part of its shortfall, so in `inter` a slower point can be
+// cheaper: the intra-stage frontiers in (steady, first + last) do not hold the optimum. The grid of a
+// rank here is small (ckpt levels x ZeRO levels x selective), so it is evaluated whole, and for a
+// bottleneck bound T each rank takes its cheapest point with s_i <= T for each form; scanning T over
+// every steady time of every rank is exact (both forms grow with T, and at the optimum's own
+// bottleneck they equal its time).
+// Pruning: every rank adds at least s_i / v to `inter` beyond (G - 1/v) T (first >= steady), so
+// (G - 1/v) max_i s_i + sum_i s_i / v over the ranks' fastest points bounds a configuration from
+// below; one that cannot beat the best plan is not evaluated.
+import {
+  type AnalyzerContext, type CompiledStageModel, inFlightMicroBatches, interleavedStageEstimate, iterationTime, type StageEstimate,
+  type StageQuery, stagePosition, stepJitter,
+} from '@mist/analyzer';
+import { type Mesh, NO_OFFLOAD, PLAN_VERSION, type Plan, type StageStrategy } from '@mist/core';
+import { ckptLevels, divisors, equalStageMesh, type ParallelConfig } from './enumerate';
+import { planFp8Field } from './fp8-choice';
+import type { SearchSpace } from './search-space';
+
+export interface InterleavedResult {
+  plan: Plan;
+  /** The analyzer's iteration time of the plan (step jitter included), as estimatePlan gives it. */
+  iterationTimeS: number;
+}
+
+export interface InterleavedSearchInput {
+  ctx: AnalyzerContext;
+  compiled: CompiledStageModel;
+  space: SearchSpace;
+  /** Parallel configurations of a mesh at `samples` samples per micro-batch (the tuner's, cached). */
+  configsAt: (mesh: Mesh, samples: number) => ParallelConfig[];
+  clusterName: string;
+  /** Only plans faster than this are returned (the best plan of the rest of the search). */
+  cutoffS: number;
+  shouldStop?: () => boolean;
+}
+
+export interface InterleavedSearchStats {
+  /** Stage estimates made (analyzer evaluations). */
+  evaluated: number;
+}
+
+/** Chunk counts v > 1 the space allows for ranks of n layers: divisors of n up to space.maxVirtualStages. */
+export function interleavedChunkChoices(space: Pick<SearchSpace, 'maxVirtualStages'>, n: number): number[] {
+  const maxV = space.maxVirtualStages ?? 1;
+  return divisors(n).filter((v) => v > 1 && v <= maxV);
+}
+
+/** A candidate point of one rank. */
+interface RankPoint {
+  steady: number;
+  /** f - s + l: what the rank adds beyond its steady time in the plain form. */
+  extra: number;
+  config: ParallelConfig;
+  ckpt: number;
+}
+
+/** Ranks' configurations sharing what the plan rules make common to all ranks (b, dp, tp, cp, sp). */
+function sharedGroups(configs: readonly ParallelConfig[]): ParallelConfig[][] {
+  const groups = new Map<string, ParallelConfig[]>();
+  for (const c of configs) {
+    const key = `${c.microBatchSize}/${c.dp}/${c.tp}/${c.cp}/${c.sequenceParallel}`;
+    const g = groups.get(key);
+    if (g) g.push(c);
+    else groups.set(key, [c]);
+  }
+  return [...groups.values()];
+}
+
+/** The best interleaved plan of the space faster than `cutoffS`, or null. */
+export function searchInterleaved(input: InterleavedSearchInput, stats: InterleavedSearchStats = { evaluated: 0 }): InterleavedResult | null {
+  const { ctx, compiled, space } = input;
+  const { model, training, profile } = ctx;
+  const cluster = profile.cluster;
+  const D = cluster.nodes * cluster.gpusPerNode;
+  const L = model.layers;
+  const jitter = stepJitter(profile, D);
+  let best: InterleavedResult | null = null;
+  let bar = input.cutoffS;
+  const estimate = (q: StageQuery, v: number): StageEstimate => {
+    stats.evaluated++;
+    return interleavedStageEstimate(compiled.estimate(q), q, v);
+  };
+  for (const G of divisors(training.globalBatch)) {
+    if (input.shouldStop?.()) break;
+    const samples = training.globalBatch / G;
+    for (const pp of divisors(L)) {
+      if (pp < 2 || pp > space.maxStages || pp > D || G % pp !== 0) continue;
+      const n = L / pp;
+      const vs = interleavedChunkChoices(space, n);
+      const mesh = equalStageMesh(D, cluster.gpusPerNode, pp);
+      if (vs.length === 0 || !mesh) continue;
+      const ckpts = ckptLevels(space.ckpt, n);
+      for (const group of sharedGroups(input.configsAt(mesh, samples))) {
+        for (const v of vs) {
+          const query = (i: number, c: ParallelConfig, ckpt: number): StageQuery => ({
+            layers: n, position: stagePosition(i, pp), inFlight: inFlightMicroBatches(pp, i, G, v), pp, mesh,
+            microBatchSize: c.microBatchSize, gradAccumSteps: G, dp: c.dp, tp: c.tp, cp: c.cp, sequenceParallel: c.sequenceParallel,
+            ckptLayers: ckpt, selectiveRecompute: c.selectiveRecompute, zero: c.zero, offload: { ...NO_OFFLOAD },
+          });
+          // Lower bound from the fastest corner (no checkpointing) of each position: times do not
+          // depend on the in-flight count, and every middle rank has the middle's times.
+          const fastest = (i: number): number => Math.min(...group.map((c) => estimate(query(i, c, 0), v).steadyTimeS));
+          const sFirst = fastest(0);
+          const sLast = fastest(pp - 1);
+          const sMiddle = pp > 2 ? fastest(1) : Infinity;
+          const sMax = Math.max(sFirst, sLast, pp > 2 ? sMiddle : 0);
+          const sSum = sFirst + sLast + (pp > 2 ? (pp - 2) * sMiddle : 0);
+          if ((G - 1 / v) * sMax + sSum / v + jitter >= bar) continue;
+          const ranks: RankPoint[][] = [];
+          for (let i = 0; i < pp; i++) {
+            const points: RankPoint[] = [];
+            for (const c of group) {
+              for (const ckpt of ckpts) {
+                const e = estimate(query(i, c, ckpt), v);
+                if (e.fits) points.push({ steady: e.steadyTimeS, extra: e.firstTimeS - e.steadyTimeS + e.lastTimeS, config: c, ckpt });
+              }
+            }
+            if (points.length === 0) break;
+            ranks.push(points);
+          }
+          if (ranks.length < pp) continue;
+          const choice = bestChoice(ranks, G, v);
+          if (choice.timeS + jitter >= bar) continue;
+          const plan = planOf(input, G, v, mesh, n, choice.points);
+          // The analyzer's own combination of the chosen ranks (equal to choice.timeS up to rounding).
+          const stages = choice.points.map((p, i) => estimate(query(i, p.config, p.ckpt), v));
+          const timeS = iterationTime(stages, G, v).total + jitter;
+          if (timeS < bar) {
+            best = { plan, iterationTimeS: timeS };
+            bar = timeS;
+          }
+        }
+      }
+    }
+  }
+  return best;
+}
+
+/**
+ * The cheapest choice of one point per rank under the smaller of the two forms of the header, by a
+ * scan of the bottleneck bound T over every rank's steady times (ascending): per rank and form, the
+ * cheapest point with steady <= T is a running minimum.
+ */
+export function bestChoice(ranks: readonly RankPoint[][], G: number, v: number): { timeS: number; points: RankPoint[] } {
+  const pp = ranks.length;
+  const interCost = (p: RankPoint): number => p.extra - (1 - 2 / v) * p.steady;
+  const plainCost = (p: RankPoint): number => p.extra + p.steady;
+  const all: { rank: number; p: RankPoint }[] = [];
+  ranks.forEach((points, rank) => points.forEach((p) => all.push({ rank, p })));
+  all.sort((a, b) => a.p.steady - b.p.steady);
+  const bestInter: (RankPoint | null)[] = ranks.map(() => null);
+  const bestPlain: (RankPoint | null)[] = ranks.map(() => null);
+  let covered = 0;
+  let sumInter = 0;
+  let sumPlain = 0;
+  let best: { timeS: number; points: RankPoint[] } = { timeS: Infinity, points: [] };
+  for (let k = 0; k < all.length; k++) {
+    const { rank, p } = all[k];
+    if (!bestInter[rank]) covered++;
+    const bi = bestInter[rank];
+    if (!bi || interCost(p) < interCost(bi)) {
+      sumInter += interCost(p) - (bi ? interCost(bi) : 0);
+      bestInter[rank] = p;
+    }
+    const bp = bestPlain[rank];
+    if (!bp || plainCost(p) < plainCost(bp)) {
+      sumPlain += plainCost(p) - (bp ? plainCost(bp) : 0);
+      bestPlain[rank] = p;
+    }
+    // Evaluate at T = this steady time once every point with it is in (ties) and every rank has one.
+    if (covered < pp || (k + 1 < all.length && all[k + 1].p.steady === p.steady)) continue;
+    const T = p.steady;
+    const inter = sumInter + (pp * (1 - 1 / v) + G - 1 / v) * T;
+    const plain = sumPlain + (G - 1) * T;
+    if (inter < best.timeS) best = { timeS: inter, points: bestInter.map((x) => x as RankPoint) };
+    if (plain < best.timeS) best = { timeS: plain, points: bestPlain.map((x) => x as RankPoint) };
+  }
+  return best;
+}
+
+function planOf(input: InterleavedSearchInput, G: number, v: number, mesh: Mesh, n: number, points: readonly RankPoint[]): Plan {
+  const { model, training } = input.ctx;
+  const stages: StageStrategy[] = points.map((p, i) => ({
+    layers: [i * n, i * n + n - 1],
+    mesh: { nodes: mesh.nodes, gpusPerNode: mesh.gpusPerNode },
+    microBatchSize: p.config.microBatchSize,
+    dp: p.config.dp,
+    tp: p.config.tp,
+    ...(p.config.cp > 1 ? { cp: p.config.cp } : {}),
+    sequenceParallel: p.config.sequenceParallel,
+    ckptLayers: p.ckpt,
+    ...(p.config.selectiveRecompute ? { selectiveRecompute: true } : {}),
+    zero: p.config.zero,
+    offload: { ...NO_OFFLOAD },
+  }));
+  return {
+    version: PLAN_VERSION, model: model.name, cluster: input.clusterName, seqLen: training.seqLen, globalBatch: training.globalBatch,
+    gradAccumSteps: G, flashAttention: training.flashAttention, ...planFp8Field(training), virtualStages: v, stages,
+  };
+}
