@@ -32,3 +32,5 @@ export { explainReplan, type ReplanReport, type StageChange } from './replan';
 export { tuneWithBaselines, type BaselineComparison, type TuneWithBaselinesOptions } from './compare';
 export { bruteForce, type BruteForceResult } from './brute-force';
 export { fp8Choices, type Fp8Outcome, planFp8Field, tuneFp8Choice } from './fp8-choice';
+export { type DimensionGain, dimensionGains, type DimensionGainsOptions, type DimensionUse, type NewDimension, newDimensionsUsed, spaceWithout } from './dimension-gains';
+export { interleavedChunkChoices, searchInterleaved } from './interleaved-search';

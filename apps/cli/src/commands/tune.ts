@@ -10,7 +10,7 @@ import {
 import type { PlanEstimate } from '@mist/analyzer';
 import {
   deepspeedSpace, defaultCacheDir, megatronSpace, SEARCH_KNOBS, type SearchKnobs, searchKnobsFromFlags, spaceFromKnobs, trainingForTarget,
-  type TuneResult, tuneWithBaselines,
+  type TuneResult, tuneWithBaselines, type DimensionGain, dimensionGains, type DimensionUse, newDimensionsUsed,
 } from '@mist/tuner';
 import { clusterMismatch, estimateBaselinePlan, type ImportedBaseline } from './tune-checks';
 import { type Command, intOpt, JSON_OPTION, type OptionSpec, requireString, stringOpt, UsageError } from '../cli/command';
@@ -82,10 +82,25 @@ function fp8Text(r: TuneResult): string {
     (f.gainOverNone === null ? ', no plan without fp8 fits\n' : `, ${f.gainOverNone.toFixed(2)}x faster than the best plan without fp8\n`);
 }
 
+/** Report lines of the newer dimensions the best plan uses, with each one's gain when it was measured. */
+function dimensionsText(uses: DimensionUse[], gains: DimensionGain[] | null): string {
+  if (uses.length === 0) return '';
+  const names: Record<DimensionUse['dimension'], string> = {
+    'context-parallel': 'context parallelism', interleaved: 'interleaved 1F1B', 'selective-recompute': 'selective recompute',
+  };
+  let text = '';
+  for (const u of uses) {
+    const g = gains?.find((x) => x.dimension === u.dimension);
+    const gain = !g ? '' : g.gain === null ? ': no plan fits without it' : `: ${g.gain.toFixed(3)}x faster than the best plan without it (${formatSeconds(g.withoutS!)})`;
+    text += `uses ${names[u.dimension]} (${u.detail})${gain}\n`;
+  }
+  return text;
+}
+
 export const tuneCommand: Command = {
   name: 'tune',
   summary: 'find the fastest plan that fits (Mist search) and compare it with Megatron-LM- and DeepSpeed-style plans',
-  usage: 'mist tune --model NAME|FILE --cluster SHORTHAND|FILE --global-batch N --seq N [--profile FILE] [--target megatron|nemo|deepspeed|torchtitan|cpu] [--baseline PLAN] [--json] [--out plan.json] [--time-limit S] [--progress] [--no-cache] [--from PLAN] [ablation flags]',
+  usage: 'mist tune --model NAME|FILE --cluster SHORTHAND|FILE --global-batch N --seq N [--profile FILE] [--target megatron|nemo|deepspeed|torchtitan|cpu] [--baseline PLAN] [--json] [--out plan.json] [--time-limit S] [--progress] [--no-cache] [--no-gains] [--from PLAN] [ablation flags]',
   examples: [
     'mist tune --model gpt3-1.3b --cluster 1x2-l4 --global-batch 32 --seq 2048',
     'mist tune --model gpt3-6.7b --cluster 1x8-l4 --global-batch 128 --seq 2048 --out plan.json',
@@ -108,6 +123,10 @@ export const tuneCommand: Command = {
     progress: { type: 'boolean', description: 'print progress (candidates/s, ETA) on stderr even when it is not a terminal' },
     'no-cache': { type: 'boolean', description: 'do not read or write the frontier cache ($MIST_CACHE_DIR/tune, default ~/.cache/mist/tune)' },
     from: { type: 'string', valueName: 'PLAN', description: 'an earlier plan: tune the new setting and explain what changes per stage and why' },
+    'no-gains': {
+      type: 'boolean',
+      description: 'do not re-tune without each newer dimension the best plan uses (context parallelism, interleaving, selective recompute) to report its gain',
+    },
     ...KNOB_OPTIONS,
     ...JSON_OPTION,
   },
@@ -170,6 +189,12 @@ export const tuneCommand: Command = {
       io.stderr(`report written to ${reportFile}\n`);
     }
     const baselineSpeedup = baseline && main.predicted ? baseline.estimate.iterationTimeS / main.predicted.iterationTimeS : null;
+    // The newer dimensions the best plan uses, and (unless --no-gains, or the search stopped early) the
+    // best plan of the same space without each one.
+    const uses = main.plan ? newDimensionsUsed(main.plan) : [];
+    const gains = uses.length > 0 && values['no-gains'] !== true && signalExit === null && !main.stoppedBy
+      ? await dimensionGains({ model, training, profile }, main, { space, clusterName, cacheDir: values['no-cache'] ? undefined : defaultCacheDir(), timeLimitS })
+      : null;
     if (values.json) {
       io.stdout(JSON.stringify({
         ...resultJson(main),
@@ -180,6 +205,10 @@ export const tuneCommand: Command = {
         stoppedBy: main.stoppedBy ?? null,
         gap: main.gap ?? null,
         notes: main.notes ?? [],
+        dimensions: uses.map((u) => {
+          const g = gains?.find((x) => x.dimension === u.dimension);
+          return { ...u, withoutS: g ? g.withoutS : null, gain: g ? g.gain : null };
+        }),
         ...(baseline ? {
           baseline: {
             file: baseline.file, plan: baseline.plan, fits: baseline.estimate.allFit,
@@ -195,10 +224,11 @@ export const tuneCommand: Command = {
     if (main.plan && main.predicted) {
       const p = main.predicted;
       text += `\nBest plan (${main.space} space): ${main.plan.stages.length} stage${main.plan.stages.length > 1 ? 's' : ''}, ` +
-        `G=${main.plan.gradAccumSteps}, iteration ${formatSeconds(p.iterationTimeS)}, ${formatCount(p.tokensPerS)} tokens/s, ` +
+        `G=${main.plan.gradAccumSteps}${(main.plan.virtualStages ?? 1) > 1 ? `, ${main.plan.virtualStages} model chunks per rank (interleaved)` : ''}, iteration ${formatSeconds(p.iterationTimeS)}, ${formatCount(p.tokensPerS)} tokens/s, ` +
         `MFU ${(p.mfu * 100).toFixed(1)}%\n`;
       text += planTable(main.plan, p);
       text += fp8Text(main);
+      text += dimensionsText(uses, gains);
     } else if (main.noFit && !main.noFit.closest) {
       text += `\nNo plan of the ${main.space} space exists for this model, batch and cluster.\n`;
     } else {
