@@ -37,10 +37,10 @@ interface Row {
 
 const rows: Row[] = [];
 
-async function compare(label: string, modelName: string | ModelSpec, G: number, stages: StageSketch[]): Promise<Row[]> {
+async function compare(label: string, modelName: string | ModelSpec, G: number, stages: StageSketch[], flashAttention = true): Promise<Row[]> {
   const model = typeof modelName === 'string' ? getModel(modelName) : modelName;
-  const p = singleHostPlan(model, { seq: SEQ, globalBatch: BATCH, G }, stages);
-  const est = estimatePlan(p, { model, training, profile });
+  const p = singleHostPlan(model, { seq: SEQ, globalBatch: BATCH, G, ...(flashAttention ? {} : { flashAttention }) }, stages);
+  const est = estimatePlan(p, { model, training: { ...training, flashAttention }, profile });
   const run = await runInProcess(p, model, { seed: 3, lr: () => 1e-3, steps: 2, data: new TokenSource('synthetic', 3, model.vocab, BATCH, SEQ) });
   await run.close();
   const out: Row[] = [];
@@ -94,6 +94,16 @@ describe('measured peak memory per pool is within 10% of the analyzer (CPU backe
   });
   it('llama-tiny, pp=2 dp=2 ZeRO-3 with activation offload', async () => {
     expectClose(await compare('llama pp2 z3', 'llama-tiny', 4, [{ layers: [0, 1], dp: 2, zero: 3 }, { layers: [2, 3], dp: 2, zero: 2, offload: { activations: 0.5 } }]));
+  });
+  it('context parallelism (cp=2): each rank keeps the activations of its b*s/cp tokens, ZeRO shards over dp*cp', async () => {
+    expectClose(await compare('cp2 dp2 z1', 'gpt-tiny', 2, [{ layers: [0, 3], cp: 2, dp: 2, zero: 1 }]));
+    expectClose(await compare('llama cp2 pp2', 'llama-tiny', 4, [{ layers: [0, 1], cp: 2, tp: 2, ckpt: 1 }, { layers: [2, 3], cp: 2, zero: 3 }]));
+  });
+  it('unfused attention (flashAttention false): the s x s probabilities (and their dropout mask), dropped by selective recompute', async () => {
+    const gptDrop: ModelSpec = { ...getModel('gpt-tiny'), name: 'gpt-tiny-dropout', dropout: 0.1 };
+    expectClose(await compare('nofa dp2', 'gpt-tiny', 2, [{ layers: [0, 3], dp: 2 }], false));
+    expectClose(await compare('nofa sel dp2', 'gpt-tiny', 2, [{ layers: [0, 3], dp: 2, selectiveRecompute: true }], false));
+    expectClose(await compare('nofa drop pp2', gptDrop, 4, [{ layers: [0, 1], tp: 2, ckpt: 1, selectiveRecompute: true }, { layers: [2, 3], tp: 2, sp: true }], false));
   });
   afterAll(() => {
     const fmt = (n: number): string => (n / 1024).toFixed(1).padStart(9);

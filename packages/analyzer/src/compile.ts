@@ -29,6 +29,8 @@ export interface StageQuery {
   offload: Offload;
   /** Context-parallel degree (absent: 1). */
   cp?: number;
+  /** Expert-parallel degree (mixture of experts; absent: 1). */
+  ep?: number;
 }
 
 export interface StageMemory {
@@ -105,7 +107,7 @@ export interface CompiledStageModel {
 const INPUT_SYMBOLS: Record<keyof typeof IN, string> = {
   LAYERS: 'L', POSITION: 'pos', IN_FLIGHT: 'inFlight', PP: 'pp', MESH_NODES: 'nodes', MESH_GPUS_PER_NODE: 'gpn',
   MICRO_BATCH: 'b', GRAD_ACCUM: 'G', DP: 'dp', TP: 't', SP: 'sp', CKPT: 'ckpt', ZERO: 'zero',
-  OFF_WEIGHTS: 'ow', OFF_GRADS: 'og', OFF_OPTIM: 'oo', OFF_ACT: 'oa', CP: 'cp', SELECTIVE: 'sel',
+  OFF_WEIGHTS: 'ow', OFF_GRADS: 'og', OFF_OPTIM: 'oo', OFF_ACT: 'oa', CP: 'cp', SELECTIVE: 'sel', EP: 'ep',
 };
 
 interface Derived extends DerivedSymbol {
@@ -155,6 +157,7 @@ function queryBindings(q: Partial<StageQuery>): Record<string, number> {
   set('oo', q.offload?.optim);
   set('oa', q.offload?.activations);
   set('cp', q.cp);
+  set('ep', q.ep);
   // An optional switch: absent reads as off, as estimate() and writeStageQuery read it.
   set('sel', q.selectiveRecompute === true ? 1 : 0);
   return env;
@@ -176,6 +179,7 @@ export function checkStageQuery(q: StageQuery): void {
   int('tp', q.tp, 1);
   int('ckptLayers', q.ckptLayers, 0);
   if (q.cp !== undefined) int('cp', q.cp, 1);
+  if (q.ep !== undefined) int('ep', q.ep, 1);
   if (q.ckptLayers > q.layers) throw new RangeError(`stage query: ckptLayers ${q.ckptLayers} exceeds the stage's ${q.layers} layers`);
   if (!(q.position in POSITION_CODE)) throw new RangeError(`stage query: unknown position ${String(q.position)}`);
   if (![0, 1, 2, 3].includes(q.zero)) throw new RangeError(`stage query: zero must be 0..3, got ${q.zero}`);
@@ -206,6 +210,7 @@ export function readStageQuery(input: Float64Array, i = 0): StageQuery {
     offload: { weights: input[o + IN.OFF_WEIGHTS], grads: input[o + IN.OFF_GRADS], optim: input[o + IN.OFF_OPTIM], activations: input[o + IN.OFF_ACT] },
     cp: input[o + IN.CP],
     selectiveRecompute: input[o + IN.SELECTIVE] === 1,
+    ep: Math.max(1, input[o + IN.EP]),
   };
 }
 
@@ -231,6 +236,7 @@ export function writeStageQuery(q: StageQuery, input: Float64Array, i = 0): void
   input[o + IN.OFF_ACT] = q.offload.activations;
   input[o + IN.CP] = q.cp ?? 1;
   input[o + IN.SELECTIVE] = q.selectiveRecompute === true ? 1 : 0;
+  input[o + IN.EP] = q.ep ?? 1;
 }
 
 /** Reads result row `i` of a batch output array into a StageEstimate. */
@@ -282,8 +288,8 @@ export function compileStageModel(ctx: AnalyzerContext): CompiledStageModel {
   const oneOut = new Float64Array(OUTPUT_WIDTH);
 
   const explainText = (q: Partial<StageQuery> | undefined, outs: [string, OutputName][]): string => {
-    // A query without cp means cp 1, as everywhere else; no query leaves every symbol free.
-    const env = queryBindings(q === undefined ? {} : { cp: 1, ...q });
+    // A query without cp (ep) means cp (ep) 1, as everywhere else; no query leaves every symbol free.
+    const env = queryBindings(q === undefined ? {} : { cp: 1, ep: 1, ...q });
     const bindings: Record<string, Operand> = { ...env };
     for (const d of derived) if (d.deps.every((x) => x in env)) bindings[d.name] = d.value(env);
     const m = new Map<string, Expr>();

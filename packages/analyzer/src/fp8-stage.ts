@@ -16,7 +16,7 @@
 //   micro-batch: two small all-reduces (latency-bound) and two launches per micro-batch.
 // The embedding and the LM head stay in the compute dtype (not TE modules in Megatron-LM).
 import { FP8_AMAX_HISTORY_LEN, type Fp8Recipe, fp8PeakFlops, type HardwareProfile, layerBlock, type ModelSpec, SpecError, type TrainingSpec } from '@mist/core';
-import { add, choose, type Expr, min, mul, num, step, sub } from './expr';
+import { add, choose, div, type Expr, max, min, mul, num, step, sub } from './expr';
 import { type CostModel } from './hardware-cost';
 import { dimExpr } from './op-graph';
 import { S } from './symbols';
@@ -62,9 +62,16 @@ export function fp8StageTerms(model: ModelSpec, training: TrainingSpec, cost: Co
   const recipe: Fp8Recipe = training.fp8 ?? 'none';
   if (recipe === 'none') return NONE;
   const { L, z3, ow, dp, t, multiNode } = S;
-  const linears = layerBlock(model).ops.flatMap((o) => (o.kind === 'linear' ? [o] : []));
-  // Weight elements of one layer's linear ops on a TP rank.
-  const W = add(...linears.map((o) => mul(dimExpr(o.inner), add(...o.cols.map(dimExpr)))));
+  const block = layerBlock(model);
+  const linears = block.ops.flatMap((o) => (o.kind === 'linear' ? [o] : []));
+  // Weight elements of one layer's linear ops on a TP rank; a mixture of experts' stacked expert
+  // weights count experts / ep copies (the experts the rank holds).
+  const experts = new Map(block.weights.map((w) => [w.name, w.experts ?? 1]));
+  const copiesOf = (o: (typeof linears)[number]): Expr => {
+    const n = experts.get(o.weights[0]) ?? 1;
+    return n > 1 ? div(n, max(1, S.ep)) : num(1);
+  };
+  const W = add(...linears.map((o) => mul(copiesOf(o), dimExpr(o.inner), add(...o.cols.map(dimExpr)))));
   const tensors = linears.length * FP8_TENSORS_PER_LINEAR;
   const metaPerLayer = tensors * 4 * (recipe === 'delayed' ? FP8_AMAX_HISTORY_LEN + 1 : 2);
   // 1 when the weights are not resident whole (ZeRO-3 gathers them, offload fetches them) per micro-batch.

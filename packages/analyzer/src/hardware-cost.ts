@@ -2,10 +2,10 @@
 // symbolic). Compute: roofline max(FLOP / rate, bytes / bandwidth) per op plus kernel launches.
 // Communication: ring alpha-beta models per link class (Thakur et al. 2005, "Optimization of
 // Collective Communication Operations in MPICH"), which NCCL's ring algorithms follow.
-import { type AlphaBeta, type CollectiveKind, fitLineRelative, fp8PeakFlops, type HardwareProfile, type LinkClass } from '@mist/core';
+import { type AlphaBeta, fitLineRelative, fp8PeakFlops, type HardwareProfile, type LinkClass } from '@mist/core';
 import { backendTerms, type BackendTerms } from './backend-terms';
 import { add, div, type Expr, max, mul, num, sub, step } from './expr';
-import { type Op } from './op-graph';
+import { type AnalyzerCollective, type Op } from './op-graph';
 
 /**
  * Which link a collective crosses: `interWeight` is a 0/1 expression (1 = inter-node link);
@@ -152,7 +152,9 @@ export class CostModel {
     return this.backend.modulePassOverhead;
   }
 
-  private link(kind: CollectiveKind, cls: LinkClass): AlphaBeta {
+  private link(kind: AnalyzerCollective, cls: LinkClass): AlphaBeta {
+    // No profile measures the all-to-all (mist profile's collectives are core's COLLECTIVES): the link's own.
+    if (kind === 'allToAll') return this.profile.links[cls];
     return this.profile.collectives?.[kind]?.[cls] ?? this.profile.links[cls];
   }
 
@@ -160,12 +162,15 @@ export class CostModel {
    * Ring collective over `n` ranks of a `bytes` buffer (the full tensor):
    *   all-reduce: 2(n-1) alpha + 2(n-1)/n * bytes * beta;
    *   all-gather, reduce-scatter: (n-1) alpha + (n-1)/n * bytes * beta;
-   *   send/recv: alpha + bytes * beta.
+   *   send/recv: alpha + bytes * beta;
+   *   all-to-all (`bytes` the rank's send buffer): (n-1) alpha + (n-1)/n * bytes * beta, the rank
+   *   sending 1/n of its buffer to each of the n-1 others: nccl-tests' bus bandwidth rule for
+   *   alltoall, busBw = algBw * (n-1)/n (NVIDIA/nccl-tests, doc/PERFORMANCE.md, bus bandwidth factors: "AlltoAll: (n-1)/n"; src/alltoall.cu AlltoAllGetBw).
    * A profile's per-collective fit replaces the link's alpha/beta in the same formula. On the
    * inter-node link a group of k ranks per node gets k times the per-GPU bandwidth, no more than
    * the intra-node link's, when the profile says so (links.interNodeScaling `ranksPerNode`).
    */
-  collective(kind: CollectiveKind, bytes: Expr, n: Expr, link: LinkChoice): Expr {
+  collective(kind: AnalyzerCollective, bytes: Expr, n: Expr, link: LinkChoice): Expr {
     const intra = this.link(kind, 'intraNode');
     const inter = this.link(kind, 'interNode');
     const alpha = add(intra.alpha, mul(link.interWeight, inter.alpha - intra.alpha));

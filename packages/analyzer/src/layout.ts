@@ -24,8 +24,10 @@ export const IN = {
   CP: 17,
   /** Selective recompute of the attention core in the layers not fully checkpointed (0|1). */
   SELECTIVE: 18,
+  /** Expert-parallel degree (mixture of experts; 1: none, and 0 reads as 1). */
+  EP: 19,
 } as const;
-export const INPUT_WIDTH = 19;
+export const INPUT_WIDTH = 20;
 
 /**
  * Output columns: the contract's four first, then the breakdowns (bytes / seconds) and FITS (0|1:

@@ -1,9 +1,9 @@
 // Checks of the op graphs against published formulas (Korthikanti et al. 2022) and core's parameter counts.
 import { blockLaunches, embeddingBlock, embeddingParams, evalDim, getModel, headBlock, headParams, layerBlock, layerParams, type ModelSpec, modelCatalog } from '@mist/core';
 import { describe, expect, it } from 'vitest';
-import { evaluate, type Expr, substitute } from './expr';
+import { evaluate, type Expr, num, substitute } from './expr';
 import { checkpointBytes, embeddingOps, headOps, layerOps, sumOps } from './op-graph';
-import { embeddingParamsPerRank, finalNormParams, layerParamsPerRank, lmHeadParamsPerRank } from './params';
+import { embeddingParamsPerRank, expertParamsPerRank, finalNormParams, layerParamsPerRank, lmHeadParamsPerRank } from './params';
 
 const opts = { actBytes: 2 };
 
@@ -83,7 +83,7 @@ describe('parameters per TP rank', () => {
   it('equal core counts at t = 1 for every catalog model', () => {
     for (const m of modelCatalog()) {
       const env = { h: m.hidden, a: m.heads, k: m.kvHeads, f: m.ffnHidden, V: m.vocab, t: 1 };
-      expect(evaluate(layerParamsPerRank(m), env)).toBe(layerParams(m));
+      expect(evaluate(layerParamsPerRank(m), env) + evaluate(expertParamsPerRank(m, num(1)), env)).toBe(layerParams(m));
       expect(evaluate(embeddingParamsPerRank(m), env)).toBe(embeddingParams(m));
       const head = evaluate(finalNormParams(m), env) + (m.tiedEmbeddings ? 0 : evaluate(lmHeadParamsPerRank(), env));
       expect(head).toBe(headParams(m));

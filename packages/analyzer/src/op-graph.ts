@@ -21,13 +21,22 @@ import { M, S } from './symbols';
 
 export type OpKind = 'matmul' | 'attention' | 'elementwise';
 
-/** A TP collective attached to an op, in forward or in backward, of `bytes` (the full, unsharded tensor). */
+/** The collectives the analyzer costs: core's measured kinds and the expert-parallel all-to-all. */
+export type AnalyzerCollective = CollectiveKind | 'allToAll';
+
+/**
+ * A collective attached to an op, in forward or in backward, of `bytes` (the full, unsharded tensor;
+ * for an all-to-all the rank's send buffer), over the TP group or, with `group` 'ep', the
+ * expert-parallel group.
+ */
 export interface OpComm {
   phase: 'forward' | 'backward';
-  collective: CollectiveKind;
+  collective: AnalyzerCollective;
   bytes: Expr;
   /** How often it runs (0/1 expressions such as sp or 1 - sp). */
   weight: Expr;
+  /** The ranks it runs over: the stage's TP group (absent) or its expert-parallel group. */
+  group?: 'ep';
 }
 
 export interface Op {
@@ -189,7 +198,7 @@ export function dimExpr(d: Dim): Expr {
 
 // Cost figures per element of the element-wise ops (tensors read/written in forward and backward,
 // FLOPs per element): LayerNorm ~5 FLOPs forward (mean, variance, normalise, scale, shift), ~8
-// backward; RMSNorm 4 / 6; GELU (tanh form) 8 / 12; SwiGLU 6 / 10; dropout 2 / 1 (+ its 1-byte mask);
+// backward; RMSNorm 4 / 6; GELU (tanh form) 8 / 12; SwiGLU 6 / 10; squared ReLU 2 / 3; dropout 2 / 1 (+ its 1-byte mask);
 // bias + dropout + residual add fused as in Megatron-LM.
 const IO: Record<string, ElementwiseIo> = {
   layernorm: { readsF: 1, writesF: 1, readsB: 2, writesB: 1, flopsF: 5, flopsB: 8 },
@@ -199,6 +208,12 @@ const IO: Record<string, ElementwiseIo> = {
   dropout: { readsF: 1, writesF: 1, readsB: 1, writesB: 1, flopsF: 2, flopsB: 1 },
   gelu: { readsF: 1, writesF: 1, readsB: 2, writesB: 1, flopsF: 8, flopsB: 12 },
   swiglu: { readsF: 2, writesF: 1, readsB: 3, writesB: 2, flopsF: 6, flopsB: 10 },
+  // relu(x)^2: a max and a product forward; backward dy * 2 relu(x), from the saved input.
+  squared_relu: { readsF: 1, writesF: 1, readsB: 2, writesB: 1, flopsF: 2, flopsB: 3 },
+  // Mixture of experts: the dispatch / combine permutation copies each row (forward and backward);
+  // the weighted sum reads topK rows and a probability per output element (2 FLOPs per row read),
+  // its backward writes the rows' gradients and the probabilities'.
+  moe_permute: { readsF: 1, writesF: 1, readsB: 1, writesB: 1, flopsF: 0, flopsB: 0 },
   dropout_add: { readsF: 2, writesF: 1, readsB: 1, writesB: 1, flopsF: 3, flopsB: 1 },
   add: { readsF: 2, writesF: 1, readsB: 2, writesB: 1, flopsF: 1, flopsB: 1 },
   // The parallel block's branch sum: its backward hands the same gradient to both branches.
@@ -287,7 +302,44 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
       case 'rope': x = pointwise(o, 'rope', IO.rope, saved); break;
       case 'softmax': x = pointwise(o, 'softmax', IO.softmax, saved); break;
       case 'dropout': x = pointwise(o, 'dropout', { ...IO.dropout, extraBytes: outputsOf(o) }, saved); break;
-      case 'activation': x = pointwise(o, o.fn, IO[o.fn], saved); break;
+      case 'activation': {
+        const table = o.fn === 'squared-relu' ? 'squared_relu' : o.fn;
+        x = pointwise(o, table, IO[table], saved);
+        break;
+      }
+      case 'router': {
+        // Softmax over the top-k of E fp32 logits per token (Megatron-Core's TopKRouter): a top-k
+        // selection (~log2 E compares per logit, counted as one pass) and the softmax of k values.
+        const logits = elements(o.inputs[0]);
+        const rows = dimExpr(tensor(o.inputs[0]).rows);
+        x = op({
+          name: o.name, kind: 'elementwise', table: 'moe_router', elements: logits,
+          fwdFlops: add(mul(2, logits), mul(5 * o.topK, rows)), bwdFlops: add(logits, mul(4 * o.topK, rows)),
+          fwdBytes: add(mul(4, logits), mul(8 * o.topK, rows)), bwdBytes: add(mul(8, logits), mul(8 * o.topK, rows)), saved,
+        });
+        break;
+      }
+      case 'allToAll': {
+        // The permutation kernel plus the all-to-all over the ep ranks, each way (the backward sends
+        // the gradient rows the same way back). The rank's send buffer: `elements` activations.
+        const n = dimExpr(o.elements);
+        const sent = mul(e, n);
+        x = {
+          ...pointwise(o, 'moe_permute', IO.moe_permute, saved),
+          elements: n,
+          comm: (['forward', 'backward'] as const).map((phase): OpComm => ({ phase, collective: 'allToAll', bytes: sent, weight: num(1), group: 'ep' })),
+        };
+        break;
+      }
+      case 'expertSum': {
+        const rows = elements(o.inputs[0]);
+        x = op({
+          name: o.name, kind: 'elementwise', table: 'moe_sum', elements: rows,
+          fwdFlops: mul(2, rows), bwdFlops: mul(3, rows),
+          fwdBytes: mul(e, add(rows, div(rows, o.topK))), bwdBytes: mul(e, add(mul(2, rows), div(rows, o.topK))), saved,
+        });
+        break;
+      }
       case 'residual':
         x = o.dropout ? pointwise(o, 'dropout_add', { ...IO.dropout_add, extraBytes: outputsOf(o) }, saved) : pointwise(o, 'add', IO.add, saved);
         break;
@@ -384,7 +436,8 @@ export function checkpointBytes(opts: OpGraphOptions): Expr {
  * measured backward, else 1.5x the forward fit). `elements` there is the op's main tensor size.
  */
 export const ELEMENTWISE_TABLE_NAMES = [
-  'layernorm', 'rmsnorm', 'dropout_add', 'add', 'softmax', 'dropout', 'rope', 'gelu', 'swiglu', 'embedding', 'cross_entropy',
+  'layernorm', 'rmsnorm', 'dropout_add', 'add', 'softmax', 'dropout', 'rope', 'gelu', 'swiglu', 'squared_relu', 'embedding', 'cross_entropy',
+  'moe_router', 'moe_permute', 'moe_sum',
 ] as const;
 
 /** Sum of an op field over ops, each weighted by its `when`. */

@@ -101,6 +101,7 @@ export function planStageQuery(plan: Plan, i: number): StageQuery {
     dp: s.dp,
     tp: s.tp,
     cp: s.cp ?? 1,
+    ep: s.ep ?? 1,
     sequenceParallel: s.sequenceParallel,
     ckptLayers: s.ckptLayers,
     selectiveRecompute: s.selectiveRecompute ?? false,

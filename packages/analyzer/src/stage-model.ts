@@ -39,6 +39,12 @@
 //   saved activations of every in-flight micro-batch, inFlight * oa * saved bytes. Copies run
 //   between these pinned tensors and the device's fetch buffers (counted in the device peak), so
 //   there are no separate host staging buffers. Capacity: usableHostMemoryPerGpu(profile).
+// Mixture of experts (model.moe): the layer's ops (core's block) add the router, its top-k gate, the
+//   dispatch and combine all-to-alls over the stage's ep ranks (in tpComm, exposed: the experts wait
+//   for their tokens) and the experts' GEMMs on topK rows per token, balanced routing with capacity
+//   factor 1 (every rank's experts get b*s*topK rows, whatever ep). The experts' parameters are
+//   experts/ep per layer on a rank (params.ts expertParamsPerRank), their gradients reduced and their
+//   states sharded by ZeRO over the expert-data-parallel group dp*cp/ep, in collectives of their own.
 // Fit: peak <= device capacity and host memory <= host capacity.
 import { dtypeBytes, type HardwareProfile, type ModelSpec, modelStateBytesPerParam, type TrainingSpec, usableDeviceMemory } from '@mist/core';
 import { add, choose, div, type Expr, max, min, mul, named, num, sub, step, substitute } from './expr';
@@ -47,7 +53,7 @@ import { usableHostMemoryPerGpu } from './host-memory';
 import { checkFp8, fp8StageTerms } from './fp8-stage';
 import { OUT } from './layout';
 import { checkpointBytes, embeddingOps, headOps, headTransientBytes, layerOps, type Op, sumOps } from './op-graph';
-import { embeddingParamsPerRank, finalNormParams, layerParamsPerRank, lmHeadParamsPerRank } from './params';
+import { embeddingParamsPerRank, expertParamsPerRank, finalNormParams, layerParamsPerRank, lmHeadParamsPerRank } from './params';
 import { ringAttention } from './ring-attention';
 import { M, S } from './symbols';
 
@@ -76,11 +82,20 @@ export function modelBindings(m: ModelSpec, training: TrainingSpec): Record<keyo
   };
 }
 
-function commOf(ops: readonly Op[], phase: 'forward' | 'backward', cost: CostModel): Expr {
+/** The expert-parallel group of a stage: its size and the link its all-to-all crosses. */
+interface EpGroup {
+  ranks: Expr;
+  link: LinkChoice;
+}
+
+function commOf(ops: readonly Op[], phase: 'forward' | 'backward', cost: CostModel, ep?: EpGroup): Expr {
   const terms: Expr[] = [];
   for (const o of ops) {
     for (const c of o.comm) {
-      if (c.phase === phase) terms.push(mul(o.when, c.weight, cost.collective(c.collective, c.bytes, S.t, INTRA_NODE)));
+      if (c.phase !== phase) continue;
+      if (c.group === 'ep' && !ep) throw new Error(`${o.name}: an expert-parallel collective outside a transformer layer`);
+      const time = c.group === 'ep' && ep ? cost.collective(c.collective, c.bytes, ep.ranks, ep.link) : cost.collective(c.collective, c.bytes, S.t, INTRA_NODE);
+      terms.push(mul(o.when, c.weight, time));
     }
   }
   return add(...terms);
@@ -110,6 +125,17 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // Context parallelism (cp): gradients are reduced and ZeRO shards over the dp * cp ranks that
   // hold the same weights (Megatron-Core's data-parallel group with context parallelism).
   const dp = named('dpcp', mul(S.dp, cp));
+  // Expert parallelism (mixture of experts; Megatron-Core's expert grid, parallel_state.py
+  // initialize_model_parallel): the experts are split over ep ranks carved out of the dp * cp ranks
+  // (expert tensor parallelism = tp; expert grid order tp-ep-dp), so an expert's weights are
+  // replicated over the expert-data-parallel group of edp = dp * cp / ep ranks, over which its
+  // gradients are reduced and ZeRO shards them. An EP group is ep consecutive TP groups: its
+  // all-to-all stays in a node when tp * ep <= the stage's GPUs per node. A row whose ep column is
+  // 0 (written without it) reads as ep 1. Dense models have no ep term.
+  const moe = model.moe !== undefined;
+  const epRanks = named('ep1', max(1, S.ep));
+  const edp = named('edp', div(dp, epRanks));
+  const epGroup: EpGroup = { ranks: epRanks, link: { interWeight: step(sub(mul(t, epRanks), S.gpn)) } };
 
   // ---- compute and TP communication ----
   const sumF = (ops: readonly Op[]): Expr => add(...ops.map((o) => cost.forward(o)));
@@ -146,8 +172,9 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // fully checkpointed (its ops have no TP collective, so tpComm is unchanged).
   const selF = named('selF', mul(kernelScale, sumF(layer.filter((o) => o.selective === true))));
   const recC = named('recC', add(mul(ckpt, layerF), mul(sel, sub(L, ckpt), selF)));
-  const layerTpF = named('layerTpF', commOf(layer, 'forward', cost));
-  const layerTpB = named('layerTpB', commOf(layer, 'backward', cost));
+  // The layer's TP collectives and, with mixture of experts, its dispatch and combine all-to-alls.
+  const layerTpF = named('layerTpF', commOf(layer, 'forward', cost, epGroup));
+  const layerTpB = named('layerTpB', commOf(layer, 'backward', cost, epGroup));
   const tpComm = named('tpComm', add(
     mul(L, add(layerTpF, layerTpB)), mul(ckpt, layerTpF),
     mul(embed, add(commOf(emb, 'forward', cost), commOf(emb, 'backward', cost))),
@@ -168,17 +195,28 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const wBytes = mul(bytesPer.weights, Pr);
   const gBytes = mul(bytesPer.grads, Pr);
   const oBytes = mul(bytesPer.optim, Pr);
-  const memWeights = named('memWeights', add(mul(wBytes, rw), f8.memory));
-  const memGrads = named('memGrads', mul(gBytes, rg));
-  const memOptim = named('memOptim', mul(oBytes, ro));
+  // Expert parameters of the stage on a rank (experts / ep per layer), sharded by ZeRO over edp.
+  const PxL = moe ? named('PxL', expertParamsPerRank(model, epRanks)) : num(0);
+  const Px = moe ? named('Px', mul(L, PxL)) : num(0);
+  const shardE = (z: Expr): Expr => add(sub(1, z), div(z, edp));
+  const rwE = moe ? named('rwE', mul(sub(1, ow), shardE(z3))) : num(0);
+  const rgE = moe ? named('rgE', mul(sub(1, og), shardE(z2))) : num(0);
+  const roE = moe ? named('roE', mul(sub(1, oo), shardE(z1))) : num(0);
+  const wBytesE = mul(bytesPer.weights, Px);
+  const gBytesE = mul(bytesPer.grads, Px);
+  const oBytesE = mul(bytesPer.optim, Px);
+  const memWeights = named('memWeights', add(mul(wBytes, rw), mul(wBytesE, rwE), f8.memory));
+  const memGrads = named('memGrads', add(mul(gBytes, rg), mul(gBytesE, rgE)));
+  const memOptim = named('memOptim', add(mul(oBytes, ro), mul(oBytesE, roE)));
   const states = named('states', add(memWeights, memGrads, memOptim));
   const headUnit = add(finalNormParams(model), Ph);
   // A layer (or the embedding / head) must be whole on the device while it computes; two layers
   // when the next one is prefetched.
   const gatherUnit = named('gatherUnit', max(mul(min(2, L), Pl), mul(embed, Pe), mul(head, headUnit)));
   const gradUnit = named('gradUnit', max(Pl, mul(embed, Pe), mul(head, headUnit)));
-  const gatherBuf = named('gatherBuf', mul(bytesPer.weights, sub(1, rw), gatherUnit));
-  const gradBuf = named('gradBuf', mul(bytesPer.grads, sub(1, rg), gradUnit));
+  const gatherBuf = named('gatherBuf', add(mul(bytesPer.weights, sub(1, rw), gatherUnit),
+    moe ? mul(bytesPer.weights, sub(1, rwE), min(2, L), PxL) : num(0)));
+  const gradBuf = named('gradBuf', add(mul(bytesPer.grads, sub(1, rg), gradUnit), moe ? mul(bytesPer.grads, sub(1, rgE), PxL) : num(0)));
 
   // ---- activations ----
   const actFull = named('actFull', sumOps(layer, (o) => o.saved));
@@ -202,7 +240,10 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   ));
   const recomputeBuf = sub(currentBwd, mul(resident, stored));
   const T = mul(b, s);
-  const ffnGrad = mul(e, T, div(f, t), model.activation === 'swiglu' ? 2 : 1);
+  // The MLP's widest gradient (with mixture of experts: topK rows per token, one expert's width).
+  const ffnRows = model.moe ? mul(T, model.moe.topK) : T;
+  const ffnWidth = model.moe?.ffnHidden !== undefined ? num(model.moe.ffnHidden) : f;
+  const ffnGrad = mul(e, ffnRows, div(ffnWidth, t), model.activation === 'swiglu' ? 2 : 1);
   const scoresGrad = mul(sub(1, fa), e, b, div(a, t), s, s);
   // Backward working memory: the incoming and outgoing activation gradients and the largest gradient inside a layer.
   const bwdWork = named('bwdWork', add(mul(2 * e, T, h), max(ffnGrad, scoresGrad)));
@@ -217,11 +258,16 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const dpLink: LinkChoice = { interWeight: multiNode, ranksPerNode: max(1, div(S.gpn, t)) };
   const p2pLink: LinkChoice = { interWeight: p2pInter };
   const gatherBytes = wBytes; // the rank's TP shard of the stage's weights, all-gathered over dp
-  const dpFwdMb = named('dpFwdMb', mul(z3, cost.collective('allGather', gatherBytes, dp, dpLink)));
-  const dpBwdMb = named('dpBwdMb', add(mul(z3, cost.collective('allGather', gatherBytes, dp, dpLink)),
-    mul(z2, cost.collective('reduceScatter', gBytes, dp, dpLink))));
-  const offW = named('offW', mul(ow, wBytes, shard(z3))); // weight bytes kept on the host, fetched per pass
-  const offG = named('offG', mul(og, gBytes, shard(z2)));
+  // The experts' collectives run over their expert-data-parallel group: ranks tp * ep apart, gpn / (tp * ep) on a node.
+  const edpLink: LinkChoice = { interWeight: multiNode, ranksPerNode: max(1, div(S.gpn, mul(t, epRanks))) };
+  const edpColl = (kind: 'allGather' | 'reduceScatter' | 'allReduce', bytes: Expr): Expr =>
+    (moe ? cost.collective(kind, bytes, edp, edpLink) : num(0));
+  const dpFwdMb = named('dpFwdMb', mul(z3, add(cost.collective('allGather', gatherBytes, dp, dpLink), edpColl('allGather', wBytesE))));
+  const dpBwdMb = named('dpBwdMb', add(mul(z3, add(cost.collective('allGather', gatherBytes, dp, dpLink), edpColl('allGather', wBytesE))),
+    mul(z2, add(cost.collective('reduceScatter', gBytes, dp, dpLink), edpColl('reduceScatter', gBytesE)))));
+  // weight bytes kept on the host, fetched per pass
+  const offW = named('offW', add(mul(ow, wBytes, shard(z3)), moe ? mul(ow, wBytesE, shardE(z3)) : num(0)));
+  const offG = named('offG', add(mul(og, gBytes, shard(z2)), moe ? mul(og, gBytesE, shardE(z2)) : num(0)));
   const offA = named('offA', mul(oa, stored));
   const copies = (h2d: Expr, d2h: Expr, active: Expr): Expr =>
     max(cost.hostCopy(h2d, active), cost.hostCopy(d2h, active));
@@ -235,27 +281,28 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const steady = named('steady', add(fwdPhase, bwdPhase, tpComm, ppComm, f8.perMicroBatch));
 
   const firstUnit = add(mul(embed, Pe), mul(sub(1, embed), Pl));
+  const firstUnitE = mul(sub(1, embed), PxL);
   const firstExtra = named('firstExtra', add(
-    mul(z3, cost.collective('allGather', mul(bytesPer.weights, firstUnit), dp, dpLink)),
-    cost.hostCopy(mul(ow, bytesPer.weights, firstUnit, shard(z3)), ow),
+    mul(z3, add(cost.collective('allGather', mul(bytesPer.weights, firstUnit), dp, dpLink), edpColl('allGather', mul(bytesPer.weights, firstUnitE)))),
+    cost.hostCopy(add(mul(ow, bytesPer.weights, firstUnit, shard(z3)), moe ? mul(ow, bytesPer.weights, firstUnitE, shardE(z3)) : num(0)), ow),
     f8.firstOnly,
   ));
   const first = named('first', add(steady, firstExtra));
 
   // Gradient sync at the end: all-reduce (ZeRO-0) or reduce-scatter (ZeRO-1) of the gradients;
   // ZeRO-2/3 already reduced every micro-batch.
-  const sync = named('sync', add(mul(sub(1, z1), cost.collective('allReduce', gBytes, dp, dpLink)),
-    mul(z1, sub(1, z2), cost.collective('reduceScatter', gBytes, dp, dpLink))));
+  const sync = named('sync', add(mul(sub(1, z1), add(cost.collective('allReduce', gBytes, dp, dpLink), edpColl('allReduce', gBytesE))),
+    mul(z1, sub(1, z2), add(cost.collective('reduceScatter', gBytes, dp, dpLink), edpColl('reduceScatter', gBytesE)))));
   // It runs beside the last micro-batch's backward phase: exposed = max(phase * slowdown, sync) - phase.
   const exposedSync = named('exposedSync', mul(step(sync), sub(max(mul(bwdPhase, profile.overlap.commSlowdown), sync), bwdPhase)));
-  const postGather = named('postGather', mul(sub(z1, z3), cost.collective('allGather', wBytes, dp, dpLink)));
+  const postGather = named('postGather', mul(sub(z1, z3), add(cost.collective('allGather', wBytes, dp, dpLink), edpColl('allGather', wBytesE))));
   const tiedSync = named('tiedSync', model.tiedEmbeddings
     ? mul(add(mul(embed, sub(1, head)), mul(head, sub(1, embed))),
       cost.collective('allReduce', mul(bytesPer.grads, Ph), num(2), p2pLink))
     : num(0));
   // AdamW step, memory-bound: reads the gradient and the fp32 states, writes the states and the
   // compute-dtype weights (2 + 2*12 + 2 = 28 bytes/parameter in mixed precision).
-  const optParams = named('optParams', mul(Pr, shard(z1)));
+  const optParams = named('optParams', add(mul(Pr, shard(z1)), moe ? mul(Px, shardE(z1)) : num(0)));
   const optStep = named('optStep', add(cost.memoryTime(mul(optParams, bytesPer.grads + 2 * bytesPer.optim + bytesPer.weights)), passS));
   const optOffH2D = add(mul(oo, bytesPer.optim, optParams), offG);
   const optOffD2H = add(mul(oo, bytesPer.optim, optParams), offW);
@@ -270,7 +317,7 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // ---- host memory ----
   // More offload moves bytes from the device to the host: host memory grows with every offload
   // ratio and the in-flight count, and shrinks with ckptLayers (fewer saved bytes to offload).
-  const offO = named('offO', mul(oo, oBytes, shard(z1)));
+  const offO = named('offO', add(mul(oo, oBytes, shard(z1)), moe ? mul(oo, oBytesE, shardE(z1)) : num(0)));
   const hostActivations = named('hostActivations', mul(inFlight, offA));
   const hostMemory = named('hostMemory', add(offW, offG, offO, hostActivations));
   const hostCapacityBytes = usableHostMemoryPerGpu(profile);

@@ -43,6 +43,8 @@ export const S = {
   sel: sym('sel'),
   /** context-parallel degree */
   cp: sym('cp'),
+  /** expert-parallel degree (mixture of experts; 0 in a row reads as 1) */
+  ep: sym('ep'),
   // Derived 0/1 flags (computed from the inputs at the top of the kernel).
   /** the stage holds the embedding (first or only) */
   embed: sym('embed'),

@@ -28,6 +28,16 @@ describe('placement', () => {
     ]);
   });
 
+  it('carries each rank\'s context-parallel index (tp fastest, then cp, then dp)', () => {
+    const cp = { ...stage([0, 3], 1, 8, 2, 2), cp: 2 };
+    const res = placePlan({ ...plan([cp]), gradAccumSteps: 4 }, [agent('a', 8)]);
+    expect(res.ok).toBe(true);
+    if (!res.ok) return;
+    expect(res.ranks.map((r) => [r.rank, r.dpIndex, r.cpIndex, r.tpIndex])).toEqual([
+      [0, 0, 0, 0], [1, 0, 0, 1], [2, 0, 1, 0], [3, 0, 1, 1], [4, 1, 0, 0], [5, 1, 0, 1], [6, 1, 1, 0], [7, 1, 1, 1],
+    ]);
+  });
+
   it('puts neighbouring stages on the same host when it has room', () => {
     const res = placePlan(plan([stage([0, 1], 1, 2, 2, 1), stage([2, 3], 1, 2, 2, 1)]), [agent('a', 4), agent('b', 4)]);
     expect(res.ok && res.ranks.map((r) => r.agentId)).toEqual(['a', 'a', 'a', 'a']);

@@ -26,6 +26,8 @@ export interface RankPlacement {
   rank: number;
   stage: number;
   dpIndex: number;
+  /** Index in the stage's context-parallel group (0 when cp is 1): core's rank layout. */
+  cpIndex: number;
   tpIndex: number;
   agentId: string;
   host: string;
@@ -79,8 +81,8 @@ export function placePlan(plan: Plan, agents: PlacementAgent[]): PlacementResult
     }
     const stageRanks = layout.filter((r) => r.stage === stageIndex);
     slots.forEach((slot, i) => {
-      const { rank, stage: s, dpIndex, tpIndex } = stageRanks[i];
-      ranks.push({ rank, stage: s, dpIndex, tpIndex, agentId: slot.agent.id, host: slot.agent.host, deviceIndex: slot.device });
+      const { rank, stage: s, dpIndex, cpIndex, tpIndex } = stageRanks[i];
+      ranks.push({ rank, stage: s, dpIndex, cpIndex, tpIndex, agentId: slot.agent.id, host: slot.agent.host, deviceIndex: slot.device });
     });
     previousHosts = chosen.map((a) => a.id);
   }

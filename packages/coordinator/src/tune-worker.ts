@@ -40,7 +40,7 @@ async function main(): Promise<void> {
     const knobs = knobsFromOptions(input.options);
     const training = trainingForTarget(knobs, input.model, input.training);
     const result = await tune({ model: input.model, training, profile: input.profile }, {
-      space: spaceFromKnobs(knobs, input.model),
+      space: spaceFromKnobs(knobs, input.model, training),
       clusterName: input.cluster.name,
       timeLimitS: input.timeLimitS,
       signal: stop.signal,

@@ -42,7 +42,6 @@ describe('the cpu backend table', () => {
     expect(features).toEqual([
       ['training.paramDtype', 'bf16 training'],
       ['training.computeDtype', 'fp16 training'],
-      ['training.flashAttention', 'attention that keeps its score matrix'],
       ['model.positional', 'ALiBi positions'],
     ]);
   });
@@ -65,6 +64,38 @@ describe('the cpu backend table', () => {
     const v = backendViolations({ ...cpu, dropout: false }, { model: gpt3, training: fp32, plan: null });
     expect(v.map((x) => [x.field, x.feature])).toEqual([['model.dropout', 'dropout']]);
     expect(backendViolations({ ...cpu, dropout: false }, { model: getModel('llama-tiny'), training: fp32, plan: null })).toEqual([]);
+  });
+
+  it('runs context parallelism per stage (ring attention), also with a cp change at a pipeline boundary', () => {
+    const m = getModel('gpt-tiny');
+    const cp2 = { cp: 2, mesh: { nodes: 1, gpusPerNode: 4 }, dp: 1, tp: 2, microBatchSize: 8 };
+    expect(cpu.plan.contextParallel).toBe(true);
+    expect(backendViolations(cpu, { model: m, training: fp32, plan: plan(m, [{ layers: [0, 1], ...cp2 }, { layers: [2, m.layers - 1], ...cp2 }]) })).toEqual([]);
+    const mixed = plan(m, [{ layers: [0, 1], ...cp2 }, { layers: [2, m.layers - 1], tp: 2, mesh: { nodes: 1, gpusPerNode: 2 } }]);
+    expect(backendViolations(cpu, { model: m, training: fp32, plan: mixed })).toEqual([]);
+  });
+
+  it('runs the unfused attention (flashAttention false), but not with context parallelism', () => {
+    const m = getModel('gpt-tiny');
+    const unfused = parseTrainingSpec({ globalBatch: 8, seqLen: 64, paramDtype: 'fp32', computeDtype: 'fp32', flashAttention: false });
+    expect(cpu.flashAttention).toEqual([true, false]);
+    expect(backendViolations(cpu, { model: m, training: unfused, plan: plan(m, [{ layers: [0, m.layers - 1], dp: 2, selectiveRecompute: true }]) })).toEqual([]);
+    const cp = plan(m, [{ layers: [0, m.layers - 1], cp: 2, mesh: { nodes: 1, gpusPerNode: 2 } }]);
+    const v = backendViolations(cpu, { model: m, training: unfused, plan: cp });
+    expect(v.map((x) => [x.field, x.feature])).toEqual([['plan.stages[0].cp', 'context parallelism with the unfused attention (flashAttention false)']]);
+    expect(backendViolations(cpu, { model: m, training: fp32, plan: cp })).toEqual([]);
+    expect(backendViolations(cpu, { model: m, training: fp32, plan: { ...cp, flashAttention: false } }).map((x) => x.field)).toEqual(['plan.stages[0].cp']);
+  });
+
+  it('runs mixture-of-experts models with expert parallelism at any ZeRO level, with tp and sequence parallelism', () => {
+    const m = getModel('mixtral-8x7b');
+    expect(cpu.plan.mixtureOfExperts).toBe(true);
+    expect(cpu.plan.expertParallel).toBe(true);
+    const p = plan(m, [
+      { layers: [0, 15], dp: 4, ep: 4, zero: 3, offload: { weights: 0.5, grads: 0.5, optim: 0.5, activations: 0 }, mesh: { nodes: 1, gpusPerNode: 4 }, microBatchSize: 2 },
+      { layers: [16, m.layers - 1], dp: 2, tp: 2, ep: 2, sequenceParallel: true, zero: 1, mesh: { nodes: 1, gpusPerNode: 4 }, microBatchSize: 4 },
+    ]);
+    expect(backendViolations(cpu, { model: m, training: fp32, plan: p })).toEqual([]);
   });
 
   it('leaves the engine checker unchanged (engine name in the details)', () => {

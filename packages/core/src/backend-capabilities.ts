@@ -6,15 +6,22 @@
 //
 // Facts of the `cpu` table, each checked in packages/executor/src (the only executor backend today:
 // worker/run-worker.ts refuses any other with "not implemented: backend ..."):
-// - dtypes: every tensor is a Float32Array and the worker never reads WorkerAssignment.training, so
-//   weights, gradients and compute are fp32 whatever the training spec says.
+// - dtypes: every tensor is a Float32Array and the worker reads nothing of WorkerAssignment.training
+//   but flashAttention (worker/run-worker.ts), so weights, gradients and compute are fp32 whatever
+//   the training spec says.
 // - replicated KV heads: model/dims.ts throws "not implemented" when tp does not divide kvHeads.
 // - positions: model/layer.ts throws "not implemented: ALiBi positions"; learned and RoPE run.
 // - dropout: model.dropout > 0 runs with a counter-based generator (model/dropout.ts, native
 //   kernels/dropout.cc): the embedding and the residual branches keep 1-byte masks, the fused
 //   attention draws its mask again in backward; every split draws one process's masks.
-// - attention: one fused kernel that keeps the log-sum-exp, not the score matrix (model/layer.ts
-//   `k.attention(attn, lse, ...)`), i.e. the memory of flash attention; flashAttention: false is not run.
+// - attention: flashAttention true runs one fused kernel that keeps the log-sum-exp, not the score
+//   matrix (model/block-runner.ts `k.attention(attn, lse, ...)`), i.e. the memory of flash attention;
+//   false runs the unfused core of core's block description (scores, causal softmax, dropout of the
+//   probabilities, values: native kernels/unfused_attention.cc), keeping the s x s probabilities,
+//   and selective recompute drops them and recomputes them in backward (model/block-runner.ts).
+//   Context parallelism runs with the fused attention only (the ring merges the blocks by their
+//   log-sum-exp; Megatron-Core's context parallelism likewise needs Transformer Engine's fused
+//   attention).
 // - sequence parallelism: model/block-runner.ts keeps b*s/t tokens per rank in the norm, dropout and
 //   residual regions, all-gathering at a TP region's entry and reduce-scattering at its exit
 //   (Korthikanti et al. 2022, Sec. 4.2.2), so the activations are sharded as the analyzer assumes.
@@ -23,13 +30,27 @@
 //   level (runtime/unit-memory.ts, runtime/optimizer.ts, memory/activations.ts); per-stage ckptLayers
 //   (model/stage.ts).
 // - fp8: no fp8 type or kernel anywhere (Float32Array tensors only): no fp8 linear layers.
-// - context parallelism: the attention kernel (native kernels/attention.cc) attends a rank's queries
-//   to its own keys only and topology/ has no CP group or K/V ring: a stage's cp must be 1.
+// - context parallelism: a stage's cp ranks each hold chunks r and 2cp-1-r of every sequence
+//   (model/context-parallel.ts: global positions for learned positions, RoPE, the causal mask and
+//   the dropout draws), attention is a K/V ring over the stage's CP group with the log-sum-exp merge
+//   (model/ring-attention.ts, native kernels/ring_attention.cc), gradients and ZeRO shards span
+//   dp * cp (runtime/rank-runtime.ts, topology/ranks.ts); runtime/equivalence.test.ts checks the
+//   losses of one process. Neighbouring pipeline stages may have different cp (runtime/routes.ts
+//   sends each receiver the positions it holds from the sender cp ranks that hold them).
 // - data: the synthetic stream, the shipped corpus, or a token file (train/token-file.ts).
+// - mixture of experts: model/moe.ts runs the router's top-k gate (softmax over the top-k logits,
+//   Megatron-Core's default), the dispatch and combine (all-to-all over the stage's expert-parallel
+//   group built from grouped send/recv: runtime/all-to-all.ts), the experts' MLPs on however many
+//   rows each receives (dropless, no capacity factor), the weighted sum and all their backward, with
+//   tp (expert tensor parallelism, with or without sequence parallelism). Any ep dividing dp * cp
+//   and the experts (core's rule); the experts' units shard and sync over the expert-data-parallel
+//   group at every ZeRO level and offload (runtime/unit-memory.ts, topology/expert-groups.ts);
+//   runtime/moe-equivalence.test.ts checks the losses of one process. The executor routes what the
+//   tokens choose; the analyzer assumes balanced routing.
 import type { ModelSpec } from './model';
-import type { Plan } from './plan';
+import { type Plan, stageCp } from './plan';
 import type { Dtype, TrainingSpec } from './training';
-import { type CapabilityViolation, fp8Violation, type PlanRules, planRuleViolations } from './engine-capabilities';
+import { type CapabilityViolation, fp8Violation, modelRuleViolations, type PlanRules, planRuleViolations } from './engine-capabilities';
 
 export const BACKEND_NAMES = ['cpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
@@ -52,6 +73,8 @@ export interface BackendCapabilities {
   flashAttention: readonly boolean[];
   /** Sequence parallelism shards the activations over the TP group (false: collectives only, no memory saved). */
   sequenceParallelShardsActivations: boolean;
+  /** May a stage with cp > 1 run the unfused attention (flashAttention false). */
+  contextParallelUnfused: boolean;
 }
 
 const CPU: BackendCapabilities = {
@@ -60,6 +83,8 @@ const CPU: BackendCapabilities = {
     'packages/executor/src/model/dims.ts', 'packages/executor/src/model/layer.ts', 'packages/executor/src/model/block-runner.ts',
     'packages/executor/src/model/dropout.ts', 'packages/executor/src/runtime/tp-hooks.ts',
     'packages/executor/src/runtime/unit-memory.ts', 'packages/executor/src/topology/boundary.ts', 'packages/executor/src/worker/run-worker.ts',
+    'packages/executor/src/model/context-parallel.ts', 'packages/executor/src/model/ring-attention.ts', 'packages/executor/src/runtime/routes.ts',
+    'packages/executor/src/model/moe.ts', 'packages/executor/src/runtime/all-to-all.ts', 'packages/executor/src/topology/expert-groups.ts',
   ],
   plan: {
     pipeline: true,
@@ -81,17 +106,23 @@ const CPU: BackendCapabilities = {
     // Interleaved 1F1B: v model chunks per rank on core's interleavedSchedule (runtime/rank-runtime.ts,
     // runtime/interleaved.test.ts: losses of one process, checkpoints across plans).
     interleaved: true,
-    contextParallel: false,
-    // Accepted per stage: the executor runs the fused (flash-style) attention only, which keeps no
-    // s x s tensor, so the selective set is empty and the switch changes nothing (block/selective.ts).
+    // Ring attention per stage, any cp per stage (see above).
+    contextParallel: true,
+    // Mixture of experts and expert parallelism per stage, with every ZeRO level (see above).
+    mixtureOfExperts: true,
+    expertParallel: true,
+    // Per stage: with the unfused attention the layer drops core's selective set (the s x s
+    // probabilities) and recomputes it in backward; with the fused attention the set is empty and the
+    // switch changes nothing (block/selective.ts).
     selectiveRecompute: 'per-stage',
   },
   dtypes: ['fp32'],
   replicatedKvHeads: false,
   positional: ['learned', 'rope'],
   dropout: true,
-  flashAttention: [true],
+  flashAttention: [true, false],
   sequenceParallelShardsActivations: true,
+  contextParallelUnfused: false,
 };
 
 const TABLES: Record<BackendName, BackendCapabilities> = { cpu: CPU };
@@ -146,9 +177,18 @@ export function backendViolations(
   if (!caps.positional.includes(model.positional)) {
     out.push({ feature: `${model.positional === 'alibi' ? 'ALiBi' : model.positional} positions`, field: 'model.positional', detail: `got ${model.positional}; ${who} runs ${caps.positional.join(', ')}` });
   }
+  out.push(...modelRuleViolations(model, caps.plan, who));
   if (!plan) return out;
   for (const v of planRuleViolations(plan, caps.plan, who)) out.push({ ...v, field: `plan.${v.field}` });
+  const flash = plan.flashAttention ?? training.flashAttention;
   plan.stages.forEach((s, i) => {
+    if (!flash && !caps.contextParallelUnfused && stageCp(s) > 1) {
+      out.push({
+        feature: 'context parallelism with the unfused attention (flashAttention false)',
+        field: `plan.stages[${i}].cp`,
+        detail: `got ${stageCp(s)}; ${who} runs context parallelism with flashAttention true only (cp must be 1 with flashAttention false)`,
+      });
+    }
     if (!caps.replicatedKvHeads && model.kvHeads % s.tp !== 0) {
       out.push({
         feature: 'replicated key/value heads (tp above the key/value head count)',

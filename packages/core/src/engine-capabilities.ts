@@ -9,7 +9,8 @@
 // - torchtitan v0.2.2, torchtitan/config/job_config.py and torchtitan/models/llama3/infra/parallelize.py.
 // - NeMo 2 wraps Megatron-Core (MegatronStrategy passes tensor/pipeline/sequence parallel sizes,
 //   recompute and the distributed optimizer straight to Megatron-Core), so its table is Megatron's.
-import { type Plan, type StageStrategy, type ZeroLevel, stageCp, stageLayerCount } from './plan';
+import { type ModelSpec } from './model';
+import { type Plan, type StageStrategy, type ZeroLevel, stageCp, stageEp, stageLayerCount } from './plan';
 import { type Fp8Recipe } from './training';
 
 export const ENGINE_NAMES = ['megatron', 'nemo', 'deepspeed', 'torchtitan'] as const;
@@ -74,6 +75,10 @@ export interface EngineCapabilities {
   interleaved: boolean;
   /** May a stage's cp be above 1 (context parallelism: the sequence split over cp ranks, ring attention). */
   contextParallel: boolean;
+  /** Runs mixture-of-experts models (ModelSpec.moe: router, top-k experts per token). */
+  mixtureOfExperts: boolean;
+  /** May a stage's ep be above 1 (expert parallelism: the experts split over ep of the data-parallel ranks, all-to-all token exchange). */
+  expertParallel: boolean;
   /**
    * Selective recompute of the attention core (StageStrategy.selectiveRecompute; Korthikanti et al.
    * 2022, Sec. 5). none: not run; whole-model: one choice for every stage, and not together with
@@ -128,6 +133,12 @@ const MEGATRON_SOURCES = [
 //   defaults to core_attn, the attention core) is one choice for the model, and validate_args
 //   asserts recompute_method is None with it: selective and full (block) recompute exclude each other.
 //   NeMo passes recompute_granularity to the same code.
+// - Mixture of experts: `--num-experts` (arguments.py), `--moe-router-topk` and `--moe-ffn-hidden-size`
+//   (TransformerConfig moe_router_topk / moe_ffn_hidden_size, megatron/core/transformer/transformer_config.py,
+//   as flags through ArgumentGroupFactory), `--expert-model-parallel-size` (ModelParallelConfig
+//   expert_model_parallel_size, megatron/core/model_parallel_config.py; arguments.py asserts num_experts a
+//   multiple of it); the expert grid tp-ep-dp over the same ranks (parallel_state.py). NeMo 2's GPTConfig
+//   takes num_moe_experts / moe_router_topk and MegatronStrategy expert_model_parallel_size, the same code.
 const MEGATRON_BASE: PlanRules = {
   pipeline: true,
   partition: 'uniform-except-first-last',
@@ -147,6 +158,8 @@ const MEGATRON_BASE: PlanRules = {
   fp8: ['delayed', 'current'],
   interleaved: true,
   contextParallel: true,
+  mixtureOfExperts: true,
+  expertParallel: true,
   selectiveRecompute: 'whole-model',
 };
 
@@ -214,6 +227,10 @@ const TABLES: Record<EngineName, EngineCapabilities> = {
     // ds_config.json has no context-parallel setting (Ulysses sequence parallelism is a separate
     // API, deepspeed.sequence, that splits heads, not a K/V ring): no cp.
     contextParallel: false,
+    // DeepSpeed-MoE (deepspeed.moe.layer.MoE, its ep_size) is built into the model's code, not set in
+    // ds_config.json, which the exporter writes: no mixture of experts here.
+    mixtureOfExperts: false,
+    expertParallel: false,
     // activation_checkpointing in ds_config.json checkpoints whole layers (checkpointable layers of
     // the pipeline module, or torch checkpointing around a layer): no attention-core recompute.
     selectiveRecompute: 'none',
@@ -257,6 +274,10 @@ const TABLES: Record<EngineName, EngineCapabilities> = {
     // parallelism.context_parallel_degree (job_config.py): PyTorch's context_parallel() ring
     // attention over the cp mesh dimension (parallelize.py), gradients reduced over dp_shard * cp.
     contextParallel: true,
+    // The exporter writes torchtitan's llama3 model, a dense one (its MoE models are other model
+    // families with their own configs): no mixture of experts here.
+    mixtureOfExperts: false,
+    expertParallel: false,
     // activation_checkpoint.mode 'selective' is per-op SAC (it saves matmul outputs by a policy) or
     // every n-th layer, not Korthikanti et al.'s attention-core recompute: left out.
     selectiveRecompute: 'none',
@@ -316,6 +337,8 @@ function stageViolations(s: StageStrategy, i: number, pp: number, caps: PlanRule
   if (s.tp > 1 && !caps.tensorParallel) add('tensor parallelism', 'tp', `got ${s.tp}; ${who} has no tensor parallelism (tp must be 1)`);
   const cp = stageCp(s);
   if (cp > 1 && !caps.contextParallel) add('context parallelism', 'cp', `got ${cp}; ${who} has no context parallelism (cp must be 1)`);
+  const ep = stageEp(s);
+  if (ep > 1 && !caps.expertParallel) add('expert parallelism', 'ep', `got ${ep}; ${who} has no expert parallelism (ep must be 1)`);
   if (s.sequenceParallel) {
     if (!caps.sequenceParallel) add('sequence parallelism', 'sequenceParallel', `${who} has no sequence parallelism`);
     else if (s.tp === 1) add('sequence parallelism without tensor parallelism', 'sequenceParallel', 'sequence parallelism needs tp > 1');
@@ -461,6 +484,15 @@ export function planRuleViolations(plan: Plan, caps: PlanRules, who: string): Ca
   const fp8 = fp8Violation(plan.fp8 ?? 'none', caps, who);
   if (fp8) out.push({ ...fp8, field: 'fp8' });
   return out;
+}
+
+/** What of a model's architecture `caps` does not run (the mixture of experts); empty when it runs it. */
+export function modelRuleViolations(model: ModelSpec, caps: Pick<PlanRules, 'mixtureOfExperts'>, who: string): CapabilityViolation[] {
+  if (!model.moe || caps.mixtureOfExperts) return [];
+  return [{
+    feature: 'mixture of experts', field: 'model.moe',
+    detail: `${model.name} has ${model.moe.experts} experts (top ${model.moe.topK}); ${who} runs dense MLPs only`,
+  }];
 }
 
 /** fp8 linear layers with `recipe` where `caps` does not run them (field to be set by the caller), or null. */

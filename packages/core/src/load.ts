@@ -68,8 +68,9 @@ function modelFileSpec(data: unknown, file: string): unknown {
     }
     doc = doc[0];
   }
+  // `mist models --json` adds the derived counts: they are dropped when the file is read back.
   if (doc && typeof doc === 'object' && typeof (doc as { params?: unknown }).params === 'number') {
-    const { params: _derived, ...rest } = doc as Record<string, unknown>;
+    const { params: _derived, activeParams: _active, ...rest } = doc as Record<string, unknown>;
     return rest;
   }
   return doc;

@@ -28,6 +28,13 @@ function llama(
   };
 }
 
+function nemotron4(name: string, layers: number, hidden: number, heads: number): ModelSpecInput {
+  return {
+    name, family: 'nemotron', layers, hidden, heads, kvHeads: 8, ffnHidden: 4 * hidden, vocab: 256000, maxSeq: 4096,
+    norm: 'layernorm', activation: 'squared-relu', positional: 'rope', tiedEmbeddings: false, bias: false, dropout: 0,
+  };
+}
+
 const CATALOG_INPUTS: ModelSpecInput[] = [
   // GPT-3 Small and Medium (Brown et al. 2020, Table 2.1: 12 layers x 768 with 12 heads; 24 x 1024 with
   // 16 heads; 64-wide heads, 2048 context).
@@ -62,6 +69,20 @@ const CATALOG_INPUTS: ModelSpecInput[] = [
     name: 'falcon-40b', family: 'falcon', layers: 60, hidden: 8192, heads: 128, kvHeads: 8, ffnHidden: 32768,
     vocab: 65024, maxSeq: 2048, norm: 'layernorm', activation: 'gelu', positional: 'rope', tiedEmbeddings: true,
     bias: false, parallelAttention: true, parallelAttentionTwoNorms: true,
+  },
+  // Nemotron-4 15B (Parmar et al. 2024, "Nemotron-4 15B Technical Report", Sec. 2 and Table 1: 32 layers,
+  // hidden 6144, 48 heads, 8 KV heads, sequence 4096, vocabulary 256,000; RoPE, squared ReLU, no bias
+  // terms, dropout 0, untied input and output embeddings) and Nemotron-4 340B (NVIDIA 2024, "Nemotron-4
+  // 340B Technical Report", Table 1: 96 layers, hidden 18432, 96 heads, 8 KV heads, the 15B's other
+  // choices). The MLP is 4h wide (nvidia/Nemotron-4-340B-Base config: ffn_hidden_size 73728 = 4 x 18432;
+  // Megatron-LM's default --ffn-hidden-size); LayerNorm (layernorm1p, a LayerNorm with gamma stored minus one).
+  nemotron4('nemotron-4-15b', 32, 6144, 48),
+  nemotron4('nemotron-4-340b', 96, 18432, 96),
+  // Mixtral 8x7B (Jiang et al. 2024, "Mixtral of Experts", Table 1: dim 4096, 32 layers, head_dim 128,
+  // hidden_dim 14336, 32 heads, 8 KV heads, context 32768, vocabulary 32000, 8 experts, top 2; Sec. 2:
+  // the Mistral 7B architecture, SwiGLU experts, RMSNorm, RoPE; 46.7B parameters, 12.9B active).
+  {
+    ...llama('mixtral-8x7b', 32, 4096, 32, 8, 14336, 32000, 32768), family: 'mixtral', moe: { experts: 8, topK: 2 },
   },
   // Tiny models for tests and the CPU demo: byte-level vocabulary (256 tokens).
   {

@@ -59,7 +59,7 @@ describe('model validation', () => {
     } catch (err) {
       expect(err).toBeInstanceOf(SpecError);
       const issues = (err as SpecError).issues;
-      expect(issues.find((i) => i.field === 'family')).toMatchObject({ value: 'gtp', message: 'allowed: "gpt", "llama", "falcon"' });
+      expect(issues.find((i) => i.field === 'family')).toMatchObject({ value: 'gtp', message: 'allowed: "gpt", "llama", "falcon", "nemotron", "mixtral"' });
     }
     expect(() => parseModelSpec({ ...base, heads: 3 })).toThrow(/heads: got 3; must divide hidden \(2048\)/);
     expect(() => parseModelSpec({ ...base, layers: -1 })).toThrow(/layers: got -1; must be > 0/);

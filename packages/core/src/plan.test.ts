@@ -107,10 +107,12 @@ describe('context-parallel plans (cp)', () => {
     expect(planIssues(doc({ cp: 0 }), { model: tiny }).map((i) => i.field)).toContain('stages[0].cp');
   });
 
-  it('is refused by the cpu backend and DeepSpeed, naming the feature; Megatron-LM, NeMo and torchtitan run it', () => {
+  it('is run by the cpu backend (ring attention), refused by a backend without it and by DeepSpeed, naming the feature; Megatron-LM, NeMo and torchtitan run it', () => {
     const plan = parsePlan(doc({ cp: 2 }), { model: tiny });
     const training = parseTrainingSpec({ seqLen: 64, globalBatch: 4, paramDtype: 'fp32', computeDtype: 'fp32' });
-    const v = backendViolations(backendCapabilities('cpu'), { model: tiny, training, plan });
+    const cpu = backendCapabilities('cpu');
+    expect(backendViolations(cpu, { model: tiny, training, plan })).toEqual([]);
+    const v = backendViolations({ ...cpu, plan: { ...cpu.plan, contextParallel: false } }, { model: tiny, training, plan });
     expect(v.map((x) => [x.field, x.feature])).toEqual([['plan.stages[0].cp', 'context parallelism']]);
     expect(planCapabilityViolations(plan, engineCapabilities('deepspeed')).map((x) => x.field)).toContain('stages[0].cp');
     for (const e of ['megatron', 'nemo', 'torchtitan'] as const) {

@@ -38,6 +38,13 @@ export const StageStrategySchema = z.strictObject({
    * in 2*cp load-balanced causal chunks, attention as a K/V ring. Absent: 1.
    */
   cp: z.number().int().positive().optional(),
+  /**
+   * Expert parallelism (mixture-of-experts models; Megatron-Core --expert-model-parallel-size): each
+   * layer's experts split over ep ranks carved out of the stage's dp * cp ranks, tokens sent to
+   * their experts and back by all-to-all; expert tensor parallelism is tp. ep divides dp * cp and
+   * the model's experts. Absent: 1.
+   */
+  ep: z.number().int().positive().optional(),
   sequenceParallel: z.boolean(),
   ckptLayers: z.number().int().nonnegative(),
   /**
@@ -120,12 +127,34 @@ export function tensorParallelProblems(model: ModelSpec, tp: number): string[] {
     out.push(`must divide the model's ${model.kvHeads} key/value heads or be a multiple of them`);
   }
   if (model.ffnHidden % tp !== 0) out.push(`must divide the model's ffnHidden ${model.ffnHidden}`);
+  const expertFfn = model.moe?.ffnHidden;
+  if (expertFfn !== undefined && expertFfn % tp !== 0) out.push(`must divide the model's moe.ffnHidden ${expertFfn} (expert tensor parallelism is tp)`);
   return out;
 }
 
 /** Whether a stage selectively recomputes its attention core (false when the field is absent). */
 export function stageSelectiveRecompute(s: Pick<StageStrategy, 'selectiveRecompute'>): boolean {
   return s.selectiveRecompute ?? false;
+}
+
+/** A stage's expert-parallel degree (1 when the field is absent). */
+export function stageEp(s: Pick<StageStrategy, 'ep'>): number {
+  return s.ep ?? 1;
+}
+
+/**
+ * Why `ep` cannot split the experts of `model` on a stage of dp * cp data-parallel ranks (Megatron-Core:
+ * the expert grid tp x ep x edp covers the stage's tp x cp x dp ranks, parallel_state.py
+ * initialize_model_parallel; arguments.py: num_experts a multiple of expert_model_parallel_size);
+ * empty when it can. The one rule for plan validation and the tuner's enumeration.
+ */
+export function expertParallelProblems(model: ModelSpec | undefined, ep: number, dpcp: number): string[] {
+  if (ep === 1) return [];
+  const out: string[] = [];
+  if (dpcp % ep !== 0) out.push(`must divide dp * cp (${dpcp}): the expert-parallel ranks are carved out of the data-parallel ones (allowed: divisors of dp * cp)`);
+  if (model && !model.moe) out.push(`must be 1: ${model.name} has no mixture of experts`);
+  else if (model?.moe && model.moe.experts % ep !== 0) out.push(`must divide the model's ${model.moe.experts} experts`);
+  return out;
 }
 
 /** A stage's context-parallel degree (1 when the field is absent). */
@@ -180,6 +209,7 @@ export function planRuleIssues(plan: Plan, ctx: { model?: ModelSpec; cluster?: C
     }
     const m = ctx.model;
     if (m) for (const why of tensorParallelProblems(m, s.tp)) add(`${at}.tp`, s.tp, why);
+    for (const why of expertParallelProblems(m, stageEp(s), s.dp * cp)) add(`${at}.ep`, stageEp(s), why);
     const c = ctx.cluster;
     if (c) {
       if (s.mesh.gpusPerNode > c.gpusPerNode) {
@@ -250,6 +280,7 @@ const LenientPlanSchema = z.object({
       dp: z.number(),
       tp: z.number(),
       cp: z.number().optional(),
+      ep: z.number().optional(),
       ckptLayers: z.number(),
     }),
   ).min(1),

@@ -5,7 +5,7 @@
 // Megatron-Core's default order "tp-cp-ep-dp-pp" (megatron/core/parallel_state.py,
 // initialize_model_parallel). A TP group is tp consecutive ranks (on one host, since tp divides
 // mesh.gpusPerNode: Shoeybi et al. 2019); a CP group is cp ranks tp apart.
-import { meshSize, type Plan, stageCp } from './plan';
+import { meshSize, type Plan, stageCp, stageEp } from './plan';
 
 export interface RankPosition {
   rank: number;
@@ -65,4 +65,19 @@ export function planRanks(plan: Plan): RankPosition[] {
     base += size;
   }
   return out;
+}
+
+/**
+ * A rank's place in its stage's expert grid (mixture of experts): Megatron-Core builds the experts'
+ * groups over the same ranks in the order tp-ep-dp (parallel_state.py, the expert RankGenerator with
+ * cp folded into dp), so inside a stage local = (edpIndex * ep + epIndex) * tp + tpIndex. An
+ * expert-parallel group is ep consecutive TP groups (it holds every expert once); an
+ * expert-data-parallel group, dp * cp / ep ranks tp * ep apart, holds the same experts and sums
+ * their gradients.
+ */
+export function expertRankIndices(plan: Plan, rank: number): { epIndex: number; edpIndex: number; ep: number; edp: number } {
+  const p = rankPosition(plan, rank);
+  const ep = stageEp(plan.stages[p.stage]);
+  const group = Math.floor((p.rank - p.stageBase) / p.tp);
+  return { epIndex: group % ep, edpIndex: Math.floor(group / ep), ep, edp: (p.dp * p.cp) / ep };
 }

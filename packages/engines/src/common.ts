@@ -45,7 +45,9 @@ export function rangesFromCounts(counts: number[]): [number, number][] {
 /** The catalog model with the same architecture (any name), if there is one. */
 export function catalogMatch(m: Omit<ModelSpec, 'name'>): ModelSpec | undefined {
   const keys = Object.keys(m).filter((k) => k !== 'name') as (keyof Omit<ModelSpec, 'name'>)[];
-  return modelCatalog().find((c) => keys.every((k) => c[k] === m[k]));
+  // Nested settings (moe) compare by value; an absent one matches only an absent one.
+  const same = (a: unknown, b: unknown): boolean => a === b || (typeof a === 'object' && typeof b === 'object' && JSON.stringify(a) === JSON.stringify(b));
+  return modelCatalog().find((c) => keys.every((k) => same(c[k], m[k])));
 }
 
 export function positiveInt(value: string | undefined, option: string): number {

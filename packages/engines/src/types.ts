@@ -1,7 +1,7 @@
 // The shapes every engine exporter and importer shares.
 import {
   type CapabilityViolation, type ClusterSpec, type EngineName, type ModelSpec, type Plan, engineCapabilities,
-  planCapabilityViolations,
+  modelRuleViolations, planCapabilityViolations,
 } from '@mist/core';
 
 export type TrainDtype = 'bf16' | 'fp16';
@@ -75,6 +75,8 @@ export function modelViolations(model: ModelSpec, engine: EngineName): Capabilit
     if (model.positional === 'alibi') add('ALiBi positions', 'positional', `${engine} has learned_absolute or rope positions`);
     if (model.parallelAttention) add('parallel attention blocks', 'parallelAttention', `${engine}'s GPT layer runs attention then MLP`);
   }
+  // Mixture of experts: the engine tables say who runs it (DeepSpeed's and torchtitan's exports have none).
+  out.push(...modelRuleViolations(model, engineCapabilities(engine), engine));
   if (engine === 'torchtitan') {
     // torchtitan v0.2.2's dense decoder is torchtitan/models/llama3 (RMSNorm, SwiGLU, RoPE, untied, no biases).
     const llama = model.norm === 'rmsnorm' && model.activation === 'swiglu' && model.positional === 'rope' &&

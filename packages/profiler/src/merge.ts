@@ -6,8 +6,10 @@
 //     plan that fits the merged profile fits every host; memory reserves: the maximum;
 //   - raw tables: per point (same shape / size / collective), the median over the hosts that have it;
 //   - cluster: `nodes` = number of hosts. Links between hosts are not measured by per-host profiles:
-//     `interNode` stays as the hosts give it and is listed in `unmeasured`.
+//     `interNode` stays as the hosts give it and is listed in `unmeasured`;
+//   - the executor backend's section: merge-backend.ts.
 import { type AlphaBeta, type FitReport, type HardwareProfile, parseHardwareProfile } from '@mist/core';
+import { mergeBackendSections } from './merge-backend';
 import { median } from './timing';
 
 const med = (xs: number[]): number => median(xs);
@@ -59,6 +61,7 @@ export function mergeProfiles(profiles: readonly HardwareProfile[]): HardwarePro
     }))
     : undefined;
   const hostNames = profiles.map((p, i) => String(p.host?.hostname ?? `host${i}`));
+  const backend = mergeBackendSections(profiles.map((p) => p.backend));
   const merged = {
     version: 1,
     source: 'measured',
@@ -108,8 +111,10 @@ export function mergeProfiles(profiles: readonly HardwareProfile[]): HardwarePro
       offloadSlowdown: med(profiles.map((p) => p.overlap.offloadSlowdown)),
     },
     fits: mergeFits(profiles.map((p) => p.fits)),
+    ...(backend.backend ? { backend: backend.backend } : {}),
     unmeasured: {
       ...Object.assign({}, ...profiles.map((p) => p.unmeasured ?? {})),
+      ...(backend.unmeasured ? { backend: backend.unmeasured } : {}),
       'links.interNode': 'per-host profiles do not measure the links between hosts; the hosts\' values are kept',
     },
     memory: {

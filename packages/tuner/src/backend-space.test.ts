@@ -16,15 +16,16 @@ describe('backendSpace(cpu)', () => {
     expect(s).toMatchObject({ name: 'cpu', maxTp: 2, sequenceParallel: true, zero: [0, 1, 2, 3], ckpt: 'fine', uniformPartition: false });
     expect(s.offload.activations).toEqual(ratioGrid(DEFAULT_OFFLOAD_STEP));
     expect(backendSpace('cpu', getModel('gpt-tiny')).maxTp).toBe(4);
-    // No ring attention in the cpu executor: context parallelism stays out, whatever the flags say.
-    expect(backendSpace('cpu', llama).maxCp).toBe(1);
-    expect(backendSpace('cpu', llama, { maxCp: 4 }).maxCp).toBe(1);
+    // The cpu executor runs ring attention: context parallelism is searched, narrowed by the flags.
+    expect(backendSpace('cpu', llama).maxCp).toBeGreaterThan(1);
+    expect(backendSpace('cpu', llama, { maxCp: 4 }).maxCp).toBe(4);
     const withCp: Plan = {
       version: 1, model: llama.name, seqLen: 64, globalBatch: 8, gradAccumSteps: 1,
       stages: [{ layers: [0, 3], mesh: { nodes: 1, gpusPerNode: 4 }, microBatchSize: 4, dp: 2, tp: 1, cp: 2, sequenceParallel: false, ckptLayers: 0, zero: 0, offload: NO_OFFLOAD }],
     };
     expect(planInSpace(withCp, mistSpace())).toBe(true);
-    expect(planInSpace(withCp, backendSpace('cpu', llama))).toBe(false);
+    expect(planInSpace(withCp, backendSpace('cpu', llama))).toBe(true);
+    expect(planInSpace(withCp, backendSpace('cpu', llama, { maxCp: 1 }))).toBe(false);
   });
 
   it('leaves out the plans the executor refuses, which the Mist space contains', () => {
@@ -49,5 +50,15 @@ describe('backendSpace(cpu)', () => {
     const r = await tune(ctx, { space: backendSpace('cpu', llama, { offload: NO_OFFLOAD_LEVELS }) });
     expect(r.plan).not.toBeNull();
     expect(backendViolations(backendCapabilities('cpu'), { model: llama, training, plan: r.plan })).toEqual([]);
+  });
+});
+
+describe('the cpu space follows the training spec and the interleaved schedule', () => {
+  it('context parallelism only with flash attention; interleaving allowed and restricted by the knob', () => {
+    const model = getModel('gpt-tiny');
+    expect(backendSpace('cpu', model, {}, { flashAttention: true }).maxCp).toBeGreaterThan(1);
+    expect(backendSpace('cpu', model, {}, { flashAttention: false }).maxCp).toBe(1);
+    expect(backendSpace('cpu', model).maxVirtualStages).toBeGreaterThan(1);
+    expect(backendSpace('cpu', model, { maxVirtualStages: 1 }).maxVirtualStages).toBe(1);
   });
 });

@@ -3,7 +3,7 @@
 // them. Rules a switch cannot express throw "not implemented" rather than being searched loosely.
 import {
   type BackendCapabilities, backendCapabilities, backendMaxTp, type BackendName, type ModelSpec, OFFLOAD_KINDS, type OffloadCapability,
-  type ZeroLevel,
+  type TrainingSpec, type ZeroLevel,
 } from '@mist/core';
 import { type CkptMode, DEFAULT_OFFLOAD_STEP, mistSpace, type OffloadLevels, ratioGrid, type SearchSpace } from './search-space';
 
@@ -17,8 +17,8 @@ function sameLevels(a: readonly ZeroLevel[], b: readonly ZeroLevel[]): boolean {
   return a.length === b.length && a.every((z) => b.includes(z));
 }
 
-/** The switches that say exactly what `caps` runs for `model`. */
-function backendSwitches(caps: BackendCapabilities, model: ModelSpec): Partial<SearchSpace> {
+/** The switches that say exactly what `caps` runs for `model` (and, when given, the training spec). */
+function backendSwitches(caps: BackendCapabilities, model: ModelSpec, training?: Pick<TrainingSpec, 'flashAttention'>): Partial<SearchSpace> {
   const p = caps.plan;
   const who = `the ${caps.backend} backend's search space`;
   if (!p.perStageStrategy) throw new Error(`not implemented: ${who} with one strategy for all stages`);
@@ -36,7 +36,10 @@ function backendSwitches(caps: BackendCapabilities, model: ModelSpec): Partial<S
     maxStages: p.pipeline ? Number.MAX_SAFE_INTEGER : 1,
     uniformPartition: p.partition === 'uniform',
     maxTp: p.tensorParallel ? backendMaxTp(caps, model) : 1,
-    maxCp: p.contextParallel ? Number.MAX_SAFE_INTEGER : 1,
+    // Context parallelism where the backend runs it with the training spec's attention.
+    maxCp: p.contextParallel && (training === undefined || training.flashAttention || caps.contextParallelUnfused) ? Number.MAX_SAFE_INTEGER : 1,
+    maxVirtualStages: p.interleaved ? Number.MAX_SAFE_INTEGER : 1,
+    maxEp: p.expertParallel ? Number.MAX_SAFE_INTEGER : 1,
     // Sequence parallelism that does not shard activations only adds collectives, and the analyzer would
     // credit it with memory the backend does not save: leave it out.
     sequenceParallel: p.sequenceParallel && caps.sequenceParallelShardsActivations,
@@ -56,8 +59,10 @@ function intersect<T>(a: readonly T[], b: readonly T[]): T[] {
  * What `backend` runs for `model`, narrowed further by `overrides` (ablation flags): an override can
  * only restrict what the backend allows (smaller maxTp, fewer ZeRO levels...), never widen it.
  */
-export function backendSpace(backend: BackendName, model: ModelSpec, overrides: Partial<SearchSpace> = {}): SearchSpace {
-  const base = mistSpace({ name: backend, ...backendSwitches(backendCapabilities(backend), model) });
+export function backendSpace(
+  backend: BackendName, model: ModelSpec, overrides: Partial<SearchSpace> = {}, training?: Pick<TrainingSpec, 'flashAttention'>,
+): SearchSpace {
+  const base = mistSpace({ name: backend, ...backendSwitches(backendCapabilities(backend), model, training) });
   const o = overrides;
   const zero = o.zero ? intersect(base.zero, o.zero) : base.zero;
   if (zero.length === 0) throw new RangeError(`zero: got ${o.zero?.join(', ')}; the ${backend} backend runs ZeRO ${base.zero.join(', ')}`);
@@ -71,6 +76,8 @@ export function backendSpace(backend: BackendName, model: ModelSpec, overrides: 
     maxStages: Math.min(base.maxStages, o.maxStages ?? Infinity),
     maxTp: Math.min(base.maxTp, o.maxTp ?? Infinity),
     maxCp: Math.min(base.maxCp ?? 1, o.maxCp ?? Infinity),
+    maxVirtualStages: Math.min(base.maxVirtualStages ?? 1, o.maxVirtualStages ?? Infinity),
+    maxEp: Math.min(base.maxEp ?? 1, o.maxEp ?? Infinity),
     uniformPartition: base.uniformPartition || o.uniformPartition === true,
     uniformMesh: base.uniformMesh || o.uniformMesh === true,
     microBatchPow2: base.microBatchPow2 || o.microBatchPow2 === true,

@@ -1,6 +1,6 @@
 // Brute force over the interleaved 1F1B plans of a (small) search space: every G, pp, chunk count
 // v, equal mesh, and every combination of per-rank strategies (ZeRO level, selective recompute,
-// checkpointed layers; no offloading: space-membership.ts), each rank estimated by the analyzer and
+// expert-parallel degree, checkpointed layers; no offloading: space-membership.ts), each rank estimated by the analyzer and
 // the iteration time taken from the analyzer's iterationTime. Exponential in pp; for checking the
 // interleaved search on tiny instances only.
 import {
@@ -49,7 +49,7 @@ export function bruteForceInterleaved(ctx: AnalyzerContext, space: SearchSpace, 
                 for (const ckpt of ckptLevels(space.ckpt, n)) {
                   const q = {
                     layers: n, position: stagePosition(i, pp), inFlight: inFlightMicroBatches(pp, i, G, v), pp, mesh,
-                    microBatchSize: c.microBatchSize, gradAccumSteps: G, dp: c.dp, tp: c.tp, cp: c.cp, sequenceParallel: c.sequenceParallel,
+                    microBatchSize: c.microBatchSize, gradAccumSteps: G, dp: c.dp, tp: c.tp, cp: c.cp, ep: c.ep ?? 1, sequenceParallel: c.sequenceParallel,
                     ckptLayers: ckpt, selectiveRecompute: c.selectiveRecompute, zero: c.zero, offload: { ...NO_OFFLOAD },
                   };
                   const e = interleavedStageEstimate(compiled.estimate(q), q, v);
@@ -58,6 +58,7 @@ export function bruteForceInterleaved(ctx: AnalyzerContext, space: SearchSpace, 
                     e,
                     s: {
                       layers: [i * n, i * n + n - 1], mesh, microBatchSize: c.microBatchSize, dp: c.dp, tp: c.tp, ...(c.cp > 1 ? { cp: c.cp } : {}),
+                      ...((c.ep ?? 1) > 1 ? { ep: c.ep } : {}),
                       sequenceParallel: c.sequenceParallel, ckptLayers: ckpt, ...(c.selectiveRecompute ? { selectiveRecompute: true } : {}),
                       zero: c.zero, offload: { ...NO_OFFLOAD },
                     },

@@ -79,7 +79,7 @@ export function bruteForce(ctx: AnalyzerContext, space: SearchSpace, onlyG?: num
                     const offload = { weights, grads, optim, activations };
                     const q: StageQuery = {
                       layers, position: stagePosition(i, pp), inFlight: inFlightMicroBatches(pp, i, G), pp, mesh, microBatchSize: c.microBatchSize,
-                      gradAccumSteps: G, dp: c.dp, tp: c.tp, cp: c.cp, sequenceParallel: c.sequenceParallel, ckptLayers: ckpt,
+                      gradAccumSteps: G, dp: c.dp, tp: c.tp, cp: c.cp, ep: c.ep ?? 1, sequenceParallel: c.sequenceParallel, ckptLayers: ckpt,
                       selectiveRecompute: c.selectiveRecompute, zero: c.zero, offload,
                     };
                     const e = compiled.estimate(q);
@@ -88,6 +88,7 @@ export function bruteForce(ctx: AnalyzerContext, space: SearchSpace, onlyG?: num
                       steady: e.steadyTimeS, imbalance: e.firstTimeS + e.lastTimeS,
                       strategy: {
                         layers: [first, first + layers - 1], mesh, microBatchSize: c.microBatchSize, dp: c.dp, tp: c.tp, ...(c.cp > 1 ? { cp: c.cp } : {}),
+                        ...((c.ep ?? 1) > 1 ? { ep: c.ep } : {}),
                         sequenceParallel: c.sequenceParallel, ckptLayers: ckpt,
                         ...(c.selectiveRecompute ? { selectiveRecompute: true } : {}), zero: c.zero, offload,
                       },

@@ -16,12 +16,13 @@ describe('the newer dimensions a plan uses', () => {
     expect(newDimensionsUsed(plan([stage(0), stage(2)]))).toEqual([]);
   });
 
-  it('context parallelism, interleaving and selective recompute, with the stages that use them', () => {
-    const p = plan([stage(0, { cp: 2, dp: 1, selectiveRecompute: true }), stage(2, { cp: 2, dp: 1 })], { virtualStages: 2 });
+  it('context parallelism, interleaving, selective recompute and expert parallelism, with the stages that use them', () => {
+    const p = plan([stage(0, { cp: 2, dp: 1, selectiveRecompute: true }), stage(2, { cp: 2, dp: 1, ep: 2 })], { virtualStages: 2 });
     expect(newDimensionsUsed(p)).toEqual([
       { dimension: 'context-parallel', detail: 'cp 2 in stages 0-1' },
       { dimension: 'interleaved', detail: '2 model chunks on each of 2 ranks' },
       { dimension: 'selective-recompute', detail: 'in stage 0' },
+      { dimension: 'expert-parallel', detail: 'ep 2 in stage 1' },
     ]);
   });
 
@@ -30,5 +31,6 @@ describe('the newer dimensions a plan uses', () => {
     expect(spaceWithout(s, 'context-parallel')).toEqual({ ...s, maxCp: 1 });
     expect(spaceWithout(s, 'interleaved')).toEqual({ ...s, maxVirtualStages: 1 });
     expect(spaceWithout(s, 'selective-recompute')).toEqual({ ...s, selectiveRecompute: false });
+    expect(spaceWithout(s, 'expert-parallel')).toEqual({ ...s, maxEp: 1 });
   });
 });

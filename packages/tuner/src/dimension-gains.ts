@@ -1,5 +1,5 @@
 // Which of the newer dimensions of the space a tuned plan uses (context parallelism, interleaved
-// 1F1B, selective recompute), and what each is worth: the same tune with that one dimension turned
+// 1F1B, selective recompute, expert parallelism), and what each is worth: the same tune with that one dimension turned
 // off, and the ratio of the two predicted iteration times. fp8 has its own exact choice
 // (fp8-choice.ts) and is reported there.
 import type { AnalyzerContext, CompiledStageModel } from '@mist/analyzer';
@@ -7,7 +7,7 @@ import type { Plan } from '@mist/core';
 import type { SearchSpace } from './search-space';
 import { tune, type TuneResult } from './tuner';
 
-export type NewDimension = 'context-parallel' | 'interleaved' | 'selective-recompute';
+export type NewDimension = 'context-parallel' | 'interleaved' | 'selective-recompute' | 'expert-parallel';
 
 export interface DimensionUse {
   dimension: NewDimension;
@@ -42,6 +42,11 @@ export function newDimensionsUsed(plan: Plan): DimensionUse[] {
   if (v > 1) out.push({ dimension: 'interleaved', detail: `${v} model chunks on each of ${plan.stages.length} ranks` });
   const sel = plan.stages.map((s, i) => [s.selectiveRecompute === true, i] as const).filter(([on]) => on);
   if (sel.length > 0) out.push({ dimension: 'selective-recompute', detail: `in ${stageList(sel.map(([, i]) => i))}` });
+  const eps = plan.stages.map((s, i) => [s.ep ?? 1, i] as const).filter(([ep]) => ep > 1);
+  if (eps.length > 0) {
+    const degrees = [...new Set(eps.map(([ep]) => ep))].join('/');
+    out.push({ dimension: 'expert-parallel', detail: `ep ${degrees} in ${stageList(eps.map(([, i]) => i))}` });
+  }
   return out;
 }
 
@@ -51,6 +56,7 @@ export function spaceWithout(space: SearchSpace, dimension: NewDimension): Searc
     case 'context-parallel': return { ...space, maxCp: 1 };
     case 'interleaved': return { ...space, maxVirtualStages: 1 };
     case 'selective-recompute': return { ...space, selectiveRecompute: false };
+    case 'expert-parallel': return { ...space, maxEp: 1 };
   }
 }
 

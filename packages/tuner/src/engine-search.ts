@@ -12,10 +12,10 @@ import {
   type StageEstimate, type StageQuery, stepJitter, writeStageQuery,
 } from '@mist/analyzer';
 import {
-  clusterDevices, type EngineCapabilities, type Mesh, type Offload, type OffloadCapability, parsePlan, type Plan,
+  clusterDevices, type EngineCapabilities, type Mesh, modelRuleViolations, type Offload, type OffloadCapability, parsePlan, type Plan,
   planCapabilityViolations, PLAN_VERSION, type StageStrategy, type ZeroLevel,
 } from '@mist/core';
-import { divisors, equalStageMesh, gradAccumChoices, cpChoices, isPowerOfTwo, selectiveLevels, tpProblem } from './enumerate';
+import { divisors, epChoices, equalStageMesh, gradAccumChoices, cpChoices, isPowerOfTwo, selectiveLevels, tpProblem } from './enumerate';
 import type { Shortfall } from './intra-stage';
 import { diagnoseNoFit } from './no-fit';
 import { mistSpace, type OffloadLevels, type SearchSpace } from './search-space';
@@ -124,6 +124,8 @@ interface GridPoint {
   dp: number;
   /** Context-parallel degree (1: none). */
   cp: number;
+  /** Expert-parallel degree (mixture of experts; 1: none). */
+  ep: number;
   microBatchSize: number;
   G: number;
   sequenceParallel: boolean;
@@ -139,6 +141,7 @@ function planOf(ctx: AnalyzerContext, p: GridPoint, counts: number[], ckpt: numb
     const s: StageStrategy = {
       layers: [first, first + n - 1], mesh: p.mesh, microBatchSize: p.microBatchSize, dp: p.dp, tp: p.tp,
       ...(p.cp > 1 ? { cp: p.cp } : {}),
+      ...(p.ep > 1 ? { ep: p.ep } : {}),
       sequenceParallel: p.sequenceParallel, ckptLayers: ckpt[i], ...(p.selectiveRecompute ? { selectiveRecompute: true } : {}),
       zero: p.zero, offload: p.offload,
     };
@@ -188,6 +191,15 @@ export async function tuneForEngine(ctx: AnalyzerContext, caps: EngineCapabiliti
   const compiled = options.compiled ?? compileStageModel(ctx);
   const clusterName = options.clusterName ?? cluster.name;
   const name = caps.engine;
+  // A model the engine cannot run at all (a mixture of experts on a dense-only engine) has no plan there.
+  const unsupported = modelRuleViolations(model, caps, name);
+  if (unsupported.length > 0) {
+    const why = unsupported.map((v) => `${v.feature}: ${v.detail}`).join('; ');
+    return {
+      space: name, plan: null, predicted: null, objectiveS: null, candidatesEvaluated: 0, frontierPoints: 0, stageGroups: 0,
+      tuningTimeS: (performance.now() - started) / 1000, interStageTimeS: 0, solver: 'dp', noFit: null, notes: [`no ${name} plan: ${why}`],
+    };
+  }
   const D = clusterDevices(cluster);
   const L = model.layers;
   const ppChoices = divisors(D).filter((pp) => pp <= L && pp <= space.maxStages && (pp === 1 || caps.pipeline));
@@ -218,13 +230,16 @@ export async function tuneForEngine(ctx: AnalyzerContext, caps: EngineCapabiliti
           const b = perMicro / dp;
           if (space.microBatchPow2 && !isPowerOfTwo(b)) continue;
           // ZeRO shards over dp * cp (Megatron-Core's data-parallel group with context parallelism).
-          for (const zero of zeroChoices(caps, space, pp, tp, dp * cp)) {
-            for (const offload of offloadSettings(caps, space.offload, zero)) {
-              for (const sequenceParallel of sps) for (const selectiveRecompute of selectiveChoices(caps, space, training.flashAttention)) {
-                const point: GridPoint = { pp, mesh, tp, dp, cp, microBatchSize: b, G, sequenceParallel, zero, offload, selectiveRecompute };
-                const found = bestOfPoint(ctx, compiled, caps, space, point, partitions, clusterName, best ? best.timeS : Infinity, miss);
-                evaluated += found.evaluated;
-                if (found.best && (!best || found.best.timeS < best.timeS)) best = found.best;
+          // Expert parallelism (mixture of experts, where the engine runs it): ep of the dp * cp ranks.
+          for (const ep of caps.expertParallel ? epChoices(space, model, dp * cp) : [1]) {
+            for (const zero of zeroChoices(caps, space, pp, tp, dp * cp)) {
+              for (const offload of offloadSettings(caps, space.offload, zero)) {
+                for (const sequenceParallel of sps) for (const selectiveRecompute of selectiveChoices(caps, space, training.flashAttention)) {
+                  const point: GridPoint = { pp, mesh, tp, dp, cp, ep, microBatchSize: b, G, sequenceParallel, zero, offload, selectiveRecompute };
+                  const found = bestOfPoint(ctx, compiled, caps, space, point, partitions, clusterName, best ? best.timeS : Infinity, miss);
+                  evaluated += found.evaluated;
+                  if (found.best && (!best || found.best.timeS < best.timeS)) best = found.best;
+                }
               }
             }
           }

@@ -1,6 +1,6 @@
 // Enumeration of the discrete parts of the search space: gradient accumulation steps, device meshes,
 // the stage groups the inter-stage step chooses from, and the parallel configurations of a stage.
-import { type ClusterSpec, type Mesh, meshSize, type ModelSpec, tensorParallelProblems, type ZeroLevel } from '@mist/core';
+import { type ClusterSpec, expertParallelProblems, type Mesh, meshSize, type ModelSpec, tensorParallelProblems, type ZeroLevel } from '@mist/core';
 import type { StagePosition } from '@mist/analyzer';
 import type { SearchSpace } from './search-space';
 
@@ -152,6 +152,8 @@ export interface ParallelConfig {
   tp: number;
   /** Context-parallel degree (1: none). */
   cp: number;
+  /** Expert-parallel degree (mixture of experts; absent: 1). */
+  ep?: number;
   sequenceParallel: boolean;
   zero: ZeroLevel;
   /** Selective recompute of the attention core in the layers not fully checkpointed. */
@@ -193,9 +195,13 @@ export function parallelConfigs(space: SearchSpace, model: ModelSpec, seqLen: nu
       // With one rank holding each weight shard (dp * cp = 1; ZeRO shards over dp * cp) ZeRO has
       // nothing to shard: every level is the same strategy, so only the lowest allowed level is kept.
       const zeros = dp * cp === 1 ? [Math.min(...space.zero) as ZeroLevel] : space.zero;
-      for (const sequenceParallel of sps) {
-        for (const zero of zeros) {
-          for (const selectiveRecompute of selective) out.push({ microBatchSize: b, dp, tp, cp, sequenceParallel, zero, selectiveRecompute });
+      for (const ep of epChoices(space, model, dp * cp)) {
+        for (const sequenceParallel of sps) {
+          for (const zero of zeros) {
+            for (const selectiveRecompute of selective) {
+              out.push({ microBatchSize: b, dp, tp, cp, ...(ep > 1 ? { ep } : {}), sequenceParallel, zero, selectiveRecompute });
+            }
+          }
         }
       }
     }
@@ -211,6 +217,18 @@ export function parallelConfigs(space: SearchSpace, model: ModelSpec, seqLen: nu
 export function cpChoices(space: Pick<SearchSpace, 'maxCp'>, seqLen: number, rest: number): number[] {
   const maxCp = space.maxCp ?? 1;
   return divisors(rest).filter((cp) => cp === 1 || (cp <= maxCp && seqLen % (2 * cp) === 0));
+}
+
+/**
+ * Expert-parallel degrees of a stage with dp * cp data-parallel ranks: 1, and for a mixture-of-experts
+ * model the ep up to space.maxEp (1 when absent) that core's rule allows (expertParallelProblems:
+ * ep divides dp * cp and the experts). None of them is pruned: a larger ep holds fewer experts per
+ * rank (less memory, smaller expert gradient sync) but pays a larger all-to-all.
+ */
+export function epChoices(space: Pick<SearchSpace, 'maxEp'>, model: ModelSpec, dpcp: number): number[] {
+  if (!model.moe) return [1];
+  const maxEp = space.maxEp ?? 1;
+  return divisors(dpcp).filter((ep) => ep === 1 || (ep <= maxEp && expertParallelProblems(model, ep, dpcp).length === 0));
 }
 
 /**

@@ -27,7 +27,7 @@ import { ParetoSet3 } from './pareto';
 import type { SearchSpace } from './search-space';
 
 /** Bumped whenever the search or the cache format changes what a stored set means. */
-export const FRONTIER_CACHE_VERSION = 4;
+export const FRONTIER_CACHE_VERSION = 5;
 const POINT_WIDTH = 3 + STRATEGY_WIDTH; // steady, imbalance, maxInFlight, then the strategy columns (ST)
 
 interface Entry {
@@ -69,7 +69,7 @@ export function contextKey(ctx: AnalyzerContext, space: SearchSpace): string {
     training: { seqLen: ctx.training.seqLen, flashAttention: ctx.training.flashAttention, ...((ctx.training.fp8 ?? 'none') !== 'none' ? { fp8: ctx.training.fp8 } : {}) },
     profile: { ...profile, cluster: { ...clusterRest, multiNode: nodes > 1 } },
     space: {
-      maxTp: space.maxTp, maxCp: space.maxCp ?? 1, sequenceParallel: space.sequenceParallel, microBatchPow2: space.microBatchPow2, ckpt: space.ckpt,
+      maxTp: space.maxTp, maxCp: space.maxCp ?? 1, maxEp: space.maxEp ?? 1, sequenceParallel: space.sequenceParallel, microBatchPow2: space.microBatchPow2, ckpt: space.ckpt,
       selectiveRecompute: space.selectiveRecompute,
       zero: space.zero, offload: space.offload,
     },

@@ -8,8 +8,8 @@ import { mistSpace } from './search-space';
 // The tuner's hot-path row writer keeps its own copy of the analyzer's row layout: every row it
 // writes must be the analyzer's own row of the same query (writeStageQuery), column for column.
 describe('writeGroupRow', () => {
-  it('writes exactly the analyzer\'s row of the stage query it stands for', () => {
-    const model = getModel('gpt3-1.3b');
+  it.each(['gpt3-1.3b', 'mixtral-8x7b'])('writes exactly the analyzer\'s row of the stage query it stands for (%s)', (name) => {
+    const model = getModel(name);
     const cluster = parseClusterShorthand('2x8-a100-80gb');
     const space = mistSpace();
     const G = 4;
@@ -22,7 +22,7 @@ describe('writeGroupRow', () => {
         const q = readStageQuery(mine);
         expect(q).toMatchObject({
           layers: spec.layers, position: spec.position, inFlight: spec.inFlightMin, pp: queryPp(spec), mesh: spec.mesh,
-          microBatchSize: c.microBatchSize, gradAccumSteps: G, dp: c.dp, tp: c.tp, cp: c.cp, sequenceParallel: c.sequenceParallel,
+          microBatchSize: c.microBatchSize, gradAccumSteps: G, dp: c.dp, tp: c.tp, cp: c.cp, ep: c.ep ?? 1, sequenceParallel: c.sequenceParallel,
           selectiveRecompute: c.selectiveRecompute === true, ckptLayers: 1, zero: c.zero,
           offload: { weights: 0.25, grads: 0, optim: 0.5, activations: 0.125 },
         });

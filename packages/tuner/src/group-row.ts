@@ -26,6 +26,7 @@ export function writeGroupRow(x: Float64Array, row: number, spec: StageGroupSpec
   x[o + IN.DP] = c.dp;
   x[o + IN.TP] = c.tp;
   x[o + IN.CP] = c.cp;
+  x[o + IN.EP] = c.ep ?? 1;
   x[o + IN.SP] = c.sequenceParallel ? 1 : 0;
   x[o + IN.CKPT] = ckpt;
   x[o + IN.ZERO] = c.zero;

@@ -1,8 +1,8 @@
 // Interleaved 1F1B inside the Mist space (Megatron-LM's interleaved schedule, Narayanan et al. 2021,
 // Sec. 2.2): pp ranks, each holding v model chunks of L / (pp v) layers, the rules of core's plan
 // validation (equal layers per rank, one micro-batch size, tp, cp and sequence parallelism on every
-// rank, G a multiple of pp). Every rank keeps its own ZeRO level, selective recompute and
-// checkpointed-layer count; interleaved ranks use the one mesh of D / pp devices and no offloading
+// rank, G a multiple of pp). Every rank keeps its own ZeRO level, selective recompute,
+// expert-parallel degree and checkpointed-layer count; interleaved ranks use the one mesh of D / pp devices and no offloading
 // (the restriction this search adds to the Mist space, stated in space-membership.ts).
 //
 // Why it is a search of its own and exact: with v > 1 the analyzer's iteration time (analyzer
@@ -106,7 +106,7 @@ export function searchInterleaved(input: InterleavedSearchInput, stats: Interlea
         for (const v of vs) {
           const query = (i: number, c: ParallelConfig, ckpt: number): StageQuery => ({
             layers: n, position: stagePosition(i, pp), inFlight: inFlightMicroBatches(pp, i, G, v), pp, mesh,
-            microBatchSize: c.microBatchSize, gradAccumSteps: G, dp: c.dp, tp: c.tp, cp: c.cp, sequenceParallel: c.sequenceParallel,
+            microBatchSize: c.microBatchSize, gradAccumSteps: G, dp: c.dp, tp: c.tp, cp: c.cp, ep: c.ep ?? 1, sequenceParallel: c.sequenceParallel,
             ckptLayers: ckpt, selectiveRecompute: c.selectiveRecompute, zero: c.zero, offload: { ...NO_OFFLOAD },
           });
           // Lower bound from the fastest corner (no checkpointing) of each position: times do not
@@ -199,6 +199,7 @@ function planOf(input: InterleavedSearchInput, G: number, v: number, mesh: Mesh,
     dp: p.config.dp,
     tp: p.config.tp,
     ...(p.config.cp > 1 ? { cp: p.config.cp } : {}),
+    ...((p.config.ep ?? 1) > 1 ? { ep: p.config.ep } : {}),
     sequenceParallel: p.config.sequenceParallel,
     ckptLayers: p.ckpt,
     ...(p.config.selectiveRecompute ? { selectiveRecompute: true } : {}),

@@ -43,8 +43,8 @@ import type { OffloadLevels } from './search-space';
 const OUT = OUT_COLUMNS;
 
 /** Columns of a stored strategy. */
-export const ST = { B: 0, DP: 1, TP: 2, SP: 3, CKPT: 4, ZERO: 5, OW: 6, OG: 7, OO: 8, OA: 9, SEL: 10, CP: 11 } as const;
-export const STRATEGY_WIDTH = 12;
+export const ST = { B: 0, DP: 1, TP: 2, SP: 3, CKPT: 4, ZERO: 5, OW: 6, OG: 7, OO: 8, OA: 9, SEL: 10, CP: 11, EP: 12 } as const;
+export const STRATEGY_WIDTH = 13;
 
 /** Growable table of stage strategies (rows of STRATEGY_WIDTH numbers), referenced by frontier points. */
 export class StrategyStore {
@@ -67,6 +67,7 @@ export class StrategyStore {
     d[o + ST.OA] = oa;
     d[o + ST.SEL] = c.selectiveRecompute ? 1 : 0;
     d[o + ST.CP] = c.cp;
+    d[o + ST.EP] = c.ep ?? 1;
     return this.size++;
   }
 

@@ -14,6 +14,7 @@ const SAMPLES: Record<keyof SearchKnobs, { json: unknown; flag: string | boolean
   maxStages: { json: 2, flag: '2' },
   maxTp: { json: 2, flag: '2' },
   maxCp: { json: 1, flag: '1' },
+  maxEp: { json: 2, flag: '2' },
   maxVirtualStages: { json: 1, flag: '1' },
   uniformPartition: { json: true, flag: true },
   uniformMesh: { json: true, flag: true },
@@ -91,6 +92,8 @@ describe('search knobs: one schema for flags, job files and the Tuner service', 
     const training = { globalBatch: 8, seqLen: 32, flashAttention: true, paramDtype: 'bf16', computeDtype: 'bf16' } as const;
     expect(trainingForTarget({}, model, training as never)).toBe(training);
     expect(trainingForTarget({ target: 'cpu' }, model, training as never).computeDtype).toBe('fp32');
-    expect(() => trainingForTarget({ target: 'cpu' }, model, { ...training, flashAttention: false } as never)).toThrow(SpecError);
+    // The cpu backend runs both attention variants (flash and unfused), but no fp8 linear layers.
+    expect(trainingForTarget({ target: 'cpu' }, model, { ...training, flashAttention: false } as never).flashAttention).toBe(false);
+    expect(() => trainingForTarget({ target: 'cpu' }, model, { ...training, fp8: 'delayed' } as never)).toThrow(SpecError);
   });
 });

@@ -26,6 +26,7 @@ export interface SearchKnobs {
   maxTp?: number;
   /** Largest context-parallel degree (1 = off). */
   maxCp?: number;
+  maxEp?: number;
   /** Largest model-chunk count per rank of interleaved 1F1B (1 = off). */
   maxVirtualStages?: number;
   uniformPartition?: boolean;
@@ -90,6 +91,7 @@ export const SEARCH_KNOBS: readonly KnobSpec[] = [
   { key: 'uniformMesh', flag: 'uniform-mesh', kind: { type: 'flag' }, description: 'ablation: every stage uses the same device mesh' },
   { key: 'maxTp', flag: 'max-tp', kind: { type: 'int' }, valueName: 'N', description: 'ablation: tensor parallelism of at most N (1 = off)' },
   { key: 'maxCp', flag: 'max-cp', kind: { type: 'int' }, valueName: 'N', description: 'ablation: context parallelism of at most N (1 = off)' },
+  { key: 'maxEp', flag: 'max-ep', kind: { type: 'int' }, valueName: 'N', description: 'ablation: expert parallelism of at most N (mixture-of-experts models; 1 = off)' },
   { key: 'maxVirtualStages', flag: 'max-virtual-stages', kind: { type: 'int' }, valueName: 'V',
     description: 'ablation: interleaved 1F1B with at most V model chunks per rank (1 = off)' },
   { key: 'sequenceParallel', flag: 'no-sp', kind: { type: 'off-flag' }, description: 'ablation: no sequence parallelism' },
@@ -230,6 +232,7 @@ function spaceOverrides(k: SearchKnobs): Partial<SearchSpace> {
   if (k.maxStages !== undefined) o.maxStages = k.maxStages;
   if (k.maxTp !== undefined) o.maxTp = k.maxTp;
   if (k.maxCp !== undefined) o.maxCp = k.maxCp;
+  if (k.maxEp !== undefined) o.maxEp = k.maxEp;
   if (k.maxVirtualStages !== undefined) o.maxVirtualStages = k.maxVirtualStages;
   if (k.uniformPartition) o.uniformPartition = true;
   if (k.uniformMesh) o.uniformMesh = true;
@@ -249,11 +252,12 @@ function spaceOverrides(k: SearchKnobs): Partial<SearchSpace> {
 /**
  * The search space the knobs ask for: `target` (an engine's or a backend's space) or `space`
  * (default mist), narrowed by the ablation knobs. A backend's space depends on the model (its tp
- * limit follows the key/value heads).
+ * limit follows the key/value heads) and, when given, on the training spec (the cpu backend runs
+ * context parallelism with flash attention only).
  */
-export function spaceFromKnobs(k: SearchKnobs, model: ModelSpec): SearchSpace {
+export function spaceFromKnobs(k: SearchKnobs, model: ModelSpec, training?: Pick<TrainingSpec, 'flashAttention'>): SearchSpace {
   const overrides = spaceOverrides(k);
-  if (k.target !== undefined && isBackendName(k.target)) return backendSpace(k.target, model, overrides);
+  if (k.target !== undefined && isBackendName(k.target)) return backendSpace(k.target, model, overrides, training);
   const name = (k.target !== undefined && isEngineName(k.target) ? k.target : k.space ?? 'mist') as SpaceName;
   return spaceByName(name, overrides);
 }

@@ -35,6 +35,12 @@ export interface SearchSpace {
    */
   maxCp?: number;
   /**
+   * Largest expert-parallel degree (mixture-of-experts models; Megatron-Core's
+   * --expert-model-parallel-size: the experts split over ep of a stage's dp * cp ranks); absent or 1
+   * turns EP off. Dense models have ep 1 whatever it says.
+   */
+  maxEp?: number;
+  /**
    * Largest model-chunk count per rank of interleaved 1F1B plans (Megatron-LM's virtual pipeline
    * stages; interleaved-search.ts); 1 turns interleaving off. In the Mist space (absent: off) an
    * interleaved plan has equal layers and one mesh per rank and no offloading; an engine space
@@ -99,6 +105,7 @@ export function mistSpace(overrides: Partial<SearchSpace> = {}): SearchSpace {
     microBatchPow2: false,
     maxTp: Number.MAX_SAFE_INTEGER,
     maxCp: Number.MAX_SAFE_INTEGER,
+    maxEp: Number.MAX_SAFE_INTEGER,
     maxVirtualStages: Number.MAX_SAFE_INTEGER,
     sequenceParallel: true,
     ckpt: 'fine',
@@ -145,6 +152,7 @@ export function checkSearchSpace(s: SearchSpace): void {
   if (!(s.maxStages >= 1)) throw new RangeError(`space ${s.name}: maxStages must be >= 1`);
   if (!(s.maxTp >= 1)) throw new RangeError(`space ${s.name}: maxTp must be >= 1`);
   if (s.maxCp !== undefined && !(s.maxCp >= 1)) throw new RangeError(`space ${s.name}: maxCp must be >= 1`);
+  if (s.maxEp !== undefined && !(s.maxEp >= 1)) throw new RangeError(`space ${s.name}: maxEp must be >= 1`);
   if (s.maxVirtualStages !== undefined && !(s.maxVirtualStages >= 1)) throw new RangeError(`space ${s.name}: maxVirtualStages must be >= 1`);
   if (s.zero.length === 0) throw new RangeError(`space ${s.name}: zero needs at least one level`);
   if (!(s.frontierSize >= 1)) throw new RangeError(`space ${s.name}: frontierSize must be >= 1`);

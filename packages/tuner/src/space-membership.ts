@@ -52,6 +52,8 @@ export function planSpaceViolations(plan: Plan, space: SearchSpace): string[] {
     if (s.tp > space.maxTp) out.push(`${at}.tp: ${s.tp}, the space allows at most ${space.maxTp}`);
     const cp = s.cp ?? 1;
     if (cp > (space.maxCp ?? 1)) out.push(`${at}.cp: ${cp}, the space allows at most ${space.maxCp ?? 1}`);
+    const ep = s.ep ?? 1;
+    if (ep > (space.maxEp ?? 1)) out.push(`${at}.ep: ${ep}, the space allows at most ${space.maxEp ?? 1}`);
     if (s.sequenceParallel && !space.sequenceParallel) out.push(`${at}.sequenceParallel: on, the space has it off`);
     if (space.ckpt === 'none' && s.ckptLayers !== 0) out.push(`${at}.ckptLayers: ${s.ckptLayers}, the space has no checkpointing`);
     if (space.ckpt === 'all-or-none' && s.ckptLayers !== 0 && s.ckptLayers !== layers) {

@@ -122,6 +122,7 @@ function stageStrategy(store: StrategyStore, ref: number, firstLayer: number, la
     dp: v(ST.DP),
     tp: v(ST.TP),
     ...(v(ST.CP) > 1 ? { cp: v(ST.CP) } : {}),
+    ...(v(ST.EP) > 1 ? { ep: v(ST.EP) } : {}),
     sequenceParallel: v(ST.SP) === 1,
     ckptLayers: v(ST.CKPT),
     // Written only when on, so that plans without it read as before.

@@ -1,3 +1,5 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../test/run-cli';
@@ -12,6 +14,18 @@ describe('mist models / gpus', () => {
     const json = await runCli(['models', '--json']);
     const models = JSON.parse(json.stdout) as Array<{ name: string; params: number }>;
     expect(models.find((m) => m.name === 'llama2-70b')?.params).toBeGreaterThan(68e9);
+  });
+
+  it('shows a mixture of experts\' active parameters and experts; its JSON reads back', async () => {
+    const table = await runCli(['models']);
+    // Mixtral 8x7B: 46.7B parameters, 12.9B active (Jiang et al. 2024, Sec. 2).
+    expect(table.stdout).toMatch(/mixtral-8x7b\s+mixtral\s+46\.70B\s+12\.88B\s+8 top-2/);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mist-models-'));
+    const file = path.join(dir, 'mixtral.json');
+    fs.writeFileSync(file, (await runCli(['models', '--model', 'mixtral-8x7b', '--json'])).stdout);
+    const back = await runCli(['models', '--model', file, '--json']);
+    expect(back.code, back.stderr).toBe(0);
+    expect(JSON.parse(back.stdout)).toMatchObject({ name: 'mixtral-8x7b', moe: { experts: 8, topK: 2 }, activeParams: expect.any(Number) });
   });
 
   it('lists GPUs', async () => {

@@ -1,5 +1,5 @@
 // `mist models`: the built-in model catalog (or one model file) with parameter counts.
-import { formatCount, loadModel, modelCatalog, type ModelSpec, totalParams } from '@mist/core';
+import { activeParams, formatCount, loadModel, modelCatalog, type ModelSpec, totalParams } from '@mist/core';
 import { type Command, stringOpt } from '../cli/command';
 import { renderTable } from '../cli/table';
 
@@ -22,14 +22,14 @@ export const modelsCommand: Command = {
     json: {
       type: 'boolean',
       description: 'print JSON: with --model one model object that --model FILE reads back; without, the list ' +
-        '("params" is derived and ignored when read back)',
+        '("params" and "activeParams" are derived and ignored when read back)',
     },
   },
   async run(values, _positionals, io) {
     const one = stringOpt(values, 'model');
     const models: ModelSpec[] = one ? [loadModel(one)] : modelCatalog();
     if (values.json) {
-      const docs = models.map((m) => ({ ...m, params: totalParams(m) }));
+      const docs = models.map((m) => ({ ...m, params: totalParams(m), ...(m.moe ? { activeParams: activeParams(m) } : {}) }));
       io.stdout(JSON.stringify(one ? docs[0] : docs, null, 2) + '\n');
       return 0;
     }
@@ -38,6 +38,9 @@ export const modelsCommand: Command = {
         { header: 'name', value: (m) => m.name },
         { header: 'family', value: (m) => m.family },
         { header: 'params', value: (m) => formatCount(totalParams(m)), align: 'right' },
+        // Parameters a token passes through: a mixture of experts uses topK of its experts' MLPs.
+        { header: 'active', value: (m) => formatCount(activeParams(m)), align: 'right' },
+        { header: 'experts', value: (m) => (m.moe ? `${m.moe.experts} top-${m.moe.topK}` : '-') },
         { header: 'layers', value: (m) => m.layers },
         { header: 'hidden', value: (m) => m.hidden },
         { header: 'heads', value: (m) => m.heads },

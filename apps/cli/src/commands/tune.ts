@@ -38,7 +38,7 @@ function planTable(plan: Plan, est: PlanEstimate): string {
     { header: 'stage', value: (r) => r.i },
     { header: 'layers', value: (r) => `${r.s.layers[0]}-${r.s.layers[1]}` },
     { header: 'mesh', value: (r) => `${r.s.mesh.nodes}x${r.s.mesh.gpusPerNode}` },
-    { header: 'dp x tp', value: (r) => `${r.s.dp} x ${r.s.tp}${(r.s.cp ?? 1) > 1 ? ` cp ${r.s.cp}` : ''}${r.s.sequenceParallel ? ' sp' : ''}` },
+    { header: 'dp x tp', value: (r) => `${r.s.dp} x ${r.s.tp}${(r.s.cp ?? 1) > 1 ? ` cp ${r.s.cp}` : ''}${(r.s.ep ?? 1) > 1 ? ` ep ${r.s.ep}` : ''}${r.s.sequenceParallel ? ' sp' : ''}` },
     { header: 'b', value: (r) => r.s.microBatchSize },
     { header: 'ckpt', value: (r) => recomputeText(r.s) },
     { header: 'zero', value: (r) => r.s.zero },
@@ -87,6 +87,7 @@ function dimensionsText(uses: DimensionUse[], gains: DimensionGain[] | null): st
   if (uses.length === 0) return '';
   const names: Record<DimensionUse['dimension'], string> = {
     'context-parallel': 'context parallelism', interleaved: 'interleaved 1F1B', 'selective-recompute': 'selective recompute',
+    'expert-parallel': 'expert parallelism',
   };
   let text = '';
   for (const u of uses) {
@@ -125,7 +126,7 @@ export const tuneCommand: Command = {
     from: { type: 'string', valueName: 'PLAN', description: 'an earlier plan: tune the new setting and explain what changes per stage and why' },
     'no-gains': {
       type: 'boolean',
-      description: 'do not re-tune without each newer dimension the best plan uses (context parallelism, interleaving, selective recompute) to report its gain',
+      description: 'do not re-tune without each newer dimension the best plan uses (context parallelism, interleaving, selective recompute, expert parallelism) to report its gain',
     },
     ...KNOB_OPTIONS,
     ...JSON_OPTION,
@@ -154,7 +155,7 @@ export const tuneCommand: Command = {
     }
     const knobs = searchKnobsFromFlags(values);
     const training = trainingForTarget(knobs, model, parseTrainingSpec({ globalBatch, seqLen, flashAttention: values['no-flash-attention'] !== true }));
-    const space = spaceFromKnobs(knobs, model);
+    const space = spaceFromKnobs(knobs, model, training);
     // The cluster's own name (a shorthand in the catalog's spelling, e.g. 1x8-L4 -> 1x8-l4), so a plan reads back.
     const clusterName = profile.cluster.name;
     // Check where the plan goes before searching, not after.
@@ -237,7 +238,8 @@ export const tuneCommand: Command = {
     const rows = [main, cmp.megatron, cmp.deepspeed].map((r, i) => ({ r, label: i === 0 ? `${r.space} (best)` : r.space }));
     text += '\nComparison (same cost model):\n' + renderTable(rows, [
       { header: 'space', value: (x) => x.label },
-      { header: 'iteration', value: (x) => (x.r.predicted ? formatSeconds(x.r.predicted.iterationTimeS) : 'nothing fits'), align: 'right' },
+      // A baseline engine that cannot run the model at all (a note says why) is not "nothing fits".
+      { header: 'iteration', value: (x) => (x.r.predicted ? formatSeconds(x.r.predicted.iterationTimeS) : x.r.noFit ? 'nothing fits' : 'no plan'), align: 'right' },
       { header: 'tokens/s', value: (x) => (x.r.predicted ? formatCount(x.r.predicted.tokensPerS) : '-'), align: 'right' },
       { header: 'MFU', value: (x) => (x.r.predicted ? `${(x.r.predicted.mfu * 100).toFixed(1)}%` : '-'), align: 'right' },
       { header: 'stages', value: (x) => (x.r.plan ? x.r.plan.stages.length : '-'), align: 'right' },
@@ -258,6 +260,7 @@ export const tuneCommand: Command = {
         (baselineSpeedup === null ? '\n' : `; speedup of the best plan over it ${baselineSpeedup.toFixed(2)}x\n`);
     }
     for (const note of main.notes ?? []) text += `\nnote: ${note}\n`;
+    for (const r of [cmp.megatron, cmp.deepspeed]) if (r !== main) for (const note of r.notes ?? []) text += `\nnote (${r.space}): ${note}\n`;
     const stopped = gapText(main);
     if (stopped) text += `\n${stopped}\n`;
     if (fromPlan) text += replanText(fromPlan, main, { model, training, profile }, clusterName);

@@ -67,7 +67,7 @@ export const tunerHandlers: HandlersOf<'Tuner'> = {
       const training = trainingForTarget(knobs, model, parseTrainingSpec(JSON.parse(req.trainingJson || '{}')));
       const profile = profileOf(req.profileJson, cluster, training.computeDtype);
       const ctx = { model, training, profile: cluster ? { ...profile, cluster } : profile };
-      const space = spaceFromKnobs(knobs, model);
+      const space = spaceFromKnobs(knobs, model, training);
       const clusterName = (cluster ?? profile.cluster).name;
       // The timeLimit knob: the search returns the best plan found when the time is up.
       const timeLimitS = knobs.timeLimit;

@@ -21,6 +21,9 @@ export function inputGradModes(op: BlockOp): GradMode[] {
     case 'residual': return ['copy', op.dropout ? 'write' : 'alias'];
     case 'branchSum': return op.inputs.map(() => 'alias');
     case 'tpEntry': case 'tpExit': case 'embedding': return [];
+    // The router's expert indices and the dispatch's index input take no gradient.
+    case 'router': return ['write'];
+    case 'allToAll': return ['write'];
     case 'crossEntropy': return ['write'];
     default: return op.inputs.map(() => 'write');
   }

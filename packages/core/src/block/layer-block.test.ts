@@ -50,7 +50,7 @@ describe('the layer block of every catalog model', () => {
   it('declares exactly core\'s layerParams parameters', () => {
     for (const m of modelCatalog()) {
       const e = env({ h: m.hidden, a: m.heads, k: m.kvHeads, f: m.ffnHidden, V: m.vocab });
-      const n = layerBlock(m).weights.reduce((acc, w) => acc + w.shape.reduce<number>((p, d) => p * evalDim(d, e), 1), 0);
+      const n = layerBlock(m).weights.reduce((acc, w) => acc + (w.experts ?? 1) * w.shape.reduce<number>((p, d) => p * evalDim(d, e), 1), 0);
       expect(n, m.name).toBe(layerParams(m));
     }
   });

@@ -1,7 +1,16 @@
 // One transformer layer of a gpt, llama or falcon model as a block description, per tensor-parallel
 // rank, sharded Megatron-style (Shoeybi et al. 2019):
 //   attention: Wq, Wk, Wv column-parallel (whole heads per rank), Wo row-parallel
-//   MLP:       W1 (gelu) or Wgate, Wup (swiglu) column-parallel, W2 / Wdown row-parallel
+//   MLP:       W1 (gelu, squared ReLU) or Wgate, Wup (swiglu) column-parallel, W2 / Wdown row-parallel
+// Mixture of experts (model.moe; Megatron-Core's MoELayer with the all-to-all token dispatcher and
+// expert tensor parallelism = tp): the MLP becomes a router (h -> experts, replicated, on the
+// rank's tokens), its top-k gate, the dispatch all-to-all over the ep ranks of each token's topK
+// copies, the experts' MLPs (the same TP region as the dense MLP: all-gather / reduce-scatter with
+// SP) on the tokens they receive, the combine all-to-all back and the probability-weighted sum.
+// Expert weights are stacked per expert (BlockWeight.experts). Routing is assumed balanced with
+// capacity factor 1: every rank's experts receive b*s*topK token rows per micro-batch (each of the
+// ep ranks sends b*s*topK/ep of its rows to each), so the experts' GEMMs are those of a dense MLP
+// on topK times the tokens, whatever ep is.
 // Sequential block (gpt, llama; pre-norm, Radford et al. 2019 / Touvron et al. 2023):
 //   x1 = x + Attn(N1(x)),  y = x1 + MLP(N2(x1))
 // Parallel block (falcon, `parallelAttention`; Wang & Komatsuzaki 2021, GPT-J):
@@ -46,6 +55,12 @@ export function layerBlock(model: ModelSpec): BlockDescription {
   const T = z.tokens, Tsp = z.tokensSp;
   const dropout = model.dropout > 0;
   const swiglu = model.activation === 'swiglu';
+  const moe = model.moe;
+  if (moe && model.parallelAttention) throw new Error(`not implemented: mixture of experts in a parallel-attention block (${model.name}); allowed: parallelAttention false`);
+  // The experts' MLP width (per rank: f/t); the tokens the experts' GEMMs see (topK copies of each).
+  const ffn: Dim = moe?.ffnHidden !== undefined ? moe.ffnHidden : f;
+  const ffnPerRank = moe ? ddiv(ffn, t) : z.ffnPerRank;
+  const Te = moe ? dmul(T, moe.topK) : T;
   const parallel = model.parallelAttention;
   const twoNorms = !parallel || model.parallelAttentionTwoNorms;
   const scores = dmul(b, z.headsPerRank, s, s);
@@ -57,17 +72,29 @@ export function layerBlock(model: ModelSpec): BlockDescription {
     attn: act(T, z.qWidth), lse: { rows: T, width: z.headsPerRank, dtype: 'fp32' },
     scores: act(dmul(b, z.headsPerRank, s), s), probs: act(dmul(b, z.headsPerRank, s), s),
     o: act(T, h), mo: act(T, h), y: act(Tsp, h),
-    act: act(T, z.ffnPerRank),
+    act: act(Te, ffnPerRank),
   };
   if (dropout) {
     tensors['attn.mask'] = { rows: dmul(b, z.headsPerRank, s), width: s, dtype: 'mask' };
     tensors.pdrop = act(dmul(b, z.headsPerRank, s), s);
   }
   if (swiglu) {
-    tensors.gate = act(T, z.ffnPerRank);
-    tensors.up = act(T, z.ffnPerRank);
+    tensors.gate = act(Te, ffnPerRank);
+    tensors.up = act(Te, ffnPerRank);
   } else {
-    tensors.u = act(T, z.ffnPerRank);
+    tensors.u = act(Te, ffnPerRank);
+  }
+  if (moe) {
+    // Router logits and gate (fp32, as Megatron-Core's router computes them), the dispatched token
+    // rows (topK per token: the rank's own before the TP gather, all of the region's after), the
+    // experts' output rows before and after the combine, and the weighted sum on the rank's tokens.
+    tensors['moe.logits'] = { rows: Tsp, width: moe.experts, dtype: 'fp32' };
+    tensors['moe.probs'] = { rows: Tsp, width: moe.topK, dtype: 'fp32' };
+    tensors['moe.index'] = { rows: Tsp, width: moe.topK, dtype: 'index' };
+    tensors['moe.xe'] = act(dmul(Tsp, moe.topK), h);
+    tensors['moe.ye'] = act(Te, h);
+    tensors['moe.yc'] = act(dmul(Tsp, moe.topK), h);
+    tensors['moe.out'] = act(Tsp, h);
   }
   if (twoNorms) tensors.h2 = act(Tsp, h);
   if (parallel) tensors.branches = act(T, h);
@@ -91,12 +118,16 @@ export function layerBlock(model: ModelSpec): BlockDescription {
   if (twoNorms) weights.push(...normWeights('norm2'));
   weights.push(matrix('attn.wq', h, q, 'cols'), matrix('attn.wk', h, kv, 'cols'), matrix('attn.wv', h, kv, 'cols'), matrix('attn.wo', q, h, 'rows', 'outputNormal'));
   if (model.bias) weights.push(vector('attn.bq', q, 'cols', 'zeros'), vector('attn.bk', kv, 'cols', 'zeros'), vector('attn.bv', kv, 'cols', 'zeros'), vector('attn.bo', h, 'none', 'zeros'));
-  const mlpIn = swiglu ? ['mlp.wg', 'mlp.wu'] : ['mlp.w1'];
-  const mlpOut = swiglu ? 'mlp.wd' : 'mlp.w2';
-  weights.push(...mlpIn.map((w) => matrix(w, h, f, 'cols')), matrix(mlpOut, f, h, 'rows', 'outputNormal'));
-  const mlpInBias = swiglu ? ['mlp.bg', 'mlp.bu'] : ['mlp.b1'];
-  const mlpOutBias = swiglu ? 'mlp.bd' : 'mlp.b2';
-  if (model.bias) weights.push(...mlpInBias.map((w) => vector(w, f, 'cols', 'zeros')), vector(mlpOutBias, h, 'none', 'zeros'));
+  // A mixture of experts' router (replicated over TP) comes before its experts' stacked MLP weights.
+  const p = moe ? 'moe' : 'mlp';
+  const stacked = (w: BlockWeight): BlockWeight => (moe ? { ...w, experts: moe.experts } : w);
+  if (moe) weights.push({ name: 'moe.router', shape: [h, moe.experts], shard: 'none', init: 'normal', decay: true });
+  const mlpIn = swiglu ? [`${p}.wg`, `${p}.wu`] : [`${p}.w1`];
+  const mlpOut = swiglu ? `${p}.wd` : `${p}.w2`;
+  weights.push(...mlpIn.map((w) => stacked(matrix(w, h, ffn, 'cols'))), stacked(matrix(mlpOut, ffn, h, 'rows', 'outputNormal')));
+  const mlpInBias = swiglu ? [`${p}.bg`, `${p}.bu`] : [`${p}.b1`];
+  const mlpOutBias = swiglu ? `${p}.bd` : `${p}.b2`;
+  if (model.bias) weights.push(...mlpInBias.map((w) => stacked(vector(w, ffn, 'cols', 'zeros'))), stacked(vector(mlpOutBias, h, 'none', 'zeros')));
   const bias = (...names: string[]): string[] => (model.bias ? names : []);
 
   // ---- ops, in forward order ----
@@ -135,19 +166,41 @@ export function layerBlock(model: ModelSpec): BlockDescription {
       rows: T, inner: z.qWidth, cols: [h], inputs: ['attn'], outputs: ['o'], saves: ['attn'],
     },
   );
+  const fcIn = moe ? 'moe.xe' : mlpInput;
+  const fcOut = moe ? 'moe.ye' : 'mo';
+  const activation: BlockOp = swiglu
+    ? { name: `${p}.swiglu`, kind: 'activation', fn: 'swiglu', inputs: ['gate', 'up'], outputs: ['act'], saves: ['gate', 'up'] }
+    : { name: `${p}.${model.activation === 'gelu' ? 'gelu' : 'squared_relu'}`, kind: 'activation', fn: model.activation, inputs: ['u'], outputs: ['act'], saves: ['u'] };
   const mlp: BlockOp[] = [
     {
-      name: 'mlp.fc1', kind: 'linear', weights: mlpIn, biases: bias(...mlpInBias), biasAt: 'gemm',
-      rows: T, inner: h, cols: mlpIn.map(() => z.ffnPerRank), inputs: [mlpInput], outputs: swiglu ? ['gate', 'up'] : ['u'], saves: [mlpInput],
+      name: `${p}.fc1`, kind: 'linear', weights: mlpIn, biases: bias(...mlpInBias), biasAt: 'gemm',
+      rows: Te, inner: h, cols: mlpIn.map(() => ffnPerRank), inputs: [fcIn], outputs: swiglu ? ['gate', 'up'] : ['u'], saves: [fcIn],
     },
-    swiglu
-      ? { name: 'mlp.swiglu', kind: 'activation', fn: 'swiglu', inputs: ['gate', 'up'], outputs: ['act'], saves: ['gate', 'up'] }
-      : { name: 'mlp.gelu', kind: 'activation', fn: 'gelu', inputs: ['u'], outputs: ['act'], saves: ['u'] },
+    activation,
     {
-      name: 'mlp.fc2', kind: 'linear', weights: [mlpOut], biases: bias(mlpOutBias), biasAt: 'reduce',
-      rows: T, inner: z.ffnPerRank, cols: [h], inputs: ['act'], outputs: ['mo'], saves: ['act'],
+      name: `${p}.fc2`, kind: 'linear', weights: [mlpOut], biases: bias(mlpOutBias), biasAt: 'reduce',
+      rows: Te, inner: ffnPerRank, cols: [h], inputs: ['act'], outputs: [fcOut], saves: ['act'],
     },
   ];
+
+  // The mixture-of-experts MLP on the rank's tokens h2 (b*s/t rows with SP): router, gate,
+  // dispatch, the experts in the MLP's TP region (topK rows per token), combine, weighted sum.
+  const moeMlp = (experts: number, topK: number): BlockOp[] => {
+    const sent = dmul(Tsp, topK, h);
+    return [
+      {
+        name: 'moe.router', kind: 'linear', weights: ['moe.router'], biases: [], biasAt: 'gemm',
+        rows: Tsp, inner: h, cols: [experts], inputs: ['h2'], outputs: ['moe.logits'], saves: ['h2'],
+      },
+      { name: 'moe.gate', kind: 'router', experts, topK, inputs: ['moe.logits'], outputs: ['moe.probs', 'moe.index'], saves: ['moe.logits'] },
+      { name: 'moe.dispatch', kind: 'allToAll', direction: 'dispatch', elements: sent, inputs: ['h2', 'moe.index'], outputs: ['moe.xe'], saves: ['moe.index'] },
+      { name: 'moe.entry', kind: 'tpEntry', point: 'mlp-in-grad', elements: dmul(Te, h), inputs: ['moe.xe'], outputs: [], saves: [] },
+      ...mlp,
+      { name: 'moe.exit', kind: 'tpExit', point: 'mlp-out', elements: dmul(Te, h), biases: bias(mlpOutBias), inputs: ['moe.ye'], outputs: [], saves: [] },
+      { name: 'moe.combine', kind: 'allToAll', direction: 'combine', elements: sent, inputs: ['moe.ye', 'moe.index'], outputs: ['moe.yc'], saves: [] },
+      { name: 'moe.sum', kind: 'expertSum', topK, inputs: ['moe.yc', 'moe.probs'], outputs: ['moe.out'], saves: ['moe.yc', 'moe.probs'] },
+    ];
+  };
 
   let ops: BlockOp[];
   if (parallel) {
@@ -166,9 +219,12 @@ export function layerBlock(model: ModelSpec): BlockDescription {
       norm('norm.attn', 'x', 'h1', 'norm1'), entry('attn.entry', 'h1', 'attn-in-grad'), ...attention,
       exit('attn.exit', 'o', 'attn-out', bias('attn.bo')),
       { name: 'attn.residual', kind: 'residual', dropout, inputs: ['x', 'o'], outputs: ['x1', ...residualMask('attn.residual.mask')], saves: residualMask('attn.residual.mask') },
-      norm('norm.mlp', 'x1', 'h2', 'norm2'), entry('mlp.entry', 'h2', 'mlp-in-grad'), ...mlp,
-      exit('mlp.exit', 'mo', 'mlp-out', bias(mlpOutBias)),
-      { name: 'mlp.residual', kind: 'residual', dropout, inputs: ['x1', 'mo'], outputs: ['y', ...residualMask('mlp.residual.mask')], saves: residualMask('mlp.residual.mask') },
+      norm('norm.mlp', 'x1', 'h2', 'norm2'),
+      ...(moe ? moeMlp(moe.experts, moe.topK) : [entry('mlp.entry', 'h2', 'mlp-in-grad'), ...mlp, exit('mlp.exit', 'mo', 'mlp-out', bias(mlpOutBias))]),
+      {
+        name: 'mlp.residual', kind: 'residual', dropout, inputs: ['x1', moe ? 'moe.out' : 'mo'], outputs: ['y', ...residualMask('mlp.residual.mask')],
+        saves: residualMask('mlp.residual.mask'),
+      },
     ];
   }
   return { sizes: z, input: 'x', output: 'y', tensors, weights, ops };

@@ -33,6 +33,12 @@ export interface BlockWeight {
    * without the embedding (where it keeps a copy).
    */
   tied?: boolean;
+  /**
+   * Mixture of experts: the weight is `experts` stacked matrices (or vectors) of `shape`, one per
+   * expert; expert parallelism gives each of ep ranks experts/ep of them (tensor parallelism then
+   * shards each as `shard` says). Absent: one.
+   */
+  experts?: number;
 }
 
 /** Tensor-parallel hook points: names of the collectives a block's ops call. */
@@ -116,10 +122,40 @@ export interface PointwiseOp extends OpBase {
   kind: 'softmax' | 'dropout';
 }
 
-/** gelu(inputs[0]) or silu(inputs[0]) * inputs[1]. */
+/** gelu(inputs[0]), silu(inputs[0]) * inputs[1], or relu(inputs[0])^2 ('squared-relu'). */
 export interface ActivationOp extends OpBase {
   kind: 'activation';
-  fn: 'gelu' | 'swiglu';
+  fn: 'gelu' | 'swiglu' | 'squared-relu';
+}
+
+/**
+ * A mixture-of-experts router's gate: per token, a softmax over the top `topK` of the `experts`
+ * logits in inputs[0]; outputs the topK probabilities (outputs[0]) and the experts' indices
+ * (outputs[1], no gradient).
+ */
+export interface RouterOp extends OpBase {
+  kind: 'router';
+  experts: number;
+  topK: number;
+}
+
+/**
+ * Expert parallelism's token exchange (Megatron-Core's MoEAlltoAllTokenDispatcher): 'dispatch'
+ * permutes each token of inputs[0] into `topK` copies grouped by the expert inputs[1] chose and
+ * sends each group to the rank holding that expert; 'combine' sends the experts' outputs back and
+ * restores the token order. An all-to-all over the ep ranks of `elements` (the rank's send buffer)
+ * each way: forward, and in backward for the gradient.
+ */
+export interface AllToAllOp extends OpBase {
+  kind: 'allToAll';
+  direction: 'dispatch' | 'combine';
+  elements: Dim;
+}
+
+/** outputs[0][token] = sum over its topK copies of inputs[1] (router probability) * inputs[0] (expert output row). */
+export interface ExpertSumOp extends OpBase {
+  kind: 'expertSum';
+  topK: number;
 }
 
 /** outputs[0] = inputs[0] (the residual stream) + inputs[1] (a branch), with dropout on the branch when `dropout`. */
@@ -177,7 +213,7 @@ export interface CrossEntropyOp extends OpBase {
 export type BlockOp =
   | EmbeddingOp | CrossEntropyOp
   | NormOp | LinearOp | RopeOp | AttentionOp | AttentionGemmOp | PointwiseOp | ActivationOp | ResidualOp | BranchSumOp
-  | TpEntryOp | TpExitOp;
+  | TpEntryOp | TpExitOp | RouterOp | AllToAllOp | ExpertSumOp;
 
 export type BlockOpKind = BlockOp['kind'];
 

@@ -1,7 +1,7 @@
 // The pretrain_gpt.py argument list of a plan (Megatron-LM core_v0.14.0, megatron/training/arguments.py).
 // Each entry is one flag with its values; data and tokenizer arguments are kept apart because the user
 // replaces them (the defaults, --mock-data and NullTokenizer, run a synthetic benchmark as written).
-import { FP8_AMAX_HISTORY_LEN, type Fp8Recipe, type ModelSpec, type Plan, planVirtualStages, stageCp } from '@mist/core';
+import { FP8_AMAX_HISTORY_LEN, type Fp8Recipe, type ModelSpec, type Plan, planVirtualStages, stageCp, stageEp } from '@mist/core';
 import { layerCounts, uniformStrategy } from '../common';
 import { type Fp8Format, type TrainDtype } from '../types';
 
@@ -28,6 +28,16 @@ export function megatronModelArgs(model: ModelSpec, seqLen: number): ArgLine[] {
   ];
   if (model.kvHeads !== model.heads) a.push(['--group-query-attention'], ['--num-query-groups', String(model.kvHeads)]);
   if (model.activation === 'swiglu') a.push(['--swiglu']);
+  // Squared ReLU (megatron/core/activations.py squared_relu; arguments.py --squared-relu).
+  if (model.activation === 'squared-relu') a.push(['--squared-relu']);
+  if (model.moe) {
+    // Mixture of experts in every layer (--moe-layer-freq 1, the default), tokens exchanged by
+    // all-to-all (TransformerConfig moe_token_dispatcher_type; its default is allgather), dropless
+    // (no --moe-expert-capacity-factor): the analyzer's dispatch, balanced routing aside.
+    a.push(['--num-experts', String(model.moe.experts)], ['--moe-router-topk', String(model.moe.topK)]);
+    if (model.moe.ffnHidden !== undefined) a.push(['--moe-ffn-hidden-size', String(model.moe.ffnHidden)]);
+    a.push(['--moe-token-dispatcher-type', 'alltoall']);
+  }
   if (!model.tiedEmbeddings) a.push(['--untie-embeddings-and-output-weights']);
   if (!model.bias) a.push(['--disable-bias-linear']);
   // Megatron-LM defaults both to 0.1; a model without dropout must say 0.
@@ -48,6 +58,10 @@ export function megatronParallelArgs(plan: Plan): ArgLine[] {
   // Context parallelism (arguments.py: seq-length a multiple of 2 * context-parallel-size).
   const cp = stageCp(s);
   if (cp > 1) a.push(['--context-parallel-size', String(cp)]);
+  // Expert parallelism (ModelParallelConfig expert_model_parallel_size; expert tensor parallelism
+  // defaults to tp, as the analyzer assumes).
+  const ep = stageEp(s);
+  if (ep > 1) a.push(['--expert-model-parallel-size', String(ep)]);
   const counts = layerCounts(plan);
   if (pp > 1) {
     // Middle stages share one count; the first and last are given only when they differ from it.

@@ -28,6 +28,8 @@ const MODELLED = new Set([
   '--use-distributed-optimizer', '--attention-backend', '--use-flash-attn', '--context-parallel-size',
   '--num-layers-per-virtual-pipeline-stage', '--num-virtual-stages-per-pipeline-rank', '--tokenizer-type', '--bf16', '--fp16',
   '--fp8-format', '--fp8-recipe', '--fp8-amax-history-len', '--fp8-amax-compute-algo', '--attention-dropout', '--hidden-dropout',
+  '--squared-relu', '--num-experts', '--moe-router-topk', '--moe-ffn-hidden-size', '--expert-model-parallel-size',
+  '--expert-tensor-parallel-size', '--moe-token-dispatcher-type', '--moe-layer-freq',
 ]);
 
 /** Flags with no effect on what Mist predicts (data, tokenizer files, schedule, logging, checkpoints, kernels). */
@@ -45,6 +47,9 @@ const IGNORED = new Set([
   '--log-params-norm', '--log-num-zeros-in-grad', '--no-load-optim', '--no-load-rng', '--finetune', '--num-workers',
   '--dataloader-type', '--eod-mask-loss', '--reset-position-ids', '--reset-attention-mask', '--loss-scale',
   '--initial-loss-scale', '--min-loss-scale', '--loss-scale-window', '--hysteresis', '--grad-reduce-in-bf16',
+  // Mixture of experts: the router's training losses and kernels do not change what Mist predicts.
+  '--moe-aux-loss-coeff', '--moe-router-load-balancing-type', '--moe-z-loss-coeff', '--moe-grouped-gemm', '--moe-permute-fusion',
+  '--moe-router-dtype', '--moe-router-pre-softmax',
 ]);
 
 /** Flags Mist understands but cannot model; the reason is reported. */
@@ -52,8 +57,8 @@ const UNSUPPORTED: Record<string, string> = {
   '--optimizer-cpu-offload': 'optimizer offloading is not in the Megatron-LM table (the Mist paper baseline runs without it)',
   '--optimizer-offload-fraction': 'optimizer offloading is not in the Megatron-LM table',
   '--pipeline-model-parallel-layout': 'custom layouts are not read; use --decoder-first/last-pipeline-num-layers',
-  '--squared-relu': 'the activation must be GeLU or SwiGLU',
-  '--num-experts': 'mixture-of-experts layers are not modelled',
+  '--moe-expert-capacity-factor': 'token dropping is not modelled (routing is assumed balanced and dropless)',
+  '--moe-shared-expert-intermediate-size': 'shared experts are not modelled',
   '--apply-residual-connection-post-layernorm': 'post-norm residuals are not modelled',
   '--add-qkv-bias': 'a bias on the QKV projection only is not modelled (biases are all or none)',
 };
@@ -92,6 +97,8 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
   const hidden = int('--hidden-size');
   const heads = int('--num-attention-heads');
   const swiglu = has('--swiglu');
+  const squaredRelu = has('--squared-relu');
+  if (swiglu && squaredRelu) throw new ImportError('--squared-relu', 'given with --swiglu; the MLP has one activation (allowed: one of them)');
   const ffnHidden = one('--ffn-hidden-size') !== undefined ? int('--ffn-hidden-size') : swiglu ? undefined : 4 * hidden;
   if (ffnHidden === undefined) throw new ImportError('--ffn-hidden-size', 'required with --swiglu');
   const seqLen = int('--seq-length');
@@ -107,14 +114,36 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
   else if (one('--vocab-size') !== undefined) vocab = paddedVocab(int('--vocab-size'), divisibleBy, tp);
   else if (one('--tokenizer-type') === 'GPT2BPETokenizer') vocab = paddedVocab(50257, divisibleBy, tp);
   else throw new ImportError('--vocab-size', 'required (Mist cannot read the tokenizer files; give the vocabulary size)');
+  // Mixture of experts (arguments.py --num-experts; TransformerConfig moe_router_topk defaults to 2,
+  // moe_ffn_hidden_size to --ffn-hidden-size).
+  const experts = one('--num-experts') !== undefined ? int('--num-experts') : undefined;
+  const moeOnly = ['--moe-router-topk', '--moe-ffn-hidden-size', '--expert-model-parallel-size', '--moe-token-dispatcher-type'].find(has);
+  if (experts === undefined && moeOnly) throw new ImportError(moeOnly, 'needs --num-experts (a mixture-of-experts setting on a dense model)');
+  if (experts !== undefined) {
+    const dispatcher = one('--moe-token-dispatcher-type') ?? 'allgather';
+    if (dispatcher !== 'alltoall') {
+      problems.push({ option: '--moe-token-dispatcher-type', reason: `got ${dispatcher}; Mist models the alltoall dispatcher (its exchange is costed as an all-to-all)` });
+    }
+    const freq = one('--moe-layer-freq');
+    if (freq !== undefined && freq !== '1') throw new ImportError('--moe-layer-freq', `got ${freq}; Mist models experts in every layer (allowed: 1)`);
+    const etp = one('--expert-tensor-parallel-size');
+    if (etp !== undefined && positiveInt(etp, '--expert-tensor-parallel-size') !== tp) {
+      throw new ImportError('--expert-tensor-parallel-size', `got ${etp}; Mist models expert tensor parallelism equal to tp (${tp})`);
+    }
+  }
+  const moeFfn = one('--moe-ffn-hidden-size') !== undefined ? int('--moe-ffn-hidden-size') : undefined;
+  const moe = experts === undefined ? undefined
+    : { experts, topK: int('--moe-router-topk', 2), ...(moeFfn !== undefined && moeFfn !== ffnHidden ? { ffnHidden: moeFfn } : {}) };
+  const ep = int('--expert-model-parallel-size', 1);
+  const llamaLike = norm === 'RMSNorm' && swiglu && posType === 'rope';
   const arch = {
-    family: (norm === 'RMSNorm' && swiglu && posType === 'rope' ? 'llama' : 'gpt') as ModelSpec['family'],
+    family: (moe && llamaLike ? 'mixtral' : squaredRelu ? 'nemotron' : llamaLike ? 'llama' : 'gpt') as ModelSpec['family'],
     layers, hidden, heads,
     kvHeads: has('--group-query-attention') ? int('--num-query-groups') : heads,
     ffnHidden, vocab,
     maxSeq: int('--max-position-embeddings', seqLen),
     norm: norm === 'RMSNorm' ? 'rmsnorm' as const : 'layernorm' as const,
-    activation: swiglu ? 'swiglu' as const : 'gelu' as const,
+    activation: swiglu ? 'swiglu' as const : squaredRelu ? 'squared-relu' as const : 'gelu' as const,
     positional: posType === 'rope' ? 'rope' as const : 'learned' as const,
     tiedEmbeddings: !has('--untie-embeddings-and-output-weights'),
     bias: !has('--disable-bias-linear'),
@@ -126,6 +155,7 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
       if (!(p >= 0 && p < 1)) throw new ImportError(f, `got ${JSON.stringify(v)}; expected a probability in [0, 1)`);
       return p;
     })),
+    moe,
   };
   const known = catalogMatch(arch);
   const model = known ?? parseModelSpec({ name: ctx.modelName ?? 'imported-megatron', ...arch });
@@ -211,6 +241,7 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
     dp,
     tp,
     ...(cp > 1 ? { cp } : {}),
+    ...(ep > 1 ? { ep } : {}),
     sequenceParallel: has('--sequence-parallel') && tp > 1,
     ckptLayers: ckpt(counts[i]),
     ...(selective ? { selectiveRecompute: true } : {}),

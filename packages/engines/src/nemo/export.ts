@@ -1,12 +1,26 @@
 // `mist export --to nemo`: a NeMo 2 recipe script (nemo.collections.llm + nemo_run) whose overrides set
 // the plan. Names from NeMo v2.5: nemo/lightning/pytorch/strategies/megatron_strategy.py (MegatronStrategy
-// fields), nemo/collections/llm/gpt/model/base.py (GPTConfig), recipes/llama3_8b.py (pretrain_recipe).
-import { engineCapabilities, FP8_AMAX_HISTORY_LEN, planVirtualStages, stageCp } from '@mist/core';
+// fields), nemo/collections/llm/gpt/model/base.py (GPTConfig), recipes/llama3_8b.py (pretrain_recipe);
+// mixture of experts and squared ReLU from gpt/model/mixtral.py (MixtralConfig: num_moe_experts,
+// moe_router_topk, moe_token_dispatcher_type "alltoall"), gpt/model/nemotron.py (NemotronConfig:
+// activation_func squared_relu from nemo/collections/llm/fn/activation.py) and MegatronStrategy's
+// expert_model_parallel_size.
+import { engineCapabilities, FP8_AMAX_HISTORY_LEN, type ModelSpec, planVirtualStages, stageCp, stageEp } from '@mist/core';
 import { megatronParallelArgs } from '../megatron/args';
 import { planNodes, uniformStrategy, layerCounts } from '../common';
 import { assertExpressible, type ExportFile, type ExportInput } from '../types';
 
 const py = (b: boolean): string => (b ? 'True' : 'False');
+
+/** NeMo 2's recipe module, model class and config class for a model family. */
+function nemoClasses(model: ModelSpec): { recipe: string; model: string; config: string } {
+  switch (model.family) {
+    case 'llama': return { recipe: 'llama3_8b', model: 'LlamaModel', config: 'Llama3Config' };
+    case 'mixtral': return { recipe: 'mixtral_8x7b', model: 'MixtralModel', config: 'MixtralConfig' };
+    case 'nemotron': return { recipe: 'gpt3_175b', model: 'NemotronModel', config: 'NemotronConfig' };
+    default: return { recipe: 'gpt3_175b', model: 'GPTModel', config: 'GPTConfig' };
+  }
+}
 
 export function exportNemo(input: ExportInput): ExportFile[] {
   const { plan, model, cluster, dtype, fp8 } = input;
@@ -20,6 +34,12 @@ export function exportNemo(input: ExportInput): ExportFile[] {
   // recompute_num_layers counts the layers of one chunk, as Megatron-LM's --recompute-num-layers.
   const v = planVirtualStages(plan);
   const n = Math.max(...plan.stages.map((x) => x.ckptLayers)) / v;
+  const cls = nemoClasses(model);
+  const moe = model.moe
+    ? [`        num_moe_experts=${model.moe.experts}, moe_router_topk=${model.moe.topK}, moe_token_dispatcher_type="alltoall",`
+      + (model.moe.ffnHidden !== undefined ? ` moe_ffn_hidden_size=${model.moe.ffnHidden},` : '')]
+    : [];
+  const squaredRelu = model.activation === 'squared-relu';
   const lines: string[] = [
     `# Written by \`mist export --to nemo\` for ${engineCapabilities('nemo').engineVersion}.`,
     `# Mist plan for ${model.name} on ${nodes} x ${gpusPerNode} GPUs. Run: python nemo_pretrain.py (uses nemo_run's local executor;`,
@@ -27,20 +47,23 @@ export function exportNemo(input: ExportInput): ExportFile[] {
     'import nemo_run as run',
     'from nemo.collections import llm',
     'from nemo.collections.llm.gpt.data.mock import MockDataModule',
+    ...(squaredRelu ? ['from nemo.collections.llm.fn.activation import squared_relu'] : []),
     `from nemo.collections.llm.recipes.precision.mixed_precision import ${dtype === 'bf16' ? 'bf16_mixed' : 'fp16_mixed'}`,
     '',
     '',
     'def mist_recipe():',
-    `    recipe = llm.${model.family === 'llama' ? 'llama3_8b' : 'gpt3_175b'}.pretrain_recipe(name="mist", num_nodes=${nodes}, num_gpus_per_node=${gpusPerNode})`,
+    `    recipe = llm.${cls.recipe}.pretrain_recipe(name="mist", num_nodes=${nodes}, num_gpus_per_node=${gpusPerNode})`,
     `    # The model (${model.name}).`,
-    `    recipe.model = run.Config(llm.${model.family === 'llama' ? 'LlamaModel' : 'GPTModel'}, config=run.Config(`,
-    `        llm.${model.family === 'llama' ? 'Llama3Config' : 'GPTConfig'},`,
+    `    recipe.model = run.Config(llm.${cls.model}, config=run.Config(`,
+    `        llm.${cls.config},`,
     `        num_layers=${model.layers}, hidden_size=${model.hidden}, ffn_hidden_size=${model.ffnHidden},`,
     `        num_attention_heads=${model.heads}, num_query_groups=${model.kvHeads}, seq_length=${plan.seqLen},`,
     `        normalization="${model.norm === 'rmsnorm' ? 'RMSNorm' : 'LayerNorm'}", gated_linear_unit=${py(model.activation === 'swiglu')},`,
     `        position_embedding_type="${model.positional === 'rope' ? 'rope' : 'learned_absolute'}",`,
     `        share_embeddings_and_output_weights=${py(model.tiedEmbeddings)}, add_bias_linear=${py(model.bias)},`,
     `        vocab_size=${model.vocab}, make_vocab_size_divisible_by=1,`,
+    ...(squaredRelu ? ['        activation_func=squared_relu,'] : []),
+    ...moe,
     '    ))',
     '    # Parallelism (MegatronStrategy).',
     '    strategy = recipe.trainer.strategy',
@@ -48,6 +71,7 @@ export function exportNemo(input: ExportInput): ExportFile[] {
     `    strategy.pipeline_model_parallel_size = ${pp}`,
     `    strategy.virtual_pipeline_model_parallel_size = ${v > 1 ? v : 'None'}`,
     `    strategy.context_parallel_size = ${stageCp(s)}`,
+    ...(model.moe ? [`    strategy.expert_model_parallel_size = ${stageEp(s)}`] : []),
     `    strategy.sequence_parallel = ${py(s.sequenceParallel)}`,
   ];
   if (pp > 1 && counts[0] !== counts[1]) lines.push(`    strategy.num_layers_in_first_pipeline_stage = ${counts[0]}`);

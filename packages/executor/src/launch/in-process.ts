@@ -4,6 +4,7 @@
 import type { ModelSpec, Plan } from '@mist/core';
 import { type Communicator, createCommunicator, listenCpu } from '@mist/native';
 import { placeSlice } from '../checkpoint/tensor-slice';
+import { isExpertParam } from '../model';
 import { worldSize } from '../topology';
 import type { StepMetrics } from '../worker/protocol';
 import type { TokenSource } from '../runtime/data';
@@ -68,8 +69,9 @@ export async function runInProcess(plan: Plan, model: ModelSpec, o: InProcessOpt
       for (let c = 0; c < chunks; c++) {
         const states = await Promise.all(runtimes.map((r) => r.exportState(c)));
         runtimes.forEach((r, i) => {
-          if (r.pos.dpIndex !== 0) return;
           for (const e of r.stages[c].paramEntries) {
+            // DP rank 0 holds every weight but experts split over expert parallelism: those come from their ranks.
+            if (r.pos.dpIndex !== 0 && !isExpertParam(e.name)) continue;
             let full = out.get(e.name);
             if (!full) out.set(e.name, (full = new Float32Array(e.shape.reduce((a, b) => a * b, 1))));
             placeSlice(e, r.pos.tp, r.pos.tpIndex, full, states[i].params.subarray(e.offset, e.offset + e.size));

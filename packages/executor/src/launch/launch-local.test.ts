@@ -71,7 +71,8 @@ describe('launchLocal: one worker process per device', () => {
       // A save that died before its manifest: never loaded.
       fs.rmSync(path.join(dir, 'step-00000006', 'manifest.json'));
       expect(latestCheckpoint(dir)?.manifest.step).toBe(3);
-      const planB = singleHostPlan(model, { seq: SEQ, globalBatch: BATCH, G: 4 }, [{ layers: [0, 2], tp: 2 }, { layers: [3, 3], dp: 2, zero: 2 }]);
+      // The new plan's last stage splits sequences over cp=2 (ring attention; ZeRO shards over dp * cp).
+      const planB = singleHostPlan(model, { seq: SEQ, globalBatch: BATCH, G: 4 }, [{ layers: [0, 2], tp: 2 }, { layers: [3, 3], cp: 2, zero: 2 }]);
       const b = await launchLocal({ plan: planB, model, training, run: run(10, { checkpointDir: dir, resume: true, resumeAnyPlan: true, scheduleSteps: 10 }) });
       const ref = await trainSingleProcess({ model, steps: 10, seed: SEED, lr: LR, globalBatch: BATCH, seq: SEQ, data: 'synthetic', warmupSteps: 2 });
       const refLoss = ref.steps.map((s) => s.loss);

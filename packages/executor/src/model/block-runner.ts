@@ -3,21 +3,28 @@
 // in a map by name; input gradients follow core's rule (inputGradModes): a fresh buffer ('write',
 // summed with an earlier gradient of the same tensor by one accumulate kernel), added into the
 // residual stream's gradient ('accumulate'), transformed in place ('inplace'), a copy ('copy') or
-// the output gradient itself ('alias'). The TP ops call the layer's hooks. This executor runs the
-// fused attention kernel (flash-style: it keeps the log-sum-exp, never the s x s scores, and draws
-// its dropout mask again in backward), so the description is evaluated with fa = 1. Residual
+// the output gradient itself ('alias'). The TP ops call the layer's hooks. By default the attention
+// is the fused kernel (flash-style: it keeps the log-sum-exp, never the s x s scores, and draws its
+// dropout mask again in backward) and the description is evaluated with fa = 1; with
+// flashAttention false it runs the unfused core (scores, softmax, dropout of the probabilities,
+// values; native unfused_attention.cc) with fa = 0, keeping the s x s probabilities (and the
+// dropout's 1-byte mask), and selective recompute drops them and runs the core again at the start
+// of the backward (Korthikanti et al. 2022, Sec. 5; core's selectiveSet says what). Residual
 // dropout keeps its 1-byte mask (dropout.ts says where the draws come from). With sequence
 // parallelism (sp = 1) the norms and residuals hold this rank's b*s/t tokens: a region's entry
 // all-gathers them (again in backward for the GEMM that saved its shard), its exit reduce-scatters,
 // and the replicated weights' gradients, taken over the rank's tokens, are summed at the end.
 import {
-  type BlockDescription, type BlockOp, type Dim, type DimEnv, evalDim, headDim, inputGradModes, type ModelSpec, selectiveSet, type SelectiveSet,
+  type BlockDescription, type BlockOp, type Dim, type DimEnv, evalDim, headDim, inputGradModes, type ModelSpec, opRuns, selectiveSet, type SelectiveSet,
 } from '@mist/core';
-import { type AttentionShape, maskFloats } from '@mist/native';
+import { type AttentionShape, type DropoutStream, type KernelOps, maskFloats } from '@mist/native';
+import { contextParallelLayout, type CpRing, globalRuns, type SeqLayout } from './context-parallel';
 import { NORM_EPS, ROPE_THETA } from './dims';
 import { type DropoutDraw, dropoutStream, sequenceShard } from './dropout';
 import { Flow } from './flow';
+import { type ExpertGroup, MoeMlp } from './moe';
 import type { NormSaved } from './norm';
+import { ringAttentionBackward, ringAttentionForward } from './ring-attention';
 import type { ParamStore } from './params';
 import type { Scratch } from './scratch';
 import type { TpHooks, TpPoint } from './tp-hooks';
@@ -41,12 +48,20 @@ export interface BlockRunnerOptions {
   seed: number;
   /**
    * Selective recompute (core's selectiveSet of the ops this runner runs): drop the attention core's
-   * saved tensors and run the core again in backward. This runner runs the fused attention, whose
-   * set is empty (the kernel keeps no s x s tensor and recomputes the scores in its backward), so it
-   * is accepted and changes nothing; a description with selective ops in its fused variant is refused.
+   * saved tensors and run the core again in backward. With the fused attention the set is empty (the
+   * kernel keeps no s x s tensor and recomputes the scores in its backward), so it changes nothing.
    */
   selectiveRecompute?: boolean;
+  /** The fused attention kernel (default true), or the unfused core that keeps the s x s probabilities. */
+  flashAttention?: boolean;
   hooks?: TpHooks;
+  /**
+   * Context parallelism (cp > 1): the layer's rows are this rank's two chunks of every sequence
+   * (context-parallel.ts), positions are global, and the attention is a K/V ring over the group.
+   */
+  ring?: CpRing;
+  /** Mixture of experts: the stage's expert-parallel group (absent: every expert on this rank). */
+  experts?: ExpertGroup;
   store: ParamStore;
   scratch: Scratch;
 }
@@ -62,15 +77,21 @@ interface Shapes {
   size(tensor: string): number;
 }
 
-/** Ops a layer never holds here: the unfused attention (with its dropout op), the embedding's and the head's own ops. */
+/** Ops a layer never holds here: the embedding's and the head's own ops. */
 function unsupported(op: BlockOp): Error {
   return new Error(`not implemented: block op ${op.name} (${op.kind}${op.kind === 'linear' ? ', weights stored [out, in]' : ''}) in the layer runner; `
-    + 'it runs norm, linear, rope, attention (fused, with its dropout), activation, residual (with its dropout), branchSum, tpEntry and tpExit');
+    + 'it runs norm, linear, rope, attention (fused, with its dropout), scores, softmax, dropout and values (unfused), activation, '
+    + 'residual (with its dropout), branchSum, tpEntry and tpExit, and a mixture of experts\' router, allToAll and expertSum (moe.ts)');
 }
 
+/** The ops of the unfused attention core. */
+type CoreOp = Extract<BlockOp, { kind: 'scores' | 'softmax' | 'dropout' | 'values' }>;
+
 export class BlockRunner {
-  /** The ops this executor runs (the flash variant of the attention), in forward order. */
+  /** The ops this runner runs (the flash or the unfused variant of the attention), in forward order. */
   readonly ops: readonly BlockOp[];
+  /** Runs the fused attention kernel (else the unfused core). */
+  readonly flash: boolean;
   private readonly reversed: readonly BlockOp[];
   /** Tensors kept for backward (besides the block's input). */
   private readonly kept: ReadonlySet<string>;
@@ -85,27 +106,95 @@ export class BlockRunner {
   readonly selective: SelectiveSet;
 
   constructor(private readonly o: BlockRunnerOptions) {
-    this.ops = o.block.ops.filter((op) => op.when !== 'noFlash');
+    this.flash = o.flashAttention ?? true;
+    this.ops = o.block.ops.filter((op) => opRuns(op, this.flash));
     this.reversed = [...this.ops].reverse();
-    this.kept = new Set(this.ops.flatMap((op) => op.saves).filter((t) => t !== o.block.input));
+    this.selective = o.selectiveRecompute ? selectiveSet(o.block, this.flash) : { ops: [], dropped: [] };
+    const dropped = new Set(this.selective.dropped);
+    this.kept = new Set(this.ops.flatMap((op) => op.saves).filter((t) => t !== o.block.input && !dropped.has(t)));
+    if (!this.flash && o.ring && o.ring.cp > 1) {
+      throw new Error(`not implemented: unfused attention (flashAttention false) with context parallelism (cp=${o.ring.cp}) in layer ${o.index}; `
+        + 'the ring runs the fused block kernel only');
+    }
     this.sp = o.sequenceParallel && o.tp > 1;
     this.entered = new Set(this.sp ? this.ops.flatMap((op) => (op.kind === 'tpEntry' ? [op.inputs[0]] : [])) : []);
-    this.replicated = this.sp ? o.block.weights.filter((w) => w.shard === 'none').map((w) => w.name) : [];
-    this.selective = o.selectiveRecompute ? selectiveSet(o.block, true) : { ops: [], dropped: [] };
-    if (this.selective.ops.length > 0) {
-      throw new Error(`not implemented: selective recompute of ${this.selective.ops.join(', ')} in the layer runner of layer ${o.index}; `
-        + 'it recomputes only whole layers (the fused attention it runs has no selective ops)');
-    }
+    this.moe = o.model.moe
+      ? new MoeMlp({ model: o.model, block: o.block, index: o.index, prefix: o.prefix, tp: o.tp, sequenceParallel: o.sequenceParallel, store: o.store, scratch: o.scratch, group: o.experts })
+      : null;
+    const moe = this.moe;
+    this.replicated = this.sp
+      ? o.block.weights.filter((w) => w.shard === 'none').flatMap((w) => (w.experts !== undefined && moe ? moe.localWeightNames(w.name) : [w.name]))
+      : [];
   }
+
+  /** The mixture-of-experts MLP (moe.ts runs the ops from the router's gate to the weighted sum); null for a dense model. */
+  private readonly moe: MoeMlp | null;
 
   /** Dropout draws of this micro-batch, or null (evaluation, or a model without dropout). */
   private drawing(draw: DropoutDraw | null): DropoutDraw | null {
     return draw && this.o.model.dropout > 0 ? draw : null;
   }
 
-  /** First global token row of this rank's rows in the norm/residual regions. */
-  private rowOffset(draw: DropoutDraw, batch: number, seq: number): number {
-    return draw.firstSample * seq + (this.sp ? sequenceShard(batch * seq, this.o.tp, this.o.tpRank).first : 0);
+  /** Context parallelism in effect: the ring, else null. */
+  private get ring(): CpRing | null {
+    return this.o.ring && this.o.ring.cp > 1 ? this.o.ring : null;
+  }
+
+  /** Where a sequence's local rows sit in the whole sequence (null without context parallelism). */
+  private layout(seq: number): SeqLayout | null {
+    const ring = this.ring;
+    if (!ring) return null;
+    let l = this.layouts.get(seq);
+    if (!l) this.layouts.set(seq, (l = contextParallelLayout(seq * ring.cp, ring.cp, ring.rank)));
+    return l;
+  }
+
+  private readonly layouts = new Map<number, SeqLayout>();
+
+  /**
+   * Residual dropout of this rank's rows in the norm/residual regions: out = a + dropout(b), each
+   * element drawing at its row of the whole batch (in runs of rows contiguous there with context
+   * parallelism).
+   */
+  private dropoutAdd(k: KernelOps, out: Float32Array, mask: Float32Array, a: Float32Array, b: Float32Array, rows: number, width: number,
+    draw: DropoutDraw, batch: number, seq: number, stream: DropoutStream): void {
+    const first = this.sp ? sequenceShard(batch * seq, this.o.tp, this.o.tpRank).first : 0;
+    const layout = this.layout(seq);
+    if (!layout) {
+      k.dropoutAdd(out, mask, a, b, rows, width, draw.firstSample * seq + first, stream);
+      return;
+    }
+    for (const r of globalRuns(layout, first, rows)) {
+      const e0 = (r.row - first) * width, e1 = e0 + r.count * width;
+      if (e0 % 4 !== 0) throw new Error(`not implemented: residual dropout of a context-parallel run starting at element ${e0} (masks pack 4 per float; hidden must be a multiple of 4)`);
+      k.dropoutAdd(out.subarray(e0, e1), mask.subarray(e0 / 4, e0 / 4 + maskFloats(e1 - e0)), a.subarray(e0, e1), b.subarray(e0, e1), r.count, width,
+        draw.firstSample * layout.globalSeq + r.globalRow, stream);
+    }
+  }
+
+  /** RoPE (or its backward) of x [batch * seq, heads * D] in place, at the rows' global positions. */
+  private rope(k: KernelOps, x: Float32Array, rows: number, seq: number, heads: number, backward: boolean): void {
+    const D = headDim(this.o.model), layout = this.layout(seq);
+    const run = (t: Float32Array, n: number, s: number, offset: number): void => {
+      if (backward) k.ropeBackward(t, t, n, s, heads, D, ROPE_THETA, offset);
+      else k.rope(t, t, n, s, heads, D, ROPE_THETA, offset);
+    };
+    if (!layout) {
+      run(x, rows, seq, 0);
+      return;
+    }
+    const w = heads * D;
+    for (let g = 0; g < rows / seq; g++) {
+      for (const p of layout.pieces) {
+        const r0 = g * seq + p.local;
+        run(x.subarray(r0 * w, (r0 + p.length) * w), p.length, p.length, p.global);
+      }
+    }
+  }
+
+  /** The ring's buffers come from and go back to the layer's scratch. */
+  private ringBuffers(): { take(n: number): Float32Array; give(b: Float32Array[]): void } {
+    return { take: (n) => this.o.scratch.take(n), give: (b) => this.o.scratch.give(b) };
   }
 
   private attention(batch: number, seq: number, sh: Shapes, draw: DropoutDraw | null): AttentionShape {
@@ -128,7 +217,7 @@ export class BlockRunner {
     if (this.shapeCache.size >= 16) this.shapeCache.clear(); // a few shapes in training; bounded for evaluation at many lengths
     const m = this.o.model;
     if (this.sp) sequenceShard(batch * seq, this.o.tp, this.o.tpRank); // checks the split
-    const env: DimEnv = { b: batch, s: seq, h: m.hidden, a: m.heads, k: m.kvHeads, f: m.ffnHidden, V: m.vocab, t: this.o.tp, sp: this.sp ? 1 : 0, fa: 1 };
+    const env: DimEnv = { b: batch, s: seq, h: m.hidden, a: m.heads, k: m.kvHeads, f: m.ffnHidden, V: m.vocab, t: this.o.tp, sp: this.sp ? 1 : 0, fa: this.flash ? 1 : 0 };
     const memo = new Map<Dim, number>();
     const dim = (d: Dim): number => {
       if (typeof d === 'number') return d;
@@ -190,8 +279,17 @@ export class BlockRunner {
     const shards = new Map<string, Float32Array>();
     const dead: Float32Array[] = [];
     const tokensSp = dim(block.sizes.tokensSp);
-    const D = headDim(model);
+    let moeSaved: Record<string, Float32Array> = {};
     for (const op of this.ops) {
+      if (this.moe?.names.has(op.name)) {
+        if (op.kind === 'router') {
+          const { dispatch, sum } = this.moe.ops;
+          const r = await this.moe.forward(fl, get(dispatch.inputs[0]), get(op.inputs[0]), rowsOf(dispatch.inputs[0]), recompute);
+          tensors.set(sum.outputs[0], r.out);
+          moeSaved = r.saved;
+        }
+        continue;
+      }
       switch (op.kind) {
         case 'norm': {
           const [inp] = op.inputs, [out] = op.outputs;
@@ -219,17 +317,20 @@ export class BlockRunner {
           break;
         }
         case 'rope':
-          op.inputs.forEach((t, i) => k.rope(get(t), get(t), rowsOf(t), seq, dim(op.heads[i]), D, ROPE_THETA));
+          op.inputs.forEach((t, i) => this.rope(k, get(t), rowsOf(t), seq, dim(op.heads[i]), false));
           break;
         case 'attention': {
           const [q, kk, v] = op.inputs.map(get);
           const [out, lse] = op.outputs.map(make);
-          k.attention(out, lse, q, kk, v, this.attention(batch, seq, sh, draw));
+          const ring = this.ring;
+          if (ring) await ringAttentionForward(fl, ring, this.ringBuffers(), out, lse, q, kk, v, this.attention(batch, seq, sh, draw), this.layout(seq) as SeqLayout);
+          else k.attention(out, lse, q, kk, v, this.attention(batch, seq, sh, draw));
           break;
         }
         case 'activation': {
           const out = make(op.outputs[0]);
           if (op.fn === 'gelu') k.gelu(out, get(op.inputs[0]));
+          else if (op.fn === 'squared-relu') k.squaredRelu(out, get(op.inputs[0]));
           else k.swiglu(out, get(op.inputs[0]), get(op.inputs[1]));
           break;
         }
@@ -237,7 +338,7 @@ export class BlockRunner {
           const [a, b] = op.inputs.map(get);
           if (op.kind === 'residual' && op.dropout && draw) {
             const [out, mask] = op.outputs;
-            k.dropoutAdd(make(out), make(mask), a, b, rowsOf(out), widthOf(out), this.rowOffset(draw, batch, seq),
+            this.dropoutAdd(k, make(out), make(mask), a, b, rowsOf(out), widthOf(out), draw, batch, seq,
               dropoutStream(this.o.seed, model.dropout, draw, this.o.index, op.name));
           } else {
             k.add(make(op.outputs[0]), a, b);
@@ -269,7 +370,11 @@ export class BlockRunner {
           for (const bias of op.biases) k.biasAdd(t, this.W(bias), rows, widthOf(name));
           break;
         }
-        case 'scores': case 'values': case 'softmax': case 'dropout': case 'embedding': case 'crossEntropy':
+        case 'scores': case 'values': case 'softmax': case 'dropout':
+          this.coreForward(k, op, get, make, tensors, batch, seq, sh, draw);
+          break;
+        case 'embedding': case 'crossEntropy':
+        case 'router': case 'allToAll': case 'expertSum':
           throw unsupported(op);
       }
     }
@@ -281,6 +386,7 @@ export class BlockRunner {
       for (const t of op.outputs) if (this.kept.has(t) && !(t in acts) && tensors.has(t)) acts[t] = shards.get(t) ?? get(t);
       if (stats[op.name]) acts[op.name] = stats[op.name];
     }
+    Object.assign(acts, moeSaved);
     const keep = new Set<Float32Array>([x, y, ...Object.values(acts).filter((v): v is Float32Array => !isStats(v))]);
     scratch.give([...tensors.values(), ...shards.values(), ...dead].filter((t) => !keep.has(t)));
     return { y, acts };
@@ -301,6 +407,7 @@ export class BlockRunner {
     };
     const grads = new Map<string, Float32Array>([[block.output, dy]]);
     const temps: Float32Array[] = [];
+    if (this.selective.dropped.length > 0) this.recomputeSelective(k, acts, x, batch, seq, sh, draw, temps);
     const tmpN = (n: number): Float32Array => {
       const v = scratch.take(n);
       temps.push(v);
@@ -337,8 +444,17 @@ export class BlockRunner {
       if (earlier) k.accumulate(g, earlier);
       grads.set(t, g);
     };
-    const D = headDim(model);
     for (const op of this.reversed) {
+      if (this.moe?.names.has(op.name)) {
+        if (op.kind === 'expertSum') {
+          const { dispatch, gate } = this.moe.ops;
+          const { dLogits, dH2 } = await this.moe.backward(fl, acts, grad(op.outputs[0]), rowsOf(dispatch.inputs[0]));
+          temps.push(dLogits, dH2);
+          written(gate.inputs[0], dLogits);
+          written(dispatch.inputs[0], dH2);
+        }
+        continue;
+      }
       const modes = inputGradModes(op);
       switch (op.kind) {
         case 'residual': {
@@ -401,10 +517,11 @@ export class BlockRunner {
         }
         case 'activation': {
           const dOut = grad(op.outputs[0]);
-          if (op.fn === 'gelu') {
+          if (op.fn === 'gelu' || op.fn === 'squared-relu') {
             // In place when the output gradient is this layer's own buffer (the next GEMM's input gradient).
             const dIn = temps.includes(dOut) ? dOut : tmp(op.inputs[0]);
-            k.geluBackward(dIn, dOut, val(op.inputs[0]));
+            if (op.fn === 'gelu') k.geluBackward(dIn, dOut, val(op.inputs[0]));
+            else k.squaredReluBackward(dIn, dOut, val(op.inputs[0]));
             written(op.inputs[0], dIn);
           } else {
             const [gate, up] = op.inputs;
@@ -418,14 +535,20 @@ export class BlockRunner {
         case 'attention': {
           const [q, kk, v] = op.inputs;
           const [dq, dk, dv] = op.inputs.map(tmp);
-          k.attentionBackward(dq, dk, dv, grad(op.outputs[0]), val(q), val(kk), val(v), val(op.outputs[0]), val(op.outputs[1]), this.attention(batch, seq, sh, draw));
+          const ring = this.ring, shape = this.attention(batch, seq, sh, draw);
+          if (ring) {
+            await ringAttentionBackward(fl, ring, this.ringBuffers(), dq, dk, dv, grad(op.outputs[0]), val(q), val(kk), val(v), val(op.outputs[0]), val(op.outputs[1]),
+              shape, this.layout(seq) as SeqLayout);
+          } else {
+            k.attentionBackward(dq, dk, dv, grad(op.outputs[0]), val(q), val(kk), val(v), val(op.outputs[0]), val(op.outputs[1]), shape);
+          }
           written(q, dq);
           written(kk, dk);
           written(v, dv);
           break;
         }
         case 'rope':
-          op.inputs.forEach((t, i) => k.ropeBackward(grad(t), grad(t), rowsOf(t), seq, dim(op.heads[i]), D, ROPE_THETA));
+          op.inputs.forEach((t, i) => this.rope(k, grad(t), rowsOf(t), seq, dim(op.heads[i]), true));
           break;
         case 'norm': {
           const [inp] = op.inputs;
@@ -440,7 +563,47 @@ export class BlockRunner {
           }
           break;
         }
-        case 'scores': case 'values': case 'softmax': case 'dropout': case 'embedding': case 'crossEntropy':
+        case 'values': {
+          const [p, v] = op.inputs;
+          const shape = this.attentionShape(batch, seq, sh), dOut = grad(op.outputs[0]);
+          const dP = tmp(p), dV = tmp(v);
+          k.attentionValuesGradProbs(dP, dOut, val(v), shape);
+          k.attentionValuesGradV(dV, dOut, val(p), shape);
+          written(p, dP);
+          written(v, dV);
+          break;
+        }
+        case 'dropout': {
+          const [p] = op.inputs, mask = acts[op.outputs[1]];
+          const g = grad(op.outputs[0]);
+          if (mask instanceof Float32Array) {
+            const dP = tmp(p);
+            k.dropoutBackward(dP, mask, g, model.dropout);
+            written(p, dP);
+          } else {
+            written(p, g);
+          }
+          break;
+        }
+        case 'softmax': {
+          const [sc] = op.inputs, [p] = op.outputs;
+          const dS = tmp(sc);
+          k.causalSoftmaxBackward(dS, grad(p), val(p), rowsOf(sc), seq);
+          written(sc, dS);
+          break;
+        }
+        case 'scores': {
+          const [q, kk] = op.inputs;
+          const shape = this.attentionShape(batch, seq, sh), dS = grad(op.outputs[0]);
+          const dq = tmp(q), dk = tmp(kk);
+          k.attentionScoresGradQ(dq, dS, val(kk), shape);
+          k.attentionScoresGradK(dk, dS, val(q), shape);
+          written(q, dq);
+          written(kk, dk);
+          break;
+        }
+        case 'embedding': case 'crossEntropy':
+        case 'router': case 'allToAll': case 'expertSum':
           throw unsupported(op);
       }
     }
@@ -467,6 +630,72 @@ export class BlockRunner {
     const arrays = [...Object.values(acts).flatMap((v) => (isStats(v) ? [v.mean, v.rstd] : [v])), ...temps];
     scratch.give(arrays.filter((t): t is Float32Array => t !== null && t !== dx && t !== x && t !== dy));
     return dx;
+  }
+
+  /**
+   * Forward of one op of the unfused attention core: scores = scale q k^T (causal), softmax,
+   * dropout of the probabilities (the fused kernel's draws; without draws the probabilities pass
+   * through), values = probs v.
+   */
+  private coreForward(
+    k: KernelOps, op: CoreOp, get: (t: string) => Float32Array, make: (t: string) => Float32Array, tensors: Map<string, Float32Array>,
+    batch: number, seq: number, sh: Shapes, draw: DropoutDraw | null,
+  ): void {
+    const shape = this.attentionShape(batch, seq, sh);
+    switch (op.kind) {
+      case 'scores':
+        k.attentionScores(make(op.outputs[0]), get(op.inputs[0]), get(op.inputs[1]), shape);
+        break;
+      case 'softmax':
+        k.causalSoftmax(make(op.outputs[0]), get(op.inputs[0]), sh.rows(op.inputs[0]), seq);
+        break;
+      case 'dropout': {
+        const a = this.attention(batch, seq, sh, draw);
+        if (a.dropout) k.attentionProbsDropout(make(op.outputs[0]), make(op.outputs[1]), get(op.inputs[0]), { ...a, dropout: a.dropout });
+        else tensors.set(op.outputs[0], get(op.inputs[0]));
+        break;
+      }
+      case 'values':
+        k.attentionValues(make(op.outputs[0]), get(op.inputs[0]), get(op.inputs[1]), shape);
+        break;
+    }
+  }
+
+  /**
+   * Selective recompute: runs the selective ops again from their kept inputs (q, k, v) into `acts`,
+   * for the tensors the forward dropped; an op none of whose outputs is dropped or read by such a
+   * rerun (the values) is not rerun. What it makes beyond the dropped tensors goes to `temps`
+   * (given back after the backward).
+   */
+  private recomputeSelective(
+    k: KernelOps, acts: BlockActivations, x: Float32Array, batch: number, seq: number, sh: Shapes, draw: DropoutDraw | null, temps: Float32Array[],
+  ): void {
+    const { block, scratch } = this.o;
+    const dropped = new Set(this.selective.dropped);
+    const local = new Map<string, Float32Array>();
+    const get = (t: string): Float32Array => {
+      const v = local.get(t) ?? (t === block.input ? x : acts[t]);
+      if (!(v instanceof Float32Array)) throw new Error(`layer ${this.o.index}: selective recompute reads ${t}, which the forward did not keep`);
+      return v;
+    };
+    const make = (t: string): Float32Array => {
+      const v = scratch.take(block.tensors[t]?.dtype === 'mask' ? maskFloats(sh.size(t)) : sh.size(t));
+      local.set(t, v);
+      return v;
+    };
+    for (const op of this.ops) {
+      if (!this.selective.ops.includes(op.name) || !op.outputs.some((t) => dropped.has(t) || this.needs(t, dropped))) continue;
+      this.coreForward(k, op as CoreOp, get, make, local, batch, seq, sh, draw);
+    }
+    for (const [t, v] of local) {
+      if (dropped.has(t)) acts[t] = v;
+      else if (!temps.includes(v) && !Object.values(acts).includes(v)) temps.push(v);
+    }
+  }
+
+  /** Whether a selective op that writes a dropped tensor (or feeds one that does) reads t. */
+  private needs(t: string, dropped: ReadonlySet<string>): boolean {
+    return this.ops.some((o) => this.selective.ops.includes(o.name) && o.inputs.includes(t) && o.outputs.some((u) => dropped.has(u) || this.needs(u, dropped)));
   }
 
   /** The entry point that gathers tensor t (SP). */

@@ -6,9 +6,12 @@
 // With sequence parallelism the sum is a reduce-scatter: each rank keeps its b*s/tp token rows
 // (Megatron-LM's embedding under sequence_parallel), and the backward all-gathers the gradient.
 // With model.dropout > 0 the sum is dropped out in training, its 1-byte mask kept for backward.
+// Under context parallelism a sequence's rows are the rank's chunks of it (context-parallel.ts):
+// the position table and the dropout draws are read at the rows' positions in the whole sequence.
 import { embeddingBlock, type ModelSpec, POSITION_TABLE, TOKEN_TABLE } from '@mist/core';
 import { KernelBatch, maskFloats } from '@mist/native';
 import { blockParamDecls } from './block-params';
+import { globalRuns, type SeqLayout } from './context-parallel';
 import { type DropoutDraw, dropoutStream, sequenceShard } from './dropout';
 import type { ParamDecl, ParamStore } from './params';
 import type { TpHooks } from './tp-hooks';
@@ -54,23 +57,40 @@ export class Embedding {
    * The embedding's output rows of this rank (all b*s tokens, or with SP its shard), dropped out
    * when `dropout` is given and the model has dropout.
    */
-  async forward(tokens: Int32Array, seq: number, dropout: DropoutDraw | null = null): Promise<{ x: Float32Array; saved: EmbeddingSaved }> {
-    const x = await this.lookup(tokens, seq);
+  async forward(tokens: Int32Array, seq: number, dropout: DropoutDraw | null = null, layout?: SeqLayout): Promise<{ x: Float32Array; saved: EmbeddingSaved }> {
+    const x = await this.lookup(tokens, seq, layout);
     const p = this.model.dropout;
     if (!dropout || p === 0) return { x, saved: { mask: null } };
     const H = this.model.hidden, rows = x.length / H;
     const first = this.sp ? sequenceShard(tokens.length, this.tp, this.tpRank).first : 0;
     const mask = new Float32Array(maskFloats(x.length));
     const k = new KernelBatch();
-    k.dropout(x, mask, x, rows, H, dropout.firstSample * seq + first, dropoutStream(this.seed, p, dropout, -1, 'embedding.dropout'));
+    const stream = dropoutStream(this.seed, p, dropout, -1, 'embedding.dropout');
+    if (!layout) k.dropout(x, mask, x, rows, H, dropout.firstSample * seq + first, stream);
+    else {
+      for (const r of globalRuns(layout, first, rows)) {
+        const e0 = (r.row - first) * H, e1 = e0 + r.count * H;
+        if (e0 % 4 !== 0) throw new Error(`not implemented: embedding dropout of a context-parallel run starting at element ${e0} (hidden must be a multiple of 4)`);
+        const xs = x.subarray(e0, e1);
+        k.dropout(xs, mask.subarray(e0 / 4, e0 / 4 + maskFloats(e1 - e0)), xs, r.count, H, dropout.firstSample * layout.globalSeq + r.globalRow, stream);
+      }
+    }
     await k.run();
     return { x, saved: { mask } };
   }
 
-  private shape(rows: number, seq: number, vocab: number): { rows: number; hidden: number; vocab: number; seq: number; maxPos: number } {
+  private shape(rows: number, seq: number, vocab: number, posOffset = 0): { rows: number; hidden: number; vocab: number; seq: number; maxPos: number; posOffset: number } {
     const m = this.model;
-    if (m.positional === 'learned' && seq > m.maxSeq) throw new Error(`seq ${seq} exceeds the ${m.maxSeq} learned positions of ${m.name}`);
-    return { rows, hidden: m.hidden, vocab, seq, maxPos: m.maxSeq };
+    if (m.positional === 'learned' && posOffset + seq > m.maxSeq) throw new Error(`seq ${posOffset + seq} exceeds the ${m.maxSeq} learned positions of ${m.name}`);
+    return { rows, hidden: m.hidden, vocab, seq, maxPos: m.maxSeq, posOffset };
+  }
+
+  /** Row runs of a micro-batch's rows with contiguous positions: all rows (no layout), or each piece of each sequence. */
+  private runs(rows: number, seq: number, layout: SeqLayout | undefined): Array<{ r0: number; n: number; pos: number }> {
+    if (!layout) return [{ r0: 0, n: rows, pos: 0 }];
+    const out: Array<{ r0: number; n: number; pos: number }> = [];
+    for (let g = 0; g < rows / seq; g++) for (const p of layout.pieces) out.push({ r0: g * seq + p.local, n: p.length, pos: p.global });
+    return out;
   }
 
   /** Tokens relative to this rank's rows (0 for the others) and which rows are its own. */
@@ -88,13 +108,16 @@ export class Embedding {
     return { ids, mine };
   }
 
-  private async lookup(tokens: Int32Array, seq: number): Promise<Float32Array> {
+  private async lookup(tokens: Int32Array, seq: number, layout?: SeqLayout): Promise<Float32Array> {
     const H = this.model.hidden;
     const k = new KernelBatch();
     const out = new Float32Array(tokens.length * H);
     const wpe = this.store.has(WPE) ? this.store.param(WPE) : null;
     if (this.tp === 1) {
-      k.embedding(out, tokens, this.store.param(WTE), wpe, this.shape(tokens.length, seq, this.model.vocab));
+      for (const r of this.runs(tokens.length, seq, layout)) {
+        const rs = layout ? r.n : seq;
+        k.embedding(out.subarray(r.r0 * H, (r.r0 + r.n) * H), tokens.subarray(r.r0, r.r0 + r.n), this.store.param(WTE), wpe, this.shape(r.n, rs, this.model.vocab, r.pos));
+      }
       await k.run();
       return out;
     }
@@ -116,7 +139,7 @@ export class Embedding {
     if (wpe) {
       // Same sum as the kernel's wte[t] + wpe[p] (the other ranks added exact zeros).
       for (let r = 0; r < x.length / H; r++) {
-        const p = ((mine0 + r) % seq) * H;
+        const i = (mine0 + r) % seq, p = (layout ? layout.positions[i] : i) * H;
         for (let j = 0; j < H; j++) x[r * H + j] += wpe[p + j];
       }
     }
@@ -124,7 +147,7 @@ export class Embedding {
   }
 
   /** Gradients of the tables from the gradient of this rank's output rows. */
-  async backward(tokens: Int32Array, seq: number, dx: Float32Array, saved: EmbeddingSaved = { mask: null }): Promise<void> {
+  async backward(tokens: Int32Array, seq: number, dx: Float32Array, saved: EmbeddingSaved = { mask: null }, layout?: SeqLayout): Promise<void> {
     const H = this.model.hidden;
     const k = new KernelBatch();
     let dout = dx;
@@ -143,7 +166,10 @@ export class Embedding {
     }
     const dwpe = this.store.has(WPE) ? this.store.grad(WPE) : null;
     if (this.tp === 1) {
-      k.embeddingBackward(this.store.grad(WTE), dwpe, dout, tokens, this.shape(tokens.length, seq, this.model.vocab));
+      for (const r of this.runs(tokens.length, seq, layout)) {
+        const rs = layout ? r.n : seq;
+        k.embeddingBackward(this.store.grad(WTE), dwpe, dout.subarray(r.r0 * H, (r.r0 + r.n) * H), tokens.subarray(r.r0, r.r0 + r.n), this.shape(r.n, rs, this.model.vocab, r.pos));
+      }
       await k.run();
       return;
     }
@@ -156,7 +182,7 @@ export class Embedding {
     await k.run();
     if (dwpe) {
       for (let r = 0; r < tokens.length; r++) {
-        const p = (r % seq) * H;
+        const p = (layout ? layout.positions[r % seq] : r % seq) * H;
         for (let j = 0; j < H; j++) dwpe[p + j] += dout[r * H + j];
       }
     }

@@ -10,3 +10,7 @@ export type { TpHooks, TpPoint, TpSite } from './tp-hooks';
 export { Rng, hashKey } from './rng';
 export { layerDims } from './dims';
 export type { LayerDims } from './dims';
+export { contextParallelLayout, globalRuns, isWholeSequence, wholeSequence } from './context-parallel';
+export type { CpRing, GlobalRun, SeqLayout, SeqPiece } from './context-parallel';
+export { expertParamName, isExpertParam, localExperts, MoeMlp } from './moe';
+export type { ExpertGroup } from './moe';

@@ -2,7 +2,7 @@
 // equal the launches core's block description declares (blockLaunches: what the analyzer charges a
 // launch cost for), for each family of the catalog: gpt, llama, falcon's parallel block with one
 // and with two norms.
-import { type BlockDescription, blockLaunches, embeddingBlock, getModel, headBlock, layerBlock, type ModelSpec, modelCatalog, parseModelSpec } from '@mist/core';
+import { type BlockDescription, blockLaunches, embeddingBlock, getModel, headBlock, layerBlock, type ModelSpec, modelCatalog, opRuns, parseModelSpec, selectiveSet } from '@mist/core';
 import { startKernelTrace, stopKernelTrace } from '@mist/native';
 import { describe, expect, it } from 'vitest';
 import { Embedding, embeddingParamDecls } from './embedding';
@@ -35,11 +35,12 @@ function traced(): Counts {
  * dropout inside the kernel), residual dropout fused with the add, and the loss's gradient written by its forward kernel (the CPU profile
  * marks cross_entropy fusedIntoForward, so the analyzer charges its backward nothing).
  */
-function declared(model: ModelSpec, block: BlockDescription = layerBlock(model)): { forward: Counts; backward: Counts } {
+function declared(model: ModelSpec, block: BlockDescription = layerBlock(model), flash = true): { forward: Counts; backward: Counts } {
   const launches = blockLaunches(block);
   const forward = { all: 0, matmul: 0 }, backward = { all: 0, matmul: 0 };
   for (const op of block.ops) {
-    if (op.when === 'noFlash' || op.kind === 'dropout') continue;
+    // The unfused attention's dropout runs as its own kernel; the embedding's is not drawn here.
+    if (!opRuns(op, flash) || (op.kind === 'dropout' && op.when !== 'noFlash')) continue;
     const l = launches.get(op.name)!;
     forward.all += l.forward + l.forwardAux;
     if (op.kind !== 'crossEntropy') backward.all += l.backward + l.backwardAux;
@@ -57,13 +58,17 @@ const families: Array<[string, ModelSpec]> = [
   ['llama', getModel('llama-tiny')],
   ['falcon, parallel block with one norm', tinyLike('falcon-7b')],
   ['falcon, parallel block with two norms', tinyLike('falcon-40b')],
+  ['nemotron (squared ReLU)', tinyLike('nemotron-4-15b')],
 ];
 
 describe('kernels launched by one layer = launches of the block description', () => {
   it('covers every family and block structure of the catalog', () => {
     const structure = (m: ModelSpec): string => `${m.family}/${m.parallelAttention}/${m.parallelAttentionTwoNorms}`;
     const covered = new Set(families.map(([, m]) => structure(m)));
-    for (const m of modelCatalog()) expect(covered.has(structure(m)), m.name).toBe(true);
+    // A mixture of experts is left out: the CPU executor launches one GEMM per local expert that
+    // received rows (the description counts one grouped GEMM per weight) and runs the gate, the
+    // permutations and the weighted sum as loops between kernel batches (model/moe.ts).
+    for (const m of modelCatalog().filter((x) => !x.moe)) expect(covered.has(structure(m)), m.name).toBe(true);
   });
 
   for (const [label, model] of families) {
@@ -81,6 +86,30 @@ describe('kernels launched by one layer = launches of the block description', ()
       startKernelTrace();
       await layer.backward(saved!, Float32Array.from(y, (_, i) => Math.cos(i)));
       expect(traced()).toEqual(want.backward);
+    });
+  }
+
+  for (const [label, model] of families) {
+    it(`${label}, unfused attention (flashAttention false), and with selective recompute`, async () => {
+      const batch = 2, seq = 8;
+      const x = Float32Array.from({ length: batch * seq * model.hidden }, (_, i) => Math.sin(i));
+      const want = declared(model, layerBlock(model), false);
+      // Selective recompute runs again, at the start of the backward, the selective ops that write
+      // what it dropped (not the values, whose output the projection keeps).
+      const set = selectiveSet(layerBlock(model), false);
+      const launches = blockLaunches(layerBlock(model));
+      const rerun = layerBlock(model).ops.filter((o) => set.ops.includes(o.name) && o.kind !== 'values')
+        .reduce((n, o) => n + launches.get(o.name)!.forward + launches.get(o.name)!.forwardAux, 0);
+      for (const selectiveRecompute of [false, true]) {
+        const store = new ParamStore(layerParamDecls(model, 0), { seed: 1, tp: 1, tpRank: 0 });
+        const layer = new TransformerLayer({ model, index: 0, tp: 1, tpRank: 0, checkpoint: false, flashAttention: false, selectiveRecompute }, store);
+        startKernelTrace();
+        const { y, saved } = await layer.forward(x, batch, seq, true, { step: 1, firstSample: 0 });
+        expect(traced()).toEqual(want.forward);
+        startKernelTrace();
+        await layer.backward(saved!, Float32Array.from(y, (_, i) => Math.cos(i)));
+        expect(traced()).toEqual({ all: want.backward.all + (selectiveRecompute ? rerun : 0), matmul: want.backward.matmul });
+      }
     });
   }
 

@@ -6,16 +6,24 @@
 // [tokens, width], tokens = batch * seq, in the order the batch holds them.
 import { layerBlock, type ModelSpec } from '@mist/core';
 import { blockParamDecls } from './block-params';
+import type { CpRing } from './context-parallel';
 import { type BlockActivations, BlockRunner } from './block-runner';
 import { layerDims } from './dims';
+import { expandExpertDecls, type ExpertGroup } from './moe';
 import type { DropoutDraw } from './dropout';
 import type { ParamDecl, ParamStore } from './params';
 import { arraysOf, Scratch } from './scratch';
 import type { TpHooks } from './tp-hooks';
 
-/** Parameters of layer `index` (full shapes; the store slices them per rank). */
-export function layerParamDecls(model: ModelSpec, index: number): ParamDecl[] {
-  return blockParamDecls(model, layerBlock(model), `layers.${index}`);
+/**
+ * Parameters of layer `index` (full shapes; the store slices them per rank). A mixture of experts'
+ * stacked weights are one declaration per expert this rank holds (its expert-parallel group's
+ * share, moe.ts), so the parameter count is the rank's, not the model's.
+ */
+export function layerParamDecls(model: ModelSpec, index: number, experts?: Pick<ExpertGroup, 'ep' | 'rank'>): ParamDecl[] {
+  const block = layerBlock(model), prefix = `layers.${index}`;
+  const decls = blockParamDecls(model, block, prefix);
+  return model.moe ? expandExpertDecls(decls, block, prefix, experts?.ep ?? 1, experts?.rank ?? 0) : decls;
 }
 
 /** What a layer keeps between its forward and backward passes. */
@@ -38,15 +46,22 @@ export interface LayerOptions {
   /** Keep only the input in forward and recompute the rest in backward. */
   checkpoint: boolean;
   /**
-   * Selective recompute of the attention core when not checkpointed (BlockRunnerOptions): a no-op
-   * here, the fused attention keeping no s x s tensor (default false).
+   * Selective recompute of the attention core when not checkpointed (BlockRunnerOptions): with the
+   * unfused attention it drops the s x s probabilities and recomputes them in backward; a no-op with
+   * the fused attention, which keeps no s x s tensor (default false).
    */
   selectiveRecompute?: boolean;
+  /** The fused attention kernel (default true) or the unfused core (BlockRunnerOptions.flashAttention). */
+  flashAttention?: boolean;
   /** Sequence parallelism: x and y hold this rank's b*s/tp tokens (default false). */
   sequenceParallel?: boolean;
   /** Seed of the dropout streams (default 0). */
   seed?: number;
   hooks?: TpHooks;
+  /** Context parallelism: the K/V ring of the stage's CP group (BlockRunnerOptions.ring). */
+  ring?: CpRing;
+  /** Mixture of experts: the expert-parallel group (BlockRunnerOptions.experts). */
+  experts?: ExpertGroup;
   /** Where the layer takes its temporary buffers (shared by a stage's layers); default its own. */
   scratch?: Scratch;
 }
@@ -54,7 +69,7 @@ export interface LayerOptions {
 export class TransformerLayer {
   readonly index: number;
   readonly checkpoint: boolean;
-  /** The saved tensors selective recompute drops in this layer (none with the fused attention). */
+  /** The saved tensors selective recompute drops in this layer (none with the fused attention or when checkpointed). */
   get selectiveDropped(): readonly string[] {
     return this.runner.selective.dropped;
   }
@@ -71,7 +86,7 @@ export class TransformerLayer {
     this.scratch = opts.scratch ?? new Scratch();
     this.runner = new BlockRunner({
       model: m, block: layerBlock(m), index: opts.index, prefix: `layers.${opts.index}`, tp: opts.tp, tpRank: opts.tpRank,
-      sequenceParallel: opts.sequenceParallel ?? false, seed: opts.seed ?? 0, hooks: opts.hooks,
+      sequenceParallel: opts.sequenceParallel ?? false, seed: opts.seed ?? 0, hooks: opts.hooks, ring: opts.ring, experts: opts.experts, flashAttention: opts.flashAttention,
       selectiveRecompute: (opts.selectiveRecompute ?? false) && !opts.checkpoint, store, scratch: this.scratch,
     });
   }

@@ -11,10 +11,12 @@
 // forward() returns a context that backward() consumes, so a 1F1B schedule can keep several
 // micro-batches in flight. Parameter gradients accumulate until zeroGrads().
 import type { ModelSpec } from '@mist/core';
+import { contextParallelLayout, type CpRing, type SeqLayout } from './context-parallel';
 import { type DropoutDraw, sequenceShard } from './dropout';
 import { Embedding, type EmbeddingSaved, embeddingParamDecls } from './embedding';
 import { Head, type HeadSaved, headParamDecls } from './head';
 import { type LayerSaved, TransformerLayer, layerParamDecls } from './layer';
+import { type ExpertGroup, isExpertParam } from './moe';
 import { type ParamDecl, type ParamEntry, ParamStore, type ParamUnit, type StorageMode } from './params';
 import { Scratch } from './scratch';
 import type { TpHooks } from './tp-hooks';
@@ -43,9 +45,19 @@ export interface StageOptions {
   ckptLayers?: number;
   /** Selective recompute of the attention core in the other layers (TransformerLayer; default false). */
   selectiveRecompute?: boolean;
+  /** The fused attention kernel (default true), or the unfused core that keeps the s x s probabilities. */
+  flashAttention?: boolean;
   /** Storage of parameters and gradients (default 'flat' both); 'units' needs `units` hooks. */
   storage?: { params?: StorageMode; grads?: StorageMode };
   units?: UnitHooks;
+  /**
+   * Context parallelism (ring.cp > 1): the stage's inputs hold this rank's two chunks of every
+   * sequence (StageInput.seq is the rank's seq / cp rows; context-parallel.ts), the embedding adds
+   * their global positions and the layers' attention is a K/V ring over the CP group.
+   */
+  ring?: CpRing;
+  /** Mixture of experts: the stage's expert-parallel group (absent: every expert on this rank). */
+  experts?: ExpertGroup;
 }
 
 /**
@@ -151,7 +163,13 @@ export class Stage {
       groups.push({ name, count: d.length });
     };
     if (this.hasEmbedding) group('embed', embeddingParamDecls(m));
-    for (let i = start; i <= end; i++) group(`layers.${i}`, layerParamDecls(m, i));
+    // A mixture of experts' layer is two units: its dense weights and its experts' (they sync and
+    // shard over different groups with expert parallelism: runtime/unit-memory.ts).
+    for (let i = start; i <= end; i++) {
+      const d = layerParamDecls(m, i, opts.experts);
+      group(`layers.${i}`, d.filter((x) => !isExpertParam(x.name)));
+      if (m.moe) group(`layers.${i}.experts`, d.filter((x) => isExpertParam(x.name)));
+    }
     if (this.hasHead) group('head', headParamDecls(m, this.hasEmbedding));
     const storage = opts.storage ?? {};
     if ((storage.params === 'units' || storage.grads === 'units') && !opts.units) throw new Error('per-unit storage needs unit hooks to attach the units');
@@ -162,17 +180,18 @@ export class Stage {
     for (let i = start; i <= end; i++) {
       this.layers.push(new TransformerLayer(
         { model: m, index: i, tp: this.tp, tpRank: this.tpRank, checkpoint: i - start < ckpt, hooks: opts.hooks, scratch, sequenceParallel: this.sp, seed: opts.seed,
-          selectiveRecompute: opts.selectiveRecompute },
+          selectiveRecompute: opts.selectiveRecompute, ring: opts.ring, experts: opts.experts, flashAttention: opts.flashAttention },
         this.store,
       ));
     }
     this.embedding = this.hasEmbedding ? new Embedding(m, this.store, this.tp, this.tpRank, opts.hooks, this.sp, opts.seed) : null;
     this.head = this.hasHead ? new Head(m, this.store, this.tp, this.tpRank, opts.hooks, this.scratch, this.sp) : null;
     this.hooks = opts.hooks ?? null;
+    this.ring = opts.ring && opts.ring.cp > 1 ? opts.ring : null;
     const units = this.store.units;
     let u = 0;
     this.embeddingUnits = this.hasEmbedding ? [units[u++]] : [];
-    this.layerUnits = this.layers.map(() => [units[u++]]);
+    this.layerUnits = this.layers.map(() => (m.moe ? [units[u++], units[u++]] : [units[u++]]));
     // With tied embeddings and both ends here, the head reads the embedding's token table.
     this.headUnits = this.hasHead ? (m.tiedEmbeddings && this.hasEmbedding ? [units[u], units[0]] : [units[u]]) : [];
   }
@@ -181,6 +200,13 @@ export class Stage {
   /** Sequence parallelism in effect. */
   readonly sp: boolean;
   private readonly hooks: TpHooks | null;
+  /** The CP ring when cp > 1. */
+  private readonly ring: CpRing | null;
+
+  /** Where the rows of a sequence of `seq` local rows sit in the whole sequence (undefined: all of it, in order). */
+  private layout(seq: number): SeqLayout | undefined {
+    return this.ring ? contextParallelLayout(seq * this.ring.cp, this.ring.cp, this.ring.rank) : undefined;
+  }
 
   /** SP: this rank's rows of a whole micro-batch's [T, hidden] activations (a copy). */
   private shardOf(whole: Float32Array, T: number): Float32Array {
@@ -295,7 +321,7 @@ export class Stage {
     if (this.embedding) {
       if (!input.tokens || input.tokens.length !== T) throw new Error(`the first stage needs tokens [${batch} x ${seq}]`);
       const emb = this.embedding, tokens = input.tokens;
-      const r = await this.around(this.embeddingUnits, 'forward', () => emb.forward(tokens, seq, draw), (v) => (train ? v?.saved ?? null : null));
+      const r = await this.around(this.embeddingUnits, 'forward', () => emb.forward(tokens, seq, draw, this.layout(seq)), (v) => (train ? v?.saved ?? null : null));
       x = r.x;
       embSaved = r.saved;
     } else {
@@ -366,7 +392,7 @@ export class Stage {
     }
     if (this.embedding) {
       const emb = this.embedding, dyi = dy, embSaved = ctx.embedding ?? undefined;
-      await this.around(this.embeddingUnits, 'backward', () => emb.backward(ctx.input.tokens as Int32Array, ctx.input.seq, dyi, embSaved), () => ctx.embedding);
+      await this.around(this.embeddingUnits, 'backward', () => emb.backward(ctx.input.tokens as Int32Array, ctx.input.seq, dyi, embSaved, this.layout(ctx.input.seq)), () => ctx.embedding);
       return null;
     }
     if (this.sp) {

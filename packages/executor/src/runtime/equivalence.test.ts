@@ -2,7 +2,7 @@
 // whole model — the loss of every step and the final weights agree up to float rounding.
 // Every rank runs in this process on its own communicator thread over real TCP (the worker process
 // tests in ../launch cover the process boundary).
-import { getModel, type ModelSpec } from '@mist/core';
+import { getModel, type ModelSpec, parsePlan } from '@mist/core';
 import { describe, expect, it } from 'vitest';
 import { TokenSource } from './data';
 import { runInProcess } from './testing/local-world';
@@ -32,9 +32,13 @@ const NO_GRADIENT = /\.attn\.bk$/;
 // every split must draw the masks one process draws.
 const GPT_DROPOUT: ModelSpec = { ...getModel('gpt-tiny'), name: 'gpt-tiny-dropout', dropout: 0.1 };
 
-async function expectEquivalent(modelName: string | ModelSpec, G: number, stages: StageSketch[]): Promise<void> {
+async function expectEquivalent(
+  modelName: string | ModelSpec, G: number, stages: StageSketch[], o: { flashAttention?: boolean; virtualStages?: number } = {},
+): Promise<void> {
   const model = typeof modelName === 'string' ? getModel(modelName) : modelName;
-  const plan = singleHostPlan(model, { seq: SEQ, globalBatch: BATCH, G }, stages);
+  const { virtualStages, ...rest } = o;
+  const flat = singleHostPlan(model, { seq: SEQ, globalBatch: BATCH, G, ...rest }, stages);
+  const plan = virtualStages ? parsePlan({ ...flat, virtualStages }, { model }) : flat;
   const ref = await reference(model);
   const run = await runInProcess(plan, model, {
     seed: SEED, lr: scheduleOf(refOptions(model)), steps: STEPS, data: new TokenSource('synthetic', SEED, model.vocab, BATCH, SEQ),
@@ -86,4 +90,36 @@ describe('distributed runs equal the single-process run (gpt-tiny, 5 steps)', ()
   it('llama-tiny with sequence parallel tp=2, G=2', () => expectEquivalent('llama-tiny', 2, [{ layers: [0, 3], tp: 2, sp: true, ckpt: 2 }]));
   it('llama-tiny: pp=2, tp=2, dp=2 at the last stage, ZeRO-2, G=4', () =>
     expectEquivalent('llama-tiny', 4, [{ layers: [0, 1], tp: 2, ckpt: 1 }, { layers: [2, 3], dp: 2, zero: 2 }]));
+});
+
+// Context parallelism: each cp rank holds chunks r and 2cp-1-r of every sequence, attention is a
+// K/V ring, gradients and ZeRO shards span dp * cp.
+describe('context-parallel runs equal the single-process run (ring attention, 5 steps)', () => {
+  it('cp=2 (gpt-tiny, learned positions)', () => expectEquivalent('gpt-tiny', 1, [{ layers: [0, 3], cp: 2 }]));
+  it('cp=4 (8 chunks of 2 tokens)', () => expectEquivalent('gpt-tiny', 1, [{ layers: [0, 3], cp: 4 }]));
+  it('cp=2 x tp=2 x dp=2, ZeRO-1', () => expectEquivalent('gpt-tiny', 1, [{ layers: [0, 3], cp: 2, tp: 2, dp: 2, zero: 1 }]));
+  it('cp=2 x tp=2 (sequence parallel) x dp=2, ZeRO-2, ckpt some', () =>
+    expectEquivalent('gpt-tiny', 1, [{ layers: [0, 3], cp: 2, tp: 2, sp: true, dp: 2, zero: 2, ckpt: 2 }]));
+  it('cp=2 on llama-tiny (RoPE, grouped-query attention), tp=2', () => expectEquivalent('llama-tiny', 2, [{ layers: [0, 3], cp: 2, tp: 2 }]));
+  it('cp=2 with pp=2, G=4, ZeRO-3 on the last stage', () =>
+    expectEquivalent('gpt-tiny', 4, [{ layers: [0, 1], cp: 2, ckpt: 1 }, { layers: [2, 3], cp: 2, zero: 3 }]));
+  it('cp=2 with dropout 0.1 (the ring draws one process\'s masks), dp=2', () => expectEquivalent(GPT_DROPOUT, 2, [{ layers: [0, 3], cp: 2, dp: 2 }]));
+  it('cp changes at the pipeline boundaries: cp=2 -> dp=2 -> cp=4, G=2', () =>
+    expectEquivalent('gpt-tiny', 2, [{ layers: [0, 0], cp: 2 }, { layers: [1, 2], dp: 2, zero: 1 }, { layers: [3, 3], cp: 4 }]));
+  it('interleaved 1F1B (pp=2, v=2) with cp=2 in every chunk, G=2', () =>
+    expectEquivalent('gpt-tiny', 2, [{ layers: [0, 1], cp: 2 }, { layers: [2, 3], cp: 2 }], { virtualStages: 2 }));
+  it('llama-tiny, cp changes at the boundary with tp: tp=2 x cp=2 -> cp=4 (RoPE), G=4', () =>
+    expectEquivalent('llama-tiny', 4, [{ layers: [0, 1], tp: 2, cp: 2, ckpt: 1 }, { layers: [2, 3], cp: 4, zero: 2 }]));
+});
+
+// flashAttention false: the unfused attention core keeps the s x s probabilities (and with dropout
+// their mask); selective recompute drops them and runs the core again in backward.
+describe('unfused attention runs equal the single-process (fused) run, with and without selective recompute', () => {
+  const unfused = { flashAttention: false };
+  it('gpt-tiny, dp=2', () => expectEquivalent('gpt-tiny', 1, [{ layers: [0, 3], dp: 2 }], unfused));
+  it('gpt-tiny, dp=2, selective recompute', () => expectEquivalent('gpt-tiny', 1, [{ layers: [0, 3], dp: 2, selectiveRecompute: true }], unfused));
+  it('dropout 0.1: pp=2 x tp=2 (sequence parallel), selective recompute on one stage, ckpt some, G=2', () =>
+    expectEquivalent(GPT_DROPOUT, 2, [{ layers: [0, 1], tp: 2, sp: true, ckpt: 1, selectiveRecompute: true }, { layers: [2, 3], tp: 2, sp: true, dp: 2 }], unfused));
+  it('llama-tiny (grouped-query attention, RoPE), tp=2, selective recompute, G=2', () =>
+    expectEquivalent('llama-tiny', 2, [{ layers: [0, 3], tp: 2, selectiveRecompute: true, zero: 1 }], unfused));
 });

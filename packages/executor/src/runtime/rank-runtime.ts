@@ -13,12 +13,24 @@
 // each its own Stage with its own unit memory, run by core's interleavedSchedule; a chunk's messages
 // go to the neighbouring virtual stage (the last rank's chunk c feeds the first rank's chunk c + 1).
 // The DP, ZeRO and optimizer work runs chunk by chunk in chunk order on every rank of a DP group.
-import { interleavedSchedule, type ModelSpec, type Plan, rankChunkLayers, type StageStrategy, virtualNeighbour } from '@mist/core';
+//
+// Context parallelism (a stage's cp > 1): the rank holds chunks cpIndex and 2cp-1-cpIndex of every
+// sequence of its micro-batch (model/context-parallel.ts) with their tokens and targets, its layers'
+// attention is a K/V ring over the stage's CP group (model/ring-attention.ts), and the gradient
+// group, in which gradients are summed (each cp rank's tokens give part of every gradient) and
+// ZeRO shards are cut, is the stage's dp * cp ranks with the rank's tp index. The loss is the sum
+// over that group of the ranks' token losses, scaled by 1 / (globalBatch * seq) as without cp.
+//
+// Expert parallelism (a stage's ep > 1, mixture-of-experts models): the rank holds experts/ep of
+// each layer's experts, its layers exchange token rows all-to-all over the stage's expert-parallel
+// group (model/moe.ts, runtime/all-to-all.ts), and the experts' gradients are summed over the
+// expert-data-parallel group instead of the DP group (runtime/expert-sync.ts; topology/expert-groups.ts).
+import { expertRankIndices, interleavedSchedule, type ModelSpec, type Plan, rankChunkLayers, stageCp, stageEp, type StageStrategy, virtualNeighbour } from '@mist/core';
 import type { Communicator, GroupOp } from '@mist/native';
-import { type ParamUnit, Stage, type StageContext, type StageInput, type UnitHooks } from '../model';
+import { contextParallelLayout, type CpRing, type ParamUnit, type SeqLayout, Stage, type StageContext, type StageInput, type UnitHooks } from '../model';
 import { placeSlice, takeSlice } from '../checkpoint/tensor-slice';
 import { oneFOneBSchedule, type CommOp, type ScheduleStep } from '../schedule/one-f-one-b';
-import { dpColor, rankPosition, type RankPosition, tpColor, worldSize as planWorld } from '../topology';
+import { cpColor, dpColor, dpcpIndex, edpColor, epColor, rankPosition, type RankPosition, tpColor, worldSize as planWorld } from '../topology';
 import { ActivationStash } from '../memory/activations';
 import { MemoryPools } from '../memory/pools';
 import type { StepMetrics } from '../worker/protocol';
@@ -26,6 +38,7 @@ import { batchTokens, type TokenSource } from './data';
 import { type AdamWHyper, clipScale, DEFAULT_ADAMW } from './hyper';
 import { recvRoutes, type Route, sendRoutes } from './routes';
 import { StepTimer } from './timer';
+import { commExpertGroup } from './all-to-all';
 import { commTpHooks } from './tp-hooks';
 import { UnitMemory } from './unit-memory';
 
@@ -92,6 +105,11 @@ export class RankRuntime {
     private readonly dpComm: Communicator<Float32Array>,
     /** First and last stage ranks, for the tied embedding gradient; null elsewhere or when not needed. */
     private readonly embComm: Communicator<Float32Array> | null,
+    /** The stage's CP group (the K/V ring); null when its cp is 1. */
+    private readonly cpComm: Communicator<Float32Array> | null,
+    /** Expert parallelism (the stage's ep > 1): the expert-parallel and expert-data-parallel groups, else null. */
+    private readonly epComm: Communicator<Float32Array> | null = null,
+    private readonly edpComm: Communicator<Float32Array> | null = null,
   ) {
     const { plan, model, rank } = o;
     this.pos = rankPosition(plan, rank);
@@ -104,6 +122,12 @@ export class RankRuntime {
     // Checkpointed layers split evenly over the chunks (the first ones get the remainder), as
     // Megatron-LM's --recompute-num-layers applies to every chunk.
     const ckptOf = (c: number): number => Math.floor(st.ckptLayers / v) + (c < st.ckptLayers % v ? 1 : 0);
+    this.layout = contextParallelLayout(plan.seqLen, this.pos.cp, this.pos.cpIndex);
+    const ring = cpComm ? this.ring(cpComm) : undefined;
+    const experts = epComm ? commExpertGroup(epComm, this.timer) : undefined;
+    const ex = expertRankIndices(plan, rank);
+    // Gradients and ZeRO shards span the stage's dp * cp ranks (UnitMemory reads dp as the group size).
+    const gradGroup: StageStrategy = { ...st, dp: st.dp * this.pos.cp };
     this.chunks = ranges.map((layers, c): Chunk => {
       const first = this.pos.stage === 0 && c === 0;
       const last = this.pos.stage === pp - 1 && c === v - 1;
@@ -125,7 +149,7 @@ export class RankRuntime {
       const stage = new Stage({
         model, layers, embedding: first, head: last, seed: o.seed, tp: st.tp, tpRank: this.pos.tpIndex,
         hooks: st.tp > 1 ? commTpHooks(tpComm, this.timer) : undefined, sequenceParallel: st.sequenceParallel, ckptLayers: ckptOf(c),
-        selectiveRecompute: st.selectiveRecompute ?? false, storage: UnitMemory.storage(st), units,
+        selectiveRecompute: st.selectiveRecompute ?? false, flashAttention: plan.flashAttention ?? true, storage: UnitMemory.storage(st), units, ring, experts,
       });
       // The tied token table's gradient is summed across the first and last stage before DP reduces it.
       const deferred = new Set<number>();
@@ -134,7 +158,8 @@ export class RankRuntime {
         if (u) deferred.add(u.index);
       }
       const memory = target = new UnitMemory({
-        stage, strategy: st, dpIndex: this.pos.dpIndex, dpComm, pools: this.pools, timer: this.timer, hyper: this.hyper, deferredUnits: deferred,
+        stage, strategy: gradGroup, dpIndex: dpcpIndex(this.pos), dpComm, pools: this.pools, timer: this.timer, hyper: this.hyper, deferredUnits: deferred,
+        experts: ex.ep > 1 ? { comm: edpComm, edp: ex.edp, edpIndex: ex.edpIndex } : undefined,
       });
       const next = virtualNeighbour(this.pos.stage, c, pp, v, 'next');
       const prev = virtualNeighbour(this.pos.stage, c, pp, v, 'prev');
@@ -150,6 +175,34 @@ export class RankRuntime {
     this.schedule = v > 1
       ? interleavedSchedule({ stage: this.pos.stage, pp, gradAccumSteps: plan.gradAccumSteps, chunks: v })
       : oneFOneBSchedule({ stage: this.pos.stage, pp, gradAccumSteps: plan.gradAccumSteps });
+  }
+
+  /** The rank's rows of every sequence (the whole sequence when the stage's cp is 1). */
+  private readonly layout: SeqLayout;
+
+  /** The K/V ring of the CP group: each step one grouped send to the next cp rank and receive from the previous. */
+  private ring(comm: Communicator<Float32Array>): CpRing {
+    const { cp, cpIndex } = this.pos;
+    const next = (cpIndex + 1) % cp, prev = (cpIndex + cp - 1) % cp;
+    return {
+      cp, rank: cpIndex,
+      shift: (send, recv) => comm.group([
+        ...send.map((buffer): GroupOp<Float32Array> => ({ kind: 'send', buffer, peer: next })),
+        ...recv.map((buffer): GroupOp<Float32Array> => ({ kind: 'recv', buffer, peer: prev })),
+      ]),
+      wait: (p) => this.timer.wait(p),
+    };
+  }
+
+  /** A micro-batch's tokens or targets [count x seq] cut to this rank's rows of each sequence. */
+  private ownRows(all: Int32Array, count: number): Int32Array {
+    const l = this.layout;
+    if (l.seq === l.globalSeq) return all;
+    const out = new Int32Array(count * l.seq);
+    for (let g = 0; g < count; g++) {
+      for (const p of l.pieces) out.set(all.subarray(g * l.globalSeq + p.global, g * l.globalSeq + p.global + p.length), g * l.seq + p.local);
+    }
+    return out;
   }
 
   /** The rank's stage (its only model chunk); an interleaved rank has several (`stages`). */
@@ -170,12 +223,22 @@ export class RankRuntime {
     if (o.world.worldSize !== planWorld(o.plan)) throw new Error(`the plan needs ${planWorld(o.plan)} ranks, the communicator has ${o.world.worldSize}`);
     const pp = o.plan.stages.length;
     const tpComm = await o.world.split(tpColor(pos), pos.tpIndex);
-    const dpComm = await o.world.split(dpColor(pos), pos.dpIndex);
+    const dpComm = await o.world.split(dpColor(pos), dpcpIndex(pos));
+    // Every rank takes part in the CP split when some stage has cp > 1 (the split is collective).
+    const anyCp = o.plan.stages.some((s) => stageCp(s) > 1);
+    const cpComm = anyCp ? await o.world.split(pos.cp > 1 ? cpColor(pos) : -1, pos.cpIndex) : null;
+    // Expert parallelism: every rank takes part in both splits when some stage has ep > 1.
+    const anyEp = o.plan.stages.some((s) => stageEp(s) > 1);
+    const ep = stageEp(o.plan.stages[pos.stage]);
+    const epComm = anyEp ? await o.world.split(ep > 1 ? epColor(o.plan, pos) : -1, pos.rank) : null;
+    const edpComm = anyEp ? await o.world.split(ep > 1 ? edpColor(o.plan, pos) : -1, pos.rank) : null;
     const tied = o.model.tiedEmbeddings && pp > 1;
     const inEmb = tied && (pos.stage === 0 || pos.stage === pp - 1);
     const embComm = await o.world.split(inEmb ? 0 : -1, o.rank);
     if (!tpComm || !dpComm) throw new Error(`rank ${o.rank}: communicator split returned no TP/DP group`);
-    return new RankRuntime(o, tpComm, dpComm, embComm);
+    if (pos.cp > 1 && !cpComm) throw new Error(`rank ${o.rank}: communicator split returned no CP group`);
+    if (ep > 1 && !epComm) throw new Error(`rank ${o.rank}: communicator split returned no expert-parallel group`);
+    return new RankRuntime(o, tpComm, dpComm, embComm, cpComm, epComm, edpComm);
   }
 
   /** This rank's DP shard of every unit of the flat vector (what it saves in a checkpoint). */
@@ -206,11 +269,11 @@ export class RankRuntime {
     const { plan } = this.o;
     const st = this.strategy;
     const step = this.stepsDone + 1;
-    const b = st.microBatchSize, seq = this.seq, H = this.hidden;
+    const b = st.microBatchSize, seq = this.layout.seq, H = this.hidden;
     const rows = b * seq;
-    const gradScale = 1 / (plan.globalBatch * seq);
-    if (this.o.data.globalBatch !== plan.globalBatch || this.o.data.seq !== seq) {
-      throw new Error(`the data source draws batches of ${this.o.data.globalBatch} x ${this.o.data.seq}, the plan needs ${plan.globalBatch} x ${seq}`);
+    const gradScale = 1 / (plan.globalBatch * this.seq);
+    if (this.o.data.globalBatch !== plan.globalBatch || this.o.data.seq !== this.seq) {
+      throw new Error(`the data source draws batches of ${this.o.data.globalBatch} x ${this.o.data.seq}, the plan needs ${plan.globalBatch} x ${this.seq}`);
     }
     this.pools.resetPeaks();
     const offloadBefore = { ...this.pools.offloadBytes };
@@ -241,8 +304,8 @@ export class RankRuntime {
         const { first, count } = this.samples(st, s.microBatch);
         if (chunk.first || chunk.last) {
           const t = batchTokens(this.o.data, step, first, count);
-          if (chunk.first) input.tokens = t.tokens;
-          if (chunk.last) input.targets = t.targets;
+          if (chunk.first) input.tokens = this.ownRows(t.tokens, count);
+          if (chunk.last) input.targets = this.ownRows(t.targets, count);
         }
         let recvd: Float32Array | null = null;
         if (!chunk.first) {
@@ -284,17 +347,17 @@ export class RankRuntime {
       return n;
     });
 
-    // The step's loss: sum over the last stage's DP ranks (every TP rank computes the same).
+    // The step's loss: sum over the last stage's DP (x CP) ranks (every TP rank computes the same).
     let loss: number | null = null;
     if (this.chunks[this.chunks.length - 1].last) {
       const buf = Float32Array.of(lossSum);
-      if (st.dp > 1) await this.timer.wait(this.dpComm.allReduce(buf, 'sum'));
+      if (st.dp * this.pos.cp > 1) await this.timer.wait(this.dpComm.allReduce(buf, 'sum'));
       loss = buf[0] * gradScale;
     }
     this.stepsDone = step;
     const t = this.timer.stop();
     return {
-      step, loss, stepTimeS: t.stepTimeS, tokensPerS: (plan.globalBatch * seq) / t.stepTimeS, computeS: t.computeS, waitS: t.waitS, phases: t.phases,
+      step, loss, stepTimeS: t.stepTimeS, tokensPerS: (plan.globalBatch * this.seq) / t.stepTimeS, computeS: t.computeS, waitS: t.waitS, phases: t.phases,
       peakBytes: this.pools.peaks(),
       offloadBytes: {
         toHost: this.pools.offloadBytes.toHost - offloadBefore.toHost,
@@ -310,8 +373,26 @@ export class RankRuntime {
     gradIns: Map<number, Float32Array>, gradOuts: Map<number, Float32Array>,
     take: <T>(m: Map<number, T>, key: number, what: string) => T,
   ): Promise<void> {
-    const seqH = this.seq * H;
-    const part = (a: Float32Array, r: Route): Float32Array => a.subarray(r.samples[0] * seqH, r.samples[1] * seqH);
+    // A route's rows: a view when they are one run, else a packed copy (send) or a staging
+    // buffer scattered into place once the group is done (receive: cp changes at the boundary).
+    const scatters: Array<{ from: Float32Array; to: Float32Array; r: Route }> = [];
+    const rowCount = (r: Route): number => r.rows.reduce((n, [, c]) => n + c, 0);
+    const sendPart = (a: Float32Array, r: Route): Float32Array => {
+      if (r.rows.length === 1) return a.subarray(r.rows[0][0] * H, (r.rows[0][0] + r.rows[0][1]) * H);
+      const msg = new Float32Array(rowCount(r) * H);
+      let at = 0;
+      for (const [r0, n] of r.rows) {
+        msg.set(a.subarray(r0 * H, (r0 + n) * H), at);
+        at += n * H;
+      }
+      return msg;
+    };
+    const recvPart = (a: Float32Array, r: Route): Float32Array => {
+      if (r.rows.length === 1) return a.subarray(r.rows[0][0] * H, (r.rows[0][0] + r.rows[0][1]) * H);
+      const msg = new Float32Array(rowCount(r) * H);
+      scatters.push({ from: msg, to: a, r });
+      return msg;
+    };
     const group: GroupOp<Float32Array>[] = [];
     const sent: Array<{ chunk: Chunk; buffer: Float32Array }> = [];
     for (const op of ops) {
@@ -320,22 +401,29 @@ export class RankRuntime {
       if (op.op === 'recvForward') {
         const buf = this.pools.adopt(chunk.stage.takeBuffer(rows * H), 'transient');
         inputs.set(key, buf);
-        for (const r of chunk.fwdRecv) group.push({ kind: 'recv', buffer: part(buf, r), peer: r.peer });
+        for (const r of chunk.fwdRecv) group.push({ kind: 'recv', buffer: recvPart(buf, r), peer: r.peer });
       } else if (op.op === 'sendForward') {
         const out = take(outputs, key, 'output activations');
         sent.push({ chunk, buffer: out });
-        for (const r of chunk.fwdSend) group.push({ kind: 'send', buffer: part(out, r), peer: r.peer });
+        for (const r of chunk.fwdSend) group.push({ kind: 'send', buffer: sendPart(out, r), peer: r.peer });
       } else if (op.op === 'recvBackward') {
         const buf = this.pools.adopt(chunk.stage.takeBuffer(rows * H), 'transient');
         gradIns.set(key, buf);
-        for (const r of chunk.bwdRecv) group.push({ kind: 'recv', buffer: part(buf, r), peer: r.peer });
+        for (const r of chunk.bwdRecv) group.push({ kind: 'recv', buffer: recvPart(buf, r), peer: r.peer });
       } else {
         const dx = take(gradOuts, key, 'input gradient');
         sent.push({ chunk, buffer: dx });
-        for (const r of chunk.bwdSend) group.push({ kind: 'send', buffer: part(dx, r), peer: r.peer });
+        for (const r of chunk.bwdSend) group.push({ kind: 'send', buffer: sendPart(dx, r), peer: r.peer });
       }
     }
     if (group.length > 0) await this.timer.wait(this.o.world.group(group));
+    for (const { from, to, r } of scatters) {
+      let at = 0;
+      for (const [r0, n] of r.rows) {
+        to.set(from.subarray(at, at + n * H), r0 * H);
+        at += n * H;
+      }
+    }
     for (const a of sent) this.pools.release(a.buffer);
     // Sent activations and gradients are dead here: the chunk's layers reuse their buffers.
     for (const c of this.chunks) c.stage.recycle(sent.filter((a) => a.chunk === c).map((a) => a.buffer));
@@ -345,8 +433,8 @@ export class RankRuntime {
    * Tied embeddings, then what DP has not reduced yet. The token table's gradient of the first stage
    * (embedding) and the last (LM head) is summed over all their ranks: each rank places its
    * vocabulary rows in a full-size buffer (the two stages may split it over different tp), one
-   * all-reduce adds them; DP rank 0 keeps the total of its rows and the others zero, so that the DP
-   * reduction yields the total exactly once.
+   * all-reduce adds them; rank 0 of the gradient group (DP x CP) keeps the total of its rows and the
+   * others zero, so that the group's reduction yields the total exactly once.
    */
   private async reduceGradients(): Promise<void> {
     const withWte = this.chunks.find((c) => c.stage.paramEntries.some((e) => e.name === WTE));
@@ -357,7 +445,7 @@ export class RankRuntime {
       const full = this.pools.f32('transient', e.shape[0] * (e.shape[1] ?? 1));
       placeSlice(e, this.pos.tp, this.pos.tpIndex, full, g);
       await this.timer.wait(this.embComm.allReduce(full, 'sum'));
-      if (this.pos.dpIndex === 0) g.set(takeSlice(e, this.pos.tp, this.pos.tpIndex, full, e.size));
+      if (dpcpIndex(this.pos) === 0) g.set(takeSlice(e, this.pos.tp, this.pos.tpIndex, full, e.size));
       else g.fill(0);
       this.pools.release(full);
     }
@@ -396,7 +484,7 @@ export class RankRuntime {
   }
 
   async destroy(): Promise<void> {
-    for (const c of [this.tpComm, this.dpComm, this.embComm]) if (c) await c.destroy();
+    for (const c of [this.tpComm, this.dpComm, this.embComm, this.cpComm, this.epComm, this.edpComm]) if (c) await c.destroy();
   }
 }
 

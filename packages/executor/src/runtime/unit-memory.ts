@@ -18,9 +18,14 @@
 //            `offload.optim` in the host pool (see optimizer.ts).
 // Working buffers and full unit gradients are accounted to the 'transient' pool, like the
 // analyzer's gather and gradient buffers; resident state to 'weights', 'grads' and 'optim'.
+// Every unit is sharded and reduced over its group: the DP group (dp * cp ranks), except, with
+// expert parallelism, a layer's experts unit, whose group is the expert-data-parallel one (the
+// ranks holding the same experts; Megatron-Core's distributed optimizer shards expert parameters
+// over that group likewise, megatron/core/distributed/distributed_data_parallel.py).
 import { type Communicator, KernelBatch, kernels } from '@mist/native';
 import type { StageStrategy } from '@mist/core';
-import type { ParamUnit, Stage, UnitHooks } from '../model';
+import { isExpertParam, type ParamUnit, type Stage, type UnitHooks } from '../model';
+import { syncExpertSplit } from './expert-sync';
 import type { MemoryPools } from '../memory/pools';
 import type { AdamWHyper } from './hyper';
 import { ShardedAdamW } from './optimizer';
@@ -28,8 +33,17 @@ import { type DpShard, dpShard } from './shard';
 import { SplitVec } from './split-vec';
 import type { StepTimer } from './timer';
 
+/** The ranks that hold the same copy of a unit: they shard it (ZeRO) and sum its gradients. */
+interface UnitGroup {
+  comm: Communicator<Float32Array> | null;
+  size: number;
+  index: number;
+}
+
 interface UnitState {
   unit: ParamUnit;
+  /** The DP group, or for a layer's experts with expert parallelism the expert-data-parallel group. */
+  group: UnitGroup;
   shard: DpShard;
   /** Resident weights: the DP shard (ZeRO-3) or the whole unit. */
   weights: SplitVec;
@@ -56,6 +70,20 @@ export interface UnitMemoryOptions {
   hyper: AdamWHyper;
   /** Units whose gradients wait for the end of the step (their full buffer is kept). */
   deferredUnits: ReadonlySet<number>;
+  /**
+   * Expert parallelism (ep > 1): the experts' weights differ across the DP group, so a layer's
+   * experts unit (Stage: `layers.<i>.experts`) is sharded, gathered and has its gradients summed
+   * over the expert-data-parallel group instead (the dp / ep ranks holding the same experts; comm
+   * null when it is this rank alone), and counts once per such group in the gradient norm.
+   */
+  experts?: ExpertSync;
+}
+
+/** The expert-data-parallel group of a rank's expert weights (expert-sync.ts says how they sync). */
+export interface ExpertSync {
+  comm: Communicator<Float32Array> | null;
+  edp: number;
+  edpIndex: number;
 }
 
 export class UnitMemory implements UnitHooks {
@@ -79,9 +107,14 @@ export class UnitMemory implements UnitHooks {
     if (!this.gradsPerUnit) pools.adopt(stage.grads, 'grads');
     const uses = new Map<number, number>();
     for (const m of stage.moduleUnits) for (const u of m) uses.set(u.index, (uses.get(u.index) ?? 0) + 1);
+    const dpGroup: UnitGroup = { comm: o.dpComm, size: st.dp, index: o.dpIndex };
+    const ex = o.experts;
     this.units = stage.units.map((unit) => {
       const n = unit.hi - unit.lo;
-      const shard = dpShard(n, st.dp, o.dpIndex, unit.lo);
+      const expertUnit = unit.entries.length > 0 && unit.entries.every((e) => isExpertParam(e.name));
+      if (!expertUnit && unit.entries.some((e) => isExpertParam(e.name))) throw new Error(`unit ${unit.name} mixes expert and dense weights; the stage keeps a layer's experts in their own unit`);
+      const group: UnitGroup = ex && expertUnit ? { comm: ex.comm, size: ex.edp, index: ex.edpIndex } : dpGroup;
+      const shard = dpShard(n, group.size, group.index, unit.lo);
       let weights: SplitVec;
       if (!this.paramsPerUnit) {
         weights = SplitVec.view(stage.params, 0, unit.lo, unit.hi);
@@ -97,7 +130,7 @@ export class UnitMemory implements UnitHooks {
       const [olo, ohi] = st.zero >= 1 ? [shard.lo, shard.hi] : [unit.lo, unit.hi];
       const optimizer = new ShardedAdamW(unit.entries, olo, ohi, st.offload.optim, o.hyper, pools);
       return {
-        unit, shard, weights, grads, optimizer, uses: uses.get(unit.index) ?? 0, deferred: this.gradsPerUnit && o.deferredUnits.has(unit.index),
+        unit, group, shard, weights, grads, optimizer, uses: uses.get(unit.index) ?? 0, deferred: this.gradsPerUnit && o.deferredUnits.has(unit.index),
         refs: 0, working: null, gradBuf: null, usesDone: 0,
       };
     });
@@ -105,7 +138,18 @@ export class UnitMemory implements UnitHooks {
 
   /** This rank's DP shard of every unit: what it saves in a checkpoint and counts in the gradient norm. */
   get ownedRanges(): Array<[number, number]> {
-    return this.units.map((u) => [u.shard.lo, u.shard.hi]);
+    return this.units.flatMap((u) => this.owned(u));
+  }
+
+  /** The range of a unit this rank answers for: its shard over the unit's group. */
+  private owned(u: UnitState): Array<[number, number]> {
+    return [[u.shard.lo, u.shard.hi]];
+  }
+
+  /** The unit group's communicator (only read when the group has more than one rank). */
+  private comm(u: UnitState): Communicator<Float32Array> {
+    if (!u.group.comm) throw new Error(`unit ${u.unit.name}: a group of ${u.group.size} ranks needs its communicator`);
+    return u.group.comm;
   }
 
   private get dp(): number {
@@ -114,7 +158,7 @@ export class UnitMemory implements UnitHooks {
 
   /** The unit's whole weights, on the device, in a fresh transient buffer (ZeRO-3: all-gathered over DP). */
   private async gather(u: UnitState): Promise<Float32Array> {
-    const { pools, timer, dpComm } = this.o;
+    const { pools, timer } = this.o;
     const { unit, shard } = u;
     if (this.st.zero < 3) {
       const w = pools.f32('transient', unit.hi - unit.lo);
@@ -125,7 +169,7 @@ export class UnitMemory implements UnitHooks {
     const own = pools.f32('transient', shard.shardSize);
     try {
       u.weights.read(shard.lo, shard.hi, own, pools);
-      if (this.dp > 1) await timer.wait(dpComm.allGather(own, w));
+      if (u.group.size > 1) await timer.wait(this.comm(u).allGather(own, w));
       else w.set(own.subarray(0, unit.hi - unit.lo));
     } finally {
       pools.release(own);
@@ -166,17 +210,17 @@ export class UnitMemory implements UnitHooks {
 
   /** Reduces a unit's full gradient buffer over DP into its accumulator and frees it. */
   private async reduceUnit(u: UnitState): Promise<void> {
-    const { pools, timer, dpComm } = this.o;
+    const { pools, timer } = this.o;
     const buf = u.gradBuf as Float32Array;
     const { unit, shard } = u;
     if (this.st.zero >= 2) {
       const mine = pools.f32('transient', shard.shardSize);
-      if (this.dp > 1) await timer.wait(dpComm.reduceScatter(buf, mine, 'sum'));
+      if (u.group.size > 1) await timer.wait(this.comm(u).reduceScatter(buf, mine, 'sum'));
       else mine.set(buf.subarray(0, shard.shardSize));
       u.grads.add(shard.lo, shard.hi, mine, pools);
       pools.release(mine);
     } else {
-      if (this.dp > 1) await timer.wait(dpComm.allReduce(buf, 'sum'));
+      if (u.group.size > 1) await timer.wait(this.comm(u).allReduce(buf, 'sum'));
       u.grads.add(unit.lo, unit.hi, buf, pools);
     }
     this.o.stage.attachGrads(unit, null);
@@ -196,7 +240,8 @@ export class UnitMemory implements UnitHooks {
    */
   async finishGradients(): Promise<void> {
     if (!this.gradsPerUnit) {
-      if (this.dp > 1) await this.o.timer.wait(this.o.dpComm.allReduce(this.o.stage.grads, 'sum'));
+      if (this.o.experts) await syncExpertSplit(this.o.stage.grads, this.units.map((u) => u.unit), this.o.dpComm, this.dp, this.o.experts, this.o.pools, this.o.timer);
+      else if (this.dp > 1) await this.o.timer.wait(this.o.dpComm.allReduce(this.o.stage.grads, 'sum'));
       return;
     }
     for (const u of this.units) if (u.gradBuf) await this.reduceUnit(u);
@@ -211,14 +256,17 @@ export class UnitMemory implements UnitHooks {
     let sum = 0;
     const out = new Float32Array(1);
     for (const u of this.units) {
+      const owned = this.owned(u);
       for (const e of u.unit.entries) {
         if (skip(e.name, e.shard)) continue;
-        const a = Math.max(u.shard.lo, e.offset), b = Math.min(u.shard.hi, e.offset + e.size);
-        if (a >= b) continue;
-        u.grads.forParts(a, b, (p) => {
-          kernels.sumSquares(out, p);
-          sum += out[0];
-        });
+        for (const [lo, hi] of owned) {
+          const a = Math.max(lo, e.offset), b = Math.min(hi, e.offset + e.size);
+          if (a >= b) continue;
+          u.grads.forParts(a, b, (p) => {
+            kernels.sumSquares(out, p);
+            sum += out[0];
+          });
+        }
       }
     }
     return sum;
@@ -230,19 +278,20 @@ export class UnitMemory implements UnitHooks {
    * native threads a step instead of one a unit); the others step one by one.
    */
   async optimizerStep(step: number, lr: number, gradScale: number): Promise<void> {
-    const { pools, timer, dpComm } = this.o;
+    const { pools, timer } = this.o;
     const batch = new KernelBatch();
     for (const u of this.units) {
       if (u.optimizer.needsCopies(u.weights, u.grads)) await u.optimizer.step(u.weights, u.grads, step, lr, gradScale);
       else u.optimizer.record(batch, u.weights, u.grads, step, lr, gradScale);
     }
     await batch.run();
-    if (!((this.st.zero === 1 || this.st.zero === 2) && this.dp > 1)) return;
+    if (!(this.st.zero === 1 || this.st.zero === 2)) return;
     for (const u of this.units) {
+      if (u.group.size === 1) continue;
       const own = pools.f32('transient', u.shard.shardSize);
       u.weights.read(u.shard.lo, u.shard.hi, own, pools);
       const all = pools.f32('transient', u.shard.padded);
-      await timer.wait(dpComm.allGather(own, all));
+      await timer.wait(this.comm(u).allGather(own, all));
       u.weights.write(u.unit.lo, u.unit.hi, all.subarray(0, u.unit.hi - u.unit.lo), pools);
       pools.release(own);
       pools.release(all);
@@ -260,9 +309,11 @@ export class UnitMemory implements UnitHooks {
       } else {
         params.set(u.weights.snapshot(u.unit.lo, u.unit.hi), u.unit.lo);
       }
-      const mom = u.optimizer.moments(u.shard.lo, u.shard.hi);
-      m.set(mom.m, u.shard.lo);
-      v.set(mom.v, u.shard.lo);
+      for (const [lo, hi] of this.owned(u)) {
+        const mom = u.optimizer.moments(lo, hi);
+        m.set(mom.m, lo);
+        v.set(mom.v, lo);
+      }
     }
     return { params, m, v };
   }

@@ -3,7 +3,8 @@
 // DP rank d of a stage holds samples [d*b, (d+1)*b). The activation at the boundary is replicated
 // across a stage's TP ranks, so a receiver (d', t') of the next stage gets each overlapping sample
 // range from the sender (d, t' mod tp) — exactly one sender per sample, for any tp pair. Backward
-// gradients travel the same routes in reverse.
+// gradients travel the same routes in reverse. With context parallelism (equal cp on both sides)
+// each cp rank talks to the same cp rank of the neighbouring stage.
 import type { Plan } from '@mist/core';
 import { rankOf, type RankPosition } from './ranks';
 
@@ -36,7 +37,7 @@ export function forwardSends(plan: Plan, p: RankPosition): BoundaryTransfer[] {
     if (!ov) continue;
     for (let t = 0; t < next.tp; t++) {
       if (t % me.tp !== p.tpIndex) continue;
-      out.push({ peer: rankOf(plan, p.stage + 1, d, t), senderSamples: [ov[0] - my0, ov[1] - my0], receiverSamples: [ov[0] - r0, ov[1] - r0] });
+      out.push({ peer: rankOf(plan, p.stage + 1, d, t, p.cpIndex), senderSamples: [ov[0] - my0, ov[1] - my0], receiverSamples: [ov[0] - r0, ov[1] - r0] });
     }
   }
   return out;
@@ -55,7 +56,7 @@ export function forwardRecvs(plan: Plan, p: RankPosition): BoundaryTransfer[] {
     const ov = overlap(my0, my1, s0, s0 + prev.microBatchSize);
     if (!ov) continue;
     const t = p.tpIndex % prev.tp;
-    out.push({ peer: rankOf(plan, p.stage - 1, d, t), senderSamples: [ov[0] - s0, ov[1] - s0], receiverSamples: [ov[0] - my0, ov[1] - my0] });
+    out.push({ peer: rankOf(plan, p.stage - 1, d, t, p.cpIndex), senderSamples: [ov[0] - s0, ov[1] - s0], receiverSamples: [ov[0] - my0, ov[1] - my0] });
   }
   return out;
 }

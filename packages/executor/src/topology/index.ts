@@ -1,2 +1,3 @@
 export * from './ranks';
 export * from './boundary';
+export * from './expert-groups';

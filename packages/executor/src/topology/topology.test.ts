@@ -1,6 +1,6 @@
 import { NO_OFFLOAD, type Plan, type StageStrategy } from '@mist/core';
 import { describe, expect, it } from 'vitest';
-import { dpGroup, forwardRecvs, forwardSends, rankPosition, tpGroup, worldSize } from './index';
+import { cpColor, cpGroup, dpColor, dpcpIndex, dpGroup, forwardRecvs, forwardSends, rankPosition, tpColor, tpGroup, worldSize } from './index';
 
 function stage(layers: [number, number], dp: number, tp: number, b: number): StageStrategy {
   return { layers, mesh: { nodes: 1, gpusPerNode: dp * tp }, microBatchSize: b, dp, tp, sequenceParallel: false, ckptLayers: 0, zero: 0, offload: { ...NO_OFFLOAD } };
@@ -41,6 +41,26 @@ describe('rank topology', () => {
         for (const t of recvs.filter((x) => x.to === r)) for (let i = t.r[0]; i < t.r[1]; i++) got[i]++;
         expect(got).toEqual(new Array(next.microBatchSize).fill(1));
       }
+    }
+  });
+
+  it('with context parallelism: TP groups inside a cp rank, CP rings of cp ranks tp apart, gradient groups of dp * cp ranks', () => {
+    const cpPlan: Plan = {
+      version: 1, model: 'gpt-tiny', seqLen: 16, globalBatch: 8, gradAccumSteps: 2,
+      stages: [stage([0, 1], 1, 1, 4), { ...stage([2, 3], 2, 2, 2), cp: 2, mesh: { nodes: 1, gpusPerNode: 8 } }],
+    };
+    expect(worldSize(cpPlan)).toBe(9);
+    // Stage 1 starts at rank 1: rank = 1 + (dpIndex * cp + cpIndex) * tp + tpIndex.
+    const p = rankPosition(cpPlan, 1 + (1 * 2 + 1) * 2 + 0);
+    expect(p).toMatchObject({ stage: 1, dpIndex: 1, cpIndex: 1, tpIndex: 0, cp: 2 });
+    expect(tpGroup(cpPlan, p)).toEqual([7, 8]);
+    expect(cpGroup(cpPlan, p)).toEqual([5, 7]);
+    expect(dpGroup(cpPlan, p)).toEqual([1, 3, 5, 7]);
+    expect(dpcpIndex(p)).toBe(3);
+    // Each kind of split color names exactly its group's ranks.
+    const ranks = Array.from({ length: worldSize(cpPlan) }, (_, r) => rankPosition(cpPlan, r));
+    for (const [color, group] of [[tpColor, tpGroup], [cpColor, cpGroup], [dpColor, dpGroup]] as const) {
+      for (const q of ranks) expect(ranks.filter((x) => color(x) === color(q)).map((x) => x.rank), `${color.name} of rank ${q.rank}`).toEqual(group(cpPlan, q));
     }
   });
 });

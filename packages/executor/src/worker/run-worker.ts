@@ -103,8 +103,10 @@ export async function runWorker(a: WorkerAssignment, io: WorkerIo): Promise<void
   pinToDeviceCores(a, io);
   const world = await joinWorld(a, io);
   const { run } = a;
+  // The plan's attention variant, else the training spec's (what the submit check and the analyzer read).
+  const plan = { ...a.plan, flashAttention: a.plan.flashAttention ?? a.training.flashAttention };
   const rt = await RankRuntime.create({
-    plan: a.plan, model: a.model, rank: a.rank, world, seed: run.seed,
+    plan, model: a.model, rank: a.rank, world, seed: run.seed,
     lr: (step) => learningRate(step, run.scheduleSteps ?? run.steps, run.lr, run.warmupSteps ?? 0),
     data: new TokenSource(run.data, run.seed, a.model.vocab, a.plan.globalBatch, a.plan.seqLen), hyper: run.adamw,
   });

@@ -87,6 +87,39 @@ export interface EmbeddingShape {
 
 const b01 = (v: boolean | undefined): number => (v ? 1 : 0);
 
+/**
+ * One key/value block of ring attention (context parallelism, ring_attention.cc): queries and keys
+ * carry their positions in the whole sequence (the same for every sequence of the batch), and key j
+ * is visible to query i when kPos[j] <= qPos[i].
+ */
+export interface AttentionBlockShape {
+  batch: number;
+  /** Rows per sequence of q/out and of k/v. */
+  qSeq: number;
+  kSeq: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  /** Position of each query row of a sequence [qSeq], and of each key row [kSeq]. */
+  qPos: Int32Array;
+  kPos: Int32Array;
+  /** Score scale; default 1 / sqrt(headDim). */
+  scale?: number;
+  /** Dropout on the probabilities: draws as attention() over sequences of seqTotal tokens. */
+  dropout?: AttentionDropout & { seqTotal: number };
+}
+
+const coreInts = (s: AttentionShape): number[] => [s.batch, s.seq, s.heads, s.kvHeads, s.headDim];
+const coreScale = (s: AttentionShape): number => s.scale ?? 1 / Math.sqrt(s.headDim);
+
+function attentionBlockParams(s: AttentionBlockShape, merge: boolean): [number[], number[]] {
+  const ints = [s.batch, s.qSeq, s.kSeq, s.heads, s.kvHeads, s.headDim, b01(merge)];
+  const scale = s.scale ?? 1 / Math.sqrt(s.headDim);
+  const d = s.dropout;
+  if (!d || d.p === 0) return [ints, [scale]];
+  return [[...ints, d.keyHi, d.keyLo, d.sampleOffset, d.headOffset, d.totalHeads, d.seqTotal], [scale, d.p]];
+}
+
 function attentionParams(s: AttentionShape): [number[], number[]] {
   const ints = [s.batch, s.seq, s.heads, s.kvHeads, s.headDim];
   const d = s.dropout;
@@ -142,6 +175,16 @@ export abstract class KernelOps {
   /** dx = dy * gelu'(x); dx may be dy. */
   geluBackward(dx: Float32Array, dy: Float32Array, x: Float32Array, n = dx.length): void {
     this.emit('geluBackward', [dx, dy, x], [n], []);
+  }
+
+  /** y = relu(x)^2 (squared ReLU); y may be x. */
+  squaredRelu(y: Float32Array, x: Float32Array, n = y.length): void {
+    this.emit('squaredRelu', [y, x], [n], []);
+  }
+
+  /** dx = dy * 2 relu(x) (written); dx may be dy. */
+  squaredReluBackward(dx: Float32Array, dy: Float32Array, x: Float32Array, n = dx.length): void {
+    this.emit('squaredReluBackward', [dx, dy, x], [n], []);
   }
 
   /** y = silu(gate) * up, all [n]. */
@@ -210,6 +253,72 @@ export abstract class KernelOps {
     v: Float32Array, out: Float32Array, lse: Float32Array, s: AttentionShape,
   ): void {
     this.emit('attentionBackward', [dq, dk, dv, dout, q, k, v, out, lse], ...attentionParams(s));
+  }
+
+  /**
+   * Attention of q against one key/value block by position (AttentionBlockShape). merge false: out
+   * and lse (= -inf where a row sees no key) are written; true: the block is folded into them by
+   * their log-sum-exp, so the blocks of a ring add up to the attention over all keys.
+   */
+  attentionBlock(out: Float32Array, lse: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, s: AttentionBlockShape, merge: boolean): void {
+    this.emit('attentionBlock', [out, lse, q, k, v, s.qPos, s.kPos], ...attentionBlockParams(s, merge));
+  }
+
+  /** dq, dk, dv (+=) of one key/value block, from dout and the merged forward's out and lse. */
+  attentionBlockBackward(
+    dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array,
+    v: Float32Array, out: Float32Array, lse: Float32Array, s: AttentionBlockShape,
+  ): void {
+    this.emit('attentionBlockBackward', [dq, dk, dv, dout, q, k, v, out, lse, s.qPos, s.kPos], ...attentionBlockParams(s, false));
+  }
+
+  /**
+   * Unfused attention core (unfused_attention.cc; shapes as attention(), scores and probs
+   * [batch, heads, seq, seq]): scores (=) scale * q k^T for key j <= query i, 0 above.
+   */
+  attentionScores(scores: Float32Array, q: Float32Array, k: Float32Array, s: AttentionShape): void {
+    this.emit('attentionScores', [scores, q, k], coreInts(s), [coreScale(s)]);
+  }
+
+  /** dq (=) scale * dscores k. */
+  attentionScoresGradQ(dq: Float32Array, dscores: Float32Array, k: Float32Array, s: AttentionShape): void {
+    this.emit('attentionScoresGradQ', [dq, dscores, k], coreInts(s), [coreScale(s)]);
+  }
+
+  /** dk (=) scale * dscores^T q, summed over each key/value head's query heads. */
+  attentionScoresGradK(dk: Float32Array, dscores: Float32Array, q: Float32Array, s: AttentionShape): void {
+    this.emit('attentionScoresGradK', [dk, dscores, q], coreInts(s), [coreScale(s)]);
+  }
+
+  /** probs[rows, seq] (=) causal softmax of scores (row r is query r % seq; 0 above the diagonal); probs may be scores. */
+  causalSoftmax(probs: Float32Array, scores: Float32Array, rows: number, seq: number): void {
+    this.emit('causalSoftmax', [probs, scores], [rows, seq], []);
+  }
+
+  /** dscores (=) probs * (dprobs - rowsum(probs * dprobs)); dscores may be dprobs. */
+  causalSoftmaxBackward(dscores: Float32Array, dprobs: Float32Array, probs: Float32Array, rows: number, seq: number): void {
+    this.emit('causalSoftmaxBackward', [dscores, dprobs, probs], [rows, seq], []);
+  }
+
+  /** out (=) probs * keep / (1 - p), mask (maskFloats of the scores' size) = keep; draws as attention()'s dropout. */
+  attentionProbsDropout(out: Float32Array, mask: Float32Array, probs: Float32Array, s: AttentionShape & { dropout: AttentionDropout }): void {
+    const d = s.dropout;
+    this.emit('attentionProbsDropout', [out, mask, probs], [...coreInts(s), d.keyHi, d.keyLo, d.sampleOffset, d.headOffset, d.totalHeads], [d.p]);
+  }
+
+  /** out [batch * seq, heads * headDim] (=) probs v. */
+  attentionValues(out: Float32Array, probs: Float32Array, v: Float32Array, s: AttentionShape): void {
+    this.emit('attentionValues', [out, probs, v], coreInts(s), []);
+  }
+
+  /** dprobs (=) dout v^T (0 above the diagonal). */
+  attentionValuesGradProbs(dprobs: Float32Array, dout: Float32Array, v: Float32Array, s: AttentionShape): void {
+    this.emit('attentionValuesGradProbs', [dprobs, dout, v], coreInts(s), []);
+  }
+
+  /** dv (=) probs^T dout, summed over each key/value head's query heads. */
+  attentionValuesGradV(dv: Float32Array, dout: Float32Array, probs: Float32Array, s: AttentionShape): void {
+    this.emit('attentionValuesGradV', [dv, dout, probs], coreInts(s), []);
   }
 
   /**

@@ -48,6 +48,10 @@ export function geluRef(x: F64): F64 {
   return x.map((v) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3))));
 }
 
+export function squaredReluRef(x: F64): F64 {
+  return x.map((v) => (v > 0 ? v * v : 0));
+}
+
 export function swigluRef(gate: F64, up: F64): F64 {
   return gate.map((g, i) => (g / (1 + Math.exp(-g))) * up[i]);
 }

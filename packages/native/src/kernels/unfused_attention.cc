@@ -1,0 +1,259 @@
+// The unfused attention core (flashAttention off: Megatron-LM's core attention before flash
+// attention, Shoeybi et al. 2019), one kernel per step so that the s x s tensors exist between
+// them and selective recompute (Korthikanti et al. 2022, Sec. 5) can drop and recompute them:
+//   scores  S = scale * Q K^T              [batch, heads, seq, seq] (query i, key j; j > i written 0)
+//   softmax P = causal softmax of S over j <= i (0 for j > i)
+//   dropout Pd = P * Z, Z = keep / (1 - p) (same draws as the fused kernel, attention.cc)
+//   values  O = Pd V                       [batch * seq, heads * D] (token-major, as q)
+// Backward, each step in its own kernel(s):
+//   dPd = dO V^T (valuesGradProbs), dV = Pd^T dO (valuesGradV),
+//   dS = P * (dP - rowsum(P * dP)) (softmaxBackward), dQ = scale dS K, dK = scale dS^T Q (scoresGradQ/K).
+// Grouped-query heads (Ainslie et al. 2023): query head h reads key/value head h / (heads / kvHeads).
+// Layouts as attention.cc: q [batch * seq, heads * D]; k, v [batch * seq, kvHeads * D].
+// Dropout: element (sample g, head H, query i, key j) draws index ((g * totalHeads + H) * seq + i) * seq + j,
+// g and H global, so the unfused and the fused attention drop the same elements.
+#include <cmath>
+#include <limits>
+
+#include "kernels/dropout_rng.h"
+#include "kernels/op_args.h"
+#include "kernels/thread_pool.h"
+
+namespace mist {
+namespace kernels {
+namespace {
+
+struct CoreShape {
+  int64_t batch, seq, heads, kv_heads, d, group;
+  int64_t QW() const { return heads * d; }
+  int64_t KW() const { return kv_heads * d; }
+  /** Elements of the [batch, heads, seq, seq] score tensor. */
+  int64_t S() const { return batch * heads * seq * seq; }
+};
+
+// ints [batch, seq, heads, kvHeads, headDim, ...].
+CoreShape ReadCore(const OpArgs& a) {
+  CoreShape s{};
+  s.batch = a.Dim(0, "batch");
+  s.seq = a.Dim(1, "seq");
+  s.heads = a.Dim(2, "heads");
+  s.kv_heads = a.Dim(3, "kvHeads");
+  s.d = a.Dim(4, "headDim");
+  if (s.heads % s.kv_heads != 0) a.Fail("kvHeads must divide heads");
+  s.group = s.heads / s.kv_heads;
+  return s;
+}
+
+inline float Dot(const float* a, const float* b, int64_t n) {
+  float s = 0.f;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// attentionScores: bufs [scores, q, k]; ints core; floats [scale].
+void ScoresOp(const OpArgs& a) {
+  const CoreShape s = ReadCore(a);
+  const float scale = static_cast<float>(a.Float(0, "scale"));
+  float* sc = a.F(0, s.S(), "scores");
+  const float* q = a.F(1, s.batch * s.seq * s.QW(), "q");
+  const float* k = a.F(2, s.batch * s.seq * s.KW(), "k");
+  ThreadPool::Get().Run(s.batch * s.heads, [&](int64_t task) {
+    const int64_t b = task / s.heads, h = task % s.heads, kvh = h / s.group;
+    for (int64_t i = 0; i < s.seq; ++i) {
+      const float* qi = q + (b * s.seq + i) * s.QW() + h * s.d;
+      float* row = sc + (task * s.seq + i) * s.seq;
+      for (int64_t j = 0; j < s.seq; ++j) row[j] = j <= i ? scale * Dot(qi, k + (b * s.seq + j) * s.KW() + kvh * s.d, s.d) : 0.f;
+    }
+  });
+}
+
+// attentionScoresGradQ: bufs [dq, dscores, k]; ints core; floats [scale]. dq (written) = scale dS K.
+void ScoresGradQOp(const OpArgs& a) {
+  const CoreShape s = ReadCore(a);
+  const float scale = static_cast<float>(a.Float(0, "scale"));
+  float* dq = a.F(0, s.batch * s.seq * s.QW(), "dq");
+  const float* ds = a.F(1, s.S(), "dscores");
+  const float* k = a.F(2, s.batch * s.seq * s.KW(), "k");
+  ThreadPool::Get().Run(s.batch * s.heads, [&](int64_t task) {
+    const int64_t b = task / s.heads, h = task % s.heads, kvh = h / s.group;
+    for (int64_t i = 0; i < s.seq; ++i) {
+      float* dqi = dq + (b * s.seq + i) * s.QW() + h * s.d;
+      const float* row = ds + (task * s.seq + i) * s.seq;
+      for (int64_t c = 0; c < s.d; ++c) dqi[c] = 0.f;
+      for (int64_t j = 0; j <= i; ++j) {
+        const float g = scale * row[j];
+        const float* kj = k + (b * s.seq + j) * s.KW() + kvh * s.d;
+        for (int64_t c = 0; c < s.d; ++c) dqi[c] += g * kj[c];
+      }
+    }
+  });
+}
+
+// attentionScoresGradK: bufs [dk, dscores, q]; ints core; floats [scale]. dk (written) = scale dS^T Q,
+// summed over the query heads of each key/value head.
+void ScoresGradKOp(const OpArgs& a) {
+  const CoreShape s = ReadCore(a);
+  const float scale = static_cast<float>(a.Float(0, "scale"));
+  float* dk = a.F(0, s.batch * s.seq * s.KW(), "dk");
+  const float* ds = a.F(1, s.S(), "dscores");
+  const float* q = a.F(2, s.batch * s.seq * s.QW(), "q");
+  ThreadPool::Get().Run(s.batch * s.kv_heads, [&](int64_t task) {
+    const int64_t b = task / s.kv_heads, kvh = task % s.kv_heads;
+    for (int64_t j = 0; j < s.seq; ++j) {
+      float* dkj = dk + (b * s.seq + j) * s.KW() + kvh * s.d;
+      for (int64_t c = 0; c < s.d; ++c) dkj[c] = 0.f;
+      for (int64_t h = kvh * s.group; h < (kvh + 1) * s.group; ++h) {
+        for (int64_t i = j; i < s.seq; ++i) {
+          const float g = scale * ds[((b * s.heads + h) * s.seq + i) * s.seq + j];
+          const float* qi = q + (b * s.seq + i) * s.QW() + h * s.d;
+          for (int64_t c = 0; c < s.d; ++c) dkj[c] += g * qi[c];
+        }
+      }
+    }
+  });
+}
+
+// causalSoftmax: bufs [probs, scores]; ints [rows, seq] (rows = batch * heads * seq, row r is
+// query r % seq). probs may be scores.
+void SoftmaxOp(const OpArgs& a) {
+  const int64_t rows = a.Dim(0, "rows"), seq = a.Dim(1, "seq");
+  if (rows % seq != 0) a.Fail("rows must be a multiple of seq");
+  float* p = a.F(0, rows * seq, "probs");
+  const float* sc = a.F(1, rows * seq, "scores");
+  ParallelFor(rows, 64, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const int64_t i = r % seq;
+      const float* x = sc + r * seq;
+      float* y = p + r * seq;
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j <= i; ++j) mx = std::max(mx, x[j]);
+      float sum = 0.f;
+      for (int64_t j = 0; j <= i; ++j) {
+        y[j] = std::exp(x[j] - mx);
+        sum += y[j];
+      }
+      const float inv = 1.f / sum;
+      for (int64_t j = 0; j <= i; ++j) y[j] *= inv;
+      for (int64_t j = i + 1; j < seq; ++j) y[j] = 0.f;
+    }
+  });
+}
+
+// causalSoftmaxBackward: bufs [dscores, dprobs, probs]; ints [rows, seq]. dscores may be dprobs.
+void SoftmaxBackwardOp(const OpArgs& a) {
+  const int64_t rows = a.Dim(0, "rows"), seq = a.Dim(1, "seq");
+  if (rows % seq != 0) a.Fail("rows must be a multiple of seq");
+  float* ds = a.F(0, rows * seq, "dscores");
+  const float* dp = a.F(1, rows * seq, "dprobs");
+  const float* p = a.F(2, rows * seq, "probs");
+  ParallelFor(rows, 64, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const int64_t i = r % seq;
+      const float* pr = p + r * seq;
+      const float* dpr = dp + r * seq;
+      float* dsr = ds + r * seq;
+      float dot = 0.f;
+      for (int64_t j = 0; j <= i; ++j) dot += pr[j] * dpr[j];
+      for (int64_t j = 0; j <= i; ++j) dsr[j] = pr[j] * (dpr[j] - dot);
+      for (int64_t j = i + 1; j < seq; ++j) dsr[j] = 0.f;
+    }
+  });
+}
+
+// attentionProbsDropout: bufs [out, mask, probs]; ints core + [keyHi, keyLo, sampleOffset,
+// headOffset, totalHeads]; floats [p]. out = probs * keep / (1 - p) (out may be probs); mask (1
+// byte per element, packed 4 per float as dropout.cc) = keep.
+void ProbsDropoutOp(const OpArgs& a) {
+  const CoreShape s = ReadCore(a);
+  const DropoutRng rng = ReadDropoutRng(a, 5, 0);
+  const int64_t sample_offset = a.Int(7, "sampleOffset"), head_offset = a.Int(8, "headOffset"), total_heads = a.Dim(9, "totalHeads");
+  if (sample_offset < 0 || head_offset < 0 || head_offset + s.heads > total_heads) a.Fail("sampleOffset must be >= 0 and headOffset + heads <= totalHeads");
+  const int64_t n = s.S();
+  float* out = a.F(0, n, "out");
+  uint8_t* mask = reinterpret_cast<uint8_t*>(a.F(1, static_cast<size_t>((n + 3) / 4), "mask"));
+  const float* p = a.F(2, n, "probs");
+  ThreadPool::Get().Run(s.batch * s.heads, [&](int64_t task) {
+    const int64_t b = task / s.heads, h = task % s.heads;
+    const uint64_t base = static_cast<uint64_t>((sample_offset + b) * total_heads + head_offset + h) * s.seq * s.seq;
+    const int64_t off = task * s.seq * s.seq;
+    for (int64_t e = 0; e < s.seq * s.seq; ++e) {
+      const bool keep = rng.Keep(base + static_cast<uint64_t>(e));
+      mask[off + e] = keep ? 1 : 0;
+      out[off + e] = keep ? p[off + e] * rng.scale : 0.f;
+    }
+  });
+}
+
+// attentionValues: bufs [out, probs, v]; ints core. out (written) = P V.
+void ValuesOp(const OpArgs& a) {
+  const CoreShape s = ReadCore(a);
+  float* out = a.F(0, s.batch * s.seq * s.QW(), "out");
+  const float* p = a.F(1, s.S(), "probs");
+  const float* v = a.F(2, s.batch * s.seq * s.KW(), "v");
+  ThreadPool::Get().Run(s.batch * s.heads, [&](int64_t task) {
+    const int64_t b = task / s.heads, h = task % s.heads, kvh = h / s.group;
+    for (int64_t i = 0; i < s.seq; ++i) {
+      float* oi = out + (b * s.seq + i) * s.QW() + h * s.d;
+      const float* row = p + (task * s.seq + i) * s.seq;
+      for (int64_t c = 0; c < s.d; ++c) oi[c] = 0.f;
+      for (int64_t j = 0; j <= i; ++j) {
+        const float* vj = v + (b * s.seq + j) * s.KW() + kvh * s.d;
+        for (int64_t c = 0; c < s.d; ++c) oi[c] += row[j] * vj[c];
+      }
+    }
+  });
+}
+
+// attentionValuesGradProbs: bufs [dprobs, dout, v]; ints core. dprobs (written) = dO V^T (0 for j > i).
+void ValuesGradProbsOp(const OpArgs& a) {
+  const CoreShape s = ReadCore(a);
+  float* dp = a.F(0, s.S(), "dprobs");
+  const float* dout = a.F(1, s.batch * s.seq * s.QW(), "dout");
+  const float* v = a.F(2, s.batch * s.seq * s.KW(), "v");
+  ThreadPool::Get().Run(s.batch * s.heads, [&](int64_t task) {
+    const int64_t b = task / s.heads, h = task % s.heads, kvh = h / s.group;
+    for (int64_t i = 0; i < s.seq; ++i) {
+      const float* doi = dout + (b * s.seq + i) * s.QW() + h * s.d;
+      float* row = dp + (task * s.seq + i) * s.seq;
+      for (int64_t j = 0; j < s.seq; ++j) row[j] = j <= i ? Dot(doi, v + (b * s.seq + j) * s.KW() + kvh * s.d, s.d) : 0.f;
+    }
+  });
+}
+
+// attentionValuesGradV: bufs [dv, dout, probs]; ints core. dv (written) = P^T dO, summed over the
+// query heads of each key/value head.
+void ValuesGradVOp(const OpArgs& a) {
+  const CoreShape s = ReadCore(a);
+  float* dv = a.F(0, s.batch * s.seq * s.KW(), "dv");
+  const float* dout = a.F(1, s.batch * s.seq * s.QW(), "dout");
+  const float* p = a.F(2, s.S(), "probs");
+  ThreadPool::Get().Run(s.batch * s.kv_heads, [&](int64_t task) {
+    const int64_t b = task / s.kv_heads, kvh = task % s.kv_heads;
+    for (int64_t j = 0; j < s.seq; ++j) {
+      float* dvj = dv + (b * s.seq + j) * s.KW() + kvh * s.d;
+      for (int64_t c = 0; c < s.d; ++c) dvj[c] = 0.f;
+      for (int64_t h = kvh * s.group; h < (kvh + 1) * s.group; ++h) {
+        for (int64_t i = j; i < s.seq; ++i) {
+          const float w = p[((b * s.heads + h) * s.seq + i) * s.seq + j];
+          const float* doi = dout + (b * s.seq + i) * s.QW() + h * s.d;
+          for (int64_t c = 0; c < s.d; ++c) dvj[c] += w * doi[c];
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+MIST_REGISTER_OP("attentionScores", ScoresOp);
+MIST_REGISTER_OP("attentionScoresGradQ", ScoresGradQOp);
+MIST_REGISTER_OP("attentionScoresGradK", ScoresGradKOp);
+MIST_REGISTER_OP("causalSoftmax", SoftmaxOp);
+MIST_REGISTER_OP("causalSoftmaxBackward", SoftmaxBackwardOp);
+MIST_REGISTER_OP("attentionProbsDropout", ProbsDropoutOp);
+MIST_REGISTER_OP("attentionValues", ValuesOp);
+MIST_REGISTER_OP("attentionValuesGradProbs", ValuesGradProbsOp);
+MIST_REGISTER_OP("attentionValuesGradV", ValuesGradVOp);
+
+}  // namespace kernels
+}  // namespace mist
