@@ -65,6 +65,10 @@ describe('interleaved 1F1B runs equal the single-process run (gpt-tiny with 12 l
   // (rank 0's chunk 1 sends its input gradient to rank 1's chunk 0). Messages have no tags; they
   // match because both ends issue them in the same order (core's pipeline-schedule test checks it).
   it('pp=2, v=2, G=6, dp=2, ZeRO-1', () => expectEquivalent(interleavedPlan(6, 2, uniform(2, { dp: 2, zero: 1 }))));
+  it('pp=3, v=2, G=6, dp=2, each rank its own ZeRO level and checkpoint count (as the Mist space tunes them)', () =>
+    expectEquivalent(interleavedPlan(6, 2, [
+      { layers: [0, 3], dp: 2, zero: 1, ckpt: 2 }, { layers: [4, 7], dp: 2, zero: 0 }, { layers: [8, 11], dp: 2, zero: 3, ckpt: 4 },
+    ])));
   it('pp=2, v=3, G=2, tp=2', () => expectEquivalent(interleavedPlan(2, 3, uniform(2, { tp: 2 }))));
 
   it('a middle rank keeps the saved activations of core\'s in-flight chunk passes (the analyzer\'s count)', async () => {

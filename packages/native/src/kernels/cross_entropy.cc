@@ -2,12 +2,14 @@
 // kept: the gradient (softmax - onehot) * gradScale is written straight into dlogits, which may be
 // the logits buffer itself.
 //   lse_r = max_j x_rj + log sum_j exp(x_rj - max_j x_rj),  loss_r = lse_r - x_{r, t_r}
-// A target of -1 marks a row to ignore (loss 0, gradient 0).
+// A target of -1 marks a row to ignore (loss 0, gradient 0). The exponentials and sums are
+// vectorised (vec_math.h), in double.
 #include <cmath>
 #include <string>
 
 #include "kernels/op_args.h"
 #include "kernels/thread_pool.h"
+#include "kernels/vec_math.h"
 
 namespace mist {
 namespace kernels {
@@ -28,20 +30,28 @@ void CrossEntropyOp(const OpArgs& a) {
     for (int64_t r = lo; r < hi; ++r) {
       const float* x = logits + r * vocab;
       const int32_t t = targets[r];
-      float mx = x[0];
-      for (int64_t j = 1; j < vocab; ++j) mx = std::max(mx, x[j]);
-      double sum = 0;
-      for (int64_t j = 0; j < vocab; ++j) sum += std::exp(x[j] - mx);
-      const double lse = mx + std::log(sum);
-      loss[r] = t < 0 ? 0.f : static_cast<float>(lse - x[t]);
+      const float mx = LaneMax(x, vocab);
+      // The exponentials and their sum in double (ExpD vectorises).
+      double acc[8] = {};
+      int64_t j = 0;
+      for (; j + 8 <= vocab; j += 8) {
+        for (int l = 0; l < 8; ++l) acc[l] += ExpD(static_cast<double>(x[j + l]) - mx);
+      }
+      for (int l = 0; j < vocab; ++j, ++l) acc[l] += ExpD(static_cast<double>(x[j]) - mx);
+      double sumd = 0;
+      for (int l = 0; l < 8; ++l) sumd += acc[l];
+      // The sum rounded to float and the gradient (p - onehot) * gradScale formed in double, as the
+      // vocab-parallel cross-entropy (packages/executor's head) forms them, so both agree closely.
+      const double sum = static_cast<float>(sumd);
+      loss[r] = t < 0 ? 0.f : static_cast<float>(std::log(sum) + mx - x[t]);
       if (dlogits) {
         float* d = dlogits + r * vocab;
         if (t < 0) {
-          for (int64_t j = 0; j < vocab; ++j) d[j] = 0.f;
+          for (int64_t c = 0; c < vocab; ++c) d[c] = 0.f;
         } else {
-          const float lsef = static_cast<float>(lse);
-          for (int64_t j = 0; j < vocab; ++j) d[j] = std::exp(x[j] - lsef) * scale;
-          d[t] -= scale;
+          const double xt = x[t], inv = 1.0 / sum;
+          for (int64_t c = 0; c < vocab; ++c) d[c] = static_cast<float>(ExpD(static_cast<double>(x[c]) - mx) * inv * scale);
+          d[t] = static_cast<float>((ExpD(xt - mx) * inv - 1.0) * scale);
         }
       }
     }

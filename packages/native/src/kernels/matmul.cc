@@ -179,6 +179,55 @@ void GemmSmall(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, c
   }
 }
 
+thread_local AlignedBuffer tls_pack_b;
+
+// Products of up to about 67 MFLOP (the tiny models' GEMMs) on the pool in one Run: each task owns
+// an MC-row block and a range of NR-column panels of C and walks every K block itself, packing its
+// own panels of B and block of A. The shared path below packs B once per K block but needs two
+// Runs per K block, whose hand-offs cost more than the work at these sizes; the repacking here is
+// 1 / MC of the multiply-adds. Each C element still sums its K blocks in the same order, so the
+// results equal the serial path's bit for bit.
+void GemmSmallParallel(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, const float* b,
+                       float beta, float* c, int threads) {
+  // About 4 tasks per thread, for balance: row blocks of at most MC rows, column ranges of whole
+  // panels, and when that is still fewer than 2 per thread (a weight gradient: few rows, few
+  // columns), row blocks down to MR rows. Blocks of equal size, so no task is left over alone.
+  const int64_t npanels = (n + kNR - 1) / kNR;
+  int64_t mblocks = (m + kMC - 1) / kMC;
+  int64_t nsplit = std::min<int64_t>(npanels, (4 * threads + mblocks - 1) / mblocks);
+  const int64_t panels_per_split = (npanels + nsplit - 1) / nsplit;
+  nsplit = (npanels + panels_per_split - 1) / panels_per_split;
+  if (mblocks * nsplit < 2 * threads) {
+    mblocks = std::max(mblocks, std::min<int64_t>((m + kMR - 1) / kMR, (2 * threads + nsplit - 1) / nsplit));
+  }
+  const int64_t mc_block = ((m + mblocks - 1) / mblocks + kMR - 1) / kMR * kMR;
+  mblocks = (m + mc_block - 1) / mc_block;
+  ThreadPool::Get().Run(mblocks * nsplit, [&](int64_t t) {
+    const int64_t mb = t / nsplit, ns = t % nsplit;
+    const int64_t i0 = mb * mc_block, mc = std::min<int64_t>(mc_block, m - i0);
+    const int64_t q_lo = ns * panels_per_split, q_hi = std::min<int64_t>(npanels, q_lo + panels_per_split);
+    if (q_lo >= q_hi) return;
+    const int64_t kc_max = std::min<int64_t>(kKC, k);
+    float* pb = tls_pack_b.Get(static_cast<size_t>((q_hi - q_lo) * kNR * kc_max));
+    float* pa = tls_pack_a.Get(static_cast<size_t>(((mc + kMR - 1) / kMR) * kMR * kc_max));
+    for (int64_t p0 = 0; p0 < k; p0 += kKC) {
+      const int64_t kc = std::min<int64_t>(kKC, k - p0);
+      for (int64_t q = q_lo; q < q_hi; ++q) {
+        PackBPanel(b, tb, n, k, p0, kc, q * kNR, std::min<int64_t>(kNR, n - q * kNR), pb + (q - q_lo) * kNR * kc);
+      }
+      PackA(a, ta, m, k, i0, mc, p0, kc, pa);
+      for (int64_t q = q_lo; q < q_hi; ++q) {
+        const int64_t jj = q * kNR, cols = std::min<int64_t>(kNR, n - jj);
+        const float* pbq = pb + (q - q_lo) * kNR * kc;
+        for (int64_t ir = 0; ir < mc; ir += kMR) {
+          MicroKernel(kc, pa + (ir / kMR) * kMR * kc, pbq, c + (i0 + ir) * n + jj, n, std::min<int64_t>(kMR, mc - ir), cols,
+                      alpha, beta, p0 == 0);
+        }
+      }
+    }
+  });
+}
+
 }  // namespace
 
 GemmConfig GetGemmConfig() { return {kMR, kNR, static_cast<int>(kKC), static_cast<int>(kMC), static_cast<int>(kNC), kVec}; }
@@ -195,7 +244,13 @@ void Gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const 
     return;
   }
   const int threads = NumThreads();
-  const bool parallel = threads > 1 && m * n * k >= (int64_t{1} << 23);
+  // About 2 MFLOP and up: with the pool's workers spinning between kernels a split costs a few
+  // microseconds, less than a tenth of such a product.
+  const bool parallel = threads > 1 && m * n * k >= (int64_t{1} << 20);
+  if (parallel && n <= kNC && m * n * k < (int64_t{1} << 26)) {
+    GemmSmallParallel(ta, tb, m, n, k, alpha, a, b, beta, c, threads);
+    return;
+  }
   std::unique_ptr<float, decltype(&std::free)> packed_b(nullptr, &std::free);
   const int64_t nc_max = std::min<int64_t>(kNC, ((n + kNR - 1) / kNR) * kNR);
   const int64_t kc_max = std::min<int64_t>(kKC, k);

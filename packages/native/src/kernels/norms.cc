@@ -1,5 +1,6 @@
 // LayerNorm (Ba et al. 2016) and RMSNorm (Zhang & Sennrich 2019) over the last dimension of a
-// row-major [rows, cols] tensor, forward and backward. Row statistics are accumulated in double.
+// row-major [rows, cols] tensor, forward and backward. Row statistics are summed in float lanes
+// (vec_math.h), which vectorise.
 //   LayerNorm: xhat = (x - mean) * rstd, rstd = 1 / sqrt(var + eps), y = xhat * gamma + beta
 //     dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dy * gamma
 //   RMSNorm:   xhat = x * rstd, rstd = 1 / sqrt(mean(x^2) + eps), y = xhat * gamma
@@ -10,12 +11,13 @@
 
 #include "kernels/op_args.h"
 #include "kernels/thread_pool.h"
+#include "kernels/vec_math.h"
 
 namespace mist {
 namespace kernels {
 namespace {
 
-int64_t RowGrain(int64_t cols) { return std::max<int64_t>(1, 8192 / cols); }
+int64_t RowGrain(int64_t cols) { return std::max<int64_t>(1, 32768 / cols); }
 
 // Sums dy * xhat (and dy) over rows into dgamma (and dbeta), one block of columns per task.
 void NormParamGrads(const float* dy, const float* x, const float* mean, const float* rstd, int64_t rows, int64_t cols,
@@ -58,13 +60,9 @@ void LayerNormOp(const OpArgs& a) {
   ParallelFor(rows, RowGrain(cols), [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) {
       const float* xr = x + r * cols;
-      double s = 0;
-      for (int64_t c = 0; c < cols; ++c) s += xr[c];
-      const double mu = s / cols;
-      double v = 0;
-      for (int64_t c = 0; c < cols; ++c) v += (xr[c] - mu) * (xr[c] - mu);
-      const float rs = static_cast<float>(1.0 / std::sqrt(v / cols + eps));
-      const float muf = static_cast<float>(mu);
+      const float muf = LaneSum(xr, cols) / static_cast<float>(cols);
+      const float var = LaneSumSqDev(xr, cols, muf) / static_cast<float>(cols);
+      const float rs = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var) + eps));
       mean[r] = muf;
       rstd[r] = rs;
       float* yr = y + r * cols;
@@ -92,13 +90,24 @@ void LayerNormBackwardOp(const OpArgs& a) {
       const float* dyr = dy + r * cols;
       const float* xr = x + r * cols;
       const float mu = mean[r], rs = rstd[r];
-      double sg = 0, sgx = 0;
-      for (int64_t c = 0; c < cols; ++c) {
-        const float g = dyr[c] * gamma[c];
-        sg += g;
-        sgx += g * (xr[c] - mu) * rs;
+      // sum g and sum g (x - mu) with g = dy * gamma, in float lanes.
+      float ag[kLanes] = {}, agx[kLanes] = {};
+      int64_t c0 = 0;
+      for (; c0 + kLanes <= cols; c0 += kLanes) {
+        for (int l = 0; l < kLanes; ++l) {
+          const float g = dyr[c0 + l] * gamma[c0 + l];
+          ag[l] += g;
+          agx[l] += g * (xr[c0 + l] - mu);
+        }
       }
-      const float mg = static_cast<float>(sg / cols), mgx = static_cast<float>(sgx / cols);
+      for (int64_t t = 0; c0 + t < cols; ++t) {
+        const float g = dyr[c0 + t] * gamma[c0 + t];
+        ag[t] += g;
+        agx[t] += g * (xr[c0 + t] - mu);
+      }
+      float sg = 0.f, sgx = 0.f;
+      for (int l = 0; l < kLanes; ++l) sg += ag[l], sgx += agx[l];
+      const float mg = sg / static_cast<float>(cols), mgx = sgx * rs / static_cast<float>(cols);
       float* dxr = dx + r * cols;
       for (int64_t c = 0; c < cols; ++c) {
         const float v = rs * (dyr[c] * gamma[c] - mg - (xr[c] - mu) * rs * mgx);
@@ -119,9 +128,8 @@ void RmsNormOp(const OpArgs& a) {
   ParallelFor(rows, RowGrain(cols), [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) {
       const float* xr = x + r * cols;
-      double s = 0;
-      for (int64_t c = 0; c < cols; ++c) s += static_cast<double>(xr[c]) * xr[c];
-      const float rs = static_cast<float>(1.0 / std::sqrt(s / cols + eps));
+      const float ms = LaneDot(xr, xr, cols) / static_cast<float>(cols);
+      const float rs = static_cast<float>(1.0 / std::sqrt(static_cast<double>(ms) + eps));
       rstd[r] = rs;
       float* yr = y + r * cols;
       for (int64_t c = 0; c < cols; ++c) yr[c] = xr[c] * rs * gamma[c];
@@ -145,9 +153,7 @@ void RmsNormBackwardOp(const OpArgs& a) {
       const float* dyr = dy + r * cols;
       const float* xr = x + r * cols;
       const float rs = rstd[r];
-      double sgx = 0;
-      for (int64_t c = 0; c < cols; ++c) sgx += dyr[c] * gamma[c] * xr[c] * rs;
-      const float mgx = static_cast<float>(sgx / cols);
+      const float mgx = LaneDot3(dyr, gamma, xr, cols) * rs / static_cast<float>(cols);
       float* dxr = dx + r * cols;
       for (int64_t c = 0; c < cols; ++c) {
         const float v = rs * (dyr[c] * gamma[c] - xr[c] * rs * mgx);

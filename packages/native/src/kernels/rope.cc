@@ -24,15 +24,31 @@ void RopeImpl(const OpArgs& a, bool inverse) {
   const int64_t half = d / 2, width = heads * d;
   float* out = a.F(0, rows * width, "out");
   const float* in = a.F(1, rows * width, "in");
-  // cos/sin table for the positions in use, computed in double.
-  std::vector<float> cs(static_cast<size_t>(seq * half)), sn(static_cast<size_t>(seq * half));
-  for (int64_t p = 0; p < seq; ++p) {
+  // cos/sin table for the positions in use, computed in double; kept per thread for the next call
+  // with the same shape (every layer's calls of a step share it), where it cost more than the
+  // rotation itself.
+  struct Table {
+    int64_t seq = -1, d = -1, offset = 0;
+    double theta = 0;
+    bool inverse = false;
+    std::vector<float> cs, sn;
+  };
+  thread_local Table table;
+  if (table.seq != seq || table.d != d || table.offset != offset || table.theta != theta || table.inverse != inverse) {
+    table.cs.assign(static_cast<size_t>(seq * half), 0.f);
+    table.sn.assign(static_cast<size_t>(seq * half), 0.f);
     for (int64_t i = 0; i < half; ++i) {
-      const double ang = static_cast<double>(p + offset) * std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(d));
-      cs[p * half + i] = static_cast<float>(std::cos(ang));
-      sn[p * half + i] = static_cast<float>((inverse ? -1.0 : 1.0) * std::sin(ang));
+      const double freq = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(d));
+      for (int64_t p = 0; p < seq; ++p) {
+        const double ang = static_cast<double>(p + offset) * freq;
+        table.cs[p * half + i] = static_cast<float>(std::cos(ang));
+        table.sn[p * half + i] = static_cast<float>((inverse ? -1.0 : 1.0) * std::sin(ang));
+      }
     }
+    table.seq = seq, table.d = d, table.offset = offset, table.theta = theta, table.inverse = inverse;
   }
+  const std::vector<float>& cs = table.cs;
+  const std::vector<float>& sn = table.sn;
   ParallelFor(rows, std::max<int64_t>(1, 8192 / width), [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) {
       const float* c = cs.data() + (r % seq) * half;

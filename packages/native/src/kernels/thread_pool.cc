@@ -1,6 +1,7 @@
 #include "kernels/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <string>
 
@@ -81,11 +82,32 @@ void ThreadPool::Drain() {
   in_pool_task = was;
 }
 
+// How long a thread spins before it sleeps: a worker waiting for the next kernel, and the caller
+// waiting for the workers to finish theirs. Kernels come back to back (a layer's batch is dozens of
+// calls a few microseconds apart), and a condition-variable wake-up costs tens of microseconds, as
+// much as a small kernel; beyond this the thread sleeps, so an idle pool costs no CPU.
+namespace {
+
+constexpr auto kSpin = std::chrono::microseconds(50);
+
+template <typename Done>
+void SpinUntil(const Done& done) {
+  if (done()) return;
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (done()) return;
+      MIST_CPU_RELAX();
+    }
+    if (std::chrono::steady_clock::now() >= until) return;
+  }
+}
+
+}  // namespace
+
 void ThreadPool::WorkerLoop(uint64_t seen) {
   for (;;) {
-    // Spin briefly before sleeping: kernels are called back to back, and a condition-variable
-    // wake-up costs tens of microseconds, as much as a small matmul.
-    for (int spin = 0; spin < 1000 && generation_.load(std::memory_order_acquire) == seen; ++spin) MIST_CPU_RELAX();
+    SpinUntil([&] { return generation_.load(std::memory_order_acquire) != seen; });
     {
       std::unique_lock<std::mutex> lock(mu_);
       wake_cv_.wait(lock, [&] { return generation_.load() != seen; });
@@ -93,9 +115,9 @@ void ThreadPool::WorkerLoop(uint64_t seen) {
       if (stop_) return;
     }
     Drain();
-    {
+    if (busy_workers_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> lock(mu_);
-      if (--busy_workers_ == 0) done_cv_.notify_one();
+      done_cv_.notify_one();
     }
   }
 }
@@ -114,15 +136,16 @@ void ThreadPool::Run(int64_t ntasks, const std::function<void(int64_t)>& fn) {
     ntasks_ = ntasks;
     next_.store(0);
     error_ = nullptr;
-    busy_workers_ = static_cast<int>(workers_.size());
+    busy_workers_.store(static_cast<int>(workers_.size()));
     generation_.fetch_add(1, std::memory_order_release);
   }
   wake_cv_.notify_all();
   Drain();
   std::exception_ptr err;
+  SpinUntil([&] { return busy_workers_.load(std::memory_order_acquire) == 0; });
   {
     std::unique_lock<std::mutex> lock(mu_);
-    done_cv_.wait(lock, [&] { return busy_workers_ == 0; });
+    done_cv_.wait(lock, [&] { return busy_workers_.load() == 0; });
     fn_ = nullptr;
     err = error_;
     error_ = nullptr;

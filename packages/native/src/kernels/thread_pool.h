@@ -43,7 +43,7 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   std::atomic<uint64_t> generation_{0};
   bool stop_ = false;
-  int busy_workers_ = 0;
+  std::atomic<int> busy_workers_{0};
   const std::function<void(int64_t)>* fn_ = nullptr;
   int64_t ntasks_ = 0;
   std::atomic<int64_t> next_{0};
