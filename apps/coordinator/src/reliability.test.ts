@@ -310,7 +310,8 @@ describe('coordinator: a tune time limit keeps the best plan', () => {
     const totalS = (performance.now() - t0) / 1000;
     expect(firstS).not.toBeNull();
     const limitS = Math.round(10 * (firstS! + (totalS - firstS!) / 2)) / 10;
-    const coord = await coordinatorProcess(tmpDir());
+    // The fake agents below do not heartbeat: a timeout longer than the tune keeps them alive through it.
+    const coord = await coordinatorProcess(tmpDir(), ['--heartbeat-timeout', '600']);
     const address = coord.match[1];
     const hosts = await Promise.all(Array.from({ length: 64 }, async (_, i) => {
       // One port range each: they all share 127.0.0.1, where ports are reserved per address.

@@ -224,9 +224,10 @@ export function boundsForG(
       }
     }
     if (dropped.size > 0) {
-      const left = items.filter((it) => !dropped.has(it));
-      items.length = 0;
-      items.push(...left);
+      // In place (a spread of a large array overflows the call stack).
+      let kept = 0;
+      for (const it of items) if (!dropped.has(it)) items[kept++] = it;
+      items.length = kept;
     }
     const aware = minOf();
     const refined = layerBounds(layers, G, specs, aware.steady, aware.imb, devices);
