@@ -67,6 +67,24 @@ void ScoresOp(const OpArgs& a) {
   });
 }
 
+// out[b, i, head h] (written) = factor * sum over keys j <= i of w[b, h, i, j] * x[b, j, kv head of h]:
+// the values step P V and the scores' query gradient scale dS K are this one causal row mix.
+void CausalWeightedRows(float* out, const float* w, const float* x, float factor, const CoreShape& s) {
+  ThreadPool::Get().Run(s.batch * s.heads, [&](int64_t task) {
+    const int64_t b = task / s.heads, h = task % s.heads, kvh = h / s.group;
+    for (int64_t i = 0; i < s.seq; ++i) {
+      float* oi = out + (b * s.seq + i) * s.QW() + h * s.d;
+      const float* row = w + (task * s.seq + i) * s.seq;
+      for (int64_t c = 0; c < s.d; ++c) oi[c] = 0.f;
+      for (int64_t j = 0; j <= i; ++j) {
+        const float g = factor * row[j];
+        const float* xj = x + (b * s.seq + j) * s.KW() + kvh * s.d;
+        for (int64_t c = 0; c < s.d; ++c) oi[c] += g * xj[c];
+      }
+    }
+  });
+}
+
 // attentionScoresGradQ: bufs [dq, dscores, k]; ints core; floats [scale]. dq (written) = scale dS K.
 void ScoresGradQOp(const OpArgs& a) {
   const CoreShape s = ReadCore(a);
@@ -74,19 +92,7 @@ void ScoresGradQOp(const OpArgs& a) {
   float* dq = a.F(0, s.batch * s.seq * s.QW(), "dq");
   const float* ds = a.F(1, s.S(), "dscores");
   const float* k = a.F(2, s.batch * s.seq * s.KW(), "k");
-  ThreadPool::Get().Run(s.batch * s.heads, [&](int64_t task) {
-    const int64_t b = task / s.heads, h = task % s.heads, kvh = h / s.group;
-    for (int64_t i = 0; i < s.seq; ++i) {
-      float* dqi = dq + (b * s.seq + i) * s.QW() + h * s.d;
-      const float* row = ds + (task * s.seq + i) * s.seq;
-      for (int64_t c = 0; c < s.d; ++c) dqi[c] = 0.f;
-      for (int64_t j = 0; j <= i; ++j) {
-        const float g = scale * row[j];
-        const float* kj = k + (b * s.seq + j) * s.KW() + kvh * s.d;
-        for (int64_t c = 0; c < s.d; ++c) dqi[c] += g * kj[c];
-      }
-    }
-  });
+  CausalWeightedRows(dq, ds, k, scale, s);
 }
 
 // attentionScoresGradK: bufs [dk, dscores, q]; ints core; floats [scale]. dk (written) = scale dS^T Q,
@@ -190,18 +196,7 @@ void ValuesOp(const OpArgs& a) {
   float* out = a.F(0, s.batch * s.seq * s.QW(), "out");
   const float* p = a.F(1, s.S(), "probs");
   const float* v = a.F(2, s.batch * s.seq * s.KW(), "v");
-  ThreadPool::Get().Run(s.batch * s.heads, [&](int64_t task) {
-    const int64_t b = task / s.heads, h = task % s.heads, kvh = h / s.group;
-    for (int64_t i = 0; i < s.seq; ++i) {
-      float* oi = out + (b * s.seq + i) * s.QW() + h * s.d;
-      const float* row = p + (task * s.seq + i) * s.seq;
-      for (int64_t c = 0; c < s.d; ++c) oi[c] = 0.f;
-      for (int64_t j = 0; j <= i; ++j) {
-        const float* vj = v + (b * s.seq + j) * s.KW() + kvh * s.d;
-        for (int64_t c = 0; c < s.d; ++c) oi[c] += row[j] * vj[c];
-      }
-    }
-  });
+  CausalWeightedRows(out, p, v, 1.f, s);
 }
 
 // attentionValuesGradProbs: bufs [dprobs, dout, v]; ints core. dprobs (written) = dO V^T (0 for j > i).
