@@ -6,7 +6,7 @@
 // The interleaved plans of the space (v > 1) come from brute-force-interleaved.ts, without that reduction.
 import { type AnalyzerContext, compileStageModel, inFlightMicroBatches, type StageQuery, stagePosition, stepJitter } from '@mist/analyzer';
 import { clusterDevices, type Mesh, meshSize, type Plan, PLAN_VERSION, type StageStrategy } from '@mist/core';
-import { ckptLevels, divisors, meshChoices, parallelConfigs, selectiveLevels } from './enumerate';
+import { ckptLevels, divisors, meshChoices, parallelConfigs, selectiveLevels, stageStrategyOf } from './enumerate';
 import type { SearchSpace } from './search-space';
 import { planFp8Field } from './fp8-choice';
 import { bruteForceInterleaved } from './brute-force-interleaved';
@@ -86,12 +86,7 @@ export function bruteForce(ctx: AnalyzerContext, space: SearchSpace, onlyG?: num
                     if (!e.fits) continue;
                     list.push({
                       steady: e.steadyTimeS, imbalance: e.firstTimeS + e.lastTimeS,
-                      strategy: {
-                        layers: [first, first + layers - 1], mesh, microBatchSize: c.microBatchSize, dp: c.dp, tp: c.tp, ...(c.cp > 1 ? { cp: c.cp } : {}),
-                        ...((c.ep ?? 1) > 1 ? { ep: c.ep } : {}),
-                        sequenceParallel: c.sequenceParallel, ckptLayers: ckpt,
-                        ...(c.selectiveRecompute ? { selectiveRecompute: true } : {}), zero: c.zero, offload,
-                      },
+                      strategy: stageStrategyOf(c, [first, first + layers - 1], mesh, ckpt, offload),
                     });
                   }
                 }

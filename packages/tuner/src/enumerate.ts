@@ -1,6 +1,8 @@
 // Enumeration of the discrete parts of the search space: gradient accumulation steps, device meshes,
 // the stage groups the inter-stage step chooses from, and the parallel configurations of a stage.
-import { type ClusterSpec, expertParallelProblems, type Mesh, meshSize, type ModelSpec, tensorParallelProblems, type ZeroLevel } from '@mist/core';
+import {
+  type ClusterSpec, expertParallelProblems, type Mesh, meshSize, type ModelSpec, type Offload, type StageStrategy, tensorParallelProblems, type ZeroLevel,
+} from '@mist/core';
 import type { StagePosition } from '@mist/analyzer';
 import type { SearchSpace } from './search-space';
 
@@ -158,6 +160,21 @@ export interface ParallelConfig {
   zero: ZeroLevel;
   /** Selective recompute of the attention core in the layers not fully checkpointed. */
   selectiveRecompute: boolean;
+}
+
+/**
+ * The plan stage of a parallel configuration with its layers, mesh, checkpointed layers and offload;
+ * cp, ep and selective recompute written only when used, so that plans without them read as before.
+ */
+export function stageStrategyOf(c: ParallelConfig, layers: [number, number], mesh: Mesh, ckptLayers: number, offload: Offload): StageStrategy {
+  return {
+    layers, mesh, microBatchSize: c.microBatchSize, dp: c.dp, tp: c.tp,
+    ...(c.cp > 1 ? { cp: c.cp } : {}),
+    ...((c.ep ?? 1) > 1 ? { ep: c.ep } : {}),
+    sequenceParallel: c.sequenceParallel, ckptLayers,
+    ...(c.selectiveRecompute ? { selectiveRecompute: true } : {}),
+    zero: c.zero, offload,
+  };
 }
 
 /** Why a tp degree is not allowed for a model (same rules as core's plan validation), or null. */

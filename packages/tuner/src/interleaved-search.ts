@@ -20,11 +20,11 @@
 // (G - 1/v) max_i s_i + sum_i s_i / v over the ranks' fastest points bounds a configuration from
 // below; one that cannot beat the best plan is not evaluated.
 import {
-  type AnalyzerContext, type CompiledStageModel, inFlightMicroBatches, interleavedStageEstimate, iterationTime, type StageEstimate,
-  type StageQuery, stagePosition, stepJitter,
+  type AnalyzerContext, type CompiledStageModel, interleavedStageEstimate, iterationTime, planStageQuery, type StageEstimate, type StageQuery,
+  stepJitter,
 } from '@mist/analyzer';
 import { type Mesh, NO_OFFLOAD, PLAN_VERSION, type Plan, type StageStrategy } from '@mist/core';
-import { ckptLevels, divisors, equalStageMesh, type ParallelConfig } from './enumerate';
+import { ckptLevels, divisors, equalStageMesh, gradAccumChoices, type ParallelConfig, stageStrategyOf } from './enumerate';
 import { planFp8Field } from './fp8-choice';
 import type { SearchSpace } from './search-space';
 
@@ -62,12 +62,15 @@ interface RankPoint {
   steady: number;
   /** f - s + l: what the rank adds beyond its steady time in the plain form. */
   extra: number;
-  config: ParallelConfig;
-  ckpt: number;
+  strategy: StageStrategy;
+  estimate: StageEstimate;
 }
 
-/** Ranks' configurations sharing what the plan rules make common to all ranks (b, dp, tp, cp, sp). */
-function sharedGroups(configs: readonly ParallelConfig[]): ParallelConfig[][] {
+/**
+ * Configurations grouped by what core's plan rules make common to every rank of an interleaved
+ * plan (micro-batch, tp, cp, sequence parallelism, and so dp); within a group each rank picks its own.
+ */
+export function interleavedRankGroups(configs: readonly ParallelConfig[]): ParallelConfig[][] {
   const groups = new Map<string, ParallelConfig[]>();
   for (const c of configs) {
     const key = `${c.microBatchSize}/${c.dp}/${c.tp}/${c.cp}/${c.sequenceParallel}`;
@@ -92,7 +95,7 @@ export function searchInterleaved(input: InterleavedSearchInput, stats: Interlea
     stats.evaluated++;
     return interleavedStageEstimate(compiled.estimate(q), q, v);
   };
-  for (const G of divisors(training.globalBatch)) {
+  for (const G of gradAccumChoices(training.globalBatch)) {
     if (input.shouldStop?.()) break;
     const samples = training.globalBatch / G;
     for (const pp of divisors(L)) {
@@ -102,16 +105,20 @@ export function searchInterleaved(input: InterleavedSearchInput, stats: Interlea
       const mesh = equalStageMesh(D, cluster.gpusPerNode, pp);
       if (vs.length === 0 || !mesh) continue;
       const ckpts = ckptLevels(space.ckpt, n);
-      for (const group of sharedGroups(input.configsAt(mesh, samples))) {
+      for (const group of interleavedRankGroups(input.configsAt(mesh, samples))) {
         for (const v of vs) {
-          const query = (i: number, c: ParallelConfig, ckpt: number): StageQuery => ({
-            layers: n, position: stagePosition(i, pp), inFlight: inFlightMicroBatches(pp, i, G, v), pp, mesh,
-            microBatchSize: c.microBatchSize, gradAccumSteps: G, dp: c.dp, tp: c.tp, cp: c.cp, ep: c.ep ?? 1, sequenceParallel: c.sequenceParallel,
-            ckptLayers: ckpt, selectiveRecompute: c.selectiveRecompute, zero: c.zero, offload: { ...NO_OFFLOAD },
-          });
+          // The plan being built: rank i's candidate is put in its place and costed from the
+          // analyzer's own query of that plan's rank (planStageQuery).
+          const strategy = (i: number, c: ParallelConfig, ckpt: number): StageStrategy =>
+            stageStrategyOf(c, [i * n, i * n + n - 1], mesh, ckpt, { ...NO_OFFLOAD });
+          const draft = interleavedPlan(input, G, v, Array.from({ length: pp }, (_, i) => strategy(i, group[0], 0)));
+          const rank = (i: number, s: StageStrategy): StageEstimate => {
+            draft.stages[i] = s;
+            return estimate(planStageQuery(draft, i), v);
+          };
           // Lower bound from the fastest corner (no checkpointing) of each position: times do not
           // depend on the in-flight count, and every middle rank has the middle's times.
-          const fastest = (i: number): number => Math.min(...group.map((c) => estimate(query(i, c, 0), v).steadyTimeS));
+          const fastest = (i: number): number => Math.min(...group.map((c) => rank(i, strategy(i, c, 0)).steadyTimeS));
           const sFirst = fastest(0);
           const sLast = fastest(pp - 1);
           const sMiddle = pp > 2 ? fastest(1) : Infinity;
@@ -123,8 +130,9 @@ export function searchInterleaved(input: InterleavedSearchInput, stats: Interlea
             const points: RankPoint[] = [];
             for (const c of group) {
               for (const ckpt of ckpts) {
-                const e = estimate(query(i, c, ckpt), v);
-                if (e.fits) points.push({ steady: e.steadyTimeS, extra: e.firstTimeS - e.steadyTimeS + e.lastTimeS, config: c, ckpt });
+                const s = strategy(i, c, ckpt);
+                const e = rank(i, s);
+                if (e.fits) points.push({ steady: e.steadyTimeS, extra: e.firstTimeS - e.steadyTimeS + e.lastTimeS, strategy: s, estimate: e });
               }
             }
             if (points.length === 0) break;
@@ -133,12 +141,10 @@ export function searchInterleaved(input: InterleavedSearchInput, stats: Interlea
           if (ranks.length < pp) continue;
           const choice = bestChoice(ranks, G, v);
           if (choice.timeS + jitter >= bar) continue;
-          const plan = planOf(input, G, v, mesh, n, choice.points);
           // The analyzer's own combination of the chosen ranks (equal to choice.timeS up to rounding).
-          const stages = choice.points.map((p, i) => estimate(query(i, p.config, p.ckpt), v));
-          const timeS = iterationTime(stages, G, v).total + jitter;
+          const timeS = iterationTime(choice.points.map((p) => p.estimate), G, v).total + jitter;
           if (timeS < bar) {
-            best = { plan, iterationTimeS: timeS };
+            best = { plan: interleavedPlan(input, G, v, choice.points.map((p) => p.strategy)), iterationTimeS: timeS };
             bar = timeS;
           }
         }
@@ -153,7 +159,7 @@ export function searchInterleaved(input: InterleavedSearchInput, stats: Interlea
  * scan of the bottleneck bound T over every rank's steady times (ascending): per rank and form, the
  * cheapest point with steady <= T is a running minimum.
  */
-export function bestChoice(ranks: readonly RankPoint[][], G: number, v: number): { timeS: number; points: RankPoint[] } {
+function bestChoice(ranks: readonly RankPoint[][], G: number, v: number): { timeS: number; points: RankPoint[] } {
   const pp = ranks.length;
   const interCost = (p: RankPoint): number => p.extra - (1 - 2 / v) * p.steady;
   const plainCost = (p: RankPoint): number => p.extra + p.steady;
@@ -190,22 +196,9 @@ export function bestChoice(ranks: readonly RankPoint[][], G: number, v: number):
   return best;
 }
 
-function planOf(input: InterleavedSearchInput, G: number, v: number, mesh: Mesh, n: number, points: readonly RankPoint[]): Plan {
+/** The interleaved plan of `stages` (one per rank, in rank order). */
+function interleavedPlan(input: InterleavedSearchInput, G: number, v: number, stages: StageStrategy[]): Plan {
   const { model, training } = input.ctx;
-  const stages: StageStrategy[] = points.map((p, i) => ({
-    layers: [i * n, i * n + n - 1],
-    mesh: { nodes: mesh.nodes, gpusPerNode: mesh.gpusPerNode },
-    microBatchSize: p.config.microBatchSize,
-    dp: p.config.dp,
-    tp: p.config.tp,
-    ...(p.config.cp > 1 ? { cp: p.config.cp } : {}),
-    ...((p.config.ep ?? 1) > 1 ? { ep: p.config.ep } : {}),
-    sequenceParallel: p.config.sequenceParallel,
-    ckptLayers: p.ckpt,
-    ...(p.config.selectiveRecompute ? { selectiveRecompute: true } : {}),
-    zero: p.config.zero,
-    offload: { ...NO_OFFLOAD },
-  }));
   return {
     version: PLAN_VERSION, model: model.name, cluster: input.clusterName, seqLen: training.seqLen, globalBatch: training.globalBatch,
     gradAccumSteps: G, flashAttention: training.flashAttention, ...planFp8Field(training), virtualStages: v, stages,
