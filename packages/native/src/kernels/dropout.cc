@@ -20,43 +20,48 @@ uint8_t* MaskBytes(const OpArgs& x, size_t i, int64_t n) {
   return reinterpret_cast<uint8_t*>(x.F(i, static_cast<size_t>((n + 3) / 4), "mask"));
 }
 
-// dropout: bufs [out, mask, x]; ints [rows, cols, rowOffset, keyHi, keyLo]; floats [p].
-// out = x * keep / (1 - p) (out may be x); mask = keep (0 or 1).
-void DropoutOp(const OpArgs& x) {
+// What dropout and dropoutAdd share: bufs [out, mask, ...]; ints [rows, cols, rowOffset, keyHi,
+// keyLo]; floats [p]. Element i of the rows draws the key of its index in the whole tensor.
+struct DrawArgs {
+  int64_t n;
+  float* out;
+  uint8_t* mask;
+  DropoutRng rng;
+  uint64_t base;
+};
+
+DrawArgs ReadDrawArgs(const OpArgs& x) {
   const int64_t rows = x.Dim(0, "rows"), cols = x.Dim(1, "cols"), off = x.Int(2, "rowOffset"), n = rows * cols;
   if (off < 0) x.Fail("rowOffset must be >= 0");
-  float* out = x.F(0, n, "out");
-  uint8_t* mask = MaskBytes(x, 1, n);
-  const float* in = x.F(2, n, "x");
-  const DropoutRng rng = ReadDropoutRng(x, 3, 0);
-  const uint64_t base = static_cast<uint64_t>(off) * static_cast<uint64_t>(cols);
-  ParallelFor(n, kGrain, [&](int64_t lo, int64_t hi) {
+  return {n, x.F(0, n, "out"), MaskBytes(x, 1, n), ReadDropoutRng(x, 3, 0), static_cast<uint64_t>(off) * static_cast<uint64_t>(cols)};
+}
+
+// Draws every element's keep into the mask and writes out[i] = value(i, keep).
+template <typename Value>
+void DrawEach(const DrawArgs& d, Value value) {
+  ParallelFor(d.n, kGrain, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
-      const bool keep = rng.Keep(base + static_cast<uint64_t>(i));
-      mask[i] = keep ? 1 : 0;
-      out[i] = keep ? in[i] * rng.scale : 0.f;
+      const bool keep = d.rng.Keep(d.base + static_cast<uint64_t>(i));
+      d.mask[i] = keep ? 1 : 0;
+      d.out[i] = value(i, keep);
     }
   });
 }
 
-// dropoutAdd: bufs [out, mask, stream, branch]; ints and floats as dropout.
-// out = stream + branch * keep / (1 - p) (out may be stream or branch).
+// dropout: bufs [out, mask, x]. out = x * keep / (1 - p) (out may be x); mask = keep (0 or 1).
+void DropoutOp(const OpArgs& x) {
+  const DrawArgs d = ReadDrawArgs(x);
+  const float* in = x.F(2, d.n, "x");
+  DrawEach(d, [&](int64_t i, bool keep) { return keep ? in[i] * d.rng.scale : 0.f; });
+}
+
+// dropoutAdd: bufs [out, mask, stream, branch]. out = stream + branch * keep / (1 - p) (out may be
+// stream or branch).
 void DropoutAddOp(const OpArgs& x) {
-  const int64_t rows = x.Dim(0, "rows"), cols = x.Dim(1, "cols"), off = x.Int(2, "rowOffset"), n = rows * cols;
-  if (off < 0) x.Fail("rowOffset must be >= 0");
-  float* out = x.F(0, n, "out");
-  uint8_t* mask = MaskBytes(x, 1, n);
-  const float* stream = x.F(2, n, "stream");
-  const float* branch = x.F(3, n, "branch");
-  const DropoutRng rng = ReadDropoutRng(x, 3, 0);
-  const uint64_t base = static_cast<uint64_t>(off) * static_cast<uint64_t>(cols);
-  ParallelFor(n, kGrain, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      const bool keep = rng.Keep(base + static_cast<uint64_t>(i));
-      mask[i] = keep ? 1 : 0;
-      out[i] = stream[i] + (keep ? branch[i] * rng.scale : 0.f);
-    }
-  });
+  const DrawArgs d = ReadDrawArgs(x);
+  const float* stream = x.F(2, d.n, "stream");
+  const float* branch = x.F(3, d.n, "branch");
+  DrawEach(d, [&](int64_t i, bool keep) { return stream[i] + (keep ? branch[i] * d.rng.scale : 0.f); });
 }
 
 // dropoutBackward: bufs [dx, mask, dy]; ints [n]; floats [p]. dx = dy * mask / (1 - p) (dx may be dy).
