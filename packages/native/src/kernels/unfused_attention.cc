@@ -50,26 +50,42 @@ inline float Dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-// attentionScores: bufs [scores, q, k]; ints core; floats [scale].
-void ScoresOp(const OpArgs& a) {
-  const CoreShape s = ReadCore(a);
-  const float scale = static_cast<float>(a.Float(0, "scale"));
-  float* sc = a.F(0, s.S(), "scores");
-  const float* q = a.F(1, s.batch * s.seq * s.QW(), "q");
-  const float* k = a.F(2, s.batch * s.seq * s.KW(), "k");
+// The unfused core's six products are three causal shapes, each with a factor (the softmax scale
+// where it applies, else 1):
+//   row dots    out[b, h, i, j] = factor * x_i . y_j (j <= i, else 0): S = scale Q K^T, dP = dO V^T;
+//   weighted    out_i = factor * sum_{j <= i} w_ij y_j:                 O = P V, dQ = scale dS K;
+//   key rows    out_j = factor * sum over the query heads of the key/value head and i >= j of
+//               w_ij x_i:                                               dV = P^T dO, dK = scale dS^T Q.
+// x has a row per query head (width QW), y per key/value head (width KW).
+void CausalRowDots(float* out, const float* x, const float* y, float factor, const CoreShape& s) {
   ThreadPool::Get().Run(s.batch * s.heads, [&](int64_t task) {
     const int64_t b = task / s.heads, h = task % s.heads, kvh = h / s.group;
     for (int64_t i = 0; i < s.seq; ++i) {
-      const float* qi = q + (b * s.seq + i) * s.QW() + h * s.d;
-      float* row = sc + (task * s.seq + i) * s.seq;
-      for (int64_t j = 0; j < s.seq; ++j) row[j] = j <= i ? scale * Dot(qi, k + (b * s.seq + j) * s.KW() + kvh * s.d, s.d) : 0.f;
+      const float* xi = x + (b * s.seq + i) * s.QW() + h * s.d;
+      float* row = out + (task * s.seq + i) * s.seq;
+      for (int64_t j = 0; j < s.seq; ++j) row[j] = j <= i ? factor * Dot(xi, y + (b * s.seq + j) * s.KW() + kvh * s.d, s.d) : 0.f;
     }
   });
 }
 
-// out[b, i, head h] (written) = factor * sum over keys j <= i of w[b, h, i, j] * x[b, j, kv head of h]:
-// the values step P V and the scores' query gradient scale dS K are this one causal row mix.
-void CausalWeightedRows(float* out, const float* w, const float* x, float factor, const CoreShape& s) {
+void CausalKeyRows(float* out, const float* w, const float* x, float factor, const CoreShape& s) {
+  ThreadPool::Get().Run(s.batch * s.kv_heads, [&](int64_t task) {
+    const int64_t b = task / s.kv_heads, kvh = task % s.kv_heads;
+    for (int64_t j = 0; j < s.seq; ++j) {
+      float* oj = out + (b * s.seq + j) * s.KW() + kvh * s.d;
+      for (int64_t c = 0; c < s.d; ++c) oj[c] = 0.f;
+      for (int64_t h = kvh * s.group; h < (kvh + 1) * s.group; ++h) {
+        for (int64_t i = j; i < s.seq; ++i) {
+          const float g = factor * w[((b * s.heads + h) * s.seq + i) * s.seq + j];
+          const float* xi = x + (b * s.seq + i) * s.QW() + h * s.d;
+          for (int64_t c = 0; c < s.d; ++c) oj[c] += g * xi[c];
+        }
+      }
+    }
+  });
+}
+
+void CausalWeightedRows(float* out, const float* w, const float* y, float factor, const CoreShape& s) {
   ThreadPool::Get().Run(s.batch * s.heads, [&](int64_t task) {
     const int64_t b = task / s.heads, h = task % s.heads, kvh = h / s.group;
     for (int64_t i = 0; i < s.seq; ++i) {
@@ -78,11 +94,21 @@ void CausalWeightedRows(float* out, const float* w, const float* x, float factor
       for (int64_t c = 0; c < s.d; ++c) oi[c] = 0.f;
       for (int64_t j = 0; j <= i; ++j) {
         const float g = factor * row[j];
-        const float* xj = x + (b * s.seq + j) * s.KW() + kvh * s.d;
-        for (int64_t c = 0; c < s.d; ++c) oi[c] += g * xj[c];
+        const float* yj = y + (b * s.seq + j) * s.KW() + kvh * s.d;
+        for (int64_t c = 0; c < s.d; ++c) oi[c] += g * yj[c];
       }
     }
   });
+}
+
+// attentionScores: bufs [scores, q, k]; ints core; floats [scale].
+void ScoresOp(const OpArgs& a) {
+  const CoreShape s = ReadCore(a);
+  const float scale = static_cast<float>(a.Float(0, "scale"));
+  float* sc = a.F(0, s.S(), "scores");
+  const float* q = a.F(1, s.batch * s.seq * s.QW(), "q");
+  const float* k = a.F(2, s.batch * s.seq * s.KW(), "k");
+  CausalRowDots(sc, q, k, scale, s);
 }
 
 // attentionScoresGradQ: bufs [dq, dscores, k]; ints core; floats [scale]. dq (written) = scale dS K.
@@ -103,20 +129,7 @@ void ScoresGradKOp(const OpArgs& a) {
   float* dk = a.F(0, s.batch * s.seq * s.KW(), "dk");
   const float* ds = a.F(1, s.S(), "dscores");
   const float* q = a.F(2, s.batch * s.seq * s.QW(), "q");
-  ThreadPool::Get().Run(s.batch * s.kv_heads, [&](int64_t task) {
-    const int64_t b = task / s.kv_heads, kvh = task % s.kv_heads;
-    for (int64_t j = 0; j < s.seq; ++j) {
-      float* dkj = dk + (b * s.seq + j) * s.KW() + kvh * s.d;
-      for (int64_t c = 0; c < s.d; ++c) dkj[c] = 0.f;
-      for (int64_t h = kvh * s.group; h < (kvh + 1) * s.group; ++h) {
-        for (int64_t i = j; i < s.seq; ++i) {
-          const float g = scale * ds[((b * s.heads + h) * s.seq + i) * s.seq + j];
-          const float* qi = q + (b * s.seq + i) * s.QW() + h * s.d;
-          for (int64_t c = 0; c < s.d; ++c) dkj[c] += g * qi[c];
-        }
-      }
-    }
-  });
+  CausalKeyRows(dk, ds, q, scale, s);
 }
 
 // causalSoftmax: bufs [probs, scores]; ints [rows, seq] (rows = batch * heads * seq, row r is
@@ -205,14 +218,7 @@ void ValuesGradProbsOp(const OpArgs& a) {
   float* dp = a.F(0, s.S(), "dprobs");
   const float* dout = a.F(1, s.batch * s.seq * s.QW(), "dout");
   const float* v = a.F(2, s.batch * s.seq * s.KW(), "v");
-  ThreadPool::Get().Run(s.batch * s.heads, [&](int64_t task) {
-    const int64_t b = task / s.heads, h = task % s.heads, kvh = h / s.group;
-    for (int64_t i = 0; i < s.seq; ++i) {
-      const float* doi = dout + (b * s.seq + i) * s.QW() + h * s.d;
-      float* row = dp + (task * s.seq + i) * s.seq;
-      for (int64_t j = 0; j < s.seq; ++j) row[j] = j <= i ? Dot(doi, v + (b * s.seq + j) * s.KW() + kvh * s.d, s.d) : 0.f;
-    }
-  });
+  CausalRowDots(dp, dout, v, 1.f, s);
 }
 
 // attentionValuesGradV: bufs [dv, dout, probs]; ints core. dv (written) = P^T dO, summed over the
@@ -222,20 +228,7 @@ void ValuesGradVOp(const OpArgs& a) {
   float* dv = a.F(0, s.batch * s.seq * s.KW(), "dv");
   const float* dout = a.F(1, s.batch * s.seq * s.QW(), "dout");
   const float* p = a.F(2, s.S(), "probs");
-  ThreadPool::Get().Run(s.batch * s.kv_heads, [&](int64_t task) {
-    const int64_t b = task / s.kv_heads, kvh = task % s.kv_heads;
-    for (int64_t j = 0; j < s.seq; ++j) {
-      float* dvj = dv + (b * s.seq + j) * s.KW() + kvh * s.d;
-      for (int64_t c = 0; c < s.d; ++c) dvj[c] = 0.f;
-      for (int64_t h = kvh * s.group; h < (kvh + 1) * s.group; ++h) {
-        for (int64_t i = j; i < s.seq; ++i) {
-          const float w = p[((b * s.heads + h) * s.seq + i) * s.seq + j];
-          const float* doi = dout + (b * s.seq + i) * s.QW() + h * s.d;
-          for (int64_t c = 0; c < s.d; ++c) dvj[c] += w * doi[c];
-        }
-      }
-    }
-  });
+  CausalKeyRows(dv, p, dout, 1.f, s);
 }
 
 }  // namespace
