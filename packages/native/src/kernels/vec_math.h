@@ -10,6 +10,38 @@
 namespace mist {
 namespace kernels {
 
+// 16 floats as one GCC/Clang vector (one AVX-512 register, two AVX2 ones, four NEON ones): loops
+// written with it vectorise whatever the compiler's cost model says about the scalar form.
+typedef float V16 __attribute__((vector_size(64)));
+typedef int32_t V16i __attribute__((vector_size(64)));
+
+inline V16 Load16(const float* p) {
+  V16 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void Store16(float* p, V16 v) { std::memcpy(p, &v, sizeof(v)); }
+inline V16 Splat(float x) { return V16{} + x; }
+
+// Splat for either form: a float constant as a float, or on every lane of a V16.
+inline float Constant(float, float c) { return c; }
+inline V16 Constant(V16, float c) { return Splat(c); }
+
+// e^r where e^x = 2^n e^r, x clamped, n = round(x / ln 2) (as x): the exact two-part reduction and Cephes'
+// polynomial, written once for the scalar and the 16-lane form (same steps, same results).
+template <typename T>
+inline T ExpfMantissa(T x, T n) {
+  T r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  T p = Constant(r, 1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  return p * r * r + r + 1.f;
+}
+
 /**
  * e^x in float: x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two parts for an exact
  * reduction), e^r by the polynomial of Cephes' expf (S. L. Moshier, Cephes Math Library, expf.c:
@@ -24,15 +56,7 @@ inline float FastExp(float x) {
   // Round x / ln2 to the nearest integer with the 1.5 * 2^23 trick (no library call).
   const float kShift = 12582912.f;
   const float n = (x * 1.44269504088896341f + kShift) - kShift;
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.f;
+  const float p = ExpfMantissa(x, n);
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
@@ -79,18 +103,6 @@ inline float FastTanh(float u) { return 1.f - 2.f / (FastExp(2.f * u) + 1.f); }
 /** 1 / (1 + e^-x). */
 inline float FastSigmoid(float x) { return 1.f / (1.f + FastExp(-x)); }
 
-// 16 floats as one GCC/Clang vector (one AVX-512 register, two AVX2 ones, four NEON ones): loops
-// written with it vectorise whatever the compiler's cost model says about the scalar form.
-typedef float V16 __attribute__((vector_size(64)));
-typedef int32_t V16i __attribute__((vector_size(64)));
-
-inline V16 Load16(const float* p) {
-  V16 v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-inline void Store16(float* p, V16 v) { std::memcpy(p, &v, sizeof(v)); }
-inline V16 Splat(float x) { return V16{} + x; }
 
 /** FastExp on 16 lanes (the same steps, so the same results as the scalar form). */
 inline V16 VecExp(V16 x) {
@@ -98,32 +110,48 @@ inline V16 VecExp(V16 x) {
   x = x < lo ? lo : x;
   x = x > hi ? hi : x;
   const V16 n = (x * 1.44269504088896341f + shift) - shift;
-  V16 r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  V16 p = Splat(1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.f;
+  const V16 p = ExpfMantissa(x, n);
   const V16i bits = (__builtin_convertvector(n, V16i) + 127) << 23;
   return p * (V16)bits;  // a vector cast reinterprets the bits
 }
 
 constexpr int kLanes = 16;
 
-/** sum of x[0, n), in kLanes interleaved partial sums combined in a fixed order. */
-inline float LaneSum(const float* x, int64_t n) {
+/**
+ * sum of term(i), i in [0, n), in kLanes interleaved partial sums combined in a fixed order: the one
+ * lane reduction the sums below are made of (the term is inlined, so the loop vectorises as written).
+ */
+template <typename Term>
+inline float LaneSumOf(int64_t n, Term term) {
   float acc[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) acc[l] += x[j + l];
+    for (int l = 0; l < kLanes; ++l) acc[l] += term(j + l);
   }
-  for (int64_t t = 0; j + t < n; ++t) acc[t] += x[j + t];
+  for (int64_t t = 0; j + t < n; ++t) acc[t] += term(j + t);
   float s = 0.f;
   for (int l = 0; l < kLanes; ++l) s += acc[l];
   return s;
+}
+
+/** sum of x[0, n). */
+inline float LaneSum(const float* x, int64_t n) {
+  return LaneSumOf(n, [x](int64_t i) { return x[i]; });
+}
+
+/** sum of a[i] * b[i], i in [0, n). */
+inline float LaneDot(const float* a, const float* b, int64_t n) {
+  return LaneSumOf(n, [a, b](int64_t i) { return a[i] * b[i]; });
+}
+
+/** sum of (x[i] - mu)^2, i in [0, n). */
+inline float LaneSumSqDev(const float* x, int64_t n, float mu) {
+  return LaneSumOf(n, [x, mu](int64_t i) { return (x[i] - mu) * (x[i] - mu); });
+}
+
+/** sum of a[i] * b[i] * c[i], i in [0, n). */
+inline float LaneDot3(const float* a, const float* b, const float* c, int64_t n) {
+  return LaneSumOf(n, [a, b, c](int64_t i) { return a[i] * b[i] * c[i]; });
 }
 
 /** max of x[0, n), n >= 1. */
@@ -138,45 +166,6 @@ inline float LaneMax(const float* x, int64_t n) {
   float m = acc[0];
   for (int l = 1; l < kLanes; ++l) m = acc[l] > m ? acc[l] : m;
   return m;
-}
-
-/** sum of a[i] * b[i], i in [0, n), with lane partial sums. */
-inline float LaneDot(const float* a, const float* b, int64_t n) {
-  float acc[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) acc[l] += a[j + l] * b[j + l];
-  }
-  for (int64_t t = 0; j + t < n; ++t) acc[t] += a[j + t] * b[j + t];
-  float s = 0.f;
-  for (int l = 0; l < kLanes; ++l) s += acc[l];
-  return s;
-}
-
-/** sum of (x[i] - mu)^2, i in [0, n), with lane partial sums. */
-inline float LaneSumSqDev(const float* x, int64_t n, float mu) {
-  float acc[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) acc[l] += (x[j + l] - mu) * (x[j + l] - mu);
-  }
-  for (int64_t t = 0; j + t < n; ++t) acc[t] += (x[j + t] - mu) * (x[j + t] - mu);
-  float s = 0.f;
-  for (int l = 0; l < kLanes; ++l) s += acc[l];
-  return s;
-}
-
-/** sum of a[i] * b[i] * c[i], i in [0, n), with lane partial sums. */
-inline float LaneDot3(const float* a, const float* b, const float* c, int64_t n) {
-  float acc[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) acc[l] += a[j + l] * b[j + l] * c[j + l];
-  }
-  for (int64_t t = 0; j + t < n; ++t) acc[t] += a[j + t] * b[j + t] * c[j + t];
-  float s = 0.f;
-  for (int l = 0; l < kLanes; ++l) s += acc[l];
-  return s;
 }
 
 }  // namespace kernels
