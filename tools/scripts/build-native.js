@@ -41,7 +41,11 @@ function gypRebuild(dir, label) {
 // Our addon.
 const nativeDir = path.join(root, 'packages/native');
 const addon = path.join(nativeDir, 'build/Release/mist_native.node');
-const sourceTime = Math.max(newestSource(path.join(nativeDir, 'src')), fs.statSync(path.join(nativeDir, 'binding.gyp')).mtimeMs);
+const sourceTime = Math.max(
+  newestSource(path.join(nativeDir, 'src')),
+  fs.statSync(path.join(nativeDir, 'binding.gyp')).mtimeMs,
+  fs.statSync(path.join(nativeDir, 'arch-flags.js')).mtimeMs,
+);
 if (!force && fs.existsSync(addon) && fs.statSync(addon).mtimeMs >= sourceTime) console.log('[mist] native addon is up to date');
 else gypRebuild(nativeDir, 'the mist_native addon');
 
@@ -56,3 +60,9 @@ if (sqliteDir) {
   if (!force && fs.existsSync(path.join(sqliteDir, 'build/Release/better_sqlite3.node'))) console.log('[mist] better-sqlite3 is built');
   else gypRebuild(sqliteDir, 'better-sqlite3 from its bundled SQLite sources (about a minute)');
 }
+
+// The CUDA kernels, after the addon: node-gyp rebuild clears build/, fatbinaries included.
+require('./build-cuda-kernels').buildCudaKernels(nativeDir, { force }).catch((err) => {
+  console.error(`[mist] building the CUDA kernels failed: ${err && err.message ? err.message : err}`);
+  process.exit(1);
+});

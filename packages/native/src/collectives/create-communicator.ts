@@ -1,6 +1,7 @@
 // Entry points: which backends this machine has, and communicator creation for either backend.
 import { DeviceBuffer } from './device-memory';
 import { listenCpu, nativeListener, parseAddress } from './cpu-listener';
+import { cudaAddon } from '../cuda/addon-cuda';
 import { collectivesAddon } from './native-addon';
 import { NativeCommunicator } from './native-communicator';
 import type {
@@ -13,9 +14,25 @@ import type {
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 
-/** E.g. `[{name:'cpu', available:true}, {name:'nccl', available:false, reason:'libnccl.so.2: ...'}]`. */
+/**
+ * E.g. `[{name:'cpu', available:true}, {name:'nccl', available:false, reason:'libnccl.so.2: ...'},
+ * {name:'cuda', available:true, library:'libcuda.so.1', version:13000, devices:1, gpus:[{name:'NVIDIA H200', ...}]}]`.
+ */
 export function backends(): BackendInfo[] {
-  return collectivesAddon().collectivesBackends();
+  return [...collectivesAddon().collectivesBackends(), cudaBackendInfo()];
+}
+
+function cudaBackendInfo(): BackendInfo {
+  const probe = cudaAddon().cudaProbe();
+  const info: BackendInfo = { name: 'cuda', available: probe.available };
+  if (probe.reason !== undefined) info.reason = probe.reason;
+  if (probe.library !== undefined) info.library = probe.library;
+  if (probe.driverVersion !== undefined) info.version = probe.driverVersion;
+  if (probe.devices.length > 0) {
+    info.devices = probe.devices.length;
+    info.gpus = probe.devices.map((d) => ({ name: d.name, memoryBytes: d.memoryBytes, computeCapability: d.computeCapability }));
+  }
+  return info;
 }
 
 /** A fresh NCCL unique id (128 bytes), made on one rank and sent to all (throws without NCCL). */

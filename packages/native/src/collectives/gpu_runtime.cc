@@ -1,9 +1,7 @@
 #include "collectives/gpu_runtime.h"
 
-#include <dlfcn.h>
-#include <sys/stat.h>
+#include "addon/dynamic_library.h"
 
-#include <cstdlib>
 #include <mutex>
 #include <stdexcept>
 #include <vector>
@@ -18,82 +16,8 @@ GpuRuntime& Storage() {
   return runtime;
 }
 
-std::vector<std::string> SplitPathList(const char* value) {
-  std::vector<std::string> out;
-  if (value == nullptr) return out;
-  std::string s(value);
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t end = s.find(':', start);
-    if (end == std::string::npos) end = s.size();
-    if (end > start) out.push_back(s.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
-
-bool IsDirectory(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-struct Opened {
-  void* handle = nullptr;
-  std::string path;
-  std::string error;  // dlerror text of the first failed attempt, when handle == nullptr
-};
-
-// Tries `envVar`'s entries first (directories are searched for each name, other entries are
-// taken as full paths), then each name in the dynamic loader's default search path.
-Opened OpenLibrary(const char* envVar, const std::vector<std::string>& names) {
-  Opened result;
-  std::vector<std::string> candidates;
-  for (const std::string& entry : SplitPathList(std::getenv(envVar))) {
-    if (IsDirectory(entry)) {
-      for (const std::string& name : names) candidates.push_back(entry + "/" + name);
-    } else {
-      candidates.push_back(entry);
-    }
-  }
-  for (const std::string& name : names) candidates.push_back(name);
-
-  std::string firstError, envErrors;
-  const size_t envCandidates = candidates.size() - names.size();
-  for (size_t i = 0; i < candidates.size(); ++i) {
-    void* handle = ::dlopen(candidates[i].c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (handle != nullptr) {
-      result.handle = handle;
-      result.path = candidates[i];
-      return result;
-    }
-    const char* err = ::dlerror();
-    std::string text = err != nullptr ? err : (candidates[i] + ": cannot be opened");
-    if (i < envCandidates) {
-      if (envErrors.empty()) envErrors = text;
-    } else if (firstError.empty()) {
-      firstError = text;
-    }
-  }
-  result.error = firstError;
-  if (!envErrors.empty()) result.error += std::string(" (") + envVar + ": " + envErrors + ")";
-  return result;
-}
-
-template <typename Fn>
-bool Bind(void* handle, const char* symbol, Fn& out, std::string& missing) {
-  ::dlerror();
-  out = reinterpret_cast<Fn>(::dlsym(handle, symbol));
-  if (out == nullptr && missing.empty()) missing = symbol;
-  return out != nullptr;
-}
-
-template <typename Fn>
-void BindOptional(void* handle, const char* symbol, Fn& out) {
-  out = reinterpret_cast<Fn>(::dlsym(handle, symbol));
-}
-
 void LoadCuda(GpuRuntime& rt) {
-  Opened lib = OpenLibrary("MIST_CUDA_PATH", {"libcudart.so", "libcudart.so.12", "libcudart.so.13", "libcudart.so.11.0",
+  OpenedLibrary lib = OpenLibrary("MIST_CUDA_PATH", {"libcudart.so", "libcudart.so.12", "libcudart.so.13", "libcudart.so.11.0",
                                               "libcudart.so.11"});
   if (lib.handle == nullptr) {
     rt.cudaReason = "CUDA runtime not found: " + lib.error;
@@ -130,7 +54,7 @@ void LoadCuda(GpuRuntime& rt) {
 }
 
 void LoadNccl(GpuRuntime& rt) {
-  Opened lib = OpenLibrary("MIST_NCCL_PATH", {"libnccl.so.2", "libnccl.so"});
+  OpenedLibrary lib = OpenLibrary("MIST_NCCL_PATH", {"libnccl.so.2", "libnccl.so"});
   if (lib.handle == nullptr) {
     rt.ncclReason = lib.error;
     return;

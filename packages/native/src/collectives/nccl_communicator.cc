@@ -1,5 +1,7 @@
 #include "collectives/nccl_communicator.h"
 
+#include "cuda/device.h"
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -135,7 +137,16 @@ void NcclCommunicator::Connect() {
   Guarded("connect", [&] {
     const gpu::CudaRuntime& cuda = gpu::RequireCuda();
     CheckCuda("cudaSetDevice", cuda.setDevice(device_));
-    CheckCuda("cudaStreamCreateWithFlags", cuda.streamCreateWithFlags(&stream_, MIST_CUDA_STREAM_NON_BLOCKING));
+    // When this process computes on the same GPU through the CUDA backend, NCCL runs on its
+    // communication stream, so compute and collectives order through events on the device
+    // (cudaStreamWait). Both APIs share the device's primary context, so the stream is valid here.
+    if (cuda::Device::Created() && cuda::Device::Get().properties().ordinal == device_) {
+      stream_ = reinterpret_cast<cudaStream_t>(cuda::Device::Get().stream(cuda::StreamKind::kComm));
+      ownsStream_ = false;
+    } else {
+      CheckCuda("cudaStreamCreateWithFlags", cuda.streamCreateWithFlags(&stream_, MIST_CUDA_STREAM_NON_BLOCKING));
+      ownsStream_ = true;
+    }
     void* scratch = nullptr;
     CheckCuda("cudaMalloc", cuda.malloc(&scratch, sizeof(float)));
     barrierScratch_ = static_cast<float*>(scratch);
@@ -331,7 +342,7 @@ void NcclCommunicator::Close() {
   }
   if (barrierScratch_ != nullptr) rt.cuda.free(barrierScratch_);
   barrierScratch_ = nullptr;
-  if (stream_ != nullptr) rt.cuda.streamDestroy(stream_);
+  if (stream_ != nullptr && ownsStream_) rt.cuda.streamDestroy(stream_);
   stream_ = nullptr;
 }
 

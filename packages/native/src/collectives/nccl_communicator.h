@@ -55,6 +55,7 @@ class NcclCommunicator final : public Communicator {
   int64_t timeoutMs_;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
+  bool ownsStream_ = true;  // false when it is the CUDA backend's communication stream
   float* barrierScratch_ = nullptr;  // one float on the device for barrier()
   Interrupter interrupter_;
   std::string failure_;

@@ -4,9 +4,9 @@ import type { DeviceBuffer } from './device-memory';
 export type Backend = 'cpu' | 'nccl';
 export type ReduceOp = 'sum' | 'avg' | 'max';
 
-/** What `backends()` reports for one backend. */
+/** What `backends()` reports for one backend: the two collectives backends and the CUDA compute backend. */
 export interface BackendInfo {
-  name: Backend;
+  name: Backend | 'cuda';
   available: boolean;
   /** Why the backend cannot be used (e.g. the dlopen error text), when `available` is false. */
   reason?: string;
@@ -14,6 +14,8 @@ export interface BackendInfo {
   library?: string;
   version?: number;
   devices?: number;
+  /** cuda: every GPU the driver sees, with its name, memory and compute capability. */
+  gpus?: Array<{ name: string; memoryBytes: number; computeCapability: number }>;
 }
 
 /** The data of a collective: host memory for `cpu`, device memory for `nccl`. */

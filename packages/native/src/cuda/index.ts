@@ -1,0 +1,17 @@
+// The CUDA compute backend of @mist/native: device tensors, the ops (same names and semantics as the
+// CPU kernels), streams, pinned memory and the caching allocator's statistics.
+export type { CudaDType, CudaGpu, CudaMemoryStats, CudaProbe, CudaStream } from './addon-cuda';
+export {
+  CudaTensor,
+  cudaCopyAsync,
+  cudaEmptyCache,
+  cudaMemoryStats,
+  cudaOps,
+  cudaPinnedBuffer,
+  cudaProbe,
+  cudaResetPeaks,
+  cudaRun,
+  cudaStreamWait,
+  cudaSynchronize,
+  roundToDType,
+} from './tensor';

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The CUDA backend's checks on a GPU host, in one go and under 8 minutes; builds nothing there.
+# Prepare on the build machine (which has nvcc):
+#   node tools/scripts/build-native.js && node tools/device/pack-test-runtime.js
+# then run from the repository root on the GPU host with these carried (the device tool's carry):
+#   packages/native/build/Release/mist_native.node  packages/native/build/Release/cuda-kernels  .device
+#   bash tools/device/cuda-checks.sh          (writes to $OUT, or /tmp/mist-cuda-checks)
+# It runs the CUDA vitest files (every op against the CPU kernel; they skip without a GPU), then
+# tools/device/cuda-report.js, which writes $OUT/cuda-report.json: per-op max error vs the CPU,
+# GEMM TFLOP/s per shape and path, allocator accounting, copy bandwidth.
+set -uo pipefail
+OUT="${OUT:-/tmp/mist-cuda-checks}"
+mkdir -p "$OUT"
+started=$(date +%s)
+echo "[cuda-checks] $(date -u +%FT%TZ) on $(hostname)"
+nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader 2>&1 | tee "$OUT/nvidia-smi.txt"
+ldconfig -p 2>/dev/null | grep -E 'libcuda\.so|libcublasLt|libcublas\.so|libnccl|libcudart' | tee "$OUT/libraries.txt"
+node --version
+if [ ! -d node_modules/vitest ]; then
+  [ -f .device/test-runtime.tar.gz ] || { echo "[cuda-checks] .device/test-runtime.tar.gz is missing: run node tools/device/pack-test-runtime.js on the build machine and carry .device"; exit 2; }
+  tar xzf .device/test-runtime.tar.gz
+fi
+export MIST_CUDA_REPORT="$OUT/kernel-errors.jsonl"
+rm -f "$MIST_CUDA_REPORT"
+node -e "const a=require('bindings')({bindings:'mist_native',module_root:'packages/native'});const p=a.cudaProbe();console.log(JSON.stringify({available:p.available,reason:p.reason,devices:p.devices,cublasLt:p.cublasLt,kernels:p.kernels.files.length}))" | tee "$OUT/probe.json"
+(cd packages/native && timeout 330 node ../../node_modules/vitest/vitest.mjs run --config ../../vitest.config.ts src/cuda 2>&1 | tail -60)
+cp packages/native/.test-results/vitest.json "$OUT/vitest-cuda.json" 2>/dev/null
+timeout 150 node tools/device/cuda-report.js "$OUT"
+status=$?
+echo "[cuda-checks] finished in $(( $(date +%s) - started )) s, status $status; report: $OUT/cuda-report.json"
+exit $status
