@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { agentOptionsFromArgs } from './cli-options';
-import { backendStatus, chooseDevices, cpuDevices, gpuCatalogName, parseNvidiaSmi } from './devices';
+import { backendStatus, chooseDevices, cpuDevices, detectCudaDevices, gpuCatalogName, parseNvidiaSmi } from './devices';
 
 describe('agent devices and options', () => {
   it('maps nvidia-smi output to CUDA devices with catalog names', () => {
@@ -20,6 +20,19 @@ describe('agent devices and options', () => {
     expect(chooseDevices({ devices: [1] }, two).map((d) => d.index)).toEqual([1]);
     expect(() => chooseDevices({ devices: [5] }, two)).toThrow(/GPU 5 does not exist; this host has 0, 1/);
     expect(() => chooseDevices({}, () => [])).toThrow(/pass --cpu-devices N/);
+  });
+
+  it('takes the GPUs from the CUDA driver, and from nvidia-smi only when the driver cannot be asked', () => {
+    const driver = [{ ordinal: 0, name: 'NVIDIA H200', memoryBytes: 150_754_820_096 }, { ordinal: 1, name: 'NVIDIA H200', memoryBytes: 150_754_820_096 }];
+    const smi = () => parseNvidiaSmi('0, NVIDIA L4, 23034');
+    expect(detectCudaDevices(() => driver, smi)).toEqual([
+      { index: 0, kind: 'DEVICE_KIND_CUDA', name: 'NVIDIA H200', gpu: 'h200', memoryBytes: 150_754_820_096 },
+      { index: 1, kind: 'DEVICE_KIND_CUDA', name: 'NVIDIA H200', gpu: 'h200', memoryBytes: 150_754_820_096 },
+    ]);
+    expect(detectCudaDevices(() => undefined, smi).map((d) => d.gpu)).toEqual(['l4']);
+    expect(detectCudaDevices(() => [], () => [])).toEqual([]);
+    // This machine: whatever the addon's driver probe says, detection never throws.
+    expect(Array.isArray(detectCudaDevices())).toBe(true);
   });
 
   it('reports NCCL only where there are GPUs and the native addon offers it', () => {

@@ -1,5 +1,6 @@
-// The devices an agent offers: N CPU "devices" (`--cpu-devices N`), or the host's CUDA GPUs as
-// nvidia-smi lists them (optionally only some ordinals, `--devices 0,1`).
+// The devices an agent offers: N CPU "devices" (`--cpu-devices N`), or the host's CUDA GPUs as the
+// driver reports them through @mist/native (nvidia-smi when the addon cannot ask the driver),
+// optionally only some ordinals (`--devices 0,1`).
 import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
 import type { BackendStatus, Device } from '@mist/rpc';
@@ -46,8 +47,32 @@ export function parseNvidiaSmi(text: string): Device[] {
   });
 }
 
-/** The host's CUDA GPUs, or an empty list when nvidia-smi is missing or finds none. */
-export function detectCudaDevices(): Device[] {
+/** A GPU as the CUDA driver reports it (@mist/native's cudaProbe().devices). */
+export interface DriverGpu {
+  ordinal: number;
+  name: string;
+  memoryBytes: number;
+}
+
+/** Devices from the driver's list: ordinal, product name (mapped to the catalog) and memory. */
+export function devicesFromDriver(gpus: readonly DriverGpu[]): Device[] {
+  return gpus.map((g) => ({ index: g.ordinal, kind: 'DEVICE_KIND_CUDA', name: g.name, gpu: gpuCatalogName(g.name), memoryBytes: g.memoryBytes }));
+}
+
+/** The driver's GPUs through @mist/native, or undefined when the addon or the driver is unusable here. */
+function driverGpus(): DriverGpu[] | undefined {
+  try {
+    // Loaded only when GPUs are asked for: a CPU-only agent does not need the addon.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const native = require('@mist/native') as { cudaProbe(): { driverAvailable: boolean; devices: DriverGpu[] } };
+    const probe = native.cudaProbe();
+    return probe.driverAvailable ? probe.devices : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function nvidiaSmiGpus(): Device[] {
   let out: string;
   try {
     out = execFileSync('nvidia-smi', ['--query-gpu=index,name,memory.total', '--format=csv,noheader,nounits'], {
@@ -59,11 +84,21 @@ export function detectCudaDevices(): Device[] {
   return parseNvidiaSmi(out);
 }
 
+/**
+ * The host's CUDA GPUs: from the driver (libcuda through @mist/native: the ordinals the workers will
+ * use, CUDA_VISIBLE_DEVICES applied), else from nvidia-smi, else none.
+ */
+export function detectCudaDevices(fromDriver: () => DriverGpu[] | undefined = driverGpus, fromSmi: () => Device[] = nvidiaSmiGpus): Device[] {
+  const gpus = fromDriver();
+  if (gpus !== undefined && gpus.length > 0) return devicesFromDriver(gpus);
+  return fromSmi();
+}
+
 /** The devices to offer: CPU devices when asked, else the chosen (or all) CUDA GPUs. */
 export function chooseDevices(o: { cpuDevices?: number; devices?: number[] }, detect: () => Device[] = detectCudaDevices): Device[] {
   if (o.cpuDevices !== undefined) return cpuDevices(o.cpuDevices);
   const gpus = detect();
-  if (gpus.length === 0) throw new Error('no CUDA GPU found (nvidia-smi lists none): pass --cpu-devices N to offer CPU devices');
+  if (gpus.length === 0) throw new Error('no CUDA GPU found (neither the CUDA driver nor nvidia-smi lists one): pass --cpu-devices N to offer CPU devices');
   if (!o.devices) return gpus;
   return o.devices.map((i) => {
     const d = gpus.find((g) => g.index === i);
