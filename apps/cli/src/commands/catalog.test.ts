@@ -7,6 +7,18 @@ import { runCli } from '../test/run-cli';
 const examples = path.resolve(__dirname, '../../../../examples/plans');
 
 describe('mist models / gpus', () => {
+  it('gpus --local reports the CUDA backend (or exactly why it cannot run) and the addon build', async () => {
+    const json = await runCli(['gpus', '--local', '--json']);
+    expect(json.code, json.stderr).toBe(0);
+    const r = JSON.parse(json.stdout) as { addon: string; cuda: { available: boolean; reason?: string; devices: unknown[] }; collectives: Array<{ name: string }> };
+    expect(r.addon).toMatch(/^mist_native(_v4)?$/);
+    expect(r.collectives.map((b) => b.name)).toEqual(['cpu', 'nccl']);
+    if (!r.cuda.available) expect(r.cuda.reason).toMatch(/\S/);
+    const table = await runCli(['gpus', '--local']);
+    expect(table.stdout).toMatch(r.cuda.available ? /CUDA compute backend: available/ : /CUDA compute backend: unavailable: /);
+    expect(table.stdout).toMatch(/native addon build: mist_native/);
+  });
+
   it('lists the catalog as a table and as JSON', async () => {
     const table = await runCli(['models']);
     expect(table.code).toBe(0);
