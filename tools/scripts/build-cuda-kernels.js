@@ -11,12 +11,18 @@ const path = require('node:path');
 
 // SASS per architecture the project supports (A100, A10/RTX 30, L4/L40/RTX 40, H100/H200) and PTX of
 // the newest one, which the driver JIT-compiles for later GPUs.
-const GENCODE = [
-  ['compute_80', 'sm_80'],
-  ['compute_86', 'sm_86'],
-  ['compute_89', 'sm_89'],
-  ['compute_90', '[sm_90,compute_90]'],
-].flatMap(([arch, code]) => ['-gencode', `arch=${arch},code=${code}`]);
+const SASS = [80, 86, 89, 90];
+const PTX = 90;
+const GENCODE = SASS.flatMap((cc) => ['-gencode', `arch=compute_${cc},code=${cc === PTX ? `[sm_${cc},compute_${cc}]` : `sm_${cc}`}`]);
+
+// cuda-kernels/manifest.txt tells the addon's probe what the images hold, so it can say that a GPU or a
+// driver cannot run them before anything is launched: "cuda <version code of the nvcc>", "sass <cc>...",
+// "ptx <cc>" (the driver JIT-compiles PTX for newer GPUs only when it is at least as new as the nvcc).
+function writeManifest(outDir, version) {
+  const [major, minor] = version.replace('release ', '').split('.').map(Number);
+  const code = major * 1000 + (minor || 0) * 10;
+  fs.writeFileSync(path.join(outDir, 'manifest.txt'), `cuda ${code}\nsass ${SASS.join(' ')}\nptx ${PTX}\n`);
+}
 
 function findNvcc() {
   if (process.env.MIST_NO_CUDA === '1') return { reason: 'MIST_NO_CUDA=1' };
@@ -34,7 +40,9 @@ function newestOf(files) {
 
 function compile(nvcc, source, output) {
   return new Promise((resolve) => {
-    const args = ['-std=c++17', '-O3', '-fatbin', ...GENCODE, '-I', path.dirname(source), '-o', output, source];
+    // Kernels include their own directory's headers and, from src/, headers shared with the CPU
+    // kernels (e.g. kernels/dropout_hash.h: both backends draw the same dropout masks).
+    const args = ['-std=c++17', '-O3', '-fatbin', ...GENCODE, '-I', path.dirname(source), '-I', path.resolve(path.dirname(source), '../..'), '-o', output, source];
     const child = spawn(nvcc, args, { stdio: ['ignore', 'inherit', 'inherit'] });
     child.on('close', (code) => resolve(code ?? 1));
   });
@@ -51,12 +59,16 @@ async function buildCudaKernels(nativeDir, { force = false } = {}) {
     return;
   }
   const sources = fs.readdirSync(kernelsDir).filter((f) => f.endsWith('.cu')).sort();
-  const headers = fs.readdirSync(kernelsDir).filter((f) => f.endsWith('.cuh')).map((f) => path.join(kernelsDir, f));
+  const headers = [
+    ...fs.readdirSync(kernelsDir).filter((f) => f.endsWith('.cuh')).map((f) => path.join(kernelsDir, f)),
+    path.join(nativeDir, 'src/kernels/dropout_hash.h'),
+  ].filter((f) => fs.existsSync(f));
   const headerTime = newestOf(headers);
   fs.mkdirSync(outDir, { recursive: true });
   for (const stale of fs.readdirSync(outDir)) {
-    if (!sources.includes(stale.replace(/\.fatbin$/, '.cu'))) fs.rmSync(path.join(outDir, stale), { force: true });
+    if (stale !== 'manifest.txt' && !sources.includes(stale.replace(/\.fatbin$/, '.cu'))) fs.rmSync(path.join(outDir, stale), { force: true });
   }
+  writeManifest(outDir, found.version);
   const todo = sources.filter((s) => {
     const out = path.join(outDir, s.replace(/\.cu$/, '.fatbin'));
     if (force || !fs.existsSync(out)) return true;

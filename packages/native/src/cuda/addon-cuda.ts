@@ -27,7 +27,8 @@ export interface CudaProbe {
   /** e.g. 13000 for CUDA 13.0. */
   driverVersion?: number;
   devices: CudaGpu[];
-  kernels: { directory: string; files: string[]; reason?: string };
+  /** The fatbinaries next to the addon and what they hold (from the build's manifest.txt). */
+  kernels: { directory: string; files: string[]; reason?: string; cudaVersion?: number; sass?: number[]; ptx?: number };
   /** cuBLASLt, opened by dlopen when the host has it (the matmul op's preferred path). */
   cublasLt: { available: boolean; path?: string; reason?: string; version?: number };
 }
@@ -91,6 +92,7 @@ export interface CudaAddon {
   cudaResetPeaks(): void;
   cudaPinnedBuffer(bytes: number): ArrayBuffer;
   cudaCopyAsync(direction: 'toDevice' | 'toHost', handle: NativeCudaTensor, pinned: ArrayBuffer, stream: CudaStream): void;
+  cudaKernelCompatibility(gpu: { name: string; computeCapability: number }, driverVersion: number): string | null;
   cudaRoundValues(values: Float32Array, dtype: 'f32' | 'bf16' | 'f16'): Float32Array;
   allocatorTestCreate(capacityBytes: number): NativeTestAllocator;
   allocatorTestAllocate(allocator: NativeTestAllocator, bytes: number): number;

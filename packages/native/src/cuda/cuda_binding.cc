@@ -105,9 +105,12 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   auto o = Napi::Object::New(env);
   KernelImages images = FindKernelImages();
   const bool kernels = !images.files.empty();
-  o.Set("available", p.available && kernels);
+  std::string incompatible;
+  if (p.available && kernels) incompatible = KernelIncompatibility(images, p.devices.front(), p.driverVersion);
+  o.Set("available", p.available && kernels && incompatible.empty());
   if (!p.available) o.Set("reason", p.reason);
   else if (!kernels) o.Set("reason", images.reason);
+  else if (!incompatible.empty()) o.Set("reason", incompatible);
   o.Set("driverAvailable", p.available);
   if (!p.path.empty()) o.Set("library", p.path);
   if (p.driverVersion > 0) o.Set("driverVersion", p.driverVersion);
@@ -131,6 +134,13 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < images.files.size(); ++i) files.Set(static_cast<uint32_t>(i), images.files[i]);
   k.Set("files", files);
   if (!kernels) k.Set("reason", images.reason);
+  if (images.cudaVersion > 0) {
+    k.Set("cudaVersion", images.cudaVersion);
+    auto sass = Napi::Array::New(env, images.sass.size());
+    for (size_t i = 0; i < images.sass.size(); ++i) sass.Set(static_cast<uint32_t>(i), images.sass[i]);
+    k.Set("sass", sass);
+    k.Set("ptx", images.ptx);
+  }
   o.Set("kernels", k);
   const CublasLtProbe& lt = CublasLtStatus();
   auto blas = Napi::Object::New(env);
@@ -270,7 +280,7 @@ void BindTensors(const Napi::Env& env, const CudaOpEntry& entry, const Napi::Arr
     DeviceTensor& t = Unwrap(env, v, args.op + " (cuda): buffer " + std::to_string(i));
     const bool isFloat = t.dtype != DType::kI32;
     std::string want;
-    if (kind == 'f' && t.dtype != DType::kF32) want = "f32";
+    if ((kind == 'f' || kind == 'm') && t.dtype != DType::kF32) want = "f32";
     if (kind == 'i' && t.dtype != DType::kI32) want = "i32";
     if ((kind == 'x' || kind == '*') && !isFloat) want = "f32, bf16 or f16";
     if (kind == 'x' && isFloat) {
@@ -428,6 +438,22 @@ Napi::Value RoundValues(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// cudaKernelCompatibility({name, computeCapability}, driverVersion): why the kernel images found now
+// (MIST_CUDA_KERNELS_DIR or next to the addon) cannot run on such a GPU under such a driver, or null.
+// What the probe checks for the real device; callable without a GPU.
+Napi::Value KernelCompatibility(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject() || !info[1].IsNumber()) {
+    throw Napi::TypeError::New(env, "cudaKernelCompatibility: expects ({name, computeCapability}, driverVersion)");
+  }
+  auto gpu = info[0].As<Napi::Object>();
+  DeviceProperties props;
+  props.name = gpu.Get("name").IsString() ? gpu.Get("name").As<Napi::String>().Utf8Value() : "GPU";
+  props.computeCapability = gpu.Get("computeCapability").As<Napi::Number>().Int32Value();
+  const std::string why = KernelIncompatibility(FindKernelImages(), props, info[1].As<Napi::Number>().Int32Value());
+  return why.empty() ? env.Null() : Napi::String::New(env, why);
+}
+
 // A raw source that hands out addresses of a simulated device of `capacity` bytes.
 class SimulatedRawMemory : public RawMemory {
  public:
@@ -503,6 +529,7 @@ void InitCuda(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaResetPeaks", Napi::Function::New(env, ResetPeaks, "cudaResetPeaks"));
   exports.Set("cudaPinnedBuffer", Napi::Function::New(env, PinnedBuffer, "cudaPinnedBuffer"));
   exports.Set("cudaCopyAsync", Napi::Function::New(env, CopyAsync, "cudaCopyAsync"));
+  exports.Set("cudaKernelCompatibility", Napi::Function::New(env, KernelCompatibility, "cudaKernelCompatibility"));
   exports.Set("cudaRoundValues", Napi::Function::New(env, RoundValues, "cudaRoundValues"));
   exports.Set("allocatorTestCreate", Napi::Function::New(env, TestCreate, "allocatorTestCreate"));
   exports.Set("allocatorTestAllocate", Napi::Function::New(env, TestAllocate, "allocatorTestAllocate"));

@@ -69,7 +69,34 @@ KernelImages FindKernelImages() {
   ::closedir(dir);
   std::sort(images.files.begin(), images.files.end());
   if (images.files.empty()) images.reason = "no *.fatbin in " + images.directory;
+  std::ifstream manifest(images.directory + "/manifest.txt");
+  std::string line;
+  while (std::getline(manifest, line)) {
+    std::istringstream words(line);
+    std::string key;
+    words >> key;
+    int value = 0;
+    if (key == "cuda") words >> images.cudaVersion;
+    else if (key == "ptx") words >> images.ptx;
+    else if (key == "sass") while (words >> value) images.sass.push_back(value);
+  }
   return images;
+}
+
+std::string KernelIncompatibility(const KernelImages& images, const DeviceProperties& device, int driverVersion) {
+  if (images.cudaVersion == 0) return "";  // no manifest: the module loader will say
+  auto version = [](int code) { return std::to_string(code / 1000) + "." + std::to_string((code % 1000) / 10); };
+  if (driverVersion > 0 && driverVersion < images.cudaVersion) {
+    return "the CUDA kernels were built by CUDA " + version(images.cudaVersion) + " and this driver supports CUDA " + version(driverVersion) +
+           ": install a driver for CUDA " + version(images.cudaVersion) + " or newer, or rebuild the addon with an nvcc no newer than the driver";
+  }
+  const int cc = device.computeCapability;
+  if (std::find(images.sass.begin(), images.sass.end(), cc) != images.sass.end()) return "";
+  if (images.ptx > 0 && cc >= images.ptx) return "";
+  std::string have;
+  for (int s : images.sass) have += (have.empty() ? "sm_" : ", sm_") + std::to_string(s);
+  return device.name + " is sm_" + std::to_string(cc) + "; the CUDA kernels hold code for " + have +
+         (images.ptx > 0 ? " and PTX for sm_" + std::to_string(images.ptx) + " and newer" : "");
 }
 
 Device& Device::Get() {
@@ -107,6 +134,11 @@ void Device::LoadKernels() {
   KernelImages images = FindKernelImages();
   if (images.files.empty()) {
     kernelsReason_ = images.reason;
+    return;
+  }
+  const std::string incompatible = KernelIncompatibility(images, props_, Driver().driverVersion);
+  if (!incompatible.empty()) {
+    kernelsReason_ = incompatible;  // memory, copies and streams still work; every kernel names this
     return;
   }
   for (const std::string& file : images.files) {

@@ -23,8 +23,15 @@ struct KernelImages {
   std::string directory;
   std::vector<std::string> files;  // *.fatbin, sorted
   std::string reason;              // why there are none, when files is empty
+  // From manifest.txt (written by tools/scripts/build-cuda-kernels.js); 0 / empty when absent.
+  int cudaVersion = 0;             // of the nvcc that built them, e.g. 13000
+  std::vector<int> sass;           // compute capabilities with machine code, e.g. 80 86 89 90
+  int ptx = 0;                     // compute capability of the PTX the driver can JIT for newer GPUs
 };
 KernelImages FindKernelImages();
+
+// Why the images cannot run on `device` under a driver of `driverVersion`, or "" when they can.
+std::string KernelIncompatibility(const KernelImages& images, const DeviceProperties& device, int driverVersion);
 
 enum class StreamKind { kCompute, kComm };
 

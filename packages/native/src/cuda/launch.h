@@ -6,7 +6,9 @@
 //   'x' storage dtype: f32, bf16 or f16 (all 'x' buffers of one call share it; the launcher picks
 //       the kernel variant from it), 'f' always fp32 (statistics such as mean/rstd/lse, AdamW
 //       master weights and moments), 'i' int32, '*' any of f32/bf16/f16 (the launcher reads
-//       tensors[i].dtype, e.g. cast); upper case ('X', 'F', 'I') marks an optional one.
+//       tensors[i].dtype, e.g. cast), 'm' a dropout mask: an f32 tensor used as raw 32-bit words (4
+//       mask bytes each, as the CPU kernels pack them; compared bit for bit); upper case ('X', 'F',
+//       'I', 'M') marks an optional one.
 // Launchers check every length against the shapes before launching (a wrong call throws, it never
 // writes out of bounds) and launch with LaunchKernel on the current compute stream.
 // Kernels are `extern "C" __global__` functions in cuda/kernels/*.cu, compiled by nvcc into

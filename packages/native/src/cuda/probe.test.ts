@@ -2,12 +2,15 @@
 // driver loader's reason and every device entry point throws that reason instead of crashing; on a
 // GPU host it names the GPU with its memory. The conversions an upload applies need no GPU.
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { loadAddon } from '../addon';
 import { backends } from '../collectives';
 import type { KernelAddon } from '../kernels/addon-kernels';
+import { cudaAddon } from './addon-cuda';
 import { CudaTensor, cudaMemoryStats, cudaOps, cudaProbe, roundToDType } from './index';
 
 const probe = cudaProbe();
@@ -58,9 +61,39 @@ describe('CUDA backend probe', () => {
   it('declares a signature for every CUDA op, and each op but cast exists on the CPU under the same name', () => {
     const cpu = new Set(loadAddon<KernelAddon>().kernelOpNames());
     for (const op of cudaOps()) {
-      expect(op.signature, op.name).toMatch(/^[xfi*XFI]+$/);
+      expect(op.signature, op.name).toMatch(/^[xfim*XFIM]+$/);
       if (op.name !== 'cast') expect(cpu.has(op.name), op.name).toBe(true);
     }
+  });
+});
+
+describe('kernel images against a GPU and a driver', () => {
+  it('names a driver older than the nvcc and a GPU the images hold no code for', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mist-kernels-'));
+    fs.writeFileSync(path.join(dir, 'a.fatbin'), 'not read by the check');
+    fs.writeFileSync(path.join(dir, 'manifest.txt'), 'cuda 13000\nsass 80 86 89 90\nptx 90\n');
+    const saved = process.env.MIST_CUDA_KERNELS_DIR;
+    process.env.MIST_CUDA_KERNELS_DIR = dir;
+    try {
+      const check = cudaAddon().cudaKernelCompatibility;
+      expect(check({ name: 'NVIDIA H200', computeCapability: 90 }, 13000)).toBeNull();
+      expect(check({ name: 'NVIDIA B200', computeCapability: 100 }, 13000)).toBeNull(); // PTX 9.0 JIT-compiles
+      expect(check({ name: 'NVIDIA H200', computeCapability: 90 }, 12040)).toMatch(/built by CUDA 13\.0 and this driver supports CUDA 12\.4/);
+      expect(check({ name: 'Tesla T4', computeCapability: 75 }, 13000)).toMatch(/Tesla T4 is sm_75; the CUDA kernels hold code for sm_80, sm_86, sm_89, sm_90 and PTX for sm_90 and newer/);
+      fs.rmSync(path.join(dir, 'manifest.txt'));
+      expect(check({ name: 'Tesla T4', computeCapability: 75 }, 13000)).toBeNull(); // no manifest: the module loader decides
+    } finally {
+      if (saved === undefined) delete process.env.MIST_CUDA_KERNELS_DIR;
+      else process.env.MIST_CUDA_KERNELS_DIR = saved;
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(cudaProbe().kernels.files.length === 0)('the build wrote a manifest of what its images hold', () => {
+    const k = cudaProbe().kernels;
+    expect(k.cudaVersion).toBeGreaterThanOrEqual(11000);
+    expect(k.sass).toEqual([80, 86, 89, 90]);
+    expect(k.ptx).toBe(90);
   });
 });
 

@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/dropout_hash.h"
 #include "kernels/op_args.h"
 
 namespace mist {
@@ -19,13 +20,7 @@ struct DropoutRng {
   /** 1 / (1 - p): kept elements are scaled so the expectation is unchanged. */
   float scale = 1.f;
 
-  bool Keep(uint64_t index) const {
-    uint64_t z = key + index * 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z ^= z >> 31;
-    return static_cast<uint32_t>(z >> 40) >= threshold;
-  }
+  bool Keep(uint64_t index) const { return DropoutDraw24(key, index) >= threshold; }
 };
 
 /** Reads the stream key from ints [hi, lo] (two unsigned 32-bit halves) and p from a float parameter. */

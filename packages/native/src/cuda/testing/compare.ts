@@ -72,13 +72,13 @@ export interface CompareReport {
   summary: string;
 }
 
-type SlotClass = 'x' | 'f' | 'i';
+type SlotClass = 'x' | 'f' | 'i' | 'm';
 
 function slotClass(signature: string, slot: number, op: string): SlotClass {
   const c = signature[slot];
   if (c === undefined) throw new Error(`${op}: buffer ${slot} is beyond the CUDA op's signature '${signature}'`);
   const lower = c.toLowerCase();
-  if (lower === 'x' || lower === 'f' || lower === 'i') return lower;
+  if (lower === 'x' || lower === 'f' || lower === 'i' || lower === 'm') return lower;
   throw new Error(`${op}: slot ${slot} has signature '${c}', which compareWithCpu cannot fill (use CudaTensor directly)`);
 }
 
@@ -120,6 +120,10 @@ export function compareWithCpu(record: (ops: KernelOps) => void, options: Compar
           if (buffer instanceof Int32Array) {
             cpuCopies.set(buffer, buffer.slice());
             deviceCopies.set(buffer, CudaTensor.from(buffer, 'i32'));
+          } else if (cls === 'm') {
+            // Raw mask words: copied bit for bit (an upload of f32 is a plain byte copy).
+            cpuCopies.set(buffer, buffer.slice());
+            deviceCopies.set(buffer, CudaTensor.from(buffer, 'f32'));
           } else {
             const dtype = cls === 'x' ? options.dtype : 'f32';
             const rounded = roundToDType(buffer, dtype);
@@ -138,7 +142,9 @@ export function compareWithCpu(record: (ops: KernelOps) => void, options: Compar
     for (const [original, cpu] of cpuCopies) {
       const device = deviceCopies.get(original);
       if (device === undefined) continue;
-      buffers.push(bufferError(labels.get(original) ?? '?', cpu, device.download(), options));
+      const label = labels.get(original) ?? '?';
+      const downloaded = device.download();
+      buffers.push(classes.get(original) === 'm' ? maskError(label, cpu, downloaded) : bufferError(label, cpu, downloaded, options));
     }
     const maxAbs = Math.max(0, ...buffers.map((b) => b.maxAbs));
     const maxRel = Math.max(0, ...buffers.map((b) => b.maxRel));
@@ -152,6 +158,15 @@ export function compareWithCpu(record: (ops: KernelOps) => void, options: Compar
   } finally {
     for (const t of deviceCopies.values()) t.free();
   }
+}
+
+// Dropout masks are bytes packed 4 per float: compared word for word, bit for bit.
+function maskError(label: string, cpu: Float32Array | Int32Array, cuda: Float32Array | Int32Array): BufferError {
+  const a = new Uint32Array(cpu.buffer, cpu.byteOffset, cpu.length);
+  const b = new Uint32Array(cuda.buffer, cuda.byteOffset, cuda.length);
+  let failures = 0;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) failures += 1;
+  return { buffer: label, maxAbs: failures > 0 ? Infinity : 0, maxRel: failures > 0 ? Infinity : 0, failures, count: a.length };
 }
 
 function bufferError(label: string, cpu: Float32Array | Int32Array, cuda: Float32Array | Int32Array, o: CompareOptions): BufferError {
