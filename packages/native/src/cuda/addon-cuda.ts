@@ -81,6 +81,7 @@ export interface CudaAddon {
   cudaProbe(): CudaProbe;
   cudaOps(): Array<{ name: string; signature: string }>;
   cudaTensorCreate(count: number, dtype: CudaDType): NativeCudaTensor;
+  cudaTensorView(handle: NativeCudaTensor, offset: number, count: number): NativeCudaTensor;
   cudaTensorFree(handle: NativeCudaTensor): void;
   cudaUpload(handle: NativeCudaTensor, data: Float32Array | Int32Array | Uint16Array): void;
   cudaDownload(handle: NativeCudaTensor): Float32Array | Int32Array;

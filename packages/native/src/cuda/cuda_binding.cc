@@ -2,6 +2,7 @@
 //   cudaProbe()                          what the driver, the device and the kernel images offer
 //   cudaOps()                            [{name, signature}] of every CUDA op (launch.h)
 //   cudaTensorCreate(count, dtype)       a device tensor handle ('f32' | 'bf16' | 'f16' | 'i32')
+//   cudaTensorView(handle, offset, count) elements of a tensor as a tensor sharing its memory
 //   cudaTensorFree(handle)               returns its memory to the caching allocator now
 //   cudaUpload(handle, typedArray)       Float32Array (converted to the tensor's dtype), Int32Array,
 //                                        or Uint16Array (raw bf16/f16 bits); ordered on the compute stream
@@ -37,10 +38,11 @@ struct DeviceTensor {
   CUdeviceptr ptr = 0;  // 0 once freed
   size_t count = 0;
   DType dtype = DType::kF32;
+  bool owner = true;    // false for a view into another tensor's memory (never freed through it)
 };
 
 void FreeTensor(DeviceTensor* t) {
-  if (t->ptr != 0 && Device::Created()) Device::Get().allocator().Free(static_cast<uintptr_t>(t->ptr));
+  if (t->ptr != 0 && t->owner && Device::Created()) Device::Get().allocator().Free(static_cast<uintptr_t>(t->ptr));
   t->ptr = 0;
 }
 
@@ -189,6 +191,26 @@ Napi::Value TensorCreate(const Napi::CallbackInfo& info) {
       delete p;
     });
   });
+}
+
+// cudaTensorView(handle, offset, count): elements [offset, offset + count) of a tensor as a tensor of
+// its own (like Float32Array.subarray); it shares the memory and never frees it. The JavaScript side
+// keeps the parent alive while the view is reachable.
+Napi::Value TensorView(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DeviceTensor& parent = Unwrap(env, info[0], "cudaTensorView: handle");
+  if (!info[1].IsNumber() || !info[2].IsNumber()) throw Napi::TypeError::New(env, "cudaTensorView: offset and count must be numbers");
+  const int64_t offset = info[1].As<Napi::Number>().Int64Value(), count = info[2].As<Napi::Number>().Int64Value();
+  if (offset < 0 || count < 0 || static_cast<size_t>(offset + count) > parent.count) {
+    throw Napi::RangeError::New(env, "cudaTensorView: [" + std::to_string(offset) + ", " + std::to_string(offset + count) +
+                                         ") is outside the tensor's " + std::to_string(parent.count) + " elements");
+  }
+  auto* view = new DeviceTensor();
+  view->ptr = parent.ptr + static_cast<CUdeviceptr>(offset) * DTypeBytes(parent.dtype);
+  view->count = static_cast<size_t>(count);
+  view->dtype = parent.dtype;
+  view->owner = false;
+  return Napi::External<DeviceTensor>::New(env, view, [](Napi::Env, DeviceTensor* p) { delete p; });
 }
 
 Napi::Value TensorFree(const Napi::CallbackInfo& info) {
@@ -518,6 +540,7 @@ void InitCuda(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaProbe", Napi::Function::New(env, Probe, "cudaProbe"));
   exports.Set("cudaOps", Napi::Function::New(env, Ops, "cudaOps"));
   exports.Set("cudaTensorCreate", Napi::Function::New(env, TensorCreate, "cudaTensorCreate"));
+  exports.Set("cudaTensorView", Napi::Function::New(env, TensorView, "cudaTensorView"));
   exports.Set("cudaTensorFree", Napi::Function::New(env, TensorFree, "cudaTensorFree"));
   exports.Set("cudaUpload", Napi::Function::New(env, Upload, "cudaUpload"));
   exports.Set("cudaDownload", Napi::Function::New(env, Download, "cudaDownload"));

@@ -1,5 +1,6 @@
 // The CUDA compute backend of @mist/native: device tensors, the ops (same names and semantics as the
 // CPU kernels), streams, pinned memory and the caching allocator's statistics.
+export { CudaKernels, cudaKernels } from './kernel-ops';
 export type { CudaDType, CudaGpu, CudaMemoryStats, CudaProbe, CudaStream } from './addon-cuda';
 export {
   CudaTensor,

@@ -7,7 +7,11 @@ export function cudaProbe(): CudaProbe {
   return cudaAddon().cudaProbe();
 }
 
-/** A tensor in device memory, from the caching allocator; freed by free() or when collected. */
+/**
+ * A tensor in device memory, from the caching allocator; freed by free() or when collected. A view
+ * (subarray) shares its parent's memory and keeps the parent reachable; freeing a parent explicitly
+ * while one of its views is still used is the caller's error.
+ */
 export class CudaTensor {
   private freed = false;
 
@@ -15,7 +19,20 @@ export class CudaTensor {
     readonly handle: NativeCudaTensor,
     readonly count: number,
     readonly dtype: CudaDType,
+    private readonly parent: CudaTensor | null = null,
   ) {}
+
+  /** Elements, as a typed array's length (KernelOps reads it). */
+  get length(): number {
+    return this.count;
+  }
+
+  /** Elements [begin, end) as a tensor sharing this one's memory, like Float32Array.subarray. */
+  subarray(begin: number, end = this.count): CudaTensor {
+    const b = Math.max(0, Math.min(begin, this.count));
+    const e = Math.max(b, Math.min(end, this.count));
+    return new CudaTensor(cudaAddon().cudaTensorView(this.handle, b, e - b), e - b, this.dtype, this.parent ?? this);
+  }
 
   static empty(count: number, dtype: CudaDType): CudaTensor {
     return new CudaTensor(cudaAddon().cudaTensorCreate(count, dtype), count, dtype);
@@ -41,10 +58,11 @@ export class CudaTensor {
     return cudaAddon().cudaDownload(this.handle);
   }
 
+  /** Returns the memory to the allocator now (a view frees nothing). */
   free(): void {
     if (this.freed) return;
     this.freed = true;
-    cudaAddon().cudaTensorFree(this.handle);
+    if (this.parent === null) cudaAddon().cudaTensorFree(this.handle);
   }
 }
 

@@ -2,19 +2,19 @@
 // whether it writes (=) or accumulates (+=) its outputs. Parameter gradients always accumulate, so
 // micro-batches and tied weights add up; activation gradients are written unless the method says so.
 //
-// KernelOps has two implementations with the same methods: `kernels` (ImmediateKernels) runs each
+// KernelOps has three implementations with the same methods: `kernels` (ImmediateKernels) runs each
 // call at once on the calling thread plus the addon's thread pool; KernelBatch records calls and
-// runs them in order off the JavaScript thread with `await batch.run()`. The native side checks
-// every buffer's length against the shapes before writing.
-import type { KernelBuffer } from './addon-kernels';
+// runs them in order off the JavaScript thread with `await batch.run()`; CudaKernels (cuda/) queues
+// them on the GPU's compute stream, over device tensors. The native side checks every buffer's
+// length against the shapes before writing.
 
-export interface MatmulArgs {
+export interface MatmulArgs<F = Float32Array> {
   /** Output [m, n]. */
-  c: Float32Array;
+  c: F;
   /** [m, k], or [k, m] when transA. */
-  a: Float32Array;
+  a: F;
   /** [k, n], or [n, k] when transB. */
-  b: Float32Array;
+  b: F;
   m: number;
   n: number;
   k: number;
@@ -58,11 +58,11 @@ export function maskFloats(n: number): number {
   return Math.ceil(n / 4);
 }
 
-export interface AdamWArgs {
-  param: Float32Array;
-  grad: Float32Array;
-  m: Float32Array;
-  v: Float32Array;
+export interface AdamWArgs<F = Float32Array> {
+  param: F;
+  grad: F;
+  m: F;
+  v: F;
   /** 1-based step count (bias correction). */
   step: number;
   lr: number;
@@ -85,6 +85,11 @@ export interface EmbeddingShape {
   posOffset?: number;
 }
 
+/** What a kernel buffer must offer the wrappers: its element count (Float32Array, a device tensor). */
+export interface TensorLike {
+  readonly length: number;
+}
+
 const b01 = (v: boolean | undefined): number => (v ? 1 : 0);
 
 /**
@@ -92,7 +97,7 @@ const b01 = (v: boolean | undefined): number => (v ? 1 : 0);
  * carry their positions in the whole sequence (the same for every sequence of the batch), and key j
  * is visible to query i when kPos[j] <= qPos[i].
  */
-export interface AttentionBlockShape {
+export interface AttentionBlockShape<I = Int32Array> {
   batch: number;
   /** Rows per sequence of q/out and of k/v. */
   qSeq: number;
@@ -101,8 +106,8 @@ export interface AttentionBlockShape {
   kvHeads: number;
   headDim: number;
   /** Position of each query row of a sequence [qSeq], and of each key row [kSeq]. */
-  qPos: Int32Array;
-  kPos: Int32Array;
+  qPos: I;
+  kPos: I;
   /** Score scale; default 1 / sqrt(headDim). */
   scale?: number;
   /** Dropout on the probabilities: draws as attention() over sequences of seqTotal tokens. */
@@ -112,7 +117,7 @@ export interface AttentionBlockShape {
 const coreInts = (s: AttentionShape): number[] => [s.batch, s.seq, s.heads, s.kvHeads, s.headDim];
 const coreScale = (s: AttentionShape): number => s.scale ?? 1 / Math.sqrt(s.headDim);
 
-function attentionBlockParams(s: AttentionBlockShape, merge: boolean): [number[], number[]] {
+function attentionBlockParams(s: AttentionBlockShape<unknown>, merge: boolean): [number[], number[]] {
   const ints = [s.batch, s.qSeq, s.kSeq, s.heads, s.kvHeads, s.headDim, b01(merge)];
   const scale = s.scale ?? 1 / Math.sqrt(s.headDim);
   const d = s.dropout;
@@ -127,100 +132,104 @@ function attentionParams(s: AttentionShape): [number[], number[]] {
   return [[...ints, d.keyHi, d.keyLo, d.sampleOffset, d.headOffset, d.totalHeads], [s.scale ?? 1 / Math.sqrt(s.headDim), d.p]];
 }
 
-export abstract class KernelOps {
-  protected abstract emit(op: string, buffers: KernelBuffer[], ints: number[], floats: number[]): void;
+/**
+ * The kernels' typed wrappers over any buffer type: F for float tensors (Float32Array on the CPU, a
+ * device tensor on CUDA), I for int32 tensors (tokens, targets, positions).
+ */
+export abstract class KernelOps<F extends TensorLike = Float32Array, I = Int32Array> {
+  protected abstract emit(op: string, buffers: Array<F | I | null>, ints: number[], floats: number[]): void;
 
   /** c[m,n] (+)= alpha * op(a)[m,k] * op(b)[k,n]. */
-  matmul(x: MatmulArgs): void {
+  matmul(x: MatmulArgs<F>): void {
     this.emit('matmul', [x.c, x.a, x.b], [x.m, x.n, x.k, b01(x.transA), b01(x.transB), b01(x.accumulate)], [x.alpha ?? 1]);
   }
 
   /** out[n] = a + b (out may be a or b). n defaults to out.length. */
-  add(out: Float32Array, a: Float32Array, b: Float32Array, n = out.length): void {
+  add(out: F, a: F, b: F, n = out.length): void {
     this.emit('add', [out, a, b], [n], []);
   }
 
   /** dst[n] += alpha * src. */
-  accumulate(dst: Float32Array, src: Float32Array, alpha = 1, n = dst.length): void {
+  accumulate(dst: F, src: F, alpha = 1, n = dst.length): void {
     this.emit('accumulate', [dst, src], [n], [alpha]);
   }
 
-  copy(dst: Float32Array, src: Float32Array, n = dst.length): void {
+  copy(dst: F, src: F, n = dst.length): void {
     this.emit('copy', [dst, src], [n], []);
   }
 
-  scale(x: Float32Array, alpha: number, n = x.length): void {
+  scale(x: F, alpha: number, n = x.length): void {
     this.emit('scale', [x], [n], [alpha]);
   }
 
-  fill(x: Float32Array, value: number, n = x.length): void {
+  fill(x: F, value: number, n = x.length): void {
     this.emit('fill', [x], [n], [value]);
   }
 
   /** y[rows, cols] += bias[cols] (broadcast over rows). */
-  biasAdd(y: Float32Array, bias: Float32Array, rows: number, cols: number): void {
+  biasAdd(y: F, bias: F, rows: number, cols: number): void {
     this.emit('biasAdd', [y, bias], [rows, cols], []);
   }
 
   /** dbias[cols] += sum over rows of dy[rows, cols]. */
-  biasGrad(dbias: Float32Array, dy: Float32Array, rows: number, cols: number): void {
+  biasGrad(dbias: F, dy: F, rows: number, cols: number): void {
     this.emit('biasGrad', [dbias, dy], [rows, cols], []);
   }
 
   /** y = gelu(x), tanh form; y may be x. */
-  gelu(y: Float32Array, x: Float32Array, n = y.length): void {
+  gelu(y: F, x: F, n = y.length): void {
     this.emit('gelu', [y, x], [n], []);
   }
 
   /** dx = dy * gelu'(x); dx may be dy. */
-  geluBackward(dx: Float32Array, dy: Float32Array, x: Float32Array, n = dx.length): void {
+  geluBackward(dx: F, dy: F, x: F, n = dx.length): void {
     this.emit('geluBackward', [dx, dy, x], [n], []);
   }
 
   /** y = relu(x)^2 (squared ReLU); y may be x. */
-  squaredRelu(y: Float32Array, x: Float32Array, n = y.length): void {
+  squaredRelu(y: F, x: F, n = y.length): void {
     this.emit('squaredRelu', [y, x], [n], []);
   }
 
   /** dx = dy * 2 relu(x) (written); dx may be dy. */
-  squaredReluBackward(dx: Float32Array, dy: Float32Array, x: Float32Array, n = dx.length): void {
+  squaredReluBackward(dx: F, dy: F, x: F, n = dx.length): void {
     this.emit('squaredReluBackward', [dx, dy, x], [n], []);
   }
 
   /** y = silu(gate) * up, all [n]. */
-  swiglu(y: Float32Array, gate: Float32Array, up: Float32Array, n = y.length): void {
+  swiglu(y: F, gate: F, up: F, n = y.length): void {
     this.emit('swiglu', [y, gate, up], [n], []);
   }
 
   /** dgate, dup (written) from dy, gate, up. */
-  swigluBackward(dgate: Float32Array, dup: Float32Array, dy: Float32Array, gate: Float32Array, up: Float32Array, n = dy.length): void {
+  swigluBackward(dgate: F, dup: F, dy: F, gate: F, up: F, n = dy.length): void {
     this.emit('swigluBackward', [dgate, dup, dy, gate, up], [n], []);
   }
 
   /** y[rows, cols] = LayerNorm(x) * gamma + beta; saves mean[rows], rstd[rows]. beta may be null. */
   layerNorm(
-    y: Float32Array, mean: Float32Array, rstd: Float32Array, x: Float32Array, gamma: Float32Array,
-    beta: Float32Array | null, rows: number, cols: number, eps: number,
+    y: F, mean: F, rstd: F, x: F, gamma: F,
+    beta: F | null, rows: number, cols: number, eps: number,
   ): void {
     this.emit('layerNorm', [y, mean, rstd, x, gamma, beta], [rows, cols], [eps]);
   }
 
   /** dx (written, or added when accumulateDx), dgamma += , dbeta += (may be null). */
   layerNormBackward(
-    dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array | null, dy: Float32Array, x: Float32Array,
-    gamma: Float32Array, mean: Float32Array, rstd: Float32Array, rows: number, cols: number, accumulateDx = false,
+    dx: F, dgamma: F, dbeta: F | null, dy: F, x: F,
+    gamma: F, mean: F, rstd: F, rows: number, cols: number, accumulateDx = false,
   ): void {
     this.emit('layerNormBackward', [dx, dgamma, dbeta, dy, x, gamma, mean, rstd], [rows, cols, b01(accumulateDx)], []);
   }
 
   /** y[rows, cols] = x * rstd * gamma, rstd = 1 / sqrt(mean(x^2) + eps); saves rstd[rows]. */
-  rmsNorm(y: Float32Array, rstd: Float32Array, x: Float32Array, gamma: Float32Array, rows: number, cols: number, eps: number): void {
+  rmsNorm(y: F, rstd: F, x: F, gamma: F, rows: number, cols: number, eps: number): void {
     this.emit('rmsNorm', [y, rstd, x, gamma], [rows, cols], [eps]);
   }
 
   /** dx (written, or added when accumulateDx), dgamma += . */
   rmsNormBackward(
-    dx: Float32Array, dgamma: Float32Array, dy: Float32Array, x: Float32Array, gamma: Float32Array, rstd: Float32Array,
+    dx: F, dgamma: F, dy: F, x: F, gamma: F, rstd: F,
     rows: number, cols: number, accumulateDx = false,
   ): void {
     this.emit('rmsNormBackward', [dx, dgamma, dy, x, gamma, rstd], [rows, cols, b01(accumulateDx)], []);
@@ -230,12 +239,12 @@ export abstract class KernelOps {
    * Rotary embedding of x [rows = batch*seq, heads, headDim] into out (may be x); row r has
    * position posOffset + r % seq; pairs (i, i + headDim/2) rotate by pos * theta^(-2i/headDim).
    */
-  rope(out: Float32Array, x: Float32Array, rows: number, seq: number, heads: number, headDim: number, theta = 10000, posOffset = 0): void {
+  rope(out: F, x: F, rows: number, seq: number, heads: number, headDim: number, theta = 10000, posOffset = 0): void {
     this.emit('rope', [out, x], [rows, seq, heads, headDim, posOffset], [theta]);
   }
 
   /** dx = inverse rotation of dy (same shapes as rope). */
-  ropeBackward(dx: Float32Array, dy: Float32Array, rows: number, seq: number, heads: number, headDim: number, theta = 10000, posOffset = 0): void {
+  ropeBackward(dx: F, dy: F, rows: number, seq: number, heads: number, headDim: number, theta = 10000, posOffset = 0): void {
     this.emit('ropeBackward', [dx, dy], [rows, seq, heads, headDim, posOffset], [theta]);
   }
 
@@ -243,14 +252,14 @@ export abstract class KernelOps {
    * Causal grouped-query attention. q, out: [batch*seq, heads*headDim]; k, v: [batch*seq,
    * kvHeads*headDim]; saves lse [batch, heads, seq] for the backward.
    */
-  attention(out: Float32Array, lse: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, s: AttentionShape): void {
+  attention(out: F, lse: F, q: F, k: F, v: F, s: AttentionShape): void {
     this.emit('attention', [out, lse, q, k, v], ...attentionParams(s));
   }
 
   /** dq, dk, dv (written) from dout and the forward's q, k, v, out, lse. */
   attentionBackward(
-    dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array,
-    v: Float32Array, out: Float32Array, lse: Float32Array, s: AttentionShape,
+    dq: F, dk: F, dv: F, dout: F, q: F, k: F,
+    v: F, out: F, lse: F, s: AttentionShape,
   ): void {
     this.emit('attentionBackward', [dq, dk, dv, dout, q, k, v, out, lse], ...attentionParams(s));
   }
@@ -260,14 +269,14 @@ export abstract class KernelOps {
    * and lse (= -inf where a row sees no key) are written; true: the block is folded into them by
    * their log-sum-exp, so the blocks of a ring add up to the attention over all keys.
    */
-  attentionBlock(out: Float32Array, lse: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, s: AttentionBlockShape, merge: boolean): void {
+  attentionBlock(out: F, lse: F, q: F, k: F, v: F, s: AttentionBlockShape<I>, merge: boolean): void {
     this.emit('attentionBlock', [out, lse, q, k, v, s.qPos, s.kPos], ...attentionBlockParams(s, merge));
   }
 
   /** dq, dk, dv (+=) of one key/value block, from dout and the merged forward's out and lse. */
   attentionBlockBackward(
-    dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array,
-    v: Float32Array, out: Float32Array, lse: Float32Array, s: AttentionBlockShape,
+    dq: F, dk: F, dv: F, dout: F, q: F, k: F,
+    v: F, out: F, lse: F, s: AttentionBlockShape<I>,
   ): void {
     this.emit('attentionBlockBackward', [dq, dk, dv, dout, q, k, v, out, lse, s.qPos, s.kPos], ...attentionBlockParams(s, false));
   }
@@ -276,48 +285,48 @@ export abstract class KernelOps {
    * Unfused attention core (unfused_attention.cc; shapes as attention(), scores and probs
    * [batch, heads, seq, seq]): scores (=) scale * q k^T for key j <= query i, 0 above.
    */
-  attentionScores(scores: Float32Array, q: Float32Array, k: Float32Array, s: AttentionShape): void {
+  attentionScores(scores: F, q: F, k: F, s: AttentionShape): void {
     this.emit('attentionScores', [scores, q, k], coreInts(s), [coreScale(s)]);
   }
 
   /** dq (=) scale * dscores k. */
-  attentionScoresGradQ(dq: Float32Array, dscores: Float32Array, k: Float32Array, s: AttentionShape): void {
+  attentionScoresGradQ(dq: F, dscores: F, k: F, s: AttentionShape): void {
     this.emit('attentionScoresGradQ', [dq, dscores, k], coreInts(s), [coreScale(s)]);
   }
 
   /** dk (=) scale * dscores^T q, summed over each key/value head's query heads. */
-  attentionScoresGradK(dk: Float32Array, dscores: Float32Array, q: Float32Array, s: AttentionShape): void {
+  attentionScoresGradK(dk: F, dscores: F, q: F, s: AttentionShape): void {
     this.emit('attentionScoresGradK', [dk, dscores, q], coreInts(s), [coreScale(s)]);
   }
 
   /** probs[rows, seq] (=) causal softmax of scores (row r is query r % seq; 0 above the diagonal); probs may be scores. */
-  causalSoftmax(probs: Float32Array, scores: Float32Array, rows: number, seq: number): void {
+  causalSoftmax(probs: F, scores: F, rows: number, seq: number): void {
     this.emit('causalSoftmax', [probs, scores], [rows, seq], []);
   }
 
   /** dscores (=) probs * (dprobs - rowsum(probs * dprobs)); dscores may be dprobs. */
-  causalSoftmaxBackward(dscores: Float32Array, dprobs: Float32Array, probs: Float32Array, rows: number, seq: number): void {
+  causalSoftmaxBackward(dscores: F, dprobs: F, probs: F, rows: number, seq: number): void {
     this.emit('causalSoftmaxBackward', [dscores, dprobs, probs], [rows, seq], []);
   }
 
   /** out (=) probs * keep / (1 - p), mask (maskFloats of the scores' size) = keep; draws as attention()'s dropout. */
-  attentionProbsDropout(out: Float32Array, mask: Float32Array, probs: Float32Array, s: AttentionShape & { dropout: AttentionDropout }): void {
+  attentionProbsDropout(out: F, mask: F, probs: F, s: AttentionShape & { dropout: AttentionDropout }): void {
     const d = s.dropout;
     this.emit('attentionProbsDropout', [out, mask, probs], [...coreInts(s), d.keyHi, d.keyLo, d.sampleOffset, d.headOffset, d.totalHeads], [d.p]);
   }
 
   /** out [batch * seq, heads * headDim] (=) probs v. */
-  attentionValues(out: Float32Array, probs: Float32Array, v: Float32Array, s: AttentionShape): void {
+  attentionValues(out: F, probs: F, v: F, s: AttentionShape): void {
     this.emit('attentionValues', [out, probs, v], coreInts(s), []);
   }
 
   /** dprobs (=) dout v^T (0 above the diagonal). */
-  attentionValuesGradProbs(dprobs: Float32Array, dout: Float32Array, v: Float32Array, s: AttentionShape): void {
+  attentionValuesGradProbs(dprobs: F, dout: F, v: F, s: AttentionShape): void {
     this.emit('attentionValuesGradProbs', [dprobs, dout, v], coreInts(s), []);
   }
 
   /** dv (=) probs^T dout, summed over each key/value head's query heads. */
-  attentionValuesGradV(dv: Float32Array, dout: Float32Array, probs: Float32Array, s: AttentionShape): void {
+  attentionValuesGradV(dv: F, dout: F, probs: F, s: AttentionShape): void {
     this.emit('attentionValuesGradV', [dv, dout, probs], coreInts(s), []);
   }
 
@@ -325,27 +334,27 @@ export abstract class KernelOps {
    * out[rows, cols] = x * keep / (1 - p) (out may be x); mask (maskFloats(rows * cols) floats) = keep.
    * Element (r, c) draws index (rowOffset + r) * cols + c of the stream.
    */
-  dropout(out: Float32Array, mask: Float32Array, x: Float32Array, rows: number, cols: number, rowOffset: number, d: DropoutStream): void {
+  dropout(out: F, mask: F, x: F, rows: number, cols: number, rowOffset: number, d: DropoutStream): void {
     this.emit('dropout', [out, mask, x], [rows, cols, rowOffset, d.keyHi, d.keyLo], [d.p]);
   }
 
   /** out = stream + dropout(branch) (Megatron-LM's fused residual), mask and draws as dropout(). */
-  dropoutAdd(out: Float32Array, mask: Float32Array, stream: Float32Array, branch: Float32Array, rows: number, cols: number, rowOffset: number, d: DropoutStream): void {
+  dropoutAdd(out: F, mask: F, stream: F, branch: F, rows: number, cols: number, rowOffset: number, d: DropoutStream): void {
     this.emit('dropoutAdd', [out, mask, stream, branch], [rows, cols, rowOffset, d.keyHi, d.keyLo], [d.p]);
   }
 
   /** dx[n] = dy * mask / (1 - p) (dx may be dy). */
-  dropoutBackward(dx: Float32Array, mask: Float32Array, dy: Float32Array, p: number, n = dx.length): void {
+  dropoutBackward(dx: F, mask: F, dy: F, p: number, n = dx.length): void {
     this.emit('dropoutBackward', [dx, mask, dy], [n], [p]);
   }
 
   /** out[rows, hidden] = wte[tokens[r]] + wpe[posOffset + r % seq] (wpe may be null). */
-  embedding(out: Float32Array, tokens: Int32Array, wte: Float32Array, wpe: Float32Array | null, s: EmbeddingShape): void {
+  embedding(out: F, tokens: I, wte: F, wpe: F | null, s: EmbeddingShape): void {
     this.emit('embedding', [out, tokens, wte, wpe], [s.rows, s.hidden, s.vocab, s.seq, s.maxPos, s.posOffset ?? 0], []);
   }
 
   /** dwte += scatter of dout by token, dwpe += by position (may be null). */
-  embeddingBackward(dwte: Float32Array, dwpe: Float32Array | null, dout: Float32Array, tokens: Int32Array, s: EmbeddingShape): void {
+  embeddingBackward(dwte: F, dwpe: F | null, dout: F, tokens: I, s: EmbeddingShape): void {
     this.emit('embeddingBackward', [dwte, dwpe, dout, tokens], [s.rows, s.hidden, s.vocab, s.seq, s.maxPos, s.posOffset ?? 0], []);
   }
 
@@ -354,18 +363,18 @@ export abstract class KernelOps {
    * = logsumexp(logits[r]) - logits[r, t]. With dlogits (may be logits itself) also writes
    * (softmax - onehot) * gradScale, without keeping the probabilities.
    */
-  crossEntropy(lossRows: Float32Array, logits: Float32Array, targets: Int32Array, dlogits: Float32Array | null, rows: number, vocab: number, gradScale = 1): void {
+  crossEntropy(lossRows: F, logits: F, targets: I, dlogits: F | null, rows: number, vocab: number, gradScale = 1): void {
     this.emit('crossEntropy', [lossRows, logits, targets, dlogits], [rows, vocab], [gradScale]);
   }
 
   /** One AdamW step with decoupled weight decay on param (in place), moments m and v. */
-  adamw(x: AdamWArgs): void {
+  adamw(x: AdamWArgs<F>): void {
     this.emit('adamw', [x.param, x.grad, x.m, x.v], [x.param.length, x.step],
       [x.lr, x.beta1, x.beta2, x.eps, x.weightDecay, x.gradScale ?? 1]);
   }
 
   /** out[0] = sum of x^2 (accumulated in double). */
-  sumSquares(out: Float32Array, x: Float32Array, n = x.length): void {
+  sumSquares(out: F, x: F, n = x.length): void {
     this.emit('sumSquares', [out, x], [n], []);
   }
 }

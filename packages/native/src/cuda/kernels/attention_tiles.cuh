@@ -7,9 +7,31 @@
 // tx + 16 * c, so all tile sizes are multiples of 16. Shared tiles of head-dimension width are stored
 // with a leading dimension of D + 1 floats and score tiles with (columns + 1): the padding puts the
 // 16 different rows that a half-warp reads at one feature in 16 different banks.
+//
+// AttnDropout is a kernel parameter passed by value: launcher and kernels see this one definition,
+// so its layout is the same on both sides of the driver's parameter copy.
 #pragma once
+#include <stdint.h>
 
 namespace mist_attention {
+
+// Dropout on the attention probabilities, drawn as the CPU kernels draw it (kernels/attention.cc,
+// kernels/ring_attention.cc): z = keep ? scale : 0 with keep = DropoutDraw24(key, index) >= threshold,
+// index = ((g * totalHeads + H) * seq + P) * seq + Q for global sample g = sampleOffset + b, global
+// head H = headOffset + h, query and key positions P, Q (row indices for attention, qPos/kPos for a
+// ring block) and seq the sequence length the index spans (attention's seq, a block's seqTotal).
+struct AttnDropout {
+  uint64_t key;           // (keyHi << 32) | keyLo
+  uint32_t threshold;     // p * 2^24, truncated as the CPU truncates it
+  float scale;            // 1 / (1 - p) in fp32
+  int64_t sample_offset;
+  int64_t head_offset;
+  int64_t total_heads;
+  int64_t seq;
+  int32_t enabled;        // 0: z = 1 everywhere (no dropout parameters were given)
+  int32_t unused;
+};
+static_assert(sizeof(AttnDropout) == 56 && alignof(AttnDropout) == 8, "AttnDropout is copied byte for byte into the kernels' parameters");
 
 constexpr int kAttnThreads = 256;
 

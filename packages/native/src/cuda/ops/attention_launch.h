@@ -1,0 +1,84 @@
+// Helpers shared by the CUDA attention launchers (ops/attention.cc, ops/ring_attention.cc): the
+// head-size check, the kernels' tile sizes and shared memory per head size, the grid of
+// (groups x tiles), and the dropout parameters read exactly as the CPU kernels read them
+// (kernels/dropout_rng.h ReadDropoutRng: the key, threshold p * 2^24 and scale 1 / (1 - p)).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "cuda/kernels/attention_tiles.cuh"
+#include "cuda/launch.h"
+
+namespace mist::cuda {
+
+inline void CheckAttentionHeadDim(const LaunchArgs& a, int64_t d) {
+  if (!mist_attention::SupportedHeadDim(static_cast<int>(std::min<int64_t>(d, 1 << 20)))) {
+    a.Fail("headDim must be 16, 32, 64 or 128 on CUDA, got " + std::to_string(d));
+  }
+}
+
+/** Grid of groups (batch * heads or batch * kvHeads) x tiles: x allows 2^31 - 1 blocks, y 65535. */
+inline Dim3 AttnGrid(const LaunchArgs& a, int64_t groups, int64_t rows, int tile) {
+  const int64_t tiles = (rows + tile - 1) / tile;
+  if (groups > std::numeric_limits<int32_t>::max()) a.Fail("batch * heads exceeds the 2^31 - 1 blocks of a CUDA grid");
+  if (tiles > 65535) a.Fail(std::to_string(rows) + " rows need more than 65535 tiles of " + std::to_string(tile));
+  Dim3 g;
+  g.x = static_cast<unsigned>(groups);
+  g.y = static_cast<unsigned>(tiles);
+  return g;
+}
+
+inline Dim3 AttnBlock() {
+  Dim3 b;
+  b.x = mist_attention::kAttnThreads;
+  return b;
+}
+
+/** `<prefix>_<pass>_d<D>_<dtype>`, e.g. mist_attention_block_fwd_d64_bf16. */
+inline std::string AttnKernelName(const LaunchArgs& a, const char* prefix, const char* pass, int64_t d) {
+  return a.Variant((std::string(prefix) + "_" + pass + "_d" + std::to_string(d)).c_str());
+}
+
+struct AttnTileInfo {
+  int rows, cols, shared;
+};
+
+template <template <int> class Tiles>
+AttnTileInfo AttnTilesFor(int64_t d) {
+  switch (d) {
+    case 16: return {Tiles<16>::kRows, Tiles<16>::kCols, Tiles<16>::kShared};
+    case 32: return {Tiles<32>::kRows, Tiles<32>::kCols, Tiles<32>::kShared};
+    case 64: return {Tiles<64>::kRows, Tiles<64>::kCols, Tiles<64>::kShared};
+    default: return {Tiles<128>::kRows, Tiles<128>::kCols, Tiles<128>::kShared};  // d checked by CheckAttentionHeadDim
+  }
+}
+
+/**
+ * Dropout from ints [keyHi, keyLo, sampleOffset, headOffset, totalHeads] starting at `int_at` and p
+ * at floats[`float_at`], with the CPU kernels' checks and messages; `seq` is the length the index
+ * spans (attention's seq; a ring block's seqTotal, read by the caller).
+ */
+inline mist_attention::AttnDropout ReadAttnDropout(const LaunchArgs& a, size_t int_at, size_t float_at, int64_t heads,
+                                                   int64_t seq) {
+  const int64_t hi = a.Int(int_at, "keyHi"), lo = a.Int(int_at + 1, "keyLo");
+  if (hi < 0 || hi > 0xffffffffLL || lo < 0 || lo > 0xffffffffLL) a.Fail("keyHi and keyLo must be unsigned 32-bit values");
+  const double p = a.Float(float_at, "p");
+  if (!(p >= 0.0 && p < 1.0)) a.Fail("dropout probability p must be in [0, 1), got " + std::to_string(p));
+  mist_attention::AttnDropout d{};
+  d.key = (static_cast<uint64_t>(hi) << 32) | static_cast<uint64_t>(lo);
+  d.threshold = static_cast<uint32_t>(p * 16777216.0);
+  d.scale = static_cast<float>(1.0 / (1.0 - p));
+  d.sample_offset = a.Int(int_at + 2, "sampleOffset");
+  d.head_offset = a.Int(int_at + 3, "headOffset");
+  d.total_heads = a.Dim(int_at + 4, "totalHeads");
+  if (d.sample_offset < 0 || d.head_offset < 0 || d.head_offset + heads > d.total_heads) {
+    a.Fail("sampleOffset must be >= 0 and headOffset + heads <= totalHeads");
+  }
+  d.seq = seq;
+  d.enabled = 1;
+  return d;
+}
+
+}  // namespace mist::cuda
