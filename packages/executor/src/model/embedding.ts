@@ -93,21 +93,6 @@ export class Embedding {
     return out;
   }
 
-  /** Tokens relative to this rank's rows (0 for the others) and which rows are its own. */
-  private local(tokens: Int32Array): { ids: Int32Array; mine: Uint8Array } {
-    const { lo, hi } = this.vocab;
-    const ids = new Int32Array(tokens.length), mine = new Uint8Array(tokens.length);
-    for (let i = 0; i < tokens.length; i++) {
-      const t = tokens[i];
-      if (t < 0 || t >= this.model.vocab) throw new Error(`token ${t} lies outside the vocabulary of ${this.model.vocab}`);
-      if (t >= lo && t < hi) {
-        ids[i] = t - lo;
-        mine[i] = 1;
-      }
-    }
-    return { ids, mine };
-  }
-
   private async lookup(tokens: Int32Array, seq: number, layout?: SeqLayout): Promise<Float32Array> {
     const H = this.model.hidden;
     const k = new KernelBatch();
@@ -121,10 +106,9 @@ export class Embedding {
       await k.run();
       return out;
     }
-    const { ids, mine } = this.local(tokens);
-    k.embedding(out, ids, this.store.param(WTE), null, this.shape(tokens.length, seq, this.vocab.hi - this.vocab.lo));
+    const { lo, hi } = this.vocab;
+    k.embeddingShard(out, tokens, this.store.param(WTE), tokens.length, H, this.model.vocab, lo, hi);
     await k.run();
-    for (let r = 0; r < tokens.length; r++) if (!mine[r]) out.fill(0, r * H, (r + 1) * H);
     const hooks = this.hooks as TpHooks;
     let mine0 = 0, x = out;
     if (this.sp) {
@@ -138,10 +122,8 @@ export class Embedding {
     }
     if (wpe) {
       // Same sum as the kernel's wte[t] + wpe[p] (the other ranks added exact zeros).
-      for (let r = 0; r < x.length / H; r++) {
-        const i = (mine0 + r) % seq, p = (layout ? layout.positions[i] : i) * H;
-        for (let j = 0; j < H; j++) x[r * H + j] += wpe[p + j];
-      }
+      k.positionAdd(x, wpe, layout ? layout.positions : null, x.length / H, H, seq, mine0);
+      await k.run();
     }
     return x;
   }
@@ -175,16 +157,9 @@ export class Embedding {
     }
     // dout is the same on every TP rank: each scatters the rows of its own tokens; the replicated
     // position table gets the whole gradient on every rank.
-    const { ids, mine } = this.local(tokens);
-    const masked = new Float32Array(dout);
-    for (let r = 0; r < tokens.length; r++) if (!mine[r]) masked.fill(0, r * H, (r + 1) * H);
-    k.embeddingBackward(this.store.grad(WTE), null, masked, ids, this.shape(tokens.length, seq, this.vocab.hi - this.vocab.lo));
+    const { lo, hi } = this.vocab;
+    k.embeddingShardBackward(this.store.grad(WTE), dout, tokens, tokens.length, H, this.model.vocab, lo, hi);
+    if (dwpe) k.positionGrad(dwpe, dout, layout ? layout.positions : null, tokens.length, H, seq);
     await k.run();
-    if (dwpe) {
-      for (let r = 0; r < tokens.length; r++) {
-        const p = (layout ? layout.positions[r % seq] : r % seq) * H;
-        for (let j = 0; j < H; j++) dwpe[p + j] += dout[r * H + j];
-      }
-    }
   }
 }

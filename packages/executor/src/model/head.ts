@@ -81,32 +81,18 @@ export class Head {
   private async parallelCrossEntropy(lossRows: Float32Array, logits: Float32Array, targets: Int32Array, dlogits: Float32Array | null, T: number, gradScale: number): Promise<void> {
     const hooks = this.hooks as TpHooks;
     const Vl = this.vocab.hi - this.vocab.lo, lo = this.vocab.lo;
+    const k = new KernelBatch();
     const max = new Float32Array(T);
-    for (let r = 0; r < T; r++) {
-      let m = -Infinity;
-      for (let j = 0; j < Vl; j++) m = Math.max(m, logits[r * Vl + j]);
-      max[r] = m;
-    }
+    k.crossEntropyShardMax(max, logits, T, Vl);
+    await k.run();
     await hooks.allReduce(max, this.site('loss-max'));
     // [0, T): sum of exp(logit - max) over this rank's columns; [T, 2T): the target logit if this rank holds it.
     const sums = new Float32Array(2 * T);
-    for (let r = 0; r < T; r++) {
-      let s = 0;
-      for (let j = 0; j < Vl; j++) s += Math.exp(logits[r * Vl + j] - max[r]);
-      sums[r] = s;
-      const t = targets[r];
-      if (t >= lo && t < lo + Vl) sums[T + r] = logits[r * Vl + t - lo];
-    }
+    k.crossEntropyShardSums(sums, logits, max, targets, T, Vl, lo);
+    await k.run();
     await hooks.allReduce(sums, this.site('loss-sum'));
-    for (let r = 0; r < T; r++) {
-      const ignore = targets[r] < 0;
-      lossRows[r] = ignore ? 0 : Math.log(sums[r]) + max[r] - sums[T + r];
-      if (!dlogits) continue;
-      for (let j = 0; j < Vl; j++) {
-        const i = r * Vl + j;
-        dlogits[i] = ignore ? 0 : (Math.exp(logits[i] - max[r]) / sums[r] - (j + lo === targets[r] ? 1 : 0)) * gradScale;
-      }
-    }
+    k.crossEntropyShardFinish(lossRows, dlogits, logits, max, sums, targets, T, Vl, lo, gradScale);
+    await k.run();
   }
 
   private weightName(): string {

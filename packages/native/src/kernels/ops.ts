@@ -373,6 +373,57 @@ export abstract class KernelOps<F extends TensorLike = Float32Array, I = Int32Ar
       [x.lr, x.beta1, x.beta2, x.eps, x.weightDecay, x.gradScale ?? 1]);
   }
 
+  /**
+   * Vocabulary-parallel embedding (this rank holds table rows [lo, hi) of a vocab-row table):
+   * out[r] = wte[tokens[r] - lo] for a token in [lo, hi), 0 for the others; a token outside [0, vocab) throws.
+   */
+  embeddingShard(out: F, tokens: I, wte: F, rows: number, hidden: number, vocab: number, lo: number, hi: number): void {
+    this.emit('embeddingShard', [out, tokens, wte], [rows, hidden, vocab, lo, hi], []);
+  }
+
+  /** dwte[t - lo] += dout[r] for every row r whose token t lies in [lo, hi), rows in order. */
+  embeddingShardBackward(dwte: F, dout: F, tokens: I, rows: number, hidden: number, vocab: number, lo: number, hi: number): void {
+    this.emit('embeddingShardBackward', [dwte, dout, tokens], [rows, hidden, vocab, lo, hi], []);
+  }
+
+  /**
+   * x[r] += wpe[pos(r)] for rows [hidden] (x may hold a shard of a micro-batch's rows): row r is row
+   * first + r of the micro-batch, pos(r) = positions[(first + r) % seq], or (first + r) % seq when
+   * positions is null.
+   */
+  positionAdd(x: F, wpe: F, positions: I | null, rows: number, hidden: number, seq: number, first = 0): void {
+    this.emit('positionAdd', [x, wpe, positions], [rows, hidden, seq, first], []);
+  }
+
+  /** dwpe[pos(r)] += dout[r] (pos as positionAdd), rows in order. */
+  positionGrad(dwpe: F, dout: F, positions: I | null, rows: number, hidden: number, seq: number, first = 0): void {
+    this.emit('positionGrad', [dwpe, dout, positions], [rows, hidden, seq, first], []);
+  }
+
+  /** Vocabulary-parallel cross-entropy, step 1: max[r] (=) largest of this rank's logits [rows, vocabLocal]. */
+  crossEntropyShardMax(max: F, logits: F, rows: number, vocabLocal: number): void {
+    this.emit('crossEntropyShardMax', [max, logits], [rows, vocabLocal], []);
+  }
+
+  /**
+   * Step 2, after max is all-reduced (max) over the ranks: sums[r] (=) sum of exp(logit - max[r])
+   * over this rank's columns (in double), sums[rows + r] (=) the target's logit when this rank holds
+   * column t - lo, else 0 (both all-reduced (sum) next).
+   */
+  crossEntropyShardSums(sums: F, logits: F, max: F, targets: I, rows: number, vocabLocal: number, lo: number): void {
+    this.emit('crossEntropyShardSums', [sums, logits, max, targets], [rows, vocabLocal, lo], []);
+  }
+
+  /**
+   * Step 3: lossRows[r] (=) log(sums[r]) + max[r] - sums[rows + r] (0 for a target of -1), and with
+   * dlogits (may be logits) (softmax - onehot) * gradScale over this rank's columns.
+   */
+  crossEntropyShardFinish(
+    lossRows: F, dlogits: F | null, logits: F, max: F, sums: F, targets: I, rows: number, vocabLocal: number, lo: number, gradScale = 1,
+  ): void {
+    this.emit('crossEntropyShardFinish', [lossRows, dlogits, logits, max, sums, targets], [rows, vocabLocal, lo], [gradScale]);
+  }
+
   /** out[0] = sum of x^2 (accumulated in double). */
   sumSquares(out: F, x: F, n = x.length): void {
     this.emit('sumSquares', [out, x], [n], []);
