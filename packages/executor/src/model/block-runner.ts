@@ -17,22 +17,25 @@
 import {
   type BlockDescription, type BlockOp, type Dim, type DimEnv, evalDim, headDim, inputGradModes, type ModelSpec, opRuns, selectiveSet, type SelectiveSet,
 } from '@mist/core';
-import { type AttentionShape, type DropoutStream, type KernelOps, maskFloats } from '@mist/native';
+import { type AttentionShape, type DropoutStream, type KernelOps, maskFloats, type TensorLike } from '@mist/native';
+import { cpuDevice } from '../device/cpu-device';
+import type { Device } from '../device/device';
 import { contextParallelLayout, type CpRing, globalRuns, type SeqLayout } from './context-parallel';
 import { NORM_EPS, ROPE_THETA } from './dims';
 import { type DropoutDraw, dropoutStream, sequenceShard } from './dropout';
 import { Flow } from './flow';
 import { type ExpertGroup, MoeMlp } from './moe';
 import type { NormSaved } from './norm';
-import { ringAttentionBackward, ringAttentionForward } from './ring-attention';
+import { type RingBuffers, ringAttentionBackward, ringAttentionForward } from './ring-attention';
 import type { ParamStore } from './params';
 import type { Scratch } from './scratch';
 import type { TpHooks, TpPoint } from './tp-hooks';
 
 /** What a block keeps for its backward: saved tensors by name and the norms' statistics by op name, in forward order. */
-export type BlockActivations = Record<string, Float32Array | NormSaved>;
+export type BlockActivations<F = Float32Array> = Record<string, F | NormSaved<F>>;
 
-export interface BlockRunnerOptions {
+/** F, I: the device's float and int32 tensor types (Float32Array, Int32Array on the CPU). */
+export interface BlockRunnerOptions<F extends TensorLike = Float32Array, I = Int32Array> {
   model: ModelSpec;
   block: BlockDescription;
   /** Global index of the layer (for the TP hooks' sites). */
@@ -54,19 +57,20 @@ export interface BlockRunnerOptions {
   selectiveRecompute?: boolean;
   /** The fused attention kernel (default true), or the unfused core that keeps the s x s probabilities. */
   flashAttention?: boolean;
-  hooks?: TpHooks;
+  hooks?: TpHooks<F>;
   /**
    * Context parallelism (cp > 1): the layer's rows are this rank's two chunks of every sequence
    * (context-parallel.ts), positions are global, and the attention is a K/V ring over the group.
    */
-  ring?: CpRing;
+  ring?: CpRing<F>;
   /** Mixture of experts: the stage's expert-parallel group (absent: every expert on this rank). */
   experts?: ExpertGroup;
-  store: ParamStore;
-  scratch: Scratch;
+  store: ParamStore<F>;
+  scratch: Scratch<F>;
+  /** Where the tensors live and the kernels run (default the CPU). */
+  device?: Device<F, I>;
 }
 
-const isStats = (v: Float32Array | NormSaved): v is NormSaved => !(v instanceof Float32Array);
 
 /** The description's sizes evaluated for one micro-batch shape (cached: a layer sees few shapes). */
 interface Shapes {
@@ -75,6 +79,12 @@ interface Shapes {
   rows(tensor: string): number;
   width(tensor: string): number;
   size(tensor: string): number;
+}
+
+/** A CPU-device tensor as moe.ts takes it (MoE layers run on the CPU device only). */
+function cpuTensor(t: unknown): Float32Array {
+  if (!(t instanceof Float32Array)) throw new Error('not implemented: a mixture-of-experts layer outside the CPU device');
+  return t;
 }
 
 /** Ops a layer never holds here: the embedding's and the head's own ops. */
@@ -87,7 +97,7 @@ function unsupported(op: BlockOp): Error {
 /** The ops of the unfused attention core. */
 type CoreOp = Extract<BlockOp, { kind: 'scores' | 'softmax' | 'dropout' | 'values' }>;
 
-export class BlockRunner {
+export class BlockRunner<F extends TensorLike = Float32Array, I = Int32Array> {
   /** The ops this runner runs (the flash or the unfused variant of the attention), in forward order. */
   readonly ops: readonly BlockOp[];
   /** Runs the fused attention kernel (else the unfused core). */
@@ -105,7 +115,13 @@ export class BlockRunner {
   /** What selective recompute drops and reruns here (empty when off, and for the fused attention). */
   readonly selective: SelectiveSet;
 
-  constructor(private readonly o: BlockRunnerOptions) {
+  private readonly dev: Device<F, I>;
+
+  constructor(private readonly o: BlockRunnerOptions<F, I>) {
+    this.dev = o.device ?? (cpuDevice as unknown as Device<F, I>);
+    if (o.model.moe && this.dev.kind !== 'cpu') {
+      throw new Error(`not implemented: mixture-of-experts layers on the ${this.dev.kind} device (moe.ts runs on the CPU device only)`);
+    }
     this.flash = o.flashAttention ?? true;
     this.ops = o.block.ops.filter((op) => opRuns(op, this.flash));
     this.reversed = [...this.ops].reverse();
@@ -119,7 +135,11 @@ export class BlockRunner {
     this.sp = o.sequenceParallel && o.tp > 1;
     this.entered = new Set(this.sp ? this.ops.flatMap((op) => (op.kind === 'tpEntry' ? [op.inputs[0]] : [])) : []);
     this.moe = o.model.moe
-      ? new MoeMlp({ model: o.model, block: o.block, index: o.index, prefix: o.prefix, tp: o.tp, sequenceParallel: o.sequenceParallel, store: o.store, scratch: o.scratch, group: o.experts })
+      // The CPU device's tensors are Float32Array (checked above), which is what moe.ts takes.
+      ? new MoeMlp({
+        model: o.model, block: o.block, index: o.index, prefix: o.prefix, tp: o.tp, sequenceParallel: o.sequenceParallel,
+        store: o.store as unknown as ParamStore, scratch: o.scratch as unknown as Scratch, group: o.experts,
+      })
       : null;
     const moe = this.moe;
     this.replicated = this.sp
@@ -130,13 +150,17 @@ export class BlockRunner {
   /** The mixture-of-experts MLP (moe.ts runs the ops from the router's gate to the weighted sum); null for a dense model. */
   private readonly moe: MoeMlp | null;
 
+  private isStats(v: F | NormSaved<F>): v is NormSaved<F> {
+    return !this.dev.isTensor(v);
+  }
+
   /** Dropout draws of this micro-batch, or null (evaluation, or a model without dropout). */
   private drawing(draw: DropoutDraw | null): DropoutDraw | null {
     return draw && this.o.model.dropout > 0 ? draw : null;
   }
 
   /** Context parallelism in effect: the ring, else null. */
-  private get ring(): CpRing | null {
+  private get ring(): CpRing<F> | null {
     return this.o.ring && this.o.ring.cp > 1 ? this.o.ring : null;
   }
 
@@ -156,7 +180,7 @@ export class BlockRunner {
    * element drawing at its row of the whole batch (in runs of rows contiguous there with context
    * parallelism).
    */
-  private dropoutAdd(k: KernelOps, out: Float32Array, mask: Float32Array, a: Float32Array, b: Float32Array, rows: number, width: number,
+  private dropoutAdd(k: KernelOps<F, I>, out: F, mask: F, a: F, b: F, rows: number, width: number,
     draw: DropoutDraw, batch: number, seq: number, stream: DropoutStream): void {
     const first = this.sp ? sequenceShard(batch * seq, this.o.tp, this.o.tpRank).first : 0;
     const layout = this.layout(seq);
@@ -167,15 +191,16 @@ export class BlockRunner {
     for (const r of globalRuns(layout, first, rows)) {
       const e0 = (r.row - first) * width, e1 = e0 + r.count * width;
       if (e0 % 4 !== 0) throw new Error(`not implemented: residual dropout of a context-parallel run starting at element ${e0} (masks pack 4 per float; hidden must be a multiple of 4)`);
-      k.dropoutAdd(out.subarray(e0, e1), mask.subarray(e0 / 4, e0 / 4 + maskFloats(e1 - e0)), a.subarray(e0, e1), b.subarray(e0, e1), r.count, width,
+      const v = (t: F, lo: number, hi: number): F => this.dev.view(t, lo, hi);
+      k.dropoutAdd(v(out, e0, e1), v(mask, e0 / 4, e0 / 4 + maskFloats(e1 - e0)), v(a, e0, e1), v(b, e0, e1), r.count, width,
         draw.firstSample * layout.globalSeq + r.globalRow, stream);
     }
   }
 
   /** RoPE (or its backward) of x [batch * seq, heads * D] in place, at the rows' global positions. */
-  private rope(k: KernelOps, x: Float32Array, rows: number, seq: number, heads: number, backward: boolean): void {
+  private rope(k: KernelOps<F, I>, x: F, rows: number, seq: number, heads: number, backward: boolean): void {
     const D = headDim(this.o.model), layout = this.layout(seq);
-    const run = (t: Float32Array, n: number, s: number, offset: number): void => {
+    const run = (t: F, n: number, s: number, offset: number): void => {
       if (backward) k.ropeBackward(t, t, n, s, heads, D, ROPE_THETA, offset);
       else k.rope(t, t, n, s, heads, D, ROPE_THETA, offset);
     };
@@ -187,14 +212,14 @@ export class BlockRunner {
     for (let g = 0; g < rows / seq; g++) {
       for (const p of layout.pieces) {
         const r0 = g * seq + p.local;
-        run(x.subarray(r0 * w, (r0 + p.length) * w), p.length, p.length, p.global);
+        run(this.dev.view(x, r0 * w, (r0 + p.length) * w), p.length, p.length, p.global);
       }
     }
   }
 
   /** The ring's buffers come from and go back to the layer's scratch. */
-  private ringBuffers(): { take(n: number): Float32Array; give(b: Float32Array[]): void } {
-    return { take: (n) => this.o.scratch.take(n), give: (b) => this.o.scratch.give(b) };
+  private ringBuffers(): RingBuffers<F, I> {
+    return { take: (n) => this.o.scratch.take(n), give: (b) => this.o.scratch.give(b), ints: (p) => this.dev.ints(p) };
   }
 
   private attention(batch: number, seq: number, sh: Shapes, draw: DropoutDraw | null): AttentionShape {
@@ -240,11 +265,11 @@ export class BlockRunner {
     return sh;
   }
 
-  private W(name: string): Float32Array {
+  private W(name: string): F {
     return this.o.store.param(`${this.o.prefix}.${name}`);
   }
 
-  private G(name: string): Float32Array {
+  private G(name: string): F {
     return this.o.store.grad(`${this.o.prefix}.${name}`);
   }
 
@@ -253,7 +278,7 @@ export class BlockRunner {
   }
 
   /** y = block(x); `acts` holds what backward reads (its arrays come from the scratch). */
-  async forward(x: Float32Array, batch: number, seq: number, recompute: boolean, dropout: DropoutDraw | null = null): Promise<{ y: Float32Array; acts: BlockActivations }> {
+  async forward(x: F, batch: number, seq: number, recompute: boolean, dropout: DropoutDraw | null = null): Promise<{ y: F; acts: BlockActivations<F> }> {
     const { block, model, scratch } = this.o;
     const draw = this.drawing(dropout);
     const sh = this.shapes(batch, seq);
@@ -261,32 +286,33 @@ export class BlockRunner {
     if (x.length !== size(block.input)) {
       throw new Error(`layer ${this.o.index}: input holds ${x.length} floats, expected ${rowsOf(block.input)} x ${widthOf(block.input)}`);
     }
-    const fl = new Flow(this.o.hooks, this.o.tp);
+    const fl = new Flow<F, I>(this.o.hooks, this.o.tp, this.dev);
     const k = fl.k;
-    const tensors = new Map<string, Float32Array>([[block.input, x]]);
-    const get = (t: string): Float32Array => {
+    const tensors = new Map<string, F>([[block.input, x]]);
+    const get = (t: string): F => {
       const v = tensors.get(t);
       if (!v) throw new Error(`layer ${this.o.index}: tensor ${t} read before it is written`);
       return v;
     };
-    const make = (t: string): Float32Array => {
+    const make = (t: string): F => {
       const v = scratch.take(block.tensors[t]?.dtype === 'mask' ? maskFloats(size(t)) : size(t));
       tensors.set(t, v);
       return v;
     };
-    const stats: Record<string, NormSaved> = {};
+    const stats: Record<string, NormSaved<F>> = {};
     /** SP: the shard of each gathered tensor (what is saved), and buffers dead after a collective. */
-    const shards = new Map<string, Float32Array>();
-    const dead: Float32Array[] = [];
+    const shards = new Map<string, F>();
+    const dead: F[] = [];
     const tokensSp = dim(block.sizes.tokensSp);
-    let moeSaved: Record<string, Float32Array> = {};
+    let moeSaved: Record<string, F> = {};
     for (const op of this.ops) {
       if (this.moe?.names.has(op.name)) {
         if (op.kind === 'router') {
           const { dispatch, sum } = this.moe.ops;
-          const r = await this.moe.forward(fl, get(dispatch.inputs[0]), get(op.inputs[0]), rowsOf(dispatch.inputs[0]), recompute);
-          tensors.set(sum.outputs[0], r.out);
-          moeSaved = r.saved;
+          // moe.ts takes the CPU device's Float32Array tensors (the constructor refused any other device).
+          const r = await this.moe.forward(fl as unknown as Flow, cpuTensor(get(dispatch.inputs[0])), cpuTensor(get(op.inputs[0])), rowsOf(dispatch.inputs[0]), recompute);
+          tensors.set(sum.outputs[0], r.out as unknown as F);
+          moeSaved = r.saved as unknown as Record<string, F>;
         }
         continue;
       }
@@ -381,43 +407,43 @@ export class BlockRunner {
     await fl.end();
     const y = get(block.output);
     // Saved tensors in forward order, each op's outputs before its statistics.
-    const acts: BlockActivations = {};
+    const acts: BlockActivations<F> = {};
     for (const op of this.ops) {
       for (const t of op.outputs) if (this.kept.has(t) && !(t in acts) && tensors.has(t)) acts[t] = shards.get(t) ?? get(t);
       if (stats[op.name]) acts[op.name] = stats[op.name];
     }
     Object.assign(acts, moeSaved);
-    const keep = new Set<Float32Array>([x, y, ...Object.values(acts).filter((v): v is Float32Array => !isStats(v))]);
+    const keep = new Set<F>([x, y, ...Object.values(acts).filter((v): v is F => !this.isStats(v))]);
     scratch.give([...tensors.values(), ...shards.values(), ...dead].filter((t) => !keep.has(t)));
     return { y, acts };
   }
 
   /** dx from dy; parameter gradients accumulate into the store. Gives back `acts` and its temporaries. */
-  async backward(x: Float32Array, acts: BlockActivations, dy: Float32Array, batch: number, seq: number, dropout: DropoutDraw | null = null): Promise<Float32Array> {
+  async backward(x: F, acts: BlockActivations<F>, dy: F, batch: number, seq: number, dropout: DropoutDraw | null = null): Promise<F> {
     const { block, model, scratch } = this.o;
     const draw = this.drawing(dropout);
     const sh = this.shapes(batch, seq);
     const { size, rows: rowsOf, width: widthOf, dim } = sh;
-    const fl = new Flow(this.o.hooks, this.o.tp);
+    const fl = new Flow<F, I>(this.o.hooks, this.o.tp, this.dev);
     const k = fl.k;
-    const val = (t: string): Float32Array => {
+    const val = (t: string): F => {
       const v = t === block.input ? x : acts[t];
-      if (!(v instanceof Float32Array)) throw new Error(`layer ${this.o.index}: backward reads ${t}, which the forward did not keep`);
+      if (!this.dev.isTensor(v)) throw new Error(`layer ${this.o.index}: backward reads ${t}, which the forward did not keep`);
       return v;
     };
-    const grads = new Map<string, Float32Array>([[block.output, dy]]);
-    const temps: Float32Array[] = [];
+    const grads = new Map<string, F>([[block.output, dy]]);
+    const temps: F[] = [];
     if (this.selective.dropped.length > 0) this.recomputeSelective(k, acts, x, batch, seq, sh, draw, temps);
-    const tmpN = (n: number): Float32Array => {
+    const tmpN = (n: number): F => {
       const v = scratch.take(n);
       temps.push(v);
       return v;
     };
-    const tmp = (t: string): Float32Array => tmpN(size(t));
+    const tmp = (t: string): F => tmpN(size(t));
     const tokensSp = dim(block.sizes.tokensSp);
     // SP: the saved shard of a gathered tensor is gathered again for the GEMM that reads it.
-    const gathered = new Map<string, Float32Array>();
-    const full = async (t: string): Promise<Float32Array> => {
+    const gathered = new Map<string, F>();
+    const full = async (t: string): Promise<F> => {
       if (!this.entered.has(t)) return val(t);
       let v = gathered.get(t);
       if (!v) {
@@ -429,17 +455,18 @@ export class BlockRunner {
     };
     // SP: the replicated weights' gradients of this pass start from zero and are summed over the ranks at the end.
     const earlier = this.replicated.map((w) => {
-      const g = this.G(w), copy = Float32Array.from(g);
-      g.fill(0);
+      const g = this.G(w), copy = scratch.take(g.length);
+      k.copy(copy, g);
+      k.fill(g, 0);
       return copy;
     });
-    const grad = (t: string): Float32Array => {
+    const grad = (t: string): F => {
       const g = grads.get(t);
       if (!g) throw new Error(`layer ${this.o.index}: no gradient for ${t}`);
       return g;
     };
     /** Stores a freshly written input gradient, summed with the one a later consumer wrote. */
-    const written = (t: string, g: Float32Array): void => {
+    const written = (t: string, g: F): void => {
       const earlier = grads.get(t);
       if (earlier) k.accumulate(g, earlier);
       grads.set(t, g);
@@ -448,7 +475,8 @@ export class BlockRunner {
       if (this.moe?.names.has(op.name)) {
         if (op.kind === 'expertSum') {
           const { dispatch, gate } = this.moe.ops;
-          const { dLogits, dH2 } = await this.moe.backward(fl, acts, grad(op.outputs[0]), rowsOf(dispatch.inputs[0]));
+          const r = await this.moe.backward(fl as unknown as Flow, acts as unknown as BlockActivations, cpuTensor(grad(op.outputs[0])), rowsOf(dispatch.inputs[0]));
+          const dLogits = r.dLogits as unknown as F, dH2 = r.dH2 as unknown as F;
           temps.push(dLogits, dH2);
           written(gate.inputs[0], dLogits);
           written(dispatch.inputs[0], dH2);
@@ -464,7 +492,7 @@ export class BlockRunner {
           k.copy(stream, g);
           grads.set(op.inputs[0], stream);
           const mask = op.dropout && draw ? acts[op.outputs[1]] : undefined;
-          if (mask instanceof Float32Array) {
+          if (mask !== undefined && this.dev.isTensor(mask)) {
             const branch = tmpN(g.length);
             k.dropoutBackward(branch, mask, g, model.dropout);
             grads.set(op.inputs[1], branch);
@@ -553,7 +581,7 @@ export class BlockRunner {
         case 'norm': {
           const [inp] = op.inputs;
           const s = acts[op.name];
-          if (!s || !isStats(s)) throw new Error(`layer ${this.o.index}: norm ${op.name} has no saved statistics`);
+          if (!s || !this.isStats(s)) throw new Error(`layer ${this.o.index}: norm ${op.name} has no saved statistics`);
           const dx = grad(inp), dOut = grad(op.outputs[0]), rows = rowsOf(inp), h = widthOf(inp);
           if (op.norm === 'layernorm') {
             if (!s.mean || !op.beta) throw new Error('LayerNorm backward needs the saved mean and a beta');
@@ -576,7 +604,7 @@ export class BlockRunner {
         case 'dropout': {
           const [p] = op.inputs, mask = acts[op.outputs[1]];
           const g = grad(op.outputs[0]);
-          if (mask instanceof Float32Array) {
+          if (mask !== undefined && this.dev.isTensor(mask)) {
             const dP = tmp(p);
             k.dropoutBackward(dP, mask, g, model.dropout);
             written(p, dP);
@@ -610,25 +638,28 @@ export class BlockRunner {
     await fl.end();
     if (this.replicated.length > 0) {
       const sizes = this.replicated.map((w) => this.G(w).length);
-      const packed = new Float32Array(sizes.reduce((a, n) => a + n, 0));
+      const packed = scratch.take(sizes.reduce((a, n) => a + n, 0));
       let at = 0;
       for (const w of this.replicated) {
-        packed.set(this.G(w), at);
-        at += this.G(w).length;
+        const g = this.G(w);
+        k.copy(this.dev.view(packed, at, at + g.length), g);
+        at += g.length;
       }
       await fl.allReduce(packed, this.site('sp-grads', false));
       at = 0;
       this.replicated.forEach((w, i) => {
         const g = this.G(w);
-        for (let j = 0; j < g.length; j++) g[j] = earlier[i][j] + packed[at + j];
+        k.add(g, earlier[i], this.dev.view(packed, at, at + g.length));
         at += g.length;
       });
+      await fl.end();
+      scratch.give([packed, ...earlier]);
     }
     const dx = grad(block.input);
     // The activations (saved or recomputed) and temporaries are dead now that the kernels have run;
     // the input and the output gradient belong to the caller.
-    const arrays = [...Object.values(acts).flatMap((v) => (isStats(v) ? [v.mean, v.rstd] : [v])), ...temps];
-    scratch.give(arrays.filter((t): t is Float32Array => t !== null && t !== dx && t !== x && t !== dy));
+    const arrays = [...Object.values(acts).flatMap((v) => (this.isStats(v) ? [v.mean, v.rstd] : [v])), ...temps];
+    scratch.give(arrays.filter((t): t is F => t !== null && t !== dx && t !== x && t !== dy));
     return dx;
   }
 
@@ -638,7 +669,7 @@ export class BlockRunner {
    * through), values = probs v.
    */
   private coreForward(
-    k: KernelOps, op: CoreOp, get: (t: string) => Float32Array, make: (t: string) => Float32Array, tensors: Map<string, Float32Array>,
+    k: KernelOps<F, I>, op: CoreOp, get: (t: string) => F, make: (t: string) => F, tensors: Map<string, F>,
     batch: number, seq: number, sh: Shapes, draw: DropoutDraw | null,
   ): void {
     const shape = this.attentionShape(batch, seq, sh);
@@ -668,17 +699,17 @@ export class BlockRunner {
    * (given back after the backward).
    */
   private recomputeSelective(
-    k: KernelOps, acts: BlockActivations, x: Float32Array, batch: number, seq: number, sh: Shapes, draw: DropoutDraw | null, temps: Float32Array[],
+    k: KernelOps<F, I>, acts: BlockActivations<F>, x: F, batch: number, seq: number, sh: Shapes, draw: DropoutDraw | null, temps: F[],
   ): void {
     const { block, scratch } = this.o;
     const dropped = new Set(this.selective.dropped);
-    const local = new Map<string, Float32Array>();
-    const get = (t: string): Float32Array => {
+    const local = new Map<string, F>();
+    const get = (t: string): F => {
       const v = local.get(t) ?? (t === block.input ? x : acts[t]);
-      if (!(v instanceof Float32Array)) throw new Error(`layer ${this.o.index}: selective recompute reads ${t}, which the forward did not keep`);
+      if (!this.dev.isTensor(v)) throw new Error(`layer ${this.o.index}: selective recompute reads ${t}, which the forward did not keep`);
       return v;
     };
-    const make = (t: string): Float32Array => {
+    const make = (t: string): F => {
       const v = scratch.take(block.tensors[t]?.dtype === 'mask' ? maskFloats(sh.size(t)) : sh.size(t));
       local.set(t, v);
       return v;

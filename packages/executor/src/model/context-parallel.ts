@@ -91,9 +91,9 @@ export function globalRuns(l: SeqLayout, first: number, count: number): GlobalRu
  * buffers arrive in `recv` (same lengths, same order); wait() is where the caller blocks on it (the
  * runtime counts that time as communication).
  */
-export interface CpRing {
+export interface CpRing<F = Float32Array> {
   cp: number;
   rank: number;
-  shift(send: readonly Float32Array[], recv: readonly Float32Array[]): Promise<void>;
+  shift(send: readonly F[], recv: readonly F[]): Promise<void>;
   wait<T>(p: Promise<T>): Promise<T>;
 }

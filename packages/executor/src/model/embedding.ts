@@ -9,7 +9,9 @@
 // Under context parallelism a sequence's rows are the rank's chunks of it (context-parallel.ts):
 // the position table and the dropout draws are read at the rows' positions in the whole sequence.
 import { embeddingBlock, type ModelSpec, POSITION_TABLE, TOKEN_TABLE } from '@mist/core';
-import { KernelBatch, maskFloats } from '@mist/native';
+import { maskFloats, type TensorLike } from '@mist/native';
+import { cpuDevice } from '../device/cpu-device';
+import type { Device } from '../device/device';
 import { blockParamDecls } from './block-params';
 import { globalRuns, type SeqLayout } from './context-parallel';
 import { type DropoutDraw, dropoutStream, sequenceShard } from './dropout';
@@ -32,17 +34,18 @@ export function vocabRange(model: ModelSpec, tp: number, tpRank: number): { lo: 
 }
 
 /** What the embedding keeps for its backward: the dropout mask (null without dropout). */
-export interface EmbeddingSaved {
-  mask: Float32Array | null;
+export interface EmbeddingSaved<F = Float32Array> {
+  mask: F | null;
 }
 
-export class Embedding {
+/** F, I: the device's float and int32 tensor types (tokens arrive on the host and are handed to the device). */
+export class Embedding<F extends TensorLike = Float32Array, I = Int32Array> {
   private readonly vocab: { lo: number; hi: number };
   private readonly sp: boolean;
 
   constructor(
-    private readonly model: ModelSpec, private readonly store: ParamStore, private readonly tp = 1, private readonly tpRank = 0, private readonly hooks?: TpHooks,
-    sequenceParallel = false, private readonly seed = 0,
+    private readonly model: ModelSpec, private readonly store: ParamStore<F>, private readonly tp = 1, private readonly tpRank = 0, private readonly hooks?: TpHooks<F>,
+    sequenceParallel = false, private readonly seed = 0, private readonly device: Device<F, I> = cpuDevice as unknown as Device<F, I>,
   ) {
     this.vocab = vocabRange(model, tp, tpRank);
     if (tp > 1 && !hooks) throw new Error(`the embedding with tp=${tp} needs TP hooks for its all-reduce`);
@@ -57,22 +60,23 @@ export class Embedding {
    * The embedding's output rows of this rank (all b*s tokens, or with SP its shard), dropped out
    * when `dropout` is given and the model has dropout.
    */
-  async forward(tokens: Int32Array, seq: number, dropout: DropoutDraw | null = null, layout?: SeqLayout): Promise<{ x: Float32Array; saved: EmbeddingSaved }> {
+  async forward(tokens: Int32Array, seq: number, dropout: DropoutDraw | null = null, layout?: SeqLayout): Promise<{ x: F; saved: EmbeddingSaved<F> }> {
     const x = await this.lookup(tokens, seq, layout);
     const p = this.model.dropout;
     if (!dropout || p === 0) return { x, saved: { mask: null } };
     const H = this.model.hidden, rows = x.length / H;
     const first = this.sp ? sequenceShard(tokens.length, this.tp, this.tpRank).first : 0;
-    const mask = new Float32Array(maskFloats(x.length));
-    const k = new KernelBatch();
+    const dev = this.device;
+    const mask = dev.zeros(maskFloats(x.length));
+    const k = dev.batch();
     const stream = dropoutStream(this.seed, p, dropout, -1, 'embedding.dropout');
     if (!layout) k.dropout(x, mask, x, rows, H, dropout.firstSample * seq + first, stream);
     else {
       for (const r of globalRuns(layout, first, rows)) {
         const e0 = (r.row - first) * H, e1 = e0 + r.count * H;
         if (e0 % 4 !== 0) throw new Error(`not implemented: embedding dropout of a context-parallel run starting at element ${e0} (hidden must be a multiple of 4)`);
-        const xs = x.subarray(e0, e1);
-        k.dropout(xs, mask.subarray(e0 / 4, e0 / 4 + maskFloats(e1 - e0)), xs, r.count, H, dropout.firstSample * layout.globalSeq + r.globalRow, stream);
+        const xs = dev.view(x, e0, e1);
+        k.dropout(xs, dev.view(mask, e0 / 4, e0 / 4 + maskFloats(e1 - e0)), xs, r.count, H, dropout.firstSample * layout.globalSeq + r.globalRow, stream);
       }
     }
     await k.run();
@@ -93,28 +97,28 @@ export class Embedding {
     return out;
   }
 
-  private async lookup(tokens: Int32Array, seq: number, layout?: SeqLayout): Promise<Float32Array> {
-    const H = this.model.hidden;
-    const k = new KernelBatch();
-    const out = new Float32Array(tokens.length * H);
+  private async lookup(tokens: Int32Array, seq: number, layout?: SeqLayout): Promise<F> {
+    const H = this.model.hidden, dev = this.device;
+    const k = dev.batch();
+    const out = dev.zeros(tokens.length * H);
     const wpe = this.store.has(WPE) ? this.store.param(WPE) : null;
     if (this.tp === 1) {
       for (const r of this.runs(tokens.length, seq, layout)) {
         const rs = layout ? r.n : seq;
-        k.embedding(out.subarray(r.r0 * H, (r.r0 + r.n) * H), tokens.subarray(r.r0, r.r0 + r.n), this.store.param(WTE), wpe, this.shape(r.n, rs, this.model.vocab, r.pos));
+        k.embedding(dev.view(out, r.r0 * H, (r.r0 + r.n) * H), dev.ints(tokens.subarray(r.r0, r.r0 + r.n)), this.store.param(WTE), wpe, this.shape(r.n, rs, this.model.vocab, r.pos));
       }
       await k.run();
       return out;
     }
     const { lo, hi } = this.vocab;
-    k.embeddingShard(out, tokens, this.store.param(WTE), tokens.length, H, this.model.vocab, lo, hi);
+    k.embeddingShard(out, dev.ints(tokens), this.store.param(WTE), tokens.length, H, this.model.vocab, lo, hi);
     await k.run();
-    const hooks = this.hooks as TpHooks;
+    const hooks = this.hooks as TpHooks<F>;
     let mine0 = 0, x = out;
     if (this.sp) {
       const shard = sequenceShard(tokens.length, this.tp, this.tpRank);
       if (!hooks.reduceScatter) throw new Error('sequence parallelism: the TP hooks have no reduceScatter');
-      x = new Float32Array(shard.count * H);
+      x = dev.zeros(shard.count * H);
       await hooks.reduceScatter(out, x, this.siteOf());
       mine0 = shard.first;
     } else {
@@ -122,27 +126,26 @@ export class Embedding {
     }
     if (wpe) {
       // Same sum as the kernel's wte[t] + wpe[p] (the other ranks added exact zeros).
-      k.positionAdd(x, wpe, layout ? layout.positions : null, x.length / H, H, seq, mine0);
+      k.positionAdd(x, wpe, layout ? dev.ints(layout.positions) : null, x.length / H, H, seq, mine0);
       await k.run();
     }
     return x;
   }
 
   /** Gradients of the tables from the gradient of this rank's output rows. */
-  async backward(tokens: Int32Array, seq: number, dx: Float32Array, saved: EmbeddingSaved = { mask: null }, layout?: SeqLayout): Promise<void> {
-    const H = this.model.hidden;
-    const k = new KernelBatch();
+  async backward(tokens: Int32Array, seq: number, dx: F, saved: EmbeddingSaved<F> = { mask: null }, layout?: SeqLayout): Promise<void> {
+    const H = this.model.hidden, dev = this.device;
+    const k = dev.batch();
     let dout = dx;
     if (saved.mask) {
-      dout = new Float32Array(dx.length);
+      dout = dev.zeros(dx.length);
       k.dropoutBackward(dout, saved.mask, dx, this.model.dropout);
-      await k.run(); // the tensor-parallel path reads dout from JavaScript
     }
     if (this.sp) {
-      const hooks = this.hooks as TpHooks;
+      const hooks = this.hooks as TpHooks<F>;
       if (!hooks.allGather) throw new Error('sequence parallelism: the TP hooks have no allGather');
       await k.run();
-      const whole = new Float32Array(tokens.length * H);
+      const whole = dev.zeros(tokens.length * H);
       await hooks.allGather(dout, whole, this.siteOf());
       dout = whole;
     }
@@ -150,7 +153,7 @@ export class Embedding {
     if (this.tp === 1) {
       for (const r of this.runs(tokens.length, seq, layout)) {
         const rs = layout ? r.n : seq;
-        k.embeddingBackward(this.store.grad(WTE), dwpe, dout.subarray(r.r0 * H, (r.r0 + r.n) * H), tokens.subarray(r.r0, r.r0 + r.n), this.shape(r.n, rs, this.model.vocab, r.pos));
+        k.embeddingBackward(this.store.grad(WTE), dwpe, dev.view(dout, r.r0 * H, (r.r0 + r.n) * H), dev.ints(tokens.subarray(r.r0, r.r0 + r.n)), this.shape(r.n, rs, this.model.vocab, r.pos));
       }
       await k.run();
       return;
@@ -158,8 +161,8 @@ export class Embedding {
     // dout is the same on every TP rank: each scatters the rows of its own tokens; the replicated
     // position table gets the whole gradient on every rank.
     const { lo, hi } = this.vocab;
-    k.embeddingShardBackward(this.store.grad(WTE), dout, tokens, tokens.length, H, this.model.vocab, lo, hi);
-    if (dwpe) k.positionGrad(dwpe, dout, layout ? layout.positions : null, tokens.length, H, seq);
+    k.embeddingShardBackward(this.store.grad(WTE), dout, dev.ints(tokens), tokens.length, H, this.model.vocab, lo, hi);
+    if (dwpe) k.positionGrad(dwpe, dout, layout ? dev.ints(layout.positions) : null, tokens.length, H, seq);
     await k.run();
   }
 }

@@ -1,36 +1,46 @@
 // Runs a block's kernels as batches off the JavaScript thread, cut only where a tensor-parallel
 // hook needs the data: record, record, ... then `await flow.allReduce(buf, site)` runs what was
 // recorded, calls the hook, and recording goes on. `await flow.end()` runs the rest.
-import { KernelBatch } from '@mist/native';
+import type { TensorLike } from '@mist/native';
+import { cpuDevice } from '../device/cpu-device';
+import type { Device, DeviceBatch } from '../device/device';
 import type { TpHooks, TpSite } from './tp-hooks';
 
-export class Flow {
-  readonly k = new KernelBatch();
+export class Flow<F extends TensorLike = Float32Array, I = Int32Array> {
+  readonly k: DeviceBatch<F, I>;
 
-  constructor(private readonly hooks: TpHooks | undefined, private readonly tp: number) {}
+  constructor(
+    private readonly hooks: TpHooks<F> | undefined,
+    private readonly tp: number,
+    private readonly device: Device<F, I> = cpuDevice as unknown as Device<F, I>,
+  ) {
+    this.k = device.batch();
+  }
 
-  async allReduce(buffer: Float32Array, site: TpSite): Promise<void> {
+  async allReduce(buffer: F, site: TpSite): Promise<void> {
     if (this.tp === 1 || !this.hooks) return;
     await this.k.run();
     await this.hooks.allReduce(buffer, site);
   }
 
-  async allGather(shard: Float32Array, full: Float32Array, site: TpSite): Promise<void> {
-    await this.k.run();
+  async allGather(shard: F, full: F, site: TpSite): Promise<void> {
     if (this.tp === 1) {
-      full.set(shard);
+      this.k.copy(full, shard, shard.length);
+      await this.k.run();
       return;
     }
+    await this.k.run();
     if (!this.hooks?.allGather) throw new Error(`sequence parallelism at ${site.point}: the TP hooks have no allGather`);
     await this.hooks.allGather(shard, full, site);
   }
 
-  async reduceScatter(full: Float32Array, shard: Float32Array, site: TpSite): Promise<void> {
-    await this.k.run();
+  async reduceScatter(full: F, shard: F, site: TpSite): Promise<void> {
     if (this.tp === 1) {
-      shard.set(full);
+      this.k.copy(shard, full, full.length);
+      await this.k.run();
       return;
     }
+    await this.k.run();
     if (!this.hooks?.reduceScatter) throw new Error(`sequence parallelism at ${site.point}: the TP hooks have no reduceScatter`);
     await this.hooks.reduceScatter(full, shard, site);
   }

@@ -11,7 +11,9 @@
 // all-gathered for the LM head (again in backward, only the shard is kept), the input gradient is
 // reduce-scattered instead of all-reduced, and the norm's gradients are summed over the ranks.
 import { headBlock, LM_HEAD, type ModelSpec } from '@mist/core';
-import { KernelBatch } from '@mist/native';
+import type { TensorLike } from '@mist/native';
+import { cpuDevice } from '../device/cpu-device';
+import type { Device } from '../device/device';
 import { blockParamDecls } from './block-params';
 import { vocabRange, WTE } from './embedding';
 import { type NormSaved, normBackwardAccumulate, normForward } from './norm';
@@ -27,33 +29,37 @@ export function headParamDecls(model: ModelSpec, stageHasEmbedding: boolean): Pa
   return blockParamDecls(model, block, undefined, block.weights.filter((w) => !w.tied || !stageHasEmbedding));
 }
 
-export interface HeadSaved {
+export interface HeadSaved<F = Float32Array> {
   /** The final norm's input and output: this rank's token rows (all of them without SP). */
-  x: Float32Array;
-  h: Float32Array;
-  norm: NormSaved;
+  x: F;
+  h: F;
+  norm: NormSaved<F>;
   /** Gradient of the loss with respect to the logits, written over the logits. */
-  dlogits: Float32Array;
+  dlogits: F;
 }
 
-export interface HeadResult {
+export interface HeadResult<F = Float32Array> {
   /** Sum of the per-token losses over tokens whose target is not -1. */
   lossSum: number;
   lossTokens: number;
   /** Logits [tokens, vocab], only when no targets were given. */
-  logits: Float32Array | null;
-  saved: HeadSaved | null;
+  logits: F | null;
+  saved: HeadSaved<F> | null;
 }
 
-export class Head {
+/** F, I: the device's float and int32 tensor types (targets arrive on the host and are handed to the device). */
+export class Head<F extends TensorLike = Float32Array, I = Int32Array> {
   private readonly vocab: { lo: number; hi: number };
+  /** Where training passes take their temporaries (shared with the stage's layers). */
+  private readonly scratch: Scratch<F>;
 
   constructor(
-    private readonly model: ModelSpec, private readonly store: ParamStore, private readonly tp = 1, tpRank = 0, private readonly hooks?: TpHooks,
-    /** Where training passes take their temporaries (shared with the stage's layers); default its own. */
-    private readonly scratch = new Scratch(),
+    private readonly model: ModelSpec, private readonly store: ParamStore<F>, private readonly tp = 1, tpRank = 0, private readonly hooks?: TpHooks<F>,
+    scratch?: Scratch<F>,
     sequenceParallel = false,
+    private readonly device: Device<F, I> = cpuDevice as unknown as Device<F, I>,
   ) {
+    this.scratch = scratch ?? new Scratch<F>(device);
     this.vocab = vocabRange(model, tp, tpRank);
     if (tp > 1 && !hooks) throw new Error(`the LM head with tp=${tp} needs TP hooks for its all-reduces`);
     this.sp = sequenceParallel && tp > 1;
@@ -62,8 +68,8 @@ export class Head {
   private readonly sp: boolean;
 
   /** SP: the whole micro-batch's rows of the normalised input from this rank's shard. */
-  private async gather(h: Float32Array): Promise<Float32Array> {
-    const hooks = this.hooks as TpHooks;
+  private async gather(h: F): Promise<F> {
+    const hooks = this.hooks as TpHooks<F>;
     if (!hooks.allGather) throw new Error('sequence parallelism: the TP hooks have no allGather');
     const whole = this.scratch.take(h.length * this.tp);
     await hooks.allGather(h, whole, this.site('head-in-grad'));
@@ -78,16 +84,16 @@ export class Head {
    * Vocab-parallel cross-entropy of this rank's logits [T, V/tp] (global columns vocab.lo..hi):
    * per-token losses, and with `dlogits` (may be the logits) the gradient of gradScale * sum(losses).
    */
-  private async parallelCrossEntropy(lossRows: Float32Array, logits: Float32Array, targets: Int32Array, dlogits: Float32Array | null, T: number, gradScale: number): Promise<void> {
-    const hooks = this.hooks as TpHooks;
+  private async parallelCrossEntropy(lossRows: F, logits: F, targets: I, dlogits: F | null, T: number, gradScale: number): Promise<void> {
+    const hooks = this.hooks as TpHooks<F>;
     const Vl = this.vocab.hi - this.vocab.lo, lo = this.vocab.lo;
-    const k = new KernelBatch();
-    const max = new Float32Array(T);
+    const k = this.device.batch();
+    const max = this.device.zeros(T);
     k.crossEntropyShardMax(max, logits, T, Vl);
     await k.run();
     await hooks.allReduce(max, this.site('loss-max'));
     // [0, T): sum of exp(logit - max) over this rank's columns; [T, 2T): the target logit if this rank holds it.
-    const sums = new Float32Array(2 * T);
+    const sums = this.device.zeros(2 * T);
     k.crossEntropyShardSums(sums, logits, max, targets, T, Vl, lo);
     await k.run();
     await hooks.allReduce(sums, this.site('loss-sum'));
@@ -103,13 +109,14 @@ export class Head {
    * Forward from x [tokens, hidden]. With targets: the loss, and when `train`, the logits' gradient
    * for the loss gradScale * sum(token losses). Without targets: the logits.
    */
-  async forward(x: Float32Array, targets: Int32Array | null, train: boolean, gradScale: number): Promise<HeadResult> {
+  async forward(x: F, targets: Int32Array | null, train: boolean, gradScale: number): Promise<HeadResult<F>> {
     const m = this.model, H = m.hidden, V = this.vocab.hi - this.vocab.lo, rows = x.length / H, T = this.sp ? rows * this.tp : rows;
-    const k = new KernelBatch();
+    const dev = this.device;
+    const k = dev.batch();
     // A training pass's normalised input and logits (then their gradient) live until backward,
     // which gives them back; logits returned to the caller are fresh.
     const kept = train && targets !== null;
-    const alloc = (n: number): Float32Array => (kept ? this.scratch.take(n) : new Float32Array(n));
+    const alloc = (n: number): F => (kept ? this.scratch.take(n) : dev.zeros(n));
     const h = alloc(rows * H);
     const norm = normForward(k, m, this.store, NORM, h, x, rows, alloc);
     let hAll = h;
@@ -129,18 +136,20 @@ export class Head {
       return { lossSum: 0, lossTokens: 0, logits, saved: null };
     }
     if (targets.length !== T) throw new Error(`targets hold ${targets.length} tokens, the activations ${T}`);
-    const lossRows = new Float32Array(T);
+    const lossRows = dev.zeros(T), targetsOnDevice = dev.ints(targets);
     if (this.tp === 1) {
-      k.crossEntropy(lossRows, logits, targets, train ? logits : null, T, V, gradScale);
+      k.crossEntropy(lossRows, logits, targetsOnDevice, train ? logits : null, T, V, gradScale);
       await k.run();
     } else {
       await k.run();
-      await this.parallelCrossEntropy(lossRows, logits, targets, train ? logits : null, T, gradScale);
+      await this.parallelCrossEntropy(lossRows, logits, targetsOnDevice, train ? logits : null, T, gradScale);
     }
+    // The per-token losses come to the host (T floats) to be summed in double, in token order.
+    const losses = dev.read(lossRows);
     let lossSum = 0, lossTokens = 0;
     for (let i = 0; i < T; i++) {
       if (targets[i] >= 0) {
-        lossSum += lossRows[i];
+        lossSum += losses[i];
         lossTokens++;
       }
     }
@@ -148,9 +157,10 @@ export class Head {
   }
 
   /** dx [tokens, hidden]; the head's parameter gradients accumulate. */
-  async backward(s: HeadSaved): Promise<Float32Array> {
+  async backward(s: HeadSaved<F>): Promise<F> {
     const m = this.model, H = m.hidden, V = this.vocab.hi - this.vocab.lo, rows = s.x.length / H, T = this.sp ? rows * this.tp : rows;
-    const k = new KernelBatch();
+    const dev = this.device;
+    const k = dev.batch();
     const w = this.weightName();
     const hAll = this.sp ? await this.gather(s.h) : s.h;
     k.matmul({ c: this.store.grad(w), a: s.dlogits, b: hAll, m: V, n: H, k: T, transA: true, accumulate: true });
@@ -158,33 +168,35 @@ export class Head {
     k.matmul({ c: dhAll, a: s.dlogits, b: this.store.param(w), m: T, n: H, k: V });
     let dh = dhAll;
     if (this.sp) {
-      const hooks = this.hooks as TpHooks;
+      const hooks = this.hooks as TpHooks<F>;
       if (!hooks.reduceScatter) throw new Error('sequence parallelism: the TP hooks have no reduceScatter');
       await k.run();
       dh = this.scratch.take(rows * H);
       await hooks.reduceScatter(dhAll, dh, this.site('head-in-grad'));
     } else if (this.tp > 1) {
       await k.run();
-      await (this.hooks as TpHooks).allReduce(dh, this.site('head-in-grad'));
+      await (this.hooks as TpHooks<F>).allReduce(dh, this.site('head-in-grad'));
     }
-    const dx = new Float32Array(rows * H);
+    const dx = dev.zeros(rows * H);
     // SP: the norm's gradients of this pass, taken over this rank's tokens, are summed over the ranks.
     const normGrads = this.sp ? [`${NORM}.gamma`, ...(m.norm === 'layernorm' ? [`${NORM}.beta`] : [])].map((n) => this.store.grad(n)) : [];
     const earlier = normGrads.map((g) => {
-      const c = Float32Array.from(g);
-      g.fill(0);
+      const c = this.scratch.take(g.length);
+      k.copy(c, g);
+      k.fill(g, 0);
       return c;
     });
     normBackwardAccumulate(k, m, this.store, NORM, dx, dh, s.x, s.norm, rows);
-    await k.run();
     if (normGrads.length > 0) {
-      const packed = new Float32Array(normGrads.length * H);
-      normGrads.forEach((g, i) => packed.set(g, i * H));
-      await (this.hooks as TpHooks).allReduce(packed, this.site('sp-grads'));
-      normGrads.forEach((g, i) => {
-        for (let j = 0; j < H; j++) g[j] = earlier[i][j] + packed[i * H + j];
-      });
+      const packed = this.scratch.take(normGrads.length * H);
+      normGrads.forEach((g, i) => k.copy(dev.view(packed, i * H, (i + 1) * H), g));
+      await k.run();
+      await (this.hooks as TpHooks<F>).allReduce(packed, this.site('sp-grads'));
+      normGrads.forEach((g, i) => k.add(g, earlier[i], dev.view(packed, i * H, (i + 1) * H)));
+      await k.run();
+      this.scratch.give([packed, ...earlier]);
     }
+    await k.run();
     this.scratch.give([s.h, s.dlogits, dhAll, ...(dh !== dhAll ? [dh] : []), ...(hAll !== s.h ? [hAll] : []), s.norm.rstd, ...(s.norm.mean ? [s.norm.mean] : [])]);
     return dx;
   }

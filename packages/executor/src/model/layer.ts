@@ -5,6 +5,9 @@
 // kernels. Weights are stored [in, out] so that a projection is y = x W. Activations are
 // [tokens, width], tokens = batch * seq, in the order the batch holds them.
 import { layerBlock, type ModelSpec } from '@mist/core';
+import type { TensorLike } from '@mist/native';
+import { cpuDevice } from '../device/cpu-device';
+import type { Device } from '../device/device';
 import { blockParamDecls } from './block-params';
 import type { CpRing } from './context-parallel';
 import { type BlockActivations, BlockRunner } from './block-runner';
@@ -27,17 +30,18 @@ export function layerParamDecls(model: ModelSpec, index: number, experts?: Pick<
 }
 
 /** What a layer keeps between its forward and backward passes. */
-export interface LayerSaved {
+export interface LayerSaved<F = Float32Array> {
   batch: number;
   seq: number;
-  x: Float32Array;
+  x: F;
   /** Where the forward's dropout draws came from (the backward and a recompute draw them again); null without dropout. */
   dropout: DropoutDraw | null;
   /** Absent when the layer is checkpointed: the backward recomputes them from x. */
-  acts?: BlockActivations;
+  acts?: BlockActivations<F>;
 }
 
-export interface LayerOptions {
+/** F, I: the device's float and int32 tensor types (Float32Array, Int32Array on the CPU). */
+export interface LayerOptions<F extends TensorLike = Float32Array, I = Int32Array> {
   model: ModelSpec;
   /** Global layer index. */
   index: number;
@@ -57,37 +61,41 @@ export interface LayerOptions {
   sequenceParallel?: boolean;
   /** Seed of the dropout streams (default 0). */
   seed?: number;
-  hooks?: TpHooks;
+  hooks?: TpHooks<F>;
   /** Context parallelism: the K/V ring of the stage's CP group (BlockRunnerOptions.ring). */
-  ring?: CpRing;
+  ring?: CpRing<F>;
   /** Mixture of experts: the expert-parallel group (BlockRunnerOptions.experts). */
   experts?: ExpertGroup;
   /** Where the layer takes its temporary buffers (shared by a stage's layers); default its own. */
-  scratch?: Scratch;
+  scratch?: Scratch<F>;
+  /** Where the tensors live and the kernels run (default the CPU). */
+  device?: Device<F, I>;
 }
 
-export class TransformerLayer {
+export class TransformerLayer<F extends TensorLike = Float32Array, I = Int32Array> {
   readonly index: number;
   readonly checkpoint: boolean;
   /** The saved tensors selective recompute drops in this layer (none with the fused attention or when checkpointed). */
   get selectiveDropped(): readonly string[] {
     return this.runner.selective.dropped;
   }
-  private readonly scratch: Scratch;
-  private readonly runner: BlockRunner;
+  private readonly scratch: Scratch<F>;
+  private readonly runner: BlockRunner<F, I>;
+  private readonly device: Device<F, I>;
 
-  constructor(opts: LayerOptions, store: ParamStore) {
+  constructor(opts: LayerOptions<F, I>, store: ParamStore<F>) {
     const m = opts.model;
     if (m.positional === 'alibi') throw new Error(`not implemented: ALiBi positions (${m.name})`);
     if (opts.tp > 1 && !opts.hooks) throw new Error(`layer ${opts.index}: tp=${opts.tp} needs TP hooks for the all-reduces`);
     layerDims(m, opts.tp); // checks tp against the heads, key/value heads and MLP width
     this.index = opts.index;
     this.checkpoint = opts.checkpoint;
-    this.scratch = opts.scratch ?? new Scratch();
-    this.runner = new BlockRunner({
+    this.device = opts.device ?? (cpuDevice as unknown as Device<F, I>);
+    this.scratch = opts.scratch ?? new Scratch<F>(this.device);
+    this.runner = new BlockRunner<F, I>({
       model: m, block: layerBlock(m), index: opts.index, prefix: `layers.${opts.index}`, tp: opts.tp, tpRank: opts.tpRank,
       sequenceParallel: opts.sequenceParallel ?? false, seed: opts.seed ?? 0, hooks: opts.hooks, ring: opts.ring, experts: opts.experts, flashAttention: opts.flashAttention,
-      selectiveRecompute: (opts.selectiveRecompute ?? false) && !opts.checkpoint, store, scratch: this.scratch,
+      selectiveRecompute: (opts.selectiveRecompute ?? false) && !opts.checkpoint, store, scratch: this.scratch, device: this.device,
     });
   }
 
@@ -95,15 +103,15 @@ export class TransformerLayer {
    * y = layer(x) for x [batch * seq, hidden] (with SP this rank's token rows); `save` keeps what
    * backward needs; `dropout` places the micro-batch's draws (null: no dropout, as in evaluation).
    */
-  async forward(x: Float32Array, batch: number, seq: number, save: boolean, dropout: DropoutDraw | null = null): Promise<{ y: Float32Array; saved: LayerSaved | null }> {
+  async forward(x: F, batch: number, seq: number, save: boolean, dropout: DropoutDraw | null = null): Promise<{ y: F; saved: LayerSaved<F> | null }> {
     const { y, acts } = await this.runner.forward(x, batch, seq, false, dropout);
-    if (!save || this.checkpoint) this.scratch.give(arraysOf(Object.values(acts)).filter((a) => a !== x));
+    if (!save || this.checkpoint) this.scratch.give(arraysOf(Object.values(acts), this.device).filter((a) => a !== x));
     if (!save) return { y, saved: null };
     return { y, saved: this.checkpoint ? { batch, seq, x, dropout } : { batch, seq, x, dropout, acts } };
   }
 
   /** dx from dy [batch * seq, hidden]; parameter gradients accumulate into the store. */
-  async backward(saved: LayerSaved, dy: Float32Array): Promise<Float32Array> {
+  async backward(saved: LayerSaved<F>, dy: F): Promise<F> {
     const { batch, seq, x, dropout } = saved;
     const acts = saved.acts ?? (await this.runner.forward(x, batch, seq, true, dropout)).acts;
     return this.runner.backward(x, acts, dy, batch, seq, dropout);

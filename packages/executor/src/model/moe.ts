@@ -23,9 +23,12 @@
 // The backward runs all of it in reverse, including the gradient into the router's logits through
 // the gate probabilities. No auxiliary load-balancing loss is added: Megatron's --moe-aux-loss-coeff
 // defaults to 0 (megatron/training/arguments.py), and with it 0 the router adds none (router.py).
-// Gate, permutation and weighted sum are row copies and small loops here in TypeScript between the
-// kernel batches (the batch is run first, so the loops read finished data); the GEMMs, bias and
-// activation work run on the native kernels.
+// Everything that touches float data runs on the native kernels through the layer's kernel batch: the
+// gate (moeTopK), the permutations (moeGatherRows, moeScatterRows, and copies of whole chunks for the
+// regrouping), the weighted sum and its backward (moeCombine, moeGateBackward), the GEMMs, biases and
+// activations. Only the routing's bookkeeping stays here: the counting sort of the send positions
+// and the row counts, which the all-to-all needs on the host anyway (the batch is run before a
+// collective or an exchange reads or writes a buffer, and before buffers go back to the scratch).
 import type { BlockDescription, BlockOp, ModelSpec } from '@mist/core';
 import type { KernelOps } from '@mist/native';
 import type { Flow } from './flow';
@@ -196,33 +199,8 @@ export class MoeMlp {
     return Math.max(1, Math.ceil(rows / g)) * g;
   }
 
-  /** Top-k gate: each token's topK experts (by logit, ties to the lower index) and the softmax over their logits. */
-  private gate(logits: Float32Array, tokens: number, probs: Float32Array, index: Float32Array): void {
-    const E = this.experts, K = this.topK;
-    const chosen = new Int32Array(K);
-    for (let n = 0; n < tokens; n++) {
-      const row = n * E;
-      for (let j = 0; j < K; j++) {
-        let best = -1;
-        for (let e = 0; e < E; e++) {
-          let taken = false;
-          for (let i = 0; i < j; i++) if (chosen[i] === e) taken = true;
-          if (!taken && (best < 0 || logits[row + e] > logits[row + best])) best = e;
-        }
-        chosen[j] = best;
-      }
-      const max = logits[row + chosen[0]];
-      let sum = 0;
-      for (let j = 0; j < K; j++) sum += Math.exp(logits[row + chosen[j]] - max);
-      for (let j = 0; j < K; j++) {
-        probs[n * K + j] = Math.exp(logits[row + chosen[j]] - max) / sum;
-        index[n * K + j] = chosen[j];
-      }
-    }
-  }
-
   /** The send side of the routing (sorted by expert) from the gate's indices. */
-  private sendSide(index: Float32Array): { sendPos: Int32Array; sendCounts: number[] } {
+  private sendSide(index: Int32Array): { sendPos: Int32Array; sendCounts: number[] } {
     const E = this.experts;
     const sendCounts = new Array<number>(E).fill(0);
     for (let c = 0; c < index.length; c++) sendCounts[index[c]]++;
@@ -233,7 +211,7 @@ export class MoeMlp {
     return { sendPos, sendCounts };
   }
 
-  private routing(index: Float32Array, recvCounts: Float32Array): Routing {
+  private routing(index: Int32Array, recvCounts: Float32Array): Routing {
     const { sendPos, sendCounts } = this.sendSide(index);
     const L = this.local.count;
     const sendRows = Array.from({ length: this.ep }, (_, p) => sendCounts.slice(p * L, (p + 1) * L).reduce((a, b) => a + b, 0));
@@ -257,9 +235,10 @@ export class MoeMlp {
 
   /**
    * Rows received source-major (rank p's rows for local experts 0..L-1, rank by rank) to
-   * expert-major (local expert le's rows from ranks 0..ep-1), or back when `back`.
+   * expert-major (local expert le's rows from ranks 0..ep-1), or back when `back`: recorded on k as
+   * one copy per chunk (moe_utils.py sort_chunks_by_idxs).
    */
-  private regroup(r: Routing, src: Float32Array, dst: Float32Array, w: number, back: boolean): void {
+  private regroup(k: KernelOps, r: Routing, src: Float32Array, dst: Float32Array, w: number, back: boolean): void {
     const L = this.local.count;
     let s = 0;
     for (let p = 0; p < this.ep; p++) {
@@ -268,8 +247,8 @@ export class MoeMlp {
         let e = r.own.start[le];
         for (let q = 0; q < p; q++) e += r.recvCounts[q * L + le];
         if (n > 0) {
-          if (back) dst.set(src.subarray(e * w, (e + n) * w), s * w);
-          else dst.set(src.subarray(s * w, (s + n) * w), e * w);
+          if (back) k.copy(dst.subarray(s * w, (s + n) * w), src.subarray(e * w, (e + n) * w));
+          else k.copy(dst.subarray(e * w, (e + n) * w), src.subarray(s * w, (s + n) * w));
         }
         s += n;
       }
@@ -318,17 +297,21 @@ export class MoeMlp {
   async forward(fl: Flow, h2: Float32Array, logits: Float32Array, tokens: number, recompute: boolean): Promise<{ out: Float32Array; saved: Record<string, Float32Array> }> {
     const { scratch } = this.o;
     const { fc1, act, fc2, exit, entry, gate } = this.ops;
-    const K = this.topK, H = this.hidden, F = this.ffn, L = this.local.count, copies = tokens * K, tp = this.o.tp;
-    await fl.k.run();
+    const K = this.topK, E = this.experts, H = this.hidden, F = this.ffn, L = this.local.count, copies = tokens * K, tp = this.o.tp;
     const k = fl.k;
     const [probsName, indexName] = gate.outputs;
-    const probs = scratch.take(copies), index = scratch.take(copies);
-    this.gate(logits, tokens, probs, index);
+    // Gate: each token's experts and their probabilities; the routing reads the experts on the host.
+    const probs = scratch.take(copies), chosen = new Int32Array(copies);
+    k.moeTopK(chosen, probs, logits, tokens, E, K);
+    await k.run();
+    // The saved index tensor (the block's moe.index) holds the expert indices as floats.
+    const index = scratch.take(copies);
+    index.set(chosen);
     // Dispatch: counts first (with SP every TP rank's too), then the token rows sorted by expert.
-    const { sendPos, sendCounts } = this.sendSide(index);
+    const { sendPos, sendCounts } = this.sendSide(chosen);
     const recvCounts = scratch.take(this.ep * L);
     await this.exchange(Float32Array.from(sendCounts), new Array<number>(this.ep).fill(L), recvCounts, new Array<number>(this.ep).fill(L), 1);
-    const r = this.routing(index, recvCounts);
+    const r = this.routing(chosen, recvCounts);
     let tpCounts: Float32Array | null = null;
     if (this.sp) {
       tpCounts = scratch.take(tp * this.ep * L);
@@ -336,11 +319,12 @@ export class MoeMlp {
     }
     const { segments, cap } = this.layout(r, copies, tpCounts);
     const xs = scratch.take(copies * H);
-    for (let c = 0; c < copies; c++) xs.set(h2.subarray(Math.floor(c / K) * H, (Math.floor(c / K) + 1) * H), sendPos[c] * H);
+    k.moeGatherRows(xs, h2, sendPos, null, tokens, K, H);
+    await k.run();
     const recvd = scratch.take(cap * H);
     await this.exchange(xs, r.sendRows, recvd, r.recvRows, H);
     const xe = scratch.take(cap * H);
-    this.regroup(r, recvd, xe, H, false);
+    this.regroup(k, r, recvd, xe, H, false);
     // The MLP's TP region: with SP every TP rank's rows, gathered.
     const rows = segments.length * cap;
     let xeAll = xe;
@@ -369,19 +353,15 @@ export class MoeMlp {
       await fl.allReduce(yeAll.subarray(0, r.own.total * H), this.site(exit.point, recompute));
     }
     for (const bias of exit.biases) this.each([r.own], (e, s, n) => k.biasAdd(ye.subarray(s * H, (s + n) * H), this.W(bias, e), n, H));
-    await fl.k.run();
     // Combine: back to the source ranks, then token order, then the weighted sum.
-    this.regroup(r, ye, recvd, H, true);
+    this.regroup(k, r, ye, recvd, H, true);
+    await k.run();
     await this.exchange(recvd, r.recvRows, xs, r.sendRows, H);
     const yc = scratch.take(copies * H);
-    for (let c = 0; c < copies; c++) yc.set(xs.subarray(sendPos[c] * H, (sendPos[c] + 1) * H), c * H);
+    k.moeScatterRows(yc, xs, sendPos, tokens, K, H);
     const out = scratch.take(tokens * H);
-    for (let n = 0; n < tokens; n++) {
-      for (let j = 0; j < K; j++) {
-        const p = probs[n * K + j], row = (n * K + j) * H;
-        for (let i = 0; i < H; i++) out[n * H + i] += p * yc[row + i];
-      }
-    }
+    k.moeCombine(out, yc, probs, null, tokens, K, H);
+    await k.run(); // the buffers given back below are free only once the kernels reading them have run
     scratch.give([xs, recvd, yeAll, ye, ...(this.sp ? [xeAll] : [])]);
     // With SP the experts' input is kept as this rank's rows and gathered again in backward.
     const saved: Record<string, Float32Array> = {
@@ -405,37 +385,24 @@ export class MoeMlp {
       if (!(v instanceof Float32Array)) throw new Error(`layer ${this.o.index}: the mixture of experts' backward reads ${t}, which the forward did not keep`);
       return v;
     };
-    const probs = val(gate.outputs[0]), index = val(gate.outputs[1]), yc = val(this.ops.sum.inputs[0]);
+    const probs = val(gate.outputs[0]), yc = val(this.ops.sum.inputs[0]);
+    const index = Int32Array.from(val(gate.outputs[1]));
     const r = this.routing(index, val(COUNTS));
     const { segments, cap } = this.layout(r, copies, this.sp ? val(TP_COUNTS) : null);
     const rows = segments.length * cap;
-    await fl.k.run();
     const k = fl.k;
-    // Weighted sum: d(copy) = p * dOut[token] (written straight into send order), dp = <copy, dOut[token]>.
+    // Weighted sum: the router logits' gradient through the gate (dp_j = <copy, dOut[token]>, then
+    // the top-k softmax's), and d(copy) = p * dOut[token] written straight into send order.
     const dLogits = scratch.take(tokens * E);
     const ds = scratch.take(copies * H);
-    const dp = new Float64Array(K);
-    for (let n = 0; n < tokens; n++) {
-      let dot = 0;
-      for (let j = 0; j < K; j++) {
-        const c = n * K + j, p = probs[c], at = r.sendPos[c] * H;
-        let d = 0;
-        for (let i = 0; i < H; i++) {
-          const g = dOut[n * H + i];
-          ds[at + i] = p * g;
-          d += yc[c * H + i] * g;
-        }
-        dp[j] = d;
-        dot += p * d;
-      }
-      // Softmax over the topK logits: dlogit_j = p_j (dp_j - sum_i p_i dp_i); the others get none.
-      for (let j = 0; j < K; j++) dLogits[n * E + index[n * K + j]] = probs[n * K + j] * (dp[j] - dot);
-    }
+    k.moeGateBackward(dLogits, dOut, yc, probs, index, tokens, E, K, H);
+    k.moeGatherRows(ds, dOut, r.sendPos, probs, tokens, K, H);
+    await k.run();
     // Combine's backward: the copies' gradients go to the experts' ranks.
     const recvd = scratch.take(cap * H);
     await this.exchange(ds, r.sendRows, recvd, r.recvRows, H);
     const dye = scratch.take(cap * H);
-    this.regroup(r, recvd, dye, H, false);
+    this.regroup(k, r, recvd, dye, H, false);
     // The exit's backward: its biases over this rank's rows (summed over TP with SP by the runner), then the gather.
     for (const bias of exit.biases) this.each([r.own], (e, s, n) => k.biasGrad(this.G(bias, e), dye.subarray(s * H, (s + n) * H), n, H));
     let dyeAll = dye, xe = val(fc1.inputs[0]);
@@ -476,15 +443,13 @@ export class MoeMlp {
     } else {
       await fl.allReduce(dxeAll.subarray(0, r.own.total * H), this.site(entry.point, false));
     }
-    await fl.k.run();
     // Dispatch's backward: the rows' gradients go back to their tokens' ranks and sum per token.
-    this.regroup(r, dxe, recvd, H, true);
+    this.regroup(k, r, dxe, recvd, H, true);
+    await k.run();
     await this.exchange(recvd, r.recvRows, ds, r.sendRows, H);
     const dH2 = scratch.take(tokens * H);
-    for (let c = 0; c < copies; c++) {
-      const to = Math.floor(c / K) * H, from = r.sendPos[c] * H;
-      for (let i = 0; i < H; i++) dH2[to + i] += ds[from + i];
-    }
+    k.moeCombine(dH2, ds, null, r.sendPos, tokens, K, H);
+    await k.run(); // the buffers given back below are free only once the kernels reading them have run
     scratch.give([ds, recvd, dye, dA, ...dFc, dxeAll, ...(this.sp ? [dyeAll, xe, dxe] : [])]);
     return { dLogits, dH2 };
   }

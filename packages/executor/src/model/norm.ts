@@ -1,19 +1,18 @@
 // LayerNorm or RMSNorm, whichever the model uses, over rows of width `hidden`.
-import type { KernelOps } from '@mist/native';
+import type { KernelOps, TensorLike } from '@mist/native';
 import type { ModelSpec } from '@mist/core';
 import { NORM_EPS } from './dims';
 import type { ParamStore } from './params';
 
-export interface NormSaved {
-  mean: Float32Array | null;
-  rstd: Float32Array;
+export interface NormSaved<F = Float32Array> {
+  mean: F | null;
+  rstd: F;
 }
 
-/** `alloc` makes the saved statistics (a module's scratch buffers; default fresh arrays). */
-export function normForward(
-  k: KernelOps, model: ModelSpec, store: ParamStore, prefix: string, y: Float32Array, x: Float32Array, rows: number,
-  alloc: (n: number) => Float32Array = (n) => new Float32Array(n),
-): NormSaved {
+/** `alloc` makes the saved statistics (a module's scratch buffers). */
+export function normForward<F extends TensorLike>(
+  k: KernelOps<F, unknown>, model: ModelSpec, store: ParamStore<F>, prefix: string, y: F, x: F, rows: number, alloc: (n: number) => F,
+): NormSaved<F> {
   const h = model.hidden;
   const rstd = alloc(rows);
   if (model.norm === 'layernorm') {
@@ -26,9 +25,8 @@ export function normForward(
 }
 
 /** dx += norm'(x)^T dy (dx accumulates: it already holds the residual gradient). */
-export function normBackwardAccumulate(
-  k: KernelOps, model: ModelSpec, store: ParamStore, prefix: string, dx: Float32Array, dy: Float32Array, x: Float32Array,
-  saved: NormSaved, rows: number,
+export function normBackwardAccumulate<F extends TensorLike>(
+  k: KernelOps<F, unknown>, model: ModelSpec, store: ParamStore<F>, prefix: string, dx: F, dy: F, x: F, saved: NormSaved<F>, rows: number,
 ): void {
   const h = model.hidden;
   if (model.norm === 'layernorm') {

@@ -9,6 +9,9 @@
 //   'cols' column-parallel: the output columns of [in, out] are split in tp contiguous blocks
 //   'rows' row-parallel: the input rows of [in, out] are split in tp contiguous blocks
 // Values come from the full tensor's deterministic stream (see rng.ts), so any tp gives the same model.
+import type { TensorLike } from '@mist/native';
+import { cpuDevice } from '../device/cpu-device';
+import type { Device } from '../device/device';
 import { Rng } from './rng';
 
 export type ShardKind = 'none' | 'cols' | 'rows';
@@ -97,21 +100,26 @@ export interface ParamStoreOptions {
   grads?: StorageMode;
 }
 
-export class ParamStore {
+/** F: the device's float tensor type (Float32Array on the CPU); `device` holds the values (default the CPU). */
+export class ParamStore<F extends TensorLike = Float32Array> {
   readonly entries: ParamEntry[] = [];
   readonly units: ParamUnit[] = [];
   /** Elements of the whole flat vector. */
   readonly size: number;
   readonly paramMode: StorageMode;
   readonly gradMode: StorageMode;
-  private readonly flatParams: Float32Array | null;
-  private readonly flatGrads: Float32Array | null;
-  private readonly unitParams: Array<Float32Array | null>;
-  private readonly unitGrads: Array<Float32Array | null>;
+  private readonly flatParams: F | null;
+  private readonly flatGrads: F | null;
+  private readonly unitParams: Array<F | null>;
+  private readonly unitGrads: Array<F | null>;
   private readonly byName = new Map<string, ParamEntry>();
   private readonly unitOf = new Map<string, number>();
 
-  constructor(decls: ParamDecl[], private readonly opts: ParamStoreOptions) {
+  constructor(
+    decls: ParamDecl[],
+    private readonly opts: ParamStoreOptions,
+    readonly device: Device<F, unknown> = cpuDevice as unknown as Device<F, unknown>,
+  ) {
     const groups = opts.groups ?? [{ name: 'all', count: decls.length }];
     if (groups.reduce((a, g) => a + g.count, 0) !== decls.length) throw new Error('parameter groups do not cover the declarations');
     let offset = 0, d = 0;
@@ -134,16 +142,20 @@ export class ParamStore {
     this.size = offset;
     this.paramMode = opts.params ?? 'flat';
     this.gradMode = opts.grads ?? 'flat';
-    this.flatParams = this.paramMode === 'flat' ? new Float32Array(offset) : null;
-    this.flatGrads = this.gradMode === 'flat' ? new Float32Array(offset) : null;
-    const views = (flat: Float32Array | null): Array<Float32Array | null> =>
-      this.units.map((u) => (flat ? flat.subarray(u.lo, u.hi) : null));
+    this.flatParams = this.paramMode === 'flat' ? device.zeros(offset) : null;
+    this.flatGrads = this.gradMode === 'flat' ? device.zeros(offset) : null;
+    const views = (flat: F | null): Array<F | null> => this.units.map((u) => (flat ? device.view(flat, u.lo, u.hi) : null));
     this.unitParams = views(this.flatParams);
     this.unitGrads = views(this.flatGrads);
-    if (this.flatParams) for (const u of this.units) this.unitParams[u.index]?.set(this.initialValues(u));
+    if (this.flatParams) {
+      for (const u of this.units) {
+        const buf = this.unitParams[u.index];
+        if (buf) device.write(buf, this.initialValues(u));
+      }
+    }
   }
 
-  /** A fresh array with a unit's initial values (deterministic from the seed, this rank's TP slices). */
+  /** A fresh host array with a unit's initial values (deterministic from the seed, this rank's TP slices). */
   initialValues(u: ParamUnit): Float32Array {
     const out = new Float32Array(u.hi - u.lo);
     for (const e of u.entries) initSlice(e, this.opts.seed, this.opts.tp, this.opts.tpRank, out.subarray(e.offset - u.lo, e.offset - u.lo + e.size));
@@ -151,13 +163,13 @@ export class ParamStore {
   }
 
   /** The whole parameter vector ('flat' storage only). */
-  get params(): Float32Array {
+  get params(): F {
     if (!this.flatParams) throw new Error('the parameters are stored per unit (ZeRO-3 / offload): there is no flat vector');
     return this.flatParams;
   }
 
   /** The whole gradient vector ('flat' storage only). */
-  get grads(): Float32Array {
+  get grads(): F {
     if (!this.flatGrads) throw new Error('the gradients are stored per unit (ZeRO-2/3 / offload): there is no flat vector');
     return this.flatGrads;
   }
@@ -177,37 +189,37 @@ export class ParamStore {
     return this.units[this.unitOf.get(this.entry(name).name) as number];
   }
 
-  private view(buffers: Array<Float32Array | null>, name: string, what: string): Float32Array {
+  private view(buffers: Array<F | null>, name: string, what: string): F {
     const e = this.entry(name);
     const u = this.units[this.unitOf.get(name) as number];
     const b = buffers[u.index];
     if (!b) throw new Error(`${what} of ${name} (unit ${u.name}) are not resident: the owner must attach them before use`);
-    return b.subarray(e.offset - u.lo, e.offset - u.lo + e.size);
+    return this.device.view(b, e.offset - u.lo, e.offset - u.lo + e.size);
   }
 
   /** This rank's values of a tensor (a view into its unit's buffer). */
-  param(name: string): Float32Array {
+  param(name: string): F {
     return this.view(this.unitParams, name, 'the parameters');
   }
 
   /** This rank's gradient of a tensor (a view into its unit's gradient buffer). */
-  grad(name: string): Float32Array {
+  grad(name: string): F {
     return this.view(this.unitGrads, name, 'the gradients');
   }
 
   /** 'units' storage: gives a unit its values buffer (at least hi - lo elements) or takes it away (null). */
-  attachParams(u: ParamUnit, buf: Float32Array | null): void {
+  attachParams(u: ParamUnit, buf: F | null): void {
     if (this.paramMode !== 'units') throw new Error('attachParams needs per-unit parameter storage');
-    this.unitParams[u.index] = buf ? buf.subarray(0, u.hi - u.lo) : null;
+    this.unitParams[u.index] = buf ? this.device.view(buf, 0, u.hi - u.lo) : null;
   }
 
-  attachGrads(u: ParamUnit, buf: Float32Array | null): void {
+  attachGrads(u: ParamUnit, buf: F | null): void {
     if (this.gradMode !== 'units') throw new Error('attachGrads needs per-unit gradient storage');
-    this.unitGrads[u.index] = buf ? buf.subarray(0, u.hi - u.lo) : null;
+    this.unitGrads[u.index] = buf ? this.device.view(buf, 0, u.hi - u.lo) : null;
   }
 
   zeroGrads(): void {
-    if (this.flatGrads) this.flatGrads.fill(0);
-    else for (const g of this.unitGrads) g?.fill(0);
+    if (this.flatGrads) this.device.zero(this.flatGrads);
+    else for (const g of this.unitGrads) if (g) this.device.zero(g);
   }
 }

@@ -10,28 +10,29 @@
 // the last step; dQ stays on the rank. Two K/V (one when cp = 2) and two dK/dV buffers; the
 // analyzer counts four. They come from the layer's scratch, like the other temporaries a layer
 // frees before it returns, not from the activation pools.
-import type { AttentionBlockShape, AttentionDropout, AttentionShape, KernelOps } from '@mist/native';
+import type { AttentionBlockShape, AttentionDropout, AttentionShape, KernelOps, TensorLike } from '@mist/native';
 import { contextParallelLayout, type CpRing, type SeqLayout } from './context-parallel';
 import type { Flow } from './flow';
 
-/** Buffers from and back to the layer's scratch. */
-export interface RingBuffers {
-  take(n: number): Float32Array;
-  give(buffers: Float32Array[]): void;
+/** Buffers from and back to the layer's scratch, and the device's form of the position tables. */
+export interface RingBuffers<F, I> {
+  take(n: number): F;
+  give(buffers: F[]): void;
+  ints(positions: Int32Array): I;
 }
 
 /** The block shape of this rank's queries against the K/V block of rank `owner`. */
-function blockShape(s: AttentionShape, own: SeqLayout, ring: CpRing, owner: number): AttentionBlockShape {
+function blockShape<F, I>(s: AttentionShape, own: SeqLayout, ring: CpRing<F>, owner: number, bufs: RingBuffers<F, I>): AttentionBlockShape<I> {
   const kv = contextParallelLayout(own.globalSeq, ring.cp, owner);
   const d: AttentionDropout | undefined = s.dropout;
   return {
     batch: s.batch, qSeq: own.seq, kSeq: kv.seq, heads: s.heads, kvHeads: s.kvHeads, headDim: s.headDim,
-    qPos: own.positions, kPos: kv.positions, scale: s.scale, ...(d ? { dropout: { ...d, seqTotal: own.globalSeq } } : {}),
+    qPos: bufs.ints(own.positions), kPos: bufs.ints(kv.positions), scale: s.scale, ...(d ? { dropout: { ...d, seqTotal: own.globalSeq } } : {}),
   };
 }
 
 /** Starts a ring step; a failure surfaces where the caller waits on it. */
-function started(ring: CpRing, send: Float32Array[], recv: Float32Array[]): Promise<void> {
+function started<F>(ring: CpRing<F>, send: F[], recv: F[]): Promise<void> {
   const p = ring.shift(send, recv);
   p.catch(() => undefined);
   return p;
@@ -41,9 +42,8 @@ function started(ring: CpRing, send: Float32Array[], recv: Float32Array[]): Prom
  * out, lse of the rank's queries q against every rank's keys k and values v (the rank's own
  * given). The flow's recorded kernels run first (they write q, k, v).
  */
-export async function ringAttentionForward(
-  fl: Flow, ring: CpRing, bufs: RingBuffers, out: Float32Array, lse: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array,
-  s: AttentionShape, layout: SeqLayout,
+export async function ringAttentionForward<F extends TensorLike, I>(
+  fl: Flow<F, I>, ring: CpRing<F>, bufs: RingBuffers<F, I>, out: F, lse: F, q: F, k: F, v: F, s: AttentionShape, layout: SeqLayout,
 ): Promise<void> {
   await fl.end();
   const { cp, rank } = ring;
@@ -53,7 +53,7 @@ export async function ringAttentionForward(
     const owner = (rank - t + cp) % cp;
     const next = t < cp - 1 ? pairs[t % 2] : null;
     const x = next ? started(ring, cur, next) : null;
-    fl.k.attentionBlock(out, lse, q, cur[0], cur[1], blockShape(s, layout, ring, owner), t > 0);
+    fl.k.attentionBlock(out, lse, q, cur[0], cur[1], blockShape(s, layout, ring, owner, bufs), t > 0);
     await fl.end();
     if (x) await ring.wait(x);
     if (next) cur = next;
@@ -65,15 +65,15 @@ export async function ringAttentionForward(
  * dq, dk, dv (written) of the ring attention from dout and the forward's q, k, v, out, lse. The
  * flow's recorded kernels run first (they write dout).
  */
-export async function ringAttentionBackward(
-  fl: Flow, ring: CpRing, bufs: RingBuffers, dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array,
-  q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: Float32Array, s: AttentionShape, layout: SeqLayout,
+export async function ringAttentionBackward<F extends TensorLike, I>(
+  fl: Flow<F, I>, ring: CpRing<F>, bufs: RingBuffers<F, I>, dq: F, dk: F, dv: F, dout: F, q: F, k: F, v: F, out: F, lse: F,
+  s: AttentionShape, layout: SeqLayout,
 ): Promise<void> {
-  const kk: KernelOps = fl.k;
+  const kk: KernelOps<F, I> = fl.k;
   for (const g of [dq, dk, dv]) kk.fill(g, 0);
   await fl.end();
   const { cp, rank } = ring;
-  const pair = (): Float32Array[] => [bufs.take(k.length), bufs.take(v.length)];
+  const pair = (): F[] => [bufs.take(k.length), bufs.take(v.length)];
   const kvPairs = Array.from({ length: Math.min(cp - 1, 2) }, pair);
   const accPairs = Array.from({ length: cp > 1 ? 2 : 0 }, pair);
   let cur = [k, v];
@@ -85,7 +85,7 @@ export async function ringAttentionBackward(
     // previous rank passed on with this block.
     const acc = t === 0 ? [dk, dv] : accPairs[(t - 1) % 2];
     if (t === 1) for (const a of acc) kk.fill(a, 0);
-    kk.attentionBlockBackward(dq, acc[0], acc[1], dout, q, cur[0], cur[1], out, lse, blockShape(s, layout, ring, owner));
+    kk.attentionBlockBackward(dq, acc[0], acc[1], dout, q, cur[0], cur[1], out, lse, blockShape(s, layout, ring, owner, bufs));
     await fl.end();
     if (x) await ring.wait(x);
     if (t > 0) {

@@ -1,30 +1,35 @@
-// Reuse of a module's temporary buffers. Every Float32Array a layer allocates per call would
-// otherwise be a fresh zeroed allocation that the garbage collector must reclaim: on the CPU
-// backend that cost about a quarter of a gpt-tiny training step (allocation, page faults and the
-// collections that external memory pressure triggers). A module takes buffers here and gives back
-// the ones that no longer hold anything it will read, once the kernels that used them have run.
-// take() returns zeroed memory, exactly like `new Float32Array(n)`.
+// Reuse of a module's temporary buffers. Every tensor a layer allocates per call would otherwise be
+// a fresh zeroed allocation: on the CPU backend that cost about a quarter of a gpt-tiny training
+// step (allocation, page faults and the collections that external memory pressure triggers); on a
+// GPU it is the caching allocator's work. A module takes buffers here and gives back the ones that
+// no longer hold anything it will read, once the kernels that used them have been queued (on the
+// CPU: have run). take() returns zeroed memory, exactly like the device's zeros(n).
+import type { TensorLike } from '@mist/native';
+import { cpuDevice } from '../device/cpu-device';
+import type { Device } from '../device/device';
 
 /** Free buffers kept per length; beyond it, given-back buffers are left to the collector. */
 const MAX_FREE_PER_LENGTH = 64;
 
-export class Scratch {
-  private readonly free = new Map<number, Float32Array[]>();
+export class Scratch<F extends TensorLike = Float32Array> {
+  private readonly free = new Map<number, F[]>();
+
+  constructor(private readonly device: Device<F, unknown> = cpuDevice as unknown as Device<F, unknown>) {}
 
   /** A zeroed buffer of n floats. */
-  take(n: number): Float32Array {
+  take(n: number): F {
     const list = this.free.get(n);
     const a = list?.pop();
-    if (!a) return new Float32Array(n);
-    a.fill(0);
+    if (!a) return this.device.zeros(n);
+    this.device.zero(a);
     return a;
   }
 
   /** Hands buffers back; the caller must not read or write them afterwards. Duplicates are ignored. */
-  give(buffers: Iterable<Float32Array>): void {
-    const seen = new Set<Float32Array>();
+  give(buffers: Iterable<F>): void {
+    const seen = new Set<F>();
     for (const a of buffers) {
-      if (seen.has(a) || a.byteOffset !== 0 || a.length !== a.buffer.byteLength / 4) continue;
+      if (seen.has(a) || !this.device.isWhole(a)) continue;
       seen.add(a);
       let list = this.free.get(a.length);
       if (!list) this.free.set(a.length, (list = []));
@@ -40,14 +45,14 @@ export class Scratch {
   }
 }
 
-/** Every Float32Array directly in `values` or one level down in plain objects (e.g. NormSaved). */
-export function arraysOf(values: readonly unknown[]): Float32Array[] {
-  const out: Float32Array[] = [];
+/** Every tensor of `device` directly in `values` or one level down in plain objects (e.g. NormSaved). */
+export function arraysOf<F extends TensorLike = Float32Array>(values: readonly unknown[], device: Device<F, unknown> = cpuDevice as unknown as Device<F, unknown>): F[] {
+  const out: F[] = [];
   for (const v of values) {
-    if (v instanceof Float32Array) out.push(v);
-    else if (Array.isArray(v)) out.push(...arraysOf(v));
+    if (device.isTensor(v)) out.push(v);
+    else if (Array.isArray(v)) out.push(...arraysOf(v, device));
     else if (v !== null && typeof v === 'object') {
-      for (const x of Object.values(v)) if (x instanceof Float32Array) out.push(x);
+      for (const x of Object.values(v)) if (device.isTensor(x)) out.push(x);
     }
   }
   return out;

@@ -11,6 +11,9 @@
 // forward() returns a context that backward() consumes, so a 1F1B schedule can keep several
 // micro-batches in flight. Parameter gradients accumulate until zeroGrads().
 import type { ModelSpec } from '@mist/core';
+import type { TensorLike } from '@mist/native';
+import { cpuDevice } from '../device/cpu-device';
+import type { Device } from '../device/device';
 import { contextParallelLayout, type CpRing, type SeqLayout } from './context-parallel';
 import { type DropoutDraw, sequenceShard } from './dropout';
 import { Embedding, type EmbeddingSaved, embeddingParamDecls } from './embedding';
@@ -21,7 +24,8 @@ import { type ParamDecl, type ParamEntry, ParamStore, type ParamUnit, type Stora
 import { Scratch } from './scratch';
 import type { TpHooks } from './tp-hooks';
 
-export interface StageOptions {
+/** F, I: the device's float and int32 tensor types (Float32Array, Int32Array on the CPU). */
+export interface StageOptions<F extends TensorLike = Float32Array, I = Int32Array> {
   model: ModelSpec;
   /** Global layer range, inclusive; default all layers. */
   layers?: [number, number];
@@ -34,7 +38,7 @@ export interface StageOptions {
   tp?: number;
   tpRank?: number;
   /** All-reduce hooks for tp > 1 (with sequenceParallel also all-gather and reduce-scatter). */
-  hooks?: TpHooks;
+  hooks?: TpHooks<F>;
   /**
    * Sequence parallelism (tp > 1): inside the stage the norms, dropout and residuals hold this
    * rank's b*s/tp tokens; the stage's input and output stay whole micro-batches (each rank takes
@@ -55,9 +59,11 @@ export interface StageOptions {
    * sequence (StageInput.seq is the rank's seq / cp rows; context-parallel.ts), the embedding adds
    * their global positions and the layers' attention is a K/V ring over the CP group.
    */
-  ring?: CpRing;
+  ring?: CpRing<F>;
   /** Mixture of experts: the stage's expert-parallel group (absent: every expert on this rank). */
   experts?: ExpertGroup;
+  /** Where the parameters, activations and gradients live and the kernels run (default the CPU). */
+  device?: Device<F, I>;
 }
 
 /**
@@ -73,14 +79,14 @@ export interface UnitHooks {
   exit(units: readonly ParamUnit[], phase: 'forward' | 'backward', saved: object | null): Promise<void>;
 }
 
-export interface StageInput {
+export interface StageInput<F = Float32Array> {
   /** Sequences in this micro-batch and tokens per sequence. */
   batch: number;
   seq: number;
   /** First stage: token ids [batch * seq]. */
   tokens?: Int32Array;
   /** Other stages: the previous stage's output [batch * seq, hidden]. */
-  hidden?: Float32Array;
+  hidden?: F;
   /** Last stage: next-token targets [batch * seq] (-1 = ignore); without them it returns logits. */
   targets?: Int32Array;
 }
@@ -98,28 +104,28 @@ export interface ForwardOptions {
   dropout?: DropoutDraw;
 }
 
-export interface StageContext {
-  input: StageInput;
+export interface StageContext<F = Float32Array> {
+  input: StageInput<F>;
   /** The embedding's dropout mask (first stage). */
-  embedding: EmbeddingSaved | null;
-  layers: LayerSaved[];
-  head: HeadSaved | null;
+  embedding: EmbeddingSaved<F> | null;
+  layers: LayerSaved<F>[];
+  head: HeadSaved<F> | null;
 }
 
-export interface StageForwardResult {
+export interface StageForwardResult<F = Float32Array> {
   /** Hidden states for the next stage [batch * seq, hidden]; null on the last stage. */
-  output: Float32Array | null;
+  output: F | null;
   /** Logits [batch * seq, vocab] on the last stage when no targets were given. */
-  logits: Float32Array | null;
+  logits: F | null;
   /** Mean loss over the counted tokens (last stage with targets), else null. */
   loss: number | null;
   lossSum: number;
   lossTokens: number;
   /** Pass to backward(); null when train is false. */
-  context: StageContext | null;
+  context: StageContext<F> | null;
 }
 
-export class Stage {
+export class Stage<F extends TensorLike = Float32Array, I = Int32Array> {
   readonly model: ModelSpec;
   readonly layerRange: [number, number];
   readonly hasEmbedding: boolean;
@@ -132,12 +138,18 @@ export class Stage {
    * the same) to keep the copies equal.
    */
   readonly tiedEmbeddingCopy: boolean;
-  private readonly store: ParamStore;
-  private readonly layers: TransformerLayer[];
-  private readonly embedding: Embedding | null;
-  private readonly head: Head | null;
+  private readonly store: ParamStore<F>;
+  private readonly layers: TransformerLayer<F, I>[];
+  private readonly embedding: Embedding<F, I> | null;
+  private readonly head: Head<F, I> | null;
+  /** Where the stage's tensors live and its kernels run. */
+  readonly device: Device<F, I>;
+  /** Temporary buffers shared by the stage's layers (see scratch.ts). */
+  private readonly scratch: Scratch<F>;
 
-  constructor(opts: StageOptions) {
+  constructor(opts: StageOptions<F, I>) {
+    this.device = opts.device ?? (cpuDevice as unknown as Device<F, I>);
+    this.scratch = new Scratch<F>(this.device);
     const m = opts.model;
     const [start, end] = opts.layers ?? [0, m.layers - 1];
     if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end < start || end >= m.layers) {
@@ -173,19 +185,19 @@ export class Stage {
     if (this.hasHead) group('head', headParamDecls(m, this.hasEmbedding));
     const storage = opts.storage ?? {};
     if ((storage.params === 'units' || storage.grads === 'units') && !opts.units) throw new Error('per-unit storage needs unit hooks to attach the units');
-    this.store = new ParamStore(decls, { seed: opts.seed, tp: this.tp, tpRank: this.tpRank, groups, params: storage.params, grads: storage.grads });
+    this.store = new ParamStore<F>(decls, { seed: opts.seed, tp: this.tp, tpRank: this.tpRank, groups, params: storage.params, grads: storage.grads }, this.device);
     this.unitHooks = opts.units ?? null;
     this.layers = [];
     const scratch = this.scratch;
     for (let i = start; i <= end; i++) {
-      this.layers.push(new TransformerLayer(
+      this.layers.push(new TransformerLayer<F, I>(
         { model: m, index: i, tp: this.tp, tpRank: this.tpRank, checkpoint: i - start < ckpt, hooks: opts.hooks, scratch, sequenceParallel: this.sp, seed: opts.seed,
-          selectiveRecompute: opts.selectiveRecompute, ring: opts.ring, experts: opts.experts, flashAttention: opts.flashAttention },
+          selectiveRecompute: opts.selectiveRecompute, ring: opts.ring, experts: opts.experts, flashAttention: opts.flashAttention, device: this.device },
         this.store,
       ));
     }
-    this.embedding = this.hasEmbedding ? new Embedding(m, this.store, this.tp, this.tpRank, opts.hooks, this.sp, opts.seed) : null;
-    this.head = this.hasHead ? new Head(m, this.store, this.tp, this.tpRank, opts.hooks, this.scratch, this.sp) : null;
+    this.embedding = this.hasEmbedding ? new Embedding<F, I>(m, this.store, this.tp, this.tpRank, opts.hooks, this.sp, opts.seed, this.device) : null;
+    this.head = this.hasHead ? new Head<F, I>(m, this.store, this.tp, this.tpRank, opts.hooks, this.scratch, this.sp, this.device) : null;
     this.hooks = opts.hooks ?? null;
     this.ring = opts.ring && opts.ring.cp > 1 ? opts.ring : null;
     const units = this.store.units;
@@ -199,9 +211,9 @@ export class Stage {
   private readonly unitHooks: UnitHooks | null;
   /** Sequence parallelism in effect. */
   readonly sp: boolean;
-  private readonly hooks: TpHooks | null;
+  private readonly hooks: TpHooks<F> | null;
   /** The CP ring when cp > 1. */
-  private readonly ring: CpRing | null;
+  private readonly ring: CpRing<F> | null;
 
   /** Where the rows of a sequence of `seq` local rows sit in the whole sequence (undefined: all of it, in order). */
   private layout(seq: number): SeqLayout | undefined {
@@ -209,21 +221,19 @@ export class Stage {
   }
 
   /** SP: this rank's rows of a whole micro-batch's [T, hidden] activations (a copy). */
-  private shardOf(whole: Float32Array, T: number): Float32Array {
+  private shardOf(whole: F, T: number): F {
     const H = this.model.hidden, { first, count } = sequenceShard(T, this.tp, this.tpRank);
     const x = this.scratch.take(count * H);
-    x.set(whole.subarray(first * H, (first + count) * H));
+    this.device.copy(x, this.device.view(whole, first * H, (first + count) * H));
     return x;
   }
 
   /** SP: the whole micro-batch's rows from every rank's shard. */
-  private async gatherTokens(shard: Float32Array): Promise<Float32Array> {
+  private async gatherTokens(shard: F): Promise<F> {
     const whole = this.scratch.take(shard.length * this.tp);
-    await (this.hooks as TpHooks).allGather?.(shard, whole, { layer: this.layerRange[1], point: 'stage-boundary', recompute: false });
+    await (this.hooks as TpHooks<F>).allGather?.(shard, whole, { layer: this.layerRange[1], point: 'stage-boundary', recompute: false });
     return whole;
   }
-  /** Temporary buffers shared by the stage's layers (see scratch.ts). */
-  private readonly scratch = new Scratch();
   private readonly embeddingUnits: ParamUnit[];
   private readonly layerUnits: ParamUnit[][];
   private readonly headUnits: ParamUnit[];
@@ -243,17 +253,17 @@ export class Stage {
     return this.store.size;
   }
 
-  /** A fresh array with a unit's initial values. */
+  /** A fresh host array with a unit's initial values. */
   initialValues(u: ParamUnit): Float32Array {
     return this.store.initialValues(u);
   }
 
   /** Per-unit storage: the owner attaches (or, with null, detaches) a unit's values or gradients. */
-  attachParams(u: ParamUnit, buf: Float32Array | null): void {
+  attachParams(u: ParamUnit, buf: F | null): void {
     this.store.attachParams(u, buf);
   }
 
-  attachGrads(u: ParamUnit, buf: Float32Array | null): void {
+  attachGrads(u: ParamUnit, buf: F | null): void {
     this.store.attachGrads(u, buf);
   }
 
@@ -269,12 +279,12 @@ export class Stage {
   }
 
   /** This rank's parameters, one flat array ('flat' storage). */
-  get params(): Float32Array {
+  get params(): F {
     return this.store.params;
   }
 
   /** Gradients, same layout as params. */
-  get grads(): Float32Array {
+  get grads(): F {
     return this.store.grads;
   }
 
@@ -283,11 +293,11 @@ export class Stage {
     return this.store.entries;
   }
 
-  param(name: string): Float32Array {
+  param(name: string): F {
     return this.store.param(name);
   }
 
-  grad(name: string): Float32Array {
+  grad(name: string): F {
     return this.store.grad(name);
   }
 
@@ -300,15 +310,15 @@ export class Stage {
    * done with it, e.g. after sending it to the next stage: the stage's layers reuse it.
    */
   /** A zeroed buffer of n floats from the stage's scratch (e.g. to receive activations into); give it back with recycle(). */
-  takeBuffer(n: number): Float32Array {
+  takeBuffer(n: number): F {
     return this.scratch.take(n);
   }
 
-  recycle(buffers: Iterable<Float32Array>): void {
+  recycle(buffers: Iterable<F>): void {
     this.scratch.give(buffers);
   }
 
-  async forward(input: StageInput, opts: ForwardOptions = {}): Promise<StageForwardResult> {
+  async forward(input: StageInput<F>, opts: ForwardOptions = {}): Promise<StageForwardResult<F>> {
     const train = opts.train ?? true;
     const { batch, seq } = input;
     const T = batch * seq, H = this.model.hidden;
@@ -316,8 +326,8 @@ export class Stage {
       throw new Error(`training ${this.model.name} (dropout ${this.model.dropout}) needs ForwardOptions.dropout: the step and the micro-batch's first sample`);
     }
     const draw = train ? (opts.dropout ?? null) : null;
-    let x: Float32Array;
-    let embSaved: EmbeddingSaved | null = null;
+    let x: F;
+    let embSaved: EmbeddingSaved<F> | null = null;
     if (this.embedding) {
       if (!input.tokens || input.tokens.length !== T) throw new Error(`the first stage needs tokens [${batch} x ${seq}]`);
       const emb = this.embedding, tokens = input.tokens;
@@ -329,7 +339,7 @@ export class Stage {
       // With SP the stage keeps its own copy of its rows; the caller may reuse input.hidden at once.
       x = this.sp ? this.shardOf(input.hidden, T) : input.hidden;
     }
-    const saved: LayerSaved[] = [];
+    const saved: LayerSaved<F>[] = [];
     for (let i = 0; i < this.layers.length; i++) {
       const layer = this.layers[i], xin = x;
       const r = await this.around(this.layerUnits[i], 'forward', () => layer.forward(xin, batch, seq, train, draw), (v) => v?.saved ?? null);
@@ -369,8 +379,8 @@ export class Stage {
    * take the next stage's input gradient. Returns the gradient with respect to this stage's input
    * hidden states, or null on the first stage (it ends in the embedding).
    */
-  async backward(ctx: StageContext, gradOutput?: Float32Array): Promise<Float32Array | null> {
-    let dy: Float32Array;
+  async backward(ctx: StageContext<F>, gradOutput?: F): Promise<F | null> {
+    let dy: F;
     if (this.head) {
       if (!ctx.head) throw new Error('the context holds no head activations (was forward run with train: true and targets?)');
       const head = this.head, saved = ctx.head;
@@ -385,7 +395,7 @@ export class Stage {
       // Buffers the stage made itself are dead once this layer's backward ran: the gradient it
       // consumed (from the layer above, the head, or with SP its copy of gradOutput) and its input
       // (the layer below's output, or with SP its copy of the stage's input).
-      const own: Float32Array[] = [];
+      const own: F[] = [];
       if (i < this.layers.length - 1 || this.head || this.sp) own.push(dyi);
       if (i > 0 || (this.sp && !this.embedding)) own.push(ctx.layers[i].x);
       this.scratch.give(own);

@@ -26,13 +26,14 @@ export interface TpSite {
   recompute: boolean;
 }
 
-export interface TpHooks {
+/** F: the device's float tensor type (Float32Array on the CPU). */
+export interface TpHooks<F = Float32Array> {
   /** Reduces `buffer` in place over the tensor-parallel group: sum, or max at 'loss-max'. */
-  allReduce(buffer: Float32Array, site: TpSite): Promise<void> | void;
+  allReduce(buffer: F, site: TpSite): Promise<void> | void;
   /** Sequence parallelism: full = the ranks' shards in rank order (full.length = tp * shard.length). */
-  allGather?(shard: Float32Array, full: Float32Array, site: TpSite): Promise<void> | void;
+  allGather?(shard: F, full: F, site: TpSite): Promise<void> | void;
   /** Sequence parallelism: shard = this rank's part of the ranks' summed `full`. */
-  reduceScatter?(full: Float32Array, shard: Float32Array, site: TpSite): Promise<void> | void;
+  reduceScatter?(full: F, shard: F, site: TpSite): Promise<void> | void;
 }
 
 /** The reduction a site needs. */

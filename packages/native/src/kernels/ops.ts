@@ -428,4 +428,43 @@ export abstract class KernelOps<F extends TensorLike = Float32Array, I = Int32Ar
   sumSquares(out: F, x: F, n = x.length): void {
     this.emit('sumSquares', [out, x], [n], []);
   }
+
+  // Mixture-of-experts routing and data movement (moe_routing.cc). A token's copy j is c = n * topK + j;
+  // the permuted (expert-sorted) side always holds tokens * topK rows, and pos[c] is copy c's row there.
+
+  /**
+   * Top-k gate: index[n, j] (=) token n's j-th largest router logit's expert (ties to the lower
+   * index), probs[n, j] (=) the softmax over those topK logits (in double); logits [tokens, experts],
+   * index and probs [tokens, topK].
+   */
+  moeTopK(index: I, probs: F, logits: F, tokens: number, experts: number, topK: number): void {
+    this.emit('moeTopK', [index, probs, logits], [tokens, experts, topK], []);
+  }
+
+  /** Dispatch copy: dst[pos[c]] (=) src[floor(c / topK)] (times probs[c] when given), rows of hidden; pos a permutation. */
+  moeGatherRows(dst: F, src: F, pos: I, probs: F | null, tokens: number, topK: number, hidden: number): void {
+    this.emit('moeGatherRows', [dst, src, pos, probs], [tokens, topK, hidden], []);
+  }
+
+  /** Its reverse, back to token order: dst[c] (=) src[pos[c]], rows of hidden. */
+  moeScatterRows(dst: F, src: F, pos: I, tokens: number, topK: number, hidden: number): void {
+    this.emit('moeScatterRows', [dst, src, pos], [tokens, topK, hidden], []);
+  }
+
+  /**
+   * Weighted sum of a token's copies: out[n] += probs[c] * src[pos[c]] for j = 0..topK-1 in order,
+   * each term added in double and rounded to float; probs null weighs 1, pos null reads row c.
+   */
+  moeCombine(out: F, src: F, probs: F | null, pos: I | null, tokens: number, topK: number, hidden: number): void {
+    this.emit('moeCombine', [out, src, probs, pos], [tokens, topK, hidden], []);
+  }
+
+  /**
+   * The router logits' gradient (=) through the weighted sum and the top-k softmax, in double:
+   * dp_j = <yc[c], dOut[n]>, dLogits[n, index[c]] = probs[c] (dp_j - sum_i probs[n, i] dp_i), 0 for
+   * the experts not chosen; dLogits [tokens, experts], yc [tokens * topK, hidden].
+   */
+  moeGateBackward(dLogits: F, dOut: F, yc: F, probs: F, index: I, tokens: number, experts: number, topK: number, hidden: number): void {
+    this.emit('moeGateBackward', [dLogits, dOut, yc, probs, index], [tokens, experts, topK, hidden], []);
+  }
 }
