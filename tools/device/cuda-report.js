@@ -56,8 +56,14 @@ function kernelErrors() {
   return [...perOp.values()].sort((a, b) => (a.ops.join() + a.dtype).localeCompare(b.ops.join() + b.dtype));
 }
 
-function vitestSummary() {
-  const file = path.join(outDir, 'vitest-cuda.json');
+function trainChecks() {
+  const file = path.join(outDir, 'train.jsonl');
+  if (!fs.existsSync(file)) return { error: `${file} is missing (the GPU training check did not run)` };
+  return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+
+function vitestSummary(name = 'vitest-cuda.json') {
+  const file = path.join(outDir, name);
   if (!fs.existsSync(file)) return { error: `${file} is missing` };
   const j = JSON.parse(fs.readFileSync(file, 'utf8'));
   const failures = [];
@@ -152,8 +158,10 @@ function main() {
     date: new Date().toISOString(),
     backends: section('backends', () => [...addon.collectivesBackends(), { name: 'cuda', available: probe.available, reason: probe.reason }]),
     probe,
-    tests: section('vitest summary', vitestSummary),
+    tests: section('vitest summary', () => vitestSummary('vitest-cuda.json')),
+    trainTests: section('training tests', () => vitestSummary('vitest-train.json')),
     kernels: section('kernel errors', kernelErrors),
+    training: section('training against the CPU', trainChecks),
   };
   if (probe.available) {
     report.gemm = section('gemm', () => gemm(probe));
@@ -166,7 +174,11 @@ function main() {
   const t = report.tests;
   const failedKernels = Array.isArray(report.kernels) ? report.kernels.filter((k) => k.failed > 0).length : 'n/a';
   console.log(`[cuda-report] GPU: ${probe.devices.map((d) => d.name).join(', ') || 'none'}; tests ${t.passed ?? '?'} passed, ${t.failed ?? '?'} failed; op groups outside tolerance: ${failedKernels}`);
-  process.exitCode = probe.available && t.failed === 0 && failedKernels === 0 ? 0 : 1;
+  const tt = report.trainTests;
+  if (Array.isArray(report.training)) {
+    for (const r of report.training) console.log(`[cuda-report] ${r.model} ${r.steps} steps: max relative loss difference ${r.maxRelLossDiff.toExponential(2)}, GPU ${Math.round(r.gpuTokensPerS)} tok/s, CPU ${Math.round(r.cpuTokensPerS)} tok/s`);
+  }
+  process.exitCode = probe.available && t.failed === 0 && failedKernels === 0 && tt.failed === 0 ? 0 : 1;
 }
 
 main();

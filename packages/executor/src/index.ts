@@ -2,6 +2,7 @@
 // ModelSpec on the native CPU kernels, TP-ready) and single-process training.
 export * from './model';
 export * from './train';
+export { cpuDevice, cudaDevice, DEVICE_KINDS, deviceOf, type Device, type DeviceBatch, type DeviceKind } from './device';
 // The distributed runtime: worker entry, local launcher, rank runtime, checkpoints, memory pools.
 export { workerEntryPath } from './worker/entry-path';
 export { runWorker, type WorkerIo } from './worker/run-worker';

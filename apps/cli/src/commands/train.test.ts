@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { cudaProbe } from '@mist/native';
 import { runCli } from '../test/run-cli';
 
 describe('mist train', () => {
@@ -27,6 +28,20 @@ describe('mist train', () => {
     const res = await runCli(['train', '--data', 'wiki']);
     expect(res.code).toBe(2);
     expect(res.stderr).toMatch(/--data: got "wiki"; allowed: corpus, synthetic/);
+  });
+
+  it('--device: names a bad value, refuses a GPU plan run, and on a host without a usable GPU says why', async () => {
+    const bad = await runCli(['train', '--device', 'tpu']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--device: got "tpu"; allowed: cpu, cuda/);
+    const plan = await runCli(['train', '--device', 'cuda', '--plan', path.resolve(__dirname, '../../../../examples/plans/gpt-tiny-2-stages.json')]);
+    expect(plan.code).toBe(2);
+    expect(plan.stderr).toMatch(/--device cuda with --plan: not implemented yet/);
+    if (!cudaProbe().available) {
+      const res = await runCli(['train', '--device', 'cuda', '--steps', '2']);
+      expect(res.code).toBe(1);
+      expect(res.stderr).toMatch(/the CUDA device is unavailable: /);
+    }
   });
 });
 

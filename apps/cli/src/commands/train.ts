@@ -1,7 +1,8 @@
-// `mist train`: trains a small model in this process on the CPU kernels, with a progress bar
-// (loss, tokens/s) on stderr, or one JSON object per step on stdout with --json.
+// `mist train`: trains a small model in this process on the CPU kernels or on this host's GPU
+// (--device cuda), with a progress bar (loss, tokens/s) on stderr, or one JSON object per step on
+// stdout with --json.
 import { loadModel, type ModelSpec, parsePlan, parseTrainingSpec, readSpecFile } from '@mist/core';
-import { launchLocal, type StepReport, TRAIN_DEFAULTS, trainSingleProcess } from '@mist/executor';
+import { DEVICE_KINDS, launchLocal, type StepReport, TRAIN_DEFAULTS, trainSingleProcess } from '@mist/executor';
 import { type Command, intOpt, numberOpt, stringOpt, UsageError } from '../cli/command';
 import { ProgressBar } from '../cli/progress';
 
@@ -9,16 +10,18 @@ const DATA = ['corpus', 'synthetic'] as const;
 
 export const trainCommand: Command = {
   name: 'train',
-  summary: 'train a small model on the CPU kernels: in one process, or as a plan over local worker processes',
-  usage: 'mist train [--model NAME|FILE] [--plan PLAN.json] [--steps N] [--global-batch B] [--micro-batch b] [--seq S] [--lr LR] ' +
+  summary: 'train a small model in one process (the CPU kernels or this host\'s GPU), or as a plan over local worker processes',
+  usage: 'mist train [--model NAME|FILE] [--device cpu|cuda] [--plan PLAN.json] [--steps N] [--global-batch B] [--micro-batch b] [--seq S] [--lr LR] ' +
     '[--seed N] [--data corpus|synthetic] [--ckpt-layers N] [--json]',
   examples: [
     'mist train --model gpt-tiny --steps 200',
+    'mist train --model gpt-tiny --steps 200 --device cuda',
     'mist train --plan examples/plans/gpt-tiny-2-stages.json --steps 100',
     'mist train --model llama-tiny --steps 100 --data synthetic --json',
   ],
   options: {
     model: { type: 'string', valueName: 'NAME|FILE', description: 'model to train (default: the plan\'s model, else gpt-tiny)' },
+    device: { type: 'string', valueName: 'KIND', description: `where one process trains: ${DEVICE_KINDS.join(' or ')} (the first visible GPU, fp32)`, default: 'cpu' },
     plan: { type: 'string', valueName: 'FILE', description: 'run this plan: one worker process per rank on 127.0.0.1 (CPU backend); batch and seq come from the plan' },
     steps: { type: 'string', valueName: 'N', description: 'optimizer steps', default: String(TRAIN_DEFAULTS.steps) },
     'global-batch': { type: 'string', valueName: 'B', description: 'sequences per step', default: String(TRAIN_DEFAULTS.globalBatch) },
@@ -41,6 +44,11 @@ export const trainCommand: Command = {
     const ckpt = Number(stringOpt(values, 'ckpt-layers') ?? '0');
     if (!Number.isInteger(ckpt) || ckpt < 0 || ckpt > model.layers) {
       throw new UsageError(`--ckpt-layers: got "${stringOpt(values, 'ckpt-layers')}"; expected 0..${model.layers}`);
+    }
+    const device = stringOpt(values, 'device') ?? 'cpu';
+    if (!(DEVICE_KINDS as readonly string[]).includes(device)) throw new UsageError(`--device: got "${device}"; allowed: ${DEVICE_KINDS.join(', ')}`);
+    if (planFile && device !== 'cpu') {
+      throw new UsageError(`--device ${device} with --plan: not implemented yet (a plan's worker processes run the CPU backend; one process trains on a GPU without --plan)`);
     }
     const steps = intOpt(values, 'steps')!;
     const json = values.json === true;
@@ -85,6 +93,7 @@ export const trainCommand: Command = {
         seed: Number(stringOpt(values, 'seed')),
         data: data as (typeof DATA)[number],
         ckptLayers: ckpt,
+        device: device as (typeof DEVICE_KINDS)[number],
       },
       (r) => {
         first ??= r;
@@ -96,7 +105,7 @@ export const trainCommand: Command = {
     bar!.done();
     const last = result.steps[result.steps.length - 1];
     io.stdout(
-      `${model.name} on ${result.data}: loss ${first!.loss.toFixed(3)} -> ${last.loss.toFixed(3)} nats ` +
+      `${model.name} on ${result.data}${result.device === 'cuda' ? ' (GPU)' : ''}: loss ${first!.loss.toFixed(3)} -> ${last.loss.toFixed(3)} nats ` +
         `(uniform baseline ln(${model.vocab}) = ${result.uniformLoss.toFixed(3)}` +
         `${result.dataEntropy !== null ? `, data entropy ${result.dataEntropy.toFixed(3)}` : ''}), ` +
         `${Math.round(result.tokensPerS)} tokens/s over ${result.steps.length} steps\n`,

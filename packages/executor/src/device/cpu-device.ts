@@ -22,5 +22,8 @@ export const cpuDevice: Device<Float32Array, Int32Array> = {
   ints: (data) => data,
   isWhole: (t) => t.byteOffset === 0 && t.length === t.buffer.byteLength / 4,
   isTensor: (v): v is Float32Array => v instanceof Float32Array,
+  synchronize: () => {
+    // Every CPU batch has finished when its run() resolved.
+  },
   batch: (): DeviceBatch<Float32Array, Int32Array> => new KernelBatch(),
 };

@@ -33,6 +33,8 @@ export interface Device<F extends TensorLike = Float32Array, I = Int32Array> {
   isWhole(t: F): boolean;
   /** Whether v is one of this device's float tensors. */
   isTensor(v: unknown): v is F;
+  /** Waits until every kernel and copy queued on this device so far has finished (timing a step). */
+  synchronize(): void;
   /** A fresh kernel batch. */
   batch(): DeviceBatch<F, I>;
 }

@@ -1,8 +1,10 @@
 // AdamW over a stage's flat parameters with global-norm gradient clipping. Matrices (and the
 // token table) are decayed; norms, biases and the position table are not (the usual GPT recipe).
-// Moments live in two flat arrays with the same layout as the parameters.
+// Moments live in two flat tensors with the same layout as the parameters, on the parameters' device.
 import { ADAMW_SETTINGS, DEFAULT_LEARNING_RATE } from '@mist/core';
-import { type KernelOps, KernelBatch } from '@mist/native';
+import type { TensorLike } from '@mist/native';
+import { cpuDevice } from '../device/cpu-device';
+import type { Device } from '../device/device';
 import type { ParamEntry } from '../model/params';
 
 export interface AdamWOptions {
@@ -29,15 +31,18 @@ function decayRuns(entries: readonly ParamEntry[]): Array<{ offset: number; size
   return runs;
 }
 
-export class AdamW {
-  readonly m: Float32Array;
-  readonly v: Float32Array;
+export class AdamW<F extends TensorLike = Float32Array> {
+  readonly m: F;
+  readonly v: F;
   private stepCount = 0;
   private readonly runs: Array<{ offset: number; size: number; decay: boolean }>;
 
-  constructor(private readonly params: Float32Array, private readonly grads: Float32Array, entries: readonly ParamEntry[], private readonly opts: AdamWOptions) {
-    this.m = new Float32Array(params.length);
-    this.v = new Float32Array(params.length);
+  constructor(
+    private readonly params: F, private readonly grads: F, entries: readonly ParamEntry[], private readonly opts: AdamWOptions,
+    private readonly device: Device<F, unknown> = cpuDevice as unknown as Device<F, unknown>,
+  ) {
+    this.m = device.zeros(params.length);
+    this.v = device.zeros(params.length);
     this.runs = decayRuns(entries);
   }
 
@@ -47,11 +52,11 @@ export class AdamW {
 
   /** Global L2 norm of the gradients. */
   async gradNorm(): Promise<number> {
-    const out = new Float32Array(1);
-    const k = new KernelBatch();
+    const out = this.device.zeros(1);
+    const k = this.device.batch();
     k.sumSquares(out, this.grads);
     await k.run();
-    return Math.sqrt(out[0]);
+    return Math.sqrt(this.device.read(out)[0]);
   }
 
   /** Clips and applies one update at learning rate `lr`; returns the gradient norm before clipping. */
@@ -60,9 +65,9 @@ export class AdamW {
     if (!Number.isFinite(norm)) throw new Error(`gradient norm is ${norm}; the step is skipped and training should stop`);
     const clip = this.opts.maxGradNorm > 0 && Number.isFinite(this.opts.maxGradNorm) ? Math.min(1, this.opts.maxGradNorm / (norm + 1e-6)) : 1;
     this.stepCount++;
-    const k: KernelOps & { run(): Promise<void> } = new KernelBatch();
+    const k = this.device.batch();
     for (const r of this.runs) {
-      const s = (a: Float32Array): Float32Array => a.subarray(r.offset, r.offset + r.size);
+      const s = (a: F): F => this.device.view(a, r.offset, r.offset + r.size);
       k.adamw({
         param: s(this.params), grad: s(this.grads), m: s(this.m), v: s(this.v), step: this.stepCount, lr,
         beta1: this.opts.beta1, beta2: this.opts.beta2, eps: this.opts.eps, weightDecay: r.decay ? this.opts.weightDecay : 0, gradScale: clip,

@@ -1,8 +1,12 @@
-// Single-process training of a whole model on the CPU kernels: one Stage holding every layer, the
-// embedding and the head; AdamW with global-norm clipping; gradient accumulation when the global
-// batch is split into micro-batches. Deterministic for a given seed (the kernels' results do not
-// depend on the thread count).
+// Single-process training of a whole model on one device (the CPU kernels, or one GPU): one Stage
+// holding every layer, the embedding and the head; AdamW with global-norm clipping; gradient
+// accumulation when the global batch is split into micro-batches. Deterministic for a given seed
+// on the CPU (the kernels' results do not depend on the thread count).
 import { type ModelSpec, getModel } from '@mist/core';
+import type { TensorLike } from '@mist/native';
+import { cpuDevice } from '../device/cpu-device';
+import { cudaDevice } from '../device/cuda-device';
+import type { Device } from '../device/device';
 import { Stage } from '../model/stage';
 import { type DataSource, makeSampler } from './data';
 import { ADAMW_DEFAULTS, AdamW, learningRate } from './optimizer';
@@ -26,6 +30,8 @@ export interface TrainOptions {
   maxGradNorm: number;
   /** Layers that recompute activations in backward (activation checkpointing). */
   ckptLayers: number;
+  /** Where to train: the CPU kernels (default) or the first visible GPU (fp32). */
+  device?: 'cpu' | 'cuda';
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainOptions, 'model'> = {
@@ -64,8 +70,10 @@ export interface TrainResult {
   dataEntropy: number | null;
   /** Mean tokens/s over all steps (total tokens / total step time). */
   tokensPerS: number;
-  /** The trained parameters (flat, the stage's layout). */
+  /** The trained parameters (flat, the stage's layout; copied to the host from a GPU). */
   params: Float32Array;
+  /** The device it trained on. */
+  device: 'cpu' | 'cuda';
 }
 
 export type StepCallback = (report: StepReport) => void | Promise<void>;
@@ -95,11 +103,20 @@ export async function trainSingleProcess(options: Partial<TrainOptions> & Pick<T
   const opts: TrainOptions = { ...TRAIN_DEFAULTS, ...options };
   const model = typeof opts.model === 'string' ? getModel(opts.model) : opts.model;
   const micro = checkOptions(opts, model);
+  const kind = opts.device ?? 'cpu';
+  if (kind === 'cuda') return train(cudaDevice(), opts, model, micro, onStep);
+  if (kind !== 'cpu') throw new Error(`device must be cpu or cuda, got '${String(kind)}'`);
+  return train(cpuDevice, opts, model, micro, onStep);
+}
+
+async function train<F extends TensorLike, I>(
+  device: Device<F, I>, opts: TrainOptions, model: ModelSpec, micro: number, onStep?: StepCallback,
+): Promise<TrainResult> {
   const accum = opts.globalBatch / micro;
-  const stage = new Stage({ model, seed: opts.seed, ckptLayers: Math.min(opts.ckptLayers, model.layers) });
-  const optimizer = new AdamW(stage.params, stage.grads, stage.paramEntries, {
+  const stage = new Stage<F, I>({ model, seed: opts.seed, ckptLayers: Math.min(opts.ckptLayers, model.layers), device });
+  const optimizer = new AdamW<F>(stage.params, stage.grads, stage.paramEntries, {
     ...ADAMW_DEFAULTS, lr: opts.lr, weightDecay: opts.weightDecay, maxGradNorm: opts.maxGradNorm,
-  });
+  }, device);
   const sampler = makeSampler(opts.data, model.vocab, opts.seed);
   const tokensPerStep = opts.globalBatch * opts.seq;
   const reports: StepReport[] = [];
@@ -118,6 +135,7 @@ export async function trainSingleProcess(options: Partial<TrainOptions> & Pick<T
     }
     const lr = learningRate(step, opts.steps, opts.lr, opts.warmupSteps);
     const gradNorm = await optimizer.update(lr);
+    device.synchronize();
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     totalSeconds += seconds;
     const report: StepReport = { step, loss: lossSum / lossTokens, tokensPerS: tokensPerStep / seconds, lr, gradNorm, seconds };
@@ -131,6 +149,7 @@ export async function trainSingleProcess(options: Partial<TrainOptions> & Pick<T
     uniformLoss: Math.log(model.vocab),
     dataEntropy: sampler.entropy,
     tokensPerS: (tokensPerStep * opts.steps) / totalSeconds,
-    params: stage.params,
+    params: device.read(stage.params),
+    device: device.kind,
   };
 }

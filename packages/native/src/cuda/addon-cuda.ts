@@ -83,6 +83,7 @@ export interface CudaAddon {
   cudaTensorCreate(count: number, dtype: CudaDType): NativeCudaTensor;
   cudaTensorView(handle: NativeCudaTensor, offset: number, count: number): NativeCudaTensor;
   cudaTensorFree(handle: NativeCudaTensor): void;
+  cudaTensorZero(handle: NativeCudaTensor): void;
   cudaUpload(handle: NativeCudaTensor, data: Float32Array | Int32Array | Uint16Array): void;
   cudaDownload(handle: NativeCudaTensor): Float32Array | Int32Array;
   cudaRun(op: string, tensors: Array<NativeCudaTensor | null>, ints: number[], floats: number[]): void;

@@ -4,6 +4,7 @@
 //   cudaTensorCreate(count, dtype)       a device tensor handle ('f32' | 'bf16' | 'f16' | 'i32')
 //   cudaTensorView(handle, offset, count) elements of a tensor as a tensor sharing its memory
 //   cudaTensorFree(handle)               returns its memory to the caching allocator now
+//   cudaTensorZero(handle)               zeroes it, queued on the compute stream
 //   cudaUpload(handle, typedArray)       Float32Array (converted to the tensor's dtype), Int32Array,
 //                                        or Uint16Array (raw bf16/f16 bits); ordered on the compute stream
 //   cudaDownload(handle)                 Float32Array (or Int32Array for i32) once the stream is idle
@@ -211,6 +212,17 @@ Napi::Value TensorView(const Napi::CallbackInfo& info) {
   view->dtype = parent.dtype;
   view->owner = false;
   return Napi::External<DeviceTensor>::New(env, view, [](Napi::Env, DeviceTensor* p) { delete p; });
+}
+
+// cudaTensorZero(handle): sets the tensor's bytes to 0, queued on the compute stream.
+Napi::Value TensorZero(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DeviceTensor& t = Unwrap(env, info[0], "cudaTensorZero: handle");
+  Guard(env, [&] {
+    Device::Get().Zero(t.ptr, t.count * DTypeBytes(t.dtype), StreamKind::kCompute);
+    return 0;
+  });
+  return env.Undefined();
 }
 
 Napi::Value TensorFree(const Napi::CallbackInfo& info) {
@@ -542,6 +554,7 @@ void InitCuda(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaTensorCreate", Napi::Function::New(env, TensorCreate, "cudaTensorCreate"));
   exports.Set("cudaTensorView", Napi::Function::New(env, TensorView, "cudaTensorView"));
   exports.Set("cudaTensorFree", Napi::Function::New(env, TensorFree, "cudaTensorFree"));
+  exports.Set("cudaTensorZero", Napi::Function::New(env, TensorZero, "cudaTensorZero"));
   exports.Set("cudaUpload", Napi::Function::New(env, Upload, "cudaUpload"));
   exports.Set("cudaDownload", Napi::Function::New(env, Download, "cudaDownload"));
   exports.Set("cudaRun", Napi::Function::New(env, Run, "cudaRun"));

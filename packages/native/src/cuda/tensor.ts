@@ -45,6 +45,16 @@ export class CudaTensor {
     return t;
   }
 
+  /** Whether this tensor is a view into another one's memory (subarray). */
+  get isView(): boolean {
+    return this.parent !== null;
+  }
+
+  /** Sets every element to 0, queued on the compute stream after the work before it. */
+  zero(): void {
+    cudaAddon().cudaTensorZero(this.handle);
+  }
+
   get bytes(): number {
     return this.count * (this.dtype === 'bf16' || this.dtype === 'f16' ? 2 : 4);
   }
