@@ -34,6 +34,9 @@ describe('mist train', () => {
     const bad = await runCli(['train', '--device', 'tpu']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--device: got "tpu"; allowed: cpu, cuda/);
+    const cpuBf16 = await runCli(['train', '--dtype', 'bf16']);
+    expect(cpuBf16.code).toBe(2);
+    expect(cpuBf16.stderr).toMatch(/--dtype bf16 needs --device cuda/);
     const plan = await runCli(['train', '--device', 'cuda', '--plan', path.resolve(__dirname, '../../../../examples/plans/gpt-tiny-2-stages.json')]);
     expect(plan.code).toBe(2);
     expect(plan.stderr).toMatch(/--device cuda with --plan: not implemented yet/);

@@ -7,21 +7,27 @@ import { type Command, intOpt, numberOpt, stringOpt, UsageError } from '../cli/c
 import { ProgressBar } from '../cli/progress';
 
 const DATA = ['corpus', 'synthetic'] as const;
+const COMPUTE_DTYPES = ['fp32', 'bf16', 'fp16'] as const;
 
 export const trainCommand: Command = {
   name: 'train',
   summary: 'train a small model in one process (the CPU kernels or this host\'s GPU), or as a plan over local worker processes',
-  usage: 'mist train [--model NAME|FILE] [--device cpu|cuda] [--plan PLAN.json] [--steps N] [--global-batch B] [--micro-batch b] [--seq S] [--lr LR] ' +
+  usage: 'mist train [--model NAME|FILE] [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--plan PLAN.json] [--steps N] [--global-batch B] [--micro-batch b] [--seq S] [--lr LR] ' +
     '[--seed N] [--data corpus|synthetic] [--ckpt-layers N] [--json]',
   examples: [
     'mist train --model gpt-tiny --steps 200',
     'mist train --model gpt-tiny --steps 200 --device cuda',
+    'mist train --model gpt-tiny --steps 200 --device cuda --dtype bf16',
     'mist train --plan examples/plans/gpt-tiny-2-stages.json --steps 100',
     'mist train --model llama-tiny --steps 100 --data synthetic --json',
   ],
   options: {
     model: { type: 'string', valueName: 'NAME|FILE', description: 'model to train (default: the plan\'s model, else gpt-tiny)' },
     device: { type: 'string', valueName: 'KIND', description: `where one process trains: ${DEVICE_KINDS.join(' or ')} (the first visible GPU, fp32)`, default: 'cpu' },
+    dtype: {
+      type: 'string', valueName: 'DTYPE', default: 'fp32',
+      description: 'storage of activations and gradients on the GPU: fp32, bf16 or fp16 (fp32 master weights; fp16 with dynamic loss scaling); the CPU computes in fp32',
+    },
     plan: { type: 'string', valueName: 'FILE', description: 'run this plan: one worker process per rank on 127.0.0.1 (CPU backend); batch and seq come from the plan' },
     steps: { type: 'string', valueName: 'N', description: 'optimizer steps', default: String(TRAIN_DEFAULTS.steps) },
     'global-batch': { type: 'string', valueName: 'B', description: 'sequences per step', default: String(TRAIN_DEFAULTS.globalBatch) },
@@ -47,6 +53,9 @@ export const trainCommand: Command = {
     }
     const device = stringOpt(values, 'device') ?? 'cpu';
     if (!(DEVICE_KINDS as readonly string[]).includes(device)) throw new UsageError(`--device: got "${device}"; allowed: ${DEVICE_KINDS.join(', ')}`);
+    const dtype = stringOpt(values, 'dtype') ?? 'fp32';
+    if (!(COMPUTE_DTYPES as readonly string[]).includes(dtype)) throw new UsageError(`--dtype: got "${dtype}"; allowed: ${COMPUTE_DTYPES.join(', ')}`);
+    if (dtype !== 'fp32' && device !== 'cuda') throw new UsageError(`--dtype ${dtype} needs --device cuda: the CPU kernels compute in fp32`);
     if (planFile && device !== 'cpu') {
       throw new UsageError(`--device ${device} with --plan: not implemented yet (a plan's worker processes run the CPU backend; one process trains on a GPU without --plan)`);
     }
@@ -94,10 +103,14 @@ export const trainCommand: Command = {
         data: data as (typeof DATA)[number],
         ckptLayers: ckpt,
         device: device as (typeof DEVICE_KINDS)[number],
+        computeDtype: dtype as (typeof COMPUTE_DTYPES)[number],
       },
       (r) => {
         first ??= r;
-        if (json) io.stdout(JSON.stringify({ step: r.step, loss: r.loss, tokensPerS: r.tokensPerS, lr: r.lr, gradNorm: r.gradNorm }) + '\n');
+        if (json) {
+          io.stdout(JSON.stringify({ step: r.step, loss: r.loss, tokensPerS: r.tokensPerS, lr: r.lr, gradNorm: r.gradNorm,
+            ...(r.lossScale !== undefined ? { lossScale: r.lossScale, skipped: r.skipped } : {}) }) + '\n');
+        }
         else bar!.update(r.step, `loss ${r.loss.toFixed(3)}  ${Math.round(r.tokensPerS)} tok/s`);
       },
     );
@@ -105,7 +118,7 @@ export const trainCommand: Command = {
     bar!.done();
     const last = result.steps[result.steps.length - 1];
     io.stdout(
-      `${model.name} on ${result.data}${result.device === 'cuda' ? ' (GPU)' : ''}: loss ${first!.loss.toFixed(3)} -> ${last.loss.toFixed(3)} nats ` +
+      `${model.name} on ${result.data}${result.device === 'cuda' ? ` (GPU, ${result.computeDtype})` : ''}: loss ${first!.loss.toFixed(3)} -> ${last.loss.toFixed(3)} nats ` +
         `(uniform baseline ln(${model.vocab}) = ${result.uniformLoss.toFixed(3)}` +
         `${result.dataEntropy !== null ? `, data entropy ${result.dataEntropy.toFixed(3)}` : ''}), ` +
         `${Math.round(result.tokensPerS)} tokens/s over ${result.steps.length} steps\n`,

@@ -6,7 +6,10 @@ import type { Device, DeviceBatch } from './device';
 
 export const cpuDevice: Device<Float32Array, Int32Array> = {
   kind: 'cpu',
+  computeDtype: 'fp32',
   zeros: (n) => new Float32Array(n),
+  storage: () => 'f32',
+  storageOf: () => 'f32',
   zero: (t) => {
     t.fill(0);
   },

@@ -1,10 +1,11 @@
 // The CUDA device: tensors in GPU memory (CudaTensor, from the native addon's caching allocator),
 // kernels queued on the device's compute stream in call order (CudaKernels: the CPU kernels' names
 // and parameters). A batch's run() has nothing left to do but resolve: the kernels were queued when
-// recorded, and every read from the host (read(), a download) waits for the stream. Tensors are fp32
-// here; the bf16/fp16 storage of mixed precision is the next step of the seam.
-import { CudaKernels, cudaKernels, CudaTensor, cudaProbe, cudaSynchronize } from '@mist/native';
-import type { Device, DeviceBatch } from './device';
+// recorded, and every read from the host (read(), a download) waits for the stream. 'act' tensors
+// are stored in the compute dtype (fp32, bf16 or fp16; the kernels accumulate in fp32), 'fp32' ones
+// in fp32.
+import { CudaKernels, cudaKernels, type CudaDType, CudaTensor, cudaProbe, cudaSynchronize } from '@mist/native';
+import type { ComputeDtype, Device, DeviceBatch, TensorClass } from './device';
 
 class CudaBatch extends CudaKernels implements DeviceBatch<CudaTensor, CudaTensor> {
   async run(): Promise<void> {
@@ -12,24 +13,30 @@ class CudaBatch extends CudaKernels implements DeviceBatch<CudaTensor, CudaTenso
   }
 }
 
-function zeros(n: number): CudaTensor {
-  const t = CudaTensor.empty(n, 'f32');
-  t.zero();
-  return t;
-}
+const STORAGE: Record<ComputeDtype, CudaDType> = { fp32: 'f32', bf16: 'bf16', fp16: 'f16' };
 
-let device: Device<CudaTensor, CudaTensor> | null = null;
+const devices = new Map<ComputeDtype, Device<CudaTensor, CudaTensor>>();
 
-/** The process's CUDA device; throws naming why when the CUDA backend cannot run here. */
-export function cudaDevice(): Device<CudaTensor, CudaTensor> {
-  if (device) return device;
+/** The process's CUDA device with 'act' tensors in `computeDtype`; throws naming why when the CUDA backend cannot run here. */
+export function cudaDevice(computeDtype: ComputeDtype = 'fp32'): Device<CudaTensor, CudaTensor> {
+  const known = devices.get(computeDtype);
+  if (known) return known;
+  if (!(computeDtype in STORAGE)) throw new Error(`computeDtype must be one of ${Object.keys(STORAGE).join(', ')}, got '${String(computeDtype)}'`);
   const probe = cudaProbe();
   if (!probe.available) throw new Error(`the CUDA device is unavailable: ${probe.reason ?? 'unknown reason'} (mist gpus --local shows what this host offers)`);
-  device = {
+  const storage = (cls: TensorClass): CudaDType => (cls === 'fp32' ? 'f32' : STORAGE[computeDtype]);
+  const device: Device<CudaTensor, CudaTensor> = {
     kind: 'cuda',
-    zeros,
+    computeDtype,
+    zeros: (n, cls = 'act') => {
+      const t = CudaTensor.empty(n, storage(cls));
+      t.zero();
+      return t;
+    },
+    storage,
+    storageOf: (t) => t.dtype,
     zero: (t) => t.zero(),
-    upload: (data) => CudaTensor.from(data, 'f32'),
+    upload: (data, cls = 'act') => CudaTensor.from(data, storage(cls)),
     write: (t, data) => (data.length === t.length ? t : t.subarray(0, data.length)).upload(data),
     read: (t) => t.download() as Float32Array,
     // Queued kernels may still read an upload's memory after its CudaTensor is collected: the
@@ -42,5 +49,6 @@ export function cudaDevice(): Device<CudaTensor, CudaTensor> {
     synchronize: () => cudaSynchronize('compute'),
     batch: () => new CudaBatch(),
   };
+  devices.set(computeDtype, device);
   return device;
 }

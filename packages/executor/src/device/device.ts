@@ -4,7 +4,15 @@
 // on the GPU (tensors are device memory, kernels queue on the compute stream).
 //   F: the float tensor type (Float32Array on the CPU), I: the int32 tensor type (tokens, targets,
 //   positions; Int32Array on the CPU).
+// Mixed precision: a tensor is either an activation-class tensor ('act': activations, parameters'
+// compute copies, gradients), stored in the device's compute dtype, or an 'fp32' one (statistics
+// such as norms' rstd and attention's lse, per-token losses, dropout masks' words, the optimizer's
+// master weights and moments). Core's block descriptions say which is which (BlockTensor.dtype);
+// the CPU device stores both as fp32.
 import type { KernelOps, TensorLike } from '@mist/native';
+
+export type TensorClass = 'act' | 'fp32';
+export type ComputeDtype = 'fp32' | 'bf16' | 'fp16';
 
 /** Kernels recorded on one device; `run()` executes what was recorded (in order) and resolves when done. */
 export interface DeviceBatch<F extends TensorLike, I> extends KernelOps<F, I> {
@@ -13,12 +21,18 @@ export interface DeviceBatch<F extends TensorLike, I> extends KernelOps<F, I> {
 
 export interface Device<F extends TensorLike = Float32Array, I = Int32Array> {
   readonly kind: 'cpu' | 'cuda';
-  /** A zeroed tensor of n floats. */
-  zeros(n: number): F;
+  /** The storage dtype of 'act' tensors. */
+  readonly computeDtype: ComputeDtype;
+  /** A zeroed tensor of n elements of a class (default 'act'). */
+  zeros(n: number, cls?: TensorClass): F;
+  /** The storage a tensor of a class gets ('f32', 'bf16', 'f16'): tensors with the same one are interchangeable. */
+  storage(cls: TensorClass): string;
+  /** The storage of an existing tensor. */
+  storageOf(t: F): string;
   /** Sets every element of t to 0 (ordered after the work queued before it on this device). */
   zero(t: F): void;
-  /** A tensor holding a copy of host values. */
-  upload(data: Float32Array): F;
+  /** A tensor of a class (default 'act') holding a copy of host values (rounded to its storage). */
+  upload(data: Float32Array, cls?: TensorClass): F;
   /** Copies host values into t (t.length >= data.length), ordered after the work queued before it. */
   write(t: F, data: Float32Array): void;
   /** dst = src (same length), ordered after the work queued before it. */

@@ -150,6 +150,17 @@ export class BlockRunner<F extends TensorLike = Float32Array, I = Int32Array> {
   /** The mixture-of-experts MLP (moe.ts runs the ops from the router's gate to the weighted sum); null for a dense model. */
   private readonly moe: MoeMlp | null;
 
+  /**
+   * A zeroed buffer for block tensor t of `elements` elements, of the class its description gives:
+   * activations in the compute dtype; fp32 statistics, index tensors and dropout masks (bytes packed
+   * 4 per fp32 word) in fp32.
+   */
+  private takeTensor(t: string, elements: number): F {
+    const dtype = this.o.block.tensors[t]?.dtype ?? 'act';
+    if (dtype === 'mask') return this.o.scratch.take(maskFloats(elements), 'fp32');
+    return this.o.scratch.take(elements, dtype === 'act' ? 'act' : 'fp32');
+  }
+
   private isStats(v: F | NormSaved<F>): v is NormSaved<F> {
     return !this.dev.isTensor(v);
   }
@@ -295,7 +306,7 @@ export class BlockRunner<F extends TensorLike = Float32Array, I = Int32Array> {
       return v;
     };
     const make = (t: string): F => {
-      const v = scratch.take(block.tensors[t]?.dtype === 'mask' ? maskFloats(size(t)) : size(t));
+      const v = this.takeTensor(t, size(t));
       tensors.set(t, v);
       return v;
     };
@@ -320,9 +331,9 @@ export class BlockRunner<F extends TensorLike = Float32Array, I = Int32Array> {
         case 'norm': {
           const [inp] = op.inputs, [out] = op.outputs;
           const rows = rowsOf(inp), h = widthOf(inp);
-          const y = make(out), rstd = scratch.take(rows);
+          const y = make(out), rstd = scratch.take(rows, 'fp32');
           if (op.norm === 'layernorm') {
-            const mean = scratch.take(rows);
+            const mean = scratch.take(rows, 'fp32');
             k.layerNorm(y, mean, rstd, get(inp), this.W(op.gamma), this.W(op.beta as string), rows, h, NORM_EPS);
             stats[op.name] = { mean, rstd };
           } else {
@@ -710,7 +721,7 @@ export class BlockRunner<F extends TensorLike = Float32Array, I = Int32Array> {
       return v;
     };
     const make = (t: string): F => {
-      const v = scratch.take(block.tensors[t]?.dtype === 'mask' ? maskFloats(sh.size(t)) : sh.size(t));
+      const v = this.takeTensor(t, sh.size(t));
       local.set(t, v);
       return v;
     };

@@ -67,7 +67,7 @@ export class Embedding<F extends TensorLike = Float32Array, I = Int32Array> {
     const H = this.model.hidden, rows = x.length / H;
     const first = this.sp ? sequenceShard(tokens.length, this.tp, this.tpRank).first : 0;
     const dev = this.device;
-    const mask = dev.zeros(maskFloats(x.length));
+    const mask = dev.zeros(maskFloats(x.length), 'fp32');
     const k = dev.batch();
     const stream = dropoutStream(this.seed, p, dropout, -1, 'embedding.dropout');
     if (!layout) k.dropout(x, mask, x, rows, H, dropout.firstSample * seq + first, stream);

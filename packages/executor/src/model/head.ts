@@ -13,7 +13,7 @@
 import { headBlock, LM_HEAD, type ModelSpec } from '@mist/core';
 import type { TensorLike } from '@mist/native';
 import { cpuDevice } from '../device/cpu-device';
-import type { Device } from '../device/device';
+import type { Device, TensorClass } from '../device/device';
 import { blockParamDecls } from './block-params';
 import { vocabRange, WTE } from './embedding';
 import { type NormSaved, normBackwardAccumulate, normForward } from './norm';
@@ -88,12 +88,12 @@ export class Head<F extends TensorLike = Float32Array, I = Int32Array> {
     const hooks = this.hooks as TpHooks<F>;
     const Vl = this.vocab.hi - this.vocab.lo, lo = this.vocab.lo;
     const k = this.device.batch();
-    const max = this.device.zeros(T);
+    const max = this.device.zeros(T, 'fp32');
     k.crossEntropyShardMax(max, logits, T, Vl);
     await k.run();
     await hooks.allReduce(max, this.site('loss-max'));
     // [0, T): sum of exp(logit - max) over this rank's columns; [T, 2T): the target logit if this rank holds it.
-    const sums = this.device.zeros(2 * T);
+    const sums = this.device.zeros(2 * T, 'fp32');
     k.crossEntropyShardSums(sums, logits, max, targets, T, Vl, lo);
     await k.run();
     await hooks.allReduce(sums, this.site('loss-sum'));
@@ -116,7 +116,7 @@ export class Head<F extends TensorLike = Float32Array, I = Int32Array> {
     // A training pass's normalised input and logits (then their gradient) live until backward,
     // which gives them back; logits returned to the caller are fresh.
     const kept = train && targets !== null;
-    const alloc = (n: number): F => (kept ? this.scratch.take(n) : dev.zeros(n));
+    const alloc = (n: number, cls: TensorClass = 'act'): F => (kept ? this.scratch.take(n, cls) : dev.zeros(n, cls));
     const h = alloc(rows * H);
     const norm = normForward(k, m, this.store, NORM, h, x, rows, alloc);
     let hAll = h;
@@ -136,7 +136,7 @@ export class Head<F extends TensorLike = Float32Array, I = Int32Array> {
       return { lossSum: 0, lossTokens: 0, logits, saved: null };
     }
     if (targets.length !== T) throw new Error(`targets hold ${targets.length} tokens, the activations ${T}`);
-    const lossRows = dev.zeros(T), targetsOnDevice = dev.ints(targets);
+    const lossRows = dev.zeros(T, 'fp32'), targetsOnDevice = dev.ints(targets);
     if (this.tp === 1) {
       k.crossEntropy(lossRows, logits, targetsOnDevice, train ? logits : null, T, V, gradScale);
       await k.run();

@@ -1,6 +1,7 @@
 // LayerNorm or RMSNorm, whichever the model uses, over rows of width `hidden`.
 import type { KernelOps, TensorLike } from '@mist/native';
 import type { ModelSpec } from '@mist/core';
+import type { TensorClass } from '../device/device';
 import { NORM_EPS } from './dims';
 import type { ParamStore } from './params';
 
@@ -9,14 +10,15 @@ export interface NormSaved<F = Float32Array> {
   rstd: F;
 }
 
-/** `alloc` makes the saved statistics (a module's scratch buffers). */
+/** `alloc` makes the saved statistics (fp32; a module's scratch buffers). */
 export function normForward<F extends TensorLike>(
-  k: KernelOps<F, unknown>, model: ModelSpec, store: ParamStore<F>, prefix: string, y: F, x: F, rows: number, alloc: (n: number) => F,
+  k: KernelOps<F, unknown>, model: ModelSpec, store: ParamStore<F>, prefix: string, y: F, x: F, rows: number,
+  alloc: (n: number, cls: TensorClass) => F,
 ): NormSaved<F> {
   const h = model.hidden;
-  const rstd = alloc(rows);
+  const rstd = alloc(rows, 'fp32');
   if (model.norm === 'layernorm') {
-    const mean = alloc(rows);
+    const mean = alloc(rows, 'fp32');
     k.layerNorm(y, mean, rstd, x, store.param(`${prefix}.gamma`), store.param(`${prefix}.beta`), rows, h, NORM_EPS);
     return { mean, rstd };
   }

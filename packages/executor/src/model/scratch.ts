@@ -6,21 +6,22 @@
 // CPU: have run). take() returns zeroed memory, exactly like the device's zeros(n).
 import type { TensorLike } from '@mist/native';
 import { cpuDevice } from '../device/cpu-device';
-import type { Device } from '../device/device';
+import type { Device, TensorClass } from '../device/device';
 
 /** Free buffers kept per length; beyond it, given-back buffers are left to the collector. */
 const MAX_FREE_PER_LENGTH = 64;
 
 export class Scratch<F extends TensorLike = Float32Array> {
-  private readonly free = new Map<number, F[]>();
+  /** Free buffers by storage and length (`${storage}:${n}`). */
+  private readonly free = new Map<string, F[]>();
 
   constructor(private readonly device: Device<F, unknown> = cpuDevice as unknown as Device<F, unknown>) {}
 
-  /** A zeroed buffer of n floats. */
-  take(n: number): F {
-    const list = this.free.get(n);
+  /** A zeroed buffer of n elements of a class (default 'act': the compute dtype). */
+  take(n: number, cls: TensorClass = 'act'): F {
+    const list = this.free.get(`${this.device.storage(cls)}:${n}`);
     const a = list?.pop();
-    if (!a) return this.device.zeros(n);
+    if (!a) return this.device.zeros(n, cls);
     this.device.zero(a);
     return a;
   }
@@ -31,8 +32,9 @@ export class Scratch<F extends TensorLike = Float32Array> {
     for (const a of buffers) {
       if (seen.has(a) || !this.device.isWhole(a)) continue;
       seen.add(a);
-      let list = this.free.get(a.length);
-      if (!list) this.free.set(a.length, (list = []));
+      const key = `${this.device.storageOf(a)}:${a.length}`;
+      let list = this.free.get(key);
+      if (!list) this.free.set(key, (list = []));
       if (list.length < MAX_FREE_PER_LENGTH && !list.includes(a)) list.push(a);
     }
   }

@@ -31,18 +31,26 @@ function decayRuns(entries: readonly ParamEntry[]): Array<{ offset: number; size
   return runs;
 }
 
+/**
+ * With mixed precision `params` and `grads` are the compute-dtype tensors the model uses and
+ * `master` the fp32 master weights AdamW updates (it then writes the rounded copy into `params`);
+ * with fp32 compute the parameters are their own master.
+ */
 export class AdamW<F extends TensorLike = Float32Array> {
   readonly m: F;
   readonly v: F;
+  readonly master: F;
   private stepCount = 0;
   private readonly runs: Array<{ offset: number; size: number; decay: boolean }>;
 
   constructor(
     private readonly params: F, private readonly grads: F, entries: readonly ParamEntry[], private readonly opts: AdamWOptions,
-    private readonly device: Device<F, unknown> = cpuDevice as unknown as Device<F, unknown>,
+    private readonly device: Device<F, unknown> = cpuDevice as unknown as Device<F, unknown>, master?: F,
   ) {
-    this.m = device.zeros(params.length);
-    this.v = device.zeros(params.length);
+    if (!master && device.computeDtype !== 'fp32') throw new Error(`AdamW with ${device.computeDtype} compute needs fp32 master weights`);
+    this.master = master ?? params;
+    this.m = device.zeros(params.length, 'fp32');
+    this.v = device.zeros(params.length, 'fp32');
     this.runs = decayRuns(entries);
   }
 
@@ -50,9 +58,9 @@ export class AdamW<F extends TensorLike = Float32Array> {
     return this.stepCount;
   }
 
-  /** Global L2 norm of the gradients. */
+  /** Global L2 norm of the gradients (as stored: loss-scaled when a loss scale is in use). */
   async gradNorm(): Promise<number> {
-    const out = this.device.zeros(1);
+    const out = this.device.zeros(1, 'fp32');
     const k = this.device.batch();
     k.sumSquares(out, this.grads);
     await k.run();
@@ -61,16 +69,27 @@ export class AdamW<F extends TensorLike = Float32Array> {
 
   /** Clips and applies one update at learning rate `lr`; returns the gradient norm before clipping. */
   async update(lr = this.opts.lr): Promise<number> {
-    const norm = await this.gradNorm();
-    if (!Number.isFinite(norm)) throw new Error(`gradient norm is ${norm}; the step is skipped and training should stop`);
-    const clip = this.opts.maxGradNorm > 0 && Number.isFinite(this.opts.maxGradNorm) ? Math.min(1, this.opts.maxGradNorm / (norm + 1e-6)) : 1;
+    const norm = await this.tryUpdate(lr);
+    if (norm === null) throw new Error('the gradient norm is not finite; the step is skipped and training should stop');
+    return norm;
+  }
+
+  /**
+   * One update from gradients stored multiplied by 1 / unscale (dynamic loss scaling): returns the
+   * true gradient norm, or null, having changed nothing, when it is not finite (an fp16 overflow).
+   */
+  async tryUpdate(lr = this.opts.lr, unscale = 1): Promise<number | null> {
+    const norm = (await this.gradNorm()) * unscale;
+    if (!Number.isFinite(norm)) return null;
+    const clip = unscale * (this.opts.maxGradNorm > 0 && Number.isFinite(this.opts.maxGradNorm) ? Math.min(1, this.opts.maxGradNorm / (norm + 1e-6)) : 1);
     this.stepCount++;
     const k = this.device.batch();
     for (const r of this.runs) {
       const s = (a: F): F => this.device.view(a, r.offset, r.offset + r.size);
       k.adamw({
-        param: s(this.params), grad: s(this.grads), m: s(this.m), v: s(this.v), step: this.stepCount, lr,
+        param: s(this.master), grad: s(this.grads), m: s(this.m), v: s(this.v), step: this.stepCount, lr,
         beta1: this.opts.beta1, beta2: this.opts.beta2, eps: this.opts.eps, weightDecay: r.decay ? this.opts.weightDecay : 0, gradScale: clip,
+        ...(this.master !== this.params ? { copy: s(this.params) } : {}),
       });
     }
     await k.run();

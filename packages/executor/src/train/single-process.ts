@@ -6,9 +6,10 @@ import { type ModelSpec, getModel } from '@mist/core';
 import type { TensorLike } from '@mist/native';
 import { cpuDevice } from '../device/cpu-device';
 import { cudaDevice } from '../device/cuda-device';
-import type { Device } from '../device/device';
+import type { ComputeDtype, Device } from '../device/device';
 import { Stage } from '../model/stage';
 import { type DataSource, makeSampler } from './data';
+import { LossScaler } from './loss-scaler';
 import { ADAMW_DEFAULTS, AdamW, learningRate } from './optimizer';
 
 export interface TrainOptions {
@@ -30,8 +31,14 @@ export interface TrainOptions {
   maxGradNorm: number;
   /** Layers that recompute activations in backward (activation checkpointing). */
   ckptLayers: number;
-  /** Where to train: the CPU kernels (default) or the first visible GPU (fp32). */
+  /** Where to train: the CPU kernels (default) or the first visible GPU. */
   device?: 'cpu' | 'cuda';
+  /**
+   * Storage of activations, parameters' compute copies and gradients (default fp32): bf16 or fp16 on
+   * the GPU, with fp32 master weights and moments in the optimizer, and dynamic loss scaling for fp16.
+   * The CPU kernels compute in fp32 only.
+   */
+  computeDtype?: ComputeDtype;
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainOptions, 'model'> = {
@@ -58,6 +65,9 @@ export interface StepReport {
   gradNorm: number;
   /** Seconds this step took. */
   seconds: number;
+  /** fp16: the loss scale this step used, and whether its gradients overflowed (the update was skipped). */
+  lossScale?: number;
+  skipped?: boolean;
 }
 
 export interface TrainResult {
@@ -72,8 +82,9 @@ export interface TrainResult {
   tokensPerS: number;
   /** The trained parameters (flat, the stage's layout; copied to the host from a GPU). */
   params: Float32Array;
-  /** The device it trained on. */
+  /** The device it trained on, and the storage of its activations and gradients. */
   device: 'cpu' | 'cuda';
+  computeDtype: ComputeDtype;
 }
 
 export type StepCallback = (report: StepReport) => void | Promise<void>;
@@ -104,8 +115,10 @@ export async function trainSingleProcess(options: Partial<TrainOptions> & Pick<T
   const model = typeof opts.model === 'string' ? getModel(opts.model) : opts.model;
   const micro = checkOptions(opts, model);
   const kind = opts.device ?? 'cpu';
-  if (kind === 'cuda') return train(cudaDevice(), opts, model, micro, onStep);
+  const dtype = opts.computeDtype ?? 'fp32';
+  if (kind === 'cuda') return train(cudaDevice(dtype), opts, model, micro, onStep);
   if (kind !== 'cpu') throw new Error(`device must be cpu or cuda, got '${String(kind)}'`);
+  if (dtype !== 'fp32') throw new Error(`computeDtype ${dtype} needs the GPU (device cuda): the CPU kernels compute in fp32`);
   return train(cpuDevice, opts, model, micro, onStep);
 }
 
@@ -114,9 +127,12 @@ async function train<F extends TensorLike, I>(
 ): Promise<TrainResult> {
   const accum = opts.globalBatch / micro;
   const stage = new Stage<F, I>({ model, seed: opts.seed, ckptLayers: Math.min(opts.ckptLayers, model.layers), device });
+  // Mixed precision: fp32 master weights from the same initial values the compute copy was rounded from.
+  const master = device.computeDtype === 'fp32' ? undefined : device.upload(concatUnits(stage.units.map((u) => stage.initialValues(u))), 'fp32');
   const optimizer = new AdamW<F>(stage.params, stage.grads, stage.paramEntries, {
     ...ADAMW_DEFAULTS, lr: opts.lr, weightDecay: opts.weightDecay, maxGradNorm: opts.maxGradNorm,
-  }, device);
+  }, device, master);
+  const scaler = device.computeDtype === 'fp16' ? new LossScaler() : null;
   const sampler = makeSampler(opts.data, model.vocab, opts.seed);
   const tokensPerStep = opts.globalBatch * opts.seq;
   const reports: StepReport[] = [];
@@ -128,17 +144,30 @@ async function train<F extends TensorLike, I>(
     for (let a = 0; a < accum; a++) {
       const b = sampler.next(micro, opts.seq);
       // gradScale makes the accumulated gradient that of the mean over the whole global batch.
-      const f = await stage.forward(b, { train: true, gradScale: 1 / tokensPerStep, dropout: { step, firstSample: a * micro } });
+      const f = await stage.forward(b, { train: true, gradScale: (scaler ? scaler.scale : 1) / tokensPerStep, dropout: { step, firstSample: a * micro } });
       lossSum += f.lossSum;
       lossTokens += f.lossTokens;
       await stage.backward(f.context as NonNullable<typeof f.context>);
     }
     const lr = learningRate(step, opts.steps, opts.lr, opts.warmupSteps);
-    const gradNorm = await optimizer.update(lr);
+    let gradNorm: number;
+    let skipped = false;
+    const lossScale = scaler ? scaler.scale : 1;
+    if (scaler) {
+      const norm = await optimizer.tryUpdate(lr, 1 / lossScale);
+      skipped = norm === null;
+      scaler.update(!skipped);
+      gradNorm = norm ?? Number.NaN;
+    } else {
+      gradNorm = await optimizer.update(lr);
+    }
     device.synchronize();
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     totalSeconds += seconds;
-    const report: StepReport = { step, loss: lossSum / lossTokens, tokensPerS: tokensPerStep / seconds, lr, gradNorm, seconds };
+    const report: StepReport = {
+      step, loss: lossSum / lossTokens, tokensPerS: tokensPerStep / seconds, lr, gradNorm, seconds,
+      ...(scaler ? { lossScale, skipped } : {}),
+    };
     reports.push(report);
     if (onStep) await onStep(report);
   }
@@ -149,7 +178,19 @@ async function train<F extends TensorLike, I>(
     uniformLoss: Math.log(model.vocab),
     dataEntropy: sampler.entropy,
     tokensPerS: (tokensPerStep * opts.steps) / totalSeconds,
-    params: device.read(stage.params),
+    params: device.read(optimizer.master),
     device: device.kind,
+    computeDtype: device.computeDtype,
   };
+}
+
+/** The stage's units' initial values as one flat host vector (the parameters' layout). */
+function concatUnits(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }

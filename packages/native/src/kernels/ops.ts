@@ -72,6 +72,11 @@ export interface AdamWArgs<F = Float32Array> {
   weightDecay: number;
   /** Multiplies the gradient first (global-norm clipping factor, loss scaling). */
   gradScale?: number;
+  /**
+   * Mixed precision (the CUDA kernel only): receives the updated parameter in the compute dtype,
+   * while `param` holds the fp32 master weights.
+   */
+  copy?: F;
 }
 
 export interface EmbeddingShape {
@@ -369,7 +374,7 @@ export abstract class KernelOps<F extends TensorLike = Float32Array, I = Int32Ar
 
   /** One AdamW step with decoupled weight decay on param (in place), moments m and v. */
   adamw(x: AdamWArgs<F>): void {
-    this.emit('adamw', [x.param, x.grad, x.m, x.v], [x.param.length, x.step],
+    this.emit('adamw', x.copy ? [x.param, x.grad, x.m, x.v, x.copy] : [x.param, x.grad, x.m, x.v], [x.param.length, x.step],
       [x.lr, x.beta1, x.beta2, x.eps, x.weightDecay, x.gradScale ?? 1]);
   }
 
