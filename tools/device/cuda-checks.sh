@@ -6,7 +6,8 @@
 #   packages/native/build/Release/mist_native.node  packages/native/build/Release/cuda-kernels  .device
 #   bash tools/device/cuda-checks.sh          (writes to $OUT, or /tmp/mist-cuda-checks)
 # It runs the CUDA vitest files (every op against the CPU kernel; they skip without a GPU), the
-# executor's GPU training check (losses of 200 fp32 steps against the CPU executor), then
+# executor's GPU training check (losses of 200 steps against the CPU executor, fp32 and bf16/fp16),
+# GPT-3 350M's measured memory and step time against the analyzer (apps/cli/src/gpu-checks), then
 # tools/device/cuda-report.js, which writes $OUT/cuda-report.json: per-op max error vs the CPU,
 # GEMM TFLOP/s per shape and path, allocator accounting, copy bandwidth.
 set -uo pipefail
@@ -24,14 +25,19 @@ fi
 export MIST_CUDA_REPORT="$OUT/kernel-errors.jsonl"
 rm -f "$MIST_CUDA_REPORT"
 node -e "const a=require('bindings')({bindings:'mist_native',module_root:'packages/native'});const p=a.cudaProbe();console.log(JSON.stringify({available:p.available,reason:p.reason,devices:p.devices,cublasLt:p.cublasLt,kernels:p.kernels.files.length}))" | tee "$OUT/probe.json"
-(cd packages/native && timeout 300 node ../../node_modules/vitest/vitest.mjs run --config ../../vitest.config.ts src/cuda 2>&1 | tail -60)
+(cd packages/native && timeout 220 node ../../node_modules/vitest/vitest.mjs run --config ../../vitest.config.ts src/cuda 2>&1 | tail -60)
 cp packages/native/.test-results/vitest.json "$OUT/vitest-cuda.json" 2>/dev/null
 # Training on the GPU against the CPU executor (fp32, 200 steps of gpt-tiny and llama-tiny).
 export MIST_CUDA_REPORT_TRAIN="$OUT/train.jsonl" MIST_CUDA_TRAIN_STEPS=200
 rm -f "$MIST_CUDA_REPORT_TRAIN"
-(cd packages/executor && timeout 120 node ../../node_modules/vitest/vitest.mjs run --config ../../vitest.config.ts src/train/cuda-train.test.ts 2>&1 | tail -20)
+(cd packages/executor && timeout 90 node ../../node_modules/vitest/vitest.mjs run --config ../../vitest.config.ts src/train/cuda-train.test.ts 2>&1 | tail -20)
 cp packages/executor/.test-results/vitest.json "$OUT/vitest-train.json" 2>/dev/null
-timeout 150 node tools/device/cuda-report.js "$OUT"
+# GPT-3 350M under four plans and the tuned one: measured memory and step time against the analyzer.
+export MIST_GPU_PLAN_CHECK=1 MIST_CUDA_REPORT_PLANS="$OUT/plans.jsonl"
+rm -f "$MIST_CUDA_REPORT_PLANS"
+(cd apps/cli && NODE_OPTIONS=--expose-gc timeout 150 node ../../node_modules/vitest/vitest.mjs run --config ../../vitest.config.ts src/gpu-checks 2>&1 | tail -30)
+cp apps/cli/.test-results/vitest.json "$OUT/vitest-plans.json" 2>/dev/null
+timeout 60 node tools/device/cuda-report.js "$OUT"
 status=$?
 echo "[cuda-checks] finished in $(( $(date +%s) - started )) s, status $status; report: $OUT/cuda-report.json"
 exit $status

@@ -62,6 +62,12 @@ function trainChecks() {
   return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
 }
 
+function planChecks() {
+  const file = path.join(outDir, 'plans.jsonl');
+  if (!fs.existsSync(file)) return { error: `${file} is missing (the plan check did not run)` };
+  return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+
 function vitestSummary(name = 'vitest-cuda.json') {
   const file = path.join(outDir, name);
   if (!fs.existsSync(file)) return { error: `${file} is missing` };
@@ -162,6 +168,8 @@ function main() {
     trainTests: section('training tests', () => vitestSummary('vitest-train.json')),
     kernels: section('kernel errors', kernelErrors),
     training: section('training against the CPU', trainChecks),
+    planTests: section('plan tests', () => vitestSummary('vitest-plans.json')),
+    plans: section('plans against the analyzer', planChecks),
   };
   if (probe.available) {
     report.gemm = section('gemm', () => gemm(probe));
@@ -178,7 +186,14 @@ function main() {
   if (Array.isArray(report.training)) {
     for (const r of report.training) console.log(`[cuda-report] ${r.model} ${r.steps} steps: max relative loss difference ${r.maxRelLossDiff.toExponential(2)}, GPU ${Math.round(r.gpuTokensPerS)} tok/s, CPU ${Math.round(r.cpuTokensPerS)} tok/s`);
   }
-  process.exitCode = probe.available && t.failed === 0 && failedKernels === 0 && tt.failed === 0 ? 0 : 1;
+  if (Array.isArray(report.plans)) {
+    for (const r of report.plans) {
+      console.log(`[cuda-report] gpt3-350m ${r.label}: step ${r.stepS.toFixed(3)} s (predicted ${r.predictedStepS.toFixed(3)}, ${(100 * r.timeErr).toFixed(1)}%), ` +
+        `peak ${(r.peakAllocated / 2 ** 30).toFixed(2)} GiB (predicted ${(r.predictedAllocated / 2 ** 30).toFixed(2)}, ${(100 * r.memErr).toFixed(1)}%), MFU ${(100 * r.mfu).toFixed(1)}%`);
+    }
+  }
+  const pt = report.planTests;
+  process.exitCode = probe.available && t.failed === 0 && failedKernels === 0 && tt.failed === 0 && pt.failed === 0 ? 0 : 1;
 }
 
 main();

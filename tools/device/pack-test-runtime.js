@@ -16,8 +16,8 @@ const { spawnSync } = require('node:child_process');
 const stage = path.join(root, '.device/stage');
 const out = path.join(stage, 'node_modules');
 const archive = path.join(root, '.device/test-runtime.tar.gz');
-// vitest, the addon's loader, and the external dependencies of the packages the CUDA tests import (core).
-const ROOTS = ['vitest', 'bindings', 'zod', 'yaml'];
+// vitest, the addon's loader, and the external dependencies of the packages the GPU tests import (core, tuner).
+const ROOTS = ['vitest', 'bindings', 'zod', 'yaml', 'highs'];
 
 // Node's resolution of `name` from a package directory: the nearest node_modules/name above it.
 function resolvePackage(name, fromDir) {

@@ -25,6 +25,10 @@ export const cpuDevice: Device<Float32Array, Int32Array> = {
   ints: (data) => data,
   isWhole: (t) => t.byteOffset === 0 && t.length === t.buffer.byteLength / 4,
   isTensor: (v): v is Float32Array => v instanceof Float32Array,
+  memory: () => null,
+  resetPeaks: () => {
+    // Nothing to reset: see memory().
+  },
   synchronize: () => {
     // Every CPU batch has finished when its run() resolved.
   },

@@ -4,7 +4,7 @@
 // recorded, and every read from the host (read(), a download) waits for the stream. 'act' tensors
 // are stored in the compute dtype (fp32, bf16 or fp16; the kernels accumulate in fp32), 'fp32' ones
 // in fp32.
-import { CudaKernels, cudaKernels, type CudaDType, CudaTensor, cudaProbe, cudaSynchronize } from '@mist/native';
+import { CudaKernels, cudaKernels, type CudaDType, cudaMemoryStats, CudaTensor, cudaProbe, cudaResetPeaks, cudaSynchronize } from '@mist/native';
 import type { ComputeDtype, Device, DeviceBatch, TensorClass } from './device';
 
 class CudaBatch extends CudaKernels implements DeviceBatch<CudaTensor, CudaTensor> {
@@ -46,6 +46,11 @@ export function cudaDevice(computeDtype: ComputeDtype = 'fp32'): Device<CudaTens
     isTensor: (v): v is CudaTensor => v instanceof CudaTensor,
     copy: (dst, src) => cudaKernels.copy(dst, src, src.length),
     view: (t, begin, end) => t.subarray(begin, end),
+    memory: () => {
+      const m = cudaMemoryStats();
+      return { allocated: m.allocated, reserved: m.reserved, peakAllocated: m.peakAllocated, peakReserved: m.peakReserved };
+    },
+    resetPeaks: () => cudaResetPeaks(),
     synchronize: () => cudaSynchronize('compute'),
     batch: () => new CudaBatch(),
   };

@@ -47,6 +47,12 @@ export interface Device<F extends TensorLike = Float32Array, I = Int32Array> {
   isWhole(t: F): boolean;
   /** Whether v is one of this device's float tensors. */
   isTensor(v: unknown): v is F;
+  /**
+   * The device allocator's figures (bytes) since the last resetPeaks(), to hold against the analyzer's
+   * memory prediction; null where there is no such allocator (the CPU device's arrays are the JS heap's).
+   */
+  memory(): { allocated: number; reserved: number; peakAllocated: number; peakReserved: number } | null;
+  resetPeaks(): void;
   /** Waits until every kernel and copy queued on this device so far has finished (timing a step). */
   synchronize(): void;
   /** A fresh kernel batch. */

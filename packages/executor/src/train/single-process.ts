@@ -85,6 +85,11 @@ export interface TrainResult {
   /** The device it trained on, and the storage of its activations and gradients. */
   device: 'cpu' | 'cuda';
   computeDtype: ComputeDtype;
+  /**
+   * GPU: the caching allocator's peak bytes over the run: live tensors beyond those live when it
+   * started (peakAllocated), and segments held (peakReserved); null on the CPU.
+   */
+  memory: { peakAllocated: number; peakReserved: number } | null;
 }
 
 export type StepCallback = (report: StepReport) => void | Promise<void>;
@@ -126,6 +131,8 @@ async function train<F extends TensorLike, I>(
   device: Device<F, I>, opts: TrainOptions, model: ModelSpec, micro: number, onStep?: StepCallback,
 ): Promise<TrainResult> {
   const accum = opts.globalBatch / micro;
+  device.resetPeaks();
+  const liveAtStart = device.memory()?.allocated ?? 0;
   const stage = new Stage<F, I>({ model, seed: opts.seed, ckptLayers: Math.min(opts.ckptLayers, model.layers), device });
   // Mixed precision: fp32 master weights from the same initial values the compute copy was rounded from.
   const master = device.computeDtype === 'fp32' ? undefined : device.upload(concatUnits(stage.units.map((u) => stage.initialValues(u))), 'fp32');
@@ -181,7 +188,13 @@ async function train<F extends TensorLike, I>(
     params: device.read(optimizer.master),
     device: device.kind,
     computeDtype: device.computeDtype,
+    memory: memoryOf(device, liveAtStart),
   };
+}
+
+function memoryOf<F extends TensorLike, I>(device: Device<F, I>, liveAtStart: number): TrainResult['memory'] {
+  const m = device.memory();
+  return m ? { peakAllocated: m.peakAllocated - liveAtStart, peakReserved: m.peakReserved } : null;
 }
 
 /** The stage's units' initial values as one flat host vector (the parameters' layout). */
