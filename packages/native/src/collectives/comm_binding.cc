@@ -11,6 +11,7 @@
 #include "addon/registry.h"
 #include "collectives/comm_handle.h"
 #include "collectives/device_memory.h"
+#include "cuda/tensor_handle.h"
 
 namespace mist::collectives {
 namespace {
@@ -26,6 +27,12 @@ Buffer ToBuffer(const CommHandle& handle, Napi::Value value, const std::string& 
     auto array = value.As<Napi::Float32Array>();
     buf.data = array.Data();
     buf.count = array.ElementLength();
+  } else if (cuda::TensorView t; cuda::ReadTensorHandle(value, t)) {
+    // A tensor of the CUDA compute backend (the executor's own activations and gradients).
+    if (t.dtype == cuda::DType::kI32) throw Napi::TypeError::New(env, what + " is an int32 tensor; collectives take f32, bf16 or f16");
+    buf.data = reinterpret_cast<void*>(t.ptr);
+    buf.count = t.count;
+    buf.type = t.dtype == cuda::DType::kBF16 ? ElementType::kBfloat16 : t.dtype == cuda::DType::kF16 ? ElementType::kFloat16 : ElementType::kFloat32;
   } else {
     DeviceAllocation& alloc = UnwrapDeviceAllocation(value, what);
     if (alloc.ptr == nullptr) throw Napi::Error::New(env, what + " was freed");

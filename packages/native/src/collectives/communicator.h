@@ -15,9 +15,13 @@ namespace mist::collectives {
 enum class ReduceOp { kSum, kAvg, kMax };
 
 // A float32 array: host memory for the CPU backend, device memory for NCCL.
+// Element types of a buffer: the CPU backend takes float32 only; NCCL any storage dtype.
+enum class ElementType { kFloat32, kBfloat16, kFloat16 };
+
 struct Buffer {
   void* data = nullptr;
   size_t count = 0;  // elements
+  ElementType type = ElementType::kFloat32;
 };
 
 enum class GroupOpKind { kSend, kRecv, kAllReduce, kAllGather, kReduceScatter, kBroadcast };

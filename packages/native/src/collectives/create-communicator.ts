@@ -2,6 +2,7 @@
 import { DeviceBuffer } from './device-memory';
 import { listenCpu, nativeListener, parseAddress } from './cpu-listener';
 import { cudaAddon } from '../cuda/addon-cuda';
+import type { CudaTensor } from '../cuda/tensor';
 import { collectivesAddon } from './native-addon';
 import { NativeCommunicator } from './native-communicator';
 import type {
@@ -42,7 +43,7 @@ export function ncclGetUniqueId(): Uint8Array {
 
 /** Connects this rank to the others; resolves once every connection (or the NCCL comm) is up. */
 export function createCommunicator(options: CpuCommunicatorOptions): Promise<Communicator<Float32Array>>;
-export function createCommunicator(options: NcclCommunicatorOptions): Promise<Communicator<DeviceBuffer>>;
+export function createCommunicator(options: NcclCommunicatorOptions): Promise<Communicator<DeviceBuffer | CudaTensor>>;
 export function createCommunicator(options: CommunicatorOptions): Promise<Communicator>;
 export async function createCommunicator(options: CommunicatorOptions): Promise<Communicator> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -60,7 +61,7 @@ export async function createCommunicator(options: CommunicatorOptions): Promise<
   }
   if (options.backend === 'nccl') {
     const handle = await addon.ncclCommCreate(options.uniqueId, options.rank, options.worldSize, options.device ?? 0, timeoutMs);
-    return new NativeCommunicator<DeviceBuffer>(handle);
+    return new NativeCommunicator<DeviceBuffer | CudaTensor>(handle);
   }
   throw new TypeError(`createCommunicator: unknown backend '${(options as { backend: unknown }).backend}'`);
 }

@@ -1,6 +1,7 @@
 // The functions the collectives part of the C++ addon adds to its exports (backend_binding.cc,
 // comm_binding.cc, device_memory.cc). Internal: the public API wraps these in typed classes.
 import { loadAddon } from '../addon';
+import type { NativeCudaTensor } from '../cuda/addon-cuda';
 import type { BackendInfo, ReduceOp, TrafficStats } from './types';
 
 /** Opaque, type-tagged handles owned by the addon. */
@@ -8,8 +9,8 @@ export type NativeComm = { readonly __brand: 'mist.NativeComm' };
 export type NativeListener = { readonly __brand: 'mist.NativeListener' };
 export type NativeDeviceBuffer = { readonly __brand: 'mist.NativeDeviceBuffer' };
 
-/** A buffer as the addon takes it: Float32Array (cpu) or a device allocation (nccl). */
-export type NativeBuffer = Float32Array | NativeDeviceBuffer;
+/** A buffer as the addon takes it: Float32Array (cpu), or a device allocation or CUDA tensor handle (nccl). */
+export type NativeBuffer = Float32Array | NativeDeviceBuffer | NativeCudaTensor;
 
 export type NativeOp =
   | { kind: 'send'; input: NativeBuffer; peer: number }

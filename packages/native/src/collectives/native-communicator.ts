@@ -1,13 +1,16 @@
 // The one Communicator implementation: a thin typed layer over the addon's communicator handle.
 // Both backends share it; only the buffer conversion differs.
+import { CudaTensor } from '../cuda/tensor';
 import { DeviceBuffer, nativeDeviceBuffer } from './device-memory';
 import { collectivesAddon, type NativeBuffer, type NativeComm, type NativeOp } from './native-addon';
 import type { Backend, CommBuffer, Communicator, GroupBuilder, GroupOp, ReduceOp, TrafficStats } from './types';
 
-// Anything but a DeviceBuffer goes to the addon as is; it rejects what its backend cannot take
-// with a message naming the expected type.
+// A DeviceBuffer or a CUDA tensor goes as its handle, anything else as is; the addon rejects what
+// its backend cannot take with a message naming the expected type.
 function toNativeBuffer(buffer: CommBuffer): NativeBuffer {
-  return buffer instanceof DeviceBuffer ? nativeDeviceBuffer(buffer) : buffer;
+  if (buffer instanceof DeviceBuffer) return nativeDeviceBuffer(buffer);
+  if (buffer instanceof CudaTensor) return buffer.handle;
+  return buffer;
 }
 
 function toNativeOp<B extends CommBuffer>(op: GroupOp<B>): NativeOp {

@@ -179,29 +179,50 @@ void NcclCommunicator::WaitForStream() {
   }
 }
 
+namespace {
+
+ncclDataType_t NcclType(ElementType t) {
+  switch (t) {
+    case ElementType::kBfloat16: return ncclBfloat16;
+    case ElementType::kFloat16: return ncclFloat16;
+    case ElementType::kFloat32: break;
+  }
+  return ncclFloat32;
+}
+
+// The element type of a two-buffer collective: both sides must agree (NCCL moves bytes of one type).
+ncclDataType_t PairType(const GroupOp& op) {
+  if (op.input.type != op.output.type) {
+    throw CommError(std::string(GroupOpName(op.kind)) + ": the input and output tensors have different dtypes");
+  }
+  return NcclType(op.input.type);
+}
+
+}  // namespace
+
 void NcclCommunicator::Enqueue(const GroupOp& op) {
   const gpu::NcclLibrary& n = gpu::Runtime().nccl;
   switch (op.kind) {
     case GroupOpKind::kSend:
-      CheckNccl("ncclSend", n.send(op.input.data, op.input.count, ncclFloat32, op.peer, comm_, stream_));
+      CheckNccl("ncclSend", n.send(op.input.data, op.input.count, NcclType(op.input.type), op.peer, comm_, stream_));
       break;
     case GroupOpKind::kRecv:
-      CheckNccl("ncclRecv", n.recv(op.output.data, op.output.count, ncclFloat32, op.peer, comm_, stream_));
+      CheckNccl("ncclRecv", n.recv(op.output.data, op.output.count, NcclType(op.output.type), op.peer, comm_, stream_));
       break;
     case GroupOpKind::kAllReduce:
       CheckNccl("ncclAllReduce",
-                n.allReduce(op.input.data, op.input.data, op.input.count, ncclFloat32, ToNccl(op.op), comm_, stream_));
+                n.allReduce(op.input.data, op.input.data, op.input.count, NcclType(op.input.type), ToNccl(op.op), comm_, stream_));
       break;
     case GroupOpKind::kAllGather:
-      CheckNccl("ncclAllGather", n.allGather(op.input.data, op.output.data, op.input.count, ncclFloat32, comm_, stream_));
+      CheckNccl("ncclAllGather", n.allGather(op.input.data, op.output.data, op.input.count, PairType(op), comm_, stream_));
       break;
     case GroupOpKind::kReduceScatter:
-      CheckNccl("ncclReduceScatter", n.reduceScatter(op.input.data, op.output.data, op.output.count, ncclFloat32,
+      CheckNccl("ncclReduceScatter", n.reduceScatter(op.input.data, op.output.data, op.output.count, PairType(op),
                                                      ToNccl(op.op), comm_, stream_));
       break;
     case GroupOpKind::kBroadcast:
       CheckNccl("ncclBroadcast",
-                n.broadcast(op.input.data, op.input.data, op.input.count, ncclFloat32, op.peer, comm_, stream_));
+                n.broadcast(op.input.data, op.input.data, op.input.count, NcclType(op.input.type), op.peer, comm_, stream_));
       break;
   }
 }

@@ -1,4 +1,5 @@
 // Public types of the collectives API, shared by the CPU/TCP and the NCCL backend.
+import type { CudaTensor } from '../cuda/tensor';
 import type { DeviceBuffer } from './device-memory';
 
 export type Backend = 'cpu' | 'nccl';
@@ -18,8 +19,11 @@ export interface BackendInfo {
   gpus?: Array<{ name: string; memoryBytes: number; computeCapability: number }>;
 }
 
-/** The data of a collective: host memory for `cpu`, device memory for `nccl`. */
-export type CommBuffer = Float32Array | DeviceBuffer;
+/**
+ * The data of a collective: host memory for `cpu`; device memory for `nccl`, either a DeviceBuffer
+ * (float32) or a tensor of the CUDA compute backend (f32, bf16 or f16: NCCL moves that type).
+ */
+export type CommBuffer = Float32Array | DeviceBuffer | CudaTensor;
 
 export interface CpuCommunicatorOptions {
   backend: 'cpu';

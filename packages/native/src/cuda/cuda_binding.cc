@@ -31,9 +31,13 @@
 #include "cuda/driver.h"
 #include "cuda/host_convert.h"
 #include "cuda/launch.h"
+#include "cuda/tensor_handle.h"
 
 namespace mist::cuda {
 namespace {
+
+// Tags the tensor handles so other parts of the addon can tell them from other externals.
+const napi_type_tag kTensorTag = {0x6d6973742d637564ULL, 0x6174656e736f7231ULL};
 
 struct DeviceTensor {
   CUdeviceptr ptr = 0;  // 0 once freed
@@ -57,7 +61,9 @@ DType ParseDType(const Napi::Env& env, const Napi::Value& v, const std::string& 
 }
 
 DeviceTensor& Unwrap(const Napi::Env& env, const Napi::Value& v, const std::string& what) {
-  if (!v.IsExternal()) throw Napi::TypeError::New(env, what + " is not a CUDA tensor handle");
+  if (!v.IsExternal() || !v.As<Napi::External<DeviceTensor>>().CheckTypeTag(&kTensorTag)) {
+    throw Napi::TypeError::New(env, what + " is not a CUDA tensor handle");
+  }
   DeviceTensor* t = v.As<Napi::External<DeviceTensor>>().Data();
   if (t->ptr == 0) throw Napi::Error::New(env, what + " was already freed");
   return *t;
@@ -187,17 +193,19 @@ Napi::Value TensorCreate(const Napi::CallbackInfo& info) {
     t->dtype = dtype;
     // Finalizers run on the JavaScript thread after collection; every kernel that used the memory
     // was queued earlier on the same compute stream, so a later allocation reusing it runs after them.
-    return Napi::External<DeviceTensor>::New(env, t, [](Napi::Env, DeviceTensor* p) {
+    auto handle = Napi::External<DeviceTensor>::New(env, t, [](Napi::Env, DeviceTensor* p) {
       FreeTensor(p);
       delete p;
     });
+    handle.TypeTag(&kTensorTag);
+    return handle;
   });
 }
 
 // cudaTensorView(handle, offset, count): elements [offset, offset + count) of a tensor as a tensor of
 // its own (like Float32Array.subarray); it shares the memory and never frees it. The JavaScript side
 // keeps the parent alive while the view is reachable.
-Napi::Value TensorView(const Napi::CallbackInfo& info) {
+Napi::Value TensorViewOf(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   DeviceTensor& parent = Unwrap(env, info[0], "cudaTensorView: handle");
   if (!info[1].IsNumber() || !info[2].IsNumber()) throw Napi::TypeError::New(env, "cudaTensorView: offset and count must be numbers");
@@ -211,7 +219,9 @@ Napi::Value TensorView(const Napi::CallbackInfo& info) {
   view->count = static_cast<size_t>(count);
   view->dtype = parent.dtype;
   view->owner = false;
-  return Napi::External<DeviceTensor>::New(env, view, [](Napi::Env, DeviceTensor* p) { delete p; });
+  auto handle = Napi::External<DeviceTensor>::New(env, view, [](Napi::Env, DeviceTensor* p) { delete p; });
+  handle.TypeTag(&kTensorTag);
+  return handle;
 }
 
 // cudaTensorZero(handle): sets the tensor's bytes to 0, queued on the compute stream.
@@ -548,11 +558,23 @@ Napi::Value TestEmptyCache(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+}  // namespace
+
+bool ReadTensorHandle(const Napi::Value& value, TensorView& out) {
+  if (!value.IsExternal() || !value.As<Napi::External<DeviceTensor>>().CheckTypeTag(&kTensorTag)) return false;
+  const DeviceTensor* t = value.As<Napi::External<DeviceTensor>>().Data();
+  if (t->ptr == 0) return false;
+  out = {t->ptr, t->count, t->dtype};
+  return true;
+}
+
+namespace {
+
 void InitCuda(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaProbe", Napi::Function::New(env, Probe, "cudaProbe"));
   exports.Set("cudaOps", Napi::Function::New(env, Ops, "cudaOps"));
   exports.Set("cudaTensorCreate", Napi::Function::New(env, TensorCreate, "cudaTensorCreate"));
-  exports.Set("cudaTensorView", Napi::Function::New(env, TensorView, "cudaTensorView"));
+  exports.Set("cudaTensorView", Napi::Function::New(env, TensorViewOf, "cudaTensorView"));
   exports.Set("cudaTensorFree", Napi::Function::New(env, TensorFree, "cudaTensorFree"));
   exports.Set("cudaTensorZero", Napi::Function::New(env, TensorZero, "cudaTensorZero"));
   exports.Set("cudaUpload", Napi::Function::New(env, Upload, "cudaUpload"));
