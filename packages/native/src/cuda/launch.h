@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "addon/param_reader.h"
 #include "cuda/driver_abi.h"
 
 namespace mist::cuda {
@@ -44,12 +45,10 @@ struct TensorArg {
   DType dtype = DType::kF32;
 };
 
-class LaunchArgs {
+class LaunchArgs : public ParamReader {
  public:
-  std::string op;
+  LaunchArgs() : ParamReader(" (cuda)") {}
   std::vector<TensorArg> tensors;
-  std::vector<int64_t> ints;
-  std::vector<double> floats;
 
   /** The storage dtype of this call (of its first 'x' buffer); checked against the others by Check. */
   DType storage = DType::kF32;
@@ -59,22 +58,8 @@ class LaunchArgs {
   /** Like T, but an absent buffer gives 0. */
   CUdeviceptr OptT(size_t i, size_t need, const char* name) const { return Get(i, need, name, true); }
   bool Has(size_t i) const { return i < tensors.size() && tensors[i].ptr != 0; }
-  int64_t Int(size_t i, const char* name) const {
-    if (i >= ints.size()) Fail(std::string("missing integer parameter ") + name);
-    return ints[i];
-  }
-  int64_t Dim(size_t i, const char* name) const {
-    int64_t v = Int(i, name);
-    if (v <= 0) Fail(std::string(name) + " must be positive, got " + std::to_string(v));
-    return v;
-  }
-  double Float(size_t i, const char* name) const {
-    if (i >= floats.size()) Fail(std::string("missing float parameter ") + name);
-    return floats[i];
-  }
   /** `<base>_<suffix of the storage dtype>`, the kernel variant for this call. */
   std::string Variant(const char* base) const { return std::string(base) + "_" + DTypeSuffix(storage); }
-  [[noreturn]] void Fail(const std::string& msg) const { throw std::invalid_argument(op + " (cuda): " + msg); }
 
  private:
   CUdeviceptr Get(size_t i, size_t need, const char* name, bool optional) const {

@@ -18,6 +18,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/attention_args.h"
 #include "kernels/dropout_rng.h"
 #include "kernels/op_args.h"
 #include "kernels/thread_pool.h"
@@ -43,26 +44,23 @@ struct AttnShape {
 };
 
 AttnShape ReadShape(const OpArgs& a) {
+  const AttentionDims dims = ReadAttentionDims(a);
   AttnShape s{};
-  s.batch = a.Dim(0, "batch");
-  s.seq = a.Dim(1, "seq");
-  s.heads = a.Dim(2, "heads");
-  s.kv_heads = a.Dim(3, "kvHeads");
-  s.d = a.Dim(4, "headDim");
-  if (s.heads % s.kv_heads != 0) a.Fail("kvHeads must divide heads");
-  s.group = s.heads / s.kv_heads;
-  s.scale = a.floats.empty() ? static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.d)))
-                             : static_cast<float>(a.Float(0, "scale"));
+  s.batch = dims.batch;
+  s.seq = dims.q_seq;
+  s.heads = dims.heads;
+  s.kv_heads = dims.kv_heads;
+  s.d = dims.d;
+  s.group = dims.group;
+  s.scale = ReadAttentionScale(a, s.d);
   // Optional dropout: ints [..., keyHi, keyLo, sampleOffset, headOffset, totalHeads]; floats [scale, p].
   s.dropout = a.ints.size() > 5;
   if (s.dropout) {
-    s.rng = ReadDropoutRng(a, 5, 1);
-    s.sample_offset = a.Int(7, "sampleOffset");
-    s.head_offset = a.Int(8, "headOffset");
-    s.total_heads = a.Dim(9, "totalHeads");
-    if (s.sample_offset < 0 || s.head_offset < 0 || s.head_offset + s.heads > s.total_heads) {
-      a.Fail("sampleOffset must be >= 0 and headOffset + heads <= totalHeads");
-    }
+    const AttentionDropoutArgs d = ReadAttentionDropout(a, 5, 1, s.heads);
+    s.rng = d.rng;
+    s.sample_offset = d.sample_offset;
+    s.head_offset = d.head_offset;
+    s.total_heads = d.total_heads;
   }
   return s;
 }

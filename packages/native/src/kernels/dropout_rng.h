@@ -8,7 +8,7 @@
 #include <cstdint>
 
 #include "kernels/dropout_hash.h"
-#include "kernels/op_args.h"
+#include "addon/param_reader.h"
 
 namespace mist {
 namespace kernels {
@@ -24,7 +24,7 @@ struct DropoutRng {
 };
 
 /** Reads the stream key from ints [hi, lo] (two unsigned 32-bit halves) and p from a float parameter. */
-inline DropoutRng ReadDropoutRng(const OpArgs& a, size_t int_at, size_t float_at) {
+inline DropoutRng ReadDropoutRng(const ParamReader& a, size_t int_at, size_t float_at) {
   const int64_t hi = a.Int(int_at, "keyHi"), lo = a.Int(int_at + 1, "keyLo");
   if (hi < 0 || hi > 0xffffffffLL || lo < 0 || lo > 0xffffffffLL) a.Fail("keyHi and keyLo must be unsigned 32-bit values");
   const double p = a.Float(float_at, "p");

@@ -3,23 +3,7 @@
 // for bit, so moving the routing into kernels changes no training result.
 import { describe, expect, it } from 'vitest';
 import { kernels } from './index';
-
-/** mulberry32 uniforms in [0, 1). */
-function uniforms(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randn(n: number, seed: number, scale = 1): Float32Array {
-  const u = uniforms(seed);
-  return Float32Array.from({ length: n }, () => scale * Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u()));
-}
+import { uniforms, randn } from '../cuda/tests/values';
 
 /** A random permutation of [0, n). */
 function permutation(n: number, seed: number): Int32Array {

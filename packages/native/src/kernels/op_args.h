@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "addon/param_reader.h"
+
 namespace mist {
 namespace kernels {
 
@@ -20,12 +22,10 @@ struct Buf {
   size_t length = 0;  // elements
 };
 
-class OpArgs {
+class OpArgs : public ParamReader {
  public:
-  std::string op;
+  OpArgs() : ParamReader("") {}
   std::vector<Buf> bufs;
-  std::vector<int64_t> ints;
-  std::vector<double> floats;
 
   /** Float32 buffer `i` holding at least `need` elements. */
   float* F(size_t i, size_t need, const char* name) const { return static_cast<float*>(Get(i, BufKind::kF32, need, name, false)); }
@@ -34,21 +34,6 @@ class OpArgs {
   const int32_t* I32(size_t i, size_t need, const char* name) const {
     return static_cast<const int32_t*>(Get(i, BufKind::kI32, need, name, false));
   }
-  int64_t Int(size_t i, const char* name) const {
-    if (i >= ints.size()) Fail(std::string("missing integer parameter ") + name);
-    return ints[i];
-  }
-  /** A strictly positive integer parameter (shape sizes). */
-  int64_t Dim(size_t i, const char* name) const {
-    int64_t v = Int(i, name);
-    if (v <= 0) Fail(std::string(name) + " must be positive, got " + std::to_string(v));
-    return v;
-  }
-  double Float(size_t i, const char* name) const {
-    if (i >= floats.size()) Fail(std::string("missing float parameter ") + name);
-    return floats[i];
-  }
-  [[noreturn]] void Fail(const std::string& msg) const { throw std::invalid_argument(op + ": " + msg); }
 
  private:
   void* Get(size_t i, BufKind kind, size_t need, const char* name, bool optional) const {

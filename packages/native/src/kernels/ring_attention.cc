@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "kernels/dropout_rng.h"
+#include "kernels/attention_args.h"
 #include "kernels/op_args.h"
 #include "kernels/thread_pool.h"
 
@@ -50,29 +51,27 @@ struct BlockShape {
 // ints [batch, qSeq, kSeq, heads, kvHeads, headDim, merge, (keyHi, keyLo, sampleOffset, headOffset,
 // totalHeads, seqTotal)]; floats [scale, (p)].
 BlockShape ReadBlockShape(const OpArgs& a) {
+  const AttentionDims dims = ReadBlockDims(a);
   BlockShape s{};
-  s.batch = a.Dim(0, "batch");
-  s.q_seq = a.Dim(1, "qSeq");
-  s.k_seq = a.Dim(2, "kSeq");
-  s.heads = a.Dim(3, "heads");
-  s.kv_heads = a.Dim(4, "kvHeads");
-  s.d = a.Dim(5, "headDim");
+  s.batch = dims.batch;
+  s.q_seq = dims.q_seq;
+  s.k_seq = dims.k_seq;
+  s.heads = dims.heads;
+  s.kv_heads = dims.kv_heads;
+  s.d = dims.d;
+  s.group = dims.group;
   const int64_t merge = a.Int(6, "merge");
   if (merge != 0 && merge != 1) a.Fail("merge must be 0 or 1");
   s.merge = merge == 1;
-  if (s.heads % s.kv_heads != 0) a.Fail("kvHeads must divide heads");
-  s.group = s.heads / s.kv_heads;
   s.scale = static_cast<float>(a.Float(0, "scale"));
   s.dropout = a.ints.size() > 7;
   if (s.dropout) {
-    s.rng = ReadDropoutRng(a, 7, 1);
-    s.sample_offset = a.Int(9, "sampleOffset");
-    s.head_offset = a.Int(10, "headOffset");
-    s.total_heads = a.Dim(11, "totalHeads");
+    const AttentionDropoutArgs d = ReadAttentionDropout(a, 7, 1, s.heads);
+    s.rng = d.rng;
+    s.sample_offset = d.sample_offset;
+    s.head_offset = d.head_offset;
+    s.total_heads = d.total_heads;
     s.seq_total = a.Dim(12, "seqTotal");
-    if (s.sample_offset < 0 || s.head_offset < 0 || s.head_offset + s.heads > s.total_heads) {
-      a.Fail("sampleOffset must be >= 0 and headOffset + heads <= totalHeads");
-    }
   }
   return s;
 }

@@ -16,6 +16,7 @@
 #include <limits>
 
 #include "kernels/dropout_rng.h"
+#include "kernels/attention_args.h"
 #include "kernels/op_args.h"
 #include "kernels/thread_pool.h"
 
@@ -33,14 +34,14 @@ struct CoreShape {
 
 // ints [batch, seq, heads, kvHeads, headDim, ...].
 CoreShape ReadCore(const OpArgs& a) {
+  const AttentionDims dims = ReadAttentionDims(a);
   CoreShape s{};
-  s.batch = a.Dim(0, "batch");
-  s.seq = a.Dim(1, "seq");
-  s.heads = a.Dim(2, "heads");
-  s.kv_heads = a.Dim(3, "kvHeads");
-  s.d = a.Dim(4, "headDim");
-  if (s.heads % s.kv_heads != 0) a.Fail("kvHeads must divide heads");
-  s.group = s.heads / s.kv_heads;
+  s.batch = dims.batch;
+  s.seq = dims.q_seq;
+  s.heads = dims.heads;
+  s.kv_heads = dims.kv_heads;
+  s.d = dims.d;
+  s.group = dims.group;
   return s;
 }
 

@@ -28,19 +28,18 @@ struct AttnShape {
 };
 
 AttnShape ReadShape(const LaunchArgs& a) {
+  const kernels::AttentionDims dims = kernels::ReadAttentionDims(a);
   AttnShape s{};
-  s.batch = a.Dim(0, "batch");
-  s.seq = a.Dim(1, "seq");
-  s.heads = a.Dim(2, "heads");
-  s.kv_heads = a.Dim(3, "kvHeads");
-  s.d = a.Dim(4, "headDim");
-  if (s.heads % s.kv_heads != 0) a.Fail("kvHeads must divide heads");
+  s.batch = dims.batch;
+  s.seq = dims.q_seq;
+  s.heads = dims.heads;
+  s.kv_heads = dims.kv_heads;
+  s.d = dims.d;
   CheckAttentionHeadDim(a, s.d);
   // The kernels take seq, heads and kvHeads as int and index rows with 64-bit offsets.
   constexpr int64_t kIntMax = std::numeric_limits<int32_t>::max();
   if (s.seq > kIntMax || s.heads > kIntMax) a.Fail("seq and heads must be below 2^31");
-  s.scale = a.floats.empty() ? static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.d)))
-                             : static_cast<float>(a.Float(0, "scale"));
+  s.scale = kernels::ReadAttentionScale(a, s.d);
   // Optional dropout: ints [..., keyHi, keyLo, sampleOffset, headOffset, totalHeads]; floats [scale, p].
   s.drop = mist_attention::AttnDropout{};
   if (a.ints.size() > 5) s.drop = ReadAttnDropout(a, 5, 1, s.heads, s.seq);

@@ -10,6 +10,7 @@
 
 #include "cuda/kernels/attention_tiles.cuh"
 #include "cuda/launch.h"
+#include "kernels/attention_args.h"
 
 namespace mist::cuda {
 
@@ -62,20 +63,14 @@ AttnTileInfo AttnTilesFor(int64_t d) {
  */
 inline mist_attention::AttnDropout ReadAttnDropout(const LaunchArgs& a, size_t int_at, size_t float_at, int64_t heads,
                                                    int64_t seq) {
-  const int64_t hi = a.Int(int_at, "keyHi"), lo = a.Int(int_at + 1, "keyLo");
-  if (hi < 0 || hi > 0xffffffffLL || lo < 0 || lo > 0xffffffffLL) a.Fail("keyHi and keyLo must be unsigned 32-bit values");
-  const double p = a.Float(float_at, "p");
-  if (!(p >= 0.0 && p < 1.0)) a.Fail("dropout probability p must be in [0, 1), got " + std::to_string(p));
+  const kernels::AttentionDropoutArgs args = kernels::ReadAttentionDropout(a, int_at, float_at, heads);
   mist_attention::AttnDropout d{};
-  d.key = (static_cast<uint64_t>(hi) << 32) | static_cast<uint64_t>(lo);
-  d.threshold = static_cast<uint32_t>(p * 16777216.0);
-  d.scale = static_cast<float>(1.0 / (1.0 - p));
-  d.sample_offset = a.Int(int_at + 2, "sampleOffset");
-  d.head_offset = a.Int(int_at + 3, "headOffset");
-  d.total_heads = a.Dim(int_at + 4, "totalHeads");
-  if (d.sample_offset < 0 || d.head_offset < 0 || d.head_offset + heads > d.total_heads) {
-    a.Fail("sampleOffset must be >= 0 and headOffset + heads <= totalHeads");
-  }
+  d.key = args.rng.key;
+  d.threshold = args.rng.threshold;
+  d.scale = args.rng.scale;
+  d.sample_offset = args.sample_offset;
+  d.head_offset = args.head_offset;
+  d.total_heads = args.total_heads;
   d.seq = seq;
   d.enabled = 1;
   return d;

@@ -34,17 +34,17 @@ struct BlockShape {
 };
 
 BlockShape ReadBlockShape(const LaunchArgs& a) {
+  const kernels::AttentionDims dims = kernels::ReadBlockDims(a);
   BlockShape s{};
-  s.batch = a.Dim(0, "batch");
-  s.q_seq = a.Dim(1, "qSeq");
-  s.k_seq = a.Dim(2, "kSeq");
-  s.heads = a.Dim(3, "heads");
-  s.kv_heads = a.Dim(4, "kvHeads");
-  s.d = a.Dim(5, "headDim");
+  s.batch = dims.batch;
+  s.q_seq = dims.q_seq;
+  s.k_seq = dims.k_seq;
+  s.heads = dims.heads;
+  s.kv_heads = dims.kv_heads;
+  s.d = dims.d;
   const int64_t merge = a.Int(6, "merge");
   if (merge != 0 && merge != 1) a.Fail("merge must be 0 or 1");
   s.merge = static_cast<int>(merge);
-  if (s.heads % s.kv_heads != 0) a.Fail("kvHeads must divide heads");
   CheckAttentionHeadDim(a, s.d);
   constexpr int64_t kIntMax = std::numeric_limits<int32_t>::max();
   if (s.q_seq > kIntMax || s.k_seq > kIntMax || s.heads > kIntMax) a.Fail("qSeq, kSeq and heads must be below 2^31");

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "cuda/launch.h"
+#include "kernels/attention_args.h"
 #include "cuda/ops/row_launch.h"
 
 namespace mist::cuda {
@@ -33,13 +34,13 @@ struct CoreShape {
 
 // ints [batch, seq, heads, kvHeads, headDim], as the CPU kernel's ReadCore.
 CoreShape ReadCore(const LaunchArgs& a) {
+  const kernels::AttentionDims dims = kernels::ReadAttentionDims(a);
   CoreShape s{};
-  s.batch = a.Dim(0, "batch");
-  s.seq = a.Dim(1, "seq");
-  s.heads = a.Dim(2, "heads");
-  s.kv_heads = a.Dim(3, "kvHeads");
-  s.d = a.Dim(4, "headDim");
-  if (s.heads % s.kv_heads != 0) a.Fail("kvHeads must divide heads");
+  s.batch = dims.batch;
+  s.seq = dims.q_seq;
+  s.heads = dims.heads;
+  s.kv_heads = dims.kv_heads;
+  s.d = dims.d;
   constexpr int64_t kIntMax = std::numeric_limits<int32_t>::max();
   if (s.seq > kIntMax || s.heads > kIntMax || s.d > kIntMax) a.Fail("seq, heads and headDim must be below 2^31");
   const int64_t rows = CheckedCount(a, s.batch, s.seq);

@@ -7,8 +7,8 @@ import { expect, it } from 'vitest';
 import type { EmbeddingShape, KernelOps } from '../../kernels/ops';
 import { compareWithCpu, describeCuda } from '../testing/compare';
 import { CudaTensor, cudaRun, cudaSynchronize } from '../tensor';
+import { uniforms, randn, type Storage } from './values';
 
-type Storage = 'f32' | 'bf16' | 'f16';
 const DTYPES = ['f32', 'bf16', 'f16'] as const;
 
 // Embedding forward: one fp32 addition on both sides, so f32 is exact; 16-bit outputs are rounded once.
@@ -34,26 +34,6 @@ const CE_TOL: Record<Storage, { atol: number; rtol: number }> = {
   bf16: { atol: 1e-6, rtol: 1e-2 },
   f16: { atol: 1e-6, rtol: 2e-3 },
 };
-
-/** mulberry32: a small deterministic generator of uniforms in [0, 1). */
-function uniforms(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** n normal deviates times `scale` (Box-Muller). */
-function randn(n: number, seed: number, scale = 1): Float32Array {
-  const u = uniforms(seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = scale * Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
-  return out;
-}
 
 /** n integers in [0, limit). */
 function randint(n: number, limit: number, seed: number): Int32Array {

@@ -5,8 +5,8 @@
 import { expect, it } from 'vitest';
 import type { KernelOps } from '../../kernels/ops';
 import { compareWithCpu, describeCuda } from '../testing/compare';
+import { uniforms, randn, type Storage } from './values';
 
-type Storage = 'f32' | 'bf16' | 'f16';
 const DTYPES = ['f32', 'bf16', 'f16'] as const;
 
 // [rows, cols]: one element, one column, narrow rows (one warp), rows wider than a 1024-thread block
@@ -31,26 +31,6 @@ const BACKWARD_TOL: Record<Storage, { atol: number; rtol: number }> = {
   bf16: { atol: 2e-3, rtol: 1e-2 },
   f16: { atol: 5e-4, rtol: 3e-3 },
 };
-
-/** mulberry32: a small deterministic generator of uniforms in [0, 1). */
-function uniforms(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** n normal deviates times `scale` plus `shift` (Box-Muller). */
-function randn(n: number, seed: number, scale = 1, shift = 0): Float32Array {
-  const u = uniforms(seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = shift + scale * Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
-  return out;
-}
 
 const shapeName = ([rows, cols]: [number, number]): string => `${rows}x${cols}`;
 

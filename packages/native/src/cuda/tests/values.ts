@@ -14,13 +14,13 @@ export function uniforms(seed: number): () => number {
   };
 }
 
-/** n normal deviates times `scale` (Box-Muller). */
-export function randn(n: number, seed: number, scale = 1): Float32Array {
+/** n normal deviates times `scale` plus `shift` (Box-Muller). */
+export function randn(n: number, seed: number, scale = 1, shift = 0): Float32Array {
   const u = uniforms(seed);
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
     const r = Math.sqrt(-2 * Math.log(1 - u()));
-    out[i] = scale * r * Math.cos(2 * Math.PI * u());
+    out[i] = shift + scale * r * Math.cos(2 * Math.PI * u());
   }
   return out;
 }
