@@ -25,17 +25,24 @@ fi
 export MIST_CUDA_REPORT="$OUT/kernel-errors.jsonl"
 rm -f "$MIST_CUDA_REPORT"
 node -e "const a=require('bindings')({bindings:'mist_native',module_root:'packages/native'});const p=a.cudaProbe();console.log(JSON.stringify({available:p.available,reason:p.reason,devices:p.devices,cublasLt:p.cublasLt,kernels:p.kernels.files.length}))" | tee "$OUT/probe.json"
-(cd packages/native && timeout 220 node ../../node_modules/vitest/vitest.mjs run --config ../../vitest.config.ts src/cuda 2>&1 | tail -60)
+(cd packages/native && timeout 150 node ../../node_modules/vitest/vitest.mjs run --config ../../vitest.config.ts src/cuda 2>&1 | tail -60)
 cp packages/native/.test-results/vitest.json "$OUT/vitest-cuda.json" 2>/dev/null
 # Training on the GPU against the CPU executor (fp32, 200 steps of gpt-tiny and llama-tiny).
 export MIST_CUDA_REPORT_TRAIN="$OUT/train.jsonl" MIST_CUDA_TRAIN_STEPS=200
 rm -f "$MIST_CUDA_REPORT_TRAIN"
 (cd packages/executor && timeout 90 node ../../node_modules/vitest/vitest.mjs run --config ../../vitest.config.ts src/train/cuda-train.test.ts 2>&1 | tail -20)
 cp packages/executor/.test-results/vitest.json "$OUT/vitest-train.json" 2>/dev/null
-# GPT-3 350M under four plans and the tuned one: measured memory and step time against the analyzer.
+# The profiler on the GPU (mist profile --device cuda's code): the smoke grid in bf16 and fp32, and a
+# quick bf16 profile kept for the plan check below.
+export MIST_CUDA_PROFILE_OUT="$OUT/h200-profile.json"
+(cd packages/profiler && timeout 120 node ../../node_modules/vitest/vitest.mjs run --config ../../vitest.config.ts src/profile-cuda.test.ts 2>&1 | tail -20)
+cp packages/profiler/.test-results/vitest.json "$OUT/vitest-profile.json" 2>/dev/null
+# GPT-3 350M under four plans and the tuned one: measured memory and step time against the analyzer
+# (with the measured profile when the profiler wrote one, else the datasheet profile).
 export MIST_GPU_PLAN_CHECK=1 MIST_CUDA_REPORT_PLANS="$OUT/plans.jsonl"
+[ -s "$MIST_CUDA_PROFILE_OUT" ] && export MIST_CUDA_PROFILE="$MIST_CUDA_PROFILE_OUT"
 rm -f "$MIST_CUDA_REPORT_PLANS"
-(cd apps/cli && NODE_OPTIONS=--expose-gc timeout 150 node ../../node_modules/vitest/vitest.mjs run --config ../../vitest.config.ts src/gpu-checks 2>&1 | tail -30)
+(cd apps/cli && NODE_OPTIONS=--expose-gc timeout 120 node ../../node_modules/vitest/vitest.mjs run --config ../../vitest.config.ts src/gpu-checks 2>&1 | tail -30)
 cp apps/cli/.test-results/vitest.json "$OUT/vitest-plans.json" 2>/dev/null
 timeout 60 node tools/device/cuda-report.js "$OUT"
 status=$?

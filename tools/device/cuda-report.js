@@ -168,6 +168,7 @@ function main() {
     trainTests: section('training tests', () => vitestSummary('vitest-train.json')),
     kernels: section('kernel errors', kernelErrors),
     training: section('training against the CPU', trainChecks),
+    profileTests: section('profiler tests', () => vitestSummary('vitest-profile.json')),
     planTests: section('plan tests', () => vitestSummary('vitest-plans.json')),
     plans: section('plans against the analyzer', planChecks),
   };
@@ -193,7 +194,8 @@ function main() {
     }
   }
   const pt = report.planTests;
-  process.exitCode = probe.available && t.failed === 0 && failedKernels === 0 && tt.failed === 0 && pt.failed === 0 ? 0 : 1;
+  const pr = report.profileTests;
+  process.exitCode = probe.available && t.failed === 0 && failedKernels === 0 && tt.failed === 0 && pt.failed === 0 && pr.failed === 0 ? 0 : 1;
 }
 
 main();

@@ -8,7 +8,10 @@ import { GiB } from './units';
 import { SpecError } from './validation';
 
 const datasheet = builtinHardwareProfile(parseClusterShorthand('1x2-l4'));
-const measured = (machineKind: string | undefined): HardwareProfile => ({ ...datasheet, source: 'measured', machineKind });
+// A measured profile of CPU devices (what `mist profile` writes on the CPU backend).
+const measured = (machineKind: string | undefined): HardwareProfile => ({
+  ...datasheet, source: 'measured', machineKind, cluster: { ...datasheet.cluster, gpu: { ...datasheet.cluster.gpu, name: 'cpu-1t' } },
+});
 
 describe('machine kind of a measured profile', () => {
   it('names the CPU model and the core count', () => {
@@ -27,6 +30,11 @@ describe('machine kind of a measured profile', () => {
     expect(() => checkProfileMachine(datasheet)).not.toThrow();
     expect(() => checkProfileMachine(measured(undefined))).not.toThrow();
     expect(() => checkProfileMachine(measured('h100-sxm'), { machineKind: 'h100-sxm' })).not.toThrow();
+  });
+
+  it('accepts a measured GPU profile on any host: it describes the GPU host the plan runs on', () => {
+    const gpu: HardwareProfile = { ...datasheet, source: 'measured', machineKind: 'NVIDIA H200 (sm_90, 132 SMs)' };
+    expect(() => checkProfileMachine(gpu)).not.toThrow();
   });
 });
 

@@ -299,15 +299,17 @@ export function cpuMachineKind(): string {
 }
 
 /**
- * Refuses a measured profile taken on another kind of machine (its timings would not describe
- * this one) unless `force`. Datasheet profiles (source `datasheet:*`) and profiles without a
- * machineKind describe no particular host and are always accepted. Throws a SpecError naming both kinds.
+ * Refuses a measured profile of CPU devices taken on another kind of machine (its timings would not
+ * describe the CPU executor here) unless `force`. Datasheet profiles (source `datasheet:*`), profiles
+ * without a machineKind and profiles of GPUs (`mist profile --device cuda`: they describe the GPU
+ * host the plan will run on, wherever it is planned) are always accepted. Throws a SpecError naming both kinds.
  */
 export function checkProfileMachine(
   profile: HardwareProfile,
   opts: { force?: boolean; machineKind?: string } = {},
 ): void {
   if (opts.force || profile.source !== 'measured' || !profile.machineKind) return;
+  if (!profile.cluster.gpu.name.startsWith('cpu')) return;
   const here = opts.machineKind ?? cpuMachineKind();
   if (profile.machineKind === here) return;
   throw new SpecError('hardware profile', [{

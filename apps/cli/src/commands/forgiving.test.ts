@@ -43,7 +43,7 @@ describe('mistyped options', () => {
     expect(gbs.stderr).toMatch(/unknown option --gbs; did you mean --global-batch\?/);
     const far = await runCli(['gpus', '--xyzzy']);
     expect(far.code).toBe(2);
-    expect(far.stderr).toMatch(/unknown option --xyzzy; options of mist gpus: --json, --help/);
+    expect(far.stderr).toMatch(/unknown option --xyzzy; options of mist gpus: --json, --local, --help/);
     const missing = await runCli(['analyze', '--plan']);
     expect(missing.stderr).toMatch(/--plan needs a value \(FILE\)/);
   });

@@ -2,27 +2,42 @@
 // attention, memory streams, host<->device copies, collectives among local ranks, overlap
 // slowdowns, the executor's host cost per module pass with one and with every device busy) and writes a HardwareProfile that `mist analyze/tune --profile` use. A progress bar
 // on stderr; a summary of the figures and of every fit's error on stdout (the profile with --json).
+// `--device cuda` measures the host's GPU (device 0) instead, in `--dtype` (bf16 default): GEMMs,
+// attention, element-wise ops, HBM bandwidth, pinned copies and their overlap, launch overhead, the
+// executor's step (@mist/profiler profile-cuda.ts); no collectives on one GPU. Without a usable GPU
+// it exits 1 with the CUDA probe's reason.
 import * as fs from 'node:fs';
 import { type AlphaBeta, formatBytes, formatSeconds, type HardwareProfile, type LinkClass } from '@mist/core';
-import { profileHost, type ProfileHostOptions } from '@mist/profiler';
+import { cudaProbe, type CudaProbe } from '@mist/native';
+import { cudaUnavailableReason, profileCuda, type ProfileCudaOptions, profileHost, type ProfileHostOptions } from '@mist/profiler';
 import { type Command, intOpt, JSON_OPTION, stringOpt, UsageError } from '../cli/command';
 import { ProgressBar } from '../cli/progress';
 import { renderTable } from '../cli/table';
 
 type Profiler = (opts: ProfileHostOptions) => Promise<HardwareProfile>;
+type CudaProfiler = (opts: ProfileCudaOptions) => Promise<HardwareProfile>;
+
+/** The GPU side of the command: the profiler and the probe that says whether this host has a usable GPU. */
+export interface CudaProfiling {
+  profile: CudaProfiler;
+  probe: () => CudaProbe;
+}
+
+const DEVICES = ['cpu', 'cuda'] as const;
+const DTYPES = ['fp32', 'bf16', 'fp16'] as const;
 
 const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
-const rate = (flops: number): string => `${(flops / 1e9).toFixed(1)} GFLOP/s`;
+const rate = (flops: number): string => (flops >= 1e12 ? `${(flops / 1e12).toFixed(1)} TFLOP/s` : `${(flops / 1e9).toFixed(1)} GFLOP/s`);
 const bandwidth = (bytesPerS: number): string => `${formatBytes(bytesPerS)}/s`;
 
-function summary(p: HardwareProfile, out: string | undefined, elapsed: number): string {
+function summary(p: HardwareProfile, out: string | undefined, elapsed: number, device: 'cpu' | 'cuda'): string {
   const c = p.compute;
   const matmulRate = c.peakFlops * c.matmulEfficiency;
   const lines = [
     `${p.machineKind ?? 'unknown machine'}: ${p.cluster.gpusPerNode} device(s) of ${p.cluster.gpu.name}, measured in ${elapsed.toFixed(1)} s` +
-      (out ? `, written to ${out}` : ''),
-    `compute: FMA peak ${rate(c.peakFlops)}, matmul ${rate(matmulRate)} (${pct(c.matmulEfficiency)} of peak), ` +
-      `attention ${pct(c.attentionEfficiency)} of the matmul rate, kernel dispatch ${formatSeconds(c.kernelLaunch)}`,
+      (device === 'cuda' ? ` (${String(p.host?.dtype ?? '')}, device 0)` : '') + (out ? `, written to ${out}` : ''),
+    `compute: ${device === 'cuda' ? 'peak' : 'FMA peak'} ${rate(c.peakFlops)}, matmul ${rate(matmulRate)} (${pct(c.matmulEfficiency)} of peak), ` +
+      `attention ${pct(c.attentionEfficiency)} of the matmul rate, kernel ${device === 'cuda' ? 'launch' : 'dispatch'} ${formatSeconds(c.kernelLaunch)}`,
     `memory: ${bandwidth(c.memoryBandwidth)} copy, optimizer step at ${pct(c.memoryEfficiency)} of it; ` +
       `host<->device ${bandwidth(1 / p.links.hostToDevice.beta)} (alpha ${formatSeconds(p.links.hostToDevice.alpha)})`,
     `overlap: compute ${p.overlap.commSlowdown.toFixed(2)}x slower beside a collective, ${p.overlap.offloadSlowdown.toFixed(2)}x beside copies`,
@@ -35,13 +50,20 @@ function summary(p: HardwareProfile, out: string | undefined, elapsed: number): 
         ` and kernels ${b.allBusy.kernelSlowdown.toFixed(2)}x slower` : '') +
       (b.p2pWake === undefined ? '' : `; pipeline message wake-up ${formatSeconds(b.p2pWake)}`));
   }
+  const step = p.host?.['backend.cuda.stepSeconds'];
+  if (typeof step === 'number') lines.push(`executor (cuda): ${formatSeconds(step)} per training step of the probe model (host['backend.cuda.executorProbe'])`);
   const collRows = Object.entries(p.collectives ?? {}).map(([kind, byLink]: [string, Record<LinkClass, AlphaBeta>]) => ({ kind, ab: byLink.intraNode }));
-  let text = lines.join('\n') + '\n\nCollectives (intra-node, alpha-beta):\n';
-  text += renderTable(collRows, [
-    { header: 'collective', value: (r) => r.kind },
-    { header: 'alpha', value: (r) => formatSeconds(r.ab.alpha), align: 'right' },
-    { header: 'bandwidth (1/beta)', value: (r) => bandwidth(1 / r.ab.beta), align: 'right' },
-  ]);
+  let text = lines.join('\n') + '\n';
+  if (collRows.length > 0) {
+    text += '\nCollectives (intra-node, alpha-beta):\n';
+    text += renderTable(collRows, [
+      { header: 'collective', value: (r) => r.kind },
+      { header: 'alpha', value: (r) => formatSeconds(r.ab.alpha), align: 'right' },
+      { header: 'bandwidth (1/beta)', value: (r) => bandwidth(1 / r.ab.beta), align: 'right' },
+    ]);
+  } else {
+    text += '\nCollectives: not measured (see "Not measured" below)\n';
+  }
   const fits = Object.entries(p.fits ?? {}).map(([name, f]) => ({ name, ...f }));
   text += '\nFits and their error at the measured points (|fit - measured| / measured):\n';
   text += renderTable(fits, [
@@ -55,38 +77,55 @@ function summary(p: HardwareProfile, out: string | undefined, elapsed: number): 
   return text;
 }
 
-/** The command, with the profiler injectable (tests measure a tiny grid). */
-export function makeProfileCommand(profiler: Profiler = profileHost): Command {
+/** The command, with the profilers injectable (tests measure a tiny grid, or a simulated GPU). */
+export function makeProfileCommand(profiler: Profiler = profileHost, cuda: CudaProfiling = { profile: profileCuda, probe: cudaProbe }): Command {
   return {
     name: 'profile',
-    summary: 'measure this host and write a hardware profile for `mist analyze/tune --profile`',
-    usage: 'mist profile [--quick] --out HOST.json [--threads N] [--json]',
-    examples: ['mist profile --quick --out host.json', 'mist profile --out host.json', 'mist profile --quick --json > host.json'],
+    summary: 'measure this host (its CPU devices, or its GPU with --device cuda) and write a hardware profile for `mist analyze/tune --profile`',
+    usage: 'mist profile [--quick] --out HOST.json [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--threads N] [--json]',
+    examples: [
+      'mist profile --quick --out host.json', 'mist profile --out host.json', 'mist profile --quick --json > host.json',
+      'mist profile --device cuda --out gpu.json', 'mist profile --device cuda --dtype fp16 --quick --out gpu.json',
+    ],
     options: {
       quick: { type: 'boolean', description: 'fewer shapes and repeats, collectives among 2 local ranks only (under a minute)' },
       out: { type: 'string', valueName: 'FILE', description: 'where to write the profile (JSON)' },
+      device: { type: 'string', valueName: 'KIND', description: 'what to measure: cpu (the CPU devices, default) or cuda (GPU 0; no collectives on one GPU)', default: 'cpu' },
+      dtype: { type: 'string', valueName: 'DTYPE', description: 'with --device cuda: the compute dtype measured, fp32, bf16 (default) or fp16' },
       threads: { type: 'string', valueName: 'N', description: 'kernel threads of one CPU device (one executor worker); default 1' },
       ...JSON_OPTION,
     },
     async run(values, _positionals, io) {
       const out = stringOpt(values, 'out');
       if (!out && !values.json) throw new UsageError('--out FILE is required (or --json to print the profile)');
-      const threadsPerDevice = intOpt(values, 'threads', 1);
+      const device = stringOpt(values, 'device') ?? 'cpu';
+      if (!(DEVICES as readonly string[]).includes(device)) throw new UsageError(`--device: got "${device}"; allowed: ${DEVICES.join(', ')}`);
+      const dtypeText = stringOpt(values, 'dtype');
+      if (dtypeText !== undefined && !(DTYPES as readonly string[]).includes(dtypeText)) throw new UsageError(`--dtype: got "${dtypeText}"; allowed: ${DTYPES.join(', ')}`);
+      if (dtypeText !== undefined && device !== 'cuda') throw new UsageError('--dtype needs --device cuda: the CPU kernels compute in fp32');
+      if (device === 'cuda' && values.threads !== undefined) throw new UsageError('--threads is for --device cpu (kernel threads of one CPU device)');
       let bar: ProgressBar | undefined;
+      const onProgress = (e: { done: number; total: number; step: string }): void => {
+        bar ??= new ProgressBar(io, 'profile', e.total);
+        bar.update(e.done, e.step);
+      };
       const started = Date.now();
-      const profile = await profiler({
-        quick: values.quick === true,
-        threadsPerDevice,
-        onProgress: (e) => {
-          bar ??= new ProgressBar(io, 'profile', e.total);
-          bar.update(e.done, e.step);
-        },
-      });
+      let profile: HardwareProfile;
+      if (device === 'cuda') {
+        const reason = cudaUnavailableReason(cuda.probe());
+        if (reason !== null) {
+          io.stderr(`mist profile: --device cuda needs a usable GPU; this host has none: ${reason}\n`);
+          return 1;
+        }
+        profile = await cuda.profile({ quick: values.quick === true, dtype: (dtypeText ?? 'bf16') as (typeof DTYPES)[number], onProgress });
+      } else {
+        profile = await profiler({ quick: values.quick === true, threadsPerDevice: intOpt(values, 'threads', 1), onProgress });
+      }
       bar?.done();
       const elapsed = (Date.now() - started) / 1000;
       const json = JSON.stringify(profile, null, 2) + '\n';
       if (out) fs.writeFileSync(out, json);
-      io.stdout(values.json ? json : summary(profile, out, elapsed));
+      io.stdout(values.json ? json : summary(profile, out, elapsed, device as 'cpu' | 'cuda'));
       return 0;
     },
   };
