@@ -24,7 +24,7 @@ if [ ! -d node_modules/vitest ]; then
 fi
 export MIST_CUDA_REPORT="$OUT/kernel-errors.jsonl"
 rm -f "$MIST_CUDA_REPORT"
-node -e "const a=require('bindings')({bindings:'mist_native',module_root:'packages/native'});const p=a.cudaProbe();console.log(JSON.stringify({available:p.available,reason:p.reason,devices:p.devices,cublasLt:p.cublasLt,kernels:p.kernels.files.length}))" | tee "$OUT/probe.json"
+node -e "const a=require('bindings')({bindings:'mist_native',module_root:require('path').resolve('packages/native')});const p=a.cudaProbe();console.log(JSON.stringify({available:p.available,reason:p.reason,devices:p.devices,cublasLt:p.cublasLt,kernels:p.kernels.files.length}))" | tee "$OUT/probe.json"
 (cd packages/native && timeout 150 node ../../node_modules/vitest/vitest.mjs run --config ../../vitest.config.ts src/cuda 2>&1 | tail -60)
 cp packages/native/.test-results/vitest.json "$OUT/vitest-cuda.json" 2>/dev/null
 # Training on the GPU against the CPU executor (fp32, 200 steps of gpt-tiny and llama-tiny).
