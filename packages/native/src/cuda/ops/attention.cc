@@ -23,7 +23,7 @@ namespace {
 struct AttnShape {
   int64_t batch, seq, heads, kv_heads, d;
   float scale;
-  int64_t q_count, kv_count, lse_count;
+  AttnCounts n;
   mist_attention::AttnDropout drop;
 };
 
@@ -43,10 +43,7 @@ AttnShape ReadShape(const LaunchArgs& a) {
   // Optional dropout: ints [..., keyHi, keyLo, sampleOffset, headOffset, totalHeads]; floats [scale, p].
   s.drop = mist_attention::AttnDropout{};
   if (a.ints.size() > 5) s.drop = ReadAttnDropout(a, 5, 1, s.heads, s.seq);
-  const int64_t rows = CheckedCount(a, s.batch, s.seq);
-  s.q_count = CheckedCount(a, rows, CheckedCount(a, s.heads, s.d));
-  s.kv_count = CheckedCount(a, rows, CheckedCount(a, s.kv_heads, s.d));
-  s.lse_count = CheckedCount(a, rows, s.heads);
+  s.n = AttnCountsOf(a, s.batch, s.seq, s.seq, s.heads, s.kv_heads, s.d);
   return s;
 }
 
@@ -54,37 +51,25 @@ constexpr const char* kPrefix = "mist_attention";
 
 void LaunchAttention(const LaunchArgs& a) {
   const AttnShape s = ReadShape(a);
-  const CUdeviceptr out = a.T(0, s.q_count, "out");
-  const CUdeviceptr lse = a.T(1, s.lse_count, "lse");
-  const CUdeviceptr q = a.T(2, s.q_count, "q");
-  const CUdeviceptr k = a.T(3, s.kv_count, "k");
-  const CUdeviceptr v = a.T(4, s.kv_count, "v");
+  const AttnForwardBuffers b = ReadForwardBuffers(a, s.n);
   const AttnTileInfo t = AttnTilesFor<mist_attention::FwdTiles>(s.d);
   const int seq = static_cast<int>(s.seq), heads = static_cast<int>(s.heads), kv_heads = static_cast<int>(s.kv_heads);
   LaunchKernel(AttnKernelName(a, kPrefix, "fwd", s.d), AttnGrid(a, s.batch * s.heads, s.seq, t.rows), AttnBlock(),
-               static_cast<unsigned>(t.shared), out, lse, q, k, v, seq, heads, kv_heads, s.scale, s.drop);
+               static_cast<unsigned>(t.shared), b.out, b.lse, b.q, b.k, b.v, seq, heads, kv_heads, s.scale, s.drop);
 }
 
 void LaunchAttentionBackward(const LaunchArgs& a) {
   const AttnShape s = ReadShape(a);
-  const CUdeviceptr dq = a.T(0, s.q_count, "dq");
-  const CUdeviceptr dk = a.T(1, s.kv_count, "dk");
-  const CUdeviceptr dv = a.T(2, s.kv_count, "dv");
-  const CUdeviceptr dout = a.T(3, s.q_count, "dout");
-  const CUdeviceptr q = a.T(4, s.q_count, "q");
-  const CUdeviceptr k = a.T(5, s.kv_count, "k");
-  const CUdeviceptr v = a.T(6, s.kv_count, "v");
-  const CUdeviceptr out = a.T(7, s.q_count, "out");
-  const CUdeviceptr lse = a.T(8, s.lse_count, "lse");
+  const AttnBackwardBuffers b = ReadBackwardBuffers(a, s.n);
   const int seq = static_cast<int>(s.seq), heads = static_cast<int>(s.heads), kv_heads = static_cast<int>(s.kv_heads);
   // The two passes read only the inputs and write disjoint outputs, so their order does not matter.
   const AttnTileInfo tq = AttnTilesFor<mist_attention::DqTiles>(s.d);
   LaunchKernel(AttnKernelName(a, kPrefix, "bwd_dq", s.d), AttnGrid(a, s.batch * s.heads, s.seq, tq.rows), AttnBlock(),
-               static_cast<unsigned>(tq.shared), dq, dout, q, k, v, out, lse, seq, heads, kv_heads, s.scale, s.drop);
+               static_cast<unsigned>(tq.shared), b.dq, b.dout, b.q, b.k, b.v, b.out, b.lse, seq, heads, kv_heads, s.scale, s.drop);
   const AttnTileInfo tkv = AttnTilesFor<mist_attention::DkvTiles>(s.d);
   LaunchKernel(AttnKernelName(a, kPrefix, "bwd_dkv", s.d), AttnGrid(a, s.batch * s.kv_heads, s.seq, tkv.cols),
-               AttnBlock(), static_cast<unsigned>(tkv.shared), dk, dv, dout, q, k, v, out, lse, seq, heads, kv_heads,
-               s.scale, s.drop);
+               AttnBlock(), static_cast<unsigned>(tkv.shared), b.dk, b.dv, b.dout, b.q, b.k, b.v, b.out, b.lse, seq, heads,
+               kv_heads, s.scale, s.drop);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include "cuda/kernels/attention_tiles.cuh"
 #include "cuda/launch.h"
+#include "cuda/ops/row_launch.h"
 #include "kernels/attention_args.h"
 
 namespace mist::cuda {
@@ -74,6 +75,35 @@ inline mist_attention::AttnDropout ReadAttnDropout(const LaunchArgs& a, size_t i
   d.seq = seq;
   d.enabled = 1;
   return d;
+}
+
+/** Elements of the attention tensors of one call: q/out/dq/dout, k/v/dk/dv, and lse. */
+struct AttnCounts {
+  int64_t q, kv, lse;
+};
+
+inline AttnCounts AttnCountsOf(const LaunchArgs& a, int64_t batch, int64_t q_seq, int64_t k_seq, int64_t heads, int64_t kv_heads, int64_t d) {
+  const int64_t q_rows = CheckedCount(a, batch, q_seq), k_rows = CheckedCount(a, batch, k_seq);
+  return {CheckedCount(a, q_rows, CheckedCount(a, heads, d)), CheckedCount(a, k_rows, CheckedCount(a, kv_heads, d)), CheckedCount(a, q_rows, heads)};
+}
+
+/** The forward's buffers [out, lse, q, k, v] (then the block's positions), checked against the counts. */
+struct AttnForwardBuffers {
+  CUdeviceptr out, lse, q, k, v;
+};
+
+inline AttnForwardBuffers ReadForwardBuffers(const LaunchArgs& a, const AttnCounts& n) {
+  return {a.T(0, n.q, "out"), a.T(1, n.lse, "lse"), a.T(2, n.q, "q"), a.T(3, n.kv, "k"), a.T(4, n.kv, "v")};
+}
+
+/** The backward's buffers [dq, dk, dv, dout, q, k, v, out, lse] (then the block's positions). */
+struct AttnBackwardBuffers {
+  CUdeviceptr dq, dk, dv, dout, q, k, v, out, lse;
+};
+
+inline AttnBackwardBuffers ReadBackwardBuffers(const LaunchArgs& a, const AttnCounts& n) {
+  return {a.T(0, n.q, "dq"), a.T(1, n.kv, "dk"), a.T(2, n.kv, "dv"), a.T(3, n.q, "dout"), a.T(4, n.q, "q"),
+          a.T(5, n.kv, "k"), a.T(6, n.kv, "v"), a.T(7, n.q, "out"), a.T(8, n.lse, "lse")};
 }
 
 }  // namespace mist::cuda

@@ -29,7 +29,7 @@ struct BlockShape {
   int64_t batch, q_seq, k_seq, heads, kv_heads, d;
   int merge;
   float scale;
-  int64_t q_count, kv_count, lse_count;
+  AttnCounts n;
   mist_attention::AttnDropout drop;
 };
 
@@ -52,10 +52,7 @@ BlockShape ReadBlockShape(const LaunchArgs& a) {
   // Optional dropout: ints [..., keyHi, keyLo, sampleOffset, headOffset, totalHeads, seqTotal]; floats [scale, p].
   s.drop = mist_attention::AttnDropout{};
   if (a.ints.size() > 7) s.drop = ReadAttnDropout(a, 7, 1, s.heads, a.Dim(12, "seqTotal"));
-  const int64_t q_rows = CheckedCount(a, s.batch, s.q_seq), k_rows = CheckedCount(a, s.batch, s.k_seq);
-  s.q_count = CheckedCount(a, q_rows, CheckedCount(a, s.heads, s.d));
-  s.kv_count = CheckedCount(a, k_rows, CheckedCount(a, s.kv_heads, s.d));
-  s.lse_count = CheckedCount(a, q_rows, s.heads);
+  s.n = AttnCountsOf(a, s.batch, s.q_seq, s.k_seq, s.heads, s.kv_heads, s.d);
   return s;
 }
 
@@ -63,32 +60,20 @@ constexpr const char* kPrefix = "mist_attention_block";
 
 void LaunchAttentionBlock(const LaunchArgs& a) {
   const BlockShape s = ReadBlockShape(a);
-  const CUdeviceptr out = a.T(0, s.q_count, "out");
-  const CUdeviceptr lse = a.T(1, s.lse_count, "lse");
-  const CUdeviceptr q = a.T(2, s.q_count, "q");
-  const CUdeviceptr k = a.T(3, s.kv_count, "k");
-  const CUdeviceptr v = a.T(4, s.kv_count, "v");
+  const AttnForwardBuffers b = ReadForwardBuffers(a, s.n);
   const CUdeviceptr qpos = a.T(5, s.q_seq, "qPos");
   const CUdeviceptr kpos = a.T(6, s.k_seq, "kPos");
   const AttnTileInfo t = AttnTilesFor<mist_attention::FwdTiles>(s.d);
   const int q_seq = static_cast<int>(s.q_seq), k_seq = static_cast<int>(s.k_seq);
   const int heads = static_cast<int>(s.heads), kv_heads = static_cast<int>(s.kv_heads);
   LaunchKernel(AttnKernelName(a, kPrefix, "fwd", s.d), AttnGrid(a, s.batch * s.heads, s.q_seq, t.rows), AttnBlock(),
-               static_cast<unsigned>(t.shared), out, lse, q, k, v, qpos, kpos, q_seq, k_seq, heads, kv_heads, s.scale,
-               s.merge, s.drop);
+               static_cast<unsigned>(t.shared), b.out, b.lse, b.q, b.k, b.v, qpos, kpos, q_seq, k_seq, heads, kv_heads,
+               s.scale, s.merge, s.drop);
 }
 
 void LaunchAttentionBlockBackward(const LaunchArgs& a) {
   const BlockShape s = ReadBlockShape(a);
-  const CUdeviceptr dq = a.T(0, s.q_count, "dq");
-  const CUdeviceptr dk = a.T(1, s.kv_count, "dk");
-  const CUdeviceptr dv = a.T(2, s.kv_count, "dv");
-  const CUdeviceptr dout = a.T(3, s.q_count, "dout");
-  const CUdeviceptr q = a.T(4, s.q_count, "q");
-  const CUdeviceptr k = a.T(5, s.kv_count, "k");
-  const CUdeviceptr v = a.T(6, s.kv_count, "v");
-  const CUdeviceptr out = a.T(7, s.q_count, "out");
-  const CUdeviceptr lse = a.T(8, s.lse_count, "lse");
+  const AttnBackwardBuffers b = ReadBackwardBuffers(a, s.n);
   const CUdeviceptr qpos = a.T(9, s.q_seq, "qPos");
   const CUdeviceptr kpos = a.T(10, s.k_seq, "kPos");
   const int q_seq = static_cast<int>(s.q_seq), k_seq = static_cast<int>(s.k_seq);
@@ -96,12 +81,12 @@ void LaunchAttentionBlockBackward(const LaunchArgs& a) {
   // The two passes read only the inputs and add into disjoint outputs, so their order does not matter.
   const AttnTileInfo tq = AttnTilesFor<mist_attention::DqTiles>(s.d);
   LaunchKernel(AttnKernelName(a, kPrefix, "bwd_dq", s.d), AttnGrid(a, s.batch * s.heads, s.q_seq, tq.rows),
-               AttnBlock(), static_cast<unsigned>(tq.shared), dq, dout, q, k, v, out, lse, qpos, kpos, q_seq, k_seq,
-               heads, kv_heads, s.scale, s.drop);
+               AttnBlock(), static_cast<unsigned>(tq.shared), b.dq, b.dout, b.q, b.k, b.v, b.out, b.lse, qpos, kpos, q_seq,
+               k_seq, heads, kv_heads, s.scale, s.drop);
   const AttnTileInfo tkv = AttnTilesFor<mist_attention::DkvTiles>(s.d);
   LaunchKernel(AttnKernelName(a, kPrefix, "bwd_dkv", s.d), AttnGrid(a, s.batch * s.kv_heads, s.k_seq, tkv.cols),
-               AttnBlock(), static_cast<unsigned>(tkv.shared), dk, dv, dout, q, k, v, out, lse, qpos, kpos, q_seq,
-               k_seq, heads, kv_heads, s.scale, s.drop);
+               AttnBlock(), static_cast<unsigned>(tkv.shared), b.dk, b.dv, b.dout, b.q, b.k, b.v, b.out, b.lse, qpos, kpos,
+               q_seq, k_seq, heads, kv_heads, s.scale, s.drop);
 }
 
 }  // namespace
