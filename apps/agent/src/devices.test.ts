@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { agentOptionsFromArgs } from './cli-options';
 import { backendStatus, chooseDevices, cpuDevices, detectCudaDevices, gpuCatalogName, parseNvidiaSmi } from './devices';
+import { pinnedGpuEnv } from './worker-supervisor';
 
 describe('agent devices and options', () => {
   it('maps nvidia-smi output to CUDA devices with catalog names', () => {
@@ -49,5 +50,13 @@ describe('agent devices and options', () => {
     expect(() => agentOptionsFromArgs({}, {})).toThrow(/a token is required/);
     expect(() => agentOptionsFromArgs({ 'worker-ports': '70000:10' }, { MIST_TOKEN: 't' })).toThrow(/--worker-ports: got "70000:10"/);
     expect(() => agentOptionsFromArgs({ 'cpu-devices': '2', devices: '0' }, { MIST_TOKEN: 't' })).toThrow(/exclude each other/);
+  });
+});
+
+describe('a GPU worker pinned to its device', () => {
+  it('sees only its GPU, as device 0, also inside the agent\'s own visible set', () => {
+    expect(pinnedGpuEnv(3, undefined)).toEqual({ CUDA_VISIBLE_DEVICES: '3', MIST_CUDA_DEVICE: '0' });
+    expect(pinnedGpuEnv(1, '4,6, 7')).toEqual({ CUDA_VISIBLE_DEVICES: '6', MIST_CUDA_DEVICE: '0' });
+    expect(() => pinnedGpuEnv(3, '4,6')).toThrow(/GPU 3 is not among the agent's CUDA_VISIBLE_DEVICES=4,6/);
   });
 });

@@ -71,6 +71,8 @@ export class WorkerSupervisor {
     try {
       if (!fs.existsSync(this.o.workerScript)) throw new Error(`the worker script ${this.o.workerScript} does not exist`);
       ranks = workerAssignments(a, { checkpointRoot: this.o.checkpointRoot });
+      // A GPU worker's device must be one this agent sees (checked before any worker starts).
+      for (const r of ranks) if (r.assignment.backend === 'nccl') pinnedGpuEnv(r.rank.deviceIndex, process.env.CUDA_VISIBLE_DEVICES);
     } catch (err) {
       for (const r of a.ranks) {
         this.event({ jobId: a.jobId, attempt: a.attempt, rank: r.rank }, { exited: { exitCode: -1, signal: '', message: `cannot start: ${(err as Error).message}` } });
@@ -80,6 +82,7 @@ export class WorkerSupervisor {
     for (const { rank, assignment } of ranks) {
       const env: Record<string, string> = { ...process.env as Record<string, string>, ...this.o.env, MIST_JOB_ID: a.jobId, MIST_RANK: String(rank.rank) };
       if (assignment.rendezvous.kind === 'nccl' && assignment.rendezvous.rootAddress) env.NCCL_COMM_ID = assignment.rendezvous.rootAddress;
+      if (assignment.backend === 'nccl') Object.assign(env, pinnedGpuEnv(rank.deviceIndex, process.env.CUDA_VISIBLE_DEVICES));
       const child = fork(this.o.workerScript, [], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env, execArgv: this.o.execArgv ?? [] });
       let resolveExit!: () => void;
       const w: Worker = {
@@ -198,4 +201,17 @@ export class WorkerSupervisor {
         ...(w.loss !== null && Number.isFinite(w.loss) ? { loss: w.loss } : {}),
       }));
   }
+}
+
+/**
+ * The environment that pins a GPU worker to its device: CUDA_VISIBLE_DEVICES names that one GPU (of
+ * the agent's own visible set, when the agent was started with one), so the worker's CUDA device and
+ * NCCL see it as device 0, which MIST_CUDA_DEVICE tells the worker.
+ */
+export function pinnedGpuEnv(deviceIndex: number, agentVisible: string | undefined): Record<string, string> {
+  const visible = agentVisible?.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (visible && visible.length > 0 && deviceIndex >= visible.length) {
+    throw new Error(`GPU ${deviceIndex} is not among the agent's CUDA_VISIBLE_DEVICES=${agentVisible}`);
+  }
+  return { CUDA_VISIBLE_DEVICES: visible && visible.length > 0 ? visible[deviceIndex] : String(deviceIndex), MIST_CUDA_DEVICE: '0' };
 }
