@@ -3,6 +3,7 @@
 // rank's stage, TP rank and ZeRO shard.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { CommBuffer } from '@mist/native';
 import type { RankRuntime } from '../runtime/rank-runtime';
 import type { ModelSpec, Plan } from '@mist/core';
 import { CHECKPOINT_VERSION, type CheckpointManifest, fingerprint, MANIFEST, type RankShardFile, sha256 } from './format';
@@ -138,7 +139,8 @@ export function readFullTensors(ck: CheckpointRef): Map<string, FullTensor> {
 }
 
 /** Loads a checkpoint into this rank (re-sharding for its plan); the next step is manifest.step + 1. */
-export async function loadCheckpoint(rt: RankRuntime, ck: CheckpointRef): Promise<void> {
+/** The state goes to the rank's device through RankRuntime.importState. */
+export async function loadCheckpoint<F extends CommBuffer, I>(rt: RankRuntime<F, I>, ck: CheckpointRef): Promise<void> {
   const tensors = readFullTensors(ck);
   // Every model chunk of the rank (several with interleaved 1F1B), its tensors by name.
   for (const [c, stage] of rt.stages.entries()) {

@@ -1,7 +1,7 @@
 // Saving a sharded checkpoint: collective over the world (every rank calls it after the same step).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Communicator } from '@mist/native';
+import type { CommBuffer, Communicator } from '@mist/native';
 import type { RankRuntime } from '../runtime/rank-runtime';
 import { segments } from '../runtime/shard';
 import type { WorkerAssignment } from '../worker/protocol';
@@ -22,10 +22,11 @@ function writeFileSynced(file: string, data: Uint8Array | string): void {
 
 /**
  * Writes this rank's shard of the runtime's state after its last step; returns the step directory.
+ * The state comes to the host through the runtime's device (RankRuntime.exportState).
  * With `keep` > 0, rank 0 then removes this job's older checkpoints beyond the newest `keep`.
  */
-export async function saveCheckpoint(
-  rt: RankRuntime, world: Communicator<Float32Array>, root: string, a: Pick<WorkerAssignment, 'plan' | 'model' | 'rank' | 'worldSize' | 'jobId'>,
+export async function saveCheckpoint<F extends CommBuffer, I>(
+  rt: RankRuntime<F, I>, world: Communicator<F>, root: string, a: Pick<WorkerAssignment, 'plan' | 'model' | 'rank' | 'worldSize' | 'jobId'>,
   keep = 0,
 ): Promise<string> {
   const step = rt.stepsDone;

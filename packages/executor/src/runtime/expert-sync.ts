@@ -28,7 +28,7 @@ export function entryRanges(units: readonly ParamUnit[], pick: (name: string) =>
 async function reducePacked(grads: Float32Array, ranges: Array<[number, number]>, comm: Communicator<Float32Array>, pools: MemoryPools, timer: StepTimer): Promise<void> {
   const n = ranges.reduce((t, [a, b]) => t + b - a, 0);
   if (n === 0) return;
-  const buf = pools.f32('transient', n);
+  const buf = pools.tensor('transient', n);
   let at = 0;
   for (const [a, b] of ranges) {
     buf.set(grads.subarray(a, b), at);

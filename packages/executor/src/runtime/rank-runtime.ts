@@ -25,8 +25,18 @@
 // each layer's experts, its layers exchange token rows all-to-all over the stage's expert-parallel
 // group (model/moe.ts, runtime/all-to-all.ts), and the experts' gradients are summed over the
 // expert-data-parallel group instead of the DP group (runtime/expert-sync.ts; topology/expert-groups.ts).
+//
+// The runtime is generic over the Device (device/device.ts) like the single-process trainer: the
+// stages, unit memory and pools allocate its tensors, the communicators move them, and every copy,
+// view, zeroing and host read goes through it (the CPU device by default, whose operations are
+// what the runtime did before the seam). Not yet on another device: mixture-of-experts layers
+// (expert parallelism's all-to-all and expert gradient sync are CPU-only) and fp16 compute (no
+// dynamic loss scaling yet). bf16 compute keeps fp32 master weights and moments in the sharded
+// optimizer (optimizer.ts); gradients are reduced in the compute dtype.
 import { expertRankIndices, interleavedSchedule, type ModelSpec, type Plan, rankChunkLayers, stageCp, stageEp, type StageStrategy, virtualNeighbour } from '@mist/core';
-import type { Communicator, GroupOp } from '@mist/native';
+import type { CommBuffer, Communicator, GroupOp } from '@mist/native';
+import { cpuDevice } from '../device/cpu-device';
+import type { Device } from '../device/device';
 import { contextParallelLayout, type CpRing, type ParamUnit, type SeqLayout, Stage, type StageContext, type StageInput, type UnitHooks } from '../model';
 import { placeSlice, takeSlice } from '../checkpoint/tensor-slice';
 import { oneFOneBSchedule, type CommOp, type ScheduleStep } from '../schedule/one-f-one-b';
@@ -44,12 +54,15 @@ import { UnitMemory } from './unit-memory';
 
 const WTE = 'embed.wte';
 
-export interface RankRuntimeOptions {
+/** F, I: the device's float and int32 tensor types (Float32Array, Int32Array on the CPU). */
+export interface RankRuntimeOptions<F extends CommBuffer = Float32Array, I = Int32Array> {
   plan: Plan;
   model: ModelSpec;
   rank: number;
-  /** The world communicator (all ranks of the plan). */
-  world: Communicator<Float32Array>;
+  /** The world communicator (all ranks of the plan); it moves the device's tensors. */
+  world: Communicator<F>;
+  /** Where the rank's tensors live and its kernels run (default the CPU). */
+  device?: Device<F, I>;
   seed: number;
   /** Learning rate of each 1-based step. */
   lr: (step: number) => number;
@@ -74,9 +87,9 @@ function keyMicroBatch(key: number, chunks: number): string {
 }
 
 /** One model chunk of the rank: its layers, where its weights live and where its messages go. */
-interface Chunk {
-  stage: Stage;
-  memory: UnitMemory;
+interface Chunk<F extends CommBuffer, I> {
+  stage: Stage<F, I>;
+  memory: UnitMemory<F, I>;
   /** The pipeline's first (embedding) and last (head and loss) virtual stage. */
   first: boolean;
   last: boolean;
@@ -86,32 +99,35 @@ interface Chunk {
   bwdRecv: Route[];
 }
 
-export class RankRuntime {
+export class RankRuntime<F extends CommBuffer = Float32Array, I = Int32Array> {
   readonly pos: RankPosition;
   readonly strategy: StageStrategy;
   /** The rank's model chunks' stages, in chunk order (one unless the plan is interleaved). */
-  readonly stages: readonly Stage[];
-  readonly pools = new MemoryPools();
+  readonly stages: readonly Stage<F, I>[];
+  readonly device: Device<F, I>;
+  readonly pools: MemoryPools<F>;
   /** AdamW steps taken (the next step is stepsDone + 1). */
   stepsDone = 0;
   private readonly timer = new StepTimer();
   private readonly hyper: AdamWHyper;
-  private readonly chunks: Chunk[];
+  private readonly chunks: Chunk<F, I>[];
   private readonly schedule: ScheduleStep[];
 
   private constructor(
-    private readonly o: RankRuntimeOptions,
-    private readonly tpComm: Communicator<Float32Array>,
-    private readonly dpComm: Communicator<Float32Array>,
+    private readonly o: RankRuntimeOptions<F, I>,
+    private readonly tpComm: Communicator<F>,
+    private readonly dpComm: Communicator<F>,
     /** First and last stage ranks, for the tied embedding gradient; null elsewhere or when not needed. */
-    private readonly embComm: Communicator<Float32Array> | null,
+    private readonly embComm: Communicator<F> | null,
     /** The stage's CP group (the K/V ring); null when its cp is 1. */
-    private readonly cpComm: Communicator<Float32Array> | null,
+    private readonly cpComm: Communicator<F> | null,
     /** Expert parallelism (the stage's ep > 1): the expert-parallel and expert-data-parallel groups, else null. */
-    private readonly epComm: Communicator<Float32Array> | null = null,
-    private readonly edpComm: Communicator<Float32Array> | null = null,
+    private readonly epComm: Communicator<F> | null = null,
+    private readonly edpComm: Communicator<F> | null = null,
   ) {
     const { plan, model, rank } = o;
+    const device = this.device = RankRuntime.deviceOf(o);
+    this.pools = new MemoryPools<F>(device);
     this.pos = rankPosition(plan, rank);
     this.strategy = plan.stages[this.pos.stage];
     const st = this.strategy;
@@ -124,32 +140,33 @@ export class RankRuntime {
     const ckptOf = (c: number): number => Math.floor(st.ckptLayers / v) + (c < st.ckptLayers % v ? 1 : 0);
     this.layout = contextParallelLayout(plan.seqLen, this.pos.cp, this.pos.cpIndex);
     const ring = cpComm ? this.ring(cpComm) : undefined;
-    const experts = epComm ? commExpertGroup(epComm, this.timer) : undefined;
+    // Expert parallelism is CPU-only (checked above): its communicator moves Float32Arrays.
+    const experts = epComm ? commExpertGroup(epComm as unknown as Communicator<Float32Array>, this.timer) : undefined;
     const ex = expertRankIndices(plan, rank);
     // Gradients and ZeRO shards span the stage's dp * cp ranks (UnitMemory reads dp as the group size).
     const gradGroup: StageStrategy = { ...st, dp: st.dp * this.pos.cp };
-    this.chunks = ranges.map((layers, c): Chunk => {
+    this.chunks = ranges.map((layers, c): Chunk<F, I> => {
       const first = this.pos.stage === 0 && c === 0;
       const last = this.pos.stage === pp - 1 && c === v - 1;
       // The stage calls these around each module; they forward to the unit memory built right after it.
       // Saved activations are accounted (and offloaded) module by module through the same hooks.
-      let target: UnitMemory | null = null;
+      let target: UnitMemory<F, I> | null = null;
       const stash = new ActivationStash(this.pools, st.offload.activations);
       const units: UnitHooks = {
         async enter(u: readonly ParamUnit[], phase, saved) {
           if (phase === 'backward') stash.beforeBackward(saved);
-          await (target as UnitMemory).enter(u, phase);
+          await (target as UnitMemory<F, I>).enter(u, phase);
         },
         async exit(u: readonly ParamUnit[], phase, saved) {
-          await (target as UnitMemory).exit(u, phase);
+          await (target as UnitMemory<F, I>).exit(u, phase);
           if (phase === 'forward') stash.afterForward(saved);
           else stash.afterBackward(saved);
         },
       };
-      const stage = new Stage({
+      const stage = new Stage<F, I>({
         model, layers, embedding: first, head: last, seed: o.seed, tp: st.tp, tpRank: this.pos.tpIndex,
         hooks: st.tp > 1 ? commTpHooks(tpComm, this.timer) : undefined, sequenceParallel: st.sequenceParallel, ckptLayers: ckptOf(c),
-        selectiveRecompute: st.selectiveRecompute ?? false, flashAttention: plan.flashAttention ?? true, storage: UnitMemory.storage(st), units, ring, experts,
+        selectiveRecompute: st.selectiveRecompute ?? false, flashAttention: plan.flashAttention ?? true, storage: UnitMemory.storage(st), units, ring, experts, device,
       });
       // The tied token table's gradient is summed across the first and last stage before DP reduces it.
       const deferred = new Set<number>();
@@ -157,9 +174,10 @@ export class RankRuntime {
         const u = stage.units.find((x) => x.entries.some((e) => e.name === WTE));
         if (u) deferred.add(u.index);
       }
-      const memory = target = new UnitMemory({
+      const memory = target = new UnitMemory<F, I>({
         stage, strategy: gradGroup, dpIndex: dpcpIndex(this.pos), dpComm, pools: this.pools, timer: this.timer, hyper: this.hyper, deferredUnits: deferred,
-        experts: ex.ep > 1 ? { comm: edpComm, edp: ex.edp, edpIndex: ex.edpIndex } : undefined,
+        // CPU-only (checked above): the expert-data-parallel communicator moves Float32Arrays.
+        experts: ex.ep > 1 ? { comm: edpComm as unknown as Communicator<Float32Array> | null, edp: ex.edp, edpIndex: ex.edpIndex } : undefined,
       });
       const next = virtualNeighbour(this.pos.stage, c, pp, v, 'next');
       const prev = virtualNeighbour(this.pos.stage, c, pp, v, 'prev');
@@ -181,14 +199,14 @@ export class RankRuntime {
   private readonly layout: SeqLayout;
 
   /** The K/V ring of the CP group: each step one grouped send to the next cp rank and receive from the previous. */
-  private ring(comm: Communicator<Float32Array>): CpRing {
+  private ring(comm: Communicator<F>): CpRing<F> {
     const { cp, cpIndex } = this.pos;
     const next = (cpIndex + 1) % cp, prev = (cpIndex + cp - 1) % cp;
     return {
       cp, rank: cpIndex,
       shift: (send, recv) => comm.group([
-        ...send.map((buffer): GroupOp<Float32Array> => ({ kind: 'send', buffer, peer: next })),
-        ...recv.map((buffer): GroupOp<Float32Array> => ({ kind: 'recv', buffer, peer: prev })),
+        ...send.map((buffer): GroupOp<F> => ({ kind: 'send', buffer, peer: next })),
+        ...recv.map((buffer): GroupOp<F> => ({ kind: 'recv', buffer, peer: prev })),
       ]),
       wait: (p) => this.timer.wait(p),
     };
@@ -206,19 +224,31 @@ export class RankRuntime {
   }
 
   /** The rank's stage (its only model chunk); an interleaved rank has several (`stages`). */
-  get stage(): Stage {
+  get stage(): Stage<F, I> {
     if (this.chunks.length > 1) throw new Error(`not implemented: one stage of an interleaved rank (${this.chunks.length} model chunks); read RankRuntime.stages`);
     return this.chunks[0].stage;
   }
 
-  private chunk(c: number): Chunk {
+  private chunk(c: number): Chunk<F, I> {
     const k = this.chunks[c];
     if (!k) throw new RangeError(`chunk ${c}: the rank holds chunks 0..${this.chunks.length - 1}`);
     return k;
   }
 
+  /** The options' device (default the CPU), refused when the runtime cannot train there. */
+  private static deviceOf<F extends CommBuffer, I>(o: RankRuntimeOptions<F, I>): Device<F, I> {
+    const device = o.device ?? (cpuDevice as unknown as Device<F, I>);
+    if (device.computeDtype === 'fp16') {
+      throw new Error('computeDtype fp16: the distributed runtime has no dynamic loss scaling yet (fp16 gradients would overflow); use bf16 or fp32');
+    }
+    if (o.model.moe && device.kind !== 'cpu') throw new Error(`model ${o.model.name}: mixture-of-experts layers run on the CPU device only, not ${device.kind}`);
+    return device;
+  }
+
   /** Collective over the world: every rank of the plan creates its runtime at the same time. */
-  static async create(o: RankRuntimeOptions): Promise<RankRuntime> {
+  static async create<F extends CommBuffer = Float32Array, I = Int32Array>(o: RankRuntimeOptions<F, I>): Promise<RankRuntime<F, I>> {
+    // Refused before the collective splits, on every rank alike (the device and model are the job's).
+    RankRuntime.deviceOf(o);
     const pos = rankPosition(o.plan, o.rank);
     if (o.world.worldSize !== planWorld(o.plan)) throw new Error(`the plan needs ${planWorld(o.plan)} ranks, the communicator has ${o.world.worldSize}`);
     const pp = o.plan.stages.length;
@@ -238,7 +268,7 @@ export class RankRuntime {
     if (!tpComm || !dpComm) throw new Error(`rank ${o.rank}: communicator split returned no TP/DP group`);
     if (pos.cp > 1 && !cpComm) throw new Error(`rank ${o.rank}: communicator split returned no CP group`);
     if (ep > 1 && !epComm) throw new Error(`rank ${o.rank}: communicator split returned no expert-parallel group`);
-    return new RankRuntime(o, tpComm, dpComm, embComm, cpComm, epComm, edpComm);
+    return new RankRuntime<F, I>(o, tpComm, dpComm, embComm, cpComm, epComm, edpComm);
   }
 
   /** This rank's DP shard of every unit of the flat vector (what it saves in a checkpoint). */
@@ -280,13 +310,13 @@ export class RankRuntime {
     this.timer.start();
     for (const c of this.chunks) c.memory.zeroGrads();
     // Per (micro-batch, chunk), keyed by keyOf.
-    const inputs = new Map<number, Float32Array>();
-    const outputs = new Map<number, Float32Array>();
-    const gradIns = new Map<number, Float32Array>();
-    const gradOuts = new Map<number, Float32Array>();
-    const contexts = new Map<number, StageContext>();
+    const inputs = new Map<number, F>();
+    const outputs = new Map<number, F>();
+    const gradIns = new Map<number, F>();
+    const gradOuts = new Map<number, F>();
+    const contexts = new Map<number, StageContext<F>>();
     // Received activations per micro-batch: the first layer's saved input until that micro-batch's backward.
-    const received = new Map<number, Float32Array>();
+    const received = new Map<number, F>();
     let lossSum = 0;
 
     const take = <T>(m: Map<number, T>, key: number, what: string): T => {
@@ -300,14 +330,14 @@ export class RankRuntime {
       if (s.kind === 'forward') {
         const chunk = this.chunks[s.chunk ?? 0];
         const key = keyOf(s.microBatch, s.chunk, this.chunks.length);
-        const input: StageInput = { batch: b, seq };
+        const input: StageInput<F> = { batch: b, seq };
         const { first, count } = this.samples(st, s.microBatch);
         if (chunk.first || chunk.last) {
           const t = batchTokens(this.o.data, step, first, count);
           if (chunk.first) input.tokens = this.ownRows(t.tokens, count);
           if (chunk.last) input.targets = this.ownRows(t.targets, count);
         }
-        let recvd: Float32Array | null = null;
+        let recvd: F | null = null;
         if (!chunk.first) {
           recvd = take(inputs, key, 'input activations');
           // With sequence parallelism the stage copies its rows: the received buffer is dead after the forward.
@@ -321,8 +351,8 @@ export class RankRuntime {
         if (recvd && chunk.stage.sp) chunk.stage.recycle([recvd]);
         input.hidden = undefined;
         lossSum += r.lossSum;
-        contexts.set(key, r.context as StageContext);
-        if (!chunk.last) outputs.set(key, this.pools.adopt(r.output as Float32Array, 'transient'));
+        contexts.set(key, r.context as StageContext<F>);
+        if (!chunk.last) outputs.set(key, this.pools.adopt(r.output as F, 'transient'));
       } else if (s.kind === 'backward') {
         const chunk = this.chunks[s.chunk ?? 0];
         const key = keyOf(s.microBatch, s.chunk, this.chunks.length);
@@ -330,11 +360,11 @@ export class RankRuntime {
         const gin = chunk.last ? undefined : take(gradIns, key, 'output gradient');
         const dx = await this.timer.phase('backward', () => chunk.stage.backward(ctx, gin));
         if (gin) this.pools.release(gin);
-        if (!chunk.first) gradOuts.set(key, this.pools.adopt(dx as Float32Array, 'transient'));
+        if (!chunk.first) gradOuts.set(key, this.pools.adopt(dx as F, 'transient'));
         // The received input and output gradient are dead now: later receives reuse them.
         const recvd = received.get(key);
         received.delete(key);
-        chunk.stage.recycle([recvd, gin].filter((a): a is Float32Array => a !== undefined && a !== dx));
+        chunk.stage.recycle([recvd, gin].filter((a): a is F => a !== undefined && a !== dx));
       } else {
         await this.communicate(s.ops, rows, H, inputs, outputs, gradIns, gradOuts, take);
       }
@@ -350,9 +380,10 @@ export class RankRuntime {
     // The step's loss: sum over the last stage's DP (x CP) ranks (every TP rank computes the same).
     let loss: number | null = null;
     if (this.chunks[this.chunks.length - 1].last) {
-      const buf = Float32Array.of(lossSum);
+      // One fp32 number through the device (the communicator moves device tensors), read back once.
+      const buf = this.device.upload(Float32Array.of(lossSum), 'fp32');
       if (st.dp * this.pos.cp > 1) await this.timer.wait(this.dpComm.allReduce(buf, 'sum'));
-      loss = buf[0] * gradScale;
+      loss = this.device.read(buf)[0] * gradScale;
     }
     this.stepsDone = step;
     const t = this.timer.stop();
@@ -369,32 +400,33 @@ export class RankRuntime {
 
   /** The ops of one schedule comm step, issued as one group so paired send/recv cannot deadlock. */
   private async communicate(
-    ops: CommOp[], rows: number, H: number, inputs: Map<number, Float32Array>, outputs: Map<number, Float32Array>,
-    gradIns: Map<number, Float32Array>, gradOuts: Map<number, Float32Array>,
+    ops: CommOp[], rows: number, H: number, inputs: Map<number, F>, outputs: Map<number, F>,
+    gradIns: Map<number, F>, gradOuts: Map<number, F>,
     take: <T>(m: Map<number, T>, key: number, what: string) => T,
   ): Promise<void> {
     // A route's rows: a view when they are one run, else a packed copy (send) or a staging
     // buffer scattered into place once the group is done (receive: cp changes at the boundary).
-    const scatters: Array<{ from: Float32Array; to: Float32Array; r: Route }> = [];
+    const d = this.device;
+    const scatters: Array<{ from: F; to: F; r: Route }> = [];
     const rowCount = (r: Route): number => r.rows.reduce((n, [, c]) => n + c, 0);
-    const sendPart = (a: Float32Array, r: Route): Float32Array => {
-      if (r.rows.length === 1) return a.subarray(r.rows[0][0] * H, (r.rows[0][0] + r.rows[0][1]) * H);
-      const msg = new Float32Array(rowCount(r) * H);
+    const sendPart = (a: F, r: Route): F => {
+      if (r.rows.length === 1) return d.view(a, r.rows[0][0] * H, (r.rows[0][0] + r.rows[0][1]) * H);
+      const msg = d.zeros(rowCount(r) * H);
       let at = 0;
       for (const [r0, n] of r.rows) {
-        msg.set(a.subarray(r0 * H, (r0 + n) * H), at);
+        d.copy(d.view(msg, at, at + n * H), d.view(a, r0 * H, (r0 + n) * H));
         at += n * H;
       }
       return msg;
     };
-    const recvPart = (a: Float32Array, r: Route): Float32Array => {
-      if (r.rows.length === 1) return a.subarray(r.rows[0][0] * H, (r.rows[0][0] + r.rows[0][1]) * H);
-      const msg = new Float32Array(rowCount(r) * H);
+    const recvPart = (a: F, r: Route): F => {
+      if (r.rows.length === 1) return d.view(a, r.rows[0][0] * H, (r.rows[0][0] + r.rows[0][1]) * H);
+      const msg = d.zeros(rowCount(r) * H);
       scatters.push({ from: msg, to: a, r });
       return msg;
     };
-    const group: GroupOp<Float32Array>[] = [];
-    const sent: Array<{ chunk: Chunk; buffer: Float32Array }> = [];
+    const group: GroupOp<F>[] = [];
+    const sent: Array<{ chunk: Chunk<F, I>; buffer: F }> = [];
     for (const op of ops) {
       const chunk = this.chunks[op.chunk ?? 0];
       const key = keyOf(op.microBatch, op.chunk, this.chunks.length);
@@ -420,7 +452,7 @@ export class RankRuntime {
     for (const { from, to, r } of scatters) {
       let at = 0;
       for (const [r0, n] of r.rows) {
-        to.set(from.subarray(at, at + n * H), r0 * H);
+        d.copy(d.view(to, r0 * H, (r0 + n) * H), d.view(from, at, at + n * H));
         at += n * H;
       }
     }
@@ -441,12 +473,17 @@ export class RankRuntime {
     if (this.embComm && withWte) {
       const stage = withWte.stage;
       const e = stage.paramEntries.find((x) => x.name === WTE) as (typeof stage.paramEntries)[number];
+      const d = this.device;
       const g = stage.grad(WTE);
-      const full = this.pools.f32('transient', e.shape[0] * (e.shape[1] ?? 1));
-      placeSlice(e, this.pos.tp, this.pos.tpIndex, full, g);
+      const full = this.pools.tensor('transient', e.shape[0] * (e.shape[1] ?? 1));
+      // The slices are placed on the host: the full tensor's values there (the tensor itself on
+      // the CPU device, a zero download elsewhere), written back when they are a copy.
+      const host = d.read(full);
+      placeSlice(e, this.pos.tp, this.pos.tpIndex, host, d.read(g));
+      if ((host as unknown) !== full) d.write(full, host);
       await this.timer.wait(this.embComm.allReduce(full, 'sum'));
-      if (dpcpIndex(this.pos) === 0) g.set(takeSlice(e, this.pos.tp, this.pos.tpIndex, full, e.size));
-      else g.fill(0);
+      if (dpcpIndex(this.pos) === 0) d.write(g, takeSlice(e, this.pos.tp, this.pos.tpIndex, d.read(full), e.size));
+      else d.zero(g);
       this.pools.release(full);
     }
     for (const c of this.chunks) await c.memory.finishGradients();
@@ -458,11 +495,14 @@ export class RankRuntime {
    * not at all; one world all-reduce adds the parts.
    */
   private async globalGradNorm(): Promise<number> {
-    const sum = this.chunks.reduce((t, c) => t + c.memory.gradSquares((name, shard) =>
-      (shard === 'none' && this.pos.tpIndex !== 0) || (name === WTE && c.stage.tiedEmbeddingCopy)), 0);
-    const buf = Float32Array.of(sum);
+    let sum = 0;
+    for (const c of this.chunks) {
+      sum += await c.memory.gradSquares((name, shard) => (shard === 'none' && this.pos.tpIndex !== 0) || (name === WTE && c.stage.tiedEmbeddingCopy));
+    }
+    // One fp32 number through the device (the communicator moves device tensors), read back once.
+    const buf = this.device.upload(Float32Array.of(sum), 'fp32');
     await this.timer.wait(this.o.world.allReduce(buf, 'sum'));
-    return Math.sqrt(buf[0]);
+    return Math.sqrt(this.device.read(buf)[0]);
   }
 
   /**

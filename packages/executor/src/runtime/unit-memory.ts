@@ -22,50 +22,57 @@
 // expert parallelism, a layer's experts unit, whose group is the expert-data-parallel one (the
 // ranks holding the same experts; Megatron-Core's distributed optimizer shards expert parameters
 // over that group likewise, megatron/core/distributed/distributed_data_parallel.py).
-import { type Communicator, KernelBatch, kernels } from '@mist/native';
+// Generic over the stage's Device: resident and working buffers are its tensors (the pools'
+// device), offloaded parts host Float32Arrays; every copy, view, zeroing and host read goes
+// through the device. Expert parallelism stays on the CPU device (RankRuntime and the block runner
+// refuse mixture-of-experts layers elsewhere).
+import { type CommBuffer, type Communicator, kernels } from '@mist/native';
 import type { StageStrategy } from '@mist/core';
 import { isExpertParam, type ParamUnit, type Stage, type UnitHooks } from '../model';
 import { syncExpertSplit } from './expert-sync';
+import type { Device } from '../device/device';
 import type { MemoryPools } from '../memory/pools';
 import type { AdamWHyper } from './hyper';
-import { ShardedAdamW } from './optimizer';
+import { ShardedAdamW, StepBatches } from './optimizer';
 import { type DpShard, dpShard } from './shard';
 import { SplitVec } from './split-vec';
 import type { StepTimer } from './timer';
 
 /** The ranks that hold the same copy of a unit: they shard it (ZeRO) and sum its gradients. */
-interface UnitGroup {
-  comm: Communicator<Float32Array> | null;
+interface UnitGroup<F extends CommBuffer> {
+  comm: Communicator<F> | null;
   size: number;
   index: number;
 }
 
-interface UnitState {
+interface UnitState<F extends CommBuffer> {
   unit: ParamUnit;
   /** The DP group, or for a layer's experts with expert parallelism the expert-data-parallel group. */
-  group: UnitGroup;
+  group: UnitGroup<F>;
   shard: DpShard;
   /** Resident weights: the DP shard (ZeRO-3) or the whole unit. */
-  weights: SplitVec;
+  weights: SplitVec<F>;
   /** Reduced gradient accumulator: the DP shard (ZeRO >= 2) or the whole unit. */
-  grads: SplitVec;
-  optimizer: ShardedAdamW;
+  grads: SplitVec<F>;
+  optimizer: ShardedAdamW<F>;
   /** Modules using the unit in one backward pass. */
   uses: number;
   /** Kept whole until the end of the step (tied token table copy). */
   deferred: boolean;
   refs: number;
-  working: Float32Array | null;
-  gradBuf: Float32Array | null;
+  working: F | null;
+  gradBuf: F | null;
   usesDone: number;
 }
 
-export interface UnitMemoryOptions {
-  stage: Stage;
+/** F, I: the stage's device tensor types (Float32Array, Int32Array on the CPU). */
+export interface UnitMemoryOptions<F extends CommBuffer = Float32Array, I = Int32Array> {
+  stage: Stage<F, I>;
   strategy: StageStrategy;
   dpIndex: number;
-  dpComm: Communicator<Float32Array>;
-  pools: MemoryPools;
+  dpComm: Communicator<F>;
+  /** The rank's pools; their device is the stage's. */
+  pools: MemoryPools<F>;
   timer: StepTimer;
   hyper: AdamWHyper;
   /** Units whose gradients wait for the end of the step (their full buffer is kept). */
@@ -75,6 +82,7 @@ export interface UnitMemoryOptions {
    * experts unit (Stage: `layers.<i>.experts`) is sharded, gathered and has its gradients summed
    * over the expert-data-parallel group instead (the dp / ep ranks holding the same experts; comm
    * null when it is this rank alone), and counts once per such group in the gradient norm.
+   * CPU device only.
    */
   experts?: ExpertSync;
 }
@@ -86,10 +94,10 @@ export interface ExpertSync {
   edpIndex: number;
 }
 
-export class UnitMemory implements UnitHooks {
+export class UnitMemory<F extends CommBuffer = Float32Array, I = Int32Array> implements UnitHooks {
   readonly paramsPerUnit: boolean;
   readonly gradsPerUnit: boolean;
-  private readonly units: UnitState[];
+  private readonly units: UnitState<F>[];
   private readonly st: StageStrategy;
 
   /** Storage modes the stage must be built with for a strategy. */
@@ -97,8 +105,11 @@ export class UnitMemory implements UnitHooks {
     return { params: st.zero >= 3 || st.offload.weights > 0 ? 'units' : 'flat', grads: st.zero >= 2 || st.offload.grads > 0 ? 'units' : 'flat' };
   }
 
-  constructor(private readonly o: UnitMemoryOptions) {
+  constructor(private readonly o: UnitMemoryOptions<F, I>) {
     const { stage, pools } = o;
+    if (pools.device !== stage.device) throw new Error(`unit memory: the pools' device (${pools.device.kind}) is not the stage's (${stage.device.kind})`);
+    if (o.experts && stage.device.kind !== 'cpu') throw new Error(`unit memory: expert parallelism runs on the CPU device only, not ${stage.device.kind}`);
+    const device = stage.device;
     const st = (this.st = o.strategy);
     const mode = UnitMemory.storage(st);
     this.paramsPerUnit = mode.params === 'units';
@@ -107,17 +118,18 @@ export class UnitMemory implements UnitHooks {
     if (!this.gradsPerUnit) pools.adopt(stage.grads, 'grads');
     const uses = new Map<number, number>();
     for (const m of stage.moduleUnits) for (const u of m) uses.set(u.index, (uses.get(u.index) ?? 0) + 1);
-    const dpGroup: UnitGroup = { comm: o.dpComm, size: st.dp, index: o.dpIndex };
+    const dpGroup: UnitGroup<F> = { comm: o.dpComm, size: st.dp, index: o.dpIndex };
     const ex = o.experts;
     this.units = stage.units.map((unit) => {
       const n = unit.hi - unit.lo;
       const expertUnit = unit.entries.length > 0 && unit.entries.every((e) => isExpertParam(e.name));
       if (!expertUnit && unit.entries.some((e) => isExpertParam(e.name))) throw new Error(`unit ${unit.name} mixes expert and dense weights; the stage keeps a layer's experts in their own unit`);
-      const group: UnitGroup = ex && expertUnit ? { comm: ex.comm, size: ex.edp, index: ex.edpIndex } : dpGroup;
+      // Expert parallelism runs on the CPU device only (checked above), where F is Float32Array.
+      const group: UnitGroup<F> = ex && expertUnit ? { comm: ex.comm as unknown as Communicator<F> | null, size: ex.edp, index: ex.edpIndex } : dpGroup;
       const shard = dpShard(n, group.size, group.index, unit.lo);
-      let weights: SplitVec;
+      let weights: SplitVec<F>;
       if (!this.paramsPerUnit) {
-        weights = SplitVec.view(stage.params, 0, unit.lo, unit.hi);
+        weights = SplitVec.view(device, stage.params, 0, unit.lo, unit.hi);
       } else {
         const [a, b] = st.zero >= 3 ? [shard.lo, shard.hi] : [unit.lo, unit.hi];
         weights = SplitVec.alloc(pools, 'weights', a, b, st.offload.weights);
@@ -125,10 +137,10 @@ export class UnitMemory implements UnitHooks {
         weights.load(a, b, init.subarray(a - unit.lo, b - unit.lo));
       }
       const grads = !this.gradsPerUnit
-        ? SplitVec.view(stage.grads, 0, unit.lo, unit.hi)
+        ? SplitVec.view(device, stage.grads, 0, unit.lo, unit.hi)
         : st.zero >= 2 ? SplitVec.alloc(pools, 'grads', shard.lo, shard.hi, st.offload.grads) : SplitVec.alloc(pools, 'grads', unit.lo, unit.hi, st.offload.grads);
       const [olo, ohi] = st.zero >= 1 ? [shard.lo, shard.hi] : [unit.lo, unit.hi];
-      const optimizer = new ShardedAdamW(unit.entries, olo, ohi, st.offload.optim, o.hyper, pools);
+      const optimizer = new ShardedAdamW(unit.entries, olo, ohi, st.offload.optim, o.hyper, pools, () => stage.initialValues(unit).subarray(olo - unit.lo, ohi - unit.lo));
       return {
         unit, group, shard, weights, grads, optimizer, uses: uses.get(unit.index) ?? 0, deferred: this.gradsPerUnit && o.deferredUnits.has(unit.index),
         refs: 0, working: null, gradBuf: null, usesDone: 0,
@@ -142,14 +154,18 @@ export class UnitMemory implements UnitHooks {
   }
 
   /** The range of a unit this rank answers for: its shard over the unit's group. */
-  private owned(u: UnitState): Array<[number, number]> {
+  private owned(u: UnitState<F>): Array<[number, number]> {
     return [[u.shard.lo, u.shard.hi]];
   }
 
   /** The unit group's communicator (only read when the group has more than one rank). */
-  private comm(u: UnitState): Communicator<Float32Array> {
+  private comm(u: UnitState<F>): Communicator<F> {
     if (!u.group.comm) throw new Error(`unit ${u.unit.name}: a group of ${u.group.size} ranks needs its communicator`);
     return u.group.comm;
+  }
+
+  private get device(): Device<F, I> {
+    return this.o.stage.device;
   }
 
   private get dp(): number {
@@ -157,20 +173,20 @@ export class UnitMemory implements UnitHooks {
   }
 
   /** The unit's whole weights, on the device, in a fresh transient buffer (ZeRO-3: all-gathered over DP). */
-  private async gather(u: UnitState): Promise<Float32Array> {
+  private async gather(u: UnitState<F>): Promise<F> {
     const { pools, timer } = this.o;
     const { unit, shard } = u;
     if (this.st.zero < 3) {
-      const w = pools.f32('transient', unit.hi - unit.lo);
+      const w = pools.tensor('transient', unit.hi - unit.lo);
       u.weights.read(unit.lo, unit.hi, w, pools);
       return w;
     }
-    const w = pools.f32('transient', shard.padded);
-    const own = pools.f32('transient', shard.shardSize);
+    const w = pools.tensor('transient', shard.padded);
+    const own = pools.tensor('transient', shard.shardSize);
     try {
       u.weights.read(shard.lo, shard.hi, own, pools);
       if (u.group.size > 1) await timer.wait(this.comm(u).allGather(own, w));
-      else w.set(own.subarray(0, unit.hi - unit.lo));
+      else this.device.copy(this.device.view(w, 0, unit.hi - unit.lo), this.device.view(own, 0, unit.hi - unit.lo));
     } finally {
       pools.release(own);
     }
@@ -187,7 +203,7 @@ export class UnitMemory implements UnitHooks {
       if (phase === 'backward' && this.gradsPerUnit && !u.gradBuf) {
         // Padded for the reduce-scatter; a deferred unit's buffer lives all step: a resident gradient.
         const n = this.st.zero >= 2 ? u.shard.padded : unit.hi - unit.lo;
-        u.gradBuf = this.o.pools.f32(u.deferred ? 'grads' : 'transient', n);
+        u.gradBuf = this.o.pools.tensor(u.deferred ? 'grads' : 'transient', n);
         this.o.stage.attachGrads(unit, u.gradBuf);
       }
     }
@@ -198,7 +214,7 @@ export class UnitMemory implements UnitHooks {
       const u = this.units[unit.index];
       if (this.paramsPerUnit && --u.refs === 0) {
         this.o.stage.attachParams(unit, null);
-        this.o.pools.release(u.working as Float32Array);
+        this.o.pools.release(u.working as F);
         u.working = null;
       }
       if (phase === 'backward' && this.gradsPerUnit && ++u.usesDone === u.uses) {
@@ -209,19 +225,19 @@ export class UnitMemory implements UnitHooks {
   }
 
   /** Reduces a unit's full gradient buffer over DP into its accumulator and frees it. */
-  private async reduceUnit(u: UnitState): Promise<void> {
+  private async reduceUnit(u: UnitState<F>): Promise<void> {
     const { pools, timer } = this.o;
-    const buf = u.gradBuf as Float32Array;
+    const buf = u.gradBuf as F;
     const { unit, shard } = u;
     if (this.st.zero >= 2) {
-      const mine = pools.f32('transient', shard.shardSize);
+      const mine = pools.tensor('transient', shard.shardSize);
       if (u.group.size > 1) await timer.wait(this.comm(u).reduceScatter(buf, mine, 'sum'));
-      else mine.set(buf.subarray(0, shard.shardSize));
-      u.grads.add(shard.lo, shard.hi, mine, pools);
+      else this.device.copy(mine, this.device.view(buf, 0, shard.shardSize));
+      await u.grads.add(shard.lo, shard.hi, mine, pools);
       pools.release(mine);
     } else {
       if (u.group.size > 1) await timer.wait(this.comm(u).allReduce(buf, 'sum'));
-      u.grads.add(unit.lo, unit.hi, buf, pools);
+      await u.grads.add(unit.lo, unit.hi, buf, pools);
     }
     this.o.stage.attachGrads(unit, null);
     pools.release(buf);
@@ -231,7 +247,7 @@ export class UnitMemory implements UnitHooks {
   /** Before a step's first micro-batch: empty gradient accumulators. */
   zeroGrads(): void {
     if (!this.gradsPerUnit) this.o.stage.zeroGrads();
-    else for (const u of this.units) u.grads.fill(0);
+    else for (const u of this.units) u.grads.zero();
   }
 
   /**
@@ -240,7 +256,13 @@ export class UnitMemory implements UnitHooks {
    */
   async finishGradients(): Promise<void> {
     if (!this.gradsPerUnit) {
-      if (this.o.experts) await syncExpertSplit(this.o.stage.grads, this.units.map((u) => u.unit), this.o.dpComm, this.dp, this.o.experts, this.o.pools, this.o.timer);
+      // Expert parallelism is CPU-only (the constructor checks): F is Float32Array there.
+      if (this.o.experts) {
+        await syncExpertSplit(
+          this.o.stage.grads as unknown as Float32Array, this.units.map((u) => u.unit), this.o.dpComm as unknown as Communicator<Float32Array>, this.dp, this.o.experts,
+          this.o.pools as unknown as MemoryPools, this.o.timer,
+        );
+      }
       else if (this.dp > 1) await this.o.timer.wait(this.o.dpComm.allReduce(this.o.stage.grads, 'sum'));
       return;
     }
@@ -249,11 +271,16 @@ export class UnitMemory implements UnitHooks {
 
   /**
    * Sum of squares of the reduced gradients over this rank's shards, skipping entries `skip` rejects.
-   * The native sumSquares kernel sums each part in double (a JavaScript loop cost 5-12 ms a step on
-   * gpt-tiny, work the analyzer does not charge); the parts' float32 sums add up in double here.
+   * The sumSquares kernel sums each part in double (a JavaScript loop cost 5-12 ms a step on
+   * gpt-tiny, work the analyzer does not charge); the parts' float32 sums add up in double here, in
+   * part order. Device parts run in one batch writing one element each of an fp32 tensor that is
+   * read back once; host (offloaded) parts run on the CPU kernels.
    */
-  gradSquares(skip: (name: string, shard: string) => boolean): number {
-    let sum = 0;
+  async gradSquares(skip: (name: string, shard: string) => boolean): Promise<number> {
+    const device = this.device;
+    // Per part in order: its index among the device parts, or its host sum.
+    const order: Array<{ dev: number } | { host: number }> = [];
+    const devParts: F[] = [];
     const out = new Float32Array(1);
     for (const u of this.units) {
       const owned = this.owned(u);
@@ -262,13 +289,28 @@ export class UnitMemory implements UnitHooks {
         for (const [lo, hi] of owned) {
           const a = Math.max(lo, e.offset), b = Math.min(hi, e.offset + e.size);
           if (a >= b) continue;
-          u.grads.forParts(a, b, (p) => {
-            kernels.sumSquares(out, p);
-            sum += out[0];
-          });
+          for (const p of u.grads.parts(a, b)) {
+            if (p.place === 'device') {
+              order.push({ dev: devParts.length });
+              devParts.push(p.part);
+            } else {
+              kernels.sumSquares(out, p.part);
+              order.push({ host: out[0] });
+            }
+          }
         }
       }
     }
+    let sums: Float32Array = new Float32Array(0);
+    if (devParts.length > 0) {
+      const t = device.zeros(devParts.length, 'fp32');
+      const k = device.batch();
+      devParts.forEach((p, i) => k.sumSquares(device.view(t, i, i + 1), p));
+      await k.run();
+      sums = device.read(t);
+    }
+    let sum = 0;
+    for (const o of order) sum += 'dev' in o ? sums[o.dev] : o.host;
     return sum;
   }
 
@@ -279,7 +321,7 @@ export class UnitMemory implements UnitHooks {
    */
   async optimizerStep(step: number, lr: number, gradScale: number): Promise<void> {
     const { pools, timer } = this.o;
-    const batch = new KernelBatch();
+    const batch = new StepBatches(this.device);
     for (const u of this.units) {
       if (u.optimizer.needsCopies(u.weights, u.grads)) await u.optimizer.step(u.weights, u.grads, step, lr, gradScale);
       else u.optimizer.record(batch, u.weights, u.grads, step, lr, gradScale);
@@ -288,27 +330,33 @@ export class UnitMemory implements UnitHooks {
     if (!(this.st.zero === 1 || this.st.zero === 2)) return;
     for (const u of this.units) {
       if (u.group.size === 1) continue;
-      const own = pools.f32('transient', u.shard.shardSize);
+      const own = pools.tensor('transient', u.shard.shardSize);
       u.weights.read(u.shard.lo, u.shard.hi, own, pools);
-      const all = pools.f32('transient', u.shard.padded);
+      const all = pools.tensor('transient', u.shard.padded);
       await timer.wait(this.comm(u).allGather(own, all));
-      u.weights.write(u.unit.lo, u.unit.hi, all.subarray(0, u.unit.hi - u.unit.lo), pools);
+      u.weights.write(u.unit.lo, u.unit.hi, this.device.view(all, 0, u.unit.hi - u.unit.lo), pools);
       pools.release(own);
       pools.release(all);
     }
   }
 
-  /** Full-length local vectors of weights (collective over DP with ZeRO-3) and of the moments over the shards. */
+  /**
+   * Full-length local vectors of weights (collective over DP with ZeRO-3) and of the moments over the
+   * shards. With master weights (compute dtype not fp32) the weights over each unit's optimizer
+   * range are the fp32 master's, elsewhere the compute copy's.
+   */
   async exportState(n: number): Promise<{ params: Float32Array; m: Float32Array; v: Float32Array }> {
     const params = new Float32Array(n), m = new Float32Array(n), v = new Float32Array(n);
     for (const u of this.units) {
       if (this.st.zero >= 3) {
         const w = await this.gather(u);
-        params.set(w.subarray(0, u.unit.hi - u.unit.lo), u.unit.lo);
+        params.set(this.device.read(this.device.view(w, 0, u.unit.hi - u.unit.lo)), u.unit.lo);
         this.o.pools.release(w);
       } else {
         params.set(u.weights.snapshot(u.unit.lo, u.unit.hi), u.unit.lo);
       }
+      const master = u.optimizer.masterValues(u.optimizer.lo, u.optimizer.hi);
+      if (master) params.set(master, u.optimizer.lo);
       for (const [lo, hi] of this.owned(u)) {
         const mom = u.optimizer.moments(lo, hi);
         m.set(mom.m, lo);
@@ -322,6 +370,7 @@ export class UnitMemory implements UnitHooks {
     for (const u of this.units) {
       u.weights.load(u.weights.lo, u.weights.hi, s.params.subarray(u.weights.lo, u.weights.hi));
       u.optimizer.loadMoments(s.m, s.v);
+      u.optimizer.loadMaster(s.params);
     }
   }
 }

@@ -231,6 +231,10 @@ void NcclCommunicator::Group(const std::vector<GroupOp>& ops) {
   const char* name = ops.size() == 1 ? GroupOpName(ops[0].kind) : "group";
   Guarded(name, [&] {
     const gpu::NcclLibrary& n = gpu::Runtime().nccl;
+    // On the CUDA backend's communication stream the buffers may have been written by kernels still
+    // queued on its compute stream: the collective starts after them (an event, not a host wait).
+    // The host waits for the collective itself (WaitForStream), so work queued after it sees the result.
+    if (!ownsStream_) cuda::Device::Get().StreamWait(cuda::StreamKind::kComm, cuda::StreamKind::kCompute);
     CheckNccl("ncclGroupStart", n.groupStart());
     try {
       for (const GroupOp& op : ops) Enqueue(op);
