@@ -1,9 +1,15 @@
-// What one worker process does with its assignment: join the world communicator (CPU backend over
-// TCP), build its rank's runtime, resume from the newest complete checkpoint when asked, train
-// `run.steps` iterations (the step count to reach), report metrics, save sharded checkpoints.
+// What one worker process does with its assignment: join the world communicator (the CPU backend
+// over TCP, or NCCL on this worker's GPU), build its rank's runtime on the matching device (the CPU
+// kernels, or the GPU in the training spec's compute dtype), resume from the newest complete
+// checkpoint when asked, train `run.steps` iterations (the step count to reach), report metrics,
+// save sharded checkpoints.
 import {
-  createCommunicator, deviceCores, kernelThreads, listenCpu, type Communicator, DEFAULT_TIMEOUT_MS, pinProcessToCores, startKernelTrace, stopKernelTrace,
+  type CommBuffer, createCommunicator, type CudaTensor, deviceCores, kernelThreads, listenCpu, type Communicator, DEFAULT_TIMEOUT_MS, ncclGetUniqueId,
+  pinProcessToCores, startKernelTrace, stopKernelTrace,
 } from '@mist/native';
+import { cpuDevice } from '../device/cpu-device';
+import { cudaDevice } from '../device/cuda-device';
+import type { Device } from '../device/device';
 import { loadCheckpoint, resumeCheckpoint, saveCheckpoint } from '../checkpoint';
 import { TokenSource } from '../runtime/data';
 import { learningRate } from '../train';
@@ -25,10 +31,7 @@ function parseHostPort(address: string): { host: string; port: number } {
 }
 
 async function joinWorld(a: WorkerAssignment, io: WorkerIo): Promise<Communicator<Float32Array>> {
-  if (a.backend !== 'cpu' || a.rendezvous.kind !== 'cpu') {
-    // The runtime computes with the CPU kernels on host Float32Arrays; NCCL moves device buffers.
-    throw new Error(`not implemented: backend '${a.backend}' in the executor (the compute kernels are CPU-only; use backend 'cpu')`);
-  }
+  if (a.backend !== 'cpu' || a.rendezvous.kind !== 'cpu') throw new Error(`the CPU world needs backend 'cpu' and a cpu rendezvous, got '${a.backend}'`);
   const timeoutMs = a.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   let peers = a.rendezvous.peers;
   if (peers.length === 0) {
@@ -41,6 +44,19 @@ async function joinWorld(a: WorkerAssignment, io: WorkerIo): Promise<Communicato
   const listener = await listenCpu(parseHostPort(peers[a.rank]));
   io.send({ type: 'ready', rank: a.rank, pid: process.pid, address: listener.address });
   return createCommunicator({ backend: 'cpu', rank: a.rank, worldSize: a.worldSize, peers, listener, timeoutMs });
+}
+
+/**
+ * The NCCL world of a GPU worker: the rendezvous' unique id, or (with NCCL_COMM_ID set by the agent
+ * to the root's address) the one every rank derives from it. The worker's GPU is the one the agent
+ * pinned it to (CUDA_VISIBLE_DEVICES, MIST_CUDA_DEVICE), else the assignment's device index.
+ */
+async function joinNcclWorld(a: WorkerAssignment, io: WorkerIo, gpu: number): Promise<Communicator<CudaTensor>> {
+  if (a.rendezvous.kind !== 'nccl') throw new Error(`backend 'nccl' needs an nccl rendezvous, got '${a.rendezvous.kind}'`);
+  const uniqueId = a.rendezvous.uniqueId ? Uint8Array.from(a.rendezvous.uniqueId) : ncclGetUniqueId();
+  io.send({ type: 'ready', rank: a.rank, pid: process.pid });
+  const comm = await createCommunicator({ backend: 'nccl', rank: a.rank, worldSize: a.worldSize, uniqueId, device: gpu, timeoutMs: a.timeoutMs ?? DEFAULT_TIMEOUT_MS });
+  return comm as Communicator<CudaTensor>;
 }
 
 /**
@@ -71,7 +87,7 @@ function nonFinite(loss: number | null, gradNorm: number | undefined): string | 
  * shard checksums), after checking that every rank chose the same step: the ranks read one shared
  * directory, and a rank that saw another (a host with a private directory) must not train on.
  */
-async function resume(rt: RankRuntime, world: Communicator<Float32Array>, a: WorkerAssignment, io: WorkerIo): Promise<void> {
+async function resume<F extends CommBuffer, I>(rt: RankRuntime<F, I>, world: Communicator<F>, device: Device<F, I>, a: WorkerAssignment, io: WorkerIo): Promise<void> {
   const dir = a.run.checkpointDir!;
   let choice: ReturnType<typeof resumeCheckpoint> | null = null;
   let error: Error | null = null;
@@ -81,8 +97,9 @@ async function resume(rt: RankRuntime, world: Communicator<Float32Array>, a: Wor
     error = err as Error;
   }
   const step = choice?.checkpoint?.manifest.step ?? (error ? -1 : 0);
-  const agreed = Float32Array.of(step, -step);
-  await world.allReduce(agreed, 'max');
+  const agreedOnDevice = device.upload(Float32Array.of(step, -step), 'fp32');
+  await world.allReduce(agreedOnDevice, 'max');
+  const agreed = device.read(agreedOnDevice);
   if (error) throw error;
   if (agreed[0] !== -agreed[1]) {
     throw new Error(`the ranks found different checkpoints to resume from in ${dir} (steps ${-agreed[1]} to ${agreed[0]}; -1: none verifies): ` +
@@ -100,18 +117,29 @@ async function resume(rt: RankRuntime, world: Communicator<Float32Array>, a: Wor
 }
 
 export async function runWorker(a: WorkerAssignment, io: WorkerIo): Promise<void> {
+  if (a.backend === 'nccl') {
+    const gpu = Number(process.env.MIST_CUDA_DEVICE ?? a.deviceIndex);
+    process.env.MIST_CUDA_DEVICE = String(gpu);
+    // The device first: NCCL then runs on its communication stream.
+    const device = cudaDevice(a.training.computeDtype);
+    io.send({ type: 'log', rank: a.rank, level: 'info', text: `training on CUDA device ${gpu} in ${a.training.computeDtype}` });
+    return train(a, io, await joinNcclWorld(a, io, gpu), device);
+  }
   pinToDeviceCores(a, io);
-  const world = await joinWorld(a, io);
+  return train(a, io, await joinWorld(a, io), cpuDevice);
+}
+
+async function train<F extends CommBuffer, I>(a: WorkerAssignment, io: WorkerIo, world: Communicator<F>, device: Device<F, I>): Promise<void> {
   const { run } = a;
   // The plan's attention variant, else the training spec's (what the submit check and the analyzer read).
   const plan = { ...a.plan, flashAttention: a.plan.flashAttention ?? a.training.flashAttention };
-  const rt = await RankRuntime.create({
-    plan, model: a.model, rank: a.rank, world, seed: run.seed,
+  const rt = await RankRuntime.create<F, I>({
+    plan, model: a.model, rank: a.rank, world, device, seed: run.seed,
     lr: (step) => learningRate(step, run.scheduleSteps ?? run.steps, run.lr, run.warmupSteps ?? 0),
     data: new TokenSource(run.data, run.seed, a.model.vocab, a.plan.globalBatch, a.plan.seqLen), hyper: run.adamw,
   });
   try {
-    if (run.resume && run.checkpointDir) await resume(rt, world, a, io);
+    if (run.resume && run.checkpointDir) await resume(rt, world, device, a, io);
     const every = run.metricsEvery ?? 1;
     let finalLoss: number | null = null;
     let lastSaved = rt.stepsDone;
@@ -130,9 +158,11 @@ export async function runWorker(a: WorkerAssignment, io: WorkerIo): Promise<void
     while (rt.stepsDone < run.steps) {
       const stop = io.stopRequested();
       if (stop) throw new Error(`stopped by the parent: ${stop}`);
-      if (run.traceKernels) startKernelTrace();
+      // The kernel trace counts the CPU kernels (the GPU's run asynchronously on its stream).
+      const trace = run.traceKernels === true && device.kind === 'cpu';
+      if (trace) startKernelTrace();
       const m = await rt.step();
-      if (run.traceKernels) {
+      if (trace) {
         const trace = stopKernelTrace().filter((e) => e.op !== '(batch)');
         m.kernels = { seconds: trace.reduce((n, e) => n + e.seconds, 0), calls: trace.reduce((n, e) => n + e.calls, 0) };
       }
