@@ -70,6 +70,6 @@ describe('job files', () => {
     expect(() => validateJobSpec(spec({ knobsJson: '{"target": "tpu"}' }))).toThrow(/tune\.knobsJson\.target: got "tpu"; expected one of megatron, .*cpu/);
     expect(tunerSpaceFromOptions(validateJobSpec(spec({ knobsJson: '{"target": "cpu"}' })).tune, getModel('gpt-tiny')).name).toBe('cpu');
     expect(knobsFromOptions(validateJobSpec(spec({ maxStages: 2, knobsJson: '{"maxTp": 1}' })).tune)).toEqual({ maxStages: 2, maxTp: 1, target: 'cpu' });
-    expect(() => validateJobSpec(spec({ knobsJson: '{"target": "megatron"}' }))).toThrow(/tune\.target: got "megatron"; the executor runs the cpu backend only; allowed: cpu/);
+    expect(() => validateJobSpec(spec({ knobsJson: '{"target": "megatron"}' }))).toThrow(/tune\.target: got "megatron"; the job runs on the executor's cpu backend; allowed: cpu/);
   });
 });

@@ -51,7 +51,15 @@ describe('validateJobSpec against the cpu backend', () => {
     expect(issues(spec({ training: { globalBatch: 8, seqLen: 64, flashAttention: false } }))).toEqual([]);
   });
 
-  it('refuses the nccl backend at submit (the executor has only the cpu backend)', () => {
-    expect(issues(spec({ backend: 'BACKEND_NCCL' } as Partial<JobSpec__Output>))).toEqual([{ field: 'backend', message: expect.stringMatching(/not implemented: the executor has no NCCL/) }]);
+  it('checks an nccl job against the executor\'s cuda backend: bf16 and fp32 run, fp16 and MoE do not', () => {
+    const nccl = (o: Partial<JobSpec__Output> & { training?: object } = {}): JobSpec__Output => spec({ backend: 'BACKEND_NCCL', ...o } as Partial<JobSpec__Output>);
+    expect(issues(nccl({ training: { globalBatch: 8, seqLen: 64, paramDtype: 'bf16', computeDtype: 'bf16' } }))).toEqual([]);
+    expect(issues(nccl({ training: { globalBatch: 8, seqLen: 64, paramDtype: 'fp32', computeDtype: 'fp32' } }))).toEqual([]);
+    expect(issues(nccl({ training: { globalBatch: 8, seqLen: 64, paramDtype: 'bf16', computeDtype: 'fp16' } }))).toEqual([
+      { field: 'training.computeDtype', message: expect.stringMatching(/^fp16 training: not supported by the executor's cuda backend .*runs bf16, fp32 only/) },
+    ]);
+    const moe = { ...getModel('gpt-tiny'), name: 'gpt-moe-tiny', moe: { experts: 4, topK: 2 } };
+    const m = nccl({ model: { specJson: JSON.stringify(moe), source: 'specJson' }, planJson: JSON.stringify(planOf(moe.name, moe.layers, 1)) } as Partial<JobSpec__Output>);
+    expect(issues(m).map((i) => i.message).join('\n')).toMatch(/mixture of experts.*cuda backend/i);
   });
 });

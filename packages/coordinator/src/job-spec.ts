@@ -2,7 +2,7 @@
 // @mist/core's schemas, and every problem names its field (e.g. `plan.stages[1].tp`), so that a bad
 // job is refused before anything starts.
 import {
-  backendCapabilities, backendViolations, type ClusterSpec, type HardwareProfile, loadCluster, getModel, type ModelSpec, parseClusterSpec, parseHardwareProfile,
+  backendCapabilities, type BackendName, backendViolations, type ClusterSpec, type HardwareProfile, loadCluster, getModel, type ModelSpec, parseClusterSpec, parseHardwareProfile,
   nestIssues, parseModelSpec, valueAtField, parsePlan, parseTrainingSpec, type Plan, SpecError, type SpecIssue, type TrainingSpec,
 } from '@mist/core';
 import { checkHostPath, checkInteger, checkSpecSizes } from './job-limits';
@@ -86,24 +86,27 @@ export function resolveClusterRef(ref: ClusterRef__Output | null | undefined, is
 }
 
 /**
- * The executor's one compute backend: what every job runs on (its worker refuses any other,
- * run-worker.ts): submit checks against its table, tuned jobs search its space, `auto` resolves to it.
+ * The executor backend a job with no backend asked for runs on (`auto` resolves to it): the CPU
+ * kernels. A job asking for NCCL runs on the `cuda` backend (one GPU per worker): its submit checks
+ * use that table and a tuned job searches its space.
  */
 export const EXECUTOR_BACKEND = 'cpu' as const;
+
+/** The executor backend (core's capability table) of a job's backend choice. */
+export function executorBackendOf(choice: BackendChoice): BackendName {
+  return choice === 'nccl' ? 'cuda' : EXECUTOR_BACKEND;
+}
 
 const BACKENDS: Record<string, BackendChoice> = { BACKEND_UNSPECIFIED: 'auto', BACKEND_CPU: 'cpu', BACKEND_NCCL: 'nccl' };
 
 /**
  * What the executor cannot run of the job, from core's backend table, so that the job is refused at
- * submit with the feature named instead of failing in a worker or training something else. The
- * executor's only backend is `cpu` (its worker refuses any other), so `auto` is checked as `cpu`.
- * Dtypes are checked where the training JSON names them: left unset they are the tuner's cost-model
- * default, and the cpu backend trains in fp32 regardless.
+ * submit with the feature named instead of failing in a worker or training something else: the `cpu`
+ * table for `auto` and `cpu`, the `cuda` table for `nccl`. Dtypes are checked where the training JSON
+ * names them: left unset they are the tuner's cost-model default, and the backend trains in its own.
  */
 function executorIssues(backend: BackendChoice, model: ModelSpec, training: TrainingSpec, plan: Plan | null, trainingJson: string): SpecIssue[] {
-  if (backend === 'nccl') {
-    return [{ field: 'backend', value: 'BACKEND_NCCL', message: 'not implemented: the executor has no NCCL (GPU) backend; allowed: BACKEND_UNSPECIFIED, BACKEND_CPU' }];
-  }
+  const executor = executorBackendOf(backend);
   const given = (() => {
     try {
       return JSON.parse(trainingJson) as Record<string, unknown>;
@@ -111,9 +114,9 @@ function executorIssues(backend: BackendChoice, model: ModelSpec, training: Trai
       return {};
     }
   })();
-  return backendViolations(backendCapabilities(EXECUTOR_BACKEND), { model, training, plan })
+  return backendViolations(backendCapabilities(executor), { model, training, plan })
     .filter((v) => !(v.field === 'training.paramDtype' || v.field === 'training.computeDtype') || v.field.slice('training.'.length) in given)
-    .map((v) => ({ field: v.field, value: valueAtField({ model, training, plan }, v.field), message: `${v.feature}: not supported by the executor's cpu backend (${v.detail})` }));
+    .map((v) => ({ field: v.field, value: valueAtField({ model, training, plan }, v.field), message: `${v.feature}: not supported by the executor's ${executor} backend (${v.detail})` }));
 }
 
 
@@ -131,6 +134,10 @@ export function validateJobSpec(spec: JobSpec__Output | null | undefined): Valid
     const data = parseJson('training', spec.trainingJson, issues);
     if (data !== undefined) training = attempt('training', issues, () => parseTrainingSpec(data));
   }
+
+  const backend = BACKENDS[String(spec.backend ?? 'BACKEND_UNSPECIFIED')];
+  if (!backend) issues.push({ field: 'backend', value: spec.backend, message: 'allowed: BACKEND_UNSPECIFIED, BACKEND_CPU, BACKEND_NCCL' });
+  const executor = executorBackendOf(backend ?? 'auto');
 
   let plan: Plan | null = null;
   let tune: TuneOptions__Output | null = null;
@@ -155,12 +162,12 @@ export function validateJobSpec(spec: JobSpec__Output | null | undefined): Valid
       // limit may come from knobs_json, so the typed field carries the one that applies.
       const t = tune;
       const knobs = attempt('tune', issues, () => knobsFromOptions(t));
-      if (knobs?.target !== undefined && knobs.target !== EXECUTOR_BACKEND) {
-        issues.push({ field: 'tune.target', value: knobs.target, message: `the executor runs the ${EXECUTOR_BACKEND} backend only; ` +
-          `allowed: ${EXECUTOR_BACKEND} (plans for an engine come from \`mist tune --target ENGINE\` and \`mist export\`)` });
+      if (knobs?.target !== undefined && knobs.target !== executor) {
+        issues.push({ field: 'tune.target', value: knobs.target, message: `the job runs on the executor's ${executor} backend; ` +
+          `allowed: ${executor} (plans for an engine come from \`mist tune --target ENGINE\` and \`mist export\`)` });
       } else if (knobs) {
-        // The search covers what the executor's backend runs, costed in the dtype it trains in.
-        const runnable = { ...knobs, target: EXECUTOR_BACKEND };
+        // The search covers what the job's executor backend runs, costed in the dtype it trains in.
+        const runnable = { ...knobs, target: executor };
         if (model) attempt('tune', issues, () => spaceFromKnobs(runnable, model!));
         if (model && training) training = attempt('training', issues, () => trainingForTarget(runnable, model!, training!));
         if (knobs.timeLimit !== undefined && knobs.timeLimit > 7 * 86400) {
@@ -180,8 +187,6 @@ export function validateJobSpec(spec: JobSpec__Output | null | undefined): Valid
     if (data !== undefined) profile = attempt('profile', issues, () => parseHardwareProfile(data));
   }
 
-  const backend = BACKENDS[String(spec.backend ?? 'BACKEND_UNSPECIFIED')];
-  if (!backend) issues.push({ field: 'backend', value: spec.backend, message: 'allowed: BACKEND_UNSPECIFIED, BACKEND_CPU, BACKEND_NCCL' });
   if (backend && model && training) issues.push(...executorIssues(backend, model, training, plan, spec.trainingJson));
 
   const run = spec.run;

@@ -21,11 +21,10 @@ export type RendezvousResult =
   | { ok: false; reason: string };
 
 /**
- * The backend a job uses on the devices it was placed on. `auto` is the cpu backend: the executor
- * computes with its CPU kernels only and its worker refuses any other backend (run-worker.ts), as
- * the submit check assumes (job-spec.ts executorIssues); before this, `auto` picked NCCL on CUDA
- * agents with NCCL and every such job failed in its workers. `nccl` (refused at submit until the
- * executor has a GPU compute backend) is checked against the devices and hosts.
+ * The backend a job uses on the devices it was placed on. `auto` is the cpu backend (the executor's
+ * CPU kernels, which run on any agent); `nccl`, asked for explicitly, runs the executor's cuda
+ * backend, one GPU per worker (checked at submit against core's cuda table, job-spec.ts), and is
+ * checked here against the devices and hosts it was placed on.
  */
 export function resolveBackend(
   choice: BackendChoice, ranks: RankPlacement[], registry: AgentRegistry,

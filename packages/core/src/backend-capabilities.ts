@@ -47,12 +47,12 @@
 //   group at every ZeRO level and offload (runtime/unit-memory.ts, topology/expert-groups.ts);
 //   runtime/moe-equivalence.test.ts checks the losses of one process. The executor routes what the
 //   tokens choose; the analyzer assumes balanced routing.
-import type { ModelSpec } from './model';
+import { headDim, type ModelSpec } from './model';
 import { type Plan, stageCp } from './plan';
 import type { Dtype, TrainingSpec } from './training';
 import { type CapabilityViolation, fp8Violation, modelRuleViolations, type PlanRules, planRuleViolations } from './engine-capabilities';
 
-export const BACKEND_NAMES = ['cpu'] as const;
+export const BACKEND_NAMES = ['cpu', 'cuda'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 
 export interface BackendCapabilities {
@@ -75,6 +75,8 @@ export interface BackendCapabilities {
   sequenceParallelShardsActivations: boolean;
   /** May a stage with cp > 1 run the unfused attention (flashAttention false). */
   contextParallelUnfused: boolean;
+  /** Head sizes the fused (flash) attention kernel takes; absent: any. */
+  flashHeadDims?: readonly number[];
 }
 
 const CPU: BackendCapabilities = {
@@ -125,7 +127,30 @@ const CPU: BackendCapabilities = {
   contextParallelUnfused: false,
 };
 
-const TABLES: Record<BackendName, BackendCapabilities> = { cpu: CPU };
+// The `cuda` backend: the same executor (model and runtime code are generic over the device:
+// packages/executor/src/device) on the native addon's CUDA ops (packages/native/src/cuda), one GPU
+// per worker, NCCL collectives (worker/run-worker.ts backend 'nccl'). It differs from `cpu` where the
+// code says so:
+// - dtypes: bf16 (activations, compute copies and gradients in bf16, fp32 master weights and moments:
+//   train/optimizer.ts, runtime/optimizer.ts) or fp32; fp16 is refused by the distributed runtime
+//   (runtime/rank-runtime.ts: no dynamic loss scaling there yet).
+// - mixture of experts: refused off the CPU device (model/block-runner.ts, runtime/rank-runtime.ts:
+//   the routing's host bookkeeping and the all-to-all run on host arrays).
+// - the fused attention kernel takes head sizes 16, 32, 64 and 128 (cuda/ops/attention_launch.h);
+//   the unfused core takes any.
+const CUDA: BackendCapabilities = {
+  ...CPU,
+  backend: 'cuda',
+  sources: [
+    ...CPU.sources.filter((f) => !/moe|all-to-all|expert-groups/.test(f)),
+    'packages/executor/src/device/cuda-device.ts', 'packages/executor/src/runtime/optimizer.ts', 'packages/native/src/cuda/ops/attention_launch.h',
+  ],
+  plan: { ...CPU.plan, mixtureOfExperts: false, expertParallel: false },
+  dtypes: ['bf16', 'fp32'],
+  flashHeadDims: [16, 32, 64, 128],
+};
+
+const TABLES: Record<BackendName, BackendCapabilities> = { cpu: CPU, cuda: CUDA };
 
 export function isBackendName(s: string): s is BackendName {
   return (BACKEND_NAMES as readonly string[]).includes(s);
@@ -173,6 +198,13 @@ export function backendViolations(
   if (fp8) out.push({ ...fp8, field: 'training.fp8' });
   if (model.dropout > 0 && !caps.dropout) {
     out.push({ feature: 'dropout', field: 'model.dropout', detail: `got ${model.dropout}; ${who} trains without dropout only (0)` });
+  }
+  const d = headDim(model);
+  if (caps.flashHeadDims && training.flashAttention && !caps.flashHeadDims.includes(d)) {
+    out.push({
+      feature: `flash attention with head size ${d}`, field: 'training.flashAttention',
+      detail: `${model.name} has head size ${d}; ${who}'s fused attention takes ${caps.flashHeadDims.join(', ')} (flashAttention false runs the unfused core)`,
+    });
   }
   if (!caps.positional.includes(model.positional)) {
     out.push({ feature: `${model.positional === 'alibi' ? 'ALiBi' : model.positional} positions`, field: 'model.positional', detail: `got ${model.positional}; ${who} runs ${caps.positional.join(', ')}` });

@@ -62,3 +62,17 @@ describe('the cpu space follows the training spec and the interleaved schedule',
     expect(backendSpace('cpu', model, { maxVirtualStages: 1 }).maxVirtualStages).toBe(1);
   });
 });
+
+describe('backendSpace(cuda)', () => {
+  it('is the cpu space without experts, and its training is bf16; a head size the fused kernel lacks is named', () => {
+    const s = backendSpace('cuda', llama);
+    expect(s).toMatchObject({ name: 'cuda', maxTp: 2, sequenceParallel: true, zero: [0, 1, 2, 3], maxEp: 1 });
+    const caps = backendCapabilities('cuda');
+    expect(caps.dtypes[0]).toBe('bf16');
+    const training = parseTrainingSpec({ globalBatch: 8, seqLen: 64, paramDtype: 'bf16', computeDtype: 'bf16', flashAttention: true });
+    expect(backendViolations(caps, { model: llama, training, plan: null })).toEqual([]);
+    const odd = { ...llama, name: 'odd-heads', hidden: 96, heads: 4, kvHeads: 2 }; // head size 24
+    expect(backendViolations(caps, { model: odd, training, plan: null }).map((v) => v.feature)).toEqual(['flash attention with head size 24']);
+    expect(backendViolations(caps, { model: odd, training: { ...training, flashAttention: false }, plan: null })).toEqual([]);
+  });
+});
