@@ -138,6 +138,17 @@ export function validateJobSpec(spec: JobSpec__Output | null | undefined): Valid
   const backend = BACKENDS[String(spec.backend ?? 'BACKEND_UNSPECIFIED')];
   if (!backend) issues.push({ field: 'backend', value: spec.backend, message: 'allowed: BACKEND_UNSPECIFIED, BACKEND_CPU, BACKEND_NCCL' });
   const executor = executorBackendOf(backend ?? 'auto');
+  // A GPU job trains in the dtypes its training JSON names, else in the cuda backend's first (bf16):
+  // the schema's default (fp16) is a cost-model default the GPU runtime does not train in.
+  if (training && executor === 'cuda') {
+    const given = parseJson('training', spec.trainingJson ?? '{}', []) as Record<string, unknown> | undefined;
+    const dtype = backendCapabilities('cuda').dtypes[0];
+    training = {
+      ...training,
+      ...(given && 'paramDtype' in given ? {} : { paramDtype: dtype }),
+      ...(given && 'computeDtype' in given ? {} : { computeDtype: dtype }),
+    };
+  }
 
   let plan: Plan | null = null;
   let tune: TuneOptions__Output | null = null;
