@@ -131,9 +131,9 @@ const CPU: BackendCapabilities = {
 // packages/executor/src/device) on the native addon's CUDA ops (packages/native/src/cuda), one GPU
 // per worker, NCCL collectives (worker/run-worker.ts backend 'nccl'). It differs from `cpu` where the
 // code says so:
-// - dtypes: bf16 (activations, compute copies and gradients in bf16, fp32 master weights and moments:
-//   train/optimizer.ts, runtime/optimizer.ts) or fp32; fp16 is refused by the distributed runtime
-//   (runtime/rank-runtime.ts: no dynamic loss scaling there yet).
+// - dtypes: bf16 or fp16 (activations, compute copies and gradients in that dtype, fp32 master weights
+//   and moments: train/optimizer.ts, runtime/optimizer.ts; fp16 with dynamic loss scaling,
+//   train/loss-scaler.ts, in the single-process trainer and the runtime) or fp32.
 // - mixture of experts: refused off the CPU device (model/block-runner.ts, runtime/rank-runtime.ts:
 //   the routing's host bookkeeping and the all-to-all run on host arrays).
 // - the fused attention kernel takes head sizes 16, 32, 64 and 128 (cuda/ops/attention_launch.h);
@@ -146,7 +146,7 @@ const CUDA: BackendCapabilities = {
     'packages/executor/src/device/cuda-device.ts', 'packages/executor/src/runtime/optimizer.ts', 'packages/native/src/cuda/ops/attention_launch.h',
   ],
   plan: { ...CPU.plan, mixtureOfExperts: false, expertParallel: false },
-  dtypes: ['bf16', 'fp32'],
+  dtypes: ['bf16', 'fp32', 'fp16'],
   flashHeadDims: [16, 32, 64, 128],
 };
 

@@ -30,8 +30,9 @@
 // stages, unit memory and pools allocate its tensors, the communicators move them, and every copy,
 // view, zeroing and host read goes through it (the CPU device by default, whose operations are
 // what the runtime did before the seam). Not yet on another device: mixture-of-experts layers
-// (expert parallelism's all-to-all and expert gradient sync are CPU-only) and fp16 compute (no
-// dynamic loss scaling yet). bf16 compute keeps fp32 master weights and moments in the sharded
+// (expert parallelism's all-to-all and expert gradient sync are CPU-only). fp16 compute scales the
+// loss dynamically (train/loss-scaler.ts: a step whose gradients overflow is skipped on every rank
+// alike). bf16 and fp16 compute keep fp32 master weights and moments in the sharded
 // optimizer (optimizer.ts); gradients are reduced in the compute dtype.
 import { expertRankIndices, interleavedSchedule, type ModelSpec, type Plan, rankChunkLayers, stageCp, stageEp, type StageStrategy, virtualNeighbour } from '@mist/core';
 import type { CommBuffer, Communicator, GroupOp } from '@mist/native';
@@ -46,6 +47,7 @@ import { MemoryPools } from '../memory/pools';
 import type { StepMetrics } from '../worker/protocol';
 import { batchTokens, type TokenSource } from './data';
 import { type AdamWHyper, clipScale, DEFAULT_ADAMW } from './hyper';
+import { LOSS_SCALER_DEFAULTS, LossScaler, type LossScalerOptions } from '../train/loss-scaler';
 import { recvRoutes, type Route, sendRoutes } from './routes';
 import { StepTimer } from './timer';
 import { commExpertGroup } from './all-to-all';
@@ -68,6 +70,8 @@ export interface RankRuntimeOptions<F extends CommBuffer = Float32Array, I = Int
   lr: (step: number) => number;
   data: TokenSource;
   hyper?: Partial<AdamWHyper>;
+  /** fp16 compute: the dynamic loss scaler's settings (default PyTorch GradScaler's, train/loss-scaler.ts). */
+  lossScaler?: Partial<LossScalerOptions>;
 }
 
 /** A rank's local flat vectors: params, and the AdamW moments (zero where this rank keeps none). */
@@ -105,6 +109,8 @@ export class RankRuntime<F extends CommBuffer = Float32Array, I = Int32Array> {
   /** The rank's model chunks' stages, in chunk order (one unless the plan is interleaved). */
   readonly stages: readonly Stage<F, I>[];
   readonly device: Device<F, I>;
+  /** fp16: the dynamic loss scale (the loss gradient is multiplied by it, the optimizer divides it out); null otherwise. */
+  private readonly scaler: LossScaler | null;
   readonly pools: MemoryPools<F>;
   /** AdamW steps taken (the next step is stepsDone + 1). */
   stepsDone = 0;
@@ -127,6 +133,7 @@ export class RankRuntime<F extends CommBuffer = Float32Array, I = Int32Array> {
   ) {
     const { plan, model, rank } = o;
     const device = this.device = RankRuntime.deviceOf(o);
+    this.scaler = device.computeDtype === 'fp16' ? new LossScaler({ ...LOSS_SCALER_DEFAULTS, ...o.lossScaler }) : null;
     this.pools = new MemoryPools<F>(device);
     this.pos = rankPosition(plan, rank);
     this.strategy = plan.stages[this.pos.stage];
@@ -238,9 +245,6 @@ export class RankRuntime<F extends CommBuffer = Float32Array, I = Int32Array> {
   /** The options' device (default the CPU), refused when the runtime cannot train there. */
   private static deviceOf<F extends CommBuffer, I>(o: RankRuntimeOptions<F, I>): Device<F, I> {
     const device = o.device ?? (cpuDevice as unknown as Device<F, I>);
-    if (device.computeDtype === 'fp16') {
-      throw new Error('computeDtype fp16: the distributed runtime has no dynamic loss scaling yet (fp16 gradients would overflow); use bf16 or fp32');
-    }
     if (o.model.moe && device.kind !== 'cpu') throw new Error(`model ${o.model.name}: mixture-of-experts layers run on the CPU device only, not ${device.kind}`);
     return device;
   }
@@ -302,6 +306,8 @@ export class RankRuntime<F extends CommBuffer = Float32Array, I = Int32Array> {
     const b = st.microBatchSize, seq = this.layout.seq, H = this.hidden;
     const rows = b * seq;
     const gradScale = 1 / (plan.globalBatch * this.seq);
+    // fp16: the loss gradient is scaled up so that small gradients survive fp16 (1 otherwise: exact).
+    const lossScale = this.scaler ? this.scaler.scale : 1;
     if (this.o.data.globalBatch !== plan.globalBatch || this.o.data.seq !== this.seq) {
       throw new Error(`the data source draws batches of ${this.o.data.globalBatch} x ${this.o.data.seq}, the plan needs ${plan.globalBatch} x ${this.seq}`);
     }
@@ -345,7 +351,7 @@ export class RankRuntime<F extends CommBuffer = Float32Array, I = Int32Array> {
           input.hidden = recvd;
         }
         const dropout = { step, firstSample: first };
-        const r = await this.timer.phase('forward', () => chunk.stage.forward(input, { train: true, gradScale, dropout }));
+        const r = await this.timer.phase('forward', () => chunk.stage.forward(input, { train: true, gradScale: gradScale * lossScale, dropout }));
         // The received buffer now lives on as the first layer's saved input (accounted by the stash).
         if (recvd) this.pools.release(recvd);
         if (recvd && chunk.stage.sp) chunk.stage.recycle([recvd]);
@@ -370,10 +376,18 @@ export class RankRuntime<F extends CommBuffer = Float32Array, I = Int32Array> {
       }
     }
 
+    let skipped = false;
     const norm = await this.timer.phase('optimizer', async () => {
       await this.reduceGradients();
-      const n = await this.globalGradNorm();
-      for (const c of this.chunks) await c.memory.optimizerStep(step, this.o.lr(step), clipScale(n, this.hyper.maxGradNorm));
+      // The norm is all-reduced over the world, so every rank takes the same decision on an overflow.
+      const n = (await this.globalGradNorm()) / lossScale;
+      if (this.scaler && !Number.isFinite(n)) {
+        skipped = true; // fp16 overflow: the update is skipped and the scale backs off
+        this.scaler.update(false);
+        return n;
+      }
+      for (const c of this.chunks) await c.memory.optimizerStep(step, this.o.lr(step), clipScale(n, this.hyper.maxGradNorm) / lossScale);
+      this.scaler?.update(true);
       return n;
     });
 
@@ -395,6 +409,7 @@ export class RankRuntime<F extends CommBuffer = Float32Array, I = Int32Array> {
         toDevice: this.pools.offloadBytes.toDevice - offloadBefore.toDevice,
       },
       gradNorm: norm,
+      ...(this.scaler ? { lossScale, skipped } : {}),
     };
   }
 

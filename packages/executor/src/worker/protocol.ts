@@ -81,6 +81,9 @@ export interface StepMetrics {
   offloadBytes?: { toHost: number; toDevice: number };
   /** Global L2 norm of the gradient before clipping. */
   gradNorm?: number;
+  /** fp16: the loss scale of the step, and whether its gradients overflowed (the update was skipped; gradNorm is then not finite). */
+  lossScale?: number;
+  skipped?: boolean;
 }
 
 export type WorkerToParent =

@@ -168,7 +168,8 @@ async function train<F extends CommBuffer, I>(a: WorkerAssignment, io: WorkerIo,
       }
       finalLoss = m.loss;
       if (m.step % every === 0 || m.step === run.steps) io.send({ type: 'metrics', rank: a.rank, metrics: m });
-      const bad = nonFinite(m.loss, m.gradNorm);
+      // An fp16 step skipped on overflow has no finite norm by design (the loss scale backs off).
+      const bad = nonFinite(m.loss, m.skipped ? undefined : m.gradNorm);
       if (bad) {
         if (!run.allowNonFiniteLoss) {
           throw new Error(`step ${m.step}: ${bad}; the run stops here and this state is not checkpointed (run.allowNonFiniteLoss lets it go on)`);
