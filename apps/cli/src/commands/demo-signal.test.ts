@@ -33,12 +33,15 @@ describe('mist demo and SIGTERM', () => {
     const demo = spawn(process.execPath, [MIST, 'demo', '--steps', '100000', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const exited = new Promise<number | null>((resolve) => demo.once('exit', (code) => resolve(code)));
     let stderr = '';
+    const stdout: string[] = [];
     demo.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
     await new Promise<void>((resolve, reject) => {
       readline.createInterface({ input: demo.stdout! }).on('line', (l) => {
+        stdout.push(l);
         if (/"step":/.test(l)) resolve();
       });
-      void exited.then((code) => reject(new Error(`demo exited (${code}) before training: ${stderr}`)));
+      // With --json the demo reports on stdout: its last lines say why it ended.
+      void exited.then((code) => reject(new Error(`demo exited (${code}) before training: ${stderr}\n${stdout.slice(-10).join('\n')}`)));
     });
     const tree = descendants(demo.pid!);
     expect(tree.length).toBeGreaterThanOrEqual(3 + 4); // coordinator, 2 agents, 4 workers
