@@ -4,7 +4,7 @@
 // tensor-parallel rank); the element-wise ops run on 1M-64M elements with 1024-wide rows; attention
 // from 512 to 8192 tokens at head sizes 64 and 128. Every sample lasts at least `sampleSeconds`
 // (20 ms in the full grid), so host timers around a synchronize are accurate to well under 1%.
-import type { AttentionCase, MatmulShape } from './grids';
+import { type AttentionCase, geometric, type MatmulShape, matmulGrid } from './grids';
 
 /** Widths of the element-wise ops' tensors (see cuda-compute-bench.ts CUDA_OP_CASES). */
 export interface CudaOpShape {
@@ -48,18 +48,6 @@ export interface CudaProfileGrid {
   passWarmupSteps: number;
   passSteps: number;
 }
-
-function matmulGrid(ms: number[], dims: number[], maxFlops: number): MatmulShape[] {
-  const out: MatmulShape[] = [];
-  for (const m of ms) for (const n of dims) for (const k of dims) if (2 * m * n * k <= maxFlops) out.push({ m, n, k });
-  return out;
-}
-
-const geometric = (from: number, to: number, factor: number): number[] => {
-  const out: number[] = [];
-  for (let v = from; v <= to; v *= factor) out.push(v);
-  return out;
-};
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -49,13 +49,15 @@ export interface ProfileGrid {
   passRounds: number;
 }
 
-function matmulGrid(ms: number[], dims: number[], maxFlops: number): MatmulShape[] {
+/** Every (m, n, k) of the lists whose GEMM is at most maxFlops FLOPs. */
+export function matmulGrid(ms: number[], dims: number[], maxFlops: number): MatmulShape[] {
   const out: MatmulShape[] = [];
   for (const m of ms) for (const n of dims) for (const k of dims) if (2 * m * n * k <= maxFlops) out.push({ m, n, k });
   return out;
 }
 
-const geometric = (from: number, to: number, factor: number): number[] => {
+/** from, from * factor, ... up to `to`. */
+export const geometric = (from: number, to: number, factor: number): number[] => {
   const out: number[] = [];
   for (let v = from; v <= to; v *= factor) out.push(v);
   return out;

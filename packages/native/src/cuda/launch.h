@@ -100,6 +100,7 @@ struct CudaOpRegistrar {
 
 struct Dim3 {
   unsigned x = 1, y = 1, z = 1;
+  constexpr Dim3(unsigned gx = 1, unsigned gy = 1, unsigned gz = 1) : x(gx), y(gy), z(gz) {}
 };
 
 /** Grid size for n items in blocks of `per` (at least 1). */
@@ -113,6 +114,16 @@ void LaunchRaw(const std::string& function, Dim3 grid, Dim3 block, unsigned shar
 /** Multiprocessors of the current device (for grid sizing), and its compute capability (e.g. 90). */
 int DeviceMultiprocessors();
 int DeviceComputeCapability();
+
+/**
+ * Blocks for a grid-stride loop over n items of `threads` threads each: one item per thread up to 32
+ * blocks per multiprocessor (8 resident blocks of 256 threads, four waves), beyond which each thread loops.
+ */
+inline unsigned StreamBlocks(int64_t n, unsigned threads = 256) {
+  const int64_t cap = 32LL * (DeviceMultiprocessors() > 0 ? DeviceMultiprocessors() : 1);
+  const int64_t want = (n + threads - 1) / threads;
+  return static_cast<unsigned>(want < 1 ? 1 : want < cap ? want : cap);
+}
 
 // Parameters are passed by address in declaration order: their C++ types must match the kernel's
 // parameter types exactly (CUdeviceptr for a pointer, int/int64_t/float as declared).

@@ -32,15 +32,10 @@ struct AttnShape {
   int64_t batch, seq, heads, kv_heads, d, group;
   float scale;
   bool dropout;
-  DropoutRng rng;
-  int64_t sample_offset, head_offset, total_heads;
+  AttentionDropoutArgs drop;
 
   /** z_ij for (batch row b, local head h, query i, key j): 0 or 1 / (1 - p); 1 without dropout. */
-  float Z(int64_t b, int64_t h, int64_t i, int64_t j) const {
-    if (!dropout) return 1.f;
-    const uint64_t idx = ((static_cast<uint64_t>(sample_offset + b) * total_heads + head_offset + h) * seq + i) * seq + j;
-    return rng.Keep(idx) ? rng.scale : 0.f;
-  }
+  float Z(int64_t b, int64_t h, int64_t i, int64_t j) const { return dropout ? drop.Z(b, h, i, j, seq) : 1.f; }
 };
 
 AttnShape ReadShape(const OpArgs& a) {
@@ -55,13 +50,7 @@ AttnShape ReadShape(const OpArgs& a) {
   s.scale = ReadAttentionScale(a, s.d);
   // Optional dropout: ints [..., keyHi, keyLo, sampleOffset, headOffset, totalHeads]; floats [scale, p].
   s.dropout = a.ints.size() > 5;
-  if (s.dropout) {
-    const AttentionDropoutArgs d = ReadAttentionDropout(a, 5, 1, s.heads);
-    s.rng = d.rng;
-    s.sample_offset = d.sample_offset;
-    s.head_offset = d.head_offset;
-    s.total_heads = d.total_heads;
-  }
+  if (s.dropout) s.drop = ReadAttentionDropout(a, 5, 1, s.heads);
   return s;
 }
 

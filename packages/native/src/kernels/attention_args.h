@@ -47,6 +47,13 @@ inline float ReadAttentionScale(const ParamReader& a, int64_t d) {
 struct AttentionDropoutArgs {
   DropoutRng rng;
   int64_t sample_offset, head_offset, total_heads;
+
+  /** The draw of (batch row b, local head h, query position i, key position j) over sequences of `seq`. */
+  uint64_t Index(int64_t b, int64_t h, int64_t i, int64_t j, int64_t seq) const {
+    return ((static_cast<uint64_t>(sample_offset + b) * total_heads + head_offset + h) * seq + i) * seq + j;
+  }
+  /** The dropout factor there: 0, or 1 / (1 - p). */
+  float Z(int64_t b, int64_t h, int64_t i, int64_t j, int64_t seq) const { return rng.Keep(Index(b, h, i, j, seq)) ? rng.scale : 0.f; }
 };
 
 /** ints [keyHi, keyLo, sampleOffset, headOffset, totalHeads] from `int_at`, p at floats[`float_at`]. */

@@ -37,15 +37,11 @@ struct BlockShape {
   float scale;
   bool merge;
   bool dropout;
-  DropoutRng rng;
-  int64_t sample_offset, head_offset, total_heads, seq_total;
+  AttentionDropoutArgs drop;
+  int64_t seq_total;
 
   /** z for (batch row b, local head h, query position P, key position Q). */
-  float Z(int64_t b, int64_t h, int64_t P, int64_t Q) const {
-    if (!dropout) return 1.f;
-    const uint64_t idx = ((static_cast<uint64_t>(sample_offset + b) * total_heads + head_offset + h) * seq_total + P) * seq_total + Q;
-    return rng.Keep(idx) ? rng.scale : 0.f;
-  }
+  float Z(int64_t b, int64_t h, int64_t P, int64_t Q) const { return dropout ? drop.Z(b, h, P, Q, seq_total) : 1.f; }
 };
 
 // ints [batch, qSeq, kSeq, heads, kvHeads, headDim, merge, (keyHi, keyLo, sampleOffset, headOffset,
@@ -66,11 +62,7 @@ BlockShape ReadBlockShape(const OpArgs& a) {
   s.scale = static_cast<float>(a.Float(0, "scale"));
   s.dropout = a.ints.size() > 7;
   if (s.dropout) {
-    const AttentionDropoutArgs d = ReadAttentionDropout(a, 7, 1, s.heads);
-    s.rng = d.rng;
-    s.sample_offset = d.sample_offset;
-    s.head_offset = d.head_offset;
-    s.total_heads = d.total_heads;
+    s.drop = ReadAttentionDropout(a, 7, 1, s.heads);
     s.seq_total = a.Dim(12, "seqTotal");
   }
   return s;

@@ -185,21 +185,19 @@ void SoftmaxBackwardOp(const OpArgs& a) {
 // byte per element, packed 4 per float as dropout.cc) = keep.
 void ProbsDropoutOp(const OpArgs& a) {
   const CoreShape s = ReadCore(a);
-  const DropoutRng rng = ReadDropoutRng(a, 5, 0);
-  const int64_t sample_offset = a.Int(7, "sampleOffset"), head_offset = a.Int(8, "headOffset"), total_heads = a.Dim(9, "totalHeads");
-  if (sample_offset < 0 || head_offset < 0 || head_offset + s.heads > total_heads) a.Fail("sampleOffset must be >= 0 and headOffset + heads <= totalHeads");
+  const AttentionDropoutArgs d = ReadAttentionDropout(a, 5, 0, s.heads);
   const int64_t n = s.S();
   float* out = a.F(0, n, "out");
   uint8_t* mask = reinterpret_cast<uint8_t*>(a.F(1, static_cast<size_t>((n + 3) / 4), "mask"));
   const float* p = a.F(2, n, "probs");
   ThreadPool::Get().Run(s.batch * s.heads, [&](int64_t task) {
     const int64_t b = task / s.heads, h = task % s.heads;
-    const uint64_t base = static_cast<uint64_t>((sample_offset + b) * total_heads + head_offset + h) * s.seq * s.seq;
+    const uint64_t base = d.Index(b, h, 0, 0, s.seq);
     const int64_t off = task * s.seq * s.seq;
     for (int64_t e = 0; e < s.seq * s.seq; ++e) {
-      const bool keep = rng.Keep(base + static_cast<uint64_t>(e));
+      const bool keep = d.rng.Keep(base + static_cast<uint64_t>(e));
       mask[off + e] = keep ? 1 : 0;
-      out[off + e] = keep ? p[off + e] * rng.scale : 0.f;
+      out[off + e] = keep ? p[off + e] * d.rng.scale : 0.f;
     }
   });
 }

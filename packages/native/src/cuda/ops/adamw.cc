@@ -28,11 +28,7 @@ void LaunchAdamW(const LaunchArgs& a) {
   const float c2 = static_cast<float>(1.0 / (1.0 - std::pow(b2, static_cast<double>(step))));
   const float lrf = static_cast<float>(lr), b1f = static_cast<float>(b1), b2f = static_cast<float>(b2);
   constexpr unsigned kThreads = 256;
-  const int64_t cap = 32LL * std::max(1, DeviceMultiprocessors());
-  Dim3 grid, block;
-  grid.x = static_cast<unsigned>(std::min<int64_t>(cap, (n + kThreads - 1) / kThreads));
-  block.x = kThreads;
-  LaunchKernel(a.Variant("mist_adamw"), grid, block, 0, param, grad, m, v, paramOut, n, lrf, b1f, b2f, eps, wd, gs,
+  LaunchKernel(a.Variant("mist_adamw"), Dim3(StreamBlocks(n, kThreads)), Dim3(kThreads), 0, param, grad, m, v, paramOut, n, lrf, b1f, b2f, eps, wd, gs,
                c1, c2);
 }
 

@@ -17,21 +17,6 @@ namespace {
 
 constexpr unsigned kThreads = 256;
 
-// Blocks for a grid-stride loop over `words` mask words (4 elements each): one word per thread up to
-// 32 blocks of 256 threads per multiprocessor, beyond which each thread loops.
-Dim3 WordGrid(int64_t words) {
-  const int64_t cap = 32LL * std::max(1, DeviceMultiprocessors());
-  Dim3 g;
-  g.x = static_cast<unsigned>(std::min<int64_t>(cap, std::max<int64_t>(1, (words + kThreads - 1) / kThreads)));
-  return g;
-}
-
-Dim3 Block() {
-  Dim3 b;
-  b.x = kThreads;
-  return b;
-}
-
 /** Floats (32-bit words) of the mask of n elements: 4 mask bytes each. */
 size_t MaskWords(int64_t n) { return static_cast<size_t>((n + 3) / 4); }
 
@@ -83,7 +68,7 @@ void LaunchDropout(const LaunchArgs& a) {
   const RowDraws d = ReadRowDraws(a);
   const size_t n = static_cast<size_t>(d.n);
   const CUdeviceptr out = a.T(0, n, "out"), mask = a.T(1, MaskWords(d.n), "mask"), x = a.T(2, n, "x");
-  LaunchKernel(a.Variant("mist_dropout"), WordGrid(static_cast<int64_t>(MaskWords(d.n))), Block(), 0, out, mask, x, d.n,
+  LaunchKernel(a.Variant("mist_dropout"), Dim3(StreamBlocks(static_cast<int64_t>(MaskWords(d.n)), kThreads)), Dim3(kThreads), 0, out, mask, x, d.n,
                d.base, d.stream.key, d.stream.threshold, d.stream.scale);
 }
 
@@ -94,7 +79,7 @@ void LaunchDropoutAdd(const LaunchArgs& a) {
   const size_t n = static_cast<size_t>(d.n);
   const CUdeviceptr out = a.T(0, n, "out"), mask = a.T(1, MaskWords(d.n), "mask");
   const CUdeviceptr stream = a.T(2, n, "stream"), branch = a.T(3, n, "branch");
-  LaunchKernel(a.Variant("mist_dropout_add"), WordGrid(static_cast<int64_t>(MaskWords(d.n))), Block(), 0, out, mask,
+  LaunchKernel(a.Variant("mist_dropout_add"), Dim3(StreamBlocks(static_cast<int64_t>(MaskWords(d.n)), kThreads)), Dim3(kThreads), 0, out, mask,
                stream, branch, d.n, d.base, d.stream.key, d.stream.threshold, d.stream.scale);
 }
 
@@ -104,7 +89,7 @@ void LaunchDropoutBackward(const LaunchArgs& a) {
   const CUdeviceptr dx = a.T(0, static_cast<size_t>(n), "dx"), mask = a.T(1, MaskWords(n), "mask");
   const CUdeviceptr dy = a.T(2, static_cast<size_t>(n), "dy");
   const float scale = static_cast<float>(1.0 / (1.0 - ReadP(a, 0)));
-  LaunchKernel(a.Variant("mist_dropout_backward"), WordGrid(static_cast<int64_t>(MaskWords(n))), Block(), 0, dx, mask,
+  LaunchKernel(a.Variant("mist_dropout_backward"), Dim3(StreamBlocks(static_cast<int64_t>(MaskWords(n)), kThreads)), Dim3(kThreads), 0, dx, mask,
                dy, n, scale);
 }
 
@@ -129,7 +114,7 @@ void LaunchAttentionProbsDropout(const LaunchArgs& a) {
   CheckedCount(a, CheckedCount(a, sampleOffset + batch, totalHeads), ss);
   const CUdeviceptr out = a.T(0, static_cast<size_t>(n), "out"), mask = a.T(1, MaskWords(n), "mask");
   const CUdeviceptr probs = a.T(2, static_cast<size_t>(n), "probs");
-  LaunchKernel(a.Variant("mist_attention_probs_dropout"), WordGrid(static_cast<int64_t>(MaskWords(n))), Block(), 0, out,
+  LaunchKernel(a.Variant("mist_attention_probs_dropout"), Dim3(StreamBlocks(static_cast<int64_t>(MaskWords(n)), kThreads)), Dim3(kThreads), 0, out,
                mask, probs, n, ss, heads, totalHeads, sampleOffset, headOffset, stream.key, stream.threshold,
                stream.scale);
 }

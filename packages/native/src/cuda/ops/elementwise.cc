@@ -15,27 +15,6 @@ namespace {
 
 constexpr unsigned kThreads = 256;
 
-// Blocks for a grid-stride loop over n elements: one element per thread up to 32 blocks per
-// multiprocessor (8 resident blocks of 256 threads, four waves), beyond which each thread loops.
-unsigned StreamBlocks(int64_t n) {
-  const int64_t cap = 32LL * std::max(1, DeviceMultiprocessors());
-  return static_cast<unsigned>(std::min<int64_t>(cap, std::max<int64_t>(1, (n + kThreads - 1) / kThreads)));
-}
-
-Dim3 Grid(unsigned x, unsigned y = 1) {
-  Dim3 g;
-  g.x = x;
-  g.y = y;
-  return g;
-}
-
-Dim3 Block(unsigned x, unsigned y = 1) {
-  Dim3 b;
-  b.x = x;
-  b.y = y;
-  return b;
-}
-
 size_t Need(int64_t n) { return static_cast<size_t>(n); }
 
 // rows * cols, refusing a product that does not fit in int64 (no buffer could hold it anyway).
@@ -48,7 +27,7 @@ int64_t Elements(const LaunchArgs& a, int64_t rows, int64_t cols) {
 void LaunchAdd(const LaunchArgs& a) {
   const int64_t n = a.Dim(0, "n");
   const CUdeviceptr out = a.T(0, Need(n), "out"), x = a.T(1, Need(n), "a"), y = a.T(2, Need(n), "b");
-  LaunchKernel(a.Variant("mist_add"), Grid(StreamBlocks(n)), Block(kThreads), 0, out, x, y, n);
+  LaunchKernel(a.Variant("mist_add"), Dim3(StreamBlocks(n)), Dim3(kThreads), 0, out, x, y, n);
 }
 
 // accumulate: bufs [dst, src]; ints [n]; floats [alpha] (default 1). dst += alpha * src.
@@ -56,14 +35,14 @@ void LaunchAccumulate(const LaunchArgs& a) {
   const int64_t n = a.Dim(0, "n");
   const CUdeviceptr dst = a.T(0, Need(n), "dst"), src = a.T(1, Need(n), "src");
   const float alpha = a.floats.empty() ? 1.f : static_cast<float>(a.Float(0, "alpha"));
-  LaunchKernel(a.Variant("mist_accumulate"), Grid(StreamBlocks(n)), Block(kThreads), 0, dst, src, n, alpha);
+  LaunchKernel(a.Variant("mist_accumulate"), Dim3(StreamBlocks(n)), Dim3(kThreads), 0, dst, src, n, alpha);
 }
 
 // copy: bufs [dst, src]; ints [n]. dst = src.
 void LaunchCopy(const LaunchArgs& a) {
   const int64_t n = a.Dim(0, "n");
   const CUdeviceptr dst = a.T(0, Need(n), "dst"), src = a.T(1, Need(n), "src");
-  LaunchKernel(a.Variant("mist_copy"), Grid(StreamBlocks(n)), Block(kThreads), 0, dst, src, n);
+  LaunchKernel(a.Variant("mist_copy"), Dim3(StreamBlocks(n)), Dim3(kThreads), 0, dst, src, n);
 }
 
 // scale: bufs [x]; ints [n]; floats [alpha]. x *= alpha.
@@ -71,7 +50,7 @@ void LaunchScale(const LaunchArgs& a) {
   const int64_t n = a.Dim(0, "n");
   const CUdeviceptr x = a.T(0, Need(n), "x");
   const float alpha = static_cast<float>(a.Float(0, "alpha"));
-  LaunchKernel(a.Variant("mist_scale"), Grid(StreamBlocks(n)), Block(kThreads), 0, x, n, alpha);
+  LaunchKernel(a.Variant("mist_scale"), Dim3(StreamBlocks(n)), Dim3(kThreads), 0, x, n, alpha);
 }
 
 // fill: bufs [x]; ints [n]; floats [value]. x = value.
@@ -79,7 +58,7 @@ void LaunchFill(const LaunchArgs& a) {
   const int64_t n = a.Dim(0, "n");
   const CUdeviceptr x = a.T(0, Need(n), "x");
   const float value = static_cast<float>(a.Float(0, "value"));
-  LaunchKernel(a.Variant("mist_fill"), Grid(StreamBlocks(n)), Block(kThreads), 0, x, n, value);
+  LaunchKernel(a.Variant("mist_fill"), Dim3(StreamBlocks(n)), Dim3(kThreads), 0, x, n, value);
 }
 
 // biasAdd: bufs [y, bias]; ints [rows, cols]. y[r, c] += bias[c]. Grid x: column blocks of 256;
@@ -91,8 +70,8 @@ void LaunchBiasAdd(const LaunchArgs& a) {
   const int64_t colBlocks = (cols + kThreads - 1) / kThreads;
   if (colBlocks > INT32_MAX) a.Fail("cols " + std::to_string(cols) + " is too large for one launch");
   const int64_t rowSlots = std::max<int64_t>(1, std::min<int64_t>({rows, 65535, StreamBlocks(n) / colBlocks}));
-  LaunchKernel(a.Variant("mist_bias_add"), Grid(static_cast<unsigned>(colBlocks), static_cast<unsigned>(rowSlots)),
-               Block(kThreads), 0, y, bias, rows, cols);
+  LaunchKernel(a.Variant("mist_bias_add"), Dim3(static_cast<unsigned>(colBlocks), static_cast<unsigned>(rowSlots)),
+               Dim3(kThreads), 0, y, bias, rows, cols);
 }
 
 // biasGrad: bufs [dbias, dy]; ints [rows, cols]. dbias[c] += sum_r dy[r, c], deterministic (the
@@ -104,7 +83,7 @@ void LaunchBiasGrad(const LaunchArgs& a) {
   constexpr unsigned kCols = 32, kLanes = 16;
   const int64_t colBlocks = (cols + kCols - 1) / kCols;
   if (colBlocks > INT32_MAX) a.Fail("cols " + std::to_string(cols) + " is too large for one launch");
-  LaunchKernel(a.Variant("mist_bias_grad"), Grid(static_cast<unsigned>(colBlocks)), Block(kCols, kLanes), 0, dbias,
+  LaunchKernel(a.Variant("mist_bias_grad"), Dim3(static_cast<unsigned>(colBlocks)), Dim3(kCols, kLanes), 0, dbias,
                dy, rows, cols);
 }
 
@@ -112,35 +91,35 @@ void LaunchBiasGrad(const LaunchArgs& a) {
 void LaunchGelu(const LaunchArgs& a) {
   const int64_t n = a.Dim(0, "n");
   const CUdeviceptr y = a.T(0, Need(n), "y"), x = a.T(1, Need(n), "x");
-  LaunchKernel(a.Variant("mist_gelu"), Grid(StreamBlocks(n)), Block(kThreads), 0, y, x, n);
+  LaunchKernel(a.Variant("mist_gelu"), Dim3(StreamBlocks(n)), Dim3(kThreads), 0, y, x, n);
 }
 
 // geluBackward: bufs [dx, dy, x]; ints [n]. dx = dy * gelu'(x) (dx may alias dy).
 void LaunchGeluBackward(const LaunchArgs& a) {
   const int64_t n = a.Dim(0, "n");
   const CUdeviceptr dx = a.T(0, Need(n), "dx"), dy = a.T(1, Need(n), "dy"), x = a.T(2, Need(n), "x");
-  LaunchKernel(a.Variant("mist_gelu_backward"), Grid(StreamBlocks(n)), Block(kThreads), 0, dx, dy, x, n);
+  LaunchKernel(a.Variant("mist_gelu_backward"), Dim3(StreamBlocks(n)), Dim3(kThreads), 0, dx, dy, x, n);
 }
 
 // squaredRelu: bufs [y, x]; ints [n]. y = relu(x)^2 (y may alias x).
 void LaunchSquaredRelu(const LaunchArgs& a) {
   const int64_t n = a.Dim(0, "n");
   const CUdeviceptr y = a.T(0, Need(n), "y"), x = a.T(1, Need(n), "x");
-  LaunchKernel(a.Variant("mist_squared_relu"), Grid(StreamBlocks(n)), Block(kThreads), 0, y, x, n);
+  LaunchKernel(a.Variant("mist_squared_relu"), Dim3(StreamBlocks(n)), Dim3(kThreads), 0, y, x, n);
 }
 
 // squaredReluBackward: bufs [dx, dy, x]; ints [n]. dx = dy * 2 relu(x) (written; dx may alias dy).
 void LaunchSquaredReluBackward(const LaunchArgs& a) {
   const int64_t n = a.Dim(0, "n");
   const CUdeviceptr dx = a.T(0, Need(n), "dx"), dy = a.T(1, Need(n), "dy"), x = a.T(2, Need(n), "x");
-  LaunchKernel(a.Variant("mist_squared_relu_backward"), Grid(StreamBlocks(n)), Block(kThreads), 0, dx, dy, x, n);
+  LaunchKernel(a.Variant("mist_squared_relu_backward"), Dim3(StreamBlocks(n)), Dim3(kThreads), 0, dx, dy, x, n);
 }
 
 // swiglu: bufs [y, gate, up]; ints [n]. y = silu(gate) * up.
 void LaunchSwiglu(const LaunchArgs& a) {
   const int64_t n = a.Dim(0, "n");
   const CUdeviceptr y = a.T(0, Need(n), "y"), gate = a.T(1, Need(n), "gate"), up = a.T(2, Need(n), "up");
-  LaunchKernel(a.Variant("mist_swiglu"), Grid(StreamBlocks(n)), Block(kThreads), 0, y, gate, up, n);
+  LaunchKernel(a.Variant("mist_swiglu"), Dim3(StreamBlocks(n)), Dim3(kThreads), 0, y, gate, up, n);
 }
 
 // swigluBackward: bufs [dgate, dup, dy, gate, up]; ints [n]. dgate, dup written.
@@ -148,7 +127,7 @@ void LaunchSwigluBackward(const LaunchArgs& a) {
   const int64_t n = a.Dim(0, "n");
   const CUdeviceptr dgate = a.T(0, Need(n), "dgate"), dup = a.T(1, Need(n), "dup"), dy = a.T(2, Need(n), "dy");
   const CUdeviceptr gate = a.T(3, Need(n), "gate"), up = a.T(4, Need(n), "up");
-  LaunchKernel(a.Variant("mist_swiglu_backward"), Grid(StreamBlocks(n)), Block(kThreads), 0, dgate, dup, dy, gate, up,
+  LaunchKernel(a.Variant("mist_swiglu_backward"), Dim3(StreamBlocks(n)), Dim3(kThreads), 0, dgate, dup, dy, gate, up,
                n);
 }
 
@@ -160,7 +139,7 @@ void LaunchCast(const LaunchArgs& a) {
   if (to == DType::kI32) a.Fail("buffer dst must be f32, bf16 or f16, got i32");
   if (from == DType::kI32) a.Fail("buffer src must be f32, bf16 or f16, got i32");
   const std::string kernel = std::string("mist_cast_") + DTypeSuffix(from) + "_to_" + DTypeSuffix(to);
-  LaunchKernel(kernel, Grid(StreamBlocks(n)), Block(kThreads), 0, dst, src, n);
+  LaunchKernel(kernel, Dim3(StreamBlocks(n)), Dim3(kThreads), 0, dst, src, n);
 }
 
 }  // namespace

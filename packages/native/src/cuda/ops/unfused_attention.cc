@@ -64,19 +64,13 @@ Dim3 TileGrid(const LaunchArgs& a, int64_t groups, int64_t ys, int64_t zs) {
   return g;
 }
 
-Dim3 Block() {
-  Dim3 b;
-  b.x = kThreads;
-  return b;
-}
-
 float Scale(const LaunchArgs& a) { return static_cast<float>(a.Float(0, "scale")); }
 
 // out[b, h, i, j] = factor * x_i . y_j (j <= i, else 0): one block per (b, h, query tile, key tile).
 void RowDots(const LaunchArgs& a, const CoreShape& s, CUdeviceptr out, CUdeviceptr x, CUdeviceptr y, float factor) {
   const int seq = static_cast<int>(s.seq), heads = static_cast<int>(s.heads), kv_heads = static_cast<int>(s.kv_heads),
             d = static_cast<int>(s.d);
-  LaunchKernel(a.Variant("mist_unfused_row_dots"), TileGrid(a, s.batch * s.heads, s.seq, s.seq), Block(), 0, out, x, y,
+  LaunchKernel(a.Variant("mist_unfused_row_dots"), TileGrid(a, s.batch * s.heads, s.seq, s.seq), Dim3(kThreads), 0, out, x, y,
                seq, heads, kv_heads, d, factor);
 }
 
@@ -84,7 +78,7 @@ void RowDots(const LaunchArgs& a, const CoreShape& s, CUdeviceptr out, CUdevicep
 void WeightedRows(const LaunchArgs& a, const CoreShape& s, CUdeviceptr out, CUdeviceptr w, CUdeviceptr y, float factor) {
   const int seq = static_cast<int>(s.seq), heads = static_cast<int>(s.heads), kv_heads = static_cast<int>(s.kv_heads),
             d = static_cast<int>(s.d);
-  LaunchKernel(a.Variant("mist_unfused_weighted_rows"), TileGrid(a, s.batch * s.heads, s.seq, s.d), Block(), 0, out, w,
+  LaunchKernel(a.Variant("mist_unfused_weighted_rows"), TileGrid(a, s.batch * s.heads, s.seq, s.d), Dim3(kThreads), 0, out, w,
                y, seq, heads, kv_heads, d, factor);
 }
 
@@ -93,7 +87,7 @@ void WeightedRows(const LaunchArgs& a, const CoreShape& s, CUdeviceptr out, CUde
 void KeyRows(const LaunchArgs& a, const CoreShape& s, CUdeviceptr out, CUdeviceptr w, CUdeviceptr x, float factor) {
   const int seq = static_cast<int>(s.seq), heads = static_cast<int>(s.heads), kv_heads = static_cast<int>(s.kv_heads),
             d = static_cast<int>(s.d);
-  LaunchKernel(a.Variant("mist_unfused_key_rows"), TileGrid(a, s.batch * s.kv_heads, s.seq, s.d), Block(), 0, out, w, x,
+  LaunchKernel(a.Variant("mist_unfused_key_rows"), TileGrid(a, s.batch * s.kv_heads, s.seq, s.d), Dim3(kThreads), 0, out, w, x,
                seq, heads, kv_heads, d, factor);
 }
 
