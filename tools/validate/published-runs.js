@@ -10,7 +10,9 @@
 //
 // A row may publish memory only (no "measured", with "timeNotCompared" saying why); its memory is
 // read as its source reads it ("measuredMemory.kind": allocated, reserved or process) from the
-// analyzer's per-stage deviceMemory. A row may run a variant of a catalog GPU ("gpuOverrides").
+// analyzer's per-stage deviceMemory. A row may run a variant of a catalog GPU ("gpuOverrides"), and
+// may state Megatron-Core's communication overlaps its source ran with ("tpCommOverlap" for
+// --tp-comm-overlap, "paramGatherOverlap" for --overlap-param-gather: the training spec's fields).
 //
 //   node tools/validate/published-runs.js [--json] [--source NAME] [--breakdown]
 //
@@ -124,8 +126,12 @@ function predict(row) {
   const gpu = row.gpuOverrides ? core.parseSpec(core.GpuSpecSchema, { ...core.getGpu(row.gpu), ...row.gpuOverrides }, `${row.id}: gpuOverrides`) : row.gpu;
   const cluster = core.buildCluster({ nodes: Math.ceil(row.gpus / row.gpusPerNode), gpusPerNode: row.gpusPerNode, gpu });
   const plan = core.parsePlan(planOf(row, model), { model, cluster });
+  for (const f of ['tpCommOverlap', 'paramGatherOverlap']) {
+    if (row[f] !== undefined && typeof row[f] !== 'boolean') bad(`${row.id}: ${f} must be true or false (got ${JSON.stringify(row[f])})`);
+  }
   const training = core.parseTrainingSpec({
     globalBatch: row.globalBatch, seqLen: row.seqLen, paramDtype: row.dtype, computeDtype: row.dtype, flashAttention: plan.flashAttention,
+    tpCommOverlap: row.tpCommOverlap === true, paramGatherOverlap: row.paramGatherOverlap === true,
   });
   const profile = core.builtinHardwareProfile(cluster, row.dtype);
   const est = estimatePlan(plan, { model, training, profile });
@@ -147,7 +153,7 @@ function predict(row) {
     gpus: row.gpus,
     config: `tp${row.tp} pp${row.pp} dp${row.gpus / (row.tp * row.pp)} b${row.microBatch} G${plan.gradAccumSteps}` +
       `${row.sequenceParallel ? ' sp' : ''} rc:${row.recompute} z${row.zero}${plan.flashAttention ? ' fa' : ''}` +
-      `${plan.virtualStages ? ` v${plan.virtualStages}` : ''}`,
+      `${plan.virtualStages ? ` v${plan.virtualStages}` : ''}${training.tpCommOverlap ? ' tpo' : ''}${training.paramGatherOverlap ? ' pgo' : ''}`,
     interleaved: Boolean(row.interleavedLayersPerVirtualStage),
     measuredS,
     predictedS: est.iterationTimeS,
@@ -250,7 +256,8 @@ if (values.breakdown) {
     { header: 'last s', value: (r) => r.breakdown.lastS.toFixed(3), right: true },
   ]);
 }
-out += '\nPer source (time error = predicted / measured - 1; "vN" rows ran Megatron-LM\'s interleaved 1F1B schedule with N chunks per rank, predicted as such):\n';
+out += '\nPer source (time error = predicted / measured - 1; "vN" rows ran Megatron-LM\'s interleaved 1F1B schedule with N chunks per rank, ' +
+  '"tpo" / "pgo" rows Megatron-Core\'s --tp-comm-overlap / --overlap-param-gather, predicted as such):\n';
 out += table([...bySource, { name: 'all', ...overall }], [
   { header: 'source', value: (s) => s.name },
   { header: 'runs', value: (s) => s.runs, right: true },

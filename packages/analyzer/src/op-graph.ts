@@ -37,6 +37,13 @@ export interface OpComm {
   weight: Expr;
   /** The ranks it runs over: the stage's TP group (absent) or its expert-parallel group. */
   group?: 'ep';
+  /**
+   * The layer's linear ops (names) whose GEMM this collective is pipelined with under TP
+   * communication overlap (TrainingSpec.tpCommOverlap; layerOps' tpOverlapGemms): set only on the
+   * sequence-parallel all-gathers and reduce-scatters of a transformer layer's attention and dense MLP
+   * regions. Absent: the collective is exposed whatever the option.
+   */
+  gemms?: readonly string[];
 }
 
 export interface Op {
@@ -404,7 +411,48 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
 
 /** Ops of one transformer layer of `model` on one TP rank, in forward order (core's layerBlock). */
 export function layerOps(model: ModelSpec, opts: OpGraphOptions): Op[] {
-  return blockOpsToOps(layerBlock(model), opts);
+  const block = layerBlock(model);
+  return tpOverlapGemms(block, blockOpsToOps(block, opts));
+}
+
+/**
+ * The GEMMs of a transformer layer that Megatron-Core's `--tp-comm-overlap` pipelines with the
+ * sequence-parallel collectives (Transformer Engine userbuffers, on the layers Megatron-Core names
+ * qkv, proj, fc1 and fc2: megatron/core/extensions/transformer_engine.py TELinear /
+ * TELayerNormColumnParallelLinear), set as OpComm.gemms on the collectives of the layer's TP entries
+ * and exits:
+ * - at an entry, the column-parallel linears that read the entry's tensor (QKV, FC1): the forward
+ *   all-gather is pipelined with their GEMM (TE ub_overlap_ag), the backward reduce-scatter of their
+ *   input gradient with their weight-gradient GEMM (TE ub_bulk_wgrad, layernorm_linear.py: "Overlap
+ *   dgrad reduce-scatter with wgrad compute");
+ * - at an exit, the row-parallel linears whose output it reduces (the projection, FC2; through the
+ *   branch sum of a parallel block): the forward reduce-scatter is pipelined with their GEMM (TE
+ *   ub_overlap_rs), the backward all-gather of the output gradient with their input-gradient GEMM
+ *   (TE ub_overlap_ag_dgrad, linear.py: "Overlap grad_output all-gather with dgrad compute").
+ * A mixture of experts' expert GEMMs get none: Megatron-Core turns the userbuffer overlaps off for
+ * expert layers (transformer_engine.py: `if is_expert: extra_kwargs["ub_overlap_ag"] = False`), so
+ * their TP collectives and the all-to-alls stay exposed. The all-reduces of TP without sequence
+ * parallelism get none either (Megatron-LM asserts sequence parallelism with --tp-comm-overlap).
+ */
+function tpOverlapGemms(block: BlockDescription, ops: Op[]): Op[] {
+  const expertWeights = new Set(block.weights.filter((w) => w.experts !== undefined).map((w) => w.name));
+  const linears = block.ops.filter((o): o is Extract<BlockOp, { kind: 'linear' }> =>
+    o.kind === 'linear' && !o.weights.some((w) => expertWeights.has(w)));
+  const producers = (tensor: string): string[] => {
+    const lin = linears.filter((o) => o.outputs.includes(tensor)).map((o) => o.name);
+    const sums = block.ops.filter((o) => o.kind === 'branchSum' && o.outputs.includes(tensor));
+    return [...lin, ...sums.flatMap((o) => o.inputs.flatMap(producers))];
+  };
+  const byName = new Map(block.ops.map((o) => [o.name, o]));
+  return ops.map((op) => {
+    const b = byName.get(op.name);
+    if (!b || (b.kind !== 'tpEntry' && b.kind !== 'tpExit')) return op;
+    const gemms = b.kind === 'tpEntry'
+      ? linears.filter((o) => o.inputs.includes(b.inputs[0])).map((o) => o.name)
+      : producers(b.inputs[0]);
+    if (gemms.length === 0) return op;
+    return { ...op, comm: op.comm.map((c) => (c.collective === 'allGather' || c.collective === 'reduceScatter' ? { ...c, gemms } : c)) };
+  });
 }
 
 /** Ops of the first stage's pre-layers: vocab-parallel token embedding (+ learned positions, dropout) (core's embeddingBlock). */

@@ -11,17 +11,24 @@
 //   al. 2022, Sec. 5) the forward time of the attention core of the other layers (core's
 //   selectiveSet; none with flash attention, whose kernel recomputes it anyway);
 //   tpComm = the TP collectives of forward, backward and recompute, on the critical path (exposed);
+//   with training.tpCommOverlap (Megatron-Core --tp-comm-overlap) a layer's sequence-parallel
+//   all-gathers and reduce-scatters are pipelined with the GEMMs they feed or follow, each adding
+//   only max(gemm * commSlowdown, comm) - gemm (tpExposed; the T_TP_COMM column stays the raw time);
 //   ZeRO-3 all-gathers (forward and backward), ZeRO-2/3 gradient reduce-scatters (backward) and
 //   offload copies run beside compute: phase = max(compute * slowdown, comm, copies), the slowdown
 //   from the profile applied only while something runs beside it;
 //   ppComm = blocking send/recv of the boundary activation (forward) and its gradient (backward),
 //   each with the wake-up of its waiting receiver where the profile measured one (p2pWake).
-//   steady = forward phase + backward phase (with recompute) + tpComm + ppComm.
+//   steady = forward phase + backward phase (with recompute) + tpComm (its exposed part) + ppComm.
 //   first  = steady + the first layer's weight gather / fetch that cannot be prefetched.
 //   last   = (extra only) the DP gradient all-reduce (ZeRO-0) or reduce-scatter (ZeRO-1) beyond
-//            the overlap with the last backward, the ZeRO-1/2 all-gather of updated weights, the
-//            tied-embedding gradient all-reduce between first and last stage, and the optimizer
-//            step overlapped with its offload copies.
+//            the overlap with the last backward (Megatron-Core's --overlap-grad-reduce), the
+//            ZeRO-1/2 all-gather of updated weights (with training.paramGatherOverlap, Megatron-Core's
+//            --overlap-param-gather, only what the next step's first forward phase does not hide, in
+//            the same form as the gradient sync), the tied-embedding gradient all-reduce between
+//            first and last stage, and the optimizer step overlapped with its offload copies.
+//   `last` alone may fall with more checkpointing or offloading (a longer phase hides more of the
+//   sync or gather), first + last never does (the tuner's intra-stage search rests on it).
 // Memory (bytes):
 //   weights/grads/optim = parameters per rank * (2, 2, 12) bytes (core's modelStateBytesPerParam),
 //   times the resident fraction (1 - offload) * (1/dp when sharded by ZeRO-3 / 2 / 1); weights add
@@ -88,14 +95,34 @@ interface EpGroup {
   link: LinkChoice;
 }
 
-function commOf(ops: readonly Op[], phase: 'forward' | 'backward', cost: CostModel, ep?: EpGroup): Expr {
+/**
+ * TP communication overlap (TrainingSpec.tpCommOverlap): the time of the GEMMs a collective runs
+ * beside (OpComm.gemms) in a pass, and the slowdown of a GEMM sharing the GPU with a collective.
+ */
+interface GemmOverlap {
+  gemm: (names: readonly string[], phase: 'forward' | 'backward') => Expr;
+  slowdown: number;
+}
+
+/**
+ * The time the ops' collectives of a pass add to it. Each is exposed, except with `overlap` a
+ * collective with OpComm.gemms, pipelined with them: it adds max(gemm * slowdown, comm) - gemm (the
+ * GEMMs run slower beside it, and a collective longer than them shows past their end), nothing
+ * when it moves nothing (tp 1).
+ */
+function commOf(ops: readonly Op[], phase: 'forward' | 'backward', cost: CostModel, ep?: EpGroup, overlap?: GemmOverlap): Expr {
   const terms: Expr[] = [];
   for (const o of ops) {
     for (const c of o.comm) {
       if (c.phase !== phase) continue;
       if (c.group === 'ep' && !ep) throw new Error(`${o.name}: an expert-parallel collective outside a transformer layer`);
       const time = c.group === 'ep' && ep ? cost.collective(c.collective, c.bytes, ep.ranks, ep.link) : cost.collective(c.collective, c.bytes, S.t, INTRA_NODE);
-      terms.push(mul(o.when, c.weight, time));
+      if (overlap && c.gemms && c.gemms.length > 0 && c.group === undefined) {
+        const g = overlap.gemm(c.gemms, phase);
+        terms.push(mul(o.when, c.weight, step(time), sub(max(mul(g, overlap.slowdown), time), g)));
+      } else {
+        terms.push(mul(o.when, c.weight, time));
+      }
     }
   }
   return add(...terms);
@@ -175,11 +202,30 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // The layer's TP collectives and, with mixture of experts, its dispatch and combine all-to-alls.
   const layerTpF = named('layerTpF', commOf(layer, 'forward', cost, epGroup));
   const layerTpB = named('layerTpB', commOf(layer, 'backward', cost, epGroup));
-  const tpComm = named('tpComm', add(
-    mul(L, add(layerTpF, layerTpB)), mul(ckpt, layerTpF),
-    mul(embed, add(commOf(emb, 'forward', cost), commOf(emb, 'backward', cost))),
-    mul(head, add(commOf(hd, 'forward', cost), commOf(hd, 'backward', cost))),
-  ));
+  const embTp = mul(embed, add(commOf(emb, 'forward', cost), commOf(emb, 'backward', cost)));
+  const headTp = mul(head, add(commOf(hd, 'forward', cost), commOf(hd, 'backward', cost)));
+  const tpComm = named('tpComm', add(mul(L, add(layerTpF, layerTpB)), mul(ckpt, layerTpF), embTp, headTp));
+  // TP communication overlap (training.tpCommOverlap, Megatron-Core --tp-comm-overlap): a layer's
+  // sequence-parallel collectives are pipelined with the GEMMs they feed or follow (op-graph.ts
+  // tpOverlapGemms): forward with the GEMM's forward, backward with one of its two backward GEMMs
+  // (half its backward time: the weight-gradient GEMM beside the input gradient's reduce-scatter,
+  // the input-gradient GEMM beside the output gradient's all-gather), each collective adding
+  // max(gemm * commSlowdown, comm) - gemm. The recompute's forward overlaps as the forward does. The
+  // embedding's and the LM head's collectives (not Transformer Engine modules in Megatron-Core) and
+  // the experts' stay exposed. Without the option the exposed time is tpComm.
+  let tpExposed = tpComm;
+  if (training.tpCommOverlap === true) {
+    const opByName = new Map(layer.map((o) => [o.name, o]));
+    const gemm = (names: readonly string[], phase: 'forward' | 'backward'): Expr => mul(kernelScale, add(...names.map((n) => {
+      const o = opByName.get(n);
+      if (!o) throw new Error(`TP overlap: no op ${n} in the layer`);
+      return mul(o.when, phase === 'forward' ? cost.forward(o) : mul(0.5, cost.backward(o)));
+    })));
+    const ov: GemmOverlap = { gemm, slowdown: profile.overlap.commSlowdown };
+    const layerTpFx = named('layerTpFx', commOf(layer, 'forward', cost, epGroup, ov));
+    const layerTpBx = named('layerTpBx', commOf(layer, 'backward', cost, epGroup, ov));
+    tpExposed = named('tpExposed', add(mul(L, add(layerTpFx, layerTpBx)), mul(ckpt, layerTpFx), embTp, headTp));
+  }
 
   // ---- parameters and model states ----
   const Pl = named('Pl', layerParamsPerRank(model));
@@ -278,7 +324,7 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const boundary = mul(e, T, h, choose(sp, div(1, t), 1));
   // Each pipeline message also pays the wake-up of its waiting receiver (backend p2pWake, CPU hosts).
   const ppComm = named('ppComm', mul(add(next, prev), add(cost.collective('sendRecv', boundary, num(2), p2pLink), cost.backend.p2pWake)));
-  const steady = named('steady', add(fwdPhase, bwdPhase, tpComm, ppComm, f8.perMicroBatch));
+  const steady = named('steady', add(fwdPhase, bwdPhase, tpExposed, ppComm, f8.perMicroBatch));
 
   const firstUnit = add(mul(embed, Pe), mul(sub(1, embed), Pl));
   const firstUnitE = mul(sub(1, embed), PxL);
@@ -296,6 +342,14 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // It runs beside the last micro-batch's backward phase: exposed = max(phase * slowdown, sync) - phase.
   const exposedSync = named('exposedSync', mul(step(sync), sub(max(mul(bwdPhase, profile.overlap.commSlowdown), sync), bwdPhase)));
   const postGather = named('postGather', mul(sub(z1, z3), add(cost.collective('allGather', wBytes, dp, dpLink), edpColl('allGather', wBytesE))));
+  // With training.paramGatherOverlap (Megatron-Core --overlap-param-gather: each bucket's gather is
+  // waited for in the forward pre-hook of its first module, megatron/core/distributed/
+  // distributed_data_parallel.py) it runs beside the next step's first forward phase:
+  // exposed = max(phase * slowdown, gather) - phase, as exposedSync.
+  const commSlow = profile.overlap.commSlowdown;
+  const gatherExposed = training.paramGatherOverlap === true
+    ? named('gatherExposed', mul(step(postGather), sub(max(mul(fwdPhase, commSlow), postGather), fwdPhase)))
+    : postGather;
   const tiedSync = named('tiedSync', model.tiedEmbeddings
     ? mul(add(mul(embed, sub(1, head)), mul(head, sub(1, embed))),
       cost.collective('allReduce', mul(bytesPer.grads, Ph), num(2), p2pLink))
@@ -308,7 +362,7 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const optOffD2H = add(mul(oo, bytesPer.optim, optParams), offW);
   const optOff = named('optOff', copies(optOffH2D, optOffD2H, add(oo, og, ow)));
   const optPhase = named('optPhase', overlap(optStep, num(0), optOff, profile));
-  const last = named('last', add(exposedSync, postGather, tiedSync, optPhase));
+  const last = named('last', add(exposedSync, gatherExposed, tiedSync, optPhase));
 
   const dpComm = named('dpComm', add(mul(G, add(dpFwdMb, dpBwdMb)), sync, postGather, tiedSync));
   const offloadTime = named('offloadTime', add(mul(G, add(fwdOff, bwdOff)), optOff));

@@ -62,4 +62,14 @@ describe('validateJobSpec against the cpu backend', () => {
     const m = nccl({ model: { specJson: JSON.stringify(moe), source: 'specJson' }, planJson: JSON.stringify(planOf(moe.name, moe.layers, 1)) } as Partial<JobSpec__Output>);
     expect(issues(m).map((i) => i.message).join('\n')).toMatch(/mixture of experts.*cuda backend/i);
   });
+
+  it('refuses Megatron-Core\'s communication overlaps on either backend, naming the training field', () => {
+    for (const backend of ['BACKEND_CPU', 'BACKEND_NCCL']) {
+      const got = issues(spec({ backend, training: { globalBatch: 8, seqLen: 64, tpCommOverlap: true, paramGatherOverlap: true } } as Partial<JobSpec__Output>));
+      expect(got.map((i) => i.field)).toEqual(['training.tpCommOverlap', 'training.paramGatherOverlap']);
+      expect(got[0].message).toMatch(/--tp-comm-overlap.*not supported by the executor's (cpu|cuda) backend/);
+      expect(got[1].message).toMatch(/--overlap-param-gather.*not supported by the executor's (cpu|cuda) backend/);
+    }
+    expect(issues(spec({ training: { globalBatch: 8, seqLen: 64, tpCommOverlap: false, paramGatherOverlap: false } }))).toEqual([]);
+  });
 });

@@ -98,6 +98,30 @@ describe('the cpu backend table', () => {
     expect(backendViolations(cpu, { model: m, training: fp32, plan: p })).toEqual([]);
   });
 
+  it('refuses Megatron-Core\'s communication overlaps on both backends, naming each training field', () => {
+    const m = getModel('gpt-tiny');
+    const p = plan(m, [{ layers: [0, m.layers - 1], dp: 2, tp: 2, sequenceParallel: true, zero: 1, mesh: { nodes: 1, gpusPerNode: 4 }, microBatchSize: 4 }]);
+    // Off (the default), nothing is refused.
+    expect(fp32.tpCommOverlap).toBe(false);
+    expect(fp32.paramGatherOverlap).toBe(false);
+    expect(backendViolations(cpu, { model: m, training: fp32, plan: p })).toEqual([]);
+    const bf16 = parseTrainingSpec({ globalBatch: 8, seqLen: 64, paramDtype: 'bf16', computeDtype: 'bf16' });
+    for (const backend of ['cpu', 'cuda'] as const) {
+      const caps = backendCapabilities(backend);
+      const base = backend === 'cpu' ? fp32 : bf16;
+      expect(caps.tpCommOverlap).toBe(false);
+      expect(caps.paramGatherOverlap).toBe(false);
+      for (const job of [{ plan: p }, { plan: null }]) {
+        const v = backendViolations(caps, { model: m, training: { ...base, tpCommOverlap: true, paramGatherOverlap: true }, ...job });
+        expect(v.map((x) => x.field)).toEqual(['training.tpCommOverlap', 'training.paramGatherOverlap']);
+        expect(v[0].feature).toMatch(/--tp-comm-overlap/);
+        expect(v[1].feature).toMatch(/--overlap-param-gather/);
+        expect(v.every((x) => x.detail.includes(`the ${backend} backend`))).toBe(true);
+      }
+      expect(backendViolations(caps, { model: m, training: { ...base, paramGatherOverlap: true }, plan: p }).map((x) => x.field)).toEqual(['training.paramGatherOverlap']);
+    }
+  });
+
   it('leaves the engine checker unchanged (engine name in the details)', () => {
     const m = getModel('gpt-tiny');
     const p = plan(m, [{ layers: [0, m.layers - 1], dp: 1, tp: 2 }]);

@@ -47,6 +47,11 @@
 //   group at every ZeRO level and offload (runtime/unit-memory.ts, topology/expert-groups.ts);
 //   runtime/moe-equivalence.test.ts checks the losses of one process. The executor routes what the
 //   tokens choose; the analyzer assumes balanced routing.
+// - communication overlap: every TP collective is awaited where the layer reaches it
+//   (runtime/tp-hooks.ts `timer.wait(tp.allGather(...))`), and the ZeRO-1/2 all-gather of the updated
+//   shards ends the optimizer step (runtime/unit-memory.ts optimizerStep), so neither
+//   TrainingSpec.tpCommOverlap nor paramGatherOverlap (Megatron-Core's --tp-comm-overlap and
+//   --overlap-param-gather) is run: a job asking for them would train at another speed than predicted.
 import { headDim, type ModelSpec } from './model';
 import { type Plan, stageCp } from './plan';
 import type { Dtype, TrainingSpec } from './training';
@@ -77,6 +82,10 @@ export interface BackendCapabilities {
   contextParallelUnfused: boolean;
   /** Head sizes the fused (flash) attention kernel takes; absent: any. */
   flashHeadDims?: readonly number[];
+  /** TP collectives pipelined with their GEMMs (TrainingSpec.tpCommOverlap true). */
+  tpCommOverlap: boolean;
+  /** The ZeRO-1/2 post-step parameter all-gather overlapped with the next forward (TrainingSpec.paramGatherOverlap true). */
+  paramGatherOverlap: boolean;
 }
 
 const CPU: BackendCapabilities = {
@@ -125,6 +134,8 @@ const CPU: BackendCapabilities = {
   flashAttention: [true, false],
   sequenceParallelShardsActivations: true,
   contextParallelUnfused: false,
+  tpCommOverlap: false,
+  paramGatherOverlap: false,
 };
 
 // The `cuda` backend: the same executor (model and runtime code are generic over the device:
@@ -193,6 +204,18 @@ export function backendViolations(
   }
   if (plan?.flashAttention !== undefined && !caps.flashAttention.includes(plan.flashAttention)) {
     out.push({ feature: 'attention that keeps its score matrix', field: 'plan.flashAttention', detail: `got ${plan.flashAttention}; ${who} runs flashAttention ${caps.flashAttention.join(', ')} only` });
+  }
+  if (training.tpCommOverlap === true && !caps.tpCommOverlap) {
+    out.push({
+      feature: 'TP communication overlapped with the GEMMs (Megatron-Core --tp-comm-overlap)', field: 'training.tpCommOverlap',
+      detail: `got true; ${who} runs its TP collectives exposed (tpCommOverlap false only)`,
+    });
+  }
+  if (training.paramGatherOverlap === true && !caps.paramGatherOverlap) {
+    out.push({
+      feature: 'the parameter all-gather overlapped with the next forward (Megatron-Core --overlap-param-gather)', field: 'training.paramGatherOverlap',
+      detail: `got true; ${who} ends the optimizer step with the ZeRO-1/2 all-gather (paramGatherOverlap false only)`,
+    });
   }
   const fp8 = fp8Violation(training.fp8 ?? 'none', caps.plan, who);
   if (fp8) out.push({ ...fp8, field: 'training.fp8' });

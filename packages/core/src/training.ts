@@ -28,6 +28,24 @@ export const TrainingSpecSchema = z.strictObject({
   flashAttention: z.boolean().default(true),
   /** fp8 linear layers (FP8_RECIPES); specs and plans without it train without fp8. */
   fp8: z.enum(FP8_RECIPES).default('none'),
+  /**
+   * The TP collectives of sequence parallelism (the all-gather before the column-parallel QKV / FC1
+   * GEMMs and the reduce-scatter after the row-parallel projection / FC2 GEMMs, forward and backward)
+   * pipelined with those GEMMs: Megatron-Core's `--tp-comm-overlap` (ModelParallelConfig
+   * tp_comm_overlap, Transformer Engine userbuffers; megatron/training/arguments.py asserts sequence
+   * parallelism with it). The cost model overlaps them only in stages with sequenceParallel and tp > 1;
+   * elsewhere, and for the experts' GEMMs of a mixture of experts (TE's userbuffers are off for expert
+   * layers: megatron/core/extensions/transformer_engine.py), it has no effect. Default false: exposed.
+   */
+  tpCommOverlap: z.boolean().default(false),
+  /**
+   * The distributed optimizer's (ZeRO-1/2) all-gather of the updated parameters after the optimizer
+   * step overlapped with the next step's first forward: Megatron-Core's `--overlap-param-gather`
+   * (DistributedDataParallelConfig overlap_param_gather). Default false: the gather ends the step,
+   * exposed. (Megatron-Core's `--overlap-grad-reduce`, the gradient reduction beside the last
+   * backward, is what the cost model always assumes.)
+   */
+  paramGatherOverlap: z.boolean().default(false),
 });
 export type TrainingSpec = z.output<typeof TrainingSpecSchema>;
 export type TrainingSpecInput = z.input<typeof TrainingSpecSchema>;

@@ -1,7 +1,7 @@
 // The shapes every engine exporter and importer shares.
 import {
   type CapabilityViolation, type ClusterSpec, type EngineName, type ModelSpec, type Plan, engineCapabilities,
-  modelRuleViolations, planCapabilityViolations,
+  modelRuleViolations, planCapabilityViolations, type TrainingSpec,
 } from '@mist/core';
 
 export type TrainDtype = 'bf16' | 'fp16';
@@ -19,8 +19,16 @@ export interface ExportInput {
   dtype: TrainDtype;
   /** FP8 GEMMs (Transformer Engine / torchao float8); undefined: none. */
   fp8?: Fp8Format;
+  /** Megatron-Core's communication overlaps the prediction assumed (the training spec's fields); undefined: none. */
+  overlaps?: CommOverlaps;
   launch: LaunchOptions;
 }
+
+/**
+ * The training spec's communication overlaps (TrainingSpec.tpCommOverlap and paramGatherOverlap:
+ * Megatron-Core's --tp-comm-overlap and --overlap-param-gather), which a plan has no field for.
+ */
+export type CommOverlaps = Partial<Pick<TrainingSpec, 'tpCommOverlap' | 'paramGatherOverlap'>>;
 
 export interface ExportFile {
   /** Path relative to the output directory. */
@@ -40,6 +48,8 @@ export interface ImportResult {
   /** True when the model is one of the built-in catalog's (then plan.model is its catalog name). */
   modelInCatalog: boolean;
   plan: Plan;
+  /** Training spec options the setup runs with that a plan has no field for (absent: none). */
+  training?: CommOverlaps;
   problems: ImportProblem[];
 }
 

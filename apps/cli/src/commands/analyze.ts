@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
   builtinHardwareProfile, checkProfileMachine, formatBytes, formatCount, formatSeconds, type HardwareProfile, loadCluster,
-  loadHardwareProfile, loadModel, type Plan, readSpecFile,
+  loadHardwareProfile, loadModel, type Plan, readSpecFile, type TrainingSpec,
 } from '@mist/core';
 import { type Analysis, type AnalysisStage, analyzePlan } from '@mist/analyzer';
 import { planPictureHtml, planPictureSvg } from '@mist/viz';
@@ -57,12 +57,13 @@ function overflowWhere(s: AnalysisStage): string {
   return s.deviceFits ? 'host memory' : 'device memory';
 }
 
-function summary(est: Analysis, plan: Plan, changes: string[]): string {
+function summary(est: Analysis, plan: Plan, changes: string[], training: TrainingSpec): string {
   return [
     `${est.model} on ${est.cluster} (${est.profile}), seq ${plan.seqLen}, global batch ${plan.globalBatch}, ` +
       `${plan.stages.length} stage${plan.stages.length > 1 ? 's' : ''}, ${est.devices} GPUs, G=${plan.gradAccumSteps}` +
       `${(plan.virtualStages ?? 1) > 1 ? `, interleaved 1F1B with ${plan.virtualStages} model chunks per stage` : ''}` +
       `${est.flashAttention ? '' : ', no flash attention'}` +
+      `${training.tpCommOverlap ? ', TP communication overlapped' : ''}${training.paramGatherOverlap ? ', parameter all-gather overlapped' : ''}` +
       (changes.length > 0 ? `\nre-targeted from the plan file: ${changes.join(', ')}` : ''),
     `iteration ${formatSeconds(est.iterationTimeS)} (first ${formatSeconds(est.breakdown.firstS)} + ` +
       `${Number(((plan.gradAccumSteps * (plan.virtualStages ?? 1) - 1) / (plan.virtualStages ?? 1)).toFixed(3))} x ` +
@@ -90,7 +91,7 @@ export const analyzeCommand: Command = {
   name: 'analyze',
   summary: 'estimate a plan: iteration time, tokens/s, MFU, per-stage time and memory breakdown, fit',
   usage: 'mist analyze PLAN.json|--plan PLAN.json [--model NAME|FILE] [--cluster SHORTHAND|FILE] [--profile PROFILE.json [--force]] ' +
-    '[--seq N] [--global-batch N] [--no-flash-attention] [--json] [--explain] [--timeline OUT.svg|OUT.html]',
+    '[--seq N] [--global-batch N] [--no-flash-attention] [--tp-comm-overlap] [--overlap-param-gather] [--json] [--explain] [--timeline OUT.svg|OUT.html]',
   examples: [
     'mist analyze examples/plans/gpt3-1.3b-1x2-l4.json',
     'mist analyze --model gpt3-1.3b --cluster 1x2-l4 --plan examples/plans/gpt3-1.3b-1x2-l4.json --json',
@@ -110,6 +111,14 @@ export const analyzeCommand: Command = {
       description: 'estimate the plan at this global batch: gradAccumSteps becomes N / (microBatchSize * dp), which must be whole',
     },
     'no-flash-attention': { type: 'boolean', description: 'model attention without flash attention (scores materialised), whatever the plan says' },
+    'tp-comm-overlap': {
+      type: 'boolean',
+      description: 'as Megatron-Core\'s --tp-comm-overlap: the sequence-parallel TP collectives pipelined with their GEMMs (stages with sp and tp > 1)',
+    },
+    'overlap-param-gather': {
+      type: 'boolean',
+      description: 'as Megatron-Core\'s --overlap-param-gather: the ZeRO-1/2 parameter all-gather beside the next step\'s first forward',
+    },
     explain: { type: 'boolean', description: 'print the simplified time and memory formulas of every stage' },
     timeline: {
       type: 'string', valueName: 'FILE',
@@ -141,7 +150,8 @@ export const analyzeCommand: Command = {
       profile = builtinHardwareProfile(loadCluster(clusterRef));
     }
     const timelineFile = timelineTarget(stringOpt(values, 'timeline'));
-    const { analysis: est, plan } = analyzePlan({ model, plan: data, profile, explain: values.explain === true });
+    const overlaps = { tpCommOverlap: values['tp-comm-overlap'] === true, paramGatherOverlap: values['overlap-param-gather'] === true };
+    const { analysis: est, plan, training } = analyzePlan({ model, plan: data, profile, training: overlaps, explain: values.explain === true });
     if (timelineFile) {
       const title = `${est.model} on ${est.cluster}: ${plan.stages.length}-stage plan, G=${plan.gradAccumSteps} (${path.basename(planFile)})`;
       fs.writeFileSync(timelineFile, timelineFile.toLowerCase().endsWith('.svg') ? planPictureSvg(plan, est, { title }) : planPictureHtml(plan, est, { title }));
@@ -150,14 +160,15 @@ export const analyzeCommand: Command = {
     // A pre-flight: a plan that does not fit exits with its own code, so scripts can stop before launch.
     const exitCode = est.allFit ? 0 : EXIT_DOES_NOT_FIT;
     if (values.json) {
-      io.stdout(JSON.stringify({ plan: planFile, ...(changes.length > 0 ? { retargeted: changes } : {}), ...est }, null, 2) + '\n');
+      const overlapped = overlaps.tpCommOverlap || overlaps.paramGatherOverlap ? { overlaps } : {};
+      io.stdout(JSON.stringify({ plan: planFile, ...(changes.length > 0 ? { retargeted: changes } : {}), ...overlapped, ...est }, null, 2) + '\n');
       return exitCode;
     }
 
     const rows = est.stages;
     const t = (f: (s: AnalysisStage) => number) => (s: AnalysisStage) => formatSeconds(f(s));
     const m = (f: (s: AnalysisStage) => number) => (s: AnalysisStage) => formatBytes(f(s));
-    let text = summary(est, plan, changes) + '\nTime per stage (steady/first per micro-batch; last = extra after the last one):\n';
+    let text = summary(est, plan, changes, training) + '\nTime per stage (steady/first per micro-batch; last = extra after the last one):\n';
     text += renderTable(rows, [
       { header: 'stage', value: (s) => s.index },
       { header: 'layers', value: (s) => `${s.layers[0]}-${s.layers[1]}` },

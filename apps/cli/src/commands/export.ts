@@ -16,7 +16,8 @@ import { renderTable } from '../cli/table';
 export const exportCommand: Command = {
   name: 'export',
   summary: 'write the launch files of a plan for Megatron-LM, NeMo, DeepSpeed or torchtitan',
-  usage: 'mist export --plan PLAN.json --to megatron|nemo|deepspeed|torchtitan [--out DIR] [--nearest] [--model M] [--cluster C] [--dtype bf16|fp16] [--fp8 e4m3|hybrid] [--master-addr HOST] [--master-port N] [--json]',
+  usage: 'mist export --plan PLAN.json --to megatron|nemo|deepspeed|torchtitan [--out DIR] [--nearest] [--model M] [--cluster C] [--dtype bf16|fp16] [--fp8 e4m3|hybrid] ' +
+    '[--tp-comm-overlap] [--overlap-param-gather] [--master-addr HOST] [--master-port N] [--json]',
   examples: [
     'mist export --plan examples/plans/gpt3-1.3b-1x2-l4.json --to megatron --out /tmp/megatron',
     'mist export --plan examples/plans/gpt3-1.3b-1x2-l4.json --to deepspeed --out /tmp/ds',
@@ -31,6 +32,14 @@ export const exportCommand: Command = {
     cluster: { type: 'string', valueName: 'SHORTHAND|FILE', description: 'cluster (default: the plan\'s "cluster")' },
     dtype: { type: 'string', valueName: 'bf16|fp16', description: 'mixed-precision type (default bf16)' },
     fp8: { type: 'string', valueName: 'e4m3|hybrid', description: 'FP8 format of the GEMMs (Megatron-LM/NeMo --fp8-format, torchtitan float8). A plan tuned with fp8 (its "fp8" field, `mist tune --fp8`) is predicted and exported with it; this flag adds fp8 to a plan that was predicted without it' },
+    'tp-comm-overlap': {
+      type: 'boolean',
+      description: 'Megatron-LM only: write --tp-comm-overlap (and --overlap-grad-reduce) where the plan has sequence parallelism with tp > 1, as `mist analyze --tp-comm-overlap` predicts it',
+    },
+    'overlap-param-gather': {
+      type: 'boolean',
+      description: 'Megatron-LM only: write --overlap-param-gather (and --overlap-grad-reduce) where the plan uses the distributed optimizer (ZeRO-1), as `mist analyze --overlap-param-gather` predicts it',
+    },
     'master-addr': { type: 'string', valueName: 'HOST', description: 'rendezvous host, node 0 (default 127.0.0.1; edit for several nodes)' },
     'master-port': { type: 'string', valueName: 'N', description: 'rendezvous port (default 29500)' },
     ...JSON_OPTION,
@@ -43,6 +52,10 @@ export const exportCommand: Command = {
     if (dtype !== 'bf16' && dtype !== 'fp16') throw new UsageError(`--dtype: got "${dtype}"; allowed: bf16, fp16`);
     const fp8 = stringOpt(values, 'fp8');
     if (fp8 !== undefined && fp8 !== 'e4m3' && fp8 !== 'hybrid') throw new UsageError(`--fp8: got "${fp8}"; allowed: e4m3, hybrid`);
+    const overlaps = { tpCommOverlap: values['tp-comm-overlap'] === true, paramGatherOverlap: values['overlap-param-gather'] === true };
+    for (const [flag, on] of [['tp-comm-overlap', overlaps.tpCommOverlap], ['overlap-param-gather', overlaps.paramGatherOverlap]] as const) {
+      if (on && engine !== 'megatron') throw new UsageError(`--${flag}: Megatron-LM's flag; --to ${engine} has no such option in its export`);
+    }
     const data = readSpecFile(planFile);
     const doc = (data && typeof data === 'object' ? data : {}) as { model?: unknown; cluster?: unknown };
     const modelRef = stringOpt(values, 'model') ?? (typeof doc.model === 'string' ? doc.model : undefined);
@@ -63,8 +76,8 @@ export const exportCommand: Command = {
         plan = near.plan;
         if (near.changes.length > 0) {
           const profile = builtinHardwareProfile(cluster);
-          const a = analyzePlan({ model, plan: original, profile }).analysis;
-          const b = analyzePlan({ model, plan, profile }).analysis;
+          const a = analyzePlan({ model, plan: original, profile, training: overlaps }).analysis;
+          const b = analyzePlan({ model, plan, profile, training: overlaps }).analysis;
           const peak = (x: typeof a): number => Math.max(...x.stages.map((s) => s.peakMemoryBytes));
           comparison = {
             changes: near.changes,
@@ -82,7 +95,7 @@ export const exportCommand: Command = {
           text += `(iteration time nearest / original: ${(b.iterationTimeS / a.iterationTimeS).toFixed(3)})\n`;
         }
       }
-      const files = exportPlan(engine as EngineName, { plan, model, cluster, dtype: dtype as TrainDtype, fp8: fp8 as Fp8Format | undefined, launch });
+      const files = exportPlan(engine as EngineName, { plan, model, cluster, dtype: dtype as TrainDtype, fp8: fp8 as Fp8Format | undefined, overlaps, launch });
       fs.mkdirSync(out, { recursive: true });
       for (const f of files) {
         const p = path.join(out, f.path);

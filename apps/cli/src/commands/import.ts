@@ -81,6 +81,11 @@ export const importCommand: Command = {
       let text = `Imported ${from}: ${result.model.name}${result.modelInCatalog ? ' (catalog)' : ' (not in the catalog)'}, ` +
         `${result.plan.stages.length} stage(s), dp ${s.dp}, tp ${s.tp}${s.sequenceParallel ? ' sp' : ''}, micro-batch ${s.microBatchSize} x ${result.plan.gradAccumSteps}, ` +
         `ZeRO-${s.zero}, checkpointed layers ${result.plan.stages.map((x) => x.ckptLayers).join('/')}.\n`;
+      const t = result.training;
+      if (t && (t.tpCommOverlap || t.paramGatherOverlap)) {
+        const flags = [t.tpCommOverlap ? '--tp-comm-overlap' : '', t.paramGatherOverlap ? '--overlap-param-gather' : ''].filter(Boolean).join(' ');
+        text += `The setup overlaps communication (${flags}), which a plan file does not record: predict it with \`mist analyze PLAN ${flags}\`.\n`;
+      }
       if (written.length > 0) text += `Wrote ${written.join(' and ')}.\n`;
       io.stdout(text);
     }

@@ -3,7 +3,7 @@
 // replaces them (the defaults, --mock-data and NullTokenizer, run a synthetic benchmark as written).
 import { FP8_AMAX_HISTORY_LEN, type Fp8Recipe, type ModelSpec, type Plan, planVirtualStages, stageCp, stageEp } from '@mist/core';
 import { layerCounts, uniformStrategy } from '../common';
-import { type Fp8Format, type TrainDtype } from '../types';
+import { type CommOverlaps, type Fp8Format, type TrainDtype } from '../types';
 
 export type ArgLine = [flag: string, ...values: string[]];
 
@@ -108,14 +108,33 @@ export function megatronPrecisionArgs(dtype: TrainDtype, fp8: Fp8Format | undefi
   return a;
 }
 
+/**
+ * Megatron-Core's communication overlaps the prediction assumed (ExportInput.overlaps), each where
+ * Megatron-LM accepts it and it changes what the analyzer predicts (megatron/training/arguments.py):
+ * `--tp-comm-overlap` with sequence parallelism and tp > 1 (it asserts sequence parallelism, which it
+ * turns off at tp 1); `--overlap-param-gather` with the distributed optimizer (ZeRO-1), which it
+ * asserts together with `--overlap-grad-reduce`. `--overlap-grad-reduce` (the gradient reduction
+ * beside the last backward, which the analyzer always assumes) is written with either.
+ */
+export function megatronOverlapArgs(plan: Plan, overlaps: CommOverlaps = {}): ArgLine[] {
+  const s = uniformStrategy(plan);
+  const tp = overlaps.tpCommOverlap === true && s.sequenceParallel && s.tp > 1;
+  const gather = overlaps.paramGatherOverlap === true && s.zero === 1;
+  const a: ArgLine[] = [];
+  if (tp || gather) a.push(['--overlap-grad-reduce']);
+  if (gather) a.push(['--overlap-param-gather']);
+  if (tp) a.push(['--tp-comm-overlap']);
+  return a;
+}
+
 export function megatronDataArgs(): ArgLine[] {
   return [['--mock-data'], ['--tokenizer-type', 'NullTokenizer']];
 }
 
-export function megatronArgs(plan: Plan, model: ModelSpec, dtype: TrainDtype, fp8?: Fp8Format): MegatronArgs {
+export function megatronArgs(plan: Plan, model: ModelSpec, dtype: TrainDtype, fp8?: Fp8Format, overlaps?: CommOverlaps): MegatronArgs {
   return {
     model: megatronModelArgs(model, plan.seqLen),
-    parallelism: megatronParallelArgs(plan),
+    parallelism: [...megatronParallelArgs(plan), ...megatronOverlapArgs(plan, overlaps)],
     precision: megatronPrecisionArgs(dtype, fp8, plan.fp8),
     data: megatronDataArgs(),
   };

@@ -6,7 +6,7 @@ import {
 } from '@mist/core';
 import { flagMap, parseFlags } from '../argv';
 import { catalogMatch, positiveInt, rangesFromCounts, stageMesh } from '../common';
-import { ImportError, type ImportProblem, type ImportResult } from '../types';
+import { type CommOverlaps, ImportError, type ImportProblem, type ImportResult } from '../types';
 
 export interface MegatronImportContext {
   cluster: ClusterSpec;
@@ -30,6 +30,7 @@ const MODELLED = new Set([
   '--fp8-format', '--fp8-recipe', '--fp8-amax-history-len', '--fp8-amax-compute-algo', '--attention-dropout', '--hidden-dropout',
   '--squared-relu', '--num-experts', '--moe-router-topk', '--moe-ffn-hidden-size', '--expert-model-parallel-size',
   '--expert-tensor-parallel-size', '--moe-token-dispatcher-type', '--moe-layer-freq',
+  '--overlap-grad-reduce', '--overlap-param-gather', '--tp-comm-overlap',
 ]);
 
 /** Flags with no effect on what Mist predicts (data, tokenizer files, schedule, logging, checkpoints, kernels). */
@@ -41,7 +42,7 @@ const IGNORED = new Set([
   '--hidden-dropout', '--attention-dropout', '--log-interval', '--eval-interval', '--eval-iters', '--save-interval', '--save',
   '--load', '--tensorboard-dir', '--wandb-project', '--wandb-exp-name', '--seed', '--norm-epsilon', '--rotary-base',
   '--rotary-percent', '--transformer-impl', '--use-mcore-models', '--distributed-backend', '--log-throughput',
-  '--timing-log-level', '--overlap-grad-reduce', '--overlap-param-gather', '--ckpt-format', '--attention-softmax-in-fp32',
+  '--timing-log-level', '--ckpt-format', '--attention-softmax-in-fp32',
   '--accumulate-allreduce-grads-in-fp32', '--no-gradient-accumulation-fusion', '--no-masked-softmax-fusion',
   '--no-bias-gelu-fusion', '--no-bias-swiglu-fusion', '--no-bias-dropout-fusion', '--no-rope-fusion', '--cross-entropy-loss-fusion',
   '--log-params-norm', '--log-num-zeros-in-grad', '--no-load-optim', '--no-load-rng', '--finetune', '--num-workers',
@@ -257,6 +258,22 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
     else if (recipe === 'tensorwise') fp8 = 'current';
     else problems.push({ option: '--fp8-recipe', reason: `${recipe} scaling is not modelled (delayed and tensorwise are); the plan has no fp8` });
   }
+  // Megatron-Core's communication overlaps (the training spec's tpCommOverlap and paramGatherOverlap;
+  // --overlap-grad-reduce, the gradient reduction beside the last backward, is what the analyzer
+  // always assumes). arguments.py asserts sequence parallelism with --tp-comm-overlap (and turns it
+  // off at tp 1), and the distributed optimizer and --overlap-grad-reduce with --overlap-param-gather.
+  const training: CommOverlaps = {};
+  if (has('--tp-comm-overlap')) {
+    if (!(has('--sequence-parallel') && tp > 1)) {
+      throw new ImportError('--tp-comm-overlap', 'needs --sequence-parallel with --tensor-model-parallel-size > 1 (Megatron-LM asserts sequence parallelism with it)');
+    }
+    training.tpCommOverlap = true;
+  }
+  if (has('--overlap-param-gather')) {
+    const missing = ['--use-distributed-optimizer', '--overlap-grad-reduce'].filter((f) => !has(f));
+    if (missing.length > 0) throw new ImportError('--overlap-param-gather', `needs ${missing.join(' and ')} (Megatron-LM asserts it)`);
+    training.paramGatherOverlap = true;
+  }
   const plan: Plan = parsePlan({
     version: 1,
     model: model.name,
@@ -269,5 +286,5 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
     ...(fp8 !== undefined ? { fp8 } : {}),
     stages,
   }, { model, cluster: ctx.cluster });
-  return { model, modelInCatalog: known !== undefined, plan, problems };
+  return { model, modelInCatalog: known !== undefined, plan, ...(Object.keys(training).length > 0 ? { training } : {}), problems };
 }
