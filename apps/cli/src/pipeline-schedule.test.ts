@@ -2,8 +2,9 @@
 // stage's steps from oneFOneBSchedule are replayed as an event simulation (a forward waits for the
 // previous stage's forward of the same micro-batch, a backward for the next stage's backward),
 // with random per-stage forward/backward times, first-micro-batch extras and end-of-iteration
-// extras. The closed form (Mist, EuroSys'25, Sec. 5.3) must never predict less than the schedule
-// takes, and must be exact where the schedule has no slack to exploit. Lives in an app because it
+// extras (each stage's after its own last backward, all stages at once). The closed form (Mist,
+// EuroSys'25, Sec. 5.3, with the largest end-of-iteration extra rather than their sum) must never
+// predict less than the schedule takes, and must be exact where the schedule has no slack to exploit. Lives in an app because it
 // reads both the executor and the analyzer, which never import each other.
 import { inFlightMicroBatches, iterationTime, type StageEstimate } from '@mist/analyzer';
 import { interleavedSchedule, maxInFlight } from '@mist/core';
@@ -86,10 +87,11 @@ describe('closed-form 1F1B time against the executor\'s schedule', () => {
       const sim = simulateSchedule(stages, G);
       const closed = closedForm(stages, G);
       expect(closed, `pp ${pp}, G ${G}`).toBeGreaterThanOrEqual(sim * (1 - 1e-12));
-      // and stays within the slack it knowingly leaves: the other stages' end-of-iteration extras and
-      // the bottleneck's steady time over each other stage's, paid once per stage in fill and drain.
+      // and stays within the slack it knowingly leaves: the largest end-of-iteration extra (the
+      // stages that end their last backward earlier start theirs earlier) and the bottleneck's steady
+      // time over each other stage's, paid once per stage in fill and drain.
       const steady = stages.map((t) => t.forward + t.backward);
-      const slack = stages.reduce((a, t) => a + t.last, 0) + stages.reduce((a, t) => a + t.firstExtra, 0) +
+      const slack = Math.max(...stages.map((t) => t.last)) + stages.reduce((a, t) => a + t.firstExtra, 0) +
         (pp - 1) * (Math.max(...steady) - Math.min(...steady));
       expect(closed - sim, `pp ${pp}, G ${G}`).toBeLessThanOrEqual(slack + 1e-9);
     }
@@ -162,7 +164,8 @@ describe('closed-form interleaved 1F1B time against core\'s interleaved schedule
       worst = Math.max(worst, closed / sim - 1);
     }
     console.log(`interleaved closed form, ranks within +-30%: at most ${(100 * worst).toFixed(1)}% above the replay`);
-    // Measured: at most 36% above (seed 23), from the extras and the imbalance it pays in full.
+    // Measured: at most 31.7% above (seed 23; 36% with the end-of-step extras summed), from the
+    // extras and the imbalance it pays in full.
     expect(worst).toBeLessThan(0.4);
   });
 
@@ -183,8 +186,9 @@ describe('closed-form interleaved 1F1B time against core\'s interleaved schedule
       expect(closedForm(stages, G, v)).toBeLessThanOrEqual(closedForm(stages, G, 1) + 1e-12);
     }
     console.log(`interleaved closed form, arbitrary ranks: ${(100 * under).toFixed(1)}% .. +${(100 * over).toFixed(1)}% of the replay`);
-    // Measured (seed 3): -8.7% .. +39.1%.
-    expect(under).toBeGreaterThan(-0.1);
+    // Measured (seed 3): -10.4% .. +34.4% (with the stages' end-of-step extras summed, as before the
+    // analyzer took their largest, -8.7% .. +39.1%: the sum hid part of the fill's shortfall).
+    expect(under).toBeGreaterThan(-0.12);
     expect(over).toBeLessThan(0.5);
   });
 

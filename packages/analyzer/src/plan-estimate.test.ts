@@ -67,8 +67,11 @@ describe('estimatePlan', () => {
     expect(qs.map((q) => q.inFlight)).toEqual([3, 2, 1]);
     const est = estimatePlan(plan, ctxFor('gpt3-1.3b', '1x8-l4', plan));
     const steadies = est.stages.map((s) => s.steadyTimeS);
-    const want = est.stages.reduce((t, s) => t + s.firstTimeS + s.lastTimeS, 0) + 7 * Math.max(...steadies);
+    // Fill and drain and the bottleneck's steady micro-batches one after the other; the end-of-step
+    // work of all stages at once.
+    const want = est.stages.reduce((t, s) => t + s.firstTimeS, 0) + 7 * Math.max(...steadies) + Math.max(...est.stages.map((s) => s.lastTimeS));
     expect(est.iterationTimeS).toBeCloseTo(want, 12);
+    expect(est.breakdown.lastS).toBe(Math.max(...est.stages.map((s) => s.lastTimeS)));
     expect(est.bottleneckStage).toBe(steadies.indexOf(Math.max(...steadies)));
     // the first stage keeps the most micro-batches in flight
     expect(est.stages[0].memory.activations).toBeGreaterThan(est.stages[1].memory.activations);

@@ -3,7 +3,8 @@
 //
 // The intra-stage search rests on the cost model's monotonicity (see intra-stage.ts): over the grid
 // ckptLayers x offload ratios of one parallel configuration,
-//   - the corner (ckpt 0, no offload) has the least steady time and the least imbalance (offloading
+//   - the corner (ckpt 0, no offload) has the least steady time, the least first micro-batch time and
+//     the least imbalance = first + last (offloading
 //     more never makes a stage faster; checkpointing more never does either once activations are
 //     not offloaded, and offloading them is itself never faster);
 //   - the corner (ckpt all, offload all) has the least device memory;
@@ -15,12 +16,14 @@
 // the fastest point that can fit is bounded from the least levels a fitting point needs (memory-aware,
 // see boundsForG), and configurations that cannot fit at all are proven so (total bytes).
 //
-// For a plan at G, T_iter = sum_i imbalance_i + (G - 1) * max_i steady_i (1F1B, inter-stage-instance.ts).
+// For a plan at G, T_iter = sum_i first_i + (G - 1) * max_i steady_i + max_i last_i (1F1B,
+// inter-stage-instance.ts), which is at least any one stage's first + last plus the others' firsts.
 // Dropping exact tiling and the in-flight counts, the best plan made of virtual points is a small DP
 // over layer counts only, solved for a few bottleneck thresholds e_0 < e_1 < ... < e_K (quantiles of
 // the virtual steady times): a plan whose bottleneck T lies in [e_k, e_k+1] costs at least
-// R(e_k+1) + (G - 1) * e_k, where R(e) is the least total imbalance of a layer partition whose
-// virtual points all have steady <= e (R falls as e grows); the threshold counts only when the
+// R(e_k+1) + (G - 1) * e_k, where R(e) is the least sum over a layer partition whose virtual points
+// all have steady <= e of the first stage's first + last and the other stages' firsts (R falls as e
+// grows); the threshold counts only when the
 // fewest devices of such a partition (the same DP over mesh sizes) is at most the cluster's, since
 // stages take disjoint devices. The least over k is a lower bound of every plan at G; with one group
 // pinned to a position and layer count, the same sums give a lower bound of every plan that uses it.
@@ -33,7 +36,7 @@ import type { OffloadLevels } from './search-space';
 
 // Module-level copies of the column tables (a re-exported binding is a getter call per access).
 const OUT = OUT_COLUMNS;
-const BUCKETS = 48;
+const BUCKETS = 96;
 const BATCH_ROWS = 1024;
 
 /** Lower bounds of one G. */
@@ -44,8 +47,8 @@ export interface GBounds {
   /** Per spec (same order as given): a lower bound of every plan using it (Infinity: no plan with it fits). */
   specLowerBoundS: Float64Array;
   /**
-   * Per spec: the least time the other stages of a plan add to a point's imbalance + (G - 1) * steady,
-   * so that a point is useless once imbalance + (G - 1) * steady + restS >= the best plan's time.
+   * Per spec: the least time the other stages of a plan add to a point's first + last + (G - 1) *
+   * steady (the sum of their firsts), so that a point is useless once that + restS >= the best plan's time.
    */
   specRestS: Float64Array;
   /** Configurations per spec that may hold a fitting point (the others provably hold none). */
@@ -78,6 +81,8 @@ interface Item {
   s: number;
   c: ParallelConfig;
   steady: number;
+  /** Lower bounds of the first micro-batch time and of first + last. */
+  first: number;
   imbalance: number;
   /** Whether the fastest corner fits the device (then every least level is 0). */
   fastFits: boolean;
@@ -163,7 +168,8 @@ export function boundsForG(
       if (total * (1 - BOUND_SLACK) > capacity + hostCapacity + 2) continue;
       const spec = specs[rowSpec[r]];
       items.push({
-        s: rowSpec[r], c: rowConfig[r], steady: output[fast + OUT.STEADY], imbalance: output[fast + OUT.FIRST] + output[fast + OUT.LAST],
+        s: rowSpec[r], c: rowConfig[r], steady: output[fast + OUT.STEADY], first: output[fast + OUT.FIRST],
+        imbalance: output[fast + OUT.FIRST] + output[fast + OUT.LAST],
         fastFits: output[fast + OUT.FITS_DEVICE] === 1, lo: new Int32Array(DIMS), hi: Int32Array.from(ZERO_ROOT, (_, d) => levels(spec, d).length - 1),
       });
     }
@@ -183,17 +189,19 @@ export function boundsForG(
     }
   });
   flush();
-  const minOf = (): { steady: Float64Array; imb: Float64Array } => {
+  const minOf = (): { steady: Float64Array; first: Float64Array; imb: Float64Array } => {
     const steady = new Float64Array(n).fill(Infinity);
+    const first = new Float64Array(n).fill(Infinity);
     const imb = new Float64Array(n).fill(Infinity);
     for (const it of items) {
       if (it.steady < steady[it.s]) steady[it.s] = it.steady;
+      if (it.first < first[it.s]) first[it.s] = it.first;
       if (it.imbalance < imb[it.s]) imb[it.s] = it.imbalance;
     }
-    return { steady, imb };
+    return { steady, first, imb };
   };
   const fast = minOf();
-  const bounds = layerBounds(layers, G, specs, fast.steady, fast.imb, devices);
+  const bounds = layerBounds(layers, G, specs, fast.steady, fast.first, fast.imb, devices, incumbentS);
   const pending = bounds.lowerBoundS < incumbentS
     ? items.filter((it) => !it.fastFits && bounds.specLowerBoundS[it.s] < incumbentS) : [];
   if (pending.length > 0) {
@@ -220,6 +228,7 @@ export function boundsForG(
           continue;
         }
         p.steady = Math.max(p.steady, output[t + OUT.STEADY]);
+        p.first = Math.max(p.first, output[t + OUT.FIRST]);
         p.imbalance = Math.max(p.imbalance, output[t + OUT.FIRST] + output[t + OUT.LAST]);
       }
     }
@@ -230,7 +239,7 @@ export function boundsForG(
       items.length = kept;
     }
     const aware = minOf();
-    const refined = layerBounds(layers, G, specs, aware.steady, aware.imb, devices);
+    const refined = layerBounds(layers, G, specs, aware.steady, aware.first, aware.imb, devices, incumbentS);
     bounds.lowerBoundS = Math.max(bounds.lowerBoundS, refined.lowerBoundS);
     for (let s = 0; s < n; s++) {
       bounds.specLowerBoundS[s] = Math.max(bounds.specLowerBoundS[s], refined.specLowerBoundS[s]);
@@ -316,8 +325,8 @@ export function writeCorner(x: Float64Array, row: number, spec: StageGroupSpec, 
 }
 
 /** The layer-only relaxation (see the header) for the plan and for each spec. */
-export function layerBounds(L: number, G: number, specs: readonly StageGroupSpec[], minSteady: Float64Array, minImb: Float64Array,
-  devices = Infinity): { lowerBoundS: number; specLowerBoundS: Float64Array; specRestS: Float64Array } {
+export function layerBounds(L: number, G: number, specs: readonly StageGroupSpec[], minSteady: Float64Array, minFirst: Float64Array,
+  minImb: Float64Array, devices = Infinity, incumbentS = Infinity): { lowerBoundS: number; specLowerBoundS: Float64Array; specRestS: Float64Array } {
   const n = specs.length;
   // Stages take disjoint devices: a spec is dropped (Infinity) when the fewest devices of any plan
   // using it (over specs that may fit) exceed the cluster's.
@@ -340,41 +349,54 @@ export function layerBounds(L: number, G: number, specs: readonly StageGroupSpec
   });
   if (steadies.length === 0 || L < 2) return { lowerBoundS, specLowerBoundS, specRestS };
   steadies.sort((a, b) => a - b);
-  // Thresholds: quantiles of the virtual steady times, the largest last (every point is below it).
+  // Thresholds: quantiles of the virtual steady times that can matter, then the largest (every point
+  // is below it). A plan whose bottleneck T has (G - 1) T >= incumbentS cannot beat the incumbent,
+  // so the buckets are spent on the steady times below incumbentS / (G - 1) only: the rest form one
+  // bucket, whose bound is then at least (about) the incumbent anyway.
+  const reach = G > 1 ? incumbentS / (G - 1) : Infinity;
+  let m = 0;
+  while (m < steadies.length && steadies[m] <= reach) m++;
+  const fine = m > 0 ? steadies.slice(0, m) : steadies.slice(0, 1);
   const edges: number[] = [];
   for (let k = 0; k <= BUCKETS; k++) {
-    const v = steadies[Math.min(steadies.length - 1, Math.round((k * (steadies.length - 1)) / BUCKETS))];
+    const v = fine[Math.min(fine.length - 1, Math.round((k * (fine.length - 1)) / BUCKETS))];
     if (edges.length === 0 || v > edges[edges.length - 1]) edges.push(v);
   }
+  if (steadies[steadies.length - 1] > edges[edges.length - 1]) edges.push(steadies[steadies.length - 1]);
   const K = edges.length;
   const posIndex = { first: 0, middle: 1, last: 2 } as const;
-  // rest[k][pos][l]: least imbalance of the other stages of a plan with a stage at `pos` of l layers,
-  // when every stage has virtual steady <= edges[k].
+  // rest[k][pos][l]: least sum of the firsts of the other stages of a plan with a stage at `pos` of l
+  // layers, when every stage has virtual steady <= edges[k].
   const rest: Float64Array[][] = [];
   // restDev[k][pos][l]: fewest devices of the other stages of such a plan (stages take disjoint devices).
   const restDev: Float64Array[][] = [];
   for (let k = 0; k < K; k++) {
     const e = edges[k];
-    // cost[pos][l]: least virtual imbalance of a stage at pos with l layers and steady <= e; dev[pos][l]:
-    // its fewest devices (a relaxation each: the two minima may come from different specs).
+    // cost[pos][l]: least virtual first of a stage at pos with l layers and steady <= e (headCost:
+    // its first + last, counted for the plan's first stage); dev[pos][l]: its fewest devices (a
+    // relaxation each: the minima may come from different specs).
     const cost = [0, 1, 2].map(() => new Float64Array(L + 1).fill(Infinity));
+    const headCost = new Float64Array(L + 1).fill(Infinity);
     const dev = [0, 1, 2].map(() => new Float64Array(L + 1).fill(Infinity));
     specs.forEach((spec, s) => {
       if (spec.position === 'only' || !(minSteady[s] <= e)) return;
       const p = posIndex[spec.position];
-      if (minImb[s] < cost[p][spec.layers]) cost[p][spec.layers] = minImb[s];
+      if (minFirst[s] < cost[p][spec.layers]) cost[p][spec.layers] = minFirst[s];
+      if (p === 0 && minImb[s] < headCost[spec.layers]) headCost[spec.layers] = minImb[s];
       const d = meshSize(spec.mesh);
       if (d < dev[p][spec.layers]) dev[p][spec.layers] = d;
     });
-    const imb = partitionTables(L, cost);
+    const firsts = partitionTables(L, cost);
     const devs = partitionTables(L, dev);
-    rest.push(imb.rest);
+    rest.push(firsts.rest);
     restDev.push(devs.rest);
     // Whole plans with bottleneck in [edges[k-1], edges[k]] (k = 0: exactly the least steady), when
     // some partition of such stages fits the devices.
     if (devs.whole > devices) continue;
     const lower = k === 0 ? e : edges[k - 1];
-    lowerBoundS = Math.min(lowerBoundS, imb.whole + (G - 1) * lower);
+    let whole = Infinity;
+    for (let l = 1; l < L; l++) whole = Math.min(whole, headCost[l] + firsts.rest[0][l]);
+    lowerBoundS = Math.min(lowerBoundS, whole + (G - 1) * lower);
   }
   specs.forEach((spec, s) => {
     if (spec.position === 'only' || !Number.isFinite(minSteady[s])) return;

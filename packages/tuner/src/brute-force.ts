@@ -1,8 +1,9 @@
 // Brute force: every plan of a (small) search space, each stage estimated by the analyzer, the
 // 1F1B iteration time of every combination of stage strategies computed directly. Exponential; for
 // checking the tuner on tiny instances only. The one reduction: within one stage slot (same G, pp,
-// partition and meshes) a strategy whose steady and imbalance times are both no better than another
-// fitting strategy's is skipped, since swapping it for that one never makes a combination slower.
+// partition and meshes) a strategy whose steady, first and last times are all no better than another
+// fitting strategy's is skipped, since swapping it for that one never makes a combination slower
+// (the iteration time sum_i first_i + (G - 1) * max_i steady_i + max_i last_i, analyzer iterationTime).
 // The interleaved plans of the space (v > 1) come from brute-force-interleaved.ts, without that reduction.
 import { type AnalyzerContext, compileStageModel, inFlightMicroBatches, type StageQuery, stagePosition, stepJitter } from '@mist/analyzer';
 import { clusterDevices, type Mesh, meshSize, type Plan, PLAN_VERSION, type StageStrategy } from '@mist/core';
@@ -20,7 +21,8 @@ export interface BruteForceResult {
 
 interface Option {
   steady: number;
-  imbalance: number;
+  first: number;
+  last: number;
   strategy: StageStrategy;
 }
 
@@ -45,7 +47,8 @@ function meshSequences(meshes: Mesh[], devices: number, parts: number): Mesh[][]
 
 function undominated(list: Option[]): Option[] {
   return list.filter((a, i) => !list.some((b, j) =>
-    b.steady <= a.steady && b.imbalance <= a.imbalance && (b.steady < a.steady || b.imbalance < a.imbalance || j < i)));
+    b.steady <= a.steady && b.first <= a.first && b.last <= a.last &&
+    (b.steady < a.steady || b.first < a.first || b.last < a.last || j < i)));
 }
 
 /** The best plan of the space (of gradient-accumulation count `onlyG` when given), or null when nothing fits. */
@@ -85,7 +88,7 @@ export function bruteForce(ctx: AnalyzerContext, space: SearchSpace, onlyG?: num
                     const e = compiled.estimate(q);
                     if (!e.fits) continue;
                     list.push({
-                      steady: e.steadyTimeS, imbalance: e.firstTimeS + e.lastTimeS,
+                      steady: e.steadyTimeS, first: e.firstTimeS, last: e.lastTimeS,
                       strategy: stageStrategyOf(c, [first, first + layers - 1], mesh, ckpt, offload),
                     });
                   }
@@ -99,10 +102,10 @@ export function bruteForce(ctx: AnalyzerContext, space: SearchSpace, onlyG?: num
           for (let i = 0; i < options.length; i++) options[i] = undominated(options[i]);
           // Every combination.
           const chosen: Option[] = [];
-          const walk = (i: number, imbalance: number, bottleneck: number): void => {
+          const walk = (i: number, firsts: number, bottleneck: number, end: number): void => {
             if (i === pp) {
               evaluated++;
-              const t = imbalance + (G - 1) * bottleneck + jitter;
+              const t = firsts + (G - 1) * bottleneck + end + jitter;
               if (!best || t < best.iterationTimeS) {
                 best = {
                   iterationTimeS: t, plansEvaluated: 0,
@@ -117,11 +120,11 @@ export function bruteForce(ctx: AnalyzerContext, space: SearchSpace, onlyG?: num
             }
             for (const opt of options[i]) {
               chosen.push(opt);
-              walk(i + 1, imbalance + opt.imbalance, Math.max(bottleneck, opt.steady));
+              walk(i + 1, firsts + opt.first, Math.max(bottleneck, opt.steady), Math.max(end, opt.last));
               chosen.pop();
             }
           };
-          walk(0, 0, 0);
+          walk(0, 0, 0, 0);
         }
       }
     }

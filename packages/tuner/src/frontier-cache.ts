@@ -11,7 +11,8 @@
 // `dependsOnG` probes the kernel, and G joins the group key when it does. A re-tune with a doubled
 // global batch therefore finds every group it searches at G' = 2G under the old key of G.
 //
-// A set is also cut by the search's cutoff C at G (points with imbalance + (G - 1) * steady >= C are
+// A set is also cut by the search's cutoff C at G (points with imbalance = first + last and
+// imbalance + (G - 1) * steady >= C are
 // left out, intra-stage.ts). It stands for the set at (G', C') only when every left-out point is
 // useless there too: imbalance + (G' - 1) * steady >= C' whenever imbalance + (G - 1) * steady >= C,
 // which holds for all non-negative times iff C' <= C * min(1, (G' - 1) / (G - 1)) (G > 1), C' <= C
@@ -23,12 +24,12 @@ import * as path from 'node:path';
 import { type AnalyzerContext, type CompiledStageModel, IN, INPUT_WIDTH, OUT, OUTPUT_WIDTH } from '@mist/analyzer';
 import type { StageGroupSpec } from './enumerate';
 import { STRATEGY_WIDTH, type StrategyStore } from './intra-stage';
-import { ParetoSet3 } from './pareto';
+import { StagePareto } from './pareto';
 import type { SearchSpace } from './search-space';
 
 /** Bumped whenever the search or the cache format changes what a stored set means. */
-export const FRONTIER_CACHE_VERSION = 5;
-const POINT_WIDTH = 3 + STRATEGY_WIDTH; // steady, imbalance, maxInFlight, then the strategy columns (ST)
+export const FRONTIER_CACHE_VERSION = 6;
+const POINT_WIDTH = 4 + STRATEGY_WIDTH; // steady, first, last, maxInFlight, then the strategy columns (ST)
 
 interface Entry {
   G: number;
@@ -66,7 +67,11 @@ export function contextKey(ctx: AnalyzerContext, space: SearchSpace): string {
   const data = {
     v: FRONTIER_CACHE_VERSION,
     model: ctx.model,
-    training: { seqLen: ctx.training.seqLen, flashAttention: ctx.training.flashAttention, ...((ctx.training.fp8 ?? 'none') !== 'none' ? { fp8: ctx.training.fp8 } : {}) },
+    training: {
+      seqLen: ctx.training.seqLen, flashAttention: ctx.training.flashAttention, ...((ctx.training.fp8 ?? 'none') !== 'none' ? { fp8: ctx.training.fp8 } : {}),
+      // Written only when on, so that the keys of tunes without them are unchanged.
+      ...(ctx.training.tpCommOverlap ? { tpCommOverlap: true } : {}), ...(ctx.training.paramGatherOverlap ? { paramGatherOverlap: true } : {}),
+    },
     profile: { ...profile, cluster: { ...clusterRest, multiNode: nodes > 1 } },
     space: {
       maxTp: space.maxTp, maxCp: space.maxCp ?? 1, maxEp: space.maxEp ?? 1, sequenceParallel: space.sequenceParallel, microBatchPow2: space.microBatchPow2, ckpt: space.ckpt,
@@ -111,25 +116,25 @@ export class FrontierCache {
   }
 
   /** The cached set of a group if it stands for the search at (G, cutoff); its strategies are added to `store`. */
-  get(key: string, G: number, cutoffS: number, store: StrategyStore): ParetoSet3 | null {
+  get(key: string, G: number, cutoffS: number, store: StrategyStore): StagePareto | null {
     const e = this.entries.get(key);
     if (!e || !cutoffCovers(e.G, e.cutoffS ?? Infinity, G, cutoffS)) {
       this.misses++;
       return null;
     }
     this.hits++;
-    const set = new ParetoSet3();
+    const set = new StagePareto();
     const p = e.points;
     for (let o = 0; o < p.length; o += POINT_WIDTH) {
-      set.insert(p[o], p[o + 1], p[o + 2], store.addColumns(p, o + 3));
+      set.insert(p[o], p[o + 1], p[o + 2], p[o + 3], store.addColumns(p, o + 4));
     }
     return set;
   }
 
-  put(key: string, G: number, cutoffS: number, set: ParetoSet3, store: StrategyStore): void {
+  put(key: string, G: number, cutoffS: number, set: StagePareto, store: StrategyStore): void {
     const points: number[] = [];
     for (let i = 0; i < set.size; i++) {
-      points.push(set.steady[i], set.imbalance[i], set.maxInFlight[i]);
+      points.push(set.steady[i], set.first[i], set.last[i], set.maxInFlight[i]);
       for (let c = 0; c < STRATEGY_WIDTH; c++) points.push(store.get(set.ref[i], c));
     }
     this.entries.set(key, { G, cutoffS: Number.isFinite(cutoffS) ? cutoffS : null, points });

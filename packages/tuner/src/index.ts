@@ -17,7 +17,7 @@ export {
   type StageGroupSpec, stageGroupSpecs, tpProblem,
 } from './enumerate';
 export { stageModelReadsPp } from './pipeline-depth';
-export { ParetoSet3, paretoFrontier2D, sampleFrontier } from './pareto';
+export { StagePareto, paretoFrontier2D, paretoFrontier3D, sampleFrontier } from './pareto';
 export {
   type ChosenStage, evaluateSolution, type FrontierStore, FrontierStoreBuilder, type InterStageInstance,
   type InterStageSolution, type StageGroup,

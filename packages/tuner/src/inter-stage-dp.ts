@@ -1,45 +1,113 @@
 // Exact bottleneck dynamic programme for the inter-stage problem.
 //
-// For a fixed bottleneck bound T, every stage may only use frontier points with steady <= T; on a
-// frontier (steady ascending, imbalance descending) the best such point is the last one below T, so
-// each (group, in-flight) has one cost c(T). A DP over (layers used, devices used), built from the
-// last stage backwards so that the k-th stage from the end has in-flight min(k, G) (1F1B keeps
+// The objective sum_i first_i + (G - 1) * max_i steady_i + max_i last_i has two bottleneck terms.
+// For bounds T on every stage's steady time and X on every stage's last, let R(T, X) be the least
+// sum_i first_i of a plan whose points all have steady <= T and last <= X. Then
+//     T_iter = min over (T, X) of R(T, X) + (G - 1) * T + X
+// is exact when T runs over the distinct steady times and X over the distinct lasts: the optimum's
+// own bottleneck pair is among them, and at any other pair the plan of R(T, X) costs at most that.
+// R falls as T or X grows, so over a box [T_a, T_b] x [X_a, X_b] of the threshold grid every pair
+// costs at least R(T_b, X_b) + (G - 1) * T_a + X_a: one DP run at the box's upper corner either
+// prunes the box (limit: the best pair so far minus that floor) or gives the pair's objective, and
+// the box is split in two along the side whose span loosens that floor more, (G - 1) (T_b - T_a) or
+// X_b - X_a (the half holding the corner keeps its R). The search starts from the whole grid;
+// R(inf, inf) bounds every box from below. (At G = 768 on 64 GPUs this takes 33 runs where halving
+// the longer side by count took 2,173; at 16,384 GPUs 5 to 46 runs per G where a scan over every
+// last X with a scan over T inside took 50 to 190.)
+//
+// One run, R(T, X): with only the points of last <= X (a 2-D frontier per (group, in-flight): steady
+// ascending, first descending), the best point with steady <= T is the last one below T, so each
+// (group, in-flight) has one cost c(T). A DP over (layers used, devices used), built from the last
+// stage backwards so that the k-th stage from the end has in-flight min(k, G) (1F1B keeps
 // min(pp - i, G) micro-batches in flight, analyzer inFlightMicroBatches: which depends on k and G
-// only, not on pp), gives
-//     R(T) = min over partitions of sum_i c_i(T),
-// and T_iter = min over T of R(T) + (G - 1) * T is exact when T runs over the distinct steady times
-// (the optimum's bottleneck is one of them). Thresholds are scanned upwards from the smallest feasible
-// one and the scan stops once (G - 1) * T + R(inf) cannot beat the best found, since R(T) >= R(inf).
+// only, not on pp), gives R = min over partitions of sum_i c_i(T).
 // The levels are shared by every depth pp (a pipeline closes with its first stage at level pp), which
 // is exact when a group's frontiers hold at every depth it can occur in; with per-depth frontiers
 // (inst.frontiersPerDepth) subProblems gives one DP per depth, over that depth's groups only.
 import {
-  type ChosenStage, evaluateSolution, frontierAt, type InterStageInstance, type InterStageSolution, type StageGroup,
+  type ChosenStage, evaluateSolution, frontierAt, type FrontierStore, type InterStageInstance, type InterStageSolution, type StageGroup,
   subProblems,
 } from './inter-stage-instance';
+import { paretoFrontier2D } from './pareto';
 
 export interface DpStats {
+  /** DP runs (one R(T, X) each). */
   thresholdsTried: number;
-  /** Set when `shouldStop` ended the threshold scan early (the solution is then valid but maybe not optimal). */
+  /** Set when `shouldStop` ended the search early (the solution is then valid but maybe not optimal). */
   stopped?: boolean;
 }
 
 /**
- * Solves the instance exactly; null when no combination covers the model on the cluster. When
- * `shouldStop` returns true between two thresholds, the best solution of the thresholds tried so far
- * is returned (a valid plan) and `stats.stopped` is set.
+ * Solves the instance exactly; null when no combination covers the model on the cluster (or, with
+ * `cutoffS`, nothing is faster than it). When `shouldStop` returns true between two runs, the best
+ * solution found so far is returned (a valid plan) and `stats.stopped` is set.
  */
 export function solveInterStageDp(inst: InterStageInstance, stats?: DpStats, shouldStop?: () => boolean, cutoffS = Infinity): InterStageSolution | null {
+  const lasts = distinctSorted(inst.frontiers.last);
+  if (lasts.length === 0) return null;
+  // The instance restricted to last <= X, per X (built when first needed, shared by the depths).
+  const byLast = new Map<number, InterStageInstance>();
+  const restricted = (xi: number): InterStageInstance => {
+    let r = byLast.get(xi);
+    if (!r) {
+      r = withLastAtMost(inst, lasts[xi]);
+      byLast.set(xi, r);
+    }
+    return r;
+  };
   let best: InterStageSolution | null = null;
   for (const sub of subProblems(inst)) {
     if (best && shouldStop?.()) {
       if (stats) stats.stopped = true;
       break;
     }
-    const sol = new BottleneckDp(inst, sub.allowed, sub.ppMin, sub.ppMax, shouldStop).solve(stats, best ? Math.min(cutoffS, best.iterationTimeS) : cutoffS);
+    const dp = new BottleneckDp(inst, sub.allowed, sub.ppMin, sub.ppMax, shouldStop);
+    const sol = dp.solve(lasts, restricted, stats, best ? Math.min(cutoffS, best.iterationTimeS) : cutoffS);
     if (sol && (!best || sol.iterationTimeS < best.iterationTimeS)) best = sol;
   }
   return best;
+}
+
+/** Distinct values, ascending. */
+function distinctSorted(values: Float64Array): Float64Array {
+  const sorted = Float64Array.from(values).sort();
+  let n = 0;
+  for (let i = 0; i < sorted.length; i++) if (i === 0 || sorted[i] !== sorted[n - 1]) sorted[n++] = sorted[i];
+  return sorted.slice(0, n);
+}
+
+/**
+ * The instance restricted to points with last <= X: per frontier the 2-D frontier (steady ascending,
+ * first descending) of those points, each point's ref being its index in inst's store (the same
+ * frontier ids, so the groups are shared).
+ */
+function withLastAtMost(inst: InterStageInstance, X: number): InterStageInstance {
+  const { steady, first, last, start, length } = inst.frontiers;
+  const nf = start.length;
+  const outStart = new Int32Array(nf);
+  const outLength = new Int32Array(nf);
+  const kept: number[] = [];
+  const candidates: number[] = [];
+  for (let f = 0; f < nf; f++) {
+    candidates.length = 0;
+    for (let p = start[f]; p < start[f] + length[f]; p++) if (last[p] <= X) candidates.push(p);
+    const frontier = paretoFrontier2D(steady, first, Int32Array.from(candidates));
+    outStart[f] = kept.length;
+    outLength[f] = frontier.length;
+    for (const p of frontier) kept.push(p);
+  }
+  const ref = Int32Array.from(kept);
+  return {
+    ...inst,
+    frontiers: {
+      steady: Float64Array.from(ref, (p) => steady[p]),
+      first: Float64Array.from(ref, (p) => first[p]),
+      last: Float64Array.from(ref, (p) => last[p]),
+      ref,
+      start: outStart,
+      length: outLength,
+    },
+  };
 }
 
 interface DpResult {
@@ -67,6 +135,11 @@ class BottleneckDp {
   private scratch: Float64Array;
   private readonly stateL: Int32Array;
   private readonly stateD: Int32Array;
+  /** The finite cells of `values` and `scratch` (both tables are all Infinity between runs). */
+  private cellsA: Int32Array;
+  private cellsB: Int32Array;
+  /** The 2-D frontiers the runs read: those of the instance restricted to the current X. */
+  private frontiers: FrontierStore;
 
   constructor(
     private readonly inst: InterStageInstance,
@@ -77,10 +150,13 @@ class BottleneckDp {
   ) {
     this.width = inst.devices + 1;
     this.size = (inst.layers + 1) * this.width;
-    this.values = new Float64Array(this.size);
-    this.scratch = new Float64Array(this.size);
+    this.values = new Float64Array(this.size).fill(Infinity);
+    this.scratch = new Float64Array(this.size).fill(Infinity);
+    this.cellsA = new Int32Array(this.size);
+    this.cellsB = new Int32Array(this.size);
     this.stateL = new Int32Array(this.size);
     this.stateD = new Int32Array(this.size);
+    this.frontiers = inst.frontiers;
     inst.groups.forEach((g, i) => {
       if (!allowed[i]) return;
       if (g.position === 'only') {
@@ -94,49 +170,78 @@ class BottleneckDp {
 
   /**
    * The optimum, or null when nothing covers the model or (with `cutoffS`, a known plan's time)
-   * nothing is faster than the cutoff.
+   * nothing is faster than the cutoff (see the header: a box search over the threshold grid).
+   * `restricted(xi)` is the instance restricted to last <= lasts[xi]; its points refer to this.inst's.
    */
-  solve(stats?: DpStats, cutoffS = Infinity): InterStageSolution | null {
+  solve(lasts: Float64Array, restricted: (xi: number) => InterStageInstance, stats?: DpStats, cutoffS = Infinity): InterStageSolution | null {
     const G = this.inst.gradAccumSteps;
-    const thresholds = G > 1 ? this.thresholds() : new Float64Array(0);
-    // Every plan costs at least R(inf) + (G - 1) * (the least steady time): R(inf) matters only below
-    // cutoff - that, and when it is not, no plan beats the cutoff.
-    const limit = G > 1 && thresholds.length > 0 ? cutoffS - (G - 1) * thresholds[0] : cutoffS;
-    const atInf = this.run(Infinity, false, limit);
-    if (stats) stats.thresholdsTried++;
-    if (!(atInf.value < limit)) return null;
-    let bestT = Infinity;
-    if (G > 1) {
-      // Smallest threshold T with R(T) < limit (R falls as T grows): below it every plan costs at
-      // least limit + (G - 1) * (least steady) = the cutoff.
-      let lo = 0;
-      let hi = thresholds.length - 1;
-      while (lo < hi) {
-        if (this.stopNow(stats)) break;
-        const mid = (lo + hi) >> 1;
-        if (stats) stats.thresholdsTried++;
-        if (this.run(thresholds[mid], false, limit).value < limit) hi = mid;
-        else lo = mid + 1;
-      }
-      // Only objectives below the cutoff matter: partial sums of imbalance that reach it with the
-      // bottleneck term are dropped inside run (imbalances are non-negative, so they only grow).
-      let best = cutoffS;
-      for (let i = lo; i < thresholds.length; i++) {
-        const T = thresholds[i];
-        if ((G - 1) * T + atInf.value >= best || this.stopNow(stats)) break;
-        if (stats) stats.thresholdsTried++;
-        const r = this.run(T, false, best - (G - 1) * T);
-        const obj = r.value + (G - 1) * T;
-        if (obj < best) {
-          best = obj;
-          bestT = T;
-        }
-      }
-      // Nothing below the cutoff; when stopped before any threshold, the plan at T = inf is still valid.
-      if (bestT === Infinity && !stats?.stopped) return null;
+    const Ts = G > 1 ? this.thresholds() : Float64Array.of(Infinity);
+    const nX = lasts.length;
+    if (Ts.length === 0 || nX === 0) return null;
+    const R = (ti: number, xi: number, limit: number): number => {
+      this.frontiers = restricted(xi).frontiers;
+      if (stats) stats.thresholdsTried++;
+      return this.run(Ts[ti], false, limit).value;
+    };
+    const tCost = (ti: number): number => (G > 1 ? (G - 1) * Ts[ti] : 0);
+    // R(inf, inf): every pair costs at least that plus its own (G - 1) T + X.
+    const floor0 = tCost(0) + lasts[0];
+    const rInf = R(Ts.length - 1, nX - 1, cutoffS - floor0);
+    if (!(rInf < cutoffS - floor0)) return null;
+    let best = cutoffS;
+    let bestT = -1;
+    let bestX = -1;
+    const top = rInf + tCost(Ts.length - 1) + lasts[nX - 1];
+    if (top < best) {
+      best = top;
+      bestT = Ts.length - 1;
+      bestX = nX - 1;
     }
-    const traced = this.run(bestT, true);
-    const stages = this.reconstruct(traced.pp);
+    // Boxes (ta, tb, xa, xb, R at (tb, xb) or NaN when not run yet).
+    const boxes: number[] = [0, Ts.length - 1, 0, nX - 1, rInf];
+    while (boxes.length > 0) {
+      let r = boxes.pop() as number;
+      const xb = boxes.pop() as number;
+      const xa = boxes.pop() as number;
+      const tb = boxes.pop() as number;
+      const ta = boxes.pop() as number;
+      const floor = tCost(ta) + lasts[xa];
+      if (rInf + floor >= best) continue;
+      if (Number.isNaN(r)) {
+        if (this.stopNow(stats)) break;
+        const limit = best - floor;
+        r = R(tb, xb, limit);
+        if (!(r < limit)) continue;
+        const corner = r + tCost(tb) + lasts[xb];
+        if (corner < best) {
+          best = corner;
+          bestT = tb;
+          bestX = xb;
+        }
+      } else if (r + floor >= best) continue;
+      if (ta === tb && xa === xb) continue;
+      // Split the side that loosens the bound more ((G - 1) T and X are both part of the floor); the
+      // upper half keeps the corner (and its R), the lower half needs a run.
+      const widthT = tb > ta ? tCost(tb) - tCost(ta) : -1;
+      const widthX = xb > xa ? lasts[xb] - lasts[xa] : -1;
+      if (widthT >= widthX) {
+        const mid = (ta + tb) >> 1;
+        boxes.push(mid + 1, tb, xa, xb, r, ta, mid, xa, xb, Number.NaN);
+      } else {
+        const mid = (xa + xb) >> 1;
+        boxes.push(ta, tb, mid + 1, xb, r, ta, tb, xa, mid, Number.NaN);
+      }
+    }
+    // Nothing below the cutoff (when stopped before any corner, the plan at (inf, inf) is still valid).
+    if (bestT < 0) {
+      if (!stats?.stopped) return null;
+      bestT = Ts.length - 1;
+      bestX = nX - 1;
+    }
+    const sub = restricted(bestX);
+    this.frontiers = sub.frontiers;
+    const traced = this.run(Ts[bestT], true);
+    const stages = this.reconstruct(traced.pp).map((st) => ({ group: st.group, point: sub.frontiers.ref[st.point] }));
     const check = evaluateSolution(this.inst, stages);
     return { iterationTimeS: check.iterationTimeS, bottleneckS: check.bottleneckS, stages };
   }
@@ -162,12 +267,12 @@ class BottleneckDp {
     return Float64Array.from([...seen]).sort();
   }
 
-  /** Minimal imbalance of a group at in-flight f among points with steady <= T (Infinity if none). */
+  /** Minimal first of a group at in-flight f among points with steady <= T (Infinity if none). */
   private cost(g: StageGroup, f: number, T: number): number {
     const fid = frontierAt(g, f);
     this.chosenPoint = -1;
     if (fid < 0) return Infinity;
-    const { start, length, steady, imbalance } = this.inst.frontiers;
+    const { start, length, steady, first } = this.frontiers;
     let lo = start[fid];
     let hi = start[fid] + length[fid] - 1;
     if (length[fid] === 0 || steady[lo] > T) return Infinity;
@@ -177,7 +282,7 @@ class BottleneckDp {
       else hi = mid - 1;
     }
     this.chosenPoint = lo;
-    return imbalance[lo];
+    return first[lo];
   }
 
   /** R(T) and its depth; states whose partial sum reaches `limit` are dropped (their plans cost more). */
@@ -207,8 +312,12 @@ class BottleneckDp {
       });
     }
     if (this.ppMax < 2) return { value: best, pp: bestPp };
-    // V[l * W + d]: minimal imbalance of the last f stages using l layers and d devices.
-    let V = this.values.fill(Infinity);
+    // V[l * W + d]: minimal sum of firsts of the last f stages using l layers and d devices; `cells`
+    // lists its finite entries, so that a level costs its reachable states, not the whole table
+    // (layers x devices: 1.6 M cells at 16,384 GPUs).
+    let V = this.values;
+    let cells = this.cellsA;
+    let count = 0;
     const tg = trace ? new Int32Array(this.size).fill(-1) : undefined;
     const tp = trace ? new Int32Array(this.size).fill(-1) : undefined;
     for (const gi of this.last) {
@@ -217,6 +326,7 @@ class BottleneckDp {
       const c = this.cost(g, 1, T);
       const idx = g.layers * W + g.devices;
       if (c < V[idx]) {
+        if (V[idx] === Infinity) cells[count++] = idx;
         V[idx] = c;
         if (tg && tp) {
           tg[idx] = gi;
@@ -228,21 +338,23 @@ class BottleneckDp {
       this.traceGroup.push(tg);
       this.tracePoint.push(tp);
     }
-    // Reachable states of the current level as parallel lists of (layers, devices), gathered row by
-    // row so that the relaxation loop needs no division to recover them from the flat index.
+    // Reachable states of the current level as parallel lists of (layers, devices), in row order (the
+    // order of the flat index: ties between equal sums resolve as a scan of the table would), so
+    // that the relaxation loop needs no division to recover them from the flat index.
     let next = this.scratch;
+    let nextCells = this.cellsB;
     for (let f = 1; f < this.ppMax; f++) {
       let n = 0;
       const sl = this.stateL;
       const sd = this.stateD;
-      for (let l = 1; l < L; l++) {
-        const row = l * W;
-        for (let d = 1; d < D; d++) {
-          if (V[row + d] < limit) {
-            sl[n] = l;
-            sd[n] = d;
-            n++;
-          }
+      cells.subarray(0, count).sort();
+      for (let k = 0; k < count; k++) {
+        const idx = cells[k];
+        if (V[idx] < limit) {
+          const l = (idx / W) | 0;
+          sl[n] = l;
+          sd[n] = idx - l * W;
+          n++;
         }
       }
       if (n === 0) break;
@@ -267,7 +379,7 @@ class BottleneckDp {
       }
       if (f + 1 >= this.ppMax) break;
       // Or put a middle stage in front of them.
-      next.fill(Infinity);
+      let nextCount = 0;
       const ng = trace ? new Int32Array(this.size).fill(-1) : undefined;
       const np = trace ? new Int32Array(this.size).fill(-1) : undefined;
       for (const gi of this.middle) {
@@ -288,6 +400,7 @@ class BottleneckDp {
           const to = from + gl * W + gd;
           const v = V[from] + c;
           if (v < next[to]) {
+            if (next[to] === Infinity) nextCells[nextCount++] = to;
             next[to] = v;
             if (ng && np) {
               ng[to] = gi;
@@ -296,14 +409,21 @@ class BottleneckDp {
           }
         }
       }
+      // This level's table is the next level's scratch: back to all Infinity.
+      for (let k = 0; k < count; k++) V[cells[k]] = Infinity;
       const swap = V;
       V = next;
       next = swap;
+      const swapCells = cells;
+      cells = nextCells;
+      nextCells = swapCells;
+      count = nextCount;
       if (ng && np) {
         this.traceGroup.push(ng);
         this.tracePoint.push(np);
       }
     }
+    for (let k = 0; k < count; k++) V[cells[k]] = Infinity;
     return { value: best, pp: bestPp };
   }
 

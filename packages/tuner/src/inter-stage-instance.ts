@@ -2,9 +2,10 @@
 //
 // Choose the number of stages pp, a contiguous layer count and a device mesh per stage, and one point
 // of that stage's Pareto frontier, so that layers add up to the model's and devices to the cluster's,
-// minimising the 1F1B iteration time
-//     T_iter = sum_i (first_i + last_i) + (G - 1) * max_i steady_i
-// where (first_i + last_i) is a point's "imbalance" and steady_i its steady micro-batch time.
+// minimising the 1F1B iteration time (analyzer iterationTime)
+//     T_iter = sum_i first_i + (G - 1) * max_i steady_i + max_i last_i
+// where first_i is a point's first micro-batch time (the pipeline's fill and drain), steady_i its
+// steady micro-batch time and last_i its end-of-step work, which all stages run at once.
 // A frontier depends on the stage's position (first/middle/last/only), through activation memory on
 // its in-flight micro-batch count min(pp - i, G) (analyzer inFlightMicroBatches), and, when the stage
 // model reads pp (the all-busy terms of a measured profile, pipeline-depth.ts), on pp itself.
@@ -17,7 +18,8 @@ import { inFlightMicroBatches, type StagePosition, stagePosition } from '@mist/a
 /** All the frontiers of the instance, flattened: frontier k is points start[k] .. start[k]+length[k]-1. */
 export interface FrontierStore {
   steady: Float64Array;
-  imbalance: Float64Array;
+  first: Float64Array;
+  last: Float64Array;
   /** The strategy each point stands for (meaning is the caller's). */
   ref: Int32Array;
   start: Int32Array;
@@ -77,23 +79,28 @@ export interface InterStageSolution {
 /** Builds a FrontierStore one frontier at a time. */
 export class FrontierStoreBuilder {
   private steady: number[] = [];
-  private imbalance: number[] = [];
+  private first: number[] = [];
+  private last: number[] = [];
   private ref: number[] = [];
   private start: number[] = [];
   private length: number[] = [];
 
-  /** Adds a frontier (steady ascending, imbalance descending) and returns its id. */
-  add(steady: ArrayLike<number>, imbalance: ArrayLike<number>, ref: ArrayLike<number>): number {
+  /**
+   * Adds a frontier (points non-dominated in (steady, first, last), steady ascending) and returns
+   * its id. `last` may be left out: 0 for every point (a 2-D frontier, first descending).
+   */
+  add(steady: ArrayLike<number>, first: ArrayLike<number>, ref: ArrayLike<number>, last?: ArrayLike<number>): number {
     for (let i = 1; i < steady.length; i++) {
-      if (!(steady[i] >= steady[i - 1]) || !(imbalance[i] <= imbalance[i - 1])) {
-        throw new Error('FrontierStoreBuilder.add: points must have steady ascending and imbalance descending');
+      if (!(steady[i] >= steady[i - 1]) || (!last && !(first[i] <= first[i - 1]))) {
+        throw new Error('FrontierStoreBuilder.add: points must have steady ascending (and first descending without last)');
       }
     }
     this.start.push(this.steady.length);
     this.length.push(steady.length);
     for (let i = 0; i < steady.length; i++) {
       this.steady.push(steady[i]);
-      this.imbalance.push(imbalance[i]);
+      this.first.push(first[i]);
+      this.last.push(last ? last[i] : 0);
       this.ref.push(ref[i]);
     }
     return this.start.length - 1;
@@ -102,7 +109,8 @@ export class FrontierStoreBuilder {
   build(): FrontierStore {
     return {
       steady: Float64Array.from(this.steady),
-      imbalance: Float64Array.from(this.imbalance),
+      first: Float64Array.from(this.first),
+      last: Float64Array.from(this.last),
       ref: Int32Array.from(this.ref),
       start: Int32Array.from(this.start),
       length: Int32Array.from(this.length),
@@ -124,7 +132,8 @@ export function evaluateSolution(inst: InterStageInstance, stages: ChosenStage[]
   const pp = stages.length;
   let layers = 0;
   let devices = 0;
-  let imbalance = 0;
+  let first = 0;
+  let last = 0;
   let bottleneck = 0;
   stages.forEach((s, i) => {
     const g = inst.groups[s.group];
@@ -137,12 +146,13 @@ export function evaluateSolution(inst: InterStageInstance, stages: ChosenStage[]
     if (s.point < start[f] || s.point >= start[f] + length[f]) throw new Error(`stage ${i}: point is not on the group's frontier`);
     layers += g.layers;
     devices += g.devices;
-    imbalance += inst.frontiers.imbalance[s.point];
+    first += inst.frontiers.first[s.point];
+    last = Math.max(last, inst.frontiers.last[s.point]);
     bottleneck = Math.max(bottleneck, inst.frontiers.steady[s.point]);
   });
   if (layers !== inst.layers) throw new Error(`solution covers ${layers} layers, not ${inst.layers}`);
   if (devices !== inst.devices) throw new Error(`solution uses ${devices} devices, not ${inst.devices}`);
-  return { iterationTimeS: imbalance + (inst.gradAccumSteps - 1) * bottleneck, bottleneckS: bottleneck };
+  return { iterationTimeS: first + (inst.gradAccumSteps - 1) * bottleneck + last, bottleneckS: bottleneck };
 }
 
 /**

@@ -5,7 +5,8 @@
 //   sum_{g,p} x[i,g,p] = 1                         for every stage i
 //   sum layers(g) x[i,g,p] = L,  sum devices(g) x[i,g,p] = D
 //   sum_{g,p} steady(p) x[i,g,p] <= t               for every stage i
-//   minimise sum imbalance(p) x[i,g,p] + (G - 1) t
+//   sum_{g,p} last(p) x[i,g,p] <= e                 for every stage i (end-of-step work, run at once)
+//   minimise sum first(p) x[i,g,p] + (G - 1) t + e
 import { inFlightMicroBatches, stagePosition } from '@mist/analyzer';
 import { HighsFailure, solveWithHighs } from './highs';
 import {
@@ -60,7 +61,7 @@ export async function solveInterStageMilp(inst: InterStageInstance, options: Mil
 async function solveForStages(
   inst: InterStageInstance, allowed: Uint8Array, pp: number, options: MilpOptions, stats?: MilpStats,
 ): Promise<InterStageSolution | null> {
-  const { start, length, steady, imbalance } = inst.frontiers;
+  const { start, length, steady, first, last } = inst.frontiers;
   const G = inst.gradAccumSteps;
   const varStage: number[] = [];
   const varGroup: number[] = [];
@@ -88,8 +89,9 @@ async function solveForStages(
   }
   const name = (k: number): string => `x${k}`;
   const lines: string[] = ['Minimize'];
-  const objTerms = varPoint.map((p, k) => `${num(imbalance[p])} ${name(k)}`);
+  const objTerms = varPoint.map((p, k) => `${num(first[p])} ${name(k)}`);
   if (G > 1) objTerms.push(`${num(G - 1)} t`);
+  objTerms.push('1 e');
   pushTerms(lines, ' obj:', objTerms);
   lines.push('Subject To');
   perStage.forEach((vars, i) => {
@@ -106,6 +108,10 @@ async function solveForStages(
       lines[lines.length - 1] += ' <= 0';
     });
   }
+  perStage.forEach((vars, i) => {
+    pushTerms(lines, ` end${i}:`, [...vars.map((k) => `${num(last[varPoint[k]])} ${name(k)}`), '-1 e']);
+    lines[lines.length - 1] += ' <= 0';
+  });
   lines.push('Binary');
   for (let k = 0; k < varPoint.length; k += 20) {
     lines.push(' ' + varPoint.slice(k, k + 20).map((_, j) => name(k + j)).join(' '));

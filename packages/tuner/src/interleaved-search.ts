@@ -7,15 +7,16 @@
 //
 // Why it is a search of its own and exact: with v > 1 the analyzer's iteration time (analyzer
 // iterationTime) is, for ranks with steady s_i, first f_i and last l_i (the interleaved estimates:
-// interleavedStageEstimate) and T = max_i s_i, the smaller of
-//   inter = sum_i [(f_i - s_i + l_i) - (1 - 2/v) s_i] + (pp (1 - 1/v) + G - 1/v) T
-//   plain = sum_i (f_i + l_i) + (G - 1) T.
+// interleavedStageEstimate), T = max_i s_i and E = max_i l_i, the smaller of
+//   inter = sum_i [(f_i - s_i) - (1 - 2/v) s_i] + (pp (1 - 1/v) + G - 1/v) T + E
+//   plain = sum_i f_i + (G - 1) T + E.
 // A rank faster than the bottleneck pays part of its shortfall, so in `inter` a slower point can be
-// cheaper: the intra-stage frontiers in (steady, first + last) do not hold the optimum. The grid of a
+// cheaper: the intra-stage frontiers in (steady, first, last) do not hold the optimum. The grid of a
 // rank here is small (ckpt levels x ZeRO levels x selective), so it is evaluated whole, and for a
 // bottleneck bound T each rank takes its cheapest point with s_i <= T for each form; scanning T over
 // every steady time of every rank is exact (both forms grow with T, and at the optimum's own
-// bottleneck they equal its time).
+// bottleneck they equal its time). E is handled as in inter-stage-dp.ts: the scan over T runs on the
+// points with l_i <= X, X starting at inf and moving to the largest last below each answer's E.
 // Pruning: every rank adds at least s_i / v to `inter` beyond (G - 1/v) T (first >= steady), so
 // (G - 1/v) max_i s_i + sum_i s_i / v over the ranks' fastest points bounds a configuration from
 // below; one that cannot beat the best plan is not evaluated.
@@ -60,8 +61,10 @@ export function interleavedChunkChoices(space: Pick<SearchSpace, 'maxVirtualStag
 /** A candidate point of one rank. */
 interface RankPoint {
   steady: number;
-  /** f - s + l: what the rank adds beyond its steady time in the plain form. */
+  /** f - s: what the rank adds beyond its steady time in the plain form, end-of-step work aside. */
   extra: number;
+  /** l: the rank's end-of-step work. */
+  last: number;
   strategy: StageStrategy;
   estimate: StageEstimate;
 }
@@ -132,7 +135,7 @@ export function searchInterleaved(input: InterleavedSearchInput, stats: Interlea
               for (const ckpt of ckpts) {
                 const s = strategy(i, c, ckpt);
                 const e = rank(i, s);
-                if (e.fits) points.push({ steady: e.steadyTimeS, extra: e.firstTimeS - e.steadyTimeS + e.lastTimeS, strategy: s, estimate: e });
+                if (e.fits) points.push({ steady: e.steadyTimeS, extra: e.firstTimeS - e.steadyTimeS, last: e.lastTimeS, strategy: s, estimate: e });
               }
             }
             if (points.length === 0) break;
@@ -154,12 +157,30 @@ export function searchInterleaved(input: InterleavedSearchInput, stats: Interlea
   return best;
 }
 
+/** The cheapest choice of one point per rank under the smaller of the two forms of the header. */
+function bestChoice(ranks: readonly RankPoint[][], G: number, v: number): { timeS: number; points: RankPoint[] } {
+  const lasts = [...new Set(ranks.flatMap((points) => points.map((p) => p.last)))].sort((a, b) => a - b);
+  let best: { timeS: number; points: RankPoint[] } = { timeS: Infinity, points: [] };
+  let X = Infinity;
+  for (;;) {
+    const sub = bestChoiceWithLastAtMost(ranks, G, v, X);
+    if (sub.points.length === 0 || sub.timeS + lasts[0] >= best.timeS) break;
+    const E = Math.max(...sub.points.map((p) => p.last));
+    if (sub.timeS + E < best.timeS) best = { timeS: sub.timeS + E, points: sub.points };
+    const below = lasts.filter((l) => l < E);
+    if (below.length === 0) break;
+    X = below[below.length - 1];
+  }
+  return best;
+}
+
 /**
- * The cheapest choice of one point per rank under the smaller of the two forms of the header, by a
+ * The cheapest choice of one point per rank among those with last <= X, end-of-step term aside, by a
  * scan of the bottleneck bound T over every rank's steady times (ascending): per rank and form, the
  * cheapest point with steady <= T is a running minimum.
  */
-function bestChoice(ranks: readonly RankPoint[][], G: number, v: number): { timeS: number; points: RankPoint[] } {
+function bestChoiceWithLastAtMost(allRanks: readonly RankPoint[][], G: number, v: number, X: number): { timeS: number; points: RankPoint[] } {
+  const ranks = allRanks.map((points) => points.filter((p) => p.last <= X));
   const pp = ranks.length;
   const interCost = (p: RankPoint): number => p.extra - (1 - 2 / v) * p.steady;
   const plainCost = (p: RankPoint): number => p.extra + p.steady;

@@ -1,6 +1,7 @@
 // Intra-stage tuning (Mist, EuroSys'25, Sec. 5.1): for one stage group (position, layers, mesh, G)
-// find the strategies that fit in memory and are Pareto-optimal in (steady time, imbalance time =
-// first + last) for every in-flight count the group serves.
+// find the strategies that fit in memory and are Pareto-optimal in (steady time, first micro-batch
+// time, end-of-step time `last`) for every in-flight count the group serves (pareto.ts: the plan
+// sums the firsts and pays the largest last).
 //
 // The space per parallel configuration (b, dp, tp, sp, zero) is the grid ckptLayers x offload ratios
 // (weights, grads, optim, activations): up to (layers+1) * 9^4 points. Exhaustive evaluation is out
@@ -18,11 +19,14 @@
 //   - the in-flight capacity of every point is at most the device capacity of hi (the most
 //     device-memory-saving corner) and at most the host capacity of hmin; if that bound is below
 //     the smallest in-flight count, nothing in the box fits;
-//   - if lo fits (device and host) at every in-flight count, lo dominates the box;
-//   - the box's times are bounded below by lo's and its in-flight capacity above by that bound, so
-//     a box whose bound is dominated by a point already found holds nothing new;
+//   - steady, first and first + last grow with every level (`last` alone may fall: a longer last
+//     backward hides more of the gradient sync, exposedSync = max(b * slow, sync) - b, but
+//     b + exposedSync grows), and a point no worse in those three is no worse in any plan
+//     (StagePareto), so if lo fits (device and host) at every in-flight count, lo dominates the box;
+//   - the box's (steady, first, first + last) are bounded below by lo's and its in-flight capacity
+//     above by that bound, so a box whose bound is dominated by a point already found holds nothing new;
 //   - a box whose lower-bound times alone reach a known plan's iteration time (the cutoff: a stage's
-//     point adds imbalance + (G - 1) * steady to any plan's time) cannot improve on that plan;
+//     point adds first + last + (G - 1) * steady to any plan's time) cannot improve on that plan;
 //   - otherwise it is split in two along its longest side.
 // The group's queries carry its pipeline depth (enumerate.ts queryPp): its one depth when the stage
 // model reads pp (pipeline-depth.ts), so that times are those of that depth exactly.
@@ -35,7 +39,7 @@
 import { type CompiledStageModel, INPUT_WIDTH, OUT as OUT_COLUMNS, OUTPUT_WIDTH } from '@mist/analyzer';
 import type { ParallelConfig, StageGroupSpec } from './enumerate';
 import { writeGroupRow } from './group-row';
-import { ParetoSet3 } from './pareto';
+import { StagePareto } from './pareto';
 import type { OffloadLevels } from './search-space';
 
 // Module-level copies of the column tables: a re-exported binding compiles to a getter call on every
@@ -114,9 +118,9 @@ export interface ConfigBounds {
   imbalance: Float64Array;
 }
 const BOX_INTS = 1 + 2 * DIMS + 1; // config, lo[5], hi[5], flags
-// lo steady, lo imbalance, lo maxInFlight (device and host), lo host states bytes,
-// hi device maxInFlight, hi host activation bytes per in-flight micro-batch
-const BOX_FLOATS = 6;
+// lo steady, lo first + last, lo maxInFlight (device and host), lo host states bytes,
+// hi device maxInFlight, hi host activation bytes per in-flight micro-batch, lo first, lo last
+const BOX_FLOATS = 8;
 const LO_KNOWN = 1;
 const HI_KNOWN = 2;
 const ROUND_BOXES = 256;
@@ -162,14 +166,14 @@ export class IntraStageSearch {
   ) {}
 
   /**
-   * Pareto set (steady, imbalance, maxInFlight) of one stage group over the given parallel
+   * Pareto set (steady, first, last, maxInFlight) of one stage group over the given parallel
    * configurations, ckpt levels and offload levels. Points reference rows of `strategies`.
    */
   searchGroup(
     group: StageGroupSpec, gradAccumSteps: number, configs: ParallelConfig[], ckpt: number[], offload: OffloadLevels,
     cutoffS = Infinity, bounds?: ConfigBounds,
-  ): ParetoSet3 {
-    const set = new ParetoSet3();
+  ): StagePareto {
+    const set = new StagePareto();
     this.cutoff = cutoffS;
     this.G = gradAccumSteps;
     this.levels[0] = ckpt;
@@ -263,6 +267,8 @@ export class IntraStageSearch {
         this.boxF[bf + 1] = out[o + OUT.FIRST] + out[o + OUT.LAST];
         this.boxF[bf + 2] = Math.min(devMaxF, hostMaxF);
         this.boxF[bf + 3] = host - hostAct;
+        this.boxF[bf + 6] = out[o + OUT.FIRST];
+        this.boxF[bf + 7] = out[o + OUT.LAST];
         this.boxInt[box * BOX_INTS + BOX_INTS - 1] |= LO_KNOWN;
       } else {
         this.boxF[bf + 4] = devMaxF;
@@ -298,12 +304,14 @@ export class IntraStageSearch {
   }
 
   /** Prunes, records or splits a box whose corners are known. */
-  private settle(box: number, set: ParetoSet3, configs: ParallelConfig[], fLo: number, fHi: number): void {
+  private settle(box: number, set: StagePareto, configs: ParallelConfig[], fLo: number, fHi: number): void {
     const bi = box * BOX_INTS;
     const bf = box * BOX_FLOATS;
     const loSteady = this.boxF[bf];
     const loImb = this.boxF[bf + 1];
     const loMaxF = this.boxF[bf + 2];
+    const loFirst = this.boxF[bf + 6];
+    const loLast = this.boxF[bf + 7];
     // No point of the box fits more in flight than hi on the device or hmin on the host.
     const hiMaxF = Math.min(this.boxF[bf + 4], this.hostBoundMaxF(box, fLo, fHi));
     if (hiMaxF < fLo) return this.freeBox(box);
@@ -311,18 +319,18 @@ export class IntraStageSearch {
     // box, time is not monotone in ckptLayers: lo's times bound the box only when the box has a
     // single ckpt level or no activation offload.
     const monotone = this.boxInt[bi + 1] === this.boxInt[bi + 1 + DIMS] || this.boxInt[bi + 1 + DIMS + 4] === 0;
-    // Any plan using a point of this stage takes at least imbalance + (G - 1) * steady.
+    // Any plan using a point of this stage takes at least first + last + (G - 1) * steady.
     if (monotone && loImb + (this.G - 1) * loSteady >= this.cutoff) return this.freeBox(box);
     if (loMaxF >= fLo) {
-      if (!set.dominates(loSteady, loImb, loMaxF) && loImb + (this.G - 1) * loSteady < this.cutoff) {
+      if (!set.dominates(loSteady, loFirst, loLast, loMaxF) && loImb + (this.G - 1) * loSteady < this.cutoff) {
         const c = configs[this.boxInt[bi]];
         const ref = this.strategies.add(c, this.levels[0][this.boxInt[bi + 1]], this.levels[1][this.boxInt[bi + 2]],
           this.levels[2][this.boxInt[bi + 3]], this.levels[3][this.boxInt[bi + 4]], this.levels[4][this.boxInt[bi + 5]]);
-        set.insert(loSteady, loImb, loMaxF, ref);
+        set.insert(loSteady, loFirst, loLast, loMaxF, ref);
       }
       if (monotone && loMaxF >= fHi) return this.freeBox(box);
     }
-    if (monotone && set.dominates(loSteady, loImb, hiMaxF)) return this.freeBox(box);
+    if (monotone && set.dominatesBox(loSteady, loFirst, loImb, hiMaxF)) return this.freeBox(box);
     let dim = -1;
     let mid = 0;
     if (!monotone) {

@@ -1,15 +1,15 @@
-// From a group's Pareto set (steady, imbalance, maxInFlight) to the per-in-flight frontiers the
+// From a group's Pareto set (steady, first, last, maxInFlight) to the per-in-flight frontiers the
 // inter-stage step uses, each sampled to at most K points (Mist, EuroSys'25, Sec. 5.1).
 import type { StageGroupSpec } from './enumerate';
 import { type FrontierStoreBuilder, type StageGroup } from './inter-stage-instance';
-import { type ParetoSet3, sampleFrontier } from './pareto';
+import { type StagePareto, sampleFrontier } from './pareto';
 
 /**
  * Adds the group's frontiers to `store` (one per in-flight value it serves, shared between
  * consecutive values when identical) and returns the group for the inter-stage instance, or null when
  * nothing fits at any in-flight count. Point refs are the set's strategy refs.
  */
-export function stageGroupFromSet(spec: StageGroupSpec, devices: number, set: ParetoSet3, frontierSize: number, store: FrontierStoreBuilder): StageGroup | null {
+export function stageGroupFromSet(spec: StageGroupSpec, devices: number, set: StagePareto, frontierSize: number, store: FrontierStoreBuilder): StageGroup | null {
   const byF = new Int32Array(spec.inFlightMax - spec.inFlightMin + 1).fill(-1);
   let previous: Int32Array | null = null;
   let previousId = -1;
@@ -22,16 +22,19 @@ export function stageGroupFromSet(spec: StageGroupSpec, devices: number, set: Pa
       continue;
     }
     const steady = new Float64Array(idx.length);
-    const imbalance = new Float64Array(idx.length);
+    const first = new Float64Array(idx.length);
+    const last = new Float64Array(idx.length);
     idx.forEach((p, k) => {
       steady[k] = set.steady[p];
-      imbalance[k] = set.imbalance[p];
+      first[k] = set.first[p];
+      last[k] = set.last[p];
     });
-    const keep = sampleFrontier(steady, imbalance, frontierSize);
+    const keep = sampleFrontier(steady, [first, last], frontierSize);
     const id = store.add(
       Float64Array.from(keep, (k) => steady[k]),
-      Float64Array.from(keep, (k) => imbalance[k]),
+      Float64Array.from(keep, (k) => first[k]),
       Int32Array.from(keep, (k) => set.ref[idx[k]]),
+      Float64Array.from(keep, (k) => last[k]),
     );
     byF[f - spec.inFlightMin] = id;
     previous = idx;

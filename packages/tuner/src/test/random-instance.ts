@@ -22,6 +22,8 @@ export interface RandomInstanceOptions {
   uniformMesh?: boolean;
   /** One group per depth pp, with its own frontiers (as when the stage model reads pp). */
   perDepth?: boolean;
+  /** Points with an end-of-step time `last` (3-D frontiers); without it every last is 0. */
+  withLast?: boolean;
 }
 
 export function randomInstance(seed: number, opts: RandomInstanceOptions = {}): InterStageInstance {
@@ -49,7 +51,17 @@ export function randomInstance(seed: number, opts: RandomInstanceOptions = {}): 
       im = q(im - 0.001 - rnd() * 0.4);
       if (im <= 0) break;
     }
-    return store.add(steady, imbalance, steady.map((_, k) => k));
+    if (!opts.withLast) return store.add(steady, imbalance, steady.map((_, k) => k));
+    // 3-D: each point also gets a last, and a few more points trade first for last; keep the
+    // non-dominated ones in steady order.
+    const pts = steady.map((st, k) => [st, imbalance[k], q(rnd() * 0.6)]);
+    for (let k = Math.floor(rnd() * 4); k > 0; k--) pts.push([q(steady[0] + rnd() * 1.5), q(imbalance[0] * rnd()), q(rnd() * 0.6)]);
+    pts.sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2]);
+    const kept = pts.filter((p, i) => !pts.some((o, j) => j !== i && o[0] <= p[0] && o[1] <= p[1] && o[2] <= p[2] &&
+      (o[0] < p[0] || o[1] < p[1] || o[2] < p[2] || j < i)));
+    // (Kept non-dominated in (steady, first, last), a superset of the (steady, first, first + last)
+    // frontier the tuner keeps: the solvers must find the optimum over any point set.)
+    return store.add(kept.map((p) => p[0]), kept.map((p) => p[1]), kept.map((_, k) => k), kept.map((p) => p[2]));
   };
   const positions: StagePosition[] = ['only', 'first', 'middle', 'last'];
   for (const position of positions) {
