@@ -87,10 +87,11 @@ function planOf(row, model) {
   const devices = dp * tp;
   const mesh = devices <= gpusPerNode ? { nodes: 1, gpusPerNode: devices } : { nodes: devices / gpusPerNode, gpusPerNode };
   if (!Number.isInteger(mesh.nodes)) bad(`${row.id}: a stage's ${devices} GPUs are not whole nodes of ${gpusPerNode}`);
-  // Selective recompute (Korthikanti et al.) keeps no s x s attention scores, as flash attention does.
+  // Selective recompute (Korthikanti et al. 2022, Sec. 4.2) is the plan's selectiveRecompute: the
+  // attention core (scores, softmax, dropout, attention over V) is not kept but recomputed in backward.
   // torchtitan's per-op selective checkpointing ("selective-op") has no counterpart: planned as no recompute.
   if (!['none', 'full', 'selective', 'selective-op'].includes(row.recompute)) bad(`${row.id}: recompute must be none, full, selective or selective-op (got ${row.recompute})`);
-  const flashAttention = row.flashAttention || row.recompute === 'selective';
+  const flashAttention = row.flashAttention === true;
   // Megatron-LM's --num-layers-per-virtual-pipeline-stage: v = (layers per stage) / that many chunks per rank.
   const perChunk = row.interleavedLayersPerVirtualStage;
   if (perChunk !== undefined && !(Number.isInteger(perChunk) && perChunk >= 1 && perStage % perChunk === 0)) {
@@ -113,6 +114,7 @@ function planOf(row, model) {
       tp,
       sequenceParallel: row.sequenceParallel,
       ckptLayers: row.recompute === 'full' ? perStage : 0,
+      ...(row.recompute === 'selective' ? { selectiveRecompute: true } : {}),
       zero: row.zero,
       offload: core.NO_OFFLOAD,
     })),

@@ -364,6 +364,7 @@ export class RankRuntime<F extends CommBuffer = Float32Array, I = Int32Array> {
         const key = keyOf(s.microBatch, s.chunk, this.chunks.length);
         const ctx = take(contexts, key, 'saved activations');
         const gin = chunk.last ? undefined : take(gradIns, key, 'output gradient');
+        if (s.microBatch === plan.gradAccumSteps - 1) chunk.memory.lastBackwardBegins();
         const dx = await this.timer.phase('backward', () => chunk.stage.backward(ctx, gin));
         if (gin) this.pools.release(gin);
         if (!chunk.first) gradOuts.set(key, this.pools.adopt(dx as F, 'transient'));

@@ -8,7 +8,10 @@
 //            offload: the last `offload.weights` of the resident part lives in the host pool and
 //            enter() brings it back into the working buffer.
 //   grads    ZeRO 0-1 without grad offload: the flat vector, accumulated over micro-batches and
-//            all-reduced over DP after the last one. ZeRO >= 2 (or grad offload): enter() of a
+//            all-reduced over DP, each unit's part as soon as the last micro-batch's backward is
+//            done with it (lastBackwardBegins), beside the backward of the units before it on the
+//            communicator's own thread (Megatron-Core's --overlap-grad-reduce, as the analyzer
+//            assumes: the sync beside the last backward); finishGradients waits for them. ZeRO >= 2 (or grad offload): enter() of a
 //            backward gives the unit a zeroed full gradient buffer; after the unit's last module of
 //            the micro-batch, exit() reduce-scatters it over DP (all-reduces below ZeRO-2) into the
 //            resident accumulator — this rank's shard, its last `offload.grads` in the host pool —
@@ -63,6 +66,10 @@ interface UnitState<F extends CommBuffer> {
   working: F | null;
   gradBuf: F | null;
   usesDone: number;
+  /** Flat gradients: modules done with the unit in the last micro-batch's backward. */
+  lastUsesDone: number;
+  /** Flat gradients: its DP all-reduce was started during the last backward. */
+  reducing: boolean;
 }
 
 /** F, I: the stage's device tensor types (Float32Array, Int32Array on the CPU). */
@@ -99,6 +106,10 @@ export class UnitMemory<F extends CommBuffer = Float32Array, I = Int32Array> imp
   readonly gradsPerUnit: boolean;
   private readonly units: UnitState<F>[];
   private readonly st: StageStrategy;
+  /** Flat gradients over DP (no experts): each unit's all-reduce overlaps the last backward. */
+  private readonly overlapReduce: boolean;
+  private inLastBackward = false;
+  private readonly reductions: Promise<void>[] = [];
 
   /** Storage modes the stage must be built with for a strategy. */
   static storage(st: StageStrategy): { params: 'flat' | 'units'; grads: 'flat' | 'units' } {
@@ -143,9 +154,20 @@ export class UnitMemory<F extends CommBuffer = Float32Array, I = Int32Array> imp
       const optimizer = new ShardedAdamW(unit.entries, olo, ohi, st.offload.optim, o.hyper, pools, () => stage.initialValues(unit).subarray(olo - unit.lo, ohi - unit.lo));
       return {
         unit, group, shard, weights, grads, optimizer, uses: uses.get(unit.index) ?? 0, deferred: this.gradsPerUnit && o.deferredUnits.has(unit.index),
-        refs: 0, working: null, gradBuf: null, usesDone: 0,
+        refs: 0, working: null, gradBuf: null, usesDone: 0, lastUsesDone: 0, reducing: false,
       };
     });
+    this.overlapReduce = !this.gradsPerUnit && st.dp > 1 && !o.experts;
+  }
+
+  /**
+   * The next backward is the step's last micro-batch's: from now on a unit whose modules are all
+   * done has its final gradient, and (flat gradients over DP) its all-reduce starts at once. Every
+   * DP rank of the stage runs the same modules in the same order, so the all-reduces are issued in
+   * the same order on each.
+   */
+  lastBackwardBegins(): void {
+    this.inLastBackward = true;
   }
 
   /** This rank's DP shard of every unit: what it saves in a checkpoint and counts in the gradient norm. */
@@ -221,6 +243,12 @@ export class UnitMemory<F extends CommBuffer = Float32Array, I = Int32Array> imp
         u.usesDone = 0;
         if (!u.deferred) await this.reduceUnit(u);
       }
+      // The tied token table (deferredUnits) is summed with the other stage's copy first: it waits.
+      if (phase === 'backward' && this.overlapReduce && this.inLastBackward && !this.o.deferredUnits.has(unit.index) &&
+        ++u.lastUsesDone === u.uses) {
+        u.reducing = true;
+        this.reductions.push(this.o.dpComm.allReduce(this.device.view(this.o.stage.grads, unit.lo, unit.hi), 'sum'));
+      }
     }
   }
 
@@ -263,7 +291,20 @@ export class UnitMemory<F extends CommBuffer = Float32Array, I = Int32Array> imp
           this.o.pools as unknown as MemoryPools, this.o.timer,
         );
       }
-      else if (this.dp > 1) await this.o.timer.wait(this.o.dpComm.allReduce(this.o.stage.grads, 'sum'));
+      else if (this.overlapReduce && this.units.some((u) => u.reducing)) {
+        // The all-reduces started in the last backward, then those of the units still to do, in
+        // unit order (the same on every DP rank).
+        await this.o.timer.wait(Promise.all(this.reductions));
+        for (const u of this.units) {
+          if (!u.reducing) await this.o.timer.wait(this.o.dpComm.allReduce(this.device.view(this.o.stage.grads, u.unit.lo, u.unit.hi), 'sum'));
+        }
+      } else if (this.dp > 1) await this.o.timer.wait(this.o.dpComm.allReduce(this.o.stage.grads, 'sum'));
+      this.inLastBackward = false;
+      this.reductions.length = 0;
+      for (const u of this.units) {
+        u.reducing = false;
+        u.lastUsesDone = 0;
+      }
       return;
     }
     for (const u of this.units) if (u.gradBuf) await this.reduceUnit(u);

@@ -1,0 +1,74 @@
+// The DP gradient all-reduce of flat gradients (ZeRO 0-1) overlaps the last micro-batch's backward:
+// each unit's part is issued as soon as the backward is done with it, before the step reaches its
+// gradient reduction (unit-memory.ts lastBackwardBegins), as the analyzer's cost model assumes (the
+// sync beside the last backward). The losses stay those of one process (equivalence.test.ts runs the
+// same plans against the reference; here: the order of the calls on every rank).
+import { type Communicator, type CommBuffer } from '@mist/native';
+import { getModel } from '@mist/core';
+import { describe, expect, it } from 'vitest';
+import { TokenSource } from './data';
+import { RankRuntime } from './rank-runtime';
+import { UnitMemory } from './unit-memory';
+import { localWorld } from './testing/local-world';
+import { singleHostPlan } from '../launch/single-host-plan';
+
+type Event = { kind: 'allReduce'; elements: number } | { kind: 'finishGradients' };
+
+/** The communicator with every all-reduce (of it and of the groups split from it) logged. */
+function logged<B extends CommBuffer>(c: Communicator<B>, log: Event[]): Communicator<B> {
+  return new Proxy(c, {
+    get(target, prop, receiver) {
+      if (prop === 'allReduce') {
+        return (buffer: B, op?: 'sum' | 'max') => {
+          log.push({ kind: 'allReduce', elements: (buffer as unknown as { length: number }).length });
+          return target.allReduce(buffer, op);
+        };
+      }
+      if (prop === 'split') {
+        return async (color: number, key: number) => {
+          const sub = await target.split(color, key);
+          return sub ? logged(sub, log) : sub;
+        };
+      }
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+describe('DP gradient all-reduce beside the last backward (flat gradients)', () => {
+  it('issues one all-reduce per unit before the step reduces its gradients, on every DP rank, in the same order', async () => {
+    const model = getModel('gpt-tiny');
+    const plan = singleHostPlan(model, { seq: 16, globalBatch: 8, G: 2 }, [{ layers: [0, 3], dp: 2, zero: 1 }]);
+    const world = await localWorld(2);
+    const logs: Event[][] = [[], []];
+    const finish = UnitMemory.prototype.finishGradients;
+    const owner = new Map<UnitMemory, number>();
+    UnitMemory.prototype.finishGradients = async function (this: UnitMemory) {
+      logs[owner.get(this) ?? 0].push({ kind: 'finishGradients' });
+      return finish.call(this);
+    };
+    const runtimes: RankRuntime[] = [];
+    try {
+      const data = new TokenSource('synthetic', 7, model.vocab, 8, 16);
+      runtimes.push(...await Promise.all(world.map((w, rank) => RankRuntime.create({ plan, model, rank, world: logged(w, logs[rank]), seed: 7, lr: () => 3e-3, data }))));
+      runtimes.forEach((r, rank) => { for (const c of (r as unknown as { chunks: Array<{ memory: UnitMemory }> }).chunks) owner.set(c.memory, rank); });
+      for (const l of logs) l.length = 0;
+      await Promise.all(runtimes.map((r) => r.step()));
+      const units = (runtimes[0] as unknown as { chunks: Array<{ stage: { units: Array<{ lo: number; hi: number }> } }> }).chunks[0].stage.units;
+      const flat = units[units.length - 1].hi;
+      for (const log of logs) {
+        const end = log.findIndex((e) => e.kind === 'finishGradients');
+        const before = log.slice(0, end).filter((e): e is Extract<Event, { kind: 'allReduce' }> => e.kind === 'allReduce');
+        // Every unit (embedding, 4 layers, head) started before the reduction step, together the whole vector.
+        expect(before.map((e) => e.elements).sort((a, b) => a - b)).toEqual(units.map((u) => u.hi - u.lo).sort((a, b) => a - b));
+        expect(before.reduce((a, e) => a + e.elements, 0)).toBe(flat);
+      }
+      expect(logs[0].map((e) => (e.kind === 'allReduce' ? e.elements : -1))).toEqual(logs[1].map((e) => (e.kind === 'allReduce' ? e.elements : -1)));
+    } finally {
+      UnitMemory.prototype.finishGradients = finish;
+      await Promise.all(runtimes.map((r) => r.destroy()));
+      await Promise.all(world.map((w) => w.destroy()));
+    }
+  });
+});
