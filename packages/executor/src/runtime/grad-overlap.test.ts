@@ -1,8 +1,8 @@
 // The DP gradient all-reduce of flat gradients (ZeRO 0-1) overlaps the last micro-batch's backward:
 // each unit's part is issued as soon as the backward is done with it, before the step reaches its
 // gradient reduction (unit-memory.ts lastBackwardBegins), as the analyzer's cost model assumes (the
-// sync beside the last backward). The losses stay those of one process (equivalence.test.ts runs the
-// same plans against the reference; here: the order of the calls on every rank).
+// sync beside the last backward). On by default on a GPU device; forced on here, on the CPU: the order
+// of the calls on every rank, and the same losses as without it.
 import { type Communicator, type CommBuffer } from '@mist/native';
 import { getModel } from '@mist/core';
 import { describe, expect, it } from 'vitest';
@@ -51,7 +51,7 @@ describe('DP gradient all-reduce beside the last backward (flat gradients)', () 
     const runtimes: RankRuntime[] = [];
     try {
       const data = new TokenSource('synthetic', 7, model.vocab, 8, 16);
-      runtimes.push(...await Promise.all(world.map((w, rank) => RankRuntime.create({ plan, model, rank, world: logged(w, logs[rank]), seed: 7, lr: () => 3e-3, data }))));
+      runtimes.push(...await Promise.all(world.map((w, rank) => RankRuntime.create({ plan, model, rank, world: logged(w, logs[rank]), seed: 7, lr: () => 3e-3, data, overlapGradReduce: true }))));
       runtimes.forEach((r, rank) => { for (const c of (r as unknown as { chunks: Array<{ memory: UnitMemory }> }).chunks) owner.set(c.memory, rank); });
       for (const l of logs) l.length = 0;
       await Promise.all(runtimes.map((r) => r.step()));
@@ -69,6 +69,29 @@ describe('DP gradient all-reduce beside the last backward (flat gradients)', () 
       UnitMemory.prototype.finishGradients = finish;
       await Promise.all(runtimes.map((r) => r.destroy()));
       await Promise.all(world.map((w) => w.destroy()));
+    }
+  });
+
+  it('trains the same as the all-reduce after the backward (dp 2, G 2, ZeRO-0 and ZeRO-1)', async () => {
+    const model = getModel('gpt-tiny');
+    for (const zero of [0, 1] as const) {
+      const plan = singleHostPlan(model, { seq: 16, globalBatch: 8, G: 2 }, [{ layers: [0, 3], dp: 2, zero }]);
+      const losses: number[][] = [];
+      for (const overlap of [false, true]) {
+        const world = await localWorld(2);
+        const data = new TokenSource('synthetic', 7, model.vocab, 8, 16);
+        const rts = await Promise.all(world.map((w, rank) => RankRuntime.create({ plan, model, rank, world: w, seed: 7, lr: () => 3e-3, data, overlapGradReduce: overlap })));
+        try {
+          const l: number[] = [];
+          for (let s = 0; s < 3; s++) l.push((await Promise.all(rts.map((r) => r.step()))).find((m) => m.loss !== null)?.loss as number);
+          losses.push(l);
+        } finally {
+          await Promise.all(rts.map((r) => r.destroy()));
+          await Promise.all(world.map((w) => w.destroy()));
+        }
+      }
+      // Two ranks: each element is one sum of two values either way.
+      expect(losses[1], `ZeRO-${zero}`).toEqual(losses[0]);
     }
   });
 });

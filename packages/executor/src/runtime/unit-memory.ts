@@ -8,10 +8,11 @@
 //            offload: the last `offload.weights` of the resident part lives in the host pool and
 //            enter() brings it back into the working buffer.
 //   grads    ZeRO 0-1 without grad offload: the flat vector, accumulated over micro-batches and
-//            all-reduced over DP, each unit's part as soon as the last micro-batch's backward is
-//            done with it (lastBackwardBegins), beside the backward of the units before it on the
-//            communicator's own thread (Megatron-Core's --overlap-grad-reduce, as the analyzer
-//            assumes: the sync beside the last backward); finishGradients waits for them. ZeRO >= 2 (or grad offload): enter() of a
+//            all-reduced over DP after the last one; with overlapGradReduce (RankRuntime's default
+//            on a GPU) each unit's part as soon as the last micro-batch's backward is done with it
+//            (lastBackwardBegins), beside the backward of the units before it on the communicator's
+//            own thread or stream (Megatron-Core's --overlap-grad-reduce, as the analyzer assumes:
+//            the sync beside the last backward); finishGradients waits for them. ZeRO >= 2 (or grad offload): enter() of a
 //            backward gives the unit a zeroed full gradient buffer; after the unit's last module of
 //            the micro-batch, exit() reduce-scatters it over DP (all-reduces below ZeRO-2) into the
 //            resident accumulator — this rank's shard, its last `offload.grads` in the host pool —
@@ -84,6 +85,8 @@ export interface UnitMemoryOptions<F extends CommBuffer = Float32Array, I = Int3
   hyper: AdamWHyper;
   /** Units whose gradients wait for the end of the step (their full buffer is kept). */
   deferredUnits: ReadonlySet<number>;
+  /** Flat gradients over DP: each unit's all-reduce beside the last backward (lastBackwardBegins); default off. */
+  overlapGradReduce?: boolean;
   /**
    * Expert parallelism (ep > 1): the experts' weights differ across the DP group, so a layer's
    * experts unit (Stage: `layers.<i>.experts`) is sharded, gathered and has its gradients summed
@@ -157,7 +160,7 @@ export class UnitMemory<F extends CommBuffer = Float32Array, I = Int32Array> imp
         refs: 0, working: null, gradBuf: null, usesDone: 0, lastUsesDone: 0, reducing: false,
       };
     });
-    this.overlapReduce = !this.gradsPerUnit && st.dp > 1 && !o.experts;
+    this.overlapReduce = o.overlapGradReduce === true && !this.gradsPerUnit && st.dp > 1 && !o.experts;
   }
 
   /**
