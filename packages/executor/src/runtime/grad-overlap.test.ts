@@ -36,7 +36,7 @@ function logged<B extends CommBuffer>(c: Communicator<B>, log: Event[]): Communi
   });
 }
 
-describe('DP gradient all-reduce beside the last backward (flat gradients)', () => {
+describe('communication beside compute (overlapComm): the DP gradient all-reduce of flat gradients, the ZeRO-3 gather of the next layer', () => {
   it('issues one all-reduce per unit before the step reduces its gradients, on every DP rank, in the same order', async () => {
     const model = getModel('gpt-tiny');
     const plan = singleHostPlan(model, { seq: 16, globalBatch: 8, G: 2 }, [{ layers: [0, 3], dp: 2, zero: 1 }]);
@@ -51,7 +51,7 @@ describe('DP gradient all-reduce beside the last backward (flat gradients)', () 
     const runtimes: RankRuntime[] = [];
     try {
       const data = new TokenSource('synthetic', 7, model.vocab, 8, 16);
-      runtimes.push(...await Promise.all(world.map((w, rank) => RankRuntime.create({ plan, model, rank, world: logged(w, logs[rank]), seed: 7, lr: () => 3e-3, data, overlapGradReduce: true }))));
+      runtimes.push(...await Promise.all(world.map((w, rank) => RankRuntime.create({ plan, model, rank, world: logged(w, logs[rank]), seed: 7, lr: () => 3e-3, data, overlapComm: true }))));
       runtimes.forEach((r, rank) => { for (const c of (r as unknown as { chunks: Array<{ memory: UnitMemory }> }).chunks) owner.set(c.memory, rank); });
       for (const l of logs) l.length = 0;
       await Promise.all(runtimes.map((r) => r.step()));
@@ -72,15 +72,16 @@ describe('DP gradient all-reduce beside the last backward (flat gradients)', () 
     }
   });
 
-  it('trains the same as the all-reduce after the backward (dp 2, G 2, ZeRO-0 and ZeRO-1)', async () => {
+  it('trains the same with and without it (dp 2, G 2, ZeRO 0-3; ZeRO-3 also with checkpointing)', async () => {
     const model = getModel('gpt-tiny');
-    for (const zero of [0, 1] as const) {
-      const plan = singleHostPlan(model, { seq: 16, globalBatch: 8, G: 2 }, [{ layers: [0, 3], dp: 2, zero }]);
+    const cases: Array<{ zero: 0 | 1 | 2 | 3; ckpt?: number }> = [{ zero: 0 }, { zero: 1 }, { zero: 2 }, { zero: 3 }, { zero: 3, ckpt: 2 }];
+    for (const { zero, ckpt } of cases) {
+      const plan = singleHostPlan(model, { seq: 16, globalBatch: 8, G: 2 }, [{ layers: [0, 3], dp: 2, zero, ckpt }]);
       const losses: number[][] = [];
       for (const overlap of [false, true]) {
         const world = await localWorld(2);
         const data = new TokenSource('synthetic', 7, model.vocab, 8, 16);
-        const rts = await Promise.all(world.map((w, rank) => RankRuntime.create({ plan, model, rank, world: w, seed: 7, lr: () => 3e-3, data, overlapGradReduce: overlap })));
+        const rts = await Promise.all(world.map((w, rank) => RankRuntime.create({ plan, model, rank, world: w, seed: 7, lr: () => 3e-3, data, overlapComm: overlap })));
         try {
           const l: number[] = [];
           for (let s = 0; s < 3; s++) l.push((await Promise.all(rts.map((r) => r.step()))).find((m) => m.loss !== null)?.loss as number);
@@ -90,8 +91,39 @@ describe('DP gradient all-reduce beside the last backward (flat gradients)', () 
           await Promise.all(world.map((w) => w.destroy()));
         }
       }
-      // Two ranks: each element is one sum of two values either way.
-      expect(losses[1], `ZeRO-${zero}`).toEqual(losses[0]);
+      // Two ranks: each element is one sum of two values either way, and a gather moves the same bytes.
+      expect(losses[1], `ZeRO-${zero} ckpt ${ckpt ?? 0}`).toEqual(losses[0]);
+    }
+  });
+
+  it('ZeRO-3: gathers the next layer while one runs (one gather issued ahead of each module but the first of a pass)', async () => {
+    const model = getModel('gpt-tiny');
+    const plan = singleHostPlan(model, { seq: 16, globalBatch: 8, G: 1 }, [{ layers: [0, 3], dp: 2, zero: 3 }]);
+    const world = await localWorld(2);
+    const data = new TokenSource('synthetic', 7, model.vocab, 8, 16);
+    const rts = await Promise.all(world.map((w, rank) => RankRuntime.create({ plan, model, rank, world: w, seed: 7, lr: () => 3e-3, data, overlapComm: true })));
+    try {
+      const mem = (rts[0] as unknown as { chunks: Array<{ memory: UnitMemory }> }).chunks[0].memory as unknown as {
+        prefetchNext: (units: unknown, phase: string) => void; gather: (u: unknown) => Promise<unknown>;
+      };
+      let ahead = 0;
+      let onDemand = 0;
+      const prefetchNext = mem.prefetchNext.bind(mem);
+      const gather = mem.gather.bind(mem);
+      const started = (mem as unknown as { startGather: (u: unknown) => unknown }).startGather.bind(mem);
+      (mem as unknown as { startGather: (u: unknown) => unknown }).startGather = (u: unknown) => { ahead++; return started(u); };
+      mem.gather = (u: unknown) => { onDemand++; return gather(u); };
+      mem.prefetchNext = prefetchNext;
+      await Promise.all(rts.map((r) => r.step()));
+      // 6 modules (embedding, 4 layers, head with the tied token table): forward gathers its first
+      // module's unit on demand, backward its first module's two (the head's and the tied table);
+      // every other module's units were gathered ahead (forward: 4 layers + head and table; backward:
+      // 4 layers + embedding).
+      expect(onDemand).toBe(3);
+      expect(ahead).toBe(11);
+    } finally {
+      await Promise.all(rts.map((r) => r.destroy()));
+      await Promise.all(world.map((w) => w.destroy()));
     }
   });
 });

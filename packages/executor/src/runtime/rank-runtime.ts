@@ -73,12 +73,13 @@ export interface RankRuntimeOptions<F extends CommBuffer = Float32Array, I = Int
   /** fp16 compute: the dynamic loss scaler's settings (default PyTorch GradScaler's, train/loss-scaler.ts). */
   lossScaler?: Partial<LossScalerOptions>;
   /**
-   * Flat gradients (ZeRO 0-1) over DP: all-reduce each unit's part beside the last micro-batch's
-   * backward (unit-memory.ts) instead of the whole vector after it. Default: on a GPU device, where
+   * Communication beside compute (unit-memory.ts): flat gradients (ZeRO 0-1) all-reduce each unit's
+   * part over DP beside the last micro-batch's backward instead of the whole vector after it, and
+   * ZeRO-3 gathers the next module's weights while a module runs. Default: on a GPU device, where
    * NCCL runs on its own stream; off on the CPU, where the communicator's thread takes cores from
-   * the kernels (gpt-tiny dp 2 on a 2-core VM: 40 ms a step with it, 33 ms without).
+   * the kernels (gpt-tiny dp 2 on a 2-core VM: 40 ms a step with the gradient overlap, 33 ms without).
    */
-  overlapGradReduce?: boolean;
+  overlapComm?: boolean;
 }
 
 /** A rank's local flat vectors: params, and the AdamW moments (zero where this rank keeps none). */
@@ -190,7 +191,7 @@ export class RankRuntime<F extends CommBuffer = Float32Array, I = Int32Array> {
       }
       const memory = target = new UnitMemory<F, I>({
         stage, strategy: gradGroup, dpIndex: dpcpIndex(this.pos), dpComm, pools: this.pools, timer: this.timer, hyper: this.hyper, deferredUnits: deferred,
-        overlapGradReduce: o.overlapGradReduce ?? device.kind !== 'cpu',
+        overlapComm: o.overlapComm ?? device.kind !== 'cpu',
         // CPU-only (checked above): the expert-data-parallel communicator moves Float32Arrays.
         experts: ex.ep > 1 ? { comm: edpComm as unknown as Communicator<Float32Array> | null, edp: ex.edp, edpIndex: ex.edpIndex } : undefined,
       });

@@ -4,11 +4,14 @@
 //   weights  ZeRO 0-2 without weight offload: the flat vector, always resident. ZeRO-3: only this
 //            rank's DP shard of each unit is resident; enter() all-gathers the unit over DP into a
 //            working buffer just before the module's forward or backward (a checkpointed layer
-//            recomputes inside its backward, so it is gathered again), exit() frees it. Weight
+//            recomputes inside its backward, so it is gathered again), exit() frees it. With
+//            overlapComm, entering a module starts the gather of the next module's units (the one
+//            after it in forward, before it in backward) on the communicator's thread or stream:
+//            two layers' weights whole at once, as the analyzer's gather buffer counts. Weight
 //            offload: the last `offload.weights` of the resident part lives in the host pool and
 //            enter() brings it back into the working buffer.
 //   grads    ZeRO 0-1 without grad offload: the flat vector, accumulated over micro-batches and
-//            all-reduced over DP after the last one; with overlapGradReduce (RankRuntime's default
+//            all-reduced over DP after the last one; with overlapComm (RankRuntime's default
 //            on a GPU) each unit's part as soon as the last micro-batch's backward is done with it
 //            (lastBackwardBegins), beside the backward of the units before it on the communicator's
 //            own thread or stream (Megatron-Core's --overlap-grad-reduce, as the analyzer assumes:
@@ -71,6 +74,8 @@ interface UnitState<F extends CommBuffer> {
   lastUsesDone: number;
   /** Flat gradients: its DP all-reduce was started during the last backward. */
   reducing: boolean;
+  /** ZeRO-3 with overlapComm: the gather started ahead of the module that uses the unit next. */
+  prefetched: { buf: F; done: Promise<void> } | null;
 }
 
 /** F, I: the stage's device tensor types (Float32Array, Int32Array on the CPU). */
@@ -85,8 +90,12 @@ export interface UnitMemoryOptions<F extends CommBuffer = Float32Array, I = Int3
   hyper: AdamWHyper;
   /** Units whose gradients wait for the end of the step (their full buffer is kept). */
   deferredUnits: ReadonlySet<number>;
-  /** Flat gradients over DP: each unit's all-reduce beside the last backward (lastBackwardBegins); default off. */
-  overlapGradReduce?: boolean;
+  /**
+   * Communication beside compute (default off): flat gradients over DP all-reduce each unit's part
+   * beside the last backward (lastBackwardBegins), and ZeRO-3 gathers the next module's weights while
+   * a module runs.
+   */
+  overlapComm?: boolean;
   /**
    * Expert parallelism (ep > 1): the experts' weights differ across the DP group, so a layer's
    * experts unit (Stage: `layers.<i>.experts`) is sharded, gathered and has its gradients summed
@@ -111,6 +120,11 @@ export class UnitMemory<F extends CommBuffer = Float32Array, I = Int32Array> imp
   private readonly st: StageStrategy;
   /** Flat gradients over DP (no experts): each unit's all-reduce overlaps the last backward. */
   private readonly overlapReduce: boolean;
+  /** ZeRO-3 over DP: the next module's units are gathered while a module runs. */
+  private readonly prefetch: boolean;
+  /** The stage's modules in forward order, and each module's place in it (by its units array). */
+  private readonly modules: readonly (readonly ParamUnit[])[];
+  private readonly moduleIndex = new Map<readonly ParamUnit[], number>();
   private inLastBackward = false;
   private readonly reductions: Promise<void>[] = [];
 
@@ -157,10 +171,13 @@ export class UnitMemory<F extends CommBuffer = Float32Array, I = Int32Array> imp
       const optimizer = new ShardedAdamW(unit.entries, olo, ohi, st.offload.optim, o.hyper, pools, () => stage.initialValues(unit).subarray(olo - unit.lo, ohi - unit.lo));
       return {
         unit, group, shard, weights, grads, optimizer, uses: uses.get(unit.index) ?? 0, deferred: this.gradsPerUnit && o.deferredUnits.has(unit.index),
-        refs: 0, working: null, gradBuf: null, usesDone: 0, lastUsesDone: 0, reducing: false,
+        refs: 0, working: null, gradBuf: null, usesDone: 0, lastUsesDone: 0, reducing: false, prefetched: null,
       };
     });
-    this.overlapReduce = o.overlapGradReduce === true && !this.gradsPerUnit && st.dp > 1 && !o.experts;
+    this.overlapReduce = o.overlapComm === true && !this.gradsPerUnit && st.dp > 1 && !o.experts;
+    this.prefetch = o.overlapComm === true && st.zero >= 3 && st.dp > 1;
+    this.modules = stage.moduleUnits;
+    this.modules.forEach((m, i) => this.moduleIndex.set(m, i));
   }
 
   /**
@@ -218,11 +235,42 @@ export class UnitMemory<F extends CommBuffer = Float32Array, I = Int32Array> imp
     return w;
   }
 
+  /**
+   * Starts the DP all-gather of a unit's weights (ZeRO-3) into a fresh transient buffer; `done`
+   * settles when it is whole (the own shard's buffer is released then).
+   */
+  private startGather(u: UnitState<F>): { buf: F; done: Promise<void> } {
+    const { pools } = this.o;
+    const w = pools.tensor('transient', u.shard.padded);
+    const own = pools.tensor('transient', u.shard.shardSize);
+    u.weights.read(u.shard.lo, u.shard.hi, own, pools);
+    return { buf: w, done: this.comm(u).allGather(own, w).finally(() => pools.release(own)) };
+  }
+
+  /** Starts the gathers of the units of the module that runs after `units` in this pass (see the header). */
+  private prefetchNext(units: readonly ParamUnit[], phase: 'forward' | 'backward'): void {
+    const i = this.moduleIndex.get(units);
+    if (i === undefined) return;
+    const next = this.modules[phase === 'forward' ? i + 1 : i - 1];
+    if (!next) return;
+    for (const unit of next) {
+      const u = this.units[unit.index];
+      // Only over the DP group (the experts' group gathers when it runs), and not what is whole already.
+      if (u.refs > 0 || u.prefetched || u.group.comm !== this.o.dpComm || u.group.size < 2) continue;
+      u.prefetched = this.startGather(u);
+    }
+  }
+
   async enter(units: readonly ParamUnit[], phase: 'forward' | 'backward'): Promise<void> {
     for (const unit of units) {
       const u = this.units[unit.index];
       if (this.paramsPerUnit && u.refs++ === 0) {
-        u.working = await this.gather(u);
+        const ahead = u.prefetched;
+        if (ahead) {
+          u.prefetched = null;
+          await this.o.timer.wait(ahead.done);
+          u.working = ahead.buf;
+        } else u.working = await this.gather(u);
         this.o.stage.attachParams(unit, u.working);
       }
       if (phase === 'backward' && this.gradsPerUnit && !u.gradBuf) {
@@ -232,6 +280,7 @@ export class UnitMemory<F extends CommBuffer = Float32Array, I = Int32Array> imp
         this.o.stage.attachGrads(unit, u.gradBuf);
       }
     }
+    if (this.prefetch) this.prefetchNext(units, phase);
   }
 
   async exit(units: readonly ParamUnit[], phase: 'forward' | 'backward'): Promise<void> {
