@@ -47,7 +47,9 @@ async function onBoxes(plan: Plan, model: ModelSpec, counts: BoxedCounts, comput
   const world = await localWorld(worldSize(plan));
   const device = boxedDevice(counts, computeDtype);
   const comms = world.map((w) => new BoxedCommunicator(w));
-  const runtimes = await Promise.all(comms.map((w, rank) => RankRuntime.create({ plan, model, rank, world: w, seed: SEED, lr, data: data(model), device })));
+  // The boxed device reads as 'cuda', whose runtime overlaps communication with compute by default;
+  // compared here with the CPU device's order of calls (grad-overlap.test.ts checks the overlap).
+  const runtimes = await Promise.all(comms.map((w, rank) => RankRuntime.create({ plan, model, rank, world: w, seed: SEED, lr, data: data(model), device, overlapComm: false })));
   try {
     const metrics: StepMetrics[][] = [];
     for (let s = 0; s < STEPS; s++) metrics.push(await Promise.all(runtimes.map((r) => r.step())));

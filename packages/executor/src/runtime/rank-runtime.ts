@@ -191,7 +191,7 @@ export class RankRuntime<F extends CommBuffer = Float32Array, I = Int32Array> {
       }
       const memory = target = new UnitMemory<F, I>({
         stage, strategy: gradGroup, dpIndex: dpcpIndex(this.pos), dpComm, pools: this.pools, timer: this.timer, hyper: this.hyper, deferredUnits: deferred,
-        overlapComm: o.overlapComm ?? device.kind !== 'cpu',
+        overlapComm: o.overlapComm ?? device.kind === 'cuda',
         // CPU-only (checked above): the expert-data-parallel communicator moves Float32Arrays.
         experts: ex.ep > 1 ? { comm: edpComm as unknown as Communicator<Float32Array> | null, edp: ex.edp, edpIndex: ex.edpIndex } : undefined,
       });
