@@ -201,6 +201,9 @@ void Device::Launch(const std::string& name, Dim3 grid, Dim3 block, unsigned sha
 
 void Device::StreamWait(StreamKind waiter, StreamKind signaller) {
   MakeCurrent();
+  // One event serves every caller (the JavaScript thread and each NCCL communicator's worker thread):
+  // its record and the wait on it must not interleave with another caller's.
+  std::lock_guard<std::mutex> lock(syncEventMutex_);
   Check("cuEventRecord", api_.eventRecord(syncEvent_, stream(signaller)));
   Check("cuStreamWaitEvent", api_.streamWaitEvent(stream(waiter), syncEvent_, 0));
 }

@@ -86,6 +86,7 @@ class Device {
   CUstream compute_ = nullptr;
   CUstream comm_ = nullptr;
   CUevent syncEvent_ = nullptr;
+  std::mutex syncEventMutex_;
   std::unique_ptr<RawMemory> raw_;
   std::unique_ptr<CachingAllocator> allocator_;
   std::vector<CUmodule> modules_;
