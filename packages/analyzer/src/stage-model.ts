@@ -259,7 +259,10 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // A layer (or the embedding / head) must be whole on the device while it computes; two layers
   // when the next one is prefetched.
   const gatherUnit = named('gatherUnit', max(mul(min(2, L), Pl), mul(embed, Pe), mul(head, headUnit)));
-  const gradUnit = named('gradUnit', max(Pl, mul(embed, Pe), mul(head, headUnit)));
+  // Likewise a unit's full gradient (ZeRO-2/3, or offloaded gradients) is whole until its reduction
+  // ends, which runs beside the next layer's backward: two layers' (PyTorch FSDP keeps a layer's
+  // unsharded gradient until its reduce-scatter completes; the executor's overlapComm does the same).
+  const gradUnit = named('gradUnit', max(mul(min(2, L), Pl), mul(embed, Pe), mul(head, headUnit)));
   const gatherBuf = named('gatherBuf', add(mul(bytesPer.weights, sub(1, rw), gatherUnit),
     moe ? mul(bytesPer.weights, sub(1, rwE), min(2, L), PxL) : num(0)));
   const gradBuf = named('gradBuf', add(mul(bytesPer.grads, sub(1, rg), gradUnit), moe ? mul(bytesPer.grads, sub(1, rgE), PxL) : num(0)));

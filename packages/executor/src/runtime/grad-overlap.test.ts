@@ -126,4 +126,37 @@ describe('communication beside compute (overlapComm): the DP gradient all-reduce
       await Promise.all(world.map((w) => w.destroy()));
     }
   });
+
+  it('ZeRO-2: each unit\'s reduce-scatter runs beside the next module\'s backward, at most one at a time', async () => {
+    const model = getModel('gpt-tiny');
+    const plan = singleHostPlan(model, { seq: 16, globalBatch: 8, G: 2 }, [{ layers: [0, 3], dp: 2, zero: 2 }]);
+    const world = await localWorld(2);
+    const data = new TokenSource('synthetic', 7, model.vocab, 8, 16);
+    const rts = await Promise.all(world.map((w, rank) => RankRuntime.create({ plan, model, rank, world: w, seed: 7, lr: () => 3e-3, data, overlapComm: true })));
+    try {
+      const mem = (rts[0] as unknown as { chunks: Array<{ memory: UnitMemory }> }).chunks[0].memory as unknown as {
+        startReduce: (u: unknown) => Promise<void>; completeReduce: () => Promise<void>; pendingReduce: unknown;
+        exit: (units: unknown, phase: string) => Promise<void>;
+      };
+      // Each start: was a reduction still pending when the stage went on to another module?
+      let started = 0;
+      let pendingAtExit = 0;
+      const start = mem.startReduce.bind(mem);
+      mem.startReduce = async (u: unknown) => { started++; return start(u); };
+      const exit = mem.exit.bind(mem);
+      mem.exit = async (units: unknown, phase: string) => {
+        if (phase === 'backward' && mem.pendingReduce) pendingAtExit++;
+        return exit(units, phase);
+      };
+      await Promise.all(rts.map((r) => r.step()));
+      // 2 micro-batches x 6 units; a reduction was in flight at the exit of every backward module but
+      // the last one of a pass (its first module), i.e. while the modules after it ran.
+      expect(started).toBe(12);
+      expect(pendingAtExit).toBe(2 * 5);
+      expect(mem.pendingReduce).toBeNull();
+    } finally {
+      await Promise.all(rts.map((r) => r.destroy()));
+      await Promise.all(world.map((w) => w.destroy()));
+    }
+  });
 });

@@ -15,12 +15,15 @@
 //            on a GPU) each unit's part as soon as the last micro-batch's backward is done with it
 //            (lastBackwardBegins), beside the backward of the units before it on the communicator's
 //            own thread or stream (Megatron-Core's --overlap-grad-reduce, as the analyzer assumes:
-//            the sync beside the last backward); finishGradients waits for them. ZeRO >= 2 (or grad offload): enter() of a
-//            backward gives the unit a zeroed full gradient buffer; after the unit's last module of
-//            the micro-batch, exit() reduce-scatters it over DP (all-reduces below ZeRO-2) into the
-//            resident accumulator — this rank's shard, its last `offload.grads` in the host pool —
-//            and frees it. A tied token table copy on a last stage keeps its full buffer until the
-//            end of the step (its gradient is summed with the first stage's before the DP reduction).
+//            the sync beside the last backward); finishGradients waits for them. ZeRO >= 2 (or grad
+//            offload): enter() of a backward gives the unit a zeroed full gradient buffer; after the
+//            unit's last module of the micro-batch, exit() reduce-scatters it over DP (all-reduces
+//            below ZeRO-2) into the resident accumulator — this rank's shard, its last
+//            `offload.grads` in the host pool — and frees it; with overlapComm the reduction runs
+//            beside the next module's backward and completes when the next one starts or the pass
+//            ends (two units' gradient buffers at once, as the analyzer's gradient buffer counts).
+//            A tied token table copy on a last stage keeps its full buffer until the end of the
+//            step (its gradient is summed with the first stage's before the DP reduction).
 //   optim    AdamW moments over the unit's DP shard (ZeRO >= 1) or the whole unit, the last
 //            `offload.optim` in the host pool (see optimizer.ts).
 // Working buffers and full unit gradients are accounted to the 'transient' pool, like the
@@ -122,6 +125,9 @@ export class UnitMemory<F extends CommBuffer = Float32Array, I = Int32Array> imp
   private readonly overlapReduce: boolean;
   /** ZeRO-3 over DP: the next module's units are gathered while a module runs. */
   private readonly prefetch: boolean;
+  /** Per-unit gradients: a unit's reduction runs beside the next module's backward (at most one at a time). */
+  private readonly overlapUnitReduce: boolean;
+  private pendingReduce: { u: UnitState<F>; buf: F; mine: F | null; done: Promise<void> } | null = null;
   /** The stage's modules in forward order, and each module's place in it (by its units array). */
   private readonly modules: readonly (readonly ParamUnit[])[];
   private readonly moduleIndex = new Map<readonly ParamUnit[], number>();
@@ -176,6 +182,7 @@ export class UnitMemory<F extends CommBuffer = Float32Array, I = Int32Array> imp
     });
     this.overlapReduce = o.overlapComm === true && !this.gradsPerUnit && st.dp > 1 && !o.experts;
     this.prefetch = o.overlapComm === true && st.zero >= 3 && st.dp > 1;
+    this.overlapUnitReduce = o.overlapComm === true && this.gradsPerUnit && st.dp > 1 && !o.experts;
     this.modules = stage.moduleUnits;
     this.modules.forEach((m, i) => this.moduleIndex.set(m, i));
   }
@@ -293,7 +300,7 @@ export class UnitMemory<F extends CommBuffer = Float32Array, I = Int32Array> imp
       }
       if (phase === 'backward' && this.gradsPerUnit && ++u.usesDone === u.uses) {
         u.usesDone = 0;
-        if (!u.deferred) await this.reduceUnit(u);
+        if (!u.deferred) await (this.overlapUnitReduce ? this.startReduce(u) : this.reduceUnit(u));
       }
       // The tied token table (deferredUnits) is summed with the other stage's copy first: it waits.
       if (phase === 'backward' && this.overlapReduce && this.inLastBackward && !this.o.deferredUnits.has(unit.index) &&
@@ -302,26 +309,51 @@ export class UnitMemory<F extends CommBuffer = Float32Array, I = Int32Array> imp
         this.reductions.push(this.o.dpComm.allReduce(this.device.view(this.o.stage.grads, unit.lo, unit.hi), 'sum'));
       }
     }
+    // The stage's first module ends the backward pass: nothing runs beside a reduction started now.
+    if (phase === 'backward' && this.overlapUnitReduce && this.moduleIndex.get(units) === 0) await this.completeReduce();
   }
 
   /** Reduces a unit's full gradient buffer over DP into its accumulator and frees it. */
   private async reduceUnit(u: UnitState<F>): Promise<void> {
-    const { pools, timer } = this.o;
+    await this.startReduce(u);
+    await this.completeReduce();
+  }
+
+  /**
+   * Starts the DP reduction of a unit's full gradient buffer (reduce-scatter into its shard from
+   * ZeRO-2, all-reduce below) and detaches the buffer from the stage; completeReduce adds the result
+   * to the accumulator. One at a time: an earlier one is completed first.
+   */
+  private async startReduce(u: UnitState<F>): Promise<void> {
+    await this.completeReduce();
+    const { pools } = this.o;
     const buf = u.gradBuf as F;
     const { unit, shard } = u;
+    let mine: F | null = null;
+    let done: Promise<void> = Promise.resolve();
     if (this.st.zero >= 2) {
-      const mine = pools.tensor('transient', shard.shardSize);
-      if (u.group.size > 1) await timer.wait(this.comm(u).reduceScatter(buf, mine, 'sum'));
+      mine = pools.tensor('transient', shard.shardSize);
+      if (u.group.size > 1) done = this.comm(u).reduceScatter(buf, mine, 'sum');
       else this.device.copy(mine, this.device.view(buf, 0, shard.shardSize));
-      await u.grads.add(shard.lo, shard.hi, mine, pools);
-      pools.release(mine);
-    } else {
-      if (u.group.size > 1) await timer.wait(this.comm(u).allReduce(buf, 'sum'));
-      await u.grads.add(unit.lo, unit.hi, buf, pools);
-    }
+    } else if (u.group.size > 1) done = this.comm(u).allReduce(buf, 'sum');
     this.o.stage.attachGrads(unit, null);
-    pools.release(buf);
     u.gradBuf = null;
+    this.pendingReduce = { u, buf, mine, done };
+  }
+
+  /** Waits for the reduction started last (if any), adds it to its unit's accumulator and frees its buffers. */
+  private async completeReduce(): Promise<void> {
+    const p = this.pendingReduce;
+    if (!p) return;
+    this.pendingReduce = null;
+    const { pools, timer } = this.o;
+    await timer.wait(p.done);
+    const { unit, shard } = p.u;
+    if (p.mine) {
+      await p.u.grads.add(shard.lo, shard.hi, p.mine, pools);
+      pools.release(p.mine);
+    } else await p.u.grads.add(unit.lo, unit.hi, p.buf, pools);
+    pools.release(p.buf);
   }
 
   /** Before a step's first micro-batch: empty gradient accumulators. */
@@ -359,6 +391,7 @@ export class UnitMemory<F extends CommBuffer = Float32Array, I = Int32Array> imp
       }
       return;
     }
+    await this.completeReduce();
     for (const u of this.units) if (u.gradBuf) await this.reduceUnit(u);
   }
 
