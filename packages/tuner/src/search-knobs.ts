@@ -291,6 +291,16 @@ export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training
       throw new SpecError(`training for --${field} ${engine}`, [{ field: 'fp8', value: training.fp8, message: `${bad.feature} is not run by ${engine} (${bad.detail})` }]);
     }
   }
+  // Megatron-Core's communication overlaps: only the megatron export writes them (its flags).
+  if (engine !== undefined && isEngineName(engine) && engine !== 'megatron') {
+    const field = target !== undefined ? 'target' : 'space';
+    const on = (['tpCommOverlap', 'paramGatherOverlap'] as const).filter((f) => training[f] === true);
+    if (on.length > 0) {
+      throw new SpecError(`training for --${field} ${engine}`, on.map((f) => ({
+        field: f, value: true, message: `Megatron-Core's ${f === 'tpCommOverlap' ? '--tp-comm-overlap' : '--overlap-param-gather'} is costed only for --${field} megatron (mist export --to ${engine} does not set it)`,
+      })));
+    }
+  }
   if (target === undefined || !isBackendName(target)) return training;
   const caps = backendCapabilities(target);
   const t: TrainingSpec = { ...training, paramDtype: caps.dtypes[0], computeDtype: caps.dtypes[0] };

@@ -52,4 +52,17 @@ describe('communication overlaps (--tp-comm-overlap, --overlap-param-gather)', (
     expect(nemo.code).toBe(2);
     expect(nemo.stderr).toMatch(/--tp-comm-overlap: Megatron-LM's flag; --to nemo has no such option/);
   });
+
+  it('mist tune --target megatron costs them (never slower), and refuses them for engines that do not set them', async () => {
+    const args = ['tune', '--model', 'gpt3-1.3b', '--cluster', '2x8-h100-sxm', '--global-batch', '64', '--seq', '2048', '--target', 'megatron', '--json', '--no-cache'];
+    const base = JSON.parse((await runCli(args)).stdout);
+    const on = await runCli([...args, '--tp-comm-overlap', '--overlap-param-gather']);
+    expect(on.code).toBe(0);
+    const with_ = JSON.parse(on.stdout);
+    expect(with_.predicted.iterationTimeS).toBeLessThanOrEqual(base.predicted.iterationTimeS);
+    const ds = await runCli(['tune', '--model', 'gpt3-1.3b', '--cluster', '2x8-h100-sxm', '--global-batch', '64', '--seq', '2048', '--target', 'deepspeed', '--tp-comm-overlap']);
+    expect(ds.code).toBe(2);
+    expect(ds.stderr).toMatch(/tpCommOverlap.*--tp-comm-overlap is costed only for --target megatron/);
+  });
 });
+

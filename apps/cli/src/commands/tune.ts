@@ -101,7 +101,7 @@ function dimensionsText(uses: DimensionUse[], gains: DimensionGain[] | null): st
 export const tuneCommand: Command = {
   name: 'tune',
   summary: 'find the fastest plan that fits (Mist search) and compare it with Megatron-LM- and DeepSpeed-style plans',
-  usage: 'mist tune --model NAME|FILE --cluster SHORTHAND|FILE --global-batch N --seq N [--profile FILE] [--target megatron|nemo|deepspeed|torchtitan|cpu] [--baseline PLAN] [--json] [--out plan.json] [--time-limit S] [--progress] [--no-cache] [--no-gains] [--from PLAN] [ablation flags]',
+  usage: 'mist tune --model NAME|FILE --cluster SHORTHAND|FILE --global-batch N --seq N [--profile FILE] [--target megatron|nemo|deepspeed|torchtitan|cpu] [--tp-comm-overlap] [--overlap-param-gather] [--baseline PLAN] [--json] [--out plan.json] [--time-limit S] [--progress] [--no-cache] [--no-gains] [--from PLAN] [ablation flags]',
   examples: [
     'mist tune --model gpt3-1.3b --cluster 1x2-l4 --global-batch 32 --seq 2048',
     'mist tune --model gpt3-6.7b --cluster 1x8-l4 --global-batch 128 --seq 2048 --out plan.json',
@@ -118,6 +118,14 @@ export const tuneCommand: Command = {
     profile: { type: 'string', valueName: 'FILE', description: 'hardware profile from `mist profile` (default: the built-in datasheet profile)' },
     force: { type: 'boolean', description: 'use a --profile measured on another kind of machine' },
     'no-flash-attention': { type: 'boolean', description: 'model attention without flash attention (scores materialised)' },
+    'tp-comm-overlap': {
+      type: 'boolean',
+      description: 'cost the sequence-parallel TP collectives pipelined with their GEMMs (Megatron-Core --tp-comm-overlap; the cpu/cuda backends and engines other than megatron refuse it)',
+    },
+    'overlap-param-gather': {
+      type: 'boolean',
+      description: 'cost the ZeRO-1/2 parameter all-gather beside the next first forward (Megatron-Core --overlap-param-gather)',
+    },
     baseline: { type: 'string', valueName: 'PLAN', description: 'also predict this plan (e.g. from `mist import`) and report the speedup over it' },
     out: { type: 'string', valueName: 'FILE', description: 'write the best plan to FILE (JSON, accepted by `mist analyze --plan`)' },
     ...TUNE_REPORT_OPTION,
@@ -154,7 +162,10 @@ export const tuneCommand: Command = {
       }
     }
     const knobs = searchKnobsFromFlags(values);
-    const training = trainingForTarget(knobs, model, parseTrainingSpec({ globalBatch, seqLen, flashAttention: values['no-flash-attention'] !== true }));
+    const training = trainingForTarget(knobs, model, parseTrainingSpec({
+      globalBatch, seqLen, flashAttention: values['no-flash-attention'] !== true,
+      tpCommOverlap: values['tp-comm-overlap'] === true, paramGatherOverlap: values['overlap-param-gather'] === true,
+    }));
     const space = spaceFromKnobs(knobs, model, training);
     // The cluster's own name (a shorthand in the catalog's spelling, e.g. 1x8-L4 -> 1x8-l4), so a plan reads back.
     const clusterName = profile.cluster.name;
