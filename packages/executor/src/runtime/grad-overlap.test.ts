@@ -4,7 +4,7 @@
 // sync beside the last backward). On by default on a GPU device; forced on here, on the CPU: the order
 // of the calls on every rank, and the same losses as without it.
 import { type Communicator, type CommBuffer } from '@mist/native';
-import { getModel } from '@mist/core';
+import { getModel, type Plan } from '@mist/core';
 import { describe, expect, it } from 'vitest';
 import { TokenSource } from './data';
 import { RankRuntime } from './rank-runtime';
@@ -36,11 +36,25 @@ function logged<B extends CommBuffer>(c: Communicator<B>, log: Event[]): Communi
   });
 }
 
+/** The two ranks of a dp-2 plan on gpt-tiny in this process; `run` gets their runtimes, then all is closed. */
+async function withRanks<T>(plan: Plan, overlapComm: boolean, run: (rts: RankRuntime[]) => Promise<T>, wrap = (w: Communicator<Float32Array>, _rank: number) => w): Promise<T> {
+  const model = getModel('gpt-tiny');
+  const world = await localWorld(2);
+  const data = new TokenSource('synthetic', 7, model.vocab, 8, 16);
+  const rts: RankRuntime[] = [];
+  try {
+    rts.push(...await Promise.all(world.map((w, rank) => RankRuntime.create({ plan, model, rank, world: wrap(w, rank), seed: 7, lr: () => 3e-3, data, overlapComm }))));
+    return await run(rts);
+  } finally {
+    await Promise.all(rts.map((r) => r.destroy()));
+    await Promise.all(world.map((w) => w.destroy()));
+  }
+}
+
 describe('communication beside compute (overlapComm): the DP gradient all-reduce of flat gradients, the ZeRO-3 gather of the next layer', () => {
   it('issues one all-reduce per unit before the step reduces its gradients, on every DP rank, in the same order', async () => {
     const model = getModel('gpt-tiny');
     const plan = singleHostPlan(model, { seq: 16, globalBatch: 8, G: 2 }, [{ layers: [0, 3], dp: 2, zero: 1 }]);
-    const world = await localWorld(2);
     const logs: Event[][] = [[], []];
     const finish = UnitMemory.prototype.finishGradients;
     const owner = new Map<UnitMemory, number>();
@@ -48,27 +62,24 @@ describe('communication beside compute (overlapComm): the DP gradient all-reduce
       logs[owner.get(this) ?? 0].push({ kind: 'finishGradients' });
       return finish.call(this);
     };
-    const runtimes: RankRuntime[] = [];
     try {
-      const data = new TokenSource('synthetic', 7, model.vocab, 8, 16);
-      runtimes.push(...await Promise.all(world.map((w, rank) => RankRuntime.create({ plan, model, rank, world: logged(w, logs[rank]), seed: 7, lr: () => 3e-3, data, overlapComm: true }))));
-      runtimes.forEach((r, rank) => { for (const c of (r as unknown as { chunks: Array<{ memory: UnitMemory }> }).chunks) owner.set(c.memory, rank); });
-      for (const l of logs) l.length = 0;
-      await Promise.all(runtimes.map((r) => r.step()));
-      const units = (runtimes[0] as unknown as { chunks: Array<{ stage: { units: Array<{ lo: number; hi: number }> } }> }).chunks[0].stage.units;
-      const flat = units[units.length - 1].hi;
-      for (const log of logs) {
-        const end = log.findIndex((e) => e.kind === 'finishGradients');
-        const before = log.slice(0, end).filter((e): e is Extract<Event, { kind: 'allReduce' }> => e.kind === 'allReduce');
-        // Every unit (embedding, 4 layers, head) started before the reduction step, together the whole vector.
-        expect(before.map((e) => e.elements).sort((a, b) => a - b)).toEqual(units.map((u) => u.hi - u.lo).sort((a, b) => a - b));
-        expect(before.reduce((a, e) => a + e.elements, 0)).toBe(flat);
-      }
-      expect(logs[0].map((e) => (e.kind === 'allReduce' ? e.elements : -1))).toEqual(logs[1].map((e) => (e.kind === 'allReduce' ? e.elements : -1)));
+      await withRanks(plan, true, async (runtimes) => {
+        runtimes.forEach((r, rank) => { for (const c of (r as unknown as { chunks: Array<{ memory: UnitMemory }> }).chunks) owner.set(c.memory, rank); });
+        for (const l of logs) l.length = 0;
+        await Promise.all(runtimes.map((r) => r.step()));
+        const units = (runtimes[0] as unknown as { chunks: Array<{ stage: { units: Array<{ lo: number; hi: number }> } }> }).chunks[0].stage.units;
+        const flat = units[units.length - 1].hi;
+        for (const log of logs) {
+          const end = log.findIndex((e) => e.kind === 'finishGradients');
+          const before = log.slice(0, end).filter((e): e is Extract<Event, { kind: 'allReduce' }> => e.kind === 'allReduce');
+          // Every unit (embedding, 4 layers, head) started before the reduction step, together the whole vector.
+          expect(before.map((e) => e.elements).sort((x, y) => x - y)).toEqual(units.map((u) => u.hi - u.lo).sort((x, y) => x - y));
+          expect(before.reduce((x, e) => x + e.elements, 0)).toBe(flat);
+        }
+        expect(logs[0].map((e) => (e.kind === 'allReduce' ? e.elements : -1))).toEqual(logs[1].map((e) => (e.kind === 'allReduce' ? e.elements : -1)));
+      }, (w, rank) => logged(w, logs[rank]));
     } finally {
       UnitMemory.prototype.finishGradients = finish;
-      await Promise.all(runtimes.map((r) => r.destroy()));
-      await Promise.all(world.map((w) => w.destroy()));
     }
   });
 
@@ -79,17 +90,11 @@ describe('communication beside compute (overlapComm): the DP gradient all-reduce
       const plan = singleHostPlan(model, { seq: 16, globalBatch: 8, G: 2 }, [{ layers: [0, 3], dp: 2, zero, ckpt }]);
       const losses: number[][] = [];
       for (const overlap of [false, true]) {
-        const world = await localWorld(2);
-        const data = new TokenSource('synthetic', 7, model.vocab, 8, 16);
-        const rts = await Promise.all(world.map((w, rank) => RankRuntime.create({ plan, model, rank, world: w, seed: 7, lr: () => 3e-3, data, overlapComm: overlap })));
-        try {
+        losses.push(await withRanks(plan, overlap, async (rts) => {
           const l: number[] = [];
-          for (let s = 0; s < 3; s++) l.push((await Promise.all(rts.map((r) => r.step()))).find((m) => m.loss !== null)?.loss as number);
-          losses.push(l);
-        } finally {
-          await Promise.all(rts.map((r) => r.destroy()));
-          await Promise.all(world.map((w) => w.destroy()));
-        }
+          for (let k = 0; k < 3; k++) l.push((await Promise.all(rts.map((r) => r.step()))).find((m) => m.loss !== null)?.loss as number);
+          return l;
+        }));
       }
       // Two ranks: each element is one sum of two values either way, and a gather moves the same bytes.
       expect(losses[1], `ZeRO-${zero} ckpt ${ckpt ?? 0}`).toEqual(losses[0]);
@@ -99,10 +104,7 @@ describe('communication beside compute (overlapComm): the DP gradient all-reduce
   it('ZeRO-3: gathers the next layer while one runs (one gather issued ahead of each module but the first of a pass)', async () => {
     const model = getModel('gpt-tiny');
     const plan = singleHostPlan(model, { seq: 16, globalBatch: 8, G: 1 }, [{ layers: [0, 3], dp: 2, zero: 3 }]);
-    const world = await localWorld(2);
-    const data = new TokenSource('synthetic', 7, model.vocab, 8, 16);
-    const rts = await Promise.all(world.map((w, rank) => RankRuntime.create({ plan, model, rank, world: w, seed: 7, lr: () => 3e-3, data, overlapComm: true })));
-    try {
+    await withRanks(plan, true, async (rts) => {
       const mem = (rts[0] as unknown as { chunks: Array<{ memory: UnitMemory }> }).chunks[0].memory as unknown as {
         prefetchNext: (units: unknown, phase: string) => void; gather: (u: unknown) => Promise<unknown>;
       };
@@ -121,19 +123,13 @@ describe('communication beside compute (overlapComm): the DP gradient all-reduce
       // 4 layers + embedding).
       expect(onDemand).toBe(3);
       expect(ahead).toBe(11);
-    } finally {
-      await Promise.all(rts.map((r) => r.destroy()));
-      await Promise.all(world.map((w) => w.destroy()));
-    }
+    });
   });
 
   it('ZeRO-2: each unit\'s reduce-scatter runs beside the next module\'s backward, at most one at a time', async () => {
     const model = getModel('gpt-tiny');
     const plan = singleHostPlan(model, { seq: 16, globalBatch: 8, G: 2 }, [{ layers: [0, 3], dp: 2, zero: 2 }]);
-    const world = await localWorld(2);
-    const data = new TokenSource('synthetic', 7, model.vocab, 8, 16);
-    const rts = await Promise.all(world.map((w, rank) => RankRuntime.create({ plan, model, rank, world: w, seed: 7, lr: () => 3e-3, data, overlapComm: true })));
-    try {
+    await withRanks(plan, true, async (rts) => {
       const mem = (rts[0] as unknown as { chunks: Array<{ memory: UnitMemory }> }).chunks[0].memory as unknown as {
         startReduce: (u: unknown) => Promise<void>; completeReduce: () => Promise<void>; pendingReduce: unknown;
         exit: (units: unknown, phase: string) => Promise<void>;
@@ -154,9 +150,6 @@ describe('communication beside compute (overlapComm): the DP gradient all-reduce
       expect(started).toBe(12);
       expect(pendingAtExit).toBe(2 * 5);
       expect(mem.pendingReduce).toBeNull();
-    } finally {
-      await Promise.all(rts.map((r) => r.destroy()));
-      await Promise.all(world.map((w) => w.destroy()));
-    }
+    });
   });
 });
