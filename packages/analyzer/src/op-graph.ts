@@ -91,6 +91,8 @@ export interface OpGraphOptions {
    * layer are not Transformer Engine modules). Absent: 'none'.
    */
   fp8?: Fp8Recipe;
+  /** The loss's reading of the logits (training spec crossEntropy); absent: 'fused'. */
+  crossEntropy?: 'fused' | 'fp32-logits';
 }
 
 const { s, h, a, k, f, V, fa } = M;
@@ -466,11 +468,17 @@ export function headOps(model: ModelSpec, opts: OpGraphOptions): Op[] {
 }
 
 /**
- * Transient bytes of the loss on the last stage: fp16 logits + their fp32 softmax in forward
- * (6 bytes per logit with 2-byte activations), fp32 softmax + the fp16 logits' gradient in backward.
+ * Transient bytes of the loss on the last stage. Fused (training spec crossEntropy): fp16 logits +
+ * their fp32 softmax in forward (6 bytes per logit with 2-byte activations), fp32 softmax + the fp16
+ * logits' gradient in backward. fp32-logits (`F.cross_entropy(logits.float(), labels)`): the logits,
+ * their fp32 copy and its fp32 log-softmax in forward (the copy is freed after it: log-softmax keeps
+ * its output, not its input), the kept log-softmax, the loss's gradient of it and the input gradient,
+ * all fp32, in backward (12 bytes per logit; the compute-dtype cast of the last comes after the first
+ * two are freed).
  */
 export function headTransientBytes(opts: OpGraphOptions): { forward: Expr; backward: Expr } {
   const logits = mul(T, div(V, t));
+  if (opts.crossEntropy === 'fp32-logits') return { forward: mul(opts.actBytes + 8, logits), backward: mul(12, logits) };
   return { forward: mul(opts.actBytes + 4, logits), backward: mul(4 + opts.actBytes, logits) };
 }
 

@@ -296,7 +296,7 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const scoresGrad = mul(sub(1, fa), e, b, div(a, t), s, s);
   // Backward working memory: the incoming and outgoing activation gradients and the largest gradient inside a layer.
   const bwdWork = named('bwdWork', add(mul(2 * e, T, h), max(ffnGrad, scoresGrad)));
-  const logits = headTransientBytes(opts);
+  const logits = headTransientBytes({ ...opts, crossEntropy: training.crossEntropy });
   const peakForward = named('peakForward', add(states, memActivations, gatherBuf, mul(oa, min(actL, stored)), mul(head, logits.forward), ring.bufferForward));
   const peakBackward = named('peakBackward', add(states, memActivations, recomputeBuf, gatherBuf, gradBuf, bwdWork, mul(head, logits.backward), ring.bufferBackward));
   const peak = named('peak', max(peakForward, peakBackward));

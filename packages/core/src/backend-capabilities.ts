@@ -86,6 +86,8 @@ export interface BackendCapabilities {
   tpCommOverlap: boolean;
   /** The ZeRO-1/2 post-step parameter all-gather overlapped with the next forward (TrainingSpec.paramGatherOverlap true). */
   paramGatherOverlap: boolean;
+  /** How its loss reads the logits (TrainingSpec.crossEntropy). */
+  crossEntropy: readonly TrainingSpec['crossEntropy'][];
 }
 
 const CPU: BackendCapabilities = {
@@ -136,6 +138,8 @@ const CPU: BackendCapabilities = {
   contextParallelUnfused: false,
   tpCommOverlap: false,
   paramGatherOverlap: false,
+  // The vocab-parallel cross-entropy kernel reads the compute-dtype logits (kernels/cross_entropy).
+  crossEntropy: ['fused'],
 };
 
 // The `cuda` backend: the same executor (model and runtime code are generic over the device:
@@ -215,6 +219,13 @@ export function backendViolations(
     out.push({
       feature: 'the parameter all-gather overlapped with the next forward (Megatron-Core --overlap-param-gather)', field: 'training.paramGatherOverlap',
       detail: `got true; ${who} ends the optimizer step with the ZeRO-1/2 all-gather (paramGatherOverlap false only)`,
+    });
+  }
+  const ce = training.crossEntropy ?? 'fused';
+  if (!caps.crossEntropy.includes(ce)) {
+    out.push({
+      feature: 'a loss over an fp32 copy of the logits', field: 'training.crossEntropy',
+      detail: `got ${ce}; ${who} runs crossEntropy ${caps.crossEntropy.join(', ')} only`,
     });
   }
   const fp8 = fp8Violation(training.fp8 ?? 'none', caps.plan, who);

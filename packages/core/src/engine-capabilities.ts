@@ -89,6 +89,15 @@ export interface EngineCapabilities {
 }
 
 /**
+ * How an engine's loss reads the logits when it fixes that (TrainingSpec.crossEntropy), or null where
+ * it depends on the model code or a flag: torchtitan's loss is `F.cross_entropy(pred.flatten(0, 1)
+ * .float(), labels.flatten(0, 1))` (torchtitan/components/loss.py, also with TP's loss_parallel).
+ */
+export function engineCrossEntropy(engine: EngineName): 'fused' | 'fp32-logits' | null {
+  return engine === 'torchtitan' ? 'fp32-logits' : null;
+}
+
+/**
  * The plan-shape part of a capability table (everything but who it describes): shared by the engine
  * tables here and the executor backend tables (backend-capabilities.ts), so one checker serves both.
  */

@@ -46,6 +46,16 @@ export const TrainingSpecSchema = z.strictObject({
    * backward, is what the cost model always assumes.)
    */
   paramGatherOverlap: z.boolean().default(false),
+  /**
+   * How the loss reads the logits. 'fused' (default): one kernel over the compute-dtype logits that
+   * keeps an fp32 buffer of their size (Megatron-LM's fused vocab-parallel cross entropy, this
+   * executor's cross-entropy kernel). 'fp32-logits': the logits are copied to fp32 and the loss runs
+   * in autograd on the copy, `F.cross_entropy(logits.float(), labels)` (torchtitan's
+   * torchtitan/components/loss.py, Hugging Face models): forward holds the compute-dtype logits, the
+   * fp32 copy and the fp32 log-softmax it keeps; backward the kept log-softmax, its gradient and the
+   * input gradient in fp32 — 12 bytes per logit against 6 with bf16.
+   */
+  crossEntropy: z.enum(['fused', 'fp32-logits']).default('fused'),
 });
 export type TrainingSpec = z.output<typeof TrainingSpecSchema>;
 export type TrainingSpecInput = z.input<typeof TrainingSpecSchema>;

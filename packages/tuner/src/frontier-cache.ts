@@ -71,6 +71,7 @@ export function contextKey(ctx: AnalyzerContext, space: SearchSpace): string {
       seqLen: ctx.training.seqLen, flashAttention: ctx.training.flashAttention, ...((ctx.training.fp8 ?? 'none') !== 'none' ? { fp8: ctx.training.fp8 } : {}),
       // Written only when on, so that the keys of tunes without them are unchanged.
       ...(ctx.training.tpCommOverlap ? { tpCommOverlap: true } : {}), ...(ctx.training.paramGatherOverlap ? { paramGatherOverlap: true } : {}),
+      ...((ctx.training.crossEntropy ?? 'fused') !== 'fused' ? { crossEntropy: ctx.training.crossEntropy } : {}),
     },
     profile: { ...profile, cluster: { ...clusterRest, multiNode: nodes > 1 } },
     space: {

@@ -95,5 +95,14 @@ describe('search knobs: one schema for flags, job files and the Tuner service', 
     // The cpu backend runs both attention variants (flash and unfused), but no fp8 linear layers.
     expect(trainingForTarget({ target: 'cpu' }, model, { ...training, flashAttention: false } as never).flashAttention).toBe(false);
     expect(() => trainingForTarget({ target: 'cpu' }, model, { ...training, fp8: 'delayed' } as never)).toThrow(SpecError);
+    // The executor's loss is the fused kernel: a loss over fp32 logits is refused.
+    expect(() => trainingForTarget({ target: 'cpu' }, model, { ...training, crossEntropy: 'fp32-logits' } as never)).toThrow(/crossEntropy/);
+  });
+
+  it('an engine target costs what the engine runs: torchtitan\'s loss over fp32 logits', () => {
+    const training = { globalBatch: 8, seqLen: 32, flashAttention: true, paramDtype: 'bf16', computeDtype: 'bf16', crossEntropy: 'fused' } as const;
+    expect(trainingForTarget({ target: 'torchtitan' }, model, training as never).crossEntropy).toBe('fp32-logits');
+    expect(trainingForTarget({ space: 'torchtitan' }, model, training as never).crossEntropy).toBe('fp32-logits');
+    expect(trainingForTarget({ target: 'megatron' }, model, training as never).crossEntropy).toBe('fused');
   });
 });

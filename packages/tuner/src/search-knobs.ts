@@ -7,7 +7,7 @@
 //   maxStages                         --max-stages N
 //   ...                               (see KNOBS below)
 import {
-  BACKEND_NAMES, backendCapabilities, backendViolations, ENGINE_NAMES, engineCapabilities, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
+  BACKEND_NAMES, backendCapabilities, backendViolations, ENGINE_NAMES, engineCapabilities, engineCrossEntropy, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
   type SpecIssue, type TrainingSpec, valueAtField, ZERO_LEVELS, type ZeroLevel,
 } from '@mist/core';
 import { backendSpace } from './backend-space';
@@ -278,7 +278,7 @@ export function mergeSearchKnobs(...parts: SearchKnobs[]): SearchKnobs {
  */
 export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training0: TrainingSpec): TrainingSpec {
   // The fp8 knob, when it names a recipe (or off), is the training spec's fp8; auto leaves it to the search.
-  const training: TrainingSpec = knobs.fp8 === undefined || knobs.fp8 === 'auto'
+  let training: TrainingSpec = knobs.fp8 === undefined || knobs.fp8 === 'auto'
     ? training0
     : { ...training0, fp8: knobs.fp8 === 'off' ? 'none' : knobs.fp8 };
   const target = knobs.target;
@@ -291,6 +291,9 @@ export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training
       throw new SpecError(`training for --${field} ${engine}`, [{ field: 'fp8', value: training.fp8, message: `${bad.feature} is not run by ${engine} (${bad.detail})` }]);
     }
   }
+  // An engine whose loss always reads fp32 logits is costed so (torchtitan).
+  const ce = engine !== undefined && isEngineName(engine) ? engineCrossEntropy(engine) : null;
+  if (ce !== null && training.crossEntropy !== ce) training = { ...training, crossEntropy: ce };
   // Megatron-Core's communication overlaps: only the megatron export writes them (its flags).
   if (engine !== undefined && isEngineName(engine) && engine !== 'megatron') {
     const field = target !== undefined ? 'target' : 'space';
