@@ -68,7 +68,7 @@ function summary(est: Analysis, plan: Plan, changes: string[], training: Trainin
     `iteration ${formatSeconds(est.iterationTimeS)} (first ${formatSeconds(est.breakdown.firstS)} + ` +
       `${Number(((plan.gradAccumSteps * (plan.virtualStages ?? 1) - 1) / (plan.virtualStages ?? 1)).toFixed(3))} x ` +
       `${formatSeconds(est.stages[est.bottleneckStage].steadyTimeS)} steady of bottleneck stage ${est.bottleneckStage} + ` +
-      `last ${formatSeconds(est.breakdown.lastS)}` +
+      `end of step ${formatSeconds(est.breakdown.lastS)}${plan.stages.length > 1 ? ' (the largest stage\'s: the stages run theirs at once)' : ''}` +
       (est.breakdown.jitterS > 0 ? ` + ${formatSeconds(est.breakdown.jitterS)} waiting for the slowest rank's step noise` : '') + '), ' +
       `${formatCount(est.tokensPerS)} tokens/s, MFU ${(est.mfu * 100).toFixed(1)}%, ` +
       (est.allFit ? 'every stage fits' : (() => {
