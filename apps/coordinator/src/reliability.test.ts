@@ -299,7 +299,7 @@ describe('coordinator: ports of adopted workers', () => {
 describe('coordinator: a tune time limit keeps the best plan', () => {
   it('places the best plan found when the time limit stops the search, with the proven gap in the log', async () => {
     // gpt3-175b at global batch 3072 on 64 x 8 A100s: the search finds a first plan well before it
-    // proves the best (4 s and 18 s on a loaded 2-core VM). Both times are measured here, in this
+    // proves the best (0.8 s, the seed plan, and 9 s on a 2-core VM). Both times are measured here, in this
     // process, and the limit is set half-way between them, so it stops the search with a plan in hand
     // on a machine of any speed.
     // The coordinator searches what the executor's cpu backend runs, in fp32 (job-spec.ts): so does this.

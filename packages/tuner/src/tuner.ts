@@ -267,6 +267,9 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
     mergeShortfall(shortfalls, b.shortfall, b.hostShortfall);
     bounds[i] = b;
     openLowerBound[i] = b.lowerBoundS;
+    // The bounds of every G come before the main search (seconds at thousands of GPUs): the seed's
+    // plan is reported from the start, and progress goes on meanwhile.
+    report('intra-stage');
     await breathe();
   }
   let cache: FrontierCache | null = null;
