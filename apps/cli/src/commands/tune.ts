@@ -232,7 +232,9 @@ export const tuneCommand: Command = {
       return signalExit ?? (main.plan ? 0 : 1);
     }
     let text = `${model.name} on ${clusterName} (${profile.source}), seq ${seqLen}, global batch ${globalBatch}` +
-      `${training.flashAttention ? '' : ', no flash attention'}\n`;
+      `${training.flashAttention ? '' : ', no flash attention'}` +
+      `${training.tpCommOverlap ? ', TP communication overlapped' : ''}${training.paramGatherOverlap ? ', parameter all-gather overlapped' : ''}` +
+      `${training.crossEntropy === 'fp32-logits' ? ', loss over fp32 logits' : ''}\n`;
     if (main.plan && main.predicted) {
       const p = main.predicted;
       text += `\nBest plan (${main.space} space): ${main.plan.stages.length} stage${main.plan.stages.length > 1 ? 's' : ''}, ` +
