@@ -32,8 +32,8 @@ namespace mist {
 namespace kernels {
 namespace {
 
-struct BlockShape {
-  int64_t batch, q_seq, k_seq, heads, kv_heads, d, group;
+// The block's sizes (AttentionDims: batch, q_seq, k_seq, heads, kv_heads, d, group) and the rest.
+struct BlockShape : AttentionDims {
   float scale;
   bool merge;
   bool dropout;
@@ -47,15 +47,8 @@ struct BlockShape {
 // ints [batch, qSeq, kSeq, heads, kvHeads, headDim, merge, (keyHi, keyLo, sampleOffset, headOffset,
 // totalHeads, seqTotal)]; floats [scale, (p)].
 BlockShape ReadBlockShape(const OpArgs& a) {
-  const AttentionDims dims = ReadBlockDims(a);
   BlockShape s{};
-  s.batch = dims.batch;
-  s.q_seq = dims.q_seq;
-  s.k_seq = dims.k_seq;
-  s.heads = dims.heads;
-  s.kv_heads = dims.kv_heads;
-  s.d = dims.d;
-  s.group = dims.group;
+  static_cast<AttentionDims&>(s) = ReadBlockDims(a);
   const int64_t merge = a.Int(6, "merge");
   if (merge != 0 && merge != 1) a.Fail("merge must be 0 or 1");
   s.merge = merge == 1;

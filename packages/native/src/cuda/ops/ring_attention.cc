@@ -25,8 +25,8 @@
 namespace mist::cuda {
 namespace {
 
-struct BlockShape {
-  int64_t batch, q_seq, k_seq, heads, kv_heads, d;
+// The block's sizes (kernels::AttentionDims) and the rest.
+struct BlockShape : kernels::AttentionDims {
   int merge;
   float scale;
   AttnCounts n;
@@ -34,14 +34,8 @@ struct BlockShape {
 };
 
 BlockShape ReadBlockShape(const LaunchArgs& a) {
-  const kernels::AttentionDims dims = kernels::ReadBlockDims(a);
   BlockShape s{};
-  s.batch = dims.batch;
-  s.q_seq = dims.q_seq;
-  s.k_seq = dims.k_seq;
-  s.heads = dims.heads;
-  s.kv_heads = dims.kv_heads;
-  s.d = dims.d;
+  static_cast<kernels::AttentionDims&>(s) = kernels::ReadBlockDims(a);
   const int64_t merge = a.Int(6, "merge");
   if (merge != 0 && merge != 1) a.Fail("merge must be 0 or 1");
   s.merge = static_cast<int>(merge);
