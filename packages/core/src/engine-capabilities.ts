@@ -98,6 +98,15 @@ export function engineCrossEntropy(engine: EngineName): 'fused' | 'fp32-logits' 
 }
 
 /**
+ * Whether an engine runs Megatron-Core's communication overlaps as the training spec's
+ * tpCommOverlap / paramGatherOverlap cost them (`--tp-comm-overlap`, `--overlap-param-gather`: only
+ * the megatron export writes them, engines' megatron/args.ts megatronOverlapArgs).
+ */
+export function engineRunsCommOverlaps(engine: EngineName): boolean {
+  return engine === 'megatron';
+}
+
+/**
  * The plan-shape part of a capability table (everything but who it describes): shared by the engine
  * tables here and the executor backend tables (backend-capabilities.ts), so one checker serves both.
  */

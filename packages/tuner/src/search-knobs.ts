@@ -7,7 +7,7 @@
 //   maxStages                         --max-stages N
 //   ...                               (see KNOBS below)
 import {
-  BACKEND_NAMES, backendCapabilities, backendViolations, ENGINE_NAMES, engineCapabilities, engineCrossEntropy, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
+  BACKEND_NAMES, backendCapabilities, backendViolations, ENGINE_NAMES, engineCapabilities, engineCrossEntropy, engineRunsCommOverlaps, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
   type SpecIssue, type TrainingSpec, valueAtField, ZERO_LEVELS, type ZeroLevel,
 } from '@mist/core';
 import { backendSpace } from './backend-space';
@@ -294,8 +294,8 @@ export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training
   // An engine whose loss always reads fp32 logits is costed so (torchtitan).
   const ce = engine !== undefined && isEngineName(engine) ? engineCrossEntropy(engine) : null;
   if (ce !== null && training.crossEntropy !== ce) training = { ...training, crossEntropy: ce };
-  // Megatron-Core's communication overlaps: only the megatron export writes them (its flags).
-  if (engine !== undefined && isEngineName(engine) && engine !== 'megatron') {
+  // Megatron-Core's communication overlaps: costed only for an engine that runs them.
+  if (engine !== undefined && isEngineName(engine) && !engineRunsCommOverlaps(engine)) {
     const field = target !== undefined ? 'target' : 'space';
     const on = (['tpCommOverlap', 'paramGatherOverlap'] as const).filter((f) => training[f] === true);
     if (on.length > 0) {

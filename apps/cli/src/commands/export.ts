@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  builtinHardwareProfile, ENGINE_NAMES, type EngineName, formatBytes, formatSeconds, isEngineName, loadCluster, loadModel,
+  builtinHardwareProfile, ENGINE_NAMES, type EngineName, engineRunsCommOverlaps, formatBytes, formatSeconds, isEngineName, loadCluster, loadModel,
   parsePlan, readSpecFile,
 } from '@mist/core';
 import { analyzePlan } from '@mist/analyzer';
@@ -54,7 +54,7 @@ export const exportCommand: Command = {
     if (fp8 !== undefined && fp8 !== 'e4m3' && fp8 !== 'hybrid') throw new UsageError(`--fp8: got "${fp8}"; allowed: e4m3, hybrid`);
     const overlaps = { tpCommOverlap: values['tp-comm-overlap'] === true, paramGatherOverlap: values['overlap-param-gather'] === true };
     for (const [flag, on] of [['tp-comm-overlap', overlaps.tpCommOverlap], ['overlap-param-gather', overlaps.paramGatherOverlap]] as const) {
-      if (on && engine !== 'megatron') throw new UsageError(`--${flag}: Megatron-LM's flag; --to ${engine} has no such option in its export`);
+      if (on && !engineRunsCommOverlaps(engine)) throw new UsageError(`--${flag}: Megatron-LM's flag; --to ${engine} has no such option in its export`);
     }
     const data = readSpecFile(planFile);
     const doc = (data && typeof data === 'object' ? data : {}) as { model?: unknown; cluster?: unknown };
