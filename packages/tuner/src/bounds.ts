@@ -39,6 +39,34 @@ const OUT = OUT_COLUMNS;
 const BUCKETS = 96;
 const BATCH_ROWS = 1024;
 
+/** What the intra-stage search of one spec needs from the bounds (per kept configuration). */
+export interface SpecDetail {
+  /** Configurations that may hold a fitting point (the others provably hold none). */
+  configs: ParallelConfig[];
+  /**
+   * Per kept configuration (same order): the least grid level index of (ckpt, offload weights, grads,
+   * optim, activations) a fitting point can have (DIMS numbers per configuration).
+   */
+  roots: Int32Array;
+  /** Per kept configuration: lower bounds of the steady time and of the imbalance of every fitting point. */
+  steady: Float64Array;
+  imbalance: Float64Array;
+  /** Analyzer rows evaluated to derive it (0 when it came with the bounds). */
+  evaluated: number;
+}
+
+/**
+ * Per spec, lower bounds of every fitting point over all its configurations: steady time, first
+ * micro-batch time and imbalance (first + last); Infinity when no configuration can fit. They are all
+ * the layer relaxation reads, depend on (spec, samples per micro-batch) and the analyzer context only,
+ * and are what the bounds cache keeps (bounds-cache.ts).
+ */
+export interface SpecMinima {
+  steady: number;
+  first: number;
+  imbalance: number;
+}
+
 /** Lower bounds of one G. */
 export interface GBounds {
   G: number;
@@ -51,17 +79,16 @@ export interface GBounds {
    * steady (the sum of their firsts), so that a point is useless once that + restS >= the best plan's time.
    */
   specRestS: Float64Array;
-  /** Configurations per spec that may hold a fitting point (the others provably hold none). */
-  configs: ParallelConfig[][];
+  /** Per spec: the minima the bounds were derived from. */
+  minima: SpecMinima[];
+  /** Per spec: 1 when its minima were derived here, 0 when they were given (`known`). */
+  derived: Uint8Array;
   /**
-   * Per spec, per kept configuration (same order): the least grid level index of (ckpt, offload
-   * weights, grads, optim, activations) a fitting point can have (DIMS numbers per configuration),
-   * and a lower bound of the steady time and of the imbalance of every fitting point.
+   * The kept configurations of spec s with their least levels and time bounds: derived with the
+   * bounds for the specs whose minima were derived here, on the first call for the others.
    */
-  roots: Int32Array[];
-  configSteady: Float64Array[];
-  configImbalance: Float64Array[];
-  /** Rows evaluated by the analyzer for these bounds. */
+  detail(s: number): SpecDetail;
+  /** Rows evaluated by the analyzer for these bounds (details derived later count in their own `evaluated`). */
   evaluated: number;
   /** Of these rows, the smallest device shortfall, and the smallest host shortfall of one that fits the device (no-fit.ts). */
   shortfall: Shortfall | null;
@@ -111,88 +138,32 @@ interface Item {
  * The least levels cost some 25 rows per configuration, so they are searched only for the specs whose
  * bound from the fastest corners is below `incumbentS` (a known plan's time): the others cannot
  * beat it either way. Bounds from both are valid; the larger is kept.
+ *
+ * `known(s)` may give a spec's minima from an earlier derivation (the bounds cache, for the same
+ * spec and samples per micro-batch): no row of that spec is evaluated for the bounds, and its detail
+ * is derived only when the search asks for it.
  */
 export function boundsForG(
   model: CompiledStageModel, layers: number, G: number, specs: readonly StageGroupSpec[],
   configsOf: (spec: StageGroupSpec) => ParallelConfig[], grid: StageGrid, devices = Infinity, incumbentS = Infinity,
+  known: (s: number) => SpecMinima | null = () => null,
 ): GBounds {
   const n = specs.length;
-  const offload = [1, 2, 3, 4].map((d) => offloadLevels(grid.offload, d));
-  const ckptByLayers = new Map<number, number[]>();
-  const levels = (spec: StageGroupSpec, d: number): number[] => {
-    if (d > 0) return offload[d - 1];
-    let c = ckptByLayers.get(spec.layers);
-    if (!c) {
-      c = grid.ckpt(spec.layers);
-      ckptByLayers.set(spec.layers, c);
-    }
-    return c;
-  };
-  const offloadTop = offload.map((l) => l[l.length - 1]);
-  const top = (spec: StageGroupSpec): number[] => { const c = levels(spec, 0); return [c[c.length - 1], ...offloadTop]; };
-  const input = new Float64Array(BATCH_ROWS * 3 * INPUT_WIDTH);
-  const output = new Float64Array(BATCH_ROWS * 3 * OUTPUT_WIDTH);
-  const rowSpec = new Int32Array(BATCH_ROWS);
-  const rowConfig: ParallelConfig[] = [];
-  const items: Item[] = [];
-  let rows = 0;
-  let evaluated = 0;
-  let shortfall: Shortfall | null = null;
-  let hostShortfall: Shortfall | null = null;
-  const capacity = model.capacityBytes;
-  const hostCapacity = model.hostCapacityBytes;
-  const noteMiss = (row: number): void => {
-    const o = row * OUTPUT_WIDTH;
-    if (output[o + OUT.FITS] === 1) return;
-    const deviceBytes = Math.max(0, output[o + OUT.PEAK_MEMORY] - capacity);
-    const hostBytes = Math.max(0, output[o + OUT.HOST_MEMORY] - hostCapacity);
-    const copy = (): Float64Array => input.slice(row * INPUT_WIDTH, (row + 1) * INPUT_WIDTH);
-    if (output[o + OUT.FITS_DEVICE] !== 1) {
-      if (!shortfall || deviceBytes < shortfall.deviceBytes) shortfall = { deviceBytes, hostBytes, row: copy() };
-    } else if (!hostShortfall || hostBytes < hostShortfall.hostBytes) {
-      hostShortfall = { deviceBytes: 0, hostBytes, row: copy() };
-    }
-  };
-  const flush = (): void => {
-    if (rows === 0) return;
-    model.evaluateBatch(input, output, rows * 3);
-    evaluated += rows * 3;
-    for (let r = 0; r < 3 * rows; r++) noteMiss(r);
-    for (let r = 0; r < rows; r++) {
-      const fast = 3 * r * OUTPUT_WIDTH;
-      const lowDevice = (3 * r + 1) * OUTPUT_WIDTH;
-      const lowHost = (3 * r + 2) * OUTPUT_WIDTH;
-      if (output[lowDevice + OUT.FITS_DEVICE] !== 1 || output[lowHost + OUT.FITS_HOST] !== 1) continue;
-      const total = output[lowHost + OUT.MEM_WEIGHTS] + output[lowHost + OUT.MEM_GRADS] + output[lowHost + OUT.MEM_OPTIM] +
-        output[lowHost + OUT.MEM_ACTIVATIONS];
-      if (total * (1 - BOUND_SLACK) > capacity + hostCapacity + 2) continue;
-      const spec = specs[rowSpec[r]];
-      items.push({
-        s: rowSpec[r], c: rowConfig[r], steady: output[fast + OUT.STEADY], first: output[fast + OUT.FIRST],
-        imbalance: output[fast + OUT.FIRST] + output[fast + OUT.LAST],
-        fastFits: output[fast + OUT.FITS_DEVICE] === 1, lo: new Int32Array(DIMS), hi: Int32Array.from(ZERO_ROOT, (_, d) => levels(spec, d).length - 1),
-      });
-    }
-    rows = 0;
-    rowConfig.length = 0;
-  };
-  specs.forEach((spec, s) => {
-    const t = top(spec);
-    for (const c of configsOf(spec)) {
-      writeCorner(input, 3 * rows, spec, G, c, 0, [0, 0, 0, 0]);
-      writeCorner(input, 3 * rows + 1, spec, G, c, t[0], [t[1], t[2], t[3], t[4]]);
-      writeCorner(input, 3 * rows + 2, spec, G, c, t[0], [0, 0, 0, 0]);
-      rowSpec[rows] = s;
-      rowConfig.push(c);
-      rows++;
-      if (rows === BATCH_ROWS) flush();
-    }
-  });
-  flush();
+  const corners = new Corners(model, G, specs, grid);
+  const given = specs.map((_, s) => known(s));
+  const fresh: number[] = [];
+  given.forEach((m, s) => { if (!m) fresh.push(s); });
+  const items = corners.fastItems(fresh, configsOf);
   const minOf = (): { steady: Float64Array; first: Float64Array; imb: Float64Array } => {
     const steady = new Float64Array(n).fill(Infinity);
     const first = new Float64Array(n).fill(Infinity);
     const imb = new Float64Array(n).fill(Infinity);
+    given.forEach((m, s) => {
+      if (!m) return;
+      steady[s] = m.steady;
+      first[s] = m.first;
+      imb[s] = m.imbalance;
+    });
     for (const it of items) {
       if (it.steady < steady[it.s]) steady[it.s] = it.steady;
       if (it.first < first[it.s]) first[it.s] = it.first;
@@ -200,14 +171,159 @@ export function boundsForG(
     }
     return { steady, first, imb };
   };
-  const fast = minOf();
-  const bounds = layerBounds(layers, G, specs, fast.steady, fast.first, fast.imb, devices, incumbentS);
+  let mins = minOf();
+  const bounds = layerBounds(layers, G, specs, mins.steady, mins.first, mins.imb, devices, incumbentS);
   const pending = bounds.lowerBoundS < incumbentS
     ? items.filter((it) => !it.fastFits && bounds.specLowerBoundS[it.s] < incumbentS) : [];
   if (pending.length > 0) {
-    evaluated += leastLevels(model, G, specs, pending, levels, top, input, output);
-    // Two rows per pending configuration: the time corner (least levels, no activation offload) and
-    // the least-host corner of what is left (ckpt max, offloads at their least levels).
+    corners.refine(items, pending);
+    mins = minOf();
+    const refined = layerBounds(layers, G, specs, mins.steady, mins.first, mins.imb, devices, incumbentS);
+    bounds.lowerBoundS = Math.max(bounds.lowerBoundS, refined.lowerBoundS);
+    for (let s = 0; s < n; s++) {
+      bounds.specLowerBoundS[s] = Math.max(bounds.specLowerBoundS[s], refined.specLowerBoundS[s]);
+      bounds.specRestS[s] = Math.max(bounds.specRestS[s], refined.specRestS[s]);
+    }
+  }
+  const details: Array<SpecDetail | null> = specs.map(() => null);
+  const bySpec: Item[][] = specs.map(() => []);
+  for (const it of items) bySpec[it.s].push(it);
+  for (const s of fresh) details[s] = toDetail(bySpec[s], 0);
+  const evaluated = corners.evaluated;
+  const derived = new Uint8Array(n);
+  for (const s of fresh) derived[s] = 1;
+  return {
+    G, ...bounds, evaluated, shortfall: corners.shortfall, hostShortfall: corners.hostShortfall, derived,
+    minima: specs.map((_, s) => ({ steady: mins.steady[s], first: mins.first[s], imbalance: mins.imb[s] })),
+    detail(s: number): SpecDetail {
+      let d = details[s];
+      if (!d) {
+        // Every configuration that may fit gets its least levels (a spec is asked for only when it may beat the best plan).
+        const before = corners.evaluated;
+        const own = corners.fastItems([s], configsOf);
+        corners.refine(own, own.filter((it) => !it.fastFits));
+        d = toDetail(own, corners.evaluated - before);
+        details[s] = d;
+      }
+      return d;
+    },
+  };
+}
+
+function toDetail(items: Item[], evaluated: number): SpecDetail {
+  const roots = new Int32Array(items.length * DIMS);
+  items.forEach((it, k) => roots.set(it.lo, k * DIMS));
+  return {
+    configs: items.map((it) => it.c), roots, steady: Float64Array.from(items, (it) => it.steady),
+    imbalance: Float64Array.from(items, (it) => it.imbalance), evaluated,
+  };
+}
+
+/** The corner rows of the bounds at one G: the fast, least-device and least-host corners, and the least levels. */
+class Corners {
+  evaluated = 0;
+  shortfall: Shortfall | null = null;
+  hostShortfall: Shortfall | null = null;
+  private readonly offload: number[][];
+  private readonly ckptByLayers = new Map<number, number[]>();
+  private readonly input = new Float64Array(BATCH_ROWS * 3 * INPUT_WIDTH);
+  private readonly output = new Float64Array(BATCH_ROWS * 3 * OUTPUT_WIDTH);
+
+  constructor(
+    private readonly model: CompiledStageModel, private readonly G: number, private readonly specs: readonly StageGroupSpec[],
+    private readonly grid: StageGrid,
+  ) {
+    this.offload = [1, 2, 3, 4].map((d) => offloadLevels(grid.offload, d));
+  }
+
+  levels(spec: StageGroupSpec, d: number): number[] {
+    if (d > 0) return this.offload[d - 1];
+    let c = this.ckptByLayers.get(spec.layers);
+    if (!c) {
+      c = this.grid.ckpt(spec.layers);
+      this.ckptByLayers.set(spec.layers, c);
+    }
+    return c;
+  }
+
+  top(spec: StageGroupSpec): number[] {
+    const c = this.levels(spec, 0);
+    return [c[c.length - 1], ...this.offload.map((l) => l[l.length - 1])];
+  }
+
+  private noteMiss(row: number): void {
+    const { input, output, model } = this;
+    const o = row * OUTPUT_WIDTH;
+    if (output[o + OUT.FITS] === 1) return;
+    const deviceBytes = Math.max(0, output[o + OUT.PEAK_MEMORY] - model.capacityBytes);
+    const hostBytes = Math.max(0, output[o + OUT.HOST_MEMORY] - model.hostCapacityBytes);
+    const copy = (): Float64Array => input.slice(row * INPUT_WIDTH, (row + 1) * INPUT_WIDTH);
+    if (output[o + OUT.FITS_DEVICE] !== 1) {
+      if (!this.shortfall || deviceBytes < this.shortfall.deviceBytes) this.shortfall = { deviceBytes, hostBytes, row: copy() };
+    } else if (!this.hostShortfall || hostBytes < this.hostShortfall.hostBytes) {
+      this.hostShortfall = { deviceBytes: 0, hostBytes, row: copy() };
+    }
+  }
+
+  /** The three corners of every configuration of the given specs; the configurations that may fit. */
+  fastItems(specIndices: readonly number[], configsOf: (spec: StageGroupSpec) => ParallelConfig[]): Item[] {
+    const { input, output, model, G, specs } = this;
+    const capacity = model.capacityBytes;
+    const hostCapacity = model.hostCapacityBytes;
+    const rowSpec = new Int32Array(BATCH_ROWS);
+    const rowConfig: ParallelConfig[] = [];
+    const items: Item[] = [];
+    let rows = 0;
+    const flush = (): void => {
+      if (rows === 0) return;
+      model.evaluateBatch(input, output, rows * 3);
+      this.evaluated += rows * 3;
+      for (let r = 0; r < 3 * rows; r++) this.noteMiss(r);
+      for (let r = 0; r < rows; r++) {
+        const fast = 3 * r * OUTPUT_WIDTH;
+        const lowDevice = (3 * r + 1) * OUTPUT_WIDTH;
+        const lowHost = (3 * r + 2) * OUTPUT_WIDTH;
+        if (output[lowDevice + OUT.FITS_DEVICE] !== 1 || output[lowHost + OUT.FITS_HOST] !== 1) continue;
+        const total = output[lowHost + OUT.MEM_WEIGHTS] + output[lowHost + OUT.MEM_GRADS] + output[lowHost + OUT.MEM_OPTIM] +
+          output[lowHost + OUT.MEM_ACTIVATIONS];
+        if (total * (1 - BOUND_SLACK) > capacity + hostCapacity + 2) continue;
+        const spec = specs[rowSpec[r]];
+        items.push({
+          s: rowSpec[r], c: rowConfig[r], steady: output[fast + OUT.STEADY], first: output[fast + OUT.FIRST],
+          imbalance: output[fast + OUT.FIRST] + output[fast + OUT.LAST],
+          fastFits: output[fast + OUT.FITS_DEVICE] === 1, lo: new Int32Array(DIMS),
+          hi: Int32Array.from(ZERO_ROOT, (_, d) => this.levels(spec, d).length - 1),
+        });
+      }
+      rows = 0;
+      rowConfig.length = 0;
+    };
+    for (const s of specIndices) {
+      const spec = specs[s];
+      const t = this.top(spec);
+      for (const c of configsOf(spec)) {
+        writeCorner(input, 3 * rows, spec, G, c, 0, [0, 0, 0, 0]);
+        writeCorner(input, 3 * rows + 1, spec, G, c, t[0], [t[1], t[2], t[3], t[4]]);
+        writeCorner(input, 3 * rows + 2, spec, G, c, t[0], [0, 0, 0, 0]);
+        rowSpec[rows] = s;
+        rowConfig.push(c);
+        rows++;
+        if (rows === BATCH_ROWS) flush();
+      }
+    }
+    flush();
+    return items;
+  }
+
+  /**
+   * The least levels of the pending items, then two rows per item: the time corner (least levels, no
+   * activation offload) raises its time bounds, the least-host corner of what is left (ckpt max,
+   * offloads at their least levels) drops it from `items` (in place) when even that overflows the host.
+   */
+  refine(items: Item[], pending: Item[]): void {
+    const { input, output, model, G, specs } = this;
+    const levels = (spec: StageGroupSpec, d: number): number[] => this.levels(spec, d);
+    this.evaluated += leastLevels(model, G, specs, pending, levels, (spec) => this.top(spec), input, output);
     const dropped = new Set<Item>();
     for (let j0 = 0; j0 < pending.length; j0 += BATCH_ROWS) {
       const m = Math.min(BATCH_ROWS, pending.length - j0);
@@ -216,10 +332,10 @@ export function boundsForG(
         const spec = specs[p.s];
         const lv = (d: number): number => levels(spec, d)[p.lo[d]];
         writeCorner(input, 2 * j, spec, G, p.c, lv(0), [lv(1), lv(2), lv(3), 0]);
-        writeCorner(input, 2 * j + 1, spec, G, p.c, top(spec)[0], [lv(1), lv(2), lv(3), lv(4)]);
+        writeCorner(input, 2 * j + 1, spec, G, p.c, this.top(spec)[0], [lv(1), lv(2), lv(3), lv(4)]);
       }
       model.evaluateBatch(input, output, 2 * m);
-      evaluated += 2 * m;
+      this.evaluated += 2 * m;
       for (let j = 0; j < m; j++) {
         const p = pending[j0 + j];
         const t = 2 * j * OUTPUT_WIDTH;
@@ -238,28 +354,7 @@ export function boundsForG(
       for (const it of items) if (!dropped.has(it)) items[kept++] = it;
       items.length = kept;
     }
-    const aware = minOf();
-    const refined = layerBounds(layers, G, specs, aware.steady, aware.first, aware.imb, devices, incumbentS);
-    bounds.lowerBoundS = Math.max(bounds.lowerBoundS, refined.lowerBoundS);
-    for (let s = 0; s < n; s++) {
-      bounds.specLowerBoundS[s] = Math.max(bounds.specLowerBoundS[s], refined.specLowerBoundS[s]);
-      bounds.specRestS[s] = Math.max(bounds.specRestS[s], refined.specRestS[s]);
-    }
   }
-  const configs: ParallelConfig[][] = specs.map(() => []);
-  const roots: number[][] = specs.map(() => []);
-  const steady: number[][] = specs.map(() => []);
-  const imbalance: number[][] = specs.map(() => []);
-  for (const it of items) {
-    configs[it.s].push(it.c);
-    for (let d = 0; d < DIMS; d++) roots[it.s].push(it.lo[d]);
-    steady[it.s].push(it.steady);
-    imbalance[it.s].push(it.imbalance);
-  }
-  return {
-    G, ...bounds, configs, roots: roots.map((r) => Int32Array.from(r)), configSteady: steady.map((v) => Float64Array.from(v)),
-    configImbalance: imbalance.map((v) => Float64Array.from(v)), evaluated, shortfall, hostShortfall,
-  };
 }
 
 /**

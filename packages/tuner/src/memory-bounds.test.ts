@@ -79,7 +79,8 @@ describe('memory-aware bounds (bounds.ts) against brute force', () => {
         specs.forEach((spec, s) => {
           for (const c of configsOf(spec)) {
             const pts = gridPoints(ctx, space, spec, G, c);
-            const k = b.configs[s].indexOf(c);
+            const detail = b.detail(s);
+            const k = detail.configs.indexOf(c);
             const fitting = pts.filter((p) => p.fits);
             checked++;
             if (k < 0) {
@@ -87,12 +88,12 @@ describe('memory-aware bounds (bounds.ts) against brute force', () => {
               expect(fitting.length, `dropped config of ${spec.position}/${spec.layers} at G=${G} has a fitting point`).toBe(0);
               continue;
             }
-            const root = Array.from(b.roots[s].subarray(k * DIMS, (k + 1) * DIMS));
+            const root = Array.from(detail.roots.subarray(k * DIMS, (k + 1) * DIMS));
             if (root.some((x) => x > 0)) raised++;
             for (const p of fitting) {
               for (let d = 0; d < DIMS; d++) expect(p.idx[d]).toBeGreaterThanOrEqual(root[d]);
-              expect(p.steady).toBeGreaterThanOrEqual(b.configSteady[s][k] * (1 - 1e-12));
-              expect(p.imbalance).toBeGreaterThanOrEqual(b.configImbalance[s][k] * (1 - 1e-12));
+              expect(p.steady).toBeGreaterThanOrEqual(detail.steady[k] * (1 - 1e-12));
+              expect(p.imbalance).toBeGreaterThanOrEqual(detail.imbalance[k] * (1 - 1e-12));
             }
           }
         });

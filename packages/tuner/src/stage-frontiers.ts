@@ -7,15 +7,22 @@ import { type StagePareto, sampleFrontier } from './pareto';
 /**
  * Adds the group's frontiers to `store` (one per in-flight value it serves, shared between
  * consecutive values when identical) and returns the group for the inter-stage instance, or null when
- * nothing fits at any in-flight count. Point refs are the set's strategy refs.
+ * nothing fits at any in-flight count. Point refs are the set's strategy refs. With a cutoff, only the
+ * points with first + last + (G - 1) * steady below it are kept.
  */
-export function stageGroupFromSet(spec: StageGroupSpec, devices: number, set: StagePareto, frontierSize: number, store: FrontierStoreBuilder): StageGroup | null {
+export function stageGroupFromSet(
+  spec: StageGroupSpec, devices: number, set: StagePareto, frontierSize: number, store: FrontierStoreBuilder, G = 1, cutoffS = Infinity,
+): StageGroup | null {
   const byF = new Int32Array(spec.inFlightMax - spec.inFlightMin + 1).fill(-1);
+  // A set read from the frontier cache may hold points beyond this search's cutoff (searched for a
+  // larger one): they are left out as the search would have, so that sampling sees the same points.
+  const useful = (p: number): boolean => set.first[p] + set.last[p] + (G - 1) * set.steady[p] < cutoffS;
   let previous: Int32Array | null = null;
   let previousId = -1;
   let any = false;
   for (let f = spec.inFlightMin; f <= spec.inFlightMax; f++) {
-    const idx = set.frontierAt(f);
+    const all = set.frontierAt(f);
+    const idx = Number.isFinite(cutoffS) ? all.filter(useful) : all;
     if (idx.length === 0) break; // fewer points fit at every larger f
     if (previous && sameIndices(previous, idx)) {
       byF[f - spec.inFlightMin] = previousId;

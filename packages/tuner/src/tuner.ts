@@ -6,6 +6,7 @@ import {
 } from '@mist/analyzer';
 import { clusterDevices, engineCapabilities, meshSize, SpecError, type Mesh, type Plan, parsePlan, PLAN_VERSION, type StageStrategy, type ZeroLevel } from '@mist/core';
 import { boundsForG, type GBounds, writeCorner } from './bounds';
+import { BoundsCache, boundsKey } from './bounds-cache';
 import { contextKey, dependsOnG, FrontierCache, groupKey } from './frontier-cache';
 import {
   atGradAccum, ckptLevels, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, selectiveLevels, type StageGroupSpec,
@@ -18,7 +19,9 @@ import { IntraStageSearch, type Shortfall, ST, StrategyStore } from './intra-sta
 import { diagnoseNoFit, type NoFitReport } from './no-fit';
 import { tuneForEngine } from './engine-search';
 import { type Fp8Outcome, planFp8Field, tuneFp8Choice } from './fp8-choice';
+import { carryPlan } from './replan';
 import { checkSearchSpace, mistSpace, type SearchSpace } from './search-space';
+import { planInSpace } from './space-membership';
 import { stageModelReadsPp } from './pipeline-depth';
 import { stageGroupFromSet } from './stage-frontiers';
 import { searchInterleaved } from './interleaved-search';
@@ -108,7 +111,13 @@ export interface TuneResult {
   /** What the user should know about how the result was found (e.g. the MILP fell back to the DP). */
   notes?: string[];
   /** Stage groups read from the frontier cache (hits) and searched (misses); null without a cache. */
-  cache?: { hits: number; misses: number; dependsOnG: boolean } | null;
+  cache?: {
+    hits: number; misses: number; dependsOnG: boolean;
+    /** Stage groups whose bound minima were read from the bounds cache (bounds-cache.ts). */
+    boundsHits: number;
+    /** Whether the first incumbent was an earlier tune's plan carried over to this global batch. */
+    carriedPlan: boolean;
+  } | null;
   /** Set by a search with the fp8 choice (SearchSpace.fp8Choice): whether the plan uses fp8 and its gain. */
   fp8?: Fp8Outcome | null;
 }
@@ -134,6 +143,11 @@ function stageStrategy(store: StrategyStore, ref: number, firstLayer: number, la
 
 /** Finds the plan with the lowest predicted iteration time that fits, in the given search space. */
 export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Promise<TuneResult> {
+  return tuneWith(ctx, options, true);
+}
+
+/** `readMinima`: whether the bounds may use spec minima from the bounds cache (bounds-cache.ts). */
+async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: boolean): Promise<TuneResult> {
   const started = performance.now();
   const space = options.space ?? mistSpace();
   checkSearchSpace(space);
@@ -217,7 +231,26 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
   // the seed only raises the bar a plan must beat.
   let seedEvaluated = 0;
   let interleavedEvaluated = 0;
-  if (!space.uniformPartition || !space.uniformMesh) {
+  // The bounds cache (bounds-cache.ts): the best plans of earlier tunes, carried over to this global
+  // batch, may give the first incumbent; the spec minima skip most of the bounds phase.
+  const boundsCache = options.cacheDir ? BoundsCache.open(options.cacheDir, contextKey(ctx, space)) : null;
+  let carried = false;
+  if (boundsCache) {
+    const clusterName = options.clusterName ?? cluster.name;
+    for (const old of boundsCache.storedPlans(devices)) {
+      const c = carryPlan(old, ctx, clusterName);
+      if (!c.plan || !planInSpace(c.plan, space)) continue;
+      const est = estimatePlan(c.plan, ctx, compiled);
+      // A plan with fewer micro-batches than stages is mostly bubble: the seed search below is then
+      // the better start.
+      if (!est.allFit || c.plan.gradAccumSteps < c.plan.stages.length) continue;
+      if (!best || est.iterationTimeS < best.iterationTimeS) {
+        best = { iterationTimeS: est.iterationTimeS, plan: c.plan };
+        carried = true;
+      }
+    }
+  }
+  if ((!space.uniformPartition || !space.uniformMesh) && !carried) {
     const seed = await tune(ctx, {
       // The interleaved plans are searched once, by this tune, after its main search.
       space: { ...space, uniformPartition: true, uniformMesh: true, maxVirtualStages: 1 }, compiled, clusterName: options.clusterName,
@@ -259,10 +292,19 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
   // plan found early prunes the rest) and skip the G values that cannot beat the best plan.
   const bounds: Array<GBounds | null> = gValues.map(() => null);
   const openLowerBound = new Float64Array(gValues.length).fill(0);
+  let cache: FrontierCache | null = null;
+  let gDependent = true;
+  if (options.cacheDir) {
+    cache = FrontierCache.open(options.cacheDir, contextKey(ctx, space));
+    gDependent = probeDependsOnG(compiled, gValues, specsAt, (spec, G) => configsAt(spec.mesh, training.globalBatch / G), ckptMax, offloadMax);
+  }
   for (let i = 0; i < gValues.length && !shouldStop(); i++) {
     const G = gValues[i];
+    const keys = boundsCache ? specsAt[i].map((spec) => boundsKey(spec, training.globalBatch / G, gDependent ? G : null)) : [];
+    const known = boundsCache && readMinima ? (s: number) => boundsCache.get(keys[s]) : undefined;
     const b = boundsForG(compiled, model.layers, G, specsAt[i], (spec) => configsAt(spec.mesh, training.globalBatch / G),
-      { ckpt: ckptOf, offload: space.offload }, devices, best ? best.iterationTimeS : Infinity);
+      { ckpt: ckptOf, offload: space.offload }, devices, best ? best.iterationTimeS : Infinity, known);
+    if (boundsCache) b.derived.forEach((d, s) => { if (d) boundsCache.put(keys[s], b.minima[s]); });
     boundRows += b.evaluated;
     mergeShortfall(shortfalls, b.shortfall, b.hostShortfall);
     bounds[i] = b;
@@ -271,12 +313,6 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
     // plan is reported from the start, and progress goes on meanwhile.
     report('intra-stage');
     await breathe();
-  }
-  let cache: FrontierCache | null = null;
-  let gDependent = true;
-  if (options.cacheDir) {
-    cache = FrontierCache.open(options.cacheDir, contextKey(ctx, space));
-    gDependent = probeDependsOnG(compiled, gValues, specsAt, (spec, G) => configsAt(spec.mesh, training.globalBatch / G), ckptMax, offloadMax);
   }
   const order = gValues.map((_, i) => i).sort((a, b) => openLowerBound[a] - openLowerBound[b] || gValues[a] - gValues[b]);
   const closed = new Uint8Array(gValues.length);
@@ -299,24 +335,27 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
     for (let s = 0; s < groupSpecs0.length; s++) {
       const spec = groupSpecs0[s];
       done++;
-      const configs = b.configs[s];
       // Infinity: no plan at G that uses this group fits (bounds.ts), with or without a best plan.
-      if (configs.length === 0 || b.specLowerBoundS[s] === Infinity || (best && b.specLowerBoundS[s] >= best.iterationTimeS)) continue;
+      if (b.specLowerBoundS[s] === Infinity || (best && b.specLowerBoundS[s] >= best.iterationTimeS)) continue;
       if (shouldStop()) {
         stopped = true;
         break;
       }
+      const detail = b.detail(s);
+      boundRows += detail.evaluated;
+      const configs = detail.configs;
+      if (configs.length === 0) continue;
       // A point of this group is useless when it alone, with the least the other stages add, reaches the best plan.
       const cutoff = best ? best.iterationTimeS - b.specRestS[s] : Infinity;
       const key = cache ? groupKey(spec, training.globalBatch / G, gDependent ? G : null) : '';
       let set = cache ? cache.get(key, G, cutoff, strategies) : null;
       if (!set) {
         set = search.searchGroup(spec, G, configs, ckptOf(spec.layers), space.offload, cutoff,
-          { roots: b.roots[s], steady: b.configSteady[s], imbalance: b.configImbalance[s] });
+          { roots: detail.roots, steady: detail.steady, imbalance: detail.imbalance });
         cache?.put(key, G, cutoff, set, strategies);
       }
       frontierPoints += set.size;
-      const group = stageGroupFromSet(spec, meshSize(spec.mesh), set, space.frontierSize, store);
+      const group = stageGroupFromSet(spec, meshSize(spec.mesh), set, space.frontierSize, store, G, cutoff);
       if (group) {
         groups.push(group);
         groupSpecs.push(spec);
@@ -387,8 +426,18 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
     });
     gap = { lowerBoundS, relative: best ? (best.iterationTimeS - lowerBoundS) / best.iterationTimeS : null };
   }
+  if (!best && !stoppedBy && boundsCache && boundsCache.hits > 0) {
+    // Nothing fits: the no-fit diagnosis reports the smallest shortfall of the rows evaluated, and
+    // cached minima skipped rows. Rare and quick (the bounds prove most of it), so the tune runs
+    // again without them.
+    return tuneWith(ctx, options, false);
+  }
   mergeShortfall(shortfalls, search.shortfall, search.hostShortfall);
   cache?.save();
+  if (boundsCache) {
+    if (best) boundsCache.addPlan(best.plan, devices);
+    boundsCache.save();
+  }
   const result: TuneResult = {
     space: space.name,
     plan: best ? best.plan : null,
@@ -404,7 +453,9 @@ export async function tune(ctx: AnalyzerContext, options: TuneOptions = {}): Pro
     gap,
     stoppedBy,
     notes,
-    cache: cache ? { hits: cache.hits, misses: cache.misses, dependsOnG: gDependent } : null,
+    cache: cache ? {
+      hits: cache.hits, misses: cache.misses, dependsOnG: gDependent, boundsHits: boundsCache ? boundsCache.hits : 0, carriedPlan: carried,
+    } : null,
   };
   report('done');
   return result;

@@ -65,8 +65,20 @@ function resultJson(r: TuneResult): Record<string, unknown> {
     tuningTimeS: r.tuningTimeS,
     candidatesEvaluated: r.candidatesEvaluated,
     noFit: r.noFit,
+    ...(r.cache ? { cache: r.cache } : {}),
     ...(r.fp8 ? { fp8: r.fp8 } : {}),
   };
+}
+
+/** What the tune read from the tune cache (frontiers, bounds, earlier plans), or '' when nothing. */
+function cacheText(r: TuneResult): string {
+  const c = r.cache;
+  if (!c || (c.hits === 0 && c.boundsHits === 0 && !c.carriedPlan)) return '';
+  const parts: string[] = [];
+  if (c.carriedPlan) parts.push('started from an earlier plan carried over to this batch');
+  if (c.boundsHits > 0) parts.push(`${formatCount(c.boundsHits)} stage-group bounds`);
+  if (c.hits > 0) parts.push(`${formatCount(c.hits)} stage-group frontiers`);
+  return `cache: read from the tune cache: ${parts.join(', ')} (--no-cache tunes from scratch; the plan is the same either way)`;
 }
 
 /** The report line of the fp8 choice (`--fp8 auto`): whether the best plan uses fp8 and its gain over the best plan without it. */
@@ -130,7 +142,7 @@ export const tuneCommand: Command = {
     out: { type: 'string', valueName: 'FILE', description: 'write the best plan to FILE (JSON, accepted by `mist analyze --plan`)' },
     ...TUNE_REPORT_OPTION,
     progress: { type: 'boolean', description: 'print progress (candidates/s, ETA) on stderr even when it is not a terminal' },
-    'no-cache': { type: 'boolean', description: 'do not read or write the frontier cache ($MIST_CACHE_DIR/tune, default ~/.cache/mist/tune)' },
+    'no-cache': { type: 'boolean', description: 'do not read or write the tune cache of frontiers, bounds and earlier plans ($MIST_CACHE_DIR/tune, default ~/.cache/mist/tune)' },
     from: { type: 'string', valueName: 'PLAN', description: 'an earlier plan: tune the new setting and explain what changes per stage and why' },
     'no-gains': {
       type: 'boolean',
@@ -272,6 +284,8 @@ export const tuneCommand: Command = {
         `MFU ${(b.mfu * 100).toFixed(1)}%${b.allFit ? '' : ', does NOT fit in memory'}` +
         (baselineSpeedup === null ? '\n' : `; speedup of the best plan over it ${baselineSpeedup.toFixed(2)}x\n`);
     }
+    const reused = cacheText(main);
+    if (reused) text += `\n${reused}\n`;
     for (const note of main.notes ?? []) text += `\nnote: ${note}\n`;
     for (const r of [cmp.megatron, cmp.deepspeed]) if (r !== main) for (const note of r.notes ?? []) text += `\nnote (${r.space}): ${note}\n`;
     const stopped = gapText(main);

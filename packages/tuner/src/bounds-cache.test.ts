@@ -1,0 +1,94 @@
+// The bounds cache (bounds-cache.ts): a re-tune with another global batch reads the spec minima and
+// the carried-over plan of an earlier tune, evaluates fewer rows, and finds exactly the plan a tune
+// without a cache finds; the bounds from cached minima equal the bounds derived afresh.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { compileStageModel } from '@mist/analyzer';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { boundsForG } from './bounds';
+import { BoundsCache } from './bounds-cache';
+import { atGradAccum, ckptLevels, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, type StageGroupSpec, stageGroupSpecs } from './enumerate';
+import { mistSpace, NO_OFFLOAD_LEVELS } from './search-space';
+import { tinyContext } from './test/tiny-context';
+import { tune } from './tuner';
+
+const space = mistSpace({ zero: [0, 1, 3], offload: { ...NO_OFFLOAD_LEVELS, optim: [0, 0.5, 1], activations: [0, 0.5, 1] } });
+
+describe('bounds cache', () => {
+  let dir = '';
+  beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mist-bounds-cache-')); });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  for (const [cluster, bytes, from, to] of [['2x2-l4', 2.2e6, 16, 32], ['2x2-l4', 2.2e6, 32, 16], ['1x4-l4', 2.5e6, 16, 48]] as const) {
+    it(`a re-tune from batch ${from} to ${to} on ${cluster} reuses the bounds and finds the plan a cold tune finds`, async () => {
+      const cold = await tune(tinyContext(cluster, bytes, to), { space });
+      const first = await tune(tinyContext(cluster, bytes, from), { space, cacheDir: dir });
+      expect(first.cache!.boundsHits).toBe(0);
+      expect(first.cache!.carriedPlan).toBe(false);
+      const again = await tune(tinyContext(cluster, bytes, to), { space, cacheDir: dir });
+      expect(cold.plan).not.toBeNull();
+      expect(again.objectiveS).toBe(cold.objectiveS);
+      expect(again.cache!.carriedPlan).toBe(true);
+      expect(again.cache!.boundsHits).toBeGreaterThan(0);
+      expect(again.candidatesEvaluated).toBeLessThan(cold.candidatesEvaluated);
+      expect(again.gap).toBeNull();
+    });
+  }
+
+  it('a tune where nothing fits diagnoses it from rows it evaluated, not from cached minima', async () => {
+    await tune(tinyContext('2x2-l4', 2.2e6, 16), { space, cacheDir: dir });
+    const none = await tune(tinyContext('2x2-l4', 1e5, 16), { space, cacheDir: dir });
+    expect(none.plan).toBeNull();
+    expect(none.noFit).not.toBeNull();
+    expect(none.cache!.boundsHits).toBe(0);
+  });
+
+  it('bounds from cached minima equal the bounds derived afresh, and so do the details derived on demand', () => {
+    const ctx = tinyContext('2x2-l4', 2.2e6, 32);
+    const compiled = compileStageModel(ctx);
+    const cl = ctx.profile.cluster;
+    const specs0 = stageGroupSpecs(space, ctx.model.layers, cl, meshChoices(cl));
+    let compared = 0;
+    for (const G of gradAccumChoices(32)) {
+      const configsOf = (s: StageGroupSpec): ParallelConfig[] => parallelConfigs(space, ctx.model, ctx.training.seqLen, s.mesh, 32 / G);
+      const specs = specs0.filter((s) => configsOf(s).length > 0).map((s) => atGradAccum(s, G));
+      const grid = { ckpt: (l: number) => ckptLevels(space.ckpt, l), offload: space.offload };
+      const fresh = boundsForG(compiled, ctx.model.layers, G, specs, configsOf, grid, 4);
+      expect(Array.from(fresh.derived).every((d) => d === 1)).toBe(true);
+      const cached = boundsForG(compiled, ctx.model.layers, G, specs, configsOf, grid, 4, Infinity, (s) => fresh.minima[s]);
+      expect(Array.from(cached.derived).every((d) => d === 0)).toBe(true);
+      expect(cached.evaluated).toBe(0);
+      expect(cached.lowerBoundS).toBe(fresh.lowerBoundS);
+      expect(Array.from(cached.specLowerBoundS)).toEqual(Array.from(fresh.specLowerBoundS));
+      expect(Array.from(cached.specRestS)).toEqual(Array.from(fresh.specRestS));
+      specs.forEach((_, s) => {
+        // Without an incumbent, the fresh bounds refine every configuration of a spec that may be in a plan.
+        if (!Number.isFinite(fresh.specLowerBoundS[s])) return;
+        const a = fresh.detail(s);
+        const b = cached.detail(s);
+        expect(a.evaluated).toBe(0);
+        expect(b.configs).toEqual(a.configs);
+        expect(Array.from(b.roots)).toEqual(Array.from(a.roots));
+        expect(Array.from(b.steady)).toEqual(Array.from(a.steady));
+        expect(Array.from(b.imbalance)).toEqual(Array.from(a.imbalance));
+        compared++;
+      });
+    }
+    expect(compared).toBeGreaterThan(10);
+  });
+
+  it('saves merge with what another tune wrote meanwhile; a damaged file reads as empty', () => {
+    const a = BoundsCache.open(dir, 'k');
+    const b = BoundsCache.open(dir, 'k');
+    a.put('x', { steady: 1, first: 2, imbalance: 3 });
+    a.save();
+    b.put('y', { steady: Infinity, first: Infinity, imbalance: Infinity });
+    b.save();
+    const c = BoundsCache.open(dir, 'k');
+    expect(c.get('x')).toEqual({ steady: 1, first: 2, imbalance: 3 });
+    expect(c.get('y')).toEqual({ steady: Infinity, first: Infinity, imbalance: Infinity });
+    fs.writeFileSync(path.join(dir, 'k.bounds.json'), '{ not json');
+    expect(BoundsCache.open(dir, 'k').get('x')).toBeNull();
+  });
+});
