@@ -91,7 +91,8 @@ function planOf(row, model) {
   if (!Number.isInteger(mesh.nodes)) bad(`${row.id}: a stage's ${devices} GPUs are not whole nodes of ${gpusPerNode}`);
   // Selective recompute (Korthikanti et al. 2022, Sec. 4.2) is the plan's selectiveRecompute: the
   // attention core (scores, softmax, dropout, attention over V) is not kept but recomputed in backward.
-  // torchtitan's per-op selective checkpointing ("selective-op") has no counterpart: planned as no recompute.
+  // torchtitan's per-op selective checkpointing ("selective-op") is the plan's opRecompute (core's
+  // opCheckpointSet: every other GEMM's output and the attention kernel's kept, the rest recomputed).
   if (!['none', 'full', 'selective', 'selective-op'].includes(row.recompute)) bad(`${row.id}: recompute must be none, full, selective or selective-op (got ${row.recompute})`);
   const flashAttention = row.flashAttention === true;
   // Megatron-LM's --num-layers-per-virtual-pipeline-stage: v = (layers per stage) / that many chunks per rank.
@@ -117,6 +118,7 @@ function planOf(row, model) {
       sequenceParallel: row.sequenceParallel,
       ckptLayers: row.recompute === 'full' ? perStage : 0,
       ...(row.recompute === 'selective' ? { selectiveRecompute: true } : {}),
+      ...(row.recompute === 'selective-op' ? { opRecompute: true } : {}),
       zero: row.zero,
       offload: core.NO_OFFLOAD,
     })),

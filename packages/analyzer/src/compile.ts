@@ -25,6 +25,8 @@ export interface StageQuery {
   ckptLayers: number;
   /** Selective recompute of the attention core in the layers not fully checkpointed; absent: false. */
   selectiveRecompute?: boolean;
+  /** torchtitan's per-op selective checkpointing in the layers not fully checkpointed; absent: false. */
+  opRecompute?: boolean;
   zero: ZeroLevel;
   offload: Offload;
   /** Context-parallel degree (absent: 1). */
@@ -108,6 +110,7 @@ const INPUT_SYMBOLS: Record<keyof typeof IN, string> = {
   LAYERS: 'L', POSITION: 'pos', IN_FLIGHT: 'inFlight', PP: 'pp', MESH_NODES: 'nodes', MESH_GPUS_PER_NODE: 'gpn',
   MICRO_BATCH: 'b', GRAD_ACCUM: 'G', DP: 'dp', TP: 't', SP: 'sp', CKPT: 'ckpt', ZERO: 'zero',
   OFF_WEIGHTS: 'ow', OFF_GRADS: 'og', OFF_OPTIM: 'oo', OFF_ACT: 'oa', CP: 'cp', SELECTIVE: 'sel', EP: 'ep',
+  OP_RECOMPUTE: 'osac',
 };
 
 interface Derived extends DerivedSymbol {
@@ -160,6 +163,7 @@ function queryBindings(q: Partial<StageQuery>): Record<string, number> {
   set('ep', q.ep);
   // An optional switch: absent reads as off, as estimate() and writeStageQuery read it.
   set('sel', q.selectiveRecompute === true ? 1 : 0);
+  set('osac', q.opRecompute === true ? 1 : 0);
   return env;
 }
 
@@ -210,6 +214,7 @@ export function readStageQuery(input: Float64Array, i = 0): StageQuery {
     offload: { weights: input[o + IN.OFF_WEIGHTS], grads: input[o + IN.OFF_GRADS], optim: input[o + IN.OFF_OPTIM], activations: input[o + IN.OFF_ACT] },
     cp: input[o + IN.CP],
     selectiveRecompute: input[o + IN.SELECTIVE] === 1,
+    opRecompute: input[o + IN.OP_RECOMPUTE] === 1,
     ep: Math.max(1, input[o + IN.EP]),
   };
 }
@@ -237,6 +242,7 @@ export function writeStageQuery(q: StageQuery, input: Float64Array, i = 0): void
   input[o + IN.CP] = q.cp ?? 1;
   input[o + IN.SELECTIVE] = q.selectiveRecompute === true ? 1 : 0;
   input[o + IN.EP] = q.ep ?? 1;
+  input[o + IN.OP_RECOMPUTE] = q.opRecompute === true ? 1 : 0;
 }
 
 /** Reads result row `i` of a batch output array into a StageEstimate. */

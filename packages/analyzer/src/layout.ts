@@ -26,8 +26,10 @@ export const IN = {
   SELECTIVE: 18,
   /** Expert-parallel degree (mixture of experts; 1: none, and 0 reads as 1). */
   EP: 19,
+  /** torchtitan's per-op selective checkpointing in the layers not fully checkpointed (0|1). */
+  OP_RECOMPUTE: 20,
 } as const;
-export const INPUT_WIDTH = 20;
+export const INPUT_WIDTH = 21;
 
 /**
  * Output columns: the contract's four first, then the breakdowns (bytes / seconds) and FITS (0|1:

@@ -12,8 +12,8 @@
 // Those figures assume dropout (ModelSpec.dropout > 0, GPT-3); without it (Llama, Falcon) the block
 // has no masks and keeps the softmax output once: sbh(32 + 2as/h).
 import {
-  type BlockDescription, blockLaunches, type BlockOp, type BlockTensor, type CollectiveKind, type Dim, type DimSymbol,
-  embeddingBlock, type Fp8Recipe, headBlock, layerBlock, type ModelSpec, selectiveSet,
+  type BlockDescription, blockLaunches, type BlockOp, type BlockTensor, type OpCheckpointSet, type CollectiveKind, type Dim, type DimSymbol,
+  embeddingBlock, type Fp8Recipe, headBlock, layerBlock, type ModelSpec, opCheckpointSet, selectiveSet,
 } from '@mist/core';
 import { add, choose, div, type Expr, max, mul, named, num, type Operand, sub } from './expr';
 import { fp8CastOp } from './fp8-ops';
@@ -76,6 +76,15 @@ export interface Op {
   selective?: boolean;
   /** The part of `saved` that selective recompute does not keep; absent: 0. */
   selectiveSaved?: Expr;
+  /**
+   * With torchtitan's per-op selective checkpointing (core's opCheckpointSet): the share of the op's
+   * forward that runs again in backward (a linear op: its recomputed GEMMs' share of the columns),
+   * and the bytes of the kept tensors charged to it. Absent: 0 and 0 (ops outside the layer block).
+   */
+  opRecompute?: Expr;
+  opKept?: Expr;
+  /** With per-op checkpointing, the whole op runs again in backward with its collectives (a TP entry's all-gather, MoE all-to-alls). */
+  opRecomputedWhole?: boolean;
   comm: OpComm[];
   /** A matmul's operands in fp8 (Transformer Engine's fp8 GEMMs); absent: the compute dtype. */
   operandDtype?: 'fp8';
@@ -294,9 +303,24 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
       bwdBytes: add(mul(e * (io.readsB + io.writesB), n), extra), saved,
     });
   };
+  // torchtitan's per-op checkpointing keeps different tensors with and without flash attention.
+  const opSac = { flash: opCheckpointSet(block, true), noFlash: opCheckpointSet(block, false) };
+  const opSacOf = (o: BlockOp): { recompute: Expr; kept: Expr } => {
+    const part = (set: OpCheckpointSet): { recompute: Expr; kept: Expr } => {
+      const gemms = set.recomputedGemms.get(o.name);
+      const recompute = set.recomputed.has(o.name) ? num(1)
+        : gemms && gemms.length > 0 && o.kind === 'linear'
+          ? div(add(...gemms.map((w) => dimExpr(o.cols[w]))), add(...o.cols.map(dimExpr))) : num(0);
+      return { recompute, kept: add(...(set.keptBy.get(o.name) ?? []).map(bytes)) };
+    };
+    const f = part(opSac.flash);
+    const n = part(opSac.noFlash);
+    return { recompute: add(mul(fa, f.recompute), mul(sub(1, fa), n.recompute)), kept: add(mul(fa, f.kept), mul(sub(1, fa), n.kept)) };
+  };
   const ops: Op[] = [];
   for (const o of block.ops) {
     const selectiveSaved = droppedBytes(o);
+    const sac = opSacOf(o);
     const saved = savedBytes(o);
     let x: Op;
     switch (o.kind) {
@@ -402,7 +426,8 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
     if (!l) throw new Error(`block op ${o.name} has no launch count`);
     ops.push({
       ...x, fwdKernels: l.forward, bwdKernels: l.backward, fwdAux: l.forwardAux, bwdAux: l.backwardAux,
-      selective: o.selective === true, selectiveSaved,
+      selective: o.selective === true, selectiveSaved, opRecompute: sac.recompute, opKept: sac.kept,
+      opRecomputedWhole: opSac.flash.recomputed.has(o.name) && opSac.noFlash.recomputed.has(o.name),
     });
     if (o.kind === 'linear' && fp8 && opts.fp8) {
       ops.push(fp8CastOp(o.name, mul(dimExpr(o.rows), dimExpr(o.inner)), x.elements, e, opts.fp8));

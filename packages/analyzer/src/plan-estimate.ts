@@ -106,6 +106,7 @@ export function planStageQuery(plan: Plan, i: number): StageQuery {
     sequenceParallel: s.sequenceParallel,
     ckptLayers: s.ckptLayers,
     selectiveRecompute: s.selectiveRecompute ?? false,
+    opRecompute: s.opRecompute ?? false,
     zero: s.zero,
     offload: s.offload,
   };

@@ -78,8 +78,9 @@ describe('batch kernel', () => {
   });
 
   it('reads back every query it writes (readStageQuery inverts writeStageQuery)', () => {
-    const qs = [query({ cp: 1, ep: 1, selectiveRecompute: false }), query({ position: 'middle', pp: 3, inFlight: 2, tp: 2, dp: 2, cp: 2, ep: 2, selectiveRecompute: true, zero: 2 }),
-      query({ position: 'last', pp: 4, offload: { weights: 0.25, grads: 0.5, optim: 1, activations: 0.125 }, cp: 1, ep: 1, selectiveRecompute: false })];
+    const qs = [query({ cp: 1, ep: 1, selectiveRecompute: false, opRecompute: false }),
+      query({ position: 'middle', pp: 3, inFlight: 2, tp: 2, dp: 2, cp: 2, ep: 2, selectiveRecompute: true, opRecompute: false, zero: 2 }),
+      query({ position: 'last', pp: 4, offload: { weights: 0.25, grads: 0.5, optim: 1, activations: 0.125 }, cp: 1, ep: 1, selectiveRecompute: false, opRecompute: true })];
     const input = new Float64Array(qs.length * INPUT_WIDTH);
     qs.forEach((q, i) => writeStageQuery(q, input, i));
     qs.forEach((q, i) => expect(readStageQuery(input, i)).toEqual(q));

@@ -9,7 +9,10 @@
 //   busy (its allBusy; a pipeline stage's passes at its pipeline figure);
 //   recompute = forward time of the ckptLayers, plus with selective recompute (sel, Korthikanti et
 //   al. 2022, Sec. 5) the forward time of the attention core of the other layers (core's
-//   selectiveSet; none with flash attention, whose kernel recomputes it anyway);
+//   selectiveSet; none with flash attention, whose kernel recomputes it anyway), or with
+//   torchtitan's per-op checkpointing (osac) the forward time of what it recomputes in the other
+//   layers (core's opCheckpointSet: every other GEMM and every op outside its save list) with the
+//   TP entries' all-gathers, as one more module pass;
 //   tpComm = the TP collectives of forward, backward and recompute, on the critical path (exposed);
 //   with training.tpCommOverlap (Megatron-Core --tp-comm-overlap) a layer's sequence-parallel
 //   all-gathers and reduce-scatters are pipelined with the GEMMs they feed or follow, each adding
@@ -36,7 +39,8 @@
 //   activations = inFlight * per-micro-batch saved bytes * (1 - activation offload), where a
 //   checkpointed layer keeps only its input and, with selective recompute, the other layers keep
 //   nothing of the attention core (the softmax output, its dropout output and mask: 5as/h of
-//   Korthikanti et al.'s sbh(34 + 5as/h));
+//   Korthikanti et al.'s sbh(34 + 5as/h)); with per-op checkpointing they keep the layer's input
+//   and the outputs of the kept ops only (the rest exists for one layer while it is recomputed);
 //   transients: gather/fetch buffer of the largest unit (two layers, the embedding or the head),
 //   one layer's full gradients before reduce-scatter/offload, the recompute of one layer, the
 //   activation prefetch, the backward's gradient buffers and the logits/softmax of the loss.
@@ -146,7 +150,7 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const f8 = fp8StageTerms(model, training, cost, bytesPer.weights);
   const emb = embeddingOps(model, opts);
   const hd = headOps(model, opts);
-  const { L, inFlight, b, G, t, sp, ckpt, ow, og, oo, oa, sel, embed, head, prev, next, z1, z2, z3, multiNode, p2pInter } = S;
+  const { L, inFlight, b, G, t, sp, ckpt, ow, og, oo, oa, sel, osac, embed, head, prev, next, z1, z2, z3, multiNode, p2pInter } = S;
   const { s, h, a, f, fa } = M;
   const cp = S.cp;
   // Context parallelism (cp): gradients are reduced and ZeRO shards over the dp * cp ranks that
@@ -198,13 +202,21 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // Selective recompute runs the attention core's forward again in the backward of every layer not
   // fully checkpointed (its ops have no TP collective, so tpComm is unchanged).
   const selF = named('selF', mul(kernelScale, sumF(layer.filter((o) => o.selective === true))));
-  const recC = named('recC', add(mul(ckpt, layerF), mul(sel, sub(L, ckpt), selF)));
+  // torchtitan's per-op checkpointing (osac) runs again, in every layer not fully checkpointed, each
+  // op's recomputed share (core's opCheckpointSet: every other GEMM, the norms, RoPE, activations,
+  // residual adds; not the attention kernel) as one more module pass.
+  const opF = named('opF', add(mul(kernelScale, add(...layer.map((o) => mul(o.opRecompute ?? 0, cost.forward(o))))), layerPass));
+  const recC = named('recC', add(mul(ckpt, layerF), mul(sel, sub(L, ckpt), selF), mul(osac, sub(L, ckpt), opF)));
   // The layer's TP collectives and, with mixture of experts, its dispatch and combine all-to-alls.
   const layerTpF = named('layerTpF', commOf(layer, 'forward', cost, epGroup));
   const layerTpB = named('layerTpB', commOf(layer, 'backward', cost, epGroup));
   const embTp = mul(embed, add(commOf(emb, 'forward', cost), commOf(emb, 'backward', cost)));
   const headTp = mul(head, add(commOf(hd, 'forward', cost), commOf(hd, 'backward', cost)));
-  const tpComm = named('tpComm', add(mul(L, add(layerTpF, layerTpB)), mul(ckpt, layerTpF), embTp, headTp));
+  // The collectives of the ops per-op checkpointing runs again (the TP entries' all-gathers; the exits'
+  // reduce-scatters are in its save list).
+  const layerTpOp = named('layerTpOp', commOf(layer.filter((o) => o.opRecomputedWhole === true), 'forward', cost, epGroup));
+  const opTp = mul(osac, sub(L, ckpt), layerTpOp);
+  const tpComm = named('tpComm', add(mul(L, add(layerTpF, layerTpB)), mul(ckpt, layerTpF), opTp, embTp, headTp));
   // TP communication overlap (training.tpCommOverlap, Megatron-Core --tp-comm-overlap): a layer's
   // sequence-parallel collectives are pipelined with the GEMMs they feed or follow (op-graph.ts
   // tpOverlapGemms): forward with the GEMM's forward, backward with one of its two backward GEMMs
@@ -224,7 +236,7 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
     const ov: GemmOverlap = { gemm, slowdown: profile.overlap.commSlowdown };
     const layerTpFx = named('layerTpFx', commOf(layer, 'forward', cost, epGroup, ov));
     const layerTpBx = named('layerTpBx', commOf(layer, 'backward', cost, epGroup, ov));
-    tpExposed = named('tpExposed', add(mul(L, add(layerTpFx, layerTpBx)), mul(ckpt, layerTpFx), embTp, headTp));
+    tpExposed = named('tpExposed', add(mul(L, add(layerTpFx, layerTpBx)), mul(ckpt, layerTpFx), opTp, embTp, headTp));
   }
 
   // ---- parameters and model states ----
@@ -270,7 +282,10 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // ---- activations ----
   const actFull = named('actFull', sumOps(layer, (o) => o.saved));
   const selBytes = named('selBytes', sumOps(layer, (o) => o.selectiveSaved ?? num(0)));
-  const actL = named('actL', sub(actFull, mul(sel, selBytes)));
+  // Per-op checkpointing keeps only its kept tensors (the layer's input, every other GEMM's output,
+  // the attention output and log-sum-exp).
+  const opKept = named('opKept', sumOps(layer, (o) => o.opKept ?? num(0)));
+  const actL = named('actL', sub(actFull, add(mul(sel, selBytes), mul(osac, sub(actFull, opKept)))));
   const keep = named('keep', checkpointBytes(opts));
   const core = named('core', add(mul(sub(L, ckpt), actL), mul(ckpt, keep)));
   const extra = named('extra', add(mul(embed, sumOps(emb, (o) => o.saved)), mul(head, sumOps(hd, (o) => o.saved))));
@@ -283,7 +298,7 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // the checkpointed ones, as Megatron-LM's "block" method). With selective recompute a layer's
   // attention core is recomputed for its backward beside the stored activations.
   const currentBwd = named('currentBwd', add(
-    max(mul(step(sub(L, ckpt)), add(mul(resident, core), mul(oa, actL), mul(sel, selBytes))),
+    max(mul(step(sub(L, ckpt)), add(mul(resident, core), mul(oa, actL), mul(sel, selBytes), mul(osac, sub(actFull, opKept)))),
       mul(step(ckpt), add(mul(resident, sub(ckpt, 1), keep), actFull))),
     mul(resident, extra),
   ));

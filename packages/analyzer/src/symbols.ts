@@ -41,6 +41,8 @@ export const S = {
   oa: sym('oa'),
   /** 1 with selective recompute of the attention core (layers not fully checkpointed), else 0 */
   sel: sym('sel'),
+  /** 1 with torchtitan's per-op selective checkpointing (layers not fully checkpointed), else 0 */
+  osac: sym('osac'),
   /** context-parallel degree */
   cp: sym('cp'),
   /** expert-parallel degree (mixture of experts; 0 in a row reads as 1) */

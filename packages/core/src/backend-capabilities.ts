@@ -128,6 +128,8 @@ const CPU: BackendCapabilities = {
     // probabilities) and recomputes it in backward; with the fused attention the set is empty and the
     // switch changes nothing (block/selective.ts).
     selectiveRecompute: 'per-stage',
+    // torchtitan's per-op policy is not run by this executor (its layers keep all or recompute all).
+    opRecompute: 'none',
   },
   dtypes: ['fp32'],
   replicatedKvHeads: false,

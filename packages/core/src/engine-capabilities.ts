@@ -86,6 +86,12 @@ export interface EngineCapabilities {
    * per-stage: any stage, beside its ckptLayers.
    */
   selectiveRecompute: 'none' | 'whole-model' | 'per-stage';
+  /**
+   * torchtitan's per-op selective checkpointing (StageStrategy.opRecompute, core's opCheckpointSet).
+   * none: not run; whole-model: every stage or none, and not together with whole-layer recompute
+   * (torchtitan's one activation_checkpoint.mode for all blocks).
+   */
+  opRecompute: 'none' | 'whole-model';
 }
 
 /**
@@ -179,6 +185,7 @@ const MEGATRON_BASE: PlanRules = {
   mixtureOfExperts: true,
   expertParallel: true,
   selectiveRecompute: 'whole-model',
+  opRecompute: 'none',
 };
 
 const TABLES: Record<EngineName, EngineCapabilities> = {
@@ -252,6 +259,7 @@ const TABLES: Record<EngineName, EngineCapabilities> = {
     // activation_checkpointing in ds_config.json checkpoints whole layers (checkpointable layers of
     // the pipeline module, or torch checkpointing around a layer): no attention-core recompute.
     selectiveRecompute: 'none',
+    opRecompute: 'none',
   },
   // torchtitan: FSDP2 (`fully_shard`) over data_parallel_shard_degree, with reshard_after_forward
   // (fsdp_reshard_after_forward "always" = ZeRO-3, "never" = ZeRO-2), or DDP (data_parallel_replicate_degree)
@@ -299,6 +307,9 @@ const TABLES: Record<EngineName, EngineCapabilities> = {
     // activation_checkpoint.mode 'selective' is per-op SAC (it saves matmul outputs by a policy) or
     // every n-th layer, not Korthikanti et al.'s attention-core recompute: left out.
     selectiveRecompute: 'none',
+    // selective_ac_option "op" (parallelize.py _save_list / _custom_policy): opRecompute, one
+    // activation_checkpoint.mode for every block.
+    opRecompute: 'whole-model',
   },
 };
 
@@ -457,6 +468,29 @@ function selectiveViolations(plan: Plan, caps: PlanRules, who: string): Capabili
   return out;
 }
 
+function opRecomputeViolations(plan: Plan, caps: PlanRules, who: string): CapabilityViolation[] {
+  const on = plan.stages.map((s) => s.opRecompute ?? false);
+  const first = on.indexOf(true);
+  if (first < 0) return [];
+  const field = (i: number): string => `stages[${i}].opRecompute`;
+  if (caps.opRecompute === 'none') {
+    return [{ feature: 'per-op selective recompute', field: field(first), detail: `got true; ${who} does not run torchtitan's per-op selective checkpointing (opRecompute must be false)` }];
+  }
+  const out: CapabilityViolation[] = [];
+  const off = on.indexOf(false);
+  if (off >= 0) {
+    out.push({ feature: 'per-op selective recompute in some stages only', field: field(off), detail: `got ${on.join(', ')}; ${who} checkpoints every block the same way (one activation_checkpoint.mode)` });
+  }
+  const ck = plan.stages.findIndex((s) => s.ckptLayers > 0);
+  if (ck >= 0) {
+    out.push({
+      feature: 'per-op and whole-layer recompute together', field: `stages[${ck}].ckptLayers`,
+      detail: `got ${plan.stages[ck].ckptLayers} with opRecompute; ${who} has one activation checkpointing mode (full or selective): ckptLayers must be 0`,
+    });
+  }
+  return out;
+}
+
 /** Everything in a plan the engine cannot express; empty when the plan is expressible. */
 export function planCapabilityViolations(plan: Plan, caps: EngineCapabilities): CapabilityViolation[] {
   return planRuleViolations(plan, caps, caps.engine);
@@ -495,6 +529,7 @@ export function planRuleViolations(plan: Plan, caps: PlanRules, who: string): Ca
   plan.stages.forEach((s, i) => out.push(...stageViolations(s, i, pp, caps, who)));
   out.push(...ckptViolations(plan, caps, who));
   out.push(...selectiveViolations(plan, caps, who));
+  out.push(...opRecomputeViolations(plan, caps, who));
   const v = plan.virtualStages ?? 1;
   if (v > 1 && !caps.interleaved) {
     out.push({ feature: 'interleaved 1F1B (virtual pipeline stages)', field: 'virtualStages', detail: `got ${v}; ${who} runs one model chunk per rank (virtualStages must be 1)` });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { backendCapabilities } from './backend-capabilities';
 import { engineCapabilities, planCapabilityViolations, planRuleViolations } from './engine-capabilities';
 import { getModel } from './model-catalog';
-import { parsePlan, type Plan, stageSelectiveRecompute } from './plan';
+import { parsePlan, type Plan, stageOpRecompute, stageSelectiveRecompute } from './plan';
 
 const model = getModel('gpt-tiny');
 const plan = (selective: Array<boolean | undefined>, ckpt = 0): unknown => ({
@@ -28,5 +28,32 @@ describe('selectiveRecompute in a plan', () => {
     expect(field(plan([true, true], 1))).toEqual(['stages[0].ckptLayers']);
     expect(field(plan([false, true]), engineCapabilities('deepspeed'))).toContain('stages[1].selectiveRecompute');
     expect(planRuleViolations(parsePlan(plan([true, false], 1), { model }), backendCapabilities('cpu').plan, 'cpu')).toEqual([]);
+  });
+});
+
+describe('opRecompute in a plan', () => {
+  it('is optional, and excludes selectiveRecompute on the same stage', () => {
+    const doc = plan([undefined, undefined]) as { stages: Array<Record<string, unknown>> };
+    expect(parsePlan(doc).stages.map(stageOpRecompute)).toEqual([false, false]);
+    doc.stages[1].opRecompute = true;
+    expect(parsePlan(doc).stages.map(stageOpRecompute)).toEqual([false, true]);
+    doc.stages[1].selectiveRecompute = true;
+    expect(() => parsePlan(doc)).toThrow(/stages\[1\]\.opRecompute[\s\S]*excludes selectiveRecompute/);
+  });
+});
+
+describe('opRecompute and the engines', () => {
+  const withOp = (on: boolean[], ckpt = 0): Plan => {
+    const doc = plan(on.map(() => undefined), ckpt) as { stages: Array<Record<string, unknown>> };
+    on.forEach((x, i) => { if (x) doc.stages[i].opRecompute = true; });
+    return parsePlan(doc, { model });
+  };
+  it('torchtitan runs it for every stage or none and not beside whole-layer recompute; Megatron-LM and the cpu backend not at all', () => {
+    const tt = engineCapabilities('torchtitan');
+    expect(planRuleViolations(withOp([true, true]), tt, 'torchtitan').filter((v) => v.field.includes('opRecompute'))).toEqual([]);
+    expect(planRuleViolations(withOp([true, false]), tt, 'torchtitan').map((v) => v.field)).toContain('stages[1].opRecompute');
+    expect(planRuleViolations(withOp([true, true], 1), tt, 'torchtitan').map((v) => v.field)).toContain('stages[0].ckptLayers');
+    expect(planCapabilityViolations(withOp([true, true]), engineCapabilities('megatron')).map((v) => v.field)).toContain('stages[0].opRecompute');
+    expect(planRuleViolations(withOp([false, true]), backendCapabilities('cpu').plan, 'cpu').map((v) => v.field)).toEqual(['stages[1].opRecompute']);
   });
 });

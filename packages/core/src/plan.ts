@@ -54,6 +54,14 @@ export const StageStrategySchema = z.strictObject({
    * it changes nothing (the kernel keeps no s x s tensor): accepted as a no-op. Absent: false.
    */
   selectiveRecompute: z.boolean().optional(),
+  /**
+   * torchtitan's per-op selective activation checkpointing (`selective_ac_option = "op"`) of the
+   * stage's layers that are not fully checkpointed (core's opCheckpointSet): the outputs of every
+   * other GEMM (the 1st, 3rd, ... of a layer, in forward order) and of the attention kernel are kept,
+   * the rest of the layer runs again in backward. One policy per layer: excludes selectiveRecompute.
+   * Absent: false.
+   */
+  opRecompute: z.boolean().optional(),
   zero: z.literal([0, 1, 2, 3]),
   offload: OffloadSchema,
 });
@@ -137,6 +145,11 @@ export function stageSelectiveRecompute(s: Pick<StageStrategy, 'selectiveRecompu
   return s.selectiveRecompute ?? false;
 }
 
+/** Whether a stage runs torchtitan's per-op selective checkpointing (false when the field is absent). */
+export function stageOpRecompute(s: Pick<StageStrategy, 'opRecompute'>): boolean {
+  return s.opRecompute ?? false;
+}
+
 /** A stage's expert-parallel degree (1 when the field is absent). */
 export function stageEp(s: Pick<StageStrategy, 'ep'>): number {
   return s.ep ?? 1;
@@ -191,6 +204,9 @@ export function planRuleIssues(plan: Plan, ctx: { model?: ModelSpec; cluster?: C
     expectedStart = end + 1;
     const count = end - start + 1;
     if (s.ckptLayers > count) add(`${at}.ckptLayers`, s.ckptLayers, `must be between 0 and the stage's ${count} layers`);
+    if (s.opRecompute === true && s.selectiveRecompute === true) {
+      add(`${at}.opRecompute`, true, 'excludes selectiveRecompute (a layer has one recompute policy: set one of the two)');
+    }
     const devices = meshSize(s.mesh);
     const cp = stageCp(s);
     if (s.dp * s.tp * cp !== devices) {

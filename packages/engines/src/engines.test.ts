@@ -159,6 +159,8 @@ describe('torchtitan', () => {
     makePlan(llama, c2x8, 32, 8, [stage([0, 13], { ...s, zero: 3 }), stage([14, 31], { ...s, zero: 3 })], 8192),
     makePlan(llama, c2x8, 64, 2, [stage([0, 31], { mesh: { nodes: 2, gpusPerNode: 8 }, dp: 16, microBatchSize: 2, zero: 2, ckptLayers: 32,
       offload: { weights: 1, grads: 1, optim: 1, activations: 0 } })], 8192),
+    // Per-op selective checkpointing: mode "selective", selective_ac_option "op".
+    makePlan(llama, c2x8, 32, 2, [stage([0, 31], { mesh: { nodes: 2, gpusPerNode: 8 }, dp: 16, microBatchSize: 1, zero: 3, opRecompute: true })], 8192),
   ];
 
   it('writes the golden train.toml and launcher', () => {
@@ -179,7 +181,8 @@ describe('torchtitan', () => {
     const toml = '[model]\nname = "llama3"\nflavor = "8B"\n[training]\nlocal_batch_size = 2\nseq_len = 2048\nwarp = 9\n' +
       '[activation_checkpoint]\nmode = "selective"\n[compile]\nenable=true\n[quantize.linear.float8]\nrecipe_name = "rowwise"\n';
     const r = importTorchtitan(toml, { cluster: parseClusterShorthand('1x8-a100-80gb') });
-    expect(r.problems.map((p) => p.option)).toEqual(['training.warp', '[quantize]', 'activation_checkpoint.mode', 'compile.enable']);
+    // mode "selective" without an option is v0.2.2's default "2" (every other layer): not modelled.
+    expect(r.problems.map((p) => p.option)).toEqual(['training.warp', '[quantize]', 'activation_checkpoint.selective_ac_option', 'compile.enable']);
     expect(r.plan.stages[0]).toMatchObject({ dp: 8, zero: 3, microBatchSize: 2, ckptLayers: 0 });
   });
 

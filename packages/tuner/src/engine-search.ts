@@ -133,6 +133,8 @@ interface GridPoint {
   offload: Offload;
   /** Selective recompute of the attention core in every stage (engines that have it: one choice for the model). */
   selectiveRecompute: boolean;
+  /** torchtitan's per-op selective checkpointing in every stage (engines that have it: one mode for the model). */
+  opRecompute: boolean;
 }
 
 function planOf(ctx: AnalyzerContext, p: GridPoint, counts: number[], ckpt: number[], clusterName: string, virtualStages = 1): Plan {
@@ -143,6 +145,7 @@ function planOf(ctx: AnalyzerContext, p: GridPoint, counts: number[], ckpt: numb
       ...(p.cp > 1 ? { cp: p.cp } : {}),
       ...(p.ep > 1 ? { ep: p.ep } : {}),
       sequenceParallel: p.sequenceParallel, ckptLayers: ckpt[i], ...(p.selectiveRecompute ? { selectiveRecompute: true } : {}),
+      ...(p.opRecompute ? { opRecompute: true } : {}),
       zero: p.zero, offload: p.offload,
     };
     first += n;
@@ -167,9 +170,10 @@ export function virtualStageChoices(caps: Pick<EngineCapabilities, 'interleaved'
  * chunks, ascending. A per-model count (Megatron-LM's --recompute-num-layers) applies to each chunk,
  * so with v chunks a rank checkpoints a multiple of v layers.
  */
-function ckptCandidates(caps: EngineCapabilities, space: SearchSpace, n: number, v = 1, selective = false): number[] {
-  // Megatron-LM's one recompute granularity: with selective recompute no whole layer is recomputed.
-  if (space.ckpt === 'none' || (selective && caps.selectiveRecompute === 'whole-model')) return [0];
+function ckptCandidates(caps: EngineCapabilities, space: SearchSpace, n: number, v = 1, selective = false, perOp = false): number[] {
+  // Megatron-LM's one recompute granularity: with selective recompute no whole layer is recomputed;
+  // torchtitan's one activation checkpointing mode: with the per-op policy neither.
+  if (space.ckpt === 'none' || (selective && caps.selectiveRecompute === 'whole-model') || perOp) return [0];
   if (space.ckpt === 'all-or-none' || caps.ckpt === 'all-or-none') return [0, n];
   return Array.from({ length: n + 1 }, (_, i) => i).filter((c) => caps.ckpt !== 'uniform-count' || c % v === 0);
 }
@@ -180,6 +184,11 @@ function ckptCandidates(caps: EngineCapabilities, space: SearchSpace, n: number,
  */
 function selectiveChoices(caps: EngineCapabilities, space: SearchSpace, flashAttention: boolean): boolean[] {
   return caps.selectiveRecompute !== 'none' ? selectiveLevels(space, flashAttention) : [false];
+}
+
+/** Per-op checkpointing choices of the engine grid: on as well where the engine runs it and the space recomputes at all. */
+function opRecomputeChoices(caps: EngineCapabilities, space: SearchSpace): boolean[] {
+  return caps.opRecompute !== 'none' && space.ckpt !== 'none' ? [false, true] : [false];
 }
 
 /** The best plan the engine can run under the restrictions, by the analyzer's estimate. */
@@ -234,8 +243,8 @@ export async function tuneForEngine(ctx: AnalyzerContext, caps: EngineCapabiliti
           for (const ep of caps.expertParallel ? epChoices(space, model, dp * cp) : [1]) {
             for (const zero of zeroChoices(caps, space, pp, tp, dp * cp)) {
               for (const offload of offloadSettings(caps, space.offload, zero)) {
-                for (const sequenceParallel of sps) for (const selectiveRecompute of selectiveChoices(caps, space, training.flashAttention)) {
-                  const point: GridPoint = { pp, mesh, tp, dp, cp, ep, microBatchSize: b, G, sequenceParallel, zero, offload, selectiveRecompute };
+                for (const sequenceParallel of sps) for (const selectiveRecompute of selectiveChoices(caps, space, training.flashAttention)) for (const opRecompute of opRecomputeChoices(caps, space)) {
+                  const point: GridPoint = { pp, mesh, tp, dp, cp, ep, microBatchSize: b, G, sequenceParallel, zero, offload, selectiveRecompute, opRecompute };
                   const found = bestOfPoint(ctx, compiled, caps, space, point, partitions, clusterName, best ? best.timeS : Infinity, miss);
                   evaluated += found.evaluated;
                   if (found.best && (!best || found.best.timeS < best.timeS)) best = found.best;
@@ -298,7 +307,7 @@ function bestOfPoint(
     const need: number[] = [];
     for (let i = 0; i < counts.length; i++) {
       let fit = -1;
-      for (const c of ckptCandidates(caps, space, counts[i], v, p.selectiveRecompute)) {
+      for (const c of ckptCandidates(caps, space, counts[i], v, p.selectiveRecompute, p.opRecompute)) {
         probe.stages[i].ckptLayers = c;
         if (estimateStage(probe, i).fits) {
           fit = c;

@@ -35,5 +35,6 @@ export function writeGroupRow(x: Float64Array, row: number, spec: StageGroupSpec
   x[o + IN.OFF_OPTIM] = oo;
   x[o + IN.OFF_ACT] = oa;
   x[o + IN.SELECTIVE] = c.selectiveRecompute ? 1 : 0;
+  x[o + IN.OP_RECOMPUTE] = 0; // torchtitan's per-op policy: not in the searched spaces
 }
 

@@ -62,6 +62,10 @@ export function planSpaceViolations(plan: Plan, space: SearchSpace): string[] {
     if (s.selectiveRecompute === true && !space.selectiveRecompute) {
       out.push(`${at}.selectiveRecompute: on, the space has it off`);
     }
+    // torchtitan's per-op checkpointing: searched by the torchtitan space only (engine-search.ts).
+    if (s.opRecompute === true && (!space.engine || space.ckpt === 'none')) {
+      out.push(`${at}.opRecompute: on, the ${space.name} space ${space.engine ? 'has no recompute' : 'does not search per-op checkpointing (torchtitan\'s: --target torchtitan)'}`);
+    }
     // With one data-parallel rank every ZeRO level is the same strategy; the tuner writes the lowest allowed.
     if (!space.zero.includes(s.zero) && !(s.dp * cp === 1 && s.zero === Math.min(...space.zero))) {
       out.push(`${at}.zero: ${s.zero}, the space allows ${space.zero.join(', ')}`);

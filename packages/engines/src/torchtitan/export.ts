@@ -78,7 +78,11 @@ export function exportTorchtitan(input: ExportInput): ExportFile[] {
       ['dataset', 'c4_test'],
     ]],
     ['parallelism', parallelism],
-    ['activation_checkpoint', [['mode', s.ckptLayers > 0 ? 'full' : 'none']]],
+    // torchtitan's one mode for every block: full (whole layers), selective with the per-op policy
+    // (the plan's opRecompute), or none (job_config.py ActivationCheckpoint).
+    ['activation_checkpoint', s.opRecompute === true
+      ? [['mode', 'selective'], ['selective_ac_option', 'op']]
+      : [['mode', s.ckptLayers > 0 ? 'full' : 'none']]],
     ['compile', [['enable', false, 'torch.compile is off: Mist predicts eager execution']]],
   ];
   if (float8) sections.push(['quantize.linear.float8', [['recipe_name', float8]]]);

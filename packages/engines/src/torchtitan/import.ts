@@ -127,16 +127,23 @@ export function importTorchtitan(text: string, ctx: TorchtitanImportContext): Im
     });
   }
   const mode = str('activation_checkpoint', 'mode', 'selective');
-  if (mode === 'selective' || mode === 'memory_budget') {
-    problems.push({ option: 'activation_checkpoint.mode', reason: `"${mode}" is not modelled (Mist checkpoints whole layers: "full" or "none")` });
-  } else if (mode !== 'full' && mode !== 'none') {
+  // selective with the per-op policy ("op") is the plan's opRecompute; every n-th layer (a number; the
+  // default "2" in v0.2.2's job_config.py) and memory_budget are not modelled.
+  const option = mode === 'selective' ? String(get('activation_checkpoint', 'selective_ac_option') ?? '2') : '';
+  const opRecompute = mode === 'selective' && option === 'op';
+  if (mode === 'selective' && !opRecompute) {
+    problems.push({ option: 'activation_checkpoint.selective_ac_option', reason: `"${option}" (every n-th layer) is not modelled (Mist models "op" and whole layers: mode "full" or "none")` });
+  } else if (mode === 'memory_budget') {
+    problems.push({ option: 'activation_checkpoint.mode', reason: `"${mode}" is not modelled (Mist models "full", "none" and "selective" with selective_ac_option "op")` });
+  } else if (mode !== 'full' && mode !== 'none' && mode !== 'selective') {
     throw new ImportError('activation_checkpoint.mode', `got ${mode}; allowed: full, none, selective, memory_budget`);
   }
   if (get('compile', 'enable') === true) problems.push({ option: 'compile.enable', reason: 'torch.compile is not modelled (Mist predicts eager kernels)' });
   const offload = get('training', 'enable_cpu_offload') === true ? 1 : 0;
   const mesh = stageMesh(dp * tp * cp, ctx.cluster, 'parallelism');
   const stages: StageStrategy[] = rangesFromCounts(counts).map((layers, i) => ({
-    layers, mesh, microBatchSize: mbs, dp, tp, ...(cp > 1 ? { cp } : {}), sequenceParallel: tp > 1, ckptLayers: mode === 'full' ? counts[i] : 0, zero,
+    layers, mesh, microBatchSize: mbs, dp, tp, ...(cp > 1 ? { cp } : {}), sequenceParallel: tp > 1, ckptLayers: mode === 'full' ? counts[i] : 0,
+    ...(opRecompute ? { opRecompute: true } : {}), zero,
     offload: { weights: offload, grads: offload, optim: offload, activations: 0 },
   }));
   const plan: Plan = parsePlan({
