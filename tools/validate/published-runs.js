@@ -14,7 +14,8 @@
 // may state Megatron-Core's communication overlaps its source ran with ("tpCommOverlap" for
 // --tp-comm-overlap, "paramGatherOverlap" for --overlap-param-gather: the training spec's fields),
 // and how its loss reads the logits ("crossEntropy": fused by default, "fp32-logits" where the loss
-// runs on an fp32 copy of them, as torchtitan's does).
+// runs on an fp32 copy of them, as torchtitan's does), and whether the norms, RoPE and SwiGLU ran as
+// separate eager ops ("elementwise": "eager", torchtitan's model code without torch.compile).
 //
 //   node tools/validate/published-runs.js [--json] [--source NAME] [--breakdown]
 //
@@ -135,12 +136,15 @@ function predict(row) {
   if (row.crossEntropy !== undefined && !['fused', 'fp32-logits'].includes(row.crossEntropy)) {
     bad(`${row.id}: crossEntropy must be fused or fp32-logits (got ${JSON.stringify(row.crossEntropy)})`);
   }
+  if (row.elementwise !== undefined && !['fused', 'eager'].includes(row.elementwise)) {
+    bad(`${row.id}: elementwise must be fused or eager (got ${JSON.stringify(row.elementwise)})`);
+  }
   for (const f of ['tpCommOverlap', 'paramGatherOverlap']) {
     if (row[f] !== undefined && typeof row[f] !== 'boolean') bad(`${row.id}: ${f} must be true or false (got ${JSON.stringify(row[f])})`);
   }
   const training = core.parseTrainingSpec({
     globalBatch: row.globalBatch, seqLen: row.seqLen, paramDtype: row.dtype, computeDtype: row.dtype, flashAttention: plan.flashAttention,
-    tpCommOverlap: row.tpCommOverlap === true, paramGatherOverlap: row.paramGatherOverlap === true, crossEntropy: row.crossEntropy ?? 'fused',
+    tpCommOverlap: row.tpCommOverlap === true, paramGatherOverlap: row.paramGatherOverlap === true, crossEntropy: row.crossEntropy ?? 'fused', elementwise: row.elementwise ?? 'fused',
   });
   const profile = core.builtinHardwareProfile(cluster, row.dtype);
   const est = estimatePlan(plan, { model, training, profile });
@@ -162,7 +166,7 @@ function predict(row) {
     gpus: row.gpus,
     config: `tp${row.tp} pp${row.pp} dp${row.gpus / (row.tp * row.pp)} b${row.microBatch} G${plan.gradAccumSteps}` +
       `${row.sequenceParallel ? ' sp' : ''} rc:${row.recompute} z${row.zero}${plan.flashAttention ? ' fa' : ''}` +
-      `${plan.virtualStages ? ` v${plan.virtualStages}` : ''}${training.tpCommOverlap ? ' tpo' : ''}${training.paramGatherOverlap ? ' pgo' : ''}${training.crossEntropy === 'fp32-logits' ? ' ce32' : ''}`,
+      `${plan.virtualStages ? ` v${plan.virtualStages}` : ''}${training.tpCommOverlap ? ' tpo' : ''}${training.paramGatherOverlap ? ' pgo' : ''}${training.crossEntropy === 'fp32-logits' ? ' ce32' : ''}${training.elementwise === 'eager' ? ' eager' : ''}`,
     interleaved: Boolean(row.interleavedLayersPerVirtualStage),
     measuredS,
     predictedS: est.iterationTimeS,
@@ -266,7 +270,7 @@ if (values.breakdown) {
   ]);
 }
 out += '\nPer source (time error = predicted / measured - 1; "vN" rows ran Megatron-LM\'s interleaved 1F1B schedule with N chunks per rank, ' +
-  '"tpo" / "pgo" rows Megatron-Core\'s --tp-comm-overlap / --overlap-param-gather, "ce32" rows a loss over fp32 logits, predicted as such):\n';
+  '"tpo" / "pgo" rows Megatron-Core\'s --tp-comm-overlap / --overlap-param-gather, "ce32" rows a loss over fp32 logits, "eager" rows norms, RoPE and SwiGLU as eager ops, predicted as such):\n';
 out += table([...bySource, { name: 'all', ...overall }], [
   { header: 'source', value: (s) => s.name },
   { header: 'runs', value: (s) => s.runs, right: true },

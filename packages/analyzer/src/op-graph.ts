@@ -102,6 +102,8 @@ export interface OpGraphOptions {
   fp8?: Fp8Recipe;
   /** The loss's reading of the logits (training spec crossEntropy); absent: 'fused'. */
   crossEntropy?: 'fused' | 'fp32-logits';
+  /** How RMSNorm, RoPE and SwiGLU run (training spec elementwise: EAGER below); absent: 'fused'. */
+  elementwise?: 'fused' | 'eager';
 }
 
 const { s, h, a, k, f, V, fa } = M;
@@ -239,6 +241,32 @@ const IO: Record<string, ElementwiseIo> = {
 };
 
 /**
+ * RMSNorm, RoPE and SwiGLU as torchtitan's llama3 model writes them, run eagerly (training spec
+ * elementwise 'eager'): bytes per element of the op's output moved by all its kernels, forward and
+ * backward, as functions of the activation bytes e, the kernels launched, and the bytes per element
+ * its autograd keeps beyond what the fused op keeps. Counted from the code, each kernel reading its
+ * inputs and writing its output once (per-row scalars left out):
+ *   RMSNorm (models/norms.py: `(x.float() * rsqrt(x.float().pow(2).mean(-1) + eps)).type_as(x) * w`):
+ *     forward x.float() e+4, pow 4+4, mean 4, product 4+4, type_as 4+e, weight product 2e: 4e + 28
+ *     in 8 kernels (add and rsqrt per row); backward the weight product's two gradients 3e + e, the
+ *     casts e+4 and 4+e, the product's gradient 4+4 and its row sums 8, pow's 8+4, their sum 8+4:
+ *     6e + 52 in 10 kernels; keeps the fp32 copy of x (4) beside the typed output it adds (e) where
+ *     the fused norm keeps x (e): +4.
+ *   RoPE (apply_rotary_emb: `view_as_real(view_as_complex(x.float()) * freqs).type_as(x)` for q and
+ *     k): cast e+4, complex product 4+4, cast 4+e: 2e + 16 each way in 3 kernels per tensor, 6 for
+ *     q and k; the product keeps only the (shared) frequencies.
+ *   SwiGLU (FeedForward: `w2(F.silu(w1(x)) * w3(x))`): silu 2e and the product 3e forward in 2
+ *     kernels; backward the product's two gradients (g, u | g, silu) 6e and silu's 3e in 3 kernels:
+ *     9e; the product keeps silu's output as well (+e).
+ * LayerNorm and GELU are one PyTorch kernel each eagerly too (F.layer_norm, F.gelu): fused costs.
+ */
+const EAGER: Record<string, { fwd: (e: number) => number; bwd: (e: number) => number; kernelsF: number; kernelsB: number; keeps: (e: number) => number }> = {
+  rmsnorm: { fwd: (e) => 4 * e + 28, bwd: (e) => 6 * e + 52, kernelsF: 8, kernelsB: 10, keeps: () => 4 },
+  rope: { fwd: (e) => 2 * e + 16, bwd: (e) => 2 * e + 16, kernelsF: 6, kernelsB: 6, keeps: () => 0 },
+  swiglu: { fwd: (e) => 5 * e, bwd: (e) => 9 * e, kernelsF: 2, kernelsB: 3, keeps: (e) => e },
+};
+
+/**
  * The analyzer's ops of a block description, per TP rank, in forward order: FLOPs and bytes from
  * the ops' shapes (a GEMM [m, k] x [k, n] is 2mkn FLOPs forward, 4mkn backward), saved bytes from
  * the tensors each op keeps (a tensor kept by several ops counted once), the TP collectives at the
@@ -317,10 +345,17 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
     const n = part(opSac.noFlash);
     return { recompute: add(mul(fa, f.recompute), mul(sub(1, fa), n.recompute)), kept: add(mul(fa, f.kept), mul(sub(1, fa), n.kept)) };
   };
+  // Eager RMSNorm, RoPE and SwiGLU (EAGER): their own bytes, kernels and kept bytes.
+  const eagerOf = (o: BlockOp): (typeof EAGER)[string] | null => {
+    if (opts.elementwise !== 'eager') return null;
+    const key = o.kind === 'norm' ? o.norm : o.kind === 'rope' ? 'rope' : o.kind === 'activation' ? o.fn : '';
+    return EAGER[key] ?? null;
+  };
   const ops: Op[] = [];
   for (const o of block.ops) {
     const selectiveSaved = droppedBytes(o);
     const sac = opSacOf(o);
+    const eager = eagerOf(o);
     const saved = savedBytes(o);
     let x: Op;
     switch (o.kind) {
@@ -422,10 +457,17 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
         break;
       }
     }
+    if (eager) {
+      const n = outputsOf(o);
+      x = {
+        ...x, table: x.table === undefined ? undefined : `${x.table}_eager`,
+        fwdBytes: mul(eager.fwd(e), n), bwdBytes: mul(eager.bwd(e), n), saved: add(x.saved, mul(eager.keeps(e), n)),
+      };
+    }
     const l = launches.get(o.name);
     if (!l) throw new Error(`block op ${o.name} has no launch count`);
     ops.push({
-      ...x, fwdKernels: l.forward, bwdKernels: l.backward, fwdAux: l.forwardAux, bwdAux: l.backwardAux,
+      ...x, fwdKernels: eager ? eager.kernelsF : l.forward, bwdKernels: eager ? eager.kernelsB : l.backward, fwdAux: l.forwardAux, bwdAux: l.backwardAux,
       selective: o.selective === true, selectiveSaved, opRecompute: sac.recompute, opKept: sac.kept,
       opRecomputedWhole: opSac.flash.recomputed.has(o.name) && opSac.noFlash.recomputed.has(o.name),
     });

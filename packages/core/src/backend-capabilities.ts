@@ -88,6 +88,8 @@ export interface BackendCapabilities {
   paramGatherOverlap: boolean;
   /** How its loss reads the logits (TrainingSpec.crossEntropy). */
   crossEntropy: readonly TrainingSpec['crossEntropy'][];
+  /** How it runs the layer's norms, RoPE and SwiGLU (TrainingSpec.elementwise). */
+  elementwise: readonly TrainingSpec['elementwise'][];
 }
 
 const CPU: BackendCapabilities = {
@@ -142,6 +144,8 @@ const CPU: BackendCapabilities = {
   paramGatherOverlap: false,
   // The vocab-parallel cross-entropy kernel reads the compute-dtype logits (kernels/cross_entropy).
   crossEntropy: ['fused'],
+  // One kernel per norm, RoPE and activation (kernels/), fused.
+  elementwise: ['fused'],
 };
 
 // The `cuda` backend: the same executor (model and runtime code are generic over the device:
@@ -228,6 +232,13 @@ export function backendViolations(
     out.push({
       feature: 'a loss over an fp32 copy of the logits', field: 'training.crossEntropy',
       detail: `got ${ce}; ${who} runs crossEntropy ${caps.crossEntropy.join(', ')} only`,
+    });
+  }
+  const ew = training.elementwise ?? 'fused';
+  if (!caps.elementwise.includes(ew)) {
+    out.push({
+      feature: 'norms, RoPE and SwiGLU as separate eager ops', field: 'training.elementwise',
+      detail: `got ${ew}; ${who} runs elementwise ${caps.elementwise.join(', ')} only`,
     });
   }
   const fp8 = fp8Violation(training.fp8 ?? 'none', caps.plan, who);

@@ -104,6 +104,17 @@ export function engineCrossEntropy(engine: EngineName): 'fused' | 'fp32-logits' 
 }
 
 /**
+ * How an engine runs the layer's norms, RoPE and SwiGLU when it fixes that (TrainingSpec.elementwise),
+ * or null where it depends on the model code or a flag: torchtitan's llama3 model writes them as
+ * PyTorch ops (models/llama3/model/model.py apply_rotary_emb, FeedForward; models/norms.py
+ * RMSNorm), and Mist's torchtitan export leaves torch.compile off (compile.enable false), so they run
+ * eagerly.
+ */
+export function engineElementwise(engine: EngineName): 'fused' | 'eager' | null {
+  return engine === 'torchtitan' ? 'eager' : null;
+}
+
+/**
  * Whether an engine runs Megatron-Core's communication overlaps as the training spec's
  * tpCommOverlap / paramGatherOverlap cost them (`--tp-comm-overlap`, `--overlap-param-gather`: only
  * the megatron export writes them, engines' megatron/args.ts megatronOverlapArgs).

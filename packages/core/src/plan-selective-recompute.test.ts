@@ -57,3 +57,16 @@ describe('opRecompute and the engines', () => {
     expect(planRuleViolations(withOp([false, true]), backendCapabilities('cpu').plan, 'cpu').map((v) => v.field)).toEqual(['stages[1].opRecompute']);
   });
 });
+
+describe('elementwise eager and the backends', () => {
+  it('the cpu backend runs fused kernels only; torchtitan runs its model code eagerly', async () => {
+    const { backendViolations } = await import('./backend-capabilities');
+    const { engineElementwise } = await import('./engine-capabilities');
+    const { parseTrainingSpec } = await import('./training');
+    const training = parseTrainingSpec({ globalBatch: 8, seqLen: 64, elementwise: 'eager' });
+    const p = parsePlan(plan([undefined, undefined]), { model });
+    expect(backendViolations(backendCapabilities('cpu'), { model, training, plan: p }).map((v) => v.field)).toContain('training.elementwise');
+    expect(engineElementwise('torchtitan')).toBe('eager');
+    expect(engineElementwise('megatron')).toBeNull();
+  });
+});

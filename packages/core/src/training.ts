@@ -56,6 +56,14 @@ export const TrainingSpecSchema = z.strictObject({
    * input gradient in fp32 — 12 bytes per logit against 6 with bf16.
    */
   crossEntropy: z.enum(['fused', 'fp32-logits']).default('fused'),
+  /**
+   * How the layer's norm, rotary embedding and SwiGLU run. 'fused' (default): one kernel each
+   * (Apex / Transformer Engine / this executor's kernels). 'eager': as separate PyTorch ops of the
+   * model code, without torch.compile (torchtitan's llama3 model: RMSNorm as x.float(), pow, mean,
+   * rsqrt, product, type_as and the weight's product; RoPE through fp32 complex numbers; SwiGLU as
+   * silu then a product), each kernel reading and writing its tensors (analyzer op-graph.ts EAGER).
+   */
+  elementwise: z.enum(['fused', 'eager']).default('fused'),
 });
 export type TrainingSpec = z.output<typeof TrainingSpecSchema>;
 export type TrainingSpecInput = z.input<typeof TrainingSpecSchema>;

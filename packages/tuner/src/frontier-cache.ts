@@ -72,6 +72,7 @@ export function contextKey(ctx: AnalyzerContext, space: SearchSpace): string {
       // Written only when on, so that the keys of tunes without them are unchanged.
       ...(ctx.training.tpCommOverlap ? { tpCommOverlap: true } : {}), ...(ctx.training.paramGatherOverlap ? { paramGatherOverlap: true } : {}),
       ...((ctx.training.crossEntropy ?? 'fused') !== 'fused' ? { crossEntropy: ctx.training.crossEntropy } : {}),
+      ...((ctx.training.elementwise ?? 'fused') !== 'fused' ? { elementwise: ctx.training.elementwise } : {}),
     },
     profile: { ...profile, cluster: { ...clusterRest, multiNode: nodes > 1 } },
     space: {

@@ -7,7 +7,7 @@
 //   maxStages                         --max-stages N
 //   ...                               (see KNOBS below)
 import {
-  BACKEND_NAMES, backendCapabilities, backendViolations, ENGINE_NAMES, engineCapabilities, engineCrossEntropy, engineRunsCommOverlaps, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
+  BACKEND_NAMES, backendCapabilities, backendViolations, ENGINE_NAMES, engineCapabilities, engineCrossEntropy, engineElementwise, engineRunsCommOverlaps, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
   type SpecIssue, type TrainingSpec, valueAtField, ZERO_LEVELS, type ZeroLevel,
 } from '@mist/core';
 import { backendSpace } from './backend-space';
@@ -294,6 +294,9 @@ export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training
   // An engine whose loss always reads fp32 logits is costed so (torchtitan).
   const ce = engine !== undefined && isEngineName(engine) ? engineCrossEntropy(engine) : null;
   if (ce !== null && training.crossEntropy !== ce) training = { ...training, crossEntropy: ce };
+  // Likewise an engine that runs the norms, RoPE and SwiGLU as eager ops (torchtitan without torch.compile).
+  const ew = engine !== undefined && isEngineName(engine) ? engineElementwise(engine) : null;
+  if (ew !== null && training.elementwise !== ew) training = { ...training, elementwise: ew };
   // Megatron-Core's communication overlaps: costed only for an engine that runs them.
   if (engine !== undefined && isEngineName(engine) && !engineRunsCommOverlaps(engine)) {
     const field = target !== undefined ? 'target' : 'space';
