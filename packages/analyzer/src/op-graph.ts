@@ -101,7 +101,7 @@ export interface OpGraphOptions {
    */
   fp8?: Fp8Recipe;
   /** The loss's reading of the logits (training spec crossEntropy); absent: 'fused'. */
-  crossEntropy?: 'fused' | 'fp32-logits';
+  crossEntropy?: 'fused' | 'fp32-logits' | 'compute-dtype';
   /** How RMSNorm, RoPE and SwiGLU run (training spec elementwise: EAGER below); absent: 'fused'. */
   elementwise?: 'fused' | 'eager';
 }
@@ -541,11 +541,14 @@ export function headOps(model: ModelSpec, opts: OpGraphOptions): Op[] {
  * their fp32 copy and its fp32 log-softmax in forward (the copy is freed after it: log-softmax keeps
  * its output, not its input), the kept log-softmax, the loss's gradient of it and the input gradient,
  * all fp32, in backward (12 bytes per logit; the compute-dtype cast of the last comes after the first
- * two are freed).
+ * two are freed). compute-dtype (Megatron-LM's --fp16-lm-cross-entropy): the logits and their softmax
+ * in the compute dtype in forward (the logits are freed after it: the loss keeps the softmax), the
+ * softmax turned into the logits' gradient in place in backward.
  */
 export function headTransientBytes(opts: OpGraphOptions): { forward: Expr; backward: Expr } {
   const logits = mul(T, div(V, t));
   if (opts.crossEntropy === 'fp32-logits') return { forward: mul(opts.actBytes + 8, logits), backward: mul(12, logits) };
+  if (opts.crossEntropy === 'compute-dtype') return { forward: mul(2 * opts.actBytes, logits), backward: mul(opts.actBytes, logits) };
   return { forward: mul(opts.actBytes + 4, logits), backward: mul(4 + opts.actBytes, logits) };
 }
 

@@ -11,7 +11,7 @@
 //   recompute and the distributed optimizer straight to Megatron-Core), so its table is Megatron's.
 import { type ModelSpec } from './model';
 import { type Plan, type StageStrategy, type ZeroLevel, stageCp, stageEp, stageLayerCount } from './plan';
-import { type Fp8Recipe } from './training';
+import { type Fp8Recipe, type TrainingSpec } from './training';
 
 export const ENGINE_NAMES = ['megatron', 'nemo', 'deepspeed', 'torchtitan'] as const;
 export type EngineName = (typeof ENGINE_NAMES)[number];
@@ -99,7 +99,7 @@ export interface EngineCapabilities {
  * it depends on the model code or a flag: torchtitan's loss is `F.cross_entropy(pred.flatten(0, 1)
  * .float(), labels.flatten(0, 1))` (torchtitan/components/loss.py, also with TP's loss_parallel).
  */
-export function engineCrossEntropy(engine: EngineName): 'fused' | 'fp32-logits' | null {
+export function engineCrossEntropy(engine: EngineName): TrainingSpec['crossEntropy'] | null {
   return engine === 'torchtitan' ? 'fp32-logits' : null;
 }
 

@@ -53,9 +53,13 @@ export const TrainingSpecSchema = z.strictObject({
    * in autograd on the copy, `F.cross_entropy(logits.float(), labels)` (torchtitan's
    * torchtitan/components/loss.py, Hugging Face models): forward holds the compute-dtype logits, the
    * fp32 copy and the fp32 log-softmax it keeps; backward the kept log-softmax, its gradient and the
-   * input gradient in fp32 — 12 bytes per logit against 6 with bf16.
+   * input gradient in fp32 — 12 bytes per logit against 6 with bf16. 'compute-dtype': the loss runs on
+   * the compute-dtype logits themselves, its softmax written in that dtype and turned into the
+   * gradient in place (Megatron-LM's --fp16-lm-cross-entropy: vocab_parallel_cross_entropy on the fp16
+   * output instead of output.float(); Mist's fp16_lm_cross_entropy): the logits and their softmax in
+   * forward, the softmax become the gradient in backward — 2 bytes per logit each way with fp16.
    */
-  crossEntropy: z.enum(['fused', 'fp32-logits']).default('fused'),
+  crossEntropy: z.enum(['fused', 'fp32-logits', 'compute-dtype']).default('fused'),
   /**
    * How the layer's norm, rotary embedding and SwiGLU run. 'fused' (default): one kernel each
    * (Apex / Transformer Engine / this executor's kernels). 'eager': as separate PyTorch ops of the
