@@ -189,34 +189,49 @@ export function boundsForG(
   const bySpec: Item[][] = specs.map(() => []);
   for (const it of items) bySpec[it.s].push(it);
   for (const s of fresh) details[s] = toDetail(bySpec[s], 0);
-  const evaluated = corners.evaluated;
   const derived = new Uint8Array(n);
   for (const s of fresh) derived[s] = 1;
   return {
-    G, ...bounds, evaluated, shortfall: corners.shortfall, hostShortfall: corners.hostShortfall, derived,
+    G, ...bounds, evaluated: corners.evaluated, shortfall: corners.shortfall, hostShortfall: corners.hostShortfall, derived,
     minima: specs.map((_, s) => ({ steady: mins.steady[s], first: mins.first[s], imbalance: mins.imb[s] })),
-    detail(s: number): SpecDetail {
-      let d = details[s];
-      if (!d) {
-        // Every configuration that may fit gets its least levels (a spec is asked for only when it may beat the best plan).
-        const before = corners.evaluated;
-        const own = corners.fastItems([s], configsOf);
-        corners.refine(own, own.filter((it) => !it.fastFits));
-        d = toDetail(own, corners.evaluated - before);
-        details[s] = d;
-      }
-      return d;
-    },
+    detail: detailsOnDemand(details, corners, configsOf),
+  };
+}
+
+/**
+ * The details of the specs, derived on the first call for those not given. A function of its own, so
+ * that what it keeps alive for the rest of the tune is the details and the corner buffers, not the
+ * bounds' items (a closure keeps its whole scope).
+ */
+function detailsOnDemand(details: Array<SpecDetail | null>, corners: Corners, configsOf: (spec: StageGroupSpec) => ParallelConfig[]): (s: number) => SpecDetail {
+  return (s: number): SpecDetail => {
+    let d = details[s];
+    if (!d) {
+      // Every configuration that may fit gets its least levels (a spec is asked for only when it may beat the best plan).
+      const before = corners.evaluated;
+      const own = corners.fastItems([s], configsOf);
+      corners.refine(own, own.filter((it) => !it.fastFits));
+      d = toDetail(own, corners.evaluated - before);
+      details[s] = d;
+    }
+    return d;
   };
 }
 
 function toDetail(items: Item[], evaluated: number): SpecDetail {
-  const roots = new Int32Array(items.length * DIMS);
-  items.forEach((it, k) => roots.set(it.lo, k * DIMS));
-  return {
-    configs: items.map((it) => it.c), roots, steady: Float64Array.from(items, (it) => it.steady),
-    imbalance: Float64Array.from(items, (it) => it.imbalance), evaluated,
-  };
+  const n = items.length;
+  const roots = new Int32Array(n * DIMS);
+  const steady = new Float64Array(n);
+  const imbalance = new Float64Array(n);
+  const configs: ParallelConfig[] = new Array<ParallelConfig>(n);
+  for (let k = 0; k < n; k++) {
+    const it = items[k];
+    for (let d = 0; d < DIMS; d++) roots[k * DIMS + d] = it.lo[d];
+    steady[k] = it.steady;
+    imbalance[k] = it.imbalance;
+    configs[k] = it.c;
+  }
+  return { configs, roots, steady, imbalance, evaluated };
 }
 
 /** The corner rows of the bounds at one G: the fast, least-device and least-host corners, and the least levels. */
