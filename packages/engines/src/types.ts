@@ -21,6 +21,12 @@ export interface ExportInput {
   fp8?: Fp8Format;
   /** Megatron-Core's communication overlaps the prediction assumed (the training spec's fields); undefined: none. */
   overlaps?: CommOverlaps;
+  /**
+   * How the prediction's loss read the logits (TrainingSpec.crossEntropy); undefined: the engine's own
+   * loss. Megatron-LM writes 'compute-dtype' as --fp16-lm-cross-entropy; an engine that cannot run
+   * the asked one refuses the export, naming it (lossViolations).
+   */
+  crossEntropy?: TrainingSpec['crossEntropy'];
   launch: LaunchOptions;
 }
 
@@ -29,6 +35,29 @@ export interface ExportInput {
  * Megatron-Core's --tp-comm-overlap and --overlap-param-gather), which a plan has no field for.
  */
 export type CommOverlaps = Partial<Pick<TrainingSpec, 'tpCommOverlap' | 'paramGatherOverlap'>>;
+
+/** What an import learned of the training spec beside the plan (the overlaps, the loss's reading of the logits). */
+export type ImportedTraining = CommOverlaps & Partial<Pick<TrainingSpec, 'crossEntropy'>>;
+
+/**
+ * The losses an engine runs (TrainingSpec.crossEntropy): Megatron-LM's fused vocab-parallel cross
+ * entropy over an fp32 copy of the logits by default ('fused'), over the fp16 logits themselves with
+ * --fp16-lm-cross-entropy ('compute-dtype', fp16 only: megatron/training/arguments.py asserts --fp16);
+ * torchtitan's over an fp32 copy in autograd ('fp32-logits', core's engineCrossEntropy); NeMo and
+ * DeepSpeed as exported here: the fused form.
+ */
+export function lossViolations(engine: EngineName, crossEntropy: TrainingSpec['crossEntropy'] | undefined, dtype: TrainDtype): CapabilityViolation[] {
+  if (crossEntropy === undefined) return [];
+  const runs: Record<EngineName, readonly TrainingSpec['crossEntropy'][]> = {
+    megatron: dtype === 'fp16' ? ['fused', 'compute-dtype'] : ['fused'],
+    nemo: ['fused'], deepspeed: ['fused'], torchtitan: ['fp32-logits'],
+  };
+  if (runs[engine].includes(crossEntropy)) return [];
+  const why = engine === 'megatron' && crossEntropy === 'compute-dtype'
+    ? 'Megatron-LM runs --fp16-lm-cross-entropy with --fp16 only (arguments.py asserts it): export with --dtype fp16'
+    : `${engine} runs crossEntropy ${runs[engine].join(', ')}`;
+  return [{ feature: 'the loss\'s reading of the logits', field: 'training.crossEntropy', detail: `got ${crossEntropy}; ${why}` }];
+}
 
 export interface ExportFile {
   /** Path relative to the output directory. */
@@ -49,7 +78,7 @@ export interface ImportResult {
   modelInCatalog: boolean;
   plan: Plan;
   /** Training spec options the setup runs with that a plan has no field for (absent: none). */
-  training?: CommOverlaps;
+  training?: ImportedTraining;
   problems: ImportProblem[];
 }
 

@@ -29,6 +29,7 @@ const SAMPLES: Record<keyof SearchKnobs, { json: unknown; flag: string | boolean
   solver: { json: 'milp', flag: 'milp' },
   timeLimit: { json: 1.5, flag: '1.5' },
   fp8: { json: 'auto', flag: 'auto' },
+  crossEntropy: { json: 'compute-dtype', flag: 'compute-dtype' },
 };
 
 describe('search knobs: one schema for flags, job files and the Tuner service', () => {
@@ -104,5 +105,16 @@ describe('search knobs: one schema for flags, job files and the Tuner service', 
     expect(trainingForTarget({ target: 'torchtitan' }, model, training as never).crossEntropy).toBe('fp32-logits');
     expect(trainingForTarget({ space: 'torchtitan' }, model, training as never).crossEntropy).toBe('fp32-logits');
     expect(trainingForTarget({ target: 'megatron' }, model, training as never).crossEntropy).toBe('fused');
+    // torchtitan's eager model code (no torch.compile in its export).
+    expect(trainingForTarget({ target: 'torchtitan' }, model, training as never).elementwise).toBe('eager');
+    expect(trainingForTarget({ target: 'megatron' }, model, training as never).elementwise ?? 'fused').toBe('fused');
+  });
+
+  it('the cross-entropy knob sets the loss, and an engine that fixes it refuses another', () => {
+    const training = { globalBatch: 8, seqLen: 32, flashAttention: true, paramDtype: 'fp16', computeDtype: 'fp16', crossEntropy: 'fused' } as const;
+    expect(trainingForTarget({ target: 'megatron', crossEntropy: 'compute-dtype' }, model, training as never).crossEntropy).toBe('compute-dtype');
+    expect(trainingForTarget({ crossEntropy: 'compute-dtype' }, model, training as never).crossEntropy).toBe('compute-dtype');
+    expect(() => trainingForTarget({ target: 'torchtitan', crossEntropy: 'compute-dtype' }, model, training as never)).toThrow(/crossEntropy.*fp32-logits/s);
+    expect(() => trainingForTarget({ target: 'cpu', crossEntropy: 'compute-dtype' }, model, training as never)).toThrow(/crossEntropy/);
   });
 });

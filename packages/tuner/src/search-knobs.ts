@@ -47,6 +47,8 @@ export interface SearchKnobs {
   timeLimit?: number;
   /** fp8 linear layers (FP8_KNOB_VALUES): off, one recipe, or auto (fp8-choice.ts). */
   fp8?: Fp8Knob;
+  /** How the loss reads the logits (TrainingSpec.crossEntropy); absent: the training spec's (or the target engine's). */
+  crossEntropy?: TrainingSpec['crossEntropy'];
 }
 
 /**
@@ -55,6 +57,7 @@ export interface SearchKnobs {
  * the GPU and the target have it and keep the faster plan.
  */
 export const FP8_KNOB_VALUES = ['off', 'delayed', 'current', 'auto'] as const;
+const CROSS_ENTROPY_VALUES: readonly TrainingSpec['crossEntropy'][] = ['fused', 'fp32-logits', 'compute-dtype'];
 export type Fp8Knob = (typeof FP8_KNOB_VALUES)[number];
 
 type Kind =
@@ -111,6 +114,9 @@ export const SEARCH_KNOBS: readonly KnobSpec[] = [
   { key: 'fp8', flag: 'fp8', kind: { type: 'enum', values: FP8_KNOB_VALUES }, valueName: FP8_KNOB_VALUES.join('|'),
     description: 'fp8 linear layers (Transformer Engine): off (default), delayed or current scaling, or auto: tune with and ' +
       'without fp8 where the GPU has fp8 tensor cores and keep the faster plan' },
+  { key: 'crossEntropy', flag: 'cross-entropy', kind: { type: 'enum', values: CROSS_ENTROPY_VALUES }, valueName: 'MODE',
+    description: 'how the loss reads the logits: fused (default; one kernel with an fp32 buffer, Megatron-LM\'s), fp32-logits (an fp32 ' +
+      'copy in autograd, torchtitan\'s, which --target torchtitan implies) or compute-dtype (the fp16 logits, Megatron-LM\'s --fp16-lm-cross-entropy)' },
 ];
 
 const ALLOWED_KEYS = SEARCH_KNOBS.map((k) => k.key).join(', ');
@@ -291,8 +297,16 @@ export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training
       throw new SpecError(`training for --${field} ${engine}`, [{ field: 'fp8', value: training.fp8, message: `${bad.feature} is not run by ${engine} (${bad.detail})` }]);
     }
   }
-  // An engine whose loss always reads fp32 logits is costed so (torchtitan).
+  // The loss's reading of the logits: the knob's, and an engine whose loss always reads them one way
+  // (torchtitan: fp32 logits) is costed so; the knob may not ask for another.
+  if (knobs.crossEntropy !== undefined) training = { ...training, crossEntropy: knobs.crossEntropy };
   const ce = engine !== undefined && isEngineName(engine) ? engineCrossEntropy(engine) : null;
+  if (ce !== null && knobs.crossEntropy !== undefined && knobs.crossEntropy !== ce) {
+    const field = target !== undefined ? 'target' : 'space';
+    throw new SpecError(`training for --${field} ${engine}`, [{
+      field: 'crossEntropy', value: knobs.crossEntropy, message: `${engine}'s loss reads the logits as ${ce} (allowed: ${ce})`,
+    }]);
+  }
   if (ce !== null && training.crossEntropy !== ce) training = { ...training, crossEntropy: ce };
   // Likewise an engine that runs the norms, RoPE and SwiGLU as eager ops (torchtitan without torch.compile).
   const ew = engine !== undefined && isEngineName(engine) ? engineElementwise(engine) : null;

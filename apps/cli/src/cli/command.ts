@@ -1,6 +1,7 @@
 // The shape of one `mist` sub-command. Each command lives in src/commands/<name>.ts and is
 // listed in src/commands/index.ts.
 import type { ParseArgsConfig } from 'node:util';
+import type { TrainingSpec } from '@mist/core';
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -70,3 +71,23 @@ export function boolOpt(values: ParsedValues, name: string): boolean {
 export const JSON_OPTION: Record<string, OptionSpec> = {
   json: { type: 'boolean', description: 'print machine-readable JSON on stdout' },
 };
+
+const CROSS_ENTROPY_MODES: readonly TrainingSpec['crossEntropy'][] = ['fused', 'fp32-logits', 'compute-dtype'];
+
+/** How the loss reads the logits (TrainingSpec.crossEntropy), as `mist analyze` and `mist export` take it (`mist tune`: its knob). */
+export const CROSS_ENTROPY_OPTION: Record<string, OptionSpec> = {
+  'cross-entropy': {
+    type: 'string', valueName: 'MODE',
+    description: 'how the loss reads the logits: fused (default; one kernel with an fp32 buffer, Megatron-LM\'s), fp32-logits (an fp32 copy ' +
+      'in autograd, torchtitan\'s) or compute-dtype (the fp16 logits themselves, Megatron-LM\'s --fp16-lm-cross-entropy)',
+  },
+};
+
+/** Reads --cross-entropy; names the allowed values on error. */
+export function crossEntropyOpt(values: ParsedValues): TrainingSpec['crossEntropy'] | undefined {
+  const v = stringOpt(values, 'cross-entropy');
+  if (v === undefined) return undefined;
+  const mode = CROSS_ENTROPY_MODES.find((m) => m === v);
+  if (!mode) throw new UsageError(`--cross-entropy: got "${v}"; allowed: ${CROSS_ENTROPY_MODES.join(', ')}`);
+  return mode;
+}

@@ -11,7 +11,7 @@ import {
 } from '@mist/core';
 import { type Analysis, type AnalysisStage, analyzePlan } from '@mist/analyzer';
 import { planPictureHtml, planPictureSvg } from '@mist/viz';
-import { type Command, intOpt, JSON_OPTION, stringOpt, UsageError } from '../cli/command';
+import { type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, intOpt, JSON_OPTION, stringOpt, UsageError } from '../cli/command';
 import { planArgument } from '../cli/plan-argument';
 import { renderTable } from '../cli/table';
 import { retargetPlan } from './plan-retarget';
@@ -64,6 +64,7 @@ function summary(est: Analysis, plan: Plan, changes: string[], training: Trainin
       `${(plan.virtualStages ?? 1) > 1 ? `, interleaved 1F1B with ${plan.virtualStages} model chunks per stage` : ''}` +
       `${est.flashAttention ? '' : ', no flash attention'}` +
       `${training.tpCommOverlap ? ', TP communication overlapped' : ''}${training.paramGatherOverlap ? ', parameter all-gather overlapped' : ''}` +
+      `${training.crossEntropy === 'fp32-logits' ? ', loss over fp32 logits' : training.crossEntropy === 'compute-dtype' ? ', loss on the compute-dtype logits' : ''}` +
       (changes.length > 0 ? `\nre-targeted from the plan file: ${changes.join(', ')}` : ''),
     `iteration ${formatSeconds(est.iterationTimeS)} (first ${formatSeconds(est.breakdown.firstS)} + ` +
       `${Number(((plan.gradAccumSteps * (plan.virtualStages ?? 1) - 1) / (plan.virtualStages ?? 1)).toFixed(3))} x ` +
@@ -91,7 +92,7 @@ export const analyzeCommand: Command = {
   name: 'analyze',
   summary: 'estimate a plan: iteration time, tokens/s, MFU, per-stage time and memory breakdown, fit',
   usage: 'mist analyze PLAN.json|--plan PLAN.json [--model NAME|FILE] [--cluster SHORTHAND|FILE] [--profile PROFILE.json [--force]] ' +
-    '[--seq N] [--global-batch N] [--no-flash-attention] [--tp-comm-overlap] [--overlap-param-gather] [--json] [--explain] [--timeline OUT.svg|OUT.html]',
+    '[--seq N] [--global-batch N] [--no-flash-attention] [--tp-comm-overlap] [--overlap-param-gather] [--cross-entropy MODE] [--json] [--explain] [--timeline OUT.svg|OUT.html]',
   examples: [
     'mist analyze examples/plans/gpt3-1.3b-1x2-l4.json',
     'mist analyze --model gpt3-1.3b --cluster 1x2-l4 --plan examples/plans/gpt3-1.3b-1x2-l4.json --json',
@@ -119,6 +120,7 @@ export const analyzeCommand: Command = {
       type: 'boolean',
       description: 'as Megatron-Core\'s --overlap-param-gather: the ZeRO-1/2 parameter all-gather beside the next step\'s first forward',
     },
+    ...CROSS_ENTROPY_OPTION,
     explain: { type: 'boolean', description: 'print the simplified time and memory formulas of every stage' },
     timeline: {
       type: 'string', valueName: 'FILE',
@@ -151,7 +153,10 @@ export const analyzeCommand: Command = {
     }
     const timelineFile = timelineTarget(stringOpt(values, 'timeline'));
     const overlaps = { tpCommOverlap: values['tp-comm-overlap'] === true, paramGatherOverlap: values['overlap-param-gather'] === true };
-    const { analysis: est, plan, training } = analyzePlan({ model, plan: data, profile, training: overlaps, explain: values.explain === true });
+    const crossEntropy = crossEntropyOpt(values);
+    const { analysis: est, plan, training } = analyzePlan({
+      model, plan: data, profile, training: { ...overlaps, ...(crossEntropy ? { crossEntropy } : {}) }, explain: values.explain === true,
+    });
     if (timelineFile) {
       const title = `${est.model} on ${est.cluster}: ${plan.stages.length}-stage plan, G=${plan.gradAccumSteps} (${path.basename(planFile)})`;
       fs.writeFileSync(timelineFile, timelineFile.toLowerCase().endsWith('.svg') ? planPictureSvg(plan, est, { title }) : planPictureHtml(plan, est, { title }));
@@ -161,7 +166,9 @@ export const analyzeCommand: Command = {
     const exitCode = est.allFit ? 0 : EXIT_DOES_NOT_FIT;
     if (values.json) {
       const overlapped = overlaps.tpCommOverlap || overlaps.paramGatherOverlap ? { overlaps } : {};
-      io.stdout(JSON.stringify({ plan: planFile, ...(changes.length > 0 ? { retargeted: changes } : {}), ...overlapped, ...est }, null, 2) + '\n');
+      io.stdout(JSON.stringify({
+        plan: planFile, ...(changes.length > 0 ? { retargeted: changes } : {}), ...overlapped, ...(crossEntropy ? { crossEntropy } : {}), ...est,
+      }, null, 2) + '\n');
       return exitCode;
     }
 

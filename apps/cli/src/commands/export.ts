@@ -10,7 +10,7 @@ import {
 } from '@mist/core';
 import { analyzePlan } from '@mist/analyzer';
 import { exportPlan, type Fp8Format, InexpressiblePlanError, nearestExpressiblePlan, type TrainDtype } from '@mist/engines';
-import { type Command, intOpt, JSON_OPTION, requireString, stringOpt, UsageError } from '../cli/command';
+import { type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, intOpt, JSON_OPTION, requireString, stringOpt, UsageError } from '../cli/command';
 import { renderTable } from '../cli/table';
 
 export const exportCommand: Command = {
@@ -40,6 +40,7 @@ export const exportCommand: Command = {
       type: 'boolean',
       description: 'Megatron-LM only: write --overlap-param-gather (and --overlap-grad-reduce) where the plan uses the distributed optimizer (ZeRO-1), as `mist analyze --overlap-param-gather` predicts it',
     },
+    ...CROSS_ENTROPY_OPTION,
     'master-addr': { type: 'string', valueName: 'HOST', description: 'rendezvous host, node 0 (default 127.0.0.1; edit for several nodes)' },
     'master-port': { type: 'string', valueName: 'N', description: 'rendezvous port (default 29500)' },
     ...JSON_OPTION,
@@ -56,6 +57,8 @@ export const exportCommand: Command = {
     for (const [flag, on] of [['tp-comm-overlap', overlaps.tpCommOverlap], ['overlap-param-gather', overlaps.paramGatherOverlap]] as const) {
       if (on && !engineRunsCommOverlaps(engine)) throw new UsageError(`--${flag}: Megatron-LM's flag; --to ${engine} has no such option in its export`);
     }
+    const crossEntropy = crossEntropyOpt(values);
+    const training = { ...overlaps, ...(crossEntropy ? { crossEntropy } : {}) };
     const data = readSpecFile(planFile);
     const doc = (data && typeof data === 'object' ? data : {}) as { model?: unknown; cluster?: unknown };
     const modelRef = stringOpt(values, 'model') ?? (typeof doc.model === 'string' ? doc.model : undefined);
@@ -76,8 +79,8 @@ export const exportCommand: Command = {
         plan = near.plan;
         if (near.changes.length > 0) {
           const profile = builtinHardwareProfile(cluster);
-          const a = analyzePlan({ model, plan: original, profile, training: overlaps }).analysis;
-          const b = analyzePlan({ model, plan, profile, training: overlaps }).analysis;
+          const a = analyzePlan({ model, plan: original, profile, training }).analysis;
+          const b = analyzePlan({ model, plan, profile, training }).analysis;
           const peak = (x: typeof a): number => Math.max(...x.stages.map((s) => s.peakMemoryBytes));
           comparison = {
             changes: near.changes,
@@ -95,7 +98,7 @@ export const exportCommand: Command = {
           text += `(iteration time nearest / original: ${(b.iterationTimeS / a.iterationTimeS).toFixed(3)})\n`;
         }
       }
-      const files = exportPlan(engine as EngineName, { plan, model, cluster, dtype: dtype as TrainDtype, fp8: fp8 as Fp8Format | undefined, overlaps, launch });
+      const files = exportPlan(engine as EngineName, { plan, model, cluster, dtype: dtype as TrainDtype, fp8: fp8 as Fp8Format | undefined, overlaps, crossEntropy, launch });
       fs.mkdirSync(out, { recursive: true });
       for (const f of files) {
         const p = path.join(out, f.path);

@@ -86,6 +86,10 @@ export const importCommand: Command = {
         const flags = [t.tpCommOverlap ? '--tp-comm-overlap' : '', t.paramGatherOverlap ? '--overlap-param-gather' : ''].filter(Boolean).join(' ');
         text += `The setup overlaps communication (${flags}), which a plan file does not record: predict it with \`mist analyze PLAN ${flags}\`.\n`;
       }
+      if (t && t.crossEntropy) {
+        text += `The setup's loss reads the logits as crossEntropy ${t.crossEntropy}, which a plan file does not record: ` +
+          `predict it with \`mist analyze PLAN --cross-entropy ${t.crossEntropy}\`.\n`;
+      }
       if (written.length > 0) text += `Wrote ${written.join(' and ')}.\n`;
       io.stdout(text);
     }

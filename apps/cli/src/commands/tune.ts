@@ -246,7 +246,7 @@ export const tuneCommand: Command = {
     let text = `${model.name} on ${clusterName} (${profile.source}), seq ${seqLen}, global batch ${globalBatch}` +
       `${training.flashAttention ? '' : ', no flash attention'}` +
       `${training.tpCommOverlap ? ', TP communication overlapped' : ''}${training.paramGatherOverlap ? ', parameter all-gather overlapped' : ''}` +
-      `${training.crossEntropy === 'fp32-logits' ? ', loss over fp32 logits' : ''}` +
+      `${training.crossEntropy === 'fp32-logits' ? ', loss over fp32 logits' : training.crossEntropy === 'compute-dtype' ? ', loss on the compute-dtype logits' : ''}` +
       `${training.elementwise === 'eager' ? ', norms, RoPE and SwiGLU as eager PyTorch ops' : ''}\n`;
     if (main.plan && main.predicted) {
       const p = main.predicted;

@@ -1,7 +1,7 @@
 // The pretrain_gpt.py argument list of a plan (Megatron-LM core_v0.14.0, megatron/training/arguments.py).
 // Each entry is one flag with its values; data and tokenizer arguments are kept apart because the user
 // replaces them (the defaults, --mock-data and NullTokenizer, run a synthetic benchmark as written).
-import { FP8_AMAX_HISTORY_LEN, type Fp8Recipe, type ModelSpec, type Plan, planVirtualStages, stageCp, stageEp } from '@mist/core';
+import { FP8_AMAX_HISTORY_LEN, type Fp8Recipe, type ModelSpec, type Plan, planVirtualStages, stageCp, stageEp, type TrainingSpec } from '@mist/core';
 import { layerCounts, uniformStrategy } from '../common';
 import { type CommOverlaps, type Fp8Format, type TrainDtype } from '../types';
 
@@ -131,11 +131,14 @@ export function megatronDataArgs(): ArgLine[] {
   return [['--mock-data'], ['--tokenizer-type', 'NullTokenizer']];
 }
 
-export function megatronArgs(plan: Plan, model: ModelSpec, dtype: TrainDtype, fp8?: Fp8Format, overlaps?: CommOverlaps): MegatronArgs {
+export function megatronArgs(
+  plan: Plan, model: ModelSpec, dtype: TrainDtype, fp8?: Fp8Format, overlaps?: CommOverlaps, crossEntropy?: TrainingSpec['crossEntropy'],
+): MegatronArgs {
   return {
     model: megatronModelArgs(model, plan.seqLen),
     parallelism: [...megatronParallelArgs(plan), ...megatronOverlapArgs(plan, overlaps)],
-    precision: megatronPrecisionArgs(dtype, fp8, plan.fp8),
+    // The loss on the fp16 logits (TrainingSpec.crossEntropy 'compute-dtype'; fp16 only, types.ts lossViolations).
+    precision: [...megatronPrecisionArgs(dtype, fp8, plan.fp8), ...(crossEntropy === 'compute-dtype' ? [['--fp16-lm-cross-entropy'] as ArgLine] : [])],
     data: megatronDataArgs(),
   };
 }

@@ -6,7 +6,7 @@ import {
 } from '@mist/core';
 import { flagMap, parseFlags } from '../argv';
 import { catalogMatch, positiveInt, rangesFromCounts, stageMesh } from '../common';
-import { type CommOverlaps, ImportError, type ImportProblem, type ImportResult } from '../types';
+import { ImportError, type ImportedTraining, type ImportProblem, type ImportResult } from '../types';
 
 export interface MegatronImportContext {
   cluster: ClusterSpec;
@@ -30,7 +30,7 @@ const MODELLED = new Set([
   '--fp8-format', '--fp8-recipe', '--fp8-amax-history-len', '--fp8-amax-compute-algo', '--attention-dropout', '--hidden-dropout',
   '--squared-relu', '--num-experts', '--moe-router-topk', '--moe-ffn-hidden-size', '--expert-model-parallel-size',
   '--expert-tensor-parallel-size', '--moe-token-dispatcher-type', '--moe-layer-freq',
-  '--overlap-grad-reduce', '--overlap-param-gather', '--tp-comm-overlap',
+  '--overlap-grad-reduce', '--overlap-param-gather', '--tp-comm-overlap', '--fp16-lm-cross-entropy',
 ]);
 
 /** Flags with no effect on what Mist predicts (data, tokenizer files, schedule, logging, checkpoints, kernels). */
@@ -262,7 +262,12 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
   // --overlap-grad-reduce, the gradient reduction beside the last backward, is what the analyzer
   // always assumes). arguments.py asserts sequence parallelism with --tp-comm-overlap (and turns it
   // off at tp 1), and the distributed optimizer and --overlap-grad-reduce with --overlap-param-gather.
-  const training: CommOverlaps = {};
+  const training: ImportedTraining = {};
+  // The loss on the fp16 logits (TrainingSpec.crossEntropy 'compute-dtype'); arguments.py asserts --fp16.
+  if (has('--fp16-lm-cross-entropy')) {
+    if (!has('--fp16')) throw new ImportError('--fp16-lm-cross-entropy', 'needs --fp16 (Megatron-LM asserts it: lm cross entropy in fp16 only support in fp16 mode)');
+    training.crossEntropy = 'compute-dtype';
+  }
   if (has('--tp-comm-overlap')) {
     if (!(has('--sequence-parallel') && tp > 1)) {
       throw new ImportError('--tp-comm-overlap', 'needs --sequence-parallel with --tensor-model-parallel-size > 1 (Megatron-LM asserts sequence parallelism with it)');
