@@ -113,9 +113,12 @@ interface Item {
   imbalance: number;
   /** Whether the fastest corner fits the device (then every least level is 0). */
   fastFits: boolean;
-  /** Least fitting level index per dimension (bisection: every level below lo does not fit, hi does). */
-  lo: Int32Array;
-  hi: Int32Array;
+  /**
+   * Least fitting level index per dimension (bisection: every level below lo does not fit, hi does);
+   * made only for the items whose levels are searched (refine), zero (null) for the others.
+   */
+  lo: Int32Array | null;
+  hi: Int32Array | null;
 }
 
 /**
@@ -226,7 +229,8 @@ function toDetail(items: Item[], evaluated: number): SpecDetail {
   const configs: ParallelConfig[] = new Array<ParallelConfig>(n);
   for (let k = 0; k < n; k++) {
     const it = items[k];
-    for (let d = 0; d < DIMS; d++) roots[k * DIMS + d] = it.lo[d];
+    const lo = it.lo;
+    if (lo) for (let d = 0; d < DIMS; d++) roots[k * DIMS + d] = lo[d];
     steady[k] = it.steady;
     imbalance[k] = it.imbalance;
     configs[k] = it.c;
@@ -306,8 +310,7 @@ class Corners {
         items.push({
           s: rowSpec[r], c: rowConfig[r], steady: output[fast + OUT.STEADY], first: output[fast + OUT.FIRST],
           imbalance: output[fast + OUT.FIRST] + output[fast + OUT.LAST],
-          fastFits: output[fast + OUT.FITS_DEVICE] === 1, lo: new Int32Array(DIMS),
-          hi: Int32Array.from(ZERO_ROOT, (_, d) => this.levels(spec, d).length - 1),
+          fastFits: output[fast + OUT.FITS_DEVICE] === 1, lo: null, hi: null,
         });
       }
       rows = 0;
@@ -338,6 +341,11 @@ class Corners {
   refine(items: Item[], pending: Item[]): void {
     const { input, output, model, G, specs } = this;
     const levels = (spec: StageGroupSpec, d: number): number[] => this.levels(spec, d);
+    for (const p of pending) {
+      const spec = specs[p.s];
+      p.lo = new Int32Array(DIMS);
+      p.hi = Int32Array.from(ZERO_ROOT, (_, d) => levels(spec, d).length - 1);
+    }
     this.evaluated += leastLevels(model, G, specs, pending, levels, (spec) => this.top(spec), input, output);
     const dropped = new Set<Item>();
     for (let j0 = 0; j0 < pending.length; j0 += BATCH_ROWS) {
@@ -345,7 +353,8 @@ class Corners {
       for (let j = 0; j < m; j++) {
         const p = pending[j0 + j];
         const spec = specs[p.s];
-        const lv = (d: number): number => levels(spec, d)[p.lo[d]];
+        const lo = searched(p).lo;
+        const lv = (d: number): number => levels(spec, d)[lo[d]];
         writeCorner(input, 2 * j, spec, G, p.c, lv(0), [lv(1), lv(2), lv(3), 0]);
         writeCorner(input, 2 * j + 1, spec, G, p.c, this.top(spec)[0], [lv(1), lv(2), lv(3), lv(4)]);
       }
@@ -392,9 +401,10 @@ function leastLevels(
     for (let j = 0; j < m; j++) {
       const p = pending[jobP[j]];
       const d = jobD[j];
-      const mid = (p.lo[d] + p.hi[d]) >> 1;
-      if (output[j * OUTPUT_WIDTH + OUT.FITS_DEVICE] === 1) p.hi[d] = mid;
-      else p.lo[d] = mid + 1;
+      const { lo, hi } = searched(p);
+      const mid = (lo[d] + hi[d]) >> 1;
+      if (output[j * OUTPUT_WIDTH + OUT.FITS_DEVICE] === 1) hi[d] = mid;
+      else lo[d] = mid + 1;
     }
     m = 0;
   };
@@ -404,9 +414,10 @@ function leastLevels(
       const p = pending[i];
       const spec = specs[p.s];
       for (let d = 0; d < DIMS; d++) {
-        if (p.lo[d] >= p.hi[d]) continue;
+        const { lo, hi } = searched(p);
+        if (lo[d] >= hi[d]) continue;
         const t = top(spec);
-        t[d] = levels(spec, d)[(p.lo[d] + p.hi[d]) >> 1];
+        t[d] = levels(spec, d)[(lo[d] + hi[d]) >> 1];
         writeCorner(input, m, spec, G, p.c, t[0], [t[1], t[2], t[3], t[4]]);
         jobP[m] = i;
         jobD[m] = d;
@@ -421,6 +432,12 @@ function leastLevels(
 }
 
 const ZERO_ROOT = [0, 0, 0, 0, 0] as const;
+
+/** The level bounds of an item whose levels are searched (refine made them). */
+function searched(p: Item): { lo: Int32Array; hi: Int32Array } {
+  if (!p.lo || !p.hi) throw new Error('bounds: an item in the level search has no level bounds');
+  return { lo: p.lo, hi: p.hi };
+}
 /** Relative slack of the total-bytes test (bytes are up to ~1e13, so a few ulps of the sums). */
 const BOUND_SLACK = 1e-12;
 
@@ -444,6 +461,26 @@ export function layerBounds(L: number, G: number, specs: readonly StageGroupSpec
   minSteady = minSteady.map((v, s) => (roomy[s] ? v : Infinity));
   const specLowerBoundS = new Float64Array(n).fill(Infinity);
   const specRestS = new Float64Array(n).fill(Infinity);
+  // A quick bound first: every plan at G has a bottleneck no faster than the fastest spec's steady
+  // time and a first micro-batch no faster than the fastest first, and a plan using spec s at least
+  // that spec's own first + last + (G - 1) * steady. When the quick bound already reaches the
+  // incumbent, no plan at G can beat it: the partition relaxation below is not needed.
+  let fastestSteady = Infinity;
+  let fastestFirst = Infinity;
+  for (let s = 0; s < n; s++) {
+    if (!Number.isFinite(minSteady[s])) continue;
+    if (minSteady[s] < fastestSteady) fastestSteady = minSteady[s];
+    if (minFirst[s] < fastestFirst) fastestFirst = minFirst[s];
+  }
+  const quick = (G - 1) * fastestSteady + fastestFirst;
+  if (!(quick < incumbentS)) {
+    for (let s = 0; s < n; s++) {
+      if (!Number.isFinite(minSteady[s])) continue;
+      specLowerBoundS[s] = Math.max(quick, minImb[s] + (G - 1) * minSteady[s]);
+      specRestS[s] = 0;
+    }
+    return { lowerBoundS: quick, specLowerBoundS, specRestS };
+  }
   let lowerBoundS = Infinity;
   // Single-stage plans: exact virtual cost.
   specs.forEach((spec, s) => {
