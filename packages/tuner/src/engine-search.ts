@@ -8,8 +8,8 @@
 // partition, with G a multiple of pp (core's plan rules). The same grid gives the tuner's
 // megatron/deepspeed baselines and `mist tune --target ENGINE`.
 import {
-  type AnalyzerContext, type CompiledStageModel, compileStageModel, estimatePlan, INPUT_WIDTH, interleavedStageEstimate, iterationTime, planStageQuery,
-  type StageEstimate, type StageQuery, stepJitter, writeStageQuery,
+  type AnalyzerContext, type CompiledStageModel, compileStageModel, estimatePlan, INPUT_WIDTH, interleavedStageEstimate, iterationTime, OUTPUT_WIDTH,
+  planStageQuery, readStageEstimate, type StageEstimate, type StageQuery, stepJitter, writeStageQuery,
 } from '@mist/analyzer';
 import {
   clusterDevices, type EngineCapabilities, type Mesh, modelRuleViolations, type Offload, type OffloadCapability, parsePlan, type Plan,
@@ -170,13 +170,23 @@ export function virtualStageChoices(caps: Pick<EngineCapabilities, 'interleaved'
  * chunks, ascending. A per-model count (Megatron-LM's --recompute-num-layers) applies to each chunk,
  * so with v chunks a rank checkpoints a multiple of v layers.
  */
-function ckptCandidates(caps: EngineCapabilities, space: SearchSpace, n: number, v = 1, selective = false, perOp = false): number[] {
+function ckptCandidates(caps: EngineCapabilities, space: SearchSpace, n: number, v = 1, selective = false, perOp = false): readonly number[] {
   // Megatron-LM's one recompute granularity: with selective recompute no whole layer is recomputed;
   // torchtitan's one activation checkpointing mode: with the per-op policy neither.
-  if (space.ckpt === 'none' || (selective && caps.selectiveRecompute === 'whole-model') || perOp) return [0];
+  if (space.ckpt === 'none' || (selective && caps.selectiveRecompute === 'whole-model') || perOp) return ZERO_ONLY;
   if (space.ckpt === 'all-or-none' || caps.ckpt === 'all-or-none') return [0, n];
-  return Array.from({ length: n + 1 }, (_, i) => i).filter((c) => caps.ckpt !== 'uniform-count' || c % v === 0);
+  const step = caps.ckpt === 'uniform-count' ? v : 1;
+  const key = n * 1024 + step;
+  let c = CKPT_STEPS.get(key);
+  if (!c) {
+    c = Array.from({ length: Math.floor(n / step) + 1 }, (_, i) => i * step);
+    CKPT_STEPS.set(key, c);
+  }
+  return c;
 }
+const ZERO_ONLY: readonly number[] = [0];
+/** Every multiple of a step from 0 to n, by n and step (shared, read-only). */
+const CKPT_STEPS = new Map<number, readonly number[]>();
 
 /**
  * Selective-recompute choices of the engine grid: on as well where the engine runs it and the space
@@ -285,13 +295,18 @@ function bestOfPoint(
   let evaluated = 0;
   const memo = new Map<string, StageEstimate>();
   const jitter = stepJitter(ctx.profile, p.pp * p.mesh.nodes * p.mesh.gpusPerNode);
+  const row = { input: new Float64Array(INPUT_WIDTH), output: new Float64Array(OUTPUT_WIDTH) };
   const estimateStage = (plan: Plan, i: number): StageEstimate => {
     const q = planStageQuery(plan, i);
     const v = plan.virtualStages ?? 1;
     const key = `${i}:${q.layers}:${q.ckptLayers}:${v}`;
     let e = memo.get(key);
     if (!e) {
-      e = interleavedStageEstimate(compiled.estimate(q), q, v);
+      // The query comes from a plan this search built from the space's own grid: evaluated as a row
+      // without estimate()'s range checks (checkStageQuery), which cost as much as the kernel here.
+      writeStageQuery(q, row.input);
+      compiled.evaluateBatch(row.input, row.output, 1);
+      e = interleavedStageEstimate(readStageEstimate(row.output, compiled.capacityBytes), q, v);
       memo.set(key, e);
       evaluated++;
       if (!e.fits) miss.note(q, e);
@@ -306,16 +321,24 @@ function bestOfPoint(
     const probe = planOf(ctx, p, counts, zeroCkpt, clusterName, v);
     const need: number[] = [];
     for (let i = 0; i < counts.length; i++) {
-      let fit = -1;
-      for (const c of ckptCandidates(caps, space, counts[i], v, p.selectiveRecompute, p.opRecompute)) {
-        probe.stages[i].ckptLayers = c;
-        if (estimateStage(probe, i).fits) {
-          fit = c;
-          break;
-        }
+      // The least candidate that fits, by bisection: device and host memory never rise with the
+      // checkpointed-layer count (the intra-stage search rests on the same monotonicity), so the
+      // candidates that fit are a suffix of the ascending list.
+      const cands = ckptCandidates(caps, space, counts[i], v, p.selectiveRecompute, p.opRecompute);
+      const fits = (k: number): boolean => {
+        probe.stages[i].ckptLayers = cands[k];
+        return estimateStage(probe, i).fits;
+      };
+      let lo = 0;
+      let hi = cands.length - 1;
+      if (!fits(hi)) break;
+      if (fits(0)) hi = 0;
+      while (hi - lo > 1) {
+        const mid = (lo + hi) >> 1;
+        if (fits(mid)) hi = mid;
+        else lo = mid;
       }
-      if (fit < 0) break;
-      need.push(fit);
+      need.push(cands[hi]);
     }
     if (need.length < counts.length) continue;
     let ckpt = need;

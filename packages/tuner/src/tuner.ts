@@ -234,7 +234,10 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
   // The bounds cache (bounds-cache.ts): the best plans of earlier tunes, carried over to this global
   // batch, may give the first incumbent; the spec minima skip most of the bounds phase.
   const boundsCache = options.cacheDir ? BoundsCache.open(options.cacheDir, contextKey(ctx, space)) : null;
+  // carried: an earlier plan became the incumbent; carriedFits: one fits here (then the bar is at
+  // least that good, whichever incumbent is better, and the seed search is not needed).
   let carried = false;
+  let carriedFits = false;
   if (boundsCache) {
     const clusterName = options.clusterName ?? cluster.name;
     for (const old of boundsCache.storedPlans(devices)) {
@@ -244,13 +247,14 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
       // A plan with fewer micro-batches than stages is mostly bubble: the seed search below is then
       // the better start.
       if (!est.allFit || c.plan.gradAccumSteps < c.plan.stages.length) continue;
+      carriedFits = true;
       if (!best || est.iterationTimeS < best.iterationTimeS) {
         best = { iterationTimeS: est.iterationTimeS, plan: c.plan };
         carried = true;
       }
     }
   }
-  if ((!space.uniformPartition || !space.uniformMesh) && !carried) {
+  if ((!space.uniformPartition || !space.uniformMesh) && !carriedFits) {
     const seed = await tune(ctx, {
       // The interleaved plans are searched once, by this tune, after its main search.
       space: { ...space, uniformPartition: true, uniformMesh: true, maxVirtualStages: 1 }, compiled, clusterName: options.clusterName,
