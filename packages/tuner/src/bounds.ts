@@ -189,9 +189,12 @@ export function boundsForG(
     }
   }
   const details: Array<SpecDetail | null> = specs.map(() => null);
-  const bySpec: Item[][] = specs.map(() => []);
-  for (const it of items) bySpec[it.s].push(it);
-  for (const s of fresh) details[s] = toDetail(bySpec[s], 0);
+  // A G whose bound reaches the incumbent is never searched: its details are left to be derived on demand.
+  if (bounds.lowerBoundS < incumbentS) {
+    const bySpec: Item[][] = specs.map(() => []);
+    for (const it of items) bySpec[it.s].push(it);
+    for (const s of fresh) details[s] = toDetail(bySpec[s], 0);
+  }
   const derived = new Uint8Array(n);
   for (const s of fresh) derived[s] = 1;
   return {
