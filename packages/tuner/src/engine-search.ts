@@ -158,6 +158,25 @@ function planOf(ctx: AnalyzerContext, p: GridPoint, counts: number[], ckpt: numb
   };
 }
 
+/**
+ * The plan of a grid point with every stage at one fixed shape (all optional fields present, at
+ * their neutral values where off): what the estimates read, built for every partition and chunk
+ * count, where planOf's canonical plan (optional fields only when set) is built for a new best only.
+ */
+function probePlan(p: GridPoint, counts: readonly number[], virtualStages: number): Plan {
+  let first = 0;
+  const stages: StageStrategy[] = counts.map((n) => {
+    const s: StageStrategy = {
+      layers: [first, first + n - 1], mesh: p.mesh, microBatchSize: p.microBatchSize, dp: p.dp, tp: p.tp, cp: p.cp, ep: p.ep,
+      sequenceParallel: p.sequenceParallel, ckptLayers: 0, selectiveRecompute: p.selectiveRecompute, opRecompute: p.opRecompute,
+      zero: p.zero, offload: p.offload,
+    };
+    first += n;
+    return s;
+  });
+  return { version: PLAN_VERSION, model: '', seqLen: 0, globalBatch: 0, gradAccumSteps: p.G, virtualStages, stages };
+}
+
 /** Chunk counts per rank the engine may run a partition with: 1, and with interleaving every v > 1 the plan rules allow. */
 export function virtualStageChoices(caps: Pick<EngineCapabilities, 'interleaved'>, counts: readonly number[], G: number): number[] {
   const pp = counts.length;
@@ -297,11 +316,12 @@ function bestOfPoint(
   const jitter = stepJitter(ctx.profile, p.pp * p.mesh.nodes * p.mesh.gpusPerNode);
   const row = { input: new Float64Array(INPUT_WIDTH), output: new Float64Array(OUTPUT_WIDTH) };
   const estimateStage = (plan: Plan, i: number): StageEstimate => {
-    const q = planStageQuery(plan, i);
+    const st = plan.stages[i];
     const v = plan.virtualStages ?? 1;
-    const key = `${i}:${q.layers}:${q.ckptLayers}:${v}`;
+    const key = `${i}:${st.layers[1] - st.layers[0] + 1}:${st.ckptLayers}:${v}`;
     let e = memo.get(key);
     if (!e) {
+      const q = planStageQuery(plan, i);
       // The query comes from a plan this search built from the space's own grid: evaluated as a row
       // without estimate()'s range checks (checkStageQuery), which cost as much as the kernel here.
       writeStageQuery(q, row.input);
@@ -317,8 +337,7 @@ function bestOfPoint(
   const maxV = space.maxVirtualStages ?? Number.MAX_SAFE_INTEGER;
   for (const counts of partitions) for (const v of virtualStageChoices(caps, counts, p.G).filter((x) => x <= maxV)) {
     // Least recompute per stage that fits (ascending candidates, first fit).
-    const zeroCkpt = counts.map(() => 0);
-    const probe = planOf(ctx, p, counts, zeroCkpt, clusterName, v);
+    const probe = probePlan(p, counts, v);
     const need: number[] = [];
     for (let i = 0; i < counts.length; i++) {
       // The least candidate that fits, by bisection: device and host memory never rise with the
@@ -348,11 +367,12 @@ function bestOfPoint(
     } else if (caps.ckpt === 'all-or-none' && need.some((c) => c > 0)) {
       ckpt = [...counts];
     }
-    const plan = planOf(ctx, p, counts, ckpt, clusterName, v);
-    const stages = counts.map((_, i) => estimateStage(plan, i));
+    // The probe with the chosen counts is the plan; a plan object is built only for a new best.
+    counts.forEach((_, i) => { probe.stages[i].ckptLayers = ckpt[i]; });
+    const stages = counts.map((_, i) => estimateStage(probe, i));
     if (!stages.every((s) => s.fits)) continue;
     const timeS = iterationTime(stages, p.G, v).total + jitter;
-    if (timeS < cutoffS && (!best || timeS < best.timeS)) best = { timeS, plan };
+    if (timeS < cutoffS && (!best || timeS < best.timeS)) best = { timeS, plan: planOf(ctx, p, counts, ckpt, clusterName, v) };
   }
   return { best, evaluated };
 }
