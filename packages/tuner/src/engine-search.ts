@@ -8,8 +8,8 @@
 // partition, with G a multiple of pp (core's plan rules). The same grid gives the tuner's
 // megatron/deepspeed baselines and `mist tune --target ENGINE`.
 import {
-  type AnalyzerContext, type CompiledStageModel, compileStageModel, estimatePlan, INPUT_WIDTH, interleavedStageEstimate, iterationTime, OUTPUT_WIDTH,
-  planStageQuery, readStageEstimate, type StageEstimate, type StageQuery, stepJitter, writeStageQuery,
+  type AnalyzerContext, type CompiledStageModel, compileStageModel, estimatePlan, INPUT_WIDTH, interleavedStageEstimate, iterationTime,
+  planStageQuery, type StageEstimate, type StageQuery, stepJitter, writeStageQuery,
 } from '@mist/analyzer';
 import {
   clusterDevices, type EngineCapabilities, type Mesh, modelRuleViolations, type Offload, type OffloadCapability, parsePlan, type Plan,
@@ -314,7 +314,6 @@ function bestOfPoint(
   let evaluated = 0;
   const memo = new Map<string, StageEstimate>();
   const jitter = stepJitter(ctx.profile, p.pp * p.mesh.nodes * p.mesh.gpusPerNode);
-  const row = { input: new Float64Array(INPUT_WIDTH), output: new Float64Array(OUTPUT_WIDTH) };
   const estimateStage = (plan: Plan, i: number): StageEstimate => {
     const st = plan.stages[i];
     const v = plan.virtualStages ?? 1;
@@ -322,11 +321,8 @@ function bestOfPoint(
     let e = memo.get(key);
     if (!e) {
       const q = planStageQuery(plan, i);
-      // The query comes from a plan this search built from the space's own grid: evaluated as a row
-      // without estimate()'s range checks (checkStageQuery), which cost as much as the kernel here.
-      writeStageQuery(q, row.input);
-      compiled.evaluateBatch(row.input, row.output, 1);
-      e = interleavedStageEstimate(readStageEstimate(row.output, compiled.capacityBytes), q, v);
+      // The query comes from a plan this search built from the space's own grid.
+      e = interleavedStageEstimate(compiled.estimateUnchecked(q), q, v);
       memo.set(key, e);
       evaluated++;
       if (!e.fits) miss.note(q, e);

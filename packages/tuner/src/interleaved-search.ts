@@ -65,7 +65,9 @@ interface RankPoint {
   extra: number;
   /** l: the rank's end-of-step work. */
   last: number;
-  strategy: StageStrategy;
+  /** The rank's configuration and checkpointed layers (its strategy is built for the best plan only). */
+  config: ParallelConfig;
+  ckpt: number;
   estimate: StageEstimate;
 }
 
@@ -96,7 +98,8 @@ export function searchInterleaved(input: InterleavedSearchInput, stats: Interlea
   let bar = input.cutoffS;
   const estimate = (q: StageQuery, v: number): StageEstimate => {
     stats.evaluated++;
-    return interleavedStageEstimate(compiled.estimate(q), q, v);
+    // The queries come from plans of this search's own grid: no range checks (estimateUnchecked).
+    return interleavedStageEstimate(compiled.estimateUnchecked(q), q, v);
   };
   for (const G of gradAccumChoices(training.globalBatch)) {
     if (input.shouldStop?.()) break;
@@ -114,14 +117,16 @@ export function searchInterleaved(input: InterleavedSearchInput, stats: Interlea
           // analyzer's own query of that plan's rank (planStageQuery).
           const strategy = (i: number, c: ParallelConfig, ckpt: number): StageStrategy =>
             stageStrategyOf(c, [i * n, i * n + n - 1], mesh, ckpt, { ...NO_OFFLOAD });
-          const draft = interleavedPlan(input, G, v, Array.from({ length: pp }, (_, i) => strategy(i, group[0], 0)));
-          const rank = (i: number, s: StageStrategy): StageEstimate => {
-            draft.stages[i] = s;
+          // The draft's ranks keep one shape (every field present) and are set in place for each
+          // candidate; the plan's canonical strategies are built for the best choice only.
+          const draft = interleavedPlan(input, G, v, Array.from({ length: pp }, (_, i) => draftStage(i * n, n, mesh)));
+          const rank = (i: number, c: ParallelConfig, ckpt: number): StageEstimate => {
+            setDraftStage(draft.stages[i], c, ckpt);
             return estimate(planStageQuery(draft, i), v);
           };
           // Lower bound from the fastest corner (no checkpointing) of each position: times do not
           // depend on the in-flight count, and every middle rank has the middle's times.
-          const fastest = (i: number): number => Math.min(...group.map((c) => rank(i, strategy(i, c, 0)).steadyTimeS));
+          const fastest = (i: number): number => Math.min(...group.map((c) => rank(i, c, 0).steadyTimeS));
           const sFirst = fastest(0);
           const sLast = fastest(pp - 1);
           const sMiddle = pp > 2 ? fastest(1) : Infinity;
@@ -133,9 +138,8 @@ export function searchInterleaved(input: InterleavedSearchInput, stats: Interlea
             const points: RankPoint[] = [];
             for (const c of group) {
               for (const ckpt of ckpts) {
-                const s = strategy(i, c, ckpt);
-                const e = rank(i, s);
-                if (e.fits) points.push({ steady: e.steadyTimeS, extra: e.firstTimeS - e.steadyTimeS, last: e.lastTimeS, strategy: s, estimate: e });
+                const e = rank(i, c, ckpt);
+                if (e.fits) points.push({ steady: e.steadyTimeS, extra: e.firstTimeS - e.steadyTimeS, last: e.lastTimeS, config: c, ckpt, estimate: e });
               }
             }
             if (points.length === 0) break;
@@ -147,7 +151,7 @@ export function searchInterleaved(input: InterleavedSearchInput, stats: Interlea
           // The analyzer's own combination of the chosen ranks (equal to choice.timeS up to rounding).
           const timeS = iterationTime(choice.points.map((p) => p.estimate), G, v).total + jitter;
           if (timeS < bar) {
-            best = { plan: interleavedPlan(input, G, v, choice.points.map((p) => p.strategy)), iterationTimeS: timeS };
+            best = { plan: interleavedPlan(input, G, v, choice.points.map((p, i) => strategy(i, p.config, p.ckpt))), iterationTimeS: timeS };
             bar = timeS;
           }
         }
@@ -215,6 +219,27 @@ function bestChoiceWithLastAtMost(allRanks: readonly RankPoint[][], G: number, v
     if (plain < best.timeS) best = { timeS: plain, points: bestPlain.map((x) => x as RankPoint) };
   }
   return best;
+}
+
+/** A draft rank of `n` layers from `first` with every optional field present (setDraftStage fills it). */
+function draftStage(first: number, n: number, mesh: Mesh): StageStrategy {
+  return {
+    layers: [first, first + n - 1], mesh, microBatchSize: 1, dp: 1, tp: 1, cp: 1, ep: 1, sequenceParallel: false, ckptLayers: 0,
+    selectiveRecompute: false, opRecompute: false, zero: 0, offload: { ...NO_OFFLOAD },
+  };
+}
+
+/** Puts configuration `c` with `ckpt` checkpointed layers into a draft rank, in place. */
+function setDraftStage(st: StageStrategy, c: ParallelConfig, ckpt: number): void {
+  st.microBatchSize = c.microBatchSize;
+  st.dp = c.dp;
+  st.tp = c.tp;
+  st.cp = c.cp;
+  st.ep = c.ep ?? 1;
+  st.sequenceParallel = c.sequenceParallel;
+  st.ckptLayers = ckpt;
+  st.selectiveRecompute = c.selectiveRecompute;
+  st.zero = c.zero;
 }
 
 /** The interleaved plan of `stages` (one per rank, in rank order). */
