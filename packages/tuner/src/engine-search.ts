@@ -332,7 +332,7 @@ function bestOfPoint(
   let best: { timeS: number; plan: Plan } | null = null;
   const maxV = space.maxVirtualStages ?? Number.MAX_SAFE_INTEGER;
   for (const counts of partitions) for (const v of virtualStageChoices(caps, counts, p.G).filter((x) => x <= maxV)) {
-    // Least recompute per stage that fits (ascending candidates, first fit).
+    // Least recompute per stage that fits (the least fitting candidate, found by bisection below).
     const probe = probePlan(p, counts, v);
     const need: number[] = [];
     for (let i = 0; i < counts.length; i++) {
