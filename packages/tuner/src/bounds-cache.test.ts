@@ -78,7 +78,7 @@ describe('bounds cache', () => {
     expect(compared).toBeGreaterThan(10);
   });
 
-  it('saves merge with what another tune wrote meanwhile; a damaged file reads as empty', () => {
+  it('saves merge with what another tune wrote meanwhile, keep the newest entries under a cap; a damaged file reads as empty', () => {
     const a = BoundsCache.open(dir, 'k');
     const b = BoundsCache.open(dir, 'k');
     a.put('x', { steady: 1, first: 2, imbalance: 3 });
@@ -88,6 +88,14 @@ describe('bounds cache', () => {
     const c = BoundsCache.open(dir, 'k');
     expect(c.get('x')).toEqual({ steady: 1, first: 2, imbalance: 3 });
     expect(c.get('y')).toEqual({ steady: Infinity, first: Infinity, imbalance: Infinity });
+    // Beyond the cap the oldest entries go.
+    const capped = BoundsCache.open(dir, 'k', 2);
+    capped.put('z', { steady: 5, first: 6, imbalance: 7 });
+    capped.save();
+    const after = BoundsCache.open(dir, 'k');
+    expect(after.get('x')).toBeNull();
+    expect(after.get('y')).not.toBeNull();
+    expect(after.get('z')).toEqual({ steady: 5, first: 6, imbalance: 7 });
     fs.writeFileSync(path.join(dir, 'k.bounds.json'), '{ not json');
     expect(BoundsCache.open(dir, 'k').get('x')).toBeNull();
   });

@@ -21,6 +21,11 @@ import { FRONTIER_CACHE_VERSION } from './frontier-cache';
 
 /** Plans kept per context key (the newest). */
 const MAX_PLANS = 8;
+/**
+ * Spec minima kept per context key (the newest): about 110 bytes each in the file, so some 30 MB,
+ * parsed by every tune of the key (a first tune of gpt3-175b on 512 GPUs writes 65,000).
+ */
+const MAX_MINIMA = 300_000;
 
 interface StoredPlan {
   devices: number;
@@ -55,11 +60,11 @@ export class BoundsCache {
   private data: BoundsFile | null = null;
   private stamp = '';
 
-  private constructor(private readonly file: string) {}
+  private constructor(private readonly file: string, private readonly maxEntries: number) {}
 
   /** Opens (or starts) the bounds cache of a context key in `dir`; an unreadable file starts empty. */
-  static open(dir: string, key: string): BoundsCache {
-    const cache = new BoundsCache(path.join(dir, `${key}.bounds.json`));
+  static open(dir: string, key: string, maxEntries = MAX_MINIMA): BoundsCache {
+    const cache = new BoundsCache(path.join(dir, `${key}.bounds.json`), maxEntries);
     cache.stamp = fileStamp(cache.file);
     const data = readFile(cache.file);
     if (data) {
@@ -99,7 +104,17 @@ export class BoundsCache {
     if (this.fresh.size === 0 && this.newPlans.length === 0) return;
     const now = (this.data && fileStamp(this.file) === this.stamp ? this.data : readFile(this.file)) ??
       { version: FRONTIER_CACHE_VERSION, minima: {}, plans: [] };
-    for (const [k, m] of this.fresh) now.minima[k] = [encode(m.steady), encode(m.first), encode(m.imbalance)];
+    for (const [k, m] of this.fresh) {
+      delete now.minima[k]; // re-inserted last: the newest entries stay when the file is trimmed
+      now.minima[k] = [encode(m.steady), encode(m.first), encode(m.imbalance)];
+    }
+    const keys = Object.keys(now.minima);
+    if (keys.length > this.maxEntries) {
+      // The file is read whole by every tune: beyond the cap the oldest entries go (in insertion order).
+      const kept: Record<string, Array<number | null>> = {};
+      for (const k of keys.slice(keys.length - this.maxEntries)) kept[k] = now.minima[k];
+      now.minima = kept;
+    }
     const same = (a: StoredPlan, b: StoredPlan): boolean => a.devices === b.devices && JSON.stringify(a.plan) === JSON.stringify(b.plan);
     const plans = now.plans.filter((p) => !this.newPlans.some((q) => same(p, q)));
     now.plans = [...plans, ...this.newPlans].slice(-MAX_PLANS);
