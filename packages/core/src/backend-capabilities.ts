@@ -230,7 +230,7 @@ export function backendViolations(
   const ce = training.crossEntropy ?? 'fused';
   if (!caps.crossEntropy.includes(ce)) {
     out.push({
-      feature: 'a loss over an fp32 copy of the logits', field: 'training.crossEntropy',
+      feature: 'the loss\'s reading of the logits', field: 'training.crossEntropy',
       detail: `got ${ce}; ${who} runs crossEntropy ${caps.crossEntropy.join(', ')} only`,
     });
   }

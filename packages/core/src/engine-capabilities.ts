@@ -11,7 +11,7 @@
 //   recompute and the distributed optimizer straight to Megatron-Core), so its table is Megatron's.
 import { type ModelSpec } from './model';
 import { type Plan, type StageStrategy, type ZeroLevel, stageCp, stageEp, stageLayerCount } from './plan';
-import { type Fp8Recipe, type TrainingSpec } from './training';
+import { type Dtype, type Fp8Recipe, type TrainingSpec } from './training';
 
 export const ENGINE_NAMES = ['megatron', 'nemo', 'deepspeed', 'torchtitan'] as const;
 export type EngineName = (typeof ENGINE_NAMES)[number];
@@ -95,12 +95,24 @@ export interface EngineCapabilities {
 }
 
 /**
- * How an engine's loss reads the logits when it fixes that (TrainingSpec.crossEntropy), or null where
- * it depends on the model code or a flag: torchtitan's loss is `F.cross_entropy(pred.flatten(0, 1)
- * .float(), labels.flatten(0, 1))` (torchtitan/components/loss.py, also with TP's loss_parallel).
+ * The losses an engine runs as Mist exports it (TrainingSpec.crossEntropy) with compute dtype
+ * `dtype`: Megatron-LM's fused vocab-parallel cross entropy over an fp32 copy of the logits by
+ * default ('fused'), over the fp16 logits themselves with --fp16-lm-cross-entropy ('compute-dtype',
+ * fp16 only: megatron/training/arguments.py asserts --fp16); torchtitan's `F.cross_entropy(pred
+ * .flatten(0, 1).float(), labels.flatten(0, 1))` over an fp32 copy in autograd ('fp32-logits',
+ * torchtitan/components/loss.py, also with TP's loss_parallel); NeMo and DeepSpeed: the fused form.
+ */
+export function engineCrossEntropies(engine: EngineName, dtype: Dtype): readonly TrainingSpec['crossEntropy'][] {
+  if (engine === 'torchtitan') return ['fp32-logits'];
+  return engine === 'megatron' && dtype === 'fp16' ? ['fused', 'compute-dtype'] : ['fused'];
+}
+
+/**
+ * How an engine's loss reads the logits when it fixes that whatever the model code or flags, or null:
+ * torchtitan's loss always reads an fp32 copy (engineCrossEntropies).
  */
 export function engineCrossEntropy(engine: EngineName): TrainingSpec['crossEntropy'] | null {
-  return engine === 'torchtitan' ? 'fp32-logits' : null;
+  return engine === 'torchtitan' ? engineCrossEntropies(engine, 'bf16')[0] : null;
 }
 
 /**

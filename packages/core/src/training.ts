@@ -18,6 +18,9 @@ export type Fp8Recipe = (typeof FP8_RECIPES)[number];
 /** The amax history length of delayed scaling: TE DelayedScaling's default amax_history_len. */
 export const FP8_AMAX_HISTORY_LEN = 1024;
 
+/** How the loss may read the logits (TrainingSpec.crossEntropy, described there). */
+export const CROSS_ENTROPY_MODES = ['fused', 'fp32-logits', 'compute-dtype'] as const;
+
 export const TrainingSpecSchema = z.strictObject({
   globalBatch: z.number().int().positive(),
   seqLen: z.number().int().positive(),
@@ -59,7 +62,7 @@ export const TrainingSpecSchema = z.strictObject({
    * output instead of output.float(); Mist's fp16_lm_cross_entropy): the logits and their softmax in
    * forward, the softmax become the gradient in backward — 2 bytes per logit each way with fp16.
    */
-  crossEntropy: z.enum(['fused', 'fp32-logits', 'compute-dtype']).default('fused'),
+  crossEntropy: z.enum(CROSS_ENTROPY_MODES).default('fused'),
   /**
    * How the layer's norm, rotary embedding and SwiGLU run. 'fused' (default): one kernel each
    * (Apex / Transformer Engine / this executor's kernels). 'eager': as separate PyTorch ops of the

@@ -1,6 +1,6 @@
 // The shapes every engine exporter and importer shares.
 import {
-  type CapabilityViolation, type ClusterSpec, type EngineName, type ModelSpec, type Plan, engineCapabilities,
+  type CapabilityViolation, type ClusterSpec, engineCrossEntropies, type EngineName, type ModelSpec, type Plan, engineCapabilities,
   modelRuleViolations, planCapabilityViolations, type TrainingSpec,
 } from '@mist/core';
 
@@ -39,23 +39,14 @@ export type CommOverlaps = Partial<Pick<TrainingSpec, 'tpCommOverlap' | 'paramGa
 /** What an import learned of the training spec beside the plan (the overlaps, the loss's reading of the logits). */
 export type ImportedTraining = CommOverlaps & Partial<Pick<TrainingSpec, 'crossEntropy'>>;
 
-/**
- * The losses an engine runs (TrainingSpec.crossEntropy): Megatron-LM's fused vocab-parallel cross
- * entropy over an fp32 copy of the logits by default ('fused'), over the fp16 logits themselves with
- * --fp16-lm-cross-entropy ('compute-dtype', fp16 only: megatron/training/arguments.py asserts --fp16);
- * torchtitan's over an fp32 copy in autograd ('fp32-logits', core's engineCrossEntropy); NeMo and
- * DeepSpeed as exported here: the fused form.
- */
+/** The export's loss against what the engine runs (core's engineCrossEntropies), naming training.crossEntropy. */
 export function lossViolations(engine: EngineName, crossEntropy: TrainingSpec['crossEntropy'] | undefined, dtype: TrainDtype): CapabilityViolation[] {
   if (crossEntropy === undefined) return [];
-  const runs: Record<EngineName, readonly TrainingSpec['crossEntropy'][]> = {
-    megatron: dtype === 'fp16' ? ['fused', 'compute-dtype'] : ['fused'],
-    nemo: ['fused'], deepspeed: ['fused'], torchtitan: ['fp32-logits'],
-  };
-  if (runs[engine].includes(crossEntropy)) return [];
+  const runs = engineCrossEntropies(engine, dtype);
+  if (runs.includes(crossEntropy)) return [];
   const why = engine === 'megatron' && crossEntropy === 'compute-dtype'
     ? 'Megatron-LM runs --fp16-lm-cross-entropy with --fp16 only (arguments.py asserts it): export with --dtype fp16'
-    : `${engine} runs crossEntropy ${runs[engine].join(', ')}`;
+    : `${engine} runs crossEntropy ${runs.join(', ')}`;
   return [{ feature: 'the loss\'s reading of the logits', field: 'training.crossEntropy', detail: `got ${crossEntropy}; ${why}` }];
 }
 

@@ -7,7 +7,7 @@
 //   maxStages                         --max-stages N
 //   ...                               (see KNOBS below)
 import {
-  BACKEND_NAMES, backendCapabilities, backendViolations, ENGINE_NAMES, engineCapabilities, engineCrossEntropy, engineElementwise, engineRunsCommOverlaps, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
+  BACKEND_NAMES, backendCapabilities, CROSS_ENTROPY_MODES, backendViolations, ENGINE_NAMES, engineCapabilities, engineCrossEntropy, engineElementwise, engineRunsCommOverlaps, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
   type SpecIssue, type TrainingSpec, valueAtField, ZERO_LEVELS, type ZeroLevel,
 } from '@mist/core';
 import { backendSpace } from './backend-space';
@@ -57,7 +57,6 @@ export interface SearchKnobs {
  * the GPU and the target have it and keep the faster plan.
  */
 export const FP8_KNOB_VALUES = ['off', 'delayed', 'current', 'auto'] as const;
-const CROSS_ENTROPY_VALUES: readonly TrainingSpec['crossEntropy'][] = ['fused', 'fp32-logits', 'compute-dtype'];
 export type Fp8Knob = (typeof FP8_KNOB_VALUES)[number];
 
 type Kind =
@@ -114,7 +113,7 @@ export const SEARCH_KNOBS: readonly KnobSpec[] = [
   { key: 'fp8', flag: 'fp8', kind: { type: 'enum', values: FP8_KNOB_VALUES }, valueName: FP8_KNOB_VALUES.join('|'),
     description: 'fp8 linear layers (Transformer Engine): off (default), delayed or current scaling, or auto: tune with and ' +
       'without fp8 where the GPU has fp8 tensor cores and keep the faster plan' },
-  { key: 'crossEntropy', flag: 'cross-entropy', kind: { type: 'enum', values: CROSS_ENTROPY_VALUES }, valueName: 'MODE',
+  { key: 'crossEntropy', flag: 'cross-entropy', kind: { type: 'enum', values: CROSS_ENTROPY_MODES }, valueName: 'MODE',
     description: 'how the loss reads the logits: fused (default; one kernel with an fp32 buffer, Megatron-LM\'s), fp32-logits (an fp32 ' +
       'copy in autograd, torchtitan\'s, which --target torchtitan implies) or compute-dtype (the fp16 logits, Megatron-LM\'s --fp16-lm-cross-entropy)' },
 ];

@@ -1,7 +1,7 @@
 // The shape of one `mist` sub-command. Each command lives in src/commands/<name>.ts and is
 // listed in src/commands/index.ts.
 import type { ParseArgsConfig } from 'node:util';
-import type { TrainingSpec } from '@mist/core';
+import { CROSS_ENTROPY_MODES, type TrainingSpec } from '@mist/core';
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -71,8 +71,6 @@ export function boolOpt(values: ParsedValues, name: string): boolean {
 export const JSON_OPTION: Record<string, OptionSpec> = {
   json: { type: 'boolean', description: 'print machine-readable JSON on stdout' },
 };
-
-const CROSS_ENTROPY_MODES: readonly TrainingSpec['crossEntropy'][] = ['fused', 'fp32-logits', 'compute-dtype'];
 
 /** How the loss reads the logits (TrainingSpec.crossEntropy), as `mist analyze` and `mist export` take it (`mist tune`: its knob). */
 export const CROSS_ENTROPY_OPTION: Record<string, OptionSpec> = {
