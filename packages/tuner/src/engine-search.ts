@@ -15,7 +15,7 @@ import {
   clusterDevices, type EngineCapabilities, type Mesh, modelRuleViolations, type Offload, type OffloadCapability, parsePlan, type Plan,
   planCapabilityViolations, PLAN_VERSION, type StageStrategy, type ZeroLevel,
 } from '@mist/core';
-import { divisors, epChoices, equalStageMesh, gradAccumChoices, cpChoices, isPowerOfTwo, selectiveLevels, tpProblem } from './enumerate';
+import { divisors, epChoices, equalStageMesh, gradAccumChoices, cpChoices, isPowerOfTwo, probeStage, selectiveLevels, tpProblem } from './enumerate';
 import type { Shortfall } from './intra-stage';
 import { diagnoseNoFit } from './no-fit';
 import { mistSpace, type OffloadLevels, type SearchSpace } from './search-space';
@@ -165,12 +165,8 @@ function planOf(ctx: AnalyzerContext, p: GridPoint, counts: number[], ckpt: numb
  */
 function probePlan(p: GridPoint, counts: readonly number[], virtualStages: number): Plan {
   let first = 0;
-  const stages: StageStrategy[] = counts.map((n) => {
-    const s: StageStrategy = {
-      layers: [first, first + n - 1], mesh: p.mesh, microBatchSize: p.microBatchSize, dp: p.dp, tp: p.tp, cp: p.cp, ep: p.ep,
-      sequenceParallel: p.sequenceParallel, ckptLayers: 0, selectiveRecompute: p.selectiveRecompute, opRecompute: p.opRecompute,
-      zero: p.zero, offload: p.offload,
-    };
+  const stages = counts.map((n) => {
+    const s = probeStage(p, [first, first + n - 1], p.mesh, 0, p.offload, p.opRecompute);
     first += n;
     return s;
   });

@@ -177,6 +177,18 @@ export function stageStrategyOf(c: ParallelConfig, layers: [number, number], mes
   };
 }
 
+/**
+ * The same stage with every optional field present, at its neutral value where off (cp 1, ep 1,
+ * no selective or per-op recompute): one object shape for the searches that set a probe stage's
+ * fields in place and estimate it many times; stageStrategyOf writes the canonical stage of a plan.
+ */
+export function probeStage(c: ParallelConfig, layers: [number, number], mesh: Mesh, ckptLayers: number, offload: Offload, opRecompute = false): StageStrategy {
+  return {
+    layers, mesh, microBatchSize: c.microBatchSize, dp: c.dp, tp: c.tp, cp: c.cp, ep: c.ep ?? 1, sequenceParallel: c.sequenceParallel,
+    ckptLayers, selectiveRecompute: c.selectiveRecompute, opRecompute, zero: c.zero, offload,
+  };
+}
+
 /** Why a tp degree is not allowed for a model (same rules as core's plan validation), or null. */
 /** Why `tp` cannot split the model (core's rule), or null. */
 export function tpProblem(model: ModelSpec, tp: number): string | null {

@@ -25,7 +25,7 @@ import {
   stepJitter,
 } from '@mist/analyzer';
 import { type Mesh, NO_OFFLOAD, PLAN_VERSION, type Plan, type StageStrategy } from '@mist/core';
-import { ckptLevels, divisors, equalStageMesh, gradAccumChoices, type ParallelConfig, stageStrategyOf } from './enumerate';
+import { ckptLevels, divisors, equalStageMesh, gradAccumChoices, type ParallelConfig, probeStage, stageStrategyOf } from './enumerate';
 import { planFp8Field } from './fp8-choice';
 import type { SearchSpace } from './search-space';
 
@@ -119,7 +119,7 @@ export function searchInterleaved(input: InterleavedSearchInput, stats: Interlea
             stageStrategyOf(c, [i * n, i * n + n - 1], mesh, ckpt, { ...NO_OFFLOAD });
           // The draft's ranks keep one shape (every field present) and are set in place for each
           // candidate; the plan's canonical strategies are built for the best choice only.
-          const draft = interleavedPlan(input, G, v, Array.from({ length: pp }, (_, i) => draftStage(i * n, n, mesh)));
+          const draft = interleavedPlan(input, G, v, Array.from({ length: pp }, (_, i) => probeStage(group[0], [i * n, i * n + n - 1], mesh, 0, { ...NO_OFFLOAD })));
           const rank = (i: number, c: ParallelConfig, ckpt: number): StageEstimate => {
             setDraftStage(draft.stages[i], c, ckpt);
             return estimate(planStageQuery(draft, i), v);
@@ -219,14 +219,6 @@ function bestChoiceWithLastAtMost(allRanks: readonly RankPoint[][], G: number, v
     if (plain < best.timeS) best = { timeS: plain, points: bestPlain.map((x) => x as RankPoint) };
   }
   return best;
-}
-
-/** A draft rank of `n` layers from `first` with every optional field present (setDraftStage fills it). */
-function draftStage(first: number, n: number, mesh: Mesh): StageStrategy {
-  return {
-    layers: [first, first + n - 1], mesh, microBatchSize: 1, dp: 1, tp: 1, cp: 1, ep: 1, sequenceParallel: false, ckptLayers: 0,
-    selectiveRecompute: false, opRecompute: false, zero: 0, offload: { ...NO_OFFLOAD },
-  };
 }
 
 /** Puts configuration `c` with `ckpt` checkpointed layers into a draft rank, in place. */
