@@ -1,8 +1,13 @@
 // How the CLI's stage tables write a stage's recomputation: the fully checkpointed layers, and
 // `+sel` when the other layers recompute their attention core (selective recomputation), `+op` when
-// they run torchtitan's per-op selective checkpointing.
-import type { StageStrategy } from '@mist/core';
+// they run torchtitan's per-op selective checkpointing; and the loss mode of a summary line.
+import type { StageStrategy, TrainingSpec } from '@mist/core';
 
 export function recomputeText(s: Pick<StageStrategy, 'ckptLayers' | 'selectiveRecompute' | 'opRecompute'>): string {
   return s.selectiveRecompute ? `${s.ckptLayers} +sel` : s.opRecompute ? `${s.ckptLayers} +op` : String(s.ckptLayers);
+}
+
+/** The training spec's loss mode for a summary line (', loss over fp32 logits'), '' for the fused default. */
+export function lossText(t: Pick<TrainingSpec, 'crossEntropy'>): string {
+  return t.crossEntropy === 'fp32-logits' ? ', loss over fp32 logits' : t.crossEntropy === 'compute-dtype' ? ', loss on the compute-dtype logits' : '';
 }

@@ -15,7 +15,7 @@ import { type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, intOpt, JSON_OPTIO
 import { planArgument } from '../cli/plan-argument';
 import { renderTable } from '../cli/table';
 import { retargetPlan } from './plan-retarget';
-import { recomputeText } from '../cli/stage-text';
+import { lossText, recomputeText } from '../cli/stage-text';
 
 interface PlanDoc {
   model?: unknown;
@@ -64,7 +64,7 @@ function summary(est: Analysis, plan: Plan, changes: string[], training: Trainin
       `${(plan.virtualStages ?? 1) > 1 ? `, interleaved 1F1B with ${plan.virtualStages} model chunks per stage` : ''}` +
       `${est.flashAttention ? '' : ', no flash attention'}` +
       `${training.tpCommOverlap ? ', TP communication overlapped' : ''}${training.paramGatherOverlap ? ', parameter all-gather overlapped' : ''}` +
-      `${training.crossEntropy === 'fp32-logits' ? ', loss over fp32 logits' : training.crossEntropy === 'compute-dtype' ? ', loss on the compute-dtype logits' : ''}` +
+      `${lossText(training)}` +
       (changes.length > 0 ? `\nre-targeted from the plan file: ${changes.join(', ')}` : ''),
     `iteration ${formatSeconds(est.iterationTimeS)} (first ${formatSeconds(est.breakdown.firstS)} + ` +
       `${Number(((plan.gradAccumSteps * (plan.virtualStages ?? 1) - 1) / (plan.virtualStages ?? 1)).toFixed(3))} x ` +
