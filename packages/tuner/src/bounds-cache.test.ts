@@ -96,7 +96,7 @@ describe('bounds cache', () => {
     expect(after.get('x')).toBeNull();
     expect(after.get('y')).not.toBeNull();
     expect(after.get('z')).toEqual({ steady: 5, first: 6, imbalance: 7 });
-    fs.writeFileSync(path.join(dir, 'k.bounds.json'), '{ not json');
+    fs.writeFileSync(path.join(dir, 'k.bounds.bin'), '{ not json');
     expect(BoundsCache.open(dir, 'k').get('x')).toBeNull();
   });
 });

@@ -614,21 +614,33 @@ export function devicesFit(L: number, specs: readonly StageGroupSpec[], minStead
  */
 function partitionTables(L: number, [first, middle, last]: Float64Array[]): { rest: Float64Array[]; whole: number } {
   // M[m]: m layers as middle stages (0 stages for m = 0); tail[m]: middles then a last stage;
-  // head[m]: a first stage then middles.
+  // head[m]: a first stage then middles. Min-plus sums over the finite entries only (a table of few
+  // allowed stages, at the low thresholds, is mostly Infinity).
+  const mids = finiteAt(middle, L);
   const M = new Float64Array(L + 1).fill(Infinity);
   M[0] = 0;
-  for (let m = 1; m <= L; m++) for (let l = 1; l <= m; l++) if (middle[l] + M[m - l] < M[m]) M[m] = middle[l] + M[m - l];
-  const tail = new Float64Array(L + 1).fill(Infinity);
-  const head = new Float64Array(L + 1).fill(Infinity);
   for (let m = 1; m <= L; m++) {
-    for (let l = 1; l <= m; l++) {
-      if (last[l] + M[m - l] < tail[m]) tail[m] = last[l] + M[m - l];
-      if (first[l] + M[m - l] < head[m]) head[m] = first[l] + M[m - l];
+    let v = Infinity;
+    for (let i = 0; i < mids.length && mids[i] <= m; i++) {
+      const l = mids[i];
+      const c = middle[l] + M[m - l];
+      if (c < v) v = c;
     }
+    M[m] = v;
   }
+  const tail = minPlusWith(last, M, L);
+  const head = minPlusWith(first, M, L);
   // Around a middle stage: a head and a tail (with middles in either).
+  const heads = finiteAt(head, L);
   const around = new Float64Array(L + 1).fill(Infinity);
-  for (let m = 2; m <= L; m++) for (let a = 1; a < m; a++) if (head[a] + tail[m - a] < around[m]) around[m] = head[a] + tail[m - a];
+  for (let m = 2; m <= L; m++) {
+    let v = Infinity;
+    for (let i = 0; i < heads.length && heads[i] < m; i++) {
+      const c = head[heads[i]] + tail[m - heads[i]];
+      if (c < v) v = c;
+    }
+    around[m] = v;
+  }
   const rFirst = new Float64Array(L + 1).fill(Infinity);
   const rMiddle = new Float64Array(L + 1).fill(Infinity);
   const rLast = new Float64Array(L + 1).fill(Infinity);
@@ -640,4 +652,27 @@ function partitionTables(L: number, [first, middle, last]: Float64Array[]): { re
     whole = Math.min(whole, first[l] + tail[L - l]);
   }
   return { rest: [rFirst, rMiddle, rLast], whole };
+}
+
+/** Ascending indexes 1..L of the finite entries of a table. */
+function finiteAt(table: Float64Array, L: number): Int32Array {
+  const out: number[] = [];
+  for (let l = 1; l <= L; l++) if (table[l] !== Infinity) out.push(l);
+  return Int32Array.from(out);
+}
+
+/** out[m] = min over l in 1..m of stage[l] + M[m - l] (Infinity where there is none). */
+function minPlusWith(stage: Float64Array, M: Float64Array, L: number): Float64Array {
+  const at = finiteAt(stage, L);
+  const out = new Float64Array(L + 1).fill(Infinity);
+  for (let m = 1; m <= L; m++) {
+    let v = Infinity;
+    for (let i = 0; i < at.length && at[i] <= m; i++) {
+      const l = at[i];
+      const c = stage[l] + M[m - l];
+      if (c < v) v = c;
+    }
+    out[m] = v;
+  }
+  return out;
 }

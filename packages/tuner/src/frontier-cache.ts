@@ -12,11 +12,11 @@
 // global batch therefore finds every group it searches at G' = 2G under the old key of G.
 //
 // A set is also cut by the search's cutoff C at G (points with imbalance = first + last and
-// imbalance + (G - 1) * steady >= C are
-// left out, intra-stage.ts). It stands for the set at (G', C') only when every left-out point is
-// useless there too: imbalance + (G' - 1) * steady >= C' whenever imbalance + (G - 1) * steady >= C,
-// which holds for all non-negative times iff C' <= C * min(1, (G' - 1) / (G - 1)) (G > 1), C' <= C
-// (G = 1). Otherwise the group is searched again and the entry replaced.
+// imbalance + (G - 1) * steady >= C are left out, intra-stage.ts). It stands for the set at (G', C')
+// only when every left-out point is useless there too: imbalance + (G' - 1) * steady >= C' whenever
+// imbalance + (G - 1) * steady >= C. The group's spec minima (lower bounds of every fitting point's
+// steady time and imbalance, bounds.ts) make that provable for more (G', C') than non-negative times
+// alone (cutoffCovers). Otherwise the group is searched again and the entry replaced.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -90,11 +90,26 @@ export function groupKey(spec: StageGroupSpec, samples: number, G: number | null
     (G === null ? '' : `:G${G}`);
 }
 
-/** Whether a set cut at (G, C) stands for the set at (G', C') (see the header). */
-export function cutoffCovers(G: number, cutoffS: number, newG: number, newCutoffS: number): boolean {
+/** Lower bounds of every fitting point of a group (the bounds phase's spec minima, bounds.ts SpecMinima). */
+export interface PointFloor {
+  steady: number;
+  imbalance: number;
+}
+
+/**
+ * Whether a set cut at (G, C) stands for the set at (G', C') (see the header). A left-out point has
+ * imb + (G - 1) s >= C; with the group's floors s >= s0 and imb >= i0 it is useless at (G', C') when
+ *   G' >= G: imb + (G' - 1) s >= C + (G' - G) s0 >= C', i.e. C' <= C + (G' - G) s0;
+ *   G' <  G: imb + (G' - 1) s >= r (imb + (G - 1) s) + (1 - r) imb >= r C + (1 - r) i0 >= C', r = (G' - 1) / (G - 1).
+ * Without floors (0) this is C' <= C * min(1, r).
+ */
+export function cutoffCovers(G: number, cutoffS: number, newG: number, newCutoffS: number, floor: PointFloor = { steady: 0, imbalance: 0 }): boolean {
   if (!Number.isFinite(cutoffS)) return true;
-  const factor = G > 1 ? Math.min(1, (newG - 1) / (G - 1)) : 1;
-  return newCutoffS <= cutoffS * factor;
+  const s0 = Number.isFinite(floor.steady) ? Math.max(0, floor.steady) : 0;
+  const i0 = Number.isFinite(floor.imbalance) ? Math.max(0, floor.imbalance) : 0;
+  if (newG >= G) return newCutoffS <= cutoffS + (newG - G) * s0;
+  const r = (newG - 1) / (G - 1);
+  return newCutoffS <= r * cutoffS + (1 - r) * i0;
 }
 
 export class FrontierCache {
@@ -117,10 +132,13 @@ export class FrontierCache {
     return cache;
   }
 
-  /** The cached set of a group if it stands for the search at (G, cutoff); its strategies are added to `store`. */
-  get(key: string, G: number, cutoffS: number, store: StrategyStore): StagePareto | null {
+  /**
+   * The cached set of a group if it stands for the search at (G, cutoff), given lower bounds of its
+   * points (`floor`); its strategies are added to `store`.
+   */
+  get(key: string, G: number, cutoffS: number, store: StrategyStore, floor?: PointFloor): StagePareto | null {
     const e = this.entries.get(key);
-    if (!e || !cutoffCovers(e.G, e.cutoffS ?? Infinity, G, cutoffS)) {
+    if (!e || !cutoffCovers(e.G, e.cutoffS ?? Infinity, G, cutoffS, floor)) {
       this.misses++;
       return null;
     }

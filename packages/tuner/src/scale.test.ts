@@ -91,6 +91,34 @@ describe('tuner at scale', () => {
     expect(cutoffCovers(5, 10, 3, 5.01)).toBe(false);
     expect(cutoffCovers(1, 10, 1, 10)).toBe(true);
     expect(cutoffCovers(3, Infinity, 1, 1e9)).toBe(true);
+    // With the group's floors (every point has steady >= 1, imbalance >= 2) more settings are covered.
+    const floor = { steady: 1, imbalance: 2 };
+    expect(cutoffCovers(4, 10, 8, 14, floor)).toBe(true); // 10 + 4 * 1
+    expect(cutoffCovers(4, 10, 8, 14.01, floor)).toBe(false);
+    expect(cutoffCovers(5, 10, 3, 6, floor)).toBe(true); // 10 / 2 + 2 / 2
+    expect(cutoffCovers(5, 10, 3, 6.01, floor)).toBe(false);
+  });
+
+  it('whenever a cut set is said to cover (G\', C\'), no left-out point beats C\' there (random points above the floors)', () => {
+    let seed = 7;
+    const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    let covered = 0;
+    for (let trial = 0; trial < 2000; trial++) {
+      const floor = { steady: rnd() * 2, imbalance: rnd() * 5 };
+      const G = 1 + Math.floor(rnd() * 20);
+      const newG = 1 + Math.floor(rnd() * 40);
+      const C = floor.imbalance + (G - 1) * floor.steady + rnd() * 30;
+      const newC = rnd() * 80;
+      if (!cutoffCovers(G, C, newG, newC, floor)) continue;
+      covered++;
+      for (let p = 0; p < 50; p++) {
+        const steady = floor.steady + rnd() * 3;
+        const imbalance = floor.imbalance + rnd() * 20;
+        if (imbalance + (G - 1) * steady < C) continue; // kept in the set
+        expect(imbalance + (newG - 1) * steady).toBeGreaterThanOrEqual(newC * (1 - 1e-12));
+      }
+    }
+    expect(covered).toBeGreaterThan(100);
   });
 
   it('--from: the earlier plan under a new global batch, and what changed', async () => {

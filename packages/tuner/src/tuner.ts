@@ -352,7 +352,7 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
       // A point of this group is useless when it alone, with the least the other stages add, reaches the best plan.
       const cutoff = best ? best.iterationTimeS - b.specRestS[s] : Infinity;
       const key = cache ? groupKey(spec, training.globalBatch / G, gDependent ? G : null) : '';
-      let set = cache ? cache.get(key, G, cutoff, strategies) : null;
+      let set = cache ? cache.get(key, G, cutoff, strategies, b.minima[s]) : null;
       if (!set) {
         set = search.searchGroup(spec, G, configs, ckptOf(spec.layers), space.offload, cutoff,
           { roots: detail.roots, steady: detail.steady, imbalance: detail.imbalance });

@@ -35,6 +35,6 @@ describe('mist tune, re-tune from the cache', () => {
     expect(c.cache).toBeUndefined();
     const text = await runCli(args(128));
     expect(text.stdout).toMatch(/cache: read from the tune cache: .*stage-group bounds/);
-    expect(fs.readdirSync(path.join(dir, 'tune')).some((f) => f.endsWith('.bounds.json'))).toBe(true);
+    expect(fs.readdirSync(path.join(dir, 'tune')).some((f) => f.endsWith('.bounds.bin'))).toBe(true);
   }, 120_000);
 });
