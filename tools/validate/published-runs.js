@@ -16,7 +16,9 @@
 // and how its loss reads the logits ("crossEntropy": fused by default, "fp32-logits" where the loss
 // runs on an fp32 copy of them, as torchtitan's does, "compute-dtype" where it runs on the fp16
 // logits themselves, Megatron-LM's --fp16-lm-cross-entropy), and whether the norms, RoPE and SwiGLU ran as
-// separate eager ops ("elementwise": "eager", torchtitan's model code without torch.compile).
+// separate eager ops ("elementwise": "eager", torchtitan's model code without torch.compile), and what
+// its sequence-parallel linears kept of their all-gathered inputs ("sequenceParallelInput": "gathered"
+// for PyTorch's DTensor tensor parallelism, torchtitan's; "sharded" by default, Megatron-LM's).
 //
 //   node tools/validate/published-runs.js [--json] [--source NAME] [--breakdown]
 //
@@ -150,12 +152,16 @@ function predict(row) {
   if (row.elementwise !== undefined && !['fused', 'eager'].includes(row.elementwise)) {
     bad(`${row.id}: elementwise must be fused or eager (got ${JSON.stringify(row.elementwise)})`);
   }
+  if (row.sequenceParallelInput !== undefined && !core.SEQUENCE_PARALLEL_INPUTS.includes(row.sequenceParallelInput)) {
+    bad(`${row.id}: sequenceParallelInput must be ${core.SEQUENCE_PARALLEL_INPUTS.join(' or ')} (got ${JSON.stringify(row.sequenceParallelInput)})`);
+  }
   for (const f of ['tpCommOverlap', 'paramGatherOverlap']) {
     if (row[f] !== undefined && typeof row[f] !== 'boolean') bad(`${row.id}: ${f} must be true or false (got ${JSON.stringify(row[f])})`);
   }
   const training = core.parseTrainingSpec({
     globalBatch: row.globalBatch, seqLen: row.seqLen, paramDtype: row.dtype, computeDtype: row.dtype, flashAttention: plan.flashAttention,
     tpCommOverlap: row.tpCommOverlap === true, paramGatherOverlap: row.paramGatherOverlap === true, crossEntropy: row.crossEntropy ?? 'fused', elementwise: row.elementwise ?? 'fused',
+    sequenceParallelInput: row.sequenceParallelInput ?? 'sharded',
   });
   const profile = core.builtinHardwareProfile(cluster, row.dtype);
   const est = estimatePlan(plan, { model, training, profile });
@@ -177,7 +183,7 @@ function predict(row) {
     gpus: row.gpus,
     config: `tp${row.tp} pp${row.pp} dp${row.gpus / (row.tp * row.pp)} b${row.microBatch} G${plan.gradAccumSteps}` +
       `${row.sequenceParallel ? ' sp' : ''} rc:${row.recompute} z${row.zero}${plan.flashAttention ? ' fa' : ''}` +
-      `${plan.virtualStages ? ` v${plan.virtualStages}` : ''}${training.tpCommOverlap ? ' tpo' : ''}${training.paramGatherOverlap ? ' pgo' : ''}${training.crossEntropy === 'fp32-logits' ? ' ce32' : training.crossEntropy === 'compute-dtype' ? ' ce16' : ''}${training.elementwise === 'eager' ? ' eager' : ''}`,
+      `${plan.virtualStages ? ` v${plan.virtualStages}` : ''}${training.tpCommOverlap ? ' tpo' : ''}${training.paramGatherOverlap ? ' pgo' : ''}${training.crossEntropy === 'fp32-logits' ? ' ce32' : training.crossEntropy === 'compute-dtype' ? ' ce16' : ''}${training.elementwise === 'eager' ? ' eager' : ''}${training.sequenceParallel !== false && row.sequenceParallel && training.sequenceParallelInput === 'gathered' ? ' spg' : ''}`,
     interleaved: Boolean(row.interleavedLayersPerVirtualStage),
     measuredS,
     predictedS: est.iterationTimeS,
@@ -284,7 +290,7 @@ if (values.breakdown) {
   ]);
 }
 out += '\nPer source (time error = predicted / measured - 1; "vN" rows ran Megatron-LM\'s interleaved 1F1B schedule with N chunks per rank, ' +
-  '"tpo" / "pgo" rows Megatron-Core\'s --tp-comm-overlap / --overlap-param-gather, "ce32" rows a loss over fp32 logits, "ce16" over the fp16 logits, "eager" rows norms, RoPE and SwiGLU as eager ops, predicted as such):\n';
+  '"tpo" / "pgo" rows Megatron-Core\'s --tp-comm-overlap / --overlap-param-gather, "ce32" rows a loss over fp32 logits, "ce16" over the fp16 logits, "eager" rows norms, RoPE and SwiGLU as eager ops, "spg" rows sequence-parallel linears keeping their gathered input, predicted as such):\n';
 out += table([...bySource, { name: 'all', ...overall }], [
   { header: 'source', value: (s) => s.name },
   { header: 'runs', value: (s) => s.runs, right: true },

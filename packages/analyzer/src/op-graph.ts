@@ -104,6 +104,11 @@ export interface OpGraphOptions {
   crossEntropy?: 'fused' | 'fp32-logits' | 'compute-dtype';
   /** How RMSNorm, RoPE and SwiGLU run (training spec elementwise: EAGER below); absent: 'fused'. */
   elementwise?: 'fused' | 'eager';
+  /**
+   * What an op keeps of a tensor a TP region's entry all-gathers (training spec sequenceParallelInput):
+   * 'gathered' keeps the gathered tensor, t times the shard with SP; absent: 'sharded'.
+   */
+  sequenceParallelInput?: 'sharded' | 'gathered';
 }
 
 const { s, h, a, k, f, V, fa } = M;
@@ -286,6 +291,10 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
     const x = tensor(name);
     return mul(x.dtype === 'act' ? e : x.dtype === 'mask' ? 1 : 4, elements(name));
   };
+  // The tensors TP regions' entries all-gather with SP (held as this rank's token shard); an op that
+  // keeps one keeps the gathered tensor, t shards, when sequenceParallelInput is 'gathered'.
+  const gatheredOnEntry = new Set(opts.sequenceParallelInput === 'gathered' ? block.ops.flatMap((o) => (o.kind === 'tpEntry' ? o.inputs : [])) : []);
+  const keptBytes = (name: string, base: Expr): Expr => (gatheredOnEntry.has(name) ? mul(base, choose(sp, t, 1)) : base);
   const launches = blockLaunches(block);
   // Saved tensors are counted once among the ops that always run and once per attention variant.
   const savedBy = { always: new Set<string>(), flash: new Set<string>(), noFlash: new Set<string>() };
@@ -317,7 +326,7 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
       set.add(x);
       return [mul(whenOf(att), bytes(x))];
     }) : [];
-    return add(...fresh.map((x) => (x.startsWith('fp8:') ? elements(x.slice(4)) : bytes(x))), ...kept);
+    return add(...fresh.map((x) => (x.startsWith('fp8:') ? keptBytes(x.slice(4), elements(x.slice(4))) : keptBytes(x, bytes(x)))), ...kept);
   };
   const whenOf = (o: BlockOp): Expr => (o.when === 'flash' ? fa : o.when === 'noFlash' ? sub(1, fa) : num(1));
   const outputsOf = (o: BlockOp): Expr => add(...o.outputs.filter((x) => tensor(x).dtype !== 'mask').map(elements));
@@ -339,7 +348,7 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
       const recompute = set.recomputed.has(o.name) ? num(1)
         : gemms && gemms.length > 0 && o.kind === 'linear'
           ? div(add(...gemms.map((w) => dimExpr(o.cols[w]))), add(...o.cols.map(dimExpr))) : num(0);
-      return { recompute, kept: add(...(set.keptBy.get(o.name) ?? []).map(bytes)) };
+      return { recompute, kept: add(...(set.keptBy.get(o.name) ?? []).map((x) => keptBytes(x, bytes(x)))) };
     };
     const f = part(opSac.flash);
     const n = part(opSac.noFlash);

@@ -143,7 +143,7 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const cost = new CostModel(profile);
   const e = dtypeBytes(training.computeDtype);
   const bytesPer = modelStateBytesPerParam(training);
-  const opts = { actBytes: e };
+  const opts = { actBytes: e, sequenceParallelInput: training.sequenceParallelInput };
   // fp8 linear layers (fp8-stage.ts): the transformer layers' GEMMs in fp8, their weight copies and casts.
   checkFp8(training, profile);
   const layer = layerOps(model, { ...opts, fp8: training.fp8, elementwise: training.elementwise });

@@ -90,6 +90,8 @@ export interface BackendCapabilities {
   crossEntropy: readonly TrainingSpec['crossEntropy'][];
   /** How it runs the layer's norms, RoPE and SwiGLU (TrainingSpec.elementwise). */
   elementwise: readonly TrainingSpec['elementwise'][];
+  /** What its sequence-parallel linears keep of their gathered input (TrainingSpec.sequenceParallelInput). */
+  sequenceParallelInput: readonly TrainingSpec['sequenceParallelInput'][];
 }
 
 const CPU: BackendCapabilities = {
@@ -146,6 +148,8 @@ const CPU: BackendCapabilities = {
   crossEntropy: ['fused'],
   // One kernel per norm, RoPE and activation (kernels/), fused.
   elementwise: ['fused'],
+  // The block runner saves a gathered tensor's shard and gathers it again in backward (model/block-runner.ts).
+  sequenceParallelInput: ['sharded'],
 };
 
 // The `cuda` backend: the same executor (model and runtime code are generic over the device:
@@ -239,6 +243,13 @@ export function backendViolations(
     out.push({
       feature: 'norms, RoPE and SwiGLU as separate eager ops', field: 'training.elementwise',
       detail: `got ${ew}; ${who} runs elementwise ${caps.elementwise.join(', ')} only`,
+    });
+  }
+  const spIn = training.sequenceParallelInput ?? 'sharded';
+  if (!caps.sequenceParallelInput.includes(spIn)) {
+    out.push({
+      feature: 'the all-gathered input kept for backward by sequence-parallel linears', field: 'training.sequenceParallelInput',
+      detail: `got ${spIn}; ${who} keeps ${caps.sequenceParallelInput.join(', ')} only`,
     });
   }
   const fp8 = fp8Violation(training.fp8 ?? 'none', caps.plan, who);

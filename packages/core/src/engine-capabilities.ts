@@ -127,6 +127,20 @@ export function engineElementwise(engine: EngineName): 'fused' | 'eager' | null 
 }
 
 /**
+ * What an engine's sequence-parallel column-parallel linears keep of their all-gathered input
+ * (TrainingSpec.sequenceParallelInput): torchtitan's tensor parallelism is PyTorch's DTensor one
+ * (torchtitan/models/llama3/infra/parallelize.py apply_tp: PrepareModuleInput with
+ * desired_input_layouts Replicate() before attention and feed_forward, ColwiseParallel wq/wk/wv/w1/w3,
+ * and the output layer's ColwiseParallel from Shard(1)), whose matmuls save the replicated input:
+ * 'gathered'. Megatron-LM and NeMo (Megatron-Core) save the shard: 'sharded'. DeepSpeed has no
+ * sequence parallelism of this kind: null.
+ */
+export function engineSequenceParallelInput(engine: EngineName): TrainingSpec['sequenceParallelInput'] | null {
+  if (engine === 'torchtitan') return 'gathered';
+  return engine === 'megatron' || engine === 'nemo' ? 'sharded' : null;
+}
+
+/**
  * Whether an engine runs Megatron-Core's communication overlaps as the training spec's
  * tpCommOverlap / paramGatherOverlap cost them (`--tp-comm-overlap`, `--overlap-param-gather`: only
  * the megatron export writes them, engines' megatron/args.ts megatronOverlapArgs).

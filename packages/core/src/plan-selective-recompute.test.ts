@@ -70,3 +70,22 @@ describe('elementwise eager and the backends', () => {
     expect(engineElementwise('megatron')).toBeNull();
   });
 });
+
+describe('sequence-parallel input kept for backward', () => {
+  it('the backends keep the shard (refusing gathered); torchtitan keeps the gathered input, Megatron-LM and NeMo the shard', async () => {
+    const { backendViolations } = await import('./backend-capabilities');
+    const { engineSequenceParallelInput } = await import('./engine-capabilities');
+    const { parseTrainingSpec } = await import('./training');
+    const p = parsePlan(plan([undefined, undefined]), { model });
+    const gathered = parseTrainingSpec({ globalBatch: 8, seqLen: 64, sequenceParallelInput: 'gathered' });
+    for (const b of ['cpu', 'cuda'] as const) {
+      expect(backendViolations(backendCapabilities(b), { model, training: gathered, plan: p }).map((v) => v.field)).toContain('training.sequenceParallelInput');
+    }
+    expect(parseTrainingSpec({ globalBatch: 8, seqLen: 64 }).sequenceParallelInput).toBe('sharded');
+    expect(() => parseTrainingSpec({ globalBatch: 8, seqLen: 64, sequenceParallelInput: 'whole' })).toThrow(/sequenceParallelInput/);
+    expect(engineSequenceParallelInput('torchtitan')).toBe('gathered');
+    expect(engineSequenceParallelInput('megatron')).toBe('sharded');
+    expect(engineSequenceParallelInput('nemo')).toBe('sharded');
+    expect(engineSequenceParallelInput('deepspeed')).toBeNull();
+  });
+});

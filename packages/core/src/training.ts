@@ -20,6 +20,8 @@ export const FP8_AMAX_HISTORY_LEN = 1024;
 
 /** How the loss may read the logits (TrainingSpec.crossEntropy, described there). */
 export const CROSS_ENTROPY_MODES = ['fused', 'fp32-logits', 'compute-dtype'] as const;
+/** What a sequence-parallel column-parallel linear keeps of its all-gathered input (TrainingSpec.sequenceParallelInput). */
+export const SEQUENCE_PARALLEL_INPUTS = ['sharded', 'gathered'] as const;
 
 export const TrainingSpecSchema = z.strictObject({
   globalBatch: z.number().int().positive(),
@@ -71,6 +73,16 @@ export const TrainingSpecSchema = z.strictObject({
    * silu then a product), each kernel reading and writing its tensors (analyzer op-graph.ts EAGER).
    */
   elementwise: z.enum(['fused', 'eager']).default('fused'),
+  /**
+   * What a column-parallel linear keeps for backward of the input that sequence parallelism all-gathers
+   * (the norms' outputs before QKV and FC1, the final norm's before the LM head). 'sharded' (default):
+   * this rank's sequence shard, all-gathered again in backward (Megatron-LM's
+   * LinearWithGradAccumulationAndAsyncCommunication saves the shard; Korthikanti et al. 2022, Sec. 4.2.2;
+   * this executor's block runner). 'gathered': the all-gathered tensor itself, t times larger (PyTorch's
+   * tensor parallelism, torchtitan: PrepareModuleInput redistributes Shard(1) to Replicate() and the
+   * ColwiseParallel linear's matmul saves that replicated input in autograd). No effect without SP.
+   */
+  sequenceParallelInput: z.enum(SEQUENCE_PARALLEL_INPUTS).default('sharded'),
 });
 export type TrainingSpec = z.output<typeof TrainingSpecSchema>;
 export type TrainingSpecInput = z.input<typeof TrainingSpecSchema>;

@@ -73,6 +73,7 @@ export function contextKey(ctx: AnalyzerContext, space: SearchSpace): string {
       ...(ctx.training.tpCommOverlap ? { tpCommOverlap: true } : {}), ...(ctx.training.paramGatherOverlap ? { paramGatherOverlap: true } : {}),
       ...((ctx.training.crossEntropy ?? 'fused') !== 'fused' ? { crossEntropy: ctx.training.crossEntropy } : {}),
       ...((ctx.training.elementwise ?? 'fused') !== 'fused' ? { elementwise: ctx.training.elementwise } : {}),
+      ...((ctx.training.sequenceParallelInput ?? 'sharded') !== 'sharded' ? { sequenceParallelInput: ctx.training.sequenceParallelInput } : {}),
     },
     profile: { ...profile, cluster: { ...clusterRest, multiNode: nodes > 1 } },
     space: {

@@ -108,6 +108,9 @@ describe('search knobs: one schema for flags, job files and the Tuner service', 
     // torchtitan's eager model code (no torch.compile in its export).
     expect(trainingForTarget({ target: 'torchtitan' }, model, training as never).elementwise).toBe('eager');
     expect(trainingForTarget({ target: 'megatron' }, model, training as never).elementwise ?? 'fused').toBe('fused');
+    // PyTorch's DTensor sequence parallelism keeps the gathered input of its column-parallel linears.
+    expect(trainingForTarget({ target: 'torchtitan' }, model, training as never).sequenceParallelInput).toBe('gathered');
+    expect(trainingForTarget({ target: 'megatron' }, model, { ...training, sequenceParallelInput: 'gathered' } as never).sequenceParallelInput).toBe('sharded');
   });
 
   it('the cross-entropy knob sets the loss, and an engine that fixes it refuses another', () => {

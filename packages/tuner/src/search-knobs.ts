@@ -7,7 +7,7 @@
 //   maxStages                         --max-stages N
 //   ...                               (see KNOBS below)
 import {
-  BACKEND_NAMES, backendCapabilities, CROSS_ENTROPY_MODES, backendViolations, ENGINE_NAMES, engineCapabilities, engineCrossEntropy, engineElementwise, engineRunsCommOverlaps, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
+  BACKEND_NAMES, backendCapabilities, CROSS_ENTROPY_MODES, backendViolations, ENGINE_NAMES, engineCapabilities, engineCrossEntropy, engineElementwise, engineRunsCommOverlaps, engineSequenceParallelInput, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
   type SpecIssue, type TrainingSpec, valueAtField, ZERO_LEVELS, type ZeroLevel,
 } from '@mist/core';
 import { backendSpace } from './backend-space';
@@ -310,6 +310,9 @@ export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training
   // Likewise an engine that runs the norms, RoPE and SwiGLU as eager ops (torchtitan without torch.compile).
   const ew = engine !== undefined && isEngineName(engine) ? engineElementwise(engine) : null;
   if (ew !== null && training.elementwise !== ew) training = { ...training, elementwise: ew };
+  // And what its sequence-parallel linears keep of their gathered input (torchtitan: the gathered tensor).
+  const spIn = engine !== undefined && isEngineName(engine) ? engineSequenceParallelInput(engine) : null;
+  if (spIn !== null && training.sequenceParallelInput !== spIn) training = { ...training, sequenceParallelInput: spIn };
   // Megatron-Core's communication overlaps: costed only for an engine that runs them.
   if (engine !== undefined && isEngineName(engine) && !engineRunsCommOverlaps(engine)) {
     const field = target !== undefined ? 'target' : 'space';

@@ -247,7 +247,8 @@ export const tuneCommand: Command = {
       `${training.flashAttention ? '' : ', no flash attention'}` +
       `${training.tpCommOverlap ? ', TP communication overlapped' : ''}${training.paramGatherOverlap ? ', parameter all-gather overlapped' : ''}` +
       `${lossText(training)}` +
-      `${training.elementwise === 'eager' ? ', norms, RoPE and SwiGLU as eager PyTorch ops' : ''}\n`;
+      `${training.elementwise === 'eager' ? ', norms, RoPE and SwiGLU as eager PyTorch ops' : ''}` +
+      `${training.sequenceParallelInput === 'gathered' ? ', sequence-parallel linears keep their gathered input' : ''}\n`;
     if (main.plan && main.predicted) {
       const p = main.predicted;
       text += `\nBest plan (${main.space} space): ${main.plan.stages.length} stage${main.plan.stages.length > 1 ? 's' : ''}, ` +
