@@ -5,9 +5,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { compileStageModel } from '@mist/analyzer';
+import { type Plan, PLAN_VERSION } from '@mist/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { boundsForG } from './bounds';
 import { BoundsCache } from './bounds-cache';
+import { rescalePlan } from './replan';
 import { atGradAccum, ckptLevels, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, type StageGroupSpec, stageGroupSpecs } from './enumerate';
 import { mistSpace, NO_OFFLOAD_LEVELS } from './search-space';
 import { tinyContext } from './test/tiny-context';
@@ -35,6 +37,32 @@ describe('bounds cache', () => {
       expect(again.gap).toBeNull();
     });
   }
+
+  for (const [from, to, batch] of [['2x2-l4', '4x2-l4', 32], ['4x2-l4', '2x2-l4', 32]] as const) {
+    it(`a re-tune from ${from} to ${to} starts from the earlier plan rescaled to the new node count and finds the plan a cold tune finds`, async () => {
+      const cold = await tune(tinyContext(to, 2.2e6, batch), { space });
+      const first = await tune(tinyContext(from, 2.2e6, batch), { space, cacheDir: dir });
+      expect(first.plan).not.toBeNull();
+      const again = await tune(tinyContext(to, 2.2e6, batch), { space, cacheDir: dir });
+      expect(again.cache!.carriedPlan).toBe(true);
+      expect(again.objectiveS).toBe(cold.objectiveS);
+      expect(again.gap).toBeNull();
+    });
+  }
+
+  it('rescalePlan scales every stage\'s dp and nodes by the device ratio, or gives up when they are not whole', () => {
+    const stage = (nodes: number, dp: number) => ({
+      layers: [0, 3] as [number, number], mesh: { nodes, gpusPerNode: 2 }, microBatchSize: 2, dp, tp: 2, sequenceParallel: true, ckptLayers: 1, zero: 1 as const,
+      offload: { weights: 0, grads: 0, optim: 0, activations: 0 },
+    });
+    const plan: Plan = { version: PLAN_VERSION, model: 'm', seqLen: 64, globalBatch: 32, gradAccumSteps: 4, flashAttention: true, stages: [stage(2, 2), { ...stage(2, 2), layers: [4, 7] as [number, number] }] };
+    const up = rescalePlan(plan, 16, 2)!;
+    expect(up.stages.map((s) => [s.mesh.nodes, s.dp, s.tp, s.microBatchSize, s.ckptLayers])).toEqual([[4, 4, 2, 2, 1], [4, 4, 2, 2, 1]]);
+    expect(rescalePlan(plan, 4, 2)!.stages.map((s) => [s.mesh.nodes, s.dp])).toEqual([[1, 1], [1, 1]]);
+    expect(rescalePlan(plan, 2, 2)).toBeNull(); // half a node per stage
+    expect(rescalePlan(plan, 16, 4)).toBeNull(); // other GPUs per node
+    expect(rescalePlan(plan, 8, 2)).toBe(plan);
+  });
 
   it('a tune where nothing fits diagnoses it from rows it evaluated, not from cached minima', async () => {
     await tune(tinyContext('2x2-l4', 2.2e6, 16), { space, cacheDir: dir });

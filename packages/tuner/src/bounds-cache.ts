@@ -9,8 +9,9 @@
 //     writeCorner), so the key holds those and not the group's in-flight range, which G caps: a
 //     re-tune with a doubled global batch meets every (group, samples) of G at G' = 2G.
 //   - the best plans of earlier tunes (a few, newest last): a re-tune adapts each to its global batch
-//     (same samples per micro-batch, G' = batch' / samples) and, when it is a member of the space and
-//     fits, takes the fastest as its first incumbent. An incumbent only raises the bar a plan must
+//     (same samples per micro-batch, G' = batch' / samples) and node count (replan.ts rescalePlan: every
+//     stage's dp and nodes scaled alike) and, when it is a member of the space and fits, takes the
+//     fastest as its first incumbent. An incumbent only raises the bar a plan must
 //     beat, so the search stays exact.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -86,6 +87,11 @@ export class BoundsCache {
   /** Plans of earlier tunes over the same number of devices (newest first). */
   storedPlans(devices: number): Plan[] {
     return this.plans.filter((p) => p.devices === devices).map((p) => p.plan).reverse();
+  }
+
+  /** Plans of earlier tunes over other numbers of devices (newest first). */
+  storedPlansElsewhere(devices: number): Plan[] {
+    return this.plans.filter((p) => p.devices !== devices).map((p) => p.plan).reverse();
   }
 
   addPlan(plan: Plan, devices: number): void {

@@ -65,6 +65,27 @@ export function carryPlan(old: Plan, ctx: AnalyzerContext, clusterName: string):
   }
 }
 
+/**
+ * The earlier plan on a cluster of `devices` GPUs (with the same GPUs per node) when it ran on another
+ * count: every stage's data parallelism and mesh nodes scaled by the same factor (tensor, context and
+ * expert parallelism, micro-batch, layers, recompute, ZeRO and offload kept), so that a re-tune with
+ * another node count starts from the plan of the earlier one. Null when a stage's mesh is not whole
+ * nodes or a scaled dp or node count is not whole; the global batch is left to carryPlan.
+ */
+export function rescalePlan(old: Plan, devices: number, gpusPerNode: number): Plan | null {
+  const had = old.stages.reduce((a, s) => a + s.mesh.nodes * s.mesh.gpusPerNode, 0);
+  if (had === devices) return old;
+  const r = devices / had;
+  const stages: StageStrategy[] = [];
+  for (const s of old.stages) {
+    const nodes = s.mesh.nodes * r;
+    const dp = s.dp * r;
+    if (s.mesh.gpusPerNode !== gpusPerNode || !Number.isInteger(nodes) || nodes < 1 || !Number.isInteger(dp) || dp < 1) return null;
+    stages.push({ ...s, mesh: { nodes, gpusPerNode }, dp });
+  }
+  return { ...old, stages };
+}
+
 export function explainReplan(
   old: Plan, fresh: { plan: Plan | null; predicted: PlanEstimate | null }, ctx: AnalyzerContext, clusterName: string,
   compiled?: CompiledStageModel,

@@ -19,7 +19,7 @@ import { IntraStageSearch, type Shortfall, ST, StrategyStore } from './intra-sta
 import { diagnoseNoFit, type NoFitReport } from './no-fit';
 import { tuneForEngine } from './engine-search';
 import { type Fp8Outcome, planFp8Field, tuneFp8Choice } from './fp8-choice';
-import { carryPlan } from './replan';
+import { carryPlan, rescalePlan } from './replan';
 import { checkSearchSpace, mistSpace, type SearchSpace } from './search-space';
 import { planInSpace } from './space-membership';
 import { stageModelReadsPp } from './pipeline-depth';
@@ -240,7 +240,9 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
   let carriedFits = false;
   if (boundsCache) {
     const clusterName = options.clusterName ?? cluster.name;
-    for (const old of boundsCache.storedPlans(devices)) {
+    // Plans of the same device count first, then those of other node counts rescaled (replan.ts rescalePlan).
+    const rescaled = boundsCache.storedPlansElsewhere(devices).flatMap((p) => rescalePlan(p, devices, cluster.gpusPerNode) ?? []);
+    for (const old of [...boundsCache.storedPlans(devices), ...rescaled]) {
       const c = carryPlan(old, ctx, clusterName);
       if (!c.plan || !planInSpace(c.plan, space)) continue;
       const est = estimatePlan(c.plan, ctx, compiled);
