@@ -112,26 +112,35 @@ export function searchInterleaved(input: InterleavedSearchInput, stats: Interlea
       if (vs.length === 0 || !mesh) continue;
       const ckpts = ckptLevels(space.ckpt, n);
       for (const group of interleavedRankGroups(input.configsAt(mesh, samples))) {
-        for (const v of vs) {
-          // The plan being built: rank i's candidate is put in its place and costed from the
-          // analyzer's own query of that plan's rank (planStageQuery).
-          const strategy = (i: number, c: ParallelConfig, ckpt: number): StageStrategy =>
-            stageStrategyOf(c, [i * n, i * n + n - 1], mesh, ckpt, { ...NO_OFFLOAD });
-          // The draft's ranks keep one shape (every field present) and are set in place for each
-          // candidate; the plan's canonical strategies are built for the best choice only.
+        // The plan being built for v chunks: rank i's candidate is put in its place and costed from
+        // the analyzer's own query of that plan's rank (planStageQuery). The draft's ranks keep one
+        // shape (every field present) and are set in place for each candidate; the plan's canonical
+        // strategies are built for the best choice only. With it, the lower bound of the header from
+        // the fastest corner (no checkpointing) of each position: times do not depend on the
+        // in-flight count, and every middle rank has the middle's times.
+        const atV = (v: number) => {
           const draft = interleavedPlan(input, G, v, Array.from({ length: pp }, (_, i) => probeStage(group[0], [i * n, i * n + n - 1], mesh, 0, { ...NO_OFFLOAD })));
           const rank = (i: number, c: ParallelConfig, ckpt: number): StageEstimate => {
             setDraftStage(draft.stages[i], c, ckpt);
             return estimate(planStageQuery(draft, i), v);
           };
-          // Lower bound from the fastest corner (no checkpointing) of each position: times do not
-          // depend on the in-flight count, and every middle rank has the middle's times.
           const fastest = (i: number): number => Math.min(...group.map((c) => rank(i, c, 0).steadyTimeS));
           const sFirst = fastest(0);
           const sLast = fastest(pp - 1);
           const sMiddle = pp > 2 ? fastest(1) : Infinity;
           const sMax = Math.max(sFirst, sLast, pp > 2 ? sMiddle : 0);
           const sSum = sFirst + sLast + (pp > 2 ? (pp - 2) * sMiddle : 0);
+          return { rank, sMax, sSum };
+        };
+        // One bound for every v first: a rank's steady time only grows with v (its extra pipeline
+        // messages, analyzer interleavedStageEstimate), so with the fastest corners at the smallest v,
+        // (G - 1/v) sMax_v + sSum_v / v >= G sMax + (sSum - sMax) / v >= G sMax + (sSum - sMax) / vMax.
+        const first = atV(vs[0]);
+        if (G * first.sMax + (first.sSum - first.sMax) / vs[vs.length - 1] + jitter >= bar) continue;
+        for (const v of vs) {
+          const strategy = (i: number, c: ParallelConfig, ckpt: number): StageStrategy =>
+            stageStrategyOf(c, [i * n, i * n + n - 1], mesh, ckpt, { ...NO_OFFLOAD });
+          const { rank, sMax, sSum } = v === vs[0] ? first : atV(v);
           if ((G - 1 / v) * sMax + sSum / v + jitter >= bar) continue;
           const ranks: RankPoint[][] = [];
           for (let i = 0; i < pp; i++) {
