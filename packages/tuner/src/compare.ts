@@ -21,7 +21,7 @@ export interface TuneWithBaselinesOptions {
   timeLimitS?: number;
   /** Main search: stop when aborted, with the best plan so far. */
   signal?: AbortSignal;
-  /** Main search: frontier cache folder (tuner.ts TuneOptions.cacheDir). */
+  /** The tune cache folder of every search (tuner.ts TuneOptions.cacheDir; engine-cache.ts for the baselines). */
   cacheDir?: string;
 }
 
@@ -42,7 +42,7 @@ function speedup(main: TuneResult, base: TuneResult): number | null {
 export async function tuneWithBaselines(ctx: AnalyzerContext, options: TuneWithBaselinesOptions = {}): Promise<BaselineComparison> {
   const started = performance.now();
   const compiled = compileStageModel(ctx);
-  const common = { compiled, clusterName: options.clusterName, onProgress: options.onProgress };
+  const common = { compiled, clusterName: options.clusterName, onProgress: options.onProgress, cacheDir: options.cacheDir };
   const megatron = await tune(ctx, { ...common, space: options.megatron ?? megatronSpace() });
   const deepspeed = await tune(ctx, { ...common, space: options.deepspeed ?? deepspeedSpace() });
   const space = options.space ?? mistSpace();
@@ -53,7 +53,7 @@ export async function tuneWithBaselines(ctx: AnalyzerContext, options: TuneWithB
   const left = options.timeLimitS === undefined ? undefined : Math.max(1e-3, options.timeLimitS - (performance.now() - started) / 1000);
   // A main search over exactly a baseline's space (mist tune --target megatron) is that baseline.
   const same = [megatron, deepspeed].find((r, i) => JSON.stringify([options.megatron ?? megatronSpace(), options.deepspeed ?? deepspeedSpace()][i]) === JSON.stringify(space));
-  const best = same ?? await tune(ctx, { ...common, space, incumbent, timeLimitS: left, signal: options.signal, cacheDir: options.cacheDir });
+  const best = same ?? await tune(ctx, { ...common, space, incumbent, timeLimitS: left, signal: options.signal });
   return {
     best, megatron, deepspeed,
     speedup: { megatron: speedup(best, megatron), deepspeed: speedup(best, deepspeed) },

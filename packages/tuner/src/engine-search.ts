@@ -21,6 +21,8 @@ import { diagnoseNoFit } from './no-fit';
 import { mistSpace, type OffloadLevels, type SearchSpace } from './search-space';
 import type { TuneProgress, TuneResult } from './tuner';
 import { planFp8Field } from './fp8-choice';
+import { bestLineAt, EngineCache, type PointLine, saturatedAt, usefulLines } from './engine-cache';
+import { dependsOnG } from './frontier-cache';
 
 export interface EngineTuneOptions {
   /** Restrictions on top of the engine's table (the CLI's ablation flags); default: the full Mist space, i.e. none. */
@@ -28,6 +30,8 @@ export interface EngineTuneOptions {
   clusterName?: string;
   compiled?: CompiledStageModel;
   onProgress?: (p: TuneProgress) => void;
+  /** Grid point cache folder (engine-cache.ts; the tune cache's): a re-tune with another global batch re-costs cached points. */
+  cacheDir?: string;
 }
 
 const OFFLOAD_KINDS = ['weights', 'grads', 'optim', 'activations'] as const;
@@ -238,8 +242,14 @@ export async function tuneForEngine(ctx: AnalyzerContext, caps: EngineCapabiliti
   const L = model.layers;
   const ppChoices = divisors(D).filter((pp) => pp <= L && pp <= space.maxStages && (pp === 1 || caps.pipeline));
   let evaluated = 0;
-  let best: { timeS: number; plan: Plan } | null = null;
+  // The best plan so far: built at once from a point searched here, or (plan null) a cached point's
+  // line, whose plan is rebuilt after the search (rebuildFromLine).
+  let best: { timeS: number; plan: Plan | null; from?: { point: GridPoint; partitions: number[][]; line: PointLine } } | null = null;
   let done = 0;
+  // The grid point cache (engine-cache.ts): used when the cost columns do not read G (checked on the
+  // first point's stages) and at saturated G only.
+  const cache = options.cacheDir ? EngineCache.open(options.cacheDir, ctx, space, caps) : null;
+  let cacheUsable: boolean | null = cache ? null : false;
   const miss = new ClosestMiss(L, D);
   const report = (phase: TuneProgress['phase']): void => {
     options.onProgress?.({
@@ -261,6 +271,10 @@ export async function tuneForEngine(ctx: AnalyzerContext, caps: EngineCapabiliti
         for (const G of gradAccumChoices(training.globalBatch)) {
           const perMicro = training.globalBatch / G;
           if (perMicro % dp !== 0) continue;
+          // Every chunk count a partition may run with keeps its G-free in-flight counts at this G (only
+          // the even partition, enginePartitions' first where there is one, interleaves: virtualStageChoices).
+          const even = partitions[0].every((c) => c === partitions[0][0]) ? partitions[0] : null;
+          const saturated = cache !== null && saturatedAt(G, pp, 1) && (!even || virtualStageChoices(caps, even, G).every((v) => saturatedAt(G, pp, v)));
           const b = perMicro / dp;
           if (space.microBatchPow2 && !isPowerOfTwo(b)) continue;
           // ZeRO shards over dp * cp (Megatron-Core's data-parallel group with context parallelism).
@@ -270,8 +284,19 @@ export async function tuneForEngine(ctx: AnalyzerContext, caps: EngineCapabiliti
               for (const offload of offloadSettings(caps, space.offload, zero)) {
                 for (const sequenceParallel of sps) for (const selectiveRecompute of selectiveChoices(caps, space, training.flashAttention)) for (const opRecompute of opRecomputeChoices(caps, space)) {
                   const point: GridPoint = { pp, mesh, tp, dp, cp, ep, microBatchSize: b, G, sequenceParallel, zero, offload, selectiveRecompute, opRecompute };
-                  const found = bestOfPoint(ctx, compiled, caps, space, point, partitions, clusterName, best ? best.timeS : Infinity, miss);
+                  if (cacheUsable === null) cacheUsable = !pointReadsG(compiled, point, partitions[0]);
+                  const cacheable = cache !== null && cacheUsable && saturated;
+                  const key = cacheable ? gridPointKey(point) : '';
+                  const cached = cacheable ? cache.get(key) : null;
+                  if (cached) {
+                    const { totalS, line } = bestLineAt(cached, G);
+                    if (line && (!best || totalS < best.timeS)) best = { timeS: totalS, plan: null, from: { point, partitions, line } };
+                    continue;
+                  }
+                  const lines: PointLine[] | undefined = cacheable ? [] : undefined;
+                  const found = bestOfPoint(ctx, compiled, caps, space, point, partitions, clusterName, best ? best.timeS : Infinity, miss, lines);
                   evaluated += found.evaluated;
+                  if (cacheable && lines) cache.put(key, usefulLines(lines));
                   if (found.best && (!best || found.best.timeS < best.timeS)) best = found.best;
                 }
               }
@@ -282,8 +307,19 @@ export async function tuneForEngine(ctx: AnalyzerContext, caps: EngineCapabiliti
     }
     report('intra-stage');
   }
+  cache?.save();
+  // A best plan read from the cache is rebuilt from its point's partition and chunk count; a tune that
+  // found no plan with cached points runs again without them, so that the no-fit diagnosis sees the rows.
+  if (best && !best.plan && best.from) {
+    const { point, partitions, line } = best.from;
+    const again = bestOfPoint(ctx, compiled, caps, space, point, [partitions[line.partition]], clusterName, Infinity, miss, undefined, line.v);
+    evaluated += again.evaluated;
+    if (!again.best) throw new Error(`internal: the ${name} search's cached point no longer has its plan`);
+    best = again.best;
+  }
+  if (!best && cache && cache.hits > 0) return tuneForEngine(ctx, caps, { ...options, cacheDir: undefined });
   let plan: Plan | null = null;
-  if (best) {
+  if (best && best.plan) {
     plan = parsePlan(best.plan, { model, cluster });
     const broken = planCapabilityViolations(plan, caps);
     if (broken.length > 0) throw new Error(`internal: the ${name} search produced a plan the engine cannot run: ${broken.map((v) => v.detail).join('; ')}`);
@@ -305,7 +341,7 @@ export async function tuneForEngine(ctx: AnalyzerContext, caps: EngineCapabiliti
  */
 function bestOfPoint(
   ctx: AnalyzerContext, compiled: CompiledStageModel, caps: EngineCapabilities, space: SearchSpace, p: GridPoint,
-  partitions: number[][], clusterName: string, cutoffS: number, miss: ClosestMiss,
+  partitions: number[][], clusterName: string, cutoffS: number, miss: ClosestMiss, lines?: PointLine[], onlyV?: number,
 ): { best: { timeS: number; plan: Plan } | null; evaluated: number } {
   let evaluated = 0;
   const memo = new Map<string, StageEstimate>();
@@ -327,7 +363,7 @@ function bestOfPoint(
   };
   let best: { timeS: number; plan: Plan } | null = null;
   const maxV = space.maxVirtualStages ?? Number.MAX_SAFE_INTEGER;
-  for (const counts of partitions) for (const v of virtualStageChoices(caps, counts, p.G).filter((x) => x <= maxV)) {
+  for (const [k, counts] of partitions.entries()) for (const v of virtualStageChoices(caps, counts, p.G).filter((x) => x <= maxV && (onlyV === undefined || x === onlyV))) {
     // Least recompute per stage that fits (the least fitting candidate, found by bisection below).
     const probe = probePlan(p, counts, v);
     const need: number[] = [];
@@ -364,7 +400,28 @@ function bestOfPoint(
     const stages = counts.map((_, i) => estimateStage(probe, i));
     if (!stages.every((s) => s.fits)) continue;
     const timeS = iterationTime(stages, p.G, v).total + jitter;
+    if (lines) {
+      // total(G) = alpha + G * S at every saturated G (engine-cache.ts).
+      const slope = Math.max(...stages.map((e) => e.steadyTimeS));
+      lines.push({ alpha: timeS - p.G * slope, slope, partition: k, v });
+    }
     if (timeS < cutoffS && (!best || timeS < best.timeS)) best = { timeS, plan: planOf(ctx, p, counts, ckpt, clusterName, v) };
   }
   return { best, evaluated };
+}
+
+/** A grid point's cache key: everything but G, and whether pp divides G (interleaving needs it). */
+function gridPointKey(p: GridPoint): string {
+  const o = p.offload;
+  return `${p.pp}:${p.mesh.nodes}x${p.mesh.gpusPerNode}:t${p.tp}:c${p.cp}:e${p.ep}:d${p.dp}:b${p.microBatchSize}:sp${p.sequenceParallel ? 1 : 0}:` +
+    `z${p.zero}:o${o.weights},${o.grads},${o.optim},${o.activations}:sel${p.selectiveRecompute ? 1 : 0}:op${p.opRecompute ? 1 : 0}:` +
+    `div${p.G % p.pp === 0 ? 1 : 0}`;
+}
+
+/** Whether the analyzer's cost columns read G for a point's stages (frontier-cache.ts dependsOnG). */
+function pointReadsG(compiled: CompiledStageModel, p: GridPoint, counts: readonly number[]): boolean {
+  const plan = probePlan(p, counts, 1);
+  const rows = new Float64Array(counts.length * INPUT_WIDTH);
+  counts.forEach((_, i) => writeStageQuery(planStageQuery(plan, i), rows, i));
+  return dependsOnG(compiled, rows, counts.length);
 }

@@ -162,7 +162,7 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
   // An engine space is searched over exactly what the engine can run (engine-search.ts).
   if (space.engine) {
     const r = await tuneForEngine(ctx, engineCapabilities(space.engine), {
-      space, clusterName: options.clusterName, compiled: options.compiled, onProgress: options.onProgress,
+      space, clusterName: options.clusterName, compiled: options.compiled, onProgress: options.onProgress, cacheDir: options.cacheDir,
     });
     return { gap: null, stoppedBy: null, ...r };
   }
