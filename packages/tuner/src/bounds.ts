@@ -520,24 +520,44 @@ export function layerBounds(L: number, G: number, specs: readonly StageGroupSpec
   const rest: Float64Array[][] = [];
   // restDev[k][pos][l]: fewest devices of the other stages of such a plan (stages take disjoint devices).
   const restDev: Float64Array[][] = [];
+  // cost[pos][l]: least virtual first of a stage at pos with l layers and steady <= edges[k] (headCost:
+  // its first + last, counted for the plan's first stage); dev[pos][l]: its fewest devices (a
+  // relaxation each: the minima may come from different specs). The thresholds rise, so the tables
+  // only take in the specs of each new bucket (by steady time), and the partition tables are made
+  // again only when a table changed.
+  const cost = [0, 1, 2].map(() => new Float64Array(L + 1).fill(Infinity));
+  const headCost = new Float64Array(L + 1).fill(Infinity);
+  const dev = [0, 1, 2].map(() => new Float64Array(L + 1).fill(Infinity));
+  const bySteady: number[] = [];
+  specs.forEach((spec, s) => { if (spec.position !== 'only' && Number.isFinite(minSteady[s])) bySteady.push(s); });
+  bySteady.sort((x, y) => minSteady[x] - minSteady[y]);
+  let next = 0;
+  const costTables = new PartitionTables(L);
+  const devTables = new PartitionTables(L);
+  let firsts: { rest: Float64Array[]; whole: number } | null = null;
+  let devs: { rest: Float64Array[]; whole: number } | null = null;
   for (let k = 0; k < K; k++) {
     const e = edges[k];
-    // cost[pos][l]: least virtual first of a stage at pos with l layers and steady <= e (headCost:
-    // its first + last, counted for the plan's first stage); dev[pos][l]: its fewest devices (a
-    // relaxation each: the minima may come from different specs).
-    const cost = [0, 1, 2].map(() => new Float64Array(L + 1).fill(Infinity));
-    const headCost = new Float64Array(L + 1).fill(Infinity);
-    const dev = [0, 1, 2].map(() => new Float64Array(L + 1).fill(Infinity));
-    specs.forEach((spec, s) => {
-      if (spec.position === 'only' || !(minSteady[s] <= e)) return;
-      const p = posIndex[spec.position];
-      if (minFirst[s] < cost[p][spec.layers]) cost[p][spec.layers] = minFirst[s];
+    // The least layer count whose cost (devices) changed in this bucket; Infinity: none did.
+    let costFrom = Infinity;
+    let devFrom = Infinity;
+    for (; next < bySteady.length && minSteady[bySteady[next]] <= e; next++) {
+      const s = bySteady[next];
+      const spec = specs[s];
+      const p = posIndex[spec.position as 'first' | 'middle' | 'last'];
+      if (minFirst[s] < cost[p][spec.layers]) {
+        cost[p][spec.layers] = minFirst[s];
+        costFrom = Math.min(costFrom, spec.layers);
+      }
       if (p === 0 && minImb[s] < headCost[spec.layers]) headCost[spec.layers] = minImb[s];
       const d = meshSize(spec.mesh);
-      if (d < dev[p][spec.layers]) dev[p][spec.layers] = d;
-    });
-    const firsts = partitionTables(L, cost);
-    const devs = partitionTables(L, dev);
+      if (d < dev[p][spec.layers]) {
+        dev[p][spec.layers] = d;
+        devFrom = Math.min(devFrom, spec.layers);
+      }
+    }
+    if (!firsts || costFrom <= L) firsts = costTables.update(cost, firsts ? costFrom : 1);
+    if (!devs || devFrom <= L) devs = devTables.update(dev, devs ? devFrom : 1);
     rest.push(firsts.rest);
     restDev.push(devs.rest);
     // Whole plans with bottleneck in [edges[k-1], edges[k]] (k = 0: exactly the least steady), when
@@ -610,48 +630,63 @@ export function devicesFit(L: number, specs: readonly StageGroupSpec[], minStead
 /**
  * Min-plus tables of a layer partition from per-position stage costs (first, middle, last per layer
  * count): `rest[pos][l]` the least sum of the other stages of a plan with a stage at pos of l layers,
- * `whole` the least sum of a plan of at least two stages.
+ * `whole` the least sum of a plan of at least two stages. Kept between calls: when the costs changed
+ * at layer counts >= `from` only (the bounds' thresholds take in ever slower, so ever longer, stages),
+ * the entries below `from` stand and only the rest is summed again.
  */
-function partitionTables(L: number, [first, middle, last]: Float64Array[]): { rest: Float64Array[]; whole: number } {
+class PartitionTables {
   // M[m]: m layers as middle stages (0 stages for m = 0); tail[m]: middles then a last stage;
-  // head[m]: a first stage then middles. Min-plus sums over the finite entries only (a table of few
-  // allowed stages, at the low thresholds, is mostly Infinity).
-  const mids = finiteAt(middle, L);
-  const M = new Float64Array(L + 1).fill(Infinity);
-  M[0] = 0;
-  for (let m = 1; m <= L; m++) {
-    let v = Infinity;
-    for (let i = 0; i < mids.length && mids[i] <= m; i++) {
-      const l = mids[i];
-      const c = middle[l] + M[m - l];
-      if (c < v) v = c;
+  // head[m]: a first stage then middles; around[m]: a head and a tail (with middles in either).
+  private readonly M: Float64Array;
+  private readonly tail: Float64Array;
+  private readonly head: Float64Array;
+  private readonly around: Float64Array;
+
+  constructor(private readonly L: number) {
+    this.M = new Float64Array(L + 1).fill(Infinity);
+    this.M[0] = 0;
+    this.tail = new Float64Array(L + 1).fill(Infinity);
+    this.head = new Float64Array(L + 1).fill(Infinity);
+    this.around = new Float64Array(L + 1).fill(Infinity);
+  }
+
+  update([first, middle, last]: Float64Array[], from = 1): { rest: Float64Array[]; whole: number } {
+    const { L, M, tail, head, around } = this;
+    const start = Math.max(1, from);
+    // Min-plus sums over the finite entries only (a table of few allowed stages, at the low
+    // thresholds, is mostly Infinity).
+    const mids = finiteAt(middle, L);
+    for (let m = start; m <= L; m++) {
+      let v = Infinity;
+      for (let i = 0; i < mids.length && mids[i] <= m; i++) {
+        const c = middle[mids[i]] + M[m - mids[i]];
+        if (c < v) v = c;
+      }
+      M[m] = v;
     }
-    M[m] = v;
-  }
-  const tail = minPlusWith(last, M, L);
-  const head = minPlusWith(first, M, L);
-  // Around a middle stage: a head and a tail (with middles in either).
-  const heads = finiteAt(head, L);
-  const around = new Float64Array(L + 1).fill(Infinity);
-  for (let m = 2; m <= L; m++) {
-    let v = Infinity;
-    for (let i = 0; i < heads.length && heads[i] < m; i++) {
-      const c = head[heads[i]] + tail[m - heads[i]];
-      if (c < v) v = c;
+    minPlusWith(last, M, L, tail, start);
+    minPlusWith(first, M, L, head, start);
+    const heads = finiteAt(head, L);
+    for (let m = Math.max(2, start); m <= L; m++) {
+      let v = Infinity;
+      for (let i = 0; i < heads.length && heads[i] < m; i++) {
+        const c = head[heads[i]] + tail[m - heads[i]];
+        if (c < v) v = c;
+      }
+      around[m] = v;
     }
-    around[m] = v;
+    const rFirst = new Float64Array(L + 1).fill(Infinity);
+    const rMiddle = new Float64Array(L + 1).fill(Infinity);
+    const rLast = new Float64Array(L + 1).fill(Infinity);
+    let whole = Infinity;
+    for (let l = 1; l < L; l++) {
+      rFirst[l] = tail[L - l];
+      rLast[l] = head[L - l];
+      rMiddle[l] = around[L - l];
+      whole = Math.min(whole, first[l] + tail[L - l]);
+    }
+    return { rest: [rFirst, rMiddle, rLast], whole };
   }
-  const rFirst = new Float64Array(L + 1).fill(Infinity);
-  const rMiddle = new Float64Array(L + 1).fill(Infinity);
-  const rLast = new Float64Array(L + 1).fill(Infinity);
-  let whole = Infinity;
-  for (let l = 1; l < L; l++) {
-    rFirst[l] = tail[L - l];
-    rLast[l] = head[L - l];
-    rMiddle[l] = around[L - l];
-    whole = Math.min(whole, first[l] + tail[L - l]);
-  }
-  return { rest: [rFirst, rMiddle, rLast], whole };
 }
 
 /** Ascending indexes 1..L of the finite entries of a table. */
@@ -661,11 +696,10 @@ function finiteAt(table: Float64Array, L: number): Int32Array {
   return Int32Array.from(out);
 }
 
-/** out[m] = min over l in 1..m of stage[l] + M[m - l] (Infinity where there is none). */
-function minPlusWith(stage: Float64Array, M: Float64Array, L: number): Float64Array {
+/** out[m] = min over l in 1..m of stage[l] + M[m - l] (Infinity where there is none), for m >= from. */
+function minPlusWith(stage: Float64Array, M: Float64Array, L: number, out: Float64Array, from: number): void {
   const at = finiteAt(stage, L);
-  const out = new Float64Array(L + 1).fill(Infinity);
-  for (let m = 1; m <= L; m++) {
+  for (let m = from; m <= L; m++) {
     let v = Infinity;
     for (let i = 0; i < at.length && at[i] <= m; i++) {
       const l = at[i];
@@ -674,5 +708,4 @@ function minPlusWith(stage: Float64Array, M: Float64Array, L: number): Float64Ar
     }
     out[m] = v;
   }
-  return out;
 }
