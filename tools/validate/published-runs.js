@@ -183,7 +183,7 @@ function predict(row) {
     gpus: row.gpus,
     config: `tp${row.tp} pp${row.pp} dp${row.gpus / (row.tp * row.pp)} b${row.microBatch} G${plan.gradAccumSteps}` +
       `${row.sequenceParallel ? ' sp' : ''} rc:${row.recompute} z${row.zero}${plan.flashAttention ? ' fa' : ''}` +
-      `${plan.virtualStages ? ` v${plan.virtualStages}` : ''}${training.tpCommOverlap ? ' tpo' : ''}${training.paramGatherOverlap ? ' pgo' : ''}${training.crossEntropy === 'fp32-logits' ? ' ce32' : training.crossEntropy === 'compute-dtype' ? ' ce16' : ''}${training.elementwise === 'eager' ? ' eager' : ''}${training.sequenceParallel !== false && row.sequenceParallel && training.sequenceParallelInput === 'gathered' ? ' spg' : ''}`,
+      `${plan.virtualStages ? ` v${plan.virtualStages}` : ''}${training.tpCommOverlap ? ' tpo' : ''}${training.paramGatherOverlap ? ' pgo' : ''}${training.crossEntropy === 'fp32-logits' ? ' ce32' : training.crossEntropy === 'compute-dtype' ? ' ce16' : ''}${training.elementwise === 'eager' ? ' eager' : ''}${row.sequenceParallel && training.sequenceParallelInput === 'gathered' ? ' spg' : ''}`,
     interleaved: Boolean(row.interleavedLayersPerVirtualStage),
     measuredS,
     predictedS: est.iterationTimeS,
