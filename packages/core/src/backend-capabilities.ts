@@ -92,6 +92,8 @@ export interface BackendCapabilities {
   elementwise: readonly TrainingSpec['elementwise'][];
   /** What its sequence-parallel linears keep of their gathered input (TrainingSpec.sequenceParallelInput). */
   sequenceParallelInput: readonly TrainingSpec['sequenceParallelInput'][];
+  /** The dtypes its gradients accumulate in (TrainingSpec.gradAccumDtype). */
+  gradAccumDtype: readonly TrainingSpec['gradAccumDtype'][];
 }
 
 const CPU: BackendCapabilities = {
@@ -150,6 +152,8 @@ const CPU: BackendCapabilities = {
   elementwise: ['fused'],
   // The block runner saves a gathered tensor's shard and gathers it again in backward (model/block-runner.ts).
   sequenceParallelInput: ['sharded'],
+  // Gradients in the parameters' dtype beside fp32 master weights and moments (runtime/optimizer.ts).
+  gradAccumDtype: ['param'],
 };
 
 // The `cuda` backend: the same executor (model and runtime code are generic over the device:
@@ -250,6 +254,13 @@ export function backendViolations(
     out.push({
       feature: 'the all-gathered input kept for backward by sequence-parallel linears', field: 'training.sequenceParallelInput',
       detail: `got ${spIn}; ${who} keeps ${caps.sequenceParallelInput.join(', ')} only`,
+    });
+  }
+  const gradDtype = training.gradAccumDtype ?? 'param';
+  if (!caps.gradAccumDtype.includes(gradDtype)) {
+    out.push({
+      feature: 'gradients accumulated in fp32 beside lower-precision weights', field: 'training.gradAccumDtype',
+      detail: `got ${gradDtype}; ${who} accumulates them in ${caps.gradAccumDtype.join(', ')} only`,
     });
   }
   const fp8 = fp8Violation(training.fp8 ?? 'none', caps.plan, who);

@@ -141,6 +141,15 @@ export function engineSequenceParallelInput(engine: EngineName): TrainingSpec['s
 }
 
 /**
+ * The gradient accumulation dtype an engine uses at a parameter dtype (TrainingSpec.gradAccumDtype), or
+ * null where it is the parameters': Megatron-LM and NeMo accumulate and reduce bf16 models' gradients
+ * in fp32 by default (training.ts gradAccumDtype).
+ */
+export function engineGradAccumDtype(engine: EngineName, paramDtype: Dtype): TrainingSpec['gradAccumDtype'] | null {
+  return (engine === 'megatron' || engine === 'nemo') && paramDtype === 'bf16' ? 'fp32' : null;
+}
+
+/**
  * Whether an engine runs Megatron-Core's communication overlaps as the training spec's
  * tpCommOverlap / paramGatherOverlap cost them (`--tp-comm-overlap`, `--overlap-param-gather`: only
  * the megatron export writes them, engines' megatron/args.ts megatronOverlapArgs).

@@ -20,6 +20,8 @@ export const FP8_AMAX_HISTORY_LEN = 1024;
 
 /** How the loss may read the logits (TrainingSpec.crossEntropy, described there). */
 export const CROSS_ENTROPY_MODES = ['fused', 'fp32-logits', 'compute-dtype'] as const;
+/** The dtype of the gradient buffer backward accumulates into (TrainingSpec.gradAccumDtype). */
+export const GRAD_ACCUM_DTYPES = ['param', 'fp32'] as const;
 /** What a sequence-parallel column-parallel linear keeps of its all-gathered input (TrainingSpec.sequenceParallelInput). */
 export const SEQUENCE_PARALLEL_INPUTS = ['sharded', 'gathered'] as const;
 
@@ -83,6 +85,18 @@ export const TrainingSpecSchema = z.strictObject({
    * ColwiseParallel linear's matmul saves that replicated input in autograd). No effect without SP.
    */
   sequenceParallelInput: z.enum(SEQUENCE_PARALLEL_INPUTS).default('sharded'),
+  /**
+   * The dtype of the gradient buffer backward accumulates into and data parallelism reduces: 'param'
+   * (default: paramDtype, the ZeRO paper's 2 + 2 + 12 bytes per parameter; this executor, DeepSpeed,
+   * FSDP's sharded totals) or 'fp32': Megatron-LM's and NeMo's main gradients with bf16
+   * (megatron/training/arguments.py turns --accumulate-allreduce-grads-in-fp32 on with --bf16 unless
+   * --grad-reduce-in-bf16; NeMo's bf16_mixed sets grad_reduce_in_fp32), 2 + 4 + 12 bytes, the
+   * gradients not sharded by the distributed optimizer (Megatron-LM core_v0.14.0
+   * docs/source/api-guide/dist_optimizer.md: 18 bytes, 6 + 12/d distributed) and reduced in fp32.
+   * (With fp16 Megatron-LM's table adds an fp32 gradient copy per optimizer shard, 20 / 4 + 16/d:
+   * made at the optimizer step, after backward's peak, so not counted.) No effect in fp32.
+   */
+  gradAccumDtype: z.enum(GRAD_ACCUM_DTYPES).default('param'),
 });
 export type TrainingSpec = z.output<typeof TrainingSpecSchema>;
 export type TrainingSpecInput = z.input<typeof TrainingSpecSchema>;
@@ -98,9 +112,12 @@ export function dtypeBytes(d: Dtype): number {
 /**
  * Bytes of model state per parameter: weights + gradients in paramDtype, and AdamW's fp32 master
  * weights, momentum and variance (12 bytes) in mixed precision — 2+2+12 = 16 (Rajbhandari et al. 2020).
- * In pure fp32 the weights are the master copy: 4 + 4 + 8 = 16 as well.
+ * In pure fp32 the weights are the master copy: 4 + 4 + 8 = 16 as well. Gradients accumulated in fp32
+ * (TrainingSpec.gradAccumDtype, Megatron-LM's bf16 main gradients): 2 + 4 + 12. `grads` is what
+ * ZeRO-2/3 shard and data parallelism reduces; `optim` what ZeRO-1 shards.
  */
 export function modelStateBytesPerParam(t: TrainingSpec): { weights: number; grads: number; optim: number } {
   const w = dtypeBytes(t.paramDtype);
-  return { weights: w, grads: w, optim: t.paramDtype === 'fp32' ? 8 : 12 };
+  if (t.paramDtype === 'fp32') return { weights: w, grads: w, optim: 8 };
+  return { weights: w, grads: (t.gradAccumDtype ?? 'param') === 'fp32' ? 4 : w, optim: 12 };
 }

@@ -74,6 +74,7 @@ export function contextKey(ctx: AnalyzerContext, space: SearchSpace): string {
       ...((ctx.training.crossEntropy ?? 'fused') !== 'fused' ? { crossEntropy: ctx.training.crossEntropy } : {}),
       ...((ctx.training.elementwise ?? 'fused') !== 'fused' ? { elementwise: ctx.training.elementwise } : {}),
       ...((ctx.training.sequenceParallelInput ?? 'sharded') !== 'sharded' ? { sequenceParallelInput: ctx.training.sequenceParallelInput } : {}),
+      ...((ctx.training.gradAccumDtype ?? 'param') !== 'param' ? { gradAccumDtype: ctx.training.gradAccumDtype } : {}),
     },
     profile: { ...profile, cluster: { ...clusterRest, multiNode: nodes > 1 } },
     space: {

@@ -111,6 +111,11 @@ describe('search knobs: one schema for flags, job files and the Tuner service', 
     // PyTorch's DTensor sequence parallelism keeps the gathered input of its column-parallel linears.
     expect(trainingForTarget({ target: 'torchtitan' }, model, training as never).sequenceParallelInput).toBe('gathered');
     expect(trainingForTarget({ target: 'megatron' }, model, { ...training, sequenceParallelInput: 'gathered' } as never).sequenceParallelInput).toBe('sharded');
+    // Megatron-LM and NeMo accumulate a bf16 model's gradients in fp32 main gradients.
+    expect(trainingForTarget({ target: 'megatron' }, model, training as never).gradAccumDtype).toBe('fp32');
+    expect(trainingForTarget({ space: 'nemo' }, model, training as never).gradAccumDtype).toBe('fp32');
+    expect(trainingForTarget({ target: 'megatron' }, model, { ...training, paramDtype: 'fp16', computeDtype: 'fp16' } as never).gradAccumDtype ?? 'param').toBe('param');
+    expect(trainingForTarget({ target: 'torchtitan' }, model, training as never).gradAccumDtype ?? 'param').toBe('param');
   });
 
   it('the cross-entropy knob sets the loss, and an engine that fixes it refuses another', () => {

@@ -7,7 +7,7 @@
 //   maxStages                         --max-stages N
 //   ...                               (see KNOBS below)
 import {
-  BACKEND_NAMES, backendCapabilities, CROSS_ENTROPY_MODES, backendViolations, ENGINE_NAMES, engineCapabilities, engineCrossEntropy, engineElementwise, engineRunsCommOverlaps, engineSequenceParallelInput, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
+  BACKEND_NAMES, backendCapabilities, CROSS_ENTROPY_MODES, backendViolations, ENGINE_NAMES, engineCapabilities, engineCrossEntropy, engineElementwise, engineGradAccumDtype, engineRunsCommOverlaps, engineSequenceParallelInput, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
   type SpecIssue, type TrainingSpec, valueAtField, ZERO_LEVELS, type ZeroLevel,
 } from '@mist/core';
 import { backendSpace } from './backend-space';
@@ -313,6 +313,9 @@ export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training
   // And what its sequence-parallel linears keep of their gathered input (torchtitan: the gathered tensor).
   const spIn = engine !== undefined && isEngineName(engine) ? engineSequenceParallelInput(engine) : null;
   if (spIn !== null && training.sequenceParallelInput !== spIn) training = { ...training, sequenceParallelInput: spIn };
+  // And the dtype its gradients accumulate in (Megatron-LM, NeMo with bf16: fp32 main gradients).
+  const gradDtype = engine !== undefined && isEngineName(engine) ? engineGradAccumDtype(engine, training.paramDtype) : null;
+  if (gradDtype !== null && training.gradAccumDtype !== gradDtype) training = { ...training, gradAccumDtype: gradDtype };
   // Megatron-Core's communication overlaps: costed only for an engine that runs them.
   if (engine !== undefined && isEngineName(engine) && !engineRunsCommOverlaps(engine)) {
     const field = target !== undefined ? 'target' : 'space';

@@ -248,7 +248,8 @@ export const tuneCommand: Command = {
       `${training.tpCommOverlap ? ', TP communication overlapped' : ''}${training.paramGatherOverlap ? ', parameter all-gather overlapped' : ''}` +
       `${lossText(training)}` +
       `${training.elementwise === 'eager' ? ', norms, RoPE and SwiGLU as eager PyTorch ops' : ''}` +
-      `${training.sequenceParallelInput === 'gathered' ? ', sequence-parallel linears keep their gathered input' : ''}\n`;
+      `${training.sequenceParallelInput === 'gathered' ? ', sequence-parallel linears keep their gathered input' : ''}` +
+      `${training.gradAccumDtype === 'fp32' && training.paramDtype !== 'fp32' ? ', gradients accumulated and reduced in fp32' : ''}\n`;
     if (main.plan && main.predicted) {
       const p = main.predicted;
       text += `\nBest plan (${main.space} space): ${main.plan.stages.length} stage${main.plan.stages.length > 1 ? 's' : ''}, ` +

@@ -1,6 +1,8 @@
-// The training spec's sequenceParallelInput 'gathered' (PyTorch's DTensor tensor parallelism, torchtitan):
-// the column-parallel linears after a TP region's entry (QKV, FC1, the LM head) keep the all-gathered
-// input, t times the shard Megatron-LM keeps; without sequence parallelism nothing changes.
+// Engine facts in the stage model:
+// - the training spec's sequenceParallelInput 'gathered' (PyTorch's DTensor tensor parallelism,
+//   torchtitan): the column-parallel linears after a TP region's entry (QKV, FC1, the LM head) keep the
+//   all-gathered input, t times the shard Megatron-LM keeps; without sequence parallelism nothing changes;
+// - gradAccumDtype 'fp32' (Megatron-LM, NeMo with bf16): fp32 main gradients (core's modelStateBytesPerParam).
 import { builtinHardwareProfile, getModel, NO_OFFLOAD, parseClusterShorthand, parseTrainingSpec } from '@mist/core';
 import { describe, expect, it } from 'vitest';
 import { compileStageModel, type StageQuery } from './compile';
@@ -41,5 +43,26 @@ describe('sequence-parallel linears keeping their gathered input', () => {
     expect(gathered.memory.activations - sharded.memory.activations).toBeCloseTo((10 * 2 + 1) * 2 * 4096 * 8192 * (7 / 8), -3);
     expect(gathered.peakMemoryBytes).toBeGreaterThan(sharded.peakMemoryBytes);
     expect(gathered.steadyTimeS).toBe(sharded.steadyTimeS);
+  });
+});
+
+describe('gradients accumulated in fp32 in a stage', () => {
+  it('bf16 weights with fp32 gradients: twice the gradient bytes, reduced as such; the weights and optimizer states as before', () => {
+    const profile = builtinHardwareProfile(parseClusterShorthand('4x8-h100-sxm'), 'bf16');
+    const q: StageQuery = {
+      layers: 8, position: 'only', inFlight: 1, pp: 1, mesh: { nodes: 4, gpusPerNode: 8 }, microBatchSize: 1, gradAccumSteps: 4,
+      dp: 32, tp: 1, sequenceParallel: false, ckptLayers: 8, zero: 1, offload: NO_OFFLOAD,
+    };
+    const at = (gradAccumDtype: 'param' | 'fp32') => compileStageModel({
+      model: getModel('llama3.1-8b'), profile,
+      training: parseTrainingSpec({ globalBatch: 128, seqLen: 4096, flashAttention: true, paramDtype: 'bf16', computeDtype: 'bf16', gradAccumDtype }),
+    }).estimate(q);
+    const bf16 = at('param');
+    const fp32 = at('fp32');
+    expect(fp32.memory.weights).toBe(bf16.memory.weights);
+    expect(fp32.memory.grads).toBeCloseTo(2 * bf16.memory.grads, 0);
+    expect(fp32.memory.optim).toBe(bf16.memory.optim);
+    // The reduce-scatter of the gradients doubles; the parameter all-gather after the step stays bf16.
+    expect(fp32.time.dpComm).toBeGreaterThan(bf16.time.dpComm * 1.3);
   });
 });
