@@ -31,11 +31,11 @@ describe('Megatron-LM export of the communication overlaps', () => {
     const back = importMegatron(words, { cluster: c2x8 });
     expect(back.problems).toEqual([]);
     expect(back.plan).toEqual(sp);
-    expect(back.training).toEqual({ tpCommOverlap: true, paramGatherOverlap: true });
+    expect(back.training).toEqual({ tpCommOverlap: true, paramGatherOverlap: true, gradAccumDtype: 'fp32' });
     const one = importMegatron(args(sp, { paramGatherOverlap: true }), { cluster: c2x8 });
-    expect(one.training).toEqual({ paramGatherOverlap: true });
-    // Without them the import says nothing about training options (as before).
-    expect(importMegatron(args(sp), { cluster: c2x8 }).training).toBeUndefined();
+    expect(one.training).toEqual({ paramGatherOverlap: true, gradAccumDtype: 'fp32' });
+    // Without them the import says only what a bf16 setup always has: gradients accumulated in fp32.
+    expect(importMegatron(args(sp), { cluster: c2x8 }).training).toEqual({ gradAccumDtype: 'fp32' });
   });
 
   it('leaves out what Megatron-LM would refuse and the analyzer ignores: TP overlap without sp, the gather overlap without ZeRO-1', () => {
@@ -50,9 +50,9 @@ describe('Megatron-LM export of the communication overlaps', () => {
     expect(() => importMegatron([...base, '--tp-comm-overlap'], { cluster: c2x8 })).toThrow(/--tp-comm-overlap: needs --sequence-parallel/);
     expect(() => importMegatron([...base, '--overlap-param-gather'], { cluster: c2x8 }))
       .toThrow(/--overlap-param-gather: needs --use-distributed-optimizer and --overlap-grad-reduce/);
-    // --overlap-grad-reduce alone is what the analyzer assumes: accepted, no training option.
+    // --overlap-grad-reduce alone is what the analyzer assumes: accepted, no overlap option.
     const r = importMegatron([...base, '--overlap-grad-reduce'], { cluster: c2x8 });
     expect(r.problems).toEqual([]);
-    expect(r.training).toBeUndefined();
+    expect(r.training).toEqual({ gradAccumDtype: 'fp32' });
   });
 });

@@ -36,8 +36,8 @@ export interface ExportInput {
  */
 export type CommOverlaps = Partial<Pick<TrainingSpec, 'tpCommOverlap' | 'paramGatherOverlap'>>;
 
-/** What an import learned of the training spec beside the plan (the overlaps, the loss's reading of the logits). */
-export type ImportedTraining = CommOverlaps & Partial<Pick<TrainingSpec, 'crossEntropy'>>;
+/** What an import learned of the training spec beside the plan (the overlaps, the loss's reading of the logits, the gradients' dtype). */
+export type ImportedTraining = CommOverlaps & Partial<Pick<TrainingSpec, 'crossEntropy' | 'gradAccumDtype'>>;
 
 /** The export's loss against what the engine runs (core's engineCrossEntropies), naming training.crossEntropy. */
 export function lossViolations(engine: EngineName, crossEntropy: TrainingSpec['crossEntropy'] | undefined, dtype: TrainDtype): CapabilityViolation[] {

@@ -30,6 +30,7 @@ const SAMPLES: Record<keyof SearchKnobs, { json: unknown; flag: string | boolean
   timeLimit: { json: 1.5, flag: '1.5' },
   fp8: { json: 'auto', flag: 'auto' },
   crossEntropy: { json: 'compute-dtype', flag: 'compute-dtype' },
+  gradAccumDtype: { json: 'fp32', flag: 'fp32' },
 };
 
 describe('search knobs: one schema for flags, job files and the Tuner service', () => {
@@ -116,6 +117,8 @@ describe('search knobs: one schema for flags, job files and the Tuner service', 
     expect(trainingForTarget({ space: 'nemo' }, model, training as never).gradAccumDtype).toBe('fp32');
     expect(trainingForTarget({ target: 'megatron' }, model, { ...training, paramDtype: 'fp16', computeDtype: 'fp16' } as never).gradAccumDtype ?? 'param').toBe('param');
     expect(trainingForTarget({ target: 'torchtitan' }, model, training as never).gradAccumDtype ?? 'param').toBe('param');
+    // Megatron-LM's --grad-reduce-in-bf16 is the knob's param.
+    expect(trainingForTarget({ target: 'megatron', gradAccumDtype: 'param' }, model, training as never).gradAccumDtype).toBe('param');
   });
 
   it('the cross-entropy knob sets the loss, and an engine that fixes it refuses another', () => {

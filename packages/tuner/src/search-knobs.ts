@@ -7,7 +7,7 @@
 //   maxStages                         --max-stages N
 //   ...                               (see KNOBS below)
 import {
-  BACKEND_NAMES, backendCapabilities, CROSS_ENTROPY_MODES, backendViolations, ENGINE_NAMES, engineCapabilities, engineCrossEntropy, engineElementwise, engineGradAccumDtype, engineRunsCommOverlaps, engineSequenceParallelInput, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
+  BACKEND_NAMES, backendCapabilities, CROSS_ENTROPY_MODES, GRAD_ACCUM_DTYPES, backendViolations, ENGINE_NAMES, engineCapabilities, engineCrossEntropy, engineElementwise, engineGradAccumDtype, engineRunsCommOverlaps, engineSequenceParallelInput, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
   type SpecIssue, type TrainingSpec, valueAtField, ZERO_LEVELS, type ZeroLevel,
 } from '@mist/core';
 import { backendSpace } from './backend-space';
@@ -49,6 +49,8 @@ export interface SearchKnobs {
   fp8?: Fp8Knob;
   /** How the loss reads the logits (TrainingSpec.crossEntropy); absent: the training spec's (or the target engine's). */
   crossEntropy?: TrainingSpec['crossEntropy'];
+  /** The dtype gradients accumulate in (TrainingSpec.gradAccumDtype); absent: the training spec's (or the target engine's default). */
+  gradAccumDtype?: TrainingSpec['gradAccumDtype'];
 }
 
 /**
@@ -116,6 +118,9 @@ export const SEARCH_KNOBS: readonly KnobSpec[] = [
   { key: 'crossEntropy', flag: 'cross-entropy', kind: { type: 'enum', values: CROSS_ENTROPY_MODES }, valueName: 'MODE',
     description: 'how the loss reads the logits: fused (default; one kernel with an fp32 buffer, Megatron-LM\'s), fp32-logits (an fp32 ' +
       'copy in autograd, torchtitan\'s, which --target torchtitan implies) or compute-dtype (the fp16 logits, Megatron-LM\'s --fp16-lm-cross-entropy)' },
+  { key: 'gradAccumDtype', flag: 'grad-accum-dtype', kind: { type: 'enum', values: GRAD_ACCUM_DTYPES }, valueName: 'param|fp32',
+    description: 'the dtype gradients accumulate in and are reduced in: param (the weights\', the default) or fp32 (Megatron-LM\'s and ' +
+      'NeMo\'s default with bf16, which --target megatron|nemo implies; param there is Megatron-LM\'s --grad-reduce-in-bf16)' },
 ];
 
 const ALLOWED_KEYS = SEARCH_KNOBS.map((k) => k.key).join(', ');
@@ -313,8 +318,9 @@ export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training
   // And what its sequence-parallel linears keep of their gathered input (torchtitan: the gathered tensor).
   const spIn = engine !== undefined && isEngineName(engine) ? engineSequenceParallelInput(engine) : null;
   if (spIn !== null && training.sequenceParallelInput !== spIn) training = { ...training, sequenceParallelInput: spIn };
-  // And the dtype its gradients accumulate in (Megatron-LM, NeMo with bf16: fp32 main gradients).
-  const gradDtype = engine !== undefined && isEngineName(engine) ? engineGradAccumDtype(engine, training.paramDtype) : null;
+  // And the dtype its gradients accumulate in: the knob's, else the engine's default (Megatron-LM, NeMo
+  // with bf16: fp32 main gradients; --grad-reduce-in-bf16 is the knob's param).
+  const gradDtype = knobs.gradAccumDtype ?? (engine !== undefined && isEngineName(engine) ? engineGradAccumDtype(engine, training.paramDtype) : null);
   if (gradDtype !== null && training.gradAccumDtype !== gradDtype) training = { ...training, gradAccumDtype: gradDtype };
   // Megatron-Core's communication overlaps: costed only for an engine that runs them.
   if (engine !== undefined && isEngineName(engine) && !engineRunsCommOverlaps(engine)) {

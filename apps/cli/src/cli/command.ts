@@ -1,7 +1,7 @@
 // The shape of one `mist` sub-command. Each command lives in src/commands/<name>.ts and is
 // listed in src/commands/index.ts.
 import type { ParseArgsConfig } from 'node:util';
-import { CROSS_ENTROPY_MODES, type TrainingSpec } from '@mist/core';
+import { CROSS_ENTROPY_MODES, GRAD_ACCUM_DTYPES, type TrainingSpec } from '@mist/core';
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -80,6 +80,24 @@ export const CROSS_ENTROPY_OPTION: Record<string, OptionSpec> = {
       'in autograd, torchtitan\'s) or compute-dtype (the fp16 logits themselves, Megatron-LM\'s --fp16-lm-cross-entropy)',
   },
 };
+
+/** The dtype gradients accumulate in (TrainingSpec.gradAccumDtype), as `mist analyze` takes it (`mist tune`: its knob). */
+export const GRAD_ACCUM_OPTION: Record<string, OptionSpec> = {
+  'grad-accum-dtype': {
+    type: 'string', valueName: 'param|fp32',
+    description: 'the dtype gradients accumulate in and are reduced in: param (default; the weights\' dtype) or fp32 (Megatron-LM\'s ' +
+      'and NeMo\'s default with bf16: fp32 main gradients, 2 more bytes per parameter)',
+  },
+};
+
+/** Reads --grad-accum-dtype; names the allowed values on error. */
+export function gradAccumOpt(values: ParsedValues): TrainingSpec['gradAccumDtype'] | undefined {
+  const v = stringOpt(values, 'grad-accum-dtype');
+  if (v === undefined) return undefined;
+  const dtype = GRAD_ACCUM_DTYPES.find((m) => m === v);
+  if (!dtype) throw new UsageError(`--grad-accum-dtype: got "${v}"; allowed: ${GRAD_ACCUM_DTYPES.join(', ')}`);
+  return dtype;
+}
 
 /** Reads --cross-entropy; names the allowed values on error. */
 export function crossEntropyOpt(values: ParsedValues): TrainingSpec['crossEntropy'] | undefined {

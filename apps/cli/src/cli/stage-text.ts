@@ -11,3 +11,8 @@ export function recomputeText(s: Pick<StageStrategy, 'ckptLayers' | 'selectiveRe
 export function lossText(t: Pick<TrainingSpec, 'crossEntropy'>): string {
   return t.crossEntropy === 'fp32-logits' ? ', loss over fp32 logits' : t.crossEntropy === 'compute-dtype' ? ', loss on the compute-dtype logits' : '';
 }
+
+/** The gradient accumulation dtype for a summary line when it is not the weights' (', gradients accumulated and reduced in fp32'). */
+export function gradText(t: Pick<TrainingSpec, 'gradAccumDtype' | 'paramDtype'>): string {
+  return t.gradAccumDtype === 'fp32' && t.paramDtype !== 'fp32' ? ', gradients accumulated and reduced in fp32' : '';
+}

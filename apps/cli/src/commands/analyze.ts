@@ -11,11 +11,11 @@ import {
 } from '@mist/core';
 import { type Analysis, type AnalysisStage, analyzePlan } from '@mist/analyzer';
 import { planPictureHtml, planPictureSvg } from '@mist/viz';
-import { type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, intOpt, JSON_OPTION, stringOpt, UsageError } from '../cli/command';
+import { type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, GRAD_ACCUM_OPTION, gradAccumOpt, intOpt, JSON_OPTION, stringOpt, UsageError } from '../cli/command';
 import { planArgument } from '../cli/plan-argument';
 import { renderTable } from '../cli/table';
 import { retargetPlan } from './plan-retarget';
-import { lossText, recomputeText } from '../cli/stage-text';
+import { gradText, lossText, recomputeText } from '../cli/stage-text';
 
 interface PlanDoc {
   model?: unknown;
@@ -64,7 +64,7 @@ function summary(est: Analysis, plan: Plan, changes: string[], training: Trainin
       `${(plan.virtualStages ?? 1) > 1 ? `, interleaved 1F1B with ${plan.virtualStages} model chunks per stage` : ''}` +
       `${est.flashAttention ? '' : ', no flash attention'}` +
       `${training.tpCommOverlap ? ', TP communication overlapped' : ''}${training.paramGatherOverlap ? ', parameter all-gather overlapped' : ''}` +
-      `${lossText(training)}` +
+      `${lossText(training)}${gradText(training)}` +
       (changes.length > 0 ? `\nre-targeted from the plan file: ${changes.join(', ')}` : ''),
     `iteration ${formatSeconds(est.iterationTimeS)} (first ${formatSeconds(est.breakdown.firstS)} + ` +
       `${Number(((plan.gradAccumSteps * (plan.virtualStages ?? 1) - 1) / (plan.virtualStages ?? 1)).toFixed(3))} x ` +
@@ -121,6 +121,7 @@ export const analyzeCommand: Command = {
       description: 'as Megatron-Core\'s --overlap-param-gather: the ZeRO-1/2 parameter all-gather beside the next step\'s first forward',
     },
     ...CROSS_ENTROPY_OPTION,
+    ...GRAD_ACCUM_OPTION,
     explain: { type: 'boolean', description: 'print the simplified time and memory formulas of every stage' },
     timeline: {
       type: 'string', valueName: 'FILE',
@@ -154,8 +155,10 @@ export const analyzeCommand: Command = {
     const timelineFile = timelineTarget(stringOpt(values, 'timeline'));
     const overlaps = { tpCommOverlap: values['tp-comm-overlap'] === true, paramGatherOverlap: values['overlap-param-gather'] === true };
     const crossEntropy = crossEntropyOpt(values);
+    const gradAccumDtype = gradAccumOpt(values);
     const { analysis: est, plan, training } = analyzePlan({
-      model, plan: data, profile, training: { ...overlaps, ...(crossEntropy ? { crossEntropy } : {}) }, explain: values.explain === true,
+      model, plan: data, profile, training: { ...overlaps, ...(crossEntropy ? { crossEntropy } : {}), ...(gradAccumDtype ? { gradAccumDtype } : {}) },
+      explain: values.explain === true,
     });
     if (timelineFile) {
       const title = `${est.model} on ${est.cluster}: ${plan.stages.length}-stage plan, G=${plan.gradAccumSteps} (${path.basename(planFile)})`;
@@ -167,7 +170,8 @@ export const analyzeCommand: Command = {
     if (values.json) {
       const overlapped = overlaps.tpCommOverlap || overlaps.paramGatherOverlap ? { overlaps } : {};
       io.stdout(JSON.stringify({
-        plan: planFile, ...(changes.length > 0 ? { retargeted: changes } : {}), ...overlapped, ...(crossEntropy ? { crossEntropy } : {}), ...est,
+        plan: planFile, ...(changes.length > 0 ? { retargeted: changes } : {}), ...overlapped, ...(crossEntropy ? { crossEntropy } : {}),
+        ...(gradAccumDtype ? { gradAccumDtype } : {}), ...est,
       }, null, 2) + '\n');
       return exitCode;
     }

@@ -86,6 +86,10 @@ export const importCommand: Command = {
         const flags = [t.tpCommOverlap ? '--tp-comm-overlap' : '', t.paramGatherOverlap ? '--overlap-param-gather' : ''].filter(Boolean).join(' ');
         text += `The setup overlaps communication (${flags}), which a plan file does not record: predict it with \`mist analyze PLAN ${flags}\`.\n`;
       }
+      if (t && t.gradAccumDtype === 'fp32') {
+        text += 'The setup accumulates and reduces the gradients in fp32 (2 more bytes per parameter than the weights\' dtype), which a plan ' +
+          'file does not record: predict it with `mist analyze PLAN --grad-accum-dtype fp32`.\n';
+      }
       if (t && t.crossEntropy) {
         text += `The setup's loss reads the logits as crossEntropy ${t.crossEntropy}, which a plan file does not record: ` +
           `predict it with \`mist analyze PLAN --cross-entropy ${t.crossEntropy}\`.\n`;

@@ -31,6 +31,7 @@ const MODELLED = new Set([
   '--squared-relu', '--num-experts', '--moe-router-topk', '--moe-ffn-hidden-size', '--expert-model-parallel-size',
   '--expert-tensor-parallel-size', '--moe-token-dispatcher-type', '--moe-layer-freq',
   '--overlap-grad-reduce', '--overlap-param-gather', '--tp-comm-overlap', '--fp16-lm-cross-entropy',
+  '--accumulate-allreduce-grads-in-fp32', '--grad-reduce-in-bf16',
 ]);
 
 /** Flags with no effect on what Mist predicts (data, tokenizer files, schedule, logging, checkpoints, kernels). */
@@ -43,11 +44,11 @@ const IGNORED = new Set([
   '--load', '--tensorboard-dir', '--wandb-project', '--wandb-exp-name', '--seed', '--norm-epsilon', '--rotary-base',
   '--rotary-percent', '--transformer-impl', '--use-mcore-models', '--distributed-backend', '--log-throughput',
   '--timing-log-level', '--ckpt-format', '--attention-softmax-in-fp32',
-  '--accumulate-allreduce-grads-in-fp32', '--no-gradient-accumulation-fusion', '--no-masked-softmax-fusion',
+  '--no-gradient-accumulation-fusion', '--no-masked-softmax-fusion',
   '--no-bias-gelu-fusion', '--no-bias-swiglu-fusion', '--no-bias-dropout-fusion', '--no-rope-fusion', '--cross-entropy-loss-fusion',
   '--log-params-norm', '--log-num-zeros-in-grad', '--no-load-optim', '--no-load-rng', '--finetune', '--num-workers',
   '--dataloader-type', '--eod-mask-loss', '--reset-position-ids', '--reset-attention-mask', '--loss-scale',
-  '--initial-loss-scale', '--min-loss-scale', '--loss-scale-window', '--hysteresis', '--grad-reduce-in-bf16',
+  '--initial-loss-scale', '--min-loss-scale', '--loss-scale-window', '--hysteresis',
   // Mixture of experts: the router's training losses and kernels do not change what Mist predicts.
   '--moe-aux-loss-coeff', '--moe-router-load-balancing-type', '--moe-z-loss-coeff', '--moe-grouped-gemm', '--moe-permute-fusion',
   '--moe-router-dtype', '--moe-router-pre-softmax',
@@ -268,6 +269,10 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
     if (!has('--fp16')) throw new ImportError('--fp16-lm-cross-entropy', 'needs --fp16 (Megatron-LM asserts it: lm cross entropy in fp16 only support in fp16 mode)');
     training.crossEntropy = 'compute-dtype';
   }
+  // The gradients' accumulation dtype (TrainingSpec.gradAccumDtype): arguments.py accumulates and
+  // reduces a bf16 model's gradients in fp32 unless --grad-reduce-in-bf16, an fp16 model's with
+  // --accumulate-allreduce-grads-in-fp32.
+  if (has('--bf16') ? !has('--grad-reduce-in-bf16') : has('--accumulate-allreduce-grads-in-fp32')) training.gradAccumDtype = 'fp32';
   if (has('--tp-comm-overlap')) {
     if (!(has('--sequence-parallel') && tp > 1)) {
       throw new ImportError('--tp-comm-overlap', 'needs --sequence-parallel with --tensor-model-parallel-size > 1 (Megatron-LM asserts sequence parallelism with it)');

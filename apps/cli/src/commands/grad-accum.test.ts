@@ -1,0 +1,47 @@
+// The gradients' accumulation dtype on the command line (--grad-accum-dtype): `mist analyze` predicts
+// fp32 gradients (Megatron-LM's bf16 default), `mist import --from megatron` reads a bf16 setup as such
+// and says how to predict it.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../test/run-cli';
+
+const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'mist-grad-'));
+
+function planFile(dir: string): string {
+  const plan = { version: 1, model: 'gpt3-1.3b', cluster: '1x8-a100-80gb', seqLen: 2048, globalBatch: 64, gradAccumSteps: 4,
+    stages: [{ layers: [0, 23], mesh: { nodes: 1, gpusPerNode: 8 }, microBatchSize: 2, dp: 8, tp: 1, sequenceParallel: false, ckptLayers: 0, zero: 1,
+      offload: { weights: 0, grads: 0, optim: 0, activations: 0 } }] };
+  const file = path.join(dir, 'plan.json');
+  fs.writeFileSync(file, JSON.stringify(plan));
+  return file;
+}
+
+describe('--grad-accum-dtype', () => {
+  it('mist analyze: fp32 gradients hold 2 more bytes per parameter; an unknown dtype is a usage error', async () => {
+    const plan = planFile(tmp());
+    const base = JSON.parse((await runCli(['analyze', plan, '--json'])).stdout);
+    const fp32 = JSON.parse((await runCli(['analyze', plan, '--grad-accum-dtype', 'fp32', '--json'])).stdout);
+    expect(base.gradAccumDtype).toBeUndefined();
+    expect(fp32.gradAccumDtype).toBe('fp32');
+    expect(fp32.stages[0].memory.grads).toBeCloseTo(2 * base.stages[0].memory.grads, 0);
+    expect((await runCli(['analyze', plan, '--grad-accum-dtype', 'fp32'])).stdout).toMatch(/gradients accumulated and reduced in fp32/);
+    const bad = await runCli(['analyze', plan, '--grad-accum-dtype', 'bf16']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--grad-accum-dtype: got "bf16"; allowed: param, fp32/);
+  });
+
+  it('mist import --from megatron: a bf16 setup accumulates in fp32 unless --grad-reduce-in-bf16', async () => {
+    const dir = tmp();
+    const ex = await runCli(['export', '--plan', planFile(dir), '--to', 'megatron', '--dtype', 'bf16', '--out', path.join(dir, 'm')]);
+    expect(ex.code).toBe(0);
+    const args = fs.readFileSync(path.join(dir, 'm', 'args.txt'), 'utf8').split(/\s+/).filter(Boolean);
+    const im = await runCli(['import', '--from', 'megatron', '--cluster', '1x8-a100-80gb', '--', ...args]);
+    expect(im.code).toBe(0);
+    expect(im.stdout).toMatch(/gradients in fp32.*mist analyze PLAN --grad-accum-dtype fp32/s);
+    const bf16 = await runCli(['import', '--from', 'megatron', '--cluster', '1x8-a100-80gb', '--', ...args, '--grad-reduce-in-bf16']);
+    expect(bf16.code).toBe(0);
+    expect(bf16.stdout).not.toMatch(/--grad-accum-dtype/);
+  });
+});
