@@ -27,6 +27,12 @@ export interface ExportInput {
    * the asked one refuses the export, naming it (lossViolations).
    */
   crossEntropy?: TrainingSpec['crossEntropy'];
+  /**
+   * The dtype the prediction's gradients accumulated in (TrainingSpec.gradAccumDtype); undefined: the
+   * engine's default. Megatron-LM and NeMo write what differs from their default for the dtype
+   * (gradAccumViolations); the other engines accumulate in the weights' dtype only.
+   */
+  gradAccumDtype?: TrainingSpec['gradAccumDtype'];
   launch: LaunchOptions;
 }
 
@@ -48,6 +54,15 @@ export function lossViolations(engine: EngineName, crossEntropy: TrainingSpec['c
     ? 'Megatron-LM runs --fp16-lm-cross-entropy with --fp16 only (arguments.py asserts it): export with --dtype fp16'
     : `${engine} runs crossEntropy ${runs.join(', ')}`;
   return [{ feature: 'the loss\'s reading of the logits', field: 'training.crossEntropy', detail: `got ${crossEntropy}; ${why}` }];
+}
+
+/** The export's gradient dtype against what the engine can accumulate in, naming training.gradAccumDtype. */
+export function gradAccumViolations(engine: EngineName, gradAccumDtype: TrainingSpec['gradAccumDtype'] | undefined): CapabilityViolation[] {
+  if (gradAccumDtype !== 'fp32' || engine === 'megatron' || engine === 'nemo') return [];
+  return [{
+    feature: 'gradients accumulated in fp32 beside lower-precision weights', field: 'training.gradAccumDtype',
+    detail: `got fp32; ${engine} accumulates them in the weights' dtype (param) only (Megatron-LM and NeMo keep fp32 main gradients)`,
+  }];
 }
 
 export interface ExportFile {

@@ -10,7 +10,7 @@ import {
 } from '@mist/core';
 import { analyzePlan } from '@mist/analyzer';
 import { exportPlan, type Fp8Format, InexpressiblePlanError, nearestExpressiblePlan, type TrainDtype } from '@mist/engines';
-import { type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, intOpt, JSON_OPTION, requireString, stringOpt, UsageError } from '../cli/command';
+import { type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, GRAD_ACCUM_OPTION, gradAccumOpt, intOpt, JSON_OPTION, requireString, stringOpt, UsageError } from '../cli/command';
 import { renderTable } from '../cli/table';
 
 export const exportCommand: Command = {
@@ -41,6 +41,7 @@ export const exportCommand: Command = {
       description: 'Megatron-LM only: write --overlap-param-gather (and --overlap-grad-reduce) where the plan uses the distributed optimizer (ZeRO-1), as `mist analyze --overlap-param-gather` predicts it',
     },
     ...CROSS_ENTROPY_OPTION,
+    ...GRAD_ACCUM_OPTION,
     'master-addr': { type: 'string', valueName: 'HOST', description: 'rendezvous host, node 0 (default 127.0.0.1; edit for several nodes)' },
     'master-port': { type: 'string', valueName: 'N', description: 'rendezvous port (default 29500)' },
     ...JSON_OPTION,
@@ -58,7 +59,8 @@ export const exportCommand: Command = {
       if (on && !engineRunsCommOverlaps(engine)) throw new UsageError(`--${flag}: Megatron-LM's flag; --to ${engine} has no such option in its export`);
     }
     const crossEntropy = crossEntropyOpt(values);
-    const training = { ...overlaps, ...(crossEntropy ? { crossEntropy } : {}) };
+    const gradAccumDtype = gradAccumOpt(values);
+    const training = { ...overlaps, ...(crossEntropy ? { crossEntropy } : {}), ...(gradAccumDtype ? { gradAccumDtype } : {}) };
     const data = readSpecFile(planFile);
     const doc = (data && typeof data === 'object' ? data : {}) as { model?: unknown; cluster?: unknown };
     const modelRef = stringOpt(values, 'model') ?? (typeof doc.model === 'string' ? doc.model : undefined);
@@ -98,7 +100,7 @@ export const exportCommand: Command = {
           text += `(iteration time nearest / original: ${(b.iterationTimeS / a.iterationTimeS).toFixed(3)})\n`;
         }
       }
-      const files = exportPlan(engine as EngineName, { plan, model, cluster, dtype: dtype as TrainDtype, fp8: fp8 as Fp8Format | undefined, overlaps, crossEntropy, launch });
+      const files = exportPlan(engine as EngineName, { plan, model, cluster, dtype: dtype as TrainDtype, fp8: fp8 as Fp8Format | undefined, overlaps, crossEntropy, gradAccumDtype, launch });
       fs.mkdirSync(out, { recursive: true });
       for (const f of files) {
         const p = path.join(out, f.path);

@@ -133,14 +133,27 @@ export function megatronDataArgs(): ArgLine[] {
 
 export function megatronArgs(
   plan: Plan, model: ModelSpec, dtype: TrainDtype, fp8?: Fp8Format, overlaps?: CommOverlaps, crossEntropy?: TrainingSpec['crossEntropy'],
+  gradAccumDtype?: TrainingSpec['gradAccumDtype'],
 ): MegatronArgs {
   return {
     model: megatronModelArgs(model, plan.seqLen),
     parallelism: [...megatronParallelArgs(plan), ...megatronOverlapArgs(plan, overlaps)],
     // The loss on the fp16 logits (TrainingSpec.crossEntropy 'compute-dtype'; fp16 only, types.ts lossViolations).
-    precision: [...megatronPrecisionArgs(dtype, fp8, plan.fp8), ...(crossEntropy === 'compute-dtype' ? [['--fp16-lm-cross-entropy'] as ArgLine] : [])],
+    precision: [...megatronPrecisionArgs(dtype, fp8, plan.fp8), ...(crossEntropy === 'compute-dtype' ? [['--fp16-lm-cross-entropy'] as ArgLine] : []),
+      ...megatronGradArgs(dtype, gradAccumDtype)],
     data: megatronDataArgs(),
   };
+}
+
+/**
+ * The gradients' dtype where it differs from Megatron-LM's default for the weights' dtype
+ * (arguments.py: fp32 main gradients with --bf16 unless --grad-reduce-in-bf16; with --fp16 the fp16
+ * gradients unless --accumulate-allreduce-grads-in-fp32); nothing when undefined (the default).
+ */
+export function megatronGradArgs(dtype: TrainDtype, gradAccumDtype?: TrainingSpec['gradAccumDtype']): ArgLine[] {
+  if (dtype === 'bf16' && gradAccumDtype === 'param') return [['--grad-reduce-in-bf16']];
+  if (dtype === 'fp16' && gradAccumDtype === 'fp32') return [['--accumulate-allreduce-grads-in-fp32']];
+  return [];
 }
 
 /** All arguments in order, as argv words. */

@@ -23,7 +23,7 @@ function nemoClasses(model: ModelSpec): { recipe: string; model: string; config:
 }
 
 export function exportNemo(input: ExportInput): ExportFile[] {
-  const { plan, model, cluster, dtype, fp8 } = input;
+  const { plan, model, cluster, dtype, fp8, gradAccumDtype } = input;
   assertExpressible('nemo', plan, model);
   megatronParallelArgs(plan); // same expressibility rules as Megatron-LM
   const s = uniformStrategy(plan);
@@ -96,6 +96,12 @@ export function exportNemo(input: ExportInput): ExportFile[] {
     `    recipe.optim.config.use_distributed_optimizer = ${py(s.zero === 1)}`,
     `    recipe.trainer.plugins = ${dtype === 'bf16' ? 'bf16_mixed' : 'fp16_mixed'}()`,
   );
+  // The gradients' dtype where it differs from the recipe's default (bf16_mixed: grad_reduce_in_fp32
+  // True, fp16_mixed: False; nemo/collections/llm/recipes/precision/mixed_precision.py).
+  const fp32Grads = dtype === 'bf16';
+  if (gradAccumDtype !== undefined && (gradAccumDtype === 'fp32') !== fp32Grads) {
+    lines.push(`    recipe.trainer.plugins.grad_reduce_in_fp32 = ${py(gradAccumDtype === 'fp32')}`);
+  }
   // fp8: the export's format, or hybrid when the plan assumes a recipe (MegatronMixedPrecision of
   // NeMo v2.5: fp8, fp8_recipe "delayed" | "tensorwise", the amax history of delayed scaling, and
   // fp8_param_gather off so that the weights stay in the compute dtype beside TE's fp8 copies, as the
