@@ -9,6 +9,17 @@ import { compileStageModel, type StageQuery } from './compile';
 import { evaluate } from './expr';
 import { headOps, layerOps } from './op-graph';
 
+/** One whole-model stage on 4 x 8 H100s in bf16 at seq 4096, batch 16 (G 4), with a training spec field set. */
+function wholeModelStage(model: string, q: Pick<StageQuery, 'layers' | 'dp' | 'tp' | 'sequenceParallel' | 'ckptLayers' | 'zero'>, training: Record<string, string>) {
+  const query: StageQuery = {
+    ...q, position: 'only', inFlight: 1, pp: 1, mesh: { nodes: 4, gpusPerNode: 8 }, microBatchSize: 1, gradAccumSteps: 4, offload: NO_OFFLOAD,
+  };
+  return compileStageModel({
+    model: getModel(model), profile: builtinHardwareProfile(parseClusterShorthand('4x8-h100-sxm'), 'bf16'),
+    training: parseTrainingSpec({ globalBatch: 4 * q.dp, seqLen: 4096, flashAttention: true, paramDtype: 'bf16', computeDtype: 'bf16', ...training }),
+  }).estimate(query);
+}
+
 const env = { s: 2048, h: 8192, a: 64, k: 8, f: 28672, V: 128256, fa: 1, b: 2, t: 8, sp: 1, cp: 1, ep: 1, sel: 0, osac: 0 };
 const savedBy = (ops: ReturnType<typeof layerOps>, e: Record<string, number>) => new Map(ops.map((o) => [o.name, evaluate(o.saved, e)]));
 
@@ -28,15 +39,8 @@ describe('sequence-parallel linears keeping their gathered input', () => {
   });
 
   it('raises a TP stage\'s activations and peak, not its time', () => {
-    const profile = builtinHardwareProfile(parseClusterShorthand('4x8-h100-sxm'), 'bf16');
-    const q: StageQuery = {
-      layers: 10, position: 'only', inFlight: 1, pp: 1, mesh: { nodes: 4, gpusPerNode: 8 }, microBatchSize: 1, gradAccumSteps: 4,
-      dp: 4, tp: 8, sequenceParallel: true, ckptLayers: 0, zero: 3, offload: NO_OFFLOAD,
-    };
-    const at = (sequenceParallelInput: 'sharded' | 'gathered') => compileStageModel({
-      model: getModel('llama3.1-70b'), profile,
-      training: parseTrainingSpec({ globalBatch: 16, seqLen: 4096, flashAttention: true, paramDtype: 'bf16', computeDtype: 'bf16', sequenceParallelInput }),
-    }).estimate(q);
+    const at = (sequenceParallelInput: 'sharded' | 'gathered') =>
+      wholeModelStage('llama3.1-70b', { layers: 10, dp: 4, tp: 8, sequenceParallel: true, ckptLayers: 0, zero: 3 }, { sequenceParallelInput });
     const sharded = at('sharded');
     const gathered = at('gathered');
     // Two gathered inputs per layer and the LM head's (the stage is the whole model), 7/8 of each more.
@@ -48,15 +52,8 @@ describe('sequence-parallel linears keeping their gathered input', () => {
 
 describe('gradients accumulated in fp32 in a stage', () => {
   it('bf16 weights with fp32 gradients: twice the gradient bytes, reduced as such; the weights and optimizer states as before', () => {
-    const profile = builtinHardwareProfile(parseClusterShorthand('4x8-h100-sxm'), 'bf16');
-    const q: StageQuery = {
-      layers: 8, position: 'only', inFlight: 1, pp: 1, mesh: { nodes: 4, gpusPerNode: 8 }, microBatchSize: 1, gradAccumSteps: 4,
-      dp: 32, tp: 1, sequenceParallel: false, ckptLayers: 8, zero: 1, offload: NO_OFFLOAD,
-    };
-    const at = (gradAccumDtype: 'param' | 'fp32') => compileStageModel({
-      model: getModel('llama3.1-8b'), profile,
-      training: parseTrainingSpec({ globalBatch: 128, seqLen: 4096, flashAttention: true, paramDtype: 'bf16', computeDtype: 'bf16', gradAccumDtype }),
-    }).estimate(q);
+    const at = (gradAccumDtype: 'param' | 'fp32') =>
+      wholeModelStage('llama3.1-8b', { layers: 8, dp: 32, tp: 1, sequenceParallel: false, ckptLayers: 8, zero: 1 }, { gradAccumDtype });
     const bf16 = at('param');
     const fp32 = at('fp32');
     expect(fp32.memory.weights).toBe(bf16.memory.weights);

@@ -5,19 +5,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { writeGpt13bPlan } from '../test/plan-file';
 import { runCli } from '../test/run-cli';
 
 const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'mist-overlap-'));
 
 /** gpt3-1.3b on 2 x 8 H100: tp 2 with sequence parallelism, dp 8, the distributed optimizer (ZeRO-1). */
-function spPlan(dir: string): string {
-  const plan = { version: 1, model: 'gpt3-1.3b', cluster: '2x8-h100-sxm', seqLen: 2048, globalBatch: 64, gradAccumSteps: 4,
-    stages: [{ layers: [0, 23], mesh: { nodes: 2, gpusPerNode: 8 }, microBatchSize: 2, dp: 8, tp: 2, sequenceParallel: true, ckptLayers: 0, zero: 1,
-      offload: { weights: 0, grads: 0, optim: 0, activations: 0 } }] };
-  const file = path.join(dir, 'plan.json');
-  fs.writeFileSync(file, JSON.stringify(plan));
-  return file;
-}
+const spPlan = (dir: string): string => writeGpt13bPlan(dir, { cluster: '2x8-h100-sxm', nodes: 2, tp: 2 });
 
 describe('communication overlaps (--tp-comm-overlap, --overlap-param-gather)', () => {
   it('mist analyze predicts a shorter steady micro-batch and end of step with them, and says so', async () => {
@@ -47,7 +41,7 @@ describe('communication overlaps (--tp-comm-overlap, --overlap-param-gather)', (
     expect(im.code).toBe(0);
     expect(im.stdout).toMatch(/overlaps communication \(--tp-comm-overlap --overlap-param-gather\).*mist analyze PLAN --tp-comm-overlap --overlap-param-gather/);
     const json = JSON.parse((await runCli(['import', '--from', 'megatron', '--cluster', '2x8-h100-sxm', '--json', '--', ...args])).stdout);
-    expect(json.training).toEqual({ tpCommOverlap: true, paramGatherOverlap: true });
+    expect(json.training).toEqual({ tpCommOverlap: true, paramGatherOverlap: true, gradAccumDtype: 'fp32' }); // a bf16 setup's fp32 gradients
     const nemo = await runCli(['export', '--plan', plan, '--to', 'nemo', '--tp-comm-overlap', '--out', path.join(dir, 'n')]);
     expect(nemo.code).toBe(2);
     expect(nemo.stderr).toMatch(/--tp-comm-overlap: Megatron-LM's flag; --to nemo has no such option/);

@@ -5,18 +5,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { writeGpt13bPlan as planFile } from '../test/plan-file';
 import { runCli } from '../test/run-cli';
 
 const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'mist-ce-'));
-
-function planFile(dir: string): string {
-  const plan = { version: 1, model: 'gpt3-1.3b', cluster: '1x8-a100-80gb', seqLen: 2048, globalBatch: 64, gradAccumSteps: 4,
-    stages: [{ layers: [0, 23], mesh: { nodes: 1, gpusPerNode: 8 }, microBatchSize: 2, dp: 8, tp: 1, sequenceParallel: false, ckptLayers: 0, zero: 1,
-      offload: { weights: 0, grads: 0, optim: 0, activations: 0 } }] };
-  const file = path.join(dir, 'plan.json');
-  fs.writeFileSync(file, JSON.stringify(plan));
-  return file;
-}
 
 describe('--cross-entropy', () => {
   it('mist analyze: the loss on the compute-dtype logits holds less memory, an unknown mode is a usage error', async () => {
