@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  builtinHardwareProfile, ENGINE_NAMES, type EngineName, engineRunsCommOverlaps, formatBytes, formatSeconds, isEngineName, loadCluster, loadModel,
+  builtinHardwareProfile, ENGINE_NAMES, type EngineName, engineGradAccumDtype, engineRunsCommOverlaps, formatBytes, formatSeconds, isEngineName, loadCluster, loadModel,
   parsePlan, readSpecFile,
 } from '@mist/core';
 import { analyzePlan } from '@mist/analyzer';
@@ -101,6 +101,20 @@ export const exportCommand: Command = {
         }
       }
       const files = exportPlan(engine as EngineName, { plan, model, cluster, dtype: dtype as TrainDtype, fp8: fp8 as Fp8Format | undefined, overlaps, crossEntropy, gradAccumDtype, launch });
+      // The engine's own gradient dtype where none was asked for (Megatron-LM's and NeMo's fp32 main
+      // gradients with bf16): a plan tuned without them may not fit with them. Said, not changed.
+      const engineGrads = gradAccumDtype === undefined && isEngineName(engine) ? engineGradAccumDtype(engine, dtype as TrainDtype) : null;
+      if (engineGrads === 'fp32') {
+        const withFp32 = analyzePlan({ model, plan, profile: builtinHardwareProfile(cluster, dtype as TrainDtype),
+          training: { ...training, paramDtype: dtype as TrainDtype, computeDtype: dtype as TrainDtype, gradAccumDtype: 'fp32' } }).analysis;
+        const over = withFp32.stages.findIndex((x) => x.overflowBytes > 0);
+        if (over >= 0) {
+          const st = withFp32.stages[over];
+          io.stderr(`mist export: warning: with ${engine}'s default fp32 main gradients (2 more bytes per parameter with --dtype bf16) ` +
+            `stage ${over} needs ${formatBytes(st.peakMemoryBytes)} of ${formatBytes(st.capacityBytes)}: pass --grad-accum-dtype param ` +
+            `(${engine === 'megatron' ? '--grad-reduce-in-bf16' : 'grad_reduce_in_fp32 = False'}), or tune with --target ${engine}\n`);
+        }
+      }
       fs.mkdirSync(out, { recursive: true });
       for (const f of files) {
         const p = path.join(out, f.path);

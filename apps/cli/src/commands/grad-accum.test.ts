@@ -1,6 +1,6 @@
 // The gradients' accumulation dtype on the command line (--grad-accum-dtype): `mist analyze` predicts
 // fp32 gradients (Megatron-LM's bf16 default), `mist import --from megatron` reads a bf16 setup as such
-// and says how to predict it.
+// and says how to predict it, `mist export` writes it and warns when the engine's default would not fit.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -35,5 +35,21 @@ describe('--grad-accum-dtype', () => {
     const bf16 = await runCli(['import', '--from', 'megatron', '--cluster', '1x8-a100-80gb', '--', ...args, '--grad-reduce-in-bf16']);
     expect(bf16.code).toBe(0);
     expect(bf16.stdout).not.toMatch(/--grad-accum-dtype/);
+  });
+
+  it('mist export --to megatron --dtype bf16 warns when the plan does not fit with Megatron-LM\'s fp32 gradients, and writes --grad-reduce-in-bf16 when asked', async () => {
+    const dir = tmp();
+    // gpt3-2.7b on 8 L4s, ZeRO-1, every layer checkpointed: 15.8 GiB of 20.3 with bf16 gradients, 20.8 with fp32 ones.
+    const plan = path.join(dir, 'tight.json');
+    fs.writeFileSync(plan, JSON.stringify({ version: 1, model: 'gpt3-2.7b', cluster: '1x8-l4', seqLen: 2048, globalBatch: 64, gradAccumSteps: 4,
+      stages: [{ layers: [0, 31], mesh: { nodes: 1, gpusPerNode: 8 }, microBatchSize: 2, dp: 8, tp: 1, sequenceParallel: false, ckptLayers: 32, zero: 1,
+        offload: { weights: 0, grads: 0, optim: 0, activations: 0 } }] }));
+    const plain = await runCli(['export', '--plan', plan, '--to', 'megatron', '--dtype', 'bf16', '--out', path.join(dir, 'a')]);
+    expect(plain.code).toBe(0);
+    expect(plain.stderr).toMatch(/warning: with megatron's default fp32 main gradients .*stage 0 needs .*--grad-accum-dtype param \(--grad-reduce-in-bf16\)/);
+    const asked = await runCli(['export', '--plan', plan, '--to', 'megatron', '--dtype', 'bf16', '--grad-accum-dtype', 'param', '--out', path.join(dir, 'b')]);
+    expect(asked.code).toBe(0);
+    expect(asked.stderr).not.toMatch(/warning/);
+    expect(fs.readFileSync(path.join(dir, 'b', 'args.txt'), 'utf8')).toMatch(/--grad-reduce-in-bf16/);
   });
 });
