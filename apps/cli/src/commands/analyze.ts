@@ -92,7 +92,7 @@ export const analyzeCommand: Command = {
   name: 'analyze',
   summary: 'estimate a plan: iteration time, tokens/s, MFU, per-stage time and memory breakdown, fit',
   usage: 'mist analyze PLAN.json|--plan PLAN.json [--model NAME|FILE] [--cluster SHORTHAND|FILE] [--profile PROFILE.json [--force]] ' +
-    '[--seq N] [--global-batch N] [--no-flash-attention] [--tp-comm-overlap] [--overlap-param-gather] [--cross-entropy MODE] [--json] [--explain] [--timeline OUT.svg|OUT.html]',
+    '[--seq N] [--global-batch N] [--no-flash-attention] [--tp-comm-overlap] [--overlap-param-gather] [--cross-entropy MODE] [--grad-accum-dtype param|fp32] [--json] [--explain] [--timeline OUT.svg|OUT.html]',
   examples: [
     'mist analyze examples/plans/gpt3-1.3b-1x2-l4.json',
     'mist analyze --model gpt3-1.3b --cluster 1x2-l4 --plan examples/plans/gpt3-1.3b-1x2-l4.json --json',

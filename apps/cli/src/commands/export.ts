@@ -17,7 +17,7 @@ export const exportCommand: Command = {
   name: 'export',
   summary: 'write the launch files of a plan for Megatron-LM, NeMo, DeepSpeed or torchtitan',
   usage: 'mist export --plan PLAN.json --to megatron|nemo|deepspeed|torchtitan [--out DIR] [--nearest] [--model M] [--cluster C] [--dtype bf16|fp16] [--fp8 e4m3|hybrid] ' +
-    '[--tp-comm-overlap] [--overlap-param-gather] [--master-addr HOST] [--master-port N] [--json]',
+    '[--tp-comm-overlap] [--overlap-param-gather] [--cross-entropy MODE] [--grad-accum-dtype param|fp32] [--master-addr HOST] [--master-port N] [--json]',
   examples: [
     'mist export --plan examples/plans/gpt3-1.3b-1x2-l4.json --to megatron --out /tmp/megatron',
     'mist export --plan examples/plans/gpt3-1.3b-1x2-l4.json --to deepspeed --out /tmp/ds',
