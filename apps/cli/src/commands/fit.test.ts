@@ -53,4 +53,19 @@ describe('mist fit', () => {
     expect(flag.code).toBe(2);
     expect(flag.stderr).toMatch(/--time-limit/);
   });
+
+  it('--target and --grad-accum-dtype: the engine\'s plans as it runs them need at least the Mist space\'s cluster; an unknown target is named', async () => {
+    const args = ['fit', '--model', 'llama2-7b', '--gpu', 'a100-40gb', '--global-batch', '64', '--max-gpus', '16', '--time-limit', '10', '--json'];
+    const mist = JSON.parse((await runCli(args)).stdout);
+    const res = await runCli([...args, '--target', 'megatron', '--grad-accum-dtype', 'fp32']);
+    expect(res.code).toBe(0);
+    const megatron = JSON.parse(res.stdout);
+    expect(megatron.target).toBe('megatron');
+    expect(megatron.gradAccumDtype).toBe('fp32');
+    expect(megatron.smallestCluster.gpus).toBeGreaterThanOrEqual(mist.smallestCluster.gpus);
+    for (const st of megatron.plan.stages) expect(st.offload).toEqual({ weights: 0, grads: 0, optim: 0, activations: 0 });
+    const bad = await runCli(['fit', '--model', 'llama2-7b', '--gpu', 'a100-40gb', '--target', 'alpa']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--target: got "alpa"; expected one of megatron, nemo, deepspeed, torchtitan, cpu, cuda/);
+  }, 60_000);
 });

@@ -10,8 +10,9 @@ import {
   type Plan, usableDeviceMemory,
 } from '@mist/core';
 import { contextFor, type PlanEstimate } from '@mist/analyzer';
-import { mistSpace, tune, type TuneResult } from '@mist/tuner';
-import { type Command, intOpt, JSON_OPTION, numberOpt, requireString, UsageError } from '../cli/command';
+import { searchKnobsFromFlags, spaceFromKnobs, trainingForTarget, tune, type TuneResult } from '@mist/tuner';
+import { type Command, GRAD_ACCUM_OPTION, intOpt, JSON_OPTION, numberOpt, requireString, stringOpt, UsageError } from '../cli/command';
+import { gradText } from '../cli/stage-text';
 import { renderTable } from '../cli/table';
 
 /**
@@ -86,11 +87,13 @@ function planLine(plan: Plan): string {
 export const fitCommand: Command = {
   name: 'fit',
   summary: 'which plans of a model fit on a GPU at all, and the smallest cluster of it on which one fits (memory pre-flight)',
-  usage: 'mist fit --model NAME|FILE --gpu GPU [--seq N] [--global-batch N] [--max-gpus N] [--gpus-per-node N] [--time-limit S] [--json]',
+  usage: 'mist fit --model NAME|FILE --gpu GPU [--seq N] [--global-batch N] [--max-gpus N] [--gpus-per-node N] [--time-limit S] ' +
+    '[--target ENGINE|BACKEND] [--grad-accum-dtype param|fp32] [--json]',
   examples: [
     'mist fit --model gpt3-1.3b --gpu l4',
     'mist fit --model llama2-7b --gpu a100-40gb --seq 4096 --global-batch 128',
     'mist fit --model gpt3-175b --gpu h100 --max-gpus 256 --json',
+    'mist fit --model llama2-7b --gpu a100-80gb --target megatron --grad-accum-dtype fp32',
   ],
   options: {
     model: { type: 'string', valueName: 'NAME|FILE', description: 'model (catalog name, model file or Hugging Face config.json)' },
@@ -100,6 +103,11 @@ export const fitCommand: Command = {
     'max-gpus': { type: 'string', valueName: 'N', description: `largest cluster tried (default ${DEFAULT_MAX_GPUS})` },
     'gpus-per-node': { type: 'string', valueName: 'N', description: `GPUs per node (default ${DEFAULT_GPUS_PER_NODE}, the catalog machines' size)` },
     'time-limit': { type: 'string', valueName: 'S', description: `seconds of search per cluster size (default ${DEFAULT_TIME_LIMIT_S})` },
+    target: {
+      type: 'string', valueName: 'ENGINE|BACKEND',
+      description: 'only plans this engine can launch (megatron, nemo, deepspeed, torchtitan) or this executor backend runs (cpu, cuda), costed as it runs them',
+    },
+    ...GRAD_ACCUM_OPTION,
     ...JSON_OPTION,
   },
   async run(values, _positionals, io) {
@@ -114,14 +122,19 @@ export const fitCommand: Command = {
       if (!(Number.isInteger(v) && v >= 1)) throw new UsageError(`--${name} must be a positive integer (got ${v})`);
     }
     if (!(timeLimitS > 0)) throw new UsageError(`--time-limit must be a positive number of seconds (got ${timeLimitS})`);
-    const training = parseTrainingSpec({ globalBatch, seqLen });
+    // The same knobs as mist tune's --target and --grad-accum-dtype (search-knobs.ts): the engine's or
+    // backend's space, and its training facts (e.g. Megatron-LM's fp32 main gradients with bf16).
+    const knobs = searchKnobsFromFlags({ target: stringOpt(values, 'target'), 'grad-accum-dtype': stringOpt(values, 'grad-accum-dtype') });
+    const training = trainingForTarget(knobs, model, parseTrainingSpec({ globalBatch, seqLen }));
+    const space = spaceFromKnobs(knobs, model, training);
+    const spaceText = knobs.target === undefined ? 'Mist search space, offloading included' : `plans ${knobs.target} runs`;
 
     const tried: SizeResult[] = [];
     let found: { cluster: ClusterSpec; result: TuneResult } | null = null;
     for (const size of clusterSizes(gpusPerNode, maxGpus)) {
       const cluster = buildCluster({ ...size, gpu });
       const ctx = contextFor({ model, cluster, training });
-      const result = await tune(ctx, { space: mistSpace(), timeLimitS });
+      const result = await tune(ctx, { space, timeLimitS });
       tried.push(sizeResult(cluster, result));
       if (tried[tried.length - 1].fits) {
         found = { cluster, result };
@@ -142,13 +155,14 @@ export const fitCommand: Command = {
     const smallest = found ? tried[tried.length - 1] : null;
     if (values.json) {
       io.stdout(JSON.stringify({
-        model: model.name, gpu: gpu.name, seqLen, globalBatch, gpusPerNode, maxGpus, memory: reserves,
+        model: model.name, gpu: gpu.name, seqLen, globalBatch, gpusPerNode, maxGpus, ...(knobs.target ? { target: knobs.target } : {}),
+        ...(training.gradAccumDtype === 'fp32' ? { gradAccumDtype: 'fp32' } : {}), memory: reserves,
         smallestCluster: smallest, plan: found?.result.plan ?? null, tried,
       }, null, 2) + '\n');
       return found ? 0 : 1;
     }
 
-    let text = `${model.name} on ${gpu.name}, seq ${seqLen}, global batch ${globalBatch} (Mist search space, offloading included; ` +
+    let text = `${model.name} on ${gpu.name}, seq ${seqLen}, global batch ${globalBatch} (${spaceText}${gradText(training)}; ` +
       `${formatSeconds(timeLimitS)} of search per size)\n` +
       `Usable memory per GPU: ${formatBytes(usable)} of the datasheet's ${formatBytes(gpu.memoryBytes)} ` +
       `(less ${formatBytes(reserves.cudaContextBytes)} CUDA context and ${formatBytes(reserves.ncclBufferBytes)} NCCL buffers, ` +
@@ -166,7 +180,8 @@ export const fitCommand: Command = {
         `best plan ${formatSeconds(smallest.iterationTimeS ?? 0)} per iteration, smallest stage margin ` +
         `${formatBytes(smallest.marginBytes ?? 0)} (${(100 * (smallest.marginFraction ?? 0)).toFixed(1)}% of the usable memory) ` +
         `on top of the reserves above.\n  ${planLine(found.result.plan)}\n` +
-        `Save it with: mist tune --model ${model.name} --cluster ${smallest.cluster} --global-batch ${globalBatch} --seq ${seqLen} --out plan.json\n`;
+        `Save it with: mist tune --model ${model.name} --cluster ${smallest.cluster} --global-batch ${globalBatch} --seq ${seqLen}` +
+        `${knobs.target ? ` --target ${knobs.target}` : ''}${knobs.gradAccumDtype ? ` --grad-accum-dtype ${knobs.gradAccumDtype}` : ''} --out plan.json\n`;
       io.stdout(text);
       return 0;
     }
