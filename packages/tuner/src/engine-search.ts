@@ -243,7 +243,7 @@ export async function tuneForEngine(ctx: AnalyzerContext, caps: EngineCapabiliti
   const ppChoices = divisors(D).filter((pp) => pp <= L && pp <= space.maxStages && (pp === 1 || caps.pipeline));
   let evaluated = 0;
   // The best plan so far: built at once from a point searched here, or (plan null) a cached point's
-  // line, whose plan is rebuilt after the search (rebuildFromLine).
+  // line, whose plan is rebuilt from that point after the search.
   let best: { timeS: number; plan: Plan | null; from?: { point: GridPoint; partitions: number[][]; line: PointLine } } | null = null;
   let done = 0;
   // The grid point cache (engine-cache.ts): used when the cost columns do not read G (checked on the
