@@ -5,7 +5,7 @@
 // other engines refuse fp32, naming training.gradAccumDtype.
 import { describe, expect, it } from 'vitest';
 import { getModel, parseClusterShorthand } from '@mist/core';
-import { exportPlan, importMegatron, InexpressiblePlanError } from './index';
+import { exportPlan, importDeepspeed, importMegatron, InexpressiblePlanError } from './index';
 import { input, makePlan, stage } from './test-helpers';
 
 const gpt = getModel('gpt3-1.3b');
@@ -39,10 +39,17 @@ describe('gradient accumulation dtype of a Megatron-LM setup', () => {
     expect(nemo('bf16', 'param')).toContain('recipe.trainer.plugins.grad_reduce_in_fp32 = False');
     expect(nemo('bf16', 'fp32')).not.toContain('grad_reduce_in_fp32');
     expect(nemo('fp16', 'fp32')).toContain('recipe.trainer.plugins.grad_reduce_in_fp32 = True');
-    for (const engine of ['deepspeed', 'torchtitan'] as const) {
-      expect(() => exportPlan(engine, { ...input(plan, gpt, c2x8), gradAccumDtype: 'fp32' })).toThrow(InexpressiblePlanError);
-      expect(() => exportPlan(engine, { ...input(plan, gpt, c2x8), gradAccumDtype: 'fp32' })).toThrow(/training\.gradAccumDtype/);
-    }
-    expect(() => exportPlan('deepspeed', { ...input(plan, gpt, c2x8), gradAccumDtype: 'param' })).not.toThrow();
+    expect(() => exportPlan('torchtitan', { ...input(plan, gpt, c2x8), gradAccumDtype: 'fp32' })).toThrow(InexpressiblePlanError);
+    expect(() => exportPlan('torchtitan', { ...input(plan, gpt, c2x8), gradAccumDtype: 'fp32' })).toThrow(/training\.gradAccumDtype/);
+    // DeepSpeed: data_types.grad_accum_dtype with bf16 and ZeRO-1 (its BF16_Optimizer), refused otherwise; read back.
+    const ds = exportPlan('deepspeed', { ...input(plan, gpt, c2x8), dtype: 'bf16', gradAccumDtype: 'fp32' });
+    const cfg = ds.find((f) => f.path === 'ds_config.json')!.content;
+    expect(JSON.parse(cfg).data_types).toEqual({ grad_accum_dtype: 'fp32' });
+    const back = importDeepspeed(cfg, [], { cluster: c2x8, model: gpt, modelInCatalog: true, seqLen: plan.seqLen });
+    expect(back.problems).toEqual([]);
+    expect(back.training).toEqual({ gradAccumDtype: 'fp32' });
+    expect(() => exportPlan('deepspeed', { ...input(plan, gpt, c2x8), dtype: 'fp16', gradAccumDtype: 'fp32' })).toThrow(/training\.gradAccumDtype.*bf16, ZeRO-1/s);
+    expect(JSON.parse(exportPlan('deepspeed', { ...input(plan, gpt, c2x8), gradAccumDtype: 'param' })
+      .find((f) => f.path === 'ds_config.json')!.content).data_types).toBeUndefined();
   });
 });

@@ -29,8 +29,9 @@ export interface ExportInput {
   crossEntropy?: TrainingSpec['crossEntropy'];
   /**
    * The dtype the prediction's gradients accumulated in (TrainingSpec.gradAccumDtype); undefined: the
-   * engine's default. Megatron-LM and NeMo write what differs from their default for the dtype
-   * (gradAccumViolations); the other engines accumulate in the weights' dtype only.
+   * engine's default. Megatron-LM and NeMo write what differs from their default for the dtype,
+   * DeepSpeed its data_types.grad_accum_dtype (bf16 with ZeRO-1 only); torchtitan refuses fp32
+   * (gradAccumViolations).
    */
   gradAccumDtype?: TrainingSpec['gradAccumDtype'];
   launch: LaunchOptions;
@@ -56,12 +57,17 @@ export function lossViolations(engine: EngineName, crossEntropy: TrainingSpec['c
   return [{ feature: 'the loss\'s reading of the logits', field: 'training.crossEntropy', detail: `got ${crossEntropy}; ${why}` }];
 }
 
-/** The export's gradient dtype against what the engine can accumulate in, naming training.gradAccumDtype. */
+/**
+ * The export's gradient dtype against what the engine can accumulate in, naming training.gradAccumDtype:
+ * torchtitan's FSDP reduces in its mixed-precision policy's dtype and keeps the sharded gradients
+ * beside the fp32 parameters, with no unsharded fp32 gradient buffer to express. (DeepSpeed's own rule,
+ * which depends on the plan, is its exporter's.)
+ */
 export function gradAccumViolations(engine: EngineName, gradAccumDtype: TrainingSpec['gradAccumDtype'] | undefined): CapabilityViolation[] {
-  if (gradAccumDtype !== 'fp32' || engine === 'megatron' || engine === 'nemo') return [];
+  if (gradAccumDtype !== 'fp32' || engine !== 'torchtitan') return [];
   return [{
     feature: 'gradients accumulated in fp32 beside lower-precision weights', field: 'training.gradAccumDtype',
-    detail: `got fp32; ${engine} accumulates them in the weights' dtype (param) only (Megatron-LM and NeMo keep fp32 main gradients)`,
+    detail: 'got fp32; torchtitan keeps no unsharded fp32 gradient buffer (allowed: param)',
   }];
 }
 

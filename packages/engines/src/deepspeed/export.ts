@@ -25,6 +25,8 @@ export function deepspeedConfig(input: ExportInput): DsConfig {
     gradient_accumulation_steps: plan.gradAccumSteps,
     [dtype]: { enabled: true },
     zero_optimization: zero,
+    // Gradients accumulated in fp32 (TrainingSpec.gradAccumDtype; DeepSpeed's default is the model's dtype).
+    ...(input.gradAccumDtype === 'fp32' ? { data_types: { grad_accum_dtype: 'fp32' } } : {}),
   };
   const ckpt = s.ckptLayers > 0;
   if (pp > 1) cfg.pipeline = { stages: pp, partition: 'uniform', activation_checkpoint_interval: ckpt ? 1 : 0 };
@@ -38,6 +40,15 @@ export function exportDeepspeed(input: ExportInput): ExportFile[] {
   assertExpressible('deepspeed', plan, model);
   if (fp8) {
     throw new InexpressiblePlanError('deepspeed', [{ feature: 'FP8 training', field: 'fp8', detail: 'ds_config.json has no FP8 GEMM setting' }]);
+  }
+  // DeepSpeed runs fp32 gradient accumulation beside bf16 weights with ZeRO-1 and no CPU offload only (its
+  // BF16_Optimizer; runtime/engine.py _do_optimizer_sanity_check raises NotImplementedError otherwise).
+  const z = uniformStrategy(plan);
+  if (input.gradAccumDtype === 'fp32' && !(input.dtype === 'bf16' && z.zero === 1 && z.offload.optim === 0 && z.offload.weights === 0)) {
+    throw new InexpressiblePlanError('deepspeed', [{
+      feature: 'gradients accumulated in fp32 beside lower-precision weights', field: 'training.gradAccumDtype',
+      detail: `got fp32 with ${input.dtype}, ZeRO-${z.zero}${z.offload.optim > 0 || z.offload.weights > 0 ? ' and CPU offload' : ''}; DeepSpeed runs it with bf16, ZeRO-1 and no offload only`,
+    }]);
   }
   const { nodes, gpusPerNode } = planNodes(plan, cluster);
   const version = engineCapabilities('deepspeed').engineVersion;

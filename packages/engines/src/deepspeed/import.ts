@@ -3,7 +3,7 @@
 import { type ClusterSpec, type ModelSpec, type Plan, type StageStrategy, type ZeroLevel, parsePlan } from '@mist/core';
 import { flagMap, parseFlags } from '../argv';
 import { positiveInt, rangesFromCounts, stageMesh } from '../common';
-import { ImportError, type ImportProblem, type ImportResult } from '../types';
+import { ImportError, type ImportedTraining, type ImportProblem, type ImportResult } from '../types';
 
 export interface DeepspeedImportContext {
   cluster: ClusterSpec;
@@ -17,12 +17,14 @@ export interface DeepspeedImportContext {
 
 const TOP_MODELLED = new Set([
   'train_batch_size', 'train_micro_batch_size_per_gpu', 'gradient_accumulation_steps', 'bf16', 'fp16', 'zero_optimization',
-  'pipeline', 'activation_checkpointing',
+  'pipeline', 'activation_checkpointing', 'data_types',
 ]);
+/** DeepSpeed's spellings of fp32 (runtime/config.py DtypeEnum). */
+const FP32_NAMES = new Set(['fp32', 'float32', 'float', 'torch.float32']);
 const TOP_IGNORED = new Set([
   'optimizer', 'scheduler', 'gradient_clipping', 'steps_per_print', 'wall_clock_breakdown', 'tensorboard', 'wandb',
   'csv_monitor', 'comms_logger', 'flops_profiler', 'prescale_gradients', 'gradient_predivide_factor', 'seed',
-  'dump_state', 'zero_allow_untested_optimizer', 'checkpoint', 'data_types', 'communication_data_type',
+  'dump_state', 'zero_allow_untested_optimizer', 'checkpoint', 'communication_data_type',
 ]);
 const ZERO_MODELLED = new Set(['stage', 'offload_param', 'offload_optimizer']);
 const ZERO_IGNORED = new Set([
@@ -120,5 +122,16 @@ export function importDeepspeed(configText: string, launcherArgs: readonly strin
   const plan: Plan = parsePlan({
     version: 1, model: ctx.model.name, cluster: ctx.cluster.name, seqLen: ctx.seqLen, globalBatch, gradAccumSteps: G, stages,
   }, { model: ctx.model, cluster: ctx.cluster });
-  return { model: ctx.model, modelInCatalog: ctx.modelInCatalog, plan, problems };
+  // data_types.grad_accum_dtype (TrainingSpec.gradAccumDtype; the model's dtype by default): fp32
+  // beside bf16 weights runs with ZeRO-1 and no CPU offload only (BF16_Optimizer; runtime/engine.py
+  // _do_optimizer_sanity_check). Its param_dtype / buffer_dtype do not change what Mist predicts.
+  const dataTypes = isObj(cfg.data_types) ? cfg.data_types : {};
+  const gradDtype = dataTypes.grad_accum_dtype;
+  const bf16 = isObj(cfg.bf16) && cfg.bf16.enabled === true;
+  let training: ImportedTraining | undefined;
+  if (typeof gradDtype === 'string' && FP32_NAMES.has(gradDtype) && (bf16 || (isObj(cfg.fp16) && cfg.fp16.enabled === true))) {
+    if (bf16 && stage === 1 && weights === 0 && optim === 0) training = { gradAccumDtype: 'fp32' };
+    else problems.push({ option: 'data_types.grad_accum_dtype', reason: 'fp32 beside lower-precision weights runs with bf16, ZeRO-1 and no CPU offload only; read as the weights\' dtype' });
+  }
+  return { model: ctx.model, modelInCatalog: ctx.modelInCatalog, plan, problems, ...(training ? { training } : {}) };
 }
