@@ -54,10 +54,10 @@ describe('mist fit', () => {
     expect(flag.stderr).toMatch(/--time-limit/);
   });
 
-  it('--target and --grad-accum-dtype: the engine\'s plans as it runs them need at least the Mist space\'s cluster; an unknown target is named', async () => {
+  it('--dtype bf16 --target megatron: the engine\'s plans as it runs them (fp32 main gradients) need at least the Mist space\'s cluster; an unknown target is named', async () => {
     const args = ['fit', '--model', 'llama2-7b', '--gpu', 'a100-40gb', '--global-batch', '64', '--max-gpus', '16', '--time-limit', '10', '--json'];
     const mist = JSON.parse((await runCli(args)).stdout);
-    const res = await runCli([...args, '--target', 'megatron', '--grad-accum-dtype', 'fp32']);
+    const res = await runCli([...args, '--dtype', 'bf16', '--target', 'megatron']);
     expect(res.code).toBe(0);
     const megatron = JSON.parse(res.stdout);
     expect(megatron.target).toBe('megatron');

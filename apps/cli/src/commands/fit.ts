@@ -88,12 +88,12 @@ export const fitCommand: Command = {
   name: 'fit',
   summary: 'which plans of a model fit on a GPU at all, and the smallest cluster of it on which one fits (memory pre-flight)',
   usage: 'mist fit --model NAME|FILE --gpu GPU [--seq N] [--global-batch N] [--max-gpus N] [--gpus-per-node N] [--time-limit S] ' +
-    '[--target ENGINE|BACKEND] [--grad-accum-dtype param|fp32] [--json]',
+    '[--dtype fp16|bf16] [--target ENGINE|BACKEND] [--grad-accum-dtype param|fp32] [--json]',
   examples: [
     'mist fit --model gpt3-1.3b --gpu l4',
     'mist fit --model llama2-7b --gpu a100-40gb --seq 4096 --global-batch 128',
     'mist fit --model gpt3-175b --gpu h100 --max-gpus 256 --json',
-    'mist fit --model llama2-7b --gpu a100-80gb --target megatron --grad-accum-dtype fp32',
+    'mist fit --model llama2-7b --gpu a100-80gb --dtype bf16 --target megatron',
   ],
   options: {
     model: { type: 'string', valueName: 'NAME|FILE', description: 'model (catalog name, model file or Hugging Face config.json)' },
@@ -103,6 +103,7 @@ export const fitCommand: Command = {
     'max-gpus': { type: 'string', valueName: 'N', description: `largest cluster tried (default ${DEFAULT_MAX_GPUS})` },
     'gpus-per-node': { type: 'string', valueName: 'N', description: `GPUs per node (default ${DEFAULT_GPUS_PER_NODE}, the catalog machines' size)` },
     'time-limit': { type: 'string', valueName: 'S', description: `seconds of search per cluster size (default ${DEFAULT_TIME_LIMIT_S})` },
+    dtype: { type: 'string', valueName: 'fp16|bf16', description: 'the weights\' and activations\' dtype (default fp16; with bf16 Megatron-LM and NeMo keep fp32 main gradients)' },
     target: {
       type: 'string', valueName: 'ENGINE|BACKEND',
       description: 'only plans this engine can launch (megatron, nemo, deepspeed, torchtitan) or this executor backend runs (cpu, cuda), costed as it runs them',
@@ -125,7 +126,9 @@ export const fitCommand: Command = {
     // The same knobs as mist tune's --target and --grad-accum-dtype (search-knobs.ts): the engine's or
     // backend's space, and its training facts (e.g. Megatron-LM's fp32 main gradients with bf16).
     const knobs = searchKnobsFromFlags({ target: stringOpt(values, 'target'), 'grad-accum-dtype': stringOpt(values, 'grad-accum-dtype') });
-    const training = trainingForTarget(knobs, model, parseTrainingSpec({ globalBatch, seqLen }));
+    const dtype = stringOpt(values, 'dtype') ?? 'fp16';
+    if (dtype !== 'fp16' && dtype !== 'bf16') throw new UsageError(`--dtype: got "${dtype}"; allowed: fp16, bf16`);
+    const training = trainingForTarget(knobs, model, parseTrainingSpec({ globalBatch, seqLen, paramDtype: dtype, computeDtype: dtype }));
     const space = spaceFromKnobs(knobs, model, training);
     const spaceText = knobs.target === undefined ? 'Mist search space, offloading included' : `plans ${knobs.target} runs`;
 

@@ -52,4 +52,16 @@ describe('--grad-accum-dtype', () => {
     expect(asked.stderr).not.toMatch(/warning/);
     expect(fs.readFileSync(path.join(dir, 'b', 'args.txt'), 'utf8')).toMatch(/--grad-reduce-in-bf16/);
   });
+
+  it('mist tune --dtype bf16 --target megatron costs Megatron-LM\'s fp32 main gradients; --grad-accum-dtype param is its --grad-reduce-in-bf16', async () => {
+    const base = ['tune', '--model', 'gpt3-1.3b', '--cluster', '1x8-a100-40gb', '--global-batch', '64', '--seq', '2048', '--no-cache', '--no-gains'];
+    const fp32 = await runCli([...base, '--dtype', 'bf16', '--target', 'megatron']);
+    expect(fp32.code).toBe(0);
+    expect(fp32.stdout.split('\n')[0]).toMatch(/gradients accumulated and reduced in fp32/);
+    const bf16 = await runCli([...base, '--dtype', 'bf16', '--target', 'megatron', '--grad-accum-dtype', 'param']);
+    expect(bf16.stdout.split('\n')[0]).not.toMatch(/fp32/);
+    const bad = await runCli([...base, '--dtype', 'half']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--dtype: got "half"; allowed: fp16, bf16/);
+  }, 60_000);
 });

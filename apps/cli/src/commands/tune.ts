@@ -113,7 +113,7 @@ function dimensionsText(uses: DimensionUse[], gains: DimensionGain[] | null): st
 export const tuneCommand: Command = {
   name: 'tune',
   summary: 'find the fastest plan that fits (Mist search) and compare it with Megatron-LM- and DeepSpeed-style plans',
-  usage: 'mist tune --model NAME|FILE --cluster SHORTHAND|FILE --global-batch N --seq N [--profile FILE] [--target megatron|nemo|deepspeed|torchtitan|cpu] [--tp-comm-overlap] [--overlap-param-gather] [--baseline PLAN] [--json] [--out plan.json] [--time-limit S] [--progress] [--no-cache] [--no-gains] [--from PLAN] [ablation flags]',
+  usage: 'mist tune --model NAME|FILE --cluster SHORTHAND|FILE --global-batch N --seq N [--profile FILE] [--dtype fp16|bf16] [--target megatron|nemo|deepspeed|torchtitan|cpu] [--tp-comm-overlap] [--overlap-param-gather] [--baseline PLAN] [--json] [--out plan.json] [--time-limit S] [--progress] [--no-cache] [--no-gains] [--from PLAN] [ablation flags]',
   examples: [
     'mist tune --model gpt3-1.3b --cluster 1x2-l4 --global-batch 32 --seq 2048',
     'mist tune --model gpt3-6.7b --cluster 1x8-l4 --global-batch 128 --seq 2048 --out plan.json',
@@ -130,6 +130,10 @@ export const tuneCommand: Command = {
     profile: { type: 'string', valueName: 'FILE', description: 'hardware profile from `mist profile` (default: the built-in datasheet profile)' },
     force: { type: 'boolean', description: 'use a --profile measured on another kind of machine' },
     'no-flash-attention': { type: 'boolean', description: 'model attention without flash attention (scores materialised)' },
+    dtype: {
+      type: 'string', valueName: 'fp16|bf16',
+      description: 'the weights\' and activations\' dtype (default fp16; the same bytes and peak either way, but --target megatron|nemo with bf16 keeps fp32 main gradients)',
+    },
     'tp-comm-overlap': {
       type: 'boolean',
       description: 'cost the sequence-parallel TP collectives pipelined with their GEMMs (Megatron-Core --tp-comm-overlap; the cpu/cuda backends and engines other than megatron refuse it)',
@@ -159,12 +163,14 @@ export const tuneCommand: Command = {
     if (seqLen === undefined) throw new UsageError('--seq is required');
     const profileFile = stringOpt(values, 'profile');
     const clusterRef = stringOpt(values, 'cluster');
+    const dtype = stringOpt(values, 'dtype') ?? 'fp16';
+    if (dtype !== 'fp16' && dtype !== 'bf16') throw new UsageError(`--dtype: got "${dtype}"; allowed: fp16, bf16`);
     let profile: HardwareProfile;
     if (profileFile) {
       profile = loadHardwareProfile(profileFile);
       checkProfileMachine(profile, { force: values.force === true });
     }
-    else if (clusterRef) profile = builtinHardwareProfile(loadCluster(clusterRef));
+    else if (clusterRef) profile = builtinHardwareProfile(loadCluster(clusterRef), dtype);
     else throw new UsageError('--cluster (or --profile) is required');
     if (profileFile && clusterRef) {
       const why = clusterMismatch(profile.cluster, loadCluster(clusterRef));
@@ -175,7 +181,7 @@ export const tuneCommand: Command = {
     }
     const knobs = searchKnobsFromFlags(values);
     const training = trainingForTarget(knobs, model, parseTrainingSpec({
-      globalBatch, seqLen, flashAttention: values['no-flash-attention'] !== true,
+      globalBatch, seqLen, paramDtype: dtype, computeDtype: dtype, flashAttention: values['no-flash-attention'] !== true,
       tpCommOverlap: values['tp-comm-overlap'] === true, paramGatherOverlap: values['overlap-param-gather'] === true,
     }));
     const space = spaceFromKnobs(knobs, model, training);
