@@ -16,3 +16,9 @@ export function lossText(t: Pick<TrainingSpec, 'crossEntropy'>): string {
 export function gradText(t: Pick<TrainingSpec, 'gradAccumDtype' | 'paramDtype'>): string {
   return t.gradAccumDtype === 'fp32' && t.paramDtype !== 'fp32' ? ', gradients accumulated and reduced in fp32' : '';
 }
+
+/** The training spec's engine facts for a summary line: the loss, eager elementwise ops, SP inputs kept gathered, fp32 gradients. */
+export function trainingFactsText(t: Pick<TrainingSpec, 'crossEntropy' | 'elementwise' | 'sequenceParallelInput' | 'gradAccumDtype' | 'paramDtype'>): string {
+  return `${lossText(t)}${t.elementwise === 'eager' ? ', norms, RoPE and SwiGLU as eager PyTorch ops' : ''}` +
+    `${t.sequenceParallelInput === 'gathered' ? ', sequence-parallel linears keep their gathered input' : ''}${gradText(t)}`;
+}

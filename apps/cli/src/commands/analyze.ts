@@ -7,15 +7,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
   builtinHardwareProfile, checkProfileMachine, formatBytes, formatCount, formatSeconds, type HardwareProfile, loadCluster,
-  loadHardwareProfile, loadModel, type Plan, readSpecFile, type TrainingSpec,
+  loadHardwareProfile, loadModel, parseTrainingSpec, type Plan, readSpecFile, type TrainingSpec,
 } from '@mist/core';
+import { searchKnobsFromFlags, trainingForTarget } from '@mist/tuner';
 import { type Analysis, type AnalysisStage, analyzePlan } from '@mist/analyzer';
 import { planPictureHtml, planPictureSvg } from '@mist/viz';
 import { type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, GRAD_ACCUM_OPTION, gradAccumOpt, intOpt, JSON_OPTION, stringOpt, UsageError } from '../cli/command';
 import { planArgument } from '../cli/plan-argument';
 import { renderTable } from '../cli/table';
 import { retargetPlan } from './plan-retarget';
-import { gradText, lossText, recomputeText } from '../cli/stage-text';
+import { recomputeText, trainingFactsText } from '../cli/stage-text';
 
 interface PlanDoc {
   model?: unknown;
@@ -64,7 +65,7 @@ function summary(est: Analysis, plan: Plan, changes: string[], training: Trainin
       `${(plan.virtualStages ?? 1) > 1 ? `, interleaved 1F1B with ${plan.virtualStages} model chunks per stage` : ''}` +
       `${est.flashAttention ? '' : ', no flash attention'}` +
       `${training.tpCommOverlap ? ', TP communication overlapped' : ''}${training.paramGatherOverlap ? ', parameter all-gather overlapped' : ''}` +
-      `${lossText(training)}${gradText(training)}` +
+      `${trainingFactsText(training)}` +
       (changes.length > 0 ? `\nre-targeted from the plan file: ${changes.join(', ')}` : ''),
     `iteration ${formatSeconds(est.iterationTimeS)} (first ${formatSeconds(est.breakdown.firstS)} + ` +
       `${Number(((plan.gradAccumSteps * (plan.virtualStages ?? 1) - 1) / (plan.virtualStages ?? 1)).toFixed(3))} x ` +
@@ -92,7 +93,8 @@ export const analyzeCommand: Command = {
   name: 'analyze',
   summary: 'estimate a plan: iteration time, tokens/s, MFU, per-stage time and memory breakdown, fit',
   usage: 'mist analyze PLAN.json|--plan PLAN.json [--model NAME|FILE] [--cluster SHORTHAND|FILE] [--profile PROFILE.json [--force]] ' +
-    '[--seq N] [--global-batch N] [--no-flash-attention] [--tp-comm-overlap] [--overlap-param-gather] [--cross-entropy MODE] [--grad-accum-dtype param|fp32] [--json] [--explain] [--timeline OUT.svg|OUT.html]',
+    '[--seq N] [--global-batch N] [--no-flash-attention] [--tp-comm-overlap] [--overlap-param-gather] [--cross-entropy MODE] [--grad-accum-dtype param|fp32] ' +
+    '[--target ENGINE|BACKEND] [--json] [--explain] [--timeline OUT.svg|OUT.html]',
   examples: [
     'mist analyze examples/plans/gpt3-1.3b-1x2-l4.json',
     'mist analyze --model gpt3-1.3b --cluster 1x2-l4 --plan examples/plans/gpt3-1.3b-1x2-l4.json --json',
@@ -122,6 +124,11 @@ export const analyzeCommand: Command = {
     },
     ...CROSS_ENTROPY_OPTION,
     ...GRAD_ACCUM_OPTION,
+    target: {
+      type: 'string', valueName: 'ENGINE|BACKEND',
+      description: 'cost the plan as this engine runs it (megatron, nemo, deepspeed, torchtitan: its loss, norm and activation kernels, ' +
+        'sequence-parallel inputs and gradient dtype, as mist tune --target does) or this executor backend (cpu, cuda)',
+    },
     explain: { type: 'boolean', description: 'print the simplified time and memory formulas of every stage' },
     timeline: {
       type: 'string', valueName: 'FILE',
@@ -156,10 +163,16 @@ export const analyzeCommand: Command = {
     const overlaps = { tpCommOverlap: values['tp-comm-overlap'] === true, paramGatherOverlap: values['overlap-param-gather'] === true };
     const crossEntropy = crossEntropyOpt(values);
     const gradAccumDtype = gradAccumOpt(values);
-    const { analysis: est, plan, training } = analyzePlan({
-      model, plan: data, profile, training: { ...overlaps, ...(crossEntropy ? { crossEntropy } : {}), ...(gradAccumDtype ? { gradAccumDtype } : {}) },
-      explain: values.explain === true,
-    });
+    const asked = { ...overlaps, ...(crossEntropy ? { crossEntropy } : {}), ...(gradAccumDtype ? { gradAccumDtype } : {}) };
+    // --target: the training facts the engine or backend fixes, as mist tune --target costs them (search-knobs.ts).
+    const target = stringOpt(values, 'target');
+    const engineTraining = target === undefined ? asked : (() => {
+      const knobs = searchKnobsFromFlags({ target, 'cross-entropy': crossEntropy, 'grad-accum-dtype': gradAccumDtype });
+      const t = trainingForTarget(knobs, model, parseTrainingSpec({ globalBatch: 1, seqLen: 1, ...asked }));
+      return { ...asked, crossEntropy: t.crossEntropy, elementwise: t.elementwise, sequenceParallelInput: t.sequenceParallelInput,
+        gradAccumDtype: t.gradAccumDtype, paramDtype: t.paramDtype, computeDtype: t.computeDtype };
+    })();
+    const { analysis: est, plan, training } = analyzePlan({ model, plan: data, profile, training: engineTraining, explain: values.explain === true });
     if (timelineFile) {
       const title = `${est.model} on ${est.cluster}: ${plan.stages.length}-stage plan, G=${plan.gradAccumSteps} (${path.basename(planFile)})`;
       fs.writeFileSync(timelineFile, timelineFile.toLowerCase().endsWith('.svg') ? planPictureSvg(plan, est, { title }) : planPictureHtml(plan, est, { title }));
@@ -170,8 +183,9 @@ export const analyzeCommand: Command = {
     if (values.json) {
       const overlapped = overlaps.tpCommOverlap || overlaps.paramGatherOverlap ? { overlaps } : {};
       io.stdout(JSON.stringify({
-        plan: planFile, ...(changes.length > 0 ? { retargeted: changes } : {}), ...overlapped, ...(crossEntropy ? { crossEntropy } : {}),
-        ...(gradAccumDtype ? { gradAccumDtype } : {}), ...est,
+        plan: planFile, ...(changes.length > 0 ? { retargeted: changes } : {}), ...overlapped, ...(target ? { target } : {}),
+        ...(training.crossEntropy !== 'fused' ? { crossEntropy: training.crossEntropy } : {}),
+        ...(training.gradAccumDtype !== 'param' ? { gradAccumDtype: training.gradAccumDtype } : {}), ...est,
       }, null, 2) + '\n');
       return exitCode;
     }

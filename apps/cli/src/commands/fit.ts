@@ -12,7 +12,7 @@ import {
 import { contextFor, type PlanEstimate } from '@mist/analyzer';
 import { searchKnobsFromFlags, spaceFromKnobs, trainingForTarget, tune, type TuneResult } from '@mist/tuner';
 import { type Command, GRAD_ACCUM_OPTION, intOpt, JSON_OPTION, numberOpt, requireString, stringOpt, UsageError } from '../cli/command';
-import { gradText } from '../cli/stage-text';
+import { trainingFactsText } from '../cli/stage-text';
 import { renderTable } from '../cli/table';
 
 /**
@@ -165,7 +165,7 @@ export const fitCommand: Command = {
       return found ? 0 : 1;
     }
 
-    let text = `${model.name} on ${gpu.name}, seq ${seqLen}, global batch ${globalBatch} (${spaceText}${gradText(training)}; ` +
+    let text = `${model.name} on ${gpu.name}, seq ${seqLen}, global batch ${globalBatch} (${spaceText}${trainingFactsText(training)}; ` +
       `${formatSeconds(timeLimitS)} of search per size)\n` +
       `Usable memory per GPU: ${formatBytes(usable)} of the datasheet's ${formatBytes(gpu.memoryBytes)} ` +
       `(less ${formatBytes(reserves.cudaContextBytes)} CUDA context and ${formatBytes(reserves.ncclBufferBytes)} NCCL buffers, ` +

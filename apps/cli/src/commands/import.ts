@@ -86,6 +86,10 @@ export const importCommand: Command = {
         const flags = [t.tpCommOverlap ? '--tp-comm-overlap' : '', t.paramGatherOverlap ? '--overlap-param-gather' : ''].filter(Boolean).join(' ');
         text += `The setup overlaps communication (${flags}), which a plan file does not record: predict it with \`mist analyze PLAN ${flags}\`.\n`;
       }
+      if (from === 'torchtitan') {
+        text += 'torchtitan\'s loss over fp32 logits, eager norms, RoPE and SwiGLU and gathered sequence-parallel inputs, which a plan file ' +
+          'does not record, are costed with `mist analyze PLAN --target torchtitan`.\n';
+      }
       if (t && t.gradAccumDtype === 'fp32') {
         text += 'The setup accumulates and reduces the gradients in fp32 (2 more bytes per parameter than the weights\' dtype), which a plan ' +
           'file does not record: predict it with `mist analyze PLAN --grad-accum-dtype fp32`.\n';

@@ -17,7 +17,7 @@ import { type Command, intOpt, JSON_OPTION, type OptionSpec, requireString, stri
 import { gapText, loadFromPlan, replanText, stopOnSignals, tuneProgressPrinter } from './tune-progress';
 import { renderTable } from '../cli/table';
 import { reportTarget, TUNE_REPORT_OPTION, writeTuneReport } from './tune-report';
-import { gradText, lossText, recomputeText } from '../cli/stage-text';
+import { recomputeText, trainingFactsText } from '../cli/stage-text';
 
 /** The knobs' flags (@mist/tuner SEARCH_KNOBS), as `mist tune` options: the job file and the Tuner service take the same knobs. */
 const KNOB_OPTIONS: Record<string, OptionSpec> = Object.fromEntries(SEARCH_KNOBS.map((k) => [k.flag, {
@@ -252,10 +252,7 @@ export const tuneCommand: Command = {
     let text = `${model.name} on ${clusterName} (${profile.source}), seq ${seqLen}, global batch ${globalBatch}` +
       `${training.flashAttention ? '' : ', no flash attention'}` +
       `${training.tpCommOverlap ? ', TP communication overlapped' : ''}${training.paramGatherOverlap ? ', parameter all-gather overlapped' : ''}` +
-      `${lossText(training)}` +
-      `${training.elementwise === 'eager' ? ', norms, RoPE and SwiGLU as eager PyTorch ops' : ''}` +
-      `${training.sequenceParallelInput === 'gathered' ? ', sequence-parallel linears keep their gathered input' : ''}` +
-      `${gradText(training)}\n`;
+      `${trainingFactsText(training)}\n`;
     if (main.plan && main.predicted) {
       const p = main.predicted;
       text += `\nBest plan (${main.space} space): ${main.plan.stages.length} stage${main.plan.stages.length > 1 ? 's' : ''}, ` +
