@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import type { AnalyzerContext } from '@mist/analyzer';
 import type { EngineCapabilities } from '@mist/core';
-import { contextKey, FRONTIER_CACHE_VERSION } from './frontier-cache';
+import { contextKey, FRONTIER_CACHE_VERSION, writeCacheFile } from './frontier-cache';
 import type { SearchSpace } from './search-space';
 
 /** One candidate of a grid point: total(G) = alpha + G * slope, with the partition and chunk count it came from. */
@@ -123,15 +123,12 @@ export class EngineCache {
     this.dirty = true;
   }
 
-  /** Writes the file (atomically: a temporary file renamed over it), the newest MAX_POINTS points. */
+  /** Writes the file (atomically: writeCacheFile), the newest MAX_POINTS points. */
   save(): void {
     if (!this.dirty) return;
     const entries = [...this.points.entries()];
     const kept = entries.slice(Math.max(0, entries.length - MAX_POINTS));
-    fs.mkdirSync(path.dirname(this.file), { recursive: true });
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify({ version: FRONTIER_CACHE_VERSION, points: Object.fromEntries(kept) } satisfies EngineCacheFile));
-    fs.renameSync(tmp, this.file);
+    writeCacheFile(this.file, JSON.stringify({ version: FRONTIER_CACHE_VERSION, points: Object.fromEntries(kept) } satisfies EngineCacheFile));
     this.dirty = false;
   }
 }

@@ -37,6 +37,17 @@ interface Entry {
   points: number[];
 }
 
+/**
+ * Writes one of the tune cache's files atomically (a temporary file renamed over it), so that a tune
+ * reading it meanwhile sees the old file or the new one, never a part (the frontier, bounds and engine caches).
+ */
+export function writeCacheFile(file: string, content: string | Uint8Array): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, content);
+  fs.renameSync(tmp, file);
+}
+
 /** The default folder: $MIST_CACHE_DIR, else ~/.cache/mist/tune. */
 export function defaultCacheDir(): string {
   return process.env.MIST_CACHE_DIR ? path.join(process.env.MIST_CACHE_DIR, 'tune') : path.join(os.homedir(), '.cache', 'mist', 'tune');
@@ -163,13 +174,10 @@ export class FrontierCache {
     this.dirty = true;
   }
 
-  /** Writes the file (atomically: a temporary file renamed over it). */
+  /** Writes the file (atomically: writeCacheFile). */
   save(): void {
     if (!this.dirty) return;
-    fs.mkdirSync(path.dirname(this.file), { recursive: true });
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify({ version: FRONTIER_CACHE_VERSION, entries: Object.fromEntries(this.entries) }));
-    fs.renameSync(tmp, this.file);
+    writeCacheFile(this.file, JSON.stringify({ version: FRONTIER_CACHE_VERSION, entries: Object.fromEntries(this.entries) }));
     this.dirty = false;
   }
 }
