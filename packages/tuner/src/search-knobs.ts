@@ -292,39 +292,39 @@ export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training
     ? training0
     : { ...training0, fp8: knobs.fp8 === 'off' ? 'none' : knobs.fp8 };
   const target = knobs.target;
+  // The engine whose facts the spec takes (--target ENGINE, else --space ENGINE), and the flag naming it.
+  const named = target ?? knobs.space;
+  const engine = named !== undefined && isEngineName(named) ? named : null;
+  const field = target !== undefined ? 'target' : 'space';
   // An engine's space: its table says which fp8 recipes it runs (a plan it could not launch is refused).
-  const engine = target ?? knobs.space;
-  if (engine !== undefined && isEngineName(engine)) {
+  if (engine) {
     const bad = fp8Violation(training.fp8 ?? 'none', engineCapabilities(engine), engine);
     if (bad) {
-      const field = target !== undefined ? 'target' : 'space';
       throw new SpecError(`training for --${field} ${engine}`, [{ field: 'fp8', value: training.fp8, message: `${bad.feature} is not run by ${engine} (${bad.detail})` }]);
     }
   }
   // The loss's reading of the logits: the knob's, and an engine whose loss always reads them one way
   // (torchtitan: fp32 logits) is costed so; the knob may not ask for another.
   if (knobs.crossEntropy !== undefined) training = { ...training, crossEntropy: knobs.crossEntropy };
-  const ce = engine !== undefined && isEngineName(engine) ? engineCrossEntropy(engine) : null;
+  const ce = engine ? engineCrossEntropy(engine) : null;
   if (ce !== null && knobs.crossEntropy !== undefined && knobs.crossEntropy !== ce) {
-    const field = target !== undefined ? 'target' : 'space';
     throw new SpecError(`training for --${field} ${engine}`, [{
       field: 'crossEntropy', value: knobs.crossEntropy, message: `${engine}'s loss reads the logits as ${ce} (allowed: ${ce})`,
     }]);
   }
   if (ce !== null && training.crossEntropy !== ce) training = { ...training, crossEntropy: ce };
   // Likewise an engine that runs the norms, RoPE and SwiGLU as eager ops (torchtitan without torch.compile).
-  const ew = engine !== undefined && isEngineName(engine) ? engineElementwise(engine) : null;
+  const ew = engine ? engineElementwise(engine) : null;
   if (ew !== null && training.elementwise !== ew) training = { ...training, elementwise: ew };
   // And what its sequence-parallel linears keep of their gathered input (torchtitan: the gathered tensor).
-  const spIn = engine !== undefined && isEngineName(engine) ? engineSequenceParallelInput(engine) : null;
+  const spIn = engine ? engineSequenceParallelInput(engine) : null;
   if (spIn !== null && training.sequenceParallelInput !== spIn) training = { ...training, sequenceParallelInput: spIn };
   // And the dtype its gradients accumulate in: the knob's, else the engine's default (Megatron-LM, NeMo
   // with bf16: fp32 main gradients; --grad-reduce-in-bf16 is the knob's param).
-  const gradDtype = knobs.gradAccumDtype ?? (engine !== undefined && isEngineName(engine) ? engineGradAccumDtype(engine, training.paramDtype) : null);
+  const gradDtype = knobs.gradAccumDtype ?? (engine ? engineGradAccumDtype(engine, training.paramDtype) : null);
   if (gradDtype !== null && training.gradAccumDtype !== gradDtype) training = { ...training, gradAccumDtype: gradDtype };
   // Megatron-Core's communication overlaps: costed only for an engine that runs them.
-  if (engine !== undefined && isEngineName(engine) && !engineRunsCommOverlaps(engine)) {
-    const field = target !== undefined ? 'target' : 'space';
+  if (engine && !engineRunsCommOverlaps(engine)) {
     const on = (['tpCommOverlap', 'paramGatherOverlap'] as const).filter((f) => training[f] === true);
     if (on.length > 0) {
       throw new SpecError(`training for --${field} ${engine}`, on.map((f) => ({

@@ -233,7 +233,9 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
   let interleavedEvaluated = 0;
   // The bounds cache (bounds-cache.ts): the best plans of earlier tunes, carried over to this global
   // batch, may give the first incumbent; the spec minima skip most of the bounds phase.
-  const boundsCache = options.cacheDir ? BoundsCache.open(options.cacheDir, contextKey(ctx, space)) : null;
+  // Both caches are keyed by the analyzer context and the per-stage grid (frontier-cache.ts contextKey).
+  const cacheKey = options.cacheDir ? contextKey(ctx, space) : '';
+  const boundsCache = options.cacheDir ? BoundsCache.open(options.cacheDir, cacheKey) : null;
   // carried: an earlier plan became the incumbent; carriedFits: one fits here (then the bar is at
   // least that good, whichever incumbent is better, and the seed search is not needed).
   let carried = false;
@@ -301,7 +303,7 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
   let cache: FrontierCache | null = null;
   let gDependent = true;
   if (options.cacheDir) {
-    cache = FrontierCache.open(options.cacheDir, contextKey(ctx, space));
+    cache = FrontierCache.open(options.cacheDir, cacheKey);
     gDependent = probeDependsOnG(compiled, gValues, specsAt, (spec, G) => configsAt(spec.mesh, training.globalBatch / G), ckptMax, offloadMax);
   }
   for (let i = 0; i < gValues.length && !shouldStop(); i++) {
