@@ -199,6 +199,17 @@ export function backendMaxTp(caps: BackendCapabilities, model: ModelSpec): numbe
 }
 
 /**
+ * The training spec's choices a backend table lists (what its kernels run), each refused by
+ * backendViolations when the spec asks for another: the field, its default, and the words of the refusal.
+ */
+const TRAINING_CHOICES = [
+  { field: 'crossEntropy', fallback: 'fused', feature: 'the loss\'s reading of the logits', verb: 'runs crossEntropy' },
+  { field: 'elementwise', fallback: 'fused', feature: 'norms, RoPE and SwiGLU as separate eager ops', verb: 'runs elementwise' },
+  { field: 'sequenceParallelInput', fallback: 'sharded', feature: 'the all-gathered input kept for backward by sequence-parallel linears', verb: 'keeps' },
+  { field: 'gradAccumDtype', fallback: 'param', feature: 'gradients accumulated in fp32 beside lower-precision weights', verb: 'accumulates them in' },
+] as const;
+
+/**
  * Everything in a job the backend cannot run as asked; empty when it runs it. `plan` null: a job to
  * be tuned (only the model and training spec are checked; the tuner's space does the rest).
  */
@@ -235,33 +246,12 @@ export function backendViolations(
       detail: `got true; ${who} ends the optimizer step with the ZeRO-1/2 all-gather (paramGatherOverlap false only)`,
     });
   }
-  const ce = training.crossEntropy ?? 'fused';
-  if (!caps.crossEntropy.includes(ce)) {
-    out.push({
-      feature: 'the loss\'s reading of the logits', field: 'training.crossEntropy',
-      detail: `got ${ce}; ${who} runs crossEntropy ${caps.crossEntropy.join(', ')} only`,
-    });
-  }
-  const ew = training.elementwise ?? 'fused';
-  if (!caps.elementwise.includes(ew)) {
-    out.push({
-      feature: 'norms, RoPE and SwiGLU as separate eager ops', field: 'training.elementwise',
-      detail: `got ${ew}; ${who} runs elementwise ${caps.elementwise.join(', ')} only`,
-    });
-  }
-  const spIn = training.sequenceParallelInput ?? 'sharded';
-  if (!caps.sequenceParallelInput.includes(spIn)) {
-    out.push({
-      feature: 'the all-gathered input kept for backward by sequence-parallel linears', field: 'training.sequenceParallelInput',
-      detail: `got ${spIn}; ${who} keeps ${caps.sequenceParallelInput.join(', ')} only`,
-    });
-  }
-  const gradDtype = training.gradAccumDtype ?? 'param';
-  if (!caps.gradAccumDtype.includes(gradDtype)) {
-    out.push({
-      feature: 'gradients accumulated in fp32 beside lower-precision weights', field: 'training.gradAccumDtype',
-      detail: `got ${gradDtype}; ${who} accumulates them in ${caps.gradAccumDtype.join(', ')} only`,
-    });
+  for (const c of TRAINING_CHOICES) {
+    const got = training[c.field] ?? c.fallback;
+    const allowed: readonly string[] = caps[c.field];
+    if (!allowed.includes(got)) {
+      out.push({ feature: c.feature, field: `training.${c.field}`, detail: `got ${got}; ${who} ${c.verb} ${allowed.join(', ')} only` });
+    }
   }
   const fp8 = fp8Violation(training.fp8 ?? 'none', caps.plan, who);
   if (fp8) out.push({ ...fp8, field: 'training.fp8' });
