@@ -90,20 +90,23 @@ export const GRAD_ACCUM_OPTION: Record<string, OptionSpec> = {
   },
 };
 
+/** A string option that must be one of `allowed` (named, in that order, on error); `fallback` when absent. */
+export function enumOpt<T extends string>(values: ParsedValues, name: string, allowed: readonly T[]): T | undefined;
+export function enumOpt<T extends string>(values: ParsedValues, name: string, allowed: readonly T[], fallback: T): T;
+export function enumOpt<T extends string>(values: ParsedValues, name: string, allowed: readonly T[], fallback?: T): T | undefined {
+  const v = stringOpt(values, name);
+  if (v === undefined) return fallback;
+  const hit = allowed.find((a) => a === v);
+  if (hit === undefined) throw new UsageError(`--${name}: got "${v}"; allowed: ${allowed.join(', ')}`);
+  return hit;
+}
+
 /** Reads --grad-accum-dtype; names the allowed values on error. */
 export function gradAccumOpt(values: ParsedValues): TrainingSpec['gradAccumDtype'] | undefined {
-  const v = stringOpt(values, 'grad-accum-dtype');
-  if (v === undefined) return undefined;
-  const dtype = GRAD_ACCUM_DTYPES.find((m) => m === v);
-  if (!dtype) throw new UsageError(`--grad-accum-dtype: got "${v}"; allowed: ${GRAD_ACCUM_DTYPES.join(', ')}`);
-  return dtype;
+  return enumOpt(values, 'grad-accum-dtype', GRAD_ACCUM_DTYPES);
 }
 
 /** Reads --cross-entropy; names the allowed values on error. */
 export function crossEntropyOpt(values: ParsedValues): TrainingSpec['crossEntropy'] | undefined {
-  const v = stringOpt(values, 'cross-entropy');
-  if (v === undefined) return undefined;
-  const mode = CROSS_ENTROPY_MODES.find((m) => m === v);
-  if (!mode) throw new UsageError(`--cross-entropy: got "${v}"; allowed: ${CROSS_ENTROPY_MODES.join(', ')}`);
-  return mode;
+  return enumOpt(values, 'cross-entropy', CROSS_ENTROPY_MODES);
 }

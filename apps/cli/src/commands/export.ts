@@ -5,12 +5,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  builtinHardwareProfile, ENGINE_NAMES, type EngineName, engineGradAccumDtype, engineRunsCommOverlaps, formatBytes, formatSeconds, isEngineName, loadCluster, loadModel,
+  builtinHardwareProfile, ENGINE_NAMES, engineGradAccumDtype, engineRunsCommOverlaps, formatBytes, formatSeconds, isEngineName, loadCluster, loadModel,
   parsePlan, readSpecFile,
 } from '@mist/core';
 import { analyzePlan } from '@mist/analyzer';
-import { exportPlan, type Fp8Format, InexpressiblePlanError, nearestExpressiblePlan, type TrainDtype } from '@mist/engines';
-import { type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, GRAD_ACCUM_OPTION, gradAccumOpt, intOpt, JSON_OPTION, requireString, stringOpt, UsageError } from '../cli/command';
+import { exportPlan, InexpressiblePlanError, nearestExpressiblePlan } from '@mist/engines';
+import { type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, enumOpt, GRAD_ACCUM_OPTION, gradAccumOpt, intOpt, JSON_OPTION, requireString, stringOpt, UsageError } from '../cli/command';
 import { renderTable } from '../cli/table';
 
 export const exportCommand: Command = {
@@ -50,10 +50,8 @@ export const exportCommand: Command = {
     const planFile = requireString(values, 'plan');
     const engine = requireString(values, 'to');
     if (!isEngineName(engine)) throw new UsageError(`--to: got "${engine}"; allowed: ${ENGINE_NAMES.join(', ')}`);
-    const dtype = stringOpt(values, 'dtype') ?? 'bf16';
-    if (dtype !== 'bf16' && dtype !== 'fp16') throw new UsageError(`--dtype: got "${dtype}"; allowed: bf16, fp16`);
-    const fp8 = stringOpt(values, 'fp8');
-    if (fp8 !== undefined && fp8 !== 'e4m3' && fp8 !== 'hybrid') throw new UsageError(`--fp8: got "${fp8}"; allowed: e4m3, hybrid`);
+    const dtype = enumOpt(values, 'dtype', ['bf16', 'fp16'] as const, 'bf16');
+    const fp8 = enumOpt(values, 'fp8', ['e4m3', 'hybrid'] as const);
     const overlaps = { tpCommOverlap: values['tp-comm-overlap'] === true, paramGatherOverlap: values['overlap-param-gather'] === true };
     for (const [flag, on] of [['tp-comm-overlap', overlaps.tpCommOverlap], ['overlap-param-gather', overlaps.paramGatherOverlap]] as const) {
       if (on && !engineRunsCommOverlaps(engine)) throw new UsageError(`--${flag}: Megatron-LM's flag; --to ${engine} has no such option in its export`);
@@ -77,7 +75,7 @@ export const exportCommand: Command = {
     let text = '';
     try {
       if (values.nearest) {
-        const near = nearestExpressiblePlan(engine as EngineName, original, model, cluster);
+        const near = nearestExpressiblePlan(engine, original, model, cluster);
         plan = near.plan;
         if (near.changes.length > 0) {
           const profile = builtinHardwareProfile(cluster);
@@ -100,13 +98,13 @@ export const exportCommand: Command = {
           text += `(iteration time nearest / original: ${(b.iterationTimeS / a.iterationTimeS).toFixed(3)})\n`;
         }
       }
-      const files = exportPlan(engine as EngineName, { plan, model, cluster, dtype: dtype as TrainDtype, fp8: fp8 as Fp8Format | undefined, overlaps, crossEntropy, gradAccumDtype, launch });
+      const files = exportPlan(engine, { plan, model, cluster, dtype, fp8, overlaps, crossEntropy, gradAccumDtype, launch });
       // The engine's own gradient dtype where none was asked for (Megatron-LM's and NeMo's fp32 main
       // gradients with bf16): a plan tuned without them may not fit with them. Said, not changed.
-      const engineGrads = gradAccumDtype === undefined && isEngineName(engine) ? engineGradAccumDtype(engine, dtype as TrainDtype) : null;
+      const engineGrads = gradAccumDtype === undefined ? engineGradAccumDtype(engine, dtype) : null;
       if (engineGrads === 'fp32') {
-        const withFp32 = analyzePlan({ model, plan, profile: builtinHardwareProfile(cluster, dtype as TrainDtype),
-          training: { ...training, paramDtype: dtype as TrainDtype, computeDtype: dtype as TrainDtype, gradAccumDtype: 'fp32' } }).analysis;
+        const withFp32 = analyzePlan({ model, plan, profile: builtinHardwareProfile(cluster, dtype),
+          training: { ...training, paramDtype: dtype, computeDtype: dtype, gradAccumDtype: 'fp32' } }).analysis;
         const over = withFp32.stages.findIndex((x) => x.overflowBytes > 0);
         if (over >= 0) {
           const st = withFp32.stages[over];

@@ -11,7 +11,7 @@ import {
 } from '@mist/core';
 import { contextFor, type PlanEstimate } from '@mist/analyzer';
 import { searchKnobsFromFlags, spaceFromKnobs, trainingForTarget, tune, type TuneResult } from '@mist/tuner';
-import { type Command, GRAD_ACCUM_OPTION, intOpt, JSON_OPTION, numberOpt, requireString, stringOpt, UsageError } from '../cli/command';
+import { type Command, enumOpt, GRAD_ACCUM_OPTION, intOpt, JSON_OPTION, numberOpt, requireString, stringOpt, UsageError } from '../cli/command';
 import { trainingFactsText } from '../cli/stage-text';
 import { renderTable } from '../cli/table';
 
@@ -126,8 +126,7 @@ export const fitCommand: Command = {
     // The same knobs as mist tune's --target and --grad-accum-dtype (search-knobs.ts): the engine's or
     // backend's space, and its training facts (e.g. Megatron-LM's fp32 main gradients with bf16).
     const knobs = searchKnobsFromFlags({ target: stringOpt(values, 'target'), 'grad-accum-dtype': stringOpt(values, 'grad-accum-dtype') });
-    const dtype = stringOpt(values, 'dtype') ?? 'fp16';
-    if (dtype !== 'fp16' && dtype !== 'bf16') throw new UsageError(`--dtype: got "${dtype}"; allowed: fp16, bf16`);
+    const dtype = enumOpt(values, 'dtype', ['fp16', 'bf16'] as const, 'fp16');
     const training = trainingForTarget(knobs, model, parseTrainingSpec({ globalBatch, seqLen, paramDtype: dtype, computeDtype: dtype }));
     const space = spaceFromKnobs(knobs, model, training);
     const spaceText = knobs.target === undefined ? 'Mist search space, offloading included' : `plans ${knobs.target} runs`;

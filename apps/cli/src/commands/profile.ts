@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import { type AlphaBeta, formatBytes, formatSeconds, type HardwareProfile, type LinkClass } from '@mist/core';
 import { cudaProbe, type CudaProbe } from '@mist/native';
 import { cudaUnavailableReason, profileCuda, type ProfileCudaOptions, profileHost, type ProfileHostOptions } from '@mist/profiler';
-import { type Command, intOpt, JSON_OPTION, stringOpt, UsageError } from '../cli/command';
+import { type Command, enumOpt, intOpt, JSON_OPTION, stringOpt, UsageError } from '../cli/command';
 import { ProgressBar } from '../cli/progress';
 import { renderTable } from '../cli/table';
 
@@ -98,10 +98,8 @@ export function makeProfileCommand(profiler: Profiler = profileHost, cuda: CudaP
     async run(values, _positionals, io) {
       const out = stringOpt(values, 'out');
       if (!out && !values.json) throw new UsageError('--out FILE is required (or --json to print the profile)');
-      const device = stringOpt(values, 'device') ?? 'cpu';
-      if (!(DEVICES as readonly string[]).includes(device)) throw new UsageError(`--device: got "${device}"; allowed: ${DEVICES.join(', ')}`);
-      const dtypeText = stringOpt(values, 'dtype');
-      if (dtypeText !== undefined && !(DTYPES as readonly string[]).includes(dtypeText)) throw new UsageError(`--dtype: got "${dtypeText}"; allowed: ${DTYPES.join(', ')}`);
+      const device = enumOpt(values, 'device', DEVICES, 'cpu');
+      const dtypeText = enumOpt(values, 'dtype', DTYPES);
       if (dtypeText !== undefined && device !== 'cuda') throw new UsageError('--dtype needs --device cuda: the CPU kernels compute in fp32');
       if (device === 'cuda' && values.threads !== undefined) throw new UsageError('--threads is for --device cpu (kernel threads of one CPU device)');
       let bar: ProgressBar | undefined;
@@ -117,7 +115,7 @@ export function makeProfileCommand(profiler: Profiler = profileHost, cuda: CudaP
           io.stderr(`mist profile: --device cuda needs a usable GPU; this host has none: ${reason}\n`);
           return 1;
         }
-        profile = await cuda.profile({ quick: values.quick === true, dtype: (dtypeText ?? 'bf16') as (typeof DTYPES)[number], onProgress });
+        profile = await cuda.profile({ quick: values.quick === true, dtype: dtypeText ?? 'bf16', onProgress });
       } else {
         profile = await profiler({ quick: values.quick === true, threadsPerDevice: intOpt(values, 'threads', 1), onProgress });
       }
@@ -125,7 +123,7 @@ export function makeProfileCommand(profiler: Profiler = profileHost, cuda: CudaP
       const elapsed = (Date.now() - started) / 1000;
       const json = JSON.stringify(profile, null, 2) + '\n';
       if (out) fs.writeFileSync(out, json);
-      io.stdout(values.json ? json : summary(profile, out, elapsed, device as 'cpu' | 'cuda'));
+      io.stdout(values.json ? json : summary(profile, out, elapsed, device));
       return 0;
     },
   };

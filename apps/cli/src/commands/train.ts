@@ -3,7 +3,7 @@
 // stdout with --json.
 import { loadModel, type ModelSpec, parsePlan, parseTrainingSpec, readSpecFile } from '@mist/core';
 import { DEVICE_KINDS, launchLocal, type StepReport, TRAIN_DEFAULTS, trainSingleProcess } from '@mist/executor';
-import { type Command, intOpt, numberOpt, stringOpt, UsageError } from '../cli/command';
+import { type Command, enumOpt, intOpt, numberOpt, stringOpt, UsageError } from '../cli/command';
 import { ProgressBar } from '../cli/progress';
 
 const DATA = ['corpus', 'synthetic'] as const;
@@ -51,10 +51,8 @@ export const trainCommand: Command = {
     if (!Number.isInteger(ckpt) || ckpt < 0 || ckpt > model.layers) {
       throw new UsageError(`--ckpt-layers: got "${stringOpt(values, 'ckpt-layers')}"; expected 0..${model.layers}`);
     }
-    const device = stringOpt(values, 'device') ?? 'cpu';
-    if (!(DEVICE_KINDS as readonly string[]).includes(device)) throw new UsageError(`--device: got "${device}"; allowed: ${DEVICE_KINDS.join(', ')}`);
-    const dtype = stringOpt(values, 'dtype') ?? 'fp32';
-    if (!(COMPUTE_DTYPES as readonly string[]).includes(dtype)) throw new UsageError(`--dtype: got "${dtype}"; allowed: ${COMPUTE_DTYPES.join(', ')}`);
+    const device = enumOpt(values, 'device', DEVICE_KINDS, 'cpu');
+    const dtype = enumOpt(values, 'dtype', COMPUTE_DTYPES, 'fp32');
     if (dtype !== 'fp32' && device !== 'cuda') throw new UsageError(`--dtype ${dtype} needs --device cuda: the CPU kernels compute in fp32`);
     if (planFile && device !== 'cpu') {
       throw new UsageError(`--device ${device} with --plan: not implemented yet (a plan's worker processes run the CPU backend; one process trains on a GPU without --plan)`);
@@ -102,8 +100,8 @@ export const trainCommand: Command = {
         seed: Number(stringOpt(values, 'seed')),
         data: data as (typeof DATA)[number],
         ckptLayers: ckpt,
-        device: device as (typeof DEVICE_KINDS)[number],
-        computeDtype: dtype as (typeof COMPUTE_DTYPES)[number],
+        device,
+        computeDtype: dtype,
       },
       (r) => {
         first ??= r;

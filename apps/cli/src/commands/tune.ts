@@ -13,7 +13,7 @@ import {
   type TuneResult, tuneWithBaselines, type DimensionGain, dimensionGains, type DimensionUse, newDimensionsUsed,
 } from '@mist/tuner';
 import { clusterMismatch, estimateBaselinePlan, type ImportedBaseline } from './tune-checks';
-import { type Command, intOpt, JSON_OPTION, type OptionSpec, requireString, stringOpt, UsageError } from '../cli/command';
+import { type Command, enumOpt, intOpt, JSON_OPTION, type OptionSpec, requireString, stringOpt, UsageError } from '../cli/command';
 import { gapText, loadFromPlan, replanText, stopOnSignals, tuneProgressPrinter } from './tune-progress';
 import { renderTable } from '../cli/table';
 import { reportTarget, TUNE_REPORT_OPTION, writeTuneReport } from './tune-report';
@@ -163,8 +163,7 @@ export const tuneCommand: Command = {
     if (seqLen === undefined) throw new UsageError('--seq is required');
     const profileFile = stringOpt(values, 'profile');
     const clusterRef = stringOpt(values, 'cluster');
-    const dtype = stringOpt(values, 'dtype') ?? 'fp16';
-    if (dtype !== 'fp16' && dtype !== 'bf16') throw new UsageError(`--dtype: got "${dtype}"; allowed: fp16, bf16`);
+    const dtype = enumOpt(values, 'dtype', ['fp16', 'bf16'] as const, 'fp16');
     let profile: HardwareProfile;
     if (profileFile) {
       profile = loadHardwareProfile(profileFile);
