@@ -601,28 +601,13 @@ export function devicesFit(L: number, specs: readonly StageGroupSpec[], minStead
     const d = dev[posIndex[spec.position]];
     d[spec.layers] = Math.min(d[spec.layers], meshSize(spec.mesh));
   });
-  const [first, middle, last] = dev;
-  const M = new Float64Array(L + 1).fill(Infinity);
-  M[0] = 0;
-  for (let m = 1; m <= L; m++) for (let l = 1; l <= m; l++) M[m] = Math.min(M[m], middle[l] + M[m - l]);
-  const head = new Float64Array(L + 1).fill(Infinity);
-  const tail = new Float64Array(L + 1).fill(Infinity);
-  for (let m = 1; m <= L; m++) {
-    for (let l = 1; l <= m; l++) {
-      tail[m] = Math.min(tail[m], last[l] + M[m - l]);
-      head[m] = Math.min(head[m], first[l] + M[m - l]);
-    }
-  }
+  // The fewest devices of the other stages of a plan with this one (the partition relaxation's tables).
+  const { rest } = new PartitionTables(L).update(dev);
   specs.forEach((spec, s) => {
     if (!Number.isFinite(minSteady[s])) return;
-    const l = spec.layers;
     const own = meshSize(spec.mesh);
-    let rest = Infinity;
-    if (spec.position === 'only') rest = 0;
-    else if (spec.position === 'first') rest = tail[L - l];
-    else if (spec.position === 'last') rest = head[L - l];
-    else for (let a = 1; a < L - l; a++) rest = Math.min(rest, head[a] + tail[L - l - a]);
-    out[s] = own + rest <= devices ? 1 : 0;
+    const others = spec.position === 'only' ? 0 : rest[posIndex[spec.position]][spec.layers];
+    out[s] = own + others <= devices ? 1 : 0;
   });
   return out;
 }
