@@ -35,24 +35,31 @@ export function deepspeedConfig(input: ExportInput): DsConfig {
   return cfg;
 }
 
+/**
+ * Whether DeepSpeed runs fp32 gradient accumulation (data_types.grad_accum_dtype) beside the weights:
+ * with bf16, ZeRO-1 and no CPU offload only (its BF16_Optimizer; runtime/engine.py
+ * _do_optimizer_sanity_check raises NotImplementedError or ignores it otherwise). Read by the export
+ * and the import.
+ */
+export function deepspeedRunsFp32Grads(bf16: boolean, zero: number, offload: { weights: number; optim: number }): boolean {
+  return bf16 && zero === 1 && offload.weights === 0 && offload.optim === 0;
+}
+
 export function exportDeepspeed(input: ExportInput): ExportFile[] {
   const { plan, model, cluster, fp8, launch } = input;
   assertExpressible('deepspeed', plan, model);
   if (fp8) {
     throw new InexpressiblePlanError('deepspeed', [{ feature: 'FP8 training', field: 'fp8', detail: 'ds_config.json has no FP8 GEMM setting' }]);
   }
-  // DeepSpeed runs fp32 gradient accumulation beside bf16 weights with ZeRO-1 and no CPU offload only (its
-  // BF16_Optimizer; runtime/engine.py _do_optimizer_sanity_check raises NotImplementedError otherwise).
-  const z = uniformStrategy(plan);
-  if (input.gradAccumDtype === 'fp32' && !(input.dtype === 'bf16' && z.zero === 1 && z.offload.optim === 0 && z.offload.weights === 0)) {
+  const s = uniformStrategy(plan);
+  if (input.gradAccumDtype === 'fp32' && !deepspeedRunsFp32Grads(input.dtype === 'bf16', s.zero, s.offload)) {
     throw new InexpressiblePlanError('deepspeed', [{
       feature: 'gradients accumulated in fp32 beside lower-precision weights', field: 'training.gradAccumDtype',
-      detail: `got fp32 with ${input.dtype}, ZeRO-${z.zero}${z.offload.optim > 0 || z.offload.weights > 0 ? ' and CPU offload' : ''}; DeepSpeed runs it with bf16, ZeRO-1 and no offload only`,
+      detail: `got fp32 with ${input.dtype}, ZeRO-${s.zero}${s.offload.optim > 0 || s.offload.weights > 0 ? ' and CPU offload' : ''}; DeepSpeed runs it with bf16, ZeRO-1 and no offload only`,
     }]);
   }
   const { nodes, gpusPerNode } = planNodes(plan, cluster);
   const version = engineCapabilities('deepspeed').engineVersion;
-  const s = uniformStrategy(plan);
   const launchSh = '#!/usr/bin/env bash\n' +
     `# Written by \`mist export --to deepspeed\` for ${version} (ds_config.json keys: deepspeed/runtime/zero/config.py).\n` +
     `# Mist plan for ${model.name}: ${nodes} x ${gpusPerNode} GPUs, ZeRO-${s.zero}, ${plan.stages.length} pipeline stage(s).\n` +

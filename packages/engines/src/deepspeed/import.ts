@@ -4,6 +4,7 @@ import { type ClusterSpec, type ModelSpec, type Plan, type StageStrategy, type Z
 import { flagMap, parseFlags } from '../argv';
 import { positiveInt, rangesFromCounts, stageMesh } from '../common';
 import { ImportError, type ImportedTraining, type ImportProblem, type ImportResult } from '../types';
+import { deepspeedRunsFp32Grads } from './export';
 
 export interface DeepspeedImportContext {
   cluster: ClusterSpec;
@@ -122,15 +123,15 @@ export function importDeepspeed(configText: string, launcherArgs: readonly strin
   const plan: Plan = parsePlan({
     version: 1, model: ctx.model.name, cluster: ctx.cluster.name, seqLen: ctx.seqLen, globalBatch, gradAccumSteps: G, stages,
   }, { model: ctx.model, cluster: ctx.cluster });
-  // data_types.grad_accum_dtype (TrainingSpec.gradAccumDtype; the model's dtype by default): fp32
-  // beside bf16 weights runs with ZeRO-1 and no CPU offload only (BF16_Optimizer; runtime/engine.py
-  // _do_optimizer_sanity_check). Its param_dtype / buffer_dtype do not change what Mist predicts.
+  // data_types.grad_accum_dtype (TrainingSpec.gradAccumDtype; the model's dtype by default), where
+  // DeepSpeed runs it (export.ts deepspeedRunsFp32Grads). Its param_dtype / buffer_dtype do not change
+  // what Mist predicts.
   const dataTypes = isObj(cfg.data_types) ? cfg.data_types : {};
   const gradDtype = dataTypes.grad_accum_dtype;
   const bf16 = isObj(cfg.bf16) && cfg.bf16.enabled === true;
   let training: ImportedTraining | undefined;
   if (typeof gradDtype === 'string' && FP32_NAMES.has(gradDtype) && (bf16 || (isObj(cfg.fp16) && cfg.fp16.enabled === true))) {
-    if (bf16 && stage === 1 && weights === 0 && optim === 0) training = { gradAccumDtype: 'fp32' };
+    if (deepspeedRunsFp32Grads(bf16, stage, { weights, optim })) training = { gradAccumDtype: 'fp32' };
     else problems.push({ option: 'data_types.grad_accum_dtype', reason: 'fp32 beside lower-precision weights runs with bf16, ZeRO-1 and no CPU offload only; read as the weights\' dtype' });
   }
   return { model: ctx.model, modelInCatalog: ctx.modelInCatalog, plan, problems, ...(training ? { training } : {}) };
