@@ -1,7 +1,7 @@
 // The pretrain_gpt.py argument list of a plan (Megatron-LM core_v0.14.0, megatron/training/arguments.py).
 // Each entry is one flag with its values; data and tokenizer arguments are kept apart because the user
 // replaces them (the defaults, --mock-data and NullTokenizer, run a synthetic benchmark as written).
-import { FP8_AMAX_HISTORY_LEN, type Fp8Recipe, type ModelSpec, type Plan, planVirtualStages, stageCp, stageEp, type TrainingSpec } from '@mist/core';
+import { engineGradAccumDtype, FP8_AMAX_HISTORY_LEN, type Fp8Recipe, type ModelSpec, type Plan, planVirtualStages, stageCp, stageEp, type TrainingSpec } from '@mist/core';
 import { layerCounts, uniformStrategy } from '../common';
 import { type CommOverlaps, type Fp8Format, type TrainDtype } from '../types';
 
@@ -146,14 +146,13 @@ export function megatronArgs(
 }
 
 /**
- * The gradients' dtype where it differs from Megatron-LM's default for the weights' dtype
- * (arguments.py: fp32 main gradients with --bf16 unless --grad-reduce-in-bf16; with --fp16 the fp16
- * gradients unless --accumulate-allreduce-grads-in-fp32); nothing when undefined (the default).
+ * The gradients' dtype where it differs from Megatron-LM's default for the weights' dtype (core's
+ * engineGradAccumDtype; arguments.py: fp32 main gradients with --bf16 unless --grad-reduce-in-bf16,
+ * with --fp16 the fp16 gradients unless --accumulate-allreduce-grads-in-fp32); nothing when undefined.
  */
 export function megatronGradArgs(dtype: TrainDtype, gradAccumDtype?: TrainingSpec['gradAccumDtype']): ArgLine[] {
-  if (dtype === 'bf16' && gradAccumDtype === 'param') return [['--grad-reduce-in-bf16']];
-  if (dtype === 'fp16' && gradAccumDtype === 'fp32') return [['--accumulate-allreduce-grads-in-fp32']];
-  return [];
+  if (gradAccumDtype === undefined || gradAccumDtype === (engineGradAccumDtype('megatron', dtype) ?? 'param')) return [];
+  return [[gradAccumDtype === 'param' ? '--grad-reduce-in-bf16' : '--accumulate-allreduce-grads-in-fp32']];
 }
 
 /** All arguments in order, as argv words. */

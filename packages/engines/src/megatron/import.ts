@@ -2,7 +2,7 @@
 // as a model and a plan. Flags that only concern data, logging, checkpoints or the optimizer schedule are
 // accepted and left out; every other flag Mist does not model is reported by name.
 import {
-  type ClusterSpec, type Fp8Recipe, type ModelSpec, type Plan, type StageStrategy, parseModelSpec, parsePlan,
+  type ClusterSpec, engineGradAccumDtype, type Fp8Recipe, type ModelSpec, type Plan, type StageStrategy, parseModelSpec, parsePlan,
 } from '@mist/core';
 import { flagMap, parseFlags } from '../argv';
 import { catalogMatch, positiveInt, rangesFromCounts, stageMesh } from '../common';
@@ -269,10 +269,12 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
     if (!has('--fp16')) throw new ImportError('--fp16-lm-cross-entropy', 'needs --fp16 (Megatron-LM asserts it: lm cross entropy in fp16 only support in fp16 mode)');
     training.crossEntropy = 'compute-dtype';
   }
-  // The gradients' accumulation dtype (TrainingSpec.gradAccumDtype): arguments.py accumulates and
-  // reduces a bf16 model's gradients in fp32 unless --grad-reduce-in-bf16, an fp16 model's with
-  // --accumulate-allreduce-grads-in-fp32.
-  if (has('--bf16') ? !has('--grad-reduce-in-bf16') : has('--accumulate-allreduce-grads-in-fp32')) training.gradAccumDtype = 'fp32';
+  // The gradients' accumulation dtype (TrainingSpec.gradAccumDtype): Megatron-LM's default for the
+  // weights' dtype (core's engineGradAccumDtype: fp32 with --bf16), unless --grad-reduce-in-bf16 or
+  // --accumulate-allreduce-grads-in-fp32 says otherwise.
+  const byDefault = has('--bf16') ? engineGradAccumDtype('megatron', 'bf16') : has('--fp16') ? engineGradAccumDtype('megatron', 'fp16') : null;
+  const gradDtype = has('--grad-reduce-in-bf16') ? 'param' : has('--accumulate-allreduce-grads-in-fp32') ? 'fp32' : byDefault;
+  if (gradDtype === 'fp32') training.gradAccumDtype = 'fp32';
   if (has('--tp-comm-overlap')) {
     if (!(has('--sequence-parallel') && tp > 1)) {
       throw new ImportError('--tp-comm-overlap', 'needs --sequence-parallel with --tensor-model-parallel-size > 1 (Megatron-LM asserts sequence parallelism with it)');

@@ -5,7 +5,7 @@
 // moe_router_topk, moe_token_dispatcher_type "alltoall"), gpt/model/nemotron.py (NemotronConfig:
 // activation_func squared_relu from nemo/collections/llm/fn/activation.py) and MegatronStrategy's
 // expert_model_parallel_size.
-import { engineCapabilities, FP8_AMAX_HISTORY_LEN, type ModelSpec, planVirtualStages, stageCp, stageEp } from '@mist/core';
+import { engineCapabilities, engineGradAccumDtype, FP8_AMAX_HISTORY_LEN, type ModelSpec, planVirtualStages, stageCp, stageEp } from '@mist/core';
 import { megatronParallelArgs } from '../megatron/args';
 import { planNodes, uniformStrategy, layerCounts } from '../common';
 import { assertExpressible, type ExportFile, type ExportInput } from '../types';
@@ -96,10 +96,9 @@ export function exportNemo(input: ExportInput): ExportFile[] {
     `    recipe.optim.config.use_distributed_optimizer = ${py(s.zero === 1)}`,
     `    recipe.trainer.plugins = ${dtype === 'bf16' ? 'bf16_mixed' : 'fp16_mixed'}()`,
   );
-  // The gradients' dtype where it differs from the recipe's default (bf16_mixed: grad_reduce_in_fp32
-  // True, fp16_mixed: False; nemo/collections/llm/recipes/precision/mixed_precision.py).
-  const fp32Grads = dtype === 'bf16';
-  if (gradAccumDtype !== undefined && (gradAccumDtype === 'fp32') !== fp32Grads) {
+  // The gradients' dtype where it differs from the recipe's default (core's engineGradAccumDtype:
+  // bf16_mixed grad_reduce_in_fp32 True, fp16_mixed False; nemo/collections/llm/recipes/precision/mixed_precision.py).
+  if (gradAccumDtype !== undefined && gradAccumDtype !== (engineGradAccumDtype('nemo', dtype) ?? 'param')) {
     lines.push(`    recipe.trainer.plugins.grad_reduce_in_fp32 = ${py(gradAccumDtype === 'fp32')}`);
   }
   // fp8: the export's format, or hybrid when the plan assumes a recipe (MegatronMixedPrecision of
