@@ -13,7 +13,7 @@
 // has no masks and keeps the softmax output once: sbh(32 + 2as/h).
 import {
   type BlockDescription, blockLaunches, type BlockOp, type BlockTensor, type OpCheckpointSet, type CollectiveKind, type Dim, type DimSymbol,
-  embeddingBlock, type Fp8Recipe, headBlock, layerBlock, type ModelSpec, opCheckpointSet, selectiveSet,
+  embeddingBlock, type Fp8Recipe, headBlock, layerBlock, type ModelSpec, opCheckpointSet, selectiveSet, type TrainingSpec,
 } from '@mist/core';
 import { add, choose, div, type Expr, max, mul, named, num, type Operand, sub } from './expr';
 import { fp8CastOp } from './fp8-ops';
@@ -101,14 +101,14 @@ export interface OpGraphOptions {
    */
   fp8?: Fp8Recipe;
   /** The loss's reading of the logits (training spec crossEntropy); absent: 'fused'. */
-  crossEntropy?: 'fused' | 'fp32-logits' | 'compute-dtype';
+  crossEntropy?: TrainingSpec['crossEntropy'];
   /** How RMSNorm, RoPE and SwiGLU run (training spec elementwise: EAGER below); absent: 'fused'. */
-  elementwise?: 'fused' | 'eager';
+  elementwise?: TrainingSpec['elementwise'];
   /**
    * What an op keeps of a tensor a TP region's entry all-gathers (training spec sequenceParallelInput):
    * 'gathered' keeps the gathered tensor, t times the shard with SP; absent: 'sharded'.
    */
-  sequenceParallelInput?: 'sharded' | 'gathered';
+  sequenceParallelInput?: TrainingSpec['sequenceParallelInput'];
 }
 
 const { s, h, a, k, f, V, fa } = M;
