@@ -82,7 +82,11 @@ if (typeof executor.launchLocal !== 'function') {
 
 const model = core.getModel('gpt-tiny');
 const SEQ = 64, GLOBAL_BATCH = 16, G = 4;
-const training = core.parseTrainingSpec({ globalBatch: GLOBAL_BATCH, seqLen: SEQ, paramDtype: 'fp32', computeDtype: 'fp32', flashAttention: true });
+// The gradient reduction as the CPU backend's runtime runs it (after the backward: core's backend table).
+const training = core.parseTrainingSpec({
+  globalBatch: GLOBAL_BATCH, seqLen: SEQ, paramDtype: 'fp32', computeDtype: 'fp32', flashAttention: true,
+  gradReduceOverlap: core.backendCapabilities('cpu').gradReduceOverlap,
+});
 
 function makePlan(pp, dp, ckpt) {
   const per = model.layers / pp;

@@ -20,7 +20,8 @@
 // its sequence-parallel linears kept of their all-gathered inputs ("sequenceParallelInput": "gathered"
 // for PyTorch's DTensor tensor parallelism, torchtitan's; "sharded" by default, Megatron-LM's), and the
 // dtype its gradients accumulated in ("gradAccumDtype": "fp32" for Megatron-LM's bf16 default, "param" by
-// default).
+// default), and whether its data-parallel gradient reduction ran after the backward, exposed
+// ("gradReduceOverlap": false for Megatron-LM's legacy --DDP-impl local; true by default).
 //
 //   node tools/validate/published-runs.js [--json] [--source NAME] [--breakdown]
 //
@@ -160,13 +161,14 @@ function predict(row) {
   if (row.sequenceParallelInput !== undefined && !core.SEQUENCE_PARALLEL_INPUTS.includes(row.sequenceParallelInput)) {
     bad(`${row.id}: sequenceParallelInput must be ${core.SEQUENCE_PARALLEL_INPUTS.join(' or ')} (got ${JSON.stringify(row.sequenceParallelInput)})`);
   }
-  for (const f of ['tpCommOverlap', 'paramGatherOverlap']) {
+  for (const f of ['tpCommOverlap', 'paramGatherOverlap', 'gradReduceOverlap']) {
     if (row[f] !== undefined && typeof row[f] !== 'boolean') bad(`${row.id}: ${f} must be true or false (got ${JSON.stringify(row[f])})`);
   }
   const training = core.parseTrainingSpec({
     globalBatch: row.globalBatch, seqLen: row.seqLen, paramDtype: row.dtype, computeDtype: row.dtype, flashAttention: plan.flashAttention,
     tpCommOverlap: row.tpCommOverlap === true, paramGatherOverlap: row.paramGatherOverlap === true, crossEntropy: row.crossEntropy ?? 'fused', elementwise: row.elementwise ?? 'fused',
     sequenceParallelInput: row.sequenceParallelInput ?? 'sharded', gradAccumDtype: row.gradAccumDtype ?? 'param',
+    gradReduceOverlap: row.gradReduceOverlap !== false,
   });
   const profile = core.builtinHardwareProfile(cluster, row.dtype);
   const est = estimatePlan(plan, { model, training, profile });
@@ -188,7 +190,7 @@ function predict(row) {
     gpus: row.gpus,
     config: `tp${row.tp} pp${row.pp} dp${row.gpus / (row.tp * row.pp)} b${row.microBatch} G${plan.gradAccumSteps}` +
       `${row.sequenceParallel ? ' sp' : ''} rc:${row.recompute} z${row.zero}${plan.flashAttention ? ' fa' : ''}` +
-      `${plan.virtualStages ? ` v${plan.virtualStages}` : ''}${training.tpCommOverlap ? ' tpo' : ''}${training.paramGatherOverlap ? ' pgo' : ''}${training.crossEntropy === 'fp32-logits' ? ' ce32' : training.crossEntropy === 'compute-dtype' ? ' ce16' : ''}${training.elementwise === 'eager' ? ' eager' : ''}${row.sequenceParallel && training.sequenceParallelInput === 'gathered' ? ' spg' : ''}${training.gradAccumDtype === 'fp32' ? ' g32' : ''}`,
+      `${plan.virtualStages ? ` v${plan.virtualStages}` : ''}${training.tpCommOverlap ? ' tpo' : ''}${training.paramGatherOverlap ? ' pgo' : ''}${training.crossEntropy === 'fp32-logits' ? ' ce32' : training.crossEntropy === 'compute-dtype' ? ' ce16' : ''}${training.elementwise === 'eager' ? ' eager' : ''}${row.sequenceParallel && training.sequenceParallelInput === 'gathered' ? ' spg' : ''}${training.gradAccumDtype === 'fp32' ? ' g32' : ''}${training.gradReduceOverlap ? '' : ' gx'}`,
     interleaved: Boolean(row.interleavedLayersPerVirtualStage),
     measuredS,
     predictedS: est.iterationTimeS,
@@ -295,7 +297,7 @@ if (values.breakdown) {
   ]);
 }
 out += '\nPer source (time error = predicted / measured - 1; "vN" rows ran Megatron-LM\'s interleaved 1F1B schedule with N chunks per rank, ' +
-  '"tpo" / "pgo" rows Megatron-Core\'s --tp-comm-overlap / --overlap-param-gather, "ce32" rows a loss over fp32 logits, "ce16" over the fp16 logits, "eager" rows norms, RoPE and SwiGLU as eager ops, "spg" rows sequence-parallel linears keeping their gathered input, "g32" rows gradients accumulated and reduced in fp32, predicted as such):\n';
+  '"tpo" / "pgo" rows Megatron-Core\'s --tp-comm-overlap / --overlap-param-gather, "ce32" rows a loss over fp32 logits, "ce16" over the fp16 logits, "eager" rows norms, RoPE and SwiGLU as eager ops, "spg" rows sequence-parallel linears keeping their gathered input, "g32" rows gradients accumulated and reduced in fp32, "gx" rows the gradient reduction after the backward (not overlapped), predicted as such):\n';
 out += table([...bySource, { name: 'all', ...overall }], [
   { header: 'source', value: (s) => s.name },
   { header: 'runs', value: (s) => s.runs, right: true },

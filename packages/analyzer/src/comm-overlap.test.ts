@@ -13,7 +13,9 @@ import { layerOps } from './op-graph';
 const gpt = getModel('gpt3-13b');
 const profile = builtinHardwareProfile(parseClusterShorthand('2x8-h100-sxm'), 'bf16');
 
-function compiled(model: ModelSpec, over: { tpCommOverlap?: boolean; paramGatherOverlap?: boolean; seqLen?: number } = {}, p: HardwareProfile = profile): CompiledStageModel {
+function compiled(
+  model: ModelSpec, over: { tpCommOverlap?: boolean; paramGatherOverlap?: boolean; gradReduceOverlap?: boolean; seqLen?: number } = {}, p: HardwareProfile = profile,
+): CompiledStageModel {
   return compileStageModel({ model, profile: p, training: parseTrainingSpec({ globalBatch: 64, seqLen: 2048, paramDtype: 'bf16', computeDtype: 'bf16', ...over }) });
 }
 
@@ -38,6 +40,7 @@ const off = compiled(gpt);
 const tpOn = compiled(gpt, { tpCommOverlap: true });
 const gatherOn = compiled(gpt, { paramGatherOverlap: true });
 const bothOn = compiled(gpt, { tpCommOverlap: true, paramGatherOverlap: true });
+const reduceAfter = compiled(gpt, { gradReduceOverlap: false });
 
 describe('the layer GEMMs each TP collective is pipelined with (op-graph.ts tpOverlapGemms)', () => {
   const pairs = (model: ModelSpec): string[] => layerOps(model, { actBytes: 2 }).flatMap((o) =>
@@ -148,6 +151,28 @@ describe('paramGatherOverlap', () => {
   });
 });
 
+describe('gradReduceOverlap false (the reduction after the backward: Megatron-LM without --overlap-grad-reduce)', () => {
+  it('exposes the whole ZeRO-0 all-reduce / ZeRO-1 reduce-scatter in last; ZeRO-2/3 and dp 1 are unchanged', () => {
+    for (const zero of [0, 1] as const) {
+      const q = query({ zero, tp: 1, dp: 16, sequenceParallel: false, mesh: { nodes: 2, gpusPerNode: 8 } });
+      const a = off.estimate(q), x = reduceAfter.estimate(q);
+      // The whole sync: the tuner's end-of-step time grows by at least what overlap hid.
+      expect(x.lastTimeS).toBeGreaterThan(a.lastTimeS);
+      expect(x.steadyTimeS).toBe(a.steadyTimeS);
+      expect(x.firstTimeS).toBe(a.firstTimeS);
+      expect(x.time.dpComm).toBe(a.time.dpComm);
+      // What overlap hid comes back, no more than the sync (a part of dpComm).
+      expect(x.lastTimeS - a.lastTimeS).toBeLessThanOrEqual(x.time.dpComm);
+    }
+    for (const q of [query({ zero: 2 }), query({ zero: 3 }), query({ zero: 0, dp: 1, mesh: { nodes: 1, gpusPerNode: 4 } })]) {
+      const { lastTimeS: x, ...rest } = reduceAfter.estimate(q);
+      const { lastTimeS: a, ...restOff } = off.estimate(q);
+      expect(rest).toEqual(restOff);
+      expect(Math.abs(x - a)).toBeLessThanOrEqual(1e-12 * a); // the same sum, compiled in another order
+    }
+  });
+});
+
 describe('monotone in the checkpoint/offload grid', () => {
   const ratios = [0, 0.5, 1];
   const box = (base: Partial<StageQuery>): StageQuery[] => {
@@ -166,7 +191,7 @@ describe('monotone in the checkpoint/offload grid', () => {
   }
   // Short sequences: a forward phase shorter than the parameter gather, which then shows past it and
   // falls as offloading lengthens the phase (the floor is not the point's own last).
-  const models = { off, tpOn, gatherOn, bothOn, shortOff: compiled(gpt, { seqLen: 128 }), shortOn: compiled(gpt, { seqLen: 128, tpCommOverlap: true, paramGatherOverlap: true }) };
+  const models = { off, tpOn, gatherOn, bothOn, reduceAfter, shortOff: compiled(gpt, { seqLen: 128 }), shortOn: compiled(gpt, { seqLen: 128, tpCommOverlap: true, paramGatherOverlap: true }) };
 
   it('steady, first and first + last never fall with more checkpointing or offloading (last alone may), with and without the overlaps', () => {
     // With activation offload, checkpointing shrinks the offloaded activations and so the copies of

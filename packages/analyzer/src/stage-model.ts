@@ -25,7 +25,8 @@
 //   steady = forward phase + backward phase (with recompute) + tpComm (its exposed part) + ppComm.
 //   first  = steady + the first layer's weight gather / fetch that cannot be prefetched.
 //   last   = (extra only) the DP gradient all-reduce (ZeRO-0) or reduce-scatter (ZeRO-1) beyond
-//            the overlap with the last backward (Megatron-Core's --overlap-grad-reduce), the
+//            the overlap with the last backward (Megatron-Core's --overlap-grad-reduce; all of it
+//            without training.gradReduceOverlap), the
 //            ZeRO-1/2 all-gather of updated weights (with training.paramGatherOverlap, Megatron-Core's
 //            --overlap-param-gather, only what the next step's first forward phase does not hide, in
 //            the same form as the gradient sync), the tied-embedding gradient all-reduce between
@@ -357,8 +358,10 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // ZeRO-2/3 already reduced every micro-batch.
   const sync = named('sync', add(mul(sub(1, z1), add(cost.collective('allReduce', gBytes, dp, dpLink), edpColl('allReduce', gBytesE))),
     mul(z1, sub(1, z2), add(cost.collective('reduceScatter', gBytes, dp, dpLink), edpColl('reduceScatter', gBytesE)))));
-  // It runs beside the last micro-batch's backward phase: exposed = max(phase * slowdown, sync) - phase.
-  const exposedSync = named('exposedSync', mul(step(sync), sub(max(mul(bwdPhase, profile.overlap.commSlowdown), sync), bwdPhase)));
+  // With training.gradReduceOverlap it runs beside the last micro-batch's backward phase:
+  // exposed = max(phase * slowdown, sync) - phase; without, after it: exposed whole.
+  const exposedSync = named('exposedSync', training.gradReduceOverlap === false ? sync
+    : mul(step(sync), sub(max(mul(bwdPhase, profile.overlap.commSlowdown), sync), bwdPhase)));
   const postGather = named('postGather', mul(sub(z1, z3), add(cost.collective('allGather', wBytes, dp, dpLink), edpColl('allGather', wBytesE))));
   // With training.paramGatherOverlap (Megatron-Core --overlap-param-gather: each bucket's gather is
   // waited for in the forward pre-hook of its first module, megatron/core/distributed/

@@ -86,6 +86,12 @@ export interface BackendCapabilities {
   tpCommOverlap: boolean;
   /** The ZeRO-1/2 post-step parameter all-gather overlapped with the next forward (TrainingSpec.paramGatherOverlap true). */
   paramGatherOverlap: boolean;
+  /**
+   * How its runtime reduces ZeRO-0/1 gradients (TrainingSpec.gradReduceOverlap): true beside the last
+   * backward, false after it. A prediction for the backend (`--target cpu|cuda`) takes this; a job's
+   * spec is not refused for another value (the runtime's choice, not the model's).
+   */
+  gradReduceOverlap: boolean;
   /** How its loss reads the logits (TrainingSpec.crossEntropy). */
   crossEntropy: readonly TrainingSpec['crossEntropy'][];
   /** How it runs the layer's norms, RoPE and SwiGLU (TrainingSpec.elementwise). */
@@ -146,6 +152,9 @@ const CPU: BackendCapabilities = {
   contextParallelUnfused: false,
   tpCommOverlap: false,
   paramGatherOverlap: false,
+  // RankRuntime's overlapComm is off on the CPU device: the communicator's thread would take cores
+  // from the kernels (runtime/rank-runtime.ts), so the flat gradients are all-reduced after the backward.
+  gradReduceOverlap: false,
   // The vocab-parallel cross-entropy kernel reads the compute-dtype logits (kernels/cross_entropy).
   crossEntropy: ['fused'],
   // One kernel per norm, RoPE and activation (kernels/), fused.
@@ -177,6 +186,9 @@ const CUDA: BackendCapabilities = {
   plan: { ...CPU.plan, mixtureOfExperts: false, expertParallel: false },
   dtypes: ['bf16', 'fp32', 'fp16'],
   flashHeadDims: [16, 32, 64, 128],
+  // On a GPU NCCL runs on its own stream and RankRuntime's overlapComm is on: each unit's gradients
+  // are reduced beside the last backward (runtime/unit-memory.ts).
+  gradReduceOverlap: true,
 };
 
 const TABLES: Record<BackendName, BackendCapabilities> = { cpu: CPU, cuda: CUDA };

@@ -49,10 +49,22 @@ export const TrainingSpecSchema = z.strictObject({
    * The distributed optimizer's (ZeRO-1/2) all-gather of the updated parameters after the optimizer
    * step overlapped with the next step's first forward: Megatron-Core's `--overlap-param-gather`
    * (DistributedDataParallelConfig overlap_param_gather). Default false: the gather ends the step,
-   * exposed. (Megatron-Core's `--overlap-grad-reduce`, the gradient reduction beside the last
-   * backward, is what the cost model always assumes.)
+   * exposed. (It needs gradReduceOverlap, as Megatron-LM asserts --overlap-grad-reduce with it.)
    */
   paramGatherOverlap: z.boolean().default(false),
+  /**
+   * The data-parallel gradient reduction at the end of a step (the all-reduce of ZeRO-0, the
+   * reduce-scatter of ZeRO-1) started bucket by bucket during the last micro-batch's backward, as its
+   * gradients become ready: PyTorch DDP's buckets, Megatron-Core's `--overlap-grad-reduce`
+   * (DistributedDataParallelConfig overlap_grad_reduce; NeMo's recipes set it), Megatron-LM's legacy
+   * `--DDP-impl torch`, this executor's overlapped reduction. Default true. false: the reduction
+   * starts after the backward and is exposed whole: Megatron-Core without `--overlap-grad-reduce` (its
+   * default: megatron/training/arguments.py), Megatron-LM's legacy `--DDP-impl local` (its default
+   * before Megatron-Core; the SC'21 scripts ran their 18B and larger models with it), DeepSpeed's
+   * ZeRO-0 (engine.py allreduce_gradients after backward) and ZeRO-1/2 without overlap_comm.
+   * ZeRO-2/3 reduce every micro-batch's gradients inside its backward phase either way.
+   */
+  gradReduceOverlap: z.boolean().default(true),
   /**
    * How the loss reads the logits. 'fused' (default): one kernel over the compute-dtype logits that
    * keeps an fp32 buffer of their size (Megatron-LM's fused vocab-parallel cross entropy, this

@@ -38,12 +38,16 @@ export interface ExportInput {
 }
 
 /**
- * The training spec's communication overlaps (TrainingSpec.tpCommOverlap and paramGatherOverlap:
- * Megatron-Core's --tp-comm-overlap and --overlap-param-gather), which a plan has no field for.
+ * The training spec's communication overlaps (TrainingSpec.tpCommOverlap, paramGatherOverlap and
+ * gradReduceOverlap: Megatron-Core's --tp-comm-overlap, --overlap-param-gather and
+ * --overlap-grad-reduce), which a plan has no field for. gradReduceOverlap undefined: true.
  */
-export type CommOverlaps = Partial<Pick<TrainingSpec, 'tpCommOverlap' | 'paramGatherOverlap'>>;
+export type CommOverlaps = Partial<Pick<TrainingSpec, 'tpCommOverlap' | 'paramGatherOverlap' | 'gradReduceOverlap'>>;
 
-/** What an import learned of the training spec beside the plan (the overlaps, the loss's reading of the logits, the gradients' dtype). */
+/**
+ * What an import learned of the training spec beside the plan (the overlaps, gradReduceOverlap false
+ * for a reduction after the backward, the loss's reading of the logits, the gradients' dtype).
+ */
 export type ImportedTraining = CommOverlaps & Partial<Pick<TrainingSpec, 'crossEntropy' | 'gradAccumDtype'>>;
 
 /** The export's loss against what the engine runs (core's engineCrossEntropies), naming training.crossEntropy. */
@@ -69,6 +73,28 @@ export function gradAccumViolations(engine: EngineName, gradAccumDtype: Training
     feature: 'gradients accumulated in fp32 beside lower-precision weights', field: 'training.gradAccumDtype',
     detail: 'got fp32; torchtitan keeps no unsharded fp32 gradient buffer (allowed: param)',
   }];
+}
+
+/**
+ * The gradient reduction the prediction assumed (TrainingSpec.gradReduceOverlap) where the engine
+ * cannot run it so: torchtitan's FSDP and DDP always reduce during the backward; Megatron-LM asserts
+ * --overlap-grad-reduce with --overlap-param-gather (megatron/training/arguments.py).
+ */
+export function gradReduceViolations(engine: EngineName, overlaps: CommOverlaps | undefined): CapabilityViolation[] {
+  if (overlaps?.gradReduceOverlap !== false) return [];
+  if (engine === 'torchtitan') {
+    return [{
+      feature: 'the gradient reduction after the backward', field: 'training.gradReduceOverlap',
+      detail: 'got false; torchtitan\'s FSDP and DDP reduce gradients during the backward (allowed: true)',
+    }];
+  }
+  if (engine === 'megatron' && overlaps.paramGatherOverlap === true) {
+    return [{
+      feature: '--overlap-param-gather without --overlap-grad-reduce', field: 'training.gradReduceOverlap',
+      detail: 'got false with paramGatherOverlap; Megatron-LM asserts --overlap-grad-reduce with --overlap-param-gather (allowed: true)',
+    }];
+  }
+  return [];
 }
 
 export interface ExportFile {

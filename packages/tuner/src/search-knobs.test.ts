@@ -99,6 +99,9 @@ describe('search knobs: one schema for flags, job files and the Tuner service', 
     expect(() => trainingForTarget({ target: 'cpu' }, model, { ...training, fp8: 'delayed' } as never)).toThrow(SpecError);
     // The executor's loss is the fused kernel: a loss over fp32 logits is refused.
     expect(() => trainingForTarget({ target: 'cpu' }, model, { ...training, crossEntropy: 'fp32-logits' } as never)).toThrow(/crossEntropy/);
+    // The gradient reduction as each runtime runs it: after the backward on the CPU, beside it on a GPU.
+    expect(trainingForTarget({ target: 'cpu' }, model, training as never).gradReduceOverlap).toBe(false);
+    expect(trainingForTarget({ target: 'cuda' }, model, { ...training, gradReduceOverlap: false } as never).gradReduceOverlap).toBe(true);
   });
 
   it('an engine target costs what the engine runs: torchtitan\'s loss over fp32 logits', () => {

@@ -334,7 +334,8 @@ export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training
   }
   if (target === undefined || !isBackendName(target)) return training;
   const caps = backendCapabilities(target);
-  const t: TrainingSpec = { ...training, paramDtype: caps.dtypes[0], computeDtype: caps.dtypes[0] };
+  // The backend's dtype and its runtime's gradient reduction (beside or after the last backward).
+  const t: TrainingSpec = { ...training, paramDtype: caps.dtypes[0], computeDtype: caps.dtypes[0], gradReduceOverlap: caps.gradReduceOverlap };
   const bad = backendViolations(caps, { model, training: t, plan: null });
   if (bad.length > 0) {
     throw new SpecError(`training for --target ${target}`, bad.map((v) => ({ field: v.field, value: valueAtField({ model, training: t }, v.field), message: `${v.feature} is not run by the ${target} backend (${v.detail})` })));

@@ -90,6 +90,20 @@ export const GRAD_ACCUM_OPTION: Record<string, OptionSpec> = {
   },
 };
 
+/** The gradient reduction after the backward instead of beside it (TrainingSpec.gradReduceOverlap false). */
+export const NO_GRAD_REDUCE_OVERLAP_OPTION: Record<string, OptionSpec> = {
+  'no-overlap-grad-reduce': {
+    type: 'boolean',
+    description: 'the ZeRO-0/1 gradient reduction after the last backward, exposed (Megatron-LM without --overlap-grad-reduce, ' +
+      'its default; legacy --DDP-impl local) instead of beside it (PyTorch DDP, Megatron-Core --overlap-grad-reduce)',
+  },
+};
+
+/** --no-overlap-grad-reduce as the training spec's field: false when given, absent otherwise (the default, true). */
+export function gradReduceOverlapOpt(values: ParsedValues): { gradReduceOverlap?: false } {
+  return values['no-overlap-grad-reduce'] === true ? { gradReduceOverlap: false } : {};
+}
+
 /** A string option that must be one of `allowed` (named, in that order, on error); `fallback` when absent. */
 export function enumOpt<T extends string>(values: ParsedValues, name: string, allowed: readonly T[]): T | undefined;
 export function enumOpt<T extends string>(values: ParsedValues, name: string, allowed: readonly T[], fallback: T): T;

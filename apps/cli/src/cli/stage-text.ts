@@ -18,7 +18,10 @@ export function gradText(t: Pick<TrainingSpec, 'gradAccumDtype' | 'paramDtype'>)
 }
 
 /** The training spec's engine facts for a summary line: the loss, eager elementwise ops, SP inputs kept gathered, fp32 gradients. */
-export function trainingFactsText(t: Pick<TrainingSpec, 'crossEntropy' | 'elementwise' | 'sequenceParallelInput' | 'gradAccumDtype' | 'paramDtype'>): string {
+export function trainingFactsText(
+  t: Pick<TrainingSpec, 'crossEntropy' | 'elementwise' | 'sequenceParallelInput' | 'gradAccumDtype' | 'paramDtype' | 'gradReduceOverlap'>,
+): string {
   return `${lossText(t)}${t.elementwise === 'eager' ? ', norms, RoPE and SwiGLU as eager PyTorch ops' : ''}` +
-    `${t.sequenceParallelInput === 'gathered' ? ', sequence-parallel linears keep their gathered input' : ''}${gradText(t)}`;
+    `${t.sequenceParallelInput === 'gathered' ? ', sequence-parallel linears keep their gathered input' : ''}${gradText(t)}` +
+    `${t.gradReduceOverlap === false ? ', gradient reduction after the backward (not overlapped)' : ''}`;
 }

@@ -12,7 +12,10 @@ import {
 import { searchKnobsFromFlags, trainingForTarget } from '@mist/tuner';
 import { type Analysis, type AnalysisStage, analyzePlan } from '@mist/analyzer';
 import { planPictureHtml, planPictureSvg } from '@mist/viz';
-import { type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, GRAD_ACCUM_OPTION, gradAccumOpt, intOpt, JSON_OPTION, stringOpt, UsageError } from '../cli/command';
+import {
+  type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, GRAD_ACCUM_OPTION, gradAccumOpt, gradReduceOverlapOpt, intOpt, JSON_OPTION, NO_GRAD_REDUCE_OVERLAP_OPTION,
+  stringOpt, UsageError,
+} from '../cli/command';
 import { planArgument } from '../cli/plan-argument';
 import { renderTable } from '../cli/table';
 import { retargetPlan } from './plan-retarget';
@@ -93,8 +96,8 @@ export const analyzeCommand: Command = {
   name: 'analyze',
   summary: 'estimate a plan: iteration time, tokens/s, MFU, per-stage time and memory breakdown, fit',
   usage: 'mist analyze PLAN.json|--plan PLAN.json [--model NAME|FILE] [--cluster SHORTHAND|FILE] [--profile PROFILE.json [--force]] ' +
-    '[--seq N] [--global-batch N] [--no-flash-attention] [--tp-comm-overlap] [--overlap-param-gather] [--cross-entropy MODE] [--grad-accum-dtype param|fp32] ' +
-    '[--target ENGINE|BACKEND] [--json] [--explain] [--timeline OUT.svg|OUT.html]',
+    '[--seq N] [--global-batch N] [--no-flash-attention] [--tp-comm-overlap] [--overlap-param-gather] [--no-overlap-grad-reduce] [--cross-entropy MODE] ' +
+    '[--grad-accum-dtype param|fp32] [--target ENGINE|BACKEND] [--json] [--explain] [--timeline OUT.svg|OUT.html]',
   examples: [
     'mist analyze examples/plans/gpt3-1.3b-1x2-l4.json',
     'mist analyze --model gpt3-1.3b --cluster 1x2-l4 --plan examples/plans/gpt3-1.3b-1x2-l4.json --json',
@@ -122,6 +125,7 @@ export const analyzeCommand: Command = {
       type: 'boolean',
       description: 'as Megatron-Core\'s --overlap-param-gather: the ZeRO-1/2 parameter all-gather beside the next step\'s first forward',
     },
+    ...NO_GRAD_REDUCE_OVERLAP_OPTION,
     ...CROSS_ENTROPY_OPTION,
     ...GRAD_ACCUM_OPTION,
     target: {
@@ -163,14 +167,14 @@ export const analyzeCommand: Command = {
     const overlaps = { tpCommOverlap: values['tp-comm-overlap'] === true, paramGatherOverlap: values['overlap-param-gather'] === true };
     const crossEntropy = crossEntropyOpt(values);
     const gradAccumDtype = gradAccumOpt(values);
-    const asked = { ...overlaps, ...(crossEntropy ? { crossEntropy } : {}), ...(gradAccumDtype ? { gradAccumDtype } : {}) };
+    const asked = { ...overlaps, ...gradReduceOverlapOpt(values), ...(crossEntropy ? { crossEntropy } : {}), ...(gradAccumDtype ? { gradAccumDtype } : {}) };
     // --target: the training facts the engine or backend fixes, as mist tune --target costs them (search-knobs.ts).
     const target = stringOpt(values, 'target');
     const engineTraining = target === undefined ? asked : (() => {
       const knobs = searchKnobsFromFlags({ target, 'cross-entropy': crossEntropy, 'grad-accum-dtype': gradAccumDtype });
       const t = trainingForTarget(knobs, model, parseTrainingSpec({ globalBatch: 1, seqLen: 1, ...asked }));
       return { ...asked, crossEntropy: t.crossEntropy, elementwise: t.elementwise, sequenceParallelInput: t.sequenceParallelInput,
-        gradAccumDtype: t.gradAccumDtype, paramDtype: t.paramDtype, computeDtype: t.computeDtype };
+        gradAccumDtype: t.gradAccumDtype, paramDtype: t.paramDtype, computeDtype: t.computeDtype, gradReduceOverlap: t.gradReduceOverlap };
     })();
     const { analysis: est, plan, training } = analyzePlan({ model, plan: data, profile, training: engineTraining, explain: values.explain === true });
     if (timelineFile) {
@@ -185,7 +189,8 @@ export const analyzeCommand: Command = {
       io.stdout(JSON.stringify({
         plan: planFile, ...(changes.length > 0 ? { retargeted: changes } : {}), ...overlapped, ...(target ? { target } : {}),
         ...(training.crossEntropy !== 'fused' ? { crossEntropy: training.crossEntropy } : {}),
-        ...(training.gradAccumDtype !== 'param' ? { gradAccumDtype: training.gradAccumDtype } : {}), ...est,
+        ...(training.gradAccumDtype !== 'param' ? { gradAccumDtype: training.gradAccumDtype } : {}),
+        ...(training.gradReduceOverlap ? {} : { gradReduceOverlap: false }), ...est,
       }, null, 2) + '\n');
       return exitCode;
     }

@@ -86,6 +86,10 @@ export const importCommand: Command = {
         const flags = [t.tpCommOverlap ? '--tp-comm-overlap' : '', t.paramGatherOverlap ? '--overlap-param-gather' : ''].filter(Boolean).join(' ');
         text += `The setup overlaps communication (${flags}), which a plan file does not record: predict it with \`mist analyze PLAN ${flags}\`.\n`;
       }
+      if (t && t.gradReduceOverlap === false) {
+        text += 'The setup reduces the data-parallel gradients after the backward (no --overlap-grad-reduce, Megatron-LM\'s default), which a plan ' +
+          'file does not record: predict it with `mist analyze PLAN --no-overlap-grad-reduce` (or add --overlap-grad-reduce to the setup).\n';
+      }
       if (from === 'torchtitan') {
         text += 'torchtitan\'s loss over fp32 logits, eager norms, RoPE and SwiGLU and gathered sequence-parallel inputs, which a plan file ' +
           'does not record, are costed with `mist analyze PLAN --target torchtitan`.\n';

@@ -13,7 +13,9 @@ import {
   type TuneResult, tuneWithBaselines, type DimensionGain, dimensionGains, type DimensionUse, newDimensionsUsed,
 } from '@mist/tuner';
 import { clusterMismatch, estimateBaselinePlan, type ImportedBaseline } from './tune-checks';
-import { type Command, enumOpt, intOpt, JSON_OPTION, type OptionSpec, requireString, stringOpt, UsageError } from '../cli/command';
+import {
+  type Command, enumOpt, gradReduceOverlapOpt, intOpt, JSON_OPTION, NO_GRAD_REDUCE_OVERLAP_OPTION, type OptionSpec, requireString, stringOpt, UsageError,
+} from '../cli/command';
 import { gapText, loadFromPlan, replanText, stopOnSignals, tuneProgressPrinter } from './tune-progress';
 import { renderTable } from '../cli/table';
 import { reportTarget, TUNE_REPORT_OPTION, writeTuneReport } from './tune-report';
@@ -113,7 +115,7 @@ function dimensionsText(uses: DimensionUse[], gains: DimensionGain[] | null): st
 export const tuneCommand: Command = {
   name: 'tune',
   summary: 'find the fastest plan that fits (Mist search) and compare it with Megatron-LM- and DeepSpeed-style plans',
-  usage: 'mist tune --model NAME|FILE --cluster SHORTHAND|FILE --global-batch N --seq N [--profile FILE] [--dtype fp16|bf16] [--target megatron|nemo|deepspeed|torchtitan|cpu] [--tp-comm-overlap] [--overlap-param-gather] [--baseline PLAN] [--json] [--out plan.json] [--time-limit S] [--progress] [--no-cache] [--no-gains] [--from PLAN] [ablation flags]',
+  usage: 'mist tune --model NAME|FILE --cluster SHORTHAND|FILE --global-batch N --seq N [--profile FILE] [--dtype fp16|bf16] [--target megatron|nemo|deepspeed|torchtitan|cpu] [--tp-comm-overlap] [--overlap-param-gather] [--no-overlap-grad-reduce] [--baseline PLAN] [--json] [--out plan.json] [--time-limit S] [--progress] [--no-cache] [--no-gains] [--from PLAN] [ablation flags]',
   examples: [
     'mist tune --model gpt3-1.3b --cluster 1x2-l4 --global-batch 32 --seq 2048',
     'mist tune --model gpt3-6.7b --cluster 1x8-l4 --global-batch 128 --seq 2048 --out plan.json',
@@ -142,6 +144,7 @@ export const tuneCommand: Command = {
       type: 'boolean',
       description: 'cost the ZeRO-1/2 parameter all-gather beside the next first forward (Megatron-Core --overlap-param-gather)',
     },
+    ...NO_GRAD_REDUCE_OVERLAP_OPTION,
     baseline: { type: 'string', valueName: 'PLAN', description: 'also predict this plan (e.g. from `mist import`) and report the speedup over it' },
     out: { type: 'string', valueName: 'FILE', description: 'write the best plan to FILE (JSON, accepted by `mist analyze --plan`)' },
     ...TUNE_REPORT_OPTION,
@@ -181,7 +184,7 @@ export const tuneCommand: Command = {
     const knobs = searchKnobsFromFlags(values);
     const training = trainingForTarget(knobs, model, parseTrainingSpec({
       globalBatch, seqLen, paramDtype: dtype, computeDtype: dtype, flashAttention: values['no-flash-attention'] !== true,
-      tpCommOverlap: values['tp-comm-overlap'] === true, paramGatherOverlap: values['overlap-param-gather'] === true,
+      tpCommOverlap: values['tp-comm-overlap'] === true, paramGatherOverlap: values['overlap-param-gather'] === true, ...gradReduceOverlapOpt(values),
     }));
     const space = spaceFromKnobs(knobs, model, training);
     // The cluster's own name (a shorthand in the catalog's spelling, e.g. 1x8-L4 -> 1x8-l4), so a plan reads back.

@@ -15,6 +15,12 @@ export function deepspeedConfig(input: ExportInput): DsConfig {
   const s = uniformStrategy(plan);
   const pp = plan.stages.length;
   const zero: Record<string, unknown> = { stage: s.zero };
+  // ZeRO-1/2 reduce gradients in the backward's hooks; overlap_comm (default false below ZeRO-3:
+  // runtime/zero/config.py) runs them beside it, as the analyzer costs them: ZeRO-2 every micro-batch
+  // inside its backward phase, ZeRO-1 the last one's beside the last backward unless the prediction
+  // put it after (TrainingSpec.gradReduceOverlap false). ZeRO-0 reduces after the backward whatever the
+  // config (engine.py allreduce_gradients); ZeRO-3 overlaps by default.
+  if (s.zero === 1 || s.zero === 2) zero.overlap_comm = s.zero === 2 || input.overlaps?.gradReduceOverlap !== false;
   if (s.offload.weights === 1) zero.offload_param = { device: 'cpu', pin_memory: true };
   if (s.offload.optim > 0) {
     zero.offload_optimizer = { device: 'cpu', pin_memory: true, ...(s.offload.optim < 1 ? { ratio: s.offload.optim } : {}) };

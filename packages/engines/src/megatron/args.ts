@@ -111,17 +111,19 @@ export function megatronPrecisionArgs(dtype: TrainDtype, fp8: Fp8Format | undefi
 /**
  * Megatron-Core's communication overlaps the prediction assumed (ExportInput.overlaps), each where
  * Megatron-LM accepts it and it changes what the analyzer predicts (megatron/training/arguments.py):
- * `--tp-comm-overlap` with sequence parallelism and tp > 1 (it asserts sequence parallelism, which it
- * turns off at tp 1); `--overlap-param-gather` with the distributed optimizer (ZeRO-1), which it
- * asserts together with `--overlap-grad-reduce`. `--overlap-grad-reduce` (the gradient reduction
- * beside the last backward, which the analyzer always assumes) is written with either.
+ * `--overlap-grad-reduce` (the gradient reduction beside the last backward: TrainingSpec.gradReduceOverlap,
+ * true unless the prediction said otherwise; Megatron-LM's default is off) with data parallelism
+ * and with the two others; `--tp-comm-overlap` with sequence parallelism and tp > 1 (it asserts
+ * sequence parallelism, which it turns off at tp 1); `--overlap-param-gather` with the distributed
+ * optimizer (ZeRO-1), which it asserts together with `--overlap-grad-reduce`.
  */
 export function megatronOverlapArgs(plan: Plan, overlaps: CommOverlaps = {}): ArgLine[] {
   const s = uniformStrategy(plan);
   const tp = overlaps.tpCommOverlap === true && s.sequenceParallel && s.tp > 1;
   const gather = overlaps.paramGatherOverlap === true && s.zero === 1;
+  const dataParallel = s.dp * (s.cp ?? 1) > 1;
   const a: ArgLine[] = [];
-  if (tp || gather) a.push(['--overlap-grad-reduce']);
+  if (overlaps.gradReduceOverlap !== false && (dataParallel || tp || gather)) a.push(['--overlap-grad-reduce']);
   if (gather) a.push(['--overlap-param-gather']);
   if (tp) a.push(['--tp-comm-overlap']);
   return a;

@@ -31,7 +31,7 @@ const MODELLED = new Set([
   '--squared-relu', '--num-experts', '--moe-router-topk', '--moe-ffn-hidden-size', '--expert-model-parallel-size',
   '--expert-tensor-parallel-size', '--moe-token-dispatcher-type', '--moe-layer-freq',
   '--overlap-grad-reduce', '--overlap-param-gather', '--tp-comm-overlap', '--fp16-lm-cross-entropy',
-  '--accumulate-allreduce-grads-in-fp32', '--grad-reduce-in-bf16',
+  '--accumulate-allreduce-grads-in-fp32', '--grad-reduce-in-bf16', '--DDP-impl',
 ]);
 
 /** Flags with no effect on what Mist predicts (data, tokenizer files, schedule, logging, checkpoints, kernels). */
@@ -259,10 +259,11 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
     else if (recipe === 'tensorwise') fp8 = 'current';
     else problems.push({ option: '--fp8-recipe', reason: `${recipe} scaling is not modelled (delayed and tensorwise are); the plan has no fp8` });
   }
-  // Megatron-Core's communication overlaps (the training spec's tpCommOverlap and paramGatherOverlap;
-  // --overlap-grad-reduce, the gradient reduction beside the last backward, is what the analyzer
-  // always assumes). arguments.py asserts sequence parallelism with --tp-comm-overlap (and turns it
+  // Megatron-Core's communication overlaps (the training spec's tpCommOverlap, paramGatherOverlap and
+  // gradReduceOverlap). arguments.py asserts sequence parallelism with --tp-comm-overlap (and turns it
   // off at tp 1), and the distributed optimizer and --overlap-grad-reduce with --overlap-param-gather.
+  // Without --overlap-grad-reduce (its default) the data-parallel gradient reduction runs after the
+  // backward, exposed (--DDP-impl local, the legacy default, likewise; --DDP-impl torch overlaps).
   const training: ImportedTraining = {};
   // The loss on the fp16 logits (TrainingSpec.crossEntropy 'compute-dtype'); arguments.py asserts --fp16.
   if (has('--fp16-lm-cross-entropy')) {
@@ -275,6 +276,7 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
   const byDefault = has('--bf16') ? engineGradAccumDtype('megatron', 'bf16') : has('--fp16') ? engineGradAccumDtype('megatron', 'fp16') : null;
   const gradDtype = has('--grad-reduce-in-bf16') ? 'param' : has('--accumulate-allreduce-grads-in-fp32') ? 'fp32' : byDefault;
   if (gradDtype === 'fp32') training.gradAccumDtype = 'fp32';
+  if (dp * cp > 1 && !has('--overlap-grad-reduce') && one('--DDP-impl') !== 'torch') training.gradReduceOverlap = false;
   if (has('--tp-comm-overlap')) {
     if (!(has('--sequence-parallel') && tp > 1)) {
       throw new ImportError('--tp-comm-overlap', 'needs --sequence-parallel with --tensor-model-parallel-size > 1 (Megatron-LM asserts sequence parallelism with it)');

@@ -23,7 +23,7 @@ function nemoClasses(model: ModelSpec): { recipe: string; model: string; config:
 }
 
 export function exportNemo(input: ExportInput): ExportFile[] {
-  const { plan, model, cluster, dtype, fp8, gradAccumDtype } = input;
+  const { plan, model, cluster, dtype, fp8, gradAccumDtype, overlaps } = input;
   assertExpressible('nemo', plan, model);
   megatronParallelArgs(plan); // same expressibility rules as Megatron-LM
   const s = uniformStrategy(plan);
@@ -100,6 +100,16 @@ export function exportNemo(input: ExportInput): ExportFile[] {
   // bf16_mixed grad_reduce_in_fp32 True, fp16_mixed False; nemo/collections/llm/recipes/precision/mixed_precision.py).
   if (gradAccumDtype !== undefined && gradAccumDtype !== (engineGradAccumDtype('nemo', dtype) ?? 'param')) {
     lines.push(`    recipe.trainer.plugins.grad_reduce_in_fp32 = ${py(gradAccumDtype === 'fp32')}`);
+  }
+  // The recipes' DistributedDataParallelConfig overlaps the gradient reduction and the parameter
+  // gather (overlap_grad_reduce=True, overlap_param_gather=True: nemo/collections/llm/recipes/llama3_8b.py);
+  // a prediction with the reduction after the backward turns both off (the gather overlap needs it).
+  if (overlaps?.gradReduceOverlap === false) {
+    lines.push(
+      '    # The gradient reduction after the backward, as predicted (TrainingSpec.gradReduceOverlap false).',
+      '    recipe.trainer.strategy.ddp.overlap_grad_reduce = False',
+      '    recipe.trainer.strategy.ddp.overlap_param_gather = False',
+    );
   }
   // fp8: the export's format, or hybrid when the plan assumes a recipe (MegatronMixedPrecision of
   // NeMo v2.5: fp8, fp8_recipe "delayed" | "tensorwise", the amax history of delayed scaling, and

@@ -29,6 +29,7 @@ PARALLEL_ARGS=(
   --recompute-method block
   --recompute-num-layers 3
   --use-distributed-optimizer
+  --overlap-grad-reduce
 )
 
 PRECISION_ARGS=(
