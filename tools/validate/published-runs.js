@@ -259,67 +259,69 @@ const mistL4 = results.filter((r) => r.source === MIST_L4_SOURCE && r.memoryErro
 targets.mistL4Memory = mistL4.length > 0 && mistL4.every((r) => Math.abs(r.memoryError) <= TARGETS.mistL4Memory);
 const allMet = Object.values(targets).every(Boolean);
 
-if (values.json) {
-  process.stdout.write(JSON.stringify({ targets: TARGETS, met: targets, overall, bySource, results }, null, 2) + '\n');
-  process.exit(allMet ? 0 : 1);
-}
+// The exit code is set, not forced: process.exit() would cut the output short on a pipe (64 KiB).
+process.exitCode = allMet ? 0 : 1;
+if (values.json) process.stdout.write(JSON.stringify({ targets: TARGETS, met: targets, overall, bySource, results }, null, 2) + '\n');
+else printTables();
 
-let out = `Published measured runs (${dataFile.replace(/^.*tools/, 'tools')}): ${results.length} runs, predicted with the built-in datasheet profiles\n\n`;
-out += table(results, [
-  { header: 'source', value: (r) => r.source },
-  { header: 'model', value: (r) => r.model },
-  { header: 'GPUs', value: (r) => `${r.gpus} x ${r.gpu}`, right: true },
-  { header: 'config', value: (r) => r.config },
-  { header: 'measured s/it', value: (r) => (r.measuredS === null ? '-' : r.measuredS.toFixed(3)), right: true },
-  { header: 'predicted s/it', value: (r) => r.predictedS.toFixed(3), right: true },
-  { header: 'time err', value: (r) => signedPct(r.timeError), right: true },
-  { header: 'mem as', value: (r) => r.memoryKind },
-  { header: 'pred peak GiB', value: (r) => (r.predictedPeakBytes / 2 ** 30).toFixed(1), right: true },
-  { header: 'meas peak GiB', value: (r) => (r.measuredPeakBytes === null ? '-' : (r.measuredPeakBytes / 2 ** 30).toFixed(1)), right: true },
-  { header: 'mem err', value: (r) => signedPct(r.memoryError), right: true },
-  { header: 'fits?', value: (r) => (r.predictedFits ? 'yes' : 'NO (ran)') },
-]);
-if (values.breakdown) {
-  const ms = (x) => (1e3 * x).toFixed(1);
-  out += '\nBottleneck stage, per micro-batch in ms (dp comm and optimizer per iteration), and the iteration parts in s:\n';
+/** The tables for people: every run, the breakdown when asked, the figures per source and the targets. */
+function printTables() {
+  let out = `Published measured runs (${dataFile.replace(/^.*tools/, 'tools')}): ${results.length} runs, predicted with the built-in datasheet profiles\n\n`;
   out += table(results, [
-    { header: 'run', value: (r) => r.id },
-    { header: 'fwd', value: (r) => ms(r.stageTime.forward), right: true },
-    { header: 'bwd', value: (r) => ms(r.stageTime.backward), right: true },
-    { header: 'recompute', value: (r) => ms(r.stageTime.recompute), right: true },
-    { header: 'tp comm', value: (r) => ms(r.stageTime.tpComm), right: true },
-    { header: 'pp comm', value: (r) => ms(r.stageTime.ppComm), right: true },
-    { header: 'dp comm', value: (r) => ms(r.stageTime.dpComm), right: true },
-    { header: 'optimizer', value: (r) => ms(r.stageTime.optimizer), right: true },
-    { header: 'first s', value: (r) => r.breakdown.firstS.toFixed(3), right: true },
-    { header: 'steady s', value: (r) => r.breakdown.steadyS.toFixed(3), right: true },
-    { header: 'last s', value: (r) => r.breakdown.lastS.toFixed(3), right: true },
+    { header: 'source', value: (r) => r.source },
+    { header: 'model', value: (r) => r.model },
+    { header: 'GPUs', value: (r) => `${r.gpus} x ${r.gpu}`, right: true },
+    { header: 'config', value: (r) => r.config },
+    { header: 'measured s/it', value: (r) => (r.measuredS === null ? '-' : r.measuredS.toFixed(3)), right: true },
+    { header: 'predicted s/it', value: (r) => r.predictedS.toFixed(3), right: true },
+    { header: 'time err', value: (r) => signedPct(r.timeError), right: true },
+    { header: 'mem as', value: (r) => r.memoryKind },
+    { header: 'pred peak GiB', value: (r) => (r.predictedPeakBytes / 2 ** 30).toFixed(1), right: true },
+    { header: 'meas peak GiB', value: (r) => (r.measuredPeakBytes === null ? '-' : (r.measuredPeakBytes / 2 ** 30).toFixed(1)), right: true },
+    { header: 'mem err', value: (r) => signedPct(r.memoryError), right: true },
+    { header: 'fits?', value: (r) => (r.predictedFits ? 'yes' : 'NO (ran)') },
   ]);
+  if (values.breakdown) {
+    const ms = (x) => (1e3 * x).toFixed(1);
+    out += '\nBottleneck stage, per micro-batch in ms (dp comm and optimizer per iteration), and the iteration parts in s:\n';
+    out += table(results, [
+      { header: 'run', value: (r) => r.id },
+      { header: 'fwd', value: (r) => ms(r.stageTime.forward), right: true },
+      { header: 'bwd', value: (r) => ms(r.stageTime.backward), right: true },
+      { header: 'recompute', value: (r) => ms(r.stageTime.recompute), right: true },
+      { header: 'tp comm', value: (r) => ms(r.stageTime.tpComm), right: true },
+      { header: 'pp comm', value: (r) => ms(r.stageTime.ppComm), right: true },
+      { header: 'dp comm', value: (r) => ms(r.stageTime.dpComm), right: true },
+      { header: 'optimizer', value: (r) => ms(r.stageTime.optimizer), right: true },
+      { header: 'first s', value: (r) => r.breakdown.firstS.toFixed(3), right: true },
+      { header: 'steady s', value: (r) => r.breakdown.steadyS.toFixed(3), right: true },
+      { header: 'last s', value: (r) => r.breakdown.lastS.toFixed(3), right: true },
+    ]);
+  }
+  out += '\nPer source (time error = predicted / measured - 1; "vN" rows ran Megatron-LM\'s interleaved 1F1B schedule with N chunks per rank, ' +
+    '"tpo" / "pgo" rows Megatron-Core\'s --tp-comm-overlap / --overlap-param-gather, "ce32" rows a loss over fp32 logits, "ce16" over the fp16 logits, "eager" rows norms, RoPE and SwiGLU as eager ops, "spg" rows sequence-parallel linears keeping their gathered input, "g32" rows gradients accumulated and reduced in fp32, "gx" rows the gradient reduction after the backward (not overlapped), predicted as such):\n';
+  out += table([...bySource, { name: 'all', ...overall }], [
+    { header: 'source', value: (s) => s.name },
+    { header: 'runs', value: (s) => s.runs, right: true },
+    { header: 'time runs', value: (s) => s.timeRuns, right: true },
+    { header: 'median |time err|', value: (s) => pct(s.timeMedianAbsError), right: true },
+    { header: 'within 10%', value: (s) => pct(s.timeShareWithin10), right: true },
+    { header: 'median signed', value: (s) => signedPct(s.timeMedianSignedError), right: true },
+    { header: 'memory runs', value: (s) => s.memoryRuns, right: true },
+    { header: 'median |mem err|', value: (s) => pct(s.memoryMedianAbsError), right: true },
+    { header: 'worst under', value: (s) => signedPct(s.memoryWorstUnder), right: true },
+    { header: 'predicted not to fit', value: (s) => s.falseDoesNotFit, right: true },
+  ]);
+  const mark = (ok) => (ok ? 'met' : 'NOT met');
+  out += '\nTargets:\n' +
+    `  iteration time median |error| <= ${pct(TARGETS.timeMedian)}: ${pct(overall.timeMedianAbsError)} -> ${mark(targets.timeMedian)}\n` +
+    `  runs within ${pct(TARGETS.timeWithin)} >= ${pct(TARGETS.timeShareWithin)}: ${pct(overall.timeShareWithin10)} -> ${mark(targets.timeShareWithin10)}\n` +
+    `  peak memory median |error| <= ${pct(TARGETS.memoryMedian)}: ` +
+    (overall.memoryRuns === 0 ? 'no run of the set publishes its per-GPU memory -> NOT met (not shown)\n' : `${pct(overall.memoryMedianAbsError)} -> ${mark(targets.memoryMedian)}\n`) +
+    `  memory never under-predicted by more than ${pct(TARGETS.memoryUnderMax)}: ` +
+    (overall.memoryRuns === 0 ? 'n/a -> NOT met (not shown)\n' : `worst ${signedPct(overall.memoryWorstUnder)} -> ${mark(targets.memoryNeverUnderBy5)}\n`) +
+    (mistL4.length === 0 ? `  Mist's own L4 runs' memory within ${pct(TARGETS.mistL4Memory)}: no such run in the set -> NOT met (not shown)\n`
+      : `  Mist's own L4 runs' memory within ${pct(TARGETS.mistL4Memory)}: ${mistL4.map((r) => signedPct(r.memoryError)).join(', ')} -> ${mark(targets.mistL4Memory)}\n`) +
+    (allMet ? 'All targets met.\n' : 'Some targets are NOT met; the cost model is not calibrated to these runs.\n');
+  process.stdout.write(out);
 }
-out += '\nPer source (time error = predicted / measured - 1; "vN" rows ran Megatron-LM\'s interleaved 1F1B schedule with N chunks per rank, ' +
-  '"tpo" / "pgo" rows Megatron-Core\'s --tp-comm-overlap / --overlap-param-gather, "ce32" rows a loss over fp32 logits, "ce16" over the fp16 logits, "eager" rows norms, RoPE and SwiGLU as eager ops, "spg" rows sequence-parallel linears keeping their gathered input, "g32" rows gradients accumulated and reduced in fp32, "gx" rows the gradient reduction after the backward (not overlapped), predicted as such):\n';
-out += table([...bySource, { name: 'all', ...overall }], [
-  { header: 'source', value: (s) => s.name },
-  { header: 'runs', value: (s) => s.runs, right: true },
-  { header: 'time runs', value: (s) => s.timeRuns, right: true },
-  { header: 'median |time err|', value: (s) => pct(s.timeMedianAbsError), right: true },
-  { header: 'within 10%', value: (s) => pct(s.timeShareWithin10), right: true },
-  { header: 'median signed', value: (s) => signedPct(s.timeMedianSignedError), right: true },
-  { header: 'memory runs', value: (s) => s.memoryRuns, right: true },
-  { header: 'median |mem err|', value: (s) => pct(s.memoryMedianAbsError), right: true },
-  { header: 'worst under', value: (s) => signedPct(s.memoryWorstUnder), right: true },
-  { header: 'predicted not to fit', value: (s) => s.falseDoesNotFit, right: true },
-]);
-const mark = (ok) => (ok ? 'met' : 'NOT met');
-out += '\nTargets:\n' +
-  `  iteration time median |error| <= ${pct(TARGETS.timeMedian)}: ${pct(overall.timeMedianAbsError)} -> ${mark(targets.timeMedian)}\n` +
-  `  runs within ${pct(TARGETS.timeWithin)} >= ${pct(TARGETS.timeShareWithin)}: ${pct(overall.timeShareWithin10)} -> ${mark(targets.timeShareWithin10)}\n` +
-  `  peak memory median |error| <= ${pct(TARGETS.memoryMedian)}: ` +
-  (overall.memoryRuns === 0 ? 'no run of the set publishes its per-GPU memory -> NOT met (not shown)\n' : `${pct(overall.memoryMedianAbsError)} -> ${mark(targets.memoryMedian)}\n`) +
-  `  memory never under-predicted by more than ${pct(TARGETS.memoryUnderMax)}: ` +
-  (overall.memoryRuns === 0 ? 'n/a -> NOT met (not shown)\n' : `worst ${signedPct(overall.memoryWorstUnder)} -> ${mark(targets.memoryNeverUnderBy5)}\n`) +
-  (mistL4.length === 0 ? `  Mist's own L4 runs' memory within ${pct(TARGETS.mistL4Memory)}: no such run in the set -> NOT met (not shown)\n`
-    : `  Mist's own L4 runs' memory within ${pct(TARGETS.mistL4Memory)}: ${mistL4.map((r) => signedPct(r.memoryError)).join(', ')} -> ${mark(targets.mistL4Memory)}\n`) +
-  (allMet ? 'All targets met.\n' : 'Some targets are NOT met; the cost model is not calibrated to these runs.\n');
-process.stdout.write(out);
-process.exit(allMet ? 0 : 1);
