@@ -54,7 +54,7 @@
 //   --overlap-param-gather) is run: a job asking for them would train at another speed than predicted.
 import { headDim, type ModelSpec } from './model';
 import { type Plan, stageCp } from './plan';
-import type { Dtype, TrainingSpec } from './training';
+import { type Dtype, FP32_GRAD_ACCUM_FEATURE, type TrainingSpec } from './training';
 import { type CapabilityViolation, fp8Violation, modelRuleViolations, type PlanRules, planRuleViolations } from './engine-capabilities';
 
 export const BACKEND_NAMES = ['cpu', 'cuda'] as const;
@@ -218,7 +218,7 @@ const TRAINING_CHOICES = [
   { field: 'crossEntropy', fallback: 'fused', feature: 'the loss\'s reading of the logits', verb: 'runs crossEntropy' },
   { field: 'elementwise', fallback: 'fused', feature: 'norms, RoPE and SwiGLU as separate eager ops', verb: 'runs elementwise' },
   { field: 'sequenceParallelInput', fallback: 'sharded', feature: 'the all-gathered input kept for backward by sequence-parallel linears', verb: 'keeps' },
-  { field: 'gradAccumDtype', fallback: 'param', feature: 'gradients accumulated in fp32 beside lower-precision weights', verb: 'accumulates them in' },
+  { field: 'gradAccumDtype', fallback: 'param', feature: FP32_GRAD_ACCUM_FEATURE, verb: 'accumulates them in' },
 ] as const;
 
 /**

@@ -22,6 +22,8 @@ export const FP8_AMAX_HISTORY_LEN = 1024;
 export const CROSS_ENTROPY_MODES = ['fused', 'fp32-logits', 'compute-dtype'] as const;
 /** The dtype of the gradient buffer backward accumulates into (TrainingSpec.gradAccumDtype). */
 export const GRAD_ACCUM_DTYPES = ['param', 'fp32'] as const;
+/** The feature a runner that cannot accumulate gradients in fp32 names when it refuses gradAccumDtype 'fp32'. */
+export const FP32_GRAD_ACCUM_FEATURE = 'gradients accumulated in fp32 beside lower-precision weights';
 /** What a sequence-parallel column-parallel linear keeps of its all-gathered input (TrainingSpec.sequenceParallelInput). */
 export const SEQUENCE_PARALLEL_INPUTS = ['sharded', 'gathered'] as const;
 
@@ -61,7 +63,7 @@ export const TrainingSpecSchema = z.strictObject({
    * starts after the backward and is exposed whole: Megatron-Core without `--overlap-grad-reduce` (its
    * default: megatron/training/arguments.py), Megatron-LM's legacy `--DDP-impl local` (its default
    * before Megatron-Core; the SC'21 scripts ran their 18B and larger models with it), DeepSpeed's
-   * ZeRO-0 (engine.py allreduce_gradients after backward) and ZeRO-1/2 without overlap_comm.
+   * ZeRO-0 (engine.py allreduce_gradients after backward) and ZeRO-1 without overlap_comm.
    * ZeRO-2/3 reduce every micro-batch's gradients inside its backward phase either way.
    */
   gradReduceOverlap: z.boolean().default(true),

@@ -1,7 +1,7 @@
 // The shapes every engine exporter and importer shares.
 import {
-  type CapabilityViolation, type ClusterSpec, engineCrossEntropies, type EngineName, type ModelSpec, type Plan, engineCapabilities,
-  modelRuleViolations, planCapabilityViolations, type TrainingSpec,
+  type CapabilityViolation, type ClusterSpec, engineCrossEntropies, type EngineName, FP32_GRAD_ACCUM_FEATURE, type ModelSpec, type Plan,
+  engineCapabilities, modelRuleViolations, planCapabilityViolations, type TrainingSpec,
 } from '@mist/core';
 
 export type TrainDtype = 'bf16' | 'fp16';
@@ -70,7 +70,7 @@ export function lossViolations(engine: EngineName, crossEntropy: TrainingSpec['c
 export function gradAccumViolations(engine: EngineName, gradAccumDtype: TrainingSpec['gradAccumDtype'] | undefined): CapabilityViolation[] {
   if (gradAccumDtype !== 'fp32' || engine !== 'torchtitan') return [];
   return [{
-    feature: 'gradients accumulated in fp32 beside lower-precision weights', field: 'training.gradAccumDtype',
+    feature: FP32_GRAD_ACCUM_FEATURE, field: 'training.gradAccumDtype',
     detail: 'got fp32; torchtitan keeps no unsharded fp32 gradient buffer (allowed: param)',
   }];
 }

@@ -2,13 +2,13 @@
 // --overlap-param-gather` predicts with them, `mist export --to megatron` writes them, `mist import`
 // reads them back and says how to predict them.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { writeGpt13bPlan } from '../test/plan-file';
 import { runCli } from '../test/run-cli';
+import { scratchDir } from '../test/scratch';
 
-const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'mist-overlap-'));
+const tmp = (): string => scratchDir('overlap');
 
 /** gpt3-1.3b on 2 x 8 H100: tp 2 with sequence parallelism, dp 8, the distributed optimizer (ZeRO-1). */
 const spPlan = (dir: string): string => writeGpt13bPlan(dir, { cluster: '2x8-h100-sxm', nodes: 2, tp: 2 });

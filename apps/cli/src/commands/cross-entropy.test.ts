@@ -2,13 +2,13 @@
 // `mist export --to megatron` writes Megatron-LM's --fp16-lm-cross-entropy for 'compute-dtype' (fp16
 // only), `mist import` reads it back and says how to predict it.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { writeGpt13bPlan as planFile } from '../test/plan-file';
 import { runCli } from '../test/run-cli';
+import { scratchDir } from '../test/scratch';
 
-const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'mist-ce-'));
+const tmp = (): string => scratchDir('ce');
 
 describe('--cross-entropy', () => {
   it('mist analyze: the loss on the compute-dtype logits holds less memory, an unknown mode is a usage error', async () => {

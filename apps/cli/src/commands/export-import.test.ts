@@ -1,11 +1,11 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../test/run-cli';
+import { scratchDir } from '../test/scratch';
 
 const small = path.resolve(__dirname, '../../../../examples/plans/gpt3-1.3b-1x2-l4.json');
-const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'mist-export-'));
+const tmp = (): string => scratchDir('export');
 
 function perStagePlan(dir: string): string {
   const s = (layers: number[], over: Record<string, unknown>) => ({

@@ -2,13 +2,13 @@
 // fp32 gradients (Megatron-LM's bf16 default), `mist import --from megatron` reads a bf16 setup as such
 // and says how to predict it, `mist export` writes it and warns when the engine's default would not fit.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { writeGpt13bPlan as planFile } from '../test/plan-file';
 import { runCli } from '../test/run-cli';
+import { scratchDir } from '../test/scratch';
 
-const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'mist-grad-'));
+const tmp = (): string => scratchDir('grad');
 
 describe('--grad-accum-dtype', () => {
   it('mist analyze: fp32 gradients hold 2 more bytes per parameter; an unknown dtype is a usage error', async () => {

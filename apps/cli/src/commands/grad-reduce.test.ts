@@ -3,13 +3,13 @@
 // --overlap-grad-reduce unless told otherwise, `mist import --from megatron` reads a setup without it
 // (Megatron-LM's default) and says how to predict it, and the DeepSpeed export warns for ZeRO-0.
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { writeGpt13bPlan as planFile } from '../test/plan-file';
 import { runCli } from '../test/run-cli';
+import { scratchDir } from '../test/scratch';
 
-const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'mist-reduce-'));
+const tmp = (): string => scratchDir('reduce');
 
 describe('--no-overlap-grad-reduce', () => {
   it('mist analyze: the ZeRO-1 reduce-scatter after the backward lengthens the end of the step, and is said', async () => {

@@ -1,5 +1,4 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { builtinHardwareProfile, cpuMachineKind, parseClusterShorthand, parseHardwareProfile } from '@mist/core';
@@ -9,8 +8,9 @@ import {
 } from '@mist/profiler';
 import { runCli } from '../test/run-cli';
 import { makeProfileCommand } from './profile';
+import { scratchDir } from '../test/scratch';
 
-const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'mist-profile-'));
+const tmp = (): string => scratchDir('profile');
 const plan = path.resolve(__dirname, '../../../../examples/plans/gpt3-1.3b-1x2-l4.json');
 
 describe('mist profile', () => {

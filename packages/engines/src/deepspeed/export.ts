@@ -4,7 +4,7 @@
 // the model (a PipelineModule when pp > 1). The "pipeline" section carries Mist's stage count, partition
 // method and checkpoint interval under DeepSpeed's own keys (runtime/config.py get_pipeline_config) for
 // the script to pass to PipelineModule(num_stages=..., partition_method=..., activation_checkpoint_interval=...).
-import { engineCapabilities } from '@mist/core';
+import { engineCapabilities, FP32_GRAD_ACCUM_FEATURE } from '@mist/core';
 import { planNodes, uniformStrategy } from '../common';
 import { assertExpressible, type ExportFile, type ExportInput, InexpressiblePlanError } from '../types';
 
@@ -60,7 +60,7 @@ export function exportDeepspeed(input: ExportInput): ExportFile[] {
   const s = uniformStrategy(plan);
   if (input.gradAccumDtype === 'fp32' && !deepspeedRunsFp32Grads(input.dtype === 'bf16', s.zero, s.offload)) {
     throw new InexpressiblePlanError('deepspeed', [{
-      feature: 'gradients accumulated in fp32 beside lower-precision weights', field: 'training.gradAccumDtype',
+      feature: FP32_GRAD_ACCUM_FEATURE, field: 'training.gradAccumDtype',
       detail: `got fp32 with ${input.dtype}, ZeRO-${s.zero}${s.offload.optim > 0 || s.offload.weights > 0 ? ' and CPU offload' : ''}; DeepSpeed runs it with bf16, ZeRO-1 and no offload only`,
     }]);
   }
