@@ -14,8 +14,8 @@
 //            all-reduced over DP after the last one; with overlapComm (RankRuntime's default
 //            on a GPU) each unit's part as soon as the last micro-batch's backward is done with it
 //            (lastBackwardBegins), beside the backward of the units before it on the communicator's
-//            own thread or stream (Megatron-Core's --overlap-grad-reduce, as the analyzer assumes:
-//            the sync beside the last backward); finishGradients waits for them. ZeRO >= 2 (or grad
+//            own thread or stream (Megatron-Core's --overlap-grad-reduce; the analyzer's
+//            gradReduceOverlap, which core's backend table sets per device); finishGradients waits for them. ZeRO >= 2 (or grad
 //            offload): enter() of a backward gives the unit a zeroed full gradient buffer; after the
 //            unit's last module of the micro-batch, exit() reduce-scatters it over DP (all-reduces
 //            below ZeRO-2) into the resident accumulator — this rank's shard, its last
