@@ -3,7 +3,7 @@
 // cannot run what was predicted.
 import { describe, expect, it } from 'vitest';
 import { getModel, parseClusterShorthand } from '@mist/core';
-import { deepspeedConfig, exportPlan, InexpressiblePlanError } from './index';
+import { deepspeedConfig, exportPlan, importDeepspeed, InexpressiblePlanError } from './index';
 import { input, makePlan, stage } from './test-helpers';
 
 const gpt = getModel('gpt3-1.3b');
@@ -35,6 +35,24 @@ describe('the gradient reduction in the exports', () => {
     expect(zeroSection(2, off).overlap_comm).toBe(true);
     expect('overlap_comm' in zeroSection(0)).toBe(false);
     expect('overlap_comm' in zeroSection(3)).toBe(false);
+  });
+
+  it('DeepSpeed\'s import reads ZeRO-0, and ZeRO-1 without overlap_comm (its default), as the reduction after the backward; its exports read back', () => {
+    const ctx = { cluster: c1x8, model: gpt, modelInCatalog: true, seqLen: 2048 };
+    const cfg = (zero: number, extra: Record<string, unknown> = {}) =>
+      JSON.stringify({ train_batch_size: 32, train_micro_batch_size_per_gpu: 2, zero_optimization: { stage: zero, ...extra } });
+    expect(importDeepspeed(cfg(0), [], ctx).training).toEqual({ gradReduceOverlap: false });
+    expect(importDeepspeed(cfg(1), [], ctx).training).toEqual({ gradReduceOverlap: false });
+    expect(importDeepspeed(cfg(1, { overlap_comm: true }), [], ctx).training).toBeUndefined();
+    expect(importDeepspeed(cfg(2), [], ctx).training).toBeUndefined();
+    // One GPU: nothing to reduce.
+    expect(importDeepspeed(cfg(0), ['--num_gpus', '1'], { ...ctx, gpus: 1 }).training).toBeUndefined();
+    for (const [zero, o] of [[1, undefined], [1, off], [2, off]] as const) {
+      const text = JSON.stringify(deepspeedConfig({ ...input(plan(zero), gpt, c1x8), overlaps: o }));
+      const back = importDeepspeed(text, [], ctx);
+      expect(back.problems).toEqual([]);
+      expect(back.training?.gradReduceOverlap ?? true).toBe(zero === 2 || o === undefined);
+    }
   });
 
   it('torchtitan refuses a reduction after the backward; Megatron-LM refuses it beside --overlap-param-gather', () => {

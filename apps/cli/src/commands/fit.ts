@@ -11,7 +11,10 @@ import {
 } from '@mist/core';
 import { contextFor, type PlanEstimate } from '@mist/analyzer';
 import { searchKnobsFromFlags, spaceFromKnobs, trainingForTarget, tune, type TuneResult } from '@mist/tuner';
-import { type Command, enumOpt, GRAD_ACCUM_OPTION, intOpt, JSON_OPTION, numberOpt, requireString, stringOpt, UsageError } from '../cli/command';
+import {
+  type Command, enumOpt, GRAD_ACCUM_OPTION, gradReduceOverlapOpt, intOpt, JSON_OPTION, NO_GRAD_REDUCE_OVERLAP_OPTION, numberOpt, requireString, stringOpt,
+  UsageError,
+} from '../cli/command';
 import { trainingFactsText } from '../cli/stage-text';
 import { renderTable } from '../cli/table';
 
@@ -88,7 +91,7 @@ export const fitCommand: Command = {
   name: 'fit',
   summary: 'which plans of a model fit on a GPU at all, and the smallest cluster of it on which one fits (memory pre-flight)',
   usage: 'mist fit --model NAME|FILE --gpu GPU [--seq N] [--global-batch N] [--max-gpus N] [--gpus-per-node N] [--time-limit S] ' +
-    '[--dtype fp16|bf16] [--target ENGINE|BACKEND] [--grad-accum-dtype param|fp32] [--json]',
+    '[--dtype fp16|bf16] [--target ENGINE|BACKEND] [--grad-accum-dtype param|fp32] [--no-overlap-grad-reduce] [--json]',
   examples: [
     'mist fit --model gpt3-1.3b --gpu l4',
     'mist fit --model llama2-7b --gpu a100-40gb --seq 4096 --global-batch 128',
@@ -109,6 +112,7 @@ export const fitCommand: Command = {
       description: 'only plans this engine can launch (megatron, nemo, deepspeed, torchtitan) or this executor backend runs (cpu, cuda), costed as it runs them',
     },
     ...GRAD_ACCUM_OPTION,
+    ...NO_GRAD_REDUCE_OVERLAP_OPTION,
     ...JSON_OPTION,
   },
   async run(values, _positionals, io) {
@@ -127,7 +131,7 @@ export const fitCommand: Command = {
     // backend's space, and its training facts (e.g. Megatron-LM's fp32 main gradients with bf16).
     const knobs = searchKnobsFromFlags({ target: stringOpt(values, 'target'), 'grad-accum-dtype': stringOpt(values, 'grad-accum-dtype') });
     const dtype = enumOpt(values, 'dtype', ['fp16', 'bf16'] as const, 'fp16');
-    const training = trainingForTarget(knobs, model, parseTrainingSpec({ globalBatch, seqLen, paramDtype: dtype, computeDtype: dtype }));
+    const training = trainingForTarget(knobs, model, parseTrainingSpec({ globalBatch, seqLen, paramDtype: dtype, computeDtype: dtype, ...gradReduceOverlapOpt(values) }));
     const space = spaceFromKnobs(knobs, model, training);
     const spaceText = knobs.target === undefined ? 'Mist search space, offloading included' : `plans ${knobs.target} runs`;
 

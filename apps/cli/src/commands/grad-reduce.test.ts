@@ -24,6 +24,12 @@ describe('--no-overlap-grad-reduce', () => {
     expect((await runCli(['analyze', plan, '--no-overlap-grad-reduce'])).stdout).toMatch(/gradient reduction after the backward \(not overlapped\)/);
   });
 
+  it('mist fit says it costs the reduction after the backward', async () => {
+    const r = await runCli(['fit', '--model', 'gpt3-1.3b', '--gpu', 'l4', '--max-gpus', '8', '--no-overlap-grad-reduce']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n')[0]).toMatch(/gradient reduction after the backward \(not overlapped\)/);
+  });
+
   it('mist export --to megatron writes --overlap-grad-reduce by default and not with the flag; mist import reads its absence', async () => {
     const dir = tmp();
     const plan = planFile(dir);

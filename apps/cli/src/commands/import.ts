@@ -87,8 +87,10 @@ export const importCommand: Command = {
         text += `The setup overlaps communication (${flags}), which a plan file does not record: predict it with \`mist analyze PLAN ${flags}\`.\n`;
       }
       if (t && t.gradReduceOverlap === false) {
-        text += 'The setup reduces the data-parallel gradients after the backward (no --overlap-grad-reduce, Megatron-LM\'s default), which a plan ' +
-          'file does not record: predict it with `mist analyze PLAN --no-overlap-grad-reduce` (or add --overlap-grad-reduce to the setup).\n';
+        const why = from === 'megatron' ? 'no --overlap-grad-reduce, Megatron-LM\'s default' : 'DeepSpeed\'s ZeRO-0, or ZeRO-1 without overlap_comm';
+        const fix = from === 'megatron' ? 'add --overlap-grad-reduce to the setup' : 'run ZeRO-1 with zero_optimization.overlap_comm';
+        text += `The setup reduces the data-parallel gradients after the backward (${why}), which a plan file does not record: ` +
+          `predict it with \`mist analyze PLAN --no-overlap-grad-reduce\` (or ${fix}).\n`;
       }
       if (from === 'torchtitan') {
         text += 'torchtitan\'s loss over fp32 logits, eager norms, RoPE and SwiGLU and gathered sequence-parallel inputs, which a plan file ' +

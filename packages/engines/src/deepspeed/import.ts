@@ -27,10 +27,10 @@ const TOP_IGNORED = new Set([
   'csv_monitor', 'comms_logger', 'flops_profiler', 'prescale_gradients', 'gradient_predivide_factor', 'seed',
   'dump_state', 'zero_allow_untested_optimizer', 'checkpoint', 'communication_data_type',
 ]);
-const ZERO_MODELLED = new Set(['stage', 'offload_param', 'offload_optimizer']);
+const ZERO_MODELLED = new Set(['stage', 'offload_param', 'offload_optimizer', 'overlap_comm']);
 const ZERO_IGNORED = new Set([
   'contiguous_gradients', 'reduce_scatter', 'reduce_bucket_size', 'allgather_partitions', 'allgather_bucket_size',
-  'overlap_comm', 'round_robin_gradients', 'sub_group_size', 'stage3_prefetch_bucket_size', 'prefetch_bucket_size',
+  'round_robin_gradients', 'sub_group_size', 'stage3_prefetch_bucket_size', 'prefetch_bucket_size',
   'stage3_param_persistence_threshold', 'param_persistence_threshold', 'stage3_max_live_parameters', 'max_live_parameters',
   'stage3_max_reuse_distance', 'max_reuse_distance', 'stage3_gather_16bit_weights_on_model_save',
   'gather_16bit_weights_on_model_save', 'elastic_checkpoint', 'ignore_unused_parameters', 'use_multi_rank_bucket_allreduce',
@@ -129,10 +129,15 @@ export function importDeepspeed(configText: string, launcherArgs: readonly strin
   const dataTypes = isObj(cfg.data_types) ? cfg.data_types : {};
   const gradDtype = dataTypes.grad_accum_dtype;
   const bf16 = isObj(cfg.bf16) && cfg.bf16.enabled === true;
-  let training: ImportedTraining | undefined;
+  const training: ImportedTraining = {};
   if (typeof gradDtype === 'string' && FP32_NAMES.has(gradDtype) && (bf16 || (isObj(cfg.fp16) && cfg.fp16.enabled === true))) {
-    if (deepspeedRunsFp32Grads(bf16, stage, { weights, optim })) training = { gradAccumDtype: 'fp32' };
+    if (deepspeedRunsFp32Grads(bf16, stage, { weights, optim })) training.gradAccumDtype = 'fp32';
     else problems.push({ option: 'data_types.grad_accum_dtype', reason: 'fp32 beside lower-precision weights runs with bf16, ZeRO-1 and no CPU offload only; read as the weights\' dtype' });
   }
-  return { model: ctx.model, modelInCatalog: ctx.modelInCatalog, plan, problems, ...(training ? { training } : {}) };
+  // The end-of-step gradient reduction (TrainingSpec.gradReduceOverlap): ZeRO-0 all-reduces after the
+  // backward (engine.py allreduce_gradients); ZeRO-1 reduces in the backward's hooks, beside it only
+  // with overlap_comm (default false below ZeRO-3: runtime/zero/config.py). ZeRO-2/3 reduce every
+  // micro-batch, which the field does not cover.
+  if (dp > 1 && (stage === 0 || (stage === 1 && z.overlap_comm !== true))) training.gradReduceOverlap = false;
+  return { model: ctx.model, modelInCatalog: ctx.modelInCatalog, plan, problems, ...(Object.keys(training).length > 0 ? { training } : {}) };
 }
