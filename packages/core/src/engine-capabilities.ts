@@ -150,6 +150,16 @@ export function engineGradAccumDtype(engine: EngineName, paramDtype: Dtype): Tra
 }
 
 /**
+ * Whether an engine can run a ZeRO level's end-of-step gradient reduction beside the last backward
+ * (TrainingSpec.gradReduceOverlap true), as its export sets it up: Megatron-LM's --overlap-grad-reduce,
+ * NeMo's recipes, DeepSpeed's overlap_comm with ZeRO-1, torchtitan's DDP and FSDP. DeepSpeed's ZeRO-0
+ * all-reduces after the backward whatever its config (runtime/engine.py allreduce_gradients): false.
+ */
+export function engineOverlapsGradReduce(engine: EngineName, zero: number): boolean {
+  return !(engine === 'deepspeed' && zero === 0);
+}
+
+/**
  * Whether an engine runs Megatron-Core's communication overlaps as the training spec's
  * tpCommOverlap / paramGatherOverlap cost them (`--tp-comm-overlap`, `--overlap-param-gather`: only
  * the megatron export writes them, engines' megatron/args.ts megatronOverlapArgs).

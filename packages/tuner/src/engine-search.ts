@@ -12,7 +12,7 @@ import {
   planStageQuery, type StageEstimate, type StageQuery, stepJitter, writeStageQuery,
 } from '@mist/analyzer';
 import {
-  clusterDevices, type EngineCapabilities, type Mesh, modelRuleViolations, type Offload, type OffloadCapability, parsePlan, type Plan,
+  clusterDevices, type EngineCapabilities, engineOverlapsGradReduce, type Mesh, modelRuleViolations, type Offload, type OffloadCapability, parsePlan, type Plan,
   planCapabilityViolations, PLAN_VERSION, type StageStrategy, type ZeroLevel,
 } from '@mist/core';
 import { divisors, epChoices, equalStageMesh, gradAccumChoices, cpChoices, isPowerOfTwo, probeStage, selectiveLevels, tpProblem } from './enumerate';
@@ -226,9 +226,17 @@ export async function tuneForEngine(ctx: AnalyzerContext, caps: EngineCapabiliti
   const space = options.space ?? mistSpace();
   const { model, training, profile } = ctx;
   const cluster = profile.cluster;
-  const compiled = options.compiled ?? compileStageModel(ctx);
   const clusterName = options.clusterName ?? cluster.name;
   const name = caps.engine;
+  // The engine's own gradient reduction per ZeRO level (core engineOverlapsGradReduce): a level it
+  // reduces after the backward (DeepSpeed's ZeRO-0) is costed with a model compiled so.
+  const overlapped = options.compiled ?? compileStageModel(ctx);
+  const afterCtx: AnalyzerContext = { ...ctx, training: { ...training, gradReduceOverlap: false } };
+  let after: CompiledStageModel | null = null;
+  const reducesAfter = (zero: number): boolean => training.gradReduceOverlap !== false && !engineOverlapsGradReduce(name, zero);
+  const ctxAt = (zero: number): AnalyzerContext => (reducesAfter(zero) ? afterCtx : ctx);
+  const compiledAt = (zero: number): CompiledStageModel => (reducesAfter(zero) ? (after ??= compileStageModel(afterCtx)) : overlapped);
+  const compiled = overlapped;
   // A model the engine cannot run at all (a mixture of experts on a dense-only engine) has no plan there.
   const unsupported = modelRuleViolations(model, caps, name);
   if (unsupported.length > 0) {
@@ -294,7 +302,7 @@ export async function tuneForEngine(ctx: AnalyzerContext, caps: EngineCapabiliti
                     continue;
                   }
                   const lines: PointLine[] | undefined = cacheable ? [] : undefined;
-                  const found = bestOfPoint(ctx, compiled, caps, space, point, partitions, clusterName, best ? best.timeS : Infinity, miss, lines);
+                  const found = bestOfPoint(ctxAt(zero), compiledAt(zero), caps, space, point, partitions, clusterName, best ? best.timeS : Infinity, miss, lines);
                   evaluated += found.evaluated;
                   if (cacheable && lines) cache.put(key, usefulLines(lines));
                   if (found.best && (!best || found.best.timeS < best.timeS)) best = found.best;
@@ -312,7 +320,7 @@ export async function tuneForEngine(ctx: AnalyzerContext, caps: EngineCapabiliti
   // found no plan with cached points runs again without them, so that the no-fit diagnosis sees the rows.
   if (best && !best.plan && best.from) {
     const { point, partitions, line } = best.from;
-    const again = bestOfPoint(ctx, compiled, caps, space, point, [partitions[line.partition]], clusterName, Infinity, miss, undefined, line.v);
+    const again = bestOfPoint(ctxAt(point.zero), compiledAt(point.zero), caps, space, point, [partitions[line.partition]], clusterName, Infinity, miss, undefined, line.v);
     evaluated += again.evaluated;
     if (!again.best) throw new Error(`internal: the ${name} search's cached point no longer has its plan`);
     best = again.best;
@@ -324,7 +332,7 @@ export async function tuneForEngine(ctx: AnalyzerContext, caps: EngineCapabiliti
     const broken = planCapabilityViolations(plan, caps);
     if (broken.length > 0) throw new Error(`internal: the ${name} search produced a plan the engine cannot run: ${broken.map((v) => v.detail).join('; ')}`);
   }
-  const predicted = plan ? estimatePlan(plan, ctx, compiled) : null;
+  const predicted = plan ? estimatePlan(plan, ctxAt(plan.stages[0].zero), compiledAt(plan.stages[0].zero)) : null;
   report('done');
   return {
     space: name, plan, predicted, objectiveS: predicted ? predicted.iterationTimeS : null, candidatesEvaluated: evaluated,

@@ -6,8 +6,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  builtinHardwareProfile, checkProfileMachine, formatBytes, formatCount, formatSeconds, type HardwareProfile, loadCluster,
-  loadHardwareProfile, loadModel, parseTrainingSpec, type Plan, readSpecFile, type TrainingSpec,
+  builtinHardwareProfile, checkProfileMachine, engineOverlapsGradReduce, formatBytes, formatCount, formatSeconds, type HardwareProfile,
+  isEngineName, loadCluster, loadHardwareProfile, loadModel, parseTrainingSpec, type Plan, readSpecFile, type TrainingSpec,
 } from '@mist/core';
 import { searchKnobsFromFlags, trainingForTarget } from '@mist/tuner';
 import { type Analysis, type AnalysisStage, analyzePlan } from '@mist/analyzer';
@@ -26,6 +26,16 @@ interface PlanDoc {
   cluster?: unknown;
   seqLen?: unknown;
   globalBatch?: unknown;
+  stages?: unknown;
+}
+
+/** The ZeRO levels of a plan document's stages (0 where absent or not a number; the plan's own check names bad ones). */
+function stageZeros(doc: PlanDoc): number[] {
+  if (!Array.isArray(doc.stages)) return [];
+  return doc.stages.map((st: unknown) => {
+    const z = st && typeof st === 'object' ? (st as { zero?: unknown }).zero : undefined;
+    return typeof z === 'number' ? z : 0;
+  });
 }
 
 /** Exit code of `mist analyze` for a valid plan some stage of which does not fit (2 is a bad plan or flag). */
@@ -173,8 +183,11 @@ export const analyzeCommand: Command = {
     const engineTraining = target === undefined ? asked : (() => {
       const knobs = searchKnobsFromFlags({ target, 'cross-entropy': crossEntropy, 'grad-accum-dtype': gradAccumDtype });
       const t = trainingForTarget(knobs, model, parseTrainingSpec({ globalBatch: 1, seqLen: 1, ...asked }));
+      // An engine that reduces some stage's ZeRO level after the backward (DeepSpeed's ZeRO-0) runs it so.
+      const reducedAfter = isEngineName(target) && stageZeros(doc).some((z) => !engineOverlapsGradReduce(target, z));
       return { ...asked, crossEntropy: t.crossEntropy, elementwise: t.elementwise, sequenceParallelInput: t.sequenceParallelInput,
-        gradAccumDtype: t.gradAccumDtype, paramDtype: t.paramDtype, computeDtype: t.computeDtype, gradReduceOverlap: t.gradReduceOverlap };
+        gradAccumDtype: t.gradAccumDtype, paramDtype: t.paramDtype, computeDtype: t.computeDtype,
+        gradReduceOverlap: t.gradReduceOverlap && !reducedAfter };
     })();
     const { analysis: est, plan, training } = analyzePlan({ model, plan: data, profile, training: engineTraining, explain: values.explain === true });
     if (timelineFile) {

@@ -5,8 +5,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  builtinHardwareProfile, ENGINE_NAMES, engineGradAccumDtype, engineRunsCommOverlaps, formatBytes, formatSeconds, isEngineName, loadCluster, loadModel,
-  parsePlan, readSpecFile,
+  builtinHardwareProfile, ENGINE_NAMES, engineGradAccumDtype, engineOverlapsGradReduce, engineRunsCommOverlaps, formatBytes, formatSeconds,
+  isEngineName, loadCluster, loadModel, parsePlan, readSpecFile,
 } from '@mist/core';
 import { analyzePlan } from '@mist/analyzer';
 import { exportPlan, InexpressiblePlanError, nearestExpressiblePlan } from '@mist/engines';
@@ -119,13 +119,14 @@ export const exportCommand: Command = {
             `(${engine === 'megatron' ? '--grad-reduce-in-bf16' : 'grad_reduce_in_fp32 = False'}), or tune with --target ${engine}\n`);
         }
       }
-      // DeepSpeed all-reduces ZeRO-0 gradients after the backward (engine.py allreduce_gradients) whatever
-      // its config: a prediction that overlapped them is optimistic. Said, with the figure, not changed.
-      if (engine === 'deepspeed' && overlaps.gradReduceOverlap !== false && plan.stages.some((st) => st.zero === 0 && st.dp * (st.cp ?? 1) > 1)) {
+      // A ZeRO level whose reduction the engine runs after the backward (core engineOverlapsGradReduce:
+      // DeepSpeed's ZeRO-0) makes a prediction that overlapped it optimistic. Said, with the figure, not changed.
+      const reducedAfter = plan.stages.some((st) => !engineOverlapsGradReduce(engine, st.zero) && st.dp * (st.cp ?? 1) > 1);
+      if (overlaps.gradReduceOverlap !== false && reducedAfter) {
         const profile = builtinHardwareProfile(cluster, dtype);
         const at = (gradReduceOverlap: boolean): number =>
           analyzePlan({ model, plan, profile, training: { ...training, paramDtype: dtype, computeDtype: dtype, gradReduceOverlap } }).analysis.iterationTimeS;
-        io.stderr(`mist export: warning: DeepSpeed all-reduces ZeRO-0 gradients after the backward, not beside it: ` +
+        io.stderr(`mist export: warning: ${engine} reduces ZeRO-${plan.stages[0].zero} gradients after the backward, not beside it: ` +
           `${formatSeconds(at(false))} per iteration as it runs against ${formatSeconds(at(true))} overlapped ` +
           '(`mist analyze PLAN --no-overlap-grad-reduce`; ZeRO-1 overlaps it with overlap_comm)\n');
       }

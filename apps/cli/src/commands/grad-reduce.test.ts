@@ -56,7 +56,7 @@ describe('--no-overlap-grad-reduce', () => {
     fs.writeFileSync(plan, JSON.stringify(doc));
     const r = await runCli(['export', '--plan', plan, '--to', 'deepspeed', '--out', path.join(dir, 'ds')]);
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/warning: DeepSpeed all-reduces ZeRO-0 gradients after the backward, not beside it: [\d.]+ \w+ per iteration as it runs against [\d.]+ \w+ overlapped/);
+    expect(r.stderr).toMatch(/warning: deepspeed reduces ZeRO-0 gradients after the backward, not beside it: [\d.]+ \w+ per iteration as it runs against [\d.]+ \w+ overlapped/);
     const asked = await runCli(['export', '--plan', plan, '--to', 'deepspeed', '--no-overlap-grad-reduce', '--out', path.join(dir, 'ds2')]);
     expect(asked.stderr).not.toMatch(/warning/);
   });
