@@ -349,16 +349,16 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
         stopped = true;
         break;
       }
-      const detail = b.detail(s);
-      boundRows += detail.evaluated;
-      const configs = detail.configs;
-      if (configs.length === 0) continue;
       // A point of this group is useless when it alone, with the least the other stages add, reaches the best plan.
       const cutoff = best ? best.iterationTimeS - b.specRestS[s] : Infinity;
       const key = cache ? groupKey(spec, training.globalBatch / G, gDependent ? G : null) : '';
       let set = cache ? cache.get(key, G, cutoff, strategies, b.minima[s]) : null;
       if (!set) {
-        set = search.searchGroup(spec, G, configs, ckptOf(spec.layers), space.offload, cutoff,
+        // The configurations that may fit and their least levels: derived only for a group to search.
+        const detail = b.detail(s);
+        boundRows += detail.evaluated;
+        if (detail.configs.length === 0) continue;
+        set = search.searchGroup(spec, G, detail.configs, ckptOf(spec.layers), space.offload, cutoff,
           { roots: detail.roots, steady: detail.steady, imbalance: detail.imbalance });
         cache?.put(key, G, cutoff, set, strategies);
       }
