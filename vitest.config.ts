@@ -25,8 +25,8 @@ export default defineConfig({
     root: cwd,
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
     testTimeout: 60_000,
-    // Tests never read or write the user's tuning cache (~/.cache/mist/tune).
-    env: { MIST_CACHE_DIR: path.join(os.tmpdir(), 'mist-test-cache') },
+    // Tests never read or write the user's tuning cache (~/.cache/mist/tune) or kept GPU profiles (~/.config/mist/profiles).
+    env: { MIST_CACHE_DIR: path.join(os.tmpdir(), 'mist-test-cache'), MIST_PROFILE_DIR: path.join(os.tmpdir(), 'mist-test-profiles-none') },
     hookTimeout: 60_000,
     reporters: ['default', 'json'],
     // Inside the project, so that nx can cache it as the test target's output and restore it on a replay.

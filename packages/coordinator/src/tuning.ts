@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import {
-  builtinHardwareProfile, type ClusterSpec, clusterDevices, type HardwareProfile, parseClusterShorthand, parsePlan, type Plan,
+  builtinHardwareProfile, type ClusterSpec, clusterDevices, type HardwareProfile, parseClusterShorthand, parsePlan, type Plan, profileOnCluster,
 } from '@mist/core';
 import {
   callUnary, createClient, deadlineIn, type ClientOptions, type Prediction, type TuneOptions__Output,
@@ -163,7 +163,7 @@ export function tuningTarget(job: ValidatedJob, agents: Array<{ agent: AgentReco
   if (job.profile) {
     // A measured profile describes one host kind; the cluster's shape comes from the agents.
     const cluster = { ...job.profile.cluster, name: `${shape.nodes}x${shape.gpusPerNode}-${job.profile.cluster.gpu.name}`, ...shape };
-    return { cluster, profile: { ...job.profile, cluster } };
+    return { cluster, profile: profileOnCluster(job.profile, cluster) };
   }
   const kinds = new Set(agents.flatMap((a) => a.agent.devices.map((d) => (d.kind === 'DEVICE_KIND_CUDA' && d.gpu ? d.gpu : `${d.kind}:${d.name}`))));
   const [only] = [...kinds];

@@ -9,6 +9,7 @@ export * from './gpu';
 export * from './cluster';
 export * from './training';
 export * from './hardware-profile';
+export * from './profile-on-cluster';
 export * from './plan';
 export * from './load';
 export * from './fit';

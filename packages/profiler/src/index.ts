@@ -18,3 +18,4 @@ export { checkCudaGrid, CUDA_SMOKE_GRID, cudaProfileGrid, type CudaOpShape, type
 export { nativeCudaRuntime, type CudaRuntime, type ExecutorProbeRequest, type ProfileDtype, type StorageDType } from './cuda-runtime';
 /** A simulated GPU behind the CUDA profiler's runtime interface, for tests of code that drives profileCuda on hosts without a GPU. */
 export * as profilerTesting from './testing/cuda-simulated-runtime';
+export { profileStoreDir, saveMeasuredProfile, storedProfile, type StoredDtype } from './profile-store';

@@ -6,9 +6,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  builtinHardwareProfile, checkProfileMachine, engineOverlapsGradReduce, formatBytes, formatCount, formatSeconds, type HardwareProfile,
-  isEngineName, loadCluster, loadHardwareProfile, loadModel, parseTrainingSpec, type Plan, readSpecFile, type TrainingSpec,
+  checkProfileMachine, engineOverlapsGradReduce, formatBytes, formatCount, formatSeconds, type HardwareProfile,
+  isEngineName, loadCluster, loadHardwareProfile, loadModel, parseTrainingSpec, type Plan, profileOnCluster, readSpecFile, type TrainingSpec,
 } from '@mist/core';
+import { clusterProfile, DATASHEET_OPTION } from '../cli/cluster-profile';
 import { searchKnobsFromFlags, trainingForTarget } from '@mist/tuner';
 import { type Analysis, type AnalysisStage, analyzePlan } from '@mist/analyzer';
 import { planPictureHtml, planPictureSvg } from '@mist/viz';
@@ -105,7 +106,7 @@ function timelineTarget(file: string | undefined): string | undefined {
 export const analyzeCommand: Command = {
   name: 'analyze',
   summary: 'estimate a plan: iteration time, tokens/s, MFU, per-stage time and memory breakdown, fit',
-  usage: 'mist analyze PLAN.json|--plan PLAN.json [--model NAME|FILE] [--cluster SHORTHAND|FILE] [--profile PROFILE.json [--force]] ' +
+  usage: 'mist analyze PLAN.json|--plan PLAN.json [--model NAME|FILE] [--cluster SHORTHAND|FILE] [--profile PROFILE.json [--force]] [--datasheet] ' +
     '[--seq N] [--global-batch N] [--no-flash-attention] [--tp-comm-overlap] [--overlap-param-gather] [--no-overlap-grad-reduce] [--cross-entropy MODE] ' +
     '[--grad-accum-dtype param|fp32] [--target ENGINE|BACKEND] [--json] [--explain] [--timeline OUT.svg|OUT.html]',
   examples: [
@@ -138,6 +139,7 @@ export const analyzeCommand: Command = {
     ...NO_GRAD_REDUCE_OVERLAP_OPTION,
     ...CROSS_ENTROPY_OPTION,
     ...GRAD_ACCUM_OPTION,
+    ...DATASHEET_OPTION,
     target: {
       type: 'string', valueName: 'ENGINE|BACKEND',
       description: 'cost the plan as this engine runs it (megatron, nemo, deepspeed, torchtitan: its loss, norm and activation kernels, ' +
@@ -169,9 +171,15 @@ export const analyzeCommand: Command = {
     if (profileFile) {
       profile = loadHardwareProfile(profileFile);
       checkProfileMachine(profile, { force: values.force === true });
+      // A profile of the plan's GPU on another shape of cluster is carried to the plan's (profileOnCluster).
+      const given = clusterRef !== undefined ? loadCluster(clusterRef) : null;
+      if (given && given.gpu.name === profile.cluster.gpu.name && (given.nodes !== profile.cluster.nodes || given.gpusPerNode !== profile.cluster.gpusPerNode)) {
+        profile = profileOnCluster(profile, given);
+        io.stderr(`--profile ${profileFile}: ${profile.unmeasured?.cluster ?? `carried to ${given.name}`}\n`);
+      }
     } else {
       if (!clusterRef) throw new UsageError('--cluster is required when the plan names no cluster and no --profile is given');
-      profile = builtinHardwareProfile(loadCluster(clusterRef));
+      profile = clusterProfile(loadCluster(clusterRef), 'fp16', { datasheet: values.datasheet === true, target: stringOpt(values, 'target') }, io.stderr);
     }
     const timelineFile = timelineTarget(stringOpt(values, 'timeline'));
     const overlaps = { tpCommOverlap: values['tp-comm-overlap'] === true, paramGatherOverlap: values['overlap-param-gather'] === true };

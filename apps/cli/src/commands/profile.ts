@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import { type AlphaBeta, formatBytes, formatSeconds, type HardwareProfile, type LinkClass } from '@mist/core';
 import { cudaProbe, type CudaProbe } from '@mist/native';
-import { cudaUnavailableReason, profileCuda, type ProfileCudaOptions, profileHost, type ProfileHostOptions } from '@mist/profiler';
+import { cudaUnavailableReason, profileCuda, type ProfileCudaOptions, profileHost, type ProfileHostOptions, saveMeasuredProfile } from '@mist/profiler';
 import { type Command, enumOpt, intOpt, JSON_OPTION, stringOpt, UsageError } from '../cli/command';
 import { ProgressBar } from '../cli/progress';
 import { renderTable } from '../cli/table';
@@ -82,16 +82,22 @@ export function makeProfileCommand(profiler: Profiler = profileHost, cuda: CudaP
   return {
     name: 'profile',
     summary: 'measure this host (its CPU devices, or its GPU with --device cuda) and write a hardware profile for `mist analyze/tune --profile`',
-    usage: 'mist profile [--quick] --out HOST.json [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--threads N] [--json]',
+    usage: 'mist profile [--quick] --out HOST.json [--device cpu|cuda] [--dtype fp32|bf16|fp16] [--save] [--threads N] [--json]',
     examples: [
       'mist profile --quick --out host.json', 'mist profile --out host.json', 'mist profile --quick --json > host.json',
       'mist profile --device cuda --out gpu.json', 'mist profile --device cuda --dtype fp16 --quick --out gpu.json',
+      'mist profile --device cuda --save --out gpu.json',
     ],
     options: {
       quick: { type: 'boolean', description: 'fewer shapes and repeats, collectives among 2 local ranks only (under a minute)' },
       out: { type: 'string', valueName: 'FILE', description: 'where to write the profile (JSON)' },
       device: { type: 'string', valueName: 'KIND', description: 'what to measure: cpu (the CPU devices, default) or cuda (GPU 0; no collectives on one GPU)', default: 'cpu' },
       dtype: { type: 'string', valueName: 'DTYPE', description: 'with --device cuda: the compute dtype measured, fp32, bf16 (default) or fp16' },
+      save: {
+        type: 'boolean',
+        description: 'with --device cuda: keep the profile as this GPU\'s measured one ($MIST_PROFILE_DIR, default ~/.config/mist/profiles); ' +
+          'mist analyze and mist tune then use it for clusters of that GPU instead of the datasheet profile (--datasheet for that one)',
+      },
       threads: { type: 'string', valueName: 'N', description: 'kernel threads of one CPU device (one executor worker); default 1' },
       ...JSON_OPTION,
     },
@@ -102,6 +108,7 @@ export function makeProfileCommand(profiler: Profiler = profileHost, cuda: CudaP
       const dtypeText = enumOpt(values, 'dtype', DTYPES);
       if (dtypeText !== undefined && device !== 'cuda') throw new UsageError('--dtype needs --device cuda: the CPU kernels compute in fp32');
       if (device === 'cuda' && values.threads !== undefined) throw new UsageError('--threads is for --device cpu (kernel threads of one CPU device)');
+      if (values.save === true && device !== 'cuda') throw new UsageError('--save needs --device cuda: a CPU profile describes this host; pass it with --profile');
       let bar: ProgressBar | undefined;
       const onProgress = (e: { done: number; total: number; step: string }): void => {
         bar ??= new ProgressBar(io, 'profile', e.total);
@@ -123,6 +130,10 @@ export function makeProfileCommand(profiler: Profiler = profileHost, cuda: CudaP
       const elapsed = (Date.now() - started) / 1000;
       const json = JSON.stringify(profile, null, 2) + '\n';
       if (out) fs.writeFileSync(out, json);
+      if (values.save === true) {
+        const kept = saveMeasuredProfile(profile);
+        io.stderr(`kept as the measured ${profile.cluster.gpu.name} profile: ${kept} (mist analyze and mist tune use it for ${profile.cluster.gpu.name} clusters)\n`);
+      }
       io.stdout(values.json ? json : summary(profile, out, elapsed, device));
       return 0;
     },

@@ -110,8 +110,8 @@ describe('mist tune', () => {
     expect(Date.now() - t0).toBeLessThan(30_000);
     const profileFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mist-tune-')), 'profile.json');
     fs.writeFileSync(profileFile, JSON.stringify(builtinHardwareProfile(parseClusterShorthand('1x2-l4'))));
-    const mismatch = await runCli(['tune', '--model', 'gpt3-1.3b', '--profile', profileFile, '--cluster', '1x8-l4', '--global-batch', '16', '--seq', '1024']);
+    const mismatch = await runCli(['tune', '--model', 'gpt3-1.3b', '--profile', profileFile, '--cluster', '1x8-a10g', '--global-batch', '16', '--seq', '1024']);
     expect(mismatch.code).toBe(2);
-    expect(mismatch.stderr).toMatch(/--cluster 1x8-l4 is not the cluster of --profile .*2 GPUs per node in the profile, 8 given/);
+    expect(mismatch.stderr).toMatch(/--cluster 1x8-a10g is not the cluster of --profile .*2 GPUs per node in the profile, 8 given, GPU l4 in the profile, a10g given/);
   });
 });

@@ -4,9 +4,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  builtinHardwareProfile, formatBytes, formatCount,
-  formatSeconds, type HardwareProfile, loadCluster, checkProfileMachine, loadHardwareProfile, loadModel, parseTrainingSpec, type Plan,
+  formatBytes, formatCount, formatSeconds, type HardwareProfile, loadCluster, checkProfileMachine, loadHardwareProfile, loadModel,
+  parseTrainingSpec, type Plan, profileOnCluster,
 } from '@mist/core';
+import { clusterProfile, DATASHEET_OPTION } from '../cli/cluster-profile';
 import type { PlanEstimate } from '@mist/analyzer';
 import {
   deepspeedSpace, defaultCacheDir, megatronSpace, SEARCH_KNOBS, type SearchKnobs, searchKnobsFromFlags, spaceFromKnobs, trainingForTarget,
@@ -115,7 +116,7 @@ function dimensionsText(uses: DimensionUse[], gains: DimensionGain[] | null): st
 export const tuneCommand: Command = {
   name: 'tune',
   summary: 'find the fastest plan that fits (Mist search) and compare it with Megatron-LM- and DeepSpeed-style plans',
-  usage: 'mist tune --model NAME|FILE --cluster SHORTHAND|FILE --global-batch N --seq N [--profile FILE] [--dtype fp16|bf16] [--target megatron|nemo|deepspeed|torchtitan|cpu] [--tp-comm-overlap] [--overlap-param-gather] [--no-overlap-grad-reduce] [--baseline PLAN] [--json] [--out plan.json] [--time-limit S] [--progress] [--no-cache] [--no-gains] [--from PLAN] [ablation flags]',
+  usage: 'mist tune --model NAME|FILE --cluster SHORTHAND|FILE --global-batch N --seq N [--profile FILE] [--datasheet] [--dtype fp16|bf16] [--target megatron|nemo|deepspeed|torchtitan|cpu] [--tp-comm-overlap] [--overlap-param-gather] [--no-overlap-grad-reduce] [--baseline PLAN] [--json] [--out plan.json] [--time-limit S] [--progress] [--no-cache] [--no-gains] [--from PLAN] [ablation flags]',
   examples: [
     'mist tune --model gpt3-1.3b --cluster 1x2-l4 --global-batch 32 --seq 2048',
     'mist tune --model gpt3-6.7b --cluster 1x8-l4 --global-batch 128 --seq 2048 --out plan.json',
@@ -145,6 +146,7 @@ export const tuneCommand: Command = {
       description: 'cost the ZeRO-1/2 parameter all-gather beside the next first forward (Megatron-Core --overlap-param-gather)',
     },
     ...NO_GRAD_REDUCE_OVERLAP_OPTION,
+    ...DATASHEET_OPTION,
     baseline: { type: 'string', valueName: 'PLAN', description: 'also predict this plan (e.g. from `mist import`) and report the speedup over it' },
     out: { type: 'string', valueName: 'FILE', description: 'write the best plan to FILE (JSON, accepted by `mist analyze --plan`)' },
     ...TUNE_REPORT_OPTION,
@@ -172,13 +174,20 @@ export const tuneCommand: Command = {
       profile = loadHardwareProfile(profileFile);
       checkProfileMachine(profile, { force: values.force === true });
     }
-    else if (clusterRef) profile = builtinHardwareProfile(loadCluster(clusterRef), dtype);
+    else if (clusterRef) {
+      profile = clusterProfile(loadCluster(clusterRef), dtype, { datasheet: values.datasheet === true, target: stringOpt(values, 'target') }, io.stderr);
+    }
     else throw new UsageError('--cluster (or --profile) is required');
     if (profileFile && clusterRef) {
-      const why = clusterMismatch(profile.cluster, loadCluster(clusterRef));
-      if (why) {
+      const given = loadCluster(clusterRef);
+      const why = clusterMismatch(profile.cluster, given);
+      // A profile of the same GPU describes every host of that kind: it is carried to the cluster's shape.
+      if (why && profile.cluster.gpu.name === given.gpu.name) {
+        profile = profileOnCluster(profile, given);
+        io.stderr(`--profile ${profileFile}: ${profile.unmeasured?.cluster ?? `carried to ${given.name}`}\n`);
+      } else if (why) {
         throw new UsageError(`--cluster ${clusterRef} is not the cluster of --profile ${profileFile} (${why}); ` +
-          'give one of them, or profile that cluster');
+          'give one of them, or profile that GPU');
       }
     }
     const knobs = searchKnobsFromFlags(values);

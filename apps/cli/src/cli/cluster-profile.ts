@@ -1,0 +1,29 @@
+// The hardware profile a command uses for a cluster when no --profile is given: the GPU's measured
+// profile kept by `mist profile --device cuda --save` (the profiler's store), carried to the cluster's
+// shape, where one is kept; else the calibrated datasheet profile (core's builtinHardwareProfile).
+// An engine target (megatron, nemo, deepspeed, torchtitan) keeps the datasheet profile: its figures
+// come from public measurements of those frameworks' kernels, the kept profile from this executor's.
+import { builtinHardwareProfile, type ClusterSpec, type HardwareProfile, isEngineName, profileOnCluster } from '@mist/core';
+import { storedProfile } from '@mist/profiler';
+import type { OptionSpec } from './command';
+
+type Dtype = NonNullable<Parameters<typeof builtinHardwareProfile>[1]>;
+
+export const DATASHEET_OPTION: Record<string, OptionSpec> = {
+  datasheet: {
+    type: 'boolean',
+    description: 'use the built-in calibrated datasheet profile even where a measured profile of the GPU is kept (mist profile --device cuda --save)',
+  },
+};
+
+/** The profile for `cluster` (see above); `note` hears which measured profile was used. */
+export function clusterProfile(
+  cluster: ClusterSpec, dtype: Dtype, opts: { datasheet?: boolean; target?: string }, note: (text: string) => void,
+): HardwareProfile {
+  const engine = opts.target !== undefined && isEngineName(opts.target);
+  const kept = opts.datasheet === true || engine ? null : storedProfile(cluster.gpu.name, dtype);
+  if (!kept) return builtinHardwareProfile(cluster, dtype);
+  note(`using the measured ${cluster.gpu.name} profile ${kept.file}${kept.profile.createdAt ? ` (${kept.profile.createdAt})` : ''}; ` +
+    '--datasheet for the built-in one\n');
+  return profileOnCluster(kept.profile, cluster);
+}
