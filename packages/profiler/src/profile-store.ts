@@ -1,6 +1,6 @@
 // The measured GPU profiles a machine keeps (`mist profile --device cuda --save`), one per GPU kind and
-// compute dtype, in $MIST_PROFILE_DIR (default ~/.config/mist/profiles): where one exists, the
-// analyzer's and tuner's commands use it for clusters of that GPU instead of the calibrated datasheet
+// compute dtype, in $MIST_PROFILE_DIR (default ~/.config/mist/profiles): where one exists, `mist
+// analyze`, `tune` and `fit` use it for clusters of that GPU instead of the calibrated datasheet
 // profile (core's builtinHardwareProfile), carried to the cluster's shape (core's profileOnCluster).
 // A CPU profile describes one host (its cores as devices) and is passed with --profile instead.
 import * as fs from 'node:fs';

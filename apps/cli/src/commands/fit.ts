@@ -6,7 +6,7 @@
 // datasheet capacity less the CUDA context and NCCL buffers, less allocator fragmentation, as the
 // built-in profile states them) and its offloaded bytes within the GPU's share of host memory.
 import {
-  builtinHardwareProfile, buildCluster, type ClusterSpec, formatBytes, formatSeconds, getGpu, loadModel, parseTrainingSpec,
+  buildCluster, type ClusterSpec, formatBytes, formatSeconds, getGpu, type HardwareProfile, loadModel, parseTrainingSpec,
   type Plan, usableDeviceMemory,
 } from '@mist/core';
 import { contextFor, type PlanEstimate } from '@mist/analyzer';
@@ -15,6 +15,7 @@ import {
   type Command, enumOpt, GRAD_ACCUM_OPTION, gradReduceOverlapOpt, intOpt, JSON_OPTION, NO_GRAD_REDUCE_OVERLAP_OPTION, numberOpt, requireString, stringOpt,
   UsageError,
 } from '../cli/command';
+import { clusterProfile, DATASHEET_OPTION } from '../cli/cluster-profile';
 import { trainingFactsText } from '../cli/stage-text';
 import { renderTable } from '../cli/table';
 
@@ -91,7 +92,7 @@ export const fitCommand: Command = {
   name: 'fit',
   summary: 'which plans of a model fit on a GPU at all, and the smallest cluster of it on which one fits (memory pre-flight)',
   usage: 'mist fit --model NAME|FILE --gpu GPU [--seq N] [--global-batch N] [--max-gpus N] [--gpus-per-node N] [--time-limit S] ' +
-    '[--dtype fp16|bf16] [--target ENGINE|BACKEND] [--grad-accum-dtype param|fp32] [--no-overlap-grad-reduce] [--json]',
+    '[--dtype fp16|bf16] [--target ENGINE|BACKEND] [--grad-accum-dtype param|fp32] [--no-overlap-grad-reduce] [--datasheet] [--json]',
   examples: [
     'mist fit --model gpt3-1.3b --gpu l4',
     'mist fit --model llama2-7b --gpu a100-40gb --seq 4096 --global-batch 128',
@@ -113,6 +114,7 @@ export const fitCommand: Command = {
     },
     ...GRAD_ACCUM_OPTION,
     ...NO_GRAD_REDUCE_OVERLAP_OPTION,
+    ...DATASHEET_OPTION,
     ...JSON_OPTION,
   },
   async run(values, _positionals, io) {
@@ -137,9 +139,17 @@ export const fitCommand: Command = {
 
     const tried: SizeResult[] = [];
     let found: { cluster: ClusterSpec; result: TuneResult } | null = null;
+    // The GPU's kept measured profile where there is one (cli/cluster-profile.ts), said once.
+    let said = false;
+    const note = (text: string): void => {
+      if (!said) io.stderr(text);
+      said = true;
+    };
+    const profileOf = (cluster: ClusterSpec): HardwareProfile =>
+      clusterProfile(cluster, training.computeDtype, { datasheet: values.datasheet === true, target: knobs.target }, note);
     for (const size of clusterSizes(gpusPerNode, maxGpus)) {
       const cluster = buildCluster({ ...size, gpu });
-      const ctx = contextFor({ model, cluster, training });
+      const ctx = contextFor({ model, profile: profileOf(cluster), training });
       const result = await tune(ctx, { space, timeLimitS });
       tried.push(sizeResult(cluster, result));
       if (tried[tried.length - 1].fits) {
@@ -149,7 +159,7 @@ export const fitCommand: Command = {
     }
     if (tried.length === 0) throw new UsageError(`--max-gpus ${maxGpus} leaves no cluster size to try`);
 
-    const profile = builtinHardwareProfile(found?.cluster ?? buildCluster({ nodes: 1, gpusPerNode: 1, gpu }), training.computeDtype);
+    const profile = profileOf(found?.cluster ?? buildCluster({ nodes: 1, gpusPerNode: 1, gpu }));
     const usable = usableDeviceMemory(profile);
     const reserves = {
       datasheetBytes: gpu.memoryBytes,
@@ -170,7 +180,8 @@ export const fitCommand: Command = {
 
     let text = `${model.name} on ${gpu.name}, seq ${seqLen}, global batch ${globalBatch} (${spaceText}${trainingFactsText(training)}; ` +
       `${formatSeconds(timeLimitS)} of search per size)\n` +
-      `Usable memory per GPU: ${formatBytes(usable)} of the datasheet's ${formatBytes(gpu.memoryBytes)} ` +
+      `Usable memory per GPU: ${formatBytes(usable)} of the ${profile.source === 'measured' ? 'measured profile' : 'datasheet'}'s ` +
+      `${formatBytes(profile.cluster.gpu.memoryBytes)} ` +
       `(less ${formatBytes(reserves.cudaContextBytes)} CUDA context and ${formatBytes(reserves.ncclBufferBytes)} NCCL buffers, ` +
       `then ${(100 * reserves.fragmentation).toFixed(0)}% allocator fragmentation); a plan fits when every stage's peak is within it.\n\n`;
     text += renderTable(tried, [

@@ -56,6 +56,16 @@ describe('a kept measured GPU profile', () => {
     expect(JSON.parse(l4.stdout).profile).toBe('datasheet:l4');
   });
 
+  it('mist fit sizes clusters of the GPU with it', async () => {
+    await keepSimulatedH100(scratchDir('kept'));
+    const r = await runCli(['fit', '--model', 'gpt3-1.3b', '--gpu', 'h100-sxm', '--max-gpus', '8']);
+    expect(r.code).toBe(0);
+    expect(r.stderr.match(/using the measured h100-sxm profile/g)).toHaveLength(1);
+    expect(r.stdout).toMatch(/Usable memory per GPU: .* of the measured profile's /);
+    const datasheet = await runCli(['fit', '--model', 'gpt3-1.3b', '--gpu', 'h100-sxm', '--max-gpus', '8', '--datasheet']);
+    expect(datasheet.stdout).toMatch(/of the datasheet's /);
+  });
+
   it('mist tune carries a --profile of the same GPU to the --cluster given and refuses another GPU', async () => {
     const dir = scratchDir('kept');
     const profile = await keepSimulatedH100(dir);
