@@ -96,7 +96,7 @@ export function makeProfileCommand(profiler: Profiler = profileHost, cuda: CudaP
       save: {
         type: 'boolean',
         description: 'with --device cuda: keep the profile as this GPU\'s measured one ($MIST_PROFILE_DIR, default ~/.config/mist/profiles); ' +
-          'mist analyze and mist tune then use it for clusters of that GPU instead of the datasheet profile (--datasheet for that one)',
+          'mist analyze, tune and fit then use it for clusters of that GPU instead of the datasheet profile (--datasheet for that one)',
       },
       threads: { type: 'string', valueName: 'N', description: 'kernel threads of one CPU device (one executor worker); default 1' },
       ...JSON_OPTION,
@@ -132,7 +132,7 @@ export function makeProfileCommand(profiler: Profiler = profileHost, cuda: CudaP
       if (out) fs.writeFileSync(out, json);
       if (values.save === true) {
         const kept = saveMeasuredProfile(profile);
-        io.stderr(`kept as the measured ${profile.cluster.gpu.name} profile: ${kept} (mist analyze and mist tune use it for ${profile.cluster.gpu.name} clusters)\n`);
+        io.stderr(`kept as the measured ${profile.cluster.gpu.name} profile: ${kept} (mist analyze, tune and fit use it for ${profile.cluster.gpu.name} clusters)\n`);
       }
       io.stdout(values.json ? json : summary(profile, out, elapsed, device));
       return 0;
