@@ -120,7 +120,7 @@ export const analyzeCommand: Command = {
     plan: { type: 'string', valueName: 'FILE', description: 'the plan to estimate (JSON or YAML; or give it as the argument)' },
     model: { type: 'string', valueName: 'NAME|FILE', description: 'model (default: the plan\'s "model")' },
     cluster: { type: 'string', valueName: 'SHORTHAND|FILE', description: 'cluster, e.g. 1x8-l4 (default: the plan\'s "cluster" or the profile\'s)' },
-    profile: { type: 'string', valueName: 'FILE', description: 'hardware profile from `mist profile` (default: the built-in datasheet profile)' },
+    profile: { type: 'string', valueName: 'FILE', description: 'hardware profile from `mist profile` (default: the GPU\'s kept measured profile, mist profile --device cuda --save, else the built-in datasheet profile)' },
     force: { type: 'boolean', description: 'use a --profile measured on another kind of machine' },
     seq: { type: 'string', valueName: 'N', description: 'estimate the plan at this sequence length instead of its seqLen' },
     'global-batch': {

@@ -130,7 +130,7 @@ export const tuneCommand: Command = {
     cluster: { type: 'string', valueName: 'SHORTHAND|FILE', description: 'cluster, e.g. 1x8-l4 or 2x8-a100-40gb (default: the profile\'s cluster)' },
     'global-batch': { type: 'string', valueName: 'N', description: 'sequences per iteration (b * dp * G)' },
     seq: { type: 'string', valueName: 'N', description: 'sequence length' },
-    profile: { type: 'string', valueName: 'FILE', description: 'hardware profile from `mist profile` (default: the built-in datasheet profile)' },
+    profile: { type: 'string', valueName: 'FILE', description: 'hardware profile from `mist profile` (default: the GPU\'s kept measured profile, mist profile --device cuda --save, else the built-in datasheet profile)' },
     force: { type: 'boolean', description: 'use a --profile measured on another kind of machine' },
     'no-flash-attention': { type: 'boolean', description: 'model attention without flash attention (scores materialised)' },
     dtype: {
