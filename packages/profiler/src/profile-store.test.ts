@@ -34,4 +34,10 @@ describe('the profile store', () => {
     expect(() => saveMeasuredProfile(cpu, d)).toThrow(SpecError);
     expect(fs.readdirSync(d)).toEqual([]);
   });
+
+  it('names a kept file it cannot read, and how to get past it', () => {
+    const d = dir();
+    fs.writeFileSync(path.join(d, 'h200.bf16.json'), '{"version": 1}');
+    expect(() => storedProfile('h200', 'bf16', d)).toThrow(/invalid kept hardware profile .*h200\.bf16\.json \(remove it, or pass --datasheet\)/);
+  });
 });

@@ -52,7 +52,15 @@ export function storedProfile(gpu: string, dtype: StoredDtype, dir = profileStor
   const order: StoredDtype[] = dtype === 'fp32' ? ['fp32'] : [dtype, dtype === 'fp16' ? 'bf16' : 'fp16'];
   for (const d of order) {
     const file = fileFor(dir, gpu, d);
-    if (fs.existsSync(file)) return { file, profile: loadHardwareProfile(file) };
+    if (!fs.existsSync(file)) continue;
+    try {
+      return { file, profile: loadHardwareProfile(file) };
+    } catch (e) {
+      // Name the file: the user did not pass it.
+      const where = `kept hardware profile ${file} (remove it, or pass --datasheet)`;
+      if (e instanceof SpecError) throw new SpecError(where, e.issues);
+      throw new SpecError(where, [{ field: 'file', value: file, message: (e as Error).message }]);
+    }
   }
   return null;
 }
