@@ -27,3 +27,14 @@ export function clusterProfile(
     '--datasheet for the built-in one\n');
   return profileOnCluster(kept.profile, cluster);
 }
+
+/**
+ * A --profile for the cluster a command was given: carried to its shape when it is the profile's GPU
+ * (said through `note`), else unchanged (the command decides whether another GPU is an error).
+ */
+export function profileForCluster(profile: HardwareProfile, given: ClusterSpec, profileFile: string, note: (text: string) => void): HardwareProfile {
+  if (given.gpu.name !== profile.cluster.gpu.name) return profile;
+  const carried = profileOnCluster(profile, given);
+  if (carried !== profile) note(`--profile ${profileFile}: ${carried.unmeasured?.cluster ?? `carried to ${given.name}`}\n`);
+  return carried;
+}

@@ -6,10 +6,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  checkProfileMachine, engineOverlapsGradReduce, formatBytes, formatCount, formatSeconds, type HardwareProfile,
-  isEngineName, loadCluster, loadHardwareProfile, loadModel, parseTrainingSpec, type Plan, profileOnCluster, readSpecFile, type TrainingSpec,
+  checkProfileMachine, type ClusterSpec, engineOverlapsGradReduce, formatBytes, formatCount, formatSeconds, type HardwareProfile,
+  isEngineName, loadCluster, loadHardwareProfile, loadModel, parseTrainingSpec, type Plan, readSpecFile, type TrainingSpec,
 } from '@mist/core';
-import { clusterProfile, DATASHEET_OPTION } from '../cli/cluster-profile';
+import { clusterProfile, DATASHEET_OPTION, profileForCluster } from '../cli/cluster-profile';
 import { searchKnobsFromFlags, trainingForTarget } from '@mist/tuner';
 import { type Analysis, type AnalysisStage, analyzePlan } from '@mist/analyzer';
 import { planPictureHtml, planPictureSvg } from '@mist/viz';
@@ -37,6 +37,16 @@ function stageZeros(doc: PlanDoc): number[] {
     const z = st && typeof st === 'object' ? (st as { zero?: unknown }).zero : undefined;
     return typeof z === 'number' ? z : 0;
   });
+}
+
+/** The cluster a plan document names, when that name is a catalog shorthand or cluster file; else null. */
+function planCluster(doc: PlanDoc): ClusterSpec | null {
+  if (typeof doc.cluster !== 'string') return null;
+  try {
+    return loadCluster(doc.cluster);
+  } catch {
+    return null;
+  }
 }
 
 /** Exit code of `mist analyze` for a valid plan some stage of which does not fit (2 is a bad plan or flag). */
@@ -171,12 +181,11 @@ export const analyzeCommand: Command = {
     if (profileFile) {
       profile = loadHardwareProfile(profileFile);
       checkProfileMachine(profile, { force: values.force === true });
-      // A profile of the plan's GPU on another shape of cluster is carried to the plan's (profileOnCluster).
-      const given = clusterRef !== undefined ? loadCluster(clusterRef) : null;
-      if (given && given.gpu.name === profile.cluster.gpu.name && (given.nodes !== profile.cluster.nodes || given.gpusPerNode !== profile.cluster.gpusPerNode)) {
-        profile = profileOnCluster(profile, given);
-        io.stderr(`--profile ${profileFile}: ${profile.unmeasured?.cluster ?? `carried to ${given.name}`}\n`);
-      }
+      // A profile of the plan's GPU on another shape of cluster is carried to the plan's (or --cluster's).
+      // A plan's cluster name that names no catalog cluster (e.g. a measured CPU profile's) leaves the profile as it is.
+      const explicit = stringOpt(values, 'cluster');
+      const given = explicit !== undefined ? loadCluster(explicit) : planCluster(doc);
+      if (given) profile = profileForCluster(profile, given, profileFile, io.stderr);
     } else {
       if (!clusterRef) throw new UsageError('--cluster is required when the plan names no cluster and no --profile is given');
       profile = clusterProfile(loadCluster(clusterRef), 'fp16', { datasheet: values.datasheet === true, target: stringOpt(values, 'target') }, io.stderr);

@@ -66,7 +66,7 @@ describe('a kept measured GPU profile', () => {
     expect(datasheet.stdout).toMatch(/of the datasheet's /);
   });
 
-  it('mist tune carries a --profile of the same GPU to the --cluster given and refuses another GPU', async () => {
+  it('mist tune and mist analyze carry a --profile of the same GPU to the cluster given; tune refuses another GPU', async () => {
     const dir = scratchDir('kept');
     const profile = await keepSimulatedH100(dir);
     const base = ['tune', '--model', 'gpt3-1.3b', '--global-batch', '32', '--seq', '1024', '--no-cache', '--no-gains', '--profile', profile];
@@ -74,6 +74,12 @@ describe('a kept measured GPU profile', () => {
     expect(carried.code).toBe(0);
     expect(carried.stderr).toMatch(/--profile .*gpu\.json: measured on 1x1-h100-sxm \(1 x 1\); carried to 2x8-h100-sxm/);
     expect(JSON.parse(carried.stdout).plan.cluster).toBe('2x8-h100-sxm');
+    // mist analyze carries it to the plan's cluster the same way.
+    const plan = writeGpt13bPlan(dir, { cluster: '2x8-h100-sxm', nodes: 2, tp: 2 });
+    const analyzed = await runCli(['analyze', plan, '--profile', profile, '--json']);
+    expect(analyzed.code).toBe(0);
+    expect(analyzed.stderr).toMatch(/carried to 2x8-h100-sxm/);
+    expect(JSON.parse(analyzed.stdout)).toMatchObject({ profile: 'measured', cluster: '2x8-h100-sxm' });
     const other = await runCli([...base, '--cluster', '1x8-a100-80gb']);
     expect(other.code).toBe(2);
     expect(other.stderr).toMatch(/is not the cluster of --profile .*GPU h100-sxm in the profile, a100-80gb given.*profile that GPU/);

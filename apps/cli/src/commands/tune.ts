@@ -5,9 +5,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
   formatBytes, formatCount, formatSeconds, type HardwareProfile, loadCluster, checkProfileMachine, loadHardwareProfile, loadModel,
-  parseTrainingSpec, type Plan, profileOnCluster,
+  parseTrainingSpec, type Plan,
 } from '@mist/core';
-import { clusterProfile, DATASHEET_OPTION } from '../cli/cluster-profile';
+import { clusterProfile, DATASHEET_OPTION, profileForCluster } from '../cli/cluster-profile';
 import type { PlanEstimate } from '@mist/analyzer';
 import {
   deepspeedSpace, defaultCacheDir, megatronSpace, SEARCH_KNOBS, type SearchKnobs, searchKnobsFromFlags, spaceFromKnobs, trainingForTarget,
@@ -179,16 +179,11 @@ export const tuneCommand: Command = {
     }
     else throw new UsageError('--cluster (or --profile) is required');
     if (profileFile && clusterRef) {
-      const given = loadCluster(clusterRef);
-      const why = clusterMismatch(profile.cluster, given);
       // A profile of the same GPU describes every host of that kind: it is carried to the cluster's shape.
-      if (why && profile.cluster.gpu.name === given.gpu.name) {
-        profile = profileOnCluster(profile, given);
-        io.stderr(`--profile ${profileFile}: ${profile.unmeasured?.cluster ?? `carried to ${given.name}`}\n`);
-      } else if (why) {
-        throw new UsageError(`--cluster ${clusterRef} is not the cluster of --profile ${profileFile} (${why}); ` +
-          'give one of them, or profile that GPU');
-      }
+      const given = loadCluster(clusterRef);
+      profile = profileForCluster(profile, given, profileFile, io.stderr);
+      const why = clusterMismatch(profile.cluster, given);
+      if (why) throw new UsageError(`--cluster ${clusterRef} is not the cluster of --profile ${profileFile} (${why}); give one of them, or profile that GPU`);
     }
     const knobs = searchKnobsFromFlags(values);
     const training = trainingForTarget(knobs, model, parseTrainingSpec({
