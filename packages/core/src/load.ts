@@ -9,6 +9,17 @@ import { getModel } from './model-catalog';
 import { parsePlan, type Plan } from './plan';
 import { SpecError } from './validation';
 
+/**
+ * Writes a file atomically (a temporary file in its folder renamed over it, the folder made when
+ * missing), so that a reader meanwhile sees the old file or the new one, never a part.
+ */
+export function writeFileAtomic(file: string, content: string | Uint8Array): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, content);
+  fs.renameSync(tmp, file);
+}
+
 /** Reads a JSON or YAML file (by extension; JSON is tried first otherwise). */
 export function readSpecFile(file: string): unknown {
   let text: string;

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { type HardwareProfile, loadHardwareProfile, SpecError } from '@mist/core';
+import { type HardwareProfile, loadHardwareProfile, SpecError, writeFileAtomic } from '@mist/core';
 
 /** The compute dtypes a stored profile is measured in. */
 export type StoredDtype = 'fp16' | 'bf16' | 'fp32';
@@ -36,11 +36,8 @@ export function saveMeasuredProfile(p: HardwareProfile, dir = profileStoreDir())
     : gpu.startsWith('cpu') ? 'it is a CPU profile (pass it with --profile)'
       : dtype === null ? 'it does not say the dtype it was measured in (host.dtype)' : null;
   if (why !== null) throw new SpecError('hardware profile', [{ field: 'source', value: p.source, message: `cannot be kept as a GPU's measured profile: ${why}` }]);
-  fs.mkdirSync(dir, { recursive: true });
   const file = fileFor(dir, gpu, dtype as StoredDtype);
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(p, null, 2) + '\n');
-  fs.renameSync(tmp, file);
+  writeFileAtomic(file, JSON.stringify(p, null, 2) + '\n');
   return file;
 }
 

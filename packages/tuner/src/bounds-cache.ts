@@ -15,10 +15,10 @@
 //     beat, so the search stays exact.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Plan } from '@mist/core';
+import { type Plan, writeFileAtomic } from '@mist/core';
 import type { SpecMinima } from './bounds';
 import { queryPp, type StageGroupSpec } from './enumerate';
-import { FRONTIER_CACHE_VERSION, writeCacheFile } from './frontier-cache';
+import { FRONTIER_CACHE_VERSION } from './frontier-cache';
 
 /** Plans kept per context key (the newest). */
 const MAX_PLANS = 8;
@@ -117,7 +117,7 @@ export class BoundsCache {
     const same = (a: StoredPlan, b: StoredPlan): boolean => a.devices === b.devices && JSON.stringify(a.plan) === JSON.stringify(b.plan);
     const plans = now.plans.filter((p) => !this.newPlans.some((q) => same(p, q)));
     now.plans = [...plans, ...this.newPlans].slice(-MAX_PLANS);
-    writeCacheFile(this.file, encodeFile(now));
+    writeFileAtomic(this.file, encodeFile(now));
     this.data = now;
     this.stamp = fileStamp(this.file);
     this.fresh.clear();

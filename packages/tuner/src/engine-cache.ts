@@ -18,8 +18,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import type { AnalyzerContext } from '@mist/analyzer';
-import type { EngineCapabilities } from '@mist/core';
-import { contextKey, FRONTIER_CACHE_VERSION, writeCacheFile } from './frontier-cache';
+import { type EngineCapabilities, writeFileAtomic } from '@mist/core';
+import { contextKey, FRONTIER_CACHE_VERSION } from './frontier-cache';
 import type { SearchSpace } from './search-space';
 
 /** One candidate of a grid point: total(G) = alpha + G * slope, with the partition and chunk count it came from. */
@@ -123,12 +123,12 @@ export class EngineCache {
     this.dirty = true;
   }
 
-  /** Writes the file (atomically: writeCacheFile), the newest MAX_POINTS points. */
+  /** Writes the file (atomically: core's writeFileAtomic), the newest MAX_POINTS points. */
   save(): void {
     if (!this.dirty) return;
     const entries = [...this.points.entries()];
     const kept = entries.slice(Math.max(0, entries.length - MAX_POINTS));
-    writeCacheFile(this.file, JSON.stringify({ version: FRONTIER_CACHE_VERSION, points: Object.fromEntries(kept) } satisfies EngineCacheFile));
+    writeFileAtomic(this.file, JSON.stringify({ version: FRONTIER_CACHE_VERSION, points: Object.fromEntries(kept) } satisfies EngineCacheFile));
     this.dirty = false;
   }
 }

@@ -230,13 +230,12 @@ export async function tuneForEngine(ctx: AnalyzerContext, caps: EngineCapabiliti
   const name = caps.engine;
   // The engine's own gradient reduction per ZeRO level (core engineOverlapsGradReduce): a level it
   // reduces after the backward (DeepSpeed's ZeRO-0) is costed with a model compiled so.
-  const overlapped = options.compiled ?? compileStageModel(ctx);
+  const compiled = options.compiled ?? compileStageModel(ctx);
   const afterCtx: AnalyzerContext = { ...ctx, training: { ...training, gradReduceOverlap: false } };
   let after: CompiledStageModel | null = null;
   const reducesAfter = (zero: number): boolean => training.gradReduceOverlap !== false && !engineOverlapsGradReduce(name, zero);
   const ctxAt = (zero: number): AnalyzerContext => (reducesAfter(zero) ? afterCtx : ctx);
-  const compiledAt = (zero: number): CompiledStageModel => (reducesAfter(zero) ? (after ??= compileStageModel(afterCtx)) : overlapped);
-  const compiled = overlapped;
+  const compiledAt = (zero: number): CompiledStageModel => (reducesAfter(zero) ? (after ??= compileStageModel(afterCtx)) : compiled);
   // A model the engine cannot run at all (a mixture of experts on a dense-only engine) has no plan there.
   const unsupported = modelRuleViolations(model, caps, name);
   if (unsupported.length > 0) {

@@ -22,6 +22,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { type AnalyzerContext, type CompiledStageModel, IN, INPUT_WIDTH, OUT, OUTPUT_WIDTH } from '@mist/analyzer';
+import { writeFileAtomic } from '@mist/core';
 import type { StageGroupSpec } from './enumerate';
 import { STRATEGY_WIDTH, type StrategyStore } from './intra-stage';
 import { StagePareto } from './pareto';
@@ -37,16 +38,6 @@ interface Entry {
   points: number[];
 }
 
-/**
- * Writes one of the tune cache's files atomically (a temporary file renamed over it), so that a tune
- * reading it meanwhile sees the old file or the new one, never a part (the frontier, bounds and engine caches).
- */
-export function writeCacheFile(file: string, content: string | Uint8Array): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, content);
-  fs.renameSync(tmp, file);
-}
 
 /** The default folder: $MIST_CACHE_DIR, else ~/.cache/mist/tune. */
 export function defaultCacheDir(): string {
@@ -175,10 +166,10 @@ export class FrontierCache {
     this.dirty = true;
   }
 
-  /** Writes the file (atomically: writeCacheFile). */
+  /** Writes the file (atomically: a tune reading it meanwhile sees the old file or the new one). */
   save(): void {
     if (!this.dirty) return;
-    writeCacheFile(this.file, JSON.stringify({ version: FRONTIER_CACHE_VERSION, entries: Object.fromEntries(this.entries) }));
+    writeFileAtomic(this.file, JSON.stringify({ version: FRONTIER_CACHE_VERSION, entries: Object.fromEntries(this.entries) }));
     this.dirty = false;
   }
 }
