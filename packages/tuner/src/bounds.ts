@@ -79,6 +79,11 @@ export interface GBounds {
    * steady (the sum of their firsts), so that a point is useless once that + restS >= the best plan's time.
    */
   specRestS: Float64Array;
+  /**
+   * Per spec: a lower bound of the bottleneck (the largest steady time) of every plan at G that uses
+   * it; at least its own least steady time. The frontier cache reads it (frontier-cache.ts cutoffCovers).
+   */
+  specBottleneckS: Float64Array;
   /** Per spec: the minima the bounds were derived from. */
   minima: SpecMinima[];
   /** Per spec: 1 when its minima were derived here, 0 when they were given (`known`). */
@@ -186,6 +191,7 @@ export function boundsForG(
     for (let s = 0; s < n; s++) {
       bounds.specLowerBoundS[s] = Math.max(bounds.specLowerBoundS[s], refined.specLowerBoundS[s]);
       bounds.specRestS[s] = Math.max(bounds.specRestS[s], refined.specRestS[s]);
+      bounds.specBottleneckS[s] = Math.max(bounds.specBottleneckS[s], refined.specBottleneckS[s]);
     }
   }
   const details: Array<SpecDetail | null> = specs.map(() => null);
@@ -456,7 +462,7 @@ export function writeCorner(x: Float64Array, row: number, spec: StageGroupSpec, 
 
 /** The layer-only relaxation (see the header) for the plan and for each spec. */
 export function layerBounds(L: number, G: number, specs: readonly StageGroupSpec[], minSteady: Float64Array, minFirst: Float64Array,
-  minImb: Float64Array, devices = Infinity, incumbentS = Infinity): { lowerBoundS: number; specLowerBoundS: Float64Array; specRestS: Float64Array } {
+  minImb: Float64Array, devices = Infinity, incumbentS = Infinity): LayerBounds {
   const n = specs.length;
   // Stages take disjoint devices: a spec is dropped (Infinity) when the fewest devices of any plan
   // using it (over specs that may fit) exceed the cluster's.
@@ -464,6 +470,8 @@ export function layerBounds(L: number, G: number, specs: readonly StageGroupSpec
   minSteady = minSteady.map((v, s) => (roomy[s] ? v : Infinity));
   const specLowerBoundS = new Float64Array(n).fill(Infinity);
   const specRestS = new Float64Array(n).fill(Infinity);
+  // Every plan's bottleneck is at least the own least steady time of each spec it uses.
+  const specBottleneckS = Float64Array.from(minSteady);
   // A quick bound first: every plan at G has a bottleneck no faster than the fastest spec's steady
   // time and a first micro-batch no faster than the fastest first, and a plan using spec s at least
   // that spec's own first + last + (G - 1) * steady. When the quick bound already reaches the
@@ -482,7 +490,7 @@ export function layerBounds(L: number, G: number, specs: readonly StageGroupSpec
       specLowerBoundS[s] = Math.max(quick, minImb[s] + (G - 1) * minSteady[s]);
       specRestS[s] = 0;
     }
-    return { lowerBoundS: quick, specLowerBoundS, specRestS };
+    return { lowerBoundS: quick, specLowerBoundS, specRestS, specBottleneckS };
   }
   let lowerBoundS = Infinity;
   // Single-stage plans: exact virtual cost.
@@ -497,7 +505,7 @@ export function layerBounds(L: number, G: number, specs: readonly StageGroupSpec
   specs.forEach((spec, s) => {
     if (spec.position !== 'only' && Number.isFinite(minSteady[s])) steadies.push(minSteady[s]);
   });
-  if (steadies.length === 0 || L < 2) return { lowerBoundS, specLowerBoundS, specRestS };
+  if (steadies.length === 0 || L < 2) return { lowerBoundS, specLowerBoundS, specRestS, specBottleneckS };
   steadies.sort((a, b) => a - b);
   // Thresholds: quantiles of the virtual steady times that can matter, then the largest (every point
   // is below it). A plan whose bottleneck T has (G - 1) T >= incumbentS cannot beat the incumbent,
@@ -574,18 +582,31 @@ export function layerBounds(L: number, G: number, specs: readonly StageGroupSpec
     const own = minSteady[s];
     const ownDev = meshSize(spec.mesh);
     let lb = Infinity;
+    // The least bottleneck: no plan using the spec has every steady time <= the edges of the buckets
+    // before the first one in which the other stages can be filled (the tables only relax as k grows).
+    let bottleneck = Infinity;
     for (let k = 0; k < K; k++) {
       if (edges[k] < own) continue;
       const r = rest[k][p][spec.layers];
       if (!Number.isFinite(r) || ownDev + restDev[k][p][spec.layers] > devices) continue;
       const lower = Math.max(own, k === 0 ? edges[0] : edges[k - 1]);
+      if (bottleneck === Infinity) bottleneck = lower;
       lb = Math.min(lb, minImb[s] + (G - 1) * lower + r);
     }
     specLowerBoundS[s] = lb;
+    specBottleneckS[s] = Math.max(own, bottleneck);
     // The largest threshold allows the most: the least rest of any plan using the spec.
     specRestS[s] = rest[K - 1][p][spec.layers];
   });
-  return { lowerBoundS, specLowerBoundS, specRestS };
+  return { lowerBoundS, specLowerBoundS, specRestS, specBottleneckS };
+}
+
+/** What the layer relaxation proves for one G (layerBounds). */
+export interface LayerBounds {
+  lowerBoundS: number;
+  specLowerBoundS: Float64Array;
+  specRestS: Float64Array;
+  specBottleneckS: Float64Array;
 }
 
 /**

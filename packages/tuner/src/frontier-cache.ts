@@ -16,7 +16,10 @@
 // only when every left-out point is useless there too: imbalance + (G' - 1) * steady >= C' whenever
 // imbalance + (G - 1) * steady >= C. The group's spec minima (lower bounds of every fitting point's
 // steady time and imbalance, bounds.ts) make that provable for more (G', C') than non-negative times
-// alone (cutoffCovers). Otherwise the group is searched again and the entry replaced.
+// alone (cutoffCovers), and so does the least bottleneck of a plan at G' that uses the group (a
+// left-out point's plans pay (G' - 1) times their bottleneck, not its own steady time: a stage that
+// is not the bottleneck stays useless when G grows). Otherwise the group is searched again and the
+// entry replaced.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -99,22 +102,32 @@ export function groupKey(spec: StageGroupSpec, samples: number, G: number | null
 export interface PointFloor {
   steady: number;
   imbalance: number;
+  /**
+   * A lower bound of the bottleneck (largest steady time) of every plan at the new G that uses the
+   * group (bounds.ts specBottleneckS); the cutoff's rest is the other stages' firsts, so a plan with
+   * a point p costs at least imb_p + rest + (G' - 1) max(steady_p, bottleneck).
+   */
+  bottleneck?: number;
 }
 
 /**
  * Whether a set cut at (G, C) stands for the set at (G', C') (see the header). A left-out point has
- * imb + (G - 1) s >= C; with the group's floors s >= s0 and imb >= i0 it is useless at (G', C') when
- *   G' >= G: imb + (G' - 1) s >= C + (G' - G) s0 >= C', i.e. C' <= C + (G' - G) s0;
- *   G' <  G: imb + (G' - 1) s >= r (imb + (G - 1) s) + (1 - r) imb >= r C + (1 - r) i0 >= C', r = (G' - 1) / (G - 1).
+ * imb + (G - 1) s >= C; any plan at G' using it costs at least rest + imb + (G' - 1) max(s, B), with
+ * B the plan's least bottleneck (floor.bottleneck, else 0), and C' = best - rest. With the group's
+ * floors s >= s0 and imb >= i0, and m = max(s0, B), the point is useless at (G', C') when
+ *   G' >= G: imb + (G' - 1) max(s, B) >= (imb + (G - 1) s) + (G' - G) m >= C + (G' - G) m >= C';
+ *   G' <  G: imb + (G' - 1) max(s, B) >= max(r (imb + (G - 1) s) + (1 - r) imb, imb + (G' - 1) m)
+ *            >= max(r C + (1 - r) i0, i0 + (G' - 1) m) >= C', with r = (G' - 1) / (G - 1).
  * Without floors (0) this is C' <= C * min(1, r).
  */
 export function cutoffCovers(G: number, cutoffS: number, newG: number, newCutoffS: number, floor: PointFloor = { steady: 0, imbalance: 0 }): boolean {
   if (!Number.isFinite(cutoffS)) return true;
-  const s0 = Number.isFinite(floor.steady) ? Math.max(0, floor.steady) : 0;
-  const i0 = Number.isFinite(floor.imbalance) ? Math.max(0, floor.imbalance) : 0;
-  if (newG >= G) return newCutoffS <= cutoffS + (newG - G) * s0;
+  const finite = (v: number | undefined): number => (v !== undefined && Number.isFinite(v) ? Math.max(0, v) : 0);
+  const m = Math.max(finite(floor.steady), finite(floor.bottleneck));
+  const i0 = finite(floor.imbalance);
+  if (newG >= G) return newCutoffS <= cutoffS + (newG - G) * m;
   const r = (newG - 1) / (G - 1);
-  return newCutoffS <= r * cutoffS + (1 - r) * i0;
+  return newCutoffS <= Math.max(r * cutoffS + (1 - r) * i0, i0 + (newG - 1) * m);
 }
 
 export class FrontierCache {

@@ -3,7 +3,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { compileStageModel } from '@mist/analyzer';
+import { compileStageModel, estimatePlan } from '@mist/analyzer';
+import { parsePlan } from '@mist/core';
 import { describe, expect, it } from 'vitest';
 import { boundsForG } from './bounds';
 import { bruteForce } from './brute-force';
@@ -28,6 +29,8 @@ describe('tuner at scale', () => {
       const configsOf = (s: (typeof specs)[number]) => parallelConfigs(space, ctx.model, ctx.training.seqLen, s.mesh, batch / G);
       const b = boundsForG(compiled, ctx.model.layers, G, specs, configsOf, { ckpt: (l) => ckptLevels(space.ckpt, l), offload: space.offload }, cl.nodes * cl.gpusPerNode);
       expect(b.lowerBoundS).toBeLessThanOrEqual(best.iterationTimeS * (1 + 1e-12));
+      const est = estimatePlan(parsePlan(best.plan, { model: ctx.model, cluster: cl }), ctx);
+      const bottleneck = est.stages[est.bottleneckStage].steadyTimeS;
       const pp = best.plan.stages.length;
       best.plan.stages.forEach((st, i) => {
         const position = pp === 1 ? 'only' : i === 0 ? 'first' : i === pp - 1 ? 'last' : 'middle';
@@ -36,6 +39,8 @@ describe('tuner at scale', () => {
           s.mesh.nodes === st.mesh.nodes && s.mesh.gpusPerNode === st.mesh.gpusPerNode);
         expect(k).toBeGreaterThanOrEqual(0);
         expect(b.specLowerBoundS[k]).toBeLessThanOrEqual(best.iterationTimeS * (1 + 1e-12));
+        // The least bottleneck of a plan using the spec (the frontier cache's cover reads it).
+        expect(b.specBottleneckS[k]).toBeLessThanOrEqual(bottleneck * (1 + 1e-12));
       });
     }
   });
@@ -97,14 +102,22 @@ describe('tuner at scale', () => {
     expect(cutoffCovers(4, 10, 8, 14.01, floor)).toBe(false);
     expect(cutoffCovers(5, 10, 3, 6, floor)).toBe(true); // 10 / 2 + 2 / 2
     expect(cutoffCovers(5, 10, 3, 6.01, floor)).toBe(false);
+    // Every plan using the group has a bottleneck >= 3: its points pay (G' - 1) * 3 at least.
+    const slow = { ...floor, bottleneck: 3 };
+    expect(cutoffCovers(4, 10, 8, 22, slow)).toBe(true); // 10 + 4 * 3
+    expect(cutoffCovers(4, 10, 8, 22.01, slow)).toBe(false);
+    expect(cutoffCovers(5, 10, 3, 8, slow)).toBe(true); // 2 + 2 * 3
+    expect(cutoffCovers(5, 10, 3, 8.01, slow)).toBe(false);
   });
 
-  it('whenever a cut set is said to cover (G\', C\'), no left-out point beats C\' there (random points above the floors)', () => {
+  it('whenever a cut set is said to cover (G\', C\'), no left-out point beats C\' there (random points above the floors, with and without a least bottleneck)', () => {
     let seed = 7;
     const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
     let covered = 0;
     for (let trial = 0; trial < 2000; trial++) {
-      const floor = { steady: rnd() * 2, imbalance: rnd() * 5 };
+      // Half the trials with a least bottleneck B of the plans at G': a point's plans pay (G' - 1) max(steady, B).
+      const bottleneck = trial % 2 === 0 ? rnd() * 4 : undefined;
+      const floor = { steady: rnd() * 2, imbalance: rnd() * 5, bottleneck };
       const G = 1 + Math.floor(rnd() * 20);
       const newG = 1 + Math.floor(rnd() * 40);
       const C = floor.imbalance + (G - 1) * floor.steady + rnd() * 30;
@@ -115,7 +128,7 @@ describe('tuner at scale', () => {
         const steady = floor.steady + rnd() * 3;
         const imbalance = floor.imbalance + rnd() * 20;
         if (imbalance + (G - 1) * steady < C) continue; // kept in the set
-        expect(imbalance + (newG - 1) * steady).toBeGreaterThanOrEqual(newC * (1 - 1e-12));
+        expect(imbalance + (newG - 1) * Math.max(steady, bottleneck ?? 0)).toBeGreaterThanOrEqual(newC * (1 - 1e-12));
       }
     }
     expect(covered).toBeGreaterThan(100);

@@ -13,7 +13,8 @@ import {
   stageGroupSpecs,
 } from './enumerate';
 import { type DpStats, solveInterStageDp } from './inter-stage-dp';
-import { FrontierStoreBuilder, type InterStageInstance, type StageGroup } from './inter-stage-instance';
+import { FrontierStoreBuilder, type InterStageInstance, type InterStageSolution, type StageGroup } from './inter-stage-instance';
+import { RelaxedGroups } from './group-relaxation';
 import { solveInterStageMilpOrDp } from './inter-stage-milp';
 import { IntraStageSearch, type Shortfall, ST, StrategyStore } from './intra-stage';
 import { diagnoseNoFit, type NoFitReport } from './no-fit';
@@ -25,6 +26,13 @@ import { planInSpace } from './space-membership';
 import { stageModelReadsPp } from './pipeline-depth';
 import { stageGroupFromSet } from './stage-frontiers';
 import { searchInterleaved } from './interleaved-search';
+
+/**
+ * Rounds of the relaxation at one G (group-relaxation.ts) before every group left open is searched:
+ * each round is one DP, worth it while it spares group searches (gpt3-175b on 64x8-a100-80gb: 3 rounds
+ * searched 102 groups at batch 3072, 6 rounds 14, 12 rounds 14).
+ */
+export const RELAXATION_ROUNDS = 6;
 
 export type TunePhase = 'intra-stage' | 'inter-stage' | 'done';
 
@@ -83,6 +91,11 @@ export interface TuneOptions {
    * same model, profile and per-stage grid are read from it, new ones written to it. Default: no cache.
    */
   cacheDir?: string;
+  /**
+   * Rounds of the relaxation at each G (group-relaxation.ts) before every stage group left open is
+   * searched; default RELAXATION_ROUNDS, 0 searches every open group at once (for measurements and tests).
+   */
+  relaxationRounds?: number;
 }
 
 export interface TuneResult {
@@ -96,6 +109,7 @@ export interface TuneResult {
   candidatesEvaluated: number;
   /** Pareto points kept over all stage groups (before sampling). */
   frontierPoints: number;
+  /** Stage groups in the solved inter-stage instances. */
   stageGroups: number;
   tuningTimeS: number;
   /** Of which in the inter-stage solver. */
@@ -103,7 +117,9 @@ export interface TuneResult {
   solver: SearchSpace['solver'];
   /** Set when nothing fits: the smallest shortfall and what would help. */
   noFit: NoFitReport | null;
-  // The two below are set by the Mist search (tune); the engine searches run to completion and may leave them out.
+  // The three below are set by the Mist search (tune); the engine searches run to completion and may leave them out.
+  /** Stage groups whose frontier was searched or read from the frontier cache (the rest were proven useless). */
+  groupsSearched?: number;
   /** Null when the search completed (the plan is optimal in the space); else what it may still miss. */
   gap?: TuneGap | null;
   /** What stopped the search early, or null when it completed. */
@@ -218,6 +234,8 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
   let done = 0;
   let frontierPoints = 0;
   let stageGroups = 0;
+  let groupsSearched = 0;
+  const relaxationRounds = options.relaxationRounds ?? RELAXATION_ROUNDS;
   let interStageMs = 0;
   const notes: string[] = [];
   let boundRows = 0;
@@ -230,6 +248,7 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
   // first and fast) gives the cutoff that prunes most of the full search. The result stays exact:
   // the seed only raises the bar a plan must beat.
   let seedEvaluated = 0;
+  let seedGroupsSearched = 0;
   let interleavedEvaluated = 0;
   // The bounds cache (bounds-cache.ts): the best plans of earlier tunes, carried over to this global
   // batch, may give the first incumbent; the spec minima skip most of the bounds phase.
@@ -262,10 +281,11 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
     const seed = await tune(ctx, {
       // The interleaved plans are searched once, by this tune, after its main search.
       space: { ...space, uniformPartition: true, uniformMesh: true, maxVirtualStages: 1 }, compiled, clusterName: options.clusterName,
-      incumbent: best ? best.plan : undefined, signal: options.signal, cacheDir: options.cacheDir,
+      incumbent: best ? best.plan : undefined, signal: options.signal, cacheDir: options.cacheDir, relaxationRounds,
       timeLimitS: Number.isFinite(deadline) ? Math.max(1e-3, (deadline - performance.now()) / 1000) : undefined,
     });
     seedEvaluated = seed.candidatesEvaluated;
+    seedGroupsSearched = seed.groupsSearched ?? 0;
     if (seed.plan && seed.objectiveS !== null && (!best || seed.objectiveS < best.iterationTimeS)) {
       best = { iterationTimeS: seed.objectiveS, plan: seed.plan };
     }
@@ -336,62 +356,129 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
       done += groupSpecs0.length;
       continue;
     }
+    const doneBefore = done;
+    const cutoffOf = (s: number): number => (best ? best.iterationTimeS - b.specRestS[s] : Infinity);
+    // Infinity: no plan at G that uses the group fits (bounds.ts), with or without a best plan.
+    const open: number[] = [];
+    for (let s = 0; s < groupSpecs0.length; s++) {
+      if (b.specLowerBoundS[s] !== Infinity && !(best && b.specLowerBoundS[s] >= best.iterationTimeS)) open.push(s);
+    }
+    const relaxed = new RelaxedGroups(groupSpecs0, open, b.minima);
+    // The real-only instance of the final solve (inter-stage-dp.ts reads every point of its store).
     const store = new FrontierStoreBuilder();
     const groups: StageGroup[] = [];
     const groupSpecs: StageGroupSpec[] = [];
-    let stopped = false;
-    for (let s = 0; s < groupSpecs0.length; s++) {
+    /** Searches one open group (or reads it from the frontier cache) into both instances. */
+    const searchSpec = async (s: number): Promise<void> => {
       const spec = groupSpecs0[s];
       done++;
-      // Infinity: no plan at G that uses this group fits (bounds.ts), with or without a best plan.
-      if (b.specLowerBoundS[s] === Infinity || (best && b.specLowerBoundS[s] >= best.iterationTimeS)) continue;
-      if (shouldStop()) {
-        stopped = true;
-        break;
-      }
+      groupsSearched++;
       // A point of this group is useless when it alone, with the least the other stages add, reaches the best plan.
-      const cutoff = best ? best.iterationTimeS - b.specRestS[s] : Infinity;
+      const cutoff = cutoffOf(s);
       const key = cache ? groupKey(spec, training.globalBatch / G, gDependent ? G : null) : '';
-      let set = cache ? cache.get(key, G, cutoff, strategies, b.minima[s]) : null;
+      let set = cache ? cache.get(key, G, cutoff, strategies, { ...b.minima[s], bottleneck: b.specBottleneckS[s] }) : null;
       if (!set) {
         // The configurations that may fit and their least levels: derived only for a group to search.
         const detail = b.detail(s);
         boundRows += detail.evaluated;
-        if (detail.configs.length === 0) continue;
+        if (detail.configs.length === 0) {
+          relaxed.setSearched(s, null);
+          return;
+        }
         set = search.searchGroup(spec, G, detail.configs, ckptOf(spec.layers), space.offload, cutoff,
           { roots: detail.roots, steady: detail.steady, imbalance: detail.imbalance });
         cache?.put(key, G, cutoff, set, strategies);
       }
       frontierPoints += set.size;
       const group = stageGroupFromSet(spec, meshSize(spec.mesh), set, space.frontierSize, store, G, cutoff);
+      relaxed.setSearched(s, group ? stageGroupFromSet(spec, meshSize(spec.mesh), set, space.frontierSize, relaxed.store, G, cutoff) : null);
       if (group) {
         groups.push(group);
         groupSpecs.push(spec);
       }
       if (done % 16 === 0) report('intra-stage');
       await breathe();
+    };
+    const base = {
+      layers: model.layers, devices, gradAccumSteps: G, minStages: 1, maxStages: Math.min(space.maxStages, model.layers, devices),
+      uniformPartition: space.uniformPartition, uniformMesh: space.uniformMesh, frontiersPerDepth: perDepth,
+    };
+    let stopped = false;
+    // Lazy rounds (group-relaxation.ts): solve with the unsearched groups as virtual points; search
+    // only the groups its optimum uses, until it proves nothing at G beats the best plan or its
+    // optimum is a real plan. Each round costs one DP, so after RELAXATION_ROUNDS the rest is searched.
+    let solution: InterStageSolution | null = null;
+    let inst: InterStageInstance | null = null;
+    let specOfGroup: StageGroupSpec[] = groupSpecs;
+    let provenNone = false;
+    for (let round = 0; best && round < relaxationRounds; round++) {
+      const r = relaxed.instance(base);
+      const stats: DpStats = { thresholdsTried: 0 };
+      const solveStart = performance.now();
+      const sol = solveInterStageDp(r.inst, stats, shouldStop, best.iterationTimeS);
+      interStageMs += performance.now() - solveStart;
+      if (stats.stopped) {
+        stopped = true;
+        break;
+      }
+      if (!sol) {
+        provenNone = true;
+        break;
+      }
+      openLowerBound[gi] = Math.max(openLowerBound[gi], sol.iterationTimeS);
+      const unsearched = [...new Set(sol.stages.map((st) => r.specOf[st.group]).filter((s) => !relaxed.isSearched(s)))];
+      if (unsearched.length === 0) {
+        // A real plan, optimal over a relaxation of G: the best at G (the MILP solver checks it below).
+        if (space.solver === 'dp') {
+          solution = sol;
+          inst = r.inst;
+          specOfGroup = r.specOf.map((s) => groupSpecs0[s]);
+        }
+        break;
+      }
+      for (const s of unsearched) {
+        if (shouldStop()) {
+          stopped = true;
+          break;
+        }
+        await searchSpec(s);
+      }
+      if (stopped) break;
     }
     if (stopped) break;
-    stageGroups += groups.length;
-    report('inter-stage');
-    const inst: InterStageInstance = {
-      layers: model.layers, devices, gradAccumSteps: G, minStages: 1, maxStages: Math.min(space.maxStages, model.layers, devices),
-      uniformPartition: space.uniformPartition, uniformMesh: space.uniformMesh, frontiersPerDepth: perDepth, groups,
-      frontiers: store.build(),
-    };
-    const solveStart = performance.now();
-    const stats: DpStats = { thresholdsTried: 0 };
-    const solution = space.solver === 'milp'
-      ? await solveInterStageMilpOrDp(inst, () => solveInterStageDp(inst, stats, shouldStop), notes)
-      : solveInterStageDp(inst, stats, shouldStop, best ? best.iterationTimeS : Infinity);
-    interStageMs += performance.now() - solveStart;
-    if (!stats.stopped) closed[gi] = 1;
+    if (!provenNone && !solution) {
+      for (const s of open) {
+        if (relaxed.isSearched(s)) continue;
+        if (shouldStop()) {
+          stopped = true;
+          break;
+        }
+        await searchSpec(s);
+      }
+      if (stopped) break;
+      stageGroups += groups.length;
+      report('inter-stage');
+      inst = { ...base, groups, frontiers: store.build() };
+      const solveStart = performance.now();
+      const stats: DpStats = { thresholdsTried: 0 };
+      const finalInst = inst;
+      solution = space.solver === 'milp'
+        ? await solveInterStageMilpOrDp(finalInst, () => solveInterStageDp(finalInst, stats, shouldStop), notes)
+        : solveInterStageDp(finalInst, stats, shouldStop, best ? best.iterationTimeS : Infinity);
+      interStageMs += performance.now() - solveStart;
+      if (stats.stopped) stopped = true;
+    } else {
+      stageGroups += groups.length;
+    }
+    done = doneBefore + groupSpecs0.length;
+    if (!stopped) closed[gi] = 1;
     await breathe();
-    if (!solution || (best && solution.iterationTimeS >= best.iterationTimeS)) continue;
+    if (!solution || !inst || (best && solution.iterationTimeS >= best.iterationTimeS)) continue;
+    const chosen = inst;
     let layer = 0;
     const stages = solution.stages.map((st) => {
-      const spec = groupSpecs[st.group];
-      const strategy = stageStrategy(strategies, inst.frontiers.ref[st.point], layer, spec.layers, spec.mesh);
+      const spec = specOfGroup[st.group];
+      const strategy = stageStrategy(strategies, chosen.frontiers.ref[st.point], layer, spec.layers, spec.mesh);
       layer += spec.layers;
       return strategy;
     });
@@ -454,6 +541,7 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
     candidatesEvaluated: evaluated(),
     frontierPoints,
     stageGroups,
+    groupsSearched: groupsSearched + seedGroupsSearched,
     tuningTimeS: (performance.now() - started) / 1000,
     interStageTimeS: interStageMs / 1000,
     solver: space.solver,
