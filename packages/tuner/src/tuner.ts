@@ -28,11 +28,23 @@ import { stageGroupFromSet } from './stage-frontiers';
 import { searchInterleaved } from './interleaved-search';
 
 /**
- * Rounds of the relaxation at one G (group-relaxation.ts) before every group left open is searched:
- * each round is one DP, worth it while it spares group searches (gpt3-175b on 64x8-a100-80gb: 3 rounds
- * searched 102 groups at batch 3072, 6 rounds 14, 12 rounds 14).
+ * The relaxation over unsearched stage groups (group-relaxation.ts) and when it runs. Each round is
+ * one DP over the instance, which costs from a millisecond to a second (layers x devices states per
+ * stage); it pays where searching the groups it spares costs more (gpt3-175b on 64x8-a100-80gb, whose
+ * re-tune at batch 3072 it takes from 2.9 s to 1.2 s), not where its bound stays far below the best
+ * plan (llama3-405b's 16-stage pipelines) or the DP is huge (16,384 GPUs). So, per G: at most
+ * RELAXATION_ROUNDS rounds, stopped when the relaxed optimum is more than RELAXATION_GAP below the
+ * best plan, within a time of a quarter of the estimated search of the open groups (at least
+ * RELAXATION_FLOOR_MS); per tune: only while its time stays below RELAXATION_ALLOWANCE_MS plus a
+ * quarter of the estimated cost of the searches it spared (the spared groups are mostly cheap ones).
+ * The plan is the same either way; only the time changes.
  */
 export const RELAXATION_ROUNDS = 6;
+const RELAXATION_GAP = 0.02;
+const RELAXATION_FLOOR_MS = 100;
+const RELAXATION_ALLOWANCE_MS = 300;
+/** A group search's time before this tune has measured 8, ms (gpt3-175b on 64x8-a100-80gb: 3 ms on average). */
+const PRIOR_SEARCH_MS_PER_GROUP = 3;
 
 export type TunePhase = 'intra-stage' | 'inter-stage' | 'done';
 
@@ -236,6 +248,15 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
   let stageGroups = 0;
   let groupsSearched = 0;
   const relaxationRounds = options.relaxationRounds ?? RELAXATION_ROUNDS;
+  // Wall time of the group searches of this tune (not the cache's reads), for the relaxation's budget.
+  let searchMs = 0;
+  let searchCount = 0;
+  const searchMsPerGroup = (): number => (searchCount >= 8 ? searchMs / searchCount : PRIOR_SEARCH_MS_PER_GROUP);
+  // The relaxation's time in this tune (its DPs and the searches it chose) and the open groups it
+  // left unsearched at the G values it settled (see RELAXATION_ROUNDS).
+  let relaxMs = 0;
+  let relaxSpared = 0;
+  const relaxationPays = (): boolean => relaxMs <= RELAXATION_ALLOWANCE_MS + 0.25 * relaxSpared * searchMsPerGroup();
   let interStageMs = 0;
   const notes: string[] = [];
   let boundRows = 0;
@@ -378,16 +399,21 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
       const key = cache ? groupKey(spec, training.globalBatch / G, gDependent ? G : null) : '';
       let set = cache ? cache.get(key, G, cutoff, strategies, { ...b.minima[s], bottleneck: b.specBottleneckS[s] }) : null;
       if (!set) {
+        const searchStart = performance.now();
         // The configurations that may fit and their least levels: derived only for a group to search.
         const detail = b.detail(s);
         boundRows += detail.evaluated;
-        if (detail.configs.length === 0) {
+        if (detail.configs.length > 0) {
+          set = search.searchGroup(spec, G, detail.configs, ckptOf(spec.layers), space.offload, cutoff,
+            { roots: detail.roots, steady: detail.steady, imbalance: detail.imbalance });
+          cache?.put(key, G, cutoff, set, strategies);
+        }
+        searchMs += performance.now() - searchStart;
+        searchCount++;
+        if (!set) {
           relaxed.setSearched(s, null);
           return;
         }
-        set = search.searchGroup(spec, G, detail.configs, ckptOf(spec.layers), space.offload, cutoff,
-          { roots: detail.roots, steady: detail.steady, imbalance: detail.imbalance });
-        cache?.put(key, G, cutoff, set, strategies);
       }
       frontierPoints += set.size;
       const group = stageGroupFromSet(spec, meshSize(spec.mesh), set, space.frontierSize, store, G, cutoff);
@@ -406,19 +432,25 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
     let stopped = false;
     // Lazy rounds (group-relaxation.ts): solve with the unsearched groups as virtual points; search
     // only the groups its optimum uses, until it proves nothing at G beats the best plan or its
-    // optimum is a real plan. Each round costs one DP, so after RELAXATION_ROUNDS the rest is searched.
+    // optimum is a real plan; the open groups left are then searched (when: see RELAXATION_ROUNDS).
     let solution: InterStageSolution | null = null;
     let inst: InterStageInstance | null = null;
     let specOfGroup: StageGroupSpec[] = groupSpecs;
     let provenNone = false;
-    for (let round = 0; best && round < relaxationRounds; round++) {
+    const relaxStart = performance.now();
+    const relaxUntil = relaxStart + Math.max(RELAXATION_FLOOR_MS, 0.25 * open.length * searchMsPerGroup());
+    const relaxStop = (): boolean => shouldStop() || performance.now() > relaxUntil;
+    const searchedBefore = groupsSearched;
+    const rounds = relaxationPays() ? relaxationRounds : 0;
+    for (let round = 0; best && round < rounds; round++) {
       const r = relaxed.instance(base);
       const stats: DpStats = { thresholdsTried: 0 };
       const solveStart = performance.now();
-      const sol = solveInterStageDp(r.inst, stats, shouldStop, best.iterationTimeS);
+      const sol = solveInterStageDp(r.inst, stats, relaxStop, best.iterationTimeS);
       interStageMs += performance.now() - solveStart;
       if (stats.stopped) {
-        stopped = true;
+        // Out of time for the relaxation (its result is then no bound): search the rest, unless the tune itself stops.
+        stopped = stoppedBy !== null;
         break;
       }
       if (!sol) {
@@ -426,6 +458,8 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
         break;
       }
       openLowerBound[gi] = Math.max(openLowerBound[gi], sol.iterationTimeS);
+      // Far from proving anything (more rounds would mostly add DPs): the open groups are searched.
+      if (sol.iterationTimeS < (1 - RELAXATION_GAP) * best.iterationTimeS) break;
       const unsearched = [...new Set(sol.stages.map((st) => r.specOf[st.group]).filter((s) => !relaxed.isSearched(s)))];
       if (unsearched.length === 0) {
         // A real plan, optimal over a relaxation of G: the best at G (the MILP solver checks it below).
@@ -446,6 +480,10 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
       if (stopped) break;
     }
     if (stopped) break;
+    if (rounds > 0 && best) {
+      relaxMs += performance.now() - relaxStart;
+      if (provenNone || solution) relaxSpared += open.length - (groupsSearched - searchedBefore);
+    }
     if (!provenNone && !solution) {
       for (const s of open) {
         if (relaxed.isSearched(s)) continue;
