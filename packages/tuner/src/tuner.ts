@@ -34,15 +34,15 @@ import { searchInterleaved } from './interleaved-search';
  * re-tune at batch 3072 it takes from 2.9 s to 1.2 s), not where its bound stays far below the best
  * plan (llama3-405b's 16-stage pipelines) or the DP is huge (16,384 GPUs). So, per G: at most
  * RELAXATION_ROUNDS rounds, stopped when the relaxed optimum is more than RELAXATION_GAP below the
- * best plan, within a time of a quarter of the estimated search of the open groups (at least
- * RELAXATION_FLOOR_MS); per tune: only while its time stays below RELAXATION_ALLOWANCE_MS plus a
- * quarter of the estimated cost of the searches it spared (the spared groups are mostly cheap ones).
+ * best plan, within a quarter of the estimated search time of the open groups (at least
+ * RELAXATION_FLOOR_MS); per tune: within a credit of RELAXATION_ALLOWANCE_MS plus a quarter of the
+ * estimated search time of the groups it spared (mostly cheap ones), less its time so far.
  * The plan is the same either way; only the time changes.
  */
 export const RELAXATION_ROUNDS = 6;
 const RELAXATION_GAP = 0.02;
 const RELAXATION_FLOOR_MS = 100;
-const RELAXATION_ALLOWANCE_MS = 300;
+const RELAXATION_ALLOWANCE_MS = 200;
 /** A group search's time before this tune has measured 8, ms (gpt3-175b on 64x8-a100-80gb: 3 ms on average). */
 const PRIOR_SEARCH_MS_PER_GROUP = 3;
 
@@ -256,7 +256,7 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
   // left unsearched at the G values it settled (see RELAXATION_ROUNDS).
   let relaxMs = 0;
   let relaxSpared = 0;
-  const relaxationPays = (): boolean => relaxMs <= RELAXATION_ALLOWANCE_MS + 0.25 * relaxSpared * searchMsPerGroup();
+  const relaxationCredit = (): number => RELAXATION_ALLOWANCE_MS + 0.25 * relaxSpared * searchMsPerGroup() - relaxMs;
   let interStageMs = 0;
   const notes: string[] = [];
   let boundRows = 0;
@@ -438,10 +438,10 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
     let specOfGroup: StageGroupSpec[] = groupSpecs;
     let provenNone = false;
     const relaxStart = performance.now();
-    const relaxUntil = relaxStart + Math.max(RELAXATION_FLOOR_MS, 0.25 * open.length * searchMsPerGroup());
+    const relaxUntil = relaxStart + Math.max(RELAXATION_FLOOR_MS, Math.min(0.25 * open.length * searchMsPerGroup(), relaxationCredit()));
     const relaxStop = (): boolean => shouldStop() || performance.now() > relaxUntil;
     const searchedBefore = groupsSearched;
-    const rounds = relaxationPays() ? relaxationRounds : 0;
+    const rounds = relaxationCredit() > 0 ? relaxationRounds : 0;
     for (let round = 0; best && round < rounds; round++) {
       const r = relaxed.instance(base);
       const stats: DpStats = { thresholdsTried: 0 };
