@@ -32,14 +32,20 @@ import { searchInterleaved } from './interleaved-search';
  * one DP over the instance, which costs from a millisecond to a second (layers x devices states per
  * stage); it pays where searching the groups it spares costs more (gpt3-175b on 64x8-a100-80gb, whose
  * re-tune at batch 3072 it takes from 2.9 s to 1.2 s), not where its bound stays far below the best
- * plan (llama3-405b's 16-stage pipelines) or the DP is huge (16,384 GPUs). So, per G: at most
- * RELAXATION_ROUNDS rounds, stopped when the relaxed optimum is more than RELAXATION_GAP below the
- * best plan, within a quarter of the estimated search time of the open groups (at least
- * RELAXATION_FLOOR_MS); per tune: within a credit of RELAXATION_ALLOWANCE_MS plus a quarter of the
- * estimated search time of the groups it spared (mostly cheap ones), less its time so far.
- * The plan is the same either way; only the time changes.
+ * plan (llama3-405b's 16-stage pipelines) or the DP is large (thousands of GPUs). So it runs where
+ * the DP table is small (RELAXATION_MAX_STATES); per G, at most RELAXATION_ROUNDS rounds, left when
+ * the relaxed optimum is more than RELAXATION_GAP below the best plan, within a quarter of the
+ * estimated search time of the open groups (at least RELAXATION_FLOOR_MS); per tune, within a credit
+ * of RELAXATION_ALLOWANCE_MS plus a quarter of the estimated search time of the groups it spared
+ * (mostly cheap ones), less its time so far. The plan is the same either way; only the time changes.
  */
 export const RELAXATION_ROUNDS = 6;
+/**
+ * The largest DP table (layers + 1) x (devices + 1) the relaxation runs on: one relaxed DP costs about
+ * the table times the open groups, and beyond this it costs more than the searches it spares
+ * (gpt3-175b on 512x8-a100-80gb, 400K states: 1.5 s slower with it; on 64x8, 50K states: 0.8 s faster).
+ */
+const RELAXATION_MAX_STATES = 65536;
 const RELAXATION_GAP = 0.02;
 const RELAXATION_FLOOR_MS = 100;
 const RELAXATION_ALLOWANCE_MS = 200;
@@ -441,7 +447,7 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
     const relaxUntil = relaxStart + Math.max(RELAXATION_FLOOR_MS, Math.min(0.25 * open.length * searchMsPerGroup(), relaxationCredit()));
     const relaxStop = (): boolean => shouldStop() || performance.now() > relaxUntil;
     const searchedBefore = groupsSearched;
-    const rounds = relaxationCredit() > 0 ? relaxationRounds : 0;
+    const rounds = relaxationCredit() > 0 && (model.layers + 1) * (devices + 1) <= RELAXATION_MAX_STATES ? relaxationRounds : 0;
     for (let round = 0; best && round < rounds; round++) {
       const r = relaxed.instance(base);
       const stats: DpStats = { thresholdsTried: 0 };
