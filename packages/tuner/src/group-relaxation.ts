@@ -51,10 +51,6 @@ export class RelaxedGroups {
     }
   }
 
-  isSearched(s: number): boolean {
-    return this.searched.has(s);
-  }
-
   /** Records a searched spec: `group` built into `this.store` (null: nothing useful in it). */
   setSearched(s: number, group: StageGroup | null): void {
     this.searched.set(s, group);

@@ -47,7 +47,7 @@ export const RELAXATION_ROUNDS = 6;
  */
 const RELAXATION_MAX_STATES = 65536;
 const RELAXATION_GAP = 0.02;
-const RELAXATION_FLOOR_MS = 100;
+const RELAXATION_FLOOR_MS = 150;
 const RELAXATION_ALLOWANCE_MS = 200;
 /** A group search's time before this tune has measured 8, ms (gpt3-175b on 64x8-a100-80gb: 3 ms on average). */
 const PRIOR_SEARCH_MS_PER_GROUP = 3;
@@ -390,7 +390,10 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
     for (let s = 0; s < groupSpecs0.length; s++) {
       if (b.specLowerBoundS[s] !== Infinity && !(best && b.specLowerBoundS[s] >= best.iterationTimeS)) open.push(s);
     }
-    const relaxed = new RelaxedGroups(groupSpecs0, open, b.minima);
+    const rounds = best && relaxationCredit() > 0 && (model.layers + 1) * (devices + 1) <= RELAXATION_MAX_STATES ? relaxationRounds : 0;
+    // The instance of the relaxation (only built when it runs) and the open groups searched so far.
+    const relaxed = rounds > 0 ? new RelaxedGroups(groupSpecs0, open, b.minima) : null;
+    const searched = new Set<number>();
     // The real-only instance of the final solve (inter-stage-dp.ts reads every point of its store).
     const store = new FrontierStoreBuilder();
     const groups: StageGroup[] = [];
@@ -398,6 +401,7 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
     /** Searches one open group (or reads it from the frontier cache) into both instances. */
     const searchSpec = async (s: number): Promise<void> => {
       const spec = groupSpecs0[s];
+      searched.add(s);
       done++;
       groupsSearched++;
       // A point of this group is useless when it alone, with the least the other stages add, reaches the best plan.
@@ -417,13 +421,13 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
         searchMs += performance.now() - searchStart;
         searchCount++;
         if (!set) {
-          relaxed.setSearched(s, null);
+          relaxed?.setSearched(s, null);
           return;
         }
       }
       frontierPoints += set.size;
       const group = stageGroupFromSet(spec, meshSize(spec.mesh), set, space.frontierSize, store, G, cutoff);
-      relaxed.setSearched(s, group ? stageGroupFromSet(spec, meshSize(spec.mesh), set, space.frontierSize, relaxed.store, G, cutoff) : null);
+      relaxed?.setSearched(s, group ? stageGroupFromSet(spec, meshSize(spec.mesh), set, space.frontierSize, relaxed.store, G, cutoff) : null);
       if (group) {
         groups.push(group);
         groupSpecs.push(spec);
@@ -447,8 +451,7 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
     const relaxUntil = relaxStart + Math.max(RELAXATION_FLOOR_MS, Math.min(0.25 * open.length * searchMsPerGroup(), relaxationCredit()));
     const relaxStop = (): boolean => shouldStop() || performance.now() > relaxUntil;
     const searchedBefore = groupsSearched;
-    const rounds = relaxationCredit() > 0 && (model.layers + 1) * (devices + 1) <= RELAXATION_MAX_STATES ? relaxationRounds : 0;
-    for (let round = 0; best && round < rounds; round++) {
+    for (let round = 0; relaxed && best && round < rounds; round++) {
       const r = relaxed.instance(base);
       const stats: DpStats = { thresholdsTried: 0 };
       const solveStart = performance.now();
@@ -466,7 +469,7 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
       openLowerBound[gi] = Math.max(openLowerBound[gi], sol.iterationTimeS);
       // Far from proving anything (more rounds would mostly add DPs): the open groups are searched.
       if (sol.iterationTimeS < (1 - RELAXATION_GAP) * best.iterationTimeS) break;
-      const unsearched = [...new Set(sol.stages.map((st) => r.specOf[st.group]).filter((s) => !relaxed.isSearched(s)))];
+      const unsearched = [...new Set(sol.stages.map((st) => r.specOf[st.group]).filter((s) => !searched.has(s)))];
       if (unsearched.length === 0) {
         // A real plan, optimal over a relaxation of G: the best at G (the MILP solver checks it below).
         if (space.solver === 'dp') {
@@ -492,7 +495,7 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
     }
     if (!provenNone && !solution) {
       for (const s of open) {
-        if (relaxed.isSearched(s)) continue;
+        if (searched.has(s)) continue;
         if (shouldStop()) {
           stopped = true;
           break;
