@@ -21,7 +21,8 @@ export function tuneProgressPrinter(io: CliIo, enabled: boolean): (p: TuneProgre
     }
     const best = p.bestIterationTimeS === null ? '-' : formatSeconds(p.bestIterationTimeS);
     const rate = p.candidatesPerS === undefined ? '' : `, ${formatCount(p.candidatesPerS)}/s`;
-    const eta = p.etaS === undefined || p.etaS === null ? '' : `, ETA ${formatSeconds(p.etaS)}`;
+    // Nothing is left once done: no ETA on the final line.
+    const eta = p.etaS === undefined || p.etaS === null || p.phase === 'done' ? '' : `, ETA ${formatSeconds(p.etaS)}`;
     const detail = `${p.phase}, ${formatCount(p.candidatesEvaluated)} candidates${rate}, best ${best}${eta}`;
     if (p.phase === 'done') bar?.done(detail);
     else bar?.update(p.done, detail);

@@ -11,6 +11,9 @@ describe('mist tune', () => {
     const res = await runCli(['tune', '--model', 'gpt3-1.3b', '--cluster', '1x2-l4', '--global-batch', '16', '--seq', '1024',
       '--offload-step', '0.5', '--out', out, '--progress', '--no-cache']);
     expect(res.stderr).toMatch(/tune mist .*candidates/);
+    // The final line says it is done, with no time left to estimate.
+    expect(res.stderr).toMatch(/tune mist [^\n\r]*done, /);
+    expect(res.stderr).not.toMatch(/done, [^\n\r]*ETA/);
     expect(res.code).toBe(0);
     expect(res.stdout).toMatch(/Best plan \(mist space\)/);
     expect(res.stdout).toMatch(/megatron\s+\S+ s/);
