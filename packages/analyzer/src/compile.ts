@@ -44,6 +44,8 @@ export interface StageMemory {
   transient: number;
   peakForward: number;
   peakBackward: number;
+  /** The peak of the tensors live at one time (torch.cuda.max_memory_allocated; layout.ts MEM_PEAK_LIVE). */
+  peakLive: number;
 }
 
 /**
@@ -270,7 +272,7 @@ export function readStageEstimate(output: Float64Array, capacityBytes: number, i
     memory: {
       weights: v(OUT.MEM_WEIGHTS), grads: v(OUT.MEM_GRADS), optim: v(OUT.MEM_OPTIM),
       activations: v(OUT.MEM_ACTIVATIONS), transient: v(OUT.MEM_TRANSIENT),
-      peakForward: v(OUT.MEM_PEAK_FORWARD), peakBackward: v(OUT.MEM_PEAK_BACKWARD),
+      peakForward: v(OUT.MEM_PEAK_FORWARD), peakBackward: v(OUT.MEM_PEAK_BACKWARD), peakLive: v(OUT.MEM_PEAK_LIVE),
     },
     time: {
       forward: v(OUT.T_FORWARD), backward: v(OUT.T_BACKWARD), recompute: v(OUT.T_RECOMPUTE),

@@ -53,7 +53,9 @@ describe('host memory of a stage', () => {
   it('appends its columns to the batch output, FITS = FITS_DEVICE * FITS_HOST, and estimate reads them', () => {
     expect([OUT.STEADY, OUT.PEAK_MEMORY, OUT.FITS]).toEqual([0, 3, 19]);
     expect([OUT.HOST_MEMORY, OUT.HOST_CAPACITY, OUT.HOST_ACTIVATIONS, OUT.FITS_DEVICE, OUT.FITS_HOST]).toEqual([20, 21, 22, 23, 24]);
-    expect(OUTPUT_WIDTH).toBe(25);
+    // The live-tensor peak is appended after them.
+    expect(OUT.MEM_PEAK_LIVE).toBe(25);
+    expect(OUTPUT_WIDTH).toBe(26);
     const qs = [query(), query({ offload: { weights: 1, grads: 1, optim: 1, activations: 1 } }), query({ microBatchSize: 64, ckptLayers: 0 })];
     const input = new Float64Array(qs.length * INPUT_WIDTH);
     qs.forEach((q, i) => writeStageQuery(q, input, i));

@@ -39,7 +39,9 @@ export const INPUT_WIDTH = 21;
  * iteration (see stage-model.ts). Host columns are bytes per GPU: HOST_MEMORY the offloaded states
  * and activations, HOST_CAPACITY the GPU's usable share of its node's host memory,
  * HOST_ACTIVATIONS the offloaded activations of all in-flight micro-batches (part of HOST_MEMORY);
- * FITS_DEVICE / FITS_HOST (0|1) the two halves of FITS.
+ * FITS_DEVICE / FITS_HOST (0|1) the two halves of FITS. MEM_PEAK_LIVE (appended last) is the peak of
+ * the tensors live at one time (torch.cuda.max_memory_allocated): PEAK_MEMORY, which the fit test
+ * reads, adds the head's backward transient to a layer's, as the caching allocator's reserved bytes do.
  */
 export const OUT = {
   STEADY: 0,
@@ -67,8 +69,9 @@ export const OUT = {
   HOST_ACTIVATIONS: 22,
   FITS_DEVICE: 23,
   FITS_HOST: 24,
+  MEM_PEAK_LIVE: 25,
 } as const;
-export const OUTPUT_WIDTH = 25;
+export const OUTPUT_WIDTH = 26;
 
 export type StagePosition = 'first' | 'middle' | 'last' | 'only';
 export const POSITION_CODE: Readonly<Record<StagePosition, number>> = { first: 0, middle: 1, last: 2, only: 3 };

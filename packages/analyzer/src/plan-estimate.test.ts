@@ -37,8 +37,9 @@ describe('estimatePlan', () => {
     const ctx = ctxFor('gpt3-1.3b', '1x2-l4', small);
     const [s] = estimatePlan(small, ctx).stages;
     const m = ctx.profile.memory;
-    expect(s.deviceMemory.allocatedBytes).toBe(s.peakMemoryBytes + (m.workspaceBytes ?? 0));
-    expect(s.deviceMemory.reservedBytes).toBeCloseTo(s.deviceMemory.allocatedBytes / (1 - m.fragmentation), 3);
+    // allocated: the tensors live at one time; reserved: the peak the fit test reads, fragmentation included.
+    expect(s.deviceMemory.allocatedBytes).toBe(Math.min(s.memory.peakLive + (m.workspaceBytes ?? 0), s.deviceMemory.reservedBytes));
+    expect(s.deviceMemory.reservedBytes).toBeCloseTo((s.peakMemoryBytes + (m.workspaceBytes ?? 0)) / (1 - m.fragmentation), 3);
     expect(s.deviceMemory.processBytes).toBeCloseTo(s.deviceMemory.reservedBytes + m.cudaContextBytes + m.ncclBufferBytes, 3);
     // A stage fits exactly when what nvidia-smi would show stays within the GPU's memory.
     expect(s.deviceMemory.processBytes <= ctx.profile.cluster.gpu.memoryBytes).toBe(s.deviceFits);

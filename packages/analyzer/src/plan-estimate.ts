@@ -14,7 +14,7 @@ export interface PlanStageEstimate extends StageEstimate {
   /**
    * The stage's per-GPU peak as a measurement reads it (core's deviceMemoryFootprint of
    * peakMemoryBytes with the profile's fixed terms): `allocatedBytes` (torch.cuda.max_memory_allocated:
-   * tensors and library workspaces), `reservedBytes` (torch.cuda.max_memory_reserved: with the
+   * the tensors live at one time, memory.peakLive, and library workspaces), `reservedBytes` (torch.cuda.max_memory_reserved: with the
    * caching allocator's rounding and fragmentation) and `processBytes` (nvidia-smi: plus the CUDA
    * context and NCCL's buffers).
    */
@@ -191,7 +191,7 @@ export function estimatePlan(plan: Plan, ctx: AnalyzerContext, compiled?: Compil
   const v = planVirtualStages(plan);
   const stages: PlanStageEstimate[] = planStageQueries(plan).map((q, i) => {
     const e = interleavedStageEstimate(model.estimate(q), q, v);
-    const f = deviceMemoryFootprint(ctx.profile, e.peakMemoryBytes);
+    const f = deviceMemoryFootprint(ctx.profile, e.peakMemoryBytes, e.memory.peakLive);
     return {
       ...e,
       index: i,

@@ -167,11 +167,15 @@ export function usableDeviceMemory(p: HardwareProfile): number {
  * the caching allocator holds for them, fragmentation included: torch.cuda.max_memory_reserved) and
  * `process` (reserved plus the CUDA context and NCCL's buffers, outside the allocator: what nvidia-smi
  * shows). The inverse of usableDeviceMemory: process(usableDeviceMemory(p)) is the GPU's capacity.
+ * `liveBytes` is the peak of the tensors live at one time, where the analyzer knows it apart from the
+ * bytes the allocator holds at its peak (analyzer stage-model.ts peakLive); allocated never exceeds
+ * reserved.
  */
-export function deviceMemoryFootprint(p: HardwareProfile, tensorBytes: number): { allocated: number; reserved: number; process: number } {
+export function deviceMemoryFootprint(p: HardwareProfile, tensorBytes: number, liveBytes = tensorBytes): { allocated: number; reserved: number; process: number } {
   const m = p.memory;
-  const allocated = tensorBytes + (m.workspaceBytes ?? 0);
-  const reserved = allocated / (1 - m.fragmentation);
+  const workspace = m.workspaceBytes ?? 0;
+  const reserved = (tensorBytes + workspace) / (1 - m.fragmentation);
+  const allocated = Math.min(liveBytes + workspace, reserved);
   return { allocated, reserved, process: reserved + m.cudaContextBytes + m.ncclBufferBytes };
 }
 
