@@ -320,11 +320,12 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // last layer's recompute and backward begin, so the live peak takes the larger of the two where
   // `peak` adds them; and without flash attention the softmax backward reads the probabilities'
   // gradient while it writes the scores' (PyTorch's _softmax_backward_data returns a new tensor), so
-  // a layer's backward holds a second score-sized gradient. `peak` is what the caching allocator
-  // reserves and what the fit test reads (its sum of the two phases covers the second gradient and
-  // the head phase's freed blocks cached beside the layers': the torchtitan rows of tools/validate,
-  // reserved memory, agree with it and fall 9-26% short with the live peak); the live peak is
-  // torch.cuda.max_memory_allocated (plan-estimate.ts deviceMemory.allocatedBytes; Mist's L4 run:
+  // a layer's backward holds a second score-sized gradient. `peak` is what the fit test reads and,
+  // with fragmentation, what the caching allocator reserves: it adds the two phases (the head phase's
+  // freed blocks stay cached beside the layers': the torchtitan rows of tools/validate, reserved
+  // memory, agree with the sum and fall 9-26% short with the live peak) and keeps one score-sized
+  // gradient (with both, Mist's L4 run, which ran on its L4s, is predicted not to fit). The live peak
+  // is torch.cuda.max_memory_allocated (plan-estimate.ts deviceMemory.allocatedBytes; Mist's L4 run:
   // +0.4%, +3.2% with the sum).
   const peakBackwardLive = named('peakBackwardLive', add(states, memActivations, gatherBuf, gradBuf, ring.bufferBackward,
     max(mul(head, logits.backward), add(recomputeBuf, bwdWork, scoresGrad))));
