@@ -34,6 +34,7 @@ describe('mist tune', () => {
     expect(j.predicted.iterationTimeS).toBeGreaterThan(0);
     expect(j.tuningTimeS).toBeGreaterThan(0);
     expect(j.candidatesEvaluated).toBeGreaterThan(0);
+    expect(j.groupsSearched).toBeGreaterThan(0);
     for (const b of ['megatron', 'deepspeed']) {
       expect(j.baselines[b]).toHaveProperty('plan');
       expect(j.baselines[b].predicted).toHaveProperty('iterationTimeS');

@@ -67,6 +67,8 @@ function resultJson(r: TuneResult): Record<string, unknown> {
       : { iterationTimeS: null },
     tuningTimeS: r.tuningTimeS,
     candidatesEvaluated: r.candidatesEvaluated,
+    // Stage groups searched (or read from the cache); the others were proven useless by bounds.
+    ...(r.groupsSearched !== undefined ? { groupsSearched: r.groupsSearched } : {}),
     noFit: r.noFit,
     ...(r.cache ? { cache: r.cache } : {}),
     ...(r.fp8 ? { fp8: r.fp8 } : {}),
