@@ -43,7 +43,7 @@ export class RelaxedGroups {
   private readonly searched = new Map<number, StageGroup | null>();
 
   /** `open`: indexes into `specs` of the groups that may hold a point of a faster plan. */
-  constructor(private readonly specs: readonly StageGroupSpec[], private readonly open: readonly number[], minima: readonly SpecMinima[]) {
+  constructor(specs: readonly StageGroupSpec[], private readonly open: readonly number[], minima: readonly SpecMinima[]) {
     for (const s of open) {
       const v = virtualPoint(minima[s]);
       if (!v) continue;
