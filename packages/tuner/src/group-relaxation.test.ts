@@ -1,6 +1,7 @@
 // The relaxation over unsearched stage groups (group-relaxation.ts): a group's virtual point never
 // costs a plan more than any of its real points, so an instance with some groups replaced by theirs
 // is never worse than the real one; and the tuner that relies on it finds the plan it finds without it.
+import { builtinHardwareProfile, getModel, parseClusterShorthand, parseTrainingSpec } from '@mist/core';
 import { describe, expect, it } from 'vitest';
 import { virtualPoint } from './group-relaxation';
 import { solveInterStageDp } from './inter-stage-dp';
@@ -91,4 +92,18 @@ describe('relaxation over unsearched stage groups', () => {
     }
     expect(spared).toBeGreaterThan(0);
   });
+
+  it('at full size too: gpt3-175b on 8x8-a100-80gb, where a relaxed optimum made of searched groups only is the best plan at G = 768', async () => {
+    const ctx = {
+      model: getModel('gpt3-175b'),
+      training: parseTrainingSpec({ globalBatch: 1536, seqLen: 2048, flashAttention: true }),
+      profile: builtinHardwareProfile(parseClusterShorthand('8x8-a100-80gb')),
+    };
+    const without = await tune(ctx, { space: mistSpace(), relaxationRounds: 0 });
+    const withIt = await tune(ctx, { space: mistSpace() });
+    expect(withIt.plan!.gradAccumSteps).toBe(768);
+    expect(withIt.objectiveS).toBe(without.objectiveS);
+    // (The relaxation's budgets are in wall time: on a loaded machine it may spare fewer groups, never more searches.)
+    expect(withIt.groupsSearched!).toBeLessThanOrEqual(without.groupsSearched!);
+  }, 60_000);
 });
