@@ -20,12 +20,21 @@ export const DATASHEET_OPTION: Record<string, OptionSpec> = {
 export function clusterProfile(
   cluster: ClusterSpec, dtype: Dtype, opts: { datasheet?: boolean; target?: string }, note: (text: string) => void,
 ): HardwareProfile {
+  return gpuProfiles(cluster.gpu.name, dtype, opts, note)(cluster);
+}
+
+/**
+ * The profiles for clusters of one GPU (see above), as clusterProfile gives them: the kept profile is
+ * read, and `note` told of it, once for every cluster asked for (mist fit tries many sizes).
+ */
+export function gpuProfiles(
+  gpu: string, dtype: Dtype, opts: { datasheet?: boolean; target?: string }, note: (text: string) => void,
+): (cluster: ClusterSpec) => HardwareProfile {
   const engine = opts.target !== undefined && isEngineName(opts.target);
-  const kept = opts.datasheet === true || engine ? null : storedProfile(cluster.gpu.name, dtype);
-  if (!kept) return builtinHardwareProfile(cluster, dtype);
-  note(`using the measured ${cluster.gpu.name} profile ${kept.file}${kept.profile.createdAt ? ` (${kept.profile.createdAt})` : ''}; ` +
-    '--datasheet for the built-in one\n');
-  return profileOnCluster(kept.profile, cluster);
+  const kept = opts.datasheet === true || engine ? null : storedProfile(gpu, dtype);
+  if (!kept) return (cluster) => builtinHardwareProfile(cluster, dtype);
+  note(`using the measured ${gpu} profile ${kept.file}${kept.profile.createdAt ? ` (${kept.profile.createdAt})` : ''}; --datasheet for the built-in one\n`);
+  return (cluster) => profileOnCluster(kept.profile, cluster);
 }
 
 /**

@@ -6,7 +6,7 @@
 // datasheet capacity less the CUDA context and NCCL buffers, less allocator fragmentation, as the
 // built-in profile states them) and its offloaded bytes within the GPU's share of host memory.
 import {
-  buildCluster, type ClusterSpec, formatBytes, formatSeconds, getGpu, type HardwareProfile, loadModel, parseTrainingSpec,
+  buildCluster, type ClusterSpec, formatBytes, formatSeconds, getGpu, loadModel, parseTrainingSpec,
   type Plan, usableDeviceMemory,
 } from '@mist/core';
 import { contextFor, type PlanEstimate } from '@mist/analyzer';
@@ -15,7 +15,7 @@ import {
   type Command, enumOpt, GRAD_ACCUM_OPTION, gradReduceOverlapOpt, intOpt, JSON_OPTION, NO_GRAD_REDUCE_OVERLAP_OPTION, numberOpt, requireString, stringOpt,
   UsageError,
 } from '../cli/command';
-import { clusterProfile, DATASHEET_OPTION } from '../cli/cluster-profile';
+import { DATASHEET_OPTION, gpuProfiles } from '../cli/cluster-profile';
 import { trainingFactsText } from '../cli/stage-text';
 import { renderTable } from '../cli/table';
 
@@ -139,14 +139,8 @@ export const fitCommand: Command = {
 
     const tried: SizeResult[] = [];
     let found: { cluster: ClusterSpec; result: TuneResult } | null = null;
-    // The GPU's kept measured profile where there is one (cli/cluster-profile.ts), said once.
-    let said = false;
-    const note = (text: string): void => {
-      if (!said) io.stderr(text);
-      said = true;
-    };
-    const profileOf = (cluster: ClusterSpec): HardwareProfile =>
-      clusterProfile(cluster, training.computeDtype, { datasheet: values.datasheet === true, target: knobs.target }, note);
+    // The GPU's kept measured profile where there is one (cli/cluster-profile.ts), read and said once.
+    const profileOf = gpuProfiles(gpu.name, training.computeDtype, { datasheet: values.datasheet === true, target: knobs.target }, io.stderr);
     for (const size of clusterSizes(gpusPerNode, maxGpus)) {
       const cluster = buildCluster({ ...size, gpu });
       const ctx = contextFor({ model, profile: profileOf(cluster), training });
