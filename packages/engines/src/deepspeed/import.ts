@@ -1,6 +1,6 @@
 // `mist import --from deepspeed ds_config.json [launcher args]`: a DeepSpeed 0.19.6 config as a plan for a
 // given model (DeepSpeed's config names no model).
-import { type ClusterSpec, type ModelSpec, type Plan, type StageStrategy, type ZeroLevel, parsePlan } from '@mist/core';
+import { type ClusterSpec, engineOverlapsGradReduce, type ModelSpec, type Plan, type StageStrategy, type ZeroLevel, parsePlan } from '@mist/core';
 import { flagMap, parseFlags } from '../argv';
 import { positiveInt, rangesFromCounts, stageMesh } from '../common';
 import { ImportError, type ImportedTraining, type ImportProblem, type ImportResult } from '../types';
@@ -135,9 +135,10 @@ export function importDeepspeed(configText: string, launcherArgs: readonly strin
     else problems.push({ option: 'data_types.grad_accum_dtype', reason: 'fp32 beside lower-precision weights runs with bf16, ZeRO-1 and no CPU offload only; read as the weights\' dtype' });
   }
   // The end-of-step gradient reduction (TrainingSpec.gradReduceOverlap): ZeRO-0 all-reduces after the
-  // backward (engine.py allreduce_gradients); ZeRO-1 reduces in the backward's hooks, beside it only
-  // with overlap_comm (default false below ZeRO-3: runtime/zero/config.py). ZeRO-2/3 reduce every
-  // micro-batch, which the field does not cover.
-  if (dp > 1 && (stage === 0 || (stage === 1 && z.overlap_comm !== true))) training.gradReduceOverlap = false;
+  // backward whatever the config (core's engineOverlapsGradReduce); ZeRO-1 reduces in the backward's
+  // hooks, beside it only with overlap_comm (default false below ZeRO-3: runtime/zero/config.py).
+  // ZeRO-2/3 reduce every micro-batch, which the field does not cover.
+  const reducedAfter = !engineOverlapsGradReduce('deepspeed', stage) || (stage === 1 && z.overlap_comm !== true);
+  if (dp > 1 && reducedAfter) training.gradReduceOverlap = false;
   return { model: ctx.model, modelInCatalog: ctx.modelInCatalog, plan, problems, ...(Object.keys(training).length > 0 ? { training } : {}) };
 }
