@@ -19,7 +19,9 @@
 // points with l_i <= X, X starting at inf and moving to the largest last below each answer's E.
 // Pruning: every rank adds at least s_i / v to `inter` beyond (G - 1/v) T (first >= steady), so
 // (G - 1/v) max_i s_i + sum_i s_i / v over the ranks' fastest points bounds a configuration from
-// below; one that cannot beat the best plan is not evaluated.
+// below; one that cannot beat the best plan is not evaluated. The bound is taken first over the
+// fastest corners (no checkpointing, fit or not), then over the fastest fitting points, found by a
+// bisection over the checkpointed-layer counts (leastFittingCkpt), below which nothing is evaluated.
 import {
   type AnalyzerContext, type CompiledStageModel, interleavedStageEstimate, iterationTime, planStageQuery, type StageEstimate, type StageQuery,
   stepJitter,
@@ -142,15 +144,17 @@ export function searchInterleaved(input: InterleavedSearchInput, stats: Interlea
             stageStrategyOf(c, [i * n, i * n + n - 1], mesh, ckpt, { ...NO_OFFLOAD });
           const { rank, sMax, sSum } = v === vs[0] ? first : atV(v);
           if ((G - 1 / v) * sMax + sSum / v + jitter >= bar) continue;
+          const least = leastFittingCkpt(pp, group, ckpts, rank, (fitMax, fitSum) => (G - 1 / v) * fitMax + fitSum / v + jitter >= bar);
+          if (!least) continue;
           const ranks: RankPoint[][] = [];
           for (let i = 0; i < pp; i++) {
             const points: RankPoint[] = [];
-            for (const c of group) {
-              for (const ckpt of ckpts) {
-                const e = rank(i, c, ckpt);
-                if (e.fits) points.push({ steady: e.steadyTimeS, extra: e.firstTimeS - e.steadyTimeS, last: e.lastTimeS, config: c, ckpt, estimate: e });
+            group.forEach((c, k) => {
+              for (let j = least[i][k]; j < ckpts.length; j++) {
+                const e = rank(i, c, ckpts[j]);
+                if (e.fits) points.push({ steady: e.steadyTimeS, extra: e.firstTimeS - e.steadyTimeS, last: e.lastTimeS, config: c, ckpt: ckpts[j], estimate: e });
               }
-            }
+            });
             if (points.length === 0) break;
             ranks.push(points);
           }
@@ -168,6 +172,48 @@ export function searchInterleaved(input: InterleavedSearchInput, stats: Interlea
     }
   }
   return best;
+}
+
+/**
+ * Per rank and configuration, the index of the least checkpointed-layer count that fits (ckpts.length:
+ * none does), by bisection: device memory never rises and the steady time never falls with more
+ * checkpointing (analyzer-assumptions.test.ts), so a rank's fastest fitting point of a configuration is
+ * at that count. Ranks are taken in order and `hopeless(max, sum)` is asked with the max and the sum of
+ * the fastest fitting steady times so far (lower bounds of T and of the sum of s_i of every plan of
+ * these ranks); null when it says so, or when a rank has no fitting point.
+ */
+function leastFittingCkpt(
+  pp: number, group: readonly ParallelConfig[], ckpts: readonly number[], rank: (i: number, c: ParallelConfig, ckpt: number) => StageEstimate,
+  hopeless: (fitMax: number, fitSum: number) => boolean,
+): number[][] | null {
+  const least: number[][] = [];
+  let fitMax = 0;
+  let fitSum = 0;
+  for (let i = 0; i < pp; i++) {
+    const row: number[] = [];
+    let fastest = Infinity;
+    for (const c of group) {
+      let lo = 0;
+      let hi = ckpts.length; // every index below lo does not fit; hi fits (or is past the end)
+      let steadyAtHi = Infinity;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        const e = rank(i, c, ckpts[mid]);
+        if (e.fits) {
+          hi = mid;
+          steadyAtHi = e.steadyTimeS;
+        } else lo = mid + 1;
+      }
+      row.push(lo);
+      if (steadyAtHi < fastest) fastest = steadyAtHi;
+    }
+    if (fastest === Infinity) return null;
+    fitMax = Math.max(fitMax, fastest);
+    fitSum += fastest;
+    if (hopeless(fitMax, fitSum)) return null;
+    least.push(row);
+  }
+  return least;
 }
 
 /** The cheapest choice of one point per rank under the smaller of the two forms of the header. */
