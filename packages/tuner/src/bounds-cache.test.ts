@@ -8,7 +8,7 @@ import { compileStageModel } from '@mist/analyzer';
 import { type Plan, PLAN_VERSION } from '@mist/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { boundsForG } from './bounds';
-import { BoundsCache } from './bounds-cache';
+import { BoundsCache, boundsKey, fastBoundsKey } from './bounds-cache';
 import { rescalePlan } from './replan';
 import { atGradAccum, ckptLevels, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, type StageGroupSpec, stageGroupSpecs } from './enumerate';
 import { mistSpace, NO_OFFLOAD_LEVELS } from './search-space';
@@ -84,7 +84,7 @@ describe('bounds cache', () => {
       const grid = { ckpt: (l: number) => ckptLevels(space.ckpt, l), offload: space.offload };
       const fresh = boundsForG(compiled, ctx.model.layers, G, specs, configsOf, grid, 4);
       expect(Array.from(fresh.derived).every((d) => d === 1)).toBe(true);
-      const cached = boundsForG(compiled, ctx.model.layers, G, specs, configsOf, grid, 4, Infinity, (s) => fresh.minima[s]);
+      const cached = boundsForG(compiled, ctx.model.layers, G, specs, configsOf, grid, 4, Infinity, { known: (s) => fresh.minima[s] });
       expect(Array.from(cached.derived).every((d) => d === 0)).toBe(true);
       expect(cached.evaluated).toBe(0);
       expect(cached.lowerBoundS).toBe(fresh.lowerBoundS);
@@ -104,6 +104,83 @@ describe('bounds cache', () => {
       });
     }
     expect(compared).toBeGreaterThan(10);
+  });
+
+  it('the fast-corner test closes a G only with lower bounds of the exact ones, and leaves the exact minima when it cannot close', () => {
+    const ctx = tinyContext('2x2-l4', 2.2e6, 32);
+    const compiled = compileStageModel(ctx);
+    const cl = ctx.profile.cluster;
+    const specs0 = stageGroupSpecs(space, ctx.model.layers, cl, meshChoices(cl));
+    let closed = 0;
+    let open = 0;
+    for (const G of gradAccumChoices(32)) {
+      const configsOf = (s: StageGroupSpec): ParallelConfig[] => parallelConfigs(space, ctx.model, ctx.training.seqLen, s.mesh, 32 / G);
+      const specs = specs0.filter((s) => configsOf(s).length > 0).map((s) => atGradAccum(s, G));
+      const grid = { ckpt: (l: number) => ckptLevels(space.ckpt, l), offload: space.offload };
+      const exact = boundsForG(compiled, ctx.model.layers, G, specs, configsOf, grid, 4);
+      const configs = specs.reduce((a, spec) => a + configsOf(spec).length, 0);
+      // A bar every bound reaches: closed on the fast corners, one row per configuration.
+      const low = boundsForG(compiled, ctx.model.layers, G, specs, configsOf, grid, 4, 1e-9, { fastTest: true });
+      expect(low.evaluated).toBe(configs);
+      expect(Array.from(low.derived).every((d) => d === 0)).toBe(true);
+      expect(Array.from(low.derivedWeak).every((d) => d === 1)).toBe(true);
+      expect(low.lowerBoundS).toBeLessThanOrEqual(exact.lowerBoundS);
+      specs.forEach((_, s) => {
+        expect(low.minima[s].steady).toBeLessThanOrEqual(exact.minima[s].steady);
+        expect(low.minima[s].first).toBeLessThanOrEqual(exact.minima[s].first);
+        expect(low.minima[s].imbalance).toBeLessThanOrEqual(exact.minima[s].imbalance);
+      });
+      closed++;
+      if (!Number.isFinite(exact.lowerBoundS)) continue;
+      // A bar above the exact bound: no lower bound closes G, and the minima derived are the exact ones.
+      const high = boundsForG(compiled, ctx.model.layers, G, specs, configsOf, grid, 4, exact.lowerBoundS * 1.5, { fastTest: true });
+      expect(Array.from(high.derived).every((d) => d === 1)).toBe(true);
+      expect(high.minima.map((m) => m.steady)).toEqual(exact.minima.map((m) => m.steady));
+      expect(high.lowerBoundS).toBeGreaterThanOrEqual(exact.lowerBoundS);
+      open++;
+    }
+    expect(closed).toBeGreaterThan(2);
+    expect(open).toBeGreaterThan(2);
+  });
+
+  it('minima at a smaller in-flight count bound those at a larger one, and getWeaker gives the nearest below', () => {
+    // Without offloading, what fits depends on the activations in flight: a tight budget makes it strict.
+    const space = mistSpace({ zero: [0, 1], offload: NO_OFFLOAD_LEVELS });
+    const ctx = tinyContext('1x4-l4', 1.2e6, 32);
+    const compiled = compileStageModel(ctx);
+    const cl = ctx.profile.cluster;
+    const G = 4;
+    const configsOf = (s: StageGroupSpec): ParallelConfig[] => parallelConfigs(space, ctx.model, ctx.training.seqLen, s.mesh, 32 / G);
+    const grid = { ckpt: (l: number) => ckptLevels(space.ckpt, l), offload: space.offload };
+    const specs = stageGroupSpecs(space, ctx.model.layers, cl, meshChoices(cl)).filter((s) => s.position === 'middle' && configsOf(s).length > 0);
+    const at = (f: number): StageGroupSpec[] => specs.map((s) => ({ ...s, inFlightMin: f, inFlightMax: f }));
+    const minima = [1, 2, 3].map((f) => boundsForG(compiled, ctx.model.layers, G, at(f), configsOf, grid, 4).minima);
+    let stricter = 0;
+    specs.forEach((_, s) => {
+      for (const f of [0, 1]) {
+        expect(minima[f][s].steady).toBeLessThanOrEqual(minima[f + 1][s].steady);
+        expect(minima[f][s].first).toBeLessThanOrEqual(minima[f + 1][s].first);
+        expect(minima[f][s].imbalance).toBeLessThanOrEqual(minima[f + 1][s].imbalance);
+        if (minima[f][s].steady < minima[f + 1][s].steady) stricter++;
+      }
+    });
+    expect(stricter).toBeGreaterThan(0);
+    const cache = BoundsCache.open(dir, 'w');
+    specs.forEach((spec, s) => {
+      cache.put(boundsKey({ ...spec, inFlightMin: 1 }, 4, null), minima[0][s]);
+      cache.put(boundsKey({ ...spec, inFlightMin: 2 }, 4, null), minima[1][s]);
+    });
+    cache.put(fastBoundsKey(specs[0], 8, null), { steady: 1, first: 2, imbalance: 3 });
+    cache.save();
+    const again = BoundsCache.open(dir, 'w');
+    expect(again.heldAtOpen).toBe(2 * specs.length + 1);
+    specs.forEach((spec, s) => {
+      expect(again.getWeaker({ ...spec, inFlightMin: 3 }, 4, null)).toEqual(minima[1][s]);
+      expect(again.getWeaker({ ...spec, inFlightMin: 2 }, 4, null)).toEqual(minima[0][s]);
+      expect(again.getWeaker({ ...spec, inFlightMin: 1 }, 4, null)).toBeNull(); // nothing below, no fast-corner minima
+      expect(again.getWeaker({ ...spec, inFlightMin: 3 }, 4, 8)).toBeNull(); // another G in the key
+    });
+    expect(again.getWeaker({ ...specs[0], inFlightMin: 1 }, 8, null)).toEqual({ steady: 1, first: 2, imbalance: 3 });
   });
 
   it('saves merge with what another tune wrote meanwhile, keep the newest entries under a cap; a damaged file reads as empty', () => {

@@ -39,10 +39,21 @@ interface BoundsFile {
   plans: StoredPlan[];
 }
 
-/** What a spec's minima depend on besides the context key (see the header). */
+/** What a spec's minima depend on besides the context key (see the header): its stem, then its in-flight count. */
 export function boundsKey(spec: StageGroupSpec, samples: number, G: number | null): string {
-  return `${spec.position}:${spec.layers}:${spec.mesh.nodes}x${spec.mesh.gpusPerNode}:pp${queryPp(spec)}:f${spec.inFlightMin}:${samples}` +
-    (G === null ? '' : `:G${G}`);
+  return `${boundsStem(spec, samples, G)}:f${spec.inFlightMin}`;
+}
+
+/**
+ * The key of a spec's fast-corner minima (bounds.ts derivedWeak): lower bounds of its minima at every
+ * in-flight count (they read no memory, and times do not read the in-flight count).
+ */
+export function fastBoundsKey(spec: StageGroupSpec, samples: number, G: number | null): string {
+  return `${boundsStem(spec, samples, G)}:fast`;
+}
+
+function boundsStem(spec: StageGroupSpec, samples: number, G: number | null): string {
+  return `${spec.position}:${spec.layers}:${spec.mesh.nodes}x${spec.mesh.gpusPerNode}:pp${queryPp(spec)}:${samples}` + (G === null ? '' : `:G${G}`);
 }
 
 export class BoundsCache {
@@ -50,6 +61,8 @@ export class BoundsCache {
   hits = 0;
   writes = 0;
   private minima = new Map<string, SpecMinima>();
+  /** The kept minima by stem (boundsStem) with their in-flight counts, for getWeaker. */
+  private byStem: Map<string, Array<{ f: number; m: SpecMinima }>> | null = null;
   private fresh = new Map<string, SpecMinima>();
   private plans: StoredPlan[] = [];
   private newPlans: StoredPlan[] = [];
@@ -72,11 +85,47 @@ export class BoundsCache {
     return cache;
   }
 
+  /** Minima the file held when opened (0: no earlier tune of the key). */
+  get heldAtOpen(): number {
+    return this.data ? this.data.minima.size : 0;
+  }
+
   /** The minima of a spec from an earlier tune, or null. */
   get(key: string): SpecMinima | null {
     const m = this.minima.get(key) ?? null;
     if (m) this.hits++;
     return m;
+  }
+
+  /**
+   * Lower bounds of a spec's minima when its own are not kept (bounds.ts knownWeak): the minima of the
+   * same stem at the largest smaller in-flight count (fewer configurations fit at more in flight, and
+   * times do not read it), else its fast-corner minima; null when neither is kept.
+   */
+  getWeaker(spec: StageGroupSpec, samples: number, G: number | null): SpecMinima | null {
+    if (this.minima.size === 0) return null;
+    if (!this.byStem) {
+      // Built once, on the first call: some milliseconds for tens of thousands of keys.
+      this.byStem = new Map();
+      for (const [k, m] of this.minima) {
+        const at = k.lastIndexOf(':f');
+        const f = Number(k.slice(at + 2));
+        if (!Number.isInteger(f)) continue; // a fast-corner key
+        const stem = k.slice(0, at);
+        const list = this.byStem.get(stem);
+        if (list) list.push({ f, m });
+        else this.byStem.set(stem, [{ f, m }]);
+      }
+    }
+    let best: { f: number; m: SpecMinima } | null = null;
+    for (const e of this.byStem.get(boundsStem(spec, samples, G)) ?? []) {
+      if (e.f < spec.inFlightMin && (!best || e.f > best.f)) best = e;
+    }
+    if (best) {
+      this.hits++;
+      return best.m;
+    }
+    return this.get(fastBoundsKey(spec, samples, G));
   }
 
   put(key: string, m: SpecMinima): void {

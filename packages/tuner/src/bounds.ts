@@ -89,6 +89,11 @@ export interface GBounds {
   /** Per spec: 1 when its minima were derived here, 0 when they were given (`known`). */
   derived: Uint8Array;
   /**
+   * Per spec: 1 when its minima are its fast-corner minima derived here (weaker lower bounds, the
+   * memory corners not evaluated: G was closed without them, see boundsForG).
+   */
+  derivedWeak: Uint8Array;
+  /**
    * The kept configurations of spec s with their least levels and time bounds: derived with the
    * bounds for the specs whose minima were derived here, on the first call for the others.
    */
@@ -100,6 +105,16 @@ export interface GBounds {
   hostShortfall: Shortfall | null;
 }
 
+/** What an earlier derivation gives boundsForG (see there), and whether it runs the fast-corner test. */
+export interface EarlierMinima {
+  /** A spec's minima, derived before for the same (spec, samples per micro-batch), or null. */
+  known?: (s: number) => SpecMinima | null;
+  /** Lower bounds of a spec's minima when `known` has none, or null (read by the fast-corner test only). */
+  knownWeak?: (s: number) => SpecMinima | null;
+  /** Whether G may be closed on the fast corners alone (then the memory corners of the fresh specs are not evaluated). */
+  fastTest?: boolean;
+}
+
 /** The per-stage grid: ckpt levels of a stage with `layers` layers, and the offload levels. */
 export interface StageGrid {
   ckpt: (layers: number) => number[];
@@ -107,6 +122,33 @@ export interface StageGrid {
 }
 
 export const DIMS = 5; // ckpt, offload weights, grads, optim, activations
+
+/** The fast corners of some (spec, config) pairs (Corners.fastCorners), as columns. */
+interface FastCorners {
+  count: number;
+  spec: Int32Array;
+  config: ParallelConfig[];
+  steady: Float64Array;
+  first: Float64Array;
+  imbalance: Float64Array;
+  /** 1 when the fast corner fits the device. */
+  fits: Uint8Array;
+}
+
+/** Both lists of fast corners, in order. */
+function concatCorners(a: FastCorners, b: FastCorners): FastCorners {
+  const f64 = (x: Float64Array, y: Float64Array): Float64Array => { const out = new Float64Array(x.length + y.length); out.set(x); out.set(y, x.length); return out; };
+  const spec = new Int32Array(a.count + b.count);
+  spec.set(a.spec);
+  spec.set(b.spec, a.count);
+  const fits = new Uint8Array(a.count + b.count);
+  fits.set(a.fits);
+  fits.set(b.fits, a.count);
+  return {
+    count: a.count + b.count, spec, config: [...a.config, ...b.config], steady: f64(a.steady, b.steady), first: f64(a.first, b.first),
+    imbalance: f64(a.imbalance, b.imbalance), fits,
+  };
+}
 
 /** A (spec, config) that may hold a fitting point. */
 interface Item {
@@ -149,20 +191,28 @@ interface Item {
  *
  * `known(s)` may give a spec's minima from an earlier derivation (the bounds cache, for the same
  * spec and samples per micro-batch): no row of that spec is evaluated for the bounds, and its detail
- * is derived only when the search asks for it.
+ * is derived only when the search asks for it. `knownWeak(s)` may give weaker lower bounds of them
+ * (fast-corner minima, or the minima at a smaller in-flight count: fewer configurations fit at more,
+ * and times do not read it): they serve the fast-corner test, and the spec is derived when it fails.
+ *
+ * The fast-corner test (`fastTest`): the fast corners alone (fit or not) bound every plan too. When
+ * the relaxation over them (and the weak minima given) already reaches `incumbentS`, G is closed
+ * without the memory corners, two thirds of the rows; those fast-corner minima are then
+ * `derivedWeak`, not `derived`.
  */
 export function boundsForG(
   model: CompiledStageModel, layers: number, G: number, specs: readonly StageGroupSpec[],
   configsOf: (spec: StageGroupSpec) => ParallelConfig[], grid: StageGrid, devices = Infinity, incumbentS = Infinity,
-  known: (s: number) => SpecMinima | null = () => null,
+  earlier: EarlierMinima = {},
 ): GBounds {
+  const known = earlier.known ?? ((): null => null);
+  const knownWeak = earlier.knownWeak ?? ((): null => null);
   const n = specs.length;
   const corners = new Corners(model, G, specs, grid);
   const given = specs.map((_, s) => known(s));
   const fresh: number[] = [];
   given.forEach((m, s) => { if (!m) fresh.push(s); });
-  const items = corners.fastItems(fresh, configsOf);
-  const minOf = (): { steady: Float64Array; first: Float64Array; imb: Float64Array } => {
+  const minOf = (items: readonly Item[]): { steady: Float64Array; first: Float64Array; imb: Float64Array } => {
     const steady = new Float64Array(n).fill(Infinity);
     const first = new Float64Array(n).fill(Infinity);
     const imb = new Float64Array(n).fill(Infinity);
@@ -179,13 +229,46 @@ export function boundsForG(
     }
     return { steady, first, imb };
   };
-  let mins = minOf();
+  const weakGiven = fresh.map((s) => (earlier.fastTest ? knownWeak(s) : null));
+  const unknown = fresh.filter((_, k) => !weakGiven[k]);
+  let fast = corners.fastCorners(unknown, configsOf);
+  if (earlier.fastTest && fresh.length > 0 && incumbentS < Infinity) {
+    const weak = minOf([]);
+    fresh.forEach((s, k) => {
+      const m = weakGiven[k];
+      if (!m) return;
+      weak.steady[s] = m.steady;
+      weak.first[s] = m.first;
+      weak.imb[s] = m.imbalance;
+    });
+    for (let i = 0; i < fast.count; i++) {
+      const sp = fast.spec[i];
+      if (fast.steady[i] < weak.steady[sp]) weak.steady[sp] = fast.steady[i];
+      if (fast.first[i] < weak.first[sp]) weak.first[sp] = fast.first[i];
+      if (fast.imbalance[i] < weak.imb[sp]) weak.imb[sp] = fast.imbalance[i];
+    }
+    const early = layerBoundsIfClosed(layers, G, specs, weak.steady, weak.first, weak.imb, devices, incumbentS);
+    if (early) {
+      const derivedWeak = new Uint8Array(n);
+      for (const s of unknown) derivedWeak[s] = 1;
+      return {
+        G, ...early, evaluated: corners.evaluated, shortfall: corners.shortfall, hostShortfall: corners.hostShortfall,
+        derived: new Uint8Array(n), derivedWeak,
+        minima: specs.map((_, s) => ({ steady: weak.steady[s], first: weak.first[s], imbalance: weak.imb[s] })),
+        detail: detailsOnDemand(specs.map(() => null), corners, configsOf),
+      };
+    }
+  }
+  // The specs given weak minima only are derived now (their fast corners, then as the others).
+  if (unknown.length < fresh.length) fast = concatCorners(fast, corners.fastCorners(fresh.filter((_, k) => weakGiven[k]), configsOf));
+  const items = corners.mayFit(fast);
+  let mins = minOf(items);
   const bounds = layerBounds(layers, G, specs, mins.steady, mins.first, mins.imb, devices, incumbentS);
   const pending = bounds.lowerBoundS < incumbentS
     ? items.filter((it) => !it.fastFits && bounds.specLowerBoundS[it.s] < incumbentS) : [];
   if (pending.length > 0) {
     corners.refine(items, pending);
-    mins = minOf();
+    mins = minOf(items);
     const refined = layerBounds(layers, G, specs, mins.steady, mins.first, mins.imb, devices, incumbentS);
     bounds.lowerBoundS = Math.max(bounds.lowerBoundS, refined.lowerBoundS);
     for (let s = 0; s < n; s++) {
@@ -204,7 +287,7 @@ export function boundsForG(
   const derived = new Uint8Array(n);
   for (const s of fresh) derived[s] = 1;
   return {
-    G, ...bounds, evaluated: corners.evaluated, shortfall: corners.shortfall, hostShortfall: corners.hostShortfall, derived,
+    G, ...bounds, evaluated: corners.evaluated, shortfall: corners.shortfall, hostShortfall: corners.hostShortfall, derived, derivedWeak: new Uint8Array(n),
     minima: specs.map((_, s) => ({ steady: mins.steady[s], first: mins.first[s], imbalance: mins.imb[s] })),
     detail: detailsOnDemand(details, corners, configsOf),
   };
@@ -295,51 +378,94 @@ class Corners {
 
   /** The three corners of every configuration of the given specs; the configurations that may fit. */
   fastItems(specIndices: readonly number[], configsOf: (spec: StageGroupSpec) => ParallelConfig[]): Item[] {
+    return this.mayFit(this.fastCorners(specIndices, configsOf));
+  }
+
+  /**
+   * The fast corner (ckpt 0, no offload) of every configuration of the given specs, one row each: its
+   * times bound every point of the configuration from below, whether any of them fits or not.
+   */
+  fastCorners(specIndices: readonly number[], configsOf: (spec: StageGroupSpec) => ParallelConfig[]): FastCorners {
+    const { input, output, model, G, specs } = this;
+    let count = 0;
+    for (const s of specIndices) count += configsOf(specs[s]).length;
+    const out: FastCorners = {
+      count, spec: new Int32Array(count), config: new Array<ParallelConfig>(count), steady: new Float64Array(count),
+      first: new Float64Array(count), imbalance: new Float64Array(count), fits: new Uint8Array(count),
+    };
+    const cap = 3 * BATCH_ROWS;
+    let rows = 0;
+    let at = 0;
+    const flush = (): void => {
+      if (rows === 0) return;
+      model.evaluateBatch(input, output, rows);
+      this.evaluated += rows;
+      for (let r = 0; r < rows; r++, at++) {
+        this.noteMiss(r);
+        const o = r * OUTPUT_WIDTH;
+        out.steady[at] = output[o + OUT.STEADY];
+        out.first[at] = output[o + OUT.FIRST];
+        out.imbalance[at] = output[o + OUT.FIRST] + output[o + OUT.LAST];
+        out.fits[at] = output[o + OUT.FITS_DEVICE] === 1 ? 1 : 0;
+      }
+      rows = 0;
+    };
+    let k = 0;
+    for (const s of specIndices) {
+      const spec = specs[s];
+      for (const c of configsOf(spec)) {
+        writeCorner(input, rows, spec, G, c, 0, [0, 0, 0, 0]);
+        out.spec[k] = s;
+        out.config[k++] = c;
+        rows++;
+        if (rows === cap) flush();
+      }
+    }
+    flush();
+    return out;
+  }
+
+  /**
+   * Of the given fast corners, the configurations that may hold a fitting point: their least-device
+   * corner (ckpt max, offload max) fits the device, their least-host corner (ckpt max, no offload) the
+   * host, and their fewest stored bytes both together (see boundsForG). Two rows each.
+   */
+  mayFit(fast: FastCorners): Item[] {
     const { input, output, model, G, specs } = this;
     const capacity = model.capacityBytes;
     const hostCapacity = model.hostCapacityBytes;
-    const rowSpec = new Int32Array(BATCH_ROWS);
-    const rowConfig: ParallelConfig[] = [];
-    const items: Item[] = [];
-    let rows = 0;
-    const flush = (): void => {
-      if (rows === 0) return;
-      model.evaluateBatch(input, output, rows * 3);
-      this.evaluated += rows * 3;
-      for (let r = 0; r < 3 * rows; r++) this.noteMiss(r);
-      for (let r = 0; r < rows; r++) {
-        const fast = 3 * r * OUTPUT_WIDTH;
-        const lowDevice = (3 * r + 1) * OUTPUT_WIDTH;
-        const lowHost = (3 * r + 2) * OUTPUT_WIDTH;
+    const kept: Item[] = [];
+    for (let j0 = 0; j0 < fast.count; j0 += BATCH_ROWS) {
+      const m = Math.min(BATCH_ROWS, fast.count - j0);
+      let topOf = -1;
+      let t: number[] = [];
+      for (let j = 0; j < m; j++) {
+        const spec = specs[fast.spec[j0 + j]];
+        if (fast.spec[j0 + j] !== topOf) {
+          topOf = fast.spec[j0 + j];
+          t = this.top(spec);
+        }
+        writeCorner(input, 2 * j, spec, G, fast.config[j0 + j], t[0], [t[1], t[2], t[3], t[4]]);
+        writeCorner(input, 2 * j + 1, spec, G, fast.config[j0 + j], t[0], [0, 0, 0, 0]);
+      }
+      model.evaluateBatch(input, output, 2 * m);
+      this.evaluated += 2 * m;
+      for (let r = 0; r < 2 * m; r++) this.noteMiss(r);
+      for (let j = 0; j < m; j++) {
+        const lowDevice = 2 * j * OUTPUT_WIDTH;
+        const lowHost = (2 * j + 1) * OUTPUT_WIDTH;
         if (output[lowDevice + OUT.FITS_DEVICE] !== 1 || output[lowHost + OUT.FITS_HOST] !== 1) continue;
         const total = output[lowHost + OUT.MEM_WEIGHTS] + output[lowHost + OUT.MEM_GRADS] + output[lowHost + OUT.MEM_OPTIM] +
           output[lowHost + OUT.MEM_ACTIVATIONS];
         if (total * (1 - BOUND_SLACK) > capacity + hostCapacity + 2) continue;
-        const spec = specs[rowSpec[r]];
-        items.push({
-          s: rowSpec[r], c: rowConfig[r], steady: output[fast + OUT.STEADY], first: output[fast + OUT.FIRST],
-          imbalance: output[fast + OUT.FIRST] + output[fast + OUT.LAST],
-          fastFits: output[fast + OUT.FITS_DEVICE] === 1, lo: null, hi: null,
+        const i = j0 + j;
+        kept.push({
+          s: fast.spec[i], c: fast.config[i], steady: fast.steady[i], first: fast.first[i], imbalance: fast.imbalance[i],
+          fastFits: fast.fits[i] === 1, lo: null, hi: null,
         });
       }
-      rows = 0;
-      rowConfig.length = 0;
-    };
-    for (const s of specIndices) {
-      const spec = specs[s];
-      const t = this.top(spec);
-      for (const c of configsOf(spec)) {
-        writeCorner(input, 3 * rows, spec, G, c, 0, [0, 0, 0, 0]);
-        writeCorner(input, 3 * rows + 1, spec, G, c, t[0], [t[1], t[2], t[3], t[4]]);
-        writeCorner(input, 3 * rows + 2, spec, G, c, t[0], [0, 0, 0, 0]);
-        rowSpec[rows] = s;
-        rowConfig.push(c);
-        rows++;
-        if (rows === BATCH_ROWS) flush();
-      }
     }
-    flush();
-    return items;
+    return kept;
   }
 
   /**
@@ -463,6 +589,22 @@ export function writeCorner(x: Float64Array, row: number, spec: StageGroupSpec, 
 /** The layer-only relaxation (see the header) for the plan and for each spec. */
 export function layerBounds(L: number, G: number, specs: readonly StageGroupSpec[], minSteady: Float64Array, minFirst: Float64Array,
   minImb: Float64Array, devices = Infinity, incumbentS = Infinity): LayerBounds {
+  return relaxLayers(L, G, specs, minSteady, minFirst, minImb, devices, incumbentS, -Infinity) as LayerBounds;
+}
+
+/**
+ * The layer relaxation when it proves that no plan at G is below `incumbentS`, else null; it stops at
+ * the first threshold whose bound is below (the usual outcome when it is null), so that asking costs
+ * a few thresholds' tables instead of all of them.
+ */
+export function layerBoundsIfClosed(L: number, G: number, specs: readonly StageGroupSpec[], minSteady: Float64Array, minFirst: Float64Array,
+  minImb: Float64Array, devices: number, incumbentS: number): LayerBounds | null {
+  return relaxLayers(L, G, specs, minSteady, minFirst, minImb, devices, incumbentS, incumbentS);
+}
+
+/** layerBounds, or null as soon as some bound is below `stopBelow` (-Infinity: never). */
+function relaxLayers(L: number, G: number, specs: readonly StageGroupSpec[], minSteady: Float64Array, minFirst: Float64Array,
+  minImb: Float64Array, devices: number, incumbentS: number, stopBelow: number): LayerBounds | null {
   const n = specs.length;
   // Stages take disjoint devices: a spec is dropped (Infinity) when the fewest devices of any plan
   // using it (over specs that may fit) exceed the cluster's.
@@ -483,6 +625,8 @@ export function layerBounds(L: number, G: number, specs: readonly StageGroupSpec
     if (minSteady[s] < fastestSteady) fastestSteady = minSteady[s];
     if (minFirst[s] < fastestFirst) fastestFirst = minFirst[s];
   }
+  // Nothing may fit (0 * Infinity would make the G = 1 bound NaN).
+  if (fastestSteady === Infinity) return { lowerBoundS: Infinity, specLowerBoundS, specRestS, specBottleneckS };
   const quick = (G - 1) * fastestSteady + fastestFirst;
   if (!(quick < incumbentS)) {
     for (let s = 0; s < n; s++) {
@@ -501,6 +645,7 @@ export function layerBounds(L: number, G: number, specs: readonly StageGroupSpec
     specRestS[s] = 0;
     lowerBoundS = Math.min(lowerBoundS, v);
   });
+  if (lowerBoundS < stopBelow) return null;
   const steadies: number[] = [];
   specs.forEach((spec, s) => {
     if (spec.position !== 'only' && Number.isFinite(minSteady[s])) steadies.push(minSteady[s]);
@@ -575,6 +720,7 @@ export function layerBounds(L: number, G: number, specs: readonly StageGroupSpec
     let whole = Infinity;
     for (let l = 1; l < L; l++) whole = Math.min(whole, headCost[l] + firsts.rest[0][l]);
     lowerBoundS = Math.min(lowerBoundS, whole + (G - 1) * lower);
+    if (lowerBoundS < stopBelow) return null;
   }
   specs.forEach((spec, s) => {
     if (spec.position === 'only' || !Number.isFinite(minSteady[s])) return;

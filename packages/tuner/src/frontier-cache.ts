@@ -32,7 +32,7 @@ import { StagePareto } from './pareto';
 import type { SearchSpace } from './search-space';
 
 /** Bumped whenever the search or the cache format changes what a stored set means. */
-export const FRONTIER_CACHE_VERSION = 7; // 7: the DeepSpeed grid costs ZeRO-0 with its reduction after the backward
+export const FRONTIER_CACHE_VERSION = 8; // 8: bounds keys end with the in-flight count (bounds-cache.ts boundsStem)
 const POINT_WIDTH = 4 + STRATEGY_WIDTH; // steady, first, last, maxInFlight, then the strategy columns (ST)
 
 interface Entry {

@@ -6,7 +6,7 @@ import {
 } from '@mist/analyzer';
 import { clusterDevices, engineCapabilities, meshSize, SpecError, type Mesh, type Plan, parsePlan, PLAN_VERSION, type StageStrategy, type ZeroLevel } from '@mist/core';
 import { boundsForG, type GBounds, writeCorner } from './bounds';
-import { BoundsCache, boundsKey } from './bounds-cache';
+import { BoundsCache, boundsKey, fastBoundsKey } from './bounds-cache';
 import { contextKey, dependsOnG, FrontierCache, groupKey } from './frontier-cache';
 import {
   atGradAccum, ckptLevels, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, selectiveLevels, type StageGroupSpec,
@@ -355,11 +355,22 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
   }
   for (let i = 0; i < gValues.length && !shouldStop(); i++) {
     const G = gValues[i];
-    const keys = boundsCache ? specsAt[i].map((spec) => boundsKey(spec, training.globalBatch / G, gDependent ? G : null)) : [];
+    const samples = training.globalBatch / G;
+    const keyG = gDependent ? G : null;
+    const keys = boundsCache ? specsAt[i].map((spec) => boundsKey(spec, samples, keyG)) : [];
     const known = boundsCache && readMinima ? (s: number) => boundsCache.get(keys[s]) : undefined;
-    const b = boundsForG(compiled, model.layers, G, specsAt[i], (spec) => configsAt(spec.mesh, training.globalBatch / G),
-      { ckpt: ckptOf, offload: space.offload }, devices, best ? best.iterationTimeS : Infinity, known);
-    if (boundsCache) b.derived.forEach((d, s) => { if (d) boundsCache.put(keys[s], b.minima[s]); });
+    const knownWeak = boundsCache && readMinima ? (s: number) => boundsCache.getWeaker(specsAt[i][s], samples, keyG) : undefined;
+    // The fast-corner test (bounds.ts) runs in re-tunes only: a first tune's exact minima are what its
+    // re-tunes read (a doubled batch meets its G's groups at 2G, where the margin to the best plan is
+    // thinner and the fast corners alone rarely close it), and it gains little there (gpt3-175b on
+    // 512 GPUs: 4.0-4.1 s either way), while a re-tune closes its new G values with a third of the rows.
+    const reTune = boundsCache !== null && readMinima && boundsCache.heldAtOpen > 0;
+    const b = boundsForG(compiled, model.layers, G, specsAt[i], (spec) => configsAt(spec.mesh, samples),
+      { ckpt: ckptOf, offload: space.offload }, devices, best ? best.iterationTimeS : Infinity, { known, knownWeak, fastTest: reTune });
+    if (boundsCache) {
+      b.derived.forEach((d, s) => { if (d) boundsCache.put(keys[s], b.minima[s]); });
+      b.derivedWeak.forEach((d, s) => { if (d) boundsCache.put(fastBoundsKey(specsAt[i][s], samples, keyG), b.minima[s]); });
+    }
     boundRows += b.evaluated;
     mergeShortfall(shortfalls, b.shortfall, b.hostShortfall);
     bounds[i] = b;
