@@ -137,6 +137,7 @@ interface FastCorners {
 
 /** Both lists of fast corners, in order. */
 function concatCorners(a: FastCorners, b: FastCorners): FastCorners {
+  if (b.count === 0) return a;
   const f64 = (x: Float64Array, y: Float64Array): Float64Array => { const out = new Float64Array(x.length + y.length); out.set(x); out.set(y, x.length); return out; };
   const spec = new Int32Array(a.count + b.count);
   spec.set(a.spec);
@@ -147,6 +148,18 @@ function concatCorners(a: FastCorners, b: FastCorners): FastCorners {
   return {
     count: a.count + b.count, spec, config: [...a.config, ...b.config], steady: f64(a.steady, b.steady), first: f64(a.first, b.first),
     imbalance: f64(a.imbalance, b.imbalance), fits,
+  };
+}
+
+/** The fast corners of the specs marked in `keep`, in order. */
+function pickCorners(a: FastCorners, keep: Uint8Array): FastCorners {
+  const idx: number[] = [];
+  for (let i = 0; i < a.count; i++) if (keep[a.spec[i]]) idx.push(i);
+  if (idx.length === a.count) return a;
+  return {
+    count: idx.length, spec: Int32Array.from(idx, (i) => a.spec[i]), config: idx.map((i) => a.config[i]),
+    steady: Float64Array.from(idx, (i) => a.steady[i]), first: Float64Array.from(idx, (i) => a.first[i]),
+    imbalance: Float64Array.from(idx, (i) => a.imbalance[i]), fits: Uint8Array.from(idx, (i) => a.fits[i]),
   };
 }
 
@@ -230,6 +243,8 @@ export function boundsForG(
     return { steady, first, imb };
   };
   const weakGiven = fresh.map((s) => (earlier.fastTest ? knownWeak(s) : null));
+  // Fresh specs whose weak minima stand (see below); null when every fresh spec is derived.
+  let keptWeak: Uint8Array | null = null;
   const unknown = fresh.filter((_, k) => !weakGiven[k]);
   let fast = corners.fastCorners(unknown, configsOf);
   if (earlier.fastTest && fresh.length > 0 && incumbentS < Infinity) {
@@ -258,9 +273,22 @@ export function boundsForG(
         detail: detailsOnDemand(specs.map(() => null), corners, configsOf),
       };
     }
+    // Not closed: a spec that no plan below the bar can use, even with the weak minima, keeps them
+    // (exact ones would only tighten what is proven already); the others are derived.
+    const full = layerBounds(layers, G, specs, weak.steady, weak.first, weak.imb, devices, incumbentS);
+    keptWeak = new Uint8Array(n);
+    for (const s of fresh) {
+      if (full.specLowerBoundS[s] < incumbentS) continue;
+      keptWeak[s] = 1;
+      given[s] = { steady: weak.steady[s], first: weak.first[s], imbalance: weak.imb[s] };
+    }
   }
+  const derive = keptWeak ? fresh.filter((s) => !keptWeak[s]) : fresh;
   // The specs given weak minima only are derived now (their fast corners, then as the others).
-  if (unknown.length < fresh.length) fast = concatCorners(fast, corners.fastCorners(fresh.filter((_, k) => weakGiven[k]), configsOf));
+  const toDerive = new Uint8Array(n);
+  for (const s of derive) toDerive[s] = 1;
+  if (keptWeak) fast = pickCorners(fast, toDerive);
+  fast = concatCorners(fast, corners.fastCorners(fresh.filter((s, k) => weakGiven[k] && toDerive[s]), configsOf));
   const items = corners.mayFit(fast);
   let mins = minOf(items);
   const bounds = layerBounds(layers, G, specs, mins.steady, mins.first, mins.imb, devices, incumbentS);
@@ -282,12 +310,14 @@ export function boundsForG(
   if (bounds.lowerBoundS < incumbentS) {
     const bySpec: Item[][] = specs.map(() => []);
     for (const it of items) bySpec[it.s].push(it);
-    for (const s of fresh) details[s] = toDetail(bySpec[s], 0);
+    for (const s of derive) details[s] = toDetail(bySpec[s], 0);
   }
   const derived = new Uint8Array(n);
-  for (const s of fresh) derived[s] = 1;
+  for (const s of derive) derived[s] = 1;
+  const derivedWeak = new Uint8Array(n);
+  if (keptWeak) for (const s of unknown) derivedWeak[s] = keptWeak[s];
   return {
-    G, ...bounds, evaluated: corners.evaluated, shortfall: corners.shortfall, hostShortfall: corners.hostShortfall, derived, derivedWeak: new Uint8Array(n),
+    G, ...bounds, evaluated: corners.evaluated, shortfall: corners.shortfall, hostShortfall: corners.hostShortfall, derived, derivedWeak,
     minima: specs.map((_, s) => ({ steady: mins.steady[s], first: mins.first[s], imbalance: mins.imb[s] })),
     detail: detailsOnDemand(details, corners, configsOf),
   };
@@ -656,7 +686,9 @@ function relaxLayers(L: number, G: number, specs: readonly StageGroupSpec[], min
   // is below it). A plan whose bottleneck T has (G - 1) T >= incumbentS cannot beat the incumbent,
   // so the buckets are spent on the steady times below incumbentS / (G - 1) only: the rest form one
   // bucket, whose bound is then at least (about) the incumbent anyway.
-  const reach = G > 1 ? incumbentS / (G - 1) : Infinity;
+  // At G = 1 no bound reads the bottleneck ((G - 1) T = 0, and R only falls as T grows): the least
+  // steady time and all of them are the only thresholds needed.
+  const reach = G > 1 ? incumbentS / (G - 1) : -Infinity;
   let m = 0;
   while (m < steadies.length && steadies[m] <= reach) m++;
   const fine = m > 0 ? steadies.slice(0, m) : steadies.slice(0, 1);
@@ -793,8 +825,11 @@ class PartitionTables {
   private readonly tail: Float64Array;
   private readonly head: Float64Array;
   private readonly around: Float64Array;
+  /** Scratch: the finite entries of a table (finiteAt). */
+  private readonly at: Int32Array;
 
   constructor(private readonly L: number) {
+    this.at = new Int32Array(L + 1);
     this.M = new Float64Array(L + 1).fill(Infinity);
     this.M[0] = 0;
     this.tail = new Float64Array(L + 1).fill(Infinity);
@@ -803,26 +838,18 @@ class PartitionTables {
   }
 
   update([first, middle, last]: Float64Array[], from = 1): { rest: Float64Array[]; whole: number } {
-    const { L, M, tail, head, around } = this;
+    const { L, M, tail, head, around, at } = this;
     const start = Math.max(1, from);
     // Min-plus sums over the finite entries only (a table of few allowed stages, at the low
     // thresholds, is mostly Infinity).
-    const mids = finiteAt(middle, L);
-    for (let m = start; m <= L; m++) {
-      let v = Infinity;
-      for (let i = 0; i < mids.length && mids[i] <= m; i++) {
-        const c = middle[mids[i]] + M[m - mids[i]];
-        if (c < v) v = c;
-      }
-      M[m] = v;
-    }
-    minPlusWith(last, M, L, tail, start);
-    minPlusWith(first, M, L, head, start);
-    const heads = finiteAt(head, L);
+    minPlusWith(middle, M, L, M, start, at);
+    minPlusWith(last, M, L, tail, start, at);
+    minPlusWith(first, M, L, head, start, at);
+    const heads = finiteAt(head, L, at);
     for (let m = Math.max(2, start); m <= L; m++) {
       let v = Infinity;
-      for (let i = 0; i < heads.length && heads[i] < m; i++) {
-        const c = head[heads[i]] + tail[m - heads[i]];
+      for (let i = 0; i < heads && at[i] < m; i++) {
+        const c = head[at[i]] + tail[m - at[i]];
         if (c < v) v = c;
       }
       around[m] = v;
@@ -841,20 +868,25 @@ class PartitionTables {
   }
 }
 
-/** Ascending indexes 1..L of the finite entries of a table. */
-function finiteAt(table: Float64Array, L: number): Int32Array {
-  const out: number[] = [];
-  for (let l = 1; l <= L; l++) if (table[l] !== Infinity) out.push(l);
-  return Int32Array.from(out);
+/** Writes the ascending indexes 1..L of the finite entries of a table into `out`; returns their count. */
+function finiteAt(table: Float64Array, L: number, out: Int32Array): number {
+  let n = 0;
+  for (let l = 1; l <= L; l++) if (table[l] !== Infinity) out[n++] = l;
+  return n;
 }
 
-/** out[m] = min over l in 1..m of stage[l] + M[m - l] (Infinity where there is none), for m >= from. */
-function minPlusWith(stage: Float64Array, M: Float64Array, L: number, out: Float64Array, from: number): void {
-  const at = finiteAt(stage, L);
+/**
+ * out[m] = min over l in 1..m of stage[l] + M[m - l] (Infinity where there is none), for m >= from
+ * in ascending order (so that out may be M itself: M[m - l] is final before M[m] is written).
+ * `at` is scratch of L + 1 entries.
+ */
+function minPlusWith(stage: Float64Array, M: Float64Array, L: number, out: Float64Array, from: number, at: Int32Array): void {
+  const n = finiteAt(stage, L, at);
   for (let m = from; m <= L; m++) {
     let v = Infinity;
-    for (let i = 0; i < at.length && at[i] <= m; i++) {
+    for (let i = 0; i < n; i++) {
       const l = at[i];
+      if (l > m) break;
       const c = stage[l] + M[m - l];
       if (c < v) v = c;
     }
