@@ -8,7 +8,7 @@ import { compileStageModel } from '@mist/analyzer';
 import { type Plan, PLAN_VERSION } from '@mist/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { boundsForG } from './bounds';
-import { BoundsCache, boundsKey, fastBoundsKey } from './bounds-cache';
+import { BoundsCache, boundsKey, fastBoundsKey, specKeyPart } from './bounds-cache';
 import { rescalePlan } from './replan';
 import { atGradAccum, ckptLevels, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, type StageGroupSpec, stageGroupSpecs } from './enumerate';
 import { mistSpace, NO_OFFLOAD_LEVELS } from './search-space';
@@ -163,7 +163,7 @@ describe('bounds cache', () => {
     expect(open).toBeGreaterThan(2);
   });
 
-  it('minima at a smaller in-flight count bound those at a larger one, and getWeaker gives the nearest below', () => {
+  it('minima at a smaller in-flight count bound those at a larger one, and a view gives the nearest below as weaker minima', () => {
     // Without offloading, what fits depends on the activations in flight: a tight budget makes it strict.
     const space = mistSpace({ zero: [0, 1], offload: NO_OFFLOAD_LEVELS });
     const ctx = tinyContext('1x4-l4', 1.2e6, 32);
@@ -194,13 +194,19 @@ describe('bounds cache', () => {
     cache.save();
     const again = BoundsCache.open(dir, 'w');
     expect(again.heldAtOpen).toBe(2 * specs.length + 1);
+    const at4 = again.view(4, null);
+    const at4G8 = again.view(4, 8);
     specs.forEach((spec, s) => {
-      expect(again.getWeaker({ ...spec, inFlightMin: 3 }, 4, null)).toEqual(minima[1][s]);
-      expect(again.getWeaker({ ...spec, inFlightMin: 2 }, 4, null)).toEqual(minima[0][s]);
-      expect(again.getWeaker({ ...spec, inFlightMin: 1 }, 4, null)).toBeNull(); // nothing below, no fast-corner minima
-      expect(again.getWeaker({ ...spec, inFlightMin: 3 }, 4, 8)).toBeNull(); // another G in the key
+      const part = specKeyPart(spec);
+      expect(at4.exact(part, 2)).toEqual(minima[1][s]);
+      expect(at4.exact(part, 3)).toBeNull();
+      expect(at4.weaker(part, 3)).toEqual(minima[1][s]);
+      expect(at4.weaker(part, 2)).toEqual(minima[0][s]);
+      expect(at4.weaker(part, 1)).toBeNull(); // nothing below, no fast-corner minima
+      expect(at4G8.weaker(part, 3)).toBeNull(); // another G in the key
     });
-    expect(again.getWeaker({ ...specs[0], inFlightMin: 1 }, 8, null)).toEqual({ steady: 1, first: 2, imbalance: 3 });
+    expect(again.view(8, null).weaker(specKeyPart(specs[0]), 1)).toEqual({ steady: 1, first: 2, imbalance: 3 });
+    expect(again.view(8, null).exact(specKeyPart(specs[0]), 1)).toBeNull();
   });
 
   it('saves merge with what another tune wrote meanwhile, keep the newest entries under a cap; a damaged file reads as empty', () => {

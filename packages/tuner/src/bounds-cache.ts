@@ -39,9 +39,13 @@ interface BoundsFile {
   plans: StoredPlan[];
 }
 
-/** What a spec's minima depend on besides the context key (see the header): its stem, then its in-flight count. */
+/**
+ * What a spec's minima depend on besides the context key (see the header): the group's own part
+ * (specKeyPart), the samples part (samplesKeyPart: samples per micro-batch, and G when the cost
+ * columns read it), then its in-flight count.
+ */
 export function boundsKey(spec: StageGroupSpec, samples: number, G: number | null): string {
-  return `${boundsStem(spec, samples, G)}:f${spec.inFlightMin}`;
+  return `${specKeyPart(spec)}:${samplesKeyPart(samples, G)}:f${spec.inFlightMin}`;
 }
 
 /**
@@ -49,11 +53,38 @@ export function boundsKey(spec: StageGroupSpec, samples: number, G: number | nul
  * in-flight count (they read no memory, and times do not read the in-flight count).
  */
 export function fastBoundsKey(spec: StageGroupSpec, samples: number, G: number | null): string {
-  return `${boundsStem(spec, samples, G)}:fast`;
+  return `${specKeyPart(spec)}:${samplesKeyPart(samples, G)}:fast`;
 }
 
-function boundsStem(spec: StageGroupSpec, samples: number, G: number | null): string {
-  return `${spec.position}:${spec.layers}:${spec.mesh.nodes}x${spec.mesh.gpusPerNode}:pp${queryPp(spec)}:${samples}` + (G === null ? '' : `:G${G}`);
+/** The group's part of its keys: position, layers, mesh and query depth (four fields). */
+export function specKeyPart(spec: StageGroupSpec): string {
+  return `${spec.position}:${spec.layers}:${spec.mesh.nodes}x${spec.mesh.gpusPerNode}:pp${queryPp(spec)}`;
+}
+
+export function samplesKeyPart(samples: number, G: number | null): string {
+  return G === null ? `${samples}` : `${samples}:G${G}`;
+}
+
+/** The kept minima of one (group part, samples part): per in-flight count, and the fast-corner ones. */
+interface KeptMinima {
+  inFlight: number[];
+  minima: SpecMinima[];
+  fast: SpecMinima | null;
+}
+
+/**
+ * The minima kept for one samples part, looked up by each group's key part (the same string objects
+ * for every G, so that their hashes are computed once: tens of thousands of lookups per tune).
+ */
+export interface BoundsView {
+  /** The minima of the group at this in-flight count, or null. */
+  exact(specPart: string, inFlight: number): SpecMinima | null;
+  /**
+   * Lower bounds of them when they are not kept (bounds.ts knownWeak): the minima at the largest
+   * smaller in-flight count (fewer configurations fit at more in flight, and times do not read it),
+   * else the fast-corner minima; null when neither is kept.
+   */
+  weaker(specPart: string, inFlight: number): SpecMinima | null;
 }
 
 export class BoundsCache {
@@ -61,8 +92,8 @@ export class BoundsCache {
   hits = 0;
   writes = 0;
   private minima = new Map<string, SpecMinima>();
-  /** The kept minima by stem (boundsStem) with their in-flight counts, for getWeaker. */
-  private byStem: Map<string, Array<{ f: number; m: SpecMinima }>> | null = null;
+  /** The file's minima by samples part, then group part (built on the first view). */
+  private index: Map<string, Map<string, KeptMinima>> | null = null;
   private fresh = new Map<string, SpecMinima>();
   private plans: StoredPlan[] = [];
   private newPlans: StoredPlan[] = [];
@@ -97,35 +128,57 @@ export class BoundsCache {
     return m;
   }
 
-  /**
-   * Lower bounds of a spec's minima when its own are not kept (bounds.ts knownWeak): the minima of the
-   * same stem at the largest smaller in-flight count (fewer configurations fit at more in flight, and
-   * times do not read it), else its fast-corner minima; null when neither is kept.
-   */
-  getWeaker(spec: StageGroupSpec, samples: number, G: number | null): SpecMinima | null {
-    if (this.minima.size === 0) return null;
-    if (!this.byStem) {
-      // Built once, on the first call: some milliseconds for tens of thousands of keys.
-      this.byStem = new Map();
-      for (const [k, m] of this.minima) {
-        const at = k.lastIndexOf(':f');
-        const f = Number(k.slice(at + 2));
-        if (!Number.isInteger(f)) continue; // a fast-corner key
-        const stem = k.slice(0, at);
-        const list = this.byStem.get(stem);
-        if (list) list.push({ f, m });
-        else this.byStem.set(stem, [{ f, m }]);
+  /** The file's minima of one samples part (see BoundsView). */
+  view(samples: number, G: number | null): BoundsView {
+    const bySpec = this.buildIndex().get(samplesKeyPart(samples, G));
+    const none: BoundsView = { exact: () => null, weaker: () => null };
+    if (!bySpec) return none;
+    return {
+      exact: (specPart, inFlight) => {
+        const kept = bySpec.get(specPart);
+        const i = kept ? kept.inFlight.indexOf(inFlight) : -1;
+        if (!kept || i < 0) return null;
+        this.hits++;
+        return kept.minima[i];
+      },
+      weaker: (specPart, inFlight) => {
+        const kept = bySpec.get(specPart);
+        if (!kept) return null;
+        let at = -1;
+        kept.inFlight.forEach((f, i) => { if (f < inFlight && (at < 0 || f > kept.inFlight[at])) at = i; });
+        const m = at >= 0 ? kept.minima[at] : kept.fast;
+        if (m) this.hits++;
+        return m;
+      },
+    };
+  }
+
+  /** The file's keys split into (samples part, group part, in-flight count or fast); once, some milliseconds. */
+  private buildIndex(): Map<string, Map<string, KeptMinima>> {
+    if (this.index) return this.index;
+    const index = new Map<string, Map<string, KeptMinima>>();
+    for (const [k, m] of this.minima) {
+      let at = -1;
+      for (let field = 0; field < 4; field++) at = k.indexOf(':', at + 1);
+      const tail = k.lastIndexOf(':');
+      if (at < 0 || tail <= at) continue;
+      const specPart = k.slice(0, at);
+      const samplesPart = k.slice(at + 1, tail);
+      const last = k.slice(tail + 1);
+      let bySpec = index.get(samplesPart);
+      if (!bySpec) index.set(samplesPart, (bySpec = new Map()));
+      let kept = bySpec.get(specPart);
+      if (!kept) bySpec.set(specPart, (kept = { inFlight: [], minima: [], fast: null }));
+      if (last === 'fast') kept.fast = m;
+      else {
+        const f = Number(last.slice(1));
+        if (last[0] !== 'f' || !Number.isInteger(f)) continue;
+        kept.inFlight.push(f);
+        kept.minima.push(m);
       }
     }
-    let best: { f: number; m: SpecMinima } | null = null;
-    for (const e of this.byStem.get(boundsStem(spec, samples, G)) ?? []) {
-      if (e.f < spec.inFlightMin && (!best || e.f > best.f)) best = e;
-    }
-    if (best) {
-      this.hits++;
-      return best.m;
-    }
-    return this.get(fastBoundsKey(spec, samples, G));
+    this.index = index;
+    return index;
   }
 
   put(key: string, m: SpecMinima): void {

@@ -6,7 +6,7 @@ import {
 } from '@mist/analyzer';
 import { clusterDevices, engineCapabilities, meshSize, SpecError, type Mesh, type Plan, parsePlan, PLAN_VERSION, type StageStrategy, type ZeroLevel } from '@mist/core';
 import { boundsForG, type GBounds, writeCorner } from './bounds';
-import { BoundsCache, boundsKey, fastBoundsKey } from './bounds-cache';
+import { BoundsCache, boundsKey, fastBoundsKey, specKeyPart } from './bounds-cache';
 import { contextKey, dependsOnG, FrontierCache, groupKey } from './frontier-cache';
 import {
   atGradAccum, ckptLevels, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, selectiveLevels, type StageGroupSpec,
@@ -231,8 +231,9 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
   // column is never read, and one frontier serves every depth.
   const perDepth = stageModelReadsPp(ctx);
   const specs = stageGroupSpecs(space, model.layers, cluster, meshes, perDepth);
-  const specsAt = gValues.map((G) => specs.filter((spec) => configsAt(spec.mesh, training.globalBatch / G).length > 0)
-    .map((spec) => atGradAccum(spec, G)));
+  // Per G, the specs with a configuration there (indexes into specs) and the specs at G.
+  const specIndexAt = gValues.map((G) => specs.flatMap((spec, k) => (configsAt(spec.mesh, training.globalBatch / G).length > 0 ? [k] : [])));
+  const specsAt = specIndexAt.map((ks, i) => ks.map((k) => atGradAccum(specs[k], gValues[i])));
   const total = specsAt.reduce((a, x) => a + x.length, 0);
   const deadline = options.timeLimitS === undefined ? Infinity : started + options.timeLimitS * 1000;
   let stoppedBy: TuneStop | null = null;
@@ -353,13 +354,16 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
     cache = FrontierCache.open(options.cacheDir, cacheKey);
     gDependent = probeDependsOnG(compiled, gValues, specsAt, (spec, G) => configsAt(spec.mesh, training.globalBatch / G), ckptMax, offloadMax);
   }
+  // Each group's part of its bounds keys, one string per group for every G (bounds-cache.ts BoundsView).
+  const specPart = boundsCache ? specs.map(specKeyPart) : [];
   for (let i = 0; i < gValues.length && !shouldStop(); i++) {
     const G = gValues[i];
     const samples = training.globalBatch / G;
     const keyG = gDependent ? G : null;
-    const keys = boundsCache ? specsAt[i].map((spec) => boundsKey(spec, samples, keyG)) : [];
-    const known = boundsCache && readMinima ? (s: number) => boundsCache.get(keys[s]) : undefined;
-    const knownWeak = boundsCache && readMinima ? (s: number) => boundsCache.getWeaker(specsAt[i][s], samples, keyG) : undefined;
+    const view = boundsCache && readMinima ? boundsCache.view(samples, keyG) : null;
+    const part = (s: number): string => specPart[specIndexAt[i][s]];
+    const known = view ? (s: number) => view.exact(part(s), specsAt[i][s].inFlightMin) : undefined;
+    const knownWeak = view ? (s: number) => view.weaker(part(s), specsAt[i][s].inFlightMin) : undefined;
     // The fast-corner test (bounds.ts) runs in re-tunes only: a first tune's exact minima are what its
     // re-tunes read (a doubled batch meets its G's groups at 2G, where the margin to the best plan is
     // thinner and the fast corners alone rarely close it), and it gains little there (gpt3-175b on
@@ -368,7 +372,7 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
     const b = boundsForG(compiled, model.layers, G, specsAt[i], (spec) => configsAt(spec.mesh, samples),
       { ckpt: ckptOf, offload: space.offload }, devices, best ? best.iterationTimeS : Infinity, { known, knownWeak, fastTest: reTune });
     if (boundsCache) {
-      b.derived.forEach((d, s) => { if (d) boundsCache.put(keys[s], b.minima[s]); });
+      b.derived.forEach((d, s) => { if (d) boundsCache.put(boundsKey(specsAt[i][s], samples, keyG), b.minima[s]); });
       b.derivedWeak.forEach((d, s) => { if (d) boundsCache.put(fastBoundsKey(specsAt[i][s], samples, keyG), b.minima[s]); });
     }
     boundRows += b.evaluated;
