@@ -110,6 +110,44 @@ function withLastAtMost(inst: InterStageInstance, X: number): InterStageInstance
   };
 }
 
+/** The states of one traced level (ascending) and the choice that set each. */
+interface TraceLevel {
+  idx: Int32Array;
+  group: Int32Array;
+  point: Int32Array;
+}
+
+/**
+ * Copies the choices of a level's states out of the dense scratch (which is reset to -1 there, for
+ * the next level): a traced run keeps a few entries per level, not a table of every state per level
+ * (at 96 levels of 97 x 513 states, 38 MB).
+ */
+function keepLevel(cells: Int32Array, count: number, group: Int32Array, point: Int32Array): TraceLevel {
+  const idx = cells.slice(0, count).sort();
+  const out: TraceLevel = { idx, group: new Int32Array(count), point: new Int32Array(count) };
+  for (let k = 0; k < count; k++) {
+    out.group[k] = group[idx[k]];
+    out.point[k] = point[idx[k]];
+    group[idx[k]] = -1;
+    point[idx[k]] = -1;
+  }
+  return out;
+}
+
+/** The choice that set state idx of a traced level (group -1: none). */
+function tracedChoice(level: TraceLevel, idx: number): { gi: number; point: number } {
+  let lo = 0;
+  let hi = level.idx.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const v = level.idx[mid];
+    if (v === idx) return { gi: level.group[mid], point: level.point[mid] };
+    if (v < idx) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return { gi: -1, point: -1 };
+}
+
 interface DpResult {
   value: number;
   pp: number;
@@ -125,9 +163,11 @@ class BottleneckDp {
   private readonly first: number[] = [];
   /** Scratch: chosen point of the current cost() call. */
   private chosenPoint = -1;
-  /** Per in-flight level f (1-based), the choice (group, point) that set each state; filled when tracing. */
-  private traceGroup: Int32Array[] = [];
-  private tracePoint: Int32Array[] = [];
+  /** Per level f (1-based), the states reached and the choice (group, point) that set each; filled when tracing. */
+  private trace: TraceLevel[] = [];
+  /** Scratch of a traced run: the choice per state of the level being relaxed (-1 where none). */
+  private traceGroupScratch: Int32Array | null = null;
+  private tracePointScratch: Int32Array | null = null;
   private finalGroup = -1;
   private finalPoint = -1;
   /** Two state tables reused by every run, and the reachable states of a level. */
@@ -292,8 +332,11 @@ class BottleneckDp {
     let best = Infinity;
     let bestPp = 0;
     if (trace) {
-      this.traceGroup = [];
-      this.tracePoint = [];
+      this.trace = [];
+      if (!this.traceGroupScratch || !this.tracePointScratch) {
+        this.traceGroupScratch = new Int32Array(this.size).fill(-1);
+        this.tracePointScratch = new Int32Array(this.size).fill(-1);
+      }
       this.finalGroup = -1;
       this.finalPoint = -1;
     }
@@ -318,8 +361,8 @@ class BottleneckDp {
     let V = this.values;
     let cells = this.cellsA;
     let count = 0;
-    const tg = trace ? new Int32Array(this.size).fill(-1) : undefined;
-    const tp = trace ? new Int32Array(this.size).fill(-1) : undefined;
+    const tg = trace ? this.traceGroupScratch ?? undefined : undefined;
+    const tp = trace ? this.tracePointScratch ?? undefined : undefined;
     for (const gi of this.last) {
       const g = this.inst.groups[gi];
       if (g.layers >= L || g.devices >= D) continue;
@@ -334,10 +377,7 @@ class BottleneckDp {
         }
       }
     }
-    if (tg && tp) {
-      this.traceGroup.push(tg);
-      this.tracePoint.push(tp);
-    }
+    if (tg && tp) this.trace.push(keepLevel(cells, count, tg, tp));
     // Reachable states of the current level as parallel lists of (layers, devices), in row order (the
     // order of the flat index: ties between equal sums resolve as a scan of the table would), so
     // that the relaxation loop needs no division to recover them from the flat index.
@@ -380,8 +420,8 @@ class BottleneckDp {
       if (f + 1 >= this.ppMax) break;
       // Or put a middle stage in front of them.
       let nextCount = 0;
-      const ng = trace ? new Int32Array(this.size).fill(-1) : undefined;
-      const np = trace ? new Int32Array(this.size).fill(-1) : undefined;
+      const ng = tg;
+      const np = tp;
       for (const gi of this.middle) {
         const g = this.inst.groups[gi];
         const c = this.cost(g, inFlight, T);
@@ -418,10 +458,7 @@ class BottleneckDp {
       cells = nextCells;
       nextCells = swapCells;
       count = nextCount;
-      if (ng && np) {
-        this.traceGroup.push(ng);
-        this.tracePoint.push(np);
-      }
+      if (ng && np) this.trace.push(keepLevel(cells, count, ng, np));
     }
     for (let k = 0; k < count; k++) V[cells[k]] = Infinity;
     return { value: best, pp: bestPp };
@@ -434,10 +471,9 @@ class BottleneckDp {
     const W = this.width;
     const g0 = this.inst.groups[this.finalGroup];
     let idx = (this.inst.layers - g0.layers) * W + (this.inst.devices - g0.devices);
-    // Stage k from the end (k = pp-1 .. 1) was chosen at level k (traceGroup[k - 1]).
+    // Stage k from the end (k = pp-1 .. 1) was chosen at level k (trace[k - 1]).
     for (let k = pp - 1; k >= 1; k--) {
-      const gi = this.traceGroup[k - 1][idx];
-      const point = this.tracePoint[k - 1][idx];
+      const { gi, point } = tracedChoice(this.trace[k - 1], idx);
       if (gi < 0) throw new Error('inter-stage DP: broken trace (internal error)');
       stages.push({ group: gi, point });
       const g = this.inst.groups[gi];
