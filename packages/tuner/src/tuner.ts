@@ -6,7 +6,8 @@ import {
 } from '@mist/analyzer';
 import { clusterDevices, engineCapabilities, meshSize, SpecError, type Mesh, type Plan, parsePlan, PLAN_VERSION, type StageStrategy, type ZeroLevel } from '@mist/core';
 import { boundsForG, type GBounds, writeCorner } from './bounds';
-import { BoundsCache, boundsKey, fastBoundsKey, specKeyPart } from './bounds-cache';
+import { BoundsCache, boundsKey, fastBoundsKey, samplesKeyPart, specKeyPart } from './bounds-cache';
+import { GBoundsCache, groupsBase, groupsFingerprint } from './g-bounds-cache';
 import { contextKey, dependsOnG, FrontierCache, groupKey } from './frontier-cache';
 import {
   atGradAccum, ckptLevels, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, selectiveLevels, type StageGroupSpec,
@@ -149,6 +150,8 @@ export interface TuneResult {
     hits: number; misses: number; dependsOnG: boolean;
     /** Stage groups whose bound minima were read from the bounds cache (bounds-cache.ts). */
     boundsHits: number;
+    /** G values whose bounds were derived from an earlier tune's at a smaller G (g-bounds-cache.ts). */
+    gBoundsHits: number;
     /** Whether the first incumbent was an earlier tune's plan carried over to this global batch. */
     carriedPlan: boolean;
   } | null;
@@ -356,6 +359,11 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
   }
   // Each group's part of its bounds keys, one string per group for every G (bounds-cache.ts BoundsView).
   const specPart = boundsCache ? specs.map(specKeyPart) : [];
+  // The bounds of each G, kept for re-tunes at a larger G over the same groups (g-bounds-cache.ts):
+  // only where the cost columns do not read G (then a plan's time grows by its bottleneck per G).
+  const gCache = options.cacheDir && !gDependent ? GBoundsCache.open(options.cacheDir, cacheKey) : null;
+  const groupsHash = gCache ? groupsBase(specPart) : '';
+  let gBoundsHits = 0;
   for (let i = 0; i < gValues.length && !shouldStop(); i++) {
     const G = gValues[i];
     const samples = training.globalBatch / G;
@@ -369,8 +377,12 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
     // thinner and the fast corners alone rarely close it), and it gains little there (gpt3-175b on
     // 512 GPUs: 4.0-4.1 s either way), while a re-tune closes its new G values with a third of the rows.
     const reTune = boundsCache !== null && readMinima && boundsCache.heldAtOpen > 0;
+    const groupsPrint = gCache ? groupsFingerprint(groupsHash, specIndexAt[i]) : '';
+    const earlierG = gCache && readMinima ? gCache.find(samplesKeyPart(samples, null), devices, groupsPrint, G) : null;
     const b = boundsForG(compiled, model.layers, G, specsAt[i], (spec) => configsAt(spec.mesh, samples),
-      { ckpt: ckptOf, offload: space.offload }, devices, best ? best.iterationTimeS : Infinity, { known, knownWeak, fastTest: reTune });
+      { ckpt: ckptOf, offload: space.offload }, devices, best ? best.iterationTimeS : Infinity, { known, knownWeak, fastTest: reTune, earlierG });
+    if (b.fromEarlierG) gBoundsHits++;
+    if (gCache && b.complete && !b.fromEarlierG) gCache.put(samplesKeyPart(samples, null), devices, groupsPrint, G, b, specsAt[i].length);
     if (boundsCache) {
       b.derived.forEach((d, s) => { if (d) boundsCache.put(boundsKey(specsAt[i][s], samples, keyG), b.minima[s]); });
       b.derivedWeak.forEach((d, s) => { if (d) boundsCache.put(fastBoundsKey(specsAt[i][s], samples, keyG), b.minima[s]); });
@@ -591,6 +603,7 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
   }
   mergeShortfall(shortfalls, search.shortfall, search.hostShortfall);
   cache?.save();
+  gCache?.save();
   if (boundsCache) {
     if (best) boundsCache.addPlan(best.plan, devices);
     boundsCache.save();
@@ -612,7 +625,7 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
     stoppedBy,
     notes,
     cache: cache ? {
-      hits: cache.hits, misses: cache.misses, dependsOnG: gDependent, boundsHits: boundsCache ? boundsCache.hits : 0, carriedPlan: carried,
+      hits: cache.hits, misses: cache.misses, dependsOnG: gDependent, boundsHits: boundsCache ? boundsCache.hits : 0, gBoundsHits, carriedPlan: carried,
     } : null,
   };
   report('done');

@@ -82,6 +82,7 @@ function cacheText(r: TuneResult): string {
   const parts: string[] = [];
   if (c.carriedPlan) parts.push('started from an earlier plan carried over to this batch');
   if (c.boundsHits > 0) parts.push(`${formatCount(c.boundsHits)} stage-group bounds`);
+  if (c.gBoundsHits > 0) parts.push(`the bounds of ${c.gBoundsHits} G values (from an earlier tune's at a smaller G)`);
   if (c.hits > 0) parts.push(`${formatCount(c.hits)} stage-group frontiers`);
   return `cache: read from the tune cache: ${parts.join(', ')} (--no-cache tunes from scratch; the plan is the same either way)`;
 }
