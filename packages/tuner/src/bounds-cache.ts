@@ -227,7 +227,8 @@ export class BoundsCache {
   }
 }
 
-function fileStamp(file: string): string {
+/** A file's size and mtime ('' when it does not exist): unchanged, a cache need not read it again to merge. */
+export function fileStamp(file: string): string {
   try {
     const st = fs.statSync(file);
     return `${st.size}:${st.mtimeMs}`;

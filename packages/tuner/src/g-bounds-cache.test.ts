@@ -5,14 +5,14 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { compileStageModel, estimatePlan } from '@mist/analyzer';
-import { parsePlan } from '@mist/core';
+import { compileStageModel } from '@mist/analyzer';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { boundsForG, boundsFromEarlierG } from './bounds';
 import { bruteForce } from './brute-force';
 import { atGradAccum, ckptLevels, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, type StageGroupSpec, stageGroupSpecs } from './enumerate';
 import { GBoundsCache, groupsBase, groupsFingerprint } from './g-bounds-cache';
 import { mistSpace, NO_OFFLOAD_LEVELS } from './search-space';
+import { expectBoundsBelowPlan } from './test/plan-specs';
 import { tinyContext } from './test/tiny-context';
 import { tune } from './tuner';
 
@@ -42,19 +42,7 @@ describe('bounds from an earlier G', () => {
         const derived = boundsFromEarlierG(G, kept.length, at0);
         const best = bruteForce(large, space, G);
         if (!best) continue;
-        expect(derived.lowerBoundS).toBeLessThanOrEqual(best.iterationTimeS * (1 + 1e-12));
-        const est = estimatePlan(parsePlan(best.plan, { model: large.model, cluster: cl }), large);
-        const bottleneck = est.stages[est.bottleneckStage].steadyTimeS;
-        const pp = best.plan.stages.length;
-        best.plan.stages.forEach((st, i) => {
-          const position = pp === 1 ? 'only' : i === 0 ? 'first' : i === pp - 1 ? 'last' : 'middle';
-          const layers = st.layers[1] - st.layers[0] + 1;
-          const k = kept.findIndex((s) => s.position === position && s.layers === layers && s.mesh.nodes === st.mesh.nodes &&
-            s.mesh.gpusPerNode === st.mesh.gpusPerNode && pp >= s.ppMin && pp <= s.ppMax);
-          expect(k).toBeGreaterThanOrEqual(0);
-          expect(derived.specLowerBoundS[k]).toBeLessThanOrEqual(best.iterationTimeS * (1 + 1e-12));
-          expect(derived.specBottleneckS[k]).toBeLessThanOrEqual(bottleneck * (1 + 1e-12));
-        });
+        expectBoundsBelowPlan(derived, kept, best, large);
         checked++;
       }
     }

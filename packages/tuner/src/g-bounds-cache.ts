@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '@mist/core';
 import type { EarlierGBounds } from './bounds';
+import { fileStamp } from './bounds-cache';
 import { FRONTIER_CACHE_VERSION } from './frontier-cache';
 
 /** Records kept per context key (the newest): about 12 bytes per group each, 50 KB for 4,000 groups. */
@@ -121,15 +122,6 @@ export function groupsBase(parts: readonly string[]): string {
     b = Math.imul(b ^ 0x3b, 0x01000193);
   }
   return `${parts.length}:${(a >>> 0).toString(16)}:${(b >>> 0).toString(16)}`;
-}
-
-function fileStamp(file: string): string {
-  try {
-    const st = fs.statSync(file);
-    return `${st.size}:${st.mtimeMs}`;
-  } catch {
-    return '';
-  }
 }
 
 /** Float32 copies rounded toward -Infinity (each value a lower bound). */

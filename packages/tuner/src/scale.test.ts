@@ -3,8 +3,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { compileStageModel, estimatePlan } from '@mist/analyzer';
-import { parsePlan } from '@mist/core';
+import { compileStageModel } from '@mist/analyzer';
 import { describe, expect, it } from 'vitest';
 import { boundsForG } from './bounds';
 import { bruteForce } from './brute-force';
@@ -12,6 +11,7 @@ import { ckptLevels, meshChoices, parallelConfigs, stageGroupSpecs } from './enu
 import { cutoffCovers } from './frontier-cache';
 import { explainReplan } from './replan';
 import { mistSpace, NO_OFFLOAD_LEVELS } from './search-space';
+import { expectBoundsBelowPlan } from './test/plan-specs';
 import { tinyContext } from './test/tiny-context';
 import { tune } from './tuner';
 
@@ -28,20 +28,7 @@ describe('tuner at scale', () => {
       const G = best.plan.gradAccumSteps;
       const configsOf = (s: (typeof specs)[number]) => parallelConfigs(space, ctx.model, ctx.training.seqLen, s.mesh, batch / G);
       const b = boundsForG(compiled, ctx.model.layers, G, specs, configsOf, { ckpt: (l) => ckptLevels(space.ckpt, l), offload: space.offload }, cl.nodes * cl.gpusPerNode);
-      expect(b.lowerBoundS).toBeLessThanOrEqual(best.iterationTimeS * (1 + 1e-12));
-      const est = estimatePlan(parsePlan(best.plan, { model: ctx.model, cluster: cl }), ctx);
-      const bottleneck = est.stages[est.bottleneckStage].steadyTimeS;
-      const pp = best.plan.stages.length;
-      best.plan.stages.forEach((st, i) => {
-        const position = pp === 1 ? 'only' : i === 0 ? 'first' : i === pp - 1 ? 'last' : 'middle';
-        const layers = st.layers[1] - st.layers[0] + 1;
-        const k = specs.findIndex((s) => s.position === position && s.layers === layers &&
-          s.mesh.nodes === st.mesh.nodes && s.mesh.gpusPerNode === st.mesh.gpusPerNode);
-        expect(k).toBeGreaterThanOrEqual(0);
-        expect(b.specLowerBoundS[k]).toBeLessThanOrEqual(best.iterationTimeS * (1 + 1e-12));
-        // The least bottleneck of a plan using the spec (the frontier cache's cover reads it).
-        expect(b.specBottleneckS[k]).toBeLessThanOrEqual(bottleneck * (1 + 1e-12));
-      });
+      expectBoundsBelowPlan(b, specs, best, ctx);
     }
   });
 
