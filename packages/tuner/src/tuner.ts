@@ -364,6 +364,11 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
   const gCache = options.cacheDir && !gDependent ? GBoundsCache.open(options.cacheDir, cacheKey) : null;
   const groupsHash = gCache ? groupsBase(specPart) : '';
   let gBoundsHits = 0;
+  // The fast-corner test (bounds.ts) runs in re-tunes only: a first tune's exact minima are what its
+  // re-tunes read (a doubled batch meets its G's groups at 2G, where the margin to the best plan is
+  // thinner and the fast corners alone rarely close it), and it gains little there (gpt3-175b on
+  // 512 GPUs: 4.0-4.1 s either way), while a re-tune closes its new G values with a third of the rows.
+  const reTune = boundsCache !== null && readMinima && boundsCache.heldAtOpen > 0;
   for (let i = 0; i < gValues.length && !shouldStop(); i++) {
     const G = gValues[i];
     const samples = training.globalBatch / G;
@@ -372,11 +377,6 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
     const part = (s: number): string => specPart[specIndexAt[i][s]];
     const known = view ? (s: number) => view.exact(part(s), specsAt[i][s].inFlightMin) : undefined;
     const knownWeak = view ? (s: number) => view.weaker(part(s), specsAt[i][s].inFlightMin) : undefined;
-    // The fast-corner test (bounds.ts) runs in re-tunes only: a first tune's exact minima are what its
-    // re-tunes read (a doubled batch meets its G's groups at 2G, where the margin to the best plan is
-    // thinner and the fast corners alone rarely close it), and it gains little there (gpt3-175b on
-    // 512 GPUs: 4.0-4.1 s either way), while a re-tune closes its new G values with a third of the rows.
-    const reTune = boundsCache !== null && readMinima && boundsCache.heldAtOpen > 0;
     const groupsPrint = gCache ? groupsFingerprint(groupsHash, specIndexAt[i]) : '';
     const earlierG = gCache && readMinima ? gCache.find(samplesKeyPart(samples, null), devices, groupsPrint, G) : null;
     const b = boundsForG(compiled, model.layers, G, specsAt[i], (spec) => configsAt(spec.mesh, samples),
