@@ -45,17 +45,41 @@ function fail(message) {
   process.exit(1);
 }
 
-const { values } = parseArgs({
-  options: {
-    profile: { type: 'string' },
-    full: { type: 'boolean' },
-    steps: { type: 'string', default: '40' },
-    rounds: { type: 'string', default: '2' },
-    verbose: { type: 'boolean' },
-    threads: { type: 'string', default: '1' },
-    force: { type: 'boolean' },
-  },
-});
+const USAGE = `usage: node tools/validate/closed-loop.js [--profile host.json] [--full] [--steps N] [--rounds N] [--threads N] [--verbose] [--force]
+   (npm run validate:closed-loop)
+
+Profiles this host, predicts gpt-tiny plans (pp 1-2 x dp 1-2, checkpointing off / all) with the
+analyzer, runs them with the executor's CPU backend, and compares (exit 0 when every prediction is
+within 20% and the order of the plans the measurements tell apart is kept).
+  --profile FILE  use this host profile instead of profiling anew each round (--force: even one taken
+                  on another kind of machine)
+  --full          profile the host fully (the default is the quick profile)
+  --steps N       training steps per run (default 40); --rounds N rounds of every plan (default 2)
+  --threads N     kernel threads per worker (default 1); --verbose per-run lines
+example: npm run validate:closed-loop -- --rounds 3`;
+
+let values;
+try {
+  ({ values } = parseArgs({
+    options: {
+      profile: { type: 'string' },
+      full: { type: 'boolean' },
+      steps: { type: 'string', default: '40' },
+      rounds: { type: 'string', default: '2' },
+      verbose: { type: 'boolean' },
+      threads: { type: 'string', default: '1' },
+      force: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  }));
+} catch (err) {
+  console.error(`closed-loop: ${err.message}\n${USAGE}`);
+  process.exit(2);
+}
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 const steps = Number(values.steps);
 const rounds = Number(values.rounds);
 if (!(Number.isInteger(rounds) && rounds >= 1)) fail('--rounds must be a positive integer');

@@ -45,7 +45,27 @@ const MIST_L4_SOURCE = 'mist2025';
 
 const MEMORY_KINDS = ['allocated', 'reserved', 'process'];
 
-const { values } = parseArgs({ options: { json: { type: 'boolean' }, source: { type: 'string' }, breakdown: { type: 'boolean' } } });
+const USAGE = `usage: node tools/validate/published-runs.js [--json] [--source NAME] [--breakdown]   (npm run validate)
+
+Predicts every published measured run of tools/validate/published-runs.json with the analyzer and the
+built-in profile of its GPU, and prints the time and memory errors per run and per source, and whether
+the targets are met (exit 0 when all are, 1 when some are not, 2 for a bad option or data file).
+  --json        one JSON document instead of the tables
+  --source NAME only the runs of one source (e.g. narayanan2021, llmfoundry, torchtitan, mist2025)
+  --breakdown   also the bottleneck stage's time parts per run
+example: npm run validate -- --source torchtitan --breakdown`;
+
+let values;
+try {
+  ({ values } = parseArgs({ options: { json: { type: 'boolean' }, source: { type: 'string' }, breakdown: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } }));
+} catch (err) {
+  console.error(`published-runs: ${err.message}\n${USAGE}`);
+  process.exit(2);
+}
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 const dataFile = path.join(__dirname, 'published-runs.json');
 const data = JSON.parse(fs.readFileSync(dataFile, 'utf8'));
 
