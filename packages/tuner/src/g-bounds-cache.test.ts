@@ -76,6 +76,13 @@ describe('bounds from an earlier G', () => {
     expect(again.find('8', 4, print, 100)!.G).toBe(8);
     expect(again.find('16', 4, print, 100)).toBeNull(); // other samples
     expect(again.find('8', 4, groupsFingerprint(base, [0]), 100)).toBeNull(); // other groups
+    // A G of too many groups is not kept (the file is read whole by every re-tune).
+    const big = 70_000;
+    const ones = new Float64Array(big).fill(1);
+    const c2 = GBoundsCache.open(dir, 'big');
+    c2.put('8', 4, print, 4, { G: 4, lowerBoundS: 1, specLowerBoundS: ones, specBottleneckS: ones, specRestS: ones }, big);
+    c2.save();
+    expect(GBoundsCache.open(dir, 'big').find('8', 4, print, 8)).toBeNull();
     fs.writeFileSync(path.join(dir, 'k.gbounds.bin'), 'MSTGnot a file');
     expect(GBoundsCache.open(dir, 'k').find('8', 4, print, 100)).toBeNull();
   });

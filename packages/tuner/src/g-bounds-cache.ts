@@ -17,8 +17,16 @@ import type { EarlierGBounds } from './bounds';
 import { fileStamp } from './bounds-cache';
 import { FRONTIER_CACHE_VERSION } from './frontier-cache';
 
-/** Records kept per context key (the newest): about 12 bytes per group each, 50 KB for 4,000 groups. */
+/** Records kept per context key (the newest): 12 bytes per group each, 50 KB for 4,000 groups. */
 const MAX_RECORDS = 64;
+/**
+ * The largest record kept (groups): the file is read whole by every re-tune of the key, and a G of a
+ * cluster of thousands of GPUs has hundreds of thousands of groups (gpt3-175b on 16,384 GPUs: 582K
+ * specs before the per-G filter), 7 MB a record; such G values are relaxed again instead.
+ */
+const MAX_RECORD_GROUPS = 65_536;
+/** The file's bytes at most (the newest records that fit are kept). */
+const MAX_FILE_BYTES = 24 << 20;
 
 export interface GBoundsRecord extends EarlierGBounds {
   samplesPart: string;
@@ -73,6 +81,7 @@ export class GBoundsCache {
 
   /** Keeps the bounds of a G (a complete relaxation's), to be written by save(). */
   put(samplesPart: string, devices: number, fingerprint: string, G: number, b: EarlierGBounds, n: number): void {
+    if (n > MAX_RECORD_GROUPS) return;
     this.fresh.push({
       samplesPart, devices, fingerprint, G, lowerBoundS: b.lowerBoundS,
       specLowerBoundS: roundedDown(b.specLowerBoundS, n), specBottleneckS: roundedDown(b.specBottleneckS, n), specRestS: roundedDown(b.specRestS, n),
@@ -87,6 +96,9 @@ export class GBoundsCache {
     const held = this.records && fileStamp(this.file) === this.stamp ? this.records : readFile(this.file) ?? [];
     const now = held.filter((r) => !this.fresh.some((f) => same(r, f)));
     const all = [...now, ...this.fresh].slice(-MAX_RECORDS);
+    // Beyond the byte cap the oldest records go.
+    let bytes = all.reduce((a, r) => a + 12 * r.specLowerBoundS.length, 0);
+    while (all.length > 0 && bytes > MAX_FILE_BYTES) bytes -= 12 * (all.shift() as GBoundsRecord).specLowerBoundS.length;
     writeFileAtomic(this.file, encodeFile(all));
     this.records = all;
     this.stamp = fileStamp(this.file);
