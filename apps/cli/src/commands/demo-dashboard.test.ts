@@ -74,6 +74,23 @@ describe.skipIf(!haveBrowser)('the dashboard of `mist demo --dashboard` in chrom
 
   it('asks for the token, then shows the agents and the job with live charts, the stages and the plan picture', async () => {
     const page = await browser!.newPage();
+    // What the page saw, for the message of a wait that times out (a flake seen once in CI: the loss
+    // chart got no point in 90 s while the job was listed).
+    const seen: string[] = [];
+    const note = (line: string): void => { seen.push(`${new Date().toISOString().slice(11, 23)} ${line}`); if (seen.length > 60) seen.shift(); };
+    page.on('console', (m) => note(`console.${m.type()}: ${m.text()}`));
+    page.on('pageerror', (e) => note(`page error: ${e instanceof Error ? e.message : String(e)}`));
+    page.on('requestfailed', (r) => note(`request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`));
+    page.on('response', (r) => { if (r.url().includes('/api/jobs/') && r.status() !== 200) note(`${r.url()}: HTTP ${r.status()}`); });
+    const waitOrTell = async (predicate: string, timeout: number): Promise<void> => {
+      try {
+        await page.waitForFunction(predicate, { timeout });
+      } catch (err) {
+        const state = await page.evaluate('JSON.stringify({ url: location.href, state: (document.querySelector("#job-state") || {}).textContent, ' +
+          'step: (document.querySelector("#job-step") || {}).textContent, message: (document.querySelector("#job-message") || {}).textContent })').catch(() => '?');
+        throw new Error(`${err instanceof Error ? err.message : String(err)} waiting for ${predicate}; page ${String(state)}; demo exited: ${demo?.exitCode}\n${seen.join('\n')}`);
+      }
+    };
     // No data without the token: the dashboard sends the browser to the login form.
     await page.goto(dashboard.url);
     expect(new URL(page.url()).pathname).toBe('/login');
@@ -96,9 +113,9 @@ describe.skipIf(!haveBrowser)('the dashboard of `mist demo --dashboard` in chrom
     // The loss chart gets points, then more points as training goes on.
     // (Predicates as strings: they run in the page, and this repository's TypeScript has no DOM types.)
     const points = 'Number(document.querySelector("#chart-loss").getAttribute("data-points"))';
-    await page.waitForFunction(`${points} > 0`, { timeout: 90_000 });
+    await waitOrTell(`${points} > 0`, 90_000);
     const first = Number(await page.$eval('#chart-loss', (e) => e.getAttribute('data-points')));
-    await page.waitForFunction(`${points} > ${first}`, { timeout: 60_000 });
+    await waitOrTell(`${points} > ${first}`, 60_000);
     expect(await page.$$eval('#chart-loss canvas', (c) => c.length)).toBeGreaterThan(0);
     expect(await page.$eval('#job-state', (e) => e.textContent)).toBe('running');
     // Predicted beside measured per stage, once the ranks reported.
