@@ -322,12 +322,12 @@ export function boundsForG(
       if (fast.first[i] < weak.first[sp]) weak.first[sp] = fast.first[i];
       if (fast.imbalance[i] < weak.imb[sp]) weak.imb[sp] = fast.imbalance[i];
     }
-    const early = layerBoundsIfClosed(layers, G, specs, weak.steady, weak.first, weak.imb, devices, incumbentS);
-    if (early) {
+    const full = layerBounds(layers, G, specs, weak.steady, weak.first, weak.imb, devices, incumbentS);
+    if (!(full.lowerBoundS < incumbentS)) {
       const derivedWeak = new Uint8Array(n);
       for (const s of unknown) derivedWeak[s] = 1;
       return {
-        G, ...early, fromEarlierG: false, evaluated: corners.evaluated, shortfall: corners.shortfall, hostShortfall: corners.hostShortfall,
+        G, ...full, fromEarlierG: false, evaluated: corners.evaluated, shortfall: corners.shortfall, hostShortfall: corners.hostShortfall,
         derived: new Uint8Array(n), derivedWeak,
         minima: specs.map((_, s) => ({ steady: weak.steady[s], first: weak.first[s], imbalance: weak.imb[s] })),
         detail: detailsOnDemand(specs.map(() => null), corners, configsOf),
@@ -335,7 +335,6 @@ export function boundsForG(
     }
     // Not closed: a spec that no plan below the bar can use, even with the weak minima, keeps them
     // (exact ones would only tighten what is proven already); the others are derived.
-    const full = layerBounds(layers, G, specs, weak.steady, weak.first, weak.imb, devices, incumbentS);
     keptWeak = new Uint8Array(n);
     for (const s of fresh) {
       if (full.specLowerBoundS[s] < incumbentS) continue;
@@ -680,22 +679,6 @@ export function writeCorner(x: Float64Array, row: number, spec: StageGroupSpec, 
 /** The layer-only relaxation (see the header) for the plan and for each spec. */
 export function layerBounds(L: number, G: number, specs: readonly StageGroupSpec[], minSteady: Float64Array, minFirst: Float64Array,
   minImb: Float64Array, devices = Infinity, incumbentS = Infinity): LayerBounds {
-  return relaxLayers(L, G, specs, minSteady, minFirst, minImb, devices, incumbentS, -Infinity) as LayerBounds;
-}
-
-/**
- * The layer relaxation when it proves that no plan at G is below `incumbentS`, else null; it stops at
- * the first threshold whose bound is below (the usual outcome when it is null), so that asking costs
- * a few thresholds' tables instead of all of them.
- */
-export function layerBoundsIfClosed(L: number, G: number, specs: readonly StageGroupSpec[], minSteady: Float64Array, minFirst: Float64Array,
-  minImb: Float64Array, devices: number, incumbentS: number): LayerBounds | null {
-  return relaxLayers(L, G, specs, minSteady, minFirst, minImb, devices, incumbentS, incumbentS);
-}
-
-/** layerBounds, or null as soon as some bound is below `stopBelow` (-Infinity: never). */
-function relaxLayers(L: number, G: number, specs: readonly StageGroupSpec[], minSteady: Float64Array, minFirst: Float64Array,
-  minImb: Float64Array, devices: number, incumbentS: number, stopBelow: number): LayerBounds | null {
   const n = specs.length;
   // Stages take disjoint devices: a spec is dropped (Infinity) when the fewest devices of any plan
   // using it (over specs that may fit) exceed the cluster's.
@@ -736,7 +719,6 @@ function relaxLayers(L: number, G: number, specs: readonly StageGroupSpec[], min
     specRestS[s] = 0;
     lowerBoundS = Math.min(lowerBoundS, v);
   });
-  if (lowerBoundS < stopBelow) return null;
   const steadies: number[] = [];
   specs.forEach((spec, s) => {
     if (spec.position !== 'only' && Number.isFinite(minSteady[s])) steadies.push(minSteady[s]);
@@ -813,7 +795,6 @@ function relaxLayers(L: number, G: number, specs: readonly StageGroupSpec[], min
     let whole = Infinity;
     for (let l = 1; l < L; l++) whole = Math.min(whole, headCost[l] + firsts.rest[0][l]);
     lowerBoundS = Math.min(lowerBoundS, whole + (G - 1) * lower);
-    if (lowerBoundS < stopBelow) return null;
   }
   specs.forEach((spec, s) => {
     if (spec.position === 'only' || !Number.isFinite(minSteady[s])) return;
