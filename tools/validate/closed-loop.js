@@ -33,6 +33,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
+const { HELP_OPTION, parseOptions } = require('./options');
 
 const root = path.resolve(__dirname, '../..');
 const TOLERANCE = 0.2;
@@ -58,28 +59,18 @@ within 20% and the order of the plans the measurements tell apart is kept).
   --threads N     kernel threads per worker (default 1); --verbose per-run lines
 example: npm run validate:closed-loop -- --rounds 3`;
 
-let values;
-try {
-  ({ values } = parseArgs({
-    options: {
-      profile: { type: 'string' },
-      full: { type: 'boolean' },
-      steps: { type: 'string', default: '40' },
-      rounds: { type: 'string', default: '2' },
-      verbose: { type: 'boolean' },
-      threads: { type: 'string', default: '1' },
-      force: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  }));
-} catch (err) {
-  console.error(`closed-loop: ${err.message}\n${USAGE}`);
-  process.exit(2);
-}
-if (values.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
+const values = parseOptions('closed-loop', USAGE, () => parseArgs({
+  options: {
+    profile: { type: 'string' },
+    full: { type: 'boolean' },
+    steps: { type: 'string', default: '40' },
+    rounds: { type: 'string', default: '2' },
+    verbose: { type: 'boolean' },
+    threads: { type: 'string', default: '1' },
+    force: { type: 'boolean' },
+    ...HELP_OPTION,
+  },
+}));
 const steps = Number(values.steps);
 const rounds = Number(values.rounds);
 if (!(Number.isInteger(rounds) && rounds >= 1)) fail('--rounds must be a positive integer');

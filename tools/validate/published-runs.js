@@ -31,6 +31,7 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
+const { HELP_OPTION, parseOptions } = require('./options');
 
 // Runs from the TypeScript sources, so the check always sees the analyzer of this checkout.
 require('../scripts/ts-register');
@@ -55,17 +56,8 @@ the targets are met (exit 0 when all are, 1 when some are not, 2 for a bad optio
   --breakdown   also the bottleneck stage's time parts per run
 example: npm run validate -- --source torchtitan --breakdown`;
 
-let values;
-try {
-  ({ values } = parseArgs({ options: { json: { type: 'boolean' }, source: { type: 'string' }, breakdown: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } }));
-} catch (err) {
-  console.error(`published-runs: ${err.message}\n${USAGE}`);
-  process.exit(2);
-}
-if (values.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
+const values = parseOptions('published-runs', USAGE,
+  () => parseArgs({ options: { json: { type: 'boolean' }, source: { type: 'string' }, breakdown: { type: 'boolean' }, ...HELP_OPTION } }));
 const dataFile = path.join(__dirname, 'published-runs.json');
 const data = JSON.parse(fs.readFileSync(dataFile, 'utf8'));
 
