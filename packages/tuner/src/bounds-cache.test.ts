@@ -4,10 +4,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { compileStageModel } from '@mist/analyzer';
+import { type AnalyzerContext, compileStageModel } from '@mist/analyzer';
 import { type Plan, PLAN_VERSION } from '@mist/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { boundsForG } from './bounds';
+import { boundsForG, type StageGrid } from './bounds';
 import { BoundsCache, boundsKey, fastBoundsKey, specKeyPart } from './bounds-cache';
 import { rescalePlan } from './replan';
 import { atGradAccum, ckptLevels, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, type StageGroupSpec, stageGroupSpecs } from './enumerate';
@@ -16,6 +16,18 @@ import { tinyContext } from './test/tiny-context';
 import { tune } from './tuner';
 
 const space = mistSpace({ zero: [0, 1, 3], offload: { ...NO_OFFLOAD_LEVELS, optim: [0, 0.5, 1], activations: [0, 0.5, 1] } });
+
+/** Per G of the context's global batch: its stage groups with a configuration there, and what boundsForG reads of them. */
+function boundsInputsPerG(ctx: AnalyzerContext): Array<{ G: number; specs: StageGroupSpec[]; configsOf: (s: StageGroupSpec) => ParallelConfig[]; grid: StageGrid }> {
+  const cl = ctx.profile.cluster;
+  const batch = ctx.training.globalBatch;
+  const specs0 = stageGroupSpecs(space, ctx.model.layers, cl, meshChoices(cl));
+  const grid = { ckpt: (l: number) => ckptLevels(space.ckpt, l), offload: space.offload };
+  return gradAccumChoices(batch).map((G) => {
+    const configsOf = (s: StageGroupSpec): ParallelConfig[] => parallelConfigs(space, ctx.model, ctx.training.seqLen, s.mesh, batch / G);
+    return { G, specs: specs0.filter((s) => configsOf(s).length > 0).map((s) => atGradAccum(s, G)), configsOf, grid };
+  });
+}
 
 describe('bounds cache', () => {
   let dir = '';
@@ -91,13 +103,8 @@ describe('bounds cache', () => {
   it('bounds from cached minima equal the bounds derived afresh, and so do the details derived on demand', () => {
     const ctx = tinyContext('2x2-l4', 2.2e6, 32);
     const compiled = compileStageModel(ctx);
-    const cl = ctx.profile.cluster;
-    const specs0 = stageGroupSpecs(space, ctx.model.layers, cl, meshChoices(cl));
     let compared = 0;
-    for (const G of gradAccumChoices(32)) {
-      const configsOf = (s: StageGroupSpec): ParallelConfig[] => parallelConfigs(space, ctx.model, ctx.training.seqLen, s.mesh, 32 / G);
-      const specs = specs0.filter((s) => configsOf(s).length > 0).map((s) => atGradAccum(s, G));
-      const grid = { ckpt: (l: number) => ckptLevels(space.ckpt, l), offload: space.offload };
+    for (const { G, specs, configsOf, grid } of boundsInputsPerG(ctx)) {
       const fresh = boundsForG(compiled, ctx.model.layers, G, specs, configsOf, grid, 4);
       expect(Array.from(fresh.derived).every((d) => d === 1)).toBe(true);
       const cached = boundsForG(compiled, ctx.model.layers, G, specs, configsOf, grid, 4, Infinity, { known: (s) => fresh.minima[s] });
@@ -125,14 +132,9 @@ describe('bounds cache', () => {
   it('the fast-corner test closes a G only with lower bounds of the exact ones, and derives the exact minima of the groups that matter when it cannot', () => {
     const ctx = tinyContext('2x2-l4', 2.2e6, 32);
     const compiled = compileStageModel(ctx);
-    const cl = ctx.profile.cluster;
-    const specs0 = stageGroupSpecs(space, ctx.model.layers, cl, meshChoices(cl));
     let closed = 0;
     let open = 0;
-    for (const G of gradAccumChoices(32)) {
-      const configsOf = (s: StageGroupSpec): ParallelConfig[] => parallelConfigs(space, ctx.model, ctx.training.seqLen, s.mesh, 32 / G);
-      const specs = specs0.filter((s) => configsOf(s).length > 0).map((s) => atGradAccum(s, G));
-      const grid = { ckpt: (l: number) => ckptLevels(space.ckpt, l), offload: space.offload };
+    for (const { G, specs, configsOf, grid } of boundsInputsPerG(ctx)) {
       const exact = boundsForG(compiled, ctx.model.layers, G, specs, configsOf, grid, 4);
       const configs = specs.reduce((a, spec) => a + configsOf(spec).length, 0);
       // A bar every bound reaches: closed on the fast corners, one row per configuration.
