@@ -378,11 +378,12 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
     const known = view ? (s: number) => view.exact(part(s), specsAt[i][s].inFlightMin) : undefined;
     const knownWeak = view ? (s: number) => view.weaker(part(s), specsAt[i][s].inFlightMin) : undefined;
     const groupsPrint = gCache ? groupsFingerprint(groupsHash, specIndexAt[i]) : '';
-    const earlierG = gCache && readMinima ? gCache.find(samplesKeyPart(samples, null), devices, groupsPrint, G) : null;
+    const samplesPart = samplesKeyPart(samples, null);
+    const earlierG = gCache && readMinima ? gCache.find(samplesPart, devices, groupsPrint, G) : null;
     const b = boundsForG(compiled, model.layers, G, specsAt[i], (spec) => configsAt(spec.mesh, samples),
       { ckpt: ckptOf, offload: space.offload }, devices, best ? best.iterationTimeS : Infinity, { known, knownWeak, fastTest: reTune, earlierG });
     if (b.fromEarlierG) gBoundsHits++;
-    if (gCache && b.complete && !b.fromEarlierG) gCache.put(samplesKeyPart(samples, null), devices, groupsPrint, G, b, specsAt[i].length);
+    if (gCache && b.complete && !b.fromEarlierG) gCache.put(samplesPart, devices, groupsPrint, G, b, specsAt[i].length);
     if (boundsCache) {
       b.derived.forEach((d, s) => { if (d) boundsCache.put(boundsKey(specsAt[i][s], samples, keyG), b.minima[s]); });
       b.derivedWeak.forEach((d, s) => { if (d) boundsCache.put(fastBoundsKey(specsAt[i][s], samples, keyG), b.minima[s]); });
