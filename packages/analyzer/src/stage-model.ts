@@ -16,10 +16,10 @@
 //   tpComm = the TP collectives of forward, backward and recompute, on the critical path (exposed);
 //   with training.tpCommOverlap (Megatron-Core --tp-comm-overlap) a layer's sequence-parallel
 //   all-gathers and reduce-scatters are pipelined with the GEMMs they feed or follow, each adding
-//   only max(gemm * commSlowdown, comm) - gemm (tpExposed; the T_TP_COMM column stays the raw time);
+//   only besideExtra(gemm, comm) (tpExposed; the T_TP_COMM column stays the raw time);
 //   ZeRO-3 all-gathers (forward and backward), ZeRO-2/3 gradient reduce-scatters (backward) and
-//   offload copies run beside compute: phase = max(compute * slowdown, comm, copies), the slowdown
-//   from the profile applied only while something runs beside it;
+//   offload copies run beside compute, which runs the profile's slowdown s times slower only while
+//   they run: phase = max(compute + comm (1 - 1/sc) + copies (1 - 1/so), comm, copies) (besideExtra);
 //   ppComm = blocking send/recv of the boundary activation (forward) and its gradient (backward),
 //   each with the wake-up of its waiting receiver where the profile measured one (p2pWake).
 //   steady = forward phase + backward phase (with recompute) + tpComm (its exposed part) + ppComm.
@@ -59,7 +59,7 @@
 //   states sharded by ZeRO over the expert-data-parallel group dp*cp/ep, in collectives of their own.
 // Fit: peak <= device capacity and host memory <= host capacity.
 import { dtypeBytes, type HardwareProfile, type ModelSpec, modelStateBytesPerParam, type TrainingSpec, usableDeviceMemory } from '@mist/core';
-import { add, choose, div, type Expr, max, min, mul, named, num, sub, step, substitute } from './expr';
+import { add, choose, div, type Expr, max, min, mul, named, num, type Operand, sub, step, substitute } from './expr';
 import { CostModel, INTRA_NODE, type LinkChoice } from './hardware-cost';
 import { usableHostMemoryPerGpu } from './host-memory';
 import { checkFp8, fp8StageTerms } from './fp8-stage';
@@ -110,10 +110,25 @@ interface GemmOverlap {
 }
 
 /**
+ * The time a transfer of `transfer` seconds adds to `work` seconds of compute running beside it,
+ * when the compute runs `slowdown` times slower while the transfer runs and at full speed
+ * otherwise: for transfer <= work * slowdown the compute does transfer / slowdown of its work in that
+ * window and the rest after it, adding transfer (1 - 1/slowdown); a longer transfer shows past the
+ * compute's end, adding transfer - work. max() of the two, continuous at their meeting point and 0
+ * for no transfer (no jump when a transfer is 0 up to rounding, as sums of flag-gated terms are).
+ * The slowdown lasts while NCCL kernels or copies share the GPU with the compute (they contend for
+ * its SMs and memory bandwidth: Rashidi et al., "Enabling Compute-Communication Overlap in
+ * Distributed Deep Learning Training Platforms", ISCA 2021), not before or after.
+ */
+export function besideExtra(work: Operand, transfer: Operand, slowdown: number): Expr {
+  return max(mul(transfer, 1 - 1 / slowdown), sub(transfer, work));
+}
+
+/**
  * The time the ops' collectives of a pass add to it. Each is exposed, except with `overlap` a
- * collective with OpComm.gemms, pipelined with them: it adds max(gemm * slowdown, comm) - gemm (the
- * GEMMs run slower beside it, and a collective longer than them shows past their end), nothing
- * when it moves nothing (tp 1).
+ * collective with OpComm.gemms, pipelined with them: it adds besideExtra(gemm, comm) (the GEMMs run
+ * slower while it runs, and a collective longer than them shows past their end), nothing when it
+ * moves nothing (tp 1).
  */
 function commOf(ops: readonly Op[], phase: 'forward' | 'backward', cost: CostModel, ep?: EpGroup, overlap?: GemmOverlap): Expr {
   const terms: Expr[] = [];
@@ -124,7 +139,7 @@ function commOf(ops: readonly Op[], phase: 'forward' | 'backward', cost: CostMod
       const time = c.group === 'ep' && ep ? cost.collective(c.collective, c.bytes, ep.ranks, ep.link) : cost.collective(c.collective, c.bytes, S.t, INTRA_NODE);
       if (overlap && c.gemms && c.gemms.length > 0 && c.group === undefined) {
         const g = overlap.gemm(c.gemms, phase);
-        terms.push(mul(o.when, c.weight, step(time), sub(max(mul(g, overlap.slowdown), time), g)));
+        terms.push(mul(o.when, c.weight, besideExtra(g, time, overlap.slowdown)));
       } else {
         terms.push(mul(o.when, c.weight, time));
       }
@@ -133,10 +148,15 @@ function commOf(ops: readonly Op[], phase: 'forward' | 'backward', cost: CostMod
   return add(...terms);
 }
 
-/** max(compute * slowdown, comm, copies), with the slowdowns applied only when comm / copies run. */
+/**
+ * A compute phase with collectives (`comm` seconds) and host copies (`copies`) beside it: the compute
+ * runs the profile's commSlowdown (offloadSlowdown) times slower only while they run (besideExtra),
+ * and the phase lasts at least as long as each of them:
+ * max(compute + comm (1 - 1/sc) + copies (1 - 1/so), comm, copies).
+ */
 function overlap(compute: Expr, comm: Expr, copies: Expr, p: HardwareProfile): Expr {
-  const slow = add(1, mul(p.overlap.commSlowdown - 1, step(comm)), mul(p.overlap.offloadSlowdown - 1, step(copies)));
-  return max(mul(compute, slow), comm, copies);
+  const slowed = add(compute, mul(comm, 1 - 1 / p.overlap.commSlowdown), mul(copies, 1 - 1 / p.overlap.offloadSlowdown));
+  return max(slowed, comm, copies);
 }
 
 export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
@@ -223,7 +243,7 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // tpOverlapGemms): forward with the GEMM's forward, backward with one of its two backward GEMMs
   // (half its backward time: the weight-gradient GEMM beside the input gradient's reduce-scatter,
   // the input-gradient GEMM beside the output gradient's all-gather), each collective adding
-  // max(gemm * commSlowdown, comm) - gemm. The recompute's forward overlaps as the forward does. The
+  // besideExtra(gemm, comm). The recompute's forward overlaps as the forward does. The
   // embedding's and the LM head's collectives (not Transformer Engine modules in Megatron-Core) and
   // the experts' stay exposed. Without the option the exposed time is tpComm.
   let tpExposed = tpComm;
@@ -373,18 +393,15 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const sync = named('sync', add(mul(sub(1, z1), add(cost.collective('allReduce', gBytes, dp, dpLink), edpColl('allReduce', gBytesE))),
     mul(z1, sub(1, z2), add(cost.collective('reduceScatter', gBytes, dp, dpLink), edpColl('reduceScatter', gBytesE)))));
   // With training.gradReduceOverlap it runs beside the last micro-batch's backward phase:
-  // exposed = max(phase * slowdown, sync) - phase; without, after it: exposed whole.
-  const exposedSync = named('exposedSync', training.gradReduceOverlap === false ? sync
-    : mul(step(sync), sub(max(mul(bwdPhase, profile.overlap.commSlowdown), sync), bwdPhase)));
+  // exposed = besideExtra(phase, sync); without, after it: exposed whole.
+  const commSlow = profile.overlap.commSlowdown;
+  const exposedSync = named('exposedSync', training.gradReduceOverlap === false ? sync : besideExtra(bwdPhase, sync, commSlow));
   const postGather = named('postGather', mul(sub(z1, z3), add(cost.collective('allGather', wBytes, dp, dpLink), edpColl('allGather', wBytesE))));
   // With training.paramGatherOverlap (Megatron-Core --overlap-param-gather: each bucket's gather is
   // waited for in the forward pre-hook of its first module, megatron/core/distributed/
   // distributed_data_parallel.py) it runs beside the next step's first forward phase:
-  // exposed = max(phase * slowdown, gather) - phase, as exposedSync.
-  const commSlow = profile.overlap.commSlowdown;
-  const gatherExposed = training.paramGatherOverlap === true
-    ? named('gatherExposed', mul(step(postGather), sub(max(mul(fwdPhase, commSlow), postGather), fwdPhase)))
-    : postGather;
+  // exposed = besideExtra(phase, gather), as exposedSync.
+  const gatherExposed = training.paramGatherOverlap === true ? named('gatherExposed', besideExtra(fwdPhase, postGather, commSlow)) : postGather;
   const tiedSync = named('tiedSync', model.tiedEmbeddings
     ? mul(add(mul(embed, sub(1, head)), mul(head, sub(1, embed))),
       cost.collective('allReduce', mul(bytesPer.grads, Ph), num(2), p2pLink))

@@ -93,7 +93,7 @@ describe('relaxation over unsearched stage groups', () => {
     expect(spared).toBeGreaterThan(0);
   });
 
-  it('at full size too: gpt3-175b on 8x8-a100-80gb, where a relaxed optimum made of searched groups only is the best plan at G = 768', async () => {
+  it('at full size too: gpt3-175b on 8x8-a100-80gb finds the plan it finds without the relaxation', async () => {
     const ctx = {
       model: getModel('gpt3-175b'),
       training: parseTrainingSpec({ globalBatch: 1536, seqLen: 2048, flashAttention: true }),
@@ -101,7 +101,6 @@ describe('relaxation over unsearched stage groups', () => {
     };
     const without = await tune(ctx, { space: mistSpace(), relaxationRounds: 0 });
     const withIt = await tune(ctx, { space: mistSpace() });
-    expect(withIt.plan!.gradAccumSteps).toBe(768);
     expect(withIt.objectiveS).toBe(without.objectiveS);
     // (The relaxation's budgets are in wall time: on a loaded machine it may spare fewer groups, never more searches.)
     expect(withIt.groupsSearched!).toBeLessThanOrEqual(without.groupsSearched!);
