@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseClusterShorthand } from './cluster';
 import {
-  builtinHardwareProfile, checkProfileMachine, cpuMachineKind, deviceMemoryFootprint, type HardwareProfile, parseHardwareProfile,
+  builtinGpuCalibration, builtinHardwareProfile, checkProfileMachine, cpuMachineKind, deviceMemoryFootprint, type HardwareProfile, parseHardwareProfile,
   usableDeviceMemory,
 } from './hardware-profile';
 import { GiB } from './units';
@@ -60,9 +60,12 @@ describe('built-in (datasheet) profiles', () => {
   it('calibrate each catalog GPU from its published measurements, the uncalibrated ones keeping the uniform figures', () => {
     const a100 = builtinHardwareProfile(parseClusterShorthand('1x8-a100-80gb'), 'bf16');
     const h100 = builtinHardwareProfile(parseClusterShorthand('1x8-h100-sxm'), 'bf16');
-    // Best-shape matmul: A100 SXM 86.9%, H100 SXM 80.3% of peak (MAMF); training shapes reach 0.8 of it.
+    // Best-shape matmul: A100 SXM 86.9%, H100 SXM 80.3% of peak (MAMF); training shapes reach 0.8 of it on
+    // the A100 and the share fitted on Megatron-Core's H100 runs (tools/validate/calibrate.js) on Hopper parts.
     expect(a100.compute.matmulEfficiency).toBeCloseTo(0.869 * 0.8, 10);
-    expect(h100.compute.matmulEfficiency).toBeCloseTo(0.803 * 0.8, 10);
+    expect(h100.compute.matmulEfficiency).toBeCloseTo(0.803 * 0.718, 10);
+    expect(builtinGpuCalibration('h200')).toEqual(builtinGpuCalibration('h100-sxm'));
+    expect(builtinGpuCalibration('v100-32gb')).toBeNull();
     // Causal flash attention does half the score tiles; FA2 on H100 reaches a smaller share of its peak than on A100.
     expect(a100.compute.attentionWorkFraction).toBe(0.5);
     expect(h100.compute.attentionEfficiency * h100.compute.matmulEfficiency)
