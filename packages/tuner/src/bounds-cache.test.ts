@@ -9,7 +9,7 @@ import { type Plan, PLAN_VERSION } from '@mist/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { boundsForG, type StageGrid } from './bounds';
 import { BoundsCache, boundsKey, fastBoundsKey, specKeyPart } from './bounds-cache';
-import { rescalePlan } from './replan';
+import { carryIncumbent, carryPlan, rescalePlan } from './replan';
 import { atGradAccum, ckptLevels, gradAccumChoices, meshChoices, type ParallelConfig, parallelConfigs, type StageGroupSpec, stageGroupSpecs } from './enumerate';
 import { mistSpace, NO_OFFLOAD_LEVELS } from './search-space';
 import { tinyContext } from './test/tiny-context';
@@ -90,6 +90,21 @@ describe('bounds cache', () => {
     expect(rescalePlan(plan, 2, 2)).toBeNull(); // half a node per stage
     expect(rescalePlan(plan, 16, 4)).toBeNull(); // other GPUs per node
     expect(rescalePlan(plan, 8, 2)).toBe(plan);
+  });
+
+  it('carryIncumbent shrinks micro-batches a new batch does not divide, then trades dp for tp on the same GPUs', () => {
+    const ctxAt = (globalBatch: number) => tinyContext('1x4-l4', 2.5e6, globalBatch);
+    const old: Plan = {
+      version: PLAN_VERSION, model: 'gpt-tiny', cluster: '1x4-l4', seqLen: 64, globalBatch: 12, gradAccumSteps: 1, flashAttention: true,
+      stages: [{ layers: [0, ctxAt(12).model.layers - 1], mesh: { nodes: 1, gpusPerNode: 4 }, microBatchSize: 3, dp: 4, tp: 1, sequenceParallel: false, ckptLayers: 0, zero: 1, offload: { weights: 0, grads: 0, optim: 0, activations: 0 } }],
+    };
+    const shape = (p: Plan | null) => p && [p.gradAccumSteps, ...p.stages.map((s) => `b${s.microBatchSize} dp${s.dp} tp${s.tp}`)];
+    // Its own 12 samples per micro-batch where they divide the batch (as carryPlan), fewer where not.
+    expect(shape(carryIncumbent(old, ctxAt(24), '1x4-l4'))).toEqual([2, 'b3 dp4 tp1']);
+    expect(shape(carryIncumbent(old, ctxAt(8), '1x4-l4'))).toEqual([1, 'b2 dp4 tp1']);
+    expect(carryPlan(old, ctxAt(8), '1x4-l4').plan).toBeNull();
+    // 6 samples: no multiple of dp 4 divides it; dp 2 x tp 2 on the same 4 GPUs does.
+    expect(shape(carryIncumbent(old, ctxAt(6), '1x4-l4'))).toEqual([1, 'b3 dp2 tp2']);
   });
 
   it('a tune where nothing fits diagnoses it from rows it evaluated, not from cached minima', async () => {

@@ -42,20 +42,45 @@ function stageFields(s: StageStrategy): Array<[string, string]> {
   ];
 }
 
-/** The earlier plan in the new setting: same stages, the new global batch, cluster and sequence length. */
-export function carryPlan(old: Plan, ctx: AnalyzerContext, clusterName: string): { plan: Plan | null; broken: string | null } {
+/**
+ * Samples per micro-batch for an earlier plan's stages at a new global batch when their own do not
+ * divide it: the largest smaller count that every stage's dp divides and that divides the batch (each
+ * stage's micro-batch shrinks in proportion); null when there is none.
+ */
+function smallerSamplesPerMicro(old: Plan, globalBatch: number): number | null {
+  const s0 = old.stages[0];
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  const step = old.stages.reduce((l, s) => (l / gcd(l, s.dp)) * s.dp, 1);
+  for (let n = Math.floor(Math.min(s0.microBatchSize * s0.dp - 1, globalBatch) / step) * step; n >= step; n -= step) {
+    if (globalBatch % n === 0) return n;
+  }
+  return null;
+}
+
+/**
+ * The earlier plan in the new setting: same stages, the new global batch, cluster and sequence length.
+ * With `shrinkMicroBatch` (the tuner's carried incumbent), a batch its samples per micro-batch do not
+ * divide takes the largest smaller count that does (smallerSamplesPerMicro) instead of breaking.
+ */
+export function carryPlan(old: Plan, ctx: AnalyzerContext, clusterName: string, opts: { shrinkMicroBatch?: boolean } = {}): { plan: Plan | null; broken: string | null } {
   const { training, profile, model } = ctx;
   const s0 = old.stages[0];
-  const perMicro = s0.microBatchSize * s0.dp;
+  let perMicro = s0.microBatchSize * s0.dp;
+  let stages = old.stages;
   if (training.globalBatch % perMicro !== 0) {
-    return { plan: null, broken: `global batch ${training.globalBatch} is not a multiple of micro-batch ${s0.microBatchSize} x dp ${s0.dp} = ${perMicro}` };
+    const smaller = opts.shrinkMicroBatch ? smallerSamplesPerMicro(old, training.globalBatch) : null;
+    if (smaller === null) {
+      return { plan: null, broken: `global batch ${training.globalBatch} is not a multiple of micro-batch ${s0.microBatchSize} x dp ${s0.dp} = ${perMicro}` };
+    }
+    perMicro = smaller;
+    stages = old.stages.map((s) => ({ ...s, microBatchSize: smaller / s.dp }));
   }
   const devices = old.stages.reduce((a, s) => a + s.mesh.nodes * s.mesh.gpusPerNode, 0);
   if (devices !== clusterDevices(profile.cluster)) {
     return { plan: null, broken: `its stages use ${devices} GPUs; the cluster has ${clusterDevices(profile.cluster)}` };
   }
   const candidate: Plan = {
-    ...old, cluster: clusterName, model: model.name, seqLen: training.seqLen, globalBatch: training.globalBatch,
+    ...old, stages, cluster: clusterName, model: model.name, seqLen: training.seqLen, globalBatch: training.globalBatch,
     gradAccumSteps: training.globalBatch / perMicro, flashAttention: training.flashAttention,
   };
   try {
@@ -63,6 +88,25 @@ export function carryPlan(old: Plan, ctx: AnalyzerContext, clusterName: string):
   } catch (err) {
     return { plan: null, broken: (err as Error).message };
   }
+}
+
+/**
+ * The tuner's incumbent from an earlier plan at a new global batch: the plan carried over, its
+ * micro-batches shrunk where they do not divide the batch (carryPlan shrinkMicroBatch); when no
+ * smaller count divides it either (768 samples on 512 data-parallel ranks), the same stages with dp / k
+ * and tp x k (k = 2, 4, 8: fewer samples per micro-batch on the same GPUs). Null when none is a valid
+ * plan; the search that starts from it finds the same plan either way (it is only a first bar).
+ */
+export function carryIncumbent(old: Plan, ctx: AnalyzerContext, clusterName: string): Plan | null {
+  const direct = carryPlan(old, ctx, clusterName, { shrinkMicroBatch: true }).plan;
+  if (direct) return direct;
+  for (const k of [2, 4, 8]) {
+    if (!old.stages.every((st) => st.dp % k === 0)) break;
+    const traded: Plan = { ...old, stages: old.stages.map((st) => ({ ...st, dp: st.dp / k, tp: st.tp * k })) };
+    const plan = carryPlan(traded, ctx, clusterName, { shrinkMicroBatch: true }).plan;
+    if (plan) return plan;
+  }
+  return null;
 }
 
 /**

@@ -21,7 +21,7 @@ import { IntraStageSearch, type Shortfall, ST, StrategyStore } from './intra-sta
 import { diagnoseNoFit, type NoFitReport } from './no-fit';
 import { tuneForEngine } from './engine-search';
 import { type Fp8Outcome, planFp8Field, tuneFp8Choice } from './fp8-choice';
-import { carryPlan, rescalePlan } from './replan';
+import { carryIncumbent, rescalePlan } from './replan';
 import { checkSearchSpace, mistSpace, type SearchSpace } from './search-space';
 import { planInSpace } from './space-membership';
 import { stageModelReadsPp } from './pipeline-depth';
@@ -295,15 +295,15 @@ async function tuneWith(ctx: AnalyzerContext, options: TuneOptions, readMinima: 
     // Plans of the same device count first, then those of other node counts rescaled (replan.ts rescalePlan).
     const rescaled = boundsCache.storedPlansElsewhere(devices).flatMap((p) => rescalePlan(p, devices, cluster.gpusPerNode) ?? []);
     for (const old of [...boundsCache.storedPlans(devices), ...rescaled]) {
-      const c = carryPlan(old, ctx, clusterName);
-      if (!c.plan || !planInSpace(c.plan, space)) continue;
-      const est = estimatePlan(c.plan, ctx, compiled);
+      const plan = carryIncumbent(old, ctx, clusterName);
+      if (!plan || !planInSpace(plan, space)) continue;
+      const est = estimatePlan(plan, ctx, compiled);
       // A plan with fewer micro-batches than stages is mostly bubble: the seed search below is then
       // the better start.
-      if (!est.allFit || c.plan.gradAccumSteps < c.plan.stages.length) continue;
+      if (!est.allFit || plan.gradAccumSteps < plan.stages.length) continue;
       carriedFits = true;
       if (!best || est.iterationTimeS < best.iterationTimeS) {
-        best = { iterationTimeS: est.iterationTimeS, plan: c.plan };
+        best = { iterationTimeS: est.iterationTimeS, plan };
         carried = true;
       }
     }
