@@ -220,8 +220,9 @@ const SUSTAINED_MATMUL_SHARE = 0.8;
  * tools/validate/published-runs.json, whose runs are then not held out): the share that makes their
  * median predicted iteration time equal the measured one. SUSTAINED_MATMUL_SHARE carried over by the
  * MAMF ratio had every H100 source of the validation set predicted 9-20% fast (Megatron-Core -9%,
- * torchtitan -12%, llm-foundry -20% median) while the A100 sources sat at -6% to +7%: the 700 W part
- * sustains a smaller share of its best-shape rate through a training step than the 400 W A100 does.
+ * torchtitan -12%, llm-foundry -20% median) while the A100 sources sat at -6% to +7%: through a
+ * training step the H100 keeps a smaller share of its best-shape rate than the A100 does (its MAMF is a
+ * best-of-100 burst; power and clock limits under sustained load are one likely cause, not measured here).
  */
 const HOPPER_SUSTAINED_SHARE = 0.718;
 const AMPERE_SXM: GpuCalibration = { matmul: 0.869, flashAttention: 170 / 312, memory: 0.85, sustained: SUSTAINED_MATMUL_SHARE };
