@@ -221,8 +221,9 @@ const SUSTAINED_MATMUL_SHARE = 0.8;
  * median predicted iteration time equal the measured one. SUSTAINED_MATMUL_SHARE carried over by the
  * MAMF ratio had every H100 source of the validation set predicted 9-20% fast (Megatron-Core -9%,
  * torchtitan -12%, llm-foundry -20% median) while the A100 sources sat at -6% to +7%: through a
- * training step the H100 keeps a smaller share of its best-shape rate than the A100 does (its MAMF is a
- * best-of-100 burst; power and clock limits under sustained load are one likely cause, not measured here).
+ * training step the H100 keeps a smaller share of its best-shape rate than the A100 does (MAMF times
+ * 100 iterations of one best shape after 50 warm-up ones; power and clock limits under sustained load
+ * are one likely cause, not measured here).
  */
 const HOPPER_SUSTAINED_SHARE = 0.718;
 const AMPERE_SXM: GpuCalibration = { matmul: 0.869, flashAttention: 170 / 312, memory: 0.85, sustained: SUSTAINED_MATMUL_SHARE };
