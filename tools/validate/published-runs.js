@@ -24,7 +24,8 @@
 // for PyTorch's DTensor tensor parallelism, torchtitan's; "sharded" by default, Megatron-LM's), and the
 // dtype its gradients accumulated in ("gradAccumDtype": "fp32" for Megatron-LM's bf16 default, "param" by
 // default), and whether its data-parallel gradient reduction ran after the backward, exposed
-// ("gradReduceOverlap": false for Megatron-LM's legacy --DDP-impl local; true by default).
+// ("gradReduceOverlap": false for Megatron-LM's legacy --DDP-impl local; true by default), and its fp8
+// linear layers ("fp8": the training spec's recipe, "current" for torchao's dynamic Float8Linear).
 //
 //   node tools/validate/published-runs.js [--json] [--source NAME] [--breakdown]
 //
@@ -143,7 +144,7 @@ function printTables() {
     ]);
   }
   out += '\nPer source (time error = predicted / measured - 1; "vN" rows ran Megatron-LM\'s interleaved 1F1B schedule with N chunks per rank, ' +
-    '"tpo" / "pgo" rows Megatron-Core\'s --tp-comm-overlap / --overlap-param-gather, "ce32" rows a loss over fp32 logits, "ce16" over the fp16 logits, "eager" rows norms, RoPE and SwiGLU as eager ops, "spg" rows sequence-parallel linears keeping their gathered input, "g32" rows gradients accumulated and reduced in fp32, "gx" rows the gradient reduction after the backward (not overlapped), predicted as such):\n';
+    '"tpo" / "pgo" rows Megatron-Core\'s --tp-comm-overlap / --overlap-param-gather, "ce32" rows a loss over fp32 logits, "ce16" over the fp16 logits, "eager" rows norms, RoPE and SwiGLU as eager ops, "spg" rows sequence-parallel linears keeping their gathered input, "g32" rows gradients accumulated and reduced in fp32, "gx" rows the gradient reduction after the backward (not overlapped), "fp8:current" rows fp8 linear layers scaled by each tensor\'s own amax, predicted as such):\n';
   const heldOutName = calibrationSources.length === 0 ? 'held out (all)' : `held out (all but ${calibrationSources.join(', ')})`;
   out += table([...bySource, { name: 'all', ...overall }, { name: heldOutName, ...heldOutFigures }], [
     { header: 'source', value: (s) => s.name },
