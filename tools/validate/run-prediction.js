@@ -27,7 +27,12 @@ function bad(message) {
 
 /** The data file, with every run's source described. */
 function loadRuns() {
-  const data = JSON.parse(fs.readFileSync(DATA_FILE, 'utf8'));
+  let data;
+  try {
+    data = JSON.parse(fs.readFileSync(DATA_FILE, 'utf8'));
+  } catch (err) {
+    bad(`${DATA_FILE}: ${err instanceof Error ? err.message : String(err)}`);
+  }
   for (const r of data.runs) if (!data.sources[r.source]) bad(`${r.id}: source ${r.source} is not described under "sources"`);
   for (const [name, s] of Object.entries(data.sources)) {
     if (s.calibrates !== undefined && !core.gpuNames().includes(s.calibrates)) {
