@@ -13,7 +13,7 @@
 'use strict';
 const { parseArgs } = require('node:util');
 const { HELP_OPTION, parseOptions } = require('./options');
-const { DataError, core, loadRuns, median, predict } = require('./run-prediction');
+const { DataError, core, loadRuns, median, predict, signedPct } = require('./run-prediction');
 
 const USAGE = `usage: node tools/validate/calibrate.js [--json]   (npm run calibrate)
 
@@ -72,9 +72,8 @@ try {
 process.exitCode = result.every((f) => f.atFit) ? 0 : 1;
 if (values.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
 else {
-  const pct = (x) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`;
   for (const f of result) {
-    process.stdout.write(`${f.gpu} on ${f.source} (${f.runs} runs): median time error now ${pct(f.medianErrorNow)}; ` +
+    process.stdout.write(`${f.gpu} on ${f.source} (${f.runs} runs): median time error now ${signedPct(f.medianErrorNow)}; ` +
       `fitted factor ${f.factor.toFixed(4)} -> sustained share ${f.sustainedFit.toFixed(3)} (the profile has ${f.sustainedNow.toFixed(3)}: ` +
       `${f.atFit ? 'at the fit' : 'update hardware-profile.ts'})\n`);
   }

@@ -224,4 +224,9 @@ function figures(results) {
   };
 }
 
-module.exports = { DATA_FILE, DataError, TARGETS, core, figures, loadRuns, median, predict };
+/** A share as a percentage, 'n/a' for null. */
+const pct = (x) => (x === null ? 'n/a' : `${(100 * x).toFixed(1)}%`);
+/** An error as a signed percentage, 'n/a' for null. */
+const signedPct = (x) => (x === null ? 'n/a' : `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`);
+
+module.exports = { DATA_FILE, DataError, TARGETS, core, figures, loadRuns, median, pct, predict, signedPct };
