@@ -15,11 +15,13 @@
 // read as its source reads it ("measuredMemory.kind": allocated, reserved or process) from the
 // analyzer's per-stage deviceMemory. A row may run a variant of a catalog GPU ("gpuOverrides"), and
 // may state Megatron-Core's communication overlaps its source ran with ("tpCommOverlap" for
-// --tp-comm-overlap, "paramGatherOverlap" for --overlap-param-gather: the training spec's fields),
+// --tp-comm-overlap, "paramGatherOverlap" for --overlap-param-gather: the training spec's fields;
+// "tpBackwardOverlap" for Megatron-LM's asynchronous TP backward collectives since 2021-08),
 // and how its loss reads the logits ("crossEntropy": fused by default, "fp32-logits" where the loss
 // runs on an fp32 copy of them, as torchtitan's does, "compute-dtype" where it runs on the fp16
-// logits themselves, Megatron-LM's --fp16-lm-cross-entropy), and whether the norms, RoPE and SwiGLU ran as
-// separate eager ops ("elementwise": "eager", torchtitan's model code without torch.compile), and what
+// logits themselves, Megatron-LM's --fp16-lm-cross-entropy), and whether the element-wise ops ran as
+// separate eager kernels ("elementwise": "eager", torchtitan's model code without torch.compile,
+// Megatron-LM's GPT-2 code of 2020), and what
 // its sequence-parallel linears kept of their all-gathered inputs ("sequenceParallelInput": "gathered"
 // for PyTorch's DTensor tensor parallelism, torchtitan's; "sharded" by default, Megatron-LM's), and the
 // dtype its gradients accumulated in ("gradAccumDtype": "fp32" for Megatron-LM's bf16 default, "param" by
@@ -141,7 +143,7 @@ function printTables() {
     ]);
   }
   out += '\nPer source (time error = predicted / measured - 1; "vN" rows ran Megatron-LM\'s interleaved 1F1B schedule with N chunks per rank, ' +
-    '"tpo" / "pgo" rows Megatron-Core\'s --tp-comm-overlap / --overlap-param-gather, "ce32" rows a loss over fp32 logits, "ce16" over the fp16 logits, "eager" rows norms, RoPE and SwiGLU as eager ops, "spg" rows sequence-parallel linears keeping their gathered input, "g32" rows gradients accumulated and reduced in fp32, "gx" rows the gradient reduction after the backward (not overlapped), "fp8:current" rows fp8 linear layers scaled by each tensor\'s own amax, predicted as such):\n';
+    '"tpo" / "pgo" rows Megatron-Core\'s --tp-comm-overlap / --overlap-param-gather, "ce32" rows a loss over fp32 logits, "ce16" over the fp16 logits, "eager" rows the element-wise ops as separate eager kernels (norms, RoPE, SwiGLU; the causal mask, dropout, residual add and biases), "tpa" rows the TP backward collectives beside the backward GEMMs (Megatron-LM\'s asynchronous ones), "spg" rows sequence-parallel linears keeping their gathered input, "g32" rows gradients accumulated and reduced in fp32, "gx" rows the gradient reduction after the backward (not overlapped), "fp8:current" rows fp8 linear layers scaled by each tensor\'s own amax, predicted as such):\n';
   const heldOutName = calibrationSources.length === 0 ? 'held out (all)' : `held out (all but ${calibrationSources.join(', ')})`;
   out += table([...bySource, { name: 'all', ...overall }, { name: heldOutName, ...held }], [
     { header: 'source', value: (s) => s.name },

@@ -14,7 +14,7 @@ const gpt = getModel('gpt3-13b');
 const profile = builtinHardwareProfile(parseClusterShorthand('2x8-h100-sxm'), 'bf16');
 
 function compiled(
-  model: ModelSpec, over: { tpCommOverlap?: boolean; paramGatherOverlap?: boolean; gradReduceOverlap?: boolean; seqLen?: number } = {}, p: HardwareProfile = profile,
+  model: ModelSpec, over: { tpCommOverlap?: boolean; tpBackwardOverlap?: boolean; paramGatherOverlap?: boolean; gradReduceOverlap?: boolean; seqLen?: number } = {}, p: HardwareProfile = profile,
 ): CompiledStageModel {
   return compileStageModel({ model, profile: p, training: parseTrainingSpec({ globalBatch: 64, seqLen: 2048, paramDtype: 'bf16', computeDtype: 'bf16', ...over }) });
 }
@@ -47,26 +47,31 @@ describe('the layer GEMMs each TP collective is pipelined with (op-graph.ts tpOv
     o.comm.filter((c) => c.gemms).map((c) => `${o.name}:${c.phase}:${c.collective}:${c.gemms!.join('+')}`));
 
   it('pairs the sequence-parallel all-gathers and reduce-scatters with QKV, the projection, FC1 and FC2', () => {
+    // An entry's backward: the all-gather of the kept shard, the all-reduce (no SP) or reduce-scatter
+    // of the input gradient, all beside its column-parallel GEMMs (the all-reduce for tpBackwardOverlap only).
     expect(pairs(gpt)).toEqual([
-      'attn.entry:forward:allGather:attn.qkv', 'attn.entry:backward:reduceScatter:attn.qkv',
+      'attn.entry:forward:allGather:attn.qkv', 'attn.entry:backward:allGather:attn.qkv', 'attn.entry:backward:allReduce:attn.qkv', 'attn.entry:backward:reduceScatter:attn.qkv',
       'attn.exit:forward:reduceScatter:attn.proj', 'attn.exit:backward:allGather:attn.proj',
-      'mlp.entry:forward:allGather:mlp.fc1', 'mlp.entry:backward:reduceScatter:mlp.fc1',
+      'mlp.entry:forward:allGather:mlp.fc1', 'mlp.entry:backward:allGather:mlp.fc1', 'mlp.entry:backward:allReduce:mlp.fc1', 'mlp.entry:backward:reduceScatter:mlp.fc1',
       'mlp.exit:forward:reduceScatter:mlp.fc2', 'mlp.exit:backward:allGather:mlp.fc2',
     ]);
-    // The all-reduces of TP without sequence parallelism are never overlapped.
-    expect(layerOps(gpt, { actBytes: 2 }).flatMap((o) => o.comm).filter((c) => c.collective === 'allReduce' && c.gemms)).toEqual([]);
+    // The exits' all-reduces of TP without sequence parallelism are never overlapped.
+    expect(layerOps(gpt, { actBytes: 2 }).flatMap((o) => o.comm).filter((c) => c.collective === 'allReduce' && c.gemms && c.at !== 'entry')).toEqual([]);
+    // Linears that keep the gathered input do not gather it again in backward.
+    const gathered = layerOps(gpt, { actBytes: 2, sequenceParallelInput: 'gathered' }).flatMap((o) => o.comm.filter((c) => c.phase === 'backward' && c.at === 'entry'));
+    expect(gathered.map((c) => c.collective)).toEqual(['allReduce', 'reduceScatter', 'allReduce', 'reduceScatter']);
   });
 
   it('leaves the experts\' TP collectives and the all-to-alls of a mixture of experts exposed (no userbuffers for expert layers)', () => {
     expect(pairs(getModel('mixtral-8x7b'))).toEqual([
-      'attn.entry:forward:allGather:attn.qkv', 'attn.entry:backward:reduceScatter:attn.qkv',
+      'attn.entry:forward:allGather:attn.qkv', 'attn.entry:backward:allGather:attn.qkv', 'attn.entry:backward:allReduce:attn.qkv', 'attn.entry:backward:reduceScatter:attn.qkv',
       'attn.exit:forward:reduceScatter:attn.proj', 'attn.exit:backward:allGather:attn.proj',
     ]);
   });
 
   it('follows a parallel block\'s exit through the branch sum to both row-parallel GEMMs', () => {
     expect(pairs(getModel('falcon-7b'))).toEqual([
-      'attn.entry:forward:allGather:attn.qkv+mlp.fc1', 'attn.entry:backward:reduceScatter:attn.qkv+mlp.fc1',
+      'attn.entry:forward:allGather:attn.qkv+mlp.fc1', 'attn.entry:backward:allGather:attn.qkv+mlp.fc1', 'attn.entry:backward:allReduce:attn.qkv+mlp.fc1', 'attn.entry:backward:reduceScatter:attn.qkv+mlp.fc1',
       'parallel.exit:forward:reduceScatter:mlp.fc2+attn.proj', 'parallel.exit:backward:allGather:mlp.fc2+attn.proj',
     ]);
   });
@@ -135,6 +140,30 @@ describe('tpCommOverlap', () => {
     const hidden = x.steadyTimeS - y.steadyTimeS;
     const hiddenDense = dense.estimate(query({ layers: 8, tp: 4, dp: 2 })).steadyTimeS - dOn.estimate(query({ layers: 8, tp: 4, dp: 2 })).steadyTimeS;
     expect(hidden).toBeLessThan(hiddenDense);
+  });
+});
+
+describe('tpBackwardOverlap (Megatron-LM\'s asynchronous backward collectives of its column-parallel linears)', () => {
+  const asyncOn = compiled(gpt, { tpBackwardOverlap: true });
+  const qs = [query(), query({ sequenceParallel: false }), query({ tp: 8, dp: 1, ckptLayers: 5 }), query({ tp: 2, dp: 4, sequenceParallel: false, position: 'last' })];
+
+  it('hides part of the entries\' backward collectives, with or without SP: steady falls, by less than the TP time', () => {
+    for (const q of qs) {
+      const a = off.estimate(q), o = asyncOn.estimate(q);
+      expect(o.time.tpComm).toBe(a.time.tpComm);
+      expect(o.steadyTimeS).toBeLessThan(a.steadyTimeS);
+      expect(o.steadyTimeS).toBeGreaterThan(a.steadyTimeS - a.time.tpComm);
+    }
+    // Forward collectives are not touched: with SP, --tp-comm-overlap hides more (it pipelines them too).
+    expect(tpOn.estimate(query()).steadyTimeS).toBeLessThan(asyncOn.estimate(query()).steadyTimeS);
+    // tp 1: nothing to hide.
+    const q1 = query({ tp: 1, dp: 8, sequenceParallel: false });
+    expect(asyncOn.estimate(q1).steadyTimeS).toBe(off.estimate(q1).steadyTimeS);
+  });
+
+  it('is part of --tp-comm-overlap\'s pipelining under SP: both on cost what --tp-comm-overlap alone costs', () => {
+    const both = compiled(gpt, { tpCommOverlap: true, tpBackwardOverlap: true });
+    for (const q of [query(), query({ tp: 8, dp: 1, ckptLayers: 5 })]) expect(both.estimate(q).steadyTimeS).toBeCloseTo(tpOn.estimate(q).steadyTimeS, 12);
   });
 });
 

@@ -1,6 +1,7 @@
-// The training spec's elementwise 'eager' (torchtitan's llama3 model code without torch.compile):
-// RMSNorm, RoPE and SwiGLU move the bytes of their separate PyTorch kernels (op-graph.ts EAGER);
-// LayerNorm and GELU, one kernel eagerly too, keep their fused costs.
+// The training spec's elementwise 'eager' (torchtitan's llama3 model code without torch.compile;
+// Megatron-LM's GPT-2 code of 2020): RMSNorm, RoPE and SwiGLU, the causal mask before the softmax,
+// dropout before the residual add and the linears' biases move the bytes of their separate PyTorch
+// kernels (op-graph.ts EAGER); LayerNorm and GELU, one kernel eagerly too, keep their fused costs.
 import { builtinHardwareProfile, getModel, NO_OFFLOAD, parseClusterShorthand, parseTrainingSpec } from '@mist/core';
 import { describe, expect, it } from 'vitest';
 import { compileStageModel, type StageQuery } from './compile';
@@ -47,5 +48,29 @@ describe('eager norms, RoPE and SwiGLU', () => {
     const fast = at('fused');
     expect(slow.steadyTimeS).toBeGreaterThan(fast.steadyTimeS * 1.03);
     expect(slow.memory.activations).toBeGreaterThan(fast.memory.activations);
+  });
+
+  it('a GPT with dropout and biases: the mask pass, dropout apart from the add, and each bias add (Megatron-LM 2020)', () => {
+    const gpt = { ...getModel('gpt3-1.3b'), dropout: 0.1, bias: true };
+    const g = { ...env, h: 2048, a: 16, k: 16, f: 8192, fa: 0 };
+    const f = byName(layerOps(gpt, { actBytes: 2 }));
+    const e = byName(layerOps(gpt, { actBytes: 2, elementwise: 'eager' }));
+    const at = (m: typeof f, name: string, k: 'fwdBytes' | 'bwdBytes'): number => evaluate(m.get(name)![k], g);
+    const scores = g.b * g.a * g.s * g.s;
+    // masked_fill_ in place, then the softmax: 4e forward (2e fused), 5e backward (3e).
+    expect(at(e, 'attn.softmax', 'fwdBytes') - at(f, 'attn.softmax', 'fwdBytes')).toBe(4 * scores);
+    expect(at(e, 'attn.softmax', 'bwdBytes') - at(f, 'attn.softmax', 'bwdBytes')).toBe(4 * scores);
+    expect(e.get('attn.softmax')!.fwdKernels).toBe(2);
+    // Dropout writes its output and the add reads it again: 2e more forward per element, backward unchanged.
+    const tokens = g.b * g.s;
+    expect(at(e, 'mlp.residual', 'fwdBytes') - at(f, 'mlp.residual', 'fwdBytes')).toBe(2 * 2 * tokens * g.h);
+    expect(at(e, 'mlp.residual', 'bwdBytes')).toBe(at(f, 'mlp.residual', 'bwdBytes'));
+    // A bias add reads and writes the linear's output (forward only): FC1's 4h columns.
+    expect(at(e, 'mlp.fc1', 'fwdBytes') - at(f, 'mlp.fc1', 'fwdBytes')).toBe(2 * 2 * tokens * g.f);
+    expect(at(e, 'mlp.fc1', 'bwdBytes')).toBe(at(f, 'mlp.fc1', 'bwdBytes'));
+    // Without biases and dropout (Llama) none of these apply: its linears and residuals are untouched.
+    const llama = getModel('llama3.1-8b');
+    const lf = byName(layerOps(llama, { actBytes: 2 })), le = byName(layerOps(llama, { actBytes: 2, elementwise: 'eager' }));
+    for (const name of ['attn.qkv', 'mlp.fc2', 'attn.residual', 'mlp.residual']) expect(evaluate(le.get(name)!.fwdBytes, env)).toBe(evaluate(lf.get(name)!.fwdBytes, env));
   });
 });

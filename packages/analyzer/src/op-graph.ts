@@ -37,11 +37,14 @@ export interface OpComm {
   weight: Expr;
   /** The ranks it runs over: the stage's TP group (absent) or its expert-parallel group. */
   group?: 'ep';
+  /** A TP region's entry (before its column-parallel linears) or exit (after its row-parallel ones). */
+  at?: 'entry' | 'exit';
   /**
    * The layer's linear ops (names) whose GEMM this collective is pipelined with under TP
-   * communication overlap (TrainingSpec.tpCommOverlap; layerOps' tpOverlapGemms): set only on the
-   * sequence-parallel all-gathers and reduce-scatters of a transformer layer's attention and dense MLP
-   * regions. Absent: the collective is exposed whatever the option.
+   * communication overlap (TrainingSpec.tpCommOverlap, TrainingSpec.tpBackwardOverlap; layerOps'
+   * tpOverlapGemms): set only on the sequence-parallel all-gathers and reduce-scatters and the
+   * entries' backward all-reduces of a transformer layer's attention and dense MLP regions. Absent:
+   * the collective is exposed whatever the options.
    */
   gemms?: readonly string[];
 }
@@ -102,7 +105,7 @@ export interface OpGraphOptions {
   fp8?: Fp8Recipe;
   /** The loss's reading of the logits (training spec crossEntropy); absent: 'fused'. */
   crossEntropy?: TrainingSpec['crossEntropy'];
-  /** How RMSNorm, RoPE and SwiGLU run (training spec elementwise: EAGER below); absent: 'fused'. */
+  /** How the element-wise ops run (training spec elementwise: EAGER below); absent: 'fused'. */
   elementwise?: TrainingSpec['elementwise'];
   /**
    * What an op keeps of a tensor a TP region's entry all-gathers (training spec sequenceParallelInput):
@@ -187,19 +190,25 @@ interface ElementwiseIo {
   extraBytes?: Operand;
 }
 
-/** TP collectives around a region (Megatron-LM's f/g operators; with SP, all-gather + reduce-scatter). */
-function regionEntry(actBytesFull: Expr): OpComm[] {
+/**
+ * TP collectives around a region (Megatron-LM's f/g operators; with SP, all-gather + reduce-scatter).
+ * With SP a region's linears that keep only their input's sequence shard (sequenceParallelInput
+ * 'sharded') all-gather it again in backward for the weight gradient (Megatron-LM's
+ * LinearWithGradAccumulationAndAsyncCommunication.backward; Korthikanti et al. 2022, Sec. 4.2.2).
+ */
+function regionEntry(actBytesFull: Expr, keepsShard: boolean): OpComm[] {
   return [
-    { phase: 'forward', collective: 'allGather', bytes: actBytesFull, weight: sp },
-    { phase: 'backward', collective: 'allReduce', bytes: actBytesFull, weight: sub(1, sp) },
-    { phase: 'backward', collective: 'reduceScatter', bytes: actBytesFull, weight: sp },
+    { phase: 'forward', collective: 'allGather', bytes: actBytesFull, weight: sp, at: 'entry' },
+    ...(keepsShard ? [{ phase: 'backward', collective: 'allGather', bytes: actBytesFull, weight: sp, at: 'entry' } as const] : []),
+    { phase: 'backward', collective: 'allReduce', bytes: actBytesFull, weight: sub(1, sp), at: 'entry' },
+    { phase: 'backward', collective: 'reduceScatter', bytes: actBytesFull, weight: sp, at: 'entry' },
   ];
 }
 function regionExit(actBytesFull: Expr): OpComm[] {
   return [
-    { phase: 'forward', collective: 'allReduce', bytes: actBytesFull, weight: sub(1, sp) },
-    { phase: 'forward', collective: 'reduceScatter', bytes: actBytesFull, weight: sp },
-    { phase: 'backward', collective: 'allGather', bytes: actBytesFull, weight: sp },
+    { phase: 'forward', collective: 'allReduce', bytes: actBytesFull, weight: sub(1, sp), at: 'exit' },
+    { phase: 'forward', collective: 'reduceScatter', bytes: actBytesFull, weight: sp, at: 'exit' },
+    { phase: 'backward', collective: 'allGather', bytes: actBytesFull, weight: sp, at: 'exit' },
   ];
 }
 
@@ -246,30 +255,49 @@ const IO: Record<string, ElementwiseIo> = {
 };
 
 /**
- * RMSNorm, RoPE and SwiGLU as torchtitan's llama3 model writes them, run eagerly (training spec
+ * The element-wise ops as separate PyTorch kernels of the model code, without fusion (training spec
  * elementwise 'eager'): bytes per element of the op's output moved by all its kernels, forward and
  * backward, as functions of the activation bytes e, the kernels launched, and the bytes per element
  * its autograd keeps beyond what the fused op keeps. Counted from the code, each kernel reading its
  * inputs and writing its output once (per-row scalars left out):
- *   RMSNorm (models/norms.py: `(x.float() * rsqrt(x.float().pow(2).mean(-1) + eps)).type_as(x) * w`):
+ *   RMSNorm (torchtitan models/norms.py: `(x.float() * rsqrt(x.float().pow(2).mean(-1) + eps)).type_as(x) * w`):
  *     forward x.float() e+4, pow 4+4, mean 4, product 4+4, type_as 4+e, weight product 2e: 4e + 28
  *     in 8 kernels (add and rsqrt per row); backward the weight product's two gradients 3e + e, the
  *     casts e+4 and 4+e, the product's gradient 4+4 and its row sums 8, pow's 8+4, their sum 8+4:
  *     6e + 52 in 10 kernels; keeps the fp32 copy of x (4) beside the typed output it adds (e) where
  *     the fused norm keeps x (e): +4.
- *   RoPE (apply_rotary_emb: `view_as_real(view_as_complex(x.float()) * freqs).type_as(x)` for q and
+ *   RoPE (torchtitan apply_rotary_emb: `view_as_real(view_as_complex(x.float()) * freqs).type_as(x)` for q and
  *     k): cast e+4, complex product 4+4, cast 4+e: 2e + 16 each way in 3 kernels per tensor, 6 for
  *     q and k; the product keeps only the (shared) frequencies.
- *   SwiGLU (FeedForward: `w2(F.silu(w1(x)) * w3(x))`): silu 2e and the product 3e forward in 2
+ *   SwiGLU (torchtitan FeedForward: `w2(F.silu(w1(x)) * w3(x))`): silu 2e and the product 3e forward in 2
  *     kernels; backward the product's two gradients (g, u | g, silu) 6e and silu's 3e in 3 kernels:
  *     9e; the product keeps silu's output as well (+e).
+ *   The unfused attention's softmax of a causal decoder (Megatron-LM of 2020, megatron/model/
+ *     transformer.py and gpt2_model.py at 5281919420: `attention_scores.masked_fill_(ltor_mask, -10000.0)`
+ *     then torch.nn.Softmax, where the fused kernel scales, masks and normalises in one pass): the
+ *     mask's in-place pass 2e forward and the masked gradient 2e backward: 4e / 5e in 2 / 2 kernels.
+ *   Dropout and the residual add (the same code: `self.dropout(output)`, then `hidden_states +
+ *     attention_output`, where Megatron-LM's bias_dropout_add fuses them): the dropout writes its
+ *     output and the add reads it again, 5e + 1 (its mask) forward in 2 kernels; backward unchanged.
  * LayerNorm and GELU are one PyTorch kernel each eagerly too (F.layer_norm, F.gelu): fused costs.
+ * A linear's bias is added by its own kernel (EAGER_BIAS_BYTES) where the fused ops take it into the
+ * GEMM, the GELU or the dropout-add.
  */
 const EAGER: Record<string, { fwd: (e: number) => number; bwd: (e: number) => number; kernelsF: number; kernelsB: number; keeps: (e: number) => number }> = {
   rmsnorm: { fwd: (e) => 4 * e + 28, bwd: (e) => 6 * e + 52, kernelsF: 8, kernelsB: 10, keeps: () => 4 },
   rope: { fwd: (e) => 2 * e + 16, bwd: (e) => 2 * e + 16, kernelsF: 6, kernelsB: 6, keeps: () => 0 },
   swiglu: { fwd: (e) => 5 * e, bwd: (e) => 9 * e, kernelsF: 2, kernelsB: 3, keeps: (e) => e },
+  softmax: { fwd: (e) => 4 * e, bwd: (e) => 5 * e, kernelsF: 2, kernelsB: 2, keeps: () => 0 },
+  dropout_add: { fwd: (e) => 5 * e + 1, bwd: (e) => 2 * e + 1, kernelsF: 2, kernelsB: 2, keeps: () => 0 },
 };
+
+/**
+ * Bytes per output element of an eager bias add (PyTorch's at::linear of a 3-D input: matmul, then
+ * `output.add_(bias)` in place, PyTorch 1.6 aten/src/ATen/native/Linear.cpp; Megatron-LM 2020's
+ * RowParallelLinear: `output = output_ + self.bias` after the all-reduce): a read and a write, forward
+ * only (the bias gradient's row sum reads the output gradient either way).
+ */
+const EAGER_BIAS_BYTES = (e: number): number => 2 * e;
 
 /**
  * The analyzer's ops of a block description, per TP rank, in forward order: FLOPs and bytes from
@@ -354,10 +382,12 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
     const n = part(opSac.noFlash);
     return { recompute: add(mul(fa, f.recompute), mul(sub(1, fa), n.recompute)), kept: add(mul(fa, f.kept), mul(sub(1, fa), n.kept)) };
   };
-  // Eager RMSNorm, RoPE and SwiGLU (EAGER): their own bytes, kernels and kept bytes.
+  // Eager element-wise ops (EAGER): their own bytes, kernels and kept bytes.
+  const eagerOps = opts.elementwise === 'eager';
   const eagerOf = (o: BlockOp): (typeof EAGER)[string] | null => {
-    if (opts.elementwise !== 'eager') return null;
-    const key = o.kind === 'norm' ? o.norm : o.kind === 'rope' ? 'rope' : o.kind === 'activation' ? o.fn : '';
+    if (!eagerOps) return null;
+    const key = o.kind === 'norm' ? o.norm : o.kind === 'rope' ? 'rope' : o.kind === 'activation' ? o.fn
+      : o.kind === 'softmax' ? 'softmax' : o.kind === 'residual' && o.dropout ? 'dropout_add' : '';
     return EAGER[key] ?? null;
   };
   const ops: Op[] = [];
@@ -372,6 +402,7 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
       case 'linear':
         x = matmul(o.name, e, dimExpr(o.rows), dimExpr(o.inner), add(...o.cols.map(dimExpr)), saved, fp8 ? 1 : e);
         if (fp8) x.operandDtype = 'fp8';
+        if (eagerOps && o.biases.length > 0) x.fwdBytes = add(x.fwdBytes, mul(EAGER_BIAS_BYTES(e), dimExpr(o.rows), add(...o.cols.map(dimExpr))));
         break;
       case 'scores': case 'values':
         x = { ...matmul(o.name, e, dimExpr(o.rows), dimExpr(o.inner), dimExpr(o.cols), saved), when: whenOf(o) };
@@ -461,7 +492,7 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
         const full = mul(e, dimExpr(o.elements));
         x = op({
           name: o.name, kind: 'elementwise', elements: num(0), fwdFlops: 0, bwdFlops: 0, fwdBytes: 0, bwdBytes: 0,
-          saved, comm: o.kind === 'tpEntry' ? regionEntry(full) : regionExit(full),
+          saved, comm: o.kind === 'tpEntry' ? regionEntry(full, opts.sequenceParallelInput !== 'gathered') : regionExit(full),
         });
         break;
       }
@@ -510,7 +541,11 @@ export function layerOps(model: ModelSpec, opts: OpGraphOptions): Op[] {
  * A mixture of experts' expert GEMMs get none: Megatron-Core turns the userbuffer overlaps off for
  * expert layers (transformer_engine.py: `if is_expert: extra_kwargs["ub_overlap_ag"] = False`), so
  * their TP collectives and the all-to-alls stay exposed. The all-reduces of TP without sequence
- * parallelism get none either (Megatron-LM asserts sequence parallelism with --tp-comm-overlap).
+ * parallelism are not pipelined by it (Megatron-LM asserts sequence parallelism with --tp-comm-overlap).
+ * The entries' backward collectives, the all-reduce included, carry the same GEMMs for
+ * TrainingSpec.tpBackwardOverlap (Megatron-LM's asynchronous backward collectives, no userbuffers):
+ * the all-gather of the saved shard beside the input-gradient GEMM, the reduce-scatter or
+ * all-reduce of the input gradient beside the weight-gradient GEMM.
  */
 function tpOverlapGemms(block: BlockDescription, ops: Op[]): Op[] {
   const expertWeights = new Set(block.weights.filter((w) => w.experts !== undefined).map((w) => w.name));
@@ -529,7 +564,7 @@ function tpOverlapGemms(block: BlockDescription, ops: Op[]): Op[] {
       ? linears.filter((o) => o.inputs.includes(b.inputs[0])).map((o) => o.name)
       : producers(b.inputs[0]);
     if (gemms.length === 0) return op;
-    return { ...op, comm: op.comm.map((c) => (c.collective === 'allGather' || c.collective === 'reduceScatter' ? { ...c, gemms } : c)) };
+    return { ...op, comm: op.comm.map((c) => (c.collective === 'allGather' || c.collective === 'reduceScatter' || c.at === 'entry' ? { ...c, gemms } : c)) };
   });
 }
 

@@ -64,7 +64,7 @@ import { CostModel, INTRA_NODE, type LinkChoice } from './hardware-cost';
 import { usableHostMemoryPerGpu } from './host-memory';
 import { checkFp8, fp8StageTerms } from './fp8-stage';
 import { OUT } from './layout';
-import { checkpointBytes, embeddingOps, headOps, headTransientBytes, layerOps, type Op, sumOps } from './op-graph';
+import { checkpointBytes, embeddingOps, headOps, headTransientBytes, layerOps, type Op, type OpComm, sumOps } from './op-graph';
 import { embeddingParamsPerRank, expertParamsPerRank, finalNormParams, layerParamsPerRank, lmHeadParamsPerRank } from './params';
 import { ringAttention } from './ring-attention';
 import { M, S } from './symbols';
@@ -107,6 +107,8 @@ interface EpGroup {
 interface GemmOverlap {
   gemm: (names: readonly string[], phase: 'forward' | 'backward') => Expr;
   slowdown: number;
+  /** Whether a collective of this phase runs beside its GEMMs (the options' share of OpComm.gemms). */
+  overlaps: (c: OpComm, phase: 'forward' | 'backward') => boolean;
 }
 
 /**
@@ -137,7 +139,7 @@ function commOf(ops: readonly Op[], phase: 'forward' | 'backward', cost: CostMod
       if (c.phase !== phase) continue;
       if (c.group === 'ep' && !ep) throw new Error(`${o.name}: an expert-parallel collective outside a transformer layer`);
       const time = c.group === 'ep' && ep ? cost.collective(c.collective, c.bytes, ep.ranks, ep.link) : cost.collective(c.collective, c.bytes, S.t, INTRA_NODE);
-      if (overlap && c.gemms && c.gemms.length > 0 && c.group === undefined) {
+      if (overlap && c.gemms && c.gemms.length > 0 && c.group === undefined && overlap.overlaps(c, phase)) {
         const g = overlap.gemm(c.gemms, phase);
         terms.push(mul(o.when, c.weight, besideExtra(g, time, overlap.slowdown)));
       } else {
@@ -246,15 +248,22 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // besideExtra(gemm, comm). The recompute's forward overlaps as the forward does. The
   // embedding's and the LM head's collectives (not Transformer Engine modules in Megatron-Core) and
   // the experts' stay exposed. Without the option the exposed time is tpComm.
+  // Megatron-LM's asynchronous backward collectives (training.tpBackwardOverlap): the entries'
+  // backward all-gather beside the input-gradient GEMM, their reduce-scatter or all-reduce beside the
+  // weight-gradient GEMM, each half the linears' backward time, as above.
   let tpExposed = tpComm;
-  if (training.tpCommOverlap === true) {
+  const tpo = training.tpCommOverlap === true;
+  const asyncBwd = training.tpBackwardOverlap === true;
+  if (tpo || asyncBwd) {
     const opByName = new Map(layer.map((o) => [o.name, o]));
     const gemm = (names: readonly string[], phase: 'forward' | 'backward'): Expr => mul(kernelScale, add(...names.map((n) => {
       const o = opByName.get(n);
       if (!o) throw new Error(`TP overlap: no op ${n} in the layer`);
       return mul(o.when, phase === 'forward' ? cost.forward(o) : mul(0.5, cost.backward(o)));
     })));
-    const ov: GemmOverlap = { gemm, slowdown: profile.overlap.commSlowdown };
+    const overlaps = (c: OpComm, phase: 'forward' | 'backward'): boolean =>
+      (tpo && c.collective !== 'allReduce') || (asyncBwd && phase === 'backward' && c.at === 'entry');
+    const ov: GemmOverlap = { gemm, slowdown: profile.overlap.commSlowdown, overlaps };
     const layerTpFx = named('layerTpFx', commOf(layer, 'forward', cost, epGroup, ov));
     const layerTpBx = named('layerTpBx', commOf(layer, 'backward', cost, epGroup, ov));
     tpExposed = named('tpExposed', add(mul(L, add(layerTpFx, layerTpBx)), mul(ckpt, layerTpFx), opTp, embTp, headTp));

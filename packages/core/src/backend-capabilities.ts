@@ -92,6 +92,12 @@ export interface BackendCapabilities {
    * spec is not refused for another value (the runtime's choice, not the model's).
    */
   gradReduceOverlap: boolean;
+  /**
+   * Whether its runtime runs a TP region's backward collectives beside the column-parallel linears'
+   * backward GEMMs (TrainingSpec.tpBackwardOverlap); a prediction for the backend takes this, as
+   * gradReduceOverlap.
+   */
+  tpBackwardOverlap: boolean;
   /** How its loss reads the logits (TrainingSpec.crossEntropy). */
   crossEntropy: readonly TrainingSpec['crossEntropy'][];
   /** How it runs the layer's norms, RoPE and SwiGLU (TrainingSpec.elementwise). */
@@ -155,6 +161,8 @@ const CPU: BackendCapabilities = {
   // RankRuntime's overlapComm is off on the CPU device: the communicator's thread would take cores
   // from the kernels (runtime/rank-runtime.ts), so the flat gradients are all-reduced after the backward.
   gradReduceOverlap: false,
+  // The TP hooks wait for each collective before the next kernel (runtime/tp-hooks.ts), on every device.
+  tpBackwardOverlap: false,
   // The vocab-parallel cross-entropy kernel reads the compute-dtype logits (kernels/cross_entropy).
   crossEntropy: ['fused'],
   // One kernel per norm, RoPE and activation (kernels/), fused.
@@ -216,7 +224,7 @@ export function backendMaxTp(caps: BackendCapabilities, model: ModelSpec): numbe
  */
 const TRAINING_CHOICES = [
   { field: 'crossEntropy', fallback: 'fused', feature: 'the loss\'s reading of the logits', verb: 'runs crossEntropy' },
-  { field: 'elementwise', fallback: 'fused', feature: 'norms, RoPE and SwiGLU as separate eager ops', verb: 'runs elementwise' },
+  { field: 'elementwise', fallback: 'fused', feature: 'element-wise ops (norms, RoPE, SwiGLU, masking, dropout-add) as separate eager kernels', verb: 'runs elementwise' },
   { field: 'sequenceParallelInput', fallback: 'sharded', feature: 'the all-gathered input kept for backward by sequence-parallel linears', verb: 'keeps' },
   { field: 'gradAccumDtype', fallback: 'param', feature: FP32_GRAD_ACCUM_FEATURE, verb: 'accumulates them in' },
 ] as const;

@@ -127,6 +127,19 @@ export function engineElementwise(engine: EngineName): 'fused' | 'eager' | null 
 }
 
 /**
+ * Whether an engine runs a TP region's backward collectives asynchronously beside the backward GEMMs
+ * of its column-parallel linears (TrainingSpec.tpBackwardOverlap), or null where Mist has no fact:
+ * Megatron-LM and NeMo (Megatron-Core's LinearWithGradAccumulationAndAsyncCommunication and Transformer
+ * Engine's linears, always on: megatron/core/tensor_parallel/layers.py) do; torchtitan's DTensor
+ * tensor parallelism runs them in the autograd graph's order, each waited for before the next
+ * kernel (no async TP in Mist's torchtitan export): it does not.
+ */
+export function engineTpBackwardOverlap(engine: EngineName): boolean | null {
+  if (engine === 'megatron' || engine === 'nemo') return true;
+  return engine === 'torchtitan' ? false : null;
+}
+
+/**
  * What an engine's sequence-parallel column-parallel linears keep of their all-gathered input
  * (TrainingSpec.sequenceParallelInput): torchtitan's tensor parallelism is PyTorch's DTensor one
  * (torchtitan/models/llama3/infra/parallelize.py apply_tp: PrepareModuleInput with

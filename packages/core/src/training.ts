@@ -48,6 +48,18 @@ export const TrainingSpecSchema = z.strictObject({
    */
   tpCommOverlap: z.boolean().default(false),
   /**
+   * The backward collectives of a TP region's entry run asynchronously beside the backward GEMMs of
+   * the column-parallel linears it feeds (QKV, FC1): with sequence parallelism the all-gather of the
+   * saved sequence shard beside the input-gradient GEMM and the reduce-scatter of the input gradient
+   * beside the weight-gradient GEMM; without, the input gradient's all-reduce beside the
+   * weight-gradient GEMM. Megatron-LM's LinearWithGradAccumulationAndAsyncCommunication (the
+   * all-reduce since 2021-08, cf7efd4, --no-async-tensor-model-parallel-allreduce to turn it off;
+   * sequence parallelism since 2022-03, 02bb1f5; megatron/core/tensor_parallel/layers.py, always on
+   * today) and NeMo through it. Default false: exposed, as PyTorch's DTensor tensor parallelism
+   * (torchtitan) and this executor run them. --tp-comm-overlap's pipelining includes this.
+   */
+  tpBackwardOverlap: z.boolean().default(false),
+  /**
    * The distributed optimizer's (ZeRO-1/2) all-gather of the updated parameters after the optimizer
    * step overlapped with the next step's first forward: Megatron-Core's `--overlap-param-gather`
    * (DistributedDataParallelConfig overlap_param_gather). Default false: the gather ends the step,
@@ -82,11 +94,14 @@ export const TrainingSpecSchema = z.strictObject({
    */
   crossEntropy: z.enum(CROSS_ENTROPY_MODES).default('fused'),
   /**
-   * How the layer's norm, rotary embedding and SwiGLU run. 'fused' (default): one kernel each
-   * (Apex / Transformer Engine / this executor's kernels). 'eager': as separate PyTorch ops of the
-   * model code, without torch.compile (torchtitan's llama3 model: RMSNorm as x.float(), pow, mean,
-   * rsqrt, product, type_as and the weight's product; RoPE through fp32 complex numbers; SwiGLU as
-   * silu then a product), each kernel reading and writing its tensors (analyzer op-graph.ts EAGER).
+   * How the layer's element-wise ops run. 'fused' (default): one kernel each, the biases, masks and
+   * dropouts inside their neighbours' kernels (Apex / Transformer Engine / Megatron-LM's bias-GeLU,
+   * bias-dropout-add and scale-mask-softmax / this executor's kernels). 'eager': as separate PyTorch
+   * ops of the model code, without torch.compile (torchtitan's llama3 model: RMSNorm as x.float(), pow,
+   * mean, rsqrt, product, type_as and the weight's product; RoPE through fp32 complex numbers; SwiGLU
+   * as silu then a product; Megatron-LM of 2020: the causal mask as its own pass before the softmax,
+   * dropout then the residual add, a linear's bias added by its own kernel), each kernel reading and
+   * writing its tensors (analyzer op-graph.ts EAGER).
    */
   elementwise: z.enum(['fused', 'eager']).default('fused'),
   /**

@@ -75,7 +75,8 @@ export function contextKey(ctx: AnalyzerContext, space: SearchSpace): string {
     training: {
       seqLen: ctx.training.seqLen, flashAttention: ctx.training.flashAttention, ...((ctx.training.fp8 ?? 'none') !== 'none' ? { fp8: ctx.training.fp8 } : {}),
       // Written only when on, so that the keys of tunes without them are unchanged.
-      ...(ctx.training.tpCommOverlap ? { tpCommOverlap: true } : {}), ...(ctx.training.paramGatherOverlap ? { paramGatherOverlap: true } : {}),
+      ...(ctx.training.tpCommOverlap ? { tpCommOverlap: true } : {}), ...(ctx.training.tpBackwardOverlap ? { tpBackwardOverlap: true } : {}),
+      ...(ctx.training.paramGatherOverlap ? { paramGatherOverlap: true } : {}),
       ...(ctx.training.gradReduceOverlap === false ? { gradReduceOverlap: false } : {}),
       ...((ctx.training.crossEntropy ?? 'fused') !== 'fused' ? { crossEntropy: ctx.training.crossEntropy } : {}),
       ...((ctx.training.elementwise ?? 'fused') !== 'fused' ? { elementwise: ctx.training.elementwise } : {}),

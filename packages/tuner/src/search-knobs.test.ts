@@ -115,6 +115,12 @@ describe('search knobs: one schema for flags, job files and the Tuner service', 
     // PyTorch's DTensor sequence parallelism keeps the gathered input of its column-parallel linears.
     expect(trainingForTarget({ target: 'torchtitan' }, model, training as never).sequenceParallelInput).toBe('gathered');
     expect(trainingForTarget({ target: 'megatron' }, model, { ...training, sequenceParallelInput: 'gathered' } as never).sequenceParallelInput).toBe('sharded');
+    // Megatron-LM and NeMo run their column-parallel linears' backward collectives beside the GEMMs;
+    // torchtitan's DTensor and this executor's TP hooks wait for each.
+    expect(trainingForTarget({ target: 'megatron' }, model, training as never).tpBackwardOverlap).toBe(true);
+    expect(trainingForTarget({ space: 'nemo' }, model, training as never).tpBackwardOverlap).toBe(true);
+    expect(trainingForTarget({ target: 'torchtitan' }, model, { ...training, tpBackwardOverlap: true } as never).tpBackwardOverlap).toBe(false);
+    expect(trainingForTarget({ target: 'cpu' }, model, { ...training, tpBackwardOverlap: true } as never).tpBackwardOverlap).toBe(false);
     // Megatron-LM and NeMo accumulate a bf16 model's gradients in fp32 main gradients.
     expect(trainingForTarget({ target: 'megatron' }, model, training as never).gradAccumDtype).toBe('fp32');
     expect(trainingForTarget({ space: 'nemo' }, model, training as never).gradAccumDtype).toBe('fp32');

@@ -7,7 +7,7 @@
 //   maxStages                         --max-stages N
 //   ...                               (see KNOBS below)
 import {
-  BACKEND_NAMES, backendCapabilities, CROSS_ENTROPY_MODES, GRAD_ACCUM_DTYPES, backendViolations, ENGINE_NAMES, engineCapabilities, engineCrossEntropy, engineElementwise, engineGradAccumDtype, engineRunsCommOverlaps, engineSequenceParallelInput, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
+  BACKEND_NAMES, backendCapabilities, CROSS_ENTROPY_MODES, GRAD_ACCUM_DTYPES, backendViolations, ENGINE_NAMES, engineCapabilities, engineCrossEntropy, engineElementwise, engineGradAccumDtype, engineRunsCommOverlaps, engineSequenceParallelInput, engineTpBackwardOverlap, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
   type SpecIssue, type TrainingSpec, valueAtField, ZERO_LEVELS, type ZeroLevel,
 } from '@mist/core';
 import { backendSpace } from './backend-space';
@@ -313,12 +313,15 @@ export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training
     }]);
   }
   if (ce !== null && training.crossEntropy !== ce) training = { ...training, crossEntropy: ce };
-  // Likewise an engine that runs the norms, RoPE and SwiGLU as eager ops (torchtitan without torch.compile).
+  // Likewise an engine that runs the element-wise ops as eager PyTorch kernels (torchtitan without torch.compile).
   const ew = engine ? engineElementwise(engine) : null;
   if (ew !== null && training.elementwise !== ew) training = { ...training, elementwise: ew };
   // And what its sequence-parallel linears keep of their gathered input (torchtitan: the gathered tensor).
   const spIn = engine ? engineSequenceParallelInput(engine) : null;
   if (spIn !== null && training.sequenceParallelInput !== spIn) training = { ...training, sequenceParallelInput: spIn };
+  // And whether its column-parallel linears run their backward collectives beside their GEMMs (Megatron-LM, NeMo).
+  const tpBwd = engine ? engineTpBackwardOverlap(engine) : null;
+  if (tpBwd !== null && training.tpBackwardOverlap !== tpBwd) training = { ...training, tpBackwardOverlap: tpBwd };
   // And the dtype its gradients accumulate in: the knob's, else the engine's default (Megatron-LM, NeMo
   // with bf16: fp32 main gradients; --grad-reduce-in-bf16 is the knob's param).
   const gradDtype = knobs.gradAccumDtype ?? (engine ? engineGradAccumDtype(engine, training.paramDtype) : null);
@@ -335,7 +338,7 @@ export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training
   if (target === undefined || !isBackendName(target)) return training;
   const caps = backendCapabilities(target);
   // The backend's dtype and its runtime's gradient reduction (beside or after the last backward).
-  const t: TrainingSpec = { ...training, paramDtype: caps.dtypes[0], computeDtype: caps.dtypes[0], gradReduceOverlap: caps.gradReduceOverlap };
+  const t: TrainingSpec = { ...training, paramDtype: caps.dtypes[0], computeDtype: caps.dtypes[0], gradReduceOverlap: caps.gradReduceOverlap, tpBackwardOverlap: caps.tpBackwardOverlap };
   const bad = backendViolations(caps, { model, training: t, plan: null });
   if (bad.length > 0) {
     throw new SpecError(`training for --target ${target}`, bad.map((v) => ({ field: v.field, value: valueAtField({ model, training: t }, v.field), message: `${v.feature} is not run by the ${target} backend (${v.detail})` })));

@@ -19,9 +19,11 @@ export function gradText(t: Pick<TrainingSpec, 'gradAccumDtype' | 'paramDtype'>)
 
 /** The training spec's engine facts for a summary line: the loss, eager elementwise ops, SP inputs kept gathered, fp32 gradients. */
 export function trainingFactsText(
-  t: Pick<TrainingSpec, 'crossEntropy' | 'elementwise' | 'sequenceParallelInput' | 'gradAccumDtype' | 'paramDtype' | 'gradReduceOverlap'>,
+  t: Pick<TrainingSpec, 'crossEntropy' | 'elementwise' | 'sequenceParallelInput' | 'gradAccumDtype' | 'paramDtype' | 'gradReduceOverlap'> &
+    Partial<Pick<TrainingSpec, 'tpBackwardOverlap'>>,
 ): string {
-  return `${lossText(t)}${t.elementwise === 'eager' ? ', norms, RoPE and SwiGLU as eager PyTorch ops' : ''}` +
+  return `${lossText(t)}${t.elementwise === 'eager' ? ', element-wise ops as separate eager PyTorch kernels' : ''}` +
+    `${t.tpBackwardOverlap === true ? ', TP backward collectives beside the backward GEMMs' : ''}` +
     `${t.sequenceParallelInput === 'gathered' ? ', sequence-parallel linears keep their gathered input' : ''}${gradText(t)}` +
     `${t.gradReduceOverlap === false ? ', gradient reduction after the backward (not overlapped)' : ''}`;
 }

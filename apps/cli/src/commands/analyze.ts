@@ -202,7 +202,7 @@ export const analyzeCommand: Command = {
       const t = trainingForTarget(knobs, model, parseTrainingSpec({ globalBatch: 1, seqLen: 1, ...asked }));
       // An engine that reduces some stage's ZeRO level after the backward (DeepSpeed's ZeRO-0) runs it so.
       const reducedAfter = isEngineName(target) && stageZeros(doc).some((z) => !engineOverlapsGradReduce(target, z));
-      return { ...asked, crossEntropy: t.crossEntropy, elementwise: t.elementwise, sequenceParallelInput: t.sequenceParallelInput,
+      return { ...asked, crossEntropy: t.crossEntropy, elementwise: t.elementwise, sequenceParallelInput: t.sequenceParallelInput, tpBackwardOverlap: t.tpBackwardOverlap,
         gradAccumDtype: t.gradAccumDtype, paramDtype: t.paramDtype, computeDtype: t.computeDtype,
         gradReduceOverlap: t.gradReduceOverlap && !reducedAfter };
     })();

@@ -96,6 +96,10 @@ export const importCommand: Command = {
         text += 'torchtitan\'s loss over fp32 logits, eager norms, RoPE and SwiGLU and gathered sequence-parallel inputs, which a plan file ' +
           'does not record, are costed with `mist analyze PLAN --target torchtitan`.\n';
       }
+      if (from === 'megatron' && result.plan.stages.some((x) => x.tp > 1)) {
+        text += 'Megatron-LM runs the TP backward collectives beside the backward GEMMs, which a plan file does not record: ' +
+          'they are costed with `mist analyze PLAN --target megatron`.\n';
+      }
       if (t && t.gradAccumDtype === 'fp32') {
         text += 'The setup accumulates and reduces the gradients in fp32 (2 more bytes per parameter than the weights\' dtype), which a plan ' +
           'file does not record: predict it with `mist analyze PLAN --grad-accum-dtype fp32`.\n';

@@ -3,9 +3,9 @@
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../test/run-cli';
 
-// llama2-13b on two L4 nodes (PCIe, no NVLink), batch 32 x 2048: the best plan interleaves 4 ranks
+// llama2-13b on two L4 nodes (PCIe, no NVLink), batch 16 x 2048: the best plan interleaves 4 ranks
 // (few micro-batches, so the pipeline's fill and drain matter).
-const base = ['tune', '--model', 'llama2-13b', '--cluster', '2x8-l4', '--global-batch', '32', '--seq', '2048', '--no-cache'];
+const base = ['tune', '--model', 'llama2-13b', '--cluster', '2x8-l4', '--global-batch', '16', '--seq', '2048', '--no-cache'];
 
 interface TuneJson {
   predicted: { iterationTimeS: number };
