@@ -154,6 +154,9 @@ function predict(row, opts = {}) {
   if (row.sequenceParallelInput !== undefined && !core.SEQUENCE_PARALLEL_INPUTS.includes(row.sequenceParallelInput)) {
     bad(`${row.id}: sequenceParallelInput must be ${core.SEQUENCE_PARALLEL_INPUTS.join(' or ')} (got ${JSON.stringify(row.sequenceParallelInput)})`);
   }
+  if (row.flashAttentionKernel !== undefined && !core.FLASH_ATTENTION_KERNELS.includes(row.flashAttentionKernel)) {
+    bad(`${row.id}: flashAttentionKernel must be ${core.FLASH_ATTENTION_KERNELS.join(', ')} (got ${JSON.stringify(row.flashAttentionKernel)})`);
+  }
   if (row.fp8 !== undefined && !core.FP8_RECIPES.includes(row.fp8)) bad(`${row.id}: fp8 must be ${core.FP8_RECIPES.join(', ')} (got ${JSON.stringify(row.fp8)})`);
   for (const f of ['tpCommOverlap', 'tpBackwardOverlap', 'paramGatherOverlap', 'gradReduceOverlap']) {
     if (row[f] !== undefined && typeof row[f] !== 'boolean') bad(`${row.id}: ${f} must be true or false (got ${JSON.stringify(row[f])})`);
@@ -162,7 +165,7 @@ function predict(row, opts = {}) {
     globalBatch: row.globalBatch, seqLen: row.seqLen, paramDtype: row.dtype, computeDtype: row.dtype, flashAttention: plan.flashAttention,
     tpCommOverlap: row.tpCommOverlap === true, tpBackwardOverlap: row.tpBackwardOverlap === true, paramGatherOverlap: row.paramGatherOverlap === true, crossEntropy: row.crossEntropy ?? 'fused', elementwise: row.elementwise ?? 'fused',
     sequenceParallelInput: row.sequenceParallelInput ?? 'sharded', gradAccumDtype: row.gradAccumDtype ?? 'param',
-    gradReduceOverlap: row.gradReduceOverlap !== false, fp8: row.fp8 ?? 'none',
+    gradReduceOverlap: row.gradReduceOverlap !== false, fp8: row.fp8 ?? 'none', flashAttentionKernel: row.flashAttentionKernel ?? 'flash2',
   });
   const builtin = core.builtinHardwareProfile(cluster, row.dtype);
   const profile = opts.profileOf ? opts.profileOf(builtin) : builtin;
@@ -185,7 +188,7 @@ function predict(row, opts = {}) {
     gpus: row.gpus,
     config: `tp${row.tp} pp${row.pp} dp${row.gpus / (row.tp * row.pp)} b${row.microBatch} G${plan.gradAccumSteps}` +
       `${row.sequenceParallel ? ' sp' : ''} rc:${row.recompute} z${row.zero}${plan.flashAttention ? ' fa' : ''}` +
-      `${plan.virtualStages ? ` v${plan.virtualStages}` : ''}${training.tpCommOverlap ? ' tpo' : training.tpBackwardOverlap ? ' tpa' : ''}${training.paramGatherOverlap ? ' pgo' : ''}${training.crossEntropy === 'fp32-logits' ? ' ce32' : training.crossEntropy === 'compute-dtype' ? ' ce16' : ''}${training.elementwise === 'eager' ? ' eager' : ''}${row.sequenceParallel && training.sequenceParallelInput === 'gathered' ? ' spg' : ''}${training.gradAccumDtype === 'fp32' ? ' g32' : ''}${training.gradReduceOverlap ? '' : ' gx'}${training.fp8 !== 'none' ? ` fp8:${training.fp8}` : ''}`,
+      `${plan.virtualStages ? ` v${plan.virtualStages}` : ''}${training.tpCommOverlap ? ' tpo' : training.tpBackwardOverlap ? ' tpa' : ''}${training.paramGatherOverlap ? ' pgo' : ''}${training.crossEntropy === 'fp32-logits' ? ' ce32' : training.crossEntropy === 'compute-dtype' ? ' ce16' : ''}${training.elementwise === 'eager' ? ' eager' : ''}${row.sequenceParallel && training.sequenceParallelInput === 'gathered' ? ' spg' : ''}${training.gradAccumDtype === 'fp32' ? ' g32' : ''}${training.gradReduceOverlap ? '' : ' gx'}${training.fp8 !== 'none' ? ` fp8:${training.fp8}` : ''}${plan.flashAttention && training.flashAttentionKernel !== 'flash2' ? ` fa:${training.flashAttentionKernel}` : ''}`,
     interleaved: Boolean(row.interleavedLayersPerVirtualStage),
     measuredS,
     predictedS: est.iterationTimeS,

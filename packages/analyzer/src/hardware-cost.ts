@@ -126,7 +126,7 @@ export class CostModel {
     } else if (o.kind === 'matmul') {
       t = add(max(div(add(flops, kernels * r.halfFlops), r.matmulRate), memory), launch);
     } else if (o.kind === 'attention') {
-      const rate = r.matmulRate * this.profile.compute.attentionEfficiency;
+      const rate = r.matmulRate * this.profile.compute.attentionEfficiency * (o.rateShare ?? 1);
       const work = this.profile.compute.attentionWorkFraction ?? 1;
       t = add(max(div(mul(work, flops), rate), memory), launch);
     } else {

@@ -13,7 +13,7 @@
 // has no masks and keeps the softmax output once: sbh(32 + 2as/h).
 import {
   type BlockDescription, blockLaunches, type BlockOp, type BlockTensor, type OpCheckpointSet, type CollectiveKind, type Dim, type DimSymbol,
-  embeddingBlock, type Fp8Recipe, headBlock, layerBlock, type ModelSpec, opCheckpointSet, selectiveSet, type TrainingSpec,
+  embeddingBlock, FLASH_KERNEL_SHARE, type Fp8Recipe, headBlock, layerBlock, type ModelSpec, opCheckpointSet, selectiveSet, type TrainingSpec,
 } from '@mist/core';
 import { add, choose, div, type Expr, max, mul, named, num, type Operand, sub } from './expr';
 import { fp8CastOp } from './fp8-ops';
@@ -54,6 +54,8 @@ export interface Op {
   kind: OpKind;
   /** 1 when the op runs, 0 when not (e.g. `fa` for the flash-attention kernel); a 0/1 expression. */
   when: Expr;
+  /** A fused attention kernel's rate as a share of the profile's (FlashAttention-2's); absent: 1. */
+  rateShare?: number;
   /** Name looked up in a profile's opTable (element-wise ops). */
   table?: string;
   /** Elements of the op's main tensor (for opTable lookups). */
@@ -105,6 +107,8 @@ export interface OpGraphOptions {
   fp8?: Fp8Recipe;
   /** The loss's reading of the logits (training spec crossEntropy); absent: 'fused'. */
   crossEntropy?: TrainingSpec['crossEntropy'];
+  /** The flash-attention kernel (training spec flashAttentionKernel, core's FLASH_KERNEL_SHARE); absent: 'flash2'. */
+  flashAttentionKernel?: TrainingSpec['flashAttentionKernel'];
   /** How the element-wise ops run (training spec elementwise: EAGER below); absent: 'fused'. */
   elementwise?: TrainingSpec['elementwise'];
   /**
@@ -461,6 +465,7 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
           name: o.name, kind: 'attention', when: whenOf(o), elements: dimExpr(o.scores),
           fwdFlops: faFlops, bwdFlops: mul(2.5, faFlops), fwdBytes: faBytes, bwdBytes: mul(2, faBytes), saved,
         });
+        if ((opts.flashAttentionKernel ?? 'flash2') !== 'flash2') x.rateShare = FLASH_KERNEL_SHARE[opts.flashAttentionKernel ?? 'flash2'];
         break;
       }
       case 'embedding': {

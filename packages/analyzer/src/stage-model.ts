@@ -169,7 +169,7 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const opts = { actBytes: e, sequenceParallelInput: training.sequenceParallelInput };
   // fp8 linear layers (fp8-stage.ts): the transformer layers' GEMMs in fp8, their weight copies and casts.
   checkFp8(training, profile);
-  const layer = layerOps(model, { ...opts, fp8: training.fp8, elementwise: training.elementwise });
+  const layer = layerOps(model, { ...opts, fp8: training.fp8, elementwise: training.elementwise, flashAttentionKernel: training.flashAttentionKernel });
   const f8 = fp8StageTerms(model, training, cost, bytesPer.weights);
   const emb = embeddingOps(model, opts);
   const hd = headOps(model, opts);

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import { z } from 'zod';
 import { BackendProfileSchema, liftLegacyBackendKeys } from './backend-profile';
 import { type ClusterSpec, ClusterSpecSchema } from './cluster';
+import type { FlashAttentionKernel } from './training';
 import { GiB, MiB } from './units';
 import { parseSpec, SpecError } from './validation';
 
@@ -226,6 +227,16 @@ const SUSTAINED_MATMUL_SHARE = 0.8;
  * are one likely cause, not measured here).
  */
 const HOPPER_SUSTAINED_SHARE = 0.718;
+/**
+ * Each flash-attention kernel's rate as a share of FlashAttention-2's (GpuCalibration.flashAttention,
+ * the rate the profiles take): causal, head dim 128, forward + backward on A100 80GB SXM4, 2k to 16k
+ * tokens (Dao-AILab/flash-attention assets/flash2_a100_fwd_bwd_benchmark.png, the FlashAttention-2
+ * release 4f285b3; Dao 2023, arXiv:2307.08691, Fig. 4d): FlashAttention (v1) 69, 76, 80, 83 and
+ * FlashAttention Triton 68, 74, 78, 80 TFLOPS/s against FlashAttention-2's 155, 173, 182, 189: 0.44 and
+ * 0.43 at every length. The H100 figure of the same benchmark has no Triton bar; its v1 share at
+ * those lengths (108-137 of 265-328) is 0.41-0.43, so the A100 shares are taken for every GPU.
+ */
+export const FLASH_KERNEL_SHARE: Readonly<Record<FlashAttentionKernel, number>> = { flash2: 1, flash1: 0.44, triton: 0.43 };
 const AMPERE_SXM: GpuCalibration = { matmul: 0.869, flashAttention: 170 / 312, memory: 0.85, sustained: SUSTAINED_MATMUL_SHARE };
 const AMPERE_PCIE: GpuCalibration = { matmul: 0.811, flashAttention: 170 / 312, memory: 0.85, sustained: SUSTAINED_MATMUL_SHARE };
 const HOPPER_SXM: GpuCalibration = { matmul: 0.803, flashAttention: 310 / 989, memory: 0.85, sustained: HOPPER_SUSTAINED_SHARE };

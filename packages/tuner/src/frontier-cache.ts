@@ -73,7 +73,9 @@ export function contextKey(ctx: AnalyzerContext, space: SearchSpace): string {
     v: FRONTIER_CACHE_VERSION,
     model: ctx.model,
     training: {
-      seqLen: ctx.training.seqLen, flashAttention: ctx.training.flashAttention, ...((ctx.training.fp8 ?? 'none') !== 'none' ? { fp8: ctx.training.fp8 } : {}),
+      seqLen: ctx.training.seqLen, flashAttention: ctx.training.flashAttention,
+      ...((ctx.training.flashAttentionKernel ?? 'flash2') !== 'flash2' ? { flashAttentionKernel: ctx.training.flashAttentionKernel } : {}),
+      ...((ctx.training.fp8 ?? 'none') !== 'none' ? { fp8: ctx.training.fp8 } : {}),
       // Written only when on, so that the keys of tunes without them are unchanged.
       ...(ctx.training.tpCommOverlap ? { tpCommOverlap: true } : {}), ...(ctx.training.tpBackwardOverlap ? { tpBackwardOverlap: true } : {}),
       ...(ctx.training.paramGatherOverlap ? { paramGatherOverlap: true } : {}),

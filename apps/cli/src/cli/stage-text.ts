@@ -20,10 +20,11 @@ export function gradText(t: Pick<TrainingSpec, 'gradAccumDtype' | 'paramDtype'>)
 /** The training spec's engine facts for a summary line: the loss, eager elementwise ops, SP inputs kept gathered, fp32 gradients. */
 export function trainingFactsText(
   t: Pick<TrainingSpec, 'crossEntropy' | 'elementwise' | 'sequenceParallelInput' | 'gradAccumDtype' | 'paramDtype' | 'gradReduceOverlap'> &
-    Partial<Pick<TrainingSpec, 'tpBackwardOverlap'>>,
+    Partial<Pick<TrainingSpec, 'tpBackwardOverlap' | 'flashAttention' | 'flashAttentionKernel'>>,
 ): string {
   return `${lossText(t)}${t.elementwise === 'eager' ? ', element-wise ops as separate eager PyTorch kernels' : ''}` +
     `${t.tpBackwardOverlap === true ? ', TP backward collectives beside the backward GEMMs' : ''}` +
+    `${t.flashAttention !== false && (t.flashAttentionKernel ?? 'flash2') !== 'flash2' ? `, ${t.flashAttentionKernel === 'triton' ? 'Triton' : 'v1'} flash-attention kernel` : ''}` +
     `${t.sequenceParallelInput === 'gathered' ? ', sequence-parallel linears keep their gathered input' : ''}${gradText(t)}` +
     `${t.gradReduceOverlap === false ? ', gradient reduction after the backward (not overlapped)' : ''}`;
 }
