@@ -296,10 +296,10 @@ const EAGER: Record<string, { fwd: (e: number) => number; bwd: (e: number) => nu
 };
 
 /**
- * Bytes per output element of an eager bias add (PyTorch's at::linear of a 3-D input: matmul, then
- * `output.add_(bias)` in place, PyTorch 1.6 aten/src/ATen/native/Linear.cpp; Megatron-LM 2020's
- * RowParallelLinear: `output = output_ + self.bias` after the all-reduce): a read and a write, forward
- * only (the bias gradient's row sum reads the output gradient either way).
+ * Bytes per output element of an eager bias add (PyTorch 1.x's linear took addmm's fused bias for 2-D
+ * inputs only: a 3-D input ran the matmul, then added the bias; Megatron-LM 2020's RowParallelLinear:
+ * `output = output_ + self.bias` after the all-reduce): a read and a write, forward only (the bias
+ * gradient's row sum reads the output gradient either way).
  */
 const EAGER_BIAS_BYTES = (e: number): number => 2 * e;
 

@@ -234,7 +234,7 @@ const HOPPER_SUSTAINED_SHARE = 0.718;
  * release 4f285b3; Dao 2023, arXiv:2307.08691, Fig. 4d): FlashAttention (v1) 69, 76, 80, 83 and
  * FlashAttention Triton 68, 74, 78, 80 TFLOPS/s against FlashAttention-2's 155, 173, 182, 189: 0.44 and
  * 0.43 at every length. The H100 figure of the same benchmark has no Triton bar; its v1 share at
- * those lengths (108-137 of 265-328) is 0.41-0.43, so the A100 shares are taken for every GPU.
+ * those lengths (108-137 of 265-328) is 0.41-0.44, so the A100 shares are taken for every GPU.
  */
 export const FLASH_KERNEL_SHARE: Readonly<Record<FlashAttentionKernel, number>> = { flash2: 1, flash1: 0.44, triton: 0.43 };
 const AMPERE_SXM: GpuCalibration = { matmul: 0.869, flashAttention: 170 / 312, memory: 0.85, sustained: SUSTAINED_MATMUL_SHARE };
