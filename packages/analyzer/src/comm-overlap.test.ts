@@ -8,6 +8,7 @@ import { builtinHardwareProfile, getModel, type HardwareProfile, type ModelSpec,
 import { describe, expect, it } from 'vitest';
 import { type CompiledStageModel, compileStageModel, type StageQuery, writeStageQuery } from './compile';
 import { INPUT_WIDTH, OUT, OUTPUT_WIDTH } from './layout';
+import { evaluate } from './expr';
 import { layerOps } from './op-graph';
 
 const gpt = getModel('gpt3-13b');
@@ -60,6 +61,13 @@ describe('the layer GEMMs each TP collective is pipelined with (op-graph.ts tpOv
     // Linears that keep the gathered input do not gather it again in backward.
     const gathered = layerOps(gpt, { actBytes: 2, sequenceParallelInput: 'gathered' }).flatMap((o) => o.comm.filter((c) => c.phase === 'backward' && c.at === 'entry'));
     expect(gathered.map((c) => c.collective)).toEqual(['allReduce', 'reduceScatter', 'allReduce', 'reduceScatter']);
+  });
+
+  it('gathers the fp8 copies in fp8 linear layers (1 byte an element); reductions stay in the compute dtype', () => {
+    const env = { s: 2048, h: 5120, a: 40, k: 40, f: 20480, V: 50257, fa: 1, b: 2, t: 4, sp: 1, cp: 1 };
+    const bytesOf = (fp8: 'none' | 'current') => layerOps(gpt, { actBytes: 2, fp8 }).flatMap((o) => o.comm.map((c) => [`${o.name}:${c.phase}:${c.collective}`, evaluate(c.bytes, env)] as const));
+    const bf16 = new Map(bytesOf('none'));
+    for (const [key, bytes] of bytesOf('current')) expect(bytes, key).toBe(key.endsWith('allGather') ? bf16.get(key)! / 2 : bf16.get(key)!);
   });
 
   it('leaves the experts\' TP collectives and the all-to-alls of a mixture of experts exposed (no userbuffers for expert layers)', () => {

@@ -100,7 +100,8 @@ export interface OpGraphOptions {
   actBytes: number;
   /**
    * fp8 linear layers (training spec fp8): the linear ops' GEMMs take fp8 operands, each is followed
-   * by its cast kernels (fp8-ops.ts fp8CastOp), and it keeps its input for backward as an fp8 copy.
+   * by its cast kernels (fp8-ops.ts fp8CastOp), and it keeps its input for backward as an fp8 copy;
+   * the TP regions' all-gathers move the fp8 copies (regionEntry).
    * The stage model sets it for the transformer layers only (Megatron-LM's embedding and output
    * layer are not Transformer Engine modules). Absent: 'none'.
    */
@@ -199,20 +200,27 @@ interface ElementwiseIo {
  * With SP a region's linears that keep only their input's sequence shard (sequenceParallelInput
  * 'sharded') all-gather it again in backward for the weight gradient (Megatron-LM's
  * LinearWithGradAccumulationAndAsyncCommunication.backward; Korthikanti et al. 2022, Sec. 4.2.2).
+ * `gatheredBytes`: what the all-gathers move, the tensor's fp8 copy in fp8 linear layers (Transformer
+ * Engine quantizes the norm output, then gathers it, and gathers the output gradient the same
+ * FP8-aware way: module/layernorm_linear.py and linear.py, gather_along_first_dim with the quantizer;
+ * torchao's Float8ColwiseParallel / PrepareFloat8ModuleInput cast to fp8 before redistributing and
+ * Float8RowwiseParallel casts the output gradient before its backward all-gather:
+ * torchao/float8/float8_tensor_parallel.py at eab345c); the reduce-scatters and all-reduces move
+ * the compute dtype.
  */
-function regionEntry(actBytesFull: Expr, keepsShard: boolean): OpComm[] {
+function regionEntry(actBytesFull: Expr, gatheredBytes: Expr, keepsShard: boolean): OpComm[] {
   return [
-    { phase: 'forward', collective: 'allGather', bytes: actBytesFull, weight: sp, at: 'entry' },
-    ...(keepsShard ? [{ phase: 'backward', collective: 'allGather', bytes: actBytesFull, weight: sp, at: 'entry' } as const] : []),
+    { phase: 'forward', collective: 'allGather', bytes: gatheredBytes, weight: sp, at: 'entry' },
+    ...(keepsShard ? [{ phase: 'backward', collective: 'allGather', bytes: gatheredBytes, weight: sp, at: 'entry' } as const] : []),
     { phase: 'backward', collective: 'allReduce', bytes: actBytesFull, weight: sub(1, sp), at: 'entry' },
     { phase: 'backward', collective: 'reduceScatter', bytes: actBytesFull, weight: sp, at: 'entry' },
   ];
 }
-function regionExit(actBytesFull: Expr): OpComm[] {
+function regionExit(actBytesFull: Expr, gatheredBytes: Expr): OpComm[] {
   return [
     { phase: 'forward', collective: 'allReduce', bytes: actBytesFull, weight: sub(1, sp), at: 'exit' },
     { phase: 'forward', collective: 'reduceScatter', bytes: actBytesFull, weight: sp, at: 'exit' },
-    { phase: 'backward', collective: 'allGather', bytes: actBytesFull, weight: sp, at: 'exit' },
+    { phase: 'backward', collective: 'allGather', bytes: gatheredBytes, weight: sp, at: 'exit' },
   ];
 }
 
@@ -495,9 +503,11 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
       }
       case 'tpEntry': case 'tpExit': {
         const full = mul(e, dimExpr(o.elements));
+        // fp8 linear layers gather their fp8 copies (1 byte an element; the reductions stay in e).
+        const gathered = fp8 ? dimExpr(o.elements) : full;
         x = op({
           name: o.name, kind: 'elementwise', elements: num(0), fwdFlops: 0, bwdFlops: 0, fwdBytes: 0, bwdBytes: 0,
-          saved, comm: o.kind === 'tpEntry' ? regionEntry(full, opts.sequenceParallelInput !== 'gathered') : regionExit(full),
+          saved, comm: o.kind === 'tpEntry' ? regionEntry(full, gathered, opts.sequenceParallelInput !== 'gathered') : regionExit(full, gathered),
         });
         break;
       }
