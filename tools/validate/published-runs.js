@@ -27,7 +27,8 @@
 // dtype its gradients accumulated in ("gradAccumDtype": "fp32" for Megatron-LM's bf16 default, "param" by
 // default), and whether its data-parallel gradient reduction ran after the backward, exposed
 // ("gradReduceOverlap": false for Megatron-LM's legacy --DDP-impl local; true by default), and its fp8
-// linear layers ("fp8": the training spec's recipe, "current" for torchao's dynamic Float8Linear).
+// linear layers ("fp8": the training spec's recipe, "current" for torchao's dynamic Float8Linear), and
+// its flash-attention kernel ("flashAttentionKernel": "triton" for llm-foundry's attn_impl triton).
 //
 //   node tools/validate/published-runs.js [--json] [--source NAME] [--breakdown]
 //
