@@ -1,7 +1,7 @@
 // The shape of one `mist` sub-command. Each command lives in src/commands/<name>.ts and is
 // listed in src/commands/index.ts.
 import type { ParseArgsConfig } from 'node:util';
-import { CROSS_ENTROPY_MODES, GRAD_ACCUM_DTYPES, type TrainingSpec } from '@mist/core';
+import { CROSS_ENTROPY_MODES, FLASH_ATTENTION_KERNELS, GRAD_ACCUM_DTYPES, type TrainingSpec } from '@mist/core';
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -80,6 +80,20 @@ export const CROSS_ENTROPY_OPTION: Record<string, OptionSpec> = {
       'in autograd, torchtitan\'s) or compute-dtype (the fp16 logits themselves, Megatron-LM\'s --fp16-lm-cross-entropy)',
   },
 };
+
+/** The flash-attention kernel (TrainingSpec.flashAttentionKernel), as `mist analyze` takes it. */
+export const ATTENTION_KERNEL_OPTION: Record<string, OptionSpec> = {
+  'attention-kernel': {
+    type: 'string', valueName: 'flash2|flash1|triton',
+    description: 'the flash-attention kernel the stack runs: flash2 (default; FlashAttention-2, PyTorch SDPA\'s flash backend, cuDNN), ' +
+      'flash1 (FlashAttention v1) or triton (the Triton FlashAttention, llm-foundry\'s attn_impl triton), at its measured share of flash2\'s rate',
+  },
+};
+
+/** Reads --attention-kernel; names the allowed values on error. */
+export function attentionKernelOpt(values: ParsedValues): TrainingSpec['flashAttentionKernel'] | undefined {
+  return enumOpt(values, 'attention-kernel', FLASH_ATTENTION_KERNELS);
+}
 
 /** The dtype gradients accumulate in (TrainingSpec.gradAccumDtype), as `mist analyze` takes it (`mist tune`: its knob). */
 export const GRAD_ACCUM_OPTION: Record<string, OptionSpec> = {

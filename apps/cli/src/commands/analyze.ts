@@ -14,7 +14,7 @@ import { searchKnobsFromFlags, trainingForTarget } from '@mist/tuner';
 import { type Analysis, type AnalysisStage, analyzePlan } from '@mist/analyzer';
 import { planPictureHtml, planPictureSvg } from '@mist/viz';
 import {
-  type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, GRAD_ACCUM_OPTION, gradAccumOpt, gradReduceOverlapOpt, intOpt, JSON_OPTION, NO_GRAD_REDUCE_OVERLAP_OPTION,
+  ATTENTION_KERNEL_OPTION, attentionKernelOpt, type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, GRAD_ACCUM_OPTION, gradAccumOpt, gradReduceOverlapOpt, intOpt, JSON_OPTION, NO_GRAD_REDUCE_OVERLAP_OPTION,
   stringOpt, UsageError,
 } from '../cli/command';
 import { planArgument } from '../cli/plan-argument';
@@ -117,7 +117,7 @@ export const analyzeCommand: Command = {
   name: 'analyze',
   summary: 'estimate a plan: iteration time, tokens/s, MFU, per-stage time and memory breakdown, fit',
   usage: 'mist analyze PLAN.json|--plan PLAN.json [--model NAME|FILE] [--cluster SHORTHAND|FILE] [--profile PROFILE.json [--force]] [--datasheet] ' +
-    '[--seq N] [--global-batch N] [--no-flash-attention] [--tp-comm-overlap] [--overlap-param-gather] [--no-overlap-grad-reduce] [--cross-entropy MODE] ' +
+    '[--seq N] [--global-batch N] [--no-flash-attention] [--attention-kernel K] [--tp-comm-overlap] [--overlap-param-gather] [--no-overlap-grad-reduce] [--cross-entropy MODE] ' +
     '[--grad-accum-dtype param|fp32] [--target ENGINE|BACKEND] [--json] [--explain] [--timeline OUT.svg|OUT.html]',
   examples: [
     'mist analyze examples/plans/gpt3-1.3b-1x2-l4.json',
@@ -147,6 +147,7 @@ export const analyzeCommand: Command = {
       description: 'as Megatron-Core\'s --overlap-param-gather: the ZeRO-1/2 parameter all-gather beside the next step\'s first forward',
     },
     ...NO_GRAD_REDUCE_OVERLAP_OPTION,
+    ...ATTENTION_KERNEL_OPTION,
     ...CROSS_ENTROPY_OPTION,
     ...GRAD_ACCUM_OPTION,
     ...DATASHEET_OPTION,
@@ -194,7 +195,11 @@ export const analyzeCommand: Command = {
     const overlaps = { tpCommOverlap: values['tp-comm-overlap'] === true, paramGatherOverlap: values['overlap-param-gather'] === true };
     const crossEntropy = crossEntropyOpt(values);
     const gradAccumDtype = gradAccumOpt(values);
-    const asked = { ...overlaps, ...gradReduceOverlapOpt(values), ...(crossEntropy ? { crossEntropy } : {}), ...(gradAccumDtype ? { gradAccumDtype } : {}) };
+    const flashAttentionKernel = attentionKernelOpt(values);
+    const asked = {
+      ...overlaps, ...gradReduceOverlapOpt(values), ...(crossEntropy ? { crossEntropy } : {}), ...(gradAccumDtype ? { gradAccumDtype } : {}),
+      ...(flashAttentionKernel ? { flashAttentionKernel } : {}),
+    };
     // --target: the training facts the engine or backend fixes, as mist tune --target costs them (search-knobs.ts).
     const target = stringOpt(values, 'target');
     const engineTraining = target === undefined ? asked : (() => {
@@ -220,6 +225,7 @@ export const analyzeCommand: Command = {
         plan: planFile, ...(changes.length > 0 ? { retargeted: changes } : {}), ...overlapped, ...(target ? { target } : {}),
         ...(training.crossEntropy !== 'fused' ? { crossEntropy: training.crossEntropy } : {}),
         ...(training.gradAccumDtype !== 'param' ? { gradAccumDtype: training.gradAccumDtype } : {}),
+        ...(training.flashAttentionKernel !== 'flash2' ? { flashAttentionKernel: training.flashAttentionKernel } : {}),
         ...(training.gradReduceOverlap ? {} : { gradReduceOverlap: false }), ...est,
       }, null, 2) + '\n');
       return exitCode;
