@@ -43,32 +43,38 @@ function loadRuns() {
 }
 
 /**
+ * The FLOPs of one iteration by the formula a row's figure was published with (measured.flopsFormula):
+ * Narayanan et al. 2021, Eq. 3, which counts the recomputed forward; or the model FLOPs without
+ * recompute (Korthikanti et al. 2022, Sec. 6.3; Megatron-LM's num_floating_point_operations for a GPT
+ * with MHA and a 4h GeLU MLP).
+ */
+function publishedFlops(row, model) {
+  const B = row.globalBatch, s = row.seqLen, l = model.layers, h = model.hidden, V = model.vocab;
+  switch (row.measured.flopsFormula) {
+    case 'narayanan2021-eq3': return 96 * B * s * l * h * h * (1 + s / (6 * h) + V / (16 * l * h));
+    case 'korthikanti2022-model': return 72 * B * s * l * h * h * (1 + s / (6 * h) + V / (12 * l * h));
+    default: return bad(`${row.id}: flopsFormula must be narayanan2021-eq3 or korthikanti2022-model (got ${row.measured.flopsFormula})`);
+  }
+}
+
+/**
  * The measured iteration time of a row, in seconds, from the figure as published and the formula its
  * source states (published-runs.json "sources.*.formula").
  */
 function measuredIterationS(row, model) {
-  const B = row.globalBatch, s = row.seqLen, l = model.layers, h = model.hidden, V = model.vocab, N = row.gpus;
+  const B = row.globalBatch, s = row.seqLen, N = row.gpus;
   const m = row.measured;
   switch (m.kind) {
     case 'iterationS':
       return m.value;
     case 'tokensPerSecPerGpu':
       return (B * s) / (N * m.value);
-    case 'tflopsPerGpu': {
-      // Narayanan et al. 2021, Eq. 3: FLOPs of one iteration with activation recomputation; or the
-      // model FLOPs without recompute (Korthikanti et al. 2022, Sec. 6.3; Megatron-LM's
-      // num_floating_point_operations for a GPT with MHA and a 4h GeLU MLP).
-      const F = m.flopsFormula === 'narayanan2021-eq3' ? 96 * B * s * l * h * h * (1 + s / (6 * h) + V / (16 * l * h))
-        : m.flopsFormula === 'korthikanti2022-model' ? 72 * B * s * l * h * h * (1 + s / (6 * h) + V / (12 * l * h))
-          : bad(`${row.id}: flopsFormula must be narayanan2021-eq3 or korthikanti2022-model (got ${m.flopsFormula})`);
-      return F / (N * m.value * 1e12);
-    }
-    case 'mfu': {
-      // Korthikanti et al. 2022, Sec. 6.3: model FLOPs of one iteration (no recompute).
+    case 'tflopsPerGpu':
+      return publishedFlops(row, model) / (N * m.value * 1e12);
+    case 'mfu':
+      // MFU counts the model FLOPs (Korthikanti et al. 2022, Sec. 6.3), no recompute.
       if (m.flopsFormula !== 'korthikanti2022-model') bad(`${row.id}: unknown flopsFormula ${m.flopsFormula}`);
-      const F = 72 * B * s * l * h * h * (1 + s / (6 * h) + V / (12 * l * h));
-      return F / (N * m.value * m.peakTflops * 1e12);
-    }
+      return publishedFlops(row, model) / (N * m.value * m.peakTflops * 1e12);
     default:
       return bad(`${row.id}: measured.kind must be iterationS, tokensPerSecPerGpu, tflopsPerGpu or mfu (got ${m.kind})`);
   }
@@ -142,31 +148,20 @@ function predict(row, opts = {}) {
   const gpu = row.gpuOverrides ? core.parseSpec(core.GpuSpecSchema, { ...core.getGpu(row.gpu), ...row.gpuOverrides }, `${row.id}: gpuOverrides`) : row.gpu;
   const cluster = core.buildCluster({ nodes: Math.ceil(row.gpus / row.gpusPerNode), gpusPerNode: row.gpusPerNode, gpu });
   const plan = core.parsePlan(planOf(row, model), { model, cluster });
-  if (row.crossEntropy !== undefined && !['fused', 'fp32-logits', 'compute-dtype'].includes(row.crossEntropy)) {
-    bad(`${row.id}: crossEntropy must be fused, fp32-logits or compute-dtype (got ${JSON.stringify(row.crossEntropy)})`);
+  // The row's training facts, validated by the training spec's own schema (a bad value is named with
+  // the allowed ones); a field the row leaves out takes the spec's default.
+  let training;
+  try {
+    training = core.parseTrainingSpec({
+      globalBatch: row.globalBatch, seqLen: row.seqLen, paramDtype: row.dtype, computeDtype: row.dtype, flashAttention: plan.flashAttention,
+      flashAttentionKernel: row.flashAttentionKernel, fp8: row.fp8, tpCommOverlap: row.tpCommOverlap, tpBackwardOverlap: row.tpBackwardOverlap,
+      paramGatherOverlap: row.paramGatherOverlap, gradReduceOverlap: row.gradReduceOverlap, crossEntropy: row.crossEntropy,
+      elementwise: row.elementwise, sequenceParallelInput: row.sequenceParallelInput, gradAccumDtype: row.gradAccumDtype,
+    });
+  } catch (err) {
+    if (err instanceof core.SpecError) bad(`${row.id}: ${err.message}`);
+    throw err;
   }
-  if (row.elementwise !== undefined && !['fused', 'eager'].includes(row.elementwise)) {
-    bad(`${row.id}: elementwise must be fused or eager (got ${JSON.stringify(row.elementwise)})`);
-  }
-  if (row.gradAccumDtype !== undefined && !core.GRAD_ACCUM_DTYPES.includes(row.gradAccumDtype)) {
-    bad(`${row.id}: gradAccumDtype must be ${core.GRAD_ACCUM_DTYPES.join(' or ')} (got ${JSON.stringify(row.gradAccumDtype)})`);
-  }
-  if (row.sequenceParallelInput !== undefined && !core.SEQUENCE_PARALLEL_INPUTS.includes(row.sequenceParallelInput)) {
-    bad(`${row.id}: sequenceParallelInput must be ${core.SEQUENCE_PARALLEL_INPUTS.join(' or ')} (got ${JSON.stringify(row.sequenceParallelInput)})`);
-  }
-  if (row.flashAttentionKernel !== undefined && !core.FLASH_ATTENTION_KERNELS.includes(row.flashAttentionKernel)) {
-    bad(`${row.id}: flashAttentionKernel must be ${core.FLASH_ATTENTION_KERNELS.join(', ')} (got ${JSON.stringify(row.flashAttentionKernel)})`);
-  }
-  if (row.fp8 !== undefined && !core.FP8_RECIPES.includes(row.fp8)) bad(`${row.id}: fp8 must be ${core.FP8_RECIPES.join(', ')} (got ${JSON.stringify(row.fp8)})`);
-  for (const f of ['tpCommOverlap', 'tpBackwardOverlap', 'paramGatherOverlap', 'gradReduceOverlap']) {
-    if (row[f] !== undefined && typeof row[f] !== 'boolean') bad(`${row.id}: ${f} must be true or false (got ${JSON.stringify(row[f])})`);
-  }
-  const training = core.parseTrainingSpec({
-    globalBatch: row.globalBatch, seqLen: row.seqLen, paramDtype: row.dtype, computeDtype: row.dtype, flashAttention: plan.flashAttention,
-    tpCommOverlap: row.tpCommOverlap === true, tpBackwardOverlap: row.tpBackwardOverlap === true, paramGatherOverlap: row.paramGatherOverlap === true, crossEntropy: row.crossEntropy ?? 'fused', elementwise: row.elementwise ?? 'fused',
-    sequenceParallelInput: row.sequenceParallelInput ?? 'sharded', gradAccumDtype: row.gradAccumDtype ?? 'param',
-    gradReduceOverlap: row.gradReduceOverlap !== false, fp8: row.fp8 ?? 'none', flashAttentionKernel: row.flashAttentionKernel ?? 'flash2',
-  });
   const builtin = core.builtinHardwareProfile(cluster, row.dtype);
   const profile = opts.profileOf ? opts.profileOf(builtin) : builtin;
   const est = estimatePlan(plan, { model, training, profile });
