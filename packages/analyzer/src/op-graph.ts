@@ -473,7 +473,8 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
           name: o.name, kind: 'attention', when: whenOf(o), elements: dimExpr(o.scores),
           fwdFlops: faFlops, bwdFlops: mul(2.5, faFlops), fwdBytes: faBytes, bwdBytes: mul(2, faBytes), saved,
         });
-        if ((opts.flashAttentionKernel ?? 'flash2') !== 'flash2') x.rateShare = FLASH_KERNEL_SHARE[opts.flashAttentionKernel ?? 'flash2'];
+        const share = FLASH_KERNEL_SHARE[opts.flashAttentionKernel ?? 'flash2'];
+        if (share !== 1) x.rateShare = share;
         break;
       }
       case 'embedding': {

@@ -100,7 +100,7 @@ export interface BackendCapabilities {
   tpBackwardOverlap: boolean;
   /** How its loss reads the logits (TrainingSpec.crossEntropy). */
   crossEntropy: readonly TrainingSpec['crossEntropy'][];
-  /** How it runs the layer's norms, RoPE and SwiGLU (TrainingSpec.elementwise). */
+  /** How it runs the layer's element-wise ops (TrainingSpec.elementwise). */
   elementwise: readonly TrainingSpec['elementwise'][];
   /** What its sequence-parallel linears keep of their gathered input (TrainingSpec.sequenceParallelInput). */
   sequenceParallelInput: readonly TrainingSpec['sequenceParallelInput'][];
