@@ -15,7 +15,7 @@ import {
   type BlockDescription, blockLaunches, type BlockOp, type BlockTensor, type OpCheckpointSet, type CollectiveKind, type Dim, type DimSymbol,
   embeddingBlock, FLASH_KERNEL_SHARE, type Fp8Recipe, headBlock, layerBlock, type ModelSpec, opCheckpointSet, selectiveSet, type TrainingSpec,
 } from '@mist/core';
-import { add, choose, div, type Expr, max, mul, named, num, type Operand, sub } from './expr';
+import { add, choose, div, type Expr, max, mul, named, num, type Operand, step, sub } from './expr';
 import { fp8CastOp } from './fp8-ops';
 import { M, S } from './symbols';
 
@@ -494,10 +494,11 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
         // In fp32 (Megatron-LM): reads the logits, writes the fp32 softmax and loss; backward reads
         // the softmax and writes the logits' gradient. Each all-reduce moves one fp32 value per token.
         const logits = elements(o.inputs[0]);
+        const io = opts.crossEntropy === 'fp32-logits' ? fp32LogitsLossBytes(e) : { table: 'cross_entropy', fwd: num(e + 4 + 4), bwd: num(4 + e) };
         x = op({
-          name: o.name, kind: 'elementwise', table: 'cross_entropy', elements: logits,
+          name: o.name, kind: 'elementwise', table: io.table, elements: logits,
           fwdFlops: mul(5, logits), bwdFlops: mul(2, logits),
-          fwdBytes: mul(e + 4 + 4, logits), bwdBytes: mul(4 + e, logits), saved,
+          fwdBytes: mul(io.fwd, logits), bwdBytes: mul(io.bwd, logits), saved,
           comm: o.points.map((): OpComm => ({ phase: 'forward', collective: 'allReduce', bytes: mul(4, tokens), weight: num(1) })),
         });
         break;
@@ -595,6 +596,26 @@ export function headOps(model: ModelSpec, opts: OpGraphOptions): Op[] {
 }
 
 /**
+ * HBM bytes per logit of a loss over an fp32 copy of the logits (training spec crossEntropy
+ * 'fp32-logits'), each kernel once over its tensors (re-reads of a row served from L2 not counted).
+ * Without TP, ATen's kernels: forward the copy (e + 4) and log-softmax (4 + 4); backward the
+ * nll-loss gradient's zeroed tensor (4), the log-softmax backward (reads the gradient and the kept
+ * output, writes the input gradient: 12) and the cast back (4 + e). With TP, loss_parallel's
+ * decomposition (headTransientBytes): forward the copy, amax (4), x - max (8), exp (8) and its sum
+ * (4), shifted - log(sum) (8); backward zeros (4), exp (8), the add (12), the multiply by the
+ * incoming gradient (8) and the cast back. No profile table: the profiler measures the executor's
+ * fused kernel, not PyTorch's autograd loss.
+ */
+function fp32LogitsLossBytes(e: number): { table: undefined; fwd: Expr; bwd: Expr } {
+  const lossParallel = step(sub(t, 1));
+  return {
+    table: undefined,
+    fwd: choose(lossParallel, (e + 4) + 4 + 8 + 8 + 4 + 8, (e + 4) + 8),
+    bwd: choose(lossParallel, 4 + 8 + 12 + 8 + (4 + e), 4 + 12 + (4 + e)),
+  };
+}
+
+/**
  * Transient bytes of the loss on the last stage. Fused (training spec crossEntropy): fp16 logits +
  * their fp32 softmax in forward (6 bytes per logit with 2-byte activations), fp32 softmax + the fp16
  * logits' gradient in backward. fp32-logits (`F.cross_entropy(logits.float(), labels)`): the logits,
@@ -604,10 +625,24 @@ export function headOps(model: ModelSpec, opts: OpGraphOptions): Op[] {
  * two are freed). compute-dtype (Megatron-LM's --fp16-lm-cross-entropy): the logits and their softmax
  * in the compute dtype in forward (the logits are freed after it: the loss keeps the softmax), the
  * softmax turned into the logits' gradient in place in backward.
+ *
+ * fp32-logits with TP (t > 1) runs under DTensor's loss_parallel over vocabulary-sharded logits
+ * (torchtitan enables it whenever TP is on: train.py get_train_context, parallel_dims
+ * loss_parallel_enabled at 9dec370), whose handlers (torch/distributed/tensor/parallel/loss.py)
+ * compute the log-softmax decomposed, each step its own fp32 tensor: shifted = x - max, exp(shifted)
+ * summed, result = shifted - log(sum), so the forward holds the logits, their copy, `shifted` and one
+ * more (4 bytes a logit beyond the fused log-softmax); and the nll-loss backward computes the
+ * log-softmax's gradient with it, `(grad_input + exp(x)) * grad_output` beside the zeroed grad_input
+ * and the kept log-softmax: four fp32 tensors a logit, 16 bytes where ATen's nll_loss_backward +
+ * _log_softmax_backward_data hold three. (loss.py as recalled: the PyTorch snapshot is over the
+ * fetch limit and could not be re-read at the benchmark's torch 1963fc8.)
  */
 export function headTransientBytes(opts: OpGraphOptions): { forward: Expr; backward: Expr } {
   const logits = mul(T, div(V, t));
-  if (opts.crossEntropy === 'fp32-logits') return { forward: mul(opts.actBytes + 8, logits), backward: mul(12, logits) };
+  if (opts.crossEntropy === 'fp32-logits') {
+    const lossParallel = step(sub(t, 1));
+    return { forward: mul(add(opts.actBytes + 8, mul(4, lossParallel)), logits), backward: mul(add(12, mul(4, lossParallel)), logits) };
+  }
   if (opts.crossEntropy === 'compute-dtype') return { forward: mul(2 * opts.actBytes, logits), backward: mul(opts.actBytes, logits) };
   return { forward: mul(opts.actBytes + 4, logits), backward: mul(4 + opts.actBytes, logits) };
 }

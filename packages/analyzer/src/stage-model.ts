@@ -172,7 +172,7 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const layer = layerOps(model, { ...opts, fp8: training.fp8, elementwise: training.elementwise, flashAttentionKernel: training.flashAttentionKernel });
   const f8 = fp8StageTerms(model, training, cost, bytesPer.weights);
   const emb = embeddingOps(model, opts);
-  const hd = headOps(model, opts);
+  const hd = headOps(model, { ...opts, crossEntropy: training.crossEntropy });
   const { L, inFlight, b, G, t, sp, ckpt, ow, og, oo, oa, sel, osac, embed, head, prev, next, z1, z2, z3, multiNode, p2pInter } = S;
   const { s, h, a, f, fa } = M;
   const cp = S.cp;

@@ -98,7 +98,9 @@ export const TrainingSpecSchema = z.strictObject({
    * in autograd on the copy, `F.cross_entropy(logits.float(), labels)` (torchtitan's
    * torchtitan/components/loss.py, Hugging Face models): forward holds the compute-dtype logits, the
    * fp32 copy and the fp32 log-softmax it keeps; backward the kept log-softmax, its gradient and the
-   * input gradient in fp32 — 12 bytes per logit against 6 with bf16. 'compute-dtype': the loss runs on
+   * input gradient in fp32 — 12 bytes per logit against 6 with bf16; with TP, over vocabulary-sharded
+   * logits under DTensor's loss_parallel (as torchtitan runs it), whose decomposed log-softmax and
+   * nll-loss backward hold one more fp32 tensor each way — 16 bytes per logit. 'compute-dtype': the loss runs on
    * the compute-dtype logits themselves, its softmax written in that dtype and turned into the
    * gradient in place (Megatron-LM's --fp16-lm-cross-entropy: vocab_parallel_cross_entropy on the fp16
    * output instead of output.float(); Mist's fp16_lm_cross_entropy): the logits and their softmax in

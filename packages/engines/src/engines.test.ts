@@ -186,6 +186,15 @@ describe('torchtitan', () => {
     expect(r.plan.stages[0]).toMatchObject({ dp: 8, zero: 3, microBatchSize: 2, ckptLayers: 0 });
   });
 
+  it('names loss parallel turned off and async TP under TP, and says nothing of them without TP', () => {
+    const base = '[model]\nname = "llama3"\nflavor = "8B"\n[training]\nlocal_batch_size = 2\nseq_len = 2048\n[activation_checkpoint]\nmode = "full"\n';
+    const flags = 'disable_loss_parallel = true\nenable_async_tensor_parallel = true\n';
+    const cluster = parseClusterShorthand('1x8-a100-80gb');
+    const withTp = importTorchtitan(`${base}[parallelism]\ntensor_parallel_degree = 2\n${flags}`, { cluster });
+    expect(withTp.problems.map((p) => p.option)).toEqual(['parallelism.disable_loss_parallel', 'parallelism.enable_async_tensor_parallel']);
+    expect(importTorchtitan(`${base}[parallelism]\n${flags}`, { cluster }).problems).toEqual([]);
+  });
+
   it('refuses a GPT model', () => {
     const plan = makePlan(gpt, c2x8, 32, 2, [stage([0, 23], { mesh: { nodes: 2, gpusPerNode: 8 }, dp: 16, zero: 3 })]);
     expect(() => exportTorchtitan(input(plan, gpt, c2x8))).toThrow(/a non-Llama architecture/);

@@ -35,7 +35,7 @@ import type { SearchSpace } from './search-space';
  * Bumped whenever the search, the cache format or the analyzer's cost model changes what a stored set
  * means (the key hashes the inputs of a tune, not the model that costs them).
  */
-export const FRONTIER_CACHE_VERSION = 9; // 9: the 2026-12 cost model (besideExtra overlap, SP backward re-gather, eager GPT ops)
+export const FRONTIER_CACHE_VERSION = 10; // 10: loss_parallel memory (2026-12-06); 9: the 2026-12 cost model (besideExtra overlap, SP backward re-gather, eager GPT ops)
 const POINT_WIDTH = 4 + STRATEGY_WIDTH; // steady, first, last, maxInFlight, then the strategy columns (ST)
 
 interface Entry {

@@ -22,6 +22,7 @@ const MODELLED: Record<string, Set<string>> = {
   parallelism: new Set([
     'data_parallel_replicate_degree', 'data_parallel_shard_degree', 'fsdp_reshard_after_forward', 'tensor_parallel_degree',
     'pipeline_parallel_degree', 'pipeline_parallel_microbatch_size', 'module_fqns_per_model_part', 'pipeline_parallel_schedule',
+    'disable_loss_parallel', 'enable_async_tensor_parallel',
     'context_parallel_degree', 'pipeline_parallel_layers_per_stage', 'pipeline_parallel_first_stage_less_layers',
     'pipeline_parallel_last_stage_less_layers',
   ]),
@@ -35,7 +36,7 @@ const IGNORED: Record<string, Set<string> | 'all'> = {
   validation: 'all', debug: 'all', memory_estimation: 'all', fault_tolerance: 'all', experimental: 'all',
   model: new Set(['hf_assets_path', 'tokenizer_path', 'print_after_conversion']),
   training: new Set(['dataset', 'dataset_path', 'max_norm', 'steps', 'mixed_precision_reduce', 'gc_freq', 'gc_debug', 'dataloader']),
-  parallelism: new Set(['disable_loss_parallel', 'enable_async_tensor_parallel', 'pipeline_parallel_schedule_csv']),
+  parallelism: new Set(['pipeline_parallel_schedule_csv']),
   activation_checkpoint: new Set(['preserve_rng_state', 'determinism_check', 'debug', 'early_stop']),
 };
 
@@ -137,6 +138,14 @@ export function importTorchtitan(text: string, ctx: TorchtitanImportContext): Im
     problems.push({ option: 'activation_checkpoint.mode', reason: `"${mode}" is not modelled (Mist models "full", "none" and "selective" with selective_ac_option "op")` });
   } else if (mode !== 'full' && mode !== 'none' && mode !== 'selective') {
     throw new ImportError('activation_checkpoint.mode', `got ${mode}; allowed: full, none, selective, memory_budget`);
+  }
+  // With TP, Mist predicts torchtitan's defaults: the loss under loss_parallel over vocabulary-sharded
+  // logits (the analyzer's headTransientBytes) and TP collectives waited for (no micro-pipelining).
+  if (tp > 1 && get('parallelism', 'disable_loss_parallel') === true) {
+    problems.push({ option: 'parallelism.disable_loss_parallel', reason: 'a loss over replicated (all-gathered) logits is not modelled (Mist predicts loss_parallel over vocabulary-sharded logits)' });
+  }
+  if (tp > 1 && get('parallelism', 'enable_async_tensor_parallel') === true) {
+    problems.push({ option: 'parallelism.enable_async_tensor_parallel', reason: 'async TP (micro-pipelined collectives) is not modelled (Mist predicts TP collectives waited for)' });
   }
   if (get('compile', 'enable') === true) problems.push({ option: 'compile.enable', reason: 'torch.compile is not modelled (Mist predicts eager kernels)' });
   const offload = get('training', 'enable_cpu_offload') === true ? 1 : 0;
