@@ -16,6 +16,8 @@ const DATA_FILE = path.join(__dirname, 'published-runs.json');
 // 10%; per-GPU peak memory median |error| <= 10% and never under-predicting by more than 5%.
 const TARGETS = { timeMedian: 0.05, timeShareWithin: 0.75, timeWithin: 0.1, memoryMedian: 0.1, memoryUnderMax: 0.05, mistL4Memory: 0.03 };
 const MEMORY_KINDS = ['allocated', 'reserved', 'process'];
+/** The config column's tag of a training spec's crossEntropy (the fused default: none). */
+const CROSS_ENTROPY_LABEL = { fused: '', 'fp32-logits': ' ce32', 'compute-dtype': ' ce16', compiled: ' cec' };
 
 /** A bad data file: the scripts print its message and exit 2. */
 class DataError extends Error {}
@@ -183,7 +185,7 @@ function predict(row, opts = {}) {
     gpus: row.gpus,
     config: `tp${row.tp} pp${row.pp} dp${row.gpus / (row.tp * row.pp)} b${row.microBatch} G${plan.gradAccumSteps}` +
       `${row.sequenceParallel ? ' sp' : ''} rc:${row.recompute} z${row.zero}${plan.flashAttention ? ' fa' : ''}` +
-      `${plan.virtualStages ? ` v${plan.virtualStages}` : ''}${training.tpCommOverlap ? ' tpo' : training.tpBackwardOverlap ? ' tpa' : ''}${training.paramGatherOverlap ? ' pgo' : ''}${training.crossEntropy === 'fp32-logits' ? ' ce32' : training.crossEntropy === 'compute-dtype' ? ' ce16' : ''}${training.elementwise === 'eager' ? ' eager' : ''}${row.sequenceParallel && training.sequenceParallelInput === 'gathered' ? ' spg' : ''}${training.gradAccumDtype === 'fp32' ? ' g32' : ''}${training.gradReduceOverlap ? '' : ' gx'}${training.fp8 !== 'none' ? ` fp8:${training.fp8}` : ''}${plan.flashAttention && training.flashAttentionKernel !== 'flash2' ? ` fa:${training.flashAttentionKernel}` : ''}`,
+      `${plan.virtualStages ? ` v${plan.virtualStages}` : ''}${training.tpCommOverlap ? ' tpo' : training.tpBackwardOverlap ? ' tpa' : ''}${training.paramGatherOverlap ? ' pgo' : ''}${CROSS_ENTROPY_LABEL[training.crossEntropy]}${training.elementwise === 'eager' ? ' eager' : ''}${row.sequenceParallel && training.sequenceParallelInput === 'gathered' ? ' spg' : ''}${training.gradAccumDtype === 'fp32' ? ' g32' : ''}${training.gradReduceOverlap ? '' : ' gx'}${training.fp8 !== 'none' ? ` fp8:${training.fp8}` : ''}${plan.flashAttention && training.flashAttentionKernel !== 'flash2' ? ` fa:${training.flashAttentionKernel}` : ''}`,
     interleaved: Boolean(row.interleavedLayersPerVirtualStage),
     measuredS,
     predictedS: est.iterationTimeS,

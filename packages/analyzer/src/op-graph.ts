@@ -491,10 +491,9 @@ export function blockOpsToOps(block: BlockDescription, opts: OpGraphOptions): Op
         break;
       }
       case 'crossEntropy': {
-        // In fp32 (Megatron-LM): reads the logits, writes the fp32 softmax and loss; backward reads
-        // the softmax and writes the logits' gradient. Each all-reduce moves one fp32 value per token.
+        // Bytes by the loss's mode (lossBytes). Each all-reduce moves one fp32 value per token.
         const logits = elements(o.inputs[0]);
-        const io = opts.crossEntropy === 'fp32-logits' ? fp32LogitsLossBytes(e) : { table: 'cross_entropy', fwd: num(e + 4 + 4), bwd: num(4 + e) };
+        const io = lossBytes(opts.crossEntropy ?? 'fused', e);
         x = op({
           name: o.name, kind: 'elementwise', table: io.table, elements: logits,
           fwdFlops: mul(5, logits), bwdFlops: mul(2, logits),
@@ -616,6 +615,19 @@ function fp32LogitsLossBytes(e: number): { table: undefined; fwd: Expr; bwd: Exp
 }
 
 /**
+ * HBM bytes per logit of the loss (training spec crossEntropy) and the profile table that may time
+ * it. fused and compute-dtype (the executor's kernel, Megatron-LM's): reads the logits, writes the
+ * fp32 softmax and loss; backward reads the softmax and writes the logits' gradient. compiled
+ * (Inductor's fused kernels): reads the logits in forward; reads them and writes their gradient in
+ * backward. fp32-logits: fp32LogitsLossBytes.
+ */
+function lossBytes(mode: TrainingSpec['crossEntropy'], e: number): { table: string | undefined; fwd: Expr; bwd: Expr } {
+  if (mode === 'fp32-logits') return fp32LogitsLossBytes(e);
+  if (mode === 'compiled') return { table: undefined, fwd: num(e), bwd: num(2 * e) };
+  return { table: 'cross_entropy', fwd: num(e + 4 + 4), bwd: num(4 + e) };
+}
+
+/**
  * Transient bytes of the loss on the last stage. Fused (training spec crossEntropy): fp16 logits +
  * their fp32 softmax in forward (6 bytes per logit with 2-byte activations), fp32 softmax + the fp16
  * logits' gradient in backward. fp32-logits (`F.cross_entropy(logits.float(), labels)`): the logits,
@@ -636,9 +648,13 @@ function fp32LogitsLossBytes(e: number): { table: undefined; fwd: Expr; bwd: Exp
  * and the kept log-softmax: four fp32 tensors a logit, 16 bytes where ATen's nll_loss_backward +
  * _log_softmax_backward_data hold three. (loss.py as recalled: the PyTorch snapshot is over the
  * fetch limit and could not be re-read at the benchmark's torch 1963fc8.)
+ * compiled (the same loss under torch.compile, TrainingSpec.crossEntropy): the logits in forward (the
+ * fused kernels write per-token values only), the kept logits and their compute-dtype gradient in
+ * backward, with or without TP (Inductor fuses loss_parallel's steps between its two all-reduces).
  */
 export function headTransientBytes(opts: OpGraphOptions): { forward: Expr; backward: Expr } {
   const logits = mul(T, div(V, t));
+  if (opts.crossEntropy === 'compiled') return { forward: mul(opts.actBytes, logits), backward: mul(2 * opts.actBytes, logits) };
   if (opts.crossEntropy === 'fp32-logits') {
     const lossParallel = step(sub(t, 1));
     return { forward: mul(add(opts.actBytes + 8, mul(4, lossParallel)), logits), backward: mul(add(12, mul(4, lossParallel)), logits) };

@@ -19,7 +19,7 @@ export type Fp8Recipe = (typeof FP8_RECIPES)[number];
 export const FP8_AMAX_HISTORY_LEN = 1024;
 
 /** How the loss may read the logits (TrainingSpec.crossEntropy, described there). */
-export const CROSS_ENTROPY_MODES = ['fused', 'fp32-logits', 'compute-dtype'] as const;
+export const CROSS_ENTROPY_MODES = ['fused', 'fp32-logits', 'compute-dtype', 'compiled'] as const;
 /** The dtype of the gradient buffer backward accumulates into (TrainingSpec.gradAccumDtype). */
 export const GRAD_ACCUM_DTYPES = ['param', 'fp32'] as const;
 /** The feature a runner that cannot accumulate gradients in fp32 names when it refuses gradAccumDtype 'fp32'. */
@@ -105,6 +105,12 @@ export const TrainingSpecSchema = z.strictObject({
    * gradient in place (Megatron-LM's --fp16-lm-cross-entropy: vocab_parallel_cross_entropy on the fp16
    * output instead of output.float(); Mist's fp16_lm_cross_entropy): the logits and their softmax in
    * forward, the softmax become the gradient in backward — 2 bytes per logit each way with fp16.
+   * 'compiled': the fp32-logits loss under torch.compile (torchtitan compiles it with the model since
+   * 2025: components/loss.py build_cross_entropy_loss, at e7c0cae): Inductor fuses the copy, the
+   * log-softmax and the loss into its kernels, AOTAutograd's partitioner keeps the compute-dtype logits
+   * (and a per-token statistic) instead of an fp32 log-softmax, and one fused backward kernel writes the
+   * compute-dtype gradient: the logits in forward, the logits and their gradient in backward — 2 and 4
+   * bytes per logit with bf16.
    */
   crossEntropy: z.enum(CROSS_ENTROPY_MODES).default('fused'),
   /**

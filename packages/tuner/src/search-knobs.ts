@@ -117,7 +117,8 @@ export const SEARCH_KNOBS: readonly KnobSpec[] = [
       'without fp8 where the GPU has fp8 tensor cores and keep the faster plan' },
   { key: 'crossEntropy', flag: 'cross-entropy', kind: { type: 'enum', values: CROSS_ENTROPY_MODES }, valueName: 'MODE',
     description: 'how the loss reads the logits: fused (default; one kernel with an fp32 buffer, Megatron-LM\'s), fp32-logits (an fp32 ' +
-      'copy in autograd, torchtitan\'s, which --target torchtitan implies) or compute-dtype (the fp16 logits, Megatron-LM\'s --fp16-lm-cross-entropy)' },
+      'copy in autograd, torchtitan\'s, which --target torchtitan implies), compute-dtype (the fp16 logits, Megatron-LM\'s --fp16-lm-cross-entropy) ' +
+      'or compiled (the fp32-logits loss under torch.compile: the logits and their gradient only)' },
   { key: 'gradAccumDtype', flag: 'grad-accum-dtype', kind: { type: 'enum', values: GRAD_ACCUM_DTYPES }, valueName: 'param|fp32',
     description: 'the dtype gradients accumulate in and are reduced in: param (the weights\', the default) or fp32 (Megatron-LM\'s and ' +
       'NeMo\'s default with bf16, which --target megatron|nemo implies; param there is Megatron-LM\'s --grad-reduce-in-bf16)' },

@@ -9,7 +9,10 @@ export function recomputeText(s: Pick<StageStrategy, 'ckptLayers' | 'selectiveRe
 
 /** The training spec's loss mode for a summary line (', loss over fp32 logits'), '' for the fused default. */
 export function lossText(t: Pick<TrainingSpec, 'crossEntropy'>): string {
-  return t.crossEntropy === 'fp32-logits' ? ', loss over fp32 logits' : t.crossEntropy === 'compute-dtype' ? ', loss on the compute-dtype logits' : '';
+  const text: Record<TrainingSpec['crossEntropy'], string> = {
+    fused: '', 'fp32-logits': ', loss over fp32 logits', 'compute-dtype': ', loss on the compute-dtype logits', compiled: ', loss compiled (torch.compile)',
+  };
+  return text[t.crossEntropy];
 }
 
 /** The gradient accumulation dtype for a summary line when it is not the weights' (', gradients accumulated and reduced in fp32'). */
