@@ -156,7 +156,7 @@ function predict(row, opts = {}) {
   try {
     training = core.parseTrainingSpec({
       globalBatch: row.globalBatch, seqLen: row.seqLen, paramDtype: row.dtype, computeDtype: row.dtype, flashAttention: plan.flashAttention,
-      flashAttentionKernel: row.flashAttentionKernel, fp8: row.fp8, tpCommOverlap: row.tpCommOverlap, tpBackwardOverlap: row.tpBackwardOverlap,
+      flashAttentionKernel: row.flashAttentionKernel, fp8: row.fp8, fp8ParamGather: row.fp8ParamGather, tpCommOverlap: row.tpCommOverlap, tpBackwardOverlap: row.tpBackwardOverlap,
       paramGatherOverlap: row.paramGatherOverlap, gradReduceOverlap: row.gradReduceOverlap, crossEntropy: row.crossEntropy,
       elementwise: row.elementwise, sequenceParallelInput: row.sequenceParallelInput, gradAccumDtype: row.gradAccumDtype,
     });
@@ -185,7 +185,7 @@ function predict(row, opts = {}) {
     gpus: row.gpus,
     config: `tp${row.tp} pp${row.pp} dp${row.gpus / (row.tp * row.pp)} b${row.microBatch} G${plan.gradAccumSteps}` +
       `${row.sequenceParallel ? ' sp' : ''} rc:${row.recompute} z${row.zero}${plan.flashAttention ? ' fa' : ''}` +
-      `${plan.virtualStages ? ` v${plan.virtualStages}` : ''}${training.tpCommOverlap ? ' tpo' : training.tpBackwardOverlap ? ' tpa' : ''}${training.paramGatherOverlap ? ' pgo' : ''}${CROSS_ENTROPY_LABEL[training.crossEntropy]}${training.elementwise === 'eager' ? ' eager' : ''}${row.sequenceParallel && training.sequenceParallelInput === 'gathered' ? ' spg' : ''}${training.gradAccumDtype === 'fp32' ? ' g32' : ''}${training.gradReduceOverlap ? '' : ' gx'}${training.fp8 !== 'none' ? ` fp8:${training.fp8}` : ''}${plan.flashAttention && training.flashAttentionKernel !== 'flash2' ? ` fa:${training.flashAttentionKernel}` : ''}`,
+      `${plan.virtualStages ? ` v${plan.virtualStages}` : ''}${training.tpCommOverlap ? ' tpo' : training.tpBackwardOverlap ? ' tpa' : ''}${training.paramGatherOverlap ? ' pgo' : ''}${CROSS_ENTROPY_LABEL[training.crossEntropy]}${training.elementwise === 'eager' ? ' eager' : ''}${row.sequenceParallel && training.sequenceParallelInput === 'gathered' ? ' spg' : ''}${training.gradAccumDtype === 'fp32' ? ' g32' : ''}${training.gradReduceOverlap ? '' : ' gx'}${training.fp8 !== 'none' ? ` fp8:${training.fp8}` : ''}${training.fp8ParamGather ? ' f8g' : ''}${plan.flashAttention && training.flashAttentionKernel !== 'flash2' ? ` fa:${training.flashAttentionKernel}` : ''}`,
     interleaved: Boolean(row.interleavedLayersPerVirtualStage),
     measuredS,
     predictedS: est.iterationTimeS,

@@ -22,7 +22,7 @@ const profile = builtinHardwareProfile(cpuCluster, 'fp32');
 // The executor's CPU kernels: fp32 everywhere, an attention kernel that keeps only the log-sum-exp
 // (flash-attention style, its dropout mask drawn again in backward); residual and embedding
 // dropout keep 1-byte masks when the model has dropout.
-const training: TrainingSpec = { globalBatch: BATCH, seqLen: SEQ, paramDtype: 'fp32', computeDtype: 'fp32', optimizer: 'adamw', flashAttention: true, flashAttentionKernel: 'flash2', fp8: 'none', tpCommOverlap: false, tpBackwardOverlap: false, paramGatherOverlap: false, crossEntropy: 'fused', elementwise: 'fused', sequenceParallelInput: 'sharded', gradAccumDtype: 'param', gradReduceOverlap: true };
+const training: TrainingSpec = { globalBatch: BATCH, seqLen: SEQ, paramDtype: 'fp32', computeDtype: 'fp32', optimizer: 'adamw', flashAttention: true, flashAttentionKernel: 'flash2', fp8: 'none', fp8ParamGather: false, tpCommOverlap: false, tpBackwardOverlap: false, paramGatherOverlap: false, crossEntropy: 'fused', elementwise: 'fused', sequenceParallelInput: 'sharded', gradAccumDtype: 'param', gradReduceOverlap: true };
 
 const POOLS = ['weights', 'grads', 'optim', 'activations', 'host'] as const;
 type Pool = (typeof POOLS)[number];

@@ -31,6 +31,11 @@ const FP8_WEIGHT_COPY_BYTES = 2;
  * with fp32 activations (TE's fp8 GEMMs take bf16/fp16 activations). Throws a SpecError on training.fp8.
  */
 export function checkFp8(training: TrainingSpec, profile: HardwareProfile): void {
+  if (training.fp8ParamGather && (training.fp8 ?? 'none') === 'none') {
+    throw new SpecError('training spec', [{
+      field: 'fp8ParamGather', value: true, message: 'fp8ParamGather keeps fp8 linear layers\' weights in fp8; fp8 is none (allowed with it: delayed, current)',
+    }]);
+  }
   if ((training.fp8 ?? 'none') === 'none') return;
   const gpu = profile.cluster.gpu;
   if (fp8PeakFlops(gpu) === null) {
@@ -49,13 +54,19 @@ export function checkFp8(training: TrainingSpec, profile: HardwareProfile): void
 export interface Fp8StageTerms {
   /** Device bytes of the fp8 weight copies and the scaling state of the stage's layers. */
   memory: Expr;
+  /**
+   * Bytes one layer's compute copy of its weights is smaller with training.fp8ParamGather (the dense
+   * fp8 weights at 1 byte instead of the parameter dtype's); 0 without it. The stage model takes it off
+   * the resident weights, the gather buffers and the gathers.
+   */
+  paramGatherSavingPerLayer: Expr;
   /** Seconds added to every micro-batch (amax bookkeeping; weight casts when weights are not resident). */
   perMicroBatch: Expr;
   /** Seconds added to the first micro-batch only (the weight casts cached for the iteration). */
   firstOnly: Expr;
 }
 
-const NONE: Fp8StageTerms = { memory: num(0), perMicroBatch: num(0), firstOnly: num(0) };
+const NONE: Fp8StageTerms = { memory: num(0), paramGatherSavingPerLayer: num(0), perMicroBatch: num(0), firstOnly: num(0) };
 
 /** fp8 terms of a stage of L layers (strategy symbols of symbols.ts); all zero with fp8 'none'. */
 export function fp8StageTerms(model: ModelSpec, training: TrainingSpec, cost: CostModel, paramBytes: number): Fp8StageTerms {
@@ -71,17 +82,28 @@ export function fp8StageTerms(model: ModelSpec, training: TrainingSpec, cost: Co
     const n = experts.get(o.weights[0]) ?? 1;
     return n > 1 ? div(n, max(1, S.ep)) : num(1);
   };
-  const W = add(...linears.map((o) => mul(copiesOf(o), dimExpr(o.inner), add(...o.cols.map(dimExpr)))));
+  const weightsOf = (o: (typeof linears)[number]): Expr => mul(dimExpr(o.inner), add(...o.cols.map(dimExpr)));
+  const W = add(...linears.map((o) => mul(copiesOf(o), weightsOf(o))));
+  // fp8ParamGather: the dense linears' compute copies are fp8 (the experts' are not counted).
+  const gatherFp8 = training.fp8ParamGather === true;
+  const denseW = add(...linears.filter((o) => (experts.get(o.weights[0]) ?? 1) === 1).map(weightsOf));
+  const paramGatherSavingPerLayer = gatherFp8 ? mul(paramBytes - 1, denseW) : num(0);
   const tensors = linears.length * FP8_TENSORS_PER_LINEAR;
   const metaPerLayer = tensors * 4 * (recipe === 'delayed' ? FP8_AMAX_HISTORY_LEN + 1 : 2);
   // 1 when the weights are not resident whole (ZeRO-3 gathers them, offload fetches them) per micro-batch.
   const perMb = step(add(z3, ow));
-  const copies = mul(FP8_WEIGHT_COPY_BYTES, W, choose(perMb, min(2, L), L));
+  // With fp8ParamGather the row-wise copy is the compute weight itself (counted by the stage model at
+  // 1 byte): the workspace holds the transpose only.
+  const copyBytes = gatherFp8 ? sub(mul(FP8_WEIGHT_COPY_BYTES, W), denseW) : mul(FP8_WEIGHT_COPY_BYTES, W);
+  const copies = mul(copyBytes, choose(perMb, min(2, L), L));
   const memory = add(copies, mul(metaPerLayer, L));
   // A layer's weight casts: read the weights, write both fp8 copies (current scaling: read them once
-  // more for the amax), a cast kernel (and an amax kernel) per linear module.
+  // more for the amax), a cast kernel (and an amax kernel) per linear module. With fp8ParamGather the
+  // cast runs on the shard before the gather (or once after the step) and the transpose is made from
+  // the fp8 weight: read 1, write 1 byte an element.
   const current = recipe === 'current';
-  const castBytes = mul(paramBytes + FP8_WEIGHT_COPY_BYTES + (current ? paramBytes : 0), W);
+  const castBytes = gatherFp8 ? add(mul(2, denseW), mul(paramBytes + FP8_WEIGHT_COPY_BYTES + (current ? paramBytes : 0), sub(W, denseW)))
+    : mul(paramBytes + FP8_WEIGHT_COPY_BYTES + (current ? paramBytes : 0), W);
   const castLayer = add(cost.memoryTime(castBytes), linears.length * (current ? 2 : 1) * cost.rates.kernelLaunch);
   const weightCasts = mul(L, castLayer);
   let amax: Expr = num(0);
@@ -94,6 +116,7 @@ export function fp8StageTerms(model: ModelSpec, training: TrainingSpec, cost: Co
   }
   return {
     memory,
+    paramGatherSavingPerLayer,
     perMicroBatch: add(mul(perMb, weightCasts), amax),
     firstOnly: mul(sub(1, perMb), weightCasts),
   };

@@ -293,19 +293,23 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const wBytesE = mul(bytesPer.weights, Px);
   const gBytesE = mul(bytesPer.grads, Px);
   const oBytesE = mul(bytesPer.optim, Px);
-  const memWeights = named('memWeights', add(mul(wBytes, rw), mul(wBytesE, rwE), f8.memory));
+  // fp8ParamGather (fp8-stage.ts): a layer's compute copy is f8Save bytes smaller where it is whole on
+  // the device: resident (ZeRO < 3, not offloaded) or gathered; ZeRO-3's shards keep their dtype.
+  const f8Save = f8.paramGatherSavingPerLayer;
+  const memWeights = named('memWeights', sub(add(mul(wBytes, rw), mul(wBytesE, rwE), f8.memory), mul(f8Save, L, sub(1, ow), sub(1, z3))));
   const memGrads = named('memGrads', add(mul(gBytes, rg), mul(gBytesE, rgE)));
   const memOptim = named('memOptim', add(mul(oBytes, ro), mul(oBytesE, roE)));
   const states = named('states', add(memWeights, memGrads, memOptim));
   const headUnit = add(finalNormParams(model), Ph);
   // A layer (or the embedding / head) must be whole on the device while it computes; two layers
   // when the next one is prefetched.
-  const gatherUnit = named('gatherUnit', max(mul(min(2, L), Pl), mul(embed, Pe), mul(head, headUnit)));
+  const gatherUnitBytes = named('gatherUnitBytes', max(mul(min(2, L), sub(mul(bytesPer.weights, Pl), f8Save)),
+    mul(bytesPer.weights, embed, Pe), mul(bytesPer.weights, head, headUnit)));
   // Likewise a unit's full gradient (ZeRO-2/3, or offloaded gradients) is whole until its reduction
   // ends, which runs beside the next layer's backward: two layers' (PyTorch FSDP keeps a layer's
   // unsharded gradient until its reduce-scatter completes; the executor's overlapComm does the same).
   const gradUnit = named('gradUnit', max(mul(min(2, L), Pl), mul(embed, Pe), mul(head, headUnit)));
-  const gatherBuf = named('gatherBuf', add(mul(bytesPer.weights, sub(1, rw), gatherUnit),
+  const gatherBuf = named('gatherBuf', add(mul(sub(1, rw), gatherUnitBytes),
     moe ? mul(bytesPer.weights, sub(1, rwE), min(2, L), PxL) : num(0)));
   const gradBuf = named('gradBuf', add(mul(bytesPer.grads, sub(1, rg), gradUnit), moe ? mul(bytesPer.grads, sub(1, rgE), PxL) : num(0)));
 
@@ -365,7 +369,8 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // A DP group has gpn / t ranks on each node of the stage's mesh (tp ranks are a node's neighbours).
   const dpLink: LinkChoice = { interWeight: multiNode, ranksPerNode: max(1, div(S.gpn, t)) };
   const p2pLink: LinkChoice = { interWeight: p2pInter };
-  const gatherBytes = wBytes; // the rank's TP shard of the stage's weights, all-gathered over dp
+  // The rank's TP shard of the stage's weights, all-gathered over dp (fp8 compute copies with fp8ParamGather).
+  const gatherBytes = named('gatherBytes', sub(wBytes, mul(f8Save, L)));
   // The experts' collectives run over their expert-data-parallel group: ranks tp * ep apart, gpn / (tp * ep) on a node.
   const edpLink: LinkChoice = { interWeight: multiNode, ranksPerNode: max(1, div(S.gpn, mul(t, epRanks))) };
   const edpColl = (kind: 'allGather' | 'reduceScatter' | 'allReduce', bytes: Expr): Expr =>
@@ -391,7 +396,7 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   const firstUnit = add(mul(embed, Pe), mul(sub(1, embed), Pl));
   const firstUnitE = mul(sub(1, embed), PxL);
   const firstExtra = named('firstExtra', add(
-    mul(z3, add(cost.collective('allGather', mul(bytesPer.weights, firstUnit), dp, dpLink), edpColl('allGather', mul(bytesPer.weights, firstUnitE)))),
+    mul(z3, add(cost.collective('allGather', sub(mul(bytesPer.weights, firstUnit), mul(sub(1, embed), f8Save)), dp, dpLink), edpColl('allGather', mul(bytesPer.weights, firstUnitE)))),
     cost.hostCopy(add(mul(ow, bytesPer.weights, firstUnit, shard(z3)), moe ? mul(ow, bytesPer.weights, firstUnitE, shardE(z3)) : num(0)), ow),
     f8.firstOnly,
   ));
@@ -405,7 +410,7 @@ export function buildStageExpressions(ctx: AnalyzerContext): StageExpressions {
   // exposed = besideExtra(phase, sync); without, after it: exposed whole.
   const commSlow = profile.overlap.commSlowdown;
   const exposedSync = named('exposedSync', training.gradReduceOverlap === false ? sync : besideExtra(bwdPhase, sync, commSlow));
-  const postGather = named('postGather', mul(sub(z1, z3), add(cost.collective('allGather', wBytes, dp, dpLink), edpColl('allGather', wBytesE))));
+  const postGather = named('postGather', mul(sub(z1, z3), add(cost.collective('allGather', gatherBytes, dp, dpLink), edpColl('allGather', wBytesE))));
   // With training.paramGatherOverlap (Megatron-Core --overlap-param-gather: each bucket's gather is
   // waited for in the forward pre-hook of its first module, megatron/core/distributed/
   // distributed_data_parallel.py) it runs beside the next step's first forward phase:

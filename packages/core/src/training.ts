@@ -50,6 +50,16 @@ export const TrainingSpecSchema = z.strictObject({
   /** fp8 linear layers (FP8_RECIPES); specs and plans without it train without fp8. */
   fp8: z.enum(FP8_RECIPES).default('none'),
   /**
+   * With fp8 linear layers: their weights' compute copies are kept and all-gathered as fp8, 1 byte an
+   * element: Megatron-LM's `--fp8-param-gather` ("Keep the compute param in fp8 ... and perform the
+   * param all-gather in fp8"; arguments.py asserts the distributed optimizer or FSDP with it), torchao's
+   * enable_fsdp_float8_all_gather under FSDP2 (torchtitan's float8 option of that name). The ZeRO-3
+   * weight gathers and the ZeRO-1/2 parameter gather after the step move fp8, the gathered or resident
+   * copy is the row-wise fp8 weight (the fp8 workspace keeps only its transpose) and the weights are
+   * cast on their shards. The experts of a mixture of experts are not counted. Default false.
+   */
+  fp8ParamGather: z.boolean().default(false),
+  /**
    * The TP collectives of sequence parallelism (the all-gather before the column-parallel QKV / FC1
    * GEMMs and the reduce-scatter after the row-parallel projection / FC2 GEMMs, forward and backward)
    * pipelined with those GEMMs: Megatron-Core's `--tp-comm-overlap` (ModelParallelConfig

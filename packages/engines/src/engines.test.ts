@@ -178,11 +178,14 @@ describe('torchtitan', () => {
   });
 
   it('names unknown keys and unmodelled features', () => {
-    const toml = '[model]\nname = "llama3"\nflavor = "8B"\n[training]\nlocal_batch_size = 2\nseq_len = 2048\nwarp = 9\n' +
-      '[activation_checkpoint]\nmode = "selective"\n[compile]\nenable=true\n[quantize.linear.float8]\nrecipe_name = "rowwise"\n';
+    const toml = '[model]\nname = "llama3"\nflavor = "8B"\nconverters = ["quantize.linear.float8"]\n[training]\nlocal_batch_size = 2\nseq_len = 2048\nwarp = 9\n' +
+      '[activation_checkpoint]\nmode = "selective"\n[compile]\nenable=true\n[quantize.linear.float8]\nrecipe_name = "rowwise"\n[quantize.linear.mx]\nrecipe_name = "mxfp8"\n';
     const r = importTorchtitan(toml, { cluster: parseClusterShorthand('1x8-a100-80gb') });
     // mode "selective" without an option is v0.2.2's default "2" (every other layer): not modelled.
-    expect(r.problems.map((p) => p.option)).toEqual(['training.warp', '[quantize]', 'activation_checkpoint.selective_ac_option', 'compile.enable']);
+    expect(r.problems.map((p) => p.option)).toEqual([
+      'training.warp', '[quantize.linear.mx]', 'activation_checkpoint.selective_ac_option', 'compile.enable', 'quantize.linear.float8.recipe_name',
+    ]);
+    expect(r.plan.fp8).toBeUndefined();
     expect(r.plan.stages[0]).toMatchObject({ dp: 8, zero: 3, microBatchSize: 2, ckptLayers: 0 });
   });
 

@@ -4,7 +4,7 @@ import { exportDeepspeed } from './deepspeed/export';
 import { exportMegatron } from './megatron/export';
 import { exportNemo } from './nemo/export';
 import { exportTorchtitan } from './torchtitan/export';
-import { type ExportFile, type ExportInput, gradAccumViolations, gradReduceViolations, InexpressiblePlanError, lossViolations } from './types';
+import { type ExportFile, type ExportInput, fp8ParamGatherViolations, gradAccumViolations, gradReduceViolations, InexpressiblePlanError, lossViolations } from './types';
 
 export * from './types';
 export { parseToml, writeToml, type TomlTable, type TomlValue } from './toml';
@@ -29,7 +29,7 @@ const EXPORTERS: Record<EngineName, (input: ExportInput) => ExportFile[]> = {
 export function exportPlan(engine: EngineName, input: ExportInput): ExportFile[] {
   const refused = [
     ...lossViolations(engine, input.crossEntropy, input.dtype), ...gradAccumViolations(engine, input.gradAccumDtype),
-    ...gradReduceViolations(engine, input.overlaps),
+    ...gradReduceViolations(engine, input.overlaps), ...fp8ParamGatherViolations(engine, input),
   ];
   if (refused.length > 0) throw new InexpressiblePlanError(engine, refused);
   return EXPORTERS[engine](input);

@@ -34,6 +34,13 @@ export interface ExportInput {
    * (gradAccumViolations).
    */
   gradAccumDtype?: TrainingSpec['gradAccumDtype'];
+  /**
+   * The fp8 layers' weights kept and all-gathered as fp8 (TrainingSpec.fp8ParamGather); undefined:
+   * false. Megatron-LM writes --fp8-param-gather, NeMo fp8_param_gather, torchtitan torchao's
+   * enable_fsdp_float8_all_gather; where the engine cannot run it the export is refused
+   * (fp8ParamGatherViolations).
+   */
+  fp8ParamGather?: boolean;
   launch: LaunchOptions;
 }
 
@@ -48,7 +55,7 @@ export type CommOverlaps = Partial<Pick<TrainingSpec, 'tpCommOverlap' | 'paramGa
  * What an import learned of the training spec beside the plan (the overlaps, gradReduceOverlap false
  * for a reduction after the backward, the loss's reading of the logits, the gradients' dtype).
  */
-export type ImportedTraining = CommOverlaps & Partial<Pick<TrainingSpec, 'crossEntropy' | 'gradAccumDtype'>>;
+export type ImportedTraining = CommOverlaps & Partial<Pick<TrainingSpec, 'crossEntropy' | 'gradAccumDtype' | 'fp8ParamGather'>>;
 
 /** The export's loss against what the engine runs (core's engineCrossEntropies), naming training.crossEntropy. */
 export function lossViolations(engine: EngineName, crossEntropy: TrainingSpec['crossEntropy'] | undefined, dtype: TrainDtype): CapabilityViolation[] {
@@ -73,6 +80,30 @@ export function gradAccumViolations(engine: EngineName, gradAccumDtype: Training
     feature: FP32_GRAD_ACCUM_FEATURE, field: 'training.gradAccumDtype',
     detail: 'got fp32; torchtitan keeps no unsharded fp32 gradient buffer (allowed: param)',
   }];
+}
+
+/**
+ * The fp8 weight gather (TrainingSpec.fp8ParamGather) where the engine cannot run it, naming the field:
+ * it needs fp8 linear layers (the plan's recipe or the export's format); Megatron-LM and NeMo need the
+ * distributed optimizer (arguments.py: "--fp8-param-gather only supported with distributed optimizer,
+ * torch fsdp2, megatron fsdp, or inference mode": every stage ZeRO >= 1 in Mist's export); torchtitan
+ * needs FSDP sharding (components/quantization/float8.py turns it on only with dp_shard, ZeRO 2-3)
+ * and tensorwise scaling (it asserts no recipe_name with it: the plan's 'current'); DeepSpeed has none.
+ */
+export function fp8ParamGatherViolations(engine: EngineName, input: Pick<ExportInput, 'plan' | 'fp8' | 'fp8ParamGather'>): CapabilityViolation[] {
+  if (input.fp8ParamGather !== true) return [];
+  const refuse = (detail: string): CapabilityViolation[] => [{ feature: 'fp8 weights gathered as fp8', field: 'training.fp8ParamGather', detail: `got true; ${detail} (allowed: false)` }];
+  const recipe = input.plan.fp8 ?? 'none';
+  if (recipe === 'none' && input.fp8 === undefined) return refuse('the plan has no fp8 linear layers');
+  const zeros = input.plan.stages.map((s) => s.zero);
+  if (engine === 'deepspeed') return refuse('DeepSpeed gathers the weights in their compute dtype');
+  if (engine === 'torchtitan') {
+    if (recipe !== 'current') return refuse('torchtitan gathers fp8 weights with tensorwise scaling only (the plan\'s fp8 current)');
+    if (zeros.some((z) => z < 2)) return refuse('torchtitan gathers fp8 weights only where FSDP shards them (ZeRO 2-3)');
+    return [];
+  }
+  if (zeros.some((z) => z < 1)) return refuse(`${engine === 'nemo' ? 'NeMo' : 'Megatron-LM'} needs the distributed optimizer with it (every stage ZeRO >= 1)`);
+  return [];
 }
 
 /**

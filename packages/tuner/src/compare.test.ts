@@ -66,3 +66,18 @@ describe('mist against the megatron and deepspeed spaces', () => {
     expect(r.noFit!.shortfallBytes).toBeLessThanOrEqual(meg.noFit!.shortfallBytes!);
   });
 });
+
+describe('baselines with fp8 linear layers', () => {
+  it('searches the DeepSpeed baseline without fp8 (it runs none), says so, and keeps fp8 for Megatron-LM and the main search', async () => {
+    const ctx: AnalyzerContext = {
+      model: getModel('gpt3-1.3b'), profile: builtinHardwareProfile(parseClusterShorthand('1x4-h100-sxm'), 'bf16'),
+      training: parseTrainingSpec({ globalBatch: 32, seqLen: 2048, paramDtype: 'bf16', computeDtype: 'bf16', fp8: 'current' }),
+    };
+    const cmp = await tuneWithBaselines(ctx);
+    expect(cmp.deepspeed.plan).not.toBeNull();
+    expect(cmp.deepspeed.plan!.fp8).toBeUndefined();
+    expect(cmp.deepspeed.notes).toEqual([expect.stringMatching(/not run by deepspeed .*tuned without fp8/)]);
+    expect(cmp.megatron.plan!.fp8).toBe('current');
+    expect(cmp.best.plan!.fp8).toBe('current');
+  });
+});

@@ -1,5 +1,6 @@
 // Mist against the baselines a person would tune by hand, in one run and one cost model.
-import { type AnalyzerContext, compileStageModel } from '@mist/analyzer';
+import { type AnalyzerContext, type CompiledStageModel, compileStageModel } from '@mist/analyzer';
+import { engineCapabilities, fp8Violation } from '@mist/core';
 import { deepspeedSpace, megatronSpace, mistSpace, type SearchSpace } from './search-space';
 import { planInSpace } from './space-membership';
 import { tune, type TuneProgress, type TuneResult } from './tuner';
@@ -39,12 +40,28 @@ function speedup(main: TuneResult, base: TuneResult): number | null {
   return base.predicted.iterationTimeS / main.predicted.iterationTimeS;
 }
 
+/**
+ * A baseline engine's search. Where the engine cannot run the training spec's fp8 recipe (DeepSpeed
+ * runs none), its plan is searched as the engine runs it, without fp8 linear layers, and a note says
+ * so: a baseline tuned by hand on that engine would have none either.
+ */
+async function tuneBaseline(ctx: AnalyzerContext, common: { compiled: CompiledStageModel; clusterName?: string; onProgress?: (p: TuneProgress) => void; cacheDir?: string },
+  space: SearchSpace): Promise<TuneResult> {
+  const recipe = ctx.training.fp8 ?? 'none';
+  const engine = space.engine;
+  const refused = engine && !space.fp8Choice ? fp8Violation(recipe, engineCapabilities(engine), engine) : null;
+  if (!refused) return tune(ctx, { ...common, space });
+  const without: AnalyzerContext = { ...ctx, training: { ...ctx.training, fp8: 'none', fp8ParamGather: false } };
+  const r = await tune(without, { ...common, compiled: compileStageModel(without), space });
+  return { ...r, notes: [...(r.notes ?? []), `${refused.feature} is not run by ${engine} (${refused.detail}): its plan is tuned without fp8`] };
+}
+
 export async function tuneWithBaselines(ctx: AnalyzerContext, options: TuneWithBaselinesOptions = {}): Promise<BaselineComparison> {
   const started = performance.now();
   const compiled = compileStageModel(ctx);
   const common = { compiled, clusterName: options.clusterName, onProgress: options.onProgress, cacheDir: options.cacheDir };
-  const megatron = await tune(ctx, { ...common, space: options.megatron ?? megatronSpace() });
-  const deepspeed = await tune(ctx, { ...common, space: options.deepspeed ?? deepspeedSpace() });
+  const megatron = await tuneBaseline(ctx, common, options.megatron ?? megatronSpace());
+  const deepspeed = await tuneBaseline(ctx, common, options.deepspeed ?? deepspeedSpace());
   const space = options.space ?? mistSpace();
   // The better baseline plan that lies in the main space seeds the search's cutoff.
   const seeds = [megatron, deepspeed].filter((r) => r.predicted && r.plan && planInSpace(r.plan, space)).sort((a, b) =>

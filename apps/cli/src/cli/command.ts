@@ -77,9 +77,24 @@ export const CROSS_ENTROPY_OPTION: Record<string, OptionSpec> = {
   'cross-entropy': {
     type: 'string', valueName: 'MODE',
     description: 'how the loss reads the logits: fused (default; one kernel with an fp32 buffer, Megatron-LM\'s), fp32-logits (an fp32 copy ' +
-      'in autograd, torchtitan\'s) or compute-dtype (the fp16 logits themselves, Megatron-LM\'s --fp16-lm-cross-entropy)',
+      'in autograd, torchtitan\'s), compute-dtype (the fp16 logits themselves, Megatron-LM\'s --fp16-lm-cross-entropy) or compiled ' +
+      '(the fp32-logits loss under torch.compile: the logits and their gradient only)',
   },
 };
+
+/** The fp8 weights kept and gathered as fp8 (TrainingSpec.fp8ParamGather), as `mist analyze` and `mist export` take it. */
+export const FP8_PARAM_GATHER_OPTION: Record<string, OptionSpec> = {
+  'fp8-param-gather': {
+    type: 'boolean',
+    description: 'with fp8 linear layers: their weights kept and all-gathered as fp8, 1 byte an element (Megatron-LM --fp8-param-gather with the ' +
+      'distributed optimizer, NeMo fp8_param_gather, torchtitan enable_fsdp_float8_all_gather under FSDP)',
+  },
+};
+
+/** Reads --fp8-param-gather: `{ fp8ParamGather: true }` when given, else nothing. */
+export function fp8ParamGatherOpt(values: ParsedValues): { fp8ParamGather?: true } {
+  return values['fp8-param-gather'] === true ? { fp8ParamGather: true } : {};
+}
 
 /** The flash-attention kernel (TrainingSpec.flashAttentionKernel), as `mist analyze` takes it. */
 export const ATTENTION_KERNEL_OPTION: Record<string, OptionSpec> = {

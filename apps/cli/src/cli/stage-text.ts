@@ -20,12 +20,13 @@ export function gradText(t: Pick<TrainingSpec, 'gradAccumDtype' | 'paramDtype'>)
   return t.gradAccumDtype === 'fp32' && t.paramDtype !== 'fp32' ? ', gradients accumulated and reduced in fp32' : '';
 }
 
-/** The training spec's engine facts for a summary line: the loss, eager elementwise ops, SP inputs kept gathered, fp32 gradients. */
+/** The training spec's engine facts for a summary line: the loss, eager elementwise ops, fp8 weight gathers, SP inputs kept gathered, fp32 gradients. */
 export function trainingFactsText(
   t: Pick<TrainingSpec, 'crossEntropy' | 'elementwise' | 'sequenceParallelInput' | 'gradAccumDtype' | 'paramDtype' | 'gradReduceOverlap'> &
-    Partial<Pick<TrainingSpec, 'tpBackwardOverlap' | 'flashAttention' | 'flashAttentionKernel'>>,
+    Partial<Pick<TrainingSpec, 'tpBackwardOverlap' | 'flashAttention' | 'flashAttentionKernel' | 'fp8ParamGather'>>,
 ): string {
   return `${lossText(t)}${t.elementwise === 'eager' ? ', element-wise ops as separate eager PyTorch kernels' : ''}` +
+    `${t.fp8ParamGather === true ? ', fp8 weights kept and gathered as fp8' : ''}` +
     `${t.tpBackwardOverlap === true ? ', TP backward collectives beside the backward GEMMs' : ''}` +
     `${t.flashAttention !== false && (t.flashAttentionKernel ?? 'flash2') !== 'flash2' ? `, ${t.flashAttentionKernel === 'triton' ? 'Triton' : 'v1'} flash-attention kernel` : ''}` +
     `${t.sequenceParallelInput === 'gathered' ? ', sequence-parallel linears keep their gathered input' : ''}${gradText(t)}` +

@@ -14,7 +14,7 @@ import { searchKnobsFromFlags, trainingForTarget } from '@mist/tuner';
 import { type Analysis, type AnalysisStage, analyzePlan } from '@mist/analyzer';
 import { planPictureHtml, planPictureSvg } from '@mist/viz';
 import {
-  ATTENTION_KERNEL_OPTION, attentionKernelOpt, type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, GRAD_ACCUM_OPTION, gradAccumOpt, gradReduceOverlapOpt, intOpt, JSON_OPTION, NO_GRAD_REDUCE_OVERLAP_OPTION,
+  ATTENTION_KERNEL_OPTION, attentionKernelOpt, type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, FP8_PARAM_GATHER_OPTION, fp8ParamGatherOpt, GRAD_ACCUM_OPTION, gradAccumOpt, gradReduceOverlapOpt, intOpt, JSON_OPTION, NO_GRAD_REDUCE_OVERLAP_OPTION,
   stringOpt, UsageError,
 } from '../cli/command';
 import { planArgument } from '../cli/plan-argument';
@@ -118,7 +118,7 @@ export const analyzeCommand: Command = {
   summary: 'estimate a plan: iteration time, tokens/s, MFU, per-stage time and memory breakdown, fit',
   usage: 'mist analyze PLAN.json|--plan PLAN.json [--model NAME|FILE] [--cluster SHORTHAND|FILE] [--profile PROFILE.json [--force]] [--datasheet] ' +
     '[--seq N] [--global-batch N] [--no-flash-attention] [--attention-kernel K] [--tp-comm-overlap] [--overlap-param-gather] [--no-overlap-grad-reduce] [--cross-entropy MODE] ' +
-    '[--grad-accum-dtype param|fp32] [--target ENGINE|BACKEND] [--json] [--explain] [--timeline OUT.svg|OUT.html]',
+    '[--grad-accum-dtype param|fp32] [--fp8-param-gather] [--target ENGINE|BACKEND] [--json] [--explain] [--timeline OUT.svg|OUT.html]',
   examples: [
     'mist analyze examples/plans/gpt3-1.3b-1x2-l4.json',
     'mist analyze --model gpt3-1.3b --cluster 1x2-l4 --plan examples/plans/gpt3-1.3b-1x2-l4.json --json',
@@ -150,6 +150,7 @@ export const analyzeCommand: Command = {
     ...ATTENTION_KERNEL_OPTION,
     ...CROSS_ENTROPY_OPTION,
     ...GRAD_ACCUM_OPTION,
+    ...FP8_PARAM_GATHER_OPTION,
     ...DATASHEET_OPTION,
     target: {
       type: 'string', valueName: 'ENGINE|BACKEND',
@@ -198,7 +199,7 @@ export const analyzeCommand: Command = {
     const flashAttentionKernel = attentionKernelOpt(values);
     const asked = {
       ...overlaps, ...gradReduceOverlapOpt(values), ...(crossEntropy ? { crossEntropy } : {}), ...(gradAccumDtype ? { gradAccumDtype } : {}),
-      ...(flashAttentionKernel ? { flashAttentionKernel } : {}),
+      ...(flashAttentionKernel ? { flashAttentionKernel } : {}), ...fp8ParamGatherOpt(values),
     };
     // --target: the training facts the engine or backend fixes, as mist tune --target costs them (search-knobs.ts).
     const target = stringOpt(values, 'target');
@@ -226,6 +227,7 @@ export const analyzeCommand: Command = {
         ...(training.crossEntropy !== 'fused' ? { crossEntropy: training.crossEntropy } : {}),
         ...(training.gradAccumDtype !== 'param' ? { gradAccumDtype: training.gradAccumDtype } : {}),
         ...(training.flashAttentionKernel !== 'flash2' ? { flashAttentionKernel: training.flashAttentionKernel } : {}),
+        ...(training.fp8ParamGather ? { fp8ParamGather: true } : {}),
         ...(training.gradReduceOverlap ? {} : { gradReduceOverlap: false }), ...est,
       }, null, 2) + '\n');
       return exitCode;

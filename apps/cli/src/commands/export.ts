@@ -11,7 +11,7 @@ import {
 import { analyzePlan } from '@mist/analyzer';
 import { exportPlan, InexpressiblePlanError, nearestExpressiblePlan } from '@mist/engines';
 import {
-  type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, enumOpt, GRAD_ACCUM_OPTION, gradAccumOpt, gradReduceOverlapOpt, intOpt, JSON_OPTION,
+  type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, enumOpt, FP8_PARAM_GATHER_OPTION, fp8ParamGatherOpt, GRAD_ACCUM_OPTION, gradAccumOpt, gradReduceOverlapOpt, intOpt, JSON_OPTION,
   NO_GRAD_REDUCE_OVERLAP_OPTION, requireString, stringOpt, UsageError,
 } from '../cli/command';
 import { renderTable } from '../cli/table';
@@ -20,7 +20,7 @@ export const exportCommand: Command = {
   name: 'export',
   summary: 'write the launch files of a plan for Megatron-LM, NeMo, DeepSpeed or torchtitan',
   usage: 'mist export --plan PLAN.json --to megatron|nemo|deepspeed|torchtitan [--out DIR] [--nearest] [--model M] [--cluster C] [--dtype bf16|fp16] [--fp8 e4m3|hybrid] ' +
-    '[--tp-comm-overlap] [--overlap-param-gather] [--no-overlap-grad-reduce] [--cross-entropy MODE] [--grad-accum-dtype param|fp32] [--master-addr HOST] [--master-port N] [--json]',
+    '[--tp-comm-overlap] [--overlap-param-gather] [--no-overlap-grad-reduce] [--cross-entropy MODE] [--grad-accum-dtype param|fp32] [--fp8-param-gather] [--master-addr HOST] [--master-port N] [--json]',
   examples: [
     'mist export --plan examples/plans/gpt3-1.3b-1x2-l4.json --to megatron --out /tmp/megatron',
     'mist export --plan examples/plans/gpt3-1.3b-1x2-l4.json --to deepspeed --out /tmp/ds',
@@ -46,6 +46,7 @@ export const exportCommand: Command = {
     ...NO_GRAD_REDUCE_OVERLAP_OPTION,
     ...CROSS_ENTROPY_OPTION,
     ...GRAD_ACCUM_OPTION,
+    ...FP8_PARAM_GATHER_OPTION,
     'master-addr': { type: 'string', valueName: 'HOST', description: 'rendezvous host, node 0 (default 127.0.0.1; edit for several nodes)' },
     'master-port': { type: 'string', valueName: 'N', description: 'rendezvous port (default 29500)' },
     ...JSON_OPTION,
@@ -64,7 +65,8 @@ export const exportCommand: Command = {
     }
     const crossEntropy = crossEntropyOpt(values);
     const gradAccumDtype = gradAccumOpt(values);
-    const training = { ...overlaps, ...(crossEntropy ? { crossEntropy } : {}), ...(gradAccumDtype ? { gradAccumDtype } : {}) };
+    const { fp8ParamGather } = fp8ParamGatherOpt(values);
+    const training = { ...overlaps, ...(crossEntropy ? { crossEntropy } : {}), ...(gradAccumDtype ? { gradAccumDtype } : {}), ...(fp8ParamGather ? { fp8ParamGather } : {}) };
     const data = readSpecFile(planFile);
     const doc = (data && typeof data === 'object' ? data : {}) as { model?: unknown; cluster?: unknown };
     const modelRef = stringOpt(values, 'model') ?? (typeof doc.model === 'string' ? doc.model : undefined);
@@ -104,7 +106,7 @@ export const exportCommand: Command = {
           text += `(iteration time nearest / original: ${(b.iterationTimeS / a.iterationTimeS).toFixed(3)})\n`;
         }
       }
-      const files = exportPlan(engine, { plan, model, cluster, dtype, fp8, overlaps, crossEntropy, gradAccumDtype, launch });
+      const files = exportPlan(engine, { plan, model, cluster, dtype, fp8, overlaps, crossEntropy, gradAccumDtype, fp8ParamGather, launch });
       // The engine's own gradient dtype where none was asked for (Megatron-LM's and NeMo's fp32 main
       // gradients with bf16): a plan tuned without them may not fit with them. Said, not changed.
       const engineGrads = gradAccumDtype === undefined ? engineGradAccumDtype(engine, dtype) : null;

@@ -104,6 +104,10 @@ export const importCommand: Command = {
         text += 'The setup accumulates and reduces the gradients in fp32 (2 more bytes per parameter than the weights\' dtype), which a plan ' +
           'file does not record: predict it with `mist analyze PLAN --grad-accum-dtype fp32`.\n';
       }
+      if (t && t.fp8ParamGather) {
+        text += 'The setup keeps and all-gathers the fp8 layers\' weights as fp8, which a plan file does not record: ' +
+          'predict it with `mist analyze PLAN --fp8-param-gather`.\n';
+      }
       if (t && t.crossEntropy) {
         text += `The setup's loss reads the logits as crossEntropy ${t.crossEntropy}, which a plan file does not record: ` +
           `predict it with \`mist analyze PLAN --cross-entropy ${t.crossEntropy}\`.\n`;

@@ -135,14 +135,15 @@ export function megatronDataArgs(): ArgLine[] {
 
 export function megatronArgs(
   plan: Plan, model: ModelSpec, dtype: TrainDtype, fp8?: Fp8Format, overlaps?: CommOverlaps, crossEntropy?: TrainingSpec['crossEntropy'],
-  gradAccumDtype?: TrainingSpec['gradAccumDtype'],
+  gradAccumDtype?: TrainingSpec['gradAccumDtype'], fp8ParamGather?: boolean,
 ): MegatronArgs {
   return {
     model: megatronModelArgs(model, plan.seqLen),
     parallelism: [...megatronParallelArgs(plan), ...megatronOverlapArgs(plan, overlaps)],
     // The loss on the fp16 logits (TrainingSpec.crossEntropy 'compute-dtype'; fp16 only, types.ts lossViolations).
-    precision: [...megatronPrecisionArgs(dtype, fp8, plan.fp8), ...(crossEntropy === 'compute-dtype' ? [['--fp16-lm-cross-entropy'] as ArgLine] : []),
-      ...megatronGradArgs(dtype, gradAccumDtype)],
+    // The fp8 weights kept and gathered as fp8 (TrainingSpec.fp8ParamGather; types.ts fp8ParamGatherViolations).
+    precision: [...megatronPrecisionArgs(dtype, fp8, plan.fp8), ...(fp8ParamGather === true ? [['--fp8-param-gather'] as ArgLine] : []),
+      ...(crossEntropy === 'compute-dtype' ? [['--fp16-lm-cross-entropy'] as ArgLine] : []), ...megatronGradArgs(dtype, gradAccumDtype)],
     data: megatronDataArgs(),
   };
 }

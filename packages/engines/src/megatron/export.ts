@@ -17,9 +17,9 @@ function bashArray(name: string, lines: ArgLine[]): string {
 const RUN_ARGS = '"${MODEL_ARGS[@]}" "${PARALLEL_ARGS[@]}" "${PRECISION_ARGS[@]}" "${DATA_ARGS[@]}" "${TRAINING_ARGS[@]}"';
 
 export function exportMegatron(input: ExportInput): ExportFile[] {
-  const { plan, model, cluster, dtype, fp8, overlaps, crossEntropy, gradAccumDtype, launch } = input;
+  const { plan, model, cluster, dtype, fp8, overlaps, crossEntropy, gradAccumDtype, fp8ParamGather, launch } = input;
   assertExpressible('megatron', plan, model);
-  const args = megatronArgs(plan, model, dtype, fp8, overlaps, crossEntropy, gradAccumDtype);
+  const args = megatronArgs(plan, model, dtype, fp8, overlaps, crossEntropy, gradAccumDtype, fp8ParamGather);
   const { nodes, gpusPerNode } = planNodes(plan, cluster);
   const argsSh =
     header(`pretrain_gpt.py arguments of the Mist plan for ${model.name} (${nodes} x ${gpusPerNode} GPUs).`) +

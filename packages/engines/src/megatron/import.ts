@@ -31,7 +31,7 @@ const MODELLED = new Set([
   '--squared-relu', '--num-experts', '--moe-router-topk', '--moe-ffn-hidden-size', '--expert-model-parallel-size',
   '--expert-tensor-parallel-size', '--moe-token-dispatcher-type', '--moe-layer-freq',
   '--overlap-grad-reduce', '--overlap-param-gather', '--tp-comm-overlap', '--fp16-lm-cross-entropy',
-  '--accumulate-allreduce-grads-in-fp32', '--grad-reduce-in-bf16', '--DDP-impl',
+  '--accumulate-allreduce-grads-in-fp32', '--grad-reduce-in-bf16', '--DDP-impl', '--fp8-param-gather',
 ]);
 
 /** Flags with no effect on what Mist predicts (data, tokenizer files, schedule, logging, checkpoints, kernels). */
@@ -282,6 +282,13 @@ export function importMegatron(argv: readonly string[], ctx: MegatronImportConte
       throw new ImportError('--tp-comm-overlap', 'needs --sequence-parallel with --tensor-model-parallel-size > 1 (Megatron-LM asserts sequence parallelism with it)');
     }
     training.tpCommOverlap = true;
+  }
+  // The fp8 weights kept and gathered as fp8 (TrainingSpec.fp8ParamGather); arguments.py asserts the
+  // distributed optimizer (or FSDP, which Mist's import does not read) with it.
+  if (has('--fp8-param-gather')) {
+    if (!has('--use-distributed-optimizer')) throw new ImportError('--fp8-param-gather', 'needs --use-distributed-optimizer (Megatron-LM asserts it: only supported with distributed optimizer, torch fsdp2, megatron fsdp, or inference mode)');
+    if (fp8 === undefined) problems.push({ option: '--fp8-param-gather', reason: 'without fp8 linear layers in the plan (--fp8-format with a modelled --fp8-recipe) it has nothing to gather' });
+    else training.fp8ParamGather = true;
   }
   if (has('--overlap-param-gather')) {
     const missing = ['--use-distributed-optimizer', '--overlap-grad-reduce'].filter((f) => !has(f));

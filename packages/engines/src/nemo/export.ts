@@ -113,8 +113,8 @@ export function exportNemo(input: ExportInput): ExportFile[] {
   }
   // fp8: the export's format, or hybrid when the plan assumes a recipe (MegatronMixedPrecision of
   // NeMo v2.5: fp8, fp8_recipe "delayed" | "tensorwise", the amax history of delayed scaling, and
-  // fp8_param_gather off so that the weights stay in the compute dtype beside TE's fp8 copies, as the
-  // analyzer assumes).
+  // fp8_param_gather as the prediction assumed (TrainingSpec.fp8ParamGather): off, the weights stay in
+  // the compute dtype beside TE's fp8 copies; on, they are kept and gathered as fp8).
   const recipe = plan.fp8 ?? 'none';
   const format = fp8 ?? (recipe === 'none' ? undefined : 'hybrid');
   if (format) lines.push(`    recipe.trainer.plugins.fp8 = "${format}"`);
@@ -123,7 +123,7 @@ export function exportNemo(input: ExportInput): ExportFile[] {
     if (recipe === 'delayed') {
       lines.push(`    recipe.trainer.plugins.fp8_amax_history_len = ${FP8_AMAX_HISTORY_LEN}`, '    recipe.trainer.plugins.fp8_amax_compute_algo = "max"');
     }
-    lines.push('    recipe.trainer.plugins.fp8_param_gather = False');
+    lines.push(`    recipe.trainer.plugins.fp8_param_gather = ${input.fp8ParamGather === true ? 'True' : 'False'}`);
   }
   if (plan.flashAttention === false) lines.push('    # The plan assumes unfused attention: set recipe.model.config.attention_backend to AttnBackend.unfused.');
   lines.push(

@@ -19,7 +19,7 @@ export function stageModuleFqns(ranges: [number, number][]): string[][] {
 }
 
 export function exportTorchtitan(input: ExportInput): ExportFile[] {
-  const { plan, model, cluster, dtype, fp8, launch } = input;
+  const { plan, model, cluster, dtype, fp8, fp8ParamGather, launch } = input;
   assertExpressible('torchtitan', plan, model);
   if (dtype !== 'bf16') {
     throw new InexpressiblePlanError('torchtitan', [{
@@ -85,7 +85,13 @@ export function exportTorchtitan(input: ExportInput): ExportFile[] {
       : [['mode', s.ckptLayers > 0 ? 'full' : 'none']]],
     ['compile', [['enable', false, 'torch.compile is off: Mist predicts eager execution']]],
   ];
-  if (float8) sections.push(['quantize.linear.float8', [['recipe_name', float8]]]);
+  // The fp8 weights gathered as fp8 (TrainingSpec.fp8ParamGather): torchao's FSDP float8 all-gather with
+  // the scales precomputed once per step; torchtitan asserts no recipe_name with it (tensorwise is the
+  // config's default: components/quantization/float8.py at v0.2.2).
+  // The output layer stays in bf16, as the analyzer predicts it (v0.2.2's filter_fqns default is empty).
+  if (float8 && fp8ParamGather === true) {
+    sections.push(['quantize.linear.float8', [['enable_fsdp_float8_all_gather', true], ['precompute_float8_dynamic_scale_for_fsdp', true], ['filter_fqns', ['output']]]]);
+  } else if (float8) sections.push(['quantize.linear.float8', [['recipe_name', float8], ['filter_fqns', ['output']]]]);
   const { nodes, gpusPerNode } = planNodes(plan, cluster);
   const version = engineCapabilities('torchtitan').engineVersion;
   const toml = `# Written by \`mist export --to torchtitan\` for ${version} (torchtitan/config/job_config.py).\n` +

@@ -17,7 +17,7 @@ export interface TorchtitanImportContext {
 
 /** Keys read into the plan, per section. */
 const MODELLED: Record<string, Set<string>> = {
-  model: new Set(['name', 'flavor']),
+  model: new Set(['name', 'flavor', 'converters']),
   training: new Set(['local_batch_size', 'global_batch_size', 'seq_len', 'enable_cpu_offload', 'mixed_precision_param']),
   parallelism: new Set([
     'data_parallel_replicate_degree', 'data_parallel_shard_degree', 'fsdp_reshard_after_forward', 'tensor_parallel_degree',
@@ -42,6 +42,28 @@ const IGNORED: Record<string, Set<string> | 'all'> = {
 
 const isTable = (v: TomlValue | TomlTable | undefined): v is TomlTable => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** Keys of [quantize.linear.float8] read into the plan (job_config.py Float8Linear at v0.2.2). */
+const FLOAT8_KEYS = new Set(['recipe_name', 'enable_fsdp_float8_all_gather', 'precompute_float8_dynamic_scale_for_fsdp', 'filter_fqns']);
+
+/** What of [quantize] Mist cannot model: anything but torchao's Float8Linear (MX, grouped GEMMs, ...) and its unknown keys. */
+function quantizeProblems(body: TomlTable): ImportProblem[] {
+  const problems: ImportProblem[] = [];
+  for (const [kind, v] of Object.entries(body)) {
+    if (kind !== 'linear' || !isTable(v)) {
+      problems.push({ option: `[quantize.${kind}]`, reason: 'not modelled (Mist models Float8Linear with tensorwise scaling, [quantize.linear.float8])' });
+      continue;
+    }
+    for (const [name, t] of Object.entries(v)) {
+      if (name !== 'float8' || !isTable(t)) {
+        problems.push({ option: `[quantize.linear.${name}]`, reason: 'not modelled (Mist models Float8Linear with tensorwise scaling, [quantize.linear.float8])' });
+        continue;
+      }
+      for (const key of Object.keys(t)) if (!FLOAT8_KEYS.has(key)) problems.push({ option: `quantize.linear.float8.${key}`, reason: 'unknown option' });
+    }
+  }
+  return problems;
+}
+
 export function importTorchtitan(text: string, ctx: TorchtitanImportContext): ImportResult {
   const doc = parseToml(text);
   const problems: ImportProblem[] = [];
@@ -52,8 +74,12 @@ export function importTorchtitan(text: string, ctx: TorchtitanImportContext): Im
       problems.push({ option: section, reason: 'unknown top-level key' });
       continue;
     }
+    if (section === 'quantize') {
+      problems.push(...quantizeProblems(body));
+      continue;
+    }
     if (!MODELLED[section] && !ignored) {
-      problems.push({ option: `[${section}]`, reason: section === 'quantize' ? 'float8/MX training is not modelled (the analyzer predicts bf16 GEMMs)' : 'unknown section' });
+      problems.push({ option: `[${section}]`, reason: 'unknown section' });
       continue;
     }
     for (const key of Object.keys(body)) {
@@ -155,9 +181,49 @@ export function importTorchtitan(text: string, ctx: TorchtitanImportContext): Im
     ...(opRecompute ? { opRecompute: true } : {}), zero,
     offload: { weights: offload, grads: offload, optim: offload, activations: 0 },
   }));
+  const { fp8, fp8ParamGather } = float8Of(doc, zero, problems);
   const plan: Plan = parsePlan({
     version: 1, model: model.name, cluster: ctx.cluster.name, seqLen: int('training', 'seq_len', 2048), globalBatch,
-    gradAccumSteps: globalBatch / (mbs * dp), stages,
+    gradAccumSteps: globalBatch / (mbs * dp), stages, ...(fp8 ? { fp8 } : {}),
   }, { model, cluster: ctx.cluster });
-  return { model, modelInCatalog: fromCatalog !== undefined && ctx.model === undefined, plan, problems };
+  return {
+    model, modelInCatalog: fromCatalog !== undefined && ctx.model === undefined, plan, problems,
+    ...(fp8ParamGather ? { training: { fp8ParamGather } } : {}),
+  };
+}
+
+/**
+ * torchao's Float8Linear as torchtitan v0.2.2 applies it (components/quantization/float8.py): on when
+ * model.converters lists "quantize.linear.float8"; without a recipe_name (or "tensorwise") it is
+ * tensorwise dynamic scaling, the plan's fp8 'current'; enable_fsdp_float8_all_gather gathers the
+ * weights as fp8 where FSDP shards them (the training spec's fp8ParamGather); torchtitan asserts no
+ * recipe_name with it. The output layer must be filtered (filter_fqns "output"): Mist keeps the LM head
+ * in bf16.
+ */
+function float8Of(doc: TomlTable, zero: ZeroLevel, problems: ImportProblem[]): { fp8?: 'current'; fp8ParamGather?: true } {
+  const model = isTable(doc.model) ? doc.model : {};
+  const converters = model.converters ?? [];
+  if (!Array.isArray(converters) || converters.some((c) => typeof c !== 'string')) {
+    throw new ImportError('model.converters', `got ${JSON.stringify(converters)}; expected a list of converter names`);
+  }
+  for (const c of converters) {
+    if (c !== 'quantize.linear.float8') problems.push({ option: 'model.converters', reason: `"${String(c)}" is not modelled (Mist models "quantize.linear.float8")` });
+  }
+  if (!converters.includes('quantize.linear.float8')) return {};
+  const q = isTable(doc.quantize) ? doc.quantize : {};
+  const linear = isTable(q.linear) ? q.linear : {};
+  const f8 = isTable(linear.float8) ? linear.float8 : {};
+  const recipe = f8.recipe_name;
+  if (recipe !== undefined && recipe !== 'tensorwise') {
+    problems.push({ option: 'quantize.linear.float8.recipe_name', reason: `"${String(recipe)}" scaling is not modelled (tensorwise is); the plan has no fp8` });
+    return {};
+  }
+  const filtered = Array.isArray(f8.filter_fqns) && f8.filter_fqns.includes('output');
+  if (!filtered) problems.push({ option: 'quantize.linear.float8.filter_fqns', reason: 'the output layer in fp8 is not modelled (Mist keeps the LM head in bf16: add "output")' });
+  if (f8.enable_fsdp_float8_all_gather !== true) return { fp8: 'current' };
+  if (recipe !== undefined) {
+    throw new ImportError('quantize.linear.float8.enable_fsdp_float8_all_gather', 'not with recipe_name (torchtitan asserts: "using enable_fsdp_float8_all_gather together with recipe_name is not supported")');
+  }
+  // torchtitan turns it on only where FSDP shards (parallel_dims.dp_shard_enabled): ZeRO 2-3 here.
+  return zero >= 2 ? { fp8: 'current', fp8ParamGather: true } : { fp8: 'current' };
 }
