@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // Fits a GPU's sustained matmul share (packages/core/src/hardware-profile.ts, GpuCalibration.sustained)
-// on its calibration source: a source of published-runs.json with "calibrates": GPU. The share scales
+// on its calibration sources: the sources of published-runs.json with "calibrates": GPU, their runs on
+// that GPU taken together (one share per GPU, fitted on the union). The share scales
 // the built-in profile's matmul efficiency (and with it the attention rate, which the profile states
 // relative to it); the fit is the factor on the current profile that makes the median signed
-// iteration-time error of that source's runs on that GPU zero, found by bisection (the error falls as
+// iteration-time error of those runs zero, found by bisection (the error falls as
 // the factor grows). Prints, per calibration source, the error before, the factor, and the share to
 // write into hardware-profile.ts; exits 1 when a profile is more than 0.5% off its fit, 0 when every
 // one is at it, 2 for a bad option or data file. The sources fitted on are then not held out by
@@ -17,8 +18,8 @@ const { DataError, core, loadRuns, median, predict, signedPct } = require('./run
 
 const USAGE = `usage: node tools/validate/calibrate.js [--json]   (npm run calibrate)
 
-Fits each calibrated GPU's sustained matmul share on its calibration source (published-runs.json
-sources with "calibrates") and prints it beside the built-in profile's (exit 0 when every profile is
+Fits each calibrated GPU's sustained matmul share on its calibration sources' runs together
+(published-runs.json sources with "calibrates") and prints it beside the built-in profile's (exit 0 when every profile is
 within 0.5% of its fit, 1 when not, 2 for a bad option or data file).
   --json   one JSON document instead of the table
 example: npm run calibrate`;
@@ -46,10 +47,17 @@ function fitFactor(rows, lo = 0.5, hi = 1.5) {
 
 function fits() {
   const data = loadRuns();
-  return Object.entries(data.sources).filter(([, s]) => s.calibrates !== undefined).map(([name, s]) => {
-    const gpu = s.calibrates;
-    const rows = data.runs.filter((r) => r.source === name && r.gpu === gpu && r.measured);
-    if (rows.length === 0) throw new DataError(`source ${name} calibrates ${gpu} but has no timed run on it`);
+  const byGpu = new Map();
+  for (const [name, s] of Object.entries(data.sources)) {
+    if (s.calibrates === undefined) continue;
+    if (!data.runs.some((r) => r.source === name && r.gpu === s.calibrates && r.measured)) {
+      throw new DataError(`source ${name} calibrates ${s.calibrates} but has no timed run on it`);
+    }
+    byGpu.set(s.calibrates, [...(byGpu.get(s.calibrates) ?? []), name]);
+  }
+  return [...byGpu].map(([gpu, names]) => {
+    const rows = data.runs.filter((r) => names.includes(r.source) && r.gpu === gpu && r.measured);
+    const name = names.join(' + ');
     const cal = core.builtinGpuCalibration(gpu);
     if (!cal) throw new DataError(`source ${name} calibrates ${gpu}, which the built-in profile does not calibrate (hardware-profile.ts GPU_CALIBRATION)`);
     const factor = fitFactor(rows);

@@ -7,8 +7,8 @@
 // and the figures: median |error| of the iteration time, the share of runs within 10%, per
 // source and overall, the memory figures where a source publishes memory, and whether the targets
 // are met on the held-out runs. The only figure fitted to rows of the set is a GPU's sustained matmul
-// share, on the one source its "calibrates" names (tools/validate/calibrate.js fits it; the constant is
-// in packages/core/src/hardware-profile.ts); that source's runs are shown but not held out.
+// share, on the sources whose "calibrates" names it, their runs together (tools/validate/calibrate.js
+// fits it; the constant is in packages/core/src/hardware-profile.ts); those runs are shown but not held out.
 // The prediction itself is run-prediction.js, which calibrate.js shares.
 //
 // A row may publish memory only (no "measured", with "timeNotCompared" saying why); its memory is

@@ -82,15 +82,17 @@ function measuredIterationS(row, model) {
   }
 }
 
-/** The Mist plan of a row: pp uniform stages of dp x tp GPUs each. */
+/** The Mist plan of a row: pp uniform stages of dp x tp x cp GPUs each (cp: context parallelism, default 1). */
 function planOf(row, model) {
   const { tp, pp, gpus, gpusPerNode } = row;
-  if (gpus % (tp * pp) !== 0) bad(`${row.id}: gpus ${gpus} is not a multiple of tp * pp = ${tp * pp}`);
-  const dp = gpus / (tp * pp);
+  const cp = row.cp ?? 1;
+  if (!Number.isInteger(cp) || cp < 1) bad(`${row.id}: cp must be a positive integer (got ${row.cp})`);
+  if (gpus % (tp * pp * cp) !== 0) bad(`${row.id}: gpus ${gpus} is not a multiple of tp * pp * cp = ${tp * pp * cp}`);
+  const dp = gpus / (tp * pp * cp);
   if (model.layers % pp !== 0) bad(`${row.id}: pp ${pp} does not divide the ${model.layers} layers`);
   const perStage = model.layers / pp;
   if (row.globalBatch % (row.microBatch * dp) !== 0) bad(`${row.id}: globalBatch is not a multiple of microBatch * dp`);
-  const devices = dp * tp;
+  const devices = dp * tp * cp;
   const mesh = devices <= gpusPerNode ? { nodes: 1, gpusPerNode: devices } : { nodes: devices / gpusPerNode, gpusPerNode };
   if (!Number.isInteger(mesh.nodes)) bad(`${row.id}: a stage's ${devices} GPUs are not whole nodes of ${gpusPerNode}`);
   // Selective recompute (Korthikanti et al. 2022, Sec. 4.2) is the plan's selectiveRecompute: the
@@ -127,6 +129,7 @@ function planOf(row, model) {
       microBatchSize: row.microBatch,
       dp,
       tp,
+      ...(cp > 1 ? { cp } : {}),
       sequenceParallel: row.sequenceParallel,
       ckptLayers: row.recompute === 'full' ? perStage : row.recompute === 'per-stage' ? perStageCkpt[i] : 0,
       ...(row.recompute === 'selective' ? { selectiveRecompute: true } : {}),
@@ -183,7 +186,7 @@ function predict(row, opts = {}) {
     model: model.name,
     gpu: row.gpu,
     gpus: row.gpus,
-    config: `tp${row.tp} pp${row.pp} dp${row.gpus / (row.tp * row.pp)} b${row.microBatch} G${plan.gradAccumSteps}` +
+    config: `tp${row.tp} pp${row.pp}${(row.cp ?? 1) > 1 ? ` cp${row.cp}` : ''} dp${row.gpus / (row.tp * row.pp * (row.cp ?? 1))} b${row.microBatch} G${plan.gradAccumSteps}` +
       `${row.sequenceParallel ? ' sp' : ''} rc:${row.recompute} z${row.zero}${plan.flashAttention ? ' fa' : ''}` +
       `${plan.virtualStages ? ` v${plan.virtualStages}` : ''}${training.tpCommOverlap ? ' tpo' : training.tpBackwardOverlap ? ' tpa' : ''}${training.paramGatherOverlap ? ' pgo' : ''}${CROSS_ENTROPY_LABEL[training.crossEntropy]}${training.elementwise === 'eager' ? ' eager' : ''}${row.sequenceParallel && training.sequenceParallelInput === 'gathered' ? ' spg' : ''}${training.gradAccumDtype === 'fp32' ? ' g32' : ''}${training.gradReduceOverlap ? '' : ' gx'}${training.fp8 !== 'none' ? ` fp8:${training.fp8}` : ''}${training.fp8ParamGather ? ' f8g' : ''}${plan.flashAttention && training.flashAttentionKernel !== 'flash2' ? ` fa:${training.flashAttentionKernel}` : ''}`,
     interleaved: Boolean(row.interleavedLayersPerVirtualStage),

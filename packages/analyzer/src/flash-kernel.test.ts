@@ -15,7 +15,7 @@ describe('flashAttentionKernel', () => {
   it('takes the attention kernel alone longer by 1 / share, forward and backward; every other op is untouched', () => {
     const cost = new CostModel(profile);
     const fa2 = layerOps(model, { actBytes: 2 });
-    for (const kernel of ['flash1', 'triton'] as const) {
+    for (const kernel of ['flash1', 'triton', 'cudnn'] as const) {
       const other = layerOps(model, { actBytes: 2, flashAttentionKernel: kernel });
       fa2.forEach((o, i) => {
         const x = other[i];

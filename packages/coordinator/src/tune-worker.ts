@@ -38,7 +38,7 @@ async function main(): Promise<void> {
   });
   try {
     const knobs = knobsFromOptions(input.options);
-    const training = trainingForTarget(knobs, input.model, input.training);
+    const training = trainingForTarget(knobs, input.model, input.training, input.profile.cluster.gpu.name);
     const result = await tune({ model: input.model, training, profile: input.profile }, {
       space: spaceFromKnobs(knobs, input.model, training),
       clusterName: input.cluster.name,

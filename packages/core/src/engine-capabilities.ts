@@ -11,7 +11,7 @@
 //   recompute and the distributed optimizer straight to Megatron-Core), so its table is Megatron's.
 import { type ModelSpec } from './model';
 import { type Plan, type StageStrategy, type ZeroLevel, stageCp, stageEp, stageLayerCount } from './plan';
-import { type Dtype, type Fp8Recipe, type TrainingSpec } from './training';
+import { type Dtype, type FlashAttentionKernel, type Fp8Recipe, type TrainingSpec } from './training';
 
 export const ENGINE_NAMES = ['megatron', 'nemo', 'deepspeed', 'torchtitan'] as const;
 export type EngineName = (typeof ENGINE_NAMES)[number];
@@ -124,6 +124,25 @@ export function engineCrossEntropy(engine: EngineName): TrainingSpec['crossEntro
  */
 export function engineElementwise(engine: EngineName): 'fused' | 'eager' | null {
   return engine === 'torchtitan' ? 'eager' : null;
+}
+
+/**
+ * The catalog's GPUs of compute capability 9.0 (Hopper: H100 SXM and PCIe, H800, H200), where
+ * Transformer Engine's attention selects cuDNN's fused attention over flash-attn (attention.py, since
+ * 32db39288 of Dec 2023: "Select FusedAttention on sm90 and FlashAttention on others for performance").
+ */
+export const SM90_GPUS: readonly string[] = ['h100-sxm', 'h100-pcie', 'h800', 'h200'];
+
+/**
+ * The flash-attention kernel an engine runs on a GPU (TrainingSpec.flashAttentionKernel) when Mist
+ * knows it, else null: Megatron-LM and NeMo run Transformer Engine's DotProductAttention
+ * (--transformer-impl transformer_engine, which Mist's exports write), cuDNN's kernel on Hopper
+ * (SM90_GPUS) and flash-attn v2 on the others; torchtitan runs PyTorch SDPA's flash backend
+ * (FlashAttention-2).
+ */
+export function engineFlashAttentionKernel(engine: EngineName, gpu: string): FlashAttentionKernel | null {
+  if (engine === 'megatron' || engine === 'nemo') return SM90_GPUS.includes(gpu) ? 'cudnn' : 'flash2';
+  return engine === 'torchtitan' ? 'flash2' : null;
 }
 
 /**

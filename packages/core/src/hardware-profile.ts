@@ -216,17 +216,32 @@ export interface GpuCalibration {
  */
 const SUSTAINED_MATMUL_SHARE = 0.8;
 /**
- * The H100 SXM's, fitted (tools/validate/calibrate.js) on NVIDIA's published Megatron-Core weak-scaling
- * runs on H100 (NVIDIA/Megatron-LM README, images/model_table.png: the source "megatron-core-2024" of
- * tools/validate/published-runs.json, whose runs are then not held out): the share that makes their
- * median predicted iteration time equal the measured one. SUSTAINED_MATMUL_SHARE carried over by the
+ * The H100 SXM's, fitted (tools/validate/calibrate.js) on NVIDIA's published Megatron-Core runs on H100,
+ * 16 together: the weak-scaling runs of the Megatron-LM README (images/model_table.png, source
+ * "megatron-core-2024") and NeMo 24.07's FP8 pretraining table (docs/source/performance/
+ * performance_summary.md, source "nemo-2407") of tools/validate/published-runs.json, whose runs are then
+ * not held out: the share that makes their median predicted iteration time equal the measured one, with
+ * their attention at cuDNN's rate (CUDNN_ATTENTION_SHARE; 0.718 on the README's 4 runs at
+ * FlashAttention-2's rate before 2026-12-06). SUSTAINED_MATMUL_SHARE carried over by the
  * MAMF ratio had every H100 source of the validation set predicted 9-20% fast (Megatron-Core -9%,
  * torchtitan -12%, llm-foundry -20% median) while the A100 sources sat at -6% to +7%: through a
  * training step the H100 keeps a smaller share of its best-shape rate than the A100 does (MAMF times
  * 100 iterations of one best shape after 50 warm-up ones; power and clock limits under sustained load
  * are one likely cause, not measured here).
  */
-const HOPPER_SUSTAINED_SHARE = 0.718;
+const HOPPER_SUSTAINED_SHARE = 0.748;
+/**
+ * cuDNN's fused flash attention (Transformer Engine's FusedAttention, sub-backend F16_arbitrary_seqlen)
+ * against flash-attn v2 on an H100 80GB HBM3, forward + backward, bf16, head dim 128, causal: 1.5968x at
+ * 2k tokens (batch 2, 16 heads) and 1.5877x at 8k (batch 2, 32 heads, 4 KV groups) (NVIDIA/TransformerEngine
+ * docs/examples/attention/attention.ipynb, the output of benchmarks/attention/benchmark_attention.py; its
+ * text: "cuDNN attention has 20-50% advantages on Hopper"). The FlashAttention-3 paper's forward-only
+ * figure (Dao-AILab/flash-attention assets/flash3_fp16_fwd.png, H100 SXM5, causal, head dim 128) gives
+ * the same ratio forward: cuDNN 484-539 against FlashAttention-2's 298-335 TFLOPS/s from 2k to 16k
+ * (1.59-1.62). Measured on Hopper only: Transformer Engine selects it there (attention.py since
+ * 32db39288, Dec 2023: "Select FusedAttention on sm90 and FlashAttention on others for performance").
+ */
+const CUDNN_ATTENTION_SHARE = 1.59;
 /**
  * Each flash-attention kernel's rate as a share of FlashAttention-2's (GpuCalibration.flashAttention,
  * the rate the profiles take): causal, head dim 128, forward + backward on A100 80GB SXM4, 2k to 16k
@@ -236,7 +251,7 @@ const HOPPER_SUSTAINED_SHARE = 0.718;
  * 0.43 at every length. The H100 figure of the same benchmark has no Triton bar; its v1 share at
  * those lengths (108-137 of 265-328) is 0.41-0.44, so the A100 shares are taken for every GPU.
  */
-export const FLASH_KERNEL_SHARE: Readonly<Record<FlashAttentionKernel, number>> = { flash2: 1, flash1: 0.44, triton: 0.43 };
+export const FLASH_KERNEL_SHARE: Readonly<Record<FlashAttentionKernel, number>> = { flash2: 1, flash1: 0.44, triton: 0.43, cudnn: CUDNN_ATTENTION_SHARE };
 const AMPERE_SXM: GpuCalibration = { matmul: 0.869, flashAttention: 170 / 312, memory: 0.85, sustained: SUSTAINED_MATMUL_SHARE };
 const AMPERE_PCIE: GpuCalibration = { matmul: 0.811, flashAttention: 170 / 312, memory: 0.85, sustained: SUSTAINED_MATMUL_SHARE };
 const HOPPER_SXM: GpuCalibration = { matmul: 0.803, flashAttention: 310 / 989, memory: 0.85, sustained: HOPPER_SUSTAINED_SHARE };

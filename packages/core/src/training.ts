@@ -27,7 +27,7 @@ export const FP32_GRAD_ACCUM_FEATURE = 'gradients accumulated in fp32 beside low
 /** What a sequence-parallel column-parallel linear keeps of its all-gathered input (TrainingSpec.sequenceParallelInput). */
 export const SEQUENCE_PARALLEL_INPUTS = ['sharded', 'gathered'] as const;
 /** The flash-attention kernel a stack runs (TrainingSpec.flashAttentionKernel; core's FLASH_KERNEL_SHARE). */
-export const FLASH_ATTENTION_KERNELS = ['flash2', 'flash1', 'triton'] as const;
+export const FLASH_ATTENTION_KERNELS = ['flash2', 'flash1', 'triton', 'cudnn'] as const;
 export type FlashAttentionKernel = (typeof FLASH_ATTENTION_KERNELS)[number];
 
 export const TrainingSpecSchema = z.strictObject({
@@ -40,11 +40,11 @@ export const TrainingSpecSchema = z.strictObject({
   flashAttention: z.boolean().default(true),
   /**
    * Which flash-attention kernel runs it (with flashAttention): 'flash2' (default: FlashAttention-2,
-   * the built-in profiles' attention rate; PyTorch SDPA's flash backend and cuDNN / Transformer
-   * Engine's fused attention run at least as fast), 'flash1' (FlashAttention v1, CUDA) or 'triton'
-   * (the Triton FlashAttention of Dao-AILab's flash_attn_triton.py, which llm-foundry's attn_impl
-   * 'triton' copies): each at its measured share of FlashAttention-2's rate (hardware-profile.ts
-   * FLASH_KERNEL_SHARE).
+   * the built-in profiles' attention rate; PyTorch SDPA's flash backend), 'flash1' (FlashAttention v1,
+   * CUDA), 'triton' (the Triton FlashAttention of Dao-AILab's flash_attn_triton.py, which llm-foundry's
+   * attn_impl 'triton' copies) or 'cudnn' (cuDNN's fused attention, which Transformer Engine selects on
+   * Hopper: Megatron-LM and NeMo there, core engineFlashAttentionKernel; its share measured on H100):
+   * each at its measured share of FlashAttention-2's rate (hardware-profile.ts FLASH_KERNEL_SHARE).
    */
   flashAttentionKernel: z.enum(FLASH_ATTENTION_KERNELS).default('flash2'),
   /** fp8 linear layers (FP8_RECIPES); specs and plans without it train without fp8. */

@@ -128,6 +128,12 @@ describe('search knobs: one schema for flags, job files and the Tuner service', 
     expect(trainingForTarget({ target: 'torchtitan' }, model, training as never).gradAccumDtype ?? 'param').toBe('param');
     // Megatron-LM's --grad-reduce-in-bf16 is the knob's param.
     expect(trainingForTarget({ target: 'megatron', gradAccumDtype: 'param' }, model, training as never).gradAccumDtype).toBe('param');
+    // Transformer Engine's attention: cuDNN's kernel on Hopper, flash-attn v2 elsewhere; torchtitan's SDPA flash; no GPU named, no change.
+    expect(trainingForTarget({ target: 'megatron' }, model, training as never, 'h100-sxm').flashAttentionKernel).toBe('cudnn');
+    expect(trainingForTarget({ space: 'nemo' }, model, training as never, 'h200').flashAttentionKernel).toBe('cudnn');
+    expect(trainingForTarget({ target: 'megatron' }, model, { ...training, flashAttentionKernel: 'cudnn' } as never, 'a100-80gb').flashAttentionKernel).toBe('flash2');
+    expect(trainingForTarget({ target: 'torchtitan' }, model, training as never, 'h100-sxm').flashAttentionKernel).toBe('flash2');
+    expect(trainingForTarget({ target: 'megatron' }, model, training as never).flashAttentionKernel).toBeUndefined();
   });
 
   it('the cross-entropy knob sets the loss, and an engine that fixes it refuses another', () => {

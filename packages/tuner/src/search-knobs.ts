@@ -7,7 +7,7 @@
 //   maxStages                         --max-stages N
 //   ...                               (see KNOBS below)
 import {
-  BACKEND_NAMES, backendCapabilities, CROSS_ENTROPY_MODES, GRAD_ACCUM_DTYPES, backendViolations, ENGINE_NAMES, engineCapabilities, engineCrossEntropy, engineElementwise, engineGradAccumDtype, engineRunsCommOverlaps, engineSequenceParallelInput, engineTpBackwardOverlap, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
+  BACKEND_NAMES, backendCapabilities, CROSS_ENTROPY_MODES, GRAD_ACCUM_DTYPES, backendViolations, ENGINE_NAMES, engineCapabilities, engineCrossEntropy, engineElementwise, engineFlashAttentionKernel, engineGradAccumDtype, engineRunsCommOverlaps, engineSequenceParallelInput, engineTpBackwardOverlap, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
   type SpecIssue, type TrainingSpec, valueAtField, ZERO_LEVELS, type ZeroLevel,
 } from '@mist/core';
 import { backendSpace } from './backend-space';
@@ -285,9 +285,11 @@ export function mergeSearchKnobs(...parts: SearchKnobs[]): SearchKnobs {
  * the spec's, the search adds fp8): with a backend target the spec is checked
  * against the backend's table (an ALiBi model or no flash attention is refused with the feature
  * named) and takes the backend's dtype, so that the search costs what the backend runs (the cpu
- * backend: fp32). Other targets leave the spec as it is.
+ * backend: fp32). Other targets leave the spec as it is. `gpu` (the cluster's GPU name), when given,
+ * sets the flash-attention kernel the engine runs on it (core engineFlashAttentionKernel: Megatron-LM
+ * and NeMo run cuDNN's on Hopper).
  */
-export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training0: TrainingSpec): TrainingSpec {
+export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training0: TrainingSpec, gpu?: string): TrainingSpec {
   // The fp8 knob, when it names a recipe (or off), is the training spec's fp8; auto leaves it to the search.
   let training: TrainingSpec = knobs.fp8 === undefined || knobs.fp8 === 'auto'
     ? training0
@@ -320,6 +322,9 @@ export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training
   // And what its sequence-parallel linears keep of their gathered input (torchtitan: the gathered tensor).
   const spIn = engine ? engineSequenceParallelInput(engine) : null;
   if (spIn !== null && training.sequenceParallelInput !== spIn) training = { ...training, sequenceParallelInput: spIn };
+  // And the flash-attention kernel it runs on the cluster's GPU (Transformer Engine: cuDNN's on Hopper).
+  const kernel = engine && gpu !== undefined ? engineFlashAttentionKernel(engine, gpu) : null;
+  if (kernel !== null && training.flashAttentionKernel !== kernel) training = { ...training, flashAttentionKernel: kernel };
   // And whether its column-parallel linears run their backward collectives beside their GEMMs (Megatron-LM, NeMo).
   const tpBwd = engine ? engineTpBackwardOverlap(engine) : null;
   if (tpBwd !== null && training.tpBackwardOverlap !== tpBwd) training = { ...training, tpBackwardOverlap: tpBwd };

@@ -99,9 +99,10 @@ export function fp8ParamGatherOpt(values: ParsedValues): { fp8ParamGather?: true
 /** The flash-attention kernel (TrainingSpec.flashAttentionKernel), as `mist analyze` takes it. */
 export const ATTENTION_KERNEL_OPTION: Record<string, OptionSpec> = {
   'attention-kernel': {
-    type: 'string', valueName: 'flash2|flash1|triton',
-    description: 'the flash-attention kernel the stack runs: flash2 (default; FlashAttention-2, PyTorch SDPA\'s flash backend, cuDNN), ' +
-      'flash1 (FlashAttention v1) or triton (the Triton FlashAttention, llm-foundry\'s attn_impl triton), at its measured share of flash2\'s rate',
+    type: 'string', valueName: 'flash2|flash1|triton|cudnn',
+    description: 'the flash-attention kernel the stack runs: flash2 (default; FlashAttention-2, PyTorch SDPA\'s flash backend), ' +
+      'flash1 (FlashAttention v1), triton (the Triton FlashAttention, llm-foundry\'s attn_impl triton) or cudnn (cuDNN\'s fused attention, which ' +
+      'Transformer Engine runs on Hopper; measured on H100), at its measured share of flash2\'s rate',
   },
 };
 

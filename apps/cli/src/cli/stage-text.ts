@@ -20,6 +20,9 @@ export function gradText(t: Pick<TrainingSpec, 'gradAccumDtype' | 'paramDtype'>)
   return t.gradAccumDtype === 'fp32' && t.paramDtype !== 'fp32' ? ', gradients accumulated and reduced in fp32' : '';
 }
 
+/** How a summary line names a non-default flash-attention kernel. */
+const KERNEL_TEXT: Record<TrainingSpec['flashAttentionKernel'], string> = { flash2: 'FlashAttention-2', flash1: 'v1', triton: 'Triton', cudnn: 'cuDNN' };
+
 /** The training spec's engine facts for a summary line: the loss, eager elementwise ops, fp8 weight gathers, SP inputs kept gathered, fp32 gradients. */
 export function trainingFactsText(
   t: Pick<TrainingSpec, 'crossEntropy' | 'elementwise' | 'sequenceParallelInput' | 'gradAccumDtype' | 'paramDtype' | 'gradReduceOverlap'> &
@@ -28,7 +31,7 @@ export function trainingFactsText(
   return `${lossText(t)}${t.elementwise === 'eager' ? ', element-wise ops as separate eager PyTorch kernels' : ''}` +
     `${t.fp8ParamGather === true ? ', fp8 weights kept and gathered as fp8' : ''}` +
     `${t.tpBackwardOverlap === true ? ', TP backward collectives beside the backward GEMMs' : ''}` +
-    `${t.flashAttention !== false && (t.flashAttentionKernel ?? 'flash2') !== 'flash2' ? `, ${t.flashAttentionKernel === 'triton' ? 'Triton' : 'v1'} flash-attention kernel` : ''}` +
+    `${t.flashAttention !== false && (t.flashAttentionKernel ?? 'flash2') !== 'flash2' ? `, ${KERNEL_TEXT[t.flashAttentionKernel ?? 'flash2']} flash-attention kernel` : ''}` +
     `${t.sequenceParallelInput === 'gathered' ? ', sequence-parallel linears keep their gathered input' : ''}${gradText(t)}` +
     `${t.gradReduceOverlap === false ? ', gradient reduction after the backward (not overlapped)' : ''}`;
 }

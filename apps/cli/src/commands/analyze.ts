@@ -205,10 +205,10 @@ export const analyzeCommand: Command = {
     const target = stringOpt(values, 'target');
     const engineTraining = target === undefined ? asked : (() => {
       const knobs = searchKnobsFromFlags({ target, 'cross-entropy': crossEntropy, 'grad-accum-dtype': gradAccumDtype });
-      const t = trainingForTarget(knobs, model, parseTrainingSpec({ globalBatch: 1, seqLen: 1, ...asked }));
+      const t = trainingForTarget(knobs, model, parseTrainingSpec({ globalBatch: 1, seqLen: 1, ...asked }), profile.cluster.gpu.name);
       // An engine that reduces some stage's ZeRO level after the backward (DeepSpeed's ZeRO-0) runs it so.
       const reducedAfter = isEngineName(target) && stageZeros(doc).some((z) => !engineOverlapsGradReduce(target, z));
-      return { ...asked, crossEntropy: t.crossEntropy, elementwise: t.elementwise, sequenceParallelInput: t.sequenceParallelInput, tpBackwardOverlap: t.tpBackwardOverlap,
+      return { ...asked, crossEntropy: t.crossEntropy, elementwise: t.elementwise, flashAttentionKernel: t.flashAttentionKernel, sequenceParallelInput: t.sequenceParallelInput, tpBackwardOverlap: t.tpBackwardOverlap,
         gradAccumDtype: t.gradAccumDtype, paramDtype: t.paramDtype, computeDtype: t.computeDtype,
         gradReduceOverlap: t.gradReduceOverlap && !reducedAfter };
     })();

@@ -133,7 +133,7 @@ export const fitCommand: Command = {
     // backend's space, and its training facts (e.g. Megatron-LM's fp32 main gradients with bf16).
     const knobs = searchKnobsFromFlags({ target: stringOpt(values, 'target'), 'grad-accum-dtype': stringOpt(values, 'grad-accum-dtype') });
     const dtype = enumOpt(values, 'dtype', ['fp16', 'bf16'] as const, 'fp16');
-    const training = trainingForTarget(knobs, model, parseTrainingSpec({ globalBatch, seqLen, paramDtype: dtype, computeDtype: dtype, ...gradReduceOverlapOpt(values) }));
+    const training = trainingForTarget(knobs, model, parseTrainingSpec({ globalBatch, seqLen, paramDtype: dtype, computeDtype: dtype, ...gradReduceOverlapOpt(values) }), gpu.name);
     const space = spaceFromKnobs(knobs, model, training);
     const spaceText = knobs.target === undefined ? 'Mist search space, offloading included' : `plans ${knobs.target} runs`;
 

@@ -192,7 +192,7 @@ export const tuneCommand: Command = {
     const training = trainingForTarget(knobs, model, parseTrainingSpec({
       globalBatch, seqLen, paramDtype: dtype, computeDtype: dtype, flashAttention: values['no-flash-attention'] !== true,
       tpCommOverlap: values['tp-comm-overlap'] === true, paramGatherOverlap: values['overlap-param-gather'] === true, ...gradReduceOverlapOpt(values),
-    }));
+    }), profile.cluster.gpu.name);
     const space = spaceFromKnobs(knobs, model, training);
     // The cluster's own name (a shorthand in the catalog's spelling, e.g. 1x8-L4 -> 1x8-l4), so a plan reads back.
     const clusterName = profile.cluster.name;
