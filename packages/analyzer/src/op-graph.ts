@@ -594,6 +594,9 @@ export function headOps(model: ModelSpec, opts: OpGraphOptions): Op[] {
   return blockOpsToOps(headBlock(model), opts);
 }
 
+/** 1 with TP (t > 1): an fp32-logits loss then runs under DTensor's loss_parallel (headTransientBytes). */
+const LOSS_PARALLEL = step(sub(t, 1));
+
 /**
  * HBM bytes per logit of a loss over an fp32 copy of the logits (training spec crossEntropy
  * 'fp32-logits'), each kernel once over its tensors (re-reads of a row served from L2 not counted).
@@ -606,11 +609,10 @@ export function headOps(model: ModelSpec, opts: OpGraphOptions): Op[] {
  * fused kernel, not PyTorch's autograd loss.
  */
 function fp32LogitsLossBytes(e: number): { table: undefined; fwd: Expr; bwd: Expr } {
-  const lossParallel = step(sub(t, 1));
   return {
     table: undefined,
-    fwd: choose(lossParallel, (e + 4) + 4 + 8 + 8 + 4 + 8, (e + 4) + 8),
-    bwd: choose(lossParallel, 4 + 8 + 12 + 8 + (4 + e), 4 + 12 + (4 + e)),
+    fwd: choose(LOSS_PARALLEL, (e + 4) + 4 + 8 + 8 + 4 + 8, (e + 4) + 8),
+    bwd: choose(LOSS_PARALLEL, 4 + 8 + 12 + 8 + (4 + e), 4 + 12 + (4 + e)),
   };
 }
 
@@ -656,8 +658,7 @@ export function headTransientBytes(opts: OpGraphOptions): { forward: Expr; backw
   const logits = mul(T, div(V, t));
   if (opts.crossEntropy === 'compiled') return { forward: mul(opts.actBytes, logits), backward: mul(2 * opts.actBytes, logits) };
   if (opts.crossEntropy === 'fp32-logits') {
-    const lossParallel = step(sub(t, 1));
-    return { forward: mul(add(opts.actBytes + 8, mul(4, lossParallel)), logits), backward: mul(add(12, mul(4, lossParallel)), logits) };
+    return { forward: mul(add(opts.actBytes + 8, mul(4, LOSS_PARALLEL)), logits), backward: mul(add(12, mul(4, LOSS_PARALLEL)), logits) };
   }
   if (opts.crossEntropy === 'compute-dtype') return { forward: mul(2 * opts.actBytes, logits), backward: mul(opts.actBytes, logits) };
   return { forward: mul(opts.actBytes + 4, logits), backward: mul(4 + opts.actBytes, logits) };
