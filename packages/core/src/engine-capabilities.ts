@@ -100,30 +100,38 @@ export interface EngineCapabilities {
  * default ('fused'), over the fp16 logits themselves with --fp16-lm-cross-entropy ('compute-dtype',
  * fp16 only: megatron/training/arguments.py asserts --fp16); torchtitan's `F.cross_entropy(pred
  * .flatten(0, 1).float(), labels.flatten(0, 1))` over an fp32 copy in autograd ('fp32-logits',
- * torchtitan/components/loss.py, also with TP's loss_parallel); NeMo and DeepSpeed: the fused form.
+ * torchtitan/components/loss.py, also with TP's loss_parallel), or that loss compiled with
+ * torch.compile ('compiled': compile.enable with v0.2.2's default components ["model", "loss"]);
+ * NeMo and DeepSpeed: the fused form.
  */
 export function engineCrossEntropies(engine: EngineName, dtype: Dtype): readonly TrainingSpec['crossEntropy'][] {
-  if (engine === 'torchtitan') return ['fp32-logits'];
+  if (engine === 'torchtitan') return ['fp32-logits', 'compiled'];
   return engine === 'megatron' && dtype === 'fp16' ? ['fused', 'compute-dtype'] : ['fused'];
 }
 
 /**
  * How an engine's loss reads the logits when it fixes that whatever the model code or flags, or null:
- * torchtitan's loss always reads an fp32 copy (engineCrossEntropies).
+ * torchtitan's loss always reads an fp32 copy, eagerly or, with torch.compile (`compiled`), compiled
+ * (engineCrossEntropies).
  */
-export function engineCrossEntropy(engine: EngineName): TrainingSpec['crossEntropy'] | null {
-  return engine === 'torchtitan' ? engineCrossEntropies(engine, 'bf16')[0] : null;
+export function engineCrossEntropy(engine: EngineName, compiled = false): TrainingSpec['crossEntropy'] | null {
+  return engine === 'torchtitan' ? (compiled ? 'compiled' : 'fp32-logits') : null;
 }
 
 /**
  * How an engine runs the layer's norms, RoPE and SwiGLU when it fixes that (TrainingSpec.elementwise),
  * or null where it depends on the model code or a flag: torchtitan's llama3 model writes them as
  * PyTorch ops (models/llama3/model/model.py apply_rotary_emb, FeedForward; models/norms.py
- * RMSNorm), and Mist's torchtitan export leaves torch.compile off (compile.enable false), so they run
- * eagerly.
+ * RMSNorm), which run eagerly without torch.compile and fused by Inductor with it (`compiled`:
+ * compile.enable, which Mist's torchtitan export writes when the prediction compiled).
  */
-export function engineElementwise(engine: EngineName): 'fused' | 'eager' | null {
-  return engine === 'torchtitan' ? 'eager' : null;
+export function engineElementwise(engine: EngineName, compiled = false): 'fused' | 'eager' | null {
+  return engine === 'torchtitan' ? (compiled ? 'fused' : 'eager') : null;
+}
+
+/** The engines with a torch.compile option Mist models (TrainingSpec.crossEntropy 'compiled' and fused element-wise ops). */
+export function engineCompiles(engine: EngineName): boolean {
+  return engine === 'torchtitan';
 }
 
 /**

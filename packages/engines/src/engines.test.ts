@@ -183,10 +183,26 @@ describe('torchtitan', () => {
     const r = importTorchtitan(toml, { cluster: parseClusterShorthand('1x8-a100-80gb') });
     // mode "selective" without an option is v0.2.2's default "2" (every other layer): not modelled.
     expect(r.problems.map((p) => p.option)).toEqual([
-      'training.warp', '[quantize.linear.mx]', 'activation_checkpoint.selective_ac_option', 'compile.enable', 'quantize.linear.float8.recipe_name',
+      'training.warp', '[quantize.linear.mx]', 'activation_checkpoint.selective_ac_option', 'quantize.linear.float8.recipe_name',
     ]);
     expect(r.plan.fp8).toBeUndefined();
+    // torch.compile of the model and the loss (v0.2.2's default components) is the compiled loss and fused kernels.
+    expect(r.training).toEqual({ crossEntropy: 'compiled' });
     expect(r.plan.stages[0]).toMatchObject({ dp: 8, zero: 3, microBatchSize: 2, ckptLayers: 0 });
+  });
+
+  it('writes torch.compile on where the prediction compiled the loss, reads it back, and names what it does not model', () => {
+    const plan = plans()[0];
+    const toml = exportTorchtitan({ ...input(plan, llama, c2x8), crossEntropy: 'compiled' }).find((f) => f.path === 'train.toml')!.content;
+    expect(toml).toMatch(/\[compile\]\n# Mist predicted torch.compile[^\n]*\nenable = true\ncomponents = \["model", "loss"\]/);
+    const back = importTorchtitan(toml, { cluster: c2x8 });
+    expect(back.problems).toEqual([]);
+    expect(back.training).toEqual({ crossEntropy: 'compiled' });
+    const base = '[model]\nname = "llama3"\nflavor = "8B"\n[training]\nlocal_batch_size = 2\nseq_len = 2048\n[activation_checkpoint]\nmode = "full"\n';
+    const cluster = parseClusterShorthand('1x8-a100-80gb');
+    const modelOnly = importTorchtitan(`${base}[compile]\nenable = true\ncomponents = ["model"]\n`, { cluster });
+    expect(modelOnly.problems.map((p) => p.option)).toEqual(['compile.components']);
+    expect(modelOnly.training).toBeUndefined();
   });
 
   it('names loss parallel turned off and async TP under TP, and says nothing of them without TP', () => {

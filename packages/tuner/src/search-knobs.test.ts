@@ -31,6 +31,7 @@ const SAMPLES: Record<keyof SearchKnobs, { json: unknown; flag: string | boolean
   fp8: { json: 'auto', flag: 'auto' },
   crossEntropy: { json: 'compute-dtype', flag: 'compute-dtype' },
   gradAccumDtype: { json: 'fp32', flag: 'fp32' },
+  compile: { json: true, flag: true },
 };
 
 describe('search knobs: one schema for flags, job files and the Tuner service', () => {
@@ -136,11 +137,27 @@ describe('search knobs: one schema for flags, job files and the Tuner service', 
     expect(trainingForTarget({ target: 'megatron' }, model, training as never).flashAttentionKernel).toBeUndefined();
   });
 
+  it('torchtitan with torch.compile costs fused element-wise kernels and the compiled loss; another engine refuses the option', () => {
+    const training = { globalBatch: 8, seqLen: 32, flashAttention: true, paramDtype: 'bf16', computeDtype: 'bf16', crossEntropy: 'fused' } as const;
+    const compiled = trainingForTarget({ target: 'torchtitan', compile: true }, model, training as never);
+    expect(compiled.crossEntropy).toBe('compiled');
+    expect(compiled.elementwise).toBe('fused');
+    expect(compiled.sequenceParallelInput).toBe('gathered');
+    // The compiled loss asked for by name is the same option.
+    expect(trainingForTarget({ space: 'torchtitan', crossEntropy: 'compiled' }, model, training as never).elementwise).toBe('fused');
+    expect(() => trainingForTarget({ target: 'megatron', compile: true }, model, training as never)).toThrow(/compile.*allowed with --target or --space torchtitan/);
+    expect(() => trainingForTarget({ compile: true }, model, training as never)).toThrow(SpecError);
+  });
+
   it('the cross-entropy knob sets the loss, and an engine that fixes it refuses another', () => {
     const training = { globalBatch: 8, seqLen: 32, flashAttention: true, paramDtype: 'fp16', computeDtype: 'fp16', crossEntropy: 'fused' } as const;
     expect(trainingForTarget({ target: 'megatron', crossEntropy: 'compute-dtype' }, model, training as never).crossEntropy).toBe('compute-dtype');
     expect(trainingForTarget({ crossEntropy: 'compute-dtype' }, model, training as never).crossEntropy).toBe('compute-dtype');
     expect(() => trainingForTarget({ target: 'torchtitan', crossEntropy: 'compute-dtype' }, model, training as never)).toThrow(/crossEntropy.*fp32-logits/s);
     expect(() => trainingForTarget({ target: 'cpu', crossEntropy: 'compute-dtype' }, model, training as never)).toThrow(/crossEntropy/);
+    // Megatron-LM runs the fused loss, or the fp16 one with --fp16: not torchtitan's compiled loss, nor the fp16 one in bf16.
+    expect(() => trainingForTarget({ target: 'megatron', crossEntropy: 'compiled' }, model, training as never)).toThrow(/allowed: fused, compute-dtype/);
+    expect(() => trainingForTarget({ target: 'megatron', crossEntropy: 'compute-dtype' }, model, { ...training, paramDtype: 'bf16', computeDtype: 'bf16' } as never))
+      .toThrow(/allowed: fused\)/);
   });
 });

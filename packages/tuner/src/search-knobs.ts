@@ -7,7 +7,7 @@
 //   maxStages                         --max-stages N
 //   ...                               (see KNOBS below)
 import {
-  BACKEND_NAMES, backendCapabilities, CROSS_ENTROPY_MODES, GRAD_ACCUM_DTYPES, backendViolations, ENGINE_NAMES, engineCapabilities, engineCrossEntropy, engineElementwise, engineFlashAttentionKernel, engineGradAccumDtype, engineRunsCommOverlaps, engineSequenceParallelInput, engineTpBackwardOverlap, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
+  BACKEND_NAMES, backendCapabilities, CROSS_ENTROPY_MODES, GRAD_ACCUM_DTYPES, backendViolations, ENGINE_NAMES, engineCapabilities, engineCompiles, engineCrossEntropies, engineCrossEntropy, engineElementwise, engineFlashAttentionKernel, engineGradAccumDtype, engineRunsCommOverlaps, engineSequenceParallelInput, engineTpBackwardOverlap, fp8Violation, isBackendName, isEngineName, type ModelSpec, SpecError,
   type SpecIssue, type TrainingSpec, valueAtField, ZERO_LEVELS, type ZeroLevel,
 } from '@mist/core';
 import { backendSpace } from './backend-space';
@@ -51,6 +51,12 @@ export interface SearchKnobs {
   crossEntropy?: TrainingSpec['crossEntropy'];
   /** The dtype gradients accumulate in (TrainingSpec.gradAccumDtype); absent: the training spec's (or the target engine's default). */
   gradAccumDtype?: TrainingSpec['gradAccumDtype'];
+  /**
+   * torch.compile on, for an engine that has it (core engineCompiles: torchtitan's compile.enable with
+   * its model and loss): the element-wise ops fused and the loss compiled (TrainingSpec.crossEntropy
+   * 'compiled'). Absent: off, as Mist's torchtitan export writes it by default.
+   */
+  compile?: boolean;
 }
 
 /**
@@ -119,6 +125,9 @@ export const SEARCH_KNOBS: readonly KnobSpec[] = [
     description: 'how the loss reads the logits: fused (default; one kernel with an fp32 buffer, Megatron-LM\'s), fp32-logits (an fp32 ' +
       'copy in autograd, torchtitan\'s, which --target torchtitan implies), compute-dtype (the fp16 logits, Megatron-LM\'s --fp16-lm-cross-entropy) ' +
       'or compiled (the fp32-logits loss under torch.compile: the logits and their gradient only)' },
+  { key: 'compile', flag: 'compile', kind: { type: 'flag' },
+    description: 'with --target|--space torchtitan: torch.compile on (its model and loss: fused element-wise kernels, the compiled loss; ' +
+      'mist export --to torchtitan then writes compile.enable)' },
   { key: 'gradAccumDtype', flag: 'grad-accum-dtype', kind: { type: 'enum', values: GRAD_ACCUM_DTYPES }, valueName: 'param|fp32',
     description: 'the dtype gradients accumulate in and are reduced in: param (the weights\', the default) or fp32 (Megatron-LM\'s and ' +
       'NeMo\'s default with bf16, which --target megatron|nemo implies; param there is Megatron-LM\'s --grad-reduce-in-bf16)' },
@@ -306,18 +315,34 @@ export function trainingForTarget(knobs: SearchKnobs, model: ModelSpec, training
       throw new SpecError(`training for --${field} ${engine}`, [{ field: 'fp8', value: training.fp8, message: `${bad.feature} is not run by ${engine} (${bad.detail})` }]);
     }
   }
+  // torch.compile: an option of an engine that has one (torchtitan); a compiled loss asked for by the
+  // cross-entropy knob is the same option.
+  const compiled = knobs.compile === true || (engine !== null && engineCompiles(engine) && knobs.crossEntropy === 'compiled');
+  if (compiled && (engine === null || !engineCompiles(engine))) {
+    throw new SpecError(`training for --${field} ${named ?? '(none)'}`, [{
+      field: 'compile', value: true, message: `torch.compile is an option of ${ENGINE_NAMES.filter(engineCompiles).join(', ')} (allowed with --target or --space torchtitan)`,
+    }]);
+  }
   // The loss's reading of the logits: the knob's, and an engine whose loss always reads them one way
-  // (torchtitan: fp32 logits) is costed so; the knob may not ask for another.
+  // (torchtitan: fp32 logits, eagerly or compiled) is costed so; the knob may not ask for another.
   if (knobs.crossEntropy !== undefined) training = { ...training, crossEntropy: knobs.crossEntropy };
-  const ce = engine ? engineCrossEntropy(engine) : null;
+  const ce = engine ? engineCrossEntropy(engine, compiled) : null;
   if (ce !== null && knobs.crossEntropy !== undefined && knobs.crossEntropy !== ce) {
     throw new SpecError(`training for --${field} ${engine}`, [{
       field: 'crossEntropy', value: knobs.crossEntropy, message: `${engine}'s loss reads the logits as ${ce} (allowed: ${ce})`,
     }]);
   }
   if (ce !== null && training.crossEntropy !== ce) training = { ...training, crossEntropy: ce };
+  // An engine that runs its loss more than one way (Megatron-LM: fused, or on the fp16 logits with
+  // --fp16) refuses a mode it has none of.
+  const runs = engine ? engineCrossEntropies(engine, training.computeDtype === 'fp16' ? 'fp16' : 'bf16') : null;
+  if (runs !== null && knobs.crossEntropy !== undefined && !runs.includes(knobs.crossEntropy)) {
+    throw new SpecError(`training for --${field} ${engine}`, [{
+      field: 'crossEntropy', value: knobs.crossEntropy, message: `${engine} runs its loss as ${runs.join(' or ')} with ${training.computeDtype} (allowed: ${runs.join(', ')})`,
+    }]);
+  }
   // Likewise an engine that runs the element-wise ops as eager PyTorch kernels (torchtitan without torch.compile).
-  const ew = engine ? engineElementwise(engine) : null;
+  const ew = engine ? engineElementwise(engine, compiled) : null;
   if (ew !== null && training.elementwise !== ew) training = { ...training, elementwise: ew };
   // And what its sequence-parallel linears keep of their gathered input (torchtitan: the gathered tensor).
   const spIn = engine ? engineSequenceParallelInput(engine) : null;

@@ -82,6 +82,24 @@ export const CROSS_ENTROPY_OPTION: Record<string, OptionSpec> = {
   },
 };
 
+/** torch.compile of an engine that has it (torchtitan), as `mist analyze` and `mist export` take it (`mist tune`: its knob). */
+export const COMPILE_OPTION: Record<string, OptionSpec> = {
+  compile: {
+    type: 'boolean',
+    description: 'with torchtitan: torch.compile on (its model and loss: fused element-wise kernels, the compiled loss; the same as ' +
+      '--cross-entropy compiled), as `mist tune --target torchtitan --compile` costs it',
+  },
+};
+
+/** Reads --compile with --cross-entropy: the loss mode it implies (compiled), or the --cross-entropy value; a conflict is a usage error. */
+export function compiledCrossEntropy(values: ParsedValues, crossEntropy: TrainingSpec['crossEntropy'] | undefined): TrainingSpec['crossEntropy'] | undefined {
+  if (values.compile !== true) return crossEntropy;
+  if (crossEntropy !== undefined && crossEntropy !== 'compiled') {
+    throw new UsageError(`--compile compiles the loss: it runs with --cross-entropy compiled only (got --cross-entropy ${crossEntropy})`);
+  }
+  return 'compiled';
+}
+
 /** The fp8 weights kept and gathered as fp8 (TrainingSpec.fp8ParamGather), as `mist analyze` and `mist export` take it. */
 export const FP8_PARAM_GATHER_OPTION: Record<string, OptionSpec> = {
   'fp8-param-gather': {

@@ -14,7 +14,7 @@ import { searchKnobsFromFlags, trainingForTarget } from '@mist/tuner';
 import { type Analysis, type AnalysisStage, analyzePlan } from '@mist/analyzer';
 import { planPictureHtml, planPictureSvg } from '@mist/viz';
 import {
-  ATTENTION_KERNEL_OPTION, attentionKernelOpt, type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, FP8_PARAM_GATHER_OPTION, fp8ParamGatherOpt, GRAD_ACCUM_OPTION, gradAccumOpt, gradReduceOverlapOpt, intOpt, JSON_OPTION, NO_GRAD_REDUCE_OVERLAP_OPTION,
+  ATTENTION_KERNEL_OPTION, attentionKernelOpt, type Command, COMPILE_OPTION, compiledCrossEntropy, CROSS_ENTROPY_OPTION, crossEntropyOpt, FP8_PARAM_GATHER_OPTION, fp8ParamGatherOpt, GRAD_ACCUM_OPTION, gradAccumOpt, gradReduceOverlapOpt, intOpt, JSON_OPTION, NO_GRAD_REDUCE_OVERLAP_OPTION,
   stringOpt, UsageError,
 } from '../cli/command';
 import { planArgument } from '../cli/plan-argument';
@@ -118,7 +118,7 @@ export const analyzeCommand: Command = {
   summary: 'estimate a plan: iteration time, tokens/s, MFU, per-stage time and memory breakdown, fit',
   usage: 'mist analyze PLAN.json|--plan PLAN.json [--model NAME|FILE] [--cluster SHORTHAND|FILE] [--profile PROFILE.json [--force]] [--datasheet] ' +
     '[--seq N] [--global-batch N] [--no-flash-attention] [--attention-kernel K] [--tp-comm-overlap] [--overlap-param-gather] [--no-overlap-grad-reduce] [--cross-entropy MODE] ' +
-    '[--grad-accum-dtype param|fp32] [--fp8-param-gather] [--target ENGINE|BACKEND] [--json] [--explain] [--timeline OUT.svg|OUT.html]',
+    '[--grad-accum-dtype param|fp32] [--fp8-param-gather] [--compile] [--target ENGINE|BACKEND] [--json] [--explain] [--timeline OUT.svg|OUT.html]',
   examples: [
     'mist analyze examples/plans/gpt3-1.3b-1x2-l4.json',
     'mist analyze --model gpt3-1.3b --cluster 1x2-l4 --plan examples/plans/gpt3-1.3b-1x2-l4.json --json',
@@ -151,6 +151,7 @@ export const analyzeCommand: Command = {
     ...CROSS_ENTROPY_OPTION,
     ...GRAD_ACCUM_OPTION,
     ...FP8_PARAM_GATHER_OPTION,
+    ...COMPILE_OPTION,
     ...DATASHEET_OPTION,
     target: {
       type: 'string', valueName: 'ENGINE|BACKEND',
@@ -194,7 +195,7 @@ export const analyzeCommand: Command = {
     }
     const timelineFile = timelineTarget(stringOpt(values, 'timeline'));
     const overlaps = { tpCommOverlap: values['tp-comm-overlap'] === true, paramGatherOverlap: values['overlap-param-gather'] === true };
-    const crossEntropy = crossEntropyOpt(values);
+    const crossEntropy = compiledCrossEntropy(values, crossEntropyOpt(values));
     const gradAccumDtype = gradAccumOpt(values);
     const flashAttentionKernel = attentionKernelOpt(values);
     const asked = {
@@ -204,7 +205,7 @@ export const analyzeCommand: Command = {
     // --target: the training facts the engine or backend fixes, as mist tune --target costs them (search-knobs.ts).
     const target = stringOpt(values, 'target');
     const engineTraining = target === undefined ? asked : (() => {
-      const knobs = searchKnobsFromFlags({ target, 'cross-entropy': crossEntropy, 'grad-accum-dtype': gradAccumDtype });
+      const knobs = searchKnobsFromFlags({ target, 'cross-entropy': crossEntropy, 'grad-accum-dtype': gradAccumDtype, compile: values.compile });
       const t = trainingForTarget(knobs, model, parseTrainingSpec({ globalBatch: 1, seqLen: 1, ...asked }), profile.cluster.gpu.name);
       // An engine that reduces some stage's ZeRO level after the backward (DeepSpeed's ZeRO-0) runs it so.
       const reducedAfter = isEngineName(target) && stageZeros(doc).some((z) => !engineOverlapsGradReduce(target, z));

@@ -11,7 +11,7 @@ import {
 import { analyzePlan } from '@mist/analyzer';
 import { exportPlan, InexpressiblePlanError, nearestExpressiblePlan } from '@mist/engines';
 import {
-  type Command, CROSS_ENTROPY_OPTION, crossEntropyOpt, enumOpt, FP8_PARAM_GATHER_OPTION, fp8ParamGatherOpt, GRAD_ACCUM_OPTION, gradAccumOpt, gradReduceOverlapOpt, intOpt, JSON_OPTION,
+  type Command, COMPILE_OPTION, compiledCrossEntropy, CROSS_ENTROPY_OPTION, crossEntropyOpt, enumOpt, FP8_PARAM_GATHER_OPTION, fp8ParamGatherOpt, GRAD_ACCUM_OPTION, gradAccumOpt, gradReduceOverlapOpt, intOpt, JSON_OPTION,
   NO_GRAD_REDUCE_OVERLAP_OPTION, requireString, stringOpt, UsageError,
 } from '../cli/command';
 import { renderTable } from '../cli/table';
@@ -20,7 +20,7 @@ export const exportCommand: Command = {
   name: 'export',
   summary: 'write the launch files of a plan for Megatron-LM, NeMo, DeepSpeed or torchtitan',
   usage: 'mist export --plan PLAN.json --to megatron|nemo|deepspeed|torchtitan [--out DIR] [--nearest] [--model M] [--cluster C] [--dtype bf16|fp16] [--fp8 e4m3|hybrid] ' +
-    '[--tp-comm-overlap] [--overlap-param-gather] [--no-overlap-grad-reduce] [--cross-entropy MODE] [--grad-accum-dtype param|fp32] [--fp8-param-gather] [--master-addr HOST] [--master-port N] [--json]',
+    '[--tp-comm-overlap] [--overlap-param-gather] [--no-overlap-grad-reduce] [--cross-entropy MODE] [--grad-accum-dtype param|fp32] [--fp8-param-gather] [--compile] [--master-addr HOST] [--master-port N] [--json]',
   examples: [
     'mist export --plan examples/plans/gpt3-1.3b-1x2-l4.json --to megatron --out /tmp/megatron',
     'mist export --plan examples/plans/gpt3-1.3b-1x2-l4.json --to deepspeed --out /tmp/ds',
@@ -47,6 +47,7 @@ export const exportCommand: Command = {
     ...CROSS_ENTROPY_OPTION,
     ...GRAD_ACCUM_OPTION,
     ...FP8_PARAM_GATHER_OPTION,
+    ...COMPILE_OPTION,
     'master-addr': { type: 'string', valueName: 'HOST', description: 'rendezvous host, node 0 (default 127.0.0.1; edit for several nodes)' },
     'master-port': { type: 'string', valueName: 'N', description: 'rendezvous port (default 29500)' },
     ...JSON_OPTION,
@@ -63,7 +64,7 @@ export const exportCommand: Command = {
     for (const [flag, on] of [['tp-comm-overlap', overlaps.tpCommOverlap], ['overlap-param-gather', overlaps.paramGatherOverlap]] as const) {
       if (on && !engineRunsCommOverlaps(engine)) throw new UsageError(`--${flag}: Megatron-LM's flag; --to ${engine} has no such option in its export`);
     }
-    const crossEntropy = crossEntropyOpt(values);
+    const crossEntropy = compiledCrossEntropy(values, crossEntropyOpt(values));
     const gradAccumDtype = gradAccumOpt(values);
     const { fp8ParamGather } = fp8ParamGatherOpt(values);
     const training = { ...overlaps, ...(crossEntropy ? { crossEntropy } : {}), ...(gradAccumDtype ? { gradAccumDtype } : {}), ...(fp8ParamGather ? { fp8ParamGather } : {}) };

@@ -92,7 +92,10 @@ export const importCommand: Command = {
         text += `The setup reduces the data-parallel gradients after the backward (${why}), which a plan file does not record: ` +
           `predict it with \`mist analyze PLAN --no-overlap-grad-reduce\` (or ${fix}).\n`;
       }
-      if (from === 'torchtitan') {
+      if (from === 'torchtitan' && t?.crossEntropy === 'compiled') {
+        text += 'torchtitan with torch.compile (fused element-wise kernels, the compiled loss over fp32 logits) and its gathered sequence-parallel ' +
+          'inputs, which a plan file does not record, are costed with `mist analyze PLAN --target torchtitan --compile`.\n';
+      } else if (from === 'torchtitan') {
         text += 'torchtitan\'s loss over fp32 logits, eager norms, RoPE and SwiGLU and gathered sequence-parallel inputs, which a plan file ' +
           'does not record, are costed with `mist analyze PLAN --target torchtitan`.\n';
       }
@@ -108,7 +111,7 @@ export const importCommand: Command = {
         text += 'The setup keeps and all-gathers the fp8 layers\' weights as fp8, which a plan file does not record: ' +
           'predict it with `mist analyze PLAN --fp8-param-gather`.\n';
       }
-      if (t && t.crossEntropy) {
+      if (t && t.crossEntropy && from !== 'torchtitan') {
         text += `The setup's loss reads the logits as crossEntropy ${t.crossEntropy}, which a plan file does not record: ` +
           `predict it with \`mist analyze PLAN --cross-entropy ${t.crossEntropy}\`.\n`;
       }

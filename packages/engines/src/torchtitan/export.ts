@@ -19,7 +19,7 @@ export function stageModuleFqns(ranges: [number, number][]): string[][] {
 }
 
 export function exportTorchtitan(input: ExportInput): ExportFile[] {
-  const { plan, model, cluster, dtype, fp8, fp8ParamGather, launch } = input;
+  const { plan, model, cluster, dtype, fp8, fp8ParamGather, crossEntropy, launch } = input;
   assertExpressible('torchtitan', plan, model);
   if (dtype !== 'bf16') {
     throw new InexpressiblePlanError('torchtitan', [{
@@ -83,7 +83,11 @@ export function exportTorchtitan(input: ExportInput): ExportFile[] {
     ['activation_checkpoint', s.opRecompute === true
       ? [['mode', 'selective'], ['selective_ac_option', 'op']]
       : [['mode', s.ckptLayers > 0 ? 'full' : 'none']]],
-    ['compile', [['enable', false, 'torch.compile is off: Mist predicts eager execution']]],
+    // torch.compile as the prediction assumed it: on (the model and the loss, v0.2.2's default components)
+    // when it costed the compiled loss (TrainingSpec.crossEntropy 'compiled', mist tune --compile), else off.
+    ['compile', crossEntropy === 'compiled'
+      ? [['enable', true, 'Mist predicted torch.compile: fused element-wise kernels and the compiled loss'], ['components', ['model', 'loss']]]
+      : [['enable', false, 'torch.compile is off: Mist predicts eager execution']]],
   ];
   // The fp8 weights gathered as fp8 (TrainingSpec.fp8ParamGather): torchao's FSDP float8 all-gather with
   // the scales precomputed once per step; torchtitan asserts no recipe_name with it (tensorwise is the

@@ -173,7 +173,7 @@ export function importTorchtitan(text: string, ctx: TorchtitanImportContext): Im
   if (tp > 1 && get('parallelism', 'enable_async_tensor_parallel') === true) {
     problems.push({ option: 'parallelism.enable_async_tensor_parallel', reason: 'async TP (micro-pipelined collectives) is not modelled (Mist predicts TP collectives waited for)' });
   }
-  if (get('compile', 'enable') === true) problems.push({ option: 'compile.enable', reason: 'torch.compile is not modelled (Mist predicts eager kernels)' });
+  const compiled = compileOf(get, problems);
   const offload = get('training', 'enable_cpu_offload') === true ? 1 : 0;
   const mesh = stageMesh(dp * tp * cp, ctx.cluster, 'parallelism');
   const stages: StageStrategy[] = rangesFromCounts(counts).map((layers, i) => ({
@@ -186,9 +186,10 @@ export function importTorchtitan(text: string, ctx: TorchtitanImportContext): Im
     version: 1, model: model.name, cluster: ctx.cluster.name, seqLen: int('training', 'seq_len', 2048), globalBatch,
     gradAccumSteps: globalBatch / (mbs * dp), stages, ...(fp8 ? { fp8 } : {}),
   }, { model, cluster: ctx.cluster });
+  const training = { ...(fp8ParamGather ? { fp8ParamGather } : {}), ...(compiled ? { crossEntropy: 'compiled' as const } : {}) };
   return {
     model, modelInCatalog: fromCatalog !== undefined && ctx.model === undefined, plan, problems,
-    ...(fp8ParamGather ? { training: { fp8ParamGather } } : {}),
+    ...(Object.keys(training).length > 0 ? { training } : {}),
   };
 }
 
@@ -226,4 +227,26 @@ function float8Of(doc: TomlTable, zero: ZeroLevel, problems: ImportProblem[]): {
   }
   // torchtitan turns it on only where FSDP shards (parallel_dims.dp_shard_enabled): ZeRO 2-3 here.
   return zero >= 2 ? { fp8: 'current', fp8ParamGather: true } : { fp8: 'current' };
+}
+
+/**
+ * torch.compile as torchtitan v0.2.2 applies it (config/job_config.py Compile: enable, components
+ * default ["model", "loss"], backend "inductor"): with both components Mist predicts it (fused
+ * element-wise kernels and the compiled loss: the training spec's crossEntropy 'compiled', `mist
+ * analyze --target torchtitan --compile`); one component alone or another backend is named as not
+ * modelled.
+ */
+function compileOf(get: (section: string, key: string) => TomlValue | undefined, problems: ImportProblem[]): boolean {
+  if (get('compile', 'enable') !== true) return false;
+  const components = get('compile', 'components') ?? ['model', 'loss'];
+  const backend = get('compile', 'backend') ?? 'inductor';
+  if (backend !== 'inductor') {
+    problems.push({ option: 'compile.backend', reason: `"${String(backend)}" is not modelled (Mist models Inductor's fused kernels)` });
+    return false;
+  }
+  if (!Array.isArray(components) || !components.includes('model') || !components.includes('loss')) {
+    problems.push({ option: 'compile.components', reason: `${JSON.stringify(components)} is not modelled (Mist models torch.compile of the model and the loss together)` });
+    return false;
+  }
+  return true;
 }
