@@ -16,6 +16,8 @@ const DATA_FILE = path.join(__dirname, 'published-runs.json');
 // 10%; per-GPU peak memory median |error| <= 10% and never under-predicting by more than 5%.
 const TARGETS = { timeMedian: 0.05, timeShareWithin: 0.75, timeWithin: 0.1, memoryMedian: 0.1, memoryUnderMax: 0.05, mistL4Memory: 0.03 };
 const MEMORY_KINDS = ['allocated', 'reserved', 'process'];
+/** The training spec's fields (core TrainingSpecSchema): a row gives any of them under the same name. */
+const TRAINING_KEYS = Object.keys(core.TrainingSpecSchema.shape);
 /** The config column's tag of a training spec's crossEntropy (the fused default: none). */
 const CROSS_ENTROPY_LABEL = { fused: '', 'fp32-logits': ' ce32', 'compute-dtype': ' ce16', compiled: ' cec' };
 
@@ -153,16 +155,13 @@ function predict(row, opts = {}) {
   const gpu = row.gpuOverrides ? core.parseSpec(core.GpuSpecSchema, { ...core.getGpu(row.gpu), ...row.gpuOverrides }, `${row.id}: gpuOverrides`) : row.gpu;
   const cluster = core.buildCluster({ nodes: Math.ceil(row.gpus / row.gpusPerNode), gpusPerNode: row.gpusPerNode, gpu });
   const plan = core.parsePlan(planOf(row, model), { model, cluster });
-  // The row's training facts, validated by the training spec's own schema (a bad value is named with
-  // the allowed ones); a field the row leaves out takes the spec's default.
+  // The row's training facts: its fields named as the training spec's (TRAINING_KEYS), validated by the
+  // spec's own schema (a bad value is named with the allowed ones); a field the row leaves out takes
+  // the spec's default. The row's dtype is both dtypes, and flash attention is the plan's.
   let training;
   try {
-    training = core.parseTrainingSpec({
-      globalBatch: row.globalBatch, seqLen: row.seqLen, paramDtype: row.dtype, computeDtype: row.dtype, flashAttention: plan.flashAttention,
-      flashAttentionKernel: row.flashAttentionKernel, fp8: row.fp8, fp8ParamGather: row.fp8ParamGather, tpCommOverlap: row.tpCommOverlap, tpBackwardOverlap: row.tpBackwardOverlap,
-      paramGatherOverlap: row.paramGatherOverlap, gradReduceOverlap: row.gradReduceOverlap, crossEntropy: row.crossEntropy,
-      elementwise: row.elementwise, sequenceParallelInput: row.sequenceParallelInput, gradAccumDtype: row.gradAccumDtype,
-    });
+    const facts = Object.fromEntries(TRAINING_KEYS.filter((k) => row[k] !== undefined).map((k) => [k, row[k]]));
+    training = core.parseTrainingSpec({ ...facts, paramDtype: row.dtype, computeDtype: row.dtype, flashAttention: plan.flashAttention });
   } catch (err) {
     if (err instanceof core.SpecError) bad(`${row.id}: ${err.message}`);
     throw err;

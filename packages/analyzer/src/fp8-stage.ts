@@ -102,8 +102,8 @@ export function fp8StageTerms(model: ModelSpec, training: TrainingSpec, cost: Co
   // cast runs on the shard before the gather (or once after the step) and the transpose is made from
   // the fp8 weight: read 1, write 1 byte an element.
   const current = recipe === 'current';
-  const castBytes = gatherFp8 ? add(mul(2, denseW), mul(paramBytes + FP8_WEIGHT_COPY_BYTES + (current ? paramBytes : 0), sub(W, denseW)))
-    : mul(paramBytes + FP8_WEIGHT_COPY_BYTES + (current ? paramBytes : 0), W);
+  const castPerElement = paramBytes + FP8_WEIGHT_COPY_BYTES + (current ? paramBytes : 0);
+  const castBytes = gatherFp8 ? add(mul(2, denseW), mul(castPerElement, sub(W, denseW))) : mul(castPerElement, W);
   const castLayer = add(cost.memoryTime(castBytes), linears.length * (current ? 2 : 1) * cost.rates.kernelLaunch);
   const weightCasts = mul(L, castLayer);
   let amax: Expr = num(0);

@@ -126,11 +126,11 @@ export const SEARCH_KNOBS: readonly KnobSpec[] = [
       'copy in autograd, torchtitan\'s, which --target torchtitan implies), compute-dtype (the fp16 logits, Megatron-LM\'s --fp16-lm-cross-entropy) ' +
       'or compiled (the fp32-logits loss under torch.compile: the logits and their gradient only)' },
   { key: 'compile', flag: 'compile', kind: { type: 'flag' },
-    description: 'with --target|--space torchtitan: torch.compile on (its model and loss: fused element-wise kernels, the compiled loss; ' +
-      'mist export --to torchtitan then writes compile.enable)' },
+    description: 'with torchtitan (--target torchtitan): torch.compile on (its model and loss: fused element-wise kernels, the compiled loss; ' +
+      'the same as --cross-entropy compiled); mist export --to torchtitan --compile writes compile.enable' },
   { key: 'gradAccumDtype', flag: 'grad-accum-dtype', kind: { type: 'enum', values: GRAD_ACCUM_DTYPES }, valueName: 'param|fp32',
-    description: 'the dtype gradients accumulate in and are reduced in: param (the weights\', the default) or fp32 (Megatron-LM\'s and ' +
-      'NeMo\'s default with bf16, which --target megatron|nemo implies; param there is Megatron-LM\'s --grad-reduce-in-bf16)' },
+    description: 'the dtype gradients accumulate in and are reduced in: param (the weights\', the default) or fp32 (fp32 main gradients, 2 more ' +
+      'bytes per parameter: Megatron-LM\'s and NeMo\'s default with bf16, which --target megatron|nemo implies; param there is Megatron-LM\'s --grad-reduce-in-bf16)' },
 ];
 
 const ALLOWED_KEYS = SEARCH_KNOBS.map((k) => k.key).join(', ');

@@ -2,6 +2,9 @@
 // listed in src/commands/index.ts.
 import type { ParseArgsConfig } from 'node:util';
 import { CROSS_ENTROPY_MODES, FLASH_ATTENTION_KERNELS, GRAD_ACCUM_DTYPES, type TrainingSpec } from '@mist/core';
+import { SEARCH_KNOBS, type SearchKnobs } from '@mist/tuner';
+
+type SearchKnobKey = keyof SearchKnobs;
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -72,24 +75,27 @@ export const JSON_OPTION: Record<string, OptionSpec> = {
   json: { type: 'boolean', description: 'print machine-readable JSON on stdout' },
 };
 
-/** How the loss reads the logits (TrainingSpec.crossEntropy), as `mist analyze` and `mist export` take it (`mist tune`: its knob). */
-export const CROSS_ENTROPY_OPTION: Record<string, OptionSpec> = {
-  'cross-entropy': {
-    type: 'string', valueName: 'MODE',
-    description: 'how the loss reads the logits: fused (default; one kernel with an fp32 buffer, Megatron-LM\'s), fp32-logits (an fp32 copy ' +
-      'in autograd, torchtitan\'s), compute-dtype (the fp16 logits themselves, Megatron-LM\'s --fp16-lm-cross-entropy) or compiled ' +
-      '(the fp32-logits loss under torch.compile: the logits and their gradient only)',
-  },
-};
+/**
+ * A search knob's flag (@mist/tuner SEARCH_KNOBS) as a command option: `mist tune` takes every knob so,
+ * and `mist analyze`, `mist export` and `mist fit` the training facts among them, with the same text.
+ */
+export function knobOption(key: SearchKnobKey): Record<string, OptionSpec> {
+  const k = SEARCH_KNOBS.find((x) => x.key === key);
+  if (!k) throw new Error(`no search knob ${key}`);
+  return {
+    [k.flag]: {
+      type: k.kind.type === 'flag' || k.kind.type === 'off-flag' ? 'boolean' : 'string',
+      ...(k.valueName ? { valueName: k.valueName } : {}),
+      description: k.description,
+    },
+  };
+}
 
-/** torch.compile of an engine that has it (torchtitan), as `mist analyze` and `mist export` take it (`mist tune`: its knob). */
-export const COMPILE_OPTION: Record<string, OptionSpec> = {
-  compile: {
-    type: 'boolean',
-    description: 'with torchtitan: torch.compile on (its model and loss: fused element-wise kernels, the compiled loss; the same as ' +
-      '--cross-entropy compiled), as `mist tune --target torchtitan --compile` costs it',
-  },
-};
+/** How the loss reads the logits (TrainingSpec.crossEntropy): the knob's option. */
+export const CROSS_ENTROPY_OPTION = knobOption('crossEntropy');
+
+/** torch.compile of an engine that has it (torchtitan): the knob's option. */
+export const COMPILE_OPTION = knobOption('compile');
 
 /** Reads --compile with --cross-entropy: the loss mode it implies (compiled), or the --cross-entropy value; a conflict is a usage error. */
 export function compiledCrossEntropy(values: ParsedValues, crossEntropy: TrainingSpec['crossEntropy'] | undefined): TrainingSpec['crossEntropy'] | undefined {
@@ -129,14 +135,8 @@ export function attentionKernelOpt(values: ParsedValues): TrainingSpec['flashAtt
   return enumOpt(values, 'attention-kernel', FLASH_ATTENTION_KERNELS);
 }
 
-/** The dtype gradients accumulate in (TrainingSpec.gradAccumDtype), as `mist analyze` takes it (`mist tune`: its knob). */
-export const GRAD_ACCUM_OPTION: Record<string, OptionSpec> = {
-  'grad-accum-dtype': {
-    type: 'string', valueName: 'param|fp32',
-    description: 'the dtype gradients accumulate in and are reduced in: param (default; the weights\' dtype) or fp32 (Megatron-LM\'s ' +
-      'and NeMo\'s default with bf16: fp32 main gradients, 2 more bytes per parameter)',
-  },
-};
+/** The dtype gradients accumulate in (TrainingSpec.gradAccumDtype): the knob's option. */
+export const GRAD_ACCUM_OPTION = knobOption('gradAccumDtype');
 
 /** The gradient reduction after the backward instead of beside it (TrainingSpec.gradReduceOverlap false). */
 export const NO_GRAD_REDUCE_OVERLAP_OPTION: Record<string, OptionSpec> = {

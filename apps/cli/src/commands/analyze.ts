@@ -209,9 +209,9 @@ export const analyzeCommand: Command = {
       const t = trainingForTarget(knobs, model, parseTrainingSpec({ globalBatch: 1, seqLen: 1, ...asked }), profile.cluster.gpu.name);
       // An engine that reduces some stage's ZeRO level after the backward (DeepSpeed's ZeRO-0) runs it so.
       const reducedAfter = isEngineName(target) && stageZeros(doc).some((z) => !engineOverlapsGradReduce(target, z));
-      return { ...asked, crossEntropy: t.crossEntropy, elementwise: t.elementwise, flashAttentionKernel: t.flashAttentionKernel, sequenceParallelInput: t.sequenceParallelInput, tpBackwardOverlap: t.tpBackwardOverlap,
-        gradAccumDtype: t.gradAccumDtype, paramDtype: t.paramDtype, computeDtype: t.computeDtype,
-        gradReduceOverlap: t.gradReduceOverlap && !reducedAfter };
+      // Every fact the target fixes (the batch and sequence come from the plan).
+      const { globalBatch: _batch, seqLen: _seq, ...facts } = t;
+      return { ...facts, gradReduceOverlap: t.gradReduceOverlap && !reducedAfter };
     })();
     const { analysis: est, plan, training } = analyzePlan({ model, plan: data, profile, training: engineTraining, explain: values.explain === true });
     if (timelineFile) {

@@ -15,7 +15,7 @@ import {
 } from '@mist/tuner';
 import { clusterMismatch, estimateBaselinePlan, type ImportedBaseline } from './tune-checks';
 import {
-  type Command, enumOpt, gradReduceOverlapOpt, intOpt, JSON_OPTION, NO_GRAD_REDUCE_OVERLAP_OPTION, type OptionSpec, requireString, stringOpt, UsageError,
+  type Command, enumOpt, gradReduceOverlapOpt, intOpt, JSON_OPTION, knobOption, NO_GRAD_REDUCE_OVERLAP_OPTION, type OptionSpec, requireString, stringOpt, UsageError,
 } from '../cli/command';
 import { gapText, loadFromPlan, replanText, stopOnSignals, tuneProgressPrinter } from './tune-progress';
 import { renderTable } from '../cli/table';
@@ -23,11 +23,7 @@ import { reportTarget, TUNE_REPORT_OPTION, writeTuneReport } from './tune-report
 import { recomputeText, trainingFactsText } from '../cli/stage-text';
 
 /** The knobs' flags (@mist/tuner SEARCH_KNOBS), as `mist tune` options: the job file and the Tuner service take the same knobs. */
-const KNOB_OPTIONS: Record<string, OptionSpec> = Object.fromEntries(SEARCH_KNOBS.map((k) => [k.flag, {
-  type: k.kind.type === 'flag' || k.kind.type === 'off-flag' ? 'boolean' as const : 'string' as const,
-  ...(k.valueName ? { valueName: k.valueName } : {}),
-  description: k.description,
-}]));
+const KNOB_OPTIONS: Record<string, OptionSpec> = Object.assign({}, ...SEARCH_KNOBS.map((k) => knobOption(k.key)));
 
 function offloadText(s: Plan['stages'][number]): string {
   const o = s.offload;
